@@ -1,0 +1,144 @@
+# certa — one plain Makefile.  `make`, `make check`, `make check-asan`, `make demo`,
+# `make install PREFIX=/usr DESTDIR=...`.  Objects and generated code live under $(BUILD).
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BUILD    ?= build
+PKG_CONFIG ?= pkg-config
+
+OPTFLAGS ?= -O2 -g
+WARNFLAGS = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   ?= $(OPTFLAGS)
+SANFLAGS ?=
+CPPFLAGS_ALL = -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)/gen \
+	$(shell $(PKG_CONFIG) --cflags libprotobuf-c libevent zlib 2>/dev/null)
+LIBS     = -lgrpc -lgpr -lprotobuf-c -levent_core -levent_extra -levent_pthreads -llmdb -lz \
+	-lcrypto -lpthread -lm
+CMOCKA_LIBS = -lcmocka
+ALL_CFLAGS = $(CPPFLAGS_ALL) $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+
+PROTOS   = $(wildcard proto/certa/v1/*.proto)
+GEN_C    = $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+GEN_H    = $(GEN_C:.c=.h)
+
+# Everything shared by the binaries goes into one static archive.
+CORE_SRC = $(wildcard lib/*.c store/*.c scheduler/*.c)
+CORE_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC)) \
+	$(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(GEN_C))
+CORE_LIB = $(BUILD)/libcerta.a
+
+DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard daemon/*.c))
+WORKER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard workers/*.c workers/engines/*.c))
+CLI_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard cli/*.c))
+BENCH_SRC  = $(wildcard bench/*.c)
+BENCH_BIN  = $(patsubst bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
+
+BINS = $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(BUILD)/bin/certactl
+ifneq ($(DAEMON_OBJ),)
+else
+BINS := $(filter-out $(BUILD)/bin/certad,$(BINS))
+endif
+ifeq ($(WORKER_OBJ),)
+BINS := $(filter-out $(BUILD)/bin/certa-worker,$(BINS))
+endif
+ifeq ($(CLI_OBJ),)
+BINS := $(filter-out $(BUILD)/bin/certactl,$(BINS))
+endif
+
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+INTEG_SRC = $(wildcard tests/integration/test_*.c)
+INTEG_BIN = $(patsubst tests/integration/%.c,$(BUILD)/itests/%,$(INTEG_SRC))
+TEST_SUPPORT_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c))
+
+TRACES ?= $(abspath ../shared/data/traces)
+export CERTA_TRACES ?= $(TRACES)
+
+.PHONY: all deps check check-unit check-integration check-asan demo clean install uninstall bench
+.SUFFIXES:
+.SECONDARY:
+
+all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN)
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto $(PROTOS)
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -Iproto $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(CORE_LIB): $(CORE_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/bin/certad: $(DAEMON_OBJ) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(DAEMON_OBJ) $(CORE_LIB) $(LIBS) -lsystemd
+
+$(BUILD)/bin/certa-worker: $(WORKER_OBJ) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(WORKER_OBJ) $(CORE_LIB) $(LIBS)
+
+$(BUILD)/bin/certactl: $(CLI_OBJ) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(CORE_LIB) $(LIBS)
+
+$(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(CORE_LIB) $(TEST_SUPPORT_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(CORE_LIB) $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(CORE_LIB) $(TEST_SUPPORT_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(CORE_LIB) $(LIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/itests/%: $(BUILD)/obj/tests/integration/%.o $(CORE_LIB) $(TEST_SUPPORT_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(CORE_LIB) $(LIBS) $(CMOCKA_LIBS)
+
+# Unit tests first (fast), then integration tests that start real processes.  Each test binary
+# runs under a hard timeout.
+check: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bash tests/run.sh $(UNIT_BIN) $(INTEG_BIN)
+
+check-unit: all
+	@BUILD=$(BUILD) bash tests/run.sh $(UNIT_BIN)
+
+check-integration: all
+	@BUILD=$(BUILD) bash tests/run.sh $(INTEG_BIN)
+
+# ASan + UBSan build in its own tree.
+check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
+		SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" check
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bash scripts/demo.sh
+
+bench: all
+	@BUILD=$(BUILD) bash bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin
+	install -m 0755 $(BUILD)/bin/certactl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(DESTDIR)$(PREFIX)/sbin/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/certactl $(DESTDIR)$(PREFIX)/sbin/certad \
+		$(DESTDIR)$(PREFIX)/sbin/certa-worker
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
