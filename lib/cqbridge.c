@@ -1,0 +1,215 @@
+/* cqbridge.c — one thread pumps the gRPC completion queue into the libevent loop. */
+#include "lib/cqbridge.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <event2/event.h>
+
+#include "lib/log.h"
+
+struct cqbridge_item {
+	struct cqbridge_tag *tag;  /* NULL: queue shut down */
+	int ok;
+};
+
+struct cqbridge {
+	grpc_completion_queue *cq;
+	struct event *ev;
+	int efd;
+	pthread_t thread;
+	int thread_started;
+
+	pthread_mutex_t lock;          /* protects items/nitems/cap */
+	struct cqbridge_item *items;
+	size_t nitems, cap;
+
+	/* loop thread only */
+	struct cqbridge_item *work;
+	size_t nwork, workcap;
+	void (*done)(void *arg);
+	void *done_arg;
+	int shut;
+	unsigned long long dispatched;
+};
+
+/* Appends one completion; wakes the loop only on the empty -> non-empty edge. */
+static void
+cqbridge_push(struct cqbridge *br, struct cqbridge_tag *tag, int ok)
+{
+	uint64_t one = 1;
+	int wake;
+
+	pthread_mutex_lock(&br->lock);
+	if (br->nitems == br->cap) {
+		size_t ncap = br->cap ? br->cap * 2 : 64;
+		struct cqbridge_item *n = realloc(br->items, ncap * sizeof *n);
+		if (n == NULL) {
+			/* Cannot lose a completion: gRPC state would leak forever. */
+			pthread_mutex_unlock(&br->lock);
+			log_err(LOG_RPC, "cqbridge: out of memory queueing a completion");
+			abort();
+		}
+		br->items = n;
+		br->cap = ncap;
+	}
+	wake = br->nitems == 0;
+	br->items[br->nitems].tag = tag;
+	br->items[br->nitems].ok = ok;
+	br->nitems++;
+	pthread_mutex_unlock(&br->lock);
+	if (wake) {
+		while (write(br->efd, &one, sizeof one) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/* The CQ thread: blocks in next() until the queue is shut down. */
+static void *
+cqbridge_thread(void *arg)
+{
+	struct cqbridge *br = arg;
+
+	for (;;) {
+		grpc_event e = grpc_completion_queue_next(br->cq,
+		    gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+		if (e.type == GRPC_QUEUE_SHUTDOWN) {
+			cqbridge_push(br, NULL, 0);
+			break;
+		}
+		if (e.type == GRPC_OP_COMPLETE)
+			cqbridge_push(br, e.tag, e.success);
+	}
+	return NULL;
+}
+
+/* Loop thread: swap the list out under the lock and dispatch without it. */
+static void
+cqbridge_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct cqbridge *br = arg;
+	struct cqbridge_item *tmp;
+	uint64_t cnt;
+	size_t i, tmpcap;
+
+	(void)what;
+	while (read(fd, &cnt, sizeof cnt) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&br->lock);
+	tmp = br->work;
+	tmpcap = br->workcap;
+	br->work = br->items;
+	br->workcap = br->cap;
+	br->nwork = br->nitems;
+	br->items = tmp;
+	br->cap = tmpcap;
+	br->nitems = 0;
+	pthread_mutex_unlock(&br->lock);
+
+	for (i = 0; i < br->nwork; i++) {
+		struct cqbridge_item *it = &br->work[i];
+		if (it->tag == NULL) {
+			br->shut = 1;
+			log_debug(LOG_RPC, "cqbridge: queue shut down");
+			if (br->done != NULL)
+				br->done(br->done_arg);
+			continue;
+		}
+		br->dispatched++;
+		it->tag->fn(it->tag, it->ok);
+	}
+	br->nwork = 0;
+}
+
+int
+cqbridge_new(struct event_base *base, struct cqbridge **out)
+{
+	struct cqbridge *br;
+	int rc;
+
+	br = calloc(1, sizeof *br);
+	if (br == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&br->lock, NULL);
+	br->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (br->efd < 0) {
+		rc = -errno;
+		goto fail_br;
+	}
+	br->ev = event_new(base, br->efd, EV_READ | EV_PERSIST, cqbridge_drain, br);
+	if (br->ev == NULL || event_add(br->ev, NULL) != 0) {
+		rc = -ENOMEM;
+		goto fail_ev;
+	}
+	br->cq = grpc_completion_queue_create_for_next(NULL);
+	if (br->cq == NULL) {
+		rc = -ENOMEM;
+		goto fail_ev;
+	}
+	rc = pthread_create(&br->thread, NULL, cqbridge_thread, br);
+	if (rc != 0) {
+		rc = -rc;
+		goto fail_cq;
+	}
+	br->thread_started = 1;
+	*out = br;
+	return 0;
+
+fail_cq:
+	grpc_completion_queue_shutdown(br->cq);
+	while (grpc_completion_queue_next(br->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+	    NULL).type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(br->cq);
+fail_ev:
+	if (br->ev != NULL)
+		event_free(br->ev);
+	close(br->efd);
+fail_br:
+	pthread_mutex_destroy(&br->lock);
+	free(br);
+	return rc;
+}
+
+grpc_completion_queue *
+cqbridge_cq(struct cqbridge *br)
+{
+	return br->cq;
+}
+
+void
+cqbridge_shutdown(struct cqbridge *br, void (*done)(void *arg), void *arg)
+{
+	br->done = done;
+	br->done_arg = arg;
+	grpc_completion_queue_shutdown(br->cq);
+}
+
+void
+cqbridge_free(struct cqbridge *br)
+{
+	if (br == NULL)
+		return;
+	if (br->thread_started) {
+		if (!br->shut)
+			grpc_completion_queue_shutdown(br->cq);
+		pthread_join(br->thread, NULL);
+	}
+	grpc_completion_queue_destroy(br->cq);
+	event_free(br->ev);
+	close(br->efd);
+	pthread_mutex_destroy(&br->lock);
+	free(br->items);
+	free(br->work);
+	free(br);
+}
+
+unsigned long long
+cqbridge_dispatched(const struct cqbridge *br)
+{
+	return br->dispatched;
+}
