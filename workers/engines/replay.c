@@ -1,0 +1,295 @@
+/*
+ * replay.c — the replay engine: serves recorded reasoning traces of real models.
+ *
+ * A request (prompt, sample index i) maps to the i-th recorded sample (seeds ascending) of that
+ * problem.  Each step advances the request's token position by max_new_tokens (clamped to the
+ * recorded length) and returns the slice of recorded text, the recorded probe answer in effect
+ * at the new position, and `finished` with the recorded final answer at the recorded end.
+ *
+ * Steps are idempotent: the position a step starts from is the daemon's resume_tokens (what it
+ * has durably recorded), so a step retried after a daemon crash or moved to another worker
+ * yields the same text.  Per-request state (the trace binding) lives until Release.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lib/strmap.h"
+#include "lib/traces.h"
+#include "workers/engine.h"
+
+struct replay_req {
+	const struct trace *trace;
+	uint64_t pos;
+};
+
+struct replay {
+	struct traces *tr;
+	struct strmap *reqs;
+	uint32_t capacity;
+	char *model;               /* default model */
+	const char **models;
+	size_t nmodels;
+};
+
+/* Loads the traces directory; refuses to start without traces. */
+static int
+replay_open(const struct engine_options *opt, void **state)
+{
+	struct replay *r;
+	size_t i;
+	int rc;
+
+	if (opt->traces_dir == NULL || opt->traces_dir[0] == '\0') {
+		log_err(LOG_ENGINE, "replay engine needs a traces directory (--traces DIR)");
+		return CERTA_ECONFIG;
+	}
+	r = calloc(1, sizeof *r);
+	if (r == NULL)
+		return -ENOMEM;
+	rc = traces_load(opt->traces_dir, &r->tr);
+	if (rc != 0) {
+		log_err(LOG_ENGINE, "cannot load traces from %s: %s", opt->traces_dir,
+		    certa_strerror(rc));
+		goto fail_r;
+	}
+	r->reqs = strmap_new();
+	if (r->reqs == NULL) {
+		rc = -ENOMEM;
+		goto fail_tr;
+	}
+	r->nmodels = traces_model_count(r->tr);
+	r->models = calloc(r->nmodels ? r->nmodels : 1, sizeof *r->models);
+	if (r->models == NULL) {
+		rc = -ENOMEM;
+		goto fail_map;
+	}
+	for (i = 0; i < r->nmodels; i++)
+		r->models[i] = traces_model_name(r->tr, i);
+	if (opt->model != NULL && opt->model[0] != '\0') {
+		for (i = 0; i < r->nmodels; i++)
+			if (strcmp(r->models[i], opt->model) == 0)
+				break;
+		if (i == r->nmodels) {
+			log_err(LOG_ENGINE, "model '%s' has no traces in %s", opt->model,
+			    opt->traces_dir);
+			rc = CERTA_ENOTFOUND;
+			goto fail_models;
+		}
+	}
+	r->model = strdup(opt->model != NULL && opt->model[0] ? opt->model :
+	    (r->nmodels ? r->models[0] : ""));
+	if (r->model == NULL) {
+		rc = -ENOMEM;
+		goto fail_models;
+	}
+	r->capacity = opt->capacity ? opt->capacity : 256;
+	log_info(LOG_ENGINE, "replay engine: traces=%zu programs=%zu models=%zu model=%s "
+	    "capacity=%u", traces_count(r->tr), traces_program_count(r->tr), r->nmodels,
+	    r->model, r->capacity);
+	*state = r;
+	return 0;
+
+fail_models:
+	free(r->models);
+fail_map:
+	strmap_free(r->reqs, NULL);
+fail_tr:
+	traces_free(r->tr);
+fail_r:
+	free(r);
+	return rc;
+}
+
+static void
+replay_close(void *state)
+{
+	struct replay *r = state;
+
+	strmap_free(r->reqs, free);
+	traces_free(r->tr);
+	free(r->models);
+	free(r->model);
+	free(r);
+}
+
+/* Resolves an item to its trace, or explains why not. */
+static int
+replay_resolve(struct replay *r, const struct engine_item *it, const struct trace **out,
+    char *err, size_t errlen)
+{
+	const struct trace *const *samples;
+	size_t n;
+	const char *model = it->model != NULL && it->model[0] ? it->model : r->model;
+	int rc;
+
+	rc = traces_find(r->tr, model, it->prompt, &samples, &n);
+	if (rc != 0) {
+		snprintf(err, errlen, "request %s: no recorded trace of model %s for this problem "
+		    "in traces directory %s", it->request_id, model, traces_dir(r->tr));
+		return CERTA_ENOTFOUND;
+	}
+	if (it->sample_index >= n) {
+		snprintf(err, errlen, "request %s: sample %u requested but only %zu samples are "
+		    "recorded for this problem (indexes 0..%zu)", it->request_id,
+		    it->sample_index, n, n - 1);
+		return CERTA_EINVAL;
+	}
+	*out = samples[it->sample_index];
+	return 0;
+}
+
+/* Builds one step result from a trace and a starting position. */
+static int
+replay_advance(const struct trace *t, uint64_t pos0, uint32_t n, struct engine_result *res)
+{
+	uint64_t pos1 = pos0 + n;
+	size_t a, b;
+	const struct trace_probe *p;
+
+	if (pos1 > t->tokens_used)
+		pos1 = t->tokens_used;
+	if (pos0 > pos1)
+		pos0 = pos1;
+	a = traces_text_offset(t, pos0);
+	b = traces_text_offset(t, pos1);
+	memset(res, 0, sizeof *res);
+	res->text = strndup(t->text + a, b - a);
+	res->new_tokens = (uint32_t)(pos1 - pos0);
+	res->total_tokens = pos1;
+	res->finished = pos1 >= t->tokens_used;
+	p = traces_probe_at(t, pos1);
+	res->probe_answer = strdup(p != NULL ? p->answer : "");
+	res->probe_tokens = p != NULL ? p->out_tokens : 0;
+	res->probe_confidence = -1.0;
+	res->thinking_done = t->think_end > 0 && pos1 >= t->think_end;
+	if (res->finished)
+		res->final_answer = strdup(t->final_answer);
+	if (res->text == NULL || res->probe_answer == NULL ||
+	    (res->finished && res->final_answer == NULL)) {
+		engine_result_clear(res);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Validates the whole batch, then applies it. */
+static int
+replay_step(void *state, const struct engine_item *items, size_t n, struct engine_result *out,
+    char *err, size_t errlen)
+{
+	struct replay *r = state;
+	const struct trace **tr;
+	size_t i, j, fresh = 0;
+	int rc = 0;
+
+	if (n == 0) {
+		snprintf(err, errlen, "empty batch");
+		return CERTA_EINVAL;
+	}
+	tr = calloc(n, sizeof *tr);
+	if (tr == NULL)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		const struct engine_item *it = &items[i];
+		if (it->request_id == NULL || it->request_id[0] == '\0') {
+			snprintf(err, errlen, "item %zu: missing request_id", i);
+			rc = CERTA_EINVAL;
+			goto out;
+		}
+		if (it->prompt == NULL || it->prompt[0] == '\0') {
+			snprintf(err, errlen, "request %s: empty prompt", it->request_id);
+			rc = CERTA_EINVAL;
+			goto out;
+		}
+		if (it->max_new_tokens == 0) {
+			snprintf(err, errlen, "request %s: max_new_tokens must be > 0",
+			    it->request_id);
+			rc = CERTA_EINVAL;
+			goto out;
+		}
+		for (j = 0; j < i; j++) {
+			if (strcmp(items[j].request_id, it->request_id) == 0) {
+				snprintf(err, errlen, "request %s appears twice in one batch",
+				    it->request_id);
+				rc = CERTA_EINVAL;
+				goto out;
+			}
+		}
+		rc = replay_resolve(r, it, &tr[i], err, errlen);
+		if (rc != 0)
+			goto out;
+		if (strmap_get(r->reqs, it->request_id) == NULL)
+			fresh++;
+	}
+	if (strmap_count(r->reqs) + fresh > r->capacity) {
+		snprintf(err, errlen, "worker at capacity: %zu requests active, %zu new, "
+		    "capacity %u", strmap_count(r->reqs), fresh, r->capacity);
+		rc = CERTA_ECAPACITY;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		rc = replay_advance(tr[i], items[i].resume_tokens, items[i].max_new_tokens, &out[i]);
+		if (rc != 0) {
+			while (i-- > 0)
+				engine_result_clear(&out[i]);
+			goto out;
+		}
+	}
+	/* Only now record state: nothing above changed the engine. */
+	for (i = 0; i < n; i++) {
+		struct replay_req *q = strmap_get(r->reqs, items[i].request_id);
+		if (q == NULL) {
+			q = calloc(1, sizeof *q);
+			if (q == NULL || strmap_put(r->reqs, items[i].request_id, q, NULL) != 0) {
+				free(q);
+				log_warn(LOG_ENGINE, "out of memory tracking %s",
+				    items[i].request_id);
+				continue;
+			}
+		}
+		q->trace = tr[i];
+		q->pos = out[i].total_tokens;
+	}
+out:
+	free(tr);
+	return rc;
+}
+
+static int
+replay_release(void *state, const char *request_id)
+{
+	struct replay *r = state;
+	struct replay_req *q = strmap_del(r->reqs, request_id);
+
+	if (q == NULL)
+		return CERTA_ENOTFOUND;
+	free(q);
+	return 0;
+}
+
+static void
+replay_info(void *state, struct engine_info *out)
+{
+	struct replay *r = state;
+
+	out->engine = "replay";
+	out->model = r->model;
+	out->capacity = r->capacity;
+	out->active = (uint32_t)strmap_count(r->reqs);
+	out->models = r->models;
+	out->nmodels = r->nmodels;
+	out->problems = (uint32_t)traces_program_count(r->tr);
+}
+
+const struct engine_ops replay_engine_ops = {
+	.name = "replay",
+	.open = replay_open,
+	.close = replay_close,
+	.step = replay_step,
+	.release = replay_release,
+	.info = replay_info,
+};

@@ -1,0 +1,187 @@
+/* worker.c — Worker service handlers: protobuf <-> engine structs at the edge. */
+#include "workers/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "certa/v1/worker.pb-c.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lib/version.h"
+#include "lib/rpc_server.h"
+#include "workers/engine.h"
+
+#define WORKER_MAX_BATCH 4096
+
+struct worker {
+	struct engine *engine;
+	uint64_t steps;
+	uint64_t items;
+};
+
+int
+worker_new(struct engine *engine, struct worker **out)
+{
+	struct worker *w = calloc(1, sizeof *w);
+
+	if (w == NULL)
+		return -ENOMEM;
+	w->engine = engine;
+	*out = w;
+	return 0;
+}
+
+void
+worker_free(struct worker *w)
+{
+	free(w);
+}
+
+uint64_t
+worker_steps(const struct worker *w)
+{
+	return w->steps;
+}
+
+/* Copies a wire item into the engine's view (strings borrowed from the request). */
+static void
+worker_item_from_pb(const Certa__V1__StepItem *pb, struct engine_item *it)
+{
+	memset(it, 0, sizeof *it);
+	it->request_id = pb->request_id;
+	it->prompt = pb->prompt;
+	it->resume_text = pb->resume_text;
+	it->resume_tokens = pb->resume_tokens;
+	it->sample_index = pb->sample_index;
+	it->max_new_tokens = pb->max_new_tokens;
+	it->seed = pb->seed;
+	it->model = pb->model;
+	if (pb->sampling != NULL) {
+		it->temperature = pb->sampling->temperature;
+		it->top_p = pb->sampling->top_p;
+	}
+	if (pb->probe != NULL) {
+		it->probe_max_tokens = pb->probe->max_tokens;
+		it->want_logprobs = pb->probe->want_logprobs;
+	}
+}
+
+/* Step: one batch, all or nothing. */
+static void
+worker_on_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct worker *w = ctx;
+	const Certa__V1__StepRequest *req = (const Certa__V1__StepRequest *)msg;
+	Certa__V1__StepReply reply = CERTA__V1__STEP_REPLY__INIT;
+	struct engine_item *items = NULL;
+	struct engine_result *res = NULL;
+	Certa__V1__StepResult *pres = NULL, **pptr = NULL;
+	Certa__V1__ProbeResult *probes = NULL;
+	char err[512] = "";
+	size_t i, n = req->n_items;
+	int rc;
+
+	if (n == 0 || n > WORKER_MAX_BATCH) {
+		rpc_call_fail(call, CERTA_EINVAL, "a step batch holds 1..%d items, got %zu",
+		    WORKER_MAX_BATCH, n);
+		return;
+	}
+	items = calloc(n, sizeof *items);
+	res = calloc(n, sizeof *res);
+	pres = calloc(n, sizeof *pres);
+	pptr = calloc(n, sizeof *pptr);
+	probes = calloc(n, sizeof *probes);
+	if (items == NULL || res == NULL || pres == NULL || pptr == NULL || probes == NULL) {
+		rpc_call_fail(call, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		worker_item_from_pb(req->items[i], &items[i]);
+	rc = engine_step(w->engine, items, n, res, err, sizeof err);
+	if (rc != 0) {
+		log_info(LOG_WORKER, "step refused: %s", err);
+		rpc_call_fail(call, rc, "%s", err[0] ? err : certa_strerror(rc));
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		certa__v1__step_result__init(&pres[i]);
+		certa__v1__probe_result__init(&probes[i]);
+		pres[i].request_id = items[i].request_id;
+		pres[i].text = res[i].text;
+		pres[i].new_tokens = res[i].new_tokens;
+		pres[i].total_tokens = res[i].total_tokens;
+		pres[i].finished = res[i].finished;
+		pres[i].final_answer = res[i].final_answer ? res[i].final_answer : (char *)"";
+		pres[i].thinking_done = res[i].thinking_done;
+		probes[i].answer = res[i].probe_answer;
+		probes[i].tokens = res[i].probe_tokens;
+		probes[i].confidence = res[i].probe_confidence;
+		pres[i].probe = &probes[i];
+		pptr[i] = &pres[i];
+	}
+	reply.n_results = n;
+	reply.results = pptr;
+	rpc_call_reply(call, &reply.base);
+	w->steps++;
+	w->items += n;
+	for (i = 0; i < n; i++)
+		engine_result_clear(&res[i]);
+out:
+	free(items);
+	free(res);
+	free(pres);
+	free(pptr);
+	free(probes);
+}
+
+static void
+worker_on_release(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct worker *w = ctx;
+	const Certa__V1__ReleaseRequest *req = (const Certa__V1__ReleaseRequest *)msg;
+	Certa__V1__ReleaseReply reply = CERTA__V1__RELEASE_REPLY__INIT;
+	size_t i;
+
+	for (i = 0; i < req->n_request_ids; i++)
+		if (engine_release(w->engine, req->request_ids[i]) == 0)
+			reply.released++;
+	log_debug(LOG_WORKER, "released %u of %zu", reply.released, req->n_request_ids);
+	rpc_call_reply(call, &reply.base);
+}
+
+static void
+worker_on_info(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct worker *w = ctx;
+	Certa__V1__InfoReply reply = CERTA__V1__INFO_REPLY__INIT;
+	struct engine_info info;
+
+	(void)msg;
+	engine_info(w->engine, &info);
+	reply.engine = (char *)info.engine;
+	reply.model = (char *)info.model;
+	reply.capacity = info.capacity;
+	reply.active = info.active;
+	reply.version = (char *)CERTA_VERSION;
+	reply.n_models = info.nmodels;
+	reply.models = (char **)info.models;
+	reply.problems = info.problems;
+	rpc_call_reply(call, &reply.base);
+}
+
+static const struct rpc_method worker_method_table[] = {
+	{ "/certa.v1.Worker/Step", RPC_UNARY, &certa__v1__step_request__descriptor,
+	  worker_on_step, 0 },
+	{ "/certa.v1.Worker/Release", RPC_UNARY, &certa__v1__release_request__descriptor,
+	  worker_on_release, 0 },
+	{ "/certa.v1.Worker/Info", RPC_UNARY, &certa__v1__info_request__descriptor,
+	  worker_on_info, 0 },
+};
+
+const struct rpc_method *
+worker_methods(size_t *n)
+{
+	*n = sizeof worker_method_table / sizeof worker_method_table[0];
+	return worker_method_table;
+}

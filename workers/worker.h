@@ -1,0 +1,25 @@
+/*
+ * worker.h — the certa.v1.Worker gRPC service on top of an engine.
+ *
+ * worker_methods() returns the method table to hand to rpc_server_new() with the struct worker
+ * as context.  Loop thread only.
+ */
+#ifndef CERTA_WORKERS_WORKER_H
+#define CERTA_WORKERS_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct engine;
+struct rpc_method;
+struct worker;
+
+/* Wraps an engine (not owned).  Returns 0 or -ENOMEM. */
+int worker_new(struct engine *engine, struct worker **out);
+void worker_free(struct worker *w);
+/* The Step/Release/Info table; valid for the program's lifetime. */
+const struct rpc_method *worker_methods(size_t *n);
+/* Steps served and items stepped so far. */
+uint64_t worker_steps(const struct worker *w);
+
+#endif
