@@ -107,7 +107,7 @@ worker_on_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	for (i = 0; i < n; i++) {
 		certa__v1__step_result__init(&pres[i]);
 		certa__v1__probe_result__init(&probes[i]);
-		pres[i].request_id = items[i].request_id;
+		pres[i].request_id = (char *)items[i].request_id;
 		pres[i].text = res[i].text;
 		pres[i].new_tokens = res[i].new_tokens;
 		pres[i].total_tokens = res[i].total_tokens;

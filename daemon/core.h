@@ -1,0 +1,73 @@
+/*
+ * core.h — certad's core: programs, durability, dispatch to workers, and the scheduling seam.
+ *
+ * Accepted == durable: core_submit commits the program to LMDB before the `accepted` event is
+ * queued.  Every step's output (text and tokens per chain) is committed before its progress
+ * event.  On start, unfinished programs are read back and resumed (the worker re-prefills from
+ * prompt + text so far).  Finished programs are written with their probe trajectory to the
+ * history DB.  Loop thread only.
+ */
+#ifndef CERTA_DAEMON_CORE_H
+#define CERTA_DAEMON_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "certa/v1/reasoning.pb-c.h"
+#include "daemon/pool.h"
+#include "scheduler/sched.h"
+
+struct cqbridge;
+struct event_base;
+struct rpc_call;
+struct core;
+
+struct core_options {
+	const char *state_dir;      /* LMDB environment directory */
+	size_t map_size;            /* initial LMDB map size */
+	size_t max_map_size;
+	struct sched_policy policy;
+	struct pool_options pool;
+	uint32_t max_prompt_bytes;
+	uint32_t max_attempts;      /* failed steps in a row before a program fails */
+	int retry_backoff_ms;
+	int tick_ms;
+};
+
+/* Opens the store and recovers unfinished programs.  Returns 0 or a store error
+ * (CERTA_ESCHEMA, CERTA_ECORRUPT, -errno). */
+int core_new(struct event_base *base, struct cqbridge *br, const struct core_options *opt,
+    struct core **out);
+void core_free(struct core *c);
+struct pool *core_pool(struct core *c);
+
+/* Validates, persists and queues a program; `watcher` (a Submit stream) gets the accepted
+ * event and all later events.  Errors (message in err): CERTA_EINVAL (bad spec),
+ * CERTA_EUNAVAIL (draining), store errors. */
+int core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *spec,
+    struct rpc_call *watcher, char *err, size_t errlen);
+/* Attaches a stream to an existing program (or sends its final event if it has ended).
+ * CERTA_ENOTFOUND if the tenant has no such program. */
+int core_watch(struct core *c, const char *tenant, const char *id, struct rpc_call *watcher);
+/* Cancels a program; *state gets the state after the call.  CERTA_ENOTFOUND. */
+int core_cancel(struct core *c, const char *tenant, const char *id, int *state);
+/* Reads a program; *out owned by the caller (protobuf_c_message_free_unpacked).
+ * CERTA_ENOTFOUND (also for another tenant's program). */
+int core_get(struct core *c, const char *tenant, const char *id, Certa__V1__Program **out);
+/* Lists a tenant's programs newest first into a reply the caller frees with
+ * core_list_free. */
+int core_list(struct core *c, const char *tenant, int state, uint32_t page_size,
+    const char *page_token, Certa__V1__ListReply *reply);
+void core_list_free(Certa__V1__ListReply *reply);
+
+/* Stops dispatching, waits for in-flight steps to be persisted, ends client streams with
+ * UNAVAILABLE (programs resume after restart), then calls done(arg). */
+void core_drain(struct core *c, void (*done)(void *arg), void *arg);
+int core_draining(const struct core *c);
+
+/* Replaces the policy (SIGHUP reload); validated by the caller. */
+void core_set_policy(struct core *c, const struct sched_policy *p);
+/* Counts for STATUS= and logs. */
+void core_counts(const struct core *c, size_t *queued, size_t *running, uint64_t *finished);
+
+#endif

@@ -1,0 +1,493 @@
+/* pool.c — worker channels, health checks and placement. */
+#include "daemon/pool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <event2/event.h>
+
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lib/rpc_client.h"
+
+struct pool_worker {
+	struct pool *pl;
+	char *addr;
+	struct rpc_channel *ch;
+	enum pool_wstate state;
+	int info_inflight;
+	uint32_t capacity;
+	uint32_t held;
+	char engine[32];
+	char model[128];
+	char error[320];
+	int64_t last_seen_ms;
+	int removed;              /* removed while calls were in flight */
+	int calls;                /* async calls in flight */
+};
+
+struct pool {
+	struct event_base *base;
+	struct cqbridge *br;
+	struct pool_options opt;
+	pool_change_fn on_change;
+	void *arg;
+	struct pool_worker **w;
+	size_t n, cap;
+	struct event *timer;
+	size_t inflight;
+};
+
+struct pool_step_ctx {
+	struct pool_worker *w;
+	pool_step_fn cb;
+	void *arg;
+};
+
+static int64_t
+pool_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *const pool_state_names[] = {
+	[POOL_UNKNOWN] = "unknown",
+	[POOL_UP] = "up",
+	[POOL_DOWN] = "down",
+	[POOL_DRAINING] = "draining",
+};
+
+const char *
+pool_wstate_name(enum pool_wstate s)
+{
+	if ((unsigned)s < sizeof pool_state_names / sizeof pool_state_names[0] &&
+	    pool_state_names[s] != NULL)
+		return pool_state_names[s];
+	return "?";
+}
+
+/* The one place worker state changes: logs and notifies the owner. */
+static void
+pool_set_state(struct pool_worker *w, enum pool_wstate to, const char *why)
+{
+	enum pool_wstate from = w->state;
+
+	if (from == to)
+		return;
+	w->state = to;
+	if (to == POOL_DOWN)
+		log_warn(LOG_DISPATCH, "worker %s %s -> %s: %s", w->addr, pool_wstate_name(from),
+		    pool_wstate_name(to), why ? why : "");
+	else
+		log_notice(LOG_DISPATCH, "worker %s %s -> %s engine=%s model=%s capacity=%u",
+		    w->addr, pool_wstate_name(from), pool_wstate_name(to), w->engine, w->model,
+		    w->capacity);
+	if (w->pl->on_change != NULL)
+		w->pl->on_change(w->pl->arg, w, from, to);
+}
+
+void
+pool_mark_down(struct pool *pl, struct pool_worker *w, const char *why)
+{
+	(void)pl;
+	snprintf(w->error, sizeof w->error, "%s", why ? why : "");
+	if (w->state != POOL_DRAINING)
+		pool_set_state(w, POOL_DOWN, why);
+}
+
+/* Frees a worker whose last call completed after it was removed. */
+static void
+pool_worker_free(struct pool_worker *w)
+{
+	rpc_channel_free(w->ch);
+	free(w->addr);
+	free(w);
+}
+
+static void
+pool_call_done(struct pool_worker *w)
+{
+	w->calls--;
+	if (w->removed && w->calls == 0)
+		pool_worker_free(w);
+}
+
+static void
+pool_on_info(void *arg, grpc_status_code status, const char *details, ProtobufCMessage *reply)
+{
+	struct pool_worker *w = arg;
+	Certa__V1__InfoReply *r = (Certa__V1__InfoReply *)reply;
+
+	w->info_inflight = 0;
+	if (!w->removed) {
+		if (status == GRPC_STATUS_OK && r != NULL) {
+			w->capacity = r->capacity;
+			snprintf(w->engine, sizeof w->engine, "%s", r->engine);
+			snprintf(w->model, sizeof w->model, "%s", r->model);
+			w->last_seen_ms = pool_now_ms();
+			w->error[0] = '\0';
+			if (w->state == POOL_UNKNOWN || w->state == POOL_DOWN)
+				pool_set_state(w, POOL_UP, NULL);
+		} else {
+			char why[300];
+			snprintf(why, sizeof why, "health check: %s: %s", rpc_status_name(status),
+			    details ? details : "");
+			if (w->state != POOL_DOWN || w->error[0] == '\0')
+				pool_mark_down(w->pl, w, why);
+		}
+	}
+	if (reply != NULL)
+		protobuf_c_message_free_unpacked(reply, NULL);
+	pool_call_done(w);
+}
+
+/* Sends one Info unless one is outstanding. */
+static void
+pool_probe(struct pool_worker *w)
+{
+	Certa__V1__InfoRequest req = CERTA__V1__INFO_REQUEST__INIT;
+
+	if (w->info_inflight || w->removed)
+		return;
+	if (rpc_client_unary(w->ch, w->pl->br, "/certa.v1.Worker/Info", &req.base,
+	    &certa__v1__info_reply__descriptor, w->pl->opt.info_timeout_ms, NULL, 0, pool_on_info,
+	    w) == 0) {
+		w->info_inflight = 1;
+		w->calls++;
+	}
+}
+
+static void
+pool_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *pl = arg;
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < pl->n; i++)
+		pool_probe(pl->w[i]);
+}
+
+int
+pool_new(struct event_base *base, struct cqbridge *br, const struct pool_options *opt,
+    pool_change_fn on_change, void *arg, struct pool **out)
+{
+	struct pool *pl = calloc(1, sizeof *pl);
+	struct timeval tv;
+
+	if (pl == NULL)
+		return -ENOMEM;
+	pl->base = base;
+	pl->br = br;
+	pl->opt = *opt;
+	pl->on_change = on_change;
+	pl->arg = arg;
+	pl->timer = event_new(base, -1, EV_PERSIST, pool_on_timer, pl);
+	if (pl->timer == NULL) {
+		free(pl);
+		return -ENOMEM;
+	}
+	tv.tv_sec = opt->health_interval_ms / 1000;
+	tv.tv_usec = (opt->health_interval_ms % 1000) * 1000;
+	event_add(pl->timer, &tv);
+	*out = pl;
+	return 0;
+}
+
+void
+pool_free(struct pool *pl)
+{
+	size_t i;
+
+	if (pl == NULL)
+		return;
+	event_free(pl->timer);
+	for (i = 0; i < pl->n; i++) {
+		/* Outstanding Info calls complete (cancelled) when the channel goes. */
+		pl->w[i]->removed = 1;
+		rpc_channel_free(pl->w[i]->ch);
+		pl->w[i]->ch = NULL;
+		if (pl->w[i]->calls == 0) {
+			free(pl->w[i]->addr);
+			free(pl->w[i]);
+		}
+	}
+	free(pl->w);
+	free(pl);
+}
+
+int
+pool_add(struct pool *pl, const char *addr)
+{
+	struct pool_worker *w;
+	int rc;
+
+	if (pool_find(pl, addr) != NULL)
+		return CERTA_EEXIST;
+	if (pl->n == pl->cap) {
+		size_t ncap = pl->cap ? pl->cap * 2 : 4;
+		struct pool_worker **nw = realloc(pl->w, ncap * sizeof *nw);
+		if (nw == NULL)
+			return -ENOMEM;
+		pl->w = nw;
+		pl->cap = ncap;
+	}
+	w = calloc(1, sizeof *w);
+	if (w == NULL)
+		return -ENOMEM;
+	w->pl = pl;
+	w->state = POOL_UNKNOWN;
+	w->addr = strdup(addr);
+	if (w->addr == NULL) {
+		free(w);
+		return -ENOMEM;
+	}
+	rc = rpc_channel_new(addr, &w->ch);
+	if (rc != 0) {
+		free(w->addr);
+		free(w);
+		return rc;
+	}
+	pl->w[pl->n++] = w;
+	log_info(LOG_DISPATCH, "worker %s added", addr);
+	pool_probe(w);
+	return 0;
+}
+
+int
+pool_remove(struct pool *pl, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < pl->n; i++) {
+		struct pool_worker *w = pl->w[i];
+		if (strcmp(w->addr, addr) != 0)
+			continue;
+		if (w->held > 0)
+			return CERTA_ESTATE;
+		pl->w[i] = pl->w[--pl->n];
+		w->removed = 1;
+		log_info(LOG_DISPATCH, "worker %s removed", addr);
+		if (w->calls == 0)
+			pool_worker_free(w);
+		return 0;
+	}
+	return CERTA_ENOTFOUND;
+}
+
+int
+pool_drain(struct pool *pl, const char *addr, int drain)
+{
+	struct pool_worker *w = pool_find(pl, addr);
+
+	if (w == NULL)
+		return CERTA_ENOTFOUND;
+	if (drain)
+		pool_set_state(w, POOL_DRAINING, "operator drain");
+	else if (w->state == POOL_DRAINING) {
+		pool_set_state(w, POOL_UNKNOWN, NULL);
+		pool_probe(w);
+	}
+	return 0;
+}
+
+struct pool_worker *
+pool_find(struct pool *pl, const char *addr)
+{
+	size_t i;
+
+	if (addr == NULL)
+		return NULL;
+	for (i = 0; i < pl->n; i++)
+		if (strcmp(pl->w[i]->addr, addr) == 0)
+			return pl->w[i];
+	return NULL;
+}
+
+size_t
+pool_count(const struct pool *pl)
+{
+	return pl->n;
+}
+
+struct pool_worker *
+pool_at(struct pool *pl, size_t i)
+{
+	return i < pl->n ? pl->w[i] : NULL;
+}
+
+size_t
+pool_count_up(const struct pool *pl)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < pl->n; i++)
+		if (pl->w[i]->state == POOL_UP)
+			n++;
+	return n;
+}
+
+struct pool_worker *
+pool_pick(struct pool *pl, const char *prefer, uint32_t need)
+{
+	struct pool_worker *best = NULL, *w;
+	uint32_t best_free = 0;
+	size_t i;
+
+	/* The preferred worker already holds the chains: it needs no new room. */
+	w = pool_find(pl, prefer);
+	if (w != NULL && w->state == POOL_UP)
+		return w;
+	for (i = 0; i < pl->n; i++) {
+		uint32_t freec;
+		w = pl->w[i];
+		if (w->state != POOL_UP || w->held + need > w->capacity)
+			continue;
+		freec = w->capacity - w->held;
+		if (best == NULL || freec > best_free) {
+			best = w;
+			best_free = freec;
+		}
+	}
+	return best;
+}
+
+void
+pool_hold(struct pool_worker *w, int delta)
+{
+	if (delta < 0 && (uint32_t)-delta > w->held)
+		w->held = 0;
+	else
+		w->held = (uint32_t)((int)w->held + delta);
+}
+
+static void
+pool_on_step(void *arg, grpc_status_code status, const char *details, ProtobufCMessage *reply)
+{
+	struct pool_step_ctx *sc = arg;
+	struct pool_worker *w = sc->w;
+
+	w->pl->inflight--;
+	if (!w->removed && (status == GRPC_STATUS_UNAVAILABLE ||
+	    status == GRPC_STATUS_DEADLINE_EXCEEDED)) {
+		char why[300];
+		snprintf(why, sizeof why, "step: %s: %s", rpc_status_name(status),
+		    details ? details : "");
+		pool_mark_down(w->pl, w, why);
+	}
+	sc->cb(sc->arg, w, status, details, (Certa__V1__StepReply *)reply);
+	free(sc);
+	pool_call_done(w);
+}
+
+int
+pool_step(struct pool *pl, struct pool_worker *w, const Certa__V1__StepRequest *req,
+    pool_step_fn cb, void *arg)
+{
+	struct pool_step_ctx *sc = calloc(1, sizeof *sc);
+	int rc;
+
+	if (sc == NULL)
+		return -ENOMEM;
+	sc->w = w;
+	sc->cb = cb;
+	sc->arg = arg;
+	rc = rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Step", &req->base,
+	    &certa__v1__step_reply__descriptor, pl->opt.step_timeout_ms, NULL, 0, pool_on_step, sc);
+	if (rc != 0) {
+		free(sc);
+		return rc;
+	}
+	w->calls++;
+	pl->inflight++;
+	return 0;
+}
+
+static void
+pool_on_release(void *arg, grpc_status_code status, const char *details, ProtobufCMessage *reply)
+{
+	struct pool_worker *w = arg;
+
+	if (status != GRPC_STATUS_OK)
+		log_info(LOG_DISPATCH, "release on %s: %s: %s", w->addr, rpc_status_name(status),
+		    details ? details : "");
+	if (reply != NULL)
+		protobuf_c_message_free_unpacked(reply, NULL);
+	pool_call_done(w);
+}
+
+void
+pool_release(struct pool *pl, const char *addr, char *const *ids, size_t n)
+{
+	struct pool_worker *w = pool_find(pl, addr);
+	Certa__V1__ReleaseRequest req = CERTA__V1__RELEASE_REQUEST__INIT;
+
+	if (w == NULL || n == 0 || w->state == POOL_DOWN)
+		return;
+	req.n_request_ids = n;
+	req.request_ids = (char **)ids;
+	if (rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Release", &req.base,
+	    &certa__v1__release_reply__descriptor, pl->opt.info_timeout_ms, NULL, 0,
+	    pool_on_release, w) == 0)
+		w->calls++;
+}
+
+const char *
+pool_worker_addr(const struct pool_worker *w)
+{
+	return w->addr;
+}
+
+enum pool_wstate
+pool_worker_state(const struct pool_worker *w)
+{
+	return w->state;
+}
+
+uint32_t
+pool_worker_capacity(const struct pool_worker *w)
+{
+	return w->capacity;
+}
+
+uint32_t
+pool_worker_held(const struct pool_worker *w)
+{
+	return w->held;
+}
+
+const char *
+pool_worker_engine(const struct pool_worker *w)
+{
+	return w->engine;
+}
+
+const char *
+pool_worker_model(const struct pool_worker *w)
+{
+	return w->model;
+}
+
+const char *
+pool_worker_error(const struct pool_worker *w)
+{
+	return w->error;
+}
+
+int64_t
+pool_worker_last_seen(const struct pool_worker *w)
+{
+	return w->last_seen_ms;
+}
+
+size_t
+pool_inflight(const struct pool *pl)
+{
+	return pl->inflight;
+}

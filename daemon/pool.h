@@ -1,0 +1,89 @@
+/*
+ * pool.h — certad's view of its workers: gRPC channels, periodic Info health checks, up/down
+ * state, placement and load accounting, and the Step/Release calls.
+ *
+ * Worker states: UNKNOWN (not probed yet) -> UP <-> DOWN; DRAINING (operator: no new work).
+ * A worker is marked DOWN when an Info check or a Step fails with UNAVAILABLE or a deadline;
+ * the next successful Info brings it back UP.  The owner learns about every transition through
+ * the change callback and moves work accordingly.  Loop thread only.
+ */
+#ifndef CERTA_DAEMON_POOL_H
+#define CERTA_DAEMON_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <grpc/status.h>
+
+#include "certa/v1/worker.pb-c.h"
+
+struct cqbridge;
+struct event_base;
+struct pool;
+struct pool_worker;
+
+enum pool_wstate {
+	POOL_UNKNOWN = 1,
+	POOL_UP = 2,
+	POOL_DOWN = 3,
+	POOL_DRAINING = 4,
+};
+
+struct pool_options {
+	int health_interval_ms;   /* Info period */
+	int info_timeout_ms;
+	int step_timeout_ms;
+};
+
+typedef void (*pool_change_fn)(void *arg, struct pool_worker *w, enum pool_wstate from,
+    enum pool_wstate to);
+/* Step completion; reply owned by the callee (free with protobuf_c_message_free_unpacked),
+ * NULL unless status is OK.  w is valid during the call (it may be DOWN by then). */
+typedef void (*pool_step_fn)(void *arg, struct pool_worker *w, grpc_status_code status,
+    const char *details, Certa__V1__StepReply *reply);
+
+int pool_new(struct event_base *base, struct cqbridge *br, const struct pool_options *opt,
+    pool_change_fn on_change, void *arg, struct pool **out);
+/* Stops health checks and destroys channels; call when no Step is in flight. */
+void pool_free(struct pool *pl);
+
+/* Adds a worker address (probed at once).  CERTA_EEXIST if present, -ENOMEM. */
+int pool_add(struct pool *pl, const char *addr);
+/* Removes a worker (it must hold no chains: CERTA_ESTATE otherwise).  CERTA_ENOTFOUND. */
+int pool_remove(struct pool *pl, const char *addr);
+/* Marks a worker DRAINING (no new placements) or back to probing. */
+int pool_drain(struct pool *pl, const char *addr, int drain);
+
+struct pool_worker *pool_find(struct pool *pl, const char *addr);
+size_t pool_count(const struct pool *pl);
+struct pool_worker *pool_at(struct pool *pl, size_t i);
+size_t pool_count_up(const struct pool *pl);
+
+/* Chooses a worker: `prefer` (sticky placement; it already holds the chains) when it is UP,
+ * otherwise the UP worker with the most free capacity for `need` chains.  NULL when none. */
+struct pool_worker *pool_pick(struct pool *pl, const char *prefer, uint32_t need);
+
+/* Chains placed on a worker (held until released or moved); delta may be negative. */
+void pool_hold(struct pool_worker *w, int delta);
+
+/* Sends one Step batch; cb runs exactly once if this returns 0.  A failure with UNAVAILABLE
+ * or DEADLINE_EXCEEDED marks the worker DOWN before cb runs. */
+int pool_step(struct pool *pl, struct pool_worker *w, const Certa__V1__StepRequest *req,
+    pool_step_fn cb, void *arg);
+/* Fire-and-forget Release of request ids (best effort; errors are logged). */
+void pool_release(struct pool *pl, const char *addr, char *const *ids, size_t n);
+/* Marks a worker DOWN with a reason (e.g. a failed step). */
+void pool_mark_down(struct pool *pl, struct pool_worker *w, const char *why);
+
+const char *pool_worker_addr(const struct pool_worker *w);
+enum pool_wstate pool_worker_state(const struct pool_worker *w);
+const char *pool_wstate_name(enum pool_wstate s);
+uint32_t pool_worker_capacity(const struct pool_worker *w);
+uint32_t pool_worker_held(const struct pool_worker *w);
+const char *pool_worker_engine(const struct pool_worker *w);
+const char *pool_worker_model(const struct pool_worker *w);
+const char *pool_worker_error(const struct pool_worker *w);
+int64_t pool_worker_last_seen(const struct pool_worker *w);
+/* Steps in flight to all workers. */
+size_t pool_inflight(const struct pool *pl);
+
+#endif

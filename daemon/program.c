@@ -1,0 +1,487 @@
+/* program.c — program/chain state, the program state machine, and the record codec. */
+#include "daemon/program.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/log.h"
+#include "lib/rpc_server.h"
+
+int
+program_set_str(char **field, const char *value)
+{
+	char *s = strdup(value != NULL ? value : "");
+
+	if (s == NULL)
+		return -ENOMEM;
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+struct program *
+program_new(const char *id, const char *tenant, const char *problem, enum sched_algo algo,
+    uint32_t n, uint64_t budget)
+{
+	struct program *p;
+	uint32_t i;
+
+	p = calloc(1, sizeof *p);
+	if (p == NULL)
+		return NULL;
+	p->chains = calloc(n ? n : 1, sizeof *p->chains);
+	if (p->chains == NULL || program_set_str(&p->id, id) != 0 ||
+	    program_set_str(&p->tenant, tenant) != 0 ||
+	    program_set_str(&p->problem, problem) != 0 || program_set_str(&p->model, "") != 0 ||
+	    program_set_str(&p->idempotency_key, "") != 0 || program_set_str(&p->answer, "") != 0) {
+		program_free(p);
+		return NULL;
+	}
+	p->algo = algo;
+	p->n = n;
+	p->budget = budget;
+	p->state = PROGRAM_QUEUED;
+	for (i = 0; i < n; i++)
+		p->chains[i].index = i;
+	return p;
+}
+
+void
+program_free(struct program *p)
+{
+	uint32_t i;
+	size_t j;
+
+	if (p == NULL)
+		return;
+	for (i = 0; p->chains != NULL && i < p->n; i++) {
+		struct chain *c = &p->chains[i];
+		free(c->text);
+		free(c->answer);
+		free(c->final_answer);
+		for (j = 0; j < c->nprobes; j++)
+			free(c->probes[j].answer);
+		free(c->probes);
+	}
+	for (j = 0; j < p->nwatchers; j++)
+		rpc_call_unref(p->watchers[j]);
+	free(p->watchers);
+	free(p->chains);
+	free(p->id);
+	free(p->tenant);
+	free(p->problem);
+	free(p->model);
+	free(p->idempotency_key);
+	free(p->worker);
+	free(p->answer);
+	free(p->error_message);
+	free(p);
+}
+
+static const char *const program_state_names[] = {
+	[PROGRAM_QUEUED] = "queued",
+	[PROGRAM_RUNNING] = "running",
+	[PROGRAM_FINISHED] = "finished",
+	[PROGRAM_CANCELLED] = "cancelled",
+	[PROGRAM_FAILED] = "failed",
+};
+
+const char *
+program_state_name(enum program_state s)
+{
+	if ((unsigned)s < sizeof program_state_names / sizeof program_state_names[0] &&
+	    program_state_names[s] != NULL)
+		return program_state_names[s];
+	return "unknown";
+}
+
+bool
+program_is_terminal(const struct program *p)
+{
+	return p->state == PROGRAM_FINISHED || p->state == PROGRAM_CANCELLED ||
+	    p->state == PROGRAM_FAILED;
+}
+
+/* Legal transitions, [from][to]. */
+static const bool program_transitions[6][6] = {
+	[PROGRAM_QUEUED] = {
+		[PROGRAM_RUNNING] = true, [PROGRAM_CANCELLED] = true, [PROGRAM_FAILED] = true,
+		[PROGRAM_FINISHED] = true,
+	},
+	[PROGRAM_RUNNING] = {
+		[PROGRAM_QUEUED] = true, [PROGRAM_FINISHED] = true, [PROGRAM_CANCELLED] = true,
+		[PROGRAM_FAILED] = true,
+	},
+};
+
+void
+program_set_state(struct program *p, enum program_state to)
+{
+	enum program_state from = p->state;
+
+	if (from == to)
+		return;
+	if ((unsigned)from >= 6 || (unsigned)to >= 6 || !program_transitions[from][to]) {
+		log_err(LOG_SCHED, "BUG: program %s: illegal transition %s -> %s", p->id,
+		    program_state_name(from), program_state_name(to));
+		abort();
+	}
+	log_debug(LOG_SCHED, "program %s: %s -> %s", p->id, program_state_name(from),
+	    program_state_name(to));
+	p->state = to;
+}
+
+int
+program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
+    const char *probe_answer, uint32_t probe_tokens, bool finished, const char *final_answer,
+    bool thinking_done)
+{
+	size_t add = text != NULL ? strlen(text) : 0;
+
+	if (c->text_len + add + 1 > c->text_cap) {
+		size_t ncap = c->text_cap ? c->text_cap : 1024;
+		char *nt;
+		while (ncap < c->text_len + add + 1)
+			ncap *= 2;
+		nt = realloc(c->text, ncap);
+		if (nt == NULL)
+			return -ENOMEM;
+		if (c->text == NULL)
+			nt[0] = '\0';
+		c->text = nt;
+		c->text_cap = ncap;
+	}
+	memcpy(c->text + c->text_len, text != NULL ? text : "", add);
+	c->text_len += add;
+	c->text[c->text_len] = '\0';
+	if (c->nprobes == c->probes_cap) {
+		size_t ncap = c->probes_cap ? c->probes_cap * 2 : 32;
+		struct probe_point *np = realloc(c->probes, ncap * sizeof *np);
+		if (np == NULL)
+			return -ENOMEM;
+		c->probes = np;
+		c->probes_cap = ncap;
+	}
+	c->probes[c->nprobes].position = total_tokens;
+	c->probes[c->nprobes].answer = strdup(probe_answer != NULL ? probe_answer : "");
+	c->probes[c->nprobes].certaindex = 0;
+	if (c->probes[c->nprobes].answer == NULL)
+		return -ENOMEM;
+	c->nprobes++;
+	if (program_set_str(&c->answer, probe_answer) != 0)
+		return -ENOMEM;
+	c->tokens = total_tokens;
+	c->probe_tokens += probe_tokens;
+	c->thinking_done = thinking_done;
+	if (finished) {
+		c->finished = true;
+		if (program_set_str(&c->final_answer, final_answer) != 0)
+			return -ENOMEM;
+	}
+	c->dirty = true;
+	return 0;
+}
+
+uint64_t
+program_tokens(const struct program *p)
+{
+	uint64_t t = 0;
+	uint32_t i;
+
+	for (i = 0; i < p->n; i++)
+		t += p->chains[i].tokens;
+	return t;
+}
+
+uint64_t
+program_probe_tokens(const struct program *p)
+{
+	uint64_t t = 0;
+	uint32_t i;
+
+	for (i = 0; i < p->n; i++)
+		t += p->chains[i].probe_tokens;
+	return t;
+}
+
+void
+program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms,
+    struct sched_view *out)
+{
+	uint32_t i;
+
+	for (i = 0; i < p->n; i++) {
+		const struct chain *c = &p->chains[i];
+		chains[i].tokens = c->tokens;
+		chains[i].finished = c->finished;
+		chains[i].answer = c->answer != NULL ? c->answer : "";
+		chains[i].final_answer = c->final_answer != NULL ? c->final_answer : "";
+		chains[i].thinking_done = c->thinking_done;
+	}
+	memset(out, 0, sizeof *out);
+	out->algo = p->algo;
+	out->budget = p->budget;
+	out->now_ms = now_ms;
+	out->deadline_ms = p->deadline_ms;
+	out->problem = p->problem;
+	out->nchains = p->n;
+	out->chains = chains;
+}
+
+int
+program_watch(struct program *p, struct rpc_call *call)
+{
+	if (p->nwatchers == p->watchers_cap) {
+		size_t ncap = p->watchers_cap ? p->watchers_cap * 2 : 2;
+		struct rpc_call **nw = realloc(p->watchers, ncap * sizeof *nw);
+		if (nw == NULL)
+			return -ENOMEM;
+		p->watchers = nw;
+		p->watchers_cap = ncap;
+	}
+	rpc_call_ref(call);
+	p->watchers[p->nwatchers++] = call;
+	return 0;
+}
+
+void
+program_unwatch(struct program *p, struct rpc_call *call)
+{
+	size_t i;
+
+	for (i = 0; i < p->nwatchers; i++) {
+		if (p->watchers[i] == call) {
+			p->watchers[i] = p->watchers[--p->nwatchers];
+			rpc_call_unref(call);
+			return;
+		}
+	}
+}
+
+void
+program_chain_key(const struct program *p, uint32_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%04u", p->id, i);
+}
+
+int
+program_pb_fill(const struct program *p, struct program_pb *pb)
+{
+	uint32_t i;
+
+	memset(pb, 0, sizeof *pb);
+	certa__v1__program__init(&pb->msg);
+	certa__v1__program_spec__init(&pb->spec);
+	certa__v1__sampling_params__init(&pb->sampling);
+	certa__v1__program_result__init(&pb->result);
+	pb->reqs = calloc(p->n ? p->n : 1, sizeof *pb->reqs);
+	pb->req_ptrs = calloc(p->n ? p->n : 1, sizeof *pb->req_ptrs);
+	pb->feats = calloc(p->n ? p->n : 1, sizeof *pb->feats);
+	if (pb->reqs == NULL || pb->req_ptrs == NULL || pb->feats == NULL) {
+		program_pb_free(pb);
+		return -ENOMEM;
+	}
+	pb->spec.problem = p->problem;
+	pb->spec.algorithm = (Certa__V1__Algorithm)p->algo;
+	pb->spec.n = p->n;
+	pb->spec.token_budget = p->budget;
+	pb->spec.priority = (Certa__V1__Priority)p->priority;
+	pb->spec.deadline_unix_ms = p->deadline_ms;
+	pb->spec.model = p->model;
+	pb->spec.idempotency_key = p->idempotency_key;
+	pb->spec.policy = (char *)"";
+	pb->sampling.temperature = p->temperature;
+	pb->sampling.top_p = p->top_p;
+	pb->spec.sampling = &pb->sampling;
+
+	pb->msg.id = p->id;
+	pb->msg.tenant = p->tenant;
+	pb->msg.spec = &pb->spec;
+	pb->msg.state = (Certa__V1__ProgramState)p->state;
+	pb->msg.created_unix_ms = p->created_ms;
+	pb->msg.updated_unix_ms = p->updated_ms;
+	pb->msg.certaindex = p->certaindex;
+	pb->msg.tokens_used = program_tokens(p);
+	for (i = 0; i < p->n; i++) {
+		const struct chain *c = &p->chains[i];
+		Certa__V1__RequestProgress *r = &pb->reqs[i];
+		certa__v1__request_progress__init(r);
+		certa__v1__certainty_features__init(&pb->feats[i]);
+		r->index = c->index;
+		r->tokens = c->tokens;
+		r->answer = (char *)(c->finished && c->final_answer ? c->final_answer :
+		    (c->answer ? c->answer : ""));
+		r->finished = c->finished;
+		r->worker = p->worker != NULL ? p->worker : (char *)"";
+		r->reason = c->finished ? CERTA__V1__FINISH_REASON__FINISH_REASON_NATURAL_END :
+		    CERTA__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
+		pb->feats[i].thinking_done = c->thinking_done;
+		pb->feats[i].probe_confidence = -1;
+		r->certainty = &pb->feats[i];
+		pb->req_ptrs[i] = r;
+	}
+	pb->msg.n_requests = p->n;
+	pb->msg.requests = pb->req_ptrs;
+	if (program_is_terminal(p)) {
+		pb->result.answer = p->answer != NULL ? p->answer : (char *)"";
+		pb->result.reason = (Certa__V1__FinishReason)p->reason;
+		pb->result.tokens_used = program_tokens(p);
+		pb->result.probe_tokens = program_probe_tokens(p);
+		pb->result.certaindex = p->certaindex;
+		pb->result.low_confidence = p->low_confidence;
+		pb->result.error_message = p->error_message != NULL ? p->error_message : (char *)"";
+		pb->result.finished_unix_ms = p->finished_ms;
+		pb->msg.result = &pb->result;
+	}
+	return 0;
+}
+
+void
+program_pb_free(struct program_pb *pb)
+{
+	free(pb->reqs);
+	free(pb->req_ptrs);
+	free(pb->feats);
+	pb->reqs = NULL;
+	pb->req_ptrs = NULL;
+	pb->feats = NULL;
+}
+
+int
+program_chain_pb_fill(const struct program *p, const struct chain *c, struct chain_pb *pb)
+{
+	size_t i;
+
+	memset(pb, 0, sizeof *pb);
+	certa__v1__request_record__init(&pb->msg);
+	pb->msg.program_id = p->id;
+	pb->msg.index = c->index;
+	pb->msg.text = c->text != NULL ? c->text : (char *)"";
+	pb->msg.tokens = c->tokens;
+	pb->msg.answer = c->answer != NULL ? c->answer : (char *)"";
+	pb->msg.finished = c->finished;
+	pb->msg.final_answer = c->final_answer != NULL ? c->final_answer : (char *)"";
+	pb->msg.worker = p->worker != NULL ? p->worker : (char *)"";
+	pb->msg.probe_tokens = c->probe_tokens;
+	pb->msg.thinking_done = c->thinking_done;
+	if (c->nprobes > 0) {
+		pb->probes = calloc(c->nprobes, sizeof *pb->probes);
+		pb->probe_ptrs = calloc(c->nprobes, sizeof *pb->probe_ptrs);
+		if (pb->probes == NULL || pb->probe_ptrs == NULL) {
+			program_chain_pb_free(pb);
+			return -ENOMEM;
+		}
+		for (i = 0; i < c->nprobes; i++) {
+			certa__v1__probe_point__init(&pb->probes[i]);
+			pb->probes[i].position = c->probes[i].position;
+			pb->probes[i].answer = c->probes[i].answer;
+			pb->probes[i].certaindex = c->probes[i].certaindex;
+			pb->probes[i].confidence = -1;
+			pb->probe_ptrs[i] = &pb->probes[i];
+		}
+		pb->msg.n_probes = c->nprobes;
+		pb->msg.probes = pb->probe_ptrs;
+	}
+	return 0;
+}
+
+void
+program_chain_pb_free(struct chain_pb *pb)
+{
+	free(pb->probes);
+	free(pb->probe_ptrs);
+	pb->probes = NULL;
+	pb->probe_ptrs = NULL;
+}
+
+/* Restores one chain from its record. */
+static int
+program_chain_restore(struct chain *c, const Certa__V1__RequestRecord *r)
+{
+	size_t i;
+
+	if (program_chain_append(c, r->text, r->tokens, r->answer, 0, false, NULL,
+	    r->thinking_done) != 0)
+		return -ENOMEM;
+	/* program_chain_append added one probe point; replace with the recorded ones. */
+	free(c->probes[0].answer);
+	c->nprobes = 0;
+	for (i = 0; i < r->n_probes; i++) {
+		if (c->nprobes == c->probes_cap) {
+			size_t ncap = c->probes_cap * 2;
+			struct probe_point *np = realloc(c->probes, ncap * sizeof *np);
+			if (np == NULL)
+				return -ENOMEM;
+			c->probes = np;
+			c->probes_cap = ncap;
+		}
+		c->probes[c->nprobes].position = r->probes[i]->position;
+		c->probes[c->nprobes].certaindex = r->probes[i]->certaindex;
+		c->probes[c->nprobes].answer = strdup(r->probes[i]->answer);
+		if (c->probes[c->nprobes].answer == NULL)
+			return -ENOMEM;
+		c->nprobes++;
+	}
+	c->probe_tokens = r->probe_tokens;
+	if (r->finished) {
+		c->finished = true;
+		if (program_set_str(&c->final_answer, r->final_answer) != 0)
+			return -ENOMEM;
+	}
+	c->dirty = false;
+	return 0;
+}
+
+struct program *
+program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestRecord *const *reqs,
+    size_t nreqs)
+{
+	const Certa__V1__Program *pm = rec->program;
+	const Certa__V1__ProgramSpec *sp;
+	struct program *p;
+	size_t i;
+
+	if (pm == NULL || pm->spec == NULL || pm->spec->n == 0)
+		return NULL;
+	sp = pm->spec;
+	p = program_new(pm->id, pm->tenant, sp->problem, (enum sched_algo)sp->algorithm, sp->n,
+	    sp->token_budget);
+	if (p == NULL)
+		return NULL;
+	if (program_set_str(&p->model, sp->model) != 0 ||
+	    program_set_str(&p->idempotency_key, sp->idempotency_key) != 0)
+		goto fail;
+	p->priority = sp->priority;
+	p->deadline_ms = sp->deadline_unix_ms;
+	if (sp->sampling != NULL) {
+		p->temperature = sp->sampling->temperature;
+		p->top_p = sp->sampling->top_p;
+	}
+	p->created_ms = pm->created_unix_ms;
+	p->updated_ms = pm->updated_unix_ms;
+	p->state = (enum program_state)pm->state;
+	p->certaindex = pm->certaindex;
+	p->steps = rec->step_count;
+	if (pm->result != NULL) {
+		if (program_set_str(&p->answer, pm->result->answer) != 0 ||
+		    program_set_str(&p->error_message, pm->result->error_message) != 0)
+			goto fail;
+		p->reason = (enum sched_reason)pm->result->reason;
+		p->low_confidence = pm->result->low_confidence;
+		p->finished_ms = pm->result->finished_unix_ms;
+	}
+	for (i = 0; i < nreqs; i++) {
+		if (reqs[i] == NULL)
+			continue;
+		if (reqs[i]->index >= p->n)
+			goto fail;
+		if (program_chain_restore(&p->chains[reqs[i]->index], reqs[i]) != 0)
+			goto fail;
+	}
+	return p;
+fail:
+	program_free(p);
+	return NULL;
+}

@@ -1,0 +1,157 @@
+/*
+ * program.h — a program (one client query) and its chains (requests) inside certad.
+ *
+ * A program is an explicit state machine (program_set_state asserts and logs each transition):
+ *
+ *     QUEUED ──► RUNNING ──► FINISHED
+ *       │  ▲        │   └──► CANCELLED / FAILED
+ *       │  └────────┘  (worker lost: back to QUEUED until another worker takes it)
+ *       └──► CANCELLED / FAILED
+ *
+ * Independently of the state, `inflight` says a Step RPC is outstanding for it.  Programs are
+ * owned by the daemon core (daemon/core.c) on the loop thread.  This module also holds the
+ * codec between programs and their LMDB records / wire messages (protobuf stays at this edge).
+ */
+#ifndef CERTA_DAEMON_PROGRAM_H
+#define CERTA_DAEMON_PROGRAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "certa/v1/reasoning.pb-c.h"
+#include "certa/v1/records.pb-c.h"
+#include "scheduler/sched.h"
+
+struct rpc_call;
+
+enum program_state {
+	PROGRAM_QUEUED = CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED,
+	PROGRAM_RUNNING = CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_RUNNING,
+	PROGRAM_FINISHED = CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED,
+	PROGRAM_CANCELLED = CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED,
+	PROGRAM_FAILED = CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED,
+};
+
+struct probe_point {
+	uint64_t position;
+	char *answer;
+	double certaindex;
+};
+
+struct chain {
+	uint32_t index;
+	char *text;               /* reasoning so far (resume text) */
+	size_t text_len, text_cap;
+	uint64_t tokens;
+	char *answer;             /* latest probe answer */
+	bool finished;
+	char *final_answer;
+	bool thinking_done;
+	uint64_t probe_tokens;
+	struct probe_point *probes;
+	size_t nprobes, probes_cap;
+	bool dirty;               /* changed since last persisted */
+};
+
+struct program {
+	char *id;
+	char *tenant;
+	char *problem;
+	char *model;
+	char *idempotency_key;
+	enum sched_algo algo;
+	uint32_t n;
+	uint64_t budget;
+	int priority;
+	int64_t deadline_ms;
+	float temperature, top_p;
+	int64_t created_ms, updated_ms;
+
+	enum program_state state;
+	struct chain *chains;     /* n of them */
+
+	/* scheduling (memory only) */
+	bool inflight;
+	char *worker;             /* address of the worker holding the chains (sticky) */
+	uint32_t attempts;        /* consecutive failed steps */
+	int64_t not_before_ms;    /* backoff after a failure */
+	uint64_t steps;
+	double certaindex;
+	char *answer;             /* current best answer */
+
+	/* result (terminal states) */
+	enum sched_reason reason;
+	bool low_confidence;
+	char *error_message;
+	int error_status;         /* grpc status for FAILED */
+	int64_t finished_ms;
+
+	/* streaming */
+	uint64_t seq;
+	struct rpc_call **watchers;
+	size_t nwatchers, watchers_cap;
+};
+
+/* Allocates a program with n empty chains; strings are copied.  NULL on ENOMEM. */
+struct program *program_new(const char *id, const char *tenant, const char *problem,
+    enum sched_algo algo, uint32_t n, uint64_t budget);
+void program_free(struct program *p);
+
+/* Asserts the transition is legal (aborts on a bug) and logs it. */
+void program_set_state(struct program *p, enum program_state to);
+bool program_is_terminal(const struct program *p);
+const char *program_state_name(enum program_state s);
+
+/* Appends step output to a chain.  Returns 0 or -ENOMEM. */
+int program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
+    const char *probe_answer, uint32_t probe_tokens, bool finished, const char *final_answer,
+    bool thinking_done);
+/* Total decode / probe tokens across chains. */
+uint64_t program_tokens(const struct program *p);
+uint64_t program_probe_tokens(const struct program *p);
+/* A scheduler view of the program; chains storage is provided by the caller (n entries). */
+void program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms,
+    struct sched_view *out);
+
+/* Replaces a string field (strdup); returns 0 or -ENOMEM. */
+int program_set_str(char **field, const char *value);
+
+/* Watchers: client streams receiving this program's events (each holds an rpc_call ref). */
+int program_watch(struct program *p, struct rpc_call *call);
+void program_unwatch(struct program *p, struct rpc_call *call);
+
+/* --- codec (protobuf at the edge) --- */
+
+/* Heap storage behind one Program message; free with program_pb_free. */
+struct program_pb {
+	Certa__V1__Program msg;
+	Certa__V1__ProgramSpec spec;
+	Certa__V1__SamplingParams sampling;
+	Certa__V1__ProgramResult result;
+	Certa__V1__RequestProgress *reqs;
+	Certa__V1__RequestProgress **req_ptrs;
+	Certa__V1__CertaintyFeatures *feats;
+};
+/* Fills pb from p (strings borrowed from p).  Returns 0 or -ENOMEM. */
+int program_pb_fill(const struct program *p, struct program_pb *pb);
+void program_pb_free(struct program_pb *pb);
+
+/* Storage behind one RequestRecord. */
+struct chain_pb {
+	Certa__V1__RequestRecord msg;
+	Certa__V1__ProbePoint *probes;
+	Certa__V1__ProbePoint **probe_ptrs;
+};
+int program_chain_pb_fill(const struct program *p, const struct chain *c, struct chain_pb *pb);
+void program_chain_pb_free(struct chain_pb *pb);
+
+/* Rebuilds a program from its records (recovery).  reqs[i] may be NULL (chain never stepped).
+ * Returns NULL on ENOMEM or an inconsistent record. */
+struct program *program_from_records(const Certa__V1__ProgramRecord *rec,
+    Certa__V1__RequestRecord *const *reqs, size_t nreqs);
+
+/* Key of chain i in the requests DB: "<id>/<i>" (zero-padded so keys sort). */
+void program_chain_key(const struct program *p, uint32_t i, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,132 @@
+/* reasoning.c — Reasoning service handlers: decode at the edge, delegate to the core. */
+#include "daemon/reasoning.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "certa/v1/reasoning.pb-c.h"
+#include "daemon/core.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lib/rpc_server.h"
+
+/* Until tenants exist (admin issue) every caller is the default tenant. */
+static const char *
+reasoning_tenant(struct rpc_call *call)
+{
+	(void)call;
+	return "default";
+}
+
+static void
+reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct core *c = ctx;
+	const Certa__V1__SubmitRequest *req = (const Certa__V1__SubmitRequest *)msg;
+	char err[512] = "";
+	int rc;
+
+	rc = core_submit(c, reasoning_tenant(call), req->program, call, err, sizeof err);
+	if (rc != 0)
+		rpc_call_fail(call, rc, "%s", err[0] ? err : certa_strerror(rc));
+}
+
+static void
+reasoning_watch(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct core *c = ctx;
+	const Certa__V1__WatchRequest *req = (const Certa__V1__WatchRequest *)msg;
+	int rc;
+
+	if (req->program_id[0] == '\0') {
+		rpc_call_fail(call, CERTA_EINVAL, "program_id is empty");
+		return;
+	}
+	rc = core_watch(c, reasoning_tenant(call), req->program_id, call);
+	if (rc != 0)
+		rpc_call_fail(call, rc, "program %s: %s", req->program_id, certa_strerror(rc));
+}
+
+static void
+reasoning_get(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct core *c = ctx;
+	const Certa__V1__GetRequest *req = (const Certa__V1__GetRequest *)msg;
+	Certa__V1__Program *pm;
+	int rc;
+
+	if (req->program_id[0] == '\0') {
+		rpc_call_fail(call, CERTA_EINVAL, "program_id is empty");
+		return;
+	}
+	rc = core_get(c, reasoning_tenant(call), req->program_id, &pm);
+	if (rc != 0) {
+		rpc_call_fail(call, rc, "program %s: %s", req->program_id, certa_strerror(rc));
+		return;
+	}
+	rpc_call_reply(call, &pm->base);
+	certa__v1__program__free_unpacked(pm, NULL);
+}
+
+static void
+reasoning_cancel(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct core *c = ctx;
+	const Certa__V1__CancelRequest *req = (const Certa__V1__CancelRequest *)msg;
+	Certa__V1__CancelReply reply = CERTA__V1__CANCEL_REPLY__INIT;
+	int rc, state = 0;
+
+	if (req->program_id[0] == '\0') {
+		rpc_call_fail(call, CERTA_EINVAL, "program_id is empty");
+		return;
+	}
+	rc = core_cancel(c, reasoning_tenant(call), req->program_id, &state);
+	if (rc != 0) {
+		rpc_call_fail(call, rc, "program %s: %s", req->program_id, certa_strerror(rc));
+		return;
+	}
+	reply.state = (Certa__V1__ProgramState)state;
+	rpc_call_reply(call, &reply.base);
+}
+
+static void
+reasoning_list(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct core *c = ctx;
+	const Certa__V1__ListRequest *req = (const Certa__V1__ListRequest *)msg;
+	Certa__V1__ListReply reply;
+	int rc;
+
+	if (req->state < 0 || req->state > CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED) {
+		rpc_call_fail(call, CERTA_EINVAL, "state %d is not a program state", (int)req->state);
+		return;
+	}
+	rc = core_list(c, reasoning_tenant(call), req->state, req->page_size, req->page_token,
+	    &reply);
+	if (rc != 0) {
+		rpc_call_fail(call, rc, "list: %s", certa_strerror(rc));
+		return;
+	}
+	rpc_call_reply(call, &reply.base);
+	core_list_free(&reply);
+}
+
+static const struct rpc_method reasoning_table[] = {
+	{ "/certa.v1.Reasoning/Submit", RPC_SERVER_STREAM, &certa__v1__submit_request__descriptor,
+	  reasoning_submit, 0 },
+	{ "/certa.v1.Reasoning/Watch", RPC_SERVER_STREAM, &certa__v1__watch_request__descriptor,
+	  reasoning_watch, 0 },
+	{ "/certa.v1.Reasoning/Get", RPC_UNARY, &certa__v1__get_request__descriptor,
+	  reasoning_get, 0 },
+	{ "/certa.v1.Reasoning/Cancel", RPC_UNARY, &certa__v1__cancel_request__descriptor,
+	  reasoning_cancel, 0 },
+	{ "/certa.v1.Reasoning/List", RPC_UNARY, &certa__v1__list_request__descriptor,
+	  reasoning_list, 0 },
+};
+
+const struct rpc_method *
+reasoning_methods(size_t *n)
+{
+	*n = sizeof reasoning_table / sizeof reasoning_table[0];
+	return reasoning_table;
+}
