@@ -36,6 +36,8 @@ static const struct config_option wmain_options[] = {
 	  "default model served (empty: the engine's first)" },
 	{ "capacity", CONFIG_INT, "256", 1, 1000000, NULL,
 	  "maximum concurrent requests held by this worker" },
+	{ "step_delay", CONFIG_DURATION, "0", 0, 60000, NULL,
+	  "hold each step this long before running it (simulated decode time)" },
 	{ "log_level", CONFIG_ENUM, "info", 0, 0, wmain_levels,
 	  "log level" },
 	{ "port_file", CONFIG_STRING, NULL, 0, 0, NULL,
@@ -55,7 +57,8 @@ wmain_usage(FILE *f)
 	fprintf(f,
 	    "usage: certa-worker [--listen ADDR] [--engine NAME] [--traces DIR] [--capacity N]\n"
 	    "                    [--model NAME] [--config FILE] [--set KEY=VALUE]\n"
-	    "                    [--port-file FILE] [--log-level LEVEL] [--check-config]\n"
+	    "                    [--port-file FILE] [--step-delay MS] [--log-level LEVEL]\n"
+	    "                    [--check-config]\n"
 	    "                    [--print-config] [--version]\n"
 	    "engines: %s\n", engine_names());
 }
@@ -93,7 +96,7 @@ static const struct {
 } wmain_flag_map[] = {
 	{ "listen", "listen" }, { "engine", "engine" }, { "traces", "traces" },
 	{ "model", "model" }, { "capacity", "capacity" }, { "log-level", "log_level" },
-	{ "port-file", "port_file" },
+	{ "port-file", "port_file" }, { "step-delay", "step_delay" },
 };
 
 int
@@ -107,6 +110,7 @@ main(int argc, char **argv)
 		{ "capacity", required_argument, NULL, 0 },
 		{ "log-level", required_argument, NULL, 0 },
 		{ "port-file", required_argument, NULL, 0 },
+		{ "step-delay", required_argument, NULL, 0 },
 		{ "config", required_argument, NULL, 'c' },
 		{ "set", required_argument, NULL, 's' },
 		{ "check-config", no_argument, NULL, 'C' },
@@ -209,13 +213,13 @@ main(int argc, char **argv)
 		    certa_strerror(rc));
 		goto out_cfg;
 	}
-	rc = worker_new(engine, &w);
-	if (rc != 0)
-		goto out_engine;
 	/* gRPC starts threads: everything that might fork happened above. */
 	rc = proc_new(wmain_on_signal, &m, &m.proc);
 	if (rc != 0)
-		goto out_worker;
+		goto out_engine;
+	rc = worker_new(engine, proc_base(m.proc), (int)config_get_int(cfg, "step_delay"), &w);
+	if (rc != 0)
+		goto out_proc;
 	methods = worker_methods(&nmethods);
 	rc = rpc_server_new(proc_bridge(m.proc), methods, nmethods, w, &m.srv);
 	if (rc != 0)
@@ -239,9 +243,8 @@ main(int argc, char **argv)
 	rc = proc_run(m.proc);
 	log_notice(LOG_MAIN, "stopped after %llu steps", (unsigned long long)worker_steps(w));
 out_proc:
-	proc_free(m.proc);
-out_worker:
 	worker_free(w);
+	proc_free(m.proc);
 out_engine:
 	engine_close(engine);
 out_cfg:

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <event2/event.h>
 
 #include "certa/v1/worker.pb-c.h"
 #include "lib/error.h"
@@ -16,18 +17,30 @@
 
 struct worker {
 	struct engine *engine;
+	struct event_base *base;
+	int step_delay_ms;
 	uint64_t steps;
 	uint64_t items;
 };
 
+/* A step waiting for its simulated decode time. */
+struct worker_delayed {
+	struct worker *w;
+	struct rpc_call *call;
+	Certa__V1__StepRequest *req;
+};
+
 int
-worker_new(struct engine *engine, struct worker **out)
+worker_new(struct engine *engine, struct event_base *base, int step_delay_ms,
+    struct worker **out)
 {
 	struct worker *w = calloc(1, sizeof *w);
 
 	if (w == NULL)
 		return -ENOMEM;
 	w->engine = engine;
+	w->base = base;
+	w->step_delay_ms = step_delay_ms;
 	*out = w;
 	return 0;
 }
@@ -67,12 +80,10 @@ worker_item_from_pb(const Certa__V1__StepItem *pb, struct engine_item *it)
 	}
 }
 
-/* Step: one batch, all or nothing. */
+/* Runs one batch, all or nothing, and replies. */
 static void
-worker_on_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+worker_run_step(struct worker *w, struct rpc_call *call, const Certa__V1__StepRequest *req)
 {
-	struct worker *w = ctx;
-	const Certa__V1__StepRequest *req = (const Certa__V1__StepRequest *)msg;
 	Certa__V1__StepReply reply = CERTA__V1__STEP_REPLY__INIT;
 	struct engine_item *items = NULL;
 	struct engine_result *res = NULL;
@@ -133,6 +144,67 @@ out:
 	free(pres);
 	free(pptr);
 	free(probes);
+}
+
+/* The simulated decode time has passed: run the step now (unless the caller gave up). */
+static void
+worker_on_delay(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker_delayed *d = arg;
+
+	(void)fd;
+	(void)what;
+	if (!rpc_call_is_dead(d->call))
+		worker_run_step(d->w, d->call, d->req);
+	rpc_call_unref(d->call);
+	certa__v1__step_request__free_unpacked(d->req, NULL);
+	free(d);
+}
+
+/* Step: immediately, or after step_delay (replay pacing for demos and failure tests). */
+static void
+worker_on_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct worker *w = ctx;
+	const Certa__V1__StepRequest *req = (const Certa__V1__StepRequest *)msg;
+	struct worker_delayed *d;
+	struct timeval tv;
+	uint8_t *buf;
+	size_t len;
+
+	if (w->step_delay_ms <= 0) {
+		worker_run_step(w, call, req);
+		return;
+	}
+	/* The request is freed when this handler returns: keep a copy. */
+	d = calloc(1, sizeof *d);
+	len = protobuf_c_message_get_packed_size(msg);
+	buf = malloc(len ? len : 1);
+	if (d == NULL || buf == NULL) {
+		free(d);
+		free(buf);
+		rpc_call_fail(call, -ENOMEM, "out of memory");
+		return;
+	}
+	protobuf_c_message_pack(msg, buf);
+	d->req = certa__v1__step_request__unpack(NULL, len, buf);
+	free(buf);
+	if (d->req == NULL) {
+		free(d);
+		rpc_call_fail(call, -ENOMEM, "out of memory");
+		return;
+	}
+	d->w = w;
+	d->call = call;
+	rpc_call_ref(call);
+	tv.tv_sec = w->step_delay_ms / 1000;
+	tv.tv_usec = (w->step_delay_ms % 1000) * 1000;
+	if (event_base_once(w->base, -1, EV_TIMEOUT, worker_on_delay, d, &tv) != 0) {
+		rpc_call_unref(call);
+		certa__v1__step_request__free_unpacked(d->req, NULL);
+		free(d);
+		rpc_call_fail(call, -ENOMEM, "cannot schedule the step");
+	}
 }
 
 static void

@@ -11,11 +11,14 @@
 #include <stdint.h>
 
 struct engine;
+struct event_base;
 struct rpc_method;
 struct worker;
 
-/* Wraps an engine (not owned).  Returns 0 or -ENOMEM. */
-int worker_new(struct engine *engine, struct worker **out);
+/* Wraps an engine (not owned).  step_delay_ms > 0 holds every Step that long before running
+ * it (simulated decode time: demos and failure tests).  Returns 0 or -ENOMEM. */
+int worker_new(struct engine *engine, struct event_base *base, int step_delay_ms,
+    struct worker **out);
 void worker_free(struct worker *w);
 /* The Step/Release/Info table; valid for the program's lifetime. */
 const struct rpc_method *worker_methods(size_t *n);
