@@ -1,0 +1,705 @@
+/*
+ * test_certad.c — end to end: the real certad with real replay workers on loopback.
+ *
+ * Each test starts its own processes on free ports (port files) under a hard alarm, submits
+ * real MATH500 problems and checks answers against the recorded traces.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <grpc/grpc.h>
+
+#include "certa/v1/reasoning.pb-c.h"
+#include "certa/v1/worker.pb-c.h"
+#include "lib/error.h"
+#include "lib/rpc_client.h"
+#include "lib/traces.h"
+#include "scheduler/answer.h"
+#include "tests/support/harness.h"
+
+#define RPC_MS 10000
+
+#define SKIP_NO_TRACES() do { \
+	print_message("skipped: set CERTA_TRACES to the recorded traces directory\n"); \
+	skip(); \
+} while (0)
+
+struct env {
+	char *dir;
+	char state[512];
+	struct harness_trace *tr;
+	struct harness_proc *w[2];
+	int wport[2];
+	struct harness_proc *d;
+	int dport;
+	int dstarts;
+	char target[64];
+	struct rpc_channel *ch;
+};
+
+/* Starts certad on a free port with the given workers; waits for its port file. */
+static void
+start_certad(struct env *e, int nworkers)
+{
+	char *bin = harness_bin("certad");
+	char portfile[600], log[600], wargs[2][64];
+	char *argv[16];
+	int a = 0, i;
+
+	snprintf(portfile, sizeof portfile, "%s/d%d.port", e->dir, e->dstarts);
+	snprintf(log, sizeof log, "%s/d%d.log", e->dir, e->dstarts);
+	e->dstarts++;
+	argv[a++] = bin;
+	argv[a++] = (char *)"--listen";
+	argv[a++] = (char *)"127.0.0.1:0";
+	argv[a++] = (char *)"--state-dir";
+	argv[a++] = e->state;
+	argv[a++] = (char *)"--port-file";
+	argv[a++] = portfile;
+	argv[a++] = (char *)"--set";
+	argv[a++] = (char *)"workers.health_interval=100ms";
+	for (i = 0; i < nworkers; i++) {
+		snprintf(wargs[i], sizeof wargs[i], "127.0.0.1:%d", e->wport[i]);
+		argv[a++] = (char *)"--worker";
+		argv[a++] = wargs[i];
+	}
+	argv[a] = NULL;
+	assert_int_equal(harness_spawn(&e->d, log, argv), 0);
+	if (harness_wait_port_file(portfile, 20000, &e->dport) != 0) {
+		harness_dump_log(e->d);
+		fail_msg("certad did not start");
+	}
+	snprintf(e->target, sizeof e->target, "127.0.0.1:%d", e->dport);
+	if (e->ch != NULL)
+		rpc_channel_free(e->ch);
+	assert_int_equal(rpc_channel_new(e->target, &e->ch), 0);
+	free(bin);
+}
+
+static void
+start_workers(struct env *e, int n, const char *delay)
+{
+	const char *extra[] = { "--step-delay", delay, NULL };
+	int i;
+
+	for (i = 0; i < n; i++)
+		assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), extra, &e->w[i],
+		    &e->wport[i]), 0);
+}
+
+static int
+setup(void **state)
+{
+	struct env *e;
+
+	if (harness_traces_dir() == NULL) {
+		*state = NULL;
+		return 0;
+	}
+	e = calloc(1, sizeof *e);
+	harness_alarm(120);
+	assert_int_equal(harness_tmpdir(&e->dir), 0);
+	snprintf(e->state, sizeof e->state, "%s/state", e->dir);
+	assert_int_equal(harness_trace_pick(harness_traces_dir(), NULL, "math500", &e->tr), 0);
+	*state = e;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct env *e = *state;
+	int i;
+
+	if (e == NULL)
+		return 0;
+	if (e->ch != NULL)
+		rpc_channel_free(e->ch);
+	if (e->d != NULL) {
+		harness_kill9(e->d);
+		harness_proc_free(e->d);
+	}
+	for (i = 0; i < 2; i++) {
+		if (e->w[i] != NULL) {
+			harness_kill9(e->w[i]);
+			harness_proc_free(e->w[i]);
+		}
+	}
+	harness_trace_free(e->tr);
+	harness_rmrf(e->dir);
+	free(e->dir);
+	free(e);
+	harness_alarm(0);
+	return 0;
+}
+
+/* Events collected from one stream. */
+struct events {
+	char id[64];
+	int accepted, progress;
+	Certa__V1__Finished *finished;   /* owned copy of the last event */
+	Certa__V1__ProgramEvent *last;
+	grpc_status_code status;
+	char details[512];
+	uint64_t last_tokens;
+	int monotone;
+};
+
+static void
+events_free(struct events *ev)
+{
+	if (ev->last != NULL)
+		protobuf_c_message_free_unpacked(&ev->last->base, NULL);
+	memset(ev, 0, sizeof *ev);
+}
+
+/* Reads a stream to its end (or until stop_after progress events, then returns it open). */
+static struct rpc_stream *
+read_events(struct rpc_stream *s, struct events *ev, int stop_after)
+{
+	Certa__V1__ProgramEvent *m;
+	char *d = NULL;
+	int rc;
+
+	ev->monotone = 1;
+	for (;;) {
+		rc = rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&m);
+		if (rc != 1)
+			break;
+		switch (m->event_case) {
+		case CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED:
+			ev->accepted++;
+			snprintf(ev->id, sizeof ev->id, "%s", m->accepted->program_id);
+			break;
+		case CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS:
+			ev->progress++;
+			if (m->progress->tokens_used < ev->last_tokens)
+				ev->monotone = 0;
+			ev->last_tokens = m->progress->tokens_used;
+			break;
+		case CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED:
+			if (ev->last != NULL)
+				protobuf_c_message_free_unpacked(&ev->last->base, NULL);
+			ev->last = m;
+			ev->finished = m->finished;
+			m = NULL;
+			break;
+		default:
+			break;
+		}
+		if (m != NULL)
+			protobuf_c_message_free_unpacked(&m->base, NULL);
+		if (stop_after > 0 && ev->progress >= stop_after)
+			return s;
+	}
+	ev->status = rpc_sync_stream_close(s, &d);
+	snprintf(ev->details, sizeof ev->details, "%s", d ? d : "");
+	free(d);
+	return NULL;
+}
+
+static struct rpc_stream *
+submit(struct env *e, const char *problem, Certa__V1__Algorithm algo, uint32_t n)
+{
+	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct rpc_stream *s;
+
+	spec.problem = (char *)problem;
+	spec.algorithm = algo;
+	spec.n = n;
+	req.program = &spec;
+	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
+	    &certa__v1__program_event__descriptor, 60000, NULL, 0, &s), 0);
+	return s;
+}
+
+static Certa__V1__Program *
+get_program(struct env *e, const char *id, grpc_status_code *st, char **details)
+{
+	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
+	Certa__V1__Program *p = NULL;
+
+	g.program_id = (char *)id;
+	assert_int_equal(rpc_sync_unary(e->ch, "/certa.v1.Reasoning/Get", &g.base,
+	    &certa__v1__program__descriptor, RPC_MS, NULL, 0, (ProtobufCMessage **)&p, st,
+	    details), 0);
+	return p;
+}
+
+/* Polls Get until the program reaches a terminal state (or 30 s). */
+static Certa__V1__Program *
+wait_terminal(struct env *e, const char *id)
+{
+	int i;
+
+	for (i = 0; i < 600; i++) {
+		grpc_status_code st;
+		Certa__V1__Program *p = get_program(e, id, &st, NULL);
+		if (st == GRPC_STATUS_OK && p->state >= CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED)
+			return p;
+		if (p != NULL)
+			protobuf_c_message_free_unpacked(&p->base, NULL);
+		usleep(50000);
+	}
+	fail_msg("program %s did not finish", id);
+	return NULL;
+}
+
+/* cot: the answer is the recorded final answer; the whole recorded run is replayed. */
+static void
+test_submit_and_finish(void **state)
+{
+	struct env *e = *state;
+	struct events ev;
+	Certa__V1__Program *p;
+	grpc_status_code st;
+
+	if (e == NULL)
+		SKIP_NO_TRACES();
+	start_workers(e, 1, "0");
+	start_certad(e, 1);
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_int_equal(ev.accepted, 1);
+	assert_true(ev.progress >= 1);
+	assert_true(ev.monotone);
+	assert_non_null(ev.finished);
+	assert_true(answer_equivalent(ev.finished->result->answer, e->tr->final_answer));
+	assert_int_equal(ev.finished->result->reason,
+	    CERTA__V1__FINISH_REASON__FINISH_REASON_NATURAL_END);
+	assert_int_equal(ev.finished->result->tokens_used, e->tr->tokens_used);
+	assert_true(ev.finished->result->probe_tokens > 0);
+
+	p = get_program(e, ev.id, &st, NULL);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	assert_int_equal(p->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
+	assert_string_equal(p->result->answer, ev.finished->result->answer);
+	assert_int_equal(p->n_requests, 1);
+	assert_int_equal(p->requests[0]->tokens, e->tr->tokens_used);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	events_free(&ev);
+}
+
+/* sc with 3 chains: three recorded samples, majority answer. */
+static void
+test_sc_three_chains(void **state)
+{
+	struct env *e = *state;
+	struct events ev;
+	size_t i, j, best = 0, bestv = 0;
+	uint64_t total = 0;
+
+	if (e == NULL)
+		SKIP_NO_TRACES();
+	start_workers(e, 1, "0");
+	start_certad(e, 1);
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_SC, 3), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_int_equal(ev.finished->n_requests, 3);
+	for (i = 0; i < 3; i++) {
+		size_t v = 0;
+		assert_true(ev.finished->requests[i]->finished);
+		assert_true(answer_equivalent(ev.finished->requests[i]->answer,
+		    e->tr->samples[i]->final_answer));
+		total += e->tr->samples[i]->tokens_used;
+		for (j = 0; j < 3; j++)
+			v += answer_equivalent(e->tr->samples[i]->final_answer,
+			    e->tr->samples[j]->final_answer);
+		if (v > bestv) {
+			bestv = v;
+			best = i;
+		}
+	}
+	assert_true(answer_equivalent(ev.finished->result->answer,
+	    e->tr->samples[best]->final_answer));
+	assert_int_equal(ev.finished->result->tokens_used, total);
+	events_free(&ev);
+}
+
+static int
+worker_active(int port)
+{
+	struct rpc_channel *ch;
+	char target[64];
+	Certa__V1__InfoRequest req = CERTA__V1__INFO_REQUEST__INIT;
+	Certa__V1__InfoReply *r = NULL;
+	grpc_status_code st;
+	int active;
+
+	snprintf(target, sizeof target, "127.0.0.1:%d", port);
+	assert_int_equal(rpc_channel_new(target, &ch), 0);
+	assert_int_equal(rpc_sync_unary(ch, "/certa.v1.Worker/Info", &req.base,
+	    &certa__v1__info_reply__descriptor, RPC_MS, NULL, 0, (ProtobufCMessage **)&r, &st,
+	    NULL), 0);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	active = (int)r->active;
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	rpc_channel_free(ch);
+	return active;
+}
+
+/* Cancel stops a running program, ends its stream and frees the worker's state. */
+static void
+test_cancel(void **state)
+{
+	struct env *e = *state;
+	struct events ev;
+	struct rpc_stream *s;
+	Certa__V1__CancelRequest c = CERTA__V1__CANCEL_REQUEST__INIT;
+	Certa__V1__CancelReply *cr = NULL;
+	Certa__V1__Program *p;
+	grpc_status_code st;
+	int i;
+
+	if (e == NULL)
+		SKIP_NO_TRACES();
+	start_workers(e, 1, "30");
+	start_certad(e, 1);
+	memset(&ev, 0, sizeof ev);
+	s = read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_SC, 3), &ev, 2);
+	assert_non_null(s);
+	assert_int_equal(worker_active(e->wport[0]), 3);
+	c.program_id = ev.id;
+	assert_int_equal(rpc_sync_unary(e->ch, "/certa.v1.Reasoning/Cancel", &c.base,
+	    &certa__v1__cancel_reply__descriptor, RPC_MS, NULL, 0, (ProtobufCMessage **)&cr, &st,
+	    NULL), 0);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	assert_int_equal(cr->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	protobuf_c_message_free_unpacked(&cr->base, NULL);
+	read_events(s, &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_int_equal(ev.finished->result->reason,
+	    CERTA__V1__FINISH_REASON__FINISH_REASON_CANCELLED);
+	p = get_program(e, ev.id, &st, NULL);
+	assert_int_equal(p->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	assert_true(p->tokens_used < e->tr->tokens_used * 3);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	/* Worker state is released (the in-flight step completes first). */
+	for (i = 0; i < 100 && worker_active(e->wport[0]) != 0; i++)
+		usleep(20000);
+	assert_int_equal(worker_active(e->wport[0]), 0);
+	/* Cancelling again reports the terminal state. */
+	assert_int_equal(rpc_sync_unary(e->ch, "/certa.v1.Reasoning/Cancel", &c.base,
+	    &certa__v1__cancel_reply__descriptor, RPC_MS, NULL, 0, (ProtobufCMessage **)&cr, &st,
+	    NULL), 0);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	assert_int_equal(cr->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	protobuf_c_message_free_unpacked(&cr->base, NULL);
+	events_free(&ev);
+}
+
+/* Bad input: unknown problem, malformed and invalid requests, unknown ids. */
+static void
+test_bad_input(void **state)
+{
+	struct env *e = *state;
+	struct events ev;
+	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
+	Certa__V1__Program *p;
+	ProtobufCMessage *m = NULL;
+	grpc_status_code st;
+	char *details = NULL;
+	char big[70000];
+
+	if (e == NULL)
+		SKIP_NO_TRACES();
+	start_workers(e, 1, "0");
+	start_certad(e, 1);
+
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, "What is the airspeed velocity of an unladen swallow?",
+	    CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_NOT_FOUND);
+	assert_non_null(strstr(ev.details, "traces directory"));
+	assert_int_equal(ev.accepted, 1);
+	p = get_program(e, ev.id, &st, NULL);
+	assert_int_equal(p->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED);
+	assert_non_null(strstr(p->result->error_message, "no recorded trace"));
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	events_free(&ev);
+
+	/* Bytes that are not a SubmitRequest. */
+	g.program_id = (char *)"\xff\xff\xff\xff\xff";
+	assert_int_equal(rpc_sync_unary(e->ch, "/certa.v1.Reasoning/Submit", &g.base,
+	    &certa__v1__program_event__descriptor, RPC_MS, NULL, 0, &m, &st, &details), 0);
+	assert_int_equal(st, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(details, "certa.v1.SubmitRequest"));
+	free(details);
+
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, "", CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(ev.details, "problem is empty"));
+	assert_int_equal(ev.accepted, 0);
+	events_free(&ev);
+
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 2), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(ev.details, "cot runs one chain"));
+	events_free(&ev);
+
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_SC, 99), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(ev.details, "allowed range"));
+	events_free(&ev);
+
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, big, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(ev.details, "limit"));
+	events_free(&ev);
+
+	/* sc asking for more samples than were recorded: the worker's message reaches the client. */
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_SC, 4), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(ev.details, "only 3 samples"));
+	events_free(&ev);
+
+	p = get_program(e, "p-0000000000000000", &st, &details);
+	assert_null(p);
+	assert_int_equal(st, GRPC_STATUS_NOT_FOUND);
+	free(details);
+	p = get_program(e, "", &st, &details);
+	assert_int_equal(st, GRPC_STATUS_INVALID_ARGUMENT);
+	free(details);
+
+	/* The daemon is still healthy after all that. */
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	events_free(&ev);
+}
+
+/* kill -9 certad mid-program: after restart it completes with the same answer, once. */
+static void
+test_daemon_crash_resume(void **state)
+{
+	struct env *e = *state;
+	struct events ev;
+	struct rpc_stream *s;
+	Certa__V1__ListRequest lr = CERTA__V1__LIST_REQUEST__INIT;
+	Certa__V1__ListReply *list = NULL;
+	Certa__V1__Program *p;
+	grpc_status_code st;
+	char id[64];
+	size_t i, seen = 0;
+
+	if (e == NULL)
+		SKIP_NO_TRACES();
+	start_workers(e, 1, "15");
+	start_certad(e, 1);
+	memset(&ev, 0, sizeof ev);
+	s = read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 3);
+	assert_non_null(s);
+	snprintf(id, sizeof id, "%s", ev.id);
+	assert_int_equal(harness_kill9(e->d), 0);
+	harness_proc_free(e->d);
+	e->d = NULL;
+	read_events(s, &ev, 0);
+	assert_int_not_equal(ev.status, GRPC_STATUS_OK);
+	events_free(&ev);
+
+	start_certad(e, 1);
+	p = wait_terminal(e, id);
+	assert_int_equal(p->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
+	assert_true(answer_equivalent(p->result->answer, e->tr->final_answer));
+	assert_int_equal(p->result->tokens_used, e->tr->tokens_used);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+
+	/* Exactly one program, no duplicate result. */
+	assert_int_equal(rpc_sync_unary(e->ch, "/certa.v1.Reasoning/List", &lr.base,
+	    &certa__v1__list_reply__descriptor, RPC_MS, NULL, 0, (ProtobufCMessage **)&list, &st,
+	    NULL), 0);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	for (i = 0; i < list->n_programs; i++)
+		seen += strcmp(list->programs[i]->id, id) == 0;
+	assert_int_equal(list->n_programs, 1);
+	assert_int_equal(seen, 1);
+	protobuf_c_message_free_unpacked(&list->base, NULL);
+}
+
+/* kill -9 the worker holding a program: it completes on the other worker. */
+static void
+test_worker_failover(void **state)
+{
+	struct env *e = *state;
+	struct events ev;
+	struct rpc_stream *s;
+	Certa__V1__Program *p;
+	grpc_status_code st;
+	char holder[64], other[64];
+	int victim;
+
+	if (e == NULL)
+		SKIP_NO_TRACES();
+	start_workers(e, 2, "15");
+	start_certad(e, 2);
+	memset(&ev, 0, sizeof ev);
+	s = read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 3);
+	assert_non_null(s);
+	p = get_program(e, ev.id, &st, NULL);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	snprintf(holder, sizeof holder, "%s", p->requests[0]->worker);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	victim = strstr(holder, ":") && atoi(strrchr(holder, ':') + 1) == e->wport[0] ? 0 : 1;
+	assert_int_equal(atoi(strrchr(holder, ':') + 1), e->wport[victim]);
+	snprintf(other, sizeof other, "127.0.0.1:%d", e->wport[1 - victim]);
+	assert_int_equal(harness_kill9(e->w[victim]), 0);
+
+	read_events(s, &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_true(answer_equivalent(ev.finished->result->answer, e->tr->final_answer));
+	assert_int_equal(ev.finished->result->tokens_used, e->tr->tokens_used);
+	p = get_program(e, ev.id, &st, NULL);
+	assert_string_equal(p->requests[0]->worker, other);  /* finished on the survivor */
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	events_free(&ev);
+}
+
+/* SIGTERM drains: the stream ends UNAVAILABLE, certad exits 0, the program resumes later. */
+static void
+test_sigterm_drain(void **state)
+{
+	struct env *e = *state;
+	struct events ev;
+	struct rpc_stream *s;
+	Certa__V1__Program *p;
+	int status = 0;
+	char id[64];
+
+	if (e == NULL)
+		SKIP_NO_TRACES();
+	start_workers(e, 1, "15");
+	start_certad(e, 1);
+	memset(&ev, 0, sizeof ev);
+	s = read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 2);
+	assert_non_null(s);
+	snprintf(id, sizeof id, "%s", ev.id);
+	assert_int_equal(harness_signal(e->d, SIGTERM), 0);
+	read_events(s, &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_UNAVAILABLE);
+	assert_non_null(strstr(ev.details, "continues after restart"));
+	assert_int_equal(harness_wait_exit(e->d, 10000, &status), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	harness_proc_free(e->d);
+	e->d = NULL;
+	events_free(&ev);
+
+	start_certad(e, 1);
+	p = wait_terminal(e, id);
+	assert_int_equal(p->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
+	assert_true(answer_equivalent(p->result->answer, e->tr->final_answer));
+	assert_int_equal(p->result->tokens_used, e->tr->tokens_used);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
+/* Watch re-attaches to a running program; List pages newest first. */
+static void
+test_watch_and_list(void **state)
+{
+	struct env *e = *state;
+	struct events ev, wev;
+	struct rpc_stream *s, *w;
+	Certa__V1__WatchRequest wr = CERTA__V1__WATCH_REQUEST__INIT;
+	Certa__V1__ListRequest lr = CERTA__V1__LIST_REQUEST__INIT;
+	Certa__V1__ListReply *list = NULL;
+	grpc_status_code st;
+	char ids[3][64];
+	int i;
+
+	if (e == NULL)
+		SKIP_NO_TRACES();
+	start_workers(e, 1, "5");
+	start_certad(e, 1);
+	for (i = 0; i < 3; i++) {
+		memset(&ev, 0, sizeof ev);
+		s = read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0),
+		    &ev, 1);
+		snprintf(ids[i], sizeof ids[i], "%s", ev.id);
+		if (i < 2) {
+			read_events(s, &ev, 0);
+			assert_int_equal(ev.status, GRPC_STATUS_OK);
+			events_free(&ev);
+			usleep(2000);
+			continue;
+		}
+		/* Drop the Submit stream; the program keeps running; Watch picks it up. */
+		rpc_sync_stream_cancel(s);
+		read_events(s, &ev, 0);
+		events_free(&ev);
+	}
+	wr.program_id = ids[2];
+	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Watch", &wr.base,
+	    &certa__v1__program_event__descriptor, 60000, NULL, 0, &w), 0);
+	memset(&wev, 0, sizeof wev);
+	read_events(w, &wev, 0);
+	assert_int_equal(wev.status, GRPC_STATUS_OK);
+	assert_non_null(wev.finished);
+	assert_true(answer_equivalent(wev.finished->result->answer, e->tr->final_answer));
+	events_free(&wev);
+
+	lr.page_size = 2;
+	assert_int_equal(rpc_sync_unary(e->ch, "/certa.v1.Reasoning/List", &lr.base,
+	    &certa__v1__list_reply__descriptor, RPC_MS, NULL, 0, (ProtobufCMessage **)&list, &st,
+	    NULL), 0);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	assert_int_equal(list->n_programs, 2);
+	assert_string_equal(list->programs[0]->id, ids[2]);
+	assert_string_equal(list->programs[1]->id, ids[1]);
+	assert_string_not_equal(list->next_page_token, "");
+	lr.page_token = list->next_page_token;
+	{
+		Certa__V1__ListReply *l2 = NULL;
+		assert_int_equal(rpc_sync_unary(e->ch, "/certa.v1.Reasoning/List", &lr.base,
+		    &certa__v1__list_reply__descriptor, RPC_MS, NULL, 0, (ProtobufCMessage **)&l2,
+		    &st, NULL), 0);
+		assert_int_equal(l2->n_programs, 1);
+		assert_string_equal(l2->programs[0]->id, ids[0]);
+		assert_string_equal(l2->next_page_token, "");
+		protobuf_c_message_free_unpacked(&l2->base, NULL);
+	}
+	protobuf_c_message_free_unpacked(&list->base, NULL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_submit_and_finish, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sc_three_chains, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_crash_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_worker_failover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch_and_list, setup, teardown),
+	};
+	int rc;
+
+	grpc_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	grpc_shutdown();
+	return rc;
+}
