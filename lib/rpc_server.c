@@ -15,6 +15,7 @@
 #include "lib/log.h"
 
 #define RPC_ACCEPT_SLOTS 8
+#define RPC_MAX_SERVICES 8
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 
 struct rpc_accept {
@@ -30,9 +31,16 @@ struct rpc_md {
 	char *value;
 };
 
+struct rpc_service {
+	const struct rpc_method *methods;
+	size_t nmethods;
+	void *ctx;
+};
+
 struct rpc_call {
 	struct rpc_server *srv;
 	const struct rpc_method *method;
+	void *method_ctx;
 	grpc_call *call;
 	char *path;
 	char *peer;
@@ -77,9 +85,9 @@ enum rpc_server_state {
 struct rpc_server {
 	grpc_server *server;
 	struct cqbridge *br;
-	const struct rpc_method *methods;
-	size_t nmethods;
-	void *ctx;
+	struct rpc_service services[RPC_MAX_SERVICES];
+	size_t nservices;
+	void *ctx;              /* the first service's context (given to the authorizer) */
 	rpc_authorize_fn authorize;
 	enum rpc_server_state state;
 
@@ -450,7 +458,7 @@ rpc_call_on_recv(struct cqbridge_tag *tag, int ok)
 		    "malformed request: not a valid %s message", c->method->input->name);
 		goto out;
 	}
-	c->method->handler(c, req, c->srv->ctx);
+	c->method->handler(c, req, c->method_ctx);
 	protobuf_c_message_free_unpacked(req, NULL);
 out:
 	rpc_call_release(c);
@@ -475,15 +483,21 @@ rpc_call_copy_md(struct rpc_call *c, const grpc_metadata_array *md)
 	return 0;
 }
 
-/* Finds the method for a path in the server's table. */
+/* Finds the method for a path in the server's tables, and its service's context. */
 static const struct rpc_method *
-rpc_server_lookup(const struct rpc_server *srv, const char *path)
+rpc_server_lookup(const struct rpc_server *srv, const char *path, void **ctx)
 {
-	size_t i;
+	size_t i, j;
 
-	for (i = 0; i < srv->nmethods; i++)
-		if (strcmp(srv->methods[i].path, path) == 0)
-			return &srv->methods[i];
+	for (i = 0; i < srv->nservices; i++) {
+		const struct rpc_service *s = &srv->services[i];
+		for (j = 0; j < s->nmethods; j++) {
+			if (strcmp(s->methods[j].path, path) == 0) {
+				*ctx = s->ctx;
+				return &s->methods[j];
+			}
+		}
+	}
 	return NULL;
 }
 
@@ -536,7 +550,7 @@ rpc_server_new_call(struct rpc_server *srv, struct rpc_accept *a)
 	if (rpc_call_batch(c, ops, 1, &c->tag_close) != 0)
 		goto out;
 
-	c->method = rpc_server_lookup(srv, c->path);
+	c->method = rpc_server_lookup(srv, c->path, &c->method_ctx);
 	if (c->method == NULL) {
 		log_info(LOG_RPC, "unknown method %s from %s", c->path, rpc_call_peer(c));
 		rpc_call_finish(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", c->path);
@@ -636,11 +650,26 @@ rpc_server_new(struct cqbridge *br, const struct rpc_method *methods, size_t nme
 	}
 	grpc_server_register_completion_queue(srv->server, cqbridge_cq(br), NULL);
 	srv->br = br;
-	srv->methods = methods;
-	srv->nmethods = nmethods;
+	srv->services[0].methods = methods;
+	srv->services[0].nmethods = nmethods;
+	srv->services[0].ctx = ctx;
+	srv->nservices = 1;
 	srv->ctx = ctx;
 	srv->state = RPC_SERVER_NEW;
 	*out = srv;
+	return 0;
+}
+
+int
+rpc_server_add_methods(struct rpc_server *srv, const struct rpc_method *methods,
+    size_t nmethods, void *ctx)
+{
+	if (srv->nservices == RPC_MAX_SERVICES)
+		return -ENOSPC;
+	srv->services[srv->nservices].methods = methods;
+	srv->services[srv->nservices].nmethods = nmethods;
+	srv->services[srv->nservices].ctx = ctx;
+	srv->nservices++;
 	return 0;
 }
 

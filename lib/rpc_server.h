@@ -55,6 +55,11 @@ typedef grpc_status_code (*rpc_authorize_fn)(struct rpc_call *call,
 int rpc_server_new(struct cqbridge *br, const struct rpc_method *methods, size_t nmethods,
     void *ctx, struct rpc_server **out);
 
+/* Adds another service's method table (e.g. grpc.health.v1.Health) whose handlers get ctx.
+ * Before rpc_server_start.  Returns 0 or -ENOSPC (at most 8 tables). */
+int rpc_server_add_methods(struct rpc_server *srv, const struct rpc_method *methods,
+    size_t nmethods, void *ctx);
+
 void rpc_server_set_authorizer(struct rpc_server *srv, rpc_authorize_fn fn);
 
 /* Adds an insecure listening address ("127.0.0.1:0", "unix:/path").  *port gets the bound
