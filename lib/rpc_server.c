@@ -71,6 +71,7 @@ struct rpc_call {
 	void (*cancel_fn)(struct rpc_call *call, void *arg);
 	void *cancel_arg;
 	void *data;
+	char *identity;         /* who the authorizer says the caller is */
 
 	struct rpc_call *prev, *next;
 };
@@ -137,6 +138,7 @@ rpc_call_release(struct rpc_call *c)
 	}
 	free(c->md);
 	free(c->path);
+	free(c->identity);
 	if (c->peer != NULL)
 		gpr_free(c->peer);
 	grpc_call_unref(c->call);
@@ -430,6 +432,30 @@ void *
 rpc_call_get_data(const struct rpc_call *c)
 {
 	return c->data;
+}
+
+int
+rpc_call_set_identity(struct rpc_call *c, const char *who)
+{
+	char *s = strdup(who != NULL ? who : "");
+
+	if (s == NULL)
+		return -ENOMEM;
+	free(c->identity);
+	c->identity = s;
+	return 0;
+}
+
+const char *
+rpc_call_identity(const struct rpc_call *c)
+{
+	return c->identity != NULL ? c->identity : "";
+}
+
+int
+rpc_call_is_local(const struct rpc_call *c)
+{
+	return c->peer != NULL && strncmp(c->peer, "unix:", 5) == 0;
 }
 
 /* The request message arrived (or not): decode and dispatch to the handler. */

@@ -121,6 +121,13 @@ grpc_call *rpc_call_grpc(const struct rpc_call *call);
 /* Messages still queued or in flight (backpressure for slow stream readers). */
 size_t rpc_call_pending(const struct rpc_call *call);
 
+/* The caller's identity as established by the authorizer (tenant name, "admin"); copied.
+ * Returns 0 or -ENOMEM.  rpc_call_identity returns "" when unset. */
+int rpc_call_set_identity(struct rpc_call *call, const char *who);
+const char *rpc_call_identity(const struct rpc_call *call);
+/* True when the call arrived on a unix-domain socket listener. */
+int rpc_call_is_local(const struct rpc_call *call);
+
 /* Opaque user pointer. */
 void rpc_call_set_data(struct rpc_call *call, void *data);
 void *rpc_call_get_data(const struct rpc_call *call);
