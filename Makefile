@@ -19,7 +19,11 @@ CMOCKA_LIBS = -lcmocka
 ALL_CFLAGS = $(CPPFLAGS_ALL) $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-PROTOS   = $(wildcard proto/certa/v1/*.proto)
+# proto/grpc/health/v1/health.proto is the standard grpc.health.v1 service; it generates
+# $(BUILD)/gen/grpc/health/v1/health.pb-c.h.  No collision with the system <grpc/...> headers:
+# /usr/include/grpc has no health/ directory, and a missing file in $(BUILD)/gen/grpc falls
+# through to the system include directory.
+PROTOS   = $(wildcard proto/certa/v1/*.proto) $(wildcard proto/grpc/health/v1/*.proto)
 GEN_C    = $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 GEN_H    = $(GEN_C:.c=.h)
 

@@ -3,6 +3,11 @@
  *
  *   certa-worker --listen 127.0.0.1:7701 --engine replay --traces DIR [--capacity N]
  *                [--model NAME] [--config FILE] [--set key=value] [--port-file FILE]
+ *
+ * Besides certa.v1.Worker the server answers the standard grpc.health.v1.Health service
+ * (lib/health): "" and "certa.v1.Worker" are SERVING once listening and NOT_SERVING from
+ * SIGTERM on.  --print-config prints an example configuration file, --print-config-man the
+ * roff OPTIONS section spliced into certa-worker(8) by scripts/gen-docs.sh.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +20,7 @@
 #include "lib/config.h"
 #include "lib/cqbridge.h"
 #include "lib/error.h"
+#include "lib/health.h"
 #include "lib/log.h"
 #include "lib/proc.h"
 #include "lib/rpc_server.h"
@@ -48,6 +54,7 @@ static const struct config_option wmain_options[] = {
 struct wmain {
 	struct proc *proc;
 	struct rpc_server *srv;
+	struct health *health;
 	int stopping;
 };
 
@@ -59,7 +66,7 @@ wmain_usage(FILE *f)
 	    "                    [--model NAME] [--config FILE] [--set KEY=VALUE]\n"
 	    "                    [--port-file FILE] [--step-delay MS] [--log-level LEVEL]\n"
 	    "                    [--check-config]\n"
-	    "                    [--print-config] [--version]\n"
+	    "                    [--print-config] [--print-config-man] [--version]\n"
 	    "engines: %s\n", engine_names());
 }
 
@@ -69,6 +76,8 @@ wmain_server_done(void *arg)
 	struct wmain *m = arg;
 
 	m->srv = NULL;
+	health_free(m->health);
+	m->health = NULL;
 	proc_finish(m->proc);
 }
 
@@ -86,6 +95,8 @@ wmain_on_signal(int sig, void *arg)
 		return;
 	m->stopping = 1;
 	log_info(LOG_MAIN, "shutting down");
+	/* Probes see NOT_SERVING (watchers are told) before the server stops answering. */
+	health_shutdown(m->health);
 	rpc_server_shutdown(m->srv, wmain_server_done, m);
 }
 
@@ -115,6 +126,7 @@ main(int argc, char **argv)
 		{ "set", required_argument, NULL, 's' },
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "print-config", no_argument, NULL, 'P' },
+		{ "print-config-man", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -124,8 +136,8 @@ main(int argc, char **argv)
 	struct worker *w = NULL;
 	struct wmain m;
 	struct engine_options eo;
-	const struct rpc_method *methods;
-	size_t nmethods, i;
+	const struct rpc_method *methods, *hmethods;
+	size_t nmethods, nhmethods, i;
 	char err[512];
 	const char *config_path = NULL, *port_file;
 	enum log_level lvl;
@@ -160,6 +172,9 @@ main(int argc, char **argv)
 			break;
 		case 'P':
 			config_write_doc(wmain_options, WMAIN_NOPTIONS, stdout, CONFIG_DOC_INI);
+			return 0;
+		case 'M':
+			config_write_doc(wmain_options, WMAIN_NOPTIONS, stdout, CONFIG_DOC_MAN);
 			return 0;
 		case 'h':
 			wmain_usage(stdout);
@@ -221,10 +236,18 @@ main(int argc, char **argv)
 	if (rc != 0)
 		goto out_proc;
 	methods = worker_methods(&nmethods);
-	rc = rpc_server_new(proc_bridge(m.proc), methods, nmethods, w, &m.srv);
+	rc = health_new(&m.health);
 	if (rc != 0)
 		goto out_proc;
-	rc = rpc_server_listen(m.srv, config_get_str(cfg, "listen"), &port);
+	rc = rpc_server_new(proc_bridge(m.proc), methods, nmethods, w, &m.srv);
+	if (rc != 0) {
+		health_free(m.health);
+		goto out_proc;
+	}
+	hmethods = health_methods(&nhmethods);
+	rc = rpc_server_add_methods(m.srv, hmethods, nhmethods, m.health);
+	if (rc == 0)
+		rc = rpc_server_listen(m.srv, config_get_str(cfg, "listen"), &port);
 	if (rc == 0)
 		rc = rpc_server_start(m.srv);
 	if (rc != 0) {
@@ -235,6 +258,9 @@ main(int argc, char **argv)
 		rc = CERTA_EUNAVAIL;
 		goto out_proc;
 	}
+	/* SERVING before the port file appears: whoever waits on that file may probe at once. */
+	(void)health_set(m.health, "", HEALTH_SERVING);
+	(void)health_set(m.health, "certa.v1.Worker", HEALTH_SERVING);
 	port_file = config_get_str(cfg, "port_file");
 	if (port_file != NULL && (rc = proc_write_port_file(port_file, port)) != 0)
 		log_warn(LOG_MAIN, "cannot write port file %s: %s", port_file, certa_strerror(rc));
