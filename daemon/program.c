@@ -206,12 +206,32 @@ program_probe_tokens(const struct program *p)
 	return t;
 }
 
+/* The probe histories of the last view (loop thread only; valid until the next call). */
+static struct sched_probe *program_view_probes;
+static size_t program_view_probes_cap;
+
 void
 program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms,
     struct sched_view *out)
 {
+	size_t total = 0, used = 0, j;
 	uint32_t i;
 
+	/* The scheduler reads each chain's probe history; copy it into one shared buffer (the
+	 * chain keeps struct probe_point, which owns its strings). */
+	for (i = 0; i < p->n; i++)
+		total += p->chains[i].nprobes;
+	if (total > program_view_probes_cap) {
+		size_t ncap = program_view_probes_cap ? program_view_probes_cap : 256;
+		struct sched_probe *np;
+		while (ncap < total)
+			ncap *= 2;
+		np = realloc(program_view_probes, ncap * sizeof *np);
+		if (np != NULL) {
+			program_view_probes = np;
+			program_view_probes_cap = ncap;
+		}
+	}
 	for (i = 0; i < p->n; i++) {
 		const struct chain *c = &p->chains[i];
 		chains[i].tokens = c->tokens;
@@ -219,6 +239,21 @@ program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms
 		chains[i].answer = c->answer != NULL ? c->answer : "";
 		chains[i].final_answer = c->final_answer != NULL ? c->final_answer : "";
 		chains[i].thinking_done = c->thinking_done;
+		chains[i].text = c->text;
+		chains[i].text_len = c->text != NULL ? c->text_len : 0;
+		chains[i].probes = NULL;
+		chains[i].nprobes = 0;
+		if (total <= program_view_probes_cap && c->nprobes > 0) {
+			/* Out of memory above: the view falls back to the latest answer only. */
+			chains[i].probes = program_view_probes + used;
+			chains[i].nprobes = c->nprobes;
+			for (j = 0; j < c->nprobes; j++) {
+				struct sched_probe *sp = &program_view_probes[used++];
+				sp->position = c->probes[j].position;
+				sp->answer = c->probes[j].answer != NULL ? c->probes[j].answer : "";
+				sp->confidence = -1;  /* the chain does not keep probe confidence yet */
+			}
+		}
 	}
 	memset(out, 0, sizeof *out);
 	out->algo = p->algo;

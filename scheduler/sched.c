@@ -2,10 +2,29 @@
 #include "scheduler/sched.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/error.h"
 #include "scheduler/answer.h"
+#include "scheduler/certainty.h"
+
+/* Calibrated on the dev traces (certa-eval calibrate); keep equal to policy/default.policy
+ * (tests/unit/test_policy.c checks). */
+#define SCHED_DEFAULT_PROBE_STRIDE 0.2
+#define SCHED_DEFAULT_MAX_STEP 512
+#define SCHED_DEFAULT_EXPECTED 4096
+#define SCHED_DEFAULT_COT_THRESHOLD 0.99
+#define SCHED_DEFAULT_SC_THRESHOLD 0.92
+#define SCHED_DEFAULT_UNPROMISING 12288
+static const double sched_default_cot_w[SCHED_COT_NFEAT] = {
+	-1.81269, 0.493385, 0.992468, 1.08017, 0.472086,
+	2.14275, -0.696173, 0.00145406, 0.345876, 0,
+};
+static const double sched_default_sc_w[SCHED_SC_NFEAT] = {
+	-2.2782, 1.14954, -1.21169, 4.88871, -1.08049,
+	0.92669, -0.191946,
+};
 
 void
 sched_policy_default(struct sched_policy *p)
@@ -16,6 +35,18 @@ sched_policy_default(struct sched_policy *p)
 	p->default_sc_n = 3;
 	p->max_sc_n = 16;
 	p->max_budget = 1u << 20;
+	p->probe_stride = SCHED_DEFAULT_PROBE_STRIDE;
+	p->max_step_tokens = SCHED_DEFAULT_MAX_STEP;
+	p->expected_tokens = SCHED_DEFAULT_EXPECTED;
+	p->hesitation_window = 600;
+	memcpy(p->cot_w, sched_default_cot_w, sizeof p->cot_w);
+	memcpy(p->sc_w, sched_default_sc_w, sizeof p->sc_w);
+	p->cot_threshold = SCHED_DEFAULT_COT_THRESHOLD;
+	p->sc_threshold = SCHED_DEFAULT_SC_THRESHOLD;
+	p->unpromising_tokens = SCHED_DEFAULT_UNPROMISING;
+	p->extend_frac = 0.25;
+	p->extend_min = 0.5;
+	p->starvation_ms = 30000;
 }
 
 int
@@ -43,6 +74,36 @@ sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen)
 		snprintf(msg, msglen, "default_budget: %llu is out of range [step_tokens=%u, "
 		    "max_budget=%llu]", (unsigned long long)p->default_budget, p->step_tokens,
 		    (unsigned long long)p->max_budget);
+		return CERTA_EINVAL;
+	}
+	if (!(p->probe_stride >= 0 && p->probe_stride <= 1)) {
+		snprintf(msg, msglen, "probe_stride: %g is out of range [0, 1]", p->probe_stride);
+		return CERTA_EINVAL;
+	}
+	if (p->max_step_tokens < p->step_tokens || p->max_step_tokens > 65536) {
+		snprintf(msg, msglen, "max_step_tokens: %u is out of range [step_tokens=%u, 65536]",
+		    p->max_step_tokens, p->step_tokens);
+		return CERTA_EINVAL;
+	}
+	if (p->expected_tokens < 1) {
+		snprintf(msg, msglen, "expected_tokens: must be at least 1");
+		return CERTA_EINVAL;
+	}
+	if (!(p->cot_threshold >= 0 && p->cot_threshold <= 2) ||
+	    !(p->sc_threshold >= 0 && p->sc_threshold <= 2)) {
+		snprintf(msg, msglen, "%s: %g is out of range [0, 2] (above 1 disables)",
+		    !(p->cot_threshold >= 0 && p->cot_threshold <= 2) ? "cot.threshold" :
+		    "sc.threshold", !(p->cot_threshold >= 0 && p->cot_threshold <= 2) ?
+		    p->cot_threshold : p->sc_threshold);
+		return CERTA_EINVAL;
+	}
+	if (!(p->extend_frac >= 0 && p->extend_frac <= 4) ||
+	    !(p->extend_min >= 0 && p->extend_min <= 2)) {
+		snprintf(msg, msglen, "extend_frac/extend_min: out of range ([0, 4], [0, 2])");
+		return CERTA_EINVAL;
+	}
+	if (p->starvation_ms < 0) {
+		snprintf(msg, msglen, "starvation_ms: %lld is negative", (long long)p->starvation_ms);
 		return CERTA_EINVAL;
 	}
 	return 0;
@@ -102,49 +163,267 @@ sched_vote(const struct sched_view *v, size_t *winner, double *agreement)
 	return true;
 }
 
+/* Tokens per chain for the next step: the probe spacing grows with the tokens already spent
+ * (probes cost tokens), in multiples of step_tokens, capped by max_step_tokens. */
+static uint32_t
+sched_step_size(const struct sched_policy *p, const struct sched_view *v)
+{
+	uint64_t most = 0, step = p->step_tokens;
+	size_t i;
+
+	for (i = 0; i < v->nchains; i++)
+		if (!v->chains[i].finished && v->chains[i].tokens > most)
+			most = v->chains[i].tokens;
+	if (p->probe_stride > 0 && p->step_tokens > 0) {
+		uint64_t s = (uint64_t)(p->probe_stride * (double)most);
+		s -= s % p->step_tokens;
+		if (s > step)
+			step = s;
+	}
+	if (step > p->max_step_tokens)
+		step = p->max_step_tokens >= p->step_tokens ? p->max_step_tokens : p->step_tokens;
+	return (uint32_t)step;
+}
+
+/* Moves the optional caller-kept state machine and records the state in the decision. */
+static void
+sched_enter(const struct sched_view *v, struct sched_decision *out, enum sched_pstate to)
+{
+	if (v->state != NULL)
+		sched_set_state(v->state, to);
+	out->state = to;
+}
+
+static void
+sched_stop(const struct sched_view *v, struct sched_decision *out, enum sched_reason r,
+    enum sched_pstate st, bool low)
+{
+	out->stop = true;
+	out->reason = r;
+	out->low_confidence = low;
+	out->step_tokens = 0;
+	sched_enter(v, out, st);
+}
+
+static enum sched_reason
+sched_state_reason(enum sched_pstate s)
+{
+	switch (s) {
+	case SCHED_PS_STOP_CERTAIN: return SCHED_REASON_CERTAIN;
+	case SCHED_PS_STOP_UNPROMISING: return SCHED_REASON_UNPROMISING;
+	case SCHED_PS_STOP_BUDGET: return SCHED_REASON_BUDGET;
+	case SCHED_PS_STOP_DEADLINE: return SCHED_REASON_DEADLINE;
+	case SCHED_PS_STOP_NATURAL: return SCHED_REASON_NATURAL_END;
+	default: return SCHED_REASON_NONE;
+	}
+}
+
 void
 sched_decide(const struct sched_policy *p, const struct sched_view *v,
     struct sched_decision *out)
 {
-	uint64_t used = sched_tokens_used(v), left;
+	uint64_t used = sched_tokens_used(v), left, budget = v->budget, most = 0;
+	struct certainty_program cp;
 	size_t i, active = 0;
-	double agreement = 0;
+	double agreement = 0, threshold;
 	size_t winner = 0;
 	bool have;
 
 	memset(out, 0, sizeof *out);
-	for (i = 0; i < v->nchains; i++)
+	for (i = 0; i < v->nchains; i++) {
 		if (!v->chains[i].finished)
 			active++;
-	have = sched_vote(v, &winner, &agreement);
-	out->answer_chain = winner;
-	out->answer = have ? sched_chain_answer(&v->chains[winner]) : "";
-	out->agreement = have ? agreement : 0;
-	out->certaindex = v->algo == SCHED_ALGO_SC ? out->agreement : (have ? 0.5 : 0);
+		if (v->chains[i].tokens > most)
+			most = v->chains[i].tokens;
+	}
+	certainty_program_eval(p, v, &cp, NULL);
+	out->features = cp.features;
+	out->certaindex = cp.certaindex;
+	out->answer_chain = cp.answer_chain;
+	out->answer = cp.answer;
+	out->agreement = cp.agreement;
 
-	if (active == 0) {
+	/* Once stopped, stay stopped (a repeated call answers the same). */
+	if (v->state != NULL && sched_state_terminal(v->state->state)) {
 		out->stop = true;
-		out->reason = SCHED_REASON_NATURAL_END;
+		out->reason = sched_state_reason(v->state->state);
+		out->state = v->state->state;
+		out->low_confidence = out->reason != SCHED_REASON_CERTAIN &&
+		    out->reason != SCHED_REASON_NATURAL_END;
+		return;
+	}
+	if (active == 0) {
+		/* Natural end: the plain majority vote over final answers. */
+		have = sched_vote(v, &winner, &agreement);
+		out->answer_chain = winner;
+		out->answer = have ? sched_chain_answer(&v->chains[winner]) : "";
+		out->agreement = have ? agreement : 0;
 		out->certaindex = v->algo == SCHED_ALGO_SC ? out->agreement : 1.0;
+		out->features.certaindex = out->certaindex;
+		out->features.agreement = out->agreement;
+		sched_stop(v, out, SCHED_REASON_NATURAL_END, SCHED_PS_STOP_NATURAL, false);
 		return;
 	}
 	if (v->deadline_ms > 0 && v->now_ms >= v->deadline_ms) {
-		out->stop = true;
-		out->reason = SCHED_REASON_DEADLINE;
-		out->low_confidence = true;
+		sched_stop(v, out, SCHED_REASON_DEADLINE, SCHED_PS_STOP_DEADLINE, true);
 		return;
 	}
-	if (used >= v->budget) {
-		out->stop = true;
-		out->reason = SCHED_REASON_BUDGET;
-		out->low_confidence = true;
+	threshold = v->algo == SCHED_ALGO_SC && v->nchains > 1 ? p->sc_threshold : p->cot_threshold;
+	if (cp.any_valid && cp.answer[0] != '\0' && (cp.decided || cp.certaindex >= threshold)) {
+		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
 		return;
 	}
+	if (p->unpromising_tokens > 0 && most >= p->unpromising_tokens) {
+		sched_stop(v, out, SCHED_REASON_UNPROMISING, SCHED_PS_STOP_UNPROMISING, true);
+		return;
+	}
+	if (used >= budget) {
+		uint64_t ext = (uint64_t)((double)budget * (1.0 + p->extend_frac));
+		if (p->extend_frac > 0 && cp.certaindex >= p->extend_min && used < ext) {
+			budget = ext;
+			out->extended = true;
+		} else {
+			sched_stop(v, out, SCHED_REASON_BUDGET, SCHED_PS_STOP_BUDGET, true);
+			return;
+		}
+	}
+	sched_enter(v, out, out->extended ? SCHED_PS_EXTENDED :
+	    cp.any_valid ? SCHED_PS_EXPLORING : SCHED_PS_WARMUP);
 	/* Spread what is left of the budget over the unfinished chains, one step at a time. */
-	left = (v->budget - used) / active;
-	out->step_tokens = p->step_tokens;
+	left = (budget - used) / active;
+	out->step_tokens = sched_step_size(p, v);
 	if (left < out->step_tokens)
 		out->step_tokens = left > 0 ? (uint32_t)left : 1;
+}
+
+/* Legal policy-state transitions, [from][to] (from == to is always legal). */
+static const bool sched_transitions[SCHED_PS_COUNT][SCHED_PS_COUNT] = {
+	[SCHED_PS_NEW] = {
+		[SCHED_PS_WARMUP] = true, [SCHED_PS_EXPLORING] = true, [SCHED_PS_EXTENDED] = true,
+		[SCHED_PS_STOP_CERTAIN] = true, [SCHED_PS_STOP_UNPROMISING] = true,
+		[SCHED_PS_STOP_BUDGET] = true, [SCHED_PS_STOP_DEADLINE] = true,
+		[SCHED_PS_STOP_NATURAL] = true,
+	},
+	[SCHED_PS_WARMUP] = {
+		[SCHED_PS_EXPLORING] = true, [SCHED_PS_EXTENDED] = true,
+		[SCHED_PS_STOP_CERTAIN] = true, [SCHED_PS_STOP_UNPROMISING] = true,
+		[SCHED_PS_STOP_BUDGET] = true, [SCHED_PS_STOP_DEADLINE] = true,
+		[SCHED_PS_STOP_NATURAL] = true,
+	},
+	[SCHED_PS_EXPLORING] = {
+		[SCHED_PS_EXTENDED] = true,
+		[SCHED_PS_STOP_CERTAIN] = true, [SCHED_PS_STOP_UNPROMISING] = true,
+		[SCHED_PS_STOP_BUDGET] = true, [SCHED_PS_STOP_DEADLINE] = true,
+		[SCHED_PS_STOP_NATURAL] = true,
+	},
+	[SCHED_PS_EXTENDED] = {
+		[SCHED_PS_STOP_CERTAIN] = true, [SCHED_PS_STOP_UNPROMISING] = true,
+		[SCHED_PS_STOP_BUDGET] = true, [SCHED_PS_STOP_DEADLINE] = true,
+		[SCHED_PS_STOP_NATURAL] = true,
+	},
+};
+
+static const char *const sched_state_names[SCHED_PS_COUNT] = {
+	[SCHED_PS_NEW] = "new",
+	[SCHED_PS_WARMUP] = "warmup",
+	[SCHED_PS_EXPLORING] = "exploring",
+	[SCHED_PS_EXTENDED] = "extended",
+	[SCHED_PS_STOP_CERTAIN] = "stop_certain",
+	[SCHED_PS_STOP_UNPROMISING] = "stop_unpromising",
+	[SCHED_PS_STOP_BUDGET] = "stop_budget",
+	[SCHED_PS_STOP_DEADLINE] = "stop_deadline",
+	[SCHED_PS_STOP_NATURAL] = "stop_natural",
+};
+
+const char *
+sched_state_name(enum sched_pstate s)
+{
+	return (unsigned)s < SCHED_PS_COUNT ? sched_state_names[s] : "unknown";
+}
+
+bool
+sched_state_terminal(enum sched_pstate s)
+{
+	return s >= SCHED_PS_STOP_CERTAIN && s < SCHED_PS_COUNT;
+}
+
+bool
+sched_state_legal(enum sched_pstate from, enum sched_pstate to)
+{
+	if ((unsigned)from >= SCHED_PS_COUNT || (unsigned)to >= SCHED_PS_COUNT)
+		return false;
+	return from == to || sched_transitions[from][to];
+}
+
+/* An illegal move means the caller fed the machine a history that went backwards: a bug. */
+void
+sched_set_state(struct sched_state *s, enum sched_pstate to)
+{
+	if (!sched_state_legal(s->state, to)) {
+		fprintf(stderr, "[sched] BUG: illegal policy state transition %s -> %s\n",
+		    sched_state_name(s->state), sched_state_name(to));
+		abort();
+	}
+	s->state = to;
+}
+
+double
+sched_remaining_work(const struct sched_policy *p, const struct sched_view *v,
+    double certaindex)
+{
+	double left = 0, c = certaindex < 0 ? 0 : (certaindex > 1 ? 1 : certaindex);
+	size_t i;
+
+	for (i = 0; i < v->nchains; i++) {
+		const struct sched_chain *ch = &v->chains[i];
+		double l;
+		if (ch->finished)
+			continue;
+		l = (double)p->expected_tokens - (double)ch->tokens;
+		if (l < (double)p->step_tokens)
+			l = (double)p->step_tokens;
+		left += l;
+	}
+	return left * (1.0 - c);
+}
+
+void
+sched_rank(const struct sched_policy *p, const struct sched_rank_item *items, size_t n,
+    int64_t now_ms, size_t *order)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	/* Insertion sort: stable, no allocation, n is the ready queue (small). */
+	for (i = 1; i < n; i++) {
+		size_t cur = order[i];
+		const struct sched_rank_item *a = &items[cur];
+		bool a_starved = now_ms - a->waiting_since_ms >= p->starvation_ms;
+		double a_work = sched_remaining_work(p, a->view, a->certaindex);
+
+		for (j = i; j > 0; j--) {
+			const struct sched_rank_item *b = &items[order[j - 1]];
+			bool b_starved = now_ms - b->waiting_since_ms >= p->starvation_ms;
+			bool before;
+
+			if (a->priority != b->priority)
+				before = a->priority > b->priority;
+			else if (a_starved != b_starved)
+				before = a_starved;
+			else if (a_starved)
+				before = a->waiting_since_ms < b->waiting_since_ms;
+			else {
+				double b_work = sched_remaining_work(p, b->view, b->certaindex);
+				before = a_work < b_work ||
+				    (a_work == b_work && a->waiting_since_ms < b->waiting_since_ms);
+			}
+			if (!before)
+				break;
+			order[j] = order[j - 1];
+		}
+		order[j] = cur;
+	}
 }
 
 static const char *const sched_reason_names[] = {

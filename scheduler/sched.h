@@ -32,13 +32,53 @@ enum sched_reason {
 	SCHED_REASON_DEADLINE = 7,
 };
 
-/* Policy values (thresholds are data, not constants). */
+/* Features of the certaindex models (scheduler/certainty.h documents each). */
+#define SCHED_COT_NFEAT 10
+#define SCHED_SC_NFEAT 7
+
+/*
+ * Policy values (thresholds are data, not constants).  sched_policy_default() returns the
+ * values calibrated on the dev traces, the same numbers as policy/default.policy; policy.h
+ * parses and formats the `key = value` file form.
+ */
 struct sched_policy {
-	uint32_t step_tokens;     /* tokens per chain per step */
+	uint32_t step_tokens;     /* tokens per chain per step (the probe spacing floor) */
 	uint64_t default_budget;  /* total decode tokens per program when the client gives none */
 	uint32_t default_sc_n;    /* chains for sc when the client gives none */
 	uint32_t max_sc_n;        /* upper bound on n */
 	uint64_t max_budget;      /* upper bound on a program's budget */
+
+	/* Probe spacing: a step is max(step_tokens, probe_stride * tokens so far) rounded down to
+	 * a multiple of step_tokens and capped at max_step_tokens (probes cost tokens too). */
+	double probe_stride;
+	uint32_t max_step_tokens;
+	/* Expected reasoning length of one chain; the position feature is tokens / this. */
+	uint64_t expected_tokens;
+	/* Bytes of recent reasoning text searched for hesitation markers. */
+	uint32_t hesitation_window;
+
+	/* Certaindex models: logistic weights over the feature vectors of certainty.h. */
+	double cot_w[SCHED_COT_NFEAT];
+	double sc_w[SCHED_SC_NFEAT];
+	/* Stop-certain when the program's certaindex reaches this (cot / sc); > 1 disables. */
+	double cot_threshold;
+	double sc_threshold;
+	/* Stop-unpromising once a chain has used this many tokens without reaching the
+	 * threshold (0: never); the program ends with its best answer, low confidence. */
+	uint64_t unpromising_tokens;
+	/* Budget extension: when the budget is spent and certaindex >= extend_min, continue up
+	 * to budget * (1 + extend_frac) (0: never extend). */
+	double extend_frac;
+	double extend_min;
+	/* sched_rank: a program waiting this long (ms) goes ahead of shorter work. */
+	int64_t starvation_ms;
+};
+
+/* One probe of a chain: its answer after `position` decode tokens. */
+struct sched_probe {
+	uint64_t position;
+	const char *answer;       /* "" if the probe produced nothing */
+	double confidence;        /* mean probe token probability in [0,1]; < 0 unknown */
 };
 
 /* One chain (request) as the scheduler sees it. */
@@ -47,6 +87,57 @@ struct sched_chain {
 	bool finished;            /* natural end reached */
 	const char *answer;       /* latest probe answer ("" if none) */
 	const char *final_answer; /* when finished */
+	bool thinking_done;
+	/* Probe history, position ascending (may be NULL/0: then only `answer` is known). */
+	const struct sched_probe *probes;
+	size_t nprobes;
+	/* Reasoning text so far (may be NULL/0: grounding and hesitation then read false). */
+	const char *text;
+	size_t text_len;
+};
+
+/*
+ * Per-program policy state machine (explicit; sched_set_state() aborts on an illegal
+ * transition):
+ *
+ *   NEW ──► WARMUP ──► EXPLORING ──► EXTENDED ──┐
+ *    │        │            │                    ├──► STOP_* (terminal)
+ *    └────────┴────────────┴────────────────────┘
+ *
+ * WARMUP: no chain has a valid (non-placeholder) answer yet; EXPLORING: answers exist, the
+ * certaindex is below the threshold; EXTENDED: running on a budget extension.  The state is a
+ * function of the (growing) history, so it only moves forward; the daemon may keep it across
+ * steps (struct sched_state) or pass none (then each decision starts from NEW).
+ */
+enum sched_pstate {
+	SCHED_PS_NEW = 0,
+	SCHED_PS_WARMUP,
+	SCHED_PS_EXPLORING,
+	SCHED_PS_EXTENDED,
+	SCHED_PS_STOP_CERTAIN,
+	SCHED_PS_STOP_UNPROMISING,
+	SCHED_PS_STOP_BUDGET,
+	SCHED_PS_STOP_DEADLINE,
+	SCHED_PS_STOP_NATURAL,
+	SCHED_PS_COUNT
+};
+
+/* What the daemon may store per program between decisions (plain data, zero = NEW). */
+struct sched_state {
+	enum sched_pstate state;
+};
+
+/* The features behind a certaindex (mirrors certa.v1.CertaintyFeatures). */
+struct sched_features {
+	double certaindex;        /* in [0,1] */
+	uint64_t stable_tokens;   /* tokens the answer has stayed unchanged (answer chain) */
+	bool grounded;            /* the answer appears in the reasoning text so far */
+	bool hesitation;          /* hesitation markers in recent text or in the probe answer */
+	bool valid_answer;        /* not a placeholder */
+	double agreement;         /* share of chains agreeing with the answer (1 for cot) */
+	double entropy;           /* normalized answer entropy across chains, 0 = all agree */
+	double position;          /* tokens so far / expected_tokens */
+	double probe_confidence;  /* < 0 when unknown */
 	bool thinking_done;
 };
 
@@ -58,6 +149,10 @@ struct sched_view {
 	const char *problem;
 	size_t nchains;
 	const struct sched_chain *chains;
+	/* Optional: the program's policy state from the previous decision (NULL: none).  When
+	 * given, sched_decide() advances it (legal transitions only); once terminal, it keeps
+	 * answering stop with the same reason. */
+	struct sched_state *state;
 };
 
 struct sched_decision {
@@ -69,9 +164,13 @@ struct sched_decision {
 	double agreement;         /* share of chains agreeing with the answer (1 for cot) */
 	double certaindex;        /* in [0,1] */
 	bool low_confidence;
+	enum sched_pstate state;  /* the policy state after this decision */
+	bool extended;            /* continuing on a budget extension */
+	struct sched_features features; /* what produced the certaindex */
 };
 
-/* The built-in defaults (step 64 tokens, budget 16384, sc n 3). */
+/* The built-in defaults (step 64 tokens, budget 16384, sc n 3) and the certainty model
+ * calibrated on the dev traces (identical to policy/default.policy). */
 void sched_policy_default(struct sched_policy *p);
 
 /* Checks policy values; on error writes "field: reason (allowed range)" into msg and returns
@@ -94,5 +193,33 @@ void sched_decide(const struct sched_policy *p, const struct sched_view *v,
     struct sched_decision *out);
 
 const char *sched_reason_name(enum sched_reason r);
+
+/* Moves s to `to`; aborts (always-on assertion) when the transition is illegal.  A move to the
+ * current state is a no-op. */
+void sched_set_state(struct sched_state *s, enum sched_pstate to);
+/* Whether from -> to is legal (from == to is legal). */
+bool sched_state_legal(enum sched_pstate from, enum sched_pstate to);
+bool sched_state_terminal(enum sched_pstate s);
+const char *sched_state_name(enum sched_pstate s);
+
+/* A program waiting to run, for sched_rank(). */
+struct sched_rank_item {
+	const struct sched_view *view;   /* its current view (tokens, chains) */
+	double certaindex;               /* from its last decision (0 before the first) */
+	int64_t waiting_since_ms;        /* when it became ready */
+	int priority;                    /* higher first */
+};
+
+/*
+ * Orders ready programs (pure; no allocation): by priority, then programs waiting for at least
+ * starvation_ms (oldest first), then by estimated remaining work ascending (SJF): expected
+ * tokens left (n * expected_tokens - used, at least one step per chain) scaled by
+ * (1 - certaindex), ties by waiting time then index.  Writes a permutation of 0..n-1 to order.
+ */
+void sched_rank(const struct sched_policy *p, const struct sched_rank_item *items, size_t n,
+    int64_t now_ms, size_t *order);
+/* The estimated remaining work (tokens) used by sched_rank. */
+double sched_remaining_work(const struct sched_policy *p, const struct sched_view *v,
+    double certaindex);
 
 #endif

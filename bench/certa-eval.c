@@ -1,0 +1,482 @@
+/*
+ * certa-eval — offline evaluation and calibration of the certainty policy on recorded traces.
+ *
+ *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
+ *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all]
+ *              [--lambda 1] --out FILE
+ *
+ * Evaluation replays every (model, dataset, problem) program through the same sched_decide()
+ * the daemon calls (lib/evalsim.h describes the semantics), next to the baselines: Dynasor-CoT
+ * (k = 2, 3, 5, 8, 20, 30 agreeing probes) and the free </think> rule; for sc each chain runs
+ * the rule and the program takes the majority of their answers.  The reference is the full run
+ * (cot: first sample's final answer; sc n=3: majority of the three final answers).  Costs count
+ * decode tokens plus every probe's out_tokens; the reference pays no probes.  It prints a table
+ * per (model, dataset), per model and overall, the savings-vs-loss curve of the stop threshold
+ * per model, and a JSON summary (--json: only the JSON).  Without --policy the built-in default
+ * (sched_policy_default(), identical to policy/default.policy) is used.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/evalsim.h"
+#include "lib/log.h"
+#include "lib/policyfile.h"
+#include "lib/traces.h"
+#include "scheduler/policy.h"
+#include "scheduler/sched.h"
+
+#define NK 6
+static const unsigned dynasor_k[NK] = { 2, 3, 5, 8, 20, 30 };
+#define NRULES (2 + NK)          /* policy, dynasor k..., think */
+#define RULE_POLICY 0
+#define RULE_THINK (1 + NK)
+#define MAX_GROUPS 256
+
+static const double curve_taus[] = {
+	1.5, 0.999, 0.995, 0.99, 0.98, 0.97, 0.95, 0.93, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5,
+};
+#define NTAUS (sizeof curve_taus / sizeof curve_taus[0])
+
+struct tally {
+	size_t programs, full_ok, ok[NRULES], false_stop[NRULES], early[NRULES], lowconf;
+	double full_tokens, tokens[NRULES], probe_tokens[NRULES];
+};
+
+struct group {
+	const char *model, *dataset;   /* dataset NULL: all datasets; model NULL: all */
+	struct tally t;
+};
+
+struct eval {
+	struct group g[MAX_GROUPS];
+	size_t ng;
+};
+
+static struct tally *
+group_get(struct eval *e, const char *model, const char *dataset)
+{
+	size_t i;
+
+	for (i = 0; i < e->ng; i++) {
+		const struct group *g = &e->g[i];
+		if (((g->model == NULL && model == NULL) ||
+		    (g->model != NULL && model != NULL && strcmp(g->model, model) == 0)) &&
+		    ((g->dataset == NULL && dataset == NULL) ||
+		    (g->dataset != NULL && dataset != NULL && strcmp(g->dataset, dataset) == 0)))
+			return &e->g[i].t;
+	}
+	if (e->ng == MAX_GROUPS)
+		return NULL;
+	e->g[e->ng].model = model;
+	e->g[e->ng].dataset = dataset;
+	memset(&e->g[e->ng].t, 0, sizeof e->g[e->ng].t);
+	return &e->g[e->ng++].t;
+}
+
+static void
+tally_add(struct tally *t, const struct evalsim_full *full, const struct evalsim_outcome *o)
+{
+	size_t r;
+
+	if (t == NULL)
+		return;
+	t->programs++;
+	t->full_ok += full->correct;
+	t->full_tokens += (double)full->tokens;
+	for (r = 0; r < NRULES; r++) {
+		t->ok[r] += o[r].correct;
+		t->tokens[r] += (double)(o[r].decode_tokens + o[r].probe_tokens);
+		t->probe_tokens[r] += (double)o[r].probe_tokens;
+		t->false_stop[r] += full->correct && !o[r].correct &&
+		    o[r].reason != SCHED_REASON_NATURAL_END;
+		t->early[r] += o[r].reason != SCHED_REASON_NATURAL_END;
+	}
+	t->lowconf += o[RULE_POLICY].low_confidence;
+}
+
+static const char *
+rule_name(size_t r, char *buf, size_t len)
+{
+	if (r == RULE_POLICY)
+		snprintf(buf, len, "policy");
+	else if (r == RULE_THINK)
+		snprintf(buf, len, "think_end");
+	else
+		snprintf(buf, len, "dynasor_k%u", dynasor_k[r - 1]);
+	return buf;
+}
+
+static double
+pct(double a, double b)
+{
+	return b > 0 ? 100.0 * a / b : 0;
+}
+
+static void
+json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s != NULL && *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+/* Runs one algorithm over the split; fills e. */
+static int
+evaluate(const struct traces *tr, const struct sched_policy *p, enum sched_algo algo,
+    enum evalsim_split split, struct eval *e)
+{
+	size_t n = algo == SCHED_ALGO_SC ? 3 : 1, i, r;
+	int rc;
+
+	e->ng = 0;
+	for (i = 0; i < traces_program_count(tr); i++) {
+		const struct traces_program *prog = traces_program_at(tr, i);
+		struct evalsim_outcome o[NRULES];
+		struct evalsim_full full;
+
+		if (prog->nsamples < n || !evalsim_in_split(prog->problem, split))
+			continue;
+		evalsim_reference(prog, n, &full);
+		rc = evalsim_run(p, prog, algo, n, &o[RULE_POLICY], NULL);
+		if (rc != 0)
+			return rc;
+		for (r = 0; r < NK; r++)
+			evalsim_chain_rule(prog, n, 0, dynasor_k[r], p->step_tokens, &o[1 + r]);
+		evalsim_chain_rule(prog, n, 1, 0, p->step_tokens, &o[RULE_THINK]);
+		tally_add(group_get(e, prog->model, prog->dataset), &full, o);
+		tally_add(group_get(e, prog->model, NULL), &full, o);
+		tally_add(group_get(e, NULL, NULL), &full, o);
+	}
+	return 0;
+}
+
+static void
+print_table(const struct eval *e, const char *algo, const char *split, const char *pname)
+{
+	size_t i, r;
+	char rn[32];
+
+	printf("\n== certa-eval: algo %s, split %s, policy %s ==\n", algo, split, pname);
+	printf("%-42s %-8s %5s %8s %8s %8s %7s %7s %7s\n", "model", "dataset", "progs",
+	    "acc_full", "acc_pol", "loss_pt", "saved%", "fstop%", "early%");
+	for (i = 0; i < e->ng; i++) {
+		const struct group *g = &e->g[i];
+		const struct tally *t = &g->t;
+		printf("%-42.42s %-8.8s %5zu %8.2f %8.2f %8.2f %7.1f %7.2f %7.1f\n",
+		    g->model != NULL ? g->model : "ALL", g->dataset != NULL ? g->dataset : "all",
+		    t->programs, pct((double)t->full_ok, (double)t->programs),
+		    pct((double)t->ok[0], (double)t->programs),
+		    pct((double)t->full_ok - (double)t->ok[0], (double)t->programs),
+		    100.0 - pct(t->tokens[0], t->full_tokens),
+		    pct((double)t->false_stop[0], (double)t->full_ok),
+		    pct((double)t->early[0], (double)t->programs));
+	}
+	printf("\n-- rules per model (loss in accuracy points vs the full run; saved = 1 - "
+	    "(decode+probe)/full) --\n");
+	printf("%-42s %-12s %8s %8s %7s %7s %7s\n", "model", "rule", "acc", "loss_pt", "saved%",
+	    "probe%", "fstop%");
+	for (i = 0; i < e->ng; i++) {
+		const struct group *g = &e->g[i];
+		const struct tally *t = &g->t;
+		if (g->dataset != NULL)
+			continue;
+		for (r = 0; r < NRULES; r++)
+			printf("%-42.42s %-12s %8.2f %8.2f %7.1f %7.1f %7.2f\n",
+			    g->model != NULL ? g->model : "ALL", rule_name(r, rn, sizeof rn),
+			    pct((double)t->ok[r], (double)t->programs),
+			    pct((double)t->full_ok - (double)t->ok[r], (double)t->programs),
+			    100.0 - pct(t->tokens[r], t->full_tokens),
+			    pct(t->probe_tokens[r], t->full_tokens),
+			    pct((double)t->false_stop[r], (double)t->full_ok));
+	}
+}
+
+static void
+print_json_eval(FILE *f, const struct eval *e)
+{
+	size_t i, r;
+	char rn[32];
+
+	fprintf(f, "\"groups\":[");
+	for (i = 0; i < e->ng; i++) {
+		const struct group *g = &e->g[i];
+		const struct tally *t = &g->t;
+		fprintf(f, "%s{\"model\":", i ? "," : "");
+		json_str(f, g->model != NULL ? g->model : "all");
+		fprintf(f, ",\"dataset\":");
+		json_str(f, g->dataset != NULL ? g->dataset : "all");
+		fprintf(f, ",\"programs\":%zu,\"acc_full\":%.4f,\"tokens_full\":%.0f,\"rules\":{",
+		    t->programs, t->programs ? (double)t->full_ok / (double)t->programs : 0,
+		    t->full_tokens);
+		for (r = 0; r < NRULES; r++) {
+			fprintf(f, "%s\"%s\":{\"acc\":%.4f,\"loss_pt\":%.3f,\"tokens\":%.0f,"
+			    "\"probe_tokens\":%.0f,\"saved\":%.4f,\"false_stop_rate\":%.4f,"
+			    "\"early_stops\":%zu}", r ? "," : "", rule_name(r, rn, sizeof rn),
+			    t->programs ? (double)t->ok[r] / (double)t->programs : 0,
+			    pct((double)t->full_ok - (double)t->ok[r], (double)t->programs),
+			    t->tokens[r], t->probe_tokens[r],
+			    t->full_tokens > 0 ? 1.0 - t->tokens[r] / t->full_tokens : 0,
+			    t->full_ok ? (double)t->false_stop[r] / (double)t->full_ok : 0,
+			    t->early[r]);
+		}
+		fprintf(f, "}}");
+	}
+	fprintf(f, "]");
+}
+
+/* The savings-vs-loss curve: the stop threshold swept over recorded trajectories (exactly the
+ * decisions sched_decide would take with each threshold). */
+static int
+curve(const struct traces *tr, const struct sched_policy *p, enum sched_algo algo,
+    enum evalsim_split split, bool json, FILE *f)
+{
+	struct evalsim_set s;
+	size_t m, k;
+	int rc;
+
+	rc = evalsim_record(tr, p, algo, algo == SCHED_ALGO_SC ? 3 : 1, split, &s);
+	if (rc != 0)
+		return rc;
+	if (!json) {
+		printf("\n-- savings vs loss: %s threshold sweep (unpromising_tokens %llu; "
+		    "tau 1.5 = never stop-certain) --\n", algo == SCHED_ALGO_SC ? "sc" : "cot",
+		    (unsigned long long)p->unpromising_tokens);
+		printf("%-42s %6s %8s %7s\n", "model", "tau", "loss_pt", "saved%");
+	} else {
+		fprintf(f, ",\"curve\":[");
+	}
+	for (m = 0; m <= s.nmodels; m++) {
+		const char *model = m < s.nmodels ? s.models[m] : NULL;
+		for (k = 0; k < NTAUS; k++) {
+			double loss, saved;
+			evalsim_score_model(&s, model, curve_taus[k], p->unpromising_tokens, &loss,
+			    &saved);
+			if (!json) {
+				printf("%-42.42s %6.3f %8.2f %7.1f\n", model != NULL ? model : "ALL",
+				    curve_taus[k], 100 * loss, 100 * saved);
+			} else {
+				fprintf(f, "%s{\"model\":", m || k ? "," : "");
+				json_str(f, model != NULL ? model : "all");
+				fprintf(f, ",\"tau\":%.4f,\"loss_pt\":%.3f,\"saved\":%.4f}",
+				    curve_taus[k], 100 * loss, saved);
+			}
+		}
+	}
+	if (json)
+		fprintf(f, "]");
+	evalsim_set_free(&s);
+	return 0;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: certa-eval --traces DIR [--policy FILE] [--algo cot|sc] "
+	    "[--split all|train|test] [--json] [--no-curve]\n"
+	    "       certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all] "
+	    "[--lambda 1] --out FILE\n"
+	    "DIR defaults to $CERTA_TRACES.\n");
+}
+
+static int
+parse_split(const char *s, enum evalsim_split *out)
+{
+	if (strcmp(s, "all") == 0)
+		*out = EVALSIM_ALL;
+	else if (strcmp(s, "train") == 0)
+		*out = EVALSIM_TRAIN;
+	else if (strcmp(s, "test") == 0)
+		*out = EVALSIM_TEST;
+	else
+		return -1;
+	return 0;
+}
+
+static const char *const split_names[] = { "all", "train", "test" };
+
+static int
+do_calibrate(const struct traces *tr, double max_loss, enum evalsim_split split, double lambda,
+    const char *out)
+{
+	struct sched_policy p;
+	struct evalsim_calib cal;
+	char comment[1024];
+	int rc;
+
+	sched_policy_default(&p);
+	memset(&cal, 0, sizeof cal);
+	cal.max_loss = max_loss;
+	cal.split = split;
+	cal.sc_n = 3;
+	cal.lambda = lambda;
+	rc = evalsim_calibrate(tr, &cal, &p);
+	if (rc != 0) {
+		fprintf(stderr, "certa-eval: calibration failed: %s\n", strerror(-rc));
+		return 1;
+	}
+	snprintf(comment, sizeof comment,
+	    "certa scheduling policy, written by `certa-eval calibrate --max-loss %g --split %s "
+	    "--lambda %g`\n"
+	    "fitted on %zu cot / %zu sc programs (%zu trace files, %zu traces)\n"
+	    "fit: cot worst-model loss %.2f pt, saved %.1f%%; sc worst-model loss %.2f pt, "
+	    "saved %.1f%%\n"
+	    "format: scheduler/policy.h; features: scheduler/certainty.h; method: "
+	    "docs/certainty.md",
+	    max_loss, split_names[split], cal.lambda, cal.cot_programs, cal.sc_programs,
+	    traces_file_count(tr), traces_count(tr), 100 * cal.cot_loss, 100 * cal.cot_saved,
+	    100 * cal.sc_loss, 100 * cal.sc_saved);
+	rc = policyfile_save(out, &p, comment);
+	if (rc != 0) {
+		fprintf(stderr, "certa-eval: %s: %s\n", out, strerror(-rc));
+		return 1;
+	}
+	printf("calibrated on split %s: cot %zu programs, worst-model loss %.2f pt, saved %.1f%% "
+	    "(threshold %.4g, probe_stride %.3g, unpromising_tokens %llu); sc %zu programs, "
+	    "worst-model loss %.2f pt, saved %.1f%% (threshold %.4g)\nwrote %s\n",
+	    split_names[split], cal.cot_programs, 100 * cal.cot_loss, 100 * cal.cot_saved,
+	    p.cot_threshold, p.probe_stride, (unsigned long long)p.unpromising_tokens,
+	    cal.sc_programs, 100 * cal.sc_loss, 100 * cal.sc_saved, p.sc_threshold, out);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *dir = getenv("CERTA_TRACES"), *policy = NULL, *out = NULL;
+	const char *algos[2] = { "cot", "sc" };
+	enum evalsim_split split = EVALSIM_ALL;
+	bool calibrate = false, json = false, split_given = false, do_curve = true;
+	double max_loss = 0.01, lambda = 1.0;
+	int i, a0 = 0, a1 = 2, rc;
+	struct sched_policy p;
+	struct traces *tr;
+	char err[512];
+	static struct eval e;
+
+	for (i = 1; i < argc; i++) {
+		const char *o = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (i == 1 && strcmp(o, "calibrate") == 0) {
+			calibrate = true;
+			continue;
+		}
+		if (strcmp(o, "--json") == 0) {
+			json = true;
+			continue;
+		}
+		if (strcmp(o, "--no-curve") == 0) {
+			do_curve = false;
+			continue;
+		}
+		if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (v == NULL) {
+			usage(stderr);
+			return 2;
+		}
+		i++;
+		if (strcmp(o, "--traces") == 0) {
+			dir = v;
+		} else if (strcmp(o, "--policy") == 0) {
+			policy = v;
+		} else if (strcmp(o, "--out") == 0) {
+			out = v;
+		} else if (strcmp(o, "--algo") == 0) {
+			if (strcmp(v, "cot") == 0)
+				a0 = 0, a1 = 1;
+			else if (strcmp(v, "sc") == 0)
+				a0 = 1, a1 = 2;
+			else {
+				fprintf(stderr, "certa-eval: --algo must be cot or sc\n");
+				return 2;
+			}
+		} else if (strcmp(o, "--split") == 0) {
+			if (parse_split(v, &split) != 0) {
+				fprintf(stderr, "certa-eval: --split must be all, train or test\n");
+				return 2;
+			}
+			split_given = true;
+		} else if (strcmp(o, "--max-loss") == 0) {
+			max_loss = strtod(v, NULL);
+		} else if (strcmp(o, "--lambda") == 0) {
+			lambda = strtod(v, NULL);
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (dir == NULL || dir[0] == '\0') {
+		fprintf(stderr, "certa-eval: no traces directory (--traces DIR or CERTA_TRACES)\n");
+		return 2;
+	}
+	if (calibrate && out == NULL) {
+		fprintf(stderr, "certa-eval: calibrate needs --out FILE\n");
+		return 2;
+	}
+	if (!(max_loss >= 0 && max_loss < 1) || !(lambda > 0)) {
+		fprintf(stderr, "certa-eval: --max-loss must be in [0, 1), --lambda > 0\n");
+		return 2;
+	}
+	log_set_level(LOG_LVL_WARN);
+	rc = traces_load(dir, &tr);
+	if (rc != 0) {
+		fprintf(stderr, "certa-eval: %s: cannot load traces (%d)\n", dir, rc);
+		return 1;
+	}
+	if (calibrate) {
+		rc = do_calibrate(tr, max_loss, split_given ? split : EVALSIM_TRAIN, lambda, out);
+		traces_free(tr);
+		return rc;
+	}
+	sched_policy_default(&p);
+	if (policy != NULL && policyfile_load(policy, &p, err, sizeof err) != 0) {
+		fprintf(stderr, "certa-eval: %s\n", err);
+		traces_free(tr);
+		return 1;
+	}
+	if (json)
+		printf("{\"traces\":%zu,\"split\":\"%s\",\"policy\":", traces_count(tr),
+		    split_names[split]), json_str(stdout, policy != NULL ? policy : "default"),
+		    printf(",\"results\":[");
+	for (i = a0; i < a1; i++) {
+		enum sched_algo algo = i == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
+		rc = evaluate(tr, &p, algo, split, &e);
+		if (rc != 0) {
+			fprintf(stderr, "certa-eval: evaluation failed (%d)\n", rc);
+			traces_free(tr);
+			return 1;
+		}
+		if (json) {
+			printf("%s{\"algo\":\"%s\",", i > a0 ? "," : "", algos[i]);
+			print_json_eval(stdout, &e);
+		} else {
+			print_table(&e, algos[i], split_names[split],
+			    policy != NULL ? policy : "built-in default");
+		}
+		if (do_curve && (rc = curve(tr, &p, algo, split, json, stdout)) != 0 &&
+		    rc != -EINVAL) {
+			fprintf(stderr, "certa-eval: curve failed (%d)\n", rc);
+			traces_free(tr);
+			return 1;
+		}
+		if (json)
+			printf("}");
+	}
+	if (json)
+		printf("]}\n");
+	traces_free(tr);
+	return 0;
+}

@@ -1,0 +1,729 @@
+/* evalsim.c — trace replay through sched_decide(), baselines, and policy calibration. */
+#include "lib/evalsim.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scheduler/answer.h"
+#include "scheduler/certainty.h"
+#include "scheduler/policy.h"
+
+#define EVALSIM_MAX_N 64
+
+bool
+evalsim_in_split(const char *problem, enum evalsim_split split)
+{
+	char *norm;
+	const unsigned char *s;
+	uint64_t h = 1469598103934665603ull;
+	bool test;
+
+	if (split == EVALSIM_ALL)
+		return true;
+	norm = traces_normalize_ws(problem);
+	s = (const unsigned char *)(norm != NULL ? norm : problem);
+	for (; *s != '\0'; s++) {
+		h ^= *s;
+		h *= 1099511628211ull;
+	}
+	free(norm);
+	test = (h & 1) != 0;
+	return split == EVALSIM_TEST ? test : !test;
+}
+
+void
+evalsim_traj_free(struct evalsim_traj *t)
+{
+	free(t->pts);
+	free(t->x);
+	free(t->y);
+	memset(t, 0, sizeof *t);
+}
+
+static int
+evalsim_add_point(struct evalsim_traj *t, const struct evalsim_point *pt)
+{
+	if (t->npts == t->cap) {
+		size_t ncap = t->cap ? t->cap * 2 : 1024;
+		struct evalsim_point *np = realloc(t->pts, ncap * sizeof *np);
+		if (np == NULL)
+			return -ENOMEM;
+		t->pts = np;
+		t->cap = ncap;
+	}
+	t->pts[t->npts++] = *pt;
+	return 0;
+}
+
+static int
+evalsim_add_row(struct evalsim_traj *t, const double *x, size_t nfeat, bool y)
+{
+	if (t->nfeat == 0)
+		t->nfeat = nfeat;
+	if (t->nfeat != nfeat)
+		return -EINVAL;
+	if (t->nrows == t->rows_cap) {
+		size_t ncap = t->rows_cap ? t->rows_cap * 2 : 4096;
+		double *nx = realloc(t->x, ncap * nfeat * sizeof *nx);
+		unsigned char *ny;
+		if (nx == NULL)
+			return -ENOMEM;
+		t->x = nx;
+		ny = realloc(t->y, ncap);
+		if (ny == NULL)
+			return -ENOMEM;
+		t->y = ny;
+		t->rows_cap = ncap;
+	}
+	memcpy(t->x + t->nrows * nfeat, x, nfeat * sizeof *x);
+	t->y[t->nrows++] = y;
+	return 0;
+}
+
+/* Majority vote of answers with sched_vote's rules. */
+static const char *
+evalsim_vote(const char *const *answers, size_t n)
+{
+	struct sched_chain ch[EVALSIM_MAX_N];
+	struct sched_view v;
+	size_t i, w = 0;
+	double agr;
+
+	memset(&v, 0, sizeof v);
+	memset(ch, 0, sizeof ch);
+	for (i = 0; i < n && i < EVALSIM_MAX_N; i++) {
+		ch[i].finished = true;
+		ch[i].final_answer = answers[i];
+		ch[i].answer = answers[i];
+	}
+	v.algo = SCHED_ALGO_SC;
+	v.nchains = i;
+	v.chains = ch;
+	if (!sched_vote(&v, &w, &agr))
+		return "";
+	return answers[w];
+}
+
+void
+evalsim_reference(const struct traces_program *prog, size_t n, struct evalsim_full *out)
+{
+	const char *ans[EVALSIM_MAX_N];
+	size_t i;
+
+	memset(out, 0, sizeof *out);
+	if (n > prog->nsamples)
+		n = prog->nsamples;
+	if (n > EVALSIM_MAX_N)
+		n = EVALSIM_MAX_N;
+	for (i = 0; i < n; i++) {
+		ans[i] = prog->samples[i]->final_answer;
+		out->tokens += prog->samples[i]->tokens_used;
+	}
+	out->answer = n == 1 ? ans[0] : evalsim_vote(ans, n);
+	out->correct = out->answer[0] != '\0' && answer_equivalent(out->answer, prog->target);
+}
+
+/* Replay state of one chain. */
+struct evalsim_chain {
+	const struct trace *t;
+	struct sched_probe *probes;
+	size_t nprobes, cap;
+};
+
+int
+evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
+    enum sched_algo algo, size_t n, struct evalsim_outcome *out, struct evalsim_traj *traj)
+{
+	struct evalsim_chain st[EVALSIM_MAX_N];
+	struct sched_chain ch[EVALSIM_MAX_N];
+	struct certainty_chain cc[EVALSIM_MAX_N];
+	struct sched_state state = { SCHED_PS_NEW };
+	struct sched_decision d;
+	struct evalsim_full full;
+	struct sched_view v;
+	uint64_t probe_tokens = 0;
+	size_t i;
+	int rc = 0;
+
+	if (n < 1 || n > EVALSIM_MAX_N || n > prog->nsamples || (algo == SCHED_ALGO_COT && n != 1))
+		return -EINVAL;
+	evalsim_reference(prog, n, &full);
+	memset(st, 0, sizeof st);
+	memset(ch, 0, sizeof ch);
+	for (i = 0; i < n; i++) {
+		st[i].t = prog->samples[i];
+		st[i].cap = st[i].t->tokens_used / (p->step_tokens ? p->step_tokens : 1) + 4;
+		st[i].probes = calloc(st[i].cap, sizeof *st[i].probes);
+		if (st[i].probes == NULL) {
+			rc = -ENOMEM;
+			goto fail_chains;
+		}
+		ch[i].answer = "";
+		ch[i].final_answer = "";
+		ch[i].text = st[i].t->text;
+		ch[i].probes = st[i].probes;
+	}
+	memset(&v, 0, sizeof v);
+	v.algo = algo;
+	v.budget = UINT64_MAX / 4;
+	v.problem = prog->problem;
+	v.nchains = n;
+	v.chains = ch;
+	v.state = &state;
+	for (;;) {
+		uint64_t decode = sched_tokens_used(&v), most = 0;
+
+		sched_decide(p, &v, &d);
+		for (i = 0; i < n; i++)
+			if (ch[i].tokens > most)
+				most = ch[i].tokens;
+		if (traj != NULL) {
+			struct certainty_program cp;
+			struct evalsim_point pt;
+
+			certainty_program_eval(p, &v, &cp, cc);
+			memset(&pt, 0, sizeof pt);
+			pt.cost = decode + probe_tokens;
+			pt.most = most;
+			pt.end = d.stop && d.reason == SCHED_REASON_NATURAL_END;
+			pt.decided = cp.decided;
+			pt.c = cp.any_valid && cp.answer[0] != '\0' ? cp.certaindex : -1;
+			pt.correct = d.answer[0] != '\0' && answer_equivalent(d.answer, prog->target);
+			pt.same = answer_equivalent(d.answer, full.answer);
+			if (pt.end)
+				pt.correct = full.correct, pt.same = true;
+			rc = evalsim_add_point(traj, &pt);
+			if (rc != 0)
+				goto fail_chains;
+			if (algo == SCHED_ALGO_COT || n == 1) {
+				for (i = 0; i < n; i++)
+					if (!ch[i].finished && cc[i].valid) {
+						bool y = strcmp(cc[i].answer, st[i].t->final_answer) == 0 ||
+						    answer_equivalent(cc[i].answer, st[i].t->final_answer);
+						if (getenv("EVALSIM_SAFE") != NULL)
+							y = !full.correct || answer_equivalent(cc[i].answer, prog->target);
+						rc = evalsim_add_row(traj, cc[i].x, CERTAINTY_COT_NFEAT, y);
+						if (rc != 0)
+							goto fail_chains;
+					}
+			} else if (!pt.end && !cp.decided && cp.any_valid && cp.x[0] != 0) {
+				rc = evalsim_add_row(traj, cp.x, CERTAINTY_SC_NFEAT, pt.same);
+				if (rc != 0)
+					goto fail_chains;
+			}
+		}
+		if (d.stop)
+			break;
+		for (i = 0; i < n; i++) {
+			const struct trace *t = st[i].t;
+			const struct trace_probe *pr;
+			uint64_t pos;
+
+			if (ch[i].finished)
+				continue;
+			pos = ch[i].tokens + (d.step_tokens ? d.step_tokens : 1);
+			if (pos > t->tokens_used)
+				pos = t->tokens_used;
+			pr = traces_probe_at(t, pos);
+			if (st[i].nprobes == st[i].cap) {
+				size_t ncap = st[i].cap * 2;
+				struct sched_probe *np = realloc(st[i].probes, ncap * sizeof *np);
+				if (np == NULL) {
+					rc = -ENOMEM;
+					goto fail_chains;
+				}
+				st[i].probes = np;
+				st[i].cap = ncap;
+				ch[i].probes = np;
+			}
+			st[i].probes[st[i].nprobes].position = pos;
+			st[i].probes[st[i].nprobes].answer = pr != NULL ? pr->answer : "";
+			st[i].probes[st[i].nprobes].confidence = -1;
+			st[i].nprobes++;
+			ch[i].nprobes = st[i].nprobes;
+			probe_tokens += pr != NULL ? pr->out_tokens : 0;
+			ch[i].tokens = pos;
+			ch[i].answer = pr != NULL ? pr->answer : "";
+			ch[i].text_len = traces_text_offset(t, pos);
+			ch[i].thinking_done = t->think_end > 0 && pos >= t->think_end;
+			if (pos >= t->tokens_used) {
+				ch[i].finished = true;
+				ch[i].final_answer = t->final_answer;
+			}
+		}
+	}
+	memset(out, 0, sizeof *out);
+	out->answer = d.answer;
+	out->correct = d.answer[0] != '\0' && answer_equivalent(d.answer, prog->target);
+	out->decode_tokens = sched_tokens_used(&v);
+	out->probe_tokens = probe_tokens;
+	out->reason = d.reason;
+	out->low_confidence = d.low_confidence;
+	for (i = 0; i < n; i++)
+		if (ch[i].tokens > out->stop_tokens)
+			out->stop_tokens = ch[i].tokens;
+fail_chains:
+	for (i = 0; i < n; i++)
+		free(st[i].probes);
+	return rc;
+}
+
+void
+evalsim_dynasor_chain(const struct trace *t, unsigned k, uint64_t step,
+    struct evalsim_outcome *out)
+{
+	uint64_t pos = 0;
+	const char *run = NULL;
+	unsigned agree = 0;
+
+	memset(out, 0, sizeof *out);
+	out->reason = SCHED_REASON_NATURAL_END;
+	if (step == 0)
+		step = 64;
+	while (pos < t->tokens_used) {
+		const struct trace_probe *pr;
+		const char *a;
+
+		pos += step;
+		if (pos > t->tokens_used)
+			pos = t->tokens_used;
+		pr = traces_probe_at(t, pos);
+		a = pr != NULL ? pr->answer : "";
+		out->probe_tokens += pr != NULL ? pr->out_tokens : 0;
+		if (a[0] == '\0' || certainty_probe_hesitant(a)) {
+			agree = 0;
+			run = NULL;
+		} else if (run != NULL && (strcmp(run, a) == 0 || answer_equivalent(run, a))) {
+			agree++;
+		} else {
+			run = a;
+			agree = 1;
+		}
+		if (pos >= t->tokens_used)
+			break;
+		if (agree >= k) {
+			out->decode_tokens = pos;
+			out->stop_tokens = pos;
+			out->answer = a;
+			out->reason = SCHED_REASON_CERTAIN;
+			return;
+		}
+	}
+	out->decode_tokens = t->tokens_used;
+	out->stop_tokens = t->tokens_used;
+	out->answer = t->final_answer;
+}
+
+void
+evalsim_think_chain(const struct trace *t, uint64_t step, struct evalsim_outcome *out)
+{
+	uint64_t pos;
+	const struct trace_probe *pr;
+
+	memset(out, 0, sizeof *out);
+	if (step == 0)
+		step = 64;
+	pos = (t->think_end + step - 1) / step * step;
+	if (t->think_end > 0 && pos < t->tokens_used) {
+		pr = traces_probe_at(t, pos);
+		if (pr != NULL && pr->answer[0] != '\0') {
+			out->answer = pr->answer;
+			out->decode_tokens = pos;
+			out->stop_tokens = pos;
+			out->probe_tokens = pr->out_tokens;
+			out->reason = SCHED_REASON_CERTAIN;
+			return;
+		}
+	}
+	out->answer = t->final_answer;
+	out->decode_tokens = t->tokens_used;
+	out->stop_tokens = t->tokens_used;
+	out->reason = SCHED_REASON_NATURAL_END;
+}
+
+void
+evalsim_chain_rule(const struct traces_program *prog, size_t n, int kind, unsigned k,
+    uint64_t step, struct evalsim_outcome *out)
+{
+	const char *ans[EVALSIM_MAX_N];
+	struct evalsim_outcome o;
+	uint64_t dec = 0, prb = 0, most = 0;
+	size_t i;
+	bool early = false;
+
+	if (n > prog->nsamples)
+		n = prog->nsamples;
+	if (n > EVALSIM_MAX_N)
+		n = EVALSIM_MAX_N;
+	for (i = 0; i < n; i++) {
+		if (kind == 0)
+			evalsim_dynasor_chain(prog->samples[i], k, step, &o);
+		else
+			evalsim_think_chain(prog->samples[i], step, &o);
+		ans[i] = o.answer;
+		dec += o.decode_tokens;
+		prb += o.probe_tokens;
+		if (o.stop_tokens > most)
+			most = o.stop_tokens;
+		early |= o.reason == SCHED_REASON_CERTAIN;
+	}
+	memset(out, 0, sizeof *out);
+	out->answer = n == 1 ? ans[0] : evalsim_vote(ans, n);
+	out->correct = out->answer[0] != '\0' && answer_equivalent(out->answer, prog->target);
+	out->decode_tokens = dec;
+	out->probe_tokens = prb;
+	out->stop_tokens = most;
+	out->reason = early ? SCHED_REASON_CERTAIN : SCHED_REASON_NATURAL_END;
+}
+
+size_t
+evalsim_stop_index(const struct evalsim_point *pts, size_t n, double tau, uint64_t u)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct evalsim_point *pt = &pts[i];
+		if (pt->end || (tau <= 1.0 && pt->decided) || (pt->c >= 0 && pt->c >= tau) ||
+		    (u > 0 && pt->most >= u))
+			return i;
+	}
+	return n > 0 ? n - 1 : 0;
+}
+
+/* Solves a (k x k, row-major, symmetric positive definite) x = b by Gaussian elimination with
+ * partial pivoting; b receives x.  Returns false when singular. */
+static bool
+evalsim_solve(double *a, double *b, size_t k)
+{
+	size_t i, j, r;
+
+	for (i = 0; i < k; i++) {
+		size_t piv = i;
+		for (r = i + 1; r < k; r++)
+			if (fabs(a[r * k + i]) > fabs(a[piv * k + i]))
+				piv = r;
+		if (fabs(a[piv * k + i]) < 1e-12)
+			return false;
+		if (piv != i) {
+			for (j = 0; j < k; j++) {
+				double tmp = a[i * k + j];
+				a[i * k + j] = a[piv * k + j];
+				a[piv * k + j] = tmp;
+			}
+			{
+				double tmp = b[i];
+				b[i] = b[piv];
+				b[piv] = tmp;
+			}
+		}
+		for (r = i + 1; r < k; r++) {
+			double f = a[r * k + i] / a[i * k + i];
+			for (j = i; j < k; j++)
+				a[r * k + j] -= f * a[i * k + j];
+			b[r] -= f * b[i];
+		}
+	}
+	for (i = k; i-- > 0;) {
+		for (j = i + 1; j < k; j++)
+			b[i] -= a[i * k + j] * b[j];
+		b[i] /= a[i * k + i];
+	}
+	return true;
+}
+
+int
+evalsim_fit_logistic(const double *x, const unsigned char *y, size_t nrows, size_t nfeat,
+    double lambda, double *w)
+{
+	double *h, *g;
+	size_t it, r, i, j;
+
+	h = calloc(nfeat * nfeat, sizeof *h);
+	g = calloc(nfeat, sizeof *g);
+	if (h == NULL || g == NULL) {
+		free(h);
+		free(g);
+		return -ENOMEM;
+	}
+	memset(w, 0, nfeat * sizeof *w);
+	for (it = 0; it < 30; it++) {
+		double step = 0;
+		memset(h, 0, nfeat * nfeat * sizeof *h);
+		memset(g, 0, nfeat * sizeof *g);
+		for (r = 0; r < nrows; r++) {
+			const double *xr = x + r * nfeat;
+			double pr = certainty_logistic(w, xr, nfeat), s = pr * (1 - pr);
+			for (i = 0; i < nfeat; i++) {
+				g[i] += (pr - (double)y[r]) * xr[i];
+				for (j = 0; j < nfeat; j++)
+					h[i * nfeat + j] += s * xr[i] * xr[j];
+			}
+		}
+		for (i = 0; i < nfeat; i++) {
+			double l = i == 0 ? 1e-6 : lambda;
+			g[i] += l * w[i];
+			h[i * nfeat + i] += l;
+		}
+		if (!evalsim_solve(h, g, nfeat))
+			break;
+		for (i = 0; i < nfeat; i++) {
+			w[i] -= g[i];
+			step += fabs(g[i]);
+		}
+		if (step < 1e-7)
+			break;
+	}
+	free(h);
+	free(g);
+	return 0;
+}
+
+void
+evalsim_set_free(struct evalsim_set *s)
+{
+	size_t i;
+
+	for (i = 0; s->traj != NULL && i < s->nprog; i++)
+		evalsim_traj_free(&s->traj[i]);
+	free(s->traj);
+	free(s->model);
+	free(s->full_correct);
+	free(s->full_tokens);
+	evalsim_traj_free(&s->rows);
+	memset(s, 0, sizeof *s);
+}
+
+int
+evalsim_record(const struct traces *tr, const struct sched_policy *p0, enum sched_algo algo,
+    size_t n, enum evalsim_split split, struct evalsim_set *s)
+{
+	struct sched_policy p = *p0;
+	size_t np = traces_program_count(tr), i, m;
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	p.cot_threshold = 2;
+	p.sc_threshold = 2;
+	p.unpromising_tokens = 0;
+	s->traj = calloc(np ? np : 1, sizeof *s->traj);
+	s->model = calloc(np ? np : 1, sizeof *s->model);
+	s->full_correct = calloc(np ? np : 1, sizeof *s->full_correct);
+	s->full_tokens = calloc(np ? np : 1, sizeof *s->full_tokens);
+	if (s->traj == NULL || s->model == NULL || s->full_correct == NULL ||
+	    s->full_tokens == NULL) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < np; i++) {
+		const struct traces_program *prog = traces_program_at(tr, i);
+		struct evalsim_traj *t = &s->traj[s->nprog];
+		struct evalsim_outcome o;
+		struct evalsim_full full;
+		size_t k;
+
+		if (prog->nsamples < n || !evalsim_in_split(prog->problem, split))
+			continue;
+		rc = evalsim_run(&p, prog, algo, n, &o, t);
+		if (rc != 0)
+			goto fail;
+		evalsim_reference(prog, n, &full);
+		s->model[s->nprog] = prog->model;
+		s->full_correct[s->nprog] = full.correct;
+		s->full_tokens[s->nprog] = full.tokens;
+		for (m = 0; m < s->nmodels; m++)
+			if (strcmp(s->models[m], prog->model) == 0)
+				break;
+		if (m == s->nmodels && s->nmodels < 16)
+			s->models[s->nmodels++] = prog->model;
+		for (k = 0; k < t->nrows; k++) {
+			rc = evalsim_add_row(&s->rows, t->x + k * t->nfeat, t->nfeat, t->y[k]);
+			if (rc != 0)
+				goto fail;
+		}
+		free(t->x);
+		free(t->y);
+		t->x = NULL;
+		t->y = NULL;
+		t->nrows = t->rows_cap = 0;
+		s->nprog++;
+	}
+	return s->nprog > 0 ? 0 : -EINVAL;
+fail:
+	evalsim_set_free(s);
+	return rc;
+}
+
+void
+evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, uint64_t u,
+    double *loss, double *saved)
+{
+	double full_cost = 0, cost = 0;
+	long diff = 0;
+	size_t i, cnt = 0;
+
+	for (i = 0; i < s->nprog; i++) {
+		const struct evalsim_traj *t = &s->traj[i];
+		size_t k;
+		if (model != NULL && strcmp(s->model[i], model) != 0)
+			continue;
+		k = evalsim_stop_index(t->pts, t->npts, tau, u);
+		diff += (long)s->full_correct[i] - (long)t->pts[k].correct;
+		cost += (double)t->pts[k].cost;
+		full_cost += (double)s->full_tokens[i];
+		cnt++;
+	}
+	*loss = cnt > 0 ? (double)diff / (double)cnt : 0;
+	*saved = full_cost > 0 ? 1.0 - cost / full_cost : 0;
+}
+
+/* Worst per-model loss and total saving of (tau, u) on a recorded set. */
+static void
+evalsim_score(const struct evalsim_set *s, double tau, uint64_t u, double *worst_loss,
+    double *saved)
+{
+	double full_cost = 0, cost = 0, worst = -1;
+	size_t m, i;
+
+	for (m = 0; m < s->nmodels; m++) {
+		long diff = 0;
+		size_t cnt = 0;
+		for (i = 0; i < s->nprog; i++) {
+			const struct evalsim_traj *t = &s->traj[i];
+			size_t k;
+			if (strcmp(s->model[i], s->models[m]) != 0)
+				continue;
+			k = evalsim_stop_index(t->pts, t->npts, tau, u);
+			diff += (long)s->full_correct[i] - (long)t->pts[k].correct;
+			cost += (double)t->pts[k].cost;
+			full_cost += (double)s->full_tokens[i];
+			cnt++;
+		}
+		if (cnt > 0 && (double)diff / (double)cnt > worst)
+			worst = (double)diff / (double)cnt;
+	}
+	*worst_loss = worst;
+	*saved = full_cost > 0 ? 1.0 - cost / full_cost : 0;
+}
+
+/* Candidate thresholds, high to low. */
+const double evalsim_taus[] = {
+	1.5, 0.999, 0.998, 0.997, 0.996, 0.995, 0.993, 0.99, 0.985, 0.98, 0.975, 0.97, 0.96,
+	0.95, 0.94, 0.93, 0.92, 0.9, 0.88, 0.86, 0.84, 0.82, 0.8, 0.77, 0.74, 0.7, 0.65, 0.6,
+	0.55, 0.5, 0.4, 0.3,
+};
+const size_t evalsim_ntaus = sizeof evalsim_taus / sizeof evalsim_taus[0];
+#define EVALSIM_NTAUS (sizeof evalsim_taus / sizeof evalsim_taus[0])
+static const uint64_t evalsim_us[] = { 0, 24576, 16384, 12288, 10240, 8192, 6144 };
+#define EVALSIM_NUS (sizeof evalsim_us / sizeof evalsim_us[0])
+
+double
+evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool sweep_u, double *tau_out,
+    uint64_t *u_out, double *loss_out)
+{
+	double best_saved = -1e9;
+	uint64_t u_fixed = *u_out;
+	size_t ui, ti;
+
+	*tau_out = 1.5;
+	*loss_out = 0;
+	for (ui = 0; ui < (sweep_u ? EVALSIM_NUS : 1); ui++) {
+		uint64_t u = sweep_u ? evalsim_us[ui] : u_fixed;
+		for (ti = 0; ti < EVALSIM_NTAUS; ti++) {
+			double loss, saved;
+			evalsim_score(s, evalsim_taus[ti], u, &loss, &saved);
+			if (loss > max_loss + 1e-12)
+				break;
+			if (saved > best_saved) {
+				best_saved = saved;
+				*tau_out = evalsim_taus[ti];
+				*u_out = u;
+				*loss_out = loss;
+			}
+		}
+	}
+	return best_saved;
+}
+
+static const double evalsim_strides[] = { 0.0, 0.05, 0.1, 0.2 };
+
+int
+evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
+    struct sched_policy *p)
+{
+	struct sched_policy q = *p, best = *p;
+	struct evalsim_set s;
+	double best_saved = -1e9, tau, loss, saved, w[CERTAINTY_COT_NFEAT];
+	double ws[CERTAINTY_SC_NFEAT];
+	uint64_t u;
+	size_t si, i;
+	int rc;
+
+	if (cal->lambda <= 0)
+		cal->lambda = 1.0;
+	if (cal->sc_n == 0)
+		cal->sc_n = 3;
+	/* cot: for each probe stride, fit the model, record, sweep. */
+	for (si = 0; si < sizeof evalsim_strides / sizeof evalsim_strides[0]; si++) {
+		q = *p;
+		q.probe_stride = evalsim_strides[si];
+		rc = evalsim_record(tr, &q, SCHED_ALGO_COT, 1, cal->split, &s);
+		if (rc != 0)
+			return rc;
+		rc = evalsim_fit_logistic(s.rows.x, s.rows.y, s.rows.nrows, CERTAINTY_COT_NFEAT,
+		    cal->lambda, w);
+		evalsim_set_free(&s);
+		if (rc != 0)
+			return rc;
+		for (i = 0; i < CERTAINTY_COT_NFEAT; i++)
+			q.cot_w[i] = w[i];
+		policy_round(&q);
+		rc = evalsim_record(tr, &q, SCHED_ALGO_COT, 1, cal->split, &s);
+		if (rc != 0)
+			return rc;
+		saved = evalsim_pick_threshold(&s, cal->max_loss, true, &tau, &u, &loss);
+		cal->cot_programs = s.nprog;
+		evalsim_set_free(&s);
+		if (saved > best_saved) {
+			best_saved = saved;
+			best = q;
+			best.cot_threshold = tau;
+			best.unpromising_tokens = u;
+			cal->cot_loss = loss;
+			cal->cot_saved = saved;
+		}
+	}
+	/* sc: with the chosen cot model, fit the program model and its threshold (the
+	 * unpromising bound stays the cot one). */
+	q = best;
+	rc = evalsim_record(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, &s);
+	if (rc == -EINVAL) {
+		*p = best;
+		policy_round(p);
+		return 0;   /* no program with enough samples: sc keeps its values */
+	}
+	if (rc != 0)
+		return rc;
+	rc = evalsim_fit_logistic(s.rows.x, s.rows.y, s.rows.nrows, CERTAINTY_SC_NFEAT,
+	    cal->lambda, ws);
+	evalsim_set_free(&s);
+	if (rc != 0)
+		return rc;
+	for (i = 0; i < CERTAINTY_SC_NFEAT; i++)
+		q.sc_w[i] = ws[i];
+	policy_round(&q);
+	rc = evalsim_record(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, &s);
+	if (rc != 0)
+		return rc;
+	u = q.unpromising_tokens;
+	saved = evalsim_pick_threshold(&s, cal->max_loss, false, &tau, &u, &loss);
+	cal->sc_programs = s.nprog;
+	evalsim_set_free(&s);
+	q.sc_threshold = tau;
+	cal->sc_loss = loss;
+	cal->sc_saved = saved;
+	policy_round(&q);
+	*p = q;
+	return 0;
+}

@@ -1,0 +1,179 @@
+/*
+ * evalsim.h — replaying recorded traces through the scheduler in virtual time, the baselines,
+ * and the calibration of a policy.  Used by bench/certa-eval.c and the unit tests.
+ *
+ * Simulation semantics (the daemon's, step for step): before the first step and after every
+ * step the program's view is handed to sched_decide().  Continuing, each unfinished chain
+ * advances by decision.step_tokens to pos (capped at the trace's tokens_used) and gets what the
+ * replay worker returns: the recorded probe answer in effect at pos (traces_answer_at), the text
+ * up to traces_text_offset(pos), thinking_done once pos >= think_end, finished with the final
+ * answer once pos >= tokens_used.  Every step's probe costs its recorded out_tokens.  When the
+ * program stops, its answer is decision.answer.  The view's budget is unlimited (the full run is
+ * the reference), no deadline.
+ *
+ * Reference ("full"): cot — the first sample's final answer at tokens_used; sc — the majority
+ * vote (sched_vote) over the first n samples' final answers, cost the sum of their tokens_used.
+ * Correctness everywhere is answer_equivalent(answer, target).
+ *
+ * Split: a problem belongs to the test split when FNV-1a-64 of its whitespace-normalized text is
+ * odd, so every model, dataset and sample of one problem falls on the same side.
+ *
+ * Not thread-safe per object; distinct objects on distinct threads are fine.  Errors: 0 or a
+ * negative code (-ENOMEM, -EINVAL).
+ */
+#ifndef CERTA_LIB_EVALSIM_H
+#define CERTA_LIB_EVALSIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/traces.h"
+#include "scheduler/sched.h"
+
+enum evalsim_split { EVALSIM_ALL = 0, EVALSIM_TRAIN, EVALSIM_TEST };
+
+/* Whether a problem text is in the split. */
+bool evalsim_in_split(const char *problem, enum evalsim_split split);
+
+/* Outcome of one program under one rule. */
+struct evalsim_outcome {
+	const char *answer;
+	bool correct;
+	uint64_t decode_tokens;
+	uint64_t probe_tokens;
+	enum sched_reason reason;
+	bool low_confidence;
+	uint64_t stop_tokens;     /* most tokens of a chain at the stop */
+};
+
+/* The reference run. */
+struct evalsim_full {
+	const char *answer;
+	bool correct;
+	uint64_t tokens;
+};
+
+/* One decision point of a trajectory (recorded with thresholds disabled). */
+struct evalsim_point {
+	uint64_t cost;            /* decode + probe tokens so far */
+	uint64_t most;            /* most tokens of a chain */
+	double c;                 /* program certaindex; < 0 when not eligible to stop-certain */
+	bool decided;             /* sc: finished chains decide the vote (stops at any threshold) */
+	bool end;                 /* natural end (always stops) */
+	bool correct;             /* the decision's answer is right */
+	bool same;                /* ... equals the reference answer */
+};
+
+/* Per-program trajectory plus model training rows. */
+struct evalsim_traj {
+	struct evalsim_point *pts;
+	size_t npts, cap;
+	/* training rows: features + label (cot: per chain, label = chain answer == its final
+	 * answer; sc: per program, label = vote == reference vote) */
+	double *x;
+	unsigned char *y;
+	size_t nrows, rows_cap, nfeat;
+};
+
+void evalsim_traj_free(struct evalsim_traj *t);
+
+/* Reference answer and cost of a program with n chains (n = 1 for cot). */
+void evalsim_reference(const struct traces_program *prog, size_t n, struct evalsim_full *out);
+
+/*
+ * Runs the program (first n samples; n = 1 for cot) under policy p with sched_decide().  When
+ * traj is not NULL, appends every decision point and the model rows of this program (cot rows
+ * per chain, sc rows per program).  Returns 0, -EINVAL (fewer than n samples) or -ENOMEM.
+ */
+int evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
+    enum sched_algo algo, size_t n, struct evalsim_outcome *out, struct evalsim_traj *traj);
+
+/* Dynasor-CoT on one trace: probes every `step` tokens; stops when the last k probe answers
+ * are non-empty, equivalent and free of uncertainty words; the answer is that answer.  Runs to
+ * the end otherwise.  Cost: decode tokens plus every probe's out_tokens. */
+void evalsim_dynasor_chain(const struct trace *t, unsigned k, uint64_t step,
+    struct evalsim_outcome *out);
+/* The free </think> rule on one trace: stop at the first step boundary at or after the end of
+ * thinking; answer = the probe answer there (one probe paid); run to the end when the text has
+ * no </think> or the probe answer is empty. */
+void evalsim_think_chain(const struct trace *t, uint64_t step, struct evalsim_outcome *out);
+/* Either chain rule applied to n chains, majority vote (sched_vote) of their answers; kind 0:
+ * dynasor with k, kind 1: </think>. */
+void evalsim_chain_rule(const struct traces_program *prog, size_t n, int kind, unsigned k,
+    uint64_t step, struct evalsim_outcome *out);
+
+/*
+ * Where a threshold tau and an unpromising bound u (0 off) stop a recorded trajectory
+ * (pts[0..n)): the first point with end, decided (tau <= 1), c >= tau, or most >= u.  Exactly
+ * what sched_decide() decides with those values (the step sizes do not depend on them).
+ */
+size_t evalsim_stop_index(const struct evalsim_point *pts, size_t n, double tau, uint64_t u);
+
+/* L2-regularized logistic regression by Newton's method: rows x (nrows x nfeat, column 0 the
+ * bias), labels y; lambda applies to every weight but the bias.  Writes w.  Returns 0 or
+ * -ENOMEM. */
+int evalsim_fit_logistic(const double *x, const unsigned char *y, size_t nrows, size_t nfeat,
+    double lambda, double *w);
+
+/* A recorded set: one trajectory per program of a split, with its reference. */
+struct evalsim_set {
+	size_t nprog;
+	struct evalsim_traj *traj;     /* per program (points only) */
+	const char **model;            /* per program */
+	bool *full_correct;
+	uint64_t *full_tokens;
+	struct evalsim_traj rows;      /* all model rows */
+	const char *models[16];        /* distinct models, first 16 */
+	size_t nmodels;
+};
+
+/* Runs every program of the split (with at least n samples) with thresholds and the
+ * unpromising bound disabled, recording trajectories and model rows.  Returns 0, -EINVAL (no
+ * program) or -ENOMEM (then s is empty). */
+int evalsim_record(const struct traces *tr, const struct sched_policy *p, enum sched_algo algo,
+    size_t n, enum evalsim_split split, struct evalsim_set *s);
+void evalsim_set_free(struct evalsim_set *s);
+/* Accuracy loss (fraction, reference minus rule) and token saving of (tau, u) over the
+ * programs of `model` (NULL: all) of a recorded set. */
+void evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, uint64_t u,
+    double *loss, double *saved);
+
+/* Candidate thresholds of the calibration sweep, high to low (1.5: never stop-certain). */
+extern const double evalsim_taus[];
+extern const size_t evalsim_ntaus;
+
+/*
+ * The cheapest threshold (and, with sweep_u, unpromising bound among 0, 24576, 16384, 12288,
+ * 10240, 8192, 6144; else *u_out is kept) whose worst per-model accuracy loss stays <= max_loss
+ * at that threshold and at every higher candidate (a loss that dips back under the bound below
+ * a failing threshold is luck, not calibration).  Writes the threshold, bound and worst loss;
+ * returns the token saving (fraction).
+ */
+double evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool sweep_u,
+    double *tau_out, uint64_t *u_out, double *loss_out);
+
+/* Calibration parameters and report. */
+struct evalsim_calib {
+	double max_loss;          /* accuracy loss allowed per model, as a fraction (0.01) */
+	enum evalsim_split split; /* data to fit on */
+	size_t sc_n;              /* chains for sc (3) */
+	double lambda;            /* L2 strength */
+	/* results */
+	double cot_loss, cot_saved, sc_loss, sc_saved; /* worst-model loss, overall saving */
+	size_t cot_programs, sc_programs;
+};
+
+/*
+ * Fits a policy on the traces (split): cot weights by logistic regression on chain rows, the
+ * cot threshold and unpromising bound by sweeping recorded trajectories for the lowest cost
+ * whose accuracy loss stays <= max_loss for every model at that threshold and every higher one,
+ * then the sc weights and threshold the same way.  The probe stride is chosen among a few
+ * values by the same criterion.  *p holds the starting values (step, budgets...) and receives
+ * the result (doubles rounded as policy files write them).  Returns 0, -EINVAL (no programs)
+ * or -ENOMEM.
+ */
+int evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
+    struct sched_policy *p);
+
+#endif

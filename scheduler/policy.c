@@ -1,0 +1,340 @@
+/* policy.c — parsing and formatting the `key = value` form of a scheduling policy. */
+#include "scheduler/policy.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/error.h"
+#include "scheduler/certainty.h"
+
+enum policy_type { POLICY_U32, POLICY_U64, POLICY_I64, POLICY_DOUBLE };
+
+/* One key of the file form: where it lives in struct sched_policy. */
+struct policy_key {
+	const char *name;
+	enum policy_type type;
+	size_t offset;
+	const char *help;
+};
+
+#define PK(n, t, f, h) { n, t, offsetof(struct sched_policy, f), h }
+static const struct policy_key policy_keys[] = {
+	PK("step_tokens", POLICY_U32, step_tokens, "tokens per chain per step (probe spacing floor)"),
+	PK("max_step_tokens", POLICY_U32, max_step_tokens, "largest step"),
+	PK("probe_stride", POLICY_DOUBLE, probe_stride, "step = stride * tokens so far"),
+	PK("default_budget", POLICY_U64, default_budget, "program token budget by default"),
+	PK("max_budget", POLICY_U64, max_budget, "largest program budget"),
+	PK("default_sc_n", POLICY_U32, default_sc_n, "sc chains by default"),
+	PK("max_sc_n", POLICY_U32, max_sc_n, "most sc chains"),
+	PK("expected_tokens", POLICY_U64, expected_tokens, "expected chain length"),
+	PK("hesitation_window", POLICY_U32, hesitation_window, "bytes of text for hesitation"),
+	PK("unpromising_tokens", POLICY_U64, unpromising_tokens, "stop-unpromising after (0 off)"),
+	PK("extend_frac", POLICY_DOUBLE, extend_frac, "budget extension share"),
+	PK("extend_min", POLICY_DOUBLE, extend_min, "certaindex needed to extend"),
+	PK("starvation_ms", POLICY_I64, starvation_ms, "ranking starvation bound"),
+	PK("cot.threshold", POLICY_DOUBLE, cot_threshold, "cot stop-certain threshold"),
+	PK("sc.threshold", POLICY_DOUBLE, sc_threshold, "sc stop-certain threshold"),
+};
+#define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
+#define POLICY_NALL (POLICY_NKEYS + SCHED_COT_NFEAT + SCHED_SC_NFEAT)
+
+static void
+policy_err(char *err, size_t errlen, const char *name, size_t line, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n = 0;
+
+	if (err == NULL || errlen == 0)
+		return;
+	err[0] = '\0';
+	if (line > 0) {
+		int k = name != NULL ? snprintf(err, errlen, "%s:%zu: ", name, line) :
+		    snprintf(err, errlen, "line %zu: ", line);
+		n = k > 0 ? (size_t)k : 0;
+		if (n >= errlen)
+			return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(err + n, errlen - n, fmt, ap);
+	va_end(ap);
+}
+
+/* Index of key in the combined table (plain keys, cot.w.*, sc.w.*), or -1. */
+static int
+policy_lookup(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < POLICY_NKEYS; i++)
+		if (strcmp(key, policy_keys[i].name) == 0)
+			return (int)i;
+	if (strncmp(key, "cot.w.", 6) == 0)
+		for (i = 0; i < SCHED_COT_NFEAT; i++)
+			if (strcmp(key + 6, certainty_cot_feature_name(i)) == 0)
+				return (int)(POLICY_NKEYS + i);
+	if (strncmp(key, "sc.w.", 5) == 0)
+		for (i = 0; i < SCHED_SC_NFEAT; i++)
+			if (strcmp(key + 5, certainty_sc_feature_name(i)) == 0)
+				return (int)(POLICY_NKEYS + SCHED_COT_NFEAT + i);
+	return -1;
+}
+
+/* Stores the value text v for key index k into p; false if it does not parse. */
+static bool
+policy_store(struct sched_policy *p, int k, const char *v)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(v, &end);
+	if (end == v || *end != '\0' || errno == ERANGE || !isfinite(d))
+		return false;
+	if ((size_t)k >= POLICY_NKEYS) {
+		size_t i = (size_t)k - POLICY_NKEYS;
+		if (i < SCHED_COT_NFEAT)
+			p->cot_w[i] = d;
+		else
+			p->sc_w[i - SCHED_COT_NFEAT] = d;
+		return true;
+	}
+	{
+		const struct policy_key *pk = &policy_keys[k];
+		char *base = (char *)p + pk->offset;
+		switch (pk->type) {
+		case POLICY_DOUBLE:
+			memcpy(base, &d, sizeof d);
+			return true;
+		case POLICY_U32: {
+			uint32_t u;
+			if (d < 0 || d > 4294967295.0 || d != floor(d))
+				return false;
+			u = (uint32_t)d;
+			memcpy(base, &u, sizeof u);
+			return true;
+		}
+		case POLICY_U64: {
+			uint64_t u;
+			if (d < 0 || d > 9.0e15 || d != floor(d))
+				return false;
+			u = (uint64_t)d;
+			memcpy(base, &u, sizeof u);
+			return true;
+		}
+		case POLICY_I64: {
+			int64_t u;
+			if (d < -9.0e15 || d > 9.0e15 || d != floor(d))
+				return false;
+			u = (int64_t)d;
+			memcpy(base, &u, sizeof u);
+			return true;
+		}
+		}
+	}
+	return false;
+}
+
+int
+policy_parse(const char *text, size_t len, const char *name, struct sched_policy *p,
+    char *err, size_t errlen)
+{
+	struct sched_policy q = *p;
+	bool seen[POLICY_NALL] = { false };
+	char section[64] = "", line[512], key[160], val[160], msg[256];
+	size_t pos = 0, lineno = 0;
+
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		pos = 3;
+	while (pos < len) {
+		size_t e = pos, n, a, b;
+		char *eq, *cmt;
+		int k;
+
+		while (e < len && text[e] != '\n')
+			e++;
+		lineno++;
+		n = e - pos;
+		if (n >= sizeof line) {
+			policy_err(err, errlen, name, lineno, "line too long");
+			return CERTA_ECONFIG;
+		}
+		memcpy(line, text + pos, n);
+		line[n] = '\0';
+		pos = e < len ? e + 1 : e;
+		if (memchr(line, '\0', n) != NULL) {
+			policy_err(err, errlen, name, lineno, "NUL byte");
+			return CERTA_ECONFIG;
+		}
+		/* Comments: whole-line, or '#'/';' after whitespace. */
+		for (cmt = line; *cmt != '\0'; cmt++)
+			if ((*cmt == '#' || *cmt == ';') &&
+			    (cmt == line || isspace((unsigned char)cmt[-1]))) {
+				*cmt = '\0';
+				break;
+			}
+		n = strlen(line);
+		for (a = 0; a < n && isspace((unsigned char)line[a]); a++)
+			;
+		while (n > a && isspace((unsigned char)line[n - 1]))
+			n--;
+		line[n] = '\0';
+		if (a == n)
+			continue;
+		if (line[a] == '[') {
+			if (line[n - 1] != ']' || n - a - 2 >= sizeof section || n - a < 3) {
+				policy_err(err, errlen, name, lineno, "bad section header");
+				return CERTA_ECONFIG;
+			}
+			memcpy(section, line + a + 1, n - a - 2);
+			section[n - a - 2] = '\0';
+			continue;
+		}
+		eq = strchr(line + a, '=');
+		if (eq == NULL) {
+			policy_err(err, errlen, name, lineno, "expected 'key = value'");
+			return CERTA_ECONFIG;
+		}
+		b = (size_t)(eq - line);
+		while (b > a && isspace((unsigned char)line[b - 1]))
+			b--;
+		if (b == a || b - a >= 64) {
+			policy_err(err, errlen, name, lineno, "missing or too long key");
+			return CERTA_ECONFIG;
+		}
+		/* In a [section], a key is "section.key" unless it is a full key by itself. */
+		snprintf(key, sizeof key, "%.*s", (int)(b - a), line + a);
+		if (section[0] != '\0' && policy_lookup(key) < 0)
+			snprintf(key, sizeof key, "%s.%.*s", section, (int)(b - a), line + a);
+		eq++;
+		while (isspace((unsigned char)*eq))
+			eq++;
+		snprintf(val, sizeof val, "%s", eq);
+		k = policy_lookup(key);
+		if (k < 0) {
+			policy_err(err, errlen, name, lineno, "unknown key '%.60s'", key);
+			return CERTA_ECONFIG;
+		}
+		if (seen[k]) {
+			policy_err(err, errlen, name, lineno, "key '%s' given twice", key);
+			return CERTA_ECONFIG;
+		}
+		seen[k] = true;
+		if (!policy_store(&q, k, val)) {
+			policy_err(err, errlen, name, lineno, "value '%.40s' for '%s' is not a %s",
+			    val, key, (size_t)k < POLICY_NKEYS &&
+			    policy_keys[k].type != POLICY_DOUBLE ? "whole number in range" :
+			    "finite number");
+			return CERTA_ECONFIG;
+		}
+	}
+	if (sched_policy_validate(&q, msg, sizeof msg) != 0) {
+		policy_err(err, errlen, name, 0, "%s%s%s", name != NULL ? name : "",
+		    name != NULL ? ": " : "", msg);
+		return CERTA_ECONFIG;
+	}
+	*p = q;
+	return 0;
+}
+
+/* Appends with snprintf semantics, tracking the full length. */
+static void
+policy_put(char *buf, size_t buflen, size_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	va_start(ap, fmt);
+	k = vsnprintf(*n < buflen ? buf + *n : NULL, *n < buflen ? buflen - *n : 0, fmt, ap);
+	va_end(ap);
+	if (k > 0)
+		*n += (size_t)k;
+}
+
+size_t
+policy_format(const struct sched_policy *p, char *buf, size_t buflen)
+{
+	size_t n = 0, i;
+
+	if (buflen > 0)
+		buf[0] = '\0';
+	for (i = 0; i < POLICY_NKEYS; i++) {
+		const struct policy_key *pk = &policy_keys[i];
+		const char *base = (const char *)p + pk->offset;
+		switch (pk->type) {
+		case POLICY_DOUBLE: {
+			double d;
+			memcpy(&d, base, sizeof d);
+			policy_put(buf, buflen, &n, "%s = %.6g\n", pk->name, d);
+			break;
+		}
+		case POLICY_U32: {
+			uint32_t u;
+			memcpy(&u, base, sizeof u);
+			policy_put(buf, buflen, &n, "%s = %u\n", pk->name, u);
+			break;
+		}
+		case POLICY_U64: {
+			uint64_t u;
+			memcpy(&u, base, sizeof u);
+			policy_put(buf, buflen, &n, "%s = %llu\n", pk->name, (unsigned long long)u);
+			break;
+		}
+		case POLICY_I64: {
+			int64_t u;
+			memcpy(&u, base, sizeof u);
+			policy_put(buf, buflen, &n, "%s = %lld\n", pk->name, (long long)u);
+			break;
+		}
+		}
+	}
+	for (i = 0; i < SCHED_COT_NFEAT; i++)
+		policy_put(buf, buflen, &n, "cot.w.%s = %.6g\n", certainty_cot_feature_name(i),
+		    p->cot_w[i]);
+	for (i = 0; i < SCHED_SC_NFEAT; i++)
+		policy_put(buf, buflen, &n, "sc.w.%s = %.6g\n", certainty_sc_feature_name(i),
+		    p->sc_w[i]);
+	return n;
+}
+
+static double
+policy_round6(double d)
+{
+	char s[64];
+
+	snprintf(s, sizeof s, "%.6g", d);
+	return strtod(s, NULL);
+}
+
+void
+policy_round(struct sched_policy *p)
+{
+	size_t i;
+
+	p->probe_stride = policy_round6(p->probe_stride);
+	p->extend_frac = policy_round6(p->extend_frac);
+	p->extend_min = policy_round6(p->extend_min);
+	p->cot_threshold = policy_round6(p->cot_threshold);
+	p->sc_threshold = policy_round6(p->sc_threshold);
+	for (i = 0; i < SCHED_COT_NFEAT; i++)
+		p->cot_w[i] = policy_round6(p->cot_w[i]);
+	for (i = 0; i < SCHED_SC_NFEAT; i++)
+		p->sc_w[i] = policy_round6(p->sc_w[i]);
+}
+
+int
+policy_equal(const struct sched_policy *a, const struct sched_policy *b)
+{
+	char x[4096], y[4096];
+
+	if (policy_format(a, x, sizeof x) >= sizeof x || policy_format(b, y, sizeof y) >= sizeof y)
+		return 0;
+	return strcmp(x, y) == 0 && memcmp(a->cot_w, b->cot_w, sizeof a->cot_w) == 0 &&
+	    memcmp(a->sc_w, b->sc_w, sizeof a->sc_w) == 0 &&
+	    a->cot_threshold == b->cot_threshold && a->sc_threshold == b->sc_threshold &&
+	    a->probe_stride == b->probe_stride;
+}

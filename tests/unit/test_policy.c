@@ -1,0 +1,413 @@
+/*
+ * test_policy.c — the policy file form, the shipped default, the policy state machine, and
+ * calibration (synthetic traces with a hand-computed threshold; the real traces when
+ * CERTA_TRACES is set).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/error.h"
+#include "lib/evalsim.h"
+#include "lib/log.h"
+#include "lib/policyfile.h"
+#include "lib/traces.h"
+#include "scheduler/policy.h"
+#include "scheduler/sched.h"
+
+static void
+test_default_file_matches_builtin(void **state)
+{
+	struct sched_policy builtin, file;
+	char err[256];
+	int rc;
+
+	(void)state;
+	sched_policy_default(&builtin);
+	/* Start from different values so every key must come from the file. */
+	memset(&file, 0, sizeof file);
+	file.step_tokens = 1;
+	rc = policyfile_load("policy/default.policy", &file, err, sizeof err);
+	if (rc == -ENOENT)
+		rc = policyfile_load("../policy/default.policy", &file, err, sizeof err);
+	if (rc != 0)
+		fail_msg("policy/default.policy: %s", err);
+	assert_true(policy_equal(&builtin, &file));
+	assert_int_equal(memcmp(builtin.cot_w, file.cot_w, sizeof file.cot_w), 0);
+	assert_int_equal(memcmp(builtin.sc_w, file.sc_w, sizeof file.sc_w), 0);
+	assert_true(builtin.cot_threshold == file.cot_threshold);
+	assert_true(builtin.unpromising_tokens == file.unpromising_tokens);
+	assert_int_equal(sched_policy_validate(&builtin, err, sizeof err), 0);
+}
+
+static void
+test_parse_sections_comments(void **state)
+{
+	const char *text =
+	    "\xef\xbb\xbf# header\n"
+	    "step_tokens = 128   ; trailing comment\n"
+	    "[cot]\n"
+	    "threshold = 0.875\n"
+	    "w.stable = -1.5e0\n"
+	    "[sc]\n"
+	    "threshold=0.5\r\n"
+	    "w.agreement = 2\n"
+	    "unpromising_tokens = 9000\n";  /* plain key inside a section */
+	struct sched_policy p;
+	char err[256] = "";
+
+	(void)state;
+	sched_policy_default(&p);
+	if (policy_parse(text, strlen(text), "t.policy", &p, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(p.step_tokens, 128);
+	assert_true(p.cot_threshold == 0.875);
+	assert_true(p.cot_w[1] == -1.5);
+	assert_true(p.sc_threshold == 0.5);
+	assert_true(p.sc_w[1] == 2);
+	assert_int_equal(p.unpromising_tokens, 9000);
+}
+
+struct bad_case {
+	const char *text;
+	const char *msg;   /* substring of the error */
+};
+
+static void
+test_parse_errors(void **state)
+{
+	static const struct bad_case cases[] = {
+		{ "foo = 1\n", "t:1: unknown key 'foo'" },
+		{ "\n\ncot.threshold = abc\n", "t:3: value 'abc' for 'cot.threshold'" },
+		{ "step_tokens = 1.5\n", "whole number" },
+		{ "step_tokens = -3\n", "whole number" },
+		{ "cot.w.nope = 1\n", "unknown key 'cot.w.nope'" },
+		{ "step_tokens = 64\nstep_tokens = 64\n", "given twice" },
+		{ "just words\n", "expected 'key = value'" },
+		{ "[cot\n", "bad section header" },
+		{ "step_tokens = 0\n", "step_tokens: 0 is out of range" },
+		{ "cot.threshold = 3\n", "cot.threshold" },
+		{ "probe_stride = nan\n", "finite number" },
+	};
+	struct sched_policy p, before;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	sched_policy_default(&p);
+	before = p;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		err[0] = '\0';
+		assert_int_equal(policy_parse(cases[i].text, strlen(cases[i].text), "t", &p, err,
+		    sizeof err), CERTA_ECONFIG);
+		if (strstr(err, cases[i].msg) == NULL)
+			fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].msg);
+		/* A failed parse leaves the policy as it was. */
+		assert_true(policy_equal(&p, &before));
+	}
+}
+
+static void
+test_format_roundtrip(void **state)
+{
+	struct sched_policy p, q;
+	char buf[4096], err[256];
+	size_t n;
+
+	(void)state;
+	sched_policy_default(&p);
+	p.cot_threshold = 0.123456789;
+	p.cot_w[3] = -2.5;
+	p.starvation_ms = 12345;
+	policy_round(&p);
+	assert_true(p.cot_threshold == 0.123457);
+	n = policy_format(&p, buf, sizeof buf);
+	assert_true(n < sizeof buf);
+	assert_int_equal(strlen(buf), n);
+	assert_non_null(strstr(buf, "cot.w.grounded = -2.5\n"));
+	memset(&q, 0, sizeof q);
+	q.step_tokens = 1;
+	assert_int_equal(policy_parse(buf, n, NULL, &q, err, sizeof err), 0);
+	assert_true(policy_equal(&p, &q));
+	/* Truncation reports the full length. */
+	assert_int_equal(policy_format(&p, buf, 10), n);
+	assert_int_equal(strlen(buf), 9);
+}
+
+static void
+test_state_machine(void **state)
+{
+	static const enum sched_pstate stops[] = {
+		SCHED_PS_STOP_CERTAIN, SCHED_PS_STOP_UNPROMISING, SCHED_PS_STOP_BUDGET,
+		SCHED_PS_STOP_DEADLINE, SCHED_PS_STOP_NATURAL,
+	};
+	struct sched_state s = { SCHED_PS_NEW };
+	size_t i, j;
+
+	(void)state;
+	/* The forward path. */
+	sched_set_state(&s, SCHED_PS_WARMUP);
+	sched_set_state(&s, SCHED_PS_EXPLORING);
+	sched_set_state(&s, SCHED_PS_EXPLORING);
+	sched_set_state(&s, SCHED_PS_EXTENDED);
+	sched_set_state(&s, SCHED_PS_STOP_BUDGET);
+	assert_int_equal(s.state, SCHED_PS_STOP_BUDGET);
+	assert_true(sched_state_terminal(s.state));
+	assert_false(sched_state_terminal(SCHED_PS_EXTENDED));
+	/* Never backwards, never out of a terminal state. */
+	assert_false(sched_state_legal(SCHED_PS_EXPLORING, SCHED_PS_WARMUP));
+	assert_false(sched_state_legal(SCHED_PS_EXTENDED, SCHED_PS_EXPLORING));
+	assert_false(sched_state_legal(SCHED_PS_WARMUP, SCHED_PS_NEW));
+	for (i = 0; i < sizeof stops / sizeof stops[0]; i++) {
+		assert_true(sched_state_legal(SCHED_PS_NEW, stops[i]));
+		assert_true(sched_state_legal(SCHED_PS_EXPLORING, stops[i]));
+		for (j = 0; j < SCHED_PS_COUNT; j++)
+			assert_int_equal(sched_state_legal(stops[i], (enum sched_pstate)j),
+			    stops[i] == (enum sched_pstate)j);
+	}
+	assert_false(sched_state_legal(SCHED_PS_COUNT, SCHED_PS_NEW));
+	assert_string_equal(sched_state_name(SCHED_PS_STOP_CERTAIN), "stop_certain");
+	assert_string_equal(sched_state_name(SCHED_PS_COUNT), "unknown");
+}
+
+static void
+test_state_machine_aborts(void **state)
+{
+	pid_t pid;
+	int status;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sched_state s = { SCHED_PS_STOP_CERTAIN };
+		freopen("/dev/null", "w", stderr);
+		sched_set_state(&s, SCHED_PS_EXPLORING);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
+static void
+test_fit_logistic(void **state)
+{
+	/* f = 0: 1 of 4 positive; f = 1: 3 of 4: w0 = logit(1/4), w0 + w1 = logit(3/4). */
+	static const double x[16] = { 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1 };
+	static const unsigned char y[8] = { 1, 0, 0, 0, 1, 1, 1, 0 };
+	double w[2];
+
+	(void)state;
+	assert_int_equal(evalsim_fit_logistic(x, y, 8, 2, 1e-9, w), 0);
+	assert_true(fabs(w[0] - log(1.0 / 3)) < 1e-5);
+	assert_true(fabs(w[1] - 2 * log(3.0)) < 1e-5);
+	/* Regularization shrinks the slope. */
+	assert_int_equal(evalsim_fit_logistic(x, y, 8, 2, 10, w), 0);
+	assert_true(w[1] > 0 && w[1] < 2 * log(3.0) - 0.5);
+}
+
+/* Writes one synthetic trace line: probes every 64 tokens from `answers` (count n). */
+static void
+write_trace(FILE *f, const char *problem, const char *target, const char *final,
+    const char *first, size_t nfirst, const char *then, size_t n)
+{
+	size_t i;
+
+	fprintf(f, "{\"model\":\"m\",\"dataset\":\"d\",\"seed\":42,\"problem_id\":\"%s\","
+	    "\"problem\":\"%s\",\"target\":\"%s\",\"tokens_used\":%zu,\"finished\":true,"
+	    "\"final_answer\":\"%s\",\"final_correct\":true,\"text\":\"thinking\",\"probes\":[",
+	    problem, problem, target, 64 * n, final);
+	for (i = 0; i < n; i++)
+		fprintf(f, "%s[%zu,\"%s\",1]", i ? "," : "", 64 * (i + 1),
+		    i < nfirst ? first : then);
+	fprintf(f, "]}\n");
+}
+
+/* A: "7" from the start (right).  B: "3" for 16 probes (a false consensus), then "9". */
+static char *
+synthetic_dir(void)
+{
+	static char dir[64];
+	char path[128];
+	FILE *f;
+
+	snprintf(dir, sizeof dir, "/tmp/certa-test-policy-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return NULL;
+	snprintf(path, sizeof path, "%s/m__d__seed_42.jsonl", dir);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return NULL;
+	write_trace(f, "Problem A", "7", "7", "7", 64, "7", 64);
+	write_trace(f, "Problem B", "9", "9", "3", 16, "9", 64);
+	fclose(f);
+	return dir;
+}
+
+static void
+remove_dir(const char *dir)
+{
+	char path[128];
+
+	snprintf(path, sizeof path, "%s/m__d__seed_42.jsonl", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void
+test_calibrate_synthetic(void **state)
+{
+	struct sched_policy p;
+	struct evalsim_set s;
+	struct evalsim_calib cal;
+	struct traces *tr;
+	double tau, loss, saved;
+	uint64_t u = 0;
+	char *dir;
+	size_t i, k;
+
+	(void)state;
+	log_set_level(LOG_LVL_ERR);
+	dir = synthetic_dir();
+	assert_non_null(dir);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	assert_int_equal(traces_program_count(tr), 2);
+
+	/* Certaindex = sigmoid(-3 + log2(1 + stable/64)).  B's false "3" reaches stable 960 at
+	 * 1024: sigmoid(1) = 0.731; any threshold at or under it stops B wrong (loss 50%).  The
+	 * cheapest safe candidate is therefore the next one above, 0.74. */
+	sched_policy_default(&p);
+	memset(p.cot_w, 0, sizeof p.cot_w);
+	p.cot_w[0] = -3;
+	p.cot_w[1] = 1;
+	p.probe_stride = 0;
+	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
+	assert_int_equal(s.nprog, 2);
+	saved = evalsim_pick_threshold(&s, 0.01, false, &tau, &u, &loss);
+	assert_true(tau == 0.74);
+	assert_true(loss == 0);
+	assert_int_equal(u, 0);
+	/* A stops at 1088 (stable 1024), B at 2112 (its "9" stable 1024): 17 + 33 probes. */
+	assert_true(fabs(saved - (1.0 - (1088.0 + 17 + 2112 + 33) / (2 * 4096.0))) < 1e-12);
+	evalsim_score_model(&s, NULL, 0.7, 0, &loss, &saved);
+	assert_true(loss == 0.5);
+
+	/* The trajectory sweep predicts exactly what sched_decide does with that threshold. */
+	p.cot_threshold = tau;
+	for (i = 0; i < 2; i++) {
+		struct evalsim_outcome o;
+		const struct evalsim_traj *t = &s.traj[i];
+		assert_int_equal(evalsim_run(&p, traces_program_at(tr, i), SCHED_ALGO_COT, 1, &o,
+		    NULL), 0);
+		k = evalsim_stop_index(t->pts, t->npts, tau, 0);
+		assert_int_equal(o.decode_tokens + o.probe_tokens, t->pts[k].cost);
+		assert_true(o.correct);
+		assert_int_equal(o.reason, SCHED_REASON_CERTAIN);
+	}
+	evalsim_set_free(&s);
+
+	/* The whole calibration (fitted weights) stays within the loss and saves tokens. */
+	memset(&cal, 0, sizeof cal);
+	cal.max_loss = 0.01;
+	cal.split = EVALSIM_ALL;
+	sched_policy_default(&p);
+	assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
+	assert_true(cal.cot_loss <= 0.01);
+	assert_true(cal.cot_saved > 0);
+	assert_int_equal(sched_policy_validate(&p, (char[128]){ 0 }, 128), 0);
+	for (i = 0; i < 2; i++) {
+		struct evalsim_outcome o;
+		assert_int_equal(evalsim_run(&p, traces_program_at(tr, i), SCHED_ALGO_COT, 1, &o,
+		    NULL), 0);
+		assert_true(o.correct);
+	}
+	traces_free(tr);
+	remove_dir(dir);
+}
+
+/* The shipped default on the held-out split of the real traces: <= 1 point per model. */
+static void
+test_default_policy_real_traces(void **state)
+{
+	const char *dir = getenv("CERTA_TRACES");
+	struct sched_policy p;
+	struct traces *tr;
+	size_t m, i, a;
+
+	(void)state;
+	if (dir == NULL || dir[0] == '\0') {
+		print_message("CERTA_TRACES not set: skipping the real-traces check\n");
+		skip();
+	}
+	log_set_level(LOG_LVL_ERR);
+	if (traces_load(dir, &tr) != 0) {
+		print_message("%s: no traces: skipping the real-traces check\n", dir);
+		skip();
+	}
+	sched_policy_default(&p);
+	for (a = 0; a < 2; a++) {
+		enum sched_algo algo = a == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
+		size_t n = a == 0 ? 1 : 3;
+		for (m = 0; m < traces_model_count(tr); m++) {
+			const char *model = traces_model_name(tr, m);
+			size_t progs = 0, full_ok = 0, ok = 0;
+			double full_tok = 0, tok = 0;
+			for (i = 0; i < traces_program_count(tr); i++) {
+				const struct traces_program *prog = traces_program_at(tr, i);
+				struct evalsim_full full;
+				struct evalsim_outcome o;
+				if (strcmp(prog->model, model) != 0 || prog->nsamples < n ||
+				    !evalsim_in_split(prog->problem, EVALSIM_TEST))
+					continue;
+				evalsim_reference(prog, n, &full);
+				assert_int_equal(evalsim_run(&p, prog, algo, n, &o, NULL), 0);
+				progs++;
+				full_ok += full.correct;
+				ok += o.correct;
+				full_tok += (double)full.tokens;
+				tok += (double)(o.decode_tokens + o.probe_tokens);
+			}
+			if (progs == 0)
+				continue;
+			print_message("%s %s test split: %zu programs, accuracy %.2f -> %.2f "
+			    "(loss %.2f pt), tokens saved %.1f%%\n", a == 0 ? "cot" : "sc", model,
+			    progs, 100.0 * (double)full_ok / (double)progs,
+			    100.0 * (double)ok / (double)progs,
+			    100.0 * ((double)full_ok - (double)ok) / (double)progs,
+			    100.0 * (1 - tok / full_tok));
+			assert_true(((double)full_ok - (double)ok) / (double)progs <= 0.01 + 1e-12);
+			assert_true(tok < full_tok);
+		}
+	}
+	traces_free(tr);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_default_file_matches_builtin),
+		cmocka_unit_test(test_parse_sections_comments),
+		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_format_roundtrip),
+		cmocka_unit_test(test_state_machine),
+		cmocka_unit_test(test_state_machine_aborts),
+		cmocka_unit_test(test_fit_logistic),
+		cmocka_unit_test(test_calibrate_synthetic),
+		cmocka_unit_test(test_default_policy_real_traces),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,389 @@
+/*
+ * test_sched.c — sched_decide(): natural end, budget, deadline, stop-certain, sc gang stops,
+ * unpromising, budget extension, probe spacing, the state machine through decisions, and
+ * sched_rank().
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "scheduler/sched.h"
+
+/* Chain certaindex = sigmoid(-3 + log2(1 + stable/64)): 0.5 at stable 448, 0.731 at 960. */
+static void
+test_policy(struct sched_policy *p)
+{
+	sched_policy_default(p);
+	memset(p->cot_w, 0, sizeof p->cot_w);
+	memset(p->sc_w, 0, sizeof p->sc_w);
+	p->cot_w[0] = -3;
+	p->cot_w[1] = 1;
+	p->sc_w[3] = 1;           /* sc: sigmoid(mean chain certaindex of the majority) */
+	p->probe_stride = 0;
+	p->cot_threshold = 0.7;
+	p->sc_threshold = 0.7;
+	p->unpromising_tokens = 0;
+	p->extend_frac = 0;
+}
+
+/* A chain answering `ans` at every probe from `from` to `tokens` (64 apart), "" before. */
+struct fake_chain {
+	struct sched_probe probes[64];
+};
+
+static void
+fake(struct sched_chain *c, struct fake_chain *f, const char *ans, uint64_t from,
+    uint64_t tokens)
+{
+	size_t n = 0;
+	uint64_t pos;
+
+	memset(c, 0, sizeof *c);
+	for (pos = 64; pos <= tokens && n < 64; pos += 64, n++) {
+		f->probes[n].position = pos;
+		f->probes[n].answer = pos >= from ? ans : "";
+		f->probes[n].confidence = -1;
+	}
+	c->tokens = tokens;
+	c->answer = n > 0 ? f->probes[n - 1].answer : "";
+	c->final_answer = "";
+	c->probes = f->probes;
+	c->nprobes = n;
+}
+
+static void
+view1(struct sched_view *v, struct sched_chain *c, size_t n, enum sched_algo algo)
+{
+	memset(v, 0, sizeof *v);
+	v->algo = algo;
+	v->budget = 100000;
+	v->problem = "Compute the value.";
+	v->nchains = n;
+	v->chains = c;
+}
+
+static void
+test_natural_end(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c[3];
+	struct fake_chain f[3];
+	struct sched_view v;
+	struct sched_decision d;
+
+	(void)state;
+	test_policy(&p);
+	fake(&c[0], &f[0], "4", 64, 128);
+	fake(&c[1], &f[1], "5", 64, 128);
+	fake(&c[2], &f[2], "5", 64, 128);
+	c[0].finished = c[1].finished = c[2].finished = true;
+	c[0].final_answer = "4";
+	c[1].final_answer = "5";
+	c[2].final_answer = "\\frac{10}{2}";
+	view1(&v, c, 3, SCHED_ALGO_SC);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_NATURAL_END);
+	assert_string_equal(d.answer, "5");
+	assert_int_equal(d.answer_chain, 1);
+	assert_true(d.agreement > 0.66 && d.agreement < 0.67);
+	assert_int_equal(d.state, SCHED_PS_STOP_NATURAL);
+	assert_false(d.low_confidence);
+}
+
+static void
+test_budget_and_deadline(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c;
+	struct fake_chain f;
+	struct sched_view v;
+	struct sched_decision d;
+
+	(void)state;
+	test_policy(&p);
+	fake(&c, &f, "", 64, 640);
+	view1(&v, &c, 1, SCHED_ALGO_COT);
+	v.budget = 640;
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_BUDGET);
+	assert_true(d.low_confidence);
+	assert_int_equal(d.state, SCHED_PS_STOP_BUDGET);
+	/* Under budget: the last step is cut to what is left. */
+	v.budget = 660;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_int_equal(d.step_tokens, 20);
+	assert_int_equal(d.state, SCHED_PS_WARMUP);
+	/* Deadline passed. */
+	v.budget = 100000;
+	v.deadline_ms = 1000;
+	v.now_ms = 1000;
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_DEADLINE);
+}
+
+static void
+test_stop_certain_cot(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c;
+	struct fake_chain f;
+	struct sched_view v;
+	struct sched_decision d;
+
+	(void)state;
+	test_policy(&p);
+	p.cot_threshold = 0.72;
+	/* "42" since 64: at 960 stable is 896 -> sigmoid(-3 + log2 15) = 0.712 < 0.72. */
+	fake(&c, &f, "42", 64, 960);
+	view1(&v, &c, 1, SCHED_ALGO_COT);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_int_equal(d.step_tokens, 64);
+	assert_int_equal(d.state, SCHED_PS_EXPLORING);
+	assert_true(d.certaindex > 0.711 && d.certaindex < 0.713);
+	assert_int_equal(d.features.stable_tokens, 896);
+	assert_true(d.features.valid_answer);
+	/* At 1024: 0.731 >= 0.72. */
+	fake(&c, &f, "42", 64, 1024);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+	assert_string_equal(d.answer, "42");
+	assert_false(d.low_confidence);
+	assert_true(d.features.certaindex == d.certaindex);
+	/* A placeholder never stops certain, however stable ("3" is a number of the problem). */
+	fake(&c, &f, "3", 64, 2048);
+	v.problem = "Add 3 and 4.";
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_true(d.certaindex == 0);
+	assert_false(d.features.valid_answer);
+}
+
+static void
+test_sc_gang(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c[3];
+	struct fake_chain f[3];
+	struct sched_view v;
+	struct sched_decision d;
+
+	(void)state;
+	test_policy(&p);
+	p.sc_threshold = 0.99;
+	fake(&c[0], &f[0], "8", 64, 512);
+	fake(&c[1], &f[1], "8", 64, 512);
+	fake(&c[2], &f[2], "6", 64, 512);
+	view1(&v, c, 3, SCHED_ALGO_SC);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_string_equal(d.answer, "8");
+	assert_true(d.features.entropy > 0 && d.features.entropy < 1);
+	/* Two chains finish with "8": the vote is decided, all stop together. */
+	c[0].finished = c[1].finished = true;
+	c[0].final_answer = c[1].final_answer = "8";
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+	assert_string_equal(d.answer, "8");
+	assert_true(d.certaindex == 1);
+}
+
+static void
+test_unpromising_and_extension(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c;
+	struct fake_chain f;
+	struct sched_view v;
+	struct sched_decision d;
+	struct sched_state st = { SCHED_PS_NEW };
+
+	(void)state;
+	test_policy(&p);
+	p.cot_threshold = 0.99;
+	p.unpromising_tokens = 2048;
+	fake(&c, &f, "17", 1984, 2048);
+	view1(&v, &c, 1, SCHED_ALGO_COT);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_UNPROMISING);
+	assert_true(d.low_confidence);
+	assert_string_equal(d.answer, "17");
+
+	/* Budget spent while fairly certain: extend by 25%, then stop at the extended budget. */
+	p.unpromising_tokens = 0;
+	p.extend_frac = 0.25;
+	p.extend_min = 0.6;
+	fake(&c, &f, "17", 64, 1024);   /* certaindex 0.731 */
+	v.budget = 1000;
+	v.state = &st;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_true(d.extended);
+	assert_int_equal(d.state, SCHED_PS_EXTENDED);
+	assert_int_equal(st.state, SCHED_PS_EXTENDED);
+	assert_int_equal(d.step_tokens, 64);
+	v.budget = 800;               /* 1.25 * 800 = 1000 <= 1024 used */
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_BUDGET);
+	assert_int_equal(st.state, SCHED_PS_STOP_BUDGET);
+	/* Terminal: asking again answers the same stop. */
+	v.budget = 100000;
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_BUDGET);
+}
+
+static void
+test_probe_stride(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c;
+	struct fake_chain f;
+	struct sched_view v;
+	struct sched_decision d;
+
+	(void)state;
+	test_policy(&p);
+	p.probe_stride = 0.1;
+	p.max_step_tokens = 256;
+	fake(&c, &f, "", 64, 640);      /* 64 tokens: 0.1 * 640 = 64 */
+	view1(&v, &c, 1, SCHED_ALGO_COT);
+	sched_decide(&p, &v, &d);
+	assert_int_equal(d.step_tokens, 64);
+	c.tokens = 1500;                /* 150 -> 128 (multiple of 64) */
+	sched_decide(&p, &v, &d);
+	assert_int_equal(d.step_tokens, 128);
+	c.tokens = 9000;                /* 900 -> capped at 256 */
+	sched_decide(&p, &v, &d);
+	assert_int_equal(d.step_tokens, 256);
+}
+
+static void
+test_state_through_decisions(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c;
+	struct fake_chain f;
+	struct sched_view v;
+	struct sched_decision d;
+	struct sched_state st = { SCHED_PS_NEW };
+
+	(void)state;
+	test_policy(&p);
+	view1(&v, &c, 1, SCHED_ALGO_COT);
+	v.state = &st;
+	fake(&c, &f, "", 64, 0);
+	sched_decide(&p, &v, &d);
+	assert_int_equal(st.state, SCHED_PS_WARMUP);
+	fake(&c, &f, "9", 128, 192);
+	sched_decide(&p, &v, &d);
+	assert_int_equal(st.state, SCHED_PS_EXPLORING);
+	/* The answer goes back to a placeholder: still EXPLORING (a valid answer was seen). */
+	fake(&c, &f, "9", 128, 256);
+	f.probes[3].answer = "x";
+	c.answer = "x";
+	sched_decide(&p, &v, &d);
+	assert_int_equal(st.state, SCHED_PS_EXPLORING);
+	assert_string_equal(d.answer, "9");
+	fake(&c, &f, "9", 128, 1280);
+	sched_decide(&p, &v, &d);
+	assert_int_equal(st.state, SCHED_PS_STOP_CERTAIN);
+	assert_true(d.stop);
+}
+
+static void
+test_rank(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c[4];
+	struct fake_chain f[4];
+	struct sched_view v[4];
+	struct sched_rank_item it[4];
+	size_t order[4], i;
+
+	(void)state;
+	test_policy(&p);
+	p.expected_tokens = 4000;
+	p.starvation_ms = 10000;
+	for (i = 0; i < 4; i++) {
+		fake(&c[i], &f[i], "", 64, 0);
+		view1(&v[i], &c[i], 1, SCHED_ALGO_COT);
+		it[i].view = &v[i];
+		it[i].certaindex = 0;
+		it[i].waiting_since_ms = 5000;
+		it[i].priority = 0;
+	}
+	c[0].tokens = 1000;   /* 3000 left */
+	c[1].tokens = 3000;   /* 1000 left: shortest */
+	c[2].tokens = 2000;   /* 2000 left, but certaindex 0.9: 200 */
+	it[2].certaindex = 0.9;
+	c[3].tokens = 0;      /* 4000 left */
+	sched_rank(&p, it, 4, 10000, order);
+	assert_int_equal(order[0], 2);
+	assert_int_equal(order[1], 1);
+	assert_int_equal(order[2], 0);
+	assert_int_equal(order[3], 3);
+	/* Program 3 has waited 10 s (the starvation bound): it goes first. */
+	it[3].waiting_since_ms = 0;
+	sched_rank(&p, it, 4, 10000, order);
+	assert_int_equal(order[0], 3);
+	assert_int_equal(order[1], 2);
+	/* Priority beats everything. */
+	it[0].priority = 1;
+	sched_rank(&p, it, 4, 10000, order);
+	assert_int_equal(order[0], 0);
+	assert_int_equal(order[1], 3);
+	assert_true(sched_remaining_work(&p, &v[1], 0) == 1000);
+}
+
+static void
+test_policy_validate(void **state)
+{
+	struct sched_policy p;
+	char msg[256];
+
+	(void)state;
+	sched_policy_default(&p);
+	assert_int_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
+	p.probe_stride = 2;
+	assert_int_not_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
+	assert_non_null(strstr(msg, "probe_stride"));
+	sched_policy_default(&p);
+	p.max_step_tokens = 1;
+	assert_int_not_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
+	assert_non_null(strstr(msg, "max_step_tokens"));
+	sched_policy_default(&p);
+	p.sc_threshold = -1;
+	assert_int_not_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
+	assert_non_null(strstr(msg, "sc.threshold"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_natural_end),
+		cmocka_unit_test(test_budget_and_deadline),
+		cmocka_unit_test(test_stop_certain_cot),
+		cmocka_unit_test(test_sc_gang),
+		cmocka_unit_test(test_unpromising_and_extension),
+		cmocka_unit_test(test_probe_stride),
+		cmocka_unit_test(test_state_through_decisions),
+		cmocka_unit_test(test_rank),
+		cmocka_unit_test(test_policy_validate),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
