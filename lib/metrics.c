@@ -1,0 +1,695 @@
+/*
+ * metrics.c — Prometheus registry (counters, gauges, histograms with labels), the text
+ * exposition format 0.0.4, and an evhttp endpoint for /metrics, /healthz and /readyz.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lib/metrics.h"
+#include "lib/strmap.h"
+
+struct metrics_series {
+	char *key;                 /* encoded label values (strmap key) */
+	char **values;             /* copies, one per label name */
+	double value;              /* COUNTER, GAUGE */
+	double sum;                /* HISTOGRAM */
+	uint64_t count;
+	uint64_t *bucket;          /* HISTOGRAM: per-bucket (not cumulative) counts, +Inf last */
+	struct metrics_series *prev, *next;
+};
+
+struct metrics_family {
+	const struct metrics_desc *d;
+	size_t nlabels;
+	struct strmap *index;      /* key -> series; labelled families only */
+	struct metrics_series *head, *tail;
+};
+
+struct metrics {
+	struct metrics_family *fam;
+	size_t n;
+	metrics_collect_fn collect;
+	void *collect_arg;
+};
+
+struct metrics_http {
+	struct evhttp *http;
+	struct metrics *m;
+	metrics_ready_fn ready;
+	void *ready_arg;
+};
+
+static const char *const metrics_type_names[] = { "counter", "gauge", "histogram" };
+
+/* Table and usage errors are programming errors: always abort, with the reason. */
+static void __attribute__((noreturn, format(printf, 1, 2)))
+metrics_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "metrics: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	abort();
+}
+
+static int
+metrics_name_ok(const char *s, int colon)
+{
+	size_t i;
+
+	if (s == NULL || s[0] == '\0')
+		return 0;
+	for (i = 0; s[i] != '\0'; i++) {
+		char c = s[i];
+		int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+		    (colon && c == ':');
+		if (!alpha && !(i > 0 && c >= '0' && c <= '9'))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+metrics_suffix(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Aborts on anything metrics.h says a table must not contain. */
+static void
+metrics_check_table(const struct metrics_desc *t, size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		const struct metrics_desc *d = &t[i];
+		if (!metrics_name_ok(d->name, 1))
+			metrics_die("table entry %zu: bad metric name '%s'", i,
+			    d->name ? d->name : "(null)");
+		for (j = 0; j < i; j++)
+			if (strcmp(t[j].name, d->name) == 0)
+				metrics_die("duplicate metric name '%s'", d->name);
+		if ((unsigned)d->type > METRICS_HISTOGRAM)
+			metrics_die("%s: bad type", d->name);
+		if (d->help == NULL)
+			metrics_die("%s: no help text", d->name);
+		if (d->type == METRICS_COUNTER && !metrics_suffix(d->name, "_total"))
+			metrics_die("%s: counter names end in _total", d->name);
+		for (j = 0; d->labels != NULL && d->labels[j] != NULL; j++) {
+			const char *l = d->labels[j];
+			size_t k;
+			if (!metrics_name_ok(l, 0) || strncmp(l, "__", 2) == 0)
+				metrics_die("%s: bad label name '%s'", d->name, l);
+			if (d->type == METRICS_HISTOGRAM && strcmp(l, "le") == 0)
+				metrics_die("%s: histograms cannot have a label 'le'", d->name);
+			for (k = 0; k < j; k++)
+				if (strcmp(d->labels[k], l) == 0)
+					metrics_die("%s: duplicate label '%s'", d->name, l);
+		}
+		if (d->type == METRICS_HISTOGRAM) {
+			if (d->buckets == NULL || d->nbuckets == 0)
+				metrics_die("%s: histogram without buckets", d->name);
+			for (j = 0; j < d->nbuckets; j++) {
+				if (!isfinite(d->buckets[j]) ||
+				    (j > 0 && !(d->buckets[j] > d->buckets[j - 1])))
+					metrics_die("%s: buckets must be finite and increasing",
+					    d->name);
+			}
+		}
+	}
+}
+
+static void
+metrics_series_free(struct metrics_series *s, size_t nlabels)
+{
+	size_t i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; s->values != NULL && i < nlabels; i++)
+		free(s->values[i]);
+	free(s->values);
+	free(s->bucket);
+	free(s->key);
+	free(s);
+}
+
+/* Allocates a zeroed series holding copies of values (key may be NULL: unlabelled). */
+static struct metrics_series *
+metrics_series_new(const struct metrics_family *f, const char *key, const char *const *values)
+{
+	struct metrics_series *s = calloc(1, sizeof *s);
+	size_t i;
+
+	if (s == NULL)
+		return NULL;
+	if (f->d->type == METRICS_HISTOGRAM &&
+	    (s->bucket = calloc(f->d->nbuckets + 1, sizeof *s->bucket)) == NULL)
+		goto fail;
+	if (f->nlabels > 0) {
+		if ((s->key = strdup(key)) == NULL ||
+		    (s->values = calloc(f->nlabels, sizeof *s->values)) == NULL)
+			goto fail;
+		for (i = 0; i < f->nlabels; i++)
+			if ((s->values[i] = strdup(values[i])) == NULL)
+				goto fail;
+	}
+	return s;
+fail:
+	metrics_series_free(s, f->nlabels);
+	return NULL;
+}
+
+static void
+metrics_family_link(struct metrics_family *f, struct metrics_series *s)
+{
+	s->prev = f->tail;
+	if (f->tail != NULL)
+		f->tail->next = s;
+	else
+		f->head = s;
+	f->tail = s;
+}
+
+static void
+metrics_family_unlink(struct metrics_family *f, struct metrics_series *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		f->head = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	else
+		f->tail = s->prev;
+}
+
+int
+metrics_new(const struct metrics_desc *table, size_t n, struct metrics **out)
+{
+	struct metrics *m;
+	size_t i;
+
+	metrics_check_table(table, n);
+	m = calloc(1, sizeof *m);
+	if (m == NULL)
+		return -ENOMEM;
+	m->n = n;
+	m->fam = calloc(n ? n : 1, sizeof *m->fam);
+	if (m->fam == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		struct metrics_family *f = &m->fam[i];
+		f->d = &table[i];
+		while (f->d->labels != NULL && f->d->labels[f->nlabels] != NULL)
+			f->nlabels++;
+		if (f->nlabels > 0) {
+			if ((f->index = strmap_new()) == NULL)
+				goto fail;
+		} else {
+			struct metrics_series *s = metrics_series_new(f, NULL, NULL);
+			if (s == NULL)
+				goto fail;
+			metrics_family_link(f, s);
+		}
+	}
+	*out = m;
+	return 0;
+fail:
+	metrics_free(m);
+	return -ENOMEM;
+}
+
+void
+metrics_free(struct metrics *m)
+{
+	size_t i;
+
+	if (m == NULL)
+		return;
+	for (i = 0; m->fam != NULL && i < m->n; i++) {
+		struct metrics_family *f = &m->fam[i];
+		struct metrics_series *s, *next;
+		for (s = f->head; s != NULL; s = next) {
+			next = s->next;
+			metrics_series_free(s, f->nlabels);
+		}
+		strmap_free(f->index, NULL);
+	}
+	free(m->fam);
+	free(m);
+}
+
+void
+metrics_set_collector(struct metrics *m, metrics_collect_fn fn, void *arg)
+{
+	m->collect = fn;
+	m->collect_arg = arg;
+}
+
+static struct metrics_family *
+metrics_family_at(const struct metrics *m, size_t id, int want_type)
+{
+	struct metrics_family *f;
+
+	if (id >= m->n)
+		metrics_die("metric index %zu out of range (%zu families)", id, m->n);
+	f = &m->fam[id];
+	if (want_type >= 0 && f->d->type != (enum metrics_type)want_type)
+		metrics_die("%s is a %s", f->d->name, metrics_type_names[f->d->type]);
+	return f;
+}
+
+/* Encodes label values as "LEN:value" pairs: unambiguous whatever the values contain.
+ * Returns a malloc'd key, or NULL with *err = -EINVAL (NULL value) or -ENOMEM. */
+static char *
+metrics_key(const struct metrics_family *f, const char *const *values, int *err)
+{
+	size_t i, len = 1;
+	char *key, *p;
+
+	*err = -EINVAL;
+	if (values == NULL)
+		return NULL;
+	for (i = 0; i < f->nlabels; i++) {
+		if (values[i] == NULL)
+			return NULL;
+		len += strlen(values[i]) + 24;
+	}
+	*err = -ENOMEM;
+	key = malloc(len);
+	if (key == NULL)
+		return NULL;
+	p = key;
+	*p = '\0';
+	for (i = 0; i < f->nlabels; i++)
+		p += sprintf(p, "%zu:%s", strlen(values[i]), values[i]);
+	return key;
+}
+
+/* Finds (create: or makes) the series for values.  Returns NULL with *err set. */
+static struct metrics_series *
+metrics_lookup(struct metrics_family *f, const char *const *values, int create, int *err)
+{
+	struct metrics_series *s;
+	char *key;
+
+	if (f->nlabels == 0)
+		return f->head;
+	key = metrics_key(f, values, err);
+	if (key == NULL)
+		return NULL;
+	s = strmap_get(f->index, key);
+	if (s == NULL && create) {
+		s = metrics_series_new(f, key, values);
+		if (s == NULL || strmap_put(f->index, key, s, NULL) != 0) {
+			metrics_series_free(s, f->nlabels);
+			free(key);
+			*err = -ENOMEM;
+			return NULL;
+		}
+		metrics_family_link(f, s);
+	}
+	free(key);
+	if (s == NULL)
+		*err = CERTA_ENOTFOUND;
+	return s;
+}
+
+int
+metrics_counter_add(struct metrics *m, size_t id, const char *const *values, double v)
+{
+	struct metrics_family *f = metrics_family_at(m, id, METRICS_COUNTER);
+	struct metrics_series *s;
+	int err;
+
+	if (!(v >= 0))
+		return -EINVAL;
+	if ((s = metrics_lookup(f, values, 1, &err)) == NULL)
+		return err;
+	s->value += v;
+	return 0;
+}
+
+int
+metrics_gauge_set(struct metrics *m, size_t id, const char *const *values, double v)
+{
+	struct metrics_family *f = metrics_family_at(m, id, METRICS_GAUGE);
+	struct metrics_series *s;
+	int err;
+
+	if ((s = metrics_lookup(f, values, 1, &err)) == NULL)
+		return err;
+	s->value = v;
+	return 0;
+}
+
+int
+metrics_gauge_add(struct metrics *m, size_t id, const char *const *values, double v)
+{
+	struct metrics_family *f = metrics_family_at(m, id, METRICS_GAUGE);
+	struct metrics_series *s;
+	int err;
+
+	if ((s = metrics_lookup(f, values, 1, &err)) == NULL)
+		return err;
+	s->value += v;
+	return 0;
+}
+
+int
+metrics_observe(struct metrics *m, size_t id, const char *const *values, double v)
+{
+	struct metrics_family *f = metrics_family_at(m, id, METRICS_HISTOGRAM);
+	struct metrics_series *s;
+	size_t i;
+	int err;
+
+	if (isnan(v))
+		return -EINVAL;
+	if ((s = metrics_lookup(f, values, 1, &err)) == NULL)
+		return err;
+	/* le is inclusive: an observation equal to a bound counts in that bucket. */
+	for (i = 0; i < f->d->nbuckets && v > f->d->buckets[i]; i++)
+		;
+	s->bucket[i]++;
+	s->count++;
+	s->sum += v;
+	return 0;
+}
+
+int
+metrics_get(const struct metrics *m, size_t id, const char *const *values, double *out)
+{
+	struct metrics_family *f = metrics_family_at(m, id, -1);
+	struct metrics_series *s;
+	int err;
+
+	if ((s = metrics_lookup(f, values, 0, &err)) == NULL)
+		return err;
+	*out = f->d->type == METRICS_HISTOGRAM ? (double)s->count : s->value;
+	return 0;
+}
+
+static void
+metrics_series_zero(const struct metrics_family *f, struct metrics_series *s)
+{
+	s->value = 0;
+	s->sum = 0;
+	s->count = 0;
+	if (s->bucket != NULL)
+		memset(s->bucket, 0, (f->d->nbuckets + 1) * sizeof *s->bucket);
+}
+
+int
+metrics_remove(struct metrics *m, size_t id, const char *const *values)
+{
+	struct metrics_family *f = metrics_family_at(m, id, -1);
+	struct metrics_series *s;
+	int err;
+
+	if (f->nlabels == 0) {
+		metrics_series_zero(f, f->head);
+		return 0;
+	}
+	if ((s = metrics_lookup(f, values, 0, &err)) == NULL)
+		return err;
+	strmap_del(f->index, s->key);
+	metrics_family_unlink(f, s);
+	metrics_series_free(s, f->nlabels);
+	return 0;
+}
+
+void
+metrics_reset(struct metrics *m, size_t id)
+{
+	struct metrics_family *f = metrics_family_at(m, id, -1);
+	struct metrics_series *s, *next;
+
+	if (f->nlabels == 0) {
+		metrics_series_zero(f, f->head);
+		return;
+	}
+	for (s = f->head; s != NULL; s = next) {
+		next = s->next;
+		strmap_del(f->index, s->key);
+		metrics_series_free(s, f->nlabels);
+	}
+	f->head = f->tail = NULL;
+}
+
+/* Shortest decimal that reads back as v; "+Inf", "-Inf", "NaN" as the format spells them. */
+static const char *
+metrics_fmt(char *buf, size_t len, double v)
+{
+	int prec;
+
+	if (isnan(v))
+		return "NaN";
+	if (isinf(v))
+		return v > 0 ? "+Inf" : "-Inf";
+	for (prec = 1; prec <= 17; prec++) {
+		snprintf(buf, len, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	return buf;
+}
+
+/* Writes s with the escapes the format asks for: label values escape \ " and newline; help
+ * text escapes \ and newline only. */
+static void
+metrics_escape(FILE *f, const char *s, int quote)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\')
+			fputs("\\\\", f);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else if (quote && *s == '"')
+			fputs("\\\"", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+/* name{l1="v1",...[,le="x"]} — braces only when there is a label. */
+static void
+metrics_write_labels(FILE *out, const struct metrics_family *f, const struct metrics_series *s,
+    const char *le)
+{
+	size_t i;
+
+	if (f->nlabels == 0 && le == NULL)
+		return;
+	fputc('{', out);
+	for (i = 0; i < f->nlabels; i++) {
+		fprintf(out, "%s%s=\"", i ? "," : "", f->d->labels[i]);
+		metrics_escape(out, s->values[i], 1);
+		fputc('"', out);
+	}
+	if (le != NULL)
+		fprintf(out, "%sle=\"%s\"", f->nlabels ? "," : "", le);
+	fputc('}', out);
+}
+
+static void
+metrics_write_family(FILE *out, const struct metrics_family *f)
+{
+	const struct metrics_desc *d = f->d;
+	const struct metrics_series *s;
+	char num[40], le[40];
+	size_t i;
+
+	fprintf(out, "# HELP %s ", d->name);
+	metrics_escape(out, d->help, 0);
+	fprintf(out, "\n# TYPE %s %s\n", d->name, metrics_type_names[d->type]);
+	for (s = f->head; s != NULL; s = s->next) {
+		if (d->type != METRICS_HISTOGRAM) {
+			fputs(d->name, out);
+			metrics_write_labels(out, f, s, NULL);
+			fprintf(out, " %s\n", metrics_fmt(num, sizeof num, s->value));
+			continue;
+		}
+		uint64_t cum = 0;
+		for (i = 0; i <= d->nbuckets; i++) {
+			cum += s->bucket[i];
+			fprintf(out, "%s_bucket", d->name);
+			metrics_write_labels(out, f, s, i < d->nbuckets ?
+			    metrics_fmt(le, sizeof le, d->buckets[i]) : "+Inf");
+			fprintf(out, " %llu\n", (unsigned long long)cum);
+		}
+		fprintf(out, "%s_sum", d->name);
+		metrics_write_labels(out, f, s, NULL);
+		fprintf(out, " %s\n", metrics_fmt(num, sizeof num, s->sum));
+		fprintf(out, "%s_count", d->name);
+		metrics_write_labels(out, f, s, NULL);
+		fprintf(out, " %llu\n", (unsigned long long)s->count);
+	}
+}
+
+int
+metrics_render(struct metrics *m, FILE *f)
+{
+	size_t i;
+
+	if (m->collect != NULL)
+		m->collect(m, m->collect_arg);
+	for (i = 0; i < m->n; i++)
+		metrics_write_family(f, &m->fam[i]);
+	return ferror(f) ? -EIO : 0;
+}
+
+/* ---- HTTP ---- */
+
+static void
+metrics_http_reply(struct evhttp_request *req, int code, const char *reason,
+    const char *ctype, const char *body, size_t len)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+	if (b == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		/* evhttp would send a body even for HEAD: announce the length, send none. */
+		char n[32];
+		snprintf(n, sizeof n, "%zu", len);
+		evhttp_add_header(h, "Content-Length", n);
+	} else {
+		evbuffer_add(b, body, len);
+	}
+	evhttp_send_reply(req, code, reason, b);
+	evbuffer_free(b);
+}
+
+/* Routes one request; runs on the loop thread. */
+static void
+metrics_http_handle(struct evhttp_request *req, void *arg)
+{
+	struct metrics_http *h = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+	if (path == NULL)
+		path = "/";
+	if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0 &&
+	    strcmp(path, "/readyz") != 0) {
+		metrics_http_reply(req, HTTP_NOTFOUND, "Not Found", "text/plain; charset=utf-8",
+		    "not found\n", 10);
+		return;
+	}
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+		metrics_http_reply(req, 405, "Method Not Allowed", "text/plain; charset=utf-8",
+		    "method not allowed\n", 19);
+		return;
+	}
+	if (strcmp(path, "/healthz") == 0) {
+		metrics_http_reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", "ok\n", 3);
+	} else if (strcmp(path, "/readyz") == 0) {
+		if (h->ready == NULL || h->ready(h->ready_arg))
+			metrics_http_reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8",
+			    "ready\n", 6);
+		else
+			metrics_http_reply(req, 503, "Service Unavailable",
+			    "text/plain; charset=utf-8", "not ready\n", 10);
+	} else {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		int rc = f != NULL ? metrics_render(h->m, f) : -ENOMEM;
+		if (f != NULL && fclose(f) != 0 && rc == 0)
+			rc = -EIO;
+		if (rc != 0) {
+			log_err(LOG_METRICS, "cannot render metrics: %s", certa_strerror(rc));
+			metrics_http_reply(req, HTTP_INTERNAL, "Internal Server Error",
+			    "text/plain; charset=utf-8", "cannot render metrics\n", 22);
+		} else {
+			metrics_http_reply(req, HTTP_OK, "OK", METRICS_CONTENT_TYPE, text, len);
+		}
+		free(text);
+	}
+}
+
+int
+metrics_http_start(struct event_base *base, const char *addr, int port,
+    struct metrics *m, metrics_ready_fn ready, void *ready_arg, int *bound_port,
+    struct metrics_http **out)
+{
+	struct metrics_http *h;
+	struct evhttp_bound_socket *sock;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	int got = 0;
+
+	if (port < 0 || port > 65535)
+		return CERTA_EUNAVAIL;
+	h = calloc(1, sizeof *h);
+	if (h == NULL)
+		return -ENOMEM;
+	h->m = m;
+	h->ready = ready;
+	h->ready_arg = ready_arg;
+	h->http = evhttp_new(base);
+	if (h->http == NULL) {
+		free(h);
+		return -ENOMEM;
+	}
+	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
+	    EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
+	evhttp_set_timeout(h->http, 30);
+	evhttp_set_max_headers_size(h->http, 16384);
+	evhttp_set_max_body_size(h->http, 4096);
+	evhttp_set_gencb(h->http, metrics_http_handle, h);
+	sock = evhttp_bind_socket_with_handle(h->http, addr, (ev_uint16_t)port);
+	if (sock == NULL) {
+		log_err(LOG_METRICS, "cannot listen on %s port %d for metrics", addr, port);
+		evhttp_free(h->http);
+		free(h);
+		return CERTA_EUNAVAIL;
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			got = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			got = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	log_info(LOG_METRICS, "metrics on http://%s:%d/metrics", addr, got);
+	if (bound_port != NULL)
+		*bound_port = got;
+	*out = h;
+	return 0;
+}
+
+void
+metrics_http_stop(struct metrics_http *h)
+{
+	if (h == NULL)
+		return;
+	evhttp_free(h->http);
+	free(h);
+}
