@@ -9,7 +9,10 @@
 #include <time.h>
 #include <event2/event.h>
 
+#include "daemon/policies.h"
 #include "daemon/program.h"
+#include "daemon/tenants.h"
+#include "scheduler/fair.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
@@ -22,6 +25,10 @@ struct core {
 	struct core_options opt;
 	struct store *st;
 	struct pool *pool;
+	struct tenants *tenants;
+	struct policies *policies;
+	struct fair *fair;
+	uint64_t next_seq;
 	struct strmap *live;        /* id -> struct program (not yet terminal, or inflight) */
 	struct program **order;     /* live programs in submission order (dispatch order) */
 	size_t norder, order_cap;
@@ -55,6 +62,20 @@ core_new_id(char *buf, size_t len)
 	if (getrandom(&r, sizeof r, 0) != sizeof r)
 		r = (uint32_t)rand();
 	snprintf(buf, len, "p-%012llx%06x", (unsigned long long)core_now_ms(), r & 0xffffff);
+}
+
+/* Every program state change goes through here: the state machine plus tenant accounting. */
+static void
+core_set_state(struct core *c, struct program *p, enum program_state to)
+{
+	enum program_state from = p->state;
+
+	if (from == to)
+		return;
+	program_set_state(p, to);
+	tenants_program_state(c->tenants, p->tenant, (int)from, (int)to);
+	if (to == PROGRAM_QUEUED)
+		p->ready_since_ms = core_now_ms();
 }
 
 /* Asks for a dispatch pass on the next loop iteration (never re-entrant). */
@@ -190,7 +211,7 @@ core_broadcast(struct program *p, Certa__V1__ProgramEvent *ev)
 {
 	size_t i = 0;
 
-	ev->seq = ++p->seq;
+	ev->seq = ++p->evseq;
 	while (i < p->nwatchers) {
 		struct rpc_call *w = p->watchers[i];
 		if (rpc_call_send(w, &ev->base) != 0) {
@@ -212,7 +233,7 @@ core_send_accepted(struct program *p, struct rpc_call *to, int duplicate)
 	acc.duplicate = duplicate;
 	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED;
 	ev.accepted = &acc;
-	ev.seq = ++p->seq;
+	ev.seq = ++p->evseq;
 	rpc_call_send(to, &ev.base);
 }
 
@@ -254,7 +275,7 @@ core_send_finished(struct program *p, struct rpc_call *to)
 	fin.requests = pb.msg.requests;
 	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED;
 	ev.finished = &fin;
-	ev.seq = ++p->seq;
+	ev.seq = ++p->evseq;
 	for (i = 0; i < (to != NULL ? 1 : p->nwatchers); i++) {
 		struct rpc_call *w = to != NULL ? to : p->watchers[i];
 		rpc_call_send(w, &ev.base);
@@ -301,6 +322,13 @@ core_unplace(struct core *c, struct program *p, int release)
 	p->worker = NULL;
 }
 
+/* The policy that applies to a program's tenant now. */
+static const struct sched_policy *
+core_program_policy(const struct core *c, const struct program *p)
+{
+	return policies_effective(c->policies, p->tenant, tenants_policy(c->tenants, p->tenant));
+}
+
 /* Runs the scheduler on a program and acts on its decision.  Returns 1 if it stopped. */
 static int
 core_decide(struct core *c, struct program *p, struct sched_decision *d)
@@ -311,7 +339,8 @@ core_decide(struct core *c, struct program *p, struct sched_decision *d)
 	if (chains == NULL)
 		return 0;
 	program_view(p, chains, core_now_ms(), &v);
-	sched_decide(&c->opt.policy, &v, d);
+	/* The tenant's policy as of now: a policy change applies from the next step. */
+	sched_decide(core_program_policy(c, p), &v, d);
 	program_set_str(&p->answer, d->answer);
 	p->certaindex = d->certaindex;
 	free(chains);
@@ -374,7 +403,7 @@ core_step_failed(struct core *c, struct program *p, struct pool_worker *w,
 		/* Worker lost: the chains move to another worker (resumed from their text). */
 		core_unplace(c, p, 0);
 		if (p->state == PROGRAM_RUNNING)
-			program_set_state(p, PROGRAM_QUEUED);
+			core_set_state(c, p, PROGRAM_QUEUED);
 	}
 	p->not_before_ms = core_now_ms() + (int64_t)c->opt.retry_backoff_ms * p->attempts;
 }
@@ -437,6 +466,17 @@ core_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const ch
 	}
 	p->attempts = 0;
 	p->steps++;
+	p->ready_since_ms = core_now_ms();
+	{
+		/* Tokens served (decode + probe) count against quotas and fair share. */
+		uint64_t served = 0;
+		size_t i;
+		for (i = 0; i < reply->n_results; i++)
+			served += reply->results[i]->new_tokens +
+			    (reply->results[i]->probe ? reply->results[i]->probe->tokens : 0);
+		tenants_charge(c->tenants, p->tenant, served, p->ready_since_ms);
+		fair_charge(c->fair, p->tenant, served);
+	}
 	if (core_decide(c, p, &d))
 		goto out;
 	/* Commit the step before telling anyone about it. */
@@ -519,7 +559,7 @@ core_send_step(struct core *c, struct program *p, struct pool_worker *w, uint32_
 	}
 	p->inflight = true;
 	if (p->state == PROGRAM_QUEUED)
-		program_set_state(p, PROGRAM_RUNNING);
+		core_set_state(c, p, PROGRAM_RUNNING);
 out:
 	if (s != NULL)
 		core_step_free(s);
@@ -529,19 +569,28 @@ out:
 	return rc;
 }
 
-/* One pass over the live programs in order: start a step for each that is ready. */
+/* One dispatch pass: ready programs ordered by fair share (VTC across tenants; priority,
+ * deadline, remaining work inside a tenant; starvation bound), started while workers have
+ * free step slots. */
 static void
 core_dispatch(struct core *c)
 {
 	int64_t now = core_now_ms();
-	size_t i;
+	struct fair_item *items = NULL;
+	struct program **ready = NULL;
+	size_t *order = NULL, i, n = 0;
 
-	if (c->draining)
+	if (c->draining || c->norder == 0)
 		return;
+	items = calloc(c->norder, sizeof *items);
+	ready = calloc(c->norder, sizeof *ready);
+	order = calloc(c->norder, sizeof *order);
+	if (items == NULL || ready == NULL || order == NULL)
+		goto out;
 	for (i = 0; i < c->norder; i++) {
 		struct program *p = c->order[i];
-		struct pool_worker *w;
 		struct sched_decision d;
+		uint64_t used;
 
 		if (p->inflight || program_is_terminal(p) || p->not_before_ms > now)
 			continue;
@@ -550,12 +599,33 @@ core_dispatch(struct core *c)
 			i--;  /* core_finalize removed it from order */
 			continue;
 		}
-		w = pool_pick(c->pool, p->worker, p->n);
+		used = program_tokens(p);
+		items[n].tenant = p->tenant;
+		items[n].priority = p->priority ? p->priority : tenants_priority(c->tenants, p->tenant);
+		items[n].deadline_ms = p->deadline_ms;
+		items[n].ready_since_ms = p->ready_since_ms;
+		items[n].est_remaining = p->budget > used ? p->budget - used : 0;
+		items[n].cost = (uint64_t)d.step_tokens * p->n;
+		items[n].seq = p->seq;
+		ready[n++] = p;
+	}
+	if (n == 0 || fair_order(c->fair, items, n, now, c->opt.starvation_ms, order) != 0)
+		goto out;
+	for (i = 0; i < n && pool_has_slots(c->pool); i++) {
+		struct program *p = ready[order[i]];
+		struct pool_worker *w = pool_pick(c->pool, p->worker, p->n);
+		struct sched_decision d;
+
 		if (w == NULL)
 			continue;
+		d.step_tokens = (uint32_t)(items[order[i]].cost / p->n);
 		if (core_send_step(c, p, w, d.step_tokens) != 0)
 			p->not_before_ms = now + c->opt.retry_backoff_ms;
 	}
+out:
+	free(items);
+	free(ready);
+	free(order);
 }
 
 static void
@@ -571,9 +641,13 @@ static void
 core_finalize(struct core *c, struct program *p, enum program_state to, enum sched_reason reason,
     const char *answer, int status, const char *msg)
 {
-	program_set_state(p, to);
+	core_set_state(c, p, to);
 	p->reason = reason;
 	p->finished_ms = core_now_ms();
+	if (reason == SCHED_REASON_CERTAIN || reason == SCHED_REASON_UNPROMISING) {
+		uint64_t used = program_tokens(p);
+		tenants_saved(c->tenants, p->tenant, p->budget > used ? p->budget - used : 0);
+	}
 	program_set_str(&p->answer, answer);
 	if (to == PROGRAM_FAILED) {
 		p->error_status = status ? status : GRPC_STATUS_INTERNAL;
@@ -616,7 +690,7 @@ core_on_worker_change(void *arg, struct pool_worker *w, enum pool_wstate from,
 			continue;
 		core_unplace(c, p, 0);
 		if (p->state == PROGRAM_RUNNING)
-			program_set_state(p, PROGRAM_QUEUED);
+			core_set_state(c, p, PROGRAM_QUEUED);
 	}
 	core_kick(c);
 }
@@ -748,6 +822,10 @@ core_recover(struct core *c)
 				program_free(p);
 				rc = -ENOMEM;
 			} else {
+				p->seq = c->next_seq++;
+				p->ready_since_ms = core_now_ms();
+				(void)tenants_ensure(c->tenants, p->tenant);
+				tenants_program_state(c->tenants, p->tenant, 0, (int)p->state);
 				resumed++;
 			}
 		}
@@ -788,10 +866,20 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 	rc = store_open(opt->state_dir, &so, &c->st);
 	if (rc != 0)
 		goto fail_c;
-	c->live = strmap_new();
-	if (c->live == NULL) {
-		rc = -ENOMEM;
+	rc = tenants_open(c->st, &opt->quota_defaults, &c->tenants);
+	if (rc != 0)
 		goto fail_store;
+	if (opt->anonymous_tenant != NULL && opt->anonymous_tenant[0] != '\0' &&
+	    (rc = tenants_ensure(c->tenants, opt->anonymous_tenant)) != 0)
+		goto fail_tenants;
+	rc = policies_open(c->st, &opt->policy, &c->policies);
+	if (rc != 0)
+		goto fail_tenants;
+	c->fair = fair_new();
+	c->live = strmap_new();
+	if (c->live == NULL || c->fair == NULL) {
+		rc = -ENOMEM;
+		goto fail_tenants;
 	}
 	rc = pool_new(base, br, &opt->pool, core_on_worker_change, c, &c->pool);
 	if (rc != 0)
@@ -820,8 +908,12 @@ fail_events:
 fail_live:
 	while (c->norder > 0)
 		core_forget(c, c->order[0]);
+fail_tenants:
 	strmap_free(c->live, NULL);
 	free(c->order);
+	fair_free(c->fair);
+	policies_free(c->policies);
+	tenants_free(c->tenants);
 fail_store:
 	store_close(c->st);
 fail_c:
@@ -841,8 +933,41 @@ core_free(struct core *c)
 	strmap_free(c->live, NULL);
 	free(c->order);
 	pool_free(c->pool);
+	fair_free(c->fair);
+	policies_free(c->policies);
+	tenants_free(c->tenants);
 	store_close(c->st);
 	free(c);
+}
+
+struct policies *
+core_policies(struct core *c)
+{
+	return c->policies;
+}
+
+struct tenants *
+core_tenants(struct core *c)
+{
+	return c->tenants;
+}
+
+struct fair *
+core_fair(struct core *c)
+{
+	return c->fair;
+}
+
+struct store *
+core_store(struct core *c)
+{
+	return c->st;
+}
+
+const struct sched_policy *
+core_policy(const struct core *c)
+{
+	return &c->opt.policy;
 }
 
 struct pool *
@@ -853,10 +978,9 @@ core_pool(struct core *c)
 
 /* Checks a client's spec against the policy; fills the effective algorithm, n and budget. */
 static int
-core_validate(struct core *c, const Certa__V1__ProgramSpec *spec, enum sched_algo *algo,
-    uint32_t *n, uint64_t *budget, char *err, size_t errlen)
+core_validate(struct core *c, const struct sched_policy *pol, const Certa__V1__ProgramSpec *spec,
+    enum sched_algo *algo, uint32_t *n, uint64_t *budget, char *err, size_t errlen)
 {
-	const struct sched_policy *pol = &c->opt.policy;
 	size_t plen;
 
 	if (spec == NULL) {
@@ -937,7 +1061,16 @@ core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *sp
 		snprintf(err, errlen, "certad is shutting down; retry on another instance or later");
 		return CERTA_EUNAVAIL;
 	}
-	rc = core_validate(c, spec, &algo, &n, &budget, err, errlen);
+	if (!tenants_exists(c->tenants, tenant)) {
+		snprintf(err, errlen, "unknown tenant %s", tenant);
+		return CERTA_EAUTH;
+	}
+	rc = core_validate(c, policies_effective(c->policies, tenant,
+	    tenants_policy(c->tenants, tenant)), spec, &algo, &n, &budget, err, errlen);
+	if (rc != 0)
+		return rc;
+	rc = tenants_admit(c->tenants, tenant, n, budget, strlen(spec->problem), core_now_ms(), err,
+	    errlen);
 	if (rc != 0)
 		return rc;
 	core_new_id(id, sizeof id);
@@ -956,6 +1089,8 @@ core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *sp
 		p->top_p = spec->sampling->top_p;
 	}
 	p->created_ms = core_now_ms();
+	p->ready_since_ms = p->created_ms;
+	p->seq = c->next_seq++;
 	/* Accepted == durable. */
 	rc = core_persist(c, p, 1, 0);
 	if (rc != 0) {
@@ -970,6 +1105,8 @@ core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *sp
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	tenants_program_state(c->tenants, tenant, 0, PROGRAM_QUEUED);
+	fair_set_weight(c->fair, tenant, tenants_weight(c->tenants, tenant));
 	log_info(LOG_SCHED, "program %s accepted tenant=%s algo=%s n=%u budget=%llu", p->id,
 	    tenant, algo == SCHED_ALGO_SC ? "sc" : "cot", n, (unsigned long long)budget);
 	if (watcher != NULL) {
@@ -1201,6 +1338,7 @@ void
 core_set_policy(struct core *c, const struct sched_policy *p)
 {
 	c->opt.policy = *p;
+	policies_set_base(c->policies, p);
 }
 
 void

@@ -15,12 +15,16 @@
 
 #include "certa/v1/reasoning.pb-c.h"
 #include "daemon/pool.h"
+#include "daemon/tenants.h"
 #include "scheduler/sched.h"
 
 struct cqbridge;
 struct event_base;
 struct rpc_call;
 struct core;
+struct fair;
+struct policies;
+struct store;
 
 struct core_options {
 	const char *state_dir;      /* LMDB environment directory */
@@ -32,6 +36,9 @@ struct core_options {
 	uint32_t max_attempts;      /* failed steps in a row before a program fails */
 	int retry_backoff_ms;
 	int tick_ms;
+	int64_t starvation_ms;      /* a ready program waiting this long goes first */
+	struct tenant_quota quota_defaults;
+	const char *anonymous_tenant; /* callers without a key act as this tenant ("" = refuse) */
 };
 
 /* Opens the store and recovers unfinished programs.  Returns 0 or a store error
@@ -40,6 +47,11 @@ int core_new(struct event_base *base, struct cqbridge *br, const struct core_opt
     struct core **out);
 void core_free(struct core *c);
 struct pool *core_pool(struct core *c);
+struct tenants *core_tenants(struct core *c);
+struct policies *core_policies(struct core *c);
+struct fair *core_fair(struct core *c);
+struct store *core_store(struct core *c);
+const struct sched_policy *core_policy(const struct core *c);
 
 /* Validates, persists and queues a program; `watcher` (a Submit stream) gets the accepted
  * event and all later events.  Errors (message in err): CERTA_EINVAL (bad spec),

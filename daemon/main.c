@@ -13,15 +13,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
+#include <grpc/grpc_security.h>
 #include <event2/event.h>
 
+#include "daemon/admin.h"
+#include "daemon/auth.h"
 #include "daemon/core.h"
+#include "daemon/tenants.h"
 #include "daemon/pool.h"
 #include "daemon/reasoning.h"
 #include "lib/config.h"
 #include "lib/error.h"
 #include "lib/log.h"
+#include "lib/policyfile.h"
 #include "lib/proc.h"
 #include "lib/rpc_server.h"
 #include "lib/version.h"
@@ -53,16 +60,36 @@ static const struct config_option dmain_options[] = {
 	  "failed steps in a row before a program fails" },
 	{ "workers.retry_backoff", CONFIG_DURATION, "200ms", 0, 600000, NULL,
 	  "wait before retrying a failed step (times the attempt number)" },
-	{ "policy.step_tokens", CONFIG_INT, "64", 1, 4096, NULL,
-	  "decode tokens per chain per step (a probe follows each step)" },
-	{ "policy.default_budget", CONFIG_INT, "16384", 1, 1048576, NULL,
-	  "decode tokens per chain when a program gives no budget" },
-	{ "policy.default_sc_n", CONFIG_INT, "3", 1, 64, NULL,
-	  "chains of an sc program that gives no n" },
-	{ "policy.max_sc_n", CONFIG_INT, "16", 1, 64, NULL,
-	  "largest n an sc program may ask for" },
-	{ "policy.max_budget", CONFIG_INT, "1048576", 1, 1073741824, NULL,
-	  "largest total token budget a program may ask for" },
+	{ "workers.max_inflight", CONFIG_INT, "0", 0, 1000000, NULL,
+	  "chains in flight per worker (its step slots; 0 = the worker's capacity)" },
+	{ "policy.file", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "default scheduling policy file (empty: the built-in calibrated policy); "
+	  "per-tenant overrides are set with certactl policy" },
+	{ "auth.anonymous_tenant", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "callers without an API key act as this tenant (empty: keys are required)" },
+	{ "admin.token_file", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "file holding the admin bearer token for the Admin service over TCP" },
+	{ "admin.socket", CONFIG_STRING, "/run/certa/admin.sock", 0, 0, NULL,
+	  "unix socket serving Admin without a token (mode 0660: the service's group); "
+	  "empty disables" },
+	{ "tls.listen", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "mTLS listener address (host:port); needs tls.cert, tls.key and tls.ca" },
+	{ "tls.cert", CONFIG_STRING, NULL, 0, 0, NULL, "server certificate (PEM)" },
+	{ "tls.key", CONFIG_STRING, NULL, 0, 0, NULL, "server private key (PEM)" },
+	{ "tls.ca", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "CA bundle that signs client certificates (PEM)" },
+	{ "tls.admin_cn", CONFIG_LIST, NULL, 0, 0, NULL,
+	  "client certificate common name with admin rights; repeat for each" },
+	{ "quota.max_concurrent_programs", CONFIG_INT, "1000", 0, 100000000, NULL,
+	  "default per-tenant limit of programs in progress (0 = unlimited)" },
+	{ "quota.tokens_per_minute", CONFIG_INT, "0", 0, 1e15, NULL,
+	  "default per-tenant decode+probe tokens per minute (0 = unlimited)" },
+	{ "quota.max_budget_per_program", CONFIG_INT, "0", 0, 1e12, NULL,
+	  "default per-tenant token budget limit per program (0 = the policy's max_budget)" },
+	{ "quota.max_sc_n", CONFIG_INT, "0", 0, 64, NULL,
+	  "default per-tenant limit on sc chains (0 = the policy's max_sc_n)" },
+	{ "quota.max_prompt_bytes", CONFIG_SIZE, "0", 0, 16777216, NULL,
+	  "default per-tenant problem size limit (0 = limits.max_prompt_bytes)" },
 	{ "limits.max_prompt_bytes", CONFIG_SIZE, "64K", 1, 16777216, NULL,
 	  "largest problem text accepted" },
 	{ "limits.tick", CONFIG_DURATION, "50ms", 1, 10000, NULL,
@@ -74,6 +101,7 @@ struct dmain {
 	struct proc *proc;
 	struct rpc_server *srv;
 	struct core *core;
+	struct auth *auth;
 	struct config *cfg;
 	const char *config_path;
 	char **sets;
@@ -134,17 +162,74 @@ fail:
 	return rc;
 }
 
-/* The scheduling policy held in a config. */
+/* The base scheduling policy: built-in calibrated defaults, or the configured file. */
 static int
 dmain_policy(const struct config *cfg, struct sched_policy *p, char *err, size_t errlen)
 {
+	const char *file = config_get_str(cfg, "policy.file");
+
 	sched_policy_default(p);
-	p->step_tokens = (uint32_t)config_get_int(cfg, "policy.step_tokens");
-	p->default_sc_n = (uint32_t)config_get_int(cfg, "policy.default_sc_n");
-	p->max_sc_n = (uint32_t)config_get_int(cfg, "policy.max_sc_n");
-	p->max_budget = (uint64_t)config_get_int(cfg, "policy.max_budget");
-	p->default_budget = (uint64_t)config_get_int(cfg, "policy.default_budget");
+	if (file != NULL && file[0] != '\0')
+		return policyfile_load(file, p, err, errlen);
 	return sched_policy_validate(p, err, errlen);
+}
+
+/* Reads the admin token file (first line, trimmed) into buf. */
+static int
+dmain_admin_token(const struct config *cfg, char *buf, size_t len, char *err, size_t errlen)
+{
+	const char *path = config_get_str(cfg, "admin.token_file");
+	FILE *f;
+	size_t n;
+
+	buf[0] = '\0';
+	if (path == NULL || path[0] == '\0')
+		return 0;
+	f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, errlen, "admin.token_file %s: %s", path, strerror(errno));
+		return CERTA_ECONFIG;
+	}
+	if (fgets(buf, (int)len, f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	if (n < 16) {
+		snprintf(err, errlen, "admin.token_file %s: the token must be at least 16 "
+		    "characters", path);
+		return CERTA_ECONFIG;
+	}
+	return 0;
+}
+
+/* Tenant quota defaults from the configuration. */
+static void
+dmain_quota(const struct config *cfg, struct tenant_quota *q)
+{
+	memset(q, 0, sizeof *q);
+	q->max_concurrent_programs = (uint32_t)config_get_int(cfg, "quota.max_concurrent_programs");
+	q->tokens_per_minute = (uint64_t)config_get_int(cfg, "quota.tokens_per_minute");
+	q->max_budget_per_program = (uint64_t)config_get_int(cfg, "quota.max_budget_per_program");
+	q->max_sc_n = (uint32_t)config_get_int(cfg, "quota.max_sc_n");
+	q->max_prompt_bytes = (uint32_t)config_get_int(cfg, "quota.max_prompt_bytes");
+}
+
+/* Authorizer options from a config; token is a caller buffer. */
+static int
+dmain_auth_options(const struct config *cfg, struct auth_options *ao, char *token, size_t tlen,
+    char *err, size_t errlen)
+{
+	int rc = dmain_admin_token(cfg, token, tlen, err, errlen);
+
+	if (rc != 0)
+		return rc;
+	memset(ao, 0, sizeof *ao);
+	ao->admin_token = token;
+	ao->nadmin_cns = config_get_list(cfg, "tls.admin_cn", &ao->admin_cns);
+	ao->anonymous_tenant = config_get_str(cfg, "auth.anonymous_tenant");
+	return 0;
 }
 
 static void
@@ -200,6 +285,21 @@ dmain_reload(struct dmain *m)
 	if (strcmp(config_get_str(cfg, "listen"), config_get_str(m->cfg, "listen")) != 0 ||
 	    strcmp(config_get_str(cfg, "state_dir"), config_get_str(m->cfg, "state_dir")) != 0)
 		log_warn(LOG_CONFIG, "listen and state_dir changes take effect after a restart");
+	{
+		struct auth_options ao;
+		char token[512];
+		struct tenant_quota q;
+		if (dmain_auth_options(cfg, &ao, token, sizeof token, err, sizeof err) != 0) {
+			log_err(LOG_CONFIG, "reload failed, keeping the running configuration: %s",
+			    err);
+			config_free(cfg);
+			return;
+		}
+		auth_configure(m->auth, &ao);
+		explicit_bzero(token, sizeof token);
+		dmain_quota(cfg, &q);
+		tenants_set_defaults(core_tenants(m->core), &q);
+	}
 	config_free(m->cfg);
 	m->cfg = cfg;
 	dmain_apply_log_level(cfg);
@@ -245,6 +345,94 @@ dmain_on_signal(int sig, void *arg)
 	sd_notify(0, "STOPPING=1");
 	log_notice(LOG_MAIN, "shutting down: no new programs, finishing in-flight steps");
 	core_drain(m->core, dmain_drained, m);
+}
+
+/* Reads a PEM file for TLS; NULL (with a logged reason) when it cannot. */
+static char *
+dmain_read_pem(const char *what, const char *path)
+{
+	FILE *f;
+	char *buf;
+	long n;
+
+	if (path == NULL || path[0] == '\0') {
+		log_err(LOG_CONFIG, "tls.listen needs %s", what);
+		return NULL;
+	}
+	f = fopen(path, "r");
+	if (f == NULL) {
+		log_err(LOG_CONFIG, "%s %s: %s", what, path, strerror(errno));
+		return NULL;
+	}
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = n > 0 && n < (1 << 20) ? calloc(1, (size_t)n + 1) : NULL;
+	if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	if (buf == NULL || strstr(buf, "-----BEGIN") == NULL) {
+		log_err(LOG_CONFIG, "%s %s is not a PEM file", what, path);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* The local admin socket (group-only) and the optional mTLS listener. */
+static int
+dmain_listen_extra(struct dmain *m)
+{
+	const char *sock = config_get_str(m->cfg, "admin.socket");
+	const char *tls = config_get_str(m->cfg, "tls.listen");
+	char addr[600];
+	int rc;
+
+	if (sock != NULL && sock[0] != '\0') {
+		snprintf(addr, sizeof addr, "unix:%s", sock);
+		(void)unlink(sock);
+		if (rpc_server_listen(m->srv, addr, NULL) != 0) {
+			log_warn(LOG_ADMIN, "admin socket %s unavailable; Admin over TCP needs the "
+			    "admin token", sock);
+		} else if (chmod(sock, 0660) != 0) {
+			log_err(LOG_ADMIN, "chmod %s: %s", sock, strerror(errno));
+			return CERTA_ECONFIG;
+		} else {
+			log_info(LOG_ADMIN, "admin socket %s (mode 0660)", sock);
+		}
+	}
+	if (tls != NULL && tls[0] != '\0') {
+		grpc_ssl_pem_key_cert_pair pair;
+		grpc_server_credentials *creds;
+		char *cert = dmain_read_pem("tls.cert", config_get_str(m->cfg, "tls.cert"));
+		char *key = dmain_read_pem("tls.key", config_get_str(m->cfg, "tls.key"));
+		char *ca = dmain_read_pem("tls.ca", config_get_str(m->cfg, "tls.ca"));
+		int port = 0;
+
+		rc = CERTA_ECONFIG;
+		if (cert != NULL && key != NULL && ca != NULL) {
+			pair.private_key = key;
+			pair.cert_chain = cert;
+			creds = grpc_ssl_server_credentials_create_ex(ca, &pair, 1,
+			    GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+			rc = creds != NULL ? rpc_server_listen_creds(m->srv, tls, creds, &port) :
+			    CERTA_ECONFIG;
+			if (creds != NULL)
+				grpc_server_credentials_release(creds);
+			if (rc == 0)
+				log_info(LOG_MAIN, "mTLS listener on %s port=%d", tls, port);
+		}
+		if (key != NULL)
+			explicit_bzero(key, strlen(key));
+		free(cert);
+		free(key);
+		free(ca);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
 }
 
 int
@@ -338,6 +526,20 @@ main(int argc, char **argv)
 	co.retry_backoff_ms = (int)config_get_int(m.cfg, "workers.retry_backoff");
 	co.max_prompt_bytes = (uint32_t)config_get_int(m.cfg, "limits.max_prompt_bytes");
 	co.tick_ms = (int)config_get_int(m.cfg, "limits.tick");
+	co.pool.max_inflight = (uint32_t)config_get_int(m.cfg, "workers.max_inflight");
+	co.starvation_ms = co.policy.starvation_ms;
+	co.anonymous_tenant = config_get_str(m.cfg, "auth.anonymous_tenant");
+	dmain_quota(m.cfg, &co.quota_defaults);
+	{
+		struct auth_options ao;
+		char token[512];
+		if (dmain_auth_options(m.cfg, &ao, token, sizeof token, err, sizeof err) != 0) {
+			fprintf(stderr, "certad: %s\n", err);
+			m.exit_code = 2;
+			goto out_cfg;
+		}
+		explicit_bzero(token, sizeof token);
+	}
 
 	rc = proc_new(dmain_on_signal, &m, &m.proc);
 	if (rc != 0) {
@@ -350,10 +552,25 @@ main(int argc, char **argv)
 		goto out_proc;
 	}
 	dmain_sync_workers(&m, m.cfg);
+	{
+		struct auth_options ao;
+		char token[512];
+		(void)dmain_auth_options(m.cfg, &ao, token, sizeof token, err, sizeof err);
+		rc = auth_new(core_tenants(m.core), &ao, &m.auth);
+		explicit_bzero(token, sizeof token);
+	}
 	methods = reasoning_methods(&nmethods);
-	rc = rpc_server_new(proc_bridge(m.proc), methods, nmethods, m.core, &m.srv);
+	if (rc == 0)
+		rc = rpc_server_new(proc_bridge(m.proc), methods, nmethods, m.core, &m.srv);
+	if (rc == 0) {
+		methods = admin_methods(&nmethods);
+		rc = rpc_server_add_methods(m.srv, methods, nmethods, m.core);
+		rpc_server_set_authorizer(m.srv, auth_authorize, m.auth);
+	}
 	if (rc == 0)
 		rc = rpc_server_listen(m.srv, config_get_str(m.cfg, "listen"), &port);
+	if (rc == 0)
+		rc = dmain_listen_extra(&m);
 	if (rc == 0)
 		rc = rpc_server_start(m.srv);
 	if (rc != 0) {
@@ -380,6 +597,7 @@ main(int argc, char **argv)
 	log_notice(LOG_MAIN, "stopped");
 out_proc:
 	proc_free(m.proc);
+	auth_free(m.auth);
 out_cfg:
 	config_free(m.cfg);
 	for (size_t i = 0; i < m.nsets; i++)

@@ -24,6 +24,7 @@ struct pool_worker {
 	char model[128];
 	char error[320];
 	int64_t last_seen_ms;
+	uint32_t inflight;        /* chains in flight (step slots used) */
 	int removed;              /* removed while calls were in flight */
 	int calls;                /* async calls in flight */
 };
@@ -42,6 +43,7 @@ struct pool {
 
 struct pool_step_ctx {
 	struct pool_worker *w;
+	uint32_t chains;
 	pool_step_fn cb;
 	void *arg;
 };
@@ -333,6 +335,32 @@ pool_count_up(const struct pool *pl)
 	return n;
 }
 
+/* Step slots a worker has free. */
+static uint32_t
+pool_slots_free(const struct pool_worker *w)
+{
+	uint32_t max = w->pl->opt.max_inflight ? w->pl->opt.max_inflight : w->capacity;
+
+	return w->inflight >= max ? 0 : max - w->inflight;
+}
+
+int
+pool_has_slots(const struct pool *pl)
+{
+	size_t i;
+
+	for (i = 0; i < pl->n; i++)
+		if (pl->w[i]->state == POOL_UP && pool_slots_free(pl->w[i]) > 0)
+			return 1;
+	return 0;
+}
+
+uint32_t
+pool_worker_inflight(const struct pool_worker *w)
+{
+	return w->inflight;
+}
+
 struct pool_worker *
 pool_pick(struct pool *pl, const char *prefer, uint32_t need)
 {
@@ -340,14 +368,15 @@ pool_pick(struct pool *pl, const char *prefer, uint32_t need)
 	uint32_t best_free = 0;
 	size_t i;
 
-	/* The preferred worker already holds the chains: it needs no new room. */
+	/* The preferred worker already holds the chains: it needs no new room, only slots. */
 	w = pool_find(pl, prefer);
 	if (w != NULL && w->state == POOL_UP)
-		return w;
+		return pool_slots_free(w) >= need ? w : NULL;
 	for (i = 0; i < pl->n; i++) {
 		uint32_t freec;
 		w = pl->w[i];
-		if (w->state != POOL_UP || w->held + need > w->capacity)
+		if (w->state != POOL_UP || w->held + need > w->capacity ||
+		    pool_slots_free(w) < need)
 			continue;
 		freec = w->capacity - w->held;
 		if (best == NULL || freec > best_free) {
@@ -374,6 +403,7 @@ pool_on_step(void *arg, grpc_status_code status, const char *details, ProtobufCM
 	struct pool_worker *w = sc->w;
 
 	w->pl->inflight--;
+	w->inflight -= sc->chains < w->inflight ? sc->chains : w->inflight;
 	if (!w->removed && (status == GRPC_STATUS_UNAVAILABLE ||
 	    status == GRPC_STATUS_DEADLINE_EXCEEDED)) {
 		char why[300];
@@ -396,6 +426,7 @@ pool_step(struct pool *pl, struct pool_worker *w, const Certa__V1__StepRequest *
 	if (sc == NULL)
 		return -ENOMEM;
 	sc->w = w;
+	sc->chains = (uint32_t)req->n_items;
 	sc->cb = cb;
 	sc->arg = arg;
 	rc = rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Step", &req->base,
@@ -405,6 +436,7 @@ pool_step(struct pool *pl, struct pool_worker *w, const Certa__V1__StepRequest *
 		return rc;
 	}
 	w->calls++;
+	w->inflight += sc->chains;
 	pl->inflight++;
 	return 0;
 }

@@ -32,6 +32,7 @@ struct pool_options {
 	int health_interval_ms;   /* Info period */
 	int info_timeout_ms;
 	int step_timeout_ms;
+	uint32_t max_inflight;    /* chains in flight per worker (its batch slots); 0 = capacity */
 };
 
 typedef void (*pool_change_fn)(void *arg, struct pool_worker *w, enum pool_wstate from,
@@ -58,9 +59,13 @@ size_t pool_count(const struct pool *pl);
 struct pool_worker *pool_at(struct pool *pl, size_t i);
 size_t pool_count_up(const struct pool *pl);
 
-/* Chooses a worker: `prefer` (sticky placement; it already holds the chains) when it is UP,
- * otherwise the UP worker with the most free capacity for `need` chains.  NULL when none. */
+/* Chooses a worker for a step of `need` chains: `prefer` (sticky placement; it already holds
+ * the chains) when it is UP, otherwise the UP worker with the most free capacity.  The worker
+ * must also have `need` free step slots (max_inflight).  NULL when none can take it now (a
+ * sticky program waits for its worker's slots rather than moving). */
 struct pool_worker *pool_pick(struct pool *pl, const char *prefer, uint32_t need);
+/* True when some UP worker has a free step slot (dispatch can stop early otherwise). */
+int pool_has_slots(const struct pool *pl);
 
 /* Chains placed on a worker (held until released or moved); delta may be negative. */
 void pool_hold(struct pool_worker *w, int delta);
@@ -69,6 +74,8 @@ void pool_hold(struct pool_worker *w, int delta);
  * or DEADLINE_EXCEEDED marks the worker DOWN before cb runs. */
 int pool_step(struct pool *pl, struct pool_worker *w, const Certa__V1__StepRequest *req,
     pool_step_fn cb, void *arg);
+/* Chains in flight on a worker. */
+uint32_t pool_worker_inflight(const struct pool_worker *w);
 /* Fire-and-forget Release of request ids (best effort; errors are logged). */
 void pool_release(struct pool *pl, const char *addr, char *const *ids, size_t n);
 /* Marks a worker DOWN with a reason (e.g. a failed step). */

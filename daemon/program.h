@@ -76,6 +76,8 @@ struct program {
 	char *worker;             /* address of the worker holding the chains (sticky) */
 	uint32_t attempts;        /* consecutive failed steps */
 	int64_t not_before_ms;    /* backoff after a failure */
+	int64_t ready_since_ms;   /* when it last became ready to step (starvation bound) */
+	uint64_t seq;             /* submission order (memory) */
 	uint64_t steps;
 	double certaindex;
 	char *answer;             /* current best answer */
@@ -88,7 +90,7 @@ struct program {
 	int64_t finished_ms;
 
 	/* streaming */
-	uint64_t seq;
+	uint64_t evseq;           /* per-program event sequence */
 	struct rpc_call **watchers;
 	size_t nwatchers, watchers_cap;
 };

@@ -5,17 +5,17 @@
 #include <string.h>
 
 #include "certa/v1/reasoning.pb-c.h"
+#include "daemon/auth.h"
 #include "daemon/core.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
 
-/* Until tenants exist (admin issue) every caller is the default tenant. */
+/* The tenant the authorizer identified (daemon/auth.c). */
 static const char *
 reasoning_tenant(struct rpc_call *call)
 {
-	(void)call;
-	return "default";
+	return rpc_call_identity(call);
 }
 
 static void
@@ -113,15 +113,15 @@ reasoning_list(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 
 static const struct rpc_method reasoning_table[] = {
 	{ "/certa.v1.Reasoning/Submit", RPC_SERVER_STREAM, &certa__v1__submit_request__descriptor,
-	  reasoning_submit, 0 },
+	  reasoning_submit, AUTH_TENANT },
 	{ "/certa.v1.Reasoning/Watch", RPC_SERVER_STREAM, &certa__v1__watch_request__descriptor,
-	  reasoning_watch, 0 },
+	  reasoning_watch, AUTH_TENANT },
 	{ "/certa.v1.Reasoning/Get", RPC_UNARY, &certa__v1__get_request__descriptor,
-	  reasoning_get, 0 },
+	  reasoning_get, AUTH_TENANT },
 	{ "/certa.v1.Reasoning/Cancel", RPC_UNARY, &certa__v1__cancel_request__descriptor,
-	  reasoning_cancel, 0 },
+	  reasoning_cancel, AUTH_TENANT },
 	{ "/certa.v1.Reasoning/List", RPC_UNARY, &certa__v1__list_request__descriptor,
-	  reasoning_list, 0 },
+	  reasoning_list, AUTH_TENANT },
 };
 
 const struct rpc_method *

@@ -88,8 +88,9 @@ struct rpc_server {
 	struct cqbridge *br;
 	struct rpc_service services[RPC_MAX_SERVICES];
 	size_t nservices;
-	void *ctx;              /* the first service's context (given to the authorizer) */
+	void *ctx;              /* the first service's context */
 	rpc_authorize_fn authorize;
+	void *authorize_ctx;
 	enum rpc_server_state state;
 
 	struct rpc_accept *slots[RPC_ACCEPT_SLOTS];
@@ -584,7 +585,7 @@ rpc_server_new_call(struct rpc_server *srv, struct rpc_accept *a)
 	}
 	if (srv->authorize != NULL) {
 		msg[0] = '\0';
-		st = srv->authorize(c, c->method, srv->ctx, msg, sizeof msg);
+		st = srv->authorize(c, c->method, srv->authorize_ctx, msg, sizeof msg);
 		if (st != GRPC_STATUS_OK) {
 			rpc_call_finish(c, st, "%s", msg[0] ? msg : rpc_status_name(st));
 			goto out;
@@ -700,9 +701,10 @@ rpc_server_add_methods(struct rpc_server *srv, const struct rpc_method *methods,
 }
 
 void
-rpc_server_set_authorizer(struct rpc_server *srv, rpc_authorize_fn fn)
+rpc_server_set_authorizer(struct rpc_server *srv, rpc_authorize_fn fn, void *ctx)
 {
 	srv->authorize = fn;
+	srv->authorize_ctx = ctx;
 }
 
 int

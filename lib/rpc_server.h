@@ -60,7 +60,8 @@ int rpc_server_new(struct cqbridge *br, const struct rpc_method *methods, size_t
 int rpc_server_add_methods(struct rpc_server *srv, const struct rpc_method *methods,
     size_t nmethods, void *ctx);
 
-void rpc_server_set_authorizer(struct rpc_server *srv, rpc_authorize_fn fn);
+/* Installs the authorizer; ctx is passed to it. */
+void rpc_server_set_authorizer(struct rpc_server *srv, rpc_authorize_fn fn, void *ctx);
 
 /* Adds an insecure listening address ("127.0.0.1:0", "unix:/path").  *port gets the bound
  * port (0 for unix sockets) when port is not NULL.  Returns 0 or CERTA_EUNAVAIL when the

@@ -379,7 +379,7 @@ setup(void **state)
 	assert_int_equal(cqbridge_new(f->base, &f->br), 0);
 	assert_int_equal(rpc_server_new(f->br, test_methods,
 	    sizeof test_methods / sizeof test_methods[0], f, &f->srv), 0);
-	rpc_server_set_authorizer(f->srv, authz);
+	rpc_server_set_authorizer(f->srv, authz, f);
 	assert_int_equal(rpc_server_listen(f->srv, "127.0.0.1:0", &f->port), 0);
 	assert_true(f->port > 0);
 	snprintf(f->target, sizeof f->target, "127.0.0.1:%d", f->port);

@@ -1,0 +1,845 @@
+/* tenants.c — tenants, hashed API keys, quotas and per-tenant accounting. */
+#include "daemon/tenants.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "certa/v1/records.pb-c.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "store/store.h"
+
+#define TENANT_NAME_MAX 64
+#define TENANT_KEYS_MAX 16
+
+struct tenant_key {
+	char id[17];
+	uint8_t hash[32];
+	int64_t created_ms;
+	bool revoked;
+	int64_t revoked_ms;
+};
+
+struct tenant {
+	char name[TENANT_NAME_MAX + 1];
+	uint32_t weight;
+	int priority;
+	struct tenant_quota q;
+	char policy[TENANT_NAME_MAX + 1];
+	int64_t created_ms;
+	struct tenant_key keys[TENANT_KEYS_MAX];
+	size_t nkeys;
+	/* runtime */
+	struct tenant_stats st;
+	double bucket;             /* tokens available (tokens per minute quota) */
+	int64_t bucket_ms;
+};
+
+struct tenants {
+	struct store *st;
+	struct tenant_quota defaults;
+	struct tenant **t;
+	size_t n, cap;
+};
+
+static int64_t
+tenants_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct tenant *
+tenants_find(const struct tenants *ts, const char *name)
+{
+	size_t i;
+
+	if (name == NULL)
+		return NULL;
+	for (i = 0; i < ts->n; i++)
+		if (strcmp(ts->t[i]->name, name) == 0)
+			return ts->t[i];
+	return NULL;
+}
+
+/* Names: 1..64 of [a-z0-9_-], starting with a letter or digit. */
+static bool
+tenants_name_valid(const char *s)
+{
+	size_t i, n = s != NULL ? strlen(s) : 0;
+
+	if (n == 0 || n > TENANT_NAME_MAX || !isalnum((unsigned char)s[0]))
+		return false;
+	for (i = 0; i < n; i++)
+		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-' ||
+		    s[i] == '_'))
+			return false;
+	return true;
+}
+
+static void
+tenants_hash(const char *key, uint8_t out[32])
+{
+	unsigned int len = 32;
+
+	EVP_Digest(key, strlen(key), out, &len, EVP_sha256(), NULL);
+}
+
+static void
+tenants_hex(const uint8_t *b, size_t n, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hx[b[i] >> 4];
+		out[2 * i + 1] = hx[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* A new key "certa_<8 hex id>_<48 hex secret>"; the key itself is never stored. */
+static int
+tenants_new_key(struct tenant *t, char *key, size_t keylen, char *key_id, size_t idlen)
+{
+	uint8_t rnd[28];
+	char id[9], secret[49];
+	struct tenant_key *k;
+	size_t i;
+
+	if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
+		return -EIO;
+	tenants_hex(rnd, 4, id);
+	tenants_hex(rnd + 4, 24, secret);
+	if (t->nkeys == TENANT_KEYS_MAX) {
+		/* Make room by forgetting the oldest revoked key. */
+		for (i = 0; i < t->nkeys && !t->keys[i].revoked; i++)
+			;
+		if (i == t->nkeys)
+			return CERTA_ECAPACITY;
+		memmove(&t->keys[i], &t->keys[i + 1], (t->nkeys - i - 1) * sizeof t->keys[0]);
+		t->nkeys--;
+	}
+	k = &t->keys[t->nkeys];
+	memset(k, 0, sizeof *k);
+	snprintf(k->id, sizeof k->id, "%s", id);
+	snprintf(key, keylen, "certa_%s_%s", id, secret);
+	tenants_hash(key, k->hash);
+	k->created_ms = tenants_now_ms();
+	t->nkeys++;
+	if (key_id != NULL)
+		snprintf(key_id, idlen, "%s", id);
+	explicit_bzero(rnd, sizeof rnd);
+	explicit_bzero(secret, sizeof secret);
+	return 0;
+}
+
+/* --- persistence --- */
+
+static int
+tenants_put_txn(struct store_txn *txn, void *arg)
+{
+	struct tenant *t = arg;
+	Certa__V1__TenantRecord rec = CERTA__V1__TENANT_RECORD__INIT;
+	Certa__V1__Tenant tp = CERTA__V1__TENANT__INIT;
+	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
+	Certa__V1__KeyHash kh[TENANT_KEYS_MAX], *khp[TENANT_KEYS_MAX];
+	size_t i;
+
+	tp.name = t->name;
+	tp.weight = t->weight;
+	tp.priority = (Certa__V1__Priority)t->priority;
+	q.max_concurrent_programs = t->q.max_concurrent_programs;
+	q.tokens_per_minute = t->q.tokens_per_minute;
+	q.max_budget_per_program = t->q.max_budget_per_program;
+	q.max_sc_n = t->q.max_sc_n;
+	q.max_prompt_bytes = t->q.max_prompt_bytes;
+	tp.quota = &q;
+	tp.policy = t->policy;
+	tp.created_unix_ms = t->created_ms;
+	for (i = 0; i < t->nkeys; i++) {
+		certa__v1__key_hash__init(&kh[i]);
+		kh[i].key_id = t->keys[i].id;
+		kh[i].sha256.data = t->keys[i].hash;
+		kh[i].sha256.len = 32;
+		kh[i].created_unix_ms = t->keys[i].created_ms;
+		kh[i].revoked = t->keys[i].revoked;
+		kh[i].revoked_unix_ms = t->keys[i].revoked_ms;
+		khp[i] = &kh[i];
+	}
+	rec.tenant = &tp;
+	rec.n_keys = t->nkeys;
+	rec.keys = khp;
+	return store_put(txn, STORE_DB_TENANTS, t->name, &rec.base);
+}
+
+static int
+tenants_save(struct tenants *ts, struct tenant *t)
+{
+	int rc = store_update(ts->st, tenants_put_txn, t);
+
+	if (rc < 0)
+		log_err(LOG_ADMIN, "tenant %s: cannot store: %s", t->name, certa_strerror(rc));
+	return rc < 0 ? rc : 0;
+}
+
+static int
+tenants_add(struct tenants *ts, struct tenant *t)
+{
+	if (ts->n == ts->cap) {
+		size_t ncap = ts->cap ? ts->cap * 2 : 8;
+		struct tenant **nt = realloc(ts->t, ncap * sizeof *nt);
+		if (nt == NULL)
+			return -ENOMEM;
+		ts->t = nt;
+		ts->cap = ncap;
+	}
+	ts->t[ts->n++] = t;
+	return 0;
+}
+
+static int
+tenants_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+{
+	struct tenants *ts = arg;
+	const Certa__V1__TenantRecord *rec = (const Certa__V1__TenantRecord *)msg;
+	struct tenant *t;
+	size_t i;
+
+	(void)keylen;
+	if (rec->tenant == NULL || !tenants_name_valid(rec->tenant->name)) {
+		log_warn(LOG_STORE, "tenants: skipping malformed record %s", key);
+		return 0;
+	}
+	t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return -ENOMEM;
+	snprintf(t->name, sizeof t->name, "%s", rec->tenant->name);
+	t->weight = rec->tenant->weight ? rec->tenant->weight : 1;
+	t->priority = rec->tenant->priority;
+	if (rec->tenant->quota != NULL) {
+		t->q.max_concurrent_programs = rec->tenant->quota->max_concurrent_programs;
+		t->q.tokens_per_minute = rec->tenant->quota->tokens_per_minute;
+		t->q.max_budget_per_program = rec->tenant->quota->max_budget_per_program;
+		t->q.max_sc_n = rec->tenant->quota->max_sc_n;
+		t->q.max_prompt_bytes = rec->tenant->quota->max_prompt_bytes;
+	}
+	snprintf(t->policy, sizeof t->policy, "%s", rec->tenant->policy);
+	t->created_ms = rec->tenant->created_unix_ms;
+	for (i = 0; i < rec->n_keys && t->nkeys < TENANT_KEYS_MAX; i++) {
+		struct tenant_key *k = &t->keys[t->nkeys];
+		if (rec->keys[i]->sha256.len != 32)
+			continue;
+		snprintf(k->id, sizeof k->id, "%s", rec->keys[i]->key_id);
+		memcpy(k->hash, rec->keys[i]->sha256.data, 32);
+		k->created_ms = rec->keys[i]->created_unix_ms;
+		k->revoked = rec->keys[i]->revoked;
+		k->revoked_ms = rec->keys[i]->revoked_unix_ms;
+		t->nkeys++;
+	}
+	t->bucket_ms = tenants_now_ms();
+	t->bucket = -1;  /* filled on first use */
+	if (tenants_add(ts, t) != 0) {
+		free(t);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int
+tenants_load_txn(struct store_txn *txn, void *arg)
+{
+	return store_scan(txn, STORE_DB_TENANTS, "", NULL, tenants_load_one, arg);
+}
+
+int
+tenants_open(struct store *st, const struct tenant_quota *defaults, struct tenants **out)
+{
+	struct tenants *ts = calloc(1, sizeof *ts);
+	int rc;
+
+	if (ts == NULL)
+		return -ENOMEM;
+	ts->st = st;
+	ts->defaults = *defaults;
+	rc = store_view(st, tenants_load_txn, ts);
+	if (rc < 0) {
+		tenants_free(ts);
+		return rc;
+	}
+	log_info(LOG_ADMIN, "tenants: %zu loaded", ts->n);
+	*out = ts;
+	return 0;
+}
+
+void
+tenants_free(struct tenants *ts)
+{
+	size_t i;
+
+	if (ts == NULL)
+		return;
+	for (i = 0; i < ts->n; i++)
+		free(ts->t[i]);
+	free(ts->t);
+	free(ts);
+}
+
+void
+tenants_set_defaults(struct tenants *ts, const struct tenant_quota *defaults)
+{
+	ts->defaults = *defaults;
+}
+
+/* Applies one settable field from an admin message; validates its value. */
+static int
+tenants_apply(struct tenant *t, const Certa__V1__Tenant *src, const char *field, char *err,
+    size_t errlen)
+{
+	const Certa__V1__Quota *q = src->quota;
+
+	if (strcmp(field, "weight") == 0) {
+		if (src->weight < 1 || src->weight > 10000) {
+			snprintf(err, errlen, "weight: %u is out of range [1, 10000]", src->weight);
+			return CERTA_EINVAL;
+		}
+		t->weight = src->weight;
+	} else if (strcmp(field, "priority") == 0) {
+		if (src->priority < 0 || src->priority > CERTA__V1__PRIORITY__PRIORITY_HIGH) {
+			snprintf(err, errlen, "priority: %d is not low, normal or high",
+			    (int)src->priority);
+			return CERTA_EINVAL;
+		}
+		t->priority = src->priority ? src->priority : CERTA__V1__PRIORITY__PRIORITY_NORMAL;
+	} else if (strcmp(field, "policy") == 0) {
+		if (src->policy[0] != '\0' && !tenants_name_valid(src->policy)) {
+			snprintf(err, errlen, "policy: '%s' is not a valid policy name", src->policy);
+			return CERTA_EINVAL;
+		}
+		snprintf(t->policy, sizeof t->policy, "%s", src->policy);
+	} else if (strncmp(field, "quota.", 6) == 0) {
+		const char *f = field + 6;
+		if (q == NULL) {
+			snprintf(err, errlen, "%s: no quota given", field);
+			return CERTA_EINVAL;
+		}
+		if (strcmp(f, "max_concurrent_programs") == 0)
+			t->q.max_concurrent_programs = q->max_concurrent_programs;
+		else if (strcmp(f, "tokens_per_minute") == 0)
+			t->q.tokens_per_minute = q->tokens_per_minute;
+		else if (strcmp(f, "max_budget_per_program") == 0)
+			t->q.max_budget_per_program = q->max_budget_per_program;
+		else if (strcmp(f, "max_sc_n") == 0) {
+			if (q->max_sc_n > 64) {
+				snprintf(err, errlen, "quota.max_sc_n: %u is out of range [0, 64]",
+				    q->max_sc_n);
+				return CERTA_EINVAL;
+			}
+			t->q.max_sc_n = q->max_sc_n;
+		} else if (strcmp(f, "max_prompt_bytes") == 0)
+			t->q.max_prompt_bytes = q->max_prompt_bytes;
+		else {
+			snprintf(err, errlen, "unknown field '%s'", field);
+			return CERTA_EINVAL;
+		}
+	} else {
+		snprintf(err, errlen, "unknown field '%s' (settable: weight, priority, policy, "
+		    "quota.max_concurrent_programs, quota.tokens_per_minute, "
+		    "quota.max_budget_per_program, quota.max_sc_n, quota.max_prompt_bytes)", field);
+		return CERTA_EINVAL;
+	}
+	return 0;
+}
+
+static const char *const tenants_all_fields[] = {
+	"weight", "priority", "policy", "quota.max_concurrent_programs", "quota.tokens_per_minute",
+	"quota.max_budget_per_program", "quota.max_sc_n", "quota.max_prompt_bytes",
+};
+
+int
+tenants_create(struct tenants *ts, const Certa__V1__Tenant *src, char *key, size_t keylen,
+    char *err, size_t errlen)
+{
+	struct tenant *t;
+	Certa__V1__Tenant tmp;
+	size_t i;
+	int rc;
+
+	if (src == NULL || !tenants_name_valid(src->name)) {
+		snprintf(err, errlen, "name: '%s' is not valid (1-64 of a-z, 0-9, '-', '_')",
+		    src != NULL ? src->name : "");
+		return CERTA_EINVAL;
+	}
+	if (tenants_find(ts, src->name) != NULL) {
+		snprintf(err, errlen, "tenant %s already exists", src->name);
+		return CERTA_EEXIST;
+	}
+	t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return -ENOMEM;
+	snprintf(t->name, sizeof t->name, "%s", src->name);
+	t->weight = 1;
+	t->priority = CERTA__V1__PRIORITY__PRIORITY_NORMAL;
+	tmp = *src;
+	if (tmp.weight == 0)
+		tmp.weight = 1;
+	for (i = 0; i < sizeof tenants_all_fields / sizeof tenants_all_fields[0]; i++) {
+		if (tmp.quota == NULL && strncmp(tenants_all_fields[i], "quota.", 6) == 0)
+			continue;
+		rc = tenants_apply(t, &tmp, tenants_all_fields[i], err, errlen);
+		if (rc != 0)
+			goto fail;
+	}
+	t->created_ms = tenants_now_ms();
+	t->bucket = -1;
+	rc = tenants_new_key(t, key, keylen, NULL, 0);
+	if (rc != 0)
+		goto fail;
+	rc = tenants_save(ts, t);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot store tenant: %s", certa_strerror(rc));
+		goto fail;
+	}
+	rc = tenants_add(ts, t);
+	if (rc != 0)
+		goto fail;
+	log_notice(LOG_ADMIN, "tenant %s created weight=%u key_id=%s", t->name, t->weight,
+	    t->keys[0].id);
+	return 0;
+fail:
+	explicit_bzero(key, keylen);
+	free(t);
+	return rc;
+}
+
+int
+tenants_ensure(struct tenants *ts, const char *name)
+{
+	struct tenant *t;
+	int rc;
+
+	if (tenants_find(ts, name) != NULL)
+		return 0;
+	if (!tenants_name_valid(name))
+		return CERTA_EINVAL;
+	t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return -ENOMEM;
+	snprintf(t->name, sizeof t->name, "%s", name);
+	t->weight = 1;
+	t->priority = CERTA__V1__PRIORITY__PRIORITY_NORMAL;
+	t->created_ms = tenants_now_ms();
+	t->bucket = -1;
+	rc = tenants_save(ts, t);
+	if (rc == 0)
+		rc = tenants_add(ts, t);
+	if (rc != 0)
+		free(t);
+	return rc;
+}
+
+int
+tenants_update(struct tenants *ts, const Certa__V1__Tenant *src, char *const *fields,
+    size_t nfields, char *err, size_t errlen)
+{
+	struct tenant *t, copy;
+	size_t i;
+	int rc;
+
+	t = src != NULL ? tenants_find(ts, src->name) : NULL;
+	if (t == NULL) {
+		snprintf(err, errlen, "no tenant %s", src != NULL ? src->name : "");
+		return CERTA_ENOTFOUND;
+	}
+	/* Validate everything on a copy: a bad value changes nothing. */
+	copy = *t;
+	if (nfields == 0) {
+		for (i = 0; i < sizeof tenants_all_fields / sizeof tenants_all_fields[0]; i++) {
+			if (src->quota == NULL && strncmp(tenants_all_fields[i], "quota.", 6) == 0)
+				continue;
+			rc = tenants_apply(&copy, src, tenants_all_fields[i], err, errlen);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	for (i = 0; i < nfields; i++) {
+		rc = tenants_apply(&copy, src, fields[i], err, errlen);
+		if (rc != 0)
+			return rc;
+	}
+	rc = tenants_save(ts, &copy);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot store tenant: %s", certa_strerror(rc));
+		return rc;
+	}
+	*t = copy;
+	log_notice(LOG_ADMIN, "tenant %s updated weight=%u", t->name, t->weight);
+	return 0;
+}
+
+static int
+tenants_del_txn(struct store_txn *txn, void *arg)
+{
+	return store_del(txn, STORE_DB_TENANTS, arg);
+}
+
+int
+tenants_delete(struct tenants *ts, const char *name, char *err, size_t errlen)
+{
+	struct tenant *t = tenants_find(ts, name);
+	size_t i;
+	int rc;
+
+	if (t == NULL) {
+		snprintf(err, errlen, "no tenant %s", name);
+		return CERTA_ENOTFOUND;
+	}
+	if (t->st.queued + t->st.running > 0) {
+		snprintf(err, errlen, "tenant %s has %llu programs in progress; cancel them first",
+		    name, (unsigned long long)(t->st.queued + t->st.running));
+		return CERTA_ESTATE;
+	}
+	rc = store_update(ts->st, tenants_del_txn, t->name);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot delete tenant: %s", certa_strerror(rc));
+		return rc;
+	}
+	for (i = 0; i < ts->n; i++) {
+		if (ts->t[i] == t) {
+			ts->t[i] = ts->t[--ts->n];
+			break;
+		}
+	}
+	log_notice(LOG_ADMIN, "tenant %s deleted", name);
+	free(t);
+	return 0;
+}
+
+int
+tenants_rotate_key(struct tenants *ts, const char *name, bool revoke_others, char *key,
+    size_t keylen, char *key_id, size_t idlen)
+{
+	struct tenant *t = tenants_find(ts, name), copy;
+	size_t i;
+	int rc;
+
+	if (t == NULL)
+		return CERTA_ENOTFOUND;
+	copy = *t;
+	if (revoke_others) {
+		for (i = 0; i < copy.nkeys; i++) {
+			if (!copy.keys[i].revoked) {
+				copy.keys[i].revoked = true;
+				copy.keys[i].revoked_ms = tenants_now_ms();
+			}
+		}
+	}
+	rc = tenants_new_key(&copy, key, keylen, key_id, idlen);
+	if (rc == 0)
+		rc = tenants_save(ts, &copy);
+	if (rc != 0) {
+		explicit_bzero(key, keylen);
+		return rc;
+	}
+	*t = copy;
+	log_notice(LOG_ADMIN, "tenant %s: new key %s%s", name, key_id,
+	    revoke_others ? " (others revoked)" : "");
+	return 0;
+}
+
+int
+tenants_revoke_key(struct tenants *ts, const char *name, const char *key_id)
+{
+	struct tenant *t = tenants_find(ts, name), copy;
+	size_t i;
+	int rc;
+
+	if (t == NULL)
+		return CERTA_ENOTFOUND;
+	copy = *t;
+	for (i = 0; i < copy.nkeys; i++) {
+		if (strcmp(copy.keys[i].id, key_id) != 0)
+			continue;
+		if (!copy.keys[i].revoked) {
+			copy.keys[i].revoked = true;
+			copy.keys[i].revoked_ms = tenants_now_ms();
+		}
+		rc = tenants_save(ts, &copy);
+		if (rc != 0)
+			return rc;
+		*t = copy;
+		log_notice(LOG_ADMIN, "tenant %s: key %s revoked", name, key_id);
+		return 0;
+	}
+	return CERTA_ENOTFOUND;
+}
+
+int
+tenants_authenticate(struct tenants *ts, const char *authorization, const char **tenant)
+{
+	const char *key, *id, *us;
+	uint8_t h[32];
+	size_t i, j, idlen;
+
+	if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+		return CERTA_EAUTH;
+	key = authorization + 7;
+	while (*key == ' ')
+		key++;
+	if (strncmp(key, "certa_", 6) != 0)
+		return CERTA_EAUTH;
+	id = key + 6;
+	us = strchr(id, '_');
+	if (us == NULL || (idlen = (size_t)(us - id)) == 0 || idlen > 16)
+		return CERTA_EAUTH;
+	tenants_hash(key, h);
+	for (i = 0; i < ts->n; i++) {
+		struct tenant *t = ts->t[i];
+		for (j = 0; j < t->nkeys; j++) {
+			struct tenant_key *k = &t->keys[j];
+			if (strlen(k->id) != idlen || memcmp(k->id, id, idlen) != 0)
+				continue;
+			if (k->revoked || CRYPTO_memcmp(k->hash, h, 32) != 0)
+				return CERTA_EAUTH;
+			*tenant = t->name;
+			return 0;
+		}
+	}
+	return CERTA_EAUTH;
+}
+
+bool
+tenants_exists(const struct tenants *ts, const char *name)
+{
+	return tenants_find(ts, name) != NULL;
+}
+
+size_t
+tenants_count(const struct tenants *ts)
+{
+	return ts->n;
+}
+
+const char *
+tenants_name_at(const struct tenants *ts, size_t i)
+{
+	return i < ts->n ? ts->t[i]->name : NULL;
+}
+
+uint32_t
+tenants_weight(const struct tenants *ts, const char *name)
+{
+	struct tenant *t = tenants_find(ts, name);
+
+	return t != NULL ? t->weight : 1;
+}
+
+int
+tenants_priority(const struct tenants *ts, const char *name)
+{
+	struct tenant *t = tenants_find(ts, name);
+
+	return t != NULL ? t->priority : CERTA__V1__PRIORITY__PRIORITY_NORMAL;
+}
+
+const char *
+tenants_policy(const struct tenants *ts, const char *name)
+{
+	struct tenant *t = tenants_find(ts, name);
+
+	return t != NULL ? t->policy : "";
+}
+
+int
+tenants_to_pb(const struct tenants *ts, const char *name, Certa__V1__Tenant *out)
+{
+	struct tenant *t = tenants_find(ts, name);
+	Certa__V1__Quota *q;
+	size_t i;
+
+	if (t == NULL)
+		return CERTA_ENOTFOUND;
+	certa__v1__tenant__init(out);
+	q = calloc(1, sizeof *q);
+	out->keys = calloc(t->nkeys ? t->nkeys : 1, sizeof *out->keys);
+	if (q == NULL || out->keys == NULL) {
+		free(q);
+		free(out->keys);
+		return -ENOMEM;
+	}
+	certa__v1__quota__init(q);
+	q->max_concurrent_programs = t->q.max_concurrent_programs;
+	q->tokens_per_minute = t->q.tokens_per_minute;
+	q->max_budget_per_program = t->q.max_budget_per_program;
+	q->max_sc_n = t->q.max_sc_n;
+	q->max_prompt_bytes = t->q.max_prompt_bytes;
+	out->name = t->name;
+	out->weight = t->weight;
+	out->priority = (Certa__V1__Priority)t->priority;
+	out->quota = q;
+	out->policy = t->policy;
+	out->created_unix_ms = t->created_ms;
+	for (i = 0; i < t->nkeys; i++) {
+		Certa__V1__ApiKeyInfo *k = calloc(1, sizeof *k);
+		if (k == NULL)
+			break;
+		certa__v1__api_key_info__init(k);
+		k->key_id = t->keys[i].id;
+		k->created_unix_ms = t->keys[i].created_ms;
+		k->revoked = t->keys[i].revoked;
+		k->revoked_unix_ms = t->keys[i].revoked_ms;
+		out->keys[out->n_keys++] = k;
+	}
+	return 0;
+}
+
+void
+tenants_pb_free(Certa__V1__Tenant *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n_keys; i++)
+		free(t->keys[i]);
+	free(t->keys);
+	free(t->quota);
+	t->keys = NULL;
+	t->quota = NULL;
+}
+
+/* Effective quota: the tenant's value, or the server default when 0. */
+#define TQ(t, ts, f) ((t)->q.f ? (t)->q.f : (ts)->defaults.f)
+
+/* Refills the token bucket up to one minute's worth. */
+static void
+tenants_refill(struct tenants *ts, struct tenant *t, int64_t now_ms)
+{
+	uint64_t tpm = TQ(t, ts, tokens_per_minute);
+
+	if (tpm == 0)
+		return;
+	if (t->bucket < -1e17 || t->bucket == -1) {
+		t->bucket = (double)tpm;
+	} else if (now_ms > t->bucket_ms) {
+		t->bucket += (double)tpm * (double)(now_ms - t->bucket_ms) / 60000.0;
+		if (t->bucket > (double)tpm)
+			t->bucket = (double)tpm;
+	}
+	t->bucket_ms = now_ms;
+}
+
+int
+tenants_admit(struct tenants *ts, const char *name, uint32_t n, uint64_t budget,
+    size_t prompt_bytes, int64_t now_ms, char *err, size_t errlen)
+{
+	struct tenant *t = tenants_find(ts, name);
+	uint64_t lim;
+
+	if (t == NULL) {
+		snprintf(err, errlen, "no tenant %s", name);
+		return CERTA_EAUTH;
+	}
+	lim = TQ(t, ts, max_prompt_bytes);
+	if (lim && prompt_bytes > lim) {
+		snprintf(err, errlen, "quota max_prompt_bytes: the problem is %zu bytes, tenant %s "
+		    "may send %llu", prompt_bytes, name, (unsigned long long)lim);
+		return CERTA_ECAPACITY;
+	}
+	lim = TQ(t, ts, max_sc_n);
+	if (lim && n > lim) {
+		snprintf(err, errlen, "quota max_sc_n: %u chains requested, tenant %s may run %llu",
+		    n, name, (unsigned long long)lim);
+		return CERTA_ECAPACITY;
+	}
+	lim = TQ(t, ts, max_budget_per_program);
+	if (lim && budget > lim) {
+		snprintf(err, errlen, "quota max_budget_per_program: budget %llu tokens, tenant %s "
+		    "may use %llu per program", (unsigned long long)budget, name,
+		    (unsigned long long)lim);
+		return CERTA_ECAPACITY;
+	}
+	lim = TQ(t, ts, max_concurrent_programs);
+	if (lim && t->st.queued + t->st.running >= lim) {
+		snprintf(err, errlen, "quota max_concurrent_programs: tenant %s has %llu programs in "
+		    "progress (limit %llu); retry when one finishes", name,
+		    (unsigned long long)(t->st.queued + t->st.running), (unsigned long long)lim);
+		return CERTA_ECAPACITY;
+	}
+	lim = TQ(t, ts, tokens_per_minute);
+	if (lim) {
+		tenants_refill(ts, t, now_ms);
+		if (t->bucket <= 0) {
+			double secs = -t->bucket * 60.0 / (double)lim + 1.0;
+			snprintf(err, errlen, "quota tokens_per_minute: tenant %s used its %llu tokens "
+			    "per minute; retry in %.0f s", name, (unsigned long long)lim, secs);
+			return CERTA_ECAPACITY;
+		}
+	}
+	return 0;
+}
+
+void
+tenants_program_state(struct tenants *ts, const char *name, int from, int to)
+{
+	struct tenant *t = tenants_find(ts, name);
+	uint64_t *slot[6] = { NULL };
+
+	if (t == NULL)
+		return;
+	slot[CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED] = &t->st.queued;
+	slot[CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_RUNNING] = &t->st.running;
+	slot[CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED] = &t->st.finished;
+	slot[CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED] = &t->st.cancelled;
+	slot[CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED] = &t->st.failed;
+	if (from > 0 && from < 6 && slot[from] != NULL && *slot[from] > 0)
+		(*slot[from])--;
+	if (to > 0 && to < 6 && slot[to] != NULL)
+		(*slot[to])++;
+}
+
+void
+tenants_charge(struct tenants *ts, const char *name, uint64_t tokens, int64_t now_ms)
+{
+	struct tenant *t = tenants_find(ts, name);
+
+	if (t == NULL)
+		return;
+	t->st.tokens_used += tokens;
+	if (TQ(t, ts, tokens_per_minute)) {
+		tenants_refill(ts, t, now_ms);
+		t->bucket -= (double)tokens;
+	}
+}
+
+void
+tenants_saved(struct tenants *ts, const char *name, uint64_t tokens)
+{
+	struct tenant *t = tenants_find(ts, name);
+
+	if (t != NULL)
+		t->st.tokens_saved += tokens;
+}
+
+const struct tenant_stats *
+tenants_stats(const struct tenants *ts, const char *name)
+{
+	struct tenant *t = tenants_find(ts, name);
+
+	return t != NULL ? &t->st : NULL;
+}
+
+uint64_t
+tenants_live(const struct tenants *ts, const char *name)
+{
+	struct tenant *t = tenants_find(ts, name);
+
+	return t != NULL ? t->st.queued + t->st.running : 0;
+}
