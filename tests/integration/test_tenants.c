@@ -1,0 +1,656 @@
+/*
+ * test_tenants.c — multi-tenancy end to end: API key lifecycle, isolation, quotas, policies
+ * (validation, versioning, live application) and Admin credentials, against the real certad
+ * and a real replay worker.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <grpc/grpc.h>
+
+#include "certa/v1/admin.pb-c.h"
+#include "certa/v1/reasoning.pb-c.h"
+#include "lib/rpc_client.h"
+#include "lib/traces.h"
+#include "tests/support/harness.h"
+
+#define RPC_MS 10000
+#define ADMIN_TOKEN "s3cret-admin-token-0123456789"
+
+struct env {
+	char *dir;
+	struct harness_trace *tr;
+	struct harness_proc *w, *d;
+	int wport, dport;
+	struct rpc_channel *ch;      /* TCP: Reasoning and Admin with a token */
+	struct rpc_channel *adm;     /* the local admin socket */
+};
+
+static void
+start(struct env *e, const char *delay, const char *const extra_sets[])
+{
+	const char *wextra[] = { "--step-delay", delay, NULL };
+	char *bin = harness_bin("certad");
+	char portfile[600], log[600], wa[64], sock[600], tokf[600], state[600], target[600];
+	char *argv[40];
+	FILE *f;
+	int a = 0, i;
+
+	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
+	    &e->wport), 0);
+	snprintf(portfile, sizeof portfile, "%s/d.port", e->dir);
+	(void)unlink(portfile);  /* a restart must not read the previous port */
+	snprintf(log, sizeof log, "%s/d.log", e->dir);
+	snprintf(state, sizeof state, "%s/state", e->dir);
+	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->wport);
+	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
+	snprintf(tokf, sizeof tokf, "%s/admin.token", e->dir);
+	f = fopen(tokf, "w");
+	assert_non_null(f);
+	fputs(ADMIN_TOKEN "\n", f);
+	fclose(f);
+	snprintf(tokf, sizeof tokf, "admin.token_file=%s/admin.token", e->dir);
+	argv[a++] = bin;
+	argv[a++] = (char *)"--listen";
+	argv[a++] = (char *)"127.0.0.1:0";
+	argv[a++] = (char *)"--state-dir";
+	argv[a++] = state;
+	argv[a++] = (char *)"--port-file";
+	argv[a++] = portfile;
+	argv[a++] = (char *)"--worker";
+	argv[a++] = wa;
+	argv[a++] = (char *)"--set";
+	argv[a++] = sock;
+	argv[a++] = (char *)"--set";
+	argv[a++] = tokf;
+	argv[a++] = (char *)"--set";
+	argv[a++] = (char *)"workers.health_interval=100ms";
+	for (i = 0; extra_sets != NULL && extra_sets[i] != NULL; i++) {
+		argv[a++] = (char *)"--set";
+		argv[a++] = (char *)extra_sets[i];
+	}
+	argv[a] = NULL;
+	assert_int_equal(harness_spawn(&e->d, log, argv), 0);
+	if (harness_wait_port_file(portfile, 20000, &e->dport) != 0) {
+		harness_dump_log(e->d);
+		fail_msg("certad did not start");
+	}
+	snprintf(target, sizeof target, "127.0.0.1:%d", e->dport);
+	assert_int_equal(rpc_channel_new(target, &e->ch), 0);
+	snprintf(target, sizeof target, "unix:%s/admin.sock", e->dir);
+	assert_int_equal(rpc_channel_new(target, &e->adm), 0);
+	free(bin);
+	usleep(300000);  /* first worker health check */
+}
+
+static int
+setup(void **state)
+{
+	struct env *e;
+
+	*state = NULL;
+	if (harness_traces_dir() == NULL)
+		return 0;
+	e = calloc(1, sizeof *e);
+	harness_alarm(120);
+	assert_int_equal(harness_tmpdir(&e->dir), 0);
+	assert_int_equal(harness_trace_pick(harness_traces_dir(), NULL, "math500", &e->tr), 0);
+	*state = e;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct env *e = *state;
+
+	if (e == NULL)
+		return 0;
+	if (e->ch != NULL)
+		rpc_channel_free(e->ch);
+	if (e->adm != NULL)
+		rpc_channel_free(e->adm);
+	if (e->d != NULL) {
+		harness_kill9(e->d);
+		harness_proc_free(e->d);
+	}
+	if (e->w != NULL) {
+		harness_kill9(e->w);
+		harness_proc_free(e->w);
+	}
+	harness_trace_free(e->tr);
+	harness_rmrf(e->dir);
+	free(e->dir);
+	free(e);
+	harness_alarm(0);
+	return 0;
+}
+
+#define NEED_TRACES(e) do { \
+	if ((e) == NULL) { \
+		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n"); \
+		skip(); \
+	} \
+} while (0)
+
+/* One unary call; returns the status, *reply (may be NULL) and details in buf. */
+static grpc_status_code
+call(struct rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *rd, const char *bearer, ProtobufCMessage **reply,
+    char *buf, size_t len)
+{
+	struct rpc_metadata md[1];
+	char authz[256];
+	grpc_status_code st = GRPC_STATUS_UNKNOWN;
+	char *details = NULL;
+	ProtobufCMessage *r = NULL;
+
+	if (bearer != NULL) {
+		snprintf(authz, sizeof authz, "Bearer %s", bearer);
+		md[0].key = "authorization";
+		md[0].value = authz;
+	}
+	assert_int_equal(rpc_sync_unary(ch, method, req, rd, RPC_MS, md, bearer ? 1 : 0, &r, &st,
+	    &details), 0);
+	if (buf != NULL)
+		snprintf(buf, len, "%s", details ? details : "");
+	free(details);
+	if (reply != NULL)
+		*reply = r;
+	else if (r != NULL)
+		protobuf_c_message_free_unpacked(r, NULL);
+	return st;
+}
+
+/* Creates a tenant over the admin socket; writes its key. */
+static void
+create_tenant(struct env *e, const char *name, uint32_t weight, const Certa__V1__Quota *q,
+    char *key, size_t keylen)
+{
+	Certa__V1__CreateTenantRequest req = CERTA__V1__CREATE_TENANT_REQUEST__INIT;
+	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+	Certa__V1__CreateTenantReply *r = NULL;
+	char msg[512];
+
+	t.name = (char *)name;
+	t.weight = weight;
+	t.quota = (Certa__V1__Quota *)q;
+	req.tenant = &t;
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &req.base,
+	    &certa__v1__create_tenant_reply__descriptor, NULL, (ProtobufCMessage **)&r, msg,
+	    sizeof msg), GRPC_STATUS_OK);
+	assert_true(strncmp(r->api_key, "certa_", 6) == 0);
+	assert_string_equal(r->tenant->name, name);
+	assert_int_equal(r->tenant->n_keys, 1);
+	/* The key starts with its public id; listings show only the id. */
+	assert_int_equal(strncmp(r->api_key + 6, r->tenant->keys[0]->key_id,
+	    strlen(r->tenant->keys[0]->key_id)), 0);
+	snprintf(key, keylen, "%s", r->api_key);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* Submits a program and reads the stream to its end; returns the final status. */
+static grpc_status_code
+run_program(struct env *e, const char *key, const char *problem, uint32_t n, uint64_t budget,
+    char *id, size_t idlen, char *details, size_t dlen, int *progress_steps,
+    uint64_t *step_sizes, size_t maxsteps)
+{
+	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct rpc_metadata md[1];
+	struct rpc_stream *s;
+	Certa__V1__ProgramEvent *ev;
+	char authz[256], *d = NULL;
+	grpc_status_code st;
+	uint64_t last = 0;
+	int steps = 0;
+
+	spec.problem = (char *)problem;
+	spec.n = n;
+	spec.algorithm = n > 1 ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
+	    CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	spec.token_budget = budget;
+	req.program = &spec;
+	snprintf(authz, sizeof authz, "Bearer %s", key ? key : "");
+	md[0].key = "authorization";
+	md[0].value = authz;
+	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
+	    &certa__v1__program_event__descriptor, 60000, md, key ? 1 : 0, &s), 0);
+	if (id != NULL)
+		id[0] = '\0';
+	while (rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&ev) == 1) {
+		if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED && id != NULL)
+			snprintf(id, idlen, "%s", ev->accepted->program_id);
+		if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS) {
+			if (step_sizes != NULL && (size_t)steps < maxsteps)
+				step_sizes[steps] = ev->progress->tokens_used - last;
+			last = ev->progress->tokens_used;
+			steps++;
+		}
+		protobuf_c_message_free_unpacked(&ev->base, NULL);
+	}
+	st = rpc_sync_stream_close(s, &d);
+	if (details != NULL)
+		snprintf(details, dlen, "%s", d ? d : "");
+	free(d);
+	if (progress_steps != NULL)
+		*progress_steps = steps;
+	return st;
+}
+
+/* Create, use, rotate, revoke: old keys stop working at once. */
+static void
+test_key_lifecycle(void **state)
+{
+	struct env *e = *state;
+	Certa__V1__RotateKeyRequest rk = CERTA__V1__ROTATE_KEY_REQUEST__INIT;
+	Certa__V1__RotateKeyReply *rr = NULL;
+	Certa__V1__RevokeKeyRequest rv = CERTA__V1__REVOKE_KEY_REQUEST__INIT;
+	char key[128], key2[128], details[512], id[64];
+
+	NEED_TRACES(e);
+	start(e, "0", NULL);
+	create_tenant(e, "acme", 1, NULL, key, sizeof key);
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, id, sizeof id, details,
+	    sizeof details, NULL, NULL, 0), GRPC_STATUS_OK);
+	assert_true(id[0] != '\0');
+	/* No key, a made-up key: refused before the body is read. */
+	assert_int_equal(run_program(e, NULL, e->tr->problem, 1, 0, NULL, 0, details,
+	    sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+	assert_non_null(strstr(details, "authorization"));
+	assert_int_equal(run_program(e, "certa_00000000_nope", e->tr->problem, 1, 0, NULL, 0,
+	    details, sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+
+	rk.tenant = (char *)"acme";
+	rk.revoke_others = 1;
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
+	    &certa__v1__rotate_key_reply__descriptor, NULL, (ProtobufCMessage **)&rr, NULL, 0),
+	    GRPC_STATUS_OK);
+	snprintf(key2, sizeof key2, "%s", rr->api_key);
+	assert_string_not_equal(key, key2);
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, details,
+	    sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+	assert_int_equal(run_program(e, key2, e->tr->problem, 1, 0, NULL, 0, details,
+	    sizeof details, NULL, NULL, 0), GRPC_STATUS_OK);
+
+	rv.tenant = (char *)"acme";
+	rv.key_id = rr->info->key_id;
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/RevokeKey", &rv.base,
+	    &certa__v1__revoke_key_reply__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_OK);
+	assert_int_equal(run_program(e, key2, e->tr->problem, 1, 0, NULL, 0, details,
+	    sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+	protobuf_c_message_free_unpacked(&rr->base, NULL);
+
+	/* Keys survive a restart (only hashes are stored). */
+	{
+		Certa__V1__RotateKeyReply *r3 = NULL;
+		char key3[128];
+		assert_int_equal(call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
+		    &certa__v1__rotate_key_reply__descriptor, NULL, (ProtobufCMessage **)&r3,
+		    NULL, 0), GRPC_STATUS_OK);
+		snprintf(key3, sizeof key3, "%s", r3->api_key);
+		protobuf_c_message_free_unpacked(&r3->base, NULL);
+		harness_kill9(e->d);
+		harness_proc_free(e->d);
+		e->d = NULL;
+		rpc_channel_free(e->ch);
+		rpc_channel_free(e->adm);
+		harness_kill9(e->w);
+		harness_proc_free(e->w);
+		e->w = NULL;
+		start(e, "0", NULL);
+		assert_int_equal(run_program(e, key3, e->tr->problem, 1, 0, NULL, 0, details,
+		    sizeof details, NULL, NULL, 0), GRPC_STATUS_OK);
+		assert_int_equal(run_program(e, key2, e->tr->problem, 1, 0, NULL, 0, details,
+		    sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+	}
+}
+
+/* Tenant B can neither see nor cancel tenant A's program. */
+static void
+test_isolation(void **state)
+{
+	struct env *e = *state;
+	char ka[128], kb[128], id[64], msg[512];
+	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
+	Certa__V1__CancelRequest c = CERTA__V1__CANCEL_REQUEST__INIT;
+	Certa__V1__ListRequest l = CERTA__V1__LIST_REQUEST__INIT;
+	Certa__V1__ListReply *lr = NULL;
+
+	NEED_TRACES(e);
+	start(e, "0", NULL);
+	create_tenant(e, "alpha", 1, NULL, ka, sizeof ka);
+	create_tenant(e, "beta", 1, NULL, kb, sizeof kb);
+	assert_int_equal(run_program(e, ka, e->tr->problem, 1, 0, id, sizeof id, NULL, 0, NULL,
+	    NULL, 0), GRPC_STATUS_OK);
+	g.program_id = id;
+	c.program_id = id;
+	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
+	    &certa__v1__program__descriptor, ka, NULL, NULL, 0), GRPC_STATUS_OK);
+	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
+	    &certa__v1__program__descriptor, kb, NULL, msg, sizeof msg), GRPC_STATUS_NOT_FOUND);
+	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Cancel", &c.base,
+	    &certa__v1__cancel_reply__descriptor, kb, NULL, NULL, 0), GRPC_STATUS_NOT_FOUND);
+	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/List", &l.base,
+	    &certa__v1__list_reply__descriptor, kb, (ProtobufCMessage **)&lr, NULL, 0),
+	    GRPC_STATUS_OK);
+	assert_int_equal(lr->n_programs, 0);
+	protobuf_c_message_free_unpacked(&lr->base, NULL);
+	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/List", &l.base,
+	    &certa__v1__list_reply__descriptor, ka, (ProtobufCMessage **)&lr, NULL, 0),
+	    GRPC_STATUS_OK);
+	assert_int_equal(lr->n_programs, 1);
+	assert_string_equal(lr->programs[0]->id, id);
+	assert_string_equal(lr->programs[0]->tenant, "alpha");
+	protobuf_c_message_free_unpacked(&lr->base, NULL);
+}
+
+/* Each quota returns RESOURCE_EXHAUSTED naming the limit; other work continues. */
+static void
+test_quotas(void **state)
+{
+	struct env *e = *state;
+	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
+	char key[128], msg[512], big[3000];
+	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct rpc_metadata md[1];
+	struct rpc_stream *running;
+	Certa__V1__ProgramEvent *ev;
+	char authz[200];
+	int got_finished = 0;
+
+	NEED_TRACES(e);
+	start(e, "20", NULL);
+	q.max_concurrent_programs = 1;
+	q.max_sc_n = 2;
+	q.max_budget_per_program = 20000;
+	q.max_prompt_bytes = 2048;
+	create_tenant(e, "small", 1, &q, key, sizeof key);
+
+	assert_int_equal(run_program(e, key, e->tr->problem, 3, 0, NULL, 0, msg, sizeof msg,
+	    NULL, NULL, 0), GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(msg, "max_sc_n"));
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 50000, NULL, 0, msg, sizeof msg,
+	    NULL, NULL, 0), GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(msg, "max_budget_per_program"));
+	memset(big, 'y', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	assert_int_equal(run_program(e, key, big, 1, 0, NULL, 0, msg, sizeof msg, NULL, NULL, 0),
+	    GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(msg, "max_prompt_bytes"));
+
+	/* One program runs; a second is over max_concurrent_programs; the first still finishes. */
+	spec.problem = (char *)e->tr->problem;
+	req.program = &spec;
+	snprintf(authz, sizeof authz, "Bearer %s", key);
+	md[0].key = "authorization";
+	md[0].value = authz;
+	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
+	    &certa__v1__program_event__descriptor, 60000, md, 1, &running), 0);
+	assert_int_equal(rpc_sync_stream_next(running, 10000, (ProtobufCMessage **)&ev), 1);
+	assert_int_equal(ev->event_case, CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED);
+	protobuf_c_message_free_unpacked(&ev->base, NULL);
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
+	    NULL, NULL, 0), GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(msg, "max_concurrent_programs"));
+	assert_non_null(strstr(msg, "retry"));
+	while (rpc_sync_stream_next(running, 30000, (ProtobufCMessage **)&ev) == 1) {
+		got_finished |= ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED;
+		protobuf_c_message_free_unpacked(&ev->base, NULL);
+	}
+	assert_int_equal(rpc_sync_stream_close(running, NULL), GRPC_STATUS_OK);
+	assert_true(got_finished);
+	/* Capacity is back. */
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
+	    NULL, NULL, 0), GRPC_STATUS_OK);
+}
+
+/* tokens_per_minute: a tenant that spent its minute is refused with a retry time. */
+static void
+test_tokens_per_minute(void **state)
+{
+	struct env *e = *state;
+	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
+	char key[128], other[128], msg[512];
+
+	NEED_TRACES(e);
+	start(e, "0", NULL);
+	q.tokens_per_minute = 500;
+	create_tenant(e, "meter", 1, &q, key, sizeof key);
+	create_tenant(e, "other", 1, NULL, other, sizeof other);
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
+	    NULL, NULL, 0), GRPC_STATUS_OK);  /* admitted with a full bucket, overdraws it */
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
+	    NULL, NULL, 0), GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(msg, "tokens_per_minute"));
+	assert_non_null(strstr(msg, "retry in"));
+	/* Another tenant is not affected. */
+	assert_int_equal(run_program(e, other, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
+	    NULL, NULL, 0), GRPC_STATUS_OK);
+}
+
+static uint32_t
+policy_version(struct env *e, const char *tenant, char *text, size_t len)
+{
+	Certa__V1__PolicyRef r = CERTA__V1__POLICY_REF__INIT;
+	Certa__V1__Policy *p = NULL;
+	uint32_t v;
+
+	r.tenant = (char *)tenant;
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/GetPolicy", &r.base,
+	    &certa__v1__policy__descriptor, NULL, (ProtobufCMessage **)&p, NULL, 0),
+	    GRPC_STATUS_OK);
+	v = p->version;
+	if (text != NULL)
+		snprintf(text, len, "%s", p->text);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	return v;
+}
+
+static grpc_status_code
+set_policy(struct env *e, const char *tenant, const char *text, const char *bearer,
+    struct rpc_channel *ch, char *msg, size_t len)
+{
+	Certa__V1__SetPolicyRequest r = CERTA__V1__SET_POLICY_REQUEST__INIT;
+	Certa__V1__Policy p = CERTA__V1__POLICY__INIT;
+
+	r.tenant = (char *)tenant;
+	p.text = (char *)text;
+	r.policy = &p;
+	return call(ch != NULL ? ch : e->adm, "/certa.v1.Admin/SetPolicy", &r.base,
+	    &certa__v1__policy__descriptor, bearer, NULL, msg, len);
+}
+
+/* A bad value is refused naming the field, and nothing changes; good ones are versioned. */
+static void
+test_policy_validation_and_history(void **state)
+{
+	struct env *e = *state;
+	char key[128], msg[512], before[8192], after[8192];
+	Certa__V1__PolicyRef r = CERTA__V1__POLICY_REF__INIT;
+	Certa__V1__PolicyHistoryReply *h = NULL;
+	Certa__V1__RollbackPolicyRequest rb = CERTA__V1__ROLLBACK_POLICY_REQUEST__INIT;
+	uint32_t v0;
+
+	NEED_TRACES(e);
+	start(e, "0", NULL);
+	create_tenant(e, "tuned", 1, NULL, key, sizeof key);
+	v0 = policy_version(e, "tuned", before, sizeof before);
+	assert_int_equal(set_policy(e, "tuned", "step_tokens = 0\n", NULL, NULL, msg, sizeof msg),
+	    GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "step_tokens"));
+	assert_int_equal(set_policy(e, "tuned", "cot.threshold = banana\n", NULL, NULL, msg,
+	    sizeof msg), GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "cot.threshold"));
+	assert_int_equal(set_policy(e, "tuned", "no_such_key = 1\n", NULL, NULL, msg, sizeof msg),
+	    GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "no_such_key"));
+	assert_int_equal(policy_version(e, "tuned", after, sizeof after), v0);
+	assert_string_equal(before, after);
+	assert_int_equal(set_policy(e, "nobody", "step_tokens = 64\n", NULL, NULL, msg, sizeof msg),
+	    GRPC_STATUS_NOT_FOUND);
+
+	assert_int_equal(set_policy(e, "tuned", "step_tokens = 128\n", NULL, NULL, msg, sizeof msg),
+	    GRPC_STATUS_OK);
+	assert_int_equal(set_policy(e, "tuned", "step_tokens = 192\n", NULL, NULL, msg, sizeof msg),
+	    GRPC_STATUS_OK);
+	assert_int_equal(policy_version(e, "tuned", after, sizeof after), 2);
+	assert_non_null(strstr(after, "step_tokens = 192"));
+	r.tenant = (char *)"tuned";
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/PolicyHistory", &r.base,
+	    &certa__v1__policy_history_reply__descriptor, NULL, (ProtobufCMessage **)&h, NULL, 0),
+	    GRPC_STATUS_OK);
+	assert_int_equal(h->n_entries, 2);
+	assert_string_equal(h->entries[1]->who, "admin:local");
+	assert_non_null(strstr(h->entries[1]->old_policy->text, "step_tokens = 128"));
+	assert_non_null(strstr(h->entries[1]->new_policy->text, "step_tokens = 192"));
+	protobuf_c_message_free_unpacked(&h->base, NULL);
+	rb.tenant = (char *)"tuned";
+	rb.version = 1;
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/RollbackPolicy", &rb.base,
+	    &certa__v1__policy__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_OK);
+	assert_int_equal(policy_version(e, "tuned", after, sizeof after), 3);
+	assert_non_null(strstr(after, "step_tokens = 128"));
+	rb.version = 99;
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/RollbackPolicy", &rb.base,
+	    &certa__v1__policy__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_NOT_FOUND);
+}
+
+/* A policy change applies from the next step of a running program. */
+static void
+test_policy_applies_next_step(void **state)
+{
+	struct env *e = *state;
+	char key[128], msg[512];
+	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct rpc_metadata md[1];
+	struct rpc_stream *s;
+	Certa__V1__ProgramEvent *ev;
+	char authz[200];
+	uint64_t last = 0, sizes[400];
+	int n = 0, changed_at = -1, i;
+
+	NEED_TRACES(e);
+	start(e, "25", NULL);
+	create_tenant(e, "live", 1, NULL, key, sizeof key);
+	assert_int_equal(set_policy(e, "live", "step_tokens = 64\nprobe_stride = 0\n"
+	    "max_step_tokens = 4096\ncot.threshold = 2\nunpromising_tokens = 0\n", NULL, NULL,
+	    msg, sizeof msg), GRPC_STATUS_OK);
+	spec.problem = (char *)e->tr->problem;
+	req.program = &spec;
+	snprintf(authz, sizeof authz, "Bearer %s", key);
+	md[0].key = "authorization";
+	md[0].value = authz;
+	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
+	    &certa__v1__program_event__descriptor, 60000, md, 1, &s), 0);
+	while (rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&ev) == 1) {
+		if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS && n < 400) {
+			sizes[n++] = ev->progress->tokens_used - last;
+			last = ev->progress->tokens_used;
+			if (n == 3) {
+				assert_int_equal(set_policy(e, "live", "step_tokens = 256\n", NULL,
+				    NULL, msg, sizeof msg), GRPC_STATUS_OK);
+				changed_at = n;
+			}
+		}
+		protobuf_c_message_free_unpacked(&ev->base, NULL);
+	}
+	assert_int_equal(rpc_sync_stream_close(s, NULL), GRPC_STATUS_OK);
+	assert_true(changed_at > 0 && n > changed_at + 2);
+	for (i = 0; i < changed_at; i++)
+		assert_int_equal(sizes[i], 64);
+	/* At most the step already in flight still has the old size. */
+	for (i = changed_at + 1; i < n - 1; i++)
+		assert_int_equal(sizes[i], 256);
+}
+
+/* Admin needs an admin credential: none -> UNAUTHENTICATED, tenant key -> PERMISSION_DENIED. */
+static void
+test_admin_credentials(void **state)
+{
+	struct env *e = *state;
+	Certa__V1__ListTenantsRequest lt = CERTA__V1__LIST_TENANTS_REQUEST__INIT;
+	Certa__V1__AddWorkerRequest aw = CERTA__V1__ADD_WORKER_REQUEST__INIT;
+	Certa__V1__WorkerRef wr = CERTA__V1__WORKER_REF__INIT;
+	Certa__V1__ListTenantsReply *r = NULL;
+	char key[128], msg[512];
+
+	NEED_TRACES(e);
+	start(e, "0", NULL);
+	create_tenant(e, "user", 1, NULL, key, sizeof key);
+	assert_int_equal(call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
+	    &certa__v1__list_tenants_reply__descriptor, NULL, NULL, msg, sizeof msg),
+	    GRPC_STATUS_UNAUTHENTICATED);
+	assert_non_null(strstr(msg, "admin credential"));
+	assert_int_equal(call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
+	    &certa__v1__list_tenants_reply__descriptor, key, NULL, msg, sizeof msg),
+	    GRPC_STATUS_PERMISSION_DENIED);
+	assert_int_equal(call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
+	    &certa__v1__list_tenants_reply__descriptor, "wrong-token-wrong-token", NULL, msg,
+	    sizeof msg), GRPC_STATUS_UNAUTHENTICATED);
+	assert_int_equal(call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
+	    &certa__v1__list_tenants_reply__descriptor, ADMIN_TOKEN, (ProtobufCMessage **)&r, msg,
+	    sizeof msg), GRPC_STATUS_OK);
+	assert_int_equal(r->n_tenants, 1);
+	assert_string_equal(r->tenants[0]->name, "user");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	/* Bad worker input: clear statuses. */
+	aw.address = (char *)"not an address";
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/AddWorker", &aw.base,
+	    &certa__v1__worker_status__descriptor, NULL, NULL, msg, sizeof msg),
+	    GRPC_STATUS_INVALID_ARGUMENT);
+	wr.address = (char *)"127.0.0.1:1";
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/RemoveWorker", &wr.base,
+	    &certa__v1__remove_worker_reply__descriptor, NULL, NULL, msg, sizeof msg),
+	    GRPC_STATUS_NOT_FOUND);
+	assert_non_null(strstr(msg, "unknown worker"));
+	/* Bad tenant input. */
+	{
+		Certa__V1__CreateTenantRequest ct = CERTA__V1__CREATE_TENANT_REQUEST__INIT;
+		Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+		t.name = (char *)"Bad Name!";
+		ct.tenant = &t;
+		assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
+		    &certa__v1__create_tenant_reply__descriptor, NULL, NULL, msg, sizeof msg),
+		    GRPC_STATUS_INVALID_ARGUMENT);
+		t.name = (char *)"user";
+		assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
+		    &certa__v1__create_tenant_reply__descriptor, NULL, NULL, msg, sizeof msg),
+		    GRPC_STATUS_ALREADY_EXISTS);
+		t.name = (char *)"heavy";
+		t.weight = 100000;
+		assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
+		    &certa__v1__create_tenant_reply__descriptor, NULL, NULL, msg, sizeof msg),
+		    GRPC_STATUS_INVALID_ARGUMENT);
+		assert_non_null(strstr(msg, "weight"));
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_key_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_isolation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quotas, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokens_per_minute, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_validation_and_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policy_applies_next_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_admin_credentials, setup, teardown),
+	};
+	int rc;
+
+	grpc_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	grpc_shutdown();
+	return rc;
+}
