@@ -133,14 +133,54 @@ demo: deps
 bench: all
 	@BUILD=$(BUILD) bash bench/run.sh
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin
-	install -m 0755 $(BUILD)/bin/certactl $(DESTDIR)$(PREFIX)/bin/
-	install -m 0755 $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(DESTDIR)$(PREFIX)/sbin/
+# Installation layout (all overridable; DESTDIR is prepended to every path):
+#   $(PREFIX)/bin/certactl, $(PREFIX)/sbin/certad, $(PREFIX)/sbin/certa-worker    0755
+#   $(UNITDIR)/certad.service, certa-worker@.service    ExecStart and /etc/certa paths
+#                                                        rewritten for PREFIX and SYSCONFDIR
+#   $(SYSUSERSDIR)/certa.conf, $(TMPFILESDIR)/certa.conf
+#   $(SYSCONFDIR)/certa/certad.conf.example, certa-worker.conf.example (from --print-config;
+#                                        copy to *.conf and edit: install never writes a .conf)
+#   $(MANDIR)/man8/certad.8, certa-worker.8, man1/certactl.1, man5/certad.conf.5
+# Generated files come from scripts/gen-docs.sh into $(BUILD)/etc and $(BUILD)/man.
+# `make uninstall` removes exactly these files, and $(SYSCONFDIR)/certa if it is then empty.
+SYSCONFDIR  ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+MANDIR      ?= $(PREFIX)/share/man
+INSTALL     ?= install
+UNITS        = certad.service certa-worker@.service
+MAN_PAGES    = man8/certad.8 man8/certa-worker.8 man1/certactl.1 man5/certad.conf.5
+CONF_EXAMPLES = certad.conf.example certa-worker.conf.example
+
+install: $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(BUILD)/bin/certactl
+	bash scripts/gen-docs.sh $(BUILD)
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/certa \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0755 $(BUILD)/bin/certactl $(DESTDIR)$(PREFIX)/bin/
+	$(INSTALL) -m 0755 $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(DESTDIR)$(PREFIX)/sbin/
+	for u in $(UNITS); do \
+		sed -e 's|/usr/sbin/|$(PREFIX)/sbin/|g' -e 's|/etc/certa/|$(SYSCONFDIR)/certa/|g' \
+			systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+		mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	$(INSTALL) -m 0644 systemd/certa.sysusers $(DESTDIR)$(SYSUSERSDIR)/certa.conf
+	$(INSTALL) -m 0644 systemd/certa.tmpfiles $(DESTDIR)$(TMPFILESDIR)/certa.conf
+	$(INSTALL) -m 0644 $(addprefix $(BUILD)/etc/,$(CONF_EXAMPLES)) $(DESTDIR)$(SYSCONFDIR)/certa/
+	for p in $(MAN_PAGES); do \
+		$(INSTALL) -m 0644 $(BUILD)/man/$$(basename $$p) $(DESTDIR)$(MANDIR)/$$p || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/certactl $(DESTDIR)$(PREFIX)/sbin/certad \
 		$(DESTDIR)$(PREFIX)/sbin/certa-worker
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/certa.conf $(DESTDIR)$(TMPFILESDIR)/certa.conf
+	rm -f $(addprefix $(DESTDIR)$(SYSCONFDIR)/certa/,$(CONF_EXAMPLES))
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/certa 2>/dev/null
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/,$(MAN_PAGES))
 
 clean:
 	rm -rf build
