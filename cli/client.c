@@ -16,6 +16,7 @@ struct client {
 	struct rpc_metadata md[1];
 	size_t nmd;
 	int timeout_ms;
+	int admin;                       /* Admin service calls */
 };
 
 /* A header value must be visible ASCII or space; anything else would make every call fail
@@ -34,7 +35,8 @@ client_token_valid(const char *token)
 }
 
 int
-client_new(const char *server, const char *token, int timeout_ms, struct client **out)
+client_new(const char *server, const char *token, int admin, int timeout_ms,
+    struct client **out)
 {
 	struct client *c;
 	int rc;
@@ -45,6 +47,7 @@ client_new(const char *server, const char *token, int timeout_ms, struct client 
 	if (c == NULL)
 		return -ENOMEM;
 	c->timeout_ms = timeout_ms;
+	c->admin = admin;
 	if (token != NULL) {
 		if (asprintf(&c->auth, "Bearer %s", token) < 0) {
 			rc = -ENOMEM;
@@ -113,6 +116,14 @@ client_report(const struct client *c, grpc_status_code status, const char *detai
 	case GRPC_STATUS_DEADLINE_EXCEEDED:
 		fprintf(stderr, "certactl: %s: %s (no answer from %s within %d ms; see --timeout)\n",
 		    rpc_status_name(status), msg, client_server(c), c->timeout_ms);
+		break;
+	case GRPC_STATUS_UNAUTHENTICATED:
+	case GRPC_STATUS_PERMISSION_DENIED:
+		fprintf(stderr, "certactl: %s: %s\n", rpc_status_name(status), msg);
+		if (c->admin)
+			fprintf(stderr, "certactl: admin commands need --admin-token TOKEN (env "
+			    "CERTA_ADMIN_TOKEN), or --server unix:" CLI_ADMIN_SOCKET " on the "
+			    "daemon's host\n");
 		break;
 	default:
 		fprintf(stderr, "certactl: %s: %s\n", rpc_status_name(status), msg);

@@ -18,9 +18,11 @@ struct client;
 struct rpc_stream;
 
 /* Connects (lazily) to server and remembers the token (NULL: none) and the deadline of unary
- * calls.  Initializes gRPC.  Returns 0, -EINVAL (token not usable as a header value) or
- * -ENOMEM; *out is written only on success. */
-int client_new(const char *server, const char *token, int timeout_ms, struct client **out);
+ * calls.  admin: the calls go to the Admin service, so UNAUTHENTICATED and PERMISSION_DENIED
+ * are reported with a hint about admin credentials.  Initializes gRPC.  Returns 0, -EINVAL
+ * (token not usable as a header value) or -ENOMEM; *out is written only on success. */
+int client_new(const char *server, const char *token, int admin, int timeout_ms,
+    struct client **out);
 /* Closes the channel and shuts gRPC down.  NULL is a no-op. */
 void client_free(struct client *c);
 const char *client_server(const struct client *c);

@@ -8,7 +8,12 @@
 
 #include "cli/client.h"
 #include "cli/cmd.h"
+#include "cli/cmd_policy.h"
 #include "cli/cmd_program.h"
+#include "cli/cmd_stats.h"
+#include "cli/cmd_tenant.h"
+#include "cli/cmd_top.h"
+#include "cli/cmd_worker.h"
 #include "lib/version.h"
 
 struct cmd_args {
@@ -21,22 +26,26 @@ struct cmd_args {
 
 static int cmd_help_exec(struct cmd_ctx *ctx, const struct cmd_args *args);
 
+/* Most words in a command name ("tenant key rotate"). */
+#define CMD_MAX_WORDS 3
+
 static const struct cmd_entry cmd_help_entry = {
 	.name = "help",
 	.usage = "[COMMAND]",
 	.summary = "show help for certactl or one command",
-	.help = "Prints the overview, or the help of COMMAND (same as `certactl COMMAND --help`).",
+	.help = "Prints the overview, or the help of COMMAND (same as `certactl COMMAND --help`;\n"
+	    "`certactl help tenant` lists the tenant commands).",
 	.options = NULL,
 	.min_args = 0,
-	.max_args = 1,
+	.max_args = CMD_MAX_WORDS,
 	.offline = 1,
 	.exec = cmd_help_exec,
 };
 
 /*
- * Every command certactl knows, in the order `certactl --help` lists them.  The admin commands
- * (tenant, policy, worker, stats, top) become entries here, each defined next to its handlers
- * in its own cli/cmd_*.c file, once the Admin service is served.
+ * Every command certactl knows, in the order `certactl --help` lists them; each is defined next
+ * to its handlers in its own cli/cmd_*.c file.  The admin commands (tenant, policy, worker,
+ * stats, top) call the Admin service.
  */
 static const struct cmd_entry *const cmd_table[] = {
 	&cmd_program_submit_entry,
@@ -44,6 +53,23 @@ static const struct cmd_entry *const cmd_table[] = {
 	&cmd_program_get_entry,
 	&cmd_program_cancel_entry,
 	&cmd_program_list_entry,
+	&cmd_tenant_add_entry,
+	&cmd_tenant_list_entry,
+	&cmd_tenant_show_entry,
+	&cmd_tenant_set_entry,
+	&cmd_tenant_rm_entry,
+	&cmd_tenant_key_rotate_entry,
+	&cmd_tenant_key_revoke_entry,
+	&cmd_policy_get_entry,
+	&cmd_policy_set_entry,
+	&cmd_policy_history_entry,
+	&cmd_policy_rollback_entry,
+	&cmd_worker_list_entry,
+	&cmd_worker_add_entry,
+	&cmd_worker_rm_entry,
+	&cmd_worker_drain_entry,
+	&cmd_stats_entry,
+	&cmd_top_entry,
 	&cmd_help_entry,
 };
 #define CMD_TABLE_LEN (sizeof cmd_table / sizeof cmd_table[0])
@@ -52,6 +78,7 @@ static const struct cmd_entry *const cmd_table[] = {
 enum cmd_global {
 	CMD_G_SERVER,
 	CMD_G_TOKEN,
+	CMD_G_ADMIN_TOKEN,
 	CMD_G_JSON,
 	CMD_G_TIMEOUT,
 	CMD_G_COUNT
@@ -63,6 +90,10 @@ static const struct cmd_option cmd_global_options[CMD_G_COUNT] = {
 	    CLI_DEFAULT_SERVER ")" },
 	[CMD_G_TOKEN] = { "token", "KEY",
 	    "API key, sent as `authorization: Bearer KEY` (env CERTA_TOKEN keeps it out of ps)" },
+	[CMD_G_ADMIN_TOKEN] = { "admin-token", "TOKEN",
+	    "admin credential for tenant, policy, worker, stats and top, sent as `authorization: "
+	    "Bearer TOKEN` in place of --token (env CERTA_ADMIN_TOKEN); not needed with --server "
+	    "unix:" CLI_ADMIN_SOCKET },
 	[CMD_G_JSON] = { "json", NULL, "print one JSON object per line instead of text" },
 	[CMD_G_TIMEOUT] = { "timeout", "MS", "deadline of each unary call in milliseconds "
 	    "(default 10000; streams have none)" },
@@ -179,65 +210,211 @@ cmd_print_command_help(FILE *f, const struct cmd_entry *e)
 		fprintf(f, "\noptions:\n");
 		cmd_print_options(f, e->options, cmd_options_count(e->options));
 	}
-	fprintf(f, "\nglobal options (see certactl --help): --server ADDR, --token KEY, --json, "
-	    "--timeout MS\n");
+	if (e->admin)
+		fprintf(f, "\nAdmin command: authenticate with --admin-token TOKEN (env "
+		    "CERTA_ADMIN_TOKEN),\nor run it on the daemon's host with --server unix:"
+		    CLI_ADMIN_SOCKET ".\n");
+	fprintf(f, "\nglobal options (see certactl --help): --server ADDR, --token KEY,\n"
+	    "  --admin-token TOKEN, --json, --timeout MS\n");
+}
+
+/* Width of the name + usage column of command lists. */
+#define CMD_LIST_COLS 28
+
+/* "  tenant add NAME              summary" */
+static void
+cmd_print_list_line(FILE *f, const struct cmd_entry *e)
+{
+	char left[96];
+
+	snprintf(left, sizeof left, "%s%s%s", e->name, *e->usage ? " " : "", e->usage);
+	if (strlen(left) > CMD_LIST_COLS)
+		fprintf(f, "  %s\n  %-*s  %s\n", left, CMD_LIST_COLS, "", e->summary);
+	else
+		fprintf(f, "  %-*s  %s\n", CMD_LIST_COLS, left, e->summary);
 }
 
 static void
 cmd_print_main_help(FILE *f)
 {
-	char left[64];
 	size_t i;
 
 	fprintf(f,
-	    "usage: certactl [--server ADDR] [--token KEY] [--json] [--timeout MS] COMMAND [ARGS]\n"
+	    "usage: certactl [--server ADDR] [--token KEY] [--admin-token TOKEN] [--json]\n"
+	    "                [--timeout MS] COMMAND [ARGS]\n"
 	    "       certactl COMMAND --help\n"
 	    "       certactl --version\n"
-	    "\ncertactl talks to certad, the certa control daemon: it submits reasoning programs,\n"
-	    "follows their progress and shows their results.\n"
+	    "\ncertactl talks to certad, the certa control daemon: it submits reasoning\n"
+	    "programs, follows their progress and shows their results; operators manage\n"
+	    "tenants, API keys, quotas, policies and workers and watch tenant statistics.\n"
 	    "\ncommands:\n");
-	for (i = 0; i < CMD_TABLE_LEN; i++) {
-		snprintf(left, sizeof left, "%s %s", cmd_table[i]->name, cmd_table[i]->usage);
-		fprintf(f, "  %-20s  %s\n", left, cmd_table[i]->summary);
-	}
+	for (i = 0; i < CMD_TABLE_LEN; i++)
+		cmd_print_list_line(f, cmd_table[i]);
 	fprintf(f, "\nglobal options (also accepted after COMMAND):\n");
 	cmd_print_options(f, cmd_global_options, CMD_G_COUNT);
 	fprintf(f, "  %-20s  %s\n  %-20s  %s\n", "--help", "show this help", "--version",
 	    "print the version");
 	fprintf(f, "\nenvironment:\n"
 	    "  CERTA_SERVER          default for --server\n"
-	    "  CERTA_TOKEN           default for --token\n");
+	    "  CERTA_TOKEN           default for --token\n"
+	    "  CERTA_ADMIN_TOKEN     default for --admin-token\n");
+	fprintf(f, "\nadmin access: the tenant, policy, worker, stats and top commands call the "
+	    "Admin\nservice.  They send --admin-token (or, without one, --token); on the "
+	    "daemon's\nhost --server unix:" CLI_ADMIN_SOCKET " needs no token (the socket's "
+	    "file\nmode decides who may connect).\n");
 	fprintf(f, "\nexit status:\n");
 	for (i = 0; i < sizeof cmd_exit_table / sizeof cmd_exit_table[0]; i++)
 		fprintf(f, "  %-4d  %s\n", cmd_exit_table[i].code, cmd_exit_table[i].text);
 }
 
+/* Number of words in a command name. */
+static int
+cmd_name_words(const char *name)
+{
+	int n = 1;
+
+	for (; *name; name++)
+		n += *name == ' ';
+	return n;
+}
+
+/* True when the first n words of name are argv[0..n-1]. */
+static int
+cmd_name_match(const char *name, int n, char *const *argv)
+{
+	size_t len;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		len = strcspn(name, " ");
+		if (len == 0 || strlen(argv[i]) != len || memcmp(name, argv[i], len) != 0)
+			return 0;
+		name += len;
+		if (*name == ' ')
+			name++;
+	}
+	return 1;
+}
+
+/* The command whose name is the longest run of words at the start of argv (argc of them);
+ * *nwords gets its word count.  NULL when none. */
 static const struct cmd_entry *
-cmd_find(const char *name)
+cmd_find(int argc, char *const *argv, int *nwords)
+{
+	const struct cmd_entry *best = NULL;
+	size_t i;
+	int k;
+
+	for (i = 0; i < CMD_TABLE_LEN; i++) {
+		k = cmd_name_words(cmd_table[i]->name);
+		if (k <= argc && (best == NULL || k > *nwords) &&
+		    cmd_name_match(cmd_table[i]->name, k, argv)) {
+			best = cmd_table[i];
+			*nwords = k;
+		}
+	}
+	return best;
+}
+
+/* How many words at the start of argv name a group ("tenant", "tenant key"): a prefix of
+ * longer command names.  0 when none. */
+static int
+cmd_group_depth(int argc, char *const *argv)
 {
 	size_t i;
+	int k, g = 0;
 
+	for (i = 0; i < CMD_TABLE_LEN; i++) {
+		k = cmd_name_words(cmd_table[i]->name) - 1;
+		if (k > argc)
+			k = argc;
+		for (; k > g; k--)
+			if (cmd_name_match(cmd_table[i]->name, k, argv)) {
+				g = k;
+				break;
+			}
+	}
+	return g;
+}
+
+/* The first g words of argv joined by spaces. */
+static const char *
+cmd_group_name(int g, char *const *argv, char *buf, size_t len)
+{
+	size_t at = 0;
+	int i;
+
+	buf[0] = '\0';
+	for (i = 0; i < g && at < len; i++)
+		at += (size_t)snprintf(buf + at, len - at, "%s%s", i > 0 ? " " : "", argv[i]);
+	return buf;
+}
+
+/* The commands of group `group` (g words of argv). */
+static void
+cmd_print_group(FILE *f, int g, char *const *argv)
+{
+	char name[128];
+	size_t i;
+
+	cmd_group_name(g, argv, name, sizeof name);
+	fprintf(f, "usage: certactl %s SUBCOMMAND [options] [ARGS]\n"
+	    "       certactl %s SUBCOMMAND --help\n\ncommands:\n", name, name);
 	for (i = 0; i < CMD_TABLE_LEN; i++)
-		if (strcmp(cmd_table[i]->name, name) == 0)
-			return cmd_table[i];
-	return NULL;
+		if (cmd_name_words(cmd_table[i]->name) > g &&
+		    cmd_name_match(cmd_table[i]->name, g, argv))
+			cmd_print_list_line(f, cmd_table[i]);
+}
+
+/* argv names no command: a group without (or with an unknown) subcommand, or nothing known. */
+static int
+cmd_not_found(int argc, char *const *argv)
+{
+	char name[128];
+	int g = cmd_group_depth(argc, argv);
+
+	if (g == 0) {
+		fprintf(stderr, "certactl: unknown command '%s' (certactl --help lists the "
+		    "commands)\n", argv[0]);
+		return CLI_EXIT_USAGE;
+	}
+	cmd_group_name(g, argv, name, sizeof name);
+	if (g < argc && (strcmp(argv[g], "--help") == 0 || strcmp(argv[g], "-h") == 0)) {
+		cmd_print_group(stdout, g, argv);
+		return CLI_EXIT_OK;
+	}
+	if (g == argc)
+		fprintf(stderr, "certactl %s: missing subcommand\n", name);
+	else if (argv[g][0] == '-')
+		fprintf(stderr, "certactl %s: expected a subcommand, not '%s' (options go after "
+		    "the subcommand)\n", name, argv[g]);
+	else
+		fprintf(stderr, "certactl %s: unknown subcommand '%s'\n", name, argv[g]);
+	cmd_print_group(stderr, g, argv);
+	return CLI_EXIT_USAGE;
 }
 
 static int
 cmd_help_exec(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	const struct cmd_entry *e;
+	int n = cmd_args_count(args), nw = 0;
 
 	(void)ctx;
-	if (cmd_args_count(args) == 0) {
+	if (n == 0) {
 		cmd_print_main_help(stdout);
 		return CLI_EXIT_OK;
 	}
-	e = cmd_find(cmd_args_at(args, 0));
-	if (e == NULL)
-		return cmd_usage_error(args, "unknown command '%s'", cmd_args_at(args, 0));
-	cmd_print_command_help(stdout, e);
-	return CLI_EXIT_OK;
+	e = cmd_find(n, args->argv, &nw);
+	if (e != NULL && nw == n) {
+		cmd_print_command_help(stdout, e);
+		return CLI_EXIT_OK;
+	}
+	if (e == NULL && cmd_group_depth(n, args->argv) == n) {
+		cmd_print_group(stdout, n, args->argv);
+		return CLI_EXIT_OK;
+	}
+	return cmd_usage_error(args, "unknown command '%s'", cmd_args_at(args, 0));
 }
 
 /* --- arguments -------------------------------------------------------------------------- */
@@ -342,6 +519,8 @@ cmd_ctx_init(struct cmd_ctx *ctx)
 	ctx->server = s != NULL && *s ? s : CLI_DEFAULT_SERVER;
 	s = getenv("CERTA_TOKEN");
 	ctx->token = s != NULL && *s ? s : NULL;
+	s = getenv("CERTA_ADMIN_TOKEN");
+	ctx->admin_token = s != NULL && *s ? s : NULL;
 	ctx->timeout_ms = CLI_DEFAULT_TIMEOUT_MS;
 }
 
@@ -362,6 +541,9 @@ cmd_global_set(struct cmd_ctx *ctx, enum cmd_global g, const char *arg, const ch
 		break;
 	case CMD_G_TOKEN:
 		ctx->token = *arg ? arg : NULL;
+		break;
+	case CMD_G_ADMIN_TOKEN:
+		ctx->admin_token = *arg ? arg : NULL;
 		break;
 	case CMD_G_JSON:
 		ctx->json = 1;
@@ -468,6 +650,7 @@ static int
 cmd_run(struct cmd_ctx *ctx, const struct cmd_entry *e, int argc, char **argv)
 {
 	struct cmd_args a;
+	const char *token;
 	int help, rc;
 
 	rc = cmd_parse(ctx, e, argc, argv, &a, &help);
@@ -482,7 +665,9 @@ cmd_run(struct cmd_ctx *ctx, const struct cmd_entry *e, int argc, char **argv)
 	if (a.argc > e->max_args)
 		return cmd_usage_error(&a, "unexpected argument '%s'", a.argv[e->max_args]);
 	if (!e->offline) {
-		rc = client_new(ctx->server, ctx->token, ctx->timeout_ms, &ctx->client);
+		/* Admin calls carry the admin credential when there is one. */
+		token = e->admin && ctx->admin_token != NULL ? ctx->admin_token : ctx->token;
+		rc = client_new(ctx->server, token, e->admin, ctx->timeout_ms, &ctx->client);
 		if (rc == -EINVAL)
 			return cmd_usage_error(&a, "the token may contain only printable ASCII");
 		if (rc != 0) {
@@ -504,7 +689,7 @@ cmd_main(struct cmd_ctx *ctx, int argc, char **argv)
 	const struct cmd_entry *e;
 	size_t at;
 	char buf[64];
-	int c, rc;
+	int c, rc, nw = 0;
 
 	at = cmd_longopts_add(lo, 0, cmd_global_options, CMD_G_COUNT, CMD_VAL_GLOBAL);
 	lo[at++] = (struct option){ "help", no_argument, NULL, 'h' };
@@ -542,11 +727,9 @@ cmd_main(struct cmd_ctx *ctx, int argc, char **argv)
 		    "(certactl --help lists the commands)\n");
 		return CLI_EXIT_USAGE;
 	}
-	e = cmd_find(argv[optind]);
-	if (e == NULL) {
-		fprintf(stderr, "certactl: unknown command '%s' (certactl --help lists the "
-		    "commands)\n", argv[optind]);
-		return CLI_EXIT_USAGE;
-	}
-	return cmd_run(ctx, e, argc - optind, argv + optind);
+	e = cmd_find(argc - optind, argv + optind, &nw);
+	if (e == NULL)
+		return cmd_not_found(argc - optind, argv + optind);
+	/* The command's last word becomes its argv[0]. */
+	return cmd_run(ctx, e, argc - optind - (nw - 1), argv + optind + (nw - 1));
 }

@@ -2,7 +2,9 @@
  * cmd.h — certactl's command table, option parsing and exit codes.
  *
  * Every subcommand is one declarative struct cmd_entry (name, usage, help, options, positional
- * argument counts, handler), in the spirit of tmux's cmd_entry.  cmd.c owns the list of entries,
+ * argument counts, handler), in the spirit of tmux's cmd_entry.  A name may have several words
+ * ("tenant add", "tenant key rotate"): the words before the last form a group, and
+ * `certactl tenant --help` lists the group's commands.  cmd.c owns the list of entries,
  * parses the global options and each command's options (getopt_long), prints help, checks the
  * argument counts and, for commands that talk to the daemon, opens the client connection before
  * calling the handler.  Handlers read their options back by name from struct cmd_args.
@@ -28,11 +30,14 @@ enum cli_exit {
 
 #define CLI_DEFAULT_SERVER "127.0.0.1:7700"
 #define CLI_DEFAULT_TIMEOUT_MS 10000
+/* certad's admin socket in the packaged configuration; serves Admin without a token. */
+#define CLI_ADMIN_SOCKET "/run/certa/admin.sock"
 
 /* Global options, filled from the environment and the command line. */
 struct cmd_ctx {
 	const char *server;          /* host:port or unix:PATH */
 	const char *token;           /* API key or NULL */
+	const char *admin_token;     /* admin credential or NULL; replaces token on Admin calls */
 	int json;                    /* one JSON object per line instead of text */
 	int timeout_ms;              /* deadline of unary calls */
 	struct client *client;       /* connection, set for commands that talk to the daemon */
@@ -60,6 +65,7 @@ struct cmd_entry {
 	const struct cmd_option *options;   /* NULL-name terminated, at most CMD_MAX_OPTIONS */
 	int min_args, max_args;      /* positional arguments */
 	int offline;                 /* runs without a server connection */
+	int admin;                   /* calls the Admin service: sends --admin-token if given */
 	cmd_exec_fn exec;
 };
 
@@ -82,7 +88,8 @@ int cmd_args_uint(const struct cmd_args *a, const char *name, uint64_t min, uint
 int cmd_usage_error(const struct cmd_args *a, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Fills ctx from the environment (CERTA_SERVER, CERTA_TOKEN) and the defaults. */
+/* Fills ctx from the environment (CERTA_SERVER, CERTA_TOKEN, CERTA_ADMIN_TOKEN) and the
+ * defaults. */
 void cmd_ctx_init(struct cmd_ctx *ctx);
 
 /* Runs `certactl [global options] COMMAND [args]`: parses, dispatches, returns the exit status.

@@ -41,6 +41,13 @@ static const struct names_entry names_priorities[] = {
 	{ CERTA__V1__PRIORITY__PRIORITY_HIGH, "high" },
 };
 
+static const struct names_entry names_worker_states[] = {
+	{ CERTA__V1__WORKER_STATE__WORKER_STATE_UNKNOWN, "unknown" },
+	{ CERTA__V1__WORKER_STATE__WORKER_STATE_UP, "up" },
+	{ CERTA__V1__WORKER_STATE__WORKER_STATE_DOWN, "down" },
+	{ CERTA__V1__WORKER_STATE__WORKER_STATE_DRAINING, "draining" },
+};
+
 static const char *
 names_find(const struct names_entry *t, size_t n, int value)
 {
@@ -88,6 +95,12 @@ const char *
 names_priority(Certa__V1__Priority v)
 {
 	return names_find(names_priorities, NAMES_COUNT(names_priorities), (int)v);
+}
+
+const char *
+names_worker_state(Certa__V1__WorkerState v)
+{
+	return names_find(names_worker_states, NAMES_COUNT(names_worker_states), (int)v);
 }
 
 int

@@ -46,6 +46,20 @@ output_free(struct output *o)
 	free(o);
 }
 
+/* Accessors for the admin printers. */
+int
+output_is_json(const struct output *o)
+{
+	return o->json;
+}
+
+/* NULL for a text printer. */
+struct jsonw *
+output_jsonw(struct output *o)
+{
+	return o->w;
+}
+
 /* --- terminal-safe text ------------------------------------------------------------------- */
 
 /* Length of the valid UTF-8 sequence at s (n bytes left) and its code point, or 0. */
@@ -139,7 +153,7 @@ output_text_raw(FILE *f, const char *str, size_t maxcols)
 }
 
 /* Columns s takes when written by output_text(.., 0). */
-static size_t
+size_t
 output_text_cols(const char *s)
 {
 	return output_text_raw(NULL, s, 0);
@@ -147,7 +161,7 @@ output_text_cols(const char *s)
 
 /* Writes s, shortened to at most maxcols columns with a trailing "..." (0: whole).  An empty
  * string is written as "-".  Returns the columns written. */
-static size_t
+size_t
 output_text(FILE *f, const char *s, size_t maxcols)
 {
 	size_t cols;
@@ -187,7 +201,7 @@ output_pad(FILE *f, size_t used, size_t width)
 }
 
 /* "2024-05-01T12:00:00Z" (UTC) into buf, or "-" for 0. */
-static const char *
+const char *
 output_time(char *buf, size_t len, int64_t unix_ms)
 {
 	time_t t;
@@ -383,7 +397,7 @@ output_program_text(const Certa__V1__Program *p)
 /* --- JSON ------------------------------------------------------------------------------- */
 
 /* Writes the finished document as one line on stdout and resets the writer. */
-static int
+int
 output_json_line(struct output *o)
 {
 	size_t len;

@@ -20,8 +20,12 @@
 #define CERTA_CLI_OUTPUT_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "certa/v1/reasoning.pb-c.h"
+
+struct jsonw;
 
 struct output;
 
@@ -42,5 +46,28 @@ int output_program(struct output *o, const Certa__V1__Program *p);
 int output_cancel(struct output *o, const char *program_id, Certa__V1__ProgramState state);
 /* list: a table (text) or one program object per line (JSON). */
 int output_list(struct output *o, Certa__V1__Program *const *programs, size_t n);
+
+/*
+ * Building blocks for the admin commands' printers (cli/cmd_tenant.c, ...), which keep the
+ * same rules: terminal-safe text, one JSON document per line.
+ */
+
+/* True when o prints JSON lines. */
+int output_is_json(const struct output *o);
+/* The JSON writer of a JSON printer (NULL for text): build one document, then
+ * output_json_line(). */
+struct jsonw *output_jsonw(struct output *o);
+/* Writes the finished document as one line on stdout and resets the writer.  Returns 0, or
+ * the writer's error (printed to stderr). */
+int output_json_line(struct output *o);
+
+/* Writes s to f terminal-safe (control characters and invalid UTF-8 escaped), shortened to at
+ * most maxcols columns with a trailing "..." (0: whole); NULL or "" is written as "-".
+ * Returns the columns written. */
+size_t output_text(FILE *f, const char *s, size_t maxcols);
+/* Columns s takes when written by output_text(f, s, 0) (0 for ""). */
+size_t output_text_cols(const char *s);
+/* "2024-05-01T12:00:00Z" (UTC) in buf, or "-" for unix_ms <= 0; returns buf or "-". */
+const char *output_time(char *buf, size_t len, int64_t unix_ms);
 
 #endif

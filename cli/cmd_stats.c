@@ -1,0 +1,138 @@
+/* cmd_stats.c — `certactl stats`; see cmd_stats.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/client.h"
+#include "cli/cmd_stats.h"
+#include "cli/output.h"
+#include "cli/table.h"
+#include "lib/jsonw.h"
+
+static int cmd_stats(struct cmd_ctx *ctx, const struct cmd_args *args);
+
+static const struct cmd_option cmd_stats_options[] = {
+	{ "tenant", "T", "only tenant T (default: all tenants)" },
+	{ NULL, NULL, NULL },
+};
+
+const struct cmd_entry cmd_stats_entry = {
+	.name = "stats",
+	.usage = "",
+	.summary = "per-tenant programs, tokens and fair share",
+	.help = "Shows, per tenant, its programs by state, the decode tokens used and saved\n"
+	    "(by stopping early), and the share of tokens it received in the recent window\n"
+	    "next to the share its weight entitles it to among the backlogged tenants:\n"
+	    "  TENANT QUEUED RUNNING FINISHED CANCELLED FAILED TOKENS SAVED SHARE WEIGHT\n"
+	    "  workers up: 2  steps: 12345\n"
+	    "With --json, one object: {\"tenants\":[{\"tenant\":...,\"queued\":N,\"running\":N,\n"
+	    "\"finished\":N,\"cancelled\":N,\"failed\":N,\"tokens_used\":N,\"tokens_saved\":N,\n"
+	    "\"share_received\":0.25,\"share_weight\":0.25}],\"workers_up\":N,\"steps_total\":N}.",
+	.options = cmd_stats_options,
+	.min_args = 0,
+	.max_args = 0,
+	.admin = 1,
+	.exec = cmd_stats,
+};
+
+int
+cmd_stats_table(FILE *f, const Certa__V1__StatsReply *r)
+{
+	static const char *const head[] = { "TENANT", "QUEUED", "RUNNING", "FINISHED",
+	    "CANCELLED", "FAILED", "TOKENS", "SAVED", "SHARE", "WEIGHT" };
+	struct table *tb;
+	size_t i;
+	int rc;
+
+	if (table_new(head, "lrrrrrrrrr", 10, &tb) != 0)
+		return -ENOMEM;
+	for (i = 0; i < r->n_tenants; i++) {
+		const Certa__V1__TenantStats *t = r->tenants[i];
+
+		table_cell(tb, t->tenant);
+		table_cellf(tb, "%" PRIu64, t->queued);
+		table_cellf(tb, "%" PRIu64, t->running);
+		table_cellf(tb, "%" PRIu64, t->finished);
+		table_cellf(tb, "%" PRIu64, t->cancelled);
+		table_cellf(tb, "%" PRIu64, t->failed);
+		table_cellf(tb, "%" PRIu64, t->tokens_used);
+		table_cellf(tb, "%" PRIu64, t->tokens_saved);
+		table_cellf(tb, "%.1f%%", t->share_received * 100.0);
+		table_cellf(tb, "%.1f%%", t->share_weight * 100.0);
+	}
+	rc = table_print(tb, f);
+	table_free(tb);
+	return rc;
+}
+
+void
+cmd_stats_summary(FILE *f, const Certa__V1__StatsReply *r)
+{
+	fprintf(f, "workers up: %" PRIu64 "  steps: %" PRIu64 "\n", r->workers_up,
+	    r->steps_total);
+}
+
+void
+cmd_stats_json(struct jsonw *w, const Certa__V1__StatsReply *r)
+{
+	size_t i;
+
+	jsonw_object_begin(w);
+	jsonw_key(w, "tenants");
+	jsonw_array_begin(w);
+	for (i = 0; i < r->n_tenants; i++) {
+		const Certa__V1__TenantStats *t = r->tenants[i];
+
+		jsonw_object_begin(w);
+		jsonw_kstring(w, "tenant", t->tenant);
+		jsonw_kuint(w, "queued", t->queued);
+		jsonw_kuint(w, "running", t->running);
+		jsonw_kuint(w, "finished", t->finished);
+		jsonw_kuint(w, "cancelled", t->cancelled);
+		jsonw_kuint(w, "failed", t->failed);
+		jsonw_kuint(w, "tokens_used", t->tokens_used);
+		jsonw_kuint(w, "tokens_saved", t->tokens_saved);
+		jsonw_kdouble(w, "share_received", t->share_received);
+		jsonw_kdouble(w, "share_weight", t->share_weight);
+		jsonw_object_end(w);
+	}
+	jsonw_array_end(w);
+	jsonw_kuint(w, "workers_up", r->workers_up);
+	jsonw_kuint(w, "steps_total", r->steps_total);
+	jsonw_object_end(w);
+}
+
+static int
+cmd_stats(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__StatsRequest req = CERTA__V1__STATS_REQUEST__INIT;
+	const Certa__V1__StatsReply *r;
+	ProtobufCMessage *reply;
+	struct output *out;
+	const char *tenant = cmd_args_get(args, "tenant");
+	int rc;
+
+	req.tenant = (char *)(tenant != NULL ? tenant : "");
+	rc = client_call(ctx->client, &certa__v1__admin__descriptor, "GetStats", &req.base,
+	    &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	r = (const Certa__V1__StatsReply *)reply;
+	rc = -ENOMEM;
+	if (output_new(ctx->json, &out) == 0) {
+		if (output_is_json(out)) {
+			cmd_stats_json(output_jsonw(out), r);
+			rc = output_json_line(out);
+		} else {
+			rc = cmd_stats_table(stdout, r);
+			if (rc == 0)
+				cmd_stats_summary(stdout, r);
+		}
+		output_free(out);
+	}
+	protobuf_c_message_free_unpacked(reply, NULL);
+	if (rc == -ENOMEM)
+		fprintf(stderr, "certactl: out of memory\n");
+	return rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}

@@ -1,0 +1,736 @@
+/* cmd_tenant.c — tenant add/list/show/set/rm and tenant key rotate/revoke; see cmd_tenant.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "certa/v1/admin.pb-c.h"
+#include "cli/client.h"
+#include "cli/cmd_tenant.h"
+#include "cli/names.h"
+#include "cli/output.h"
+#include "cli/table.h"
+#include "lib/jsonw.h"
+
+static int cmd_tenant_add(struct cmd_ctx *ctx, const struct cmd_args *args);
+static int cmd_tenant_list(struct cmd_ctx *ctx, const struct cmd_args *args);
+static int cmd_tenant_show(struct cmd_ctx *ctx, const struct cmd_args *args);
+static int cmd_tenant_set(struct cmd_ctx *ctx, const struct cmd_args *args);
+static int cmd_tenant_rm(struct cmd_ctx *ctx, const struct cmd_args *args);
+static int cmd_tenant_key_rotate(struct cmd_ctx *ctx, const struct cmd_args *args);
+static int cmd_tenant_key_revoke(struct cmd_ctx *ctx, const struct cmd_args *args);
+
+/* The tenant settings `add` and `set` take, one option each (same order as cmd_tenant_flags). */
+static const struct cmd_option cmd_tenant_options[] = {
+	{ "weight", "W", "fair-share weight, 1 or more (default 1)" },
+	{ "priority", "P", "default priority class: low, normal or high (default normal)" },
+	{ "max-concurrent", "N", "quota: programs queued or running at once (0: server default)" },
+	{ "tokens-per-minute", "N", "quota: decode tokens per minute, a token bucket "
+	    "(0: server default)" },
+	{ "max-budget", "N", "quota: largest token budget of one program (0: server default)" },
+	{ "max-sc-n", "N", "quota: most self-consistency chains per program (0: server default)" },
+	{ "max-prompt-bytes", "N", "quota: longest problem text in bytes (0: server default)" },
+	{ "policy", "NAME", "policy reference (\"\": the global default policy)" },
+	{ NULL, NULL, NULL },
+};
+
+enum cmd_tenant_kind {
+	CMD_TENANT_WEIGHT,
+	CMD_TENANT_PRIORITY,
+	CMD_TENANT_QUOTA32,
+	CMD_TENANT_QUOTA64,
+	CMD_TENANT_POLICY,
+};
+
+/* Each option: where its value goes and its field path in UpdateTenantRequest.fields. */
+static const struct cmd_tenant_flag {
+	const char *option;
+	const char *field;
+	enum cmd_tenant_kind kind;
+	size_t offset;               /* in Certa__V1__Quota, for the quota kinds */
+} cmd_tenant_flags[] = {
+	{ "weight", "weight", CMD_TENANT_WEIGHT, 0 },
+	{ "priority", "priority", CMD_TENANT_PRIORITY, 0 },
+	{ "max-concurrent", "quota.max_concurrent_programs", CMD_TENANT_QUOTA32,
+	    offsetof(Certa__V1__Quota, max_concurrent_programs) },
+	{ "tokens-per-minute", "quota.tokens_per_minute", CMD_TENANT_QUOTA64,
+	    offsetof(Certa__V1__Quota, tokens_per_minute) },
+	{ "max-budget", "quota.max_budget_per_program", CMD_TENANT_QUOTA64,
+	    offsetof(Certa__V1__Quota, max_budget_per_program) },
+	{ "max-sc-n", "quota.max_sc_n", CMD_TENANT_QUOTA32,
+	    offsetof(Certa__V1__Quota, max_sc_n) },
+	{ "max-prompt-bytes", "quota.max_prompt_bytes", CMD_TENANT_QUOTA32,
+	    offsetof(Certa__V1__Quota, max_prompt_bytes) },
+	{ "policy", "policy", CMD_TENANT_POLICY, 0 },
+};
+#define CMD_TENANT_NFLAGS (sizeof cmd_tenant_flags / sizeof cmd_tenant_flags[0])
+
+const struct cmd_entry cmd_tenant_add_entry = {
+	.name = "tenant add",
+	.usage = "NAME",
+	.summary = "create a tenant and print its first API key",
+	.help =
+	    "Creates tenant NAME with the given weight, priority, quotas and policy (unset\n"
+	    "ones take the server defaults) and prints its first API key:\n"
+	    "  created tenant acme\n"
+	    "  api key: KEY\n"
+	    "The key is shown only this once (the server stores only its hash); a warning on\n"
+	    "standard error says so.  With --json: {\"tenant\":{...},\"api_key\":\"KEY\"}.",
+	.options = cmd_tenant_options,
+	.min_args = 1,
+	.max_args = 1,
+	.admin = 1,
+	.exec = cmd_tenant_add,
+};
+
+const struct cmd_entry cmd_tenant_list_entry = {
+	.name = "tenant list",
+	.usage = "",
+	.summary = "list tenants with their weights and quotas",
+	.help = "Lists the tenants as a table:\n"
+	    "  NAME WEIGHT PRIORITY POLICY MAX_PROGRAMS TOKENS/MIN MAX_BUDGET MAX_SC_N\n"
+	    "  MAX_PROMPT KEYS\n"
+	    "where - is the server default and KEYS counts the keys not revoked; with\n"
+	    "--json, one tenant object per line.",
+	.options = NULL,
+	.min_args = 0,
+	.max_args = 0,
+	.admin = 1,
+	.exec = cmd_tenant_list,
+};
+
+const struct cmd_entry cmd_tenant_show_entry = {
+	.name = "tenant show",
+	.usage = "NAME",
+	.summary = "show a tenant: settings, quotas, API keys",
+	.help = "Shows tenant NAME: weight, priority, policy, each quota and its API keys (their\n"
+	    "public key ids, never the secrets).",
+	.options = NULL,
+	.min_args = 1,
+	.max_args = 1,
+	.admin = 1,
+	.exec = cmd_tenant_show,
+};
+
+const struct cmd_entry cmd_tenant_set_entry = {
+	.name = "tenant set",
+	.usage = "NAME",
+	.summary = "change weight, priority, quotas or policy",
+	.help = "Changes only the settings given as options; the others keep their values.\n"
+	    "Prints the tenant as `certactl tenant show` does.  Example:\n"
+	    "  certactl tenant set acme --weight 4 --max-concurrent 16",
+	.options = cmd_tenant_options,
+	.min_args = 1,
+	.max_args = 1,
+	.admin = 1,
+	.exec = cmd_tenant_set,
+};
+
+const struct cmd_entry cmd_tenant_rm_entry = {
+	.name = "tenant rm",
+	.usage = "NAME",
+	.summary = "delete a tenant",
+	.help = "Deletes tenant NAME; its API keys stop working at once.",
+	.options = NULL,
+	.min_args = 1,
+	.max_args = 1,
+	.admin = 1,
+	.exec = cmd_tenant_rm,
+};
+
+static const struct cmd_option cmd_tenant_rotate_options[] = {
+	{ "revoke-others", NULL, "revoke every other key of the tenant at the same time" },
+	{ NULL, NULL, NULL },
+};
+
+const struct cmd_entry cmd_tenant_key_rotate_entry = {
+	.name = "tenant key rotate",
+	.usage = "NAME",
+	.summary = "make a new API key for a tenant",
+	.help = "Creates a new API key for tenant NAME and prints it:\n"
+	    "  api key: KEY\n"
+	    "  key id:  ID\n"
+	    "The key is shown only this once.  The old keys keep working until revoked\n"
+	    "(--revoke-others, or `certactl tenant key revoke NAME KEY_ID`), so clients can\n"
+	    "switch over first.  With --json: {\"tenant\":...,\"api_key\":...,\"info\":{...},\n"
+	    "\"revoked_others\":false}.",
+	.options = cmd_tenant_rotate_options,
+	.min_args = 1,
+	.max_args = 1,
+	.admin = 1,
+	.exec = cmd_tenant_key_rotate,
+};
+
+const struct cmd_entry cmd_tenant_key_revoke_entry = {
+	.name = "tenant key revoke",
+	.usage = "NAME KEY_ID",
+	.summary = "revoke one API key of a tenant",
+	.help = "Revokes the key KEY_ID (as `certactl tenant show NAME` lists it) of tenant\n"
+	    "NAME; requests with it are refused with UNAUTHENTICATED from then on.",
+	.options = NULL,
+	.min_args = 2,
+	.max_args = 2,
+	.admin = 1,
+	.exec = cmd_tenant_key_revoke,
+};
+
+static const Certa__V1__Quota cmd_tenant_no_quota = CERTA__V1__QUOTA__INIT;
+
+/* --- output ------------------------------------------------------------------------------ */
+
+/* UNSPECIFIED is NORMAL (common.proto); NULL for a value newer than this build. */
+static const char *
+cmd_tenant_priority(Certa__V1__Priority p)
+{
+	return p == CERTA__V1__PRIORITY__PRIORITY_UNSPECIFIED ? "normal" : names_priority(p);
+}
+
+static const Certa__V1__Quota *
+cmd_tenant_quota(const Certa__V1__Tenant *t)
+{
+	return t->quota != NULL ? t->quota : &cmd_tenant_no_quota;
+}
+
+/* {"key_id":...,"created_unix_ms":...,"revoked":false,"revoked_unix_ms":0} */
+static void
+cmd_tenant_key_json(struct jsonw *w, const Certa__V1__ApiKeyInfo *k)
+{
+	jsonw_object_begin(w);
+	jsonw_kstring(w, "key_id", k->key_id);
+	jsonw_kint(w, "created_unix_ms", k->created_unix_ms);
+	jsonw_kbool(w, "revoked", k->revoked);
+	jsonw_kint(w, "revoked_unix_ms", k->revoked_unix_ms);
+	jsonw_object_end(w);
+}
+
+/* {"name":...,"weight":1,"priority":"normal","policy":"","created_unix_ms":...,
+ *  "quota":{"max_concurrent_programs":0,"tokens_per_minute":0,"max_budget_per_program":0,
+ *  "max_sc_n":0,"max_prompt_bytes":0},"keys":[{...}]}  (0 in a quota: server default) */
+static void
+cmd_tenant_json(struct jsonw *w, const Certa__V1__Tenant *t)
+{
+	const Certa__V1__Quota *q = cmd_tenant_quota(t);
+	size_t i;
+
+	jsonw_object_begin(w);
+	jsonw_kstring(w, "name", t->name);
+	jsonw_kuint(w, "weight", t->weight);
+	jsonw_kstring(w, "priority", cmd_tenant_priority(t->priority));
+	jsonw_kstring(w, "policy", t->policy);
+	jsonw_kint(w, "created_unix_ms", t->created_unix_ms);
+	jsonw_key(w, "quota");
+	jsonw_object_begin(w);
+	jsonw_kuint(w, "max_concurrent_programs", q->max_concurrent_programs);
+	jsonw_kuint(w, "tokens_per_minute", q->tokens_per_minute);
+	jsonw_kuint(w, "max_budget_per_program", q->max_budget_per_program);
+	jsonw_kuint(w, "max_sc_n", q->max_sc_n);
+	jsonw_kuint(w, "max_prompt_bytes", q->max_prompt_bytes);
+	jsonw_object_end(w);
+	jsonw_key(w, "keys");
+	jsonw_array_begin(w);
+	for (i = 0; i < t->n_keys; i++)
+		cmd_tenant_key_json(w, t->keys[i]);
+	jsonw_array_end(w);
+	jsonw_object_end(w);
+}
+
+/* A quota value, "-" for 0 (server default). */
+static void
+cmd_tenant_quota_cell(struct table *tb, uint64_t v)
+{
+	if (v == 0)
+		table_cell(tb, "-");
+	else
+		table_cellf(tb, "%" PRIu64, v);
+}
+
+static size_t
+cmd_tenant_active_keys(const Certa__V1__Tenant *t)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < t->n_keys; i++)
+		n += !t->keys[i]->revoked;
+	return n;
+}
+
+/* `label:   value` lines of `tenant show`. */
+static void
+cmd_tenant_label(const char *label)
+{
+	printf("%-26s", label);
+}
+
+static void
+cmd_tenant_quota_line(const char *label, uint64_t v)
+{
+	cmd_tenant_label(label);
+	if (v == 0)
+		printf("- (server default)\n");
+	else
+		printf("%" PRIu64 "\n", v);
+}
+
+static int
+cmd_tenant_show_text(const Certa__V1__Tenant *t)
+{
+	static const char *const head[] = { "KEY_ID", "CREATED", "REVOKED" };
+	const Certa__V1__Quota *q = cmd_tenant_quota(t);
+	struct table *tb;
+	char tbuf[32];
+	size_t i;
+	int rc;
+
+	cmd_tenant_label("name:");
+	output_text(stdout, t->name, 0);
+	fputc('\n', stdout);
+	cmd_tenant_label("weight:");
+	printf("%" PRIu32 "\n", t->weight);
+	cmd_tenant_label("priority:");
+	printf("%s\n", cmd_tenant_priority(t->priority) != NULL ?
+	    cmd_tenant_priority(t->priority) : "-");
+	cmd_tenant_label("policy:");
+	if (*t->policy)
+		output_text(stdout, t->policy, 0);
+	else
+		fputs("- (the global default)", stdout);
+	fputc('\n', stdout);
+	cmd_tenant_label("created:");
+	printf("%s\n", output_time(tbuf, sizeof tbuf, t->created_unix_ms));
+	cmd_tenant_quota_line("max_concurrent_programs:", q->max_concurrent_programs);
+	cmd_tenant_quota_line("tokens_per_minute:", q->tokens_per_minute);
+	cmd_tenant_quota_line("max_budget_per_program:", q->max_budget_per_program);
+	cmd_tenant_quota_line("max_sc_n:", q->max_sc_n);
+	cmd_tenant_quota_line("max_prompt_bytes:", q->max_prompt_bytes);
+	if (t->n_keys == 0) {
+		printf("keys:                     none\n");
+		return 0;
+	}
+	printf("keys:\n");
+	if (table_new(head, "lll", 3, &tb) != 0)
+		return -ENOMEM;
+	table_set_indent(tb, 2);
+	for (i = 0; i < t->n_keys; i++) {
+		table_cell(tb, t->keys[i]->key_id);
+		table_cell(tb, output_time(tbuf, sizeof tbuf, t->keys[i]->created_unix_ms));
+		table_cell(tb, t->keys[i]->revoked ?
+		    output_time(tbuf, sizeof tbuf, t->keys[i]->revoked_unix_ms) : "-");
+	}
+	rc = table_print(tb, stdout);
+	table_free(tb);
+	return rc;
+}
+
+static int
+cmd_tenant_list_text(Certa__V1__Tenant *const *ts, size_t n)
+{
+	static const char *const head[] = { "NAME", "WEIGHT", "PRIORITY", "POLICY",
+	    "MAX_PROGRAMS", "TOKENS/MIN", "MAX_BUDGET", "MAX_SC_N", "MAX_PROMPT", "KEYS" };
+	struct table *tb;
+	size_t i;
+	int rc;
+
+	if (table_new(head, "lrllrrrrrr", 10, &tb) != 0)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		const Certa__V1__Tenant *t = ts[i];
+		const Certa__V1__Quota *q = cmd_tenant_quota(t);
+
+		table_cell(tb, t->name);
+		table_cellf(tb, "%" PRIu32, t->weight);
+		table_cell(tb, cmd_tenant_priority(t->priority));
+		table_cell(tb, t->policy);
+		cmd_tenant_quota_cell(tb, q->max_concurrent_programs);
+		cmd_tenant_quota_cell(tb, q->tokens_per_minute);
+		cmd_tenant_quota_cell(tb, q->max_budget_per_program);
+		cmd_tenant_quota_cell(tb, q->max_sc_n);
+		cmd_tenant_quota_cell(tb, q->max_prompt_bytes);
+		table_cellf(tb, "%zu", cmd_tenant_active_keys(t));
+	}
+	rc = table_print(tb, stdout);
+	table_free(tb);
+	return rc;
+}
+
+/* Prints one tenant (show, set) as text or one JSON line. */
+static int
+cmd_tenant_print(struct output *out, const Certa__V1__Tenant *t)
+{
+	if (!output_is_json(out))
+		return cmd_tenant_show_text(t);
+	cmd_tenant_json(output_jsonw(out), t);
+	return output_json_line(out);
+}
+
+/* The warning that goes with every newly shown key. */
+static void
+cmd_tenant_key_warning(const char *key)
+{
+	if (key == NULL || *key == '\0') {
+		fprintf(stderr, "certactl: warning: the server sent no API key\n");
+		return;
+	}
+	fprintf(stderr, "certactl: warning: this API key is shown only now; the server keeps "
+	    "only its hash.\ncertactl: store it safely (a lost key is replaced with `certactl "
+	    "tenant key rotate`).\n");
+}
+
+/* --- calls ------------------------------------------------------------------------------- */
+
+static int
+cmd_tenant_call(struct cmd_ctx *ctx, const char *method, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
+{
+	return client_call(ctx->client, &certa__v1__admin__descriptor, method, req, reply);
+}
+
+/* Reports an output failure (already printed) as an exit status. */
+static int
+cmd_tenant_done(int out_rc)
+{
+	if (out_rc == -ENOMEM)
+		fprintf(stderr, "certactl: out of memory\n");
+	return out_rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}
+
+/* NAME must not be empty (the usage error names the argument). */
+static int
+cmd_tenant_name_ok(const struct cmd_args *args, const char *name)
+{
+	if (*name == '\0')
+		return cmd_usage_error(args, "the tenant NAME is empty");
+	return CLI_EXIT_OK;
+}
+
+/*
+ * Fills t and its quota q from the options that were given and lists their field paths in
+ * fields (room for CMD_TENANT_NFLAGS).  Returns CLI_EXIT_OK or a usage error.
+ */
+static int
+cmd_tenant_fill(const struct cmd_args *args, Certa__V1__Tenant *t, Certa__V1__Quota *q,
+    char **fields, size_t *nfields)
+{
+	const struct cmd_tenant_flag *f;
+	const char *s;
+	uint64_t v = 0;
+	size_t i;
+	int rc;
+
+	*nfields = 0;
+	for (i = 0; i < CMD_TENANT_NFLAGS; i++) {
+		f = &cmd_tenant_flags[i];
+		s = cmd_args_get(args, f->option);
+		if (s == NULL)
+			continue;
+		switch (f->kind) {
+		case CMD_TENANT_WEIGHT:
+			if ((rc = cmd_args_uint(args, f->option, 1, UINT32_MAX, &v)) != CLI_EXIT_OK)
+				return rc;
+			t->weight = (uint32_t)v;
+			break;
+		case CMD_TENANT_PRIORITY:
+			if (names_priority_parse(s, &t->priority) != 0)
+				return cmd_usage_error(args, "--priority expects %s, not '%s'",
+				    names_priority_choices(), s);
+			break;
+		case CMD_TENANT_QUOTA32:
+			if ((rc = cmd_args_uint(args, f->option, 0, UINT32_MAX, &v)) != CLI_EXIT_OK)
+				return rc;
+			*(uint32_t *)(void *)((char *)q + f->offset) = (uint32_t)v;
+			break;
+		case CMD_TENANT_QUOTA64:
+			if ((rc = cmd_args_uint(args, f->option, 0, UINT64_MAX, &v)) != CLI_EXIT_OK)
+				return rc;
+			*(uint64_t *)(void *)((char *)q + f->offset) = v;
+			break;
+		case CMD_TENANT_POLICY:
+			t->policy = (char *)s;
+			break;
+		}
+		fields[(*nfields)++] = (char *)f->field;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* --- commands ---------------------------------------------------------------------------- */
+
+static int
+cmd_tenant_add(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__CreateTenantRequest req = CERTA__V1__CREATE_TENANT_REQUEST__INIT;
+	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
+	const Certa__V1__CreateTenantReply *r;
+	ProtobufCMessage *reply;
+	struct output *out;
+	struct jsonw *w;
+	char *fields[CMD_TENANT_NFLAGS];
+	size_t nfields;
+	int rc;
+
+	t.name = (char *)cmd_args_at(args, 0);
+	if ((rc = cmd_tenant_name_ok(args, t.name)) != CLI_EXIT_OK ||
+	    (rc = cmd_tenant_fill(args, &t, &q, fields, &nfields)) != CLI_EXIT_OK)
+		return rc;
+	t.quota = &q;
+	req.tenant = &t;
+	rc = cmd_tenant_call(ctx, "CreateTenant", &req.base, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	r = (const Certa__V1__CreateTenantReply *)reply;
+	if (output_new(ctx->json, &out) != 0) {
+		/* The key exists now and is shown nowhere else: print it plainly. */
+		fputs("api key: ", stdout);
+		output_text(stdout, r->api_key, 0);
+		fputc('\n', stdout);
+		protobuf_c_message_free_unpacked(reply, NULL);
+		return cmd_tenant_done(-ENOMEM);
+	}
+	if (output_is_json(out)) {
+		w = output_jsonw(out);
+		jsonw_object_begin(w);
+		jsonw_key(w, "tenant");
+		if (r->tenant != NULL)
+			cmd_tenant_json(w, r->tenant);
+		else
+			jsonw_null(w);
+		jsonw_kstring(w, "api_key", r->api_key);
+		jsonw_object_end(w);
+		rc = output_json_line(out);
+	} else {
+		fputs("created tenant ", stdout);
+		output_text(stdout, r->tenant != NULL && *r->tenant->name ? r->tenant->name :
+		    t.name, 0);
+		fputs("\napi key: ", stdout);
+		output_text(stdout, r->api_key, 0);
+		fputc('\n', stdout);
+		rc = 0;
+	}
+	fflush(stdout);
+	cmd_tenant_key_warning(r->api_key);
+	output_free(out);
+	protobuf_c_message_free_unpacked(reply, NULL);
+	return cmd_tenant_done(rc);
+}
+
+static int
+cmd_tenant_list(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__ListTenantsRequest req = CERTA__V1__LIST_TENANTS_REQUEST__INIT;
+	const Certa__V1__ListTenantsReply *r;
+	ProtobufCMessage *reply;
+	struct output *out;
+	size_t i;
+	int rc;
+
+	rc = cmd_tenant_call(ctx, "ListTenants", &req.base, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	r = (const Certa__V1__ListTenantsReply *)reply;
+	rc = -ENOMEM;
+	if (output_new(ctx->json, &out) == 0) {
+		if (!output_is_json(out)) {
+			rc = cmd_tenant_list_text(r->tenants, r->n_tenants);
+		} else {
+			for (rc = 0, i = 0; rc == 0 && i < r->n_tenants; i++) {
+				cmd_tenant_json(output_jsonw(out), r->tenants[i]);
+				rc = output_json_line(out);
+			}
+		}
+		output_free(out);
+	}
+	protobuf_c_message_free_unpacked(reply, NULL);
+	return cmd_tenant_done(rc);
+}
+
+/* Prints the Tenant reply of GetTenant or UpdateTenant and frees it. */
+static int
+cmd_tenant_print_reply(struct cmd_ctx *ctx, ProtobufCMessage *reply)
+{
+	struct output *out;
+	int rc = -ENOMEM;
+
+	if (output_new(ctx->json, &out) == 0) {
+		rc = cmd_tenant_print(out, (const Certa__V1__Tenant *)reply);
+		output_free(out);
+	}
+	protobuf_c_message_free_unpacked(reply, NULL);
+	return cmd_tenant_done(rc);
+}
+
+static int
+cmd_tenant_show(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__TenantRef req = CERTA__V1__TENANT_REF__INIT;
+	ProtobufCMessage *reply;
+	int rc;
+
+	req.name = (char *)cmd_args_at(args, 0);
+	if ((rc = cmd_tenant_name_ok(args, req.name)) != CLI_EXIT_OK)
+		return rc;
+	rc = cmd_tenant_call(ctx, "GetTenant", &req.base, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	return cmd_tenant_print_reply(ctx, reply);
+}
+
+static int
+cmd_tenant_set(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__UpdateTenantRequest req = CERTA__V1__UPDATE_TENANT_REQUEST__INIT;
+	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
+	ProtobufCMessage *reply;
+	char *fields[CMD_TENANT_NFLAGS];
+	size_t nfields;
+	int rc;
+
+	t.name = (char *)cmd_args_at(args, 0);
+	if ((rc = cmd_tenant_name_ok(args, t.name)) != CLI_EXIT_OK ||
+	    (rc = cmd_tenant_fill(args, &t, &q, fields, &nfields)) != CLI_EXIT_OK)
+		return rc;
+	if (nfields == 0)
+		return cmd_usage_error(args, "nothing to change: give at least one of --weight, "
+		    "--priority, --max-concurrent, --tokens-per-minute, --max-budget, --max-sc-n, "
+		    "--max-prompt-bytes, --policy");
+	t.quota = &q;
+	req.tenant = &t;
+	req.fields = fields;
+	req.n_fields = nfields;
+	rc = cmd_tenant_call(ctx, "UpdateTenant", &req.base, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	return cmd_tenant_print_reply(ctx, reply);
+}
+
+static int
+cmd_tenant_rm(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__TenantRef req = CERTA__V1__TENANT_REF__INIT;
+	ProtobufCMessage *reply;
+	struct output *out;
+	int rc;
+
+	req.name = (char *)cmd_args_at(args, 0);
+	if ((rc = cmd_tenant_name_ok(args, req.name)) != CLI_EXIT_OK)
+		return rc;
+	rc = cmd_tenant_call(ctx, "DeleteTenant", &req.base, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	protobuf_c_message_free_unpacked(reply, NULL);
+	if (output_new(ctx->json, &out) != 0)
+		return cmd_tenant_done(-ENOMEM);
+	if (output_is_json(out)) {
+		jsonw_object_begin(output_jsonw(out));
+		jsonw_kstring(output_jsonw(out), "name", req.name);
+		jsonw_kbool(output_jsonw(out), "deleted", true);
+		jsonw_object_end(output_jsonw(out));
+		rc = output_json_line(out);
+	} else {
+		fputs("deleted tenant ", stdout);
+		output_text(stdout, req.name, 0);
+		fputc('\n', stdout);
+		rc = 0;
+	}
+	output_free(out);
+	return cmd_tenant_done(rc);
+}
+
+static int
+cmd_tenant_key_rotate(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__RotateKeyRequest req = CERTA__V1__ROTATE_KEY_REQUEST__INIT;
+	const Certa__V1__RotateKeyReply *r;
+	ProtobufCMessage *reply;
+	struct output *out;
+	struct jsonw *w;
+	int rc;
+
+	req.tenant = (char *)cmd_args_at(args, 0);
+	req.revoke_others = cmd_args_get(args, "revoke-others") != NULL;
+	if ((rc = cmd_tenant_name_ok(args, req.tenant)) != CLI_EXIT_OK)
+		return rc;
+	rc = cmd_tenant_call(ctx, "RotateKey", &req.base, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	r = (const Certa__V1__RotateKeyReply *)reply;
+	if (output_new(ctx->json, &out) != 0) {
+		fputs("api key: ", stdout);
+		output_text(stdout, r->api_key, 0);
+		fputc('\n', stdout);
+		protobuf_c_message_free_unpacked(reply, NULL);
+		return cmd_tenant_done(-ENOMEM);
+	}
+	if (output_is_json(out)) {
+		w = output_jsonw(out);
+		jsonw_object_begin(w);
+		jsonw_kstring(w, "tenant", req.tenant);
+		jsonw_kstring(w, "api_key", r->api_key);
+		jsonw_key(w, "info");
+		if (r->info != NULL)
+			cmd_tenant_key_json(w, r->info);
+		else
+			jsonw_null(w);
+		jsonw_kbool(w, "revoked_others", req.revoke_others);
+		jsonw_object_end(w);
+		rc = output_json_line(out);
+	} else {
+		fputs("api key: ", stdout);
+		output_text(stdout, r->api_key, 0);
+		fputs("\nkey id:  ", stdout);
+		output_text(stdout, r->info != NULL ? r->info->key_id : NULL, 0);
+		fputc('\n', stdout);
+		if (req.revoke_others) {
+			fputs("the other keys of ", stdout);
+			output_text(stdout, req.tenant, 0);
+			fputs(" are revoked\n", stdout);
+		}
+		rc = 0;
+	}
+	fflush(stdout);
+	cmd_tenant_key_warning(r->api_key);
+	output_free(out);
+	protobuf_c_message_free_unpacked(reply, NULL);
+	return cmd_tenant_done(rc);
+}
+
+static int
+cmd_tenant_key_revoke(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__RevokeKeyRequest req = CERTA__V1__REVOKE_KEY_REQUEST__INIT;
+	ProtobufCMessage *reply;
+	struct output *out;
+	int rc;
+
+	req.tenant = (char *)cmd_args_at(args, 0);
+	req.key_id = (char *)cmd_args_at(args, 1);
+	if ((rc = cmd_tenant_name_ok(args, req.tenant)) != CLI_EXIT_OK)
+		return rc;
+	if (*req.key_id == '\0')
+		return cmd_usage_error(args, "the KEY_ID is empty");
+	rc = cmd_tenant_call(ctx, "RevokeKey", &req.base, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	protobuf_c_message_free_unpacked(reply, NULL);
+	if (output_new(ctx->json, &out) != 0)
+		return cmd_tenant_done(-ENOMEM);
+	if (output_is_json(out)) {
+		jsonw_object_begin(output_jsonw(out));
+		jsonw_kstring(output_jsonw(out), "tenant", req.tenant);
+		jsonw_kstring(output_jsonw(out), "key_id", req.key_id);
+		jsonw_kbool(output_jsonw(out), "revoked", true);
+		jsonw_object_end(output_jsonw(out));
+		rc = output_json_line(out);
+	} else {
+		fputs("revoked key ", stdout);
+		output_text(stdout, req.key_id, 0);
+		fputs(" of tenant ", stdout);
+		output_text(stdout, req.tenant, 0);
+		fputc('\n', stdout);
+		rc = 0;
+	}
+	output_free(out);
+	return cmd_tenant_done(rc);
+}

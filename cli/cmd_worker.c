@@ -1,0 +1,311 @@
+/* cmd_worker.c — worker list/add/rm/drain; see cmd_worker.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/client.h"
+#include "cli/cmd_worker.h"
+#include "cli/names.h"
+#include "cli/output.h"
+#include "cli/table.h"
+#include "lib/jsonw.h"
+
+static int cmd_worker_list(struct cmd_ctx *ctx, const struct cmd_args *args);
+static int cmd_worker_add(struct cmd_ctx *ctx, const struct cmd_args *args);
+static int cmd_worker_rm(struct cmd_ctx *ctx, const struct cmd_args *args);
+static int cmd_worker_drain(struct cmd_ctx *ctx, const struct cmd_args *args);
+
+const struct cmd_entry cmd_worker_list_entry = {
+	.name = "worker list",
+	.usage = "",
+	.summary = "list the workers and their state",
+	.help = "Lists the workers certad dispatches to, as a table:\n"
+	    "  ADDRESS  STATE  ENGINE  MODEL  ACTIVE  CAPACITY  SEEN  ERROR\n"
+	    "STATE is unknown (not probed yet), up, down or draining; ACTIVE counts the\n"
+	    "requests placed on the worker; SEEN is how long ago it last answered.  With\n"
+	    "--json, one worker object per line.",
+	.options = NULL,
+	.min_args = 0,
+	.max_args = 0,
+	.admin = 1,
+	.exec = cmd_worker_list,
+};
+
+const struct cmd_entry cmd_worker_add_entry = {
+	.name = "worker add",
+	.usage = "ADDR",
+	.summary = "add a worker (host:port or unix:PATH)",
+	.help = "Adds the worker at ADDR to the pool; certad probes it and sends it work once it\n"
+	    "is up.  Prints `worker ADDR: STATE` (--json: the worker object).",
+	.options = NULL,
+	.min_args = 1,
+	.max_args = 1,
+	.admin = 1,
+	.exec = cmd_worker_add,
+};
+
+const struct cmd_entry cmd_worker_rm_entry = {
+	.name = "worker rm",
+	.usage = "ADDR",
+	.summary = "remove a worker from the pool",
+	.help = "Removes the worker at ADDR; chains still on it move to other workers.  Drain it\n"
+	    "first (`certactl worker drain ADDR`) to let them finish there.",
+	.options = NULL,
+	.min_args = 1,
+	.max_args = 1,
+	.admin = 1,
+	.exec = cmd_worker_rm,
+};
+
+static const struct cmd_option cmd_worker_drain_options[] = {
+	{ "undo", NULL, "end the drain: the worker gets new work again (re-adds it)" },
+	{ NULL, NULL, NULL },
+};
+
+const struct cmd_entry cmd_worker_drain_entry = {
+	.name = "worker drain",
+	.usage = "ADDR",
+	.summary = "stop sending new work to a worker",
+	.help = "Stops sending new work to the worker at ADDR; its chains finish or move\n"
+	    "elsewhere.  --undo returns it to service (sent as AddWorker ADDR).  Prints\n"
+	    "`worker ADDR: STATE` (--json: the worker object).",
+	.options = cmd_worker_drain_options,
+	.min_args = 1,
+	.max_args = 1,
+	.admin = 1,
+	.exec = cmd_worker_drain,
+};
+
+/* --- output ------------------------------------------------------------------------------ */
+
+static int64_t
+cmd_worker_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "4s ago", "3m ago", "2h ago", "5d ago"; "-" when never seen. */
+static void
+cmd_worker_age_cell(struct table *tb, int64_t seen_ms, int64_t now_ms)
+{
+	int64_t s;
+
+	if (seen_ms <= 0) {
+		table_cell(tb, "-");
+		return;
+	}
+	s = now_ms > seen_ms ? (now_ms - seen_ms) / 1000 : 0;
+	if (s < 120)
+		table_cellf(tb, "%" PRId64 "s ago", s);
+	else if (s < 120 * 60)
+		table_cellf(tb, "%" PRId64 "m ago", s / 60);
+	else if (s < 48 * 3600)
+		table_cellf(tb, "%" PRId64 "h ago", s / 3600);
+	else
+		table_cellf(tb, "%" PRId64 "d ago", s / 86400);
+}
+
+int
+cmd_worker_table(FILE *f, Certa__V1__WorkerStatus *const *ws, size_t n)
+{
+	static const char *const head[] = { "ADDRESS", "STATE", "ENGINE", "MODEL", "ACTIVE",
+	    "CAPACITY", "SEEN", "ERROR" };
+	int64_t now = cmd_worker_now_ms();
+	struct table *tb;
+	size_t i;
+	int rc;
+
+	if (table_new(head, "llllrrrl", 8, &tb) != 0)
+		return -ENOMEM;
+	table_set_max(tb, 7, 60);
+	for (i = 0; i < n; i++) {
+		table_cell(tb, ws[i]->address);
+		table_cell(tb, names_worker_state(ws[i]->state));
+		table_cell(tb, ws[i]->engine);
+		table_cell(tb, ws[i]->model);
+		table_cellf(tb, "%" PRIu32, ws[i]->active);
+		table_cellf(tb, "%" PRIu32, ws[i]->capacity);
+		cmd_worker_age_cell(tb, ws[i]->last_seen_unix_ms, now);
+		table_cell(tb, ws[i]->last_error);
+	}
+	rc = table_print(tb, f);
+	table_free(tb);
+	return rc;
+}
+
+void
+cmd_worker_json(struct jsonw *w, const Certa__V1__WorkerStatus *ws)
+{
+	jsonw_object_begin(w);
+	jsonw_kstring(w, "address", ws->address);
+	jsonw_kstring(w, "state", names_worker_state(ws->state));
+	jsonw_kstring(w, "engine", ws->engine);
+	jsonw_kstring(w, "model", ws->model);
+	jsonw_kuint(w, "capacity", ws->capacity);
+	jsonw_kuint(w, "active", ws->active);
+	jsonw_kint(w, "last_seen_unix_ms", ws->last_seen_unix_ms);
+	jsonw_kstring(w, "last_error", ws->last_error);
+	jsonw_object_end(w);
+}
+
+/* --- commands ---------------------------------------------------------------------------- */
+
+static int
+cmd_worker_call(struct cmd_ctx *ctx, const char *method, const ProtobufCMessage *req,
+    ProtobufCMessage **reply)
+{
+	return client_call(ctx->client, &certa__v1__admin__descriptor, method, req, reply);
+}
+
+static int
+cmd_worker_done(int out_rc)
+{
+	if (out_rc == -ENOMEM)
+		fprintf(stderr, "certactl: out of memory\n");
+	return out_rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}
+
+static int
+cmd_worker_addr_ok(const struct cmd_args *args, const char *addr)
+{
+	if (*addr == '\0')
+		return cmd_usage_error(args, "the worker ADDR is empty");
+	return CLI_EXIT_OK;
+}
+
+static int
+cmd_worker_list(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__ListWorkersRequest req = CERTA__V1__LIST_WORKERS_REQUEST__INIT;
+	const Certa__V1__ListWorkersReply *r;
+	ProtobufCMessage *reply;
+	struct output *out;
+	size_t i;
+	int rc;
+
+	rc = cmd_worker_call(ctx, "ListWorkers", &req.base, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	r = (const Certa__V1__ListWorkersReply *)reply;
+	rc = -ENOMEM;
+	if (output_new(ctx->json, &out) == 0) {
+		if (!output_is_json(out)) {
+			rc = cmd_worker_table(stdout, r->workers, r->n_workers);
+		} else {
+			for (rc = 0, i = 0; rc == 0 && i < r->n_workers; i++) {
+				cmd_worker_json(output_jsonw(out), r->workers[i]);
+				rc = output_json_line(out);
+			}
+		}
+		output_free(out);
+	}
+	protobuf_c_message_free_unpacked(reply, NULL);
+	return cmd_worker_done(rc);
+}
+
+/* Calls method (AddWorker or DrainWorker), whose reply is a WorkerStatus, and prints
+ * `worker ADDR: STATE` or the worker object. */
+static int
+cmd_worker_status_call(struct cmd_ctx *ctx, const char *method, const ProtobufCMessage *req)
+{
+	const Certa__V1__WorkerStatus *ws;
+	ProtobufCMessage *reply;
+	struct output *out;
+	const char *state;
+	int rc;
+
+	rc = cmd_worker_call(ctx, method, req, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	ws = (const Certa__V1__WorkerStatus *)reply;
+	rc = -ENOMEM;
+	if (output_new(ctx->json, &out) == 0) {
+		if (output_is_json(out)) {
+			cmd_worker_json(output_jsonw(out), ws);
+			rc = output_json_line(out);
+		} else {
+			state = names_worker_state(ws->state);
+			fputs("worker ", stdout);
+			output_text(stdout, ws->address, 0);
+			printf(": %s\n", state != NULL ? state : "-");
+			rc = 0;
+		}
+		output_free(out);
+	}
+	protobuf_c_message_free_unpacked(reply, NULL);
+	return cmd_worker_done(rc);
+}
+
+static int
+cmd_worker_add(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__AddWorkerRequest req = CERTA__V1__ADD_WORKER_REQUEST__INIT;
+	int rc;
+
+	req.address = (char *)cmd_args_at(args, 0);
+	if ((rc = cmd_worker_addr_ok(args, req.address)) != CLI_EXIT_OK)
+		return rc;
+	return cmd_worker_status_call(ctx, "AddWorker", &req.base);
+}
+
+static int
+cmd_worker_drain(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__WorkerRef ref = CERTA__V1__WORKER_REF__INIT;
+	Certa__V1__AddWorkerRequest add = CERTA__V1__ADD_WORKER_REQUEST__INIT;
+	int rc;
+
+	ref.address = (char *)cmd_args_at(args, 0);
+	if ((rc = cmd_worker_addr_ok(args, ref.address)) != CLI_EXIT_OK)
+		return rc;
+	/* The Admin service has no "undrain": adding a known worker returns it to service. */
+	if (cmd_args_get(args, "undo") != NULL) {
+		add.address = ref.address;
+		rc = cmd_worker_status_call(ctx, "AddWorker", &add.base);
+		if (rc == CLI_EXIT_ERROR)
+			fprintf(stderr, "certactl: this certad cannot end a drain (AddWorker of a known "
+			    "worker failed); `certactl worker rm ADDR` and `certactl worker add ADDR` "
+			    "do it once the worker holds no chains\n");
+		return rc;
+	}
+	return cmd_worker_status_call(ctx, "DrainWorker", &ref.base);
+}
+
+static int
+cmd_worker_rm(struct cmd_ctx *ctx, const struct cmd_args *args)
+{
+	Certa__V1__WorkerRef req = CERTA__V1__WORKER_REF__INIT;
+	ProtobufCMessage *reply;
+	struct output *out;
+	int rc;
+
+	req.address = (char *)cmd_args_at(args, 0);
+	if ((rc = cmd_worker_addr_ok(args, req.address)) != CLI_EXIT_OK)
+		return rc;
+	rc = cmd_worker_call(ctx, "RemoveWorker", &req.base, &reply);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	protobuf_c_message_free_unpacked(reply, NULL);
+	if (output_new(ctx->json, &out) != 0)
+		return cmd_worker_done(-ENOMEM);
+	if (output_is_json(out)) {
+		jsonw_object_begin(output_jsonw(out));
+		jsonw_kstring(output_jsonw(out), "address", req.address);
+		jsonw_kbool(output_jsonw(out), "removed", true);
+		jsonw_object_end(output_jsonw(out));
+		rc = output_json_line(out);
+	} else {
+		fputs("removed worker ", stdout);
+		output_text(stdout, req.address, 0);
+		fputc('\n', stdout);
+		rc = 0;
+	}
+	output_free(out);
+	return cmd_worker_done(rc);
+}
