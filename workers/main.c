@@ -171,11 +171,15 @@ main(int argc, char **argv)
 			check_only = 1;
 			break;
 		case 'P':
-			config_write_doc(wmain_options, WMAIN_NOPTIONS, stdout, CONFIG_DOC_INI);
-			return 0;
 		case 'M':
-			config_write_doc(wmain_options, WMAIN_NOPTIONS, stdout, CONFIG_DOC_MAN);
-			return 0;
+			/* Documentation exits at once; free what was parsed so far (LSan-clean). */
+			config_write_doc(wmain_options, WMAIN_NOPTIONS, stdout,
+			    c == 'P' ? CONFIG_DOC_INI : CONFIG_DOC_MAN);
+			config_free(cfg);
+			for (i = 0; i < nsets; i++)
+				free(sets[i]);
+			free(sets);
+			return ferror(stdout) ? 1 : 0;
 		case 'h':
 			wmain_usage(stdout);
 			return 0;
