@@ -365,6 +365,16 @@ admin_add_worker(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		    "unix:/path", req->address);
 		return;
 	}
+	/* Adding a worker that is being drained puts it back in service. */
+	if (pool_find(pl, req->address) != NULL &&
+	    pool_worker_state(pool_find(pl, req->address)) == POOL_DRAINING) {
+		pool_drain(pl, req->address, 0);
+		log_notice(LOG_ADMIN, "%s undrained worker %s", rpc_call_identity(call),
+		    req->address);
+		admin_worker_pb(pool_find(pl, req->address), &ws);
+		rpc_call_reply(call, &ws.base);
+		return;
+	}
 	rc = pool_add(pl, req->address);
 	if (rc != 0) {
 		rpc_call_fail(call, rc, "worker %s: %s", req->address, certa_strerror(rc));
