@@ -2,8 +2,8 @@
  * certa-eval — offline evaluation and calibration of the certainty policy on recorded traces.
  *
  *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
- *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all]
- *              [--lambda 1] --out FILE
+ *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
+ *              [--split train|test|all] [--lambda 1] --out FILE
  *
  * Evaluation replays every (model, dataset, problem) program through the same sched_decide()
  * the daemon calls (lib/evalsim.h describes the semantics), next to the baselines: Dynasor-CoT
@@ -160,12 +160,29 @@ evaluate(const struct traces *tr, const struct sched_policy *p, enum sched_algo 
 	return 0;
 }
 
+/* Groups in reading order: by model (overall last), each model's datasets before its total. */
+static int
+group_cmp(const void *a, const void *b)
+{
+	const struct group *x = a, *y = b;
+	int c;
+
+	if ((x->model == NULL) != (y->model == NULL))
+		return x->model == NULL ? 1 : -1;
+	if (x->model != NULL && (c = strcmp(x->model, y->model)) != 0)
+		return c;
+	if ((x->dataset == NULL) != (y->dataset == NULL))
+		return x->dataset == NULL ? 1 : -1;
+	return x->dataset != NULL ? strcmp(x->dataset, y->dataset) : 0;
+}
+
 static void
-print_table(const struct eval *e, const char *algo, const char *split, const char *pname)
+print_table(struct eval *e, const char *algo, const char *split, const char *pname)
 {
 	size_t i, r;
 	char rn[32];
 
+	qsort(e->g, e->ng, sizeof e->g[0], group_cmp);
 	printf("\n== certa-eval: algo %s, split %s, policy %s ==\n", algo, split, pname);
 	printf("%-42s %-8s %5s %8s %8s %8s %7s %7s %7s\n", "model", "dataset", "progs",
 	    "acc_full", "acc_pol", "loss_pt", "saved%", "fstop%", "early%");
@@ -250,7 +267,8 @@ curve(const struct traces *tr, const struct sched_policy *p, enum sched_algo alg
 	if (!json) {
 		printf("\n-- savings vs loss: %s threshold sweep (unpromising_tokens %llu; "
 		    "tau 1.5 = never stop-certain) --\n", algo == SCHED_ALGO_SC ? "sc" : "cot",
-		    (unsigned long long)p->unpromising_tokens);
+		    (unsigned long long)(algo == SCHED_ALGO_SC ? p->sc_unpromising_tokens :
+		    p->unpromising_tokens));
 		printf("%-42s %6s %8s %7s\n", "model", "tau", "loss_pt", "saved%");
 	} else {
 		fprintf(f, ",\"curve\":[");
@@ -259,8 +277,8 @@ curve(const struct traces *tr, const struct sched_policy *p, enum sched_algo alg
 		const char *model = m < s.nmodels ? s.models[m] : NULL;
 		for (k = 0; k < NTAUS; k++) {
 			double loss, saved;
-			evalsim_score_model(&s, model, curve_taus[k], p->unpromising_tokens, &loss,
-			    &saved);
+			evalsim_score_model(&s, model, curve_taus[k], algo == SCHED_ALGO_SC ?
+			    p->sc_unpromising_tokens : p->unpromising_tokens, &loss, &saved);
 			if (!json) {
 				printf("%-42.42s %6.3f %8.2f %7.1f\n", model != NULL ? model : "ALL",
 				    curve_taus[k], 100 * loss, 100 * saved);
@@ -278,14 +296,59 @@ curve(const struct traces *tr, const struct sched_policy *p, enum sched_algo alg
 	return 0;
 }
 
+/* Writes every cot decision point (features, outcome) as CSV, for analysis. */
+static int
+dump_points(const struct traces *tr, const struct sched_policy *p0, const char *path)
+{
+	struct sched_policy pol = *p0, *p = &pol;
+	FILE *f = fopen(path, "w");
+	size_t i, k, j;
+	int rc = 0;
+
+	if (f == NULL)
+		return -errno;
+	pol.cot_threshold = 2;   /* record whole runs */
+	pol.unpromising_tokens = 0;
+	pol.sc_unpromising_tokens = 0;
+	fprintf(f, "prog,model,dataset,test,cost,full_tokens,full_correct,end,valid,c,same,correct");
+	for (j = 0; j < SCHED_COT_NFEAT; j++)
+		fprintf(f, ",x%zu", j);
+	fprintf(f, "\n");
+	for (i = 0; i < traces_program_count(tr); i++) {
+		const struct traces_program *prog = traces_program_at(tr, i);
+		struct evalsim_traj t;
+		struct evalsim_outcome o;
+		struct evalsim_full full;
+
+		memset(&t, 0, sizeof t);
+		evalsim_reference(prog, 1, &full);
+		rc = evalsim_run(p, prog, SCHED_ALGO_COT, 1, &o, &t);
+		if (rc != 0)
+			break;
+		for (k = 0; k < t.npts; k++) {
+			const struct evalsim_point *pt = &t.pts[k];
+			fprintf(f, "%zu,%s,%s,%d,%llu,%llu,%d,%d,%d,%.6f,%d,%d", i, prog->model,
+			    prog->dataset, evalsim_in_split(prog->problem, EVALSIM_TEST),
+			    (unsigned long long)pt->cost, (unsigned long long)full.tokens,
+			    full.correct, pt->end, pt->valid, pt->c, pt->same, pt->correct);
+			for (j = 0; j < SCHED_COT_NFEAT; j++)
+				fprintf(f, ",%.5g", pt->x[j]);
+			fprintf(f, "\n");
+		}
+		evalsim_traj_free(&t);
+	}
+	fclose(f);
+	return rc;
+}
+
 static void
 usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: certa-eval --traces DIR [--policy FILE] [--algo cot|sc] "
-	    "[--split all|train|test] [--json] [--no-curve]\n"
+	    "[--split all|train|test] [--json] [--no-curve] [--dump-points CSV]\n"
 	    "       certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all] "
-	    "[--lambda 1] --out FILE\n"
+	    "[--margin 1] [--harm-only] [--lambda 1] --out FILE\n"
 	    "DIR defaults to $CERTA_TRACES.\n");
 }
 
@@ -306,8 +369,8 @@ parse_split(const char *s, enum evalsim_split *out)
 static const char *const split_names[] = { "all", "train", "test" };
 
 static int
-do_calibrate(const struct traces *tr, double max_loss, enum evalsim_split split, double lambda,
-    const char *out)
+do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_only,
+    enum evalsim_split split, double lambda, const char *out)
 {
 	struct sched_policy p;
 	struct evalsim_calib cal;
@@ -320,20 +383,24 @@ do_calibrate(const struct traces *tr, double max_loss, enum evalsim_split split,
 	cal.split = split;
 	cal.sc_n = 3;
 	cal.lambda = lambda;
+	cal.margin = margin;
+	cal.harm_only = harm_only;
+	cal.cot_label = EVALSIM_LABEL_SAFE;
+	cal.sc_label = EVALSIM_LABEL_SAME;
 	rc = evalsim_calibrate(tr, &cal, &p);
 	if (rc != 0) {
 		fprintf(stderr, "certa-eval: calibration failed: %s\n", strerror(-rc));
 		return 1;
 	}
 	snprintf(comment, sizeof comment,
-	    "certa scheduling policy, written by `certa-eval calibrate --max-loss %g --split %s "
-	    "--lambda %g`\n"
+	    "certa scheduling policy, written by `certa-eval calibrate --max-loss %g --margin %g "
+	    "%s--split %s --lambda %g`\n"
 	    "fitted on %zu cot / %zu sc programs (%zu trace files, %zu traces)\n"
 	    "fit: cot worst-model loss %.2f pt, saved %.1f%%; sc worst-model loss %.2f pt, "
 	    "saved %.1f%%\n"
 	    "format: scheduler/policy.h; features: scheduler/certainty.h; method: "
 	    "docs/certainty.md",
-	    max_loss, split_names[split], cal.lambda, cal.cot_programs, cal.sc_programs,
+	    max_loss, cal.margin, harm_only ? "--harm-only " : "", split_names[split], cal.lambda, cal.cot_programs, cal.sc_programs,
 	    traces_file_count(tr), traces_count(tr), 100 * cal.cot_loss, 100 * cal.cot_saved,
 	    100 * cal.sc_loss, 100 * cal.sc_saved);
 	rc = policyfile_save(out, &p, comment);
@@ -343,21 +410,24 @@ do_calibrate(const struct traces *tr, double max_loss, enum evalsim_split split,
 	}
 	printf("calibrated on split %s: cot %zu programs, worst-model loss %.2f pt, saved %.1f%% "
 	    "(threshold %.4g, probe_stride %.3g, unpromising_tokens %llu); sc %zu programs, "
-	    "worst-model loss %.2f pt, saved %.1f%% (threshold %.4g)\nwrote %s\n",
+	    "worst-model loss %.2f pt, saved %.1f%% (threshold %.4g, unpromising_tokens %llu)\n"
+	    "wrote %s\n",
 	    split_names[split], cal.cot_programs, 100 * cal.cot_loss, 100 * cal.cot_saved,
 	    p.cot_threshold, p.probe_stride, (unsigned long long)p.unpromising_tokens,
-	    cal.sc_programs, 100 * cal.sc_loss, 100 * cal.sc_saved, p.sc_threshold, out);
+	    cal.sc_programs, 100 * cal.sc_loss, 100 * cal.sc_saved, p.sc_threshold,
+	    (unsigned long long)p.sc_unpromising_tokens, out);
 	return 0;
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *dir = getenv("CERTA_TRACES"), *policy = NULL, *out = NULL;
+	const char *dir = getenv("CERTA_TRACES"), *policy = NULL, *out = NULL, *dump = NULL;
 	const char *algos[2] = { "cot", "sc" };
 	enum evalsim_split split = EVALSIM_ALL;
 	bool calibrate = false, json = false, split_given = false, do_curve = true;
-	double max_loss = 0.01, lambda = 1.0;
+	bool harm_only = false;
+	double max_loss = 0.01, lambda = 1.0, margin = 1.0;
 	int i, a0 = 0, a1 = 2, rc;
 	struct sched_policy p;
 	struct traces *tr;
@@ -373,6 +443,10 @@ main(int argc, char **argv)
 		}
 		if (strcmp(o, "--json") == 0) {
 			json = true;
+			continue;
+		}
+		if (strcmp(o, "--harm-only") == 0) {
+			harm_only = true;
 			continue;
 		}
 		if (strcmp(o, "--no-curve") == 0) {
@@ -394,6 +468,8 @@ main(int argc, char **argv)
 			policy = v;
 		} else if (strcmp(o, "--out") == 0) {
 			out = v;
+		} else if (strcmp(o, "--dump-points") == 0) {
+			dump = v;
 		} else if (strcmp(o, "--algo") == 0) {
 			if (strcmp(v, "cot") == 0)
 				a0 = 0, a1 = 1;
@@ -411,6 +487,8 @@ main(int argc, char **argv)
 			split_given = true;
 		} else if (strcmp(o, "--max-loss") == 0) {
 			max_loss = strtod(v, NULL);
+		} else if (strcmp(o, "--margin") == 0) {
+			margin = strtod(v, NULL);
 		} else if (strcmp(o, "--lambda") == 0) {
 			lambda = strtod(v, NULL);
 		} else {
@@ -426,8 +504,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "certa-eval: calibrate needs --out FILE\n");
 		return 2;
 	}
-	if (!(max_loss >= 0 && max_loss < 1) || !(lambda > 0)) {
-		fprintf(stderr, "certa-eval: --max-loss must be in [0, 1), --lambda > 0\n");
+	if (!(max_loss >= 0 && max_loss < 1) || !(lambda > 0) || !(margin > 0 && margin <= 1)) {
+		fprintf(stderr, "certa-eval: --max-loss must be in [0, 1), --lambda > 0, "
+		    "--margin in (0, 1]\n");
 		return 2;
 	}
 	log_set_level(LOG_LVL_WARN);
@@ -437,7 +516,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (calibrate) {
-		rc = do_calibrate(tr, max_loss, split_given ? split : EVALSIM_TRAIN, lambda, out);
+		rc = do_calibrate(tr, max_loss, margin, harm_only, split_given ? split : EVALSIM_TRAIN, lambda, out);
 		traces_free(tr);
 		return rc;
 	}
@@ -446,6 +525,13 @@ main(int argc, char **argv)
 		fprintf(stderr, "certa-eval: %s\n", err);
 		traces_free(tr);
 		return 1;
+	}
+	if (dump != NULL) {
+		rc = dump_points(tr, &p, dump);
+		traces_free(tr);
+		if (rc != 0)
+			fprintf(stderr, "certa-eval: %s: %s\n", dump, strerror(-rc));
+		return rc != 0;
 	}
 	if (json)
 		printf("{\"traces\":%zu,\"split\":\"%s\",\"policy\":", traces_count(tr),

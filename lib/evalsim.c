@@ -194,22 +194,34 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			pt.same = answer_equivalent(d.answer, full.answer);
 			if (pt.end)
 				pt.correct = full.correct, pt.same = true;
+			if (algo == SCHED_ALGO_COT || n == 1) {
+				memcpy(pt.x, cc[0].x, sizeof cc[0].x);
+				pt.valid = cc[0].valid;
+			} else {
+				memcpy(pt.x, cp.x, sizeof cp.x);
+			}
 			rc = evalsim_add_point(traj, &pt);
 			if (rc != 0)
 				goto fail_chains;
 			if (algo == SCHED_ALGO_COT || n == 1) {
 				for (i = 0; i < n; i++)
 					if (!ch[i].finished && cc[i].valid) {
-						bool y = strcmp(cc[i].answer, st[i].t->final_answer) == 0 ||
-						    answer_equivalent(cc[i].answer, st[i].t->final_answer);
-						if (getenv("EVALSIM_SAFE") != NULL)
-							y = !full.correct || answer_equivalent(cc[i].answer, prog->target);
+						bool y;
+						if (traj->label == EVALSIM_LABEL_SAFE)
+							y = !full.correct ||
+							    answer_equivalent(cc[i].answer, prog->target);
+						else
+							y = strcmp(cc[i].answer, st[i].t->final_answer) == 0 ||
+							    answer_equivalent(cc[i].answer,
+							    st[i].t->final_answer);
 						rc = evalsim_add_row(traj, cc[i].x, CERTAINTY_COT_NFEAT, y);
 						if (rc != 0)
 							goto fail_chains;
 					}
 			} else if (!pt.end && !cp.decided && cp.any_valid && cp.x[0] != 0) {
-				rc = evalsim_add_row(traj, cp.x, CERTAINTY_SC_NFEAT, pt.same);
+				rc = evalsim_add_row(traj, cp.x, CERTAINTY_SC_NFEAT,
+				    traj->label == EVALSIM_LABEL_SAFE ? !full.correct || pt.correct :
+				    pt.same);
 				if (rc != 0)
 					goto fail_chains;
 			}
@@ -499,6 +511,14 @@ int
 evalsim_record(const struct traces *tr, const struct sched_policy *p0, enum sched_algo algo,
     size_t n, enum evalsim_split split, struct evalsim_set *s)
 {
+	return evalsim_record_labeled(tr, p0, algo, n, split, EVALSIM_LABEL_SAFE, s);
+}
+
+int
+evalsim_record_labeled(const struct traces *tr, const struct sched_policy *p0,
+    enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
+    struct evalsim_set *s)
+{
 	struct sched_policy p = *p0;
 	size_t np = traces_program_count(tr), i, m;
 	int rc;
@@ -507,6 +527,7 @@ evalsim_record(const struct traces *tr, const struct sched_policy *p0, enum sche
 	p.cot_threshold = 2;
 	p.sc_threshold = 2;
 	p.unpromising_tokens = 0;
+	p.sc_unpromising_tokens = 0;
 	s->traj = calloc(np ? np : 1, sizeof *s->traj);
 	s->model = calloc(np ? np : 1, sizeof *s->model);
 	s->full_correct = calloc(np ? np : 1, sizeof *s->full_correct);
@@ -525,6 +546,7 @@ evalsim_record(const struct traces *tr, const struct sched_policy *p0, enum sche
 
 		if (prog->nsamples < n || !evalsim_in_split(prog->problem, split))
 			continue;
+		t->label = label;
 		rc = evalsim_run(&p, prog, algo, n, &o, t);
 		if (rc != 0)
 			goto fail;
@@ -549,7 +571,9 @@ evalsim_record(const struct traces *tr, const struct sched_policy *p0, enum sche
 		t->nrows = t->rows_cap = 0;
 		s->nprog++;
 	}
-	return s->nprog > 0 ? 0 : -EINVAL;
+	if (s->nprog > 0)
+		return 0;
+	rc = -EINVAL;
 fail:
 	evalsim_set_free(s);
 	return rc;
@@ -595,7 +619,10 @@ evalsim_score(const struct evalsim_set *s, double tau, uint64_t u, double *worst
 			if (strcmp(s->model[i], s->models[m]) != 0)
 				continue;
 			k = evalsim_stop_index(t->pts, t->npts, tau, u);
-			diff += (long)s->full_correct[i] - (long)t->pts[k].correct;
+			if (s->harm_only)
+				diff += s->full_correct[i] && !t->pts[k].correct;
+			else
+				diff += (long)s->full_correct[i] - (long)t->pts[k].correct;
 			cost += (double)t->pts[k].cost;
 			full_cost += (double)s->full_tokens[i];
 			cnt++;
@@ -646,7 +673,13 @@ evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool sweep_
 	return best_saved;
 }
 
-static const double evalsim_strides[] = { 0.0, 0.05, 0.1, 0.2 };
+/* Probe spacing candidates: (probe_stride, max_step_tokens). */
+static const struct {
+	double stride;
+	uint32_t max_step;
+} evalsim_spacings[] = {
+	{ 0.2, 512 }, { 0.3, 512 }, { 0.2, 1024 }, { 0.3, 1024 },
+};
 
 int
 evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
@@ -660,15 +693,21 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	size_t si, i;
 	int rc;
 
+	double target;
+
 	if (cal->lambda <= 0)
 		cal->lambda = 1.0;
+	if (cal->margin <= 0 || cal->margin > 1)
+		cal->margin = 1.0;
+	target = cal->max_loss * cal->margin;
 	if (cal->sc_n == 0)
 		cal->sc_n = 3;
 	/* cot: for each probe stride, fit the model, record, sweep. */
-	for (si = 0; si < sizeof evalsim_strides / sizeof evalsim_strides[0]; si++) {
+	for (si = 0; si < sizeof evalsim_spacings / sizeof evalsim_spacings[0]; si++) {
 		q = *p;
-		q.probe_stride = evalsim_strides[si];
-		rc = evalsim_record(tr, &q, SCHED_ALGO_COT, 1, cal->split, &s);
+		q.probe_stride = evalsim_spacings[si].stride;
+		q.max_step_tokens = evalsim_spacings[si].max_step;
+		rc = evalsim_record_labeled(tr, &q, SCHED_ALGO_COT, 1, cal->split, cal->cot_label, &s);
 		if (rc != 0)
 			return rc;
 		rc = evalsim_fit_logistic(s.rows.x, s.rows.y, s.rows.nrows, CERTAINTY_COT_NFEAT,
@@ -679,10 +718,11 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 		for (i = 0; i < CERTAINTY_COT_NFEAT; i++)
 			q.cot_w[i] = w[i];
 		policy_round(&q);
-		rc = evalsim_record(tr, &q, SCHED_ALGO_COT, 1, cal->split, &s);
+		rc = evalsim_record_labeled(tr, &q, SCHED_ALGO_COT, 1, cal->split, cal->cot_label, &s);
 		if (rc != 0)
 			return rc;
-		saved = evalsim_pick_threshold(&s, cal->max_loss, true, &tau, &u, &loss);
+		s.harm_only = cal->harm_only;
+		saved = evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
 		cal->cot_programs = s.nprog;
 		evalsim_set_free(&s);
 		if (saved > best_saved) {
@@ -697,7 +737,7 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	/* sc: with the chosen cot model, fit the program model and its threshold (the
 	 * unpromising bound stays the cot one). */
 	q = best;
-	rc = evalsim_record(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, &s);
+	rc = evalsim_record_labeled(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, cal->sc_label, &s);
 	if (rc == -EINVAL) {
 		*p = best;
 		policy_round(p);
@@ -713,14 +753,16 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	for (i = 0; i < CERTAINTY_SC_NFEAT; i++)
 		q.sc_w[i] = ws[i];
 	policy_round(&q);
-	rc = evalsim_record(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, &s);
+	rc = evalsim_record_labeled(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, cal->sc_label, &s);
 	if (rc != 0)
 		return rc;
-	u = q.unpromising_tokens;
-	saved = evalsim_pick_threshold(&s, cal->max_loss, false, &tau, &u, &loss);
+	u = 0;
+	s.harm_only = cal->harm_only;
+	saved = evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
 	cal->sc_programs = s.nprog;
 	evalsim_set_free(&s);
 	q.sc_threshold = tau;
+	q.sc_unpromising_tokens = u;
 	cal->sc_loss = loss;
 	cal->sc_saved = saved;
 	policy_round(&q);

@@ -63,14 +63,24 @@ struct evalsim_point {
 	bool end;                 /* natural end (always stops) */
 	bool correct;             /* the decision's answer is right */
 	bool same;                /* ... equals the reference answer */
+	bool valid;               /* cot: the chain's answer is valid */
+	double x[SCHED_COT_NFEAT];/* cot: chain features; sc: program features */
+};
+
+/* What the model rows are labelled with. */
+enum evalsim_label {
+	/* stopping here loses nothing: the reference is wrong, or this answer is right */
+	EVALSIM_LABEL_SAFE = 0,
+	/* this answer equals the chain's final answer (cot) / the reference vote (sc) */
+	EVALSIM_LABEL_SAME = 1,
 };
 
 /* Per-program trajectory plus model training rows. */
 struct evalsim_traj {
+	enum evalsim_label label;  /* set before evalsim_run (zero: SAFE) */
 	struct evalsim_point *pts;
 	size_t npts, cap;
-	/* training rows: features + label (cot: per chain, label = chain answer == its final
-	 * answer; sc: per program, label = vote == reference vote) */
+	/* training rows: features + label (cot: per chain and valid answer; sc: per program) */
 	double *x;
 	unsigned char *y;
 	size_t nrows, rows_cap, nfeat;
@@ -126,6 +136,9 @@ struct evalsim_set {
 	struct evalsim_traj rows;      /* all model rows */
 	const char *models[16];        /* distinct models, first 16 */
 	size_t nmodels;
+	/* evalsim_pick_threshold: count only the harm (right at the end, wrong when stopped),
+	 * not the lucky fixes that offset it; less noisy, more conservative */
+	bool harm_only;
 };
 
 /* Runs every program of the split (with at least n samples) with thresholds and the
@@ -133,6 +146,10 @@ struct evalsim_set {
  * program) or -ENOMEM (then s is empty). */
 int evalsim_record(const struct traces *tr, const struct sched_policy *p, enum sched_algo algo,
     size_t n, enum evalsim_split split, struct evalsim_set *s);
+/* As evalsim_record, rows labelled `label` (evalsim_record: EVALSIM_LABEL_SAFE). */
+int evalsim_record_labeled(const struct traces *tr, const struct sched_policy *p,
+    enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
+    struct evalsim_set *s);
 void evalsim_set_free(struct evalsim_set *s);
 /* Accuracy loss (fraction, reference minus rule) and token saving of (tau, u) over the
  * programs of `model` (NULL: all) of a recorded set. */
@@ -156,9 +173,17 @@ double evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool
 /* Calibration parameters and report. */
 struct evalsim_calib {
 	double max_loss;          /* accuracy loss allowed per model, as a fraction (0.01) */
+	double margin;            /* fit to max_loss * margin on the fitting split, (0, 1];
+	                           * 0 means 1.  Held-out loss is noisier than the fit. */
 	enum evalsim_split split; /* data to fit on */
 	size_t sc_n;              /* chains for sc (3) */
 	double lambda;            /* L2 strength */
+	/* What the models predict.  certa-eval uses SAFE for the chain model (it learns to stop
+	 * hopeless chains too) and SAME for the sc vote model (a vote that already matches the
+	 * full vote is what stopping sc needs); on the dev traces that pair does best. */
+	bool harm_only;           /* bound the harm only (see struct evalsim_set) */
+	enum evalsim_label cot_label;
+	enum evalsim_label sc_label;
 	/* results */
 	double cot_loss, cot_saved, sc_loss, sc_saved; /* worst-model loss, overall saving */
 	size_t cot_programs, sc_programs;
@@ -167,10 +192,11 @@ struct evalsim_calib {
 /*
  * Fits a policy on the traces (split): cot weights by logistic regression on chain rows, the
  * cot threshold and unpromising bound by sweeping recorded trajectories for the lowest cost
- * whose accuracy loss stays <= max_loss for every model at that threshold and every higher one,
- * then the sc weights and threshold the same way.  The probe stride is chosen among a few
- * values by the same criterion.  *p holds the starting values (step, budgets...) and receives
- * the result (doubles rounded as policy files write them).  Returns 0, -EINVAL (no programs)
+ * whose accuracy loss stays <= max_loss * margin for every model at that threshold and every
+ * higher one, then the sc weights, threshold and bound the same way.  The probe spacing
+ * (probe_stride, max_step_tokens) is chosen among {0.2, 0.3} x {512, 1024} by the same
+ * criterion.  *p holds the starting values (step, budgets...) and receives the result (doubles
+ * rounded as policy files write them).  Returns 0, -EINVAL (no programs)
  * or -ENOMEM.
  */
 int evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,

@@ -13,7 +13,7 @@
 
 static const char *const certainty_cot_names[CERTAINTY_COT_NFEAT] = {
 	"bias", "stable", "stable_frac", "grounded", "hesitation", "think_done", "position",
-	"changes", "boxed", "confidence",
+	"changes", "boxed", "confidence", "mentions", "recent",
 };
 
 static const char *const certainty_sc_names[CERTAINTY_SC_NFEAT] = {
@@ -109,54 +109,94 @@ certainty_probe_hesitant(const char *answer)
 	return false;
 }
 
-/* Occurrence of needle in text with number-aware boundaries. */
-static bool
-certainty_find(const char *needle, size_t nl, const char *text, size_t len)
+/* Occurrences (up to max) of needle in text with number-aware boundaries. */
+static unsigned
+certainty_count(const char *needle, size_t nl, const char *text, size_t len, unsigned max)
 {
 	const char *p = text, *end = text + len;
 	bool digit_first, digit_last;
+	unsigned n = 0;
 
 	if (nl == 0 || nl > len)
-		return false;
+		return 0;
 	digit_first = isdigit((unsigned char)needle[0]);
 	digit_last = isdigit((unsigned char)needle[nl - 1]);
 	while (p + nl <= end) {
 		const char *hit = memmem(p, (size_t)(end - p), needle, nl);
 		if (hit == NULL)
-			return false;
+			return n;
 		if ((!digit_first || hit == text ||
 		    (!isdigit((unsigned char)hit[-1]) && hit[-1] != '.')) &&
 		    (!digit_last || hit + nl == end ||
 		    (!isdigit((unsigned char)hit[nl]) &&
-		    !(hit[nl] == '.' && hit + nl + 1 < end && isdigit((unsigned char)hit[nl + 1])))))
-			return true;
+		    !(hit[nl] == '.' && hit + nl + 1 < end && isdigit((unsigned char)hit[nl + 1]))))) {
+			if (++n >= max)
+				return n;
+			p = hit + nl;
+			continue;
+		}
 		p = hit + 1;
 	}
-	return false;
+	return n;
 }
 
-bool
-certainty_grounded(const char *answer, const char *text, size_t len)
+/* Where answer occurs in text: occurrences (raw form, else canonical form; up to 64) and the
+ * offset of the last one (via *last, len if none). */
+static unsigned
+certainty_mentions(const char *answer, const char *text, size_t len, size_t *last)
 {
 	char canon[512];
-	size_t al;
+	const char *needle = answer;
+	size_t al, tail;
+	unsigned n;
 	int cl;
 
+	*last = len;
 	if (answer == NULL || text == NULL)
-		return false;
+		return 0;
 	while (*answer == ' ')
 		answer++;
 	al = strlen(answer);
 	while (al > 0 && answer[al - 1] == ' ')
 		al--;
 	if (al == 0)
-		return false;
-	if (certainty_find(answer, al, text, len))
-		return true;
-	cl = answer_canonical(answer, al, canon, sizeof canon);
-	if (cl > 0 && ((size_t)cl != al || memcmp(canon, answer, al) != 0))
-		return certainty_find(canon, (size_t)cl, text, len);
-	return false;
+		return 0;
+	needle = answer;
+	n = certainty_count(answer, al, text, len, 64);
+	if (n == 0) {
+		cl = answer_canonical(answer, al, canon, sizeof canon);
+		if (cl <= 0 || ((size_t)cl == al && memcmp(canon, answer, al) == 0))
+			return 0;
+		needle = canon;
+		al = (size_t)cl;
+		n = certainty_count(canon, al, text, len, 64);
+		if (n == 0)
+			return 0;
+	}
+	/* The last occurrence: search the tail windows backwards. */
+	for (tail = 2048; ; tail *= 4) {
+		size_t start = len > tail ? len - tail : 0;
+		if (certainty_count(needle, al, text + start, len - start, 1) > 0) {
+			const char *p = text + start, *hit = NULL, *h;
+			while ((h = memmem(p, (size_t)(text + len - p), needle, al)) != NULL) {
+				hit = h;
+				p = h + 1;
+			}
+			*last = hit != NULL ? (size_t)(hit - text) : len;
+			break;
+		}
+		if (start == 0)
+			break;
+	}
+	return n;
+}
+
+bool
+certainty_grounded(const char *answer, const char *text, size_t len)
+{
+	size_t last;
+
+	return certainty_mentions(answer, text, len, &last) > 0;
 }
 
 double
@@ -250,8 +290,12 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 		}
 	}
 	out->stable_tokens = c->tokens > first ? c->tokens - first : 0;
-	if (out->valid)
-		out->grounded = certainty_grounded(ans, c->text, c->text_len);
+	if (out->valid) {
+		size_t last;
+		out->mentions = certainty_mentions(ans, c->text, c->text_len, &last);
+		out->grounded = out->mentions > 0;
+		out->since_mention = out->grounded ? c->text_len - last : c->text_len;
+	}
 	out->hesitation_count = certainty_hesitation_count(c->text, c->text_len,
 	    p->hesitation_window);
 	out->probe_hesitant = certainty_probe_hesitant(ans);
@@ -268,6 +312,8 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	x[7] = log2(1.0 + out->changes);
 	x[8] = out->boxed;
 	x[9] = out->confidence >= 0 ? out->confidence - 0.5 : 0;
+	x[10] = log2(1.0 + out->mentions);
+	x[11] = out->grounded && out->since_mention <= 2 * (size_t)p->hesitation_window;
 	out->certaindex = out->valid ? certainty_logistic(p->cot_w, x, CERTAINTY_COT_NFEAT) : 0;
 }
 

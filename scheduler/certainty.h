@@ -19,6 +19,8 @@
  *   7 changes      log2(1 + number of times the (non-empty) probe answer string changed)
  *   8 boxed        the text so far contains "\boxed"
  *   9 confidence   probe confidence - 0.5 when the engine gives it, else 0
+ *  10 mentions     log2(1 + occurrences of the answer in the text so far, up to 64)
+ *  11 recent       the answer occurs in the last 2 * hesitation_window bytes of text
  * The chain certaindex is sigmoid(cot_w . x) when the answer is valid (not empty, not a
  * placeholder: answer_is_placeholder), 0 otherwise, and 1 once the chain finished.
  *
@@ -60,6 +62,8 @@ struct certainty_chain {
 	uint64_t stable_tokens;
 	unsigned changes;
 	bool grounded;
+	unsigned mentions;        /* occurrences of the answer in the text (up to 64) */
+	size_t since_mention;     /* text bytes after the last occurrence */
 	unsigned hesitation_count;
 	bool probe_hesitant;      /* Dynasor: the probe answer holds an uncertainty word */
 	bool boxed;

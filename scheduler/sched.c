@@ -11,19 +11,21 @@
 
 /* Calibrated on the dev traces (certa-eval calibrate); keep equal to policy/default.policy
  * (tests/unit/test_policy.c checks). */
-#define SCHED_DEFAULT_PROBE_STRIDE 0.2
-#define SCHED_DEFAULT_MAX_STEP 512
+#define SCHED_DEFAULT_PROBE_STRIDE 0.3
+#define SCHED_DEFAULT_MAX_STEP 1024
 #define SCHED_DEFAULT_EXPECTED 4096
-#define SCHED_DEFAULT_COT_THRESHOLD 0.99
-#define SCHED_DEFAULT_SC_THRESHOLD 0.92
+#define SCHED_DEFAULT_COT_THRESHOLD 0.97
+#define SCHED_DEFAULT_SC_THRESHOLD 0.88
 #define SCHED_DEFAULT_UNPROMISING 12288
+#define SCHED_DEFAULT_SC_UNPROMISING 12288
 static const double sched_default_cot_w[SCHED_COT_NFEAT] = {
-	-1.81269, 0.493385, 0.992468, 1.08017, 0.472086,
-	2.14275, -0.696173, 0.00145406, 0.345876, 0,
+	-1.14158, 0.352257, 0.707326, 0.345825, 0.31327,
+	1.30176, 1.09651, -0.00755627, -0.0577879, 0,
+	-0.193416, 0.864193,
 };
 static const double sched_default_sc_w[SCHED_SC_NFEAT] = {
-	-2.2782, 1.14954, -1.21169, 4.88871, -1.08049,
-	0.92669, -0.191946,
+	-3.71471, 2.46414, -0.591921, 3.43581, 0.243857,
+	2.12975, -1.07784,
 };
 
 void
@@ -44,6 +46,7 @@ sched_policy_default(struct sched_policy *p)
 	p->cot_threshold = SCHED_DEFAULT_COT_THRESHOLD;
 	p->sc_threshold = SCHED_DEFAULT_SC_THRESHOLD;
 	p->unpromising_tokens = SCHED_DEFAULT_UNPROMISING;
+	p->sc_unpromising_tokens = SCHED_DEFAULT_SC_UNPROMISING;
 	p->extend_frac = 0.25;
 	p->extend_min = 0.5;
 	p->starvation_ms = 30000;
@@ -222,7 +225,7 @@ void
 sched_decide(const struct sched_policy *p, const struct sched_view *v,
     struct sched_decision *out)
 {
-	uint64_t used = sched_tokens_used(v), left, budget = v->budget, most = 0;
+	uint64_t used = sched_tokens_used(v), left, budget = v->budget, most = 0, unpromising;
 	struct certainty_program cp;
 	size_t i, active = 0;
 	double agreement = 0, threshold;
@@ -268,12 +271,18 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 		sched_stop(v, out, SCHED_REASON_DEADLINE, SCHED_PS_STOP_DEADLINE, true);
 		return;
 	}
-	threshold = v->algo == SCHED_ALGO_SC && v->nchains > 1 ? p->sc_threshold : p->cot_threshold;
+	if (v->algo == SCHED_ALGO_SC && v->nchains > 1) {
+		threshold = p->sc_threshold;
+		unpromising = p->sc_unpromising_tokens;
+	} else {
+		threshold = p->cot_threshold;
+		unpromising = p->unpromising_tokens;
+	}
 	if (cp.any_valid && cp.answer[0] != '\0' && (cp.decided || cp.certaindex >= threshold)) {
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
 		return;
 	}
-	if (p->unpromising_tokens > 0 && most >= p->unpromising_tokens) {
+	if (unpromising > 0 && most >= unpromising) {
 		sched_stop(v, out, SCHED_REASON_UNPROMISING, SCHED_PS_STOP_UNPROMISING, true);
 		return;
 	}

@@ -33,7 +33,7 @@ enum sched_reason {
 };
 
 /* Features of the certaindex models (scheduler/certainty.h documents each). */
-#define SCHED_COT_NFEAT 10
+#define SCHED_COT_NFEAT 12
 #define SCHED_SC_NFEAT 7
 
 /*
@@ -64,8 +64,10 @@ struct sched_policy {
 	double cot_threshold;
 	double sc_threshold;
 	/* Stop-unpromising once a chain has used this many tokens without reaching the
-	 * threshold (0: never); the program ends with its best answer, low confidence. */
+	 * threshold (0: never); the program ends with its best answer, low confidence.  cot
+	 * programs use unpromising_tokens, sc programs sc_unpromising_tokens. */
 	uint64_t unpromising_tokens;
+	uint64_t sc_unpromising_tokens;
 	/* Budget extension: when the budget is spent and certaindex >= extend_min, continue up
 	 * to budget * (1 + extend_frac) (0: never extend). */
 	double extend_frac;

@@ -322,6 +322,8 @@ test_calibrate_synthetic(void **state)
 	memset(&cal, 0, sizeof cal);
 	cal.max_loss = 0.01;
 	cal.split = EVALSIM_ALL;
+	cal.cot_label = EVALSIM_LABEL_SAFE;
+	cal.sc_label = EVALSIM_LABEL_SAME;
 	sched_policy_default(&p);
 	assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
 	assert_true(cal.cot_loss <= 0.01);
