@@ -87,7 +87,7 @@ $(CORE_LIB): $(CORE_OBJ)
 
 $(BUILD)/bin/certad: $(DAEMON_OBJ) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(DAEMON_OBJ) $(CORE_LIB) $(LIBS) -lsystemd
+	$(CC) $(ALL_LDFLAGS) -o $@ $(DAEMON_OBJ) $(CORE_LIB) $(LIBS)
 
 $(BUILD)/bin/certa-worker: $(WORKER_OBJ) $(CORE_LIB)
 	@mkdir -p $(dir $@)

@@ -185,7 +185,10 @@ main(int argc, char **argv)
 	{
 		char *args[] = { bin, (char *)"--listen", (char *)"127.0.0.1:0", (char *)"--state-dir",
 		    state, (char *)"--port-file", portfile, (char *)"--worker", wa[0],
-		    (char *)"--worker", wa[1], (char *)"--log-level", (char *)"warn", NULL };
+		    (char *)"--worker", wa[1], (char *)"--log-level", (char *)"warn",
+		    (char *)"--set", (char *)"metrics.port=0", (char *)"--set",
+		    (char *)"admin.socket=", (char *)"--set",
+		    (char *)"auth.anonymous_tenant=bench", NULL };
 		if (harness_spawn(&d, log, args) != 0 ||
 		    harness_wait_port_file(portfile, 20000, &dport) != 0)
 			return 1;

@@ -215,7 +215,7 @@ start_all(const char *dir, const char *tmp, const char *slots, struct harness_pr
 		char *args[] = { bin, (char *)"--listen", (char *)"127.0.0.1:0", (char *)"--state-dir",
 		    state, (char *)"--port-file", portfile, (char *)"--worker", wa, (char *)"--set",
 		    sock, (char *)"--set", pol, (char *)"--set", slot, (char *)"--log-level",
-		    (char *)"warn", NULL };
+		    (char *)"warn", (char *)"--set", (char *)"metrics.port=0", NULL };
 		if (harness_spawn(d, log, args) != 0 ||
 		    harness_wait_port_file(portfile, 20000, &dport) != 0)
 			return -1;

@@ -476,6 +476,7 @@ admin_get_stats(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	reply.n_tenants = k;
 	reply.tenants = sp;
 	reply.workers_up = pool_count_up(core_pool(c));
+	reply.steps_total = core_steps(c);
 	rpc_call_reply(call, &reply.base);
 	free(st);
 	free(sp);

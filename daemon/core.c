@@ -11,6 +11,7 @@
 
 #include "daemon/policies.h"
 #include "daemon/program.h"
+#include "daemon/telemetry.h"
 #include "daemon/tenants.h"
 #include "scheduler/fair.h"
 #include "lib/error.h"
@@ -28,6 +29,10 @@ struct core {
 	struct tenants *tenants;
 	struct policies *policies;
 	struct fair *fair;
+	struct telemetry *tel;      /* may be NULL */
+	void (*first_probe)(void *arg);
+	void *first_probe_arg;
+	struct event *probe_timeout;
 	uint64_t next_seq;
 	struct strmap *live;        /* id -> struct program (not yet terminal, or inflight) */
 	struct program **order;     /* live programs in submission order (dispatch order) */
@@ -38,6 +43,7 @@ struct core {
 	void (*drain_done)(void *arg);
 	void *drain_arg;
 	uint64_t finished_total;
+	uint64_t steps_total;
 };
 
 static void core_dispatch(struct core *c);
@@ -354,6 +360,7 @@ core_decide(struct core *c, struct program *p, struct sched_decision *d)
 struct core_step {
 	struct core *c;
 	char *id;
+	int64_t sent_us;
 	uint32_t *chain_idx;  /* chains in this batch */
 	size_t n;
 };
@@ -444,8 +451,12 @@ core_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const ch
 	struct core *c = s->c;
 	struct program *p = strmap_get(c->live, s->id);
 	struct sched_decision d;
+	struct timespec now;
 	int rc;
 
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	telemetry_step(c->tel, pool_worker_addr(w),
+	    ((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - s->sent_us) / 1e6, (int)status);
 	if (p == NULL)
 		goto out;
 	p->inflight = false;
@@ -466,6 +477,7 @@ core_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const ch
 	}
 	p->attempts = 0;
 	p->steps++;
+	c->steps_total++;
 	p->ready_since_ms = core_now_ms();
 	{
 		/* Tokens served (decode + probe) count against quotas and fair share. */
@@ -476,6 +488,13 @@ core_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const ch
 			    (reply->results[i]->probe ? reply->results[i]->probe->tokens : 0);
 		tenants_charge(c->tenants, p->tenant, served, p->ready_since_ms);
 		fair_charge(c->fair, p->tenant, served);
+		{
+			uint64_t probe = 0;
+			for (i = 0; i < reply->n_results; i++)
+				probe += reply->results[i]->probe ?
+				    reply->results[i]->probe->tokens : 0;
+			telemetry_tokens(c->tel, p->tenant, served - probe, probe);
+		}
 	}
 	if (core_decide(c, p, &d))
 		goto out;
@@ -518,6 +537,11 @@ core_send_step(struct core *c, struct program *p, struct pool_worker *w, uint32_
 	if (items == NULL || ptrs == NULL || ids == NULL || s == NULL)
 		goto out;
 	s->c = c;
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		s->sent_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	}
 	s->id = strdup(p->id);
 	s->chain_idx = calloc(p->n, sizeof *s->chain_idx);
 	if (s->id == NULL || s->chain_idx == NULL)
@@ -645,8 +669,14 @@ core_finalize(struct core *c, struct program *p, enum program_state to, enum sch
 	p->reason = reason;
 	p->finished_ms = core_now_ms();
 	if (reason == SCHED_REASON_CERTAIN || reason == SCHED_REASON_UNPROMISING) {
-		uint64_t used = program_tokens(p);
-		tenants_saved(c->tenants, p->tenant, p->budget > used ? p->budget - used : 0);
+		/* Estimate: each unfinished chain would have run to the policy's expected length. */
+		uint64_t exp = core_program_policy(c, p)->expected_tokens, saved = 0;
+		uint32_t i;
+		for (i = 0; i < p->n; i++)
+			if (!p->chains[i].finished && p->chains[i].tokens < exp)
+				saved += exp - p->chains[i].tokens;
+		tenants_saved(c->tenants, p->tenant, saved);
+		telemetry_saved(c->tel, p->tenant, saved);
 	}
 	program_set_str(&p->answer, answer);
 	if (to == PROGRAM_FAILED) {
@@ -656,6 +686,7 @@ core_finalize(struct core *c, struct program *p, enum program_state to, enum sch
 	}
 	(void)core_persist(c, p, 1, 1);
 	c->finished_total++;
+	telemetry_finished(c->tel, p->tenant, sched_reason_name(reason), p->certaindex, p->steps);
 	log_info(LOG_SCHED, "program %s %s reason=%s answer=\"%s\" tokens=%llu steps=%llu",
 	    p->id, program_state_name(to), sched_reason_name(reason), p->answer,
 	    (unsigned long long)program_tokens(p), (unsigned long long)p->steps);
@@ -668,6 +699,64 @@ core_finalize(struct core *c, struct program *p, enum program_state to, enum sch
 
 /* --- worker changes --- */
 
+/* Ready once every configured worker answered (or failed) its first health check. */
+static void
+core_check_first_probe(struct core *c)
+{
+	void (*fn)(void *);
+	size_t i;
+
+	if (c->first_probe == NULL)
+		return;
+	for (i = 0; i < pool_count(c->pool); i++)
+		if (pool_worker_state(pool_at(c->pool, i)) == POOL_UNKNOWN)
+			return;
+	fn = c->first_probe;
+	c->first_probe = NULL;
+	if (c->probe_timeout != NULL)
+		event_del(c->probe_timeout);
+	fn(c->first_probe_arg);
+}
+
+static void
+core_on_probe_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct core *c = arg;
+	void (*fn)(void *) = c->first_probe;
+
+	(void)fd;
+	(void)what;
+	if (fn == NULL)
+		return;
+	c->first_probe = NULL;
+	fn(c->first_probe_arg);
+}
+
+void
+core_on_workers_probed(struct core *c, void (*fn)(void *arg), void *arg, int timeout_ms)
+{
+	struct timeval tv;
+
+	c->first_probe = fn;
+	c->first_probe_arg = arg;
+	if (pool_count(c->pool) == 0) {
+		core_check_first_probe(c);
+		return;
+	}
+	if (c->probe_timeout == NULL)
+		c->probe_timeout = event_new(c->base, -1, 0, core_on_probe_timeout, c);
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	if (c->probe_timeout != NULL)
+		event_add(c->probe_timeout, &tv);
+}
+
+void
+core_set_telemetry(struct core *c, struct telemetry *t)
+{
+	c->tel = t;
+}
+
 static void
 core_on_worker_change(void *arg, struct pool_worker *w, enum pool_wstate from,
     enum pool_wstate to)
@@ -676,6 +765,7 @@ core_on_worker_change(void *arg, struct pool_worker *w, enum pool_wstate from,
 	size_t i;
 
 	(void)from;
+	core_check_first_probe(c);
 	if (to == POOL_UP) {
 		core_kick(c);
 		return;
@@ -928,6 +1018,8 @@ core_free(struct core *c)
 		return;
 	event_free(c->kick);
 	event_free(c->tick);
+	if (c->probe_timeout != NULL)
+		event_free(c->probe_timeout);
 	while (c->norder > 0)
 		core_forget(c, c->order[0]);
 	strmap_free(c->live, NULL);
@@ -1106,6 +1198,7 @@ core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *sp
 		return -ENOMEM;
 	}
 	tenants_program_state(c->tenants, tenant, 0, PROGRAM_QUEUED);
+	telemetry_submitted(c->tel, tenant);
 	fair_set_weight(c->fair, tenant, tenants_weight(c->tenants, tenant));
 	log_info(LOG_SCHED, "program %s accepted tenant=%s algo=%s n=%u budget=%llu", p->id,
 	    tenant, algo == SCHED_ALGO_SC ? "sc" : "cot", n, (unsigned long long)budget);
@@ -1339,6 +1432,12 @@ core_set_policy(struct core *c, const struct sched_policy *p)
 {
 	c->opt.policy = *p;
 	policies_set_base(c->policies, p);
+}
+
+uint64_t
+core_steps(const struct core *c)
+{
+	return c->steps_total;
 }
 
 void

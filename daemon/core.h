@@ -79,6 +79,16 @@ int core_draining(const struct core *c);
 
 /* Replaces the policy (SIGHUP reload); validated by the caller. */
 void core_set_policy(struct core *c, const struct sched_policy *p);
+/* Calls fn(arg) once every worker answered or failed its first health check, or after
+ * timeout_ms, whichever comes first (READY=1 waits for it). */
+void core_on_workers_probed(struct core *c, void (*fn)(void *arg), void *arg, int timeout_ms);
+/* Metrics hooks (NULL: none). */
+struct telemetry;
+void core_set_telemetry(struct core *c, struct telemetry *t);
+
+/* Steps completed since start. */
+uint64_t core_steps(const struct core *c);
+
 /* Counts for STATUS= and logs. */
 void core_counts(const struct core *c, size_t *queued, size_t *running, uint64_t *finished);
 

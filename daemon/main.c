@@ -15,14 +15,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <systemd/sd-daemon.h>
 #include <grpc/grpc_security.h>
 #include <event2/event.h>
 
 #include "daemon/admin.h"
 #include "daemon/auth.h"
 #include "daemon/core.h"
+#include "daemon/telemetry.h"
 #include "daemon/tenants.h"
+#include "lib/health.h"
+#include "lib/metrics.h"
+#include "lib/sdnotify.h"
 #include "daemon/pool.h"
 #include "daemon/reasoning.h"
 #include "lib/config.h"
@@ -90,6 +93,12 @@ static const struct config_option dmain_options[] = {
 	  "default per-tenant limit on sc chains (0 = the policy's max_sc_n)" },
 	{ "quota.max_prompt_bytes", CONFIG_SIZE, "0", 0, 16777216, NULL,
 	  "default per-tenant problem size limit (0 = limits.max_prompt_bytes)" },
+	{ "metrics.address", CONFIG_STRING, "127.0.0.1", 0, 0, NULL,
+	  "address of the HTTP endpoint serving /metrics, /healthz and /readyz" },
+	{ "metrics.port", CONFIG_INT, "7780", -1, 65535, NULL,
+	  "port of the metrics endpoint (0 = any free port, -1 = disabled)" },
+	{ "metrics.port_file", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "write the metrics port here once listening (for tests)" },
 	{ "limits.max_prompt_bytes", CONFIG_SIZE, "64K", 1, 16777216, NULL,
 	  "largest problem text accepted" },
 	{ "limits.tick", CONFIG_DURATION, "50ms", 1, 10000, NULL,
@@ -102,6 +111,12 @@ struct dmain {
 	struct rpc_server *srv;
 	struct core *core;
 	struct auth *auth;
+	struct health *health;
+	struct sdnotify *sn;
+	struct telemetry *tel;
+	struct metrics_http *mhttp;
+	int ready;
+	int port;
 	struct config *cfg;
 	const char *config_path;
 	char **sets;
@@ -314,6 +329,14 @@ dmain_server_done(void *arg)
 	struct dmain *m = arg;
 
 	m->srv = NULL;
+	if (m->mhttp != NULL)
+		metrics_http_stop(m->mhttp);
+	m->mhttp = NULL;
+	health_free(m->health);
+	m->health = NULL;
+	core_set_telemetry(m->core, NULL);
+	telemetry_free(m->tel);
+	m->tel = NULL;
 	core_free(m->core);
 	m->core = NULL;
 	proc_finish(m->proc);
@@ -334,15 +357,17 @@ dmain_on_signal(int sig, void *arg)
 	struct dmain *m = arg;
 
 	if (sig == SIGHUP) {
-		sd_notify(0, "RELOADING=1");
+		sdnotify_reloading(m->sn);
 		dmain_reload(m);
-		sd_notify(0, "READY=1");
+		sdnotify_ready(m->sn, NULL);
 		return;
 	}
 	if (m->stopping)
 		return;
 	m->stopping = 1;
-	sd_notify(0, "STOPPING=1");
+	sdnotify_stopping(m->sn);
+	/* Probes see NOT_SERVING while in-flight steps finish. */
+	health_shutdown(m->health);
 	log_notice(LOG_MAIN, "shutting down: no new programs, finishing in-flight steps");
 	core_drain(m->core, dmain_drained, m);
 }
@@ -435,6 +460,74 @@ dmain_listen_extra(struct dmain *m)
 	return 0;
 }
 
+/* STATUS= line for systemd. */
+static void
+dmain_status(char *buf, size_t len, void *arg)
+{
+	struct dmain *m = arg;
+	size_t queued = 0, running = 0;
+	uint64_t fin = 0;
+
+	if (m->core == NULL) {
+		snprintf(buf, len, "stopping");
+		return;
+	}
+	core_counts(m->core, &queued, &running, &fin);
+	snprintf(buf, len, "%s: programs running=%zu queued=%zu finished=%llu workers=%zu/%zu",
+	    m->stopping ? "draining" : "serving", running, queued, (unsigned long long)fin,
+	    pool_count_up(core_pool(m->core)), pool_count(core_pool(m->core)));
+}
+
+/* /readyz */
+static int
+dmain_is_ready(void *arg)
+{
+	struct dmain *m = arg;
+
+	return m->ready && !m->stopping;
+}
+
+/* LMDB open, listeners bound, workers probed: tell systemd and the probes. */
+static void
+dmain_on_ready(void *arg)
+{
+	struct dmain *m = arg;
+	char st[160];
+
+	m->ready = 1;
+	health_set(m->health, "", HEALTH_SERVING);
+	health_set(m->health, "certa.v1.Reasoning", HEALTH_SERVING);
+	health_set(m->health, "certa.v1.Admin", HEALTH_SERVING);
+	snprintf(st, sizeof st, "serving on port %d, %zu/%zu workers up", m->port,
+	    pool_count_up(core_pool(m->core)), pool_count(core_pool(m->core)));
+	sdnotify_ready(m->sn, st);
+	log_notice(LOG_MAIN, "ready: %s", st);
+}
+
+/* The metrics endpoint (optional). */
+static int
+dmain_metrics(struct dmain *m)
+{
+	long long port = config_get_int(m->cfg, "metrics.port");
+	const char *pf = config_get_str(m->cfg, "metrics.port_file");
+	int bound = 0, rc;
+
+	if (port < 0)
+		return 0;
+	rc = metrics_http_start(proc_base(m->proc), config_get_str(m->cfg, "metrics.address"),
+	    (int)port, telemetry_metrics(m->tel), dmain_is_ready, m, &bound, &m->mhttp);
+	if (rc != 0) {
+		log_err(LOG_METRICS, "cannot serve metrics on %s:%lld: %s",
+		    config_get_str(m->cfg, "metrics.address"), port, certa_strerror(rc));
+		return rc;
+	}
+	log_info(LOG_METRICS, "metrics on http://%s:%d/metrics",
+	    config_get_str(m->cfg, "metrics.address"), bound);
+	if (pf != NULL && pf[0] != '\0')
+		(void)proc_write_port_file(pf, bound);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -448,6 +541,7 @@ main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "print-config", no_argument, NULL, 'P' },
+		{ "print-config-man", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -484,6 +578,11 @@ main(int argc, char **argv)
 			continue;
 		case 'P':
 			config_write_doc(dmain_options, DMAIN_NOPTIONS, stdout, CONFIG_DOC_INI);
+			free(m.sets);
+			return 0;
+		case 'M':
+			config_write_doc(dmain_options, DMAIN_NOPTIONS, stdout, CONFIG_DOC_MAN);
+			free(m.sets);
 			return 0;
 		case 'h':
 			dmain_usage(stdout);
@@ -546,11 +645,24 @@ main(int argc, char **argv)
 		log_err(LOG_MAIN, "cannot start: %s", certa_strerror(rc));
 		goto out_cfg;
 	}
+	rc = sdnotify_new(proc_base(m.proc), &m.sn);
+	if (rc == 0)
+		rc = sdnotify_set_status(m.sn, dmain_status, &m, 5000);
+	if (rc != 0) {
+		log_err(LOG_MAIN, "sd_notify: %s", certa_strerror(rc));
+		goto out_proc;
+	}
 	rc = core_new(proc_base(m.proc), proc_bridge(m.proc), &co, &m.core);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot open state in %s: %s", co.state_dir, certa_strerror(rc));
 		goto out_proc;
 	}
+	if ((rc = telemetry_new(m.core, &m.tel)) != 0 || (rc = health_new(&m.health)) != 0) {
+		log_err(LOG_MAIN, "cannot start: %s", certa_strerror(rc));
+		core_free(m.core);
+		goto out_proc;
+	}
+	core_set_telemetry(m.core, m.tel);
 	dmain_sync_workers(&m, m.cfg);
 	{
 		struct auth_options ao;
@@ -567,12 +679,18 @@ main(int argc, char **argv)
 		rc = rpc_server_add_methods(m.srv, methods, nmethods, m.core);
 		rpc_server_set_authorizer(m.srv, auth_authorize, m.auth);
 	}
+	if (rc == 0) {
+		methods = health_methods(&nmethods);
+		rc = rpc_server_add_methods(m.srv, methods, nmethods, m.health);
+	}
 	if (rc == 0)
 		rc = rpc_server_listen(m.srv, config_get_str(m.cfg, "listen"), &port);
 	if (rc == 0)
 		rc = dmain_listen_extra(&m);
 	if (rc == 0)
 		rc = rpc_server_start(m.srv);
+	if (rc == 0)
+		rc = dmain_metrics(&m);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot serve on %s", config_get_str(m.cfg, "listen"));
 		m.exit_code = 1;
@@ -580,6 +698,8 @@ main(int argc, char **argv)
 		if (m.srv != NULL) {
 			rpc_server_shutdown(m.srv, dmain_server_done, &m);
 		} else {
+			health_free(m.health);
+			telemetry_free(m.tel);
 			core_free(m.core);
 			proc_finish(m.proc);
 		}
@@ -592,10 +712,14 @@ main(int argc, char **argv)
 	log_notice(LOG_MAIN, "certad %s serving on %s port=%d state=%s workers=%zu",
 	    CERTA_VERSION, config_get_str(m.cfg, "listen"), port, co.state_dir,
 	    pool_count(core_pool(m.core)));
-	sd_notifyf(0, "READY=1\nSTATUS=serving on port %d", port);
+	m.port = port;
+	/* READY=1 after LMDB is open, listeners are bound and the workers were probed. */
+	core_on_workers_probed(m.core, dmain_on_ready, &m,
+	    (int)config_get_int(m.cfg, "workers.info_timeout") + 500);
 	proc_run(m.proc);
 	log_notice(LOG_MAIN, "stopped");
 out_proc:
+	sdnotify_free(m.sn);
 	proc_free(m.proc);
 	auth_free(m.auth);
 out_cfg:

@@ -40,11 +40,20 @@ W2=$(wait_port "$DEMO/w2.port")
 
 echo "== starting certad (state in $DEMO/state, workers 127.0.0.1:$W1 127.0.0.1:$W2)"
 "$BIN/certad" --listen 127.0.0.1:0 --port-file "$DEMO/certad.port" --state-dir "$DEMO/state" \
-	--worker "127.0.0.1:$W1" --worker "127.0.0.1:$W2" >"$DEMO/certad.log" 2>&1 &
+	--worker "127.0.0.1:$W1" --worker "127.0.0.1:$W2" \
+	--set admin.socket="$PWD/$DEMO/admin.sock" \
+	--set metrics.port=0 --set metrics.port_file="$DEMO/metrics.port" >"$DEMO/certad.log" 2>&1 &
 CERTAD=$!
 pids+=($CERTAD)
 export CERTA_SERVER=127.0.0.1:$(wait_port "$DEMO/certad.port")
+METRICS=$(wait_port "$DEMO/metrics.port")
 sleep 0.5
+
+echo "== an operator creates a tenant over the local admin socket (the key is shown once)"
+"$BIN/certactl" --server "unix:$PWD/$DEMO/admin.sock" tenant add demo --weight 2 >"$DEMO/tenant.txt"
+sed 's/\(certa_[0-9a-f]*_\)[0-9a-f]*/\1<secret>/' "$DEMO/tenant.txt"
+CERTA_TOKEN=$(sed -n 's/^api key: *//p' "$DEMO/tenant.txt")
+export CERTA_TOKEN
 
 # A few real problems and their recorded answers (first samples of the default model).
 python3 - "$TRACES" >"$DEMO/problems.tsv" <<'PY'
@@ -90,6 +99,12 @@ sleep 2
 echo
 echo "== a problem the workers have no trace for (clear error, non-zero exit)"
 "$BIN/certactl" submit "What is the meaning of life?" || echo "   (certactl exit status $?)"
+
+echo
+echo "== per-tenant statistics and a few Prometheus metrics"
+"$BIN/certactl" --server "unix:$PWD/$DEMO/admin.sock" stats
+python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$METRICS/metrics').read().decode())" \
+	| grep -E '^certa_(programs_finished_total|tokens_generated_total|tokens_saved_total|worker_up)' | head -12
 
 echo
 echo "== shutting down (SIGTERM: drain, persist, exit 0)"

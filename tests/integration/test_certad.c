@@ -68,6 +68,8 @@ start_certad(struct env *e, int nworkers)
 	argv[a++] = portfile;
 	argv[a++] = (char *)"--set";
 	argv[a++] = (char *)"workers.health_interval=100ms";
+	argv[a++] = (char *)"--set";
+	argv[a++] = (char *)"metrics.port=0";
 	/* These tests exercise programs, not keys: callers without a key are tenant "default". */
 	argv[a++] = (char *)"--set";
 	argv[a++] = (char *)"auth.anonymous_tenant=default";

@@ -72,6 +72,8 @@ start(struct env *e, const char *delay, const char *const extra_sets[])
 	argv[a++] = tokf;
 	argv[a++] = (char *)"--set";
 	argv[a++] = (char *)"workers.health_interval=100ms";
+	argv[a++] = (char *)"--set";
+	argv[a++] = (char *)"metrics.port=0";
 	for (i = 0; extra_sets != NULL && extra_sets[i] != NULL; i++) {
 		argv[a++] = (char *)"--set";
 		argv[a++] = (char *)extra_sets[i];

@@ -1,0 +1,203 @@
+/* telemetry.c — certad's metrics table, hooks and scrape-time collector. */
+#include "daemon/telemetry.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "daemon/core.h"
+#include "daemon/pool.h"
+#include "daemon/tenants.h"
+#include "lib/metrics.h"
+#include "lib/rpc.h"
+#include "store/store.h"
+
+enum {
+	T_SUBMITTED,
+	T_FINISHED,
+	T_PROGRAMS,
+	T_TOKENS,
+	T_PROBE_TOKENS,
+	T_SAVED,
+	T_CERTAINDEX,
+	T_STEPS_PER_PROGRAM,
+	T_STEP_SECONDS,
+	T_STEP_ERRORS,
+	T_QUEUE,
+	T_WORKER_UP,
+	T_WORKER_LOAD,
+	T_WORKER_INFLIGHT,
+	T_MAP_USED,
+	T_MAP_SIZE,
+	T_COUNT
+};
+
+static const char *const l_tenant[] = { "tenant", NULL };
+static const char *const l_tenant_reason[] = { "tenant", "reason", NULL };
+static const char *const l_tenant_state[] = { "tenant", "state", NULL };
+static const char *const l_worker[] = { "worker", NULL };
+static const char *const l_worker_code[] = { "worker", "code", NULL };
+static const double b_certaindex[] = { .1, .2, .3, .4, .5, .6, .7, .8, .9, .95, 1 };
+static const double b_seconds[] = { .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
+    2.5, 5, 10 };
+static const double b_steps[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500 };
+
+static const struct metrics_desc telemetry_table[T_COUNT] = {
+	[T_SUBMITTED] = { "certa_programs_submitted_total", METRICS_COUNTER,
+	    "programs accepted (durably stored)", l_tenant, NULL, 0 },
+	[T_FINISHED] = { "certa_programs_finished_total", METRICS_COUNTER,
+	    "programs that ended, by stop reason", l_tenant_reason, NULL, 0 },
+	[T_PROGRAMS] = { "certa_programs", METRICS_GAUGE,
+	    "programs in progress by state", l_tenant_state, NULL, 0 },
+	[T_TOKENS] = { "certa_tokens_generated_total", METRICS_COUNTER,
+	    "decode tokens generated", l_tenant, NULL, 0 },
+	[T_PROBE_TOKENS] = { "certa_probe_tokens_total", METRICS_COUNTER,
+	    "tokens spent on certainty probes", l_tenant, NULL, 0 },
+	[T_SAVED] = { "certa_tokens_saved_total", METRICS_COUNTER,
+	    "estimated tokens not spent because a program stopped early (certain or "
+	    "unpromising): unfinished chains up to the policy's expected length",
+	    l_tenant, NULL, 0 },
+	[T_CERTAINDEX] = { "certa_certaindex", METRICS_HISTOGRAM,
+	    "certaindex of programs when they ended", NULL, b_certaindex, 11 },
+	[T_STEPS_PER_PROGRAM] = { "certa_program_steps", METRICS_HISTOGRAM,
+	    "steps a program ran before it ended", NULL, b_steps, 9 },
+	[T_STEP_SECONDS] = { "certa_step_duration_seconds", METRICS_HISTOGRAM,
+	    "Step round trip to a worker", NULL, b_seconds, 14 },
+	[T_STEP_ERRORS] = { "certa_step_errors_total", METRICS_COUNTER,
+	    "failed Step calls by worker and gRPC status", l_worker_code, NULL, 0 },
+	[T_QUEUE] = { "certa_queue_depth", METRICS_GAUGE,
+	    "programs waiting for their next step", NULL, NULL, 0 },
+	[T_WORKER_UP] = { "certa_worker_up", METRICS_GAUGE,
+	    "1 when the worker answers health checks", l_worker, NULL, 0 },
+	[T_WORKER_LOAD] = { "certa_worker_chains", METRICS_GAUGE,
+	    "chains placed on the worker", l_worker, NULL, 0 },
+	[T_WORKER_INFLIGHT] = { "certa_worker_inflight_chains", METRICS_GAUGE,
+	    "chains in a running step on the worker", l_worker, NULL, 0 },
+	[T_MAP_USED] = { "certa_store_map_used_bytes", METRICS_GAUGE,
+	    "LMDB map bytes in use", NULL, NULL, 0 },
+	[T_MAP_SIZE] = { "certa_store_map_size_bytes", METRICS_GAUGE,
+	    "LMDB map size", NULL, NULL, 0 },
+};
+
+struct telemetry {
+	struct core *core;
+	struct metrics *m;
+};
+
+/* Gauges recomputed at scrape time. */
+static void
+telemetry_collect(struct metrics *m, void *arg)
+{
+	struct telemetry *t = arg;
+	struct tenants *ts = core_tenants(t->core);
+	struct pool *pl = core_pool(t->core);
+	struct store_stat_info si;
+	size_t i, queued, running;
+	uint64_t fin;
+
+	metrics_reset(m, T_PROGRAMS);
+	for (i = 0; i < tenants_count(ts); i++) {
+		const char *name = tenants_name_at(ts, i);
+		const struct tenant_stats *s = tenants_stats(ts, name);
+		metrics_gauge_set(m, T_PROGRAMS, METRICS_LABELS(name, "queued"), (double)s->queued);
+		metrics_gauge_set(m, T_PROGRAMS, METRICS_LABELS(name, "running"),
+		    (double)s->running);
+	}
+	core_counts(t->core, &queued, &running, &fin);
+	metrics_gauge_set(m, T_QUEUE, NULL, (double)queued);
+	metrics_reset(m, T_WORKER_UP);
+	metrics_reset(m, T_WORKER_LOAD);
+	metrics_reset(m, T_WORKER_INFLIGHT);
+	for (i = 0; i < pool_count(pl); i++) {
+		struct pool_worker *w = pool_at(pl, i);
+		const char *a = pool_worker_addr(w);
+		metrics_gauge_set(m, T_WORKER_UP, METRICS_LABELS(a),
+		    pool_worker_state(w) == POOL_UP ? 1 : 0);
+		metrics_gauge_set(m, T_WORKER_LOAD, METRICS_LABELS(a), pool_worker_held(w));
+		metrics_gauge_set(m, T_WORKER_INFLIGHT, METRICS_LABELS(a), pool_worker_inflight(w));
+	}
+	if (store_stat(core_store(t->core), &si) == 0) {
+		metrics_gauge_set(m, T_MAP_USED, NULL, (double)si.used_bytes);
+		metrics_gauge_set(m, T_MAP_SIZE, NULL, (double)si.map_size);
+	}
+}
+
+int
+telemetry_new(struct core *c, struct telemetry **out)
+{
+	struct telemetry *t = calloc(1, sizeof *t);
+	int rc;
+
+	if (t == NULL)
+		return -ENOMEM;
+	t->core = c;
+	rc = metrics_new(telemetry_table, T_COUNT, &t->m);
+	if (rc != 0) {
+		free(t);
+		return rc;
+	}
+	metrics_set_collector(t->m, telemetry_collect, t);
+	*out = t;
+	return 0;
+}
+
+void
+telemetry_free(struct telemetry *t)
+{
+	if (t == NULL)
+		return;
+	metrics_free(t->m);
+	free(t);
+}
+
+struct metrics *
+telemetry_metrics(struct telemetry *t)
+{
+	return t->m;
+}
+
+void
+telemetry_submitted(struct telemetry *t, const char *tenant)
+{
+	if (t != NULL)
+		metrics_inc(t->m, T_SUBMITTED, METRICS_LABELS(tenant));
+}
+
+void
+telemetry_finished(struct telemetry *t, const char *tenant, const char *reason,
+    double certaindex, uint64_t steps)
+{
+	if (t == NULL)
+		return;
+	metrics_inc(t->m, T_FINISHED, METRICS_LABELS(tenant, reason));
+	metrics_observe(t->m, T_CERTAINDEX, NULL, certaindex);
+	metrics_observe(t->m, T_STEPS_PER_PROGRAM, NULL, (double)steps);
+}
+
+void
+telemetry_tokens(struct telemetry *t, const char *tenant, uint64_t decode, uint64_t probe)
+{
+	if (t == NULL)
+		return;
+	metrics_counter_add(t->m, T_TOKENS, METRICS_LABELS(tenant), (double)decode);
+	metrics_counter_add(t->m, T_PROBE_TOKENS, METRICS_LABELS(tenant), (double)probe);
+}
+
+void
+telemetry_saved(struct telemetry *t, const char *tenant, uint64_t tokens)
+{
+	if (t != NULL && tokens > 0)
+		metrics_counter_add(t->m, T_SAVED, METRICS_LABELS(tenant), (double)tokens);
+}
+
+void
+telemetry_step(struct telemetry *t, const char *worker, double seconds, int status)
+{
+	if (t == NULL)
+		return;
+	if (status == 0)
+		metrics_observe(t->m, T_STEP_SECONDS, NULL, seconds);
+	else
+		metrics_inc(t->m, T_STEP_ERRORS,
+		    METRICS_LABELS(worker, rpc_status_name((grpc_status_code)status)));
+}

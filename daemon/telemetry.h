@@ -1,0 +1,28 @@
+/*
+ * telemetry.h — certad's Prometheus metrics: the family table, the hooks the core calls as
+ * things happen, and a collector that refreshes gauges (programs by state and tenant, queue
+ * depth, workers, LMDB map usage) at scrape time.  Loop thread only.
+ */
+#ifndef CERTA_DAEMON_TELEMETRY_H
+#define CERTA_DAEMON_TELEMETRY_H
+
+#include <stdint.h>
+
+struct core;
+struct metrics;
+struct telemetry;
+
+int telemetry_new(struct core *c, struct telemetry **out);
+void telemetry_free(struct telemetry *t);
+struct metrics *telemetry_metrics(struct telemetry *t);
+
+/* Hooks (t may be NULL: no-ops). */
+void telemetry_submitted(struct telemetry *t, const char *tenant);
+void telemetry_finished(struct telemetry *t, const char *tenant, const char *reason,
+    double certaindex, uint64_t steps);
+void telemetry_tokens(struct telemetry *t, const char *tenant, uint64_t decode,
+    uint64_t probe);
+void telemetry_saved(struct telemetry *t, const char *tenant, uint64_t tokens);
+void telemetry_step(struct telemetry *t, const char *worker, double seconds, int status);
+
+#endif
