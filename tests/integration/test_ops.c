@@ -1,0 +1,528 @@
+/*
+ * test_ops.c — certad as a service: the sd_notify protocol over a real unix datagram socket
+ * (READY=1 only once the gRPC port accepts connections, WATCHDOG=1 keeps coming, STOPPING=1 on
+ * SIGTERM), Prometheus /metrics (parsed strictly, and by promtool when installed) with counters
+ * that move, /healthz and /readyz, grpc.health.v1 SERVING and NOT_SERVING while draining,
+ * --check-config, and SIGHUP with a bad configuration keeping the old one.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <regex.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <grpc/grpc.h>
+
+#include "certa/v1/reasoning.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "lib/rpc_client.h"
+#include "tests/support/harness.h"
+
+struct env {
+	char *dir;
+	struct harness_trace *tr;
+	struct harness_proc *w, *d;
+	int wport, dport, mport;
+	int nsock;                   /* notify socket */
+	char nsock_path[600];
+	char cfg[600];
+};
+
+static int
+setup(void **state)
+{
+	struct env *e;
+
+	*state = NULL;
+	if (harness_traces_dir() == NULL)
+		return 0;
+	e = calloc(1, sizeof *e);
+	e->nsock = -1;
+	harness_alarm(120);
+	assert_int_equal(harness_tmpdir(&e->dir), 0);
+	assert_int_equal(harness_trace_pick(harness_traces_dir(), NULL, "math500", &e->tr), 0);
+	*state = e;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct env *e = *state;
+
+	if (e == NULL)
+		return 0;
+	if (e->d != NULL) {
+		harness_kill9(e->d);
+		harness_proc_free(e->d);
+	}
+	if (e->w != NULL) {
+		harness_kill9(e->w);
+		harness_proc_free(e->w);
+	}
+	if (e->nsock >= 0)
+		close(e->nsock);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	harness_trace_free(e->tr);
+	harness_rmrf(e->dir);
+	free(e->dir);
+	free(e);
+	harness_alarm(0);
+	return 0;
+}
+
+#define NEED_TRACES(e) do { \
+	if ((e) == NULL) { \
+		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n"); \
+		skip(); \
+	} \
+} while (0)
+
+/* Starts a worker (with a step delay) and certad with a config file; no waiting. */
+static void
+spawn_certad(struct env *e, const char *delay, const char *config_text)
+{
+	const char *wextra[] = { "--step-delay", delay, NULL };
+	char *bin = harness_bin("certad");
+	char portfile[600], mportfile[700], log[600], state[600], wa[64];
+	FILE *f;
+
+	if (e->w == NULL)
+		assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
+		    &e->wport), 0);
+	snprintf(e->cfg, sizeof e->cfg, "%s/certad.conf", e->dir);
+	snprintf(portfile, sizeof portfile, "%s/d.port", e->dir);
+	snprintf(mportfile, sizeof mportfile, "%s/m.port", e->dir);
+	snprintf(state, sizeof state, "%s/state", e->dir);
+	snprintf(log, sizeof log, "%s/d.log", e->dir);
+	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->wport);
+	unlink(portfile);
+	unlink(mportfile);
+	f = fopen(e->cfg, "w");
+	assert_non_null(f);
+	fprintf(f, "listen = 127.0.0.1:0\nstate_dir = %s\nport_file = %s\n"
+	    "auth.anonymous_tenant = default\nadmin.socket =\n"
+	    "[metrics]\nport = 0\nport_file = %s\n[workers]\nworker = %s\n"
+	    "health_interval = 100ms\n%s", state, portfile, mportfile, wa,
+	    config_text != NULL ? config_text : "");
+	fclose(f);
+	{
+		char *argv[] = { bin, (char *)"--config", e->cfg, NULL };
+		assert_int_equal(harness_spawn(&e->d, log, argv), 0);
+	}
+	free(bin);
+}
+
+static void
+wait_certad(struct env *e)
+{
+	char pf[600];
+
+	snprintf(pf, sizeof pf, "%s/d.port", e->dir);
+	if (harness_wait_port_file(pf, 20000, &e->dport) != 0) {
+		harness_dump_log(e->d);
+		fail_msg("certad did not start");
+	}
+	snprintf(pf, sizeof pf, "%s/m.port", e->dir);
+	assert_int_equal(harness_wait_port_file(pf, 20000, &e->mport), 0);
+}
+
+/* Receives one notify datagram (NUL-terminated) within timeout_ms; 0 or -ETIMEDOUT. */
+static int
+notify_recv(struct env *e, char *buf, size_t len, int timeout_ms)
+{
+	struct pollfd p = { e->nsock, POLLIN, 0 };
+	ssize_t n;
+
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return -ETIMEDOUT;
+	n = recv(e->nsock, buf, len - 1, 0);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+static int
+tcp_connect_ok(int port)
+{
+	struct sockaddr_in a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), rc;
+
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+	close(fd);
+	return rc == 0;
+}
+
+static int
+health_check(int port, const char *service)
+{
+	struct rpc_channel *ch;
+	char target[64];
+	Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	Grpc__Health__V1__HealthCheckResponse *r = NULL;
+	grpc_status_code st;
+	int status = -1;
+
+	snprintf(target, sizeof target, "127.0.0.1:%d", port);
+	assert_int_equal(rpc_channel_new(target, &ch), 0);
+	req.service = (char *)service;
+	if (rpc_sync_unary(ch, "/grpc.health.v1.Health/Check", &req.base,
+	    &grpc__health__v1__health_check_response__descriptor, 5000, NULL, 0,
+	    (ProtobufCMessage **)&r, &st, NULL) == 0 && st == GRPC_STATUS_OK) {
+		status = r->status;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	rpc_channel_free(ch);
+	return status;
+}
+
+/* READY=1 only after the port accepts; WATCHDOG=1 keeps coming; STOPPING=1 on SIGTERM. */
+static void
+test_sd_notify(void **state)
+{
+	struct env *e = *state;
+	struct sockaddr_un a;
+	char buf[1024], pf[600];
+	int ready = 0, watchdogs = 0, status_seen = 0, stopping = 0, i, st = 0;
+
+	NEED_TRACES(e);
+	e->nsock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(e->nsock >= 0);
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	snprintf(e->nsock_path, sizeof e->nsock_path, "%s/notify", e->dir);
+	assert_true(strlen(e->nsock_path) < sizeof a.sun_path);
+	memcpy(a.sun_path, e->nsock_path, strlen(e->nsock_path) + 1);
+	assert_int_equal(bind(e->nsock, (struct sockaddr *)&a, sizeof a), 0);
+	setenv("NOTIFY_SOCKET", e->nsock_path, 1);
+	setenv("WATCHDOG_USEC", "300000", 1);
+	spawn_certad(e, "200", NULL);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+
+	snprintf(pf, sizeof pf, "%s/d.port", e->dir);
+	for (i = 0; i < 200 && !ready; i++) {
+		if (notify_recv(e, buf, sizeof buf, 100) != 0)
+			continue;
+		if (strstr(buf, "READY=1") != NULL) {
+			ready = 1;
+			/* At READY the port file exists and the gRPC port accepts connections. */
+			assert_int_equal(harness_wait_port_file(pf, 1, &e->dport), 0);
+			assert_true(tcp_connect_ok(e->dport));
+			assert_int_equal(health_check(e->dport, ""),
+			    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+		}
+		watchdogs += strstr(buf, "WATCHDOG=1") != NULL;
+		status_seen |= strstr(buf, "STATUS=") != NULL;
+	}
+	assert_true(ready);
+	for (i = 0; i < 30 && watchdogs < 4; i++) {
+		if (notify_recv(e, buf, sizeof buf, 200) == 0) {
+			watchdogs += strstr(buf, "WATCHDOG=1") != NULL;
+			status_seen |= strstr(buf, "STATUS=") != NULL;
+		}
+	}
+	assert_true(watchdogs >= 4);
+	assert_true(status_seen);
+	assert_int_equal(harness_signal(e->d, SIGTERM), 0);
+	for (i = 0; i < 50 && !stopping; i++)
+		if (notify_recv(e, buf, sizeof buf, 100) == 0)
+			stopping = strstr(buf, "STOPPING=1") != NULL;
+	assert_true(stopping);
+	assert_int_equal(harness_wait_exit(e->d, 10000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Minimal HTTP GET on loopback; returns the status code, body in buf. */
+static int
+http_get(int port, const char *path, char *buf, size_t len)
+{
+	struct sockaddr_in a;
+	char req[256];
+	size_t got = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), code = -1;
+	char *body;
+
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		close(fd);
+		return -1;
+	}
+	snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+	if (write(fd, req, strlen(req)) < 0) {
+		close(fd);
+		return -1;
+	}
+	while (got + 1 < len && (n = read(fd, buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(fd);
+	sscanf(buf, "HTTP/1.%*d %d", &code);
+	body = strstr(buf, "\r\n\r\n");
+	if (body != NULL)
+		memmove(buf, body + 4, strlen(body + 4) + 1);
+	return code;
+}
+
+/* Every sample line must be `name{label="v",...} value` and every family typed. */
+static void
+check_exposition(const char *text)
+{
+	regex_t sample, help, type;
+	const char *line = text;
+	int samples = 0;
+
+	assert_int_equal(regcomp(&sample, "^[a-zA-Z_:][a-zA-Z0-9_:]*"
+	    "(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\",?)*\\})? "
+	    "(-?[0-9.e+-]+|\\+Inf|NaN)$", REG_EXTENDED | REG_NOSUB), 0);
+	assert_int_equal(regcomp(&help, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*$",
+	    REG_EXTENDED | REG_NOSUB), 0);
+	assert_int_equal(regcomp(&type, "^# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* "
+	    "(counter|gauge|histogram)$", REG_EXTENDED | REG_NOSUB), 0);
+	while (*line != '\0') {
+		const char *nl = strchr(line, '\n');
+		char l[2048];
+		size_t n = nl ? (size_t)(nl - line) : strlen(line);
+		assert_true(n < sizeof l);
+		memcpy(l, line, n);
+		l[n] = '\0';
+		if (n > 0) {
+			if (strncmp(l, "# HELP", 6) == 0)
+				assert_int_equal(regexec(&help, l, 0, NULL, 0), 0);
+			else if (strncmp(l, "# TYPE", 6) == 0)
+				assert_int_equal(regexec(&type, l, 0, NULL, 0), 0);
+			else {
+				if (regexec(&sample, l, 0, NULL, 0) != 0)
+					fail_msg("bad exposition line: %s", l);
+				samples++;
+			}
+		}
+		line += n + (nl ? 1 : 0);
+	}
+	assert_true(samples > 5);
+	regfree(&sample);
+	regfree(&help);
+	regfree(&type);
+}
+
+/* Value of a sample line "SERIES VALUE" (not a HELP/TYPE line); -1 when absent. */
+static double
+metric_value(const char *text, const char *series)
+{
+	const char *p = text;
+	size_t n = strlen(series);
+
+	while ((p = strstr(p, series)) != NULL) {
+		if ((p == text || p[-1] == '\n') && p[n] == ' ')
+			return atof(p + n + 1);
+		p += n;
+	}
+	return -1;
+}
+
+/* /metrics parses and moves; /healthz, /readyz; Health NOT_SERVING while draining. */
+static void
+test_metrics_and_health(void **state)
+{
+	struct env *e = *state;
+	static char body[1 << 20];
+	struct rpc_channel *ch;
+	struct rpc_stream *s;
+	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	Certa__V1__ProgramEvent *ev;
+	char target[64], path[700];
+	double before, after;
+	int st = 0, i, code;
+
+	NEED_TRACES(e);
+	spawn_certad(e, "0", NULL);
+	wait_certad(e);
+	for (i = 0; i < 100 && http_get(e->mport, "/readyz", body, sizeof body) != 200; i++)
+		usleep(50000);
+	assert_int_equal(http_get(e->mport, "/readyz", body, sizeof body), 200);
+	assert_int_equal(http_get(e->mport, "/healthz", body, sizeof body), 200);
+	assert_int_equal(http_get(e->mport, "/nope", body, sizeof body), 404);
+	assert_int_equal(http_get(e->mport, "/metrics", body, sizeof body), 200);
+	check_exposition(body);
+	before = metric_value(body, "certa_programs_submitted_total{tenant=\"default\"}");
+	assert_true(before <= 0);
+	{
+		char series[128];
+		snprintf(series, sizeof series, "certa_worker_up{worker=\"127.0.0.1:%d\"}", e->wport);
+		assert_true(metric_value(body, series) == 1);
+	}
+
+	snprintf(target, sizeof target, "127.0.0.1:%d", e->dport);
+	assert_int_equal(rpc_channel_new(target, &ch), 0);
+	spec.problem = (char *)e->tr->problem;
+	req.program = &spec;
+	assert_int_equal(rpc_sync_stream_open(ch, "/certa.v1.Reasoning/Submit", &req.base,
+	    &certa__v1__program_event__descriptor, 60000, NULL, 0, &s), 0);
+	while (rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&ev) == 1)
+		protobuf_c_message_free_unpacked(&ev->base, NULL);
+	assert_int_equal(rpc_sync_stream_close(s, NULL), GRPC_STATUS_OK);
+	assert_int_equal(http_get(e->mport, "/metrics", body, sizeof body), 200);
+	check_exposition(body);
+	after = metric_value(body, "certa_programs_submitted_total{tenant=\"default\"}");
+	assert_true(after == 1);
+	assert_true(metric_value(body, "certa_tokens_generated_total{tenant=\"default\"}") > 0);
+	assert_true(metric_value(body, "certa_step_duration_seconds_count") > 0);
+	assert_true(metric_value(body, "certa_store_map_used_bytes") > 0);
+	/* The real parser, when installed. */
+	if (access("/usr/bin/promtool", X_OK) == 0) {
+		char cmd[1600];
+		FILE *f;
+		snprintf(path, sizeof path, "%s/metrics.txt", e->dir);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(body, f);
+		fclose(f);
+		snprintf(cmd, sizeof cmd, "/usr/bin/promtool check metrics < %s >/dev/null 2>&1",
+		    path);
+		code = system(cmd);
+		/* promtool exits 3 for lint warnings only (e.g. missing unit suffixes); 1 for
+		 * parse errors. */
+		assert_true(WIFEXITED(code) && WEXITSTATUS(code) != 1);
+	} else {
+		print_message("promtool not installed: checked with the built-in parser only\n");
+	}
+	rpc_channel_free(ch);
+	(void)st;
+}
+
+/* While draining (a step in flight), Health answers NOT_SERVING and /readyz 503. */
+static void
+test_health_while_draining(void **state)
+{
+	struct env *e = *state;
+	static char body[1 << 16];
+	struct rpc_channel *ch;
+	struct rpc_stream *s;
+	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	Certa__V1__ProgramEvent *ev;
+	char target[64];
+	int st = 0, i;
+
+	NEED_TRACES(e);
+	spawn_certad(e, "1500", NULL);
+	wait_certad(e);
+	for (i = 0; i < 100 && health_check(e->dport, "") !=
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING; i++)
+		usleep(50000);
+	assert_int_equal(health_check(e->dport, "certa.v1.Reasoning"),
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	snprintf(target, sizeof target, "127.0.0.1:%d", e->dport);
+	assert_int_equal(rpc_channel_new(target, &ch), 0);
+	spec.problem = (char *)e->tr->problem;
+	req.program = &spec;
+	assert_int_equal(rpc_sync_stream_open(ch, "/certa.v1.Reasoning/Submit", &req.base,
+	    &certa__v1__program_event__descriptor, 60000, NULL, 0, &s), 0);
+	assert_int_equal(rpc_sync_stream_next(s, 10000, (ProtobufCMessage **)&ev), 1);
+	protobuf_c_message_free_unpacked(&ev->base, NULL);
+	usleep(200000);  /* the first step (1.5 s) is now in flight */
+	assert_int_equal(harness_signal(e->d, SIGTERM), 0);
+	usleep(200000);
+	assert_int_equal(health_check(e->dport, ""),
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+	assert_int_equal(http_get(e->mport, "/readyz", body, sizeof body), 503);
+	while (rpc_sync_stream_next(s, 10000, (ProtobufCMessage **)&ev) == 1)
+		protobuf_c_message_free_unpacked(&ev->base, NULL);
+	assert_int_equal(rpc_sync_stream_close(s, NULL), GRPC_STATUS_UNAVAILABLE);
+	assert_int_equal(harness_wait_exit(e->d, 10000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	rpc_channel_free(ch);
+}
+
+/* --check-config and SIGHUP: a bad new file is reported and the old configuration stays. */
+static void
+test_config_check_and_reload(void **state)
+{
+	struct env *e = *state;
+	char *bin = harness_bin("certad");
+	char cmd[1600], log[700], *text = NULL;
+	FILE *f;
+	int rc, i, reloaded = 0;
+
+	NEED_TRACES(e);
+	spawn_certad(e, "0", NULL);
+	wait_certad(e);
+	snprintf(cmd, sizeof cmd, "%s --check-config --config %s >/dev/null 2>&1", bin, e->cfg);
+	rc = system(cmd);
+	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+
+	/* Break the file: an out-of-range value on a known line. */
+	f = fopen(e->cfg, "a");
+	assert_non_null(f);
+	fputs("step_timeout = 999h\n", f);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "%s --check-config --config %s 2>&1", bin, e->cfg);
+	{
+		FILE *p = popen(cmd, "r");
+		char out[1024] = "";
+		size_t n = fread(out, 1, sizeof out - 1, p);
+		out[n] = '\0';
+		rc = pclose(p);
+		assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+		assert_non_null(strstr(out, "certad.conf:"));
+		assert_non_null(strstr(out, "out of range"));
+	}
+	assert_int_equal(harness_signal(e->d, SIGHUP), 0);
+	snprintf(log, sizeof log, "%s/d.log", e->dir);
+	for (i = 0; i < 100 && !reloaded; i++) {
+		usleep(50000);
+		free(text);
+		text = NULL;
+		if (harness_read_file(log, &text) == 0)
+			reloaded = strstr(text, "reload failed, keeping the running configuration") !=
+			    NULL;
+	}
+	assert_true(reloaded);
+	assert_true(harness_running(e->d));
+	assert_true(tcp_connect_ok(e->dport));
+	assert_int_equal(health_check(e->dport, ""),
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	free(text);
+	free(bin);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_sd_notify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metrics_and_health, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_health_while_draining, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_check_and_reload, setup, teardown),
+	};
+	int rc;
+
+	grpc_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	grpc_shutdown();
+	return rc;
+}
