@@ -345,10 +345,19 @@ core_decide(struct core *c, struct program *p, struct sched_decision *d)
 	if (chains == NULL)
 		return 0;
 	program_view(p, chains, core_now_ms(), &v);
+	v.state = &p->pstate;
 	/* The tenant's policy as of now: a policy change applies from the next step. */
 	sched_decide(core_program_policy(c, p), &v, d);
 	program_set_str(&p->answer, d->answer);
 	p->certaindex = d->certaindex;
+	p->features = d->features;
+	{
+		/* The trajectory in history carries the certaindex after each probe. */
+		uint32_t i;
+		for (i = 0; i < p->n; i++)
+			if (p->chains[i].nprobes > 0)
+				p->chains[i].probes[p->chains[i].nprobes - 1].certaindex = d->certaindex;
+	}
 	free(chains);
 	if (!d->stop)
 		return 0;
@@ -437,7 +446,8 @@ core_apply(struct program *p, const struct core_step *s, const Certa__V1__StepRe
 		struct chain *ch = &p->chains[s->chain_idx[i]];
 		if (program_chain_append(ch, res->text, res->total_tokens,
 		    res->probe ? res->probe->answer : "", res->probe ? res->probe->tokens : 0,
-		    res->finished, res->final_answer, res->thinking_done) != 0)
+		    res->probe ? res->probe->confidence : -1, res->finished, res->final_answer,
+		    res->thinking_done) != 0)
 			return -ENOMEM;
 	}
 	return 0;

@@ -135,8 +135,8 @@ program_set_state(struct program *p, enum program_state to)
 
 int
 program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
-    const char *probe_answer, uint32_t probe_tokens, bool finished, const char *final_answer,
-    bool thinking_done)
+    const char *probe_answer, uint32_t probe_tokens, double confidence, bool finished,
+    const char *final_answer, bool thinking_done)
 {
 	size_t add = text != NULL ? strlen(text) : 0;
 
@@ -167,6 +167,7 @@ program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
 	c->probes[c->nprobes].position = total_tokens;
 	c->probes[c->nprobes].answer = strdup(probe_answer != NULL ? probe_answer : "");
 	c->probes[c->nprobes].certaindex = 0;
+	c->probes[c->nprobes].confidence = confidence;
 	if (c->probes[c->nprobes].answer == NULL)
 		return -ENOMEM;
 	c->nprobes++;
@@ -251,7 +252,7 @@ program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms
 				struct sched_probe *sp = &program_view_probes[used++];
 				sp->position = c->probes[j].position;
 				sp->answer = c->probes[j].answer != NULL ? c->probes[j].answer : "";
-				sp->confidence = -1;  /* the chain does not keep probe confidence yet */
+				sp->confidence = c->probes[j].confidence;
 			}
 		}
 	}
@@ -352,8 +353,18 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 		r->worker = p->worker != NULL ? p->worker : (char *)"";
 		r->reason = c->finished ? CERTA__V1__FINISH_REASON__FINISH_REASON_NATURAL_END :
 		    CERTA__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
+		/* Program-level features (the certaindex is per program), per-chain flags. */
+		pb->feats[i].certaindex = p->features.certaindex;
+		pb->feats[i].stable_tokens = p->features.stable_tokens;
+		pb->feats[i].grounded = p->features.grounded;
+		pb->feats[i].hesitation = p->features.hesitation;
+		pb->feats[i].valid_answer = p->features.valid_answer;
+		pb->feats[i].agreement = p->features.agreement;
+		pb->feats[i].entropy = p->features.entropy;
+		pb->feats[i].position = p->features.position;
 		pb->feats[i].thinking_done = c->thinking_done;
-		pb->feats[i].probe_confidence = -1;
+		pb->feats[i].probe_confidence = c->nprobes > 0 ?
+		    c->probes[c->nprobes - 1].confidence : -1;
 		r->certainty = &pb->feats[i];
 		pb->req_ptrs[i] = r;
 	}
@@ -413,7 +424,7 @@ program_chain_pb_fill(const struct program *p, const struct chain *c, struct cha
 			pb->probes[i].position = c->probes[i].position;
 			pb->probes[i].answer = c->probes[i].answer;
 			pb->probes[i].certaindex = c->probes[i].certaindex;
-			pb->probes[i].confidence = -1;
+			pb->probes[i].confidence = c->probes[i].confidence;
 			pb->probe_ptrs[i] = &pb->probes[i];
 		}
 		pb->msg.n_probes = c->nprobes;
@@ -437,7 +448,7 @@ program_chain_restore(struct chain *c, const Certa__V1__RequestRecord *r)
 {
 	size_t i;
 
-	if (program_chain_append(c, r->text, r->tokens, r->answer, 0, false, NULL,
+	if (program_chain_append(c, r->text, r->tokens, r->answer, 0, -1, false, NULL,
 	    r->thinking_done) != 0)
 		return -ENOMEM;
 	/* program_chain_append added one probe point; replace with the recorded ones. */
@@ -454,6 +465,7 @@ program_chain_restore(struct chain *c, const Certa__V1__RequestRecord *r)
 		}
 		c->probes[c->nprobes].position = r->probes[i]->position;
 		c->probes[c->nprobes].certaindex = r->probes[i]->certaindex;
+		c->probes[c->nprobes].confidence = r->probes[i]->confidence;
 		c->probes[c->nprobes].answer = strdup(r->probes[i]->answer);
 		if (c->probes[c->nprobes].answer == NULL)
 			return -ENOMEM;

@@ -36,7 +36,8 @@ enum program_state {
 struct probe_point {
 	uint64_t position;
 	char *answer;
-	double certaindex;
+	double certaindex;        /* the program's certaindex after this step */
+	double confidence;        /* probe token probability from the engine; < 0 unknown */
 };
 
 struct chain {
@@ -81,6 +82,8 @@ struct program {
 	uint64_t steps;
 	double certaindex;
 	char *answer;             /* current best answer */
+	struct sched_state pstate;        /* policy state machine (scheduler/sched.h) */
+	struct sched_features features;   /* what produced the last certaindex */
 
 	/* result (terminal states) */
 	enum sched_reason reason;
@@ -107,8 +110,8 @@ const char *program_state_name(enum program_state s);
 
 /* Appends step output to a chain.  Returns 0 or -ENOMEM. */
 int program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
-    const char *probe_answer, uint32_t probe_tokens, bool finished, const char *final_answer,
-    bool thinking_done);
+    const char *probe_answer, uint32_t probe_tokens, double confidence, bool finished,
+    const char *final_answer, bool thinking_done);
 /* Total decode / probe tokens across chains. */
 uint64_t program_tokens(const struct program *p);
 uint64_t program_probe_tokens(const struct program *p);

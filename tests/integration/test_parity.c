@@ -1,0 +1,204 @@
+/*
+ * test_parity.c — online == offline: programs submitted through certad with the default
+ * (calibrated) policy stop exactly where the offline evaluator (lib/evalsim, the engine of
+ * certa-eval) says they stop: same reason, same answer, same decode and probe tokens.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <grpc/grpc.h>
+
+#include "certa/v1/reasoning.pb-c.h"
+#include "lib/evalsim.h"
+#include "lib/rpc_client.h"
+#include "lib/traces.h"
+#include "scheduler/answer.h"
+#include "scheduler/sched.h"
+#include "tests/support/harness.h"
+
+#define NCOT 20
+#define NSC 4
+
+struct env {
+	char *dir;
+	struct traces *tr;
+	struct harness_proc *w, *d;
+	int wport, dport;
+	struct rpc_channel *ch;
+};
+
+static int
+setup(void **state)
+{
+	struct env *e;
+	char *bin;
+	char portfile[600], log[600], state_dir[600], wa[64], sock[700];
+	int rc;
+
+	*state = NULL;
+	if (harness_traces_dir() == NULL)
+		return 0;
+	e = calloc(1, sizeof *e);
+	harness_alarm(240);
+	assert_int_equal(harness_tmpdir(&e->dir), 0);
+	assert_int_equal(traces_load(harness_traces_dir(), &e->tr), 0);
+	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), NULL, &e->w,
+	    &e->wport), 0);
+	bin = harness_bin("certad");
+	snprintf(portfile, sizeof portfile, "%s/d.port", e->dir);
+	snprintf(log, sizeof log, "%s/d.log", e->dir);
+	snprintf(state_dir, sizeof state_dir, "%s/state", e->dir);
+	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->wport);
+	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
+	{
+		/* No policy file: the built-in calibrated default, as certa-eval uses. */
+		char *argv[] = { bin, (char *)"--listen", (char *)"127.0.0.1:0", (char *)"--state-dir",
+		    state_dir, (char *)"--port-file", portfile, (char *)"--worker", wa,
+		    (char *)"--set", (char *)"auth.anonymous_tenant=default", (char *)"--set", sock,
+		    (char *)"--set", (char *)"metrics.port=0", (char *)"--set",
+		    (char *)"workers.health_interval=100ms", NULL };
+		assert_int_equal(harness_spawn(&e->d, log, argv), 0);
+	}
+	rc = harness_wait_port_file(portfile, 20000, &e->dport);
+	if (rc != 0)
+		harness_dump_log(e->d);
+	assert_int_equal(rc, 0);
+	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->dport);
+	assert_int_equal(rpc_channel_new(wa, &e->ch), 0);
+	free(bin);
+	usleep(300000);
+	*state = e;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct env *e = *state;
+
+	if (e == NULL)
+		return 0;
+	rpc_channel_free(e->ch);
+	harness_kill9(e->d);
+	harness_proc_free(e->d);
+	harness_kill9(e->w);
+	harness_proc_free(e->w);
+	traces_free(e->tr);
+	harness_rmrf(e->dir);
+	free(e->dir);
+	free(e);
+	harness_alarm(0);
+	return 0;
+}
+
+/* Runs one program through certad; returns its Finished event (caller frees ev). */
+static Certa__V1__ProgramEvent *
+run(struct env *e, const struct traces_program *pg, int sc)
+{
+	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct rpc_stream *s;
+	Certa__V1__ProgramEvent *ev, *fin = NULL;
+
+	spec.problem = (char *)pg->problem;
+	spec.model = (char *)pg->model;
+	spec.algorithm = sc ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
+	    CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	spec.n = sc ? 3 : 1;
+	req.program = &spec;
+	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
+	    &certa__v1__program_event__descriptor, 60000, NULL, 0, &s), 0);
+	while (rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&ev) == 1) {
+		if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED) {
+			if (fin != NULL)
+				protobuf_c_message_free_unpacked(&fin->base, NULL);
+			fin = ev;
+		} else {
+			protobuf_c_message_free_unpacked(&ev->base, NULL);
+		}
+	}
+	assert_int_equal(rpc_sync_stream_close(s, NULL), GRPC_STATUS_OK);
+	assert_non_null(fin);
+	return fin;
+}
+
+static void
+check_parity(struct env *e, int sc, size_t want)
+{
+	struct sched_policy pol;
+	size_t i, done = 0, early = 0;
+	const char *model = traces_model_name(e->tr, 0);
+
+	sched_policy_default(&pol);
+	for (i = 0; i < traces_program_count(e->tr) && done < want; i++) {
+		const struct traces_program *pg = traces_program_at(e->tr, i);
+		struct evalsim_outcome off;
+		Certa__V1__ProgramEvent *fin;
+		const Certa__V1__ProgramResult *r;
+
+		if (strcmp(pg->model, model) != 0 || strcmp(pg->dataset, "math500") != 0 ||
+		    pg->nsamples < 3)
+			continue;
+		assert_int_equal(evalsim_run(&pol, pg, sc ? SCHED_ALGO_SC : SCHED_ALGO_COT,
+		    sc ? 3 : 1, &off, NULL), 0);
+		fin = run(e, pg, sc);
+		r = fin->finished->result;
+		if ((int)r->reason != (int)off.reason || r->tokens_used != off.decode_tokens ||
+		    r->probe_tokens != off.probe_tokens || !answer_equivalent(r->answer, off.answer))
+			fail_msg("program %s (%s): online reason=%d tokens=%llu probe=%llu answer=%s; "
+			    "offline reason=%d tokens=%llu probe=%llu answer=%s", pg->problem_id,
+			    sc ? "sc" : "cot", (int)r->reason, (unsigned long long)r->tokens_used,
+			    (unsigned long long)r->probe_tokens, r->answer, (int)off.reason,
+			    (unsigned long long)off.decode_tokens,
+			    (unsigned long long)off.probe_tokens, off.answer);
+		early += off.reason != SCHED_REASON_NATURAL_END;
+		protobuf_c_message_free_unpacked(&fin->base, NULL);
+		done++;
+	}
+	assert_int_equal(done, want);
+	/* The comparison covers early stops, not only runs to the end. */
+	assert_true(early > 0);
+	print_message("%s: %zu programs, %zu stopped early, all decisions identical\n",
+	    sc ? "sc" : "cot", done, early);
+}
+
+static void
+test_cot_parity(void **state)
+{
+	if (*state == NULL) {
+		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n");
+		skip();
+	}
+	check_parity(*state, 0, NCOT);
+}
+
+static void
+test_sc_parity(void **state)
+{
+	if (*state == NULL) {
+		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n");
+		skip();
+	}
+	check_parity(*state, 1, NSC);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_cot_parity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sc_parity, setup, teardown),
+	};
+	int rc;
+
+	grpc_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	grpc_shutdown();
+	return rc;
+}
