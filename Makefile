@@ -123,7 +123,9 @@ check-integration: all
 
 # ASan + UBSan build in its own tree.
 check-asan: deps
-	@$(MAKE) --no-print-directory BUILD=build/asan OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	@LSAN_OPTIONS="suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0" \
+		$(MAKE) --no-print-directory BUILD=build/asan \
+		OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
 		SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" check
 
 demo: deps

@@ -578,37 +578,42 @@ main(int argc, char **argv)
 			continue;
 		case 'P':
 			config_write_doc(dmain_options, DMAIN_NOPTIONS, stdout, CONFIG_DOC_INI);
-			free(m.sets);
-			return 0;
+			goto out_cfg;
 		case 'M':
 			config_write_doc(dmain_options, DMAIN_NOPTIONS, stdout, CONFIG_DOC_MAN);
-			free(m.sets);
-			return 0;
+			goto out_cfg;
 		case 'h':
 			dmain_usage(stdout);
-			return 0;
+			goto out_cfg;
 		case 'V':
 			printf("certad %s\n", CERTA_VERSION);
-			return 0;
+			goto out_cfg;
 		default:
 			dmain_usage(stderr);
-			return 2;
+			m.exit_code = 2;
+			goto out_cfg;
 		}
-		if (asprintf(&m.sets[m.nsets++], "%s=%s", name, optarg) < 0)
-			return 1;
+		if (asprintf(&m.sets[m.nsets++], "%s=%s", name, optarg) < 0) {
+			m.sets[--m.nsets] = NULL;
+			m.exit_code = 1;
+			goto out_cfg;
+		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "certad: unexpected argument '%s'\n", argv[optind]);
-		return 2;
+		m.exit_code = 2;
+		goto out_cfg;
 	}
 	if (dmain_load(&m, &m.cfg, err, sizeof err) != 0) {
 		fprintf(stderr, "certad: %s\n", err);
-		return 2;
+		m.exit_code = 2;
+		goto out_cfg;
 	}
 	memset(&co, 0, sizeof co);
 	if (dmain_policy(m.cfg, &co.policy, err, sizeof err) != 0) {
 		fprintf(stderr, "certad: policy: %s\n", err);
-		return 2;
+		m.exit_code = 2;
+		goto out_cfg;
 	}
 	if (check_only) {
 		printf("certad: configuration OK\n");
