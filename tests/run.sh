@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs test binaries, each under a hard timeout, and prints a summary.
-# Usage: tests/run.sh BIN...   (TEST_TIMEOUT seconds per binary, default 300)
+# Usage: tests/run.sh BIN...   (TEST_TIMEOUT seconds per binary, default 300; TEST_WRAPPER, e.g.
+# a valgrind command line, runs each binary under it)
 set -u
 timeout_s=${TEST_TIMEOUT:-300}
 pass=0
@@ -9,7 +10,8 @@ failed=()
 for t in "$@"; do
 	name=$(basename "$t")
 	start=$(date +%s.%N)
-	timeout -k 5 "$timeout_s" "$t"
+	# shellcheck disable=SC2086
+	timeout -k 5 "$timeout_s" ${TEST_WRAPPER:-} "$t"
 	rc=$?
 	end=$(date +%s.%N)
 	dur=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
