@@ -3,7 +3,7 @@
  *
  *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
- *              [--split train|test|all] [--lambda 1] --out FILE
+ *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] --out FILE
  *
  * Evaluation replays every (model, dataset, problem) program through the same sched_decide()
  * the daemon calls (lib/evalsim.h describes the semantics), next to the baselines: Dynasor-CoT
@@ -348,7 +348,7 @@ usage(FILE *f)
 	    "usage: certa-eval --traces DIR [--policy FILE] [--algo cot|sc] "
 	    "[--split all|train|test] [--json] [--no-curve] [--dump-points CSV]\n"
 	    "       certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all] "
-	    "[--margin 1] [--harm-only] [--lambda 1] --out FILE\n"
+	    "[--margin 1] [--harm-only] [--lambda 1] [--folds 5] [--z 1] --out FILE\n"
 	    "DIR defaults to $CERTA_TRACES.\n");
 }
 
@@ -370,7 +370,7 @@ static const char *const split_names[] = { "all", "train", "test" };
 
 static int
 do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_only,
-    enum evalsim_split split, double lambda, const char *out)
+    enum evalsim_split split, double lambda, unsigned folds, double z, const char *out)
 {
 	struct sched_policy p;
 	struct evalsim_calib cal;
@@ -385,6 +385,8 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	cal.lambda = lambda;
 	cal.margin = margin;
 	cal.harm_only = harm_only;
+	cal.folds = folds;
+	cal.z = z;
 	cal.cot_label = EVALSIM_LABEL_SAFE;
 	cal.sc_label = EVALSIM_LABEL_SAME;
 	rc = evalsim_calibrate(tr, &cal, &p);
@@ -394,28 +396,39 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	}
 	snprintf(comment, sizeof comment,
 	    "certa scheduling policy, written by `certa-eval calibrate --max-loss %g --margin %g "
-	    "%s--split %s --lambda %g`\n"
+	    "%s--split %s --lambda %g --folds %u --z %g`\n"
 	    "fitted on %zu cot / %zu sc programs (%zu trace files, %zu traces)\n"
-	    "fit: cot worst-model loss %.2f pt, saved %.1f%%; sc worst-model loss %.2f pt, "
+	    "threshold chosen on %s: cot worst-model loss %.2f pt (bound %.2f), saved %.1f%%; "
+	    "sc worst-model loss %.2f pt (bound %.2f), saved %.1f%%\n"
+	    "in-sample (final weights): cot loss %.2f pt, saved %.1f%%; sc loss %.2f pt, "
 	    "saved %.1f%%\n"
 	    "format: scheduler/policy.h; features: scheduler/certainty.h; method: "
 	    "docs/certainty.md",
-	    max_loss, cal.margin, harm_only ? "--harm-only " : "", split_names[split], cal.lambda, cal.cot_programs, cal.sc_programs,
-	    traces_file_count(tr), traces_count(tr), 100 * cal.cot_loss, 100 * cal.cot_saved,
-	    100 * cal.sc_loss, 100 * cal.sc_saved);
+	    max_loss, cal.margin, harm_only ? "--harm-only " : "", split_names[split], cal.lambda,
+	    cal.folds, cal.z, cal.cot_programs, cal.sc_programs,
+	    traces_file_count(tr), traces_count(tr),
+	    cal.folds >= 2 ? "out-of-fold certaindexes" : "the fitting data",
+	    100 * cal.cot_loss, 100 * cal.cot_bound, 100 * cal.cot_saved,
+	    100 * cal.sc_loss, 100 * cal.sc_bound, 100 * cal.sc_saved,
+	    100 * cal.cot_in_loss, 100 * cal.cot_in_saved, 100 * cal.sc_in_loss,
+	    100 * cal.sc_in_saved);
 	rc = policyfile_save(out, &p, comment);
 	if (rc != 0) {
 		fprintf(stderr, "certa-eval: %s: %s\n", out, strerror(-rc));
 		return 1;
 	}
-	printf("calibrated on split %s: cot %zu programs, worst-model loss %.2f pt, saved %.1f%% "
-	    "(threshold %.4g, probe_stride %.3g, unpromising_tokens %llu); sc %zu programs, "
-	    "worst-model loss %.2f pt, saved %.1f%% (threshold %.4g, unpromising_tokens %llu)\n"
-	    "wrote %s\n",
-	    split_names[split], cal.cot_programs, 100 * cal.cot_loss, 100 * cal.cot_saved,
-	    p.cot_threshold, p.probe_stride, (unsigned long long)p.unpromising_tokens,
-	    cal.sc_programs, 100 * cal.sc_loss, 100 * cal.sc_saved, p.sc_threshold,
-	    (unsigned long long)p.sc_unpromising_tokens, out);
+	printf("calibrated on split %s (%u folds, z %g): cot %zu programs, %s worst-model loss "
+	    "%.2f pt (bound %.2f), saved %.1f%%, in-sample %.2f pt / %.1f%% (threshold %.4g, "
+	    "probe_stride %.3g, max_step_tokens %u, unpromising_tokens %llu); sc %zu programs, "
+	    "worst-model loss %.2f pt (bound %.2f), saved %.1f%%, in-sample %.2f pt / %.1f%% "
+	    "(threshold %.4g, unpromising_tokens %llu)\nwrote %s\n",
+	    split_names[split], cal.folds, cal.z, cal.cot_programs,
+	    cal.folds >= 2 ? "out-of-fold" : "in-sample", 100 * cal.cot_loss,
+	    100 * cal.cot_bound, 100 * cal.cot_saved, 100 * cal.cot_in_loss,
+	    100 * cal.cot_in_saved, p.cot_threshold, p.probe_stride, p.max_step_tokens,
+	    (unsigned long long)p.unpromising_tokens, cal.sc_programs, 100 * cal.sc_loss,
+	    100 * cal.sc_bound, 100 * cal.sc_saved, 100 * cal.sc_in_loss, 100 * cal.sc_in_saved,
+	    p.sc_threshold, (unsigned long long)p.sc_unpromising_tokens, out);
 	return 0;
 }
 
@@ -427,7 +440,8 @@ main(int argc, char **argv)
 	enum evalsim_split split = EVALSIM_ALL;
 	bool calibrate = false, json = false, split_given = false, do_curve = true;
 	bool harm_only = false;
-	double max_loss = 0.01, lambda = 1.0, margin = 1.0;
+	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
+	long folds = 5;
 	int i, a0 = 0, a1 = 2, rc;
 	struct sched_policy p;
 	struct traces *tr;
@@ -491,6 +505,10 @@ main(int argc, char **argv)
 			margin = strtod(v, NULL);
 		} else if (strcmp(o, "--lambda") == 0) {
 			lambda = strtod(v, NULL);
+		} else if (strcmp(o, "--folds") == 0) {
+			folds = strtol(v, NULL, 10);
+		} else if (strcmp(o, "--z") == 0) {
+			z = strtod(v, NULL);
 		} else {
 			usage(stderr);
 			return 2;
@@ -504,9 +522,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "certa-eval: calibrate needs --out FILE\n");
 		return 2;
 	}
-	if (!(max_loss >= 0 && max_loss < 1) || !(lambda > 0) || !(margin > 0 && margin <= 1)) {
+	if (!(max_loss >= 0 && max_loss < 1) || !(lambda > 0) || !(margin > 0 && margin <= 1) ||
+	    folds < 1 || folds > 20 || !(z >= 0 && z <= 10)) {
 		fprintf(stderr, "certa-eval: --max-loss must be in [0, 1), --lambda > 0, "
-		    "--margin in (0, 1]\n");
+		    "--margin in (0, 1], --folds in [1, 20], --z in [0, 10]\n");
 		return 2;
 	}
 	log_set_level(LOG_LVL_WARN);
@@ -516,7 +535,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (calibrate) {
-		rc = do_calibrate(tr, max_loss, margin, harm_only, split_given ? split : EVALSIM_TRAIN, lambda, out);
+		rc = do_calibrate(tr, max_loss, margin, harm_only, split_given ? split : EVALSIM_TRAIN, lambda, (unsigned)folds, z, out);
 		traces_free(tr);
 		return rc;
 	}

@@ -12,25 +12,44 @@
 
 #define EVALSIM_MAX_N 64
 
-bool
-evalsim_in_split(const char *problem, enum evalsim_split split)
+static uint64_t
+evalsim_problem_hash(const char *problem)
 {
-	char *norm;
-	const unsigned char *s;
+	char *norm = traces_normalize_ws(problem);
+	const unsigned char *s = (const unsigned char *)(norm != NULL ? norm : problem);
 	uint64_t h = 1469598103934665603ull;
-	bool test;
 
-	if (split == EVALSIM_ALL)
-		return true;
-	norm = traces_normalize_ws(problem);
-	s = (const unsigned char *)(norm != NULL ? norm : problem);
 	for (; *s != '\0'; s++) {
 		h ^= *s;
 		h *= 1099511628211ull;
 	}
 	free(norm);
-	test = (h & 1) != 0;
+	return h;
+}
+
+bool
+evalsim_in_split(const char *problem, enum evalsim_split split)
+{
+	bool test;
+
+	if (split == EVALSIM_ALL)
+		return true;
+	test = (evalsim_problem_hash(problem) & 1) != 0;
 	return split == EVALSIM_TEST ? test : !test;
+}
+
+unsigned
+evalsim_fold_of(const char *problem, unsigned folds)
+{
+	uint64_t h;
+
+	if (folds < 2)
+		return 0;
+	h = evalsim_problem_hash(problem);
+	h ^= h >> 29;   /* mix the high bits down: FNV's low bits are weak */
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 32;
+	return (unsigned)((h >> 1) % folds);
 }
 
 void
@@ -503,6 +522,8 @@ evalsim_set_free(struct evalsim_set *s)
 	free(s->model);
 	free(s->full_correct);
 	free(s->full_tokens);
+	free(s->fold);
+	free(s->row_fold);
 	evalsim_traj_free(&s->rows);
 	memset(s, 0, sizeof *s);
 }
@@ -519,6 +540,32 @@ evalsim_record_labeled(const struct traces *tr, const struct sched_policy *p0,
     enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
     struct evalsim_set *s)
 {
+	return evalsim_record_folds(tr, p0, algo, n, split, label, 1, s);
+}
+
+static int
+evalsim_grow_folds(unsigned **a, size_t need, size_t *cap)
+{
+	if (need > *cap) {
+		size_t ncap = *cap ? *cap * 2 : 4096;
+		unsigned *na;
+		while (ncap < need)
+			ncap *= 2;
+		na = realloc(*a, ncap * sizeof *na);
+		if (na == NULL)
+			return -ENOMEM;
+		*a = na;
+		*cap = ncap;
+	}
+	return 0;
+}
+
+int
+evalsim_record_folds(const struct traces *tr, const struct sched_policy *p0,
+    enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
+    unsigned folds, struct evalsim_set *s)
+{
+	size_t row_fold_cap = 0;
 	struct sched_policy p = *p0;
 	size_t np = traces_program_count(tr), i, m;
 	int rc;
@@ -532,8 +579,10 @@ evalsim_record_labeled(const struct traces *tr, const struct sched_policy *p0,
 	s->model = calloc(np ? np : 1, sizeof *s->model);
 	s->full_correct = calloc(np ? np : 1, sizeof *s->full_correct);
 	s->full_tokens = calloc(np ? np : 1, sizeof *s->full_tokens);
+	s->folds = folds < 2 ? 1 : folds;
+	s->fold = calloc(np ? np : 1, sizeof *s->fold);
 	if (s->traj == NULL || s->model == NULL || s->full_correct == NULL ||
-	    s->full_tokens == NULL) {
+	    s->full_tokens == NULL || s->fold == NULL) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -554,6 +603,12 @@ evalsim_record_labeled(const struct traces *tr, const struct sched_policy *p0,
 		s->model[s->nprog] = prog->model;
 		s->full_correct[s->nprog] = full.correct;
 		s->full_tokens[s->nprog] = full.tokens;
+		s->fold[s->nprog] = evalsim_fold_of(prog->problem, s->folds);
+		rc = evalsim_grow_folds(&s->row_fold, s->rows.nrows + t->nrows, &row_fold_cap);
+		if (rc != 0)
+			goto fail;
+		for (k = 0; k < t->nrows; k++)
+			s->row_fold[s->rows.nrows + k] = s->fold[s->nprog];
 		for (m = 0; m < s->nmodels; m++)
 			if (strcmp(s->models[m], prog->model) == 0)
 				break;
@@ -602,36 +657,110 @@ evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, 
 	*saved = full_cost > 0 ? 1.0 - cost / full_cost : 0;
 }
 
-/* Worst per-model loss and total saving of (tau, u) on a recorded set. */
+/* Worst per-model loss (or its bound, see struct evalsim_set) and total saving of (tau, u)
+ * on a recorded set; *plain_out (may be NULL) receives the worst plain net loss. */
 static void
-evalsim_score(const struct evalsim_set *s, double tau, uint64_t u, double *worst_loss,
-    double *saved)
+evalsim_score_ex(const struct evalsim_set *s, double tau, uint64_t u, double *worst_loss,
+    double *saved, double *plain_out)
 {
-	double full_cost = 0, cost = 0, worst = -1;
+	double full_cost = 0, cost = 0, worst = -1e9, worst_plain = -1e9;
 	size_t m, i;
 
 	for (m = 0; m < s->nmodels; m++) {
-		long diff = 0;
+		long harm = 0, fix = 0;
 		size_t cnt = 0;
+		double l, net;
 		for (i = 0; i < s->nprog; i++) {
 			const struct evalsim_traj *t = &s->traj[i];
 			size_t k;
 			if (strcmp(s->model[i], s->models[m]) != 0)
 				continue;
 			k = evalsim_stop_index(t->pts, t->npts, tau, u);
-			if (s->harm_only)
-				diff += s->full_correct[i] && !t->pts[k].correct;
-			else
-				diff += (long)s->full_correct[i] - (long)t->pts[k].correct;
+			harm += s->full_correct[i] && !t->pts[k].correct;
+			fix += !s->full_correct[i] && t->pts[k].correct;
 			cost += (double)t->pts[k].cost;
 			full_cost += (double)s->full_tokens[i];
 			cnt++;
 		}
-		if (cnt > 0 && (double)diff / (double)cnt > worst)
-			worst = (double)diff / (double)cnt;
+		if (cnt == 0)
+			continue;
+		net = s->harm_only ? (double)harm : (double)(harm - fix);
+		if (net / (double)cnt > worst_plain)
+			worst_plain = net / (double)cnt;
+		if (s->z > 0)
+			net += s->z * sqrt((double)(s->harm_only ? harm : harm + fix));
+		l = net / (double)cnt;
+		if (l > worst)
+			worst = l;
 	}
-	*worst_loss = worst;
+	*worst_loss = worst > -1e9 ? worst : 0;
 	*saved = full_cost > 0 ? 1.0 - cost / full_cost : 0;
+	if (plain_out != NULL)
+		*plain_out = worst_plain > -1e9 ? worst_plain : 0;
+}
+
+static void
+evalsim_score(const struct evalsim_set *s, double tau, uint64_t u, double *worst_loss,
+    double *saved)
+{
+	evalsim_score_ex(s, tau, u, worst_loss, saved, NULL);
+}
+
+int
+evalsim_fit_set(const struct evalsim_set *s, unsigned skip, size_t nfeat, double lambda,
+    double *w)
+{
+	const struct evalsim_traj *r = &s->rows;
+	double *x;
+	unsigned char *y;
+	size_t i, n = 0;
+	int rc;
+
+	if (r->nrows == 0 || r->nfeat != nfeat)
+		return -EINVAL;
+	if (skip >= s->folds || s->row_fold == NULL)
+		return evalsim_fit_logistic(r->x, r->y, r->nrows, nfeat, lambda, w);
+	x = malloc(r->nrows * nfeat * sizeof *x);
+	y = malloc(r->nrows);
+	if (x == NULL || y == NULL) {
+		free(x);
+		free(y);
+		return -ENOMEM;
+	}
+	for (i = 0; i < r->nrows; i++) {
+		if (s->row_fold[i] == skip)
+			continue;
+		memcpy(x + n * nfeat, r->x + i * nfeat, nfeat * sizeof *x);
+		y[n++] = r->y[i];
+	}
+	rc = n > 0 ? evalsim_fit_logistic(x, y, n, nfeat, lambda, w) : -EINVAL;
+	free(x);
+	free(y);
+	return rc;
+}
+
+void
+evalsim_set_reweight(struct evalsim_set *s, enum sched_algo algo, const double *w,
+    unsigned fold)
+{
+	size_t i, k;
+
+	for (i = 0; i < s->nprog; i++) {
+		struct evalsim_traj *t = &s->traj[i];
+		if (fold < s->folds && s->fold[i] != fold)
+			continue;
+		for (k = 0; k < t->npts; k++) {
+			struct evalsim_point *pt = &t->pts[k];
+			if (pt->c < 0 || pt->end)
+				continue;
+			if (algo == SCHED_ALGO_COT)
+				pt->c = pt->valid ? certainty_logistic(w, pt->x, CERTAINTY_COT_NFEAT) :
+				    0;
+			else
+				pt->c = pt->decided ? 1.0 : pt->x[0] == 0 ? 0 :
+				    certainty_logistic(w, pt->x, CERTAINTY_SC_NFEAT);
+		}
+	}
 }
 
 /* Candidate thresholds, high to low. */
@@ -681,63 +810,192 @@ static const struct {
 	{ 0.2, 512 }, { 0.3, 512 }, { 0.2, 1024 }, { 0.3, 1024 },
 };
 
+#define EVALSIM_MAX_FOLDS 20
+
+/* Rounds weights as a policy file writes them. */
+static void
+evalsim_round_w(double *w, size_t n, bool sc)
+{
+	struct sched_policy q;
+
+	sched_policy_default(&q);
+	if (sc)
+		memcpy(q.sc_w, w, n * sizeof *w);
+	else
+		memcpy(q.cot_w, w, n * sizeof *w);
+	policy_round(&q);
+	memcpy(w, sc ? q.sc_w : q.cot_w, n * sizeof *w);
+}
+
+/*
+ * Fits per-fold weights (fold f: rows outside f) and the all-data weights of one model from
+ * a recorded set, and leaves the set's certaindexes out-of-fold (each fold scored by its own
+ * weights) when folds >= 2, in-sample (all-data weights) otherwise.
+ */
+static int
+evalsim_fit_folds(struct evalsim_set *s, enum sched_algo algo, double lambda,
+    double wf[][SCHED_COT_NFEAT], double *wall)
+{
+	size_t nfeat = algo == SCHED_ALGO_COT ? CERTAINTY_COT_NFEAT : CERTAINTY_SC_NFEAT;
+	unsigned f;
+	int rc;
+
+	rc = evalsim_fit_set(s, s->folds, nfeat, lambda, wall);
+	if (rc != 0)
+		return rc;
+	evalsim_round_w(wall, nfeat, algo != SCHED_ALGO_COT);
+	if (s->folds < 2) {
+		evalsim_set_reweight(s, algo, wall, s->folds);
+		return 0;
+	}
+	for (f = 0; f < s->folds; f++) {
+		rc = evalsim_fit_set(s, f, nfeat, lambda, wf[f]);
+		if (rc == -EINVAL)  /* every row in this fold: fall back to all data */
+			memcpy(wf[f], wall, nfeat * sizeof *wall), rc = 0;
+		if (rc != 0)
+			return rc;
+		evalsim_round_w(wf[f], nfeat, algo != SCHED_ALGO_COT);
+		evalsim_set_reweight(s, algo, wf[f], f);
+	}
+	return 0;
+}
+
 int
 evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
     struct sched_policy *p)
 {
-	struct sched_policy q = *p, best = *p;
+	struct sched_policy q, best = *p;
 	struct evalsim_set s;
-	double best_saved = -1e9, tau, loss, saved, w[CERTAINTY_COT_NFEAT];
-	double ws[CERTAINTY_SC_NFEAT];
+	double best_saved = -1e9, tau, loss, saved, plain, target;
+	double wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT], best_wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT];
+	double w[SCHED_COT_NFEAT], ws[SCHED_COT_NFEAT];
 	uint64_t u;
+	unsigned folds, f;
 	size_t si, i;
 	int rc;
-
-	double target;
 
 	if (cal->lambda <= 0)
 		cal->lambda = 1.0;
 	if (cal->margin <= 0 || cal->margin > 1)
 		cal->margin = 1.0;
+	if (cal->folds == 0)
+		cal->folds = 5;
+	if (cal->folds > EVALSIM_MAX_FOLDS)
+		cal->folds = EVALSIM_MAX_FOLDS;
+	if (cal->z < 0)
+		cal->z = 0;
+	folds = cal->folds;
 	target = cal->max_loss * cal->margin;
 	if (cal->sc_n == 0)
 		cal->sc_n = 3;
-	/* cot: for each probe stride, fit the model, record, sweep. */
+	memset(best_wf, 0, sizeof best_wf);
+	/* cot: for each probe spacing, record once (the chain features and steps do not depend
+	 * on the weights), fit per fold, sweep the out-of-fold trajectories. */
 	for (si = 0; si < sizeof evalsim_spacings / sizeof evalsim_spacings[0]; si++) {
 		q = *p;
 		q.probe_stride = evalsim_spacings[si].stride;
 		q.max_step_tokens = evalsim_spacings[si].max_step;
-		rc = evalsim_record_labeled(tr, &q, SCHED_ALGO_COT, 1, cal->split, cal->cot_label, &s);
+		rc = evalsim_record_folds(tr, &q, SCHED_ALGO_COT, 1, cal->split, cal->cot_label,
+		    folds, &s);
 		if (rc != 0)
 			return rc;
-		rc = evalsim_fit_logistic(s.rows.x, s.rows.y, s.rows.nrows, CERTAINTY_COT_NFEAT,
-		    cal->lambda, w);
-		evalsim_set_free(&s);
-		if (rc != 0)
+		memset(wf, 0, sizeof wf);
+		rc = evalsim_fit_folds(&s, SCHED_ALGO_COT, cal->lambda, wf, w);
+		if (rc != 0) {
+			evalsim_set_free(&s);
 			return rc;
-		for (i = 0; i < CERTAINTY_COT_NFEAT; i++)
-			q.cot_w[i] = w[i];
-		policy_round(&q);
-		rc = evalsim_record_labeled(tr, &q, SCHED_ALGO_COT, 1, cal->split, cal->cot_label, &s);
-		if (rc != 0)
-			return rc;
+		}
 		s.harm_only = cal->harm_only;
+		s.z = cal->z;
 		saved = evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
-		cal->cot_programs = s.nprog;
-		evalsim_set_free(&s);
 		if (saved > best_saved) {
+			evalsim_score_ex(&s, tau, u, &loss, &saved, &plain);
 			best_saved = saved;
 			best = q;
+			for (i = 0; i < CERTAINTY_COT_NFEAT; i++)
+				best.cot_w[i] = w[i];
 			best.cot_threshold = tau;
 			best.unpromising_tokens = u;
-			cal->cot_loss = loss;
+			cal->cot_bound = loss;
+			cal->cot_loss = plain;
 			cal->cot_saved = saved;
+			cal->cot_programs = s.nprog;
+			memcpy(best_wf, wf, sizeof wf);
+			/* in-sample: the final weights on all the fitting data */
+			evalsim_set_reweight(&s, SCHED_ALGO_COT, w, folds);
+			s.z = 0;
+			s.harm_only = false;
+			evalsim_score_ex(&s, tau, u, &loss, &saved, &plain);
+			cal->cot_in_loss = plain;
+			cal->cot_in_saved = saved;
+		}
+		evalsim_set_free(&s);
+	}
+	/* sc: the program features depend on the chain weights, so each fold's sc rows and
+	 * trajectories are recorded with that fold's chain weights; then the same sweep. */
+	q = best;
+	policy_round(&q);
+	if (folds >= 2) {
+		struct evalsim_set oof;
+		memset(&oof, 0, sizeof oof);
+		for (f = 0; f < folds; f++) {
+			struct sched_policy qf = q;
+			memcpy(qf.cot_w, best_wf[f], sizeof qf.cot_w);
+			rc = evalsim_record_folds(tr, &qf, SCHED_ALGO_SC, cal->sc_n, cal->split,
+			    cal->sc_label, folds, &s);
+			if (rc == -EINVAL && f == 0) {
+				*p = best;
+				policy_round(p);
+				return 0;   /* no program with enough samples: sc keeps its values */
+			}
+			if (rc != 0)
+				goto sc_fail;
+			rc = evalsim_fit_set(&s, f, CERTAINTY_SC_NFEAT, cal->lambda, ws);
+			if (rc == -EINVAL)
+				rc = evalsim_fit_set(&s, folds, CERTAINTY_SC_NFEAT, cal->lambda, ws);
+			if (rc != 0) {
+				evalsim_set_free(&s);
+				goto sc_fail;
+			}
+			evalsim_round_w(ws, CERTAINTY_SC_NFEAT, true);
+			evalsim_set_reweight(&s, SCHED_ALGO_SC, ws, f);
+			/* keep the fold's programs (out-of-fold scored) in oof */
+			if (f == 0) {
+				oof = s;
+				memset(&s, 0, sizeof s);
+				/* keep only fold 0 programs */
+				for (i = 0; i < oof.nprog; i++)
+					if (oof.fold[i] != 0)
+						evalsim_traj_free(&oof.traj[i]);
+			} else {
+				for (i = 0; i < s.nprog && i < oof.nprog; i++)
+					if (s.fold[i] == f) {
+						evalsim_traj_free(&oof.traj[i]);
+						oof.traj[i] = s.traj[i];
+						memset(&s.traj[i], 0, sizeof s.traj[i]);
+					}
+				evalsim_set_free(&s);
+			}
+		}
+		oof.harm_only = cal->harm_only;
+		oof.z = cal->z;
+		u = 0;
+		evalsim_pick_threshold(&oof, target, true, &tau, &u, &loss);
+		evalsim_score_ex(&oof, tau, u, &loss, &saved, &plain);
+		cal->sc_bound = loss;
+		cal->sc_loss = plain;
+		cal->sc_saved = saved;
+		cal->sc_programs = oof.nprog;
+		evalsim_set_free(&oof);
+		if (0) {
+sc_fail:
+			evalsim_set_free(&oof);
+			return rc;
 		}
 	}
-	/* sc: with the chosen cot model, fit the program model and its threshold (the
-	 * unpromising bound stays the cot one). */
-	q = best;
-	rc = evalsim_record_labeled(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, cal->sc_label, &s);
+	/* The final sc weights: all the data, with the final chain weights. */
+	rc = evalsim_record_folds(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, cal->sc_label, 1,
+	    &s);
 	if (rc == -EINVAL) {
 		*p = best;
 		policy_round(p);
@@ -745,26 +1003,40 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	}
 	if (rc != 0)
 		return rc;
-	rc = evalsim_fit_logistic(s.rows.x, s.rows.y, s.rows.nrows, CERTAINTY_SC_NFEAT,
-	    cal->lambda, ws);
-	evalsim_set_free(&s);
-	if (rc != 0)
+	rc = evalsim_fit_set(&s, 1, CERTAINTY_SC_NFEAT, cal->lambda, ws);
+	if (rc == -EINVAL) {
+		evalsim_set_free(&s);
+		*p = best;
+		policy_round(p);
+		return 0;   /* no sc rows: sc keeps its values */
+	}
+	if (rc != 0) {
+		evalsim_set_free(&s);
 		return rc;
+	}
+	evalsim_round_w(ws, CERTAINTY_SC_NFEAT, true);
+	evalsim_set_reweight(&s, SCHED_ALGO_SC, ws, 1);
+	if (folds < 2) {
+		s.harm_only = cal->harm_only;
+		s.z = cal->z;
+		u = 0;
+		evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
+		evalsim_score_ex(&s, tau, u, &loss, &saved, &plain);
+		cal->sc_bound = loss;
+		cal->sc_loss = plain;
+		cal->sc_saved = saved;
+		cal->sc_programs = s.nprog;
+		s.z = 0;
+		s.harm_only = false;
+	}
+	evalsim_score_ex(&s, tau, u, &loss, &saved, &plain);
+	cal->sc_in_loss = plain;
+	cal->sc_in_saved = saved;
+	evalsim_set_free(&s);
 	for (i = 0; i < CERTAINTY_SC_NFEAT; i++)
 		q.sc_w[i] = ws[i];
-	policy_round(&q);
-	rc = evalsim_record_labeled(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, cal->sc_label, &s);
-	if (rc != 0)
-		return rc;
-	u = 0;
-	s.harm_only = cal->harm_only;
-	saved = evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
-	cal->sc_programs = s.nprog;
-	evalsim_set_free(&s);
 	q.sc_threshold = tau;
 	q.sc_unpromising_tokens = u;
-	cal->sc_loss = loss;
-	cal->sc_saved = saved;
 	policy_round(&q);
 	*p = q;
 	return 0;

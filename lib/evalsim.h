@@ -35,6 +35,10 @@ enum evalsim_split { EVALSIM_ALL = 0, EVALSIM_TRAIN, EVALSIM_TEST };
 
 /* Whether a problem text is in the split. */
 bool evalsim_in_split(const char *problem, enum evalsim_split split);
+/* The cross-validation fold (0..folds-1) of a problem text: from the same FNV-1a-64 hash as
+ * the split, bits above the split bit, so folds cut across both splits evenly.  0 when
+ * folds < 2. */
+unsigned evalsim_fold_of(const char *problem, unsigned folds);
 
 /* Outcome of one program under one rule. */
 struct evalsim_outcome {
@@ -139,6 +143,17 @@ struct evalsim_set {
 	/* evalsim_pick_threshold: count only the harm (right at the end, wrong when stopped),
 	 * not the lucky fixes that offset it; less noisy, more conservative */
 	bool harm_only;
+	/* evalsim_pick_threshold: score a model's loss by the upper bound
+	 * (H - F + z * sqrt(H + F)) / N instead of (H - F) / N, where H programs were right at
+	 * the end and wrong when stopped, F the reverse, N programs: the net flips plus z
+	 * standard deviations of their sum (a difference of rare +-1 events has variance
+	 * ~ H + F).  0: the plain loss. */
+	double z;
+	/* Cross-validation (evalsim_record_folds): folds used, the fold of each program and of
+	 * each model row (NULL when folds < 2). */
+	unsigned folds;
+	unsigned *fold;
+	unsigned *row_fold;
 };
 
 /* Runs every program of the split (with at least n samples) with thresholds and the
@@ -150,7 +165,25 @@ int evalsim_record(const struct traces *tr, const struct sched_policy *p, enum s
 int evalsim_record_labeled(const struct traces *tr, const struct sched_policy *p,
     enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
     struct evalsim_set *s);
+/* As evalsim_record_labeled, also tagging every program and model row with its fold
+ * (evalsim_fold_of(problem, folds)) for cross-validation. */
+int evalsim_record_folds(const struct traces *tr, const struct sched_policy *p,
+    enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
+    unsigned folds, struct evalsim_set *s);
 void evalsim_set_free(struct evalsim_set *s);
+/* Fits logistic weights (nfeat) on the model rows of s outside fold `skip` (skip >= folds:
+ * all rows).  Returns 0, -EINVAL (no row) or -ENOMEM. */
+int evalsim_fit_set(const struct evalsim_set *s, unsigned skip, size_t nfeat, double lambda,
+    double *w);
+/*
+ * Recomputes the recorded certaindex (pts[].c) of the programs of fold `fold` (fold >=
+ * s->folds: all) as sched_decide() would with weights w: cot (algo COT) from the chain
+ * features, sc from the program features (valid only if the set was recorded with the same
+ * chain weights, which the sc features depend on).  The steps and features do not depend on
+ * the weights, so this equals recording again with them.
+ */
+void evalsim_set_reweight(struct evalsim_set *s, enum sched_algo algo, const double *w,
+    unsigned fold);
 /* Accuracy loss (fraction, reference minus rule) and token saving of (tau, u) over the
  * programs of `model` (NULL: all) of a recorded set. */
 void evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, uint64_t u,
@@ -178,14 +211,25 @@ struct evalsim_calib {
 	enum evalsim_split split; /* data to fit on */
 	size_t sc_n;              /* chains for sc (3) */
 	double lambda;            /* L2 strength */
+	/* Robustness.  folds >= 2: the threshold is chosen on out-of-fold certaindexes (each
+	 * fold's programs scored by weights fitted without them; folds by problem hash); 1: on
+	 * the fitting data itself (in-sample, optimistic); 0 means 5.  z: the loss of a
+	 * candidate is the upper bound (H - F + z sqrt(H + F)) / N (struct evalsim_set); 0: the
+	 * plain net loss. */
+	unsigned folds;
+	double z;
 	/* What the models predict.  certa-eval uses SAFE for the chain model (it learns to stop
 	 * hopeless chains too) and SAME for the sc vote model (a vote that already matches the
 	 * full vote is what stopping sc needs); on the dev traces that pair does best. */
 	bool harm_only;           /* bound the harm only (see struct evalsim_set) */
 	enum evalsim_label cot_label;
 	enum evalsim_label sc_label;
-	/* results */
-	double cot_loss, cot_saved, sc_loss, sc_saved; /* worst-model loss, overall saving */
+	/* results: on the data the threshold was chosen on (out-of-fold when folds >= 2):
+	 * worst-model plain loss, worst-model bound, overall saving */
+	double cot_loss, cot_saved, sc_loss, sc_saved;
+	double cot_bound, sc_bound;
+	/* with the final weights on all the fitting data (in-sample) */
+	double cot_in_loss, cot_in_saved, sc_in_loss, sc_in_saved;
 	size_t cot_programs, sc_programs;
 };
 

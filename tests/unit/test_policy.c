@@ -322,6 +322,7 @@ test_calibrate_synthetic(void **state)
 	memset(&cal, 0, sizeof cal);
 	cal.max_loss = 0.01;
 	cal.split = EVALSIM_ALL;
+	cal.folds = 1;   /* two programs: in-sample (cross-validation needs more data) */
 	cal.cot_label = EVALSIM_LABEL_SAFE;
 	cal.sc_label = EVALSIM_LABEL_SAME;
 	sched_policy_default(&p);
@@ -335,6 +336,83 @@ test_calibrate_synthetic(void **state)
 		    NULL), 0);
 		assert_true(o.correct);
 	}
+	traces_free(tr);
+	remove_dir(dir);
+}
+
+/* Cross-validation pieces: folds by problem hash, reweighting a recorded set equals
+ * recording it again with the weights, and the z bound makes the pick stricter. */
+static void
+test_calibrate_folds(void **state)
+{
+	struct sched_policy p, q;
+	struct evalsim_set a, b;
+	struct evalsim_calib cal;
+	struct traces *tr;
+	double tau, loss, saved;
+	uint64_t u = 0;
+	unsigned f, seen = 0;
+	size_t i, k;
+	char *dir;
+	char name[32];
+
+	(void)state;
+	for (i = 0; i < 200; i++) {
+		snprintf(name, sizeof name, "problem %zu", i);
+		f = evalsim_fold_of(name, 5);
+		assert_true(f < 5);
+		assert_int_equal(f, evalsim_fold_of(name, 5));
+		seen |= 1u << f;
+	}
+	assert_int_equal(seen, 0x1f);
+	assert_int_equal(evalsim_fold_of("x", 1), 0);
+
+	log_set_level(LOG_LVL_ERR);
+	dir = synthetic_dir();
+	assert_non_null(dir);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	sched_policy_default(&p);
+	p.probe_stride = 0;
+	q = p;
+	memset(q.cot_w, 0, sizeof q.cot_w);
+	q.cot_w[0] = -3;
+	q.cot_w[1] = 1;
+	assert_int_equal(evalsim_record_folds(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL,
+	    EVALSIM_LABEL_SAFE, 2, &a), 0);
+	assert_int_equal(evalsim_record(tr, &q, SCHED_ALGO_COT, 1, EVALSIM_ALL, &b), 0);
+	assert_int_equal(a.folds, 2);
+	assert_int_equal(a.nprog, b.nprog);
+	assert_non_null(a.row_fold);
+	evalsim_set_reweight(&a, SCHED_ALGO_COT, q.cot_w, a.folds);
+	for (i = 0; i < a.nprog; i++) {
+		assert_int_equal(a.traj[i].npts, b.traj[i].npts);
+		for (k = 0; k < a.traj[i].npts; k++)
+			assert_true(a.traj[i].pts[k].c == b.traj[i].pts[k].c);
+	}
+	/* Any threshold at or under 0.731 stops B wrong (loss 0.5); with z = 1 a candidate with
+	 * one flip in two programs is bounded by (1 + 1) / 2; with a huge z and max_loss
+	 * 0.4, only zero-flip candidates pass. */
+	b.z = 0;
+	evalsim_pick_threshold(&b, 0.6, false, &tau, &u, &loss);
+	assert_true(tau <= 0.731);
+	b.z = 1;
+	evalsim_pick_threshold(&b, 0.6, false, &tau, &u, &loss);
+	assert_true(tau == 0.74);
+	assert_true(loss == 0);
+	evalsim_set_free(&a);
+	evalsim_set_free(&b);
+
+	/* The whole calibration with folds (the default) and the bound. */
+	memset(&cal, 0, sizeof cal);
+	cal.max_loss = 0.01;
+	cal.split = EVALSIM_ALL;
+	cal.z = 1;
+	sched_policy_default(&p);
+	assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
+	assert_int_equal(cal.folds, 5);
+	assert_true(cal.cot_bound <= 0.01);
+	assert_int_equal(sched_policy_validate(&p, (char[128]){ 0 }, 128), 0);
+	(void)saved;
 	traces_free(tr);
 	remove_dir(dir);
 }
@@ -408,6 +486,7 @@ main(void)
 		cmocka_unit_test(test_state_machine_aborts),
 		cmocka_unit_test(test_fit_logistic),
 		cmocka_unit_test(test_calibrate_synthetic),
+		cmocka_unit_test(test_calibrate_folds),
 		cmocka_unit_test(test_default_policy_real_traces),
 	};
 
