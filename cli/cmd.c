@@ -507,6 +507,15 @@ cmd_args_uint(const struct cmd_args *a, const char *name, uint64_t min, uint64_t
 	return CLI_EXIT_OK;
 }
 
+/* An empty NAME or ADDR would only come back from the server as a less clear error. */
+int
+cmd_args_nonempty(const struct cmd_args *a, int i, const char *what)
+{
+	if (*cmd_args_at(a, i) == '\0')
+		return cmd_usage_error(a, "the %s is empty", what);
+	return CLI_EXIT_OK;
+}
+
 /* --- parsing ------------------------------------------------------------------------------ */
 
 void

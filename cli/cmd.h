@@ -83,6 +83,11 @@ int cmd_args_order(const struct cmd_args *a, const char *name);
 int cmd_args_uint(const struct cmd_args *a, const char *name, uint64_t min, uint64_t max,
     uint64_t *out);
 
+/* Checks that positional argument i is not empty; what names it in the usage error ("the
+ * tenant NAME is empty").  Returns CLI_EXIT_OK, or prints the error and returns
+ * CLI_EXIT_USAGE. */
+int cmd_args_nonempty(const struct cmd_args *a, int i, const char *what);
+
 /* Prints "certactl CMD: message" and the command's usage line to stderr; returns
  * CLI_EXIT_USAGE. */
 int cmd_usage_error(const struct cmd_args *a, const char *fmt, ...)

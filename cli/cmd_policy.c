@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "certa/v1/admin.pb-c.h"
-#include "cli/client.h"
+#include "cli/cmd_admin.h"
 #include "cli/cmd_policy.h"
 #include "cli/output.h"
 #include "cli/table.h"
@@ -170,10 +170,12 @@ cmd_policy_text(const Certa__V1__Policy *p)
 	return 0;
 }
 
-/* Prints one policy (get, set --json, rollback --json). */
+/* Prints the Policy reply of GetPolicy (get) as text or one JSON line. */
 static int
-cmd_policy_print(struct output *out, const Certa__V1__Policy *p)
+cmd_policy_print(struct output *out, const ProtobufCMessage *reply, const void *arg)
 {
+	const Certa__V1__Policy *p = (const Certa__V1__Policy *)reply;
+
 	if (!output_is_json(out))
 		return cmd_policy_text(p);
 	cmd_policy_json(output_jsonw(out), p);
@@ -264,22 +266,65 @@ cmd_policy_history_text(const Certa__V1__PolicyHistoryReply *r)
 	return rc;
 }
 
+/* The stored Policy reply of SetPolicy: `KEY: OLD -> NEW` lines and `policy NAME is now
+ * version N` (--json: the policy); arg is the policy before the change. */
+static int
+cmd_policy_print_set(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	struct cmd_policy_changes c = { stdout, ": ", " -> ", "\n", 0 };
+	const Certa__V1__Policy *stored = (const Certa__V1__Policy *)reply;
+	const Certa__V1__Policy *before = arg;
+
+	if (output_is_json(out))
+		return cmd_policy_print(out, reply, NULL);
+	policykv_diff(before->text, stored->text, cmd_policy_change, &c);
+	if (c.n > 0)
+		fputc('\n', stdout);
+	cmd_policy_version_line(stored);
+	return 0;
+}
+
+/* `policy history`: the table, or one audit entry per line. */
+static int
+cmd_policy_print_history(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	const Certa__V1__PolicyHistoryReply *r = (const Certa__V1__PolicyHistoryReply *)reply;
+	struct jsonw *w = output_jsonw(out);
+	size_t i;
+	int rc;
+
+	if (!output_is_json(out))
+		return cmd_policy_history_text(r);
+	for (rc = 0, i = 0; rc == 0 && i < r->n_entries; i++) {
+		jsonw_object_begin(w);
+		jsonw_kuint(w, "version", r->entries[i]->version);
+		jsonw_kstring(w, "who", r->entries[i]->who);
+		jsonw_kint(w, "unix_ms", r->entries[i]->unix_ms);
+		jsonw_key(w, "old_policy");
+		cmd_policy_json(w, r->entries[i]->old_policy);
+		jsonw_key(w, "new_policy");
+		cmd_policy_json(w, r->entries[i]->new_policy);
+		jsonw_object_end(w);
+		rc = output_json_line(out);
+	}
+	return rc;
+}
+
+/* The stored Policy reply of RollbackPolicy: `restored version V; policy NAME is now version
+ * N` (--json: the policy); arg is the request. */
+static int
+cmd_policy_print_rollback(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	const Certa__V1__RollbackPolicyRequest *req = arg;
+
+	if (output_is_json(out))
+		return cmd_policy_print(out, reply, NULL);
+	printf("restored version %" PRIu32 "; ", req->version);
+	cmd_policy_version_line((const Certa__V1__Policy *)reply);
+	return 0;
+}
+
 /* --- calls ------------------------------------------------------------------------------- */
-
-static int
-cmd_policy_call(struct cmd_ctx *ctx, const char *method, const ProtobufCMessage *req,
-    ProtobufCMessage **reply)
-{
-	return client_call(ctx->client, &certa__v1__admin__descriptor, method, req, reply);
-}
-
-static int
-cmd_policy_done(int out_rc)
-{
-	if (out_rc == -ENOMEM)
-		fprintf(stderr, "certactl: out of memory\n");
-	return out_rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
-}
 
 /* --tenant T, or "" for the global default. */
 static char *
@@ -290,35 +335,15 @@ cmd_policy_tenant(const struct cmd_args *args)
 	return (char *)(t != NULL ? t : "");
 }
 
-/* Prints a Policy reply and frees it. */
-static int
-cmd_policy_print_reply(struct cmd_ctx *ctx, ProtobufCMessage *reply)
-{
-	struct output *out;
-	int rc = -ENOMEM;
-
-	if (output_new(ctx->json, &out) == 0) {
-		rc = cmd_policy_print(out, (const Certa__V1__Policy *)reply);
-		output_free(out);
-	}
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return cmd_policy_done(rc);
-}
-
 /* --- commands ---------------------------------------------------------------------------- */
 
 static int
 cmd_policy_get(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__PolicyRef req = CERTA__V1__POLICY_REF__INIT;
-	ProtobufCMessage *reply;
-	int rc;
 
 	req.tenant = cmd_policy_tenant(args);
-	rc = cmd_policy_call(ctx, "GetPolicy", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	return cmd_policy_print_reply(ctx, reply);
+	return cmd_admin_run(ctx, "GetPolicy", &req.base, cmd_policy_print, NULL);
 }
 
 /*
@@ -333,22 +358,20 @@ cmd_policy_set(struct cmd_ctx *ctx, const struct cmd_args *args)
 	Certa__V1__PolicyRef ref = CERTA__V1__POLICY_REF__INIT;
 	Certa__V1__SetPolicyRequest req = CERTA__V1__SET_POLICY_REQUEST__INIT;
 	Certa__V1__Policy pol = CERTA__V1__POLICY__INIT;
-	struct cmd_policy_changes c = { stdout, ": ", " -> ", "\n", 0 };
-	const Certa__V1__Policy *before, *stored;
+	const Certa__V1__Policy *before;
 	ProtobufCMessage *old, *reply;
-	struct output *out;
 	char *as[CMD_POLICY_MAX_ASSIGN], *text, err[2048];
-	int i, rc, orc;
+	int i, rc;
 
 	for (i = 0; i < cmd_args_count(args); i++)
 		as[i] = (char *)cmd_args_at(args, i);
 	rc = policykv_text(as, (size_t)i, &text, err, sizeof err);
 	if (rc == -ENOMEM)
-		return cmd_policy_done(-ENOMEM);
+		return cmd_admin_exit(-ENOMEM);
 	if (rc != 0)
 		return cmd_usage_error(args, "%s", err);
 	ref.tenant = cmd_policy_tenant(args);
-	rc = cmd_policy_call(ctx, "GetPolicy", &ref.base, &old);
+	rc = cmd_admin_call(ctx, "GetPolicy", &ref.base, &old);
 	if (rc != CLI_EXIT_OK)
 		goto fail_text;
 	before = (const Certa__V1__Policy *)old;
@@ -356,25 +379,10 @@ cmd_policy_set(struct cmd_ctx *ctx, const struct cmd_args *args)
 	pol.text = text;
 	req.tenant = ref.tenant;
 	req.policy = &pol;
-	rc = cmd_policy_call(ctx, "SetPolicy", &req.base, &reply);
+	rc = cmd_admin_call(ctx, "SetPolicy", &req.base, &reply);
 	if (rc != CLI_EXIT_OK)
 		goto fail_old;
-	stored = (const Certa__V1__Policy *)reply;
-	orc = -ENOMEM;
-	if (output_new(ctx->json, &out) == 0) {
-		if (output_is_json(out)) {
-			orc = cmd_policy_print(out, stored);
-		} else {
-			policykv_diff(before->text, stored->text, cmd_policy_change, &c);
-			if (c.n > 0)
-				fputc('\n', stdout);
-			cmd_policy_version_line(stored);
-			orc = 0;
-		}
-		output_free(out);
-	}
-	rc = cmd_policy_done(orc);
-	protobuf_c_message_free_unpacked(reply, NULL);
+	rc = cmd_admin_print(ctx, reply, cmd_policy_print_set, before);
 fail_old:
 	protobuf_c_message_free_unpacked(old, NULL);
 fail_text:
@@ -386,54 +394,18 @@ static int
 cmd_policy_history(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__PolicyRef req = CERTA__V1__POLICY_REF__INIT;
-	const Certa__V1__PolicyHistoryReply *r;
-	ProtobufCMessage *reply;
-	struct output *out;
-	struct jsonw *w;
-	size_t i;
-	int rc;
 
 	req.tenant = cmd_policy_tenant(args);
-	rc = cmd_policy_call(ctx, "PolicyHistory", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	r = (const Certa__V1__PolicyHistoryReply *)reply;
-	rc = -ENOMEM;
-	if (output_new(ctx->json, &out) == 0) {
-		if (!output_is_json(out)) {
-			rc = cmd_policy_history_text(r);
-		} else {
-			w = output_jsonw(out);
-			for (rc = 0, i = 0; rc == 0 && i < r->n_entries; i++) {
-				jsonw_object_begin(w);
-				jsonw_kuint(w, "version", r->entries[i]->version);
-				jsonw_kstring(w, "who", r->entries[i]->who);
-				jsonw_kint(w, "unix_ms", r->entries[i]->unix_ms);
-				jsonw_key(w, "old_policy");
-				cmd_policy_json(w, r->entries[i]->old_policy);
-				jsonw_key(w, "new_policy");
-				cmd_policy_json(w, r->entries[i]->new_policy);
-				jsonw_object_end(w);
-				rc = output_json_line(out);
-			}
-		}
-		output_free(out);
-	}
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return cmd_policy_done(rc);
+	return cmd_admin_run(ctx, "PolicyHistory", &req.base, cmd_policy_print_history, NULL);
 }
 
 static int
 cmd_policy_rollback(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__RollbackPolicyRequest req = CERTA__V1__ROLLBACK_POLICY_REQUEST__INIT;
-	const Certa__V1__Policy *p;
-	ProtobufCMessage *reply;
-	struct output *out;
 	const char *s = cmd_args_at(args, 0);
 	char *end;
 	unsigned long long v;
-	int rc;
 
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -442,21 +414,5 @@ cmd_policy_rollback(struct cmd_ctx *ctx, const struct cmd_args *args)
 		    "not '%s'", (unsigned long)UINT32_MAX, s);
 	req.tenant = cmd_policy_tenant(args);
 	req.version = (uint32_t)v;
-	rc = cmd_policy_call(ctx, "RollbackPolicy", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	p = (const Certa__V1__Policy *)reply;
-	rc = -ENOMEM;
-	if (output_new(ctx->json, &out) == 0) {
-		if (output_is_json(out)) {
-			rc = cmd_policy_print(out, p);
-		} else {
-			printf("restored version %" PRIu32 "; ", req.version);
-			cmd_policy_version_line(p);
-			rc = 0;
-		}
-		output_free(out);
-	}
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return cmd_policy_done(rc);
+	return cmd_admin_run(ctx, "RollbackPolicy", &req.base, cmd_policy_print_rollback, &req);
 }

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "certa/v1/reasoning.pb-c.h"
 #include "cli/client.h"
@@ -376,16 +375,6 @@ cmd_program_read_stdin(char **out)
 	return 0;
 }
 
-/* Milliseconds since the epoch. */
-static int64_t
-cmd_program_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Fills spec from the options (problem set by the caller). */
 static int
 cmd_program_spec(const struct cmd_args *args, Certa__V1__ProgramSpec *spec)
@@ -413,7 +402,7 @@ cmd_program_spec(const struct cmd_args *args, Certa__V1__ProgramSpec *spec)
 		return cmd_usage_error(args, "--priority expects %s, not '%s'",
 		    names_priority_choices(), s);
 	if (deadline > 0)
-		spec->deadline_unix_ms = cmd_program_now_ms() + (int64_t)deadline * 1000;
+		spec->deadline_unix_ms = output_now_ms() + (int64_t)deadline * 1000;
 	if ((s = cmd_args_get(args, "model")) != NULL)
 		spec->model = (char *)s;
 	if ((s = cmd_args_get(args, "policy")) != NULL)

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cli/client.h"
+#include "cli/cmd_admin.h"
 #include "cli/cmd_stats.h"
 #include "cli/output.h"
 #include "cli/table.h"
@@ -103,36 +103,29 @@ cmd_stats_json(struct jsonw *w, const Certa__V1__StatsReply *r)
 	jsonw_object_end(w);
 }
 
+/* The table and the summary line, or one JSON object. */
+static int
+cmd_stats_print(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	const Certa__V1__StatsReply *r = (const Certa__V1__StatsReply *)reply;
+	int rc;
+
+	if (output_is_json(out)) {
+		cmd_stats_json(output_jsonw(out), r);
+		return output_json_line(out);
+	}
+	rc = cmd_stats_table(stdout, r);
+	if (rc == 0)
+		cmd_stats_summary(stdout, r);
+	return rc;
+}
+
 static int
 cmd_stats(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__StatsRequest req = CERTA__V1__STATS_REQUEST__INIT;
-	const Certa__V1__StatsReply *r;
-	ProtobufCMessage *reply;
-	struct output *out;
 	const char *tenant = cmd_args_get(args, "tenant");
-	int rc;
 
 	req.tenant = (char *)(tenant != NULL ? tenant : "");
-	rc = client_call(ctx->client, &certa__v1__admin__descriptor, "GetStats", &req.base,
-	    &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	r = (const Certa__V1__StatsReply *)reply;
-	rc = -ENOMEM;
-	if (output_new(ctx->json, &out) == 0) {
-		if (output_is_json(out)) {
-			cmd_stats_json(output_jsonw(out), r);
-			rc = output_json_line(out);
-		} else {
-			rc = cmd_stats_table(stdout, r);
-			if (rc == 0)
-				cmd_stats_summary(stdout, r);
-		}
-		output_free(out);
-	}
-	protobuf_c_message_free_unpacked(reply, NULL);
-	if (rc == -ENOMEM)
-		fprintf(stderr, "certactl: out of memory\n");
-	return rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+	return cmd_admin_run(ctx, "GetStats", &req.base, cmd_stats_print, NULL);
 }

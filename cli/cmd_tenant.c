@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "certa/v1/admin.pb-c.h"
-#include "cli/client.h"
+#include "cli/cmd_admin.h"
 #include "cli/cmd_tenant.h"
 #include "cli/names.h"
 #include "cli/output.h"
@@ -22,20 +22,6 @@ static int cmd_tenant_rm(struct cmd_ctx *ctx, const struct cmd_args *args);
 static int cmd_tenant_key_rotate(struct cmd_ctx *ctx, const struct cmd_args *args);
 static int cmd_tenant_key_revoke(struct cmd_ctx *ctx, const struct cmd_args *args);
 
-/* The tenant settings `add` and `set` take, one option each (same order as cmd_tenant_flags). */
-static const struct cmd_option cmd_tenant_options[] = {
-	{ "weight", "W", "fair-share weight, 1 or more (default 1)" },
-	{ "priority", "P", "default priority class: low, normal or high (default normal)" },
-	{ "max-concurrent", "N", "quota: programs queued or running at once (0: server default)" },
-	{ "tokens-per-minute", "N", "quota: decode tokens per minute, a token bucket "
-	    "(0: server default)" },
-	{ "max-budget", "N", "quota: largest token budget of one program (0: server default)" },
-	{ "max-sc-n", "N", "quota: most self-consistency chains per program (0: server default)" },
-	{ "max-prompt-bytes", "N", "quota: longest problem text in bytes (0: server default)" },
-	{ "policy", "NAME", "policy reference (\"\": the global default policy)" },
-	{ NULL, NULL, NULL },
-};
-
 enum cmd_tenant_kind {
 	CMD_TENANT_WEIGHT,
 	CMD_TENANT_PRIORITY,
@@ -44,28 +30,60 @@ enum cmd_tenant_kind {
 	CMD_TENANT_POLICY,
 };
 
-/* Each option: where its value goes and its field path in UpdateTenantRequest.fields. */
+/*
+ * The tenant settings `add` and `set` take, one row each: option, metavar, help, field path in
+ * UpdateTenantRequest.fields, how the value is parsed and where it goes (the offset in
+ * Certa__V1__Quota, for the quota kinds).  The rows are expanded into the option table the help
+ * and getopt use, the table cmd_tenant_fill() parses with, and the option list of `tenant
+ * set`'s "nothing to change" error, so the three cannot disagree.
+ */
+#define CMD_TENANT_FLAGS(X) \
+	X("weight", "W", "fair-share weight, 1 or more (default 1)", \
+	    "weight", CMD_TENANT_WEIGHT, 0) \
+	X("priority", "P", "default priority class: low, normal or high (default normal)", \
+	    "priority", CMD_TENANT_PRIORITY, 0) \
+	X("max-concurrent", "N", "quota: programs queued or running at once (0: server default)", \
+	    "quota.max_concurrent_programs", CMD_TENANT_QUOTA32, \
+	    offsetof(Certa__V1__Quota, max_concurrent_programs)) \
+	X("tokens-per-minute", "N", "quota: decode tokens per minute, a token bucket " \
+	    "(0: server default)", \
+	    "quota.tokens_per_minute", CMD_TENANT_QUOTA64, \
+	    offsetof(Certa__V1__Quota, tokens_per_minute)) \
+	X("max-budget", "N", "quota: largest token budget of one program (0: server default)", \
+	    "quota.max_budget_per_program", CMD_TENANT_QUOTA64, \
+	    offsetof(Certa__V1__Quota, max_budget_per_program)) \
+	X("max-sc-n", "N", "quota: most self-consistency chains per program (0: server default)", \
+	    "quota.max_sc_n", CMD_TENANT_QUOTA32, offsetof(Certa__V1__Quota, max_sc_n)) \
+	X("max-prompt-bytes", "N", "quota: longest problem text in bytes (0: server default)", \
+	    "quota.max_prompt_bytes", CMD_TENANT_QUOTA32, \
+	    offsetof(Certa__V1__Quota, max_prompt_bytes)) \
+	X("policy", "NAME", "policy reference (\"\": the global default policy)", \
+	    "policy", CMD_TENANT_POLICY, 0)
+
+#define CMD_TENANT_OPTION(option, metavar, help, field, kind, offset) \
+	{ option, metavar, help },
+#define CMD_TENANT_FLAG(option, metavar, help, field, kind, offset) \
+	{ option, field, kind, offset },
+#define CMD_TENANT_FLAG_NAME(option, metavar, help, field, kind, offset) \
+	"--" option ", "
+
+static const struct cmd_option cmd_tenant_options[] = {
+	CMD_TENANT_FLAGS(CMD_TENANT_OPTION)
+	{ NULL, NULL, NULL },
+};
+
 static const struct cmd_tenant_flag {
 	const char *option;
 	const char *field;
 	enum cmd_tenant_kind kind;
-	size_t offset;               /* in Certa__V1__Quota, for the quota kinds */
+	size_t offset;
 } cmd_tenant_flags[] = {
-	{ "weight", "weight", CMD_TENANT_WEIGHT, 0 },
-	{ "priority", "priority", CMD_TENANT_PRIORITY, 0 },
-	{ "max-concurrent", "quota.max_concurrent_programs", CMD_TENANT_QUOTA32,
-	    offsetof(Certa__V1__Quota, max_concurrent_programs) },
-	{ "tokens-per-minute", "quota.tokens_per_minute", CMD_TENANT_QUOTA64,
-	    offsetof(Certa__V1__Quota, tokens_per_minute) },
-	{ "max-budget", "quota.max_budget_per_program", CMD_TENANT_QUOTA64,
-	    offsetof(Certa__V1__Quota, max_budget_per_program) },
-	{ "max-sc-n", "quota.max_sc_n", CMD_TENANT_QUOTA32,
-	    offsetof(Certa__V1__Quota, max_sc_n) },
-	{ "max-prompt-bytes", "quota.max_prompt_bytes", CMD_TENANT_QUOTA32,
-	    offsetof(Certa__V1__Quota, max_prompt_bytes) },
-	{ "policy", "policy", CMD_TENANT_POLICY, 0 },
+	CMD_TENANT_FLAGS(CMD_TENANT_FLAG)
 };
 #define CMD_TENANT_NFLAGS (sizeof cmd_tenant_flags / sizeof cmd_tenant_flags[0])
+
+/* "--weight, --priority, ..., --policy, " (the caller drops the last ", "). */
+static const char cmd_tenant_flag_names[] = CMD_TENANT_FLAGS(CMD_TENANT_FLAG_NAME);
 
 const struct cmd_entry cmd_tenant_add_entry = {
 	.name = "tenant add",
@@ -256,17 +274,13 @@ cmd_tenant_active_keys(const Certa__V1__Tenant *t)
 	return n;
 }
 
-/* `label:   value` lines of `tenant show`. */
-static void
-cmd_tenant_label(const char *label)
-{
-	printf("%-26s", label);
-}
+/* Width of the labels of `tenant show` (`label:   value` lines). */
+#define CMD_TENANT_LABEL_COLS 26
 
 static void
 cmd_tenant_quota_line(const char *label, uint64_t v)
 {
-	cmd_tenant_label(label);
+	output_label(label, CMD_TENANT_LABEL_COLS);
 	if (v == 0)
 		printf("- (server default)\n");
 	else
@@ -283,21 +297,20 @@ cmd_tenant_show_text(const Certa__V1__Tenant *t)
 	size_t i;
 	int rc;
 
-	cmd_tenant_label("name:");
+	output_label("name:", CMD_TENANT_LABEL_COLS);
 	output_text(stdout, t->name, 0);
 	fputc('\n', stdout);
-	cmd_tenant_label("weight:");
+	output_label("weight:", CMD_TENANT_LABEL_COLS);
 	printf("%" PRIu32 "\n", t->weight);
-	cmd_tenant_label("priority:");
-	printf("%s\n", cmd_tenant_priority(t->priority) != NULL ?
-	    cmd_tenant_priority(t->priority) : "-");
-	cmd_tenant_label("policy:");
+	output_label("priority:", CMD_TENANT_LABEL_COLS);
+	printf("%s\n", output_or_dash(cmd_tenant_priority(t->priority)));
+	output_label("policy:", CMD_TENANT_LABEL_COLS);
 	if (*t->policy)
 		output_text(stdout, t->policy, 0);
 	else
 		fputs("- (the global default)", stdout);
 	fputc('\n', stdout);
-	cmd_tenant_label("created:");
+	output_label("created:", CMD_TENANT_LABEL_COLS);
 	printf("%s\n", output_time(tbuf, sizeof tbuf, t->created_unix_ms));
 	cmd_tenant_quota_line("max_concurrent_programs:", q->max_concurrent_programs);
 	cmd_tenant_quota_line("tokens_per_minute:", q->tokens_per_minute);
@@ -305,7 +318,8 @@ cmd_tenant_show_text(const Certa__V1__Tenant *t)
 	cmd_tenant_quota_line("max_sc_n:", q->max_sc_n);
 	cmd_tenant_quota_line("max_prompt_bytes:", q->max_prompt_bytes);
 	if (t->n_keys == 0) {
-		printf("keys:                     none\n");
+		output_label("keys:", CMD_TENANT_LABEL_COLS);
+		printf("none\n");
 		return 0;
 	}
 	printf("keys:\n");
@@ -354,13 +368,140 @@ cmd_tenant_list_text(Certa__V1__Tenant *const *ts, size_t n)
 	return rc;
 }
 
-/* Prints one tenant (show, set) as text or one JSON line. */
+/* Prints the Tenant reply of GetTenant or UpdateTenant (show, set) as text or one JSON line. */
 static int
-cmd_tenant_print(struct output *out, const Certa__V1__Tenant *t)
+cmd_tenant_print(struct output *out, const ProtobufCMessage *reply, const void *arg)
 {
+	const Certa__V1__Tenant *t = (const Certa__V1__Tenant *)reply;
+
 	if (!output_is_json(out))
 		return cmd_tenant_show_text(t);
 	cmd_tenant_json(output_jsonw(out), t);
+	return output_json_line(out);
+}
+
+/* `tenant list`: the table, or one tenant object per line. */
+static int
+cmd_tenant_print_list(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	const Certa__V1__ListTenantsReply *r = (const Certa__V1__ListTenantsReply *)reply;
+	size_t i;
+	int rc;
+
+	if (!output_is_json(out))
+		return cmd_tenant_list_text(r->tenants, r->n_tenants);
+	for (rc = 0, i = 0; rc == 0 && i < r->n_tenants; i++) {
+		cmd_tenant_json(output_jsonw(out), r->tenants[i]);
+		rc = output_json_line(out);
+	}
+	return rc;
+}
+
+/* `created tenant NAME` and `api key: KEY`, or {"tenant":{...},"api_key":...}; arg is the
+ * NAME asked for, shown when the reply carries no tenant. */
+static int
+cmd_tenant_print_created(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	const Certa__V1__CreateTenantReply *r = (const Certa__V1__CreateTenantReply *)reply;
+	struct jsonw *w;
+
+	if (output_is_json(out)) {
+		w = output_jsonw(out);
+		jsonw_object_begin(w);
+		jsonw_key(w, "tenant");
+		if (r->tenant != NULL)
+			cmd_tenant_json(w, r->tenant);
+		else
+			jsonw_null(w);
+		jsonw_kstring(w, "api_key", r->api_key);
+		jsonw_object_end(w);
+		return output_json_line(out);
+	}
+	fputs("created tenant ", stdout);
+	output_text(stdout, r->tenant != NULL && *r->tenant->name ? r->tenant->name :
+	    (const char *)arg, 0);
+	fputs("\napi key: ", stdout);
+	output_text(stdout, r->api_key, 0);
+	fputc('\n', stdout);
+	return 0;
+}
+
+/* `api key: KEY`, `key id:  ID` (and whether the others were revoked), or
+ * {"tenant":...,"api_key":...,"info":{...},"revoked_others":false}; arg is the request. */
+static int
+cmd_tenant_print_rotated(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	const Certa__V1__RotateKeyReply *r = (const Certa__V1__RotateKeyReply *)reply;
+	const Certa__V1__RotateKeyRequest *req = arg;
+	struct jsonw *w;
+
+	if (output_is_json(out)) {
+		w = output_jsonw(out);
+		jsonw_object_begin(w);
+		jsonw_kstring(w, "tenant", req->tenant);
+		jsonw_kstring(w, "api_key", r->api_key);
+		jsonw_key(w, "info");
+		if (r->info != NULL)
+			cmd_tenant_key_json(w, r->info);
+		else
+			jsonw_null(w);
+		jsonw_kbool(w, "revoked_others", req->revoke_others);
+		jsonw_object_end(w);
+		return output_json_line(out);
+	}
+	fputs("api key: ", stdout);
+	output_text(stdout, r->api_key, 0);
+	fputs("\nkey id:  ", stdout);
+	output_text(stdout, r->info != NULL ? r->info->key_id : NULL, 0);
+	fputc('\n', stdout);
+	if (req->revoke_others) {
+		fputs("the other keys of ", stdout);
+		output_text(stdout, req->tenant, 0);
+		fputs(" are revoked\n", stdout);
+	}
+	return 0;
+}
+
+/* `deleted tenant NAME` or {"name":...,"deleted":true}; arg is the NAME. */
+static int
+cmd_tenant_print_deleted(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	struct jsonw *w = output_jsonw(out);
+
+	if (!output_is_json(out)) {
+		fputs("deleted tenant ", stdout);
+		output_text(stdout, arg, 0);
+		fputc('\n', stdout);
+		return 0;
+	}
+	jsonw_object_begin(w);
+	jsonw_kstring(w, "name", arg);
+	jsonw_kbool(w, "deleted", true);
+	jsonw_object_end(w);
+	return output_json_line(out);
+}
+
+/* `revoked key ID of tenant NAME` or {"tenant":...,"key_id":...,"revoked":true}; arg is the
+ * request. */
+static int
+cmd_tenant_print_revoked(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	const Certa__V1__RevokeKeyRequest *req = arg;
+	struct jsonw *w = output_jsonw(out);
+
+	if (!output_is_json(out)) {
+		fputs("revoked key ", stdout);
+		output_text(stdout, req->key_id, 0);
+		fputs(" of tenant ", stdout);
+		output_text(stdout, req->tenant, 0);
+		fputc('\n', stdout);
+		return 0;
+	}
+	jsonw_object_begin(w);
+	jsonw_kstring(w, "tenant", req->tenant);
+	jsonw_kstring(w, "key_id", req->key_id);
+	jsonw_kbool(w, "revoked", true);
+	jsonw_object_end(w);
 	return output_json_line(out);
 }
 
@@ -377,32 +518,34 @@ cmd_tenant_key_warning(const char *key)
 	    "tenant key rotate`).\n");
 }
 
+/*
+ * Prints a reply that carries a new API key (add, rotate) with print, then the warning that
+ * goes with it, and frees the reply.  The key exists on the server from now on and is shown
+ * nowhere else, so without memory for a printer it is still printed, plainly.
+ */
+static int
+cmd_tenant_print_key(struct cmd_ctx *ctx, ProtobufCMessage *reply, const char *api_key,
+    cmd_admin_print_fn print, const void *arg)
+{
+	struct output *out;
+	int rc;
+
+	if (output_new(ctx->json, &out) != 0) {
+		fputs("api key: ", stdout);
+		output_text(stdout, api_key, 0);
+		fputc('\n', stdout);
+		protobuf_c_message_free_unpacked(reply, NULL);
+		return cmd_admin_exit(-ENOMEM);
+	}
+	rc = print(out, reply, arg);
+	fflush(stdout);
+	cmd_tenant_key_warning(api_key);
+	output_free(out);
+	protobuf_c_message_free_unpacked(reply, NULL);
+	return cmd_admin_exit(rc);
+}
+
 /* --- calls ------------------------------------------------------------------------------- */
-
-static int
-cmd_tenant_call(struct cmd_ctx *ctx, const char *method, const ProtobufCMessage *req,
-    ProtobufCMessage **reply)
-{
-	return client_call(ctx->client, &certa__v1__admin__descriptor, method, req, reply);
-}
-
-/* Reports an output failure (already printed) as an exit status. */
-static int
-cmd_tenant_done(int out_rc)
-{
-	if (out_rc == -ENOMEM)
-		fprintf(stderr, "certactl: out of memory\n");
-	return out_rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
-}
-
-/* NAME must not be empty (the usage error names the argument). */
-static int
-cmd_tenant_name_ok(const struct cmd_args *args, const char *name)
-{
-	if (*name == '\0')
-		return cmd_usage_error(args, "the tenant NAME is empty");
-	return CLI_EXIT_OK;
-}
 
 /*
  * Fills t and its quota q from the options that were given and lists their field paths in
@@ -462,118 +605,43 @@ cmd_tenant_add(struct cmd_ctx *ctx, const struct cmd_args *args)
 	Certa__V1__CreateTenantRequest req = CERTA__V1__CREATE_TENANT_REQUEST__INIT;
 	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
-	const Certa__V1__CreateTenantReply *r;
 	ProtobufCMessage *reply;
-	struct output *out;
-	struct jsonw *w;
 	char *fields[CMD_TENANT_NFLAGS];
 	size_t nfields;
 	int rc;
 
 	t.name = (char *)cmd_args_at(args, 0);
-	if ((rc = cmd_tenant_name_ok(args, t.name)) != CLI_EXIT_OK ||
+	if ((rc = cmd_args_nonempty(args, 0, "tenant NAME")) != CLI_EXIT_OK ||
 	    (rc = cmd_tenant_fill(args, &t, &q, fields, &nfields)) != CLI_EXIT_OK)
 		return rc;
 	t.quota = &q;
 	req.tenant = &t;
-	rc = cmd_tenant_call(ctx, "CreateTenant", &req.base, &reply);
+	rc = cmd_admin_call(ctx, "CreateTenant", &req.base, &reply);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	r = (const Certa__V1__CreateTenantReply *)reply;
-	if (output_new(ctx->json, &out) != 0) {
-		/* The key exists now and is shown nowhere else: print it plainly. */
-		fputs("api key: ", stdout);
-		output_text(stdout, r->api_key, 0);
-		fputc('\n', stdout);
-		protobuf_c_message_free_unpacked(reply, NULL);
-		return cmd_tenant_done(-ENOMEM);
-	}
-	if (output_is_json(out)) {
-		w = output_jsonw(out);
-		jsonw_object_begin(w);
-		jsonw_key(w, "tenant");
-		if (r->tenant != NULL)
-			cmd_tenant_json(w, r->tenant);
-		else
-			jsonw_null(w);
-		jsonw_kstring(w, "api_key", r->api_key);
-		jsonw_object_end(w);
-		rc = output_json_line(out);
-	} else {
-		fputs("created tenant ", stdout);
-		output_text(stdout, r->tenant != NULL && *r->tenant->name ? r->tenant->name :
-		    t.name, 0);
-		fputs("\napi key: ", stdout);
-		output_text(stdout, r->api_key, 0);
-		fputc('\n', stdout);
-		rc = 0;
-	}
-	fflush(stdout);
-	cmd_tenant_key_warning(r->api_key);
-	output_free(out);
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return cmd_tenant_done(rc);
+	return cmd_tenant_print_key(ctx, reply,
+	    ((const Certa__V1__CreateTenantReply *)reply)->api_key, cmd_tenant_print_created,
+	    t.name);
 }
 
 static int
 cmd_tenant_list(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__ListTenantsRequest req = CERTA__V1__LIST_TENANTS_REQUEST__INIT;
-	const Certa__V1__ListTenantsReply *r;
-	ProtobufCMessage *reply;
-	struct output *out;
-	size_t i;
-	int rc;
 
-	rc = cmd_tenant_call(ctx, "ListTenants", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	r = (const Certa__V1__ListTenantsReply *)reply;
-	rc = -ENOMEM;
-	if (output_new(ctx->json, &out) == 0) {
-		if (!output_is_json(out)) {
-			rc = cmd_tenant_list_text(r->tenants, r->n_tenants);
-		} else {
-			for (rc = 0, i = 0; rc == 0 && i < r->n_tenants; i++) {
-				cmd_tenant_json(output_jsonw(out), r->tenants[i]);
-				rc = output_json_line(out);
-			}
-		}
-		output_free(out);
-	}
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return cmd_tenant_done(rc);
-}
-
-/* Prints the Tenant reply of GetTenant or UpdateTenant and frees it. */
-static int
-cmd_tenant_print_reply(struct cmd_ctx *ctx, ProtobufCMessage *reply)
-{
-	struct output *out;
-	int rc = -ENOMEM;
-
-	if (output_new(ctx->json, &out) == 0) {
-		rc = cmd_tenant_print(out, (const Certa__V1__Tenant *)reply);
-		output_free(out);
-	}
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return cmd_tenant_done(rc);
+	return cmd_admin_run(ctx, "ListTenants", &req.base, cmd_tenant_print_list, NULL);
 }
 
 static int
 cmd_tenant_show(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__TenantRef req = CERTA__V1__TENANT_REF__INIT;
-	ProtobufCMessage *reply;
 	int rc;
 
 	req.name = (char *)cmd_args_at(args, 0);
-	if ((rc = cmd_tenant_name_ok(args, req.name)) != CLI_EXIT_OK)
+	if ((rc = cmd_args_nonempty(args, 0, "tenant NAME")) != CLI_EXIT_OK)
 		return rc;
-	rc = cmd_tenant_call(ctx, "GetTenant", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	return cmd_tenant_print_reply(ctx, reply);
+	return cmd_admin_run(ctx, "GetTenant", &req.base, cmd_tenant_print, NULL);
 }
 
 static int
@@ -582,155 +650,64 @@ cmd_tenant_set(struct cmd_ctx *ctx, const struct cmd_args *args)
 	Certa__V1__UpdateTenantRequest req = CERTA__V1__UPDATE_TENANT_REQUEST__INIT;
 	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
-	ProtobufCMessage *reply;
 	char *fields[CMD_TENANT_NFLAGS];
 	size_t nfields;
 	int rc;
 
 	t.name = (char *)cmd_args_at(args, 0);
-	if ((rc = cmd_tenant_name_ok(args, t.name)) != CLI_EXIT_OK ||
+	if ((rc = cmd_args_nonempty(args, 0, "tenant NAME")) != CLI_EXIT_OK ||
 	    (rc = cmd_tenant_fill(args, &t, &q, fields, &nfields)) != CLI_EXIT_OK)
 		return rc;
 	if (nfields == 0)
-		return cmd_usage_error(args, "nothing to change: give at least one of --weight, "
-		    "--priority, --max-concurrent, --tokens-per-minute, --max-budget, --max-sc-n, "
-		    "--max-prompt-bytes, --policy");
+		return cmd_usage_error(args, "nothing to change: give at least one of %.*s",
+		    (int)(sizeof cmd_tenant_flag_names - 3), cmd_tenant_flag_names);
 	t.quota = &q;
 	req.tenant = &t;
 	req.fields = fields;
 	req.n_fields = nfields;
-	rc = cmd_tenant_call(ctx, "UpdateTenant", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	return cmd_tenant_print_reply(ctx, reply);
+	return cmd_admin_run(ctx, "UpdateTenant", &req.base, cmd_tenant_print, NULL);
 }
 
 static int
 cmd_tenant_rm(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__TenantRef req = CERTA__V1__TENANT_REF__INIT;
-	ProtobufCMessage *reply;
-	struct output *out;
 	int rc;
 
 	req.name = (char *)cmd_args_at(args, 0);
-	if ((rc = cmd_tenant_name_ok(args, req.name)) != CLI_EXIT_OK)
+	if ((rc = cmd_args_nonempty(args, 0, "tenant NAME")) != CLI_EXIT_OK)
 		return rc;
-	rc = cmd_tenant_call(ctx, "DeleteTenant", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	protobuf_c_message_free_unpacked(reply, NULL);
-	if (output_new(ctx->json, &out) != 0)
-		return cmd_tenant_done(-ENOMEM);
-	if (output_is_json(out)) {
-		jsonw_object_begin(output_jsonw(out));
-		jsonw_kstring(output_jsonw(out), "name", req.name);
-		jsonw_kbool(output_jsonw(out), "deleted", true);
-		jsonw_object_end(output_jsonw(out));
-		rc = output_json_line(out);
-	} else {
-		fputs("deleted tenant ", stdout);
-		output_text(stdout, req.name, 0);
-		fputc('\n', stdout);
-		rc = 0;
-	}
-	output_free(out);
-	return cmd_tenant_done(rc);
+	return cmd_admin_run(ctx, "DeleteTenant", &req.base, cmd_tenant_print_deleted, req.name);
 }
 
 static int
 cmd_tenant_key_rotate(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__RotateKeyRequest req = CERTA__V1__ROTATE_KEY_REQUEST__INIT;
-	const Certa__V1__RotateKeyReply *r;
 	ProtobufCMessage *reply;
-	struct output *out;
-	struct jsonw *w;
 	int rc;
 
 	req.tenant = (char *)cmd_args_at(args, 0);
 	req.revoke_others = cmd_args_get(args, "revoke-others") != NULL;
-	if ((rc = cmd_tenant_name_ok(args, req.tenant)) != CLI_EXIT_OK)
+	if ((rc = cmd_args_nonempty(args, 0, "tenant NAME")) != CLI_EXIT_OK)
 		return rc;
-	rc = cmd_tenant_call(ctx, "RotateKey", &req.base, &reply);
+	rc = cmd_admin_call(ctx, "RotateKey", &req.base, &reply);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	r = (const Certa__V1__RotateKeyReply *)reply;
-	if (output_new(ctx->json, &out) != 0) {
-		fputs("api key: ", stdout);
-		output_text(stdout, r->api_key, 0);
-		fputc('\n', stdout);
-		protobuf_c_message_free_unpacked(reply, NULL);
-		return cmd_tenant_done(-ENOMEM);
-	}
-	if (output_is_json(out)) {
-		w = output_jsonw(out);
-		jsonw_object_begin(w);
-		jsonw_kstring(w, "tenant", req.tenant);
-		jsonw_kstring(w, "api_key", r->api_key);
-		jsonw_key(w, "info");
-		if (r->info != NULL)
-			cmd_tenant_key_json(w, r->info);
-		else
-			jsonw_null(w);
-		jsonw_kbool(w, "revoked_others", req.revoke_others);
-		jsonw_object_end(w);
-		rc = output_json_line(out);
-	} else {
-		fputs("api key: ", stdout);
-		output_text(stdout, r->api_key, 0);
-		fputs("\nkey id:  ", stdout);
-		output_text(stdout, r->info != NULL ? r->info->key_id : NULL, 0);
-		fputc('\n', stdout);
-		if (req.revoke_others) {
-			fputs("the other keys of ", stdout);
-			output_text(stdout, req.tenant, 0);
-			fputs(" are revoked\n", stdout);
-		}
-		rc = 0;
-	}
-	fflush(stdout);
-	cmd_tenant_key_warning(r->api_key);
-	output_free(out);
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return cmd_tenant_done(rc);
+	return cmd_tenant_print_key(ctx, reply,
+	    ((const Certa__V1__RotateKeyReply *)reply)->api_key, cmd_tenant_print_rotated, &req);
 }
 
 static int
 cmd_tenant_key_revoke(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__RevokeKeyRequest req = CERTA__V1__REVOKE_KEY_REQUEST__INIT;
-	ProtobufCMessage *reply;
-	struct output *out;
 	int rc;
 
 	req.tenant = (char *)cmd_args_at(args, 0);
 	req.key_id = (char *)cmd_args_at(args, 1);
-	if ((rc = cmd_tenant_name_ok(args, req.tenant)) != CLI_EXIT_OK)
+	if ((rc = cmd_args_nonempty(args, 0, "tenant NAME")) != CLI_EXIT_OK ||
+	    (rc = cmd_args_nonempty(args, 1, "KEY_ID")) != CLI_EXIT_OK)
 		return rc;
-	if (*req.key_id == '\0')
-		return cmd_usage_error(args, "the KEY_ID is empty");
-	rc = cmd_tenant_call(ctx, "RevokeKey", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	protobuf_c_message_free_unpacked(reply, NULL);
-	if (output_new(ctx->json, &out) != 0)
-		return cmd_tenant_done(-ENOMEM);
-	if (output_is_json(out)) {
-		jsonw_object_begin(output_jsonw(out));
-		jsonw_kstring(output_jsonw(out), "tenant", req.tenant);
-		jsonw_kstring(output_jsonw(out), "key_id", req.key_id);
-		jsonw_kbool(output_jsonw(out), "revoked", true);
-		jsonw_object_end(output_jsonw(out));
-		rc = output_json_line(out);
-	} else {
-		fputs("revoked key ", stdout);
-		output_text(stdout, req.key_id, 0);
-		fputs(" of tenant ", stdout);
-		output_text(stdout, req.tenant, 0);
-		fputc('\n', stdout);
-		rc = 0;
-	}
-	output_free(out);
-	return cmd_tenant_done(rc);
+	return cmd_admin_run(ctx, "RevokeKey", &req.base, cmd_tenant_print_revoked, &req);
 }

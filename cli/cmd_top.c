@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "certa/v1/admin.pb-c.h"
-#include "cli/client.h"
+#include "cli/cmd_admin.h"
 #include "cli/cmd_stats.h"
 #include "cli/cmd_top.h"
 #include "cli/cmd_worker.h"
@@ -66,15 +66,6 @@ cmd_top_view_free(struct cmd_top_view *v)
 	memset(v, 0, sizeof *v);
 }
 
-static int64_t
-cmd_top_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* GetStats + ListWorkers.  Returns an exit status (errors already printed). */
 static int
 cmd_top_fetch(struct cmd_ctx *ctx, struct cmd_top_view *v)
@@ -84,17 +75,15 @@ cmd_top_fetch(struct cmd_ctx *ctx, struct cmd_top_view *v)
 	ProtobufCMessage *msg;
 	int rc;
 
-	rc = client_call(ctx->client, &certa__v1__admin__descriptor, "GetStats", &sreq.base,
-	    &msg);
+	rc = cmd_admin_call(ctx, "GetStats", &sreq.base, &msg);
 	if (rc != CLI_EXIT_OK)
 		return rc;
 	v->stats = (Certa__V1__StatsReply *)msg;
-	rc = client_call(ctx->client, &certa__v1__admin__descriptor, "ListWorkers", &wreq.base,
-	    &msg);
+	rc = cmd_admin_call(ctx, "ListWorkers", &wreq.base, &msg);
 	if (rc != CLI_EXIT_OK)
 		return rc;
 	v->workers = (Certa__V1__ListWorkersReply *)msg;
-	v->unix_ms = cmd_top_now_ms();
+	v->unix_ms = output_now_ms();
 	return CLI_EXIT_OK;
 }
 
@@ -214,9 +203,7 @@ cmd_top(struct cmd_ctx *ctx, const struct cmd_args *args)
 		    cmd_top_text(ctx, &v, (int)interval, tty, n == 0);
 		cmd_top_view_free(&v);
 		if (rc != 0) {
-			if (rc == -ENOMEM)
-				fprintf(stderr, "certactl: out of memory\n");
-			rc = CLI_EXIT_ERROR;
+			rc = cmd_admin_exit(rc);
 			break;
 		}
 		rc = CLI_EXIT_OK;

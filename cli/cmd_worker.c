@@ -4,9 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "cli/client.h"
+#include "cli/cmd_admin.h"
 #include "cli/cmd_worker.h"
 #include "cli/names.h"
 #include "cli/output.h"
@@ -81,15 +80,6 @@ const struct cmd_entry cmd_worker_drain_entry = {
 
 /* --- output ------------------------------------------------------------------------------ */
 
-static int64_t
-cmd_worker_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* "4s ago", "3m ago", "2h ago", "5d ago"; "-" when never seen. */
 static void
 cmd_worker_age_cell(struct table *tb, int64_t seen_ms, int64_t now_ms)
@@ -116,7 +106,7 @@ cmd_worker_table(FILE *f, Certa__V1__WorkerStatus *const *ws, size_t n)
 {
 	static const char *const head[] = { "ADDRESS", "STATE", "ENGINE", "MODEL", "ACTIVE",
 	    "CAPACITY", "SEEN", "ERROR" };
-	int64_t now = cmd_worker_now_ms();
+	int64_t now = output_now_ms();
 	struct table *tb;
 	size_t i;
 	int rc;
@@ -154,92 +144,67 @@ cmd_worker_json(struct jsonw *w, const Certa__V1__WorkerStatus *ws)
 	jsonw_object_end(w);
 }
 
+/* `worker list`: the table, or one worker object per line. */
+static int
+cmd_worker_print_list(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	const Certa__V1__ListWorkersReply *r = (const Certa__V1__ListWorkersReply *)reply;
+	size_t i;
+	int rc;
+
+	if (!output_is_json(out))
+		return cmd_worker_table(stdout, r->workers, r->n_workers);
+	for (rc = 0, i = 0; rc == 0 && i < r->n_workers; i++) {
+		cmd_worker_json(output_jsonw(out), r->workers[i]);
+		rc = output_json_line(out);
+	}
+	return rc;
+}
+
+/* The WorkerStatus reply of AddWorker or DrainWorker: `worker ADDR: STATE` or the worker
+ * object. */
+static int
+cmd_worker_print_status(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	const Certa__V1__WorkerStatus *ws = (const Certa__V1__WorkerStatus *)reply;
+
+	if (output_is_json(out)) {
+		cmd_worker_json(output_jsonw(out), ws);
+		return output_json_line(out);
+	}
+	fputs("worker ", stdout);
+	output_text(stdout, ws->address, 0);
+	printf(": %s\n", output_or_dash(names_worker_state(ws->state)));
+	return 0;
+}
+
+/* `removed worker ADDR` or {"address":...,"removed":true}; arg is the ADDR. */
+static int
+cmd_worker_print_removed(struct output *out, const ProtobufCMessage *reply, const void *arg)
+{
+	struct jsonw *w = output_jsonw(out);
+
+	if (!output_is_json(out)) {
+		fputs("removed worker ", stdout);
+		output_text(stdout, arg, 0);
+		fputc('\n', stdout);
+		return 0;
+	}
+	jsonw_object_begin(w);
+	jsonw_kstring(w, "address", arg);
+	jsonw_kbool(w, "removed", true);
+	jsonw_object_end(w);
+	return output_json_line(out);
+}
+
 /* --- commands ---------------------------------------------------------------------------- */
-
-static int
-cmd_worker_call(struct cmd_ctx *ctx, const char *method, const ProtobufCMessage *req,
-    ProtobufCMessage **reply)
-{
-	return client_call(ctx->client, &certa__v1__admin__descriptor, method, req, reply);
-}
-
-static int
-cmd_worker_done(int out_rc)
-{
-	if (out_rc == -ENOMEM)
-		fprintf(stderr, "certactl: out of memory\n");
-	return out_rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
-}
-
-static int
-cmd_worker_addr_ok(const struct cmd_args *args, const char *addr)
-{
-	if (*addr == '\0')
-		return cmd_usage_error(args, "the worker ADDR is empty");
-	return CLI_EXIT_OK;
-}
 
 static int
 cmd_worker_list(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__ListWorkersRequest req = CERTA__V1__LIST_WORKERS_REQUEST__INIT;
-	const Certa__V1__ListWorkersReply *r;
-	ProtobufCMessage *reply;
-	struct output *out;
-	size_t i;
-	int rc;
 
-	rc = cmd_worker_call(ctx, "ListWorkers", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	r = (const Certa__V1__ListWorkersReply *)reply;
-	rc = -ENOMEM;
-	if (output_new(ctx->json, &out) == 0) {
-		if (!output_is_json(out)) {
-			rc = cmd_worker_table(stdout, r->workers, r->n_workers);
-		} else {
-			for (rc = 0, i = 0; rc == 0 && i < r->n_workers; i++) {
-				cmd_worker_json(output_jsonw(out), r->workers[i]);
-				rc = output_json_line(out);
-			}
-		}
-		output_free(out);
-	}
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return cmd_worker_done(rc);
-}
-
-/* Calls method (AddWorker or DrainWorker), whose reply is a WorkerStatus, and prints
- * `worker ADDR: STATE` or the worker object. */
-static int
-cmd_worker_status_call(struct cmd_ctx *ctx, const char *method, const ProtobufCMessage *req)
-{
-	const Certa__V1__WorkerStatus *ws;
-	ProtobufCMessage *reply;
-	struct output *out;
-	const char *state;
-	int rc;
-
-	rc = cmd_worker_call(ctx, method, req, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	ws = (const Certa__V1__WorkerStatus *)reply;
-	rc = -ENOMEM;
-	if (output_new(ctx->json, &out) == 0) {
-		if (output_is_json(out)) {
-			cmd_worker_json(output_jsonw(out), ws);
-			rc = output_json_line(out);
-		} else {
-			state = names_worker_state(ws->state);
-			fputs("worker ", stdout);
-			output_text(stdout, ws->address, 0);
-			printf(": %s\n", state != NULL ? state : "-");
-			rc = 0;
-		}
-		output_free(out);
-	}
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return cmd_worker_done(rc);
+	return cmd_admin_run(ctx, "ListWorkers", &req.base, cmd_worker_print_list, NULL);
 }
 
 static int
@@ -249,11 +214,10 @@ cmd_worker_add(struct cmd_ctx *ctx, const struct cmd_args *args)
 	int rc;
 
 	req.address = (char *)cmd_args_at(args, 0);
-	if ((rc = cmd_worker_addr_ok(args, req.address)) != CLI_EXIT_OK)
+	if ((rc = cmd_args_nonempty(args, 0, "worker ADDR")) != CLI_EXIT_OK)
 		return rc;
-	return cmd_worker_status_call(ctx, "AddWorker", &req.base);
+	return cmd_admin_run(ctx, "AddWorker", &req.base, cmd_worker_print_status, NULL);
 }
-
 static int
 cmd_worker_drain(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
@@ -262,50 +226,29 @@ cmd_worker_drain(struct cmd_ctx *ctx, const struct cmd_args *args)
 	int rc;
 
 	ref.address = (char *)cmd_args_at(args, 0);
-	if ((rc = cmd_worker_addr_ok(args, ref.address)) != CLI_EXIT_OK)
+	if ((rc = cmd_args_nonempty(args, 0, "worker ADDR")) != CLI_EXIT_OK)
 		return rc;
 	/* The Admin service has no "undrain": adding a known worker returns it to service. */
 	if (cmd_args_get(args, "undo") != NULL) {
 		add.address = ref.address;
-		rc = cmd_worker_status_call(ctx, "AddWorker", &add.base);
+		rc = cmd_admin_run(ctx, "AddWorker", &add.base, cmd_worker_print_status, NULL);
 		if (rc == CLI_EXIT_ERROR)
 			fprintf(stderr, "certactl: this certad cannot end a drain (AddWorker of a known "
 			    "worker failed); `certactl worker rm ADDR` and `certactl worker add ADDR` "
 			    "do it once the worker holds no chains\n");
 		return rc;
 	}
-	return cmd_worker_status_call(ctx, "DrainWorker", &ref.base);
+	return cmd_admin_run(ctx, "DrainWorker", &ref.base, cmd_worker_print_status, NULL);
 }
 
 static int
 cmd_worker_rm(struct cmd_ctx *ctx, const struct cmd_args *args)
 {
 	Certa__V1__WorkerRef req = CERTA__V1__WORKER_REF__INIT;
-	ProtobufCMessage *reply;
-	struct output *out;
 	int rc;
 
 	req.address = (char *)cmd_args_at(args, 0);
-	if ((rc = cmd_worker_addr_ok(args, req.address)) != CLI_EXIT_OK)
+	if ((rc = cmd_args_nonempty(args, 0, "worker ADDR")) != CLI_EXIT_OK)
 		return rc;
-	rc = cmd_worker_call(ctx, "RemoveWorker", &req.base, &reply);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	protobuf_c_message_free_unpacked(reply, NULL);
-	if (output_new(ctx->json, &out) != 0)
-		return cmd_worker_done(-ENOMEM);
-	if (output_is_json(out)) {
-		jsonw_object_begin(output_jsonw(out));
-		jsonw_kstring(output_jsonw(out), "address", req.address);
-		jsonw_kbool(output_jsonw(out), "removed", true);
-		jsonw_object_end(output_jsonw(out));
-		rc = output_json_line(out);
-	} else {
-		fputs("removed worker ", stdout);
-		output_text(stdout, req.address, 0);
-		fputc('\n', stdout);
-		rc = 0;
-	}
-	output_free(out);
-	return cmd_worker_done(rc);
+	return cmd_admin_run(ctx, "RemoveWorker", &req.base, cmd_worker_print_removed, req.address);
 }

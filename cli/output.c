@@ -62,47 +62,6 @@ output_jsonw(struct output *o)
 
 /* --- terminal-safe text ------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left) and its code point, or 0. */
-static size_t
-output_utf8(const unsigned char *s, size_t n, unsigned *cp)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t len, i;
-	unsigned v;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		v = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		v = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		v = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3f);
-	}
-	*cp = v;
-	return len;
-}
-
 /*
  * Writes s to f (f == NULL: only measures) with control characters, C1 controls and invalid
  * UTF-8 escaped, stopping before the unit that would exceed maxcols columns (0: no limit).
@@ -128,7 +87,7 @@ output_text_raw(FILE *f, const char *str, size_t maxcols)
 		} else if (s[i] < 0x80) {
 			snprintf(esc, sizeof esc, "\\x%02x", s[i]);
 			ulen = 1;
-		} else if ((ulen = output_utf8(s + i, n - i, &cp)) == 0) {
+		} else if ((ulen = jsonw_utf8(s + i, n - i, &cp)) == 0) {
 			snprintf(esc, sizeof esc, "\\x%02x", s[i]);
 			ulen = 1;
 		} else if (cp < 0xa0) {
@@ -215,10 +174,28 @@ output_time(char *buf, size_t len, int64_t unix_ms)
 	return buf;
 }
 
-static const char *
+/* CLOCK_REALTIME: the server's timestamps are wall-clock times too. */
+int64_t
+output_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* For names_*() results, which are NULL for values newer than this build. */
+const char *
 output_or_dash(const char *s)
 {
 	return s != NULL ? s : "-";
+}
+
+/* Labels are plain ASCII literals, so printf's padding is the column count. */
+void
+output_label(const char *label, int width)
+{
+	printf("%-*s", width, label);
 }
 
 /* --- text ------------------------------------------------------------------------------- */
@@ -302,12 +279,8 @@ output_event_text(const Certa__V1__ProgramEvent *ev)
 	}
 }
 
-/* `label:      value` lines of `certactl get`. */
-static void
-output_label(const char *label)
-{
-	printf("%-14s", label);
-}
+/* Width of the labels of `certactl get` (`label:      value` lines). */
+#define OUTPUT_LABEL_COLS 14
 
 static void
 output_program_text(const Certa__V1__Program *p)
@@ -316,57 +289,57 @@ output_program_text(const Certa__V1__Program *p)
 	char tbuf[32];
 	size_t i;
 
-	output_label("program:");
+	output_label("program:", OUTPUT_LABEL_COLS);
 	output_text(stdout, p->id, 0);
 	fputc('\n', stdout);
-	output_label("tenant:");
+	output_label("tenant:", OUTPUT_LABEL_COLS);
 	output_text(stdout, p->tenant, 0);
 	fputc('\n', stdout);
-	output_label("state:");
+	output_label("state:", OUTPUT_LABEL_COLS);
 	printf("%s\n", output_or_dash(names_state(p->state)));
-	output_label("created:");
+	output_label("created:", OUTPUT_LABEL_COLS);
 	printf("%s\n", output_time(tbuf, sizeof tbuf, p->created_unix_ms));
-	output_label("updated:");
+	output_label("updated:", OUTPUT_LABEL_COLS);
 	printf("%s\n", output_time(tbuf, sizeof tbuf, p->updated_unix_ms));
 	if (spec != NULL) {
-		output_label("problem:");
+		output_label("problem:", OUTPUT_LABEL_COLS);
 		output_text(stdout, spec->problem, 0);
 		fputc('\n', stdout);
-		output_label("algorithm:");
+		output_label("algorithm:", OUTPUT_LABEL_COLS);
 		printf("%s", names_algorithm(spec->algorithm) != NULL ?
 		    names_algorithm(spec->algorithm) : "default");
 		if (spec->n > 0)
 			printf("  n=%" PRIu32, spec->n);
 		fputc('\n', stdout);
-		output_label("budget:");
+		output_label("budget:", OUTPUT_LABEL_COLS);
 		if (spec->token_budget > 0)
 			printf("%" PRIu64 " tokens\n", spec->token_budget);
 		else
 			printf("default\n");
-		output_label("priority:");
+		output_label("priority:", OUTPUT_LABEL_COLS);
 		printf("%s\n", names_priority(spec->priority) != NULL ?
 		    names_priority(spec->priority) : "normal");
-		output_label("deadline:");
+		output_label("deadline:", OUTPUT_LABEL_COLS);
 		printf("%s\n", output_time(tbuf, sizeof tbuf, spec->deadline_unix_ms));
 		if (spec->model != NULL && *spec->model) {
-			output_label("model:");
+			output_label("model:", OUTPUT_LABEL_COLS);
 			output_text(stdout, spec->model, 0);
 			fputc('\n', stdout);
 		}
 		if (spec->policy != NULL && *spec->policy) {
-			output_label("policy:");
+			output_label("policy:", OUTPUT_LABEL_COLS);
 			output_text(stdout, spec->policy, 0);
 			fputc('\n', stdout);
 		}
 		if (spec->idempotency_key != NULL && *spec->idempotency_key) {
-			output_label("key:");
+			output_label("key:", OUTPUT_LABEL_COLS);
 			output_text(stdout, spec->idempotency_key, 0);
 			fputc('\n', stdout);
 		}
 	}
-	output_label("tokens:");
+	output_label("tokens:", OUTPUT_LABEL_COLS);
 	printf("%" PRIu64 "\n", p->tokens_used);
-	output_label("certaindex:");
+	output_label("certaindex:", OUTPUT_LABEL_COLS);
 	printf("%.2f\n", p->certaindex);
 	if (p->n_requests > 0) {
 		printf("requests:\n");
@@ -385,11 +358,11 @@ output_program_text(const Certa__V1__Program *p)
 		}
 	}
 	if (p->result != NULL) {
-		output_label("result:");
+		output_label("result:", OUTPUT_LABEL_COLS);
 		output_result_text(stdout, p->result);
-		output_label("probe tokens:");
+		output_label("probe tokens:", OUTPUT_LABEL_COLS);
 		printf("%" PRIu64 "\n", p->result->probe_tokens);
-		output_label("finished:");
+		output_label("finished:", OUTPUT_LABEL_COLS);
 		printf("%s\n", output_time(tbuf, sizeof tbuf, p->result->finished_unix_ms));
 	}
 }
@@ -476,6 +449,15 @@ output_json_result_members(struct jsonw *w, const Certa__V1__ProgramResult *res)
 	jsonw_kint(w, "finished_unix_ms", res->finished_unix_ms);
 }
 
+/* The members every event line starts with: "event", "seq", "program_id". */
+static void
+output_json_event_head(struct jsonw *w, const char *event, uint64_t seq, const char *id)
+{
+	jsonw_kstring(w, "event", event);
+	jsonw_kuint(w, "seq", seq);
+	jsonw_kstring(w, "program_id", id);
+}
+
 /* Event lines:
  *   {"event":"accepted","seq":1,"program_id":"p-1","accepted_unix_ms":...,"duplicate":false}
  *   {"event":"progress","seq":2,"program_id":"p-1","tokens_used":...,"certaindex":...,
@@ -491,25 +473,19 @@ output_event_json(struct output *o, const Certa__V1__ProgramEvent *ev)
 	jsonw_object_begin(w);
 	switch (ev->event_case) {
 	case CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED:
-		jsonw_kstring(w, "event", "accepted");
-		jsonw_kuint(w, "seq", ev->seq);
-		jsonw_kstring(w, "program_id", ev->accepted->program_id);
+		output_json_event_head(w, "accepted", ev->seq, ev->accepted->program_id);
 		jsonw_kint(w, "accepted_unix_ms", ev->accepted->accepted_unix_ms);
 		jsonw_kbool(w, "duplicate", ev->accepted->duplicate);
 		break;
 	case CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS:
-		jsonw_kstring(w, "event", "progress");
-		jsonw_kuint(w, "seq", ev->seq);
-		jsonw_kstring(w, "program_id", ev->progress->program_id);
+		output_json_event_head(w, "progress", ev->seq, ev->progress->program_id);
 		jsonw_kuint(w, "tokens_used", ev->progress->tokens_used);
 		jsonw_kdouble(w, "certaindex", ev->progress->certaindex);
 		jsonw_kstring(w, "answer", ev->progress->answer);
 		output_json_requests(w, ev->progress->n_requests, ev->progress->requests);
 		break;
 	case CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED:
-		jsonw_kstring(w, "event", "finished");
-		jsonw_kuint(w, "seq", ev->seq);
-		jsonw_kstring(w, "program_id", ev->finished->program_id);
+		output_json_event_head(w, "finished", ev->seq, ev->finished->program_id);
 		output_json_result_members(w, ev->finished->result != NULL ?
 		    ev->finished->result : &output_no_result);
 		output_json_requests(w, ev->finished->n_requests, ev->finished->requests);

@@ -69,5 +69,11 @@ size_t output_text(FILE *f, const char *s, size_t maxcols);
 size_t output_text_cols(const char *s);
 /* "2024-05-01T12:00:00Z" (UTC) in buf, or "-" for unix_ms <= 0; returns buf or "-". */
 const char *output_time(char *buf, size_t len, int64_t unix_ms);
+/* The current time in milliseconds since the epoch (the clock of the *_unix_ms fields). */
+int64_t output_now_ms(void);
+/* s, or "-" for NULL (a name this build does not know). */
+const char *output_or_dash(const char *s);
+/* Writes the label of a `label:   value` line to stdout, padded to width columns. */
+void output_label(const char *label, int width);
 
 #endif

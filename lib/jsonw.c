@@ -157,22 +157,27 @@ jsonw_value_end(struct jsonw *w)
 		w->done = 1;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is not valid. */
-static size_t
-jsonw_utf8_len(const unsigned char *s, size_t n)
+/* The one UTF-8 check of certa's writers: jsonw_quote() and certactl's terminal-safe text. */
+size_t
+jsonw_utf8(const unsigned char *s, size_t n, unsigned *cp)
 {
 	unsigned char c = s[0];
 	unsigned char lo = 0x80, hi = 0xbf;
 	size_t len, i;
+	unsigned v;
 
-	if (c >= 0xc2 && c <= 0xdf)
+	if (c >= 0xc2 && c <= 0xdf) {
 		len = 2;
-	else if (c >= 0xe0 && c <= 0xef)
+		v = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
 		len = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
+		v = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
 		len = 4;
-	else
+		v = c & 0x07;
+	} else {
 		return 0;  /* continuation byte, C0/C1 overlong lead, or above U+10FFFF */
+	}
 	if (len > n)
 		return 0;
 	/* The second byte's range excludes overlong forms, surrogates and > U+10FFFF. */
@@ -186,9 +191,13 @@ jsonw_utf8_len(const unsigned char *s, size_t n)
 		hi = 0x8f;
 	if (s[1] < lo || s[1] > hi)
 		return 0;
-	for (i = 2; i < len; i++)
+	for (i = 1; i < len; i++) {
 		if (s[i] < 0x80 || s[i] > 0xbf)
 			return 0;
+		v = (v << 6) | (s[i] & 0x3f);
+	}
+	if (cp != NULL)
+		*cp = v;
 	return len;
 }
 
@@ -213,7 +222,7 @@ jsonw_quote(struct jsonw *w, const char *str, size_t n)
 			continue;
 		}
 		if (s[i] >= 0x80) {
-			ulen = jsonw_utf8_len(s + i, n - i);
+			ulen = jsonw_utf8(s + i, n - i, NULL);
 			if (ulen == 0) {
 				jsonw_put(w, "\xef\xbf\xbd", 3);  /* U+FFFD */
 				i++;

@@ -75,4 +75,10 @@ void jsonw_kdouble(struct jsonw *w, const char *key, double v);
 void jsonw_kbool(struct jsonw *w, const char *key, bool v);
 void jsonw_knull(struct jsonw *w, const char *key);
 
+/* Length (1 to 4) of the valid UTF-8 sequence at s, n > 0 bytes available, and its code point
+ * in *cp (may be NULL; written only on success); 0 when s does not start with valid UTF-8
+ * (the bytes the string writers replace by U+FFFD).  The same test serves anyone else who
+ * must tell valid UTF-8 from stray bytes, such as certactl's terminal-safe text. */
+size_t jsonw_utf8(const unsigned char *s, size_t n, unsigned *cp);
+
 #endif

@@ -322,6 +322,43 @@ test_random_bytes(void **state)
 	}
 }
 
+/* jsonw_utf8(): lengths and code points of valid sequences, 0 for what jsonw replaces. */
+static void
+test_utf8_decode(void **state)
+{
+	static const struct {
+		const char *s;
+		size_t n, len;
+		unsigned cp;
+	} cases[] = {
+		{ "\xc3\xa9", 2, 2, 0xe9 },
+		{ "\xc2\x80", 2, 2, 0x80 },
+		{ "\xe2\x82\xac", 3, 3, 0x20ac },
+		{ "\xef\xbf\xbf", 3, 3, 0xffff },
+		{ "\xf0\x9f\x98\x80", 4, 4, 0x1f600 },
+		{ "\xf4\x8f\xbf\xbf", 4, 4, 0x10ffff },
+		{ "\x80", 1, 0, 0 },                 /* stray continuation byte */
+		{ "\xc0\xaf", 2, 0, 0 },             /* overlong */
+		{ "\xe0\x80\xaf", 3, 0, 0 },        /* overlong */
+		{ "\xed\xa0\x80", 3, 0, 0 },        /* surrogate */
+		{ "\xf4\x90\x80\x80", 4, 0, 0 },    /* above U+10FFFF */
+		{ "\xe2\x82", 2, 0, 0 },             /* truncated */
+		{ "\xe2\x28\xa1", 3, 0, 0 },        /* bad continuation */
+		{ "A", 1, 0, 0 },                     /* ASCII is not this function's business */
+	};
+	unsigned cp;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		cp = 0xdead;
+		assert_int_equal(jsonw_utf8((const unsigned char *)cases[i].s, cases[i].n, &cp),
+		    cases[i].len);
+		assert_int_equal(cp, cases[i].len > 0 ? cases[i].cp : 0xdead);
+	}
+	assert_int_equal(jsonw_utf8((const unsigned char *)"\xc3\xa9", 2, NULL), 2);
+}
+
 int
 main(void)
 {
@@ -330,6 +367,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_all_control_chars, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_utf8_passthrough, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_utf8_invalid, setup, teardown),
+		cmocka_unit_test(test_utf8_decode),
 		cmocka_unit_test_setup_teardown(test_numbers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_structure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
