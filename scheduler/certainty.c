@@ -13,7 +13,7 @@
 
 static const char *const certainty_cot_names[CERTAINTY_COT_NFEAT] = {
 	"bias", "stable", "stable_frac", "grounded", "hesitation", "think_done", "position",
-	"changes", "boxed", "confidence", "mentions", "recent",
+	"changes", "boxed", "confidence", "mentions", "recent", "box_agree", "box_conflict",
 };
 
 static const char *const certainty_sc_names[CERTAINTY_SC_NFEAT] = {
@@ -191,6 +191,47 @@ certainty_mentions(const char *answer, const char *text, size_t len, size_t *las
 	return n;
 }
 
+int
+certainty_last_boxed(const char *text, size_t len, char *out, size_t outlen)
+{
+	size_t end = len;
+
+	if (out != NULL && outlen > 0)
+		out[0] = '\0';
+	if (text == NULL)
+		return -1;
+	while (end >= 7) {
+		const char *hit = NULL, *h, *p = text;
+		size_t start, i, depth = 1, n;
+
+		/* the last "\boxed{" starting before end */
+		while ((h = memmem(p, end - (size_t)(p - text), "\\boxed{", 7)) != NULL) {
+			hit = h;
+			p = h + 1;
+		}
+		if (hit == NULL)
+			return -1;
+		start = (size_t)(hit - text) + 7;
+		for (i = start; i < len; i++) {
+			if (text[i] == '{')
+				depth++;
+			else if (text[i] == '}' && --depth == 0)
+				break;
+		}
+		if (i < len) {
+			n = i - start;
+			if (out != NULL && outlen > 0) {
+				size_t c = n < outlen - 1 ? n : outlen - 1;
+				memcpy(out, text + start, c);
+				out[c] = '\0';
+			}
+			return (int)(n > INT32_MAX ? INT32_MAX : n);
+		}
+		end = (size_t)(hit - text);   /* unclosed: look at the one before */
+	}
+	return -1;
+}
+
 bool
 certainty_grounded(const char *answer, const char *text, size_t len)
 {
@@ -300,6 +341,12 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	    p->hesitation_window);
 	out->probe_hesitant = certainty_probe_hesitant(ans);
 	out->boxed = c->text != NULL && memmem(c->text, c->text_len, "\\boxed", 6) != NULL;
+	if (out->boxed && out->valid) {
+		char box[256];
+		int bl = certainty_last_boxed(c->text, c->text_len, box, sizeof box);
+		if (bl > 0 && (size_t)bl < sizeof box)
+			out->box = certainty_same(box, ans) ? 1 : -1;
+	}
 	out->position = (double)c->tokens / expected;
 
 	x[0] = 1;
@@ -314,6 +361,8 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	x[9] = out->confidence >= 0 ? out->confidence - 0.5 : 0;
 	x[10] = log2(1.0 + out->mentions);
 	x[11] = out->grounded && out->since_mention <= 2 * (size_t)p->hesitation_window;
+	x[12] = out->box > 0;
+	x[13] = out->box < 0;
 	out->certaindex = out->valid ? certainty_logistic(p->cot_w, x, CERTAINTY_COT_NFEAT) : 0;
 }
 

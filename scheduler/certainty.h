@@ -21,6 +21,9 @@
  *   9 confidence   probe confidence - 0.5 when the engine gives it, else 0
  *  10 mentions     log2(1 + occurrences of the answer in the text so far, up to 64)
  *  11 recent       the answer occurs in the last 2 * hesitation_window bytes of text
+ *  12 box_agree    the last complete \boxed{...} in the text so far holds an answer
+ *                  equivalent to the current one
+ *  13 box_conflict the last complete \boxed{...} holds a different answer
  * The chain certaindex is sigmoid(cot_w . x) when the answer is valid (not empty, not a
  * placeholder: answer_is_placeholder), 0 otherwise, and 1 once the chain finished.
  *
@@ -67,6 +70,8 @@ struct certainty_chain {
 	unsigned hesitation_count;
 	bool probe_hesitant;      /* Dynasor: the probe answer holds an uncertainty word */
 	bool boxed;
+	int box;                  /* last complete \boxed{} vs the answer: 1 agrees, -1 differs,
+	                           * 0 none */
 	double position;
 	double confidence;        /* < 0 unknown */
 	double x[CERTAINTY_COT_NFEAT];
@@ -109,6 +114,11 @@ bool certainty_grounded(const char *answer, const char *text, size_t len);
 /* Normalized entropy of a vote: counts[0..k) over n voters (sum may be < n: the rest count as
  * distinct singletons); 0 when n < 2. */
 double certainty_entropy(const size_t *counts, size_t k, size_t n);
+
+/* The content of the last complete \boxed{...} in text[0..len) (braces balanced), copied
+ * NUL-terminated into out (truncated to outlen - 1); returns its length, or -1 when there is
+ * none. */
+int certainty_last_boxed(const char *text, size_t len, char *out, size_t outlen);
 
 /* Feature names ("stable", ...) as used in policy files (cot.w.NAME, sc.w.NAME). */
 const char *certainty_cot_feature_name(size_t i);

@@ -33,7 +33,7 @@ enum sched_reason {
 };
 
 /* Features of the certaindex models (scheduler/certainty.h documents each). */
-#define SCHED_COT_NFEAT 12
+#define SCHED_COT_NFEAT 14
 #define SCHED_SC_NFEAT 7
 
 /*

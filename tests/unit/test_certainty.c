@@ -298,11 +298,58 @@ test_think_baseline(void **state)
 	assert_int_equal(o.decode_tokens, t.tokens_used);
 }
 
+/* The last complete \boxed{} and the box features of a chain. */
+static void
+test_last_boxed(void **state)
+{
+	char out[64];
+	struct sched_policy p;
+	struct sched_chain c;
+	struct certainty_chain cc;
+	const char *t1 = "so \\boxed{\\frac{1}{2}} then \\boxed{7} and \\boxed{\\frac{3";
+	const char *t2 = "x = \\boxed{\\dfrac{20000}{\\pi}}";
+
+	(void)state;
+	assert_int_equal(certainty_last_boxed(t1, strlen(t1), out, sizeof out), 1);
+	assert_string_equal(out, "7");
+	/* cut inside the second box: the first one is the last complete */
+	assert_int_equal(certainty_last_boxed(t1, 26, out, sizeof out), 11);
+	assert_string_equal(out, "\\frac{1}{2}");
+	assert_int_equal(certainty_last_boxed("no box", 6, out, sizeof out), -1);
+	assert_string_equal(out, "");
+	assert_int_equal(certainty_last_boxed("\\boxed{", 7, out, sizeof out), -1);
+	assert_int_equal(certainty_last_boxed(NULL, 0, out, sizeof out), -1);
+	/* truncated copy, full length returned */
+	assert_int_equal(certainty_last_boxed(t2, strlen(t2), out, 5), 18);
+	assert_string_equal(out, "\\dfr");
+
+	sched_policy_default(&p);
+	memset(&c, 0, sizeof c);
+	c.tokens = 640;
+	c.text = t2;
+	c.text_len = strlen(t2);
+	c.answer = "\\frac{20000}{\\pi}";
+	certainty_chain_eval(&p, &c, "problem", &cc);
+	assert_int_equal(cc.box, 1);
+	assert_true(cc.x[12] == 1 && cc.x[13] == 0);
+	c.answer = "20000";   /* a truncated probe answer after </think> */
+	certainty_chain_eval(&p, &c, "problem", &cc);
+	assert_int_equal(cc.box, -1);
+	assert_true(cc.x[12] == 0 && cc.x[13] == 1);
+	c.text_len = 10;      /* the box not written yet */
+	certainty_chain_eval(&p, &c, "problem", &cc);
+	assert_int_equal(cc.box, 0);
+	assert_true(cc.x[12] == 0 && cc.x[13] == 0);
+	assert_string_equal(certainty_cot_feature_name(12), "box_agree");
+	assert_string_equal(certainty_cot_feature_name(13), "box_conflict");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hesitation_count),
+		cmocka_unit_test(test_last_boxed),
 		cmocka_unit_test(test_probe_hesitant),
 		cmocka_unit_test(test_grounded),
 		cmocka_unit_test(test_entropy),
