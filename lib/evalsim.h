@@ -234,14 +234,16 @@ struct evalsim_calib {
 };
 
 /*
- * Fits a policy on the traces (split): cot weights by logistic regression on chain rows, the
- * cot threshold and unpromising bound by sweeping recorded trajectories for the lowest cost
- * whose accuracy loss stays <= max_loss * margin for every model at that threshold and every
- * higher one, then the sc weights, threshold and bound the same way.  The probe spacing
- * (probe_stride, max_step_tokens) is chosen among {0.2, 0.3} x {512, 1024} by the same
- * criterion.  *p holds the starting values (step, budgets...) and receives the result (doubles
- * rounded as policy files write them).  Returns 0, -EINVAL (no programs)
- * or -ENOMEM.
+ * Fits a policy on the traces (split): cot weights by logistic regression on chain rows; the
+ * cot threshold and unpromising bound by sweeping trajectories for the lowest cost whose
+ * per-model loss bound (struct evalsim_set, z) stays <= max_loss * margin for every model at
+ * that threshold and every higher one.  With folds >= 2 the sweep runs on out-of-fold
+ * certaindexes (fold f scored by weights fitted without it) and the final weights are fitted
+ * on all the data.  Then the sc weights, threshold and bound the same way (per fold with that
+ * fold's chain weights).  The probe spacing (probe_stride, max_step_tokens) is chosen among
+ * {0.2, 0.3} x {512, 1024} by the same criterion.  *p holds the starting values (step,
+ * budgets...) and receives the result (doubles rounded as policy files write them).  Returns 0,
+ * -EINVAL (no programs) or -ENOMEM.
  */
 int evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
     struct sched_policy *p);
