@@ -24,34 +24,8 @@
 #include "certa/v1/worker.pb-c.h"
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
+#include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
-
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-pct(double *v, size_t n, double p)
-{
-	size_t i;
-
-	qsort(v, n, sizeof *v, cmp_double);
-	i = (size_t)(p * (double)(n - 1) + 0.5);
-	return v[i];
-}
 
 /* A. Step round trips straight to a worker, replaying problems chain by chain. */
 static int
@@ -59,11 +33,10 @@ bench_raw_step(int port, const struct traces *tr, size_t nprog, double *lat, siz
     size_t *n)
 {
 	struct rpc_channel *ch;
-	char target[64], rid[64];
+	char rid[64];
 	size_t i;
 
-	snprintf(target, sizeof target, "127.0.0.1:%d", port);
-	if (rpc_channel_new(target, &ch) != 0)
+	if (certa_client_channel(port, &ch) != 0)
 		return -1;
 	*n = 0;
 	for (i = 0; i < nprog && *n < cap; i++) {
@@ -83,13 +56,13 @@ bench_raw_step(int port, const struct traces *tr, size_t nprog, double *lat, siz
 		while (!done && *n < cap) {
 			Certa__V1__StepReply *r = NULL;
 			grpc_status_code st;
-			double t0 = now_us();
+			double t0 = harness_clock_us();
 			it.resume_tokens = pos;
 			if (rpc_sync_unary(ch, "/certa.v1.Worker/Step", &req.base,
 			    &certa__v1__step_reply__descriptor, 10000, NULL, 0,
 			    (ProtobufCMessage **)&r, &st, NULL) != 0 || st != GRPC_STATUS_OK)
 				break;
-			lat[(*n)++] = now_us() - t0;
+			lat[(*n)++] = harness_clock_us() - t0;
 			pos = r->results[0]->total_tokens;
 			done = r->results[0]->finished;
 			protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -100,7 +73,7 @@ bench_raw_step(int port, const struct traces *tr, size_t nprog, double *lat, siz
 }
 
 struct client {
-	const char *target;
+	int port;                 /* certad's */
 	const struct traces *tr;
 	size_t first, count;
 	double *gaps;             /* progress inter-arrival times (B) */
@@ -116,11 +89,10 @@ client_run(void *arg)
 	struct rpc_channel *ch;
 	size_t i;
 
-	if (rpc_channel_new(c->target, &ch) != 0)
+	if (certa_client_channel(c->port, &ch) != 0)
 		return NULL;
 	for (i = 0; i < c->count; i++) {
 		const struct traces_program *pg = traces_program_at(c->tr, c->first + i);
-		Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 		Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 		Certa__V1__ProgramEvent *ev;
 		struct rpc_stream *s;
@@ -128,12 +100,10 @@ client_run(void *arg)
 
 		spec.problem = (char *)pg->problem;
 		spec.model = (char *)pg->model;
-		req.program = &spec;
-		if (rpc_sync_stream_open(ch, "/certa.v1.Reasoning/Submit", &req.base,
-		    &certa__v1__program_event__descriptor, 120000, NULL, 0, &s) != 0)
+		if (certa_client_submit(ch, &spec, NULL, 120000, &s) != 0)
 			break;
 		while (rpc_sync_stream_next(s, 60000, (ProtobufCMessage **)&ev) == 1) {
-			double t = now_us();
+			double t = harness_clock_us();
 			if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS) {
 				if (last > 0 && c->ngaps < c->gapcap)
 					c->gaps[c->ngaps++] = t - last;
@@ -153,12 +123,14 @@ client_run(void *arg)
 int
 main(int argc, char **argv)
 {
+	static const char *const sets[] = { "metrics.port=0", "admin.socket=",
+	    "auth.anonymous_tenant=bench", NULL };
+	static const char *const extra[] = { "--log-level", "warn", NULL };
 	const char *dir = harness_traces_dir();
 	struct harness_proc *w[2] = { NULL, NULL }, *d = NULL;
 	struct traces *tr = NULL;
 	int wport[2], dport, i;
-	char *tmp = NULL, state[512], portfile[512], log[512], wa[2][64], target[64];
-	char *bin;
+	char *tmp = NULL;
 	size_t nprog = 40, n = 0, k;
 	double *lat;
 	static const int clients[] = { 1, 4, 16 };
@@ -176,29 +148,13 @@ main(int argc, char **argv)
 	for (i = 0; i < 2; i++)
 		if (harness_start_worker(tmp, dir, NULL, &w[i], &wport[i]) != 0)
 			return 1;
-	snprintf(state, sizeof state, "%s/state", tmp);
-	snprintf(portfile, sizeof portfile, "%s/d.port", tmp);
-	snprintf(log, sizeof log, "%s/d.log", tmp);
-	snprintf(wa[0], sizeof wa[0], "127.0.0.1:%d", wport[0]);
-	snprintf(wa[1], sizeof wa[1], "127.0.0.1:%d", wport[1]);
-	bin = harness_bin("certad");
-	{
-		char *args[] = { bin, (char *)"--listen", (char *)"127.0.0.1:0", (char *)"--state-dir",
-		    state, (char *)"--port-file", portfile, (char *)"--worker", wa[0],
-		    (char *)"--worker", wa[1], (char *)"--log-level", (char *)"warn",
-		    (char *)"--set", (char *)"metrics.port=0", (char *)"--set",
-		    (char *)"admin.socket=", (char *)"--set",
-		    (char *)"auth.anonymous_tenant=bench", NULL };
-		if (harness_spawn(&d, log, args) != 0 ||
-		    harness_wait_port_file(portfile, 20000, &dport) != 0)
-			return 1;
-	}
-	snprintf(target, sizeof target, "127.0.0.1:%d", dport);
+	if (harness_start_certad(tmp, wport, 2, sets, extra, &d, &dport) != 0)
+		return 1;
 	sleep(1);  /* first health check */
 
 	lat = calloc(200000, sizeof *lat);
 	bench_raw_step(wport[0], tr, nprog, lat, 200000, &n);
-	double a50 = pct(lat, n, 0.5), a99 = pct(lat, n, 0.99);
+	double a50 = harness_percentile(lat, n, 0.5), a99 = harness_percentile(lat, n, 0.99);
 	printf("A  worker Step round trip (client -> worker), %zu steps: median %.0f us  p99 %.0f us\n",
 	    n, a50, a99);
 
@@ -207,10 +163,10 @@ main(int argc, char **argv)
 		struct client *cl = calloc((size_t)nc, sizeof *cl);
 		pthread_t *th = calloc((size_t)nc, sizeof *th);
 		size_t per = nprog / (size_t)nc ? nprog / (size_t)nc : 1, done = 0, steps = 0, ng = 0;
-		double t0 = now_us(), secs, *all;
+		double t0 = harness_clock_us(), secs, *all;
 
 		for (i = 0; i < nc; i++) {
-			cl[i].target = target;
+			cl[i].port = dport;
 			cl[i].tr = tr;
 			cl[i].first = ((size_t)i * per) % traces_program_count(tr);
 			cl[i].count = per;
@@ -220,7 +176,7 @@ main(int argc, char **argv)
 		}
 		for (i = 0; i < nc; i++)
 			pthread_join(th[i], NULL);
-		secs = (now_us() - t0) / 1e6;
+		secs = (harness_clock_us() - t0) / 1e6;
 		all = calloc(1000000, sizeof *all);
 		for (i = 0; i < nc; i++) {
 			done += cl[i].done;
@@ -230,7 +186,8 @@ main(int argc, char **argv)
 			free(cl[i].gaps);
 		}
 		if (nc == 1) {
-			double b50 = pct(all, ng, 0.5), b99 = pct(all, ng, 0.99);
+			double b50 = harness_percentile(all, ng, 0.5);
+			double b99 = harness_percentile(all, ng, 0.99);
 			printf("B  step through certad (progress event gap), %zu steps: median %.0f us  "
 			    "p99 %.0f us  ratio B/A median %.2f\n", ng, b50, b99, b50 / a50);
 		}
@@ -250,7 +207,6 @@ main(int argc, char **argv)
 	}
 	harness_rmrf(tmp);
 	free(tmp);
-	free(bin);
 	free(lat);
 	traces_free(tr);
 	grpc_shutdown();

@@ -22,10 +22,12 @@
 #include "certa/v1/reasoning.pb-c.h"
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
+#include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
 
 struct bench {
-	char target[64], admin[600];
+	int port;                  /* certad's gRPC port */
+	char admin[600];
 	const struct traces *tr;
 	volatile int stop;
 };
@@ -41,52 +43,27 @@ struct tclient {
 	pthread_mutex_t lock;
 };
 
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int
-cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Runs one program to its end; records its queue wait. */
 static void
 run_one(struct tclient *c, struct rpc_channel *ch, size_t idx)
 {
 	const struct traces_program *pg = traces_program_at(c->b->tr, idx %
 	    traces_program_count(c->b->tr));
-	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
-	struct rpc_metadata md[1];
 	struct rpc_stream *s;
 	Certa__V1__ProgramEvent *ev;
-	char authz[200];
-	double t0 = now_ms();
+	double t0 = harness_clock_us() / 1e3;
 	int first = 1;
 
 	spec.problem = (char *)pg->problem;
 	spec.model = (char *)pg->model;
-	req.program = &spec;
-	snprintf(authz, sizeof authz, "Bearer %s", c->key);
-	md[0].key = "authorization";
-	md[0].value = authz;
-	if (rpc_sync_stream_open(ch, "/certa.v1.Reasoning/Submit", &req.base,
-	    &certa__v1__program_event__descriptor, 600000, md, 1, &s) != 0)
+	if (certa_client_submit(ch, &spec, c->key, 600000, &s) != 0)
 		return;
 	while (rpc_sync_stream_next(s, 600000, (ProtobufCMessage **)&ev) == 1) {
 		if (first && ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS) {
 			pthread_mutex_lock(&c->lock);
 			if (c->nwaits < c->cap)
-				c->waits[c->nwaits++] = now_ms() - t0;
+				c->waits[c->nwaits++] = harness_clock_us() / 1e3 - t0;
 			pthread_mutex_unlock(&c->lock);
 			first = 0;
 		}
@@ -112,7 +89,7 @@ loop_thread(void *arg)
 	struct rpc_channel *ch;
 	size_t k = 0;
 
-	if (rpc_channel_new(w->c->b->target, &ch) != 0)
+	if (certa_client_channel(w->c->b->port, &ch) != 0)
 		return NULL;
 	while (!w->c->b->stop) {
 		run_one(w->c, ch, w->c->first + w->offset + k * 97);
@@ -176,52 +153,28 @@ stats(struct bench *b, const char *const *names, size_t n, uint64_t *used)
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
-static double
-p99(struct tclient *c)
-{
-	if (c->nwaits == 0)
-		return 0;
-	qsort(c->waits, c->nwaits, sizeof *c->waits, cmpd);
-	return c->waits[(size_t)(0.99 * (double)(c->nwaits - 1) + 0.5)];
-}
-
 static int
 start_all(const char *dir, const char *tmp, const char *slots, struct harness_proc **w,
     struct harness_proc **d, struct bench *b)
 {
+	static const char *const extra[] = { "--log-level", "warn", NULL };
 	const char *wextra[] = { "--step-delay", "10", NULL };
-	char state[600], portfile[600], log[600], wa[64], sock[700], pol[700], slot[64];
-	char *bin = harness_bin("certad");
-	int wport, dport;
-	FILE *f;
+	char sock[700], pol[700], slot[64];
+	const char *sets[] = { sock, pol, slot, "metrics.port=0", NULL };
+	int wport;
 
 	snprintf(pol, sizeof pol, "%s/full.policy", tmp);
-	f = fopen(pol, "w");
-	if (f == NULL)
+	if (harness_write_file(pol, "%s", "cot.threshold = 2\nsc.threshold = 2\n"
+	    "unpromising_tokens = 0\nprobe_stride = 0\n") != 0)
 		return -1;
-	fputs("cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\nprobe_stride = 0\n", f);
-	fclose(f);
 	if (harness_start_worker(tmp, dir, wextra, w, &wport) != 0)
 		return -1;
-	snprintf(state, sizeof state, "%s/state-%s", tmp, slots);
-	snprintf(portfile, sizeof portfile, "%s/d-%s.port", tmp, slots);
-	snprintf(log, sizeof log, "%s/d-%s.log", tmp, slots);
-	snprintf(wa, sizeof wa, "127.0.0.1:%d", wport);
 	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", tmp);
 	snprintf(b->admin, sizeof b->admin, "unix:%s/admin.sock", tmp);
 	snprintf(pol, sizeof pol, "policy.file=%s/full.policy", tmp);
 	snprintf(slot, sizeof slot, "workers.max_inflight=%s", slots);
-	{
-		char *args[] = { bin, (char *)"--listen", (char *)"127.0.0.1:0", (char *)"--state-dir",
-		    state, (char *)"--port-file", portfile, (char *)"--worker", wa, (char *)"--set",
-		    sock, (char *)"--set", pol, (char *)"--set", slot, (char *)"--log-level",
-		    (char *)"warn", (char *)"--set", (char *)"metrics.port=0", NULL };
-		if (harness_spawn(d, log, args) != 0 ||
-		    harness_wait_port_file(portfile, 20000, &dport) != 0)
-			return -1;
-	}
-	snprintf(b->target, sizeof b->target, "127.0.0.1:%d", dport);
-	free(bin);
+	if (harness_start_certad(tmp, &wport, 1, sets, extra, d, &b->port) != 0)
+		return -1;
 	sleep(1);
 	return 0;
 }
@@ -288,7 +241,7 @@ flood_run(const char *dir, const char *tmp, struct traces *tr, int flood, size_t
 	b.stop = 1;
 	for (i = 0; i < nflood; i++)
 		pthread_join(ht[i], NULL);
-	r = p99(&light);
+	r = harness_percentile(light.waits, light.nwaits, 0.99);
 	*n_out = light.nwaits;
 	stop_all(w, d);
 	free(light.waits);

@@ -25,25 +25,18 @@
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
 #include "scheduler/answer.h"
+#include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
 
 #define RPC_MS 10000
 
-#define SKIP_NO_TRACES() do { \
-	print_message("skipped: set CERTA_TRACES to the recorded traces directory\n"); \
-	skip(); \
-} while (0)
-
 struct env {
 	char *dir;
-	char state[512];
 	struct harness_trace *tr;
 	struct harness_proc *w[2];
 	int wport[2];
 	struct harness_proc *d;
 	int dport;
-	int dstarts;
-	char target[64];
 	struct rpc_channel *ch;
 };
 
@@ -51,51 +44,22 @@ struct env {
 static void
 start_certad(struct env *e, int nworkers)
 {
-	char *bin = harness_bin("certad");
-	char portfile[600], log[600], wargs[2][64], sock[600], pol[600];
-	char *argv[24];
-	int a = 0, i;
+	char sock[600], pol[600];
+	const char *sets[] = { "workers.health_interval=100ms", "metrics.port=0",
+	    /* These tests exercise programs, not keys: callers without a key are tenant
+	     * "default". */
+	    "auth.anonymous_tenant=default", sock,
+	    /* Run every chain to its recorded end, so answers and token counts are exact. */
+	    pol, NULL };
 
-	snprintf(portfile, sizeof portfile, "%s/d%d.port", e->dir, e->dstarts);
-	snprintf(log, sizeof log, "%s/d%d.log", e->dir, e->dstarts);
-	e->dstarts++;
-	argv[a++] = bin;
-	argv[a++] = (char *)"--listen";
-	argv[a++] = (char *)"127.0.0.1:0";
-	argv[a++] = (char *)"--state-dir";
-	argv[a++] = e->state;
-	argv[a++] = (char *)"--port-file";
-	argv[a++] = portfile;
-	argv[a++] = (char *)"--set";
-	argv[a++] = (char *)"workers.health_interval=100ms";
-	argv[a++] = (char *)"--set";
-	argv[a++] = (char *)"metrics.port=0";
-	/* These tests exercise programs, not keys: callers without a key are tenant "default". */
-	argv[a++] = (char *)"--set";
-	argv[a++] = (char *)"auth.anonymous_tenant=default";
 	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
-	argv[a++] = (char *)"--set";
-	argv[a++] = sock;
-	/* Run every chain to its recorded end, so answers and token counts are exact. */
 	snprintf(pol, sizeof pol, "policy.file=%s/full.policy", e->dir);
-	argv[a++] = (char *)"--set";
-	argv[a++] = pol;
-	for (i = 0; i < nworkers; i++) {
-		snprintf(wargs[i], sizeof wargs[i], "127.0.0.1:%d", e->wport[i]);
-		argv[a++] = (char *)"--worker";
-		argv[a++] = wargs[i];
-	}
-	argv[a] = NULL;
-	assert_int_equal(harness_spawn(&e->d, log, argv), 0);
-	if (harness_wait_port_file(portfile, 20000, &e->dport) != 0) {
-		harness_dump_log(e->d);
+	if (harness_start_certad(e->dir, e->wport, (size_t)nworkers, sets, NULL, &e->d,
+	    &e->dport) != 0)
 		fail_msg("certad did not start");
-	}
-	snprintf(e->target, sizeof e->target, "127.0.0.1:%d", e->dport);
 	if (e->ch != NULL)
 		rpc_channel_free(e->ch);
-	assert_int_equal(rpc_channel_new(e->target, &e->ch), 0);
-	free(bin);
+	assert_int_equal(certa_client_channel(e->dport, &e->ch), 0);
 }
 
 static void
@@ -113,27 +77,19 @@ static int
 setup(void **state)
 {
 	struct env *e;
+	char path[600];
 
 	if (harness_traces_dir() == NULL) {
 		*state = NULL;
 		return 0;
 	}
 	e = calloc(1, sizeof *e);
-	harness_alarm(120);
-	assert_int_equal(harness_tmpdir(&e->dir), 0);
-	snprintf(e->state, sizeof e->state, "%s/state", e->dir);
-	assert_int_equal(harness_trace_pick(harness_traces_dir(), NULL, "math500", &e->tr), 0);
-	{
-		char path[600];
-		FILE *f;
-		snprintf(path, sizeof path, "%s/full.policy", e->dir);
-		f = fopen(path, "w");
-		assert_non_null(f);
-		fputs("# never stop early: thresholds above 1 disable certainty stops\n"
-		    "cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\n"
-		    "extend_frac = 0\n", f);
-		fclose(f);
-	}
+	assert_int_equal(harness_fixture_setup(120, &e->dir, &e->tr), 0);
+	snprintf(path, sizeof path, "%s/full.policy", e->dir);
+	assert_int_equal(harness_write_file(path, "%s",
+	    "# never stop early: thresholds above 1 disable certainty stops\n"
+	    "cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\n"
+	    "extend_frac = 0\n"), 0);
 	*state = e;
 	return 0;
 }
@@ -148,102 +104,31 @@ teardown(void **state)
 		return 0;
 	if (e->ch != NULL)
 		rpc_channel_free(e->ch);
-	if (e->d != NULL) {
-		harness_kill9(e->d);
-		harness_proc_free(e->d);
-	}
-	for (i = 0; i < 2; i++) {
-		if (e->w[i] != NULL) {
-			harness_kill9(e->w[i]);
-			harness_proc_free(e->w[i]);
-		}
-	}
-	harness_trace_free(e->tr);
-	harness_rmrf(e->dir);
-	free(e->dir);
+	harness_proc_free(e->d);
+	for (i = 0; i < 2; i++)
+		harness_proc_free(e->w[i]);
+	harness_fixture_teardown(e->dir, e->tr);
 	free(e);
-	harness_alarm(0);
 	return 0;
-}
-
-/* Events collected from one stream. */
-struct events {
-	char id[64];
-	int accepted, progress;
-	Certa__V1__Finished *finished;   /* owned copy of the last event */
-	Certa__V1__ProgramEvent *last;
-	grpc_status_code status;
-	char details[512];
-	uint64_t last_tokens;
-	int monotone;
-};
-
-static void
-events_free(struct events *ev)
-{
-	if (ev->last != NULL)
-		protobuf_c_message_free_unpacked(&ev->last->base, NULL);
-	memset(ev, 0, sizeof *ev);
 }
 
 /* Reads a stream to its end (or until stop_after progress events, then returns it open). */
 static struct rpc_stream *
-read_events(struct rpc_stream *s, struct events *ev, int stop_after)
+read_events(struct rpc_stream *s, struct certa_client_events *ev, int stop_after)
 {
-	Certa__V1__ProgramEvent *m;
-	char *d = NULL;
-	int rc;
-
-	ev->monotone = 1;
-	for (;;) {
-		rc = rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&m);
-		if (rc != 1)
-			break;
-		switch (m->event_case) {
-		case CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED:
-			ev->accepted++;
-			snprintf(ev->id, sizeof ev->id, "%s", m->accepted->program_id);
-			break;
-		case CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS:
-			ev->progress++;
-			if (m->progress->tokens_used < ev->last_tokens)
-				ev->monotone = 0;
-			ev->last_tokens = m->progress->tokens_used;
-			break;
-		case CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED:
-			if (ev->last != NULL)
-				protobuf_c_message_free_unpacked(&ev->last->base, NULL);
-			ev->last = m;
-			ev->finished = m->finished;
-			m = NULL;
-			break;
-		default:
-			break;
-		}
-		if (m != NULL)
-			protobuf_c_message_free_unpacked(&m->base, NULL);
-		if (stop_after > 0 && ev->progress >= stop_after)
-			return s;
-	}
-	ev->status = rpc_sync_stream_close(s, &d);
-	snprintf(ev->details, sizeof ev->details, "%s", d ? d : "");
-	free(d);
-	return NULL;
+	return certa_client_events_read(s, 30000, stop_after, ev) == 1 ? s : NULL;
 }
 
 static struct rpc_stream *
 submit(struct env *e, const char *problem, Certa__V1__Algorithm algo, uint32_t n)
 {
-	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct rpc_stream *s;
 
 	spec.problem = (char *)problem;
 	spec.algorithm = algo;
 	spec.n = n;
-	req.program = &spec;
-	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
-	    &certa__v1__program_event__descriptor, 60000, NULL, 0, &s), 0);
+	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
 	return s;
 }
 
@@ -284,12 +169,11 @@ static void
 test_submit_and_finish(void **state)
 {
 	struct env *e = *state;
-	struct events ev;
+	struct certa_client_events ev;
 	Certa__V1__Program *p;
 	grpc_status_code st;
 
-	if (e == NULL)
-		SKIP_NO_TRACES();
+	HARNESS_NEED_TRACES(e);
 	start_workers(e, 1, "0");
 	start_certad(e, 1);
 	memset(&ev, 0, sizeof ev);
@@ -312,7 +196,7 @@ test_submit_and_finish(void **state)
 	assert_int_equal(p->n_requests, 1);
 	assert_int_equal(p->requests[0]->tokens, e->tr->tokens_used);
 	protobuf_c_message_free_unpacked(&p->base, NULL);
-	events_free(&ev);
+	certa_client_events_free(&ev);
 }
 
 /* sc with 3 chains: three recorded samples, majority answer. */
@@ -320,12 +204,11 @@ static void
 test_sc_three_chains(void **state)
 {
 	struct env *e = *state;
-	struct events ev;
+	struct certa_client_events ev;
 	size_t i, j, best = 0, bestv = 0;
 	uint64_t total = 0;
 
-	if (e == NULL)
-		SKIP_NO_TRACES();
+	HARNESS_NEED_TRACES(e);
 	start_workers(e, 1, "0");
 	start_certad(e, 1);
 	memset(&ev, 0, sizeof ev);
@@ -359,21 +242,19 @@ test_sc_three_chains(void **state)
 		assert_true(ev.finished->result->tokens_used < total);
 		assert_true(bestv >= 2);
 	}
-	events_free(&ev);
+	certa_client_events_free(&ev);
 }
 
 static int
 worker_active(int port)
 {
 	struct rpc_channel *ch;
-	char target[64];
 	Certa__V1__InfoRequest req = CERTA__V1__INFO_REQUEST__INIT;
 	Certa__V1__InfoReply *r = NULL;
 	grpc_status_code st;
 	int active;
 
-	snprintf(target, sizeof target, "127.0.0.1:%d", port);
-	assert_int_equal(rpc_channel_new(target, &ch), 0);
+	assert_int_equal(certa_client_channel(port, &ch), 0);
 	assert_int_equal(rpc_sync_unary(ch, "/certa.v1.Worker/Info", &req.base,
 	    &certa__v1__info_reply__descriptor, RPC_MS, NULL, 0, (ProtobufCMessage **)&r, &st,
 	    NULL), 0);
@@ -389,7 +270,7 @@ static void
 test_cancel(void **state)
 {
 	struct env *e = *state;
-	struct events ev;
+	struct certa_client_events ev;
 	struct rpc_stream *s;
 	Certa__V1__CancelRequest c = CERTA__V1__CANCEL_REQUEST__INIT;
 	Certa__V1__CancelReply *cr = NULL;
@@ -397,8 +278,7 @@ test_cancel(void **state)
 	grpc_status_code st;
 	int i;
 
-	if (e == NULL)
-		SKIP_NO_TRACES();
+	HARNESS_NEED_TRACES(e);
 	start_workers(e, 1, "30");
 	start_certad(e, 1);
 	memset(&ev, 0, sizeof ev);
@@ -432,7 +312,7 @@ test_cancel(void **state)
 	assert_int_equal(st, GRPC_STATUS_OK);
 	assert_int_equal(cr->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
 	protobuf_c_message_free_unpacked(&cr->base, NULL);
-	events_free(&ev);
+	certa_client_events_free(&ev);
 }
 
 /* Bad input: unknown problem, malformed and invalid requests, unknown ids. */
@@ -440,7 +320,7 @@ static void
 test_bad_input(void **state)
 {
 	struct env *e = *state;
-	struct events ev;
+	struct certa_client_events ev;
 	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
 	Certa__V1__Program *p;
 	ProtobufCMessage *m = NULL;
@@ -448,8 +328,7 @@ test_bad_input(void **state)
 	char *details = NULL;
 	char big[70000];
 
-	if (e == NULL)
-		SKIP_NO_TRACES();
+	HARNESS_NEED_TRACES(e);
 	start_workers(e, 1, "0");
 	start_certad(e, 1);
 
@@ -463,7 +342,7 @@ test_bad_input(void **state)
 	assert_int_equal(p->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED);
 	assert_non_null(strstr(p->result->error_message, "no recorded trace"));
 	protobuf_c_message_free_unpacked(&p->base, NULL);
-	events_free(&ev);
+	certa_client_events_free(&ev);
 
 	/* Bytes that are not a SubmitRequest. */
 	g.program_id = (char *)"\xff\xff\xff\xff\xff";
@@ -478,19 +357,19 @@ test_bad_input(void **state)
 	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
 	assert_non_null(strstr(ev.details, "problem is empty"));
 	assert_int_equal(ev.accepted, 0);
-	events_free(&ev);
+	certa_client_events_free(&ev);
 
 	memset(&ev, 0, sizeof ev);
 	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 2), &ev, 0);
 	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
 	assert_non_null(strstr(ev.details, "cot runs one chain"));
-	events_free(&ev);
+	certa_client_events_free(&ev);
 
 	memset(&ev, 0, sizeof ev);
 	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_SC, 99), &ev, 0);
 	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
 	assert_non_null(strstr(ev.details, "allowed range"));
-	events_free(&ev);
+	certa_client_events_free(&ev);
 
 	memset(big, 'x', sizeof big - 1);
 	big[sizeof big - 1] = '\0';
@@ -498,14 +377,14 @@ test_bad_input(void **state)
 	read_events(submit(e, big, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 0);
 	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
 	assert_non_null(strstr(ev.details, "limit"));
-	events_free(&ev);
+	certa_client_events_free(&ev);
 
 	/* sc asking for more samples than were recorded: the worker's message reaches the client. */
 	memset(&ev, 0, sizeof ev);
 	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_SC, 4), &ev, 0);
 	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
 	assert_non_null(strstr(ev.details, "only 3 samples"));
-	events_free(&ev);
+	certa_client_events_free(&ev);
 
 	p = get_program(e, "p-0000000000000000", &st, &details);
 	assert_null(p);
@@ -519,7 +398,7 @@ test_bad_input(void **state)
 	memset(&ev, 0, sizeof ev);
 	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 0);
 	assert_int_equal(ev.status, GRPC_STATUS_OK);
-	events_free(&ev);
+	certa_client_events_free(&ev);
 }
 
 /* kill -9 certad mid-program: after restart it completes with the same answer, once. */
@@ -527,7 +406,7 @@ static void
 test_daemon_crash_resume(void **state)
 {
 	struct env *e = *state;
-	struct events ev;
+	struct certa_client_events ev;
 	struct rpc_stream *s;
 	Certa__V1__ListRequest lr = CERTA__V1__LIST_REQUEST__INIT;
 	Certa__V1__ListReply *list = NULL;
@@ -536,8 +415,7 @@ test_daemon_crash_resume(void **state)
 	char id[64];
 	size_t i, seen = 0;
 
-	if (e == NULL)
-		SKIP_NO_TRACES();
+	HARNESS_NEED_TRACES(e);
 	start_workers(e, 1, "15");
 	start_certad(e, 1);
 	memset(&ev, 0, sizeof ev);
@@ -549,7 +427,7 @@ test_daemon_crash_resume(void **state)
 	e->d = NULL;
 	read_events(s, &ev, 0);
 	assert_int_not_equal(ev.status, GRPC_STATUS_OK);
-	events_free(&ev);
+	certa_client_events_free(&ev);
 
 	start_certad(e, 1);
 	p = wait_terminal(e, id);
@@ -575,15 +453,14 @@ static void
 test_worker_failover(void **state)
 {
 	struct env *e = *state;
-	struct events ev;
+	struct certa_client_events ev;
 	struct rpc_stream *s;
 	Certa__V1__Program *p;
 	grpc_status_code st;
 	char holder[64], other[64];
 	int victim;
 
-	if (e == NULL)
-		SKIP_NO_TRACES();
+	HARNESS_NEED_TRACES(e);
 	start_workers(e, 2, "15");
 	start_certad(e, 2);
 	memset(&ev, 0, sizeof ev);
@@ -606,7 +483,7 @@ test_worker_failover(void **state)
 	p = get_program(e, ev.id, &st, NULL);
 	assert_string_equal(p->requests[0]->worker, other);  /* finished on the survivor */
 	protobuf_c_message_free_unpacked(&p->base, NULL);
-	events_free(&ev);
+	certa_client_events_free(&ev);
 }
 
 /* SIGTERM drains: the stream ends UNAVAILABLE, certad exits 0, the program resumes later. */
@@ -614,14 +491,13 @@ static void
 test_sigterm_drain(void **state)
 {
 	struct env *e = *state;
-	struct events ev;
+	struct certa_client_events ev;
 	struct rpc_stream *s;
 	Certa__V1__Program *p;
 	int status = 0;
 	char id[64];
 
-	if (e == NULL)
-		SKIP_NO_TRACES();
+	HARNESS_NEED_TRACES(e);
 	start_workers(e, 1, "15");
 	start_certad(e, 1);
 	memset(&ev, 0, sizeof ev);
@@ -637,7 +513,7 @@ test_sigterm_drain(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 	harness_proc_free(e->d);
 	e->d = NULL;
-	events_free(&ev);
+	certa_client_events_free(&ev);
 
 	start_certad(e, 1);
 	p = wait_terminal(e, id);
@@ -652,7 +528,7 @@ static void
 test_watch_and_list(void **state)
 {
 	struct env *e = *state;
-	struct events ev, wev;
+	struct certa_client_events ev, wev;
 	struct rpc_stream *s, *w;
 	Certa__V1__WatchRequest wr = CERTA__V1__WATCH_REQUEST__INIT;
 	Certa__V1__ListRequest lr = CERTA__V1__LIST_REQUEST__INIT;
@@ -661,8 +537,7 @@ test_watch_and_list(void **state)
 	char ids[3][64];
 	int i;
 
-	if (e == NULL)
-		SKIP_NO_TRACES();
+	HARNESS_NEED_TRACES(e);
 	start_workers(e, 1, "5");
 	start_certad(e, 1);
 	for (i = 0; i < 3; i++) {
@@ -673,14 +548,14 @@ test_watch_and_list(void **state)
 		if (i < 2) {
 			read_events(s, &ev, 0);
 			assert_int_equal(ev.status, GRPC_STATUS_OK);
-			events_free(&ev);
+			certa_client_events_free(&ev);
 			usleep(2000);
 			continue;
 		}
 		/* Drop the Submit stream; the program keeps running; Watch picks it up. */
 		rpc_sync_stream_cancel(s);
 		read_events(s, &ev, 0);
-		events_free(&ev);
+		certa_client_events_free(&ev);
 	}
 	wr.program_id = ids[2];
 	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Watch", &wr.base,
@@ -690,7 +565,7 @@ test_watch_and_list(void **state)
 	assert_int_equal(wev.status, GRPC_STATUS_OK);
 	assert_non_null(wev.finished);
 	assert_true(answer_equivalent(wev.finished->result->answer, e->tr->final_answer));
-	events_free(&wev);
+	certa_client_events_free(&wev);
 
 	lr.page_size = 2;
 	assert_int_equal(rpc_sync_unary(e->ch, "/certa.v1.Reasoning/List", &lr.base,

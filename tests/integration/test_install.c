@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/support/harness.h"
+
 struct expect {
 	const char *path;    /* under DESTDIR */
 	mode_t mode;
@@ -41,21 +43,6 @@ static const struct expect expected[] = {
 static char root[64];        /* the temporary directory */
 static char destdir[128];
 static const char *build;
-
-/* Runs a shell command (printf-style); returns its exit status, or -1 if it did not exit. */
-static int __attribute__((format(printf, 1, 2)))
-run(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	rc = system(cmd);
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 /* Reads a whole (small) file into a static buffer. */
 static const char *
@@ -125,7 +112,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	run("rm -rf '%s'", root);
+	harness_sh("rm -rf '%s'", root);
 	return 0;
 }
 
@@ -136,39 +123,39 @@ verify_units(void)
 	char dir[256], out[300];
 	const char *text;
 
-	if (run("command -v systemd-analyze >/dev/null 2>&1") != 0) {
+	if (harness_sh("command -v systemd-analyze >/dev/null 2>&1") != 0) {
 		print_message("systemd-analyze not found (Debian: systemd): unit verification "
 		    "skipped\n");
 		return;
 	}
 	snprintf(dir, sizeof dir, "%s/units", root);
 	snprintf(out, sizeof out, "%s/verify.out", root);
-	assert_int_equal(run("mkdir -p '%s'", dir), 0);
+	assert_int_equal(harness_sh("mkdir -p '%s'", dir), 0);
 	/* verify wants an instance of a template, and executables that exist. */
-	assert_int_equal(run("sed 's|=/usr/sbin/|=%s/usr/sbin/|' "
+	assert_int_equal(harness_sh("sed 's|=/usr/sbin/|=%s/usr/sbin/|' "
 	    "'%s/usr/lib/systemd/system/certad.service' > '%s/certad.service' && "
 	    "sed 's|=/usr/sbin/|=%s/usr/sbin/|' "
 	    "'%s/usr/lib/systemd/system/certa-worker@.service' > '%s/certa-worker@0.service'",
 	    destdir, destdir, dir, destdir, destdir, dir), 0);
 	/* --man=no: man(1) would look for the pages on the host, not in DESTDIR (they are
 	 * checked above). */
-	assert_int_equal(run("cd '%s' && systemd-analyze verify --man=no certad.service "
+	assert_int_equal(harness_sh("cd '%s' && systemd-analyze verify --man=no certad.service "
 	    "certa-worker@0.service > '%s' 2>&1", dir, out), 0);
 	text = slurp(out);
 	if (text[0] != '\0')
 		fail_msg("systemd-analyze verify complained:\n%s", text);
 
 	/* It really checks: a unit whose ExecStart does not exist must fail. */
-	assert_int_equal(run("sed 's|^ExecStart=[^ ]*|ExecStart=/nonexistent/certad|' "
+	assert_int_equal(harness_sh("sed 's|^ExecStart=[^ ]*|ExecStart=/nonexistent/certad|' "
 	    "'%s/certad.service' > '%s/broken.service'", dir, dir), 0);
-	assert_int_not_equal(run("cd '%s' && systemd-analyze verify --man=no broken.service "
+	assert_int_not_equal(harness_sh("cd '%s' && systemd-analyze verify --man=no broken.service "
 	    ">/dev/null 2>&1", dir), 0);
 
 	/* The hardening is real: exposure score (0-100, lower is better) under a bound. */
-	if (run("systemd-analyze security --help 2>/dev/null | grep -q -- --offline") == 0) {
-		assert_int_equal(run("cd '%s' && systemd-analyze security --offline=yes "
+	if (harness_sh("systemd-analyze security --help 2>/dev/null | grep -q -- --offline") == 0) {
+		assert_int_equal(harness_sh("cd '%s' && systemd-analyze security --offline=yes "
 		    "--threshold=25 certad.service > '%s' 2>&1", dir, out), 0);
-		assert_int_equal(run("cd '%s' && systemd-analyze security --offline=yes "
+		assert_int_equal(harness_sh("cd '%s' && systemd-analyze security --offline=yes "
 		    "--threshold=30 certa-worker@0.service > '%s' 2>&1", dir, out), 0);
 	} else {
 		print_message("systemd-analyze security --offline unsupported: skipped\n");
@@ -185,7 +172,7 @@ test_install_uninstall(void **state)
 	int rc;
 
 	(void)state;
-	rc = run("make --no-print-directory install DESTDIR='%s' PREFIX=/usr BUILD='%s' "
+	rc = harness_sh("make --no-print-directory install DESTDIR='%s' PREFIX=/usr BUILD='%s' "
 	    "> '%s/install.log' 2>&1", destdir, build, root);
 	if (rc != 0) {
 		snprintf(path, sizeof path, "%s/install.log", root);
@@ -232,14 +219,14 @@ test_install_uninstall(void **state)
 	assert_non_null(strstr(text, "\\fBcapacity\\fR"));   /* generated from the table */
 
 	/* The example configurations are valid configurations (everything commented out). */
-	assert_int_equal(run("'%s/usr/sbin/certad' --check-config --config "
+	assert_int_equal(harness_sh("'%s/usr/sbin/certad' --check-config --config "
 	    "'%s/etc/certa/certad.conf.example' >/dev/null", destdir, destdir), 0);
-	assert_int_equal(run("'%s/usr/sbin/certa-worker' --check-config --config "
+	assert_int_equal(harness_sh("'%s/usr/sbin/certa-worker' --check-config --config "
 	    "'%s/etc/certa/certa-worker.conf.example' >/dev/null", destdir, destdir), 0);
 
 	verify_units();
 
-	rc = run("make --no-print-directory uninstall DESTDIR='%s' PREFIX=/usr BUILD='%s' "
+	rc = harness_sh("make --no-print-directory uninstall DESTDIR='%s' PREFIX=/usr BUILD='%s' "
 	    "> '%s/uninstall.log' 2>&1", destdir, build, root);
 	assert_int_equal(rc, 0);
 	walk();

@@ -29,6 +29,7 @@
 #include "certa/v1/reasoning.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "lib/rpc_client.h"
+#include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
 
 struct env {
@@ -51,9 +52,7 @@ setup(void **state)
 		return 0;
 	e = calloc(1, sizeof *e);
 	e->nsock = -1;
-	harness_alarm(120);
-	assert_int_equal(harness_tmpdir(&e->dir), 0);
-	assert_int_equal(harness_trace_pick(harness_traces_dir(), NULL, "math500", &e->tr), 0);
+	assert_int_equal(harness_fixture_setup(120, &e->dir, &e->tr), 0);
 	*state = e;
 	return 0;
 }
@@ -65,41 +64,24 @@ teardown(void **state)
 
 	if (e == NULL)
 		return 0;
-	if (e->d != NULL) {
-		harness_kill9(e->d);
-		harness_proc_free(e->d);
-	}
-	if (e->w != NULL) {
-		harness_kill9(e->w);
-		harness_proc_free(e->w);
-	}
+	harness_proc_free(e->d);
+	harness_proc_free(e->w);
 	if (e->nsock >= 0)
 		close(e->nsock);
 	unsetenv("NOTIFY_SOCKET");
 	unsetenv("WATCHDOG_USEC");
-	harness_trace_free(e->tr);
-	harness_rmrf(e->dir);
-	free(e->dir);
+	harness_fixture_teardown(e->dir, e->tr);
 	free(e);
-	harness_alarm(0);
 	return 0;
 }
-
-#define NEED_TRACES(e) do { \
-	if ((e) == NULL) { \
-		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n"); \
-		skip(); \
-	} \
-} while (0)
 
 /* Starts a worker (with a step delay) and certad with a config file; no waiting. */
 static void
 spawn_certad(struct env *e, const char *delay, const char *config_text)
 {
 	const char *wextra[] = { "--step-delay", delay, NULL };
-	char *bin = harness_bin("certad");
-	char portfile[600], mportfile[700], log[600], state[600], wa[64];
-	FILE *f;
+	const char *args[] = { "--config", e->cfg, NULL };
+	char portfile[600], mportfile[700], state[600], wa[64];
 
 	if (e->w == NULL)
 		assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
@@ -108,23 +90,16 @@ spawn_certad(struct env *e, const char *delay, const char *config_text)
 	snprintf(portfile, sizeof portfile, "%s/d.port", e->dir);
 	snprintf(mportfile, sizeof mportfile, "%s/m.port", e->dir);
 	snprintf(state, sizeof state, "%s/state", e->dir);
-	snprintf(log, sizeof log, "%s/d.log", e->dir);
 	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->wport);
-	unlink(portfile);
 	unlink(mportfile);
-	f = fopen(e->cfg, "w");
-	assert_non_null(f);
-	fprintf(f, "listen = 127.0.0.1:0\nstate_dir = %s\nport_file = %s\n"
+	assert_int_equal(harness_write_file(e->cfg,
+	    "listen = 127.0.0.1:0\nstate_dir = %s\nport_file = %s\n"
 	    "auth.anonymous_tenant = default\nadmin.socket =\n"
 	    "[metrics]\nport = 0\nport_file = %s\n[workers]\nworker = %s\n"
 	    "health_interval = 100ms\n%s", state, portfile, mportfile, wa,
-	    config_text != NULL ? config_text : "");
-	fclose(f);
-	{
-		char *argv[] = { bin, (char *)"--config", e->cfg, NULL };
-		assert_int_equal(harness_spawn(&e->d, log, argv), 0);
-	}
-	free(bin);
+	    config_text != NULL ? config_text : ""), 0);
+	/* Removes a stale d.port, too. */
+	assert_int_equal(harness_spawn_certad(e->dir, args, &e->d), 0);
 }
 
 static void
@@ -132,11 +107,8 @@ wait_certad(struct env *e)
 {
 	char pf[600];
 
-	snprintf(pf, sizeof pf, "%s/d.port", e->dir);
-	if (harness_wait_port_file(pf, 20000, &e->dport) != 0) {
-		harness_dump_log(e->d);
+	if (harness_wait_certad(e->dir, e->d, &e->dport) != 0)
 		fail_msg("certad did not start");
-	}
 	snprintf(pf, sizeof pf, "%s/m.port", e->dir);
 	assert_int_equal(harness_wait_port_file(pf, 20000, &e->mport), 0);
 }
@@ -172,29 +144,6 @@ tcp_connect_ok(int port)
 	return rc == 0;
 }
 
-static int
-health_check(int port, const char *service)
-{
-	struct rpc_channel *ch;
-	char target[64];
-	Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-	Grpc__Health__V1__HealthCheckResponse *r = NULL;
-	grpc_status_code st;
-	int status = -1;
-
-	snprintf(target, sizeof target, "127.0.0.1:%d", port);
-	assert_int_equal(rpc_channel_new(target, &ch), 0);
-	req.service = (char *)service;
-	if (rpc_sync_unary(ch, "/grpc.health.v1.Health/Check", &req.base,
-	    &grpc__health__v1__health_check_response__descriptor, 5000, NULL, 0,
-	    (ProtobufCMessage **)&r, &st, NULL) == 0 && st == GRPC_STATUS_OK) {
-		status = r->status;
-		protobuf_c_message_free_unpacked(&r->base, NULL);
-	}
-	rpc_channel_free(ch);
-	return status;
-}
-
 /* READY=1 only after the port accepts; WATCHDOG=1 keeps coming; STOPPING=1 on SIGTERM. */
 static void
 test_sd_notify(void **state)
@@ -204,7 +153,7 @@ test_sd_notify(void **state)
 	char buf[1024], pf[600];
 	int ready = 0, watchdogs = 0, status_seen = 0, stopping = 0, i, st = 0;
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	e->nsock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	assert_true(e->nsock >= 0);
 	memset(&a, 0, sizeof a);
@@ -228,7 +177,7 @@ test_sd_notify(void **state)
 			/* At READY the port file exists and the gRPC port accepts connections. */
 			assert_int_equal(harness_wait_port_file(pf, 1, &e->dport), 0);
 			assert_true(tcp_connect_ok(e->dport));
-			assert_int_equal(health_check(e->dport, ""),
+			assert_int_equal(certa_client_health(e->dport, ""),
 			    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 		}
 		watchdogs += strstr(buf, "WATCHDOG=1") != NULL;
@@ -351,14 +300,13 @@ test_metrics_and_health(void **state)
 	static char body[1 << 20];
 	struct rpc_channel *ch;
 	struct rpc_stream *s;
-	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
-	Certa__V1__ProgramEvent *ev;
-	char target[64], path[700];
+	struct certa_client_events ev;
+	char path[700];
 	double before, after;
 	int st = 0, i, code;
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	spawn_certad(e, "0", NULL);
 	wait_certad(e);
 	for (i = 0; i < 100 && http_get(e->mport, "/readyz", body, sizeof body) != 200; i++)
@@ -376,15 +324,13 @@ test_metrics_and_health(void **state)
 		assert_true(metric_value(body, series) == 1);
 	}
 
-	snprintf(target, sizeof target, "127.0.0.1:%d", e->dport);
-	assert_int_equal(rpc_channel_new(target, &ch), 0);
+	assert_int_equal(certa_client_channel(e->dport, &ch), 0);
 	spec.problem = (char *)e->tr->problem;
-	req.program = &spec;
-	assert_int_equal(rpc_sync_stream_open(ch, "/certa.v1.Reasoning/Submit", &req.base,
-	    &certa__v1__program_event__descriptor, 60000, NULL, 0, &s), 0);
-	while (rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&ev) == 1)
-		protobuf_c_message_free_unpacked(&ev->base, NULL);
-	assert_int_equal(rpc_sync_stream_close(s, NULL), GRPC_STATUS_OK);
+	assert_int_equal(certa_client_submit(ch, &spec, NULL, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	certa_client_events_read(s, 30000, 0, &ev);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	certa_client_events_free(&ev);
 	assert_int_equal(http_get(e->mport, "/metrics", body, sizeof body), 200);
 	check_exposition(body);
 	after = metric_value(body, "certa_programs_submitted_total{tenant=\"default\"}");
@@ -394,19 +340,12 @@ test_metrics_and_health(void **state)
 	assert_true(metric_value(body, "certa_store_map_used_bytes") > 0);
 	/* The real parser, when installed. */
 	if (access("/usr/bin/promtool", X_OK) == 0) {
-		char cmd[1600];
-		FILE *f;
 		snprintf(path, sizeof path, "%s/metrics.txt", e->dir);
-		f = fopen(path, "w");
-		assert_non_null(f);
-		fputs(body, f);
-		fclose(f);
-		snprintf(cmd, sizeof cmd, "/usr/bin/promtool check metrics < %s >/dev/null 2>&1",
-		    path);
-		code = system(cmd);
+		assert_int_equal(harness_write_file(path, "%s", body), 0);
+		code = harness_sh("/usr/bin/promtool check metrics < %s >/dev/null 2>&1", path);
 		/* promtool exits 3 for lint warnings only (e.g. missing unit suffixes); 1 for
-		 * parse errors. */
-		assert_true(WIFEXITED(code) && WEXITSTATUS(code) != 1);
+		 * parse errors; harness_sh() is -1 when it did not exit. */
+		assert_true(code >= 0 && code != 1);
 	} else {
 		print_message("promtool not installed: checked with the built-in parser only\n");
 	}
@@ -422,37 +361,34 @@ test_health_while_draining(void **state)
 	static char body[1 << 16];
 	struct rpc_channel *ch;
 	struct rpc_stream *s;
-	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	Certa__V1__ProgramEvent *ev;
-	char target[64];
+	struct certa_client_events rest;
 	int st = 0, i;
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	spawn_certad(e, "1500", NULL);
 	wait_certad(e);
-	for (i = 0; i < 100 && health_check(e->dport, "") !=
+	for (i = 0; i < 100 && certa_client_health(e->dport, "") !=
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING; i++)
 		usleep(50000);
-	assert_int_equal(health_check(e->dport, "certa.v1.Reasoning"),
+	assert_int_equal(certa_client_health(e->dport, "certa.v1.Reasoning"),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
-	snprintf(target, sizeof target, "127.0.0.1:%d", e->dport);
-	assert_int_equal(rpc_channel_new(target, &ch), 0);
+	assert_int_equal(certa_client_channel(e->dport, &ch), 0);
 	spec.problem = (char *)e->tr->problem;
-	req.program = &spec;
-	assert_int_equal(rpc_sync_stream_open(ch, "/certa.v1.Reasoning/Submit", &req.base,
-	    &certa__v1__program_event__descriptor, 60000, NULL, 0, &s), 0);
+	assert_int_equal(certa_client_submit(ch, &spec, NULL, 60000, &s), 0);
 	assert_int_equal(rpc_sync_stream_next(s, 10000, (ProtobufCMessage **)&ev), 1);
 	protobuf_c_message_free_unpacked(&ev->base, NULL);
 	usleep(200000);  /* the first step (1.5 s) is now in flight */
 	assert_int_equal(harness_signal(e->d, SIGTERM), 0);
 	usleep(200000);
-	assert_int_equal(health_check(e->dport, ""),
+	assert_int_equal(certa_client_health(e->dport, ""),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
 	assert_int_equal(http_get(e->mport, "/readyz", body, sizeof body), 503);
-	while (rpc_sync_stream_next(s, 10000, (ProtobufCMessage **)&ev) == 1)
-		protobuf_c_message_free_unpacked(&ev->base, NULL);
-	assert_int_equal(rpc_sync_stream_close(s, NULL), GRPC_STATUS_UNAVAILABLE);
+	memset(&rest, 0, sizeof rest);
+	certa_client_events_read(s, 10000, 0, &rest);
+	assert_int_equal(rest.status, GRPC_STATUS_UNAVAILABLE);
+	certa_client_events_free(&rest);
 	assert_int_equal(harness_wait_exit(e->d, 10000, &st), 0);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	rpc_channel_free(ch);
@@ -468,12 +404,11 @@ test_config_check_and_reload(void **state)
 	FILE *f;
 	int rc, i, reloaded = 0;
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	spawn_certad(e, "0", NULL);
 	wait_certad(e);
-	snprintf(cmd, sizeof cmd, "%s --check-config --config %s >/dev/null 2>&1", bin, e->cfg);
-	rc = system(cmd);
-	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+	rc = harness_sh("%s --check-config --config %s >/dev/null 2>&1", bin, e->cfg);
+	assert_true(rc == 0);  /* it exited, with 0 */
 
 	/* Break the file: an out-of-range value on a known line. */
 	f = fopen(e->cfg, "a");
@@ -504,7 +439,7 @@ test_config_check_and_reload(void **state)
 	assert_true(reloaded);
 	assert_true(harness_running(e->d));
 	assert_true(tcp_connect_ok(e->dport));
-	assert_int_equal(health_check(e->dport, ""),
+	assert_int_equal(certa_client_health(e->dport, ""),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 	free(text);
 	free(bin);

@@ -20,6 +20,7 @@
 #include "lib/traces.h"
 #include "scheduler/answer.h"
 #include "scheduler/sched.h"
+#include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
 
 #define NCOT 20
@@ -37,41 +38,23 @@ static int
 setup(void **state)
 {
 	struct env *e;
-	char *bin;
-	char portfile[600], log[600], state_dir[600], wa[64], sock[700];
-	int rc;
+	char sock[700];
+	/* No policy file: the built-in calibrated default, as certa-eval uses. */
+	const char *sets[] = { "auth.anonymous_tenant=default", sock, "metrics.port=0",
+	    "workers.health_interval=100ms", NULL };
 
 	*state = NULL;
 	if (harness_traces_dir() == NULL)
 		return 0;
 	e = calloc(1, sizeof *e);
-	harness_alarm(240);
-	assert_int_equal(harness_tmpdir(&e->dir), 0);
+	assert_int_equal(harness_fixture_setup(240, &e->dir, NULL), 0);
 	assert_int_equal(traces_load(harness_traces_dir(), &e->tr), 0);
 	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), NULL, &e->w,
 	    &e->wport), 0);
-	bin = harness_bin("certad");
-	snprintf(portfile, sizeof portfile, "%s/d.port", e->dir);
-	snprintf(log, sizeof log, "%s/d.log", e->dir);
-	snprintf(state_dir, sizeof state_dir, "%s/state", e->dir);
-	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->wport);
 	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
-	{
-		/* No policy file: the built-in calibrated default, as certa-eval uses. */
-		char *argv[] = { bin, (char *)"--listen", (char *)"127.0.0.1:0", (char *)"--state-dir",
-		    state_dir, (char *)"--port-file", portfile, (char *)"--worker", wa,
-		    (char *)"--set", (char *)"auth.anonymous_tenant=default", (char *)"--set", sock,
-		    (char *)"--set", (char *)"metrics.port=0", (char *)"--set",
-		    (char *)"workers.health_interval=100ms", NULL };
-		assert_int_equal(harness_spawn(&e->d, log, argv), 0);
-	}
-	rc = harness_wait_port_file(portfile, 20000, &e->dport);
-	if (rc != 0)
-		harness_dump_log(e->d);
-	assert_int_equal(rc, 0);
-	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->dport);
-	assert_int_equal(rpc_channel_new(wa, &e->ch), 0);
-	free(bin);
+	assert_int_equal(harness_start_certad(e->dir, &e->wport, 1, sets, NULL, &e->d, &e->dport),
+	    0);
+	assert_int_equal(certa_client_channel(e->dport, &e->ch), 0);
 	usleep(300000);
 	*state = e;
 	return 0;
@@ -85,15 +68,11 @@ teardown(void **state)
 	if (e == NULL)
 		return 0;
 	rpc_channel_free(e->ch);
-	harness_kill9(e->d);
 	harness_proc_free(e->d);
-	harness_kill9(e->w);
 	harness_proc_free(e->w);
 	traces_free(e->tr);
-	harness_rmrf(e->dir);
-	free(e->dir);
+	harness_fixture_teardown(e->dir, NULL);
 	free(e);
-	harness_alarm(0);
 	return 0;
 }
 
@@ -101,29 +80,22 @@ teardown(void **state)
 static Certa__V1__ProgramEvent *
 run(struct env *e, const struct traces_program *pg, int sc)
 {
-	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct certa_client_events ev;
+	Certa__V1__ProgramEvent *fin;
 	struct rpc_stream *s;
-	Certa__V1__ProgramEvent *ev, *fin = NULL;
 
 	spec.problem = (char *)pg->problem;
 	spec.model = (char *)pg->model;
 	spec.algorithm = sc ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
 	    CERTA__V1__ALGORITHM__ALGORITHM_COT;
 	spec.n = sc ? 3 : 1;
-	req.program = &spec;
-	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
-	    &certa__v1__program_event__descriptor, 60000, NULL, 0, &s), 0);
-	while (rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&ev) == 1) {
-		if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED) {
-			if (fin != NULL)
-				protobuf_c_message_free_unpacked(&fin->base, NULL);
-			fin = ev;
-		} else {
-			protobuf_c_message_free_unpacked(&ev->base, NULL);
-		}
-	}
-	assert_int_equal(rpc_sync_stream_close(s, NULL), GRPC_STATUS_OK);
+	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	certa_client_events_read(s, 30000, 0, &ev);
+	fin = ev.last;  /* the last Finished event, now ours */
+	ev.last = NULL;
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
 	assert_non_null(fin);
 	return fin;
 }
@@ -171,20 +143,14 @@ check_parity(struct env *e, int sc, size_t want)
 static void
 test_cot_parity(void **state)
 {
-	if (*state == NULL) {
-		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n");
-		skip();
-	}
+	HARNESS_NEED_TRACES(*state);
 	check_parity(*state, 0, NCOT);
 }
 
 static void
 test_sc_parity(void **state)
 {
-	if (*state == NULL) {
-		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n");
-		skip();
-	}
+	HARNESS_NEED_TRACES(*state);
 	check_parity(*state, 1, NSC);
 }
 

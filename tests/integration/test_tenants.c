@@ -19,6 +19,7 @@
 #include "certa/v1/reasoning.pb-c.h"
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
+#include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
 
 #define RPC_MS 10000
@@ -37,58 +38,30 @@ static void
 start(struct env *e, const char *delay, const char *const extra_sets[])
 {
 	const char *wextra[] = { "--step-delay", delay, NULL };
-	char *bin = harness_bin("certad");
-	char portfile[600], log[600], wa[64], sock[600], tokf[600], state[600], target[600];
-	char *argv[40];
-	FILE *f;
+	const char *sets[16];
+	char sock[600], tokf[600], target[600];
 	int a = 0, i;
 
 	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
 	    &e->wport), 0);
-	snprintf(portfile, sizeof portfile, "%s/d.port", e->dir);
-	(void)unlink(portfile);  /* a restart must not read the previous port */
-	snprintf(log, sizeof log, "%s/d.log", e->dir);
-	snprintf(state, sizeof state, "%s/state", e->dir);
-	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->wport);
 	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
 	snprintf(tokf, sizeof tokf, "%s/admin.token", e->dir);
-	f = fopen(tokf, "w");
-	assert_non_null(f);
-	fputs(ADMIN_TOKEN "\n", f);
-	fclose(f);
+	assert_int_equal(harness_write_file(tokf, "%s", ADMIN_TOKEN "\n"), 0);
 	snprintf(tokf, sizeof tokf, "admin.token_file=%s/admin.token", e->dir);
-	argv[a++] = bin;
-	argv[a++] = (char *)"--listen";
-	argv[a++] = (char *)"127.0.0.1:0";
-	argv[a++] = (char *)"--state-dir";
-	argv[a++] = state;
-	argv[a++] = (char *)"--port-file";
-	argv[a++] = portfile;
-	argv[a++] = (char *)"--worker";
-	argv[a++] = wa;
-	argv[a++] = (char *)"--set";
-	argv[a++] = sock;
-	argv[a++] = (char *)"--set";
-	argv[a++] = tokf;
-	argv[a++] = (char *)"--set";
-	argv[a++] = (char *)"workers.health_interval=100ms";
-	argv[a++] = (char *)"--set";
-	argv[a++] = (char *)"metrics.port=0";
+	sets[a++] = sock;
+	sets[a++] = tokf;
+	sets[a++] = "workers.health_interval=100ms";
+	sets[a++] = "metrics.port=0";
 	for (i = 0; extra_sets != NULL && extra_sets[i] != NULL; i++) {
-		argv[a++] = (char *)"--set";
-		argv[a++] = (char *)extra_sets[i];
+		assert_true(a < 15);
+		sets[a++] = extra_sets[i];
 	}
-	argv[a] = NULL;
-	assert_int_equal(harness_spawn(&e->d, log, argv), 0);
-	if (harness_wait_port_file(portfile, 20000, &e->dport) != 0) {
-		harness_dump_log(e->d);
+	sets[a] = NULL;
+	if (harness_start_certad(e->dir, &e->wport, 1, sets, NULL, &e->d, &e->dport) != 0)
 		fail_msg("certad did not start");
-	}
-	snprintf(target, sizeof target, "127.0.0.1:%d", e->dport);
-	assert_int_equal(rpc_channel_new(target, &e->ch), 0);
+	assert_int_equal(certa_client_channel(e->dport, &e->ch), 0);
 	snprintf(target, sizeof target, "unix:%s/admin.sock", e->dir);
 	assert_int_equal(rpc_channel_new(target, &e->adm), 0);
-	free(bin);
 	usleep(300000);  /* first worker health check */
 }
 
@@ -101,9 +74,7 @@ setup(void **state)
 	if (harness_traces_dir() == NULL)
 		return 0;
 	e = calloc(1, sizeof *e);
-	harness_alarm(120);
-	assert_int_equal(harness_tmpdir(&e->dir), 0);
-	assert_int_equal(harness_trace_pick(harness_traces_dir(), NULL, "math500", &e->tr), 0);
+	assert_int_equal(harness_fixture_setup(120, &e->dir, &e->tr), 0);
 	*state = e;
 	return 0;
 }
@@ -119,28 +90,12 @@ teardown(void **state)
 		rpc_channel_free(e->ch);
 	if (e->adm != NULL)
 		rpc_channel_free(e->adm);
-	if (e->d != NULL) {
-		harness_kill9(e->d);
-		harness_proc_free(e->d);
-	}
-	if (e->w != NULL) {
-		harness_kill9(e->w);
-		harness_proc_free(e->w);
-	}
-	harness_trace_free(e->tr);
-	harness_rmrf(e->dir);
-	free(e->dir);
+	harness_proc_free(e->d);
+	harness_proc_free(e->w);
+	harness_fixture_teardown(e->dir, e->tr);
 	free(e);
-	harness_alarm(0);
 	return 0;
 }
-
-#define NEED_TRACES(e) do { \
-	if ((e) == NULL) { \
-		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n"); \
-		skip(); \
-	} \
-} while (0)
 
 /* One unary call; returns the status, *reply (may be NULL) and details in buf. */
 static grpc_status_code
@@ -148,18 +103,11 @@ call(struct rpc_channel *ch, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *rd, const char *bearer, ProtobufCMessage **reply,
     char *buf, size_t len)
 {
-	struct rpc_metadata md[1];
-	char authz[256];
 	grpc_status_code st = GRPC_STATUS_UNKNOWN;
 	char *details = NULL;
 	ProtobufCMessage *r = NULL;
 
-	if (bearer != NULL) {
-		snprintf(authz, sizeof authz, "Bearer %s", bearer);
-		md[0].key = "authorization";
-		md[0].value = authz;
-	}
-	assert_int_equal(rpc_sync_unary(ch, method, req, rd, RPC_MS, md, bearer ? 1 : 0, &r, &st,
+	assert_int_equal(certa_client_unary(ch, method, req, rd, RPC_MS, bearer, &r, &st,
 	    &details), 0);
 	if (buf != NULL)
 		snprintf(buf, len, "%s", details ? details : "");
@@ -201,49 +149,27 @@ create_tenant(struct env *e, const char *name, uint32_t weight, const Certa__V1_
 /* Submits a program and reads the stream to its end; returns the final status. */
 static grpc_status_code
 run_program(struct env *e, const char *key, const char *problem, uint32_t n, uint64_t budget,
-    char *id, size_t idlen, char *details, size_t dlen, int *progress_steps,
-    uint64_t *step_sizes, size_t maxsteps)
+    char *id, size_t idlen, char *details, size_t dlen)
 {
-	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
-	struct rpc_metadata md[1];
+	struct certa_client_events ev;
 	struct rpc_stream *s;
-	Certa__V1__ProgramEvent *ev;
-	char authz[256], *d = NULL;
 	grpc_status_code st;
-	uint64_t last = 0;
-	int steps = 0;
 
 	spec.problem = (char *)problem;
 	spec.n = n;
 	spec.algorithm = n > 1 ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
 	    CERTA__V1__ALGORITHM__ALGORITHM_COT;
 	spec.token_budget = budget;
-	req.program = &spec;
-	snprintf(authz, sizeof authz, "Bearer %s", key ? key : "");
-	md[0].key = "authorization";
-	md[0].value = authz;
-	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
-	    &certa__v1__program_event__descriptor, 60000, md, key ? 1 : 0, &s), 0);
+	assert_int_equal(certa_client_submit(e->ch, &spec, key, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	certa_client_events_read(s, 30000, 0, &ev);
 	if (id != NULL)
-		id[0] = '\0';
-	while (rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&ev) == 1) {
-		if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED && id != NULL)
-			snprintf(id, idlen, "%s", ev->accepted->program_id);
-		if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS) {
-			if (step_sizes != NULL && (size_t)steps < maxsteps)
-				step_sizes[steps] = ev->progress->tokens_used - last;
-			last = ev->progress->tokens_used;
-			steps++;
-		}
-		protobuf_c_message_free_unpacked(&ev->base, NULL);
-	}
-	st = rpc_sync_stream_close(s, &d);
+		snprintf(id, idlen, "%s", ev.id);
 	if (details != NULL)
-		snprintf(details, dlen, "%s", d ? d : "");
-	free(d);
-	if (progress_steps != NULL)
-		*progress_steps = steps;
+		snprintf(details, dlen, "%s", ev.details);
+	st = ev.status;
+	certa_client_events_free(&ev);
 	return st;
 }
 
@@ -257,18 +183,18 @@ test_key_lifecycle(void **state)
 	Certa__V1__RevokeKeyRequest rv = CERTA__V1__REVOKE_KEY_REQUEST__INIT;
 	char key[128], key2[128], details[512], id[64];
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	start(e, "0", NULL);
 	create_tenant(e, "acme", 1, NULL, key, sizeof key);
 	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, id, sizeof id, details,
-	    sizeof details, NULL, NULL, 0), GRPC_STATUS_OK);
+	    sizeof details), GRPC_STATUS_OK);
 	assert_true(id[0] != '\0');
 	/* No key, a made-up key: refused before the body is read. */
 	assert_int_equal(run_program(e, NULL, e->tr->problem, 1, 0, NULL, 0, details,
-	    sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+	    sizeof details), GRPC_STATUS_UNAUTHENTICATED);
 	assert_non_null(strstr(details, "authorization"));
 	assert_int_equal(run_program(e, "certa_00000000_nope", e->tr->problem, 1, 0, NULL, 0,
-	    details, sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+	    details, sizeof details), GRPC_STATUS_UNAUTHENTICATED);
 
 	rk.tenant = (char *)"acme";
 	rk.revoke_others = 1;
@@ -278,16 +204,16 @@ test_key_lifecycle(void **state)
 	snprintf(key2, sizeof key2, "%s", rr->api_key);
 	assert_string_not_equal(key, key2);
 	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, details,
-	    sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+	    sizeof details), GRPC_STATUS_UNAUTHENTICATED);
 	assert_int_equal(run_program(e, key2, e->tr->problem, 1, 0, NULL, 0, details,
-	    sizeof details, NULL, NULL, 0), GRPC_STATUS_OK);
+	    sizeof details), GRPC_STATUS_OK);
 
 	rv.tenant = (char *)"acme";
 	rv.key_id = rr->info->key_id;
 	assert_int_equal(call(e->adm, "/certa.v1.Admin/RevokeKey", &rv.base,
 	    &certa__v1__revoke_key_reply__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_OK);
 	assert_int_equal(run_program(e, key2, e->tr->problem, 1, 0, NULL, 0, details,
-	    sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+	    sizeof details), GRPC_STATUS_UNAUTHENTICATED);
 	protobuf_c_message_free_unpacked(&rr->base, NULL);
 
 	/* Keys survive a restart (only hashes are stored). */
@@ -309,9 +235,9 @@ test_key_lifecycle(void **state)
 		e->w = NULL;
 		start(e, "0", NULL);
 		assert_int_equal(run_program(e, key3, e->tr->problem, 1, 0, NULL, 0, details,
-		    sizeof details, NULL, NULL, 0), GRPC_STATUS_OK);
+		    sizeof details), GRPC_STATUS_OK);
 		assert_int_equal(run_program(e, key2, e->tr->problem, 1, 0, NULL, 0, details,
-		    sizeof details, NULL, NULL, 0), GRPC_STATUS_UNAUTHENTICATED);
+		    sizeof details), GRPC_STATUS_UNAUTHENTICATED);
 	}
 }
 
@@ -326,12 +252,12 @@ test_isolation(void **state)
 	Certa__V1__ListRequest l = CERTA__V1__LIST_REQUEST__INIT;
 	Certa__V1__ListReply *lr = NULL;
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	start(e, "0", NULL);
 	create_tenant(e, "alpha", 1, NULL, ka, sizeof ka);
 	create_tenant(e, "beta", 1, NULL, kb, sizeof kb);
-	assert_int_equal(run_program(e, ka, e->tr->problem, 1, 0, id, sizeof id, NULL, 0, NULL,
-	    NULL, 0), GRPC_STATUS_OK);
+	assert_int_equal(run_program(e, ka, e->tr->problem, 1, 0, id, sizeof id, NULL, 0),
+	    GRPC_STATUS_OK);
 	g.program_id = id;
 	c.program_id = id;
 	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
@@ -361,15 +287,12 @@ test_quotas(void **state)
 	struct env *e = *state;
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
 	char key[128], msg[512], big[3000];
-	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
-	struct rpc_metadata md[1];
+	struct certa_client_events rev;
 	struct rpc_stream *running;
 	Certa__V1__ProgramEvent *ev;
-	char authz[200];
-	int got_finished = 0;
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	start(e, "20", NULL);
 	q.max_concurrent_programs = 1;
 	q.max_sc_n = 2;
@@ -377,42 +300,36 @@ test_quotas(void **state)
 	q.max_prompt_bytes = 2048;
 	create_tenant(e, "small", 1, &q, key, sizeof key);
 
-	assert_int_equal(run_program(e, key, e->tr->problem, 3, 0, NULL, 0, msg, sizeof msg,
-	    NULL, NULL, 0), GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_int_equal(run_program(e, key, e->tr->problem, 3, 0, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(msg, "max_sc_n"));
-	assert_int_equal(run_program(e, key, e->tr->problem, 1, 50000, NULL, 0, msg, sizeof msg,
-	    NULL, NULL, 0), GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 50000, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(msg, "max_budget_per_program"));
 	memset(big, 'y', sizeof big - 1);
 	big[sizeof big - 1] = '\0';
-	assert_int_equal(run_program(e, key, big, 1, 0, NULL, 0, msg, sizeof msg, NULL, NULL, 0),
+	assert_int_equal(run_program(e, key, big, 1, 0, NULL, 0, msg, sizeof msg),
 	    GRPC_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(msg, "max_prompt_bytes"));
 
 	/* One program runs; a second is over max_concurrent_programs; the first still finishes. */
 	spec.problem = (char *)e->tr->problem;
-	req.program = &spec;
-	snprintf(authz, sizeof authz, "Bearer %s", key);
-	md[0].key = "authorization";
-	md[0].value = authz;
-	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
-	    &certa__v1__program_event__descriptor, 60000, md, 1, &running), 0);
+	assert_int_equal(certa_client_submit(e->ch, &spec, key, 60000, &running), 0);
 	assert_int_equal(rpc_sync_stream_next(running, 10000, (ProtobufCMessage **)&ev), 1);
 	assert_int_equal(ev->event_case, CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED);
 	protobuf_c_message_free_unpacked(&ev->base, NULL);
-	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
-	    NULL, NULL, 0), GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(msg, "max_concurrent_programs"));
 	assert_non_null(strstr(msg, "retry"));
-	while (rpc_sync_stream_next(running, 30000, (ProtobufCMessage **)&ev) == 1) {
-		got_finished |= ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED;
-		protobuf_c_message_free_unpacked(&ev->base, NULL);
-	}
-	assert_int_equal(rpc_sync_stream_close(running, NULL), GRPC_STATUS_OK);
-	assert_true(got_finished);
+	memset(&rev, 0, sizeof rev);
+	certa_client_events_read(running, 30000, 0, &rev);
+	assert_int_equal(rev.status, GRPC_STATUS_OK);
+	assert_true(rev.finished != NULL);  /* a Finished event came */
+	certa_client_events_free(&rev);
 	/* Capacity is back. */
-	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
-	    NULL, NULL, 0), GRPC_STATUS_OK);
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_OK);
 }
 
 /* tokens_per_minute: a tenant that spent its minute is refused with a retry time. */
@@ -423,20 +340,20 @@ test_tokens_per_minute(void **state)
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
 	char key[128], other[128], msg[512];
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	start(e, "0", NULL);
 	q.tokens_per_minute = 500;
 	create_tenant(e, "meter", 1, &q, key, sizeof key);
 	create_tenant(e, "other", 1, NULL, other, sizeof other);
-	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
-	    NULL, NULL, 0), GRPC_STATUS_OK);  /* admitted with a full bucket, overdraws it */
-	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
-	    NULL, NULL, 0), GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_OK);  /* admitted with a full bucket, overdraws it */
+	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(msg, "tokens_per_minute"));
 	assert_non_null(strstr(msg, "retry in"));
 	/* Another tenant is not affected. */
-	assert_int_equal(run_program(e, other, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg,
-	    NULL, NULL, 0), GRPC_STATUS_OK);
+	assert_int_equal(run_program(e, other, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_OK);
 }
 
 static uint32_t
@@ -482,7 +399,7 @@ test_policy_validation_and_history(void **state)
 	Certa__V1__RollbackPolicyRequest rb = CERTA__V1__ROLLBACK_POLICY_REQUEST__INIT;
 	uint32_t v0;
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	start(e, "0", NULL);
 	create_tenant(e, "tuned", 1, NULL, key, sizeof key);
 	v0 = policy_version(e, "tuned", before, sizeof before);
@@ -532,28 +449,20 @@ test_policy_applies_next_step(void **state)
 {
 	struct env *e = *state;
 	char key[128], msg[512];
-	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
-	struct rpc_metadata md[1];
 	struct rpc_stream *s;
 	Certa__V1__ProgramEvent *ev;
-	char authz[200];
 	uint64_t last = 0, sizes[400];
 	int n = 0, changed_at = -1, i;
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	start(e, "25", NULL);
 	create_tenant(e, "live", 1, NULL, key, sizeof key);
 	assert_int_equal(set_policy(e, "live", "step_tokens = 64\nprobe_stride = 0\n"
 	    "max_step_tokens = 4096\ncot.threshold = 2\nunpromising_tokens = 0\n", NULL, NULL,
 	    msg, sizeof msg), GRPC_STATUS_OK);
 	spec.problem = (char *)e->tr->problem;
-	req.program = &spec;
-	snprintf(authz, sizeof authz, "Bearer %s", key);
-	md[0].key = "authorization";
-	md[0].value = authz;
-	assert_int_equal(rpc_sync_stream_open(e->ch, "/certa.v1.Reasoning/Submit", &req.base,
-	    &certa__v1__program_event__descriptor, 60000, md, 1, &s), 0);
+	assert_int_equal(certa_client_submit(e->ch, &spec, key, 60000, &s), 0);
 	while (rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&ev) == 1) {
 		if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS && n < 400) {
 			sizes[n++] = ev->progress->tokens_used - last;
@@ -586,7 +495,7 @@ test_admin_credentials(void **state)
 	Certa__V1__ListTenantsReply *r = NULL;
 	char key[128], msg[512];
 
-	NEED_TRACES(e);
+	HARNESS_NEED_TRACES(e);
 	start(e, "0", NULL);
 	create_tenant(e, "user", 1, NULL, key, sizeof key);
 	assert_int_equal(call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,

@@ -3,7 +3,6 @@
  * Admin service; another valid certificate does not; tenants use their API keys over TLS;
  * a client without a certificate cannot connect.  Certificates are made with the openssl CLI.
  */
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <grpc/grpc.h>
@@ -21,6 +18,7 @@
 #include "certa/v1/admin.pb-c.h"
 #include "certa/v1/reasoning.pb-c.h"
 #include "lib/rpc_client.h"
+#include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
 
 struct env {
@@ -29,25 +27,11 @@ struct env {
 	int tls_port;
 };
 
-static int
-sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	rc = system(cmd);
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 /* A CA, a server certificate for localhost, and client certificates with two CNs. */
 static int
 make_certs(const char *d)
 {
-	return sh("cd %s && "
+	return harness_sh("cd %s && "
 	    "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
 	    "-subj /CN=certa-test-ca >/dev/null 2>&1 && "
 	    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
@@ -59,23 +43,6 @@ make_certs(const char *d)
 	    "openssl req -newkey rsa:2048 -nodes -keyout $cn.key -out $cn.csr -subj /CN=$cn "
 	    ">/dev/null 2>&1 && openssl x509 -req -in $cn.csr -CA ca.pem -CAkey ca.key "
 	    "-CAcreateserial -out $cn.pem -days 2 >/dev/null 2>&1 || exit 1; done", d);
-}
-
-static int
-free_port(void)
-{
-	struct sockaddr_in a;
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, (struct sockaddr *)&a, sizeof a);
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
 }
 
 static char *
@@ -92,42 +59,26 @@ static int
 setup(void **state)
 {
 	struct env *e = calloc(1, sizeof *e);
-	char *bin = harness_bin("certad");
-	char portfile[600], log[600], st[600], tls[80], cert[700], key[700], ca[700];
+	char tls[80], cert[700], key[700], ca[700];
+	const char *sets[] = { tls, cert, key, ca, "tls.admin_cn=ops-admin", "admin.socket=",
+	    "metrics.port=0", NULL };
 	int port;
 
 	*state = e;
-	harness_alarm(120);
-	assert_int_equal(harness_tmpdir(&e->dir), 0);
+	assert_int_equal(harness_fixture_setup(120, &e->dir, NULL), 0);
 	if (access("/usr/bin/openssl", X_OK) != 0 || make_certs(e->dir) != 0) {
 		*state = NULL;
-		harness_rmrf(e->dir);
-		free(e->dir);
+		harness_fixture_teardown(e->dir, NULL);
 		free(e);
-		free(bin);
 		return 0;
 	}
-	e->tls_port = free_port();
-	snprintf(portfile, sizeof portfile, "%s/d.port", e->dir);
-	snprintf(log, sizeof log, "%s/d.log", e->dir);
-	snprintf(st, sizeof st, "%s/state", e->dir);
+	e->tls_port = harness_free_port();
 	snprintf(tls, sizeof tls, "tls.listen=127.0.0.1:%d", e->tls_port);
 	snprintf(cert, sizeof cert, "tls.cert=%s/server.pem", e->dir);
 	snprintf(key, sizeof key, "tls.key=%s/server.key", e->dir);
 	snprintf(ca, sizeof ca, "tls.ca=%s/ca.pem", e->dir);
-	{
-		char *argv[] = { bin, (char *)"--listen", (char *)"127.0.0.1:0", (char *)"--state-dir",
-		    st, (char *)"--port-file", portfile, (char *)"--set", tls, (char *)"--set", cert,
-		    (char *)"--set", key, (char *)"--set", ca, (char *)"--set",
-		    (char *)"tls.admin_cn=ops-admin", (char *)"--set", (char *)"admin.socket=",
-		    (char *)"--set", (char *)"metrics.port=0", NULL };
-		assert_int_equal(harness_spawn(&e->d, log, argv), 0);
-	}
-	if (harness_wait_port_file(portfile, 20000, &port) != 0) {
-		harness_dump_log(e->d);
+	if (harness_start_certad(e->dir, NULL, 0, sets, NULL, &e->d, &port) != 0)
 		fail_msg("certad did not start");
-	}
-	free(bin);
 	return 0;
 }
 
@@ -138,12 +89,9 @@ teardown(void **state)
 
 	if (e == NULL)
 		return 0;
-	harness_kill9(e->d);
 	harness_proc_free(e->d);
-	harness_rmrf(e->dir);
-	free(e->dir);
+	harness_fixture_teardown(e->dir, NULL);
 	free(e);
-	harness_alarm(0);
 	return 0;
 }
 
@@ -183,8 +131,8 @@ list_tenants(struct rpc_channel *ch, char *msg, size_t len)
 	grpc_status_code st = GRPC_STATUS_UNKNOWN;
 	char *d = NULL;
 
-	assert_int_equal(rpc_sync_unary(ch, "/certa.v1.Admin/ListTenants", &req.base,
-	    &certa__v1__list_tenants_reply__descriptor, 10000, NULL, 0, &r, &st, &d), 0);
+	assert_int_equal(certa_client_unary(ch, "/certa.v1.Admin/ListTenants", &req.base,
+	    &certa__v1__list_tenants_reply__descriptor, 10000, NULL, &r, &st, &d), 0);
 	snprintf(msg, len, "%s", d ? d : "");
 	free(d);
 	if (r != NULL)
@@ -225,13 +173,8 @@ test_admin_by_client_certificate(void **state)
 	{
 		Certa__V1__ListRequest lr = CERTA__V1__LIST_REQUEST__INIT;
 		ProtobufCMessage *r = NULL;
-		struct rpc_metadata md[1];
-		char authz[200];
-		snprintf(authz, sizeof authz, "Bearer %s", cr->api_key);
-		md[0].key = "authorization";
-		md[0].value = authz;
-		assert_int_equal(rpc_sync_unary(ch, "/certa.v1.Reasoning/List", &lr.base,
-		    &certa__v1__list_reply__descriptor, 10000, md, 1, &r, &st, NULL), 0);
+		assert_int_equal(certa_client_unary(ch, "/certa.v1.Reasoning/List", &lr.base,
+		    &certa__v1__list_reply__descriptor, 10000, cr->api_key, &r, &st, NULL), 0);
 		assert_int_equal(st, GRPC_STATUS_OK);
 		protobuf_c_message_free_unpacked(r, NULL);
 	}

@@ -29,6 +29,7 @@
 #include "lib/rpc.h"
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
+#include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
 
 #define TEST_TIMEOUT_S 60       /* hard limit per test, worker start included */
@@ -84,8 +85,7 @@ setup(void **state)
 
 	if (f == NULL)
 		return -1;
-	harness_alarm(TEST_TIMEOUT_S);
-	if (harness_tmpdir(&f->dir) != 0) {
+	if (harness_fixture_setup(TEST_TIMEOUT_S, &f->dir, NULL) != 0) {
 		free(f);
 		return -1;
 	}
@@ -118,10 +118,8 @@ teardown(void **state)
 	if (f->ch != NULL)
 		rpc_channel_free(f->ch);
 	harness_proc_free(f->w);
-	(void)harness_rmrf(f->dir);
-	free(f->dir);
+	harness_fixture_teardown(f->dir, NULL);
 	free(f);
-	harness_alarm(0);
 	return rc;
 }
 
@@ -142,12 +140,9 @@ need_traces(void)
 static void
 fx_start(struct fx *f, const char *const extra[])
 {
-	char target[64];
-
 	need_traces();
 	assert_int_equal(harness_start_worker(f->dir, g_traces_dir, extra, &f->w, &f->port), 0);
-	snprintf(target, sizeof target, "127.0.0.1:%d", f->port);
-	assert_int_equal(rpc_channel_new(target, &f->ch), 0);
+	assert_int_equal(certa_client_channel(f->port, &f->ch), 0);
 }
 
 /* One unary call with the standard deadline; the call itself must run. */
@@ -159,7 +154,7 @@ fx_call(struct fx *f, const char *method, const ProtobufCMessage *req,
 	ProtobufCMessage *r = NULL;
 	char *d = NULL;
 
-	assert_int_equal(rpc_sync_unary(f->ch, method, req, rd, RPC_DEADLINE_MS, NULL, 0, &r, &st,
+	assert_int_equal(certa_client_unary(f->ch, method, req, rd, RPC_DEADLINE_MS, NULL, &r, &st,
 	    &d), 0);
 	if (st == GRPC_STATUS_OK)
 		assert_non_null(r);

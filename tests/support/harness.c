@@ -5,12 +5,16 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -24,6 +28,8 @@
 #define HARNESS_DUMP_MAX (64 * 1024)
 #define HARNESS_WORKER_READY_MS 20000
 #define HARNESS_INFO_DEADLINE_MS 1000
+#define HARNESS_CERTAD_READY_MS 20000
+#define HARNESS_CERTAD_MAX_ARGS 64
 
 struct harness_proc {
 	pid_t pid;
@@ -603,6 +609,132 @@ out:
 	return rc;
 }
 
+/* "DIR/NAME" in a new malloc'd string; NULL if out of memory. */
+static char *
+harness_path(const char *dir, const char *name)
+{
+	char *path;
+
+	if (asprintf(&path, "%s/%s", dir, name) < 0)
+		return NULL;
+	return path;
+}
+
+int
+harness_spawn_certad(const char *dir, const char *const args[], struct harness_proc **out)
+{
+	char *bin = harness_bin("certad"), *port_path = harness_path(dir, "d.port");
+	char *log_path = harness_path(dir, "d.log");
+	char **argv = NULL;
+	size_t nargs = 0, i;
+	int rc;
+
+	while (args != NULL && args[nargs] != NULL)
+		nargs++;
+	if (bin == NULL || port_path == NULL || log_path == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	argv = calloc(nargs + 2, sizeof *argv);
+	if (argv == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	argv[0] = bin;
+	for (i = 0; i < nargs; i++)
+		argv[i + 1] = (char *)args[i];
+	(void)unlink(port_path);
+	rc = harness_spawn(out, log_path, argv);
+	if (rc != 0)
+		fprintf(stderr, "harness: cannot start %s: %s\n", bin, certa_strerror(rc));
+out:
+	free(argv);
+	free(bin);
+	free(port_path);
+	free(log_path);
+	return rc;
+}
+
+int
+harness_wait_certad(const char *dir, struct harness_proc *d, int *port)
+{
+	char *port_path = harness_path(dir, "d.port");
+	int rc, v = 0;
+
+	if (port_path == NULL)
+		return -ENOMEM;
+	rc = harness_wait_port_proc(port_path, d, HARNESS_CERTAD_READY_MS, &v);
+	free(port_path);
+	if (rc != 0) {
+		fprintf(stderr, "harness: certad did not become ready: %s\n", certa_strerror(rc));
+		harness_dump_log(d);
+		return rc;
+	}
+	*port = v;
+	return 0;
+}
+
+int
+harness_start_certad(const char *dir, const int wports[], size_t nworkers,
+    const char *const sets[], const char *const extra[], struct harness_proc **out, int *port)
+{
+	const char *args[HARNESS_CERTAD_MAX_ARGS + 1];
+	char *state = harness_path(dir, "state"), *port_path = harness_path(dir, "d.port");
+	char *waddr = NULL;
+	struct harness_proc *d = NULL;
+	size_t a = 0, i, nsets = 0, nextra = 0, wlen = 0;
+	int rc, v = 0;
+
+	while (sets != NULL && sets[nsets] != NULL)
+		nsets++;
+	while (extra != NULL && extra[nextra] != NULL)
+		nextra++;
+	if (6 + 2 * nworkers + 2 * nsets + nextra > HARNESS_CERTAD_MAX_ARGS) {
+		rc = -E2BIG;
+		goto out;
+	}
+	/* One buffer holds every "127.0.0.1:PORT" (at most 16 bytes with the NUL each). */
+	waddr = calloc(nworkers > 0 ? nworkers : 1, 16);
+	if (state == NULL || port_path == NULL || waddr == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	args[a++] = "--listen";
+	args[a++] = "127.0.0.1:0";
+	args[a++] = "--state-dir";
+	args[a++] = state;
+	args[a++] = "--port-file";
+	args[a++] = port_path;
+	for (i = 0; i < nworkers; i++) {
+		snprintf(waddr + wlen, 16, "127.0.0.1:%d", wports[i]);
+		args[a++] = "--worker";
+		args[a++] = waddr + wlen;
+		wlen += 16;
+	}
+	for (i = 0; i < nsets; i++) {
+		args[a++] = "--set";
+		args[a++] = sets[i];
+	}
+	for (i = 0; i < nextra; i++)
+		args[a++] = extra[i];
+	args[a] = NULL;
+	rc = harness_spawn_certad(dir, args, &d);
+	if (rc != 0)
+		goto out;
+	rc = harness_wait_certad(dir, d, &v);
+	if (rc != 0) {
+		harness_proc_free(d);
+		goto out;
+	}
+	*out = d;
+	*port = v;
+out:
+	free(waddr);
+	free(state);
+	free(port_path);
+	return rc;
+}
+
 const char *
 harness_traces_dir(void)
 {
@@ -680,4 +812,122 @@ harness_trace_free(struct harness_trace *ht)
 		return;
 	traces_free(ht->set);
 	free(ht);
+}
+
+int
+harness_fixture_setup(unsigned timeout_s, char **dir, struct harness_trace **tr)
+{
+	struct harness_trace *t = NULL;
+	char *d = NULL;
+	int rc;
+
+	harness_alarm(timeout_s);
+	rc = harness_tmpdir(&d);
+	if (rc != 0)
+		return rc;
+	if (tr != NULL) {
+		rc = harness_traces_dir() == NULL ? CERTA_ENOTFOUND :
+		    harness_trace_pick(harness_traces_dir(), NULL, "math500", &t);
+		if (rc != 0)
+			goto fail_dir;
+		*tr = t;
+	}
+	*dir = d;
+	return 0;
+
+fail_dir:
+	(void)harness_rmrf(d);
+	free(d);
+	return rc;
+}
+
+void
+harness_fixture_teardown(char *dir, struct harness_trace *tr)
+{
+	harness_trace_free(tr);
+	if (dir != NULL) {
+		(void)harness_rmrf(dir);
+		free(dir);
+	}
+	harness_alarm(0);
+}
+
+int
+harness_write_file(const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	FILE *f = fopen(path, "we");
+	int rc = 0;
+
+	if (f == NULL)
+		return -errno;
+	va_start(ap, fmt);
+	if (vfprintf(f, fmt, ap) < 0)
+		rc = -EIO;
+	va_end(ap);
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+int
+harness_sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+int
+harness_free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		return -errno;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+		rc = -errno;
+	else
+		rc = ntohs(a.sin_port);
+	close(fd);
+	return rc;
+}
+
+double
+harness_clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* qsort order for doubles. */
+static int
+harness_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+double
+harness_percentile(double *v, size_t n, double p)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof *v, harness_cmp_double);
+	return v[(size_t)(p * (double)(n - 1) + 0.5)];
 }

@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 struct harness_proc;
+struct harness_trace;
 struct traces;
 struct trace;
 
@@ -114,8 +115,75 @@ int harness_wait_port_file(const char *path, int timeout_ms, int *port);
 int harness_start_worker(const char *dir, const char *traces_dir, const char *const extra[],
     struct harness_proc **proc, int *port);
 
+/*
+ * Spawns "certad ARGS..." with its log appended to DIR/d.log, after removing a stale
+ * DIR/d.port (a restart must not read the previous port).  args is a NULL-terminated list, or
+ * NULL.  On success stores the process (caller frees with harness_proc_free); the caller then
+ * waits for it with harness_wait_certad().  Returns 0, -ENOMEM or a harness_spawn() error.
+ */
+int harness_spawn_certad(const char *dir, const char *const args[], struct harness_proc **out);
+
+/* Waits up to 20 s for certad's port file DIR/d.port, giving up early when d exits, and
+ * stores the port in *port.  On failure d's log is dumped to stderr (d is left running; the
+ * caller frees it) and it returns CERTA_ETIMEOUT, CERTA_EUNAVAIL (it exited) or CERTA_EINVAL
+ * (bad port file). */
+int harness_wait_certad(const char *dir, struct harness_proc *d, int *port);
+
+/*
+ * Starts "certad --listen 127.0.0.1:0 --state-dir DIR/state --port-file DIR/d.port
+ * [--worker 127.0.0.1:P for each of the nworkers ports in wports] [--set S for each S of sets]
+ * [extra...]" with harness_spawn_certad() and waits for it with harness_wait_certad().  sets
+ * ("key=value") and extra are NULL-terminated lists, or NULL.  On success stores the process
+ * (caller frees with harness_proc_free) and its gRPC port.  On failure the log has been dumped,
+ * the process is killed and freed, and it returns an error of those two functions.
+ */
+int harness_start_certad(const char *dir, const int wports[], size_t nworkers,
+    const char *const sets[], const char *const extra[], struct harness_proc **out, int *port);
+
 /* getenv("CERTA_TRACES") when it names a directory, else NULL (tests then skip()). */
 const char *harness_traces_dir(void);
+
+/* For cmocka tests whose setup leaves the state NULL when harness_traces_dir() is NULL: skips
+ * the running test, saying why, when x is NULL.  Needs <cmocka.h>. */
+#define HARNESS_NEED_TRACES(x) do { \
+	if ((x) == NULL) { \
+		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n"); \
+		skip(); \
+	} \
+} while (0)
+
+/*
+ * The common start of an integration test: arms harness_alarm(timeout_s), creates a fresh
+ * directory (harness_tmpdir) and, when tr is not NULL, picks the first usable "math500" problem
+ * of the default model from harness_traces_dir() (harness_trace_pick).  On success stores the
+ * directory (and the trace) for harness_fixture_teardown().  Returns 0, a harness_tmpdir() or
+ * harness_trace_pick() error (nothing is left behind then), or CERTA_ENOTFOUND when a trace is
+ * wanted and CERTA_TRACES names no directory.
+ */
+int harness_fixture_setup(unsigned timeout_s, char **dir, struct harness_trace **tr);
+
+/* The common end: frees tr (NULL is fine), removes dir and everything below it, frees dir
+ * (NULL is fine) and disarms the alarm.  Free the processes first (harness_proc_free). */
+void harness_fixture_teardown(char *dir, struct harness_trace *tr);
+
+/* Writes a file from a printf format (created 0644 or truncated).  Returns 0 or -errno. */
+int harness_write_file(const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Runs a shell command made from a printf format with system(3); returns its exit status, or
+ * -1 when it did not exit normally.  The command is cut at 4095 bytes. */
+int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read, closed); another
+ * process may take it before the caller does.  Returns the port, or -errno. */
+int harness_free_port(void);
+
+/* CLOCK_MONOTONIC in microseconds, for benches. */
+double harness_clock_us(void);
+
+/* Sorts v[0..n) ascending in place and returns its p-quantile (0 <= p <= 1, nearest rank:
+ * v[round(p * (n - 1))]); 0 when n is 0. */
+double harness_percentile(double *v, size_t n, double p);
 
 /* One recorded problem picked for a test.  All pointers point into `set`. */
 struct harness_trace {
