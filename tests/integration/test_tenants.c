@@ -456,7 +456,7 @@ test_policy_applies_next_step(void **state)
 	int n = 0, changed_at = -1, i;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "25", NULL);
+	start(e, "150", NULL);  /* long steps: SetPolicy lands well inside one */
 	create_tenant(e, "live", 1, NULL, key, sizeof key);
 	assert_int_equal(set_policy(e, "live", "step_tokens = 64\nprobe_stride = 0\n"
 	    "max_step_tokens = 4096\ncot.threshold = 2\nunpromising_tokens = 0\n", NULL, NULL,
