@@ -25,6 +25,7 @@
 #include "lib/policyfile.h"
 #include "lib/traces.h"
 #include "scheduler/policy.h"
+#include "scheduler/answer.h"
 #include "scheduler/sched.h"
 
 #define NK 6
@@ -341,6 +342,30 @@ dump_points(const struct traces *tr, const struct sched_policy *p0, const char *
 	return rc;
 }
 
+/* certa-eval grader: how often answer_equivalent(final_answer, target) agrees with the traces'
+ * own grader (final_correct), over every trace; lists the disagreements. */
+static int
+do_grader(const struct traces *tr)
+{
+	size_t i, agree = 0, n = traces_count(tr);
+
+	for (i = 0; i < n; i++) {
+		const struct trace *t = traces_at(tr, i);
+		bool eq = answer_equivalent(t->final_answer, t->target);
+		if (eq == t->final_correct) {
+			agree++;
+			continue;
+		}
+		printf("disagree %s %s %s seed %lld: final \"%.60s\" target \"%.60s\" grader %s, "
+		    "certa %s\n", t->model, t->dataset, t->problem_id, (long long)t->seed,
+		    t->final_answer, t->target, t->final_correct ? "right" : "wrong",
+		    eq ? "equal" : "different");
+	}
+	printf("answer equivalence agrees with the traces' grader on %zu of %zu traces (%.2f%%)\n",
+	    agree, n, n ? 100.0 * (double)agree / (double)n : 0);
+	return 0;
+}
+
 static void
 usage(FILE *f)
 {
@@ -349,6 +374,7 @@ usage(FILE *f)
 	    "[--split all|train|test] [--json] [--no-curve] [--dump-points CSV]\n"
 	    "       certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all] "
 	    "[--margin 1] [--harm-only] [--lambda 1] [--folds 5] [--z 1] --out FILE\n"
+	    "       certa-eval grader --traces DIR   (answer equivalence vs the traces' grader)\n"
 	    "DIR defaults to $CERTA_TRACES.\n");
 }
 
@@ -438,7 +464,7 @@ main(int argc, char **argv)
 	const char *dir = getenv("CERTA_TRACES"), *policy = NULL, *out = NULL, *dump = NULL;
 	const char *algos[2] = { "cot", "sc" };
 	enum evalsim_split split = EVALSIM_ALL;
-	bool calibrate = false, json = false, split_given = false, do_curve = true;
+	bool calibrate = false, json = false, split_given = false, do_curve = true, grader = false;
 	bool harm_only = false;
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
 	long folds = 5;
@@ -453,6 +479,10 @@ main(int argc, char **argv)
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (i == 1 && strcmp(o, "calibrate") == 0) {
 			calibrate = true;
+			continue;
+		}
+		if (i == 1 && strcmp(o, "grader") == 0) {
+			grader = true;
 			continue;
 		}
 		if (strcmp(o, "--json") == 0) {
@@ -533,6 +563,11 @@ main(int argc, char **argv)
 	if (rc != 0) {
 		fprintf(stderr, "certa-eval: %s: cannot load traces (%d)\n", dir, rc);
 		return 1;
+	}
+	if (grader) {
+		rc = do_grader(tr);
+		traces_free(tr);
+		return rc;
 	}
 	if (calibrate) {
 		rc = do_calibrate(tr, max_loss, margin, harm_only, split_given ? split : EVALSIM_TRAIN, lambda, (unsigned)folds, z, out);
