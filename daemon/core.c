@@ -129,6 +129,7 @@ struct core_persist {
 	struct program *p;
 	int all_chains;   /* write every chain, not only dirty ones */
 	int history;      /* also write the history record */
+	int first;        /* the accepting write: also record the idempotency key */
 };
 
 /* Writes the program record, changed chains and (at the end) history, in one transaction. */
@@ -154,6 +155,15 @@ core_persist_txn(struct store_txn *txn, void *arg)
 	rc = store_put(txn, STORE_DB_PROGRAMS, p->id, &rec.base);
 	if (rc != 0)
 		goto out;
+	if (cp->first && p->idempotency_key[0] != '\0') {
+		Certa__V1__IdempotencyRecord ir = CERTA__V1__IDEMPOTENCY_RECORD__INIT;
+		snprintf(key, sizeof key, "%s/%s", p->tenant, p->idempotency_key);
+		ir.program_id = p->id;
+		ir.created_unix_ms = p->created_ms;
+		rc = store_add(txn, STORE_DB_IDEMPOTENCY, key, &ir.base);
+		if (rc != 0)
+			goto out;
+	}
 	cpb = calloc(p->n, sizeof *cpb);
 	rr = calloc(p->n, sizeof *rr);
 	if (cpb == NULL || rr == NULL) {
@@ -192,9 +202,9 @@ out:
 }
 
 static int
-core_persist(struct core *c, struct program *p, int all_chains, int history)
+core_persist_ex(struct core *c, struct program *p, int all_chains, int history, int first)
 {
-	struct core_persist cp = { p, all_chains, history };
+	struct core_persist cp = { p, all_chains, history, first };
 	uint32_t i;
 	int rc;
 
@@ -207,6 +217,12 @@ core_persist(struct core *c, struct program *p, int all_chains, int history)
 	for (i = 0; i < p->n; i++)
 		p->chains[i].dirty = false;
 	return 0;
+}
+
+static int
+core_persist(struct core *c, struct program *p, int all_chains, int history)
+{
+	return core_persist_ex(c, p, all_chains, history, 0);
 }
 
 /* --- events to client streams --- */
@@ -1148,6 +1164,64 @@ core_validate(struct core *c, const struct sched_policy *pol, const Certa__V1__P
 	return 0;
 }
 
+struct core_idem_ctx {
+	const char *key;
+	Certa__V1__IdempotencyRecord *rec;
+};
+
+static int
+core_idem_txn(struct store_txn *txn, void *arg)
+{
+	struct core_idem_ctx *g = arg;
+
+	return store_get(txn, STORE_DB_IDEMPOTENCY, g->key, NULL, (ProtobufCMessage **)&g->rec);
+}
+
+/* A Submit that repeats an idempotency key gets the program the key created: accepted with
+ * duplicate set, then its events (or its final event).  CERTA_ENOTFOUND: a new key. */
+static int
+core_idempotent(struct core *c, const char *tenant, const char *ikey, struct rpc_call *watcher,
+    char *err, size_t errlen)
+{
+	struct core_idem_ctx g;
+	char key[512];
+	struct program *p;
+	int rc;
+
+	if (strlen(ikey) > 128) {
+		snprintf(err, errlen, "program.idempotency_key is longer than 128 bytes");
+		return CERTA_EINVAL;
+	}
+	snprintf(key, sizeof key, "%s/%s", tenant, ikey);
+	g.key = key;
+	g.rec = NULL;
+	rc = store_view(c->st, core_idem_txn, &g);
+	if (rc != 0)
+		return rc;
+	log_info(LOG_SCHED, "program %s: repeated idempotency key from tenant %s",
+	    g.rec->program_id, tenant);
+	p = strmap_get(c->live, g.rec->program_id);
+	if (p != NULL && !program_is_terminal(p)) {
+		if (watcher != NULL) {
+			core_send_accepted(p, watcher, 1);
+			program_watch(p, watcher);
+		}
+	} else if (watcher != NULL) {
+		Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
+		Certa__V1__Accepted acc = CERTA__V1__ACCEPTED__INIT;
+		acc.program_id = g.rec->program_id;
+		acc.accepted_unix_ms = g.rec->created_unix_ms;
+		acc.duplicate = 1;
+		ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED;
+		ev.accepted = &acc;
+		ev.seq = 0;
+		rpc_call_send(watcher, &ev.base);
+		rc = core_watch(c, tenant, g.rec->program_id, watcher);
+	}
+	certa__v1__idempotency_record__free_unpacked(g.rec, NULL);
+	return rc;
+}
+
 int
 core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *spec,
     struct rpc_call *watcher, char *err, size_t errlen)
@@ -1171,6 +1245,11 @@ core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *sp
 	    tenants_policy(c->tenants, tenant)), spec, &algo, &n, &budget, err, errlen);
 	if (rc != 0)
 		return rc;
+	if (spec->idempotency_key[0] != '\0') {
+		rc = core_idempotent(c, tenant, spec->idempotency_key, watcher, err, errlen);
+		if (rc != CERTA_ENOTFOUND)
+			return rc;  /* 0: a retry of an accepted program, answered */
+	}
 	rc = tenants_admit(c->tenants, tenant, n, budget, strlen(spec->problem), core_now_ms(), err,
 	    errlen);
 	if (rc != 0)
@@ -1193,8 +1272,8 @@ core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *sp
 	p->created_ms = core_now_ms();
 	p->ready_since_ms = p->created_ms;
 	p->seq = c->next_seq++;
-	/* Accepted == durable. */
-	rc = core_persist(c, p, 1, 0);
+	/* Accepted == durable (with its idempotency key, in the same transaction). */
+	rc = core_persist_ex(c, p, 1, 0, 1);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot store the program: %s", certa_strerror(rc));
 		program_free(p);

@@ -33,6 +33,7 @@ static const struct {
 	[STORE_DB_TENANTS] = { "tenants", &certa__v1__tenant_record__descriptor },
 	[STORE_DB_POLICIES] = { "policies", &certa__v1__policy_record__descriptor },
 	[STORE_DB_HISTORY] = { "history", &certa__v1__history_record__descriptor },
+	[STORE_DB_IDEMPOTENCY] = { "idempotency", &certa__v1__idempotency_record__descriptor },
 };
 
 struct store {

@@ -448,6 +448,77 @@ test_daemon_crash_resume(void **state)
 	protobuf_c_message_free_unpacked(&list->base, NULL);
 }
 
+/* Submit with an idempotency key: retries get the same program (accepted.duplicate), across a
+ * crash too; nothing runs twice. */
+static void
+test_idempotency_key(void **state)
+{
+	struct env *e = *state;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	Certa__V1__ListRequest lr = CERTA__V1__LIST_REQUEST__INIT;
+	Certa__V1__ListReply *list = NULL;
+	Certa__V1__ProgramEvent *m;
+	struct certa_client_events ev;
+	struct rpc_stream *s1, *s2;
+	grpc_status_code st;
+	char id[64];
+	int round;
+
+	HARNESS_NEED_TRACES(e);
+	start_workers(e, 1, "10");
+	start_certad(e, 1);
+	spec.problem = (char *)e->tr->problem;
+	spec.idempotency_key = (char *)"order-7f3a";
+	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s1), 0);
+	memset(&ev, 0, sizeof ev);
+	s1 = read_events(s1, &ev, 2);
+	assert_non_null(s1);
+	snprintf(id, sizeof id, "%s", ev.id);
+
+	/* Three retries: while it runs, after it finished, and after a crash of certad. */
+	for (round = 0; round < 3; round++) {
+		if (round == 1) {
+			read_events(s1, &ev, 0);
+			assert_int_equal(ev.status, GRPC_STATUS_OK);
+			assert_non_null(ev.finished);
+			certa_client_events_free(&ev);
+		}
+		if (round == 2) {
+			assert_int_equal(harness_kill9(e->d), 0);
+			harness_proc_free(e->d);
+			e->d = NULL;
+			start_certad(e, 1);
+		}
+		assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s2), 0);
+		assert_int_equal(rpc_sync_stream_next(s2, 10000, (ProtobufCMessage **)&m), 1);
+		assert_int_equal(m->event_case, CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED);
+		assert_string_equal(m->accepted->program_id, id);
+		assert_true(m->accepted->duplicate);
+		protobuf_c_message_free_unpacked(&m->base, NULL);
+		memset(&ev, 0, sizeof ev);
+		read_events(s2, &ev, 0);
+		assert_int_equal(ev.status, GRPC_STATUS_OK);
+		assert_non_null(ev.finished);
+		assert_string_equal(ev.finished->program_id, id);
+		assert_true(answer_equivalent(ev.finished->result->answer, e->tr->final_answer));
+		certa_client_events_free(&ev);
+	}
+	/* A different key is a different program. */
+	spec.idempotency_key = (char *)"order-7f3b";
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s2), 0);
+	read_events(s2, &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_string_not_equal(ev.id, id);
+	certa_client_events_free(&ev);
+	assert_int_equal(rpc_sync_unary(e->ch, "/certa.v1.Reasoning/List", &lr.base,
+	    &certa__v1__list_reply__descriptor, RPC_MS, NULL, 0, (ProtobufCMessage **)&list, &st,
+	    NULL), 0);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	assert_int_equal(list->n_programs, 2);
+	protobuf_c_message_free_unpacked(&list->base, NULL);
+}
+
 /* kill -9 the worker holding a program: it completes on the other worker. */
 static void
 test_worker_failover(void **state)
@@ -599,6 +670,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_crash_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idempotency_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_worker_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_and_list, setup, teardown),
