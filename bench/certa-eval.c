@@ -21,12 +21,14 @@
 #include <string.h>
 
 #include "lib/evalsim.h"
+#include "lib/histexport.h"
 #include "lib/log.h"
 #include "lib/policyfile.h"
 #include "lib/traces.h"
 #include "scheduler/policy.h"
 #include "scheduler/answer.h"
 #include "scheduler/sched.h"
+#include "store/store.h"
 
 #define NK 6
 static const unsigned dynasor_k[NK] = { 2, 3, 5, 8, 20, 30 };
@@ -366,6 +368,41 @@ do_grader(const struct traces *tr)
 	return 0;
 }
 
+/* certa-eval export-history: certad's LMDB history as a traces file. */
+static int
+do_export(const char *state, const char *out, bool all)
+{
+	struct store_options so;
+	struct histexport_stats hs;
+	struct store *st;
+	FILE *f;
+	int rc;
+
+	memset(&so, 0, sizeof so);
+	rc = store_open(state, &so, &st);
+	if (rc != 0) {
+		fprintf(stderr, "certa-eval: %s: cannot open the state directory (%d)\n", state, rc);
+		return 1;
+	}
+	f = fopen(out, "w");
+	if (f == NULL) {
+		fprintf(stderr, "certa-eval: %s: %s\n", out, strerror(errno));
+		store_close(st);
+		return 1;
+	}
+	rc = histexport_write(st, f, all, &hs);
+	if (fclose(f) != 0 && rc == 0)
+		rc = -EIO;
+	store_close(st);
+	if (rc != 0) {
+		fprintf(stderr, "certa-eval: export failed (%d)\n", rc);
+		return 1;
+	}
+	printf("exported %zu programs (%zu chains) to %s; %zu skipped%s\n", hs.programs,
+	    hs.chains, out, hs.skipped, all ? "" : " (not run to the end; --all includes them)");
+	return 0;
+}
+
 static void
 usage(FILE *f)
 {
@@ -375,6 +412,8 @@ usage(FILE *f)
 	    "       certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all] "
 	    "[--margin 1] [--harm-only] [--lambda 1] [--folds 5] [--z 1] --out FILE\n"
 	    "       certa-eval grader --traces DIR   (answer equivalence vs the traces' grader)\n"
+	    "       certa-eval export-history --state STATE_DIR --out FILE.jsonl [--all]\n"
+	    "           (certad's history as traces: recalibrate on your own traffic)\n"
 	    "DIR defaults to $CERTA_TRACES.\n");
 }
 
@@ -465,6 +504,8 @@ main(int argc, char **argv)
 	const char *algos[2] = { "cot", "sc" };
 	enum evalsim_split split = EVALSIM_ALL;
 	bool calibrate = false, json = false, split_given = false, do_curve = true, grader = false;
+	bool export = false, export_all = false;
+	const char *state = NULL;
 	bool harm_only = false;
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
 	long folds = 5;
@@ -483,6 +524,19 @@ main(int argc, char **argv)
 		}
 		if (i == 1 && strcmp(o, "grader") == 0) {
 			grader = true;
+			continue;
+		}
+		if (i == 1 && strcmp(o, "export-history") == 0) {
+			export = true;
+			continue;
+		}
+		if (strcmp(o, "--all") == 0) {
+			export_all = true;
+			continue;
+		}
+		if (strcmp(o, "--state") == 0 && v != NULL) {
+			state = v;
+			i++;
 			continue;
 		}
 		if (strcmp(o, "--json") == 0) {
@@ -543,6 +597,14 @@ main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (export) {
+		if (state == NULL || out == NULL) {
+			fprintf(stderr, "certa-eval: export-history needs --state DIR and --out FILE\n");
+			return 2;
+		}
+		log_set_level(LOG_LVL_WARN);
+		return do_export(state, out, export_all);
 	}
 	if (dir == NULL || dir[0] == '\0') {
 		fprintf(stderr, "certa-eval: no traces directory (--traces DIR or CERTA_TRACES)\n");

@@ -1,0 +1,119 @@
+/* histexport.c — LMDB history -> traces JSONL (for certa-eval on an operator's own traffic). */
+#include "lib/histexport.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "certa/v1/records.pb-c.h"
+#include "lib/jsonw.h"
+#include "scheduler/answer.h"
+#include "store/store.h"
+
+struct histexport_ctx {
+	FILE *f;
+	bool all;
+	struct jsonw *w;
+	struct histexport_stats st;
+	int err;
+};
+
+/* One chain as one traces line. */
+static int
+histexport_chain(struct histexport_ctx *x, const Certa__V1__Program *pm,
+    const Certa__V1__RequestRecord *r, const char *target)
+{
+	const char *final = r->finished ? r->final_answer : r->answer;
+	const char *data;
+	size_t i, len;
+
+	jsonw_reset(x->w);
+	jsonw_object_begin(x->w);
+	jsonw_kstring(x->w, "model", pm->spec->model[0] ? pm->spec->model : "unknown");
+	jsonw_kstring(x->w, "dataset", "history");
+	/* Unique per program and chain: the same problem asked twice gives more samples. */
+	jsonw_kint(x->w, "seed", (int64_t)x->st.programs * 100 + r->index);
+	jsonw_kstring(x->w, "phase", pm->tenant);
+	jsonw_kstring(x->w, "problem_id", pm->id);
+	jsonw_kstring(x->w, "problem", pm->spec->problem);
+	jsonw_kstring(x->w, "target", target);
+	jsonw_knull(x->w, "level");
+	jsonw_knull(x->w, "subject");
+	jsonw_kuint(x->w, "tokens_used", r->tokens);
+	jsonw_kbool(x->w, "finished", r->finished);
+	jsonw_kstring(x->w, "final_answer", final);
+	jsonw_kbool(x->w, "final_correct", target[0] != '\0' && answer_equivalent(final, target));
+	jsonw_key(x->w, "probes");
+	jsonw_array_begin(x->w);
+	for (i = 0; i < r->n_probes; i++) {
+		jsonw_array_begin(x->w);
+		jsonw_uint(x->w, r->probes[i]->position);
+		jsonw_string(x->w, r->probes[i]->answer);
+		jsonw_uint(x->w, 0);
+		jsonw_array_end(x->w);
+	}
+	jsonw_array_end(x->w);
+	jsonw_kstring(x->w, "text", r->text);
+	jsonw_object_end(x->w);
+	if (jsonw_error(x->w) != 0)
+		return -ENOMEM;
+	data = jsonw_data(x->w, &len);
+	if (fwrite(data, 1, len, x->f) != len || fputc('\n', x->f) == EOF)
+		return -EIO;
+	x->st.chains++;
+	return 0;
+}
+
+static int
+histexport_one(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+{
+	struct histexport_ctx *x = arg;
+	const Certa__V1__HistoryRecord *h = (const Certa__V1__HistoryRecord *)msg;
+	const Certa__V1__Program *pm = h->program;
+	size_t i;
+	int rc;
+
+	(void)key;
+	(void)keylen;
+	if (pm == NULL || pm->spec == NULL || h->n_requests == 0 || pm->result == NULL ||
+	    (!x->all && pm->result->reason !=
+	    CERTA__V1__FINISH_REASON__FINISH_REASON_NATURAL_END)) {
+		x->st.skipped++;
+		return 0;
+	}
+	for (i = 0; i < h->n_requests; i++) {
+		rc = histexport_chain(x, pm, h->requests[i], pm->result->answer);
+		if (rc != 0)
+			return rc;
+	}
+	x->st.programs++;
+	return 0;
+}
+
+static int
+histexport_txn(struct store_txn *txn, void *arg)
+{
+	return store_scan(txn, STORE_DB_HISTORY, "", NULL, histexport_one, arg);
+}
+
+int
+histexport_write(struct store *st, FILE *f, bool all, struct histexport_stats *out)
+{
+	struct histexport_ctx x;
+	int rc;
+
+	memset(&x, 0, sizeof x);
+	x.f = f;
+	x.all = all;
+	rc = jsonw_new(&x.w);
+	if (rc != 0)
+		return rc;
+	rc = store_view(st, histexport_txn, &x);
+	jsonw_free(x.w);
+	if (rc < 0)
+		return rc;
+	if (fflush(f) != 0)
+		return -EIO;
+	if (out != NULL)
+		*out = x.st;
+	return 0;
+}
