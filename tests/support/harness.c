@@ -211,13 +211,19 @@ harness_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int
-harness_spawn(struct harness_proc **out, const char *log_path, char *const argv[])
+/*
+ * The common part of harness_spawn() and harness_spawn_io(): stdout to out_path (opened with
+ * O_WRONLY | O_CREAT | mode_flags), stderr to err_path (same flags) or, when err_path is NULL,
+ * to the same file descriptor.
+ */
+static int
+harness_spawn_files(struct harness_proc **out, const char *out_path, const char *err_path,
+    int mode_flags, char *const argv[])
 {
 	struct harness_proc *p;
 	const char *base;
 	sigset_t all;
-	int fd, devnull, slot, i, err;
+	int fd, efd, devnull, slot, i, err;
 	pid_t pid;
 
 	harness_init();
@@ -231,20 +237,28 @@ harness_spawn(struct harness_proc **out, const char *log_path, char *const argv[
 		return -ENOMEM;
 	base = strrchr(argv[0], '/');
 	p->name = strdup(base != NULL ? base + 1 : argv[0]);
-	p->log_path = strdup(log_path);
+	p->log_path = strdup(out_path);
 	if (p->name == NULL || p->log_path == NULL) {
 		err = -ENOMEM;
 		goto fail_p;
 	}
-	fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	fd = open(out_path, O_WRONLY | O_CREAT | O_CLOEXEC | mode_flags, 0644);
 	if (fd < 0) {
 		err = -errno;
 		goto fail_p;
 	}
+	efd = fd;
+	if (err_path != NULL) {
+		efd = open(err_path, O_WRONLY | O_CREAT | O_CLOEXEC | mode_flags, 0644);
+		if (efd < 0) {
+			err = -errno;
+			goto fail_fd;
+		}
+	}
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0) {
 		err = -errno;
-		goto fail_fd;
+		goto fail_efd;
 	}
 	pid = fork();
 	if (pid < 0) {
@@ -263,7 +277,7 @@ harness_spawn(struct harness_proc **out, const char *log_path, char *const argv[
 		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (dup2(devnull, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0 ||
-		    dup2(fd, STDERR_FILENO) < 0)
+		    dup2(efd, STDERR_FILENO) < 0)
 			_exit(127);
 		execv(argv[0], argv);
 		harness_say_exec_error(argv[0], errno);
@@ -272,6 +286,8 @@ harness_spawn(struct harness_proc **out, const char *log_path, char *const argv[
 	/* Parent: also set the group here so a kill right after fork reaches it. */
 	(void)setpgid(pid, pid);
 	close(devnull);
+	if (efd != fd)
+		close(efd);
 	close(fd);
 	p->pid = pid;
 	p->slot = slot;
@@ -281,6 +297,9 @@ harness_spawn(struct harness_proc **out, const char *log_path, char *const argv[
 
 fail_devnull:
 	close(devnull);
+fail_efd:
+	if (efd != fd)
+		close(efd);
 fail_fd:
 	close(fd);
 fail_p:
@@ -288,6 +307,19 @@ fail_p:
 	free(p->log_path);
 	free(p);
 	return err;
+}
+
+int
+harness_spawn(struct harness_proc **out, const char *log_path, char *const argv[])
+{
+	return harness_spawn_files(out, log_path, NULL, O_APPEND, argv);
+}
+
+int
+harness_spawn_io(struct harness_proc **out, const char *out_path, const char *err_path,
+    char *const argv[])
+{
+	return harness_spawn_files(out, out_path, err_path, O_TRUNC, argv);
 }
 
 pid_t

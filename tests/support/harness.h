@@ -64,6 +64,16 @@ int harness_rmrf(const char *path);
  */
 int harness_spawn(struct harness_proc **out, const char *log_path, char *const argv[]);
 
+/*
+ * As harness_spawn(), for commands whose output a test reads: stdout goes to out_path and
+ * stderr to err_path (each created 0644 or truncated; NULL err_path: both to out_path), stdin
+ * is /dev/null.  The process is registered with the safety net like any other;
+ * harness_log_path() is out_path.  Wait for it with harness_wait_exit() (and harness_kill9()
+ * when it runs too long).  Returns 0 or an error of harness_spawn().
+ */
+int harness_spawn_io(struct harness_proc **out, const char *out_path, const char *err_path,
+    char *const argv[]);
+
 /* The child's pid (also its process group id) and its log path (owned by p). */
 pid_t harness_pid(const struct harness_proc *p);
 const char *harness_log_path(const struct harness_proc *p);
