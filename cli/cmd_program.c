@@ -53,7 +53,8 @@ const struct cmd_entry cmd_program_submit_entry = {
 	    "With --watch a progress line follows every step:\n"
 	    "  [ID] tokens=1280 certaindex=0.42 answers: #0 \"36\" (1280 tok) #1 \"27\" (1216 tok, "
 	    "done)\n"
-	    "With --json every event is one JSON line (event: accepted, progress, finished).\n"
+	    "With --json every printed event is one JSON line (event: accepted, progress,\n"
+	    "finished); progress events are printed with --watch.\n"
 	    "Ctrl-C stops following; the program keeps running (certactl watch ID / get ID).\n"
 	    "Exit status 4 when the program ends as failed or cancelled.",
 	.options = cmd_program_submit_options,
