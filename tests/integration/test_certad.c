@@ -519,6 +519,49 @@ test_idempotency_key(void **state)
 	protobuf_c_message_free_unpacked(&list->base, NULL);
 }
 
+/* A deadline ends a program with reason DEADLINE; a small budget ends it with BUDGET (no
+ * more tokens than the budget allows, plus at most one step per chain in flight). */
+static void
+test_deadline_and_budget(void **state)
+{
+	struct env *e = *state;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
+	struct timespec now;
+
+	HARNESS_NEED_TRACES(e);
+	start_workers(e, 1, "100");
+	start_certad(e, 1);
+	clock_gettime(CLOCK_REALTIME, &now);
+	spec.problem = (char *)e->tr->problem;
+	spec.deadline_unix_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + 800;
+	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	read_events(s, &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_int_equal(ev.finished->result->reason,
+	    CERTA__V1__FINISH_REASON__FINISH_REASON_DEADLINE);
+	assert_true(ev.finished->result->low_confidence);
+	assert_true(ev.finished->result->tokens_used < e->tr->tokens_used);
+	certa_client_events_free(&ev);
+
+	/* The full policy used by these tests never extends budgets (extend_frac = 0). */
+	spec.deadline_unix_ms = 0;
+	spec.token_budget = 320;
+	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	read_events(s, &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_int_equal(ev.finished->result->reason,
+	    CERTA__V1__FINISH_REASON__FINISH_REASON_BUDGET);
+	assert_int_equal(ev.finished->result->tokens_used, 320);
+	assert_true(ev.finished->result->low_confidence);
+	certa_client_events_free(&ev);
+}
+
 /* kill -9 the worker holding a program: it completes on the other worker. */
 static void
 test_worker_failover(void **state)
@@ -671,6 +714,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_crash_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idempotency_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_and_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_worker_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_and_list, setup, teardown),
