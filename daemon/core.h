@@ -39,6 +39,8 @@ struct core_options {
 	int64_t starvation_ms;      /* a ready program waiting this long goes first */
 	struct tenant_quota quota_defaults;
 	const char *anonymous_tenant; /* callers without a key act as this tenant ("" = refuse) */
+	int64_t retention_ms;       /* finished programs older than this are removed (0: keep) */
+	int retention_interval_ms;  /* how often pruning runs */
 };
 
 /* Opens the store and recovers unfinished programs.  Returns 0 or a store error

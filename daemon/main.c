@@ -93,6 +93,10 @@ static const struct config_option dmain_options[] = {
 	  "default per-tenant limit on sc chains (0 = the policy's max_sc_n)" },
 	{ "quota.max_prompt_bytes", CONFIG_SIZE, "0", 0, 16777216, NULL,
 	  "default per-tenant problem size limit (0 = limits.max_prompt_bytes)" },
+	{ "retention.max_age", CONFIG_DURATION, "720h", 0, 3.2e11, NULL,
+	  "finished programs, their chains and history older than this are removed (0 = keep)" },
+	{ "retention.interval", CONFIG_DURATION, "1h", 100, 86400000, NULL,
+	  "how often old programs are pruned (at most 1000 per run)" },
 	{ "metrics.address", CONFIG_STRING, "127.0.0.1", 0, 0, NULL,
 	  "address of the HTTP endpoint serving /metrics, /healthz and /readyz" },
 	{ "metrics.port", CONFIG_INT, "7780", -1, 65535, NULL,
@@ -633,6 +637,8 @@ main(int argc, char **argv)
 	co.pool.max_inflight = (uint32_t)config_get_int(m.cfg, "workers.max_inflight");
 	co.starvation_ms = co.policy.starvation_ms;
 	co.anonymous_tenant = config_get_str(m.cfg, "auth.anonymous_tenant");
+	co.retention_ms = config_get_int(m.cfg, "retention.max_age");
+	co.retention_interval_ms = (int)config_get_int(m.cfg, "retention.interval");
 	dmain_quota(m.cfg, &co.quota_defaults);
 	{
 		struct auth_options ao;

@@ -40,9 +40,9 @@ struct env {
 	struct rpc_channel *ch;
 };
 
-/* Starts certad on a free port with the given workers; waits for its port file. */
+/* Starts certad on a free port with the given workers and extra arguments; waits for it. */
 static void
-start_certad(struct env *e, int nworkers)
+start_certad_extra(struct env *e, int nworkers, const char *const extra[])
 {
 	char sock[600], pol[600];
 	const char *sets[] = { "workers.health_interval=100ms", "metrics.port=0",
@@ -54,12 +54,18 @@ start_certad(struct env *e, int nworkers)
 
 	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
 	snprintf(pol, sizeof pol, "policy.file=%s/full.policy", e->dir);
-	if (harness_start_certad(e->dir, e->wport, (size_t)nworkers, sets, NULL, &e->d,
+	if (harness_start_certad(e->dir, e->wport, (size_t)nworkers, sets, extra, &e->d,
 	    &e->dport) != 0)
 		fail_msg("certad did not start");
 	if (e->ch != NULL)
 		rpc_channel_free(e->ch);
 	assert_int_equal(certa_client_channel(e->dport, &e->ch), 0);
+}
+
+static void
+start_certad(struct env *e, int nworkers)
+{
+	start_certad_extra(e, nworkers, NULL);
 }
 
 static void
@@ -562,6 +568,64 @@ test_deadline_and_budget(void **state)
 	certa_client_events_free(&ev);
 }
 
+/* Retention: finished programs older than retention.max_age disappear with their chains and
+ * history; programs in progress stay. */
+static void
+test_retention(void **state)
+{
+	struct env *e = *state;
+	const char *extra[] = { "--set", "retention.max_age=1s", "--set",
+	    "retention.interval=200ms", NULL };
+	struct certa_client_events ev;
+	struct rpc_stream *slow;
+	Certa__V1__Program *p;
+	grpc_status_code st;
+	char done_id[64], live_id[64];
+	int i;
+
+	HARNESS_NEED_TRACES(e);
+	start_workers(e, 1, "0");
+	start_certad_extra(e, 1, extra);
+	memset(&ev, 0, sizeof ev);
+	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	snprintf(done_id, sizeof done_id, "%s", ev.id);
+	certa_client_events_free(&ev);
+	p = get_program(e, done_id, &st, NULL);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+
+	/* A program in progress (no worker can take it) must survive pruning. */
+	harness_proc_free(e->w[0]);
+	e->w[0] = NULL;
+	memset(&ev, 0, sizeof ev);
+	slow = submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0);
+	assert_int_equal(rpc_sync_stream_next(slow, 10000, (ProtobufCMessage **)&ev.last), 1);
+	assert_int_equal(ev.last->event_case, CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED);
+	snprintf(live_id, sizeof live_id, "%s", ev.last->accepted->program_id);
+	protobuf_c_message_free_unpacked(&ev.last->base, NULL);
+	ev.last = NULL;
+
+	for (i = 0; i < 60; i++) {
+		p = get_program(e, done_id, &st, NULL);
+		if (p != NULL)
+			protobuf_c_message_free_unpacked(&p->base, NULL);
+		if (st == GRPC_STATUS_NOT_FOUND)
+			break;
+		usleep(100000);
+	}
+	assert_int_equal(st, GRPC_STATUS_NOT_FOUND);
+	usleep(1500000);
+	p = get_program(e, live_id, &st, NULL);
+	assert_int_equal(st, GRPC_STATUS_OK);
+	assert_true(p->state == CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED ||
+	    p->state == CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_RUNNING);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	rpc_sync_stream_cancel(slow);
+	read_events(slow, &ev, 0);
+	certa_client_events_free(&ev);
+}
+
 /* kill -9 the worker holding a program: it completes on the other worker. */
 static void
 test_worker_failover(void **state)
@@ -715,6 +779,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_daemon_crash_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idempotency_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_and_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_worker_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_and_list, setup, teardown),
