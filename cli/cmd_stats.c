@@ -23,7 +23,8 @@ const struct cmd_entry cmd_stats_entry = {
 	.summary = "per-tenant programs, tokens and fair share",
 	.help = "Shows, per tenant, its programs by state, the tokens served (decode + probe)\n"
 	    "and saved (estimated, by stopping early), and the share of tokens it received\n"
-	    "next to the share its weight entitles it to among the backlogged tenants:\n"
+	    "recently (decayed, half-life 30 s) next to the share its weight entitles it to\n"
+	    "among the backlogged tenants:\n"
 	    "  TENANT QUEUED RUNNING FINISHED CANCELLED FAILED TOKENS SAVED SHARE WEIGHT\n"
 	    "  workers up: 2  steps: 12345\n"
 	    "With --json, one object: {\"tenants\":[{\"tenant\":...,\"queued\":N,\"running\":N,\n"

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "certa/v1/admin.pb-c.h"
 #include "daemon/auth.h"
@@ -432,11 +433,17 @@ admin_get_stats(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	Certa__V1__StatsReply reply = CERTA__V1__STATS_REPLY__INIT;
 	Certa__V1__TenantStats *st, **sp;
 	size_t i, n = tenants_count(ts), k = 0;
-	double served = 0, wsum = 0;
+	double wsum = 0;
+	int64_t now_ms;
 
 	if (req->tenant[0] != '\0' && !tenants_exists(ts, req->tenant)) {
 		rpc_call_fail(call, CERTA_ENOTFOUND, "no tenant %s", req->tenant);
 		return;
+	}
+	{
+		struct timespec tsp;
+		clock_gettime(CLOCK_REALTIME, &tsp);
+		now_ms = (int64_t)tsp.tv_sec * 1000 + tsp.tv_nsec / 1000000;
 	}
 	st = calloc(n ? n : 1, sizeof *st);
 	sp = calloc(n ? n : 1, sizeof *sp);
@@ -448,7 +455,6 @@ admin_get_stats(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	}
 	for (i = 0; i < n; i++) {
 		const char *name = tenants_name_at(ts, i);
-		served += (double)fair_served(core_fair(c), name);
 		if (tenants_live(ts, name) > 0)
 			wsum += tenants_weight(ts, name);
 	}
@@ -466,8 +472,7 @@ admin_get_stats(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		st[k].failed = s->failed;
 		st[k].tokens_used = s->tokens_used;
 		st[k].tokens_saved = s->tokens_saved;
-		st[k].share_received = served > 0 ?
-		    (double)fair_served(core_fair(c), name) / served : 0;
+		st[k].share_received = fair_recent_share(core_fair(c), name, now_ms);
 		st[k].share_weight = tenants_live(ts, name) > 0 && wsum > 0 ?
 		    tenants_weight(ts, name) / wsum : 0;
 		sp[k] = &st[k];

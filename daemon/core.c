@@ -516,6 +516,7 @@ core_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const ch
 			    (reply->results[i]->probe ? reply->results[i]->probe->tokens : 0);
 		tenants_charge(c->tenants, p->tenant, served, p->ready_since_ms);
 		fair_charge(c->fair, p->tenant, served);
+		fair_note_served(c->fair, p->tenant, served, p->ready_since_ms);
 		{
 			uint64_t probe = 0;
 			for (i = 0; i < reply->n_results; i++)

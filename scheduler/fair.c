@@ -2,6 +2,7 @@
 #include "scheduler/fair.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,8 @@ struct fair_tenant {
 	double counter;
 	uint64_t served;
 	bool backlogged;
+	double recent;            /* decayed tokens served */
+	int64_t recent_ms;        /* time of the last decay */
 };
 
 struct fair {
@@ -115,6 +118,42 @@ fair_served(const struct fair *f, const char *tenant)
 	const struct fair_tenant *t = fair_find(f, tenant);
 
 	return t != NULL ? t->served : 0;
+}
+
+/* The decayed counter as of now_ms. */
+static double
+fair_decayed(const struct fair_tenant *t, int64_t now_ms)
+{
+	if (now_ms <= t->recent_ms)
+		return t->recent;
+	return t->recent * pow(0.5, (double)(now_ms - t->recent_ms) / FAIR_WINDOW_HALF_LIFE_MS);
+}
+
+void
+fair_note_served(struct fair *f, const char *tenant, uint64_t tokens, int64_t now_ms)
+{
+	struct fair_tenant *t = fair_get(f, tenant);
+
+	if (t == NULL)
+		return;
+	t->recent = fair_decayed(t, now_ms) + (double)tokens;
+	if (now_ms > t->recent_ms)
+		t->recent_ms = now_ms;
+}
+
+double
+fair_recent_share(const struct fair *f, const char *tenant, int64_t now_ms)
+{
+	double mine = 0, all = 0, v;
+	size_t i;
+
+	for (i = 0; i < f->n; i++) {
+		v = fair_decayed(&f->t[i], now_ms);
+		all += v;
+		if (strcmp(f->t[i].name, tenant) == 0)
+			mine = v;
+	}
+	return all > 0 ? mine / all : 0;
 }
 
 void

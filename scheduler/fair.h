@@ -44,6 +44,16 @@ void fair_charge(struct fair *f, const char *tenant, uint64_t tokens);
 double fair_counter(const struct fair *f, const char *tenant);
 /* Tokens served in total (for share reports). */
 uint64_t fair_served(const struct fair *f, const char *tenant);
+
+/* Half-life of the recent-share window. */
+#define FAIR_WINDOW_HALF_LIFE_MS 30000
+
+/* Records tokens served at now_ms in the tenant's recent (exponentially decayed) counter.
+ * fair_charge() does not: call both (the core does), or only this for reporting. */
+void fair_note_served(struct fair *f, const char *tenant, uint64_t tokens, int64_t now_ms);
+/* The tenant's share of all tokens served recently (decayed with FAIR_WINDOW_HALF_LIFE_MS),
+ * in [0,1]; 0 when nothing was served. */
+double fair_recent_share(const struct fair *f, const char *tenant, int64_t now_ms);
 /* Forgets a tenant. */
 void fair_remove(struct fair *f, const char *tenant);
 

@@ -146,6 +146,27 @@ test_bad_weight(void **state)
 	fair_free(f);
 }
 
+/* The recent share forgets old traffic: after a few half-lives only new tokens count. */
+static void
+test_recent_share(void **state)
+{
+	struct fair *f = fair_new();
+	double s;
+
+	(void)state;
+	assert_true(fair_recent_share(f, "a", 0) == 0);
+	fair_note_served(f, "a", 1000, 0);
+	fair_note_served(f, "b", 1000, 0);
+	s = fair_recent_share(f, "a", 0);
+	assert_true(s > 0.499 && s < 0.501);
+	/* Five half-lives later b serves as much as a did: b dominates the window. */
+	fair_note_served(f, "b", 1000, 5 * FAIR_WINDOW_HALF_LIFE_MS);
+	s = fair_recent_share(f, "a", 5 * FAIR_WINDOW_HALF_LIFE_MS);
+	assert_true(s > 0.029 && s < 0.0295);  /* 31.25 / (31.25 + 1031.25) = 0.0294 */
+	assert_int_equal(fair_served(f, "a"), 0);  /* reporting only: no fair-share charge */
+	fair_free(f);
+}
+
 int
 main(void)
 {
@@ -155,6 +176,7 @@ main(void)
 		cmocka_unit_test(test_order_inside_tenant),
 		cmocka_unit_test(test_starvation_bound),
 		cmocka_unit_test(test_bad_weight),
+		cmocka_unit_test(test_recent_share),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
