@@ -23,6 +23,7 @@ struct pool_worker {
 	char engine[32];
 	char model[128];
 	char error[320];
+	char instance[40];        /* the worker process we talk to (from Info) */
 	int64_t last_seen_ms;
 	uint32_t inflight;        /* chains in flight (step slots used) */
 	int removed;              /* removed while calls were in flight */
@@ -128,6 +129,13 @@ pool_on_info(void *arg, grpc_status_code status, const char *details, ProtobufCM
 	w->info_inflight = 0;
 	if (!w->removed) {
 		if (status == GRPC_STATUS_OK && r != NULL) {
+			if (w->instance[0] != '\0' && strcmp(w->instance, r->instance) != 0 &&
+			    w->state == POOL_UP) {
+				/* Same address, new process: its per-request state is gone, so
+				 * the chains placed on it must move (re-prefill) like after a loss. */
+				pool_mark_down(w->pl, w, "worker restarted (new instance)");
+			}
+			snprintf(w->instance, sizeof w->instance, "%s", r->instance);
 			w->capacity = r->capacity;
 			snprintf(w->engine, sizeof w->engine, "%s", r->engine);
 			snprintf(w->model, sizeof w->model, "%s", r->model);

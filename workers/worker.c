@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <event2/event.h>
 
 #include "certa/v1/worker.pb-c.h"
@@ -17,6 +19,7 @@
 
 struct worker {
 	struct engine *engine;
+	char instance[33];        /* random per process: tells the daemon state was lost */
 	struct event_base *base;
 	int step_delay_ms;
 	uint64_t steps;
@@ -40,6 +43,14 @@ worker_new(struct engine *engine, struct event_base *base, int step_delay_ms,
 		return -ENOMEM;
 	w->engine = engine;
 	w->base = base;
+	{
+		uint8_t r[16];
+		size_t i;
+		if (getrandom(r, sizeof r, 0) != sizeof r)
+			memset(r, 0, sizeof r);
+		for (i = 0; i < sizeof r; i++)
+			snprintf(w->instance + 2 * i, 3, "%02x", r[i]);
+	}
 	w->step_delay_ms = step_delay_ms;
 	*out = w;
 	return 0;
@@ -239,6 +250,7 @@ worker_on_info(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	reply.n_models = info.nmodels;
 	reply.models = (char **)info.models;
 	reply.problems = info.problems;
+	reply.instance = w->instance;
 	rpc_call_reply(call, &reply.base);
 }
 

@@ -626,6 +626,56 @@ test_retention(void **state)
 	certa_client_events_free(&ev);
 }
 
+/* A worker that restarts on the same address (new process, state lost) is noticed (a failed
+ * step, or a new Info instance id); its chains are re-prefilled from the text so far on the
+ * new process and finish right. */
+static void
+test_worker_restart_same_address(void **state)
+{
+	struct env *e = *state;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
+	char listen[64], *log = NULL, path[600];
+	const char *extra[] = { "--listen", listen, "--step-delay", "15", NULL };
+	int port, i, seen = 0;
+
+	HARNESS_NEED_TRACES(e);
+	start_workers(e, 1, "15");
+	start_certad(e, 1);
+	memset(&ev, 0, sizeof ev);
+	s = read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 3);
+	assert_non_null(s);
+	port = e->wport[0];
+	harness_proc_free(e->w[0]);            /* kills it */
+	e->w[0] = NULL;
+	snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), extra, &e->w[0],
+	    &e->wport[0]), 0);
+	assert_int_equal(e->wport[0], port);
+	read_events(s, &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_true(answer_equivalent(ev.finished->result->answer, e->tr->final_answer));
+	assert_int_equal(ev.finished->result->tokens_used, e->tr->tokens_used);
+	certa_client_events_free(&ev);
+	/* The new process was given the chain's text so far (a non-empty re-prefill). */
+	snprintf(path, sizeof path, "%s", harness_log_path(e->w[0]));
+	for (i = 0; i < 50 && !seen; i++) {
+		char *p;
+		unsigned long long tokens;
+		size_t bytes;
+		free(log);
+		log = NULL;
+		if (harness_read_file(path, &log) == 0 && (p = strstr(log, "resumed at ")) != NULL &&
+		    sscanf(p, "resumed at %llu tokens (%zu bytes", &tokens, &bytes) == 2)
+			seen = tokens > 0 && bytes > 0;
+		if (!seen)
+			usleep(100000);
+	}
+	free(log);
+	assert_true(seen);
+}
+
 /* kill -9 the worker holding a program: it completes on the other worker. */
 static void
 test_worker_failover(void **state)
@@ -780,6 +830,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_idempotency_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_and_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_worker_restart_same_address, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_worker_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_and_list, setup, teardown),

@@ -242,6 +242,11 @@ replay_step(void *state, const struct engine_item *items, size_t n, struct engin
 	/* Only now record state: nothing above changed the engine. */
 	for (i = 0; i < n; i++) {
 		struct replay_req *q = strmap_get(r->reqs, items[i].request_id);
+		if (q == NULL && items[i].resume_tokens > 0)
+			log_info(LOG_ENGINE, "request %s resumed at %llu tokens (%zu bytes of text "
+			    "to re-prefill)", items[i].request_id,
+			    (unsigned long long)items[i].resume_tokens,
+			    items[i].resume_text != NULL ? strlen(items[i].resume_text) : (size_t)0);
 		if (q == NULL) {
 			q = calloc(1, sizeof *q);
 			if (q == NULL || strmap_put(r->reqs, items[i].request_id, q, NULL) != 0) {
