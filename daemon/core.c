@@ -377,8 +377,13 @@ core_decide(struct core *c, struct program *p, struct sched_decision *d)
 				p->chains[i].probes[p->chains[i].nprobes - 1].certaindex = d->certaindex;
 	}
 	free(chains);
-	if (!d->stop)
+	if (!d->stop) {
+		p->decided = true;
+		p->decided_steps = p->steps;
+		p->decided_gen = policies_generation(c->policies);
+		p->next_step_tokens = d->step_tokens;
 		return 0;
+	}
 	p->low_confidence = d->low_confidence;
 	core_finalize(c, p, PROGRAM_FINISHED, d->reason, p->answer, 0, NULL);
 	return 1;
@@ -647,8 +652,13 @@ core_dispatch(struct core *c)
 
 		if (p->inflight || program_is_terminal(p) || p->not_before_ms > now)
 			continue;
-		/* Deadlines and budgets can end a program without a step. */
-		if (core_decide(c, p, &d)) {
+		if (p->decided && p->decided_steps == p->steps &&
+		    p->decided_gen == policies_generation(c->policies) &&
+		    (p->deadline_ms == 0 || now < p->deadline_ms)) {
+			/* Nothing changed since the last decision: reuse it. */
+			d.step_tokens = p->next_step_tokens;
+		} else if (core_decide(c, p, &d)) {
+			/* Deadlines and budgets can end a program without a step. */
 			i--;  /* core_finalize removed it from order */
 			continue;
 		}

@@ -27,6 +27,7 @@ struct policies {
 	struct store *st;
 	struct sched_policy base;
 	struct strmap *cur;       /* name -> struct policy_entry (stored current versions) */
+	uint64_t generation;
 };
 
 static int64_t
@@ -115,6 +116,13 @@ void
 policies_set_base(struct policies *ps, const struct sched_policy *base)
 {
 	ps->base = *base;
+	ps->generation++;
+}
+
+uint64_t
+policies_generation(const struct policies *ps)
+{
+	return ps->generation;
 }
 
 const struct sched_policy *
@@ -258,6 +266,7 @@ policies_commit(struct policies *ps, const char *name, const struct sched_policy
 		return -ENOMEM;
 	}
 	free((void *)e);
+	ps->generation++;
 	log_notice(LOG_ADMIN, "policy %s -> v%u by %s", name, ne->version, who);
 	return 0;
 }

@@ -25,6 +25,9 @@ void policies_free(struct policies *ps);
 /* Replaces the base policy (configuration reload). */
 void policies_set_base(struct policies *ps, const struct sched_policy *base);
 
+/* Changes with every stored version and base change (callers cache decisions by it). */
+uint64_t policies_generation(const struct policies *ps);
+
 /* The policy that applies to a tenant: its override (named by ref, or its own name), else the
  * stored default, else the base.  Never NULL. */
 const struct sched_policy *policies_effective(const struct policies *ps, const char *tenant,

@@ -83,6 +83,12 @@ struct program {
 	double certaindex;
 	char *answer;             /* current best answer */
 	struct sched_state pstate;        /* policy state machine (scheduler/sched.h) */
+	/* The last continue decision, valid while nothing it depends on changed (steps, policy
+	 * generation, deadline): waiting programs are not re-scored on every dispatch pass. */
+	bool decided;
+	uint64_t decided_steps;
+	uint64_t decided_gen;
+	uint32_t next_step_tokens;
 	struct sched_features features;   /* what produced the last certaindex */
 
 	/* result (terminal states) */
