@@ -8,7 +8,9 @@
 #   BUILD/man/certad.conf.5              docs/man/certad.conf.5.in, @OPTIONS@ replaced by
 #                                        certad --print-config-man
 #   BUILD/man/certa-worker.8             docs/man/certa-worker.8.in, @OPTIONS@ replaced by
-#                                        certa-worker --print-config-man
+#                                        certa-worker --print-config-man without its
+#                                        .SH OPTIONS line (the page has its own OPTIONS for
+#                                        the flags; the list goes under CONFIGURATION)
 #   BUILD/man/certad.8, BUILD/man/certactl.1   copied from docs/man
 # Runs from any directory; `make install` calls it.  Needs only bash, awk and sed.
 set -eu
@@ -52,15 +54,23 @@ options_man() {
 	} >"$out"
 }
 
-# Replaces the line @OPTIONS@ of template $1 with file $2, writing $3.
+# Replaces the line @OPTIONS@ of template $1 with file $2, writing $3.  With $4 = noheading
+# the first ".SH OPTIONS" line of $2 is left out.
 splice() {
-	local in=$1 opts=$2 out=$3
+	local in=$1 opts=$2 out=$3 mode=${4:-}
 	if [ "$(grep -c '^@OPTIONS@$' "$in")" -ne 1 ]; then
 		echo "gen-docs: $in must contain exactly one line @OPTIONS@" >&2
 		exit 1
 	fi
-	awk -v f="$opts" '$0 == "@OPTIONS@" { while ((getline l < f) > 0) print l; next } { print }' \
-		"$in" >"$out.tmp"
+	awk -v f="$opts" -v drop="$mode" '
+		$0 == "@OPTIONS@" {
+			while ((getline l < f) > 0) {
+				if (drop == "noheading" && l == ".SH OPTIONS") { drop = ""; continue }
+				print l
+			}
+			next
+		}
+		{ print }' "$in" >"$out.tmp"
 	mv "$out.tmp" "$out"
 }
 
@@ -71,5 +81,6 @@ mv "$tmp/certad.conf.example" "$tmp/certa-worker.conf.example" "$build/etc/"
 options_man certad "$tmp/certad.options"
 options_man certa-worker "$tmp/worker.options"
 splice "$root/docs/man/certad.conf.5.in" "$tmp/certad.options" "$build/man/certad.conf.5"
-splice "$root/docs/man/certa-worker.8.in" "$tmp/worker.options" "$build/man/certa-worker.8"
+splice "$root/docs/man/certa-worker.8.in" "$tmp/worker.options" "$build/man/certa-worker.8" \
+	noheading
 cp "$root/docs/man/certad.8" "$root/docs/man/certactl.1" "$build/man/"
