@@ -33,8 +33,9 @@ static const struct cmd_option cmd_program_submit_options[] = {
 	{ "budget", "T", "token budget across all chains (default: the policy's)" },
 	{ "priority", "P", "low, normal or high (default normal)" },
 	{ "deadline", "SECONDS", "stop the program SECONDS from now (reason: deadline)" },
-	{ "model", "NAME", "route to this model or worker pool" },
-	{ "policy", "NAME", "use this named policy instead of the tenant's default" },
+	{ "model", "NAME", "run on a worker serving this model (refused if none does)" },
+	{ "policy", "NAME", "per-program policy (this server refuses it: the tenant's policy "
+	    "applies)" },
 	{ "idempotency-key", "KEY", "resubmitting with the same KEY returns the same program" },
 	{ "watch", NULL, "print a progress line after every step" },
 	{ "no-watch", NULL, "print only the id and the final result (default)" },

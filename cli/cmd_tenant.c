@@ -45,7 +45,7 @@ enum cmd_tenant_kind {
 	X("max-concurrent", "N", "quota: programs queued or running at once (0: server default)", \
 	    "quota.max_concurrent_programs", CMD_TENANT_QUOTA32, \
 	    offsetof(Certa__V1__Quota, max_concurrent_programs)) \
-	X("tokens-per-minute", "N", "quota: decode tokens per minute, a token bucket " \
+	X("tokens-per-minute", "N", "quota: decode + probe tokens per minute, a token bucket " \
 	    "(0: server default)", \
 	    "quota.tokens_per_minute", CMD_TENANT_QUOTA64, \
 	    offsetof(Certa__V1__Quota, tokens_per_minute)) \
@@ -150,7 +150,8 @@ const struct cmd_entry cmd_tenant_rm_entry = {
 	.name = "tenant rm",
 	.usage = "NAME",
 	.summary = "delete a tenant",
-	.help = "Deletes tenant NAME; its API keys stop working at once.",
+	.help = "Deletes tenant NAME and its API keys.  Refused (FAILED_PRECONDITION) while the\n"
+	    "tenant has programs queued or running: cancel them first.",
 	.options = NULL,
 	.min_args = 1,
 	.max_args = 1,

@@ -38,7 +38,10 @@ const struct cmd_entry cmd_worker_add_entry = {
 	.usage = "ADDR",
 	.summary = "add a worker (host:port or unix:PATH)",
 	.help = "Adds the worker at ADDR to the pool; certad probes it and sends it work once it\n"
-	    "is up.  Prints `worker ADDR: STATE` (--json: the worker object).",
+	    "is up.  Prints `worker ADDR: STATE` (--json: the worker object).  Adding a draining\n"
+	    "worker puts it back in service.  Workers added here last until certad restarts (and\n"
+	    "a reload drops idle ones not in workers.worker): list them in the configuration to\n"
+	    "keep them.",
 	.options = NULL,
 	.min_args = 1,
 	.max_args = 1,
@@ -50,8 +53,8 @@ const struct cmd_entry cmd_worker_rm_entry = {
 	.name = "worker rm",
 	.usage = "ADDR",
 	.summary = "remove a worker from the pool",
-	.help = "Removes the worker at ADDR; chains still on it move to other workers.  Drain it\n"
-	    "first (`certactl worker drain ADDR`) to let them finish there.",
+	.help = "Removes the worker at ADDR.  Refused (FAILED_PRECONDITION) while chains are\n"
+	    "placed on it: drain it first (`certactl worker drain ADDR`) and let them finish.",
 	.options = NULL,
 	.min_args = 1,
 	.max_args = 1,

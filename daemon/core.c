@@ -676,7 +676,7 @@ core_dispatch(struct core *c)
 		goto out;
 	for (i = 0; i < n && pool_has_slots(c->pool); i++) {
 		struct program *p = ready[order[i]];
-		struct pool_worker *w = pool_pick(c->pool, p->worker, p->n);
+		struct pool_worker *w = pool_pick(c->pool, p->worker, p->n, p->model);
 		struct sched_decision d;
 
 		if (w == NULL)
@@ -1344,6 +1344,19 @@ core_validate(struct core *c, const struct sched_policy *pol, const Certa__V1__P
 		snprintf(err, errlen, "program.priority %d is not a known priority",
 		    (int)spec->priority);
 		return CERTA_EINVAL;
+	}
+	if (spec->policy[0] != '\0') {
+		snprintf(err, errlen, "program.policy: per-program policies are not supported; the "
+		    "tenant's policy applies (certactl policy get --tenant)");
+		return CERTA_EINVAL;
+	}
+	if (spec->model[0] != '\0') {
+		char avail[256];
+		if (!pool_model_known(c->pool, spec->model, avail, sizeof avail)) {
+			snprintf(err, errlen, "program.model: no worker serves model '%s' (workers "
+			    "up serve: %s)", spec->model, avail[0] ? avail : "none");
+			return CERTA_EINVAL;
+		}
 	}
 	if (spec->deadline_unix_ms != 0 && spec->deadline_unix_ms <= core_now_ms()) {
 		snprintf(err, errlen, "program.deadline_unix_ms %lld is in the past",

@@ -2,7 +2,8 @@
  * certad — the certa control daemon.
  *
  *   certad [--config FILE] [--listen ADDR] [--state-dir DIR] [--worker ADDR]...
- *          [--set KEY=VALUE]... [--port-file FILE] [--check-config] [--print-config]
+ *          [--set KEY=VALUE]... [--port-file FILE] [--log-level LEVEL] [--check-config]
+ *          [--print-config] [--print-config-man]
  *
  * Signals: SIGTERM/SIGINT drain (stop accepting, finish in-flight steps, persist, exit 0);
  * SIGHUP reloads the configuration (a bad file is reported and the old one stays).
@@ -135,7 +136,7 @@ dmain_usage(FILE *f)
 	fprintf(f,
 	    "usage: certad [--config FILE] [--listen ADDR] [--state-dir DIR] [--worker ADDR]...\n"
 	    "              [--set KEY=VALUE]... [--port-file FILE] [--log-level LEVEL]\n"
-	    "              [--check-config] [--print-config] [--version]\n"
+	    "              [--check-config] [--print-config] [--print-config-man] [--version]\n"
 	    "Options in the file use the names printed by --print-config; --set overrides any.\n");
 }
 
@@ -654,6 +655,7 @@ main(int argc, char **argv)
 	rc = proc_new(dmain_on_signal, &m, &m.proc);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot start: %s", certa_strerror(rc));
+		m.exit_code = 1;
 		goto out_cfg;
 	}
 	rc = sdnotify_new(proc_base(m.proc), &m.sn);
@@ -661,16 +663,19 @@ main(int argc, char **argv)
 		rc = sdnotify_set_status(m.sn, dmain_status, &m, 5000);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "sd_notify: %s", certa_strerror(rc));
+		m.exit_code = 1;
 		goto out_proc;
 	}
 	rc = core_new(proc_base(m.proc), proc_bridge(m.proc), &co, &m.core);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot open state in %s: %s", co.state_dir, certa_strerror(rc));
+		m.exit_code = 1;
 		goto out_proc;
 	}
 	if ((rc = telemetry_new(m.core, &m.tel)) != 0 || (rc = health_new(&m.health)) != 0) {
 		log_err(LOG_MAIN, "cannot start: %s", certa_strerror(rc));
 		core_free(m.core);
+		m.exit_code = 1;
 		goto out_proc;
 	}
 	core_set_telemetry(m.core, m.tel);

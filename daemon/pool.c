@@ -22,6 +22,7 @@ struct pool_worker {
 	uint32_t held;
 	char engine[32];
 	char model[128];
+	char models[1024];        /* every model it serves, ",a,b," (from Info) */
 	char error[320];
 	char instance[40];        /* the worker process we talk to (from Info) */
 	int64_t last_seen_ms;
@@ -139,6 +140,14 @@ pool_on_info(void *arg, grpc_status_code status, const char *details, ProtobufCM
 			w->capacity = r->capacity;
 			snprintf(w->engine, sizeof w->engine, "%s", r->engine);
 			snprintf(w->model, sizeof w->model, "%s", r->model);
+			{
+				size_t k, off = 0;
+				w->models[0] = '\0';
+				off += (size_t)snprintf(w->models, sizeof w->models, ",%s,", r->model);
+				for (k = 0; k < r->n_models && off < sizeof w->models; k++)
+					off += (size_t)snprintf(w->models + off, sizeof w->models - off,
+					    "%s,", r->models[k]);
+			}
 			w->last_seen_ms = pool_now_ms();
 			w->error[0] = '\0';
 			if (w->state == POOL_UNKNOWN || w->state == POOL_DOWN)
@@ -369,8 +378,40 @@ pool_worker_inflight(const struct pool_worker *w)
 	return w->inflight;
 }
 
+int
+pool_worker_serves(const struct pool_worker *w, const char *model)
+{
+	char pat[160];
+
+	if (model == NULL || model[0] == '\0')
+		return 1;
+	snprintf(pat, sizeof pat, ",%s,", model);
+	return strstr(w->models, pat) != NULL;
+}
+
+int
+pool_model_known(const struct pool *pl, const char *model, char *avail, size_t len)
+{
+	size_t i, off = 0, up = 0;
+	int found = 0;
+
+	if (len > 0)
+		avail[0] = '\0';
+	for (i = 0; i < pl->n; i++) {
+		const struct pool_worker *w = pl->w[i];
+		if (w->state != POOL_UP)
+			continue;
+		up++;
+		found |= pool_worker_serves(w, model);
+		if (off < len && strstr(avail, w->model) == NULL)
+			off += (size_t)snprintf(avail + off, len - off, "%s%s", off ? ", " : "",
+			    w->model);
+	}
+	return found || up == 0;
+}
+
 struct pool_worker *
-pool_pick(struct pool *pl, const char *prefer, uint32_t need)
+pool_pick(struct pool *pl, const char *prefer, uint32_t need, const char *model)
 {
 	struct pool_worker *best = NULL, *w;
 	uint32_t best_free = 0;
@@ -378,13 +419,13 @@ pool_pick(struct pool *pl, const char *prefer, uint32_t need)
 
 	/* The preferred worker already holds the chains: it needs no new room, only slots. */
 	w = pool_find(pl, prefer);
-	if (w != NULL && w->state == POOL_UP)
+	if (w != NULL && w->state == POOL_UP && pool_worker_serves(w, model))
 		return pool_slots_free(w) >= need ? w : NULL;
 	for (i = 0; i < pl->n; i++) {
 		uint32_t freec;
 		w = pl->w[i];
 		if (w->state != POOL_UP || w->held + need > w->capacity ||
-		    pool_slots_free(w) < need)
+		    pool_slots_free(w) < need || !pool_worker_serves(w, model))
 			continue;
 		freec = w->capacity - w->held;
 		if (best == NULL || freec > best_free) {

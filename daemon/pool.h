@@ -59,11 +59,18 @@ size_t pool_count(const struct pool *pl);
 struct pool_worker *pool_at(struct pool *pl, size_t i);
 size_t pool_count_up(const struct pool *pl);
 
-/* Chooses a worker for a step of `need` chains: `prefer` (sticky placement; it already holds
- * the chains) when it is UP, otherwise the UP worker with the most free capacity.  The worker
+/* Chooses a worker for a step of `need` chains of `model` ("" = any): `prefer` (sticky
+ * placement; it already holds the chains) when it is UP, otherwise the UP worker serving the
+ * model with the most free capacity.  The worker
  * must also have `need` free step slots (max_inflight).  NULL when none can take it now (a
  * sticky program waits for its worker's slots rather than moving). */
-struct pool_worker *pool_pick(struct pool *pl, const char *prefer, uint32_t need);
+struct pool_worker *pool_pick(struct pool *pl, const char *prefer, uint32_t need,
+    const char *model);
+/* Whether a worker serves model (by its Info: primary model or model list; "" = any). */
+int pool_worker_serves(const struct pool_worker *w, const char *model);
+/* Whether some UP worker serves model (true when no worker is up yet: it may come); avail
+ * gets the UP workers' primary models for an error message. */
+int pool_model_known(const struct pool *pl, const char *model, char *avail, size_t len);
 /* True when some UP worker has a free step slot (dispatch can stop early otherwise). */
 int pool_has_slots(const struct pool *pl);
 

@@ -676,6 +676,68 @@ test_worker_restart_same_address(void **state)
 	assert_true(seen);
 }
 
+/* Programs go to a worker that serves their model; an unknown model or a per-program policy
+ * is refused with a clear message. */
+static void
+test_model_routing(void **state)
+{
+	struct env *e = *state;
+	const char *models[2] = { "deepseek-ai-deepseek-r1-distill-qwen-7b", "qwen-qwen3-8b" };
+	char dirs[2][600];
+	const char *extra[] = { "--step-delay", "0", NULL };
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
+	Certa__V1__Program *p;
+	grpc_status_code st;
+	int i;
+
+	HARNESS_NEED_TRACES(e);
+	/* Two workers, each with the traces of one model only. */
+	for (i = 0; i < 2; i++) {
+		snprintf(dirs[i], sizeof dirs[i], "%s/traces-%d", e->dir, i);
+		assert_int_equal(harness_sh("mkdir -p '%s' && ln -s '%s'/%s__* '%s'/", dirs[i],
+		    harness_traces_dir(), models[i], dirs[i]), 0);
+		assert_int_equal(harness_start_worker(e->dir, dirs[i], extra, &e->w[i],
+		    &e->wport[i]), 0);
+	}
+	start_certad(e, 2);
+	usleep(300000);
+	for (i = 0; i < 2; i++) {
+		const struct trace *t;
+		char want[64];
+		assert_int_equal(traces_find_sample(e->tr->set, models[i], e->tr->problem, 0, &t), 0);
+		spec.problem = (char *)e->tr->problem;
+		spec.model = (char *)models[i];
+		assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
+		memset(&ev, 0, sizeof ev);
+		read_events(s, &ev, 0);
+		assert_int_equal(ev.status, GRPC_STATUS_OK);
+		assert_true(answer_equivalent(ev.finished->result->answer, t->final_answer));
+		assert_int_equal(ev.finished->result->tokens_used, t->tokens_used);
+		p = get_program(e, ev.id, &st, NULL);
+		snprintf(want, sizeof want, "127.0.0.1:%d", e->wport[i]);
+		assert_string_equal(p->requests[0]->worker, want);
+		protobuf_c_message_free_unpacked(&p->base, NULL);
+		certa_client_events_free(&ev);
+	}
+	spec.model = (char *)"no-such-model";
+	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	read_events(s, &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(ev.details, "no worker serves model 'no-such-model'"));
+	certa_client_events_free(&ev);
+	spec.model = (char *)"";
+	spec.policy = (char *)"fast";
+	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	read_events(s, &ev, 0);
+	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(ev.details, "program.policy"));
+	certa_client_events_free(&ev);
+}
+
 /* kill -9 the worker holding a program: it completes on the other worker. */
 static void
 test_worker_failover(void **state)
@@ -830,6 +892,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_idempotency_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_and_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_model_routing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_worker_restart_same_address, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_worker_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
