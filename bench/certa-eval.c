@@ -410,7 +410,10 @@ usage(FILE *f)
 	    "usage: certa-eval --traces DIR [--policy FILE] [--algo cot|sc] "
 	    "[--split all|train|test] [--json] [--no-curve] [--dump-points CSV]\n"
 	    "       certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all] "
-	    "[--margin 1] [--harm-only] [--lambda 1] [--folds 5] [--z 1] --out FILE\n"
+	    "[--margin 1] [--harm-only] [--lambda 1] [--folds 5] [--z 1] [--policy START] "
+	    "--out FILE\n"
+	    "           (--policy: starting values, e.g. settle_closed = 0; weights, thresholds,\n"
+	    "           bounds and spacing are fitted)\n"
 	    "       certa-eval grader --traces DIR   (answer equivalence vs the traces' grader)\n"
 	    "       certa-eval export-history --state STATE_DIR --out FILE.jsonl [--all]\n"
 	    "           (certad's history as traces: recalibrate on your own traffic)\n"
@@ -435,14 +438,21 @@ static const char *const split_names[] = { "all", "train", "test" };
 
 static int
 do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_only,
-    enum evalsim_split split, double lambda, unsigned folds, double z, const char *out)
+    enum evalsim_split split, double lambda, unsigned folds, double z, const char *policy,
+    const char *out)
 {
 	struct sched_policy p;
 	struct evalsim_calib cal;
-	char comment[1024];
+	char comment[1024], err[512];
 	int rc;
 
 	sched_policy_default(&p);
+	/* --policy: the starting values (spacing floor, budgets, switches); calibration
+	 * replaces the weights, thresholds, bounds and spacing. */
+	if (policy != NULL && policyfile_load(policy, &p, err, sizeof err) != 0) {
+		fprintf(stderr, "certa-eval: %s\n", err);
+		return 1;
+	}
 	memset(&cal, 0, sizeof cal);
 	cal.max_loss = max_loss;
 	cal.split = split;
@@ -632,7 +642,8 @@ main(int argc, char **argv)
 		return rc;
 	}
 	if (calibrate) {
-		rc = do_calibrate(tr, max_loss, margin, harm_only, split_given ? split : EVALSIM_TRAIN, lambda, (unsigned)folds, z, out);
+		rc = do_calibrate(tr, max_loss, margin, harm_only,
+		    split_given ? split : EVALSIM_TRAIN, lambda, (unsigned)folds, z, policy, out);
 		traces_free(tr);
 		return rc;
 	}

@@ -216,6 +216,7 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			if (algo == SCHED_ALGO_COT || n == 1) {
 				memcpy(pt.x, cc[0].x, sizeof cc[0].x);
 				pt.valid = cc[0].valid;
+				pt.settled = cc[0].settled;
 			} else {
 				memcpy(pt.x, cp.x, sizeof cp.x);
 			}
@@ -754,8 +755,8 @@ evalsim_set_reweight(struct evalsim_set *s, enum sched_algo algo, const double *
 			if (pt->c < 0 || pt->end)
 				continue;
 			if (algo == SCHED_ALGO_COT)
-				pt->c = pt->valid ? certainty_logistic(w, pt->x, CERTAINTY_COT_NFEAT) :
-				    0;
+				pt->c = !pt->valid ? 0 : pt->settled ? 1.0 :
+				    certainty_logistic(w, pt->x, CERTAINTY_COT_NFEAT);
 			else
 				pt->c = pt->decided ? 1.0 : pt->x[0] == 0 ? 0 :
 				    certainty_logistic(w, pt->x, CERTAINTY_SC_NFEAT);

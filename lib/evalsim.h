@@ -68,6 +68,7 @@ struct evalsim_point {
 	bool correct;             /* the decision's answer is right */
 	bool same;                /* ... equals the reference answer */
 	bool valid;               /* cot: the chain's answer is valid */
+	bool settled;             /* cot: the chain is settled (certaindex 1, certainty.h) */
 	double x[SCHED_COT_NFEAT];/* cot: chain features; sc: program features */
 };
 

@@ -363,7 +363,9 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	x[11] = out->grounded && out->since_mention <= 2 * (size_t)p->hesitation_window;
 	x[12] = out->box > 0;
 	x[13] = out->box < 0;
-	out->certaindex = out->valid ? certainty_logistic(p->cot_w, x, CERTAINTY_COT_NFEAT) : 0;
+	out->settled = p->settle_closed && c->thinking_done && out->box > 0;
+	out->certaindex = !out->valid ? 0 : out->settled ? 1 :
+	    certainty_logistic(p->cot_w, x, CERTAINTY_COT_NFEAT);
 }
 
 /* One distinct answer of an sc vote. */
@@ -404,6 +406,7 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 		out->agreement = out->answer[0] != '\0' ? 1 : 0;
 		out->certaindex = c->certaindex;
 		out->decided = v->chains[0].finished;
+		out->decided_final = out->decided;
 		f->stable_tokens = c->stable_tokens;
 		f->grounded = c->grounded;
 		f->hesitation = c->hesitation_count > 0 || c->probe_hesitant;
@@ -419,7 +422,7 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 	/* sc: vote over finished answers and valid probe answers. */
 	for (i = 0; i < n; i++) {
 		bucket_of[i] = SIZE_MAX;
-		if (!v->chains[i].finished)
+		if (!v->chains[i].finished && !cc[i].settled)
 			unfinished++;
 		if (cc[i].ever_valid)
 			out->any_valid = true;
@@ -435,7 +438,7 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 			nb++;
 		}
 		b[j].votes++;
-		if (v->chains[i].finished)
+		if (v->chains[i].finished || cc[i].settled)
 			b[j].finished++;
 		bucket_of[i] = j;
 	}
@@ -463,6 +466,27 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 	out->agreement = (double)b[best].votes / (double)n;
 	out->entropy = certainty_entropy(counts, nb, n);
 	out->decided = b[best].finished > second + unfinished;
+	/* the same with finished chains only (settled ones count as unfinished) */
+	{
+		size_t fin_best = 0, fin_second = 0, open = 0;
+		for (i = 0; i < n; i++) {
+			if (!v->chains[i].finished)
+				open++;
+			else if (bucket_of[i] == best)
+				fin_best++;
+		}
+		for (j = 0; j < nb; j++) {
+			size_t fj = 0;
+			if (j == best)
+				continue;
+			for (i = 0; i < n; i++)
+				if (bucket_of[i] == j && v->chains[i].finished)
+					fj++;
+			if (fj > fin_second)
+				fin_second = fj;
+		}
+		out->decided_final = fin_best > fin_second + open;
+	}
 	for (i = 0; i < n; i++) {
 		if (bucket_of[i] == best) {
 			sum_c += cc[i].certaindex;

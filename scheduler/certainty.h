@@ -25,7 +25,8 @@
  *                  equivalent to the current one
  *  13 box_conflict the last complete \boxed{...} holds a different answer
  * The chain certaindex is sigmoid(cot_w . x) when the answer is valid (not empty, not a
- * placeholder: answer_is_placeholder), 0 otherwise, and 1 once the chain finished.
+ * placeholder: answer_is_placeholder), 0 otherwise, and 1 once the chain finished or is
+ * settled (policy settle_closed: thinking closed and box_agree; what is left is the summary).
  *
  * Program features for sc (votes: a finished chain votes its final answer, an unfinished one
  * its latest probe answer when valid; equivalence decides who agrees):
@@ -37,8 +38,9 @@
  *   4 min_c        least chain certaindex among them
  *   5 finished     share of the majority's chains that finished
  *   6 dissent_c    highest chain certaindex among valid dissenting chains (0 if none)
- * The sc certaindex is sigmoid(sc_w . x), or 1 when the finished chains alone already decide
- * the vote whatever the unfinished ones answer.  cot programs use the chain certaindex.
+ * The sc certaindex is sigmoid(sc_w . x), or 1 when the finished and settled chains alone
+ * already decide the vote whatever the others answer (decided; settled chains vote as
+ * finished, and count in `finished`).  decided_final: finished chains alone decide.  cot programs use the chain certaindex.
  *
  * Pure functions; no I/O, no global state; any thread.  Strings in results point into the
  * view.
@@ -75,6 +77,8 @@ struct certainty_chain {
 	double position;
 	double confidence;        /* < 0 unknown */
 	double x[CERTAINTY_COT_NFEAT];
+	bool settled;             /* thinking closed and the last \boxed{} agrees with the valid
+	                           * answer (policy settle_closed): certaindex 1 */
 	double certaindex;
 };
 
@@ -84,7 +88,8 @@ struct certainty_program {
 	const char *answer;       /* "" if none */
 	double agreement;
 	double entropy;
-	bool decided;             /* sc: finished chains alone decide the vote */
+	bool decided;             /* sc: finished and settled chains alone decide the vote */
+	bool decided_final;       /* ... finished chains alone (stops even with thresholds > 1) */
 	bool any_valid;           /* some chain has, or had, a valid answer */
 	double x[CERTAINTY_SC_NFEAT];   /* sc features (zeros for cot) */
 	double certaindex;

@@ -35,6 +35,7 @@ static const struct policy_key policy_keys[] = {
 	PK("hesitation_window", POLICY_U32, hesitation_window, "bytes of text for hesitation"),
 	PK("unpromising_tokens", POLICY_U64, unpromising_tokens, "stop-unpromising after (0 off)"),
 	PK("sc.unpromising_tokens", POLICY_U64, sc_unpromising_tokens, "same for sc programs"),
+	PK("settle_closed", POLICY_U32, settle_closed, "thinking closed + box agrees: certain (0/1)"),
 	PK("extend_frac", POLICY_DOUBLE, extend_frac, "budget extension share"),
 	PK("extend_min", POLICY_DOUBLE, extend_min, "certaindex needed to extend"),
 	PK("starvation_ms", POLICY_I64, starvation_ms, "ranking starvation bound"),

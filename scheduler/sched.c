@@ -15,17 +15,17 @@
 #define SCHED_DEFAULT_MAX_STEP 512
 #define SCHED_DEFAULT_EXPECTED 4096
 #define SCHED_DEFAULT_COT_THRESHOLD 0.993
-#define SCHED_DEFAULT_SC_THRESHOLD 0.94
+#define SCHED_DEFAULT_SC_THRESHOLD 0.92
 #define SCHED_DEFAULT_UNPROMISING 12288
-#define SCHED_DEFAULT_SC_UNPROMISING 16384
+#define SCHED_DEFAULT_SC_UNPROMISING 24576
 static const double sched_default_cot_w[SCHED_COT_NFEAT] = {
 	-1.23786, 0.276381, 1.11567, 0.803347, 0.3401,
 	0.767073, 1.01122, 0.0508586, 0.171141, 0,
 	-0.272031, 0.52275, 2.55287, -2.92007,
 };
 static const double sched_default_sc_w[SCHED_SC_NFEAT] = {
-	-4.51228, 3.27427, -0.113398, 3.53599, 0.134975,
-	2.05877, -1.26382,
+	-4.26022, 3.2039, -0.164424, 3.20314, 0.0327099,
+	2.35395, -1.21645,
 };
 
 void
@@ -47,6 +47,7 @@ sched_policy_default(struct sched_policy *p)
 	p->sc_threshold = SCHED_DEFAULT_SC_THRESHOLD;
 	p->unpromising_tokens = SCHED_DEFAULT_UNPROMISING;
 	p->sc_unpromising_tokens = SCHED_DEFAULT_SC_UNPROMISING;
+	p->settle_closed = 1;
 	p->extend_frac = 0.25;
 	p->extend_min = 0.5;
 	p->starvation_ms = 30000;
@@ -55,6 +56,10 @@ sched_policy_default(struct sched_policy *p)
 int
 sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen)
 {
+	if (p->settle_closed > 1) {
+		snprintf(msg, msglen, "settle_closed: %u is out of range [0, 1]", p->settle_closed);
+		return CERTA_EINVAL;
+	}
 	if (p->step_tokens < 1 || p->step_tokens > 4096) {
 		snprintf(msg, msglen, "step_tokens: %u is out of range [1, 4096]", p->step_tokens);
 		return CERTA_EINVAL;
@@ -278,7 +283,7 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 		threshold = p->cot_threshold;
 		unpromising = p->unpromising_tokens;
 	}
-	if (cp.any_valid && cp.answer[0] != '\0' && (cp.decided || cp.certaindex >= threshold)) {
+	if (cp.any_valid && cp.answer[0] != '\0' && (cp.decided_final || cp.certaindex >= threshold)) {
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
 		return;
 	}

@@ -68,6 +68,10 @@ struct sched_policy {
 	 * programs use unpromising_tokens, sc programs sc_unpromising_tokens. */
 	uint64_t unpromising_tokens;
 	uint64_t sc_unpromising_tokens;
+	/* A chain whose thinking is closed (</think>) and whose last complete \boxed{} agrees with
+	 * its valid probe answer is settled: certaindex 1 (stops at any threshold <= 1), and in sc
+	 * it votes as if finished (only while sc.threshold <= 1).  0: off. */
+	uint32_t settle_closed;
 	/* Budget extension: when the budget is spent and certaindex >= extend_min, continue up
 	 * to budget * (1 + extend_frac) (0: never extend). */
 	double extend_frac;

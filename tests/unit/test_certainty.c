@@ -140,6 +140,27 @@ test_chain_features(void **state)
 	assert_true(out.boxed);
 	assert_true(out.x[5] == 1);
 	assert_true(out.x[8] == 1);
+	/* ... and the box agrees with the probe answer: settled, certaindex 1 */
+	assert_true(out.x[12] == 1);
+	assert_true(out.settled);
+	assert_true(out.certaindex == 1);
+	/* settle_closed off: the logistic decides */
+	p.settle_closed = 0;
+	certainty_chain_eval(&p, &c, "What is y?", &out);
+	assert_false(out.settled);
+	assert_true(out.certaindex < 1);
+	p.settle_closed = 1;
+	/* a box that differs, or an open thinking section, does not settle */
+	c.text = "5 \\boxed{6}";
+	c.text_len = strlen(c.text);
+	certainty_chain_eval(&p, &c, "What is y?", &out);
+	assert_false(out.settled);
+	c.text = "5 \\boxed{5}";
+	c.text_len = strlen(c.text);
+	c.thinking_done = false;
+	certainty_chain_eval(&p, &c, "What is y?", &out);
+	assert_false(out.settled);
+	assert_true(out.certaindex < 1);
 }
 
 static void
@@ -221,8 +242,22 @@ test_program_sc(void **state)
 	certainty_program_eval(&p, &v, &out, NULL);
 	assert_true(out.decided);
 	assert_true(out.certaindex == 1);
+	assert_true(out.decided_final);
 	/* One finished: not decided. */
 	ch[1].finished = false;
+	certainty_program_eval(&p, &v, &out, NULL);
+	assert_false(out.decided);
+	/* ... unless the other agreeing chain is settled (thinking closed, box agrees): then
+	 * decided, though not by finished chains alone */
+	ch[1].thinking_done = true;
+	ch[1].text = "so \\boxed{5}";
+	ch[1].text_len = strlen(ch[1].text);
+	certainty_program_eval(&p, &v, &out, cc);
+	assert_true(cc[1].settled);
+	assert_true(out.decided);
+	assert_false(out.decided_final);
+	assert_true(out.certaindex == 1);
+	p.settle_closed = 0;
 	certainty_program_eval(&p, &v, &out, NULL);
 	assert_false(out.decided);
 }

@@ -99,6 +99,7 @@ test_parse_errors(void **state)
 		{ "step_tokens = 0\n", "step_tokens: 0 is out of range" },
 		{ "cot.threshold = 3\n", "cot.threshold" },
 		{ "probe_stride = nan\n", "finite number" },
+		{ "settle_closed = 2\n", "settle_closed: 2 is out of range" },
 	};
 	struct sched_policy p, before;
 	char err[256];

@@ -196,6 +196,58 @@ test_sc_gang(void **state)
 	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
 	assert_string_equal(d.answer, "8");
 	assert_true(d.certaindex == 1);
+
+	/* One finished, the other agreeing chain settled (</think> and a box that agrees with
+	 * its probe answer): decided too, but only while the threshold allows certainty stops. */
+	c[1].finished = false;
+	c[1].final_answer = "";
+	c[1].thinking_done = true;
+	c[1].text = "the answer is \\boxed{8}";
+	c[1].text_len = strlen(c[1].text);
+	v.state = NULL;
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+	assert_string_equal(d.answer, "8");
+	p.sc_threshold = 1.5;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	/* finished chains alone still decide with thresholds > 1 (as before) */
+	c[1].finished = true;
+	c[1].final_answer = "8";
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+}
+
+/* cot: a settled chain stops at any threshold <= 1 and never with thresholds > 1. */
+static void
+test_settled_cot(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c;
+	struct fake_chain f;
+	struct sched_view v;
+	struct sched_decision d;
+
+	(void)state;
+	test_policy(&p);
+	p.cot_threshold = 0.999;
+	fake(&c, &f, "8", 448, 512);
+	c.thinking_done = true;
+	c.text = "so 8. </think> \\boxed{8}";
+	c.text_len = strlen(c.text);
+	view1(&v, &c, 1, SCHED_ALGO_COT);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+	assert_string_equal(d.answer, "8");
+	p.cot_threshold = 1.5;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	p.cot_threshold = 0.999;
+	p.settle_closed = 0;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
 }
 
 static void
@@ -378,6 +430,7 @@ main(void)
 		cmocka_unit_test(test_budget_and_deadline),
 		cmocka_unit_test(test_stop_certain_cot),
 		cmocka_unit_test(test_sc_gang),
+		cmocka_unit_test(test_settled_cot),
 		cmocka_unit_test(test_unpromising_and_extension),
 		cmocka_unit_test(test_probe_stride),
 		cmocka_unit_test(test_state_through_decisions),
