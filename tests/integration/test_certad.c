@@ -138,6 +138,17 @@ submit(struct env *e, const char *problem, Certa__V1__Algorithm algo, uint32_t n
 	return s;
 }
 
+/* Submits spec and reads its stream to the end into ev. */
+static void
+run_spec(struct env *e, const Certa__V1__ProgramSpec *spec, struct certa_client_events *ev)
+{
+	struct rpc_stream *s;
+
+	assert_int_equal(certa_client_submit(e->ch, spec, NULL, 60000, &s), 0);
+	memset(ev, 0, sizeof *ev);
+	read_events(s, ev, 0);
+}
+
 static Certa__V1__Program *
 get_program(struct env *e, const char *id, grpc_status_code *st, char **details)
 {
@@ -533,7 +544,6 @@ test_deadline_and_budget(void **state)
 	struct env *e = *state;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct certa_client_events ev;
-	struct rpc_stream *s;
 	struct timespec now;
 
 	HARNESS_NEED_TRACES(e);
@@ -542,9 +552,7 @@ test_deadline_and_budget(void **state)
 	clock_gettime(CLOCK_REALTIME, &now);
 	spec.problem = (char *)e->tr->problem;
 	spec.deadline_unix_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + 800;
-	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
-	memset(&ev, 0, sizeof ev);
-	read_events(s, &ev, 0);
+	run_spec(e, &spec, &ev);
 	assert_int_equal(ev.status, GRPC_STATUS_OK);
 	assert_non_null(ev.finished);
 	assert_int_equal(ev.finished->result->reason,
@@ -556,9 +564,7 @@ test_deadline_and_budget(void **state)
 	/* The full policy used by these tests never extends budgets (extend_frac = 0). */
 	spec.deadline_unix_ms = 0;
 	spec.token_budget = 320;
-	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
-	memset(&ev, 0, sizeof ev);
-	read_events(s, &ev, 0);
+	run_spec(e, &spec, &ev);
 	assert_int_equal(ev.status, GRPC_STATUS_OK);
 	assert_non_null(ev.finished);
 	assert_int_equal(ev.finished->result->reason,
@@ -687,7 +693,6 @@ test_model_routing(void **state)
 	const char *extra[] = { "--step-delay", "0", NULL };
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct certa_client_events ev;
-	struct rpc_stream *s;
 	Certa__V1__Program *p;
 	grpc_status_code st;
 	int i;
@@ -709,9 +714,7 @@ test_model_routing(void **state)
 		assert_int_equal(traces_find_sample(e->tr->set, models[i], e->tr->problem, 0, &t), 0);
 		spec.problem = (char *)e->tr->problem;
 		spec.model = (char *)models[i];
-		assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
-		memset(&ev, 0, sizeof ev);
-		read_events(s, &ev, 0);
+		run_spec(e, &spec, &ev);
 		assert_int_equal(ev.status, GRPC_STATUS_OK);
 		assert_true(answer_equivalent(ev.finished->result->answer, t->final_answer));
 		assert_int_equal(ev.finished->result->tokens_used, t->tokens_used);
@@ -722,17 +725,13 @@ test_model_routing(void **state)
 		certa_client_events_free(&ev);
 	}
 	spec.model = (char *)"no-such-model";
-	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
-	memset(&ev, 0, sizeof ev);
-	read_events(s, &ev, 0);
+	run_spec(e, &spec, &ev);
 	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
 	assert_non_null(strstr(ev.details, "no worker serves model 'no-such-model'"));
 	certa_client_events_free(&ev);
 	spec.model = (char *)"";
 	spec.policy = (char *)"fast";
-	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
-	memset(&ev, 0, sizeof ev);
-	read_events(s, &ev, 0);
+	run_spec(e, &spec, &ev);
 	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
 	assert_non_null(strstr(ev.details, "program.policy"));
 	certa_client_events_free(&ev);
