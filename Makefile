@@ -27,29 +27,37 @@ PROTOS   = $(wildcard proto/certa/v1/*.proto) $(wildcard proto/grpc/health/v1/*.
 GEN_C    = $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 GEN_H    = $(GEN_C:.c=.h)
 
-# Everything shared by the binaries goes into one static archive.
-CORE_SRC = $(wildcard lib/*.c store/*.c scheduler/*.c)
-CORE_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CORE_SRC)) \
+# One static archive per layer.  Layers only look down (docs: README "Layout"):
+#   lib (ground, with the generated protobuf code) <- store, scheduler <- eval, daemon,
+#   workers, cli.
+# Binaries link their own archive first and the ground last, so a symbol that a lower layer
+# takes from a higher one does not resolve; `make check-layers` checks the includes.
+LIB_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard lib/*.c)) \
 	$(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(GEN_C))
-CORE_LIB = $(BUILD)/libcerta.a
+STORE_OBJ  = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard store/*.c))
+SCHED_OBJ  = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard scheduler/*.c))
+# Each program's modules without its main.o, so unit tests link them (as Knot Resolver does).
+EVAL_OBJ   = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out eval/main.c,$(wildcard eval/*.c)))
+DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out daemon/main.c,$(wildcard daemon/*.c)))
+WORKER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out workers/main.c,\
+	$(wildcard workers/*.c workers/engines/*.c)))
+CLI_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out cli/main.c,$(wildcard cli/*.c)))
 
-DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard daemon/*.c))
-WORKER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard workers/*.c workers/engines/*.c))
-CLI_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard cli/*.c))
+LIB_LIB    = $(BUILD)/libcerta.a
+STORE_LIB  = $(BUILD)/libcerta-store.a
+SCHED_LIB  = $(BUILD)/libcerta-sched.a
+EVAL_LIB   = $(BUILD)/libcerta-eval.a
+DAEMON_LIB = $(BUILD)/libcertad.a
+WORKER_LIB = $(BUILD)/libcerta-worker.a
+CLI_LIB    = $(BUILD)/libcertactl.a
+ARCHIVES   = $(LIB_LIB) $(STORE_LIB) $(SCHED_LIB) $(EVAL_LIB) $(DAEMON_LIB) $(WORKER_LIB) $(CLI_LIB)
+# What tests and benchmarks link: every layer, top to bottom.
+ALL_LIBS   = $(DAEMON_LIB) $(WORKER_LIB) $(CLI_LIB) $(EVAL_LIB) $(SCHED_LIB) $(STORE_LIB) $(LIB_LIB)
+
 BENCH_SRC  = $(wildcard bench/*.c)
 BENCH_BIN  = $(patsubst bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
 
-BINS = $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(BUILD)/bin/certactl
-ifneq ($(DAEMON_OBJ),)
-else
-BINS := $(filter-out $(BUILD)/bin/certad,$(BINS))
-endif
-ifeq ($(WORKER_OBJ),)
-BINS := $(filter-out $(BUILD)/bin/certa-worker,$(BINS))
-endif
-ifeq ($(CLI_OBJ),)
-BINS := $(filter-out $(BUILD)/bin/certactl,$(BINS))
-endif
+BINS = $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(BUILD)/bin/certactl $(BUILD)/bin/certa-eval
 
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -60,7 +68,7 @@ TEST_SUPPORT_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c)
 TRACES ?= $(abspath ../shared/data/traces)
 export CERTA_TRACES ?= $(TRACES)
 
-.PHONY: all deps check check-unit check-integration check-asan check-valgrind demo clean install uninstall bench
+.PHONY: all deps check check-layers check-unit check-integration check-asan check-valgrind demo clean install uninstall bench
 .SUFFIXES:
 .SECONDARY:
 
@@ -81,37 +89,54 @@ $(BUILD)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(CORE_LIB): $(CORE_OBJ)
+$(LIB_LIB): $(LIB_OBJ)
+$(STORE_LIB): $(STORE_OBJ)
+$(SCHED_LIB): $(SCHED_OBJ)
+$(EVAL_LIB): $(EVAL_OBJ)
+$(DAEMON_LIB): $(DAEMON_OBJ)
+$(WORKER_LIB): $(WORKER_OBJ)
+$(CLI_LIB): $(CLI_OBJ)
+$(ARCHIVES):
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/bin/certad: $(DAEMON_OBJ) $(CORE_LIB)
+$(BUILD)/bin/certad: $(BUILD)/obj/daemon/main.o $(DAEMON_LIB) $(SCHED_LIB) $(STORE_LIB) $(LIB_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(DAEMON_OBJ) $(CORE_LIB) $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/bin/certa-worker: $(WORKER_OBJ) $(CORE_LIB)
+$(BUILD)/bin/certa-worker: $(BUILD)/obj/workers/main.o $(WORKER_LIB) $(LIB_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(WORKER_OBJ) $(CORE_LIB) $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/bin/certactl: $(CLI_OBJ) $(CORE_LIB)
+$(BUILD)/bin/certactl: $(BUILD)/obj/cli/main.o $(CLI_LIB) $(SCHED_LIB) $(LIB_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(CORE_LIB) $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(CORE_LIB) $(TEST_SUPPORT_OBJ)
+$(BUILD)/bin/certa-eval: $(BUILD)/obj/eval/main.o $(EVAL_LIB) $(SCHED_LIB) $(STORE_LIB) $(LIB_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(CORE_LIB) $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(CORE_LIB) $(TEST_SUPPORT_OBJ)
+$(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(TEST_SUPPORT_OBJ) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(CORE_LIB) $(LIBS) $(CMOCKA_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/itests/%: $(BUILD)/obj/tests/integration/%.o $(CORE_LIB) $(TEST_SUPPORT_OBJ)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT_OBJ) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(CORE_LIB) $(LIBS) $(CMOCKA_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/itests/%: $(BUILD)/obj/tests/integration/%.o $(TEST_SUPPORT_OBJ) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
+
+# Fails on an include that looks up or sideways (scripts/check-layers.sh has the table).
+check-layers:
+	@bash scripts/check-layers.sh
+	@if bash scripts/check-layers.sh tests/fixtures/layers-bad 2>/dev/null; then \
+		echo "check-layers: the wrong-way fixture passed: the check is broken" >&2; exit 1; fi
 
 # Unit tests first (fast), then integration tests that start real processes.  Each test binary
 # runs under a hard timeout.
-check: deps
+check: deps check-layers
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bash tests/run.sh $(UNIT_BIN) $(INTEG_BIN)
 
@@ -147,13 +172,13 @@ bench: all
 	@BUILD=$(BUILD) bash bench/run.sh
 
 # Installation layout (all overridable; DESTDIR is prepended to every path):
-#   $(PREFIX)/bin/certactl, $(PREFIX)/sbin/certad, $(PREFIX)/sbin/certa-worker    0755
+#   $(PREFIX)/bin/certactl, certa-eval, $(PREFIX)/sbin/certad, $(PREFIX)/sbin/certa-worker    0755
 #   $(UNITDIR)/certad.service, certa-worker@.service    ExecStart and /etc/certa paths
 #                                                        rewritten for PREFIX and SYSCONFDIR
 #   $(SYSUSERSDIR)/certa.conf, $(TMPFILESDIR)/certa.conf
 #   $(SYSCONFDIR)/certa/certad.conf.example, certa-worker.conf.example (from --print-config;
 #                                        copy to *.conf and edit: install never writes a .conf)
-#   $(MANDIR)/man8/certad.8, certa-worker.8, man1/certactl.1, man5/certad.conf.5
+#   $(MANDIR)/man8/certad.8, certa-worker.8, man1/certactl.1, certa-eval.1, man5/certad.conf.5
 # Generated files come from scripts/gen-docs.sh into $(BUILD)/etc and $(BUILD)/man.
 # `make uninstall` removes exactly these files, and $(SYSCONFDIR)/certa if it is then empty.
 SYSCONFDIR  ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
@@ -163,15 +188,16 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 MANDIR      ?= $(PREFIX)/share/man
 INSTALL     ?= install
 UNITS        = certad.service certa-worker@.service
-MAN_PAGES    = man8/certad.8 man8/certa-worker.8 man1/certactl.1 man5/certad.conf.5
+MAN_PAGES    = man8/certad.8 man8/certa-worker.8 man1/certactl.1 man1/certa-eval.1 \
+	man5/certad.conf.5
 CONF_EXAMPLES = certad.conf.example certa-worker.conf.example
 
-install: $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(BUILD)/bin/certactl
+install: $(BINS)
 	bash scripts/gen-docs.sh $(BUILD)
 	$(INSTALL) -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/certa \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
-	$(INSTALL) -m 0755 $(BUILD)/bin/certactl $(DESTDIR)$(PREFIX)/bin/
+	$(INSTALL) -m 0755 $(BUILD)/bin/certactl $(BUILD)/bin/certa-eval $(DESTDIR)$(PREFIX)/bin/
 	$(INSTALL) -m 0755 $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(DESTDIR)$(PREFIX)/sbin/
 	for u in $(UNITS); do \
 		sed -e 's|/usr/sbin/|$(PREFIX)/sbin/|g' -e 's|/etc/certa/|$(SYSCONFDIR)/certa/|g' \
@@ -187,7 +213,8 @@ install: $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(BUILD)/bin/certactl
 	done
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/certactl $(DESTDIR)$(PREFIX)/sbin/certad \
+	rm -f $(DESTDIR)$(PREFIX)/bin/certactl $(DESTDIR)$(PREFIX)/bin/certa-eval \
+		$(DESTDIR)$(PREFIX)/sbin/certad \
 		$(DESTDIR)$(PREFIX)/sbin/certa-worker
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/certa.conf $(DESTDIR)$(TMPFILESDIR)/certa.conf

@@ -11,7 +11,7 @@
 #include "cli/output.h"
 #include "cli/table.h"
 #include "lib/jsonw.h"
-#include "lib/policykv.h"
+#include "scheduler/policykv.h"
 
 /* Most KEY=VALUE arguments of one `policy set`. */
 #define CMD_POLICY_MAX_ASSIGN 256

@@ -32,10 +32,11 @@
 #include "lib/config.h"
 #include "lib/error.h"
 #include "lib/log.h"
-#include "lib/policyfile.h"
+#include "lib/fileio.h"
 #include "lib/proc.h"
 #include "lib/rpc_server.h"
 #include "lib/version.h"
+#include "scheduler/policy.h"
 #include "scheduler/sched.h"
 
 static const char *const dmain_levels[] = { "err", "warn", "notice", "info", "debug", NULL };
@@ -188,10 +189,19 @@ dmain_policy(const struct config *cfg, struct sched_policy *p, char *err, size_t
 {
 	const char *file = config_get_str(cfg, "policy.file");
 
+	char *text;
+	size_t len;
+	int rc;
+
 	sched_policy_default(p);
-	if (file != NULL && file[0] != '\0')
-		return policyfile_load(file, p, err, errlen);
-	return sched_policy_validate(p, err, errlen);
+	if (file == NULL || file[0] == '\0')
+		return sched_policy_validate(p, err, errlen);
+	rc = fileio_read(file, POLICY_TEXT_MAX, &text, &len, err, errlen);
+	if (rc != 0)
+		return rc;
+	rc = policy_parse(text, len, file, p, err, errlen);
+	free(text);
+	return rc;
 }
 
 /* Reads the admin token file (first line, trimmed) into buf. */

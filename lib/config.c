@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "lib/error.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 
 #define CONFIG_FILE_MAX (16L << 20)  /* larger files are refused, not slurped */
@@ -923,53 +924,19 @@ config_load_string(struct config *cfg, const char *name, const char *text, char 
 		err, errlen);
 }
 
-/* Slurps the file (bounded) so that parsing has no I/O in the middle of it. */
+/* Reads the whole file (bounded) so that parsing has no I/O in the middle of it. */
 int
 config_load_file(struct config *cfg, const char *path, char *err, size_t errlen)
 {
-	char *buf = NULL, *nbuf;
-	size_t len = 0, cap = 0, got;
-	FILE *f;
+	char *buf;
+	size_t len;
 	int rc;
 
-	f = fopen(path, "rb");
-	if (f == NULL) {
-		rc = -errno;
-		config_errf(err, errlen, "%s: %s", path, strerror(errno));
+	rc = fileio_read(path, (size_t)CONFIG_FILE_MAX, &buf, &len, err, errlen);
+	if (rc != 0)
 		return rc;
-	}
-	for (;;) {
-		if (len == cap) {
-			if (cap >= (size_t)CONFIG_FILE_MAX) {
-				config_errf(err, errlen, "%s: file of %ld bytes or more", path,
-					CONFIG_FILE_MAX);
-				rc = -EFBIG;
-				goto fail_buf;
-			}
-			cap = cap == 0 ? 4096 : cap * 2;
-			nbuf = realloc(buf, cap + 1);
-			if (nbuf == NULL) {
-				config_errf(err, errlen, "%s: out of memory", path);
-				rc = -ENOMEM;
-				goto fail_buf;
-			}
-			buf = nbuf;
-		}
-		got = fread(buf + len, 1, cap - len, f);
-		len += got;
-		if (got == 0)
-			break;
-	}
-	if (ferror(f)) {
-		rc = errno != 0 ? -errno : -EIO;
-		config_errf(err, errlen, "%s: %s", path, strerror(-rc));
-		goto fail_buf;
-	}
-	rc = config_parse_text(cfg, path, buf != NULL ? buf : "", len, err, errlen);
-
-fail_buf:
+	rc = config_parse_text(cfg, path, buf, len, err, errlen);
 	free(buf);
-	fclose(f);
 	return rc;
 }
 

@@ -17,7 +17,7 @@
  * decimal numbers; integers must be whole and non-negative.  Keys missing from the text keep
  * the value they had in *p (start from sched_policy_default()).  A key may appear once.
  *
- * Pure (no I/O): lib/policyfile.h reads files.  Any thread.
+ * Pure (no I/O): callers read files with lib/fileio.h and parse the buffer.  Any thread.
  */
 #ifndef CERTA_SCHEDULER_POLICY_H
 #define CERTA_SCHEDULER_POLICY_H
@@ -25,6 +25,9 @@
 #include <stddef.h>
 
 #include "scheduler/sched.h"
+
+/* Largest policy text accepted from a file, in bytes. */
+#define POLICY_TEXT_MAX (1u << 20)
 
 /*
  * Applies text[0..len) on top of *p, then validates the result (sched_policy_validate).  On

@@ -11,7 +11,7 @@
 #                                        certa-worker --print-config-man without its
 #                                        .SH OPTIONS line (the page has its own OPTIONS for
 #                                        the flags; the list goes under CONFIGURATION)
-#   BUILD/man/certad.8, BUILD/man/certactl.1   copied from docs/man
+#   BUILD/man/certad.8, certactl.1, certa-eval.1   copied from docs/man
 # Runs from any directory; `make install` calls it.  Needs only bash, awk and sed.
 set -eu
 
@@ -83,4 +83,5 @@ options_man certa-worker "$tmp/worker.options"
 splice "$root/docs/man/certad.conf.5.in" "$tmp/certad.options" "$build/man/certad.conf.5"
 splice "$root/docs/man/certa-worker.8.in" "$tmp/worker.options" "$build/man/certa-worker.8" \
 	noheading
-cp "$root/docs/man/certad.8" "$root/docs/man/certactl.1" "$build/man/"
+cp "$root/docs/man/certad.8" "$root/docs/man/certactl.1" "$root/docs/man/certa-eval.1" \
+	"$build/man/"

@@ -25,6 +25,7 @@ struct expect {
 
 static const struct expect expected[] = {
 	{ "/usr/bin/certactl", 0755 },
+	{ "/usr/bin/certa-eval", 0755 },
 	{ "/usr/sbin/certad", 0755 },
 	{ "/usr/sbin/certa-worker", 0755 },
 	{ "/usr/lib/systemd/system/certad.service", 0644 },
@@ -36,6 +37,7 @@ static const struct expect expected[] = {
 	{ "/usr/share/man/man8/certad.8", 0644 },
 	{ "/usr/share/man/man8/certa-worker.8", 0644 },
 	{ "/usr/share/man/man1/certactl.1", 0644 },
+	{ "/usr/share/man/man1/certa-eval.1", 0644 },
 	{ "/usr/share/man/man5/certad.conf.5", 0644 },
 };
 #define NEXPECTED (sizeof expected / sizeof expected[0])

@@ -1,6 +1,6 @@
 /*
  * test_parity.c — online == offline: programs submitted through certad with the default
- * (calibrated) policy stop exactly where the offline evaluator (lib/evalsim, the engine of
+ * (calibrated) policy stop exactly where the offline evaluator (eval/evalsim, the engine of
  * certa-eval) says they stop: same reason, same answer, same decode and probe tokens.
  */
 #include <setjmp.h>
@@ -15,7 +15,7 @@
 #include <grpc/grpc.h>
 
 #include "certa/v1/reasoning.pb-c.h"
-#include "lib/evalsim.h"
+#include "eval/evalsim.h"
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
 #include "scheduler/answer.h"

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lib/evalsim.h"
+#include "eval/evalsim.h"
 #include "lib/traces.h"
 #include "scheduler/certainty.h"
 #include "scheduler/sched.h"

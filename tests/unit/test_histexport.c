@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "certa/v1/records.pb-c.h"
-#include "lib/histexport.h"
+#include "eval/histexport.h"
 #include "lib/log.h"
 #include "lib/traces.h"
 #include "store/store.h"

@@ -19,9 +19,9 @@
 #include <unistd.h>
 
 #include "lib/error.h"
-#include "lib/evalsim.h"
+#include "eval/evalsim.h"
 #include "lib/log.h"
-#include "lib/policyfile.h"
+#include "lib/fileio.h"
 #include "lib/traces.h"
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
@@ -38,9 +38,19 @@ test_default_file_matches_builtin(void **state)
 	/* Start from different values so every key must come from the file. */
 	memset(&file, 0, sizeof file);
 	file.step_tokens = 1;
-	rc = policyfile_load("policy/default.policy", &file, err, sizeof err);
-	if (rc == -ENOENT)
-		rc = policyfile_load("../policy/default.policy", &file, err, sizeof err);
+	{
+		char *text;
+		size_t len;
+		rc = fileio_read("policy/default.policy", POLICY_TEXT_MAX, &text, &len, err,
+		    sizeof err);
+		if (rc == -ENOENT)
+			rc = fileio_read("../policy/default.policy", POLICY_TEXT_MAX, &text, &len,
+			    err, sizeof err);
+		if (rc == 0) {
+			rc = policy_parse(text, len, "default.policy", &file, err, sizeof err);
+			free(text);
+		}
+	}
 	if (rc != 0)
 		fail_msg("policy/default.policy: %s", err);
 	assert_true(policy_equal(&builtin, &file));

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "lib/policykv.h"
+#include "scheduler/policykv.h"
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
 

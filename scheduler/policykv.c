@@ -1,5 +1,5 @@
 /* policykv.c — policy keys and `key = value` text for certactl; see policykv.h. */
-#include "lib/policykv.h"
+#include "scheduler/policykv.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -12,8 +12,8 @@
  *
  * Thread-safe (no shared state).
  */
-#ifndef CERTA_LIB_POLICYKV_H
-#define CERTA_LIB_POLICYKV_H
+#ifndef CERTA_SCHEDULER_POLICYKV_H
+#define CERTA_SCHEDULER_POLICYKV_H
 
 #include <stddef.h>
 

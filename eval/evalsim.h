@@ -1,6 +1,6 @@
 /*
  * evalsim.h — replaying recorded traces through the scheduler in virtual time, the baselines,
- * and the calibration of a policy.  Used by bench/certa-eval.c and the unit tests.
+ * and the calibration of a policy.  Used by certa-eval (eval/main.c) and the unit tests.
  *
  * Simulation semantics (the daemon's, step for step): before the first step and after every
  * step the program's view is handed to sched_decide().  Continuing, each unfinished chain
@@ -21,8 +21,8 @@
  * Not thread-safe per object; distinct objects on distinct threads are fine.  Errors: 0 or a
  * negative code (-ENOMEM, -EINVAL).
  */
-#ifndef CERTA_LIB_EVALSIM_H
-#define CERTA_LIB_EVALSIM_H
+#ifndef CERTA_EVAL_EVALSIM_H
+#define CERTA_EVAL_EVALSIM_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -6,7 +6,7 @@
  *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] --out FILE
  *
  * Evaluation replays every (model, dataset, problem) program through the same sched_decide()
- * the daemon calls (lib/evalsim.h describes the semantics), next to the baselines: Dynasor-CoT
+ * the daemon calls (eval/evalsim.h describes the semantics), next to the baselines: Dynasor-CoT
  * (k = 2, 3, 5, 8, 20, 30 agreeing probes) and the free </think> rule; for sc each chain runs
  * the rule and the program takes the majority of their answers.  The reference is the full run
  * (cot: first sample's final answer; sc n=3: majority of the three final answers).  Costs count
@@ -20,15 +20,56 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/evalsim.h"
-#include "lib/histexport.h"
+#include "eval/evalsim.h"
+#include "eval/histexport.h"
 #include "lib/log.h"
-#include "lib/policyfile.h"
+#include "lib/fileio.h"
 #include "lib/traces.h"
 #include "scheduler/policy.h"
 #include "scheduler/answer.h"
 #include "scheduler/sched.h"
 #include "store/store.h"
+
+/* Reads a policy file on top of *p (scheduler/policy.h format). */
+static int
+eval_policy_load(const char *path, struct sched_policy *p, char *err, size_t errlen)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = fileio_read(path, POLICY_TEXT_MAX, &text, &len, err, errlen);
+	if (rc != 0)
+		return rc;
+	rc = policy_parse(text, len, path, p, err, errlen);
+	free(text);
+	return rc;
+}
+
+/* Writes p to path (policy_format) after `comment` lines, each prefixed with "# ". */
+static int
+eval_policy_save(const char *path, const struct sched_policy *p, const char *comment)
+{
+	size_t need = policy_format(p, NULL, 0), clen = strlen(comment), n = 0;
+	const char *c = comment;
+	char *buf;
+	int rc;
+
+	/* Each comment line gains "# " and may gain a '\n'. */
+	buf = malloc(need + 1 + 3 * (clen + 1));
+	if (buf == NULL)
+		return -ENOMEM;
+	while (*c != '\0') {
+		const char *e = strchr(c, '\n');
+		size_t l = e != NULL ? (size_t)(e - c) : strlen(c);
+		n += (size_t)sprintf(buf + n, "# %.*s\n", (int)l, c);
+		c += l + (e != NULL);
+	}
+	policy_format(p, buf + n, need + 1);
+	rc = fileio_write(path, buf, n + need);
+	free(buf);
+	return rc;
+}
 
 #define NK 6
 static const unsigned dynasor_k[NK] = { 2, 3, 5, 8, 20, 30 };
@@ -449,7 +490,7 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	sched_policy_default(&p);
 	/* --policy: the starting values (spacing floor, budgets, switches); calibration
 	 * replaces the weights, thresholds, bounds and spacing. */
-	if (policy != NULL && policyfile_load(policy, &p, err, sizeof err) != 0) {
+	if (policy != NULL && eval_policy_load(policy, &p, err, sizeof err) != 0) {
 		fprintf(stderr, "certa-eval: %s\n", err);
 		return 1;
 	}
@@ -487,7 +528,7 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	    100 * cal.sc_loss, 100 * cal.sc_bound, 100 * cal.sc_saved,
 	    100 * cal.cot_in_loss, 100 * cal.cot_in_saved, 100 * cal.sc_in_loss,
 	    100 * cal.sc_in_saved);
-	rc = policyfile_save(out, &p, comment);
+	rc = eval_policy_save(out, &p, comment);
 	if (rc != 0) {
 		fprintf(stderr, "certa-eval: %s: %s\n", out, strerror(-rc));
 		return 1;
@@ -648,7 +689,7 @@ main(int argc, char **argv)
 		return rc;
 	}
 	sched_policy_default(&p);
-	if (policy != NULL && policyfile_load(policy, &p, err, sizeof err) != 0) {
+	if (policy != NULL && eval_policy_load(policy, &p, err, sizeof err) != 0) {
 		fprintf(stderr, "certa-eval: %s\n", err);
 		traces_free(tr);
 		return 1;

@@ -1,5 +1,5 @@
 /* histexport.c — LMDB history -> traces JSONL (for certa-eval on an operator's own traffic). */
-#include "lib/histexport.h"
+#include "eval/histexport.h"
 
 #include <errno.h>
 #include <string.h>

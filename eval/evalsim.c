@@ -1,5 +1,5 @@
 /* evalsim.c — trace replay through sched_decide(), baselines, and policy calibration. */
-#include "lib/evalsim.h"
+#include "eval/evalsim.h"
 
 #include <errno.h>
 #include <math.h>

@@ -16,8 +16,8 @@
  *
  * Any thread that owns the store handle.
  */
-#ifndef CERTA_LIB_HISTEXPORT_H
-#define CERTA_LIB_HISTEXPORT_H
+#ifndef CERTA_EVAL_HISTEXPORT_H
+#define CERTA_EVAL_HISTEXPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>
