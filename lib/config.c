@@ -13,6 +13,7 @@
 
 #include "lib/error.h"
 #include "lib/fileio.h"
+#include "lib/ini.h"
 #include "lib/log.h"
 
 #define CONFIG_FILE_MAX (16L << 20)  /* larger files are refused, not slurped */
@@ -717,148 +718,29 @@ fail_nomem:
 	return -ENOMEM;
 }
 
-/* "[ section ]" with an optional comment after it. */
+/* ini_parse() callback of a section header: refuses a section no option lives in. */
 static int
-config_parse_section(struct config_parse *p, unsigned line, const char *s, size_t len)
+config_parse_section(const struct ini_item *it, void *arg)
 {
+	struct config_parse *p = arg;
 	char shown[CONFIG_SHOW_BUF];
-	size_t i = 1, start, end;
 
-	while (i < len && config_isspace(s[i]))
-		i++;
-	start = i;
-	while (i < len && config_iskey(s[i]))
-		i++;
-	end = i;
-	while (i < len && config_isspace(s[i]))
-		i++;
-	if (start == end || i >= len || s[i] != ']')
-		return config_parse_error(p, line, "expected '[section]'");
-	i++;
-	while (i < len && config_isspace(s[i]))
-		i++;
-	if (i < len && s[i] != '#' && s[i] != ';')
-		return config_parse_error(p, line, "expected '[section]'");
-	if (!config_section_known(p->cfg, s + start, end - start)) {
-		config_show(shown, sizeof shown, s + start, end - start);
-		return config_parse_error(p, line, "unknown section '%s'", shown);
+	if (!config_section_known(p->cfg, it->section, it->section_len)) {
+		config_show(shown, sizeof shown, it->section, it->section_len);
+		return config_parse_error(p, it->line, "unknown section '%s'", shown);
 	}
-	p->sect = s + start;
-	p->sectlen = end - start;
 	return 0;
 }
 
-/* A "..." value starting at s[*pos]: unescapes \" and \\ into a new string in *out. */
+/* ini_parse() callback of one `key = value`. */
 static int
-config_parse_quoted(struct config_parse *p, unsigned line, const char *s, size_t len,
-	size_t *pos, char **out)
+config_parse_item(const struct ini_item *it, void *arg)
 {
-	char shown[CONFIG_SHOW_BUF];
-	size_t i = *pos + 1, o = 0;
-	char *buf;
-	int rc;
+	struct config_parse *p = arg;
 
-	buf = malloc(len - *pos);
-	if (buf == NULL) {
-		config_errf(p->err, p->errlen, "%s:%u: out of memory", p->name, line);
-		return -ENOMEM;
-	}
-	for (;;) {
-		char c;
-
-		if (i >= len) {
-			rc = config_parse_error(p, line, "unterminated quoted value");
-			goto fail_buf;
-		}
-		c = s[i++];
-		if (c == '"')
-			break;
-		if (c == '\\') {
-			if (i >= len) {
-				rc = config_parse_error(p, line, "unterminated quoted value");
-				goto fail_buf;
-			}
-			c = s[i++];
-			if (c != '"' && c != '\\') {
-				config_show(shown, sizeof shown, &c, 1);
-				rc = config_parse_error(p, line, "unknown escape '\\%s' in quoted "
-					"value (only \\\" and \\\\)", shown);
-				goto fail_buf;
-			}
-		}
-		buf[o++] = c;
-	}
-	buf[o] = '\0';
-	*pos = i;
-	*out = buf;
-	return 0;
-
-fail_buf:
-	free(buf);
-	return rc;
-}
-
-/* One line without its '\n'; comments and blank lines are skipped here. */
-static int
-config_parse_line(struct config_parse *p, unsigned line, const char *s, size_t len)
-{
-	size_t i = 0, key, keyend, vstart;
-	char *value = NULL;
-	int rc;
-
-	if (memchr(s, '\0', len) != NULL)
-		return config_parse_error(p, line, "NUL byte in line");
-	while (len > 0 && config_isspace(s[len - 1]))
-		len--;
-	while (i < len && config_isspace(s[i]))
-		i++;
-	if (i == len || s[i] == '#' || s[i] == ';')
-		return 0;
-	if (s[i] == '[')
-		return config_parse_section(p, line, s + i, len - i);
-
-	key = i;
-	while (i < len && config_iskey(s[i]))
-		i++;
-	keyend = i;
-	while (i < len && config_isspace(s[i]))
-		i++;
-	if (key == keyend || i >= len || s[i] != '=')
-		return config_parse_error(p, line, "expected 'key = value'");
-	i++;
-	while (i < len && config_isspace(s[i]))
-		i++;
-
-	if (i < len && s[i] == '"') {
-		rc = config_parse_quoted(p, line, s, len, &i, &value);
-		if (rc < 0)
-			return rc;
-		while (i < len && config_isspace(s[i]))
-			i++;
-		if (i < len && s[i] != '#' && s[i] != ';') {
-			rc = config_parse_error(p, line, "unexpected text after quoted value");
-			goto fail_value;
-		}
-	} else {
-		/* A '#' or ';' after whitespace starts a comment; trailing blanks are dropped. */
-		vstart = i;
-		for (; i < len; i++) {
-			if ((s[i] == '#' || s[i] == ';') && config_isspace(s[i - 1]))
-				break;
-		}
-		while (i > vstart && config_isspace(s[i - 1]))
-			i--;
-		value = strndup(s + vstart, i - vstart);
-		if (value == NULL) {
-			config_errf(p->err, p->errlen, "%s:%u: out of memory", p->name, line);
-			return -ENOMEM;
-		}
-	}
-	rc = config_parse_assign(p, line, s + key, keyend - key, value);
-
-fail_value:
-	free(value);
-	return rc;
+	p->sect = it->section;
+	p->sectlen = it->section_len;
+	return config_parse_assign(p, it->line, it->key, it->key_len, it->value);
 }
 
 /* Parses text[0..len) into a copy of cfg and installs the copy's values only on success. */
@@ -867,10 +749,9 @@ config_parse_text(struct config *cfg, const char *name, const char *text, size_t
 	char *err, size_t errlen)
 {
 	struct config_parse p = { 0 };
+	struct ini_error ie = { 0 };
 	struct config_value *values;
 	struct config *copy;
-	const char *s = text, *end = text + len, *nl;
-	unsigned line = 0;
 	int rc;
 
 	rc = config_dup(cfg, &copy);
@@ -888,21 +769,16 @@ config_parse_text(struct config *cfg, const char *name, const char *text, size_t
 		rc = -ENOMEM;
 		goto fail_copy;
 	}
-	if (len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
-		s += 3;
-	while (s < end) {
-		nl = memchr(s, '\n', (size_t)(end - s));
-		if (nl == NULL)
-			nl = end;
-		if (line == UINT_MAX) {
-			rc = config_parse_error(&p, line, "too many lines");
-			goto fail_seen;
-		}
-		rc = config_parse_line(&p, ++line, s, (size_t)(nl - s));
-		if (rc < 0)
-			goto fail_seen;
-		s = nl + 1;
+	rc = ini_parse(text, len, INI_QUOTES, config_parse_item, config_parse_section, &p, &ie);
+	if (rc == CERTA_ECONFIG && ie.msg[0] != '\0') {
+		/* The lexer's own complaint (a callback already wrote its message). */
+		config_parse_error(&p, ie.line, "%s", ie.msg);
+		goto fail_seen;
 	}
+	if (rc == -ENOMEM)
+		config_errf(err, errlen, "%s: out of memory", name);
+	if (rc != 0)
+		goto fail_seen;
 	values = cfg->values;
 	cfg->values = copy->values;
 	copy->values = values;

@@ -21,6 +21,7 @@
  * name top-level options ("key").  A full dotted name is also accepted at the top level
  * ("store.path = ...").  Keys are made of [A-Za-z0-9_.-].  Whitespace around keys and
  * unquoted values is trimmed; CRLF line ends and a UTF-8 byte-order mark are accepted.
+ * The lexing is lib/ini.h's, shared with policy files; this module gives the words meaning.
  * Loading a file applies on top of the current values: an option absent from the file keeps
  * its current value.  Within one load a non-list key may appear only once.  The first
  * occurrence of a list key in a load replaces the current list; an empty value ("worker =")

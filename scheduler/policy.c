@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lib/error.h"
+#include "lib/ini.h"
 #include "scheduler/certainty.h"
 
 enum policy_type { POLICY_U32, POLICY_U64, POLICY_I64, POLICY_DOUBLE };
@@ -141,106 +142,112 @@ policy_store(struct sched_policy *p, int k, const char *v)
 	return false;
 }
 
+/* policy_parse()'s state across ini_parse() callbacks. */
+struct policy_walk {
+	struct sched_policy q;
+	bool seen[POLICY_NALL];
+	const char *name;
+	char *err;
+	size_t errlen;
+};
+
+/* ini_parse() callback: one `key = value`. */
+static int
+policy_item(const struct ini_item *it, void *arg)
+{
+	struct policy_walk *w = arg;
+	char key[POLICY_KEY_MAX + 1];
+	int k = -1, n;
+
+	if (it->key_len >= 64) {
+		policy_err(w->err, w->errlen, w->name, it->line, "key too long");
+		return CERTA_ECONFIG;
+	}
+	/* In a [section], a key is "section.key" unless it is a full key by itself. */
+	snprintf(key, sizeof key, "%.*s", (int)it->key_len, it->key);
+	if (it->section != NULL && policy_lookup(key) < 0) {
+		n = snprintf(key, sizeof key, "%.*s.%.*s", (int)it->section_len, it->section,
+		    (int)it->key_len, it->key);
+		if (n < 0 || (size_t)n >= sizeof key) {
+			policy_err(w->err, w->errlen, w->name, it->line, "unknown key '%.60s'", key);
+			return CERTA_ECONFIG;
+		}
+	}
+	k = policy_lookup(key);
+	if (k < 0) {
+		policy_err(w->err, w->errlen, w->name, it->line, "unknown key '%.60s'", key);
+		return CERTA_ECONFIG;
+	}
+	if (w->seen[k]) {
+		policy_err(w->err, w->errlen, w->name, it->line, "key '%s' given twice", key);
+		return CERTA_ECONFIG;
+	}
+	w->seen[k] = true;
+	if (!policy_store(&w->q, k, it->value)) {
+		policy_err(w->err, w->errlen, w->name, it->line,
+		    "value '%.40s' for '%s' is not a %s", it->value, key,
+		    (size_t)k < POLICY_NKEYS && policy_keys[k].type != POLICY_DOUBLE ?
+		    "whole number in range" : "finite number");
+		return CERTA_ECONFIG;
+	}
+	return 0;
+}
+
 int
 policy_parse(const char *text, size_t len, const char *name, struct sched_policy *p,
     char *err, size_t errlen)
 {
-	struct sched_policy q = *p;
-	bool seen[POLICY_NALL] = { false };
-	char section[64] = "", line[512], key[160], val[160], msg[256];
-	size_t pos = 0, lineno = 0;
+	struct policy_walk w;
+	struct ini_error ie = { 0 };
+	char msg[256];
+	int rc;
 
-	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
-		pos = 3;
-	while (pos < len) {
-		size_t e = pos, n, a, b;
-		char *eq, *cmt;
-		int k;
-
-		while (e < len && text[e] != '\n')
-			e++;
-		lineno++;
-		n = e - pos;
-		if (n >= sizeof line) {
-			policy_err(err, errlen, name, lineno, "line too long");
-			return CERTA_ECONFIG;
-		}
-		memcpy(line, text + pos, n);
-		line[n] = '\0';
-		pos = e < len ? e + 1 : e;
-		if (memchr(line, '\0', n) != NULL) {
-			policy_err(err, errlen, name, lineno, "NUL byte");
-			return CERTA_ECONFIG;
-		}
-		/* Comments: whole-line, or '#'/';' after whitespace. */
-		for (cmt = line; *cmt != '\0'; cmt++)
-			if ((*cmt == '#' || *cmt == ';') &&
-			    (cmt == line || isspace((unsigned char)cmt[-1]))) {
-				*cmt = '\0';
-				break;
-			}
-		n = strlen(line);
-		for (a = 0; a < n && isspace((unsigned char)line[a]); a++)
-			;
-		while (n > a && isspace((unsigned char)line[n - 1]))
-			n--;
-		line[n] = '\0';
-		if (a == n)
-			continue;
-		if (line[a] == '[') {
-			if (line[n - 1] != ']' || n - a - 2 >= sizeof section || n - a < 3) {
-				policy_err(err, errlen, name, lineno, "bad section header");
-				return CERTA_ECONFIG;
-			}
-			memcpy(section, line + a + 1, n - a - 2);
-			section[n - a - 2] = '\0';
-			continue;
-		}
-		eq = strchr(line + a, '=');
-		if (eq == NULL) {
-			policy_err(err, errlen, name, lineno, "expected 'key = value'");
-			return CERTA_ECONFIG;
-		}
-		b = (size_t)(eq - line);
-		while (b > a && isspace((unsigned char)line[b - 1]))
-			b--;
-		if (b == a || b - a >= 64) {
-			policy_err(err, errlen, name, lineno, "missing or too long key");
-			return CERTA_ECONFIG;
-		}
-		/* In a [section], a key is "section.key" unless it is a full key by itself. */
-		snprintf(key, sizeof key, "%.*s", (int)(b - a), line + a);
-		if (section[0] != '\0' && policy_lookup(key) < 0)
-			snprintf(key, sizeof key, "%s.%.*s", section, (int)(b - a), line + a);
-		eq++;
-		while (isspace((unsigned char)*eq))
-			eq++;
-		snprintf(val, sizeof val, "%s", eq);
-		k = policy_lookup(key);
-		if (k < 0) {
-			policy_err(err, errlen, name, lineno, "unknown key '%.60s'", key);
-			return CERTA_ECONFIG;
-		}
-		if (seen[k]) {
-			policy_err(err, errlen, name, lineno, "key '%s' given twice", key);
-			return CERTA_ECONFIG;
-		}
-		seen[k] = true;
-		if (!policy_store(&q, k, val)) {
-			policy_err(err, errlen, name, lineno, "value '%.40s' for '%s' is not a %s",
-			    val, key, (size_t)k < POLICY_NKEYS &&
-			    policy_keys[k].type != POLICY_DOUBLE ? "whole number in range" :
-			    "finite number");
-			return CERTA_ECONFIG;
-		}
-	}
-	if (sched_policy_validate(&q, msg, sizeof msg) != 0) {
+	memset(&w, 0, sizeof w);
+	w.q = *p;
+	w.name = name;
+	w.err = err;
+	w.errlen = errlen;
+	rc = ini_parse(text, len, 0, policy_item, NULL, &w, &ie);
+	if (rc == CERTA_ECONFIG && ie.msg[0] != '\0')
+		policy_err(err, errlen, name, ie.line, "%s", ie.msg);
+	if (rc == -ENOMEM)
+		policy_err(err, errlen, name, 0, "out of memory");
+	if (rc != 0)
+		return rc == -ENOMEM ? rc : CERTA_ECONFIG;
+	if (sched_policy_validate(&w.q, msg, sizeof msg) != 0) {
 		policy_err(err, errlen, name, 0, "%s%s%s", name != NULL ? name : "",
 		    name != NULL ? ": " : "", msg);
 		return CERTA_ECONFIG;
 	}
-	*p = q;
+	*p = w.q;
 	return 0;
+}
+
+size_t
+policy_key_count(void)
+{
+	return POLICY_NALL;
+}
+
+const char *
+policy_key_name(size_t i, char *buf, size_t len)
+{
+	if (i < POLICY_NKEYS)
+		return policy_keys[i].name;
+	if (i < POLICY_NKEYS + SCHED_COT_NFEAT)
+		snprintf(buf, len, "cot.w.%s", certainty_cot_feature_name(i - POLICY_NKEYS));
+	else if (i < POLICY_NALL)
+		snprintf(buf, len, "sc.w.%s",
+		    certainty_sc_feature_name(i - POLICY_NKEYS - SCHED_COT_NFEAT));
+	else
+		return NULL;
+	return buf;
+}
+
+int
+policy_key_find(const char *key)
+{
+	return policy_lookup(key);
 }
 
 /* Appends with snprintf semantics, tracking the full length. */

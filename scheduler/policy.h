@@ -47,6 +47,20 @@ int policy_parse(const char *text, size_t len, const char *name, struct sched_po
  */
 size_t policy_format(const struct sched_policy *p, char *buf, size_t buflen);
 
+/* Longest policy key, NUL excluded ("sc.w.<longest feature name>"). */
+#define POLICY_KEY_MAX 63
+
+/*
+ * The table of valid keys, in policy_format() order: policy_key_count() keys, index
+ * 0..count-1.  policy_key_name() returns the name of key i (a table string, or buf filled with
+ * a composed "cot.w.<feature>" name; len >= POLICY_KEY_MAX + 1), NULL past the end.
+ * policy_key_find() returns the index of key or -1.  certactl validates `policy set` keys with
+ * these, without parsing any text.
+ */
+size_t policy_key_count(void);
+const char *policy_key_name(size_t i, char *buf, size_t len);
+int policy_key_find(const char *key);
+
 /* Rounds every double of p to 6 significant digits (what policy_format writes). */
 void policy_round(struct sched_policy *p);
 

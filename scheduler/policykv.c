@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/ini.h"
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
 
@@ -16,135 +17,58 @@
 #define POLICYKV_VAL_MAX 160
 #define POLICYKV_LINE_MAX 512
 
-/* The default policy in text form (malloc'd), the source of the valid keys. */
-static char *
-policykv_default_text(void)
+/* policykv_each()'s state across ini_parse() callbacks. */
+struct policykv_walk {
+	policykv_fn fn;
+	void *arg;
+};
+
+/* ini_parse() callback: composes "section.key" and hands it on. */
+static int
+policykv_item(const struct ini_item *it, void *arg)
 {
-	struct sched_policy p;
-	size_t need;
-	char *s;
+	struct policykv_walk *w = arg;
+	char key[POLICYKV_KEY_MAX];
 
-	sched_policy_default(&p);
-	need = policy_format(&p, NULL, 0);
-	s = malloc(need + 1);
-	if (s != NULL)
-		policy_format(&p, s, need + 1);
-	return s;
-}
-
-/* Trims spaces at both ends of s in place; returns the start. */
-static char *
-policykv_trim(char *s)
-{
-	size_t n;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	n = strlen(s);
-	while (n > 0 && isspace((unsigned char)s[n - 1]))
-		s[--n] = '\0';
-	return s;
+	snprintf(key, sizeof key, "%.*s", (int)it->key_len, it->key);
+	/* In a section a key is "section.key" unless it is a full key by itself. */
+	if (it->section != NULL && policy_key_find(key) < 0)
+		snprintf(key, sizeof key, "%.*s.%.*s", (int)it->section_len, it->section,
+		    (int)it->key_len, it->key);
+	return w->fn(key, it->value, w->arg);
 }
 
 int
 policykv_each(const char *text, policykv_fn fn, void *arg)
 {
-	char line[POLICYKV_LINE_MAX], section[64] = "", key[POLICYKV_KEY_MAX], *l, *eq, *c, *k;
-	size_t n;
-	int rc;
+	struct policykv_walk w = { fn, arg };
 
-	while (*text) {
-		n = strcspn(text, "\n");
-		snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1),
-		    text);
-		text += n + (text[n] == '\n');
-		/* Comments: whole-line, or '#'/';' after whitespace (as policy_parse reads them). */
-		for (c = line; *c; c++)
-			if ((*c == '#' || *c == ';') && (c == line || isspace((unsigned char)c[-1]))) {
-				*c = '\0';
-				break;
-			}
-		l = policykv_trim(line);
-		if (*l == '\0')
-			continue;
-		n = strlen(l);
-		if (l[0] == '[') {
-			if (n >= 3 && l[n - 1] == ']')
-				snprintf(section, sizeof section, "%.*s", (int)(n - 2), l + 1);
-			continue;
-		}
-		eq = strchr(l, '=');
-		if (eq == NULL)
-			continue;
-		*eq = '\0';
-		k = policykv_trim(l);
-		if (*k == '\0')
-			continue;
-		/* In a section a key is "section.key" unless it is a full key by itself. */
-		if (section[0] != '\0' && policykv_is_key(k) != 1)
-			snprintf(key, sizeof key, "%s.%s", section, k);
-		else
-			snprintf(key, sizeof key, "%s", k);
-		rc = fn(key, policykv_trim(eq + 1), arg);
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
+	return ini_parse(text, strlen(text), 0, policykv_item, NULL, &w, NULL);
 }
 
 /* --- keys ------------------------------------------------------------------------------ */
 
-struct policykv_keys_acc {
-	char *buf;
-	size_t len, need;
-};
-
-static int
-policykv_keys_cb(const char *key, const char *value, void *arg)
-{
-	struct policykv_keys_acc *a = arg;
-	size_t at = a->need;
-
-	(void)value;
-	if (at < a->len)
-		snprintf(a->buf + at, a->len - at, "%s%s", at > 0 ? ", " : "", key);
-	a->need += strlen(key) + (at > 0 ? 2 : 0);
-	return 0;
-}
-
 size_t
 policykv_keys(char *buf, size_t len)
 {
-	struct policykv_keys_acc a = { buf, len, 0 };
-	char *def = policykv_default_text();
+	char name[POLICY_KEY_MAX + 1];
+	const char *k;
+	size_t i, need = 0;
 
 	if (len > 0)
 		buf[0] = '\0';
-	if (def == NULL)
-		return 0;
-	policykv_each(def, policykv_keys_cb, &a);
-	free(def);
-	return a.need;
-}
-
-static int
-policykv_is_key_cb(const char *key, const char *value, void *arg)
-{
-	(void)value;
-	return strcmp(key, arg) == 0;
+	for (i = 0; (k = policy_key_name(i, name, sizeof name)) != NULL; i++) {
+		if (need < len)
+			snprintf(buf + need, len - need, "%s%s", i > 0 ? ", " : "", k);
+		need += strlen(k) + (i > 0 ? 2 : 0);
+	}
+	return need;
 }
 
 int
 policykv_is_key(const char *key)
 {
-	char *def = policykv_default_text();
-	int rc;
-
-	if (def == NULL)
-		return -ENOMEM;
-	rc = policykv_each(def, policykv_is_key_cb, (void *)key);
-	free(def);
-	return rc;
+	return policy_key_find(key) >= 0;
 }
 
 /* --- assignments ------------------------------------------------------------------------ */

@@ -2,11 +2,10 @@
  * policykv.h — policy keys and values for certactl: `policy set KEY=VALUE...` and reading the
  * text form of a policy that certa.v1.Policy.text carries.
  *
- * The text form is scheduler/policy.h's `key = value` lines ('#'/';' comments, [section]
- * headers that prefix "section." to the keys below them).  The valid keys are exactly those
- * policy_format() writes for the default policy (step_tokens, ..., cot.threshold,
- * sc.threshold, cot.w.<feature>, sc.w.<feature>), so this list cannot drift from the
- * scheduler's table.  Values are checked for syntax only (a finite decimal number); whole-number
+ * The text form is scheduler/policy.h's `key = value` lines, lexed by lib/ini.h ('#'/';'
+ * comments, [section] headers that prefix "section." to the keys below them).  The valid keys
+ * are the scheduler's own table (policy_key_name(): step_tokens, ..., cot.threshold,
+ * sc.threshold, cot.w.<feature>, sc.w.<feature>), so this list cannot drift from it.  Values are checked for syntax only (a finite decimal number); whole-number
  * keys and ranges are the server's to validate (SetPolicy answers INVALID_ARGUMENT naming the
  * field and the allowed range).
  *
@@ -22,7 +21,7 @@
  * when out of memory. */
 size_t policykv_keys(char *buf, size_t len);
 
-/* 1 when key is a valid policy key, 0 when not, -ENOMEM. */
+/* 1 when key is a valid policy key, 0 when not. */
 int policykv_is_key(const char *key);
 
 /*
@@ -41,9 +40,9 @@ int policykv_text(char *const *assignments, size_t n, char **text, char *err, si
  * non-zero return stops the walk and is returned by policykv_each(). */
 typedef int (*policykv_fn)(const char *key, const char *value, void *arg);
 
-/* Walks the `key = value` lines of text (comments, blank lines and malformed lines skipped;
- * keys inside [section] are "section.key" unless a full key by itself).  Returns 0 or the
- * callback's non-zero value. */
+/* Walks the `key = value` lines of text (keys inside [section] are "section.key" unless a
+ * full key by itself).  Returns 0, the callback's non-zero value, or CERTA_ECONFIG at the
+ * first malformed line (the lines before it were walked), -ENOMEM. */
 int policykv_each(const char *text, policykv_fn fn, void *arg);
 
 /* Copies the value of key in text into val (truncated to vallen - 1).  Returns 0 or -ENOENT. */

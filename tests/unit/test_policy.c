@@ -105,7 +105,7 @@ test_parse_errors(void **state)
 		{ "cot.w.nope = 1\n", "unknown key 'cot.w.nope'" },
 		{ "step_tokens = 64\nstep_tokens = 64\n", "given twice" },
 		{ "just words\n", "expected 'key = value'" },
-		{ "[cot\n", "bad section header" },
+		{ "[cot\n", "t:1: expected '[section]'" },
 		{ "step_tokens = 0\n", "step_tokens: 0 is out of range" },
 		{ "cot.threshold = 3\n", "cot.threshold" },
 		{ "probe_stride = nan\n", "finite number" },
