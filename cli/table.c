@@ -7,6 +7,7 @@
 
 #include "cli/output.h"
 #include "cli/table.h"
+#include "lib/array.h"
 
 struct table {
 	size_t ncols;
@@ -76,22 +77,15 @@ table_set_indent(struct table *t, size_t indent)
 static void
 table_push(struct table *t, char *s)
 {
-	char **p;
-
 	if (s == NULL || t->err != 0) {
 		free(s);
 		t->err = -ENOMEM;
 		return;
 	}
-	if (t->ncells == t->cap) {
-		p = realloc(t->cells, (t->cap ? t->cap * 2 : 32) * sizeof *p);
-		if (p == NULL) {
-			free(s);
-			t->err = -ENOMEM;
-			return;
-		}
-		t->cells = p;
-		t->cap = t->cap ? t->cap * 2 : 32;
+	if (ARRAY_GROW(t->cells, t->cap, t->ncells + 1) != 0) {
+		free(s);
+		t->err = -ENOMEM;
+		return;
 	}
 	t->cells[t->ncells++] = s;
 }

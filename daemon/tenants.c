@@ -13,6 +13,7 @@
 
 #include "certa/v1/records.pb-c.h"
 #include "lib/error.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 #include "store/store.h"
 
@@ -94,19 +95,6 @@ tenants_hash(const char *key, uint8_t out[32])
 	EVP_Digest(key, strlen(key), out, &len, EVP_sha256(), NULL);
 }
 
-static void
-tenants_hex(const uint8_t *b, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = hx[b[i] >> 4];
-		out[2 * i + 1] = hx[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 /* A new key "certa_<8 hex id>_<48 hex secret>"; the key itself is never stored. */
 static int
 tenants_new_key(struct tenant *t, char *key, size_t keylen, char *key_id, size_t idlen)
@@ -118,8 +106,8 @@ tenants_new_key(struct tenant *t, char *key, size_t keylen, char *key_id, size_t
 
 	if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
 		return -EIO;
-	tenants_hex(rnd, 4, id);
-	tenants_hex(rnd + 4, 24, secret);
+	hex_encode(rnd, 4, id);
+	hex_encode(rnd + 4, 24, secret);
 	if (t->nkeys == TENANT_KEYS_MAX) {
 		/* Make room by forgetting the oldest revoked key. */
 		for (i = 0; i < t->nkeys && !t->keys[i].revoked; i++)

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/array.h"
+#include "lib/hash.h"
 #include "scheduler/answer.h"
 #include "scheduler/certainty.h"
 #include "scheduler/policy.h"
@@ -16,13 +18,12 @@ static uint64_t
 evalsim_problem_hash(const char *problem)
 {
 	char *norm = traces_normalize_ws(problem);
-	const unsigned char *s = (const unsigned char *)(norm != NULL ? norm : problem);
-	uint64_t h = 1469598103934665603ull;
+	const char *s = norm != NULL ? norm : problem;
+	uint64_t h;
 
-	for (; *s != '\0'; s++) {
-		h ^= *s;
-		h *= 1099511628211ull;
-	}
+	/* The seed is not FNV's basis (a digit short) but the split and the folds of every
+	 * published figure were drawn with it: keep it. */
+	h = hash_fnv1a(s, strlen(s), 1469598103934665603ull);
 	free(norm);
 	return h;
 }
@@ -64,14 +65,8 @@ evalsim_traj_free(struct evalsim_traj *t)
 static int
 evalsim_add_point(struct evalsim_traj *t, const struct evalsim_point *pt)
 {
-	if (t->npts == t->cap) {
-		size_t ncap = t->cap ? t->cap * 2 : 1024;
-		struct evalsim_point *np = realloc(t->pts, ncap * sizeof *np);
-		if (np == NULL)
-			return -ENOMEM;
-		t->pts = np;
-		t->cap = ncap;
-	}
+	if (ARRAY_GROW(t->pts, t->cap, t->npts + 1) != 0)
+		return -ENOMEM;
 	t->pts[t->npts++] = *pt;
 	return 0;
 }
@@ -259,17 +254,11 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			if (pos > t->tokens_used)
 				pos = t->tokens_used;
 			pr = traces_probe_at(t, pos);
-			if (st[i].nprobes == st[i].cap) {
-				size_t ncap = st[i].cap * 2;
-				struct sched_probe *np = realloc(st[i].probes, ncap * sizeof *np);
-				if (np == NULL) {
-					rc = -ENOMEM;
-					goto fail_chains;
-				}
-				st[i].probes = np;
-				st[i].cap = ncap;
-				ch[i].probes = np;
+			if (ARRAY_GROW(st[i].probes, st[i].cap, st[i].nprobes + 1) != 0) {
+				rc = -ENOMEM;
+				goto fail_chains;
 			}
+			ch[i].probes = st[i].probes;
 			st[i].probes[st[i].nprobes].position = pos;
 			st[i].probes[st[i].nprobes].answer = pr != NULL ? pr->answer : "";
 			st[i].probes[st[i].nprobes].confidence = -1;
@@ -547,18 +536,7 @@ evalsim_record_labeled(const struct traces *tr, const struct sched_policy *p0,
 static int
 evalsim_grow_folds(unsigned **a, size_t need, size_t *cap)
 {
-	if (need > *cap) {
-		size_t ncap = *cap ? *cap * 2 : 4096;
-		unsigned *na;
-		while (ncap < need)
-			ncap *= 2;
-		na = realloc(*a, ncap * sizeof *na);
-		if (na == NULL)
-			return -ENOMEM;
-		*a = na;
-		*cap = ncap;
-	}
-	return 0;
+	return array_grow(a, cap, sizeof **a, need) != 0 ? -ENOMEM : 0;
 }
 
 int

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <event2/event.h>
 
+#include "lib/array.h"
 #include "lib/log.h"
 
 struct cqbridge_item {
@@ -45,17 +46,11 @@ cqbridge_push(struct cqbridge *br, struct cqbridge_tag *tag, int ok)
 	int wake;
 
 	pthread_mutex_lock(&br->lock);
-	if (br->nitems == br->cap) {
-		size_t ncap = br->cap ? br->cap * 2 : 64;
-		struct cqbridge_item *n = realloc(br->items, ncap * sizeof *n);
-		if (n == NULL) {
-			/* Cannot lose a completion: gRPC state would leak forever. */
-			pthread_mutex_unlock(&br->lock);
-			log_err(LOG_RPC, "cqbridge: out of memory queueing a completion");
-			abort();
-		}
-		br->items = n;
-		br->cap = ncap;
+	if (ARRAY_GROW(br->items, br->cap, br->nitems + 1) != 0) {
+		/* Cannot lose a completion: gRPC state would leak forever. */
+		pthread_mutex_unlock(&br->lock);
+		log_err(LOG_RPC, "cqbridge: out of memory queueing a completion");
+		abort();
 	}
 	wake = br->nitems == 0;
 	br->items[br->nitems].tag = tag;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/health.h"
 #include "lib/log.h"
@@ -197,14 +198,8 @@ health_set(struct health *h, const char *service, enum health_status status)
 		return CERTA_ESTATE;
 	s = health_find(h, service);
 	if (s == NULL) {
-		if (h->nsvc == h->capsvc) {
-			size_t ncap = h->capsvc ? h->capsvc * 2 : 4;
-			struct health_service *n = realloc(h->svc, ncap * sizeof *n);
-			if (n == NULL)
-				return -ENOMEM;
-			h->svc = n;
-			h->capsvc = ncap;
-		}
+		if (ARRAY_GROW(h->svc, h->capsvc, h->nsvc + 1) != 0)
+			return -ENOMEM;
 		s = &h->svc[h->nsvc];
 		s->name = strdup(service);
 		if (s->name == NULL)

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hash.h"
+
 #define STRMAP_TOMB ((char *)(uintptr_t)1)
 
 struct strmap_slot {
@@ -24,13 +26,7 @@ struct strmap {
 static uint64_t
 strmap_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-
-	while (*s) {
-		h ^= (unsigned char)*s++;
-		h *= 1099511628211ULL;
-	}
-	return h;
+	return hash_fnv1a(s, strlen(s), HASH_FNV1A_BASIS);
 }
 
 struct strmap *

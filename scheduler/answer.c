@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hash.h"
+
 #define WORK_CAP (2 * ANSWER_MAX_LEN + 256)  /* longer intermediate forms: -E2BIG */
 #define MAX_DEPTH 48                           /* evaluator nesting */
 #define MAX_CMP_DEPTH 8                        /* structural comparison nesting */
@@ -1648,18 +1650,9 @@ bool answer_is_placeholder(const char *ans, const char *problem)
 	return number_in_text(num, nl, neg, problem);
 }
 
-static uint64_t fnv1a(const char *s, size_t n, uint64_t h)
-{
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 uint64_t answer_hash(const char *ans)
 {
-	const uint64_t basis = 0xcbf29ce484222325ULL;
+	const uint64_t basis = HASH_FNV1A_BASIS;
 	if (!ans)
 		ans = "";
 	size_t al = strlen(ans);
@@ -1668,7 +1661,7 @@ uint64_t answer_hash(const char *ans)
 	size_t rl;
 	if (!w || canon_internal(ans, al, w, &r, &rl) != 0) {
 		free(w);
-		return fnv1a(ans, al, fnv1a("raw:", 4, basis));
+		return hash_fnv1a(ans, al, hash_fnv1a("raw:", 4, basis));
 	}
 	char *s = (char *)r;  /* points into w's buffers */
 	rl = squeeze(s, rl);
@@ -1677,9 +1670,9 @@ uint64_t answer_hash(const char *ans)
 	if (eval_number(s, rl, &v)) {
 		char num[40];
 		int k = snprintf(num, sizeof(num), "%.12g", v + 0.0);
-		h = fnv1a(num, (size_t)k, fnv1a("num:", 4, basis));
+		h = hash_fnv1a(num, (size_t)k, hash_fnv1a("num:", 4, basis));
 	} else {
-		h = fnv1a(s, rl, fnv1a("tex:", 4, basis));
+		h = hash_fnv1a(s, rl, hash_fnv1a("tex:", 4, basis));
 	}
 	free(w);
 	return h;

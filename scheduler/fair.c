@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/array.h"
+
 struct fair_tenant {
 	char *name;
 	uint32_t weight;
@@ -60,14 +62,8 @@ fair_get(struct fair *f, const char *name)
 
 	if (t != NULL)
 		return t;
-	if (f->n == f->cap) {
-		size_t ncap = f->cap ? f->cap * 2 : 8;
-		struct fair_tenant *nt = realloc(f->t, ncap * sizeof *nt);
-		if (nt == NULL)
-			return NULL;
-		f->t = nt;
-		f->cap = ncap;
-	}
+	if (ARRAY_GROW(f->t, f->cap, f->n + 1) != 0)
+		return NULL;
 	t = &f->t[f->n];
 	memset(t, 0, sizeof *t);
 	t->name = strdup(name);
