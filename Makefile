@@ -40,7 +40,7 @@ SCHED_OBJ  = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard scheduler/*.c))
 EVAL_OBJ   = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out eval/main.c,$(wildcard eval/*.c)))
 DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out daemon/main.c,$(wildcard daemon/*.c)))
 WORKER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out workers/main.c,\
-	$(wildcard workers/*.c workers/engines/*.c)))
+	$(wildcard workers/*.c workers/engines/*.c workers/llm/*.c)))
 CLI_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out cli/main.c,$(wildcard cli/*.c)))
 
 LIB_LIB    = $(BUILD)/libcerta.a
