@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include "daemon/pool.h"
 #include "daemon/reasoning.h"
 #include "lib/config.h"
+#include "lib/cred.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/fileio.h"
@@ -67,6 +69,16 @@ static const struct config_option dmain_options[] = {
 	  "wait before retrying a failed step (times the attempt number)" },
 	{ "workers.max_inflight", CONFIG_INT, "0", 0, 1000000, NULL,
 	  "chains in flight per worker (its step slots; 0 = the worker's capacity)" },
+	{ "workers.token_file", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "file holding the shared worker token, sent as 'authorization: Bearer' on every "
+	  "Worker call (first line, at least 16 characters; the workers' --token-file)" },
+	{ "workers.tls_ca", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "CA bundle that signs the workers' certificates (PEM); set: certad talks TLS to "
+	  "every worker, whose certificate must name the host of its workers.worker address" },
+	{ "workers.tls_cert", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "client certificate certad presents to workers (PEM; mTLS, needs workers.tls_ca)" },
+	{ "workers.tls_key", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "private key of workers.tls_cert (PEM)" },
 	{ "policy.file", CONFIG_STRING, NULL, 0, 0, NULL,
 	  "default scheduling policy file (empty: the built-in calibrated policy); "
 	  "per-tenant overrides are set with certactl policy" },
@@ -209,29 +221,79 @@ static int
 dmain_admin_token(const struct config *cfg, char *buf, size_t len, char *err, size_t errlen)
 {
 	const char *path = config_get_str(cfg, "admin.token_file");
-	FILE *f;
-	size_t n;
+	char *tok;
+	int rc;
 
 	buf[0] = '\0';
 	if (path == NULL || path[0] == '\0')
 		return 0;
-	f = fopen(path, "r");
-	if (f == NULL) {
-		snprintf(err, errlen, "admin.token_file %s: %s", path, strerror(errno));
-		return CERTA_ECONFIG;
-	}
-	if (fgets(buf, (int)len, f) == NULL)
-		buf[0] = '\0';
-	fclose(f);
-	n = strlen(buf);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		buf[--n] = '\0';
-	if (n < 16) {
-		snprintf(err, errlen, "admin.token_file %s: the token must be at least 16 "
-		    "characters", path);
-		return CERTA_ECONFIG;
-	}
+	rc = cred_read_token("admin.token_file", path, &tok, err, errlen);
+	if (rc != 0)
+		return rc;
+	snprintf(buf, len, "%s", tok);
+	cred_free_secret(tok);
 	return 0;
+}
+
+/* What certad needs to talk to its workers: PEM text and the token, read from the files
+ * named in cfg (each NULL when not configured). */
+struct dmain_wcred {
+	char *ca, *cert, *key, *token;
+};
+
+static void
+dmain_wcred_clear(struct dmain_wcred *wc)
+{
+	free(wc->ca);
+	free(wc->cert);
+	cred_free_secret(wc->key);
+	cred_free_secret(wc->token);
+	memset(wc, 0, sizeof *wc);
+}
+
+/* Reads workers.tls_* and workers.token_file (also for --check-config). */
+static int
+dmain_wcred_load(const struct config *cfg, struct dmain_wcred *wc, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} files[] = {
+		{ "workers.tls_ca", offsetof(struct dmain_wcred, ca) },
+		{ "workers.tls_cert", offsetof(struct dmain_wcred, cert) },
+		{ "workers.tls_key", offsetof(struct dmain_wcred, key) },
+	};
+	const char *tok = config_get_str(cfg, "workers.token_file");
+	size_t i;
+	int rc;
+
+	memset(wc, 0, sizeof *wc);
+	for (i = 0; i < sizeof files / sizeof files[0]; i++) {
+		const char *path = config_get_str(cfg, files[i].name);
+		if (path == NULL || path[0] == '\0')
+			continue;
+		rc = cred_read_pem(files[i].name, path,
+		    (char **)(void *)((char *)wc + files[i].off), err, errlen);
+		if (rc != 0)
+			goto fail;
+	}
+	rc = CERTA_ECONFIG;
+	if ((wc->cert == NULL) != (wc->key == NULL)) {
+		snprintf(err, errlen, "workers.tls_cert and workers.tls_key go together");
+		goto fail;
+	}
+	if (wc->cert != NULL && wc->ca == NULL) {
+		snprintf(err, errlen, "workers.tls_cert needs workers.tls_ca (the CA that signs "
+		    "the workers' certificates)");
+		goto fail;
+	}
+	if (tok != NULL && tok[0] != '\0' &&
+	    (rc = cred_read_token("workers.token_file", tok, &wc->token, err, errlen)) != 0)
+		goto fail;
+	return 0;
+fail:
+	dmain_wcred_clear(wc);
+	return rc;
 }
 
 /* Tenant quota defaults from the configuration. */
@@ -316,6 +378,18 @@ dmain_reload(struct dmain *m)
 	    strcmp(config_get_str(cfg, "state_dir"), config_get_str(m->cfg, "state_dir")) != 0)
 		log_warn(LOG_CONFIG, "listen and state_dir changes take effect after a restart");
 	{
+		static const char *const restart_only[] = { "workers.token_file", "workers.tls_ca",
+		    "workers.tls_cert", "workers.tls_key" };
+		size_t i;
+		for (i = 0; i < sizeof restart_only / sizeof restart_only[0]; i++) {
+			const char *a = config_get_str(cfg, restart_only[i]);
+			const char *b = config_get_str(m->cfg, restart_only[i]);
+			if (strcmp(a ? a : "", b ? b : "") != 0)
+				log_warn(LOG_CONFIG, "%s changes take effect after a restart",
+				    restart_only[i]);
+		}
+	}
+	{
 		struct auth_options ao;
 		char token[512];
 		struct tenant_quota q;
@@ -387,37 +461,18 @@ dmain_on_signal(int sig, void *arg)
 	core_drain(m->core, dmain_drained, m);
 }
 
-/* Reads a PEM file for TLS; NULL (with a logged reason) when it cannot. */
+/* Reads a PEM file for the mTLS listener; NULL (with a logged reason) when it cannot. */
 static char *
 dmain_read_pem(const char *what, const char *path)
 {
-	FILE *f;
-	char *buf;
-	long n;
+	char *buf = NULL, err[600];
 
 	if (path == NULL || path[0] == '\0') {
 		log_err(LOG_CONFIG, "tls.listen needs %s", what);
 		return NULL;
 	}
-	f = fopen(path, "r");
-	if (f == NULL) {
-		log_err(LOG_CONFIG, "%s %s: %s", what, path, strerror(errno));
-		return NULL;
-	}
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = n > 0 && n < (1 << 20) ? calloc(1, (size_t)n + 1) : NULL;
-	if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	if (buf == NULL || strstr(buf, "-----BEGIN") == NULL) {
-		log_err(LOG_CONFIG, "%s %s is not a PEM file", what, path);
-		free(buf);
-		return NULL;
-	}
+	if (cred_read_pem(what, path, &buf, err, sizeof err) != 0)
+		log_err(LOG_CONFIG, "%s", err);
 	return buf;
 }
 
@@ -444,7 +499,6 @@ dmain_listen_extra(struct dmain *m)
 		}
 	}
 	if (tls != NULL && tls[0] != '\0') {
-		grpc_ssl_pem_key_cert_pair pair;
 		grpc_server_credentials *creds;
 		char *cert = dmain_read_pem("tls.cert", config_get_str(m->cfg, "tls.cert"));
 		char *key = dmain_read_pem("tls.key", config_get_str(m->cfg, "tls.key"));
@@ -453,10 +507,7 @@ dmain_listen_extra(struct dmain *m)
 
 		rc = CERTA_ECONFIG;
 		if (cert != NULL && key != NULL && ca != NULL) {
-			pair.private_key = key;
-			pair.cert_chain = cert;
-			creds = grpc_ssl_server_credentials_create_ex(ca, &pair, 1,
-			    GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+			creds = cred_server_tls(cert, key, ca);
 			rc = creds != NULL ? rpc_server_listen_creds(m->srv, tls, creds, &port) :
 			    CERTA_ECONFIG;
 			if (creds != NULL)
@@ -464,10 +515,8 @@ dmain_listen_extra(struct dmain *m)
 			if (rc == 0)
 				log_info(LOG_MAIN, "mTLS listener on %s port=%d", tls, port);
 		}
-		if (key != NULL)
-			explicit_bzero(key, strlen(key));
 		free(cert);
-		free(key);
+		cred_free_secret(key);
 		free(ca);
 		if (rc != 0)
 			return rc;
@@ -567,9 +616,11 @@ main(int argc, char **argv)
 	size_t nmethods;
 	char err[512];
 	const char *port_file;
+	struct dmain_wcred wcred;
 	int c, rc, port = 0, check_only = 0;
 
 	memset(&m, 0, sizeof m);
+	memset(&wcred, 0, sizeof wcred);
 	log_init("certad", LOG_FORMAT_AUTO, LOG_LVL_INFO);
 	m.sets = calloc((size_t)argc + 1, sizeof *m.sets);
 	if (m.sets == NULL)
@@ -630,6 +681,11 @@ main(int argc, char **argv)
 		m.exit_code = 2;
 		goto out_cfg;
 	}
+	if (dmain_wcred_load(m.cfg, &wcred, err, sizeof err) != 0) {
+		fprintf(stderr, "certad: %s\n", err);
+		m.exit_code = 2;
+		goto out_cfg;
+	}
 	if (check_only) {
 		printf("certad: configuration OK\n");
 		goto out_cfg;
@@ -646,6 +702,10 @@ main(int argc, char **argv)
 	co.max_prompt_bytes = (uint32_t)config_get_int(m.cfg, "limits.max_prompt_bytes");
 	co.tick_ms = (int)config_get_int(m.cfg, "limits.tick");
 	co.pool.max_inflight = (uint32_t)config_get_int(m.cfg, "workers.max_inflight");
+	co.pool.tls_ca = wcred.ca;
+	co.pool.tls_cert = wcred.cert;
+	co.pool.tls_key = wcred.key;
+	co.pool.token = wcred.token;
 	co.starvation_ms = co.policy.starvation_ms;
 	co.anonymous_tenant = config_get_str(m.cfg, "auth.anonymous_tenant");
 	co.retention_ms = config_get_int(m.cfg, "retention.max_age");
@@ -677,6 +737,9 @@ main(int argc, char **argv)
 		goto out_proc;
 	}
 	rc = core_new(proc_base(m.proc), proc_bridge(m.proc), &co, &m.core);
+	/* The pool kept what it built from the PEM text and the token. */
+	co.pool.tls_ca = co.pool.tls_cert = co.pool.tls_key = co.pool.token = NULL;
+	dmain_wcred_clear(&wcred);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot open state in %s: %s", co.state_dir, certa_strerror(rc));
 		m.exit_code = 1;
@@ -749,6 +812,7 @@ out_proc:
 	proc_free(m.proc);
 	auth_free(m.auth);
 out_cfg:
+	dmain_wcred_clear(&wcred);
 	config_free(m.cfg);
 	for (size_t i = 0; i < m.nsets; i++)
 		free(m.sets[i]);

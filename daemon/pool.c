@@ -8,6 +8,7 @@
 #include <time.h>
 #include <event2/event.h>
 
+#include "lib/cred.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_client.h"
@@ -41,6 +42,10 @@ struct pool {
 	size_t n, cap;
 	struct event *timer;
 	size_t inflight;
+	grpc_channel_credentials *creds;  /* TLS to workers; NULL = plaintext */
+	char *bearer;                     /* "Bearer TOKEN" or NULL */
+	struct rpc_metadata md[1];        /* sent on every Worker call */
+	size_t nmd;
 };
 
 struct pool_step_ctx {
@@ -121,6 +126,31 @@ pool_call_done(struct pool_worker *w)
 		pool_worker_free(w);
 }
 
+/* Whether a status says the worker refused certad's credentials (token or certificate). */
+static int
+pool_is_auth_error(grpc_status_code status)
+{
+	return status == GRPC_STATUS_UNAUTHENTICATED || status == GRPC_STATUS_PERMISSION_DENIED;
+}
+
+/* Marks w DOWN after a failed call; a refused credential is a configuration error and is
+ * said so, once per transition. */
+static void
+pool_call_failed(struct pool_worker *w, const char *what, grpc_status_code status,
+    const char *details)
+{
+	char why[300];
+
+	snprintf(why, sizeof why, "%s: %s: %s", what, rpc_status_name(status),
+	    details ? details : "");
+	if (pool_is_auth_error(status) && (w->state != POOL_DOWN || strcmp(w->error, why) != 0))
+		log_err(LOG_DISPATCH, "worker %s refuses certad's credentials (%s: %s): check "
+		    "workers.token_file and workers.tls_* against the worker's token_file and "
+		    "tls.* options", w->addr, rpc_status_name(status), details ? details : "");
+	if (w->state != POOL_DOWN || strcmp(w->error, why) != 0)
+		pool_mark_down(w->pl, w, why);
+}
+
 static void
 pool_on_info(void *arg, grpc_status_code status, const char *details, ProtobufCMessage *reply)
 {
@@ -152,12 +182,9 @@ pool_on_info(void *arg, grpc_status_code status, const char *details, ProtobufCM
 			w->error[0] = '\0';
 			if (w->state == POOL_UNKNOWN || w->state == POOL_DOWN)
 				pool_set_state(w, POOL_UP, NULL);
-		} else {
-			char why[300];
-			snprintf(why, sizeof why, "health check: %s: %s", rpc_status_name(status),
-			    details ? details : "");
-			if (w->state != POOL_DOWN || w->error[0] == '\0')
-				pool_mark_down(w->pl, w, why);
+		} else if (w->state != POOL_DOWN || w->error[0] == '\0' ||
+		    pool_is_auth_error(status)) {
+			pool_call_failed(w, "health check", status, details);
 		}
 	}
 	if (reply != NULL)
@@ -174,8 +201,8 @@ pool_probe(struct pool_worker *w)
 	if (w->info_inflight || w->removed)
 		return;
 	if (rpc_client_unary(w->ch, w->pl->br, "/certa.v1.Worker/Info", &req.base,
-	    &certa__v1__info_reply__descriptor, w->pl->opt.info_timeout_ms, NULL, 0, pool_on_info,
-	    w) == 0) {
+	    &certa__v1__info_reply__descriptor, w->pl->opt.info_timeout_ms, w->pl->md,
+	    w->pl->nmd, pool_on_info, w) == 0) {
 		w->info_inflight = 1;
 		w->calls++;
 	}
@@ -212,6 +239,28 @@ pool_new(struct event_base *base, struct cqbridge *br, const struct pool_options
 		free(pl);
 		return -ENOMEM;
 	}
+	/* The PEM text and the token are the caller's: keep only what is built from them. */
+	pl->opt.tls_ca = pl->opt.tls_cert = pl->opt.tls_key = pl->opt.token = NULL;
+	if (opt->tls_ca != NULL) {
+		pl->creds = cred_channel_tls(opt->tls_ca, opt->tls_cert, opt->tls_key);
+		if (pl->creds == NULL) {
+			event_free(pl->timer);
+			free(pl);
+			return CERTA_ECONFIG;
+		}
+	}
+	if (opt->token != NULL) {
+		if (asprintf(&pl->bearer, "Bearer %s", opt->token) < 0) {
+			if (pl->creds != NULL)
+				grpc_channel_credentials_release(pl->creds);
+			event_free(pl->timer);
+			free(pl);
+			return -ENOMEM;
+		}
+		pl->md[0].key = "authorization";
+		pl->md[0].value = pl->bearer;
+		pl->nmd = 1;
+	}
 	tv.tv_sec = opt->health_interval_ms / 1000;
 	tv.tv_usec = (opt->health_interval_ms % 1000) * 1000;
 	event_add(pl->timer, &tv);
@@ -238,6 +287,9 @@ pool_free(struct pool *pl)
 		}
 	}
 	free(pl->w);
+	if (pl->creds != NULL)
+		grpc_channel_credentials_release(pl->creds);
+	cred_free_secret(pl->bearer);
 	free(pl);
 }
 
@@ -267,7 +319,8 @@ pool_add(struct pool *pl, const char *addr)
 		free(w);
 		return -ENOMEM;
 	}
-	rc = rpc_channel_new(addr, &w->ch);
+	rc = pl->creds != NULL ? rpc_channel_new_creds(addr, pl->creds, &w->ch) :
+	    rpc_channel_new(addr, &w->ch);
 	if (rc != 0) {
 		free(w->addr);
 		free(w);
@@ -454,12 +507,8 @@ pool_on_step(void *arg, grpc_status_code status, const char *details, ProtobufCM
 	w->pl->inflight--;
 	w->inflight -= sc->chains < w->inflight ? sc->chains : w->inflight;
 	if (!w->removed && (status == GRPC_STATUS_UNAVAILABLE ||
-	    status == GRPC_STATUS_DEADLINE_EXCEEDED)) {
-		char why[300];
-		snprintf(why, sizeof why, "step: %s: %s", rpc_status_name(status),
-		    details ? details : "");
-		pool_mark_down(w->pl, w, why);
-	}
+	    status == GRPC_STATUS_DEADLINE_EXCEEDED || pool_is_auth_error(status)))
+		pool_call_failed(w, "step", status, details);
 	sc->cb(sc->arg, w, status, details, (Certa__V1__StepReply *)reply);
 	free(sc);
 	pool_call_done(w);
@@ -479,7 +528,8 @@ pool_step(struct pool *pl, struct pool_worker *w, const Certa__V1__StepRequest *
 	sc->cb = cb;
 	sc->arg = arg;
 	rc = rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Step", &req->base,
-	    &certa__v1__step_reply__descriptor, pl->opt.step_timeout_ms, NULL, 0, pool_on_step, sc);
+	    &certa__v1__step_reply__descriptor, pl->opt.step_timeout_ms, pl->md, pl->nmd,
+	    pool_on_step, sc);
 	if (rc != 0) {
 		free(sc);
 		return rc;
@@ -514,7 +564,7 @@ pool_release(struct pool *pl, const char *addr, char *const *ids, size_t n)
 	req.n_request_ids = n;
 	req.request_ids = (char **)ids;
 	if (rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Release", &req.base,
-	    &certa__v1__release_reply__descriptor, pl->opt.info_timeout_ms, NULL, 0,
+	    &certa__v1__release_reply__descriptor, pl->opt.info_timeout_ms, pl->md, pl->nmd,
 	    pool_on_release, w) == 0)
 		w->calls++;
 }

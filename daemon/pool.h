@@ -3,8 +3,9 @@
  * state, placement and load accounting, and the Step/Release calls.
  *
  * Worker states: UNKNOWN (not probed yet) -> UP <-> DOWN; DRAINING (operator: no new work).
- * A worker is marked DOWN when an Info check or a Step fails with UNAVAILABLE or a deadline;
- * the next successful Info brings it back UP.  The owner learns about every transition through
+ * A worker is marked DOWN when an Info check fails, or a Step fails with UNAVAILABLE, a
+ * deadline, UNAUTHENTICATED or PERMISSION_DENIED (the worker refuses certad's credentials: a
+ * configuration error, logged once as such); the next successful Info brings it back UP.  The owner learns about every transition through
  * the change callback and moves work accordingly.  Loop thread only.
  */
 #ifndef CERTA_DAEMON_POOL_H
@@ -33,6 +34,15 @@ struct pool_options {
 	int info_timeout_ms;
 	int step_timeout_ms;
 	uint32_t max_inflight;    /* chains in flight per worker (its batch slots); 0 = capacity */
+	/* Worker authentication: PEM text and the token itself (not paths), used only inside
+	 * pool_new (the caller keeps ownership).  tls_ca set: every worker channel is TLS and
+	 * the worker's certificate must be signed by tls_ca and name the address's host;
+	 * tls_cert + tls_key: the client certificate presented to workers (mTLS).  token: sent
+	 * as "authorization: Bearer TOKEN" on every Worker call.  NULL: plaintext, no token. */
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *token;
 };
 
 typedef void (*pool_change_fn)(void *arg, struct pool_worker *w, enum pool_wstate from,
@@ -42,6 +52,8 @@ typedef void (*pool_change_fn)(void *arg, struct pool_worker *w, enum pool_wstat
 typedef void (*pool_step_fn)(void *arg, struct pool_worker *w, grpc_status_code status,
     const char *details, Certa__V1__StepReply *reply);
 
+/* Returns 0, -ENOMEM, or CERTA_ECONFIG when the TLS credentials cannot be built (only one
+ * of tls_cert and tls_key, or PEM text gRPC refuses). */
 int pool_new(struct event_base *base, struct cqbridge *br, const struct pool_options *opt,
     pool_change_fn on_change, void *arg, struct pool **out);
 /* Stops health checks and destroys channels; call when no Step is in flight. */
@@ -77,8 +89,9 @@ int pool_has_slots(const struct pool *pl);
 /* Chains placed on a worker (held until released or moved); delta may be negative. */
 void pool_hold(struct pool_worker *w, int delta);
 
-/* Sends one Step batch; cb runs exactly once if this returns 0.  A failure with UNAVAILABLE
- * or DEADLINE_EXCEEDED marks the worker DOWN before cb runs. */
+/* Sends one Step batch; cb runs exactly once if this returns 0.  A failure with UNAVAILABLE,
+ * DEADLINE_EXCEEDED, UNAUTHENTICATED or PERMISSION_DENIED marks the worker DOWN before cb
+ * runs. */
 int pool_step(struct pool *pl, struct pool_worker *w, const Certa__V1__StepRequest *req,
     pool_step_fn cb, void *arg);
 /* Chains in flight on a worker. */

@@ -6,7 +6,9 @@
  *
  * Besides certa.v1.Worker the server answers the standard grpc.health.v1.Health service
  * (lib/health): "" and "certa.v1.Worker" are SERVING once listening and NOT_SERVING from
- * SIGTERM on.  --print-config prints an example configuration file, --print-config-man the
+ * SIGTERM on; it needs no credential (workers/wauth.h).  Worker calls can require a shared token
+ * (--token-file) and/or a client certificate (tls.cert, tls.key, tls.client_ca: mTLS); a worker
+ * with neither that listens beyond loopback says so at startup.  --print-config prints an example configuration file, --print-config-man the
  * roff OPTIONS section spliced into certa-worker(8) by scripts/gen-docs.sh.
  */
 #include <errno.h>
@@ -15,10 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <event2/event.h>
+#include <grpc/grpc_security.h>
 
 #include "lib/config.h"
 #include "lib/cqbridge.h"
+#include "lib/cred.h"
 #include "lib/error.h"
 #include "lib/health.h"
 #include "lib/log.h"
@@ -26,6 +31,7 @@
 #include "lib/rpc_server.h"
 #include "lib/version.h"
 #include "workers/engine.h"
+#include "workers/wauth.h"
 #include "workers/worker.h"
 
 static const char *const wmain_engines[] = { "replay", NULL };
@@ -48,6 +54,19 @@ static const struct config_option wmain_options[] = {
 	  "log level" },
 	{ "port_file", CONFIG_STRING, NULL, 0, 0, NULL,
 	  "write the bound port to this file once listening" },
+	{ "token_file", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "file holding the shared worker token: Worker calls must carry "
+	  "'authorization: Bearer TOKEN' (first line, at least 16 characters; certad's "
+	  "workers.token_file)" },
+	{ "tls.cert", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "server certificate (PEM); set: the worker serves TLS only (needs tls.key)" },
+	{ "tls.key", CONFIG_STRING, NULL, 0, 0, NULL, "private key of tls.cert (PEM)" },
+	{ "tls.client_ca", CONFIG_STRING, NULL, 0, 0, NULL,
+	  "CA bundle that signs client certificates (PEM): every client must present one "
+	  "(mTLS; certad's workers.tls_cert)" },
+	{ "tls.allowed_cn", CONFIG_LIST, NULL, 0, 0, NULL,
+	  "client certificate common name allowed to call the Worker service; repeat for each "
+	  "(none: any certificate tls.client_ca signed)" },
 };
 #define WMAIN_NOPTIONS (sizeof wmain_options / sizeof wmain_options[0])
 
@@ -55,7 +74,13 @@ struct wmain {
 	struct proc *proc;
 	struct rpc_server *srv;
 	struct health *health;
+	struct wauth *auth;
 	int stopping;
+};
+
+/* Credentials read from the files the configuration names (each NULL when not set). */
+struct wmain_cred {
+	char *cert, *key, *client_ca, *token;
 };
 
 static void
@@ -65,7 +90,8 @@ wmain_usage(FILE *f)
 	    "usage: certa-worker [--listen ADDR] [--engine NAME] [--traces DIR] [--capacity N]\n"
 	    "                    [--model NAME] [--config FILE] [--set KEY=VALUE]\n"
 	    "                    [--port-file FILE] [--step-delay MS] [--log-level LEVEL]\n"
-	    "                    [--check-config]\n"
+	    "                    [--token-file FILE] [--tls-cert FILE] [--tls-key FILE]\n"
+	    "                    [--tls-client-ca FILE] [--check-config]\n"
 	    "                    [--print-config] [--print-config-man] [--version]\n"
 	    "engines: %s\n", engine_names());
 }
@@ -108,7 +134,128 @@ static const struct {
 	{ "listen", "listen" }, { "engine", "engine" }, { "traces", "traces" },
 	{ "model", "model" }, { "capacity", "capacity" }, { "log-level", "log_level" },
 	{ "port-file", "port_file" }, { "step-delay", "step_delay" },
+	{ "token-file", "token_file" }, { "tls-cert", "tls.cert" }, { "tls-key", "tls.key" },
+	{ "tls-client-ca", "tls.client_ca" },
 };
+
+static void
+wmain_cred_clear(struct wmain_cred *wc)
+{
+	free(wc->cert);
+	cred_free_secret(wc->key);
+	free(wc->client_ca);
+	cred_free_secret(wc->token);
+	memset(wc, 0, sizeof *wc);
+}
+
+/* Reads token_file and tls.* (for startup and --check-config alike). */
+static int
+wmain_cred_load(const struct config *cfg, struct wmain_cred *wc, char *err, size_t errlen)
+{
+	const char *cert = config_get_str(cfg, "tls.cert"), *key = config_get_str(cfg, "tls.key");
+	const char *ca = config_get_str(cfg, "tls.client_ca");
+	const char *tok = config_get_str(cfg, "token_file");
+	int rc = 0;
+
+	memset(wc, 0, sizeof *wc);
+#define WMAIN_SET(s) ((s) != NULL && (s)[0] != '\0')
+	if (WMAIN_SET(cert) != WMAIN_SET(key)) {
+		snprintf(err, errlen, "tls.cert and tls.key go together");
+		return CERTA_ECONFIG;
+	}
+	if (WMAIN_SET(ca) && !WMAIN_SET(cert)) {
+		snprintf(err, errlen, "tls.client_ca needs tls.cert and tls.key (mTLS)");
+		return CERTA_ECONFIG;
+	}
+	if (config_is_set(cfg, "tls.allowed_cn") && !WMAIN_SET(ca)) {
+		snprintf(err, errlen, "tls.allowed_cn needs tls.client_ca");
+		return CERTA_ECONFIG;
+	}
+	if (WMAIN_SET(cert) &&
+	    ((rc = cred_read_pem("tls.cert", cert, &wc->cert, err, errlen)) != 0 ||
+	    (rc = cred_read_pem("tls.key", key, &wc->key, err, errlen)) != 0))
+		goto fail;
+	if (WMAIN_SET(ca) &&
+	    (rc = cred_read_pem("tls.client_ca", ca, &wc->client_ca, err, errlen)) != 0)
+		goto fail;
+	if (WMAIN_SET(tok) &&
+	    (rc = cred_read_token("token_file", tok, &wc->token, err, errlen)) != 0)
+		goto fail;
+#undef WMAIN_SET
+	return 0;
+fail:
+	wmain_cred_clear(wc);
+	return rc;
+}
+
+/* Whether a listen address only accepts local peers (unix socket, 127/8, ::1, localhost). */
+static int
+wmain_is_loopback(const char *addr)
+{
+	char host[256];
+	const char *colon;
+	size_t n;
+	unsigned char a[16];
+
+	if (strncmp(addr, "unix:", 5) == 0 || strncmp(addr, "unix-abstract:", 14) == 0)
+		return 1;
+	if (strncmp(addr, "ipv4:", 5) == 0 || strncmp(addr, "ipv6:", 5) == 0)
+		addr += 5;
+	colon = strrchr(addr, ':');
+	n = colon != NULL ? (size_t)(colon - addr) : strlen(addr);
+	if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']') {
+		addr++;
+		n -= 2;
+	}
+	if (n >= sizeof host)
+		return 0;
+	memcpy(host, addr, n);
+	host[n] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, a) == 1)
+		return a[0] == 127;
+	if (inet_pton(AF_INET6, host, a) == 1) {
+		static const unsigned char lo[16] = { [15] = 1 };
+		return memcmp(a, lo, sizeof lo) == 0;
+	}
+	return 0;
+}
+
+/* Binds the listener: TLS (mTLS with a client CA) when a certificate is configured. */
+static int
+wmain_listen(struct wmain *m, const char *addr, const struct wmain_cred *wc, int *port)
+{
+	grpc_server_credentials *creds;
+	int rc;
+
+	if (wc->cert == NULL)
+		return rpc_server_listen(m->srv, addr, port);
+	creds = cred_server_tls(wc->cert, wc->key, wc->client_ca);
+	if (creds == NULL)
+		return CERTA_ECONFIG;
+	rc = rpc_server_listen_creds(m->srv, addr, creds, port);
+	grpc_server_credentials_release(creds);
+	return rc;
+}
+
+/* The startup line about who may call: warns when anyone who reaches the port may. */
+static void
+wmain_log_auth(const char *addr, const struct wmain_cred *wc)
+{
+	if (wc->token == NULL && wc->client_ca == NULL) {
+		if (wmain_is_loopback(addr))
+			return;
+		log_warn(LOG_MAIN, "listening on %s without authentication: anyone who can reach "
+		    "this port can Step, Release and read Info; set --token-file and/or tls.cert, "
+		    "tls.key and tls.client_ca (mTLS)", addr);
+		return;
+	}
+	log_info(LOG_MAIN, "Worker calls need %s%s%s%s", wc->client_ca ? "a client certificate" :
+	    "", wc->client_ca && wc->token ? " and " : "", wc->token ? "the worker token" : "",
+	    wc->cert != NULL && wc->client_ca == NULL ? " (TLS without client certificates)" :
+	    "");
+}
 
 int
 main(int argc, char **argv)
@@ -122,6 +269,10 @@ main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 0 },
 		{ "port-file", required_argument, NULL, 0 },
 		{ "step-delay", required_argument, NULL, 0 },
+		{ "token-file", required_argument, NULL, 0 },
+		{ "tls-cert", required_argument, NULL, 0 },
+		{ "tls-key", required_argument, NULL, 0 },
+		{ "tls-client-ca", required_argument, NULL, 0 },
 		{ "config", required_argument, NULL, 'c' },
 		{ "set", required_argument, NULL, 's' },
 		{ "check-config", no_argument, NULL, 'C' },
@@ -141,11 +292,14 @@ main(int argc, char **argv)
 	char err[512];
 	const char *config_path = NULL, *port_file;
 	enum log_level lvl;
+	struct wmain_cred wc;
+	struct wauth_options wo;
 	int c, idx, rc, port = 0, check_only = 0;
 	char **sets = calloc((size_t)argc + 1, sizeof *sets);
 	size_t nsets = 0;
 
 	memset(&m, 0, sizeof m);
+	memset(&wc, 0, sizeof wc);
 	log_init("certa-worker", LOG_FORMAT_AUTO, LOG_LVL_INFO);
 	if (sets == NULL || config_new(wmain_options, WMAIN_NOPTIONS, &cfg) != 0)
 		return 1;
@@ -214,8 +368,14 @@ main(int argc, char **argv)
 		free(sets[i]);
 	}
 	free(sets);
+	if (wmain_cred_load(cfg, &wc, err, sizeof err) != 0) {
+		fprintf(stderr, "certa-worker: %s\n", err);
+		config_free(cfg);
+		return 2;
+	}
 	if (check_only) {
 		printf("certa-worker: configuration OK\n");
+		wmain_cred_clear(&wc);
 		config_free(cfg);
 		return 0;
 	}
@@ -250,8 +410,13 @@ main(int argc, char **argv)
 	}
 	hmethods = health_methods(&nhmethods);
 	rc = rpc_server_add_methods(m.srv, hmethods, nhmethods, m.health);
+	memset(&wo, 0, sizeof wo);
+	wo.token = wc.token;
+	wo.nallowed_cns = config_get_list(cfg, "tls.allowed_cn", &wo.allowed_cns);
+	if (rc == 0 && (rc = wauth_new(&wo, &m.auth)) == 0)
+		rpc_server_set_authorizer(m.srv, wauth_authorize, m.auth);
 	if (rc == 0)
-		rc = rpc_server_listen(m.srv, config_get_str(cfg, "listen"), &port);
+		rc = wmain_listen(&m, config_get_str(cfg, "listen"), &wc, &port);
 	if (rc == 0)
 		rc = rpc_server_start(m.srv);
 	if (rc != 0) {
@@ -263,6 +428,8 @@ main(int argc, char **argv)
 		goto out_proc;
 	}
 	/* SERVING before the port file appears: whoever waits on that file may probe at once. */
+	wmain_log_auth(config_get_str(cfg, "listen"), &wc);
+	wmain_cred_clear(&wc);
 	(void)health_set(m.health, "", HEALTH_SERVING);
 	(void)health_set(m.health, "certa.v1.Worker", HEALTH_SERVING);
 	port_file = config_get_str(cfg, "port_file");
@@ -275,9 +442,11 @@ main(int argc, char **argv)
 out_proc:
 	worker_free(w);
 	proc_free(m.proc);
+	wauth_free(m.auth);
 out_engine:
 	engine_close(engine);
 out_cfg:
+	wmain_cred_clear(&wc);
 	config_free(cfg);
 	return rc == 0 ? 0 : 1;
 }

@@ -14,6 +14,7 @@
 #include "lib/version.h"
 #include "lib/rpc_server.h"
 #include "workers/engine.h"
+#include "workers/wauth.h"
 
 #define WORKER_MAX_BATCH 4096
 
@@ -256,11 +257,11 @@ worker_on_info(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 
 static const struct rpc_method worker_method_table[] = {
 	{ "/certa.v1.Worker/Step", RPC_UNARY, &certa__v1__step_request__descriptor,
-	  worker_on_step, 0 },
+	  worker_on_step, WAUTH_REQUIRED },
 	{ "/certa.v1.Worker/Release", RPC_UNARY, &certa__v1__release_request__descriptor,
-	  worker_on_release, 0 },
+	  worker_on_release, WAUTH_REQUIRED },
 	{ "/certa.v1.Worker/Info", RPC_UNARY, &certa__v1__info_request__descriptor,
-	  worker_on_info, 0 },
+	  worker_on_info, WAUTH_REQUIRED },
 };
 
 const struct rpc_method *
