@@ -1716,6 +1716,29 @@ core_drain(struct core *c, void (*done)(void *), void *arg)
 	c->drain_arg = arg;
 }
 
+void
+core_end_watchers(struct core *c, int (*still_ok)(struct rpc_call *call, void *arg), void *arg,
+    const char *why)
+{
+	size_t i, j;
+
+	for (i = 0; i < c->norder; i++) {
+		struct program *p = c->order[i];
+		j = 0;
+		while (j < p->nwatchers) {
+			struct rpc_call *w = p->watchers[j];
+			if (still_ok(w, arg)) {
+				j++;
+				continue;
+			}
+			log_info(LOG_ADMIN, "program %s: ending the stream of %s: %s", p->id,
+			    rpc_call_peer(w), why);
+			rpc_call_finish(w, GRPC_STATUS_UNAUTHENTICATED, "%s", why);
+			program_unwatch(p, w);
+		}
+	}
+}
+
 int
 core_draining(const struct core *c)
 {

@@ -372,8 +372,9 @@ open_streams(struct env *e, const char *key, struct rpc_stream **sub, struct rpc
 	assert_int_equal(certa_client_events_read(*wat, 30000, 1, wev), 1);
 }
 
-/* Streams opened with a key end UNAUTHENTICATED when the key is revoked, rotated away, or its
- * tenant deleted; they used to keep delivering events. */
+/* Streams opened with a key end UNAUTHENTICATED when the key is revoked or rotated away; they
+ * used to keep delivering events.  (A tenant can only be deleted once it has no program in
+ * progress, so no stream of it is open then.) */
 static void
 test_watch_ends_on_revoke(void **state)
 {
@@ -381,16 +382,15 @@ test_watch_ends_on_revoke(void **state)
 	Certa__V1__RevokeKeyRequest rv = CERTA__V1__REVOKE_KEY_REQUEST__INIT;
 	Certa__V1__RotateKeyRequest rk = CERTA__V1__ROTATE_KEY_REQUEST__INIT;
 	Certa__V1__RotateKeyReply *rr = NULL;
-	Certa__V1__TenantRef tr = CERTA__V1__TENANT_REF__INIT;
 	struct certa_client_events sev, wev;
 	struct rpc_stream *sub, *wat;
 	char key[128], kid[64];
 	int round;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "40", 0);
+	start(e, "300", 0);
 	create_tenant(e, "acme", key, sizeof key, kid, sizeof kid);
-	for (round = 0; round < 3; round++) {
+	for (round = 0; round < 2; round++) {
 		open_streams(e, key, &sub, &wat, &sev, &wev);
 		switch (round) {
 		case 0:         /* revoke the key */
@@ -409,11 +409,7 @@ test_watch_ends_on_revoke(void **state)
 			snprintf(key, sizeof key, "%s", rr->api_key);
 			protobuf_c_message_free_unpacked(&rr->base, NULL);
 			break;
-		default:        /* delete the tenant */
-			tr.name = (char *)"acme";
-			assert_int_equal(call(e->adm, "/certa.v1.Admin/DeleteTenant", &tr.base,
-			    &certa__v1__delete_tenant_reply__descriptor, NULL, NULL, NULL, 0),
-			    GRPC_STATUS_OK);
+		default:
 			break;
 		}
 		certa_client_events_read(sub, 5000, 0, &sev);
