@@ -13,6 +13,7 @@
 #include "daemon/policies.h"
 #include "daemon/pool.h"
 #include "daemon/tenants.h"
+#include "lib/config.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
@@ -370,17 +371,10 @@ admin_list_workers(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx
 static int
 admin_addr_valid(const char *a)
 {
-	const char *colon;
-	char *end;
-	long port;
+	char err[320];
 
-	if (strncmp(a, "unix:/", 6) == 0)
-		return strlen(a) < 108;
-	colon = strrchr(a, ':');
-	if (colon == NULL || colon == a || strlen(a) > 255)
-		return 0;
-	port = strtol(colon + 1, &end, 10);
-	return *end == '\0' && port >= 1 && port <= 65535;
+	/* The same syntax --check-config and startup accept for workers.worker. */
+	return config_check_address(a, 0, err, sizeof err) == 0;
 }
 
 static void

@@ -472,6 +472,33 @@ test_sigterm_queued_no_worker(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* --check-config and startup agree: both refuse what can be checked without the network. */
+static void
+test_check_config_agrees(void **state)
+{
+	static const char *const bad[] = {
+		"--worker ::::", "--worker host:99999", "--set map_size=2G --set max_map_size=1G",
+		"--listen ::::",
+	};
+	struct env *e = *state;
+	char *bin;
+	size_t i;
+
+	HARNESS_NEED_TRACES(e);
+	bin = harness_bin("certad");
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int chk = harness_sh("%s --state-dir %s/state %s --check-config >%s/chk.log 2>&1",
+		    bin, e->dir, bad[i], e->dir);
+		int run = harness_sh("timeout 20 %s --state-dir %s/state --set admin.socket= %s "
+		    ">%s/run.log 2>&1", bin, e->dir, bad[i], e->dir);
+		if (chk != 2 || run != 2)
+			fail_msg("'%s': --check-config exit %d, startup exit %d", bad[i], chk, run);
+	}
+	assert_int_equal(harness_sh("%s --state-dir %s/state --worker 127.0.0.1:7001 "
+	    "--check-config >/dev/null 2>&1", bin, e->dir), 0);
+	free(bin);
+}
+
 int
 main(void)
 {
@@ -480,6 +507,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sampling_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_ends_on_revoke, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_queued_no_worker, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_config_agrees, setup, teardown),
 	};
 	int rc;
 
