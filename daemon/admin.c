@@ -13,6 +13,7 @@
 #include "daemon/policies.h"
 #include "daemon/pool.h"
 #include "daemon/tenants.h"
+#include "lib/config.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
@@ -133,6 +134,32 @@ admin_update_tenant(struct rpc_call *call, const ProtobufCMessage *msg, void *ct
 	admin_reply_tenant(call, c, req->tenant->name);
 }
 
+/* Whether a client stream's caller still holds a credential for its tenant: the tenant
+ * exists and the key it came with (none: the anonymous tenant) still authenticates to it. */
+static int
+admin_stream_still_ok(struct rpc_call *w, void *arg)
+{
+	struct tenants *ts = arg;
+	const char *who = rpc_call_identity(w), *authz, *tenant = NULL;
+
+	if (!tenants_exists(ts, who))
+		return 0;
+	authz = rpc_call_metadata(w, "authorization");
+	if (authz == NULL)
+		return 1;
+	return tenants_authenticate(ts, authz, &tenant) == 0 && strcmp(tenant, who) == 0;
+}
+
+/* Streams opened with a key that no longer works end now, not when their program does. */
+static void
+admin_end_stale_streams(struct core *c, const char *tenant, const char *what)
+{
+	char why[256];
+
+	snprintf(why, sizeof why, "the API key of tenant %s was %s", tenant, what);
+	core_end_watchers(c, admin_stream_still_ok, core_tenants(c), why);
+}
+
 static void
 admin_delete_tenant(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
@@ -149,6 +176,7 @@ admin_delete_tenant(struct rpc_call *call, const ProtobufCMessage *msg, void *ct
 	}
 	fair_remove(core_fair(c), req->name);
 	log_notice(LOG_ADMIN, "%s deleted tenant %s", rpc_call_identity(call), req->name);
+	admin_end_stale_streams(c, req->name, "deleted with its tenant");
 	rpc_call_reply(call, &reply.base);
 }
 
@@ -168,6 +196,8 @@ admin_rotate_key(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, rc, "tenant %s: %s", req->tenant, certa_strerror(rc));
 		return;
 	}
+	if (req->revoke_others)
+		admin_end_stale_streams(c, req->tenant, "rotated; the old keys are revoked");
 	info.key_id = id;
 	reply.api_key = key;
 	reply.info = &info;
@@ -189,6 +219,7 @@ admin_revoke_key(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		    certa_strerror(rc));
 		return;
 	}
+	admin_end_stale_streams(c, req->tenant, "revoked");
 	rpc_call_reply(call, &reply.base);
 }
 
@@ -340,17 +371,10 @@ admin_list_workers(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx
 static int
 admin_addr_valid(const char *a)
 {
-	const char *colon;
-	char *end;
-	long port;
+	char err[320];
 
-	if (strncmp(a, "unix:/", 6) == 0)
-		return strlen(a) < 108;
-	colon = strrchr(a, ':');
-	if (colon == NULL || colon == a || strlen(a) > 255)
-		return 0;
-	port = strtol(colon + 1, &end, 10);
-	return *end == '\0' && port >= 1 && port <= 65535;
+	/* The same syntax --check-config and startup accept for workers.worker. */
+	return config_check_address(a, 0, err, sizeof err) == 0;
 }
 
 static void

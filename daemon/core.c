@@ -1695,13 +1695,17 @@ core_drain(struct core *c, void (*done)(void *), void *arg)
 	size_t i, j;
 
 	c->draining = 1;
-	/* Client streams end now; their programs are durable and resume after restart. */
+	/* Client streams end now; their programs are durable and resume after restart.  Drop
+	 * the references too: the server waits for every call to be released before it stops,
+	 * and a program that never steps again (no worker) would hold them forever. */
 	for (i = 0; i < c->norder; i++) {
 		struct program *p = c->order[i];
-		for (j = 0; j < p->nwatchers; j++)
-			rpc_call_finish(p->watchers[j], GRPC_STATUS_UNAVAILABLE,
+		while ((j = p->nwatchers) > 0) {
+			rpc_call_finish(p->watchers[j - 1], GRPC_STATUS_UNAVAILABLE,
 			    "certad is shutting down; program %s continues after restart "
 			    "(certactl watch %s)", p->id, p->id);
+			program_unwatch(p, p->watchers[j - 1]);
+		}
 	}
 	if (pool_inflight(c->pool) == 0) {
 		done(arg);
@@ -1710,6 +1714,29 @@ core_drain(struct core *c, void (*done)(void *), void *arg)
 	log_info(LOG_MAIN, "draining: waiting for %zu in-flight steps", pool_inflight(c->pool));
 	c->drain_done = done;
 	c->drain_arg = arg;
+}
+
+void
+core_end_watchers(struct core *c, int (*still_ok)(struct rpc_call *call, void *arg), void *arg,
+    const char *why)
+{
+	size_t i, j;
+
+	for (i = 0; i < c->norder; i++) {
+		struct program *p = c->order[i];
+		j = 0;
+		while (j < p->nwatchers) {
+			struct rpc_call *w = p->watchers[j];
+			if (still_ok(w, arg)) {
+				j++;
+				continue;
+			}
+			log_info(LOG_ADMIN, "program %s: ending the stream of %s: %s", p->id,
+			    rpc_call_peer(w), why);
+			rpc_call_finish(w, GRPC_STATUS_UNAUTHENTICATED, "%s", why);
+			program_unwatch(p, w);
+		}
+	}
 }
 
 int

@@ -79,6 +79,12 @@ void core_list_free(Certa__V1__ListReply *reply);
 void core_drain(struct core *c, void (*done)(void *arg), void *arg);
 int core_draining(const struct core *c);
 
+/* Ends, with UNAUTHENTICATED and the message why, every client stream (Submit or Watch) of a
+ * live program for which still_ok(call, arg) returns 0; called after credentials changed
+ * (key revoked or rotated away, tenant deleted).  Loop thread. */
+void core_end_watchers(struct core *c, int (*still_ok)(struct rpc_call *call, void *arg),
+    void *arg, const char *why);
+
 /* Replaces the policy (SIGHUP reload); validated by the caller. */
 void core_set_policy(struct core *c, const struct sched_policy *p);
 /* Calls fn(arg) once every worker answered or failed its first health check, or after

@@ -153,6 +153,38 @@ dmain_usage(FILE *f)
 	    "Options in the file use the names printed by --print-config; --set overrides any.\n");
 }
 
+/* Constraints across options and address syntax: everything that can be checked without the
+ * network, so that --check-config, startup and SIGHUP reload agree (dmain_load runs it). */
+static int
+dmain_validate(const struct config *cfg, char *err, size_t errlen)
+{
+	static const char *const listeners[] = { "listen", "tls.listen" };
+	const char *const *items;
+	size_t n = config_get_list(cfg, "workers.worker", &items), i;
+	char sub[400];
+
+	if (config_get_int(cfg, "map_size") > config_get_int(cfg, "max_map_size")) {
+		snprintf(err, errlen, "map_size (%lld bytes) is larger than max_map_size "
+		    "(%lld bytes)", config_get_int(cfg, "map_size"),
+		    config_get_int(cfg, "max_map_size"));
+		return CERTA_ECONFIG;
+	}
+	for (i = 0; i < n; i++) {
+		if (config_check_address(items[i], 0, sub, sizeof sub) != 0) {
+			snprintf(err, errlen, "workers.worker: %s", sub);
+			return CERTA_ECONFIG;
+		}
+	}
+	for (i = 0; i < sizeof listeners / sizeof listeners[0]; i++) {
+		const char *a = config_get_str(cfg, listeners[i]);
+		if (a != NULL && a[0] != '\0' && config_check_address(a, 1, sub, sizeof sub) != 0) {
+			snprintf(err, errlen, "%s: %s", listeners[i], sub);
+			return CERTA_ECONFIG;
+		}
+	}
+	return 0;
+}
+
 /* Builds a config: defaults, then the file, then command-line overrides. */
 static int
 dmain_load(struct dmain *m, struct config **out, char *err, size_t errlen)
@@ -188,6 +220,9 @@ dmain_load(struct dmain *m, struct config **out, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	rc = dmain_validate(cfg, err, errlen);
+	if (rc != 0)
+		goto fail;
 	*out = cfg;
 	return 0;
 fail:
@@ -686,10 +721,6 @@ main(int argc, char **argv)
 		m.exit_code = 2;
 		goto out_cfg;
 	}
-	if (check_only) {
-		printf("certad: configuration OK\n");
-		goto out_cfg;
-	}
 	dmain_apply_log_level(m.cfg);
 	co.state_dir = config_get_str(m.cfg, "state_dir");
 	co.map_size = (size_t)config_get_int(m.cfg, "map_size");
@@ -720,6 +751,10 @@ main(int argc, char **argv)
 			goto out_cfg;
 		}
 		explicit_bzero(token, sizeof token);
+	}
+	if (check_only) {
+		printf("certad: configuration OK\n");
+		goto out_cfg;
 	}
 
 	rc = proc_new(dmain_on_signal, &m, &m.proc);

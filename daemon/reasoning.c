@@ -10,6 +10,7 @@
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
+#include "lib/sampling.h"
 
 /* The tenant the authorizer identified (daemon/auth.c). */
 static const char *
@@ -26,6 +27,11 @@ reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	char err[512] = "";
 	int rc;
 
+	if (req->program != NULL &&
+	    sampling_check(req->program->sampling, "program.sampling", err, sizeof err) != 0) {
+		rpc_call_fail(call, CERTA_EINVAL, "%s", err);
+		return;
+	}
 	rc = core_submit(c, reasoning_tenant(call), req->program, call, err, sizeof err);
 	if (rc != 0)
 		rpc_call_fail(call, rc, "%s", err[0] ? err : certa_strerror(rc));

@@ -1,6 +1,7 @@
 /* config.c — INI configuration validated against an option table (see config.h). */
 #include "lib/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -1138,4 +1139,49 @@ config_write_doc(const struct config_option *table, size_t n, FILE *f, int forma
 				config_doc_ini_option(f, &table[j], sl);
 		}
 	}
+}
+
+int
+config_check_address(const char *addr, int allow_port0, char *err, size_t errlen)
+{
+	const char *colon, *h, *why = NULL;
+	char *end;
+	long port;
+
+	if (strncmp(addr, "unix:", 5) == 0) {
+		if (addr[5] != '/' || strlen(addr + 5) >= 108)
+			why = "a unix socket needs an absolute path under 108 bytes";
+		goto out;
+	}
+	colon = strrchr(addr, ':');
+	if (colon == NULL || colon == addr) {
+		why = "missing host or port";
+		goto out;
+	}
+	if (addr[0] == '[') {
+		if (colon[-1] != ']' || colon - addr < 4)
+			why = "an IPv6 address goes in brackets: [ADDR]:PORT";
+		for (h = addr + 1; why == NULL && h < colon - 1; h++)
+			if (!isxdigit((unsigned char)*h) && *h != ':' && *h != '.')
+				why = "bad character in the IPv6 address";
+	} else {
+		for (h = addr; why == NULL && h < colon; h++)
+			if (!isalnum((unsigned char)*h) && *h != '.' && *h != '-' && *h != '_')
+				why = "bad character in the host (IPv6 goes in brackets)";
+	}
+	if (why == NULL && colon - addr > 253)
+		why = "host name too long";
+	if (why != NULL)
+		goto out;
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < (allow_port0 ? 0 : 1) ||
+	    port > 65535)
+		why = allow_port0 ? "the port must be a number in 0..65535" :
+		    "the port must be a number in 1..65535";
+out:
+	if (why == NULL)
+		return 0;
+	snprintf(err, errlen, "'%s' is not host:port (%s)", addr, why);
+	return CERTA_ECONFIG;
 }

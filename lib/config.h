@@ -105,6 +105,14 @@ struct config;
  */
 int config_new(const struct config_option *table, size_t n, struct config **out);
 
+/*
+ * Checks the syntax of a gRPC address without touching the network: "unix:/PATH" (under 108
+ * bytes), "HOST:PORT" (HOST a name or IPv4 address of letters, digits, '.', '-', '_') or
+ * "[IPV6]:PORT", PORT a decimal in 1..65535 (0 too when allow_port0, for listeners).  Returns
+ * 0, or CERTA_ECONFIG with "'ADDR' is not host:port (...)" in err.
+ */
+int config_check_address(const char *addr, int allow_port0, char *err, size_t errlen);
+
 /* Frees cfg and every value in it; NULL is a no-op. */
 void config_free(struct config *cfg);
 

@@ -10,6 +10,7 @@
 #include <grpc/slice.h>
 
 #include "lib/error.h"
+#include "lib/pbcheck.h"
 
 grpc_byte_buffer *
 rpc_pack(const ProtobufCMessage *msg)
@@ -29,13 +30,15 @@ rpc_pack(const ProtobufCMessage *msg)
 	return bb;
 }
 
-int
-rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
-    ProtobufCMessage **out)
+/* Decodes bb; with err, also checks its strings on the same bytes before they are gone. */
+static int
+rpc_unpack_bytes(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+    ProtobufCMessage **out, char *err, size_t errlen)
 {
 	grpc_byte_buffer_reader r;
 	grpc_slice s;
 	ProtobufCMessage *m;
+	int rc = 0;
 
 	if (bb == NULL)
 		return CERTA_EDECODE;
@@ -44,11 +47,32 @@ rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
 	s = grpc_byte_buffer_reader_readall(&r);
 	grpc_byte_buffer_reader_destroy(&r);
 	m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	if (m != NULL && err != NULL)
+		rc = pbcheck_strings(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), err,
+		    errlen);
 	grpc_slice_unref(s);
 	if (m == NULL)
 		return CERTA_EDECODE;
+	if (rc != 0) {
+		protobuf_c_message_free_unpacked(m, NULL);
+		return rc;
+	}
 	*out = m;
 	return 0;
+}
+
+int
+rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+    ProtobufCMessage **out)
+{
+	return rpc_unpack_bytes(bb, desc, out, NULL, 0);
+}
+
+int
+rpc_unpack_checked(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+    ProtobufCMessage **out, char *err, size_t errlen)
+{
+	return rpc_unpack_bytes(bb, desc, out, err, errlen);
 }
 
 grpc_status_code

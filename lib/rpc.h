@@ -33,6 +33,13 @@ grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
 int rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **out);
 
+/* As rpc_unpack, for requests at the edge: also refuses string fields that are not valid
+ * UTF-8 or hold a NUL byte (lib/pbcheck), which protobuf-c would accept or cut short.
+ * Returns 0, CERTA_EDECODE (not a valid message), CERTA_EINVAL (a bad string: err names the
+ * field, e.g. "program.problem: invalid UTF-8 at byte 0"), -ENOMEM. */
+int rpc_unpack_checked(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+    ProtobufCMessage **out, char *err, size_t errlen);
+
 /* The single certa error -> gRPC status translation. */
 grpc_status_code rpc_status_from_error(int err);
 /* And back, for clients that want a certa code from a status. */

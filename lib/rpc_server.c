@@ -465,6 +465,7 @@ rpc_call_on_recv(struct cqbridge_tag *tag, int ok)
 {
 	struct rpc_call *c = container_of(tag, struct rpc_call, tag_recv);
 	ProtobufCMessage *req = NULL;
+	char msg[512];
 	int rc;
 
 	if (!ok || c->dead) {
@@ -476,9 +477,17 @@ rpc_call_on_recv(struct cqbridge_tag *tag, int ok)
 		    "%s: missing request message", c->path);
 		goto out;
 	}
-	rc = rpc_unpack(c->recv_bb, c->method->input, &req);
+	rc = rpc_unpack_checked(c->recv_bb, c->method->input, &req, msg, sizeof msg);
 	grpc_byte_buffer_destroy(c->recv_bb);
 	c->recv_bb = NULL;
+	if (rc == CERTA_EINVAL) {
+		/* Not valid UTF-8 or a NUL inside a string: protobuf-c would have kept it or cut
+		 * it short; no handler may see it. */
+		log_info(LOG_RPC, "refused %s from %s: %s", c->method->input->name,
+		    rpc_call_peer(c), msg);
+		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", msg);
+		goto out;
+	}
 	if (rc != 0) {
 		log_info(LOG_RPC, "malformed %s from %s", c->method->input->name, rpc_call_peer(c));
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,

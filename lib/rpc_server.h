@@ -5,7 +5,9 @@
  * posts RECV_CLOSE_ON_SERVER at once (to learn about client cancel/deadline/death), runs the
  * optional authorizer on the initial metadata *before* reading the body, reads and decodes the
  * one request message, and calls the handler.  Calls to unknown methods get UNIMPLEMENTED,
- * malformed bodies INVALID_ARGUMENT; handlers never see either.
+ * malformed bodies INVALID_ARGUMENT, and so do bodies with a string field that is not valid
+ * UTF-8 or holds a NUL byte (lib/pbcheck; the status names the field); handlers never see any
+ * of them.
  *
  * Replies: a unary handler calls rpc_call_reply() or rpc_call_finish(); a server-streaming
  * handler calls rpc_call_send() any number of times and rpc_call_finish() once.  Sends are

@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "lib/version.h"
 #include "lib/rpc_server.h"
+#include "lib/sampling.h"
 #include "workers/engine.h"
 #include "workers/wauth.h"
 
@@ -109,6 +110,14 @@ worker_run_step(struct worker *w, struct rpc_call *call, const Certa__V1__StepRe
 		rpc_call_fail(call, CERTA_EINVAL, "a step batch holds 1..%d items, got %zu",
 		    WORKER_MAX_BATCH, n);
 		return;
+	}
+	for (i = 0; i < n; i++) {
+		char field[64];
+		snprintf(field, sizeof field, "items[%zu].sampling", i);
+		if (sampling_check(req->items[i]->sampling, field, err, sizeof err) != 0) {
+			rpc_call_fail(call, CERTA_EINVAL, "%s", err);
+			return;
+		}
 	}
 	items = calloc(n, sizeof *items);
 	res = calloc(n, sizeof *res);

@@ -989,6 +989,37 @@ test_fuzz_random_bytes(void **state)
 	config_free(cfg);
 }
 
+/* Address syntax shared by --check-config, startup and AddWorker ("worker = ::::" passed). */
+static void
+test_check_address(void **state)
+{
+	static const struct {
+		const char *addr;
+		int port0, ok;
+	} cases[] = {
+		{ "127.0.0.1:7001", 0, 1 }, { "worker-3.example.com:443", 0, 1 },
+		{ "[::1]:7000", 0, 1 }, { "[fe80::1]:65535", 0, 1 }, { "unix:/run/w.sock", 0, 1 },
+		{ "127.0.0.1:0", 1, 1 }, { "127.0.0.1:0", 0, 0 },
+		{ "::::", 0, 0 }, { "::::7000", 0, 0 }, { "::1:7000", 0, 0 }, { ":7000", 0, 0 },
+		{ "host", 0, 0 }, { "host:", 0, 0 }, { "host:65536", 0, 0 }, { "host:-1", 0, 0 },
+		{ "host:70x", 0, 0 }, { "ho st:70", 0, 0 }, { "[::1:70", 0, 0 }, { "[]:70", 0, 0 },
+		{ "[zz::1]:70", 0, 0 }, { "unix:relative", 0, 0 }, { "host:99999999999999999999", 0, 0 },
+	};
+	char err[400];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int rc = config_check_address(cases[i].addr, cases[i].port0, err, sizeof err);
+		if ((rc == 0) != cases[i].ok)
+			fail_msg("'%s': rc %d (%s)", cases[i].addr, rc, rc ? err : "accepted");
+		if (rc != 0) {
+			assert_int_equal(rc, CERTA_ECONFIG);
+			assert_non_null(strstr(err, "is not host:port"));
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -1012,6 +1043,7 @@ main(void)
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_programming_errors_abort),
 		cmocka_unit_test(test_fuzz_random_bytes),
+		cmocka_unit_test(test_check_address),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,180 @@
+/* pbcheck.c — descriptor-driven walk over encoded protobuf: every string is UTF-8, no NUL. */
+#include "lib/pbcheck.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/error.h"
+
+enum pbcheck_wire {
+	PBCHECK_VARINT = 0,
+	PBCHECK_I64 = 1,
+	PBCHECK_LEN = 2,
+	PBCHECK_I32 = 5,
+};
+
+/* Where the walk is: the dotted path of the enclosing fields, for messages. */
+struct pbcheck_walk {
+	char path[256];
+	char *err;
+	size_t errlen;
+};
+
+/* Length in bytes of the UTF-8 sequence starting at s[0..n), or 0 when it is not a valid
+ * shortest-form scalar value (Unicode table 3-7). */
+static size_t
+pbcheck_utf8_seq(const uint8_t *s, size_t n)
+{
+	uint8_t c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return 0;   /* continuation byte, overlong lead C0/C1, or F5..FF */
+	if (n < len)
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;  /* overlong */
+	else if (c == 0xed)
+		hi = 0x9f;  /* surrogates */
+	else if (c == 0xf0)
+		lo = 0x90;  /* overlong */
+	else if (c == 0xf4)
+		hi = 0x8f;  /* above U+10FFFF */
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+size_t
+pbcheck_utf8(const uint8_t *s, size_t n)
+{
+	size_t i = 0, k;
+
+	while (i < n) {
+		k = pbcheck_utf8_seq(s + i, n - i);
+		if (k == 0)
+			return i;
+		i += k;
+	}
+	return n;
+}
+
+/* Reads a varint at *p (below end); advances *p.  Returns 0 or CERTA_EDECODE. */
+static int
+pbcheck_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	unsigned shift;
+
+	for (shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*v = r;
+			return 0;
+		}
+	}
+	return CERTA_EDECODE;
+}
+
+/* One string field's bytes. */
+static int
+pbcheck_string(struct pbcheck_walk *w, const uint8_t *s, size_t n)
+{
+	const uint8_t *nul = memchr(s, 0, n);
+	size_t bad = pbcheck_utf8(s, n);
+
+	if (nul != NULL && (size_t)(nul - s) < bad) {
+		snprintf(w->err, w->errlen, "%s: NUL byte at byte %zu", w->path,
+		    (size_t)(nul - s));
+		return CERTA_EINVAL;
+	}
+	if (bad < n) {
+		snprintf(w->err, w->errlen, "%s: invalid UTF-8 at byte %zu", w->path, bad);
+		return CERTA_EINVAL;
+	}
+	return 0;
+}
+
+/* Walks one encoded message of type desc; w->path names it. */
+static int
+pbcheck_message(struct pbcheck_walk *w, const ProtobufCMessageDescriptor *desc,
+    const uint8_t *p, const uint8_t *end, int depth)
+{
+	if (depth > PBCHECK_MAX_DEPTH)
+		return CERTA_EDECODE;
+	while (p < end) {
+		const ProtobufCFieldDescriptor *f;
+		uint64_t key, len;
+		size_t plen;
+		int rc;
+
+		if (pbcheck_varint(&p, end, &key) != 0 || (key >> 3) == 0 || (key >> 3) > UINT32_MAX)
+			return CERTA_EDECODE;
+		switch ((enum pbcheck_wire)(key & 7)) {
+		case PBCHECK_VARINT:
+			if (pbcheck_varint(&p, end, &len) != 0)
+				return CERTA_EDECODE;
+			continue;
+		case PBCHECK_I64:
+			if (end - p < 8)
+				return CERTA_EDECODE;
+			p += 8;
+			continue;
+		case PBCHECK_I32:
+			if (end - p < 4)
+				return CERTA_EDECODE;
+			p += 4;
+			continue;
+		case PBCHECK_LEN:
+			break;
+		default:
+			return CERTA_EDECODE;   /* groups (3, 4) and unknown wire types */
+		}
+		if (pbcheck_varint(&p, end, &len) != 0 || len > (uint64_t)(end - p))
+			return CERTA_EDECODE;
+		f = protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
+		if (f != NULL && (f->type == PROTOBUF_C_TYPE_STRING ||
+		    f->type == PROTOBUF_C_TYPE_MESSAGE)) {
+			plen = strlen(w->path);
+			snprintf(w->path + plen, sizeof w->path - plen, "%s%s", plen ? "." : "",
+			    f->name);
+			if (f->type == PROTOBUF_C_TYPE_STRING)
+				rc = pbcheck_string(w, p, (size_t)len);
+			else
+				rc = pbcheck_message(w, f->descriptor, p, p + len, depth + 1);
+			if (rc != 0)
+				return rc;
+			w->path[plen] = '\0';
+		}
+		p += len;
+	}
+	return 0;
+}
+
+int
+pbcheck_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+    char *err, size_t errlen)
+{
+	struct pbcheck_walk w;
+	int rc;
+
+	w.path[0] = '\0';
+	w.err = err;
+	w.errlen = errlen;
+	rc = pbcheck_message(&w, desc, buf, buf + len, 0);
+	if (rc == CERTA_EDECODE)
+		snprintf(err, errlen, "malformed %s message", desc->name);
+	return rc;
+}
