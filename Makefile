@@ -14,7 +14,7 @@ SANFLAGS ?=
 CPPFLAGS_ALL = -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)/gen \
 	$(shell $(PKG_CONFIG) --cflags libprotobuf-c libevent zlib 2>/dev/null)
 LIBS     = -lgrpc -lgpr -lprotobuf-c -levent_core -levent_extra -levent_pthreads -llmdb -lz \
-	-lcrypto -lpthread -lm
+	-lcrypto -lsystemd -lpthread -lm
 CMOCKA_LIBS = -lcmocka
 ALL_CFLAGS = $(CPPFLAGS_ALL) $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
