@@ -14,7 +14,7 @@ SANFLAGS ?=
 CPPFLAGS_ALL = -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)/gen \
 	$(shell $(PKG_CONFIG) --cflags libprotobuf-c libevent zlib 2>/dev/null)
 LIBS     = -lgrpc -lgpr -lprotobuf-c -levent_core -levent_extra -levent_pthreads -llmdb -lz \
-	-lcrypto -lpthread -lm
+	-lcrypto -lsystemd -lpthread -lm
 CMOCKA_LIBS = -lcmocka
 ALL_CFLAGS = $(CPPFLAGS_ALL) $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
@@ -67,6 +67,13 @@ TEST_SUPPORT_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c)
 
 TRACES ?= $(abspath ../shared/data/traces)
 export CERTA_TRACES ?= $(TRACES)
+# make demo falls back to the subset shipped in data/traces-demo when the full set is absent and
+# neither TRACES nor CERTA_TRACES was given; tests and benchmarks always use CERTA_TRACES.
+ifeq ($(origin TRACES)$(origin CERTA_TRACES),filefile)
+DEMO_TRACES = $(if $(wildcard $(TRACES)),$(TRACES),$(CURDIR)/data/traces-demo)
+else
+DEMO_TRACES = $(CERTA_TRACES)
+endif
 
 .PHONY: all deps check check-layers check-unit check-integration check-asan check-valgrind demo clean install uninstall bench
 .SUFFIXES:
@@ -166,7 +173,7 @@ check-valgrind: all
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) bash scripts/demo.sh
+	@BUILD=$(BUILD) CERTA_TRACES="$(DEMO_TRACES)" bash scripts/demo.sh
 
 bench: all
 	@BUILD=$(BUILD) bash bench/run.sh

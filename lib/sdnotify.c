@@ -1,27 +1,23 @@
 /*
- * sdnotify.c — sd_notify(3) protocol on a unix datagram socket, driven by libevent timers.
+ * sdnotify.c — libsystemd's sd_notify(3) driven by libevent timers: the protocol is
+ * libsystemd's, the watchdog and status timers are ours (they tick on the loop).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
 #include <event2/event.h>
+#include <systemd/sd-daemon.h>
 
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/sdnotify.h"
 
 struct sdnotify {
-	int fd;                          /* -1: notifications off */
-	struct sockaddr_un addr;
-	socklen_t addrlen;
+	int enabled;                     /* NOTIFY_SOCKET set: 0 makes every send a no-op */
 	uint64_t watchdog_usec;          /* 0: watchdog off */
 	uint64_t pings;
 	struct event *watchdog_ev;
@@ -32,69 +28,35 @@ struct sdnotify {
 	int warned;
 };
 
-/* Parses NOTIFY_SOCKET into n->addr.  Abstract names start with '@' (a NUL on the wire). */
-static int
-sdnotify_parse_socket(struct sdnotify *n, const char *path)
-{
-	size_t len = strlen(path);
-
-	if (path[0] != '/' && path[0] != '@')
-		return strchr(path, ':') != NULL ? -EAFNOSUPPORT : -EINVAL;
-	if (len < 2 || len >= sizeof n->addr.sun_path)
-		return -EINVAL;
-	memset(&n->addr, 0, sizeof n->addr);
-	n->addr.sun_family = AF_UNIX;
-	memcpy(n->addr.sun_path, path, len);
-	if (path[0] == '@')
-		n->addr.sun_path[0] = '\0';
-	n->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
-	    (path[0] == '/' ? 1 : 0));
-	return 0;
-}
-
-/* WATCHDOG_USEC, honouring WATCHDOG_PID as sd_watchdog_enabled(3) does; 0 when off. */
+/* WATCHDOG_USEC as sd_watchdog_enabled(3) reads it (honouring WATCHDOG_PID); 0 when off or
+ * malformed. */
 static uint64_t
 sdnotify_watchdog_env(void)
 {
-	const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
-	char *end;
-	unsigned long long v, p;
+	uint64_t usec = 0;
 
-	if (usec == NULL || *usec == '\0')
-		return 0;
-	errno = 0;
-	v = strtoull(usec, &end, 10);
-	if (errno != 0 || *end != '\0' || v == 0)
-		return 0;
-	if (pid != NULL && *pid != '\0') {
-		p = strtoull(pid, &end, 10);
-		if (*end != '\0' || p != (unsigned long long)getpid())
-			return 0;
-	}
-	return v;
+	return sd_watchdog_enabled(0, &usec) > 0 ? usec : 0;
 }
 
-/* Sends msg: 1 sent, 0 nothing to do or dropped (socket off, or full: best effort), or
- * -errno (logged once). */
+/* Sends msg with sd_notify(3): 1 sent, 0 nothing to do or dropped (notifications off, or the
+ * socket full: best effort), or -errno (logged once). */
 static int
 sdnotify_sendmsg(struct sdnotify *n, const char *msg)
 {
-	ssize_t r;
+	int r;
 
-	if (n->fd < 0)
+	if (!n->enabled)
 		return 0;
-	r = sendto(n->fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&n->addr,
-	    n->addrlen);
-	if (r >= 0)
+	r = sd_notify(0, msg);
+	if (r > 0)
 		return 1;
-	if (errno == EAGAIN || errno == EWOULDBLOCK)
+	if (r == 0 || r == -EAGAIN || r == -EWOULDBLOCK)
 		return 0;
-	r = -errno;
 	if (!n->warned) {
 		n->warned = 1;
-		log_warn(LOG_MAIN, "cannot notify systemd: %s", certa_strerror((int)r));
+		log_warn(LOG_MAIN, "cannot notify systemd: %s", certa_strerror(r));
 	}
-	return (int)r;
+	return r;
 }
 
 int
@@ -155,16 +117,8 @@ sdnotify_new(struct event_base *base, struct sdnotify **out)
 
 	if (n == NULL)
 		return -ENOMEM;
-	n->fd = -1;
 	if (path != NULL && *path != '\0') {
-		rc = sdnotify_parse_socket(n, path);
-		if (rc != 0)
-			goto fail;
-		n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (n->fd < 0) {
-			rc = -errno;
-			goto fail;
-		}
+		n->enabled = 1;
 		n->watchdog_usec = sdnotify_watchdog_env();
 	}
 	n->watchdog_ev = event_new(base, -1, EV_PERSIST, sdnotify_on_watchdog, n);
@@ -196,15 +150,13 @@ sdnotify_free(struct sdnotify *n)
 		event_free(n->watchdog_ev);
 	if (n->status_ev != NULL)
 		event_free(n->status_ev);
-	if (n->fd >= 0)
-		close(n->fd);
 	free(n);
 }
 
 int
 sdnotify_enabled(const struct sdnotify *n)
 {
-	return n->fd >= 0;
+	return n->enabled;
 }
 
 uint64_t

@@ -2,13 +2,12 @@
  * sdnotify.h — the systemd notification protocol from the event loop: READY=1, STATUS=,
  * WATCHDOG=1 keep-alives, RELOADING=1, STOPPING=1.
  *
- * Implemented on a plain unix datagram socket (the protocol of sd_notify(3)), so it needs no
- * libsystemd and works in every certa binary and test.  The environment is read once, by
- * sdnotify_new:
- *	NOTIFY_SOCKET   "/run/systemd/notify" or "@abstract-name"; unset: every send is a no-op
+ * The protocol is libsystemd's sd_notify(3) (address kinds, credentials, framing); this module
+ * adds the timers on the event loop.  The environment is read once, by sdnotify_new:
+ *	NOTIFY_SOCKET   set: notifications on (sent by sd_notify); unset: every send is a no-op
  *	WATCHDOG_USEC   watchdog period set by WatchdogSec= (microseconds)
  *	WATCHDOG_PID    when set, the watchdog applies only to the process with this pid
- * (the same rules as sd_watchdog_enabled(3)).  When the watchdog is enabled a libevent timer
+ * (read by sd_watchdog_enabled(3)).  When the watchdog is enabled a libevent timer
  * sends WATCHDOG=1 every WATCHDOG_USEC/2: if the loop stalls, the pings stop and systemd
  * restarts the service, which is the point of pinging from the loop rather than a thread.
  *
@@ -22,7 +21,8 @@
  *	... after the loop: sdnotify_free(sn);
  *
  * Threads: loop thread only.  Errors: sends return 0 (also when NOTIFY_SOCKET is unset or the
- * socket would block: notifications are best effort) or -errno from sendto (logged once).
+ * socket would block: notifications are best effort) or -errno from sd_notify (logged once),
+ * e.g. -EINVAL for a NOTIFY_SOCKET that is not an address, -ENOENT when nobody listens there.
  */
 #ifndef CERTA_LIB_SDNOTIFY_H
 #define CERTA_LIB_SDNOTIFY_H
@@ -37,13 +37,11 @@ struct sdnotify;
  * "programs running=3 queued=1 workers=2/2". */
 typedef void (*sdnotify_status_fn)(char *buf, size_t len, void *arg);
 
-/* Reads the environment, opens the socket (when NOTIFY_SOCKET is set) and arms the watchdog
- * timer (when enabled).  *out is written only on success.
- * Returns 0, -ENOMEM, -EINVAL (NOTIFY_SOCKET neither an absolute path nor "@name", or too
- * long), -EAFNOSUPPORT (other socket kinds such as vsock:), or -errno from socket(). */
+/* Reads the environment and arms the watchdog timer (when enabled); a malformed NOTIFY_SOCKET
+ * is reported by the first send.  *out is written only on success.  Returns 0 or -ENOMEM. */
 int sdnotify_new(struct event_base *base, struct sdnotify **out);
 
-/* Stops the timers and closes the socket.  NULL is a no-op. */
+/* Stops the timers.  NULL is a no-op. */
 void sdnotify_free(struct sdnotify *n);
 
 /* Non-zero when NOTIFY_SOCKET was set (started by systemd as Type=notify). */

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # make demo: certad with an LMDB directory under build/demo/, two replay workers, a handful of
 # real MATH500/AMC23 problems (cot and sc) with live progress and answers, then a clean shutdown.
+# Runs from a plain clone: without ../shared/data/traces it replays data/traces-demo.
 set -eu
 B=${BUILD:-build}
-TRACES=${CERTA_TRACES:-../shared/data/traces}
+# The full recorded traces when they are beside the checkout, else the subset shipped in
+# data/traces-demo (see its README); CERTA_TRACES overrides both.
+if [ -n "${CERTA_TRACES:-}" ]; then
+	TRACES=$CERTA_TRACES
+elif [ -d ../shared/data/traces ]; then
+	TRACES=../shared/data/traces
+else
+	TRACES=data/traces-demo
+fi
 DEMO=$B/demo
 BIN=$B/bin
 
@@ -29,6 +38,7 @@ wait_port() {
 	exit 1
 }
 
+echo "== traces: $TRACES"
 echo "== starting two replay workers (recorded traces of real models, 4 ms per 64-token step)"
 for i in 1 2; do
 	"$BIN/certa-worker" --listen 127.0.0.1:0 --port-file "$DEMO/w$i.port" --traces "$TRACES" \
