@@ -3,8 +3,8 @@
  * iSCSI, ext4 metadata and LevelDB/RocksDB blocks.  zlib only has the IEEE CRC-32; store/ uses
  * this one beside every stored record because it detects more error patterns in short messages.
  *
- * Portable and table-driven (one byte per step, a constant 256-entry table), no CPU feature
- * detection: about 0.5-1 GB/s, far above what LMDB commits.  Check value: crc32c_update(0, "123456789", 9) == 0xE3069283.
+ * On x86-64 CPUs with SSE4.2 (checked at run time) the crc32 instruction does 8 bytes per
+ * step; elsewhere a portable table (one byte per step, a constant 256-entry table).  Check value: crc32c_update(0, "123456789", 9) == 0xE3069283.
  * Threads: pure, any thread.
  */
 #ifndef CERTA_LIB_CRC32C_H
@@ -19,5 +19,11 @@
  * equals the CRC of a followed by b.  `buf` may be NULL when len is 0.
  */
 uint32_t crc32c_update(uint32_t crc, const void *buf, size_t len);
+
+/* The portable table path alone (same result), for tests and machines without SSE4.2. */
+uint32_t crc32c_update_sw(uint32_t crc, const void *buf, size_t len);
+
+/* 1 when crc32c_update uses the SSE4.2 instruction on this CPU, else 0. */
+int crc32c_hw_available(void);
 
 #endif

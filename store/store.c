@@ -437,7 +437,7 @@ store_get_raw(struct store_txn *txn, enum store_db db, const char *key, const vo
 
 /* Checks and decodes one stored value without logging; `reason` says what is wrong. */
 static int
-store_check_value(enum store_db db, const MDB_val *k, const MDB_val *v,
+store_check_value(const MDB_val *k, const MDB_val *v,
 	const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, char *reason,
 	size_t rsize)
 {
@@ -459,7 +459,6 @@ store_check_value(enum store_db db, const MDB_val *k, const MDB_val *v,
 		*out = msg;
 	else
 		protobuf_c_message_free_unpacked(msg, NULL);
-	(void)db;
 	return 0;
 }
 
@@ -472,7 +471,7 @@ store_decode(struct store *st, enum store_db db, const char *key,
 	char reason[160];
 	int rc;
 
-	rc = store_check_value(db, &k, v, desc, out, reason, sizeof reason);
+	rc = store_check_value(&k, v, desc, out, reason, sizeof reason);
 	if (rc < 0) {
 		st->corrupt_records++;
 		log_err(LOG_STORE, "corrupt record in %s: db=%s key=%s: %s", st->path,
@@ -689,8 +688,8 @@ store_verify_txn(struct store_txn *txn, void *arg)
 			/* Keys are printed as stored, cut at the buffer (LMDB keys are <= 511). */
 			snprintf(keybuf, sizeof keybuf, "%.*s", (int)(k.mv_size < sizeof keybuf ?
 				k.mv_size : sizeof keybuf - 1), (const char *)k.mv_data);
-			if (store_check_value((enum store_db)i, &k, &v, store_db_table[i].desc, NULL,
-			    reason, sizeof reason) == 0)
+			if (store_check_value(&k, &v, store_db_table[i].desc, NULL, reason,
+			    sizeof reason) == 0)
 				continue;
 			vf->corrupt++;
 			log_err(LOG_STORE, "corrupt record in %s: db=%s key=%s: %s", txn->st->path,
