@@ -3,7 +3,7 @@
  *
  *   certad [--config FILE] [--listen ADDR] [--state-dir DIR] [--worker ADDR]...
  *          [--set KEY=VALUE]... [--port-file FILE] [--log-level LEVEL] [--check-config]
- *          [--print-config] [--print-config-man]
+ *          [--print-config] [--print-config-man] [--init-state] [--verify-state]
  *
  * Signals: SIGTERM/SIGINT drain (stop accepting, finish in-flight steps, persist, exit 0);
  * SIGHUP reloads the configuration (a bad file is reported and the old one stays).
@@ -40,6 +40,7 @@
 #include "lib/version.h"
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
+#include "store/store.h"
 
 static const char *const dmain_levels[] = { "err", "warn", "notice", "info", "debug", NULL };
 
@@ -150,6 +151,7 @@ dmain_usage(FILE *f)
 	    "usage: certad [--config FILE] [--listen ADDR] [--state-dir DIR] [--worker ADDR]...\n"
 	    "              [--set KEY=VALUE]... [--port-file FILE] [--log-level LEVEL]\n"
 	    "              [--check-config] [--print-config] [--print-config-man] [--version]\n"
+	    "              [--init-state] [--verify-state]\n"
 	    "Options in the file use the names printed by --print-config; --set overrides any.\n");
 }
 
@@ -183,6 +185,51 @@ dmain_validate(const struct config *cfg, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+/* One line per damaged record for --verify-state, on stdout. */
+static void
+dmain_verify_report(enum store_db db, const char *key, const char *reason, void *arg)
+{
+	(void)arg;
+	printf("corrupt: db=%s key=%s: %s\n", store_db_name(db), key, reason);
+}
+
+/*
+ * --init-state (create the state when there is none, even in a non-empty directory or in
+ * place of a lost one) and --verify-state (check every record): work on the state directory
+ * only, then exit.  Returns the exit status: 0, or 1 when the state cannot be opened or
+ * holds damaged records.
+ */
+static int
+dmain_state_tool(const struct core_options *co, int verify)
+{
+	struct store_options so = { .map_size = co->map_size, .max_map_size = co->max_map_size,
+		.create = verify ? STORE_CREATE_NEVER : STORE_CREATE_INIT };
+	struct store *st;
+	size_t records;
+	int rc;
+
+	rc = store_open(co->state_dir, &so, &st);
+	if (rc < 0) {
+		fprintf(stderr, "certad: cannot open state in %s: %s\n", co->state_dir,
+		    certa_strerror(rc));
+		return 1;
+	}
+	if (!verify) {
+		printf("certad: state %s in %s is ready\n", store_state_id(st), co->state_dir);
+		store_close(st);
+		return 0;
+	}
+	rc = store_verify(st, dmain_verify_report, NULL, &records);
+	store_close(st);
+	if (rc < 0) {
+		fprintf(stderr, "certad: cannot verify state in %s: %s\n", co->state_dir,
+		    certa_strerror(rc));
+		return 1;
+	}
+	printf("certad: %s: %zu records checked, %d corrupt\n", co->state_dir, records, rc);
+	return rc > 0 ? 1 : 0;
 }
 
 /* Builds a config: defaults, then the file, then command-line overrides. */
@@ -641,6 +688,8 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "print-config", no_argument, NULL, 'P' },
 		{ "print-config-man", no_argument, NULL, 'M' },
+		{ "init-state", no_argument, NULL, 'I' },
+		{ "verify-state", no_argument, NULL, 'Y' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -652,7 +701,7 @@ main(int argc, char **argv)
 	char err[512];
 	const char *port_file;
 	struct dmain_wcred wcred;
-	int c, rc, port = 0, check_only = 0;
+	int c, rc, port = 0, check_only = 0, state_tool = 0;
 
 	memset(&m, 0, sizeof m);
 	memset(&wcred, 0, sizeof wcred);
@@ -676,6 +725,10 @@ main(int argc, char **argv)
 		case 'L': name = "log_level"; break;
 		case 'C':
 			check_only = 1;
+			continue;
+		case 'I':
+		case 'Y':
+			state_tool = c;
 			continue;
 		case 'P':
 			config_write_doc(dmain_options, DMAIN_NOPTIONS, stdout, CONFIG_DOC_INI);
@@ -742,6 +795,10 @@ main(int argc, char **argv)
 	co.retention_ms = config_get_int(m.cfg, "retention.max_age");
 	co.retention_interval_ms = (int)config_get_int(m.cfg, "retention.interval");
 	dmain_quota(m.cfg, &co.quota_defaults);
+	if (state_tool != 0) {
+		m.exit_code = dmain_state_tool(&co, state_tool == 'Y');
+		goto out_cfg;
+	}
 	{
 		struct auth_options ao;
 		char token[512];

@@ -29,6 +29,7 @@ enum {
 	T_WORKER_INFLIGHT,
 	T_MAP_USED,
 	T_MAP_SIZE,
+	T_CORRUPT,
 	T_COUNT
 };
 
@@ -77,6 +78,9 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	    "LMDB map bytes in use", NULL, NULL, 0 },
 	[T_MAP_SIZE] = { "certa_store_map_size_bytes", METRICS_GAUGE,
 	    "LMDB map size", NULL, NULL, 0 },
+	[T_CORRUPT] = { "certa_store_corrupt_records_total", METRICS_COUNTER,
+	    "damaged records (bad checksum, does not decode, empty) met by reads since start",
+	    NULL, NULL, 0 },
 };
 
 struct telemetry {
@@ -119,6 +123,8 @@ telemetry_collect(struct metrics *m, void *arg)
 	if (store_stat(core_store(t->core), &si) == 0) {
 		metrics_gauge_set(m, T_MAP_USED, NULL, (double)si.used_bytes);
 		metrics_gauge_set(m, T_MAP_SIZE, NULL, (double)si.map_size);
+		metrics_reset(m, T_CORRUPT);
+		metrics_counter_add(m, T_CORRUPT, NULL, (double)si.corrupt_records);
 	}
 }
 

@@ -23,6 +23,7 @@
 #include "eval/evalsim.h"
 #include "eval/histexport.h"
 #include "lib/log.h"
+#include "lib/error.h"
 #include "lib/fileio.h"
 #include "lib/traces.h"
 #include "scheduler/policy.h"
@@ -420,9 +421,11 @@ do_export(const char *state, const char *out, bool all)
 	int rc;
 
 	memset(&so, 0, sizeof so);
+	so.create = STORE_CREATE_NEVER;   /* a tool reads a state; it never makes one */
 	rc = store_open(state, &so, &st);
 	if (rc != 0) {
-		fprintf(stderr, "certa-eval: %s: cannot open the state directory (%d)\n", state, rc);
+		fprintf(stderr, "certa-eval: %s: cannot open the state directory: %s\n", state,
+		    certa_strerror(rc));
 		return 1;
 	}
 	f = fopen(out, "w");

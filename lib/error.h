@@ -29,6 +29,7 @@ enum certa_error {
 	CERTA_EDENIED,                  /* credential valid but not allowed */
 	CERTA_ESTATE,                   /* illegal state transition / wrong state */
 	CERTA_ETRACE,                   /* malformed trace file */
+	CERTA_EDATALOSS,                /* stored data damaged or lost (checksum, truncation) */
 	CERTA_ELAST
 };
 

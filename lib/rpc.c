@@ -114,6 +114,7 @@ rpc_status_from_error(int err)
 	case CERTA_ESTATE:
 		return GRPC_STATUS_FAILED_PRECONDITION;
 	case CERTA_ECORRUPT:
+	case CERTA_EDATALOSS:
 		return GRPC_STATUS_DATA_LOSS;
 	case -ENOSYS:
 		return GRPC_STATUS_UNIMPLEMENTED;

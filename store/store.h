@@ -1,11 +1,22 @@
 /*
  * store.h — certa's persistent state in one LMDB environment.
  *
- * The environment is a directory (data.mdb + lock.mdb) holding one named DB per kind of record.
- * Every value is a protobuf-c message from proto/certa/v1/records.proto; each DB has exactly one
- * message type (see enum store_db).  Keys are C strings, stored without their NUL, compared
- * bytewise (so scans run in strcmp order).  Standard tools work on the environment:
- * `mdb_stat -a DIR`, `mdb_dump -s programs DIR`.
+ * The environment is a directory (data.mdb + lock.mdb + state-id) holding one named DB per kind
+ * of record.  Every value is a protobuf-c message from proto/certa/v1/records.proto in a 5-byte
+ * frame: a format byte (0xc2), then the CRC-32C (lib/crc32c.h, little-endian) of the key bytes
+ * followed by the packed message, then the packed message.  Every read checks the frame; a
+ * damaged record is CERTA_EDATALOSS, logged at error level with its DB and key, and counted
+ * (store_stat_info.corrupt_records).  Each DB has exactly one message type (see enum store_db).
+ * Keys are C strings, stored without their NUL, compared bytewise (so scans run in strcmp
+ * order).  Standard tools work on the environment: `mdb_stat -a DIR`, `mdb_dump -s programs DIR`
+ * (values then show the frame before the message).
+ *
+ * Identity: a state is created only in an empty directory, or when asked (STORE_CREATE_INIT,
+ * `certad --init-state`).  Creation writes a random 32-hex-digit state id into the meta record
+ * and, after the commit, into DIR/state-id.  A directory whose state-id names a state but whose
+ * data.mdb is missing, empty, or names another state is never given a new empty state: the
+ * open fails loudly.  A data.mdb shorter than the pages its LMDB meta page says are in use is
+ * refused before it is mapped (LMDB would die of SIGBUS on the first missing page).
  *
  * Transactions are closures.  LMDB aborts a write transaction that runs out of map space
  * (MDB_MAP_FULL), and the map may only be resized while this process has no transaction open, so
@@ -36,7 +47,7 @@
 
 /* The schema version this build writes into and expects from the meta record.  Bump it when a
  * change to records.proto or the key layout is not readable by the previous build. */
-#define STORE_SCHEMA_VERSION 1u
+#define STORE_SCHEMA_VERSION 2u    /* 2: framed, checksummed values and a state id */
 
 /* Named DBs and the one message type stored in each. */
 enum store_db {
@@ -53,6 +64,15 @@ enum store_db {
 struct store;       /* an open environment; opaque */
 struct store_txn;   /* a transaction inside store_update()/store_view(); opaque */
 
+/* When store_open may create a new state. */
+enum store_create {
+	STORE_CREATE_IF_EMPTY = 0, /* only in a missing or empty directory (default) */
+	STORE_CREATE_INIT,         /* also in a non-empty directory without a store, and in place of
+	                            * a lost one (state-id present, data.mdb missing or empty); a
+	                            * data.mdb with content is opened, never replaced */
+	STORE_CREATE_NEVER,        /* open an existing state only (tools, --verify-state) */
+};
+
 struct store_options {
 	size_t map_size;          /* initial map size in bytes; 0 = 64 MiB.  An environment that
 	                           * already holds more data opens at its used size. */
@@ -60,6 +80,7 @@ struct store_options {
 	                           * map_size when smaller. */
 	unsigned schema_version;  /* 0 = STORE_SCHEMA_VERSION; other values are for tests */
 	int nosync;               /* tests only: MDB_NOSYNC, commits are not durable */
+	enum store_create create; /* 0 = STORE_CREATE_IF_EMPTY */
 };
 
 /* Figures for metrics and `certactl stats`. */
@@ -69,22 +90,52 @@ struct store_stat_info {
 	size_t page_size;                 /* LMDB page size */
 	size_t used_bytes;                /* (last used page + 1) * page size */
 	unsigned map_grows;               /* map growths done by this process since open */
+	unsigned long corrupt_records;    /* damaged records met by reads since open (a record
+	                                   * read twice counts twice) */
 	size_t entries[STORE_DB_COUNT];   /* records per named DB */
 };
 
 /*
- * Opens (creating if needed) the environment in directory `dir`.  A missing `dir` is created
- * with mode 0750 (its parent must exist); files are created with mode 0640.  On a new
- * environment the named DBs and the meta record (schema version, creation time) are created;
- * an existing environment must carry the schema version asked for.  `opt` may be NULL
- * (defaults).  Stale reader slots left by crashed processes are cleared.
+ * Opens the state in directory `dir`, creating it as opt->create allows (see the top of this
+ * file).  A missing `dir` is created with mode 0750 (its parent must exist; not with
+ * STORE_CREATE_NEVER); files are created with mode 0640.  On a new state the named DBs, the meta
+ * record (schema version, creation time, state id) and DIR/state-id are written; an existing
+ * one must carry the schema version asked for and the state id of DIR/state-id (a missing
+ * state-id beside a whole data.mdb is rewritten from it).  `opt` may be NULL (defaults).
+ * Stale reader slots left by crashed processes are cleared.  Every refusal is logged at error
+ * level with the file, the sizes or ids involved, and how to recover.
  * On success *out is a store to release with store_close(); on failure *out is not written.
- * Errors: -EINVAL (NULL dir/out), -errno from mkdir/open (e.g. -ENOENT, -EACCES, -ENOTDIR),
- * CERTA_ESCHEMA (the environment has another schema version; logged with both versions),
- * CERTA_ECORRUPT (not an LMDB environment, or the meta record does not decode),
- * CERTA_EMAPFULL (max_map_size too small even for the empty schema).
+ * Errors: -EINVAL (NULL dir/out), -errno from mkdir/open/stat (e.g. -ENOENT, -EACCES,
+ * -ENOTDIR), -ENOTEMPTY (no state, directory not empty, creation not asked for),
+ * CERTA_ENOTFOUND (no state and STORE_CREATE_NEVER),
+ * CERTA_EDATALOSS (state-id present but data.mdb missing or empty; data.mdb truncated below
+ * its used pages; data.mdb of another state),
+ * CERTA_ESCHEMA (another schema version, including schema 1 of older builds, which is not
+ * converted; logged with both versions),
+ * CERTA_ECORRUPT (not an LMDB environment, a malformed state-id, or a damaged or missing meta
+ * record), CERTA_EMAPFULL (max_map_size too small even for the empty schema).
  */
 int store_open(const char *dir, const struct store_options *opt, struct store **out);
+
+/* The state id (32 hex digits) of an open store; owned by st. */
+const char *store_state_id(const struct store *st);
+
+/*
+ * Called by store_verify for each damaged record: `reason` says what is wrong (short value,
+ * unknown format, checksum mismatch with both CRCs, does not decode).  Strings live only
+ * during the call.
+ */
+typedef void (*store_verify_fn)(enum store_db db, const char *key, const char *reason,
+	void *arg);
+
+/*
+ * Checks every record of every named DB (frame, checksum, decode) in one read-only snapshot.
+ * Each damaged record is logged at error level and passed to fn (may be NULL); the scan always
+ * goes on to the end.  *records (may be NULL) gets the number of records read.  Returns the
+ * number of damaged records (>= 0).  Errors: -EBUSY (inside a transaction), -EINVAL, LMDB
+ * failures (CERTA_ECORRUPT, CERTA_ESTORE).
+ */
+int store_verify(struct store *st, store_verify_fn fn, void *arg, size_t *records);
 
 /* Closes the environment and frees `st`.  NULL is a no-op.  No transaction may be running. */
 void store_close(struct store *st);
@@ -132,14 +183,14 @@ int store_add(struct store_txn *txn, enum store_db db, const char *key,
  * means the DB's type, and any other type than the DB's is -EINVAL.  On success *out is a newly
  * allocated message the caller frees with protobuf_c_message_free_unpacked(*out, NULL) (it does
  * not depend on the transaction); on failure *out is not written.
- * Errors: CERTA_ENOTFOUND (no such key), CERTA_ECORRUPT (the value does not decode; logged with
- * the key), -EINVAL.
+ * Errors: CERTA_ENOTFOUND (no such key), CERTA_EDATALOSS (the value's frame or checksum is
+ * wrong, or it does not decode; logged with the DB, key and reason, and counted), -EINVAL.
  */
 int store_get(struct store_txn *txn, enum store_db db, const char *key,
 	const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
 
 /*
- * Raw bytes, for tools and tests (e.g. writing a value that does not decode).  store_get_raw's
+ * Raw bytes as stored, frame included, for tools and tests (e.g. writing a damaged value).  store_get_raw's
  * *data points into the map, is valid only until the transaction ends and must not be written
  * to; *data and *len are written only on success.
  * Errors: as store_put / store_get (no message checks).
@@ -163,9 +214,9 @@ typedef int (*store_scan_fn)(const char *key, size_t keylen, const ProtobufCMess
 
 /*
  * Calls fn for every record of `db` whose key starts with `prefix` (NULL or "" = all), in key
- * order.  `desc` as in store_get.  A value that does not decode stops the scan with
- * CERTA_ECORRUPT (logged with its key) after fn has seen the records before it.
- * Errors: CERTA_ECORRUPT, fn's negative value, -EINVAL.
+ * order.  `desc` as in store_get.  A damaged value stops the scan with CERTA_EDATALOSS
+ * (logged with its key, as in store_get) after fn has seen the records before it.
+ * Errors: CERTA_EDATALOSS, fn's negative value, -EINVAL.
  */
 int store_scan(struct store_txn *txn, enum store_db db, const char *prefix,
 	const ProtobufCMessageDescriptor *desc, store_scan_fn fn, void *arg);
@@ -174,8 +225,10 @@ int store_scan(struct store_txn *txn, enum store_db db, const char *prefix,
  * Crash recovery: in one read-only snapshot, calls fn for every program record whose
  * program.state is QUEUED or RUNNING, in program id order.  `rec` is valid only during the call.
  * fn returns 0 to continue, 1 to stop (returns 0), < 0 to stop with that error.
- * Errors: CERTA_ECORRUPT (a program record does not decode: recovery must not silently skip
- * accepted work), fn's negative value, -EBUSY (inside a transaction), -EINVAL.
+ * A damaged program record (bad checksum, does not decode, or no program inside) is logged at
+ * error level with its key, counted in corrupt_records, and skipped: the other programs still
+ * resume.  `certad --verify-state` lists them all.
+ * Errors: fn's negative value, -EBUSY (inside a transaction), -EINVAL.
  */
 int store_scan_unfinished(struct store *st,
 	int (*fn)(const Certa__V1__ProgramRecord *rec, void *arg), void *arg);

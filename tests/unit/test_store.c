@@ -678,7 +678,7 @@ test_corrupt_value_get(void **state)
 
 	put_garbage(st, STORE_DB_PROGRAMS, "bad");
 	g.msg = sentinel;
-	assert_int_equal(store_view(st, get_fn, &g), CERTA_ECORRUPT);
+	assert_int_equal(store_view(st, get_fn, &g), CERTA_EDATALOSS);
 	assert_ptr_equal(g.msg, sentinel);
 	/* Raw access still sees the bytes, so an operator tool can dump or delete them. */
 	assert_int_equal(store_update(st, del_fn, &g), 0);
@@ -706,11 +706,13 @@ test_corrupt_value_scan(void **state)
 {
 	struct fx *f = *state;
 	struct store *st = open_default(f);
+	struct store_stat_info si;
+	unsigned long before;
 	struct seen s = { 0 };
 
 	put_requests(st, "a", 0, 3);
 	put_garbage(st, STORE_DB_REQUESTS, "a/000001");
-	assert_int_equal(scan_requests(st, "a/", &s), CERTA_ECORRUPT);
+	assert_int_equal(scan_requests(st, "a/", &s), CERTA_EDATALOSS);
 	assert_int_equal(s.total, 1);
 	assert_string_equal(s.keys[0], "a/000000");
 	/* A scan that does not reach the corrupt key is unaffected. */
@@ -718,12 +720,19 @@ test_corrupt_value_scan(void **state)
 	assert_int_equal(scan_requests(st, "a/000002", &s), 0);
 	assert_int_equal(s.total, 1);
 
-	/* Recovery refuses to skip a program it cannot read. */
+	/* Recovery reports a program it cannot read, counts it, and resumes the others. */
 	put_program(st, "p-a", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED);
 	put_garbage(st, STORE_DB_PROGRAMS, "p-b");
+	put_program(st, "p-c", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_RUNNING);
 	memset(&s, 0, sizeof s);
-	assert_int_equal(store_scan_unfinished(st, unfinished_fn, &s), CERTA_ECORRUPT);
-	assert_int_equal(s.total, 1);
+	assert_int_equal(store_stat(st, &si), 0);
+	before = si.corrupt_records;
+	assert_int_equal(store_scan_unfinished(st, unfinished_fn, &s), 0);
+	assert_int_equal(s.total, 2);
+	assert_string_equal(s.keys[0], "p-a");
+	assert_string_equal(s.keys[1], "p-c");
+	assert_int_equal(store_stat(st, &si), 0);
+	assert_int_equal(si.corrupt_records, before + 1);
 }
 
 static void
@@ -786,12 +795,16 @@ test_scan_unfinished_queued_running(void **state)
 	struct store *st = open_default(f);
 	struct programs p = { .ids = ids, .states = states, .n = 7 };
 	Certa__V1__ProgramRecord empty = CERTA__V1__PROGRAM_RECORD__INIT;
+	struct store_stat_info si;
 	struct seen s = { 0 };
 
 	assert_int_equal(store_update(st, put_programs_fn, &p), 0);
-	/* A record without a program is skipped, not handed to recovery. */
+	/* A record without a program is skipped, not handed to recovery, and counted as corrupt
+	 * (regression: it used to vanish with one warning). */
 	assert_int_equal(store_update(st, put_empty_program_fn, &empty), 0);
 	assert_int_equal(store_scan_unfinished(st, unfinished_fn, &s), 0);
+	assert_int_equal(store_stat(st, &si), 0);
+	assert_int_equal(si.corrupt_records, 1);
 	assert_int_equal(s.total, 3);
 	assert_int_equal(s.bad, 0);
 	assert_string_equal(s.keys[0], "p-1");
@@ -806,6 +819,343 @@ test_scan_unfinished_queued_running(void **state)
 	s.stop_after = 1;
 	s.fail_with = -EIO;
 	assert_int_equal(store_scan_unfinished(st, unfinished_fn, &s), -EIO);
+}
+
+/* --- integrity: checksums, truncation, identity (issue 10 findings 3-5) --------------- */
+
+struct raw_copy {
+	enum store_db db;
+	const char *key;
+	unsigned char buf[4096];
+	size_t len;
+};
+
+static int
+get_raw_copy_fn(struct store_txn *txn, void *arg)
+{
+	struct raw_copy *c = arg;
+	const void *data;
+	size_t len;
+	int rc;
+
+	rc = store_get_raw(txn, c->db, c->key, &data, &len);
+	if (rc < 0)
+		return rc;
+	if (len > sizeof c->buf)
+		return -E2BIG;
+	memcpy(c->buf, data, len);
+	c->len = len;
+	return 0;
+}
+
+/* Flips bit `bit` of the stored bytes of db/key (frame included). */
+static void
+flip_stored_bit(struct store *st, enum store_db db, const char *key, size_t bit)
+{
+	struct raw_copy c = { .db = db, .key = key };
+	struct raw_args r = { .db = db, .key = key };
+
+	assert_int_equal(store_view(st, get_raw_copy_fn, &c), 0);
+	assert_true(bit / 8 < c.len);
+	c.buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+	r.data = c.buf;
+	r.len = c.len;
+	assert_int_equal(store_update(st, put_raw_fn, &r), 0);
+}
+
+struct verify_seen {
+	size_t n;
+	enum store_db db[8];
+	char key[8][64];
+	char reason[8][160];
+};
+
+static void
+verify_cb(enum store_db db, const char *key, const char *reason, void *arg)
+{
+	struct verify_seen *v = arg;
+
+	if (v->n < 8) {
+		v->db[v->n] = db;
+		snprintf(v->key[v->n], sizeof v->key[0], "%s", key);
+		snprintf(v->reason[v->n], sizeof v->reason[0], "%s", reason);
+	}
+	v->n++;
+}
+
+/* Regression (issue 10 finding 5): a bit flip inside a value used to decode into a different,
+ * silently served record.  Every single-bit flip of a stored program is now DATA_LOSS. */
+static void
+test_bit_flip_is_data_loss(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_default(f);
+	struct get_args g = { .db = STORE_DB_PROGRAMS, .key = "p-flip" };
+	struct raw_copy c = { .db = STORE_DB_PROGRAMS, .key = "p-flip" };
+	struct store_stat_info si;
+	size_t bit, nbits;
+
+	put_program(st, "p-flip", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_RUNNING);
+	assert_int_equal(store_view(st, get_raw_copy_fn, &c), 0);
+	nbits = c.len * 8;
+	for (bit = 0; bit < nbits; bit++) {
+		flip_stored_bit(st, STORE_DB_PROGRAMS, "p-flip", bit);
+		assert_int_equal(store_view(st, get_fn, &g), CERTA_EDATALOSS);
+		flip_stored_bit(st, STORE_DB_PROGRAMS, "p-flip", bit);
+	}
+	assert_int_equal(store_view(st, get_fn, &g), 0);
+	protobuf_c_message_free_unpacked(g.msg, NULL);
+	assert_int_equal(store_stat(st, &si), 0);
+	assert_int_equal(si.corrupt_records, nbits);
+}
+
+/* The key is inside the checksum: a whole, valid value moved under another key is caught. */
+static void
+test_value_under_other_key_is_data_loss(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_default(f);
+	struct raw_copy c = { .db = STORE_DB_PROGRAMS, .key = "p-a" };
+	struct raw_args r = { .db = STORE_DB_PROGRAMS, .key = "p-b" };
+	struct get_args g = { .db = STORE_DB_PROGRAMS, .key = "p-b" };
+
+	put_program(st, "p-a", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED);
+	assert_int_equal(store_view(st, get_raw_copy_fn, &c), 0);
+	r.data = c.buf;
+	r.len = c.len;
+	assert_int_equal(store_update(st, put_raw_fn, &r), 0);
+	assert_int_equal(store_view(st, get_fn, &g), CERTA_EDATALOSS);
+}
+
+/* store_verify walks every DB, reports each damaged record with its DB, key and reason, and
+ * does not stop at the first. */
+static void
+test_verify_reports_every_corrupt_record(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_default(f);
+	struct verify_seen v = { 0 };
+	size_t records = 0;
+
+	put_program(st, "p-1", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED);
+	put_program(st, "p-2", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
+	put_requests(st, "p-1", 0, 4);
+	assert_int_equal(store_verify(st, verify_cb, &v, &records), 0);
+	assert_int_equal(v.n, 0);
+	assert_int_equal(records, 1 + 2 + 4);   /* meta + programs + requests */
+
+	flip_stored_bit(st, STORE_DB_PROGRAMS, "p-2", 60);
+	put_garbage(st, STORE_DB_REQUESTS, "p-1/000002");
+	assert_int_equal(store_verify(st, verify_cb, &v, &records), 2);
+	assert_int_equal(v.n, 2);
+	assert_int_equal(v.db[0], STORE_DB_PROGRAMS);
+	assert_string_equal(v.key[0], "p-2");
+	assert_non_null(strstr(v.reason[0], "checksum mismatch"));
+	assert_int_equal(v.db[1], STORE_DB_REQUESTS);
+	assert_string_equal(v.key[1], "p-1/000002");
+	assert_non_null(strstr(v.reason[1], "shorter than"));
+	assert_int_equal(store_verify(st, NULL, NULL, NULL), 2);
+}
+
+/* A schema 1 store (unframed values) is refused with ESCHEMA, not reported as corrupt. */
+static void
+test_old_schema_store_refused(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_default(f);
+	struct store *sentinel = (struct store *)f, *out = sentinel;
+	Certa__V1__MetaRecord meta = CERTA__V1__META_RECORD__INIT;
+	unsigned char buf[64];
+	struct raw_args r = { .db = STORE_DB_META, .key = "meta", .data = buf };
+
+	meta.schema_version = 1;
+	meta.created_unix_ms = 1;
+	meta.created_by = "certa";
+	r.len = protobuf_c_message_pack(&meta.base, buf);
+	assert_int_equal(store_update(st, put_raw_fn, &r), 0);
+	store_close(st);
+	f->st = NULL;
+	assert_int_equal(store_open(f->env, NULL, &out), CERTA_ESCHEMA);
+	assert_ptr_equal(out, sentinel);
+}
+
+static void
+path_in(const struct fx *f, const char *name, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/%s", f->env, name);
+}
+
+/* Fills a store with enough pages to truncate it meaningfully; returns its used bytes. */
+static size_t
+make_filled_store(struct fx *f)
+{
+	struct store *st = open_default(f);
+	struct fill fl = { .prefix = "big", .n = 200, .text_bytes = 1000 };
+	struct store_stat_info si;
+
+	fl.text = make_text(fl.text_bytes);
+	assert_int_equal(store_update(st, fill_fn, &fl), 0);
+	free(fl.text);
+	assert_int_equal(store_stat(st, &si), 0);
+	store_close(st);
+	f->st = NULL;
+	assert_true(si.used_bytes > 16 * si.page_size);
+	return si.used_bytes;
+}
+
+/* Opens f->env in a child process: returns its store_open code, or 1000 + the signal that
+ * killed it (without the meta-page check, SIGBUS: LMDB maps the pages that are not there). */
+static int
+open_in_child(struct fx *f, enum store_create mode)
+{
+	struct store_options o = { .nosync = 1, .create = mode };
+	int status = 0;
+	pid_t pid;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct store *st = NULL;
+		struct seen s = { 0 };
+		int rc = store_open(f->env, &o, &st);
+
+		if (rc == 0) {
+			/* Touch every page, as recovery would. */
+			rc = scan_requests(st, "big/", &s);
+			store_close(st);
+		}
+		_exit(rc == 0 ? 0 : rc == CERTA_EDATALOSS ? 2 : rc == CERTA_ECORRUPT ? 3 : 4);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status))
+		return 1000 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* Regression (issue 10 finding 3): certad died of SIGBUS on a truncated data.mdb. */
+static void
+test_truncated_data_file_refused(void **state)
+{
+	struct fx *f = *state;
+	char data[700];
+	size_t used = make_filled_store(f);
+	struct stat sb;
+
+	path_in(f, "data.mdb", data, sizeof data);
+	/* Exactly the used pages: whole, opens and reads. */
+	assert_int_equal(truncate(data, (off_t)used), 0);
+	assert_int_equal(open_in_child(f, STORE_CREATE_IF_EMPTY), 0);
+	/* One byte short of the used pages, half, two pages: refused, no signal. */
+	assert_int_equal(truncate(data, (off_t)used - 1), 0);
+	assert_int_equal(open_in_child(f, STORE_CREATE_IF_EMPTY), 2);
+	assert_int_equal(truncate(data, (off_t)used / 2), 0);
+	assert_int_equal(open_in_child(f, STORE_CREATE_IF_EMPTY), 2);
+	assert_int_equal(truncate(data, 8192), 0);
+	assert_int_equal(open_in_child(f, STORE_CREATE_IF_EMPTY), 2);
+	/* Less than two meta pages: refused too; --init-state does not replace it. */
+	assert_int_equal(truncate(data, 4000), 0);
+	assert_int_equal(open_in_child(f, STORE_CREATE_INIT), 2);
+	assert_int_equal(stat(data, &sb), 0);
+	assert_int_equal(sb.st_size, 4000);
+}
+
+/* Regression (issue 10 finding 4): data.mdb deleted or emptied used to give a new empty state. */
+static void
+test_lost_data_file_refused(void **state)
+{
+	struct fx *f = *state;
+	struct store_options init = { .nosync = 1, .create = STORE_CREATE_INIT };
+	struct store *st = open_default(f);
+	struct store *sentinel = (struct store *)f, *out = sentinel;
+	char data[700], id[64];
+	struct stat sb;
+
+	snprintf(id, sizeof id, "%s", store_state_id(st));
+	assert_int_equal(strlen(id), 32);
+	store_close(st);
+	f->st = NULL;
+	path_in(f, "data.mdb", data, sizeof data);
+
+	assert_int_equal(truncate(data, 0), 0);
+	assert_int_equal(store_open(f->env, NULL, &out), CERTA_EDATALOSS);
+	assert_ptr_equal(out, sentinel);
+	assert_int_equal(unlink(data), 0);
+	assert_int_equal(store_open(f->env, NULL, &out), CERTA_EDATALOSS);
+	assert_ptr_equal(out, sentinel);
+	assert_int_equal(stat(data, &sb), -1);   /* nothing was created in its place */
+
+	/* Explicitly asked for: a new state with a new id. */
+	assert_int_equal(store_open(f->env, &init, &f->st), 0);
+	assert_string_not_equal(store_state_id(f->st), id);
+}
+
+/* A directory with other files and no state is not taken over without --init-state. */
+static void
+test_nonempty_dir_needs_init(void **state)
+{
+	struct fx *f = *state;
+	struct store_options never = { .nosync = 1, .create = STORE_CREATE_NEVER };
+	struct store_options init = { .nosync = 1, .create = STORE_CREATE_INIT };
+	struct store *sentinel = (struct store *)f, *out = sentinel;
+	char other[700];
+	FILE *fp;
+
+	assert_int_equal(store_open(f->env, &never, &out), -ENOENT);
+	assert_int_equal(mkdir(f->env, 0750), 0);
+	assert_int_equal(store_open(f->env, &never, &out), CERTA_ENOTFOUND);
+	path_in(f, "notes.txt", other, sizeof other);
+	fp = fopen(other, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	assert_int_equal(store_open(f->env, NULL, &out), -ENOTEMPTY);
+	assert_ptr_equal(out, sentinel);
+	assert_int_equal(store_open(f->env, &init, &f->st), 0);
+	store_close(f->st);
+	f->st = NULL;
+	/* Now it is a state: opens by default, and STORE_CREATE_INIT just opens it again. */
+	assert_int_equal(store_open(f->env, NULL, &f->st), 0);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(store_open(f->env, &init, &f->st), 0);
+}
+
+/* The identity file: rewritten when only it was lost, fatal when it names another state. */
+static void
+test_state_id_checked(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_default(f);
+	struct store *sentinel = (struct store *)f, *out = sentinel;
+	char idpath[700], id[64], line[64];
+	FILE *fp;
+
+	snprintf(id, sizeof id, "%s", store_state_id(st));
+	store_close(st);
+	f->st = NULL;
+	path_in(f, "state-id", idpath, sizeof idpath);
+	assert_int_equal(unlink(idpath), 0);
+	assert_int_equal(store_open(f->env, NULL, &f->st), 0);
+	assert_string_equal(store_state_id(f->st), id);
+	store_close(f->st);
+	f->st = NULL;
+	fp = fopen(idpath, "r");
+	assert_non_null(fp);
+	assert_non_null(fgets(line, sizeof line, fp));
+	fclose(fp);
+	line[strcspn(line, "\n")] = '\0';
+	assert_string_equal(line, id);
+
+	fp = fopen(idpath, "w");
+	assert_non_null(fp);
+	fputs("0123456789abcdef0123456789abcdef\n", fp);
+	fclose(fp);
+	assert_int_equal(store_open(f->env, NULL, &out), CERTA_EDATALOSS);
+	fp = fopen(idpath, "w");
+	assert_non_null(fp);
+	fputs("not an id\n", fp);
+	fclose(fp);
+	assert_int_equal(store_open(f->env, NULL, &out), CERTA_ECORRUPT);
+	assert_ptr_equal(out, sentinel);
 }
 
 static void
@@ -967,6 +1317,16 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_meta_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_unfinished_queued_running, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_bit_flip_is_data_loss, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_value_under_other_key_is_data_loss, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_verify_reports_every_corrupt_record, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_old_schema_store_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated_data_file_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_data_file_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nonempty_dir_needs_init, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_id_checked, setup, teardown),
 		cmocka_unit_test(test_store_error_mapping),
 		cmocka_unit_test_setup_teardown(test_open_creates_dir_0750, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stat_counts_entries, setup, teardown),
