@@ -36,6 +36,11 @@ CORE_LIB = $(BUILD)/libcerta.a
 DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard daemon/*.c))
 WORKER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard workers/*.c workers/engines/*.c))
 CLI_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard cli/*.c))
+# Each program's modules except its main.o, as an archive unit tests link (Knot Resolver style).
+DAEMON_LIB = $(BUILD)/libcertad.a
+WORKER_LIB = $(BUILD)/libcerta-worker.a
+CLI_LIB    = $(BUILD)/libcertactl.a
+PROG_LIBS  = $(DAEMON_LIB) $(CLI_LIB) $(WORKER_LIB)
 BENCH_SRC  = $(wildcard bench/*.c)
 BENCH_BIN  = $(patsubst bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
 
@@ -85,6 +90,13 @@ $(CORE_LIB): $(CORE_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+$(DAEMON_LIB): $(filter-out %/main.o,$(DAEMON_OBJ))
+$(WORKER_LIB): $(filter-out %/main.o,$(WORKER_OBJ))
+$(CLI_LIB): $(filter-out %/main.o,$(CLI_OBJ))
+$(PROG_LIBS):
+	@rm -f $@
+	$(AR) rcs $@ $^
+
 $(BUILD)/bin/certad: $(DAEMON_OBJ) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(DAEMON_OBJ) $(CORE_LIB) $(LIBS)
@@ -101,9 +113,9 @@ $(BUILD)/bin/%: $(BUILD)/obj/bench/%.o $(CORE_LIB) $(TEST_SUPPORT_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(CORE_LIB) $(LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(CORE_LIB) $(TEST_SUPPORT_OBJ)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(PROG_LIBS) $(CORE_LIB) $(TEST_SUPPORT_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(CORE_LIB) $(LIBS) $(CMOCKA_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(PROG_LIBS) $(CORE_LIB) $(LIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/itests/%: $(BUILD)/obj/tests/integration/%.o $(CORE_LIB) $(TEST_SUPPORT_OBJ)
 	@mkdir -p $(dir $@)
