@@ -9,6 +9,9 @@
 #include <time.h>
 #include <event2/event.h>
 
+#include "daemon/dispatch.h"
+#include "daemon/recovery.h"
+#include "daemon/retention.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
 #include "daemon/tenants.h"
@@ -97,7 +100,7 @@ core_on_kick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	core_dispatch(arg);
+	dispatch_run(arg);
 }
 
 /* --- worker changes --- */
@@ -181,7 +184,7 @@ core_on_worker_change(void *arg, struct pool_worker *w, enum pool_wstate from,
 		struct program *p = c->order[i];
 		if (p->inflight || p->worker == NULL || strcmp(p->worker, pool_worker_addr(w)) != 0)
 			continue;
-		core_unplace(c, p, 0);
+		dispatch_unplace(c, p, 0);
 		if (p->state == PROGRAM_RUNNING)
 			core_set_state(c, p, PROGRAM_QUEUED);
 	}
@@ -195,7 +198,7 @@ core_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	core_dispatch(arg);
+	dispatch_run(arg);
 }
 
 int
@@ -246,12 +249,12 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 	tv.tv_sec = opt->tick_ms / 1000;
 	tv.tv_usec = (opt->tick_ms % 1000) * 1000;
 	event_add(c->tick, &tv);
-	rc = core_recover(c);
+	rc = recovery_run(c);
 	if (rc != 0)
 		goto fail_events;
 	if (opt->retention_ms > 0) {
 		int iv = opt->retention_interval_ms > 0 ? opt->retention_interval_ms : 3600000;
-		c->retention = event_new(base, -1, EV_PERSIST, core_on_retention, c);
+		c->retention = event_new(base, -1, EV_PERSIST, retention_on_timer, c);
 		if (c->retention != NULL) {
 			tv.tv_sec = iv / 1000;
 			tv.tv_usec = (iv % 1000) * 1000;

@@ -1,14 +1,14 @@
 /*
  * core_impl.h — the core's shared state, for the daemon modules that make up the core only
  * (core.c, persist.c, events.c, dispatch.c, recovery.c, retention.c, submit.c, queries.c).
- * Everything else uses daemon/core.h, where struct core is opaque.  Loop thread only.
+ * Everything else uses daemon/core.h, where struct core is opaque.  The helpers below live in
+ * core.c.  Loop thread only.
  */
 #ifndef CERTA_DAEMON_CORE_IMPL_H
 #define CERTA_DAEMON_CORE_IMPL_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <event2/util.h>
 
 #include "daemon/core.h"
 #include "daemon/program.h"
@@ -41,33 +41,17 @@ struct core {
 	uint64_t steps_total;
 };
 
-/* core.c: shared helpers. */
+/* Wall-clock milliseconds. */
 int64_t core_now_ms(void);
+/* A new time-ordered program id. */
 void core_new_id(char *buf, size_t len);
+/* Every program state change: the state machine plus tenant accounting. */
 void core_set_state(struct core *c, struct program *p, enum program_state to);
+/* A dispatch pass on the next loop iteration (never re-entrant). */
 void core_kick(struct core *c);
+/* Adds a program to the dispatch order; -ENOMEM. */
 int core_order_add(struct core *c, struct program *p);
+/* Drops a program from the live set and frees it. */
 void core_forget(struct core *c, struct program *p);
-
-/* persist.c */
-int core_persist_ex(struct core *c, struct program *p, int all_chains, int history, int first);
-int core_persist(struct core *c, struct program *p, int all_chains, int history);
-
-/* events.c */
-void core_send_accepted(struct program *p, struct rpc_call *to, int duplicate);
-void core_send_progress(struct program *p);
-void core_send_finished(struct program *p, struct rpc_call *to);
-
-/* dispatch.c */
-void core_unplace(struct core *c, struct program *p, int release);
-void core_dispatch(struct core *c);
-void core_finalize(struct core *c, struct program *p, enum program_state to,
-    enum sched_reason reason, const char *answer, int status, const char *msg);
-
-/* recovery.c */
-int core_recover(struct core *c);
-
-/* retention.c */
-void core_on_retention(evutil_socket_t fd, short what, void *arg);
 
 #endif

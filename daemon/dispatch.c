@@ -1,4 +1,5 @@
 /* dispatch.c — dispatch passes, steps on workers, step results, decisions, finalization. */
+#include "daemon/dispatch.h"
 #include "daemon/core_impl.h"
 
 #include <errno.h>
@@ -7,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "daemon/events.h"
+#include "daemon/persist.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
 #include "daemon/telemetry.h"
@@ -22,7 +25,7 @@
 
 /* Releases a program's chains on the worker that holds them. */
 void
-core_unplace(struct core *c, struct program *p, int release)
+dispatch_unplace(struct core *c, struct program *p, int release)
 {
 	struct pool_worker *w;
 	char **ids;
@@ -54,14 +57,14 @@ core_unplace(struct core *c, struct program *p, int release)
 
 /* The policy that applies to a program's tenant now. */
 static const struct sched_policy *
-core_program_policy(const struct core *c, const struct program *p)
+dispatch_policy(const struct core *c, const struct program *p)
 {
 	return policies_effective(c->policies, p->tenant, tenants_policy(c->tenants, p->tenant));
 }
 
 /* Runs the scheduler on a program and acts on its decision.  Returns 1 if it stopped. */
 static int
-core_decide(struct core *c, struct program *p, struct sched_decision *d)
+dispatch_decide(struct core *c, struct program *p, struct sched_decision *d)
 {
 	struct sched_chain *chains = calloc(p->n, sizeof *chains);
 	struct sched_view v;
@@ -71,7 +74,7 @@ core_decide(struct core *c, struct program *p, struct sched_decision *d)
 	program_view(p, chains, core_now_ms(), &v);
 	v.state = &p->pstate;
 	/* The tenant's policy as of now: a policy change applies from the next step. */
-	sched_decide(core_program_policy(c, p), &v, d);
+	sched_decide(dispatch_policy(c, p), &v, d);
 	program_set_str(&p->answer, d->answer);
 	p->certaindex = d->certaindex;
 	p->features = d->features;
@@ -91,11 +94,11 @@ core_decide(struct core *c, struct program *p, struct sched_decision *d)
 		return 0;
 	}
 	p->low_confidence = d->low_confidence;
-	core_finalize(c, p, PROGRAM_FINISHED, d->reason, p->answer, 0, NULL);
+	dispatch_finalize(c, p, PROGRAM_FINISHED, d->reason, p->answer, 0, NULL);
 	return 1;
 }
 
-struct core_step {
+struct dispatch_step {
 	struct core *c;
 	char *id;
 	int64_t sent_us;
@@ -104,7 +107,7 @@ struct core_step {
 };
 
 static void
-core_step_free(struct core_step *s)
+dispatch_step_free(struct dispatch_step *s)
 {
 	free(s->id);
 	free(s->chain_idx);
@@ -113,7 +116,7 @@ core_step_free(struct core_step *s)
 
 /* A step failed: decide whether the program fails or retries elsewhere. */
 static void
-core_step_failed(struct core *c, struct program *p, struct pool_worker *w,
+dispatch_step_failed(struct core *c, struct program *p, struct pool_worker *w,
     grpc_status_code status, const char *details)
 {
 	switch (status) {
@@ -125,8 +128,8 @@ core_step_failed(struct core *c, struct program *p, struct pool_worker *w,
 		/* The worker refused the program itself: no other worker will do better. */
 		log_info(LOG_DISPATCH, "program %s refused by %s: %s: %s", p->id,
 		    pool_worker_addr(w), rpc_status_name(status), details);
-		core_unplace(c, p, 1);
-		core_finalize(c, p, PROGRAM_FAILED, SCHED_REASON_FAILED, p->answer, status, details);
+		dispatch_unplace(c, p, 1);
+		dispatch_finalize(c, p, PROGRAM_FAILED, SCHED_REASON_FAILED, p->answer, status, details);
 		return;
 	default:
 		break;
@@ -137,16 +140,16 @@ core_step_failed(struct core *c, struct program *p, struct pool_worker *w,
 	    details);
 	if (p->attempts >= c->opt.max_attempts) {
 		char msg[600];
-		core_unplace(c, p, 1);
+		dispatch_unplace(c, p, 1);
 		snprintf(msg, sizeof msg, "gave up after %u failed steps; last: %s: %s",
 		    p->attempts, rpc_status_name(status), details);
-		core_finalize(c, p, PROGRAM_FAILED, SCHED_REASON_FAILED, p->answer,
+		dispatch_finalize(c, p, PROGRAM_FAILED, SCHED_REASON_FAILED, p->answer,
 		    GRPC_STATUS_UNAVAILABLE, msg);
 		return;
 	}
 	if (pool_worker_state(w) != POOL_UP) {
 		/* Worker lost: the chains move to another worker (resumed from their text). */
-		core_unplace(c, p, 0);
+		dispatch_unplace(c, p, 0);
 		if (p->state == PROGRAM_RUNNING)
 			core_set_state(c, p, PROGRAM_QUEUED);
 	}
@@ -156,7 +159,7 @@ core_step_failed(struct core *c, struct program *p, struct pool_worker *w,
 /* Applies one step's results to the program's chains; returns 0 or CERTA_EINVAL when the
  * reply does not match the batch. */
 static int
-core_apply(struct program *p, const struct core_step *s, const Certa__V1__StepReply *r)
+dispatch_apply(struct program *p, const struct dispatch_step *s, const Certa__V1__StepReply *r)
 {
 	size_t i;
 	char want[256];
@@ -183,10 +186,10 @@ core_apply(struct program *p, const struct core_step *s, const Certa__V1__StepRe
 }
 
 static void
-core_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const char *details,
+dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const char *details,
     Certa__V1__StepReply *reply)
 {
-	struct core_step *s = arg;
+	struct dispatch_step *s = arg;
 	struct core *c = s->c;
 	struct program *p = strmap_get(c->live, s->id);
 	struct sched_decision d;
@@ -201,17 +204,17 @@ core_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const ch
 	p->inflight = false;
 	if (program_is_terminal(p)) {
 		/* Cancelled while the step ran: free the worker's state now. */
-		core_unplace(c, p, 1);
+		dispatch_unplace(c, p, 1);
 		core_forget(c, p);
 		goto out;
 	}
 	if (status != GRPC_STATUS_OK) {
-		core_step_failed(c, p, w, status, details ? details : "");
+		dispatch_step_failed(c, p, w, status, details ? details : "");
 		goto out;
 	}
-	rc = core_apply(p, s, reply);
+	rc = dispatch_apply(p, s, reply);
 	if (rc != 0) {
-		core_step_failed(c, p, w, GRPC_STATUS_INTERNAL, "worker reply does not match the batch");
+		dispatch_step_failed(c, p, w, GRPC_STATUS_INTERNAL, "worker reply does not match the batch");
 		goto out;
 	}
 	p->attempts = 0;
@@ -236,15 +239,15 @@ core_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const ch
 			telemetry_tokens(c->tel, p->tenant, served - probe, probe);
 		}
 	}
-	if (core_decide(c, p, &d))
+	if (dispatch_decide(c, p, &d))
 		goto out;
 	/* Commit the step before telling anyone about it. */
-	if (core_persist(c, p, 0, 0) == 0)
-		core_send_progress(p);
+	if (persist_program(c, p, 0, 0) == 0)
+		events_progress(p);
 out:
 	if (reply != NULL)
 		protobuf_c_message_free_unpacked(&reply->base, NULL);
-	core_step_free(s);
+	dispatch_step_free(s);
 	if (c->draining && pool_inflight(c->pool) == 0 && c->drain_done != NULL) {
 		void (*done)(void *) = c->drain_done;
 		c->drain_done = NULL;
@@ -256,14 +259,14 @@ out:
 
 /* Builds and sends one gang step (all unfinished chains of a program) to worker w. */
 static int
-core_send_step(struct core *c, struct program *p, struct pool_worker *w, uint32_t tokens)
+dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uint32_t tokens)
 {
 	Certa__V1__StepRequest req = CERTA__V1__STEP_REQUEST__INIT;
 	Certa__V1__StepItem *items;
 	Certa__V1__StepItem **ptrs;
 	Certa__V1__SamplingParams sp = CERTA__V1__SAMPLING_PARAMS__INIT;
 	Certa__V1__ProbeSpec probe = CERTA__V1__PROBE_SPEC__INIT;
-	struct core_step *s;
+	struct dispatch_step *s;
 	char (*ids)[192];
 	int moved = p->worker == NULL || strcmp(p->worker, pool_worker_addr(w)) != 0;
 	uint32_t i;
@@ -312,12 +315,12 @@ core_send_step(struct core *c, struct program *p, struct pool_worker *w, uint32_
 	s->n = n;
 	req.n_items = n;
 	req.items = ptrs;
-	rc = pool_step(c->pool, w, &req, core_on_step, s);
+	rc = pool_step(c->pool, w, &req, dispatch_on_step, s);
 	if (rc != 0)
 		goto out;
 	s = NULL;
 	if (moved) {
-		core_unplace(c, p, 1);
+		dispatch_unplace(c, p, 1);
 		p->worker = strdup(pool_worker_addr(w));
 		pool_hold(w, (int)p->n);
 	}
@@ -326,7 +329,7 @@ core_send_step(struct core *c, struct program *p, struct pool_worker *w, uint32_
 		core_set_state(c, p, PROGRAM_RUNNING);
 out:
 	if (s != NULL)
-		core_step_free(s);
+		dispatch_step_free(s);
 	free(items);
 	free(ptrs);
 	free(ids);
@@ -337,7 +340,7 @@ out:
  * deadline, remaining work inside a tenant; starvation bound), started while workers have
  * free step slots. */
 void
-core_dispatch(struct core *c)
+dispatch_run(struct core *c)
 {
 	int64_t now = core_now_ms();
 	struct fair_item *items = NULL;
@@ -363,9 +366,9 @@ core_dispatch(struct core *c)
 		    (p->deadline_ms == 0 || now < p->deadline_ms)) {
 			/* Nothing changed since the last decision: reuse it. */
 			d.step_tokens = p->next_step_tokens;
-		} else if (core_decide(c, p, &d)) {
+		} else if (dispatch_decide(c, p, &d)) {
 			/* Deadlines and budgets can end a program without a step. */
-			i--;  /* core_finalize removed it from order */
+			i--;  /* dispatch_finalize removed it from order */
 			continue;
 		}
 		used = program_tokens(p);
@@ -388,7 +391,7 @@ core_dispatch(struct core *c)
 		if (w == NULL)
 			continue;
 		d.step_tokens = (uint32_t)(items[order[i]].cost / p->n);
-		if (core_send_step(c, p, w, d.step_tokens) != 0)
+		if (dispatch_send_step(c, p, w, d.step_tokens) != 0)
 			p->not_before_ms = now + c->opt.retry_backoff_ms;
 	}
 out:
@@ -399,15 +402,15 @@ out:
 
 /* Ends a program: terminal state, result, history, events, worker release. */
 void
-core_finalize(struct core *c, struct program *p, enum program_state to, enum sched_reason reason,
-    const char *answer, int status, const char *msg)
+dispatch_finalize(struct core *c, struct program *p, enum program_state to,
+    enum sched_reason reason, const char *answer, int status, const char *msg)
 {
 	core_set_state(c, p, to);
 	p->reason = reason;
 	p->finished_ms = core_now_ms();
 	if (reason == SCHED_REASON_CERTAIN || reason == SCHED_REASON_UNPROMISING) {
 		/* Estimate: each unfinished chain would have run to the policy's expected length. */
-		uint64_t exp = core_program_policy(c, p)->expected_tokens, saved = 0;
+		uint64_t exp = dispatch_policy(c, p)->expected_tokens, saved = 0;
 		uint32_t i;
 		for (i = 0; i < p->n; i++)
 			if (!p->chains[i].finished && p->chains[i].tokens < exp)
@@ -421,15 +424,15 @@ core_finalize(struct core *c, struct program *p, enum program_state to, enum sch
 		program_set_str(&p->error_message, msg);
 		p->low_confidence = true;
 	}
-	(void)core_persist(c, p, 1, 1);
+	(void)persist_program(c, p, 1, 1);
 	c->finished_total++;
 	telemetry_finished(c->tel, p->tenant, sched_reason_name(reason), p->certaindex, p->steps);
 	log_info(LOG_SCHED, "program %s %s reason=%s answer=\"%s\" tokens=%llu steps=%llu",
 	    p->id, program_state_name(to), sched_reason_name(reason), p->answer,
 	    (unsigned long long)program_tokens(p), (unsigned long long)p->steps);
-	core_send_finished(p, NULL);
+	events_finished(p, NULL);
 	if (!p->inflight) {
-		core_unplace(c, p, 1);
+		dispatch_unplace(c, p, 1);
 		core_forget(c, p);
 	}
 }

@@ -1,4 +1,5 @@
 /* events.c — program events (accepted, progress, finished) to client streams. */
+#include "daemon/events.h"
 #include "daemon/core_impl.h"
 
 #include "daemon/program.h"
@@ -8,7 +9,7 @@
 
 /* Sends one event to every watcher; drops watchers whose stream is gone. */
 static void
-core_broadcast(struct program *p, Certa__V1__ProgramEvent *ev)
+events_broadcast(struct program *p, Certa__V1__ProgramEvent *ev)
 {
 	size_t i = 0;
 
@@ -24,7 +25,7 @@ core_broadcast(struct program *p, Certa__V1__ProgramEvent *ev)
 }
 
 void
-core_send_accepted(struct program *p, struct rpc_call *to, int duplicate)
+events_accepted(struct program *p, struct rpc_call *to, int duplicate)
 {
 	Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
 	Certa__V1__Accepted acc = CERTA__V1__ACCEPTED__INIT;
@@ -39,7 +40,7 @@ core_send_accepted(struct program *p, struct rpc_call *to, int duplicate)
 }
 
 void
-core_send_progress(struct program *p)
+events_progress(struct program *p)
 {
 	Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
 	Certa__V1__Progress pr = CERTA__V1__PROGRESS__INIT;
@@ -55,13 +56,13 @@ core_send_progress(struct program *p)
 	pr.answer = p->answer;
 	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS;
 	ev.progress = &pr;
-	core_broadcast(p, &ev);
+	events_broadcast(p, &ev);
 	program_pb_free(&pb);
 }
 
 /* Sends the finished event to one stream (to != NULL) or all, and ends the stream(s). */
 void
-core_send_finished(struct program *p, struct rpc_call *to)
+events_finished(struct program *p, struct rpc_call *to)
 {
 	Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
 	Certa__V1__Finished fin = CERTA__V1__FINISHED__INIT;

@@ -1,4 +1,5 @@
 /* persist.c — a program's durable write: record, changed chains, history, idempotency key. */
+#include "daemon/persist.h"
 #include "daemon/core_impl.h"
 
 #include <errno.h>
@@ -12,7 +13,7 @@
 
 /* --- persistence --- */
 
-struct core_persist {
+struct persist_ctx {
 	struct program *p;
 	int all_chains;   /* write every chain, not only dirty ones */
 	int history;      /* also write the history record */
@@ -21,9 +22,9 @@ struct core_persist {
 
 /* Writes the program record, changed chains and (at the end) history, in one transaction. */
 static int
-core_persist_txn(struct store_txn *txn, void *arg)
+persist_txn(struct store_txn *txn, void *arg)
 {
-	struct core_persist *cp = arg;
+	struct persist_ctx *cp = arg;
 	struct program *p = cp->p;
 	Certa__V1__ProgramRecord rec = CERTA__V1__PROGRAM_RECORD__INIT;
 	struct program_pb pb;
@@ -89,14 +90,14 @@ out:
 }
 
 int
-core_persist_ex(struct core *c, struct program *p, int all_chains, int history, int first)
+persist_write(struct core *c, struct program *p, int all_chains, int history, int first)
 {
-	struct core_persist cp = { p, all_chains, history, first };
+	struct persist_ctx cp = { p, all_chains, history, first };
 	uint32_t i;
 	int rc;
 
 	p->updated_ms = core_now_ms();
-	rc = store_update(c->st, core_persist_txn, &cp);
+	rc = store_update(c->st, persist_txn, &cp);
 	if (rc < 0) {
 		log_err(LOG_STORE, "program %s: persist failed: %s", p->id, certa_strerror(rc));
 		return rc;
@@ -107,7 +108,7 @@ core_persist_ex(struct core *c, struct program *p, int all_chains, int history, 
 }
 
 int
-core_persist(struct core *c, struct program *p, int all_chains, int history)
+persist_program(struct core *c, struct program *p, int all_chains, int history)
 {
-	return core_persist_ex(c, p, all_chains, history, 0);
+	return persist_write(c, p, all_chains, history, 0);
 }

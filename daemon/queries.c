@@ -1,10 +1,12 @@
 /* queries.c — reads of programs: Get, Watch, Cancel, List. */
+#include "daemon/queries.h"
 #include "daemon/core_impl.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/dispatch.h"
 #include "daemon/program.h"
 #include "lib/error.h"
 #include "lib/rpc_server.h"
@@ -12,29 +14,29 @@
 #include "store/store.h"
 
 /* Reads a stored program record; CERTA_ENOTFOUND when absent or another tenant's. */
-struct core_get_ctx {
+struct queries_get_ctx {
 	const char *id;
 	Certa__V1__ProgramRecord *rec;
 };
 
 static int
-core_get_txn(struct store_txn *txn, void *arg)
+queries_get_txn(struct store_txn *txn, void *arg)
 {
-	struct core_get_ctx *g = arg;
+	struct queries_get_ctx *g = arg;
 
 	return store_get(txn, STORE_DB_PROGRAMS, g->id, NULL, (ProtobufCMessage **)&g->rec);
 }
 
 int
-core_get(struct core *c, const char *tenant, const char *id, Certa__V1__Program **out)
+queries_get(struct core *c, const char *tenant, const char *id, Certa__V1__Program **out)
 {
-	struct core_get_ctx g = { id, NULL };
+	struct queries_get_ctx g = { id, NULL };
 	Certa__V1__Program *pm;
 	int rc;
 
 	if (id == NULL || id[0] == '\0')
 		return CERTA_EINVAL;
-	rc = store_view(c->st, core_get_txn, &g);
+	rc = store_view(c->st, queries_get_txn, &g);
 	if (rc != 0)
 		return rc;
 	if (g.rec->program == NULL || strcmp(g.rec->program->tenant, tenant) != 0) {
@@ -50,7 +52,7 @@ core_get(struct core *c, const char *tenant, const char *id, Certa__V1__Program 
 }
 
 int
-core_watch(struct core *c, const char *tenant, const char *id, struct rpc_call *watcher)
+queries_watch(struct core *c, const char *tenant, const char *id, struct rpc_call *watcher)
 {
 	struct program *p = strmap_get(c->live, id);
 	Certa__V1__Program *pm;
@@ -62,7 +64,7 @@ core_watch(struct core *c, const char *tenant, const char *id, struct rpc_call *
 		return program_watch(p, watcher);
 	}
 	/* Ended (or not live): send its final state from the store. */
-	rc = core_get(c, tenant, id, &pm);
+	rc = queries_get(c, tenant, id, &pm);
 	if (rc != 0)
 		return rc;
 	{
@@ -83,18 +85,18 @@ core_watch(struct core *c, const char *tenant, const char *id, struct rpc_call *
 }
 
 int
-core_cancel(struct core *c, const char *tenant, const char *id, int *state)
+queries_cancel(struct core *c, const char *tenant, const char *id, int *state)
 {
 	struct program *p = strmap_get(c->live, id);
 	Certa__V1__Program *pm;
 	int rc;
 
 	if (p != NULL && strcmp(p->tenant, tenant) == 0 && !program_is_terminal(p)) {
-		core_finalize(c, p, PROGRAM_CANCELLED, SCHED_REASON_CANCELLED, p->answer, 0, NULL);
+		dispatch_finalize(c, p, PROGRAM_CANCELLED, SCHED_REASON_CANCELLED, p->answer, 0, NULL);
 		*state = PROGRAM_CANCELLED;
 		return 0;
 	}
-	rc = core_get(c, tenant, id, &pm);
+	rc = queries_get(c, tenant, id, &pm);
 	if (rc != 0)
 		return rc;
 	*state = pm->state;
@@ -102,7 +104,7 @@ core_cancel(struct core *c, const char *tenant, const char *id, int *state)
 	return 0;
 }
 
-struct core_list_ctx {
+struct queries_list_ctx {
 	const char *tenant;
 	int state;
 	const char *before;       /* page token: ids strictly older */
@@ -111,9 +113,9 @@ struct core_list_ctx {
 };
 
 static int
-core_list_scan(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+queries_list_scan(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
 {
-	struct core_list_ctx *l = arg;
+	struct queries_list_ctx *l = arg;
 	const Certa__V1__ProgramRecord *rec = (const Certa__V1__ProgramRecord *)msg;
 
 	(void)keylen;
@@ -139,16 +141,16 @@ core_list_scan(const char *key, size_t keylen, const ProtobufCMessage *msg, void
 }
 
 static int
-core_list_txn(struct store_txn *txn, void *arg)
+queries_list_txn(struct store_txn *txn, void *arg)
 {
-	return store_scan(txn, STORE_DB_PROGRAMS, "", NULL, core_list_scan, arg);
+	return store_scan(txn, STORE_DB_PROGRAMS, "", NULL, queries_list_scan, arg);
 }
 
 int
-core_list(struct core *c, const char *tenant, int state, uint32_t page_size,
+queries_list(struct core *c, const char *tenant, int state, uint32_t page_size,
     const char *page_token, Certa__V1__ListReply *reply)
 {
-	struct core_list_ctx l;
+	struct queries_list_ctx l;
 	size_t i, take;
 	int rc;
 
@@ -161,7 +163,7 @@ core_list(struct core *c, const char *tenant, int state, uint32_t page_size,
 		page_size = 50;
 	if (page_size > 1000)
 		page_size = 1000;
-	rc = store_view(c->st, core_list_txn, &l);
+	rc = store_view(c->st, queries_list_txn, &l);
 	if (rc < 0)
 		goto out;
 	rc = 0;
@@ -174,7 +176,7 @@ core_list(struct core *c, const char *tenant, int state, uint32_t page_size,
 	}
 	for (i = 0; i < take; i++) {
 		Certa__V1__Program *pm;
-		if (core_get(c, tenant, l.ids[l.n - 1 - i], &pm) != 0)
+		if (queries_get(c, tenant, l.ids[l.n - 1 - i], &pm) != 0)
 			continue;
 		reply->programs[reply->n_programs++] = pm;
 	}
@@ -188,7 +190,7 @@ out:
 }
 
 void
-core_list_free(Certa__V1__ListReply *reply)
+queries_list_free(Certa__V1__ListReply *reply)
 {
 	size_t i;
 

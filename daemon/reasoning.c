@@ -7,6 +7,8 @@
 #include "certa/v1/reasoning.pb-c.h"
 #include "daemon/auth.h"
 #include "daemon/core.h"
+#include "daemon/queries.h"
+#include "daemon/submit.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
@@ -26,7 +28,7 @@ reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	char err[512] = "";
 	int rc;
 
-	rc = core_submit(c, reasoning_tenant(call), req->program, call, err, sizeof err);
+	rc = submit_program(c, reasoning_tenant(call), req->program, call, err, sizeof err);
 	if (rc != 0)
 		rpc_call_fail(call, rc, "%s", err[0] ? err : certa_strerror(rc));
 }
@@ -42,7 +44,7 @@ reasoning_watch(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "program_id is empty");
 		return;
 	}
-	rc = core_watch(c, reasoning_tenant(call), req->program_id, call);
+	rc = queries_watch(c, reasoning_tenant(call), req->program_id, call);
 	if (rc != 0)
 		rpc_call_fail(call, rc, "program %s: %s", req->program_id, certa_strerror(rc));
 }
@@ -59,7 +61,7 @@ reasoning_get(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "program_id is empty");
 		return;
 	}
-	rc = core_get(c, reasoning_tenant(call), req->program_id, &pm);
+	rc = queries_get(c, reasoning_tenant(call), req->program_id, &pm);
 	if (rc != 0) {
 		rpc_call_fail(call, rc, "program %s: %s", req->program_id, certa_strerror(rc));
 		return;
@@ -80,7 +82,7 @@ reasoning_cancel(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "program_id is empty");
 		return;
 	}
-	rc = core_cancel(c, reasoning_tenant(call), req->program_id, &state);
+	rc = queries_cancel(c, reasoning_tenant(call), req->program_id, &state);
 	if (rc != 0) {
 		rpc_call_fail(call, rc, "program %s: %s", req->program_id, certa_strerror(rc));
 		return;
@@ -101,14 +103,14 @@ reasoning_list(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "state %d is not a program state", (int)req->state);
 		return;
 	}
-	rc = core_list(c, reasoning_tenant(call), req->state, req->page_size, req->page_token,
+	rc = queries_list(c, reasoning_tenant(call), req->state, req->page_size, req->page_token,
 	    &reply);
 	if (rc != 0) {
 		rpc_call_fail(call, rc, "list: %s", certa_strerror(rc));
 		return;
 	}
 	rpc_call_reply(call, &reply.base);
-	core_list_free(&reply);
+	queries_list_free(&reply);
 }
 
 static const struct rpc_method reasoning_table[] = {

@@ -1,4 +1,5 @@
 /* recovery.c — crash recovery: unfinished programs are read back and continue. */
+#include "daemon/recovery.h"
 #include "daemon/core_impl.h"
 
 #include <errno.h>
@@ -13,15 +14,15 @@
 #include "store/store.h"
 
 /* Loads the chains of one program from the requests DB. */
-struct core_load {
+struct recovery_load {
 	Certa__V1__RequestRecord **reqs;
 	size_t n, cap;
 };
 
 static int
-core_load_req(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+recovery_load_req(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
 {
-	struct core_load *l = arg;
+	struct recovery_load *l = arg;
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf;
 
@@ -48,16 +49,16 @@ core_load_req(const char *key, size_t keylen, const ProtobufCMessage *msg, void 
 	return 0;
 }
 
-struct core_recover {
+struct recovery_ctx {
 	struct core *c;
 	Certa__V1__ProgramRecord **recs;
 	size_t n, cap;
 };
 
 static int
-core_collect_unfinished(const Certa__V1__ProgramRecord *rec, void *arg)
+recovery_collect(const Certa__V1__ProgramRecord *rec, void *arg)
 {
-	struct core_recover *r = arg;
+	struct recovery_ctx *r = arg;
 	size_t len = protobuf_c_message_get_packed_size(&rec->base);
 	uint8_t *buf;
 
@@ -81,41 +82,41 @@ core_collect_unfinished(const Certa__V1__ProgramRecord *rec, void *arg)
 	return 0;
 }
 
-struct core_scan_reqs {
+struct recovery_scan {
 	const char *prefix;
-	struct core_load *load;
+	struct recovery_load *load;
 };
 
 static int
-core_scan_reqs_txn(struct store_txn *txn, void *arg)
+recovery_scan_txn(struct store_txn *txn, void *arg)
 {
-	struct core_scan_reqs *s = arg;
+	struct recovery_scan *s = arg;
 
-	return store_scan(txn, STORE_DB_REQUESTS, s->prefix, NULL, core_load_req, s->load);
+	return store_scan(txn, STORE_DB_REQUESTS, s->prefix, NULL, recovery_load_req, s->load);
 }
 
 /* Crash recovery: every QUEUED/RUNNING program comes back and continues. */
 int
-core_recover(struct core *c)
+recovery_run(struct core *c)
 {
-	struct core_recover r = { c, NULL, 0, 0 };
+	struct recovery_ctx r = { c, NULL, 0, 0 };
 	size_t i, j, resumed = 0;
 	int rc;
 
-	rc = store_scan_unfinished(c->st, core_collect_unfinished, &r);
+	rc = store_scan_unfinished(c->st, recovery_collect, &r);
 	if (rc < 0)
 		goto out;
 	rc = 0;
 	for (i = 0; i < r.n; i++) {
-		struct core_load load = { NULL, 0, 0 };
-		struct core_scan_reqs sr;
+		struct recovery_load load = { NULL, 0, 0 };
+		struct recovery_scan sr;
 		char prefix[256];
 		struct program *p;
 
 		snprintf(prefix, sizeof prefix, "%s/", r.recs[i]->program->id);
 		sr.prefix = prefix;
 		sr.load = &load;
-		rc = store_view(c->st, core_scan_reqs_txn, &sr);
+		rc = store_view(c->st, recovery_scan_txn, &sr);
 		if (rc < 0) {
 			log_err(LOG_STORE, "recovery of %s: %s", r.recs[i]->program->id,
 			    certa_strerror(rc));

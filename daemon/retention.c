@@ -1,4 +1,5 @@
 /* retention.c — pruning of programs that finished longer ago than retention.max_age. */
+#include "daemon/retention.h"
 #include "daemon/core_impl.h"
 
 #include <errno.h>
@@ -12,7 +13,7 @@
 
 /* --- retention --- */
 
-struct core_prune {
+struct retention_prune {
 	int64_t cutoff_ms;
 	size_t limit;
 	char **keys[3];           /* program ids; request keys; idempotency keys */
@@ -23,7 +24,7 @@ struct core_prune {
 };
 
 static int
-core_prune_add(char ***v, size_t *n, size_t *cap, const char *key)
+retention_add(char ***v, size_t *n, size_t *cap, const char *key)
 {
 	if (*n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 64;
@@ -41,7 +42,7 @@ core_prune_add(char ***v, size_t *n, size_t *cap, const char *key)
 }
 
 static void
-core_prune_reset(struct core_prune *pr)
+retention_reset(struct retention_prune *pr)
 {
 	size_t i, j;
 
@@ -57,9 +58,9 @@ core_prune_reset(struct core_prune *pr)
 
 /* Programs that ended before the cutoff (terminal state, with a finish time). */
 static int
-core_prune_programs(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+retention_programs(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
 {
-	struct core_prune *pr = arg;
+	struct retention_prune *pr = arg;
 	const Certa__V1__ProgramRecord *rec = (const Certa__V1__ProgramRecord *)msg;
 	const Certa__V1__Program *pm = rec->program;
 	char ik[512];
@@ -70,10 +71,10 @@ core_prune_programs(const char *key, size_t keylen, const ProtobufCMessage *msg,
 	    pm->state < CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED ||
 	    pm->result->finished_unix_ms >= pr->cutoff_ms)
 		return 0;
-	rc = core_prune_add(&pr->keys[0], &pr->n[0], &pr->cap[0], key);
+	rc = retention_add(&pr->keys[0], &pr->n[0], &pr->cap[0], key);
 	if (rc == 0 && pm->spec != NULL && pm->spec->idempotency_key[0] != '\0') {
 		snprintf(ik, sizeof ik, "%s/%s", pm->tenant, pm->spec->idempotency_key);
-		rc = core_prune_add(&pr->keys[2], &pr->n[2], &pr->cap[2], ik);
+		rc = retention_add(&pr->keys[2], &pr->n[2], &pr->cap[2], ik);
 	}
 	if (rc != 0)
 		return rc;
@@ -81,19 +82,19 @@ core_prune_programs(const char *key, size_t keylen, const ProtobufCMessage *msg,
 }
 
 static int
-core_prune_requests(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+retention_requests(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
 {
-	struct core_prune *pr = arg;
+	struct retention_prune *pr = arg;
 
 	(void)keylen;
 	(void)msg;
-	return core_prune_add(&pr->keys[1], &pr->n[1], &pr->cap[1], key);
+	return retention_add(&pr->keys[1], &pr->n[1], &pr->cap[1], key);
 }
 
 static int
-core_prune_history(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+retention_history(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
 {
-	struct core_prune *pr = arg;
+	struct retention_prune *pr = arg;
 
 	(void)keylen;
 	(void)msg;
@@ -101,30 +102,30 @@ core_prune_history(const char *key, size_t keylen, const ProtobufCMessage *msg, 
 		return 1;  /* keys are time-ordered: the rest is newer */
 	if (pr->nhist >= pr->limit)
 		return 1;
-	return core_prune_add(&pr->hist, &pr->nhist, &pr->caphist, key);
+	return retention_add(&pr->hist, &pr->nhist, &pr->caphist, key);
 }
 
 /* One pruning transaction: collect, then delete (no deletes while scanning a DB). */
 static int
-core_prune_txn(struct store_txn *txn, void *arg)
+retention_txn(struct store_txn *txn, void *arg)
 {
-	struct core_prune *pr = arg;
+	struct retention_prune *pr = arg;
 	size_t i, nprog;
 	char prefix[256];
 	int rc;
 
-	core_prune_reset(pr);
-	rc = store_scan(txn, STORE_DB_PROGRAMS, "", NULL, core_prune_programs, pr);
+	retention_reset(pr);
+	rc = store_scan(txn, STORE_DB_PROGRAMS, "", NULL, retention_programs, pr);
 	if (rc < 0)
 		return rc;
 	nprog = pr->n[0];
 	for (i = 0; i < nprog; i++) {
 		snprintf(prefix, sizeof prefix, "%s/", pr->keys[0][i]);
-		rc = store_scan(txn, STORE_DB_REQUESTS, prefix, NULL, core_prune_requests, pr);
+		rc = store_scan(txn, STORE_DB_REQUESTS, prefix, NULL, retention_requests, pr);
 		if (rc < 0)
 			return rc;
 	}
-	rc = store_scan(txn, STORE_DB_HISTORY, "", NULL, core_prune_history, pr);
+	rc = store_scan(txn, STORE_DB_HISTORY, "", NULL, retention_history, pr);
 	if (rc < 0)
 		return rc;
 	for (i = 0; i < nprog; i++)
@@ -147,10 +148,10 @@ core_prune_txn(struct store_txn *txn, void *arg)
 /* Deletes programs (with their chains, idempotency keys and history) that ended more than
  * retention_ms ago, at most 1000 per run. */
 void
-core_on_retention(evutil_socket_t fd, short what, void *arg)
+retention_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct core *c = arg;
-	struct core_prune pr;
+	struct retention_prune pr;
 	size_t j;
 	int rc;
 
@@ -161,7 +162,7 @@ core_on_retention(evutil_socket_t fd, short what, void *arg)
 	pr.limit = 1000;
 	snprintf(pr.cutoff_hist, sizeof pr.cutoff_hist, "%016llx",
 	    (unsigned long long)(pr.cutoff_ms > 0 ? pr.cutoff_ms : 0));
-	rc = store_update(c->st, core_prune_txn, &pr);
+	rc = store_update(c->st, retention_txn, &pr);
 	if (rc < 0)
 		log_err(LOG_STORE, "retention: pruning failed: %s", certa_strerror(rc));
 	else if (pr.n[0] > 0 || pr.nhist > 0)
@@ -169,7 +170,7 @@ core_on_retention(evutil_socket_t fd, short what, void *arg)
 		    pr.n[0], pr.nhist, (long long)c->opt.retention_ms);
 	if (rc >= 0)
 		c->pruned_total += pr.n[0];
-	core_prune_reset(&pr);
+	retention_reset(&pr);
 	for (j = 0; j < 3; j++)
 		free(pr.keys[j]);
 	free(pr.hist);

@@ -1,10 +1,14 @@
 /* submit.c — Submit: validation, idempotency keys, quotas, the accepting write. */
+#include "daemon/submit.h"
 #include "daemon/core_impl.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "daemon/events.h"
+#include "daemon/persist.h"
+#include "daemon/queries.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
 #include "daemon/telemetry.h"
@@ -18,7 +22,7 @@
 
 /* Checks a client's spec against the policy; fills the effective algorithm, n and budget. */
 static int
-core_validate(struct core *c, const struct sched_policy *pol, const Certa__V1__ProgramSpec *spec,
+submit_validate(struct core *c, const struct sched_policy *pol, const Certa__V1__ProgramSpec *spec,
     enum sched_algo *algo, uint32_t *n, uint64_t *budget, char *err, size_t errlen)
 {
 	size_t plen;
@@ -99,15 +103,15 @@ core_validate(struct core *c, const struct sched_policy *pol, const Certa__V1__P
 	return 0;
 }
 
-struct core_idem_ctx {
+struct submit_idem {
 	const char *key;
 	Certa__V1__IdempotencyRecord *rec;
 };
 
 static int
-core_idem_txn(struct store_txn *txn, void *arg)
+submit_idem_txn(struct store_txn *txn, void *arg)
 {
-	struct core_idem_ctx *g = arg;
+	struct submit_idem *g = arg;
 
 	return store_get(txn, STORE_DB_IDEMPOTENCY, g->key, NULL, (ProtobufCMessage **)&g->rec);
 }
@@ -115,10 +119,10 @@ core_idem_txn(struct store_txn *txn, void *arg)
 /* A Submit that repeats an idempotency key gets the program the key created: accepted with
  * duplicate set, then its events (or its final event).  CERTA_ENOTFOUND: a new key. */
 static int
-core_idempotent(struct core *c, const char *tenant, const char *ikey, struct rpc_call *watcher,
+submit_idempotent(struct core *c, const char *tenant, const char *ikey, struct rpc_call *watcher,
     char *err, size_t errlen)
 {
-	struct core_idem_ctx g;
+	struct submit_idem g;
 	char key[512];
 	struct program *p;
 	int rc;
@@ -130,7 +134,7 @@ core_idempotent(struct core *c, const char *tenant, const char *ikey, struct rpc
 	snprintf(key, sizeof key, "%s/%s", tenant, ikey);
 	g.key = key;
 	g.rec = NULL;
-	rc = store_view(c->st, core_idem_txn, &g);
+	rc = store_view(c->st, submit_idem_txn, &g);
 	if (rc != 0)
 		return rc;
 	log_info(LOG_SCHED, "program %s: repeated idempotency key from tenant %s",
@@ -138,7 +142,7 @@ core_idempotent(struct core *c, const char *tenant, const char *ikey, struct rpc
 	p = strmap_get(c->live, g.rec->program_id);
 	if (p != NULL && !program_is_terminal(p)) {
 		if (watcher != NULL) {
-			core_send_accepted(p, watcher, 1);
+			events_accepted(p, watcher, 1);
 			program_watch(p, watcher);
 		}
 	} else if (watcher != NULL) {
@@ -151,14 +155,14 @@ core_idempotent(struct core *c, const char *tenant, const char *ikey, struct rpc
 		ev.accepted = &acc;
 		ev.seq = 0;
 		rpc_call_send(watcher, &ev.base);
-		rc = core_watch(c, tenant, g.rec->program_id, watcher);
+		rc = queries_watch(c, tenant, g.rec->program_id, watcher);
 	}
 	certa__v1__idempotency_record__free_unpacked(g.rec, NULL);
 	return rc;
 }
 
 int
-core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *spec,
+submit_program(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *spec,
     struct rpc_call *watcher, char *err, size_t errlen)
 {
 	struct program *p;
@@ -176,12 +180,12 @@ core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *sp
 		snprintf(err, errlen, "unknown tenant %s", tenant);
 		return CERTA_EAUTH;
 	}
-	rc = core_validate(c, policies_effective(c->policies, tenant,
+	rc = submit_validate(c, policies_effective(c->policies, tenant,
 	    tenants_policy(c->tenants, tenant)), spec, &algo, &n, &budget, err, errlen);
 	if (rc != 0)
 		return rc;
 	if (spec->idempotency_key[0] != '\0') {
-		rc = core_idempotent(c, tenant, spec->idempotency_key, watcher, err, errlen);
+		rc = submit_idempotent(c, tenant, spec->idempotency_key, watcher, err, errlen);
 		if (rc != CERTA_ENOTFOUND)
 			return rc;  /* 0: a retry of an accepted program, answered */
 	}
@@ -208,7 +212,7 @@ core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *sp
 	p->ready_since_ms = p->created_ms;
 	p->seq = c->next_seq++;
 	/* Accepted == durable (with its idempotency key, in the same transaction). */
-	rc = core_persist_ex(c, p, 1, 0, 1);
+	rc = persist_write(c, p, 1, 0, 1);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot store the program: %s", certa_strerror(rc));
 		program_free(p);
@@ -227,7 +231,7 @@ core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *sp
 	log_info(LOG_SCHED, "program %s accepted tenant=%s algo=%s n=%u budget=%llu", p->id,
 	    tenant, algo == SCHED_ALGO_SC ? "sc" : "cot", n, (unsigned long long)budget);
 	if (watcher != NULL) {
-		core_send_accepted(p, watcher, 0);
+		events_accepted(p, watcher, 0);
 		program_watch(p, watcher);
 	}
 	core_kick(c);
