@@ -336,24 +336,40 @@ out:
 	return rc;
 }
 
-/* One dispatch pass: ready programs ordered by fair share (VTC across tenants; priority,
- * deadline, remaining work inside a tenant; starvation bound), started while workers have
- * free step slots. */
-void
-dispatch_run(struct core *c)
-{
-	int64_t now = core_now_ms();
-	struct fair_item *items = NULL;
-	struct program **ready = NULL;
-	size_t *order = NULL, i, n = 0;
+/* The ready programs of one pass, in the order they are offered to workers. */
+struct dispatch_ready {
+	struct fair_item *items;
+	struct program **ready;
+	size_t *order;            /* indexes into items/ready, best first */
+	size_t n;
+};
 
-	if (c->draining || c->norder == 0)
-		return;
-	items = calloc(c->norder, sizeof *items);
-	ready = calloc(c->norder, sizeof *ready);
-	order = calloc(c->norder, sizeof *order);
-	if (items == NULL || ready == NULL || order == NULL)
-		goto out;
+static void
+dispatch_ready_free(struct dispatch_ready *r)
+{
+	free(r->items);
+	free(r->ready);
+	free(r->order);
+}
+
+/* Collects ready programs (running the scheduler on those whose decision is stale, which may
+ * end some) and orders them by fair share (VTC across tenants; priority, deadline, remaining
+ * work inside a tenant; starvation bound).  Returns 0 or -ENOMEM. */
+static int
+dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
+{
+	struct fair_item *items;
+	struct program **ready;
+	size_t i, n = 0;
+
+	memset(r, 0, sizeof *r);
+	if (c->norder == 0)
+		return 0;
+	r->items = items = calloc(c->norder, sizeof *items);
+	r->ready = ready = calloc(c->norder, sizeof *ready);
+	r->order = calloc(c->norder, sizeof *r->order);
+	if (items == NULL || ready == NULL || r->order == NULL)
+		return -ENOMEM;
 	for (i = 0; i < c->norder; i++) {
 		struct program *p = c->order[i];
 		struct sched_decision d;
@@ -381,23 +397,55 @@ dispatch_run(struct core *c)
 		items[n].seq = p->seq;
 		ready[n++] = p;
 	}
-	if (n == 0 || fair_order(c->fair, items, n, now, c->opt.starvation_ms, order) != 0)
+	r->n = n;
+	if (n == 0)
+		return 0;
+	return fair_order(c->fair, items, n, now, c->opt.starvation_ms, r->order);
+}
+
+/* One dispatch pass: ready programs in fair order, started while workers have free step
+ * slots. */
+void
+dispatch_run(struct core *c)
+{
+	int64_t now = core_now_ms();
+	struct dispatch_ready r;
+	size_t i;
+
+	if (c->draining || c->norder == 0)
+		return;
+	if (dispatch_collect(c, now, &r) != 0)
 		goto out;
-	for (i = 0; i < n && pool_has_slots(c->pool); i++) {
-		struct program *p = ready[order[i]];
+	for (i = 0; i < r.n && pool_has_slots(c->pool); i++) {
+		struct program *p = r.ready[r.order[i]];
 		struct pool_worker *w = pool_pick(c->pool, p->worker, p->n, p->model);
 		struct sched_decision d;
 
 		if (w == NULL)
 			continue;
-		d.step_tokens = (uint32_t)(items[order[i]].cost / p->n);
+		d.step_tokens = (uint32_t)(r.items[r.order[i]].cost / p->n);
 		if (dispatch_send_step(c, p, w, d.step_tokens) != 0)
 			p->not_before_ms = now + c->opt.retry_backoff_ms;
 	}
 out:
-	free(items);
-	free(ready);
-	free(order);
+	dispatch_ready_free(&r);
+}
+
+int
+dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
+{
+	struct dispatch_ready r;
+	size_t i;
+	int rc;
+
+	rc = dispatch_collect(c, core_now_ms(), &r);
+	if (rc == 0) {
+		for (i = 0; i < r.n && i < max; i++)
+			ids[i] = r.ready[r.order[i]]->id;
+		*n = i;
+	}
+	dispatch_ready_free(&r);
+	return rc;
 }
 
 /* Ends a program: terminal state, result, history, events, worker release. */

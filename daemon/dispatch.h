@@ -19,6 +19,11 @@ struct core;
 
 /* One dispatch pass (nothing while draining). */
 void dispatch_run(struct core *c);
+/* The ids of the programs the next pass would offer to workers, best first (at most max; n
+ * gets the count).  Runs the scheduler on programs whose decision is stale, like a pass (a
+ * deadline or budget may end one).  Ids are owned by the programs (valid until the next loop
+ * iteration).  Returns 0 or -ENOMEM.  For tests and diagnostics. */
+int dispatch_order(struct core *c, const char **ids, size_t max, size_t *n);
 /* Releases a program's chains on the worker holding them (release: tell the worker too). */
 void dispatch_unplace(struct core *c, struct program *p, int release);
 /* Ends a program: terminal state, result, history, events, worker release; frees it unless a
