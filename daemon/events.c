@@ -39,6 +39,22 @@ events_accepted(struct program *p, struct rpc_call *to, int duplicate)
 	rpc_call_send(to, &ev.base);
 }
 
+/* The program is no longer live: the accepted event comes from its idempotency record. */
+void
+events_accepted_stored(struct rpc_call *to, const char *id, int64_t created_unix_ms)
+{
+	Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
+	Certa__V1__Accepted acc = CERTA__V1__ACCEPTED__INIT;
+
+	acc.program_id = (char *)id;
+	acc.accepted_unix_ms = created_unix_ms;
+	acc.duplicate = 1;
+	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED;
+	ev.accepted = &acc;
+	ev.seq = 0;
+	rpc_call_send(to, &ev.base);
+}
+
 void
 events_progress(struct program *p)
 {

@@ -20,15 +20,40 @@ reasoning_tenant(struct rpc_call *call)
 	return rpc_call_identity(call);
 }
 
+/* Decodes a wire ProgramSpec into the core's plain spec (strings borrowed from the message). */
+static void
+reasoning_spec(const Certa__V1__ProgramSpec *in, struct submit_spec *out)
+{
+	memset(out, 0, sizeof *out);
+	out->problem = in->problem;
+	out->model = in->model;
+	out->policy = in->policy;
+	out->idempotency_key = in->idempotency_key;
+	out->algorithm = (int)in->algorithm;
+	out->n = in->n;
+	out->token_budget = in->token_budget;
+	out->priority = (int)in->priority;
+	out->deadline_unix_ms = in->deadline_unix_ms;
+	if (in->sampling != NULL) {
+		out->has_sampling = true;
+		out->temperature = in->sampling->temperature;
+		out->top_p = in->sampling->top_p;
+	}
+}
+
 static void
 reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	struct core *c = ctx;
 	const Certa__V1__SubmitRequest *req = (const Certa__V1__SubmitRequest *)msg;
+	struct submit_spec spec;
 	char err[512] = "";
 	int rc;
 
-	rc = submit_program(c, reasoning_tenant(call), req->program, call, err, sizeof err);
+	if (req->program != NULL)
+		reasoning_spec(req->program, &spec);
+	rc = submit_program(c, reasoning_tenant(call), req->program != NULL ? &spec : NULL, call,
+	    err, sizeof err);
 	if (rc != 0)
 		rpc_call_fail(call, rc, "%s", err[0] ? err : certa_strerror(rc));
 }

@@ -22,7 +22,7 @@
 
 /* Checks a client's spec against the policy; fills the effective algorithm, n and budget. */
 static int
-submit_validate(struct core *c, const struct sched_policy *pol, const Certa__V1__ProgramSpec *spec,
+submit_validate(struct core *c, const struct sched_policy *pol, const struct submit_spec *spec,
     enum sched_algo *algo, uint32_t *n, uint64_t *budget, char *err, size_t errlen)
 {
 	size_t plen;
@@ -42,13 +42,13 @@ submit_validate(struct core *c, const struct sched_policy *pol, const Certa__V1_
 		return CERTA_EINVAL;
 	}
 	switch (spec->algorithm) {
-	case CERTA__V1__ALGORITHM__ALGORITHM_UNSPECIFIED:
+	case SUBMIT_ALGO_UNSPECIFIED:
 		*algo = spec->n > 1 ? SCHED_ALGO_SC : SCHED_ALGO_COT;
 		break;
-	case CERTA__V1__ALGORITHM__ALGORITHM_COT:
+	case SUBMIT_ALGO_COT:
 		*algo = SCHED_ALGO_COT;
 		break;
-	case CERTA__V1__ALGORITHM__ALGORITHM_SC:
+	case SUBMIT_ALGO_SC:
 		*algo = SCHED_ALGO_SC;
 		break;
 	default:
@@ -77,7 +77,7 @@ submit_validate(struct core *c, const struct sched_policy *pol, const Certa__V1_
 		    (unsigned long long)*budget, (unsigned long long)pol->max_budget);
 		return CERTA_EINVAL;
 	}
-	if (spec->priority < 0 || spec->priority > CERTA__V1__PRIORITY__PRIORITY_HIGH) {
+	if (spec->priority < 0 || spec->priority > SUBMIT_PRIORITY_MAX) {
 		snprintf(err, errlen, "program.priority %d is not a known priority",
 		    (int)spec->priority);
 		return CERTA_EINVAL;
@@ -146,15 +146,7 @@ submit_idempotent(struct core *c, const char *tenant, const char *ikey, struct r
 			program_watch(p, watcher);
 		}
 	} else if (watcher != NULL) {
-		Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
-		Certa__V1__Accepted acc = CERTA__V1__ACCEPTED__INIT;
-		acc.program_id = g.rec->program_id;
-		acc.accepted_unix_ms = g.rec->created_unix_ms;
-		acc.duplicate = 1;
-		ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED;
-		ev.accepted = &acc;
-		ev.seq = 0;
-		rpc_call_send(watcher, &ev.base);
+		events_accepted_stored(watcher, g.rec->program_id, g.rec->created_unix_ms);
 		rc = queries_watch(c, tenant, g.rec->program_id, watcher);
 	}
 	certa__v1__idempotency_record__free_unpacked(g.rec, NULL);
@@ -162,7 +154,7 @@ submit_idempotent(struct core *c, const char *tenant, const char *ikey, struct r
 }
 
 int
-submit_program(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *spec,
+submit_program(struct core *c, const char *tenant, const struct submit_spec *spec,
     struct rpc_call *watcher, char *err, size_t errlen)
 {
 	struct program *p;
@@ -204,9 +196,9 @@ submit_program(struct core *c, const char *tenant, const Certa__V1__ProgramSpec 
 	}
 	p->priority = spec->priority;
 	p->deadline_ms = spec->deadline_unix_ms;
-	if (spec->sampling != NULL) {
-		p->temperature = spec->sampling->temperature;
-		p->top_p = spec->sampling->top_p;
+	if (spec->has_sampling) {
+		p->temperature = spec->temperature;
+		p->top_p = spec->top_p;
 	}
 	p->created_ms = core_now_ms();
 	p->ready_since_ms = p->created_ms;

@@ -112,7 +112,7 @@ tenant(struct fx *f, const char *name, uint32_t weight)
 static void
 submit(struct fx *f, int label, const char *who, int priority, int64_t deadline_ms)
 {
-	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "" };
 	char problem[32];
 
 	snprintf(problem, sizeof problem, "problem %d", label);
