@@ -1,11 +1,15 @@
 /*
  * core.h — certad's core: programs, durability, dispatch to workers, and the scheduling seam.
  *
- * Accepted == durable: core_submit commits the program to LMDB before the `accepted` event is
- * queued.  Every step's output (text and tokens per chain) is committed before its progress
- * event.  On start, unfinished programs are read back and resumed (the worker re-prefills from
- * prompt + text so far).  Finished programs are written with their probe trajectory to the
- * history DB.  Loop thread only.
+ * Accepted == durable: submit_program (daemon/submit.h) commits the program to LMDB before the
+ * `accepted` event is queued.  Every step's output (text and tokens per chain) is committed
+ * before its progress event.  On start, unfinished programs are read back and resumed (the
+ * worker re-prefills from prompt + text so far).  Finished programs are written with their
+ * probe trajectory to the history DB.  Loop thread only.
+ *
+ * The core is split by concern; each file has its header: submit.h and queries.h (the calls the
+ * Reasoning service makes), and, for the core's own files, persist.h, events.h, dispatch.h,
+ * recovery.h and retention.h around the shared state in core_impl.h.
  */
 #ifndef CERTA_DAEMON_CORE_H
 #define CERTA_DAEMON_CORE_H
@@ -13,7 +17,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "certa/v1/reasoning.pb-c.h"
 #include "daemon/pool.h"
 #include "daemon/tenants.h"
 #include "scheduler/sched.h"
@@ -54,25 +57,6 @@ struct policies *core_policies(struct core *c);
 struct fair *core_fair(struct core *c);
 struct store *core_store(struct core *c);
 const struct sched_policy *core_policy(const struct core *c);
-
-/* Validates, persists and queues a program; `watcher` (a Submit stream) gets the accepted
- * event and all later events.  Errors (message in err): CERTA_EINVAL (bad spec),
- * CERTA_EUNAVAIL (draining), store errors. */
-int core_submit(struct core *c, const char *tenant, const Certa__V1__ProgramSpec *spec,
-    struct rpc_call *watcher, char *err, size_t errlen);
-/* Attaches a stream to an existing program (or sends its final event if it has ended).
- * CERTA_ENOTFOUND if the tenant has no such program. */
-int core_watch(struct core *c, const char *tenant, const char *id, struct rpc_call *watcher);
-/* Cancels a program; *state gets the state after the call.  CERTA_ENOTFOUND. */
-int core_cancel(struct core *c, const char *tenant, const char *id, int *state);
-/* Reads a program; *out owned by the caller (protobuf_c_message_free_unpacked).
- * CERTA_ENOTFOUND (also for another tenant's program). */
-int core_get(struct core *c, const char *tenant, const char *id, Certa__V1__Program **out);
-/* Lists a tenant's programs newest first into a reply the caller frees with
- * core_list_free. */
-int core_list(struct core *c, const char *tenant, int state, uint32_t page_size,
-    const char *page_token, Certa__V1__ListReply *reply);
-void core_list_free(Certa__V1__ListReply *reply);
 
 /* Stops dispatching, waits for in-flight steps to be persisted, ends client streams with
  * UNAVAILABLE (programs resume after restart), then calls done(arg). */

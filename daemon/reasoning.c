@@ -7,6 +7,8 @@
 #include "certa/v1/reasoning.pb-c.h"
 #include "daemon/auth.h"
 #include "daemon/core.h"
+#include "daemon/queries.h"
+#include "daemon/submit.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
@@ -19,11 +21,33 @@ reasoning_tenant(struct rpc_call *call)
 	return rpc_call_identity(call);
 }
 
+/* Decodes a wire ProgramSpec into the core's plain spec (strings borrowed from the message). */
+static void
+reasoning_spec(const Certa__V1__ProgramSpec *in, struct submit_spec *out)
+{
+	memset(out, 0, sizeof *out);
+	out->problem = in->problem;
+	out->model = in->model;
+	out->policy = in->policy;
+	out->idempotency_key = in->idempotency_key;
+	out->algorithm = (int)in->algorithm;
+	out->n = in->n;
+	out->token_budget = in->token_budget;
+	out->priority = (int)in->priority;
+	out->deadline_unix_ms = in->deadline_unix_ms;
+	if (in->sampling != NULL) {
+		out->has_sampling = true;
+		out->temperature = in->sampling->temperature;
+		out->top_p = in->sampling->top_p;
+	}
+}
+
 static void
 reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	struct core *c = ctx;
 	const Certa__V1__SubmitRequest *req = (const Certa__V1__SubmitRequest *)msg;
+	struct submit_spec spec;
 	char err[512] = "";
 	int rc;
 
@@ -32,7 +56,10 @@ reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "%s", err);
 		return;
 	}
-	rc = core_submit(c, reasoning_tenant(call), req->program, call, err, sizeof err);
+	if (req->program != NULL)
+		reasoning_spec(req->program, &spec);
+	rc = submit_program(c, reasoning_tenant(call), req->program != NULL ? &spec : NULL, call,
+	    err, sizeof err);
 	if (rc != 0)
 		rpc_call_fail(call, rc, "%s", err[0] ? err : certa_strerror(rc));
 }
@@ -48,7 +75,7 @@ reasoning_watch(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "program_id is empty");
 		return;
 	}
-	rc = core_watch(c, reasoning_tenant(call), req->program_id, call);
+	rc = queries_watch(c, reasoning_tenant(call), req->program_id, call);
 	if (rc != 0)
 		rpc_call_fail(call, rc, "program %s: %s", req->program_id, certa_strerror(rc));
 }
@@ -65,7 +92,7 @@ reasoning_get(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "program_id is empty");
 		return;
 	}
-	rc = core_get(c, reasoning_tenant(call), req->program_id, &pm);
+	rc = queries_get(c, reasoning_tenant(call), req->program_id, &pm);
 	if (rc != 0) {
 		rpc_call_fail(call, rc, "program %s: %s", req->program_id, certa_strerror(rc));
 		return;
@@ -86,7 +113,7 @@ reasoning_cancel(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "program_id is empty");
 		return;
 	}
-	rc = core_cancel(c, reasoning_tenant(call), req->program_id, &state);
+	rc = queries_cancel(c, reasoning_tenant(call), req->program_id, &state);
 	if (rc != 0) {
 		rpc_call_fail(call, rc, "program %s: %s", req->program_id, certa_strerror(rc));
 		return;
@@ -107,14 +134,14 @@ reasoning_list(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "state %d is not a program state", (int)req->state);
 		return;
 	}
-	rc = core_list(c, reasoning_tenant(call), req->state, req->page_size, req->page_token,
+	rc = queries_list(c, reasoning_tenant(call), req->state, req->page_size, req->page_token,
 	    &reply);
 	if (rc != 0) {
 		rpc_call_fail(call, rc, "list: %s", certa_strerror(rc));
 		return;
 	}
 	rpc_call_reply(call, &reply.base);
-	core_list_free(&reply);
+	queries_list_free(&reply);
 }
 
 static const struct rpc_method reasoning_table[] = {

@@ -21,18 +21,13 @@
 #include "lib/log.h"
 #include "lib/rpc_client.h"
 #include "lib/rpc_server.h"
+#include "tests/support/loopsrv.h"
 
 #define WORKER_SVC "certa.v1.Worker"
 
 struct fixture {
-	struct event_base *base;
-	struct cqbridge *br;
-	struct rpc_server *srv;
+	struct loopsrv *ls;
 	struct health *h;
-	struct event *cmd_ev;
-	int cmd_pipe[2];    /* test thread -> loop: one command byte */
-	int ack_pipe[2];    /* loop -> test thread: one int result per command */
-	pthread_t thread;
 	char target[64];
 };
 
@@ -52,38 +47,25 @@ static const struct rpc_method own_methods[] = {
 	{ "/certa.v1.Worker/Info", RPC_UNARY, &certa__v1__info_request__descriptor, h_info, 0 },
 };
 
+/* The server has shut down (loop thread). */
 static void
-bridge_done(void *arg)
+stopped(void *arg)
 {
 	struct fixture *f = arg;
 
-	event_base_loopbreak(f->base);
-}
-
-static void
-server_done(void *arg)
-{
-	struct fixture *f = arg;
-
-	f->srv = NULL;
 	/* Every watch stream was cancelled by the server shutdown and dropped. */
 	assert_true(f->h == NULL || health_watchers(f->h) == 0);
 	health_free(f->h);
 	f->h = NULL;
-	cqbridge_shutdown(f->br, bridge_done, f);
 }
 
-/* Commands run on the loop thread, where health_* must be called.  Each writes one int ack. */
-static void
-on_cmd(evutil_socket_t fd, short what, void *arg)
+/* Commands run on the loop thread, where health_* must be called. */
+static int
+on_cmd(char c, void *arg)
 {
 	struct fixture *f = arg;
-	char c;
 	int r = 0;
 
-	(void)what;
-	if (read(fd, &c, 1) != 1)
-		return;
 	switch (c) {
 	case 'U':  /* up: overall and the worker service SERVING */
 		r = health_set(f->h, "", HEALTH_SERVING);
@@ -107,58 +89,46 @@ on_cmd(evutil_socket_t fd, short what, void *arg)
 		health_free(f->h);
 		f->h = NULL;
 		break;
-	case 's':
-		event_del(f->cmd_ev);
-		rpc_server_shutdown(f->srv, server_done, f);
-		return;  /* no ack */
 	}
-	assert_int_equal(write(f->ack_pipe[1], &r, sizeof r), (ssize_t)sizeof r);
+	return r;
 }
 
 /* Runs one command on the loop thread and returns its result. */
 static int
 cmd(struct fixture *f, char c)
 {
-	int r;
-
-	assert_int_equal(write(f->cmd_pipe[1], &c, 1), 1);
-	assert_int_equal(read(f->ack_pipe[0], &r, sizeof r), (ssize_t)sizeof r);
-	return r;
+	return loopsrv_cmd(f->ls, c);
 }
 
-static void *
-loop_thread(void *arg)
+/* Health is added as a second method table. */
+static int
+configure(struct rpc_server *srv, void *arg)
 {
 	struct fixture *f = arg;
+	const struct rpc_method *hm;
+	size_t nh;
 
-	event_base_dispatch(f->base);
-	return NULL;
+	hm = health_methods(&nh);
+	assert_int_equal(nh, 2);
+	return rpc_server_add_methods(srv, hm, nh, f->h);
 }
 
 static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
-	const struct rpc_method *hm;
-	size_t nh;
-	int port = 0;
+	struct loopsrv_options o = {
+		.methods = own_methods,
+		.nmethods = 1,
+		.configure = configure,
+		.command = on_cmd,
+		.stopped = stopped,
+	};
 
-	f->base = event_base_new();
-	assert_int_equal(cqbridge_new(f->base, &f->br), 0);
 	assert_int_equal(health_new(&f->h), 0);
-	assert_int_equal(rpc_server_new(f->br, own_methods, 1, f, &f->srv), 0);
-	hm = health_methods(&nh);
-	assert_int_equal(nh, 2);
-	assert_int_equal(rpc_server_add_methods(f->srv, hm, nh, f->h), 0);
-	assert_int_equal(rpc_server_listen(f->srv, "127.0.0.1:0", &port), 0);
-	assert_true(port > 0);
-	snprintf(f->target, sizeof f->target, "127.0.0.1:%d", port);
-	assert_int_equal(rpc_server_start(f->srv), 0);
-	assert_int_equal(pipe(f->cmd_pipe), 0);
-	assert_int_equal(pipe(f->ack_pipe), 0);
-	f->cmd_ev = event_new(f->base, f->cmd_pipe[0], EV_READ | EV_PERSIST, on_cmd, f);
-	event_add(f->cmd_ev, NULL);
-	assert_int_equal(pthread_create(&f->thread, NULL, loop_thread, f), 0);
+	o.ctx = o.arg = f;
+	assert_int_equal(loopsrv_start(&o, &f->ls), 0);
+	snprintf(f->target, sizeof f->target, "%s", loopsrv_target(f->ls));
 	*state = f;
 	return 0;
 }
@@ -167,17 +137,8 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	char c = 's';
 
-	assert_int_equal(write(f->cmd_pipe[1], &c, 1), 1);
-	pthread_join(f->thread, NULL);
-	cqbridge_free(f->br);
-	event_free(f->cmd_ev);
-	event_base_free(f->base);
-	close(f->cmd_pipe[0]);
-	close(f->cmd_pipe[1]);
-	close(f->ack_pipe[0]);
-	close(f->ack_pipe[1]);
+	loopsrv_stop(f->ls);
 	free(f);
 	return 0;
 }

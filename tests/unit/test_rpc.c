@@ -23,6 +23,7 @@
 #include "lib/rpc.h"
 #include "lib/rpc_client.h"
 #include "lib/rpc_server.h"
+#include "tests/support/loopsrv.h"
 
 /* ---- byte buffer round trips ---- */
 
@@ -173,13 +174,7 @@ test_status_mapping(void **state)
 /* ---- a real server on a loop thread ---- */
 
 struct fixture {
-	struct event_base *base;
-	struct cqbridge *br;
-	struct rpc_server *srv;
-	struct event *stop_ev;
-	int stop_pipe[2];
-	pthread_t thread;
-	int port;
+	struct loopsrv *ls;
 	char target[64];
 	int cancels;          /* stream cancel callbacks seen (loop thread) */
 	int held_streams;
@@ -291,20 +286,12 @@ static const struct rpc_method test_methods[] = {
 	{ "/t.T/Hold", RPC_SERVER_STREAM, &certa__v1__step_request__descriptor, h_hold, 0 },
 };
 
+/* The server has shut down (loop thread): close the loop's client channels. */
 static void
-bridge_done(void *arg)
+stopped(void *arg)
 {
 	struct fixture *f = arg;
 
-	event_base_loopbreak(f->base);
-}
-
-static void
-server_done(void *arg)
-{
-	struct fixture *f = arg;
-
-	f->srv = NULL;
 	if (f->loop_ch != NULL) {
 		rpc_channel_free(f->loop_ch);
 		f->loop_ch = NULL;
@@ -313,7 +300,6 @@ server_done(void *arg)
 		rpc_channel_free(f->dead_ch);
 		f->dead_ch = NULL;
 	}
-	cqbridge_shutdown(f->br, bridge_done, f);
 }
 
 static void
@@ -333,61 +319,51 @@ on_async_reply(void *arg, grpc_status_code status, const char *details, Protobuf
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* Commands from the test thread: 's' shut down, 'a' start an async client call. */
-static void
-on_cmd(evutil_socket_t fd, short what, void *arg)
+/* Commands from the test thread: 'a' start an async client call, 'u' one to a dead port. */
+static int
+on_cmd(char c, void *arg)
 {
 	struct fixture *f = arg;
-	char c;
+	struct cqbridge *br = loopsrv_bridge(f->ls);
 	Certa__V1__InfoRequest req = CERTA__V1__INFO_REQUEST__INIT;
 
-	(void)what;
-	if (read(fd, &c, 1) != 1)
-		return;
-	if (c == 's') {
-		event_del(f->stop_ev);
-		rpc_server_shutdown(f->srv, server_done, f);
-	} else if (c == 'a') {
+	if (c == 'a') {
 		if (f->loop_ch == NULL)
 			assert_int_equal(rpc_channel_new(f->target, &f->loop_ch), 0);
-		assert_int_equal(rpc_client_unary(f->loop_ch, f->br, "/t.T/Info", &req.base,
+		assert_int_equal(rpc_client_unary(f->loop_ch, br, "/t.T/Info", &req.base,
 		    &certa__v1__info_reply__descriptor, 5000, NULL, 0, on_async_reply, f), 0);
 	} else if (c == 'u') {
 		/* Async call to a port with nobody listening. */
 		assert_int_equal(rpc_channel_new("127.0.0.1:1", &f->dead_ch), 0);
-		assert_int_equal(rpc_client_unary(f->dead_ch, f->br, "/t.T/Info", &req.base,
+		assert_int_equal(rpc_client_unary(f->dead_ch, br, "/t.T/Info", &req.base,
 		    &certa__v1__info_reply__descriptor, 2000, NULL, 0, on_async_reply, f), 0);
 	}
+	return 0;
 }
 
-static void *
-loop_thread(void *arg)
+static int
+configure(struct rpc_server *srv, void *arg)
 {
-	struct fixture *f = arg;
-
-	event_base_dispatch(f->base);
-	return NULL;
+	rpc_server_set_authorizer(srv, authz, arg);
+	return 0;
 }
 
 static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
+	struct loopsrv_options o = {
+		.methods = test_methods,
+		.nmethods = sizeof test_methods / sizeof test_methods[0],
+		.configure = configure,
+		.command = on_cmd,
+		.stopped = stopped,
+	};
 
 	pthread_mutex_init(&f->lock, NULL);
-	f->base = event_base_new();
-	assert_int_equal(cqbridge_new(f->base, &f->br), 0);
-	assert_int_equal(rpc_server_new(f->br, test_methods,
-	    sizeof test_methods / sizeof test_methods[0], f, &f->srv), 0);
-	rpc_server_set_authorizer(f->srv, authz, f);
-	assert_int_equal(rpc_server_listen(f->srv, "127.0.0.1:0", &f->port), 0);
-	assert_true(f->port > 0);
-	snprintf(f->target, sizeof f->target, "127.0.0.1:%d", f->port);
-	assert_int_equal(rpc_server_start(f->srv), 0);
-	assert_int_equal(pipe(f->stop_pipe), 0);
-	f->stop_ev = event_new(f->base, f->stop_pipe[0], EV_READ | EV_PERSIST, on_cmd, f);
-	event_add(f->stop_ev, NULL);
-	assert_int_equal(pthread_create(&f->thread, NULL, loop_thread, f), 0);
+	o.ctx = o.arg = f;
+	assert_int_equal(loopsrv_start(&o, &f->ls), 0);
+	snprintf(f->target, sizeof f->target, "%s", loopsrv_target(f->ls));
 	*state = f;
 	return 0;
 }
@@ -397,13 +373,7 @@ teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	assert_int_equal(write(f->stop_pipe[1], "s", 1), 1);
-	pthread_join(f->thread, NULL);
-	cqbridge_free(f->br);
-	event_free(f->stop_ev);
-	event_base_free(f->base);
-	close(f->stop_pipe[0]);
-	close(f->stop_pipe[1]);
+	loopsrv_stop(f->ls);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 	return 0;
@@ -593,7 +563,7 @@ test_async_client(void **state)
 	struct fixture *f = *state;
 	int i, done = 0;
 
-	assert_int_equal(write(f->stop_pipe[1], "a", 1), 1);
+	assert_int_equal(loopsrv_cmd(f->ls, 'a'), 0);
 	for (i = 0; i < 500 && !done; i++) {
 		usleep(10000);
 		pthread_mutex_lock(&f->lock);
@@ -605,7 +575,7 @@ test_async_client(void **state)
 	assert_string_equal(f->async_reply, "test");
 
 	f->async_done = 0;
-	assert_int_equal(write(f->stop_pipe[1], "u", 1), 1);
+	assert_int_equal(loopsrv_cmd(f->ls, 'u'), 0);
 	for (done = 0, i = 0; i < 500 && !done; i++) {
 		usleep(10000);
 		pthread_mutex_lock(&f->lock);

@@ -1,5 +1,5 @@
 /*
- * test_tenants.c — multi-tenancy end to end: API key lifecycle, isolation, quotas, policies
+ * test_tenancy.c — multi-tenancy end to end: API key lifecycle, isolation, quotas, policies
  * (validation, versioning, live application) and Admin credentials, against the real certad
  * and a real replay worker.
  */

@@ -1,0 +1,57 @@
+/*
+ * core_impl.h — the core's shared state, for the daemon modules that make up the core only
+ * (core.c, persist.c, events.c, dispatch.c, recovery.c, retention.c, submit.c, queries.c).
+ * Everything else uses daemon/core.h, where struct core is opaque.  The helpers below live in
+ * core.c.  Loop thread only.
+ */
+#ifndef CERTA_DAEMON_CORE_IMPL_H
+#define CERTA_DAEMON_CORE_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/core.h"
+#include "daemon/program.h"
+
+struct core {
+	struct event_base *base;
+	struct cqbridge *br;
+	struct core_options opt;
+	struct store *st;
+	struct pool *pool;
+	struct tenants *tenants;
+	struct policies *policies;
+	struct fair *fair;
+	struct telemetry *tel;      /* may be NULL */
+	void (*first_probe)(void *arg);
+	void *first_probe_arg;
+	struct event *probe_timeout;
+	struct event *retention;    /* periodic pruning of old finished programs */
+	uint64_t pruned_total;
+	uint64_t next_seq;
+	struct strmap *live;        /* id -> struct program (not yet terminal, or inflight) */
+	struct program **order;     /* live programs in submission order (dispatch order) */
+	size_t norder, order_cap;
+	struct event *kick;         /* deferred dispatch */
+	struct event *tick;         /* periodic dispatch (backoff, deadlines) */
+	int draining;
+	void (*drain_done)(void *arg);
+	void *drain_arg;
+	uint64_t finished_total;
+	uint64_t steps_total;
+};
+
+/* Wall-clock milliseconds. */
+int64_t core_now_ms(void);
+/* A new time-ordered program id. */
+void core_new_id(char *buf, size_t len);
+/* Every program state change: the state machine plus tenant accounting. */
+void core_set_state(struct core *c, struct program *p, enum program_state to);
+/* A dispatch pass on the next loop iteration (never re-entrant). */
+void core_kick(struct core *c);
+/* Adds a program to the dispatch order; -ENOMEM. */
+int core_order_add(struct core *c, struct program *p);
+/* Drops a program from the live set and frees it. */
+void core_forget(struct core *c, struct program *p);
+
+#endif

@@ -1,0 +1,486 @@
+/* dispatch.c — dispatch passes, steps on workers, step results, decisions, finalization. */
+#include "daemon/dispatch.h"
+#include "daemon/core_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/events.h"
+#include "daemon/persist.h"
+#include "daemon/policies.h"
+#include "daemon/program.h"
+#include "daemon/telemetry.h"
+#include "daemon/tenants.h"
+#include "scheduler/fair.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lib/rpc.h"
+#include "lib/rpc_server.h"
+#include "lib/strmap.h"
+
+/* --- stepping --- */
+
+/* Releases a program's chains on the worker that holds them. */
+void
+dispatch_unplace(struct core *c, struct program *p, int release)
+{
+	struct pool_worker *w;
+	char **ids;
+	char key[256];
+	uint32_t i;
+
+	if (p->worker == NULL)
+		return;
+	w = pool_find(c->pool, p->worker);
+	if (w != NULL) {
+		pool_hold(w, -(int)p->n);
+		if (release) {
+			ids = calloc(p->n, sizeof *ids);
+			if (ids != NULL) {
+				for (i = 0; i < p->n; i++) {
+					snprintf(key, sizeof key, "%s/%u", p->id, i);
+					ids[i] = strdup(key);
+				}
+				pool_release(c->pool, p->worker, ids, p->n);
+				for (i = 0; i < p->n; i++)
+					free(ids[i]);
+				free(ids);
+			}
+		}
+	}
+	free(p->worker);
+	p->worker = NULL;
+}
+
+/* The policy that applies to a program's tenant now. */
+static const struct sched_policy *
+dispatch_policy(const struct core *c, const struct program *p)
+{
+	return policies_effective(c->policies, p->tenant, tenants_policy(c->tenants, p->tenant));
+}
+
+/* Runs the scheduler on a program and acts on its decision.  Returns 1 if it stopped. */
+static int
+dispatch_decide(struct core *c, struct program *p, struct sched_decision *d)
+{
+	struct sched_chain *chains = calloc(p->n, sizeof *chains);
+	struct sched_view v;
+
+	if (chains == NULL)
+		return 0;
+	program_view(p, chains, core_now_ms(), &v);
+	v.state = &p->pstate;
+	/* The tenant's policy as of now: a policy change applies from the next step. */
+	sched_decide(dispatch_policy(c, p), &v, d);
+	program_set_str(&p->answer, d->answer);
+	p->certaindex = d->certaindex;
+	p->features = d->features;
+	{
+		/* The trajectory in history carries the certaindex after each probe. */
+		uint32_t i;
+		for (i = 0; i < p->n; i++)
+			if (p->chains[i].nprobes > 0)
+				p->chains[i].probes[p->chains[i].nprobes - 1].certaindex = d->certaindex;
+	}
+	free(chains);
+	if (!d->stop) {
+		p->decided = true;
+		p->decided_steps = p->steps;
+		p->decided_gen = policies_generation(c->policies);
+		p->next_step_tokens = d->step_tokens;
+		return 0;
+	}
+	p->low_confidence = d->low_confidence;
+	dispatch_finalize(c, p, PROGRAM_FINISHED, d->reason, p->answer, 0, NULL);
+	return 1;
+}
+
+struct dispatch_step {
+	struct core *c;
+	char *id;
+	int64_t sent_us;
+	uint32_t *chain_idx;  /* chains in this batch */
+	size_t n;
+};
+
+static void
+dispatch_step_free(struct dispatch_step *s)
+{
+	free(s->id);
+	free(s->chain_idx);
+	free(s);
+}
+
+/* A step failed: decide whether the program fails or retries elsewhere. */
+static void
+dispatch_step_failed(struct core *c, struct program *p, struct pool_worker *w,
+    grpc_status_code status, const char *details)
+{
+	switch (status) {
+	case GRPC_STATUS_NOT_FOUND:
+	case GRPC_STATUS_INVALID_ARGUMENT:
+	case GRPC_STATUS_FAILED_PRECONDITION:
+	case GRPC_STATUS_OUT_OF_RANGE:
+	case GRPC_STATUS_UNIMPLEMENTED:
+		/* The worker refused the program itself: no other worker will do better. */
+		log_info(LOG_DISPATCH, "program %s refused by %s: %s: %s", p->id,
+		    pool_worker_addr(w), rpc_status_name(status), details);
+		dispatch_unplace(c, p, 1);
+		dispatch_finalize(c, p, PROGRAM_FAILED, SCHED_REASON_FAILED, p->answer, status, details);
+		return;
+	default:
+		break;
+	}
+	p->attempts++;
+	log_warn(LOG_DISPATCH, "program %s step on %s failed (%u/%u): %s: %s", p->id,
+	    pool_worker_addr(w), p->attempts, c->opt.max_attempts, rpc_status_name(status),
+	    details);
+	if (p->attempts >= c->opt.max_attempts) {
+		char msg[600];
+		dispatch_unplace(c, p, 1);
+		snprintf(msg, sizeof msg, "gave up after %u failed steps; last: %s: %s",
+		    p->attempts, rpc_status_name(status), details);
+		dispatch_finalize(c, p, PROGRAM_FAILED, SCHED_REASON_FAILED, p->answer,
+		    GRPC_STATUS_UNAVAILABLE, msg);
+		return;
+	}
+	if (pool_worker_state(w) != POOL_UP) {
+		/* Worker lost: the chains move to another worker (resumed from their text). */
+		dispatch_unplace(c, p, 0);
+		if (p->state == PROGRAM_RUNNING)
+			core_set_state(c, p, PROGRAM_QUEUED);
+	}
+	p->not_before_ms = core_now_ms() + (int64_t)c->opt.retry_backoff_ms * p->attempts;
+}
+
+/* Applies one step's results to the program's chains; returns 0 or CERTA_EINVAL when the
+ * reply does not match the batch. */
+static int
+dispatch_apply(struct program *p, const struct dispatch_step *s, const Certa__V1__StepReply *r)
+{
+	size_t i;
+	char want[256];
+
+	if (r->n_results != s->n)
+		return CERTA_EINVAL;
+	for (i = 0; i < s->n; i++) {
+		const Certa__V1__StepResult *res = r->results[i];
+		struct chain *ch = &p->chains[s->chain_idx[i]];
+		snprintf(want, sizeof want, "%s/%u", p->id, s->chain_idx[i]);
+		if (strcmp(res->request_id, want) != 0 || res->total_tokens < ch->tokens)
+			return CERTA_EINVAL;
+	}
+	for (i = 0; i < s->n; i++) {
+		const Certa__V1__StepResult *res = r->results[i];
+		struct chain *ch = &p->chains[s->chain_idx[i]];
+		if (program_chain_append(ch, res->text, res->total_tokens,
+		    res->probe ? res->probe->answer : "", res->probe ? res->probe->tokens : 0,
+		    res->probe ? res->probe->confidence : -1, res->finished, res->final_answer,
+		    res->thinking_done) != 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void
+dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const char *details,
+    Certa__V1__StepReply *reply)
+{
+	struct dispatch_step *s = arg;
+	struct core *c = s->c;
+	struct program *p = strmap_get(c->live, s->id);
+	struct sched_decision d;
+	struct timespec now;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	telemetry_step(c->tel, pool_worker_addr(w),
+	    ((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - s->sent_us) / 1e6, (int)status);
+	if (p == NULL)
+		goto out;
+	p->inflight = false;
+	if (program_is_terminal(p)) {
+		/* Cancelled while the step ran: free the worker's state now. */
+		dispatch_unplace(c, p, 1);
+		core_forget(c, p);
+		goto out;
+	}
+	if (status != GRPC_STATUS_OK) {
+		dispatch_step_failed(c, p, w, status, details ? details : "");
+		goto out;
+	}
+	rc = dispatch_apply(p, s, reply);
+	if (rc != 0) {
+		dispatch_step_failed(c, p, w, GRPC_STATUS_INTERNAL, "worker reply does not match the batch");
+		goto out;
+	}
+	p->attempts = 0;
+	p->steps++;
+	c->steps_total++;
+	p->ready_since_ms = core_now_ms();
+	{
+		/* Tokens served (decode + probe) count against quotas and fair share. */
+		uint64_t served = 0;
+		size_t i;
+		for (i = 0; i < reply->n_results; i++)
+			served += reply->results[i]->new_tokens +
+			    (reply->results[i]->probe ? reply->results[i]->probe->tokens : 0);
+		tenants_charge(c->tenants, p->tenant, served, p->ready_since_ms);
+		fair_charge(c->fair, p->tenant, served);
+		fair_note_served(c->fair, p->tenant, served, p->ready_since_ms);
+		{
+			uint64_t probe = 0;
+			for (i = 0; i < reply->n_results; i++)
+				probe += reply->results[i]->probe ?
+				    reply->results[i]->probe->tokens : 0;
+			telemetry_tokens(c->tel, p->tenant, served - probe, probe);
+		}
+	}
+	if (dispatch_decide(c, p, &d))
+		goto out;
+	/* Commit the step before telling anyone about it. */
+	if (persist_program(c, p, 0, 0) == 0)
+		events_progress(p);
+out:
+	if (reply != NULL)
+		protobuf_c_message_free_unpacked(&reply->base, NULL);
+	dispatch_step_free(s);
+	if (c->draining && pool_inflight(c->pool) == 0 && c->drain_done != NULL) {
+		void (*done)(void *) = c->drain_done;
+		c->drain_done = NULL;
+		done(c->drain_arg);
+		return;
+	}
+	core_kick(c);
+}
+
+/* Builds and sends one gang step (all unfinished chains of a program) to worker w. */
+static int
+dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uint32_t tokens)
+{
+	Certa__V1__StepRequest req = CERTA__V1__STEP_REQUEST__INIT;
+	Certa__V1__StepItem *items;
+	Certa__V1__StepItem **ptrs;
+	Certa__V1__SamplingParams sp = CERTA__V1__SAMPLING_PARAMS__INIT;
+	Certa__V1__ProbeSpec probe = CERTA__V1__PROBE_SPEC__INIT;
+	struct dispatch_step *s;
+	char (*ids)[192];
+	int moved = p->worker == NULL || strcmp(p->worker, pool_worker_addr(w)) != 0;
+	uint32_t i;
+	size_t n = 0;
+	int rc = -ENOMEM;
+
+	items = calloc(p->n, sizeof *items);
+	ptrs = calloc(p->n, sizeof *ptrs);
+	ids = calloc(p->n, sizeof *ids);
+	s = calloc(1, sizeof *s);
+	if (items == NULL || ptrs == NULL || ids == NULL || s == NULL)
+		goto out;
+	s->c = c;
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		s->sent_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	}
+	s->id = strdup(p->id);
+	s->chain_idx = calloc(p->n, sizeof *s->chain_idx);
+	if (s->id == NULL || s->chain_idx == NULL)
+		goto out;
+	sp.temperature = p->temperature;
+	sp.top_p = p->top_p;
+	for (i = 0; i < p->n; i++) {
+		struct chain *ch = &p->chains[i];
+		if (ch->finished)
+			continue;
+		certa__v1__step_item__init(&items[n]);
+		snprintf(ids[n], sizeof ids[n], "%s/%u", p->id, i);
+		items[n].request_id = ids[n];
+		items[n].prompt = p->problem;
+		/* The text so far travels only when the chain lands on a new worker. */
+		items[n].resume_text = moved && ch->text != NULL ? ch->text : (char *)"";
+		items[n].resume_tokens = ch->tokens;
+		items[n].sample_index = i;
+		items[n].max_new_tokens = tokens;
+		items[n].seed = i;
+		items[n].model = p->model;
+		items[n].sampling = &sp;
+		items[n].probe = &probe;
+		ptrs[n] = &items[n];
+		s->chain_idx[n] = i;
+		n++;
+	}
+	s->n = n;
+	req.n_items = n;
+	req.items = ptrs;
+	rc = pool_step(c->pool, w, &req, dispatch_on_step, s);
+	if (rc != 0)
+		goto out;
+	s = NULL;
+	if (moved) {
+		dispatch_unplace(c, p, 1);
+		p->worker = strdup(pool_worker_addr(w));
+		pool_hold(w, (int)p->n);
+	}
+	p->inflight = true;
+	if (p->state == PROGRAM_QUEUED)
+		core_set_state(c, p, PROGRAM_RUNNING);
+out:
+	if (s != NULL)
+		dispatch_step_free(s);
+	free(items);
+	free(ptrs);
+	free(ids);
+	return rc;
+}
+
+/* The ready programs of one pass, in the order they are offered to workers. */
+struct dispatch_ready {
+	struct fair_item *items;
+	struct program **ready;
+	size_t *order;            /* indexes into items/ready, best first */
+	size_t n;
+};
+
+static void
+dispatch_ready_free(struct dispatch_ready *r)
+{
+	free(r->items);
+	free(r->ready);
+	free(r->order);
+}
+
+/* Collects ready programs (running the scheduler on those whose decision is stale, which may
+ * end some) and orders them by fair share (VTC across tenants; priority, deadline, remaining
+ * work inside a tenant; starvation bound).  Returns 0 or -ENOMEM. */
+static int
+dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
+{
+	struct fair_item *items;
+	struct program **ready;
+	size_t i, n = 0;
+
+	memset(r, 0, sizeof *r);
+	if (c->norder == 0)
+		return 0;
+	r->items = items = calloc(c->norder, sizeof *items);
+	r->ready = ready = calloc(c->norder, sizeof *ready);
+	r->order = calloc(c->norder, sizeof *r->order);
+	if (items == NULL || ready == NULL || r->order == NULL)
+		return -ENOMEM;
+	for (i = 0; i < c->norder; i++) {
+		struct program *p = c->order[i];
+		struct sched_decision d;
+		uint64_t used;
+
+		if (p->inflight || program_is_terminal(p) || p->not_before_ms > now)
+			continue;
+		if (p->decided && p->decided_steps == p->steps &&
+		    p->decided_gen == policies_generation(c->policies) &&
+		    (p->deadline_ms == 0 || now < p->deadline_ms)) {
+			/* Nothing changed since the last decision: reuse it. */
+			d.step_tokens = p->next_step_tokens;
+		} else if (dispatch_decide(c, p, &d)) {
+			/* Deadlines and budgets can end a program without a step. */
+			i--;  /* dispatch_finalize removed it from order */
+			continue;
+		}
+		used = program_tokens(p);
+		items[n].tenant = p->tenant;
+		items[n].priority = p->priority ? p->priority : tenants_priority(c->tenants, p->tenant);
+		items[n].deadline_ms = p->deadline_ms;
+		items[n].ready_since_ms = p->ready_since_ms;
+		items[n].est_remaining = p->budget > used ? p->budget - used : 0;
+		items[n].cost = (uint64_t)d.step_tokens * p->n;
+		items[n].seq = p->seq;
+		ready[n++] = p;
+	}
+	r->n = n;
+	if (n == 0)
+		return 0;
+	return fair_order(c->fair, items, n, now, c->opt.starvation_ms, r->order);
+}
+
+/* One dispatch pass: ready programs in fair order, started while workers have free step
+ * slots. */
+void
+dispatch_run(struct core *c)
+{
+	int64_t now = core_now_ms();
+	struct dispatch_ready r;
+	size_t i;
+
+	if (c->draining || c->norder == 0)
+		return;
+	if (dispatch_collect(c, now, &r) != 0)
+		goto out;
+	for (i = 0; i < r.n && pool_has_slots(c->pool); i++) {
+		struct program *p = r.ready[r.order[i]];
+		struct pool_worker *w = pool_pick(c->pool, p->worker, p->n, p->model);
+		struct sched_decision d;
+
+		if (w == NULL)
+			continue;
+		d.step_tokens = (uint32_t)(r.items[r.order[i]].cost / p->n);
+		if (dispatch_send_step(c, p, w, d.step_tokens) != 0)
+			p->not_before_ms = now + c->opt.retry_backoff_ms;
+	}
+out:
+	dispatch_ready_free(&r);
+}
+
+int
+dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
+{
+	struct dispatch_ready r;
+	size_t i;
+	int rc;
+
+	rc = dispatch_collect(c, core_now_ms(), &r);
+	if (rc == 0) {
+		for (i = 0; i < r.n && i < max; i++)
+			ids[i] = r.ready[r.order[i]]->id;
+		*n = i;
+	}
+	dispatch_ready_free(&r);
+	return rc;
+}
+
+/* Ends a program: terminal state, result, history, events, worker release. */
+void
+dispatch_finalize(struct core *c, struct program *p, enum program_state to,
+    enum sched_reason reason, const char *answer, int status, const char *msg)
+{
+	core_set_state(c, p, to);
+	p->reason = reason;
+	p->finished_ms = core_now_ms();
+	if (reason == SCHED_REASON_CERTAIN || reason == SCHED_REASON_UNPROMISING) {
+		/* Estimate: each unfinished chain would have run to the policy's expected length. */
+		uint64_t exp = dispatch_policy(c, p)->expected_tokens, saved = 0;
+		uint32_t i;
+		for (i = 0; i < p->n; i++)
+			if (!p->chains[i].finished && p->chains[i].tokens < exp)
+				saved += exp - p->chains[i].tokens;
+		tenants_saved(c->tenants, p->tenant, saved);
+		telemetry_saved(c->tel, p->tenant, saved);
+	}
+	program_set_str(&p->answer, answer);
+	if (to == PROGRAM_FAILED) {
+		p->error_status = status ? status : GRPC_STATUS_INTERNAL;
+		program_set_str(&p->error_message, msg);
+		p->low_confidence = true;
+	}
+	(void)persist_program(c, p, 1, 1);
+	c->finished_total++;
+	telemetry_finished(c->tel, p->tenant, sched_reason_name(reason), p->certaindex, p->steps);
+	log_info(LOG_SCHED, "program %s %s reason=%s answer=\"%s\" tokens=%llu steps=%llu",
+	    p->id, program_state_name(to), sched_reason_name(reason), p->answer,
+	    (unsigned long long)program_tokens(p), (unsigned long long)p->steps);
+	events_finished(p, NULL);
+	if (!p->inflight) {
+		dispatch_unplace(c, p, 1);
+		core_forget(c, p);
+	}
+}

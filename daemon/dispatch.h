@@ -1,0 +1,34 @@
+/*
+ * dispatch.h — dispatch passes, steps on workers, step results, decisions and finalization.
+ *
+ * A pass orders ready programs (not in flight, not backing off) with fair_order (VTC across
+ * tenants; priority, deadline and remaining work inside a tenant; starvation bound) and sends
+ * gang steps while workers have free slots.  Step results are applied, charged to the tenant,
+ * decided on (sched_decide with the tenant's current policy), committed, then announced.  For
+ * the core's files; loop thread only.
+ */
+#ifndef CERTA_DAEMON_DISPATCH_H
+#define CERTA_DAEMON_DISPATCH_H
+
+#include <stddef.h>
+
+#include "daemon/program.h"
+#include "scheduler/sched.h"
+
+struct core;
+
+/* One dispatch pass (nothing while draining). */
+void dispatch_run(struct core *c);
+/* The ids of the programs the next pass would offer to workers, best first (at most max; n
+ * gets the count).  Runs the scheduler on programs whose decision is stale, like a pass (a
+ * deadline or budget may end one).  Ids are owned by the programs (valid until the next loop
+ * iteration).  Returns 0 or -ENOMEM.  For tests and diagnostics. */
+int dispatch_order(struct core *c, const char **ids, size_t max, size_t *n);
+/* Releases a program's chains on the worker holding them (release: tell the worker too). */
+void dispatch_unplace(struct core *c, struct program *p, int release);
+/* Ends a program: terminal state, result, history, events, worker release; frees it unless a
+ * step is in flight. */
+void dispatch_finalize(struct core *c, struct program *p, enum program_state to,
+    enum sched_reason reason, const char *answer, int status, const char *msg);
+
+#endif

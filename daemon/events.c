@@ -1,0 +1,107 @@
+/* events.c — program events (accepted, progress, finished) to client streams. */
+#include "daemon/events.h"
+#include "daemon/core_impl.h"
+
+#include "daemon/program.h"
+#include "lib/rpc_server.h"
+
+/* --- events to client streams --- */
+
+/* Sends one event to every watcher; drops watchers whose stream is gone. */
+static void
+events_broadcast(struct program *p, Certa__V1__ProgramEvent *ev)
+{
+	size_t i = 0;
+
+	ev->seq = ++p->evseq;
+	while (i < p->nwatchers) {
+		struct rpc_call *w = p->watchers[i];
+		if (rpc_call_send(w, &ev->base) != 0) {
+			program_unwatch(p, w);
+			continue;
+		}
+		i++;
+	}
+}
+
+void
+events_accepted(struct program *p, struct rpc_call *to, int duplicate)
+{
+	Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
+	Certa__V1__Accepted acc = CERTA__V1__ACCEPTED__INIT;
+
+	acc.program_id = p->id;
+	acc.accepted_unix_ms = p->created_ms;
+	acc.duplicate = duplicate;
+	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED;
+	ev.accepted = &acc;
+	ev.seq = ++p->evseq;
+	rpc_call_send(to, &ev.base);
+}
+
+/* The program is no longer live: the accepted event comes from its idempotency record. */
+void
+events_accepted_stored(struct rpc_call *to, const char *id, int64_t created_unix_ms)
+{
+	Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
+	Certa__V1__Accepted acc = CERTA__V1__ACCEPTED__INIT;
+
+	acc.program_id = (char *)id;
+	acc.accepted_unix_ms = created_unix_ms;
+	acc.duplicate = 1;
+	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED;
+	ev.accepted = &acc;
+	ev.seq = 0;
+	rpc_call_send(to, &ev.base);
+}
+
+void
+events_progress(struct program *p)
+{
+	Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
+	Certa__V1__Progress pr = CERTA__V1__PROGRESS__INIT;
+	struct program_pb pb;
+
+	if (p->nwatchers == 0 || program_pb_fill(p, &pb) != 0)
+		return;
+	pr.program_id = p->id;
+	pr.tokens_used = pb.msg.tokens_used;
+	pr.certaindex = p->certaindex;
+	pr.n_requests = pb.msg.n_requests;
+	pr.requests = pb.msg.requests;
+	pr.answer = p->answer;
+	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS;
+	ev.progress = &pr;
+	events_broadcast(p, &ev);
+	program_pb_free(&pb);
+}
+
+/* Sends the finished event to one stream (to != NULL) or all, and ends the stream(s). */
+void
+events_finished(struct program *p, struct rpc_call *to)
+{
+	Certa__V1__ProgramEvent ev = CERTA__V1__PROGRAM_EVENT__INIT;
+	Certa__V1__Finished fin = CERTA__V1__FINISHED__INIT;
+	struct program_pb pb;
+	size_t i;
+
+	if (program_pb_fill(p, &pb) != 0)
+		return;
+	fin.program_id = p->id;
+	fin.result = &pb.result;
+	fin.n_requests = pb.msg.n_requests;
+	fin.requests = pb.msg.requests;
+	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED;
+	ev.finished = &fin;
+	ev.seq = ++p->evseq;
+	for (i = 0; i < (to != NULL ? 1 : p->nwatchers); i++) {
+		struct rpc_call *w = to != NULL ? to : p->watchers[i];
+		rpc_call_send(w, &ev.base);
+		if (p->state == PROGRAM_FAILED)
+			rpc_call_finish(w, (grpc_status_code)p->error_status, "program %s failed: %s",
+			    p->id, p->error_message ? p->error_message : "");
+		else
+			rpc_call_finish(w, GRPC_STATUS_OK, NULL);
+	}
+	program_pb_free(&pb);
+}

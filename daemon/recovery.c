@@ -1,0 +1,154 @@
+/* recovery.c — crash recovery: unfinished programs are read back and continue. */
+#include "daemon/recovery.h"
+#include "daemon/core_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "daemon/program.h"
+#include "daemon/tenants.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lib/strmap.h"
+#include "store/store.h"
+
+/* Loads the chains of one program from the requests DB. */
+struct recovery_load {
+	Certa__V1__RequestRecord **reqs;
+	size_t n, cap;
+};
+
+static int
+recovery_load_req(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+{
+	struct recovery_load *l = arg;
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf;
+
+	(void)key;
+	(void)keylen;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 8;
+		Certa__V1__RequestRecord **nr = realloc(l->reqs, ncap * sizeof *nr);
+		if (nr == NULL)
+			return -ENOMEM;
+		l->reqs = nr;
+		l->cap = ncap;
+	}
+	/* The message lives only during the callback: keep a copy. */
+	buf = malloc(len ? len : 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, buf);
+	l->reqs[l->n] = certa__v1__request_record__unpack(NULL, len, buf);
+	free(buf);
+	if (l->reqs[l->n] == NULL)
+		return CERTA_ECORRUPT;
+	l->n++;
+	return 0;
+}
+
+struct recovery_ctx {
+	struct core *c;
+	Certa__V1__ProgramRecord **recs;
+	size_t n, cap;
+};
+
+static int
+recovery_collect(const Certa__V1__ProgramRecord *rec, void *arg)
+{
+	struct recovery_ctx *r = arg;
+	size_t len = protobuf_c_message_get_packed_size(&rec->base);
+	uint8_t *buf;
+
+	if (r->n == r->cap) {
+		size_t ncap = r->cap ? r->cap * 2 : 16;
+		Certa__V1__ProgramRecord **nr = realloc(r->recs, ncap * sizeof *nr);
+		if (nr == NULL)
+			return -ENOMEM;
+		r->recs = nr;
+		r->cap = ncap;
+	}
+	buf = malloc(len ? len : 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	protobuf_c_message_pack(&rec->base, buf);
+	r->recs[r->n] = certa__v1__program_record__unpack(NULL, len, buf);
+	free(buf);
+	if (r->recs[r->n] == NULL)
+		return CERTA_ECORRUPT;
+	r->n++;
+	return 0;
+}
+
+struct recovery_scan {
+	const char *prefix;
+	struct recovery_load *load;
+};
+
+static int
+recovery_scan_txn(struct store_txn *txn, void *arg)
+{
+	struct recovery_scan *s = arg;
+
+	return store_scan(txn, STORE_DB_REQUESTS, s->prefix, NULL, recovery_load_req, s->load);
+}
+
+/* Crash recovery: every QUEUED/RUNNING program comes back and continues. */
+int
+recovery_run(struct core *c)
+{
+	struct recovery_ctx r = { c, NULL, 0, 0 };
+	size_t i, j, resumed = 0;
+	int rc;
+
+	rc = store_scan_unfinished(c->st, recovery_collect, &r);
+	if (rc < 0)
+		goto out;
+	rc = 0;
+	for (i = 0; i < r.n; i++) {
+		struct recovery_load load = { NULL, 0, 0 };
+		struct recovery_scan sr;
+		char prefix[256];
+		struct program *p;
+
+		snprintf(prefix, sizeof prefix, "%s/", r.recs[i]->program->id);
+		sr.prefix = prefix;
+		sr.load = &load;
+		rc = store_view(c->st, recovery_scan_txn, &sr);
+		if (rc < 0) {
+			log_err(LOG_STORE, "recovery of %s: %s", r.recs[i]->program->id,
+			    certa_strerror(rc));
+		} else {
+			p = program_from_records(r.recs[i], load.reqs, load.n);
+			if (p == NULL) {
+				log_err(LOG_STORE, "recovery of %s: inconsistent record, skipped",
+				    r.recs[i]->program->id);
+			} else if (strmap_put(c->live, p->id, p, NULL) != 0 ||
+			    core_order_add(c, p) != 0) {
+				program_free(p);
+				rc = -ENOMEM;
+			} else {
+				p->seq = c->next_seq++;
+				p->ready_since_ms = core_now_ms();
+				(void)tenants_ensure(c->tenants, p->tenant);
+				tenants_program_state(c->tenants, p->tenant, 0, (int)p->state);
+				resumed++;
+			}
+		}
+		for (j = 0; j < load.n; j++)
+			certa__v1__request_record__free_unpacked(load.reqs[j], NULL);
+		free(load.reqs);
+		if (rc == -ENOMEM)
+			goto out;
+		rc = 0;
+	}
+	if (resumed > 0)
+		log_notice(LOG_STORE, "recovered %zu unfinished programs", resumed);
+out:
+	for (i = 0; i < r.n; i++)
+		certa__v1__program_record__free_unpacked(r.recs[i], NULL);
+	free(r.recs);
+	return rc;
+}

@@ -1,0 +1,231 @@
+/* submit.c — Submit: validation, idempotency keys, quotas, the accepting write. */
+#include "daemon/submit.h"
+#include "daemon/core_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/events.h"
+#include "daemon/persist.h"
+#include "daemon/queries.h"
+#include "daemon/policies.h"
+#include "daemon/program.h"
+#include "daemon/telemetry.h"
+#include "daemon/tenants.h"
+#include "scheduler/fair.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lib/rpc_server.h"
+#include "lib/strmap.h"
+#include "store/store.h"
+
+/* Checks a client's spec against the policy; fills the effective algorithm, n and budget. */
+static int
+submit_validate(struct core *c, const struct sched_policy *pol, const struct submit_spec *spec,
+    enum sched_algo *algo, uint32_t *n, uint64_t *budget, char *err, size_t errlen)
+{
+	size_t plen;
+
+	if (spec == NULL) {
+		snprintf(err, errlen, "missing program");
+		return CERTA_EINVAL;
+	}
+	plen = spec->problem != NULL ? strlen(spec->problem) : 0;
+	if (plen == 0) {
+		snprintf(err, errlen, "program.problem is empty");
+		return CERTA_EINVAL;
+	}
+	if (plen > c->opt.max_prompt_bytes) {
+		snprintf(err, errlen, "program.problem is %zu bytes; the limit is %u bytes", plen,
+		    c->opt.max_prompt_bytes);
+		return CERTA_EINVAL;
+	}
+	switch (spec->algorithm) {
+	case SUBMIT_ALGO_UNSPECIFIED:
+		*algo = spec->n > 1 ? SCHED_ALGO_SC : SCHED_ALGO_COT;
+		break;
+	case SUBMIT_ALGO_COT:
+		*algo = SCHED_ALGO_COT;
+		break;
+	case SUBMIT_ALGO_SC:
+		*algo = SCHED_ALGO_SC;
+		break;
+	default:
+		snprintf(err, errlen, "program.algorithm %d is not one of COT (1), SC (2)",
+		    (int)spec->algorithm);
+		return CERTA_EINVAL;
+	}
+	if (*algo == SCHED_ALGO_COT) {
+		if (spec->n > 1) {
+			snprintf(err, errlen, "program.n is %u but cot runs one chain (use sc)",
+			    spec->n);
+			return CERTA_EINVAL;
+		}
+		*n = 1;
+	} else {
+		*n = spec->n ? spec->n : pol->default_sc_n;
+		if (*n < 1 || *n > pol->max_sc_n) {
+			snprintf(err, errlen, "program.n is %u; allowed range is [1, %u]", *n,
+			    pol->max_sc_n);
+			return CERTA_EINVAL;
+		}
+	}
+	*budget = spec->token_budget ? spec->token_budget : pol->default_budget * *n;
+	if (*budget > pol->max_budget) {
+		snprintf(err, errlen, "program.token_budget %llu exceeds the limit %llu",
+		    (unsigned long long)*budget, (unsigned long long)pol->max_budget);
+		return CERTA_EINVAL;
+	}
+	if (spec->priority < 0 || spec->priority > SUBMIT_PRIORITY_MAX) {
+		snprintf(err, errlen, "program.priority %d is not a known priority",
+		    (int)spec->priority);
+		return CERTA_EINVAL;
+	}
+	if (spec->policy[0] != '\0') {
+		snprintf(err, errlen, "program.policy: per-program policies are not supported; the "
+		    "tenant's policy applies (certactl policy get --tenant)");
+		return CERTA_EINVAL;
+	}
+	if (spec->model[0] != '\0') {
+		char avail[256];
+		if (!pool_model_known(c->pool, spec->model, avail, sizeof avail)) {
+			snprintf(err, errlen, "program.model: no worker serves model '%s' (workers "
+			    "up serve: %s)", spec->model, avail[0] ? avail : "none");
+			return CERTA_EINVAL;
+		}
+	}
+	if (spec->deadline_unix_ms != 0 && spec->deadline_unix_ms <= core_now_ms()) {
+		snprintf(err, errlen, "program.deadline_unix_ms %lld is in the past",
+		    (long long)spec->deadline_unix_ms);
+		return CERTA_EINVAL;
+	}
+	return 0;
+}
+
+struct submit_idem {
+	const char *key;
+	Certa__V1__IdempotencyRecord *rec;
+};
+
+static int
+submit_idem_txn(struct store_txn *txn, void *arg)
+{
+	struct submit_idem *g = arg;
+
+	return store_get(txn, STORE_DB_IDEMPOTENCY, g->key, NULL, (ProtobufCMessage **)&g->rec);
+}
+
+/* A Submit that repeats an idempotency key gets the program the key created: accepted with
+ * duplicate set, then its events (or its final event).  CERTA_ENOTFOUND: a new key. */
+static int
+submit_idempotent(struct core *c, const char *tenant, const char *ikey, struct rpc_call *watcher,
+    char *err, size_t errlen)
+{
+	struct submit_idem g;
+	char key[512];
+	struct program *p;
+	int rc;
+
+	if (strlen(ikey) > 128) {
+		snprintf(err, errlen, "program.idempotency_key is longer than 128 bytes");
+		return CERTA_EINVAL;
+	}
+	snprintf(key, sizeof key, "%s/%s", tenant, ikey);
+	g.key = key;
+	g.rec = NULL;
+	rc = store_view(c->st, submit_idem_txn, &g);
+	if (rc != 0)
+		return rc;
+	log_info(LOG_SCHED, "program %s: repeated idempotency key from tenant %s",
+	    g.rec->program_id, tenant);
+	p = strmap_get(c->live, g.rec->program_id);
+	if (p != NULL && !program_is_terminal(p)) {
+		if (watcher != NULL) {
+			events_accepted(p, watcher, 1);
+			program_watch(p, watcher);
+		}
+	} else if (watcher != NULL) {
+		events_accepted_stored(watcher, g.rec->program_id, g.rec->created_unix_ms);
+		rc = queries_watch(c, tenant, g.rec->program_id, watcher);
+	}
+	certa__v1__idempotency_record__free_unpacked(g.rec, NULL);
+	return rc;
+}
+
+int
+submit_program(struct core *c, const char *tenant, const struct submit_spec *spec,
+    struct rpc_call *watcher, char *err, size_t errlen)
+{
+	struct program *p;
+	enum sched_algo algo;
+	uint32_t n;
+	uint64_t budget;
+	char id[64];
+	int rc;
+
+	if (c->draining) {
+		snprintf(err, errlen, "certad is shutting down; retry on another instance or later");
+		return CERTA_EUNAVAIL;
+	}
+	if (!tenants_exists(c->tenants, tenant)) {
+		snprintf(err, errlen, "unknown tenant %s", tenant);
+		return CERTA_EAUTH;
+	}
+	rc = submit_validate(c, policies_effective(c->policies, tenant,
+	    tenants_policy(c->tenants, tenant)), spec, &algo, &n, &budget, err, errlen);
+	if (rc != 0)
+		return rc;
+	if (spec->idempotency_key[0] != '\0') {
+		rc = submit_idempotent(c, tenant, spec->idempotency_key, watcher, err, errlen);
+		if (rc != CERTA_ENOTFOUND)
+			return rc;  /* 0: a retry of an accepted program, answered */
+	}
+	rc = tenants_admit(c->tenants, tenant, n, budget, strlen(spec->problem), core_now_ms(), err,
+	    errlen);
+	if (rc != 0)
+		return rc;
+	core_new_id(id, sizeof id);
+	p = program_new(id, tenant, spec->problem, algo, n, budget);
+	if (p == NULL)
+		return -ENOMEM;
+	if (program_set_str(&p->model, spec->model) != 0 ||
+	    program_set_str(&p->idempotency_key, spec->idempotency_key) != 0) {
+		program_free(p);
+		return -ENOMEM;
+	}
+	p->priority = spec->priority;
+	p->deadline_ms = spec->deadline_unix_ms;
+	if (spec->has_sampling) {
+		p->temperature = spec->temperature;
+		p->top_p = spec->top_p;
+	}
+	p->created_ms = core_now_ms();
+	p->ready_since_ms = p->created_ms;
+	p->seq = c->next_seq++;
+	/* Accepted == durable (with its idempotency key, in the same transaction). */
+	rc = persist_write(c, p, 1, 0, 1);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot store the program: %s", certa_strerror(rc));
+		program_free(p);
+		return CERTA_ESTORE;
+	}
+	if (strmap_put(c->live, p->id, p, NULL) != 0 || core_order_add(c, p) != 0) {
+		/* Stored but not scheduled: it will run after the next restart. */
+		strmap_del(c->live, p->id);
+		program_free(p);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	tenants_program_state(c->tenants, tenant, 0, PROGRAM_QUEUED);
+	telemetry_submitted(c->tel, tenant);
+	fair_set_weight(c->fair, tenant, tenants_weight(c->tenants, tenant));
+	log_info(LOG_SCHED, "program %s accepted tenant=%s algo=%s n=%u budget=%llu", p->id,
+	    tenant, algo == SCHED_ALGO_SC ? "sc" : "cot", n, (unsigned long long)budget);
+	if (watcher != NULL) {
+		events_accepted(p, watcher, 0);
+		program_watch(p, watcher);
+	}
+	core_kick(c);
+	return 0;
+}

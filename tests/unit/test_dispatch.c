@@ -1,0 +1,280 @@
+/* test_dispatch.c — the daemon core's dispatch order (daemon/dispatch.c) on a real core: real
+ * LMDB in a temporary directory, no workers, no processes.  Programs are submitted through
+ * submit_program and the order a pass would offer them to workers is read with
+ * dispatch_order. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+#include <event2/event.h>
+#include <grpc/grpc.h>
+
+#include "daemon/core.h"
+#include "daemon/dispatch.h"
+#include "daemon/queries.h"
+#include "daemon/submit.h"
+#include "daemon/tenants.h"
+#include "lib/cqbridge.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "tests/support/tmpstore.h"
+
+#define MAXP 16
+
+struct fx {
+	struct tmpstore *tmp;
+	struct event_base *base;
+	struct cqbridge *br;
+	struct core_options opt;
+	struct core *c;
+	char ids[MAXP][64];       /* submitted programs by label index */
+	char err[512];
+};
+
+static void
+fx_open(struct fx *f)
+{
+	assert_int_equal(core_new(f->base, f->br, &f->opt, &f->c), 0);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+
+	assert_non_null(f);
+	assert_int_equal(tmpstore_new("dispatch", &f->tmp), 0);
+	tmpstore_close(f->tmp);   /* the core opens the environment itself */
+	f->base = event_base_new();
+	assert_non_null(f->base);
+	assert_int_equal(cqbridge_new(f->base, &f->br), 0);
+	f->opt.state_dir = tmpstore_dir(f->tmp);
+	sched_policy_default(&f->opt.policy);
+	f->opt.pool.health_interval_ms = 1000;
+	f->opt.pool.info_timeout_ms = 1000;
+	f->opt.pool.step_timeout_ms = 1000;
+	f->opt.max_prompt_bytes = 4096;
+	f->opt.max_attempts = 3;
+	f->opt.retry_backoff_ms = 100;
+	f->opt.tick_ms = 1000;
+	f->opt.starvation_ms = 3600000;
+	f->opt.anonymous_tenant = "anon";
+	fx_open(f);
+	*state = f;
+	return 0;
+}
+
+static void
+set_flag(void *arg)
+{
+	*(int *)arg = 1;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	int done = 0, i;
+
+	core_free(f->c);
+	cqbridge_shutdown(f->br, set_flag, &done);
+	for (i = 0; i < 500 && !done; i++) {
+		struct timeval tv = { 0, 10000 };
+		event_base_loopexit(f->base, &tv);
+		event_base_dispatch(f->base);
+	}
+	assert_true(done);
+	cqbridge_free(f->br);
+	event_base_free(f->base);
+	tmpstore_free(f->tmp);
+	free(f);
+	return 0;
+}
+
+static void
+tenant(struct fx *f, const char *name, uint32_t weight)
+{
+	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+	char key[TENANTS_KEY_MAX];
+
+	t.name = (char *)name;
+	t.weight = weight;
+	assert_int_equal(tenants_create(core_tenants(f->c), &t, key, sizeof key, f->err,
+	    sizeof f->err), 0);
+}
+
+/* Submits a cot program as `who`; label is the index its id is kept under. */
+static void
+submit(struct fx *f, int label, const char *who, int priority, int64_t deadline_ms)
+{
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "" };
+	char problem[32];
+
+	snprintf(problem, sizeof problem, "problem %d", label);
+	spec.problem = problem;
+	spec.priority = priority;
+	spec.deadline_unix_ms = deadline_ms;
+	assert_int_equal(submit_program(f->c, who, &spec, NULL, f->err, sizeof f->err), 0);
+	/* The newest live program is the one just submitted: find it through the order. */
+	{
+		const char *ids[MAXP];
+		size_t n, i, j;
+		assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+		for (i = 0; i < n; i++) {
+			for (j = 0; j < MAXP; j++)
+				if (j != (size_t)label && strcmp(f->ids[j], ids[i]) == 0)
+					break;
+			if (j == MAXP)
+				snprintf(f->ids[label], sizeof f->ids[label], "%s", ids[i]);
+		}
+	}
+	assert_true(f->ids[label][0] != '\0');
+}
+
+/* Checks the next pass's order against labels (-1 ends the list). */
+static void
+expect_order(struct fx *f, const int *labels)
+{
+	const char *ids[MAXP];
+	size_t n, i;
+
+	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	for (i = 0; labels[i] >= 0; i++) {
+		assert_true(i < n);
+		if (strcmp(ids[i], f->ids[labels[i]]) != 0)
+			fail_msg("position %zu: got %s, want label %d (%s)", i, ids[i], labels[i],
+			    f->ids[labels[i]]);
+	}
+	assert_int_equal(n, i);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Inside a tenant: priority, then deadline (EDF), then submission order. */
+static void
+test_priority_then_deadline_then_age(void **state)
+{
+	struct fx *f = *state;
+	const int want[] = { 2, 3, 1, 4, 0, -1 };
+
+	submit(f, 0, "anon", CERTA__V1__PRIORITY__PRIORITY_LOW, 0);
+	submit(f, 1, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
+	submit(f, 2, "anon", CERTA__V1__PRIORITY__PRIORITY_HIGH, 0);
+	submit(f, 3, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, now_ms() + 600000);
+	submit(f, 4, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
+	expect_order(f, want);
+}
+
+/* Across tenants: VTC with weights — a tenant of weight 2 gets two steps per step of a tenant
+ * of weight 1 (equal step costs), ties going to the older program. */
+static void
+test_tenants_share_by_weight(void **state)
+{
+	struct fx *f = *state;
+	const int want[] = { 0, 1, 3, 2, 5, 7, 4, 6, -1 };
+	int i;
+
+	tenant(f, "light", 1);
+	tenant(f, "heavy", 2);
+	for (i = 0; i < 8; i++)
+		submit(f, i, i % 2 == 0 ? "light" : "heavy", 0, 0);
+	expect_order(f, want);
+}
+
+/* A cancelled program leaves the order at once. */
+static void
+test_cancelled_program_leaves_order(void **state)
+{
+	struct fx *f = *state;
+	const int want[] = { 0, 2, -1 };
+	int st = 0;
+
+	submit(f, 0, "anon", 0, 0);
+	submit(f, 1, "anon", 0, 0);
+	submit(f, 2, "anon", 0, 0);
+	assert_int_equal(queries_cancel(f->c, "anon", f->ids[1], &st), 0);
+	assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	expect_order(f, want);
+	/* Another tenant cannot cancel (or see) it. */
+	assert_int_equal(queries_cancel(f->c, "other", f->ids[0], &st), CERTA_ENOTFOUND);
+}
+
+/* A program whose deadline passed ends in the pass, without a step. */
+static void
+test_deadline_ends_program_without_step(void **state)
+{
+	struct fx *f = *state;
+	const int want[] = { 1, -1 };
+	struct timespec ts = { 0, 120 * 1000000L };
+	Certa__V1__Program *pm = NULL;
+	size_t queued, running;
+	uint64_t finished;
+
+	submit(f, 0, "anon", CERTA__V1__PRIORITY__PRIORITY_HIGH, now_ms() + 60);
+	submit(f, 1, "anon", 0, 0);
+	nanosleep(&ts, NULL);
+	expect_order(f, want);
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(queued, 1);
+	assert_int_equal(finished, 1);
+	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
+	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
+	assert_non_null(pm->result);
+	assert_int_equal(pm->result->reason, SCHED_REASON_DEADLINE);
+	protobuf_c_message_free_unpacked(&pm->base, NULL);
+}
+
+/* After a restart (recovery) the same programs are queued in the same order. */
+static void
+test_order_survives_restart(void **state)
+{
+	struct fx *f = *state;
+	const int want[] = { 1, 2, 0, -1 };
+	size_t queued, running;
+	uint64_t finished;
+
+	submit(f, 0, "anon", CERTA__V1__PRIORITY__PRIORITY_LOW, 0);
+	submit(f, 1, "anon", CERTA__V1__PRIORITY__PRIORITY_HIGH, 0);
+	submit(f, 2, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
+	expect_order(f, want);
+	core_free(f->c);
+	f->c = NULL;
+	fx_open(f);
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(queued, 3);
+	assert_int_equal(running, 0);
+	expect_order(f, want);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_priority_then_deadline_then_age, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_tenants_share_by_weight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancelled_program_leaves_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_ends_program_without_step, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_order_survives_restart, setup, teardown),
+	};
+	int rc;
+
+	log_init("test_dispatch", LOG_FORMAT_PLAIN, LOG_LVL_WARN);
+	grpc_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	grpc_shutdown();
+	return rc;
+}

@@ -1,0 +1,222 @@
+/* test_program.c — daemon/program: the chain model, the state machine and the codec to LMDB
+ * records (pack -> unpack -> program_from_records gives the same program back). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "daemon/program.h"
+#include "lib/log.h"
+
+/* A program as the core would hold it after two steps. */
+static struct program *
+sample(void)
+{
+	struct program *p = program_new("p-0000000000aa000001", "acme", "What is 6*7?",
+	    SCHED_ALGO_SC, 3, 9000);
+
+	assert_non_null(p);
+	assert_int_equal(program_set_str(&p->model, "qwen3-8b"), 0);
+	assert_int_equal(program_set_str(&p->idempotency_key, "req-1"), 0);
+	p->priority = 3;
+	p->deadline_ms = 1700000123456;
+	p->temperature = 0.6f;
+	p->top_p = 0.95f;
+	p->created_ms = 1700000000000;
+	program_set_state(p, PROGRAM_RUNNING);
+	assert_int_equal(program_chain_append(&p->chains[0], "Six times", 64, "42", 5, 0.9,
+	    false, NULL, false), 0);
+	assert_int_equal(program_chain_append(&p->chains[0], " seven", 128, "42", 5, 0.95,
+	    false, NULL, true), 0);
+	assert_int_equal(program_chain_append(&p->chains[2], "It is", 64, "41", 4, -1, true,
+	    "41", true), 0);
+	p->steps = 2;
+	p->certaindex = 0.75;
+	return p;
+}
+
+/* Packs and unpacks a message: what LMDB stores and gives back. */
+static ProtobufCMessage *
+roundtrip(const ProtobufCMessage *m, const ProtobufCMessageDescriptor *d)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len ? len : 1);
+	ProtobufCMessage *out;
+
+	assert_non_null(buf);
+	protobuf_c_message_pack(m, buf);
+	out = protobuf_c_message_unpack(d, NULL, len, buf);
+	free(buf);
+	assert_non_null(out);
+	return out;
+}
+
+/* Encodes p as the records persist.c writes, decodes them back. */
+static struct program *
+through_records(const struct program *p)
+{
+	Certa__V1__ProgramRecord rec = CERTA__V1__PROGRAM_RECORD__INIT, *rrec;
+	Certa__V1__RequestRecord *reqs[8] = { NULL };
+	struct program_pb pb;
+	struct program *q;
+	uint32_t i;
+
+	assert_true(p->n <= 8);
+	assert_int_equal(program_pb_fill(p, &pb), 0);
+	rec.program = &pb.msg;
+	rec.step_count = p->steps;
+	rec.budget = p->budget;
+	rrec = (Certa__V1__ProgramRecord *)roundtrip(&rec.base,
+	    &certa__v1__program_record__descriptor);
+	program_pb_free(&pb);
+	for (i = 0; i < p->n; i++) {
+		struct chain_pb cpb;
+		assert_int_equal(program_chain_pb_fill(p, &p->chains[i], &cpb), 0);
+		reqs[i] = (Certa__V1__RequestRecord *)roundtrip(&cpb.msg.base,
+		    &certa__v1__request_record__descriptor);
+		program_chain_pb_free(&cpb);
+	}
+	q = program_from_records(rrec, reqs, p->n);
+	for (i = 0; i < p->n; i++)
+		certa__v1__request_record__free_unpacked(reqs[i], NULL);
+	certa__v1__program_record__free_unpacked(rrec, NULL);
+	return q;
+}
+
+static void
+test_codec_roundtrip(void **state)
+{
+	struct program *p = sample(), *q;
+	uint32_t i;
+
+	(void)state;
+	q = through_records(p);
+	assert_non_null(q);
+	assert_string_equal(q->id, p->id);
+	assert_string_equal(q->tenant, "acme");
+	assert_string_equal(q->problem, "What is 6*7?");
+	assert_string_equal(q->model, "qwen3-8b");
+	assert_string_equal(q->idempotency_key, "req-1");
+	assert_int_equal(q->algo, SCHED_ALGO_SC);
+	assert_int_equal(q->n, 3);
+	assert_int_equal(q->budget, 9000);
+	assert_int_equal(q->priority, 3);
+	assert_int_equal(q->deadline_ms, p->deadline_ms);
+	assert_true(q->temperature == p->temperature && q->top_p == p->top_p);
+	assert_int_equal(q->created_ms, p->created_ms);
+	assert_int_equal(q->state, PROGRAM_RUNNING);
+	assert_int_equal(q->steps, 2);
+	assert_true(q->certaindex == p->certaindex);
+	for (i = 0; i < p->n; i++) {
+		const struct chain *a = &p->chains[i], *b = &q->chains[i];
+		assert_int_equal(b->tokens, a->tokens);
+		assert_int_equal(b->finished, a->finished);
+		assert_int_equal(b->thinking_done, a->thinking_done);
+		assert_int_equal(b->nprobes, a->nprobes);
+		assert_int_equal(b->probe_tokens, a->probe_tokens);
+		assert_string_equal(b->text != NULL ? b->text : "", a->text != NULL ? a->text : "");
+	}
+	assert_string_equal(q->chains[0].text, "Six times seven");
+	assert_string_equal(q->chains[0].probes[1].answer, "42");
+	assert_string_equal(q->chains[2].final_answer, "41");
+	assert_int_equal(program_tokens(q), program_tokens(p));
+	assert_int_equal(program_probe_tokens(q), program_probe_tokens(p));
+	program_free(q);
+	program_free(p);
+}
+
+static void
+test_codec_finished_result(void **state)
+{
+	struct program *p = sample(), *q;
+
+	(void)state;
+	program_set_state(p, PROGRAM_FAILED);
+	p->reason = SCHED_REASON_FAILED;
+	p->low_confidence = true;
+	p->finished_ms = 1700000999000;
+	assert_int_equal(program_set_str(&p->answer, "42"), 0);
+	assert_int_equal(program_set_str(&p->error_message, "worker refused"), 0);
+	q = through_records(p);
+	assert_non_null(q);
+	assert_int_equal(q->state, PROGRAM_FAILED);
+	assert_true(program_is_terminal(q));
+	assert_int_equal(q->reason, SCHED_REASON_FAILED);
+	assert_true(q->low_confidence);
+	assert_int_equal(q->finished_ms, p->finished_ms);
+	assert_string_equal(q->answer, "42");
+	assert_string_equal(q->error_message, "worker refused");
+	program_free(q);
+	program_free(p);
+}
+
+/* A chain record whose index is beyond the program's n is an inconsistent record. */
+static void
+test_codec_rejects_foreign_chain(void **state)
+{
+	struct program *p = sample();
+	Certa__V1__ProgramRecord rec = CERTA__V1__PROGRAM_RECORD__INIT;
+	Certa__V1__RequestRecord rr = CERTA__V1__REQUEST_RECORD__INIT, *reqs[1] = { &rr };
+	struct program_pb pb;
+
+	(void)state;
+	assert_int_equal(program_pb_fill(p, &pb), 0);
+	rec.program = &pb.msg;
+	rr.index = 3;
+	assert_null(program_from_records(&rec, reqs, 1));
+	pb.spec.n = 0;
+	assert_null(program_from_records(&rec, NULL, 0));
+	program_pb_free(&pb);
+	program_free(p);
+}
+
+static void
+test_chain_keys_sort_by_index(void **state)
+{
+	struct program *p = program_new("p-1", "t", "x", SCHED_ALGO_SC, 12, 100);
+	char k2[64], k10[64];
+
+	(void)state;
+	assert_non_null(p);
+	program_chain_key(p, 2, k2, sizeof k2);
+	program_chain_key(p, 10, k10, sizeof k10);
+	assert_string_equal(k2, "p-1/0002");
+	assert_true(strcmp(k2, k10) < 0);
+	program_free(p);
+}
+
+static void
+test_states_and_names(void **state)
+{
+	struct program *p = program_new("p-2", "t", "x", SCHED_ALGO_COT, 1, 100);
+
+	(void)state;
+	assert_non_null(p);
+	assert_int_equal(p->state, PROGRAM_QUEUED);
+	assert_false(program_is_terminal(p));
+	program_set_state(p, PROGRAM_RUNNING);
+	program_set_state(p, PROGRAM_QUEUED);   /* worker lost */
+	program_set_state(p, PROGRAM_CANCELLED);
+	assert_true(program_is_terminal(p));
+	assert_string_equal(program_state_name(PROGRAM_CANCELLED), "cancelled");
+	program_free(p);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_codec_roundtrip),
+		cmocka_unit_test(test_codec_finished_result),
+		cmocka_unit_test(test_codec_rejects_foreign_chain),
+		cmocka_unit_test(test_chain_keys_sort_by_index),
+		cmocka_unit_test(test_states_and_names),
+	};
+
+	log_init("test_program", LOG_FORMAT_PLAIN, LOG_LVL_WARN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
