@@ -9,7 +9,6 @@
  * SIGHUP reloads the configuration (a bad file is reported and the old one stays).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include "lib/sdnotify.h"
 #include "daemon/pool.h"
 #include "daemon/reasoning.h"
+#include "lib/cmdline.h"
 #include "lib/config.h"
 #include "lib/cred.h"
 #include "lib/error.h"
@@ -243,9 +243,7 @@ struct dmain {
 	int ready;
 	int port;
 	struct config *cfg;
-	const char *config_path;
-	char **sets;
-	size_t nsets;
+	struct cmdline *cl;  /* rebuilds cfg on SIGHUP */
 	int stopping;
 	int exit_code;
 };
@@ -262,7 +260,7 @@ dmain_usage(FILE *f)
 }
 
 /* Constraints across options and address syntax: everything that can be checked without the
- * network, so that --check-config, startup and SIGHUP reload agree (dmain_load runs it). */
+ * network, so that --check-config, startup and SIGHUP reload agree (cmdline_load runs it). */
 static int
 dmain_validate(const struct config *cfg, char *err, size_t errlen)
 {
@@ -292,6 +290,23 @@ dmain_validate(const struct config *cfg, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+/* certad's own flags (lib/cmdline.h adds --config, --set, --check-config, --print-config...). */
+static const struct cmdline_flag dmain_flags[] = {
+	{ "listen", "listen" }, { "state-dir", "state_dir" }, { "worker", "workers.worker" },
+	{ "port-file", "port_file" }, { "log-level", "log_level" },
+	{ "init-state", NULL }, { "verify-state", NULL },
+};
+
+static const struct cmdline_program dmain_cmdline = {
+	.name = "certad",
+	.options = dmain_options,
+	.noptions = DMAIN_NOPTIONS,
+	.flags = dmain_flags,
+	.nflags = sizeof dmain_flags / sizeof dmain_flags[0],
+	.usage = dmain_usage,
+	.validate = dmain_validate,
+};
 
 /* One line per damaged record for --verify-state, on stdout. */
 static void
@@ -336,51 +351,6 @@ dmain_state_tool(const struct core_options *co, int verify)
 	}
 	printf("certad: %s: %zu records checked, %d corrupt\n", co->state_dir, records, rc);
 	return rc > 0 ? 1 : 0;
-}
-
-/* Builds a config: defaults, then the file, then command-line overrides. */
-static int
-dmain_load(struct dmain *m, struct config **out, char *err, size_t errlen)
-{
-	struct config *cfg;
-	size_t i;
-	int rc;
-
-	rc = config_new(dmain_options, DMAIN_NOPTIONS, &cfg);
-	if (rc != 0) {
-		snprintf(err, errlen, "%s", certa_strerror(rc));
-		return rc;
-	}
-	if (m->config_path != NULL) {
-		rc = config_load_file(cfg, m->config_path, err, errlen);
-		if (rc != 0)
-			goto fail;
-	}
-	for (i = 0; i < m->nsets; i++) {
-		char name[128];
-		const char *eq = strchr(m->sets[i], '=');
-		char sub[400];
-		if (eq == NULL || (size_t)(eq - m->sets[i]) >= sizeof name) {
-			snprintf(err, errlen, "--set expects KEY=VALUE, got '%s'", m->sets[i]);
-			rc = CERTA_ECONFIG;
-			goto fail;
-		}
-		memcpy(name, m->sets[i], (size_t)(eq - m->sets[i]));
-		name[eq - m->sets[i]] = '\0';
-		rc = config_set(cfg, name, eq + 1, sub, sizeof sub);
-		if (rc != 0) {
-			snprintf(err, errlen, "--set: %s", sub);
-			goto fail;
-		}
-	}
-	rc = dmain_validate(cfg, err, errlen);
-	if (rc != 0)
-		goto fail;
-	*out = cfg;
-	return 0;
-fail:
-	config_free(cfg);
-	return rc;
 }
 
 /* The base scheduling policy: built-in calibrated defaults, or the configured file. */
@@ -553,7 +523,7 @@ dmain_reload(struct dmain *m)
 	struct sched_policy pol;
 	char err[512];
 
-	if (dmain_load(m, &cfg, err, sizeof err) != 0) {
+	if (cmdline_load(m->cl, &cfg, err, sizeof err) != 0) {
 		log_err(LOG_CONFIG, "reload failed, keeping the running configuration: %s", err);
 		return;
 	}
@@ -783,23 +753,6 @@ dmain_metrics(struct dmain *m)
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "set", required_argument, NULL, 's' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "worker", required_argument, NULL, 'w' },
-		{ "port-file", required_argument, NULL, 'p' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ "check-config", no_argument, NULL, 'C' },
-		{ "print-config", no_argument, NULL, 'P' },
-		{ "print-config-man", no_argument, NULL, 'M' },
-		{ "init-state", no_argument, NULL, 'I' },
-		{ "verify-state", no_argument, NULL, 'Y' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct dmain m;
 	struct core_options co;
 	const struct rpc_method *methods;
@@ -807,68 +760,16 @@ main(int argc, char **argv)
 	char err[512];
 	const char *port_file;
 	struct dmain_wcred wcred;
-	int c, rc, port = 0, check_only = 0, state_tool = 0;
+	int rc, port = 0, init_state, verify_state;
 
 	memset(&m, 0, sizeof m);
 	memset(&wcred, 0, sizeof wcred);
 	log_init("certad", LOG_FORMAT_AUTO, LOG_LVL_INFO);
-	m.sets = calloc((size_t)argc + 1, sizeof *m.sets);
-	if (m.sets == NULL)
-		return 1;
-	while ((c = getopt_long(argc, argv, "c:s:hV", longopts, NULL)) != -1) {
-		const char *name = NULL;
-		switch (c) {
-		case 'c':
-			m.config_path = optarg;
-			continue;
-		case 's':
-			m.sets[m.nsets++] = strdup(optarg);
-			continue;
-		case 'l': name = "listen"; break;
-		case 'd': name = "state_dir"; break;
-		case 'w': name = "workers.worker"; break;
-		case 'p': name = "port_file"; break;
-		case 'L': name = "log_level"; break;
-		case 'C':
-			check_only = 1;
-			continue;
-		case 'I':
-		case 'Y':
-			state_tool = c;
-			continue;
-		case 'P':
-			config_write_doc(dmain_options, DMAIN_NOPTIONS, stdout, CONFIG_DOC_INI);
-			goto out_cfg;
-		case 'M':
-			config_write_doc(dmain_options, DMAIN_NOPTIONS, stdout, CONFIG_DOC_MAN);
-			goto out_cfg;
-		case 'h':
-			dmain_usage(stdout);
-			goto out_cfg;
-		case 'V':
-			printf("certad %s\n", CERTA_VERSION);
-			goto out_cfg;
-		default:
-			dmain_usage(stderr);
-			m.exit_code = 2;
-			goto out_cfg;
-		}
-		if (asprintf(&m.sets[m.nsets++], "%s=%s", name, optarg) < 0) {
-			m.sets[--m.nsets] = NULL;
-			m.exit_code = 1;
-			goto out_cfg;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "certad: unexpected argument '%s'\n", argv[optind]);
-		m.exit_code = 2;
-		goto out_cfg;
-	}
-	if (dmain_load(&m, &m.cfg, err, sizeof err) != 0) {
-		fprintf(stderr, "certad: %s\n", err);
-		m.exit_code = 2;
-		goto out_cfg;
-	}
+	rc = cmdline_parse(&dmain_cmdline, argc, argv, &m.cl, &m.cfg);
+	if (rc != CMDLINE_RUN)
+		return rc;
+	init_state = cmdline_switch(m.cl, "init-state");
+	verify_state = cmdline_switch(m.cl, "verify-state");
 	memset(&co, 0, sizeof co);
 	if (dmain_policy(m.cfg, &co.policy, err, sizeof err) != 0) {
 		fprintf(stderr, "certad: policy: %s\n", err);
@@ -901,8 +802,8 @@ main(int argc, char **argv)
 	co.retention_ms = config_get_int(m.cfg, "retention.max_age");
 	co.retention_interval_ms = (int)config_get_int(m.cfg, "retention.interval");
 	dmain_quota(m.cfg, &co.quota_defaults);
-	if (state_tool != 0) {
-		m.exit_code = dmain_state_tool(&co, state_tool == 'Y');
+	if (init_state != 0 || verify_state != 0) {
+		m.exit_code = dmain_state_tool(&co, verify_state > init_state);
 		goto out_cfg;
 	}
 	{
@@ -915,7 +816,7 @@ main(int argc, char **argv)
 		}
 		explicit_bzero(token, sizeof token);
 	}
-	if (check_only) {
+	if (cmdline_check_only(m.cl)) {
 		printf("certad: configuration OK\n");
 		goto out_cfg;
 	}
@@ -1012,8 +913,6 @@ out_proc:
 out_cfg:
 	dmain_wcred_clear(&wcred);
 	config_free(m.cfg);
-	for (size_t i = 0; i < m.nsets; i++)
-		free(m.sets[i]);
-	free(m.sets);
+	cmdline_free(m.cl);
 	return m.exit_code;
 }
