@@ -10,6 +10,7 @@
 #include "cli/interrupt.h"
 #include "cli/names.h"
 #include "cli/output.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/rpc.h"
 #include "lib/rpc_client.h"
@@ -339,7 +340,7 @@ static int
 cmd_program_read_stdin(char **out)
 {
 	size_t len = 0, cap = 4096, n;
-	char *buf = malloc(cap), *p;
+	char *buf = malloc(cap);
 
 	if (buf == NULL)
 		return -ENOMEM;
@@ -349,13 +350,10 @@ cmd_program_read_stdin(char **out)
 				free(buf);
 				return -E2BIG;
 			}
-			p = realloc(buf, cap * 2);
-			if (p == NULL) {
+			if (ARRAY_GROW(buf, cap, cap * 2) != 0) {
 				free(buf);
 				return -ENOMEM;
 			}
-			buf = p;
-			cap *= 2;
 		}
 		n = fread(buf + len, 1, cap - len - 1, stdin);
 		len += n;

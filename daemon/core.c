@@ -16,6 +16,7 @@
 #include "daemon/program.h"
 #include "daemon/tenants.h"
 #include "scheduler/fair.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
@@ -66,14 +67,8 @@ core_kick(struct core *c)
 int
 core_order_add(struct core *c, struct program *p)
 {
-	if (c->norder == c->order_cap) {
-		size_t ncap = c->order_cap ? c->order_cap * 2 : 64;
-		struct program **no = realloc(c->order, ncap * sizeof *no);
-		if (no == NULL)
-			return -ENOMEM;
-		c->order = no;
-		c->order_cap = ncap;
-	}
+	if (ARRAY_GROW(c->order, c->order_cap, c->norder + 1) != 0)
+		return -ENOMEM;
 	c->order[c->norder++] = p;
 	return 0;
 }

@@ -9,7 +9,6 @@
  * SIGHUP reloads the configuration (a bad file is reported and the old one stays).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include "lib/sdnotify.h"
 #include "daemon/pool.h"
 #include "daemon/reasoning.h"
+#include "lib/cmdline.h"
 #include "lib/config.h"
 #include "lib/cred.h"
 #include "lib/error.h"
@@ -45,83 +45,189 @@
 static const char *const dmain_levels[] = { "err", "warn", "notice", "info", "debug", NULL };
 
 static const struct config_option dmain_options[] = {
-	{ "listen", CONFIG_STRING, "127.0.0.1:7700", 0, 0, NULL,
-	  "gRPC address of the Reasoning service (host:port; port 0 = any free port)" },
-	{ "state_dir", CONFIG_STRING, "/var/lib/certa", 0, 0, NULL,
-	  "directory of the LMDB environment (programs, history, tenants, policies)" },
-	{ "map_size", CONFIG_SIZE, "64M", 1048576, 1099511627776.0, NULL,
-	  "initial LMDB map size; grows automatically up to max_map_size" },
-	{ "max_map_size", CONFIG_SIZE, "64G", 1048576, 17592186044416.0, NULL,
-	  "largest LMDB map size the store may grow to" },
-	{ "log_level", CONFIG_ENUM, "info", 0, 0, dmain_levels, "log level" },
-	{ "port_file", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "write the bound port here once listening (for supervisors and tests)" },
-	{ "workers.worker", CONFIG_LIST, NULL, 0, 0, NULL,
-	  "worker address (host:port); repeat the line for each worker" },
-	{ "workers.health_interval", CONFIG_DURATION, "1s", 50, 3600000, NULL,
-	  "period of Info health checks on each worker" },
-	{ "workers.info_timeout", CONFIG_DURATION, "2s", 10, 600000, NULL,
-	  "deadline of one health check" },
-	{ "workers.step_timeout", CONFIG_DURATION, "30s", 100, 3600000, NULL,
-	  "deadline of one Step call" },
-	{ "workers.max_attempts", CONFIG_INT, "5", 1, 1000, NULL,
-	  "failed steps in a row before a program fails" },
-	{ "workers.retry_backoff", CONFIG_DURATION, "200ms", 0, 600000, NULL,
-	  "wait before retrying a failed step (times the attempt number)" },
-	{ "workers.max_inflight", CONFIG_INT, "0", 0, 1000000, NULL,
-	  "chains in flight per worker (its step slots; 0 = the worker's capacity)" },
-	{ "workers.token_file", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "file holding the shared worker token, sent as 'authorization: Bearer' on every "
-	  "Worker call (first line, at least 16 characters; the workers' --token-file)" },
-	{ "workers.tls_ca", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "CA bundle that signs the workers' certificates (PEM); set: certad talks TLS to "
-	  "every worker, whose certificate must name the host of its workers.worker address" },
-	{ "workers.tls_cert", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "client certificate certad presents to workers (PEM; mTLS, needs workers.tls_ca)" },
-	{ "workers.tls_key", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "private key of workers.tls_cert (PEM)" },
-	{ "policy.file", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "default scheduling policy file (empty: the built-in calibrated policy); "
-	  "per-tenant overrides are set with certactl policy" },
-	{ "auth.anonymous_tenant", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "callers without an API key act as this tenant (empty: keys are required)" },
-	{ "admin.token_file", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "file holding the admin bearer token for the Admin service over TCP" },
-	{ "admin.socket", CONFIG_STRING, "/run/certa/admin.sock", 0, 0, NULL,
-	  "unix socket serving Admin without a token (mode 0660: the service's group); "
-	  "empty disables" },
-	{ "tls.listen", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "mTLS listener address (host:port); needs tls.cert, tls.key and tls.ca" },
-	{ "tls.cert", CONFIG_STRING, NULL, 0, 0, NULL, "server certificate (PEM)" },
-	{ "tls.key", CONFIG_STRING, NULL, 0, 0, NULL, "server private key (PEM)" },
-	{ "tls.ca", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "CA bundle that signs client certificates (PEM)" },
-	{ "tls.admin_cn", CONFIG_LIST, NULL, 0, 0, NULL,
-	  "client certificate common name with admin rights; repeat for each" },
-	{ "quota.max_concurrent_programs", CONFIG_INT, "1000", 0, 100000000, NULL,
-	  "default per-tenant limit of programs in progress (0 = unlimited)" },
-	{ "quota.tokens_per_minute", CONFIG_INT, "0", 0, 1e15, NULL,
-	  "default per-tenant decode+probe tokens per minute (0 = unlimited)" },
-	{ "quota.max_budget_per_program", CONFIG_INT, "0", 0, 1e12, NULL,
-	  "default per-tenant token budget limit per program (0 = the policy's max_budget)" },
-	{ "quota.max_sc_n", CONFIG_INT, "0", 0, 64, NULL,
-	  "default per-tenant limit on sc chains (0 = the policy's max_sc_n)" },
-	{ "quota.max_prompt_bytes", CONFIG_SIZE, "0", 0, 16777216, NULL,
-	  "default per-tenant problem size limit (0 = limits.max_prompt_bytes)" },
-	{ "retention.max_age", CONFIG_DURATION, "720h", 0, 3.2e11, NULL,
-	  "finished programs, their chains and history older than this are removed (0 = keep)" },
-	{ "retention.interval", CONFIG_DURATION, "1h", 100, 86400000, NULL,
-	  "how often old programs are pruned (at most 1000 per run)" },
-	{ "metrics.address", CONFIG_STRING, "127.0.0.1", 0, 0, NULL,
-	  "address of the HTTP endpoint serving /metrics, /healthz and /readyz" },
-	{ "metrics.port", CONFIG_INT, "7780", -1, 65535, NULL,
-	  "port of the metrics endpoint (0 = any free port, -1 = disabled)" },
-	{ "metrics.port_file", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "write the metrics port here once listening (for tests)" },
-	{ "limits.max_prompt_bytes", CONFIG_SIZE, "64K", 1, 16777216, NULL,
-	  "largest problem text accepted" },
-	{ "limits.tick", CONFIG_DURATION, "50ms", 1, 10000, NULL,
-	  "period of the dispatch pass that retries waiting programs" },
+	{ .name = "listen",
+	  .type = CONFIG_STRING,
+	  .def = "127.0.0.1:7700",
+	  .help = "gRPC address of the Reasoning service (host:port; port 0 = any free port)" },
+	{ .name = "state_dir",
+	  .type = CONFIG_STRING,
+	  .def = "/var/lib/certa",
+	  .help = "directory of the LMDB environment (programs, history, tenants, policies)" },
+	{ .name = "map_size",
+	  .type = CONFIG_SIZE,
+	  .def = "64M",
+	  .min = 1048576,
+	  .max = 1099511627776.0,
+	  .help = "initial LMDB map size; grows automatically up to max_map_size" },
+	{ .name = "max_map_size",
+	  .type = CONFIG_SIZE,
+	  .def = "64G",
+	  .min = 1048576,
+	  .max = 17592186044416.0,
+	  .help = "largest LMDB map size the store may grow to" },
+	{ .name = "log_level",
+	  .type = CONFIG_ENUM,
+	  .def = "info",
+	  .choices = dmain_levels,
+	  .help = "log level" },
+	{ .name = "port_file",
+	  .type = CONFIG_STRING,
+	  .help = "write the bound port here once listening (for supervisors and tests)" },
+	{ .name = "workers.worker",
+	  .type = CONFIG_LIST,
+	  .help = "worker address (host:port); repeat the line for each worker" },
+	{ .name = "workers.health_interval",
+	  .type = CONFIG_DURATION,
+	  .def = "1s",
+	  .min = 50,
+	  .max = 3600000,
+	  .help = "period of Info health checks on each worker" },
+	{ .name = "workers.info_timeout",
+	  .type = CONFIG_DURATION,
+	  .def = "2s",
+	  .min = 10,
+	  .max = 600000,
+	  .help = "deadline of one health check" },
+	{ .name = "workers.step_timeout",
+	  .type = CONFIG_DURATION,
+	  .def = "30s",
+	  .min = 100,
+	  .max = 3600000,
+	  .help = "deadline of one Step call" },
+	{ .name = "workers.max_attempts",
+	  .type = CONFIG_INT,
+	  .def = "5",
+	  .min = 1,
+	  .max = 1000,
+	  .help = "failed steps in a row before a program fails" },
+	{ .name = "workers.retry_backoff",
+	  .type = CONFIG_DURATION,
+	  .def = "200ms",
+	  .min = 0,
+	  .max = 600000,
+	  .help = "wait before retrying a failed step (times the attempt number)" },
+	{ .name = "workers.max_inflight",
+	  .type = CONFIG_INT,
+	  .def = "0",
+	  .min = 0,
+	  .max = 1000000,
+	  .help = "chains in flight per worker (its step slots; 0 = the worker's capacity)" },
+	{ .name = "workers.token_file",
+	  .type = CONFIG_STRING,
+	  .help = "file holding the shared worker token, sent as 'authorization: Bearer' on "
+	          "every Worker call (first line, at least 16 characters; the workers' "
+	          "--token-file)" },
+	{ .name = "workers.tls_ca",
+	  .type = CONFIG_STRING,
+	  .help = "CA bundle that signs the workers' certificates (PEM); set: certad talks TLS "
+	          "to every worker, whose certificate must name the host of its workers.worker "
+	          "address" },
+	{ .name = "workers.tls_cert",
+	  .type = CONFIG_STRING,
+	  .help = "client certificate certad presents to workers (PEM; mTLS, needs "
+	          "workers.tls_ca)" },
+	{ .name = "workers.tls_key",
+	  .type = CONFIG_STRING,
+	  .help = "private key of workers.tls_cert (PEM)" },
+	{ .name = "policy.file",
+	  .type = CONFIG_STRING,
+	  .help = "default scheduling policy file (empty: the built-in calibrated policy); "
+	          "per-tenant overrides are set with certactl policy" },
+	{ .name = "auth.anonymous_tenant",
+	  .type = CONFIG_STRING,
+	  .help = "callers without an API key act as this tenant (empty: keys are required)" },
+	{ .name = "admin.token_file",
+	  .type = CONFIG_STRING,
+	  .help = "file holding the admin bearer token for the Admin service over TCP" },
+	{ .name = "admin.socket",
+	  .type = CONFIG_STRING,
+	  .def = "/run/certa/admin.sock",
+	  .help = "unix socket serving Admin without a token (mode 0660: the service's group); "
+	          "empty disables" },
+	{ .name = "tls.listen",
+	  .type = CONFIG_STRING,
+	  .help = "mTLS listener address (host:port); needs tls.cert, tls.key and tls.ca" },
+	{ .name = "tls.cert",
+	  .type = CONFIG_STRING,
+	  .help = "server certificate (PEM)" },
+	{ .name = "tls.key",
+	  .type = CONFIG_STRING,
+	  .help = "server private key (PEM)" },
+	{ .name = "tls.ca",
+	  .type = CONFIG_STRING,
+	  .help = "CA bundle that signs client certificates (PEM)" },
+	{ .name = "tls.admin_cn",
+	  .type = CONFIG_LIST,
+	  .help = "client certificate common name with admin rights; repeat for each" },
+	{ .name = "quota.max_concurrent_programs",
+	  .type = CONFIG_INT,
+	  .def = "1000",
+	  .min = 0,
+	  .max = 100000000,
+	  .help = "default per-tenant limit of programs in progress (0 = unlimited)" },
+	{ .name = "quota.tokens_per_minute",
+	  .type = CONFIG_INT,
+	  .def = "0",
+	  .min = 0,
+	  .max = 1e15,
+	  .help = "default per-tenant decode+probe tokens per minute (0 = unlimited)" },
+	{ .name = "quota.max_budget_per_program",
+	  .type = CONFIG_INT,
+	  .def = "0",
+	  .min = 0,
+	  .max = 1e12,
+	  .help = "default per-tenant token budget limit per program (0 = the policy's "
+	          "max_budget)" },
+	{ .name = "quota.max_sc_n",
+	  .type = CONFIG_INT,
+	  .def = "0",
+	  .min = 0,
+	  .max = 64,
+	  .help = "default per-tenant limit on sc chains (0 = the policy's max_sc_n)" },
+	{ .name = "quota.max_prompt_bytes",
+	  .type = CONFIG_SIZE,
+	  .def = "0",
+	  .min = 0,
+	  .max = 16777216,
+	  .help = "default per-tenant problem size limit (0 = limits.max_prompt_bytes)" },
+	{ .name = "retention.max_age",
+	  .type = CONFIG_DURATION,
+	  .def = "720h",
+	  .min = 0,
+	  .max = 3.2e11,
+	  .help = "finished programs, their chains and history older than this are removed (0 = "
+	          "keep)" },
+	{ .name = "retention.interval",
+	  .type = CONFIG_DURATION,
+	  .def = "1h",
+	  .min = 100,
+	  .max = 86400000,
+	  .help = "how often old programs are pruned (at most 1000 per run)" },
+	{ .name = "metrics.address",
+	  .type = CONFIG_STRING,
+	  .def = "127.0.0.1",
+	  .help = "address of the HTTP endpoint serving /metrics, /healthz and /readyz" },
+	{ .name = "metrics.port",
+	  .type = CONFIG_INT,
+	  .def = "7780",
+	  .min = -1,
+	  .max = 65535,
+	  .help = "port of the metrics endpoint (0 = any free port, -1 = disabled)" },
+	{ .name = "metrics.port_file",
+	  .type = CONFIG_STRING,
+	  .help = "write the metrics port here once listening (for tests)" },
+	{ .name = "limits.max_prompt_bytes",
+	  .type = CONFIG_SIZE,
+	  .def = "64K",
+	  .min = 1,
+	  .max = 16777216,
+	  .help = "largest problem text accepted" },
+	{ .name = "limits.tick",
+	  .type = CONFIG_DURATION,
+	  .def = "50ms",
+	  .min = 1,
+	  .max = 10000,
+	  .help = "period of the dispatch pass that retries waiting programs" },
 };
 #define DMAIN_NOPTIONS (sizeof dmain_options / sizeof dmain_options[0])
 
@@ -137,9 +243,7 @@ struct dmain {
 	int ready;
 	int port;
 	struct config *cfg;
-	const char *config_path;
-	char **sets;
-	size_t nsets;
+	struct cmdline *cl;  /* rebuilds cfg on SIGHUP */
 	int stopping;
 	int exit_code;
 };
@@ -156,7 +260,7 @@ dmain_usage(FILE *f)
 }
 
 /* Constraints across options and address syntax: everything that can be checked without the
- * network, so that --check-config, startup and SIGHUP reload agree (dmain_load runs it). */
+ * network, so that --check-config, startup and SIGHUP reload agree (cmdline_load runs it). */
 static int
 dmain_validate(const struct config *cfg, char *err, size_t errlen)
 {
@@ -186,6 +290,23 @@ dmain_validate(const struct config *cfg, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+/* certad's own flags (lib/cmdline.h adds --config, --set, --check-config, --print-config...). */
+static const struct cmdline_flag dmain_flags[] = {
+	{ "listen", "listen" }, { "state-dir", "state_dir" }, { "worker", "workers.worker" },
+	{ "port-file", "port_file" }, { "log-level", "log_level" },
+	{ "init-state", NULL }, { "verify-state", NULL },
+};
+
+static const struct cmdline_program dmain_cmdline = {
+	.name = "certad",
+	.options = dmain_options,
+	.noptions = DMAIN_NOPTIONS,
+	.flags = dmain_flags,
+	.nflags = sizeof dmain_flags / sizeof dmain_flags[0],
+	.usage = dmain_usage,
+	.validate = dmain_validate,
+};
 
 /* One line per damaged record for --verify-state, on stdout. */
 static void
@@ -230,51 +351,6 @@ dmain_state_tool(const struct core_options *co, int verify)
 	}
 	printf("certad: %s: %zu records checked, %d corrupt\n", co->state_dir, records, rc);
 	return rc > 0 ? 1 : 0;
-}
-
-/* Builds a config: defaults, then the file, then command-line overrides. */
-static int
-dmain_load(struct dmain *m, struct config **out, char *err, size_t errlen)
-{
-	struct config *cfg;
-	size_t i;
-	int rc;
-
-	rc = config_new(dmain_options, DMAIN_NOPTIONS, &cfg);
-	if (rc != 0) {
-		snprintf(err, errlen, "%s", certa_strerror(rc));
-		return rc;
-	}
-	if (m->config_path != NULL) {
-		rc = config_load_file(cfg, m->config_path, err, errlen);
-		if (rc != 0)
-			goto fail;
-	}
-	for (i = 0; i < m->nsets; i++) {
-		char name[128];
-		const char *eq = strchr(m->sets[i], '=');
-		char sub[400];
-		if (eq == NULL || (size_t)(eq - m->sets[i]) >= sizeof name) {
-			snprintf(err, errlen, "--set expects KEY=VALUE, got '%s'", m->sets[i]);
-			rc = CERTA_ECONFIG;
-			goto fail;
-		}
-		memcpy(name, m->sets[i], (size_t)(eq - m->sets[i]));
-		name[eq - m->sets[i]] = '\0';
-		rc = config_set(cfg, name, eq + 1, sub, sizeof sub);
-		if (rc != 0) {
-			snprintf(err, errlen, "--set: %s", sub);
-			goto fail;
-		}
-	}
-	rc = dmain_validate(cfg, err, errlen);
-	if (rc != 0)
-		goto fail;
-	*out = cfg;
-	return 0;
-fail:
-	config_free(cfg);
-	return rc;
 }
 
 /* The base scheduling policy: built-in calibrated defaults, or the configured file. */
@@ -447,7 +523,7 @@ dmain_reload(struct dmain *m)
 	struct sched_policy pol;
 	char err[512];
 
-	if (dmain_load(m, &cfg, err, sizeof err) != 0) {
+	if (cmdline_load(m->cl, &cfg, err, sizeof err) != 0) {
 		log_err(LOG_CONFIG, "reload failed, keeping the running configuration: %s", err);
 		return;
 	}
@@ -677,23 +753,6 @@ dmain_metrics(struct dmain *m)
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "set", required_argument, NULL, 's' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "worker", required_argument, NULL, 'w' },
-		{ "port-file", required_argument, NULL, 'p' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ "check-config", no_argument, NULL, 'C' },
-		{ "print-config", no_argument, NULL, 'P' },
-		{ "print-config-man", no_argument, NULL, 'M' },
-		{ "init-state", no_argument, NULL, 'I' },
-		{ "verify-state", no_argument, NULL, 'Y' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct dmain m;
 	struct core_options co;
 	const struct rpc_method *methods;
@@ -701,68 +760,16 @@ main(int argc, char **argv)
 	char err[512];
 	const char *port_file;
 	struct dmain_wcred wcred;
-	int c, rc, port = 0, check_only = 0, state_tool = 0;
+	int rc, port = 0, init_state, verify_state;
 
 	memset(&m, 0, sizeof m);
 	memset(&wcred, 0, sizeof wcred);
 	log_init("certad", LOG_FORMAT_AUTO, LOG_LVL_INFO);
-	m.sets = calloc((size_t)argc + 1, sizeof *m.sets);
-	if (m.sets == NULL)
-		return 1;
-	while ((c = getopt_long(argc, argv, "c:s:hV", longopts, NULL)) != -1) {
-		const char *name = NULL;
-		switch (c) {
-		case 'c':
-			m.config_path = optarg;
-			continue;
-		case 's':
-			m.sets[m.nsets++] = strdup(optarg);
-			continue;
-		case 'l': name = "listen"; break;
-		case 'd': name = "state_dir"; break;
-		case 'w': name = "workers.worker"; break;
-		case 'p': name = "port_file"; break;
-		case 'L': name = "log_level"; break;
-		case 'C':
-			check_only = 1;
-			continue;
-		case 'I':
-		case 'Y':
-			state_tool = c;
-			continue;
-		case 'P':
-			config_write_doc(dmain_options, DMAIN_NOPTIONS, stdout, CONFIG_DOC_INI);
-			goto out_cfg;
-		case 'M':
-			config_write_doc(dmain_options, DMAIN_NOPTIONS, stdout, CONFIG_DOC_MAN);
-			goto out_cfg;
-		case 'h':
-			dmain_usage(stdout);
-			goto out_cfg;
-		case 'V':
-			printf("certad %s\n", CERTA_VERSION);
-			goto out_cfg;
-		default:
-			dmain_usage(stderr);
-			m.exit_code = 2;
-			goto out_cfg;
-		}
-		if (asprintf(&m.sets[m.nsets++], "%s=%s", name, optarg) < 0) {
-			m.sets[--m.nsets] = NULL;
-			m.exit_code = 1;
-			goto out_cfg;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "certad: unexpected argument '%s'\n", argv[optind]);
-		m.exit_code = 2;
-		goto out_cfg;
-	}
-	if (dmain_load(&m, &m.cfg, err, sizeof err) != 0) {
-		fprintf(stderr, "certad: %s\n", err);
-		m.exit_code = 2;
-		goto out_cfg;
-	}
+	rc = cmdline_parse(&dmain_cmdline, argc, argv, &m.cl, &m.cfg);
+	if (rc != CMDLINE_RUN)
+		return rc;
+	init_state = cmdline_switch(m.cl, "init-state");
+	verify_state = cmdline_switch(m.cl, "verify-state");
 	memset(&co, 0, sizeof co);
 	if (dmain_policy(m.cfg, &co.policy, err, sizeof err) != 0) {
 		fprintf(stderr, "certad: policy: %s\n", err);
@@ -795,8 +802,8 @@ main(int argc, char **argv)
 	co.retention_ms = config_get_int(m.cfg, "retention.max_age");
 	co.retention_interval_ms = (int)config_get_int(m.cfg, "retention.interval");
 	dmain_quota(m.cfg, &co.quota_defaults);
-	if (state_tool != 0) {
-		m.exit_code = dmain_state_tool(&co, state_tool == 'Y');
+	if (init_state != 0 || verify_state != 0) {
+		m.exit_code = dmain_state_tool(&co, verify_state > init_state);
 		goto out_cfg;
 	}
 	{
@@ -809,7 +816,7 @@ main(int argc, char **argv)
 		}
 		explicit_bzero(token, sizeof token);
 	}
-	if (check_only) {
+	if (cmdline_check_only(m.cl)) {
 		printf("certad: configuration OK\n");
 		goto out_cfg;
 	}
@@ -906,8 +913,6 @@ out_proc:
 out_cfg:
 	dmain_wcred_clear(&wcred);
 	config_free(m.cfg);
-	for (size_t i = 0; i < m.nsets; i++)
-		free(m.sets[i]);
-	free(m.sets);
+	cmdline_free(m.cl);
 	return m.exit_code;
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "certa/v1/records.pb-c.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
@@ -321,15 +322,9 @@ policies_hist_one(const char *key, size_t keylen, const ProtobufCMessage *msg, v
 	free(buf);
 	if (a == NULL)
 		return CERTA_ECORRUPT;
-	if (h->n == h->cap) {
-		size_t ncap = h->cap ? h->cap * 2 : 8;
-		Certa__V1__PolicyAudit **nv = realloc(h->v, ncap * sizeof *nv);
-		if (nv == NULL) {
-			certa__v1__policy_audit__free_unpacked(a, NULL);
-			return -ENOMEM;
-		}
-		h->v = nv;
-		h->cap = ncap;
+	if (ARRAY_GROW(h->v, h->cap, h->n + 1) != 0) {
+		certa__v1__policy_audit__free_unpacked(a, NULL);
+		return -ENOMEM;
 	}
 	h->v[h->n++] = a;
 	return 0;

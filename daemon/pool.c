@@ -8,6 +8,7 @@
 #include <time.h>
 #include <event2/event.h>
 
+#include "lib/array.h"
 #include "lib/cred.h"
 #include "lib/error.h"
 #include "lib/log.h"
@@ -301,14 +302,8 @@ pool_add(struct pool *pl, const char *addr)
 
 	if (pool_find(pl, addr) != NULL)
 		return CERTA_EEXIST;
-	if (pl->n == pl->cap) {
-		size_t ncap = pl->cap ? pl->cap * 2 : 4;
-		struct pool_worker **nw = realloc(pl->w, ncap * sizeof *nw);
-		if (nw == NULL)
-			return -ENOMEM;
-		pl->w = nw;
-		pl->cap = ncap;
-	}
+	if (ARRAY_GROW(pl->w, pl->cap, pl->n + 1) != 0)
+		return -ENOMEM;
 	w = calloc(1, sizeof *w);
 	if (w == NULL)
 		return -ENOMEM;

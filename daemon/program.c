@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/array.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
 
@@ -140,30 +141,13 @@ program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
 {
 	size_t add = text != NULL ? strlen(text) : 0;
 
-	if (c->text_len + add + 1 > c->text_cap) {
-		size_t ncap = c->text_cap ? c->text_cap : 1024;
-		char *nt;
-		while (ncap < c->text_len + add + 1)
-			ncap *= 2;
-		nt = realloc(c->text, ncap);
-		if (nt == NULL)
-			return -ENOMEM;
-		if (c->text == NULL)
-			nt[0] = '\0';
-		c->text = nt;
-		c->text_cap = ncap;
-	}
+	if (ARRAY_GROW(c->text, c->text_cap, c->text_len + add + 1) != 0)
+		return -ENOMEM;
 	memcpy(c->text + c->text_len, text != NULL ? text : "", add);
 	c->text_len += add;
 	c->text[c->text_len] = '\0';
-	if (c->nprobes == c->probes_cap) {
-		size_t ncap = c->probes_cap ? c->probes_cap * 2 : 32;
-		struct probe_point *np = realloc(c->probes, ncap * sizeof *np);
-		if (np == NULL)
-			return -ENOMEM;
-		c->probes = np;
-		c->probes_cap = ncap;
-	}
+	if (ARRAY_GROW(c->probes, c->probes_cap, c->nprobes + 1) != 0)
+		return -ENOMEM;
 	c->probes[c->nprobes].position = total_tokens;
 	c->probes[c->nprobes].answer = strdup(probe_answer != NULL ? probe_answer : "");
 	c->probes[c->nprobes].certaindex = 0;
@@ -222,17 +206,8 @@ program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms
 	 * chain keeps struct probe_point, which owns its strings). */
 	for (i = 0; i < p->n; i++)
 		total += p->chains[i].nprobes;
-	if (total > program_view_probes_cap) {
-		size_t ncap = program_view_probes_cap ? program_view_probes_cap : 256;
-		struct sched_probe *np;
-		while (ncap < total)
-			ncap *= 2;
-		np = realloc(program_view_probes, ncap * sizeof *np);
-		if (np != NULL) {
-			program_view_probes = np;
-			program_view_probes_cap = ncap;
-		}
-	}
+	/* On -ENOMEM the chains go without their probe history (total > cap below). */
+	(void)ARRAY_GROW(program_view_probes, program_view_probes_cap, total);
 	for (i = 0; i < p->n; i++) {
 		const struct chain *c = &p->chains[i];
 		chains[i].tokens = c->tokens;
@@ -269,14 +244,8 @@ program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms
 int
 program_watch(struct program *p, struct rpc_call *call)
 {
-	if (p->nwatchers == p->watchers_cap) {
-		size_t ncap = p->watchers_cap ? p->watchers_cap * 2 : 2;
-		struct rpc_call **nw = realloc(p->watchers, ncap * sizeof *nw);
-		if (nw == NULL)
-			return -ENOMEM;
-		p->watchers = nw;
-		p->watchers_cap = ncap;
-	}
+	if (ARRAY_GROW(p->watchers, p->watchers_cap, p->nwatchers + 1) != 0)
+		return -ENOMEM;
 	rpc_call_ref(call);
 	p->watchers[p->nwatchers++] = call;
 	return 0;
@@ -455,14 +424,8 @@ program_chain_restore(struct chain *c, const Certa__V1__RequestRecord *r)
 	free(c->probes[0].answer);
 	c->nprobes = 0;
 	for (i = 0; i < r->n_probes; i++) {
-		if (c->nprobes == c->probes_cap) {
-			size_t ncap = c->probes_cap * 2;
-			struct probe_point *np = realloc(c->probes, ncap * sizeof *np);
-			if (np == NULL)
-				return -ENOMEM;
-			c->probes = np;
-			c->probes_cap = ncap;
-		}
+		if (ARRAY_GROW(c->probes, c->probes_cap, c->nprobes + 1) != 0)
+			return -ENOMEM;
 		c->probes[c->nprobes].position = r->probes[i]->position;
 		c->probes[c->nprobes].certaindex = r->probes[i]->certaindex;
 		c->probes[c->nprobes].confidence = r->probes[i]->confidence;

@@ -8,9 +8,13 @@
  *       │  └────────┘  (worker lost: back to QUEUED until another worker takes it)
  *       └──► CANCELLED / FAILED
  *
- * Independently of the state, `inflight` says a Step RPC is outstanding for it.  Programs are
- * owned by the daemon core (daemon/core.c) on the loop thread.  This module also holds the
- * codec between programs and their LMDB records / wire messages (protobuf stays at this edge).
+ * Independently of the state, `inflight` says a Step RPC is outstanding for it.  Programs live
+ * on the loop thread in the core's live set and dispatch order (daemon/core.c, core_impl.h);
+ * submit.c creates them, dispatch.c steps and finalizes them, persist.c writes them,
+ * events.c streams their changes, queries.c reads and cancels them, recovery.c reloads the
+ * unfinished ones and retention.c prunes the old (module table: docs/daemon.md).  This module
+ * also holds the codec between programs and their LMDB records / wire messages (protobuf
+ * stays at this edge).
  */
 #ifndef CERTA_DAEMON_PROGRAM_H
 #define CERTA_DAEMON_PROGRAM_H

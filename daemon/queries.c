@@ -8,6 +8,7 @@
 
 #include "daemon/dispatch.h"
 #include "daemon/program.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/rpc_server.h"
 #include "lib/strmap.h"
@@ -125,14 +126,8 @@ queries_list_scan(const char *key, size_t keylen, const ProtobufCMessage *msg, v
 		return 0;
 	if (l->before != NULL && l->before[0] != '\0' && strcmp(key, l->before) >= 0)
 		return 0;
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 64;
-		char **ni = realloc(l->ids, ncap * sizeof *ni);
-		if (ni == NULL)
-			return -ENOMEM;
-		l->ids = ni;
-		l->cap = ncap;
-	}
+	if (ARRAY_GROW(l->ids, l->cap, l->n + 1) != 0)
+		return -ENOMEM;
 	l->ids[l->n] = strdup(key);
 	if (l->ids[l->n] == NULL)
 		return -ENOMEM;

@@ -8,6 +8,7 @@
 
 #include "daemon/program.h"
 #include "daemon/tenants.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
@@ -28,14 +29,8 @@ recovery_load_req(const char *key, size_t keylen, const ProtobufCMessage *msg, v
 
 	(void)key;
 	(void)keylen;
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 8;
-		Certa__V1__RequestRecord **nr = realloc(l->reqs, ncap * sizeof *nr);
-		if (nr == NULL)
-			return -ENOMEM;
-		l->reqs = nr;
-		l->cap = ncap;
-	}
+	if (ARRAY_GROW(l->reqs, l->cap, l->n + 1) != 0)
+		return -ENOMEM;
 	/* The message lives only during the callback: keep a copy. */
 	buf = malloc(len ? len : 1);
 	if (buf == NULL)
@@ -62,14 +57,8 @@ recovery_collect(const Certa__V1__ProgramRecord *rec, void *arg)
 	size_t len = protobuf_c_message_get_packed_size(&rec->base);
 	uint8_t *buf;
 
-	if (r->n == r->cap) {
-		size_t ncap = r->cap ? r->cap * 2 : 16;
-		Certa__V1__ProgramRecord **nr = realloc(r->recs, ncap * sizeof *nr);
-		if (nr == NULL)
-			return -ENOMEM;
-		r->recs = nr;
-		r->cap = ncap;
-	}
+	if (ARRAY_GROW(r->recs, r->cap, r->n + 1) != 0)
+		return -ENOMEM;
 	buf = malloc(len ? len : 1);
 	if (buf == NULL)
 		return -ENOMEM;

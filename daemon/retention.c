@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -26,14 +27,8 @@ struct retention_prune {
 static int
 retention_add(char ***v, size_t *n, size_t *cap, const char *key)
 {
-	if (*n == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 64;
-		char **nv = realloc(*v, ncap * sizeof *nv);
-		if (nv == NULL)
-			return -ENOMEM;
-		*v = nv;
-		*cap = ncap;
-	}
+	if (array_grow(v, cap, sizeof **v, *n + 1) != 0)
+		return -ENOMEM;
 	(*v)[*n] = strdup(key);
 	if ((*v)[*n] == NULL)
 		return -ENOMEM;

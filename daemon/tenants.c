@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "certa/v1/records.pb-c.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/hex.h"
 #include "lib/log.h"
@@ -183,14 +184,8 @@ tenants_save(struct tenants *ts, struct tenant *t)
 static int
 tenants_add(struct tenants *ts, struct tenant *t)
 {
-	if (ts->n == ts->cap) {
-		size_t ncap = ts->cap ? ts->cap * 2 : 8;
-		struct tenant **nt = realloc(ts->t, ncap * sizeof *nt);
-		if (nt == NULL)
-			return -ENOMEM;
-		ts->t = nt;
-		ts->cap = ncap;
-	}
+	if (ARRAY_GROW(ts->t, ts->cap, ts->n + 1) != 0)
+		return -ENOMEM;
 	ts->t[ts->n++] = t;
 	return 0;
 }

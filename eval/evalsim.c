@@ -79,17 +79,11 @@ evalsim_add_row(struct evalsim_traj *t, const double *x, size_t nfeat, bool y)
 	if (t->nfeat != nfeat)
 		return -EINVAL;
 	if (t->nrows == t->rows_cap) {
-		size_t ncap = t->rows_cap ? t->rows_cap * 2 : 4096;
-		double *nx = realloc(t->x, ncap * nfeat * sizeof *nx);
-		unsigned char *ny;
-		if (nx == NULL)
+		/* x holds nfeat doubles per row, y one byte: both grow to the same row count. */
+		size_t xcap = t->rows_cap;
+		if (array_grow(&t->x, &xcap, nfeat * sizeof *t->x, t->nrows + 1) != 0 ||
+		    ARRAY_GROW(t->y, t->rows_cap, t->nrows + 1) != 0)
 			return -ENOMEM;
-		t->x = nx;
-		ny = realloc(t->y, ncap);
-		if (ny == NULL)
-			return -ENOMEM;
-		t->y = ny;
-		t->rows_cap = ncap;
 	}
 	memcpy(t->x + t->nrows * nfeat, x, nfeat * sizeof *x);
 	t->y[t->nrows++] = y;

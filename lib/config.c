@@ -556,7 +556,7 @@ config_check_table(const struct config_option *table, size_t n)
 			config_bug("config_new: enum option '%s' has no choices", o->name);
 		if (o->min > o->max)
 			config_bug("config_new: option '%s' has min > max", o->name);
-		if ((o->default_value != NULL && strpbrk(o->default_value, "\r\n") != NULL) ||
+		if ((o->def != NULL && strpbrk(o->def, "\r\n") != NULL) ||
 		    (o->help != NULL && strpbrk(o->help, "\r\n") != NULL))
 			config_bug("config_new: option '%s': default and help are one line",
 				o->name);
@@ -588,7 +588,7 @@ config_new(const struct config_option *table, size_t n, struct config **out)
 		goto fail_cfg;
 	}
 	for (i = 0; i < n; i++) {
-		const char *def = table[i].default_value;
+		const char *def = table[i].def;
 
 		if (def == NULL)
 			continue;
@@ -1020,7 +1020,7 @@ static void
 config_doc_ini_option(FILE *f, const struct config_option *o, size_t sectlen)
 {
 	const char *key = o->name + (sectlen > 0 ? sectlen + 1 : 0);
-	const char *def = o->default_value, *p, *end;
+	const char *def = o->def, *p, *end;
 	char type[CONFIG_MSG_MAX];
 
 	config_doc_type(o, type, sizeof type);
@@ -1077,11 +1077,11 @@ config_doc_man_option(FILE *f, const struct config_option *o)
 	fputs("Type: ", f);
 	config_doc_roff(f, type);
 	fputs(".\n", f);
-	if (o->default_value == NULL || o->default_value[0] == '\0') {
+	if (o->def == NULL || o->def[0] == '\0') {
 		fputs("Default: none.\n", f);
 	} else {
 		fputs("Default: \\fB", f);
-		config_doc_roff(f, o->default_value);
+		config_doc_roff(f, o->def);
 		fputs("\\fR.\n", f);
 	}
 }

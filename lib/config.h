@@ -2,7 +2,9 @@
  * config.h — configuration driven by an option table.
  *
  * Each program (certad, certa-worker) declares a static array of struct config_option: name,
- * type, default, bounds, help.  Everything else follows from the table: parsing and validation
+ * type, default, bounds, help, written with designated initializers as tmux's options-table.c
+ * (`{ .name = "listen", .type = CONFIG_STRING, .def = "127.0.0.1:7700", .help = "..." }`; an
+ * omitted field is 0/NULL).  Everything else follows from the table: parsing and validation
  * of the INI file, command-line overrides, typed getters, and the documentation
  * (config_write_doc: a commented example file and the OPTIONS section of certad.conf(5)).
  *
@@ -32,7 +34,7 @@
  *	CONFIG_INT       decimal integer with optional sign (long long).
  *	CONFIG_DOUBLE    finite decimal number (strtod syntax, no nan/inf).
  *	CONFIG_BOOL      true/false, yes/no, on/off, 1/0 (case-insensitive).
- *	CONFIG_LIST      one item per line, verbatim; the default_value of a list option is a
+ *	CONFIG_LIST      one item per line, verbatim; the .def of a list option is a
  *	                 comma-separated list of items (NULL or "" = empty).
  *	CONFIG_ENUM      exactly one of the option's choices (case-sensitive).
  *	CONFIG_SIZE      non-negative integer of bytes with an optional binary suffix
@@ -83,7 +85,7 @@ enum config_type {
 struct config_option {
 	const char *name;            /* "section.key", or "key" for the top level */
 	enum config_type type;
-	const char *default_value;   /* in file syntax; NULL = unset */
+	const char *def;             /* default, in file syntax; NULL = unset */
 	double min, max;             /* INT/DOUBLE/SIZE(bytes)/DURATION(ms), inclusive;
 	                              * min == max == 0 means unbounded */
 	const char *const *choices;  /* ENUM: NULL-terminated words */

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <openssl/crypto.h>
 
+#include "lib/array.h"
 #include "lib/error.h"
 
 #define CRED_MAX_FILE (1 << 20)
@@ -31,18 +32,14 @@ cred_slurp(const char *path, char **out, size_t *len)
 	for (;;) {
 		size_t got;
 		if (n + 1 >= cap) {
-			char *nb;
 			if (cap >= CRED_MAX_FILE) {
 				rc = -EFBIG;
 				goto fail_buf;
 			}
-			nb = realloc(buf, cap * 2);
-			if (nb == NULL) {
+			if (ARRAY_GROW(buf, cap, cap * 2) != 0) {
 				rc = -ENOMEM;
 				goto fail_buf;
 			}
-			buf = nb;
-			cap *= 2;
 		}
 		got = fread(buf + n, 1, cap - n - 1, f);
 		n += got;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/json.h"
 #include "lib/log.h"
@@ -596,15 +597,10 @@ line_next(struct line_reader *lr, char **line, size_t *len)
 			lr->scan -= lr->start;
 			lr->start = 0;
 		}
-		if (lr->cap - lr->end < READ_CHUNK / 2) {
-			size_t ncap = lr->cap ? lr->cap * 2 : READ_CHUNK;
-			char *nb = realloc(lr->buf, ncap);
-
-			if (nb == NULL)
-				return -ENOMEM;
-			lr->buf = nb;
-			lr->cap = ncap;
-		}
+		/* At least READ_CHUNK / 2 free: doubles, starting at READ_CHUNK. */
+		if (lr->cap - lr->end < READ_CHUNK / 2 &&
+		    ARRAY_GROW(lr->buf, lr->cap, lr->end + READ_CHUNK) != 0)
+			return -ENOMEM;
 		n = gzread(lr->gz, lr->buf + lr->end,
 			(unsigned)(lr->cap - lr->end > INT_MAX ? INT_MAX : lr->cap - lr->end));
 		if (n < 0)
@@ -666,17 +662,10 @@ load_file(struct traces *tr, const char *path, const char *fname)
 			skip_line(tr, fname, lineno, err);
 			continue;
 		}
-		if (tr->n == tr->cap) {
-			size_t ncap = tr->cap ? tr->cap * 2 : 1024;
-			struct trace *nr = realloc(tr->recs, ncap * sizeof(*nr));
-
-			if (nr == NULL) {
-				json_free(doc);
-				rc = -ENOMEM;
-				goto fail_reader;
-			}
-			tr->recs = nr;
-			tr->cap = ncap;
+		if (ARRAY_GROW(tr->recs, tr->cap, tr->n + 1) != 0) {
+			json_free(doc);
+			rc = -ENOMEM;
+			goto fail_reader;
 		}
 		rc = record_from_json(tr, json_root(doc), &tr->recs[tr->n], err, sizeof(err));
 		json_free(doc);
@@ -749,16 +738,9 @@ list_files(const char *dir, char ***names_out, size_t *n_out)
 			continue;
 		if (fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
 			continue;
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 32;
-			char **nn = realloc(names, ncap * sizeof(*nn));
-
-			if (nn == NULL) {
-				rc = -ENOMEM;
-				break;
-			}
-			names = nn;
-			cap = ncap;
+		if (ARRAY_GROW(names, cap, n + 1) != 0) {
+			rc = -ENOMEM;
+			break;
 		}
 		if ((names[n] = strdup(de->d_name)) == NULL) {
 			rc = -ENOMEM;

@@ -12,7 +12,6 @@
  * roff OPTIONS section spliced into certa-worker(8) by scripts/gen-docs.sh.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <event2/event.h>
 #include <grpc/grpc_security.h>
 
+#include "lib/cmdline.h"
 #include "lib/config.h"
 #include "lib/cqbridge.h"
 #include "lib/cred.h"
@@ -38,35 +38,61 @@ static const char *const wmain_engines[] = { "replay", NULL };
 static const char *const wmain_levels[] = { "err", "warn", "notice", "info", "debug", NULL };
 
 static const struct config_option wmain_options[] = {
-	{ "listen", CONFIG_STRING, "127.0.0.1:7701", 0, 0, NULL,
-	  "gRPC address to serve the Worker service on (host:port, port 0 = any free port)" },
-	{ "engine", CONFIG_ENUM, "replay", 0, 0, wmain_engines,
-	  "decode engine" },
-	{ "traces", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "replay engine: directory of recorded *.jsonl.gz traces" },
-	{ "model", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "default model served (empty: the engine's first)" },
-	{ "capacity", CONFIG_INT, "256", 1, 1000000, NULL,
-	  "maximum concurrent requests held by this worker" },
-	{ "step_delay", CONFIG_DURATION, "0", 0, 60000, NULL,
-	  "hold each step this long before running it (simulated decode time)" },
-	{ "log_level", CONFIG_ENUM, "info", 0, 0, wmain_levels,
-	  "log level" },
-	{ "port_file", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "write the bound port to this file once listening" },
-	{ "token_file", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "file holding the shared worker token: Worker calls must carry "
-	  "'authorization: Bearer TOKEN' (first line, at least 16 characters; certad's "
-	  "workers.token_file)" },
-	{ "tls.cert", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "server certificate (PEM); set: the worker serves TLS only (needs tls.key)" },
-	{ "tls.key", CONFIG_STRING, NULL, 0, 0, NULL, "private key of tls.cert (PEM)" },
-	{ "tls.client_ca", CONFIG_STRING, NULL, 0, 0, NULL,
-	  "CA bundle that signs client certificates (PEM): every client must present one "
-	  "(mTLS; certad's workers.tls_cert)" },
-	{ "tls.allowed_cn", CONFIG_LIST, NULL, 0, 0, NULL,
-	  "client certificate common name allowed to call the Worker service; repeat for each "
-	  "(none: any certificate tls.client_ca signed)" },
+	{ .name = "listen",
+	  .type = CONFIG_STRING,
+	  .def = "127.0.0.1:7701",
+	  .help = "gRPC address to serve the Worker service on (host:port, port 0 = any free "
+	          "port)" },
+	{ .name = "engine",
+	  .type = CONFIG_ENUM,
+	  .def = "replay",
+	  .choices = wmain_engines,
+	  .help = "decode engine" },
+	{ .name = "traces",
+	  .type = CONFIG_STRING,
+	  .help = "replay engine: directory of recorded *.jsonl.gz traces" },
+	{ .name = "model",
+	  .type = CONFIG_STRING,
+	  .help = "default model served (empty: the engine's first)" },
+	{ .name = "capacity",
+	  .type = CONFIG_INT,
+	  .def = "256",
+	  .min = 1,
+	  .max = 1000000,
+	  .help = "maximum concurrent requests held by this worker" },
+	{ .name = "step_delay",
+	  .type = CONFIG_DURATION,
+	  .def = "0",
+	  .min = 0,
+	  .max = 60000,
+	  .help = "hold each step this long before running it (simulated decode time)" },
+	{ .name = "log_level",
+	  .type = CONFIG_ENUM,
+	  .def = "info",
+	  .choices = wmain_levels,
+	  .help = "log level" },
+	{ .name = "port_file",
+	  .type = CONFIG_STRING,
+	  .help = "write the bound port to this file once listening" },
+	{ .name = "token_file",
+	  .type = CONFIG_STRING,
+	  .help = "file holding the shared worker token: Worker calls must carry 'authorization: "
+	          "Bearer TOKEN' (first line, at least 16 characters; certad's "
+	          "workers.token_file)" },
+	{ .name = "tls.cert",
+	  .type = CONFIG_STRING,
+	  .help = "server certificate (PEM); set: the worker serves TLS only (needs tls.key)" },
+	{ .name = "tls.key",
+	  .type = CONFIG_STRING,
+	  .help = "private key of tls.cert (PEM)" },
+	{ .name = "tls.client_ca",
+	  .type = CONFIG_STRING,
+	  .help = "CA bundle that signs client certificates (PEM): every client must present one "
+	          "(mTLS; certad's workers.tls_cert)" },
+	{ .name = "tls.allowed_cn",
+	  .type = CONFIG_LIST,
+	  .help = "client certificate common name allowed to call the Worker service; repeat for "
+	          "each (none: any certificate tls.client_ca signed)" },
 };
 #define WMAIN_NOPTIONS (sizeof wmain_options / sizeof wmain_options[0])
 
@@ -126,16 +152,22 @@ wmain_on_signal(int sig, void *arg)
 	rpc_server_shutdown(m->srv, wmain_server_done, m);
 }
 
-/* Maps a long option to the config name it overrides. */
-static const struct {
-	const char *opt;
-	const char *name;
-} wmain_flag_map[] = {
+/* The worker's own flags: each sets one option (lib/cmdline.h adds --config, --set, ...). */
+static const struct cmdline_flag wmain_flags[] = {
 	{ "listen", "listen" }, { "engine", "engine" }, { "traces", "traces" },
 	{ "model", "model" }, { "capacity", "capacity" }, { "log-level", "log_level" },
 	{ "port-file", "port_file" }, { "step-delay", "step_delay" },
 	{ "token-file", "token_file" }, { "tls-cert", "tls.cert" }, { "tls-key", "tls.key" },
 	{ "tls-client-ca", "tls.client_ca" },
+};
+
+static const struct cmdline_program wmain_cmdline = {
+	.name = "certa-worker",
+	.options = wmain_options,
+	.noptions = WMAIN_NOPTIONS,
+	.flags = wmain_flags,
+	.nflags = sizeof wmain_flags / sizeof wmain_flags[0],
+	.usage = wmain_usage,
 };
 
 static void
@@ -260,114 +292,29 @@ wmain_log_auth(const char *addr, const struct wmain_cred *wc)
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "listen", required_argument, NULL, 0 },
-		{ "engine", required_argument, NULL, 0 },
-		{ "traces", required_argument, NULL, 0 },
-		{ "model", required_argument, NULL, 0 },
-		{ "capacity", required_argument, NULL, 0 },
-		{ "log-level", required_argument, NULL, 0 },
-		{ "port-file", required_argument, NULL, 0 },
-		{ "step-delay", required_argument, NULL, 0 },
-		{ "token-file", required_argument, NULL, 0 },
-		{ "tls-cert", required_argument, NULL, 0 },
-		{ "tls-key", required_argument, NULL, 0 },
-		{ "tls-client-ca", required_argument, NULL, 0 },
-		{ "config", required_argument, NULL, 'c' },
-		{ "set", required_argument, NULL, 's' },
-		{ "check-config", no_argument, NULL, 'C' },
-		{ "print-config", no_argument, NULL, 'P' },
-		{ "print-config-man", no_argument, NULL, 'M' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
+	struct cmdline *cl = NULL;
 	struct config *cfg = NULL;
 	struct engine *engine = NULL;
 	struct worker *w = NULL;
 	struct wmain m;
 	struct engine_options eo;
 	const struct rpc_method *methods, *hmethods;
-	size_t nmethods, nhmethods, i;
+	size_t nmethods, nhmethods;
 	char err[512];
-	const char *config_path = NULL, *port_file;
+	const char *port_file;
 	enum log_level lvl;
 	struct wmain_cred wc;
 	struct wauth_options wo;
-	int c, idx, rc, port = 0, check_only = 0;
-	char **sets = calloc((size_t)argc + 1, sizeof *sets);
-	size_t nsets = 0;
+	int rc, port = 0, check_only;
 
 	memset(&m, 0, sizeof m);
 	memset(&wc, 0, sizeof wc);
 	log_init("certa-worker", LOG_FORMAT_AUTO, LOG_LVL_INFO);
-	if (sets == NULL || config_new(wmain_options, WMAIN_NOPTIONS, &cfg) != 0)
-		return 1;
-	/* First pass: collect overrides; the config file (if any) is applied before them. */
-	while ((c = getopt_long(argc, argv, "c:s:hV", longopts, &idx)) != -1) {
-		switch (c) {
-		case 0:
-			for (i = 0; i < sizeof wmain_flag_map / sizeof wmain_flag_map[0]; i++) {
-				if (strcmp(wmain_flag_map[i].opt, longopts[idx].name) != 0)
-					continue;
-				if (asprintf(&sets[nsets++], "%s=%s", wmain_flag_map[i].name,
-				    optarg) < 0)
-					return 1;
-			}
-			break;
-		case 'c':
-			config_path = optarg;
-			break;
-		case 's':
-			sets[nsets++] = strdup(optarg);
-			break;
-		case 'C':
-			check_only = 1;
-			break;
-		case 'P':
-		case 'M':
-			/* Documentation exits at once; free what was parsed so far (LSan-clean). */
-			config_write_doc(wmain_options, WMAIN_NOPTIONS, stdout,
-			    c == 'P' ? CONFIG_DOC_INI : CONFIG_DOC_MAN);
-			config_free(cfg);
-			for (i = 0; i < nsets; i++)
-				free(sets[i]);
-			free(sets);
-			return ferror(stdout) ? 1 : 0;
-		case 'h':
-			wmain_usage(stdout);
-			return 0;
-		case 'V':
-			printf("certa-worker %s\n", CERTA_VERSION);
-			return 0;
-		default:
-			wmain_usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "certa-worker: unexpected argument '%s'\n", argv[optind]);
-		wmain_usage(stderr);
-		return 2;
-	}
-	if (config_path != NULL && config_load_file(cfg, config_path, err, sizeof err) != 0) {
-		fprintf(stderr, "certa-worker: %s\n", err);
-		return 2;
-	}
-	for (i = 0; i < nsets; i++) {
-		char *eq = strchr(sets[i], '=');
-		if (eq == NULL) {
-			fprintf(stderr, "certa-worker: --set expects KEY=VALUE, got '%s'\n", sets[i]);
-			return 2;
-		}
-		*eq = '\0';
-		if (config_set(cfg, sets[i], eq + 1, err, sizeof err) != 0) {
-			fprintf(stderr, "certa-worker: --set: %s\n", err);
-			return 2;
-		}
-		free(sets[i]);
-	}
-	free(sets);
+	rc = cmdline_parse(&wmain_cmdline, argc, argv, &cl, &cfg);
+	if (rc != CMDLINE_RUN)
+		return rc;
+	check_only = cmdline_check_only(cl);
+	cmdline_free(cl);
 	if (wmain_cred_load(cfg, &wc, err, sizeof err) != 0) {
 		fprintf(stderr, "certa-worker: %s\n", err);
 		config_free(cfg);

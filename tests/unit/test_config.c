@@ -22,26 +22,33 @@ static const char *const policies[] = { "fifo", "fair", "certainty", NULL };
 static const char *const formats[] = { "plain", "journal", NULL };
 
 static const struct config_option opts[] = {
-	{ "name", CONFIG_STRING, "certad", 0, 0, NULL, "Instance name" },
-	{ "threads", CONFIG_INT, "8", 1, 1000, NULL, "Worker threads" },
-	{ "ratio", CONFIG_DOUBLE, "0.5", 0, 1, NULL, "Share of capacity for retries" },
-	{ "verbose", CONFIG_BOOL, "no", 0, 0, NULL, "Log more" },
-	{ "store.path", CONFIG_STRING, "/var/lib/certa", 0, 0, NULL, "Database directory" },
-	{ "store.map_size", CONFIG_SIZE, "1G", 1 << 20, 1099511627776.0, NULL,
-		"LMDB map size" },
-	{ "store.cache", CONFIG_SIZE, "0", 0, 0, NULL, "Cache size" },
-	{ "store.sync", CONFIG_BOOL, "yes", 0, 0, NULL, "fsync on commit" },
-	{ "daemon.worker", CONFIG_LIST, "127.0.0.1:7701, 127.0.0.1:7702", 0, 0, NULL,
-		"Worker address" },
-	{ "daemon.policy", CONFIG_ENUM, "fair", 0, 0, policies, "Scheduling policy" },
-	{ "daemon.timeout", CONFIG_DURATION, "30s", 1, 3600000, NULL, "Step deadline" },
-	{ "daemon.linger", CONFIG_DURATION, "250", 0, 0, NULL, "Grace period" },
-	{ "daemon.listen", CONFIG_STRING, NULL, 0, 0, NULL, "Listen address" },
-	{ "daemon.offset", CONFIG_INT, NULL, 0, 0, NULL, "Unbounded integer" },
-	{ "daemon.log_format", CONFIG_ENUM, NULL, 0, 0, formats, "Log format" },
-	{ "daemon.peers", CONFIG_LIST, NULL, 0, 0, NULL, "Peer list" },
-	{ "daemon.banner", CONFIG_STRING, "  padded; # value \"q\"  ", 0, 0, NULL, "Banner" },
-	{ "sched.alpha", CONFIG_DOUBLE, NULL, 0, 0, NULL, "Unset number" },
+	{ .name = "name", .type = CONFIG_STRING, .def = "certad", .help = "Instance name" },
+	{ .name = "threads", .type = CONFIG_INT, .def = "8", .min = 1, .max = 1000,
+	  .help = "Worker threads" },
+	{ .name = "ratio", .type = CONFIG_DOUBLE, .def = "0.5", .min = 0, .max = 1,
+	  .help = "Share of capacity for retries" },
+	{ .name = "verbose", .type = CONFIG_BOOL, .def = "no", .help = "Log more" },
+	{ .name = "store.path", .type = CONFIG_STRING, .def = "/var/lib/certa",
+	  .help = "Database directory" },
+	{ .name = "store.map_size", .type = CONFIG_SIZE, .def = "1G", .min = 1 << 20,
+	  .max = 1099511627776.0, .help = "LMDB map size" },
+	{ .name = "store.cache", .type = CONFIG_SIZE, .def = "0", .help = "Cache size" },
+	{ .name = "store.sync", .type = CONFIG_BOOL, .def = "yes", .help = "fsync on commit" },
+	{ .name = "daemon.worker", .type = CONFIG_LIST, .def = "127.0.0.1:7701, 127.0.0.1:7702",
+	  .help = "Worker address" },
+	{ .name = "daemon.policy", .type = CONFIG_ENUM, .def = "fair", .choices = policies,
+	  .help = "Scheduling policy" },
+	{ .name = "daemon.timeout", .type = CONFIG_DURATION, .def = "30s", .min = 1, .max = 3600000,
+	  .help = "Step deadline" },
+	{ .name = "daemon.linger", .type = CONFIG_DURATION, .def = "250", .help = "Grace period" },
+	{ .name = "daemon.listen", .type = CONFIG_STRING, .help = "Listen address" },
+	{ .name = "daemon.offset", .type = CONFIG_INT, .help = "Unbounded integer" },
+	{ .name = "daemon.log_format", .type = CONFIG_ENUM, .choices = formats,
+	  .help = "Log format" },
+	{ .name = "daemon.peers", .type = CONFIG_LIST, .help = "Peer list" },
+	{ .name = "daemon.banner", .type = CONFIG_STRING, .def = "  padded; # value \"q\"  ",
+	  .help = "Banner" },
+	{ .name = "sched.alpha", .type = CONFIG_DOUBLE, .help = "Unset number" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -655,17 +662,17 @@ test_write_doc_ini(void **state)
 			opts[i].name;
 		if (strstr(doc, opts[i].help) == NULL)
 			fail_msg("help of %s missing", opts[i].name);
-		if (opts[i].default_value == NULL) {
+		if (opts[i].def == NULL) {
 			snprintf(line, sizeof line, "\n# %s = <", key);
 			if (strstr(doc, line) == NULL)
 				fail_msg("placeholder for %s missing:\n%s", opts[i].name, doc);
 			continue;
 		}
-		snprintf(line, sizeof line, "# Default: %s.\n", opts[i].default_value);
+		snprintf(line, sizeof line, "# Default: %s.\n", opts[i].def);
 		if (strstr(doc, line) == NULL)
 			fail_msg("default of %s missing:\n%s", opts[i].name, doc);
 		if (opts[i].type != CONFIG_LIST && strcmp(opts[i].name, "daemon.banner") != 0) {
-			snprintf(line, sizeof line, "\n#%s = %s\n", key, opts[i].default_value);
+			snprintf(line, sizeof line, "\n#%s = %s\n", key, opts[i].def);
 			if (strstr(doc, line) == NULL)
 				fail_msg("line for %s missing:\n%s", opts[i].name, doc);
 		}
@@ -725,9 +732,9 @@ test_write_doc_man(void **state)
 			fail_msg("%s missing:\n%s", opts[i].name, doc);
 		if (strstr(doc, opts[i].help) == NULL)
 			fail_msg("help of %s missing", opts[i].name);
-		if (opts[i].default_value == NULL)
+		if (opts[i].def == NULL)
 			continue;
-		snprintf(line, sizeof line, "Default: \\fB%s\\fR.\n", opts[i].default_value);
+		snprintf(line, sizeof line, "Default: \\fB%s\\fR.\n", opts[i].def);
 		if (strstr(doc, line) == NULL)
 			fail_msg("default of %s missing:\n%s", opts[i].name, doc);
 	}
@@ -741,7 +748,8 @@ static void
 test_doc_roff_escaping(void **state)
 {
 	static const struct config_option t[] = {
-		{ "my-opt", CONFIG_STRING, "a\\b-c", 0, 0, NULL, ".starts with a dot" },
+		{ .name = "my-opt", .type = CONFIG_STRING, .def = "a\\b-c",
+		  .help = ".starts with a dot" },
 	};
 	char *buf = NULL;
 	size_t len = 0;
@@ -865,8 +873,8 @@ static void
 table_duplicate(void)
 {
 	static const struct config_option t[] = {
-		{ "a", CONFIG_INT, "1", 0, 0, NULL, "a" },
-		{ "a", CONFIG_INT, "2", 0, 0, NULL, "a again" },
+		{ .name = "a", .type = CONFIG_INT, .def = "1", .help = "a" },
+		{ .name = "a", .type = CONFIG_INT, .def = "2", .help = "a again" },
 	};
 	struct config *cfg = NULL;
 
@@ -877,7 +885,8 @@ static void
 table_bad_default(void)
 {
 	static const struct config_option t[] = {
-		{ "a", CONFIG_INT, "7", 1, 5, NULL, "out of its own range" },
+		{ .name = "a", .type = CONFIG_INT, .def = "7", .min = 1, .max = 5,
+		  .help = "out of its own range" },
 	};
 	struct config *cfg = NULL;
 
@@ -888,7 +897,7 @@ static void
 table_enum_without_choices(void)
 {
 	static const struct config_option t[] = {
-		{ "a", CONFIG_ENUM, NULL, 0, 0, NULL, "no choices" },
+		{ .name = "a", .type = CONFIG_ENUM, .help = "no choices" },
 	};
 	struct config *cfg = NULL;
 
