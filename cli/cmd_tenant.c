@@ -150,8 +150,10 @@ const struct cmd_entry cmd_tenant_rm_entry = {
 	.name = "tenant rm",
 	.usage = "NAME",
 	.summary = "delete a tenant",
-	.help = "Deletes tenant NAME and its API keys.  Refused (FAILED_PRECONDITION) while the\n"
-	    "tenant has programs queued or running: cancel them first.",
+	.help = "Deletes tenant NAME, its API keys and its policy (with its history).  Refused\n"
+	    "(FAILED_PRECONDITION) while the tenant has programs queued or running: cancel them\n"
+	    "first.  Its finished programs are nobody's from then on, also for a tenant created\n"
+	    "again under the same name, and retention removes them.",
 	.options = NULL,
 	.min_args = 1,
 	.max_args = 1,

@@ -169,11 +169,15 @@ admin_delete_tenant(struct rpc_call *call, const ProtobufCMessage *msg, void *ct
 	char err[512] = "";
 	int rc;
 
-	rc = tenants_delete(core_tenants(c), req->name, err, sizeof err);
+	/* The tenant's policies go in the same transaction: a tenant created later under this
+	 * name starts on the default policy with an empty history. */
+	rc = tenants_delete(core_tenants(c), req->name, policies_delete_txn, req->name, err,
+	    sizeof err);
 	if (rc != 0) {
 		admin_fail(call, rc, err);
 		return;
 	}
+	policies_forget(core_policies(c), req->name);
 	fair_remove(core_fair(c), req->name);
 	log_notice(LOG_ADMIN, "%s deleted tenant %s", rpc_call_identity(call), req->name);
 	admin_end_stale_streams(c, req->name, "deleted with its tenant");

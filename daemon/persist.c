@@ -40,12 +40,13 @@ persist_txn(struct store_txn *txn, void *arg)
 	rec.program = &pb.msg;
 	rec.step_count = p->steps;
 	rec.budget = p->budget;
+	rec.tenant_uid = p->tenant_uid;
 	rc = store_put(txn, STORE_DB_PROGRAMS, p->id, &rec.base);
 	if (rc != 0)
 		goto out;
 	if (cp->first && p->idempotency_key[0] != '\0') {
 		Certa__V1__IdempotencyRecord ir = CERTA__V1__IDEMPOTENCY_RECORD__INIT;
-		snprintf(key, sizeof key, "%s/%s", p->tenant, p->idempotency_key);
+		persist_idem_key(p->tenant, p->tenant_uid, p->idempotency_key, key, sizeof key);
 		ir.program_id = p->id;
 		ir.created_unix_ms = p->created_ms;
 		rc = store_add(txn, STORE_DB_IDEMPOTENCY, key, &ir.base);
@@ -76,6 +77,7 @@ persist_txn(struct store_txn *txn, void *arg)
 		h.program = &pb.msg;
 		h.n_requests = p->n;
 		h.requests = rr;
+		h.tenant_uid = p->tenant_uid;
 		snprintf(key, sizeof key, "%016llx/%s", (unsigned long long)p->finished_ms, p->id);
 		rc = store_put(txn, STORE_DB_HISTORY, key, &h.base);
 	}
@@ -87,6 +89,15 @@ out:
 	free(rr);
 	program_pb_free(&pb);
 	return rc;
+}
+
+void
+persist_idem_key(const char *tenant, uint64_t uid, const char *key, char *buf, size_t len)
+{
+	if (uid == 0)
+		snprintf(buf, len, "%s/%s", tenant, key);
+	else
+		snprintf(buf, len, "%s/%016llx/%s", tenant, (unsigned long long)uid, key);
 }
 
 int

@@ -6,6 +6,9 @@
 #ifndef CERTA_DAEMON_PERSIST_H
 #define CERTA_DAEMON_PERSIST_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 struct core;
 struct program;
 
@@ -15,5 +18,10 @@ struct program;
 int persist_write(struct core *c, struct program *p, int all_chains, int history, int first);
 /* persist_write without the idempotency key: every later write. */
 int persist_program(struct core *c, struct program *p, int all_chains, int history);
+
+/* The idempotency DB key of a client's key: "<tenant>/<uid, 16 hex>/<key>", so a tenant
+ * re-created under the same name (another uid) never meets the old tenant's keys; a tenant of
+ * uid 0 (from before uids) keeps the old "<tenant>/<key>".  Truncated to len. */
+void persist_idem_key(const char *tenant, uint64_t uid, const char *key, char *buf, size_t len);
 
 #endif

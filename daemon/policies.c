@@ -379,6 +379,72 @@ policies_history_free(Certa__V1__PolicyHistoryReply *out)
 	out->n_entries = 0;
 }
 
+struct policies_del {
+	char **keys;
+	size_t n, cap;
+};
+
+static int
+policies_del_collect(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+{
+	struct policies_del *d = arg;
+
+	(void)keylen;
+	(void)msg;
+	if (d->n == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 16;
+		char **nk = realloc(d->keys, ncap * sizeof *nk);
+		if (nk == NULL)
+			return -ENOMEM;
+		d->keys = nk;
+		d->cap = ncap;
+	}
+	d->keys[d->n] = strdup(key);
+	if (d->keys[d->n] == NULL)
+		return -ENOMEM;
+	d->n++;
+	return 0;
+}
+
+int
+policies_delete_txn(struct store_txn *txn, void *arg)
+{
+	const char *name = arg;
+	struct policies_del d = { NULL, 0, 0 };
+	char prefix[160];
+	size_t i;
+	int rc;
+
+	if (name == NULL || name[0] == '\0' || strcmp(name, "default") == 0 ||
+	    strchr(name, '@') != NULL)
+		return -EINVAL;
+	/* Collect first: no deletes while scanning the DB. */
+	snprintf(prefix, sizeof prefix, "%s@", name);
+	rc = store_scan(txn, STORE_DB_POLICIES, prefix, NULL, policies_del_collect, &d);
+	if (rc < 0)
+		goto free_keys;
+	rc = 0;
+	for (i = 0; i < d.n && rc == 0; i++)
+		rc = store_del(txn, STORE_DB_POLICIES, d.keys[i]);
+	if (rc == 0) {
+		rc = store_del(txn, STORE_DB_POLICIES, name);
+		if (rc == CERTA_ENOTFOUND)
+			rc = 0;
+	}
+free_keys:
+	for (i = 0; i < d.n; i++)
+		free(d.keys[i]);
+	free(d.keys);
+	return rc;
+}
+
+void
+policies_forget(struct policies *ps, const char *name)
+{
+	free(strmap_del(ps->cur, name));
+	ps->generation++;
+}
+
 int
 policies_rollback(struct policies *ps, const char *name, uint32_t version, const char *who,
     char *err, size_t errlen)

@@ -18,6 +18,7 @@
 #include "scheduler/sched.h"
 
 struct store;
+struct store_txn;
 struct policies;
 
 int policies_open(struct store *st, const struct sched_policy *base, struct policies **out);
@@ -49,5 +50,14 @@ int policies_rollback(struct policies *ps, const char *name, uint32_t version, c
 int policies_history(const struct policies *ps, const char *name,
     Certa__V1__PolicyHistoryReply *out);
 void policies_history_free(Certa__V1__PolicyHistoryReply *out);
+
+/* A store_txn_fn (arg: the name, a C string) deleting every policy record of that name, the
+ * current one and its "<name>@<version>" audit trail, inside the caller's write transaction
+ * (a tenant's deletion: tenants_delete).  Re-runnable.  Names without records are fine;
+ * "default" is -EINVAL.  Follow a commit with policies_forget. */
+int policies_delete_txn(struct store_txn *txn, void *name);
+/* Drops the cached current policy of `name` (after policies_delete_txn committed): the name
+ * falls back to the default from now on (the generation changes). */
+void policies_forget(struct policies *ps, const char *name);
 
 #endif

@@ -474,6 +474,7 @@ program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestReco
 	p->state = (enum program_state)pm->state;
 	p->certaindex = pm->certaindex;
 	p->steps = rec->step_count;
+	p->tenant_uid = rec->tenant_uid;
 	if (pm->result != NULL) {
 		if (program_set_str(&p->answer, pm->result->answer) != 0 ||
 		    program_set_str(&p->error_message, pm->result->error_message) != 0)

@@ -62,6 +62,7 @@ struct chain {
 struct program {
 	char *id;
 	char *tenant;
+	uint64_t tenant_uid;      /* the tenant's uid at submission (tenants.h); stored */
 	char *problem;
 	char *model;
 	char *idempotency_key;

@@ -8,11 +8,26 @@
 
 #include "daemon/dispatch.h"
 #include "daemon/program.h"
+#include "daemon/tenants.h"
 #include "lib/array.h"
 #include "lib/error.h"
 #include "lib/rpc_server.h"
 #include "lib/strmap.h"
 #include "store/store.h"
+
+/*
+ * Whose a program is: the tenant of that name with the uid the program was submitted under.
+ * A tenant removed and created again under the same name has another uid, so the programs of
+ * the removed one are nobody's (NOT_FOUND to everyone) until retention removes them.
+ */
+static bool
+queries_owned(struct core *c, const char *tenant, const char *ptenant, uint64_t puid)
+{
+	uint64_t uid;
+
+	return ptenant != NULL && strcmp(ptenant, tenant) == 0 &&
+	    tenants_uid(c->tenants, tenant, &uid) == 0 && uid == puid;
+}
 
 /* Reads a stored program record; CERTA_ENOTFOUND when absent or another tenant's. */
 struct queries_get_ctx {
@@ -40,7 +55,8 @@ queries_get(struct core *c, const char *tenant, const char *id, Certa__V1__Progr
 	rc = store_view(c->st, queries_get_txn, &g);
 	if (rc != 0)
 		return rc;
-	if (g.rec->program == NULL || strcmp(g.rec->program->tenant, tenant) != 0) {
+	if (g.rec->program == NULL ||
+	    !queries_owned(c, tenant, g.rec->program->tenant, g.rec->tenant_uid)) {
 		certa__v1__program_record__free_unpacked(g.rec, NULL);
 		return CERTA_ENOTFOUND;
 	}
@@ -60,7 +76,7 @@ queries_watch(struct core *c, const char *tenant, const char *id, struct rpc_cal
 	int rc;
 
 	if (p != NULL && !program_is_terminal(p)) {
-		if (strcmp(p->tenant, tenant) != 0)
+		if (!queries_owned(c, tenant, p->tenant, p->tenant_uid))
 			return CERTA_ENOTFOUND;
 		return program_watch(p, watcher);
 	}
@@ -92,7 +108,8 @@ queries_cancel(struct core *c, const char *tenant, const char *id, int *state)
 	Certa__V1__Program *pm;
 	int rc;
 
-	if (p != NULL && strcmp(p->tenant, tenant) == 0 && !program_is_terminal(p)) {
+	if (p != NULL && queries_owned(c, tenant, p->tenant, p->tenant_uid) &&
+	    !program_is_terminal(p)) {
 		dispatch_finalize(c, p, PROGRAM_CANCELLED, SCHED_REASON_CANCELLED, p->answer, 0, NULL);
 		*state = PROGRAM_CANCELLED;
 		return 0;
@@ -107,6 +124,7 @@ queries_cancel(struct core *c, const char *tenant, const char *id, int *state)
 
 struct queries_list_ctx {
 	const char *tenant;
+	uint64_t uid;
 	int state;
 	const char *before;       /* page token: ids strictly older */
 	char **ids;
@@ -120,7 +138,8 @@ queries_list_scan(const char *key, size_t keylen, const ProtobufCMessage *msg, v
 	const Certa__V1__ProgramRecord *rec = (const Certa__V1__ProgramRecord *)msg;
 
 	(void)keylen;
-	if (rec->program == NULL || strcmp(rec->program->tenant, l->tenant) != 0)
+	if (rec->program == NULL || rec->tenant_uid != l->uid ||
+	    strcmp(rec->program->tenant, l->tenant) != 0)
 		return 0;
 	if (l->state != 0 && (int)rec->program->state != l->state)
 		return 0;
@@ -150,10 +169,12 @@ queries_list(struct core *c, const char *tenant, int state, uint32_t page_size,
 	int rc;
 
 	memset(&l, 0, sizeof l);
+	certa__v1__list_reply__init(reply);
+	if (tenants_uid(c->tenants, tenant, &l.uid) != 0)
+		return 0;   /* no such tenant: nothing is its */
 	l.tenant = tenant;
 	l.state = state;
 	l.before = page_token;
-	certa__v1__list_reply__init(reply);
 	if (page_size == 0)
 		page_size = 50;
 	if (page_size > 1000)

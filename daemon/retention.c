@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/persist.h"
 #include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
@@ -68,7 +69,8 @@ retention_programs(const char *key, size_t keylen, const ProtobufCMessage *msg, 
 		return 0;
 	rc = retention_add(&pr->keys[0], &pr->n[0], &pr->cap[0], key);
 	if (rc == 0 && pm->spec != NULL && pm->spec->idempotency_key[0] != '\0') {
-		snprintf(ik, sizeof ik, "%s/%s", pm->tenant, pm->spec->idempotency_key);
+		persist_idem_key(pm->tenant, rec->tenant_uid, pm->spec->idempotency_key, ik,
+		    sizeof ik);
 		rc = retention_add(&pr->keys[2], &pr->n[2], &pr->cap[2], ik);
 	}
 	if (rc != 0)

@@ -119,8 +119,8 @@ submit_idem_txn(struct store_txn *txn, void *arg)
 /* A Submit that repeats an idempotency key gets the program the key created: accepted with
  * duplicate set, then its events (or its final event).  CERTA_ENOTFOUND: a new key. */
 static int
-submit_idempotent(struct core *c, const char *tenant, const char *ikey, struct rpc_call *watcher,
-    char *err, size_t errlen)
+submit_idempotent(struct core *c, const char *tenant, uint64_t uid, const char *ikey,
+    struct rpc_call *watcher, char *err, size_t errlen)
 {
 	struct submit_idem g;
 	char key[512];
@@ -131,7 +131,7 @@ submit_idempotent(struct core *c, const char *tenant, const char *ikey, struct r
 		snprintf(err, errlen, "program.idempotency_key is longer than 128 bytes");
 		return CERTA_EINVAL;
 	}
-	snprintf(key, sizeof key, "%s/%s", tenant, ikey);
+	persist_idem_key(tenant, uid, ikey, key, sizeof key);
 	g.key = key;
 	g.rec = NULL;
 	rc = store_view(c->st, submit_idem_txn, &g);
@@ -140,7 +140,9 @@ submit_idempotent(struct core *c, const char *tenant, const char *ikey, struct r
 	log_info(LOG_SCHED, "program %s: repeated idempotency key from tenant %s",
 	    g.rec->program_id, tenant);
 	p = strmap_get(c->live, g.rec->program_id);
-	if (p != NULL && !program_is_terminal(p)) {
+	if (p != NULL && (p->tenant_uid != uid || strcmp(p->tenant, tenant) != 0)) {
+		rc = CERTA_ENOTFOUND;   /* not this tenant's (cannot happen with the uid in the key) */
+	} else if (p != NULL && !program_is_terminal(p)) {
 		if (watcher != NULL) {
 			events_accepted(p, watcher, 1);
 			program_watch(p, watcher);
@@ -162,13 +164,14 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	uint32_t n;
 	uint64_t budget;
 	char id[64];
+	uint64_t uid;
 	int rc;
 
 	if (c->draining) {
 		snprintf(err, errlen, "certad is shutting down; retry on another instance or later");
 		return CERTA_EUNAVAIL;
 	}
-	if (!tenants_exists(c->tenants, tenant)) {
+	if (tenants_uid(c->tenants, tenant, &uid) != 0) {
 		snprintf(err, errlen, "unknown tenant %s", tenant);
 		return CERTA_EAUTH;
 	}
@@ -177,7 +180,7 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	if (rc != 0)
 		return rc;
 	if (spec->idempotency_key[0] != '\0') {
-		rc = submit_idempotent(c, tenant, spec->idempotency_key, watcher, err, errlen);
+		rc = submit_idempotent(c, tenant, uid, spec->idempotency_key, watcher, err, errlen);
 		if (rc != CERTA_ENOTFOUND)
 			return rc;  /* 0: a retry of an accepted program, answered */
 	}
@@ -189,6 +192,7 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	p = program_new(id, tenant, spec->problem, algo, n, budget);
 	if (p == NULL)
 		return -ENOMEM;
+	p->tenant_uid = uid;
 	if (program_set_str(&p->model, spec->model) != 0 ||
 	    program_set_str(&p->idempotency_key, spec->idempotency_key) != 0) {
 		program_free(p);

@@ -31,6 +31,7 @@ struct tenant_key {
 
 struct tenant {
 	char name[TENANT_NAME_MAX + 1];
+	uint64_t uid;              /* TenantRecord.uid: random, non-zero, fixed at creation */
 	uint32_t weight;
 	int priority;
 	struct tenant_quota q;
@@ -132,6 +133,25 @@ tenants_new_key(struct tenant *t, char *key, size_t keylen, char *key_id, size_t
 	return 0;
 }
 
+/* A uid for a new tenant: random, non-zero, and no current tenant's (a removed tenant's uid
+ * is not remembered; 64 random bits do not repeat in practice). */
+static int
+tenants_new_uid(const struct tenants *ts, uint64_t *uid)
+{
+	size_t i;
+
+	for (;;) {
+		if (getrandom(uid, sizeof *uid, 0) != (ssize_t)sizeof *uid)
+			return -EIO;
+		if (*uid == 0)
+			continue;
+		for (i = 0; i < ts->n && ts->t[i]->uid != *uid; i++)
+			;
+		if (i == ts->n)
+			return 0;
+	}
+}
+
 /* --- persistence --- */
 
 static int
@@ -166,6 +186,7 @@ tenants_put_txn(struct store_txn *txn, void *arg)
 		khp[i] = &kh[i];
 	}
 	rec.tenant = &tp;
+	rec.uid = t->uid;
 	rec.n_keys = t->nkeys;
 	rec.keys = khp;
 	return store_put(txn, STORE_DB_TENANTS, t->name, &rec.base);
@@ -207,6 +228,7 @@ tenants_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, vo
 	if (t == NULL)
 		return -ENOMEM;
 	snprintf(t->name, sizeof t->name, "%s", rec->tenant->name);
+	t->uid = rec->uid;
 	t->weight = rec->tenant->weight ? rec->tenant->weight : 1;
 	t->priority = rec->tenant->priority;
 	if (rec->tenant->quota != NULL) {
@@ -384,6 +406,9 @@ tenants_create(struct tenants *ts, const Certa__V1__Tenant *src, char *key, size
 	}
 	t->created_ms = tenants_now_ms();
 	t->bucket = -1;
+	rc = tenants_new_uid(ts, &t->uid);
+	if (rc != 0)
+		goto fail;
 	rc = tenants_new_key(t, key, keylen, NULL, 0);
 	if (rc != 0)
 		goto fail;
@@ -422,7 +447,9 @@ tenants_ensure(struct tenants *ts, const char *name)
 	t->priority = CERTA__V1__PRIORITY__PRIORITY_NORMAL;
 	t->created_ms = tenants_now_ms();
 	t->bucket = -1;
-	rc = tenants_save(ts, t);
+	rc = tenants_new_uid(ts, &t->uid);
+	if (rc == 0)
+		rc = tenants_save(ts, t);
 	if (rc == 0)
 		rc = tenants_add(ts, t);
 	if (rc != 0)
@@ -469,15 +496,28 @@ tenants_update(struct tenants *ts, const Certa__V1__Tenant *src, char *const *fi
 	return 0;
 }
 
+struct tenants_del {
+	const char *name;
+	int (*also)(struct store_txn *txn, void *arg);
+	void *also_arg;
+};
+
 static int
 tenants_del_txn(struct store_txn *txn, void *arg)
 {
-	return store_del(txn, STORE_DB_TENANTS, arg);
+	struct tenants_del *d = arg;
+	int rc = store_del(txn, STORE_DB_TENANTS, d->name);
+
+	if (rc == 0 && d->also != NULL)
+		rc = d->also(txn, d->also_arg);
+	return rc;
 }
 
 int
-tenants_delete(struct tenants *ts, const char *name, char *err, size_t errlen)
+tenants_delete(struct tenants *ts, const char *name,
+    int (*also)(struct store_txn *txn, void *arg), void *also_arg, char *err, size_t errlen)
 {
+	struct tenants_del d = { name, also, also_arg };
 	struct tenant *t = tenants_find(ts, name);
 	size_t i;
 	int rc;
@@ -491,7 +531,7 @@ tenants_delete(struct tenants *ts, const char *name, char *err, size_t errlen)
 		    name, (unsigned long long)(t->st.queued + t->st.running));
 		return CERTA_ESTATE;
 	}
-	rc = store_update(ts->st, tenants_del_txn, t->name);
+	rc = store_update(ts->st, tenants_del_txn, &d);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot delete tenant: %s", certa_strerror(rc));
 		return rc;
@@ -502,7 +542,7 @@ tenants_delete(struct tenants *ts, const char *name, char *err, size_t errlen)
 			break;
 		}
 	}
-	log_notice(LOG_ADMIN, "tenant %s deleted", name);
+	log_notice(LOG_ADMIN, "tenant %s deleted (uid %016llx)", name, (unsigned long long)t->uid);
 	free(t);
 	return 0;
 }
@@ -604,6 +644,17 @@ bool
 tenants_exists(const struct tenants *ts, const char *name)
 {
 	return tenants_find(ts, name) != NULL;
+}
+
+int
+tenants_uid(const struct tenants *ts, const char *name, uint64_t *uid)
+{
+	struct tenant *t = tenants_find(ts, name);
+
+	if (t == NULL)
+		return CERTA_ENOTFOUND;
+	*uid = t->uid;
+	return 0;
 }
 
 size_t

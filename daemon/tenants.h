@@ -6,6 +6,11 @@
  * public (shown in listings, used to find the tenant), the whole key is shown once at creation
  * and only its SHA-256 is stored; verification compares hashes in constant time.
  *
+ * Every tenant has a uid (TenantRecord.uid): 64 random bits, non-zero, fixed when the tenant is
+ * created and never given to another current tenant.  Programs, history and idempotency keys
+ * carry it, so a tenant removed and created again under the same name (another uid) sees
+ * nothing of the old one.  Tenants stored before uids existed keep uid 0 and their data.
+ *
  * Quotas (per tenant, 0 = the server default from configuration): concurrent programs, tokens
  * per minute (a token bucket charged as steps complete), budget per program, sc n, prompt
  * bytes.  tenants_admit() checks all of them before anything is written.
@@ -24,6 +29,7 @@
 #include "certa/v1/admin.pb-c.h"
 
 struct store;
+struct store_txn;
 struct tenants;
 
 #define TENANTS_KEY_MAX 96
@@ -56,7 +62,12 @@ int tenants_ensure(struct tenants *ts, const char *name);
  * listed = all settable fields). */
 int tenants_update(struct tenants *ts, const Certa__V1__Tenant *t, char *const *fields,
     size_t nfields, char *err, size_t errlen);
-int tenants_delete(struct tenants *ts, const char *name, char *err, size_t errlen);
+/* Deletes a tenant without programs in progress (CERTA_ESTATE otherwise).  `also` (may be
+ * NULL) runs inside the deleting LMDB transaction with also_arg (e.g. policies_delete_txn, so
+ * the tenant's policies go with it); it must be re-runnable (store.h), and its error aborts the
+ * deletion.  The tenant's memory (accounting, quota bucket) goes with it. */
+int tenants_delete(struct tenants *ts, const char *name,
+    int (*also)(struct store_txn *txn, void *arg), void *also_arg, char *err, size_t errlen);
 int tenants_rotate_key(struct tenants *ts, const char *name, bool revoke_others, char *key,
     size_t keylen, char *key_id, size_t idlen);
 int tenants_revoke_key(struct tenants *ts, const char *name, const char *key_id);
@@ -66,6 +77,8 @@ int tenants_revoke_key(struct tenants *ts, const char *name, const char *key_id)
 int tenants_authenticate(struct tenants *ts, const char *authorization, const char **tenant);
 
 bool tenants_exists(const struct tenants *ts, const char *name);
+/* The tenant's uid into *uid (0: a tenant from before uids).  CERTA_ENOTFOUND: no tenant. */
+int tenants_uid(const struct tenants *ts, const char *name, uint64_t *uid);
 size_t tenants_count(const struct tenants *ts);
 const char *tenants_name_at(const struct tenants *ts, size_t i);
 uint32_t tenants_weight(const struct tenants *ts, const char *name);

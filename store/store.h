@@ -57,7 +57,8 @@ enum store_db {
 	STORE_DB_TENANTS,   /* "tenants": tenant name -> certa.v1.TenantRecord */
 	STORE_DB_POLICIES,  /* "policies": name or "<name>@<version>" -> certa.v1.PolicyRecord */
 	STORE_DB_HISTORY,   /* "history": "<finished_unix_ms:016x>/<id>" -> certa.v1.HistoryRecord */
-	STORE_DB_IDEMPOTENCY, /* "idempotency": "<tenant>/<key>" -> certa.v1.IdempotencyRecord */
+	STORE_DB_IDEMPOTENCY, /* "idempotency": "<tenant>/<tenant uid:016x>/<key>" (uid 0:
+	                       * "<tenant>/<key>") -> certa.v1.IdempotencyRecord */
 	STORE_DB_COUNT
 };
 

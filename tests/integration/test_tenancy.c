@@ -546,6 +546,99 @@ test_admin_credentials(void **state)
 	}
 }
 
+/* Runs a program with an idempotency key; returns whether Accepted said "duplicate". */
+static int
+run_with_idem(struct env *e, const char *key, const char *idem, char *id, size_t idlen)
+{
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	Certa__V1__ProgramEvent *ev;
+	struct rpc_stream *s;
+	int dup = -1;
+
+	spec.problem = (char *)e->tr->problem;
+	spec.idempotency_key = (char *)idem;
+	assert_int_equal(certa_client_submit(e->ch, &spec, key, 60000, &s), 0);
+	while (rpc_sync_stream_next(s, 30000, (ProtobufCMessage **)&ev) == 1) {
+		if (ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED) {
+			dup = ev->accepted->duplicate;
+			snprintf(id, idlen, "%s", ev->accepted->program_id);
+		}
+		protobuf_c_message_free_unpacked(&ev->base, NULL);
+	}
+	assert_int_equal(rpc_sync_stream_close(s, NULL), GRPC_STATUS_OK);
+	assert_true(dup >= 0);
+	return dup;
+}
+
+/*
+ * A removed tenant's name reused for a new tenant: the new tenant sees nothing of the old one
+ * (programs by Get and List, idempotency keys, policies), also after a restart.
+ */
+static void
+test_reused_tenant_name(void **state)
+{
+	struct env *e = *state;
+	Certa__V1__TenantRef tr = CERTA__V1__TENANT_REF__INIT;
+	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
+	Certa__V1__ListRequest l = CERTA__V1__LIST_REQUEST__INIT;
+	Certa__V1__ListReply *lr = NULL;
+	Certa__V1__PolicyRef pr = CERTA__V1__POLICY_REF__INIT;
+	Certa__V1__PolicyHistoryReply *h = NULL;
+	char k_old[128], k_new[128], id_old[64], id_new[64], msg[512], text[8192];
+	int round;
+
+	HARNESS_NEED_TRACES(e);
+	start(e, "0", NULL);
+	create_tenant(e, "bravo", 1, NULL, k_old, sizeof k_old);
+	assert_int_equal(set_policy(e, "bravo", "step_tokens = 128\n", NULL, NULL, msg,
+	    sizeof msg), GRPC_STATUS_OK);
+	assert_int_equal(run_with_idem(e, k_old, "idem-1", id_old, sizeof id_old), 0);
+
+	tr.name = (char *)"bravo";
+	assert_int_equal(call(e->adm, "/certa.v1.Admin/DeleteTenant", &tr.base,
+	    &certa__v1__delete_tenant_reply__descriptor, NULL, NULL, msg, sizeof msg),
+	    GRPC_STATUS_OK);
+	create_tenant(e, "bravo", 1, NULL, k_new, sizeof k_new);
+
+	for (round = 0; round < 2; round++) {
+		g.program_id = id_old;
+		assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
+		    &certa__v1__program__descriptor, k_new, NULL, msg, sizeof msg),
+		    GRPC_STATUS_NOT_FOUND);
+		assert_int_equal(call(e->ch, "/certa.v1.Reasoning/List", &l.base,
+		    &certa__v1__list_reply__descriptor, k_new, (ProtobufCMessage **)&lr, NULL, 0),
+		    GRPC_STATUS_OK);
+		assert_int_equal(lr->n_programs, round);   /* round 1: its own program only */
+		if (round == 1)
+			assert_string_equal(lr->programs[0]->id, id_new);
+		protobuf_c_message_free_unpacked(&lr->base, NULL);
+		/* The old tenant's policy and its history are gone with it. */
+		assert_int_equal(policy_version(e, "bravo", text, sizeof text), 0);
+		assert_null(strstr(text, "step_tokens = 128"));
+		pr.tenant = (char *)"bravo";
+		assert_int_equal(call(e->adm, "/certa.v1.Admin/PolicyHistory", &pr.base,
+		    &certa__v1__policy_history_reply__descriptor, NULL, (ProtobufCMessage **)&h,
+		    NULL, 0), GRPC_STATUS_OK);
+		assert_int_equal(h->n_entries, 0);
+		protobuf_c_message_free_unpacked(&h->base, NULL);
+		if (round == 1)
+			break;
+		/* The old idempotency key is not the new tenant's: a new program. */
+		assert_int_equal(run_with_idem(e, k_new, "idem-1", id_new, sizeof id_new), 0);
+		assert_string_not_equal(id_new, id_old);
+		/* And the same after a restart (nothing lives only in memory). */
+		harness_kill9(e->d);
+		harness_proc_free(e->d);
+		e->d = NULL;
+		rpc_channel_free(e->ch);
+		rpc_channel_free(e->adm);
+		harness_kill9(e->w);
+		harness_proc_free(e->w);
+		e->w = NULL;
+		start(e, "0", NULL);
+	}
+}
+
 int
 main(void)
 {
@@ -557,6 +650,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_policy_validation_and_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_policy_applies_next_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admin_credentials, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reused_tenant_name, setup, teardown),
 	};
 	int rc;
 

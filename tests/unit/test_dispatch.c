@@ -1,7 +1,7 @@
 /* test_dispatch.c — the daemon core's dispatch order (daemon/dispatch.c) on a real core: real
  * LMDB in a temporary directory, no workers, no processes.  Programs are submitted through
  * submit_program and the order a pass would offer them to workers is read with
- * dispatch_order. */
+ * dispatch_order.  Also what the queries see of a removed tenant's programs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -236,6 +236,71 @@ test_deadline_ends_program_without_step(void **state)
 	protobuf_c_message_free_unpacked(&pm->base, NULL);
 }
 
+/* The newest program of `who` in *id (List); returns how many it has. */
+static size_t
+list_newest(struct fx *f, const char *who, char *id, size_t idlen)
+{
+	Certa__V1__ListReply lr;
+	size_t n;
+
+	assert_int_equal(queries_list(f->c, who, 0, 0, "", &lr), 0);
+	n = lr.n_programs;
+	if (n > 0 && id != NULL)
+		snprintf(id, idlen, "%s", lr.programs[0]->id);
+	queries_list_free(&lr);
+	return n;
+}
+
+static void
+submit_idem(struct fx *f, const char *who, const char *idem)
+{
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = idem };
+
+	spec.problem = "a problem";
+	assert_int_equal(submit_program(f->c, who, &spec, NULL, f->err, sizeof f->err), 0);
+}
+
+/* A tenant removed and created again under the same name (another uid) sees nothing of the
+ * old one: Get, Cancel and List say NOT_FOUND / nothing, its idempotency key makes a new
+ * program; the same after a restart. */
+static void
+test_reused_name_sees_nothing_of_old_tenant(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__Program *pm = NULL;
+	char old_id[64] = "", new_id[64] = "";
+	int st = 0, round;
+
+	tenant(f, "bravo", 1);
+	submit_idem(f, "bravo", "k1");
+	assert_int_equal(list_newest(f, "bravo", old_id, sizeof old_id), 1);
+	/* Work in progress keeps the tenant. */
+	assert_int_equal(tenants_delete(core_tenants(f->c), "bravo", NULL, NULL, f->err,
+	    sizeof f->err), CERTA_ESTATE);
+	assert_int_equal(queries_cancel(f->c, "bravo", old_id, &st), 0);
+	assert_int_equal(tenants_delete(core_tenants(f->c), "bravo", NULL, NULL, f->err,
+	    sizeof f->err), 0);
+	tenant(f, "bravo", 1);
+
+	assert_int_equal(list_newest(f, "bravo", NULL, 0), 0);
+	submit_idem(f, "bravo", "k1");   /* the old key is not the new tenant's */
+	assert_int_equal(list_newest(f, "bravo", new_id, sizeof new_id), 1);
+	assert_string_not_equal(new_id, old_id);
+	for (round = 0; round < 2; round++) {
+		assert_int_equal(queries_get(f->c, "bravo", old_id, &pm), CERTA_ENOTFOUND);
+		assert_int_equal(queries_cancel(f->c, "bravo", old_id, &st), CERTA_ENOTFOUND);
+		assert_int_equal(list_newest(f, "bravo", new_id, sizeof new_id), 1);
+		assert_int_equal(queries_get(f->c, "bravo", new_id, &pm), 0);
+		protobuf_c_message_free_unpacked(&pm->base, NULL);
+		core_free(f->c);
+		f->c = NULL;
+		fx_open(f);
+	}
+	/* A retry with the key now is the new tenant's program. */
+	submit_idem(f, "bravo", "k1");
+	assert_int_equal(list_newest(f, "bravo", NULL, 0), 1);
+}
+
 /* After a restart (recovery) the same programs are queued in the same order. */
 static void
 test_order_survives_restart(void **state)
@@ -269,6 +334,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_deadline_ends_program_without_step, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_order_survives_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reused_name_sees_nothing_of_old_tenant, setup,
+		    teardown),
 	};
 	int rc;
 

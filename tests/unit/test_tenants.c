@@ -1,4 +1,5 @@
 /* test_tenants.c — daemon/tenants: quotas, admission, accounting, keys, persistence (real LMDB). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,10 +9,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "daemon/policies.h"
 #include "daemon/program.h"
 #include "daemon/tenants.h"
 #include "lib/error.h"
 #include "lib/log.h"
+#include "store/store.h"
 #include "tests/support/tmpstore.h"
 
 #define T0 1000000  /* a fixed "now" in ms */
@@ -188,6 +191,151 @@ test_keys_and_quota_survive_reopen(void **state)
 	assert_int_equal(admit(f, "durable", 4, 1000, 10, T0), CERTA_ECAPACITY);
 }
 
+static void
+reopen(struct fx *f)
+{
+	tenants_free(f->ts);
+	f->ts = NULL;
+	assert_int_equal(tmpstore_reopen(f->tmp), 0);
+	assert_int_equal(tenants_open(tmpstore_store(f->tmp), &defaults, &f->ts), 0);
+}
+
+/* A uid is non-zero, survives a restart, and a tenant created again under the same name gets
+ * another one. */
+static void
+test_uid_fixed_and_new_on_recreate(void **state)
+{
+	struct fx *f = *state;
+	uint64_t u1 = 0, u1b = 0, u2 = 0, other = 0;
+
+	create(f, "bravo", NULL);
+	create(f, "charlie", NULL);
+	assert_int_equal(tenants_uid(f->ts, "bravo", &u1), 0);
+	assert_int_equal(tenants_uid(f->ts, "charlie", &other), 0);
+	assert_true(u1 != 0);
+	assert_true(other != 0 && other != u1);
+	assert_int_equal(tenants_uid(f->ts, "nobody", &u2), CERTA_ENOTFOUND);
+	reopen(f);
+	assert_int_equal(tenants_uid(f->ts, "bravo", &u1b), 0);
+	assert_true(u1b == u1);
+	assert_int_equal(tenants_delete(f->ts, "bravo", NULL, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(tenants_uid(f->ts, "bravo", &u2), CERTA_ENOTFOUND);
+	create(f, "bravo", NULL);
+	assert_int_equal(tenants_uid(f->ts, "bravo", &u2), 0);
+	assert_true(u2 != 0 && u2 != u1);
+	reopen(f);
+	assert_int_equal(tenants_uid(f->ts, "bravo", &u1b), 0);
+	assert_true(u1b == u2);
+}
+
+static int
+put_legacy_tenant(struct store_txn *txn, void *arg)
+{
+	Certa__V1__TenantRecord rec = CERTA__V1__TENANT_RECORD__INIT;
+	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+
+	t.name = arg;
+	t.weight = 1;
+	rec.tenant = &t;   /* no uid: a record written before uids existed */
+	return store_put(txn, STORE_DB_TENANTS, arg, &rec.base);
+}
+
+/* A tenant stored before uids keeps uid 0 (and with it its programs and keys), also after a
+ * change is saved. */
+static void
+test_legacy_tenant_keeps_uid_zero(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+	char *fields[] = { (char *)"weight" };
+	uint64_t uid = 1;
+
+	assert_int_equal(store_update(tmpstore_store(f->tmp), put_legacy_tenant, "old"), 0);
+	reopen(f);
+	assert_int_equal(tenants_uid(f->ts, "old", &uid), 0);
+	assert_true(uid == 0);
+	t.name = (char *)"old";
+	t.weight = 7;
+	assert_int_equal(tenants_update(f->ts, &t, fields, 1, f->err, sizeof f->err), 0);
+	reopen(f);
+	uid = 1;
+	assert_int_equal(tenants_uid(f->ts, "old", &uid), 0);
+	assert_true(uid == 0);
+	assert_int_equal(tenants_weight(f->ts, "old"), 7);
+}
+
+static int
+fail_hook(struct store_txn *txn, void *arg)
+{
+	(void)txn;
+	(*(int *)arg)++;
+	return CERTA_ESTORE;
+}
+
+/* The hook runs in the deleting transaction: its failure keeps the tenant, in memory and in
+ * the store. */
+static void
+test_delete_hook_failure_keeps_tenant(void **state)
+{
+	struct fx *f = *state;
+	int calls = 0;
+
+	create(f, "bravo", NULL);
+	assert_int_equal(tenants_delete(f->ts, "bravo", fail_hook, &calls, f->err,
+	    sizeof f->err), CERTA_ESTORE);
+	assert_int_equal(calls, 1);
+	assert_true(tenants_exists(f->ts, "bravo"));
+	reopen(f);
+	assert_true(tenants_exists(f->ts, "bravo"));
+}
+
+/* Deleting a tenant with policies_delete_txn removes its current policy and audit trail (and
+ * nothing of another name sharing its prefix); the name falls back to the default. */
+static void
+test_delete_takes_policies_along(void **state)
+{
+	struct fx *f = *state;
+	struct sched_policy base;
+	struct policies *ps;
+	Certa__V1__PolicyHistoryReply h;
+	Certa__V1__Policy p, d;
+
+	sched_policy_default(&base);
+	assert_int_equal(policies_open(tmpstore_store(f->tmp), &base, &ps), 0);
+	create(f, "bravo", NULL);
+	create(f, "bravo2", NULL);
+	assert_int_equal(policies_set(ps, "bravo", "step_tokens = 128\n", "test", f->err,
+	    sizeof f->err), 0);
+	assert_int_equal(policies_set(ps, "bravo", "step_tokens = 256\n", "test", f->err,
+	    sizeof f->err), 0);
+	assert_int_equal(policies_set(ps, "bravo2", "step_tokens = 128\n", "test", f->err,
+	    sizeof f->err), 0);
+	assert_int_equal(policies_delete_txn(NULL, (char *)"default"), -EINVAL);
+
+	assert_int_equal(tenants_delete(f->ts, "bravo", policies_delete_txn, (char *)"bravo",
+	    f->err, sizeof f->err), 0);
+	policies_forget(ps, "bravo");
+	assert_true(policies_effective(ps, "bravo", "")->step_tokens == base.step_tokens);
+	assert_true(policies_effective(ps, "bravo2", "")->step_tokens == 128);
+
+	/* From the store too: a fresh load and the audit trail. */
+	policies_free(ps);
+	assert_int_equal(policies_open(tmpstore_store(f->tmp), &base, &ps), 0);
+	assert_int_equal(policies_history(ps, "bravo", &h), 0);
+	assert_int_equal(h.n_entries, 0);
+	policies_history_free(&h);
+	assert_int_equal(policies_history(ps, "bravo2", &h), 0);
+	assert_int_equal(h.n_entries, 1);
+	policies_history_free(&h);
+	assert_int_equal(policies_get(ps, "bravo", &p), 0);
+	assert_int_equal(policies_get(ps, "default", &d), 0);
+	assert_int_equal(p.version, 0);
+	assert_string_equal(p.text, d.text);
+	policies_pb_free(&p);
+	policies_pb_free(&d);
+	policies_free(ps);
+}
+
 int
 main(void)
 {
@@ -200,6 +348,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_tenant_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_name_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_and_quota_survive_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uid_fixed_and_new_on_recreate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_tenant_keeps_uid_zero, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_hook_failure_keeps_tenant, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_delete_takes_policies_along, setup, teardown),
 	};
 
 	log_init("test_tenants", LOG_FORMAT_PLAIN, LOG_LVL_WARN);
