@@ -18,6 +18,7 @@
 #include "lib/log.h"
 #include "lib/rpc_server.h"
 #include "scheduler/fair.h"
+#include "store/store.h"
 
 static void
 admin_fail(struct rpc_call *call, int rc, const char *err)
@@ -52,6 +53,20 @@ admin_create_tenant(struct rpc_call *call, const ProtobufCMessage *msg, void *ct
 	if (req->tenant == NULL) {
 		rpc_call_fail(call, CERTA_EINVAL, "missing tenant");
 		return;
+	}
+	/* Policies exist only for existing tenants, so records under a free name are leftovers
+	 * of a tenant removed before deletions took its policies along: a new tenant starts on
+	 * the default policy with an empty history. */
+	if (req->tenant->name != NULL && req->tenant->name[0] != '\0' &&
+	    strcmp(req->tenant->name, "default") != 0 &&
+	    !tenants_exists(core_tenants(c), req->tenant->name)) {
+		rc = store_update(core_store(c), policies_delete_txn, req->tenant->name);
+		if (rc < 0) {
+			rpc_call_fail(call, rc, "cannot clear old policies of %s: %s",
+			    req->tenant->name, certa_strerror(rc));
+			return;
+		}
+		policies_forget(core_policies(c), req->tenant->name);
 	}
 	rc = tenants_create(core_tenants(c), req->tenant, key, sizeof key, err, sizeof err);
 	if (rc != 0) {
