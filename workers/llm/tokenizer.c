@@ -416,13 +416,11 @@ tokenizer_take_merges(struct tokenizer *t, const struct gguf *g, char *err, size
 	return 0;
 }
 
-/* Orders added tokens by first byte, then longest first. */
-static const struct tokenizer *tokenizer_sort_ctx;
-
+/* Orders added tokens by first byte, then longest first (qsort_r: opens may run in parallel). */
 static int
-tokenizer_special_cmp(const void *a, const void *b)
+tokenizer_special_cmp(const void *a, const void *b, void *ctx)
 {
-	const struct tokenizer *t = tokenizer_sort_ctx;
+	const struct tokenizer *t = ctx;
 	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
 	uint8_t fx = (uint8_t)t->text[t->text_off[x]], fy = (uint8_t)t->text[t->text_off[y]];
 	size_t lx = t->text_off[x + 1] - t->text_off[x], ly = t->text_off[y + 1] - t->text_off[y];
@@ -451,8 +449,7 @@ tokenizer_take_special(struct tokenizer *t)
 		if ((t->type[i] == TOKENIZER_T_CONTROL || t->type[i] == TOKENIZER_T_USER_DEFINED) &&
 		    t->text_off[i + 1] - t->text_off[i] > 1)
 			t->special[t->nspecial++] = (int32_t)i;
-	tokenizer_sort_ctx = t;  /* open is not reentrant on one tokenizer; qsort has no ctx */
-	qsort(t->special, t->nspecial, sizeof *t->special, tokenizer_special_cmp);
+	qsort_r(t->special, t->nspecial, sizeof *t->special, tokenizer_special_cmp, t);
 	for (i = 0, k = 0; k < 256; k++) {
 		t->spec_at[k] = (uint32_t)i;
 		while (i < t->nspecial && (uint8_t)t->text[t->text_off[t->special[i]]] == k)
