@@ -14,7 +14,7 @@ SANFLAGS ?=
 CPPFLAGS_ALL = -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)/gen \
 	$(shell $(PKG_CONFIG) --cflags libprotobuf-c libevent zlib 2>/dev/null)
 LIBS     = -lgrpc -lgpr -lprotobuf-c -levent_core -levent_extra -levent_pthreads -llmdb -lz \
-	-lcrypto -lsystemd -lpthread -lm
+	-lcrypto -lsystemd -lpcre2-8 -lpthread -lm
 CMOCKA_LIBS = -lcmocka
 ALL_CFLAGS = $(CPPFLAGS_ALL) $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
@@ -58,6 +58,8 @@ BENCH_SRC  = $(wildcard bench/*.c)
 BENCH_BIN  = $(patsubst bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
 
 BINS = $(BUILD)/bin/certad $(BUILD)/bin/certa-worker $(BUILD)/bin/certactl $(BUILD)/bin/certa-eval
+# The tokenizer against the real one (docs/engine.md "Tokenizer": make check-tokenizer).
+TOKCOMPARE = $(BUILD)/tests/tokcompare
 
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -75,11 +77,11 @@ else
 DEMO_TRACES = $(CERTA_TRACES)
 endif
 
-.PHONY: all deps check check-layers check-unit check-integration check-asan check-valgrind demo clean install uninstall bench
+.PHONY: all deps check check-tokenizer check-layers check-unit check-integration check-asan check-valgrind demo clean install uninstall bench
 .SUFFIXES:
 .SECONDARY:
 
-all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN)
+all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN) $(TOKCOMPARE)
 
 deps:
 	@bash scripts/deps.sh
@@ -131,6 +133,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_SUPPORT_OBJ) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
 
+$(TOKCOMPARE): $(BUILD)/obj/tests/tokenizer/tokcompare.o $(WORKER_LIB) $(LIB_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/itests/%: $(BUILD)/obj/tests/integration/%.o $(TEST_SUPPORT_OBJ) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
@@ -146,6 +152,13 @@ check-layers:
 check: deps check-layers
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bash tests/run.sh $(UNIT_BIN) $(INTEG_BIN)
+	@BUILD=$(BUILD) TOK_REASONING=$(TOK_CHECK_REASONING) bash tests/tokenizer/check.sh
+
+# Every problem and reasoning text of the traces through both real tokenizers (minutes).
+# make check runs the problems plus TOK_CHECK_REASONING reasoning texts per model.
+TOK_CHECK_REASONING ?= 20
+check-tokenizer: all
+	@BUILD=$(BUILD) TOK_REASONING=all bash tests/tokenizer/check.sh
 
 check-unit: all
 	@BUILD=$(BUILD) bash tests/run.sh $(UNIT_BIN)
