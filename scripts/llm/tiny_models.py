@@ -42,7 +42,7 @@ except ImportError:
 
 # ---- GGUF writing ---------------------------------------------------------------------------
 
-T_F32, T_F16, T_Q5_1, T_Q8_0, T_BF16 = 0, 1, 7, 8, 30
+T_F32, T_F16, T_Q5_1, T_Q8_0, T_Q4_K, T_Q6_K, T_BF16 = 0, 1, 7, 8, 12, 14, 30
 V_U32, V_F32, V_STRING, V_ARRAY = 4, 6, 8, 9
 ALIGN = 32
 
@@ -298,6 +298,70 @@ def reference(arch, w, tokens, top_p=0.0, d=DIMS, margins=None):
     return logits, experts
 
 
+# ---- K-quants: random blocks, decoded as ggml's dequantize_row_q4_K / _q6_K define them ----
+
+def f16_bytes(rng, n, lo, hi):
+    return rng.uniform(lo, hi, n).astype("<f2").view(np.uint8).reshape(n, 2)
+
+
+def q4_k_blocks(rng, nblk):
+    """Blocks of 256 in 144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 nibbles."""
+    b = rng.integers(0, 256, (nblk, 144), dtype=np.uint8)
+    b[:, 0:2] = f16_bytes(rng, nblk, 0.001, 0.01)
+    b[:, 2:4] = f16_bytes(rng, nblk, 0.001, 0.01)
+    d = b[:, 0:2].copy().view("<f2").astype(np.float64)
+    dmin = b[:, 2:4].copy().view("<f2").astype(np.float64)
+    sc, qs = b[:, 4:16].astype(np.int64), b[:, 16:144].astype(np.int64)
+    s = np.zeros((nblk, 8), np.int64)
+    m = np.zeros((nblk, 8), np.int64)
+    s[:, :4], m[:, :4] = sc[:, 0:4] & 63, sc[:, 4:8] & 63
+    s[:, 4:] = (sc[:, 8:12] & 0xF) | ((sc[:, 0:4] >> 6) << 4)
+    m[:, 4:] = (sc[:, 8:12] >> 4) | ((sc[:, 4:8] >> 6) << 4)
+    y = np.zeros((nblk, 256))
+    for g in range(4):
+        q = qs[:, 32 * g:32 * g + 32]
+        y[:, 64 * g:64 * g + 32] = d * s[:, 2 * g:2 * g + 1] * (q & 0xF) - dmin * m[:, 2 * g:2 * g + 1]
+        y[:, 64 * g + 32:64 * g + 64] = (d * s[:, 2 * g + 1:2 * g + 2] * (q >> 4)
+                                         - dmin * m[:, 2 * g + 1:2 * g + 2])
+    return b.tobytes(), y
+
+
+def q6_k_blocks(rng, nblk):
+    """Blocks of 256 in 210 bytes: 128 low nibbles, 64 bytes of 2-bit highs, 16 int8 scales, f16 d."""
+    b = rng.integers(0, 256, (nblk, 210), dtype=np.uint8)
+    b[:, 208:210] = f16_bytes(rng, nblk, 0.001, 0.01)
+    d = b[:, 208:210].copy().view("<f2").astype(np.float64)
+    ql, qh = b[:, 0:128].astype(np.int64), b[:, 128:192].astype(np.int64)
+    sc = b[:, 192:208].view(np.int8).astype(np.int64)
+    y = np.zeros((nblk, 256))
+    for h in range(2):
+        L, H, S = ql[:, 64 * h:64 * h + 64], qh[:, 32 * h:32 * h + 32], sc[:, 8 * h:8 * h + 8]
+        for l in range(32):
+            i = l // 16
+            base = 128 * h + l
+            y[:, base] = d[:, 0] * S[:, i] * (((L[:, l] & 0xF) | (((H[:, l] >> 0) & 3) << 4)) - 32)
+            y[:, base + 32] = d[:, 0] * S[:, i + 2] * (((L[:, l + 32] & 0xF) | (((H[:, l] >> 2) & 3) << 4)) - 32)
+            y[:, base + 64] = d[:, 0] * S[:, i + 4] * (((L[:, l] >> 4) | (((H[:, l] >> 4) & 3) << 4)) - 32)
+            y[:, base + 96] = d[:, 0] * S[:, i + 6] * (((L[:, l + 32] >> 4) | (((H[:, l] >> 6) & 3) << 4)) - 32)
+    return b.tobytes(), y
+
+
+def write_kquants(out, rng):
+    """kquants.gguf: q4_k and q6_k [512 x 3] random blocks with their decoded values
+    (<name>.expected, f32), an input x [512 x 2] and y = x . W^T (<name>.y, f32 [3 x 2])."""
+    cols, rows, ntok = 512, 3, 2
+    x = rng.standard_normal((ntok, cols))
+    tensors = [("x", [cols, ntok], T_F32, x.astype("<f4").tobytes())]
+    for name, ttype, fn in (("q4_k", T_Q4_K, q4_k_blocks), ("q6_k", T_Q6_K, q6_k_blocks)):
+        raw, y = fn(rng, rows * cols // 256)
+        w = y.reshape(rows, cols)
+        tensors.append((name, [cols, rows], ttype, raw))
+        tensors.append((name + ".expected", [cols, rows], T_F32, w.astype("<f4").tobytes()))
+        tensors.append((name + ".y", [rows, ntok], T_F32,
+                        (x.astype("<f4").astype(np.float64) @ w.T).astype("<f4").tobytes()))
+    write_gguf(os.path.join(out, "kquants.gguf"), [("general.architecture", "none")], tensors)
+
+
 # ---- main -----------------------------------------------------------------------------------
 
 def write_bad(out, rng):
@@ -374,6 +438,7 @@ def main():
     with open(os.path.join(args.out, "cases.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     write_bad(args.out, rng)
+    write_kquants(args.out, rng)
     if args.bench_05b:
         write_bench(args.out, rng)
 

@@ -389,6 +389,52 @@ test_bad_calls(void **state)
 	free(logits);
 }
 
+/* Q4_K and Q6_K rows decode as ggml lays them out, and a matmul over them agrees. */
+static void
+test_kquants(void **state)
+{
+	static const char *const names[] = { "q4_k", "q6_k" };
+	const struct gguf_tensor *t, *want, *x, *y;
+	char path[512], err[256], key[32];
+	struct backend *be;
+	struct gguf *g;
+	float row[512], out[6];
+	size_t i;
+	uint32_t r;
+
+	NEED_MODELS();
+	snprintf(path, sizeof(path), "%s/kquants.gguf", dir);
+	assert_int_equal(gguf_open(path, &g, err, sizeof(err)), 0);
+	assert_int_equal(backend_cpu_create(2, &be), 0);
+	assert_non_null(x = gguf_find_tensor(g, "x"));
+	for (i = 0; i < 2; i++) {
+		struct model_weight w = { 0 };
+		assert_non_null(t = gguf_find_tensor(g, names[i]));
+		snprintf(key, sizeof(key), "%s.expected", names[i]);
+		assert_non_null(want = gguf_find_tensor(g, key));
+		snprintf(key, sizeof(key), "%s.y", names[i]);
+		assert_non_null(y = gguf_find_tensor(g, key));
+		assert_true(model_type_supported(t->type));
+		w.type = t->type;
+		w.cols = 512;
+		w.rows = 3;
+		w.n_mat = 1;
+		w.row_bytes = t->nbytes / 3;
+		w.data = t->data;
+		for (r = 0; r < 3; r++) {
+			backend_cpu_dequant_row(t->type, (const uint8_t *)t->data + r * w.row_bytes,
+			    row, 512);
+			if (rel_err(row, (const float *)want->data + r * 512, 512) > 1e-6)
+				fail_msg("%s row %u decodes wrong", names[i], r);
+		}
+		be->ops->matmul(be, &w, x->data, 2, out);
+		if (rel_err(out, y->data, 6) > 1e-5)
+			fail_msg("%s matmul: rel err %.3e", names[i], rel_err(out, y->data, 6));
+	}
+	backend_destroy(be);
+	gguf_close(g);
+}
+
 /* Sampling: greedy is argmax; a fixed u gives a fixed token; top-p small keeps the best. */
 static void
 test_sampling(void **state)
@@ -441,6 +487,7 @@ main(void)
 		cmocka_unit_test(test_batched_equals_single),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_bad_calls),
+		cmocka_unit_test(test_kquants),
 		cmocka_unit_test(test_sampling),
 		cmocka_unit_test(test_moe_gate),
 	};
