@@ -390,14 +390,59 @@ def write_bad(out, rng):
     write_model(os.path.join(out, "bad-missing.gguf"), "llama", missing, T_F32)
 
 
+def q8_0_bytes(w):
+    """Q8_0 encoding of a float32 array whose rows are multiples of 32 (vectorized)."""
+    blocks = w.reshape(-1, 32)
+    d = (np.abs(blocks).max(axis=1) / 127.0).astype("<f2")
+    dd = d.astype(np.float32)
+    inv = np.divide(1.0, dd, out=np.zeros_like(dd), where=dd != 0)
+    out = np.empty((len(d), 34), np.uint8)
+    out[:, :2] = d.view(np.uint8).reshape(-1, 2)
+    out[:, 2:] = np.clip(np.rint(blocks * inv[:, None]), -127, 127).astype("i1").view(np.uint8)
+    return out.tobytes()
+
+
 def write_bench(out, rng):
-    d = dict(n_layer=24, n_embd=896, n_head=14, n_head_kv=2, n_ff=4864, n_vocab=151936,
-             n_ctx=32768, n_expert=0, n_expert_used=0, n_ff_exp=0, eps=1e-6)
-    saved = ARCHS["qwen2"]
-    ARCHS["qwen2"] = dict(saved, hd=64)
-    w = random_weights("qwen2", rng, d)
-    write_model(os.path.join(out, "bench-05b.gguf"), "qwen2", w, T_Q8_0, d, "bench-0.5b")
-    ARCHS["qwen2"] = saved
+    """A qwen2-shaped ~0.5B model (Qwen2.5-0.5B's dimensions), Q8_0 matrices, streamed to disk
+    a tensor (or 8192 rows) at a time."""
+    L, E, H, K, hd, F, V = 24, 896, 14, 2, 64, 4864, 151936
+    kv = [("general.architecture", "qwen2"), ("general.name", "bench-0.5b"),
+          ("qwen2.block_count", L), ("qwen2.embedding_length", E),
+          ("qwen2.attention.head_count", H), ("qwen2.attention.head_count_kv", K),
+          ("qwen2.feed_forward_length", F), ("qwen2.rope.freq_base", 1000000.0),
+          ("qwen2.attention.layer_norm_rms_epsilon", 1e-6), ("qwen2.context_length", 32768)]
+    specs = [("token_embd.weight", (V, E)), ("output_norm.weight", (E,))]
+    for i in range(L):
+        p = "blk.%d." % i
+        specs += [(p + "attn_norm.weight", (E,)), (p + "ffn_norm.weight", (E,)),
+                  (p + "attn_q.weight", (H * hd, E)), (p + "attn_k.weight", (K * hd, E)),
+                  (p + "attn_v.weight", (K * hd, E)), (p + "attn_output.weight", (E, H * hd)),
+                  (p + "attn_q.bias", (H * hd,)), (p + "attn_k.bias", (K * hd,)),
+                  (p + "attn_v.bias", (K * hd,)), (p + "ffn_gate.weight", (F, E)),
+                  (p + "ffn_up.weight", (F, E)), (p + "ffn_down.weight", (E, F))]
+    size = lambda shape: (int(np.prod(shape)) // 32 * 34 if len(shape) == 2
+                          else int(np.prod(shape)) * 4)
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(specs), len(kv))
+    head += b"".join(gguf_kv(k, v) for k, v in kv)
+    off = 0
+    for name, shape in specs:
+        head += gguf_str(name) + struct.pack("<I", len(shape))
+        head += b"".join(struct.pack("<Q", n) for n in reversed(shape))
+        head += struct.pack("<IQ", T_Q8_0 if len(shape) == 2 else T_F32, off)
+        off += size(shape) + (-size(shape)) % ALIGN
+    head += b"\0" * ((-len(head)) % ALIGN)
+    with open(os.path.join(out, "bench-05b.gguf"), "wb") as f:
+        f.write(head)
+        for name, shape in specs:
+            if len(shape) == 1:
+                raw = (1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)).astype("<f4")
+                f.write(raw.tobytes())
+            else:
+                for r0 in range(0, shape[0], 8192):
+                    rows = min(8192, shape[0] - r0)
+                    w = rng.standard_normal((rows, shape[1]), dtype=np.float32)
+                    f.write(q8_0_bytes(w / np.float32(np.sqrt(shape[1]))))
+            f.write(b"\0" * ((-size(shape)) % ALIGN))
 
 
 def main():

@@ -177,6 +177,31 @@ cpu_dot(const float *a, const float *b, uint32_t n)
 	return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 
+/* One row of Q8_0 against x: per block d * sum(q * x), no dequantized copy (decode). */
+static inline float
+cpu_dot_q8_0(const uint8_t *row, const float *x, uint32_t n)
+{
+	float sum = 0;
+	uint32_t i, j;
+
+	for (i = 0; i < n; i += 32, row += 34) {
+		const int8_t *q = (const int8_t *)(row + 2);
+		float s[8] = { 0 };
+		for (j = 0; j < 32; j += 8) {
+			s[0] += (float)q[j] * x[i + j];
+			s[1] += (float)q[j + 1] * x[i + j + 1];
+			s[2] += (float)q[j + 2] * x[i + j + 2];
+			s[3] += (float)q[j + 3] * x[i + j + 3];
+			s[4] += (float)q[j + 4] * x[i + j + 4];
+			s[5] += (float)q[j + 5] * x[i + j + 5];
+			s[6] += (float)q[j + 6] * x[i + j + 6];
+			s[7] += (float)q[j + 7] * x[i + j + 7];
+		}
+		sum += cpu_f16(row) * (((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
+	}
+	return sum;
+}
+
 /* ---- the pool ---------------------------------------------------------------------------- */
 
 static void
@@ -286,6 +311,12 @@ cpu_matmul_rows(void *arg, uint32_t r0, uint32_t r1)
 		if (w->type == GGUF_T_F32) {
 			for (t = 0; t < a->n_tok; t++)
 				a->y[(size_t)t * w->rows + r] = cpu_dot((const float *)row,
+				    a->x + (size_t)t * w->cols, w->cols);
+			continue;
+		}
+		if (w->type == GGUF_T_Q8_0 && a->n_tok < 4) {
+			for (t = 0; t < a->n_tok; t++)
+				a->y[(size_t)t * w->rows + r] = cpu_dot_q8_0(row,
 				    a->x + (size_t)t * w->cols, w->cols);
 			continue;
 		}
