@@ -1,0 +1,307 @@
+/* forward.c — prefill and decode through the backend table; no arithmetic of its own. */
+#include "workers/llm/forward.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/error.h"
+
+#define FORWARD_LOGIT_TILE 8     /* tokens whose logits are computed at once (all_logits) */
+
+struct forward {
+	const struct model *m;
+	const struct model_hparams *hp;
+	struct backend *be;
+	uint32_t max_tokens;
+	/* Backend buffers, [max_tokens][width]. */
+	float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up, *router, *logits;
+	float *router_host;          /* host copy of router logits [max_tokens][n_expert] */
+	uint32_t *pos, *ids;         /* host: positions of the chunk, expert ids */
+	float *weights;              /* host: expert weights */
+};
+
+static int forward_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int
+forward_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+void
+forward_destroy(struct forward *f)
+{
+	struct backend *be;
+
+	if (!f)
+		return;
+	be = f->be;
+	be->ops->release(be, f->x);
+	be->ops->release(be, f->xn);
+	be->ops->release(be, f->q);
+	be->ops->release(be, f->k);
+	be->ops->release(be, f->v);
+	be->ops->release(be, f->att);
+	be->ops->release(be, f->tmp);
+	be->ops->release(be, f->gate);
+	be->ops->release(be, f->up);
+	be->ops->release(be, f->router);
+	be->ops->release(be, f->logits);
+	free(f->router_host);
+	free(f->pos);
+	free(f->ids);
+	free(f->weights);
+	free(f);
+}
+
+int
+forward_create(const struct model *m, struct backend *be, uint32_t max_tokens,
+    struct forward **out)
+{
+	const struct model_hparams *hp = model_hparams(m);
+	struct forward *f;
+	size_t n = max_tokens, qd, kvd, ff;
+
+	if (max_tokens == 0 || max_tokens > (1u << 20) || hp->head_dim > 1024)
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->m = m;
+	f->hp = hp;
+	f->be = be;
+	f->max_tokens = max_tokens;
+	qd = (size_t)hp->n_head * hp->head_dim;
+	kvd = (size_t)hp->n_head_kv * hp->head_dim;
+	ff = hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp;
+	f->x = be->ops->alloc(be, n * hp->n_embd);
+	f->xn = be->ops->alloc(be, n * hp->n_embd);
+	f->q = be->ops->alloc(be, n * qd);
+	f->k = be->ops->alloc(be, n * kvd);
+	f->v = be->ops->alloc(be, n * kvd);
+	f->att = be->ops->alloc(be, n * qd);
+	f->tmp = be->ops->alloc(be, n * hp->n_embd);
+	f->gate = be->ops->alloc(be, n * ff);
+	f->up = be->ops->alloc(be, n * ff);
+	f->router = be->ops->alloc(be, n * (hp->n_expert ? hp->n_expert : 1));
+	f->logits = be->ops->alloc(be, (size_t)FORWARD_LOGIT_TILE * hp->n_vocab);
+	f->router_host = calloc(n * (hp->n_expert ? hp->n_expert : 1), sizeof(float));
+	f->pos = calloc(n, sizeof(uint32_t));
+	f->ids = calloc(hp->n_expert ? hp->n_expert : 1, sizeof(uint32_t));
+	f->weights = calloc(hp->n_expert ? hp->n_expert : 1, sizeof(float));
+	if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->tmp || !f->gate ||
+	    !f->up || !f->router || !f->logits || !f->router_host || !f->pos || !f->ids ||
+	    !f->weights) {
+		forward_destroy(f);
+		return -ENOMEM;
+	}
+	*out = f;
+	return 0;
+}
+
+int
+forward_kv_create(const struct model *m, uint32_t capacity, struct kv **out)
+{
+	const struct model_hparams *hp = model_hparams(m);
+
+	return kv_flat_create(hp->n_layer, hp->n_head_kv * hp->head_dim, capacity, out);
+}
+
+/* Attention block of layer il for n tokens: x += Wo . attn(rope(norm(x) . Wq/k/v)). */
+static int
+forward_attention(struct forward *f, struct kv *kv, uint32_t il, uint32_t n)
+{
+	const struct model_hparams *hp = f->hp;
+	const struct model_layer *l = model_layer(f->m, il);
+	const struct backend_ops *o = f->be->ops;
+	struct backend *be = f->be;
+	uint32_t qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+	struct backend_rope rope = {
+		.mode = hp->rope, .n_rot = hp->n_rot, .base = hp->rope_base,
+		.freq_scale = hp->rope_freq_scale, .freqs = hp->rope_freqs,
+	};
+	struct backend_attn attn = {
+		.n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
+		.layer = il, .scale = 1.0f / sqrtf((float)hp->head_dim),
+	};
+	int rc;
+
+	o->rmsnorm(be, f->xn, f->x, l->attn_norm, n, hp->n_embd, hp->norm_eps);
+	o->matmul(be, &l->wq, f->xn, n, f->q);
+	o->matmul(be, &l->wk, f->xn, n, f->k);
+	o->matmul(be, &l->wv, f->xn, n, f->v);
+	if (l->bq) {
+		o->add_bias(be, f->q, l->bq, n, qd);
+		o->add_bias(be, f->k, l->bk, n, kvd);
+		o->add_bias(be, f->v, l->bv, n, kvd);
+	}
+	if (l->q_norm) {             /* qwen3: RMS norm of every head before rope */
+		o->rmsnorm(be, f->q, f->q, l->q_norm, n * hp->n_head, hp->head_dim, hp->norm_eps);
+		o->rmsnorm(be, f->k, f->k, l->k_norm, n * hp->n_head_kv, hp->head_dim,
+		    hp->norm_eps);
+	}
+	o->rope(be, f->q, n, hp->n_head, hp->head_dim, f->pos, &rope);
+	o->rope(be, f->k, n, hp->n_head_kv, hp->head_dim, f->pos, &rope);
+	if ((rc = o->kv_store(be, kv, il, f->k, f->v, n, f->pos)) < 0)
+		return rc;
+	o->attention(be, f->att, f->q, n, f->pos, kv, &attn);
+	o->matmul(be, &l->wo, f->att, n, f->tmp);
+	o->add(be, f->x, f->tmp, (size_t)n * hp->n_embd);
+	return 0;
+}
+
+/* Dense SwiGLU feed-forward: x += Wd . (silu(Wg . norm(x)) * (Wu . norm(x))). */
+static void
+forward_ffn(struct forward *f, const struct model_layer *l, uint32_t n)
+{
+	const struct model_hparams *hp = f->hp;
+	const struct backend_ops *o = f->be->ops;
+
+	o->matmul(f->be, &l->ffn_gate, f->xn, n, f->gate);
+	o->matmul(f->be, &l->ffn_up, f->xn, n, f->up);
+	o->swiglu(f->be, f->gate, f->gate, f->up, (size_t)n * hp->n_ff);
+	o->matmul(f->be, &l->ffn_down, f->gate, n, f->tmp);
+	o->add(f->be, f->x, f->tmp, (size_t)n * hp->n_embd);
+}
+
+/* MoE feed-forward: route each token, run its chosen experts, add their weighted outputs. */
+static void
+forward_moe(struct forward *f, const struct model_layer *l, uint32_t n,
+    const struct backend_moe_sel *sel, struct forward_stats *st)
+{
+	const struct model_hparams *hp = f->hp;
+	const struct backend_ops *o = f->be->ops;
+	struct backend *be = f->be;
+	uint32_t t, j, used;
+
+	o->matmul(be, &l->gate_inp, f->xn, n, f->router);
+	o->read(be, f->router_host, f->router, (size_t)n * hp->n_expert);
+	for (t = 0; t < n; t++) {
+		const float *xt = f->xn + (size_t)t * hp->n_embd;
+		used = o->moe_gate(be, f->router_host + (size_t)t * hp->n_expert, hp->n_expert,
+		    sel, f->ids, f->weights);
+		st->expert_uses += used;
+		for (j = 0; j < used; j++) {
+			struct model_weight g = model_weight_mat(&l->gate_exps, f->ids[j]);
+			struct model_weight u = model_weight_mat(&l->up_exps, f->ids[j]);
+			struct model_weight d = model_weight_mat(&l->down_exps, f->ids[j]);
+			o->matmul(be, &g, xt, 1, f->gate);
+			o->matmul(be, &u, xt, 1, f->up);
+			o->swiglu(be, f->gate, f->gate, f->up, hp->n_ff_exp);
+			o->matmul(be, &d, f->gate, 1, f->tmp);
+			o->axpy(be, f->x + (size_t)t * hp->n_embd, f->tmp, f->weights[j], hp->n_embd);
+		}
+	}
+}
+
+/* One chunk of n <= max_tokens tokens at positions kv->len... */
+static int
+forward_chunk(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t n,
+    const struct forward_opts *opts, const struct backend_moe_sel *sel, float *logits,
+    struct forward_stats *st)
+{
+	const struct model_hparams *hp = f->hp;
+	const struct backend_ops *o = f->be->ops;
+	struct backend *be = f->be;
+	uint32_t il, t, t0, nt;
+	int rc;
+
+	if ((rc = kv->ops->reserve(kv, kv->len + n)) < 0)
+		return rc;
+	for (t = 0; t < n; t++)
+		f->pos[t] = kv->len + t;
+	o->get_rows(be, model_token_embd(f->m), tokens, n, f->x);
+	for (il = 0; il < hp->n_layer; il++) {
+		const struct model_layer *l = model_layer(f->m, il);
+		if ((rc = forward_attention(f, kv, il, n)) < 0)
+			return rc;
+		o->rmsnorm(be, f->xn, f->x, l->ffn_norm, n, hp->n_embd, hp->norm_eps);
+		if (hp->n_expert)
+			forward_moe(f, l, n, sel, st);
+		else
+			forward_ffn(f, l, n);
+	}
+	o->rmsnorm(be, f->xn, f->x, model_output_norm(f->m), n, hp->n_embd, hp->norm_eps);
+	if (!opts->all_logits) {
+		if (logits) {
+			o->matmul(be, model_output(f->m), f->xn + (size_t)(n - 1) * hp->n_embd, 1,
+			    f->logits);
+			o->read(be, logits, f->logits, hp->n_vocab);
+		}
+	} else {
+		for (t0 = 0; t0 < n; t0 += nt) {
+			nt = n - t0 < FORWARD_LOGIT_TILE ? n - t0 : FORWARD_LOGIT_TILE;
+			o->matmul(be, model_output(f->m), f->xn + (size_t)t0 * hp->n_embd, nt,
+			    f->logits);
+			o->read(be, logits + (size_t)t0 * hp->n_vocab, f->logits,
+			    (size_t)nt * hp->n_vocab);
+		}
+	}
+	kv->len += n;
+	st->tokens += n;
+	return 0;
+}
+
+int
+forward_run(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t n,
+    const struct forward_opts *opts, float *logits, struct forward_stats *stats, char *err,
+    size_t errlen)
+{
+	static const struct forward_opts defaults = { 0 };
+	const struct model_hparams *hp = f->hp;
+	struct backend_moe_sel sel;
+	struct forward_stats st = { 0 };
+	uint32_t i, done, len0 = kv->len, c;
+	int rc;
+
+	if (!opts)
+		opts = &defaults;
+	if (n == 0)
+		return forward_fail(err, errlen, CERTA_EINVAL, "no tokens to run");
+	if (!(opts->moe_top_p >= 0 && opts->moe_top_p <= 1))
+		return forward_fail(err, errlen, CERTA_EINVAL, "moe top_p %g outside [0, 1]",
+		    (double)opts->moe_top_p);
+	for (i = 0; i < n; i++)
+		if (tokens[i] >= hp->n_vocab)
+			return forward_fail(err, errlen, CERTA_EINVAL,
+			    "token %u at index %u is outside the vocabulary (%u tokens)", tokens[i], i,
+			    hp->n_vocab);
+	if ((uint64_t)kv->len + n > hp->n_ctx_train)
+		return forward_fail(err, errlen, CERTA_EINVAL,
+		    "%u tokens after %u would pass the context length %u", n, kv->len,
+		    hp->n_ctx_train);
+	if (kv->n_layer != hp->n_layer || kv->row != hp->n_head_kv * hp->head_dim)
+		return forward_fail(err, errlen, CERTA_EINVAL, "KV cache shape does not fit the "
+		    "model");
+	sel.top_k = hp->n_expert_used;
+	sel.top_p = opts->moe_top_p;
+	sel.max_experts = opts->moe_max_experts;
+	sel.renorm = hp->expert_norm;
+	st.moe_layers = hp->n_expert ? hp->n_layer : 0;
+	for (done = 0; done < n; done += c) {
+		c = n - done < f->max_tokens ? n - done : f->max_tokens;
+		/* Last-token logits: only the final chunk computes them. */
+		rc = forward_chunk(f, kv, tokens + done, c, opts, &sel,
+		    opts->all_logits ? logits + (size_t)done * hp->n_vocab :
+		    done + c == n ? logits : NULL, &st);
+		if (rc < 0) {
+			kv->len = len0;
+			return forward_fail(err, errlen, rc, "forward at position %u: %s",
+			    kv->len + done, rc == CERTA_ECAPACITY ? "KV cache full" : "KV error");
+		}
+	}
+	if (stats)
+		*stats = st;
+	return 0;
+}
