@@ -10,6 +10,7 @@
 #include <event2/event.h>
 
 #include "daemon/dispatch.h"
+#include "daemon/persist.h"
 #include "daemon/recovery.h"
 #include "daemon/retention.h"
 #include "daemon/policies.h"
@@ -237,7 +238,7 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 		goto fail_live;
 	c->kick = event_new(base, -1, 0, core_on_kick, c);
 	c->tick = event_new(base, -1, EV_PERSIST, core_on_tick, c);
-	if (c->kick == NULL || c->tick == NULL) {
+	if (c->kick == NULL || c->tick == NULL || persist_init(c) != 0) {
 		rc = -ENOMEM;
 		goto fail_events;
 	}
@@ -260,6 +261,7 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 	return 0;
 
 fail_events:
+	persist_fini(c);
 	if (c->kick != NULL)
 		event_free(c->kick);
 	if (c->tick != NULL)
@@ -288,6 +290,7 @@ core_free(struct core *c)
 		return;
 	event_free(c->kick);
 	event_free(c->tick);
+	persist_fini(c);
 	if (c->probe_timeout != NULL)
 		event_free(c->probe_timeout);
 	if (c->retention != NULL)
@@ -401,6 +404,26 @@ core_set_policy(struct core *c, const struct sched_policy *p)
 {
 	c->opt.policy = *p;
 	policies_set_base(c->policies, p);
+}
+
+int
+core_degraded(const struct core *c)
+{
+	return c->persist_waiting > 0;
+}
+
+void
+core_on_degraded(struct core *c, void (*fn)(void *arg, int degraded), void *arg)
+{
+	c->degraded_fn = fn;
+	c->degraded_arg = arg;
+}
+
+void
+core_persist_stats(const struct core *c, uint64_t *commit_failures, size_t *waiting)
+{
+	*commit_failures = c->commit_failures;
+	*waiting = c->persist_waiting;
 }
 
 uint64_t

@@ -78,6 +78,15 @@ void core_on_workers_probed(struct core *c, void (*fn)(void *arg), void *arg, in
 struct telemetry;
 void core_set_telemetry(struct core *c, struct telemetry *t);
 
+/* Degraded: some programs wait because their write failed (disk full, map at
+ * store.max_map_size, I/O error; retried with a backoff, see daemon/persist.h).  /readyz and
+ * grpc.health report NOT_SERVING meanwhile.  core_on_degraded's fn(arg, degraded) is called on
+ * every change (NULL: none). */
+int core_degraded(const struct core *c);
+void core_on_degraded(struct core *c, void (*fn)(void *arg, int degraded), void *arg);
+/* Failed program writes since start, and programs waiting for a write now (metrics). */
+void core_persist_stats(const struct core *c, uint64_t *commit_failures, size_t *waiting);
+
 /* Steps completed since start. */
 uint64_t core_steps(const struct core *c);
 

@@ -39,6 +39,17 @@ struct core {
 	void *drain_arg;
 	uint64_t finished_total;
 	uint64_t steps_total;
+	/* Failed commits (disk full, map at max_map_size, I/O error): persist.c. */
+	struct event *persist_retry;    /* retries the writes of waiting programs */
+	int persist_backoff_ms;         /* next retry delay (doubles up to PERSIST_BACKOFF_MAX_MS) */
+	size_t persist_waiting;         /* programs with persist_pending */
+	uint64_t commit_failures;       /* failed program writes since start */
+	int64_t persist_failing_since_ms;  /* first failure of the current episode; 0: none */
+	int64_t persist_logged_ms;      /* last error line (rate limit) */
+	uint64_t persist_unlogged;      /* failures since that line */
+	int degraded;                   /* last value given to degraded_fn */
+	void (*degraded_fn)(void *arg, int degraded);
+	void *degraded_arg;
 };
 
 /* Wall-clock milliseconds. */

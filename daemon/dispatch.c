@@ -203,9 +203,11 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 		goto out;
 	p->inflight = false;
 	if (program_is_terminal(p)) {
-		/* Cancelled while the step ran: free the worker's state now. */
+		/* Cancelled while the step ran: free the worker's state now (an ending still to
+		 * be written keeps the program until the retry writes it). */
 		dispatch_unplace(c, p, 1);
-		core_forget(c, p);
+		if (!p->persist_pending)
+			core_forget(c, p);
 		goto out;
 	}
 	if (status != GRPC_STATUS_OK) {
@@ -241,8 +243,9 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 	}
 	if (dispatch_decide(c, p, &d))
 		goto out;
-	/* Commit the step before telling anyone about it. */
-	if (persist_program(c, p, 0, 0) == 0)
+	/* Commit the step before telling anyone about it; a failed commit holds the program
+	 * (no step, no event) until the retry writes it. */
+	if (persist_or_wait(c, p, 0) == 0)
 		events_progress(p);
 out:
 	if (reply != NULL)
@@ -375,7 +378,8 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 		struct sched_decision d;
 		uint64_t used;
 
-		if (p->inflight || program_is_terminal(p) || p->not_before_ms > now)
+		if (p->inflight || p->persist_pending || program_is_terminal(p) ||
+		    p->not_before_ms > now)
 			continue;
 		if (p->decided && p->decided_steps == p->steps &&
 		    p->decided_gen == policies_generation(c->policies) &&
@@ -384,9 +388,12 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 			d.step_tokens = p->next_step_tokens;
 		} else if (dispatch_decide(c, p, &d)) {
 			/* Deadlines and budgets can end a program without a step. */
-			i--;  /* dispatch_finalize removed it from order */
+			if (i >= c->norder || c->order[i] != p)
+				i--;  /* dispatch_finalize removed it from order */
 			continue;
 		}
+		if (tenants_throttle(c->tenants, p->tenant, now) > 0)
+			continue;   /* tokens_per_minute: held back, not failed */
 		used = program_tokens(p);
 		items[n].tenant = p->tenant;
 		items[n].priority = p->priority ? p->priority : tenants_priority(c->tenants, p->tenant);
@@ -472,7 +479,22 @@ dispatch_finalize(struct core *c, struct program *p, enum program_state to,
 		program_set_str(&p->error_message, msg);
 		p->low_confidence = true;
 	}
-	(void)persist_program(c, p, 1, 1);
+	/* A failed commit holds the ending (no finished event, the program stays live) until
+	 * the retry writes it. */
+	if (persist_or_wait(c, p, 1) == 0)
+		dispatch_persisted(c, p, 1);
+}
+
+void
+dispatch_persisted(struct core *c, struct program *p, int final)
+{
+	enum program_state to = p->state;
+	enum sched_reason reason = p->reason;
+
+	if (!final) {
+		events_progress(p);
+		return;
+	}
 	c->finished_total++;
 	telemetry_finished(c->tel, p->tenant, sched_reason_name(reason), p->certaindex, p->steps);
 	log_info(LOG_SCHED, "program %s %s reason=%s answer=\"%s\" tokens=%llu steps=%llu",

@@ -30,5 +30,9 @@ void dispatch_unplace(struct core *c, struct program *p, int release);
  * step is in flight. */
 void dispatch_finalize(struct core *c, struct program *p, enum program_state to,
     enum sched_reason reason, const char *answer, int status, const char *msg);
+/* After a program's write committed (persist.h): its progress event (final 0), or the rest of
+ * its ending (final 1: counters, log, finished event, worker release; frees it unless a step
+ * is in flight). */
+void dispatch_persisted(struct core *c, struct program *p, int final);
 
 #endif

@@ -706,7 +706,22 @@ dmain_is_ready(void *arg)
 {
 	struct dmain *m = arg;
 
-	return m->ready && !m->stopping;
+	return m->ready && !m->stopping && !core_degraded(m->core);
+}
+
+/* Commits failing (programs wait for their writes) or succeeding again: the probes follow. */
+static void
+dmain_on_degraded(void *arg, int degraded)
+{
+	struct dmain *m = arg;
+	enum health_status hs = degraded ? HEALTH_NOT_SERVING : HEALTH_SERVING;
+
+	if (!m->ready || m->stopping)
+		return;
+	health_set(m->health, "", hs);
+	health_set(m->health, "certa.v1.Reasoning", hs);
+	log_notice(LOG_MAIN, "%s", degraded ? "degraded: commits fail, programs wait for their "
+	    "writes; health NOT_SERVING" : "commits succeed again; health SERVING");
 }
 
 /* LMDB open, listeners bound, workers probed: tell systemd and the probes. */
@@ -717,8 +732,10 @@ dmain_on_ready(void *arg)
 	char st[160];
 
 	m->ready = 1;
-	health_set(m->health, "", HEALTH_SERVING);
-	health_set(m->health, "certa.v1.Reasoning", HEALTH_SERVING);
+	core_on_degraded(m->core, dmain_on_degraded, m);
+	health_set(m->health, "", core_degraded(m->core) ? HEALTH_NOT_SERVING : HEALTH_SERVING);
+	health_set(m->health, "certa.v1.Reasoning",
+	    core_degraded(m->core) ? HEALTH_NOT_SERVING : HEALTH_SERVING);
 	health_set(m->health, "certa.v1.Admin", HEALTH_SERVING);
 	snprintf(st, sizeof st, "serving on port %d, %zu/%zu workers up", m->port,
 	    pool_count_up(core_pool(m->core)), pool_count(core_pool(m->core)));

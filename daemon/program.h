@@ -79,6 +79,8 @@ struct program {
 
 	/* scheduling (memory only) */
 	bool inflight;
+	bool persist_pending;     /* its last write failed: no step, no event until retried */
+	bool persist_final;       /* ... and that write was its ending (history, finished) */
 	char *worker;             /* address of the worker holding the chains (sticky) */
 	uint32_t attempts;        /* consecutive failed steps */
 	int64_t not_before_ms;    /* backoff after a failure */

@@ -75,7 +75,9 @@ queries_watch(struct core *c, const char *tenant, const char *id, struct rpc_cal
 	Certa__V1__Program *pm;
 	int rc;
 
-	if (p != NULL && !program_is_terminal(p)) {
+	/* An ending whose write is still retried is not in the store yet: its watchers get
+	 * the finished event once it is. */
+	if (p != NULL && (!program_is_terminal(p) || p->persist_pending)) {
 		if (!queries_owned(c, tenant, p->tenant, p->tenant_uid))
 			return CERTA_ENOTFOUND;
 		return program_watch(p, watcher);
@@ -112,6 +114,10 @@ queries_cancel(struct core *c, const char *tenant, const char *id, int *state)
 	    !program_is_terminal(p)) {
 		dispatch_finalize(c, p, PROGRAM_CANCELLED, SCHED_REASON_CANCELLED, p->answer, 0, NULL);
 		*state = PROGRAM_CANCELLED;
+		return 0;
+	}
+	if (p != NULL && strcmp(p->tenant, tenant) == 0 && p->persist_pending) {
+		*state = p->state;   /* ended, its write still retried */
 		return 0;
 	}
 	rc = queries_get(c, tenant, id, &pm);

@@ -212,7 +212,9 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot store the program: %s", certa_strerror(rc));
 		program_free(p);
-		return CERTA_ESTORE;
+		/* Out of room (disk, map) or I/O: passes, so the client may retry (UNAVAILABLE). */
+		return rc == -ENOSPC || rc == CERTA_EMAPFULL || rc == -EIO ? CERTA_EUNAVAIL :
+		    CERTA_ESTORE;
 	}
 	if (strmap_put(c->live, p->id, p, NULL) != 0 || core_order_add(c, p) != 0) {
 		/* Stored but not scheduled: it will run after the next restart. */

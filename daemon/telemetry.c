@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "daemon/core.h"
 #include "daemon/pool.h"
@@ -30,6 +31,9 @@ enum {
 	T_MAP_USED,
 	T_MAP_SIZE,
 	T_CORRUPT,
+	T_COMMIT_FAILURES,
+	T_PERSIST_WAITING,
+	T_THROTTLED,
 	T_COUNT
 };
 
@@ -81,6 +85,15 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	[T_CORRUPT] = { "certa_store_corrupt_records_total", METRICS_COUNTER,
 	    "damaged records (bad checksum, does not decode, empty) met by reads since start",
 	    NULL, NULL, 0 },
+	[T_COMMIT_FAILURES] = { "certa_store_commit_failures_total", METRICS_COUNTER,
+	    "program writes that failed (disk full, map at store.max_map_size, I/O error); the "
+	    "programs wait and are retried", NULL, NULL, 0 },
+	[T_PERSIST_WAITING] = { "certa_programs_waiting_persist", METRICS_GAUGE,
+	    "programs held (no step, no event) until their failed write is retried; > 0 means "
+	    "/readyz and grpc.health report NOT_SERVING", NULL, NULL, 0 },
+	[T_THROTTLED] = { "certa_tenant_throttled_seconds_total", METRICS_COUNTER,
+	    "time the tenant's steps were held back at dispatch by its tokens_per_minute quota",
+	    l_tenant, NULL, 0 },
 };
 
 struct telemetry {
@@ -96,17 +109,28 @@ telemetry_collect(struct metrics *m, void *arg)
 	struct tenants *ts = core_tenants(t->core);
 	struct pool *pl = core_pool(t->core);
 	struct store_stat_info si;
-	size_t i, queued, running;
-	uint64_t fin;
+	size_t i, queued, running, waiting;
+	uint64_t fin, failures;
+	struct timespec now;
+	int64_t now_ms;
 
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 	metrics_reset(m, T_PROGRAMS);
+	metrics_reset(m, T_THROTTLED);
 	for (i = 0; i < tenants_count(ts); i++) {
 		const char *name = tenants_name_at(ts, i);
 		const struct tenant_stats *s = tenants_stats(ts, name);
 		metrics_gauge_set(m, T_PROGRAMS, METRICS_LABELS(name, "queued"), (double)s->queued);
 		metrics_gauge_set(m, T_PROGRAMS, METRICS_LABELS(name, "running"),
 		    (double)s->running);
+		metrics_counter_add(m, T_THROTTLED, METRICS_LABELS(name),
+		    (double)tenants_throttled_ms(ts, name, now_ms) / 1000.0);
 	}
+	core_persist_stats(t->core, &failures, &waiting);
+	metrics_reset(m, T_COMMIT_FAILURES);
+	metrics_counter_add(m, T_COMMIT_FAILURES, NULL, (double)failures);
+	metrics_gauge_set(m, T_PERSIST_WAITING, NULL, (double)waiting);
 	core_counts(t->core, &queued, &running, &fin);
 	metrics_gauge_set(m, T_QUEUE, NULL, (double)queued);
 	metrics_reset(m, T_WORKER_UP);

@@ -29,6 +29,13 @@ struct tenant_key {
 	int64_t revoked_ms;
 };
 
+/* The tokens per minute quota counts the tokens served in a sliding window of this many
+ * seconds, one slot per second.  A token counts until TENANTS_WINDOW_S seconds after the end
+ * of the second it was served in (between 60 and 61 s), so that any 60 s holds at most the
+ * quota (plus the steps in flight when it was reached). */
+#define TENANTS_WINDOW_S 60
+#define TENANTS_SLOTS (TENANTS_WINDOW_S + 1)
+
 struct tenant {
 	char name[TENANT_NAME_MAX + 1];
 	uint64_t uid;              /* TenantRecord.uid: random, non-zero, fixed at creation */
@@ -41,8 +48,12 @@ struct tenant {
 	size_t nkeys;
 	/* runtime */
 	struct tenant_stats st;
-	double bucket;             /* tokens available (tokens per minute quota) */
-	int64_t bucket_ms;
+	/* Tokens served in each of the last TENANTS_SLOTS seconds (tokens per minute quota):
+	 * slot s % TENANTS_SLOTS holds second s when win_sec says so, else it is stale. */
+	uint64_t win_tokens[TENANTS_SLOTS];
+	int64_t win_sec[TENANTS_SLOTS];
+	int64_t throttled_since_ms;  /* held back at dispatch since then; 0 = not throttled */
+	uint64_t throttled_ms;       /* finished throttled periods */
 };
 
 struct tenants {
@@ -251,8 +262,6 @@ tenants_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, vo
 		k->revoked_ms = rec->keys[i]->revoked_unix_ms;
 		t->nkeys++;
 	}
-	t->bucket_ms = tenants_now_ms();
-	t->bucket = -1;  /* filled on first use */
 	if (tenants_add(ts, t) != 0) {
 		free(t);
 		return -ENOMEM;
@@ -405,7 +414,6 @@ tenants_create(struct tenants *ts, const Certa__V1__Tenant *src, char *key, size
 			goto fail;
 	}
 	t->created_ms = tenants_now_ms();
-	t->bucket = -1;
 	rc = tenants_new_uid(ts, &t->uid);
 	if (rc != 0)
 		goto fail;
@@ -446,7 +454,6 @@ tenants_ensure(struct tenants *ts, const char *name)
 	t->weight = 1;
 	t->priority = CERTA__V1__PRIORITY__PRIORITY_NORMAL;
 	t->created_ms = tenants_now_ms();
-	t->bucket = -1;
 	rc = tenants_new_uid(ts, &t->uid);
 	if (rc == 0)
 		rc = tenants_save(ts, t);
@@ -752,22 +759,36 @@ tenants_pb_free(Certa__V1__Tenant *t)
 /* Effective quota: the tenant's value, or the server default when 0. */
 #define TQ(t, ts, f) ((t)->q.f ? (t)->q.f : (ts)->defaults.f)
 
-/* Refills the token bucket up to one minute's worth. */
-static void
-tenants_refill(struct tenants *ts, struct tenant *t, int64_t now_ms)
+/* Tokens served in the last minute (the current second and the 60 whole ones before it). */
+static uint64_t
+tenants_window_used(const struct tenant *t, int64_t now_ms)
 {
-	uint64_t tpm = TQ(t, ts, tokens_per_minute);
+	int64_t sec = now_ms / 1000;
+	uint64_t used = 0;
+	size_t i;
 
-	if (tpm == 0)
-		return;
-	if (t->bucket < -1e17 || t->bucket == -1) {
-		t->bucket = (double)tpm;
-	} else if (now_ms > t->bucket_ms) {
-		t->bucket += (double)tpm * (double)(now_ms - t->bucket_ms) / 60000.0;
-		if (t->bucket > (double)tpm)
-			t->bucket = (double)tpm;
+	for (i = 0; i < TENANTS_SLOTS; i++)
+		if (t->win_sec[i] > sec - TENANTS_SLOTS && t->win_sec[i] <= sec)
+			used += t->win_tokens[i];
+	return used;
+}
+
+/* Milliseconds until the tokens served in the last minute fall below lim (0: already). */
+static int64_t
+tenants_window_wait_ms(const struct tenant *t, uint64_t lim, int64_t now_ms)
+{
+	int64_t sec = now_ms / 1000, s;
+	uint64_t used = tenants_window_used(t, now_ms);
+
+	/* Seconds leave the window oldest first. */
+	for (s = sec - TENANTS_SLOTS + 1; s <= sec && used >= lim; s++) {
+		size_t slot = (size_t)(s % TENANTS_SLOTS);
+		if (t->win_sec[slot] == s)
+			used -= t->win_tokens[slot];
+		if (used < lim)
+			return (s + TENANTS_SLOTS) * 1000 - now_ms;
 	}
-	t->bucket_ms = now_ms;
+	return used >= lim ? TENANTS_SLOTS * 1000 : 0;
 }
 
 int
@@ -808,14 +829,11 @@ tenants_admit(struct tenants *ts, const char *name, uint32_t n, uint64_t budget,
 		return CERTA_ECAPACITY;
 	}
 	lim = TQ(t, ts, tokens_per_minute);
-	if (lim) {
-		tenants_refill(ts, t, now_ms);
-		if (t->bucket <= 0) {
-			double secs = -t->bucket * 60.0 / (double)lim + 1.0;
-			snprintf(err, errlen, "quota tokens_per_minute: tenant %s used its %llu tokens "
-			    "per minute; retry in %.0f s", name, (unsigned long long)lim, secs);
-			return CERTA_ECAPACITY;
-		}
+	if (lim && tenants_window_used(t, now_ms) >= lim) {
+		double secs = (double)tenants_window_wait_ms(t, lim, now_ms) / 1000.0;
+		snprintf(err, errlen, "quota tokens_per_minute: tenant %s used its %llu tokens "
+		    "per minute; retry in %.0f s", name, (unsigned long long)lim, secs < 1 ? 1 : secs);
+		return CERTA_ECAPACITY;
 	}
 	return 0;
 }
@@ -843,14 +861,56 @@ void
 tenants_charge(struct tenants *ts, const char *name, uint64_t tokens, int64_t now_ms)
 {
 	struct tenant *t = tenants_find(ts, name);
+	int64_t sec = now_ms / 1000;
+	size_t slot = (size_t)(sec % TENANTS_SLOTS);
 
 	if (t == NULL)
 		return;
 	t->st.tokens_used += tokens;
-	if (TQ(t, ts, tokens_per_minute)) {
-		tenants_refill(ts, t, now_ms);
-		t->bucket -= (double)tokens;
+	if (t->win_sec[slot] != sec) {
+		t->win_sec[slot] = sec;
+		t->win_tokens[slot] = 0;
 	}
+	t->win_tokens[slot] += tokens;
+}
+
+int64_t
+tenants_throttle(struct tenants *ts, const char *name, int64_t now_ms)
+{
+	struct tenant *t = tenants_find(ts, name);
+	uint64_t lim;
+	int64_t wait;
+
+	if (t == NULL)
+		return 0;
+	lim = TQ(t, ts, tokens_per_minute);
+	wait = lim ? tenants_window_wait_ms(t, lim, now_ms) : 0;
+	if (wait > 0 && t->throttled_since_ms == 0) {
+		t->throttled_since_ms = now_ms;
+		log_info(LOG_DISPATCH, "tenant %s throttled: %llu tokens served in the last minute, "
+		    "tokens_per_minute %llu; its steps wait %.1f s", name,
+		    (unsigned long long)tenants_window_used(t, now_ms), (unsigned long long)lim,
+		    (double)wait / 1000.0);
+	} else if (wait == 0 && t->throttled_since_ms != 0) {
+		int64_t d = now_ms > t->throttled_since_ms ? now_ms - t->throttled_since_ms : 0;
+		t->throttled_ms += (uint64_t)d;
+		t->throttled_since_ms = 0;
+		log_info(LOG_DISPATCH, "tenant %s no longer throttled (held back %.1f s)", name,
+		    (double)d / 1000.0);
+	}
+	return wait;
+}
+
+uint64_t
+tenants_throttled_ms(const struct tenants *ts, const char *name, int64_t now_ms)
+{
+	struct tenant *t = tenants_find(ts, name);
+
+	if (t == NULL)
+		return 0;
+	if (t->throttled_since_ms != 0 && now_ms > t->throttled_since_ms)
+		return t->throttled_ms + (uint64_t)(now_ms - t->throttled_since_ms);
+	return t->throttled_ms;
 }
 
 void

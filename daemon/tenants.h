@@ -12,8 +12,11 @@
  * nothing of the old one.  Tenants stored before uids existed keep uid 0 and their data.
  *
  * Quotas (per tenant, 0 = the server default from configuration): concurrent programs, tokens
- * per minute (a token bucket charged as steps complete), budget per program, sc n, prompt
- * bytes.  tenants_admit() checks all of them before anything is written.
+ * per minute, budget per program, sc n, prompt bytes.  tenants_admit() checks all of them
+ * before anything is written.  Tokens per minute counts the tokens served (charged as steps
+ * complete) in a sliding window of the last 60 seconds; it is checked at admission and again
+ * before every step (tenants_throttle): a tenant at its limit has its steps held back, not
+ * failed, until the window frees up.
  *
  * Loop thread only.  Errors: CERTA_EINVAL (bad name/value; message says which), CERTA_EEXIST,
  * CERTA_ENOTFOUND, CERTA_ECAPACITY (quota; message says which and when to retry), CERTA_EAUTH,
@@ -97,6 +100,14 @@ int tenants_admit(struct tenants *ts, const char *name, uint32_t n, uint64_t bud
 void tenants_program_state(struct tenants *ts, const char *name, int from, int to);
 void tenants_charge(struct tenants *ts, const char *name, uint64_t tokens, int64_t now_ms);
 void tenants_saved(struct tenants *ts, const char *name, uint64_t tokens);
+/* Dispatch: 0 when the tenant may start a step at now_ms, else the milliseconds until the
+ * tokens it was served in the last minute fall below its tokens_per_minute (its steps wait).
+ * The first refusal starts a throttled period (logged), the next 0 ends it (logged, added to
+ * tenants_throttled_ms).  An unknown tenant or no limit: 0. */
+int64_t tenants_throttle(struct tenants *ts, const char *name, int64_t now_ms);
+/* Milliseconds the tenant's steps were held back by tokens_per_minute since start, the
+ * period in progress included. */
+uint64_t tenants_throttled_ms(const struct tenants *ts, const char *name, int64_t now_ms);
 const struct tenant_stats *tenants_stats(const struct tenants *ts, const char *name);
 /* Live (queued + running) programs of a tenant. */
 uint64_t tenants_live(const struct tenants *ts, const char *name);

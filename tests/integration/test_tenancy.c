@@ -338,22 +338,119 @@ test_tokens_per_minute(void **state)
 {
 	struct env *e = *state;
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
 	char key[128], other[128], msg[512];
 
 	HARNESS_NEED_TRACES(e);
 	start(e, "0", NULL);
-	q.tokens_per_minute = 500;
+	q.tokens_per_minute = 100;
 	create_tenant(e, "meter", 1, &q, key, sizeof key);
 	create_tenant(e, "other", 1, NULL, other, sizeof other);
-	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
-	    GRPC_STATUS_OK);  /* admitted with a full bucket, overdraws it */
+	/* Admitted with nothing served yet; two steps of 64 tokens use up the minute. */
+	spec.problem = (char *)e->tr->problem;
+	spec.n = 1;
+	spec.algorithm = CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	assert_int_equal(certa_client_submit(e->ch, &spec, key, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(certa_client_events_read(s, 10000, 2, &ev), 1);
 	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
 	    GRPC_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(msg, "tokens_per_minute"));
 	assert_non_null(strstr(msg, "retry in"));
-	/* Another tenant is not affected. */
+	/* The running program is held back at dispatch (no step, no failure)... */
+	certa_client_events_read(s, 1500, 3, &ev);
+	assert_int_equal(ev.progress, 2);
+	assert_null(ev.finished);
+	certa_client_events_free(&ev);
+	/* ... and another tenant is not affected. */
 	assert_int_equal(run_program(e, other, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
 	    GRPC_STATUS_OK);
+}
+
+/* Served tokens (decode + probe) of a tenant, from /metrics. */
+static double
+served(int mport, const char *tenant)
+{
+	char series[200];
+	double d, p;
+
+	snprintf(series, sizeof series, "certa_tokens_generated_total{tenant=\"%s\"}", tenant);
+	d = harness_metric(mport, series);
+	snprintf(series, sizeof series, "certa_probe_tokens_total{tenant=\"%s\"}", tenant);
+	p = harness_metric(mport, series);
+	return (d > 0 ? d : 0) + (p > 0 ? p : 0);
+}
+
+#define FLOOD_PROGRAMS 8
+#define FLOOD_TPM 3000
+#ifndef FLOOD_WINDOW_S
+#define FLOOD_WINDOW_S 10          /* -DFLOOD_WINDOW_S=60 to measure a whole minute */
+#endif
+
+/* tokens_per_minute holds at dispatch, not only at admission: a tenant flooding with
+ * programs admitted while its minute was fresh is served at most its limit in a window
+ * shorter than a minute, plus one step per chain in flight; it is throttled (counted in
+ * certa_tenant_throttled_seconds_total), not failed; another tenant runs normally. */
+static void
+test_tokens_per_minute_enforced_at_dispatch(void **state)
+{
+	struct env *e = *state;
+	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct rpc_stream *s[FLOOD_PROGRAMS];
+	char key[128], other[128], msg[512], mpf[700], mset[720], *log = NULL;
+	const char *sets[] = { mset, NULL };
+	double t0, t1, got, throttled, tolerance;
+	int i, mport;
+
+	HARNESS_NEED_TRACES(e);
+	snprintf(mpf, sizeof mpf, "%s/m.port", e->dir);
+	snprintf(mset, sizeof mset, "metrics.port_file=%s", mpf);
+	start(e, "0", sets);
+	assert_int_equal(harness_wait_port_file(mpf, 20000, &mport), 0);
+	q.tokens_per_minute = FLOOD_TPM;
+	create_tenant(e, "flood", 1, &q, key, sizeof key);
+	create_tenant(e, "other", 1, NULL, other, sizeof other);
+	spec.problem = (char *)e->tr->problem;
+	spec.n = 1;
+	spec.algorithm = CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	t0 = harness_clock_us();
+	for (i = 0; i < FLOOD_PROGRAMS; i++)
+		assert_int_equal(certa_client_submit(e->ch, &spec, key, 60000, &s[i]), 0);
+	/* Another tenant meanwhile: unaffected. */
+	assert_int_equal(run_program(e, other, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_OK);
+	t1 = t0 + FLOOD_WINDOW_S * 1e6;
+	while (harness_clock_us() < t1)
+		usleep(100000);
+	got = served(mport, "flood");
+	/* One step per chain in flight: the default policy's first steps are 64 tokens, plus a
+	 * probe's few tokens. */
+	tolerance = FLOOD_PROGRAMS * (64 + 64);
+	print_message("flood tenant: %.0f tokens served in %d s under tokens_per_minute=%d\n",
+	    got, FLOOD_WINDOW_S, FLOOD_TPM);
+	assert_true(got > 0);
+	if (got > FLOOD_TPM + tolerance)
+		fail_msg("flood tenant served %.0f tokens in %d s, limit %d/min (+%.0f)", got,
+		    FLOOD_WINDOW_S, FLOOD_TPM, tolerance);
+	throttled = harness_metric(mport, "certa_tenant_throttled_seconds_total{tenant=\"flood\"}");
+	assert_true(throttled > 0);
+	assert_true(harness_metric(mport,
+	    "certa_tenant_throttled_seconds_total{tenant=\"other\"}") == 0);
+	assert_int_equal(harness_read_file(harness_log_path(e->d), &log), 0);
+	assert_non_null(strstr(log, "tenant flood throttled"));
+	free(log);
+	/* Throttled, not failed. */
+	assert_true(harness_metric(mport,
+	    "certa_programs_finished_total{tenant=\"flood\",reason=\"failed\"}") < 1);
+	for (i = 0; i < FLOOD_PROGRAMS; i++) {
+		char *d = NULL;
+		rpc_sync_stream_cancel(s[i]);
+		(void)rpc_sync_stream_close(s[i], &d);
+		free(d);
+	}
 }
 
 static uint32_t
@@ -647,6 +744,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_isolation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quotas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tokens_per_minute, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokens_per_minute_enforced_at_dispatch, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_policy_validation_and_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_policy_applies_next_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admin_credentials, setup, teardown),

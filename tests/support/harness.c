@@ -937,6 +937,56 @@ harness_free_port(void)
 	return rc;
 }
 
+int
+harness_http_get(int port, const char *path, char *buf, size_t len)
+{
+	struct sockaddr_in a;
+	char req[256];
+	size_t got = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), code = -1;
+	char *body;
+
+	if (fd < 0 || len == 0)
+		goto fail_fd;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+	    write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+		goto fail_fd;
+	while (got + 1 < len && (n = read(fd, buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	sscanf(buf, "HTTP/1.%*d %d", &code);
+	body = strstr(buf, "\r\n\r\n");
+	if (body != NULL)
+		memmove(buf, body + 4, strlen(body + 4) + 1);
+fail_fd:
+	if (fd >= 0)
+		close(fd);
+	return code;
+}
+
+double
+harness_metric(int port, const char *series)
+{
+	size_t len = 1 << 18, n = strlen(series);
+	char *body = malloc(len), *l;
+	double v = -1;
+
+	if (body == NULL)
+		return -1;
+	if (harness_http_get(port, "/metrics", body, len) == 200)
+		for (l = body; l != NULL; l = strchr(l, '\n') != NULL ? strchr(l, '\n') + 1 : NULL)
+			if (strncmp(l, series, n) == 0 && l[n] == ' ')
+				sscanf(l + n + 1, "%lf", &v);
+	free(body);
+	return v;
+}
+
 double
 harness_clock_us(void)
 {

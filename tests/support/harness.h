@@ -188,6 +188,15 @@ int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * process may take it before the caller does.  Returns the port, or -errno. */
 int harness_free_port(void);
 
+/* HTTP/1.0 GET of PATH on 127.0.0.1:PORT (the metrics endpoint): the status code (-1 when the
+ * connection failed), the body (cut to len - 1 bytes) in buf. */
+int harness_http_get(int port, const char *path, char *buf, size_t len);
+
+/* The value of the Prometheus sample SERIES (the name with its labels exactly as exposed,
+ * e.g. `certa_tokens_generated_total{tenant="a"}`) from /metrics on 127.0.0.1:PORT, or -1
+ * when the scrape failed or the sample is absent. */
+double harness_metric(int port, const char *series);
+
 /* CLOCK_MONOTONIC in microseconds, for benches. */
 double harness_clock_us(void);
 

@@ -22,6 +22,7 @@
 #include "lib/cqbridge.h"
 #include "lib/error.h"
 #include "lib/log.h"
+#include "store/store.h"
 #include "tests/support/tmpstore.h"
 
 #define MAXP 16
@@ -323,6 +324,185 @@ test_order_survives_restart(void **state)
 	expect_order(f, want);
 }
 
+/* A tenant with a tokens_per_minute quota. */
+static void
+tenant_tpm(struct fx *f, const char *name, uint64_t tpm)
+{
+	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
+	char key[TENANTS_KEY_MAX];
+
+	t.name = (char *)name;
+	t.weight = 1;
+	q.tokens_per_minute = tpm;
+	t.quota = &q;
+	assert_int_equal(tenants_create(core_tenants(f->c), &t, key, sizeof key, f->err,
+	    sizeof f->err), 0);
+}
+
+/* tokens_per_minute at dispatch: a tenant that was served its quota in the last minute has
+ * its steps held back (still queued, not failed); another tenant's go on. */
+static void
+test_throttled_tenant_held_back_at_dispatch(void **state)
+{
+	struct fx *f = *state;
+	const int both[] = { 0, 1, 2, 3, -1 }, other_only[] = { 1, 3, -1 };
+	size_t queued, running;
+	uint64_t finished;
+
+	tenant_tpm(f, "meter", 500);
+	tenant(f, "other", 1);
+	submit(f, 0, "meter", 0, 0);
+	submit(f, 1, "other", 0, 0);
+	submit(f, 2, "meter", 0, 0);
+	submit(f, 3, "other", 0, 0);
+	expect_order(f, both);
+	/* Steps of meter's programs completed: 499 tokens, still under the limit. */
+	tenants_charge(core_tenants(f->c), "meter", 499, now_ms());
+	expect_order(f, both);
+	tenants_charge(core_tenants(f->c), "meter", 1, now_ms());
+	expect_order(f, other_only);
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(queued, 4);
+	assert_int_equal(finished, 0);
+	assert_true(tenants_throttle(core_tenants(f->c), "meter", now_ms()) > 50000);
+	assert_int_equal(tenants_throttle(core_tenants(f->c), "other", now_ms()), 0);
+	/* The time held back is counted (certa_tenant_throttled_seconds_total). */
+	assert_true(tenants_throttled_ms(core_tenants(f->c), "meter", now_ms() + 1000) >= 1000);
+	assert_int_equal(tenants_throttled_ms(core_tenants(f->c), "other", now_ms() + 1000), 0);
+}
+
+struct filler {
+	size_t len;
+	unsigned n;      /* fillers written (keys "zz/<i>") */
+	unsigned from;   /* filler_del: the first one deleted */
+};
+
+static int
+filler_put(struct store_txn *txn, void *arg)
+{
+	struct filler *fl = arg;
+	char key[32];
+	static char buf[65536];
+
+	snprintf(key, sizeof key, "zz/%08u", fl->n);
+	memset(buf, 'x', sizeof buf);
+	return store_put_raw(txn, STORE_DB_IDEMPOTENCY, key, buf, fl->len);
+}
+
+static int
+filler_del(struct store_txn *txn, void *arg)
+{
+	struct filler *fl = arg;
+	char key[32];
+	unsigned i;
+	int rc;
+
+	for (i = fl->from; i < fl->n; i++) {
+		snprintf(key, sizeof key, "zz/%08u", i);
+		rc = store_del(txn, STORE_DB_IDEMPOTENCY, key);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Fills the map (at its max_map_size) until even a small record does not fit. */
+static void
+fill_store(struct fx *f, struct filler *fl)
+{
+	static const size_t sizes[] = { 60000, 4000, 400, 40 };
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		fl->len = sizes[i];
+		while ((rc = store_update(core_store(f->c), filler_put, fl)) == 0)
+			fl->n++;
+		assert_int_equal(rc, CERTA_EMAPFULL);
+	}
+}
+
+static void
+on_degraded(void *arg, int degraded)
+{
+	int *calls = arg;
+
+	calls[degraded ? 1 : 0]++;
+}
+
+/* Runs the loop for ms milliseconds (retry timers). */
+static void
+run_loop(struct fx *f, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	event_base_loopexit(f->base, &tv);
+	event_base_dispatch(f->base);
+}
+
+/* A program's write fails (here: the map is at store.max_map_size): the program waits, not
+ * forgotten, the core is degraded and counts the failure; once there is room again the retry
+ * writes it by itself and the core is healthy again. */
+static void
+test_failed_commit_waits_and_recovers(void **state)
+{
+	struct fx *f = *state;
+	struct filler fl = { 0, 0, 0 };
+	Certa__V1__Program *pm = NULL;
+	uint64_t failures;
+	size_t waiting;
+	int calls[2] = { 0, 0 }, st = 0;
+	const int want[] = { 1, -1 };
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	core_on_degraded(f->c, on_degraded, calls);
+	submit(f, 0, "anon", 0, 0);
+	submit(f, 1, "anon", 0, 0);
+	fill_store(f, &fl);
+	/* The cancel's write fails: the program ends in memory, waits for its write. */
+	assert_int_equal(queries_cancel(f->c, "anon", f->ids[0], &st), 0);
+	assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_true(failures >= 1);
+	assert_int_equal(waiting, 1);
+	assert_true(core_degraded(f->c));
+	assert_int_equal(calls[1], 1);
+	/* Not in the store yet: still queued there. */
+	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
+	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED);
+	protobuf_c_message_free_unpacked(&pm->base, NULL);
+	/* Still known as cancelled, and never offered to a worker. */
+	assert_int_equal(queries_cancel(f->c, "anon", f->ids[0], &st), 0);
+	assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	expect_order(f, want);
+	/* Retries keep failing while the map is full. */
+	run_loop(f, 400);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_true(failures >= 2);
+	assert_int_equal(waiting, 1);
+	/* Room again: the next retry writes it, by itself.  (LMDB reuses the pages a commit
+	 * freed only after one more commit: delete in two.) */
+	fl.from = fl.n / 2;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	fl.n = fl.from;
+	fl.from = 0;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	run_loop(f, 1200);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(waiting, 0);
+	assert_false(core_degraded(f->c));
+	assert_int_equal(calls[0], 1);
+	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
+	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	assert_non_null(pm->result);
+	assert_int_equal(pm->result->reason, SCHED_REASON_CANCELLED);
+	protobuf_c_message_free_unpacked(&pm->base, NULL);
+	expect_order(f, want);
+}
+
 int
 main(void)
 {
@@ -335,6 +515,10 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_order_survives_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reused_name_sees_nothing_of_old_tenant, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_throttled_tenant_held_back_at_dispatch, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_failed_commit_waits_and_recovers, setup,
 		    teardown),
 	};
 	int rc;

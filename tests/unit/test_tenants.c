@@ -129,22 +129,44 @@ test_concurrent_programs_counted_by_state(void **state)
 	assert_int_equal(admit(f, "busy", 1, 1000, 10, T0), 0);
 }
 
+/* Tokens per minute counts what was served in the last minute (a token counts until 60 s
+ * after the end of its second): refused (admission) and held back (tenants_throttle,
+ * dispatch) until those tokens leave the window; the time held back is counted. */
 static void
-test_tokens_per_minute_bucket_refills(void **state)
+test_tokens_per_minute_window_frees(void **state)
 {
 	struct fx *f = *state;
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
 
 	q.tokens_per_minute = 600;
 	create(f, "metered", &q);
+	create(f, "free", NULL);
 	assert_int_equal(admit(f, "metered", 1, 1000, 10, T0), 0);
-	tenants_charge(f->ts, "metered", 900, T0);
+	assert_int_equal(tenants_throttle(f->ts, "metered", T0), 0);
+	tenants_charge(f->ts, "metered", 400, T0);
+	assert_int_equal(tenants_throttle(f->ts, "metered", T0 + 500), 0);
+	tenants_charge(f->ts, "metered", 500, T0 + 10000);
 	assert_int_equal(tenants_stats(f->ts, "metered")->tokens_used, 900);
-	assert_int_equal(admit(f, "metered", 1, 1000, 10, T0), CERTA_ECAPACITY);
+	assert_int_equal(admit(f, "metered", 1, 1000, 10, T0 + 10000), CERTA_ECAPACITY);
 	assert_non_null(strstr(f->err, "tokens_per_minute"));
-	/* -300 tokens refill at 10/s: still empty after 20 s, open after 31 s. */
-	assert_int_equal(admit(f, "metered", 1, 1000, 10, T0 + 20000), CERTA_ECAPACITY);
-	assert_int_equal(admit(f, "metered", 1, 1000, 10, T0 + 31000), 0);
+	assert_non_null(strstr(f->err, "retry in 51 s"));
+	/* 900 served: held back until the first 400 leave the window (T0 + 61 s). */
+	assert_int_equal(tenants_throttle(f->ts, "metered", T0 + 10000), 51000);
+	assert_int_equal(tenants_throttle(f->ts, "metered", T0 + 60999), 1);
+	assert_int_equal(admit(f, "metered", 1, 1000, 10, T0 + 60999), CERTA_ECAPACITY);
+	assert_int_equal(tenants_throttled_ms(f->ts, "metered", T0 + 60999), 50999);
+	/* Others are not affected. */
+	tenants_charge(f->ts, "free", 100000, T0 + 10000);
+	assert_int_equal(tenants_throttle(f->ts, "free", T0 + 10000), 0);
+	assert_int_equal(tenants_throttled_ms(f->ts, "free", T0 + 60999), 0);
+	/* 500 left in the window: under 600, open again; the throttled period ends. */
+	assert_int_equal(tenants_throttle(f->ts, "metered", T0 + 61000), 0);
+	assert_int_equal(admit(f, "metered", 1, 1000, 10, T0 + 61000), 0);
+	assert_int_equal(tenants_throttled_ms(f->ts, "metered", T0 + 90000), 51000);
+	/* And open again once the 500 have left too. */
+	tenants_charge(f->ts, "metered", 599, T0 + 62000);
+	assert_int_equal(tenants_throttle(f->ts, "metered", T0 + 62000), 9000);
+	assert_int_equal(tenants_throttle(f->ts, "metered", T0 + 71000), 0);
 }
 
 static void
@@ -344,7 +366,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_tenant_quota_overrides_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_programs_counted_by_state, setup,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_tokens_per_minute_bucket_refills, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokens_per_minute_window_frees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_tenant_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_name_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_and_quota_survive_reopen, setup, teardown),

@@ -1,0 +1,272 @@
+/*
+ * test_diskfull.c — certad on a full disk: the state directory is a small tmpfs that the test
+ * fills while programs run.  Their commits fail; they must wait (not fail, not be forgotten),
+ * the daemon must say so (/readyz 503, grpc.health NOT_SERVING, the commit failure metric and
+ * the gauge of waiting programs), and once space is freed every program must finish by itself
+ * with the answer of an undisturbed run.
+ *
+ * Mounting a tmpfs needs root (the tests run as root here and in CI); elsewhere the test is
+ * skipped with a message.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <grpc/grpc.h>
+
+#include "certa/v1/reasoning.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "lib/rpc_client.h"
+#include "tests/support/certa_client.h"
+#include "tests/support/harness.h"
+
+#define NPROG 4                /* programs running when the disk fills */
+
+struct env {
+	char *dir;
+	struct harness_trace *tr;
+	struct harness_proc *w, *d;
+	int wport, dport, mport;
+	int mounted;
+	char state[600];
+	struct rpc_channel *ch;
+};
+
+static int
+setup(void **state)
+{
+	struct env *e;
+
+	*state = NULL;
+	if (harness_traces_dir() == NULL)
+		return 0;
+	e = calloc(1, sizeof *e);
+	assert_int_equal(harness_fixture_setup(180, &e->dir, &e->tr), 0);
+	*state = e;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct env *e = *state;
+
+	if (e == NULL)
+		return 0;
+	if (e->ch != NULL)
+		rpc_channel_free(e->ch);
+	harness_proc_free(e->d);
+	harness_proc_free(e->w);
+	if (e->mounted && umount2(e->state, MNT_DETACH) != 0)
+		fprintf(stderr, "umount %s: %s\n", e->state, strerror(errno));
+	harness_fixture_teardown(e->dir, e->tr);
+	free(e);
+	return 0;
+}
+
+/* The value of an unlabelled sample, or -1 when absent. */
+static double
+metric(struct env *e, const char *name)
+{
+	return harness_metric(e->mport, name);
+}
+
+/* Mounts a small tmpfs on DIR/state; 0, or -1 (not root, no tmpfs) after saying why. */
+static int
+mount_state(struct env *e, const char *size)
+{
+	char opts[64];
+
+	snprintf(e->state, sizeof e->state, "%s/state", e->dir);
+	assert_int_equal(mkdir(e->state, 0750), 0);
+	snprintf(opts, sizeof opts, "size=%s,mode=0750", size);
+	if (mount("certa-test", e->state, "tmpfs", 0, opts) != 0) {
+		print_message("skipped: cannot mount a tmpfs on %s (%s); this test needs root\n",
+		    e->state, strerror(errno));
+		return -1;
+	}
+	e->mounted = 1;
+	return 0;
+}
+
+static void
+start(struct env *e, const char *delay)
+{
+	const char *wextra[] = { "--step-delay", delay, NULL };
+	const char *sets[8];
+	char mpf[700], mset[720];
+
+	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
+	    &e->wport), 0);
+	snprintf(mpf, sizeof mpf, "%s/m.port", e->dir);
+	snprintf(mset, sizeof mset, "metrics.port_file=%s", mpf);
+	sets[0] = "workers.health_interval=100ms";
+	sets[1] = "metrics.port=0";
+	sets[2] = mset;
+	sets[3] = "auth.anonymous_tenant=default";
+	sets[4] = NULL;
+	if (harness_start_certad(e->dir, &e->wport, 1, sets, NULL, &e->d, &e->dport) != 0)
+		fail_msg("certad did not start");
+	assert_int_equal(harness_wait_port_file(mpf, 20000, &e->mport), 0);
+	assert_int_equal(certa_client_channel(e->dport, &e->ch), 0);
+	usleep(300000);  /* first worker health check */
+}
+
+static struct rpc_stream *
+submit(struct env *e, uint32_t n)
+{
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct rpc_stream *s = NULL;
+
+	spec.problem = (char *)e->tr->problem;
+	spec.n = n;
+	spec.algorithm = n > 1 ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
+	    CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 120000, &s), 0);
+	return s;
+}
+
+/* Runs one program to its end; copies its answer. */
+static void
+reference(struct env *e, uint32_t n, char *answer, size_t len)
+{
+	struct certa_client_events ev;
+
+	memset(&ev, 0, sizeof ev);
+	certa_client_events_read(submit(e, n), 30000, 0, &ev);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	snprintf(answer, len, "%s", ev.finished->result->answer);
+	certa_client_events_free(&ev);
+}
+
+/* The stored state and tokens of a program (Get). */
+static void
+get(struct env *e, const char *id, int *st, uint64_t *tokens)
+{
+	Certa__V1__GetRequest r = CERTA__V1__GET_REQUEST__INIT;
+	Certa__V1__Program *p = NULL;
+	grpc_status_code code;
+	char *details = NULL;
+
+	r.program_id = (char *)id;
+	assert_int_equal(certa_client_unary(e->ch, "/certa.v1.Reasoning/Get", &r.base,
+	    &certa__v1__program__descriptor, 10000, NULL, (ProtobufCMessage **)&p, &code,
+	    &details), 0);
+	free(details);
+	assert_int_equal(code, GRPC_STATUS_OK);
+	*st = p->state;
+	*tokens = p->tokens_used;
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
+/* Disk full while programs run: they wait, the daemon reports it, and they all finish with
+ * the undisturbed answers once space returns. */
+static void
+test_disk_full_programs_wait_and_resume(void **state)
+{
+	struct env *e = *state;
+	struct rpc_stream *s[NPROG];
+	struct certa_client_events ev[NPROG];
+	char ref_cot[256], ref_sc[256], fill[700], body[256];
+	uint64_t tok;
+	double failures = 0, waiting = 0;
+	int i, k, st;
+
+	HARNESS_NEED_TRACES(e);
+	if (mount_state(e, "4m") != 0)
+		skip();
+	start(e, "150");
+	reference(e, 1, ref_cot, sizeof ref_cot);
+	reference(e, 3, ref_sc, sizeof ref_sc);
+	assert_int_equal(harness_http_get(e->mport, "/readyz", body, sizeof body), 200);
+	assert_true(metric(e, "certa_store_commit_failures_total") == 0);
+
+	for (i = 0; i < NPROG; i++) {
+		memset(&ev[i], 0, sizeof ev[i]);
+		s[i] = submit(e, i == 0 ? 3 : 1);
+		assert_int_equal(certa_client_events_read(s[i], 30000, 1, &ev[i]), 1);
+	}
+	/* Fill the disk: dd stops at ENOSPC. */
+	snprintf(fill, sizeof fill, "%s/fill", e->state);
+	harness_sh("dd if=/dev/zero of=%s bs=64k >/dev/null 2>&1", fill);
+	for (k = 0; k < 200; k++) {
+		failures = metric(e, "certa_store_commit_failures_total");
+		waiting = metric(e, "certa_programs_waiting_persist");
+		if (failures > 0 && waiting >= 1)
+			break;
+		usleep(50000);
+	}
+	if (failures <= 0 || waiting < 1) {
+		harness_dump_log(e->d);
+		fail_msg("no commit failed on a full disk (failures %.0f, waiting %.0f)", failures,
+		    waiting);
+	}
+	/* Reported: not ready, NOT_SERVING, an error line with the cause. */
+	assert_int_equal(harness_http_get(e->mport, "/readyz", body, sizeof body), 503);
+	assert_int_equal(certa_client_health(e->dport, ""),
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+	assert_int_equal(certa_client_health(e->dport, "certa.v1.Reasoning"),
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+	{
+		char *log = NULL;
+		assert_int_equal(harness_read_file(harness_log_path(e->d), &log), 0);
+		assert_non_null(strstr(log, "commit failed"));
+		assert_non_null(strstr(log, "No space left on device"));
+		free(log);
+	}
+	/* Stalled, not lost: nothing failed.  (A commit that still fits in pages LMDB freed
+	 * earlier succeeds, so some programs may go on for a while; the others wait.) */
+	usleep(1000000);
+	for (i = 0; i < NPROG; i++) {
+		get(e, ev[i].id, &st, &tok);
+		assert_true(st == CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED ||
+		    st == CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_RUNNING ||
+		    st == CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
+	}
+	assert_true(metric(e, "certa_programs_waiting_persist") >= 1);
+	assert_true(metric(e, "certa_store_commit_failures_total") >= failures);
+
+	/* Space returns: everything resumes by itself and ends with the undisturbed answer. */
+	assert_int_equal(unlink(fill), 0);
+	for (i = 0; i < NPROG; i++) {
+		certa_client_events_read(s[i], 30000, 0, &ev[i]);
+		if (ev[i].status != GRPC_STATUS_OK || ev[i].finished == NULL) {
+			harness_dump_log(e->d);
+			fail_msg("program %s: status %d %s", ev[i].id, ev[i].status, ev[i].details);
+		}
+		assert_true(ev[i].monotone);
+		assert_string_equal(ev[i].finished->result->answer, i == 0 ? ref_sc : ref_cot);
+		get(e, ev[i].id, &st, &tok);
+		assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
+		assert_true(tok > 0);
+		certa_client_events_free(&ev[i]);
+	}
+	assert_true(metric(e, "certa_programs_waiting_persist") == 0);
+	assert_int_equal(harness_http_get(e->mport, "/readyz", body, sizeof body), 200);
+	assert_int_equal(certa_client_health(e->dport, ""),
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_disk_full_programs_wait_and_resume, setup,
+		    teardown),
+	};
+	int rc;
+
+	grpc_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	grpc_shutdown();
+	return rc;
+}
