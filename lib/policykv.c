@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/strmap.h"
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
 
@@ -32,6 +33,22 @@ policykv_default_text(void)
 	return s;
 }
 
+/* Whether key is one of the keys of def, the default policy's text ("key = value" lines, no
+ * sections, no comments: what policy_format writes). */
+static int
+policykv_in_default(const char *def, const char *key)
+{
+	size_t klen = strlen(key);
+
+	while (*def) {
+		if (strncmp(def, key, klen) == 0 && strncmp(def + klen, " =", 2) == 0)
+			return 1;
+		def += strcspn(def, "\n");
+		def += *def == '\n';
+	}
+	return 0;
+}
+
 /* Trims spaces at both ends of s in place; returns the start. */
 static char *
 policykv_trim(char *s)
@@ -50,8 +67,9 @@ int
 policykv_each(const char *text, policykv_fn fn, void *arg)
 {
 	char line[POLICYKV_LINE_MAX], section[64] = "", key[POLICYKV_KEY_MAX], *l, *eq, *c, *k;
+	char *def = NULL;   /* the valid keys, formatted once per call when a section needs them */
 	size_t n;
-	int rc;
+	int rc = 0;
 
 	while (*text) {
 		n = strcspn(text, "\n");
@@ -80,16 +98,20 @@ policykv_each(const char *text, policykv_fn fn, void *arg)
 		k = policykv_trim(l);
 		if (*k == '\0')
 			continue;
-		/* In a section a key is "section.key" unless it is a full key by itself. */
-		if (section[0] != '\0' && policykv_is_key(k) != 1)
+		/* In a section a key is "section.key" unless it is a full key by itself.  Out of
+		 * memory: every key in a section is taken as relative to it. */
+		if (section[0] != '\0' && def == NULL)
+			def = policykv_default_text();
+		if (section[0] != '\0' && (def == NULL || !policykv_in_default(def, k)))
 			snprintf(key, sizeof key, "%s.%s", section, k);
 		else
 			snprintf(key, sizeof key, "%s", k);
 		rc = fn(key, policykv_trim(eq + 1), arg);
 		if (rc != 0)
-			return rc;
+			break;
 	}
-	return 0;
+	free(def);
+	return rc;
 }
 
 /* --- keys ------------------------------------------------------------------------------ */
@@ -127,13 +149,6 @@ policykv_keys(char *buf, size_t len)
 	return a.need;
 }
 
-static int
-policykv_is_key_cb(const char *key, const char *value, void *arg)
-{
-	(void)value;
-	return strcmp(key, arg) == 0;
-}
-
 int
 policykv_is_key(const char *key)
 {
@@ -142,7 +157,7 @@ policykv_is_key(const char *key)
 
 	if (def == NULL)
 		return -ENOMEM;
-	rc = policykv_each(def, policykv_is_key_cb, (void *)key);
+	rc = policykv_in_default(def, key);
 	free(def);
 	return rc;
 }
@@ -281,8 +296,48 @@ policykv_same(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
+/* The last value of each key of a text (a later line wins, as on the server), and how many
+ * lines of the text carry each key. */
+struct policykv_last {
+	struct strmap *values;       /* key -> malloc'd value */
+	int oom;
+};
+
+static int
+policykv_last_cb(const char *key, const char *value, void *arg)
+{
+	struct policykv_last *l = arg;
+	char *v = strdup(value);
+	void *old = NULL;
+
+	if (v == NULL || strmap_put(l->values, key, v, &old) != 0) {
+		free(v);
+		l->oom = 1;
+		return 1;
+	}
+	free(old);
+	return 0;
+}
+
+/* Fills l from text.  Returns 0 or -ENOMEM (l is then empty and freed). */
+static int
+policykv_last_load(struct policykv_last *l, const char *text)
+{
+	l->oom = 0;
+	l->values = strmap_new();
+	if (l->values == NULL)
+		return -ENOMEM;
+	policykv_each(text, policykv_last_cb, l);
+	if (l->oom) {
+		strmap_free(l->values, free);
+		l->values = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 struct policykv_diff_ctx {
-	const char *other;           /* the text compared against */
+	const struct strmap *other;  /* last values of the text compared against */
 	int old_side;                /* walking the old text (keys missing from the new one) */
 	policykv_change_fn fn;
 	void *arg;
@@ -293,9 +348,9 @@ static int
 policykv_diff_cb(const char *key, const char *value, void *arg)
 {
 	struct policykv_diff_ctx *d = arg;
-	char other[POLICYKV_VAL_MAX];
+	const char *other = strmap_get(d->other, key);
 
-	if (policykv_value(d->other, key, other, sizeof other) != 0) {
+	if (other == NULL) {
 		d->fn(key, d->old_side ? value : NULL, d->old_side ? NULL : value, d->arg);
 		d->n++;
 	} else if (!d->old_side && !policykv_same(other, value)) {
@@ -305,14 +360,27 @@ policykv_diff_cb(const char *key, const char *value, void *arg)
 	return 0;
 }
 
+/* Each text is read into a map of its keys' last values once: comparing line by line against
+ * the other text again was quadratic in the number of lines (seconds for a 64 KiB text;
+ * found by fuzz_policy). */
 int
 policykv_diff(const char *old_text, const char *new_text, policykv_change_fn fn, void *arg)
 {
-	struct policykv_diff_ctx d = { old_text, 0, fn, arg, 0 };
+	struct policykv_last o, n;
+	struct policykv_diff_ctx d = { NULL, 0, fn, arg, 0 };
 
+	if (policykv_last_load(&o, old_text) != 0)
+		return -ENOMEM;
+	if (policykv_last_load(&n, new_text) != 0) {
+		strmap_free(o.values, free);
+		return -ENOMEM;
+	}
+	d.other = o.values;
 	policykv_each(new_text, policykv_diff_cb, &d);
-	d.other = new_text;
+	d.other = n.values;
 	d.old_side = 1;
 	policykv_each(old_text, policykv_diff_cb, &d);
+	strmap_free(o.values, free);
+	strmap_free(n.values, free);
 	return d.n;
 }
