@@ -155,8 +155,10 @@ FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  = $(patsubst tests/fuzz/%.c,$(BUILD)/bin/%,$(FUZZ_SRC))
 FUZZ_CC  ?= clang
 FUZZ_SECONDS ?= 60
-# daemon code a target may call without a running daemon (the record decoder)
-FUZZ_DAEMON_OBJ = $(BUILD)/obj/daemon/program.o
+# daemon code a target may call without a running daemon (the record decoder, the tenants and
+# policies behind the Admin handlers) and the test harness (temporary directories)
+FUZZ_DAEMON_OBJ = $(BUILD)/obj/daemon/program.o $(BUILD)/obj/daemon/tenants.o \
+	$(BUILD)/obj/daemon/policies.o $(TEST_SUPPORT_OBJ)
 
 $(FUZZ_BIN): $(BUILD)/bin/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_DAEMON_OBJ) $(CORE_LIB)
 	@mkdir -p $(dir $@)

@@ -109,6 +109,26 @@ def main():
         data = subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "--encode=" + name]
                               + protos, input=text.encode(), capture_output=True, check=True).stdout
         put("proto", name.split(".")[-1], bytes([index[name]]) + data)
+    # fuzz_admin: the selector byte is the request's place in its enum fuzz_admin_op.
+    admin = [
+        (0, "certa.v1.CreateTenantRequest", 'tenant { name: "bravo" weight: 3 priority: PRIORITY_HIGH '
+            'quota { max_concurrent_programs: 5 tokens_per_minute: 30000 max_sc_n: 8 } }'),
+        (1, "certa.v1.UpdateTenantRequest", 'tenant { name: "acme" weight: 4 quota { max_sc_n: 4 } } '
+            'fields: "weight" fields: "quota.max_sc_n"'),
+        (2, "certa.v1.TenantRef", 'name: "bravo"'),
+        (3, "certa.v1.RotateKeyRequest", 'tenant: "acme"'),
+        (4, "certa.v1.RevokeKeyRequest", 'tenant: "acme" key_id: "k1"'),
+        (5, "certa.v1.SetPolicyRequest", 'tenant: "acme" policy { text: "step_tokens = 32\\n[cot]\\n'
+            'threshold = 0.9\\n" }'),
+        (6, "certa.v1.RollbackPolicyRequest", 'tenant: "acme" version: 1'),
+        (7, "certa.v1.PolicyRef", 'tenant: "acme"'),
+    ]
+    for op, name, text in admin:
+        data = subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "--encode=" + name]
+                              + protos, input=text.encode(), capture_output=True, check=True).stdout
+        put("admin", "%d-%s" % (op, name.split(".")[-1]), bytes([op]) + data)
+    put("admin", "8-auth", b"\x08Bearer certa_0123456789abcdef")
+
     # A ProgramRecord with two RequestRecords after it (the recovery path).
     rec = subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "--encode=certa.v1.ProgramRecord"]
                          + protos, input=b'program { id: "p-1" tenant: "acme" spec { problem: "q" '
