@@ -77,7 +77,9 @@ else
 DEMO_TRACES = $(CERTA_TRACES)
 endif
 
-.PHONY: all deps check check-tokenizer check-layers check-unit check-integration check-asan check-valgrind demo clean install uninstall bench
+.PHONY: all deps check check-tokenizer check-layers check-unit check-integration check-asan \
+	check-valgrind demo clean install uninstall bench fuzz fuzz-deps fuzz-bins check-fuzz \
+	check-crashloop
 .SUFFIXES:
 .SECONDARY:
 
@@ -183,6 +185,42 @@ check-valgrind: all
 		--leak-check=full --errors-for-leak-kinds=definite \
 		$(if $(wildcard $(VALGRIND_SUPP)),--suppressions=$(VALGRIND_SUPP))" \
 		BUILD=$(BUILD) bash tests/run.sh $(UNIT_BIN)
+
+# Fuzz targets (libFuzzer): tests/fuzz/fuzz_<name>.c, one LLVMFuzzerTestOneInput each, built
+# with clang, ASan and UBSan into build/fuzz/bin/.  `make check-fuzz` runs each for FUZZ_SECONDS
+# from its seed corpus tests/fuzz/corpus/<name>/ (new inputs go to build/fuzz/corpus/<name>/;
+# crashes to build/fuzz/crash/<name>/) and prints inputs run, inputs/s and crashes per target.
+FUZZ_SRC  = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  = $(patsubst tests/fuzz/%.c,$(BUILD)/bin/%,$(FUZZ_SRC))
+FUZZ_CC  ?= clang
+FUZZ_SECONDS ?= 60
+# Targets link every layer's archive (daemon code that needs no running daemon: the record
+# decoder, the tenants and policies behind the Admin handlers; the GGUF reader) and the test
+# harness (temporary directories).
+$(FUZZ_BIN): $(BUILD)/bin/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(TEST_SUPPORT_OBJ) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz-deps:
+	@bash scripts/deps.sh fuzz
+
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=$(FUZZ_CC) \
+		OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
+		SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+		fuzz-bins
+
+check-fuzz: fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh build/fuzz
+
+# The crash loop (tests/integration/test_crashloop.c) with more kill -9 cycles than the
+# bounded run in `make check`.
+CRASHLOOP_CYCLES ?= 50
+check-crashloop: all
+	@CERTA_CRASHLOOP_CYCLES=$(CRASHLOOP_CYCLES) TEST_TIMEOUT=1800 \
+		BUILD=$(BUILD) bash tests/run.sh $(BUILD)/itests/test_crashloop
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -488,6 +488,10 @@ program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestReco
 			continue;
 		if (reqs[i]->index >= p->n)
 			goto fail;
+		/* Two records for one chain: restoring the second on top of the first would append
+		 * its text to the first's and leak its probes. */
+		if (p->chains[reqs[i]->index].text != NULL)
+			goto fail;
 		if (program_chain_restore(&p->chains[reqs[i]->index], reqs[i]) != 0)
 			goto fail;
 	}

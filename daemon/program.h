@@ -165,7 +165,8 @@ int program_chain_pb_fill(const struct program *p, const struct chain *c, struct
 void program_chain_pb_free(struct chain_pb *pb);
 
 /* Rebuilds a program from its records (recovery).  reqs[i] may be NULL (chain never stepped).
- * Returns NULL on ENOMEM or an inconsistent record. */
+ * Returns NULL on ENOMEM or an inconsistent record (no program or spec, n == 0, a request
+ * record whose index is not a chain of the program, two request records for one chain). */
 struct program *program_from_records(const Certa__V1__ProgramRecord *rec,
     Certa__V1__RequestRecord *const *reqs, size_t nreqs);
 

@@ -630,12 +630,47 @@ skip_line(struct traces *tr, const char *file, size_t line, const char *why)
 		log_warn(LOG_ENGINE, "traces: %s: more malformed lines, not reporting each", file);
 }
 
+/* Parses one line of a trace file and appends its record; a malformed line is skipped with a
+ * warning.  Returns 0 or -ENOMEM. */
+static int
+load_line(struct traces *tr, const char *fname, size_t lineno, const char *line, size_t len)
+{
+	struct json_doc *doc;
+	char err[256];
+	int rc;
+
+	if (blank(line, len))
+		return 0;
+	rc = json_parse(line, len, &doc, err, sizeof(err));
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		skip_line(tr, fname, lineno, err);
+		return 0;
+	}
+	if (ARRAY_GROW(tr->recs, tr->cap, tr->n + 1) != 0) {
+		json_free(doc);
+		return -ENOMEM;
+	}
+	rc = record_from_json(tr, json_root(doc), &tr->recs[tr->n], err, sizeof(err));
+	json_free(doc);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		skip_line(tr, fname, lineno, err);
+		return 0;
+	}
+	tr->recs[tr->n].file = fname;
+	tr->recs[tr->n].line = lineno;
+	tr->n++;
+	return 0;
+}
+
 /* Reads one file; appends its records.  Fails only on open errors or out of memory. */
 static int
 load_file(struct traces *tr, const char *path, const char *fname)
 {
 	struct line_reader lr = { 0 };
-	struct json_doc *doc;
 	char err[256];
 	size_t lineno = 0;
 	char *line;
@@ -653,31 +688,9 @@ load_file(struct traces *tr, const char *path, const char *fname)
 	tr->file_warnings = 0;
 	while ((rc = line_next(&lr, &line, &len)) > 0) {
 		lineno++;
-		if (blank(line, len))
-			continue;
-		rc = json_parse(line, len, &doc, err, sizeof(err));
-		if (rc == -ENOMEM)
+		rc = load_line(tr, fname, lineno, line, len);
+		if (rc < 0)
 			goto fail_reader;
-		if (rc < 0) {
-			skip_line(tr, fname, lineno, err);
-			continue;
-		}
-		if (ARRAY_GROW(tr->recs, tr->cap, tr->n + 1) != 0) {
-			json_free(doc);
-			rc = -ENOMEM;
-			goto fail_reader;
-		}
-		rc = record_from_json(tr, json_root(doc), &tr->recs[tr->n], err, sizeof(err));
-		json_free(doc);
-		if (rc == -ENOMEM)
-			goto fail_reader;
-		if (rc < 0) {
-			skip_line(tr, fname, lineno, err);
-			continue;
-		}
-		tr->recs[tr->n].file = fname;
-		tr->recs[tr->n].line = lineno;
-		tr->n++;
 	}
 	if (rc == -1) {
 		int zerr;
@@ -1130,6 +1143,50 @@ fail_names:
 	for (size_t i = 0; i < nnames; i++)
 		free(names[i]);
 	free(names);
+fail_tr:
+	traces_free(tr);
+	return rc;
+}
+
+int
+traces_load_buffer(const char *name, const char *buf, size_t len, struct traces **out)
+{
+	struct traces *tr;
+	const char *fname;
+	size_t pos = 0, lineno = 0;
+	int rc;
+
+	if (name == NULL || *name == '\0' || (buf == NULL && len > 0) || out == NULL)
+		return -EINVAL;
+	if ((tr = calloc(1, sizeof(*tr))) == NULL)
+		return -ENOMEM;
+	if ((tr->dir = strdup(name)) == NULL || (tr->intern = strmap_new()) == NULL ||
+	    (fname = intern(tr, name, strlen(name))) == NULL) {
+		rc = -ENOMEM;
+		goto fail_tr;
+	}
+	while (pos < len) {
+		const char *nl = memchr(buf + pos, '\n', len - pos);
+		size_t end = nl != NULL ? (size_t)(nl - buf) : len;
+
+		rc = load_line(tr, fname, ++lineno, buf + pos, end - pos);
+		if (rc < 0)
+			goto fail_tr;
+		pos = end + 1;
+	}
+	tr->nfiles = 1;
+	if ((rc = build_index(tr)) < 0)
+		goto fail_tr;
+	if (tr->n == 0) {
+		rc = tr->skipped > 0 ? CERTA_ETRACE : CERTA_ENOTFOUND;
+		goto fail_tr;
+	}
+	strmap_free(tr->intern, NULL);
+	tr->intern = NULL;
+	tr->memory = index_memory(tr);
+	*out = tr;
+	return 0;
+
 fail_tr:
 	traces_free(tr);
 	return rc;

@@ -91,6 +91,14 @@ struct traces_program {
  */
 int traces_load(const char *dir, struct traces **out);
 
+/*
+ * As traces_load() for the JSON lines in buf[0..len) (plain text, not compressed), as if they
+ * were one file called `name` (traces_dir() and trace->file read `name`).  Logs nothing but the
+ * warnings for skipped lines.  Returns 0, -EINVAL (name NULL or "", buf NULL with len > 0, out
+ * NULL), CERTA_ENOTFOUND (no record), CERTA_ETRACE (every line malformed), -ENOMEM.
+ */
+int traces_load_buffer(const char *name, const char *buf, size_t len, struct traces **out);
+
 /* Frees the set and everything obtained from it.  NULL is a no-op. */
 void traces_free(struct traces *tr);
 

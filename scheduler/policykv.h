@@ -54,8 +54,9 @@ typedef void (*policykv_change_fn)(const char *key, const char *old, const char 
     void *arg);
 
 /* Compares two policy texts key by key (new text order, then keys only in the old text).
- * Values are compared as numbers when both parse as numbers ("0.90" equals "0.9").  Returns
- * the number of changes. */
+ * Values are compared as numbers when both parse as numbers ("0.90" equals "0.9"); a key given
+ * twice in a text has its last value.  Returns the number of changes, or -ENOMEM (nothing
+ * reported).  Time and memory linear in the texts' lengths. */
 int policykv_diff(const char *old_text, const char *new_text, policykv_change_fn fn,
     void *arg);
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages certa needs to build and test, when they are missing.
 # As root: runs apt-get update + install. Otherwise: prints the one command to run.
+# `deps.sh fuzz` checks only FUZZ_PKGS, what `make fuzz` / `make check-fuzz` need (clang with
+# its libFuzzer and sanitizer runtimes), so plain builds and `make check` do not need them.
 set -eu
 
 PKGS="build-essential pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
@@ -10,6 +12,15 @@ libinih-dev libssl-dev libpcre2-dev python3 python3-numpy procps systemd openssl
 # Optional: promtool (package prometheus) lets the metrics test check the exposition format
 # with the real parser; the test uses its own strict parser when it is missing.
 OPTIONAL="prometheus"
+
+# libFuzzer ships in clang's compiler runtime package (a Recommends of clang-14, which
+# --no-install-recommends would skip).
+FUZZ_PKGS="clang libclang-rt-14-dev"
+
+if [ "${1:-}" = fuzz ]; then
+	PKGS="$FUZZ_PKGS"
+	OPTIONAL=""
+fi
 
 missing=""
 for p in $PKGS; do

@@ -552,6 +552,23 @@ static void test_fuzz(void **state)
 	print_message("  fuzz: %ld iterations, %ld equivalent random pairs\n", iters, equal_pairs);
 }
 
+/* "\\.\\.\\.\\." canonicalized to "\\" (the dots stripped, one lone backslash left), and
+ * "\\" canonicalizes to "": the canonical form was not equivalent to its answer
+ * (fuzz_answer).  A trailing lone backslash now goes with the dots. */
+static void test_trailing_escaped_dots(void **state)
+{
+	(void)state;
+	static const char *const in[] = {"\\.\\.\\.\\.", "\\.\\.", "x\\.\\.\\.", "5\\", "5\\\\\\"};
+	char out[64], again[64];
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+		int rc = answer_canonical(in[i], strlen(in[i]), out, sizeof(out));
+		assert_true(rc >= 0);
+		assert_true(answer_canonical(out, strlen(out), again, sizeof(again)) >= 0);
+		if (strcmp(out, again) != 0 || !answer_equivalent(in[i], out))
+			fail_msg("\"%s\" -> \"%s\" -> \"%s\"", in[i], out, again);
+	}
+}
+
 /* Deeply nested and long inputs stay within bounds (no recursion without a limit). */
 static void test_deep_nesting(void **state)
 {
@@ -588,6 +605,7 @@ int main(void)
 		cmocka_unit_test(test_too_long),
 		cmocka_unit_test(test_hash),
 		cmocka_unit_test(test_fuzz),
+		cmocka_unit_test(test_trailing_escaped_dots),
 		cmocka_unit_test(test_deep_nesting),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

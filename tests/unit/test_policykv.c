@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "scheduler/policykv.h"
@@ -200,6 +201,51 @@ test_diff(void **state)
 	assert_int_equal(c.n, 0);
 }
 
+static void
+count_change(const char *key, const char *old, const char *new, void *arg)
+{
+	(void)key;
+	(void)old;
+	(void)new;
+	(*(int *)arg)++;
+}
+
+/* Long texts with a section: the diff used to look every key up by walking the other text
+ * again, and to format the default policy for every line in a section, so 2000 lines took
+ * tens of seconds (fuzz_policy); it is now linear.  Also: duplicates and a key whose value
+ * repeats with another spelling. */
+static void
+test_diff_long_texts(void **state)
+{
+	enum { LINES = 2000 };
+	char *a = malloc(LINES * 32 + 64), *b = malloc(LINES * 32 + 64);
+	size_t la = 0, lb = 0;
+	struct timespec t0, t1;
+	double secs;
+	int n = 0;
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	la += (size_t)sprintf(a + la, "[cot]\nthreshold = 0.9\n");
+	lb += (size_t)sprintf(b + lb, "[cot]\nthreshold = 0.90\n");
+	for (int i = 0; i < LINES; i++) {
+		la += (size_t)sprintf(a + la, "k%d = %d\n", i, i);
+		/* every tenth value changes; the last ten keys exist only in a */
+		if (i < LINES - 10)
+			lb += (size_t)sprintf(b + lb, "k%d = %d\n", i, i % 10 == 0 ? i + 1 : i);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(policykv_diff(a, b, count_change, &n), (LINES - 10) / 10 + 10);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(n, (LINES - 10) / 10 + 10);
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (secs > 5.0)
+		fail_msg("diff of two %d-line texts took %.1f s", LINES, secs);
+	free(a);
+	free(b);
+}
+
 /* Round trip through the server's own formatter: a default policy diffed with itself after
  * set lines are applied shows exactly those keys. */
 static void
@@ -235,6 +281,7 @@ main(void)
 		cmocka_unit_test(test_key_twice),
 		cmocka_unit_test(test_value_and_each),
 		cmocka_unit_test(test_diff),
+		cmocka_unit_test(test_diff_long_texts),
 		cmocka_unit_test(test_diff_formatted_policies),
 	};
 

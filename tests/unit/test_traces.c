@@ -466,6 +466,39 @@ test_probe_at(void **state)
 	assert_string_equal(traces_answer_at(t, 1000), "");
 }
 
+/* traces_load_buffer: the same records from memory (the fuzz target's entry point); blank
+ * and malformed lines are skipped, a last line without '\n' counts, nothing valid fails. */
+static void
+test_load_buffer(void **state)
+{
+	char *a = line("m1", "ds1", 42, "1", "What is 6 squared?", "36", 100, "[]", "six times six");
+	char *b = line("m1", "ds1", 43, "1", "What is 6 squared?", "36", 120, "[]", "it is 36");
+	char *buf = NULL;
+	struct traces *tr;
+	const struct trace *const *samples;
+	size_t n;
+
+	(void)state;
+	/* b without its '\n' at the very end */
+	assert_true(asprintf(&buf, "%s\n{not json\n%.*s", a, (int)strlen(b) - 1, b) > 0);
+	assert_int_equal(traces_load_buffer("mem.jsonl", buf, strlen(buf), &tr), 0);
+	assert_int_equal(traces_count(tr), 2);
+	assert_int_equal(traces_skipped(tr), 1);
+	assert_string_equal(traces_dir(tr), "mem.jsonl");
+	assert_string_equal(traces_at(tr, 1)->file, "mem.jsonl");
+	assert_int_equal(traces_at(tr, 1)->line, 4);
+	assert_int_equal(traces_find(tr, "m1", "What is 6 squared?", &samples, &n), 0);
+	assert_int_equal(n, 2);
+	traces_free(tr);
+	assert_int_equal(traces_load_buffer("mem.jsonl", "{not json\n", 10, &tr), CERTA_ETRACE);
+	assert_int_equal(traces_load_buffer("mem.jsonl", "\n\n", 2, &tr), CERTA_ENOTFOUND);
+	assert_int_equal(traces_load_buffer("mem.jsonl", NULL, 0, &tr), CERTA_ENOTFOUND);
+	assert_int_equal(traces_load_buffer("", "", 0, &tr), -EINVAL);
+	free(buf);
+	free(a);
+	free(b);
+}
+
 static void
 test_load_errors(void **state)
 {
@@ -684,6 +717,7 @@ main(void)
 		cmocka_unit_test(test_probe_at),
 	};
 	const struct CMUnitTest standalone[] = {
+		cmocka_unit_test(test_load_buffer),
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_real_traces),
 	};
