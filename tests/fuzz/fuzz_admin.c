@@ -158,7 +158,8 @@ fuzz_admin_run(enum fuzz_admin_op op, const ProtobufCMessage *m)
 			if (tenants_authenticate(fuzz_admin.ts, auth, &who) != 0 ||
 			    strcmp(who, r->tenant->name) != 0)
 				abort();   /* and its key names it */
-			(void)tenants_delete(fuzz_admin.ts, r->tenant->name, err, sizeof err);
+			(void)tenants_delete(fuzz_admin.ts, r->tenant->name, policies_delete_txn,
+			    r->tenant->name, err, sizeof err);
 			return;
 		}
 		break;
@@ -177,7 +178,8 @@ fuzz_admin_run(enum fuzz_admin_op op, const ProtobufCMessage *m)
 
 		if (strcmp(r->name, "acme") == 0)
 			return;   /* keep the fixture tenant */
-		rc = tenants_delete(fuzz_admin.ts, r->name, err, sizeof err);
+		rc = tenants_delete(fuzz_admin.ts, r->name, policies_delete_txn, r->name, err,
+		    sizeof err);
 		break;
 	}
 	case FUZZ_ADMIN_ROTATE: {

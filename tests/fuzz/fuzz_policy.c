@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/policykv.h"
+#include "scheduler/policykv.h"
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
 
