@@ -320,9 +320,15 @@ test_worker_steps(void **state)
 	d = step_ok(f, "p/1", 0, 1, &r5);
 	t_one = harness_clock_us() - t0;
 	assert_int_equal(active(f), 2);
-	print_message("llm worker: step of %u tokens + probe %.1f ms (%.0f tokens/s incl. "
-	    "probe); step of 1 token + probe of %u tokens %.1f ms\n", a->new_tokens,
-	    t_step / 1000, a->new_tokens / (t_step / 1e6), d->probe->tokens, t_one / 1000);
+	/* Decode per token from the difference; the probe is the 1-token step less one token. */
+	if (a->new_tokens > 1) {
+		double per_tok = (t_step - t_one) / (a->new_tokens - 1);
+		print_message("llm worker: step of %u tokens + probe %.1f ms; step of 1 token + "
+		    "probe of %u tokens %.1f ms; decode %.2f ms/token (%.0f tokens/s); probe "
+		    "%.1f ms = %.1f decode tokens\n", a->new_tokens, t_step / 1000,
+		    d->probe->tokens, t_one / 1000, per_tok / 1000, 1e6 / per_tok,
+		    (t_one - per_tok) / 1000, (t_one - per_tok) / per_tok);
+	}
 	protobuf_c_message_free_unpacked(&r5->base, NULL);
 
 	/* A prompt longer than the context (1024 tokens): refused, clearly; nothing held. */
