@@ -46,6 +46,7 @@
 #include "workers/llm/tokenizer.h"
 
 #define LLM_PREFILL_CHUNK 64
+#define LLM_BLOCK 16              /* KV positions per block of the paged cache */
 #define LLM_PROBE_DEFAULT 16      /* probe tokens when the request does not say */
 #define LLM_NONE UINT64_MAX
 
@@ -82,7 +83,7 @@ struct llm {
 	uint32_t *suffix;            /* probe suffix tokens */
 	size_t nsuffix;
 	float *logits;               /* [n_vocab], host */
-	struct kv *probe;            /* the probe fork's KV (engine thread only) */
+	struct kv_pool *pool;        /* paged KV blocks of every sequence and probe fork */
 	pthread_mutex_t mu;          /* guards reqs and the seqs' busy/dead */
 	struct strmap *reqs;         /* request id -> struct llm_seq */
 };
@@ -214,15 +215,27 @@ llm_open(const struct engine_options *opt, void **state)
 	}
 	l->capacity = (uint32_t)(kvmem / l->seq_bytes - 1 > UINT32_MAX ? UINT32_MAX :
 	    kvmem / l->seq_bytes - 1);
+	{
+		/* Blocks: capacity + 1 sequences at full context (the + 1: probe forks). */
+		uint64_t per_seq = (l->n_ctx + LLM_BLOCK - 1) / LLM_BLOCK;
+		uint64_t nb = per_seq * ((uint64_t)l->capacity + 1);
+		if (nb > UINT32_MAX) {
+			snprintf(err, sizeof err, "llm.kv_memory too large: %llu blocks",
+			    (unsigned long long)nb);
+			rc = CERTA_ECONFIG;
+			goto fail_msg;
+		}
+		rc = kv_pool_create(hp->n_layer, hp->n_head_kv * hp->head_dim, LLM_BLOCK,
+		    (uint32_t)nb, &l->pool);
+		if (rc != 0)
+			goto fail;
+	}
 	if (opt->capacity != 0 && opt->capacity < l->capacity)
 		l->capacity = opt->capacity;
 	rc = backend_cpu_create(opt->threads, &l->be);
 	if (rc != 0)
 		goto fail;
 	rc = forward_create(l->m, l->be, LLM_PREFILL_CHUNK, &l->fwd);
-	if (rc != 0)
-		goto fail;
-	rc = forward_kv_create(l->m, l->n_ctx, &l->probe);
 	if (rc != 0)
 		goto fail;
 	l->logits = calloc(l->n_vocab, sizeof *l->logits);
@@ -248,7 +261,7 @@ fail:
 	strmap_free(l->reqs, NULL);
 	free(l->name);
 	free(l->logits);
-	kv_destroy(l->probe);
+	kv_pool_free(l->pool);
 	forward_destroy(l->fwd);
 	backend_destroy(l->be);
 	free(l->suffix);
@@ -266,9 +279,12 @@ llm_close(void *state)
 
 	strmap_free(l->reqs, llm_seq_free_v);
 	pthread_mutex_destroy(&l->mu);
+	if (kv_pool_free_blocks(l->pool) != kv_pool_blocks(l->pool))
+		log_warn(LOG_ENGINE, "llm engine: %u KV blocks still held at close",
+		    kv_pool_blocks(l->pool) - kv_pool_free_blocks(l->pool));
+	kv_pool_free(l->pool);
 	free(l->name);
 	free(l->logits);
-	kv_destroy(l->probe);
 	forward_destroy(l->fwd);
 	backend_destroy(l->be);
 	free(l->suffix);
@@ -335,9 +351,51 @@ out:
 static bool
 llm_seq_matches(const struct llm_seq *s, const struct engine_item *it)
 {
-	return s->kv != NULL && strcmp(s->prompt, it->prompt) == 0 &&
+	return s->prompt != NULL && strcmp(s->prompt, it->prompt) == 0 &&
 	    s->sample_index == it->sample_index && s->seed == it->seed &&
 	    it->resume_tokens >= s->base_gen && it->resume_tokens <= llm_seq_gen(s);
+}
+
+/* Finds a sequence whose KV already holds s's base (all but its last token): sc chains of one
+ * program share the prompt.  Under the map lock, so the donor cannot be freed meanwhile. */
+struct llm_donor_ctx {
+	const struct llm_seq *s;
+	const struct llm_seq *donor;
+};
+
+static int
+llm_donor_cb(const char *key, void *value, void *arg)
+{
+	struct llm_donor_ctx *c = arg;
+	const struct llm_seq *d = value, *s = c->s;
+
+	(void)key;
+	if (d == s || d->dead || d->n_base != s->n_base || d->ntoks < s->n_base ||
+	    d->kv->len + 1 < s->n_base || d->base_gen == LLM_NONE ||
+	    memcmp(d->toks, s->toks, (s->n_base - 1) * sizeof *s->toks) != 0)
+		return 0;
+	c->donor = d;
+	return 1;
+}
+
+/* Forks a donor's prefix into s (s->kv empty).  True when it did: no prefill needed. */
+static bool
+llm_share_prefix(struct llm *l, struct llm_seq *s)
+{
+	struct llm_donor_ctx c = { s, NULL };
+	struct kv *kv = NULL;
+
+	pthread_mutex_lock(&l->mu);
+	(void)strmap_foreach(l->reqs, llm_donor_cb, &c);
+	if (c.donor != NULL && kv_fork(c.donor->kv, s->n_base - 1, &kv) != 0)
+		kv = NULL;
+	pthread_mutex_unlock(&l->mu);
+	if (kv == NULL)
+		return false;
+	kv_destroy(s->kv);
+	s->kv = kv;
+	log_debug(LOG_ENGINE, "prefix of %u tokens shared, not prefilled", s->n_base - 1);
+	return true;
 }
 
 /* Resets s to the prepared base and prefills all of it but the last token. */
@@ -379,11 +437,16 @@ llm_seq_rebuild(struct llm *l, struct llm_seq *s, const struct engine_item *it,
 		if (s->toks[i] == (uint32_t)l->think_end)
 			s->think_at = s->base_gen;
 	s->kv->len = 0;
+	kv_trim(s->kv);
+	if (s->ntoks > 1 && llm_share_prefix(l, s))
+		return 0;
 	if (s->ntoks > 1) {
 		rc = forward_run(l->fwd, s->kv, s->toks, s->ntoks - 1, NULL, l->logits, NULL, err,
 		    errlen);
 		if (rc != 0) {
+			/* Unusable until rebuilt: no resume position matches it. */
 			s->ntoks = s->n_base = 0;
+			s->base_gen = LLM_NONE;
 			s->kv->len = 0;
 			return rc;
 		}
@@ -397,6 +460,7 @@ llm_seq_rollback(struct llm_seq *s, uint64_t r)
 {
 	s->ntoks = s->n_base + (uint32_t)(r - s->base_gen);
 	s->kv->len = s->ntoks - 1;
+	kv_trim(s->kv);
 	if (s->think_at != LLM_NONE && s->think_at > r)
 		s->think_at = LLM_NONE;
 	if (s->end_at != LLM_NONE && s->end_at > r)
@@ -530,9 +594,9 @@ static int
 llm_probe(struct llm *l, struct llm_seq *s, uint32_t max_tokens, struct engine_result *res,
     char *err, size_t errlen)
 {
-	struct kv *pk = l->probe;
+	struct kv *pk = NULL;
 	struct tokenizer_stream *st = NULL;
-	uint32_t *in = NULL, layer, pos, tok, n;
+	uint32_t *in = NULL, tok, n = 0;
 	char *ans = NULL;
 	size_t alen = 0, acap = 0, olen, k;
 	const char *o;
@@ -547,13 +611,10 @@ llm_probe(struct llm *l, struct llm_seq *s, uint32_t max_tokens, struct engine_r
 		res->probe_answer = strdup("");
 		return res->probe_answer ? 0 : -ENOMEM;
 	}
-	/* Fork: copy the chain's rows (the paged cache will share them instead). */
-	for (layer = 0; layer < pk->n_layer; layer++)
-		for (pos = 0; pos < s->kv->len; pos++) {
-			memcpy(kv_k(pk, layer, pos), kv_k(s->kv, layer, pos), pk->row * sizeof(float));
-			memcpy(kv_v(pk, layer, pos), kv_v(s->kv, layer, pos), pk->row * sizeof(float));
-		}
-	pk->len = s->kv->len;
+	/* Fork: the chain's blocks are shared; the first write copies the last partial one. */
+	rc = kv_fork(s->kv, s->kv->len, &pk);
+	if (rc != 0)
+		return rc;
 	in = malloc((1 + l->nsuffix) * sizeof *in);
 	st = tokenizer_stream_new(l->tok, false);
 	if (in == NULL || st == NULL) {
@@ -589,6 +650,15 @@ llm_probe(struct llm *l, struct llm_seq *s, uint32_t max_tokens, struct engine_r
 	}
 	if (rc == 0 && depth > 0 && tokenizer_stream_flush(st, &o, &olen) == 0)
 		rc = llm_buf_add(&ans, &alen, &acap, o, olen);
+	if (rc == CERTA_ECAPACITY) {
+		/* No block left for the fork: no probe this step; the chain is fine. */
+		log_warn(LOG_ENGINE, "probe skipped: %s", err);
+		err[0] = '\0';
+		free(ans);
+		ans = NULL;
+		n = 0;
+		rc = 0;
+	}
 	if (rc != 0)
 		goto out;
 	res->probe_answer = ans != NULL ? ans : strdup("");
@@ -601,7 +671,7 @@ llm_probe(struct llm *l, struct llm_seq *s, uint32_t max_tokens, struct engine_r
 		res->probe_min_prob = pmin;
 	}
 out:
-	pk->len = 0;
+	kv_destroy(pk);
 	free(ans);
 	free(in);
 	tokenizer_stream_free(st);
@@ -766,7 +836,7 @@ llm_step(void *state, const struct engine_item *items, size_t n, struct engine_r
 				goto fail;
 			}
 			p->fresh = true;
-			rc = forward_kv_create(l->m, l->n_ctx, &p->seq->kv);
+			rc = kv_paged_create(l->pool, l->n_ctx, &p->seq->kv);
 			if (rc != 0) {
 				snprintf(err, errlen, "request %s: no memory for its KV cache (%zu "
 				    "bytes)", items[i].request_id, l->seq_bytes);
