@@ -2,22 +2,241 @@
 #include "workers/engine.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <event2/event.h>
 
 #include "lib/error.h"
 #include "lib/log.h"
 
 extern const struct engine_ops replay_engine_ops;
+extern const struct engine_ops llm_engine_ops;
 
 static const struct engine_ops *const engine_table[] = {
 	&replay_engine_ops,
+	&llm_engine_ops,
+};
+
+/* One queued step: what engine_step_async() was given, and its outcome. */
+struct engine_job {
+	const struct engine_item *items;
+	size_t n;
+	struct engine_result *out;
+	char *err;
+	size_t errlen;
+	engine_done_fn done;
+	void *arg;
+	int rc;
+	struct engine_job *next;
+};
+
+/* A FIFO of jobs. */
+struct engine_fifo {
+	struct engine_job *head, *tail;
+};
+
+/*
+ * The engine thread of a threaded engine.  Lock order: only `mu`.  The loop thread pushes to
+ * `todo` and signals `cond`; the engine thread pops, runs ops->step without the lock, pushes
+ * to `done` and writes the eventfd on the empty -> non-empty edge (as lib/cqbridge does).
+ */
+struct engine_thread {
+	pthread_t tid;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct engine_fifo todo, done;
+	bool stop;
+	int efd;
+	struct event *ev;
 };
 
 struct engine {
 	const struct engine_ops *ops;
 	void *state;
+	struct engine_thread *th;   /* NULL: steps run inline */
 };
+
+static void
+engine_fifo_push(struct engine_fifo *f, struct engine_job *j)
+{
+	j->next = NULL;
+	if (f->tail != NULL)
+		f->tail->next = j;
+	else
+		f->head = j;
+	f->tail = j;
+}
+
+static struct engine_job *
+engine_fifo_pop(struct engine_fifo *f)
+{
+	struct engine_job *j = f->head;
+
+	if (j != NULL) {
+		f->head = j->next;
+		if (f->head == NULL)
+			f->tail = NULL;
+	}
+	return j;
+}
+
+/* Engine thread: run queued steps until told to stop. */
+static void *
+engine_thread_main(void *arg)
+{
+	struct engine *e = arg;
+	struct engine_thread *th = e->th;
+	struct engine_job *j;
+	uint64_t one = 1;
+	bool wake;
+
+	pthread_mutex_lock(&th->mu);
+	for (;;) {
+		while (!th->stop && th->todo.head == NULL)
+			pthread_cond_wait(&th->cond, &th->mu);
+		if (th->stop)
+			break;
+		j = engine_fifo_pop(&th->todo);
+		pthread_mutex_unlock(&th->mu);
+		j->rc = e->ops->step(e->state, j->items, j->n, j->out, j->err, j->errlen);
+		pthread_mutex_lock(&th->mu);
+		wake = th->done.head == NULL;
+		engine_fifo_push(&th->done, j);
+		if (wake && write(th->efd, &one, sizeof one) != (ssize_t)sizeof one)
+			log_warn(LOG_ENGINE, "engine thread: eventfd write failed");
+	}
+	pthread_mutex_unlock(&th->mu);
+	return NULL;
+}
+
+/* Loop thread: deliver finished steps. */
+static void
+engine_on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *e = arg;
+	struct engine_thread *th = e->th;
+	struct engine_fifo got;
+	struct engine_job *j;
+	uint64_t v;
+
+	(void)what;
+	if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN)
+		log_warn(LOG_ENGINE, "engine eventfd read failed");
+	pthread_mutex_lock(&th->mu);
+	got = th->done;
+	th->done.head = th->done.tail = NULL;
+	pthread_mutex_unlock(&th->mu);
+	while ((j = engine_fifo_pop(&got)) != NULL) {
+		j->done(j->arg, j->rc, j->err);
+		free(j);
+	}
+}
+
+int
+engine_attach(struct engine *e, struct event_base *base)
+{
+	struct engine_thread *th;
+	int rc;
+
+	if (!e->ops->threaded || e->th != NULL)
+		return 0;
+	th = calloc(1, sizeof *th);
+	if (th == NULL)
+		return -ENOMEM;
+	th->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (th->efd < 0) {
+		rc = -errno;
+		goto fail_th;
+	}
+	th->ev = event_new(base, th->efd, EV_READ | EV_PERSIST, engine_on_done, e);
+	if (th->ev == NULL || event_add(th->ev, NULL) != 0) {
+		rc = -ENOMEM;
+		goto fail_ev;
+	}
+	pthread_mutex_init(&th->mu, NULL);
+	pthread_cond_init(&th->cond, NULL);
+	e->th = th;
+	rc = -pthread_create(&th->tid, NULL, engine_thread_main, e);
+	if (rc != 0)
+		goto fail_sync;
+	return 0;
+
+fail_sync:
+	e->th = NULL;
+	pthread_cond_destroy(&th->cond);
+	pthread_mutex_destroy(&th->mu);
+fail_ev:
+	if (th->ev != NULL)
+		event_free(th->ev);
+	close(th->efd);
+fail_th:
+	free(th);
+	return rc;
+}
+
+void
+engine_detach(struct engine *e)
+{
+	struct engine_thread *th = e->th;
+	struct engine_job *j;
+	size_t dropped = 0;
+
+	if (th == NULL)
+		return;
+	pthread_mutex_lock(&th->mu);
+	th->stop = true;
+	pthread_cond_signal(&th->cond);
+	pthread_mutex_unlock(&th->mu);
+	pthread_join(th->tid, NULL);
+	while ((j = engine_fifo_pop(&th->todo)) != NULL || (j = engine_fifo_pop(&th->done)) != NULL) {
+		free(j);
+		dropped++;
+	}
+	if (dropped > 0)
+		log_warn(LOG_ENGINE, "engine stopped with %zu steps not delivered", dropped);
+	event_free(th->ev);
+	close(th->efd);
+	pthread_cond_destroy(&th->cond);
+	pthread_mutex_destroy(&th->mu);
+	free(th);
+	e->th = NULL;
+}
+
+void
+engine_step_async(struct engine *e, const struct engine_item *items, size_t n,
+    struct engine_result *out, char *err, size_t errlen, engine_done_fn done, void *arg)
+{
+	struct engine_thread *th = e->th;
+	struct engine_job *j;
+
+	if (th == NULL) {
+		/* Synchronous engine (or not attached): run it here. */
+		int rc = e->ops->step(e->state, items, n, out, err, errlen);
+		done(arg, rc, err);
+		return;
+	}
+	j = calloc(1, sizeof *j);
+	if (j == NULL) {
+		snprintf(err, errlen, "out of memory queueing the step");
+		done(arg, -ENOMEM, err);
+		return;
+	}
+	j->items = items;
+	j->n = n;
+	j->out = out;
+	j->err = err;
+	j->errlen = errlen;
+	j->done = done;
+	j->arg = arg;
+	pthread_mutex_lock(&th->mu);
+	engine_fifo_push(&th->todo, j);
+	pthread_cond_signal(&th->cond);
+	pthread_mutex_unlock(&th->mu);
+}
 
 int
 engine_open(const char *name, const struct engine_options *opt, struct engine **out)
@@ -50,10 +269,12 @@ engine_close(struct engine *e)
 {
 	if (e == NULL)
 		return;
+	engine_detach(e);
 	e->ops->close(e->state);
 	free(e);
 }
 
+/* Synchronous: on a threaded engine only while it is not attached (tests, tools). */
 int
 engine_step(struct engine *e, const struct engine_item *items, size_t n,
     struct engine_result *out, char *err, size_t errlen)
@@ -86,5 +307,5 @@ engine_result_clear(struct engine_result *r)
 const char *
 engine_names(void)
 {
-	return "replay";
+	return "replay, llm";
 }

@@ -7,9 +7,15 @@
  *
  * A step is all or nothing: the engine validates the whole batch first and, if any item is
  * refused, returns its error with a message naming the request and changes no state.
- * Engines: "replay" (recorded traces, workers/engines/replay.c).  A CUDA engine plugs in here.
+ * Engines: "replay" (recorded traces, workers/engines/replay.c), "llm" (GGUF models on the
+ * CPU backend, workers/engines/llm.c).  A CUDA engine plugs in under llm's backend seam.
  *
- * Threads: an engine object belongs to the worker's loop thread.
+ * Threads: an engine object belongs to the worker's loop thread.  A compute engine (llm) runs
+ * its steps on an engine thread of its own: engine_attach() starts it, engine_step_async()
+ * queues a step there and its completion callback runs back on the loop thread (an eventfd
+ * wakes the loop), so the loop never waits on compute.  Release and Info stay synchronous on
+ * the loop thread; such an engine makes them safe against its running step (docs/threads.md).
+ * A synchronous engine (replay) completes engine_step_async() inline.
  */
 #ifndef CERTA_WORKERS_ENGINE_H
 #define CERTA_WORKERS_ENGINE_H
@@ -19,11 +25,20 @@
 #include <stdint.h>
 
 struct engine;
+struct event_base;
 
 struct engine_options {
 	const char *traces_dir;  /* replay: directory of *.jsonl.gz traces */
 	const char *model;       /* default model ("" = the engine's first) */
 	uint32_t capacity;       /* max concurrent requests (0 = 256) */
+	/* llm engine */
+	const char *model_file;  /* GGUF model */
+	const char *alias;       /* name served instead of general.name ("" = general.name) */
+	uint32_t threads;        /* compute threads (0 = online CPUs) */
+	uint64_t kv_memory;      /* bytes of KV cache for all sequences */
+	uint32_t context;        /* positions per sequence (0 = the model's context length) */
+	const char *probe_suffix;/* appended to a fork of the chain to probe its answer */
+	const char *chat_format; /* prompt format name ("" = from the model's metadata) */
 };
 
 struct engine_item {
@@ -47,7 +62,8 @@ struct engine_result {
 	uint64_t total_tokens;
 	char *probe_answer;
 	uint32_t probe_tokens;
-	double probe_confidence; /* < 0: unknown */
+	double probe_confidence; /* mean probability of the probe answer's tokens; < 0: unknown */
+	double probe_min_prob;   /* their minimum; < 0: unknown */
 	bool finished;
 	char *final_answer;
 	bool thinking_done;
@@ -72,7 +88,14 @@ struct engine_ops {
 	    struct engine_result *out, char *err, size_t errlen);
 	int (*release)(void *state, const char *request_id);
 	void (*info)(void *state, struct engine_info *out);
+	/* true: step computes (run it on the engine thread, see engine_attach); release and
+	 * info may then be called on the loop thread while a step runs on the engine thread. */
+	bool threaded;
 };
+
+/* Completion of engine_step_async(), on the loop thread: rc and err as engine_step(), out[]
+ * filled on success. */
+typedef void (*engine_done_fn)(void *arg, int rc, const char *err);
 
 /* Opens engine `name`.  Returns 0, CERTA_EINVAL for an unknown engine name, or the engine's
  * open error (e.g. CERTA_ENOTFOUND when the traces directory has no traces). */
@@ -84,6 +107,27 @@ void engine_close(struct engine *e);
  * would exceed capacity); err gets a message a person can act on. */
 int engine_step(struct engine *e, const struct engine_item *items, size_t n,
     struct engine_result *out, char *err, size_t errlen);
+
+/*
+ * Starts the engine thread of a threaded engine, its completions delivered on base's loop
+ * (an eventfd event).  A no-op for a synchronous engine.  Returns 0, -errno (eventfd,
+ * pthread_create), -ENOMEM.
+ */
+int engine_attach(struct engine *e, struct event_base *base);
+
+/* Waits for the running step, drops queued ones (their callbacks do not run: call this only
+ * when no caller waits any more, after the loop stopped) and stops the engine thread.
+ * Idempotent; engine_close() calls it. */
+void engine_detach(struct engine *e);
+
+/*
+ * engine_step() off the loop thread: items (and the strings they point to), out[0..n) and
+ * err[0..errlen) must stay valid until done(arg, rc, err) runs, on the loop thread.  A
+ * synchronous engine, or one not attached, runs the step inline and calls done before
+ * returning.  Steps run in submission order.
+ */
+void engine_step_async(struct engine *e, const struct engine_item *items, size_t n,
+    struct engine_result *out, char *err, size_t errlen, engine_done_fn done, void *arg);
 
 /* Frees a request's state; CERTA_ENOTFOUND when the engine holds none for it. */
 int engine_release(struct engine *e, const char *request_id);

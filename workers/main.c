@@ -3,6 +3,8 @@
  *
  *   certa-worker --listen 127.0.0.1:7701 --engine replay --traces DIR [--capacity N]
  *                [--model NAME] [--config FILE] [--set key=value] [--port-file FILE]
+ *   certa-worker --engine llm --model-file PATH.gguf [--threads N] [--kv-memory SIZE]
+ *                [--alias NAME] ...
  *
  * Besides certa.v1.Worker the server answers the standard grpc.health.v1.Health service
  * (lib/health): "" and "certa.v1.Worker" are SERVING once listening and NOT_SERVING from
@@ -34,7 +36,7 @@
 #include "workers/wauth.h"
 #include "workers/worker.h"
 
-static const char *const wmain_engines[] = { "replay", NULL };
+static const char *const wmain_engines[] = { "replay", "llm", NULL };
 static const char *const wmain_levels[] = { "err", "warn", "notice", "info", "debug", NULL };
 
 static const struct config_option wmain_options[] = {
@@ -60,6 +62,42 @@ static const struct config_option wmain_options[] = {
 	  .min = 1,
 	  .max = 1000000,
 	  .help = "maximum concurrent requests held by this worker" },
+	{ .name = "llm.model_file",
+	  .type = CONFIG_STRING,
+	  .help = "llm engine: the GGUF model file (llama, qwen2, qwen3, qwen3moe)" },
+	{ .name = "llm.alias",
+	  .type = CONFIG_STRING,
+	  .help = "llm engine: model name served and reported by Info (empty: the file's "
+	          "general.name)" },
+	{ .name = "llm.threads",
+	  .type = CONFIG_INT,
+	  .def = "0",
+	  .min = 0,
+	  .max = 1024,
+	  .help = "llm engine: compute threads (0: one per online CPU)" },
+	{ .name = "llm.kv_memory",
+	  .type = CONFIG_SIZE,
+	  .def = "1G",
+	  .min = 1048576,
+	  .max = 1099511627776.0,
+	  .help = "llm engine: memory for the KV cache of all sequences; capacity is this over "
+	          "the KV size of one sequence at full context (probes need one more)" },
+	{ .name = "llm.context",
+	  .type = CONFIG_INT,
+	  .def = "0",
+	  .min = 0,
+	  .max = 1048576,
+	  .help = "llm engine: positions per sequence, prompt included (0: the model's "
+	          "context length)" },
+	{ .name = "llm.probe_suffix",
+	  .type = CONFIG_STRING,
+	  .help = "llm engine: text appended to a fork of the chain to probe its answer (empty: "
+	          "Dynasor's, ending in an opened \\boxed{); the probe stops at the matching "
+	          "closing brace" },
+	{ .name = "llm.chat_format",
+	  .type = CONFIG_STRING,
+	  .help = "llm engine: prompt format (chatml, qwen3, qwq, deepseek-r1, llama3, none; "
+	          "empty: from the model's metadata)" },
 	{ .name = "step_delay",
 	  .type = CONFIG_DURATION,
 	  .def = "0",
@@ -118,6 +156,8 @@ wmain_usage(FILE *f)
 	    "                    [--port-file FILE] [--step-delay MS] [--log-level LEVEL]\n"
 	    "                    [--token-file FILE] [--tls-cert FILE] [--tls-key FILE]\n"
 	    "                    [--tls-client-ca FILE] [--check-config]\n"
+	    "                    [--model-file PATH.gguf] [--threads N] [--kv-memory SIZE]\n"
+	    "                    [--alias NAME]\n"
 	    "                    [--print-config] [--print-config-man] [--version]\n"
 	    "engines: %s\n", engine_names());
 }
@@ -158,7 +198,8 @@ static const struct cmdline_flag wmain_flags[] = {
 	{ "model", "model" }, { "capacity", "capacity" }, { "log-level", "log_level" },
 	{ "port-file", "port_file" }, { "step-delay", "step_delay" },
 	{ "token-file", "token_file" }, { "tls-cert", "tls.cert" }, { "tls-key", "tls.key" },
-	{ "tls-client-ca", "tls.client_ca" },
+	{ "tls-client-ca", "tls.client_ca" }, { "model-file", "llm.model_file" },
+	{ "threads", "llm.threads" }, { "kv-memory", "llm.kv_memory" }, { "alias", "llm.alias" },
 };
 
 static const struct cmdline_program wmain_cmdline = {
@@ -333,6 +374,13 @@ main(int argc, char **argv)
 	eo.traces_dir = config_get_str(cfg, "traces");
 	eo.model = config_get_str(cfg, "model");
 	eo.capacity = (uint32_t)config_get_int(cfg, "capacity");
+	eo.model_file = config_get_str(cfg, "llm.model_file");
+	eo.alias = config_get_str(cfg, "llm.alias");
+	eo.threads = (uint32_t)config_get_int(cfg, "llm.threads");
+	eo.kv_memory = (uint64_t)config_get_int(cfg, "llm.kv_memory");
+	eo.context = (uint32_t)config_get_int(cfg, "llm.context");
+	eo.probe_suffix = config_get_str(cfg, "llm.probe_suffix");
+	eo.chat_format = config_get_str(cfg, "llm.chat_format");
 	rc = engine_open(config_get_str(cfg, "engine"), &eo, &engine);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot start engine %s: %s", config_get_str(cfg, "engine"),
@@ -343,6 +391,12 @@ main(int argc, char **argv)
 	rc = proc_new(wmain_on_signal, &m, &m.proc);
 	if (rc != 0)
 		goto out_engine;
+	/* Compute engines step on a thread of their own; completions come back to this loop. */
+	rc = engine_attach(engine, proc_base(m.proc));
+	if (rc != 0) {
+		log_err(LOG_MAIN, "cannot start the engine thread: %s", certa_strerror(rc));
+		goto out_proc;
+	}
 	rc = worker_new(engine, proc_base(m.proc), (int)config_get_int(cfg, "step_delay"), &w);
 	if (rc != 0)
 		goto out_proc;
@@ -388,6 +442,7 @@ main(int argc, char **argv)
 	log_notice(LOG_MAIN, "stopped after %llu steps", (unsigned long long)worker_steps(w));
 out_proc:
 	worker_free(w);
+	engine_detach(engine);
 	proc_free(m.proc);
 	wauth_free(m.auth);
 out_engine:

@@ -28,13 +28,20 @@ struct worker {
 	uint64_t items;
 };
 
-/* A step waiting for its simulated decode time. */
-struct worker_delayed {
+/*
+ * A step from the request to its reply: a copy of the request (the server frees its own when
+ * the handler returns), the engine's view of the items and the results.  It waits for the
+ * simulated decode time (step_delay) and then for the engine (engine_step_async), and is
+ * freed once the reply is sent.
+ */
+struct worker_step {
 	struct worker *w;
 	struct rpc_call *call;
 	Certa__V1__StepRequest *req;
+	struct engine_item *items;
+	struct engine_result *res;
+	char err[512];
 };
-
 int
 worker_new(struct engine *engine, struct event_base *base, int step_delay_ms,
     struct worker **out)
@@ -93,110 +100,129 @@ worker_item_from_pb(const Certa__V1__StepItem *pb, struct engine_item *it)
 	}
 }
 
-/* Runs one batch, all or nothing, and replies. */
 static void
-worker_run_step(struct worker *w, struct rpc_call *call, const Certa__V1__StepRequest *req)
+worker_step_free(struct worker_step *d)
 {
+	rpc_call_unref(d->call);
+	certa__v1__step_request__free_unpacked(d->req, NULL);
+	free(d->items);
+	free(d->res);
+	free(d);
+}
+
+/* The engine finished the batch (on the loop thread): reply, all or nothing. */
+static void
+worker_step_done(void *arg, int rc, const char *err)
+{
+	struct worker_step *d = arg;
+	struct worker *w = d->w;
 	Certa__V1__StepReply reply = CERTA__V1__STEP_REPLY__INIT;
-	struct engine_item *items = NULL;
-	struct engine_result *res = NULL;
 	Certa__V1__StepResult *pres = NULL, **pptr = NULL;
 	Certa__V1__ProbeResult *probes = NULL;
-	char err[512] = "";
-	size_t i, n = req->n_items;
-	int rc;
+	size_t i, n = d->req->n_items;
 
-	if (n == 0 || n > WORKER_MAX_BATCH) {
-		rpc_call_fail(call, CERTA_EINVAL, "a step batch holds 1..%d items, got %zu",
-		    WORKER_MAX_BATCH, n);
-		return;
+	if (rc != 0) {
+		log_info(LOG_WORKER, "step refused: %s", err);
+		rpc_call_fail(d->call, rc, "%s", err[0] ? err : certa_strerror(rc));
+		goto out;
 	}
-	for (i = 0; i < n; i++) {
-		char field[64];
-		snprintf(field, sizeof field, "items[%zu].sampling", i);
-		if (sampling_check(req->items[i]->sampling, field, err, sizeof err) != 0) {
-			rpc_call_fail(call, CERTA_EINVAL, "%s", err);
-			return;
-		}
-	}
-	items = calloc(n, sizeof *items);
-	res = calloc(n, sizeof *res);
 	pres = calloc(n, sizeof *pres);
 	pptr = calloc(n, sizeof *pptr);
 	probes = calloc(n, sizeof *probes);
-	if (items == NULL || res == NULL || pres == NULL || pptr == NULL || probes == NULL) {
-		rpc_call_fail(call, -ENOMEM, "out of memory");
-		goto out;
-	}
-	for (i = 0; i < n; i++)
-		worker_item_from_pb(req->items[i], &items[i]);
-	rc = engine_step(w->engine, items, n, res, err, sizeof err);
-	if (rc != 0) {
-		log_info(LOG_WORKER, "step refused: %s", err);
-		rpc_call_fail(call, rc, "%s", err[0] ? err : certa_strerror(rc));
-		goto out;
+	if (pres == NULL || pptr == NULL || probes == NULL) {
+		rpc_call_fail(d->call, -ENOMEM, "out of memory");
+		goto out_res;
 	}
 	for (i = 0; i < n; i++) {
+		struct engine_result *r = &d->res[i];
 		certa__v1__step_result__init(&pres[i]);
 		certa__v1__probe_result__init(&probes[i]);
-		pres[i].request_id = (char *)items[i].request_id;
-		pres[i].text = res[i].text;
-		pres[i].new_tokens = res[i].new_tokens;
-		pres[i].total_tokens = res[i].total_tokens;
-		pres[i].finished = res[i].finished;
-		pres[i].final_answer = res[i].final_answer ? res[i].final_answer : (char *)"";
-		pres[i].thinking_done = res[i].thinking_done;
-		probes[i].answer = res[i].probe_answer;
-		probes[i].tokens = res[i].probe_tokens;
-		probes[i].confidence = res[i].probe_confidence;
+		pres[i].request_id = (char *)d->items[i].request_id;
+		pres[i].text = r->text;
+		pres[i].new_tokens = r->new_tokens;
+		pres[i].total_tokens = r->total_tokens;
+		pres[i].finished = r->finished;
+		pres[i].final_answer = r->final_answer ? r->final_answer : (char *)"";
+		pres[i].thinking_done = r->thinking_done;
+		probes[i].answer = r->probe_answer;
+		probes[i].tokens = r->probe_tokens;
+		probes[i].confidence = r->probe_confidence;
 		pres[i].probe = &probes[i];
 		pptr[i] = &pres[i];
 	}
 	reply.n_results = n;
 	reply.results = pptr;
-	rpc_call_reply(call, &reply.base);
+	rpc_call_reply(d->call, &reply.base);
 	w->steps++;
 	w->items += n;
+out_res:
 	for (i = 0; i < n; i++)
-		engine_result_clear(&res[i]);
+		engine_result_clear(&d->res[i]);
 out:
-	free(items);
-	free(res);
 	free(pres);
 	free(pptr);
 	free(probes);
+	worker_step_free(d);
 }
 
-/* The simulated decode time has passed: run the step now (unless the caller gave up). */
+/* Checks the batch and hands it to the engine (which answers through worker_step_done). */
+static void
+worker_start_step(struct worker_step *d)
+{
+	const Certa__V1__StepRequest *req = d->req;
+	size_t i, n = req->n_items;
+
+	if (rpc_call_is_dead(d->call)) {
+		worker_step_free(d);
+		return;
+	}
+	if (n == 0 || n > WORKER_MAX_BATCH) {
+		rpc_call_fail(d->call, CERTA_EINVAL, "a step batch holds 1..%d items, got %zu",
+		    WORKER_MAX_BATCH, n);
+		worker_step_free(d);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		char field[64];
+		snprintf(field, sizeof field, "items[%zu].sampling", i);
+		if (sampling_check(req->items[i]->sampling, field, d->err, sizeof d->err) != 0) {
+			rpc_call_fail(d->call, CERTA_EINVAL, "%s", d->err);
+			worker_step_free(d);
+			return;
+		}
+	}
+	d->items = calloc(n, sizeof *d->items);
+	d->res = calloc(n, sizeof *d->res);
+	if (d->items == NULL || d->res == NULL) {
+		rpc_call_fail(d->call, -ENOMEM, "out of memory");
+		worker_step_free(d);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		worker_item_from_pb(req->items[i], &d->items[i]);
+	engine_step_async(d->w->engine, d->items, n, d->res, d->err, sizeof d->err,
+	    worker_step_done, d);
+}
+
+/* The simulated decode time has passed: run the step now. */
 static void
 worker_on_delay(evutil_socket_t fd, short what, void *arg)
 {
-	struct worker_delayed *d = arg;
-
 	(void)fd;
 	(void)what;
-	if (!rpc_call_is_dead(d->call))
-		worker_run_step(d->w, d->call, d->req);
-	rpc_call_unref(d->call);
-	certa__v1__step_request__free_unpacked(d->req, NULL);
-	free(d);
+	worker_start_step(arg);
 }
 
-/* Step: immediately, or after step_delay (replay pacing for demos and failure tests). */
+/* Step: now, or after step_delay (replay pacing for demos and failure tests). */
 static void
 worker_on_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	struct worker *w = ctx;
-	const Certa__V1__StepRequest *req = (const Certa__V1__StepRequest *)msg;
-	struct worker_delayed *d;
+	struct worker_step *d;
 	struct timeval tv;
 	uint8_t *buf;
 	size_t len;
 
-	if (w->step_delay_ms <= 0) {
-		worker_run_step(w, call, req);
-		return;
-	}
 	/* The request is freed when this handler returns: keep a copy. */
 	d = calloc(1, sizeof *d);
 	len = protobuf_c_message_get_packed_size(msg);
@@ -218,13 +244,15 @@ worker_on_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	d->w = w;
 	d->call = call;
 	rpc_call_ref(call);
+	if (w->step_delay_ms <= 0) {
+		worker_start_step(d);
+		return;
+	}
 	tv.tv_sec = w->step_delay_ms / 1000;
 	tv.tv_usec = (w->step_delay_ms % 1000) * 1000;
 	if (event_base_once(w->base, -1, EV_TIMEOUT, worker_on_delay, d, &tv) != 0) {
-		rpc_call_unref(call);
-		certa__v1__step_request__free_unpacked(d->req, NULL);
-		free(d);
 		rpc_call_fail(call, -ENOMEM, "cannot schedule the step");
+		worker_step_free(d);
 	}
 }
 

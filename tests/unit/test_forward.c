@@ -301,6 +301,83 @@ run_modes(const char *model, uint32_t threads, float *all, float *chunked, float
 	rig_close(&r);
 }
 
+/* Largest |a - b| over n floats. */
+static float
+max_diff(const float *a, const float *b, size_t n)
+{
+	float m = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (fabsf(a[i] - b[i]) > m)
+			m = fabsf(a[i] - b[i]);
+	return m;
+}
+
+/*
+ * The paged cache under the forward pass: a chain on blocks of 4 gives the flat cache's
+ * logits; a probe on a fork (5 other tokens) leaves the chain's next logits unchanged; a
+ * second chain forked from the first's prefix (sc sharing) continues exactly as if it had
+ * prefilled the prefix itself; every block returns to the pool.
+ */
+static void
+test_paged_fork(void **state)
+{
+	static const char *const models[] = { "llama-q8_0.gguf", "qwen3-f32.gguf",
+	    "qwen3moe-f16.gguf" };
+	static const uint32_t toks[12] = { 3, 9, 27, 81, 243, 200, 100, 50, 25, 12, 6, 299 };
+	static const uint32_t probe[5] = { 1, 2, 4, 8, 16 };
+	struct forward_opts o = { .all_logits = true };
+	struct kv_pool *pool;
+	struct kv *flat, *chain, *fork, *sc;
+	float *ref, *got;
+	char err[256];
+	struct rig r;
+	size_t i, V;
+
+	(void)state;
+	NEED_MODELS();
+	for (i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
+		assert_int_equal(rig_open(&r, models[i], 1, MAX_TOK, err, sizeof(err)), 0);
+		V = r.hp->n_vocab;
+		ref = malloc(12 * V * sizeof(float));
+		got = malloc(12 * V * sizeof(float));
+		assert_non_null(ref);
+		assert_non_null(got);
+		assert_int_equal(forward_kv_create(r.m, 64, &flat), 0);
+		assert_int_equal(forward_run(r.fw, flat, toks, 12, &o, ref, NULL, err, sizeof(err)),
+		    0);
+		kv_destroy(flat);
+
+		assert_int_equal(kv_pool_create(r.hp->n_layer, r.hp->n_head_kv * r.hp->head_dim, 4,
+		    16, &pool), 0);
+		assert_int_equal(kv_paged_create(pool, 64, &chain), 0);
+		assert_int_equal(forward_run(r.fw, chain, toks, 7, &o, got, NULL, err, sizeof(err)),
+		    0);
+		assert_true(max_diff(got, ref, 7 * V) == 0);
+		/* Probe on a fork: 5 tokens the chain never sees. */
+		assert_int_equal(kv_fork(chain, chain->len, &fork), 0);
+		assert_int_equal(forward_run(r.fw, fork, probe, 5, &o, got, NULL, err, sizeof(err)),
+		    0);
+		kv_destroy(fork);
+		assert_int_equal(forward_run(r.fw, chain, toks + 7, 5, &o, got, NULL, err,
+		    sizeof(err)), 0);
+		assert_true(max_diff(got, ref + 7 * V, 5 * V) == 0);
+		/* sc: a chain that shares the first 6 positions and continues from there. */
+		assert_int_equal(kv_fork(chain, 6, &sc), 0);
+		assert_int_equal(forward_run(r.fw, sc, toks + 6, 6, &o, got, NULL, err, sizeof(err)),
+		    0);
+		assert_true(max_diff(got, ref + 6 * V, 6 * V) == 0);
+		kv_destroy(sc);
+		kv_destroy(chain);
+		assert_int_equal(kv_pool_free_blocks(pool), 16);
+		kv_pool_free(pool);
+		free(ref);
+		free(got);
+		rig_close(&r);
+	}
+}
+
 /* Batched prefill, chunked prefill and token-at-a-time decode agree; so do 1 and 3 threads. */
 static void
 test_batched_equals_single(void **state)
@@ -485,6 +562,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reference_logits),
 		cmocka_unit_test(test_batched_equals_single),
+		cmocka_unit_test(test_paged_fork),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_bad_calls),
 		cmocka_unit_test(test_kquants),

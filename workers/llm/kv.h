@@ -11,15 +11,27 @@
  * kv_flat (kv.c) is the simple implementation: one contiguous f32 buffer per sequence,
  * [layer][position][row] for K and the same for V, of fixed capacity.
  *
- * Threads: a kv belongs to its sequence's owner; backends read it while the owner waits.
+ * kv_paged (kv.c) is the paged cache: a struct kv_pool of fixed-size blocks (each `block`
+ * positions of K and V for every layer) with a reference count per block, and per sequence a
+ * page table (block id per `block` positions).  kv_fork() makes a sequence that shares the
+ * source's blocks for its first n positions (reference counts go up; nothing is copied); a
+ * write into a shared block copies that block first (reserve does it: copy on write), so the
+ * source never sees a fork's writes and vice versa.  Blocks return to the pool when the last
+ * sequence holding them is destroyed (or trimmed past).
+ *
+ * Threads: a kv belongs to its sequence's owner; backends read it while the owner waits.  The
+ * pool's counts are under a mutex, so sequences of one pool may be forked, reserved and
+ * destroyed from different threads (the data of a block is written only by its sole owner).
  */
 #ifndef CERTA_WORKERS_LLM_KV_H
 #define CERTA_WORKERS_LLM_KV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct kv;
+struct kv_pool;
 
 struct kv_ops {
 	/* Start of the K (V) row of (layer, pos); pos below the reserved length. */
@@ -56,5 +68,35 @@ static inline void kv_destroy(struct kv *kv)
 /* A flat per-sequence cache of `capacity` positions.  Returns 0 and *out, -EINVAL (a zero
  * size), -EOVERFLOW (too large) or -ENOMEM. */
 int kv_flat_create(uint32_t n_layer, uint32_t row, uint32_t capacity, struct kv **out);
+
+/*
+ * A pool of n_blocks blocks of `block` positions for n_layer layers of `row` floats (K and V):
+ * 2 * n_layer * block * row * 4 bytes each, allocated at once (zeroed lazily by the OS).
+ * Returns 0 and *out, -EINVAL (a zero size), -EOVERFLOW, -ENOMEM.  Free it after every
+ * sequence of it is destroyed.
+ */
+int kv_pool_create(uint32_t n_layer, uint32_t row, uint32_t block, uint32_t n_blocks,
+    struct kv_pool **out);
+void kv_pool_free(struct kv_pool *p);
+uint32_t kv_pool_free_blocks(struct kv_pool *p);
+uint32_t kv_pool_blocks(const struct kv_pool *p);
+uint32_t kv_pool_block_size(const struct kv_pool *p);
+
+/* An empty paged sequence of at most max_pos positions on pool p (no blocks held until
+ * reserve).  Returns 0 and *out, -EINVAL, -ENOMEM.  Reserve fails with CERTA_ECAPACITY when the
+ * pool runs out of blocks (nothing changed) or past max_pos. */
+int kv_paged_create(struct kv_pool *p, uint32_t max_pos, struct kv **out);
+bool kv_is_paged(const struct kv *kv);
+
+/* A new paged sequence holding src's positions 0..n_pos-1 (n_pos <= src->len), sharing its
+ * blocks (copy on write).  Returns 0 and *out, -EINVAL (src not paged, n_pos past len),
+ * -ENOMEM. */
+int kv_fork(struct kv *src, uint32_t n_pos, struct kv **out);
+
+/* Returns the blocks wholly past kv->len to the pool (after a rollback); no-op when flat. */
+void kv_trim(struct kv *kv);
+
+/* Blocks a paged sequence holds (0 for a flat one). */
+uint32_t kv_blocks_held(const struct kv *kv);
 
 #endif

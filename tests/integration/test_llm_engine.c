@@ -1,0 +1,427 @@
+/*
+ * test_llm_engine.c — certa-worker --engine llm on a tiny random model with a tokenizer
+ * (scripts/llm/tiny_chat_model.py), as a real process, alone and behind certad.
+ *
+ * Random weights make gibberish, so the tests check mechanics: a step generates the tokens it
+ * was asked for and a probe comes back; a retried step (same resume_tokens) gives the same
+ * text and probe; rolling back and forward is consistent; a prompt longer than the context is
+ * refused clearly; Release leaves no live sequence; cot and sc n=3 programs run through certad
+ * to a finished state with a reason, and the worker holds no sequence afterwards.  Prints the
+ * measured decode tokens/s through the Worker service and the cost of a probe.
+ *
+ * Skips when NumPy is missing (the model generator needs it).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+#include <grpc/grpc.h>
+
+#include "certa/v1/reasoning.pb-c.h"
+#include "certa/v1/worker.pb-c.h"
+#include "lib/error.h"
+#include "lib/rpc.h"
+#include "lib/rpc_client.h"
+#include "tests/support/certa_client.h"
+#include "tests/support/harness.h"
+
+#define TEST_TIMEOUT_S 120
+#define RPC_DEADLINE_MS 30000
+
+#define M_STEP "/certa.v1.Worker/Step"
+#define M_RELEASE "/certa.v1.Worker/Release"
+#define M_INFO "/certa.v1.Worker/Info"
+
+#define MODEL_NAME "tiny-chat-qwen3"
+#define PROBLEM "What is the sum of all the solutions of x^2 - 5x + 6 = 0?"
+
+struct fx {
+	char *dir;
+	char model[512];
+	struct harness_proc *w, *d;
+	int wport, dport;
+	struct rpc_channel *ch, *dch;
+	int passed;
+};
+
+/* Writes the model with python3, else Debian's (a pyenv python3 may lack numpy); 77: none. */
+static int
+gen_model(const char *out)
+{
+	static const char *const pythons[] = { "python3", "/usr/bin/python3" };
+	size_t i;
+	int rc = -1;
+
+	for (i = 0; i < sizeof pythons / sizeof pythons[0]; i++) {
+		rc = harness_sh("%s scripts/llm/tiny_chat_model.py --out %s >/dev/null 2>&1",
+		    pythons[i], out);
+		if (rc == 0)
+			return 0;
+	}
+	return rc;
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	int rc;
+
+	if (f == NULL)
+		return -1;
+	if (harness_fixture_setup(TEST_TIMEOUT_S, &f->dir, NULL) != 0) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->model, sizeof f->model, "%s/tiny.gguf", f->dir);
+	rc = gen_model(f->model);
+	if (rc != 0) {
+		if (rc != 77)
+			fprintf(stderr, "tiny_chat_model.py failed (status %d)\n", rc);
+		f->model[0] = '\0';
+	}
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	int rc = 0, status = 0;
+
+	if (f->w != NULL && f->passed) {
+		if (harness_signal(f->w, SIGTERM) != 0 ||
+		    harness_wait_exit(f->w, 10000, &status) != 0 ||
+		    !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			fprintf(stderr, "worker did not stop cleanly on SIGTERM\n");
+			f->passed = 0;
+			rc = -1;
+		}
+	}
+	if (!f->passed) {
+		if (f->w != NULL)
+			harness_dump_log(f->w);
+		if (f->d != NULL)
+			harness_dump_log(f->d);
+	}
+	if (f->ch != NULL)
+		rpc_channel_free(f->ch);
+	if (f->dch != NULL)
+		rpc_channel_free(f->dch);
+	harness_proc_free(f->d);
+	harness_proc_free(f->w);
+	harness_fixture_teardown(f->dir, NULL);
+	free(f);
+	return rc;
+}
+
+static void
+need_model(struct fx *f)
+{
+	if (f->model[0] == '\0') {
+		print_message("python3-numpy missing (or the model script failed): skipping\n");
+		skip();
+	}
+}
+
+/* Starts certa-worker --engine llm on the tiny model and waits for its port. */
+static void
+start_worker(struct fx *f)
+{
+	char *bin = harness_bin("certa-worker"), log[600], port[600];
+	char *argv[] = { bin, "--engine", "llm", "--model-file", f->model, "--threads", "1",
+	    "--kv-memory", "64M", "--listen", "127.0.0.1:0", "--port-file", port, NULL };
+
+	assert_non_null(bin);
+	snprintf(log, sizeof log, "%s/w.log", f->dir);
+	snprintf(port, sizeof port, "%s/w.port", f->dir);
+	assert_int_equal(harness_spawn(&f->w, log, argv), 0);
+	free(bin);
+	if (harness_wait_port_file(port, 20000, &f->wport) != 0) {
+		harness_dump_log(f->w);
+		fail_msg("the llm worker did not start");
+	}
+	assert_int_equal(certa_client_channel(f->wport, &f->ch), 0);
+}
+
+static grpc_status_code
+call(struct rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, char **details)
+{
+	grpc_status_code st = GRPC_STATUS_UNKNOWN;
+	ProtobufCMessage *r = NULL;
+	char *d = NULL;
+
+	assert_int_equal(certa_client_unary(ch, method, req, rd, RPC_DEADLINE_MS, NULL, &r, &st,
+	    &d), 0);
+	if (reply != NULL)
+		*reply = r;
+	else if (r != NULL)
+		protobuf_c_message_free_unpacked(r, NULL);
+	if (details != NULL)
+		*details = d;
+	else
+		free(d);
+	return st;
+}
+
+static Certa__V1__InfoReply *
+info(struct fx *f)
+{
+	Certa__V1__InfoRequest req = CERTA__V1__INFO_REQUEST__INIT;
+	ProtobufCMessage *r = NULL;
+
+	assert_int_equal(call(f->ch, M_INFO, &req.base, &certa__v1__info_reply__descriptor, &r,
+	    NULL), GRPC_STATUS_OK);
+	return (Certa__V1__InfoReply *)r;
+}
+
+static uint32_t
+active(struct fx *f)
+{
+	Certa__V1__InfoReply *i = info(f);
+	uint32_t a = i->active;
+
+	protobuf_c_message_free_unpacked(&i->base, NULL);
+	return a;
+}
+
+/* One item's step; returns the status and, when OK, the reply. */
+static grpc_status_code
+step(struct fx *f, const char *id, const char *prompt, uint64_t resume, uint32_t max_new,
+    Certa__V1__StepReply **out, char **details)
+{
+	Certa__V1__StepRequest req = CERTA__V1__STEP_REQUEST__INIT;
+	Certa__V1__StepItem item = CERTA__V1__STEP_ITEM__INIT, *ptr = &item;
+	Certa__V1__SamplingParams sp = CERTA__V1__SAMPLING_PARAMS__INIT;
+	Certa__V1__ProbeSpec probe = CERTA__V1__PROBE_SPEC__INIT;
+	ProtobufCMessage *r = NULL;
+	grpc_status_code st;
+
+	item.request_id = (char *)id;
+	item.prompt = (char *)prompt;
+	item.resume_tokens = resume;
+	item.max_new_tokens = max_new;
+	item.seed = 7;
+	sp.temperature = 0.8f;
+	sp.top_p = 0.95f;
+	item.sampling = &sp;
+	probe.max_tokens = 8;
+	item.probe = &probe;
+	req.n_items = 1;
+	req.items = &ptr;
+	st = call(f->ch, M_STEP, &req.base, &certa__v1__step_reply__descriptor, &r, details);
+	*out = (Certa__V1__StepReply *)r;
+	return st;
+}
+
+static Certa__V1__StepResult *
+step_ok(struct fx *f, const char *id, uint64_t resume, uint32_t max_new,
+    Certa__V1__StepReply **keep)
+{
+	char *details = NULL;
+	grpc_status_code st = step(f, id, PROBLEM, resume, max_new, keep, &details);
+
+	if (st != GRPC_STATUS_OK)
+		fail_msg("Step %s at %llu: %s: %s", id, (unsigned long long)resume,
+		    rpc_status_name(st), details ? details : "");
+	free(details);
+	assert_int_equal((*keep)->n_results, 1);
+	return (*keep)->results[0];
+}
+
+static void
+release(struct fx *f, const char *id, uint32_t expect)
+{
+	Certa__V1__ReleaseRequest req = CERTA__V1__RELEASE_REQUEST__INIT;
+	ProtobufCMessage *r = NULL;
+	char *ids[1] = { (char *)id };
+
+	req.n_request_ids = 1;
+	req.request_ids = ids;
+	assert_int_equal(call(f->ch, M_RELEASE, &req.base, &certa__v1__release_reply__descriptor,
+	    &r, NULL), GRPC_STATUS_OK);
+	assert_int_equal(((Certa__V1__ReleaseReply *)r)->released, expect);
+	protobuf_c_message_free_unpacked(r, NULL);
+}
+
+/* Info, steps, retries, rollback, a too-long prompt, release; and the figures. */
+static void
+test_worker_steps(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__InfoReply *inf;
+	Certa__V1__StepReply *r1, *r2, *r3, *r4, *r5;
+	Certa__V1__StepResult *a, *b, *c, *d;
+	char *details = NULL, *longp;
+	double t0, t_step, t_one;
+	size_t i;
+
+	need_model(f);
+	start_worker(f);
+	inf = info(f);
+	assert_string_equal(inf->engine, "llm");
+	assert_string_equal(inf->model, MODEL_NAME);
+	assert_true(inf->capacity >= 1 && inf->capacity <= 63);   /* 64M / 1M per sequence */
+	assert_int_equal(inf->active, 0);
+	protobuf_c_message_free_unpacked(&inf->base, NULL);
+
+	/* First step: tokens advance, a probe comes back. */
+	t0 = harness_clock_us();
+	a = step_ok(f, "p/0", 0, 32, &r1);
+	t_step = harness_clock_us() - t0;
+	assert_true(a->new_tokens >= 1 && a->new_tokens <= 32);
+	assert_int_equal(a->total_tokens, a->new_tokens);
+	assert_non_null(a->probe);
+	if (!a->finished) {
+		assert_true(a->probe->tokens >= 1 && a->probe->tokens <= 8);
+		assert_true(a->probe->confidence > 0 && a->probe->confidence <= 1);
+	}
+	assert_int_equal(active(f), 1);
+
+	/* The same step again (a retry after a daemon crash): the same text and probe. */
+	b = step_ok(f, "p/0", 0, 32, &r2);
+	assert_string_equal(a->text, b->text);
+	assert_int_equal(a->new_tokens, b->new_tokens);
+	assert_string_equal(a->probe->answer, b->probe->answer);
+	assert_true(a->probe->confidence == b->probe->confidence);
+
+	/* Forward from there, then back to there again: a retried second step agrees. */
+	if (!a->finished) {
+		c = step_ok(f, "p/0", a->total_tokens, 16, &r3);
+		assert_int_equal(c->total_tokens, a->total_tokens + c->new_tokens);
+		d = step_ok(f, "p/0", a->total_tokens, 16, &r4);
+		assert_string_equal(c->text, d->text);
+		assert_string_equal(c->probe->answer, d->probe->answer);
+		/* One step of 48 from 0 is the two steps' text. */
+		protobuf_c_message_free_unpacked(&r4->base, NULL);
+		d = step_ok(f, "p/0", 0, 32 + 16, &r4);
+		if (!c->finished) {
+			char *both = NULL;
+			assert_true(asprintf(&both, "%s%s", a->text, c->text) > 0);
+			assert_string_equal(d->text, both);
+			free(both);
+		}
+		protobuf_c_message_free_unpacked(&r3->base, NULL);
+		protobuf_c_message_free_unpacked(&r4->base, NULL);
+	}
+
+	/* A step of one token: its time is mostly the probe's. */
+	t0 = harness_clock_us();
+	d = step_ok(f, "p/1", 0, 1, &r5);
+	t_one = harness_clock_us() - t0;
+	assert_int_equal(active(f), 2);
+	/* Decode per token from the difference; the probe is the 1-token step less one token. */
+	if (a->new_tokens > 1) {
+		double per_tok = (t_step - t_one) / (a->new_tokens - 1);
+		print_message("llm worker: step of %u tokens + probe %.1f ms; step of 1 token + "
+		    "probe of %u tokens %.1f ms; decode %.2f ms/token (%.0f tokens/s); probe "
+		    "%.1f ms = %.1f decode tokens\n", a->new_tokens, t_step / 1000,
+		    d->probe->tokens, t_one / 1000, per_tok / 1000, 1e6 / per_tok,
+		    (t_one - per_tok) / 1000, (t_one - per_tok) / per_tok);
+	}
+	protobuf_c_message_free_unpacked(&r5->base, NULL);
+
+	/* A prompt longer than the context (1024 tokens): refused, clearly; nothing held. */
+	longp = malloc(20001);
+	assert_non_null(longp);
+	for (i = 0; i < 20000; i++)
+		longp[i] = (char)('a' + (i * 7) % 26);
+	longp[20000] = '\0';
+	assert_int_equal(step(f, "p/2", longp, 0, 4, &r5, &details),
+	    GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(details);
+	assert_non_null(strstr(details, "context"));
+	free(details);
+	free(longp);
+	assert_int_equal(active(f), 2);
+
+	release(f, "p/0", 1);
+	release(f, "p/1", 1);
+	release(f, "p/0", 0);
+	assert_int_equal(active(f), 0);
+	protobuf_c_message_free_unpacked(&r1->base, NULL);
+	protobuf_c_message_free_unpacked(&r2->base, NULL);
+	f->passed = 1;
+}
+
+/* Runs one program through certad to its end. */
+static void
+run_program(struct fx *f, Certa__V1__Algorithm algo, uint32_t n)
+{
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
+
+	spec.problem = (char *)PROBLEM;
+	spec.algorithm = algo;
+	spec.n = n;
+	spec.token_budget = 96 * (n ? n : 1);
+	assert_int_equal(certa_client_submit(f->dch, &spec, NULL, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(certa_client_events_read(s, 60000, 0, &ev), 0);
+	if (ev.status != GRPC_STATUS_OK)
+		fail_msg("program stream: %s: %s", rpc_status_name(ev.status), ev.details);
+	assert_int_equal(ev.accepted, 1);
+	assert_true(ev.progress >= 1);
+	assert_non_null(ev.finished);
+	assert_true(ev.finished->result->reason != CERTA__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED);
+	assert_true(ev.finished->result->reason != CERTA__V1__FINISH_REASON__FINISH_REASON_FAILED);
+	assert_true(ev.finished->result->tokens_used > 0);
+	assert_true(ev.finished->result->probe_tokens > 0);
+	print_message("%s n=%u: reason %d, %llu tokens, %llu probe tokens, answer '%s'\n",
+	    algo == CERTA__V1__ALGORITHM__ALGORITHM_SC ? "sc" : "cot", n,
+	    (int)ev.finished->result->reason,
+	    (unsigned long long)ev.finished->result->tokens_used,
+	    (unsigned long long)ev.finished->result->probe_tokens, ev.finished->result->answer);
+	certa_client_events_free(&ev);
+}
+
+/* certad + the llm worker: cot and sc n=3 finish; the worker holds nothing afterwards. */
+static void
+test_programs(void **state)
+{
+	struct fx *f = *state;
+	char sock[600];
+	const char *const sets[] = { "workers.health_interval=100ms", "metrics.port=0",
+	    "auth.anonymous_tenant=default", sock, NULL };
+	int i;
+
+	need_model(f);
+	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", f->dir);
+	start_worker(f);
+	assert_int_equal(harness_start_certad(f->dir, &f->wport, 1, sets, NULL, &f->d, &f->dport),
+	    0);
+	assert_int_equal(certa_client_channel(f->dport, &f->dch), 0);
+	run_program(f, CERTA__V1__ALGORITHM__ALGORITHM_COT, 1);
+	run_program(f, CERTA__V1__ALGORITHM__ALGORITHM_SC, 3);
+	/* certad releases finished chains (asynchronously after the Finished event). */
+	for (i = 0; i < 200 && active(f) != 0; i++)
+		usleep(25000);
+	assert_int_equal(active(f), 0);
+	f->passed = 1;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_worker_steps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_programs, setup, teardown),
+	};
+	int rc;
+
+	grpc_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	grpc_shutdown();
+	return rc;
+}
