@@ -65,7 +65,10 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_SRC = $(wildcard tests/integration/test_*.c)
 INTEG_BIN = $(patsubst tests/integration/%.c,$(BUILD)/itests/%,$(INTEG_SRC))
-TEST_SUPPORT_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c))
+# itest.o asserts with cmocka: linked into the integration tests only.
+ITEST_SUPPORT_OBJ = $(BUILD)/obj/tests/support/itest.o
+TEST_SUPPORT_OBJ = $(filter-out $(ITEST_SUPPORT_OBJ), \
+    $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c)))
 
 TRACES ?= $(abspath ../shared/data/traces)
 export CERTA_TRACES ?= $(TRACES)
@@ -139,7 +142,8 @@ $(TOKCOMPARE): $(BUILD)/obj/tests/tokenizer/tokcompare.o $(WORKER_LIB) $(LIB_LIB
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/itests/%: $(BUILD)/obj/tests/integration/%.o $(TEST_SUPPORT_OBJ) $(ALL_LIBS)
+$(BUILD)/itests/%: $(BUILD)/obj/tests/integration/%.o $(TEST_SUPPORT_OBJ) $(ITEST_SUPPORT_OBJ) \
+    $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
 

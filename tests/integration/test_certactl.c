@@ -27,6 +27,7 @@
 #include "lib/json.h"
 #include "scheduler/answer.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 /* Longest any one certactl run may take. */
 #define CTL_TIMEOUT_MS 20000
@@ -36,10 +37,7 @@
 #define TEST_ALARM_S 60
 
 struct env {
-	char *dir;
-	struct harness_trace *tr;
-	struct harness_proc *w, *d;
-	int wport, dport;
+	struct itest it;            /* first */
 	char *bin;                  /* $BUILD/bin/certactl */
 	char admin[600];            /* "unix:DIR/admin.sock" */
 	char server[64];            /* "127.0.0.1:DPORT" */
@@ -55,11 +53,9 @@ setup(void **state)
 	struct env *e;
 
 	*state = NULL;
-	if (harness_traces_dir() == NULL)
+	e = itest_new(sizeof *e, TEST_ALARM_S, ITEST_TRACES_PICK);
+	if (e == NULL)
 		return 0;
-	e = calloc(1, sizeof *e);
-	assert_non_null(e);
-	assert_int_equal(harness_fixture_setup(TEST_ALARM_S, &e->dir, &e->tr), 0);
 	e->bin = harness_bin("certactl");
 	assert_non_null(e->bin);
 	*state = e;
@@ -73,11 +69,8 @@ teardown(void **state)
 
 	if (e == NULL)
 		return 0;
-	harness_proc_free(e->d);
-	harness_proc_free(e->w);
 	free(e->bin);
-	harness_fixture_teardown(e->dir, e->tr);
-	free(e);
+	itest_free(&e->it);
 	return 0;
 }
 
@@ -86,18 +79,10 @@ teardown(void **state)
 static void
 start(struct env *e, const char *delay)
 {
-	const char *wextra[] = { "--step-delay", delay, NULL };
-	char sock[600];
-	const char *sets[] = { sock, "metrics.port=0", "workers.health_interval=100ms", NULL };
-
-	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
-	    &e->wport), 0);
-	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
-	if (harness_start_certad(e->dir, &e->wport, 1, sets, NULL, &e->d, &e->dport) != 0)
-		fail_msg("certad did not start");
-	snprintf(e->admin, sizeof e->admin, "unix:%s/admin.sock", e->dir);
-	snprintf(e->server, sizeof e->server, "127.0.0.1:%d", e->dport);
-	snprintf(e->waddr, sizeof e->waddr, "127.0.0.1:%d", e->wport);
+	itest_start(&e->it, delay, ITEST_ADMIN, NULL);
+	snprintf(e->admin, sizeof e->admin, "unix:%s/admin.sock", e->it.dir);
+	snprintf(e->server, sizeof e->server, "127.0.0.1:%d", e->it.dport);
+	snprintf(e->waddr, sizeof e->waddr, "127.0.0.1:%d", e->it.wport);
 }
 
 /* Builds "certactl ARGS..." from a NULL-terminated list; argv has CTL_MAX_ARGS + 2 slots. */
@@ -136,8 +121,8 @@ ctl_spawn(struct env *e, char *opath, char *epath, size_t len, char **argv)
 	struct harness_proc *p = NULL;
 
 	e->nrun++;
-	snprintf(opath, len, "%s/ctl.%d.out", e->dir, e->nrun);
-	snprintf(epath, len, "%s/ctl.%d.err", e->dir, e->nrun);
+	snprintf(opath, len, "%s/ctl.%d.out", e->it.dir, e->nrun);
+	snprintf(epath, len, "%s/ctl.%d.err", e->it.dir, e->nrun);
 	assert_int_equal(harness_spawn_io(&p, opath, epath, argv), 0);
 	return p;
 }
@@ -608,7 +593,7 @@ submit_json(struct env *e, const char *key, int watch, struct submitted *r)
 	size_t i;
 
 	memset(r, 0, sizeof *r);
-	ctl(e, 0, &out, &err, "--server", e->server, "submit", e->tr->problem, "--token", key,
+	ctl(e, 0, &out, &err, "--server", e->server, "submit", e->it.tr->problem, "--token", key,
 	    "--json", watch ? "--watch" : NULL, NULL);
 	assert_string_equal(err, "");
 	jlines_parse(out, &jl);
@@ -648,11 +633,11 @@ submit_json(struct env *e, const char *key, int watch, struct submitted *r)
 	assert_string_equal(jstr(fin, "error_message"), "");
 	assert_int_equal(json_array_len(json_object_get(fin, "requests")), 1);
 	if (strcmp(r->reason, "natural_end") == 0) {
-		assert_true(answer_equivalent(r->answer, e->tr->final_answer));
-		assert_int_equal(r->tokens, (int64_t)e->tr->tokens_used);
+		assert_true(answer_equivalent(r->answer, e->it.tr->final_answer));
+		assert_int_equal(r->tokens, (int64_t)e->it.tr->tokens_used);
 	} else {
 		assert_string_equal(r->reason, "certain");
-		assert_true(r->tokens < (int64_t)e->tr->tokens_used);
+		assert_true(r->tokens < (int64_t)e->it.tr->tokens_used);
 		assert_true(r->answer[0] != '\0');
 	}
 	jlines_free(&jl);
@@ -693,7 +678,7 @@ test_submit_get_list_stats_top(void **state)
 	assert_string_equal(jstr(ev, "tenant"), "acme");
 	assert_string_equal(jstr(ev, "state"), "finished");
 	assert_int_equal(jint(ev, "tokens_used"), a.tokens);
-	assert_string_equal(jstr(json_object_get(ev, "spec"), "problem"), e->tr->problem);
+	assert_string_equal(jstr(json_object_get(ev, "spec"), "problem"), e->it.tr->problem);
 	assert_string_equal(jstr(json_object_get(ev, "result"), "answer"), a.answer);
 	assert_string_equal(jstr(json_object_get(ev, "result"), "reason"), a.reason);
 	jlines_free(&jl);
@@ -794,7 +779,7 @@ test_exit_codes(void **state)
 	add_tenant(e, "acme", "1", key, sizeof key);
 
 	/* No token: certad has no anonymous tenant. */
-	ctl(e, 1, &out, &err, "--server", e->server, "submit", e->tr->problem, NULL);
+	ctl(e, 1, &out, &err, "--server", e->server, "submit", e->it.tr->problem, NULL);
 	contains(err, "UNAUTHENTICATED");
 	assert_string_equal(out, "");
 	free(out);
@@ -815,7 +800,7 @@ test_exit_codes(void **state)
 	free(err);
 
 	/* More chains than the policy allows. */
-	ctl(e, 1, &out, &err, "--server", e->server, "--token", key, "submit", e->tr->problem,
+	ctl(e, 1, &out, &err, "--server", e->server, "--token", key, "submit", e->it.tr->problem,
 	    "--sc", "99", NULL);
 	contains(err, "INVALID_ARGUMENT");
 	assert_string_equal(out, "");
@@ -1002,7 +987,7 @@ test_interrupt_then_watch(void **state)
 	argv[3] = (char *)"--token";
 	argv[4] = key;
 	argv[5] = (char *)"submit";
-	argv[6] = (char *)e->tr->problem;
+	argv[6] = (char *)e->it.tr->problem;
 	argv[7] = (char *)"--watch";
 	argv[8] = NULL;
 	p = ctl_spawn(e, opath, epath, sizeof opath, argv);
@@ -1039,7 +1024,7 @@ test_interrupt_then_watch(void **state)
 		/* "answer: A  reason: R ..." */
 		snprintf(ans, sizeof ans, "%.*s", (int)n, a + 8);
 		if (strstr(a, "reason: natural_end") != NULL)
-			assert_true(answer_equivalent(ans, e->tr->final_answer));
+			assert_true(answer_equivalent(ans, e->it.tr->final_answer));
 		else
 			contains(a, "reason: certain");
 	}

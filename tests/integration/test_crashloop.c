@@ -38,6 +38,7 @@
 #include "lib/traces.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 #define CRASHLOOP_CLIENTS 6
 #define CRASHLOOP_PROBLEMS 4
@@ -72,8 +73,7 @@ struct crashloop_ref {
 };
 
 struct crashloop_env {
-	char *dir;
-	struct harness_trace *tr;  /* the loaded traces (tr->set) */
+	struct itest it;           /* first; it.tr: the loaded traces (tr->set); w: unused */
 	const char *problems[CRASHLOOP_PROBLEMS];
 	struct crashloop_ref ref[CRASHLOOP_PROBLEMS][2];
 	struct harness_proc *w[2];
@@ -92,7 +92,7 @@ struct crashloop_env {
 static int
 crashloop_pick(struct crashloop_env *e)
 {
-	const struct traces *set = e->tr->set;
+	const struct traces *set = e->it.tr->set;
 	int n = 0;
 
 	for (size_t i = 0; i < traces_program_count(set) && n < CRASHLOOP_PROBLEMS; i++) {
@@ -100,10 +100,11 @@ crashloop_pick(struct crashloop_env *e)
 		const struct trace *const *s;
 		size_t ns, j;
 
-		if (strcmp(pg->model, e->tr->model) != 0 || strcmp(pg->dataset, "math500") != 0)
+		if (strcmp(pg->model, e->it.tr->model) != 0 || strcmp(pg->dataset, "math500") != 0)
 			continue;
 		/* what the replay engine serves for this prompt: sample i = i-th seed */
-		if (traces_find(set, e->tr->model, pg->problem, &s, &ns) != 0 || ns < CRASHLOOP_SC_N)
+		if (traces_find(set, e->it.tr->model, pg->problem, &s, &ns) != 0 ||
+		    ns < CRASHLOOP_SC_N)
 			continue;
 		for (j = 0; j < CRASHLOOP_SC_N; j++)
 			if (s[j]->tokens_used > CRASHLOOP_MAX_TOKENS || s[j]->tokens_used < 256 ||
@@ -122,23 +123,20 @@ crashloop_setup(void **state)
 	const char *extra[] = { "--step-delay", "2", NULL };
 	char path[600];
 
-	if (harness_traces_dir() == NULL) {
-		*state = NULL;
+	*state = NULL;
+	e = itest_new(sizeof *e, 600, ITEST_TRACES_PICK);
+	if (e == NULL)
 		return 0;
-	}
-	e = calloc(1, sizeof *e);
-	assert_non_null(e);
-	assert_int_equal(harness_fixture_setup(600, &e->dir, &e->tr), 0);
 	assert_int_equal(crashloop_pick(e), 0);
 	pthread_mutex_init(&e->mu, NULL);
-	snprintf(path, sizeof path, "%s/full.policy", e->dir);
+	snprintf(path, sizeof path, "%s/full.policy", e->it.dir);
 	assert_int_equal(harness_write_file(path, "%s",
 	    "# never stop early: every chain runs to its recorded end\n"
 	    "cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\n"
 	    "sc.unpromising_tokens = 0\nextend_frac = 0\n"), 0);
 	for (int i = 0; i < 2; i++)
-		assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), extra, &e->w[i],
-		    &e->wport[i]), 0);
+		assert_int_equal(harness_start_worker(e->it.dir, harness_traces_dir(), extra,
+		    &e->w[i], &e->wport[i]), 0);
 	*state = e;
 	return 0;
 }
@@ -150,12 +148,11 @@ crashloop_teardown(void **state)
 
 	if (e == NULL)
 		return 0;
-	harness_proc_free(e->d);
+	itest_stop(&e->it);
 	for (int i = 0; i < 2; i++)
 		harness_proc_free(e->w[i]);
 	pthread_mutex_destroy(&e->mu);
-	harness_fixture_teardown(e->dir, e->tr);
-	free(e);
+	itest_free(&e->it);
 	return 0;
 }
 
@@ -169,10 +166,10 @@ crashloop_start(struct crashloop_env *e, const char *state_name)
 	const char *extra[] = { "--state-dir", stdir, NULL };
 	int port;
 
-	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
-	snprintf(pol, sizeof pol, "policy.file=%s/full.policy", e->dir);
-	snprintf(stdir, sizeof stdir, "%s/%s", e->dir, state_name);
-	if (harness_start_certad(e->dir, e->wport, 2, sets, extra, &e->d, &port) != 0)
+	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->it.dir);
+	snprintf(pol, sizeof pol, "policy.file=%s/full.policy", e->it.dir);
+	snprintf(stdir, sizeof stdir, "%s/%s", e->it.dir, state_name);
+	if (harness_start_certad(e->it.dir, e->wport, 2, sets, extra, &e->it.d, &port) != 0)
 		fail_msg("certad did not start");
 	pthread_mutex_lock(&e->mu);
 	e->port = port;
@@ -223,9 +220,9 @@ crashloop_reference(struct crashloop_env *e)
 			certa_client_events_free(&ev);
 		}
 	rpc_channel_free(ch);
-	assert_int_equal(harness_kill9(e->d), 0);
-	harness_proc_free(e->d);
-	e->d = NULL;
+	assert_int_equal(harness_kill9(e->it.d), 0);
+	harness_proc_free(e->it.d);
+	e->it.d = NULL;
 }
 
 /* Submits sub until a server acknowledges it (Accepted), then reads the stream to its end
@@ -426,9 +423,9 @@ test_crashloop(void **state)
 		pthread_mutex_lock(&e->mu);
 		e->port = 0;
 		pthread_mutex_unlock(&e->mu);
-		assert_int_equal(harness_kill9(e->d), 0);
-		harness_proc_free(e->d);
-		e->d = NULL;
+		assert_int_equal(harness_kill9(e->it.d), 0);
+		harness_proc_free(e->it.d);
+		e->it.d = NULL;
 		crashloop_start(e, "state");
 	}
 	/* Let the last restart see some load, then stop submitting and wait for the clients. */

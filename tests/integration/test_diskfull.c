@@ -27,30 +27,20 @@
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 #define NPROG 4                /* programs running when the disk fills */
 
 struct env {
-	char *dir;
-	struct harness_trace *tr;
-	struct harness_proc *w, *d;
-	int wport, dport, mport;
+	struct itest it;             /* first */
 	int mounted;
 	char state[600];
-	struct rpc_channel *ch;
 };
 
 static int
 setup(void **state)
 {
-	struct env *e;
-
-	*state = NULL;
-	if (harness_traces_dir() == NULL)
-		return 0;
-	e = calloc(1, sizeof *e);
-	assert_int_equal(harness_fixture_setup(180, &e->dir, &e->tr), 0);
-	*state = e;
+	*state = itest_new(sizeof(struct env), 180, ITEST_TRACES_PICK);
 	return 0;
 }
 
@@ -61,14 +51,10 @@ teardown(void **state)
 
 	if (e == NULL)
 		return 0;
-	if (e->ch != NULL)
-		rpc_channel_free(e->ch);
-	harness_proc_free(e->d);
-	harness_proc_free(e->w);
+	itest_stop(&e->it);
 	if (e->mounted && umount2(e->state, MNT_DETACH) != 0)
 		fprintf(stderr, "umount %s: %s\n", e->state, strerror(errno));
-	harness_fixture_teardown(e->dir, e->tr);
-	free(e);
+	itest_free(&e->it);
 	return 0;
 }
 
@@ -76,7 +62,7 @@ teardown(void **state)
 static double
 metric(struct env *e, const char *name)
 {
-	return harness_metric(e->mport, name);
+	return harness_metric(e->it.mport, name);
 }
 
 /* Mounts a small tmpfs on DIR/state; 0, or -1 (not root, no tmpfs) after saying why. */
@@ -85,7 +71,7 @@ mount_state(struct env *e, const char *size)
 {
 	char opts[64];
 
-	snprintf(e->state, sizeof e->state, "%s/state", e->dir);
+	snprintf(e->state, sizeof e->state, "%s/state", e->it.dir);
 	assert_int_equal(mkdir(e->state, 0750), 0);
 	snprintf(opts, sizeof opts, "size=%s,mode=0750", size);
 	if (mount("certa-test", e->state, "tmpfs", 0, opts) != 0) {
@@ -97,40 +83,17 @@ mount_state(struct env *e, const char *size)
 	return 0;
 }
 
-static void
-start(struct env *e, const char *delay)
-{
-	const char *wextra[] = { "--step-delay", delay, NULL };
-	const char *sets[8];
-	char mpf[700], mset[720];
-
-	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
-	    &e->wport), 0);
-	snprintf(mpf, sizeof mpf, "%s/m.port", e->dir);
-	snprintf(mset, sizeof mset, "metrics.port_file=%s", mpf);
-	sets[0] = "workers.health_interval=100ms";
-	sets[1] = "metrics.port=0";
-	sets[2] = mset;
-	sets[3] = "auth.anonymous_tenant=default";
-	sets[4] = NULL;
-	if (harness_start_certad(e->dir, &e->wport, 1, sets, NULL, &e->d, &e->dport) != 0)
-		fail_msg("certad did not start");
-	assert_int_equal(harness_wait_port_file(mpf, 20000, &e->mport), 0);
-	assert_int_equal(certa_client_channel(e->dport, &e->ch), 0);
-	usleep(300000);  /* first worker health check */
-}
-
 static struct rpc_stream *
 submit(struct env *e, uint32_t n)
 {
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct rpc_stream *s = NULL;
 
-	spec.problem = (char *)e->tr->problem;
+	spec.problem = (char *)e->it.tr->problem;
 	spec.n = n;
 	spec.algorithm = n > 1 ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
 	    CERTA__V1__ALGORITHM__ALGORITHM_COT;
-	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 120000, &s), 0);
+	assert_int_equal(certa_client_submit(e->it.ch, &spec, NULL, 120000, &s), 0);
 	return s;
 }
 
@@ -154,15 +117,11 @@ get(struct env *e, const char *id, int *st, uint64_t *tokens)
 {
 	Certa__V1__GetRequest r = CERTA__V1__GET_REQUEST__INIT;
 	Certa__V1__Program *p = NULL;
-	grpc_status_code code;
-	char *details = NULL;
 
 	r.program_id = (char *)id;
-	assert_int_equal(certa_client_unary(e->ch, "/certa.v1.Reasoning/Get", &r.base,
-	    &certa__v1__program__descriptor, 10000, NULL, (ProtobufCMessage **)&p, &code,
-	    &details), 0);
-	free(details);
-	assert_int_equal(code, GRPC_STATUS_OK);
+	assert_int_equal(itest_call(e->it.ch, "/certa.v1.Reasoning/Get", &r.base,
+	    &certa__v1__program__descriptor, NULL, (ProtobufCMessage **)&p, NULL, 0),
+	    GRPC_STATUS_OK);
 	*st = p->state;
 	*tokens = p->tokens_used;
 	protobuf_c_message_free_unpacked(&p->base, NULL);
@@ -184,10 +143,10 @@ test_disk_full_programs_wait_and_resume(void **state)
 	HARNESS_NEED_TRACES(e);
 	if (mount_state(e, "4m") != 0)
 		skip();
-	start(e, "150");
+	itest_start(&e->it, "150", ITEST_ANONYMOUS | ITEST_METRICS | ITEST_SETTLE, NULL);
 	reference(e, 1, ref_cot, sizeof ref_cot);
 	reference(e, 3, ref_sc, sizeof ref_sc);
-	assert_int_equal(harness_http_get(e->mport, "/readyz", body, sizeof body), 200);
+	assert_int_equal(harness_http_get(e->it.mport, "/readyz", body, sizeof body), 200);
 	assert_true(metric(e, "certa_store_commit_failures_total") == 0);
 
 	for (i = 0; i < NPROG; i++) {
@@ -206,15 +165,15 @@ test_disk_full_programs_wait_and_resume(void **state)
 		usleep(50000);
 	}
 	if (failures <= 0 || waiting < 1) {
-		harness_dump_log(e->d);
+		harness_dump_log(e->it.d);
 		fail_msg("no commit failed on a full disk (failures %.0f, waiting %.0f)", failures,
 		    waiting);
 	}
 	/* Reported: not ready, NOT_SERVING, an error line with the cause. */
-	assert_int_equal(harness_http_get(e->mport, "/readyz", body, sizeof body), 503);
-	assert_int_equal(certa_client_health(e->dport, ""),
+	assert_int_equal(harness_http_get(e->it.mport, "/readyz", body, sizeof body), 503);
+	assert_int_equal(certa_client_health(e->it.dport, ""),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
-	assert_int_equal(certa_client_health(e->dport, "certa.v1.Reasoning"),
+	assert_int_equal(certa_client_health(e->it.dport, "certa.v1.Reasoning"),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
 	{
 		/* The line may trail the metric by a moment (it is written after the count). */
@@ -222,14 +181,14 @@ test_disk_full_programs_wait_and_resume(void **state)
 		for (k = 0; k < 100; k++) {
 			free(log);
 			log = NULL;
-			assert_int_equal(harness_read_file(harness_log_path(e->d), &log), 0);
+			assert_int_equal(harness_read_file(harness_log_path(e->it.d), &log), 0);
 			if (strstr(log, "commit failed") != NULL &&
 			    strstr(log, "No space left on device") != NULL)
 				break;
 			usleep(50000);
 		}
 		if (strstr(log, "No space left on device") == NULL) {
-			harness_dump_log(e->d);
+			harness_dump_log(e->it.d);
 			fail_msg("no error line naming the full disk");
 		}
 		free(log);
@@ -251,7 +210,7 @@ test_disk_full_programs_wait_and_resume(void **state)
 	for (i = 0; i < NPROG; i++) {
 		certa_client_events_read(s[i], 30000, 0, &ev[i]);
 		if (ev[i].status != GRPC_STATUS_OK || ev[i].finished == NULL) {
-			harness_dump_log(e->d);
+			harness_dump_log(e->it.d);
 			fail_msg("program %s: status %d %s", ev[i].id, ev[i].status, ev[i].details);
 		}
 		assert_true(ev[i].monotone);
@@ -262,8 +221,8 @@ test_disk_full_programs_wait_and_resume(void **state)
 		certa_client_events_free(&ev[i]);
 	}
 	assert_true(metric(e, "certa_programs_waiting_persist") == 0);
-	assert_int_equal(harness_http_get(e->mport, "/readyz", body, sizeof body), 200);
-	assert_int_equal(certa_client_health(e->dport, ""),
+	assert_int_equal(harness_http_get(e->it.mport, "/readyz", body, sizeof body), 200);
+	assert_int_equal(certa_client_health(e->it.dport, ""),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 }
 

@@ -24,103 +24,19 @@
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
-#define RPC_MS 10000
-
-struct env {
-	char *dir;
-	struct harness_trace *tr;
-	struct harness_proc *w, *d;
-	int wport, dport;
-	struct rpc_channel *ch;      /* TCP: Reasoning */
-	struct rpc_channel *adm;     /* the local admin socket */
-};
-
-/* Starts a replay worker (steps of delay ms; none when delay is NULL) and certad with the
- * admin socket; anonymous callers are tenant "default" when anonymous is set. */
-static void
-start(struct env *e, const char *delay, int anonymous)
-{
-	const char *wextra[] = { "--step-delay", delay, NULL };
-	const char *sets[8];
-	char sock[600], target[600];
-	int a = 0;
-
-	if (delay != NULL)
-		assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
-		    &e->wport), 0);
-	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
-	sets[a++] = sock;
-	sets[a++] = "workers.health_interval=100ms";
-	sets[a++] = "metrics.port=0";
-	if (anonymous)
-		sets[a++] = "auth.anonymous_tenant=default";
-	sets[a] = NULL;
-	if (harness_start_certad(e->dir, &e->wport, delay != NULL ? 1 : 0, sets, NULL, &e->d,
-	    &e->dport) != 0)
-		fail_msg("certad did not start");
-	assert_int_equal(certa_client_channel(e->dport, &e->ch), 0);
-	snprintf(target, sizeof target, "unix:%s/admin.sock", e->dir);
-	assert_int_equal(rpc_channel_new(target, &e->adm), 0);
-}
 
 static int
 setup(void **state)
 {
-	struct env *e;
-
-	*state = NULL;
-	if (harness_traces_dir() == NULL)
-		return 0;
-	e = calloc(1, sizeof *e);
-	assert_int_equal(harness_fixture_setup(120, &e->dir, &e->tr), 0);
-	*state = e;
+	*state = itest_new(sizeof(struct itest), 120, ITEST_TRACES_PICK);
 	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct env *e = *state;
-
-	if (e == NULL)
-		return 0;
-	if (e->ch != NULL)
-		rpc_channel_free(e->ch);
-	if (e->adm != NULL)
-		rpc_channel_free(e->adm);
-	harness_proc_free(e->d);
-	harness_proc_free(e->w);
-	harness_fixture_teardown(e->dir, e->tr);
-	free(e);
-	return 0;
-}
-
-/* One unary call; returns the status, *reply (may be NULL) and details in buf. */
-static grpc_status_code
-call(struct rpc_channel *ch, const char *method, const ProtobufCMessage *req,
-    const ProtobufCMessageDescriptor *rd, const char *bearer, ProtobufCMessage **reply,
-    char *buf, size_t len)
-{
-	grpc_status_code st = GRPC_STATUS_UNKNOWN;
-	char *details = NULL;
-	ProtobufCMessage *r = NULL;
-
-	assert_int_equal(certa_client_unary(ch, method, req, rd, RPC_MS, bearer, &r, &st,
-	    &details), 0);
-	if (buf != NULL)
-		snprintf(buf, len, "%s", details ? details : "");
-	free(details);
-	if (reply != NULL)
-		*reply = r;
-	else if (r != NULL)
-		protobuf_c_message_free_unpacked(r, NULL);
-	return st;
 }
 
 /* Submits req and reads the stream to its end into ev (zeroed first). */
 static void
-submit_req(struct env *e, const Certa__V1__SubmitRequest *req, const char *bearer,
+submit_req(struct itest *e, const Certa__V1__SubmitRequest *req, const char *bearer,
     struct certa_client_events *ev)
 {
 	struct rpc_metadata md = { "authorization", NULL };
@@ -137,7 +53,7 @@ submit_req(struct env *e, const Certa__V1__SubmitRequest *req, const char *beare
 }
 
 static void
-submit_spec(struct env *e, const Certa__V1__ProgramSpec *spec, struct certa_client_events *ev)
+submit_spec(struct itest *e, const Certa__V1__ProgramSpec *spec, struct certa_client_events *ev)
 {
 	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 
@@ -148,7 +64,7 @@ submit_spec(struct env *e, const Certa__V1__ProgramSpec *spec, struct certa_clie
 /* Submits a ProgramSpec whose problem is the raw bytes text[0..n) (NULs included): the spec is
  * sent as an unknown field 1 of an empty SubmitRequest, i.e. the exact wire bytes. */
 static void
-submit_raw_problem(struct env *e, const char *text, size_t n, struct certa_client_events *ev)
+submit_raw_problem(struct itest *e, const char *text, size_t n, struct certa_client_events *ev)
 {
 	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
 	ProtobufCMessageUnknownField uf;
@@ -169,13 +85,13 @@ submit_raw_problem(struct env *e, const char *text, size_t n, struct certa_clien
 }
 
 static size_t
-list_count(struct env *e)
+list_count(struct itest *e)
 {
 	Certa__V1__ListRequest lr = CERTA__V1__LIST_REQUEST__INIT;
 	Certa__V1__ListReply *r = NULL;
 	size_t n;
 
-	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/List", &lr.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/List", &lr.base,
 	    &certa__v1__list_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL, 0),
 	    GRPC_STATUS_OK);
 	n = r->n_programs;
@@ -189,7 +105,7 @@ static void
 test_invalid_strings_refused(void **state)
 {
 	static const char nul_problem[] = "What is 2+2?\0 IGNORE-REST";
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	Certa__V1__AddWorkerRequest aw = CERTA__V1__ADD_WORKER_REQUEST__INIT;
 	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
@@ -199,7 +115,7 @@ test_invalid_strings_refused(void **state)
 	char msg[512];
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "0", 1);
+	itest_start(e, "0", ITEST_ADMIN | ITEST_ANONYMOUS, NULL);
 
 	spec.problem = (char *)"\xff\xfe\xfd";
 	submit_spec(e, &spec, &ev);
@@ -222,20 +138,20 @@ test_invalid_strings_refused(void **state)
 	certa_client_events_free(&ev);
 
 	g.program_id = (char *)"p-\xfe";
-	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
 	    &certa__v1__program__descriptor, NULL, NULL, msg, sizeof msg),
 	    GRPC_STATUS_INVALID_ARGUMENT);
 	assert_string_equal(msg, "program_id: invalid UTF-8 at byte 2");
 
 	aw.address = (char *)"\xff\xfe\xfd:7000";
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/AddWorker", &aw.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/AddWorker", &aw.base,
 	    &certa__v1__worker_status__descriptor, NULL, NULL, msg, sizeof msg),
 	    GRPC_STATUS_INVALID_ARGUMENT);
 	assert_string_equal(msg, "address: invalid UTF-8 at byte 0");
 
 	t.name = (char *)"caf\xc3";
 	ct.tenant = &t;
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
 	    &certa__v1__create_tenant_reply__descriptor, NULL, NULL, msg, sizeof msg),
 	    GRPC_STATUS_INVALID_ARGUMENT);
 	assert_string_equal(msg, "tenant.name: invalid UTF-8 at byte 3");
@@ -271,14 +187,14 @@ test_sampling_refused(void **state)
 		{ 0, 0, UINT32_MAX, "program.sampling.top_k" },
 		{ 0.7f, 0.95f, 40, NULL },
 	};
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	Certa__V1__SamplingParams sp = CERTA__V1__SAMPLING_PARAMS__INIT;
 	struct certa_client_events ev;
 	size_t i;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "0", 1);
+	itest_start(e, "0", ITEST_ADMIN | ITEST_ANONYMOUS, NULL);
 	spec.problem = (char *)e->tr->problem;
 	spec.sampling = &sp;
 	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -316,13 +232,13 @@ test_sampling_refused(void **state)
 		req.items = &pit;
 		req.n_items = 1;
 		assert_int_equal(certa_client_channel(e->wport, &wch), 0);
-		assert_int_equal(call(wch, "/certa.v1.Worker/Step", &req.base,
+		assert_int_equal(itest_call(wch, "/certa.v1.Worker/Step", &req.base,
 		    &certa__v1__step_reply__descriptor, NULL, NULL, msg, sizeof msg),
 		    GRPC_STATUS_INVALID_ARGUMENT);
 		assert_non_null(strstr(msg, "items[0].sampling.temperature"));
 		it.prompt = (char *)"\xff";
 		sp.temperature = 0;
-		assert_int_equal(call(wch, "/certa.v1.Worker/Step", &req.base,
+		assert_int_equal(itest_call(wch, "/certa.v1.Worker/Step", &req.base,
 		    &certa__v1__step_reply__descriptor, NULL, NULL, msg, sizeof msg),
 		    GRPC_STATUS_INVALID_ARGUMENT);
 		assert_string_equal(msg, "items.prompt: invalid UTF-8 at byte 0");
@@ -332,7 +248,7 @@ test_sampling_refused(void **state)
 
 /* Creates a tenant over the admin socket; writes its key and key id. */
 static void
-create_tenant(struct env *e, const char *name, char *key, size_t keylen, char *id, size_t idlen)
+create_tenant(struct itest *e, const char *name, char *key, size_t keylen, char *id, size_t idlen)
 {
 	Certa__V1__CreateTenantRequest req = CERTA__V1__CREATE_TENANT_REQUEST__INIT;
 	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
@@ -341,7 +257,7 @@ create_tenant(struct env *e, const char *name, char *key, size_t keylen, char *i
 	t.name = (char *)name;
 	t.weight = 1;
 	req.tenant = &t;
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &req.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/CreateTenant", &req.base,
 	    &certa__v1__create_tenant_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL, 0),
 	    GRPC_STATUS_OK);
 	snprintf(key, keylen, "%s", r->api_key);
@@ -351,7 +267,7 @@ create_tenant(struct env *e, const char *name, char *key, size_t keylen, char *i
 
 /* Opens Submit (spec) and Watch streams with key and reads the first progress of each. */
 static void
-open_streams(struct env *e, const char *key, struct rpc_stream **sub, struct rpc_stream **wat,
+open_streams(struct itest *e, const char *key, struct rpc_stream **sub, struct rpc_stream **wat,
     struct certa_client_events *sev, struct certa_client_events *wev)
 {
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
@@ -378,7 +294,7 @@ open_streams(struct env *e, const char *key, struct rpc_stream **sub, struct rpc
 static void
 test_watch_ends_on_revoke(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__RevokeKeyRequest rv = CERTA__V1__REVOKE_KEY_REQUEST__INIT;
 	Certa__V1__RotateKeyRequest rk = CERTA__V1__ROTATE_KEY_REQUEST__INIT;
 	Certa__V1__RotateKeyReply *rr = NULL;
@@ -388,7 +304,7 @@ test_watch_ends_on_revoke(void **state)
 	int round;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "300", 0);
+	itest_start(e, "300", ITEST_ADMIN, NULL);
 	create_tenant(e, "acme", key, sizeof key, kid, sizeof kid);
 	for (round = 0; round < 2; round++) {
 		open_streams(e, key, &sub, &wat, &sev, &wev);
@@ -396,14 +312,14 @@ test_watch_ends_on_revoke(void **state)
 		case 0:         /* revoke the key */
 			rv.tenant = (char *)"acme";
 			rv.key_id = kid;
-			assert_int_equal(call(e->adm, "/certa.v1.Admin/RevokeKey", &rv.base,
+			assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/RevokeKey", &rv.base,
 			    &certa__v1__revoke_key_reply__descriptor, NULL, NULL, NULL, 0),
 			    GRPC_STATUS_OK);
 			break;
 		case 1:         /* rotate it away */
 			rk.tenant = (char *)"acme";
 			rk.revoke_others = 1;
-			assert_int_equal(call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
+			assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
 			    &certa__v1__rotate_key_reply__descriptor, NULL,
 			    (ProtobufCMessage **)&rr, NULL, 0), GRPC_STATUS_OK);
 			snprintf(key, sizeof key, "%s", rr->api_key);
@@ -425,7 +341,7 @@ test_watch_ends_on_revoke(void **state)
 			/* A new key for the next round; the old one is gone. */
 			rk.tenant = (char *)"acme";
 			rk.revoke_others = 0;
-			assert_int_equal(call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
+			assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
 			    &certa__v1__rotate_key_reply__descriptor, NULL,
 			    (ProtobufCMessage **)&rr, NULL, 0), GRPC_STATUS_OK);
 			snprintf(key, sizeof key, "%s", rr->api_key);
@@ -439,7 +355,7 @@ test_watch_ends_on_revoke(void **state)
 static void
 test_sigterm_queued_no_worker(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct certa_client_events ev;
 	struct rpc_stream *open_s, *closed_s;
@@ -447,7 +363,7 @@ test_sigterm_queued_no_worker(void **state)
 	int status = 0;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, NULL, 1);
+	itest_start(e, NULL, ITEST_NO_WORKER | ITEST_ADMIN | ITEST_ANONYMOUS, NULL);
 	spec.problem = (char *)e->tr->problem;
 	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &closed_s), 0);
 	assert_int_equal(rpc_sync_stream_next(closed_s, 10000, &m), 1);   /* Accepted */
@@ -480,7 +396,7 @@ test_check_config_agrees(void **state)
 		"--worker ::::", "--worker host:99999", "--set map_size=2G --set max_map_size=1G",
 		"--listen ::::",
 	};
-	struct env *e = *state;
+	struct itest *e = *state;
 	char *bin;
 	size_t i;
 
@@ -503,11 +419,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_invalid_strings_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sampling_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_watch_ends_on_revoke, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sigterm_queued_no_worker, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_check_config_agrees, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_strings_refused, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_sampling_refused, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_watch_ends_on_revoke, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_sigterm_queued_no_worker, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_check_config_agrees, setup, itest_teardown),
 	};
 	int rc;
 

@@ -31,12 +31,10 @@
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 struct env {
-	char *dir;
-	struct harness_trace *tr;
-	struct harness_proc *w, *d;
-	int wport, dport, mport;
+	struct itest it;             /* first */
 	int nsock;                   /* notify socket */
 	char nsock_path[600];
 	char cfg[600];
@@ -47,13 +45,9 @@ setup(void **state)
 {
 	struct env *e;
 
-	*state = NULL;
-	if (harness_traces_dir() == NULL)
-		return 0;
-	e = calloc(1, sizeof *e);
-	e->nsock = -1;
-	assert_int_equal(harness_fixture_setup(120, &e->dir, &e->tr), 0);
-	*state = e;
+	*state = e = itest_new(sizeof *e, 120, ITEST_TRACES_PICK);
+	if (e != NULL)
+		e->nsock = -1;
 	return 0;
 }
 
@@ -64,14 +58,12 @@ teardown(void **state)
 
 	if (e == NULL)
 		return 0;
-	harness_proc_free(e->d);
-	harness_proc_free(e->w);
+	itest_stop(&e->it);
 	if (e->nsock >= 0)
 		close(e->nsock);
 	unsetenv("NOTIFY_SOCKET");
 	unsetenv("WATCHDOG_USEC");
-	harness_fixture_teardown(e->dir, e->tr);
-	free(e);
+	itest_free(&e->it);
 	return 0;
 }
 
@@ -83,14 +75,14 @@ spawn_certad(struct env *e, const char *delay, const char *config_text)
 	const char *args[] = { "--config", e->cfg, NULL };
 	char portfile[600], mportfile[700], state[600], wa[64];
 
-	if (e->w == NULL)
-		assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
-		    &e->wport), 0);
-	snprintf(e->cfg, sizeof e->cfg, "%s/certad.conf", e->dir);
-	snprintf(portfile, sizeof portfile, "%s/d.port", e->dir);
-	snprintf(mportfile, sizeof mportfile, "%s/m.port", e->dir);
-	snprintf(state, sizeof state, "%s/state", e->dir);
-	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->wport);
+	if (e->it.w == NULL)
+		assert_int_equal(harness_start_worker(e->it.dir, harness_traces_dir(), wextra,
+		    &e->it.w, &e->it.wport), 0);
+	snprintf(e->cfg, sizeof e->cfg, "%s/certad.conf", e->it.dir);
+	snprintf(portfile, sizeof portfile, "%s/d.port", e->it.dir);
+	snprintf(mportfile, sizeof mportfile, "%s/m.port", e->it.dir);
+	snprintf(state, sizeof state, "%s/state", e->it.dir);
+	snprintf(wa, sizeof wa, "127.0.0.1:%d", e->it.wport);
 	unlink(mportfile);
 	assert_int_equal(harness_write_file(e->cfg,
 	    "listen = 127.0.0.1:0\nstate_dir = %s\nport_file = %s\n"
@@ -99,7 +91,7 @@ spawn_certad(struct env *e, const char *delay, const char *config_text)
 	    "health_interval = 100ms\n%s", state, portfile, mportfile, wa,
 	    config_text != NULL ? config_text : ""), 0);
 	/* Removes a stale d.port, too. */
-	assert_int_equal(harness_spawn_certad(e->dir, args, &e->d), 0);
+	assert_int_equal(harness_spawn_certad(e->it.dir, args, &e->it.d), 0);
 }
 
 static void
@@ -107,10 +99,10 @@ wait_certad(struct env *e)
 {
 	char pf[600];
 
-	if (harness_wait_certad(e->dir, e->d, &e->dport) != 0)
+	if (harness_wait_certad(e->it.dir, e->it.d, &e->it.dport) != 0)
 		fail_msg("certad did not start");
-	snprintf(pf, sizeof pf, "%s/m.port", e->dir);
-	assert_int_equal(harness_wait_port_file(pf, 20000, &e->mport), 0);
+	snprintf(pf, sizeof pf, "%s/m.port", e->it.dir);
+	assert_int_equal(harness_wait_port_file(pf, 20000, &e->it.mport), 0);
 }
 
 /* Receives one notify datagram (NUL-terminated) within timeout_ms; 0 or -ETIMEDOUT. */
@@ -158,7 +150,7 @@ test_sd_notify(void **state)
 	assert_true(e->nsock >= 0);
 	memset(&a, 0, sizeof a);
 	a.sun_family = AF_UNIX;
-	snprintf(e->nsock_path, sizeof e->nsock_path, "%s/notify", e->dir);
+	snprintf(e->nsock_path, sizeof e->nsock_path, "%s/notify", e->it.dir);
 	assert_true(strlen(e->nsock_path) < sizeof a.sun_path);
 	memcpy(a.sun_path, e->nsock_path, strlen(e->nsock_path) + 1);
 	assert_int_equal(bind(e->nsock, (struct sockaddr *)&a, sizeof a), 0);
@@ -168,16 +160,16 @@ test_sd_notify(void **state)
 	unsetenv("NOTIFY_SOCKET");
 	unsetenv("WATCHDOG_USEC");
 
-	snprintf(pf, sizeof pf, "%s/d.port", e->dir);
+	snprintf(pf, sizeof pf, "%s/d.port", e->it.dir);
 	for (i = 0; i < 200 && !ready; i++) {
 		if (notify_recv(e, buf, sizeof buf, 100) != 0)
 			continue;
 		if (strstr(buf, "READY=1") != NULL) {
 			ready = 1;
 			/* At READY the port file exists and the gRPC port accepts connections. */
-			assert_int_equal(harness_wait_port_file(pf, 1, &e->dport), 0);
-			assert_true(tcp_connect_ok(e->dport));
-			assert_int_equal(certa_client_health(e->dport, ""),
+			assert_int_equal(harness_wait_port_file(pf, 1, &e->it.dport), 0);
+			assert_true(tcp_connect_ok(e->it.dport));
+			assert_int_equal(certa_client_health(e->it.dport, ""),
 			    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 		}
 		watchdogs += strstr(buf, "WATCHDOG=1") != NULL;
@@ -192,48 +184,13 @@ test_sd_notify(void **state)
 	}
 	assert_true(watchdogs >= 4);
 	assert_true(status_seen);
-	assert_int_equal(harness_signal(e->d, SIGTERM), 0);
+	assert_int_equal(harness_signal(e->it.d, SIGTERM), 0);
 	for (i = 0; i < 50 && !stopping; i++)
 		if (notify_recv(e, buf, sizeof buf, 100) == 0)
 			stopping = strstr(buf, "STOPPING=1") != NULL;
 	assert_true(stopping);
-	assert_int_equal(harness_wait_exit(e->d, 10000, &st), 0);
+	assert_int_equal(harness_wait_exit(e->it.d, 10000, &st), 0);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
-/* Minimal HTTP GET on loopback; returns the status code, body in buf. */
-static int
-http_get(int port, const char *path, char *buf, size_t len)
-{
-	struct sockaddr_in a;
-	char req[256];
-	size_t got = 0;
-	ssize_t n;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), code = -1;
-	char *body;
-
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_port = htons((uint16_t)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-		close(fd);
-		return -1;
-	}
-	snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
-	if (write(fd, req, strlen(req)) < 0) {
-		close(fd);
-		return -1;
-	}
-	while (got + 1 < len && (n = read(fd, buf + got, len - 1 - got)) > 0)
-		got += (size_t)n;
-	buf[got] = '\0';
-	close(fd);
-	sscanf(buf, "HTTP/1.%*d %d", &code);
-	body = strstr(buf, "\r\n\r\n");
-	if (body != NULL)
-		memmove(buf, body + 4, strlen(body + 4) + 1);
-	return code;
 }
 
 /* Every sample line must be `name{label="v",...} value` and every family typed. */
@@ -309,29 +266,31 @@ test_metrics_and_health(void **state)
 	HARNESS_NEED_TRACES(e);
 	spawn_certad(e, "0", NULL);
 	wait_certad(e);
-	for (i = 0; i < 100 && http_get(e->mport, "/readyz", body, sizeof body) != 200; i++)
+	for (i = 0; i < 100 && harness_http_get(e->it.mport, "/readyz", body, sizeof body) != 200;
+	    i++)
 		usleep(50000);
-	assert_int_equal(http_get(e->mport, "/readyz", body, sizeof body), 200);
-	assert_int_equal(http_get(e->mport, "/healthz", body, sizeof body), 200);
-	assert_int_equal(http_get(e->mport, "/nope", body, sizeof body), 404);
-	assert_int_equal(http_get(e->mport, "/metrics", body, sizeof body), 200);
+	assert_int_equal(harness_http_get(e->it.mport, "/readyz", body, sizeof body), 200);
+	assert_int_equal(harness_http_get(e->it.mport, "/healthz", body, sizeof body), 200);
+	assert_int_equal(harness_http_get(e->it.mport, "/nope", body, sizeof body), 404);
+	assert_int_equal(harness_http_get(e->it.mport, "/metrics", body, sizeof body), 200);
 	check_exposition(body);
 	before = metric_value(body, "certa_programs_submitted_total{tenant=\"default\"}");
 	assert_true(before <= 0);
 	{
 		char series[128];
-		snprintf(series, sizeof series, "certa_worker_up{worker=\"127.0.0.1:%d\"}", e->wport);
+		snprintf(series, sizeof series, "certa_worker_up{worker=\"127.0.0.1:%d\"}",
+		    e->it.wport);
 		assert_true(metric_value(body, series) == 1);
 	}
 
-	assert_int_equal(certa_client_channel(e->dport, &ch), 0);
-	spec.problem = (char *)e->tr->problem;
+	assert_int_equal(certa_client_channel(e->it.dport, &ch), 0);
+	spec.problem = (char *)e->it.tr->problem;
 	assert_int_equal(certa_client_submit(ch, &spec, NULL, 60000, &s), 0);
 	memset(&ev, 0, sizeof ev);
 	certa_client_events_read(s, 30000, 0, &ev);
 	assert_int_equal(ev.status, GRPC_STATUS_OK);
 	certa_client_events_free(&ev);
-	assert_int_equal(http_get(e->mport, "/metrics", body, sizeof body), 200);
+	assert_int_equal(harness_http_get(e->it.mport, "/metrics", body, sizeof body), 200);
 	check_exposition(body);
 	after = metric_value(body, "certa_programs_submitted_total{tenant=\"default\"}");
 	assert_true(after == 1);
@@ -340,7 +299,7 @@ test_metrics_and_health(void **state)
 	assert_true(metric_value(body, "certa_store_map_used_bytes") > 0);
 	/* The real parser, when installed. */
 	if (access("/usr/bin/promtool", X_OK) == 0) {
-		snprintf(path, sizeof path, "%s/metrics.txt", e->dir);
+		snprintf(path, sizeof path, "%s/metrics.txt", e->it.dir);
 		assert_int_equal(harness_write_file(path, "%s", body), 0);
 		code = harness_sh("/usr/bin/promtool check metrics < %s >/dev/null 2>&1", path);
 		/* promtool exits 3 for lint warnings only (e.g. missing unit suffixes); 1 for
@@ -369,27 +328,27 @@ test_health_while_draining(void **state)
 	HARNESS_NEED_TRACES(e);
 	spawn_certad(e, "1500", NULL);
 	wait_certad(e);
-	for (i = 0; i < 100 && certa_client_health(e->dport, "") !=
+	for (i = 0; i < 100 && certa_client_health(e->it.dport, "") !=
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING; i++)
 		usleep(50000);
-	assert_int_equal(certa_client_health(e->dport, "certa.v1.Reasoning"),
+	assert_int_equal(certa_client_health(e->it.dport, "certa.v1.Reasoning"),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
-	assert_int_equal(certa_client_channel(e->dport, &ch), 0);
-	spec.problem = (char *)e->tr->problem;
+	assert_int_equal(certa_client_channel(e->it.dport, &ch), 0);
+	spec.problem = (char *)e->it.tr->problem;
 	assert_int_equal(certa_client_submit(ch, &spec, NULL, 60000, &s), 0);
 	assert_int_equal(rpc_sync_stream_next(s, 10000, (ProtobufCMessage **)&ev), 1);
 	protobuf_c_message_free_unpacked(&ev->base, NULL);
 	usleep(200000);  /* the first step (1.5 s) is now in flight */
-	assert_int_equal(harness_signal(e->d, SIGTERM), 0);
+	assert_int_equal(harness_signal(e->it.d, SIGTERM), 0);
 	usleep(200000);
-	assert_int_equal(certa_client_health(e->dport, ""),
+	assert_int_equal(certa_client_health(e->it.dport, ""),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
-	assert_int_equal(http_get(e->mport, "/readyz", body, sizeof body), 503);
+	assert_int_equal(harness_http_get(e->it.mport, "/readyz", body, sizeof body), 503);
 	memset(&rest, 0, sizeof rest);
 	certa_client_events_read(s, 10000, 0, &rest);
 	assert_int_equal(rest.status, GRPC_STATUS_UNAVAILABLE);
 	certa_client_events_free(&rest);
-	assert_int_equal(harness_wait_exit(e->d, 10000, &st), 0);
+	assert_int_equal(harness_wait_exit(e->it.d, 10000, &st), 0);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	rpc_channel_free(ch);
 }
@@ -426,8 +385,8 @@ test_config_check_and_reload(void **state)
 		assert_non_null(strstr(out, "certad.conf:"));
 		assert_non_null(strstr(out, "out of range"));
 	}
-	assert_int_equal(harness_signal(e->d, SIGHUP), 0);
-	snprintf(log, sizeof log, "%s/d.log", e->dir);
+	assert_int_equal(harness_signal(e->it.d, SIGHUP), 0);
+	snprintf(log, sizeof log, "%s/d.log", e->it.dir);
 	for (i = 0; i < 100 && !reloaded; i++) {
 		usleep(50000);
 		free(text);
@@ -437,9 +396,9 @@ test_config_check_and_reload(void **state)
 			    NULL;
 	}
 	assert_true(reloaded);
-	assert_true(harness_running(e->d));
-	assert_true(tcp_connect_ok(e->dport));
-	assert_int_equal(certa_client_health(e->dport, ""),
+	assert_true(harness_running(e->it.d));
+	assert_true(tcp_connect_ok(e->it.dport));
+	assert_int_equal(certa_client_health(e->it.dport, ""),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 	free(text);
 	free(bin);

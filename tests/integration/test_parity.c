@@ -22,40 +22,28 @@
 #include "scheduler/sched.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 #define NCOT 20
 #define NSC 4
 
 struct env {
-	char *dir;
-	struct traces *tr;
-	struct harness_proc *w, *d;
-	int wport, dport;
-	struct rpc_channel *ch;
+	struct itest it;             /* first */
+	struct traces *set;          /* all recorded programs */
 };
 
 static int
 setup(void **state)
 {
 	struct env *e;
-	char sock[700];
-	/* No policy file: the built-in calibrated default, as certa-eval uses. */
-	const char *sets[] = { "auth.anonymous_tenant=default", sock, "metrics.port=0",
-	    "workers.health_interval=100ms", NULL };
 
 	*state = NULL;
-	if (harness_traces_dir() == NULL)
+	e = itest_new(sizeof *e, 240, ITEST_TRACES_NEED);
+	if (e == NULL)
 		return 0;
-	e = calloc(1, sizeof *e);
-	assert_int_equal(harness_fixture_setup(240, &e->dir, NULL), 0);
-	assert_int_equal(traces_load(harness_traces_dir(), &e->tr), 0);
-	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), NULL, &e->w,
-	    &e->wport), 0);
-	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
-	assert_int_equal(harness_start_certad(e->dir, &e->wport, 1, sets, NULL, &e->d, &e->dport),
-	    0);
-	assert_int_equal(certa_client_channel(e->dport, &e->ch), 0);
-	usleep(300000);
+	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
+	/* No policy file: the built-in calibrated default, as certa-eval uses. */
+	itest_start(&e->it, NULL, ITEST_ANONYMOUS | ITEST_ADMIN | ITEST_SETTLE, NULL);
 	*state = e;
 	return 0;
 }
@@ -67,12 +55,8 @@ teardown(void **state)
 
 	if (e == NULL)
 		return 0;
-	rpc_channel_free(e->ch);
-	harness_proc_free(e->d);
-	harness_proc_free(e->w);
-	traces_free(e->tr);
-	harness_fixture_teardown(e->dir, NULL);
-	free(e);
+	traces_free(e->set);
+	itest_free(&e->it);
 	return 0;
 }
 
@@ -83,16 +67,13 @@ run(struct env *e, const struct traces_program *pg, int sc)
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct certa_client_events ev;
 	Certa__V1__ProgramEvent *fin;
-	struct rpc_stream *s;
 
 	spec.problem = (char *)pg->problem;
 	spec.model = (char *)pg->model;
 	spec.algorithm = sc ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
 	    CERTA__V1__ALGORITHM__ALGORITHM_COT;
 	spec.n = sc ? 3 : 1;
-	assert_int_equal(certa_client_submit(e->ch, &spec, NULL, 60000, &s), 0);
-	memset(&ev, 0, sizeof ev);
-	certa_client_events_read(s, 30000, 0, &ev);
+	itest_run(e->it.ch, &spec, NULL, &ev);
 	fin = ev.last;  /* the last Finished event, now ours */
 	ev.last = NULL;
 	assert_int_equal(ev.status, GRPC_STATUS_OK);
@@ -105,11 +86,11 @@ check_parity(struct env *e, int sc, size_t want)
 {
 	struct sched_policy pol;
 	size_t i, done = 0, early = 0;
-	const char *model = traces_model_name(e->tr, 0);
+	const char *model = traces_model_name(e->set, 0);
 
 	sched_policy_default(&pol);
-	for (i = 0; i < traces_program_count(e->tr) && done < want; i++) {
-		const struct traces_program *pg = traces_program_at(e->tr, i);
+	for (i = 0; i < traces_program_count(e->set) && done < want; i++) {
+		const struct traces_program *pg = traces_program_at(e->set, i);
 		struct evalsim_outcome off;
 		Certa__V1__ProgramEvent *fin;
 		const Certa__V1__ProgramResult *r;

@@ -20,11 +20,12 @@
 #include <cmocka.h>
 
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 #define TENANT "zqxtenant"   /* a name that occurs nowhere else in data.mdb */
 
 struct env {
-	char *dir;
+	struct itest it;             /* first */
 	char state[600];
 	char out[600], err[600];
 };
@@ -32,24 +33,12 @@ struct env {
 static int
 setup(void **state)
 {
-	struct env *e = calloc(1, sizeof *e);
+	struct env *e = itest_new(sizeof *e, 60, ITEST_TRACES_NONE);
 
-	assert_non_null(e);
-	assert_int_equal(harness_fixture_setup(60, &e->dir, NULL), 0);
-	snprintf(e->state, sizeof e->state, "%s/state", e->dir);
-	snprintf(e->out, sizeof e->out, "%s/run.out", e->dir);
-	snprintf(e->err, sizeof e->err, "%s/run.err", e->dir);
+	snprintf(e->state, sizeof e->state, "%s/state", e->it.dir);
+	snprintf(e->out, sizeof e->out, "%s/run.out", e->it.dir);
+	snprintf(e->err, sizeof e->err, "%s/run.err", e->it.dir);
 	*state = e;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct env *e = *state;
-
-	harness_fixture_teardown(e->dir, NULL);
-	free(e);
 	return 0;
 }
 
@@ -113,9 +102,9 @@ make_state(struct env *e)
 	struct harness_proc *d;
 	int port, status = 0;
 
-	snprintf(sock, sizeof sock, "unix:%s/admin.sock", e->dir);
-	snprintf(sockset, sizeof sockset, "admin.socket=%s/admin.sock", e->dir);
-	assert_int_equal(harness_start_certad(e->dir, NULL, 0, sets, NULL, &d, &port), 0);
+	snprintf(sock, sizeof sock, "unix:%s/admin.sock", e->it.dir);
+	snprintf(sockset, sizeof sockset, "admin.socket=%s/admin.sock", e->it.dir);
+	assert_int_equal(harness_start_certad(e->it.dir, NULL, 0, sets, NULL, &d, &port), 0);
 	assert_int_equal(run(e, "certactl", add), 0);
 	assert_int_equal(harness_signal(d, SIGTERM), 0);
 	assert_int_equal(harness_wait_exit(d, 10000, &status), 0);
@@ -246,10 +235,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_truncated_state_exits_1, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lost_state_exits_1, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_nonempty_dir_needs_init, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bit_flip_detected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated_state_exits_1, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_lost_state_exits_1, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_nonempty_dir_needs_init, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_bit_flip_detected, setup, itest_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,107 +21,21 @@
 #include "lib/traces.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
-#define RPC_MS 10000
-#define ADMIN_TOKEN "s3cret-admin-token-0123456789"
-
-struct env {
-	char *dir;
-	struct harness_trace *tr;
-	struct harness_proc *w, *d;
-	int wport, dport;
-	struct rpc_channel *ch;      /* TCP: Reasoning and Admin with a token */
-	struct rpc_channel *adm;     /* the local admin socket */
-};
-
-static void
-start(struct env *e, const char *delay, const char *const extra_sets[])
-{
-	const char *wextra[] = { "--step-delay", delay, NULL };
-	const char *sets[16];
-	char sock[600], tokf[600], target[600];
-	int a = 0, i;
-
-	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w,
-	    &e->wport), 0);
-	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", e->dir);
-	snprintf(tokf, sizeof tokf, "%s/admin.token", e->dir);
-	assert_int_equal(harness_write_file(tokf, "%s", ADMIN_TOKEN "\n"), 0);
-	snprintf(tokf, sizeof tokf, "admin.token_file=%s/admin.token", e->dir);
-	sets[a++] = sock;
-	sets[a++] = tokf;
-	sets[a++] = "workers.health_interval=100ms";
-	sets[a++] = "metrics.port=0";
-	for (i = 0; extra_sets != NULL && extra_sets[i] != NULL; i++) {
-		assert_true(a < 15);
-		sets[a++] = extra_sets[i];
-	}
-	sets[a] = NULL;
-	if (harness_start_certad(e->dir, &e->wport, 1, sets, NULL, &e->d, &e->dport) != 0)
-		fail_msg("certad did not start");
-	assert_int_equal(certa_client_channel(e->dport, &e->ch), 0);
-	snprintf(target, sizeof target, "unix:%s/admin.sock", e->dir);
-	assert_int_equal(rpc_channel_new(target, &e->adm), 0);
-	usleep(300000);  /* first worker health check */
-}
+/* A worker (steps of delay ms) and certad with the admin socket and token file. */
+#define START_FLAGS (ITEST_ADMIN | ITEST_ADMIN_TOKEN_FILE | ITEST_SETTLE)
 
 static int
 setup(void **state)
 {
-	struct env *e;
-
-	*state = NULL;
-	if (harness_traces_dir() == NULL)
-		return 0;
-	e = calloc(1, sizeof *e);
-	assert_int_equal(harness_fixture_setup(120, &e->dir, &e->tr), 0);
-	*state = e;
+	*state = itest_new(sizeof(struct itest), 120, ITEST_TRACES_PICK);
 	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct env *e = *state;
-
-	if (e == NULL)
-		return 0;
-	if (e->ch != NULL)
-		rpc_channel_free(e->ch);
-	if (e->adm != NULL)
-		rpc_channel_free(e->adm);
-	harness_proc_free(e->d);
-	harness_proc_free(e->w);
-	harness_fixture_teardown(e->dir, e->tr);
-	free(e);
-	return 0;
-}
-
-/* One unary call; returns the status, *reply (may be NULL) and details in buf. */
-static grpc_status_code
-call(struct rpc_channel *ch, const char *method, const ProtobufCMessage *req,
-    const ProtobufCMessageDescriptor *rd, const char *bearer, ProtobufCMessage **reply,
-    char *buf, size_t len)
-{
-	grpc_status_code st = GRPC_STATUS_UNKNOWN;
-	char *details = NULL;
-	ProtobufCMessage *r = NULL;
-
-	assert_int_equal(certa_client_unary(ch, method, req, rd, RPC_MS, bearer, &r, &st,
-	    &details), 0);
-	if (buf != NULL)
-		snprintf(buf, len, "%s", details ? details : "");
-	free(details);
-	if (reply != NULL)
-		*reply = r;
-	else if (r != NULL)
-		protobuf_c_message_free_unpacked(r, NULL);
-	return st;
 }
 
 /* Creates a tenant over the admin socket; writes its key. */
 static void
-create_tenant(struct env *e, const char *name, uint32_t weight, const Certa__V1__Quota *q,
+create_tenant(struct itest *e, const char *name, uint32_t weight, const Certa__V1__Quota *q,
     char *key, size_t keylen)
 {
 	Certa__V1__CreateTenantRequest req = CERTA__V1__CREATE_TENANT_REQUEST__INIT;
@@ -133,7 +47,7 @@ create_tenant(struct env *e, const char *name, uint32_t weight, const Certa__V1_
 	t.weight = weight;
 	t.quota = (Certa__V1__Quota *)q;
 	req.tenant = &t;
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &req.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/CreateTenant", &req.base,
 	    &certa__v1__create_tenant_reply__descriptor, NULL, (ProtobufCMessage **)&r, msg,
 	    sizeof msg), GRPC_STATUS_OK);
 	assert_true(strncmp(r->api_key, "certa_", 6) == 0);
@@ -148,12 +62,11 @@ create_tenant(struct env *e, const char *name, uint32_t weight, const Certa__V1_
 
 /* Submits a program and reads the stream to its end; returns the final status. */
 static grpc_status_code
-run_program(struct env *e, const char *key, const char *problem, uint32_t n, uint64_t budget,
+run_program(struct itest *e, const char *key, const char *problem, uint32_t n, uint64_t budget,
     char *id, size_t idlen, char *details, size_t dlen)
 {
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct certa_client_events ev;
-	struct rpc_stream *s;
 	grpc_status_code st;
 
 	spec.problem = (char *)problem;
@@ -161,9 +74,7 @@ run_program(struct env *e, const char *key, const char *problem, uint32_t n, uin
 	spec.algorithm = n > 1 ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
 	    CERTA__V1__ALGORITHM__ALGORITHM_COT;
 	spec.token_budget = budget;
-	assert_int_equal(certa_client_submit(e->ch, &spec, key, 60000, &s), 0);
-	memset(&ev, 0, sizeof ev);
-	certa_client_events_read(s, 30000, 0, &ev);
+	itest_run(e->ch, &spec, key, &ev);
 	if (id != NULL)
 		snprintf(id, idlen, "%s", ev.id);
 	if (details != NULL)
@@ -177,14 +88,14 @@ run_program(struct env *e, const char *key, const char *problem, uint32_t n, uin
 static void
 test_key_lifecycle(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__RotateKeyRequest rk = CERTA__V1__ROTATE_KEY_REQUEST__INIT;
 	Certa__V1__RotateKeyReply *rr = NULL;
 	Certa__V1__RevokeKeyRequest rv = CERTA__V1__REVOKE_KEY_REQUEST__INIT;
 	char key[128], key2[128], details[512], id[64];
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "0", NULL);
+	itest_start(e, "0", START_FLAGS, NULL);
 	create_tenant(e, "acme", 1, NULL, key, sizeof key);
 	assert_int_equal(run_program(e, key, e->tr->problem, 1, 0, id, sizeof id, details,
 	    sizeof details), GRPC_STATUS_OK);
@@ -198,7 +109,7 @@ test_key_lifecycle(void **state)
 
 	rk.tenant = (char *)"acme";
 	rk.revoke_others = 1;
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
 	    &certa__v1__rotate_key_reply__descriptor, NULL, (ProtobufCMessage **)&rr, NULL, 0),
 	    GRPC_STATUS_OK);
 	snprintf(key2, sizeof key2, "%s", rr->api_key);
@@ -210,7 +121,7 @@ test_key_lifecycle(void **state)
 
 	rv.tenant = (char *)"acme";
 	rv.key_id = rr->info->key_id;
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/RevokeKey", &rv.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/RevokeKey", &rv.base,
 	    &certa__v1__revoke_key_reply__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_OK);
 	assert_int_equal(run_program(e, key2, e->tr->problem, 1, 0, NULL, 0, details,
 	    sizeof details), GRPC_STATUS_UNAUTHENTICATED);
@@ -220,20 +131,13 @@ test_key_lifecycle(void **state)
 	{
 		Certa__V1__RotateKeyReply *r3 = NULL;
 		char key3[128];
-		assert_int_equal(call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
+		assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/RotateKey", &rk.base,
 		    &certa__v1__rotate_key_reply__descriptor, NULL, (ProtobufCMessage **)&r3,
 		    NULL, 0), GRPC_STATUS_OK);
 		snprintf(key3, sizeof key3, "%s", r3->api_key);
 		protobuf_c_message_free_unpacked(&r3->base, NULL);
-		harness_kill9(e->d);
-		harness_proc_free(e->d);
-		e->d = NULL;
-		rpc_channel_free(e->ch);
-		rpc_channel_free(e->adm);
-		harness_kill9(e->w);
-		harness_proc_free(e->w);
-		e->w = NULL;
-		start(e, "0", NULL);
+		itest_stop(e);
+		itest_start(e, "0", START_FLAGS, NULL);
 		assert_int_equal(run_program(e, key3, e->tr->problem, 1, 0, NULL, 0, details,
 		    sizeof details), GRPC_STATUS_OK);
 		assert_int_equal(run_program(e, key2, e->tr->problem, 1, 0, NULL, 0, details,
@@ -245,7 +149,7 @@ test_key_lifecycle(void **state)
 static void
 test_isolation(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	char ka[128], kb[128], id[64], msg[512];
 	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
 	Certa__V1__CancelRequest c = CERTA__V1__CANCEL_REQUEST__INIT;
@@ -253,25 +157,25 @@ test_isolation(void **state)
 	Certa__V1__ListReply *lr = NULL;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "0", NULL);
+	itest_start(e, "0", START_FLAGS, NULL);
 	create_tenant(e, "alpha", 1, NULL, ka, sizeof ka);
 	create_tenant(e, "beta", 1, NULL, kb, sizeof kb);
 	assert_int_equal(run_program(e, ka, e->tr->problem, 1, 0, id, sizeof id, NULL, 0),
 	    GRPC_STATUS_OK);
 	g.program_id = id;
 	c.program_id = id;
-	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
 	    &certa__v1__program__descriptor, ka, NULL, NULL, 0), GRPC_STATUS_OK);
-	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
 	    &certa__v1__program__descriptor, kb, NULL, msg, sizeof msg), GRPC_STATUS_NOT_FOUND);
-	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Cancel", &c.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/Cancel", &c.base,
 	    &certa__v1__cancel_reply__descriptor, kb, NULL, NULL, 0), GRPC_STATUS_NOT_FOUND);
-	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/List", &l.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/List", &l.base,
 	    &certa__v1__list_reply__descriptor, kb, (ProtobufCMessage **)&lr, NULL, 0),
 	    GRPC_STATUS_OK);
 	assert_int_equal(lr->n_programs, 0);
 	protobuf_c_message_free_unpacked(&lr->base, NULL);
-	assert_int_equal(call(e->ch, "/certa.v1.Reasoning/List", &l.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/List", &l.base,
 	    &certa__v1__list_reply__descriptor, ka, (ProtobufCMessage **)&lr, NULL, 0),
 	    GRPC_STATUS_OK);
 	assert_int_equal(lr->n_programs, 1);
@@ -284,7 +188,7 @@ test_isolation(void **state)
 static void
 test_quotas(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
 	char key[128], msg[512], big[3000];
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
@@ -293,7 +197,7 @@ test_quotas(void **state)
 	Certa__V1__ProgramEvent *ev;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "20", NULL);
+	itest_start(e, "20", START_FLAGS, NULL);
 	q.max_concurrent_programs = 1;
 	q.max_sc_n = 2;
 	q.max_budget_per_program = 20000;
@@ -336,7 +240,7 @@ test_quotas(void **state)
 static void
 test_tokens_per_minute(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct certa_client_events ev;
@@ -344,7 +248,7 @@ test_tokens_per_minute(void **state)
 	char key[128], other[128], msg[512];
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "0", NULL);
+	itest_start(e, "0", START_FLAGS, NULL);
 	q.tokens_per_minute = 100;
 	create_tenant(e, "meter", 1, &q, key, sizeof key);
 	create_tenant(e, "other", 1, NULL, other, sizeof other);
@@ -396,7 +300,7 @@ served(int mport, const char *tenant)
 static void
 test_tokens_per_minute_enforced_at_dispatch(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct rpc_stream *s[FLOOD_PROGRAMS];
@@ -408,7 +312,7 @@ test_tokens_per_minute_enforced_at_dispatch(void **state)
 	HARNESS_NEED_TRACES(e);
 	snprintf(mpf, sizeof mpf, "%s/m.port", e->dir);
 	snprintf(mset, sizeof mset, "metrics.port_file=%s", mpf);
-	start(e, "0", sets);
+	itest_start(e, "0", START_FLAGS, sets);
 	assert_int_equal(harness_wait_port_file(mpf, 20000, &mport), 0);
 	q.tokens_per_minute = FLOOD_TPM;
 	create_tenant(e, "flood", 1, &q, key, sizeof key);
@@ -454,14 +358,14 @@ test_tokens_per_minute_enforced_at_dispatch(void **state)
 }
 
 static uint32_t
-policy_version(struct env *e, const char *tenant, char *text, size_t len)
+policy_version(struct itest *e, const char *tenant, char *text, size_t len)
 {
 	Certa__V1__PolicyRef r = CERTA__V1__POLICY_REF__INIT;
 	Certa__V1__Policy *p = NULL;
 	uint32_t v;
 
 	r.tenant = (char *)tenant;
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/GetPolicy", &r.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/GetPolicy", &r.base,
 	    &certa__v1__policy__descriptor, NULL, (ProtobufCMessage **)&p, NULL, 0),
 	    GRPC_STATUS_OK);
 	v = p->version;
@@ -472,7 +376,7 @@ policy_version(struct env *e, const char *tenant, char *text, size_t len)
 }
 
 static grpc_status_code
-set_policy(struct env *e, const char *tenant, const char *text, const char *bearer,
+set_policy(struct itest *e, const char *tenant, const char *text, const char *bearer,
     struct rpc_channel *ch, char *msg, size_t len)
 {
 	Certa__V1__SetPolicyRequest r = CERTA__V1__SET_POLICY_REQUEST__INIT;
@@ -481,7 +385,7 @@ set_policy(struct env *e, const char *tenant, const char *text, const char *bear
 	r.tenant = (char *)tenant;
 	p.text = (char *)text;
 	r.policy = &p;
-	return call(ch != NULL ? ch : e->adm, "/certa.v1.Admin/SetPolicy", &r.base,
+	return itest_call(ch != NULL ? ch : e->adm, "/certa.v1.Admin/SetPolicy", &r.base,
 	    &certa__v1__policy__descriptor, bearer, NULL, msg, len);
 }
 
@@ -489,7 +393,7 @@ set_policy(struct env *e, const char *tenant, const char *text, const char *bear
 static void
 test_policy_validation_and_history(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	char key[128], msg[512], before[8192], after[8192];
 	Certa__V1__PolicyRef r = CERTA__V1__POLICY_REF__INIT;
 	Certa__V1__PolicyHistoryReply *h = NULL;
@@ -497,7 +401,7 @@ test_policy_validation_and_history(void **state)
 	uint32_t v0;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "0", NULL);
+	itest_start(e, "0", START_FLAGS, NULL);
 	create_tenant(e, "tuned", 1, NULL, key, sizeof key);
 	v0 = policy_version(e, "tuned", before, sizeof before);
 	assert_int_equal(set_policy(e, "tuned", "step_tokens = 0\n", NULL, NULL, msg, sizeof msg),
@@ -521,7 +425,7 @@ test_policy_validation_and_history(void **state)
 	assert_int_equal(policy_version(e, "tuned", after, sizeof after), 2);
 	assert_non_null(strstr(after, "step_tokens = 192"));
 	r.tenant = (char *)"tuned";
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/PolicyHistory", &r.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/PolicyHistory", &r.base,
 	    &certa__v1__policy_history_reply__descriptor, NULL, (ProtobufCMessage **)&h, NULL, 0),
 	    GRPC_STATUS_OK);
 	assert_int_equal(h->n_entries, 2);
@@ -531,12 +435,12 @@ test_policy_validation_and_history(void **state)
 	protobuf_c_message_free_unpacked(&h->base, NULL);
 	rb.tenant = (char *)"tuned";
 	rb.version = 1;
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/RollbackPolicy", &rb.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/RollbackPolicy", &rb.base,
 	    &certa__v1__policy__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_OK);
 	assert_int_equal(policy_version(e, "tuned", after, sizeof after), 3);
 	assert_non_null(strstr(after, "step_tokens = 128"));
 	rb.version = 99;
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/RollbackPolicy", &rb.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/RollbackPolicy", &rb.base,
 	    &certa__v1__policy__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_NOT_FOUND);
 }
 
@@ -544,7 +448,7 @@ test_policy_validation_and_history(void **state)
 static void
 test_policy_applies_next_step(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	char key[128], msg[512];
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct rpc_stream *s;
@@ -553,7 +457,7 @@ test_policy_applies_next_step(void **state)
 	int n = 0, changed_at = -1, i;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "150", NULL);  /* long steps: SetPolicy lands well inside one */
+	itest_start(e, "150", START_FLAGS, NULL);  /* long steps: SetPolicy lands well inside one */
 	create_tenant(e, "live", 1, NULL, key, sizeof key);
 	assert_int_equal(set_policy(e, "live", "step_tokens = 64\nprobe_stride = 0\n"
 	    "max_step_tokens = 4096\ncot.threshold = 2\nunpromising_tokens = 0\n", NULL, NULL,
@@ -585,7 +489,7 @@ test_policy_applies_next_step(void **state)
 static void
 test_admin_credentials(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__ListTenantsRequest lt = CERTA__V1__LIST_TENANTS_REQUEST__INIT;
 	Certa__V1__AddWorkerRequest aw = CERTA__V1__ADD_WORKER_REQUEST__INIT;
 	Certa__V1__WorkerRef wr = CERTA__V1__WORKER_REF__INIT;
@@ -593,31 +497,31 @@ test_admin_credentials(void **state)
 	char key[128], msg[512];
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "0", NULL);
+	itest_start(e, "0", START_FLAGS, NULL);
 	create_tenant(e, "user", 1, NULL, key, sizeof key);
-	assert_int_equal(call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
 	    &certa__v1__list_tenants_reply__descriptor, NULL, NULL, msg, sizeof msg),
 	    GRPC_STATUS_UNAUTHENTICATED);
 	assert_non_null(strstr(msg, "admin credential"));
-	assert_int_equal(call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
 	    &certa__v1__list_tenants_reply__descriptor, key, NULL, msg, sizeof msg),
 	    GRPC_STATUS_PERMISSION_DENIED);
-	assert_int_equal(call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
 	    &certa__v1__list_tenants_reply__descriptor, "wrong-token-wrong-token", NULL, msg,
 	    sizeof msg), GRPC_STATUS_UNAUTHENTICATED);
-	assert_int_equal(call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
-	    &certa__v1__list_tenants_reply__descriptor, ADMIN_TOKEN, (ProtobufCMessage **)&r, msg,
-	    sizeof msg), GRPC_STATUS_OK);
+	assert_int_equal(itest_call(e->ch, "/certa.v1.Admin/ListTenants", &lt.base,
+	    &certa__v1__list_tenants_reply__descriptor, ITEST_ADMIN_TOKEN, (ProtobufCMessage **)&r,
+	    msg, sizeof msg), GRPC_STATUS_OK);
 	assert_int_equal(r->n_tenants, 1);
 	assert_string_equal(r->tenants[0]->name, "user");
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	/* Bad worker input: clear statuses. */
 	aw.address = (char *)"not an address";
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/AddWorker", &aw.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/AddWorker", &aw.base,
 	    &certa__v1__worker_status__descriptor, NULL, NULL, msg, sizeof msg),
 	    GRPC_STATUS_INVALID_ARGUMENT);
 	wr.address = (char *)"127.0.0.1:1";
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/RemoveWorker", &wr.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/RemoveWorker", &wr.base,
 	    &certa__v1__remove_worker_reply__descriptor, NULL, NULL, msg, sizeof msg),
 	    GRPC_STATUS_NOT_FOUND);
 	assert_non_null(strstr(msg, "unknown worker"));
@@ -627,16 +531,16 @@ test_admin_credentials(void **state)
 		Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
 		t.name = (char *)"Bad Name!";
 		ct.tenant = &t;
-		assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
+		assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
 		    &certa__v1__create_tenant_reply__descriptor, NULL, NULL, msg, sizeof msg),
 		    GRPC_STATUS_INVALID_ARGUMENT);
 		t.name = (char *)"user";
-		assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
+		assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
 		    &certa__v1__create_tenant_reply__descriptor, NULL, NULL, msg, sizeof msg),
 		    GRPC_STATUS_ALREADY_EXISTS);
 		t.name = (char *)"heavy";
 		t.weight = 100000;
-		assert_int_equal(call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
+		assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
 		    &certa__v1__create_tenant_reply__descriptor, NULL, NULL, msg, sizeof msg),
 		    GRPC_STATUS_INVALID_ARGUMENT);
 		assert_non_null(strstr(msg, "weight"));
@@ -645,7 +549,7 @@ test_admin_credentials(void **state)
 
 /* Runs a program with an idempotency key; returns whether Accepted said "duplicate". */
 static int
-run_with_idem(struct env *e, const char *key, const char *idem, char *id, size_t idlen)
+run_with_idem(struct itest *e, const char *key, const char *idem, char *id, size_t idlen)
 {
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	Certa__V1__ProgramEvent *ev;
@@ -674,7 +578,7 @@ run_with_idem(struct env *e, const char *key, const char *idem, char *id, size_t
 static void
 test_reused_tenant_name(void **state)
 {
-	struct env *e = *state;
+	struct itest *e = *state;
 	Certa__V1__TenantRef tr = CERTA__V1__TENANT_REF__INIT;
 	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
 	Certa__V1__ListRequest l = CERTA__V1__LIST_REQUEST__INIT;
@@ -685,24 +589,24 @@ test_reused_tenant_name(void **state)
 	int round;
 
 	HARNESS_NEED_TRACES(e);
-	start(e, "0", NULL);
+	itest_start(e, "0", START_FLAGS, NULL);
 	create_tenant(e, "bravo", 1, NULL, k_old, sizeof k_old);
 	assert_int_equal(set_policy(e, "bravo", "step_tokens = 128\n", NULL, NULL, msg,
 	    sizeof msg), GRPC_STATUS_OK);
 	assert_int_equal(run_with_idem(e, k_old, "idem-1", id_old, sizeof id_old), 0);
 
 	tr.name = (char *)"bravo";
-	assert_int_equal(call(e->adm, "/certa.v1.Admin/DeleteTenant", &tr.base,
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/DeleteTenant", &tr.base,
 	    &certa__v1__delete_tenant_reply__descriptor, NULL, NULL, msg, sizeof msg),
 	    GRPC_STATUS_OK);
 	create_tenant(e, "bravo", 1, NULL, k_new, sizeof k_new);
 
 	for (round = 0; round < 2; round++) {
 		g.program_id = id_old;
-		assert_int_equal(call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
+		assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/Get", &g.base,
 		    &certa__v1__program__descriptor, k_new, NULL, msg, sizeof msg),
 		    GRPC_STATUS_NOT_FOUND);
-		assert_int_equal(call(e->ch, "/certa.v1.Reasoning/List", &l.base,
+		assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/List", &l.base,
 		    &certa__v1__list_reply__descriptor, k_new, (ProtobufCMessage **)&lr, NULL, 0),
 		    GRPC_STATUS_OK);
 		assert_int_equal(lr->n_programs, round);   /* round 1: its own program only */
@@ -713,7 +617,7 @@ test_reused_tenant_name(void **state)
 		assert_int_equal(policy_version(e, "bravo", text, sizeof text), 0);
 		assert_null(strstr(text, "step_tokens = 128"));
 		pr.tenant = (char *)"bravo";
-		assert_int_equal(call(e->adm, "/certa.v1.Admin/PolicyHistory", &pr.base,
+		assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/PolicyHistory", &pr.base,
 		    &certa__v1__policy_history_reply__descriptor, NULL, (ProtobufCMessage **)&h,
 		    NULL, 0), GRPC_STATUS_OK);
 		assert_int_equal(h->n_entries, 0);
@@ -724,15 +628,8 @@ test_reused_tenant_name(void **state)
 		assert_int_equal(run_with_idem(e, k_new, "idem-1", id_new, sizeof id_new), 0);
 		assert_string_not_equal(id_new, id_old);
 		/* And the same after a restart (nothing lives only in memory). */
-		harness_kill9(e->d);
-		harness_proc_free(e->d);
-		e->d = NULL;
-		rpc_channel_free(e->ch);
-		rpc_channel_free(e->adm);
-		harness_kill9(e->w);
-		harness_proc_free(e->w);
-		e->w = NULL;
-		start(e, "0", NULL);
+		itest_stop(e);
+		itest_start(e, "0", START_FLAGS, NULL);
 	}
 }
 
@@ -740,16 +637,18 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_key_lifecycle, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_isolation, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_quotas, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tokens_per_minute, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_lifecycle, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_isolation, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_quotas, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_tokens_per_minute, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_tokens_per_minute_enforced_at_dispatch, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_policy_validation_and_history, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_policy_applies_next_step, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_admin_credentials, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reused_tenant_name, setup, teardown),
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_policy_validation_and_history, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_policy_applies_next_step, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_admin_credentials, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_reused_tenant_name, setup, itest_teardown),
 	};
 	int rc;
 

@@ -20,10 +20,10 @@
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 struct env {
-	char *dir;
-	struct harness_proc *d;
+	struct itest it;             /* first */
 	int tls_port;
 };
 
@@ -58,40 +58,22 @@ slurp(const char *dir, const char *name)
 static int
 setup(void **state)
 {
-	struct env *e = calloc(1, sizeof *e);
+	struct env *e = itest_new(sizeof *e, 120, ITEST_TRACES_NONE);
 	char tls[80], cert[700], key[700], ca[700];
-	const char *sets[] = { tls, cert, key, ca, "tls.admin_cn=ops-admin", "admin.socket=",
-	    "metrics.port=0", NULL };
-	int port;
+	const char *sets[] = { tls, cert, key, ca, "tls.admin_cn=ops-admin", NULL };
 
 	*state = e;
-	assert_int_equal(harness_fixture_setup(120, &e->dir, NULL), 0);
-	if (access("/usr/bin/openssl", X_OK) != 0 || make_certs(e->dir) != 0) {
+	if (access("/usr/bin/openssl", X_OK) != 0 || make_certs(e->it.dir) != 0) {
 		*state = NULL;
-		harness_fixture_teardown(e->dir, NULL);
-		free(e);
+		itest_free(&e->it);
 		return 0;
 	}
 	e->tls_port = harness_free_port();
 	snprintf(tls, sizeof tls, "tls.listen=127.0.0.1:%d", e->tls_port);
-	snprintf(cert, sizeof cert, "tls.cert=%s/server.pem", e->dir);
-	snprintf(key, sizeof key, "tls.key=%s/server.key", e->dir);
-	snprintf(ca, sizeof ca, "tls.ca=%s/ca.pem", e->dir);
-	if (harness_start_certad(e->dir, NULL, 0, sets, NULL, &e->d, &port) != 0)
-		fail_msg("certad did not start");
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct env *e = *state;
-
-	if (e == NULL)
-		return 0;
-	harness_proc_free(e->d);
-	harness_fixture_teardown(e->dir, NULL);
-	free(e);
+	snprintf(cert, sizeof cert, "tls.cert=%s/server.pem", e->it.dir);
+	snprintf(key, sizeof key, "tls.key=%s/server.key", e->it.dir);
+	snprintf(ca, sizeof ca, "tls.ca=%s/ca.pem", e->it.dir);
+	itest_start(&e->it, NULL, ITEST_NO_WORKER | ITEST_NO_ADMIN_SOCKET, sets);
 	return 0;
 }
 
@@ -103,13 +85,13 @@ tls_channel(struct env *e, const char *cn)
 	grpc_channel_credentials *creds;
 	struct rpc_channel *ch;
 	char target[64], name[64];
-	char *ca = slurp(e->dir, "ca.pem"), *crt = NULL, *key = NULL;
+	char *ca = slurp(e->it.dir, "ca.pem"), *crt = NULL, *key = NULL;
 
 	if (cn != NULL) {
 		snprintf(name, sizeof name, "%s.pem", cn);
-		crt = slurp(e->dir, name);
+		crt = slurp(e->it.dir, name);
 		snprintf(name, sizeof name, "%s.key", cn);
-		key = slurp(e->dir, name);
+		key = slurp(e->it.dir, name);
 		pair.private_key = key;
 		pair.cert_chain = crt;
 	}
@@ -127,17 +109,9 @@ static grpc_status_code
 list_tenants(struct rpc_channel *ch, char *msg, size_t len)
 {
 	Certa__V1__ListTenantsRequest req = CERTA__V1__LIST_TENANTS_REQUEST__INIT;
-	ProtobufCMessage *r = NULL;
-	grpc_status_code st = GRPC_STATUS_UNKNOWN;
-	char *d = NULL;
 
-	assert_int_equal(certa_client_unary(ch, "/certa.v1.Admin/ListTenants", &req.base,
-	    &certa__v1__list_tenants_reply__descriptor, 10000, NULL, &r, &st, &d), 0);
-	snprintf(msg, len, "%s", d ? d : "");
-	free(d);
-	if (r != NULL)
-		protobuf_c_message_free_unpacked(r, NULL);
-	return st;
+	return itest_call(ch, "/certa.v1.Admin/ListTenants", &req.base,
+	    &certa__v1__list_tenants_reply__descriptor, NULL, NULL, msg, len);
 }
 
 static void
@@ -191,7 +165,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_admin_by_client_certificate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_admin_by_client_certificate, setup,
+		    itest_teardown),
 	};
 	int rc;
 

@@ -22,17 +22,15 @@
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 #define TOKEN "wk-3f9c2a7d51e84b06a1c9"
 #define WRONG_TOKEN "wk-00000000000000000000"
+/* certad with the worker the test started, no admin socket, anonymous callers. */
+#define START_FLAGS (ITEST_NO_WORKER | ITEST_NO_ADMIN_SOCKET | ITEST_ANONYMOUS)
 
 struct env {
-	char *dir;
-	struct harness_trace *tr;
-	struct harness_proc *w;
-	int wport;
-	struct harness_proc *d;
-	int dport;
+	struct itest it;             /* first */
 	unsigned nspawned;
 };
 
@@ -63,32 +61,15 @@ setup(void **state)
 	struct env *e;
 
 	*state = NULL;
-	if (harness_traces_dir() == NULL)
+	e = itest_new(sizeof *e, 120, ITEST_TRACES_PICK);
+	if (e == NULL)
 		return 0;
-	e = calloc(1, sizeof *e);
-	assert_non_null(e);
-	assert_int_equal(harness_fixture_setup(120, &e->dir, &e->tr), 0);
-	if (access("/usr/bin/openssl", X_OK) != 0 || make_certs(e->dir) != 0) {
+	if (access("/usr/bin/openssl", X_OK) != 0 || make_certs(e->it.dir) != 0) {
 		print_message("openssl cannot make certificates\n");
-		harness_fixture_teardown(e->dir, e->tr);
-		free(e);
+		itest_free(&e->it);
 		return 0;
 	}
 	*state = e;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct env *e = *state;
-
-	if (e == NULL)
-		return 0;
-	harness_proc_free(e->d);
-	harness_proc_free(e->w);
-	harness_fixture_teardown(e->dir, e->tr);
-	free(e);
 	return 0;
 }
 
@@ -110,8 +91,8 @@ spawn_worker(struct env *e, const char *listen, const char *const args[], int *p
 	struct harness_proc *p;
 	size_t k = 9, i;
 
-	snprintf(pf, sizeof pf, "%s/aw%u.port", e->dir, e->nspawned);
-	snprintf(log, sizeof log, "%s/aw%u.log", e->dir, e->nspawned++);
+	snprintf(pf, sizeof pf, "%s/aw%u.port", e->it.dir, e->nspawned);
+	snprintf(log, sizeof log, "%s/aw%u.log", e->it.dir, e->nspawned++);
 	for (i = 0; args != NULL && args[i] != NULL && k < 31; i++)
 		argv[k++] = args[i];
 	argv[k] = NULL;
@@ -132,7 +113,7 @@ path(const struct env *e, const char *name)
 	static unsigned i;
 	char *s = ring[i++ % 12];
 
-	snprintf(s, sizeof ring[0], "%s/%s", e->dir, name);
+	snprintf(s, sizeof ring[0], "%s/%s", e->it.dir, name);
 	return s;
 }
 
@@ -148,20 +129,6 @@ set_path(const struct env *e, const char *key, const char *name)
 	return s;
 }
 
-static void
-start_certad(struct env *e, const char *const sets[])
-{
-	const char *all[16] = { "workers.health_interval=100ms", "metrics.port=0",
-	    "auth.anonymous_tenant=default", "admin.socket=" };
-	size_t k = 4, i;
-
-	for (i = 0; sets[i] != NULL && k < 15; i++)
-		all[k++] = sets[i];
-	all[k] = NULL;
-	if (harness_start_certad(e->dir, &e->wport, 1, all, NULL, &e->d, &e->dport) != 0)
-		fail_msg("certad did not start");
-}
-
 /* Submits the test problem to certad and reads it to the end: the finished status. */
 static void
 run_program(struct env *e)
@@ -169,16 +136,13 @@ run_program(struct env *e)
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct certa_client_events ev;
 	struct rpc_channel *ch;
-	struct rpc_stream *s;
 
-	assert_int_equal(certa_client_channel(e->dport, &ch), 0);
-	spec.problem = (char *)e->tr->problem;
+	assert_int_equal(certa_client_channel(e->it.dport, &ch), 0);
+	spec.problem = (char *)e->it.tr->problem;
 	spec.algorithm = CERTA__V1__ALGORITHM__ALGORITHM_COT;
-	assert_int_equal(certa_client_submit(ch, &spec, NULL, 60000, &s), 0);
-	memset(&ev, 0, sizeof ev);
-	assert_int_equal(certa_client_events_read(s, 30000, 0, &ev), 0);
+	assert_int_equal(itest_run(ch, &spec, NULL, &ev), 0);
 	if (ev.finished == NULL || ev.status != GRPC_STATUS_OK) {
-		harness_dump_log(e->d);
+		harness_dump_log(e->it.d);
 		fail_msg("program did not finish: status %d %s", ev.status, ev.details);
 	}
 	assert_true(ev.progress > 0);
@@ -198,7 +162,7 @@ worker_channel(const struct env *e, const char *ca, const char *prefix)
 	struct rpc_channel *ch;
 	char target[64], name[64], *ca_pem = NULL, *crt = NULL, *key = NULL;
 
-	snprintf(target, sizeof target, "127.0.0.1:%d", e->wport);
+	snprintf(target, sizeof target, "127.0.0.1:%d", e->it.wport);
 	if (ca == NULL) {
 		assert_int_equal(rpc_channel_new(target, &ch), 0);
 		return ch;
@@ -286,13 +250,13 @@ test_mtls_program_finishes_and_strangers_are_refused(void **state)
 		const char *args[] = { "--tls-cert", path(e, "worker.pem"), "--tls-key",
 		    path(e, "worker.key"), "--tls-client-ca", path(e, "good-ca.pem"), "--set",
 		    "tls.allowed_cn=certad", NULL };
-		e->w = spawn_worker(e, "127.0.0.1:0", args, &e->wport);
+		e->it.w = spawn_worker(e, "127.0.0.1:0", args, &e->it.wport);
 	}
 	{
 		const char *sets[] = { set_path(e, "workers.tls_ca", "good-ca.pem"),
 		    set_path(e, "workers.tls_cert", "good-certad.pem"),
 		    set_path(e, "workers.tls_key", "good-certad.key"), NULL };
-		start_certad(e, sets);
+		itest_start(&e->it, NULL, START_FLAGS, sets);
 	}
 	run_program(e);
 
@@ -337,7 +301,7 @@ test_token_required_on_step_release_info(void **state)
 	NEED_ENV(e);
 	{
 		const char *args[] = { "--token-file", path(e, "worker.token"), NULL };
-		e->w = spawn_worker(e, "127.0.0.1:0", args, &e->wport);
+		e->it.w = spawn_worker(e, "127.0.0.1:0", args, &e->it.wport);
 	}
 	ch = worker_channel(e, NULL, NULL);
 	for (i = 0; i < sizeof calls / sizeof calls[0]; i++) {
@@ -359,12 +323,12 @@ test_token_required_on_step_release_info(void **state)
 	    GRPC_STATUS_UNAUTHENTICATED);
 	rpc_channel_free(ch);
 	/* grpc.health.v1 needs no token (documented). */
-	assert_int_equal(certa_client_health(e->wport, "certa.v1.Worker"),
+	assert_int_equal(certa_client_health(e->it.wport, "certa.v1.Worker"),
 	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 
 	{
 		const char *sets[] = { set_path(e, "workers.token_file", "worker.token"), NULL };
-		start_certad(e, sets);
+		itest_start(&e->it, NULL, START_FLAGS, sets);
 	}
 	run_program(e);
 }
@@ -379,22 +343,22 @@ test_wrong_token_marks_worker_down(void **state)
 	NEED_ENV(e);
 	{
 		const char *args[] = { "--token-file", path(e, "worker.token"), NULL };
-		e->w = spawn_worker(e, "127.0.0.1:0", args, &e->wport);
+		e->it.w = spawn_worker(e, "127.0.0.1:0", args, &e->it.wport);
 	}
 	{
 		const char *sets[] = { set_path(e, "workers.token_file", "wrong.token"), NULL };
-		start_certad(e, sets);
+		itest_start(&e->it, NULL, START_FLAGS, sets);
 	}
 	snprintf(want, sizeof want, "worker 127.0.0.1:%d refuses certad's credentials "
-	    "(UNAUTHENTICATED", e->wport);
+	    "(UNAUTHENTICATED", e->it.wport);
 	if (!log_has(path(e, "d.log"), want, 10000)) {
-		harness_dump_log(e->d);
+		harness_dump_log(e->it.d);
 		fail_msg("no log line '%s'", want);
 	}
-	snprintf(want, sizeof want, "worker 127.0.0.1:%d unknown -> down", e->wport);
+	snprintf(want, sizeof want, "worker 127.0.0.1:%d unknown -> down", e->it.wport);
 	assert_true(log_has(path(e, "d.log"), want, 5000));
 	/* The worker logged the refusal too. */
-	assert_true(log_has(harness_log_path(e->w), "missing or wrong worker token", 5000));
+	assert_true(log_has(harness_log_path(e->it.w), "missing or wrong worker token", 5000));
 }
 
 /* A worker with no credential configured warns when it listens beyond loopback. */
@@ -406,8 +370,8 @@ test_open_worker_warns_beyond_loopback(void **state)
 	int port;
 
 	NEED_ENV(e);
-	e->w = spawn_worker(e, "0.0.0.0:0", NULL, &e->wport);
-	assert_true(log_has(harness_log_path(e->w), "without authentication", 5000));
+	e->it.w = spawn_worker(e, "0.0.0.0:0", NULL, &e->it.wport);
+	assert_true(log_has(harness_log_path(e->it.w), "without authentication", 5000));
 	lo = spawn_worker(e, "127.0.0.1:0", NULL, &port);
 	assert_true(log_has(harness_log_path(lo), "serving on", 5000));
 	assert_false(log_has(harness_log_path(lo), "without authentication", 100));
@@ -419,12 +383,13 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_mtls_program_finishes_and_strangers_are_refused,
-		    setup, teardown),
+		    setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_token_required_on_step_release_info, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_wrong_token_marks_worker_down, setup, teardown),
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_token_marks_worker_down, setup,
+		    itest_teardown),
 		cmocka_unit_test_setup_teardown(test_open_worker_warns_beyond_loopback, setup,
-		    teardown),
+		    itest_teardown),
 	};
 	int rc;
 
