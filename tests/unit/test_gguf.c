@@ -12,51 +12,8 @@
 #include <cmocka.h>
 
 #include "lib/error.h"
+#include "tests/support/ggufw.h"
 #include "workers/llm/gguf.h"
-
-/* A little GGUF writer: bytes appended to a growing buffer. */
-struct buf {
-	uint8_t *p;
-	size_t n, cap;
-};
-
-static void
-put(struct buf *b, const void *d, size_t n)
-{
-	if (b->n + n > b->cap) {
-		b->cap = (b->n + n) * 2 + 64;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->n, d, n);
-	b->n += n;
-}
-
-static void put_u32(struct buf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(struct buf *b, uint64_t v) { put(b, &v, 8); }
-
-static void
-put_str(struct buf *b, const char *s)
-{
-	put_u64(b, strlen(s));
-	put(b, s, strlen(s));
-}
-
-static void
-kv_u32(struct buf *b, const char *k, uint32_t v)
-{
-	put_str(b, k);
-	put_u32(b, GGUF_U32);
-	put_u32(b, v);
-}
-
-static void
-kv_str(struct buf *b, const char *k, const char *v)
-{
-	put_str(b, k);
-	put_u32(b, GGUF_STRING);
-	put_str(b, v);
-}
 
 /* Offsets of interesting places in the model file, for targeted corruption. */
 struct layout {
@@ -68,10 +25,10 @@ struct layout {
  * A small model-like file: 7 metadata pairs (u32, i32, f32, bool, string, string array,
  * f32 array), alignment 64, and three tensors (f32 [8], f16 [4 x 2], q8_0 [32 x 2]).
  */
-static struct buf
+static struct ggufw
 model(struct layout *lo)
 {
-	struct buf b = { 0 };
+	struct ggufw b = { 0 };
 	static const char *const vocab[] = { "<s>", "hello", "", "w\xc3\xb6rld" };
 	const float scores[3] = { 0.5f, -1.0f, 2.25f };
 	int32_t neg = -42;
@@ -79,70 +36,70 @@ model(struct layout *lo)
 	uint8_t t = 1;
 	size_t i, pad;
 
-	put(&b, "GGUF", 4);
-	put_u32(&b, 3);
-	put_u64(&b, 3);                     /* tensors */
+	ggufw_put(&b, "GGUF", 4);
+	ggufw_u32(&b, 3);
+	ggufw_u64(&b, 3);                     /* tensors */
 	lo->nkv_at = b.n;
-	put_u64(&b, 8);                     /* kvs */
-	kv_str(&b, "general.architecture", "llama");
-	kv_u32(&b, "general.alignment", 64);
-	kv_u32(&b, "llama.block_count", 2);
-	put_str(&b, "llama.neg");
-	put_u32(&b, GGUF_I32);
-	put(&b, &neg, 4);
-	put_str(&b, "llama.attention.layer_norm_rms_epsilon");
-	put_u32(&b, GGUF_F32);
-	put(&b, &f, 4);
-	put_str(&b, "tokenizer.ggml.add_bos_token");
-	put_u32(&b, GGUF_BOOL);
-	put(&b, &t, 1);
-	put_str(&b, "tokenizer.ggml.tokens");
+	ggufw_u64(&b, 8);                     /* kvs */
+	ggufw_kv_str(&b, "general.architecture", "llama");
+	ggufw_kv_u32(&b, "general.alignment", 64);
+	ggufw_kv_u32(&b, "llama.block_count", 2);
+	ggufw_str(&b, "llama.neg");
+	ggufw_u32(&b, GGUF_I32);
+	ggufw_put(&b, &neg, 4);
+	ggufw_str(&b, "llama.attention.layer_norm_rms_epsilon");
+	ggufw_u32(&b, GGUF_F32);
+	ggufw_put(&b, &f, 4);
+	ggufw_str(&b, "tokenizer.ggml.add_bos_token");
+	ggufw_u32(&b, GGUF_BOOL);
+	ggufw_put(&b, &t, 1);
+	ggufw_str(&b, "tokenizer.ggml.tokens");
 	lo->type_of_vocab_at = b.n;
-	put_u32(&b, GGUF_ARRAY);
-	put_u32(&b, GGUF_STRING);
-	put_u64(&b, 4);
+	ggufw_u32(&b, GGUF_ARRAY);
+	ggufw_u32(&b, GGUF_STRING);
+	ggufw_u64(&b, 4);
 	for (i = 0; i < 4; i++)
-		put_str(&b, vocab[i]);
-	put_str(&b, "tokenizer.ggml.scores");
-	put_u32(&b, GGUF_ARRAY);
-	put_u32(&b, GGUF_F32);
-	put_u64(&b, 3);
-	put(&b, scores, sizeof scores);
+		ggufw_str(&b, vocab[i]);
+	ggufw_str(&b, "tokenizer.ggml.scores");
+	ggufw_u32(&b, GGUF_ARRAY);
+	ggufw_u32(&b, GGUF_F32);
+	ggufw_u64(&b, 3);
+	ggufw_put(&b, scores, sizeof scores);
 
 	lo->tensor_info_at = b.n;
-	put_str(&b, "a.weight");            /* f32 [8] at 0 (32 bytes) */
-	put_u32(&b, 1);
+	ggufw_str(&b, "a.weight");            /* f32 [8] at 0 (32 bytes) */
+	ggufw_u32(&b, 1);
 	lo->first_dims_at = b.n;
-	put_u64(&b, 8);
+	ggufw_u64(&b, 8);
 	lo->first_type_at = b.n;
-	put_u32(&b, GGUF_T_F32);
+	ggufw_u32(&b, GGUF_T_F32);
 	lo->first_offset_at = b.n;
-	put_u64(&b, 0);
-	put_str(&b, "b.weight");            /* f16 [4 x 2] at 64 (16 bytes) */
-	put_u32(&b, 2);
-	put_u64(&b, 4);
-	put_u64(&b, 2);
-	put_u32(&b, GGUF_T_F16);
-	put_u64(&b, 64);
-	put_str(&b, "c.weight");            /* q8_0 [32 x 2] at 128 (68 bytes) */
-	put_u32(&b, 2);
-	put_u64(&b, 32);
-	put_u64(&b, 2);
-	put_u32(&b, GGUF_T_Q8_0);
-	put_u64(&b, 128);
+	ggufw_u64(&b, 0);
+	ggufw_str(&b, "b.weight");            /* f16 [4 x 2] at 64 (16 bytes) */
+	ggufw_u32(&b, 2);
+	ggufw_u64(&b, 4);
+	ggufw_u64(&b, 2);
+	ggufw_u32(&b, GGUF_T_F16);
+	ggufw_u64(&b, 64);
+	ggufw_str(&b, "c.weight");            /* q8_0 [32 x 2] at 128 (68 bytes) */
+	ggufw_u32(&b, 2);
+	ggufw_u64(&b, 32);
+	ggufw_u64(&b, 2);
+	ggufw_u32(&b, GGUF_T_Q8_0);
+	ggufw_u64(&b, 128);
 	pad = (64 - b.n % 64) % 64;
 	for (i = 0; i < pad; i++)
-		put(&b, "", 1);
+		ggufw_put(&b, "", 1);
 	lo->data_at = b.n;
 	for (i = 0; i < 196; i++) {
 		uint8_t v = (uint8_t)i;
-		put(&b, &v, 1);
+		ggufw_put(&b, &v, 1);
 	}
 	return b;
 }
 
 static int
-open_buf(const struct buf *b, struct gguf **g, char *err, size_t errlen)
+open_buf(const struct ggufw *b, struct gguf **g, char *err, size_t errlen)
 {
 	err[0] = '\0';
 	return gguf_open_buffer(b->p, b->n, g, err, errlen);
@@ -152,7 +109,7 @@ static void
 test_values_and_tensors(void **state)
 {
 	struct layout lo;
-	struct buf b = model(&lo);
+	struct ggufw b = model(&lo);
 	struct gguf *g = NULL;
 	const struct gguf_tensor *t;
 	enum gguf_vtype et;
@@ -231,7 +188,7 @@ static void
 test_every_truncation_refused(void **state)
 {
 	struct layout lo;
-	struct buf b = model(&lo);
+	struct ggufw b = model(&lo);
 	struct gguf *g;
 	char err[256];
 	size_t n;
@@ -255,13 +212,13 @@ test_every_truncation_refused(void **state)
 
 /* Writes v (n bytes) at off of a copy of the model; expects refusal with msg in the error. */
 static void
-expect_bad(const struct buf *good, size_t off, const void *v, size_t n, const char *msg)
+expect_bad(const struct ggufw *good, size_t off, const void *v, size_t n, const char *msg)
 {
-	struct buf b = { 0 };
+	struct ggufw b = { 0 };
 	struct gguf *g = NULL;
 	char err[256];
 
-	put(&b, good->p, good->n);
+	ggufw_put(&b, good->p, good->n);
 	memcpy(b.p + off, v, n);
 	assert_int_equal(open_buf(&b, &g, err, sizeof err), CERTA_EINVAL);
 	if (strstr(err, msg) == NULL)
@@ -273,7 +230,7 @@ static void
 test_corruptions_named(void **state)
 {
 	struct layout lo;
-	struct buf b = model(&lo);
+	struct ggufw b = model(&lo);
 	uint64_t big = 1ull << 60, zero = 0, dim33 = 33, mis = 8, over = 64, far = 4096;
 	uint32_t v1 = 1, arr = GGUF_ARRAY, unk = 77, nd5 = 5, tq = 99;
 
@@ -316,33 +273,33 @@ test_corruptions_named(void **state)
 static void
 test_bad_metadata(void **state)
 {
-	struct buf b = { 0 };
+	struct ggufw b = { 0 };
 	struct gguf *g = NULL;
 	char err[256];
 
 	(void)state;
-	put(&b, "GGUF", 4);
-	put_u32(&b, 3);
-	put_u64(&b, 0);
-	put_u64(&b, 2);
-	kv_u32(&b, "x", 1);
-	kv_u32(&b, "x", 2);
+	ggufw_put(&b, "GGUF", 4);
+	ggufw_u32(&b, 3);
+	ggufw_u64(&b, 0);
+	ggufw_u64(&b, 2);
+	ggufw_kv_u32(&b, "x", 1);
+	ggufw_kv_u32(&b, "x", 2);
 	assert_int_equal(open_buf(&b, &g, err, sizeof err), CERTA_EINVAL);
 	assert_non_null(strstr(err, "'x' appears twice"));
 	b.n = 0;
-	put(&b, "GGUF", 4);
-	put_u32(&b, 3);
-	put_u64(&b, 0);
-	put_u64(&b, 1);
-	kv_u32(&b, "general.alignment", 48);
+	ggufw_put(&b, "GGUF", 4);
+	ggufw_u32(&b, 3);
+	ggufw_u64(&b, 0);
+	ggufw_u64(&b, 1);
+	ggufw_kv_u32(&b, "general.alignment", 48);
 	assert_int_equal(open_buf(&b, &g, err, sizeof err), CERTA_EINVAL);
 	assert_non_null(strstr(err, "power of two"));
 	/* No tensors and no metadata at all is a valid (empty) file. */
 	b.n = 0;
-	put(&b, "GGUF", 4);
-	put_u32(&b, 3);
-	put_u64(&b, 0);
-	put_u64(&b, 0);
+	ggufw_put(&b, "GGUF", 4);
+	ggufw_u32(&b, 3);
+	ggufw_u64(&b, 0);
+	ggufw_u64(&b, 0);
 	assert_int_equal(open_buf(&b, &g, err, sizeof err), 0);
 	assert_int_equal(gguf_tensor_count(g), 0);
 	gguf_close(g);
@@ -354,7 +311,7 @@ static void
 test_random_damage(void **state)
 {
 	struct layout lo;
-	struct buf b = model(&lo);
+	struct ggufw b = model(&lo);
 	uint64_t x = 0x9e3779b97f4a7c15ull;
 	struct gguf *g;
 	char err[256];
@@ -391,7 +348,7 @@ static void
 test_open_file(void **state)
 {
 	struct layout lo;
-	struct buf b = model(&lo);
+	struct ggufw b = model(&lo);
 	char dir[] = "/tmp/certa-gguf.XXXXXX", path[64], err[256];
 	struct gguf *g = NULL;
 	int fd;

@@ -15,74 +15,9 @@
 #include <cmocka.h>
 
 #include "lib/error.h"
+#include "tests/support/ggufw.h"
 #include "workers/llm/gguf.h"
 #include "workers/llm/tokenizer.h"
-
-struct buf {
-	uint8_t *p;
-	size_t n, cap;
-};
-
-static void
-put(struct buf *b, const void *d, size_t n)
-{
-	if (b->n + n > b->cap) {
-		b->cap = (b->n + n) * 2 + 64;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->n, d, n);
-	b->n += n;
-}
-
-static void put_u32(struct buf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(struct buf *b, uint64_t v) { put(b, &v, 8); }
-
-static void
-put_str(struct buf *b, const char *s)
-{
-	put_u64(b, strlen(s));
-	put(b, s, strlen(s));
-}
-
-static void
-kv_str(struct buf *b, const char *k, const char *v)
-{
-	put_str(b, k);
-	put_u32(b, GGUF_STRING);
-	put_str(b, v);
-}
-
-static void
-kv_u32(struct buf *b, const char *k, uint32_t v)
-{
-	put_str(b, k);
-	put_u32(b, GGUF_U32);
-	put_u32(b, v);
-}
-
-static void
-kv_strs(struct buf *b, const char *k, const char *const *v, size_t n)
-{
-	size_t i;
-
-	put_str(b, k);
-	put_u32(b, GGUF_ARRAY);
-	put_u32(b, GGUF_STRING);
-	put_u64(b, n);
-	for (i = 0; i < n; i++)
-		put_str(b, v[i]);
-}
-
-static void
-kv_i32s(struct buf *b, const char *k, const int32_t *v, size_t n)
-{
-	put_str(b, k);
-	put_u32(b, GGUF_ARRAY);
-	put_u32(b, GGUF_I32);
-	put_u64(b, n);
-	put(b, v, n * 4);
-}
 
 /* GPT-2's byte characters, written independently of the tokenizer's table. */
 static void
@@ -131,7 +66,7 @@ open_tok(const struct opts *o, int *rc, char *err, size_t errlen)
 	static char chars[256][3];
 	const char *toks[NTOK];
 	int32_t types[NTOK];
-	struct buf b = { 0 };
+	struct ggufw b = { 0 };
 	struct gguf *g;
 	struct tokenizer *t = NULL;
 	uint64_t nkv = 5;
@@ -147,23 +82,24 @@ open_tok(const struct opts *o, int *rc, char *err, size_t errlen)
 		types[i] = extra_type[i - 256];
 	}
 	nkv += (o->pre != NULL) + (o->tpl != NULL) + (o->bos != UINT32_MAX) - o->no_merges;
-	put(&b, "GGUF", 4);
-	put_u32(&b, 3);
-	put_u64(&b, 0);
-	put_u64(&b, nkv + 1);
-	kv_str(&b, "general.architecture", "qwen3");
-	kv_str(&b, "tokenizer.ggml.model", o->model ? o->model : "gpt2");
+	ggufw_put(&b, "GGUF", 4);
+	ggufw_u32(&b, 3);
+	ggufw_u64(&b, 0);
+	ggufw_u64(&b, nkv + 1);
+	ggufw_kv_str(&b, "general.architecture", "qwen3");
+	ggufw_kv_str(&b, "tokenizer.ggml.model", o->model ? o->model : "gpt2");
 	if (o->pre)
-		kv_str(&b, "tokenizer.ggml.pre", o->pre);
-	kv_strs(&b, "tokenizer.ggml.tokens", toks, NTOK);
-	kv_i32s(&b, "tokenizer.ggml.token_type", types, o->ntypes ? o->ntypes : NTOK);
+		ggufw_kv_str(&b, "tokenizer.ggml.pre", o->pre);
+	ggufw_kv_strs(&b, "tokenizer.ggml.tokens", toks, NTOK);
+	ggufw_kv_i32s(&b, "tokenizer.ggml.token_type", types, o->ntypes ? o->ntypes : NTOK);
 	if (!o->no_merges)
-		kv_strs(&b, "tokenizer.ggml.merges", merges, sizeof merges / sizeof merges[0]);
-	kv_u32(&b, "tokenizer.ggml.eos_token_id", T_IM_END);
+		ggufw_kv_strs(&b, "tokenizer.ggml.merges", merges,
+		    sizeof merges / sizeof merges[0]);
+	ggufw_kv_u32(&b, "tokenizer.ggml.eos_token_id", T_IM_END);
 	if (o->bos != UINT32_MAX)
-		kv_u32(&b, "tokenizer.ggml.bos_token_id", o->bos);
+		ggufw_kv_u32(&b, "tokenizer.ggml.bos_token_id", o->bos);
 	if (o->tpl)
-		kv_str(&b, "tokenizer.chat_template", o->tpl);
+		ggufw_kv_str(&b, "tokenizer.chat_template", o->tpl);
 	assert_int_equal(gguf_open_buffer(b.p, b.n, &g, err, errlen), 0);
 	*rc = tokenizer_open(g, &t, err, errlen);
 	gguf_close(g);  /* the tokenizer keeps its own copies */
