@@ -63,18 +63,17 @@ fail_file:
 	return rc;
 }
 
-int
-cred_read_pem(const char *what, const char *path, char **out, char *err, size_t errlen)
+/* cred_slurp() of the file that setting `what` names, with the errors of cred_read_pem(). */
+static int
+cred_load(const char *what, const char *path, char **buf, size_t *n, char *err, size_t errlen)
 {
-	char *buf;
-	size_t n;
 	int rc;
 
 	if (path == NULL || path[0] == '\0') {
 		snprintf(err, errlen, "%s is not set", what);
 		return CERTA_ECONFIG;
 	}
-	rc = cred_slurp(path, &buf, &n);
+	rc = cred_slurp(path, buf, n);
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc != 0) {
@@ -82,6 +81,18 @@ cred_read_pem(const char *what, const char *path, char **out, char *err, size_t 
 		    rc == -EFBIG ? "file too large" : strerror(-rc));
 		return CERTA_ECONFIG;
 	}
+	return 0;
+}
+
+int
+cred_read_pem(const char *what, const char *path, char **out, char *err, size_t errlen)
+{
+	char *buf;
+	size_t n;
+	int rc = cred_load(what, path, &buf, &n, err, errlen);
+
+	if (rc != 0)
+		return rc;
 	if (strlen(buf) != n || strstr(buf, "-----BEGIN") == NULL) {
 		snprintf(err, errlen, "%s %s is not a PEM file", what, path);
 		cred_free_secret(buf);
@@ -96,20 +107,10 @@ cred_read_token(const char *what, const char *path, char **out, char *err, size_
 {
 	char *buf;
 	size_t n, i;
-	int rc;
+	int rc = cred_load(what, path, &buf, &n, err, errlen);
 
-	if (path == NULL || path[0] == '\0') {
-		snprintf(err, errlen, "%s is not set", what);
-		return CERTA_ECONFIG;
-	}
-	rc = cred_slurp(path, &buf, &n);
-	if (rc == -ENOMEM)
+	if (rc != 0)
 		return rc;
-	if (rc != 0) {
-		snprintf(err, errlen, "%s %s: %s", what, path,
-		    rc == -EFBIG ? "file too large" : strerror(-rc));
-		return CERTA_ECONFIG;
-	}
 	buf[strcspn(buf, "\n")] = '\0';
 	n = strlen(buf);
 	while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))

@@ -648,19 +648,30 @@ gguf_to_i64(uint32_t t, const uint8_t *p, int64_t *out)
 	return 0;
 }
 
-int
-gguf_get_u64(const struct gguf *g, const char *key, uint64_t *out)
+/* The scalar number under key as gguf_num() reads it; -EINVAL unless of the kind wanted
+ * (1: an integer, 2: a float). */
+static int
+gguf_get_num(const struct gguf *g, const char *key, int kind, uint64_t *iv, bool *neg,
+    double *fv)
 {
 	const struct gguf_kv *kv;
-	uint64_t iv;
-	double fv;
-	bool neg;
 	int rc = gguf_scalar(g, key, &kv);
 
 	if (rc != 0)
 		return rc;
-	if (gguf_num(kv->type, kv->val, &iv, &neg, &fv) != 1)
-		return -EINVAL;
+	return gguf_num(kv->type, kv->val, iv, neg, fv) == kind ? 0 : -EINVAL;
+}
+
+int
+gguf_get_u64(const struct gguf *g, const char *key, uint64_t *out)
+{
+	uint64_t iv;
+	double fv;
+	bool neg;
+	int rc = gguf_get_num(g, key, 1, &iv, &neg, &fv);
+
+	if (rc != 0)
+		return rc;
 	if (neg && iv != 0)
 		return -ERANGE;
 	*out = iv;
@@ -693,16 +704,13 @@ gguf_get_i64(const struct gguf *g, const char *key, int64_t *out)
 int
 gguf_get_f64(const struct gguf *g, const char *key, double *out)
 {
-	const struct gguf_kv *kv;
 	uint64_t iv;
 	double fv;
 	bool neg;
-	int rc = gguf_scalar(g, key, &kv);
+	int rc = gguf_get_num(g, key, 2, &iv, &neg, &fv);
 
 	if (rc != 0)
 		return rc;
-	if (gguf_num(kv->type, kv->val, &iv, &neg, &fv) != 2)
-		return -EINVAL;
 	*out = fv;
 	return 0;
 }
