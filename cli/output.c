@@ -410,6 +410,23 @@ output_json_certainty(struct jsonw *w, const Certa__V1__CertaintyFeatures *c)
 	jsonw_object_end(w);
 }
 
+/* {"probe_mean_prob":0.8,"probe_min_prob":0.4,"chain_mean_entropy":1.2,"experts_per_token":0}
+ * (-1: unknown), or null */
+static void
+output_json_step_stats(struct jsonw *w, const Certa__V1__StepStats *s)
+{
+	if (s == NULL) {
+		jsonw_null(w);
+		return;
+	}
+	jsonw_object_begin(w);
+	jsonw_kdouble(w, "probe_mean_prob", s->probe_mean_prob);
+	jsonw_kdouble(w, "probe_min_prob", s->probe_min_prob);
+	jsonw_kdouble(w, "chain_mean_entropy", s->chain_mean_entropy);
+	jsonw_kdouble(w, "experts_per_token", s->experts_per_token);
+	jsonw_object_end(w);
+}
+
 /* "requests":[{"index":0,"tokens":1280,"answer":"36","finished":false,"reason":null,...}] */
 static void
 output_json_requests(struct jsonw *w, size_t n, Certa__V1__RequestProgress *const *rs)
@@ -430,6 +447,8 @@ output_json_requests(struct jsonw *w, size_t n, Certa__V1__RequestProgress *cons
 		jsonw_kstring(w, "worker", r->worker);
 		jsonw_key(w, "certainty");
 		output_json_certainty(w, r->certainty);
+		jsonw_key(w, "last_step");
+		output_json_step_stats(w, r->last_step);
 		jsonw_object_end(w);
 	}
 	jsonw_array_end(w);
@@ -461,7 +480,7 @@ output_json_event_head(struct jsonw *w, const char *event, uint64_t seq, const c
 /* Event lines:
  *   {"event":"accepted","seq":1,"program_id":"p-1","accepted_unix_ms":...,"duplicate":false}
  *   {"event":"progress","seq":2,"program_id":"p-1","tokens_used":...,"certaindex":...,
- *    "answer":"36","requests":[...]}
+ *    "answer":"36","experts_per_token":0,"requests":[...]}
  *   {"event":"finished","seq":9,"program_id":"p-1","answer":"36","reason":"certain",
  *    "tokens_used":...,"probe_tokens":...,"certaindex":...,"low_confidence":false,
  *    "error_message":"","finished_unix_ms":...,"requests":[...]} */
@@ -482,6 +501,7 @@ output_event_json(struct output *o, const Certa__V1__ProgramEvent *ev)
 		jsonw_kuint(w, "tokens_used", ev->progress->tokens_used);
 		jsonw_kdouble(w, "certaindex", ev->progress->certaindex);
 		jsonw_kstring(w, "answer", ev->progress->answer);
+		jsonw_kdouble(w, "experts_per_token", ev->progress->experts_per_token);
 		output_json_requests(w, ev->progress->n_requests, ev->progress->requests);
 		break;
 	case CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED:
@@ -527,6 +547,7 @@ output_json_program(struct jsonw *w, const Certa__V1__Program *p)
 		jsonw_kstring(w, "policy", spec->policy);
 		jsonw_kstring(w, "idempotency_key", spec->idempotency_key);
 		jsonw_kstring(w, "model", spec->model);
+		jsonw_kdouble(w, "moe_top_p", spec->moe_top_p);
 		jsonw_object_end(w);
 	}
 	output_json_requests(w, p->n_requests, p->requests);

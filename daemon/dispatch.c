@@ -176,10 +176,15 @@ dispatch_apply(struct program *p, const struct dispatch_step *s, const Certa__V1
 	for (i = 0; i < s->n; i++) {
 		const Certa__V1__StepResult *res = r->results[i];
 		struct chain *ch = &p->chains[s->chain_idx[i]];
+		struct program_step_stats st = {
+			/* probe.confidence is the same mean and older workers send it too. */
+			.mean_prob = res->probe ? res->probe->confidence : -1,
+			.min_prob = res->probe_min_prob,
+			.entropy = res->chain_mean_entropy, .experts = res->experts_per_token,
+		};
 		if (program_chain_append(ch, res->text, res->total_tokens,
 		    res->probe ? res->probe->answer : "", res->probe ? res->probe->tokens : 0,
-		    res->probe ? res->probe->confidence : -1, res->finished, res->final_answer,
-		    res->thinking_done) != 0)
+		    &st, res->finished, res->final_answer, res->thinking_done) != 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -310,6 +315,7 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 		items[n].seed = i;
 		items[n].model = p->model;
 		items[n].sampling = &sp;
+		items[n].moe_top_p = p->moe_top_p;
 		items[n].probe = &probe;
 		ptrs[n] = &items[n];
 		s->chain_idx[n] = i;

@@ -70,6 +70,7 @@ events_progress(struct program *p)
 	pr.n_requests = pb.msg.n_requests;
 	pr.requests = pb.msg.requests;
 	pr.answer = p->answer;
+	pr.experts_per_token = program_experts_per_token(p);
 	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS;
 	ev.progress = &pr;
 	events_broadcast(p, &ev);

@@ -136,9 +136,10 @@ program_set_state(struct program *p, enum program_state to)
 
 int
 program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
-    const char *probe_answer, uint32_t probe_tokens, double confidence, bool finished,
-    const char *final_answer, bool thinking_done)
+    const char *probe_answer, uint32_t probe_tokens, const struct program_step_stats *st,
+    bool finished, const char *final_answer, bool thinking_done)
 {
+	static const struct program_step_stats unknown = { -1, -1, -1, -1 };
 	size_t add = text != NULL ? strlen(text) : 0;
 
 	if (ARRAY_GROW(c->text, c->text_cap, c->text_len + add + 1) != 0)
@@ -151,7 +152,12 @@ program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
 	c->probes[c->nprobes].position = total_tokens;
 	c->probes[c->nprobes].answer = strdup(probe_answer != NULL ? probe_answer : "");
 	c->probes[c->nprobes].certaindex = 0;
-	c->probes[c->nprobes].confidence = confidence;
+	if (st == NULL)
+		st = &unknown;
+	c->probes[c->nprobes].confidence = st->mean_prob;
+	c->probes[c->nprobes].min_prob = st->min_prob;
+	c->probes[c->nprobes].entropy = st->entropy;
+	c->probes[c->nprobes].experts = st->experts;
 	if (c->probes[c->nprobes].answer == NULL)
 		return -ENOMEM;
 	c->nprobes++;
@@ -178,6 +184,22 @@ program_tokens(const struct program *p)
 	for (i = 0; i < p->n; i++)
 		t += p->chains[i].tokens;
 	return t;
+}
+
+double
+program_experts_per_token(const struct program *p)
+{
+	double sum = 0;
+	uint32_t i, n = 0;
+
+	for (i = 0; i < p->n; i++) {
+		const struct chain *c = &p->chains[i];
+		if (c->nprobes > 0 && c->probes[c->nprobes - 1].experts >= 0) {
+			sum += c->probes[c->nprobes - 1].experts;
+			n++;
+		}
+	}
+	return n > 0 ? sum / n : -1;
 }
 
 uint64_t
@@ -228,6 +250,8 @@ program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms
 				sp->position = c->probes[j].position;
 				sp->answer = c->probes[j].answer != NULL ? c->probes[j].answer : "";
 				sp->confidence = c->probes[j].confidence;
+				sp->min_prob = c->probes[j].min_prob;
+				sp->entropy = c->probes[j].entropy;
 			}
 		}
 	}
@@ -284,7 +308,8 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 	pb->reqs = calloc(p->n ? p->n : 1, sizeof *pb->reqs);
 	pb->req_ptrs = calloc(p->n ? p->n : 1, sizeof *pb->req_ptrs);
 	pb->feats = calloc(p->n ? p->n : 1, sizeof *pb->feats);
-	if (pb->reqs == NULL || pb->req_ptrs == NULL || pb->feats == NULL) {
+	pb->stats = calloc(p->n ? p->n : 1, sizeof *pb->stats);
+	if (pb->reqs == NULL || pb->req_ptrs == NULL || pb->feats == NULL || pb->stats == NULL) {
 		program_pb_free(pb);
 		return -ENOMEM;
 	}
@@ -297,6 +322,7 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 	pb->spec.model = p->model;
 	pb->spec.idempotency_key = p->idempotency_key;
 	pb->spec.policy = (char *)"";
+	pb->spec.moe_top_p = p->moe_top_p;
 	pb->sampling.temperature = p->temperature;
 	pb->sampling.top_p = p->top_p;
 	pb->spec.sampling = &pb->sampling;
@@ -335,6 +361,17 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 		pb->feats[i].probe_confidence = c->nprobes > 0 ?
 		    c->probes[c->nprobes - 1].confidence : -1;
 		r->certainty = &pb->feats[i];
+		certa__v1__step_stats__init(&pb->stats[i]);
+		pb->stats[i].probe_mean_prob = pb->stats[i].probe_min_prob = -1;
+		pb->stats[i].chain_mean_entropy = pb->stats[i].experts_per_token = -1;
+		if (c->nprobes > 0) {
+			const struct probe_point *pp = &c->probes[c->nprobes - 1];
+			pb->stats[i].probe_mean_prob = pp->confidence;
+			pb->stats[i].probe_min_prob = pp->min_prob;
+			pb->stats[i].chain_mean_entropy = pp->entropy;
+			pb->stats[i].experts_per_token = pp->experts;
+		}
+		r->last_step = &pb->stats[i];
 		pb->req_ptrs[i] = r;
 	}
 	pb->msg.n_requests = p->n;
@@ -359,6 +396,8 @@ program_pb_free(struct program_pb *pb)
 	free(pb->reqs);
 	free(pb->req_ptrs);
 	free(pb->feats);
+	free(pb->stats);
+	pb->stats = NULL;
 	pb->reqs = NULL;
 	pb->req_ptrs = NULL;
 	pb->feats = NULL;
@@ -394,6 +433,10 @@ program_chain_pb_fill(const struct program *p, const struct chain *c, struct cha
 			pb->probes[i].answer = c->probes[i].answer;
 			pb->probes[i].certaindex = c->probes[i].certaindex;
 			pb->probes[i].confidence = c->probes[i].confidence;
+			pb->probes[i].min_prob = c->probes[i].min_prob;
+			pb->probes[i].chain_entropy = c->probes[i].entropy;
+			pb->probes[i].experts_per_token = c->probes[i].experts;
+			pb->probes[i].stats = true;
 			pb->probe_ptrs[i] = &pb->probes[i];
 		}
 		pb->msg.n_probes = c->nprobes;
@@ -417,7 +460,7 @@ program_chain_restore(struct chain *c, const Certa__V1__RequestRecord *r)
 {
 	size_t i;
 
-	if (program_chain_append(c, r->text, r->tokens, r->answer, 0, -1, false, NULL,
+	if (program_chain_append(c, r->text, r->tokens, r->answer, 0, NULL, false, NULL,
 	    r->thinking_done) != 0)
 		return -ENOMEM;
 	/* program_chain_append added one probe point; replace with the recorded ones. */
@@ -429,6 +472,12 @@ program_chain_restore(struct chain *c, const Certa__V1__RequestRecord *r)
 		c->probes[c->nprobes].position = r->probes[i]->position;
 		c->probes[c->nprobes].certaindex = r->probes[i]->certaindex;
 		c->probes[c->nprobes].confidence = r->probes[i]->confidence;
+		/* A record from before the statistics: unknown, not 0. */
+		c->probes[c->nprobes].min_prob = r->probes[i]->stats ? r->probes[i]->min_prob : -1;
+		c->probes[c->nprobes].entropy = r->probes[i]->stats ?
+		    r->probes[i]->chain_entropy : -1;
+		c->probes[c->nprobes].experts = r->probes[i]->stats ?
+		    r->probes[i]->experts_per_token : -1;
 		c->probes[c->nprobes].answer = strdup(r->probes[i]->answer);
 		if (c->probes[c->nprobes].answer == NULL)
 			return -ENOMEM;
@@ -465,6 +514,7 @@ program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestReco
 		goto fail;
 	p->priority = sp->priority;
 	p->deadline_ms = sp->deadline_unix_ms;
+	p->moe_top_p = sp->moe_top_p;
 	if (sp->sampling != NULL) {
 		p->temperature = sp->sampling->temperature;
 		p->top_p = sp->sampling->top_p;

@@ -37,11 +37,22 @@ enum program_state {
 	PROGRAM_FAILED = CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED,
 };
 
+/* Token statistics a worker reports for one step of one chain (StepStats); < 0 unknown. */
+struct program_step_stats {
+	double mean_prob;         /* probe answer tokens: mean probability */
+	double min_prob;          /* ... their minimum */
+	double entropy;           /* mean entropy (nats) of the chain's own tokens */
+	double experts;           /* mean experts per token and MoE layer (0: dense) */
+};
+
 struct probe_point {
 	uint64_t position;
 	char *answer;
 	double certaindex;        /* the program's certaindex after this step */
 	double confidence;        /* probe token probability from the engine; < 0 unknown */
+	double min_prob;          /* the step's other statistics (program_step_stats) */
+	double entropy;
+	double experts;
 };
 
 struct chain {
@@ -72,6 +83,7 @@ struct program {
 	int priority;
 	int64_t deadline_ms;
 	float temperature, top_p;
+	float moe_top_p;          /* passed to workers (StepItem.moe_top_p) */
 	int64_t created_ms, updated_ms;
 
 	enum program_state state;
@@ -121,10 +133,14 @@ void program_set_state(struct program *p, enum program_state to);
 bool program_is_terminal(const struct program *p);
 const char *program_state_name(enum program_state s);
 
-/* Appends step output to a chain.  Returns 0 or -ENOMEM. */
+/* Appends step output to a chain; st (NULL: all unknown) goes with the step's probe point.
+ * Returns 0 or -ENOMEM. */
 int program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
-    const char *probe_answer, uint32_t probe_tokens, double confidence, bool finished,
-    const char *final_answer, bool thinking_done);
+    const char *probe_answer, uint32_t probe_tokens, const struct program_step_stats *st,
+    bool finished, const char *final_answer, bool thinking_done);
+/* Mean experts per token over the chains' latest steps (those that report it); < 0 when
+ * none does. */
+double program_experts_per_token(const struct program *p);
 /* Total decode / probe tokens across chains. */
 uint64_t program_tokens(const struct program *p);
 uint64_t program_probe_tokens(const struct program *p);
@@ -150,6 +166,7 @@ struct program_pb {
 	Certa__V1__RequestProgress *reqs;
 	Certa__V1__RequestProgress **req_ptrs;
 	Certa__V1__CertaintyFeatures *feats;
+	Certa__V1__StepStats *stats;
 };
 /* Fills pb from p (strings borrowed from p).  Returns 0 or -ENOMEM. */
 int program_pb_fill(const struct program *p, struct program_pb *pb);

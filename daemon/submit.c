@@ -95,6 +95,11 @@ submit_validate(struct core *c, const struct sched_policy *pol, const struct sub
 			return CERTA_EINVAL;
 		}
 	}
+	if (!(spec->moe_top_p >= 0 && spec->moe_top_p <= 1)) {
+		snprintf(err, errlen, "program.moe_top_p %g: must be 0 (the model's trained top-k) "
+		    "or in (0, 1]", (double)spec->moe_top_p);
+		return CERTA_EINVAL;
+	}
 	if (spec->deadline_unix_ms != 0 && spec->deadline_unix_ms <= core_now_ms()) {
 		snprintf(err, errlen, "program.deadline_unix_ms %lld is in the past",
 		    (long long)spec->deadline_unix_ms);
@@ -200,6 +205,7 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	}
 	p->priority = spec->priority;
 	p->deadline_ms = spec->deadline_unix_ms;
+	p->moe_top_p = spec->moe_top_p;
 	if (spec->has_sampling) {
 		p->temperature = spec->temperature;
 		p->top_p = spec->top_p;

@@ -42,6 +42,7 @@ struct submit_spec {
 	int64_t deadline_unix_ms;     /* 0: none */
 	bool has_sampling;            /* temperature and top_p were given */
 	float temperature, top_p;
+	float moe_top_p;              /* MoE routing: 0 trained top-k, (0, 1] top-p */
 };
 
 /* Validates, persists and queues a program (spec NULL: "missing program"); `watcher` (a Submit

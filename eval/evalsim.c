@@ -256,6 +256,8 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			st[i].probes[st[i].nprobes].position = pos;
 			st[i].probes[st[i].nprobes].answer = pr != NULL ? pr->answer : "";
 			st[i].probes[st[i].nprobes].confidence = -1;
+			st[i].probes[st[i].nprobes].min_prob = -1;
+			st[i].probes[st[i].nprobes].entropy = -1;
 			st[i].nprobes++;
 			ch[i].nprobes = st[i].nprobes;
 			probe_tokens += pr != NULL ? pr->out_tokens : 0;

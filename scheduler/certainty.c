@@ -14,6 +14,7 @@
 static const char *const certainty_cot_names[CERTAINTY_COT_NFEAT] = {
 	"bias", "stable", "stable_frac", "grounded", "hesitation", "think_done", "position",
 	"changes", "boxed", "confidence", "mentions", "recent", "box_agree", "box_conflict",
+	"min_prob", "chain_entropy",
 };
 
 static const char *const certainty_sc_names[CERTAINTY_SC_NFEAT] = {
@@ -286,6 +287,8 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 
 	memset(out, 0, sizeof *out);
 	out->confidence = -1;
+	out->min_prob = -1;
+	out->entropy = -1;
 	if (c->finished) {
 		out->answer = sched_chain_answer(c);
 		out->best = out->answer;
@@ -303,6 +306,8 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	if (c->nprobes > 0) {
 		const struct sched_probe *last = &c->probes[c->nprobes - 1];
 		out->confidence = last->confidence;
+		out->min_prob = last->confidence >= 0 && last->min_prob >= 0 ? last->min_prob : -1;
+		out->entropy = last->entropy >= 0 ? last->entropy : -1;
 		first = last->position;
 		/* Walk back while the probes agree with the current answer. */
 		for (i = c->nprobes; i-- > 0;) {
@@ -363,6 +368,8 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	x[11] = out->grounded && out->since_mention <= 2 * (size_t)p->hesitation_window;
 	x[12] = out->box > 0;
 	x[13] = out->box < 0;
+	x[14] = out->min_prob >= 0 ? out->min_prob - 0.5 : 0;
+	x[15] = out->entropy >= 0 ? (out->entropy > 4 ? 4 : out->entropy) : 0;
 	out->settled = p->settle_closed && c->thinking_done && out->box > 0;
 	out->certaindex = !out->valid ? 0 : out->settled ? 1 :
 	    certainty_logistic(p->cot_w, x, CERTAINTY_COT_NFEAT);

@@ -24,6 +24,12 @@
  *  12 box_agree    the last complete \boxed{...} in the text so far holds an answer
  *                  equivalent to the current one
  *  13 box_conflict the last complete \boxed{...} holds a different answer
+ *  14 min_prob     least token probability of the latest probe's answer - 0.5 when the
+ *                  engine gives it, else 0 (DEER-style answer confidence, with confidence)
+ *  15 chain_entropy mean entropy (nats, capped at 4) of the distributions the chain's own
+ *                  tokens were drawn from in the latest step, when the engine gives it, else 0
+ * 9, 14 and 15 ship with weight 0 (policy/default.policy): replay traces carry none of them,
+ * so they wait for calibration on llm-engine history.
  * The chain certaindex is sigmoid(cot_w . x) when the answer is valid (not empty, not a
  * placeholder: answer_is_placeholder), 0 otherwise, and 1 once the chain finished or is
  * settled (policy settle_closed: thinking closed and box_agree; what is left is the summary).
@@ -76,6 +82,8 @@ struct certainty_chain {
 	                           * 0 none */
 	double position;
 	double confidence;        /* < 0 unknown */
+	double min_prob;          /* latest probe's least token probability; < 0 unknown */
+	double entropy;           /* latest step's mean chain token entropy; < 0 unknown */
 	double x[CERTAINTY_COT_NFEAT];
 	bool settled;             /* thinking closed and the last \boxed{} agrees with the valid
 	                           * answer (policy settle_closed): certaindex 1 */

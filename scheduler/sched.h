@@ -33,7 +33,7 @@ enum sched_reason {
 };
 
 /* Features of the certaindex models (scheduler/certainty.h documents each). */
-#define SCHED_COT_NFEAT 14
+#define SCHED_COT_NFEAT 16
 #define SCHED_SC_NFEAT 7
 
 /*
@@ -85,6 +85,10 @@ struct sched_probe {
 	uint64_t position;
 	const char *answer;       /* "" if the probe produced nothing */
 	double confidence;        /* mean probe token probability in [0,1]; < 0 unknown */
+	double min_prob;          /* least probe token probability in [0,1]; < 0 unknown (read
+	                           * only when confidence is known) */
+	double entropy;           /* mean entropy (nats) of the chain's own tokens in the step
+	                           * that ended at this probe; < 0 unknown */
 };
 
 /* One chain (request) as the scheduler sees it. */

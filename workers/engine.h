@@ -53,6 +53,7 @@ struct engine_item {
 	float temperature, top_p;
 	uint32_t probe_max_tokens;
 	bool want_logprobs;
+	float moe_top_p;         /* MoE routing: 0 = trained top-k, (0, 1] = top-p threshold */
 };
 
 /* Filled by engine_step; strings are malloc'd, released with engine_result_clear. */
@@ -64,6 +65,10 @@ struct engine_result {
 	uint32_t probe_tokens;
 	double probe_confidence; /* mean probability of the probe answer's tokens; < 0: unknown */
 	double probe_min_prob;   /* their minimum; < 0: unknown */
+	double chain_entropy;    /* mean entropy (nats, temperature 1) of the distributions the
+	                          * step's own tokens were drawn from; < 0: unknown */
+	double experts_per_token;/* mean experts per decoded token and MoE layer; 0 dense,
+	                          * < 0: unknown */
 	bool finished;
 	char *final_answer;
 	bool thinking_done;

@@ -90,6 +90,7 @@ worker_item_from_pb(const Certa__V1__StepItem *pb, struct engine_item *it)
 	it->max_new_tokens = pb->max_new_tokens;
 	it->seed = pb->seed;
 	it->model = pb->model;
+	it->moe_top_p = pb->moe_top_p;
 	if (pb->sampling != NULL) {
 		it->temperature = pb->sampling->temperature;
 		it->top_p = pb->sampling->top_p;
@@ -147,6 +148,10 @@ worker_step_done(void *arg, int rc, const char *err)
 		probes[i].answer = r->probe_answer;
 		probes[i].tokens = r->probe_tokens;
 		probes[i].confidence = r->probe_confidence;
+		pres[i].probe_mean_prob = r->probe_confidence;
+		pres[i].probe_min_prob = r->probe_min_prob;
+		pres[i].chain_mean_entropy = r->chain_entropy;
+		pres[i].experts_per_token = r->experts_per_token;
 		pres[i].probe = &probes[i];
 		pptr[i] = &pres[i];
 	}
@@ -187,6 +192,12 @@ worker_start_step(struct worker_step *d)
 		snprintf(field, sizeof field, "items[%zu].sampling", i);
 		if (sampling_check(req->items[i]->sampling, field, d->err, sizeof d->err) != 0) {
 			rpc_call_fail(d->call, CERTA_EINVAL, "%s", d->err);
+			worker_step_free(d);
+			return;
+		}
+		if (!(req->items[i]->moe_top_p >= 0 && req->items[i]->moe_top_p <= 1)) {
+			rpc_call_fail(d->call, CERTA_EINVAL, "items[%zu].moe_top_p %g: must be 0 "
+			    "(trained top-k) or in (0, 1]", i, (double)req->items[i]->moe_top_p);
 			worker_step_free(d);
 			return;
 		}

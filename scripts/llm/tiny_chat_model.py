@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A tiny random model that carries a tokenizer, so the whole stack runs on text.
 
-Usage: tiny_chat_model.py --out FILE.gguf [--arch qwen3|llama] [--merges N] [--ctx N]
+Usage: tiny_chat_model.py --out FILE.gguf [--arch qwen3|llama|qwen2|qwen3moe] [--merges N] [--ctx N]
 
 Writes one GGUF model (tiny_models.py's shapes and random weights) with tokenizer metadata:
 a byte-level BPE vocabulary (tokenizer.ggml.model = gpt2, pre = qwen2) made of the 256 byte
@@ -97,7 +97,7 @@ def kv_array(key, elem, values):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--arch", default="qwen3", choices=["qwen3", "llama", "qwen2"])
+    ap.add_argument("--arch", default="qwen3", choices=["qwen3", "llama", "qwen2", "qwen3moe"])
     ap.add_argument("--merges", type=int, default=300)
     ap.add_argument("--ctx", type=int, default=1024)
     args = ap.parse_args()

@@ -9,9 +9,17 @@
  * to a finished state with a reason, and the worker holds no sequence afterwards.  Prints the
  * measured decode tokens/s through the Worker service and the cost of a probe.
  *
+ * Failures and routing: certad killed with kill -9 mid-program and restarted finishes the
+ * program with the same chain text and tokens as a crash-free run of the same program (steps
+ * are seeded per position); a killed llm worker's program finishes on a second one; on the
+ * tiny qwen3moe model (4 experts, 2 as trained) StepItem.moe_top_p routes top-k (2 experts per
+ * token), top-p with a small p (1) and p = 1 (all 4), and every StepResult statistic is in
+ * range (probabilities in [0,1], entropy in [0, log n_vocab]).
+ *
  * Skips when NumPy is missing (the model generator needs it).
  */
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,27 +54,33 @@
 struct fx {
 	char *dir;
 	char model[512];
-	struct harness_proc *w, *d;
-	int wport, dport;
+	struct harness_proc *w, *d, *w2;
+	int wport, dport, wport2;
 	struct rpc_channel *ch, *dch;
 	int passed;
 };
 
 /* Writes the model with python3, else Debian's (a pyenv python3 may lack numpy); 77: none. */
 static int
-gen_model(const char *out)
+gen_model_arch(const char *out, const char *arch)
 {
 	static const char *const pythons[] = { "python3", "/usr/bin/python3" };
 	size_t i;
 	int rc = -1;
 
 	for (i = 0; i < sizeof pythons / sizeof pythons[0]; i++) {
-		rc = harness_sh("%s scripts/llm/tiny_chat_model.py --out %s >/dev/null 2>&1",
-		    pythons[i], out);
+		rc = harness_sh("%s scripts/llm/tiny_chat_model.py --out %s --arch %s >/dev/null "
+		    "2>&1", pythons[i], out, arch);
 		if (rc == 0)
 			return 0;
 	}
 	return rc;
+}
+
+static int
+gen_model(const char *out)
+{
+	return gen_model_arch(out, "qwen3");
 }
 
 static int
@@ -113,6 +127,11 @@ teardown(void **state)
 		if (f->d != NULL)
 			harness_dump_log(f->d);
 	}
+	if (f->w2 != NULL && !f->passed)
+		harness_dump_log(f->w2);
+	if (f->w2 != NULL)
+		(void)harness_kill9(f->w2);
+	harness_proc_free(f->w2);
 	if (f->ch != NULL)
 		rpc_channel_free(f->ch);
 	if (f->dch != NULL)
@@ -133,23 +152,32 @@ need_model(struct fx *f)
 	}
 }
 
-/* Starts certa-worker --engine llm on the tiny model and waits for its port. */
+/* Starts certa-worker --engine llm on model (log and port files DIR/TAG.log, DIR/TAG.port)
+ * and waits for its port. */
 static void
-start_worker(struct fx *f)
+spawn_worker(struct fx *f, const char *model, const char *tag, struct harness_proc **proc,
+    int *wport)
 {
 	char *bin = harness_bin("certa-worker"), log[600], port[600];
-	char *argv[] = { bin, "--engine", "llm", "--model-file", f->model, "--threads", "1",
+	char *argv[] = { bin, "--engine", "llm", "--model-file", (char *)model, "--threads", "1",
 	    "--kv-memory", "64M", "--listen", "127.0.0.1:0", "--port-file", port, NULL };
 
 	assert_non_null(bin);
-	snprintf(log, sizeof log, "%s/w.log", f->dir);
-	snprintf(port, sizeof port, "%s/w.port", f->dir);
-	assert_int_equal(harness_spawn(&f->w, log, argv), 0);
+	snprintf(log, sizeof log, "%s/%s.log", f->dir, tag);
+	snprintf(port, sizeof port, "%s/%s.port", f->dir, tag);
+	assert_int_equal(harness_spawn(proc, log, argv), 0);
 	free(bin);
-	if (harness_wait_port_file(port, 20000, &f->wport) != 0) {
-		harness_dump_log(f->w);
+	if (harness_wait_port_file(port, 20000, wport) != 0) {
+		harness_dump_log(*proc);
 		fail_msg("the llm worker did not start");
 	}
+}
+
+/* Starts certa-worker --engine llm on the tiny model; f->ch talks to it. */
+static void
+start_worker(struct fx *f)
+{
+	spawn_worker(f, f->model, "w", &f->w, &f->wport);
 	assert_int_equal(certa_client_channel(f->wport, &f->ch), 0);
 }
 
@@ -195,10 +223,10 @@ active(struct fx *f)
 	return a;
 }
 
-/* One item's step; returns the status and, when OK, the reply. */
+/* One item's step with MoE routing moe_top_p; returns the status and, when OK, the reply. */
 static grpc_status_code
-step(struct fx *f, const char *id, const char *prompt, uint64_t resume, uint32_t max_new,
-    Certa__V1__StepReply **out, char **details)
+step_p(struct fx *f, const char *id, const char *prompt, uint64_t resume, uint32_t max_new,
+    float moe_top_p, Certa__V1__StepReply **out, char **details)
 {
 	Certa__V1__StepRequest req = CERTA__V1__STEP_REQUEST__INIT;
 	Certa__V1__StepItem item = CERTA__V1__STEP_ITEM__INIT, *ptr = &item;
@@ -212,6 +240,7 @@ step(struct fx *f, const char *id, const char *prompt, uint64_t resume, uint32_t
 	item.resume_tokens = resume;
 	item.max_new_tokens = max_new;
 	item.seed = 7;
+	item.moe_top_p = moe_top_p;
 	sp.temperature = 0.8f;
 	sp.top_p = 0.95f;
 	item.sampling = &sp;
@@ -222,6 +251,29 @@ step(struct fx *f, const char *id, const char *prompt, uint64_t resume, uint32_t
 	st = call(f->ch, M_STEP, &req.base, &certa__v1__step_reply__descriptor, &r, details);
 	*out = (Certa__V1__StepReply *)r;
 	return st;
+}
+
+static grpc_status_code
+step(struct fx *f, const char *id, const char *prompt, uint64_t resume, uint32_t max_new,
+    Certa__V1__StepReply **out, char **details)
+{
+	return step_p(f, id, prompt, resume, max_new, 0, out, details);
+}
+
+/* The token statistics of a result are in range (n_vocab: the tiny model's 555 tokens). */
+static void
+check_stats(const Certa__V1__StepResult *a)
+{
+	if (a->probe != NULL && a->probe->tokens > 0) {
+		assert_true(a->probe_mean_prob > 0 && a->probe_mean_prob <= 1);
+		assert_true(a->probe_min_prob > 0 && a->probe_min_prob <= a->probe_mean_prob);
+		assert_true(a->probe_mean_prob == a->probe->confidence);
+	} else {
+		assert_true(a->probe_mean_prob == -1 && a->probe_min_prob == -1);
+	}
+	if (a->new_tokens > 0)
+		assert_true(a->chain_mean_entropy >= 0 &&
+		    a->chain_mean_entropy <= log(555.0) + 1e-9);
 }
 
 static Certa__V1__StepResult *
@@ -282,6 +334,8 @@ test_worker_steps(void **state)
 	assert_true(a->new_tokens >= 1 && a->new_tokens <= 32);
 	assert_int_equal(a->total_tokens, a->new_tokens);
 	assert_non_null(a->probe);
+	check_stats(a);
+	assert_true(a->experts_per_token == 0);      /* a dense model */
 	if (!a->finished) {
 		assert_true(a->probe->tokens >= 1 && a->probe->tokens <= 8);
 		assert_true(a->probe->confidence > 0 && a->probe->confidence <= 1);
@@ -294,6 +348,8 @@ test_worker_steps(void **state)
 	assert_int_equal(a->new_tokens, b->new_tokens);
 	assert_string_equal(a->probe->answer, b->probe->answer);
 	assert_true(a->probe->confidence == b->probe->confidence);
+	assert_true(a->probe_min_prob == b->probe_min_prob);
+	assert_true(a->chain_mean_entropy == b->chain_mean_entropy);
 
 	/* Forward from there, then back to there again: a retried second step agrees. */
 	if (!a->finished) {
@@ -361,6 +417,7 @@ run_program(struct fx *f, Certa__V1__Algorithm algo, uint32_t n)
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct certa_client_events ev;
 	struct rpc_stream *s;
+	size_t i;
 
 	spec.problem = (char *)PROBLEM;
 	spec.algorithm = algo;
@@ -378,11 +435,42 @@ run_program(struct fx *f, Certa__V1__Algorithm algo, uint32_t n)
 	assert_true(ev.finished->result->reason != CERTA__V1__FINISH_REASON__FINISH_REASON_FAILED);
 	assert_true(ev.finished->result->tokens_used > 0);
 	assert_true(ev.finished->result->probe_tokens > 0);
+	/* Every chain's latest step statistics reached the client: a dense model, entropy known. */
+	assert_int_equal(ev.finished->n_requests, n ? n : 1);
+	for (i = 0; i < ev.finished->n_requests; i++) {
+		const Certa__V1__StepStats *st = ev.finished->requests[i]->last_step;
+		assert_non_null(st);
+		assert_true(st->experts_per_token == 0);
+		assert_true(st->chain_mean_entropy >= 0 && st->chain_mean_entropy <= log(555.0));
+		assert_true(st->probe_mean_prob == -1 ||
+		    (st->probe_mean_prob > 0 && st->probe_mean_prob <= 1));
+		assert_true(st->probe_min_prob <= st->probe_mean_prob);
+	}
 	print_message("%s n=%u: reason %d, %llu tokens, %llu probe tokens, answer '%s'\n",
 	    algo == CERTA__V1__ALGORITHM__ALGORITHM_SC ? "sc" : "cot", n,
 	    (int)ev.finished->result->reason,
 	    (unsigned long long)ev.finished->result->tokens_used,
 	    (unsigned long long)ev.finished->result->probe_tokens, ev.finished->result->answer);
+	certa_client_events_free(&ev);
+}
+
+/* A program spec with moe_top_p outside 0 or (0, 1]: INVALID_ARGUMENT, nothing accepted. */
+static void
+bad_moe_top_p(struct fx *f, float p)
+{
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
+
+	spec.problem = (char *)PROBLEM;
+	spec.algorithm = CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	spec.moe_top_p = p;
+	assert_int_equal(certa_client_submit(f->dch, &spec, NULL, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(certa_client_events_read(s, 60000, 0, &ev), 0);
+	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_int_equal(ev.accepted, 0);
+	assert_non_null(strstr(ev.details, "moe_top_p"));
 	certa_client_events_free(&ev);
 }
 
@@ -404,10 +492,262 @@ test_programs(void **state)
 	assert_int_equal(certa_client_channel(f->dport, &f->dch), 0);
 	run_program(f, CERTA__V1__ALGORITHM__ALGORITHM_COT, 1);
 	run_program(f, CERTA__V1__ALGORITHM__ALGORITHM_SC, 3);
+	bad_moe_top_p(f, 1.5f);
+	bad_moe_top_p(f, -0.25f);
 	/* certad releases finished chains (asynchronously after the Finished event). */
 	for (i = 0; i < 200 && active(f) != 0; i++)
 		usleep(25000);
 	assert_int_equal(active(f), 0);
+	f->passed = 1;
+}
+
+/* StepItem.moe_top_p on the tiny qwen3moe model: 4 experts, 2 per token as trained. */
+static void
+test_moe_routing(void **state)
+{
+	struct fx *f = *state;
+	char moe[600], *details = NULL;
+	static const struct {
+		const char *id;
+		float p;
+		double lo, hi;
+	} cases[] = {
+		{ "m/0", 0, 2, 2 },           /* trained top-k */
+		{ "m/1", 0.01f, 1, 1 },       /* a small p: the top expert alone */
+		{ "m/2", 0.6f, 1, 4 },
+		{ "m/3", 1, 4, 4 },           /* p -> 1: every expert */
+	};
+	Certa__V1__StepReply *r, *r2;
+	Certa__V1__StepResult *a, *b;
+	size_t i;
+
+	need_model(f);
+	snprintf(moe, sizeof moe, "%s/moe.gguf", f->dir);
+	if (gen_model_arch(moe, "qwen3moe") != 0)
+		fail_msg("tiny_chat_model.py --arch qwen3moe failed");
+	spawn_worker(f, moe, "w", &f->w, &f->wport);
+	assert_int_equal(certa_client_channel(f->wport, &f->ch), 0);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(step_p(f, cases[i].id, PROBLEM, 0, 16, cases[i].p, &r, &details),
+		    GRPC_STATUS_OK);
+		free(details);
+		details = NULL;
+		a = r->results[0];
+		print_message("moe_top_p %.2f: %.3f experts per token, entropy %.3f, probe mean "
+		    "%.3f min %.3f\n", (double)cases[i].p, a->experts_per_token,
+		    a->chain_mean_entropy, a->probe_mean_prob, a->probe_min_prob);
+		assert_true(a->new_tokens >= 1);
+		assert_true(a->experts_per_token >= cases[i].lo &&
+		    a->experts_per_token <= cases[i].hi);
+		check_stats(a);
+		/* Retried with the same p: the same tokens and routing (idempotent). */
+		assert_int_equal(step_p(f, cases[i].id, PROBLEM, 0, 16, cases[i].p, &r2, NULL),
+		    GRPC_STATUS_OK);
+		b = r2->results[0];
+		assert_string_equal(a->text, b->text);
+		assert_true(a->experts_per_token == b->experts_per_token);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		protobuf_c_message_free_unpacked(&r2->base, NULL);
+	}
+	/* Outside [0, 1]: refused before anything runs. */
+	assert_int_equal(step_p(f, "m/9", PROBLEM, 0, 4, 1.5f, &r, &details),
+	    GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(details);
+	assert_non_null(strstr(details, "moe_top_p"));
+	free(details);
+	assert_int_equal(active(f), 4);
+	f->passed = 1;
+}
+
+/* Starts certad over the workers in ports[0..n) on f->dir's state. */
+static void
+start_daemon(struct fx *f, const int *ports, size_t n)
+{
+	char sock[600];
+	const char *const sets[] = { "workers.health_interval=100ms", "metrics.port=0",
+	    "auth.anonymous_tenant=default", sock, NULL };
+
+	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", f->dir);
+	assert_int_equal(harness_start_certad(f->dir, ports, n, sets, NULL, &f->d, &f->dport),
+	    0);
+	if (f->dch != NULL)
+		rpc_channel_free(f->dch);
+	assert_int_equal(certa_client_channel(f->dport, &f->dch), 0);
+}
+
+/* Submits a cot program long enough to be caught mid-way; reads events until the first
+ * progress (or the end: then *s is NULL). */
+static void
+submit_long(struct fx *f, float moe_top_p, struct certa_client_events *ev,
+    struct rpc_stream **s)
+{
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+
+	spec.problem = (char *)PROBLEM;
+	spec.algorithm = CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	spec.token_budget = 900;
+	spec.moe_top_p = moe_top_p;
+	assert_int_equal(certa_client_submit(f->dch, &spec, NULL, 60000, s), 0);
+	memset(ev, 0, sizeof *ev);
+	if (certa_client_events_read(*s, 60000, 1, ev) != 1)
+		*s = NULL;
+	assert_true(ev->id[0] != '\0');
+}
+
+static Certa__V1__Program *
+get_program(struct fx *f, const char *id)
+{
+	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
+	ProtobufCMessage *r = NULL;
+
+	g.program_id = (char *)id;
+	assert_int_equal(call(f->dch, "/certa.v1.Reasoning/Get", &g.base,
+	    &certa__v1__program__descriptor, &r, NULL), GRPC_STATUS_OK);
+	return (Certa__V1__Program *)r;
+}
+
+/* Polls Get until the program is terminal (60 s). */
+static Certa__V1__Program *
+wait_terminal(struct fx *f, const char *id)
+{
+	Certa__V1__Program *p;
+	int i;
+
+	for (i = 0; i < 1200; i++) {
+		p = get_program(f, id);
+		if (p->state >= CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED)
+			return p;
+		protobuf_c_message_free_unpacked(&p->base, NULL);
+		usleep(50000);
+	}
+	fail_msg("program %s did not finish", id);
+	return NULL;
+}
+
+/* kill -9 certad mid-program, restart it on the same state: the program finishes with the same
+ * tokens, answer, step statistics and chain text as the same program run without a crash. */
+static void
+test_crash_resume(void **state)
+{
+	struct fx *f = *state;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
+	Certa__V1__Program *a, *b;
+	char ida[64], idb[64], out[700];
+	const Certa__V1__RequestProgress *ra, *rb;
+	int status = 0;
+
+	need_model(f);
+	start_worker(f);
+	start_daemon(f, &f->wport, 1);
+	/* The crash-free run. */
+	submit_long(f, 0, &ev, &s);
+	snprintf(ida, sizeof ida, "%s", ev.id);
+	if (s != NULL)
+		certa_client_events_read(s, 60000, 0, &ev);
+	certa_client_events_free(&ev);
+	a = wait_terminal(f, ida);
+	/* The same program again, certad killed after its first step. */
+	submit_long(f, 0, &ev, &s);
+	snprintf(idb, sizeof idb, "%s", ev.id);
+	assert_non_null(s);            /* still running: a mid-program kill */
+	assert_null(ev.finished);
+	assert_int_equal(harness_kill9(f->d), 0);
+	harness_proc_free(f->d);
+	f->d = NULL;
+	certa_client_events_read(s, 5000, 0, &ev);
+	assert_int_not_equal(ev.status, GRPC_STATUS_OK);
+	certa_client_events_free(&ev);
+	start_daemon(f, &f->wport, 1);
+	b = wait_terminal(f, idb);
+
+	print_message("crash-free %s: %llu tokens, '%s'; resumed %s: %llu tokens, '%s'\n", ida,
+	    (unsigned long long)a->tokens_used, a->result->answer, idb,
+	    (unsigned long long)b->tokens_used, b->result->answer);
+	assert_int_equal(a->state, b->state);
+	assert_int_equal(a->tokens_used, b->tokens_used);
+	assert_string_equal(a->result->answer, b->result->answer);
+	assert_int_equal(a->result->reason, b->result->reason);
+	assert_int_equal(a->n_requests, 1);
+	ra = a->requests[0];
+	rb = b->requests[0];
+	assert_int_equal(ra->tokens, rb->tokens);
+	assert_string_equal(ra->answer, rb->answer);
+	assert_non_null(ra->last_step);
+	assert_non_null(rb->last_step);
+	assert_true(ra->last_step->chain_mean_entropy >= 0);
+	assert_true(ra->last_step->chain_mean_entropy == rb->last_step->chain_mean_entropy);
+	assert_true(ra->last_step->probe_mean_prob == rb->last_step->probe_mean_prob);
+	assert_true(ra->last_step->experts_per_token == 0);
+	protobuf_c_message_free_unpacked(&a->base, NULL);
+	protobuf_c_message_free_unpacked(&b->base, NULL);
+
+	/* The chains' text, from the history (certad stopped: certa-eval reads the state). */
+	assert_int_equal(harness_signal(f->d, SIGTERM), 0);
+	assert_int_equal(harness_wait_exit(f->d, 10000, &status), 0);
+	snprintf(out, sizeof out, "%s/history.jsonl", f->dir);
+	{
+		char *eval = harness_bin("certa-eval");
+		assert_non_null(eval);
+		assert_int_equal(harness_sh("%s export-history --state %s/state --out %s --all "
+		    ">/dev/null", eval, f->dir, out), 0);
+		free(eval);
+	}
+	assert_int_equal(harness_sh("python3 -c 'import json, sys\n"
+	    "c = {}\n"
+	    "for l in open(sys.argv[1]):\n"
+	    "    j = json.loads(l); c[j[\"problem_id\"]] = (j[\"text\"], j[\"tokens_used\"])\n"
+	    "a, b = c[sys.argv[2]], c[sys.argv[3]]\n"
+	    "sys.exit(0 if a == b and len(a[0]) > 0 else 1)' %s %s %s", out, ida, idb), 0);
+	f->passed = 1;
+}
+
+/* Two llm workers; the one holding a program is killed: the program finishes on the other. */
+static void
+test_failover(void **state)
+{
+	struct fx *f = *state;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
+	Certa__V1__Program *p;
+	char holder[64], id[64];
+	int ports[2], victim;
+
+	need_model(f);
+	start_worker(f);
+	spawn_worker(f, f->model, "w2", &f->w2, &f->wport2);
+	ports[0] = f->wport;
+	ports[1] = f->wport2;
+	start_daemon(f, ports, 2);
+	submit_long(f, 0, &ev, &s);
+	snprintf(id, sizeof id, "%s", ev.id);
+	assert_non_null(s);
+	p = get_program(f, id);
+	snprintf(holder, sizeof holder, "%s", p->requests[0]->worker);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	assert_non_null(strrchr(holder, ':'));
+	victim = atoi(strrchr(holder, ':') + 1) == f->wport ? 0 : 1;
+	assert_int_equal(atoi(strrchr(holder, ':') + 1), ports[victim]);
+	assert_int_equal(harness_kill9(victim == 0 ? f->w : f->w2), 0);
+	certa_client_events_read(s, 60000, 0, &ev);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_true(ev.finished->result->reason != CERTA__V1__FINISH_REASON__FINISH_REASON_FAILED);
+	assert_true(ev.finished->result->tokens_used > 0);
+	certa_client_events_free(&ev);
+	p = get_program(f, id);
+	assert_int_equal(atoi(strrchr(p->requests[0]->worker, ':') + 1), ports[1 - victim]);
+	print_message("failover: %llu tokens, finished on %s\n",
+	    (unsigned long long)p->tokens_used, p->requests[0]->worker);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	/* The killed worker is gone: teardown must not expect a clean SIGTERM exit from it. */
+	if (victim == 0) {
+		harness_proc_free(f->w);
+		f->w = f->w2;
+		f->w2 = NULL;
+		rpc_channel_free(f->ch);
+		assert_int_equal(certa_client_channel(f->wport2, &f->ch), 0);
+	}
 	f->passed = 1;
 }
 
@@ -417,6 +757,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_worker_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_programs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_moe_routing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
 	};
 	int rc;
 

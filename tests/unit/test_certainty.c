@@ -98,8 +98,9 @@ static void
 test_chain_features(void **state)
 {
 	struct sched_probe pr[] = {
-		{ 64, "", -1 }, { 128, "x", -1 }, { 192, "5", -1 }, { 256, "5", -1 },
-		{ 320, "5.0", 0.9 },
+		{ 64, "", -1, -1, -1 }, { 128, "x", -1, -1, -1 }, { 192, "5", -1, -1, -1 },
+		{ 256, "5", -1, -1, -1 },
+		{ 320, "5.0", 0.9, 0.6, 0.5 },
 	};
 	const char *text = "Let x be 5. Wait, check again: 5.";
 	struct sched_chain c;
@@ -163,10 +164,77 @@ test_chain_features(void **state)
 	assert_true(out.certaindex < 1);
 }
 
+/* Probe min probability and chain entropy (llm engine): features 14 and 15, 0 when unknown,
+ * and weight 0 in the shipped policy so they change no decision until calibrated. */
+static void
+test_token_prob_features(void **state)
+{
+	struct sched_probe pr[] = {
+		{ 64, "5", 0.5, 0.2, 1.5 }, { 128, "5", 0.9, 0.7, 0.25 },
+	};
+	struct sched_chain c;
+	struct certainty_chain out, base;
+	struct sched_policy p, q;
+
+	(void)state;
+	assert_string_equal(certainty_cot_feature_name(14), "min_prob");
+	assert_string_equal(certainty_cot_feature_name(15), "chain_entropy");
+	assert_null(certainty_cot_feature_name(16));
+	sched_policy_default(&p);
+	assert_true(p.cot_w[14] == 0 && p.cot_w[15] == 0);
+	memset(&c, 0, sizeof c);
+	c.tokens = 128;
+	c.answer = "5";
+	c.final_answer = "";
+	c.probes = pr;
+	c.nprobes = 2;
+	c.text = "so y = 5";
+	c.text_len = strlen(c.text);
+	certainty_chain_eval(&p, &c, "What is y?", &out);
+	/* The latest probe's values. */
+	assert_true(fabs(out.min_prob - 0.7) < 1e-12);
+	assert_true(fabs(out.entropy - 0.25) < 1e-12);
+	assert_true(fabs(out.x[9] - 0.4) < 1e-12);
+	assert_true(fabs(out.x[14] - 0.2) < 1e-12);
+	assert_true(fabs(out.x[15] - 0.25) < 1e-12);
+
+	/* Unknown (replay): features 0, and with the shipped weights the certaindex is the same
+	 * as with the values known. */
+	pr[1].confidence = -1;
+	pr[1].min_prob = -1;
+	pr[1].entropy = -1;
+	certainty_chain_eval(&p, &c, "What is y?", &base);
+	assert_true(base.min_prob < 0 && base.entropy < 0);
+	assert_true(base.x[14] == 0 && base.x[15] == 0);
+	assert_true(base.certaindex == out.certaindex);
+	/* min_prob is read only with a known mean (zero-initialized probes stay unknown). */
+	pr[1].min_prob = 0.3;
+	certainty_chain_eval(&p, &c, "What is y?", &base);
+	assert_true(base.min_prob < 0 && base.x[14] == 0);
+
+	/* Entropy is capped at 4 nats; a weight moves the certaindex the expected way. */
+	pr[1].confidence = 0.9;
+	pr[1].min_prob = 0.7;
+	pr[1].entropy = 9;
+	certainty_chain_eval(&p, &c, "What is y?", &out);
+	assert_true(out.x[15] == 4);
+	q = p;
+	q.cot_w[15] = -1;
+	q.cot_w[14] = 0;
+	certainty_chain_eval(&q, &c, "What is y?", &base);
+	assert_true(base.certaindex < out.certaindex);
+	q.cot_w[15] = 0;
+	q.cot_w[14] = 2;
+	certainty_chain_eval(&q, &c, "What is y?", &base);
+	assert_true(base.certaindex > out.certaindex);
+}
+
 static void
 test_chain_placeholder(void **state)
 {
-	struct sched_probe pr[] = { { 64, "12", -1 }, { 128, "7", -1 }, { 192, "x", -1 } };
+	struct sched_probe pr[] = {
+		{ 64, "12", -1, -1, -1 }, { 128, "7", -1, -1, -1 }, { 192, "x", -1, -1, -1 },
+	};
 	struct sched_chain c;
 	struct certainty_chain out;
 	struct sched_policy p;
@@ -201,9 +269,9 @@ test_chain_placeholder(void **state)
 static void
 test_program_sc(void **state)
 {
-	struct sched_probe p0[] = { { 64, "5", -1 }, { 128, "5", -1 } };
-	struct sched_probe p1[] = { { 64, "5", -1 }, { 128, "\\frac{10}{2}", -1 } };
-	struct sched_probe p2[] = { { 64, "7", -1 }, { 128, "7", -1 } };
+	struct sched_probe p0[] = { { 64, "5", -1, -1, -1 }, { 128, "5", -1, -1, -1 } };
+	struct sched_probe p1[] = { { 64, "5", -1, -1, -1 }, { 128, "\\frac{10}{2}", -1, -1, -1 } };
+	struct sched_probe p2[] = { { 64, "7", -1, -1, -1 }, { 128, "7", -1, -1, -1 } };
 	struct sched_chain ch[3];
 	struct sched_view v;
 	struct certainty_program out;
@@ -389,6 +457,7 @@ main(void)
 		cmocka_unit_test(test_grounded),
 		cmocka_unit_test(test_entropy),
 		cmocka_unit_test(test_chain_features),
+		cmocka_unit_test(test_token_prob_features),
 		cmocka_unit_test(test_chain_placeholder),
 		cmocka_unit_test(test_program_sc),
 		cmocka_unit_test(test_dynasor),

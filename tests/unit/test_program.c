@@ -18,6 +18,7 @@ sample(void)
 {
 	struct program *p = program_new("p-0000000000aa000001", "acme", "What is 6*7?",
 	    SCHED_ALGO_SC, 3, 9000);
+	struct program_step_stats s0 = { 0.9, 0.5, 1.25, 0 }, s1 = { 0.95, 0.75, 0.5, 2.5 };
 
 	assert_non_null(p);
 	assert_int_equal(program_set_str(&p->model, "qwen3-8b"), 0);
@@ -28,11 +29,12 @@ sample(void)
 	p->top_p = 0.95f;
 	p->created_ms = 1700000000000;
 	program_set_state(p, PROGRAM_RUNNING);
-	assert_int_equal(program_chain_append(&p->chains[0], "Six times", 64, "42", 5, 0.9,
+	p->moe_top_p = 0.7f;
+	assert_int_equal(program_chain_append(&p->chains[0], "Six times", 64, "42", 5, &s0,
 	    false, NULL, false), 0);
-	assert_int_equal(program_chain_append(&p->chains[0], " seven", 128, "42", 5, 0.95,
+	assert_int_equal(program_chain_append(&p->chains[0], " seven", 128, "42", 5, &s1,
 	    false, NULL, true), 0);
-	assert_int_equal(program_chain_append(&p->chains[2], "It is", 64, "41", 4, -1, true,
+	assert_int_equal(program_chain_append(&p->chains[2], "It is", 64, "41", 4, NULL, true,
 	    "41", true), 0);
 	p->steps = 2;
 	p->certaindex = 0.75;
@@ -122,6 +124,16 @@ test_codec_roundtrip(void **state)
 	}
 	assert_string_equal(q->chains[0].text, "Six times seven");
 	assert_string_equal(q->chains[0].probes[1].answer, "42");
+	/* Step statistics and MoE routing survive the records; NULL stats read unknown. */
+	assert_true(q->moe_top_p == 0.7f);
+	assert_true(q->chains[0].probes[0].confidence == 0.9);
+	assert_true(q->chains[0].probes[0].min_prob == 0.5);
+	assert_true(q->chains[0].probes[0].entropy == 1.25);
+	assert_true(q->chains[0].probes[0].experts == 0);
+	assert_true(q->chains[0].probes[1].experts == 2.5);
+	assert_true(q->chains[2].probes[0].min_prob < 0 && q->chains[2].probes[0].entropy < 0 &&
+	    q->chains[2].probes[0].experts < 0);
+	assert_true(program_experts_per_token(q) == 2.5);
 	assert_string_equal(q->chains[2].final_answer, "41");
 	assert_int_equal(program_tokens(q), program_tokens(p));
 	assert_int_equal(program_probe_tokens(q), program_probe_tokens(p));

@@ -47,6 +47,8 @@ fake(struct sched_chain *c, struct fake_chain *f, const char *ans, uint64_t from
 		f->probes[n].position = pos;
 		f->probes[n].answer = pos >= from ? ans : "";
 		f->probes[n].confidence = -1;
+		f->probes[n].min_prob = -1;
+		f->probes[n].entropy = -1;
 	}
 	c->tokens = tokens;
 	c->answer = n > 0 ? f->probes[n - 1].answer : "";

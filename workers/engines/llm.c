@@ -57,6 +57,7 @@ struct llm_seq {
 	char *prompt;                /* the problem as given (a different one rebuilds) */
 	uint32_t sample_index;
 	uint64_t seed;
+	float moe_top_p;             /* MoE routing the KV was computed with */
 	struct kv *kv;               /* K/V of toks[0 .. ntoks-1) */
 	uint32_t *toks;              /* base tokens, then generated ones */
 	uint8_t *clean;              /* per token: the stream holds no bytes after it */
@@ -353,7 +354,7 @@ llm_seq_matches(const struct llm_seq *s, const struct engine_item *it)
 {
 	return s->prompt != NULL && strcmp(s->prompt, it->prompt) == 0 &&
 	    s->sample_index == it->sample_index && s->seed == it->seed &&
-	    it->resume_tokens >= s->base_gen && it->resume_tokens <= llm_seq_gen(s);
+	    s->moe_top_p == it->moe_top_p && it->resume_tokens >= s->base_gen && it->resume_tokens <= llm_seq_gen(s);
 }
 
 /* Finds a sequence whose KV already holds s's base (all but its last token): sc chains of one
@@ -371,6 +372,7 @@ llm_donor_cb(const char *key, void *value, void *arg)
 
 	(void)key;
 	if (d == s || d->dead || d->n_base != s->n_base || d->ntoks < s->n_base ||
+	    d->moe_top_p != s->moe_top_p ||
 	    d->kv->len + 1 < s->n_base || d->base_gen == LLM_NONE ||
 	    memcmp(d->toks, s->toks, (s->n_base - 1) * sizeof *s->toks) != 0)
 		return 0;
@@ -427,6 +429,7 @@ llm_seq_rebuild(struct llm *l, struct llm_seq *s, const struct engine_item *it,
 	}
 	s->sample_index = it->sample_index;
 	s->seed = it->seed;
+	s->moe_top_p = it->moe_top_p;
 	memcpy(s->toks, p->base, p->nbase * sizeof *s->toks);
 	memset(s->clean, 1, p->nbase);
 	s->ntoks = s->n_base = (uint32_t)p->nbase;
@@ -441,7 +444,8 @@ llm_seq_rebuild(struct llm *l, struct llm_seq *s, const struct engine_item *it,
 	if (s->ntoks > 1 && llm_share_prefix(l, s))
 		return 0;
 	if (s->ntoks > 1) {
-		rc = forward_run(l->fwd, s->kv, s->toks, s->ntoks - 1, NULL, l->logits, NULL, err,
+		struct forward_opts fo = { .moe_top_p = it->moe_top_p };
+		rc = forward_run(l->fwd, s->kv, s->toks, s->ntoks - 1, &fo, l->logits, NULL, err,
 		    errlen);
 		if (rc != 0) {
 			/* Unusable until rebuilt: no resume position matches it. */
@@ -589,11 +593,33 @@ llm_prob(const float *logits, uint32_t n, uint32_t id)
 	return exp((double)logits[id] - mx) / sum;
 }
 
+/* Entropy (nats) of softmax(logits). */
+static double
+llm_entropy(const float *logits, uint32_t n)
+{
+	float mx = logits[0];
+	double sum = 0, wsum = 0, z;
+	uint32_t i;
+
+	for (i = 1; i < n; i++)
+		if (logits[i] > mx)
+			mx = logits[i];
+	for (i = 0; i < n; i++) {
+		double d = (double)logits[i] - mx, e = exp(d);
+		sum += e;
+		wsum += e * d;
+	}
+	/* H = log Z - E[d], with d = logit - max and Z = sum exp(d). */
+	z = log(sum) - wsum / sum;
+	return z > 0 ? z : 0;
+}
+
 /* Forks s into the probe KV, appends the suffix and decodes the boxed answer greedily. */
 static int
 llm_probe(struct llm *l, struct llm_seq *s, uint32_t max_tokens, struct engine_result *res,
     char *err, size_t errlen)
 {
+	struct forward_opts fo = { .moe_top_p = s->moe_top_p };
 	struct kv *pk = NULL;
 	struct tokenizer_stream *st = NULL;
 	uint32_t *in = NULL, tok, n = 0;
@@ -623,7 +649,7 @@ llm_probe(struct llm *l, struct llm_seq *s, uint32_t max_tokens, struct engine_r
 	}
 	in[0] = s->toks[s->ntoks - 1];
 	memcpy(in + 1, l->suffix, l->nsuffix * sizeof *in);
-	rc = forward_run(l->fwd, pk, in, (uint32_t)(1 + l->nsuffix), NULL, l->logits, NULL, err,
+	rc = forward_run(l->fwd, pk, in, (uint32_t)(1 + l->nsuffix), &fo, l->logits, NULL, err,
 	    errlen);
 	for (n = 0; rc == 0 && n < max_tokens && depth > 0; ) {
 		double p;
@@ -646,7 +672,7 @@ llm_probe(struct llm *l, struct llm_seq *s, uint32_t max_tokens, struct engine_r
 		rc = llm_buf_add(&ans, &alen, &acap, o, k);
 		if (rc != 0 || depth == 0 || n == max_tokens)
 			break;
-		rc = forward_run(l->fwd, pk, &tok, 1, NULL, l->logits, NULL, err, errlen);
+		rc = forward_run(l->fwd, pk, &tok, 1, &fo, l->logits, NULL, err, errlen);
 	}
 	if (rc == 0 && depth > 0 && tokenizer_stream_flush(st, &o, &olen) == 0)
 		rc = llm_buf_add(&ans, &alen, &acap, o, olen);
@@ -689,6 +715,11 @@ llm_decode(struct llm *l, struct llm_seq *s, const struct engine_item *it,
 	const char *o;
 	uint32_t j, k, tok;
 	uint64_t start = llm_seq_gen(s);
+	struct forward_opts fo = { .moe_top_p = it->moe_top_p };
+	struct forward_stats fs;
+	uint64_t expert_uses = 0, moe_runs = 0;
+	double hsum = 0;
+	uint32_t hn = 0;
 	bool full = false;
 	int rc = 0, need = 0;
 
@@ -710,10 +741,14 @@ llm_decode(struct llm *l, struct llm_seq *s, const struct engine_item *it,
 			s->end_at = g;
 			break;
 		}
-		rc = forward_run(l->fwd, s->kv, &s->toks[s->ntoks - 1], 1, NULL, l->logits, NULL,
+		rc = forward_run(l->fwd, s->kv, &s->toks[s->ntoks - 1], 1, &fo, l->logits, &fs,
 		    err, errlen);
 		if (rc != 0)
 			break;
+		expert_uses += fs.expert_uses;
+		moe_runs += (uint64_t)fs.tokens * fs.moe_layers;
+		hsum += llm_entropy(l->logits, l->n_vocab);
+		hn++;
 		tok = l->be->ops->sample(l->be, l->logits, l->n_vocab, it->temperature,
 		    it->top_p > 0 ? it->top_p : 1.0f, llm_uniform(it->seed, it->sample_index, g),
 		    NULL);
@@ -745,6 +780,9 @@ llm_decode(struct llm *l, struct llm_seq *s, const struct engine_item *it,
 	res->finished = s->end_at != LLM_NONE;
 	res->thinking_done = s->think_at != LLM_NONE;
 	res->probe_confidence = res->probe_min_prob = -1;
+	res->chain_entropy = hn > 0 ? hsum / hn : -1;
+	res->experts_per_token = moe_runs > 0 ? (double)expert_uses / (double)moe_runs :
+	    (hn > 0 ? 0 : -1);
 	if (res->finished) {
 		res->final_answer = llm_final_answer(l, s);
 		if (full)

@@ -164,7 +164,9 @@ replay_advance(const struct trace *t, uint64_t pos0, uint32_t n, struct engine_r
 	p = traces_probe_at(t, pos1);
 	res->probe_answer = strdup(p != NULL ? p->answer : "");
 	res->probe_tokens = p != NULL ? p->out_tokens : 0;
-	res->probe_confidence = -1.0;
+	/* Traces record no token probabilities or routing: unknown. */
+	res->probe_confidence = res->probe_min_prob = -1.0;
+	res->chain_entropy = res->experts_per_token = -1.0;
 	res->thinking_done = t->think_end > 0 && pos1 >= t->think_end;
 	if (res->finished)
 		res->final_answer = strdup(t->final_answer);
