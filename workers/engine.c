@@ -84,12 +84,39 @@ engine_fifo_pop(struct engine_fifo *f)
 	return j;
 }
 
-/* Engine thread: run queued steps until told to stop. */
+/* Runs a list of jobs: together through step_many when the engine has it, else in order. */
+static void
+engine_run_jobs(struct engine *e, struct engine_fifo *run)
+{
+	struct engine_work *w;
+	struct engine_job *j;
+	size_t n = 0, i;
+
+	for (j = run->head; j != NULL; j = j->next)
+		n++;
+	w = e->ops->step_many != NULL && n > 1 ? calloc(n, sizeof *w) : NULL;
+	if (w == NULL) {
+		for (j = run->head; j != NULL; j = j->next)
+			j->rc = e->ops->step(e->state, j->items, j->n, j->out, j->err, j->errlen);
+		return;
+	}
+	for (j = run->head, i = 0; j != NULL; j = j->next, i++)
+		w[i] = (struct engine_work){ .items = j->items, .n = j->n, .out = j->out,
+		    .err = j->err, .errlen = j->errlen };
+	e->ops->step_many(e->state, w, n);
+	for (j = run->head, i = 0; j != NULL; j = j->next, i++)
+		j->rc = w[i].rc;
+	free(w);
+}
+
+/* Engine thread: run queued steps until told to stop; every step queued when the thread
+ * looks is taken at once (continuous batching across Step RPCs, engine_ops.step_many). */
 static void *
 engine_thread_main(void *arg)
 {
 	struct engine *e = arg;
 	struct engine_thread *th = e->th;
+	struct engine_fifo run;
 	struct engine_job *j;
 	uint64_t one = 1;
 	bool wake;
@@ -100,12 +127,14 @@ engine_thread_main(void *arg)
 			pthread_cond_wait(&th->cond, &th->mu);
 		if (th->stop)
 			break;
-		j = engine_fifo_pop(&th->todo);
+		run = th->todo;
+		th->todo.head = th->todo.tail = NULL;
 		pthread_mutex_unlock(&th->mu);
-		j->rc = e->ops->step(e->state, j->items, j->n, j->out, j->err, j->errlen);
+		engine_run_jobs(e, &run);
 		pthread_mutex_lock(&th->mu);
 		wake = th->done.head == NULL;
-		engine_fifo_push(&th->done, j);
+		while ((j = engine_fifo_pop(&run)) != NULL)
+			engine_fifo_push(&th->done, j);
 		if (wake && write(th->efd, &one, sizeof one) != (ssize_t)sizeof one)
 			log_warn(LOG_ENGINE, "engine thread: eventfd write failed");
 	}

@@ -39,6 +39,18 @@ struct engine_options {
 	uint32_t context;        /* positions per sequence (0 = the model's context length) */
 	const char *probe_suffix;/* appended to a fork of the chain to probe its answer */
 	const char *chat_format; /* prompt format name ("" = from the model's metadata) */
+	uint32_t max_batch_tokens; /* tokens per batched iteration (0 = 512) */
+	const char *device;      /* compute backend: "cpu" ("" = cpu) */
+};
+
+/* One step of several run together by step_many: its items, results and outcome. */
+struct engine_work {
+	const struct engine_item *items;
+	size_t n;
+	struct engine_result *out;
+	char *err;
+	size_t errlen;
+	int rc;                  /* set by step_many: as step's return */
 };
 
 struct engine_item {
@@ -88,6 +100,9 @@ struct engine_ops {
 	    struct engine_result *out, char *err, size_t errlen);
 	int (*release)(void *state, const char *request_id);
 	void (*info)(void *state, struct engine_info *out);
+	/* Optional: several steps at once (all those queued on the engine thread), each with
+	 * step's semantics and its own outcome in w[i].rc; NULL: they run one by one. */
+	void (*step_many)(void *state, struct engine_work *w, size_t n);
 	/* true: step computes (run it on the engine thread, see engine_attach); release and
 	 * info may then be called on the loop thread while a step runs on the engine thread. */
 	bool threaded;
@@ -124,7 +139,8 @@ void engine_detach(struct engine *e);
  * engine_step() off the loop thread: items (and the strings they point to), out[0..n) and
  * err[0..errlen) must stay valid until done(arg, rc, err) runs, on the loop thread.  A
  * synchronous engine, or one not attached, runs the step inline and calls done before
- * returning.  Steps run in submission order.
+ * returning.  Steps queued together may run together (step_many); each
+ * completes with its own rc, in submission order.
  */
 void engine_step_async(struct engine *e, const struct engine_item *items, size_t n,
     struct engine_result *out, char *err, size_t errlen, engine_done_fn done, void *arg);

@@ -45,7 +45,7 @@
 #include "workers/llm/model.h"
 #include "workers/llm/tokenizer.h"
 
-#define LLM_PREFILL_CHUNK 64
+#define LLM_MAX_BATCH 512         /* tokens per iteration unless llm.max_batch_tokens says */
 #define LLM_BLOCK 16              /* KV positions per block of the paged cache */
 #define LLM_PROBE_DEFAULT 16      /* probe tokens when the request does not say */
 #define LLM_NONE UINT64_MAX
@@ -82,7 +82,7 @@ struct llm {
 	int32_t think_end;           /* </think> id or -1 */
 	uint32_t *suffix;            /* probe suffix tokens */
 	size_t nsuffix;
-	float *logits;               /* [n_vocab], host */
+	uint32_t max_batch;          /* tokens per iteration (forward_batch) */
 	struct kv_pool *pool;        /* paged KV blocks of every sequence and probe fork */
 	pthread_mutex_t mu;          /* guards reqs and the seqs' busy/dead */
 	struct strmap *reqs;         /* request id -> struct llm_seq */
@@ -235,14 +235,14 @@ llm_open(const struct engine_options *opt, void **state)
 	rc = backend_cpu_create(opt->threads, &l->be);
 	if (rc != 0)
 		goto fail;
-	rc = forward_create(l->m, l->be, LLM_PREFILL_CHUNK, &l->fwd);
+	l->max_batch = opt->max_batch_tokens ? opt->max_batch_tokens : LLM_MAX_BATCH;
+	rc = forward_create(l->m, l->be, l->max_batch, &l->fwd);
 	if (rc != 0)
 		goto fail;
-	l->logits = calloc(l->n_vocab, sizeof *l->logits);
 	l->reqs = strmap_new();
 	l->name = strdup(opt->alias != NULL && opt->alias[0] ? opt->alias :
 	    model_name(l->m)[0] ? model_name(l->m) : hp->arch_name);
-	if (l->logits == NULL || l->reqs == NULL || l->name == NULL) {
+	if (l->reqs == NULL || l->name == NULL) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -260,7 +260,6 @@ fail_msg:
 fail:
 	strmap_free(l->reqs, NULL);
 	free(l->name);
-	free(l->logits);
 	kv_pool_free(l->pool);
 	forward_destroy(l->fwd);
 	backend_destroy(l->be);
@@ -284,7 +283,6 @@ llm_close(void *state)
 		    kv_pool_blocks(l->pool) - kv_pool_free_blocks(l->pool));
 	kv_pool_free(l->pool);
 	free(l->name);
-	free(l->logits);
 	forward_destroy(l->fwd);
 	backend_destroy(l->be);
 	free(l->suffix);
@@ -398,13 +396,13 @@ llm_share_prefix(struct llm *l, struct llm_seq *s)
 	return true;
 }
 
-/* Resets s to the prepared base and prefills all of it but the last token. */
+/* Resets s to the prepared base; its KV is empty (the iterations prefill it) unless another
+ * chain holds the same base, whose prefix it then shares. */
 static int
-llm_seq_rebuild(struct llm *l, struct llm_seq *s, const struct engine_item *it,
-    struct llm_prep *p, char *err, size_t errlen)
+llm_seq_reset(struct llm *l, struct llm_seq *s, const struct engine_item *it,
+    struct llm_prep *p)
 {
 	size_t i;
-	int rc;
 
 	if (s->cap < l->n_ctx) {
 		uint32_t *t = realloc(s->toks, l->n_ctx * sizeof *t);
@@ -438,19 +436,8 @@ llm_seq_rebuild(struct llm *l, struct llm_seq *s, const struct engine_item *it,
 			s->think_at = s->base_gen;
 	s->kv->len = 0;
 	kv_trim(s->kv);
-	if (s->ntoks > 1 && llm_share_prefix(l, s))
-		return 0;
-	if (s->ntoks > 1) {
-		rc = forward_run(l->fwd, s->kv, s->toks, s->ntoks - 1, NULL, l->logits, NULL, err,
-		    errlen);
-		if (rc != 0) {
-			/* Unusable until rebuilt: no resume position matches it. */
-			s->ntoks = s->n_base = 0;
-			s->base_gen = LLM_NONE;
-			s->kv->len = 0;
-			return rc;
-		}
-	}
+	if (s->ntoks > 1)
+		(void)llm_share_prefix(l, s);
 	return 0;
 }
 
@@ -589,220 +576,390 @@ llm_prob(const float *logits, uint32_t n, uint32_t id)
 	return exp((double)logits[id] - mx) / sum;
 }
 
-/* Forks s into the probe KV, appends the suffix and decodes the boxed answer greedily. */
-static int
-llm_probe(struct llm *l, struct llm_seq *s, uint32_t max_tokens, struct engine_result *res,
-    char *err, size_t errlen)
-{
-	struct kv *pk = NULL;
-	struct tokenizer_stream *st = NULL;
-	uint32_t *in = NULL, tok, n = 0;
-	char *ans = NULL;
-	size_t alen = 0, acap = 0, olen, k;
-	const char *o;
-	double psum = 0, pmin = 1;
-	int depth = 1, rc = 0;
+/*
+ * ---- the batched step ----------------------------------------------------------------------
+ *
+ * Every item of every step taken together is a piece of work with a phase (table below); each
+ * iteration asks every unfinished piece what it wants to run (a decode token, probe tokens, a
+ * chunk of prefill), packs them into one forward_batch of at most max_batch tokens (decodes
+ * first, then prefill chunks) and hands each its logits.  forward_batch gives a sequence the
+ * same logits as a run of its own, so the tokens are those of the one-at-a-time path.
+ */
+enum llm_phase {
+	LLM_PH_PREFILL,              /* the chain's KV up to its last token */
+	LLM_PH_DECODE,               /* up to max_new_tokens sampled tokens */
+	LLM_PH_PROBE_IN,             /* the fork: last token + probe suffix */
+	LLM_PH_PROBE,                /* greedy answer tokens */
+	LLM_PH_DONE,
+};
 
-	res->probe_confidence = res->probe_min_prob = -1;
-	if (max_tokens == 0)
-		max_tokens = LLM_PROBE_DEFAULT;
-	/* Room for the last token, the suffix and the answer. */
-	if ((uint64_t)s->ntoks + l->nsuffix + max_tokens > l->n_ctx) {
-		res->probe_answer = strdup("");
-		return res->probe_answer ? 0 : -ENOMEM;
-	}
-	/* Fork: the chain's blocks are shared; the first write copies the last partial one. */
-	rc = kv_fork(s->kv, s->kv->len, &pk);
-	if (rc != 0)
-		return rc;
-	in = malloc((1 + l->nsuffix) * sizeof *in);
-	st = tokenizer_stream_new(l->tok, false);
-	if (in == NULL || st == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	in[0] = s->toks[s->ntoks - 1];
-	memcpy(in + 1, l->suffix, l->nsuffix * sizeof *in);
-	rc = forward_run(l->fwd, pk, in, (uint32_t)(1 + l->nsuffix), NULL, l->logits, NULL, err,
-	    errlen);
-	for (n = 0; rc == 0 && n < max_tokens && depth > 0; ) {
-		double p;
-		tok = l->be->ops->argmax(l->be, l->logits, l->n_vocab);
-		if (tokenizer_is_eog(l->tok, (int32_t)tok))
-			break;
-		p = llm_prob(l->logits, l->n_vocab, tok);
-		psum += p;
-		pmin = p < pmin ? p : pmin;
-		n++;
-		rc = tokenizer_stream_put(st, (int32_t)tok, &o, &olen);
-		if (rc != 0)
-			break;
-		for (k = 0; k < olen; k++) {
-			if (o[k] == '{')
-				depth++;
-			else if (o[k] == '}' && --depth == 0)
-				break;
-		}
-		rc = llm_buf_add(&ans, &alen, &acap, o, k);
-		if (rc != 0 || depth == 0 || n == max_tokens)
-			break;
-		rc = forward_run(l->fwd, pk, &tok, 1, NULL, l->logits, NULL, err, errlen);
-	}
-	if (rc == 0 && depth > 0 && tokenizer_stream_flush(st, &o, &olen) == 0)
-		rc = llm_buf_add(&ans, &alen, &acap, o, olen);
-	if (rc == CERTA_ECAPACITY) {
-		/* No block left for the fork: no probe this step; the chain is fine. */
-		log_warn(LOG_ENGINE, "probe skipped: %s", err);
-		err[0] = '\0';
-		free(ans);
-		ans = NULL;
-		n = 0;
-		rc = 0;
-	}
-	if (rc != 0)
-		goto out;
-	res->probe_answer = ans != NULL ? ans : strdup("");
-	ans = NULL;
-	if (res->probe_answer == NULL)
-		rc = -ENOMEM;
-	res->probe_tokens = n;
-	if (n > 0) {
-		res->probe_confidence = psum / n;
-		res->probe_min_prob = pmin;
-	}
-out:
-	kv_destroy(pk);
-	free(ans);
-	free(in);
-	tokenizer_stream_free(st);
-	return rc;
+struct llm_work {
+	size_t job;                  /* index of its step */
+	const struct engine_item *it;
+	struct engine_result *res;
+	struct llm_seq *s;
+	enum llm_phase ph;
+	long leader;                 /* item whose prefill this one waits to share, or -1 */
+	float *logits;               /* [n_vocab] */
+	/* this iteration */
+	struct kv *fkv;
+	const uint32_t *feed;
+	uint32_t nfeed;
+	bool want_logits;
+	/* decode */
+	struct tokenizer_stream *st;
+	char *text;
+	size_t tlen, tcap;
+	uint32_t k;
+	uint64_t start;
+	bool full;
+	int need;
+	/* probe */
+	struct kv *pk;
+	uint32_t *pin, npin, pdone, pmax, pn, ptok;
+	char *ans;
+	size_t alen, acap;
+	double psum, pmin;
+	int depth;
+};
+
+/* Frees a piece's scratch (not its results). */
+static void
+llm_work_clear(struct llm_work *w)
+{
+	tokenizer_stream_free(w->st);
+	w->st = NULL;
+	free(w->text);
+	w->text = NULL;
+	kv_destroy(w->pk);
+	w->pk = NULL;
+	free(w->pin);
+	w->pin = NULL;
+	free(w->ans);
+	w->ans = NULL;
+	free(w->logits);
+	w->logits = NULL;
 }
 
-/* Decodes up to it->max_new_tokens for s (already at resume_tokens) and fills res. */
+/* Decode phase entry: warms the decoder from the last clean boundary. */
 static int
-llm_decode(struct llm *l, struct llm_seq *s, const struct engine_item *it,
-    struct engine_result *res, char *err, size_t errlen)
+llm_decode_begin(struct llm *l, struct llm_work *w)
 {
-	struct tokenizer_stream *st;
-	char *text = NULL;
-	size_t tlen = 0, tcap = 0, olen;
+	struct llm_seq *s = w->s;
 	const char *o;
-	uint32_t j, k, tok;
-	uint64_t start = llm_seq_gen(s);
-	bool full = false;
-	int rc = 0, need = 0;
+	size_t olen;
+	uint32_t j;
+	int rc = 0;
 
-	memset(res, 0, sizeof *res);
-	st = tokenizer_stream_new(l->tok, false);
-	if (st == NULL)
+	memset(w->res, 0, sizeof *w->res);
+	w->st = tokenizer_stream_new(l->tok, false);
+	if (w->st == NULL)
 		return -ENOMEM;
-	/* Warm the decoder from the last clean boundary: bytes of a character cut at R. */
 	for (j = s->ntoks; j > s->n_base && !s->clean[j - 1]; j--)
 		;
 	for (; j < s->ntoks && rc == 0; j++) {
-		rc = tokenizer_stream_put(st, (int32_t)s->toks[j], &o, &olen);
-		need = llm_need_after(l, need, s->toks[j]);
+		rc = tokenizer_stream_put(w->st, (int32_t)s->toks[j], &o, &olen);
+		w->need = llm_need_after(l, w->need, s->toks[j]);
 	}
-	for (k = 0; rc == 0 && k < it->max_new_tokens && s->end_at == LLM_NONE; k++) {
-		uint64_t g = llm_seq_gen(s);
-		if (s->ntoks >= l->n_ctx) {
-			full = true;
-			s->end_at = g;
-			break;
-		}
-		rc = forward_run(l->fwd, s->kv, &s->toks[s->ntoks - 1], 1, NULL, l->logits, NULL,
-		    err, errlen);
-		if (rc != 0)
-			break;
-		tok = l->be->ops->sample(l->be, l->logits, l->n_vocab, it->temperature,
-		    it->top_p > 0 ? it->top_p : 1.0f, llm_uniform(it->seed, it->sample_index, g),
-		    NULL);
-		s->toks[s->ntoks++] = tok;
-		if (l->think_end >= 0 && tok == (uint32_t)l->think_end && s->think_at == LLM_NONE)
-			s->think_at = g + 1;
-		if (tokenizer_is_eog(l->tok, (int32_t)tok)) {
-			s->clean[s->ntoks - 1] = 1;
-			s->end_at = g + 1;
-			break;
-		}
-		rc = tokenizer_stream_put(st, (int32_t)tok, &o, &olen);
-		if (rc == 0)
-			rc = llm_buf_add(&text, &tlen, &tcap, o, olen);
-		/* Clean after this token: no UTF-8 character left open by its bytes. */
-		need = llm_need_after(l, need, tok);
-		s->clean[s->ntoks - 1] = need == 0;
-	}
-	if (rc == 0 && s->end_at != LLM_NONE && tokenizer_stream_flush(st, &o, &olen) == 0)
-		rc = llm_buf_add(&text, &tlen, &tcap, o, olen);
-	tokenizer_stream_free(st);
-	if (rc != 0) {
-		free(text);
+	w->start = llm_seq_gen(s);
+	w->ph = LLM_PH_DECODE;
+	return rc;
+}
+
+/* Decode phase exit: the step's text and flags. */
+static int
+llm_decode_end(struct llm *l, struct llm_work *w)
+{
+	struct llm_seq *s = w->s;
+	struct engine_result *res = w->res;
+	const char *o;
+	size_t olen;
+	int rc = 0;
+
+	if (s->end_at != LLM_NONE && tokenizer_stream_flush(w->st, &o, &olen) == 0)
+		rc = llm_buf_add(&w->text, &w->tlen, &w->tcap, o, olen);
+	tokenizer_stream_free(w->st);
+	w->st = NULL;
+	if (rc != 0)
 		return rc;
-	}
-	res->text = text != NULL ? text : strdup("");
-	res->new_tokens = (uint32_t)(llm_seq_gen(s) - start);
+	res->text = w->text != NULL ? w->text : strdup("");
+	w->text = NULL;
+	res->new_tokens = (uint32_t)(llm_seq_gen(s) - w->start);
 	res->total_tokens = llm_seq_gen(s);
 	res->finished = s->end_at != LLM_NONE;
 	res->thinking_done = s->think_at != LLM_NONE;
 	res->probe_confidence = res->probe_min_prob = -1;
 	if (res->finished) {
 		res->final_answer = llm_final_answer(l, s);
-		if (full)
+		if (w->full)
 			log_info(LOG_ENGINE, "request %s: context of %u positions full",
-			    it->request_id, l->n_ctx);
+			    w->it->request_id, l->n_ctx);
 	}
 	if (res->text == NULL || (res->finished && res->final_answer == NULL))
 		return -ENOMEM;
 	return 0;
 }
 
-/* Validates, prepares (nothing changes on error), then computes every item. */
+/* Probe entry: a finished chain's probe answer is its final answer; else fork the chain. */
 static int
-llm_step(void *state, const struct engine_item *items, size_t n, struct engine_result *out,
-    char *err, size_t errlen)
+llm_probe_begin(struct llm *l, struct llm_work *w)
 {
-	struct llm *l = state;
-	struct llm_prep *prep;
+	struct llm_seq *s = w->s;
+	struct engine_result *res = w->res;
+	int rc;
+
+	w->ph = LLM_PH_DONE;
+	if (res->finished) {
+		res->probe_answer = strdup(res->final_answer);
+		return res->probe_answer ? 0 : -ENOMEM;
+	}
+	w->pmax = w->it->probe_max_tokens ? w->it->probe_max_tokens : LLM_PROBE_DEFAULT;
+	if ((uint64_t)s->ntoks + l->nsuffix + w->pmax > l->n_ctx) {
+		res->probe_answer = strdup("");
+		return res->probe_answer ? 0 : -ENOMEM;
+	}
+	/* Fork: the chain's blocks are shared; the first write copies the last partial one. */
+	if ((rc = kv_fork(s->kv, s->kv->len, &w->pk)) != 0)
+		return rc;
+	w->npin = (uint32_t)(1 + l->nsuffix);
+	w->pin = malloc(w->npin * sizeof *w->pin);
+	w->st = tokenizer_stream_new(l->tok, false);
+	if (w->pin == NULL || w->st == NULL)
+		return -ENOMEM;
+	w->pin[0] = s->toks[s->ntoks - 1];
+	memcpy(w->pin + 1, l->suffix, l->nsuffix * sizeof *w->pin);
+	w->pdone = w->pn = 0;
+	w->psum = 0;
+	w->pmin = 1;
+	w->depth = 1;
+	w->ph = LLM_PH_PROBE_IN;
+	return 0;
+}
+
+/* Probe exit (skipped: no answer, no tokens). */
+static int
+llm_probe_end(struct llm_work *w, bool skipped)
+{
+	struct engine_result *res = w->res;
+	const char *o;
+	size_t olen;
+	int rc = 0;
+
+	if (skipped) {
+		free(w->ans);
+		w->ans = NULL;
+		w->pn = 0;
+	} else if (w->depth > 0 && tokenizer_stream_flush(w->st, &o, &olen) == 0) {
+		rc = llm_buf_add(&w->ans, &w->alen, &w->acap, o, olen);
+	}
+	res->probe_answer = w->ans != NULL ? w->ans : strdup("");
+	w->ans = NULL;
+	kv_destroy(w->pk);
+	w->pk = NULL;
+	tokenizer_stream_free(w->st);
+	w->st = NULL;
+	w->ph = LLM_PH_DONE;
+	if (rc != 0 || res->probe_answer == NULL)
+		return rc != 0 ? rc : -ENOMEM;
+	res->probe_tokens = w->pn;
+	if (w->pn > 0) {
+		res->probe_confidence = w->psum / w->pn;
+		res->probe_min_prob = w->pmin;
+	}
+	return 0;
+}
+
+/* Moves a piece through the phases that need no compute and says what it wants to run now
+ * (nfeed 0: nothing this iteration, e.g. waiting for its leader's prefill, or done). */
+static int
+llm_work_plan(struct llm *l, struct llm_work *w, const struct llm_work *all)
+{
+	struct llm_seq *s = w->s;
+	int rc;
+
+	w->nfeed = 0;
+	w->want_logits = false;
+	for (;;) {
+		switch (w->ph) {
+		case LLM_PH_PREFILL:
+			if (w->leader >= 0) {
+				if (all[w->leader].ph == LLM_PH_PREFILL)
+					return 0;
+				w->leader = -1;
+				if (s->kv->len == 0)
+					(void)llm_share_prefix(l, s);
+			}
+			if (s->kv->len + 1 < s->ntoks) {
+				w->fkv = s->kv;
+				w->feed = s->toks + s->kv->len;
+				w->nfeed = s->ntoks - 1 - s->kv->len;
+				return 0;
+			}
+			if ((rc = llm_decode_begin(l, w)) != 0)
+				return rc;
+			break;
+		case LLM_PH_DECODE:
+			if (w->k < w->it->max_new_tokens && s->end_at == LLM_NONE &&
+			    s->ntoks >= l->n_ctx) {
+				w->full = true;
+				s->end_at = llm_seq_gen(s);
+			}
+			if (w->k < w->it->max_new_tokens && s->end_at == LLM_NONE) {
+				w->fkv = s->kv;
+				w->feed = &s->toks[s->ntoks - 1];
+				w->nfeed = 1;
+				w->want_logits = true;
+				return 0;
+			}
+			if ((rc = llm_decode_end(l, w)) != 0 || (rc = llm_probe_begin(l, w)) != 0)
+				return rc;
+			break;
+		case LLM_PH_PROBE_IN:
+			w->fkv = w->pk;
+			w->feed = w->pin + w->pdone;
+			w->nfeed = w->npin - w->pdone;
+			w->want_logits = true;
+			return 0;
+		case LLM_PH_PROBE:
+			w->fkv = w->pk;
+			w->feed = &w->ptok;
+			w->nfeed = 1;
+			w->want_logits = true;
+			return 0;
+		case LLM_PH_DONE:
+			return 0;
+		}
+	}
+}
+
+/* After n of the wanted tokens ran (logits ready when they were all of them). */
+static int
+llm_work_after(struct llm *l, struct llm_work *w, uint32_t n)
+{
+	struct llm_seq *s = w->s;
+	const struct engine_item *it = w->it;
+	const char *o;
+	size_t olen, k;
+	uint32_t tok;
+	uint64_t g;
+	double p;
+	int rc = 0;
+
+	switch (w->ph) {
+	case LLM_PH_PREFILL:
+		return 0;                /* kv->len moved */
+	case LLM_PH_DECODE:
+		g = llm_seq_gen(s);
+		tok = l->be->ops->sample(l->be, w->logits, l->n_vocab, it->temperature,
+		    it->top_p > 0 ? it->top_p : 1.0f, llm_uniform(it->seed, it->sample_index, g),
+		    NULL);
+		s->toks[s->ntoks++] = tok;
+		w->k++;
+		if (l->think_end >= 0 && tok == (uint32_t)l->think_end && s->think_at == LLM_NONE)
+			s->think_at = g + 1;
+		if (tokenizer_is_eog(l->tok, (int32_t)tok)) {
+			s->clean[s->ntoks - 1] = 1;
+			s->end_at = g + 1;
+			return 0;
+		}
+		rc = tokenizer_stream_put(w->st, (int32_t)tok, &o, &olen);
+		if (rc == 0)
+			rc = llm_buf_add(&w->text, &w->tlen, &w->tcap, o, olen);
+		/* Clean after this token: no UTF-8 character left open by its bytes. */
+		w->need = llm_need_after(l, w->need, tok);
+		s->clean[s->ntoks - 1] = w->need == 0;
+		return rc;
+	case LLM_PH_PROBE_IN:
+		w->pdone += n;
+		if (w->pdone < w->npin)
+			return 0;
+		w->ph = LLM_PH_PROBE;   /* the suffix's logits give the first answer token */
+		/* FALLTHROUGH */
+	case LLM_PH_PROBE:
+		tok = l->be->ops->argmax(l->be, w->logits, l->n_vocab);
+		if (tokenizer_is_eog(l->tok, (int32_t)tok))
+			return llm_probe_end(w, false);
+		p = llm_prob(w->logits, l->n_vocab, tok);
+		w->psum += p;
+		w->pmin = p < w->pmin ? p : w->pmin;
+		w->pn++;
+		if ((rc = tokenizer_stream_put(w->st, (int32_t)tok, &o, &olen)) != 0)
+			return rc;
+		for (k = 0; k < olen; k++) {
+			if (o[k] == '{')
+				w->depth++;
+			else if (o[k] == '}' && --w->depth == 0)
+				break;
+		}
+		if ((rc = llm_buf_add(&w->ans, &w->alen, &w->acap, o, k)) != 0)
+			return rc;
+		if (w->depth == 0 || w->pn == w->pmax)
+			return llm_probe_end(w, false);
+		w->ptok = tok;
+		return 0;
+	case LLM_PH_DONE:
+		return 0;
+	}
+	return 0;
+}
+
+/* A compute error for piece w (rc, err): a probe that found no KV block is skipped (the chain
+ * is fine); anything else fails the piece's step. */
+static int
+llm_work_error(struct llm_work *w, int rc, const char *err)
+{
+	if ((w->ph == LLM_PH_PROBE_IN || w->ph == LLM_PH_PROBE) && rc == CERTA_ECAPACITY) {
+		log_warn(LOG_ENGINE, "probe skipped: %s", err);
+		return llm_probe_end(w, true);
+	}
+	if (w->ph == LLM_PH_PREFILL) {
+		/* Unusable until rebuilt: no resume position matches it. */
+		w->s->ntoks = w->s->n_base = 0;
+		w->s->base_gen = LLM_NONE;
+		w->s->kv->len = 0;
+	}
+	return rc;
+}
+
+/* Validates one step's items and commits their sequences (busy); nothing changes on error.
+ * *conflict (and 0) when an item's sequence is busy in this run: the step waits a round. */
+static int
+llm_prepare(struct llm *l, const struct engine_item *items, size_t n, struct llm_prep *prep,
+    bool *conflict, char *err, size_t errlen)
+{
 	size_t i, j, fresh = 0, active;
 	int rc = 0;
 
+	*conflict = false;
 	if (n == 0) {
 		snprintf(err, errlen, "empty batch");
 		return CERTA_EINVAL;
 	}
-	prep = calloc(n, sizeof *prep);
-	if (prep == NULL)
-		return -ENOMEM;
 	for (i = 0; i < n; i++) {
 		const struct engine_item *it = &items[i];
 		if (it->request_id == NULL || it->request_id[0] == '\0') {
 			snprintf(err, errlen, "item %zu: missing request_id", i);
-			rc = CERTA_EINVAL;
-			goto fail;
+			return CERTA_EINVAL;
 		}
 		if (it->prompt == NULL || it->prompt[0] == '\0') {
 			snprintf(err, errlen, "request %s: empty prompt", it->request_id);
-			rc = CERTA_EINVAL;
-			goto fail;
+			return CERTA_EINVAL;
 		}
 		if (it->max_new_tokens == 0) {
 			snprintf(err, errlen, "request %s: max_new_tokens must be > 0",
 			    it->request_id);
-			rc = CERTA_EINVAL;
-			goto fail;
+			return CERTA_EINVAL;
 		}
 		if (it->model != NULL && it->model[0] != '\0' && strcmp(it->model, l->name) != 0) {
 			snprintf(err, errlen, "request %s: model %s is not served here (this worker "
 			    "serves %s)", it->request_id, it->model, l->name);
-			rc = CERTA_ENOTFOUND;
-			goto fail;
+			return CERTA_ENOTFOUND;
 		}
 		for (j = 0; j < i; j++) {
 			if (strcmp(items[j].request_id, it->request_id) == 0) {
 				snprintf(err, errlen, "request %s appears twice in one batch",
 				    it->request_id);
-				rc = CERTA_EINVAL;
-				goto fail;
+				return CERTA_EINVAL;
 			}
 		}
 	}
@@ -811,15 +968,18 @@ llm_step(void *state, const struct engine_item *items, size_t n, struct engine_r
 		prep[i].seq = strmap_get(l->reqs, items[i].request_id);
 		if (prep[i].seq == NULL)
 			fresh++;
+		else if (prep[i].seq->busy)
+			*conflict = true;
 	}
 	active = strmap_count(l->reqs);
 	pthread_mutex_unlock(&l->mu);
+	if (*conflict)
+		return 0;
 	if (active + fresh > l->capacity) {
 		snprintf(err, errlen, "worker at capacity: %zu sequences active, %zu new, capacity "
 		    "%u (llm.kv_memory / %zu bytes per sequence)", active, fresh, l->capacity,
 		    l->seq_bytes);
-		rc = CERTA_ECAPACITY;
-		goto fail;
+		return CERTA_ECAPACITY;
 	}
 	for (i = 0; i < n; i++) {
 		struct llm_prep *p = &prep[i];
@@ -857,58 +1017,259 @@ llm_step(void *state, const struct engine_item *items, size_t n, struct engine_r
 		prep[i].fresh = false;
 	}
 	pthread_mutex_unlock(&l->mu);
-	for (i = 0; i < n && rc == 0; i++) {
-		struct llm_seq *s = prep[i].seq;
-		if (prep[i].rebuild) {
-			if (items[i].resume_tokens > 0)
-				log_info(LOG_ENGINE, "request %s: prefilling %zu tokens to resume at "
-				    "%llu generated", items[i].request_id, prep[i].nbase,
-				    (unsigned long long)items[i].resume_tokens);
-			rc = llm_seq_rebuild(l, s, &items[i], &prep[i], err, errlen);
-		} else {
-			llm_seq_rollback(s, items[i].resume_tokens);
-		}
-		if (rc == 0)
-			rc = llm_decode(l, s, &items[i], &out[i], err, errlen);
-		if (rc == 0 && !out[i].finished)
-			rc = llm_probe(l, s, items[i].probe_max_tokens, &out[i], err, errlen);
-		else if (rc == 0)
-			out[i].probe_answer = strdup(out[i].final_answer);
-		if (rc == 0 && out[i].probe_answer == NULL)
-			rc = -ENOMEM;
-		if (rc != 0) {
-			if (err[0] == '\0')
-				snprintf(err, errlen, "request %s: %s", items[i].request_id,
-				    certa_strerror(rc));
-			engine_result_clear(&out[i]);
-			while (i-- > 0)
-				engine_result_clear(&out[i]);
-			break;
-		}
-	}
-	/* Sequences stay (a retry rolls them back); a released one is freed now. */
-	pthread_mutex_lock(&l->mu);
-	for (i = 0; i < n; i++) {
-		prep[i].seq->busy = false;
-		if (prep[i].seq->dead) {
-			llm_seq_free(prep[i].seq);
-			prep[i].seq = NULL;
-		}
-	}
-	pthread_mutex_unlock(&l->mu);
-	for (i = 0; i < n; i++)
-		free(prep[i].base);
-	free(prep);
-	return rc;
+	return 0;
 
 fail:
 	for (i = 0; i < n; i++) {
 		if (prep[i].fresh)
 			llm_seq_free(prep[i].seq);
+		prep[i].fresh = false;
+		prep[i].seq = NULL;
 		free(prep[i].base);
+		prep[i].base = NULL;
 	}
-	free(prep);
 	return rc;
+}
+
+/* Fails step j: its pieces stop, its results are cleared (rc and err[] already set). */
+static void
+llm_fail_job(struct engine_work *wk, struct llm_work *w, size_t nw, size_t j)
+{
+	size_t i;
+
+	for (i = 0; i < nw; i++) {
+		if (w[i].job != j)
+			continue;
+		llm_work_clear(&w[i]);
+		engine_result_clear(w[i].res);
+		w[i].ph = LLM_PH_DONE;
+	}
+	if (wk[j].err[0] == '\0')
+		snprintf(wk[j].err, wk[j].errlen, "%s", certa_strerror(wk[j].rc));
+}
+
+/* Runs the iterations until every piece is done. */
+static void
+llm_iterate(struct llm *l, struct engine_work *wk, struct llm_work *w, size_t nw)
+{
+	struct forward_seq *fs;
+	size_t *who, i, nseq, pass;
+	uint32_t budget, take;
+	char err[256];
+	int rc;
+
+	fs = calloc(nw ? nw : 1, sizeof *fs);
+	who = calloc(nw ? nw : 1, sizeof *who);
+	if (fs == NULL || who == NULL) {
+		for (i = 0; i < nw; i++)
+			if (w[i].ph != LLM_PH_DONE && wk[w[i].job].rc == 0) {
+				wk[w[i].job].rc = -ENOMEM;
+				llm_fail_job(wk, w, nw, w[i].job);
+			}
+		goto out;
+	}
+	for (;;) {
+		for (i = 0; i < nw; i++) {
+			if (w[i].ph == LLM_PH_DONE)
+				continue;
+			if ((rc = llm_work_plan(l, &w[i], w)) != 0) {
+				wk[w[i].job].rc = rc;
+				llm_fail_job(wk, w, nw, w[i].job);
+			}
+		}
+		/* Pack: single tokens (decodes, probe answers) first, then chunks of prefill. */
+		budget = l->max_batch;
+		nseq = 0;
+		for (pass = 0; pass < 2; pass++) {
+			for (i = 0; i < nw && budget > 0; i++) {
+				if (w[i].ph == LLM_PH_DONE || w[i].nfeed == 0 ||
+				    (pass == 0) != (w[i].nfeed == 1))
+					continue;
+				take = w[i].nfeed < budget ? w[i].nfeed : budget;
+				fs[nseq] = (struct forward_seq){ .kv = w[i].fkv, .tokens = w[i].feed,
+				    .n = take,
+				    .logits = w[i].want_logits && take == w[i].nfeed ? w[i].logits : NULL };
+				who[nseq++] = i;
+				budget -= take;
+			}
+		}
+		if (nseq == 0)
+			break;
+		err[0] = '\0';
+		rc = forward_batch(l->fwd, fs, (uint32_t)nseq, NULL, err, sizeof err);
+		for (i = 0; i < nseq; i++) {
+			struct llm_work *x = &w[who[i]];
+			if (wk[x->job].rc != 0)
+				continue;
+			/* The batch failed: each runs alone, so only the culprit fails. */
+			if (rc != 0 && (rc = forward_batch(l->fwd, &fs[i], 1, NULL, err,
+			    sizeof err)) != 0) {
+				rc = llm_work_error(x, rc, err);
+				if (rc != 0) {
+					wk[x->job].rc = rc;
+					snprintf(wk[x->job].err, wk[x->job].errlen, "request %s: %s",
+					    x->it->request_id, err);
+					llm_fail_job(wk, w, nw, x->job);
+				}
+				rc = 1;          /* the others still run alone */
+				continue;
+			}
+			if ((rc = llm_work_after(l, x, fs[i].n)) != 0) {
+				wk[x->job].rc = rc;
+				llm_fail_job(wk, w, nw, x->job);
+			}
+		}
+	}
+out:
+	free(fs);
+	free(who);
+}
+
+/* Steps together: prepare each (a step whose sequence another one of this run holds waits
+ * for the next round), then iterate over all their items at once. */
+static void
+llm_step_many(void *state, struct engine_work *wk, size_t nwk)
+{
+	struct llm *l = state;
+	struct llm_prep **prep;
+	struct llm_work *w = NULL;
+	bool *ran, conflict;
+	size_t i, j, m, nw, left = nwk;
+
+	prep = calloc(nwk, sizeof *prep);
+	ran = calloc(nwk, sizeof *ran);
+	if (prep == NULL || ran == NULL) {
+		for (j = 0; j < nwk; j++) {
+			wk[j].rc = -ENOMEM;
+			snprintf(wk[j].err, wk[j].errlen, "out of memory");
+		}
+		goto out;
+	}
+	if (nwk > 1)
+		log_info(LOG_ENGINE, "%zu steps run together", nwk);
+	while (left > 0) {
+		nw = 0;
+		for (j = 0; j < nwk; j++) {
+			if (ran[j])
+				continue;
+			wk[j].err[0] = '\0';
+			prep[j] = calloc(wk[j].n ? wk[j].n : 1, sizeof **prep);
+			if (prep[j] == NULL) {
+				wk[j].rc = -ENOMEM;
+				ran[j] = true;
+				left--;
+				continue;
+			}
+			wk[j].rc = llm_prepare(l, wk[j].items, wk[j].n, prep[j], &conflict, wk[j].err,
+			    wk[j].errlen);
+			if (wk[j].rc != 0)
+				for (i = 0; i < wk[j].n; i++)
+					prep[j][i].seq = NULL;
+			if (conflict) {
+				free(prep[j]);
+				prep[j] = NULL;
+				continue;
+			}
+			ran[j] = true;
+			left--;
+			if (wk[j].rc == 0)
+				nw += wk[j].n;
+		}
+		free(w);
+		w = calloc(nw ? nw : 1, sizeof *w);
+		if (w == NULL)
+			nw = 0;
+		for (j = 0, m = 0; j < nwk && w != NULL; j++) {
+			if (prep[j] == NULL || wk[j].rc != 0)
+				continue;
+			for (i = 0; i < wk[j].n; i++, m++) {
+				struct llm_prep *p = &prep[j][i];
+				struct llm_work *x = &w[m];
+				size_t o;
+				x->job = j;
+				x->it = &wk[j].items[i];
+				x->res = &wk[j].out[i];
+				x->s = p->seq;
+				x->leader = -1;
+				x->ph = LLM_PH_PREFILL;
+				memset(x->res, 0, sizeof *x->res);
+				x->logits = malloc(l->n_vocab * sizeof *x->logits);
+				if (x->logits == NULL && wk[j].rc == 0)
+					wk[j].rc = -ENOMEM;
+				if (wk[j].rc != 0)
+					continue;
+				if (!p->rebuild) {
+					llm_seq_rollback(p->seq, x->it->resume_tokens);
+					continue;
+				}
+				if (x->it->resume_tokens > 0)
+					log_info(LOG_ENGINE, "request %s: prefilling %zu tokens to resume "
+					    "at %llu generated", x->it->request_id, p->nbase,
+					    (unsigned long long)x->it->resume_tokens);
+				wk[j].rc = llm_seq_reset(l, p->seq, x->it, p);
+				/* An earlier item prefilling the same base: wait and share its KV. */
+				for (o = 0; o < m && wk[j].rc == 0 && p->seq->kv->len == 0; o++) {
+					const struct llm_work *y = &w[o];
+					if (y->s->kv->len == 0 && y->s->n_base == p->seq->n_base &&
+					    y->s->ntoks > 1 &&
+					    memcmp(y->s->toks, p->seq->toks, p->seq->n_base *
+					    sizeof *p->seq->toks) == 0) {
+						x->leader = (long)o;
+						break;
+					}
+				}
+			}
+			if (wk[j].rc != 0)
+				llm_fail_job(wk, w, m, j);
+		}
+		if (w == NULL) {
+			for (j = 0; j < nwk; j++)
+				if (prep[j] != NULL && wk[j].rc == 0)
+					wk[j].rc = -ENOMEM;
+		} else {
+			llm_iterate(l, wk, w, nw);
+		}
+		for (i = 0; i < nw; i++)
+			llm_work_clear(&w[i]);
+		/* Sequences stay (a retry rolls them back); a released one is freed now. */
+		pthread_mutex_lock(&l->mu);
+		for (j = 0; j < nwk; j++) {
+			if (prep[j] == NULL)
+				continue;
+			for (i = 0; i < wk[j].n; i++) {
+				struct llm_seq *s = prep[j][i].seq;
+				if (s == NULL)
+					continue;
+				s->busy = false;
+				if (s->dead)
+					llm_seq_free(s);
+			}
+		}
+		pthread_mutex_unlock(&l->mu);
+		for (j = 0; j < nwk; j++) {
+			if (prep[j] == NULL)
+				continue;
+			for (i = 0; i < wk[j].n; i++)
+				free(prep[j][i].base);
+			free(prep[j]);
+			prep[j] = NULL;
+		}
+	}
+out:
+	free(w);
+	free(prep);
+	free(ran);
+}
+
+static int
+llm_step(void *state, const struct engine_item *items, size_t n, struct engine_result *out,
+    char *err, size_t errlen)
+{
+	struct engine_work w = { .items = items, .n = n, .out = out, .err = err,
+	    .errlen = errlen };
+
+	llm_step_many(state, &w, 1);
+	return w.rc;
 }
 
 static int
@@ -955,5 +1316,6 @@ const struct engine_ops llm_engine_ops = {
 	.step = llm_step,
 	.release = llm_release,
 	.info = llm_info,
+	.step_many = llm_step_many,
 	.threaded = true,
 };
