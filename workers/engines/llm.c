@@ -134,9 +134,31 @@ llm_uniform(uint64_t seed, uint32_t sample, uint64_t pos)
 	return (double)(x >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* Compute backends by llm.device name (the CUDA backend plugs in here, issue 12). */
+static const struct llm_device {
+	const char *name;
+	int (*create)(uint32_t n_threads, struct backend **out);
+} llm_devices[] = {
+	{ "cpu", backend_cpu_create },
+};
+
+static const struct llm_device *
+llm_device(const char *name)
+{
+	size_t i;
+
+	if (name == NULL || name[0] == '\0')
+		name = "cpu";
+	for (i = 0; i < sizeof llm_devices / sizeof llm_devices[0]; i++)
+		if (strcmp(llm_devices[i].name, name) == 0)
+			return &llm_devices[i];
+	return NULL;
+}
+
 static int
 llm_open(const struct engine_options *opt, void **state)
 {
+	const struct llm_device *dev;
 	struct llm *l;
 	char err[512] = "";
 	const struct model_hparams *hp;
@@ -148,6 +170,12 @@ llm_open(const struct engine_options *opt, void **state)
 
 	if (opt->model_file == NULL || opt->model_file[0] == '\0') {
 		log_err(LOG_ENGINE, "llm engine needs a model (--model-file PATH.gguf)");
+		return CERTA_ECONFIG;
+	}
+	dev = llm_device(opt->device);
+	if (dev == NULL) {
+		log_err(LOG_ENGINE, "llm.device '%s': this certa-worker has only the cpu backend "
+		    "(the CUDA backend is not built)", opt->device);
 		return CERTA_ECONFIG;
 	}
 	l = calloc(1, sizeof *l);
@@ -232,7 +260,7 @@ llm_open(const struct engine_options *opt, void **state)
 	}
 	if (opt->capacity != 0 && opt->capacity < l->capacity)
 		l->capacity = opt->capacity;
-	rc = backend_cpu_create(opt->threads, &l->be);
+	rc = dev->create(opt->threads, &l->be);
 	if (rc != 0)
 		goto fail;
 	l->max_batch = opt->max_batch_tokens ? opt->max_batch_tokens : LLM_MAX_BATCH;
@@ -249,9 +277,9 @@ llm_open(const struct engine_options *opt, void **state)
 	l->names[0] = l->name;
 	pthread_mutex_init(&l->mu, NULL);
 	log_info(LOG_ENGINE, "llm engine: model=%s arch=%s layers=%u vocab=%u context=%u "
-	    "chat=%s kv=%zu bytes/sequence capacity=%u threads=%u", l->name, hp->arch_name,
-	    hp->n_layer, l->n_vocab, l->n_ctx, tokenizer_chat_name(l->chat), l->seq_bytes,
-	    l->capacity, opt->threads);
+	    "chat=%s kv=%zu bytes/sequence capacity=%u device=%s threads=%u max_batch_tokens=%u",
+	    l->name, hp->arch_name, hp->n_layer, l->n_vocab, l->n_ctx, tokenizer_chat_name(l->chat),
+	    l->seq_bytes, l->capacity, dev->name, opt->threads, l->max_batch);
 	*state = l;
 	return 0;
 
