@@ -1084,6 +1084,7 @@ llm_iterate(struct llm *l, struct engine_work *wk, struct llm_work *w, size_t nw
 	size_t *who, i, nseq, pass;
 	uint32_t budget, take;
 	char err[256];
+	bool alone;
 	int rc;
 
 	fs = calloc(nw ? nw : 1, sizeof *fs);
@@ -1124,13 +1125,13 @@ llm_iterate(struct llm *l, struct engine_work *wk, struct llm_work *w, size_t nw
 		if (nseq == 0)
 			break;
 		err[0] = '\0';
-		rc = forward_batch(l->fwd, fs, (uint32_t)nseq, NULL, err, sizeof err);
+		alone = forward_batch(l->fwd, fs, (uint32_t)nseq, NULL, err, sizeof err) != 0;
 		for (i = 0; i < nseq; i++) {
 			struct llm_work *x = &w[who[i]];
 			if (wk[x->job].rc != 0)
 				continue;
 			/* The batch failed: each runs alone, so only the culprit fails. */
-			if (rc != 0 && (rc = forward_batch(l->fwd, &fs[i], 1, NULL, err,
+			if (alone && (rc = forward_batch(l->fwd, &fs[i], 1, NULL, err,
 			    sizeof err)) != 0) {
 				rc = llm_work_error(x, rc, err);
 				if (rc != 0) {
@@ -1139,7 +1140,6 @@ llm_iterate(struct llm *l, struct engine_work *wk, struct llm_work *w, size_t nw
 					    x->it->request_id, err);
 					llm_fail_job(wk, w, nw, x->job);
 				}
-				rc = 1;          /* the others still run alone */
 				continue;
 			}
 			if ((rc = llm_work_after(l, x, fs[i].n)) != 0) {
