@@ -457,7 +457,7 @@ test_forward_batch(void **state)
 {
 	static const char *const models[] = { "llama-q8_0.gguf", "qwen2-f16.gguf",
 	    "qwen3-f32.gguf", "qwen3moe-bf16.gguf", "qwen3moe-q8_0.gguf" };
-	static const uint32_t toks[3] = { 5, 6, 7 };
+	static const uint32_t toks[17] = { 5, 6, 7 };
 	struct forward_seq fs[2];
 	struct kv *kv;
 	float *one, *bat, *lg;
@@ -489,6 +489,7 @@ test_forward_batch(void **state)
 		assert_non_null(strstr(err, "twice"));
 		fs[0].n = 17;
 		assert_int_equal(forward_batch(r.fw, fs, 1, NULL, err, sizeof(err)), CERTA_EINVAL);
+		assert_non_null(strstr(err, "more than 16"));
 		fs[0].n = 0;
 		assert_int_equal(forward_batch(r.fw, fs, 1, NULL, err, sizeof(err)), CERTA_EINVAL);
 		assert_int_equal(kv->len, 0);

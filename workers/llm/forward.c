@@ -341,6 +341,9 @@ forward_batch(struct forward *f, struct forward_seq *seqs, uint32_t n_seq,
 	if (n_seq == 0)
 		return forward_fail(err, errlen, CERTA_EINVAL, "no sequences to run");
 	for (i = 0; i < n_seq; i++) {
+		if ((uint64_t)n + seqs[i].n > f->max_tokens)
+			return forward_fail(err, errlen, CERTA_EINVAL, "batch of more than %u tokens",
+			    f->max_tokens);
 		if ((rc = forward_check(f, seqs[i].kv, seqs[i].tokens, seqs[i].n, seqs[i].moe_top_p,
 		    err, errlen)) < 0)
 			return rc;
@@ -348,9 +351,6 @@ forward_batch(struct forward *f, struct forward_seq *seqs, uint32_t n_seq,
 			if (seqs[j].kv == seqs[i].kv)
 				return forward_fail(err, errlen, CERTA_EINVAL, "sequence %u appears "
 				    "twice in one batch", i);
-		if ((uint64_t)n + seqs[i].n > f->max_tokens)
-			return forward_fail(err, errlen, CERTA_EINVAL, "batch of more than %u tokens",
-			    f->max_tokens);
 		n += seqs[i].n;
 	}
 	seg = calloc(n_seq, sizeof(*seg));
