@@ -622,12 +622,13 @@ enum llm_phase {
 };
 
 struct llm_work {
-	size_t job;                  /* index of its step */
+	struct llm_job *job;         /* its step */
 	const struct engine_item *it;
 	struct engine_result *res;
 	struct llm_seq *s;
 	enum llm_phase ph;
-	long leader;                 /* item whose prefill this one waits to share, or -1 */
+	long leader;                 /* piece whose prefill this one waits for, or -1 */
+	bool share;                  /* then try to share a prefix (sc chains of one prompt) */
 	float *logits;               /* [n_vocab] */
 	/* this iteration */
 	struct kv *fkv;
@@ -810,10 +811,11 @@ llm_work_plan(struct llm *l, struct llm_work *w, const struct llm_work *all)
 	for (;;) {
 		switch (w->ph) {
 		case LLM_PH_PREFILL:
-			if (w->leader >= 0) {
-				if (all[w->leader].ph == LLM_PH_PREFILL)
-					return 0;
-				w->leader = -1;
+			if (w->leader >= 0 && all[w->leader].ph == LLM_PH_PREFILL)
+				return 0;
+			w->leader = -1;
+			if (w->share) {
+				w->share = false;
 				if (s->kv->len == 0)
 					(void)llm_share_prefix(l, s);
 			}
@@ -1059,245 +1061,392 @@ fail:
 	return rc;
 }
 
-/* Fails step j: its pieces stop, its results are cleared (rc and err[] already set). */
+/* A step in a run: its work, its items' preparation, and whether it waits for admission. */
+struct llm_job {
+	struct engine_work *wk;
+	struct llm_prep *prep;       /* [wk->n] */
+	size_t left;                 /* pieces not done (counted after each iteration) */
+	bool pending;                /* not admitted yet: a sequence it needs is busy */
+	struct llm_job *next;
+};
+
+/* Where steps come from and go to: the engine's feed, or one synchronous step. */
+struct llm_src {
+	struct engine_work *(*take)(void *ctx);
+	void (*done)(void *ctx, struct engine_work *w);
+	void *ctx;
+};
+
+/* The run: its steps (in arrival order), their pieces, and per-iteration scratch. */
+struct llm_run {
+	struct llm_job *jobs, **tail;
+	struct llm_work *w;
+	size_t nw, capw;
+	struct forward_seq *fs;
+	size_t *who, *remap;
+};
+
+/* Fails job j (wk->rc and err[] set): its pieces stop, its results are cleared. */
 static void
-llm_fail_job(struct engine_work *wk, struct llm_work *w, size_t nw, size_t j)
+llm_fail_job(struct llm_run *r, struct llm_job *j)
 {
+	struct engine_work *wk = j->wk;
 	size_t i;
 
-	for (i = 0; i < nw; i++) {
-		if (w[i].job != j)
+	for (i = 0; i < r->nw; i++) {
+		if (r->w[i].job != j)
 			continue;
-		llm_work_clear(&w[i]);
-		engine_result_clear(w[i].res);
-		w[i].ph = LLM_PH_DONE;
+		llm_work_clear(&r->w[i]);
+		engine_result_clear(r->w[i].res);
+		r->w[i].ph = LLM_PH_DONE;
 	}
-	if (wk[j].err[0] == '\0')
-		snprintf(wk[j].err, wk[j].errlen, "%s", certa_strerror(wk[j].rc));
+	if (wk->err[0] == '\0')
+		snprintf(wk->err, wk->errlen, "%s", certa_strerror(wk->rc));
 }
 
-/* Runs the iterations until every piece is done. */
-static void
-llm_iterate(struct llm *l, struct engine_work *wk, struct llm_work *w, size_t nw)
+/* Room for n more pieces (and the per-iteration arrays). */
+static int
+llm_run_grow(struct llm_run *r, size_t n)
 {
-	struct forward_seq *fs;
-	size_t *who, i, nseq, pass;
-	uint32_t budget, take;
+	size_t cap = r->capw ? r->capw : 16;
+	void *p;
+
+	if (r->nw + n <= r->capw)
+		return 0;
+	while (cap < r->nw + n)
+		cap *= 2;
+	if ((p = realloc(r->w, cap * sizeof *r->w)) == NULL)
+		return -ENOMEM;
+	r->w = p;
+	if ((p = realloc(r->fs, cap * sizeof *r->fs)) == NULL)
+		return -ENOMEM;
+	r->fs = p;
+	if ((p = realloc(r->who, cap * sizeof *r->who)) == NULL)
+		return -ENOMEM;
+	r->who = p;
+	if ((p = realloc(r->remap, cap * sizeof *r->remap)) == NULL)
+		return -ENOMEM;
+	r->remap = p;
+	r->capw = cap;
+	return 0;
+}
+
+/*
+ * Admits a pending step: validates and commits its sequences (llm_prepare), then adds a piece
+ * per item (rolled back, or reset for a rebuild; a rebuild whose base an earlier piece is
+ * still prefilling waits for it and shares its prefix).  Returns false when it must wait
+ * (a sequence it needs is busy in this run); a failed step gets wk->rc and no pieces.
+ */
+static bool
+llm_admit(struct llm *l, struct llm_run *r, struct llm_job *j)
+{
+	struct engine_work *wk = j->wk;
+	bool conflict;
+	size_t i, o;
+
+	memset(j->prep, 0, wk->n * sizeof *j->prep);
+	wk->err[0] = '\0';
+	wk->rc = llm_prepare(l, wk->items, wk->n, j->prep, &conflict, wk->err, wk->errlen);
+	if (conflict) {
+		memset(j->prep, 0, wk->n * sizeof *j->prep);
+		return false;
+	}
+	j->pending = false;
+	if (wk->rc != 0) {
+		for (i = 0; i < wk->n; i++)
+			j->prep[i].seq = NULL;
+		return true;
+	}
+	if (llm_run_grow(r, wk->n) != 0) {
+		wk->rc = -ENOMEM;
+		snprintf(wk->err, wk->errlen, "out of memory");
+		return true;             /* its sequences are unmarked when it finishes */
+	}
+	for (i = 0; i < wk->n; i++) {
+		struct llm_prep *p = &j->prep[i];
+		struct llm_work *x = &r->w[r->nw++];
+		memset(x, 0, sizeof *x);
+		x->job = j;
+		x->it = &wk->items[i];
+		x->res = &wk->out[i];
+		x->s = p->seq;
+		x->leader = -1;
+		x->ph = LLM_PH_PREFILL;
+		memset(x->res, 0, sizeof *x->res);
+		x->logits = malloc(l->n_vocab * sizeof *x->logits);
+		if (x->logits == NULL && wk->rc == 0)
+			wk->rc = -ENOMEM;
+		if (wk->rc != 0)
+			continue;
+		if (!p->rebuild) {
+			llm_seq_rollback(p->seq, x->it->resume_tokens);
+			continue;
+		}
+		if (x->it->resume_tokens > 0)
+			log_info(LOG_ENGINE, "request %s: prefilling %zu tokens to resume at %llu "
+			    "generated", x->it->request_id, p->nbase,
+			    (unsigned long long)x->it->resume_tokens);
+		wk->rc = llm_seq_reset(l, p->seq, x->it, p);
+		/* A piece prefilling the same base: wait for it and share its KV. */
+		for (o = 0; o < r->nw - 1 && wk->rc == 0 && p->seq->kv->len == 0; o++) {
+			const struct llm_work *y = &r->w[o];
+			if (y->ph == LLM_PH_PREFILL && y->s->kv->len == 0 &&
+			    y->s->n_base == p->seq->n_base && y->s->ntoks > 1 &&
+			    memcmp(y->s->toks, p->seq->toks, p->seq->n_base * sizeof *p->seq->toks) ==
+			    0) {
+				x->leader = (long)o;
+				x->share = true;
+				break;
+			}
+		}
+	}
+	if (wk->rc != 0)
+		llm_fail_job(r, j);
+	return true;
+}
+
+/* One iteration over every unfinished piece; false when none wanted to run. */
+static bool
+llm_iterate_once(struct llm *l, struct llm_run *r)
+{
+	struct llm_work *w = r->w;
+	size_t i, nseq = 0, pass;
+	uint32_t budget = l->max_batch, take;
 	char err[256];
 	bool alone;
 	int rc;
 
-	fs = calloc(nw ? nw : 1, sizeof *fs);
-	who = calloc(nw ? nw : 1, sizeof *who);
-	if (fs == NULL || who == NULL) {
-		for (i = 0; i < nw; i++)
-			if (w[i].ph != LLM_PH_DONE && wk[w[i].job].rc == 0) {
-				wk[w[i].job].rc = -ENOMEM;
-				llm_fail_job(wk, w, nw, w[i].job);
-			}
-		goto out;
-	}
-	for (;;) {
-		for (i = 0; i < nw; i++) {
-			if (w[i].ph == LLM_PH_DONE)
-				continue;
-			if ((rc = llm_work_plan(l, &w[i], w)) != 0) {
-				wk[w[i].job].rc = rc;
-				llm_fail_job(wk, w, nw, w[i].job);
-			}
-		}
-		/* Pack: single tokens (decodes, probe answers) first, then chunks of prefill. */
-		budget = l->max_batch;
-		nseq = 0;
-		for (pass = 0; pass < 2; pass++) {
-			for (i = 0; i < nw && budget > 0; i++) {
-				if (w[i].ph == LLM_PH_DONE || w[i].nfeed == 0 ||
-				    (pass == 0) != (w[i].nfeed == 1))
-					continue;
-				take = w[i].nfeed < budget ? w[i].nfeed : budget;
-				fs[nseq] = (struct forward_seq){ .kv = w[i].fkv, .tokens = w[i].feed,
-				    .n = take,
-				    .logits = w[i].want_logits && take == w[i].nfeed ? w[i].logits : NULL };
-				who[nseq++] = i;
-				budget -= take;
-			}
-		}
-		if (nseq == 0)
-			break;
-		err[0] = '\0';
-		alone = forward_batch(l->fwd, fs, (uint32_t)nseq, NULL, err, sizeof err) != 0;
-		for (i = 0; i < nseq; i++) {
-			struct llm_work *x = &w[who[i]];
-			if (wk[x->job].rc != 0)
-				continue;
-			/* The batch failed: each runs alone, so only the culprit fails. */
-			if (alone && (rc = forward_batch(l->fwd, &fs[i], 1, NULL, err,
-			    sizeof err)) != 0) {
-				rc = llm_work_error(x, rc, err);
-				if (rc != 0) {
-					wk[x->job].rc = rc;
-					snprintf(wk[x->job].err, wk[x->job].errlen, "request %s: %s",
-					    x->it->request_id, err);
-					llm_fail_job(wk, w, nw, x->job);
-				}
-				continue;
-			}
-			if ((rc = llm_work_after(l, x, fs[i].n)) != 0) {
-				wk[x->job].rc = rc;
-				llm_fail_job(wk, w, nw, x->job);
-			}
+	for (i = 0; i < r->nw; i++) {
+		if (w[i].ph == LLM_PH_DONE)
+			continue;
+		if ((rc = llm_work_plan(l, &w[i], w)) != 0) {
+			w[i].job->wk->rc = rc;
+			llm_fail_job(r, w[i].job);
 		}
 	}
-out:
-	free(fs);
-	free(who);
+	/* Pack: single tokens (decodes, probe answers) first, then chunks of prefill. */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < r->nw && budget > 0; i++) {
+			if (w[i].ph == LLM_PH_DONE || w[i].nfeed == 0 ||
+			    (pass == 0) != (w[i].nfeed == 1))
+				continue;
+			take = w[i].nfeed < budget ? w[i].nfeed : budget;
+			r->fs[nseq] = (struct forward_seq){ .kv = w[i].fkv, .tokens = w[i].feed,
+			    .n = take,
+			    .logits = w[i].want_logits && take == w[i].nfeed ? w[i].logits : NULL };
+			r->who[nseq++] = i;
+			budget -= take;
+		}
+	}
+	if (nseq == 0)
+		return false;
+	err[0] = '\0';
+	alone = forward_batch(l->fwd, r->fs, (uint32_t)nseq, NULL, err, sizeof err) != 0;
+	for (i = 0; i < nseq; i++) {
+		struct llm_work *x = &w[r->who[i]];
+		struct engine_work *wk = x->job->wk;
+		if (wk->rc != 0)
+			continue;
+		/* The batch failed: each runs alone, so only the culprit fails. */
+		if (alone && (rc = forward_batch(l->fwd, &r->fs[i], 1, NULL, err,
+		    sizeof err)) != 0) {
+			rc = llm_work_error(x, rc, err);
+			if (rc != 0) {
+				wk->rc = rc;
+				snprintf(wk->err, wk->errlen, "request %s: %s", x->it->request_id, err);
+				llm_fail_job(r, x->job);
+			}
+			continue;
+		}
+		if ((rc = llm_work_after(l, x, r->fs[i].n)) != 0) {
+			wk->rc = rc;
+			llm_fail_job(r, x->job);
+		}
+	}
+	return true;
 }
 
-/* Steps together: prepare each (a step whose sequence another one of this run holds waits
- * for the next round), then iterate over all their items at once. */
+/* Completes job j: its pieces' scratch freed, its sequences unmarked (a released one freed:
+ * sequences otherwise stay, a retry rolls them back), its reply sent. */
 static void
-llm_step_many(void *state, struct engine_work *wk, size_t nwk)
+llm_finish(struct llm *l, struct llm_run *r, struct llm_job *j, const struct llm_src *src)
 {
-	struct llm *l = state;
-	struct llm_prep **prep;
-	struct llm_work *w = NULL;
-	bool *ran, conflict;
-	size_t i, j, m, nw, left = nwk;
+	struct engine_work *wk = j->wk;
+	size_t i;
 
-	prep = calloc(nwk, sizeof *prep);
-	ran = calloc(nwk, sizeof *ran);
-	if (prep == NULL || ran == NULL) {
-		for (j = 0; j < nwk; j++) {
-			wk[j].rc = -ENOMEM;
-			snprintf(wk[j].err, wk[j].errlen, "out of memory");
-		}
-		goto out;
-	}
-	if (nwk > 1)
-		log_info(LOG_ENGINE, "%zu steps run together", nwk);
-	while (left > 0) {
-		nw = 0;
-		for (j = 0; j < nwk; j++) {
-			if (ran[j])
-				continue;
-			wk[j].err[0] = '\0';
-			prep[j] = calloc(wk[j].n ? wk[j].n : 1, sizeof **prep);
-			if (prep[j] == NULL) {
-				wk[j].rc = -ENOMEM;
-				ran[j] = true;
-				left--;
-				continue;
-			}
-			wk[j].rc = llm_prepare(l, wk[j].items, wk[j].n, prep[j], &conflict, wk[j].err,
-			    wk[j].errlen);
-			if (wk[j].rc != 0)
-				for (i = 0; i < wk[j].n; i++)
-					prep[j][i].seq = NULL;
-			if (conflict) {
-				free(prep[j]);
-				prep[j] = NULL;
-				continue;
-			}
-			ran[j] = true;
-			left--;
-			if (wk[j].rc == 0)
-				nw += wk[j].n;
-		}
-		free(w);
-		w = calloc(nw ? nw : 1, sizeof *w);
-		if (w == NULL)
-			nw = 0;
-		for (j = 0, m = 0; j < nwk && w != NULL; j++) {
-			if (prep[j] == NULL || wk[j].rc != 0)
-				continue;
-			for (i = 0; i < wk[j].n; i++, m++) {
-				struct llm_prep *p = &prep[j][i];
-				struct llm_work *x = &w[m];
-				size_t o;
-				x->job = j;
-				x->it = &wk[j].items[i];
-				x->res = &wk[j].out[i];
-				x->s = p->seq;
-				x->leader = -1;
-				x->ph = LLM_PH_PREFILL;
-				memset(x->res, 0, sizeof *x->res);
-				x->logits = malloc(l->n_vocab * sizeof *x->logits);
-				if (x->logits == NULL && wk[j].rc == 0)
-					wk[j].rc = -ENOMEM;
-				if (wk[j].rc != 0)
-					continue;
-				if (!p->rebuild) {
-					llm_seq_rollback(p->seq, x->it->resume_tokens);
-					continue;
-				}
-				if (x->it->resume_tokens > 0)
-					log_info(LOG_ENGINE, "request %s: prefilling %zu tokens to resume "
-					    "at %llu generated", x->it->request_id, p->nbase,
-					    (unsigned long long)x->it->resume_tokens);
-				wk[j].rc = llm_seq_reset(l, p->seq, x->it, p);
-				/* An earlier item prefilling the same base: wait and share its KV. */
-				for (o = 0; o < m && wk[j].rc == 0 && p->seq->kv->len == 0; o++) {
-					const struct llm_work *y = &w[o];
-					if (y->s->kv->len == 0 && y->s->n_base == p->seq->n_base &&
-					    y->s->ntoks > 1 &&
-					    memcmp(y->s->toks, p->seq->toks, p->seq->n_base *
-					    sizeof *p->seq->toks) == 0) {
-						x->leader = (long)o;
-						break;
-					}
-				}
-			}
-			if (wk[j].rc != 0)
-				llm_fail_job(wk, w, m, j);
-		}
-		if (w == NULL) {
-			for (j = 0; j < nwk; j++)
-				if (prep[j] != NULL && wk[j].rc == 0)
-					wk[j].rc = -ENOMEM;
-		} else {
-			llm_iterate(l, wk, w, nw);
-		}
-		for (i = 0; i < nw; i++)
-			llm_work_clear(&w[i]);
-		/* Sequences stay (a retry rolls them back); a released one is freed now. */
-		pthread_mutex_lock(&l->mu);
-		for (j = 0; j < nwk; j++) {
-			if (prep[j] == NULL)
-				continue;
-			for (i = 0; i < wk[j].n; i++) {
-				struct llm_seq *s = prep[j][i].seq;
-				if (s == NULL)
-					continue;
-				s->busy = false;
-				if (s->dead)
-					llm_seq_free(s);
-			}
-		}
-		pthread_mutex_unlock(&l->mu);
-		for (j = 0; j < nwk; j++) {
-			if (prep[j] == NULL)
-				continue;
-			for (i = 0; i < wk[j].n; i++)
-				free(prep[j][i].base);
-			free(prep[j]);
-			prep[j] = NULL;
+	for (i = 0; i < r->nw; i++) {
+		if (r->w[i].job == j) {
+			llm_work_clear(&r->w[i]);
+			r->w[i].job = NULL;
 		}
 	}
-out:
-	free(w);
-	free(prep);
-	free(ran);
+	pthread_mutex_lock(&l->mu);
+	for (i = 0; i < wk->n; i++) {
+		struct llm_seq *s = j->prep[i].seq;
+		if (s == NULL)
+			continue;
+		s->busy = false;
+		if (s->dead)
+			llm_seq_free(s);
+	}
+	pthread_mutex_unlock(&l->mu);
+	for (i = 0; i < wk->n; i++)
+		free(j->prep[i].base);
+	free(j->prep);
+	free(j);
+	src->done(src->ctx, wk);
+}
+
+/* Drops the pieces of finished steps, keeping the order and the leaders' indices. */
+static void
+llm_compact(struct llm_run *r)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->nw; i++) {
+		r->remap[i] = r->w[i].job != NULL ? n : SIZE_MAX;
+		if (r->w[i].job != NULL)
+			r->w[n++] = r->w[i];
+	}
+	for (i = 0; i < n; i++)
+		if (r->w[i].leader >= 0)
+			r->w[i].leader = r->remap[r->w[i].leader] == SIZE_MAX ? -1 :
+			    (long)r->remap[r->w[i].leader];
+	r->nw = n;
+}
+
+/*
+ * The batched step loop: take every queued step (and, between iterations, those that
+ * arrive), admit them, run one iteration over all their pieces, reply to each step whose
+ * pieces are all done; until none is left.
+ */
+static void
+llm_run_steps(struct llm *l, const struct llm_src *src)
+{
+	struct llm_run r = { .jobs = NULL };
+	struct llm_job *j, **pj;
+	struct engine_work *wk;
+	bool ran, moved, told = false;
+	size_t i, njobs;
+
+	r.tail = &r.jobs;
+	for (;;) {
+		moved = false;
+		while ((wk = src->take(src->ctx)) != NULL) {
+			j = calloc(1, sizeof *j);
+			if (j != NULL)
+				j->prep = calloc(wk->n ? wk->n : 1, sizeof *j->prep);
+			if (j == NULL || j->prep == NULL) {
+				free(j);
+				wk->rc = -ENOMEM;
+				snprintf(wk->err, wk->errlen, "out of memory");
+				src->done(src->ctx, wk);
+				continue;
+			}
+			j->wk = wk;
+			j->pending = true;
+			*r.tail = j;
+			r.tail = &j->next;
+		}
+		for (j = r.jobs; j != NULL; j = j->next)
+			if (j->pending && llm_admit(l, &r, j))
+				moved = true;
+		if (r.jobs == NULL)
+			break;
+		for (j = r.jobs, njobs = 0; j != NULL; j = j->next)
+			njobs++;
+		if (njobs > 1 && !told) {
+			log_info(LOG_ENGINE, "%zu steps run together (continuous batching)", njobs);
+			told = true;
+		}
+		ran = llm_iterate_once(l, &r);
+		for (j = r.jobs; j != NULL; j = j->next)
+			j->left = 0;
+		for (i = 0; i < r.nw; i++)
+			if (r.w[i].ph != LLM_PH_DONE)
+				r.w[i].job->left++;
+		for (pj = &r.jobs; (j = *pj) != NULL; ) {
+			if (j->pending || j->left > 0) {
+				pj = &j->next;
+				continue;
+			}
+			*pj = j->next;
+			llm_finish(l, &r, j, src);
+			moved = true;
+		}
+		for (r.tail = &r.jobs; *r.tail != NULL; r.tail = &(*r.tail)->next)
+			;
+		llm_compact(&r);
+		if (!ran && !moved && r.jobs != NULL) {
+			/* Only steps waiting for sequences nothing here holds: cannot happen, but
+			 * never spin. */
+			for (j = r.jobs; j != NULL; j = j->next) {
+				j->pending = false;
+				j->wk->rc = CERTA_EINVAL;
+				snprintf(j->wk->err, j->wk->errlen, "a request of this step is busy");
+			}
+		}
+	}
+	free(r.w);
+	free(r.fs);
+	free(r.who);
+	free(r.remap);
+}
+
+static struct engine_work *
+llm_feed_take(void *ctx)
+{
+	return engine_feed_take(ctx);
+}
+
+static void
+llm_feed_done(void *ctx, struct engine_work *w)
+{
+	engine_feed_done(ctx, w);
+}
+
+static void
+llm_step_many(void *state, struct engine_feed *feed)
+{
+	const struct llm_src src = { llm_feed_take, llm_feed_done, feed };
+
+	llm_run_steps(state, &src);
+}
+
+/* One synchronous step (the engine not attached): a source of exactly one step. */
+struct llm_one {
+	struct engine_work w;
+	bool taken;
+};
+
+static struct engine_work *
+llm_one_take(void *ctx)
+{
+	struct llm_one *o = ctx;
+
+	if (o->taken)
+		return NULL;
+	o->taken = true;
+	return &o->w;
+}
+
+static void
+llm_one_done(void *ctx, struct engine_work *w)
+{
+	(void)ctx;
+	(void)w;
 }
 
 static int
 llm_step(void *state, const struct engine_item *items, size_t n, struct engine_result *out,
     char *err, size_t errlen)
 {
-	struct engine_work w = { .items = items, .n = n, .out = out, .err = err,
-	    .errlen = errlen };
+	struct llm_one one = { .w = { .items = items, .n = n, .out = out, .err = err,
+	    .errlen = errlen } };
+	const struct llm_src src = { llm_one_take, llm_one_done, &one };
 
-	llm_step_many(state, &w, 1);
-	return w.rc;
+	llm_run_steps(state, &src);
+	return one.w.rc;
 }
 
 static int
