@@ -1,12 +1,15 @@
 /*
- * bench-llm — CPU forward-pass speed of a GGUF model at batch 1.
+ * bench-llm — CPU forward-pass speed of GGUF models: prefill, decode at batch 1, 8 and 32
+ * (concurrent sequences advanced together by forward_batch, as the engine's iterations do),
+ * the KV bytes per token, and the cost of one probe against a decode step.
  *
- * Prints prefill tokens/s, decode tokens/s (one sequence, greedy), and the KV bytes per token.
- * Write a ~0.5B-shaped random model (Qwen2.5-0.5B's dimensions, Q8_0) with
+ *   build/bin/bench-llm [--tiny PATH] [--model PATH] [--threads N] [--prompt N] [--tokens N]
+ *
+ * --tiny: a tiny model (scripts/llm/tiny_chat_model.py --out FILE.gguf); --model (or
+ * CERTA_LLM_MODEL): a larger one, e.g. the ~0.5B-shaped random Q8_0 model of
  *   python3 scripts/llm/tiny_models.py --out DIR --bench-05b
- * then
- *   build/bin/bench-llm --model DIR/bench-05b.gguf [--threads N] [--prompt N] [--tokens N]
- * Without --model (or CERTA_LLM_MODEL) it says so and exits 0, so bench/run.sh can run it.
+ * Each model given is measured in turn; the batch-8/32 figures print their ratio to batch 1
+ * of the same run.  With no model at all it says so and exits 0, so bench/run.sh can run it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +19,14 @@
 #include "workers/llm/backend.h"
 #include "workers/llm/forward.h"
 #include "workers/llm/gguf.h"
+#include "workers/llm/kv.h"
 #include "workers/llm/model.h"
+
+#define BENCH_MAX_BATCH 32
+#define BENCH_SUFFIX 24          /* probe suffix tokens (Dynasor's is ~24 in real vocabularies) */
+#define BENCH_PROBE 8            /* probe answer tokens */
+
+static const uint32_t bench_batches[] = { 1, 8, 32 };
 
 static double
 now_s(void)
@@ -27,26 +37,146 @@ now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* One model: returns 0, or 1 with a message. */
+static int
+bench_model(const char *path, uint32_t threads, uint32_t prompt, uint32_t tokens)
+{
+	const struct model_hparams *hp;
+	struct forward_seq fs[BENCH_MAX_BATCH];
+	struct kv *kv[BENCH_MAX_BATCH] = { 0 }, *base = NULL, *pk = NULL;
+	uint32_t next[BENCH_MAX_BATCH], *ids = NULL, i, b, s, nb, per_seq, suffix[BENCH_SUFFIX];
+	struct kv_pool *pool = NULL;
+	struct forward *fw = NULL;
+	struct backend *be = NULL;
+	struct model *m = NULL;
+	struct gguf *g = NULL;
+	float *logits = NULL;
+	double t0, t_prefill, rate1 = 0, step1 = 0, t_probe;
+	char err[512];
+	int rc = 1;
+
+	if (gguf_open(path, &g, err, sizeof(err)) < 0 || model_open(g, &m, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bench-llm: %s: %s\n", path, err);
+		goto out;
+	}
+	hp = model_hparams(m);
+	if (prompt + tokens + BENCH_SUFFIX + BENCH_PROBE + 1 > hp->n_ctx_train) {
+		fprintf(stderr, "bench-llm: %s: --prompt + --tokens too long for the context %u\n",
+		    path, hp->n_ctx_train);
+		goto out;
+	}
+	per_seq = (prompt + tokens + BENCH_SUFFIX + BENCH_PROBE + 15) / 16 + 1;
+	ids = calloc(prompt, sizeof(*ids));
+	logits = calloc((size_t)BENCH_MAX_BATCH * hp->n_vocab, sizeof(float));
+	if (!ids || !logits || backend_cpu_create(threads, &be) < 0 ||
+	    forward_create(m, be, prompt > BENCH_MAX_BATCH ? prompt : BENCH_MAX_BATCH, &fw) < 0 ||
+	    kv_pool_create(hp->n_layer, hp->n_head_kv * hp->head_dim, 16,
+	    per_seq * (BENCH_MAX_BATCH + 2), &pool) < 0 ||
+	    kv_paged_create(pool, hp->n_ctx_train, &base) < 0) {
+		fprintf(stderr, "bench-llm: out of memory\n");
+		goto out;
+	}
+	for (i = 0; i < prompt; i++)
+		ids[i] = (i * 7919u + 13) % hp->n_vocab;
+	for (i = 0; i < BENCH_SUFFIX; i++)
+		suffix[i] = (i * 104729u + 7) % hp->n_vocab;
+
+	printf("model %s (%s): %u layers, %u wide, %u/%u heads, head_dim %u, vocab %u, "
+	    "output %s\n", model_name(m), hp->arch_name, hp->n_layer, hp->n_embd, hp->n_head,
+	    hp->n_head_kv, hp->head_dim, hp->n_vocab, gguf_ttype_name(model_output(m)->type));
+	printf("threads %s%u\n", threads ? "" : "(all) ", threads);
+	printf("KV bytes per token (f32): %zu\n", model_kv_bytes_per_token(m));
+	t0 = now_s();
+	if (forward_run(fw, base, ids, prompt, NULL, logits, NULL, err, sizeof(err)) < 0)
+		goto fail;
+	t_prefill = now_s() - t0;
+	printf("prefill %u tokens: %.3f s, %.1f tokens/s\n", prompt, t_prefill,
+	    prompt / t_prefill);
+
+	/* Decode at batch b: b sequences forked from the prompt (shared blocks), one token
+	 * each per iteration, all in one forward_batch. */
+	for (nb = 0; nb < sizeof(bench_batches) / sizeof(bench_batches[0]); nb++) {
+		double t, rate;
+		b = bench_batches[nb];
+		for (s = 0; s < b; s++) {
+			if (kv_fork(base, base->len, &kv[s]) < 0)
+				goto oom;
+			next[s] = (ids[prompt - 1] + s) % hp->n_vocab;
+		}
+		t0 = now_s();
+		for (i = 0; i < tokens; i++) {
+			for (s = 0; s < b; s++)
+				fs[s] = (struct forward_seq){ .kv = kv[s], .tokens = &next[s], .n = 1,
+				    .logits = logits + (size_t)s * hp->n_vocab };
+			if (forward_batch(fw, fs, b, NULL, err, sizeof(err)) < 0)
+				goto fail;
+			for (s = 0; s < b; s++)
+				next[s] = be->ops->argmax(be, logits + (size_t)s * hp->n_vocab,
+				    hp->n_vocab);
+		}
+		t = now_s() - t0;
+		rate = (double)b * tokens / t;
+		if (b == 1) {
+			rate1 = rate;
+			step1 = t / tokens;
+		}
+		printf("decode batch %2u, %u tokens each: %.3f s, %.1f tokens/s (%.2f ms/iteration)"
+		    ", x%.2f batch 1\n", b, tokens, t, rate, 1e3 * t / tokens, rate / rate1);
+		for (s = 0; s < b; s++) {
+			kv_destroy(kv[s]);
+			kv[s] = NULL;
+		}
+	}
+
+	/* A probe: fork, the suffix prefilled, BENCH_PROBE greedy tokens, the fork freed. */
+	t0 = now_s();
+	if (kv_fork(base, base->len, &pk) < 0)
+		goto oom;
+	if (forward_run(fw, pk, suffix, BENCH_SUFFIX, NULL, logits, NULL, err, sizeof(err)) < 0)
+		goto fail;
+	for (i = 0; i < BENCH_PROBE; i++) {
+		next[0] = be->ops->argmax(be, logits, hp->n_vocab);
+		if (forward_run(fw, pk, &next[0], 1, NULL, logits, NULL, err, sizeof(err)) < 0)
+			goto fail;
+	}
+	kv_destroy(pk);
+	pk = NULL;
+	t_probe = now_s() - t0;
+	printf("probe (fork, %u suffix tokens, %u answer tokens): %.2f ms = %.1f decode steps "
+	    "at batch 1\n", BENCH_SUFFIX, BENCH_PROBE, 1e3 * t_probe, t_probe / step1);
+	rc = 0;
+	goto out;
+oom:
+	snprintf(err, sizeof(err), "out of KV blocks");
+fail:
+	fprintf(stderr, "bench-llm: %s: %s\n", path, err);
+out:
+	for (s = 0; s < BENCH_MAX_BATCH; s++)
+		kv_destroy(kv[s]);
+	kv_destroy(pk);
+	kv_destroy(base);
+	kv_pool_free(pool);
+	free(ids);
+	free(logits);
+	forward_destroy(fw);
+	backend_destroy(be);
+	model_close(m);
+	gguf_close(g);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
-	const char *path = getenv("CERTA_LLM_MODEL");
-	uint32_t threads = 0, prompt = 64, tokens = 32, i, *ids;
-	const struct model_hparams *hp;
-	struct forward_stats st;
-	struct forward *fw;
-	struct backend *be;
-	struct model *m;
-	struct gguf *g;
-	struct kv *kv;
-	char err[512];
-	float *logits;
-	double t0, t_prefill, t_decode;
-	int a;
+	const char *path = getenv("CERTA_LLM_MODEL"), *tiny = NULL;
+	uint32_t threads = 0, prompt = 64, tokens = 32;
+	int a, rc = 0;
 
 	for (a = 1; a < argc; a++) {
 		if (strcmp(argv[a], "--model") == 0 && a + 1 < argc)
 			path = argv[++a];
+		else if (strcmp(argv[a], "--tiny") == 0 && a + 1 < argc)
+			tiny = argv[++a];
 		else if (strcmp(argv[a], "--threads") == 0 && a + 1 < argc)
 			threads = (uint32_t)strtoul(argv[++a], NULL, 10);
 		else if (strcmp(argv[a], "--prompt") == 0 && a + 1 < argc)
@@ -54,70 +184,24 @@ main(int argc, char **argv)
 		else if (strcmp(argv[a], "--tokens") == 0 && a + 1 < argc)
 			tokens = (uint32_t)strtoul(argv[++a], NULL, 10);
 		else {
-			fprintf(stderr, "usage: bench-llm --model PATH [--threads N] [--prompt N] "
-			    "[--tokens N]\n");
+			fprintf(stderr, "usage: bench-llm [--tiny PATH] [--model PATH] [--threads N] "
+			    "[--prompt N] [--tokens N]\n");
 			return 2;
 		}
 	}
-	if (!path || !*path) {
-		printf("bench-llm: no model (--model PATH or CERTA_LLM_MODEL; write one with "
-		    "scripts/llm/tiny_models.py --out DIR --bench-05b): skipped\n");
+	if ((!path || !*path) && !tiny) {
+		printf("bench-llm: no model (--tiny PATH from scripts/llm/tiny_chat_model.py, "
+		    "--model PATH or CERTA_LLM_MODEL from scripts/llm/tiny_models.py --bench-05b)"
+		    ": skipped\n");
 		return 0;
 	}
 	if (prompt == 0 || tokens == 0) {
 		fprintf(stderr, "bench-llm: --prompt and --tokens must be positive\n");
 		return 2;
 	}
-	if (gguf_open(path, &g, err, sizeof(err)) < 0 || model_open(g, &m, err, sizeof(err)) < 0) {
-		fprintf(stderr, "bench-llm: %s\n", err);
-		return 1;
-	}
-	hp = model_hparams(m);
-	if (backend_cpu_create(threads, &be) < 0 || forward_create(m, be, prompt, &fw) < 0 ||
-	    forward_kv_create(m, prompt + tokens, &kv) < 0) {
-		fprintf(stderr, "bench-llm: out of memory\n");
-		return 1;
-	}
-	ids = calloc(prompt + tokens, sizeof(*ids));
-	logits = calloc(hp->n_vocab, sizeof(float));
-	if (!ids || !logits)
-		return 1;
-	for (i = 0; i < prompt; i++)
-		ids[i] = (i * 7919u + 13) % hp->n_vocab;
-
-	t0 = now_s();
-	if (forward_run(fw, kv, ids, prompt, NULL, logits, &st, err, sizeof(err)) < 0) {
-		fprintf(stderr, "bench-llm: %s\n", err);
-		return 1;
-	}
-	t_prefill = now_s() - t0;
-	t0 = now_s();
-	for (i = 0; i < tokens; i++) {
-		ids[prompt + i] = be->ops->argmax(be, logits, hp->n_vocab);
-		if (forward_run(fw, kv, &ids[prompt + i], 1, NULL, logits, &st, err,
-		    sizeof(err)) < 0) {
-			fprintf(stderr, "bench-llm: %s\n", err);
-			return 1;
-		}
-	}
-	t_decode = now_s() - t0;
-
-	printf("model %s (%s): %u layers, %u wide, %u/%u heads, head_dim %u, vocab %u, "
-	    "output %s\n", model_name(m), hp->arch_name, hp->n_layer, hp->n_embd, hp->n_head,
-	    hp->n_head_kv, hp->head_dim, hp->n_vocab, gguf_ttype_name(model_output(m)->type));
-	printf("threads %s%u\n", threads ? "" : "(all) ", threads);
-	printf("prefill %u tokens: %.2f s, %.1f tokens/s\n", prompt, t_prefill,
-	    prompt / t_prefill);
-	printf("decode batch 1, %u tokens: %.2f s, %.2f tokens/s (%.1f ms/token)\n", tokens,
-	    t_decode, tokens / t_decode, 1e3 * t_decode / tokens);
-	printf("KV bytes per token (f32): %zu\n", model_kv_bytes_per_token(m));
-
-	free(ids);
-	free(logits);
-	kv_destroy(kv);
-	forward_destroy(fw);
-	backend_destroy(be);
-	model_close(m);
-	gguf_close(g);
-	return 0;
+	if (tiny)
+		rc |= bench_model(tiny, threads, prompt, tokens);
+	if (path && *path)
+		rc |= bench_model(path, threads, prompt, tokens);
+	return rc;
 }

@@ -21,16 +21,12 @@ static const struct engine_ops *const engine_table[] = {
 	&llm_engine_ops,
 };
 
-/* One queued step: what engine_step_async() was given, and its outcome. */
+/* One queued step: what engine_step_async() was given (as the engine_work step_many sees,
+ * first so that a work pointer is its job), and its outcome. */
 struct engine_job {
-	const struct engine_item *items;
-	size_t n;
-	struct engine_result *out;
-	char *err;
-	size_t errlen;
+	struct engine_work w;
 	engine_done_fn done;
 	void *arg;
-	int rc;
 	struct engine_job *next;
 };
 
@@ -84,15 +80,50 @@ engine_fifo_pop(struct engine_fifo *f)
 	return j;
 }
 
-/* Engine thread: run queued steps until told to stop. */
+/* Engine thread, th->mu held: a finished job to the done list (waking the loop on the empty ->
+ * non-empty edge). */
+static void
+engine_post_done(struct engine_thread *th, struct engine_job *j)
+{
+	uint64_t one = 1;
+	bool wake = th->done.head == NULL;
+
+	engine_fifo_push(&th->done, j);
+	if (wake && write(th->efd, &one, sizeof one) != (ssize_t)sizeof one)
+		log_warn(LOG_ENGINE, "engine thread: eventfd write failed");
+}
+
+/* The feed step_many reads from: the engine itself. */
+struct engine_work *
+engine_feed_take(struct engine_feed *feed)
+{
+	struct engine_thread *th = ((struct engine *)(void *)feed)->th;
+	struct engine_job *j;
+
+	pthread_mutex_lock(&th->mu);
+	j = th->stop ? NULL : engine_fifo_pop(&th->todo);
+	pthread_mutex_unlock(&th->mu);
+	return j != NULL ? &j->w : NULL;
+}
+
+void
+engine_feed_done(struct engine_feed *feed, struct engine_work *w)
+{
+	struct engine_thread *th = ((struct engine *)(void *)feed)->th;
+
+	pthread_mutex_lock(&th->mu);
+	engine_post_done(th, (struct engine_job *)(void *)w);
+	pthread_mutex_unlock(&th->mu);
+}
+
+/* Engine thread: run queued steps until told to stop.  A step_many engine takes them all,
+ * and those that arrive while it computes (continuous batching across Step RPCs). */
 static void *
 engine_thread_main(void *arg)
 {
 	struct engine *e = arg;
 	struct engine_thread *th = e->th;
 	struct engine_job *j;
-	uint64_t one = 1;
-	bool wake;
 
 	pthread_mutex_lock(&th->mu);
 	for (;;) {
@@ -100,14 +131,18 @@ engine_thread_main(void *arg)
 			pthread_cond_wait(&th->cond, &th->mu);
 		if (th->stop)
 			break;
+		if (e->ops->step_many != NULL) {
+			pthread_mutex_unlock(&th->mu);
+			e->ops->step_many(e->state, (struct engine_feed *)(void *)e);
+			pthread_mutex_lock(&th->mu);
+			continue;
+		}
 		j = engine_fifo_pop(&th->todo);
 		pthread_mutex_unlock(&th->mu);
-		j->rc = e->ops->step(e->state, j->items, j->n, j->out, j->err, j->errlen);
+		j->w.rc = e->ops->step(e->state, j->w.items, j->w.n, j->w.out, j->w.err,
+		    j->w.errlen);
 		pthread_mutex_lock(&th->mu);
-		wake = th->done.head == NULL;
-		engine_fifo_push(&th->done, j);
-		if (wake && write(th->efd, &one, sizeof one) != (ssize_t)sizeof one)
-			log_warn(LOG_ENGINE, "engine thread: eventfd write failed");
+		engine_post_done(th, j);
 	}
 	pthread_mutex_unlock(&th->mu);
 	return NULL;
@@ -131,7 +166,7 @@ engine_on_done(evutil_socket_t fd, short what, void *arg)
 	th->done.head = th->done.tail = NULL;
 	pthread_mutex_unlock(&th->mu);
 	while ((j = engine_fifo_pop(&got)) != NULL) {
-		j->done(j->arg, j->rc, j->err);
+		j->done(j->arg, j->w.rc, j->w.err);
 		free(j);
 	}
 }
@@ -225,11 +260,8 @@ engine_step_async(struct engine *e, const struct engine_item *items, size_t n,
 		done(arg, -ENOMEM, err);
 		return;
 	}
-	j->items = items;
-	j->n = n;
-	j->out = out;
-	j->err = err;
-	j->errlen = errlen;
+	j->w = (struct engine_work){ .items = items, .n = n, .out = out, .err = err,
+	    .errlen = errlen };
 	j->done = done;
 	j->arg = arg;
 	pthread_mutex_lock(&th->mu);

@@ -39,6 +39,20 @@ struct engine_options {
 	uint32_t context;        /* positions per sequence (0 = the model's context length) */
 	const char *probe_suffix;/* appended to a fork of the chain to probe its answer */
 	const char *chat_format; /* prompt format name ("" = from the model's metadata) */
+	uint32_t max_batch_tokens; /* tokens per batched iteration (0 = 512) */
+	const char *device;      /* compute backend: "cpu" ("" = cpu) */
+};
+
+struct engine_feed;
+
+/* One step of several run together by step_many: its items, results and outcome. */
+struct engine_work {
+	const struct engine_item *items;
+	size_t n;
+	struct engine_result *out;
+	char *err;
+	size_t errlen;
+	int rc;                  /* set by step_many: as step's return */
 };
 
 struct engine_item {
@@ -93,6 +107,12 @@ struct engine_ops {
 	    struct engine_result *out, char *err, size_t errlen);
 	int (*release)(void *state, const char *request_id);
 	void (*info)(void *state, struct engine_info *out);
+	/* Optional, threaded engines: runs steps together, each with step's semantics.  It
+	 * takes steps with engine_feed_take() (those queued so far, and between its iterations
+	 * those queued meanwhile), completes each with engine_feed_done() once its items are
+	 * done (w->rc set), and returns when it holds none and none is queued.  NULL: steps
+	 * run one by one through step. */
+	void (*step_many)(void *state, struct engine_feed *feed);
 	/* true: step computes (run it on the engine thread, see engine_attach); release and
 	 * info may then be called on the loop thread while a step runs on the engine thread. */
 	bool threaded;
@@ -129,10 +149,16 @@ void engine_detach(struct engine *e);
  * engine_step() off the loop thread: items (and the strings they point to), out[0..n) and
  * err[0..errlen) must stay valid until done(arg, rc, err) runs, on the loop thread.  A
  * synchronous engine, or one not attached, runs the step inline and calls done before
- * returning.  Steps run in submission order.
+ * returning.  With step_many, steps run together and each completes as soon as its items are
+ * done (a short step does not wait for a long one); otherwise in submission order.
  */
 void engine_step_async(struct engine *e, const struct engine_item *items, size_t n,
     struct engine_result *out, char *err, size_t errlen, engine_done_fn done, void *arg);
+
+/* For step_many, on the engine thread: the next queued step (NULL: none, or the engine is
+ * detaching); and its completion (w->rc, w->err, w->out as step's), after which w is gone. */
+struct engine_work *engine_feed_take(struct engine_feed *feed);
+void engine_feed_done(struct engine_feed *feed, struct engine_work *w);
 
 /* Frees a request's state; CERTA_ENOTFOUND when the engine holds none for it. */
 int engine_release(struct engine *e, const char *request_id);

@@ -98,6 +98,17 @@ static const struct config_option wmain_options[] = {
 	  .type = CONFIG_STRING,
 	  .help = "llm engine: prompt format (chatml, qwen3, qwq, deepseek-r1, llama3, none; "
 	          "empty: from the model's metadata)" },
+	{ .name = "llm.max_batch_tokens",
+	  .type = CONFIG_INT,
+	  .def = "512",
+	  .min = 1,
+	  .max = 65536,
+	  .help = "llm engine: tokens per batched iteration (decodes, probe tokens and prefill "
+	          "chunks of all running steps together); longer prefills are chunked" },
+	{ .name = "llm.device",
+	  .type = CONFIG_STRING,
+	  .def = "cpu",
+	  .help = "llm engine: compute backend (cpu; the CUDA backend is not built yet)" },
 	{ .name = "step_delay",
 	  .type = CONFIG_DURATION,
 	  .def = "0",
@@ -157,7 +168,7 @@ wmain_usage(FILE *f)
 	    "                    [--token-file FILE] [--tls-cert FILE] [--tls-key FILE]\n"
 	    "                    [--tls-client-ca FILE] [--check-config]\n"
 	    "                    [--model-file PATH.gguf] [--threads N] [--kv-memory SIZE]\n"
-	    "                    [--alias NAME]\n"
+	    "                    [--alias NAME] [--max-batch-tokens N] [--device cpu]\n"
 	    "                    [--print-config] [--print-config-man] [--version]\n"
 	    "engines: %s\n", engine_names());
 }
@@ -200,6 +211,7 @@ static const struct cmdline_flag wmain_flags[] = {
 	{ "token-file", "token_file" }, { "tls-cert", "tls.cert" }, { "tls-key", "tls.key" },
 	{ "tls-client-ca", "tls.client_ca" }, { "model-file", "llm.model_file" },
 	{ "threads", "llm.threads" }, { "kv-memory", "llm.kv_memory" }, { "alias", "llm.alias" },
+	{ "max-batch-tokens", "llm.max_batch_tokens" }, { "device", "llm.device" },
 };
 
 static const struct cmdline_program wmain_cmdline = {
@@ -381,6 +393,8 @@ main(int argc, char **argv)
 	eo.context = (uint32_t)config_get_int(cfg, "llm.context");
 	eo.probe_suffix = config_get_str(cfg, "llm.probe_suffix");
 	eo.chat_format = config_get_str(cfg, "llm.chat_format");
+	eo.max_batch_tokens = (uint32_t)config_get_int(cfg, "llm.max_batch_tokens");
+	eo.device = config_get_str(cfg, "llm.device");
 	rc = engine_open(config_get_str(cfg, "engine"), &eo, &engine);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot start engine %s: %s", config_get_str(cfg, "engine"),

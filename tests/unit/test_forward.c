@@ -378,6 +378,146 @@ test_paged_fork(void **state)
 	}
 }
 
+/*
+ * The schedule of test_forward_batch: three iterations over four sequences of a paged pool —
+ * A (7-token prefill, then decodes), B (3-token prefill at other positions, then decodes), F
+ * (A's first 6 positions forked, sc-style, then 2 tokens and a decode) and P (a probe fork of
+ * A after its prefill: 5 tokens).  Every iteration's sequences either run one at a time
+ * (forward_run) or as one forward_batch; logits[seq][iteration] are kept, and so are the
+ * experts each sequence ran (uses[seq][iteration]: forward_run's stats, forward_batch's
+ * per-sequence expert_uses, whose sum must be the batch's stats).
+ */
+#define BT_SEQS 4
+#define BT_ITERS 3
+
+struct bt_run {
+	uint32_t seq, n;
+	const uint32_t *toks;
+};
+
+static void
+bt_schedule(struct rig *r, bool batched, float *logits /* [BT_SEQS][BT_ITERS][V] */,
+    uint64_t *uses /* [BT_SEQS][BT_ITERS] */)
+{
+	static const uint32_t a[9] = { 3, 9, 27, 81, 243, 200, 100, 50, 25 };
+	static const uint32_t b[5] = { 11, 22, 33, 44, 55 };
+	static const uint32_t f[3] = { 7, 70, 170 };
+	static const uint32_t p[5] = { 1, 2, 4, 8, 16 };
+	static const struct bt_run iters[BT_ITERS][BT_SEQS] = {
+		{ { 0, 7, a }, { 1, 3, b } },
+		{ { 0, 1, a + 7 }, { 1, 1, b + 3 }, { 2, 2, f }, { 3, 5, p } },
+		{ { 2, 1, f + 2 }, { 0, 1, a + 8 }, { 1, 1, b + 4 } },
+	};
+	static const float top_p[BT_SEQS] = { 0, 0.5f, 0.9f, 0 };
+	struct forward_opts o = { 0 };
+	struct forward_stats st;
+	struct forward_seq fs[BT_SEQS];
+	uint64_t sum;
+	struct kv_pool *pool;
+	struct kv *kv[BT_SEQS] = { 0 };
+	size_t V = r->hp->n_vocab;
+	uint32_t it, i, ns;
+	char err[256];
+
+	assert_int_equal(kv_pool_create(r->hp->n_layer, r->hp->n_head_kv * r->hp->head_dim, 4,
+	    32, &pool), 0);
+	assert_int_equal(kv_paged_create(pool, 64, &kv[0]), 0);
+	assert_int_equal(kv_paged_create(pool, 64, &kv[1]), 0);
+	for (it = 0; it < BT_ITERS; it++) {
+		if (it == 1) {
+			assert_int_equal(kv_fork(kv[0], 6, &kv[2]), 0);
+			assert_int_equal(kv_fork(kv[0], kv[0]->len, &kv[3]), 0);
+		}
+		for (i = 0, ns = 0; i < BT_SEQS && iters[it][i].n; i++, ns++) {
+			const struct bt_run *br = &iters[it][i];
+			float *out = logits + ((size_t)br->seq * BT_ITERS + it) * V;
+			if (!batched) {
+				o.moe_top_p = top_p[br->seq];
+				assert_int_equal(forward_run(r->fw, kv[br->seq], br->toks, br->n, &o, out,
+				    &st, err, sizeof(err)), 0);
+				uses[br->seq * BT_ITERS + it] = st.expert_uses;
+				continue;
+			}
+			fs[i] = (struct forward_seq){ .kv = kv[br->seq], .tokens = br->toks,
+			    .n = br->n, .moe_top_p = top_p[br->seq], .logits = out };
+		}
+		if (batched) {
+			if (forward_batch(r->fw, fs, ns, &st, err, sizeof(err)) != 0)
+				fail_msg("forward_batch: %s", err);
+			for (i = 0, sum = 0; i < ns; i++) {
+				uses[iters[it][i].seq * BT_ITERS + it] = fs[i].expert_uses;
+				sum += fs[i].expert_uses;
+			}
+			assert_true(sum == st.expert_uses);
+		}
+	}
+	for (i = 0; i < BT_SEQS; i++)
+		kv_destroy(kv[i]);
+	assert_int_equal(kv_pool_free_blocks(pool), 32);
+	kv_pool_free(pool);
+}
+
+/*
+ * forward_batch against one sequence at a time: sequences of different lengths and
+ * positions, an sc fork sharing a prefix and a probe fork, prefill chunks next to decodes,
+ * per-sequence MoE top-p: logits within 1e-5 — in fact bit-identical, which is what makes the
+ * engine's batched texts equal the sequential ones.  Also the refusals.
+ */
+static void
+test_forward_batch(void **state)
+{
+	static const char *const models[] = { "llama-q8_0.gguf", "qwen2-f16.gguf",
+	    "qwen3-f32.gguf", "qwen3moe-bf16.gguf", "qwen3moe-q8_0.gguf" };
+	static const uint32_t toks[17] = { 5, 6, 7 };
+	struct forward_seq fs[2];
+	struct kv *kv;
+	float *one, *bat, *lg;
+	uint64_t uone[BT_SEQS * BT_ITERS], ubat[BT_SEQS * BT_ITERS];
+	char err[256];
+	struct rig r;
+	size_t i, V;
+
+	(void)state;
+	NEED_MODELS();
+	for (i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
+		if (rig_open(&r, models[i], 2, 16, err, sizeof(err)) != 0)
+			continue;            /* not every (architecture, type) is generated */
+		V = r.hp->n_vocab;
+		one = calloc(BT_SEQS * BT_ITERS * V, sizeof(float));
+		bat = calloc(BT_SEQS * BT_ITERS * V, sizeof(float));
+		assert_true(one && bat);
+		memset(uone, 0, sizeof uone);
+		memset(ubat, 0, sizeof ubat);
+		bt_schedule(&r, false, one, uone);
+		bt_schedule(&r, true, bat, ubat);
+		/* Each sequence ran the experts it runs alone (0 for a dense model). */
+		assert_memory_equal(ubat, uone, sizeof uone);
+		if (r.hp->n_expert)
+			assert_true(uone[0] > 0 && uone[1 * BT_ITERS] > 0);
+		assert_true(rel_err(bat, one, BT_SEQS * BT_ITERS * V) < 1e-5);
+		if (max_diff(bat, one, BT_SEQS * BT_ITERS * V) != 0)
+			fail_msg("%s: batched logits differ from one at a time by %g", models[i],
+			    (double)max_diff(bat, one, BT_SEQS * BT_ITERS * V));
+		/* Refusals: a kv twice, over max_tokens, an empty sequence; nothing moves. */
+		lg = bat;
+		assert_int_equal(forward_kv_create(r.m, 64, &kv), 0);
+		fs[0] = (struct forward_seq){ .kv = kv, .tokens = toks, .n = 3, .logits = lg };
+		fs[1] = fs[0];
+		assert_int_equal(forward_batch(r.fw, fs, 2, NULL, err, sizeof(err)), CERTA_EINVAL);
+		assert_non_null(strstr(err, "twice"));
+		fs[0].n = 17;
+		assert_int_equal(forward_batch(r.fw, fs, 1, NULL, err, sizeof(err)), CERTA_EINVAL);
+		assert_non_null(strstr(err, "more than 16"));
+		fs[0].n = 0;
+		assert_int_equal(forward_batch(r.fw, fs, 1, NULL, err, sizeof(err)), CERTA_EINVAL);
+		assert_int_equal(kv->len, 0);
+		kv_destroy(kv);
+		free(one);
+		free(bat);
+		rig_close(&r);
+	}
+}
+
 /* Batched prefill, chunked prefill and token-at-a-time decode agree; so do 1 and 3 threads. */
 static void
 test_batched_equals_single(void **state)
@@ -563,6 +703,7 @@ main(void)
 		cmocka_unit_test(test_reference_logits),
 		cmocka_unit_test(test_batched_equals_single),
 		cmocka_unit_test(test_paged_fork),
+		cmocka_unit_test(test_forward_batch),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_bad_calls),
 		cmocka_unit_test(test_kquants),

@@ -45,7 +45,7 @@
 #include "workers/llm/model.h"
 #include "workers/llm/tokenizer.h"
 
-#define LLM_PREFILL_CHUNK 64
+#define LLM_MAX_BATCH 512         /* tokens per iteration unless llm.max_batch_tokens says */
 #define LLM_BLOCK 16              /* KV positions per block of the paged cache */
 #define LLM_PROBE_DEFAULT 16      /* probe tokens when the request does not say */
 #define LLM_NONE UINT64_MAX
@@ -83,7 +83,7 @@ struct llm {
 	int32_t think_end;           /* </think> id or -1 */
 	uint32_t *suffix;            /* probe suffix tokens */
 	size_t nsuffix;
-	float *logits;               /* [n_vocab], host */
+	uint32_t max_batch;          /* tokens per iteration (forward_batch) */
 	struct kv_pool *pool;        /* paged KV blocks of every sequence and probe fork */
 	pthread_mutex_t mu;          /* guards reqs and the seqs' busy/dead */
 	struct strmap *reqs;         /* request id -> struct llm_seq */
@@ -135,9 +135,31 @@ llm_uniform(uint64_t seed, uint32_t sample, uint64_t pos)
 	return (double)(x >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* Compute backends by llm.device name (the CUDA backend plugs in here, issue 12). */
+static const struct llm_device {
+	const char *name;
+	int (*create)(uint32_t n_threads, struct backend **out);
+} llm_devices[] = {
+	{ "cpu", backend_cpu_create },
+};
+
+static const struct llm_device *
+llm_device(const char *name)
+{
+	size_t i;
+
+	if (name == NULL || name[0] == '\0')
+		name = "cpu";
+	for (i = 0; i < sizeof llm_devices / sizeof llm_devices[0]; i++)
+		if (strcmp(llm_devices[i].name, name) == 0)
+			return &llm_devices[i];
+	return NULL;
+}
+
 static int
 llm_open(const struct engine_options *opt, void **state)
 {
+	const struct llm_device *dev;
 	struct llm *l;
 	char err[512] = "";
 	const struct model_hparams *hp;
@@ -149,6 +171,12 @@ llm_open(const struct engine_options *opt, void **state)
 
 	if (opt->model_file == NULL || opt->model_file[0] == '\0') {
 		log_err(LOG_ENGINE, "llm engine needs a model (--model-file PATH.gguf)");
+		return CERTA_ECONFIG;
+	}
+	dev = llm_device(opt->device);
+	if (dev == NULL) {
+		log_err(LOG_ENGINE, "llm.device '%s': this certa-worker has only the cpu backend "
+		    "(the CUDA backend is not built)", opt->device);
 		return CERTA_ECONFIG;
 	}
 	l = calloc(1, sizeof *l);
@@ -233,26 +261,26 @@ llm_open(const struct engine_options *opt, void **state)
 	}
 	if (opt->capacity != 0 && opt->capacity < l->capacity)
 		l->capacity = opt->capacity;
-	rc = backend_cpu_create(opt->threads, &l->be);
+	rc = dev->create(opt->threads, &l->be);
 	if (rc != 0)
 		goto fail;
-	rc = forward_create(l->m, l->be, LLM_PREFILL_CHUNK, &l->fwd);
+	l->max_batch = opt->max_batch_tokens ? opt->max_batch_tokens : LLM_MAX_BATCH;
+	rc = forward_create(l->m, l->be, l->max_batch, &l->fwd);
 	if (rc != 0)
 		goto fail;
-	l->logits = calloc(l->n_vocab, sizeof *l->logits);
 	l->reqs = strmap_new();
 	l->name = strdup(opt->alias != NULL && opt->alias[0] ? opt->alias :
 	    model_name(l->m)[0] ? model_name(l->m) : hp->arch_name);
-	if (l->logits == NULL || l->reqs == NULL || l->name == NULL) {
+	if (l->reqs == NULL || l->name == NULL) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	l->names[0] = l->name;
 	pthread_mutex_init(&l->mu, NULL);
 	log_info(LOG_ENGINE, "llm engine: model=%s arch=%s layers=%u vocab=%u context=%u "
-	    "chat=%s kv=%zu bytes/sequence capacity=%u threads=%u", l->name, hp->arch_name,
-	    hp->n_layer, l->n_vocab, l->n_ctx, tokenizer_chat_name(l->chat), l->seq_bytes,
-	    l->capacity, opt->threads);
+	    "chat=%s kv=%zu bytes/sequence capacity=%u device=%s threads=%u max_batch_tokens=%u",
+	    l->name, hp->arch_name, hp->n_layer, l->n_vocab, l->n_ctx, tokenizer_chat_name(l->chat),
+	    l->seq_bytes, l->capacity, dev->name, opt->threads, l->max_batch);
 	*state = l;
 	return 0;
 
@@ -261,7 +289,6 @@ fail_msg:
 fail:
 	strmap_free(l->reqs, NULL);
 	free(l->name);
-	free(l->logits);
 	kv_pool_free(l->pool);
 	forward_destroy(l->fwd);
 	backend_destroy(l->be);
@@ -285,7 +312,6 @@ llm_close(void *state)
 		    kv_pool_blocks(l->pool) - kv_pool_free_blocks(l->pool));
 	kv_pool_free(l->pool);
 	free(l->name);
-	free(l->logits);
 	forward_destroy(l->fwd);
 	backend_destroy(l->be);
 	free(l->suffix);
@@ -400,13 +426,13 @@ llm_share_prefix(struct llm *l, struct llm_seq *s)
 	return true;
 }
 
-/* Resets s to the prepared base and prefills all of it but the last token. */
+/* Resets s to the prepared base; its KV is empty (the iterations prefill it) unless another
+ * chain holds the same base, whose prefix it then shares. */
 static int
-llm_seq_rebuild(struct llm *l, struct llm_seq *s, const struct engine_item *it,
-    struct llm_prep *p, char *err, size_t errlen)
+llm_seq_reset(struct llm *l, struct llm_seq *s, const struct engine_item *it,
+    struct llm_prep *p)
 {
 	size_t i;
-	int rc;
 
 	if (s->cap < l->n_ctx) {
 		uint32_t *t = realloc(s->toks, l->n_ctx * sizeof *t);
@@ -441,20 +467,8 @@ llm_seq_rebuild(struct llm *l, struct llm_seq *s, const struct engine_item *it,
 			s->think_at = s->base_gen;
 	s->kv->len = 0;
 	kv_trim(s->kv);
-	if (s->ntoks > 1 && llm_share_prefix(l, s))
-		return 0;
-	if (s->ntoks > 1) {
-		struct forward_opts fo = { .moe_top_p = it->moe_top_p };
-		rc = forward_run(l->fwd, s->kv, s->toks, s->ntoks - 1, &fo, l->logits, NULL, err,
-		    errlen);
-		if (rc != 0) {
-			/* Unusable until rebuilt: no resume position matches it. */
-			s->ntoks = s->n_base = 0;
-			s->base_gen = LLM_NONE;
-			s->kv->len = 0;
-			return rc;
-		}
-	}
+	if (s->ntoks > 1)
+		(void)llm_share_prefix(l, s);
 	return 0;
 }
 
@@ -614,233 +628,405 @@ llm_entropy(const float *logits, uint32_t n)
 	return z > 0 ? z : 0;
 }
 
-/* Forks s into the probe KV, appends the suffix and decodes the boxed answer greedily. */
-static int
-llm_probe(struct llm *l, struct llm_seq *s, uint32_t max_tokens, struct engine_result *res,
-    char *err, size_t errlen)
-{
-	struct forward_opts fo = { .moe_top_p = s->moe_top_p };
-	struct kv *pk = NULL;
-	struct tokenizer_stream *st = NULL;
-	uint32_t *in = NULL, tok, n = 0;
-	char *ans = NULL;
-	size_t alen = 0, acap = 0, olen, k;
-	const char *o;
-	double psum = 0, pmin = 1;
-	int depth = 1, rc = 0;
+/*
+ * ---- the batched step ----------------------------------------------------------------------
+ *
+ * Every item of every step taken together is a piece of work with a phase (table below); each
+ * iteration asks every unfinished piece what it wants to run (a decode token, probe tokens, a
+ * chunk of prefill), packs them into one forward_batch of at most max_batch tokens (decodes
+ * first, then prefill chunks) and hands each its logits.  forward_batch gives a sequence the
+ * same logits as a run of its own, so the tokens are those of the one-at-a-time path.
+ */
+enum llm_phase {
+	LLM_PH_PREFILL,              /* the chain's KV up to its last token */
+	LLM_PH_DECODE,               /* up to max_new_tokens sampled tokens */
+	LLM_PH_PROBE_IN,             /* the fork: last token + probe suffix */
+	LLM_PH_PROBE,                /* greedy answer tokens */
+	LLM_PH_DONE,
+};
 
-	res->probe_confidence = res->probe_min_prob = -1;
-	if (max_tokens == 0)
-		max_tokens = LLM_PROBE_DEFAULT;
-	/* Room for the last token, the suffix and the answer. */
-	if ((uint64_t)s->ntoks + l->nsuffix + max_tokens > l->n_ctx) {
-		res->probe_answer = strdup("");
-		return res->probe_answer ? 0 : -ENOMEM;
-	}
-	/* Fork: the chain's blocks are shared; the first write copies the last partial one. */
-	rc = kv_fork(s->kv, s->kv->len, &pk);
-	if (rc != 0)
-		return rc;
-	in = malloc((1 + l->nsuffix) * sizeof *in);
-	st = tokenizer_stream_new(l->tok, false);
-	if (in == NULL || st == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	in[0] = s->toks[s->ntoks - 1];
-	memcpy(in + 1, l->suffix, l->nsuffix * sizeof *in);
-	rc = forward_run(l->fwd, pk, in, (uint32_t)(1 + l->nsuffix), &fo, l->logits, NULL, err,
-	    errlen);
-	for (n = 0; rc == 0 && n < max_tokens && depth > 0; ) {
-		double p;
-		tok = l->be->ops->argmax(l->be, l->logits, l->n_vocab);
-		if (tokenizer_is_eog(l->tok, (int32_t)tok))
-			break;
-		p = llm_prob(l->logits, l->n_vocab, tok);
-		psum += p;
-		pmin = p < pmin ? p : pmin;
-		n++;
-		rc = tokenizer_stream_put(st, (int32_t)tok, &o, &olen);
-		if (rc != 0)
-			break;
-		for (k = 0; k < olen; k++) {
-			if (o[k] == '{')
-				depth++;
-			else if (o[k] == '}' && --depth == 0)
-				break;
-		}
-		rc = llm_buf_add(&ans, &alen, &acap, o, k);
-		if (rc != 0 || depth == 0 || n == max_tokens)
-			break;
-		rc = forward_run(l->fwd, pk, &tok, 1, &fo, l->logits, NULL, err, errlen);
-	}
-	if (rc == 0 && depth > 0 && tokenizer_stream_flush(st, &o, &olen) == 0)
-		rc = llm_buf_add(&ans, &alen, &acap, o, olen);
-	if (rc == CERTA_ECAPACITY) {
-		/* No block left for the fork: no probe this step; the chain is fine. */
-		log_warn(LOG_ENGINE, "probe skipped: %s", err);
-		err[0] = '\0';
-		free(ans);
-		ans = NULL;
-		n = 0;
-		rc = 0;
-	}
-	if (rc != 0)
-		goto out;
-	res->probe_answer = ans != NULL ? ans : strdup("");
-	ans = NULL;
-	if (res->probe_answer == NULL)
-		rc = -ENOMEM;
-	res->probe_tokens = n;
-	if (n > 0) {
-		res->probe_confidence = psum / n;
-		res->probe_min_prob = pmin;
-	}
-out:
-	kv_destroy(pk);
-	free(ans);
-	free(in);
-	tokenizer_stream_free(st);
-	return rc;
+struct llm_work {
+	struct llm_job *job;         /* its step */
+	const struct engine_item *it;
+	struct engine_result *res;
+	struct llm_seq *s;
+	enum llm_phase ph;
+	long leader;                 /* piece whose prefill this one waits for, or -1 */
+	bool share;                  /* then try to share a prefix (sc chains of one prompt) */
+	float *logits;               /* [n_vocab] */
+	/* this iteration */
+	struct kv *fkv;
+	const uint32_t *feed;
+	uint32_t nfeed;
+	bool want_logits;
+	/* decode */
+	struct tokenizer_stream *st;
+	char *text;
+	size_t tlen, tcap;
+	uint32_t k;
+	uint64_t start;
+	bool full;
+	int need;
+	double hsum;                 /* entropies of the distributions sampled from */
+	uint32_t hn;
+	uint64_t expert_uses, moe_runs; /* experts run / (tokens x MoE layers) */
+	/* probe */
+	struct kv *pk;
+	uint32_t *pin, npin, pdone, pmax, pn, ptok;
+	char *ans;
+	size_t alen, acap;
+	double psum, pmin;
+	int depth;
+};
+
+/* Frees a piece's scratch (not its results). */
+static void
+llm_work_clear(struct llm_work *w)
+{
+	tokenizer_stream_free(w->st);
+	w->st = NULL;
+	free(w->text);
+	w->text = NULL;
+	kv_destroy(w->pk);
+	w->pk = NULL;
+	free(w->pin);
+	w->pin = NULL;
+	free(w->ans);
+	w->ans = NULL;
+	free(w->logits);
+	w->logits = NULL;
 }
 
-/* Decodes up to it->max_new_tokens for s (already at resume_tokens) and fills res. */
+/* Decode phase entry: warms the decoder from the last clean boundary. */
 static int
-llm_decode(struct llm *l, struct llm_seq *s, const struct engine_item *it,
-    struct engine_result *res, char *err, size_t errlen)
+llm_decode_begin(struct llm *l, struct llm_work *w)
 {
-	struct tokenizer_stream *st;
-	char *text = NULL;
-	size_t tlen = 0, tcap = 0, olen;
+	struct llm_seq *s = w->s;
 	const char *o;
-	uint32_t j, k, tok;
-	uint64_t start = llm_seq_gen(s);
-	struct forward_opts fo = { .moe_top_p = it->moe_top_p };
-	struct forward_stats fs;
-	uint64_t expert_uses = 0, moe_runs = 0;
-	double hsum = 0;
-	uint32_t hn = 0;
-	bool full = false;
-	int rc = 0, need = 0;
+	size_t olen;
+	uint32_t j;
+	int rc = 0;
 
-	memset(res, 0, sizeof *res);
-	st = tokenizer_stream_new(l->tok, false);
-	if (st == NULL)
+	memset(w->res, 0, sizeof *w->res);
+	w->st = tokenizer_stream_new(l->tok, false);
+	if (w->st == NULL)
 		return -ENOMEM;
-	/* Warm the decoder from the last clean boundary: bytes of a character cut at R. */
 	for (j = s->ntoks; j > s->n_base && !s->clean[j - 1]; j--)
 		;
 	for (; j < s->ntoks && rc == 0; j++) {
-		rc = tokenizer_stream_put(st, (int32_t)s->toks[j], &o, &olen);
-		need = llm_need_after(l, need, s->toks[j]);
+		rc = tokenizer_stream_put(w->st, (int32_t)s->toks[j], &o, &olen);
+		w->need = llm_need_after(l, w->need, s->toks[j]);
 	}
-	for (k = 0; rc == 0 && k < it->max_new_tokens && s->end_at == LLM_NONE; k++) {
-		uint64_t g = llm_seq_gen(s);
-		if (s->ntoks >= l->n_ctx) {
-			full = true;
-			s->end_at = g;
-			break;
-		}
-		rc = forward_run(l->fwd, s->kv, &s->toks[s->ntoks - 1], 1, &fo, l->logits, &fs,
-		    err, errlen);
-		if (rc != 0)
-			break;
-		expert_uses += fs.expert_uses;
-		moe_runs += (uint64_t)fs.tokens * fs.moe_layers;
-		hsum += llm_entropy(l->logits, l->n_vocab);
-		hn++;
-		tok = l->be->ops->sample(l->be, l->logits, l->n_vocab, it->temperature,
-		    it->top_p > 0 ? it->top_p : 1.0f, llm_uniform(it->seed, it->sample_index, g),
-		    NULL);
-		s->toks[s->ntoks++] = tok;
-		if (l->think_end >= 0 && tok == (uint32_t)l->think_end && s->think_at == LLM_NONE)
-			s->think_at = g + 1;
-		if (tokenizer_is_eog(l->tok, (int32_t)tok)) {
-			s->clean[s->ntoks - 1] = 1;
-			s->end_at = g + 1;
-			break;
-		}
-		rc = tokenizer_stream_put(st, (int32_t)tok, &o, &olen);
-		if (rc == 0)
-			rc = llm_buf_add(&text, &tlen, &tcap, o, olen);
-		/* Clean after this token: no UTF-8 character left open by its bytes. */
-		need = llm_need_after(l, need, tok);
-		s->clean[s->ntoks - 1] = need == 0;
-	}
-	if (rc == 0 && s->end_at != LLM_NONE && tokenizer_stream_flush(st, &o, &olen) == 0)
-		rc = llm_buf_add(&text, &tlen, &tcap, o, olen);
-	tokenizer_stream_free(st);
-	if (rc != 0) {
-		free(text);
+	w->start = llm_seq_gen(s);
+	w->ph = LLM_PH_DECODE;
+	return rc;
+}
+
+/* Decode phase exit: the step's text and flags. */
+static int
+llm_decode_end(struct llm *l, struct llm_work *w)
+{
+	struct llm_seq *s = w->s;
+	struct engine_result *res = w->res;
+	const char *o;
+	size_t olen;
+	int rc = 0;
+
+	if (s->end_at != LLM_NONE && tokenizer_stream_flush(w->st, &o, &olen) == 0)
+		rc = llm_buf_add(&w->text, &w->tlen, &w->tcap, o, olen);
+	tokenizer_stream_free(w->st);
+	w->st = NULL;
+	if (rc != 0)
 		return rc;
-	}
-	res->text = text != NULL ? text : strdup("");
-	res->new_tokens = (uint32_t)(llm_seq_gen(s) - start);
+	res->text = w->text != NULL ? w->text : strdup("");
+	w->text = NULL;
+	res->new_tokens = (uint32_t)(llm_seq_gen(s) - w->start);
 	res->total_tokens = llm_seq_gen(s);
 	res->finished = s->end_at != LLM_NONE;
 	res->thinking_done = s->think_at != LLM_NONE;
 	res->probe_confidence = res->probe_min_prob = -1;
-	res->chain_entropy = hn > 0 ? hsum / hn : -1;
-	res->experts_per_token = moe_runs > 0 ? (double)expert_uses / (double)moe_runs :
-	    (hn > 0 ? 0 : -1);
+	res->chain_entropy = w->hn > 0 ? w->hsum / w->hn : -1;
+	res->experts_per_token = w->moe_runs > 0 ?
+	    (double)w->expert_uses / (double)w->moe_runs : (w->hn > 0 ? 0 : -1);
 	if (res->finished) {
 		res->final_answer = llm_final_answer(l, s);
-		if (full)
+		if (w->full)
 			log_info(LOG_ENGINE, "request %s: context of %u positions full",
-			    it->request_id, l->n_ctx);
+			    w->it->request_id, l->n_ctx);
 	}
 	if (res->text == NULL || (res->finished && res->final_answer == NULL))
 		return -ENOMEM;
 	return 0;
 }
 
-/* Validates, prepares (nothing changes on error), then computes every item. */
+/* Probe entry: a finished chain's probe answer is its final answer; else fork the chain. */
 static int
-llm_step(void *state, const struct engine_item *items, size_t n, struct engine_result *out,
-    char *err, size_t errlen)
+llm_probe_begin(struct llm *l, struct llm_work *w)
 {
-	struct llm *l = state;
-	struct llm_prep *prep;
+	struct llm_seq *s = w->s;
+	struct engine_result *res = w->res;
+	int rc;
+
+	w->ph = LLM_PH_DONE;
+	if (res->finished) {
+		res->probe_answer = strdup(res->final_answer);
+		return res->probe_answer ? 0 : -ENOMEM;
+	}
+	w->pmax = w->it->probe_max_tokens ? w->it->probe_max_tokens : LLM_PROBE_DEFAULT;
+	if ((uint64_t)s->ntoks + l->nsuffix + w->pmax > l->n_ctx) {
+		res->probe_answer = strdup("");
+		return res->probe_answer ? 0 : -ENOMEM;
+	}
+	/* Fork: the chain's blocks are shared; the first write copies the last partial one. */
+	if ((rc = kv_fork(s->kv, s->kv->len, &w->pk)) != 0)
+		return rc;
+	w->npin = (uint32_t)(1 + l->nsuffix);
+	w->pin = malloc(w->npin * sizeof *w->pin);
+	w->st = tokenizer_stream_new(l->tok, false);
+	if (w->pin == NULL || w->st == NULL)
+		return -ENOMEM;
+	w->pin[0] = s->toks[s->ntoks - 1];
+	memcpy(w->pin + 1, l->suffix, l->nsuffix * sizeof *w->pin);
+	w->pdone = w->pn = 0;
+	w->psum = 0;
+	w->pmin = 1;
+	w->depth = 1;
+	w->ph = LLM_PH_PROBE_IN;
+	return 0;
+}
+
+/* Probe exit (skipped: no answer, no tokens). */
+static int
+llm_probe_end(struct llm_work *w, bool skipped)
+{
+	struct engine_result *res = w->res;
+	const char *o;
+	size_t olen;
+	int rc = 0;
+
+	if (skipped) {
+		free(w->ans);
+		w->ans = NULL;
+		w->pn = 0;
+	} else if (w->depth > 0 && tokenizer_stream_flush(w->st, &o, &olen) == 0) {
+		rc = llm_buf_add(&w->ans, &w->alen, &w->acap, o, olen);
+	}
+	res->probe_answer = w->ans != NULL ? w->ans : strdup("");
+	w->ans = NULL;
+	kv_destroy(w->pk);
+	w->pk = NULL;
+	tokenizer_stream_free(w->st);
+	w->st = NULL;
+	w->ph = LLM_PH_DONE;
+	if (rc != 0 || res->probe_answer == NULL)
+		return rc != 0 ? rc : -ENOMEM;
+	res->probe_tokens = w->pn;
+	if (w->pn > 0) {
+		res->probe_confidence = w->psum / w->pn;
+		res->probe_min_prob = w->pmin;
+	}
+	return 0;
+}
+
+/* Moves a piece through the phases that need no compute and says what it wants to run now
+ * (nfeed 0: nothing this iteration, e.g. waiting for its leader's prefill, or done). */
+static int
+llm_work_plan(struct llm *l, struct llm_work *w, const struct llm_work *all)
+{
+	struct llm_seq *s = w->s;
+	int rc;
+
+	w->nfeed = 0;
+	w->want_logits = false;
+	for (;;) {
+		switch (w->ph) {
+		case LLM_PH_PREFILL:
+			if (w->leader >= 0 && all[w->leader].ph == LLM_PH_PREFILL)
+				return 0;
+			w->leader = -1;
+			if (w->share) {
+				w->share = false;
+				if (s->kv->len == 0)
+					(void)llm_share_prefix(l, s);
+			}
+			if (s->kv->len + 1 < s->ntoks) {
+				w->fkv = s->kv;
+				w->feed = s->toks + s->kv->len;
+				w->nfeed = s->ntoks - 1 - s->kv->len;
+				return 0;
+			}
+			if ((rc = llm_decode_begin(l, w)) != 0)
+				return rc;
+			break;
+		case LLM_PH_DECODE:
+			if (w->k < w->it->max_new_tokens && s->end_at == LLM_NONE &&
+			    s->ntoks >= l->n_ctx) {
+				w->full = true;
+				s->end_at = llm_seq_gen(s);
+			}
+			if (w->k < w->it->max_new_tokens && s->end_at == LLM_NONE) {
+				w->fkv = s->kv;
+				w->feed = &s->toks[s->ntoks - 1];
+				w->nfeed = 1;
+				w->want_logits = true;
+				return 0;
+			}
+			if ((rc = llm_decode_end(l, w)) != 0 || (rc = llm_probe_begin(l, w)) != 0)
+				return rc;
+			break;
+		case LLM_PH_PROBE_IN:
+			w->fkv = w->pk;
+			w->feed = w->pin + w->pdone;
+			w->nfeed = w->npin - w->pdone;
+			w->want_logits = true;
+			return 0;
+		case LLM_PH_PROBE:
+			w->fkv = w->pk;
+			w->feed = &w->ptok;
+			w->nfeed = 1;
+			w->want_logits = true;
+			return 0;
+		case LLM_PH_DONE:
+			return 0;
+		}
+	}
+}
+
+/* After fs->n of the wanted tokens ran (logits ready when they were all of them); moe_layers
+ * as forward_stats says (0: dense). */
+static int
+llm_work_after(struct llm *l, struct llm_work *w, const struct forward_seq *fs,
+    uint32_t moe_layers)
+{
+	uint32_t n = fs->n;
+	struct llm_seq *s = w->s;
+	const struct engine_item *it = w->it;
+	const char *o;
+	size_t olen, k;
+	uint32_t tok;
+	uint64_t g;
+	double p;
+	int rc = 0;
+
+	switch (w->ph) {
+	case LLM_PH_PREFILL:
+		return 0;                /* kv->len moved */
+	case LLM_PH_DECODE:
+		g = llm_seq_gen(s);
+		w->expert_uses += fs->expert_uses;
+		w->moe_runs += (uint64_t)n * moe_layers;
+		w->hsum += llm_entropy(w->logits, l->n_vocab);
+		w->hn++;
+		tok = l->be->ops->sample(l->be, w->logits, l->n_vocab, it->temperature,
+		    it->top_p > 0 ? it->top_p : 1.0f, llm_uniform(it->seed, it->sample_index, g),
+		    NULL);
+		s->toks[s->ntoks++] = tok;
+		w->k++;
+		if (l->think_end >= 0 && tok == (uint32_t)l->think_end && s->think_at == LLM_NONE)
+			s->think_at = g + 1;
+		if (tokenizer_is_eog(l->tok, (int32_t)tok)) {
+			s->clean[s->ntoks - 1] = 1;
+			s->end_at = g + 1;
+			return 0;
+		}
+		rc = tokenizer_stream_put(w->st, (int32_t)tok, &o, &olen);
+		if (rc == 0)
+			rc = llm_buf_add(&w->text, &w->tlen, &w->tcap, o, olen);
+		/* Clean after this token: no UTF-8 character left open by its bytes. */
+		w->need = llm_need_after(l, w->need, tok);
+		s->clean[s->ntoks - 1] = w->need == 0;
+		return rc;
+	case LLM_PH_PROBE_IN:
+		w->pdone += n;
+		if (w->pdone < w->npin)
+			return 0;
+		w->ph = LLM_PH_PROBE;   /* the suffix's logits give the first answer token */
+		/* FALLTHROUGH */
+	case LLM_PH_PROBE:
+		tok = l->be->ops->argmax(l->be, w->logits, l->n_vocab);
+		if (tokenizer_is_eog(l->tok, (int32_t)tok))
+			return llm_probe_end(w, false);
+		p = llm_prob(w->logits, l->n_vocab, tok);
+		w->psum += p;
+		w->pmin = p < w->pmin ? p : w->pmin;
+		w->pn++;
+		if ((rc = tokenizer_stream_put(w->st, (int32_t)tok, &o, &olen)) != 0)
+			return rc;
+		for (k = 0; k < olen; k++) {
+			if (o[k] == '{')
+				w->depth++;
+			else if (o[k] == '}' && --w->depth == 0)
+				break;
+		}
+		if ((rc = llm_buf_add(&w->ans, &w->alen, &w->acap, o, k)) != 0)
+			return rc;
+		if (w->depth == 0 || w->pn == w->pmax)
+			return llm_probe_end(w, false);
+		w->ptok = tok;
+		return 0;
+	case LLM_PH_DONE:
+		return 0;
+	}
+	return 0;
+}
+
+/* A compute error for piece w (rc, err): a probe that found no KV block is skipped (the chain
+ * is fine); anything else fails the piece's step. */
+static int
+llm_work_error(struct llm_work *w, int rc, const char *err)
+{
+	if ((w->ph == LLM_PH_PROBE_IN || w->ph == LLM_PH_PROBE) && rc == CERTA_ECAPACITY) {
+		log_warn(LOG_ENGINE, "probe skipped: %s", err);
+		return llm_probe_end(w, true);
+	}
+	if (w->ph == LLM_PH_PREFILL) {
+		/* Unusable until rebuilt: no resume position matches it. */
+		w->s->ntoks = w->s->n_base = 0;
+		w->s->base_gen = LLM_NONE;
+		w->s->kv->len = 0;
+	}
+	return rc;
+}
+
+/* Validates one step's items and commits their sequences (busy); nothing changes on error.
+ * *conflict (and 0) when an item's sequence is busy in this run: the step waits a round. */
+static int
+llm_prepare(struct llm *l, const struct engine_item *items, size_t n, struct llm_prep *prep,
+    bool *conflict, char *err, size_t errlen)
+{
 	size_t i, j, fresh = 0, active;
 	int rc = 0;
 
+	*conflict = false;
 	if (n == 0) {
 		snprintf(err, errlen, "empty batch");
 		return CERTA_EINVAL;
 	}
-	prep = calloc(n, sizeof *prep);
-	if (prep == NULL)
-		return -ENOMEM;
 	for (i = 0; i < n; i++) {
 		const struct engine_item *it = &items[i];
 		if (it->request_id == NULL || it->request_id[0] == '\0') {
 			snprintf(err, errlen, "item %zu: missing request_id", i);
-			rc = CERTA_EINVAL;
-			goto fail;
+			return CERTA_EINVAL;
 		}
 		if (it->prompt == NULL || it->prompt[0] == '\0') {
 			snprintf(err, errlen, "request %s: empty prompt", it->request_id);
-			rc = CERTA_EINVAL;
-			goto fail;
+			return CERTA_EINVAL;
 		}
 		if (it->max_new_tokens == 0) {
 			snprintf(err, errlen, "request %s: max_new_tokens must be > 0",
 			    it->request_id);
-			rc = CERTA_EINVAL;
-			goto fail;
+			return CERTA_EINVAL;
 		}
 		if (it->model != NULL && it->model[0] != '\0' && strcmp(it->model, l->name) != 0) {
 			snprintf(err, errlen, "request %s: model %s is not served here (this worker "
 			    "serves %s)", it->request_id, it->model, l->name);
-			rc = CERTA_ENOTFOUND;
-			goto fail;
+			return CERTA_ENOTFOUND;
 		}
 		for (j = 0; j < i; j++) {
 			if (strcmp(items[j].request_id, it->request_id) == 0) {
 				snprintf(err, errlen, "request %s appears twice in one batch",
 				    it->request_id);
-				rc = CERTA_EINVAL;
-				goto fail;
+				return CERTA_EINVAL;
 			}
 		}
 	}
@@ -849,15 +1035,18 @@ llm_step(void *state, const struct engine_item *items, size_t n, struct engine_r
 		prep[i].seq = strmap_get(l->reqs, items[i].request_id);
 		if (prep[i].seq == NULL)
 			fresh++;
+		else if (prep[i].seq->busy)
+			*conflict = true;
 	}
 	active = strmap_count(l->reqs);
 	pthread_mutex_unlock(&l->mu);
+	if (*conflict)
+		return 0;
 	if (active + fresh > l->capacity) {
 		snprintf(err, errlen, "worker at capacity: %zu sequences active, %zu new, capacity "
 		    "%u (llm.kv_memory / %zu bytes per sequence)", active, fresh, l->capacity,
 		    l->seq_bytes);
-		rc = CERTA_ECAPACITY;
-		goto fail;
+		return CERTA_ECAPACITY;
 	}
 	for (i = 0; i < n; i++) {
 		struct llm_prep *p = &prep[i];
@@ -895,58 +1084,409 @@ llm_step(void *state, const struct engine_item *items, size_t n, struct engine_r
 		prep[i].fresh = false;
 	}
 	pthread_mutex_unlock(&l->mu);
-	for (i = 0; i < n && rc == 0; i++) {
-		struct llm_seq *s = prep[i].seq;
-		if (prep[i].rebuild) {
-			if (items[i].resume_tokens > 0)
-				log_info(LOG_ENGINE, "request %s: prefilling %zu tokens to resume at "
-				    "%llu generated", items[i].request_id, prep[i].nbase,
-				    (unsigned long long)items[i].resume_tokens);
-			rc = llm_seq_rebuild(l, s, &items[i], &prep[i], err, errlen);
-		} else {
-			llm_seq_rollback(s, items[i].resume_tokens);
-		}
-		if (rc == 0)
-			rc = llm_decode(l, s, &items[i], &out[i], err, errlen);
-		if (rc == 0 && !out[i].finished)
-			rc = llm_probe(l, s, items[i].probe_max_tokens, &out[i], err, errlen);
-		else if (rc == 0)
-			out[i].probe_answer = strdup(out[i].final_answer);
-		if (rc == 0 && out[i].probe_answer == NULL)
-			rc = -ENOMEM;
-		if (rc != 0) {
-			if (err[0] == '\0')
-				snprintf(err, errlen, "request %s: %s", items[i].request_id,
-				    certa_strerror(rc));
-			engine_result_clear(&out[i]);
-			while (i-- > 0)
-				engine_result_clear(&out[i]);
-			break;
-		}
-	}
-	/* Sequences stay (a retry rolls them back); a released one is freed now. */
-	pthread_mutex_lock(&l->mu);
-	for (i = 0; i < n; i++) {
-		prep[i].seq->busy = false;
-		if (prep[i].seq->dead) {
-			llm_seq_free(prep[i].seq);
-			prep[i].seq = NULL;
-		}
-	}
-	pthread_mutex_unlock(&l->mu);
-	for (i = 0; i < n; i++)
-		free(prep[i].base);
-	free(prep);
-	return rc;
+	return 0;
 
 fail:
 	for (i = 0; i < n; i++) {
 		if (prep[i].fresh)
 			llm_seq_free(prep[i].seq);
+		prep[i].fresh = false;
+		prep[i].seq = NULL;
 		free(prep[i].base);
+		prep[i].base = NULL;
 	}
-	free(prep);
 	return rc;
+}
+
+/* A step in a run: its work, its items' preparation, and whether it waits for admission. */
+struct llm_job {
+	struct engine_work *wk;
+	struct llm_prep *prep;       /* [wk->n] */
+	size_t left;                 /* pieces not done (counted after each iteration) */
+	bool pending;                /* not admitted yet: a sequence it needs is busy */
+	struct llm_job *next;
+};
+
+/* Where steps come from and go to: the engine's feed, or one synchronous step. */
+struct llm_src {
+	struct engine_work *(*take)(void *ctx);
+	void (*done)(void *ctx, struct engine_work *w);
+	void *ctx;
+};
+
+/* The run: its steps (in arrival order), their pieces, and per-iteration scratch. */
+struct llm_run {
+	struct llm_job *jobs, **tail;
+	struct llm_work *w;
+	size_t nw, capw;
+	struct forward_seq *fs;
+	size_t *who, *remap;
+};
+
+/* Fails job j (wk->rc and err[] set): its pieces stop, its results are cleared. */
+static void
+llm_fail_job(struct llm_run *r, struct llm_job *j)
+{
+	struct engine_work *wk = j->wk;
+	size_t i;
+
+	for (i = 0; i < r->nw; i++) {
+		if (r->w[i].job != j)
+			continue;
+		llm_work_clear(&r->w[i]);
+		engine_result_clear(r->w[i].res);
+		r->w[i].ph = LLM_PH_DONE;
+	}
+	if (wk->err[0] == '\0')
+		snprintf(wk->err, wk->errlen, "%s", certa_strerror(wk->rc));
+}
+
+/* Room for n more pieces (and the per-iteration arrays). */
+static int
+llm_run_grow(struct llm_run *r, size_t n)
+{
+	size_t cap = r->capw ? r->capw : 16;
+	void *p;
+
+	if (r->nw + n <= r->capw)
+		return 0;
+	while (cap < r->nw + n)
+		cap *= 2;
+	if ((p = realloc(r->w, cap * sizeof *r->w)) == NULL)
+		return -ENOMEM;
+	r->w = p;
+	if ((p = realloc(r->fs, cap * sizeof *r->fs)) == NULL)
+		return -ENOMEM;
+	r->fs = p;
+	if ((p = realloc(r->who, cap * sizeof *r->who)) == NULL)
+		return -ENOMEM;
+	r->who = p;
+	if ((p = realloc(r->remap, cap * sizeof *r->remap)) == NULL)
+		return -ENOMEM;
+	r->remap = p;
+	r->capw = cap;
+	return 0;
+}
+
+/*
+ * Admits a pending step: validates and commits its sequences (llm_prepare), then adds a piece
+ * per item (rolled back, or reset for a rebuild; a rebuild whose base an earlier piece is
+ * still prefilling waits for it and shares its prefix).  Returns false when it must wait
+ * (a sequence it needs is busy in this run); a failed step gets wk->rc and no pieces.
+ */
+static bool
+llm_admit(struct llm *l, struct llm_run *r, struct llm_job *j)
+{
+	struct engine_work *wk = j->wk;
+	bool conflict;
+	size_t i, o;
+
+	memset(j->prep, 0, wk->n * sizeof *j->prep);
+	wk->err[0] = '\0';
+	wk->rc = llm_prepare(l, wk->items, wk->n, j->prep, &conflict, wk->err, wk->errlen);
+	if (conflict) {
+		memset(j->prep, 0, wk->n * sizeof *j->prep);
+		return false;
+	}
+	j->pending = false;
+	if (wk->rc != 0) {
+		for (i = 0; i < wk->n; i++)
+			j->prep[i].seq = NULL;
+		return true;
+	}
+	if (llm_run_grow(r, wk->n) != 0) {
+		wk->rc = -ENOMEM;
+		snprintf(wk->err, wk->errlen, "out of memory");
+		return true;             /* its sequences are unmarked when it finishes */
+	}
+	for (i = 0; i < wk->n; i++) {
+		struct llm_prep *p = &j->prep[i];
+		struct llm_work *x = &r->w[r->nw++];
+		memset(x, 0, sizeof *x);
+		x->job = j;
+		x->it = &wk->items[i];
+		x->res = &wk->out[i];
+		x->s = p->seq;
+		x->leader = -1;
+		x->ph = LLM_PH_PREFILL;
+		memset(x->res, 0, sizeof *x->res);
+		x->logits = malloc(l->n_vocab * sizeof *x->logits);
+		if (x->logits == NULL && wk->rc == 0)
+			wk->rc = -ENOMEM;
+		if (wk->rc != 0)
+			continue;
+		if (!p->rebuild) {
+			llm_seq_rollback(p->seq, x->it->resume_tokens);
+			continue;
+		}
+		if (x->it->resume_tokens > 0)
+			log_info(LOG_ENGINE, "request %s: prefilling %zu tokens to resume at %llu "
+			    "generated", x->it->request_id, p->nbase,
+			    (unsigned long long)x->it->resume_tokens);
+		wk->rc = llm_seq_reset(l, p->seq, x->it, p);
+		/* A piece prefilling the same base: wait for it and share its KV. */
+		for (o = 0; o < r->nw - 1 && wk->rc == 0 && p->seq->kv->len == 0; o++) {
+			const struct llm_work *y = &r->w[o];
+			if (y->ph == LLM_PH_PREFILL && y->s->kv->len == 0 &&
+			    y->s->n_base == p->seq->n_base && y->s->ntoks > 1 &&
+			    y->s->moe_top_p == p->seq->moe_top_p &&
+			    memcmp(y->s->toks, p->seq->toks, p->seq->n_base * sizeof *p->seq->toks) ==
+			    0) {
+				x->leader = (long)o;
+				x->share = true;
+				break;
+			}
+		}
+	}
+	if (wk->rc != 0)
+		llm_fail_job(r, j);
+	return true;
+}
+
+/* One iteration over every unfinished piece; false when none wanted to run. */
+static bool
+llm_iterate_once(struct llm *l, struct llm_run *r)
+{
+	struct llm_work *w = r->w;
+	size_t i, nseq = 0, pass;
+	uint32_t budget = l->max_batch, take;
+	struct forward_stats st = { 0 };
+	char err[256];
+	bool alone;
+	int rc;
+
+	for (i = 0; i < r->nw; i++) {
+		if (w[i].ph == LLM_PH_DONE)
+			continue;
+		if ((rc = llm_work_plan(l, &w[i], w)) != 0) {
+			w[i].job->wk->rc = rc;
+			llm_fail_job(r, w[i].job);
+		}
+	}
+	/* Pack: single tokens (decodes, probe answers) first, then chunks of prefill. */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < r->nw && budget > 0; i++) {
+			if (w[i].ph == LLM_PH_DONE || w[i].nfeed == 0 ||
+			    (pass == 0) != (w[i].nfeed == 1))
+				continue;
+			take = w[i].nfeed < budget ? w[i].nfeed : budget;
+			/* Every phase runs with the routing the chain's KV was computed with. */
+			r->fs[nseq] = (struct forward_seq){ .kv = w[i].fkv, .tokens = w[i].feed,
+			    .n = take, .moe_top_p = w[i].s->moe_top_p,
+			    .logits = w[i].want_logits && take == w[i].nfeed ? w[i].logits : NULL };
+			r->who[nseq++] = i;
+			budget -= take;
+		}
+	}
+	if (nseq == 0)
+		return false;
+	err[0] = '\0';
+	alone = forward_batch(l->fwd, r->fs, (uint32_t)nseq, &st, err, sizeof err) != 0;
+	for (i = 0; i < nseq; i++) {
+		struct llm_work *x = &w[r->who[i]];
+		struct engine_work *wk = x->job->wk;
+		if (wk->rc != 0)
+			continue;
+		/* The batch failed: each runs alone, so only the culprit fails. */
+		if (alone && (rc = forward_batch(l->fwd, &r->fs[i], 1, &st, err,
+		    sizeof err)) != 0) {
+			rc = llm_work_error(x, rc, err);
+			if (rc != 0) {
+				wk->rc = rc;
+				snprintf(wk->err, wk->errlen, "request %s: %s", x->it->request_id, err);
+				llm_fail_job(r, x->job);
+			}
+			continue;
+		}
+		if ((rc = llm_work_after(l, x, &r->fs[i], st.moe_layers)) != 0) {
+			wk->rc = rc;
+			llm_fail_job(r, x->job);
+		}
+	}
+	return true;
+}
+
+/* Completes job j: its pieces' scratch freed, its sequences unmarked (a released one freed:
+ * sequences otherwise stay, a retry rolls them back), its reply sent. */
+static void
+llm_finish(struct llm *l, struct llm_run *r, struct llm_job *j, const struct llm_src *src)
+{
+	struct engine_work *wk = j->wk;
+	size_t i;
+
+	for (i = 0; i < r->nw; i++) {
+		if (r->w[i].job == j) {
+			llm_work_clear(&r->w[i]);
+			r->w[i].job = NULL;
+		}
+	}
+	pthread_mutex_lock(&l->mu);
+	for (i = 0; i < wk->n; i++) {
+		struct llm_seq *s = j->prep[i].seq;
+		if (s == NULL)
+			continue;
+		s->busy = false;
+		if (s->dead)
+			llm_seq_free(s);
+	}
+	pthread_mutex_unlock(&l->mu);
+	for (i = 0; i < wk->n; i++)
+		free(j->prep[i].base);
+	free(j->prep);
+	free(j);
+	src->done(src->ctx, wk);
+}
+
+/* Drops the pieces of finished steps, keeping the order and the leaders' indices. */
+static void
+llm_compact(struct llm_run *r)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->nw; i++) {
+		r->remap[i] = r->w[i].job != NULL ? n : SIZE_MAX;
+		if (r->w[i].job != NULL)
+			r->w[n++] = r->w[i];
+	}
+	for (i = 0; i < n; i++)
+		if (r->w[i].leader >= 0)
+			r->w[i].leader = r->remap[r->w[i].leader] == SIZE_MAX ? -1 :
+			    (long)r->remap[r->w[i].leader];
+	r->nw = n;
+}
+
+/*
+ * The batched step loop: take every queued step (and, between iterations, those that
+ * arrive), admit them, run one iteration over all their pieces, reply to each step whose
+ * pieces are all done; until none is left.
+ */
+static void
+llm_run_steps(struct llm *l, const struct llm_src *src)
+{
+	struct llm_run r = { .jobs = NULL };
+	struct llm_job *j, **pj;
+	struct engine_work *wk;
+	bool ran, moved, told = false;
+	size_t i, njobs;
+
+	r.tail = &r.jobs;
+	for (;;) {
+		moved = false;
+		while ((wk = src->take(src->ctx)) != NULL) {
+			j = calloc(1, sizeof *j);
+			if (j != NULL)
+				j->prep = calloc(wk->n ? wk->n : 1, sizeof *j->prep);
+			if (j == NULL || j->prep == NULL) {
+				free(j);
+				wk->rc = -ENOMEM;
+				snprintf(wk->err, wk->errlen, "out of memory");
+				src->done(src->ctx, wk);
+				continue;
+			}
+			j->wk = wk;
+			j->pending = true;
+			*r.tail = j;
+			r.tail = &j->next;
+		}
+		for (j = r.jobs; j != NULL; j = j->next)
+			if (j->pending && llm_admit(l, &r, j))
+				moved = true;
+		if (r.jobs == NULL)
+			break;
+		for (j = r.jobs, njobs = 0; j != NULL; j = j->next)
+			njobs++;
+		if (njobs > 1 && !told) {
+			log_info(LOG_ENGINE, "%zu steps run together (continuous batching)", njobs);
+			told = true;
+		}
+		ran = llm_iterate_once(l, &r);
+		for (j = r.jobs; j != NULL; j = j->next)
+			j->left = 0;
+		for (i = 0; i < r.nw; i++)
+			if (r.w[i].ph != LLM_PH_DONE)
+				r.w[i].job->left++;
+		for (pj = &r.jobs; (j = *pj) != NULL; ) {
+			if (j->pending || j->left > 0) {
+				pj = &j->next;
+				continue;
+			}
+			*pj = j->next;
+			llm_finish(l, &r, j, src);
+			moved = true;
+		}
+		for (r.tail = &r.jobs; *r.tail != NULL; r.tail = &(*r.tail)->next)
+			;
+		llm_compact(&r);
+		if (!ran && !moved && r.jobs != NULL) {
+			/* Only steps waiting for sequences nothing here holds: cannot happen, but
+			 * never spin. */
+			for (j = r.jobs; j != NULL; j = j->next) {
+				j->pending = false;
+				j->wk->rc = CERTA_EINVAL;
+				snprintf(j->wk->err, j->wk->errlen, "a request of this step is busy");
+			}
+		}
+	}
+	free(r.w);
+	free(r.fs);
+	free(r.who);
+	free(r.remap);
+}
+
+static struct engine_work *
+llm_feed_take(void *ctx)
+{
+	return engine_feed_take(ctx);
+}
+
+static void
+llm_feed_done(void *ctx, struct engine_work *w)
+{
+	engine_feed_done(ctx, w);
+}
+
+static void
+llm_step_many(void *state, struct engine_feed *feed)
+{
+	const struct llm_src src = { llm_feed_take, llm_feed_done, feed };
+
+	llm_run_steps(state, &src);
+}
+
+/* One synchronous step (the engine not attached): a source of exactly one step. */
+struct llm_one {
+	struct engine_work w;
+	bool taken;
+};
+
+static struct engine_work *
+llm_one_take(void *ctx)
+{
+	struct llm_one *o = ctx;
+
+	if (o->taken)
+		return NULL;
+	o->taken = true;
+	return &o->w;
+}
+
+static void
+llm_one_done(void *ctx, struct engine_work *w)
+{
+	(void)ctx;
+	(void)w;
+}
+
+static int
+llm_step(void *state, const struct engine_item *items, size_t n, struct engine_result *out,
+    char *err, size_t errlen)
+{
+	struct llm_one one = { .w = { .items = items, .n = n, .out = out, .err = err,
+	    .errlen = errlen } };
+	const struct llm_src src = { llm_one_take, llm_one_done, &one };
+
+	llm_run_steps(state, &src);
+	return one.w.rc;
 }
 
 static int
@@ -993,5 +1533,6 @@ const struct engine_ops llm_engine_ops = {
 	.step = llm_step,
 	.release = llm_release,
 	.info = llm_info,
+	.step_many = llm_step_many,
 	.threaded = true,
 };

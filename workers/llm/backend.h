@@ -14,6 +14,10 @@
  * elements, dequantized on the fly).  Heads are contiguous inside a token's row:
  * q[t][h * head_dim + i].
  *
+ * Batching: every op computes a token's row with the same arithmetic whatever else shares
+ * the call (matmul tiles, thread splits), so a sequence's logits are bit-identical whether it
+ * runs alone or in a batch with others (forward_batch).
+ *
  * Threads: a backend belongs to one caller thread (the engine thread); the CPU backend splits
  * each op over its own pool internally.
  */
@@ -61,6 +65,8 @@ struct backend_ops {
 	void (*release)(struct backend *be, float *p);
 	void (*read)(struct backend *be, float *host, const float *src, size_t n);
 	void (*write)(struct backend *be, float *dst, const float *host, size_t n);
+	/* n floats from src to dst, both backend memory (gathering rows of a batch). */
+	void (*copy)(struct backend *be, float *dst, const float *src, size_t n);
 
 	/* y[n_tok][w->rows] = x[n_tok][w->cols] . W^T; y must not alias x. */
 	void (*matmul)(struct backend *be, const struct model_weight *w, const float *x,

@@ -177,29 +177,29 @@ cpu_dot(const float *a, const float *b, uint32_t n)
 	return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 
-/* One row of Q8_0 against x: per block d * sum(q * x), no dequantized copy (decode). */
-static inline float
-cpu_dot_q8_0(const uint8_t *row, const float *x, uint32_t n)
+/* Blocks of 32 Q8_0 quants (already as floats, scales d[]) against x, accumulated into *sum
+ * block by block: the same arithmetic whether one token or a tile of 32 uses the converted
+ * quants, so a token's result does not depend on what it is batched with. */
+static inline void
+cpu_dot_q8_0_blocks(const float *q, const float *d, const float *x, uint32_t nblocks,
+    float *sum)
 {
-	float sum = 0;
-	uint32_t i, j;
+	uint32_t b, j;
 
-	for (i = 0; i < n; i += 32, row += 34) {
-		const int8_t *q = (const int8_t *)(row + 2);
+	for (b = 0; b < nblocks; b++, q += 32, x += 32) {
 		float s[8] = { 0 };
 		for (j = 0; j < 32; j += 8) {
-			s[0] += (float)q[j] * x[i + j];
-			s[1] += (float)q[j + 1] * x[i + j + 1];
-			s[2] += (float)q[j + 2] * x[i + j + 2];
-			s[3] += (float)q[j + 3] * x[i + j + 3];
-			s[4] += (float)q[j + 4] * x[i + j + 4];
-			s[5] += (float)q[j + 5] * x[i + j + 5];
-			s[6] += (float)q[j + 6] * x[i + j + 6];
-			s[7] += (float)q[j + 7] * x[i + j + 7];
+			s[0] += q[j] * x[j];
+			s[1] += q[j + 1] * x[j + 1];
+			s[2] += q[j + 2] * x[j + 2];
+			s[3] += q[j + 3] * x[j + 3];
+			s[4] += q[j + 4] * x[j + 4];
+			s[5] += q[j + 5] * x[j + 5];
+			s[6] += q[j + 6] * x[j + 6];
+			s[7] += q[j + 7] * x[j + 7];
 		}
-		sum += cpu_f16(row) * (((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
+		*sum += d[b] * (((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
 	}
-	return sum;
 }
 
 /* ---- the pool ---------------------------------------------------------------------------- */
@@ -296,7 +296,38 @@ struct cpu_mm {
 	float *y;
 };
 
-/* Rows [r0, r1) of y for every token. */
+/* Row r of a Q8_0 matrix for every token: the quants of CPU_CHUNK columns are converted to
+ * floats once and serve a tile of up to CPU_TILE tokens, each summing d * sum(q x) per block. */
+static void
+cpu_matmul_q8_0_row(const struct cpu_mm *a, const uint8_t *row, uint32_t r)
+{
+	const struct model_weight *w = a->w;
+	float q[CPU_CHUNK], d[CPU_CHUNK / 32], acc[CPU_TILE];
+	uint32_t t0, t, nt, off, len, b, j;
+
+	for (t0 = 0; t0 < a->n_tok; t0 += CPU_TILE) {
+		nt = a->n_tok - t0 < CPU_TILE ? a->n_tok - t0 : CPU_TILE;
+		memset(acc, 0, sizeof(acc));
+		for (off = 0; off < w->cols; off += len) {
+			const uint8_t *blk = row + (size_t)off / 32 * 34;
+			len = w->cols - off < CPU_CHUNK ? w->cols - off : CPU_CHUNK;
+			for (b = 0; b < len / 32; b++, blk += 34) {
+				const int8_t *qs = (const int8_t *)(blk + 2);
+				d[b] = cpu_f16(blk);
+				for (j = 0; j < 32; j++)
+					q[b * 32 + j] = (float)qs[j];
+			}
+			for (t = 0; t < nt; t++)
+				cpu_dot_q8_0_blocks(q, d, a->x + (size_t)(t0 + t) * w->cols + off, len / 32,
+				    &acc[t]);
+		}
+		for (t = 0; t < nt; t++)
+			a->y[(size_t)(t0 + t) * w->rows + r] = acc[t];
+	}
+}
+
+/* Rows [r0, r1) of y for every token.  Every type computes a token's row with the same
+ * arithmetic whatever n_tok is: batching sequences together changes no result. */
 static void
 cpu_matmul_rows(void *arg, uint32_t r0, uint32_t r1)
 {
@@ -314,10 +345,8 @@ cpu_matmul_rows(void *arg, uint32_t r0, uint32_t r1)
 				    a->x + (size_t)t * w->cols, w->cols);
 			continue;
 		}
-		if (w->type == GGUF_T_Q8_0 && a->n_tok < 4) {
-			for (t = 0; t < a->n_tok; t++)
-				a->y[(size_t)t * w->rows + r] = cpu_dot_q8_0(row,
-				    a->x + (size_t)t * w->cols, w->cols);
+		if (w->type == GGUF_T_Q8_0) {
+			cpu_matmul_q8_0_row(a, row, r);
 			continue;
 		}
 		for (t0 = 0; t0 < a->n_tok; t0 += CPU_TILE) {
@@ -684,6 +713,7 @@ static const struct backend_ops cpu_ops = {
 	.release = cpu_release,
 	.read = cpu_copy,
 	.write = cpu_copy,
+	.copy = cpu_copy,
 	.matmul = cpu_matmul,
 	.get_rows = cpu_get_rows,
 	.rmsnorm = cpu_rmsnorm,

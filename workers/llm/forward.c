@@ -21,6 +21,8 @@ struct forward {
 	float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up, *router, *logits;
 	float *router_host;          /* host copy of router logits [max_tokens][n_expert] */
 	uint32_t *pos, *ids;         /* host: positions of the chunk, expert ids */
+	uint32_t *tok;               /* host: token ids of a batch [max_tokens] */
+	uint32_t *tseg;              /* host: segment of each token of a batch [max_tokens] */
 	float *weights;              /* host: expert weights */
 };
 
@@ -60,6 +62,8 @@ forward_destroy(struct forward *f)
 	be->ops->release(be, f->logits);
 	free(f->router_host);
 	free(f->pos);
+	free(f->tok);
+	free(f->tseg);
 	free(f->ids);
 	free(f->weights);
 	free(f);
@@ -98,10 +102,12 @@ forward_create(const struct model *m, struct backend *be, uint32_t max_tokens,
 	f->logits = be->ops->alloc(be, (size_t)FORWARD_LOGIT_TILE * hp->n_vocab);
 	f->router_host = calloc(n * (hp->n_expert ? hp->n_expert : 1), sizeof(float));
 	f->pos = calloc(n, sizeof(uint32_t));
+	f->tok = calloc(n, sizeof(uint32_t));
+	f->tseg = calloc(n, sizeof(uint32_t));
 	f->ids = calloc(hp->n_expert ? hp->n_expert : 1, sizeof(uint32_t));
 	f->weights = calloc(hp->n_expert ? hp->n_expert : 1, sizeof(float));
 	if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->tmp || !f->gate ||
-	    !f->up || !f->router || !f->logits || !f->router_host || !f->pos || !f->ids ||
+	    !f->up || !f->router || !f->logits || !f->router_host || !f->pos || !f->tok || !f->tseg || !f->ids ||
 	    !f->weights) {
 		forward_destroy(f);
 		return -ENOMEM;
@@ -118,9 +124,20 @@ forward_kv_create(const struct model *m, uint32_t capacity, struct kv **out)
 	return kv_flat_create(hp->n_layer, hp->n_head_kv * hp->head_dim, capacity, out);
 }
 
-/* Attention block of layer il for n tokens: x += Wo . attn(rope(norm(x) . Wq/k/v)). */
+/* A run of tokens of one sequence inside a chunk: tokens [off, off + n) at f->pos[off..]. */
+struct forward_seg {
+	struct kv *kv;
+	uint32_t off, n;
+	struct backend_moe_sel sel;
+	uint64_t expert_uses;        /* experts its tokens ran, summed over MoE layers */
+};
+
+/* Attention block of layer il for n tokens: x += Wo . attn(rope(norm(x) . Wq/k/v)).  The
+ * projections run over all n tokens at once; K/V stores and attention per segment, each
+ * over its own sequence's KV. */
 static int
-forward_attention(struct forward *f, struct kv *kv, uint32_t il, uint32_t n)
+forward_attention(struct forward *f, const struct forward_seg *seg, uint32_t nseg, uint32_t il,
+    uint32_t n)
 {
 	const struct model_hparams *hp = f->hp;
 	const struct model_layer *l = model_layer(f->m, il);
@@ -135,6 +152,7 @@ forward_attention(struct forward *f, struct kv *kv, uint32_t il, uint32_t n)
 		.n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
 		.layer = il, .scale = 1.0f / sqrtf((float)hp->head_dim),
 	};
+	uint32_t i;
 	int rc;
 
 	o->rmsnorm(be, f->xn, f->x, l->attn_norm, n, hp->n_embd, hp->norm_eps);
@@ -153,9 +171,14 @@ forward_attention(struct forward *f, struct kv *kv, uint32_t il, uint32_t n)
 	}
 	o->rope(be, f->q, n, hp->n_head, hp->head_dim, f->pos, &rope);
 	o->rope(be, f->k, n, hp->n_head_kv, hp->head_dim, f->pos, &rope);
-	if ((rc = o->kv_store(be, kv, il, f->k, f->v, n, f->pos)) < 0)
-		return rc;
-	o->attention(be, f->att, f->q, n, f->pos, kv, &attn);
+	for (i = 0; i < nseg; i++) {
+		const struct forward_seg *g = &seg[i];
+		if ((rc = o->kv_store(be, g->kv, il, f->k + (size_t)g->off * kvd,
+		    f->v + (size_t)g->off * kvd, g->n, f->pos + g->off)) < 0)
+			return rc;
+		o->attention(be, f->att + (size_t)g->off * qd, f->q + (size_t)g->off * qd, g->n,
+		    f->pos + g->off, g->kv, &attn);
+	}
 	o->matmul(be, &l->wo, f->att, n, f->tmp);
 	o->add(be, f->x, f->tmp, (size_t)n * hp->n_embd);
 	return 0;
@@ -178,7 +201,7 @@ forward_ffn(struct forward *f, const struct model_layer *l, uint32_t n)
 /* MoE feed-forward: route each token, run its chosen experts, add their weighted outputs. */
 static void
 forward_moe(struct forward *f, const struct model_layer *l, uint32_t n,
-    const struct backend_moe_sel *sel, struct forward_stats *st)
+    struct forward_seg *seg, struct forward_stats *st)
 {
 	const struct model_hparams *hp = f->hp;
 	const struct backend_ops *o = f->be->ops;
@@ -190,8 +213,9 @@ forward_moe(struct forward *f, const struct model_layer *l, uint32_t n,
 	for (t = 0; t < n; t++) {
 		const float *xt = f->xn + (size_t)t * hp->n_embd;
 		used = o->moe_gate(be, f->router_host + (size_t)t * hp->n_expert, hp->n_expert,
-		    sel, f->ids, f->weights);
+		    &seg[f->tseg[t]].sel, f->ids, f->weights);
 		st->expert_uses += used;
+		seg[f->tseg[t]].expert_uses += used;
 		for (j = 0; j < used; j++) {
 			struct model_weight g = model_weight_mat(&l->gate_exps, f->ids[j]);
 			struct model_weight u = model_weight_mat(&l->up_exps, f->ids[j]);
@@ -205,6 +229,36 @@ forward_moe(struct forward *f, const struct model_layer *l, uint32_t n,
 	}
 }
 
+/*
+ * The layers for a chunk of n <= max_tokens tokens (f->tok, f->pos, f->tseg filled) made of
+ * nseg segments; leaves the final normalized hidden states in f->xn.  The KVs are reserved.
+ */
+static int
+forward_core(struct forward *f, struct forward_seg *seg, uint32_t nseg, uint32_t n,
+    struct forward_stats *st)
+{
+	const struct model_hparams *hp = f->hp;
+	const struct backend_ops *o = f->be->ops;
+	struct backend *be = f->be;
+	uint32_t il;
+	int rc;
+
+	o->get_rows(be, model_token_embd(f->m), f->tok, n, f->x);
+	for (il = 0; il < hp->n_layer; il++) {
+		const struct model_layer *l = model_layer(f->m, il);
+		if ((rc = forward_attention(f, seg, nseg, il, n)) < 0)
+			return rc;
+		o->rmsnorm(be, f->xn, f->x, l->ffn_norm, n, hp->n_embd, hp->norm_eps);
+		if (hp->n_expert)
+			forward_moe(f, l, n, seg, st);
+		else
+			forward_ffn(f, l, n);
+	}
+	o->rmsnorm(be, f->xn, f->x, model_output_norm(f->m), n, hp->n_embd, hp->norm_eps);
+	st->tokens += n;
+	return 0;
+}
+
 /* One chunk of n <= max_tokens tokens at positions kv->len... */
 static int
 forward_chunk(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t n,
@@ -214,25 +268,19 @@ forward_chunk(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t
 	const struct model_hparams *hp = f->hp;
 	const struct backend_ops *o = f->be->ops;
 	struct backend *be = f->be;
-	uint32_t il, t, t0, nt;
+	struct forward_seg seg = { .kv = kv, .off = 0, .n = n, .sel = *sel };
+	uint32_t t, t0, nt;
 	int rc;
 
 	if ((rc = kv->ops->reserve(kv, kv->len + n)) < 0)
 		return rc;
-	for (t = 0; t < n; t++)
+	for (t = 0; t < n; t++) {
 		f->pos[t] = kv->len + t;
-	o->get_rows(be, model_token_embd(f->m), tokens, n, f->x);
-	for (il = 0; il < hp->n_layer; il++) {
-		const struct model_layer *l = model_layer(f->m, il);
-		if ((rc = forward_attention(f, kv, il, n)) < 0)
-			return rc;
-		o->rmsnorm(be, f->xn, f->x, l->ffn_norm, n, hp->n_embd, hp->norm_eps);
-		if (hp->n_expert)
-			forward_moe(f, l, n, sel, st);
-		else
-			forward_ffn(f, l, n);
+		f->tok[t] = tokens[t];
+		f->tseg[t] = 0;
 	}
-	o->rmsnorm(be, f->xn, f->x, model_output_norm(f->m), n, hp->n_embd, hp->norm_eps);
+	if ((rc = forward_core(f, &seg, 1, n, st)) < 0)
+		return rc;
 	if (!opts->all_logits) {
 		if (logits) {
 			o->matmul(be, model_output(f->m), f->xn + (size_t)(n - 1) * hp->n_embd, 1,
@@ -249,29 +297,22 @@ forward_chunk(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t
 		}
 	}
 	kv->len += n;
-	st->tokens += n;
 	return 0;
 }
 
-int
-forward_run(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t n,
-    const struct forward_opts *opts, float *logits, struct forward_stats *stats, char *err,
-    size_t errlen)
+/* Checks one sequence's tokens against the vocabulary, context and KV shape. */
+static int
+forward_check(struct forward *f, const struct kv *kv, const uint32_t *tokens, uint32_t n,
+    float top_p, char *err, size_t errlen)
 {
-	static const struct forward_opts defaults = { 0 };
 	const struct model_hparams *hp = f->hp;
-	struct backend_moe_sel sel;
-	struct forward_stats st = { 0 };
-	uint32_t i, done, len0 = kv->len, c;
-	int rc;
+	uint32_t i;
 
-	if (!opts)
-		opts = &defaults;
 	if (n == 0)
 		return forward_fail(err, errlen, CERTA_EINVAL, "no tokens to run");
-	if (!(opts->moe_top_p >= 0 && opts->moe_top_p <= 1))
+	if (!(top_p >= 0 && top_p <= 1))
 		return forward_fail(err, errlen, CERTA_EINVAL, "moe top_p %g outside [0, 1]",
-		    (double)opts->moe_top_p);
+		    (double)top_p);
 	for (i = 0; i < n; i++)
 		if (tokens[i] >= hp->n_vocab)
 			return forward_fail(err, errlen, CERTA_EINVAL,
@@ -284,6 +325,110 @@ forward_run(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t n
 	if (kv->n_layer != hp->n_layer || kv->row != hp->n_head_kv * hp->head_dim)
 		return forward_fail(err, errlen, CERTA_EINVAL, "KV cache shape does not fit the "
 		    "model");
+	return 0;
+}
+
+int
+forward_batch(struct forward *f, struct forward_seq *seqs, uint32_t n_seq,
+    struct forward_stats *stats, char *err, size_t errlen)
+{
+	const struct model_hparams *hp = f->hp;
+	const struct backend_ops *o = f->be->ops;
+	struct backend *be = f->be;
+	struct forward_seg *seg;
+	struct forward_stats st = { 0 };
+	uint32_t i, j, t, n = 0, nl, t0, nt;
+	int rc;
+
+	if (n_seq == 0)
+		return forward_fail(err, errlen, CERTA_EINVAL, "no sequences to run");
+	for (i = 0; i < n_seq; i++) {
+		if ((uint64_t)n + seqs[i].n > f->max_tokens)
+			return forward_fail(err, errlen, CERTA_EINVAL, "batch of more than %u tokens",
+			    f->max_tokens);
+		if ((rc = forward_check(f, seqs[i].kv, seqs[i].tokens, seqs[i].n, seqs[i].moe_top_p,
+		    err, errlen)) < 0)
+			return rc;
+		for (j = 0; j < i; j++)
+			if (seqs[j].kv == seqs[i].kv)
+				return forward_fail(err, errlen, CERTA_EINVAL, "sequence %u appears "
+				    "twice in one batch", i);
+		n += seqs[i].n;
+	}
+	seg = calloc(n_seq, sizeof(*seg));
+	if (!seg)
+		return -ENOMEM;
+	for (i = 0, t = 0; i < n_seq; i++) {
+		struct kv *kv = seqs[i].kv;
+		if ((rc = kv->ops->reserve(kv, kv->len + seqs[i].n)) < 0) {
+			forward_fail(err, errlen, rc, "forward at position %u of sequence %u: %s",
+			    kv->len, i, rc == CERTA_ECAPACITY ? "KV cache full" : "KV error");
+			goto out;
+		}
+		seg[i].kv = kv;
+		seg[i].off = t;
+		seg[i].n = seqs[i].n;
+		seg[i].sel.top_k = hp->n_expert_used;
+		seg[i].sel.top_p = seqs[i].moe_top_p;
+		seg[i].sel.max_experts = seqs[i].moe_max_experts;
+		seg[i].sel.renorm = hp->expert_norm;
+		for (j = 0; j < seqs[i].n; j++, t++) {
+			f->pos[t] = kv->len + j;
+			f->tok[t] = seqs[i].tokens[j];
+			f->tseg[t] = i;
+		}
+	}
+	st.moe_layers = hp->n_expert ? hp->n_layer : 0;
+	if ((rc = forward_core(f, seg, n_seq, n, &st)) < 0) {
+		forward_fail(err, errlen, rc, "batched forward: %s",
+		    rc == CERTA_ECAPACITY ? "KV cache full" : "KV error");
+		goto out;
+	}
+	/* Last-token logits of the sequences that want them, FORWARD_LOGIT_TILE rows at once. */
+	for (i = 0; i < n_seq; i = j) {
+		for (j = i, nl = 0; j < n_seq && nl < FORWARD_LOGIT_TILE; j++) {
+			if (!seqs[j].logits)
+				continue;
+			o->copy(be, f->tmp + (size_t)nl * hp->n_embd,
+			    f->xn + (size_t)(seg[j].off + seg[j].n - 1) * hp->n_embd, hp->n_embd);
+			nl++;
+		}
+		if (nl == 0)
+			continue;
+		o->matmul(be, model_output(f->m), f->tmp, nl, f->logits);
+		for (t0 = i, nt = 0; t0 < j; t0++)
+			if (seqs[t0].logits)
+				o->read(be, seqs[t0].logits, f->logits + (size_t)nt++ * hp->n_vocab,
+				    hp->n_vocab);
+	}
+	for (i = 0; i < n_seq; i++) {
+		seqs[i].kv->len += seqs[i].n;
+		seqs[i].expert_uses = seg[i].expert_uses;
+	}
+	if (stats)
+		*stats = st;
+	rc = 0;
+out:
+	free(seg);
+	return rc;
+}
+
+int
+forward_run(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t n,
+    const struct forward_opts *opts, float *logits, struct forward_stats *stats, char *err,
+    size_t errlen)
+{
+	static const struct forward_opts defaults = { 0 };
+	const struct model_hparams *hp = f->hp;
+	struct backend_moe_sel sel;
+	struct forward_stats st = { 0 };
+	uint32_t done, len0 = kv->len, c;
+	int rc;
+
+	if (!opts)
+		opts = &defaults;
+	if ((rc = forward_check(f, kv, tokens, n, opts->moe_top_p, err, errlen)) < 0)
+		return rc;
 	sel.top_k = hp->n_expert_used;
 	sel.top_p = opts->moe_top_p;
 	sel.max_experts = opts->moe_max_experts;

@@ -60,6 +60,29 @@ int forward_run(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32
     const struct forward_opts *opts, float *logits, struct forward_stats *stats, char *err,
     size_t errlen);
 
+/* One sequence of a batch: n tokens appended at kv->len.. */
+struct forward_seq {
+	struct kv *kv;               /* distinct per entry */
+	const uint32_t *tokens;
+	uint32_t n;
+	float moe_top_p;             /* as forward_opts, per sequence */
+	uint32_t moe_max_experts;
+	float *logits;               /* host [n_vocab]: logits of the last token, or NULL */
+	uint64_t expert_uses;        /* out: experts its tokens ran, summed over MoE layers (the
+	                              * share of forward_stats.expert_uses; 0 for a dense model) */
+};
+
+/*
+ * Runs several sequences as one chunk: every matrix product over all their tokens together
+ * (decode tokens of many chains, probe tokens, a prefill chunk), K/V stores and attention per
+ * sequence over its own KV.  The total of tokens must be at most max_tokens (the caller
+ * chunks prefills).  Each sequence's logits are bit-identical to what forward_run would give
+ * it alone.  Returns 0 (every kv->len advanced), or as forward_run, with every kv->len
+ * unchanged; CERTA_EINVAL also for a kv given twice or a batch over max_tokens.
+ */
+int forward_batch(struct forward *f, struct forward_seq *seqs, uint32_t n_seq,
+    struct forward_stats *stats, char *err, size_t errlen);
+
 /* A flat KV for this model with room for capacity positions (kv_flat_create). */
 int forward_kv_create(const struct model *m, uint32_t capacity, struct kv **out);
 
