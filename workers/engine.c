@@ -341,3 +341,38 @@ engine_names(void)
 {
 	return "replay, llm";
 }
+
+int
+engine_check_items(const struct engine_item *items, size_t n, char *err, size_t errlen)
+{
+	size_t i, j;
+
+	if (n == 0) {
+		snprintf(err, errlen, "empty batch");
+		return CERTA_EINVAL;
+	}
+	for (i = 0; i < n; i++) {
+		const struct engine_item *it = &items[i];
+		if (it->request_id == NULL || it->request_id[0] == '\0') {
+			snprintf(err, errlen, "item %zu: missing request_id", i);
+			return CERTA_EINVAL;
+		}
+		if (it->prompt == NULL || it->prompt[0] == '\0') {
+			snprintf(err, errlen, "request %s: empty prompt", it->request_id);
+			return CERTA_EINVAL;
+		}
+		if (it->max_new_tokens == 0) {
+			snprintf(err, errlen, "request %s: max_new_tokens must be > 0",
+			    it->request_id);
+			return CERTA_EINVAL;
+		}
+		for (j = 0; j < i; j++) {
+			if (strcmp(items[j].request_id, it->request_id) == 0) {
+				snprintf(err, errlen, "request %s appears twice in one batch",
+				    it->request_id);
+				return CERTA_EINVAL;
+			}
+		}
+	}
+	return 0;
+}

@@ -164,6 +164,13 @@ void engine_feed_done(struct engine_feed *feed, struct engine_work *w);
 int engine_release(struct engine *e, const char *request_id);
 void engine_info(struct engine *e, struct engine_info *out);
 void engine_result_clear(struct engine_result *r);
+/*
+ * The checks every engine makes of a batch before anything else: not empty, each item has a
+ * request_id, a prompt and max_new_tokens > 0, no request_id twice.  Returns 0 or CERTA_EINVAL
+ * with a message naming the item.  Engines call it first in their step.
+ */
+int engine_check_items(const struct engine_item *items, size_t n, char *err, size_t errlen);
+
 /* Comma-separated names of the engines built in (for --help). */
 const char *engine_names(void);
 

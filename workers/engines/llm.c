@@ -994,40 +994,19 @@ static int
 llm_prepare(struct llm *l, const struct engine_item *items, size_t n, struct llm_prep *prep,
     bool *conflict, char *err, size_t errlen)
 {
-	size_t i, j, fresh = 0, active;
+	size_t i, fresh = 0, active;
 	int rc = 0;
 
 	*conflict = false;
-	if (n == 0) {
-		snprintf(err, errlen, "empty batch");
-		return CERTA_EINVAL;
-	}
+	rc = engine_check_items(items, n, err, errlen);
+	if (rc != 0)
+		return rc;
 	for (i = 0; i < n; i++) {
 		const struct engine_item *it = &items[i];
-		if (it->request_id == NULL || it->request_id[0] == '\0') {
-			snprintf(err, errlen, "item %zu: missing request_id", i);
-			return CERTA_EINVAL;
-		}
-		if (it->prompt == NULL || it->prompt[0] == '\0') {
-			snprintf(err, errlen, "request %s: empty prompt", it->request_id);
-			return CERTA_EINVAL;
-		}
-		if (it->max_new_tokens == 0) {
-			snprintf(err, errlen, "request %s: max_new_tokens must be > 0",
-			    it->request_id);
-			return CERTA_EINVAL;
-		}
 		if (it->model != NULL && it->model[0] != '\0' && strcmp(it->model, l->name) != 0) {
 			snprintf(err, errlen, "request %s: model %s is not served here (this worker "
 			    "serves %s)", it->request_id, it->model, l->name);
 			return CERTA_ENOTFOUND;
-		}
-		for (j = 0; j < i; j++) {
-			if (strcmp(items[j].request_id, it->request_id) == 0) {
-				snprintf(err, errlen, "request %s appears twice in one batch",
-				    it->request_id);
-				return CERTA_EINVAL;
-			}
 		}
 	}
 	pthread_mutex_lock(&l->mu);

@@ -185,42 +185,17 @@ replay_step(void *state, const struct engine_item *items, size_t n, struct engin
 {
 	struct replay *r = state;
 	const struct trace **tr;
-	size_t i, j, fresh = 0;
+	size_t i, fresh = 0;
 	int rc = 0;
 
-	if (n == 0) {
-		snprintf(err, errlen, "empty batch");
-		return CERTA_EINVAL;
-	}
+	rc = engine_check_items(items, n, err, errlen);
+	if (rc != 0)
+		return rc;
 	tr = calloc(n, sizeof *tr);
 	if (tr == NULL)
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
 		const struct engine_item *it = &items[i];
-		if (it->request_id == NULL || it->request_id[0] == '\0') {
-			snprintf(err, errlen, "item %zu: missing request_id", i);
-			rc = CERTA_EINVAL;
-			goto out;
-		}
-		if (it->prompt == NULL || it->prompt[0] == '\0') {
-			snprintf(err, errlen, "request %s: empty prompt", it->request_id);
-			rc = CERTA_EINVAL;
-			goto out;
-		}
-		if (it->max_new_tokens == 0) {
-			snprintf(err, errlen, "request %s: max_new_tokens must be > 0",
-			    it->request_id);
-			rc = CERTA_EINVAL;
-			goto out;
-		}
-		for (j = 0; j < i; j++) {
-			if (strcmp(items[j].request_id, it->request_id) == 0) {
-				snprintf(err, errlen, "request %s appears twice in one batch",
-				    it->request_id);
-				rc = CERTA_EINVAL;
-				goto out;
-			}
-		}
 		rc = replay_resolve(r, it, &tr[i], err, errlen);
 		if (rc != 0)
 			goto out;
