@@ -1,7 +1,10 @@
 /*
  * bench-llm — CPU forward-pass speed of GGUF models: prefill, decode at batch 1, 8 and 32
  * (concurrent sequences advanced together by forward_batch, as the engine's iterations do),
- * the KV bytes per token, and the cost of one probe against a decode step.
+ * the KV bytes per token, the cost of one probe against a decode step, and what prefix
+ * sharing saves an sc n=3 program (3 chains of one prompt, --tokens each, decoded together):
+ * prefill tokens computed, KV blocks held and time with the prompt prefilled once and forked
+ * 3 times against each chain prefilling its own copy, in the same run, with their ratios.
  *
  *   build/bin/bench-llm [--tiny PATH] [--model PATH] [--threads N] [--prompt N] [--tokens N]
  *
@@ -25,6 +28,7 @@
 #define BENCH_MAX_BATCH 32
 #define BENCH_SUFFIX 24          /* probe suffix tokens (Dynasor's is ~24 in real vocabularies) */
 #define BENCH_PROBE 8            /* probe answer tokens */
+#define BENCH_SC 3               /* sc chains of one prompt */
 
 static const uint32_t bench_batches[] = { 1, 8, 32 };
 
@@ -51,7 +55,9 @@ bench_model(const char *path, uint32_t threads, uint32_t prompt, uint32_t tokens
 	struct model *m = NULL;
 	struct gguf *g = NULL;
 	float *logits = NULL;
-	double t0, t_prefill, rate1 = 0, step1 = 0, t_probe;
+	double t0, t_prefill, rate1 = 0, step1 = 0, t_probe, sc_t[2];
+	uint32_t sc_blocks[2], sc_prefill[2], mode, free0;
+	struct kv *root = NULL;
 	char err[512];
 	int rc = 1;
 
@@ -144,6 +150,54 @@ bench_model(const char *path, uint32_t threads, uint32_t prompt, uint32_t tokens
 	t_probe = now_s() - t0;
 	printf("probe (fork, %u suffix tokens, %u answer tokens): %.2f ms = %.1f decode steps "
 	    "at batch 1\n", BENCH_SUFFIX, BENCH_PROBE, 1e3 * t_probe, t_probe / step1);
+
+	/* sc n=3: mode 0 prefills the prompt once and forks it (what the engine does), mode 1
+	 * gives each chain its own prefill; then --tokens decodes of the 3 chains together. */
+	for (mode = 0; mode < 2; mode++) {
+		free0 = kv_pool_free_blocks(pool);
+		t0 = now_s();
+		if (mode == 0) {
+			if (kv_paged_create(pool, hp->n_ctx_train, &root) < 0)
+				goto oom;
+			if (forward_run(fw, root, ids, prompt, NULL, logits, NULL, err,
+			    sizeof(err)) < 0)
+				goto fail;
+		}
+		for (s = 0; s < BENCH_SC; s++) {
+			if (mode == 0 ? kv_fork(root, root->len, &kv[s]) < 0 :
+			    kv_paged_create(pool, hp->n_ctx_train, &kv[s]) < 0)
+				goto oom;
+			if (mode == 1 && forward_run(fw, kv[s], ids, prompt, NULL, logits, NULL, err,
+			    sizeof(err)) < 0)
+				goto fail;
+			next[s] = (ids[prompt - 1] + s) % hp->n_vocab;
+		}
+		sc_prefill[mode] = mode == 0 ? prompt : BENCH_SC * prompt;
+		for (i = 0; i < tokens; i++) {
+			for (s = 0; s < BENCH_SC; s++)
+				fs[s] = (struct forward_seq){ .kv = kv[s], .tokens = &next[s], .n = 1,
+				    .logits = logits + (size_t)s * hp->n_vocab };
+			if (forward_batch(fw, fs, BENCH_SC, NULL, err, sizeof(err)) < 0)
+				goto fail;
+			for (s = 0; s < BENCH_SC; s++)
+				next[s] = be->ops->argmax(be, logits + (size_t)s * hp->n_vocab,
+				    hp->n_vocab);
+		}
+		sc_t[mode] = now_s() - t0;
+		sc_blocks[mode] = free0 - kv_pool_free_blocks(pool);
+		for (s = 0; s < BENCH_SC; s++) {
+			kv_destroy(kv[s]);
+			kv[s] = NULL;
+		}
+		kv_destroy(root);
+		root = NULL;
+	}
+	printf("sc n=%u, prompt %u, %u tokens each: shared prefix %u prefill tokens, %u KV blocks, "
+	    "%.3f s; unshared %u prefill tokens, %u KV blocks, %.3f s; sharing saves x%.2f "
+	    "prefill, x%.2f blocks, x%.2f time\n", BENCH_SC, prompt, tokens, sc_prefill[0],
+	    sc_blocks[0], sc_t[0], sc_prefill[1], sc_blocks[1], sc_t[1],
+	    (double)sc_prefill[1] / sc_prefill[0], (double)sc_blocks[1] / sc_blocks[0],
+	    sc_t[1] / sc_t[0]);
 	rc = 0;
 	goto out;
 oom:
@@ -154,6 +208,7 @@ out:
 	for (s = 0; s < BENCH_MAX_BATCH; s++)
 		kv_destroy(kv[s]);
 	kv_destroy(pk);
+	kv_destroy(root);
 	kv_destroy(base);
 	kv_pool_free(pool);
 	free(ids);

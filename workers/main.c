@@ -3,8 +3,12 @@
  *
  *   certa-worker --listen 127.0.0.1:7701 --engine replay --traces DIR [--capacity N]
  *                [--model NAME] [--config FILE] [--set key=value] [--port-file FILE]
- *   certa-worker --engine llm --model-file PATH.gguf [--threads N] [--kv-memory SIZE]
- *                [--alias NAME] ...
+ *   certa-worker --engine llm --model PATH.gguf [--device cpu] [--kv-memory SIZE]
+ *                [--max-batch-tokens N] [--threads N] [--alias NAME] ...
+ *
+ * --model (model) names what the engine serves: a model of the traces for replay, the GGUF
+ * file for llm (--model-file, llm.model_file, is the explicit form; the llm engine's served
+ * name is the file's general.name or llm.alias).
  *
  * Besides certa.v1.Worker the server answers the standard grpc.health.v1.Health service
  * (lib/health): "" and "certa.v1.Worker" are SERVING once listening and NOT_SERVING from
@@ -15,6 +19,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +60,8 @@ static const struct config_option wmain_options[] = {
 	  .help = "replay engine: directory of recorded *.jsonl.gz traces" },
 	{ .name = "model",
 	  .type = CONFIG_STRING,
-	  .help = "default model served (empty: the engine's first)" },
+	  .help = "replay engine: default model served (empty: the engine's first); llm engine: "
+	          "the GGUF model file (as llm.model_file)" },
 	{ .name = "capacity",
 	  .type = CONFIG_INT,
 	  .def = "256",
@@ -64,7 +70,8 @@ static const struct config_option wmain_options[] = {
 	  .help = "maximum concurrent requests held by this worker" },
 	{ .name = "llm.model_file",
 	  .type = CONFIG_STRING,
-	  .help = "llm engine: the GGUF model file (llama, qwen2, qwen3, qwen3moe)" },
+	  .help = "llm engine: the GGUF model file (llama, qwen2, qwen3, qwen3moe); model says "
+	          "the same" },
 	{ .name = "llm.alias",
 	  .type = CONFIG_STRING,
 	  .help = "llm engine: model name served and reported by Info (empty: the file's "
@@ -163,14 +170,17 @@ wmain_usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: certa-worker [--listen ADDR] [--engine NAME] [--traces DIR] [--capacity N]\n"
-	    "                    [--model NAME] [--config FILE] [--set KEY=VALUE]\n"
+	    "                    [--model NAME|PATH.gguf] [--config FILE] [--set KEY=VALUE]\n"
 	    "                    [--port-file FILE] [--step-delay MS] [--log-level LEVEL]\n"
 	    "                    [--token-file FILE] [--tls-cert FILE] [--tls-key FILE]\n"
 	    "                    [--tls-client-ca FILE] [--check-config]\n"
 	    "                    [--model-file PATH.gguf] [--threads N] [--kv-memory SIZE]\n"
 	    "                    [--alias NAME] [--max-batch-tokens N] [--device cpu]\n"
 	    "                    [--print-config] [--print-config-man] [--version]\n"
-	    "engines: %s\n", engine_names());
+	    "engines: %s\n"
+	    "--model: replay, the default model of the traces; llm, the GGUF file (the served\n"
+	    "name is its general.name or --alias); --model-file is the llm's explicit form\n",
+	    engine_names());
 }
 
 static void
@@ -273,6 +283,34 @@ fail:
 	return rc;
 }
 
+/*
+ * The llm engine's GGUF file: llm.model_file, else model (the user's `--model PATH.gguf`).
+ * Both set and different is refused: which file to load would be a guess.  *model is what the
+ * engine gets as its default model name: NULL for llm (the name comes from the file).
+ */
+static int
+wmain_llm_model(const struct config *cfg, const char **model_file, const char **model,
+    char *err, size_t errlen)
+{
+	const char *file = config_get_str(cfg, "llm.model_file");
+	const char *name = config_get_str(cfg, "model");
+	bool has_file = file != NULL && file[0] != '\0', has_name = name != NULL && name[0];
+
+	*model_file = file;
+	*model = name;
+	if (strcmp(config_get_str(cfg, "engine"), "llm") != 0)
+		return 0;
+	*model = NULL;
+	if (has_file && has_name && strcmp(file, name) != 0) {
+		snprintf(err, errlen, "--model %s and --model-file %s name two files: give one "
+		    "(the served name is the file's general.name or --alias)", name, file);
+		return CERTA_ECONFIG;
+	}
+	if (!has_file && has_name)
+		*model_file = name;
+	return 0;
+}
+
 /* Whether a listen address only accepts local peers (unix socket, 127/8, ::1, localhost). */
 static int
 wmain_is_loopback(const char *addr)
@@ -362,6 +400,7 @@ main(int argc, char **argv)
 
 	memset(&m, 0, sizeof m);
 	memset(&wc, 0, sizeof wc);
+	memset(&eo, 0, sizeof eo);
 	log_init("certa-worker", LOG_FORMAT_AUTO, LOG_LVL_INFO);
 	rc = cmdline_parse(&wmain_cmdline, argc, argv, &cl, &cfg);
 	if (rc != CMDLINE_RUN)
@@ -370,6 +409,12 @@ main(int argc, char **argv)
 	cmdline_free(cl);
 	if (wmain_cred_load(cfg, &wc, err, sizeof err) != 0) {
 		fprintf(stderr, "certa-worker: %s\n", err);
+		config_free(cfg);
+		return 2;
+	}
+	if (wmain_llm_model(cfg, &eo.model_file, &eo.model, err, sizeof err) != 0) {
+		fprintf(stderr, "certa-worker: %s\n", err);
+		wmain_cred_clear(&wc);
 		config_free(cfg);
 		return 2;
 	}
@@ -382,11 +427,8 @@ main(int argc, char **argv)
 	(void)log_level_parse(config_get_str(cfg, "log_level"), &lvl);
 	log_set_level(lvl);
 
-	memset(&eo, 0, sizeof eo);
 	eo.traces_dir = config_get_str(cfg, "traces");
-	eo.model = config_get_str(cfg, "model");
 	eo.capacity = (uint32_t)config_get_int(cfg, "capacity");
-	eo.model_file = config_get_str(cfg, "llm.model_file");
 	eo.alias = config_get_str(cfg, "llm.alias");
 	eo.threads = (uint32_t)config_get_int(cfg, "llm.threads");
 	eo.kv_memory = (uint64_t)config_get_int(cfg, "llm.kv_memory");

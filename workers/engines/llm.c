@@ -170,7 +170,7 @@ llm_open(const struct engine_options *opt, void **state)
 	int rc;
 
 	if (opt->model_file == NULL || opt->model_file[0] == '\0') {
-		log_err(LOG_ENGINE, "llm engine needs a model (--model-file PATH.gguf)");
+		log_err(LOG_ENGINE, "llm engine needs a model (--model PATH.gguf)");
 		return CERTA_ECONFIG;
 	}
 	dev = llm_device(opt->device);
@@ -285,7 +285,11 @@ llm_open(const struct engine_options *opt, void **state)
 	return 0;
 
 fail_msg:
-	log_err(LOG_ENGINE, "llm engine: %s: %s", opt->model_file, err);
+	/* The reader's messages start with the path already. */
+	if (strncmp(err, opt->model_file, strlen(opt->model_file)) == 0)
+		log_err(LOG_ENGINE, "llm engine: %s", err);
+	else
+		log_err(LOG_ENGINE, "llm engine: %s: %s", opt->model_file, err);
 fail:
 	strmap_free(l->reqs, NULL);
 	free(l->name);
