@@ -950,6 +950,41 @@ test_failover(void **state)
 	f->passed = 1;
 }
 
+/* Cancel mid-program on an llm worker: the program ends CANCELLED and the worker is told to
+ * release the chain (its active count drops to 0). */
+static void
+test_cancel_releases(void **state)
+{
+	struct fx *f = *state;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
+	Certa__V1__CancelRequest c = CERTA__V1__CANCEL_REQUEST__INIT;
+	Certa__V1__Program *p;
+	char id[64];
+	int i;
+
+	need_model(f);
+	start_worker(f);
+	start_daemon(f, &f->wport, 1);
+	submit_long(f, 0, &ev, &s);
+	snprintf(id, sizeof id, "%s", ev.id);
+	assert_non_null(s);   /* still running after its first progress event */
+	c.program_id = id;
+	assert_int_equal(call(f->dch, "/certa.v1.Reasoning/Cancel", &c.base,
+	    &certa__v1__cancel_reply__descriptor, NULL, NULL), GRPC_STATUS_OK);
+	certa_client_events_free(&ev);
+	certa_client_events_read(s, 60000, 0, &ev);
+	certa_client_events_free(&ev);
+	p = wait_terminal(f, id);
+	assert_int_equal(p->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	/* The release travels after the cancel: give it a moment. */
+	for (i = 0; i < 100 && active(f) != 0; i++)
+		usleep(50000);
+	assert_int_equal(active(f), 0);
+	f->passed = 1;
+}
+
 int
 main(void)
 {
@@ -960,6 +995,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_moe_routing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_releases, setup, teardown),
 	};
 	int rc;
 
