@@ -170,12 +170,13 @@ test_matmul(void)
 	static const enum gguf_ttype types[] = { GGUF_T_F32, GGUF_T_F16, GGUF_T_BF16, GGUF_T_Q8_0 };
 	static const char *names[] = { "f32", "f16", "bf16", "q8_0" };
 	static const uint32_t toks[] = { 1, 7, 257 };
+	static struct model_weight ws[4];  /* alive to the end: the backend caches uploads */
 	char what[128];
 	size_t i, j;
 
 	for (i = 0; i < 4; i++) {
 		uint32_t cols = types[i] == GGUF_T_Q8_0 ? 96 : 65, rows = 67;
-		struct model_weight w = rand_weight(types[i], rows, cols);
+		struct model_weight w = ws[i] = rand_weight(types[i], rows, cols);
 		for (j = 0; j < 3; j++) {
 			uint32_t n = toks[j];
 			float *x = rand_vec((size_t)n * cols), *y = calloc((size_t)n * rows, 4);
@@ -203,7 +204,19 @@ test_matmul(void)
 			free(out);
 			gpu->ops->release(gpu, dout);
 		}
-		free((void *)w.data);
+	}
+	/* The uploaded copies again, after other uploads. */
+	{
+		uint32_t n = 3;
+		float *x = rand_vec((size_t)n * 65), *y = calloc((size_t)n * 67, 4);
+		float *dx = to_gpu(x, (size_t)n * 65), *dy = gpu->ops->alloc(gpu, (size_t)n * 67);
+		cpu->ops->matmul(cpu, &ws[1], x, n, y);
+		gpu->ops->matmul(gpu, &ws[1], dx, n, dy);
+		compare("matmul f16 again (cached upload)", y, dy, (size_t)n * 67, 2e-2);
+		free(x);
+		free(y);
+		gpu->ops->release(gpu, dx);
+		gpu->ops->release(gpu, dy);
 	}
 }
 

@@ -7,7 +7,8 @@
  * (unified addressing), so they take host or device pointers alike.
  *
  * Weights: a model_weight's data (or a norm/bias vector) is host memory of the GGUF mapping.
- * The first op that uses it uploads it once (a table keyed by the host address): F32, F16 and
+ * The first op that uses it uploads it once (a table keyed by the host address, checked against
+ * the type and shape; contents are assumed not to change while the backend lives): F32, F16 and
  * BF16 as stored, every other type (Q8_0, Q4_K, Q6_K) dequantized on the host with
  * backend_cpu_dequant_row and kept as F16.  A pointer that is already device memory (from
  * alloc) is used as it is.
@@ -61,6 +62,8 @@ struct cu_buf {
 struct cu_weight {
 	void *dev;
 	enum gguf_ttype type;    /* F32, F16 or BF16 on the device */
+	enum gguf_ttype src;     /* as the host holds it */
+	size_t rows, cols;       /* a vector: 1 x n */
 };
 
 struct backend_cuda {
@@ -171,15 +174,19 @@ cu_vec(struct backend_cuda *c, const float *p, size_t n)
 	if (p == NULL || cu_is_device(p))
 		return p;
 	auto it = c->weights->find(p);
-	if (it != c->weights->end())
-		return (const float *)it->second.dev;
+	if (it != c->weights->end()) {
+		if (it->second.src == GGUF_T_F32 && it->second.rows == 1 && it->second.cols >= n)
+			return (const float *)it->second.dev;
+		cudaFree(it->second.dev);        /* another shape at that address: upload again */
+		c->weights->erase(it);
+	}
 	if (!cu_ok(c, cudaMalloc(&d, n * sizeof(float)), "weight upload") ||
 	    !cu_ok(c, cudaMemcpy(d, p, n * sizeof(float), cudaMemcpyHostToDevice), "weight upload")) {
 		if (d)
 			cudaFree(d);
 		return NULL;
 	}
-	(*c->weights)[p] = cu_weight{ d, GGUF_T_F32 };
+	(*c->weights)[p] = cu_weight{ d, GGUF_T_F32, GGUF_T_F32, 1, n };
 	return (const float *)d;
 }
 
@@ -188,15 +195,20 @@ static const cu_weight *
 cu_mat(struct backend_cuda *c, const struct model_weight *w)
 {
 	size_t n = (size_t)w->rows * w->cols;
-	cu_weight cw = { NULL, w->type };
+	cu_weight cw = { NULL, w->type, w->type, w->rows, w->cols };
 	uint16_t *h = NULL;
 	float *row = NULL;
 	uint32_t r, i;
 	cudaError_t e;
 
 	auto it = c->weights->find(w->data);
-	if (it != c->weights->end())
-		return &it->second;
+	if (it != c->weights->end()) {
+		if (it->second.src == w->type && it->second.rows == w->rows &&
+		    it->second.cols == w->cols)
+			return &it->second;
+		cudaFree(it->second.dev);        /* another matrix at that address: upload again */
+		c->weights->erase(it);
+	}
 	if (w->type == GGUF_T_F32 || w->type == GGUF_T_F16 || w->type == GGUF_T_BF16) {
 		size_t esz = w->type == GGUF_T_F32 ? 4 : 2;
 		e = cudaMalloc(&cw.dev, n * esz);
