@@ -13,11 +13,12 @@
  * backend_cpu_dequant_row and kept as F16.  A pointer that is already device memory (from
  * alloc) is used as it is.
  *
- * Matmul: cublasGemmEx with the weight's type for both inputs (activations converted to it in a
- * scratch buffer when it is F16/BF16) and FP32 accumulation and output.  F32 weights run in
- * FP32 (no TF32).  Results therefore differ from the CPU backend by the rounding of the
- * activations to 16 bits, and cuBLAS may pick another algorithm for another n_tok: batched
- * logits are close to, not bit-identical with, single-sequence ones (unlike the CPU backend).
+ * Matmul: cublasGemmEx (cuBLAS loaded with dlopen: cu_blas below) with the weight's type for
+ * both inputs (activations converted to it in a scratch buffer when it is F16/BF16) and FP32
+ * accumulation and output.  F32 weights run in FP32 (no TF32).  Results therefore differ from
+ * the CPU backend by the rounding of the activations to 16 bits, and cuBLAS may pick another
+ * algorithm for another n_tok: batched logits are close to, not bit-identical with,
+ * single-sequence ones (unlike the CPU backend).
  *
  * KV: the sequence's struct kv stays where kv.c keeps it (host memory, paged, fork
  * copy-on-write unchanged).  kv_store copies the new rows to their pages; attention stages
@@ -38,6 +39,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -53,6 +55,54 @@ extern "C" {
 }
 
 #define CU_THREADS 256
+#define CU_STR2(x) #x
+#define CU_STR(x) CU_STR2(x)
+#define CU_BLAS_SONAME "libcublas.so." CU_STR(CUBLAS_VER_MAJOR)
+
+/*
+ * cuBLAS is opened with dlopen when the first CUDA backend is created, not linked: linking it
+ * (and cublasLt, 0.5 GB) costs every certa-worker start ~0.2 s and ~200 MB of resident memory
+ * even on the CPU backend.  cudart is small and linked.
+ */
+static struct {
+	void *lib;
+	decltype(&cublasCreate_v2) create;
+	decltype(&cublasDestroy_v2) destroy;
+	decltype(&cublasSetMathMode) set_math_mode;
+	cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+	    int, const void *, const void *, cudaDataType, int, const void *, cudaDataType, int,
+	    const void *, void *, cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+	decltype(&cublasGetStatusString) status_string;
+} cu_blas;
+
+/* 0, or -ENOENT with the reason in err. */
+static int
+cu_blas_open(char *err, size_t errlen)
+{
+	void *lib;
+
+	if (cu_blas.lib)
+		return 0;
+	lib = dlopen(CU_BLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		snprintf(err, errlen, "cannot load cuBLAS: %s", dlerror());
+		return -ENOENT;
+	}
+	cu_blas.create = (decltype(cu_blas.create))dlsym(lib, "cublasCreate_v2");
+	cu_blas.destroy = (decltype(cu_blas.destroy))dlsym(lib, "cublasDestroy_v2");
+	cu_blas.set_math_mode = (decltype(cu_blas.set_math_mode))dlsym(lib, "cublasSetMathMode");
+	cu_blas.gemm_ex = (decltype(cu_blas.gemm_ex))dlsym(lib, "cublasGemmEx");
+	cu_blas.status_string = (decltype(cu_blas.status_string))dlsym(lib,
+	    "cublasGetStatusString");
+	if (!cu_blas.create || !cu_blas.destroy || !cu_blas.set_math_mode || !cu_blas.gemm_ex ||
+	    !cu_blas.status_string) {
+		snprintf(err, errlen, "%s lacks a function this backend uses", CU_BLAS_SONAME);
+		dlclose(lib);
+		return -ENOENT;
+	}
+	cu_blas.lib = lib;       /* stays loaded for the process */
+	return 0;
+}
 
 struct cu_buf {
 	void *p;
@@ -478,12 +528,12 @@ cu_matmul(struct backend *be, const struct model_weight *w, const float *x, uint
 		xb = s;
 	}
 	/* Row-major W [rows][cols] is column-major [cols x rows]: y = W^T(cm) . x(cm). */
-	st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, (int)n_tok,
+	st = cu_blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, (int)n_tok,
 	    (int)w->cols, &one, cw->dev, t, (int)w->cols, xb, t, (int)w->cols, &zero, y,
 	    CUDA_R_32F, (int)w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 	if (st != CUBLAS_STATUS_SUCCESS)
 		cu_fail(c, "cublasGemmEx %s [%u x %u] x %u tokens: %s", w->name ? w->name : "",
-		    w->rows, w->cols, n_tok, cublasGetStatusString(st));
+		    w->rows, w->cols, n_tok, cu_blas.status_string(st));
 }
 
 static void
@@ -764,7 +814,7 @@ cu_destroy(struct backend *be)
 	cudaFree(c->scores.p);
 	free(c->host.p);
 	if (c->blas)
-		cublasDestroy(c->blas);
+		cu_blas.destroy(c->blas);
 	backend_destroy(c->cpu);
 	free(c);
 }
@@ -828,14 +878,16 @@ backend_cuda_create(int device, struct backend **out, char *err, size_t errlen)
 		snprintf(err, errlen, "CPU twin: %s", strerror(-rc));
 		goto fail;
 	}
-	if ((st = cublasCreate(&c->blas)) != CUBLAS_STATUS_SUCCESS) {
+	if ((rc = cu_blas_open(err, errlen)) != 0)
+		goto fail;
+	if ((st = cu_blas.create(&c->blas)) != CUBLAS_STATUS_SUCCESS) {
 		snprintf(err, errlen, "CUDA device %d: cublasCreate: %s", device,
-		    cublasGetStatusString(st));
+		    cu_blas.status_string(st));
 		rc = st == CUBLAS_STATUS_ALLOC_FAILED ? -ENOMEM : -EIO;
 		goto fail;
 	}
 	/* FP32 weights stay FP32 (no TF32), so they compare with the CPU backend closely. */
-	cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
+	cu_blas.set_math_mode(c->blas, CUBLAS_DEFAULT_MATH);
 	*out = &c->base;
 	return 0;
 fail:
