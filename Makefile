@@ -43,6 +43,27 @@ WORKER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out workers/main.c,\
 	$(wildcard workers/*.c workers/engines/*.c workers/llm/*.c)))
 CLI_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out cli/main.c,$(wildcard cli/*.c)))
 
+# The CUDA backend (docs/engine.md "CUDA backend"): built when $(CUDA_HOME)/bin/nvcc exists
+# (CUDA_HOME defaults to /usr/local/cuda); `make CUDA=0` leaves it out.  One .cu file, for
+# sm_80 and sm_90 plus sm_90 PTX (CUDA_ARCH overrides); cudart is linked, cuBLAS loaded.
+CUDA_HOME ?= /usr/local/cuda
+CUDA      ?= $(if $(wildcard $(CUDA_HOME)/bin/nvcc),1,0)
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCCFLAGS ?= -O2
+CUDA_TEST  = $(BUILD)/cuda/test_backend_cuda
+ifeq ($(CUDA),1)
+WORKER_OBJ += $(BUILD)/obj/workers/llm/backend_cuda.o
+CPPFLAGS_ALL += -DBACKEND_HAVE_CUDA
+# cuBLAS is dlopen()ed by the backend (linking it costs every process ~0.2 s and ~200 MB).
+LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -ldl -lstdc++
+CUDA_BINS = $(CUDA_TEST)
+endif
+# Objects that depend on CUDA=0/1 are rebuilt when it changes.
+CUDA_STAMP = $(BUILD)/cuda.stamp
+$(shell mkdir -p $(BUILD) && { [ "$$(cat $(CUDA_STAMP) 2>/dev/null)" = "$(CUDA)" ] || \
+	echo $(CUDA) > $(CUDA_STAMP); })
+
 LIB_LIB    = $(BUILD)/libcerta.a
 STORE_LIB  = $(BUILD)/libcerta-store.a
 SCHED_LIB  = $(BUILD)/libcerta-sched.a
@@ -82,11 +103,11 @@ endif
 
 .PHONY: all deps check check-tokenizer check-layers check-unit check-integration check-asan \
 	check-valgrind demo clean install uninstall bench fuzz fuzz-deps fuzz-bins check-fuzz \
-	check-crashloop
+	check-crashloop check-cuda
 .SUFFIXES:
 .SECONDARY:
 
-all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN) $(TOKCOMPARE)
+all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN) $(TOKCOMPARE) $(CUDA_BINS)
 
 deps:
 	@bash scripts/deps.sh
@@ -102,6 +123,15 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H)
 $(BUILD)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -std=c++17 $(CUDA_ARCH) -I. -D_GNU_SOURCE \
+		-Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+		$(if $(findstring -Werror,$(CFLAGS)),-Werror all-warnings -Xcompiler -Werror) \
+		-MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/workers/engines/llm.o $(BUILD)/obj/tests/cuda/test_backend_cuda.o: $(CUDA_STAMP)
 
 $(LIB_LIB): $(LIB_OBJ)
 $(STORE_LIB): $(STORE_OBJ)
@@ -146,6 +176,20 @@ $(BUILD)/itests/%: $(BUILD)/obj/tests/integration/%.o $(TEST_SUPPORT_OBJ) $(ITES
     $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(CMOCKA_LIBS)
+
+$(CUDA_TEST): $(BUILD)/obj/tests/cuda/test_backend_cuda.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Every backend op on the GPU against the CPU backend (tests/cuda/test_backend_cuda.c); says
+# SKIP and succeeds where the backend is not built or no GPU is present.
+check-cuda:
+ifeq ($(CUDA),1)
+	@$(MAKE) --no-print-directory $(CUDA_TEST)
+	@$(CUDA_TEST)
+else
+	@echo "check-cuda: SKIP: the CUDA backend is not built (CUDA=0 or no $(CUDA_HOME)/bin/nvcc)"
+endif
 
 # Fails on an include that looks up or sideways (scripts/check-layers.sh has the table).
 check-layers:

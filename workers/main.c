@@ -115,7 +115,8 @@ static const struct config_option wmain_options[] = {
 	{ .name = "llm.device",
 	  .type = CONFIG_STRING,
 	  .def = "cpu",
-	  .help = "llm engine: compute backend (cpu; the CUDA backend is not built yet)" },
+	  .help = "llm engine: compute backend: cpu, or cuda / cuda:N (CUDA device N, as "
+	          "CUDA_VISIBLE_DEVICES leaves them) where built with CUDA" },
 	{ .name = "step_delay",
 	  .type = CONFIG_DURATION,
 	  .def = "0",
@@ -175,7 +176,7 @@ wmain_usage(FILE *f)
 	    "                    [--token-file FILE] [--tls-cert FILE] [--tls-key FILE]\n"
 	    "                    [--tls-client-ca FILE] [--check-config]\n"
 	    "                    [--model-file PATH.gguf] [--threads N] [--kv-memory SIZE]\n"
-	    "                    [--alias NAME] [--max-batch-tokens N] [--device cpu]\n"
+	    "                    [--alias NAME] [--max-batch-tokens N] [--device cpu|cuda[:N]]\n"
 	    "                    [--print-config] [--print-config-man] [--version]\n"
 	    "engines: %s\n"
 	    "--model: replay, the default model of the traces; llm, the GGUF file (the served\n"

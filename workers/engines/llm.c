@@ -135,24 +135,66 @@ llm_uniform(uint64_t seed, uint32_t sample, uint64_t pos)
 	return (double)(x >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* Compute backends by llm.device name (the CUDA backend plugs in here, issue 12). */
+static int
+llm_cpu_create(const char *name, uint32_t n_threads, struct backend **out, char *err,
+    size_t errlen)
+{
+	int rc = backend_cpu_create(n_threads, out);
+
+	if (rc != 0)
+		snprintf(err, errlen, "cpu backend: %s", certa_strerror(rc));
+	return rc;
+}
+
+#ifdef BACKEND_HAVE_CUDA
+/* "cuda" is cuda:0; "cuda:N" device N (as CUDA numbers them: the systemd unit's
+ * CUDA_VISIBLE_DEVICES leaves one, device 0). */
+static int
+llm_cuda_create(const char *name, uint32_t n_threads, struct backend **out, char *err,
+    size_t errlen)
+{
+	unsigned long n = 0;
+	char *end;
+
+	if (name[4] == ':') {
+		errno = 0;
+		n = strtoul(name + 5, &end, 10);
+		if (errno != 0 || end == name + 5 || *end != '\0' || n > 1024) {
+			snprintf(err, errlen, "bad device '%s' (cuda or cuda:N)", name);
+			return CERTA_ECONFIG;
+		}
+	}
+	return backend_cuda_create((int)n, out, err, errlen);
+}
+#endif
+
+/* Compute backends by llm.device name: a row matches the name itself or, with `indexed`,
+ * NAME:N. */
 static const struct llm_device {
 	const char *name;
-	int (*create)(uint32_t n_threads, struct backend **out);
+	bool indexed;
+	int (*create)(const char *name, uint32_t n_threads, struct backend **out, char *err,
+	    size_t errlen);
 } llm_devices[] = {
-	{ "cpu", backend_cpu_create },
+	{ "cpu", false, llm_cpu_create },
+#ifdef BACKEND_HAVE_CUDA
+	{ "cuda", true, llm_cuda_create },
+#endif
 };
 
 static const struct llm_device *
 llm_device(const char *name)
 {
-	size_t i;
+	size_t i, len;
 
 	if (name == NULL || name[0] == '\0')
 		name = "cpu";
-	for (i = 0; i < sizeof llm_devices / sizeof llm_devices[0]; i++)
-		if (strcmp(llm_devices[i].name, name) == 0)
+	for (i = 0; i < sizeof llm_devices / sizeof llm_devices[0]; i++) {
+		len = strlen(llm_devices[i].name);
+		if (strncmp(llm_devices[i].name, name, len) == 0 &&
+		    (name[len] == '\0' || (llm_devices[i].indexed && name[len] == ':')))
 			return &llm_devices[i];
+	}
 	return NULL;
 }
 
@@ -175,8 +217,12 @@ llm_open(const struct engine_options *opt, void **state)
 	}
 	dev = llm_device(opt->device);
 	if (dev == NULL) {
+#ifdef BACKEND_HAVE_CUDA
+		log_err(LOG_ENGINE, "llm.device '%s': unknown (cpu, cuda, cuda:N)", opt->device);
+#else
 		log_err(LOG_ENGINE, "llm.device '%s': this certa-worker has only the cpu backend "
 		    "(the CUDA backend is not built)", opt->device);
+#endif
 		return CERTA_ECONFIG;
 	}
 	l = calloc(1, sizeof *l);
@@ -261,9 +307,12 @@ llm_open(const struct engine_options *opt, void **state)
 	}
 	if (opt->capacity != 0 && opt->capacity < l->capacity)
 		l->capacity = opt->capacity;
-	rc = dev->create(opt->threads, &l->be);
-	if (rc != 0)
+	rc = dev->create(opt->device && opt->device[0] ? opt->device : "cpu", opt->threads,
+	    &l->be, err, sizeof err);
+	if (rc != 0) {
+		log_err(LOG_ENGINE, "llm.device '%s': %s", opt->device ? opt->device : "cpu", err);
 		goto fail;
+	}
 	l->max_batch = opt->max_batch_tokens ? opt->max_batch_tokens : LLM_MAX_BATCH;
 	rc = forward_create(l->m, l->be, l->max_batch, &l->fwd);
 	if (rc != 0)
@@ -280,7 +329,8 @@ llm_open(const struct engine_options *opt, void **state)
 	log_info(LOG_ENGINE, "llm engine: model=%s arch=%s layers=%u vocab=%u context=%u "
 	    "chat=%s kv=%zu bytes/sequence capacity=%u device=%s threads=%u max_batch_tokens=%u",
 	    l->name, hp->arch_name, hp->n_layer, l->n_vocab, l->n_ctx, tokenizer_chat_name(l->chat),
-	    l->seq_bytes, l->capacity, dev->name, opt->threads, l->max_batch);
+	    l->seq_bytes, l->capacity,
+	    opt->device && opt->device[0] ? opt->device : dev->name, opt->threads, l->max_batch);
 	*state = l;
 	return 0;
 

@@ -113,6 +113,12 @@ struct backend_ops {
 	uint32_t (*argmax)(struct backend *be, const float *x, size_t n);
 	uint32_t (*sample)(struct backend *be, const float *logits, size_t n, float temperature,
 	    float top_p, double u, float *prob);
+	/*
+	 * Device failures (NULL for a backend whose ops cannot fail, the CPU one): waits for the
+	 * ops issued so far, then returns 0, or -EIO with the first failure since the last call
+	 * in msg (which it clears).  After a failure the ops do nothing until this is called.
+	 */
+	int (*error)(struct backend *be, char *msg, size_t len);
 };
 
 struct backend {
@@ -125,6 +131,13 @@ struct backend {
  * pthread_create.
  */
 int backend_cpu_create(uint32_t n_threads, struct backend **out);
+
+/*
+ * The CUDA backend (backend_cuda.cu, built when the Makefile finds nvcc: BACKEND_HAVE_CUDA is
+ * then defined) on CUDA device `device`.  Returns 0 and *out, or -ENODEV ("no CUDA device N
+ * (found M)"), -ENOMEM, -EIO with a message in err.
+ */
+int backend_cuda_create(int device, struct backend **out, char *err, size_t errlen);
 
 /* Dequantizes one row of n elements of ggml type `type` (any type model_type_supported()
  * accepts) into out; exported for tests and device backends' reference checks. */

@@ -328,6 +328,19 @@ forward_check(struct forward *f, const struct kv *kv, const uint32_t *tokens, ui
 	return 0;
 }
 
+/* A device backend's failure during the ops just issued (backend.h ops->error): 0, or its
+ * code (-EIO: the step fails with INTERNAL) with the message in err. */
+static int
+forward_device_error(struct backend *be, char *err, size_t errlen)
+{
+	char msg[256] = "";
+	int rc;
+
+	if (be->ops->error == NULL || (rc = be->ops->error(be, msg, sizeof msg)) == 0)
+		return 0;
+	return forward_fail(err, errlen, rc, "device error: %s", msg);
+}
+
 int
 forward_batch(struct forward *f, struct forward_seq *seqs, uint32_t n_seq,
     struct forward_stats *stats, char *err, size_t errlen)
@@ -401,6 +414,8 @@ forward_batch(struct forward *f, struct forward_seq *seqs, uint32_t n_seq,
 				o->read(be, seqs[t0].logits, f->logits + (size_t)nt++ * hp->n_vocab,
 				    hp->n_vocab);
 	}
+	if ((rc = forward_device_error(be, err, errlen)) < 0)
+		goto out;
 	for (i = 0; i < n_seq; i++) {
 		seqs[i].kv->len += seqs[i].n;
 		seqs[i].expert_uses = seg[i].expert_uses;
@@ -445,6 +460,10 @@ forward_run(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t n
 			return forward_fail(err, errlen, rc, "forward at position %u: %s",
 			    kv->len + done, rc == CERTA_ECAPACITY ? "KV cache full" : "KV error");
 		}
+	}
+	if ((rc = forward_device_error(f->be, err, errlen)) < 0) {
+		kv->len = len0;
+		return rc;
 	}
 	if (stats)
 		*stats = st;

@@ -1,0 +1,896 @@
+/*
+ * backend_cuda.cu — the backend table (backend.h) on one NVIDIA GPU: CUDA kernels and cuBLAS.
+ * Built only when the Makefile finds nvcc (docs/engine.md "CUDA backend").  Compiled, not yet
+ * run on a GPU: `make check-cuda` compares every op with the CPU backend where one is present.
+ *
+ * Memory: alloc() is cudaMalloc (zeroed); read/write/copy are cudaMemcpy with cudaMemcpyDefault
+ * (unified addressing), so they take host or device pointers alike.
+ *
+ * Weights: a model_weight's data (or a norm/bias vector) is host memory of the GGUF mapping.
+ * The first op that uses it uploads it once (a table keyed by the host address, checked against
+ * the type and shape; contents are assumed not to change while the backend lives): F32, F16 and
+ * BF16 as stored, every other type (Q8_0, Q4_K, Q6_K) dequantized on the host with
+ * backend_cpu_dequant_row and kept as F16.  A pointer that is already device memory (from
+ * alloc) is used as it is.
+ *
+ * Matmul: cublasGemmEx (cuBLAS loaded with dlopen: cu_blas below) with the weight's type for
+ * both inputs (activations converted to it in a scratch buffer when it is F16/BF16) and FP32
+ * accumulation and output.  F32 weights run in FP32 (no TF32).  Results therefore differ from
+ * the CPU backend by the rounding of the activations to 16 bits, and cuBLAS may pick another
+ * algorithm for another n_tok: batched logits are close to, not bit-identical with,
+ * single-sequence ones (unlike the CPU backend).
+ *
+ * KV: the sequence's struct kv stays where kv.c keeps it (host memory, paged, fork
+ * copy-on-write unchanged).  kv_store copies the new rows to their pages; attention stages
+ * the positions it needs (runs of contiguous positions, one copy each) into device scratch.
+ * That is correct but bound by PCIe; a device block pool (kv.c with a block-copy hook) is the
+ * next step.
+ *
+ * Host-side ops: moe_gate, softmax, argmax and sample run on a one-thread CPU backend (the
+ * CPU twin), after copying device inputs to the host, so their semantics are the CPU ones
+ * exactly.
+ *
+ * Errors: ops cannot return one, so the first CUDA/cuBLAS failure is kept (the ops after it do
+ * nothing) and ops->error reports it (-EIO and a message) and clears it; forward_batch and
+ * forward_run check it, so that step fails with INTERNAL.
+ */
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <new>
+#include <unordered_map>
+
+extern "C" {
+#include "workers/llm/backend.h"
+}
+
+#define CU_THREADS 256
+#define CU_STR2(x) #x
+#define CU_STR(x) CU_STR2(x)
+#define CU_BLAS_SONAME "libcublas.so." CU_STR(CUBLAS_VER_MAJOR)
+
+/*
+ * cuBLAS is opened with dlopen when the first CUDA backend is created, not linked: linking it
+ * (and cublasLt, 0.5 GB) costs every certa-worker start ~0.2 s and ~200 MB of resident memory
+ * even on the CPU backend.  cudart is small and linked.
+ */
+static struct {
+	void *lib;
+	decltype(&cublasCreate_v2) create;
+	decltype(&cublasDestroy_v2) destroy;
+	decltype(&cublasSetMathMode) set_math_mode;
+	cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+	    int, const void *, const void *, cudaDataType, int, const void *, cudaDataType, int,
+	    const void *, void *, cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+	decltype(&cublasGetStatusString) status_string;
+} cu_blas;
+
+/* 0, or -ENOENT with the reason in err. */
+static int
+cu_blas_open(char *err, size_t errlen)
+{
+	void *lib;
+
+	if (cu_blas.lib)
+		return 0;
+	lib = dlopen(CU_BLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		snprintf(err, errlen, "cannot load cuBLAS: %s", dlerror());
+		return -ENOENT;
+	}
+	cu_blas.create = (decltype(cu_blas.create))dlsym(lib, "cublasCreate_v2");
+	cu_blas.destroy = (decltype(cu_blas.destroy))dlsym(lib, "cublasDestroy_v2");
+	cu_blas.set_math_mode = (decltype(cu_blas.set_math_mode))dlsym(lib, "cublasSetMathMode");
+	cu_blas.gemm_ex = (decltype(cu_blas.gemm_ex))dlsym(lib, "cublasGemmEx");
+	cu_blas.status_string = (decltype(cu_blas.status_string))dlsym(lib,
+	    "cublasGetStatusString");
+	if (!cu_blas.create || !cu_blas.destroy || !cu_blas.set_math_mode || !cu_blas.gemm_ex ||
+	    !cu_blas.status_string) {
+		snprintf(err, errlen, "%s lacks a function this backend uses", CU_BLAS_SONAME);
+		dlclose(lib);
+		return -ENOENT;
+	}
+	cu_blas.lib = lib;       /* stays loaded for the process */
+	return 0;
+}
+
+struct cu_buf {
+	void *p;
+	size_t bytes;
+};
+
+struct cu_weight {
+	void *dev;
+	enum gguf_ttype type;    /* F32, F16 or BF16 on the device */
+	enum gguf_ttype src;     /* as the host holds it */
+	size_t rows, cols;       /* a vector: 1 x n */
+};
+
+struct backend_cuda {
+	struct backend base;     /* first */
+	int device;
+	cublasHandle_t blas;
+	struct backend *cpu;     /* the CPU twin for the host-side ops */
+	std::unordered_map<const void *, cu_weight> *weights;
+	struct cu_buf xconv, ids, pos, kst, vst, scores, host;
+	int err;                 /* 0, or -EIO after the first failure */
+	char msg[256];
+};
+
+static struct backend_cuda *
+cu_of(struct backend *be)
+{
+	return (struct backend_cuda *)be;
+}
+
+/* Keeps the first failure; returns whether the backend is still healthy. */
+static bool
+cu_fail(struct backend_cuda *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->err == 0) {
+		c->err = -EIO;
+		va_start(ap, fmt);
+		vsnprintf(c->msg, sizeof c->msg, fmt, ap);
+		va_end(ap);
+	}
+	return false;
+}
+
+static bool
+cu_ok(struct backend_cuda *c, cudaError_t e, const char *what)
+{
+	if (e == cudaSuccess)
+		return c->err == 0;
+	return cu_fail(c, "CUDA error in %s: %s", what, cudaGetErrorString(e));
+}
+
+static bool
+cu_launched(struct backend_cuda *c, const char *what)
+{
+	return cu_ok(c, cudaGetLastError(), what);
+}
+
+static void *
+cu_scratch(struct backend_cuda *c, struct cu_buf *b, size_t bytes)
+{
+	if (b->bytes >= bytes)
+		return b->p;
+	if (b->p)
+		cudaFree(b->p);
+	b->p = NULL;
+	b->bytes = 0;
+	if (!cu_ok(c, cudaMalloc(&b->p, bytes ? bytes : 1), "scratch allocation"))
+		return NULL;
+	b->bytes = bytes;
+	return b->p;
+}
+
+static void *
+cu_host_scratch(struct backend_cuda *c, size_t bytes)
+{
+	void *p;
+
+	if (c->host.bytes >= bytes)
+		return c->host.p;
+	p = realloc(c->host.p, bytes ? bytes : 1);
+	if (!p) {
+		cu_fail(c, "out of host memory (%zu bytes)", bytes);
+		return NULL;
+	}
+	c->host.p = p;
+	c->host.bytes = bytes;
+	return p;
+}
+
+static unsigned
+cu_blocks(size_t n)
+{
+	return (unsigned)((n + CU_THREADS - 1) / CU_THREADS);
+}
+
+static bool
+cu_is_device(const void *p)
+{
+	cudaPointerAttributes a;
+
+	if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+		cudaGetLastError();  /* clear: a plain host pointer is not an error */
+		return false;
+	}
+	return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+/* ---- weights ----------------------------------------------------------------------------- */
+
+/* The device copy of a host float vector of n elements (uploaded once), or p itself when it
+ * is device memory. */
+static const float *
+cu_vec(struct backend_cuda *c, const float *p, size_t n)
+{
+	void *d = NULL;
+
+	if (p == NULL || cu_is_device(p))
+		return p;
+	auto it = c->weights->find(p);
+	if (it != c->weights->end()) {
+		if (it->second.src == GGUF_T_F32 && it->second.rows == 1 && it->second.cols >= n)
+			return (const float *)it->second.dev;
+		cudaFree(it->second.dev);        /* another shape at that address: upload again */
+		c->weights->erase(it);
+	}
+	if (!cu_ok(c, cudaMalloc(&d, n * sizeof(float)), "weight upload") ||
+	    !cu_ok(c, cudaMemcpy(d, p, n * sizeof(float), cudaMemcpyHostToDevice), "weight upload")) {
+		if (d)
+			cudaFree(d);
+		return NULL;
+	}
+	(*c->weights)[p] = cu_weight{ d, GGUF_T_F32, GGUF_T_F32, 1, n };
+	return (const float *)d;
+}
+
+/* The device copy of matrix w: rows x cols of F32, F16 or BF16, row-major. */
+static const cu_weight *
+cu_mat(struct backend_cuda *c, const struct model_weight *w)
+{
+	size_t n = (size_t)w->rows * w->cols;
+	cu_weight cw = { NULL, w->type, w->type, w->rows, w->cols };
+	uint16_t *h = NULL;
+	float *row = NULL;
+	uint32_t r, i;
+	cudaError_t e;
+
+	auto it = c->weights->find(w->data);
+	if (it != c->weights->end()) {
+		if (it->second.src == w->type && it->second.rows == w->rows &&
+		    it->second.cols == w->cols)
+			return &it->second;
+		cudaFree(it->second.dev);        /* another matrix at that address: upload again */
+		c->weights->erase(it);
+	}
+	if (w->type == GGUF_T_F32 || w->type == GGUF_T_F16 || w->type == GGUF_T_BF16) {
+		size_t esz = w->type == GGUF_T_F32 ? 4 : 2;
+		e = cudaMalloc(&cw.dev, n * esz);
+		if (e == cudaSuccess)
+			e = cudaMemcpy2D(cw.dev, w->cols * esz, w->data, w->row_bytes, w->cols * esz,
+			    w->rows, cudaMemcpyHostToDevice);
+	} else {
+		cw.type = GGUF_T_F16;
+		h = (uint16_t *)malloc(n * sizeof(*h));
+		row = (float *)malloc((size_t)w->cols * sizeof(float));
+		if (!h || !row) {
+			free(h);
+			free(row);
+			cu_fail(c, "out of host memory converting %s", w->name ? w->name : "a weight");
+			return NULL;
+		}
+		for (r = 0; r < w->rows; r++) {
+			backend_cpu_dequant_row(w->type, (const uint8_t *)w->data +
+			    (size_t)r * w->row_bytes, row, w->cols);
+			for (i = 0; i < w->cols; i++) {
+				__half v = __float2half_rn(row[i]);
+				memcpy(&h[(size_t)r * w->cols + i], &v, 2);
+			}
+		}
+		e = cudaMalloc(&cw.dev, n * 2);
+		if (e == cudaSuccess)
+			e = cudaMemcpy(cw.dev, h, n * 2, cudaMemcpyHostToDevice);
+		free(h);
+		free(row);
+	}
+	if (e != cudaSuccess) {
+		if (cw.dev)
+			cudaFree(cw.dev);
+		cu_fail(c, "uploading %s (%zu elements): %s", w->name ? w->name : "a weight", n,
+		    cudaGetErrorString(e));
+		return NULL;
+	}
+	cu_weight &slot = (*c->weights)[w->data];
+	slot = cw;
+	return &slot;
+}
+
+/* ---- kernels ----------------------------------------------------------------------------- */
+
+__global__ void
+k_to_f16(__half *out, const float *x, size_t n)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+	if (i < n)
+		out[i] = __float2half_rn(x[i]);
+}
+
+__global__ void
+k_to_bf16(__nv_bfloat16 *out, const float *x, size_t n)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+	if (i < n)
+		out[i] = __float2bfloat16_rn(x[i]);
+}
+
+__global__ void
+k_get_rows(float *out, const void *w, int type, const uint32_t *ids, uint32_t n, uint32_t cols)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+	size_t t = i / cols, col = i % cols, src;
+
+	if (t >= n)
+		return;
+	src = (size_t)ids[t] * cols + col;
+	if (type == GGUF_T_F32)
+		out[i] = ((const float *)w)[src];
+	else if (type == GGUF_T_F16)
+		out[i] = __half2float(((const __half *)w)[src]);
+	else
+		out[i] = __bfloat162float(((const __nv_bfloat16 *)w)[src]);
+}
+
+/* One block per row; double sums as the CPU backend. */
+__global__ void
+k_rmsnorm(float *out, const float *x, const float *w, uint32_t dim, float eps)
+{
+	__shared__ double part[CU_THREADS];
+	const float *xr = x + (size_t)blockIdx.x * dim;
+	float *o = out + (size_t)blockIdx.x * dim;
+	double ss = 0;
+	float scale;
+	uint32_t i, s;
+
+	for (i = threadIdx.x; i < dim; i += blockDim.x)
+		ss += (double)xr[i] * xr[i];
+	part[threadIdx.x] = ss;
+	__syncthreads();
+	for (s = blockDim.x / 2; s > 0; s >>= 1) {
+		if (threadIdx.x < s)
+			part[threadIdx.x] += part[threadIdx.x + s];
+		__syncthreads();
+	}
+	scale = (float)(1.0 / sqrt(part[0] / dim + eps));
+	for (i = threadIdx.x; i < dim; i += blockDim.x)
+		o[i] = xr[i] * scale * w[i];
+}
+
+/* One thread per (token, pair, head); theta in double as the CPU backend. */
+__global__ void
+k_rope(float *x, uint32_t n_tok, uint32_t n_heads, uint32_t head_dim, const uint32_t *pos,
+    int mode, uint32_t n_rot, float base, float freq_scale, const float *freqs)
+{
+	size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+	uint32_t half = n_rot / 2, h, i, t, a, b;
+	double theta;
+	float c, s, x0, x1, *v;
+
+	if (idx >= (size_t)n_tok * half * n_heads)
+		return;
+	h = (uint32_t)(idx % n_heads);
+	i = (uint32_t)(idx / n_heads % half);
+	t = (uint32_t)(idx / n_heads / half);
+	theta = (double)pos[t] * freq_scale * pow((double)base, -2.0 * i / n_rot);
+	if (freqs)
+		theta /= freqs[i];
+	c = (float)cos(theta);
+	s = (float)sin(theta);
+	v = x + ((size_t)t * n_heads + h) * head_dim;
+	a = mode == MODEL_ROPE_NORM ? 2 * i : i;
+	b = mode == MODEL_ROPE_NORM ? 2 * i + 1 : i + half;
+	x0 = v[a];
+	x1 = v[b];
+	v[a] = x0 * c - x1 * s;
+	v[b] = x0 * s + x1 * c;
+}
+
+/*
+ * Attention: one block per (token, head).  K and V are staged [n_pos][row]; scores of the
+ * block go to scratch [n_tok * n_head][n_pos]; positions 0..pos[t] are used (causal).
+ */
+__global__ void
+k_attention(float *out, const float *q, const uint32_t *pos, const float *k, const float *v,
+    float *scores, uint32_t n_head, uint32_t n_head_kv, uint32_t hd, uint32_t n_pos, float scale)
+{
+	__shared__ float red[CU_THREADS];
+	uint32_t item = blockIdx.x, t = item / n_head, h = item % n_head;
+	uint32_t hk = h / (n_head / n_head_kv), row = n_head_kv * hd, np = pos[t] + 1, p, d, s;
+	const float *qh = q + (size_t)item * hd;
+	float *sc = scores + (size_t)item * n_pos, m = -INFINITY, l = 0;
+
+	for (p = threadIdx.x; p < np; p += blockDim.x) {
+		const float *kr = k + (size_t)p * row + (size_t)hk * hd;
+		float dot = 0;
+		for (d = 0; d < hd; d++)
+			dot += qh[d] * kr[d];
+		sc[p] = dot * scale;
+		m = fmaxf(m, sc[p]);
+	}
+	red[threadIdx.x] = m;
+	__syncthreads();
+	for (s = blockDim.x / 2; s > 0; s >>= 1) {
+		if (threadIdx.x < s)
+			red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
+		__syncthreads();
+	}
+	m = red[0];
+	__syncthreads();
+	for (p = threadIdx.x; p < np; p += blockDim.x) {
+		sc[p] = expf(sc[p] - m);
+		l += sc[p];
+	}
+	red[threadIdx.x] = l;
+	__syncthreads();
+	for (s = blockDim.x / 2; s > 0; s >>= 1) {
+		if (threadIdx.x < s)
+			red[threadIdx.x] += red[threadIdx.x + s];
+		__syncthreads();
+	}
+	l = red[0];
+	for (d = threadIdx.x; d < hd; d += blockDim.x) {
+		float acc = 0;
+		for (p = 0; p < np; p++)
+			acc += sc[p] * v[(size_t)p * row + (size_t)hk * hd + d];
+		out[(size_t)item * hd + d] = acc / l;
+	}
+}
+
+__global__ void
+k_swiglu(float *out, const float *gate, const float *up, size_t n)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+	if (i < n)
+		out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+__global__ void
+k_axpy(float *x, const float *y, float a, size_t n, size_t ny)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+	/* ny == n: x += a y; ny < n: y repeats (a bias per row, a == 1). */
+	if (i < n)
+		x[i] += a == 1.0f ? y[i % ny] : a * y[i % ny];
+}
+
+/* ---- memory ------------------------------------------------------------------------------ */
+
+static float *
+cu_alloc(struct backend *be, size_t n)
+{
+	struct backend_cuda *c = cu_of(be);
+	void *p = NULL;
+	size_t bytes = (n ? n : 1) * sizeof(float);
+
+	if (!cu_ok(c, cudaMalloc(&p, bytes), "alloc"))
+		return NULL;
+	if (!cu_ok(c, cudaMemset(p, 0, bytes), "alloc")) {
+		cudaFree(p);
+		return NULL;
+	}
+	return (float *)p;
+}
+
+static void
+cu_release(struct backend *be, float *p)
+{
+	if (p)
+		cudaFree(p);
+}
+
+static void
+cu_copy(struct backend *be, float *dst, const float *src, size_t n)
+{
+	struct backend_cuda *c = cu_of(be);
+
+	if (c->err == 0 && n)
+		cu_ok(c, cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyDefault), "copy");
+}
+
+/* ---- matrices ---------------------------------------------------------------------------- */
+
+static void
+cu_matmul(struct backend *be, const struct model_weight *w, const float *x, uint32_t n_tok,
+    float *y)
+{
+	struct backend_cuda *c = cu_of(be);
+	const cu_weight *cw;
+	const float one = 1.0f, zero = 0.0f;
+	size_t n = (size_t)n_tok * w->cols;
+	cudaDataType_t t = CUDA_R_32F;
+	const void *xb = x;
+	cublasStatus_t st;
+
+	if (c->err || n_tok == 0 || !(cw = cu_mat(c, w)))
+		return;
+	if (cw->type == GGUF_T_F16 || cw->type == GGUF_T_BF16) {
+		void *s = cu_scratch(c, &c->xconv, n * 2);
+		if (!s)
+			return;
+		if (cw->type == GGUF_T_F16) {
+			k_to_f16<<<cu_blocks(n), CU_THREADS>>>((__half *)s, x, n);
+			t = CUDA_R_16F;
+		} else {
+			k_to_bf16<<<cu_blocks(n), CU_THREADS>>>((__nv_bfloat16 *)s, x, n);
+			t = CUDA_R_16BF;
+		}
+		if (!cu_launched(c, "matmul input conversion"))
+			return;
+		xb = s;
+	}
+	/* Row-major W [rows][cols] is column-major [cols x rows]: y = W^T(cm) . x(cm). */
+	st = cu_blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, (int)n_tok,
+	    (int)w->cols, &one, cw->dev, t, (int)w->cols, xb, t, (int)w->cols, &zero, y,
+	    CUDA_R_32F, (int)w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+	if (st != CUBLAS_STATUS_SUCCESS)
+		cu_fail(c, "cublasGemmEx %s [%u x %u] x %u tokens: %s", w->name ? w->name : "",
+		    w->rows, w->cols, n_tok, cu_blas.status_string(st));
+}
+
+static void
+cu_get_rows(struct backend *be, const struct model_weight *w, const uint32_t *ids,
+    uint32_t n, float *out)
+{
+	struct backend_cuda *c = cu_of(be);
+	const cu_weight *cw;
+	uint32_t *di;
+	size_t total = (size_t)n * w->cols;
+
+	if (c->err || n == 0 || !(cw = cu_mat(c, w)))
+		return;
+	if (!(di = (uint32_t *)cu_scratch(c, &c->ids, n * sizeof(*ids))) ||
+	    !cu_ok(c, cudaMemcpy(di, ids, n * sizeof(*ids), cudaMemcpyDefault), "get_rows ids"))
+		return;
+	k_get_rows<<<cu_blocks(total), CU_THREADS>>>(out, cw->dev, cw->type, di, n, w->cols);
+	cu_launched(c, "get_rows");
+}
+
+/* ---- elementwise ------------------------------------------------------------------------- */
+
+static void
+cu_rmsnorm(struct backend *be, float *out, const float *x, const float *w, uint32_t n_rows,
+    uint32_t dim, float eps)
+{
+	struct backend_cuda *c = cu_of(be);
+	const float *dw;
+
+	if (c->err || n_rows == 0 || !(dw = cu_vec(c, w, dim)))
+		return;
+	k_rmsnorm<<<n_rows, CU_THREADS>>>(out, x, dw, dim, eps);
+	cu_launched(c, "rmsnorm");
+}
+
+static const uint32_t *
+cu_positions(struct backend_cuda *c, const uint32_t *pos, uint32_t n)
+{
+	uint32_t *d = (uint32_t *)cu_scratch(c, &c->pos, n * sizeof(*pos));
+
+	if (!d || !cu_ok(c, cudaMemcpy(d, pos, n * sizeof(*pos), cudaMemcpyDefault), "positions"))
+		return NULL;
+	return d;
+}
+
+static void
+cu_rope(struct backend *be, float *x, uint32_t n_tok, uint32_t n_heads, uint32_t head_dim,
+    const uint32_t *pos, const struct backend_rope *r)
+{
+	struct backend_cuda *c = cu_of(be);
+	size_t n = (size_t)n_tok * (r->n_rot / 2) * n_heads;
+	const uint32_t *dp;
+	const float *df = NULL;
+
+	if (c->err || n == 0 || !(dp = cu_positions(c, pos, n_tok)))
+		return;
+	if (r->freqs && !(df = cu_vec(c, r->freqs, r->n_rot / 2)))
+		return;
+	k_rope<<<cu_blocks(n), CU_THREADS>>>(x, n_tok, n_heads, head_dim, dp, (int)r->mode,
+	    r->n_rot, r->base, r->freq_scale, df);
+	cu_launched(c, "rope");
+}
+
+/* Copies K (or V) rows of positions 0..n_pos-1 of layer to dst [n_pos][row], one copy per run
+ * of positions that are contiguous in the cache (a page). */
+static bool
+cu_stage(struct backend_cuda *c, float *dst, struct kv *kv, uint32_t layer, uint32_t n_pos,
+    bool values)
+{
+	uint32_t p0, p;
+
+	for (p0 = 0; p0 < n_pos; p0 = p) {
+		const float *s = values ? kv_v(kv, layer, p0) : kv_k(kv, layer, p0);
+		for (p = p0 + 1; p < n_pos; p++)
+			if ((values ? kv_v(kv, layer, p) : kv_k(kv, layer, p)) !=
+			    s + (size_t)(p - p0) * kv->row)
+				break;
+		if (!cu_ok(c, cudaMemcpy(dst + (size_t)p0 * kv->row, s,
+		    (size_t)(p - p0) * kv->row * sizeof(float), cudaMemcpyDefault), "KV staging"))
+			return false;
+	}
+	return true;
+}
+
+static void
+cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
+    const uint32_t *pos, struct kv *kv, const struct backend_attn *a)
+{
+	struct backend_cuda *c = cu_of(be);
+	uint32_t n_pos = 0, t;
+	const uint32_t *dp;
+	float *ks, *vs, *sc;
+	size_t rowb = (size_t)kv->row * sizeof(float);
+
+	if (c->err || n_tok == 0)
+		return;
+	for (t = 0; t < n_tok; t++)
+		if (pos[t] + 1 > n_pos)
+			n_pos = pos[t] + 1;
+	if (!(dp = cu_positions(c, pos, n_tok)) ||
+	    !(ks = (float *)cu_scratch(c, &c->kst, n_pos * rowb)) ||
+	    !(vs = (float *)cu_scratch(c, &c->vst, n_pos * rowb)) ||
+	    !(sc = (float *)cu_scratch(c, &c->scores,
+	    (size_t)n_tok * a->n_head * n_pos * sizeof(float))) ||
+	    !cu_stage(c, ks, kv, a->layer, n_pos, false) ||
+	    !cu_stage(c, vs, kv, a->layer, n_pos, true))
+		return;
+	k_attention<<<n_tok * a->n_head, CU_THREADS>>>(out, q, dp, ks, vs, sc, a->n_head,
+	    a->n_head_kv, a->head_dim, n_pos, a->scale);
+	cu_launched(c, "attention");
+}
+
+static int
+cu_kv_store(struct backend *be, struct kv *kv, uint32_t layer, const float *k,
+    const float *v, uint32_t n_tok, const uint32_t *pos)
+{
+	struct backend_cuda *c = cu_of(be);
+	size_t rowb = (size_t)kv->row * sizeof(float);
+	uint32_t t;
+
+	if (c->err)
+		return c->err;
+	for (t = 0; t < n_tok; t++)
+		if (!cu_ok(c, cudaMemcpy(kv_k(kv, layer, pos[t]), k + (size_t)t * kv->row, rowb,
+		    cudaMemcpyDefault), "KV store") ||
+		    !cu_ok(c, cudaMemcpy(kv_v(kv, layer, pos[t]), v + (size_t)t * kv->row, rowb,
+		    cudaMemcpyDefault), "KV store"))
+			return c->err;
+	return 0;
+}
+
+static void
+cu_swiglu(struct backend *be, float *out, const float *gate, const float *up, size_t n)
+{
+	struct backend_cuda *c = cu_of(be);
+
+	if (c->err || n == 0)
+		return;
+	k_swiglu<<<cu_blocks(n), CU_THREADS>>>(out, gate, up, n);
+	cu_launched(c, "swiglu");
+}
+
+static void
+cu_axpy(struct backend *be, float *x, const float *y, float a, size_t n)
+{
+	struct backend_cuda *c = cu_of(be);
+
+	if (c->err || n == 0)
+		return;
+	k_axpy<<<cu_blocks(n), CU_THREADS>>>(x, y, a, n, n);
+	cu_launched(c, "axpy");
+}
+
+static void
+cu_add(struct backend *be, float *x, const float *y, size_t n)
+{
+	cu_axpy(be, x, y, 1.0f, n);
+}
+
+static void
+cu_add_bias(struct backend *be, float *x, const float *b, uint32_t n_rows, uint32_t n)
+{
+	struct backend_cuda *c = cu_of(be);
+	size_t total = (size_t)n_rows * n;
+	const float *db;
+
+	if (c->err || total == 0 || !(db = cu_vec(c, b, n)))
+		return;
+	k_axpy<<<cu_blocks(total), CU_THREADS>>>(x, db, 1.0f, total, n);
+	cu_launched(c, "add_bias");
+}
+
+/* ---- host-side ops (the CPU twin) -------------------------------------------------------- */
+
+/* x itself when it is host memory, else a host copy of its n floats (NULL after a failure). */
+static float *
+cu_on_host(struct backend_cuda *c, const float *x, size_t n, bool *copied)
+{
+	float *h;
+
+	*copied = cu_is_device(x);
+	if (!*copied)
+		return (float *)x;
+	if (!(h = (float *)cu_host_scratch(c, n * sizeof(float))) ||
+	    !cu_ok(c, cudaMemcpy(h, x, n * sizeof(float), cudaMemcpyDeviceToHost), "read to host"))
+		return NULL;
+	return h;
+}
+
+static uint32_t
+cu_moe_gate(struct backend *be, const float *logits, uint32_t n_expert,
+    const struct backend_moe_sel *sel, uint32_t *ids, float *weights)
+{
+	struct backend_cuda *c = cu_of(be);
+	bool copied;
+	const float *h = cu_on_host(c, logits, n_expert, &copied);
+
+	if (!h) {                    /* failed: expert 0 with weight 1; the step fails anyway */
+		ids[0] = 0;
+		weights[0] = 1;
+		return 1;
+	}
+	return c->cpu->ops->moe_gate(c->cpu, h, n_expert, sel, ids, weights);
+}
+
+static void
+cu_softmax(struct backend *be, float *x, size_t n)
+{
+	struct backend_cuda *c = cu_of(be);
+	bool copied;
+	float *h = cu_on_host(c, x, n, &copied);
+
+	if (!h)
+		return;
+	c->cpu->ops->softmax(c->cpu, h, n);
+	if (copied)
+		cu_ok(c, cudaMemcpy(x, h, n * sizeof(float), cudaMemcpyHostToDevice), "softmax");
+}
+
+static uint32_t
+cu_argmax(struct backend *be, const float *x, size_t n)
+{
+	struct backend_cuda *c = cu_of(be);
+	bool copied;
+	const float *h = cu_on_host(c, x, n, &copied);
+
+	return h ? c->cpu->ops->argmax(c->cpu, h, n) : 0;
+}
+
+static uint32_t
+cu_sample(struct backend *be, const float *logits, size_t n, float temperature, float top_p,
+    double u, float *prob)
+{
+	struct backend_cuda *c = cu_of(be);
+	bool copied;
+	const float *h = cu_on_host(c, logits, n, &copied);
+
+	if (!h) {
+		if (prob)
+			*prob = 0;
+		return 0;
+	}
+	return c->cpu->ops->sample(c->cpu, h, n, temperature, top_p, u, prob);
+}
+
+/* ---- errors and lifetime ----------------------------------------------------------------- */
+
+static int
+cu_error(struct backend *be, char *msg, size_t len)
+{
+	struct backend_cuda *c = cu_of(be);
+	int rc;
+
+	cu_ok(c, cudaDeviceSynchronize(), "a kernel");
+	rc = c->err;
+	if (rc && msg && len)
+		snprintf(msg, len, "cuda:%d: %s", c->device, c->msg);
+	c->err = 0;
+	c->msg[0] = '\0';
+	return rc;
+}
+
+static void
+cu_destroy(struct backend *be)
+{
+	struct backend_cuda *c = cu_of(be);
+
+	if (c->weights) {
+		for (auto &kv : *c->weights)
+			cudaFree(kv.second.dev);
+		delete c->weights;
+	}
+	cudaFree(c->xconv.p);
+	cudaFree(c->ids.p);
+	cudaFree(c->pos.p);
+	cudaFree(c->kst.p);
+	cudaFree(c->vst.p);
+	cudaFree(c->scores.p);
+	free(c->host.p);
+	if (c->blas)
+		cu_blas.destroy(c->blas);
+	backend_destroy(c->cpu);
+	free(c);
+}
+
+static const struct backend_ops cuda_ops = {
+	"cuda",
+	cu_destroy,
+	cu_alloc,
+	cu_release,
+	cu_copy,                 /* read */
+	cu_copy,                 /* write */
+	cu_copy,
+	cu_matmul,
+	cu_get_rows,
+	cu_rmsnorm,
+	cu_rope,
+	cu_attention,
+	cu_kv_store,
+	cu_swiglu,
+	cu_add,
+	cu_axpy,
+	cu_add_bias,
+	cu_moe_gate,
+	cu_softmax,
+	cu_argmax,
+	cu_sample,
+	cu_error,
+};
+
+extern "C" int
+backend_cuda_create(int device, struct backend **out, char *err, size_t errlen)
+{
+	struct backend_cuda *c;
+	int count = 0, rc;
+	cudaError_t e;
+	cublasStatus_t st;
+
+	e = cudaGetDeviceCount(&count);
+	if (e != cudaSuccess || device < 0 || device >= count) {
+		snprintf(err, errlen, "no CUDA device %d (found %d)%s%s", device,
+		    e == cudaSuccess ? count : 0, e == cudaSuccess ? "" : ": ",
+		    e == cudaSuccess ? "" : cudaGetErrorString(e));
+		return -ENODEV;
+	}
+	if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaFree(0)) != cudaSuccess) {
+		snprintf(err, errlen, "CUDA device %d: %s", device, cudaGetErrorString(e));
+		return e == cudaErrorMemoryAllocation ? -ENOMEM : -EIO;
+	}
+	c = (struct backend_cuda *)calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->base.ops = &cuda_ops;
+	c->device = device;
+	c->weights = new (std::nothrow) std::unordered_map<const void *, cu_weight>();
+	if (!c->weights) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if ((rc = backend_cpu_create(1, &c->cpu)) != 0) {
+		snprintf(err, errlen, "CPU twin: %s", strerror(-rc));
+		goto fail;
+	}
+	if ((rc = cu_blas_open(err, errlen)) != 0)
+		goto fail;
+	if ((st = cu_blas.create(&c->blas)) != CUBLAS_STATUS_SUCCESS) {
+		snprintf(err, errlen, "CUDA device %d: cublasCreate: %s", device,
+		    cu_blas.status_string(st));
+		rc = st == CUBLAS_STATUS_ALLOC_FAILED ? -ENOMEM : -EIO;
+		goto fail;
+	}
+	/* FP32 weights stay FP32 (no TF32), so they compare with the CPU backend closely. */
+	cu_blas.set_math_mode(c->blas, CUBLAS_DEFAULT_MATH);
+	*out = &c->base;
+	return 0;
+fail:
+	cu_destroy(&c->base);
+	return rc;
+}
