@@ -464,13 +464,14 @@ do_export(const char *state, const char *out, bool all)
  *   leave-one-model-out  calibrate on every other model (all splits), measure on the model
  *   leave-one-seed-out   cot: calibrate on the chains of the other seeds, measure on the
  *                        chains of the held-out seed (one cot program per problem and seed);
- *                        sc: an sc n=3 program uses all three recorded seeds, so no seed can be
- *                        held out; the held-out part is a third of the problems
- *                        (evalsim_group_of(problem, 3)), every model and seed of them.
+ *   leave-problems-out   sc, in place of leave-one-seed-out: an sc n=3 program uses all
+ *                        three recorded seeds, so no seed can be held out; the held-out part
+ *                        is a third of the problems (evalsim_group_of(problem, 3)), every
+ *                        model and seed of them.
  */
-enum lomo_kind { LOMO_IN, LOMO_MODEL, LOMO_SEED, LOMO_NKINDS };
+enum lomo_kind { LOMO_IN, LOMO_MODEL, LOMO_SEED, LOMO_PROBLEMS, LOMO_NKINDS };
 static const char *const lomo_kind_names[LOMO_NKINDS] = {
-	"in-distribution", "leave-one-model-out", "leave-one-seed-out",
+	"in-distribution", "leave-one-model-out", "leave-one-seed-out", "leave-problems-out",
 };
 
 #define LOMO_MAX_FOLDS 32
@@ -548,7 +549,7 @@ lomo_folds(const struct traces *tr, unsigned algos, struct lomo_fold *fl, size_t
 				fl[n].calib.seeds[fl[n].calib.nseeds++] = seeds[j];
 	}
 	for (i = 0; (algos & 2) && i < 3 && n < max; i++, n++) {
-		fl[n].kind = LOMO_SEED;
+		fl[n].kind = LOMO_PROBLEMS;
 		snprintf(fl[n].held_out, sizeof fl[n].held_out, "problem third %zu (all seeds)", i);
 		fl[n].algos = 2;
 		fl[n].calib.groups = fl[n].eval.groups = 3;
@@ -619,7 +620,7 @@ static void
 lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *fl,
     const struct lomo_result *res, size_t nf, size_t a, bool first)
 {
-	size_t i, kd;
+	size_t i, kd, shown = 0;
 
 	if (o->json) {
 		printf("%s{\"algo\":\"%s\",\"folds\":[", first ? "" : ",", algo);
@@ -635,7 +636,7 @@ lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *
 		if (!(fl[i].algos & (1u << a)))
 			continue;
 		if (o->json) {
-			printf("%s{\"kind\":\"%s\",\"held_out\":", i ? "," : "",
+			printf("%s{\"kind\":\"%s\",\"held_out\":", shown++ ? "," : "",
 			    lomo_kind_names[fl[i].kind]);
 			json_str(stdout, fl[i].held_out);
 			printf(",\"programs\":%zu,\"loss_pt\":%.3f,\"saved\":%.4f,\"threshold\":%.4g,"
@@ -650,6 +651,7 @@ lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *
 			    x->saved, x->tau, k, x->k_loss, x->k_saved);
 		}
 	}
+	shown = 0;
 	if (o->json)
 		printf("],\"summary\":[");
 	else
@@ -675,7 +677,7 @@ lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *
 		if (o->json)
 			printf("%s{\"kind\":\"%s\",\"folds\":%zu,\"mean_loss_pt\":%.3f,"
 			    "\"worst_loss_pt\":%.3f,\"mean_saved\":%.4f,\"worst_saved\":%.4f,"
-			    "\"dynasor_mean_saved\":%.4f,\"beats\":%zu}", kd ? "," : "",
+			    "\"dynasor_mean_saved\":%.4f,\"beats\":%zu}", shown++ ? "," : "",
 			    lomo_kind_names[kd], n, sl / (double)n, wl, ss / (double)n / 100,
 			    ws / 100, sk / (double)n / 100, beats);
 		else
