@@ -53,6 +53,64 @@ evalsim_fold_of(const char *problem, unsigned folds)
 	return (unsigned)((h >> 1) % folds);
 }
 
+unsigned
+evalsim_group_of(const char *problem, unsigned groups)
+{
+	uint64_t h;
+
+	if (groups < 2)
+		return 0;
+	h = evalsim_problem_hash(problem);
+	h ^= h >> 31;   /* a different mix from evalsim_fold_of's */
+	h *= 0x94d049bb133111ebull;
+	h ^= h >> 29;
+	return (unsigned)((h >> 1) % groups);
+}
+
+/* Whether a seed filter (nseeds > 0) lists seed. */
+static bool
+evalsim_filter_has_seed(const struct evalsim_filter *f, int64_t seed)
+{
+	size_t i;
+
+	for (i = 0; i < f->nseeds && i < EVALSIM_FILTER_MAX_SEEDS; i++)
+		if (f->seeds[i] == seed)
+			return true;
+	return false;
+}
+
+size_t
+evalsim_filter_views(const struct evalsim_filter *f, const struct traces_program *prog,
+    enum evalsim_split split, size_t n, struct traces_program *views, size_t max)
+{
+	size_t j, k = 0;
+
+	if (max == 0 || prog->nsamples < n || !evalsim_in_split(prog->problem, split))
+		return 0;
+	if (f != NULL && f->model != NULL &&
+	    (strcmp(prog->model, f->model) == 0) == f->not_model)
+		return 0;
+	if (f != NULL && f->groups >= 2 &&
+	    (evalsim_group_of(prog->problem, f->groups) == f->group) == f->not_group)
+		return 0;
+	if (f == NULL || f->nseeds == 0 || n != 1) {
+		views[0] = *prog;
+		return 1;
+	}
+	for (j = 0; j < prog->nsamples && k < max; j++) {
+		const struct trace *t = prog->samples[j];
+		if (!evalsim_filter_has_seed(f, t->seed))
+			continue;
+		views[k] = *prog;
+		views[k].samples = prog->samples + j;
+		views[k].nsamples = prog->nsamples - j;
+		views[k].problem_id = t->problem_id;
+		views[k].target = t->target;
+		k++;
+	}
+	return k;
+}
+
 void
 evalsim_traj_free(struct evalsim_traj *t)
 {
@@ -540,9 +598,19 @@ evalsim_record_folds(const struct traces *tr, const struct sched_policy *p0,
     enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
     unsigned folds, struct evalsim_set *s)
 {
+	return evalsim_record_filtered(tr, p0, algo, n, split, label, folds, NULL, s);
+}
+
+int
+evalsim_record_filtered(const struct traces *tr, const struct sched_policy *p0,
+    enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
+    unsigned folds, const struct evalsim_filter *f, struct evalsim_set *s)
+{
 	size_t row_fold_cap = 0;
 	struct sched_policy p = *p0;
-	size_t np = traces_program_count(tr), i, m;
+	struct traces_program views[EVALSIM_FILTER_MAX_SEEDS];
+	size_t nv = f != NULL && f->nseeds > 0 && n == 1 ? EVALSIM_FILTER_MAX_SEEDS : 1;
+	size_t np = traces_program_count(tr) * nv, i, m, v, vn;
 	int rc;
 
 	memset(s, 0, sizeof *s);
@@ -561,15 +629,21 @@ evalsim_record_folds(const struct traces *tr, const struct sched_policy *p0,
 		rc = -ENOMEM;
 		goto fail;
 	}
-	for (i = 0; i < np; i++) {
-		const struct traces_program *prog = traces_program_at(tr, i);
+	for (i = 0, v = vn = 0; v < vn || i < traces_program_count(tr); v++) {
+		const struct traces_program *prog;
 		struct evalsim_traj *t = &s->traj[s->nprog];
 		struct evalsim_outcome o;
 		struct evalsim_full full;
 		size_t k;
 
-		if (prog->nsamples < n || !evalsim_in_split(prog->problem, split))
-			continue;
+		while (v >= vn && i < traces_program_count(tr)) {   /* the next program's views */
+			vn = evalsim_filter_views(f, traces_program_at(tr, i++), split, n, views,
+			    nv);
+			v = 0;
+		}
+		if (v >= vn)
+			break;
+		prog = &views[v];
 		t->label = label;
 		rc = evalsim_run(&p, prog, algo, n, &o, t);
 		if (rc != 0)
@@ -870,8 +944,8 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 		q = *p;
 		q.probe_stride = evalsim_spacings[si].stride;
 		q.max_step_tokens = evalsim_spacings[si].max_step;
-		rc = evalsim_record_folds(tr, &q, SCHED_ALGO_COT, 1, cal->split, cal->cot_label,
-		    folds, &s);
+		rc = evalsim_record_filtered(tr, &q, SCHED_ALGO_COT, 1, cal->split,
+		    cal->cot_label, folds, cal->filter, &s);
 		if (rc != 0)
 			return rc;
 		memset(wf, 0, sizeof wf);
@@ -916,8 +990,8 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 		for (f = 0; f < folds; f++) {
 			struct sched_policy qf = q;
 			memcpy(qf.cot_w, best_wf[f], sizeof qf.cot_w);
-			rc = evalsim_record_folds(tr, &qf, SCHED_ALGO_SC, cal->sc_n, cal->split,
-			    cal->sc_label, folds, &s);
+			rc = evalsim_record_filtered(tr, &qf, SCHED_ALGO_SC, cal->sc_n,
+			    cal->split, cal->sc_label, folds, cal->filter, &s);
 			if (rc == -EINVAL && f == 0) {
 				*p = best;
 				policy_round(p);
@@ -969,8 +1043,8 @@ sc_fail:
 		}
 	}
 	/* The final sc weights: all the data, with the final chain weights. */
-	rc = evalsim_record_folds(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, cal->sc_label, 1,
-	    &s);
+	rc = evalsim_record_filtered(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, cal->sc_label,
+	    1, cal->filter, &s);
 	if (rc == -EINVAL) {
 		*p = best;
 		policy_round(p);

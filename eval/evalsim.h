@@ -40,6 +40,40 @@ bool evalsim_in_split(const char *problem, enum evalsim_split split);
  * folds < 2. */
 unsigned evalsim_fold_of(const char *problem, unsigned folds);
 
+/*
+ * Which programs a recorded set, a calibration or an evaluation uses (leave-one-out
+ * evaluation: certa-eval lomo).  A zeroed filter (or NULL) selects what the split alone
+ * selects: every program with at least n samples, run on its first n samples.
+ */
+#define EVALSIM_FILTER_MAX_SEEDS 8
+struct evalsim_filter {
+	const char *model;        /* only this model; NULL: every model */
+	bool not_model;           /* instead every model but `model` */
+	/* cot (n = 1) only: one program per recorded sample whose seed is in seeds[0..nseeds),
+	 * run on that seed's chain (the view's samples start at it); nseeds 0: the first
+	 * sample only.  Ignored for n > 1. */
+	int64_t seeds[EVALSIM_FILTER_MAX_SEEDS];
+	size_t nseeds;
+	/* groups >= 2: only problems whose evalsim_group_of(problem, groups) is `group` (with
+	 * not_group: is not `group`) */
+	unsigned groups;
+	unsigned group;
+	bool not_group;
+};
+
+/* A problem's group (0..groups-1) for leave-one-group-out: the problem hash, mixed unlike
+ * evalsim_fold_of's, so a group's calibration folds stay balanced.  0 when groups < 2. */
+unsigned evalsim_group_of(const char *problem, unsigned groups);
+
+/*
+ * The programs filter f (NULL: none) and split select from prog with n chains each: writes
+ * up to max views (copies of *prog, samples starting at the selected seed for a seed
+ * filter) and returns how many (0: prog is not selected or has fewer than n samples from
+ * the selected seed on).
+ */
+size_t evalsim_filter_views(const struct evalsim_filter *f, const struct traces_program *prog,
+    enum evalsim_split split, size_t n, struct traces_program *views, size_t max);
+
 /* Outcome of one program under one rule. */
 struct evalsim_outcome {
 	const char *answer;
@@ -171,6 +205,10 @@ int evalsim_record_labeled(const struct traces *tr, const struct sched_policy *p
 int evalsim_record_folds(const struct traces *tr, const struct sched_policy *p,
     enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
     unsigned folds, struct evalsim_set *s);
+/* As evalsim_record_folds, over the programs filter f selects (NULL: all of the split). */
+int evalsim_record_filtered(const struct traces *tr, const struct sched_policy *p,
+    enum sched_algo algo, size_t n, enum evalsim_split split, enum evalsim_label label,
+    unsigned folds, const struct evalsim_filter *f, struct evalsim_set *s);
 void evalsim_set_free(struct evalsim_set *s);
 /* Fits logistic weights (nfeat) on the model rows of s outside fold `skip` (skip >= folds:
  * all rows).  Returns 0, -EINVAL (no row) or -ENOMEM. */
@@ -210,6 +248,7 @@ struct evalsim_calib {
 	double margin;            /* fit to max_loss * margin on the fitting split, (0, 1];
 	                           * 0 means 1.  Held-out loss is noisier than the fit. */
 	enum evalsim_split split; /* data to fit on */
+	const struct evalsim_filter *filter; /* within the split (NULL: all of it) */
 	size_t sc_n;              /* chains for sc (3) */
 	double lambda;            /* L2 strength */
 	/* Robustness.  folds >= 2: the threshold is chosen on out-of-fold certaindexes (each

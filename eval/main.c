@@ -2,6 +2,7 @@
  * certa-eval — offline evaluation and calibration of the certainty policy on recorded traces.
  *
  *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
+ *   certa-eval lomo --traces DIR [--algo cot|sc] [--json]   (leave-one-out; do_lomo)
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
  *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] --out FILE
  *
@@ -175,22 +176,30 @@ json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-/* Runs one algorithm over the split; fills e. */
+/* Runs one algorithm over the programs of the split that filter f (NULL: none) selects;
+ * fills e. */
 static int
 evaluate(const struct traces *tr, const struct sched_policy *p, enum sched_algo algo,
-    enum evalsim_split split, struct eval *e)
+    enum evalsim_split split, const struct evalsim_filter *f, struct eval *e)
 {
-	size_t n = algo == SCHED_ALGO_SC ? 3 : 1, i, r;
+	struct traces_program views[EVALSIM_FILTER_MAX_SEEDS];
+	size_t n = algo == SCHED_ALGO_SC ? 3 : 1, i, v, nv, r;
 	int rc;
 
 	e->ng = 0;
-	for (i = 0; i < traces_program_count(tr); i++) {
-		const struct traces_program *prog = traces_program_at(tr, i);
+	for (i = 0, v = nv = 0; v < nv || i < traces_program_count(tr); v++) {
+		const struct traces_program *prog;
 		struct evalsim_outcome o[NRULES];
 		struct evalsim_full full;
 
-		if (prog->nsamples < n || !evalsim_in_split(prog->problem, split))
-			continue;
+		while (v >= nv && i < traces_program_count(tr)) {
+			nv = evalsim_filter_views(f, traces_program_at(tr, i++), split, n, views,
+			    EVALSIM_FILTER_MAX_SEEDS);
+			v = 0;
+		}
+		if (v >= nv)
+			break;
+		prog = &views[v];
 		evalsim_reference(prog, n, &full);
 		rc = evalsim_run(p, prog, algo, n, &o[RULE_POLICY], NULL);
 		if (rc != 0)
@@ -447,6 +456,270 @@ do_export(const char *state, const char *out, bool all)
 	return 0;
 }
 
+/*
+ * certa-eval lomo: leave-one-out evaluation.  Each fold calibrates a policy (evalsim_calibrate,
+ * the options of `calibrate`) on the traces without the held-out part and replays the held-out
+ * part under it and under Dynasor-CoT:
+ *   in-distribution      calibrate on the train split, measure on the test split
+ *   leave-one-model-out  calibrate on every other model (all splits), measure on the model
+ *   leave-one-seed-out   cot: calibrate on the chains of the other seeds, measure on the
+ *                        chains of the held-out seed (one cot program per problem and seed);
+ *   leave-problems-out   sc, in place of leave-one-seed-out: an sc n=3 program uses all
+ *                        three recorded seeds, so no seed can be held out; the held-out part
+ *                        is a third of the problems (evalsim_group_of(problem, 3)), every
+ *                        model and seed of them.
+ */
+enum lomo_kind { LOMO_IN, LOMO_MODEL, LOMO_SEED, LOMO_PROBLEMS, LOMO_NKINDS };
+static const char *const lomo_kind_names[LOMO_NKINDS] = {
+	"in-distribution", "leave-one-model-out", "leave-one-seed-out", "leave-problems-out",
+};
+
+#define LOMO_MAX_FOLDS 32
+
+struct lomo_fold {
+	enum lomo_kind kind;
+	char held_out[96];
+	unsigned algos;                  /* bit 0 cot, bit 1 sc */
+	enum evalsim_split calib_split, eval_split;
+	struct evalsim_filter calib, eval;
+};
+
+struct lomo_result {
+	size_t programs;
+	double loss, saved, tau;         /* policy: pt, %, threshold */
+	unsigned k;                      /* best Dynasor k within max loss; 0: none */
+	double k_loss, k_saved;          /* its figures (none: those of the largest k) */
+};
+
+struct lomo_opts {
+	double max_loss, lambda, z;
+	unsigned folds;
+	unsigned algos;
+	bool json;
+};
+
+/* The folds of a lomo run over tr's models and seeds; returns how many. */
+static size_t
+lomo_folds(const struct traces *tr, unsigned algos, struct lomo_fold *fl, size_t max)
+{
+	const char *models[16];
+	int64_t seeds[EVALSIM_FILTER_MAX_SEEDS];
+	size_t nm = 0, ns = 0, n = 0, i, j;
+
+	for (i = 0; i < traces_program_count(tr); i++) {
+		const char *m = traces_program_at(tr, i)->model;
+		for (j = 0; j < nm && strcmp(models[j], m) != 0; j++)
+			;
+		if (j == nm && nm < 16)
+			models[nm++] = m;
+	}
+	for (i = 0; i < traces_count(tr); i++) {
+		int64_t sd = traces_at(tr, i)->seed;
+		for (j = 0; j < ns && seeds[j] != sd; j++)
+			;
+		if (j == ns && ns < EVALSIM_FILTER_MAX_SEEDS)
+			seeds[ns++] = sd;
+	}
+	for (i = 1; i < ns; i++)   /* ascending */
+		for (j = i; j > 0 && seeds[j - 1] > seeds[j]; j--) {
+			int64_t t = seeds[j];
+			seeds[j] = seeds[j - 1];
+			seeds[j - 1] = t;
+		}
+	memset(fl, 0, max * sizeof *fl);
+	fl[n].kind = LOMO_IN;
+	snprintf(fl[n].held_out, sizeof fl[n].held_out, "test split");
+	fl[n].algos = algos;
+	fl[n].calib_split = EVALSIM_TRAIN;
+	fl[n++].eval_split = EVALSIM_TEST;
+	for (i = 0; i < nm && nm >= 2 && n < max; i++, n++) {
+		fl[n].kind = LOMO_MODEL;
+		snprintf(fl[n].held_out, sizeof fl[n].held_out, "%s", models[i]);
+		fl[n].algos = algos;
+		fl[n].calib.model = fl[n].eval.model = models[i];
+		fl[n].calib.not_model = true;
+	}
+	for (i = 0; (algos & 1) && ns >= 2 && i < ns && n < max; i++, n++) {
+		fl[n].kind = LOMO_SEED;
+		snprintf(fl[n].held_out, sizeof fl[n].held_out, "seed %lld", (long long)seeds[i]);
+		fl[n].algos = 1;
+		fl[n].eval.seeds[fl[n].eval.nseeds++] = seeds[i];
+		for (j = 0; j < ns; j++)
+			if (j != i)
+				fl[n].calib.seeds[fl[n].calib.nseeds++] = seeds[j];
+	}
+	for (i = 0; (algos & 2) && i < 3 && n < max; i++, n++) {
+		fl[n].kind = LOMO_PROBLEMS;
+		snprintf(fl[n].held_out, sizeof fl[n].held_out, "problem third %zu (all seeds)", i);
+		fl[n].algos = 2;
+		fl[n].calib.groups = fl[n].eval.groups = 3;
+		fl[n].calib.group = fl[n].eval.group = (unsigned)i;
+		fl[n].calib.not_group = true;
+	}
+	return n;
+}
+
+/* Calibrates on one fold and measures each of its algorithms on the held-out part. */
+static int
+lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct lomo_fold *fl,
+    struct lomo_result res[2])
+{
+	static struct eval e;
+	struct sched_policy p;
+	struct evalsim_calib cal;
+	int a, rc;
+	size_t r;
+
+	sched_policy_default(&p);
+	memset(&cal, 0, sizeof cal);
+	cal.max_loss = o->max_loss;
+	cal.split = fl->calib_split;
+	cal.filter = &fl->calib;
+	cal.sc_n = 3;
+	cal.lambda = o->lambda;
+	cal.margin = 1;
+	cal.folds = o->folds;
+	cal.z = o->z;
+	cal.cot_label = EVALSIM_LABEL_SAFE;
+	cal.sc_label = EVALSIM_LABEL_SAME;
+	rc = evalsim_calibrate(tr, &cal, &p);
+	if (rc != 0)
+		return rc;
+	for (a = 0; a < 2; a++) {
+		enum sched_algo algo = a == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
+		struct lomo_result *x = &res[a];
+		const struct tally *t;
+
+		memset(x, 0, sizeof *x);
+		if (!(fl->algos & (1u << a)))
+			continue;
+		rc = evaluate(tr, &p, algo, fl->eval_split, &fl->eval, &e);
+		if (rc != 0)
+			return rc;
+		t = group_get(&e, NULL, NULL);
+		x->programs = t->programs;
+		x->tau = a == 0 ? p.cot_threshold : p.sc_threshold;
+		for (r = 0; r < 1 + NK; r++) {
+			double loss = pct((double)t->full_ok - (double)t->ok[r], (double)t->programs);
+			double saved = 100.0 - pct(t->tokens[r], t->full_tokens);
+			if (r == RULE_POLICY) {
+				x->loss = loss, x->saved = saved;
+			} else if (loss <= 100 * o->max_loss + 1e-9 && (x->k == 0 ||
+			    saved > x->k_saved)) {
+				x->k = dynasor_k[r - 1], x->k_loss = loss, x->k_saved = saved;
+			} else if (x->k == 0 && r == NK) {   /* none within: the largest k */
+				x->k_loss = loss, x->k_saved = saved;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Prints one algorithm's folds and the mean/worst per kind (text or JSON). */
+static void
+lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *fl,
+    const struct lomo_result *res, size_t nf, size_t a, bool first)
+{
+	size_t i, kd, shown = 0;
+
+	if (o->json) {
+		printf("%s{\"algo\":\"%s\",\"folds\":[", first ? "" : ",", algo);
+	} else {
+		printf("\n== certa-eval lomo: algo %s; policy calibrated without the held-out part "
+		    "(--max-loss %g --folds %u --z %g); Dynasor k: best within %.2f pt on the "
+		    "same data ==\n", algo, o->max_loss, o->folds, o->z, 100 * o->max_loss);
+		printf("%-19s %-40s %5s %7s %7s %6s %10s %7s %7s\n", "kind", "held out", "progs",
+		    "loss_pt", "saved%", "tau", "dynasor_k", "k_loss", "k_sav%");
+	}
+	for (i = 0; i < nf; i++) {
+		const struct lomo_result *x = &res[i * 2 + a];
+		if (!(fl[i].algos & (1u << a)))
+			continue;
+		if (o->json) {
+			printf("%s{\"kind\":\"%s\",\"held_out\":", shown++ ? "," : "",
+			    lomo_kind_names[fl[i].kind]);
+			json_str(stdout, fl[i].held_out);
+			printf(",\"programs\":%zu,\"loss_pt\":%.3f,\"saved\":%.4f,\"threshold\":%.4g,"
+			    "\"dynasor_k\":%u,\"dynasor_loss_pt\":%.3f,\"dynasor_saved\":%.4f}",
+			    x->programs, x->loss, x->saved / 100, x->tau, x->k, x->k_loss,
+			    x->k_saved / 100);
+		} else {
+			char k[16];
+			snprintf(k, sizeof k, x->k ? "k=%u" : "none(k=30)", x->k);
+			printf("%-19s %-40.40s %5zu %7.2f %7.1f %6.4g %10s %7.2f %7.1f\n",
+			    lomo_kind_names[fl[i].kind], fl[i].held_out, x->programs, x->loss,
+			    x->saved, x->tau, k, x->k_loss, x->k_saved);
+		}
+	}
+	shown = 0;
+	if (o->json)
+		printf("],\"summary\":[");
+	else
+		printf("-- across folds (Dynasor: a fold with no k within the bound counts 0%% "
+		    "saved; beats: policy within the bound and saving more) --\n");
+	for (kd = 0; kd < LOMO_NKINDS; kd++) {
+		double sl = 0, wl = -1e9, ss = 0, ws = 1e9, sk = 0;
+		size_t n = 0, beats = 0;
+		for (i = 0; i < nf; i++) {
+			const struct lomo_result *x = &res[i * 2 + a];
+			double ks;
+			if (fl[i].kind != kd || !(fl[i].algos & (1u << a)))
+				continue;
+			ks = x->k ? x->k_saved : 0;
+			n++;
+			sl += x->loss, ss += x->saved, sk += ks;
+			wl = x->loss > wl ? x->loss : wl;
+			ws = x->saved < ws ? x->saved : ws;
+			beats += x->loss <= 100 * o->max_loss + 1e-9 && x->saved > ks;
+		}
+		if (n == 0)
+			continue;
+		if (o->json)
+			printf("%s{\"kind\":\"%s\",\"folds\":%zu,\"mean_loss_pt\":%.3f,"
+			    "\"worst_loss_pt\":%.3f,\"mean_saved\":%.4f,\"worst_saved\":%.4f,"
+			    "\"dynasor_mean_saved\":%.4f,\"beats\":%zu}", shown++ ? "," : "",
+			    lomo_kind_names[kd], n, sl / (double)n, wl, ss / (double)n / 100,
+			    ws / 100, sk / (double)n / 100, beats);
+		else
+			printf("%-19s folds %zu: loss mean %.2f pt, worst %.2f pt; saved mean %.1f%%, "
+			    "worst %.1f%%; best Dynasor k saved mean %.1f%%; policy beats it in "
+			    "%zu of %zu\n", lomo_kind_names[kd], n, sl / (double)n, wl,
+			    ss / (double)n, ws, sk / (double)n, beats, n);
+	}
+	if (o->json)
+		printf("]}");
+}
+
+static int
+do_lomo(const struct traces *tr, const struct lomo_opts *o)
+{
+	static struct lomo_fold fl[LOMO_MAX_FOLDS];
+	static struct lomo_result res[LOMO_MAX_FOLDS * 2];
+	size_t nf = lomo_folds(tr, o->algos, fl, LOMO_MAX_FOLDS), i, a;
+	bool first = true;
+	int rc;
+
+	for (i = 0; i < nf; i++) {
+		rc = lomo_run_fold(tr, o, &fl[i], &res[i * 2]);
+		if (rc != 0) {
+			fprintf(stderr, "certa-eval: lomo: fold %s (%s) failed: %s\n",
+			    fl[i].held_out, lomo_kind_names[fl[i].kind], strerror(-rc));
+			return 1;
+		}
+	}
+	if (o->json)
+		printf("{\"traces\":%zu,\"max_loss_pt\":%.3f,\"results\":[", traces_count(tr),
+		    100 * o->max_loss);
+	for (a = 0; a < 2; a++)
+		if (o->algos & (1u << a)) {
+			lomo_print(o, a == 0 ? "cot" : "sc n=3", fl, res, nf, a, first);
+			first = false;
+		}
+	if (o->json)
+		printf("]}\n");
+	return 0;
+}
+
 static void
 usage(FILE *f)
 {
@@ -458,6 +731,10 @@ usage(FILE *f)
 	    "--out FILE\n"
 	    "           (--policy: starting values, e.g. settle_closed = 0; weights, thresholds,\n"
 	    "           bounds and spacing are fitted)\n"
+	    "       certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--max-loss 0.01] "
+	    "[--lambda 1] [--folds 5] [--z 1]\n"
+	    "           (leave-one-model-out and leave-one-seed-out next to train->test, with\n"
+	    "           the Dynasor baselines; docs/certainty.md)\n"
 	    "       certa-eval grader --traces DIR   (answer equivalence vs the traces' grader)\n"
 	    "       certa-eval export-history --state STATE_DIR --out FILE.jsonl [--all]\n"
 	    "           (certad's history as traces: recalibrate on your own traffic)\n"
@@ -558,7 +835,7 @@ main(int argc, char **argv)
 	const char *algos[2] = { "cot", "sc" };
 	enum evalsim_split split = EVALSIM_ALL;
 	bool calibrate = false, json = false, split_given = false, do_curve = true, grader = false;
-	bool export = false, export_all = false;
+	bool export = false, export_all = false, lomo = false;
 	const char *state = NULL;
 	bool harm_only = false;
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
@@ -574,6 +851,10 @@ main(int argc, char **argv)
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (i == 1 && strcmp(o, "calibrate") == 0) {
 			calibrate = true;
+			continue;
+		}
+		if (i == 1 && strcmp(o, "lomo") == 0) {
+			lomo = true;
 			continue;
 		}
 		if (i == 1 && strcmp(o, "grader") == 0) {
@@ -685,6 +966,15 @@ main(int argc, char **argv)
 		traces_free(tr);
 		return rc;
 	}
+	if (lomo) {
+		struct lomo_opts lo = {
+			.max_loss = max_loss, .lambda = lambda, .z = z, .folds = (unsigned)folds,
+			.algos = (a0 == 0 ? 1u : 0u) | (a1 == 2 ? 2u : 0u), .json = json,
+		};
+		rc = do_lomo(tr, &lo);
+		traces_free(tr);
+		return rc;
+	}
 	if (calibrate) {
 		rc = do_calibrate(tr, max_loss, margin, harm_only,
 		    split_given ? split : EVALSIM_TRAIN, lambda, (unsigned)folds, z, policy, out);
@@ -710,7 +1000,7 @@ main(int argc, char **argv)
 		    printf(",\"results\":[");
 	for (i = a0; i < a1; i++) {
 		enum sched_algo algo = i == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
-		rc = evaluate(tr, &p, algo, split, &e);
+		rc = evaluate(tr, &p, algo, split, NULL, &e);
 		if (rc != 0) {
 			fprintf(stderr, "certa-eval: evaluation failed (%d)\n", rc);
 			traces_free(tr);

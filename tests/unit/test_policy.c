@@ -429,6 +429,175 @@ test_calibrate_folds(void **state)
 }
 
 /* The shipped default on the held-out split of the real traces: <= 1 point per model. */
+/* Two models x three seeds x 30 problems, one trace file per (model, seed). */
+#define FILTER_NPROB 30
+static const int64_t filter_seeds[3] = { 42, 43, 44 };
+
+static char *
+filter_dir(void)
+{
+	static char dir[64];
+	char path[128];
+	size_t m, sd, i;
+
+	snprintf(dir, sizeof dir, "/tmp/certa-test-filter-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return NULL;
+	for (m = 0; m < 2; m++)
+		for (sd = 0; sd < 3; sd++) {
+			FILE *f;
+			snprintf(path, sizeof path, "%s/m%zu__d__seed_%lld.jsonl", dir, m,
+			    (long long)filter_seeds[sd]);
+			f = fopen(path, "w");
+			if (f == NULL)
+				return NULL;
+			/* every third problem: a wrong "99" for the first 8 of 32 probes */
+			for (i = 0; i < FILTER_NPROB; i++) {
+				size_t k;
+				fprintf(f, "{\"model\":\"m%zu\",\"dataset\":\"d\",\"seed\":%lld,"
+				    "\"problem_id\":\"p%zu\",\"problem\":\"Problem %zu\","
+				    "\"target\":\"%zu\",\"tokens_used\":2048,\"finished\":true,"
+				    "\"final_answer\":\"%zu\",\"final_correct\":true,"
+				    "\"text\":\"thinking\",\"probes\":[", m,
+				    (long long)filter_seeds[sd], i, i, i, i);
+				for (k = 0; k < 32; k++)
+					fprintf(f, "%s[%zu,\"%zu\",1]", k ? "," : "", 64 * (k + 1),
+					    k < 8 && i % 3 == 0 ? (size_t)99 : i);
+				fprintf(f, "]}\n");
+			}
+			fclose(f);
+		}
+	return dir;
+}
+
+static void
+filter_dir_remove(const char *dir)
+{
+	char path[128];
+	size_t m, sd;
+
+	for (m = 0; m < 2; m++)
+		for (sd = 0; sd < 3; sd++) {
+			snprintf(path, sizeof path, "%s/m%zu__d__seed_%lld.jsonl", dir, m,
+			    (long long)filter_seeds[sd]);
+			unlink(path);
+		}
+	rmdir(dir);
+}
+
+/* The filters of leave-one-out evaluation select what they say: a model or all others, the
+ * chains of the listed seeds (cot), a problem group or all others; record and calibrate see
+ * exactly those programs. */
+static void
+test_filter_selects(void **state)
+{
+	struct traces_program v[EVALSIM_FILTER_MAX_SEEDS];
+	struct evalsim_filter f;
+	struct evalsim_set s;
+	struct evalsim_calib cal;
+	struct sched_policy p;
+	struct traces *tr;
+	size_t i, n, j, per_group[3] = { 0, 0, 0 }, m1 = 0;
+	char *dir;
+
+	(void)state;
+	log_set_level(LOG_LVL_ERR);
+	dir = filter_dir();
+	assert_non_null(dir);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	assert_int_equal(traces_program_count(tr), 2 * FILTER_NPROB);
+	for (i = 0; i < traces_program_count(tr); i++) {
+		const struct traces_program *prog = traces_program_at(tr, i);
+		bool is_m1 = strcmp(prog->model, "m1") == 0;
+		unsigned g = evalsim_group_of(prog->problem, 3);
+
+		assert_int_equal(prog->nsamples, 3);
+		m1 += is_m1;
+		/* no filter: the program itself */
+		assert_int_equal(evalsim_filter_views(NULL, prog, EVALSIM_ALL, 1, v, 8), 1);
+		assert_ptr_equal(v[0].samples, prog->samples);
+		assert_int_equal(evalsim_filter_views(NULL, prog, EVALSIM_ALL, 4, v, 8), 0);
+		/* model, and every model but it */
+		memset(&f, 0, sizeof f);
+		f.model = "m1";
+		assert_int_equal(evalsim_filter_views(&f, prog, EVALSIM_ALL, 1, v, 8), is_m1);
+		f.not_model = true;
+		assert_int_equal(evalsim_filter_views(&f, prog, EVALSIM_ALL, 1, v, 8), !is_m1);
+		/* seeds: one cot program per listed seed, on that seed's chain */
+		memset(&f, 0, sizeof f);
+		f.seeds[0] = 43;
+		f.nseeds = 1;
+		assert_int_equal(evalsim_filter_views(&f, prog, EVALSIM_ALL, 1, v, 8), 1);
+		assert_int_equal(v[0].samples[0]->seed, 43);
+		assert_int_equal(v[0].nsamples, 2);
+		f.seeds[0] = 44;
+		f.seeds[1] = 42;
+		f.nseeds = 2;
+		n = evalsim_filter_views(&f, prog, EVALSIM_ALL, 1, v, 8);
+		assert_int_equal(n, 2);
+		assert_int_equal(v[0].samples[0]->seed, 42);
+		assert_int_equal(v[1].samples[0]->seed, 44);
+		assert_int_equal(evalsim_filter_views(&f, prog, EVALSIM_ALL, 1, v, 1), 1);
+		/* sc: a seed filter does not apply */
+		assert_int_equal(evalsim_filter_views(&f, prog, EVALSIM_ALL, 3, v, 8), 1);
+		assert_ptr_equal(v[0].samples, prog->samples);
+		/* problem groups: in exactly one */
+		memset(&f, 0, sizeof f);
+		f.groups = 3;
+		for (j = 0; j < 3; j++) {
+			f.group = (unsigned)j;
+			f.not_group = false;
+			n = evalsim_filter_views(&f, prog, EVALSIM_ALL, 3, v, 8);
+			assert_int_equal(n, j == g);
+			f.not_group = true;
+			assert_int_equal(evalsim_filter_views(&f, prog, EVALSIM_ALL, 3, v, 8),
+			    j != g);
+		}
+		per_group[g]++;
+		/* the split still applies */
+		assert_int_equal(evalsim_filter_views(NULL, prog, EVALSIM_TEST, 1, v, 8),
+		    evalsim_in_split(prog->problem, EVALSIM_TEST));
+	}
+	assert_int_equal(m1, FILTER_NPROB);
+	for (j = 0; j < 3; j++)
+		assert_true(per_group[j] > 0);
+
+	/* record: the chains of two seeds = two cot programs per problem */
+	sched_policy_default(&p);
+	memset(&f, 0, sizeof f);
+	f.seeds[0] = 42;
+	f.seeds[1] = 44;
+	f.nseeds = 2;
+	f.model = "m0";
+	assert_int_equal(evalsim_record_filtered(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL,
+	    EVALSIM_LABEL_SAFE, 2, &f, &s), 0);
+	assert_int_equal(s.nprog, 2 * FILTER_NPROB);
+	assert_int_equal(s.nmodels, 1);
+	assert_string_equal(s.models[0], "m0");
+	evalsim_set_free(&s);
+	f.model = "nobody";
+	assert_int_equal(evalsim_record_filtered(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL,
+	    EVALSIM_LABEL_SAFE, 2, &f, &s), -EINVAL);
+
+	/* calibrate sees the filtered programs only */
+	memset(&f, 0, sizeof f);
+	f.model = "m1";
+	f.groups = 3;
+	f.group = 0;
+	f.not_group = true;
+	memset(&cal, 0, sizeof cal);
+	cal.max_loss = 0.01;
+	cal.split = EVALSIM_ALL;
+	cal.filter = &f;
+	cal.folds = 2;
+	cal.z = 1;
+	assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
+	assert_int_equal(cal.cot_programs, FILTER_NPROB - per_group[0] / 2);
+	assert_int_equal(cal.sc_programs, FILTER_NPROB - per_group[0] / 2);
+	traces_free(tr);
+	filter_dir_remove(dir);
+}
+
 static void
 test_default_policy_real_traces(void **state)
 {
@@ -498,6 +667,7 @@ main(void)
 		cmocka_unit_test(test_fit_logistic),
 		cmocka_unit_test(test_calibrate_synthetic),
 		cmocka_unit_test(test_calibrate_folds),
+		cmocka_unit_test(test_filter_selects),
 		cmocka_unit_test(test_default_policy_real_traces),
 	};
 
