@@ -16,9 +16,8 @@ hex_encode(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-/* The value of one hex digit, or -1. */
-static int
-hex_digit(char c)
+int
+hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -35,7 +34,7 @@ hex_decode(const char *s, size_t n, uint8_t *b)
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		int hi = hex_digit(s[2 * i]), lo = hi < 0 ? -1 : hex_digit(s[2 * i + 1]);
+		int hi = hex_value(s[2 * i]), lo = hi < 0 ? -1 : hex_value(s[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
 		b[i] = (uint8_t)(hi << 4 | lo);

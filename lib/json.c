@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hex.h"
+#include "lib/utf8.h"
+
 struct json_member {
 	const char *key;
 	size_t keylen;
@@ -166,18 +169,6 @@ push(struct parser *ps, const char *key, size_t keylen, struct json_value *v)
 	return 0;
 }
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Reads the 4 hex digits after "\u" at p (p points at 'u'); -1 if malformed. */
 static long
 read_u4(const unsigned char *p, const unsigned char *end)
@@ -187,7 +178,7 @@ read_u4(const unsigned char *p, const unsigned char *end)
 	if (end - p < 5)
 		return -1;
 	for (int i = 1; i <= 4; i++) {
-		int h = hexval(p[i]);
+		int h = hex_value((char)p[i]);
 
 		if (h < 0)
 			return -1;
@@ -196,38 +187,13 @@ read_u4(const unsigned char *p, const unsigned char *end)
 	return v;
 }
 
-/* Length of the valid UTF-8 sequence at p (2..4), or 0 (Unicode 3-7: no overlongs, no
- * surrogates, nothing above U+10FFFF). */
+/* Length of the valid multi-byte UTF-8 sequence at p (2..4), or 0 (lib/utf8.h). */
 static size_t
 utf8_seq(const unsigned char *p, const unsigned char *end)
 {
-	unsigned char c = p[0], lo = 0x80, hi = 0xBF;
-	size_t n;
+	int k = utf8_char(p, (size_t)(end - p), NULL);
 
-	if (c >= 0xC2 && c <= 0xDF)
-		n = 2;
-	else if (c >= 0xE0 && c <= 0xEF)
-		n = 3;
-	else if (c >= 0xF0 && c <= 0xF4)
-		n = 4;
-	else
-		return 0;
-	if (c == 0xE0)
-		lo = 0xA0;
-	else if (c == 0xED)
-		hi = 0x9F;
-	else if (c == 0xF0)
-		lo = 0x90;
-	else if (c == 0xF4)
-		hi = 0x8F;
-	if ((size_t)(end - p) < n)
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xBF)
-			return 0;
-	return n;
+	return k >= 2 ? (size_t)k : 0;
 }
 
 static size_t

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/jsonw.h"
+#include "lib/utf8.h"
 
 enum jsonw_frame {
 	JSONW_ARRAY = 1,
@@ -161,44 +162,15 @@ jsonw_value_end(struct jsonw *w)
 size_t
 jsonw_utf8(const unsigned char *s, size_t n, unsigned *cp)
 {
-	unsigned char c = s[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t len, i;
-	unsigned v;
+	uint32_t v;
+	int k = utf8_char(s, n, &v);
 
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		v = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		v = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		v = c & 0x07;
-	} else {
-		return 0;  /* continuation byte, C0/C1 overlong lead, or above U+10FFFF */
-	}
-	if (len > n)
+	/* ASCII is the callers' own business: only multi-byte characters count here. */
+	if (k < 2)
 		return 0;
-	/* The second byte's range excludes overlong forms, surrogates and > U+10FFFF. */
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3f);
-	}
 	if (cp != NULL)
 		*cp = v;
-	return len;
+	return (size_t)k;
 }
 
 /* Writes s[0..n) as a quoted, escaped JSON string. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lib/error.h"
+#include "lib/utf8.h"
 
 enum pbcheck_wire {
 	PBCHECK_VARINT = 0,
@@ -20,54 +21,10 @@ struct pbcheck_walk {
 	size_t errlen;
 };
 
-/* Length in bytes of the UTF-8 sequence starting at s[0..n), or 0 when it is not a valid
- * shortest-form scalar value (Unicode table 3-7). */
-static size_t
-pbcheck_utf8_seq(const uint8_t *s, size_t n)
-{
-	uint8_t c = s[0], lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4;
-	else
-		return 0;   /* continuation byte, overlong lead C0/C1, or F5..FF */
-	if (n < len)
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;  /* overlong */
-	else if (c == 0xed)
-		hi = 0x9f;  /* surrogates */
-	else if (c == 0xf0)
-		lo = 0x90;  /* overlong */
-	else if (c == 0xf4)
-		hi = 0x8f;  /* above U+10FFFF */
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
 size_t
 pbcheck_utf8(const uint8_t *s, size_t n)
 {
-	size_t i = 0, k;
-
-	while (i < n) {
-		k = pbcheck_utf8_seq(s + i, n - i);
-		if (k == 0)
-			return i;
-		i += k;
-	}
-	return n;
+	return utf8_valid_prefix(s, n);
 }
 
 /* Reads a varint at *p (below end); advances *p.  Returns 0 or CERTA_EDECODE. */

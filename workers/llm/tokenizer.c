@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/error.h"
+#include "lib/utf8.h"
 #include "workers/llm/gguf.h"
 
 /*
@@ -196,39 +197,6 @@ tokenizer_rank(const struct tokenizer *t, const char *a, size_t alen, const char
 	return e == 0 ? UINT32_MAX : e - 1;
 }
 
-/*
- * The length of the UTF-8 sequence at p (n bytes available): 1..4 when it is a whole valid
- * character, 0 when the n bytes are a valid start of one, -1 when they can never be one
- * (strict: no overlong forms, no surrogates, nothing above U+10FFFF).
- */
-static int
-tokenizer_utf8_len(const uint8_t *p, size_t n)
-{
-	uint8_t c = p[0], lo = 0x80, hi = 0xbf;
-	int need, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xc2 || c > 0xf4)
-		return -1;
-	need = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	for (i = 1; i < need; i++) {
-		if ((size_t)i >= n)
-			return 0;
-		if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xbf))
-			return -1;
-	}
-	return need;
-}
-
 /* GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to 256 + k. */
 static void
 tokenizer_init_bytes(struct tokenizer *t)
@@ -337,7 +305,7 @@ tokenizer_take_vocab(struct tokenizer *t, const struct gguf *g, char *err, size_
 		case TOKENIZER_T_BYTE:
 			/* Mapped characters back to bytes; anything else stays as written. */
 			for (j = 0; j < len;) {
-				int l = tokenizer_utf8_len((const uint8_t *)s + j, len - j);
+				int l = utf8_char((const uint8_t *)s + j, len - j, NULL);
 				unsigned cp;
 
 				if (l <= 0)
@@ -745,7 +713,7 @@ tokenizer_segment(const struct tokenizer *t, struct tokenizer_work *w, pcre2_mat
 			return rc == PCRE2_ERROR_NOMEMORY ? -ENOMEM : CERTA_EINVAL;
 		ov = pcre2_get_ovector_pointer(md);
 		if (ov[1] == ov[0]) {  /* an empty match: step one character, keep the gap */
-			int l = tokenizer_utf8_len(s + ov[0], len - ov[0]);
+			int l = utf8_char(s + ov[0], len - ov[0], NULL);
 
 			pos = ov[0] + (size_t)(l > 0 ? l : 1);
 			continue;
@@ -791,7 +759,7 @@ tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, unsign
 	int rc = 0;
 
 	for (i = 0; i < len;) {
-		int l = tokenizer_utf8_len(s + i, len - i);
+		int l = utf8_char(s + i, len - i, NULL);
 
 		if (l <= 0)
 			return -EILSEQ;
@@ -926,7 +894,7 @@ tokenizer_stream_put(struct tokenizer_stream *s, int32_t id, const char **out, s
 	memcpy(w + s->npend, p, plen);
 	s->npend = 0;
 	while (i < n) {
-		int l = tokenizer_utf8_len(w + i, n - i);
+		int l = utf8_char(w + i, n - i, NULL);
 
 		if (l == 0) {  /* an incomplete character at the end: hold it */
 			memcpy(s->pend, w + i, n - i);
