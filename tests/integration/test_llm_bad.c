@@ -35,6 +35,7 @@
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 #define TEST_TIMEOUT_S 120
 #define RPC_DEADLINE_MS 30000
@@ -233,42 +234,19 @@ static grpc_status_code
 call(struct rpc_channel *ch, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, char **details)
 {
-	grpc_status_code st = GRPC_STATUS_UNKNOWN;
-	ProtobufCMessage *r = NULL;
-	char *d = NULL;
-
-	assert_int_equal(certa_client_unary(ch, method, req, rd, RPC_DEADLINE_MS, NULL, &r, &st,
-	    &d), 0);
-	if (details != NULL)
-		*details = d;
-	else
-		free(d);
-	if (reply != NULL)
-		*reply = r;
-	else if (r != NULL)
-		protobuf_c_message_free_unpacked(r, NULL);
-	return st;
+	return itest_call_ms(ch, method, req, rd, RPC_DEADLINE_MS, reply, details);
 }
 
 static Certa__V1__InfoReply *
 info(struct rpc_channel *ch)
 {
-	Certa__V1__InfoRequest req = CERTA__V1__INFO_REQUEST__INIT;
-	ProtobufCMessage *r = NULL;
-
-	assert_int_equal(call(ch, "/certa.v1.Worker/Info", &req.base,
-	    &certa__v1__info_reply__descriptor, &r, NULL), GRPC_STATUS_OK);
-	return (Certa__V1__InfoReply *)r;
+	return itest_worker_info(ch, RPC_DEADLINE_MS);
 }
 
 static uint32_t
 active(struct rpc_channel *ch)
 {
-	Certa__V1__InfoReply *i = info(ch);
-	uint32_t a = i->active;
-
-	protobuf_c_message_free_unpacked(&i->base, NULL);
-	return a;
+	return itest_worker_active(ch, RPC_DEADLINE_MS);
 }
 
 /* One item's step (4 new tokens from resume); returns the status (details in *details). */

@@ -42,6 +42,7 @@
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
+#include "tests/support/itest.h"
 
 #define TEST_TIMEOUT_S 120
 #define RPC_DEADLINE_MS 30000
@@ -183,46 +184,24 @@ start_worker(struct fx *f)
 	assert_int_equal(certa_client_channel(f->wport, &f->ch), 0);
 }
 
+/* Calls of these tests wait RPC_DEADLINE_MS (a CPU forward pass can be slow). */
 static grpc_status_code
 call(struct rpc_channel *ch, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply, char **details)
 {
-	grpc_status_code st = GRPC_STATUS_UNKNOWN;
-	ProtobufCMessage *r = NULL;
-	char *d = NULL;
-
-	assert_int_equal(certa_client_unary(ch, method, req, rd, RPC_DEADLINE_MS, NULL, &r, &st,
-	    &d), 0);
-	if (reply != NULL)
-		*reply = r;
-	else if (r != NULL)
-		protobuf_c_message_free_unpacked(r, NULL);
-	if (details != NULL)
-		*details = d;
-	else
-		free(d);
-	return st;
+	return itest_call_ms(ch, method, req, rd, RPC_DEADLINE_MS, reply, details);
 }
 
 static Certa__V1__InfoReply *
 info(struct fx *f)
 {
-	Certa__V1__InfoRequest req = CERTA__V1__INFO_REQUEST__INIT;
-	ProtobufCMessage *r = NULL;
-
-	assert_int_equal(call(f->ch, M_INFO, &req.base, &certa__v1__info_reply__descriptor, &r,
-	    NULL), GRPC_STATUS_OK);
-	return (Certa__V1__InfoReply *)r;
+	return itest_worker_info(f->ch, RPC_DEADLINE_MS);
 }
 
 static uint32_t
 active(struct fx *f)
 {
-	Certa__V1__InfoReply *i = info(f);
-	uint32_t a = i->active;
-
-	protobuf_c_message_free_unpacked(&i->base, NULL);
-	return a;
+	return itest_worker_active(f->ch, RPC_DEADLINE_MS);
 }
 
 /* One item's step on channel ch with MoE routing moe_top_p; returns the status and, when OK,

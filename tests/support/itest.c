@@ -143,6 +143,49 @@ itest_call(struct rpc_channel *ch, const char *method, const ProtobufCMessage *r
 	return st;
 }
 
+grpc_status_code
+itest_call_ms(struct rpc_channel *ch, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *rd, int deadline_ms, ProtobufCMessage **reply,
+    char **details)
+{
+	grpc_status_code st = GRPC_STATUS_UNKNOWN;
+	ProtobufCMessage *r = NULL;
+	char *d = NULL;
+
+	assert_int_equal(certa_client_unary(ch, method, req, rd, deadline_ms, NULL, &r, &st, &d),
+	    0);
+	if (details != NULL)
+		*details = d;
+	else
+		free(d);
+	if (reply != NULL)
+		*reply = r;
+	else if (r != NULL)
+		protobuf_c_message_free_unpacked(r, NULL);
+	return st;
+}
+
+Certa__V1__InfoReply *
+itest_worker_info(struct rpc_channel *ch, int deadline_ms)
+{
+	Certa__V1__InfoRequest req = CERTA__V1__INFO_REQUEST__INIT;
+	ProtobufCMessage *r = NULL;
+
+	assert_int_equal(itest_call_ms(ch, "/certa.v1.Worker/Info", &req.base,
+	    &certa__v1__info_reply__descriptor, deadline_ms, &r, NULL), GRPC_STATUS_OK);
+	return (Certa__V1__InfoReply *)r;
+}
+
+uint32_t
+itest_worker_active(struct rpc_channel *ch, int deadline_ms)
+{
+	Certa__V1__InfoReply *i = itest_worker_info(ch, deadline_ms);
+	uint32_t a = i->active;
+
+	protobuf_c_message_free_unpacked(&i->base, NULL);
+	return a;
+}
+
 int
 itest_run(struct rpc_channel *ch, const Certa__V1__ProgramSpec *spec, const char *bearer,
     struct certa_client_events *ev)

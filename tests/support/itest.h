@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "certa/v1/reasoning.pb-c.h"
+#include "certa/v1/worker.pb-c.h"
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
 
@@ -87,6 +88,16 @@ void itest_start(struct itest *it, const char *delay, unsigned flags,
 grpc_status_code itest_call(struct rpc_channel *ch, const char *method,
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd, const char *bearer,
     ProtobufCMessage **reply, char *buf, size_t len);
+
+/* As itest_call() without a bearer and with its own deadline; the details (malloc'd, may be
+ * NULL) go to *details when details is not NULL, else they are freed. */
+grpc_status_code itest_call_ms(struct rpc_channel *ch, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd, int deadline_ms,
+    ProtobufCMessage **reply, char **details);
+
+/* A worker's Worker.Info reply (the call must end OK; free the reply), and its active count. */
+Certa__V1__InfoReply *itest_worker_info(struct rpc_channel *ch, int deadline_ms);
+uint32_t itest_worker_active(struct rpc_channel *ch, int deadline_ms);
 
 /* Submits spec on ch (bearer when not NULL; 60 s deadline) and reads its stream to the end
  * (30 s at most per event) into ev, zeroed first; returns certa_client_events_read()'s result.
