@@ -132,6 +132,7 @@ $(BUILD)/obj/%.o: %.cu
 		-MMD -MP -c -o $@ $<
 
 $(BUILD)/obj/workers/engines/llm.o $(BUILD)/obj/tests/cuda/test_backend_cuda.o: $(CUDA_STAMP)
+$(BUILD)/obj/bench/bench-cuda.o $(BUILD)/obj/tests/cuda/test_forward_cuda.o: $(CUDA_STAMP)
 
 $(LIB_LIB): $(LIB_OBJ)
 $(STORE_LIB): $(STORE_OBJ)

@@ -139,6 +139,29 @@ int backend_cpu_create(uint32_t n_threads, struct backend **out);
  */
 int backend_cuda_create(int device, struct backend **out, char *err, size_t errlen);
 
+/*
+ * CUDA device facts for benchmarks (backend_cuda.cu): name, memory, SMs, compute capability
+ * and the peak DRAM bandwidth the device reports (2 x memory clock x bus width; 0 when the
+ * driver does not say).  Returns 0, or -ENODEV with a message in err.
+ */
+struct backend_cuda_info {
+	char name[256];
+	size_t mem_total, mem_free;
+	int sm_count, cc_major, cc_minor;
+	double peak_gbs;         /* GB/s (1e9 bytes) */
+};
+int backend_cuda_info(int device, struct backend_cuda_info *out, char *err, size_t errlen);
+
+/*
+ * Benchmarks: makes the CUDA backend's device copy of matrix w (F32, F16 or BF16, one matrix
+ * or all n_mat of an expert tensor) uniform random values in [-scale, scale) from `seed`,
+ * generated on the device: w->data (host) is never read, so a model whose tensor data was
+ * never written (bench/bench-cuda.c's in-memory GGUF) runs without 16 GB of host traffic.
+ * Later ops on w use that copy.  Returns 0, -EINVAL (another type), -ENOMEM / -EIO.
+ */
+int backend_cuda_fill_random(struct backend *be, const struct model_weight *w, uint64_t seed,
+    float scale);
+
 /* Dequantizes one row of n elements of ggml type `type` (any type model_type_supported()
  * accepts) into out; exported for tests and device backends' reference checks. */
 void backend_cpu_dequant_row(uint32_t type, const void *row, float *out, uint32_t n);

@@ -462,6 +462,34 @@ k_axpy(float *x, const float *y, float a, size_t n, size_t ny)
 		x[i] += a == 1.0f ? y[i % ny] : a * y[i % ny];
 }
 
+__device__ static uint64_t
+cu_mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* out[i] = uniform [-scale, scale) from (seed, i), stored as `type` (F32, F16, BF16). */
+__global__ void
+k_fill_random(void *out, int type, size_t n, uint64_t seed, float scale)
+{
+	size_t i;
+
+	for (i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+	    i += (size_t)gridDim.x * blockDim.x) {
+		float u = (float)(cu_mix64(seed ^ (i * 0xd1342543de82ef95ULL)) >> 40) *
+		    (2.0f / 16777216.0f) - 1.0f;
+		if (type == GGUF_T_F32)
+			((float *)out)[i] = u * scale;
+		else if (type == GGUF_T_F16)
+			((__half *)out)[i] = __float2half_rn(u * scale);
+		else
+			((__nv_bfloat16 *)out)[i] = __float2bfloat16_rn(u * scale);
+	}
+}
+
 /* ---- memory ------------------------------------------------------------------------------ */
 
 static float *
@@ -646,22 +674,32 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
 	cu_launched(c, "attention");
 }
 
+/* Stores K/V rows: one copy per run of tokens whose positions are consecutive and whose rows
+ * are contiguous in the cache (a page), so a prefill chunk costs a copy per block, not per
+ * token. */
 static int
 cu_kv_store(struct backend *be, struct kv *kv, uint32_t layer, const float *k,
     const float *v, uint32_t n_tok, const uint32_t *pos)
 {
 	struct backend_cuda *c = cu_of(be);
 	size_t rowb = (size_t)kv->row * sizeof(float);
-	uint32_t t;
+	uint32_t t0, t;
 
 	if (c->err)
 		return c->err;
-	for (t = 0; t < n_tok; t++)
-		if (!cu_ok(c, cudaMemcpy(kv_k(kv, layer, pos[t]), k + (size_t)t * kv->row, rowb,
+	for (t0 = 0; t0 < n_tok; t0 = t) {
+		float *dk = kv_k(kv, layer, pos[t0]), *dv = kv_v(kv, layer, pos[t0]);
+		for (t = t0 + 1; t < n_tok; t++)
+			if (pos[t] != pos[t0] + (t - t0) ||
+			    kv_k(kv, layer, pos[t]) != dk + (size_t)(t - t0) * kv->row ||
+			    kv_v(kv, layer, pos[t]) != dv + (size_t)(t - t0) * kv->row)
+				break;
+		if (!cu_ok(c, cudaMemcpy(dk, k + (size_t)t0 * kv->row, (t - t0) * rowb,
 		    cudaMemcpyDefault), "KV store") ||
-		    !cu_ok(c, cudaMemcpy(kv_v(kv, layer, pos[t]), v + (size_t)t * kv->row, rowb,
+		    !cu_ok(c, cudaMemcpy(dv, v + (size_t)t0 * kv->row, (t - t0) * rowb,
 		    cudaMemcpyDefault), "KV store"))
 			return c->err;
+	}
 	return 0;
 }
 
@@ -893,4 +931,75 @@ backend_cuda_create(int device, struct backend **out, char *err, size_t errlen)
 fail:
 	cu_destroy(&c->base);
 	return rc;
+}
+
+extern "C" int
+backend_cuda_info(int device, struct backend_cuda_info *out, char *err, size_t errlen)
+{
+	cudaDeviceProp p;
+	int count = 0, clk = 0, bus = 0;
+	cudaError_t e;
+
+	memset(out, 0, sizeof(*out));
+	e = cudaGetDeviceCount(&count);
+	if (e != cudaSuccess || device < 0 || device >= count) {
+		snprintf(err, errlen, "no CUDA device %d (found %d)%s%s", device,
+		    e == cudaSuccess ? count : 0, e == cudaSuccess ? "" : ": ",
+		    e == cudaSuccess ? "" : cudaGetErrorString(e));
+		return -ENODEV;
+	}
+	if ((e = cudaGetDeviceProperties(&p, device)) != cudaSuccess ||
+	    (e = cudaSetDevice(device)) != cudaSuccess ||
+	    (e = cudaMemGetInfo(&out->mem_free, &out->mem_total)) != cudaSuccess) {
+		snprintf(err, errlen, "CUDA device %d: %s", device, cudaGetErrorString(e));
+		return -EIO;
+	}
+	snprintf(out->name, sizeof out->name, "%s", p.name);
+	out->sm_count = p.multiProcessorCount;
+	out->cc_major = p.major;
+	out->cc_minor = p.minor;
+	/* kHz and bits; DDR: two transfers per clock. */
+	if (cudaDeviceGetAttribute(&clk, cudaDevAttrMemoryClockRate, device) == cudaSuccess &&
+	    cudaDeviceGetAttribute(&bus, cudaDevAttrGlobalMemoryBusWidth, device) == cudaSuccess)
+		out->peak_gbs = 2.0 * clk * 1e3 * (bus / 8.0) / 1e9;
+	cudaGetLastError();
+	return 0;
+}
+
+extern "C" int
+backend_cuda_fill_random(struct backend *be, const struct model_weight *w, uint64_t seed,
+    float scale)
+{
+	struct backend_cuda *c = cu_of(be);
+	size_t n = (size_t)w->rows * w->cols, esz;
+	uint32_t e, n_mat = w->n_mat ? w->n_mat : 1;
+	cudaError_t ce;
+
+	if (w->type != GGUF_T_F32 && w->type != GGUF_T_F16 && w->type != GGUF_T_BF16)
+		return -EINVAL;
+	if (c->err)
+		return c->err;
+	esz = w->type == GGUF_T_F32 ? 4 : 2;
+	for (e = 0; e < n_mat; e++) {
+		const void *key = (const uint8_t *)w->data + (size_t)e * w->mat_bytes;
+		cu_weight cw = { NULL, w->type, w->type, w->rows, w->cols };
+		size_t blocks = cu_blocks(n);
+		auto it = c->weights->find(key);
+		if (it != c->weights->end()) {
+			cudaFree(it->second.dev);
+			c->weights->erase(it);
+		}
+		if ((ce = cudaMalloc(&cw.dev, n * esz)) != cudaSuccess) {
+			cudaGetLastError();
+			return ce == cudaErrorMemoryAllocation ? -ENOMEM : -EIO;
+		}
+		k_fill_random<<<(unsigned)(blocks < 65536 ? blocks : 65536), CU_THREADS>>>(cw.dev,
+		    (int)w->type, n, seed + e * 0x632be59bd9b4e019ULL, scale);
+		if (!cu_launched(c, "random weights")) {
+			cudaFree(cw.dev);
+			return c->err;
+		}
+		(*c->weights)[key] = cw;
+	}
+	return 0;
 }
