@@ -52,12 +52,13 @@ NVCC      ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
 NVCCFLAGS ?= -O2
 CUDA_TEST  = $(BUILD)/cuda/test_backend_cuda
+CUDA_FWD_TEST = $(BUILD)/cuda/test_forward_cuda
 ifeq ($(CUDA),1)
 WORKER_OBJ += $(BUILD)/obj/workers/llm/backend_cuda.o
 CPPFLAGS_ALL += -DBACKEND_HAVE_CUDA
 # cuBLAS is dlopen()ed by the backend (linking it costs every process ~0.2 s and ~200 MB).
 LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -ldl -lstdc++
-CUDA_BINS = $(CUDA_TEST)
+CUDA_BINS = $(CUDA_TEST) $(CUDA_FWD_TEST)
 endif
 # Objects that depend on CUDA=0/1 are rebuilt when it changes.
 CUDA_STAMP = $(BUILD)/cuda.stamp
@@ -182,12 +183,18 @@ $(CUDA_TEST): $(BUILD)/obj/tests/cuda/test_backend_cuda.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-# Every backend op on the GPU against the CPU backend (tests/cuda/test_backend_cuda.c); says
-# SKIP and succeeds where the backend is not built or no GPU is present.
+$(CUDA_FWD_TEST): $(BUILD)/obj/tests/cuda/test_forward_cuda.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Every backend op on the GPU against the CPU backend (tests/cuda/test_backend_cuda.c), then
+# end-to-end logits parity on the tiny models (tests/cuda/test_forward_cuda.c), each under a
+# timeout; says SKIP and succeeds where the backend is not built or no GPU is present.
 check-cuda:
 ifeq ($(CUDA),1)
-	@$(MAKE) --no-print-directory $(CUDA_TEST)
-	@$(CUDA_TEST)
+	@$(MAKE) --no-print-directory $(CUDA_TEST) $(CUDA_FWD_TEST)
+	@timeout -k 5 300 $(CUDA_TEST)
+	@timeout -k 5 300 $(CUDA_FWD_TEST)
 else
 	@echo "check-cuda: SKIP: the CUDA backend is not built (CUDA=0 or no $(CUDA_HOME)/bin/nvcc)"
 endif
