@@ -532,6 +532,7 @@ main(int argc, char **argv)
 	    .prefill = 512, .tokens = 8, .batches = { 1, 16, 64, 256 }, .n_batches = 4 };
 	int a;
 
+	setvbuf(stdout, NULL, _IOLBF, 0);    /* lines reach a pipe before a timeout kills us */
 	for (a = 1; a < argc; a++) {
 		const char *v = a + 1 < argc ? argv[a + 1] : NULL;
 		if (strcmp(argv[a], "--check") == 0) {

@@ -15,8 +15,9 @@
 # $OUT/device-check.log when OUT is set, else to $BUILD/device-check.log.  Exit status: 0 when
 # every part passed or the machine has no GPU (then it says SKIP: nothing is run), 1 otherwise.
 #
-# Environment: BUILD (default build; a CPU build there is rebuilt where CUDA=1 changes it), JOBS (default: the CPU count), DEVICE_CHECK_DEPS=1 (run scripts/deps.sh
-# first, under a timeout; it is also run when pkg-config or protoc-c is missing),
+# Environment: BUILD (default build; what CUDA=1 changes there is rebuilt), JOBS (default: the
+# CPU count), DEVICE_CHECK_DEPS=1 (run scripts/deps.sh first, under a timeout; it is also run
+# when pkg-config or protoc-c is missing),
 # DEVICE_CHECK_FORCE=1 (run every part even without a GPU: the binaries then say SKIP
 # themselves; for checking this script), BENCH_ARGS (extra bench-cuda arguments, e.g.
 # "--peak-gbs 4800"), CUDA_DEVICE (default 0).  Timeouts in seconds: T_DEPS, T_BUILD, T_OPS,
@@ -74,6 +75,7 @@ budget() {
 run_part() {
 	local name=$1 t=$2 out=$3
 	shift 3
+	: > "$out"
 	if [ "$t" -le 5 ]; then
 		say "$name: no time left"
 		return 124

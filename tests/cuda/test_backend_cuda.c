@@ -484,6 +484,7 @@ main(int argc, char **argv)
 	char err[256] = "";
 	int device = argc > 1 ? atoi(argv[1]) : 0, rc;
 
+	setvbuf(stdout, NULL, _IOLBF, 0);    /* lines reach a pipe before a timeout kills us */
 	rc = backend_cuda_create(device, &gpu, err, sizeof err);
 	if (rc == -ENODEV) {
 		printf("check-cuda: SKIP: no CUDA device (%s)\n", err);

@@ -503,6 +503,7 @@ main(int argc, char **argv)
 	size_t i, t;
 	int rc;
 
+	setvbuf(stdout, NULL, _IOLBF, 0);    /* lines reach a pipe before a timeout kills us */
 	device = argc > 1 ? atoi(argv[1]) : 0;
 	fake = getenv("TEST_FORWARD_CUDA_FAKE") && strcmp(getenv("TEST_FORWARD_CUDA_FAKE"),
 	    "cpu") == 0;
