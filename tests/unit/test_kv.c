@@ -167,6 +167,74 @@ test_flat(void **state)
 	assert_int_equal(kv_flat_create(0, ROW, 6, &a), -EINVAL);
 }
 
+/* A kv_mem over host memory that counts its calls (a device backend's stand-in). */
+struct fake_mem {
+	int allocs, frees, copies;
+	size_t bytes, copied;
+};
+
+static void *
+fake_alloc(void *ctx, size_t bytes)
+{
+	struct fake_mem *m = ctx;
+
+	m->allocs++;
+	m->bytes = bytes;
+	return calloc(1, bytes);
+}
+
+static void
+fake_free(void *ctx, void *p)
+{
+	((struct fake_mem *)ctx)->frees++;
+	free(p);
+}
+
+static void
+fake_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+	struct fake_mem *m = ctx;
+
+	m->copies++;
+	m->copied += bytes;
+	memcpy(dst, src, bytes);
+}
+
+/* A pool in a backend's memory: one allocation of the whole pool, copy on write through the
+ * hook (one block per shared block written), never through memcpy on the pool. */
+static void
+test_pool_mem(void **state)
+{
+	struct fake_mem fm = { 0 };
+	const struct kv_mem mem = { fake_alloc, fake_free, fake_copy, &fm };
+	struct kv_pool *pool;
+	struct kv *a, *f;
+
+	(void)state;
+	assert_int_equal(kv_pool_create_mem(LAYERS, ROW, BLOCK, 6, &mem, &pool), 0);
+	assert_int_equal(fm.allocs, 1);
+	assert_int_equal(fm.bytes, (size_t)6 * 2 * LAYERS * BLOCK * ROW * sizeof(float));
+	assert_int_equal(kv_paged_create(pool, 64, &a), 0);
+	assert_int_equal(put(a, 1, 0, 6), 0);          /* blocks 0 and 1 (partial) */
+	assert_int_equal(fm.copies, 0);
+	assert_int_equal(kv_fork(a, 6, &f), 0);
+	assert_int_equal(put(f, 2, 6, 7), 0);          /* the shared partial block is copied */
+	assert_int_equal(fm.copies, 1);
+	assert_int_equal(fm.copied, (size_t)2 * LAYERS * BLOCK * ROW * sizeof(float));
+	check(f, 1, 0, 6);
+	check(f, 2, 6, 7);
+	assert_int_equal(put(a, 3, 6, 8), 0);          /* a's own block now: no copy */
+	assert_int_equal(fm.copies, 1);
+	check(a, 1, 0, 6);
+	check(a, 3, 6, 8);
+	kv_destroy(f);
+	kv_destroy(a);
+	assert_int_equal(kv_pool_free_blocks(pool), 6);
+	assert_int_equal(fm.frees, 0);
+	kv_pool_free(pool);
+	assert_int_equal(fm.frees, 1);
+}
+
 int
 main(void)
 {
@@ -174,6 +242,7 @@ main(void)
 		cmocka_unit_test(test_paged_fork_cow),
 		cmocka_unit_test(test_paged_capacity),
 		cmocka_unit_test(test_flat),
+		cmocka_unit_test(test_pool_mem),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -101,6 +101,7 @@ struct kv_pool {
 	uint32_t n_layer, row, block, n_blocks;
 	size_t block_floats;       /* K and V of one block: 2 * n_layer * block * row */
 	float *data;               /* [n_blocks][2][n_layer][block][row] */
+	const struct kv_mem *mem;  /* NULL: data is host memory */
 	uint32_t *ref;             /* per block; 0 = free */
 	uint32_t *free_ids;        /* stack of free block ids */
 	uint32_t n_free;
@@ -119,6 +120,13 @@ int
 kv_pool_create(uint32_t n_layer, uint32_t row, uint32_t block, uint32_t n_blocks,
     struct kv_pool **out)
 {
+	return kv_pool_create_mem(n_layer, row, block, n_blocks, NULL, out);
+}
+
+int
+kv_pool_create_mem(uint32_t n_layer, uint32_t row, uint32_t block, uint32_t n_blocks,
+    const struct kv_mem *mem, struct kv_pool **out)
+{
 	struct kv_pool *p;
 	uint32_t i;
 
@@ -135,11 +143,16 @@ kv_pool_create(uint32_t n_layer, uint32_t row, uint32_t block, uint32_t n_blocks
 	p->block = block;
 	p->n_blocks = n_blocks;
 	p->block_floats = (size_t)2 * n_layer * block * row;
-	p->data = calloc(p->block_floats * n_blocks, sizeof(float));
+	p->mem = mem;
+	p->data = mem ? mem->alloc(mem->ctx, p->block_floats * n_blocks * sizeof(float)) :
+	    calloc(p->block_floats * n_blocks, sizeof(float));
 	p->ref = calloc(n_blocks, sizeof *p->ref);
 	p->free_ids = malloc(n_blocks * sizeof *p->free_ids);
 	if (p->data == NULL || p->ref == NULL || p->free_ids == NULL) {
-		free(p->data);
+		if (mem && p->data)
+			mem->free(mem->ctx, p->data);
+		else
+			free(p->data);
 		free(p->ref);
 		free(p->free_ids);
 		free(p);
@@ -159,7 +172,10 @@ kv_pool_free(struct kv_pool *p)
 	if (p == NULL)
 		return;
 	pthread_mutex_destroy(&p->mu);
-	free(p->data);
+	if (p->mem)
+		p->mem->free(p->mem->ctx, p->data);
+	else
+		free(p->data);
 	free(p->ref);
 	free(p->free_ids);
 	free(p);
@@ -252,8 +268,12 @@ kv_paged_reserve(struct kv *kv, uint32_t n_pos)
 		b = p->free_ids[--p->n_free];
 		p->ref[b] = 1;
 		if (i < s->n_pages) {
-			memcpy(p->data + b * p->block_floats, p->data + s->pages[i] * p->block_floats,
-			    p->block_floats * sizeof(float));
+			float *dst = p->data + b * p->block_floats;
+			const float *src = p->data + s->pages[i] * p->block_floats;
+			if (p->mem)
+				p->mem->copy(p->mem->ctx, dst, src, p->block_floats * sizeof(float));
+			else
+				memcpy(dst, src, p->block_floats * sizeof(float));
 			kv_pool_unref_locked(p, s->pages[i]);
 		} else {
 			s->n_pages = i + 1;

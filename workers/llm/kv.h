@@ -70,6 +70,20 @@ static inline void kv_destroy(struct kv *kv)
 int kv_flat_create(uint32_t n_layer, uint32_t row, uint32_t capacity, struct kv **out);
 
 /*
+ * Where a pool's blocks live.  NULL (kv_pool_create) is host memory (calloc, memcpy).  A device
+ * backend gives its own (backend_ops.kv_mem): the blocks are then device memory that kv.c never
+ * dereferences: kv_k()/kv_v() only compute addresses, and copy on write asks copy().  alloc
+ * returns zeroed memory or NULL; copy may be asynchronous (the backend reports its failures
+ * through its own error path, backend.h ops->error).
+ */
+struct kv_mem {
+	void *(*alloc)(void *ctx, size_t bytes);
+	void (*free)(void *ctx, void *p);
+	void (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
+	void *ctx;
+};
+
+/*
  * A pool of n_blocks blocks of `block` positions for n_layer layers of `row` floats (K and V):
  * 2 * n_layer * block * row * 4 bytes each, allocated at once (zeroed lazily by the OS).
  * Returns 0 and *out, -EINVAL (a zero size), -EOVERFLOW, -ENOMEM.  Free it after every
@@ -77,6 +91,9 @@ int kv_flat_create(uint32_t n_layer, uint32_t row, uint32_t capacity, struct kv 
  */
 int kv_pool_create(uint32_t n_layer, uint32_t row, uint32_t block, uint32_t n_blocks,
     struct kv_pool **out);
+/* The same with the blocks in mem's memory (NULL: host); mem must outlive the pool. */
+int kv_pool_create_mem(uint32_t n_layer, uint32_t row, uint32_t block, uint32_t n_blocks,
+    const struct kv_mem *mem, struct kv_pool **out);
 void kv_pool_free(struct kv_pool *p);
 uint32_t kv_pool_free_blocks(struct kv_pool *p);
 uint32_t kv_pool_blocks(const struct kv_pool *p);
