@@ -351,8 +351,8 @@ bench_run(const struct bench_opts *o)
 	    "BF16; %.2f GB of weights read per decode step; random weights on the device in "
 	    "%.2f s\n", hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
 	    hp->n_vocab, w_bytes / 1e9, now_s() - t0);
-	printf("KV: f32, %zu bytes per token, in host memory (paged, staged per attention call)\n",
-	    model_kv_bytes_per_token(m));
+	printf("KV: f32, %zu bytes per token, paged in device memory (blocks of %u)\n",
+	    model_kv_bytes_per_token(m), BENCH_BLOCK);
 
 	max_tokens = o->prefill > maxb ? o->prefill : maxb;
 	if (max_tokens < BENCH_SUFFIX)
@@ -368,10 +368,10 @@ bench_run(const struct bench_opts *o)
 	logits = calloc((size_t)maxb * hp->n_vocab, sizeof(float));
 	if (!ids || !next || !kv || !fs || !logits ||
 	    forward_create(m, be, max_tokens, &fw) < 0 ||
-	    kv_pool_create(hp->n_layer, hp->n_head_kv * hp->head_dim, BENCH_BLOCK, blocks,
-	    &pool) < 0) {
-		fprintf(stderr, "bench-cuda: out of memory (forward for %u tokens, %u KV blocks)\n",
-		    max_tokens, blocks);
+	    kv_pool_create_mem(hp->n_layer, hp->n_head_kv * hp->head_dim, BENCH_BLOCK, blocks,
+	    be->ops->kv_mem(be), &pool) < 0) {
+		fprintf(stderr, "bench-cuda: out of memory (forward for %u tokens, %u KV blocks of "
+		    "%zu bytes)\n", max_tokens, blocks, model_kv_bytes_per_token(m) * BENCH_BLOCK);
 		goto out;
 	}
 	for (i = 0; i < max_tokens; i++)

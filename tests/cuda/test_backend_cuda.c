@@ -2,7 +2,8 @@
  * test_backend_cuda.c — every op of the CUDA backend against the CPU backend on random inputs
  * (`make check-cuda`).  Sizes chosen for edge cases: odd widths and head dims, GQA ratios 1, 4
  * and 8, sequences ending in a partial KV block, a fork sharing pages (copy on write), batches
- * of 1 and 257 tokens, MoE and top-p ties.  Where no CUDA device is present it says
+ * of 1 and 257 tokens, MoE and top-p ties; attention over a host pool (staged) and over a
+ * pool in device memory (ops->kv_mem: block table, copy on write on the device).  Where no CUDA device is present it says
  * "check-cuda: SKIP: no CUDA device" and exits 0.
  *
  * Tolerances: relative to the largest reference value; F32 paths 1e-4, paths through 16-bit
@@ -353,6 +354,26 @@ attend_both(const char *what, struct kv *a, struct kv *b, const struct backend_a
 	gpu->ops->release(gpu, dout);
 }
 
+/* Queries at scattered positions (not consecutive: the positions are uploaded). */
+static void
+attend_scattered(const char *what, struct kv *a, struct kv *b, const struct backend_attn *at)
+{
+	uint32_t pos[3] = { a->len - 1, 0, a->len / 2 };
+	size_t sz = (size_t)3 * at->n_head * at->head_dim;
+	float *q = rand_vec(sz), *dq = to_gpu(q, sz), *ref = malloc(sz * 4);
+	float *dout = gpu->ops->alloc(gpu, sz);
+
+	cpu->ops->attention(cpu, ref, q, 3, pos, a, at);
+	gpu->ops->attention(gpu, dout, dq, 3, pos, b, at);
+	compare(what, ref, dout, sz, 1e-4);
+	free(q);
+	free(ref);
+	gpu->ops->release(gpu, dq);
+	gpu->ops->release(gpu, dout);
+}
+
+/* dev: the GPU side's pool in device memory (ops->kv_mem: block table, copy on write on the
+ * device), else in host memory (staged). */
 static void
 test_attention(void)
 {
@@ -362,7 +383,9 @@ test_attention(void)
 	static const uint32_t lens[] = { 37, 300 };
 	char what[160];
 	size_t s, l;
+	int dev;
 
+	for (dev = 0; dev < 2; dev++)
 	for (s = 0; s < 4; s++)
 		for (l = 0; l < 2; l++) {
 			uint32_t row = shapes[s].n_head_kv * shapes[s].head_dim, len = lens[l];
@@ -370,21 +393,27 @@ test_attention(void)
 			    shapes[s].head_dim, 1, 1.0f / sqrtf((float)shapes[s].head_dim) };
 			struct kv_pool *pa = NULL, *pb = NULL;
 			struct kv *a = NULL, *b = NULL, *fa = NULL, *fb = NULL;
+			const char *kvw = dev ? "device KV" : "host KV";
 
 			if (kv_pool_create(2, row, 16, 64, &pa) != 0 ||
-			    kv_pool_create(2, row, 16, 64, &pb) != 0 ||
+			    kv_pool_create_mem(2, row, 16, 64, dev ? gpu->ops->kv_mem(gpu) : NULL,
+			    &pb) != 0 ||
 			    kv_paged_create(pa, 1024, &a) != 0 || kv_paged_create(pb, 1024, &b) != 0) {
-				printf("FAIL kv setup\n");
+				printf("FAIL kv setup (%s)\n", kvw);
 				failures++;
 				goto done;
 			}
 			store_both(a, b, 0, len);
-			snprintf(what, sizeof what, "attention heads %u/%u head_dim %u len %u: 1 query",
-			    at.n_head, at.n_head_kv, at.head_dim, len);
+			snprintf(what, sizeof what, "attention %s heads %u/%u head_dim %u len %u: "
+			    "1 query", kvw, at.n_head, at.n_head_kv, at.head_dim, len);
 			attend_both(what, a, b, &at, len - 1, len);
-			snprintf(what, sizeof what, "attention heads %u/%u head_dim %u len %u: %u causal",
-			    at.n_head, at.n_head_kv, at.head_dim, len, len > 257 ? 257 : len);
+			snprintf(what, sizeof what, "attention %s heads %u/%u head_dim %u len %u: "
+			    "%u causal", kvw, at.n_head, at.n_head_kv, at.head_dim, len,
+			    len > 257 ? 257 : len);
 			attend_both(what, a, b, &at, len > 257 ? len - 257 : 0, len);
+			snprintf(what, sizeof what, "attention %s heads %u/%u len %u: scattered "
+			    "positions", kvw, at.n_head, at.n_head_kv, len);
+			attend_scattered(what, a, b, &at);
 			/* A fork at a partial block, written past the fork point (copy on write). */
 			if (kv_fork(a, 21, &fa) != 0 || kv_fork(b, 21, &fb) != 0) {
 				printf("FAIL kv_fork\n");
@@ -392,10 +421,10 @@ test_attention(void)
 				goto done;
 			}
 			store_both(fa, fb, 21, 40);
-			snprintf(what, sizeof what, "attention fork heads %u/%u head_dim %u",
+			snprintf(what, sizeof what, "attention %s fork heads %u/%u head_dim %u", kvw,
 			    at.n_head, at.n_head_kv, at.head_dim);
 			attend_both(what, fa, fb, &at, 30, 40);
-			snprintf(what, sizeof what, "attention source after fork heads %u/%u",
+			snprintf(what, sizeof what, "attention %s source after fork heads %u/%u", kvw,
 			    at.n_head, at.n_head_kv);
 			attend_both(what, a, b, &at, 21, 37);
 done:

@@ -5,7 +5,8 @@
  * F32, F16, BF16, Q8_0) into a temporary directory; for each model both backends run
  *
  *   chain    a prefill of 7 tokens (logits of every position) then 5 decodes, paged KV of
- *            blocks of 4 (partial blocks), MoE as trained and with top-p 0.6;
+ *            blocks of 4 (partial blocks) in the backend's memory (ops->kv_mem: device
+ *            memory for CUDA), MoE as trained and with top-p 0.6;
  *   probe    the chain's KV forked after the prefill, 5 probe tokens on the fork, the fork
  *            destroyed, then the chain's 5 decodes: on the GPU these must equal the chain's
  *            own decodes without the probe (copy on write leaves the chain alone), and the
@@ -13,7 +14,8 @@
  *   batch    test_forward's schedule: four sequences (prefill chunks next to decodes, an sc
  *            fork, a probe fork, per-sequence MoE top-p 0 / 0.5 / 0.9) as forward_batch
  *            calls, against the CPU's batch and against the GPU one sequence at a time;
- *   greedy   16 greedy tokens from a 5-token prompt: the same tokens, up to the first step
+ *   greedy   16 greedy tokens from a 5-token prompt (a flat KV in host memory: CUDA's
+ *            staging path): the same tokens, up to the first step
  *            where the CPU's top two logits are closer than 4 x the largest relative error
  *            measured on this model (x the largest |logit|): too close to decide.
  *
@@ -220,7 +222,8 @@ run_chain(struct side *s, const struct model_hparams *hp, float top_p, float *ou
 	char err[256] = "";
 	uint32_t i;
 
-	if (kv_pool_create(hp->n_layer, hp->n_head_kv * hp->head_dim, 4, 32, &pool) != 0 ||
+	if (kv_pool_create_mem(hp->n_layer, hp->n_head_kv * hp->head_dim, 4, 32,
+	    s->be->ops->kv_mem ? s->be->ops->kv_mem(s->be) : NULL, &pool) != 0 ||
 	    kv_paged_create(pool, 64, &chain) != 0) {
 		fail("%s: KV setup", who);
 		goto out;
@@ -289,7 +292,8 @@ run_batch(struct side *s, const struct model_hparams *hp, bool batched, float *l
 	uint32_t it, i, ns;
 	char err[256] = "";
 
-	if (kv_pool_create(hp->n_layer, hp->n_head_kv * hp->head_dim, 4, 32, &pool) != 0 ||
+	if (kv_pool_create_mem(hp->n_layer, hp->n_head_kv * hp->head_dim, 4, 32,
+	    s->be->ops->kv_mem ? s->be->ops->kv_mem(s->be) : NULL, &pool) != 0 ||
 	    kv_paged_create(pool, 64, &kv[0]) != 0 || kv_paged_create(pool, 64, &kv[1]) != 0) {
 		fail("%s: KV setup", who);
 		goto out;

@@ -209,6 +209,7 @@ llm_open(const struct engine_options *opt, void **state)
 	int32_t *ids = NULL;
 	size_t nids = 0, i;
 	uint64_t kvmem;
+	uint32_t n_blocks = 0;
 	int rc;
 
 	if (opt->model_file == NULL || opt->model_file[0] == '\0') {
@@ -300,10 +301,7 @@ llm_open(const struct engine_options *opt, void **state)
 			rc = CERTA_ECONFIG;
 			goto fail_msg;
 		}
-		rc = kv_pool_create(hp->n_layer, hp->n_head_kv * hp->head_dim, LLM_BLOCK,
-		    (uint32_t)nb, &l->pool);
-		if (rc != 0)
-			goto fail;
+		n_blocks = (uint32_t)nb;
 	}
 	if (opt->capacity != 0 && opt->capacity < l->capacity)
 		l->capacity = opt->capacity;
@@ -311,6 +309,15 @@ llm_open(const struct engine_options *opt, void **state)
 	    &l->be, err, sizeof err);
 	if (rc != 0) {
 		log_err(LOG_ENGINE, "llm.device '%s': %s", opt->device ? opt->device : "cpu", err);
+		goto fail;
+	}
+	/* The KV blocks where the backend wants them (CUDA: device memory). */
+	rc = kv_pool_create_mem(hp->n_layer, hp->n_head_kv * hp->head_dim, LLM_BLOCK, n_blocks,
+	    l->be->ops->kv_mem ? l->be->ops->kv_mem(l->be) : NULL, &l->pool);
+	if (rc != 0) {
+		log_err(LOG_ENGINE, "llm engine: cannot allocate the KV pool (%u blocks, %zu bytes; "
+		    "llm.kv_memory) on %s: %s", n_blocks, (size_t)n_blocks * LLM_BLOCK *
+		    model_kv_bytes_per_token(l->m), l->be->ops->name, strerror(-rc));
 		goto fail;
 	}
 	l->max_batch = opt->max_batch_tokens ? opt->max_batch_tokens : LLM_MAX_BATCH;

@@ -119,6 +119,13 @@ struct backend_ops {
 	 * in msg (which it clears).  After a failure the ops do nothing until this is called.
 	 */
 	int (*error)(struct backend *be, char *msg, size_t len);
+	/*
+	 * Where this backend wants KV blocks (NULL, or a NULL result: host memory): a device
+	 * backend's memory for kv_pool_create_mem(), so attention reads the pages where they are
+	 * (the CUDA backend: device memory, copy on write on the device).  The result lives as long
+	 * as the backend; a pool on it must be freed before the backend is destroyed.
+	 */
+	const struct kv_mem *(*kv_mem)(struct backend *be);
 };
 
 struct backend {

@@ -122,10 +122,19 @@ struct backend_cuda {
 	cublasHandle_t blas;
 	struct backend *cpu;     /* the CPU twin for the host-side ops */
 	std::unordered_map<const void *, cu_weight> *weights;
-	struct cu_buf xconv, ids, pos, kst, vst, scores, host;
+	struct cu_buf xconv, ids, pos, kst, vst, scores, host, tab;
+	/* Small host-to-device uploads (positions, ids, block tables) go through a ring of pinned
+	 * memory and cudaMemcpyAsync, so a decode step does not wait for the device per op. */
+	uint8_t *ring_h, *ring_d;
+	size_t ring_off;
+	const float **tab_h;     /* host block table being built, tab_cap entries */
+	size_t tab_cap;
+	struct kv_mem kvmem;     /* KV blocks in device memory (ops->kv_mem) */
 	int err;                 /* 0, or -EIO after the first failure */
 	char msg[256];
 };
+
+#define CU_RING_BYTES ((size_t)8 << 20)
 
 static struct backend_cuda *
 cu_of(struct backend *be)
@@ -167,8 +176,10 @@ cu_scratch(struct backend_cuda *c, struct cu_buf *b, size_t bytes)
 {
 	if (b->bytes >= bytes)
 		return b->p;
-	if (b->p)
+	if (b->p) {
+		cudaDeviceSynchronize();     /* queued kernels may still read it */
 		cudaFree(b->p);
+	}
 	b->p = NULL;
 	b->bytes = 0;
 	if (!cu_ok(c, cudaMalloc(&b->p, bytes ? bytes : 1), "scratch allocation"))
@@ -192,6 +203,37 @@ cu_host_scratch(struct backend_cuda *c, size_t bytes)
 	c->host.p = p;
 	c->host.bytes = bytes;
 	return p;
+}
+
+/*
+ * A device copy of n host bytes for the ops queued next: through the pinned ring (async; the
+ * ring is reused only after the device drained it), or, when the ring is missing or n is too
+ * large, a synchronous copy into scratch buffer b.  NULL after a failure.
+ */
+static const void *
+cu_upload(struct backend_cuda *c, struct cu_buf *b, const void *src, size_t n)
+{
+	size_t need = (n + 255) & ~(size_t)255, off;
+	void *d;
+
+	if (c->ring_h && need <= CU_RING_BYTES) {
+		if (c->ring_off + need > CU_RING_BYTES) {
+			if (!cu_ok(c, cudaStreamSynchronize(0), "upload ring"))
+				return NULL;
+			c->ring_off = 0;
+		}
+		off = c->ring_off;
+		memcpy(c->ring_h + off, src, n);
+		if (!cu_ok(c, cudaMemcpyAsync(c->ring_d + off, c->ring_h + off, n,
+		    cudaMemcpyHostToDevice, 0), "upload"))
+			return NULL;
+		c->ring_off += need;
+		return c->ring_d + off;
+	}
+	if (!(d = cu_scratch(c, b, n)) ||
+	    !cu_ok(c, cudaMemcpy(d, src, n, cudaMemcpyHostToDevice), "upload"))
+		return NULL;
+	return d;
 }
 
 static unsigned
@@ -393,21 +435,25 @@ k_rope(float *x, uint32_t n_tok, uint32_t n_heads, uint32_t head_dim, const uint
 }
 
 /*
- * Attention: one block per (token, head).  K and V are staged [n_pos][row]; scores of the
- * block go to scratch [n_tok * n_head][n_pos]; positions 0..pos[t] are used (causal).
+ * Attention: one block per (token, head), over the sequence's K/V where they are: block b of
+ * positions [b * blk, (b + 1) * blk) has its K rows from tab[2b] and its V rows from tab[2b + 1]
+ * (this layer's row of position b * blk; rows `row` floats apart).  Query token t is at
+ * position pos[t], or pos0 + t when pos is NULL, and attends to 0..that position (causal).
+ * Scores go to scratch [n_tok * n_head][n_pos].
  */
 __global__ void
-k_attention(float *out, const float *q, const uint32_t *pos, const float *k, const float *v,
-    float *scores, uint32_t n_head, uint32_t n_head_kv, uint32_t hd, uint32_t n_pos, float scale)
+k_attention(float *out, const float *q, const uint32_t *pos, uint32_t pos0,
+    const float *const *tab, uint32_t blk, uint32_t row, float *scores, uint32_t n_head,
+    uint32_t n_head_kv, uint32_t hd, uint32_t n_pos, float scale)
 {
 	__shared__ float red[CU_THREADS];
 	uint32_t item = blockIdx.x, t = item / n_head, h = item % n_head;
-	uint32_t hk = h / (n_head / n_head_kv), row = n_head_kv * hd, np = pos[t] + 1, p, d, s;
+	uint32_t hk = h / (n_head / n_head_kv), np = (pos ? pos[t] : pos0 + t) + 1, p, d, s;
 	const float *qh = q + (size_t)item * hd;
 	float *sc = scores + (size_t)item * n_pos, m = -INFINITY, l = 0;
 
 	for (p = threadIdx.x; p < np; p += blockDim.x) {
-		const float *kr = k + (size_t)p * row + (size_t)hk * hd;
+		const float *kr = tab[2 * (p / blk)] + (size_t)(p % blk) * row + (size_t)hk * hd;
 		float dot = 0;
 		for (d = 0; d < hd; d++)
 			dot += qh[d] * kr[d];
@@ -437,8 +483,12 @@ k_attention(float *out, const float *q, const uint32_t *pos, const float *k, con
 	l = red[0];
 	for (d = threadIdx.x; d < hd; d += blockDim.x) {
 		float acc = 0;
-		for (p = 0; p < np; p++)
-			acc += sc[p] * v[(size_t)p * row + (size_t)hk * hd + d];
+		uint32_t b, p1;
+		for (p = 0, b = 0; p < np; b++) {
+			const float *vr = tab[2 * b + 1] + (size_t)hk * hd + d;
+			for (p1 = p + blk < np ? p + blk : np; p < p1; p++, vr += row)
+				acc += sc[p] * *vr;
+		}
 		out[(size_t)item * hd + d] = acc / l;
 	}
 }
@@ -511,8 +561,10 @@ cu_alloc(struct backend *be, size_t n)
 static void
 cu_release(struct backend *be, float *p)
 {
-	if (p)
+	if (p) {
+		cudaDeviceSynchronize();     /* queued kernels may still use it */
 		cudaFree(p);
+	}
 }
 
 static void
@@ -570,13 +622,12 @@ cu_get_rows(struct backend *be, const struct model_weight *w, const uint32_t *id
 {
 	struct backend_cuda *c = cu_of(be);
 	const cu_weight *cw;
-	uint32_t *di;
+	const uint32_t *di;
 	size_t total = (size_t)n * w->cols;
 
 	if (c->err || n == 0 || !(cw = cu_mat(c, w)))
 		return;
-	if (!(di = (uint32_t *)cu_scratch(c, &c->ids, n * sizeof(*ids))) ||
-	    !cu_ok(c, cudaMemcpy(di, ids, n * sizeof(*ids), cudaMemcpyDefault), "get_rows ids"))
+	if (!(di = (const uint32_t *)cu_upload(c, &c->ids, ids, n * sizeof(*ids))))
 		return;
 	k_get_rows<<<cu_blocks(total), CU_THREADS>>>(out, cw->dev, cw->type, di, n, w->cols);
 	cu_launched(c, "get_rows");
@@ -600,11 +651,7 @@ cu_rmsnorm(struct backend *be, float *out, const float *x, const float *w, uint3
 static const uint32_t *
 cu_positions(struct backend_cuda *c, const uint32_t *pos, uint32_t n)
 {
-	uint32_t *d = (uint32_t *)cu_scratch(c, &c->pos, n * sizeof(*pos));
-
-	if (!d || !cu_ok(c, cudaMemcpy(d, pos, n * sizeof(*pos), cudaMemcpyDefault), "positions"))
-		return NULL;
-	return d;
+	return (const uint32_t *)cu_upload(c, &c->pos, pos, n * sizeof(*pos));
 }
 
 static void
@@ -646,37 +693,84 @@ cu_stage(struct backend_cuda *c, float *dst, struct kv *kv, uint32_t layer, uint
 	return true;
 }
 
+/*
+ * Attention over the sequence's KV: in device memory (a pool on ops->kv_mem), the kernel reads
+ * the pages through a block table uploaded with the call; in host memory (a flat KV, a host
+ * pool), positions 0..max(pos) are first staged into device scratch (one copy per block), which
+ * is correct but bound by PCIe.
+ */
 static void
 cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
     const uint32_t *pos, struct kv *kv, const struct backend_attn *a)
 {
 	struct backend_cuda *c = cu_of(be);
-	uint32_t n_pos = 0, t;
-	const uint32_t *dp;
+	uint32_t n_pos = 0, t, blk, nb, b;
+	const uint32_t *dp = NULL;
+	const float *const *dtab;
 	float *ks, *vs, *sc;
 	size_t rowb = (size_t)kv->row * sizeof(float);
+	bool consecutive = true;
 
 	if (c->err || n_tok == 0)
 		return;
-	for (t = 0; t < n_tok; t++)
+	for (t = 0; t < n_tok; t++) {
 		if (pos[t] + 1 > n_pos)
 			n_pos = pos[t] + 1;
-	if (!(dp = cu_positions(c, pos, n_tok)) ||
-	    !(ks = (float *)cu_scratch(c, &c->kst, n_pos * rowb)) ||
-	    !(vs = (float *)cu_scratch(c, &c->vst, n_pos * rowb)) ||
-	    !(sc = (float *)cu_scratch(c, &c->scores,
-	    (size_t)n_tok * a->n_head * n_pos * sizeof(float))) ||
-	    !cu_stage(c, ks, kv, a->layer, n_pos, false) ||
-	    !cu_stage(c, vs, kv, a->layer, n_pos, true))
+		consecutive &= pos[t] == pos[0] + t;
+	}
+	if (!consecutive && !(dp = cu_positions(c, pos, n_tok)))
 		return;
-	k_attention<<<n_tok * a->n_head, CU_THREADS>>>(out, q, dp, ks, vs, sc, a->n_head,
-	    a->n_head_kv, a->head_dim, n_pos, a->scale);
+	if (!(sc = (float *)cu_scratch(c, &c->scores,
+	    (size_t)n_tok * a->n_head * n_pos * sizeof(float))))
+		return;
+	if (cu_is_device(kv_k(kv, a->layer, 0))) {
+		blk = kv_block_size(kv);
+		nb = (n_pos + blk - 1) / blk;
+		if (c->tab_cap < 2 * (size_t)nb) {
+			const float **nt = (const float **)realloc(c->tab_h, 2 * (size_t)nb *
+			    sizeof(*nt));
+			if (!nt) {
+				cu_fail(c, "out of host memory (block table of %u blocks)", nb);
+				return;
+			}
+			c->tab_h = nt;
+			c->tab_cap = 2 * (size_t)nb;
+		}
+		for (b = 0; b < nb; b++) {
+			c->tab_h[2 * b] = kv_k(kv, a->layer, b * blk);
+			c->tab_h[2 * b + 1] = kv_v(kv, a->layer, b * blk);
+		}
+	} else {
+		if (!(ks = (float *)cu_scratch(c, &c->kst, n_pos * rowb)) ||
+		    !(vs = (float *)cu_scratch(c, &c->vst, n_pos * rowb)) ||
+		    !cu_stage(c, ks, kv, a->layer, n_pos, false) ||
+		    !cu_stage(c, vs, kv, a->layer, n_pos, true))
+			return;
+		if (c->tab_cap < 2) {
+			const float **nt = (const float **)realloc(c->tab_h, 2 * sizeof(*nt));
+			if (!nt) {
+				cu_fail(c, "out of host memory");
+				return;
+			}
+			c->tab_h = nt;
+			c->tab_cap = 2;
+		}
+		blk = n_pos;
+		nb = 1;
+		c->tab_h[0] = ks;
+		c->tab_h[1] = vs;
+	}
+	if (!(dtab = (const float *const *)cu_upload(c, &c->tab, c->tab_h,
+	    2 * (size_t)nb * sizeof(*c->tab_h))))
+		return;
+	k_attention<<<n_tok * a->n_head, CU_THREADS>>>(out, q, dp, pos[0], dtab, blk, kv->row,
+	    sc, a->n_head, a->n_head_kv, a->head_dim, n_pos, a->scale);
 	cu_launched(c, "attention");
 }
 
 /* Stores K/V rows: one copy per run of tokens whose positions are consecutive and whose rows
  * are contiguous in the cache (a page), so a prefill chunk costs a copy per block, not per
- * token. */
+ * token; asynchronous when the cache is device memory. */
 static int
 cu_kv_store(struct backend *be, struct kv *kv, uint32_t layer, const float *k,
     const float *v, uint32_t n_tok, const uint32_t *pos)
@@ -684,6 +778,7 @@ cu_kv_store(struct backend *be, struct kv *kv, uint32_t layer, const float *k,
 	struct backend_cuda *c = cu_of(be);
 	size_t rowb = (size_t)kv->row * sizeof(float);
 	uint32_t t0, t;
+	int dev = -1;            /* whether the cache is device memory (asynchronous copies) */
 
 	if (c->err)
 		return c->err;
@@ -694,10 +789,16 @@ cu_kv_store(struct backend *be, struct kv *kv, uint32_t layer, const float *k,
 			    kv_k(kv, layer, pos[t]) != dk + (size_t)(t - t0) * kv->row ||
 			    kv_v(kv, layer, pos[t]) != dv + (size_t)(t - t0) * kv->row)
 				break;
-		if (!cu_ok(c, cudaMemcpy(dk, k + (size_t)t0 * kv->row, (t - t0) * rowb,
+		if (dev < 0)
+			dev = cu_is_device(dk);
+		if (dev ? (!cu_ok(c, cudaMemcpyAsync(dk, k + (size_t)t0 * kv->row, (t - t0) * rowb,
+		    cudaMemcpyDeviceToDevice, 0), "KV store") ||
+		    !cu_ok(c, cudaMemcpyAsync(dv, v + (size_t)t0 * kv->row, (t - t0) * rowb,
+		    cudaMemcpyDeviceToDevice, 0), "KV store")) :
+		    (!cu_ok(c, cudaMemcpy(dk, k + (size_t)t0 * kv->row, (t - t0) * rowb,
 		    cudaMemcpyDefault), "KV store") ||
 		    !cu_ok(c, cudaMemcpy(dv, v + (size_t)t0 * kv->row, (t - t0) * rowb,
-		    cudaMemcpyDefault), "KV store"))
+		    cudaMemcpyDefault), "KV store")))
 			return c->err;
 	}
 	return 0;
@@ -817,6 +918,54 @@ cu_sample(struct backend *be, const float *logits, size_t n, float temperature, 
 	return c->cpu->ops->sample(c->cpu, h, n, temperature, top_p, u, prob);
 }
 
+/* ---- KV blocks in device memory --------------------------------------------------------- */
+
+static void *
+cu_kv_alloc(void *ctx, size_t bytes)
+{
+	struct backend_cuda *c = (struct backend_cuda *)ctx;
+	void *p = NULL;
+
+	cudaSetDevice(c->device);    /* the pool may be made on another thread */
+	if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+		cudaGetLastError();
+		return NULL;
+	}
+	if (cudaMemset(p, 0, bytes) != cudaSuccess) {
+		cudaGetLastError();
+		cudaFree(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void
+cu_kv_free(void *ctx, void *p)
+{
+	struct backend_cuda *c = (struct backend_cuda *)ctx;
+
+	cudaSetDevice(c->device);
+	cudaDeviceSynchronize();
+	cudaFree(p);
+}
+
+/* Copy on write of a block: queued on the device like the ops around it. */
+static void
+cu_kv_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+	struct backend_cuda *c = (struct backend_cuda *)ctx;
+
+	if (c->err == 0)
+		cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0),
+		    "KV copy on write");
+}
+
+static const struct kv_mem *
+cu_kv_mem(struct backend *be)
+{
+	return &cu_of(be)->kvmem;
+}
+
 /* ---- errors and lifetime ----------------------------------------------------------------- */
 
 static int
@@ -850,6 +999,12 @@ cu_destroy(struct backend *be)
 	cudaFree(c->kst.p);
 	cudaFree(c->vst.p);
 	cudaFree(c->scores.p);
+	cudaFree(c->tab.p);
+	if (c->ring_h)
+		cudaFreeHost(c->ring_h);
+	if (c->ring_d)
+		cudaFree(c->ring_d);
+	free(c->tab_h);
 	free(c->host.p);
 	if (c->blas)
 		cu_blas.destroy(c->blas);
@@ -880,6 +1035,7 @@ static const struct backend_ops cuda_ops = {
 	cu_argmax,
 	cu_sample,
 	cu_error,
+	cu_kv_mem,
 };
 
 extern "C" int
@@ -906,6 +1062,17 @@ backend_cuda_create(int device, struct backend **out, char *err, size_t errlen)
 		return -ENOMEM;
 	c->base.ops = &cuda_ops;
 	c->device = device;
+	c->kvmem = kv_mem{ cu_kv_alloc, cu_kv_free, cu_kv_copy, c };
+	/* The upload ring; without it uploads are synchronous (slower, still correct). */
+	if (cudaHostAlloc((void **)&c->ring_h, CU_RING_BYTES, cudaHostAllocDefault) != cudaSuccess ||
+	    cudaMalloc((void **)&c->ring_d, CU_RING_BYTES) != cudaSuccess) {
+		cudaGetLastError();
+		if (c->ring_h)
+			cudaFreeHost(c->ring_h);
+		if (c->ring_d)
+			cudaFree(c->ring_d);
+		c->ring_h = c->ring_d = NULL;
+	}
 	c->weights = new (std::nothrow) std::unordered_map<const void *, cu_weight>();
 	if (!c->weights) {
 		rc = -ENOMEM;

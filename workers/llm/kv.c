@@ -382,3 +382,11 @@ kv_blocks_held(const struct kv *kv)
 {
 	return kv_is_paged(kv) ? ((const struct kv_paged *)kv)->n_pages : 0;
 }
+
+uint32_t
+kv_block_size(const struct kv *kv)
+{
+	if (kv_is_paged(kv))
+		return ((const struct kv_paged *)kv)->pool->block;
+	return ((const struct kv_flat *)kv)->capacity;
+}

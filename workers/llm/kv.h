@@ -113,6 +113,11 @@ int kv_fork(struct kv *src, uint32_t n_pos, struct kv **out);
 /* Returns the blocks wholly past kv->len to the pool (after a rollback); no-op when flat. */
 void kv_trim(struct kv *kv);
 
+/* Positions per block of contiguous rows: the pool's block size for a paged sequence, the
+ * capacity for a flat one (positions p and q of one block have K rows (q - p) * row floats
+ * apart, V likewise), so a device backend can address a layer's K/V by a block table. */
+uint32_t kv_block_size(const struct kv *kv);
+
 /* Blocks a paged sequence holds (0 for a flat one). */
 uint32_t kv_blocks_held(const struct kv *kv);
 
