@@ -96,6 +96,9 @@ struct engine_info {
 	size_t nmodels;
 	const char *const *models;
 	uint32_t problems;
+	/* NULL while healthy; after a device error, why the engine stopped serving (every step
+	 * then fails with it, and the worker reports NOT_SERVING).  Valid while the engine is. */
+	const char *fault;
 };
 
 /* The engine table entry each engine module exports. */

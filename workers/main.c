@@ -461,6 +461,7 @@ main(int argc, char **argv)
 	rc = health_new(&m.health);
 	if (rc != 0)
 		goto out_proc;
+	worker_set_health(w, m.health);     /* NOT_SERVING after a device error */
 	rc = rpc_server_new(proc_bridge(m.proc), methods, nmethods, w, &m.srv);
 	if (rc != 0) {
 		health_free(m.health);

@@ -10,6 +10,7 @@
 
 #include "certa/v1/worker.pb-c.h"
 #include "lib/error.h"
+#include "lib/health.h"
 #include "lib/log.h"
 #include "lib/version.h"
 #include "lib/rpc_server.h"
@@ -26,6 +27,8 @@ struct worker {
 	int step_delay_ms;
 	uint64_t steps;
 	uint64_t items;
+	struct health *health;    /* turned NOT_SERVING when the engine faults (not owned) */
+	bool unhealthy;
 };
 
 /*
@@ -101,6 +104,32 @@ worker_item_from_pb(const Certa__V1__StepItem *pb, struct engine_item *it)
 	}
 }
 
+/* After a failed step: an engine that faulted (a device error) makes the worker NOT_SERVING,
+ * so certad and probes stop sending it work rather than getting garbage or errors. */
+static void
+worker_check_fault(struct worker *w)
+{
+	struct engine_info info;
+
+	if (w->unhealthy)
+		return;
+	engine_info(w->engine, &info);
+	if (info.fault == NULL)
+		return;
+	w->unhealthy = true;
+	log_err(LOG_WORKER, "engine fault: %s: reporting NOT_SERVING", info.fault);
+	if (w->health) {
+		(void)health_set(w->health, "", HEALTH_NOT_SERVING);
+		(void)health_set(w->health, "certa.v1.Worker", HEALTH_NOT_SERVING);
+	}
+}
+
+void
+worker_set_health(struct worker *w, struct health *h)
+{
+	w->health = h;
+}
+
 static void
 worker_step_free(struct worker_step *d)
 {
@@ -125,6 +154,7 @@ worker_step_done(void *arg, int rc, const char *err)
 	if (rc != 0) {
 		log_info(LOG_WORKER, "step refused: %s", err);
 		rpc_call_fail(d->call, rc, "%s", err[0] ? err : certa_strerror(rc));
+		worker_check_fault(w);
 		goto out;
 	}
 	pres = calloc(n, sizeof *pres);
@@ -299,6 +329,7 @@ worker_on_info(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	reply.n_models = info.nmodels;
 	reply.models = (char **)info.models;
 	reply.problems = info.problems;
+	reply.fault = (char *)(info.fault ? info.fault : "");
 	reply.instance = w->instance;
 	rpc_call_reply(call, &reply.base);
 }

@@ -12,6 +12,7 @@
 
 struct engine;
 struct event_base;
+struct health;
 struct rpc_method;
 struct worker;
 
@@ -22,6 +23,9 @@ int worker_new(struct engine *engine, struct event_base *base, int step_delay_ms
 void worker_free(struct worker *w);
 /* The Step/Release/Info table; valid for the program's lifetime. */
 const struct rpc_method *worker_methods(size_t *n);
+/* The health service to turn NOT_SERVING ("" and "certa.v1.Worker") when a failed Step leaves
+ * the engine faulted (engine_info's fault: a device error); NULL: none. */
+void worker_set_health(struct worker *w, struct health *h);
 /* Steps served and items stepped so far. */
 uint64_t worker_steps(const struct worker *w);
 

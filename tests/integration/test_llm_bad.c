@@ -14,6 +14,12 @@
  * up: Info answers, the first sequence steps on, releasing it brings active to 0, and the
  * refused sequence then steps; SIGTERM stops the worker with status 0.
  *
+ * A device error during a step (`--device cpu-fault:3`: the CPU backend whose third forward
+ * reports an injected device fault, as the CUDA backend reports a CUDA error): that Step fails
+ * with INTERNAL naming the fault, the worker turns NOT_SERVING on grpc.health.v1 (both
+ * services), Info's fault says why, and the next Step fails at once with INTERNAL ("worker
+ * unhealthy ...") instead of computing on a broken device.
+ *
  * Skips when NumPy is missing (the model generator needs it).
  */
 #include <errno.h>
@@ -31,6 +37,7 @@
 #include <grpc/grpc.h>
 
 #include "certa/v1/worker.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "lib/rpc.h"
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
@@ -326,6 +333,7 @@ test_kv_exhausted(void **state)
 	assert_string_equal(inf->engine, "llm");
 	assert_string_equal(inf->model, MODEL_NAME);
 	assert_int_equal(inf->capacity, 1);
+	assert_string_equal(inf->fault, "");
 	protobuf_c_message_free_unpacked(&inf->base, NULL);
 
 	assert_int_equal(step(ch, "a", 0, &a_total, NULL), GRPC_STATUS_OK);
@@ -357,12 +365,71 @@ test_kv_exhausted(void **state)
 	free(bin);
 }
 
+static void
+test_device_fault(void **state)
+{
+	struct fx *f = *state;
+	char *bin = harness_bin("certa-worker"), log[600], port[600], *details = NULL;
+	char *argv[] = { bin, "--engine", "llm", "--model", f->model, "--threads", "1",
+	    "--device", "cpu-fault:3", "--kv-memory", "4M", "--listen", "127.0.0.1:0",
+	    "--port-file", port, NULL };
+	struct harness_proc *p = NULL;
+	struct rpc_channel *ch = NULL;
+	Certa__V1__InfoReply *inf;
+	uint64_t t = 0;
+	int wport = 0, status = 0;
+
+	need_model(f);
+	assert_non_null(bin);
+	snprintf(log, sizeof log, "%s/fault.log", f->dir);
+	snprintf(port, sizeof port, "%s/fault.port", f->dir);
+	assert_int_equal(harness_spawn(&p, log, argv), 0);
+	if (harness_wait_port_file(port, 20000, &wport) != 0) {
+		harness_dump_log(p);
+		fail_msg("the llm worker did not start");
+	}
+	assert_int_equal(certa_client_channel(wport, &ch), 0);
+	assert_int_equal(certa_client_health(wport, ""),
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+
+	/* Prefill, decode, decode: the third forward meets the fault. */
+	assert_int_equal(step(ch, "a", 0, &t, &details), GRPC_STATUS_INTERNAL);
+	assert_non_null(details);
+	print_message("step on a faulty device: %s\n", details);
+	assert_non_null(strstr(details, "injected device fault"));
+	free(details);
+	details = NULL;
+	assert_int_equal(certa_client_health(wport, ""),
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+	assert_int_equal(certa_client_health(wport, "certa.v1.Worker"),
+	    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+	inf = info(ch);
+	assert_non_null(strstr(inf->fault, "injected device fault"));
+	protobuf_c_message_free_unpacked(&inf->base, NULL);
+	/* Nothing computes any more: another sequence fails at once. */
+	assert_int_equal(step(ch, "b", 0, &t, &details), GRPC_STATUS_INTERNAL);
+	assert_non_null(details);
+	assert_non_null(strstr(details, "worker unhealthy"));
+	free(details);
+
+	rpc_channel_free(ch);
+	assert_int_equal(harness_signal(p, SIGTERM), 0);
+	assert_int_equal(harness_wait_exit(p, 10000, &status), 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		harness_dump_log(p);
+		fail_msg("worker did not stop cleanly on SIGTERM");
+	}
+	harness_proc_free(p);
+	free(bin);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kv_exhausted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_fault, setup, teardown),
 	};
 	int rc;
 

@@ -85,8 +85,12 @@ struct llm {
 	size_t nsuffix;
 	uint32_t max_batch;          /* tokens per iteration (forward_batch) */
 	struct kv_pool *pool;        /* paged KV blocks of every sequence and probe fork */
-	pthread_mutex_t mu;          /* guards reqs and the seqs' busy/dead */
+	pthread_mutex_t mu;          /* guards reqs and the seqs' busy/dead, and fault */
 	struct strmap *reqs;         /* request id -> struct llm_seq */
+	/* After a device error (forward's -EIO) the engine stops serving: every later step fails
+	 * with this, and Info reports it (the worker turns NOT_SERVING). */
+	bool faulted;
+	char fault[256];
 };
 
 /* What a step prepares for one item before it changes anything. */
@@ -146,6 +150,30 @@ llm_cpu_create(const char *name, uint32_t n_threads, struct backend **out, char 
 	return rc;
 }
 
+/* "cpu-fault:N": the CPU backend whose N-th forward fails as a broken device would
+ * (backend_cpu_create_faulty): tests of the device-error path without a GPU. */
+static int
+llm_cpu_fault_create(const char *name, uint32_t n_threads, struct backend **out, char *err,
+    size_t errlen)
+{
+	unsigned long n = 1;
+	char *end;
+	int rc;
+
+	if (name[9] == ':') {
+		errno = 0;
+		n = strtoul(name + 10, &end, 10);
+		if (errno != 0 || end == name + 10 || *end != '\0' || n == 0 || n > UINT32_MAX) {
+			snprintf(err, errlen, "bad device '%s' (cpu-fault:N, N >= 1)", name);
+			return CERTA_ECONFIG;
+		}
+	}
+	rc = backend_cpu_create_faulty(n_threads, (uint32_t)n, out);
+	if (rc != 0)
+		snprintf(err, errlen, "cpu backend: %s", certa_strerror(rc));
+	return rc;
+}
+
 #ifdef BACKEND_HAVE_CUDA
 /* "cuda" is cuda:0; "cuda:N" device N (as CUDA numbers them: the systemd unit's
  * CUDA_VISIBLE_DEVICES leaves one, device 0). */
@@ -177,6 +205,7 @@ static const struct llm_device {
 	    size_t errlen);
 } llm_devices[] = {
 	{ "cpu", false, llm_cpu_create },
+	{ "cpu-fault", true, llm_cpu_fault_create },
 #ifdef BACKEND_HAVE_CUDA
 	{ "cuda", true, llm_cuda_create },
 #endif
@@ -1033,6 +1062,38 @@ llm_work_after(struct llm *l, struct llm_work *w, const struct forward_seq *fs,
 
 /* A compute error for piece w (rc, err): a probe that found no KV block is skipped (the chain
  * is fine); anything else fails the piece's step. */
+/* A device error: the engine stops serving (once; logged).  Any thread. */
+static void
+llm_set_fault(struct llm *l, const char *msg)
+{
+	bool first;
+
+	pthread_mutex_lock(&l->mu);
+	first = !l->faulted;
+	if (first) {
+		snprintf(l->fault, sizeof l->fault, "%s", msg);
+		l->faulted = true;
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (first)
+		log_err(LOG_ENGINE, "llm engine: %s: no longer serving", msg);
+}
+
+/* Whether a device error stopped the engine: true with the message in err. */
+static bool
+llm_faulted(struct llm *l, char *err, size_t errlen)
+{
+	bool f;
+
+	pthread_mutex_lock(&l->mu);
+	f = l->faulted;
+	if (f)
+		snprintf(err, errlen, "worker unhealthy after a device error: %.200s",
+		    l->fault);
+	pthread_mutex_unlock(&l->mu);
+	return f;
+}
+
 static int
 llm_work_error(struct llm_work *w, int rc, const char *err)
 {
@@ -1062,6 +1123,8 @@ llm_prepare(struct llm *l, const struct engine_item *items, size_t n, struct llm
 	rc = engine_check_items(items, n, err, errlen);
 	if (rc != 0)
 		return rc;
+	if (llm_faulted(l, err, errlen))
+		return -EIO;
 	for (i = 0; i < n; i++) {
 		const struct engine_item *it = &items[i];
 		if (it->model != NULL && it->model[0] != '\0' && strcmp(it->model, l->name) != 0) {
@@ -1321,15 +1384,27 @@ llm_iterate_once(struct llm *l, struct llm_run *r)
 	if (nseq == 0)
 		return false;
 	err[0] = '\0';
-	alone = forward_batch(l->fwd, r->fs, (uint32_t)nseq, &st, err, sizeof err) != 0;
+	rc = forward_batch(l->fwd, r->fs, (uint32_t)nseq, &st, err, sizeof err);
+	if (rc == -EIO)
+		llm_set_fault(l, err);
+	alone = rc != 0;
 	for (i = 0; i < nseq; i++) {
 		struct llm_work *x = &w[r->who[i]];
 		struct engine_work *wk = x->job->wk;
 		if (wk->rc != 0)
 			continue;
+		/* After a device error nothing runs again: every piece fails with it. */
+		if (alone && llm_faulted(l, err, sizeof err)) {
+			wk->rc = llm_work_error(x, -EIO, err);
+			snprintf(wk->err, wk->errlen, "request %s: %s", x->it->request_id, err);
+			llm_fail_job(r, x->job);
+			continue;
+		}
 		/* The batch failed: each runs alone, so only the culprit fails. */
 		if (alone && (rc = forward_batch(l->fwd, &r->fs[i], 1, &st, err,
 		    sizeof err)) != 0) {
+			if (rc == -EIO)
+				llm_set_fault(l, err);
 			rc = llm_work_error(x, rc, err);
 			if (rc != 0) {
 				wk->rc = rc;
@@ -1564,6 +1639,9 @@ llm_info(void *state, struct engine_info *out)
 	out->models = l->names;
 	out->nmodels = 1;
 	out->problems = 0;
+	pthread_mutex_lock(&l->mu);
+	out->fault = l->faulted ? l->fault : NULL;
+	pthread_mutex_unlock(&l->mu);
 }
 
 const struct engine_ops llm_engine_ops = {

@@ -140,6 +140,14 @@ struct backend {
 int backend_cpu_create(uint32_t n_threads, struct backend **out);
 
 /*
+ * Fault injection (tests of the device-error path on machines without a GPU): the CPU backend
+ * with an ops->error that, from its fail_at-th call on (1 = the first), reports what a broken
+ * device would: -EIO, "injected device fault".  forward_run/forward_batch call it once each,
+ * so the fail_at-th forward fails.  The llm engine's device `cpu-fault:N` is this.
+ */
+int backend_cpu_create_faulty(uint32_t n_threads, uint32_t fail_at, struct backend **out);
+
+/*
  * The CUDA backend (backend_cuda.cu, built when the Makefile finds nvcc: BACKEND_HAVE_CUDA is
  * then defined) on CUDA device `device`.  Returns 0 and *out, or -ENODEV ("no CUDA device N
  * (found M)"), -ENOMEM, -EIO with a message in err.

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ struct backend_cpu {
 	uint32_t pending;
 	bool stop;
 	struct cpu_job *job;
+	uint32_t fail_at, error_calls;   /* backend_cpu_create_faulty */
 };
 
 /* ---- numbers ---------------------------------------------------------------------------- */
@@ -706,28 +708,52 @@ cpu_destroy(struct backend *be)
 	free(c);
 }
 
+#define CPU_OPS \
+	.destroy = cpu_destroy, \
+	.alloc = cpu_alloc, \
+	.release = cpu_release, \
+	.read = cpu_copy, \
+	.write = cpu_copy, \
+	.copy = cpu_copy, \
+	.matmul = cpu_matmul, \
+	.get_rows = cpu_get_rows, \
+	.rmsnorm = cpu_rmsnorm, \
+	.rope = cpu_rope, \
+	.attention = cpu_attention, \
+	.kv_store = cpu_kv_store, \
+	.swiglu = cpu_swiglu, \
+	.add = cpu_add, \
+	.axpy = cpu_axpy, \
+	.add_bias = cpu_add_bias, \
+	.moe_gate = cpu_moe_gate, \
+	.softmax = cpu_softmax, \
+	.argmax = cpu_argmax, \
+	.sample = cpu_sample
+
 static const struct backend_ops cpu_ops = {
 	.name = "cpu",
-	.destroy = cpu_destroy,
-	.alloc = cpu_alloc,
-	.release = cpu_release,
-	.read = cpu_copy,
-	.write = cpu_copy,
-	.copy = cpu_copy,
-	.matmul = cpu_matmul,
-	.get_rows = cpu_get_rows,
-	.rmsnorm = cpu_rmsnorm,
-	.rope = cpu_rope,
-	.attention = cpu_attention,
-	.kv_store = cpu_kv_store,
-	.swiglu = cpu_swiglu,
-	.add = cpu_add,
-	.axpy = cpu_axpy,
-	.add_bias = cpu_add_bias,
-	.moe_gate = cpu_moe_gate,
-	.softmax = cpu_softmax,
-	.argmax = cpu_argmax,
-	.sample = cpu_sample,
+	CPU_OPS,
+};
+
+/* The injected fault: from the fail_at-th call on, -EIO (a device that stays broken). */
+static int
+cpu_fault_error(struct backend *be, char *msg, size_t len)
+{
+	struct backend_cpu *c = (struct backend_cpu *)be;
+
+	if (c->error_calls < UINT32_MAX)
+		c->error_calls++;
+	if (c->error_calls < c->fail_at)
+		return 0;
+	if (msg && len)
+		snprintf(msg, len, "injected device fault (call %u)", c->error_calls);
+	return -EIO;
+}
+
+static const struct backend_ops cpu_fault_ops = {
+	.name = "cpu-fault",
+	CPU_OPS,
+	.error = cpu_fault_error,
 };
 
 int
@@ -766,4 +792,16 @@ backend_cpu_create(uint32_t n_threads, struct backend **out)
 	}
 	*out = &c->base;
 	return 0;
+}
+
+int
+backend_cpu_create_faulty(uint32_t n_threads, uint32_t fail_at, struct backend **out)
+{
+	int rc = backend_cpu_create(n_threads, out);
+
+	if (rc == 0) {
+		((struct backend_cpu *)*out)->base.ops = &cpu_fault_ops;
+		((struct backend_cpu *)*out)->fail_at = fail_at;
+	}
+	return rc;
 }
