@@ -158,9 +158,11 @@ else
 	finish
 fi
 
-# Status of a test part from its exit code and its own SKIP line.
+# Status of a test part from its exit code and its own SKIP line.  A GPU that nvidia-smi sees
+# but CUDA does not ("no CUDA device": driver too old, CUDA_VISIBLE_DEVICES) is a failure.
 test_status() {             # test_status RC OUTFILE
 	if [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; then echo TIMEOUT
+	elif [ -n "$gpu" ] && grep -q 'SKIP: no CUDA device' "$2"; then echo FAIL
 	elif grep -q 'SKIP' "$2" && [ "$1" -eq 0 ]; then echo SKIP
 	elif [ "$1" -eq 0 ]; then echo PASS
 	else echo FAIL
