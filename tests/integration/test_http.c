@@ -11,6 +11,7 @@
  *    when node, npm or the registry is missing.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,6 +37,7 @@ struct env {
 	struct itest it;             /* first */
 	int hport;                   /* the HTTP API */
 	char key[160];               /* tenant "acme" */
+	bool https;                  /* curl over TLS (DIR/ca.pem) */
 };
 
 static int
@@ -60,8 +62,8 @@ need_curl(void)
 static void
 start(struct env *e, const char *delay, uint32_t max_concurrent)
 {
-	char lset[640], pf[600];
-	const char *sets[] = { "http.listen=127.0.0.1:0", lset, NULL };
+	char lset[640], pf[600], cert[640], key[640];
+	const char *sets[] = { "http.listen=127.0.0.1:0", lset, NULL, NULL, NULL, NULL };
 	Certa__V1__CreateTenantRequest req = CERTA__V1__CREATE_TENANT_REQUEST__INIT;
 	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
 	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
@@ -71,6 +73,13 @@ start(struct env *e, const char *delay, uint32_t max_concurrent)
 	need_curl();
 	snprintf(pf, sizeof pf, "%s/h.port", e->it.dir);
 	snprintf(lset, sizeof lset, "http.port_file=%s", pf);
+	if (e->https) {
+		snprintf(cert, sizeof cert, "tls.cert=%s/server.pem", e->it.dir);
+		snprintf(key, sizeof key, "tls.key=%s/server.key", e->it.dir);
+		sets[2] = "http.tls=true";
+		sets[3] = cert;
+		sets[4] = key;
+	}
 	itest_start(&e->it, delay, ITEST_ADMIN | ITEST_SETTLE, sets);
 	assert_int_equal(harness_wait_port_file(pf, 20000, &e->hport), 0);
 	t.name = (char *)"acme";
@@ -122,7 +131,7 @@ static int
 curl(struct env *e, const char *method, const char *path, const char *bearer, const char *body,
     const char *out, int max_time_s, char **bodyp, char **hdrp)
 {
-	char auth[256] = "", data[700] = "", outp[600], hdrpath[620], codep[620];
+	char auth[256] = "", data[700] = "", outp[600], hdrpath[620], codep[620], tls[640] = "";
 	char *code = NULL;
 	int status;
 
@@ -134,9 +143,11 @@ curl(struct env *e, const char *method, const char *path, const char *bearer, co
 	snprintf(outp, sizeof outp, "%s/%s", e->it.dir, out);
 	snprintf(hdrpath, sizeof hdrpath, "%s.hdr", outp);
 	snprintf(codep, sizeof codep, "%s.code", outp);
-	(void)harness_sh("curl -sS -N --max-time %d -X %s %s %s -D %s -o %s -w '%%{http_code}' "
-	    "http://127.0.0.1:%d%s > %s 2>>%s/curl.err", max_time_s, method, auth, data, hdrpath,
-	    outp, e->hport, path, codep, e->it.dir);
+	if (e->https)
+		snprintf(tls, sizeof tls, "--cacert %s/ca.pem", e->it.dir);
+	(void)harness_sh("curl -sS -N --max-time %d -X %s %s %s %s -D %s -o %s -w '%%{http_code}' "
+	    "%s://localhost:%d%s > %s 2>>%s/curl.err", max_time_s, method, auth, data, tls,
+	    hdrpath, outp, e->https ? "https" : "http", e->hport, path, codep, e->it.dir);
 	assert_int_equal(harness_read_file(codep, &code), 0);
 	status = atoi(code);
 	free(code);
@@ -413,6 +424,45 @@ test_disconnect_and_quota(void **state)
 	assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
 }
 
+/* https with tls.cert / tls.key (http.tls): models, a stream to its [DONE], and a plain-HTTP
+ * client refused. */
+static void
+test_https(void **state)
+{
+	struct env *e = *state;
+	char *body = NULL;
+
+	if (e == NULL)
+		skip();
+	if (access("/usr/bin/openssl", X_OK) != 0 || harness_sh("cd %s && "
+	    "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+	    "-subj /CN=certa-test-ca >/dev/null 2>&1 && "
+	    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
+	    "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+	    "-subj /CN=localhost >/dev/null 2>&1 && "
+	    "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+	    "-out server.pem -days 2 -extfile san.ext >/dev/null 2>&1", e->it.dir) != 0) {
+		print_message("SKIP: the openssl command cannot make certificates\n");
+		skip();
+	}
+	e->https = true;
+	start(e, NULL, 0);
+	assert_int_equal(curl(e, "GET", "/v1/models", e->key, NULL, "models", 20, &body, NULL),
+	    200);
+	assert_non_null(strstr(body, e->it.tr->model));
+	free(body);
+	write_chat(e, "stream.json", e->it.tr->model, ",\"stream\":true");
+	assert_int_equal(curl(e, "POST", "/v1/chat/completions", e->key, "stream.json", "sse", 60,
+	    &body, NULL), 200);
+	assert_true(strlen(body) > 14 &&
+	    strcmp(body + strlen(body) - 14, "data: [DONE]\n\n") == 0);
+	assert_non_null(strstr(body, "\"reasoning_content\":"));
+	free(body);
+	/* Plain HTTP on the TLS port gets no HTTP answer. */
+	e->https = false;
+	assert_int_equal(curl(e, "GET", "/v1/models", e->key, NULL, "plain", 5, NULL, NULL), 0);
+}
+
 /* The official `openai` npm package: tests/http/openai_client.cjs. */
 static void
 test_openai_npm(void **state)
@@ -469,6 +519,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_curl_sse, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_curl_errors, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_and_quota, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_https, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_openai_npm, setup, itest_teardown),
 	};
 	int rc;
