@@ -296,6 +296,12 @@ dmain_validate(const struct config *cfg, char *err, size_t errlen)
 			return CERTA_ECONFIG;
 		}
 	}
+	if (config_get_bool(cfg, "http.tls") && (config_get_str(cfg, "tls.cert") == NULL ||
+	    config_get_str(cfg, "tls.cert")[0] == '\0' || config_get_str(cfg, "tls.key") == NULL ||
+	    config_get_str(cfg, "tls.key")[0] == '\0')) {
+		snprintf(err, errlen, "http.tls needs tls.cert and tls.key");
+		return CERTA_ECONFIG;
+	}
 	for (i = 0; i < sizeof listeners / sizeof listeners[0]; i++) {
 		const char *a = config_get_str(cfg, listeners[i]);
 		if (a != NULL && a[0] != '\0' && config_check_address(a, 1, sub, sizeof sub) != 0) {
@@ -552,7 +558,7 @@ dmain_reload(struct dmain *m)
 		log_warn(LOG_CONFIG, "listen and state_dir changes take effect after a restart");
 	{
 		static const char *const restart_only[] = { "workers.token_file", "workers.tls_ca",
-		    "workers.tls_cert", "workers.tls_key" };
+		    "workers.tls_cert", "workers.tls_key", "http.listen" };
 		size_t i;
 		for (i = 0; i < sizeof restart_only / sizeof restart_only[0]; i++) {
 			const char *a = config_get_str(cfg, restart_only[i]);

@@ -303,6 +303,11 @@ oai_conn_closed(struct evhttp_connection *conn, void *arg)
 	if (r->id[0] != '\0')
 		log_info(LOG_MAIN, "http: client of program %s went away; the program goes on",
 		    r->id);
+	/* A request libevent detached from its closing connection (EOF before our answer) is
+	 * ours to free; one still attached goes with the connection. */
+	if (r->req != NULL && evhttp_request_get_connection(r->req) == NULL)
+		evhttp_request_free(r->req);
+	r->req = NULL;
 	r->conn = NULL;
 	oai_req_release(r);
 }
@@ -745,25 +750,48 @@ oai_on_finished(struct oai_req *r, const Certa__V1__Finished *fin)
 	return r->pr.stream ? oai_sse_finished(r, fin) : oai_build_final(r, fin);
 }
 
-/* rpc_call_sink.send: one ProgramEvent. */
+/* rpc_call_sink.send: one ProgramEvent.  An event that cannot be answered (out of memory)
+ * ends the HTTP answer with a 500 (the program goes on; the sender drops this watcher). */
 static int
 oai_sink_send(void *arg, const ProtobufCMessage *msg)
 {
 	struct oai_req *r = arg;
 	const Certa__V1__ProgramEvent *ev = (const Certa__V1__ProgramEvent *)msg;
+	int rc = 0;
 
 	if (r->req == NULL)
 		return CERTA_ECANCELLED;
 	switch (ev->event_case) {
 	case CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED:
-		return oai_on_accepted(r, ev->accepted);
+		rc = oai_on_accepted(r, ev->accepted);
+		break;
 	case CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS:
-		return oai_on_progress(r, ev->progress);
+		rc = oai_on_progress(r, ev->progress);
+		break;
 	case CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED:
-		return oai_on_finished(r, ev->finished);
+		rc = oai_on_finished(r, ev->finished);
+		break;
 	default:
-		return 0;
+		break;
 	}
+	if (rc != 0 && r->req != NULL) {
+		char msg500[200];
+		snprintf(msg500, sizeof msg500, "program %s: cannot answer: %s (certactl get %s)",
+		    r->id, certa_strerror(rc), r->id);
+		if (r->conn != NULL)
+			evhttp_connection_set_closecb(r->conn, NULL, NULL);
+		r->conn = NULL;
+		if (r->streaming) {
+			oai_sse_error(r, 500, msg500);
+			oai_sse_send(r, "[DONE]", 6);
+			evhttp_send_reply_end(r->req);
+		} else {
+			oai_send_error(r->req, 500, msg500, "server_error", NULL, NULL, 0);
+		}
+		r->req = NULL;
+		oai_req_release(r);
+	}
+	return rc;
 }
 
 /* rpc_call_sink.finish: the program ended (OK), failed, or its stream was ended (drain,
@@ -783,13 +811,12 @@ oai_sink_finish(void *arg, grpc_status_code status, const char *message)
 		for (i = 0; i < sizeof oai_grpc_http / sizeof oai_grpc_http[0]; i++)
 			if (oai_grpc_http[i].status == status)
 				http = oai_grpc_http[i].http;
-		snprintf(msg, sizeof msg, "%s", r->failed && r->fail_message != NULL &&
-		    r->fail_message[0] ? r->fail_message : message);
-		if (r->failed && strstr(msg, r->id) == NULL && r->id[0] != '\0') {
-			char tmp[1200];
-			snprintf(tmp, sizeof tmp, "program %s failed: %s", r->id, msg);
-			snprintf(msg, sizeof msg, "%s", tmp);
-		}
+		const char *why = r->failed && r->fail_message != NULL && r->fail_message[0] ?
+		    r->fail_message : message;
+		if (r->failed && strncmp(why, "program ", 8) != 0)
+			snprintf(msg, sizeof msg, "program %s failed: %.1000s", r->id, why);
+		else
+			snprintf(msg, sizeof msg, "%s", why);
 	}
 	if (r->conn != NULL)
 		evhttp_connection_set_closecb(r->conn, NULL, NULL);

@@ -345,6 +345,33 @@ test_curl_errors(void **state)
 	check_error(body, NULL, "unknown_url");
 	free(body);
 
+	/* A program that fails (the replay worker has no trace of this problem) answers an
+	 * error (its status follows the failure's), and a stream ends with an error event. */
+	{
+		char p[600];
+		snprintf(p, sizeof p, "%s/unknown.json", e->it.dir);
+		assert_int_equal(harness_write_file(p, "{\"model\":\"%s\",\"messages\":[{\"role\":"
+		    "\"user\",\"content\":\"No trace has this problem.\"}]}", e->it.tr->model), 0);
+		snprintf(p, sizeof p, "%s/unknown-stream.json", e->it.dir);
+		assert_int_equal(harness_write_file(p, "{\"model\":\"%s\",\"stream\":true,"
+		    "\"messages\":[{\"role\":\"user\",\"content\":\"No trace has this problem.\"}]}",
+		    e->it.tr->model), 0);
+	}
+	{
+		int st = curl(e, "POST", "/v1/chat/completions", e->key, "unknown.json", "f1", 30,
+		    &body, NULL);
+		assert_true(st >= 400 && st < 600);
+		check_error(body, NULL, NULL);
+		assert_non_null(strstr(body, "failed"));
+		free(body);
+	}
+	assert_int_equal(curl(e, "POST", "/v1/chat/completions", e->key, "unknown-stream.json",
+	    "f2", 30, &body, NULL), 200);
+	assert_non_null(strstr(body, "data: {\"error\":{\"message\":"));
+	assert_true(strlen(body) > 14 &&
+	    strcmp(body + strlen(body) - 14, "data: [DONE]\n\n") == 0);
+	free(body);
+
 	/* /v1/models names the worker's model. */
 	assert_int_equal(curl(e, "GET", "/v1/models", e->key, NULL, "models", 20, &body, NULL),
 	    200);
