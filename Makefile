@@ -16,6 +16,8 @@ CPPFLAGS_ALL = -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)/gen \
 LIBS     = -lgrpc -lgpr -lprotobuf-c -levent_core -levent_extra -levent_pthreads -llmdb -lz \
 	-lcrypto -lsystemd -lpcre2-8 -lpthread -lm
 CMOCKA_LIBS = -lcmocka
+# certad's HTTP API (daemon/openai.c): evhttp over TLS.
+LIBS    += -levent_openssl -lssl
 ALL_CFLAGS = $(CPPFLAGS_ALL) $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 

@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "daemon/tenants.h"
+#include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
 
@@ -130,6 +131,24 @@ auth_admin_cn(const struct auth *a, struct rpc_call *call)
 	return found;
 }
 
+int
+auth_tenant(struct auth *a, const char *authz, const char **tenant, char *msg, size_t msglen)
+{
+	if (authz == NULL) {
+		if (a->anonymous != NULL) {
+			*tenant = a->anonymous;
+			return 0;
+		}
+		snprintf(msg, msglen, "missing credentials: send 'authorization: Bearer <api key>'");
+		return CERTA_EAUTH;
+	}
+	if (tenants_authenticate(a->ts, authz, tenant) != 0) {
+		snprintf(msg, msglen, "invalid or revoked API key");
+		return CERTA_EAUTH;
+	}
+	return 0;
+}
+
 grpc_status_code
 auth_authorize(struct rpc_call *call, const struct rpc_method *m, void *ctx, char *msg,
     size_t msglen)
@@ -165,19 +184,8 @@ auth_authorize(struct rpc_call *call, const struct rpc_method *m, void *ctx, cha
 		return GRPC_STATUS_UNAUTHENTICATED;
 	}
 	if (m->flags & AUTH_TENANT) {
-		if (authz == NULL) {
-			if (a->anonymous != NULL) {
-				rpc_call_set_identity(call, a->anonymous);
-				return GRPC_STATUS_OK;
-			}
-			snprintf(msg, msglen, "missing credentials: send 'authorization: Bearer "
-			    "<api key>'");
+		if (auth_tenant(a, authz, &tenant, msg, msglen) != 0)
 			return GRPC_STATUS_UNAUTHENTICATED;
-		}
-		if (tenants_authenticate(a->ts, authz, &tenant) != 0) {
-			snprintf(msg, msglen, "invalid or revoked API key");
-			return GRPC_STATUS_UNAUTHENTICATED;
-		}
 		rpc_call_set_identity(call, tenant);
 		return GRPC_STATUS_OK;
 	}

@@ -39,6 +39,13 @@ void auth_free(struct auth *a);
 /* Replaces the options (reload); strings are copied. */
 int auth_configure(struct auth *a, const struct auth_options *opt);
 
+/* The tenant an `authorization` value names ("Bearer <api key>"; NULL: none sent), by the same
+ * rule as Reasoning calls (the anonymous tenant for none, when configured): *tenant (valid
+ * until the tenant is deleted) and 0, or CERTA_EAUTH with the reason in msg.  For front doors
+ * other than gRPC (daemon/openai.c). */
+int auth_tenant(struct auth *a, const char *authorization, const char **tenant, char *msg,
+    size_t msglen);
+
 /* The rpc_authorize_fn; ctx is the struct auth. */
 grpc_status_code auth_authorize(struct rpc_call *call, const struct rpc_method *m, void *ctx,
     char *msg, size_t msglen);

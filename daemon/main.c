@@ -22,6 +22,7 @@
 #include "daemon/admin.h"
 #include "daemon/auth.h"
 #include "daemon/core.h"
+#include "daemon/openai.h"
 #include "daemon/telemetry.h"
 #include "daemon/tenants.h"
 #include "lib/health.h"
@@ -216,6 +217,19 @@ static const struct config_option dmain_options[] = {
 	{ .name = "metrics.port_file",
 	  .type = CONFIG_STRING,
 	  .help = "write the metrics port here once listening (for tests)" },
+	{ .name = "http.listen",
+	  .type = CONFIG_STRING,
+	  .help = "address of the OpenAI-compatible HTTP API (host:port; port 0 = any free "
+	          "port; empty = off): /v1/chat/completions, /v1/completions, /v1/models "
+	          "(docs/http-api.md)" },
+	{ .name = "http.tls",
+	  .type = CONFIG_BOOL,
+	  .def = "false",
+	  .help = "serve the HTTP API over TLS (https) with tls.cert and tls.key; clients "
+	          "authenticate with API keys, no client certificate is asked" },
+	{ .name = "http.port_file",
+	  .type = CONFIG_STRING,
+	  .help = "write the HTTP API's port here once listening (for tests)" },
 	{ .name = "limits.max_prompt_bytes",
 	  .type = CONFIG_SIZE,
 	  .def = "64K",
@@ -240,6 +254,7 @@ struct dmain {
 	struct sdnotify *sn;
 	struct telemetry *tel;
 	struct metrics_http *mhttp;
+	struct openai *http;  /* the OpenAI-compatible HTTP API (NULL: off) */
 	int ready;
 	int port;
 	struct config *cfg;
@@ -264,7 +279,7 @@ dmain_usage(FILE *f)
 static int
 dmain_validate(const struct config *cfg, char *err, size_t errlen)
 {
-	static const char *const listeners[] = { "listen", "tls.listen" };
+	static const char *const listeners[] = { "listen", "tls.listen", "http.listen" };
 	const char *const *items;
 	size_t n = config_get_list(cfg, "workers.worker", &items), i;
 	char sub[400];
@@ -280,6 +295,12 @@ dmain_validate(const struct config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen, "workers.worker: %s", sub);
 			return CERTA_ECONFIG;
 		}
+	}
+	if (config_get_bool(cfg, "http.tls") && (config_get_str(cfg, "tls.cert") == NULL ||
+	    config_get_str(cfg, "tls.cert")[0] == '\0' || config_get_str(cfg, "tls.key") == NULL ||
+	    config_get_str(cfg, "tls.key")[0] == '\0')) {
+		snprintf(err, errlen, "http.tls needs tls.cert and tls.key");
+		return CERTA_ECONFIG;
 	}
 	for (i = 0; i < sizeof listeners / sizeof listeners[0]; i++) {
 		const char *a = config_get_str(cfg, listeners[i]);
@@ -537,7 +558,7 @@ dmain_reload(struct dmain *m)
 		log_warn(LOG_CONFIG, "listen and state_dir changes take effect after a restart");
 	{
 		static const char *const restart_only[] = { "workers.token_file", "workers.tls_ca",
-		    "workers.tls_cert", "workers.tls_key" };
+		    "workers.tls_cert", "workers.tls_key", "http.listen" };
 		size_t i;
 		for (i = 0; i < sizeof restart_only / sizeof restart_only[0]; i++) {
 			const char *a = config_get_str(cfg, restart_only[i]);
@@ -579,6 +600,8 @@ dmain_server_done(void *arg)
 	if (m->mhttp != NULL)
 		metrics_http_stop(m->mhttp);
 	m->mhttp = NULL;
+	openai_free(m->http);
+	m->http = NULL;
 	health_free(m->health);
 	m->health = NULL;
 	core_set_telemetry(m->core, NULL);
@@ -767,6 +790,42 @@ dmain_metrics(struct dmain *m)
 	return 0;
 }
 
+/* The OpenAI-compatible HTTP API (optional; daemon/openai.h). */
+static int
+dmain_http(struct dmain *m)
+{
+	const char *addr = config_get_str(m->cfg, "http.listen");
+	const char *pf = config_get_str(m->cfg, "http.port_file");
+	struct openai_options oo;
+	int bound = 0, rc;
+
+	if (addr == NULL || addr[0] == '\0')
+		return 0;
+	memset(&oo, 0, sizeof oo);
+	oo.listen = addr;
+	if (config_get_bool(m->cfg, "http.tls")) {
+		oo.tls_cert = config_get_str(m->cfg, "tls.cert");
+		oo.tls_key = config_get_str(m->cfg, "tls.key");
+		if (oo.tls_cert == NULL || oo.tls_cert[0] == '\0' || oo.tls_key == NULL ||
+		    oo.tls_key[0] == '\0') {
+			log_err(LOG_CONFIG, "http.tls needs tls.cert and tls.key");
+			return CERTA_ECONFIG;
+		}
+	}
+	/* JSON may escape every byte of the problem (\uXXXX), plus the rest of the body. */
+	oo.max_body = (size_t)config_get_int(m->cfg, "limits.max_prompt_bytes") * 6 + 65536;
+	rc = openai_new(proc_base(m->proc), m->core, m->auth, &oo, &bound, &m->http);
+	if (rc != 0) {
+		log_err(LOG_MAIN, "cannot serve the HTTP API on %s: %s", addr, certa_strerror(rc));
+		return rc;
+	}
+	log_info(LOG_MAIN, "HTTP API (OpenAI-compatible) on %s://%s port=%d",
+	    oo.tls_cert != NULL ? "https" : "http", addr, bound);
+	if (pf != NULL && pf[0] != '\0')
+		(void)proc_write_port_file(pf, bound);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -896,6 +955,8 @@ main(int argc, char **argv)
 		rc = rpc_server_start(m.srv);
 	if (rc == 0)
 		rc = dmain_metrics(&m);
+	if (rc == 0)
+		rc = dmain_http(&m);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot serve on %s", config_get_str(m.cfg, "listen"));
 		m.exit_code = 1;

@@ -601,6 +601,12 @@ pool_worker_model(const struct pool_worker *w)
 }
 
 const char *
+pool_worker_models(const struct pool_worker *w)
+{
+	return w->models;
+}
+
+const char *
 pool_worker_error(const struct pool_worker *w)
 {
 	return w->error;

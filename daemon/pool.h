@@ -108,6 +108,8 @@ uint32_t pool_worker_capacity(const struct pool_worker *w);
 uint32_t pool_worker_held(const struct pool_worker *w);
 const char *pool_worker_engine(const struct pool_worker *w);
 const char *pool_worker_model(const struct pool_worker *w);
+/* Every model the worker serves by its last Info, as ",a,b," ("" before the first). */
+const char *pool_worker_models(const struct pool_worker *w);
 const char *pool_worker_error(const struct pool_worker *w);
 int64_t pool_worker_last_seen(const struct pool_worker *w);
 /* Steps in flight to all workers. */

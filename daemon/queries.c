@@ -222,3 +222,16 @@ queries_list_free(Certa__V1__ListReply *reply)
 	if (reply->next_page_token != NULL && reply->next_page_token != protobuf_c_empty_string)
 		free(reply->next_page_token);
 }
+
+int
+queries_chain_text(struct core *c, const char *tenant, const char *id, uint32_t index,
+    const char **text, size_t *len)
+{
+	struct program *p = strmap_get(c->live, id);
+
+	if (p == NULL || !queries_owned(c, tenant, p->tenant, p->tenant_uid) || index >= p->n)
+		return CERTA_ENOTFOUND;
+	*text = p->chains[index].text != NULL ? p->chains[index].text : "";
+	*len = p->chains[index].text != NULL ? p->chains[index].text_len : 0;
+	return 0;
+}

@@ -8,6 +8,7 @@
 #ifndef CERTA_DAEMON_QUERIES_H
 #define CERTA_DAEMON_QUERIES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "certa/v1/reasoning.pb-c.h"
@@ -30,5 +31,12 @@ int queries_get(struct core *c, const char *tenant, const char *id, Certa__V1__P
 int queries_list(struct core *c, const char *tenant, int state, uint32_t page_size,
     const char *page_token, Certa__V1__ListReply *reply);
 void queries_list_free(Certa__V1__ListReply *reply);
+/* The reasoning text so far of chain `index` of a live program of the tenant (borrowed: valid
+ * until control returns to the loop) into *text and *len.  CERTA_ENOTFOUND when the program
+ * is not live or not the tenant's, or has no such chain.  For the HTTP API's
+ * reasoning_content, read while an event is delivered (the program is still live when its
+ * finished event goes out). */
+int queries_chain_text(struct core *c, const char *tenant, const char *id, uint32_t index,
+    const char **text, size_t *len);
 
 #endif

@@ -72,6 +72,8 @@ struct rpc_call {
 	void *cancel_arg;
 	void *data;
 	char *identity;         /* who the authorizer says the caller is */
+	const struct rpc_call_sink *sink;   /* local calls only (srv NULL) */
+	void *sink_arg;
 
 	struct rpc_call *prev, *next;
 };
@@ -107,6 +109,23 @@ struct rpc_server {
 static void rpc_call_pump(struct rpc_call *c);
 static void rpc_server_maybe_done(struct rpc_server *srv);
 
+/* A local call's memory (no gRPC state). */
+static void
+rpc_call_free_local(struct rpc_call *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nmd; i++) {
+		free(c->md[i].key);
+		free(c->md[i].value);
+	}
+	free(c->md);
+	free(c->path);
+	free(c->peer);
+	free(c->identity);
+	free(c);
+}
+
 /* Frees the call once no batch and no user holds it. */
 static void
 rpc_call_release(struct rpc_call *c)
@@ -116,6 +135,10 @@ rpc_call_release(struct rpc_call *c)
 
 	if (--c->refs > 0)
 		return;
+	if (srv == NULL) {
+		rpc_call_free_local(c);
+		return;
+	}
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -177,6 +200,53 @@ rpc_call_kill(struct rpc_call *c)
 		c->cancel_fn = NULL;
 		rpc_call_release(c);
 	}
+}
+
+int
+rpc_call_local_new(const struct rpc_call_sink *sink, void *arg, const char *peer,
+    struct rpc_call **out)
+{
+	struct rpc_call *c = calloc(1, sizeof *c);
+
+	if (c == NULL)
+		return -ENOMEM;
+	c->sink = sink;
+	c->sink_arg = arg;
+	c->refs = 1;
+	c->initial_md_sent = 1;
+	c->path = strdup("local");
+	c->peer = strdup(peer != NULL ? peer : "local");
+	if (c->path == NULL || c->peer == NULL) {
+		rpc_call_free_local(c);
+		return -ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
+int
+rpc_call_local_set_metadata(struct rpc_call *c, const char *key, const char *value)
+{
+	struct rpc_md *nmd = realloc(c->md, (c->nmd + 1) * sizeof *nmd);
+
+	if (nmd == NULL)
+		return -ENOMEM;
+	c->md = nmd;
+	c->md[c->nmd].key = strdup(key);
+	c->md[c->nmd].value = strdup(value);
+	if (c->md[c->nmd].key == NULL || c->md[c->nmd].value == NULL) {
+		free(c->md[c->nmd].key);
+		free(c->md[c->nmd].value);
+		return -ENOMEM;
+	}
+	c->nmd++;
+	return 0;
+}
+
+void
+rpc_call_local_close(struct rpc_call *c)
+{
+	rpc_call_kill(c);
 }
 
 /* RECV_CLOSE_ON_SERVER completed: the call is over, cancelled or not. */
@@ -302,7 +372,20 @@ rpc_call_enqueue(struct rpc_call *c, const ProtobufCMessage *msg)
 int
 rpc_call_send(struct rpc_call *c, const ProtobufCMessage *msg)
 {
-	int rc = rpc_call_enqueue(c, msg);
+	int rc;
+
+	if (c->srv == NULL) {
+		if (c->dead)
+			return CERTA_ECANCELLED;
+		if (c->finished)
+			return CERTA_ESTATE;
+		if (c->sink->send(c->sink_arg, msg) != 0) {
+			rpc_call_kill(c);
+			return CERTA_ECANCELLED;
+		}
+		return 0;
+	}
+	rc = rpc_call_enqueue(c, msg);
 
 	if (rc == 0)
 		rpc_call_pump(c);
@@ -321,12 +404,18 @@ rpc_call_vfinish(struct rpc_call *c, grpc_status_code status, const char *fmt, v
 		return CERTA_ESTATE;
 	c->finished = 1;
 	c->status = status;
+	msg[0] = '\0';
 	if (fmt != NULL) {
 		vsnprintf(msg, sizeof msg, fmt, ap);
-		if (msg[0] != '\0') {
+		if (msg[0] != '\0' && c->srv != NULL) {
 			c->status_slice = grpc_slice_from_copied_string(msg);
 			c->has_status_slice = 1;
 		}
+	}
+	if (c->srv == NULL) {
+		c->status_sent = 1;
+		c->sink->finish(c->sink_arg, status, msg);
+		return 0;
 	}
 	if (status != GRPC_STATUS_OK)
 		log_debug(LOG_RPC, "call %s -> %s: %s", c->path, rpc_status_name(status),
@@ -362,7 +451,7 @@ rpc_call_fail(struct rpc_call *c, int err, const char *fmt, ...)
 int
 rpc_call_reply(struct rpc_call *c, const ProtobufCMessage *msg)
 {
-	int rc = rpc_call_enqueue(c, msg);
+	int rc = c->srv == NULL ? rpc_call_send(c, msg) : rpc_call_enqueue(c, msg);
 
 	if (rc != 0)
 		return rc;
@@ -414,7 +503,7 @@ rpc_call_peer(const struct rpc_call *c)
 grpc_call *
 rpc_call_grpc(const struct rpc_call *c)
 {
-	return c->call;
+	return c->srv == NULL ? NULL : c->call;
 }
 
 size_t
@@ -456,7 +545,7 @@ rpc_call_identity(const struct rpc_call *c)
 int
 rpc_call_is_local(const struct rpc_call *c)
 {
-	return c->peer != NULL && strncmp(c->peer, "unix:", 5) == 0;
+	return c->srv != NULL && c->peer != NULL && strncmp(c->peer, "unix:", 5) == 0;
 }
 
 /* The request message arrived (or not): decode and dispatch to the handler. */

@@ -135,4 +135,32 @@ int rpc_call_is_local(const struct rpc_call *call);
 void rpc_call_set_data(struct rpc_call *call, void *data);
 void *rpc_call_get_data(const struct rpc_call *call);
 
+/*
+ * --- local calls ---
+ *
+ * A call that no gRPC client made: another front door of the same process (certad's HTTP API,
+ * daemon/openai.c) hands one to code written for server streams (a program's watchers), and
+ * receives what that code sends through the sink, synchronously, on the loop thread.  send()
+ * gets each message (borrowed for the call; return non-zero when the reader is gone, and the
+ * sender drops the call as it would a dead stream); finish() gets the status and its message
+ * once.  Neither may re-enter the code that is sending (e.g. unwatch the call themselves).
+ * rpc_call_metadata, rpc_call_identity and rpc_call_peer work as for gRPC calls (metadata set
+ * with rpc_call_local_set_metadata); rpc_call_grpc is NULL and rpc_call_is_local false.
+ */
+struct rpc_call_sink {
+	int (*send)(void *arg, const ProtobufCMessage *msg);
+	void (*finish)(void *arg, grpc_status_code status, const char *message);
+};
+
+/* A local call holding one reference (the caller's); peer names it in logs ("http:..."); sink
+ * and arg must outlive the call's last send/finish (see rpc_call_local_close).  Returns 0 or
+ * -ENOMEM; *out is written only on success. */
+int rpc_call_local_new(const struct rpc_call_sink *sink, void *arg, const char *peer,
+    struct rpc_call **out);
+/* Records one metadata value (copied) that rpc_call_metadata will return: 0 or -ENOMEM. */
+int rpc_call_local_set_metadata(struct rpc_call *call, const char *key, const char *value);
+/* The reader went away: the call is dead from now on (sends fail, the sink is never called
+ * again, the cancel callback runs). */
+void rpc_call_local_close(struct rpc_call *call);
+
 #endif

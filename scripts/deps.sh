@@ -7,7 +7,7 @@ set -eu
 
 PKGS="build-essential pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
 protobuf-compiler libgrpc-dev liblmdb-dev lmdb-utils libcmocka-dev libsystemd-dev zlib1g-dev
-libinih-dev libssl-dev libpcre2-dev python3 python3-numpy procps systemd openssl"
+libinih-dev libssl-dev libpcre2-dev python3 python3-numpy procps systemd openssl curl"
 
 # Optional: promtool (package prometheus) lets the metrics test check the exposition format
 # with the real parser; the test uses its own strict parser when it is missing.
@@ -28,6 +28,13 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
+
+# Node and npm run the npm packages of the tests (tests/http: the official openai client;
+# tests/tokenizer).  Machines often have them from elsewhere (nodesource's nodejs bundles npm):
+# Debian's are installed only when no npm is found.
+if [ "${1:-}" != fuzz ] && ! command -v npm >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
 
 opt_missing=""
 for p in $OPTIONAL; do
