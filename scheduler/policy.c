@@ -43,6 +43,7 @@ static const struct policy_key policy_keys[] = {
 	PK("cot.threshold", POLICY_DOUBLE, cot_threshold, "cot stop-certain threshold"),
 	PK("sc.threshold", POLICY_DOUBLE, sc_threshold, "sc stop-certain threshold"),
 	PK("riskctl.target", POLICY_DOUBLE, riskctl_target, "answer-change rate allowed"),
+	PK("riskctl.sc_target", POLICY_DOUBLE, riskctl_sc_target, "same for sc programs"),
 	PK("riskctl.shadow_frac", POLICY_DOUBLE, riskctl_shadow_frac, "early stops shadowed (0 off)"),
 	PK("riskctl.confidence", POLICY_DOUBLE, riskctl_confidence, "of the rate bounds"),
 	PK("riskctl.step", POLICY_DOUBLE, riskctl_step, "logit shift per move"),
@@ -339,6 +340,7 @@ policy_round(struct sched_policy *p)
 	p->cot_threshold = policy_round6(p->cot_threshold);
 	p->sc_threshold = policy_round6(p->sc_threshold);
 	p->riskctl_target = policy_round6(p->riskctl_target);
+	p->riskctl_sc_target = policy_round6(p->riskctl_sc_target);
 	p->riskctl_shadow_frac = policy_round6(p->riskctl_shadow_frac);
 	p->riskctl_confidence = policy_round6(p->riskctl_confidence);
 	p->riskctl_step = policy_round6(p->riskctl_step);

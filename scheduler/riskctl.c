@@ -7,9 +7,9 @@
 #include "scheduler/sched.h"
 
 void
-riskctl_params_from_policy(const struct sched_policy *p, struct riskctl_params *out)
+riskctl_params_from_policy(const struct sched_policy *p, int algo, struct riskctl_params *out)
 {
-	out->target = p->riskctl_target;
+	out->target = algo == SCHED_ALGO_SC ? p->riskctl_sc_target : p->riskctl_target;
 	out->shadow_frac = p->riskctl_shadow_frac;
 	out->confidence = p->riskctl_confidence;
 	out->step = p->riskctl_step;

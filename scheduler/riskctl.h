@@ -33,7 +33,7 @@ struct sched_policy;
 
 /* Controller parameters (the policy's riskctl.* keys, scheduler/policy.h). */
 struct riskctl_params {
-	double target;         /* answer-change rate allowed among stopped programs, (0, 1) */
+	double target;         /* answer-change rate allowed among certain stops, (0, 1) */
 	double shadow_frac;    /* share of early-stopped programs run on as shadows; 0: off */
 	double confidence;     /* of the one-sided bounds, (0.5, 1) */
 	double step;           /* logit shift per move, > 0 */
@@ -62,8 +62,10 @@ struct riskctl_state {
 	uint64_t tokens;       /* shadow tokens (decode + probe), for reports */
 };
 
-/* The parameters of a policy's riskctl.* keys. */
-void riskctl_params_from_policy(const struct sched_policy *p, struct riskctl_params *out);
+/* The parameters of a policy's riskctl.* keys for programs of algorithm algo (enum
+ * sched_algo: riskctl.target for cot, riskctl.sc_target for sc). */
+void riskctl_params_from_policy(const struct sched_policy *p, int algo,
+    struct riskctl_params *out);
 
 /* The stop-certain threshold under a shift: sigmoid(logit(tau) - shift) for tau in (0, 1),
  * tau itself otherwise (> 1 keeps certainty stops disabled). */

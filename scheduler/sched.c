@@ -52,12 +52,13 @@ sched_policy_default(struct sched_policy *p)
 	p->extend_frac = 0.25;
 	p->extend_min = 0.5;
 	p->starvation_ms = 30000;
-	p->riskctl_target = 0.05;
+	p->riskctl_target = 0.08;
+	p->riskctl_sc_target = 0.04;
 	p->riskctl_shadow_frac = 0;
 	p->riskctl_confidence = 0.9;
 	p->riskctl_step = 0.5;
 	p->riskctl_min_shift = -2;
-	p->riskctl_max_shift = 3;
+	p->riskctl_max_shift = 2;
 	p->riskctl_min_samples = 20;
 	p->riskctl_window = 100;
 	p->riskctl_frozen = 0;
@@ -72,6 +73,8 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 
 	if (!(p->riskctl_target > 0 && p->riskctl_target < 1))
 		bad = "riskctl.target", range = "(0, 1)", v = p->riskctl_target;
+	else if (!(p->riskctl_sc_target > 0 && p->riskctl_sc_target < 1))
+		bad = "riskctl.sc_target", range = "(0, 1)", v = p->riskctl_sc_target;
 	else if (!(p->riskctl_shadow_frac >= 0 && p->riskctl_shadow_frac <= 1))
 		bad = "riskctl.shadow_frac", range = "[0, 1]", v = p->riskctl_shadow_frac;
 	else if (!(p->riskctl_confidence >= 0.5 && p->riskctl_confidence <= 0.9999))

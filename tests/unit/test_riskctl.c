@@ -77,7 +77,8 @@ params(struct riskctl_params *pr)
 	struct sched_policy p;
 
 	sched_policy_default(&p);
-	riskctl_params_from_policy(&p, pr);
+	riskctl_params_from_policy(&p, SCHED_ALGO_COT, pr);
+	assert_true(pr->target == p.riskctl_target);
 	pr->target = 0.05;
 	pr->confidence = 0.9;
 	pr->step = 0.5;
