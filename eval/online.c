@@ -33,6 +33,7 @@ struct online_result {
 	double saved, loss;       /* whole stream, shadows included */
 	double worst_window_loss; /* largest over any `window` consecutive programs */
 	long converged;           /* programs until the trailing window reaches 80% of best; -1 */
+	long reach;               /* first program run under a setting >= 80% of best (-1) */
 	long held;                /* programs from which on the shift's static saving stays >= 80%
 	                           * of best (-1: never) */
 	double final_shift;
@@ -178,6 +179,12 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	r->backs = st.backs;
 	r->converged = -1;
 	r->held = -1;
+	r->reach = -1;
+	for (k = 0; k < total && best > 0; k++)
+		if (online_static_saved(&cache, set, tau0, u, progs[k].shift) >= 0.8 * best) {
+			r->reach = (long)k + 1;
+			break;
+		}
 	for (k = total; k > 0; k--) {
 		if (best <= 0 || online_static_saved(&cache, set, tau0, u, progs[k - 1].shift) <
 		    0.8 * best)
@@ -399,15 +406,19 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 		}
 	}
 	printf("| run | saved | loss pt | worst %u-window loss pt | trailing window >= 80%% of best "
-	    "first at program | setting >= 80%% of best from program on | final shift | shadows | "
-	    "changed | moves save/back | shadow tokens |\n"
-	    "|---|---|---|---|---|---|---|---|---|---|---|\n", o->window);
+	    "first at program | setting >= 80%% of best first at program | ... and from program on "
+	    "| final shift | shadows | changed | moves save/back | shadow tokens |\n"
+	    "|---|---|---|---|---|---|---|---|---|---|---|---|\n", o->window);
 	{
 		double ms = 0, ml = 0, ww = -1;
 		unsigned conv = 0;
 		for (run = 0; run < o->runs; run++) {
 			const struct online_result *r = &res[run];
-			char cv[32], hv[32];
+			char cv[32], hv[32], rv[32];
+			if (r->reach >= 0)
+				snprintf(rv, sizeof rv, "%ld", r->reach);
+			else
+				snprintf(rv, sizeof rv, "never");
 			if (r->converged >= 0)
 				snprintf(cv, sizeof cv, "%ld", r->converged);
 			else
@@ -416,9 +427,9 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 				snprintf(hv, sizeof hv, "%ld", r->held), conv++;
 			else
 				snprintf(hv, sizeof hv, "never");
-			printf("| %u | %.1f%% | %.2f | %.2f | %s | %s | %+.2f | %llu | %llu | %llu/%llu | "
-			    "%.1f%% |\n", run, 100 * r->saved, 100 * r->loss,
-			    100 * r->worst_window_loss, cv, hv, r->final_shift,
+			printf("| %u | %.1f%% | %.2f | %.2f | %s | %s | %s | %+.2f | %llu | %llu | "
+			    "%llu/%llu | %.1f%% |\n", run, 100 * r->saved, 100 * r->loss,
+			    100 * r->worst_window_loss, cv, rv, hv, r->final_shift,
 			    (unsigned long long)r->shadows, (unsigned long long)r->changes,
 			    (unsigned long long)r->saves, (unsigned long long)r->backs,
 			    100 * r->shadow_share);
