@@ -418,8 +418,8 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 			continue;
 		}
 		if (p->shadow_of != NULL) {
-			/* Lowest priority: after every tenant's work, below. */
-			p->next_step_tokens = d.step_tokens;
+			/* Lowest priority: after every tenant's work, below (its step size is
+			 * p->next_step_tokens, set by the decision). */
 			shadows[ns++] = p;
 			continue;
 		}
