@@ -8,6 +8,7 @@
 #include "certa/v1/admin.pb-c.h"
 #include "cli/cmd_admin.h"
 #include "cli/cmd_policy.h"
+#include "cli/cmd_stats.h"
 #include "cli/output.h"
 #include "cli/table.h"
 #include "lib/jsonw.h"
@@ -36,6 +37,8 @@ const struct cmd_entry cmd_policy_get_entry = {
 	    "  step_tokens = 64\n"
 	    "  cot.threshold = 0.93\n"
 	    "  ...\n"
+	    "then, for the global default, one comment line per risk controller (the\n"
+	    "threshold shift it applies per model and algorithm; certactl stats).\n"
 	    "With --json: {\"name\":...,\"version\":N,\"text\":...,\"updated_unix_ms\":...,\n"
 	    "\"updated_by\":...,\"values\":{\"step_tokens\":64,...}}.",
 	.options = cmd_policy_options,
@@ -176,8 +179,22 @@ cmd_policy_print(struct output *out, const ProtobufCMessage *reply, const void *
 {
 	const Certa__V1__Policy *p = (const Certa__V1__Policy *)reply;
 
-	if (!output_is_json(out))
-		return cmd_policy_text(p);
+	if (!output_is_json(out)) {
+		int rc = cmd_policy_text(p);
+		/* The global default: the risk controllers it drives, as comments. */
+		if (rc == 0 && arg != NULL) {
+			Certa__V1__StatsRequest sr = CERTA__V1__STATS_REQUEST__INIT;
+			ProtobufCMessage *st = NULL;
+			sr.tenant = (char *)"";
+			if (cmd_admin_call((struct cmd_ctx *)arg, "GetStats", &sr.base, &st) ==
+			    CLI_EXIT_OK && st != NULL) {
+				fflush(stdout);
+				cmd_stats_riskctl(stdout, (const Certa__V1__StatsReply *)st, "# ");
+				protobuf_c_message_free_unpacked(st, NULL);
+			}
+		}
+		return rc;
+	}
 	cmd_policy_json(output_jsonw(out), p);
 	return output_json_line(out);
 }
@@ -343,7 +360,8 @@ cmd_policy_get(struct cmd_ctx *ctx, const struct cmd_args *args)
 	Certa__V1__PolicyRef req = CERTA__V1__POLICY_REF__INIT;
 
 	req.tenant = cmd_policy_tenant(args);
-	return cmd_admin_run(ctx, "GetPolicy", &req.base, cmd_policy_print, NULL);
+	return cmd_admin_run(ctx, "GetPolicy", &req.base, cmd_policy_print,
+	    req.tenant[0] == '\0' ? ctx : NULL);
 }
 
 /*

@@ -29,7 +29,11 @@ const struct cmd_entry cmd_stats_entry = {
 	    "  workers up: 2  steps: 12345\n"
 	    "With --json, one object: {\"tenants\":[{\"tenant\":...,\"queued\":N,\"running\":N,\n"
 	    "\"finished\":N,\"cancelled\":N,\"failed\":N,\"tokens_used\":N,\"tokens_saved\":N,\n"
-	    "\"share_received\":0.25,\"share_weight\":0.25}],\"workers_up\":N,\"steps_total\":N}.",
+	    "\"share_received\":0.25,\"share_weight\":0.25}],\"workers_up\":N,\"steps_total\":N,\n"
+	    "\"riskctl\":[{\"model\":...,\"algo\":\"cot\",\"shift\":0.5,\"threshold\":...,\"ucb\":...,\n"
+	    "\"target\":...,\"shadows\":N,\"changes\":N,...,\"frozen\":false}]}.\n"
+	    "Then one line per risk controller (online risk control from shadow runs,\n"
+	    "docs/certainty.md): its threshold shift, the change rate's bound, its shadows.",
 	.options = cmd_stats_options,
 	.min_args = 0,
 	.max_args = 0,
@@ -72,6 +76,24 @@ cmd_stats_summary(FILE *f, const Certa__V1__StatsReply *r)
 {
 	fprintf(f, "workers up: %" PRIu64 "  steps: %" PRIu64 "\n", r->workers_up,
 	    r->steps_total);
+	cmd_stats_riskctl(f, r, "");
+}
+
+void
+cmd_stats_riskctl(FILE *f, const Certa__V1__StatsReply *r, const char *prefix)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_riskctl; i++) {
+		const Certa__V1__RiskControl *k = r->riskctl[i];
+		fprintf(f, "%sriskctl %s %s: shift %+.2f (threshold %.4g)%s, window %u/%u changed, "
+		    "ucb %.4f, target %g; shadows %" PRIu64 " (changed %" PRIu64 ", running %"
+		    PRIu64 ", dropped %" PRIu64 "), tokens %" PRIu64 ", moves save %" PRIu64
+		    "/back %" PRIu64 "\n", prefix, k->model[0] != '\0' ? k->model : "(default)",
+		    k->algo, k->shift, k->threshold, k->frozen ? " frozen" : "",
+		    k->window_changes, k->window_shadows, k->ucb, k->target, k->shadows, k->changes,
+		    k->running, k->dropped, k->tokens, k->saves, k->backs);
+	}
 }
 
 void
@@ -101,6 +123,30 @@ cmd_stats_json(struct jsonw *w, const Certa__V1__StatsReply *r)
 	jsonw_array_end(w);
 	jsonw_kuint(w, "workers_up", r->workers_up);
 	jsonw_kuint(w, "steps_total", r->steps_total);
+	jsonw_key(w, "riskctl");
+	jsonw_array_begin(w);
+	for (i = 0; i < r->n_riskctl; i++) {
+		const Certa__V1__RiskControl *k = r->riskctl[i];
+		jsonw_object_begin(w);
+		jsonw_kstring(w, "model", k->model);
+		jsonw_kstring(w, "algo", k->algo);
+		jsonw_kdouble(w, "shift", k->shift);
+		jsonw_kdouble(w, "threshold", k->threshold);
+		jsonw_kdouble(w, "ucb", k->ucb);
+		jsonw_kdouble(w, "target", k->target);
+		jsonw_kuint(w, "shadows", k->shadows);
+		jsonw_kuint(w, "changes", k->changes);
+		jsonw_kuint(w, "window_shadows", k->window_shadows);
+		jsonw_kuint(w, "window_changes", k->window_changes);
+		jsonw_kuint(w, "saves", k->saves);
+		jsonw_kuint(w, "backs", k->backs);
+		jsonw_kuint(w, "tokens", k->tokens);
+		jsonw_kuint(w, "dropped", k->dropped);
+		jsonw_kuint(w, "running", k->running);
+		jsonw_kbool(w, "frozen", k->frozen);
+		jsonw_object_end(w);
+	}
+	jsonw_array_end(w);
 	jsonw_object_end(w);
 }
 

@@ -20,6 +20,8 @@ extern const struct cmd_entry cmd_stats_entry;
 int cmd_stats_table(FILE *f, const Certa__V1__StatsReply *r);
 /* Writes "workers up: N  steps: M" and a newline to f. */
 void cmd_stats_summary(FILE *f, const Certa__V1__StatsReply *r);
+/* One line per risk controller (StatsReply.riskctl), each after prefix ("# " in policy get). */
+void cmd_stats_riskctl(FILE *f, const Certa__V1__StatsReply *r, const char *prefix);
 /* Writes the reply as a JSON object value: {"tenants":[{"tenant":...,"queued":N,...,
  * "share_received":0.25,"share_weight":0.25}],"workers_up":N,"steps_total":N}. */
 void cmd_stats_json(struct jsonw *w, const Certa__V1__StatsReply *r);

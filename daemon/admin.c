@@ -12,6 +12,7 @@
 #include "daemon/core.h"
 #include "daemon/policies.h"
 #include "daemon/pool.h"
+#include "daemon/shadow.h"
 #include "daemon/tenants.h"
 #include "lib/config.h"
 #include "lib/error.h"
@@ -525,7 +526,41 @@ admin_get_stats(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	reply.tenants = sp;
 	reply.workers_up = pool_count_up(core_pool(c));
 	reply.steps_total = core_steps(c);
-	rpc_call_reply(call, &reply.base);
+	{
+		/* Online risk control (daemon/shadow.h), not per tenant. */
+		size_t nr = shadow_count(c), j;
+		Certa__V1__RiskControl *rk = calloc(nr ? nr : 1, sizeof *rk);
+		Certa__V1__RiskControl **rp = calloc(nr ? nr : 1, sizeof *rp);
+		if (rk != NULL && rp != NULL) {
+			for (j = 0; j < nr; j++) {
+				struct shadow_info si;
+				shadow_get(c, j, &si);
+				certa__v1__risk_control__init(&rk[j]);
+				rk[j].model = (char *)si.model;
+				rk[j].algo = (char *)(si.algo == SCHED_ALGO_SC ? "sc" : "cot");
+				rk[j].shift = si.shift;
+				rk[j].threshold = si.threshold;
+				rk[j].ucb = si.ucb;
+				rk[j].target = si.target;
+				rk[j].shadows = si.shadows;
+				rk[j].changes = si.changes;
+				rk[j].window_shadows = si.win_n;
+				rk[j].window_changes = si.win_changes;
+				rk[j].saves = si.saves;
+				rk[j].backs = si.backs;
+				rk[j].tokens = si.tokens;
+				rk[j].dropped = si.dropped;
+				rk[j].running = si.running;
+				rk[j].frozen = si.frozen;
+				rp[j] = &rk[j];
+			}
+			reply.n_riskctl = nr;
+			reply.riskctl = rp;
+		}
+		rpc_call_reply(call, &reply.base);
+		free(rk);
+		free(rp);
+	}
 	free(st);
 	free(sp);
 }

@@ -13,6 +13,7 @@
 #include "daemon/persist.h"
 #include "daemon/recovery.h"
 #include "daemon/retention.h"
+#include "daemon/shadow.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
 #include "daemon/tenants.h"
@@ -227,6 +228,9 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 	rc = policies_open(c->st, &opt->policy, &c->policies);
 	if (rc != 0)
 		goto fail_tenants;
+	rc = shadow_new(c, &c->shadow);
+	if (rc != 0)
+		goto fail_tenants;
 	c->fair = fair_new();
 	c->live = strmap_new();
 	if (c->live == NULL || c->fair == NULL) {
@@ -274,6 +278,7 @@ fail_tenants:
 	strmap_free(c->live, NULL);
 	free(c->order);
 	fair_free(c->fair);
+	shadow_free(c->shadow);
 	policies_free(c->policies);
 	tenants_free(c->tenants);
 fail_store:
@@ -301,6 +306,7 @@ core_free(struct core *c)
 	free(c->order);
 	pool_free(c->pool);
 	fair_free(c->fair);
+	shadow_free(c->shadow);
 	policies_free(c->policies);
 	tenants_free(c->tenants);
 	store_close(c->st);

@@ -23,6 +23,7 @@ struct core {
 	struct policies *policies;
 	struct fair *fair;
 	struct telemetry *tel;      /* may be NULL */
+	struct shadow *shadow;      /* shadow runs and risk controllers (shadow.c) */
 	void (*first_probe)(void *arg);
 	void *first_probe_arg;
 	struct event *probe_timeout;

@@ -12,6 +12,7 @@
 #include "daemon/persist.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
+#include "daemon/shadow.h"
 #include "daemon/telemetry.h"
 #include "daemon/tenants.h"
 #include "scheduler/fair.h"
@@ -67,14 +68,24 @@ static int
 dispatch_decide(struct core *c, struct program *p, struct sched_decision *d)
 {
 	struct sched_chain *chains = calloc(p->n, sizeof *chains);
+	const struct sched_policy *pol = dispatch_policy(c, p);
+	struct sched_policy shp;
 	struct sched_view v;
 
 	if (chains == NULL)
 		return 0;
 	program_view(p, chains, core_now_ms(), &v);
 	v.state = &p->pstate;
+	if (p->shadow_of != NULL) {
+		/* A shadow runs to its natural end (daemon/shadow.h). */
+		shadow_policy(pol, &shp);
+		pol = &shp;
+	} else {
+		/* The risk controller's shift of (model, algorithm). */
+		v.threshold_shift = shadow_shift(c, p);
+	}
 	/* The tenant's policy as of now: a policy change applies from the next step. */
-	sched_decide(dispatch_policy(c, p), &v, d);
+	sched_decide(pol, &v, d);
 	program_set_str(&p->answer, d->answer);
 	p->certaindex = d->certaindex;
 	p->features = d->features;
@@ -235,9 +246,13 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 		for (i = 0; i < reply->n_results; i++)
 			served += reply->results[i]->new_tokens +
 			    (reply->results[i]->probe ? reply->results[i]->probe->tokens : 0);
-		tenants_charge(c->tenants, p->tenant, served, p->ready_since_ms);
-		fair_charge(c->fair, p->tenant, served);
-		fair_note_served(c->fair, p->tenant, served, p->ready_since_ms);
+		/* A shadow's tokens go to the system account (its tenant), not to any tenant's
+		 * quota or fair share. */
+		if (p->shadow_of == NULL) {
+			tenants_charge(c->tenants, p->tenant, served, p->ready_since_ms);
+			fair_charge(c->fair, p->tenant, served);
+			fair_note_served(c->fair, p->tenant, served, p->ready_since_ms);
+		}
 		{
 			uint64_t probe = 0;
 			for (i = 0; i < reply->n_results; i++)
@@ -368,8 +383,9 @@ static int
 dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 {
 	struct fair_item *items;
-	struct program **ready;
-	size_t i, n = 0;
+	struct program **ready, **shadows;
+	size_t i, n = 0, ns = 0;
+	int rc;
 
 	memset(r, 0, sizeof *r);
 	if (c->norder == 0)
@@ -377,8 +393,11 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 	r->items = items = calloc(c->norder, sizeof *items);
 	r->ready = ready = calloc(c->norder, sizeof *ready);
 	r->order = calloc(c->norder, sizeof *r->order);
-	if (items == NULL || ready == NULL || r->order == NULL)
+	shadows = calloc(c->norder, sizeof *shadows);
+	if (items == NULL || ready == NULL || r->order == NULL || shadows == NULL) {
+		free(shadows);
 		return -ENOMEM;
+	}
 	for (i = 0; i < c->norder; i++) {
 		struct program *p = c->order[i];
 		struct sched_decision d;
@@ -398,6 +417,12 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 				i--;  /* dispatch_finalize removed it from order */
 			continue;
 		}
+		if (p->shadow_of != NULL) {
+			/* Lowest priority: after every tenant's work, below (its step size is
+			 * p->next_step_tokens, set by the decision). */
+			shadows[ns++] = p;
+			continue;
+		}
 		if (tenants_throttle(c->tenants, p->tenant, now) > 0)
 			continue;   /* tokens_per_minute: held back, not failed */
 		used = program_tokens(p);
@@ -410,10 +435,21 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 		items[n].seq = p->seq;
 		ready[n++] = p;
 	}
+	rc = n > 0 ? fair_order(c->fair, items, n, now, c->opt.starvation_ms, r->order) : 0;
+	for (i = 0; rc == 0 && i < ns; i++) {
+		struct program *p = shadows[i];
+		items[n].tenant = p->tenant;
+		items[n].priority = p->priority;
+		items[n].ready_since_ms = p->ready_since_ms;
+		items[n].cost = (uint64_t)p->next_step_tokens * p->n;
+		items[n].seq = p->seq;
+		ready[n] = p;
+		r->order[n] = n;
+		n++;
+	}
 	r->n = n;
-	if (n == 0)
-		return 0;
-	return fair_order(c->fair, items, n, now, c->opt.starvation_ms, r->order);
+	free(shadows);
+	return rc;
 }
 
 /* One dispatch pass: ready programs in fair order, started while workers have free step
@@ -469,7 +505,8 @@ dispatch_finalize(struct core *c, struct program *p, enum program_state to,
 	core_set_state(c, p, to);
 	p->reason = reason;
 	p->finished_ms = core_now_ms();
-	if (reason == SCHED_REASON_CERTAIN || reason == SCHED_REASON_UNPROMISING) {
+	if (p->shadow_of == NULL &&
+	    (reason == SCHED_REASON_CERTAIN || reason == SCHED_REASON_UNPROMISING)) {
 		/* Estimate: each unfinished chain would have run to the policy's expected length. */
 		uint64_t exp = dispatch_policy(c, p)->expected_tokens, saved = 0;
 		uint32_t i;
@@ -501,12 +538,23 @@ dispatch_persisted(struct core *c, struct program *p, int final)
 		events_progress(p);
 		return;
 	}
+	if (p->shadow_of != NULL) {
+		/* Nobody watches a shadow: its outcome goes to the risk controller only. */
+		shadow_done(c, p);
+		if (!p->inflight) {
+			dispatch_unplace(c, p, 1);
+			core_forget(c, p);
+		}
+		return;
+	}
 	c->finished_total++;
 	telemetry_finished(c->tel, p->tenant, sched_reason_name(reason), p->certaindex, p->steps);
 	log_info(LOG_SCHED, "program %s %s reason=%s answer=\"%s\" tokens=%llu steps=%llu",
 	    p->id, program_state_name(to), sched_reason_name(reason), p->answer,
 	    (unsigned long long)program_tokens(p), (unsigned long long)p->steps);
 	events_finished(p, NULL);
+	/* The client has its answer: maybe run on as a shadow (daemon/shadow.h). */
+	shadow_spawn(c, p);
 	if (!p->inflight) {
 		dispatch_unplace(c, p, 1);
 		core_forget(c, p);

@@ -48,6 +48,11 @@ persist_txn(struct store_txn *txn, void *arg)
 	rec.step_count = p->steps;
 	rec.budget = p->budget;
 	rec.tenant_uid = p->tenant_uid;
+	if (p->shadow_of != NULL) {
+		rec.shadow_of = p->shadow_of;
+		rec.shadow_answer = p->shadow_answer != NULL ? p->shadow_answer : (char *)"";
+		rec.shadow_base_tokens = p->shadow_base_tokens;
+	}
 	rc = store_put(txn, STORE_DB_PROGRAMS, p->id, &rec.base);
 	if (rc != 0)
 		goto out;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/array.h"
+#include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
 
@@ -78,6 +79,8 @@ program_free(struct program *p)
 	free(p->worker);
 	free(p->answer);
 	free(p->error_message);
+	free(p->shadow_of);
+	free(p->shadow_answer);
 	free(p);
 }
 
@@ -493,6 +496,30 @@ program_chain_restore(struct chain *c, const Certa__V1__RequestRecord *r)
 	return 0;
 }
 
+int
+program_copy_chains(struct program *dst, const struct program *src)
+{
+	struct chain_pb pb;
+	uint32_t i;
+	int rc;
+
+	if (dst->n != src->n)
+		return CERTA_EINVAL;
+	for (i = 0; i < src->n; i++) {
+		if (dst->chains[i].text != NULL)
+			return CERTA_EINVAL;
+		rc = program_chain_pb_fill(src, &src->chains[i], &pb);
+		if (rc != 0)
+			return rc;
+		rc = program_chain_restore(&dst->chains[i], &pb.msg);
+		program_chain_pb_free(&pb);
+		if (rc != 0)
+			return rc;
+		dst->chains[i].dirty = true;
+	}
+	return 0;
+}
+
 struct program *
 program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestRecord *const *reqs,
     size_t nreqs)
@@ -525,6 +552,12 @@ program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestReco
 	p->certaindex = pm->certaindex;
 	p->steps = rec->step_count;
 	p->tenant_uid = rec->tenant_uid;
+	if (rec->shadow_of != NULL && rec->shadow_of[0] != '\0') {
+		if (program_set_str(&p->shadow_of, rec->shadow_of) != 0 ||
+		    program_set_str(&p->shadow_answer, rec->shadow_answer) != 0)
+			goto fail;
+		p->shadow_base_tokens = rec->shadow_base_tokens;
+	}
 	if (pm->result != NULL) {
 		if (program_set_str(&p->answer, pm->result->answer) != 0 ||
 		    program_set_str(&p->error_message, pm->result->error_message) != 0)

@@ -117,6 +117,12 @@ struct program {
 	int error_status;         /* grpc status for FAILED */
 	int64_t finished_ms;
 
+	/* A shadow (daemon/shadow.h; stored): the program it continues (NULL: not a shadow),
+	 * the answer that program gave its client, its tokens when the shadow began. */
+	char *shadow_of;
+	char *shadow_answer;
+	uint64_t shadow_base_tokens;
+
 	/* streaming */
 	uint64_t evseq;           /* per-program event sequence */
 	struct rpc_call **watchers;
@@ -180,6 +186,11 @@ struct chain_pb {
 };
 int program_chain_pb_fill(const struct program *p, const struct chain *c, struct chain_pb *pb);
 void program_chain_pb_free(struct chain_pb *pb);
+
+/* Copies src's chains (text, tokens, probe history, answers, finished flags) into dst's empty
+ * chains (same n; marked dirty).  Returns 0, CERTA_EINVAL (other n, or dst's chains not
+ * empty) or -ENOMEM (dst then holds a partial copy: free it). */
+int program_copy_chains(struct program *dst, const struct program *src);
 
 /* Rebuilds a program from its records (recovery).  reqs[i] may be NULL (chain never stepped).
  * Returns NULL on ENOMEM or an inconsistent record (no program or spec, n == 0, a request

@@ -8,6 +8,7 @@
 
 #include "daemon/core.h"
 #include "daemon/pool.h"
+#include "daemon/shadow.h"
 #include "daemon/tenants.h"
 #include "lib/metrics.h"
 #include "lib/rpc.h"
@@ -34,6 +35,14 @@ enum {
 	T_COMMIT_FAILURES,
 	T_PERSIST_WAITING,
 	T_THROTTLED,
+	T_RISK_SHADOWS,
+	T_RISK_CHANGES,
+	T_RISK_UCB,
+	T_RISK_SHIFT,
+	T_RISK_THRESHOLD,
+	T_RISK_RUNNING,
+	T_RISK_DROPPED,
+	T_RISK_TOKENS,
 	T_COUNT
 };
 
@@ -41,6 +50,7 @@ static const char *const l_tenant[] = { "tenant", NULL };
 static const char *const l_tenant_reason[] = { "tenant", "reason", NULL };
 static const char *const l_tenant_state[] = { "tenant", "state", NULL };
 static const char *const l_worker[] = { "worker", NULL };
+static const char *const l_model_algo[] = { "model", "algo", NULL };
 static const char *const l_worker_code[] = { "worker", "code", NULL };
 static const double b_certaindex[] = { .1, .2, .3, .4, .5, .6, .7, .8, .9, .95, 1 };
 static const double b_seconds[] = { .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
@@ -94,6 +104,27 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	[T_THROTTLED] = { "certa_tenant_throttled_seconds_total", METRICS_COUNTER,
 	    "time the tenant's steps were held back at dispatch by its tokens_per_minute quota",
 	    l_tenant, NULL, 0 },
+	[T_RISK_SHADOWS] = { "certa_riskctl_shadows_total", METRICS_COUNTER,
+	    "shadow runs that reached their end (risk control, daemon/shadow.h)", l_model_algo,
+	    NULL, 0 },
+	[T_RISK_CHANGES] = { "certa_riskctl_changes_total", METRICS_COUNTER,
+	    "shadows whose final answer differed from the stopped one", l_model_algo, NULL, 0 },
+	[T_RISK_UCB] = { "certa_riskctl_ucb", METRICS_GAUGE,
+	    "Clopper-Pearson upper bound of the answer-change rate at the current shift",
+	    l_model_algo, NULL, 0 },
+	[T_RISK_SHIFT] = { "certa_riskctl_threshold_shift", METRICS_GAUGE,
+	    "logit shift of the stop-certain threshold (> 0: earlier stops)", l_model_algo, NULL,
+	    0 },
+	[T_RISK_THRESHOLD] = { "certa_riskctl_threshold", METRICS_GAUGE,
+	    "the base policy's stop-certain threshold under the shift", l_model_algo, NULL, 0 },
+	[T_RISK_RUNNING] = { "certa_riskctl_shadows_running", METRICS_GAUGE,
+	    "shadows in progress", l_model_algo, NULL, 0 },
+	[T_RISK_DROPPED] = { "certa_riskctl_dropped_total", METRICS_COUNTER,
+	    "shadows that ended without an outcome (failed, cancelled, not started)",
+	    l_model_algo, NULL, 0 },
+	[T_RISK_TOKENS] = { "certa_riskctl_shadow_tokens_total", METRICS_COUNTER,
+	    "tokens shadows used (decode + probe), charged to the system account", l_model_algo,
+	    NULL, 0 },
 };
 
 struct telemetry {
@@ -143,6 +174,33 @@ telemetry_collect(struct metrics *m, void *arg)
 		    pool_worker_state(w) == POOL_UP ? 1 : 0);
 		metrics_gauge_set(m, T_WORKER_LOAD, METRICS_LABELS(a), pool_worker_held(w));
 		metrics_gauge_set(m, T_WORKER_INFLIGHT, METRICS_LABELS(a), pool_worker_inflight(w));
+	}
+	{
+		static const size_t fam[] = { T_RISK_SHADOWS, T_RISK_CHANGES, T_RISK_UCB,
+		    T_RISK_SHIFT, T_RISK_THRESHOLD, T_RISK_RUNNING, T_RISK_DROPPED, T_RISK_TOKENS };
+		size_t f;
+		for (f = 0; f < sizeof fam / sizeof fam[0]; f++)
+			metrics_reset(m, fam[f]);
+		for (i = 0; i < shadow_count(t->core); i++) {
+			struct shadow_info x;
+			const char *a;
+			shadow_get(t->core, i, &x);
+			a = x.algo == SCHED_ALGO_SC ? "sc" : "cot";
+			metrics_counter_add(m, T_RISK_SHADOWS, METRICS_LABELS(x.model, a),
+			    (double)x.shadows);
+			metrics_counter_add(m, T_RISK_CHANGES, METRICS_LABELS(x.model, a),
+			    (double)x.changes);
+			metrics_gauge_set(m, T_RISK_UCB, METRICS_LABELS(x.model, a), x.ucb);
+			metrics_gauge_set(m, T_RISK_SHIFT, METRICS_LABELS(x.model, a), x.shift);
+			metrics_gauge_set(m, T_RISK_THRESHOLD, METRICS_LABELS(x.model, a),
+			    x.threshold);
+			metrics_gauge_set(m, T_RISK_RUNNING, METRICS_LABELS(x.model, a),
+			    (double)x.running);
+			metrics_counter_add(m, T_RISK_DROPPED, METRICS_LABELS(x.model, a),
+			    (double)x.dropped);
+			metrics_counter_add(m, T_RISK_TOKENS, METRICS_LABELS(x.model, a),
+			    (double)x.tokens);
+		}
 	}
 	if (store_stat(core_store(t->core), &si) == 0) {
 		metrics_gauge_set(m, T_MAP_USED, NULL, (double)si.used_bytes);

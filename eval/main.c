@@ -3,6 +3,8 @@
  *
  *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
  *   certa-eval lomo --traces DIR [--algo cot|sc] [--json]   (leave-one-out; do_lomo)
+ *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo] [--passes 1]
+ *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] ...  (eval/online.h)
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
  *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] --out FILE
  *
@@ -23,6 +25,7 @@
 
 #include "eval/evalsim.h"
 #include "eval/histexport.h"
+#include "eval/online.h"
 #include "lib/log.h"
 #include "lib/error.h"
 #include "lib/fileio.h"
@@ -735,6 +738,12 @@ usage(FILE *f)
 	    "[--lambda 1] [--folds 5] [--z 1]\n"
 	    "           (leave-one-model-out and leave-one-seed-out next to train->test, with\n"
 	    "           the Dynasor baselines; docs/certainty.md)\n"
+	    "       certa-eval online --traces DIR [--algo cot|sc] [--policy START] "
+	    "[--start default|lomo] [--passes 1] [--runs 5] [--lag 10] [--shadow-frac 0.2] "
+	    "[--target T] [--sc-target T] [--confidence C] [--step S] [--min-samples N] [--window N] "
+	    "[--verbose]\n"
+	    "           (the shadow-driven risk controller over each model's programs in\n"
+	    "           virtual time, shadow tokens counted; eval/online.h)\n"
 	    "       certa-eval grader --traces DIR   (answer equivalence vs the traces' grader)\n"
 	    "       certa-eval export-history --state STATE_DIR --out FILE.jsonl [--all]\n"
 	    "           (certad's history as traces: recalibrate on your own traffic)\n"
@@ -835,7 +844,10 @@ main(int argc, char **argv)
 	const char *algos[2] = { "cot", "sc" };
 	enum evalsim_split split = EVALSIM_ALL;
 	bool calibrate = false, json = false, split_given = false, do_curve = true, grader = false;
-	bool export = false, export_all = false, lomo = false;
+	bool export = false, export_all = false, lomo = false, online = false;
+	struct online_opts oo = { .passes = 1, .runs = 5, .lag = 10, .window = 100 };
+	double on_frac = 0.2, on_target = -1, on_sc_target = -1, on_conf = -1, on_step = -1;
+	long on_min = -1, on_win = -1;
 	const char *state = NULL;
 	bool harm_only = false;
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
@@ -855,6 +867,14 @@ main(int argc, char **argv)
 		}
 		if (i == 1 && strcmp(o, "lomo") == 0) {
 			lomo = true;
+			continue;
+		}
+		if (i == 1 && strcmp(o, "online") == 0) {
+			online = true;
+			continue;
+		}
+		if (strcmp(o, "--verbose") == 0) {
+			oo.verbose = true;
 			continue;
 		}
 		if (i == 1 && strcmp(o, "grader") == 0) {
@@ -928,6 +948,29 @@ main(int argc, char **argv)
 			folds = strtol(v, NULL, 10);
 		} else if (strcmp(o, "--z") == 0) {
 			z = strtod(v, NULL);
+		} else if (strcmp(o, "--start") == 0 && (strcmp(v, "default") == 0 ||
+		    strcmp(v, "lomo") == 0)) {
+			oo.start_lomo = strcmp(v, "lomo") == 0;
+		} else if (strcmp(o, "--passes") == 0) {
+			oo.passes = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(o, "--runs") == 0) {
+			oo.runs = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(o, "--lag") == 0) {
+			oo.lag = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(o, "--shadow-frac") == 0) {
+			on_frac = strtod(v, NULL);
+		} else if (strcmp(o, "--target") == 0) {
+			on_target = strtod(v, NULL);
+		} else if (strcmp(o, "--sc-target") == 0) {
+			on_sc_target = strtod(v, NULL);
+		} else if (strcmp(o, "--confidence") == 0) {
+			on_conf = strtod(v, NULL);
+		} else if (strcmp(o, "--step") == 0) {
+			on_step = strtod(v, NULL);
+		} else if (strcmp(o, "--min-samples") == 0) {
+			on_min = strtol(v, NULL, 10);
+		} else if (strcmp(o, "--window") == 0) {
+			on_win = strtol(v, NULL, 10);
 		} else {
 			usage(stderr);
 			return 2;
@@ -974,6 +1017,42 @@ main(int argc, char **argv)
 		rc = do_lomo(tr, &lo);
 		traces_free(tr);
 		return rc;
+	}
+	if (online) {
+		sched_policy_default(&p);
+		if (policy != NULL && eval_policy_load(policy, &p, err, sizeof err) != 0) {
+			fprintf(stderr, "certa-eval: %s\n", err);
+			traces_free(tr);
+			return 1;
+		}
+		p.riskctl_shadow_frac = on_frac;
+		if (on_target >= 0)
+			p.riskctl_target = on_target;
+		if (on_sc_target >= 0)
+			p.riskctl_sc_target = on_sc_target;
+		if (on_conf >= 0)
+			p.riskctl_confidence = on_conf;
+		if (on_step >= 0)
+			p.riskctl_step = on_step;
+		if (on_min >= 0)
+			p.riskctl_min_samples = (uint32_t)on_min;
+		if (on_win >= 0)
+			p.riskctl_window = (uint32_t)on_win;
+		if (sched_policy_validate(&p, err, sizeof err) != 0 || oo.passes < 1 ||
+		    oo.runs < 1 || oo.runs > 1000) {
+			fprintf(stderr, "certa-eval: online: %s\n", oo.passes < 1 || oo.runs < 1 ||
+			    oo.runs > 1000 ? "--passes >= 1, --runs in [1, 1000]" : err);
+			traces_free(tr);
+			return 2;
+		}
+		oo.start = &p;
+		oo.max_loss = max_loss;
+		oo.algos = (a0 == 0 ? 1u : 0u) | (a1 == 2 ? 2u : 0u);
+		rc = online_run(tr, &oo);
+		traces_free(tr);
+		if (rc != 0)
+			fprintf(stderr, "certa-eval: online: %s\n", strerror(-rc));
+		return rc != 0;
 	}
 	if (calibrate) {
 		rc = do_calibrate(tr, max_loss, margin, harm_only,

@@ -42,6 +42,16 @@ static const struct policy_key policy_keys[] = {
 	PK("starvation_ms", POLICY_I64, starvation_ms, "ranking starvation bound"),
 	PK("cot.threshold", POLICY_DOUBLE, cot_threshold, "cot stop-certain threshold"),
 	PK("sc.threshold", POLICY_DOUBLE, sc_threshold, "sc stop-certain threshold"),
+	PK("riskctl.target", POLICY_DOUBLE, riskctl_target, "answer-change rate allowed"),
+	PK("riskctl.sc_target", POLICY_DOUBLE, riskctl_sc_target, "same for sc programs"),
+	PK("riskctl.shadow_frac", POLICY_DOUBLE, riskctl_shadow_frac, "early stops shadowed (0 off)"),
+	PK("riskctl.confidence", POLICY_DOUBLE, riskctl_confidence, "of the rate bounds"),
+	PK("riskctl.step", POLICY_DOUBLE, riskctl_step, "logit shift per move"),
+	PK("riskctl.min_shift", POLICY_DOUBLE, riskctl_min_shift, "lowest shift (<= 0)"),
+	PK("riskctl.max_shift", POLICY_DOUBLE, riskctl_max_shift, "highest shift (>= 0)"),
+	PK("riskctl.min_samples", POLICY_U32, riskctl_min_samples, "shadows before a saving move"),
+	PK("riskctl.window", POLICY_U32, riskctl_window, "shadows before an unproven backs off"),
+	PK("riskctl.frozen", POLICY_U32, riskctl_frozen, "1: count, never move"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
 #define POLICY_NALL (POLICY_NKEYS + SCHED_COT_NFEAT + SCHED_SC_NFEAT)
@@ -329,6 +339,13 @@ policy_round(struct sched_policy *p)
 	p->extend_min = policy_round6(p->extend_min);
 	p->cot_threshold = policy_round6(p->cot_threshold);
 	p->sc_threshold = policy_round6(p->sc_threshold);
+	p->riskctl_target = policy_round6(p->riskctl_target);
+	p->riskctl_sc_target = policy_round6(p->riskctl_sc_target);
+	p->riskctl_shadow_frac = policy_round6(p->riskctl_shadow_frac);
+	p->riskctl_confidence = policy_round6(p->riskctl_confidence);
+	p->riskctl_step = policy_round6(p->riskctl_step);
+	p->riskctl_min_shift = policy_round6(p->riskctl_min_shift);
+	p->riskctl_max_shift = policy_round6(p->riskctl_max_shift);
 	for (i = 0; i < SCHED_COT_NFEAT; i++)
 		p->cot_w[i] = policy_round6(p->cot_w[i]);
 	for (i = 0; i < SCHED_SC_NFEAT; i++)

@@ -8,6 +8,7 @@
 #include "lib/error.h"
 #include "scheduler/answer.h"
 #include "scheduler/certainty.h"
+#include "scheduler/riskctl.h"
 
 /* Calibrated on the dev traces (certa-eval calibrate); keep equal to policy/default.policy
  * (tests/unit/test_policy.c checks). */
@@ -51,6 +52,50 @@ sched_policy_default(struct sched_policy *p)
 	p->extend_frac = 0.25;
 	p->extend_min = 0.5;
 	p->starvation_ms = 30000;
+	p->riskctl_target = 0.08;
+	p->riskctl_sc_target = 0.04;
+	p->riskctl_shadow_frac = 0;
+	p->riskctl_confidence = 0.9;
+	p->riskctl_step = 0.5;
+	p->riskctl_min_shift = -2;
+	p->riskctl_max_shift = 2;
+	p->riskctl_min_samples = 20;
+	p->riskctl_window = 100;
+	p->riskctl_frozen = 0;
+}
+
+/* The riskctl.* keys (scheduler/riskctl.h). */
+static int
+sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t msglen)
+{
+	const char *bad = NULL, *range = NULL;
+	double v = 0;
+
+	if (!(p->riskctl_target > 0 && p->riskctl_target < 1))
+		bad = "riskctl.target", range = "(0, 1)", v = p->riskctl_target;
+	else if (!(p->riskctl_sc_target > 0 && p->riskctl_sc_target < 1))
+		bad = "riskctl.sc_target", range = "(0, 1)", v = p->riskctl_sc_target;
+	else if (!(p->riskctl_shadow_frac >= 0 && p->riskctl_shadow_frac <= 1))
+		bad = "riskctl.shadow_frac", range = "[0, 1]", v = p->riskctl_shadow_frac;
+	else if (!(p->riskctl_confidence >= 0.5 && p->riskctl_confidence <= 0.9999))
+		bad = "riskctl.confidence", range = "[0.5, 0.9999]", v = p->riskctl_confidence;
+	else if (!(p->riskctl_step > 0 && p->riskctl_step <= 4))
+		bad = "riskctl.step", range = "(0, 4]", v = p->riskctl_step;
+	else if (!(p->riskctl_min_shift >= -8 && p->riskctl_min_shift <= 0))
+		bad = "riskctl.min_shift", range = "[-8, 0]", v = p->riskctl_min_shift;
+	else if (!(p->riskctl_max_shift >= 0 && p->riskctl_max_shift <= 8))
+		bad = "riskctl.max_shift", range = "[0, 8]", v = p->riskctl_max_shift;
+	else if (p->riskctl_min_samples < 1 || p->riskctl_min_samples > 100000)
+		bad = "riskctl.min_samples", range = "[1, 100000]", v = p->riskctl_min_samples;
+	else if (p->riskctl_window < p->riskctl_min_samples || p->riskctl_window > 1000000)
+		bad = "riskctl.window", range = "[riskctl.min_samples, 1000000]",
+		v = p->riskctl_window;
+	else if (p->riskctl_frozen > 1)
+		bad = "riskctl.frozen", range = "[0, 1]", v = p->riskctl_frozen;
+	if (bad == NULL)
+		return 0;
+	snprintf(msg, msglen, "%s: %g is out of range %s", bad, v, range);
+	return CERTA_EINVAL;
 }
 
 int
@@ -114,7 +159,7 @@ sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen)
 		snprintf(msg, msglen, "starvation_ms: %lld is negative", (long long)p->starvation_ms);
 		return CERTA_EINVAL;
 	}
-	return 0;
+	return sched_policy_validate_riskctl(p, msg, msglen);
 }
 
 uint64_t
@@ -283,6 +328,8 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 		threshold = p->cot_threshold;
 		unpromising = p->unpromising_tokens;
 	}
+	if (v->threshold_shift != 0)
+		threshold = riskctl_threshold(threshold, v->threshold_shift);
 	if (cp.any_valid && cp.answer[0] != '\0' && (cp.decided_final || cp.certaindex >= threshold)) {
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
 		return;

@@ -78,6 +78,19 @@ struct sched_policy {
 	double extend_min;
 	/* sched_rank: a program waiting this long (ms) goes ahead of shorter work. */
 	int64_t starvation_ms;
+
+	/* Online risk control from shadow runs (scheduler/riskctl.h; keys riskctl.*).  The
+	 * daemon reads them from the base policy (one controller per model and algorithm). */
+	double riskctl_target;        /* answer-change rate allowed among cot certain stops */
+	double riskctl_sc_target;     /* ... among sc certain stops */
+	double riskctl_shadow_frac;   /* share of early stops run on as shadows (0: off) */
+	double riskctl_confidence;    /* of the Clopper-Pearson bounds */
+	double riskctl_step;          /* logit shift per move */
+	double riskctl_min_shift;     /* bounds of the shift (<= 0, >= 0) */
+	double riskctl_max_shift;
+	uint32_t riskctl_min_samples; /* shadows at a setting before a move toward savings */
+	uint32_t riskctl_window;      /* shadows at a setting before an unproven one backs off */
+	uint32_t riskctl_frozen;      /* 1: count shadows, never move */
 };
 
 /* One probe of a chain: its answer after `position` decode tokens. */
@@ -163,6 +176,9 @@ struct sched_view {
 	 * given, sched_decide() advances it (legal transitions only); once terminal, it keeps
 	 * answering stop with the same reason. */
 	struct sched_state *state;
+	/* The risk controller's logit shift of the stop-certain threshold (riskctl_threshold;
+	 * 0: the policy's threshold as is). */
+	double threshold_shift;
 };
 
 struct sched_decision {

@@ -24,7 +24,7 @@
 #define STORE_MIB (1024u * 1024u)
 #define STORE_DEFAULT_MAP_SIZE ((size_t)64 * STORE_MIB)
 #define STORE_DEFAULT_MAX_MAP_SIZE ((size_t)64 * 1024 * STORE_MIB)
-#define STORE_MAX_DBS 8                 /* named DBs plus room to add a few */
+#define STORE_MAX_DBS 12                 /* named DBs plus room to add a few */
 #define STORE_RESIZE_TRIES 8            /* MDB_MAP_RESIZED retries per txn begin */
 #define STORE_META_KEY "meta"
 #define STORE_KEY_BUF 512               /* LMDB's default max key size (511) + NUL */
@@ -64,6 +64,7 @@ static const struct {
 	[STORE_DB_POLICIES] = { "policies", &certa__v1__policy_record__descriptor },
 	[STORE_DB_HISTORY] = { "history", &certa__v1__history_record__descriptor },
 	[STORE_DB_IDEMPOTENCY] = { "idempotency", &certa__v1__idempotency_record__descriptor },
+	[STORE_DB_RISKCTL] = { "riskctl", &certa__v1__riskctl_record__descriptor },
 };
 
 struct store {

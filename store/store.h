@@ -59,6 +59,7 @@ enum store_db {
 	STORE_DB_HISTORY,   /* "history": "<finished_unix_ms:016x>/<id>" -> certa.v1.HistoryRecord */
 	STORE_DB_IDEMPOTENCY, /* "idempotency": "<tenant>/<tenant uid:016x>/<key>" (uid 0:
 	                       * "<tenant>/<key>") -> certa.v1.IdempotencyRecord */
+	STORE_DB_RISKCTL,   /* "riskctl": "<cot|sc>/<model>" -> certa.v1.RiskctlRecord */
 	STORE_DB_COUNT
 };
 

@@ -324,6 +324,55 @@ test_order_survives_restart(void **state)
 	expect_order(f, want);
 }
 
+/* Turns a stored program into a shadow (daemon/shadow.h) of the system account. */
+static int
+make_shadow_txn(struct store_txn *txn, void *arg)
+{
+	const char *id = arg;
+	ProtobufCMessage *m = NULL;
+	Certa__V1__ProgramRecord *r;
+	char *tenant, *of;
+	int rc;
+
+	rc = store_get(txn, STORE_DB_PROGRAMS, id, &certa__v1__program_record__descriptor, &m);
+	if (rc != 0)
+		return rc;
+	r = (Certa__V1__ProgramRecord *)m;
+	tenant = r->program->tenant;
+	of = r->shadow_of;
+	r->program->tenant = (char *)"_system";
+	r->shadow_of = (char *)"p-original";
+	rc = store_put(txn, STORE_DB_PROGRAMS, id, &r->base);
+	r->program->tenant = tenant;
+	r->shadow_of = of;
+	protobuf_c_message_free_unpacked(m, NULL);
+	return rc;
+}
+
+/* A shadow runs after every tenant's ready work: last, though older than them and of the same
+ * priority, and it survives a restart as a shadow. */
+static void
+test_shadow_dispatched_last(void **state)
+{
+	struct fx *f = *state;
+	const int want[] = { 2, 1, 0, -1 };
+	struct store *st;
+	struct store_options so = { 0 };
+
+	submit(f, 0, "anon", CERTA__V1__PRIORITY__PRIORITY_LOW, 0);
+	core_free(f->c);
+	f->c = NULL;
+	assert_int_equal(store_open(f->opt.state_dir, &so, &st), 0);
+	assert_int_equal(store_update(st, make_shadow_txn, f->ids[0]), 0);
+	store_close(st);
+	fx_open(f);
+	submit(f, 1, "anon", CERTA__V1__PRIORITY__PRIORITY_LOW, 0);
+	submit(f, 2, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
+	expect_order(f, want);
+	/* Not the tenant's: its stats count only its own two programs. */
+	assert_int_equal(tenants_stats(core_tenants(f->c), "anon")->queued, 2);
+}
+
 /* A tenant with a tokens_per_minute quota. */
 static void
 tenant_tpm(struct fx *f, const char *name, uint64_t tpm)
@@ -514,6 +563,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_deadline_ends_program_without_step, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_order_survives_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shadow_dispatched_last, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reused_name_sees_nothing_of_old_tenant, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_throttled_tenant_held_back_at_dispatch, setup,

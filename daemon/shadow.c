@@ -1,0 +1,347 @@
+/* shadow.c — shadow runs after early stops and the risk controllers they feed. */
+#include "daemon/shadow.h"
+#include "daemon/core_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/persist.h"
+#include "daemon/policies.h"
+#include "daemon/program.h"
+#include "lib/array.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lib/strmap.h"
+#include "scheduler/answer.h"
+#include "scheduler/riskctl.h"
+#include "store/store.h"
+
+/* One (model, algorithm) controller. */
+struct shadow_ctl {
+	char *model;
+	enum sched_algo algo;
+	struct riskctl_state st;
+	uint64_t dropped;
+};
+
+struct shadow {
+	struct shadow_ctl *ctl;
+	size_t n, cap;
+};
+
+/* The base policy: the controllers' parameters and the thresholds they shift. */
+static const struct sched_policy *
+shadow_base(struct core *c)
+{
+	return policies_effective(c->policies, NULL, NULL);
+}
+
+static const char *
+shadow_algo_name(enum sched_algo a)
+{
+	return a == SCHED_ALGO_SC ? "sc" : "cot";
+}
+
+/* The controller of (model, algo); created when create (NULL on ENOMEM or not found). */
+static struct shadow_ctl *
+shadow_ctl(struct shadow *s, const char *model, enum sched_algo algo, bool create)
+{
+	size_t i;
+
+	if (model == NULL)
+		model = "";
+	for (i = 0; i < s->n; i++)
+		if (s->ctl[i].algo == algo && strcmp(s->ctl[i].model, model) == 0)
+			return &s->ctl[i];
+	if (!create || ARRAY_GROW(s->ctl, s->cap, s->n + 1) != 0)
+		return NULL;
+	memset(&s->ctl[s->n], 0, sizeof s->ctl[s->n]);
+	s->ctl[s->n].model = strdup(model);
+	if (s->ctl[s->n].model == NULL)
+		return NULL;
+	s->ctl[s->n].algo = algo;
+	return &s->ctl[s->n++];
+}
+
+/* store_scan callback: one RiskctlRecord. */
+static int
+shadow_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+{
+	const Certa__V1__RiskctlRecord *r = (const Certa__V1__RiskctlRecord *)msg;
+	struct shadow_ctl *x;
+
+	(void)key;
+	(void)keylen;
+	x = shadow_ctl(arg, r->model, r->algo == SCHED_ALGO_SC ? SCHED_ALGO_SC : SCHED_ALGO_COT,
+	    true);
+	if (x == NULL)
+		return -ENOMEM;
+	x->st.shift = r->shift;
+	x->st.shadows = r->shadows;
+	x->st.changes = r->changes;
+	x->st.win_n = r->window_shadows;
+	x->st.win_changes = r->window_changes;
+	x->st.saves = r->saves;
+	x->st.backs = r->backs;
+	x->st.tokens = r->tokens;
+	x->dropped = r->dropped;
+	return 0;
+}
+
+static int
+shadow_load_txn(struct store_txn *txn, void *arg)
+{
+	return store_scan(txn, STORE_DB_RISKCTL, NULL, &certa__v1__riskctl_record__descriptor,
+	    shadow_load_one, arg);
+}
+
+int
+shadow_new(struct core *c, struct shadow **out)
+{
+	struct shadow *s = calloc(1, sizeof *s);
+	int rc;
+
+	if (s == NULL)
+		return -ENOMEM;
+	rc = store_view(c->st, shadow_load_txn, s);
+	if (rc != 0) {
+		shadow_free(s);
+		return rc;
+	}
+	if (s->n > 0)
+		log_info(LOG_SCHED, "riskctl: %zu controller(s) loaded", s->n);
+	*out = s;
+	return 0;
+}
+
+void
+shadow_free(struct shadow *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < s->n; i++)
+		free(s->ctl[i].model);
+	free(s->ctl);
+	free(s);
+}
+
+/* Writes one controller's record. */
+struct shadow_save {
+	const struct shadow_ctl *x;
+};
+
+static int
+shadow_save_txn(struct store_txn *txn, void *arg)
+{
+	const struct shadow_ctl *x = ((struct shadow_save *)arg)->x;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	char key[512];
+
+	snprintf(key, sizeof key, "%s/%s", shadow_algo_name(x->algo), x->model);
+	r.model = x->model;
+	r.algo = (uint32_t)x->algo;
+	r.shift = x->st.shift;
+	r.shadows = x->st.shadows;
+	r.changes = x->st.changes;
+	r.window_shadows = x->st.win_n;
+	r.window_changes = x->st.win_changes;
+	r.saves = x->st.saves;
+	r.backs = x->st.backs;
+	r.tokens = x->st.tokens;
+	r.dropped = x->dropped;
+	r.updated_unix_ms = core_now_ms();
+	return store_put(txn, STORE_DB_RISKCTL, key, &r.base);
+}
+
+/* Writes x; a failure is logged (memory keeps the state; the next write carries it). */
+static void
+shadow_save(struct core *c, const struct shadow_ctl *x)
+{
+	struct shadow_save sv = { x };
+	int rc = store_update(c->st, shadow_save_txn, &sv);
+
+	if (rc != 0)
+		log_warn(LOG_SCHED, "riskctl %s/%s: cannot store the controller: %s",
+		    shadow_algo_name(x->algo), x->model, certa_strerror(rc));
+}
+
+/* The shift as applied: clamped into the current bounds. */
+static double
+shadow_applied(const struct riskctl_params *pr, double shift)
+{
+	if (shift > pr->max_shift)
+		return pr->max_shift;
+	if (shift < pr->min_shift)
+		return pr->min_shift;
+	return shift;
+}
+
+double
+shadow_shift(struct core *c, const struct program *p)
+{
+	struct shadow_ctl *x;
+	struct riskctl_params pr;
+
+	if (c->shadow == NULL || p->shadow_of != NULL)
+		return 0;
+	x = shadow_ctl(c->shadow, p->model, p->algo, false);
+	if (x == NULL)
+		return 0;
+	riskctl_params_from_policy(shadow_base(c), p->algo, &pr);
+	return shadow_applied(&pr, x->st.shift);
+}
+
+void
+shadow_policy(const struct sched_policy *base, struct sched_policy *out)
+{
+	*out = *base;
+	out->cot_threshold = 2;
+	out->sc_threshold = 2;
+	out->unpromising_tokens = 0;
+	out->sc_unpromising_tokens = 0;
+}
+
+void
+shadow_spawn(struct core *c, struct program *p)
+{
+	struct riskctl_params pr;
+	struct program *s;
+	struct shadow_ctl *x;
+	char id[256];
+	uint32_t i;
+	bool open = false;
+	int rc;
+
+	if (c->shadow == NULL || p->shadow_of != NULL || p->state != PROGRAM_FINISHED ||
+	    p->reason != SCHED_REASON_CERTAIN || c->draining)
+		return;
+	for (i = 0; i < p->n; i++)
+		open = open || !p->chains[i].finished;
+	if (!open)
+		return;
+	riskctl_params_from_policy(shadow_base(c), p->algo, &pr);
+	if (!riskctl_pick(p->id, pr.shadow_frac))
+		return;
+	x = shadow_ctl(c->shadow, p->model, p->algo, true);
+	if (x == NULL)
+		return;
+	snprintf(id, sizeof id, "%s.shadow", p->id);
+	s = program_new(id, SHADOW_TENANT, p->problem, p->algo, p->n, p->budget);
+	if (s == NULL)
+		goto fail;
+	if (program_set_str(&s->model, p->model) != 0 ||
+	    program_set_str(&s->idempotency_key, "") != 0 ||
+	    program_set_str(&s->shadow_of, p->id) != 0 ||
+	    program_set_str(&s->shadow_answer, p->answer != NULL ? p->answer : "") != 0 ||
+	    program_set_str(&s->answer, p->answer != NULL ? p->answer : "") != 0 ||
+	    program_copy_chains(s, p) != 0)
+		goto fail_s;
+	s->priority = CERTA__V1__PRIORITY__PRIORITY_LOW;
+	s->moe_top_p = p->moe_top_p;
+	s->temperature = p->temperature;
+	s->top_p = p->top_p;
+	s->steps = p->steps;
+	s->shadow_base_tokens = program_tokens(p) + program_probe_tokens(p);
+	s->created_ms = core_now_ms();
+	s->ready_since_ms = s->created_ms;
+	s->seq = c->next_seq++;
+	rc = persist_write(c, s, 1, 0, 0);
+	if (rc != 0) {
+		log_warn(LOG_SCHED, "program %s: shadow not started: %s", p->id,
+		    certa_strerror(rc));
+		goto fail_s;
+	}
+	if (strmap_put(c->live, s->id, s, NULL) != 0 || core_order_add(c, s) != 0) {
+		strmap_del(c->live, s->id);
+		goto fail_s;   /* stored: it runs after the next restart */
+	}
+	log_info(LOG_SCHED, "program %s: shadow %s started (%s/%s, answer \"%s\")", p->id, s->id,
+	    shadow_algo_name(p->algo), p->model, p->answer != NULL ? p->answer : "");
+	core_kick(c);
+	return;
+fail_s:
+	program_free(s);
+fail:
+	x->dropped++;
+	shadow_save(c, x);
+}
+
+void
+shadow_done(struct core *c, struct program *p)
+{
+	struct riskctl_params pr;
+	struct shadow_ctl *x;
+	enum riskctl_move mv;
+	uint64_t used = program_tokens(p) + program_probe_tokens(p), tokens;
+	bool changed;
+
+	if (c->shadow == NULL || p->shadow_of == NULL)
+		return;
+	x = shadow_ctl(c->shadow, p->model, p->algo, true);
+	if (x == NULL)
+		return;
+	if (p->state != PROGRAM_FINISHED) {
+		x->dropped++;
+		log_info(LOG_SCHED, "shadow %s ended %s: dropped", p->id,
+		    program_state_name(p->state));
+		shadow_save(c, x);
+		return;
+	}
+	riskctl_params_from_policy(shadow_base(c), p->algo, &pr);
+	(void)riskctl_clamp(&pr, &x->st);
+	changed = !answer_equivalent(p->answer != NULL ? p->answer : "",
+	    p->shadow_answer != NULL ? p->shadow_answer : "");
+	tokens = used > p->shadow_base_tokens ? used - p->shadow_base_tokens : 0;
+	mv = riskctl_observe(&pr, &x->st, changed, tokens);
+	log_info(LOG_SCHED, "shadow %s of %s ended: answer \"%s\" vs stopped \"%s\" (%s), %llu "
+	    "tokens; riskctl %s/%s: %u/%u changed in window, ucb %.4f, target %g, %s -> shift "
+	    "%+.2f", p->id, p->shadow_of, p->answer != NULL ? p->answer : "", p->shadow_answer,
+	    changed ? "changed" : "same", (unsigned long long)tokens, shadow_algo_name(p->algo),
+	    x->model, x->st.win_changes, x->st.win_n, riskctl_ucb(&pr, &x->st), pr.target,
+	    riskctl_move_name(mv), x->st.shift);
+	shadow_save(c, x);
+}
+
+size_t
+shadow_count(struct core *c)
+{
+	return c->shadow != NULL ? c->shadow->n : 0;
+}
+
+void
+shadow_get(struct core *c, size_t i, struct shadow_info *out)
+{
+	const struct sched_policy *base = shadow_base(c);
+	const struct shadow_ctl *x = &c->shadow->ctl[i];
+	struct riskctl_params pr;
+	size_t k;
+
+	memset(out, 0, sizeof *out);
+	riskctl_params_from_policy(base, x->algo, &pr);
+	out->model = x->model;
+	out->algo = x->algo;
+	out->shift = shadow_applied(&pr, x->st.shift);
+	out->threshold = riskctl_threshold(x->algo == SCHED_ALGO_SC ? base->sc_threshold :
+	    base->cot_threshold, out->shift);
+	out->ucb = riskctl_ucb(&pr, &x->st);
+	out->target = pr.target;
+	out->shadows = x->st.shadows;
+	out->changes = x->st.changes;
+	out->saves = x->st.saves;
+	out->backs = x->st.backs;
+	out->tokens = x->st.tokens;
+	out->dropped = x->dropped;
+	out->win_n = x->st.win_n;
+	out->win_changes = x->st.win_changes;
+	out->frozen = pr.frozen;
+	for (k = 0; k < c->norder; k++) {
+		const struct program *p = c->order[k];
+		if (p->shadow_of != NULL && !program_is_terminal(p) && p->algo == x->algo &&
+		    strcmp(p->model != NULL ? p->model : "", x->model) == 0)
+			out->running++;
+	}
+}

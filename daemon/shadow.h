@@ -1,0 +1,75 @@
+/*
+ * shadow.h — shadow runs and the per-(model, algorithm) risk controllers (scheduler/riskctl.h)
+ * inside certad.
+ *
+ * When a program stops certain (the stops the controller's threshold shift moves) and
+ * riskctl_pick(program id, riskctl.shadow_frac) says so, the program is finished for its client
+ * as always (result, finished event, history), and a *shadow* continues its chains: a new
+ * program "<id>.shadow" of the system account SHADOW_TENANT (not a tenant: no quota, no fair
+ * share, no tenant accounting; its tokens show under tenant="_system" in the token metrics and
+ * in the controller's `tokens`), holding a copy of the chains, the stopped answer and the
+ * tokens at the stop.  Shadows run after every tenant's ready work (dispatch orders them last)
+ * under the same policy with certainty and unpromising stops disabled, so they end at the
+ * natural end (or the budget).  Then the final answer is compared with the stopped one
+ * (answer_equivalent) and the outcome feeds the controller of (model, algorithm), whose state
+ * is written to the riskctl DB at once.  A shadow that fails or is cancelled is counted as
+ * dropped.  Shadows are stored like programs (ProgramRecord.shadow_of), so a shadow in flight
+ * survives a restart and carries on from its last committed step.
+ *
+ * The controllers' parameters come from the base policy ("default", `certactl policy set
+ * riskctl.KEY=VALUE`); riskctl.frozen = 1 keeps every shift, riskctl.shadow_frac = 0 starts no
+ * new shadow, and the shift is clamped into [riskctl.min_shift, riskctl.max_shift] when used.
+ *
+ * Part of the core (daemon/core_impl.h); loop thread only.
+ */
+#ifndef CERTA_DAEMON_SHADOW_H
+#define CERTA_DAEMON_SHADOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scheduler/sched.h"
+
+struct core;
+struct program;
+struct shadow;
+
+/* The system account shadows are charged to (not a valid tenant name, so never a tenant). */
+#define SHADOW_TENANT "_system"
+
+/* Loads the controllers from the store.  Returns 0, a store error or -ENOMEM. */
+int shadow_new(struct core *c, struct shadow **out);
+void shadow_free(struct shadow *s);
+
+/* The threshold shift for a (non-shadow) program's next decision. */
+double shadow_shift(struct core *c, const struct program *p);
+
+/* The policy a shadow runs under: base with certainty and unpromising stops disabled. */
+void shadow_policy(const struct sched_policy *base, struct sched_policy *out);
+
+/* p (not a shadow) has just finished for its client (its ending is committed): starts its
+ * shadow when it stopped certain with unfinished chains and the pick says so.  Errors are
+ * logged and counted as dropped; the client is never affected. */
+void shadow_spawn(struct core *c, struct program *p);
+
+/* A shadow's ending is committed: compares, feeds the controller, writes its state. */
+void shadow_done(struct core *c, struct program *p);
+
+/* One controller, for stats and metrics (strings owned by the table; valid until the next
+ * shadow_* call). */
+struct shadow_info {
+	const char *model;
+	enum sched_algo algo;
+	double shift;             /* clamped as applied */
+	double threshold;         /* the base policy's threshold under it */
+	double ucb, target;
+	uint64_t shadows, changes, saves, backs, tokens, dropped;
+	uint32_t win_n, win_changes;
+	uint64_t running;         /* shadows in progress */
+	bool frozen;
+};
+size_t shadow_count(struct core *c);
+void shadow_get(struct core *c, size_t i, struct shadow_info *out);
+
+#endif

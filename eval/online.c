@@ -1,0 +1,503 @@
+/* online.c — certa-eval online: the shadow-driven risk controller over a stream of traces. */
+#include "eval/online.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/evalsim.h"
+#include "scheduler/riskctl.h"
+
+/* One program of a simulated stream. */
+struct online_prog {
+	double cost;              /* decode + probe tokens up to the stop */
+	double shadow;            /* shadow tokens it started (0: none) */
+	double full;              /* the full run's tokens */
+	int diff;                 /* full run right - stopped right (loss in programs) */
+	bool shadowed, changed;
+	double shift;             /* the shift it ran under */
+};
+
+/* A shadow whose outcome is still on its way. */
+struct online_pending {
+	size_t at;                /* stream index at which it lands */
+	bool changed;
+	uint64_t tokens;
+};
+
+/* What one run of a stream gives. */
+struct online_result {
+	double saved, loss;       /* whole stream, shadows included */
+	double worst_window_loss; /* largest over any `window` consecutive programs */
+	long converged;           /* programs until the trailing window reaches 80% of best; -1 */
+	long reach;               /* first program run under a setting >= 80% of best (-1) */
+	long held;                /* programs from which on the shift's static saving stays >= 80%
+	                           * of best (-1: never) */
+	double final_shift;
+	uint64_t shadows, changes, saves, backs;
+	double shadow_share;      /* shadow tokens / full-run tokens */
+};
+
+static uint64_t
+online_rand(uint64_t *s)
+{
+	*s = *s * 6364136223846793005ull + 1442695040888963407ull;
+	return *s >> 17;
+}
+
+/* A seeded Fisher-Yates permutation of 0..n-1. */
+static void
+online_shuffle(size_t *order, size_t n, uint64_t *seed)
+{
+	size_t i, j, t;
+
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	for (i = n; i > 1; i--) {
+		j = (size_t)(online_rand(seed) % i);
+		t = order[i - 1];
+		order[i - 1] = order[j];
+		order[j] = t;
+	}
+}
+
+/* Simulates one stream order; fills progs[0..total) and r. */
+/* Whether a stop at pt (left points after it) is a stop-certain before the end: the stops
+ * the controller's shift moves and the daemon shadows (unpromising stops do not depend on
+ * the shift and are not shadowed). */
+static bool
+online_certain(const struct evalsim_point *pt, size_t left, double tau)
+{
+	if (left == 0 || pt->end)
+		return false;
+	return (tau <= 1.0 && pt->decided) || (pt->c >= 0 && pt->c >= tau);
+}
+
+/* The static saving of a shift on the whole set, cached per distinct shift (few). */
+struct online_cache {
+	double shift[64], saved[64];
+	size_t n;
+};
+
+static double
+online_static_saved(struct online_cache *c, const struct evalsim_set *set, double tau0,
+    uint64_t u, double shift)
+{
+	double l, s;
+	size_t i;
+
+	for (i = 0; i < c->n; i++)
+		if (c->shift[i] == shift)
+			return c->saved[i];
+	evalsim_score_model(set, NULL, riskctl_threshold(tau0, shift), u, &l, &s);
+	if (c->n < 64) {
+		c->shift[c->n] = shift;
+		c->saved[c->n++] = s;
+	}
+	return s;
+}
+
+static int
+online_stream(const struct online_opts *o, const struct evalsim_set *set, const char *model,
+    enum sched_algo algo, const struct sched_policy *p, double tau0, uint64_t u, unsigned run, double best,
+    struct online_prog *progs, size_t total, struct online_result *r)
+{
+	struct online_cache cache = { .n = 0 };
+	struct riskctl_params pr;
+	struct riskctl_state st;
+	struct online_pending *pend;
+	size_t *order, npend = 0, k, i, w = o->window;
+	uint64_t seed = 0x9e3779b97f4a7c15ull * (run + 1);
+	double cost = 0, full = 0, shadow = 0;
+	long diff = 0;
+	char key[256];
+
+	order = calloc(set->nprog, sizeof *order);
+	pend = calloc(total, sizeof *pend);
+	if (order == NULL || pend == NULL) {
+		free(order);
+		free(pend);
+		return -ENOMEM;
+	}
+	riskctl_params_from_policy(p, algo, &pr);
+	memset(&st, 0, sizeof st);
+	memset(r, 0, sizeof *r);
+	for (k = 0; k < total; k++) {
+		const struct evalsim_traj *t;
+		size_t j, idx, last, pass = k / set->nprog;
+		double tau;
+		struct online_prog *g = &progs[k];
+
+		if (k % set->nprog == 0)
+			online_shuffle(order, set->nprog, &seed);
+		/* Shadows that ended by now reach the controller, in the order they started. */
+		for (i = 0; i < npend && pend[i].at <= k; i++)
+			riskctl_observe(&pr, &st, pend[i].changed, pend[i].tokens);
+		if (i > 0) {
+			memmove(pend, pend + i, (npend - i) * sizeof *pend);
+			npend -= i;
+		}
+		j = order[k % set->nprog];
+		t = &set->traj[j];
+		if (t->npts == 0)
+			continue;
+		last = t->npts - 1;
+		tau = riskctl_threshold(tau0, st.shift);
+		idx = evalsim_stop_index(t->pts, t->npts, tau, u);
+		memset(g, 0, sizeof *g);
+		g->shift = st.shift;
+		g->cost = (double)t->pts[idx].cost;
+		g->full = (double)set->full_tokens[j];
+		g->diff = (int)set->full_correct[j] - (int)t->pts[idx].correct;
+		snprintf(key, sizeof key, "%s/%zu/%zu/%u", model, j, pass, run);
+		if (online_certain(&t->pts[idx], last - idx, tau) &&
+		    riskctl_pick(key, pr.shadow_frac)) {
+			uint64_t extra = t->pts[last].cost - t->pts[idx].cost;
+			g->shadowed = true;
+			g->changed = !t->pts[idx].same;
+			g->shadow = (double)extra;
+			pend[npend].at = k + o->lag;
+			pend[npend].changed = g->changed;
+			pend[npend].tokens = extra;
+			npend++;
+		}
+		cost += g->cost;
+		shadow += g->shadow;
+		full += g->full;
+		diff += g->diff;
+	}
+	r->saved = full > 0 ? 1 - (cost + shadow) / full : 0;
+	r->loss = total > 0 ? (double)diff / (double)total : 0;
+	r->shadow_share = full > 0 ? shadow / full : 0;
+	r->final_shift = st.shift;
+	r->shadows = st.shadows;
+	r->changes = st.changes;
+	r->saves = st.saves;
+	r->backs = st.backs;
+	r->converged = -1;
+	r->held = -1;
+	r->reach = -1;
+	for (k = 0; k < total && best > 0; k++)
+		if (online_static_saved(&cache, set, tau0, u, progs[k].shift) >= 0.8 * best) {
+			r->reach = (long)k + 1;
+			break;
+		}
+	for (k = total; k > 0; k--) {
+		if (best <= 0 || online_static_saved(&cache, set, tau0, u, progs[k - 1].shift) <
+		    0.8 * best)
+			break;
+		r->held = (long)k - 1;
+	}
+	/* Sliding windows of w programs: the worst loss, and the first that saves 80% of best. */
+	{
+		double wc = 0, wf = 0;
+		long wd = 0;
+		r->worst_window_loss = -1;
+		for (k = 0; k < total; k++) {
+			wc += progs[k].cost + progs[k].shadow;
+			wf += progs[k].full;
+			wd += progs[k].diff;
+			if (k >= w) {
+				wc -= progs[k - w].cost + progs[k - w].shadow;
+				wf -= progs[k - w].full;
+				wd -= progs[k - w].diff;
+			}
+			if (k + 1 < w)
+				continue;
+			if ((double)wd / (double)w > r->worst_window_loss)
+				r->worst_window_loss = (double)wd / (double)w;
+			if (r->converged < 0 && wf > 0 && best > 0 && 1 - wc / wf >= 0.8 * best)
+				r->converged = (long)k + 1;
+		}
+	}
+	free(order);
+	free(pend);
+	return 0;
+}
+
+/* The worst loss over `window` consecutive programs of run `run`'s stream order under a fixed
+ * threshold (no controller, no shadows): the noise floor a window figure is read against. */
+static double
+online_static_worst(const struct online_opts *o, const struct evalsim_set *set, double tau,
+    uint64_t u, unsigned run, size_t total)
+{
+	uint64_t seed = 0x9e3779b97f4a7c15ull * (run + 1);
+	size_t *order = calloc(set->nprog, sizeof *order), k;
+	int *d = calloc(total ? total : 1, sizeof *d);
+	long wd = 0;
+	double worst = 0;
+
+	if (order == NULL || d == NULL) {
+		free(order);
+		free(d);
+		return NAN;
+	}
+	for (k = 0; k < total; k++) {
+		const struct evalsim_traj *t;
+		size_t j, idx;
+		if (k % set->nprog == 0)
+			online_shuffle(order, set->nprog, &seed);
+		j = order[k % set->nprog];
+		t = &set->traj[j];
+		if (t->npts > 0) {
+			idx = evalsim_stop_index(t->pts, t->npts, tau, u);
+			d[k] = (int)set->full_correct[j] - (int)t->pts[idx].correct;
+		}
+		wd += d[k];
+		if (k >= o->window)
+			wd -= d[k - o->window];
+		if (k + 1 >= o->window && (double)wd / (double)o->window > worst)
+			worst = (double)wd / (double)o->window;
+	}
+	free(order);
+	free(d);
+	return worst;
+}
+
+/* The per-window table of one run. */
+static void
+online_print_windows(const struct online_opts *o, const struct online_prog *progs,
+    size_t total, double tau0)
+{
+	size_t k, w = o->window;
+
+	printf("| programs | loss pt | saved (shadows incl.) | shadow tokens | shadows | changed "
+	    "| shift at end | threshold at end |\n|---|---|---|---|---|---|---|---|\n");
+	for (k = 0; k < total; k += w) {
+		size_t e = k + w < total ? k + w : total, i;
+		double c = 0, f = 0, sh = 0;
+		long d = 0;
+		unsigned ns = 0, nc = 0;
+		for (i = k; i < e; i++) {
+			c += progs[i].cost + progs[i].shadow;
+			sh += progs[i].shadow;
+			f += progs[i].full;
+			d += progs[i].diff;
+			ns += progs[i].shadowed;
+			nc += progs[i].changed;
+		}
+		printf("| %zu-%zu | %.2f | %.1f%% | %.1f%% | %u | %u | %+.2f | %.4g |\n", k + 1, e,
+		    100.0 * (double)d / (double)(e - k), f > 0 ? 100 * (1 - c / f) : 0,
+		    f > 0 ? 100 * sh / f : 0, ns, nc, progs[e - 1].shift,
+		    riskctl_threshold(tau0, progs[e - 1].shift));
+	}
+}
+
+/* What each controller setting would do statically on the whole set: share stopped early,
+ * answer-change rate among those (what shadows measure), loss, saving; and the worst loss
+ * over 100 consecutive programs in the recorded order (noise: a fixed threshold too). */
+static void
+online_print_levels(const struct evalsim_set *set, const struct sched_policy *p, double tau0,
+    uint64_t u)
+{
+	double sh;
+
+	printf("| shift | threshold | stopped certain | answer changed among them | loss pt | saved "
+	    "|\n|---|---|---|---|---|---|\n");
+	for (sh = p->riskctl_min_shift; sh <= p->riskctl_max_shift + 1e-9; sh += p->riskctl_step) {
+		double tau = riskctl_threshold(tau0, sh), cost = 0, full = 0;
+		size_t i, stopped = 0, changed = 0;
+		long diff = 0;
+		for (i = 0; i < set->nprog; i++) {
+			const struct evalsim_traj *t = &set->traj[i];
+			size_t idx;
+			if (t->npts == 0)
+				continue;
+			idx = evalsim_stop_index(t->pts, t->npts, tau, u);
+			if (online_certain(&t->pts[idx], t->npts - 1 - idx, tau)) {
+				stopped++;
+				changed += !t->pts[idx].same;
+			}
+			diff += (long)set->full_correct[i] - (long)t->pts[idx].correct;
+			cost += (double)t->pts[idx].cost;
+			full += (double)set->full_tokens[i];
+		}
+		printf("| %+.2f | %.4g | %.1f%% | %.1f%% | %.2f | %.1f%% |\n", sh, tau,
+		    100.0 * (double)stopped / (double)set->nprog,
+		    stopped ? 100.0 * (double)changed / (double)stopped : 0,
+		    100.0 * (double)diff / (double)set->nprog, full > 0 ? 100 * (1 - cost / full) : 0);
+	}
+}
+
+/* One held-out model and algorithm. */
+static int
+online_model(const struct traces *tr, const struct online_opts *o, const char *model,
+    enum sched_algo algo, const int64_t *seeds, size_t nseeds)
+{
+	struct sched_policy p = *o->start;
+	struct evalsim_filter f;
+	struct evalsim_set set;
+	struct online_prog *progs = NULL;
+	struct online_result *res = NULL;
+	double tau0, best = 0, best_tau = 0, best_loss = 0, l0, s0;
+	uint64_t u;
+	size_t i, total, n = algo == SCHED_ALGO_SC ? 3 : 1;
+	unsigned run;
+	int rc;
+
+	if (o->start_lomo) {
+		struct evalsim_calib cal;
+		struct evalsim_filter cf;
+		memset(&cf, 0, sizeof cf);
+		cf.model = model;
+		cf.not_model = true;
+		memset(&cal, 0, sizeof cal);
+		cal.max_loss = o->max_loss;
+		cal.split = EVALSIM_ALL;
+		cal.filter = &cf;
+		cal.sc_n = 3;
+		cal.lambda = 1;
+		cal.margin = 1;
+		cal.folds = 5;
+		cal.z = 1;
+		cal.cot_label = EVALSIM_LABEL_SAFE;
+		cal.sc_label = EVALSIM_LABEL_SAME;
+		rc = evalsim_calibrate(tr, &cal, &p);
+		if (rc != 0)
+			return rc;
+	}
+	memset(&f, 0, sizeof f);
+	f.model = model;
+	if (algo == SCHED_ALGO_COT)
+		for (i = 0; i < nseeds && i < EVALSIM_FILTER_MAX_SEEDS; i++)
+			f.seeds[f.nseeds++] = seeds[i];
+	rc = evalsim_record_filtered(tr, &p, algo, n, EVALSIM_ALL,
+	    algo == SCHED_ALGO_SC ? EVALSIM_LABEL_SAME : EVALSIM_LABEL_SAFE, 1, &f, &set);
+	if (rc != 0)
+		return rc;
+	tau0 = algo == SCHED_ALGO_SC ? p.sc_threshold : p.cot_threshold;
+	u = algo == SCHED_ALGO_SC ? p.sc_unpromising_tokens : p.unpromising_tokens;
+	/* The model's own best threshold: in-sample, the calibration grid, same bound u. */
+	for (i = 0; i < evalsim_ntaus; i++) {
+		double l, s;
+		evalsim_score_model(&set, NULL, evalsim_taus[i], u, &l, &s);
+		if (l <= o->max_loss + 1e-12 && s > best)
+			best = s, best_tau = evalsim_taus[i], best_loss = l;
+	}
+	evalsim_score_model(&set, NULL, tau0, u, &l0, &s0);
+	total = (size_t)o->passes * set.nprog;
+	progs = calloc(total ? total : 1, sizeof *progs);
+	res = calloc(o->runs, sizeof *res);
+	if (progs == NULL || res == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	printf("\n== %s, %s: %zu programs x %u pass(es), start threshold %.4g (%s), shadow_frac "
+	    "%g, target %g, confidence %g, step %g, min_samples %u, window %u, lag %u\n",
+	    model, algo == SCHED_ALGO_SC ? "sc n=3" : "cot", set.nprog, o->passes, tau0,
+	    o->start_lomo ? "calibrated without this model" : "start policy",
+	    p.riskctl_shadow_frac, algo == SCHED_ALGO_SC ? p.riskctl_sc_target : p.riskctl_target,
+	    p.riskctl_confidence, p.riskctl_step,
+	    p.riskctl_min_samples, p.riskctl_window, o->lag);
+	printf("static start threshold: loss %.2f pt, saved %.1f%%; this model's own best "
+	    "threshold (in-sample, loss <= %.2g pt): %.4g, loss %.2f pt, saved %.1f%%\n",
+	    100 * l0, 100 * s0, 100 * o->max_loss, best_tau, 100 * best_loss, 100 * best);
+	online_print_levels(&set, &p, tau0, u);
+	for (run = 0; run < o->runs; run++) {
+		rc = online_stream(o, &set, model, algo, &p, tau0, u, run, best, progs, total, &res[run]);
+		if (rc != 0)
+			goto out;
+		if (run == 0 || o->verbose) {
+			printf("run %u (stream order %u):\n", run, run);
+			online_print_windows(o, progs, total, tau0);
+		}
+	}
+	printf("| run | saved | loss pt | worst %u-window loss pt | trailing window >= 80%% of best "
+	    "first at program | setting >= 80%% of best first at program | ... and from program on "
+	    "| final shift | shadows | changed | moves save/back | shadow tokens |\n"
+	    "|---|---|---|---|---|---|---|---|---|---|---|---|\n", o->window);
+	{
+		double ms = 0, ml = 0, ww = -1;
+		unsigned conv = 0;
+		for (run = 0; run < o->runs; run++) {
+			const struct online_result *r = &res[run];
+			char cv[32], hv[32], rv[32];
+			if (r->reach >= 0)
+				snprintf(rv, sizeof rv, "%ld", r->reach);
+			else
+				snprintf(rv, sizeof rv, "never");
+			if (r->converged >= 0)
+				snprintf(cv, sizeof cv, "%ld", r->converged);
+			else
+				snprintf(cv, sizeof cv, "never");
+			if (r->held >= 0)
+				snprintf(hv, sizeof hv, "%ld", r->held), conv++;
+			else
+				snprintf(hv, sizeof hv, "never");
+			printf("| %u | %.1f%% | %.2f | %.2f | %s | %s | %s | %+.2f | %llu | %llu | "
+			    "%llu/%llu | %.1f%% |\n", run, 100 * r->saved, 100 * r->loss,
+			    100 * r->worst_window_loss, cv, rv, hv, r->final_shift,
+			    (unsigned long long)r->shadows, (unsigned long long)r->changes,
+			    (unsigned long long)r->saves, (unsigned long long)r->backs,
+			    100 * r->shadow_share);
+			ms += r->saved;
+			ml += r->loss;
+			if (r->worst_window_loss > ww)
+				ww = r->worst_window_loss;
+		}
+		{
+			double ws = 0, wb = 0;
+			for (run = 0; run < o->runs; run++) {
+				double a = online_static_worst(o, &set, tau0, u, run, total);
+				double b = online_static_worst(o, &set, best_tau, u, run, total);
+				ws = a > ws ? a : ws;
+				wb = b > wb ? b : wb;
+			}
+			printf("fixed thresholds on the same stream orders: worst %u-window loss "
+			    "%.2f pt at the start threshold, %.2f pt at the best one\n", o->window,
+			    100 * ws, 100 * wb);
+		}
+		printf("summary %s %s: mean saved %.1f%% (best threshold %.1f%%), mean loss %.2f pt, "
+		    "worst window loss %.2f pt, setting held >= 80%% of best in %u of %u runs\n", model,
+		    algo == SCHED_ALGO_SC ? "sc" : "cot", 100 * ms / o->runs, 100 * best,
+		    100 * ml / o->runs, 100 * ww, conv, o->runs);
+	}
+	rc = 0;
+out:
+	free(progs);
+	free(res);
+	evalsim_set_free(&set);
+	return rc;
+}
+
+int
+online_run(const struct traces *tr, const struct online_opts *o)
+{
+	const char *models[16];
+	int64_t seeds[EVALSIM_FILTER_MAX_SEEDS];
+	size_t nm = 0, ns = 0, i, j;
+	int a, rc;
+
+	for (i = 0; i < traces_program_count(tr); i++) {
+		const char *m = traces_program_at(tr, i)->model;
+		for (j = 0; j < nm && strcmp(models[j], m) != 0; j++)
+			;
+		if (j == nm && nm < 16)
+			models[nm++] = m;
+	}
+	for (i = 0; i < traces_count(tr); i++) {
+		int64_t sd = traces_at(tr, i)->seed;
+		for (j = 0; j < ns && seeds[j] != sd; j++)
+			;
+		if (j == ns && ns < EVALSIM_FILTER_MAX_SEEDS)
+			seeds[ns++] = sd;
+	}
+	if (nm < 2 && o->start_lomo)
+		return -EINVAL;
+	if (nm == 0)
+		return -EINVAL;
+	for (a = 0; a < 2; a++) {
+		if (!(o->algos & (1u << a)))
+			continue;
+		for (i = 0; i < nm; i++) {
+			rc = online_model(tr, o, models[i], a == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC,
+			    seeds, ns);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,46 @@
+/*
+ * online.h — `certa-eval online`: the daemon's shadow-driven risk control (scheduler/riskctl.h)
+ * simulated over a stream of recorded programs in virtual time.
+ *
+ * For each held-out model M (leave-one-model-out): the starting policy is the shipped default
+ * (or, with start_lomo, one calibrated without M), the stream is M's programs in a seeded
+ * random order (cot: every recorded seed's chain is a program; sc n=3: one program per
+ * problem), repeated with a new order for `passes`.  Each program stops where sched_decide()
+ * would under the controller's current shift (evalsim_stop_index on the recorded trajectory,
+ * riskctl_threshold); an early stop picked by riskctl_pick(stream key, shadow_frac) runs on as
+ * a shadow whose tokens (from the stop to the trajectory's end) count as cost, and whose
+ * outcome (answer changed vs the full run) reaches the controller `lag` programs later (the
+ * shadow runs at the lowest priority while traffic continues).  Reported per window of 100
+ * programs: saving (shadow cost included), accuracy loss vs running to the end, shift; the
+ * largest loss over any 100 consecutive programs; the saving of M's own best threshold
+ * (in-sample sweep over the calibration grid, loss <= 1 pt, no shadow cost) and the first
+ * program after which the trailing 100 programs save >= 80% of it.  `runs` stream orders are
+ * simulated and summarized.
+ *
+ * Single-threaded; prints to stdout.
+ */
+#ifndef CERTA_EVAL_ONLINE_H
+#define CERTA_EVAL_ONLINE_H
+
+#include <stdbool.h>
+
+#include "lib/traces.h"
+#include "scheduler/sched.h"
+
+struct online_opts {
+	const struct sched_policy *start;  /* starting policy incl. riskctl.* (the default) */
+	bool start_lomo;          /* calibrate the start without the held-out model */
+	unsigned algos;           /* bit 0 cot, bit 1 sc */
+	unsigned passes;          /* stream = passes x the model's programs (>= 1) */
+	unsigned runs;            /* stream orders simulated (>= 1) */
+	unsigned lag;             /* programs between a shadow's start and its outcome */
+	unsigned window;          /* programs per reported window (100) */
+	double max_loss;          /* for the model's own best threshold (0.01) */
+	bool verbose;             /* the per-window table of every run, not just the first */
+};
+
+/* Runs the simulation for every model of tr and prints it.  Returns 0, or a negative errno
+ * (-EINVAL: fewer than two models or no program; -ENOMEM). */
+int online_run(const struct traces *tr, const struct online_opts *o);
+
+#endif

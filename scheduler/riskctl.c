@@ -1,0 +1,244 @@
+/* riskctl.c — Clopper-Pearson bounds and the shadow-driven threshold controller. */
+#include "scheduler/riskctl.h"
+
+#include <math.h>
+#include <stddef.h>
+
+#include "scheduler/sched.h"
+
+void
+riskctl_params_from_policy(const struct sched_policy *p, int algo, struct riskctl_params *out)
+{
+	out->target = algo == SCHED_ALGO_SC ? p->riskctl_sc_target : p->riskctl_target;
+	out->shadow_frac = p->riskctl_shadow_frac;
+	out->confidence = p->riskctl_confidence;
+	out->step = p->riskctl_step;
+	out->min_shift = p->riskctl_min_shift;
+	out->max_shift = p->riskctl_max_shift;
+	out->min_samples = p->riskctl_min_samples;
+	out->window = p->riskctl_window;
+	out->frozen = p->riskctl_frozen != 0;
+}
+
+double
+riskctl_threshold(double tau, double shift)
+{
+	double l;
+
+	if (!(tau > 0 && tau < 1) || shift == 0 || !isfinite(shift))
+		return tau;
+	l = log(tau / (1 - tau)) - shift;
+	return 1 / (1 + exp(-l));
+}
+
+/* Continued fraction of I_x(a, b) (modified Lentz), valid for x < (a + 1) / (a + b + 2). */
+static double
+riskctl_betacf(double a, double b, double x)
+{
+	const double tiny = 1e-300, eps = 1e-15;
+	double qab = a + b, qap = a + 1, qam = a - 1, c = 1, d, h, aa, del;
+	int m, m2;
+
+	d = 1 - qab * x / qap;
+	if (fabs(d) < tiny)
+		d = tiny;
+	d = 1 / d;
+	h = d;
+	for (m = 1; m <= 10000; m++) {
+		m2 = 2 * m;
+		aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+		d = 1 + aa * d;
+		if (fabs(d) < tiny)
+			d = tiny;
+		c = 1 + aa / c;
+		if (fabs(c) < tiny)
+			c = tiny;
+		d = 1 / d;
+		h *= d * c;
+		aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+		d = 1 + aa * d;
+		if (fabs(d) < tiny)
+			d = tiny;
+		c = 1 + aa / c;
+		if (fabs(c) < tiny)
+			c = tiny;
+		d = 1 / d;
+		del = d * c;
+		h *= del;
+		if (fabs(del - 1) < eps)
+			break;
+	}
+	return h;
+}
+
+double
+riskctl_betainc(double a, double b, double x)
+{
+	double lbt;
+
+	if (!(a > 0) || !(b > 0) || !(x >= 0 && x <= 1))
+		return NAN;
+	if (x == 0 || x == 1)
+		return x;
+	/* The prefactor x^a (1-x)^b / (a B(a, b)) in logs (lgamma keeps large n finite). */
+	lbt = lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log1p(-x);
+	/* The fraction converges fast on one side of the mean; use the symmetry on the other. */
+	if (x < (a + 1) / (a + b + 2))
+		return exp(lbt) * riskctl_betacf(a, b, x) / a;
+	return 1 - exp(lbt) * riskctl_betacf(b, a, 1 - x) / b;
+}
+
+double
+riskctl_beta_quantile(double a, double b, double p)
+{
+	double lo = 0, hi = 1, mid;
+	int i;
+
+	if (!(p >= 0 && p <= 1) || !(a > 0) || !(b > 0))
+		return NAN;
+	if (p == 0)
+		return 0;
+	if (p == 1)
+		return 1;
+	/* I_x is increasing in x: bisection is slow but cannot fail. */
+	for (i = 0; i < 200 && hi - lo > 1e-14; i++) {
+		mid = 0.5 * (lo + hi);
+		if (riskctl_betainc(a, b, mid) < p)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return 0.5 * (lo + hi);
+}
+
+double
+riskctl_cp_upper(uint64_t x, uint64_t n, double conf)
+{
+	if (n == 0 || x >= n)
+		return 1;
+	return riskctl_beta_quantile((double)x + 1, (double)(n - x), conf);
+}
+
+double
+riskctl_cp_lower(uint64_t x, uint64_t n, double conf)
+{
+	if (n == 0 || x == 0)
+		return 0;
+	if (x > n)
+		x = n;
+	return riskctl_beta_quantile((double)x, (double)(n - x) + 1, 1 - conf);
+}
+
+double
+riskctl_ucb(const struct riskctl_params *pr, const struct riskctl_state *s)
+{
+	return riskctl_cp_upper(s->win_changes, s->win_n, pr->confidence);
+}
+
+/* Moves the shift by delta within the bounds and starts a new window; false if it could not
+ * move. */
+static bool
+riskctl_move_by(const struct riskctl_params *pr, struct riskctl_state *s, double delta)
+{
+	double to = s->shift + delta;
+
+	if (to > pr->max_shift)
+		to = pr->max_shift;
+	if (to < pr->min_shift)
+		to = pr->min_shift;
+	s->win_n = 0;
+	s->win_changes = 0;
+	if (to == s->shift)
+		return false;
+	s->shift = to;
+	return true;
+}
+
+enum riskctl_move
+riskctl_observe(const struct riskctl_params *pr, struct riskctl_state *s, bool changed,
+    uint64_t tokens)
+{
+	double ucb;
+
+	s->shadows++;
+	s->tokens += tokens;
+	if (changed)
+		s->changes++;
+	if (s->win_n < UINT32_MAX) {
+		s->win_n++;
+		if (changed)
+			s->win_changes++;
+	}
+	if (pr->frozen)
+		return RISKCTL_HOLD;
+	/* Clearly over the target: back at once, whatever the sample size. */
+	if (riskctl_cp_lower(s->win_changes, s->win_n, pr->confidence) > pr->target) {
+		if (riskctl_move_by(pr, s, -pr->step)) {
+			s->backs++;
+			return RISKCTL_BACK;
+		}
+		return RISKCTL_HOLD;
+	}
+	if (s->win_n < pr->min_samples)
+		return RISKCTL_HOLD;
+	ucb = riskctl_ucb(pr, s);
+	if (ucb <= pr->target) {
+		if (s->shift < pr->max_shift && riskctl_move_by(pr, s, pr->step)) {
+			s->saves++;
+			return RISKCTL_SAVE;
+		}
+		/* At the top: keep counting, the window slides on. */
+		if (s->win_n >= pr->window) {
+			s->win_n = 0;
+			s->win_changes = 0;
+		}
+		return RISKCTL_HOLD;
+	}
+	if (s->win_n >= pr->window) {
+		/* Not shown safe within a window: the conservative side. */
+		if (riskctl_move_by(pr, s, -pr->step)) {
+			s->backs++;
+			return RISKCTL_BACK;
+		}
+	}
+	return RISKCTL_HOLD;
+}
+
+bool
+riskctl_clamp(const struct riskctl_params *pr, struct riskctl_state *s)
+{
+	if (s->shift <= pr->max_shift && s->shift >= pr->min_shift)
+		return false;
+	return riskctl_move_by(pr, s, 0);
+}
+
+bool
+riskctl_pick(const char *id, double frac)
+{
+	uint64_t h = 1469598103934665603ull;
+	const unsigned char *q;
+
+	if (!(frac > 0))
+		return false;
+	if (frac >= 1)
+		return true;
+	for (q = (const unsigned char *)id; *q != '\0'; q++) {
+		h ^= *q;
+		h *= 1099511628211ull;
+	}
+	/* Mix the low bits up (FNV-1a's high bits alone are weak for short keys). */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return (double)(h >> 11) / 9007199254740992.0 < frac;
+}
+
+const char *
+riskctl_move_name(enum riskctl_move m)
+{
+	switch (m) {
+	case RISKCTL_SAVE: return "save";
+	case RISKCTL_BACK: return "back";
+	default: return "hold";
+	}
+}
