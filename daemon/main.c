@@ -760,8 +760,7 @@ dmain_metrics(struct dmain *m)
 		    config_get_str(m->cfg, "metrics.address"), port, certa_strerror(rc));
 		return rc;
 	}
-	log_info(LOG_METRICS, "metrics on http://%s:%d/metrics",
-	    config_get_str(m->cfg, "metrics.address"), bound);
+	/* metrics_http_start logged the address. */
 	if (pf != NULL && pf[0] != '\0')
 		(void)proc_write_port_file(pf, bound);
 	return 0;

@@ -68,6 +68,10 @@ struct chain {
 	struct probe_point *probes;
 	size_t nprobes, probes_cap;
 	bool dirty;               /* changed since last persisted */
+	/* This chain's own certainty features at the last decision (has_features false: none
+	 * since the program was loaded; the program's are reported instead). */
+	struct sched_features features;
+	bool has_features;
 };
 
 struct program {
@@ -118,7 +122,6 @@ struct program {
 	int64_t finished_ms;
 
 	/* streaming */
-	uint64_t evseq;           /* per-program event sequence */
 	struct rpc_call **watchers;
 	size_t nwatchers, watchers_cap;
 };
