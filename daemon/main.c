@@ -25,6 +25,7 @@
 #include "daemon/telemetry.h"
 #include "daemon/tenants.h"
 #include "lib/health.h"
+#include "lib/reflection.h"
 #include "lib/metrics.h"
 #include "lib/sdnotify.h"
 #include "daemon/pool.h"
@@ -776,6 +777,7 @@ main(int argc, char **argv)
 	char err[512];
 	const char *port_file;
 	struct dmain_wcred wcred;
+	struct reflection *refl = NULL;   /* gRPC server reflection; outlives the server */
 	int rc, port = 0, init_state, verify_state;
 
 	memset(&m, 0, sizeof m);
@@ -887,6 +889,10 @@ main(int argc, char **argv)
 		methods = health_methods(&nmethods);
 		rc = rpc_server_add_methods(m.srv, methods, nmethods, m.health);
 	}
+	if (rc == 0 && (rc = reflection_new(&refl)) == 0) {
+		methods = reflection_methods(&nmethods);
+		rc = rpc_server_add_methods(m.srv, methods, nmethods, refl);
+	}
 	if (rc == 0)
 		rc = rpc_server_listen(m.srv, config_get_str(m.cfg, "listen"), &port);
 	if (rc == 0)
@@ -926,6 +932,7 @@ out_proc:
 	sdnotify_free(m.sn);
 	proc_free(m.proc);
 	auth_free(m.auth);
+	reflection_free(refl);
 out_cfg:
 	dmain_wcred_clear(&wcred);
 	config_free(m.cfg);

@@ -105,6 +105,7 @@ struct rpc_server {
 };
 
 static void rpc_call_pump(struct rpc_call *c);
+static void rpc_call_recv_next(struct rpc_call *c);
 static void rpc_server_maybe_done(struct rpc_server *srv);
 
 /* Frees the call once no batch and no user holds it. */
@@ -472,6 +473,11 @@ rpc_call_on_recv(struct cqbridge_tag *tag, int ok)
 		rpc_call_kill(c);
 		goto out;
 	}
+	if (c->recv_bb == NULL && c->method->kind == RPC_BIDI) {
+		/* The client half-closed: a bidi call ends OK after what is queued. */
+		rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+		goto out;
+	}
 	if (c->recv_bb == NULL) {
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
 		    "%s: missing request message", c->path);
@@ -496,8 +502,24 @@ rpc_call_on_recv(struct cqbridge_tag *tag, int ok)
 	}
 	c->method->handler(c, req, c->method_ctx);
 	protobuf_c_message_free_unpacked(req, NULL);
+	if (c->method->kind == RPC_BIDI)
+		rpc_call_recv_next(c);
 out:
 	rpc_call_release(c);
+}
+
+/* Bidi: reads the client's next message (the handler runs for it), unless the call ended. */
+static void
+rpc_call_recv_next(struct rpc_call *c)
+{
+	grpc_op op;
+
+	if (c->dead || c->finished)
+		return;
+	memset(&op, 0, sizeof op);
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &c->recv_bb;
+	(void)rpc_call_batch(c, &op, 1, &c->tag_recv);
 }
 
 /* Copies the request metadata into C strings owned by the call. */
@@ -816,4 +838,21 @@ size_t
 rpc_server_active_calls(const struct rpc_server *srv)
 {
 	return srv->ncalls;
+}
+
+void
+rpc_server_each_method(const struct rpc_server *srv, void (*fn)(void *arg, const char *path),
+    void *arg)
+{
+	size_t i, j;
+
+	for (i = 0; i < srv->nservices; i++)
+		for (j = 0; j < srv->services[i].nmethods; j++)
+			fn(arg, srv->services[i].methods[j].path);
+}
+
+struct rpc_server *
+rpc_call_server(const struct rpc_call *c)
+{
+	return c->srv;
 }

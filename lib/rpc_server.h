@@ -34,6 +34,10 @@ struct rpc_call;
 enum rpc_kind {
 	RPC_UNARY = 1,
 	RPC_SERVER_STREAM = 2,
+	/* Bidirectional: the handler runs once per client message (replying with
+	 * rpc_call_send); when the client half-closes, the call ends OK unless the handler
+	 * finished it already.  One message is read at a time. */
+	RPC_BIDI = 3,
 };
 
 /* req is owned by the server and freed after the handler returns: copy what you keep. */
@@ -83,6 +87,14 @@ void rpc_server_shutdown(struct rpc_server *srv, void (*done)(void *arg), void *
 
 /* Number of calls currently alive (for drain decisions and tests). */
 size_t rpc_server_active_calls(const struct rpc_server *srv);
+
+/* Calls fn with the path of every method in the server's tables, in table order (server
+ * reflection lists the services from them). */
+void rpc_server_each_method(const struct rpc_server *srv,
+    void (*fn)(void *arg, const char *path), void *arg);
+
+/* The server a call arrived on. */
+struct rpc_server *rpc_call_server(const struct rpc_call *call);
 
 /* --- per call --- */
 
