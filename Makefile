@@ -29,6 +29,9 @@ PROTOS   = $(wildcard proto/certa/v1/*.proto) $(wildcard proto/grpc/health/v1/*.
 SERVED_PROTOS = $(wildcard proto/certa/v1/*.proto) $(wildcard proto/grpc/health/v1/*.proto) \
 	$(wildcard proto/grpc/reflection/*/*.proto)
 PROTOS  += $(wildcard proto/grpc/reflection/*/*.proto) $(wildcard proto/certa/internal/*.proto)
+# google.rpc.Status and its error details (grpc-status-details-bin), with the two well-known
+# types they import (vendored: Debian's protoc has none without libprotobuf-dev).
+PROTOS  += $(wildcard proto/google/rpc/*.proto) $(wildcard proto/google/protobuf/*.proto)
 GEN_C    = $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 GEN_H    = $(GEN_C:.c=.h)
 # The served protos' FileDescriptorSet (protoc --include_imports), embedded as a C array.

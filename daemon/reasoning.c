@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +48,32 @@ reasoning_spec(const Certa__V1__ProgramSpec *in, struct submit_spec *out)
 	}
 }
 
+/*
+ * A refused quota (daemon/tenants.c tenants_admit: "quota LIMIT: ...; retry in N s") as
+ * google.rpc details: QuotaFailure naming the tenant and the limit, RetryInfo when the quota
+ * refills after a known delay.
+ */
+static void
+reasoning_quota_details(struct rpc_call *call, const char *tenant, const char *err)
+{
+	char subject[192], desc[600];
+	const char *retry = strstr(err, "retry in ");
+	int64_t retry_ms = 0;
+	int n = 0;
+
+	snprintf(subject, sizeof subject, "tenant:%s", tenant);
+	if (sscanf(err, "quota %127[a-z_]:%n", desc, &n) == 1 && n > 0)
+		snprintf(desc + strlen(desc), sizeof desc - strlen(desc), ": %s", err + n + 1);
+	else
+		snprintf(desc, sizeof desc, "%s", err);
+	if (retry != NULL) {
+		double secs = atof(retry + strlen("retry in "));
+		if (secs > 0)
+			retry_ms = (int64_t)(secs * 1000);
+	}
+	(void)rpc_call_detail_quota(call, subject, desc, retry_ms);
+}
+
 static void
 reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
@@ -64,6 +92,8 @@ reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		reasoning_spec(req->program, &spec);
 	rc = submit_program(c, reasoning_tenant(call), req->program != NULL ? &spec : NULL, call,
 	    err, sizeof err);
+	if (rc == CERTA_ECAPACITY)
+		reasoning_quota_details(call, reasoning_tenant(call), err);
 	if (rc != 0)
 		rpc_call_fail(call, rc, "%s", err[0] ? err : certa_strerror(rc));
 }

@@ -3,7 +3,8 @@
  * against the real certad and a real replay worker: event numbers clients can de-duplicate
  * on, an idempotency key reused for another program, page tokens, ListModels agreeing with
  * the model hint, sc n over what workers hold, per-chain end reasons and features, a
- * cancelled program's low_confidence, and the metrics address logged once.
+ * cancelled program's low_confidence, the metrics address logged once, and google.rpc
+ * error details in grpc-status-details-bin.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,8 +16,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
 
+#include "certa/v1/admin.pb-c.h"
 #include "certa/v1/reasoning.pb-c.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 #include "lib/rpc_client.h"
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
@@ -395,6 +401,173 @@ test_cancel_chain_reasons(void **state)
 	seen_free(&sn);
 }
 
+/* A call that fails before any message, on the raw API: its status, message and the
+ * google.rpc.Status of its grpc-status-details-bin trailer (NULL when none). */
+static Google__Rpc__Status *
+raw_failing_call(struct itest *e, const char *method, const ProtobufCMessage *req,
+    const char *bearer, grpc_status_code *status, char *details, size_t len)
+{
+	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+	grpc_metadata_array init, trail;
+	Google__Rpc__Status *st = NULL;
+	grpc_byte_buffer *bb = rpc_pack(req);
+	grpc_metadata md;
+	grpc_slice det, m = grpc_slice_from_copied_string(method);
+	grpc_channel *ch;
+	grpc_call *call;
+	grpc_op ops[5];
+	grpc_event ev;
+	char target[64], authz[256];
+	size_t i;
+	gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+	    gpr_time_from_millis(ITEST_RPC_MS, GPR_TIMESPAN));
+
+	snprintf(target, sizeof target, "127.0.0.1:%d", e->dport);
+	ch = grpc_channel_create(target, creds, NULL);
+	grpc_channel_credentials_release(creds);
+	call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, dl, NULL);
+	grpc_slice_unref(m);
+	grpc_metadata_array_init(&init);
+	grpc_metadata_array_init(&trail);
+	memset(ops, 0, sizeof ops);
+	memset(&md, 0, sizeof md);
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	if (bearer != NULL) {
+		snprintf(authz, sizeof authz, "Bearer %s", bearer);
+		md.key = grpc_slice_from_static_string("authorization");
+		md.value = grpc_slice_from_copied_string(authz);
+		ops[0].data.send_initial_metadata.count = 1;
+		ops[0].data.send_initial_metadata.metadata = &md;
+	}
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = bb;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &init;
+	ops[4].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[4].data.recv_status_on_client.trailing_metadata = &trail;
+	ops[4].data.recv_status_on_client.status = status;
+	ops[4].data.recv_status_on_client.status_details = &det;
+	assert_int_equal(grpc_call_start_batch(call, ops, 5, (void *)1, NULL), GRPC_CALL_OK);
+	ev = grpc_completion_queue_pluck(cq, (void *)1, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	assert_int_equal(ev.type, GRPC_OP_COMPLETE);
+	snprintf(details, len, "%.*s", (int)GRPC_SLICE_LENGTH(det),
+	    (const char *)GRPC_SLICE_START_PTR(det));
+	for (i = 0; i < trail.count; i++) {
+		if (!grpc_slice_str_cmp(trail.metadata[i].key, "grpc-status-details-bin"))
+			st = google__rpc__status__unpack(NULL,
+			    GRPC_SLICE_LENGTH(trail.metadata[i].value),
+			    GRPC_SLICE_START_PTR(trail.metadata[i].value));
+	}
+	grpc_slice_unref(det);
+	if (bearer != NULL)
+		grpc_slice_unref(md.value);
+	grpc_byte_buffer_destroy(bb);
+	grpc_metadata_array_destroy(&init);
+	grpc_metadata_array_destroy(&trail);
+	grpc_call_unref(call);
+	grpc_channel_destroy(ch);
+	grpc_completion_queue_shutdown(cq);
+	while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME),
+	    NULL).type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(cq);
+	return st;
+}
+
+/* No structured error details: now google.rpc.Status with BadRequest naming the field for
+ * INVALID_ARGUMENT, QuotaFailure naming the limit and RetryInfo for a quota that refills. */
+static void
+test_status_details(void **state)
+{
+	struct itest *e = *state;
+	Certa__V1__SubmitRequest req = CERTA__V1__SUBMIT_REQUEST__INIT;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	Certa__V1__SamplingParams sp = CERTA__V1__SAMPLING_PARAMS__INIT;
+	Certa__V1__CreateTenantRequest ct = CERTA__V1__CREATE_TENANT_REQUEST__INIT;
+	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+	Certa__V1__Quota q = CERTA__V1__QUOTA__INIT;
+	Certa__V1__CreateTenantReply *cr = NULL;
+	Google__Rpc__BadRequest *br;
+	Google__Rpc__QuotaFailure *qf;
+	Google__Rpc__RetryInfo *ri;
+	Google__Rpc__Status *st;
+	struct certa_client_events ev;
+	struct rpc_stream *s;
+	grpc_status_code code;
+	char details[1024], key[128];
+
+	HARNESS_NEED_TRACES(e);
+	itest_start(e, "0", ITEST_ADMIN | ITEST_ANONYMOUS | ITEST_SETTLE, NULL);
+
+	/* BadRequest: the field of an out-of-range value. */
+	sp.temperature = -1;
+	spec.problem = (char *)e->tr->problem;
+	spec.sampling = &sp;
+	req.program = &spec;
+	st = raw_failing_call(e, "/certa.v1.Reasoning/Submit", &req.base, NULL, &code, details,
+	    sizeof details);
+	assert_int_equal(code, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(st);
+	assert_int_equal(st->code, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_string_equal(st->message, details);     /* what from_call() helpers check */
+	assert_int_equal(st->n_details, 1);
+	assert_string_equal(st->details[0]->type_url, "type.googleapis.com/google.rpc.BadRequest");
+	br = google__rpc__bad_request__unpack(NULL, st->details[0]->value.len,
+	    st->details[0]->value.data);
+	assert_non_null(br);
+	assert_int_equal(br->n_field_violations, 1);
+	assert_string_equal(br->field_violations[0]->field, "program.sampling.temperature");
+	protobuf_c_message_free_unpacked(&br->base, NULL);
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+
+	/* QuotaFailure + RetryInfo: a tenant that spent its tokens_per_minute. */
+	q.tokens_per_minute = 100;
+	t.name = (char *)"meter";
+	t.weight = 1;
+	t.quota = &q;
+	ct.tenant = &t;
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/CreateTenant", &ct.base,
+	    &certa__v1__create_tenant_reply__descriptor, NULL, (ProtobufCMessage **)&cr, NULL,
+	    0), GRPC_STATUS_OK);
+	snprintf(key, sizeof key, "%s", cr->api_key);
+	protobuf_c_message_free_unpacked(&cr->base, NULL);
+	spec.sampling = NULL;
+	assert_int_equal(certa_client_submit(e->ch, &spec, key, 60000, &s), 0);
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(certa_client_events_read(s, 10000, 2, &ev), 1);
+	st = raw_failing_call(e, "/certa.v1.Reasoning/Submit", &req.base, key, &code, details,
+	    sizeof details);
+	assert_int_equal(code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(st);
+	assert_string_equal(st->message, details);
+	assert_int_equal(st->n_details, 2);
+	assert_string_equal(st->details[0]->type_url,
+	    "type.googleapis.com/google.rpc.QuotaFailure");
+	qf = google__rpc__quota_failure__unpack(NULL, st->details[0]->value.len,
+	    st->details[0]->value.data);
+	assert_non_null(qf);
+	assert_int_equal(qf->n_violations, 1);
+	assert_string_equal(qf->violations[0]->subject, "tenant:meter");
+	assert_int_equal(strncmp(qf->violations[0]->description, "tokens_per_minute:", 18), 0);
+	assert_string_equal(st->details[1]->type_url, "type.googleapis.com/google.rpc.RetryInfo");
+	ri = google__rpc__retry_info__unpack(NULL, st->details[1]->value.len,
+	    st->details[1]->value.data);
+	assert_non_null(ri);
+	assert_non_null(ri->retry_delay);
+	/* The minute is kept in one-second slots: up to 61 s. */
+	if (!(ri->retry_delay->seconds >= 1 && ri->retry_delay->seconds <= 61))
+		fail_msg("retry_delay %lld s %d ns for \"%s\"", (long long)ri->retry_delay->seconds,
+		    ri->retry_delay->nanos, details);
+	protobuf_c_message_free_unpacked(&ri->base, NULL);
+	protobuf_c_message_free_unpacked(&qf->base, NULL);
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+	rpc_sync_stream_cancel(s);
+	certa_client_events_read(s, 10000, 0, &ev);
+	certa_client_events_free(&ev);
+}
+
 /* certad logged "metrics on http://..." twice (main and lib/metrics). */
 static void
 test_metrics_logged_once(void **state)
@@ -424,6 +597,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_models_agree, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_chain_reasons, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_metrics_logged_once, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_status_details, setup, itest_teardown),
 	};
 	int rc;
 
