@@ -114,11 +114,27 @@ endif
 
 .PHONY: all deps check check-tokenizer check-layers check-unit check-integration check-asan \
 	check-valgrind demo clean install uninstall bench fuzz fuzz-deps fuzz-bins check-fuzz \
-	check-crashloop check-cuda
+	check-crashloop check-cuda python
 .SUFFIXES:
 .SECONDARY:
 
-all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN) $(TOKCOMPARE) $(CUDA_BINS)
+# The Python client (clients/python): stubs generated into $(BUILD)/python with protoc and
+# grpc_python_plugin (protobuf-compiler-grpc); skipped where the plugin is missing (its test
+# says SKIP).  `pip install $(BUILD)/python` installs it.
+GRPC_PYTHON_PLUGIN ?= $(shell command -v grpc_python_plugin 2>/dev/null)
+PY_STAMP   = $(BUILD)/python/.stamp
+PY_SRC     = $(wildcard clients/python/certa_client/*.py) clients/python/gen.sh \
+	clients/python/pyproject.toml clients/python/README.md \
+	proto/certa/v1/common.proto proto/certa/v1/reasoning.proto proto/certa/v1/admin.proto
+
+all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN) $(TOKCOMPARE) $(CUDA_BINS) \
+	$(if $(GRPC_PYTHON_PLUGIN),$(PY_STAMP))
+
+python: $(PY_STAMP)
+
+$(PY_STAMP): $(PY_SRC)
+	bash clients/python/gen.sh . $(BUILD)/python
+	@touch $@
 
 deps:
 	@bash scripts/deps.sh
