@@ -25,6 +25,9 @@ struct pool_worker {
 	char engine[32];
 	char model[128];
 	char models[1024];        /* every model it serves, ",a,b," (from Info) */
+	char *model_names[POOL_MAX_MODELS];  /* ... split (into model_buf), for ListWorkers */
+	size_t nmodel_names;
+	char model_buf[1024];
 	char error[320];
 	char instance[40];        /* the worker process we talk to (from Info) */
 	int64_t last_seen_ms;
@@ -55,6 +58,32 @@ struct pool_step_ctx {
 	pool_step_fn cb;
 	void *arg;
 };
+
+/* w->models (",a,b,") into model_names, each name once, for ListWorkers. */
+static void
+pool_split_models(struct pool_worker *w)
+{
+	char *save = NULL, *tok;
+	size_t i;
+
+	snprintf(w->model_buf, sizeof w->model_buf, "%s", w->models);
+	w->nmodel_names = 0;
+	for (tok = strtok_r(w->model_buf, ",", &save); tok != NULL &&
+	    w->nmodel_names < POOL_MAX_MODELS; tok = strtok_r(NULL, ",", &save)) {
+		for (i = 0; i < w->nmodel_names; i++)
+			if (strcmp(w->model_names[i], tok) == 0)
+				break;
+		if (i == w->nmodel_names)
+			w->model_names[w->nmodel_names++] = tok;
+	}
+}
+
+size_t
+pool_worker_models(const struct pool_worker *w, char *const **names)
+{
+	*names = w->model_names;
+	return w->nmodel_names;
+}
 
 static int64_t
 pool_now_ms(void)
@@ -178,6 +207,7 @@ pool_on_info(void *arg, grpc_status_code status, const char *details, ProtobufCM
 				for (k = 0; k < r->n_models && off < sizeof w->models; k++)
 					off += (size_t)snprintf(w->models + off, sizeof w->models - off,
 					    "%s,", r->models[k]);
+				pool_split_models(w);
 			}
 			w->last_seen_ms = pool_now_ms();
 			w->error[0] = '\0';

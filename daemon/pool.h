@@ -115,6 +115,10 @@ uint32_t pool_worker_capacity(const struct pool_worker *w);
 uint32_t pool_worker_held(const struct pool_worker *w);
 const char *pool_worker_engine(const struct pool_worker *w);
 const char *pool_worker_model(const struct pool_worker *w);
+/* Every model the worker serves (primary first, each once; from its last Info), at most
+ * POOL_MAX_MODELS; *names stays valid until its next Info.  Returns the count. */
+#define POOL_MAX_MODELS 16
+size_t pool_worker_models(const struct pool_worker *w, char *const **names);
 const char *pool_worker_error(const struct pool_worker *w);
 int64_t pool_worker_last_seen(const struct pool_worker *w);
 /* Steps in flight to all workers. */

@@ -296,6 +296,8 @@ test_models_agree(void **state)
 	struct itest *e = *state;
 	Certa__V1__ListModelsRequest lm = CERTA__V1__LIST_MODELS_REQUEST__INIT;
 	Certa__V1__ListModelsReply *r = NULL;
+	Certa__V1__ListWorkersRequest lw = CERTA__V1__LIST_WORKERS_REQUEST__INIT;
+	Certa__V1__ListWorkersReply *wr = NULL;
 	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
 	struct seen sn;
 	char msg[512];
@@ -303,17 +305,30 @@ test_models_agree(void **state)
 	int found = 0;
 
 	HARNESS_NEED_TRACES(e);
-	itest_start(e, "0", ITEST_ANONYMOUS | ITEST_SETTLE, NULL);
+	itest_start(e, "0", ITEST_ANONYMOUS | ITEST_SETTLE | ITEST_ADMIN, NULL);
 	assert_int_equal(itest_call(e->ch, "/certa.v1.Reasoning/ListModels", &lm.base,
 	    &certa__v1__list_models_reply__descriptor, NULL, (ProtobufCMessage **)&r, msg,
 	    sizeof msg), GRPC_STATUS_OK);
 	assert_true(r->n_models >= 1);
+	assert_int_equal(itest_call(e->adm, "/certa.v1.Admin/ListWorkers", &lw.base,
+	    &certa__v1__list_workers_reply__descriptor, NULL, (ProtobufCMessage **)&wr, msg,
+	    sizeof msg), GRPC_STATUS_OK);
+	assert_int_equal(wr->n_workers, 1);
 	for (i = 0; i < r->n_models; i++) {
+		size_t j;
+		int listed = 0;
 		assert_true(r->models[i]->workers >= 1);
 		assert_true(r->models[i]->max_chains >= 1);
 		found |= strcmp(r->models[i]->name, e->tr->model) == 0;
+		/* ListWorkers names every model ListModels does (it showed the primary only). */
+		for (j = 0; j < wr->workers[0]->n_models; j++)
+			listed |= strcmp(wr->workers[0]->models[j], r->models[i]->name) == 0;
+		if (!listed)
+			fail_msg("ListModels names %s, ListWorkers does not", r->models[i]->name);
 	}
+	assert_int_equal(wr->workers[0]->n_models, r->n_models);
 	assert_true(found);
+	protobuf_c_message_free_unpacked(&wr->base, NULL);
 
 	/* Each listed name is accepted as a hint... */
 	spec.problem = (char *)e->tr->problem;

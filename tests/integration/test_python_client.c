@@ -72,8 +72,9 @@ test_python_client(void **state)
 	}
 	itest_start(e, "20", ITEST_ANONYMOUS | ITEST_SETTLE, NULL);
 	shell_quote(e->tr->problem, problem, sizeof problem);
-	rc = harness_sh("cd clients/python/tests && PYTHONPATH=%s%s/python CERTA_TARGET=127.0.0.1:%d "
-	    "CERTA_PROBLEM=%s timeout 200 %s -m unittest -v test_client >%s/py.log 2>&1",
+	rc = harness_sh("cd clients/python/tests && PYTHONDONTWRITEBYTECODE=1 "
+	    "PYTHONPATH=%s%s/python CERTA_TARGET=127.0.0.1:%d CERTA_PROBLEM=%s "
+	    "timeout 200 %s -m unittest -v test_client >%s/py.log 2>&1",
 	    build[0] == '/' ? "" : "../../../", build, e->dport, problem, py, e->dir);
 	if (rc != 0) {
 		harness_sh("cat %s/py.log >&2", e->dir);
