@@ -26,8 +26,19 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 # /usr/include/grpc has no health/ directory, and a missing file in $(BUILD)/gen/grpc falls
 # through to the system include directory.
 PROTOS   = $(wildcard proto/certa/v1/*.proto) $(wildcard proto/grpc/health/v1/*.proto)
+# gRPC server reflection (v1 and v1alpha, lib/reflection.c) and the descriptor view it reads
+# the embedded FileDescriptorSet with (certa/internal: C only, not in the set).
+SERVED_PROTOS = $(wildcard proto/certa/v1/*.proto) $(wildcard proto/grpc/health/v1/*.proto) \
+	$(wildcard proto/grpc/reflection/*/*.proto)
+PROTOS  += $(wildcard proto/grpc/reflection/*/*.proto) $(wildcard proto/certa/internal/*.proto)
+# google.rpc.Status and its error details (grpc-status-details-bin), with the two well-known
+# types they import (vendored: Debian's protoc has none without libprotobuf-dev).
+PROTOS  += $(wildcard proto/google/rpc/*.proto) $(wildcard proto/google/protobuf/*.proto)
 GEN_C    = $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
 GEN_H    = $(GEN_C:.c=.h)
+# The served protos' FileDescriptorSet (protoc --include_imports), embedded as a C array.
+FDS_PB   = $(BUILD)/gen/descriptors.pb
+FDS_C    = $(BUILD)/gen/reflection_fds.c
 
 # One static archive per layer.  Layers only look down (docs: README "Layout"):
 #   lib (ground, with the generated protobuf code) <- store, scheduler <- eval, daemon,
@@ -35,7 +46,7 @@ GEN_H    = $(GEN_C:.c=.h)
 # Binaries link their own archive first and the ground last, so a symbol that a lower layer
 # takes from a higher one does not resolve; `make check-layers` checks the includes.
 LIB_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard lib/*.c)) \
-	$(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(GEN_C))
+	$(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(GEN_C)) $(BUILD)/obj/gen/reflection_fds.o
 STORE_OBJ  = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard store/*.c))
 SCHED_OBJ  = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard scheduler/*.c))
 # Each program's modules without its main.o, so unit tests link them (as Knot Resolver does).
@@ -106,11 +117,27 @@ endif
 
 .PHONY: all deps check check-tokenizer check-layers check-unit check-integration check-asan \
 	check-valgrind demo clean install uninstall bench fuzz fuzz-deps fuzz-bins check-fuzz \
-	check-crashloop check-cuda
+	check-crashloop check-cuda python
 .SUFFIXES:
 .SECONDARY:
 
-all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN) $(TOKCOMPARE) $(CUDA_BINS)
+# The Python client (clients/python): stubs generated into $(BUILD)/python with protoc and
+# grpc_python_plugin (protobuf-compiler-grpc); skipped where the plugin is missing (its test
+# says SKIP).  `pip install $(BUILD)/python` installs it.
+GRPC_PYTHON_PLUGIN ?= $(shell command -v grpc_python_plugin 2>/dev/null)
+PY_STAMP   = $(BUILD)/python/.stamp
+PY_SRC     = $(wildcard clients/python/certa_client/*.py) clients/python/gen.sh \
+	clients/python/pyproject.toml clients/python/README.md \
+	proto/certa/v1/common.proto proto/certa/v1/reasoning.proto proto/certa/v1/admin.proto
+
+all: $(BINS) $(UNIT_BIN) $(INTEG_BIN) $(BENCH_BIN) $(TOKCOMPARE) $(CUDA_BINS) \
+	$(if $(GRPC_PYTHON_PLUGIN),$(PY_STAMP))
+
+python: $(PY_STAMP)
+
+$(PY_STAMP): $(PY_SRC)
+	bash clients/python/gen.sh . $(BUILD)/python
+	@touch $@
 
 deps:
 	@bash scripts/deps.sh
@@ -118,6 +145,21 @@ deps:
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto $(PROTOS)
 	@mkdir -p $(BUILD)/gen
 	protoc-c --c_out=$(BUILD)/gen -Iproto $<
+
+$(FDS_PB): $(SERVED_PROTOS)
+	@mkdir -p $(BUILD)/gen
+	protoc --include_imports --descriptor_set_out=$@ -Iproto $(patsubst proto/%,%,$(SERVED_PROTOS))
+
+# od (coreutils) rather than xxd: the bytes as a C array and its length.
+$(FDS_C): $(FDS_PB)
+	{ echo '/* Generated from $(notdir $<) (Makefile): do not edit. */'; \
+	  echo '#include <stddef.h>'; \
+	  echo 'extern const unsigned char reflection_fds[];'; \
+	  echo 'extern const size_t reflection_fds_len;'; \
+	  echo 'const unsigned char reflection_fds[] = {'; \
+	  od -An -v -tx1 $< | sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '};'; \
+	  echo 'const size_t reflection_fds_len = sizeof reflection_fds;'; } > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_H)
 	@mkdir -p $(dir $@)

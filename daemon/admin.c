@@ -352,6 +352,11 @@ admin_worker_pb(struct pool_worker *w, Certa__V1__WorkerStatus *out)
 	out->state = (Certa__V1__WorkerState)pool_worker_state(w);
 	out->engine = (char *)pool_worker_engine(w);
 	out->model = (char *)pool_worker_model(w);
+	{
+		char *const *names;
+		out->n_models = pool_worker_models(w, &names);
+		out->models = (char **)names;
+	}
 	out->capacity = pool_worker_capacity(w);
 	out->active = pool_worker_held(w);
 	out->last_seen_unix_ms = pool_worker_last_seen(w);

@@ -15,6 +15,7 @@
 #include "daemon/shadow.h"
 #include "daemon/telemetry.h"
 #include "daemon/tenants.h"
+#include "scheduler/certainty.h"
 #include "scheduler/fair.h"
 #include "lib/error.h"
 #include "lib/log.h"
@@ -63,6 +64,29 @@ dispatch_policy(const struct core *c, const struct program *p)
 	return policies_effective(c->policies, p->tenant, tenants_policy(c->tenants, p->tenant));
 }
 
+/* Each chain's own certainty features (progress, finished, Get report them per chain). */
+static void
+dispatch_chain_features(const struct sched_policy *pol, struct program *p,
+    const struct sched_view *v)
+{
+	struct certainty_chain cc;
+	uint32_t i;
+
+	for (i = 0; i < p->n; i++) {
+		struct sched_features *f = &p->chains[i].features;
+		certainty_chain_eval(pol, &v->chains[i], p->problem, &cc);
+		f->certaindex = cc.certaindex;
+		f->stable_tokens = cc.stable_tokens;
+		f->grounded = cc.grounded;
+		f->hesitation = cc.hesitation_count > 0 || cc.probe_hesitant;
+		f->valid_answer = cc.valid;
+		f->position = cc.position;
+		f->probe_confidence = cc.confidence;
+		f->thinking_done = p->chains[i].thinking_done;
+		p->chains[i].has_features = true;
+	}
+}
+
 /* Runs the scheduler on a program and acts on its decision.  Returns 1 if it stopped. */
 static int
 dispatch_decide(struct core *c, struct program *p, struct sched_decision *d)
@@ -86,6 +110,7 @@ dispatch_decide(struct core *c, struct program *p, struct sched_decision *d)
 	}
 	/* The tenant's policy as of now: a policy change applies from the next step. */
 	sched_decide(pol, &v, d);
+	dispatch_chain_features(pol, p, &v);
 	program_set_str(&p->answer, d->answer);
 	p->certaindex = d->certaindex;
 	p->features = d->features;
@@ -522,6 +547,9 @@ dispatch_finalize(struct core *c, struct program *p, enum program_state to,
 		program_set_str(&p->error_message, msg);
 		p->low_confidence = true;
 	}
+	/* Cancelled before certainty: its answer (if any) is a guess, as at a deadline. */
+	if (to == PROGRAM_CANCELLED)
+		p->low_confidence = true;
 	/* A failed commit holds the ending (no finished event, the program stays live) until
 	 * the retry writes it. */
 	if (persist_or_wait(c, p, 1) == 0)

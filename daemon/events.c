@@ -7,13 +7,31 @@
 
 /* --- events to client streams --- */
 
+/*
+ * Event numbers (ProgramEvent.seq) follow from the program's committed step count, which is
+ * stored with it: `accepted` is 1, the `progress` after its k-th step is k + 1, `finished` is
+ * its step count + 2.  Every stream of one program (Submit, a retried Submit, Watch, Watch
+ * after a restart or after the end) sees the same number for the same event, so clients
+ * de-duplicate on it; numbers may skip (a step that ends the program sends no progress).
+ */
+uint64_t
+events_seq_progress(uint64_t steps)
+{
+	return steps + 1;
+}
+
+uint64_t
+events_seq_finished(uint64_t steps)
+{
+	return steps + 2;
+}
+
 /* Sends one event to every watcher; drops watchers whose stream is gone. */
 static void
 events_broadcast(struct program *p, Certa__V1__ProgramEvent *ev)
 {
 	size_t i = 0;
 
-	ev->seq = ++p->evseq;
 	while (i < p->nwatchers) {
 		struct rpc_call *w = p->watchers[i];
 		if (rpc_call_send(w, &ev->base) != 0) {
@@ -35,7 +53,7 @@ events_accepted(struct program *p, struct rpc_call *to, int duplicate)
 	acc.duplicate = duplicate;
 	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED;
 	ev.accepted = &acc;
-	ev.seq = ++p->evseq;
+	ev.seq = EVENTS_SEQ_ACCEPTED;
 	rpc_call_send(to, &ev.base);
 }
 
@@ -51,7 +69,7 @@ events_accepted_stored(struct rpc_call *to, const char *id, int64_t created_unix
 	acc.duplicate = 1;
 	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED;
 	ev.accepted = &acc;
-	ev.seq = 0;
+	ev.seq = EVENTS_SEQ_ACCEPTED;
 	rpc_call_send(to, &ev.base);
 }
 
@@ -73,6 +91,7 @@ events_progress(struct program *p)
 	pr.experts_per_token = program_experts_per_token(p);
 	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_PROGRESS;
 	ev.progress = &pr;
+	ev.seq = events_seq_progress(p->steps);
 	events_broadcast(p, &ev);
 	program_pb_free(&pb);
 }
@@ -94,15 +113,13 @@ events_finished(struct program *p, struct rpc_call *to)
 	fin.requests = pb.msg.requests;
 	ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED;
 	ev.finished = &fin;
-	ev.seq = ++p->evseq;
+	ev.seq = events_seq_finished(p->steps);
+	/* The stream ends OK whatever the program's outcome: a FAILED program is data (its
+	 * result's reason and error_message); a non-OK status means the call itself failed. */
 	for (i = 0; i < (to != NULL ? 1 : p->nwatchers); i++) {
 		struct rpc_call *w = to != NULL ? to : p->watchers[i];
 		rpc_call_send(w, &ev.base);
-		if (p->state == PROGRAM_FAILED)
-			rpc_call_finish(w, (grpc_status_code)p->error_status, "program %s failed: %s",
-			    p->id, p->error_message ? p->error_message : "");
-		else
-			rpc_call_finish(w, GRPC_STATUS_OK, NULL);
+		rpc_call_finish(w, GRPC_STATUS_OK, NULL);
 	}
 	program_pb_free(&pb);
 }

@@ -26,6 +26,7 @@
 #include "daemon/telemetry.h"
 #include "daemon/tenants.h"
 #include "lib/health.h"
+#include "lib/reflection.h"
 #include "lib/metrics.h"
 #include "lib/sdnotify.h"
 #include "daemon/pool.h"
@@ -783,8 +784,7 @@ dmain_metrics(struct dmain *m)
 		    config_get_str(m->cfg, "metrics.address"), port, certa_strerror(rc));
 		return rc;
 	}
-	log_info(LOG_METRICS, "metrics on http://%s:%d/metrics",
-	    config_get_str(m->cfg, "metrics.address"), bound);
+	/* metrics_http_start logged the address. */
 	if (pf != NULL && pf[0] != '\0')
 		(void)proc_write_port_file(pf, bound);
 	return 0;
@@ -836,6 +836,7 @@ main(int argc, char **argv)
 	char err[512];
 	const char *port_file;
 	struct dmain_wcred wcred;
+	struct reflection *refl = NULL;   /* gRPC server reflection; outlives the server */
 	int rc, port = 0, init_state, verify_state;
 
 	memset(&m, 0, sizeof m);
@@ -947,6 +948,10 @@ main(int argc, char **argv)
 		methods = health_methods(&nmethods);
 		rc = rpc_server_add_methods(m.srv, methods, nmethods, m.health);
 	}
+	if (rc == 0 && (rc = reflection_new(&refl)) == 0) {
+		methods = reflection_methods(&nmethods);
+		rc = rpc_server_add_methods(m.srv, methods, nmethods, refl);
+	}
 	if (rc == 0)
 		rc = rpc_server_listen(m.srv, config_get_str(m.cfg, "listen"), &port);
 	if (rc == 0)
@@ -988,6 +993,7 @@ out_proc:
 	sdnotify_free(m.sn);
 	proc_free(m.proc);
 	auth_free(m.auth);
+	reflection_free(refl);
 out_cfg:
 	dmain_wcred_clear(&wcred);
 	config_free(m.cfg);

@@ -860,15 +860,30 @@ oai_authenticate(struct openai *o, struct evhttp_request *req)
 	return tenant;
 }
 
-/* GET /v1/models: every model an UP worker serves, once. */
+/* One /v1/models entry (pool_models callback). */
+static void
+oai_model_add(void *arg, const char *model, uint32_t workers, uint32_t max_capacity)
+{
+	struct jsonw *w = arg;
+
+	(void)workers;
+	(void)max_capacity;
+	jsonw_object_begin(w);
+	jsonw_kstring(w, "id", model);
+	jsonw_kstring(w, "object", "model");
+	jsonw_kint(w, "created", 0);
+	jsonw_kstring(w, "owned_by", "certa");
+	jsonw_object_end(w);
+}
+
+/* GET /v1/models: every model an UP worker serves, once (the list Reasoning.ListModels
+ * gives, so the two agree). */
 static void
 oai_models(struct openai *o, struct evhttp_request *req, const char *tenant)
 {
-	struct pool *pl = core_pool(o->core);
 	struct jsonw *w;
 	const char *data;
-	char seen[4096] = ",";
-	size_t i, len;
+	size_t len;
 
 	(void)tenant;
 	if (jsonw_new(&w) != 0) {
@@ -879,37 +894,7 @@ oai_models(struct openai *o, struct evhttp_request *req, const char *tenant)
 	jsonw_kstring(w, "object", "list");
 	jsonw_key(w, "data");
 	jsonw_array_begin(w);
-	for (i = 0; i < pool_count(pl); i++) {
-		struct pool_worker *wk = pool_at(pl, i);
-		const char *p = pool_worker_models(wk);
-		if (pool_worker_state(wk) != POOL_UP)
-			continue;
-		while (p != NULL && *p != '\0') {
-			const char *e;
-			char name[256], pat[260];
-			if (*p == ',') {
-				p++;
-				continue;
-			}
-			e = strchr(p, ',');
-			len = e != NULL ? (size_t)(e - p) : strlen(p);
-			snprintf(name, sizeof name, "%.*s", (int)len, p);
-			p += len;
-			snprintf(pat, sizeof pat, ",%s,", name);
-			if (name[0] == '\0' || strstr(seen, pat) != NULL)
-				continue;
-			if (strlen(seen) + strlen(name) + 2 < sizeof seen) {
-				strcat(seen, name);
-				strcat(seen, ",");
-			}
-			jsonw_object_begin(w);
-			jsonw_kstring(w, "id", name);
-			jsonw_kstring(w, "object", "model");
-			jsonw_kint(w, "created", 0);
-			jsonw_kstring(w, "owned_by", "certa");
-			jsonw_object_end(w);
-		}
-	}
+	pool_models(core_pool(o->core), oai_model_add, w);
 	jsonw_array_end(w);
 	jsonw_object_end(w);
 	data = jsonw_data(w, &len);

@@ -25,6 +25,9 @@ struct pool_worker {
 	char engine[32];
 	char model[128];
 	char models[1024];        /* every model it serves, ",a,b," (from Info) */
+	char *model_names[POOL_MAX_MODELS];  /* ... split (into model_buf), for ListWorkers */
+	size_t nmodel_names;
+	char model_buf[1024];
 	char error[320];
 	char instance[40];        /* the worker process we talk to (from Info) */
 	int64_t last_seen_ms;
@@ -55,6 +58,32 @@ struct pool_step_ctx {
 	pool_step_fn cb;
 	void *arg;
 };
+
+/* w->models (",a,b,") into model_names, each name once, for ListWorkers. */
+static void
+pool_split_models(struct pool_worker *w)
+{
+	char *save = NULL, *tok;
+	size_t i;
+
+	snprintf(w->model_buf, sizeof w->model_buf, "%s", w->models);
+	w->nmodel_names = 0;
+	for (tok = strtok_r(w->model_buf, ",", &save); tok != NULL &&
+	    w->nmodel_names < POOL_MAX_MODELS; tok = strtok_r(NULL, ",", &save)) {
+		for (i = 0; i < w->nmodel_names; i++)
+			if (strcmp(w->model_names[i], tok) == 0)
+				break;
+		if (i == w->nmodel_names)
+			w->model_names[w->nmodel_names++] = tok;
+	}
+}
+
+size_t
+pool_worker_models(const struct pool_worker *w, char *const **names)
+{
+	*names = w->model_names;
+	return w->nmodel_names;
+}
 
 static int64_t
 pool_now_ms(void)
@@ -178,6 +207,7 @@ pool_on_info(void *arg, grpc_status_code status, const char *details, ProtobufCM
 				for (k = 0; k < r->n_models && off < sizeof w->models; k++)
 					off += (size_t)snprintf(w->models + off, sizeof w->models - off,
 					    "%s,", r->models[k]);
+				pool_split_models(w);
 			}
 			w->last_seen_ms = pool_now_ms();
 			w->error[0] = '\0';
@@ -451,11 +481,74 @@ pool_model_known(const struct pool *pl, const char *model, char *avail, size_t l
 			continue;
 		up++;
 		found |= pool_worker_serves(w, model);
-		if (off < len && strstr(avail, w->model) == NULL)
-			off += (size_t)snprintf(avail + off, len - off, "%s%s", off ? ", " : "",
-			    w->model);
+		{
+			/* Every model it serves: what ListModels lists. */
+			const char *m;
+			for (m = w->models + 1; *m != '\0' && off < len; m = strchr(m, ',') + 1) {
+				int l = (int)(strchr(m, ',') - m);
+				char one[160];
+				snprintf(one, sizeof one, "%.*s", l, m);
+				if (l > 0 && strstr(avail, one) == NULL)
+					off += (size_t)snprintf(avail + off, len - off, "%s%s",
+					    off ? ", " : "", one);
+			}
+		}
 	}
 	return found || up == 0;
+}
+
+/* The models UP workers serve, each once, with how many serve it and their largest
+ * capacity: the set pool_model_known accepts. */
+int
+pool_models(const struct pool *pl, void (*fn)(void *arg, const char *model, uint32_t workers,
+    uint32_t max_capacity), void *arg)
+{
+	char seen[4096] = ",", name[128];
+	size_t i, j, off = 1;
+
+	for (i = 0; i < pl->n; i++) {
+		const char *m;
+		if (pl->w[i]->state != POOL_UP)
+			continue;
+		for (m = pl->w[i]->models + 1; *m != '\0'; m = strchr(m, ',') + 1) {
+			size_t len = (size_t)(strchr(m, ',') - m);
+			char pat[164];
+			uint32_t nw = 0, cap = 0;
+			if (len == 0 || len >= sizeof name)
+				continue;
+			memcpy(name, m, len);
+			name[len] = '\0';
+			snprintf(pat, sizeof pat, ",%s,", name);
+			if (strstr(seen, pat) != NULL)
+				continue;
+			if (off + len + 1 < sizeof seen)
+				off += (size_t)snprintf(seen + off, sizeof seen - off, "%s,", name);
+			for (j = 0; j < pl->n; j++) {
+				const struct pool_worker *w = pl->w[j];
+				if (w->state != POOL_UP || !pool_worker_serves(w, name))
+					continue;
+				nw++;
+				if (w->capacity > cap)
+					cap = w->capacity;
+			}
+			fn(arg, name, nw, cap);
+		}
+	}
+	return 0;
+}
+
+uint32_t
+pool_max_capacity(const struct pool *pl, const char *model)
+{
+	uint32_t cap = 0;
+	size_t i;
+
+	for (i = 0; i < pl->n; i++) {
+		const struct pool_worker *w = pl->w[i];
+		if (w->state == POOL_UP && pool_worker_serves(w, model) && w->capacity > cap)
+			cap = w->capacity;
+	}
+	return cap;
 }
 
 struct pool_worker *
@@ -598,12 +691,6 @@ const char *
 pool_worker_model(const struct pool_worker *w)
 {
 	return w->model;
-}
-
-const char *
-pool_worker_models(const struct pool_worker *w)
-{
-	return w->models;
 }
 
 const char *

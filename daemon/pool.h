@@ -83,6 +83,13 @@ int pool_worker_serves(const struct pool_worker *w, const char *model);
 /* Whether some UP worker serves model (true when no worker is up yet: it may come); avail
  * gets the UP workers' primary models for an error message. */
 int pool_model_known(const struct pool *pl, const char *model, char *avail, size_t len);
+/* Calls fn once per model some UP worker serves (primary or listed), with the number of UP
+ * workers serving it and their largest capacity (chains at once); Reasoning.ListModels.
+ * Returns 0. */
+int pool_models(const struct pool *pl, void (*fn)(void *arg, const char *model,
+    uint32_t workers, uint32_t max_capacity), void *arg);
+/* The largest capacity of the UP workers serving model ("" any); 0 when none is up. */
+uint32_t pool_max_capacity(const struct pool *pl, const char *model);
 /* True when some UP worker has a free step slot (dispatch can stop early otherwise). */
 int pool_has_slots(const struct pool *pl);
 
@@ -108,8 +115,10 @@ uint32_t pool_worker_capacity(const struct pool_worker *w);
 uint32_t pool_worker_held(const struct pool_worker *w);
 const char *pool_worker_engine(const struct pool_worker *w);
 const char *pool_worker_model(const struct pool_worker *w);
-/* Every model the worker serves by its last Info, as ",a,b," ("" before the first). */
-const char *pool_worker_models(const struct pool_worker *w);
+/* Every model the worker serves (primary first, each once; from its last Info), at most
+ * POOL_MAX_MODELS; *names stays valid until its next Info.  Returns the count. */
+#define POOL_MAX_MODELS 16
+size_t pool_worker_models(const struct pool_worker *w, char *const **names);
 const char *pool_worker_error(const struct pool_worker *w);
 int64_t pool_worker_last_seen(const struct pool_worker *w);
 /* Steps in flight to all workers. */

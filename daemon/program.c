@@ -349,17 +349,25 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 		    (c->answer ? c->answer : ""));
 		r->finished = c->finished;
 		r->worker = p->worker != NULL ? p->worker : (char *)"";
+		/* Each chain's own end: the model ended it, or the program stopped it (certain,
+		 * budget, deadline, cancelled, failed...); UNSPECIFIED while it runs. */
 		r->reason = c->finished ? CERTA__V1__FINISH_REASON__FINISH_REASON_NATURAL_END :
+		    program_is_terminal(p) ? (Certa__V1__FinishReason)p->reason :
 		    CERTA__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
-		/* Program-level features (the certaindex is per program), per-chain flags. */
-		pb->feats[i].certaindex = p->features.certaindex;
-		pb->feats[i].stable_tokens = p->features.stable_tokens;
-		pb->feats[i].grounded = p->features.grounded;
-		pb->feats[i].hesitation = p->features.hesitation;
-		pb->feats[i].valid_answer = p->features.valid_answer;
+		/* The chain's own features; the program's when none was computed since load.
+		 * agreement and entropy are the program's (they are about all chains). */
+		{
+			const struct sched_features *f = c->has_features ? &c->features :
+			    &p->features;
+			pb->feats[i].certaindex = f->certaindex;
+			pb->feats[i].stable_tokens = f->stable_tokens;
+			pb->feats[i].grounded = f->grounded;
+			pb->feats[i].hesitation = f->hesitation;
+			pb->feats[i].valid_answer = f->valid_answer;
+			pb->feats[i].position = f->position;
+		}
 		pb->feats[i].agreement = p->features.agreement;
 		pb->feats[i].entropy = p->features.entropy;
-		pb->feats[i].position = p->features.position;
 		pb->feats[i].thinking_done = c->thinking_done;
 		pb->feats[i].probe_confidence = c->nprobes > 0 ?
 		    c->probes[c->nprobes - 1].confidence : -1;

@@ -68,6 +68,10 @@ struct chain {
 	struct probe_point *probes;
 	size_t nprobes, probes_cap;
 	bool dirty;               /* changed since last persisted */
+	/* This chain's own certainty features at the last decision (has_features false: none
+	 * since the program was loaded; the program's are reported instead). */
+	struct sched_features features;
+	bool has_features;
 };
 
 struct program {
@@ -124,7 +128,6 @@ struct program {
 	uint64_t shadow_base_tokens;
 
 	/* streaming */
-	uint64_t evseq;           /* per-program event sequence */
 	struct rpc_call **watchers;
 	size_t nwatchers, watchers_cap;
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "daemon/dispatch.h"
+#include "daemon/events.h"
 #include "daemon/program.h"
 #include "daemon/tenants.h"
 #include "lib/array.h"
@@ -43,8 +44,10 @@ queries_get_txn(struct store_txn *txn, void *arg)
 	return store_get(txn, STORE_DB_PROGRAMS, g->id, NULL, (ProtobufCMessage **)&g->rec);
 }
 
-int
-queries_get(struct core *c, const char *tenant, const char *id, Certa__V1__Program **out)
+/* Reads the caller's program (detached from its record) and its committed step count. */
+static int
+queries_load(struct core *c, const char *tenant, const char *id, Certa__V1__Program **out,
+    uint64_t *steps)
 {
 	struct queries_get_ctx g = { id, NULL };
 	Certa__V1__Program *pm;
@@ -63,9 +66,17 @@ queries_get(struct core *c, const char *tenant, const char *id, Certa__V1__Progr
 	/* Detach the Program from its record. */
 	pm = g.rec->program;
 	g.rec->program = NULL;
+	if (steps != NULL)
+		*steps = g.rec->step_count;
 	certa__v1__program_record__free_unpacked(g.rec, NULL);
 	*out = pm;
 	return 0;
+}
+
+int
+queries_get(struct core *c, const char *tenant, const char *id, Certa__V1__Program **out)
+{
+	return queries_load(c, tenant, id, out, NULL);
 }
 
 int
@@ -73,6 +84,7 @@ queries_watch(struct core *c, const char *tenant, const char *id, struct rpc_cal
 {
 	struct program *p = strmap_get(c->live, id);
 	Certa__V1__Program *pm;
+	uint64_t steps = 0;
 	int rc;
 
 	/* An ending whose write is still retried is not in the store yet: its watchers get
@@ -83,7 +95,7 @@ queries_watch(struct core *c, const char *tenant, const char *id, struct rpc_cal
 		return program_watch(p, watcher);
 	}
 	/* Ended (or not live): send its final state from the store. */
-	rc = queries_get(c, tenant, id, &pm);
+	rc = queries_load(c, tenant, id, &pm, &steps);
 	if (rc != 0)
 		return rc;
 	{
@@ -95,7 +107,7 @@ queries_watch(struct core *c, const char *tenant, const char *id, struct rpc_cal
 		fin.requests = pm->requests;
 		ev.event_case = CERTA__V1__PROGRAM_EVENT__EVENT_FINISHED;
 		ev.finished = &fin;
-		ev.seq = 1;
+		ev.seq = events_seq_finished(steps);   /* the number its live stream gave it */
 		rpc_call_send(watcher, &ev.base);
 		rpc_call_finish(watcher, GRPC_STATUS_OK, NULL);
 	}

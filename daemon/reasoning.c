@@ -1,12 +1,17 @@
 /* reasoning.c — Reasoning service handlers: decode at the edge, delegate to the core. */
 #include "daemon/reasoning.h"
 
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "certa/v1/reasoning.pb-c.h"
 #include "daemon/auth.h"
 #include "daemon/core.h"
+#include "daemon/pool.h"
 #include "daemon/queries.h"
 #include "daemon/submit.h"
 #include "lib/error.h"
@@ -43,6 +48,32 @@ reasoning_spec(const Certa__V1__ProgramSpec *in, struct submit_spec *out)
 	}
 }
 
+/*
+ * A refused quota (daemon/tenants.c tenants_admit: "quota LIMIT: ...; retry in N s") as
+ * google.rpc details: QuotaFailure naming the tenant and the limit, RetryInfo when the quota
+ * refills after a known delay.
+ */
+static void
+reasoning_quota_details(struct rpc_call *call, const char *tenant, const char *err)
+{
+	char subject[192], desc[600];
+	const char *retry = strstr(err, "retry in ");
+	int64_t retry_ms = 0;
+	int n = 0;
+
+	snprintf(subject, sizeof subject, "tenant:%s", tenant);
+	if (sscanf(err, "quota %127[a-z_]:%n", desc, &n) == 1 && n > 0)
+		snprintf(desc + strlen(desc), sizeof desc - strlen(desc), ": %s", err + n + 1);
+	else
+		snprintf(desc, sizeof desc, "%s", err);
+	if (retry != NULL) {
+		double secs = atof(retry + strlen("retry in "));
+		if (secs > 0)
+			retry_ms = (int64_t)(secs * 1000);
+	}
+	(void)rpc_call_detail_quota(call, subject, desc, retry_ms);
+}
+
 static void
 reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
@@ -61,6 +92,8 @@ reasoning_submit(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		reasoning_spec(req->program, &spec);
 	rc = submit_program(c, reasoning_tenant(call), req->program != NULL ? &spec : NULL, call,
 	    err, sizeof err);
+	if (rc == CERTA_ECAPACITY)
+		reasoning_quota_details(call, reasoning_tenant(call), err);
 	if (rc != 0)
 		rpc_call_fail(call, rc, "%s", err[0] ? err : certa_strerror(rc));
 }
@@ -123,6 +156,21 @@ reasoning_cancel(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	rpc_call_reply(call, &reply.base);
 }
 
+/* A page token is the id of the last program of the previous page: "p-" and 18 lower-case
+ * hex digits (daemon/core.c core_new_id). */
+static bool
+reasoning_page_token_valid(const char *t)
+{
+	size_t i;
+
+	if (strncmp(t, "p-", 2) != 0 || strlen(t) != 20)
+		return false;
+	for (i = 2; i < 20; i++)
+		if (!((t[i] >= '0' && t[i] <= '9') || (t[i] >= 'a' && t[i] <= 'f')))
+			return false;
+	return true;
+}
+
 static void
 reasoning_list(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
@@ -135,6 +183,11 @@ reasoning_list(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		rpc_call_fail(call, CERTA_EINVAL, "state %d is not a program state", (int)req->state);
 		return;
 	}
+	if (req->page_token[0] != '\0' && !reasoning_page_token_valid(req->page_token)) {
+		rpc_call_fail(call, CERTA_EINVAL, "page_token: not a next_page_token of a List "
+		    "reply");
+		return;
+	}
 	rc = queries_list(c, reasoning_tenant(call), req->state, req->page_size, req->page_token,
 	    &reply);
 	if (rc != 0) {
@@ -143,6 +196,62 @@ reasoning_list(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	}
 	rpc_call_reply(call, &reply.base);
 	queries_list_free(&reply);
+}
+
+struct reasoning_models {
+	Certa__V1__ListModelsReply reply;
+	Certa__V1__Model *items;
+	size_t cap;
+	int err;
+};
+
+static void
+reasoning_model_add(void *arg, const char *model, uint32_t workers, uint32_t max_capacity)
+{
+	struct reasoning_models *m = arg;
+	Certa__V1__Model *it;
+
+	if (m->err != 0 || m->reply.n_models == m->cap) {
+		m->err = -ENOMEM;
+		return;
+	}
+	it = &m->items[m->reply.n_models];
+	certa__v1__model__init(it);
+	it->name = strdup(model);
+	if (it->name == NULL) {
+		m->err = -ENOMEM;
+		return;
+	}
+	it->workers = workers;
+	it->max_chains = max_capacity;
+	m->reply.models[m->reply.n_models++] = it;
+}
+
+static void
+reasoning_list_models(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct core *c = ctx;
+	struct reasoning_models m;
+	size_t i;
+
+	(void)msg;
+	memset(&m, 0, sizeof m);
+	certa__v1__list_models_reply__init(&m.reply);
+	m.cap = 256;
+	m.items = calloc(m.cap, sizeof *m.items);
+	m.reply.models = calloc(m.cap, sizeof *m.reply.models);
+	if (m.items == NULL || m.reply.models == NULL)
+		m.err = -ENOMEM;
+	else
+		pool_models(core_pool(c), reasoning_model_add, &m);
+	if (m.err != 0)
+		rpc_call_fail(call, m.err, "list models: %s", certa_strerror(m.err));
+	else
+		rpc_call_reply(call, &m.reply.base);
+	for (i = 0; i < m.reply.n_models; i++)
+		free(m.items[i].name);
+	free(m.items);
+	free(m.reply.models);
 }
 
 static const struct rpc_method reasoning_table[] = {
@@ -156,6 +265,8 @@ static const struct rpc_method reasoning_table[] = {
 	  reasoning_cancel, AUTH_TENANT },
 	{ "/certa.v1.Reasoning/List", RPC_UNARY, &certa__v1__list_request__descriptor,
 	  reasoning_list, AUTH_TENANT },
+	{ "/certa.v1.Reasoning/ListModels", RPC_UNARY, &certa__v1__list_models_request__descriptor,
+	  reasoning_list_models, AUTH_TENANT },
 };
 
 const struct rpc_method *

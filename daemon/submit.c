@@ -95,6 +95,16 @@ submit_validate(struct core *c, const struct sched_policy *pol, const struct sub
 			return CERTA_EINVAL;
 		}
 	}
+	{
+		/* A gang of n chains runs on one worker: more than any worker serving the model
+		 * holds at once could never be placed.  Known only while some worker is up. */
+		uint32_t cap = pool_max_capacity(c->pool, spec->model);
+		if (cap > 0 && *n > cap) {
+			snprintf(err, errlen, "program.n is %u; the largest worker serving %s runs "
+			    "%u chains at once", *n, spec->model[0] ? spec->model : "programs", cap);
+			return CERTA_EINVAL;
+		}
+	}
 	if (!(spec->moe_top_p >= 0 && spec->moe_top_p <= 1)) {
 		snprintf(err, errlen, "program.moe_top_p %g: must be 0 (the model's trained top-k) "
 		    "or in (0, 1]", (double)spec->moe_top_p);
@@ -121,10 +131,67 @@ submit_idem_txn(struct store_txn *txn, void *arg)
 	return store_get(txn, STORE_DB_IDEMPOTENCY, g->key, NULL, (ProtobufCMessage **)&g->rec);
 }
 
+/* What a retry must repeat of the program its key created: the problem, the effective
+ * algorithm, n (when the retry gives one), the budget (when it gives one) and the model.
+ * Returns the first field that differs, or NULL. */
+static const char *
+submit_idem_mismatch(const char *problem, int algo, uint32_t n, uint64_t budget,
+    const char *model, const struct submit_spec *spec, enum sched_algo want_algo,
+    uint32_t want_n, uint64_t want_budget)
+{
+	if (strcmp(problem, spec->problem) != 0)
+		return "problem";
+	if (algo != (int)want_algo)
+		return "algorithm";
+	if (spec->n != 0 && n != want_n)
+		return "n";
+	if (spec->token_budget != 0 && budget != want_budget)
+		return "token_budget";
+	if (strcmp(model != NULL ? model : "", spec->model) != 0)
+		return "model";
+	return NULL;
+}
+
+/* The program the key names, live or stored, against the retried spec: CERTA_ESTATE
+ * (FAILED_PRECONDITION) naming the field that differs, as payment APIs answer a reused key. */
+static int
+submit_idem_compare(struct core *c, const char *tenant, const char *id,
+    const struct submit_spec *spec, enum sched_algo algo, uint32_t n, uint64_t budget,
+    char *err, size_t errlen)
+{
+	struct program *p = strmap_get(c->live, id);
+	Certa__V1__Program *pm = NULL;
+	const char *field;
+	int rc;
+
+	if (p != NULL) {
+		field = submit_idem_mismatch(p->problem, (int)p->algo, p->n, p->budget, p->model,
+		    spec, algo, n, budget);
+	} else {
+		rc = queries_get(c, tenant, id, &pm);
+		if (rc != 0)
+			return rc == CERTA_ENOTFOUND ? 0 : rc;   /* the watch below answers it */
+		if (pm->spec == NULL)
+			field = NULL;
+		else
+			field = submit_idem_mismatch(pm->spec->problem, (int)pm->spec->algorithm,
+			    pm->spec->n, pm->spec->token_budget, pm->spec->model, spec, algo, n,
+			    budget);
+	}
+	if (field != NULL)
+		snprintf(err, errlen, "program.idempotency_key was used for program %s with another "
+		    "program.%s; use a new key for a different program", id, field);
+	if (pm != NULL)
+		certa__v1__program__free_unpacked(pm, NULL);
+	return field != NULL ? CERTA_ESTATE : 0;
+}
+
 /* A Submit that repeats an idempotency key gets the program the key created: accepted with
- * duplicate set, then its events (or its final event).  CERTA_ENOTFOUND: a new key. */
+ * duplicate set, then its events (or its final event); the same key with another spec is
+ * CERTA_ESTATE naming the field.  CERTA_ENOTFOUND: a new key. */
 static int
 submit_idempotent(struct core *c, const char *tenant, uint64_t uid, const char *ikey,
+    const struct submit_spec *spec, enum sched_algo algo, uint32_t n, uint64_t budget,
     struct rpc_call *watcher, char *err, size_t errlen)
 {
 	struct submit_idem g;
@@ -144,6 +211,12 @@ submit_idempotent(struct core *c, const char *tenant, uint64_t uid, const char *
 		return rc;
 	log_info(LOG_SCHED, "program %s: repeated idempotency key from tenant %s",
 	    g.rec->program_id, tenant);
+	rc = submit_idem_compare(c, tenant, g.rec->program_id, spec, algo, n, budget, err,
+	    errlen);
+	if (rc != 0) {
+		certa__v1__idempotency_record__free_unpacked(g.rec, NULL);
+		return rc;
+	}
 	p = strmap_get(c->live, g.rec->program_id);
 	if (p != NULL && (p->tenant_uid != uid || strcmp(p->tenant, tenant) != 0)) {
 		rc = CERTA_ENOTFOUND;   /* not this tenant's (cannot happen with the uid in the key) */
@@ -185,7 +258,8 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	if (rc != 0)
 		return rc;
 	if (spec->idempotency_key[0] != '\0') {
-		rc = submit_idempotent(c, tenant, uid, spec->idempotency_key, watcher, err, errlen);
+		rc = submit_idempotent(c, tenant, uid, spec->idempotency_key, spec, algo, n, budget,
+		    watcher, err, errlen);
 		if (rc != CERTA_ENOTFOUND)
 			return rc;  /* 0: a retry of an accepted program, answered */
 	}

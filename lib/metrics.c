@@ -456,7 +456,9 @@ metrics_reset(struct metrics *m, size_t id)
 	f->head = f->tail = NULL;
 }
 
-/* Shortest decimal that reads back as v; "+Inf", "-Inf", "NaN" as the format spells them. */
+/* Shortest decimal that reads back as v; "+Inf", "-Inf", "NaN" as the format spells them.
+ * Plain decimals ("10", "0.0001", not "1e+01"): a histogram's le label is matched as a string
+ * by dashboards and recording rules.  Only magnitudes outside [1e-9, 1e15) use an exponent. */
 static const char *
 metrics_fmt(char *buf, size_t len, double v)
 {
@@ -466,6 +468,13 @@ metrics_fmt(char *buf, size_t len, double v)
 		return "NaN";
 	if (isinf(v))
 		return v > 0 ? "+Inf" : "-Inf";
+	if (v == 0 || (fabs(v) >= 1e-9 && fabs(v) < 1e15)) {
+		for (prec = 0; prec <= 24; prec++) {
+			snprintf(buf, len, "%.*f", prec, v);
+			if (strtod(buf, NULL) == v)
+				return buf;
+		}
+	}
 	for (prec = 1; prec <= 17; prec++) {
 		snprintf(buf, len, "%.*g", prec, v);
 		if (strtod(buf, NULL) == v)

@@ -10,6 +10,9 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "google/protobuf/any.pb-c.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 #include "lib/cqbridge.h"
 #include "lib/error.h"
 #include "lib/log.h"
@@ -67,6 +70,14 @@ struct rpc_call {
 	grpc_status_code status;
 	grpc_slice status_slice;
 	int has_status_slice;
+	char *status_msg;       /* the message again, for google.rpc.Status */
+
+	/* google.rpc.Status details (packed Any values) and the trailer they go out in */
+	Google__Protobuf__Any **details;
+	size_t ndetails;
+	int has_bad_request;
+	grpc_metadata trailer;
+	int has_trailer;
 
 	void (*cancel_fn)(struct rpc_call *call, void *arg);
 	void *cancel_arg;
@@ -107,6 +118,10 @@ struct rpc_server {
 };
 
 static void rpc_call_pump(struct rpc_call *c);
+static void rpc_call_details_free(struct rpc_call *c);
+static void rpc_call_details_trailer(struct rpc_call *c);
+static void rpc_call_detail_field_from_message(struct rpc_call *c, const char *msg);
+static void rpc_call_recv_next(struct rpc_call *c);
 static void rpc_server_maybe_done(struct rpc_server *srv);
 
 /* A local call's memory (no gRPC state). */
@@ -119,6 +134,7 @@ rpc_call_free_local(struct rpc_call *c)
 		free(c->md[i].key);
 		free(c->md[i].value);
 	}
+	rpc_call_details_free(c);
 	free(c->md);
 	free(c->path);
 	free(c->peer);
@@ -156,6 +172,12 @@ rpc_call_release(struct rpc_call *c)
 		grpc_byte_buffer_destroy(c->recv_bb);
 	if (c->has_status_slice)
 		grpc_slice_unref(c->status_slice);
+	free(c->status_msg);
+	rpc_call_details_free(c);
+	if (c->has_trailer) {
+		grpc_slice_unref(c->trailer.key);
+		grpc_slice_unref(c->trailer.value);
+	}
 	for (i = 0; i < c->nmd; i++) {
 		free(c->md[i].key);
 		free(c->md[i].value);
@@ -330,6 +352,11 @@ rpc_call_pump(struct rpc_call *c)
 		ops[n].data.send_status_from_server.status = c->status;
 		ops[n].data.send_status_from_server.status_details =
 		    c->has_status_slice ? &c->status_slice : NULL;
+		rpc_call_details_trailer(c);
+		if (c->has_trailer) {
+			ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+			ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
+		}
 		n++;
 		c->status_sent = 1;
 	}
@@ -392,6 +419,151 @@ rpc_call_send(struct rpc_call *c, const ProtobufCMessage *msg)
 	return rc;
 }
 
+/* --- google.rpc.Status details --- */
+
+/* Appends one packed detail; type URL from the message's full name. */
+static int
+rpc_call_add_detail(struct rpc_call *c, const ProtobufCMessage *m)
+{
+	Google__Protobuf__Any *any, **nd;
+	size_t len;
+	char url[160];
+
+	if (c->finished || c->dead)
+		return CERTA_ESTATE;
+	nd = realloc(c->details, (c->ndetails + 1) * sizeof *nd);
+	if (nd == NULL)
+		return -ENOMEM;
+	c->details = nd;
+	any = calloc(1, sizeof *any);
+	if (any == NULL)
+		return -ENOMEM;
+	google__protobuf__any__init(any);
+	snprintf(url, sizeof url, "type.googleapis.com/%s", m->descriptor->name);
+	len = protobuf_c_message_get_packed_size(m);
+	any->type_url = strdup(url);
+	any->value.data = malloc(len ? len : 1);
+	if (any->type_url == NULL || any->value.data == NULL) {
+		free(any->type_url);
+		free(any->value.data);
+		free(any);
+		return -ENOMEM;
+	}
+	any->value.len = protobuf_c_message_pack(m, any->value.data);
+	c->details[c->ndetails++] = any;
+	return 0;
+}
+
+static void
+rpc_call_details_free(struct rpc_call *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->ndetails; i++) {
+		free(c->details[i]->type_url);
+		free(c->details[i]->value.data);
+		free(c->details[i]);
+	}
+	free(c->details);
+	c->details = NULL;
+	c->ndetails = 0;
+}
+
+/* Packs google.rpc.Status into the grpc-status-details-bin trailer (non-OK statuses). */
+static void
+rpc_call_details_trailer(struct rpc_call *c)
+{
+	Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+	uint8_t *buf;
+	size_t len;
+
+	if (c->ndetails == 0 || c->status == GRPC_STATUS_OK || c->has_trailer)
+		return;
+	st.code = (int32_t)c->status;
+	st.message = c->status_msg != NULL ? c->status_msg : (char *)"";
+	st.n_details = c->ndetails;
+	st.details = c->details;
+	len = protobuf_c_message_get_packed_size(&st.base);
+	buf = malloc(len ? len : 1);
+	if (buf == NULL)
+		return;
+	len = protobuf_c_message_pack(&st.base, buf);
+	c->trailer.key = grpc_slice_from_static_string("grpc-status-details-bin");
+	c->trailer.value = grpc_slice_from_copied_buffer((const char *)buf, len);
+	c->has_trailer = 1;
+	free(buf);
+}
+
+int
+rpc_call_detail_bad_request(struct rpc_call *c, const char *field, const char *desc)
+{
+	Google__Rpc__BadRequest br = GOOGLE__RPC__BAD_REQUEST__INIT;
+	Google__Rpc__BadRequest__FieldViolation fv = GOOGLE__RPC__BAD_REQUEST__FIELD_VIOLATION__INIT;
+	Google__Rpc__BadRequest__FieldViolation *fvp = &fv;
+	int rc;
+
+	fv.field = (char *)field;
+	fv.description = (char *)desc;
+	br.n_field_violations = 1;
+	br.field_violations = &fvp;
+	rc = rpc_call_add_detail(c, &br.base);
+	if (rc == 0)
+		c->has_bad_request = 1;
+	return rc;
+}
+
+int
+rpc_call_detail_quota(struct rpc_call *c, const char *subject, const char *desc,
+    int64_t retry_ms)
+{
+	Google__Rpc__QuotaFailure qf = GOOGLE__RPC__QUOTA_FAILURE__INIT;
+	Google__Rpc__QuotaFailure__Violation v = GOOGLE__RPC__QUOTA_FAILURE__VIOLATION__INIT;
+	Google__Rpc__QuotaFailure__Violation *vp = &v;
+	Google__Rpc__RetryInfo ri = GOOGLE__RPC__RETRY_INFO__INIT;
+	Google__Protobuf__Duration d = GOOGLE__PROTOBUF__DURATION__INIT;
+	int rc;
+
+	v.subject = (char *)subject;
+	v.description = (char *)desc;
+	qf.n_violations = 1;
+	qf.violations = &vp;
+	rc = rpc_call_add_detail(c, &qf.base);
+	if (rc != 0 || retry_ms <= 0)
+		return rc;
+	d.seconds = retry_ms / 1000;
+	d.nanos = (int32_t)(retry_ms % 1000) * 1000000;
+	ri.retry_delay = &d;
+	return rpc_call_add_detail(c, &ri.base);
+}
+
+/* "program.sampling.temperature is -1; ..." / "page_token: ..." -> BadRequest naming the
+ * leading field path: identifier characters with a '.' or '_' in them, or followed by ':'. */
+static void
+rpc_call_detail_field_from_message(struct rpc_call *c, const char *msg)
+{
+	char field[128];
+	size_t n = 0;
+	int dotted = 0;
+
+	while (n < sizeof field - 1 && ((msg[n] >= 'a' && msg[n] <= 'z') ||
+	    (msg[n] >= 'A' && msg[n] <= 'Z') || (msg[n] >= '0' && msg[n] <= '9') ||
+	    msg[n] == '_' || msg[n] == '.' || msg[n] == '[' || msg[n] == ']')) {
+		dotted |= msg[n] == '.' || msg[n] == '_';
+		field[n] = msg[n];
+		n++;
+	}
+	field[n] = '\0';
+	if (n == 0 || field[n - 1] == '.' || !(msg[n] == ':' || (dotted && msg[n] == ' ')))
+		return;
+	/* The status is already recorded: add the detail directly. */
+	{
+		int finished = c->finished;
+		c->finished = 0;
+		(void)rpc_call_detail_bad_request(c, field, msg);
+		c->finished = finished;
+	}
+}
+
 /* Records the final status; pump sends it after the queue drains. */
 static int
 rpc_call_vfinish(struct rpc_call *c, grpc_status_code status, const char *fmt, va_list ap)
@@ -410,6 +582,7 @@ rpc_call_vfinish(struct rpc_call *c, grpc_status_code status, const char *fmt, v
 		if (msg[0] != '\0' && c->srv != NULL) {
 			c->status_slice = grpc_slice_from_copied_string(msg);
 			c->has_status_slice = 1;
+			c->status_msg = strdup(msg);
 		}
 	}
 	if (c->srv == NULL) {
@@ -417,6 +590,8 @@ rpc_call_vfinish(struct rpc_call *c, grpc_status_code status, const char *fmt, v
 		c->sink->finish(c->sink_arg, status, msg);
 		return 0;
 	}
+	if (status == GRPC_STATUS_INVALID_ARGUMENT && !c->has_bad_request && c->status_msg != NULL)
+		rpc_call_detail_field_from_message(c, c->status_msg);
 	if (status != GRPC_STATUS_OK)
 		log_debug(LOG_RPC, "call %s -> %s: %s", c->path, rpc_status_name(status),
 		    c->has_status_slice ? msg : "");
@@ -561,6 +736,11 @@ rpc_call_on_recv(struct cqbridge_tag *tag, int ok)
 		rpc_call_kill(c);
 		goto out;
 	}
+	if (c->recv_bb == NULL && c->method->kind == RPC_BIDI) {
+		/* The client half-closed: a bidi call ends OK after what is queued. */
+		rpc_call_finish(c, GRPC_STATUS_OK, NULL);
+		goto out;
+	}
 	if (c->recv_bb == NULL) {
 		rpc_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
 		    "%s: missing request message", c->path);
@@ -585,8 +765,24 @@ rpc_call_on_recv(struct cqbridge_tag *tag, int ok)
 	}
 	c->method->handler(c, req, c->method_ctx);
 	protobuf_c_message_free_unpacked(req, NULL);
+	if (c->method->kind == RPC_BIDI)
+		rpc_call_recv_next(c);
 out:
 	rpc_call_release(c);
+}
+
+/* Bidi: reads the client's next message (the handler runs for it), unless the call ended. */
+static void
+rpc_call_recv_next(struct rpc_call *c)
+{
+	grpc_op op;
+
+	if (c->dead || c->finished)
+		return;
+	memset(&op, 0, sizeof op);
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &c->recv_bb;
+	(void)rpc_call_batch(c, &op, 1, &c->tag_recv);
 }
 
 /* Copies the request metadata into C strings owned by the call. */
@@ -905,4 +1101,21 @@ size_t
 rpc_server_active_calls(const struct rpc_server *srv)
 {
 	return srv->ncalls;
+}
+
+void
+rpc_server_each_method(const struct rpc_server *srv, void (*fn)(void *arg, const char *path),
+    void *arg)
+{
+	size_t i, j;
+
+	for (i = 0; i < srv->nservices; i++)
+		for (j = 0; j < srv->services[i].nmethods; j++)
+			fn(arg, srv->services[i].methods[j].path);
+}
+
+struct rpc_server *
+rpc_call_server(const struct rpc_call *c)
+{
+	return c->srv;
 }

@@ -22,6 +22,7 @@
 #define CERTA_LIB_RPC_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 
@@ -34,6 +35,10 @@ struct rpc_call;
 enum rpc_kind {
 	RPC_UNARY = 1,
 	RPC_SERVER_STREAM = 2,
+	/* Bidirectional: the handler runs once per client message (replying with
+	 * rpc_call_send); when the client half-closes, the call ends OK unless the handler
+	 * finished it already.  One message is read at a time. */
+	RPC_BIDI = 3,
 };
 
 /* req is owned by the server and freed after the handler returns: copy what you keep. */
@@ -84,6 +89,14 @@ void rpc_server_shutdown(struct rpc_server *srv, void (*done)(void *arg), void *
 /* Number of calls currently alive (for drain decisions and tests). */
 size_t rpc_server_active_calls(const struct rpc_server *srv);
 
+/* Calls fn with the path of every method in the server's tables, in table order (server
+ * reflection lists the services from them). */
+void rpc_server_each_method(const struct rpc_server *srv,
+    void (*fn)(void *arg, const char *path), void *arg);
+
+/* The server a call arrived on. */
+struct rpc_server *rpc_call_server(const struct rpc_call *call);
+
 /* --- per call --- */
 
 void rpc_call_ref(struct rpc_call *call);
@@ -104,6 +117,21 @@ int rpc_call_finish(struct rpc_call *call, grpc_status_code status, const char *
 /* Ends the call with the status for a certa error code and a message. */
 int rpc_call_fail(struct rpc_call *call, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Structured error details (google.rpc.Status in the `grpc-status-details-bin` trailer, as
+ * clients' standard helpers read it).  Added before the call ends; sent only when it ends
+ * with a status other than OK, as Status{code, message: the status message, details}.  An
+ * INVALID_ARGUMENT whose message starts with a field path ("program.n is 9; ...",
+ * "page_token: ...") and has no BadRequest yet gets one naming that field.
+ * Return 0, CERTA_ESTATE when the call already ended, -ENOMEM.
+ */
+/* BadRequest with one field violation. */
+int rpc_call_detail_bad_request(struct rpc_call *call, const char *field, const char *desc);
+/* QuotaFailure with one violation (subject e.g. "tenant:acme"), and RetryInfo when
+ * retry_ms > 0. */
+int rpc_call_detail_quota(struct rpc_call *call, const char *subject, const char *desc,
+    int64_t retry_ms);
 
 /* True once the client went away (cancel, deadline, disconnect) or the server cancelled it. */
 int rpc_call_is_dead(const struct rpc_call *call);

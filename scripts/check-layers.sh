@@ -2,7 +2,8 @@
 # Checks that layers only look down: every project include ("dir/file.h") of a source file
 # must name its own directory or one it may use.  Exits 1 and lists each wrong-way include.
 #
-#   lib        (ground)   lib; generated protobuf (certa/, grpc/health/)
+#   lib        (ground)   lib; generated protobuf (certa/, grpc/health/, grpc/reflection/,
+#                         google/rpc/ and google/protobuf/ for grpc-status-details-bin)
 #   store                 lib, store; generated records
 #   scheduler  (pure)     lib, scheduler            — no protobuf types, no I/O layers
 #   eval                  lib, store, scheduler, eval; generated
@@ -16,7 +17,7 @@ root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root"
 
 declare -A allowed=(
-	[lib]="lib certa grpc"
+	[lib]="lib certa grpc google"
 	[store]="lib store certa"
 	[scheduler]="lib scheduler"
 	[eval]="lib store scheduler eval certa"

@@ -33,6 +33,7 @@
 #include "lib/cred.h"
 #include "lib/error.h"
 #include "lib/health.h"
+#include "lib/reflection.h"
 #include "lib/log.h"
 #include "lib/proc.h"
 #include "lib/rpc_server.h"
@@ -388,6 +389,7 @@ main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct engine *engine = NULL;
 	struct worker *w = NULL;
+	struct reflection *refl = NULL;   /* gRPC server reflection; outlives the server */
 	struct wmain m;
 	struct engine_options eo;
 	const struct rpc_method *methods, *hmethods;
@@ -469,6 +471,10 @@ main(int argc, char **argv)
 	}
 	hmethods = health_methods(&nhmethods);
 	rc = rpc_server_add_methods(m.srv, hmethods, nhmethods, m.health);
+	if (rc == 0 && (rc = reflection_new(&refl)) == 0) {
+		hmethods = reflection_methods(&nhmethods);
+		rc = rpc_server_add_methods(m.srv, hmethods, nhmethods, refl);
+	}
 	memset(&wo, 0, sizeof wo);
 	wo.token = wc.token;
 	wo.nallowed_cns = config_get_list(cfg, "tls.allowed_cn", &wo.allowed_cns);
@@ -503,6 +509,7 @@ out_proc:
 	engine_detach(engine);
 	proc_free(m.proc);
 	wauth_free(m.auth);
+	reflection_free(refl);
 out_engine:
 	engine_close(engine);
 out_cfg:

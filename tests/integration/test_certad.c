@@ -352,8 +352,12 @@ test_bad_input(void **state)
 	memset(&ev, 0, sizeof ev);
 	read_events(submit(e, "What is the airspeed velocity of an unladen swallow?",
 	    CERTA__V1__ALGORITHM__ALGORITHM_COT, 0), &ev, 0);
-	assert_int_equal(ev.status, GRPC_STATUS_NOT_FOUND);
-	assert_non_null(strstr(ev.details, "traces directory"));
+	/* A failed program is data: its finished event says FAILED and why, then the stream
+	 * ends OK (it used to end NOT_FOUND, read as "no such program"). */
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_int_equal(ev.finished->result->reason, CERTA__V1__FINISH_REASON__FINISH_REASON_FAILED);
+	assert_non_null(strstr(ev.finished->result->error_message, "traces directory"));
 	assert_int_equal(ev.accepted, 1);
 	p = get_program(e, ev.id, &st, NULL);
 	assert_int_equal(p->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED);
@@ -396,11 +400,14 @@ test_bad_input(void **state)
 	assert_non_null(strstr(ev.details, "limit"));
 	certa_client_events_free(&ev);
 
-	/* sc asking for more samples than were recorded: the worker's message reaches the client. */
+	/* sc asking for more samples than were recorded: the worker's message reaches the client
+	 * in the failed program's result; the stream itself ends OK. */
 	memset(&ev, 0, sizeof ev);
 	read_events(submit(e, e->tr->problem, CERTA__V1__ALGORITHM__ALGORITHM_SC, 4), &ev, 0);
-	assert_int_equal(ev.status, GRPC_STATUS_INVALID_ARGUMENT);
-	assert_non_null(strstr(ev.details, "only 3 samples"));
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_int_equal(ev.finished->result->reason, CERTA__V1__FINISH_REASON__FINISH_REASON_FAILED);
+	assert_non_null(strstr(ev.finished->result->error_message, "only 3 samples"));
 	certa_client_events_free(&ev);
 
 	p = get_program(e, "p-0000000000000000", &st, &details);

@@ -413,6 +413,29 @@ test_render_parses(void **state)
 	metrics_free(m);
 }
 
+/* Histogram bounds printed as le="1e+01": the le label is matched as a string, so bounds and
+ * values are plain decimals. */
+static void
+test_le_plain_decimals(void **state)
+{
+	struct metrics *m;
+	char *text;
+
+	(void)state;
+	assert_int_equal(metrics_new(table, M_NFAM, &m), 0);
+	assert_int_equal(metrics_observe(m, M_STEP_SECONDS, METRICS_LABELS("w"), 7), 0);
+	assert_int_equal(metrics_gauge_set(m, M_QUEUE, NULL, 20), 0);
+	text = render(m);
+	assert_non_null(strstr(text, "certa_step_duration_seconds_bucket{worker=\"w\",le=\"10\"} 1\n"));
+	assert_non_null(strstr(text, "certa_step_duration_seconds_bucket{worker=\"w\",le=\"0.005\"} 0\n"));
+	assert_non_null(strstr(text, "certa_step_duration_seconds_sum{worker=\"w\"} 7\n"));
+	assert_non_null(strstr(text, "certa_queue_depth 20\n"));
+	assert_null(strstr(text, "e+"));
+	assert_null(strstr(text, "e-0"));
+	free(text);
+	metrics_free(m);
+}
+
 static void
 test_counters_move(void **state)
 {
@@ -865,6 +888,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_render_parses),
 		cmocka_unit_test(test_counters_move),
+		cmocka_unit_test(test_le_plain_decimals),
 		cmocka_unit_test(test_label_escaping),
 		cmocka_unit_test(test_histogram_buckets),
 		cmocka_unit_test(test_collector),
