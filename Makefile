@@ -12,9 +12,9 @@ WARNFLAGS = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wm
 CFLAGS   ?= $(OPTFLAGS)
 SANFLAGS ?=
 CPPFLAGS_ALL = -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)/gen \
-	$(shell $(PKG_CONFIG) --cflags libprotobuf-c libevent zlib 2>/dev/null)
+	$(shell $(PKG_CONFIG) --cflags libprotobuf-c libevent zlib libcurl 2>/dev/null)
 LIBS     = -lgrpc -lgpr -lprotobuf-c -levent_core -levent_extra -levent_pthreads -llmdb -lz \
-	-lcrypto -lsystemd -lpcre2-8 -lpthread -lm
+	-lcrypto -lsystemd -lpcre2-8 -lcurl -lpthread -lm
 CMOCKA_LIBS = -lcmocka
 ALL_CFLAGS = $(CPPFLAGS_ALL) $(WARNFLAGS) $(CFLAGS) $(SANFLAGS) $(CPPFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
@@ -40,7 +40,7 @@ SCHED_OBJ  = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard scheduler/*.c))
 EVAL_OBJ   = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out eval/main.c,$(wildcard eval/*.c)))
 DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out daemon/main.c,$(wildcard daemon/*.c)))
 WORKER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out workers/main.c,\
-	$(wildcard workers/*.c workers/engines/*.c workers/llm/*.c)))
+	$(wildcard workers/*.c workers/engines/*.c workers/llm/*.c workers/upstream/*.c)))
 CLI_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out cli/main.c,$(wildcard cli/*.c)))
 
 # The CUDA backend (docs/engine.md "CUDA backend"): built when $(CUDA_HOME)/bin/nvcc exists

@@ -15,10 +15,12 @@
 
 extern const struct engine_ops replay_engine_ops;
 extern const struct engine_ops llm_engine_ops;
+extern const struct engine_ops openai_engine_ops;
 
 static const struct engine_ops *const engine_table[] = {
 	&replay_engine_ops,
 	&llm_engine_ops,
+	&openai_engine_ops,
 };
 
 /* One queued step: what engine_step_async() was given (as the engine_work step_many sees,
@@ -226,6 +228,8 @@ engine_detach(struct engine *e)
 	th->stop = true;
 	pthread_cond_signal(&th->cond);
 	pthread_mutex_unlock(&th->mu);
+	if (e->ops->wake != NULL)
+		e->ops->wake(e->state);
 	pthread_join(th->tid, NULL);
 	while ((j = engine_fifo_pop(&th->todo)) != NULL || (j = engine_fifo_pop(&th->done)) != NULL) {
 		free(j);
@@ -268,6 +272,8 @@ engine_step_async(struct engine *e, const struct engine_item *items, size_t n,
 	engine_fifo_push(&th->todo, j);
 	pthread_cond_signal(&th->cond);
 	pthread_mutex_unlock(&th->mu);
+	if (e->ops->wake != NULL)
+		e->ops->wake(e->state);
 }
 
 int
@@ -339,7 +345,7 @@ engine_result_clear(struct engine_result *r)
 const char *
 engine_names(void)
 {
-	return "replay, llm";
+	return "replay, llm, openai";
 }
 
 int

@@ -8,7 +8,8 @@
  * A step is all or nothing: the engine validates the whole batch first and, if any item is
  * refused, returns its error with a message naming the request and changes no state.
  * Engines: "replay" (recorded traces, workers/engines/replay.c), "llm" (GGUF models on the
- * CPU backend, workers/engines/llm.c).  A CUDA engine plugs in under llm's backend seam.
+ * CPU backend, workers/engines/llm.c), "openai" (an OpenAI-compatible completions server:
+ * vLLM, SGLang, ...; workers/engines/openai.c).  A CUDA engine plugs in under llm's backend seam.
  *
  * Threads: an engine object belongs to the worker's loop thread.  A compute engine (llm) runs
  * its steps on an engine thread of its own: engine_attach() starts it, engine_step_async()
@@ -41,6 +42,16 @@ struct engine_options {
 	const char *chat_format; /* prompt format name ("" = from the model's metadata) */
 	uint32_t max_batch_tokens; /* tokens per batched iteration (0 = 512) */
 	const char *device;      /* compute backend: "cpu" ("" = cpu) */
+	/* openai engine (docs/upstream.md); model is the upstream's model name, probe_suffix
+	 * and chat_format as for llm ("" = chatml) */
+	const char *const *upstreams; /* base URLs of data-parallel replicas */
+	size_t nupstreams;
+	const char *upstream_key_file; /* bearer key, first line ("" = none) */
+	const char *ca_file;     /* CA bundle for https upstreams ("" = the system's) */
+	uint32_t logprobs;       /* alternatives per token asked for (0 = 5) */
+	uint32_t retries;        /* retries of a 429 answer */
+	uint64_t timeout_ms;     /* per request (0 = 300 s) */
+	uint64_t connect_timeout_ms; /* (0 = 5 s) */
 };
 
 struct engine_feed;
@@ -113,6 +124,10 @@ struct engine_ops {
 	 * done (w->rc set), and returns when it holds none and none is queued.  NULL: steps
 	 * run one by one through step. */
 	void (*step_many)(void *state, struct engine_feed *feed);
+	/* Optional, step_many engines that wait on something other than the feed (sockets):
+	 * called on the loop thread after a step was queued, so the engine thread stops waiting
+	 * and takes it.  NULL: none needed. */
+	void (*wake)(void *state);
 	/* true: step computes (run it on the engine thread, see engine_attach); release and
 	 * info may then be called on the loop thread while a step runs on the engine thread. */
 	bool threaded;
