@@ -326,6 +326,12 @@ engine_release(struct engine *e, const char *request_id)
 	return e->ops->release(e->state, request_id);
 }
 
+int
+engine_health(struct engine *e, char *err, size_t errlen)
+{
+	return e->ops->health != NULL ? e->ops->health(e->state, err, errlen) : 0;
+}
+
 void
 engine_info(struct engine *e, struct engine_info *out)
 {

@@ -128,6 +128,10 @@ struct engine_ops {
 	 * called on the loop thread after a step was queued, so the engine thread stops waiting
 	 * and takes it.  NULL: none needed. */
 	void (*wake)(void *state);
+	/* Optional, on the loop thread: 0 when the engine can serve, else CERTA_EUNAVAIL with
+	 * why in err (the openai engine while every upstream is failing); Info then fails
+	 * UNAVAILABLE so certad keeps the worker down.  NULL: always 0. */
+	int (*health)(void *state, char *err, size_t errlen);
 	/* true: step computes (run it on the engine thread, see engine_attach); release and
 	 * info may then be called on the loop thread while a step runs on the engine thread. */
 	bool threaded;
@@ -174,6 +178,9 @@ void engine_step_async(struct engine *e, const struct engine_item *items, size_t
  * detaching); and its completion (w->rc, w->err, w->out as step's), after which w is gone. */
 struct engine_work *engine_feed_take(struct engine_feed *feed);
 void engine_feed_done(struct engine_feed *feed, struct engine_work *w);
+
+/* ops->health: 0, or CERTA_EUNAVAIL with the reason in err. */
+int engine_health(struct engine *e, char *err, size_t errlen);
 
 /* Frees a request's state; CERTA_ENOTFOUND when the engine holds none for it. */
 int engine_release(struct engine *e, const char *request_id);

@@ -55,7 +55,7 @@ struct openai_replica {
 	char *base;              /* as configured, for messages */
 	char *endpoint;          /* base + /v1/completions */
 	uint32_t inflight;
-	int64_t down_until_ms;
+	int64_t down_until_ms;   /* written by the engine thread, read by health (atomic) */
 };
 
 /* A step boundary this worker produced: tokens into the chain, bytes of its text. */
@@ -122,6 +122,7 @@ struct openai {
 	CURLM *multi;
 	pthread_mutex_t mu;      /* chains: loop thread (release, info) and engine thread */
 	struct strmap *chains;
+	char last_err[400];      /* the last upstream failure, for health */
 	/* Engine thread only. */
 	struct openai_job *running, *queued;
 };
@@ -559,8 +560,9 @@ openai_job_end(struct openai *o, struct openai_job *j, struct openai_src *src)
 		}
 	}
 	pthread_mutex_unlock(&o->mu);
-	openai_hand_back(src, w);
+	/* w belongs to the loop thread again once handed back: free j first. */
 	openai_job_free(o, j);
+	openai_hand_back(src, w);
 }
 
 /* Fails j with rc and a message; its transfers stop, no chain changes. */
@@ -631,7 +633,8 @@ openai_commit(struct openai *o, struct openai_job *j)
 			uint32_t ntok;
 			oai_probe_cut(&x->probe, &alen, &ntok);
 			res->probe_answer = strndup(x->probe.text, alen);
-			res->probe_tokens = ntok;
+			/* What the upstream decoded (its cost), also past the brace. */
+			res->probe_tokens = x->probe.completion_tokens;
 			oai_token_probs(&x->probe, ntok, &res->probe_confidence,
 			    &res->probe_min_prob);
 		}
@@ -789,7 +792,11 @@ openai_xfer_failed(struct openai *o, struct openai_xfer *x, int rep, int rc, con
 	const char *url = o->rep[rep].base;
 
 	if (rc == CERTA_EUNAVAIL) {
-		o->rep[rep].down_until_ms = openai_now_ms() + OPENAI_DOWN_MS;
+		__atomic_store_n(&o->rep[rep].down_until_ms, openai_now_ms() + OPENAI_DOWN_MS,
+		    __ATOMIC_RELAXED);
+		pthread_mutex_lock(&o->mu);
+		snprintf(o->last_err, sizeof o->last_err, "upstream %s: %s", url, what);
+		pthread_mutex_unlock(&o->mu);
 		log_warn(LOG_ENGINE, "upstream %s: %s (request %s)", url, what, x->it->request_id);
 		if (openai_xfer_start(o, x) == 0)
 			return;
@@ -854,7 +861,7 @@ openai_on_done(struct openai *o, struct openai_xfer *x, CURLcode cc)
 		}
 		return;
 	}
-	o->rep[rep].down_until_ms = 0;
+	__atomic_store_n(&o->rep[rep].down_until_ms, 0, __ATOMIC_RELAXED);
 	rc = oai_parse_completion(x->resp != NULL ? x->resp : "", x->rlen,
 	    x->phase == OPENAI_STEP ? &x->step : &x->probe, perr, sizeof perr);
 	if (rc != 0) {
@@ -1040,6 +1047,23 @@ openai_wake(void *state)
 	curl_multi_wakeup(o->multi);
 }
 
+/* Unavailable while every upstream failed within the last OPENAI_DOWN_MS. */
+static int
+openai_health(void *state, char *err, size_t errlen)
+{
+	struct openai *o = state;
+	int64_t now = openai_now_ms();
+	size_t i;
+
+	for (i = 0; i < o->nrep; i++)
+		if (__atomic_load_n(&o->rep[i].down_until_ms, __ATOMIC_RELAXED) <= now)
+			return 0;
+	pthread_mutex_lock(&o->mu);
+	snprintf(err, errlen, "every upstream is failing (%zu); last: %s", o->nrep, o->last_err);
+	pthread_mutex_unlock(&o->mu);
+	return CERTA_EUNAVAIL;
+}
+
 static int
 openai_release(void *state, const char *request_id)
 {
@@ -1085,5 +1109,6 @@ const struct engine_ops openai_engine_ops = {
 	.info = openai_info,
 	.step_many = openai_step_many,
 	.wake = openai_wake,
+	.health = openai_health,
 	.threaded = true,
 };
