@@ -293,7 +293,7 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 MANDIR      ?= $(PREFIX)/share/man
 INSTALL     ?= install
-UNITS        = certad.service certa-worker@.service
+UNITS        = certad.service certa-worker@.service certa-worker-upstream@.service
 MAN_PAGES    = man8/certad.8 man8/certa-worker.8 man1/certactl.1 man1/certa-eval.1 \
 	man5/certad.conf.5
 CONF_EXAMPLES = certad.conf.example certa-worker.conf.example
