@@ -48,6 +48,7 @@ struct engine_thread {
 	pthread_cond_t cond;
 	struct engine_fifo todo, done;
 	bool stop;
+	bool abort;              /* engine_abort(): step_many ends what it holds */
 	int efd;
 	struct event *ev;
 };
@@ -106,6 +107,32 @@ engine_feed_take(struct engine_feed *feed)
 	j = th->stop ? NULL : engine_fifo_pop(&th->todo);
 	pthread_mutex_unlock(&th->mu);
 	return j != NULL ? &j->w : NULL;
+}
+
+bool
+engine_feed_stopping(struct engine_feed *feed)
+{
+	struct engine_thread *th = ((struct engine *)(void *)feed)->th;
+	bool stop;
+
+	pthread_mutex_lock(&th->mu);
+	stop = th->stop || th->abort;
+	pthread_mutex_unlock(&th->mu);
+	return stop;
+}
+
+void
+engine_abort(struct engine *e)
+{
+	struct engine_thread *th = e->th;
+
+	if (th == NULL)
+		return;
+	pthread_mutex_lock(&th->mu);
+	th->abort = true;
+	pthread_mutex_unlock(&th->mu);
+	if (e->ops->wake != NULL)
+		e->ops->wake(e->state);
 }
 
 void

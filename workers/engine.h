@@ -159,6 +159,11 @@ int engine_step(struct engine *e, const struct engine_item *items, size_t n,
  */
 int engine_attach(struct engine *e, struct event_base *base);
 
+/* Asks a step_many engine to end the steps it holds now, with an error (their callbacks
+ * run), and every later one: for shutdown, so the server's in-flight calls complete.  Engines
+ * that never wait long (replay) and the llm engine finish what they hold instead. */
+void engine_abort(struct engine *e);
+
 /* Waits for the running step, drops queued ones (their callbacks do not run: call this only
  * when no caller waits any more, after the loop stopped) and stops the engine thread.
  * Idempotent; engine_close() calls it. */
@@ -178,6 +183,9 @@ void engine_step_async(struct engine *e, const struct engine_item *items, size_t
  * detaching); and its completion (w->rc, w->err, w->out as step's), after which w is gone. */
 struct engine_work *engine_feed_take(struct engine_feed *feed);
 void engine_feed_done(struct engine_feed *feed, struct engine_work *w);
+/* For step_many: true once engine_abort() or engine_detach() began: end what it holds now
+ * (complete it with an error). */
+bool engine_feed_stopping(struct engine_feed *feed);
 
 /* ops->health: 0, or CERTA_EUNAVAIL with the reason in err. */
 int engine_health(struct engine *e, char *err, size_t errlen);

@@ -209,6 +209,7 @@ struct wmain {
 	struct rpc_server *srv;
 	struct health *health;
 	struct wauth *auth;
+	struct engine *engine;   /* aborted at SIGTERM: in-flight steps end now */
 	int stopping;
 };
 
@@ -264,6 +265,9 @@ wmain_on_signal(int sig, void *arg)
 	log_info(LOG_MAIN, "shutting down");
 	/* Probes see NOT_SERVING (watchers are told) before the server stops answering. */
 	health_shutdown(m->health);
+	/* Steps waiting on an upstream end now, so the server's calls complete. */
+	if (m->engine != NULL)
+		engine_abort(m->engine);
 	rpc_server_shutdown(m->srv, wmain_server_done, m);
 }
 
@@ -519,6 +523,7 @@ main(int argc, char **argv)
 		log_err(LOG_MAIN, "cannot start the engine thread: %s", certa_strerror(rc));
 		goto out_proc;
 	}
+	m.engine = engine;
 	rc = worker_new(engine, proc_base(m.proc), (int)config_get_int(cfg, "step_delay"), &w);
 	if (rc != 0)
 		goto out_proc;

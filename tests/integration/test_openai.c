@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -371,6 +373,37 @@ test_failures(void **state)
 	assert_int_equal(itest_worker_active(e->wch, 5000), 2);
 }
 
+/* A worker stopped while a step waits on a slow upstream exits at once: the transfer is
+ * abandoned, not waited for until openai.timeout (300 s here). */
+static void
+stop_while_waiting(struct env *e, struct rpc_channel *ch)
+{
+	control(e, 0, "{\"mode\": \"slow\", \"delay_ms\": 30000}");
+	{
+		Certa__V1__StepRequest req = CERTA__V1__STEP_REQUEST__INIT;
+		Certa__V1__StepItem item = CERTA__V1__STEP_ITEM__INIT, *ptr = &item;
+		ProtobufCMessage *rr = NULL;
+		double t0;
+		int status;
+
+		item.request_id = (char *)"slow/0";
+		item.prompt = (char *)e->pg[1]->problem;
+		item.max_new_tokens = 64;
+		req.n_items = 1;
+		req.items = &ptr;
+		assert_int_equal(itest_call_ms(ch, M_STEP, &req.base,
+		    &certa__v1__step_reply__descriptor, 300, &rr, NULL),
+		    GRPC_STATUS_DEADLINE_EXCEEDED);
+		t0 = harness_clock_us();
+		assert_int_equal(harness_signal(e->ow[1], SIGTERM), 0);
+		assert_int_equal(harness_wait_exit(e->ow[1], 5000, &status), 0);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		print_message("stopped with a step in flight: exit 0 after %.0f ms\n",
+		    (harness_clock_us() - t0) / 1000);
+	}
+	control(e, 0, "{\"mode\": \"ok\"}");
+}
+
 /* Refused connections; a model the upstream does not have; a dead replica before a live one. */
 static void
 test_refused_and_replicas(void **state)
@@ -426,6 +459,7 @@ test_refused_and_replicas(void **state)
 	    GRPC_STATUS_OK);
 	assert_int_equal(r->results[0]->total_tokens, 128);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
+	stop_while_waiting(e, ch);
 	rpc_channel_free(ch);
 	harness_proc_free(e->ow[1]);
 	e->ow[1] = NULL;

@@ -973,6 +973,10 @@ openai_run(struct openai *o, struct openai_src *src)
 			free(j);
 			continue;
 		}
+		/* Aborted or detaching (the worker stops): end what we hold now. */
+		if (src->feed != NULL && engine_feed_stopping(src->feed))
+			for (j = o->running; j != NULL; j = j->next)
+				openai_job_fail(o, j, CERTA_ECANCELLED, "the worker is stopping");
 		curl_multi_perform(o->multi, &still);
 		while ((m = curl_multi_info_read(o->multi, &left)) != NULL) {
 			struct openai_xfer *x = NULL;
