@@ -47,6 +47,7 @@
 #define OPENAI_MAX_RESPONSE (64u << 20)  /* bytes of one response body */
 #define OPENAI_DOWN_MS 5000              /* a failed replica is avoided this long */
 #define OPENAI_RETRY_CAP_MS 10000        /* longest Retry-After honoured */
+#define OPENAI_MAX_CKPT 16               /* step boundaries kept per chain */
 
 static const char openai_default_suffix[] =
     "... Oh, I suddenly got the answer to the whole problem, **Final Answer**\n\n\\[ \\boxed{";
@@ -672,6 +673,12 @@ openai_commit(struct openai *o, struct openai_job *j)
 		c->ck = ck;
 		c->ck[keep++] = (struct openai_ckpt){ it->resume_tokens, base_len };
 		c->ck[keep++] = (struct openai_ckpt){ w->out[i].total_tokens, strlen(texts[i]) };
+		/* A retry goes back a step or two (what certad has recorded): keep the last few. */
+		if (keep > OPENAI_MAX_CKPT) {
+			memmove(c->ck, c->ck + (keep - OPENAI_MAX_CKPT),
+			    OPENAI_MAX_CKPT * sizeof *c->ck);
+			keep = OPENAI_MAX_CKPT;
+		}
 		c->nck = keep;
 		free(c->text);
 		c->text = texts[i];
@@ -679,9 +686,10 @@ openai_commit(struct openai *o, struct openai_job *j)
 		texts[i] = NULL;
 	}
 	pthread_mutex_unlock(&o->mu);
-	rc = 0;
+	for (i = 0; i < w->n; i++)
+		free(texts[i]);      /* those of chains not kept */
 	free(texts);
-	return rc;
+	return 0;
 fail:
 	for (i = 0; i < w->n; i++) {
 		engine_result_clear(&w->out[i]);
