@@ -12,9 +12,9 @@ WARNFLAGS = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wm
 CFLAGS   ?= $(OPTFLAGS)
 SANFLAGS ?=
 CPPFLAGS_ALL = -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)/gen \
-	$(shell $(PKG_CONFIG) --cflags libprotobuf-c libevent zlib 2>/dev/null)
+	$(shell $(PKG_CONFIG) --cflags libprotobuf-c libevent zlib libcurl 2>/dev/null)
 LIBS     = -lgrpc -lgpr -lprotobuf-c -levent_core -levent_extra -levent_pthreads -llmdb -lz \
-	-lcrypto -lsystemd -lpcre2-8 -lpthread -lm
+	-lcrypto -lsystemd -lpcre2-8 -lcurl -lpthread -lm
 CMOCKA_LIBS = -lcmocka
 # certad's HTTP API (daemon/openai.c): evhttp over TLS.
 LIBS    += -levent_openssl -lssl
@@ -53,7 +53,7 @@ SCHED_OBJ  = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard scheduler/*.c))
 EVAL_OBJ   = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out eval/main.c,$(wildcard eval/*.c)))
 DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out daemon/main.c,$(wildcard daemon/*.c)))
 WORKER_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out workers/main.c,\
-	$(wildcard workers/*.c workers/engines/*.c workers/llm/*.c)))
+	$(wildcard workers/*.c workers/engines/*.c workers/llm/*.c workers/upstream/*.c)))
 CLI_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out cli/main.c,$(wildcard cli/*.c)))
 
 # The CUDA backend (docs/engine.md "CUDA backend"): built when $(CUDA_HOME)/bin/nvcc exists
@@ -345,7 +345,7 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 MANDIR      ?= $(PREFIX)/share/man
 INSTALL     ?= install
-UNITS        = certad.service certa-worker@.service
+UNITS        = certad.service certa-worker@.service certa-worker-upstream@.service
 MAN_PAGES    = man8/certad.8 man8/certa-worker.8 man1/certactl.1 man1/certa-eval.1 \
 	man5/certad.conf.5
 CONF_EXAMPLES = certad.conf.example certa-worker.conf.example

@@ -15,10 +15,12 @@
 
 extern const struct engine_ops replay_engine_ops;
 extern const struct engine_ops llm_engine_ops;
+extern const struct engine_ops openai_engine_ops;
 
 static const struct engine_ops *const engine_table[] = {
 	&replay_engine_ops,
 	&llm_engine_ops,
+	&openai_engine_ops,
 };
 
 /* One queued step: what engine_step_async() was given (as the engine_work step_many sees,
@@ -46,6 +48,7 @@ struct engine_thread {
 	pthread_cond_t cond;
 	struct engine_fifo todo, done;
 	bool stop;
+	bool abort;              /* engine_abort(): step_many ends what it holds */
 	int efd;
 	struct event *ev;
 };
@@ -104,6 +107,32 @@ engine_feed_take(struct engine_feed *feed)
 	j = th->stop ? NULL : engine_fifo_pop(&th->todo);
 	pthread_mutex_unlock(&th->mu);
 	return j != NULL ? &j->w : NULL;
+}
+
+bool
+engine_feed_stopping(struct engine_feed *feed)
+{
+	struct engine_thread *th = ((struct engine *)(void *)feed)->th;
+	bool stop;
+
+	pthread_mutex_lock(&th->mu);
+	stop = th->stop || th->abort;
+	pthread_mutex_unlock(&th->mu);
+	return stop;
+}
+
+void
+engine_abort(struct engine *e)
+{
+	struct engine_thread *th = e->th;
+
+	if (th == NULL)
+		return;
+	pthread_mutex_lock(&th->mu);
+	th->abort = true;
+	pthread_mutex_unlock(&th->mu);
+	if (e->ops->wake != NULL)
+		e->ops->wake(e->state);
 }
 
 void
@@ -226,6 +255,8 @@ engine_detach(struct engine *e)
 	th->stop = true;
 	pthread_cond_signal(&th->cond);
 	pthread_mutex_unlock(&th->mu);
+	if (e->ops->wake != NULL)
+		e->ops->wake(e->state);
 	pthread_join(th->tid, NULL);
 	while ((j = engine_fifo_pop(&th->todo)) != NULL || (j = engine_fifo_pop(&th->done)) != NULL) {
 		free(j);
@@ -268,6 +299,8 @@ engine_step_async(struct engine *e, const struct engine_item *items, size_t n,
 	engine_fifo_push(&th->todo, j);
 	pthread_cond_signal(&th->cond);
 	pthread_mutex_unlock(&th->mu);
+	if (e->ops->wake != NULL)
+		e->ops->wake(e->state);
 }
 
 int
@@ -320,6 +353,12 @@ engine_release(struct engine *e, const char *request_id)
 	return e->ops->release(e->state, request_id);
 }
 
+int
+engine_health(struct engine *e, char *err, size_t errlen)
+{
+	return e->ops->health != NULL ? e->ops->health(e->state, err, errlen) : 0;
+}
+
 void
 engine_info(struct engine *e, struct engine_info *out)
 {
@@ -339,7 +378,7 @@ engine_result_clear(struct engine_result *r)
 const char *
 engine_names(void)
 {
-	return "replay, llm";
+	return "replay, llm, openai";
 }
 
 int

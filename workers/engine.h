@@ -8,7 +8,8 @@
  * A step is all or nothing: the engine validates the whole batch first and, if any item is
  * refused, returns its error with a message naming the request and changes no state.
  * Engines: "replay" (recorded traces, workers/engines/replay.c), "llm" (GGUF models on the
- * CPU backend, workers/engines/llm.c).  A CUDA engine plugs in under llm's backend seam.
+ * CPU backend, workers/engines/llm.c), "openai" (an OpenAI-compatible completions server:
+ * vLLM, SGLang, ...; workers/engines/openai.c).  A CUDA engine plugs in under llm's backend seam.
  *
  * Threads: an engine object belongs to the worker's loop thread.  A compute engine (llm) runs
  * its steps on an engine thread of its own: engine_attach() starts it, engine_step_async()
@@ -41,6 +42,16 @@ struct engine_options {
 	const char *chat_format; /* prompt format name ("" = from the model's metadata) */
 	uint32_t max_batch_tokens; /* tokens per batched iteration (0 = 512) */
 	const char *device;      /* compute backend: "cpu" ("" = cpu) */
+	/* openai engine (docs/upstream.md); model is the upstream's model name, probe_suffix
+	 * and chat_format as for llm ("" = chatml) */
+	const char *const *upstreams; /* base URLs of data-parallel replicas */
+	size_t nupstreams;
+	const char *upstream_key_file; /* bearer key, first line ("" = none) */
+	const char *ca_file;     /* CA bundle for https upstreams ("" = the system's) */
+	uint32_t logprobs;       /* alternatives per token asked for (0 = 5) */
+	uint32_t retries;        /* retries of a 429 answer */
+	uint64_t timeout_ms;     /* per request (0 = 300 s) */
+	uint64_t connect_timeout_ms; /* (0 = 5 s) */
 };
 
 struct engine_feed;
@@ -116,6 +127,14 @@ struct engine_ops {
 	 * done (w->rc set), and returns when it holds none and none is queued.  NULL: steps
 	 * run one by one through step. */
 	void (*step_many)(void *state, struct engine_feed *feed);
+	/* Optional, step_many engines that wait on something other than the feed (sockets):
+	 * called on the loop thread after a step was queued, so the engine thread stops waiting
+	 * and takes it.  NULL: none needed. */
+	void (*wake)(void *state);
+	/* Optional, on the loop thread: 0 when the engine can serve, else CERTA_EUNAVAIL with
+	 * why in err (the openai engine while every upstream is failing); Info then fails
+	 * UNAVAILABLE so certad keeps the worker down.  NULL: always 0. */
+	int (*health)(void *state, char *err, size_t errlen);
 	/* true: step computes (run it on the engine thread, see engine_attach); release and
 	 * info may then be called on the loop thread while a step runs on the engine thread. */
 	bool threaded;
@@ -143,6 +162,11 @@ int engine_step(struct engine *e, const struct engine_item *items, size_t n,
  */
 int engine_attach(struct engine *e, struct event_base *base);
 
+/* Asks a step_many engine to end the steps it holds now, with an error (their callbacks
+ * run), and every later one: for shutdown, so the server's in-flight calls complete.  Engines
+ * that never wait long (replay) and the llm engine finish what they hold instead. */
+void engine_abort(struct engine *e);
+
 /* Waits for the running step, drops queued ones (their callbacks do not run: call this only
  * when no caller waits any more, after the loop stopped) and stops the engine thread.
  * Idempotent; engine_close() calls it. */
@@ -162,6 +186,12 @@ void engine_step_async(struct engine *e, const struct engine_item *items, size_t
  * detaching); and its completion (w->rc, w->err, w->out as step's), after which w is gone. */
 struct engine_work *engine_feed_take(struct engine_feed *feed);
 void engine_feed_done(struct engine_feed *feed, struct engine_work *w);
+/* For step_many: true once engine_abort() or engine_detach() began: end what it holds now
+ * (complete it with an error). */
+bool engine_feed_stopping(struct engine_feed *feed);
+
+/* ops->health: 0, or CERTA_EUNAVAIL with the reason in err. */
+int engine_health(struct engine *e, char *err, size_t errlen);
 
 /* Frees a request's state; CERTA_ENOTFOUND when the engine holds none for it. */
 int engine_release(struct engine *e, const char *request_id);

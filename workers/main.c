@@ -5,6 +5,8 @@
  *                [--model NAME] [--config FILE] [--set key=value] [--port-file FILE]
  *   certa-worker --engine llm --model PATH.gguf [--device cpu] [--kv-memory SIZE]
  *                [--max-batch-tokens N] [--threads N] [--alias NAME] ...
+ *   certa-worker --engine openai --upstream URL [--upstream URL ...]
+ *                [--upstream-key-file FILE] --model NAME [--capacity N] ...
  *
  * --model (model) names what the engine serves: a model of the traces for replay, the GGUF
  * file for llm (--model-file, llm.model_file, is the explicit form; the llm engine's served
@@ -42,7 +44,7 @@
 #include "workers/wauth.h"
 #include "workers/worker.h"
 
-static const char *const wmain_engines[] = { "replay", "llm", NULL };
+static const char *const wmain_engines[] = { "replay", "llm", "openai", NULL };
 static const char *const wmain_levels[] = { "err", "warn", "notice", "info", "debug", NULL };
 
 static const struct config_option wmain_options[] = {
@@ -62,7 +64,8 @@ static const struct config_option wmain_options[] = {
 	{ .name = "model",
 	  .type = CONFIG_STRING,
 	  .help = "replay engine: default model served (empty: the engine's first); llm engine: "
-	          "the GGUF model file (as llm.model_file)" },
+	          "the GGUF model file (as llm.model_file); openai engine: the upstream's model "
+	          "name, also the name served" },
 	{ .name = "capacity",
 	  .type = CONFIG_INT,
 	  .def = "256",
@@ -118,6 +121,54 @@ static const struct config_option wmain_options[] = {
 	  .def = "cpu",
 	  .help = "llm engine: compute backend: cpu, or cuda / cuda:N (CUDA device N, as "
 	          "CUDA_VISIBLE_DEVICES leaves them) where built with CUDA" },
+	{ .name = "upstream",
+	  .type = CONFIG_LIST,
+	  .help = "openai engine: base URL of an OpenAI-compatible completions server "
+	          "(http://HOST:PORT or https://...; /v1/completions is appended); repeat for "
+	          "data-parallel replicas" },
+	{ .name = "upstream_key_file",
+	  .type = CONFIG_STRING,
+	  .help = "openai engine: file whose first line is the upstream's API key (sent as "
+	          "'Authorization: Bearer KEY')" },
+	{ .name = "openai.chat_format",
+	  .type = CONFIG_STRING,
+	  .def = "chatml",
+	  .help = "openai engine: prompt format the worker applies (chatml, qwen3, qwq, "
+	          "deepseek-r1, llama3, none)" },
+	{ .name = "openai.probe_suffix",
+	  .type = CONFIG_STRING,
+	  .help = "openai engine: text appended to the chain to probe its answer (empty: "
+	          "Dynasor's, as llm.probe_suffix)" },
+	{ .name = "openai.timeout",
+	  .type = CONFIG_DURATION,
+	  .def = "300s",
+	  .min = 100,
+	  .max = 86400000,
+	  .help = "openai engine: longest wait for one completion (then the upstream counts as "
+	          "unavailable)" },
+	{ .name = "openai.connect_timeout",
+	  .type = CONFIG_DURATION,
+	  .def = "5s",
+	  .min = 10,
+	  .max = 600000,
+	  .help = "openai engine: longest wait for a connection to the upstream" },
+	{ .name = "openai.retries",
+	  .type = CONFIG_INT,
+	  .def = "3",
+	  .min = 0,
+	  .max = 100,
+	  .help = "openai engine: retries of a request the upstream answers 429 (after its "
+	          "Retry-After, at most 10 s; then RESOURCE_EXHAUSTED)" },
+	{ .name = "openai.logprobs",
+	  .type = CONFIG_INT,
+	  .def = "5",
+	  .min = 1,
+	  .max = 20,
+	  .help = "openai engine: alternatives per token asked for (logprobs), for the entropy "
+	          "estimate; vLLM allows up to its --max-logprobs (20)" },
+	{ .name = "openai.ca_file",
+	  .type = CONFIG_STRING,
+	  .help = "openai engine: CA bundle (PEM) for https upstreams (empty: the system's)" },
 	{ .name = "step_delay",
 	  .type = CONFIG_DURATION,
 	  .def = "0",
@@ -159,6 +210,7 @@ struct wmain {
 	struct rpc_server *srv;
 	struct health *health;
 	struct wauth *auth;
+	struct engine *engine;   /* aborted at SIGTERM: in-flight steps end now */
 	int stopping;
 };
 
@@ -178,10 +230,12 @@ wmain_usage(FILE *f)
 	    "                    [--tls-client-ca FILE] [--check-config]\n"
 	    "                    [--model-file PATH.gguf] [--threads N] [--kv-memory SIZE]\n"
 	    "                    [--alias NAME] [--max-batch-tokens N] [--device cpu|cuda[:N]]\n"
+	    "                    [--upstream URL ...] [--upstream-key-file FILE]\n"
 	    "                    [--print-config] [--print-config-man] [--version]\n"
 	    "engines: %s\n"
 	    "--model: replay, the default model of the traces; llm, the GGUF file (the served\n"
-	    "name is its general.name or --alias); --model-file is the llm's explicit form\n",
+	    "name is its general.name or --alias); --model-file is the llm's explicit form;\n"
+	    "openai, the upstream's model name (--engine openai --upstream URL --model NAME)\n",
 	    engine_names());
 }
 
@@ -212,6 +266,9 @@ wmain_on_signal(int sig, void *arg)
 	log_info(LOG_MAIN, "shutting down");
 	/* Probes see NOT_SERVING (watchers are told) before the server stops answering. */
 	health_shutdown(m->health);
+	/* Steps waiting on an upstream end now, so the server's calls complete. */
+	if (m->engine != NULL)
+		engine_abort(m->engine);
 	rpc_server_shutdown(m->srv, wmain_server_done, m);
 }
 
@@ -224,6 +281,7 @@ static const struct cmdline_flag wmain_flags[] = {
 	{ "tls-client-ca", "tls.client_ca" }, { "model-file", "llm.model_file" },
 	{ "threads", "llm.threads" }, { "kv-memory", "llm.kv_memory" }, { "alias", "llm.alias" },
 	{ "max-batch-tokens", "llm.max_batch_tokens" }, { "device", "llm.device" },
+	{ "upstream", "upstream" }, { "upstream-key-file", "upstream_key_file" },
 };
 
 static const struct cmdline_program wmain_cmdline = {
@@ -440,6 +498,17 @@ main(int argc, char **argv)
 	eo.chat_format = config_get_str(cfg, "llm.chat_format");
 	eo.max_batch_tokens = (uint32_t)config_get_int(cfg, "llm.max_batch_tokens");
 	eo.device = config_get_str(cfg, "llm.device");
+	if (strcmp(config_get_str(cfg, "engine"), "openai") == 0) {
+		eo.probe_suffix = config_get_str(cfg, "openai.probe_suffix");
+		eo.chat_format = config_get_str(cfg, "openai.chat_format");
+	}
+	eo.nupstreams = config_get_list(cfg, "upstream", &eo.upstreams);
+	eo.upstream_key_file = config_get_str(cfg, "upstream_key_file");
+	eo.ca_file = config_get_str(cfg, "openai.ca_file");
+	eo.logprobs = (uint32_t)config_get_int(cfg, "openai.logprobs");
+	eo.retries = (uint32_t)config_get_int(cfg, "openai.retries");
+	eo.timeout_ms = (uint64_t)config_get_int(cfg, "openai.timeout");
+	eo.connect_timeout_ms = (uint64_t)config_get_int(cfg, "openai.connect_timeout");
 	rc = engine_open(config_get_str(cfg, "engine"), &eo, &engine);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot start engine %s: %s", config_get_str(cfg, "engine"),
@@ -456,6 +525,7 @@ main(int argc, char **argv)
 		log_err(LOG_MAIN, "cannot start the engine thread: %s", certa_strerror(rc));
 		goto out_proc;
 	}
+	m.engine = engine;
 	rc = worker_new(engine, proc_base(m.proc), (int)config_get_int(cfg, "step_delay"), &w);
 	if (rc != 0)
 		goto out_proc;

@@ -318,8 +318,18 @@ worker_on_info(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	struct worker *w = ctx;
 	Certa__V1__InfoReply reply = CERTA__V1__INFO_REPLY__INIT;
 	struct engine_info info;
+	char why[512];
+	int rc;
 
 	(void)msg;
+	/* An engine that cannot serve (the openai engine's upstreams all failing) says so: certad
+	 * keeps the worker down and places chains elsewhere. */
+	why[0] = '\0';
+	rc = engine_health(w->engine, why, sizeof why);
+	if (rc != 0) {
+		rpc_call_fail(call, rc, "%s", why[0] ? why : certa_strerror(rc));
+		return;
+	}
 	engine_info(w->engine, &info);
 	reply.engine = (char *)info.engine;
 	reply.model = (char *)info.model;

@@ -30,6 +30,7 @@ static const struct expect expected[] = {
 	{ "/usr/sbin/certa-worker", 0755 },
 	{ "/usr/lib/systemd/system/certad.service", 0644 },
 	{ "/usr/lib/systemd/system/certa-worker@.service", 0644 },
+	{ "/usr/lib/systemd/system/certa-worker-upstream@.service", 0644 },
 	{ "/usr/lib/sysusers.d/certa.conf", 0644 },
 	{ "/usr/lib/tmpfiles.d/certa.conf", 0644 },
 	{ "/etc/certa/certad.conf.example", 0644 },
@@ -139,10 +140,13 @@ verify_units(void)
 	    "sed 's|=/usr/sbin/|=%s/usr/sbin/|' "
 	    "'%s/usr/lib/systemd/system/certa-worker@.service' > '%s/certa-worker@0.service'",
 	    destdir, destdir, dir, destdir, destdir, dir), 0);
+	assert_int_equal(harness_sh("sed 's|=/usr/sbin/|=%s/usr/sbin/|' "
+	    "'%s/usr/lib/systemd/system/certa-worker-upstream@.service' > "
+	    "'%s/certa-worker-upstream@a.service'", destdir, destdir, dir), 0);
 	/* --man=no: man(1) would look for the pages on the host, not in DESTDIR (they are
 	 * checked above). */
 	assert_int_equal(harness_sh("cd '%s' && systemd-analyze verify --man=no certad.service "
-	    "certa-worker@0.service > '%s' 2>&1", dir, out), 0);
+	    "certa-worker@0.service certa-worker-upstream@a.service > '%s' 2>&1", dir, out), 0);
 	text = slurp(out);
 	if (text[0] != '\0')
 		fail_msg("systemd-analyze verify complained:\n%s", text);
@@ -159,6 +163,8 @@ verify_units(void)
 		    "--threshold=25 certad.service > '%s' 2>&1", dir, out), 0);
 		assert_int_equal(harness_sh("cd '%s' && systemd-analyze security --offline=yes "
 		    "--threshold=30 certa-worker@0.service > '%s' 2>&1", dir, out), 0);
+		assert_int_equal(harness_sh("cd '%s' && systemd-analyze security --offline=yes "
+		    "--threshold=25 certa-worker-upstream@a.service > '%s' 2>&1", dir, out), 0);
 	} else {
 		print_message("systemd-analyze security --offline unsupported: skipped\n");
 	}
