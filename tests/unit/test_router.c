@@ -11,9 +11,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/error.h"
+#include "lib/fileio.h"
 #include "scheduler/router.h"
 
 /* Pools a (0), b (1), c (2); ladder: a cot > a sc3 > b sc3 > c cot. */
@@ -382,6 +384,32 @@ test_policy_text(void **state)
 	assert_int_equal(router_policy_validate(&q, err, sizeof err), 0);
 }
 
+/* policy/route.policy (what certa-eval route wrote) is the built-in default. */
+static void
+test_shipped_file_matches_builtin(void **state)
+{
+	struct router_policy builtin, file;
+	char err[256], *text = NULL;
+	size_t len;
+	int rc;
+
+	(void)state;
+	router_policy_default(&builtin);
+	/* Start from nothing so every pool, rung and key must come from the file. */
+	memset(&file, 0, sizeof file);
+	rc = fileio_read("policy/route.policy", ROUTER_TEXT_MAX, &text, &len, err, sizeof err);
+	if (rc == -ENOENT)
+		rc = fileio_read("../policy/route.policy", ROUTER_TEXT_MAX, &text, &len, err,
+		    sizeof err);
+	if (rc == 0) {
+		rc = router_policy_parse(text, len, "route.policy", &file, err, sizeof err);
+		free(text);
+	}
+	if (rc != 0)
+		fail_msg("policy/route.policy: %s", err);
+	assert_memory_equal(&builtin, &file, sizeof file);
+}
+
 int
 main(void)
 {
@@ -394,6 +422,7 @@ main(void)
 		cmocka_unit_test(test_escalate_drop),
 		cmocka_unit_test(test_state_table),
 		cmocka_unit_test(test_policy_text),
+		cmocka_unit_test(test_shipped_file_matches_builtin),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
