@@ -18,6 +18,8 @@
 #include "scheduler/policy.h"
 #include "scheduler/router.h"
 
+#define ROUTECMD_MAX_CANDS 1024
+
 /* One candidate routing policy and its per-problem results. */
 struct routecmd_cand {
 	struct router_policy rp;
@@ -71,6 +73,9 @@ routecmd_label(const struct router_policy *rp, char *buf, size_t len)
 		n += (size_t)snprintf(buf + n, len - n, "%s%s%s %s", i > 0 ? " > " : "",
 		    i > 0 && rp->hard_threshold <= 1 && rp->hard_rung == i ? "[hard]" : "",
 		    rp->pools[r->pool].name, r->algo == SCHED_ALGO_SC ? "sc3" : "cot");
+		if (r->budget > 0 && n < len)
+			n += (size_t)snprintf(buf + n, len - n, "/%llu",
+			    (unsigned long long)r->budget);
 	}
 	if (n < len && rp->hard_threshold <= 1)
 		n += (size_t)snprintf(buf + n, len - n, "; hard>=%.2f", rp->hard_threshold);
@@ -122,19 +127,22 @@ routecmd_cand_free(struct routecmd_cand *c)
 }
 
 /* The candidate ladders: every sequence of 1..3 distinct rungs (pool x {cot, sc3}) starting
- * with a cot rung, an sc rung never followed by a cot rung of its own pool; each with the
- * hard-start and length-escalation variants.  Returns the number written. */
+ * with a cot rung, an sc rung never followed by a cot rung, no two cot rungs after the first;
+ * each with the hard-start and length-escalation variants, and ladders with an sc rung also
+ * with every sc rung's budget capped at 3 x 8192 (hard start off or at 0.40).  Returns the
+ * number written. */
 static size_t
 routecmd_candidates(const struct router_policy *base, struct routecmd_cand *out, size_t max)
 {
 	static const double hard_th[] = { 1.5, 0.25, 0.4, 0.55, 0.7 };
 	static const uint64_t esc_tok[] = { 0, 4096, 8192 };
+	static const uint64_t sc_budget[] = { 0, 3 * 8192 };
 	struct router_rung r[2 * ROUTER_MAX_POOLS];
-	size_t nr = 0, n = 0, a, b, c, h, e, len;
+	size_t nr = 0, n = 0, a, b, c, h, e, len, bi;
 
 	for (a = 0; a < base->npools; a++) {
-		r[nr++] = (struct router_rung){ (uint32_t)a, SCHED_ALGO_COT, 1, 0 };
-		r[nr++] = (struct router_rung){ (uint32_t)a, SCHED_ALGO_SC, 3, 0 };
+		r[nr++] = (struct router_rung){ (uint32_t)a, SCHED_ALGO_COT, 1, 0, 0 };
+		r[nr++] = (struct router_rung){ (uint32_t)a, SCHED_ALGO_SC, 3, 0, 0 };
 	}
 	for (a = 0; a < nr; a++)
 		for (b = 0; b <= nr; b++)
@@ -153,19 +161,30 @@ routecmd_candidates(const struct router_policy *base, struct routecmd_cand *out,
 				if (len >= 2 && r[b].algo == SCHED_ALGO_COT && len == 3 &&
 				    r[c].algo == SCHED_ALGO_COT)
 					continue;
+				for (bi = 0; bi < 2; bi++)
 				for (h = 0; h < sizeof hard_th / sizeof hard_th[0]; h++)
 					for (e = 0; e < sizeof esc_tok / sizeof esc_tok[0]; e++) {
 						struct router_policy *rp;
 						size_t i;
-						if (len == 1 && (h > 0 || e > 0))
+						bool has_sc = false;
+						if (len == 1 && (h > 0 || e > 0 || bi > 0))
+							continue;
+						for (i = 0; i < len; i++)
+							has_sc = has_sc ||
+							    r[idx[i]].algo == SCHED_ALGO_SC;
+						if (bi > 0 && (!has_sc || (h != 0 && h != 2)))
 							continue;
 						if (n == max)
 							return n;
 						rp = &out[n].rp;
 						*rp = *base;
 						rp->nrungs = len;
-						for (i = 0; i < len; i++)
+						for (i = 0; i < len; i++) {
 							rp->rungs[i] = r[idx[i]];
+							if (rp->rungs[i].algo == SCHED_ALGO_SC)
+								rp->rungs[i].budget =
+								    sc_budget[bi];
+						}
 						rp->hard_threshold = hard_th[h];
 						rp->hard_rung = h > 0 ? 1 : 0;
 						rp->escalate_tokens = esc_tok[e];
@@ -457,8 +476,8 @@ routecmd_main(int argc, char **argv)
 		goto fail_traces;
 	}
 	n = routesim_count(s);
-	c = calloc(512, sizeof *c);
-	sorted = calloc(512, sizeof *sorted);
+	c = calloc(ROUTECMD_MAX_CANDS, sizeof *c);
+	sorted = calloc(ROUTECMD_MAX_CANDS, sizeof *sorted);
 	ref_ok = calloc(n, 1);
 	full_ok = calloc(n, 1);
 	fold = calloc(n, sizeof *fold);
@@ -476,7 +495,7 @@ routecmd_main(int argc, char **argv)
 	if (rc != 0)
 		goto fail_run;
 
-	nc = routecmd_candidates(&rp, c, 512);
+	nc = routecmd_candidates(&rp, c, ROUTECMD_MAX_CANDS);
 	for (k = 0; k < nc; k++) {
 		rc = routecmd_run(s, &c[k]);
 		if (rc != 0)
@@ -577,7 +596,7 @@ routecmd_main(int argc, char **argv)
 fail_run:
 	if (rc != 0 && status != 0)
 		fprintf(stderr, "certa-eval: route failed (%d)\n", rc);
-	for (k = 0; k < 512 && c != NULL; k++)
+	for (k = 0; k < ROUTECMD_MAX_CANDS && c != NULL; k++)
 		routecmd_cand_free(&c[k]);
 	routecmd_cand_free(&base);
 fail_sim:

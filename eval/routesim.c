@@ -221,7 +221,7 @@ routesim_run(struct routesim *s, const struct router_policy *rp, size_t pi,
 		routesim_chain_start(&st[i], &ch[i], pr->prog[pool], i);
 	memset(&v, 0, sizeof v);
 	v.algo = route.algo;
-	v.budget = UINT64_MAX / 4;
+	v.budget = route.budget ? route.budget : UINT64_MAX / 4;
 	v.problem = pr->text;
 	v.chains = ch;
 	v.nchains = nch;
@@ -238,6 +238,7 @@ routesim_run(struct routesim *s, const struct router_policy *rp, size_t pi,
 			nch = i;
 			v.nchains = nch;
 			v.algo = act.algo;
+			v.budget = act.budget ? act.budget : UINT64_MAX / 4;
 			ss.state = SCHED_PS_NEW;
 			continue;
 		}
@@ -251,6 +252,7 @@ routesim_run(struct routesim *s, const struct router_policy *rp, size_t pi,
 				routesim_chain_start(&st[i], &ch[i], pr->prog[pool], i);
 			v.nchains = nch;
 			v.algo = act.algo;
+			v.budget = act.budget ? act.budget : UINT64_MAX / 4;
 			ss.state = SCHED_PS_NEW;
 			continue;
 		}

@@ -8,7 +8,8 @@
  * sample 0; sc n: samples 0..n-1).  FORK keeps chain 0 where it is and adds samples 1..n-1 from
  * token 0; SWITCH abandons the chains (their tokens stay spent) and starts the new pool's
  * samples from token 0; DROP stops the dissenting chains (spent).  Every step's probe costs its
- * recorded out_tokens.  Cost = sum over pools of (decode + probe tokens) * pool cost.
+ * recorded out_tokens.  A rung's budget is the view's budget (decode tokens of the chains in
+ * the view; none: unlimited, as evalsim's reference).  Cost = sum over pools of (decode + probe tokens) * pool cost.
  *
  * History (what the router's neighbours report): for every problem and pool, the outcome of
  * that pool's cot run under the scheduling policy (tokens, longest chain, finish reason) —

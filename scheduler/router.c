@@ -27,8 +27,8 @@ router_policy_default(struct router_policy *p)
 	snprintf(p->pools[1].model, sizeof p->pools[1].model, "qwen-qwen3-8b");
 	p->pools[1].cost = 1;
 	p->nrungs = 2;
-	p->rungs[0] = (struct router_rung){ 1, SCHED_ALGO_COT, 1, 0 };
-	p->rungs[1] = (struct router_rung){ 0, SCHED_ALGO_SC, 3, 0 };
+	p->rungs[0] = (struct router_rung){ 1, SCHED_ALGO_COT, 1, 0, 0 };
+	p->rungs[1] = (struct router_rung){ 0, SCHED_ALGO_SC, 3, 0, 0 };
 	p->k = 8;
 	p->min_sim = 0.05;
 	p->min_weight = 0.5;
@@ -178,6 +178,7 @@ router_apply(struct router_policy *p, const char *key, char *val, uint32_t *rung
 	if (strncmp(key, "rung.", 5) == 0) {
 		char pool[ROUTER_NAME_MAX], algo[8];
 		unsigned idx, n;
+		unsigned long long budget = 0;
 		double top_p = 0;
 		char *end;
 		int pi, k;
@@ -185,9 +186,9 @@ router_apply(struct router_policy *p, const char *key, char *val, uint32_t *rung
 		idx = (unsigned)strtoul(key + 5, &end, 10);
 		if (*end != '\0' || end == key + 5 || idx >= ROUTER_MAX_RUNGS)
 			return "bad rung index";
-		k = sscanf(val, "%31s %7s %u %lf", pool, algo, &n, &top_p);
+		k = sscanf(val, "%31s %7s %u %lf %llu", pool, algo, &n, &top_p, &budget);
 		if (k < 3)
-			return "rung wants: POOL cot|sc N [TOP_P]";
+			return "rung wants: POOL cot|sc N [TOP_P [BUDGET]]";
 		pi = router_pool_find(p, pool);
 		if (pi < 0)
 			return "rung names an unknown pool (define pool.NAME first)";
@@ -199,6 +200,7 @@ router_apply(struct router_policy *p, const char *key, char *val, uint32_t *rung
 		    strcmp(algo, "cot") == 0 ? SCHED_ALGO_COT : 0;
 		p->rungs[idx].n = n;
 		p->rungs[idx].moe_top_p = top_p;
+		p->rungs[idx].budget = budget;
 		if (idx + 1 > p->nrungs)
 			p->nrungs = idx + 1;
 		return NULL;
@@ -297,9 +299,9 @@ router_policy_format(const struct router_policy *p, char *buf, size_t buflen)
 	for (i = 0; i < p->npools; i++)
 		OUT("pool.%s = %s %.6g\n", p->pools[i].name, p->pools[i].model, p->pools[i].cost);
 	for (i = 0; i < p->nrungs; i++)
-		OUT("rung.%zu = %s %s %u %.6g\n", i, p->pools[p->rungs[i].pool].name,
+		OUT("rung.%zu = %s %s %u %.6g %llu\n", i, p->pools[p->rungs[i].pool].name,
 		    p->rungs[i].algo == SCHED_ALGO_SC ? "sc" : "cot", p->rungs[i].n,
-		    p->rungs[i].moe_top_p);
+		    p->rungs[i].moe_top_p, (unsigned long long)p->rungs[i].budget);
 	OUT("knn.k = %u\nknn.min_sim = %.6g\nknn.min_weight = %.6g\n", p->k, p->min_sim,
 	    p->min_weight);
 	OUT("hard.tokens = %llu\nhard.threshold = %.6g\nhard.rung = %u\n",
@@ -382,6 +384,7 @@ router_route(const struct router_policy *p, const struct router_tenant *t,
 	r.algo = p->rungs[rung].algo;
 	r.n = p->rungs[rung].n;
 	r.moe_top_p = p->rungs[rung].moe_top_p;
+	r.budget = p->rungs[rung].budget;
 	snprintf(r.reason, sizeof r.reason, "rung %d (%s %s n=%u): %s (%zu neighbours, "
 	    "weight %.2f, hard share %.2f)", rung, p->pools[r.pool].name,
 	    r.algo == SCHED_ALGO_SC ? "sc" : "cot", r.n, why, used, r.weight, r.difficulty);
@@ -474,7 +477,7 @@ router_act_name(enum router_act a)
 /* Fills out for an escalation from s->rung to rung `to`. */
 static void
 router_escalate_to(const struct router_policy *p, struct router_state *s, uint32_t to,
-    const char *why, struct router_action *out)
+    uint64_t most, const char *why, struct router_action *out)
 {
 	const struct router_rung *from = &p->rungs[s->rung], *r = &p->rungs[to];
 
@@ -485,11 +488,13 @@ router_escalate_to(const struct router_policy *p, struct router_state *s, uint32
 	out->algo = r->algo;
 	out->n = r->n;
 	out->moe_top_p = r->moe_top_p;
+	out->budget = r->budget;
 	snprintf(out->reason, sizeof out->reason, "%s rung %u -> %u (%s %s n=%u): %s",
 	    out->act == ROUTER_ACT_FORK ? "fork" : "switch", s->rung, to, p->pools[r->pool].name,
 	    r->algo == SCHED_ALGO_SC ? "sc" : "cot", r->n, why);
 	s->rung = to;
 	s->escalations++;
+	s->base = out->act == ROUTER_ACT_FORK ? most : 0;
 	router_set_state(s, ROUTER_ES_RUNNING);
 }
 
@@ -522,7 +527,7 @@ router_escalate(const struct router_policy *p, const struct router_tenant *t,
 		    (d->reason == SCHED_REASON_UNPROMISING || d->reason == SCHED_REASON_BUDGET)) {
 			snprintf(why, sizeof why, "%s at %llu tokens, certaindex %.3f",
 			    sched_reason_name(d->reason), (unsigned long long)most, d->certaindex);
-			router_escalate_to(p, s, (uint32_t)next, why, out);
+			router_escalate_to(p, s, (uint32_t)next, most, why, out);
 			return;
 		}
 		router_set_state(s, ROUTER_ES_DONE);
@@ -531,11 +536,11 @@ router_escalate(const struct router_policy *p, const struct router_tenant *t,
 		    sched_reason_name(d->reason), s->rung);
 		return;
 	}
-	if (next >= 0 && p->escalate_tokens > 0 && most >= p->escalate_tokens &&
-	    d->certaindex < p->escalate_certaindex) {
-		snprintf(why, sizeof why, "certaindex %.3f < %.3f past %llu tokens", d->certaindex,
-		    p->escalate_certaindex, (unsigned long long)p->escalate_tokens);
-		router_escalate_to(p, s, (uint32_t)next, why, out);
+	if (next >= 0 && p->escalate_tokens > 0 && most >= s->base &&
+	    most - s->base >= p->escalate_tokens && d->certaindex < p->escalate_certaindex) {
+		snprintf(why, sizeof why, "certaindex %.3f < %.3f past %llu tokens on the rung",
+		    d->certaindex, p->escalate_certaindex, (unsigned long long)p->escalate_tokens);
+		router_escalate_to(p, s, (uint32_t)next, most, why, out);
 		return;
 	}
 	if (s->state == ROUTER_ES_RUNNING && v->algo == SCHED_ALGO_SC && v->nchains > 1 &&

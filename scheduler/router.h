@@ -20,8 +20,9 @@
  *    └─────────┴─┴─────────────────┘
  *
  * RUNNING on rung r: a stop for UNPROMISING or BUDGET (low confidence) becomes an escalation
- * to the next allowed rung (escalate_unpromising), and so does a chain passing escalate_tokens
- * while the certaindex is below escalate_certaindex.  Escalating within a pool from cot to sc
+ * to the next allowed rung (escalate_unpromising), and so does the longest chain passing
+ * escalate_tokens on this rung (counted from where it stood when the rung began) while the
+ * certaindex is below escalate_certaindex.  Escalating within a pool from cot to sc
  * is a FORK: chain 0 keeps its tokens and counts toward the vote, n - 1 chains are added;
  * anything else is a SWITCH: the program continues on the next rung's pool from the prompt
  * (re-prefill, as failover does), the earlier tokens are spent.  An sc program whose chains
@@ -59,6 +60,9 @@ struct router_rung {
 	enum sched_algo algo;
 	uint32_t n;               /* chains (1 for cot) */
 	double moe_top_p;         /* MoE routing threshold for the engine; 0: engine default */
+	uint64_t budget;          /* the program's budget on this rung (decode tokens of all its
+	                           * chains, a forked chain's included); 0: the scheduling
+	                           * policy's default */
 };
 
 struct router_policy {
@@ -136,6 +140,8 @@ struct router_state {
 	enum router_estate state;
 	uint32_t rung;
 	uint32_t escalations;
+	uint64_t base;            /* tokens of the longest chain when the rung began (a forked
+	                           * chain 0 keeps its tokens): escalate_tokens counts from here */
 };
 
 enum router_act {
@@ -153,6 +159,7 @@ struct router_action {
 	enum sched_algo algo;
 	uint32_t n;
 	double moe_top_p;
+	uint64_t budget;          /* FORK, SWITCH: the rung's budget (0: policy default) */
 	uint64_t keep;            /* DROP: bit i set = chain i continues */
 	char reason[ROUTER_REASON_MAX];
 };
@@ -163,7 +170,7 @@ void router_policy_default(struct router_policy *p);
 int router_policy_validate(const struct router_policy *p, char *msg, size_t msglen);
 /*
  * Applies `key = value` text on top of *p (keys: pool.NAME = MODEL COST, rung.I = POOL
- * cot|sc N [TOP_P] (rungs 0.. in order, replacing the ladder when rung.0 appears), knn.k,
+ * cot|sc N [TOP_P [BUDGET]] (rungs 0.. in order, replacing the ladder when rung.0 appears), knn.k,
  * knn.min_sim, knn.min_weight, hard.tokens, hard.threshold, hard.rung,
  * escalate.unpromising, escalate.tokens, escalate.certaindex, drop.agreement,
  * drop.certaindex; `#` comments).  Validates the result; on success writes *p and returns 0;

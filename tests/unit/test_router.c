@@ -28,7 +28,7 @@ policy(struct router_policy *p)
 	    "pool.c = model-c 2\n"
 	    "rung.0 = a cot 1\n"
 	    "rung.1 = a sc 3\n"
-	    "rung.2 = b sc 3 0.9\n"
+	    "rung.2 = b sc 3 0.9 30000\n"
 	    "rung.3 = c cot 1\n"
 	    "knn.k = 4\nknn.min_sim = 0.2\nknn.min_weight = 0.5\n"
 	    "hard.tokens = 10000\nhard.threshold = 0.5\nhard.rung = 2\n"
@@ -92,6 +92,7 @@ test_route_neighbours(void **state)
 	assert_int_equal(r.algo, SCHED_ALGO_SC);
 	assert_int_equal(r.n, 3);
 	assert_true(r.moe_top_p > 0.89 && r.moe_top_p < 0.91);
+	assert_int_equal(r.budget, 30000);
 	assert_true(r.difficulty > 0.6 && r.difficulty < 0.7);
 	assert_non_null(strstr(r.reason, "neighbours were hard"));
 	/* Easy majority by similarity. */
@@ -238,14 +239,21 @@ test_escalate_transitions(void **state)
 	assert_int_equal(s.rung, 1);
 	assert_int_equal(s.escalations, 1);
 	assert_non_null(strstr(a.reason, "unpromising"));
-	/* Past escalate.tokens with a low certaindex: SWITCH to pool b. */
+	assert_int_equal(s.base, 6000);
+	/* escalate.tokens counts on the rung: the forked chain 0 brought 6000 of them. */
 	view(&v, ch, 3, SCHED_ALGO_SC, 8000, three);
 	decision(&d, false, SCHED_REASON_NONE, 0.25, 0.67, "3");
 	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);
+	/* 8000 past the rung's start with a low certaindex: SWITCH to pool b, from 0. */
+	view(&v, ch, 3, SCHED_ALGO_SC, 14000, three);
+	router_escalate(&p, NULL, &s, &v, &d, &a);
 	assert_int_equal(a.act, ROUTER_ACT_SWITCH);
+	assert_int_equal(a.budget, 30000);
+	assert_int_equal(s.base, 0);
 	assert_int_equal(a.rung, 2);
 	assert_int_equal(a.pool, 3);
-	assert_non_null(strstr(a.reason, "past 8000"));
+	assert_non_null(strstr(a.reason, "past 8000 tokens on the rung"));
 	/* A certain stop is a stop. */
 	decision(&d, true, SCHED_REASON_CERTAIN, 0.95, 1, "3");
 	router_escalate(&p, NULL, &s, &v, &d, &a);

@@ -42,7 +42,7 @@ one_rung(struct router_policy *rp, uint32_t pool, enum sched_algo algo)
 {
 	router_policy_default(rp);
 	rp->nrungs = 1;
-	rp->rungs[0] = (struct router_rung){ pool, algo, algo == SCHED_ALGO_SC ? 3 : 1, 0 };
+	rp->rungs[0] = (struct router_rung){ pool, algo, algo == SCHED_ALGO_SC ? 3 : 1, 0, 0 };
 	rp->k = 0;
 	rp->hard_rung = 0;
 }
@@ -112,7 +112,7 @@ test_escalation(void **state)
 	/* pool 1 cot, forking into pool 1 sc3 once a chain passes 2048 tokens uncertain. */
 	one_rung(&fork, 1, SCHED_ALGO_COT);
 	fork.nrungs = 2;
-	fork.rungs[1] = (struct router_rung){ 1, SCHED_ALGO_SC, 3, 0 };
+	fork.rungs[1] = (struct router_rung){ 1, SCHED_ALGO_SC, 3, 0, 0 };
 	fork.escalate_tokens = 2048;
 	fork.escalate_certaindex = 1;
 	sw = fork;
