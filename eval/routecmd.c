@@ -36,6 +36,7 @@ struct routecmd_opts {
 	const char *dir, *policy, *route_policy, *out;
 	unsigned folds;
 	double min_acc;           /* fraction; < 0: the target's accuracy on the same problems */
+	bool no_sweep;            /* only the given policy */
 	bool target_policy;       /* target: the best fixed choice with the certainty policy
 	                           * (else: the best full-run fixed choice, the issue's floor) */
 	const char *costs[ROUTER_MAX_POOLS];
@@ -47,7 +48,7 @@ routecmd_usage(FILE *f)
 {
 	fprintf(f, "usage: certa-eval route --traces DIR [--policy FILE] [--route-policy FILE]\n"
 	    "           [--cost POOL=W]... [--folds 5] [--target full|policy]\n"
-	    "           [--min-accuracy PCT] [--out FILE]\n");
+	    "           [--min-accuracy PCT] [--out FILE] [--no-sweep]\n");
 }
 
 static int
@@ -257,6 +258,10 @@ routecmd_parse(int argc, char **argv, struct routecmd_opts *o)
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			routecmd_usage(stdout);
 			return 1;
+		}
+		if (strcmp(a, "--no-sweep") == 0) {
+			o->no_sweep = true;
+			continue;
 		}
 		if (v == NULL)
 			goto fail_usage;
@@ -495,6 +500,13 @@ routecmd_main(int argc, char **argv)
 	if (rc != 0)
 		goto fail_run;
 
+	if (o.no_sweep) {
+		printf("policy %s: %s: %.1f%% at %.0f cost/prog, %.0f tokens/prog\n",
+		    o.route_policy != NULL ? o.route_policy : "(built-in default)", base.label,
+		    100 * base.acc, base.mcost, base.mtokens);
+		status = 0;
+		goto fail_run;
+	}
 	nc = routecmd_candidates(&rp, c, ROUTECMD_MAX_CANDS);
 	for (k = 0; k < nc; k++) {
 		rc = routecmd_run(s, &c[k]);

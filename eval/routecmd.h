@@ -5,6 +5,7 @@
  *
  *   certa-eval route --traces DIR [--policy FILE] [--route-policy FILE] [--cost POOL=W]...
  *                    [--folds 5] [--target full|policy] [--min-accuracy PCT] [--out FILE]
+ *                    [--no-sweep]
  */
 #ifndef CERTA_EVAL_ROUTECMD_H
 #define CERTA_EVAL_ROUTECMD_H
