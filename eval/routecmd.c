@@ -577,7 +577,9 @@ routecmd_main(int argc, char **argv)
 	}
 	printf("out-of-fold (%u folds; each fold routed by the cheapest candidate reaching %s on "
 	    "the others): %.1f%% at %.0f cost/prog, %.0f tokens/prog\n", o.folds,
-	    o.min_acc >= 0 ? "--min-accuracy" : "the best full-run fixed choice's accuracy",
+	    o.min_acc >= 0 ? "--min-accuracy" : o.target_policy ?
+	    "the best fixed choice's accuracy with the certainty policy" :
+	    "the best full-run fixed choice's accuracy",
 	    100 * oof_ok / (double)n, oof_cost / (double)n, oof_tok / (double)n);
 	pick = routecmd_pick(c, nc, fold, n, o.folds, ref_ok, o.min_acc);
 	if (pick >= 0) {

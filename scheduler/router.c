@@ -209,7 +209,7 @@ router_apply(struct router_policy *p, const char *key, char *val, uint32_t *rung
 		return "value is not a number";
 #define U(name, field) if (strcmp(key, name) == 0) { \
 		if (x < 0 || x != floor(x) || x > 1e15) return "not a whole number"; \
-		p->field = (__typeof__(p->field))x; return NULL; }
+		p->field = x; return NULL; }
 #define D(name, field) if (strcmp(key, name) == 0) { p->field = x; return NULL; }
 	U("knn.k", k)
 	D("knn.min_sim", min_sim)
