@@ -5,6 +5,7 @@
  *   certa-eval lomo --traces DIR [--algo cot|sc] [--json]   (leave-one-out; do_lomo)
  *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo] [--passes 1]
  *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] ...  (eval/online.h)
+ *   certa-eval route --traces DIR [--route-policy FILE] ...  (expert routing; eval/routecmd.h)
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
  *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] --out FILE
  *
@@ -26,6 +27,7 @@
 #include "eval/evalsim.h"
 #include "eval/histexport.h"
 #include "eval/online.h"
+#include "eval/routecmd.h"
 #include "lib/log.h"
 #include "lib/error.h"
 #include "lib/fileio.h"
@@ -747,6 +749,9 @@ usage(FILE *f)
 	    "       certa-eval grader --traces DIR   (answer equivalence vs the traces' grader)\n"
 	    "       certa-eval export-history --state STATE_DIR --out FILE.jsonl [--all]\n"
 	    "           (certad's history as traces: recalibrate on your own traffic)\n"
+	    "       certa-eval route --traces DIR [--route-policy FILE] [--cost POOL=W]... "
+	    "[--folds 5] [--target full|policy] [--min-accuracy PCT] [--out FILE]\n"
+	    "           (expert routing: frontier vs fixed choices and oracle; docs/routing.md)\n"
 	    "DIR defaults to $CERTA_TRACES.\n");
 }
 
@@ -858,6 +863,8 @@ main(int argc, char **argv)
 	char err[512];
 	static struct eval e;
 
+	if (argc > 1 && strcmp(argv[1], "route") == 0)
+		return routecmd_main(argc - 1, argv + 1);
 	for (i = 1; i < argc; i++) {
 		const char *o = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;

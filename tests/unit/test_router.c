@@ -1,0 +1,437 @@
+/*
+ * test_router.c — router_route() on hand-made neighbour outcomes (empty history, easy and hard
+ * neighbours, similarity floor, hints, forbidden pools), the escalation state machine
+ * (fork, switch, length trigger, last rung, drop, done, tenant without escalation, illegal
+ * transitions) and the routing policy text form.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/error.h"
+#include "lib/fileio.h"
+#include "scheduler/router.h"
+
+/* Pools a (0), b (1), c (2); ladder: a cot > a sc3 > b sc3 > c cot. */
+static void
+policy(struct router_policy *p)
+{
+	static const char text[] =
+	    "pool.a = model-a 1\n"
+	    "pool.b = model-b 4   # four times the cost\n"
+	    "pool.c = model-c 2\n"
+	    "rung.0 = a cot 1\n"
+	    "rung.1 = a sc 3\n"
+	    "rung.2 = b sc 3 0.9 30000\n"
+	    "rung.3 = c cot 1\n"
+	    "knn.k = 4\nknn.min_sim = 0.2\nknn.min_weight = 0.5\n"
+	    "hard.tokens = 10000\nhard.threshold = 0.5\nhard.rung = 2\n"
+	    "escalate.unpromising = 1\nescalate.tokens = 8000\nescalate.certaindex = 0.3\n"
+	    "drop.agreement = 0.6\ndrop.certaindex = 0.9\n";
+	char err[256];
+
+	router_policy_default(p);
+	assert_int_equal(router_policy_parse(text, strlen(text), "t", p, err, sizeof err), 0);
+	/* the default pools stay; a, b, c follow them */
+	assert_int_equal(router_pool_find(p, "a"), 2);
+}
+
+static struct router_outcome
+easy(double sim)
+{
+	struct router_outcome o = { sim, 3000, 3000, SCHED_REASON_CERTAIN, false, 1 };
+	return o;
+}
+
+static struct router_outcome
+hard(double sim)
+{
+	struct router_outcome o = { sim, 12288, 12288, SCHED_REASON_UNPROMISING, false, 1 };
+	return o;
+}
+
+static void
+test_route_empty_history(void **state)
+{
+	struct router_policy p;
+	struct router_route r;
+
+	(void)state;
+	policy(&p);
+	assert_int_equal(router_route(&p, NULL, NULL, NULL, 0, &r), 0);
+	assert_int_equal(r.rung, 0);
+	assert_int_equal(r.pool, 2);
+	assert_int_equal(r.algo, SCHED_ALGO_COT);
+	assert_int_equal(r.n, 1);
+	assert_true(r.difficulty < 0);
+	assert_non_null(strstr(r.reason, "no similar history"));
+}
+
+static void
+test_route_neighbours(void **state)
+{
+	struct router_policy p;
+	struct router_route r;
+	struct router_outcome nb[6];
+
+	(void)state;
+	policy(&p);
+	/* Two hard of three similar: share 2/3 >= 0.5 -> hard rung (b sc3, top-p 0.9). */
+	nb[0] = hard(0.9);
+	nb[1] = easy(0.8);
+	nb[2] = hard(0.7);
+	assert_int_equal(router_route(&p, NULL, NULL, nb, 3, &r), 0);
+	assert_int_equal(r.rung, 2);
+	assert_int_equal(r.pool, 3);
+	assert_int_equal(r.algo, SCHED_ALGO_SC);
+	assert_int_equal(r.n, 3);
+	assert_true(r.moe_top_p > 0.89 && r.moe_top_p < 0.91);
+	assert_int_equal(r.budget, 30000);
+	assert_true(r.difficulty > 0.6 && r.difficulty < 0.7);
+	assert_non_null(strstr(r.reason, "neighbours were hard"));
+	/* Easy majority by similarity. */
+	nb[0] = easy(0.9);
+	nb[1] = easy(0.8);
+	nb[2] = hard(0.7);
+	assert_int_equal(router_route(&p, NULL, NULL, nb, 3, &r), 0);
+	assert_int_equal(r.rung, 0);
+	assert_non_null(strstr(r.reason, "neighbours were easy"));
+	/* Long neighbours count as hard (hard.tokens), and only k = 4 records are used. */
+	nb[0] = easy(0.9);
+	nb[0].most = 10000;
+	nb[1] = easy(0.8);
+	nb[1].escalated = true;
+	nb[2] = easy(0.7);
+	nb[3] = easy(0.6);
+	nb[4] = easy(0.5);
+	nb[5] = easy(0.45);
+	assert_int_equal(router_route(&p, NULL, NULL, nb, 6, &r), 0);
+	assert_int_equal(r.neighbours, 4);
+	assert_true(r.difficulty > 0.56 && r.difficulty < 0.57);  /* 1.7 / 3.0 */
+	assert_int_equal(r.rung, 2);
+	/* Below the similarity floor: ignored; too little weight: no evidence. */
+	nb[0] = hard(0.19);
+	nb[1] = hard(0.3);
+	assert_int_equal(router_route(&p, NULL, NULL, nb, 2, &r), 0);
+	assert_int_equal(r.neighbours, 1);
+	assert_int_equal(r.rung, 0);
+	assert_true(r.difficulty < 0);
+	assert_non_null(strstr(r.reason, "too little"));
+}
+
+static void
+test_route_hints_and_tenants(void **state)
+{
+	struct router_policy p;
+	struct router_route r;
+	struct router_tenant t;
+	struct router_hints h;
+	struct router_outcome nb[2];
+
+	(void)state;
+	policy(&p);
+	memset(&h, 0, sizeof h);
+	h.pool = "b";
+	h.algo = SCHED_ALGO_SC;
+	h.n = 5;
+	h.budget = 777;
+	assert_int_equal(router_route(&p, NULL, &h, NULL, 0, &r), 0);
+	assert_int_equal(r.pool, 3);
+	assert_int_equal(r.algo, SCHED_ALGO_SC);
+	assert_int_equal(r.n, 5);
+	assert_int_equal(r.budget, 777);
+	/* A tenant limited to pools a and c: the hint's pool is forbidden and ignored. */
+	memset(&t, 0, sizeof t);
+	t.pool_mask = 1u << 2 | 1u << 4;
+	assert_int_equal(router_route(&p, &t, &h, NULL, 0, &r), 0);
+	assert_int_equal(r.pool, 2);
+	assert_int_equal(r.algo, SCHED_ALGO_SC);  /* the rest of the hint stands */
+	assert_non_null(strstr(r.reason, "forbidden"));
+	/* Hard neighbours want rung 2 (pool b): skipped for the next allowed rung (c cot). */
+	nb[0] = hard(0.9);
+	nb[1] = hard(0.8);
+	assert_int_equal(router_route(&p, &t, NULL, nb, 2, &r), 0);
+	assert_int_equal(r.rung, 3);
+	assert_int_equal(r.pool, 4);
+	/* Hints forbidden altogether. */
+	t.no_hints = true;
+	assert_int_equal(router_route(&p, &t, &h, NULL, 0, &r), 0);
+	assert_int_equal(r.algo, SCHED_ALGO_COT);
+	assert_int_equal(r.budget, 0);
+	assert_non_null(strstr(r.reason, "hints ignored"));
+	/* Unknown hint pool. */
+	t.no_hints = false;
+	h.pool = "nope";
+	assert_int_equal(router_route(&p, &t, &h, NULL, 0, &r), 0);
+	assert_non_null(strstr(r.reason, "unknown"));
+	/* No pool of the ladder allowed. */
+	t.pool_mask = 1u << 0;
+	assert_int_equal(router_route(&p, &t, NULL, NULL, 0, &r), -EACCES);
+}
+
+/* A view of n chains answering ans[i], `tokens` each. */
+static void
+view(struct sched_view *v, struct sched_chain *ch, size_t n, enum sched_algo algo,
+    uint64_t tokens, const char *const *ans)
+{
+	size_t i;
+
+	memset(v, 0, sizeof *v);
+	memset(ch, 0, n * sizeof *ch);
+	for (i = 0; i < n; i++) {
+		ch[i].tokens = tokens;
+		ch[i].answer = ans[i];
+		ch[i].final_answer = "";
+	}
+	v->algo = algo;
+	v->nchains = n;
+	v->chains = ch;
+}
+
+static void
+decision(struct sched_decision *d, bool stop, enum sched_reason r, double c, double agr,
+    const char *ans)
+{
+	memset(d, 0, sizeof *d);
+	d->stop = stop;
+	d->reason = r;
+	d->certaindex = c;
+	d->agreement = agr;
+	d->answer = ans;
+}
+
+static void
+test_escalate_transitions(void **state)
+{
+	static const char *const one[] = { "3" }, *const three[] = { "3", "3", "5" };
+	struct router_policy p;
+	struct router_route r;
+	struct router_state s;
+	struct router_action a;
+	struct sched_view v;
+	struct sched_chain ch[3];
+	struct sched_decision d;
+
+	(void)state;
+	policy(&p);
+	assert_int_equal(router_route(&p, NULL, NULL, NULL, 0, &r), 0);
+	router_start(&s, &r);
+	assert_int_equal(s.state, ROUTER_ES_RUNNING);
+	/* Continuing, short: nothing. */
+	view(&v, ch, 1, SCHED_ALGO_COT, 4000, one);
+	decision(&d, false, SCHED_REASON_NONE, 0.1, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);
+	/* Unpromising stop on a cot rung with an sc rung of the same pool next: FORK. */
+	view(&v, ch, 1, SCHED_ALGO_COT, 6000, one);
+	decision(&d, true, SCHED_REASON_UNPROMISING, 0.2, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_FORK);
+	assert_int_equal(a.rung, 1);
+	assert_int_equal(a.algo, SCHED_ALGO_SC);
+	assert_int_equal(a.n, 3);
+	assert_int_equal(s.rung, 1);
+	assert_int_equal(s.escalations, 1);
+	assert_non_null(strstr(a.reason, "unpromising"));
+	assert_int_equal(s.base, 6000);
+	/* escalate.tokens counts on the rung: the forked chain 0 brought 6000 of them. */
+	view(&v, ch, 3, SCHED_ALGO_SC, 8000, three);
+	decision(&d, false, SCHED_REASON_NONE, 0.25, 0.67, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);
+	/* 8000 past the rung's start with a low certaindex: SWITCH to pool b, from 0. */
+	view(&v, ch, 3, SCHED_ALGO_SC, 14000, three);
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_SWITCH);
+	assert_int_equal(a.budget, 30000);
+	assert_int_equal(s.base, 0);
+	assert_int_equal(a.rung, 2);
+	assert_int_equal(a.pool, 3);
+	assert_non_null(strstr(a.reason, "past 8000 tokens on the rung"));
+	/* A certain stop is a stop. */
+	decision(&d, true, SCHED_REASON_CERTAIN, 0.95, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_STOP);
+	assert_int_equal(s.state, ROUTER_ES_DONE);
+	/* Done stays done. */
+	decision(&d, true, SCHED_REASON_UNPROMISING, 0.1, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_STOP);
+	assert_int_equal(s.rung, 2);
+}
+
+static void
+test_escalate_last_rung_and_tenant(void **state)
+{
+	static const char *const one[] = { "3" };
+	struct router_policy p;
+	struct router_route r;
+	struct router_state s;
+	struct router_action a;
+	struct router_tenant t;
+	struct sched_view v;
+	struct sched_chain ch[1];
+	struct sched_decision d;
+
+	(void)state;
+	policy(&p);
+	memset(&r, 0, sizeof r);
+	r.rung = 3;
+	router_start(&s, &r);
+	view(&v, ch, 1, SCHED_ALGO_COT, 20000, one);
+	decision(&d, false, SCHED_REASON_NONE, 0.1, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);       /* no rung above the last */
+	decision(&d, true, SCHED_REASON_UNPROMISING, 0.1, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_STOP);
+	/* A tenant without escalation: an unpromising stop on rung 0 stays a stop. */
+	memset(&t, 0, sizeof t);
+	t.no_escalation = true;
+	r.rung = 0;
+	router_start(&s, &r);
+	router_escalate(&p, &t, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_STOP);
+	/* Tenants limited to pools a+b, then b+c: the next allowed rung decides fork or switch. */
+	t.no_escalation = false;
+	t.pool_mask = 1u << 2 | 1u << 3;
+	router_start(&s, &r);
+	router_escalate(&p, &t, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_FORK);      /* rung 1 is pool a too: allowed */
+	t.pool_mask = 1u << 3 | 1u << 4;
+	router_start(&s, &r);
+	router_escalate(&p, &t, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_SWITCH);
+	assert_int_equal(a.rung, 2);
+}
+
+static void
+test_escalate_drop(void **state)
+{
+	static const char *const three[] = { "3", "5", "3" };
+	struct router_policy p;
+	struct router_route r;
+	struct router_state s;
+	struct router_action a;
+	struct sched_view v;
+	struct sched_chain ch[3];
+	struct sched_decision d;
+
+	(void)state;
+	policy(&p);
+	memset(&r, 0, sizeof r);
+	r.rung = 1;
+	router_start(&s, &r);
+	view(&v, ch, 3, SCHED_ALGO_SC, 2000, three);
+	decision(&d, false, SCHED_REASON_NONE, 0.8, 0.67, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);       /* certaindex below drop.certaindex */
+	decision(&d, false, SCHED_REASON_NONE, 0.95, 0.67, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_DROP);
+	assert_int_equal(a.keep, 0x5);                  /* chains 0 and 2 agree */
+	assert_int_equal(s.state, ROUTER_ES_DROPPED);
+	/* Dropped: no further drop and no escalation. */
+	decision(&d, true, SCHED_REASON_UNPROMISING, 0.1, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_STOP);
+	assert_int_equal(s.state, ROUTER_ES_DONE);
+}
+
+static void
+test_state_table(void **state)
+{
+	(void)state;
+	assert_true(router_state_legal(ROUTER_ES_NEW, ROUTER_ES_RUNNING));
+	assert_true(router_state_legal(ROUTER_ES_RUNNING, ROUTER_ES_DROPPED));
+	assert_true(router_state_legal(ROUTER_ES_DROPPED, ROUTER_ES_DONE));
+	assert_false(router_state_legal(ROUTER_ES_DROPPED, ROUTER_ES_RUNNING));
+	assert_false(router_state_legal(ROUTER_ES_DONE, ROUTER_ES_RUNNING));
+	assert_false(router_state_legal(ROUTER_ES_RUNNING, ROUTER_ES_NEW));
+	assert_false(router_state_legal(ROUTER_ES_COUNT, ROUTER_ES_DONE));
+	assert_string_equal(router_state_name(ROUTER_ES_DROPPED), "dropped");
+	assert_string_equal(router_act_name(ROUTER_ACT_FORK), "fork");
+}
+
+static void
+test_policy_text(void **state)
+{
+	struct router_policy p, q;
+	char buf[2048], err[256];
+	size_t n;
+
+	(void)state;
+	policy(&p);
+	n = router_policy_format(&p, buf, sizeof buf);
+	assert_true(n < sizeof buf);
+	assert_int_equal(router_policy_format(&p, NULL, 0), n);
+	router_policy_default(&q);
+	assert_int_equal(router_policy_parse(buf, n, NULL, &q, err, sizeof err), 0);
+	assert_memory_equal(&p, &q, sizeof p);
+	/* Errors name the line; *p is unchanged. */
+	assert_int_equal(router_policy_parse("knn.k = 3\nbogus = 1\n", 20, "f", &q, err,
+	    sizeof err), CERTA_ECONFIG);
+	assert_string_equal(err, "f:2: bogus: unknown key");
+	assert_memory_equal(&p, &q, sizeof p);
+	assert_int_equal(router_policy_parse("rung.0 = zz cot 1\n", 18, "f", &q, err,
+	    sizeof err), CERTA_ECONFIG);
+	assert_int_equal(router_policy_parse("rung.1 = a cot 1\n", 17, "f", &q, err,
+	    sizeof err), CERTA_ECONFIG);
+	assert_non_null(strstr(err, "gaps"));
+	assert_int_equal(router_policy_parse("rung.0 = a cot 3\n", 17, "f", &q, err,
+	    sizeof err), CERTA_ECONFIG);
+	assert_int_equal(router_policy_parse("hard.rung = 9\n", 14, "f", &q, err, sizeof err),
+	    CERTA_ECONFIG);
+	router_policy_default(&q);
+	assert_int_equal(router_policy_validate(&q, err, sizeof err), 0);
+}
+
+/* policy/route.policy (what certa-eval route wrote) is the built-in default. */
+static void
+test_shipped_file_matches_builtin(void **state)
+{
+	struct router_policy builtin, file;
+	char err[256], *text = NULL;
+	size_t len;
+	int rc;
+
+	(void)state;
+	router_policy_default(&builtin);
+	/* Start from nothing so every pool, rung and key must come from the file. */
+	memset(&file, 0, sizeof file);
+	rc = fileio_read("policy/route.policy", ROUTER_TEXT_MAX, &text, &len, err, sizeof err);
+	if (rc == -ENOENT)
+		rc = fileio_read("../policy/route.policy", ROUTER_TEXT_MAX, &text, &len, err,
+		    sizeof err);
+	if (rc == 0) {
+		rc = router_policy_parse(text, len, "route.policy", &file, err, sizeof err);
+		free(text);
+	}
+	if (rc != 0)
+		fail_msg("policy/route.policy: %s", err);
+	assert_memory_equal(&builtin, &file, sizeof file);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_route_empty_history),
+		cmocka_unit_test(test_route_neighbours),
+		cmocka_unit_test(test_route_hints_and_tenants),
+		cmocka_unit_test(test_escalate_transitions),
+		cmocka_unit_test(test_escalate_last_rung_and_tenant),
+		cmocka_unit_test(test_escalate_drop),
+		cmocka_unit_test(test_state_table),
+		cmocka_unit_test(test_policy_text),
+		cmocka_unit_test(test_shipped_file_matches_builtin),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
