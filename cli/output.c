@@ -548,6 +548,7 @@ output_json_program(struct jsonw *w, const Certa__V1__Program *p)
 		jsonw_kstring(w, "idempotency_key", spec->idempotency_key);
 		jsonw_kstring(w, "model", spec->model);
 		jsonw_kdouble(w, "moe_top_p", spec->moe_top_p);
+		jsonw_kuint(w, "seed", spec->seed);
 		jsonw_object_end(w);
 	}
 	output_json_requests(w, p->n_requests, p->requests);

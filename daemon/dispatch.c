@@ -352,7 +352,7 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 		items[n].resume_tokens = ch->tokens;
 		items[n].sample_index = i;
 		items[n].max_new_tokens = tokens;
-		items[n].seed = i;
+		items[n].seed = p->seed + i;
 		items[n].model = p->model;
 		items[n].sampling = &sp;
 		items[n].moe_top_p = p->moe_top_p;

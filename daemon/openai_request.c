@@ -523,6 +523,7 @@ openai_request_spec(const struct openai_request *r, int64_t now_ms, struct submi
 	spec->n = r->n_given ? r->n : 0;
 	spec->token_budget = r->max_tokens * (r->n_given ? r->n : 1);
 	spec->priority = r->priority;
+	spec->seed = r->has_seed ? (uint64_t)r->seed : 0;
 	if (r->deadline_s > 0)
 		spec->deadline_unix_ms = now_ms + (int64_t)ceil(r->deadline_s * 1000.0);
 	if (r->has_temperature || r->has_top_p) {

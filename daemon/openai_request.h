@@ -11,8 +11,8 @@
  *  - completions: `prompt` (a string, or an array of exactly one string) is the problem.
  *  - `n` (or `certa.n`) > 1 runs sc with n chains; `max_tokens` / `max_completion_tokens` is
  *    the budget of one choice (the program's token_budget is n times it); `temperature` in
- *    [0, 2] and `top_p` in [0, 1] go to the workers (0: the engine's default); `seed` is
- *    checked (an integer) and not used; `certa` = {algorithm "cot"|"sc", n, priority
+ *    [0, 2] and `top_p` in [0, 1] go to the workers (0: the engine's default); `seed` (an
+ *    integer, taken modulo 2^64) is the program's seed: chain i samples with seed + i; `certa` = {algorithm "cot"|"sc", n, priority
  *    "low"|"normal"|"high", deadline_s > 0, idempotency_key}.
  *  - Parameters certa cannot honour are refused when set to anything but their default
  *    (tools, functions, logprobs, stop, response_format other than text, penalties,
@@ -51,7 +51,7 @@ struct openai_request {
 	bool has_temperature, has_top_p;
 	float temperature, top_p;
 	bool has_seed;
-	int64_t seed;                 /* checked, not used (documented) */
+	int64_t seed;                 /* ProgramSpec.seed (as unsigned) */
 	int algorithm;                /* enum submit_algo */
 	int priority;                 /* 0..SUBMIT_PRIORITY_MAX */
 	double deadline_s;            /* 0: none */

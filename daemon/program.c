@@ -326,6 +326,7 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 	pb->spec.idempotency_key = p->idempotency_key;
 	pb->spec.policy = (char *)"";
 	pb->spec.moe_top_p = p->moe_top_p;
+	pb->spec.seed = p->seed;
 	pb->sampling.temperature = p->temperature;
 	pb->sampling.top_p = p->top_p;
 	pb->spec.sampling = &pb->sampling;
@@ -550,6 +551,7 @@ program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestReco
 	p->priority = sp->priority;
 	p->deadline_ms = sp->deadline_unix_ms;
 	p->moe_top_p = sp->moe_top_p;
+	p->seed = sp->seed;
 	if (sp->sampling != NULL) {
 		p->temperature = sp->sampling->temperature;
 		p->top_p = sp->sampling->top_p;

@@ -88,6 +88,7 @@ struct program {
 	int64_t deadline_ms;
 	float temperature, top_p;
 	float moe_top_p;          /* passed to workers (StepItem.moe_top_p) */
+	uint64_t seed;            /* chain i steps with seed + i (StepItem.seed) */
 	int64_t created_ms, updated_ms;
 
 	enum program_state state;

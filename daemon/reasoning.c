@@ -41,6 +41,7 @@ reasoning_spec(const Certa__V1__ProgramSpec *in, struct submit_spec *out)
 	out->priority = (int)in->priority;
 	out->deadline_unix_ms = in->deadline_unix_ms;
 	out->moe_top_p = in->moe_top_p;
+	out->seed = in->seed;
 	if (in->sampling != NULL) {
 		out->has_sampling = true;
 		out->temperature = in->sampling->temperature;

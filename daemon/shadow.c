@@ -242,6 +242,7 @@ shadow_spawn(struct core *c, struct program *p)
 		goto fail_s;
 	s->priority = CERTA__V1__PRIORITY__PRIORITY_LOW;
 	s->moe_top_p = p->moe_top_p;
+	s->seed = p->seed;
 	s->temperature = p->temperature;
 	s->top_p = p->top_p;
 	s->steps = p->steps;

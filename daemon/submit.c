@@ -280,6 +280,7 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	p->priority = spec->priority;
 	p->deadline_ms = spec->deadline_unix_ms;
 	p->moe_top_p = spec->moe_top_p;
+	p->seed = spec->seed;
 	if (spec->has_sampling) {
 		p->temperature = spec->temperature;
 		p->top_p = spec->top_p;

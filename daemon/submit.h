@@ -43,6 +43,7 @@ struct submit_spec {
 	bool has_sampling;            /* temperature and top_p were given */
 	float temperature, top_p;
 	float moe_top_p;              /* MoE routing: 0 trained top-k, (0, 1] top-p */
+	uint64_t seed;                /* 0: default; chain i is sampled with seed + i */
 };
 
 /* Validates, persists and queues a program (spec NULL: "missing program"); `watcher` (a Submit

@@ -324,6 +324,36 @@ test_order_survives_restart(void **state)
 	expect_order(f, want);
 }
 
+/* A program's seed (ProgramSpec.seed, chain i steps with seed + i) is stored with it and
+ * survives a restart. */
+static void
+test_seed_stored(void **state)
+{
+	struct fx *f = *state;
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "",
+	    .problem = "seeded", .seed = 0xfeedfacecafeULL };
+	Certa__V1__Program *pm = NULL;
+	const char *ids[MAXP];
+	char id[64];
+	size_t n;
+	int round;
+
+	assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	assert_int_equal(n, 1);
+	snprintf(id, sizeof id, "%s", ids[0]);
+	for (round = 0; round < 2; round++) {
+		assert_int_equal(queries_get(f->c, "anon", id, &pm), 0);
+		assert_non_null(pm->spec);
+		assert_true(pm->spec->seed == 0xfeedfacecafeULL);
+		certa__v1__program__free_unpacked(pm, NULL);
+		pm = NULL;
+		core_free(f->c);
+		f->c = NULL;
+		fx_open(f);
+	}
+}
+
 /* Turns a stored program into a shadow (daemon/shadow.h) of the system account. */
 static int
 make_shadow_txn(struct store_txn *txn, void *arg)
@@ -568,6 +598,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_throttled_tenant_held_back_at_dispatch, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_seed_stored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_commit_waits_and_recovers, setup,
 		    teardown),
 	};

@@ -194,6 +194,7 @@ test_spec(void **state)
 	assert_true(spec.has_sampling);
 	assert_true(spec.temperature > 0.59f && spec.temperature < 0.61f);
 	assert_true(spec.top_p == 0.0f);
+	assert_true(spec.seed == 7);
 	openai_request_clear(&r);
 
 	/* Nothing given: the policy decides (n 0, budget 0, no sampling, no deadline). */
@@ -203,6 +204,7 @@ test_spec(void **state)
 	assert_int_equal(spec.n, 0);
 	assert_int_equal(spec.token_budget, 64);
 	assert_false(spec.has_sampling);
+	assert_true(spec.seed == 0);
 	assert_int_equal(spec.deadline_unix_ms, 0);
 	assert_int_equal(spec.priority, 0);
 	openai_request_clear(&r);
