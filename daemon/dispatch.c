@@ -21,6 +21,16 @@
 #include "lib/rpc_server.h"
 #include "lib/strmap.h"
 
+/* Monotonic microseconds (the decision and pass timers). */
+static int64_t
+dispatch_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* --- stepping --- */
 
 /* Releases a program's chains on the worker that holds them. */
@@ -201,9 +211,11 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 	struct timespec now;
 	int rc;
 
+	int64_t t0;
+
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	telemetry_step(c->tel, pool_worker_addr(w),
-	    ((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - s->sent_us) / 1e6, (int)status);
+	t0 = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+	telemetry_step(c->tel, pool_worker_addr(w), (t0 - s->sent_us) / 1e6, (int)status);
 	if (p == NULL)
 		goto out;
 	p->inflight = false;
@@ -246,7 +258,9 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 			telemetry_tokens(c->tel, p->tenant, served - probe, probe);
 		}
 	}
-	if (dispatch_decide(c, p, &d))
+	rc = dispatch_decide(c, p, &d);
+	telemetry_decision(c->tel, (dispatch_mono_us() - t0) / 1e6);
+	if (rc)
 		goto out;
 	/* Commit the step before telling anyone about it; a failed commit holds the program
 	 * (no step, no event) until the retry writes it. */
@@ -421,12 +435,13 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 void
 dispatch_run(struct core *c)
 {
-	int64_t now = core_now_ms();
+	int64_t now = core_now_ms(), t0;
 	struct dispatch_ready r;
 	size_t i;
 
 	if (c->draining || c->norder == 0)
 		return;
+	t0 = dispatch_mono_us();
 	if (dispatch_collect(c, now, &r) != 0)
 		goto out;
 	for (i = 0; i < r.n && pool_has_slots(c->pool); i++) {
@@ -442,6 +457,7 @@ dispatch_run(struct core *c)
 	}
 out:
 	dispatch_ready_free(&r);
+	telemetry_pass(c->tel, (dispatch_mono_us() - t0) / 1e6);
 }
 
 int

@@ -9,6 +9,7 @@
 
 #include "daemon/dispatch.h"
 #include "daemon/program.h"
+#include "daemon/telemetry.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -160,6 +161,7 @@ persist_write(struct core *c, struct program *p, int all_chains, int history, in
 		persist_failed(c, p, rc);
 		return rc;
 	}
+	telemetry_commit(c->tel, 1);
 	for (i = 0; i < p->n; i++)
 		p->chains[i].dirty = false;
 	if (c->persist_waiting == 0) {
