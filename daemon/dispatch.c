@@ -72,9 +72,13 @@ dispatch_policy(const struct core *c, const struct program *p)
 	return policies_effective(c->policies, p->tenant, tenants_policy(c->tenants, p->tenant));
 }
 
-/* Runs the scheduler on a program and acts on its decision.  Returns 1 if it stopped. */
+static void dispatch_end(struct core *c, struct program *p, enum program_state to,
+    enum sched_reason reason, const char *answer, int status, const char *msg, int later);
+
+/* Runs the scheduler on a program and acts on its decision (an ending goes to the group
+ * commit when later is set).  Returns 1 if it stopped. */
 static int
-dispatch_decide(struct core *c, struct program *p, struct sched_decision *d)
+dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int later)
 {
 	struct sched_chain *chains = calloc(p->n, sizeof *chains);
 	struct sched_view v;
@@ -104,7 +108,7 @@ dispatch_decide(struct core *c, struct program *p, struct sched_decision *d)
 		return 0;
 	}
 	p->low_confidence = d->low_confidence;
-	dispatch_finalize(c, p, PROGRAM_FINISHED, d->reason, p->answer, 0, NULL);
+	dispatch_end(c, p, PROGRAM_FINISHED, d->reason, p->answer, 0, NULL, later);
 	return 1;
 }
 
@@ -258,14 +262,13 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 			telemetry_tokens(c->tel, p->tenant, served - probe, probe);
 		}
 	}
-	rc = dispatch_decide(c, p, &d);
+	rc = dispatch_decide(c, p, &d, 1);
 	telemetry_decision(c->tel, (dispatch_mono_us() - t0) / 1e6);
 	if (rc)
 		goto out;
-	/* Commit the step before telling anyone about it; a failed commit holds the program
-	 * (no step, no event) until the retry writes it. */
-	if (persist_or_wait(c, p, 0) == 0)
-		events_progress(p);
+	/* Commit the step (with the others of this loop turn) before telling anyone about it;
+	 * a failed commit holds the program (no step, no event) until the retry writes it. */
+	persist_later(c, p, 0);
 out:
 	if (reply != NULL)
 		protobuf_c_message_free_unpacked(&reply->base, NULL);
@@ -273,6 +276,7 @@ out:
 	if (c->draining && pool_inflight(c->pool) == 0 && c->drain_done != NULL) {
 		void (*done)(void *) = c->drain_done;
 		c->drain_done = NULL;
+		persist_flush(c);
 		done(c->drain_arg);
 		return;
 	}
@@ -398,15 +402,15 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 		struct sched_decision d;
 		uint64_t used;
 
-		if (p->inflight || p->persist_pending || program_is_terminal(p) ||
-		    p->not_before_ms > now)
+		if (p->inflight || p->persist_pending || p->commit_queued ||
+		    program_is_terminal(p) || p->not_before_ms > now)
 			continue;
 		if (p->decided && p->decided_steps == p->steps &&
 		    p->decided_gen == policies_generation(c->policies) &&
 		    (p->deadline_ms == 0 || now < p->deadline_ms)) {
 			/* Nothing changed since the last decision: reuse it. */
 			d.step_tokens = p->next_step_tokens;
-		} else if (dispatch_decide(c, p, &d)) {
+		} else if (dispatch_decide(c, p, &d, 0)) {
 			/* Deadlines and budgets can end a program without a step. */
 			if (i >= c->norder || c->order[i] != p)
 				i--;  /* dispatch_finalize removed it from order */
@@ -477,10 +481,11 @@ dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
 	return rc;
 }
 
-/* Ends a program: terminal state, result, history, events, worker release. */
-void
-dispatch_finalize(struct core *c, struct program *p, enum program_state to,
-    enum sched_reason reason, const char *answer, int status, const char *msg)
+/* Ends a program: terminal state, result, history, events, worker release; the write now,
+ * or with the loop turn's group commit (later). */
+static void
+dispatch_end(struct core *c, struct program *p, enum program_state to,
+    enum sched_reason reason, const char *answer, int status, const char *msg, int later)
 {
 	core_set_state(c, p, to);
 	p->reason = reason;
@@ -503,8 +508,17 @@ dispatch_finalize(struct core *c, struct program *p, enum program_state to,
 	}
 	/* A failed commit holds the ending (no finished event, the program stays live) until
 	 * the retry writes it. */
-	if (persist_or_wait(c, p, 1) == 0)
+	if (later)
+		persist_later(c, p, 1);
+	else if (persist_or_wait(c, p, 1) == 0)
 		dispatch_persisted(c, p, 1);
+}
+
+void
+dispatch_finalize(struct core *c, struct program *p, enum program_state to,
+    enum sched_reason reason, const char *answer, int status, const char *msg)
+{
+	dispatch_end(c, p, to, reason, answer, status, msg, 0);
 }
 
 void

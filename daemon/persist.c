@@ -10,6 +10,7 @@
 #include "daemon/dispatch.h"
 #include "daemon/program.h"
 #include "daemon/telemetry.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -197,7 +198,11 @@ persist_arm(struct core *c)
 int
 persist_or_wait(struct core *c, struct program *p, int final)
 {
-	int rc = persist_program(c, p, final, final);
+	int rc;
+
+	/* This write carries whatever the group commit would have: it is no longer queued. */
+	persist_unqueue(c, p);
+	rc = persist_program(c, p, final, final);
 
 	if (rc == 0) {
 		if (p->persist_pending) {
@@ -264,18 +269,163 @@ persist_on_retry(evutil_socket_t fd, short what, void *arg)
 	core_kick(c);
 }
 
+/* --- group commit --- */
+
+/* Writes every queued program in one transaction. */
+static int
+persist_group_txn(struct store_txn *txn, void *arg)
+{
+	struct core *c = arg;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < c->ncommit; i++) {
+		struct program *p = c->commit_q[i];
+		struct persist_ctx cp;
+		if (p == NULL)
+			continue;
+		cp.p = p;
+		cp.all_chains = p->commit_final;
+		cp.history = p->commit_final;
+		cp.first = 0;
+		rc = persist_txn(txn, &cp);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+void
+persist_later(struct core *c, struct program *p, int final)
+{
+	if (p->commit_queued) {
+		p->commit_final = p->commit_final || final;
+		return;
+	}
+	if (ARRAY_GROW(c->commit_q, c->commit_cap, c->ncommit + 1) != 0) {
+		/* No room to queue it: write it alone now. */
+		if (persist_or_wait(c, p, final) == 0)
+			dispatch_persisted(c, p, final);
+		return;
+	}
+	c->commit_q[c->ncommit++] = p;
+	p->commit_queued = true;
+	p->commit_final = final != 0;
+	if (c->ncommit == 1)
+		event_active(c->commit, 0, 0);
+}
+
+void
+persist_unqueue(struct core *c, struct program *p)
+{
+	size_t i;
+
+	if (!p->commit_queued)
+		return;
+	for (i = 0; i < c->ncommit; i++)
+		if (c->commit_q[i] == p)
+			c->commit_q[i] = NULL;
+	for (i = 0; i < c->nflush; i++)
+		if (c->flush_q[i] == p)
+			c->flush_q[i] = NULL;
+	p->commit_queued = false;
+	p->commit_final = false;
+}
+
+void
+persist_flush(struct core *c)
+{
+	struct program **q;
+	size_t n, i, live = 0;
+	int64_t now = core_now_ms();
+	int rc;
+
+	if (c->ncommit == 0)
+		return;
+	for (i = 0; i < c->ncommit; i++)
+		if (c->commit_q[i] != NULL) {
+			c->commit_q[i]->updated_ms = now;
+			live++;
+		}
+	rc = live > 0 ? store_update(c->st, persist_group_txn, c) : 0;
+	/* Take the queue: the events below may queue programs again (a new turn). */
+	q = c->flush_q = c->commit_q;
+	n = c->nflush = c->ncommit;
+	c->commit_q = NULL;
+	c->ncommit = c->commit_cap = 0;
+	if (rc == 0 && live > 0)
+		telemetry_commit(c->tel, live);
+	for (i = 0; i < n; i++) {
+		struct program *p = q[i];
+		int final;
+		uint32_t j;
+		if (p == NULL || !p->commit_queued)
+			continue;
+		q[i] = NULL;
+		final = p->commit_final;
+		p->commit_queued = false;
+		p->commit_final = false;
+		if (rc != 0) {
+			/* The group failed: each program on its own, with the usual waiting and
+			 * retries for those that fail again. */
+			if (persist_or_wait(c, p, final) == 0)
+				dispatch_persisted(c, p, final);
+			continue;
+		}
+		for (j = 0; j < p->n; j++)
+			p->chains[j].dirty = false;
+		if (p->persist_pending) {
+			p->persist_pending = false;
+			p->persist_final = false;
+			c->persist_waiting--;
+			persist_health(c);
+		}
+		dispatch_persisted(c, p, final);
+	}
+	c->flush_q = NULL;
+	c->nflush = 0;
+	free(q);
+	if (rc == 0 && c->persist_waiting == 0) {
+		c->persist_failing_since_ms = 0;
+		c->persist_logged_ms = 0;
+		c->persist_unlogged = 0;
+	}
+	core_kick(c);
+}
+
+static void
+persist_on_commit(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	persist_flush(arg);
+}
+
 int
 persist_init(struct core *c)
 {
 	c->persist_retry = evtimer_new(c->base, persist_on_retry, c);
+	c->commit = event_new(c->base, -1, 0, persist_on_commit, c);
 	c->persist_backoff_ms = PERSIST_BACKOFF_MIN_MS;
-	return c->persist_retry != NULL ? 0 : -ENOMEM;
+	return c->persist_retry != NULL && c->commit != NULL ? 0 : -ENOMEM;
 }
 
 void
 persist_fini(struct core *c)
 {
+	size_t i;
+
 	if (c->persist_retry != NULL)
 		event_free(c->persist_retry);
 	c->persist_retry = NULL;
+	if (c->commit != NULL)
+		event_free(c->commit);
+	c->commit = NULL;
+	/* Unwritten results are dropped: the store holds the last committed step. */
+	for (i = 0; i < c->ncommit; i++)
+		if (c->commit_q[i] != NULL)
+			c->commit_q[i]->commit_queued = false;
+	free(c->commit_q);
+	c->commit_q = NULL;
+	c->ncommit = c->commit_cap = 0;
 }

@@ -93,6 +93,8 @@ struct program {
 	bool inflight;
 	bool persist_pending;     /* its last write failed: no step, no event until retried */
 	bool persist_final;       /* ... and that write was its ending (history, finished) */
+	bool commit_queued;       /* its step or ending waits for this loop turn's group commit */
+	bool commit_final;        /* ... and it is its ending */
 	char *worker;             /* address of the worker holding the chains (sticky) */
 	uint32_t attempts;        /* consecutive failed steps */
 	int64_t not_before_ms;    /* backoff after a failure */

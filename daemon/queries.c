@@ -77,7 +77,7 @@ queries_watch(struct core *c, const char *tenant, const char *id, struct rpc_cal
 
 	/* An ending whose write is still retried is not in the store yet: its watchers get
 	 * the finished event once it is. */
-	if (p != NULL && (!program_is_terminal(p) || p->persist_pending)) {
+	if (p != NULL && (!program_is_terminal(p) || p->persist_pending || p->commit_queued)) {
 		if (!queries_owned(c, tenant, p->tenant, p->tenant_uid))
 			return CERTA_ENOTFOUND;
 		return program_watch(p, watcher);
@@ -116,8 +116,9 @@ queries_cancel(struct core *c, const char *tenant, const char *id, int *state)
 		*state = PROGRAM_CANCELLED;
 		return 0;
 	}
-	if (p != NULL && strcmp(p->tenant, tenant) == 0 && p->persist_pending) {
-		*state = p->state;   /* ended, its write still retried */
+	if (p != NULL && strcmp(p->tenant, tenant) == 0 &&
+	    (p->persist_pending || p->commit_queued)) {
+		*state = p->state;   /* ended, its write still retried or queued */
 		return 0;
 	}
 	rc = queries_get(c, tenant, id, &pm);
