@@ -380,7 +380,7 @@ dispatch_ready_free(struct dispatch_ready *r)
 }
 
 /* Collects ready programs (running the scheduler on those whose decision is stale, which may
- * end some) and orders them by fair share (VTC across tenants; priority, deadline, remaining
+ * end some), to be ordered by fair share (VTC across tenants; priority, deadline, remaining
  * work inside a tenant; starvation bound).  Returns 0 or -ENOMEM. */
 static int
 dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
@@ -429,9 +429,26 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 		ready[n++] = p;
 	}
 	r->n = n;
-	if (n == 0)
-		return 0;
-	return fair_order(c->fair, items, n, now, c->opt.starvation_ms, r->order);
+	return 0;
+}
+
+/* Ends the programs whose deadline passed without collecting or ordering anything: the pass
+ * when no worker has a free step slot. */
+static void
+dispatch_expire(struct core *c, int64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < c->norder; i++) {
+		struct program *p = c->order[i];
+		struct sched_decision d;
+
+		if (p->inflight || p->persist_pending || p->commit_queued ||
+		    program_is_terminal(p) || p->deadline_ms == 0 || now < p->deadline_ms)
+			continue;
+		if (dispatch_decide(c, p, &d, 0) && (i >= c->norder || c->order[i] != p))
+			i--;  /* dispatch_finalize removed it from order */
+	}
 }
 
 /* One dispatch pass: ready programs in fair order, started while workers have free step
@@ -441,25 +458,35 @@ dispatch_run(struct core *c)
 {
 	int64_t now = core_now_ms(), t0;
 	struct dispatch_ready r;
+	struct fair_iter *it = NULL;
 	size_t i;
 
 	if (c->draining || c->norder == 0)
 		return;
 	t0 = dispatch_mono_us();
-	if (dispatch_collect(c, now, &r) != 0)
+	memset(&r, 0, sizeof r);
+	if (!pool_has_slots(c->pool)) {
+		/* Nothing can start: no ordering, only deadlines. */
+		dispatch_expire(c, now);
 		goto out;
-	for (i = 0; i < r.n && pool_has_slots(c->pool); i++) {
-		struct program *p = r.ready[r.order[i]];
+	}
+	if (dispatch_collect(c, now, &r) != 0 || r.n == 0 ||
+	    fair_iter_start(c->fair, r.items, r.n, now, c->opt.starvation_ms, &it) != 0)
+		goto out;
+	/* Items in fair order, only as many as workers take. */
+	while (pool_has_slots(c->pool) && fair_iter_next(it, &i) == 1) {
+		struct program *p = r.ready[i];
 		struct pool_worker *w = pool_pick(c->pool, p->worker, p->n, p->model);
 		struct sched_decision d;
 
 		if (w == NULL)
 			continue;
-		d.step_tokens = (uint32_t)(r.items[r.order[i]].cost / p->n);
+		d.step_tokens = (uint32_t)(r.items[i].cost / p->n);
 		if (dispatch_send_step(c, p, w, d.step_tokens) != 0)
 			p->not_before_ms = now + c->opt.retry_backoff_ms;
 	}
 out:
+	fair_iter_free(it);
 	dispatch_ready_free(&r);
 	telemetry_pass(c->tel, (dispatch_mono_us() - t0) / 1e6);
 }
@@ -468,10 +495,13 @@ int
 dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
 {
 	struct dispatch_ready r;
+	int64_t now = core_now_ms();
 	size_t i;
 	int rc;
 
-	rc = dispatch_collect(c, core_now_ms(), &r);
+	rc = dispatch_collect(c, now, &r);
+	if (rc == 0 && r.n > 0)
+		rc = fair_order(c->fair, r.items, r.n, now, c->opt.starvation_ms, r.order);
 	if (rc == 0) {
 		for (i = 0; i < r.n && i < max; i++)
 			ids[i] = r.ready[r.order[i]]->id;
