@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <event2/event.h>
 
 #include "daemon/dispatch.h"
@@ -28,6 +29,54 @@ struct persist_ctx {
 	int history;      /* also write the history record */
 	int first;        /* the accepting write: also record the idempotency key */
 };
+
+/* Appends the text a chain gained since its last commit as its next chunk in the text DB
+ * (schema 3), and makes its record say so: text "" and the chunk count and length.  Writes
+ * nothing for text that is already there, so the transaction can run again. */
+static int
+persist_chunk(struct store_txn *txn, const struct program *p, uint32_t index,
+    const struct chain *ch, Certa__V1__RequestRecord *rr)
+{
+	Certa__V1__TextChunk tc = CERTA__V1__TEXT_CHUNK__INIT;
+	size_t saved = ch->text_saved <= ch->text_len ? ch->text_saved : 0;
+	uint32_t chunks = ch->text_saved <= ch->text_len ? ch->text_chunks : 0;
+	char key[256];
+	int rc = 0;
+
+	if (ch->text != NULL && ch->text_len > saved) {
+		tc.text = strndup(ch->text + saved, ch->text_len - saved);
+		if (tc.text == NULL)
+			return -ENOMEM;
+		snprintf(key, sizeof key, "%s/%04u/%08x", p->id, index, chunks);
+		rc = store_put(txn, STORE_DB_TEXT, key, &tc.base);
+		free(tc.text);
+		chunks++;
+	}
+	rr->text = (char *)"";
+	rr->text_chunks = chunks;
+	rr->text_bytes = ch->text_len;
+	return rc;
+}
+
+/* After a commit: the chains written hold their text in the store. */
+static void
+persist_saved(struct program *p, int all_chains)
+{
+	uint32_t i;
+
+	for (i = 0; i < p->n; i++) {
+		struct chain *ch = &p->chains[i];
+		if (!all_chains && !ch->dirty)
+			continue;
+		if (ch->text_saved > ch->text_len)
+			ch->text_saved = ch->text_chunks = 0;   /* cannot happen: rewritten whole */
+		if (ch->text_len > ch->text_saved) {
+			ch->text_chunks++;
+			ch->text_saved = ch->text_len;
+		}
+		ch->dirty = false;
+	}
+}
 
 /* Writes the program record, changed chains and (at the end) history, in one transaction. */
 static int
@@ -77,7 +126,13 @@ persist_txn(struct store_txn *txn, void *arg)
 		if (!cp->all_chains && !ch->dirty)
 			continue;
 		program_chain_key(p, i, key, sizeof key);
-		rc = store_put(txn, STORE_DB_REQUESTS, key, &cpb[i].msg.base);
+		rc = persist_chunk(txn, p, i, ch, &cpb[i].msg);
+		if (rc == 0)
+			rc = store_put(txn, STORE_DB_REQUESTS, key, &cpb[i].msg.base);
+		/* The history record keeps the whole text. */
+		cpb[i].msg.text = ch->text != NULL ? ch->text : (char *)"";
+		cpb[i].msg.text_chunks = 0;
+		cpb[i].msg.text_bytes = 0;
 		if (rc != 0)
 			goto out;
 	}
@@ -151,7 +206,6 @@ int
 persist_write(struct core *c, struct program *p, int all_chains, int history, int first)
 {
 	struct persist_ctx cp = { p, all_chains, history, first };
-	uint32_t i;
 	int rc;
 
 	p->updated_ms = core_now_ms();
@@ -163,8 +217,7 @@ persist_write(struct core *c, struct program *p, int all_chains, int history, in
 		return rc;
 	}
 	telemetry_commit(c->tel, 1);
-	for (i = 0; i < p->n; i++)
-		p->chains[i].dirty = false;
+	persist_saved(p, all_chains);
 	if (c->persist_waiting == 0) {
 		/* A failure with nobody waiting (a refused Submit) ends here. */
 		c->persist_failing_since_ms = 0;
@@ -358,7 +411,6 @@ persist_flush(struct core *c)
 	for (i = 0; i < n; i++) {
 		struct program *p = q[i];
 		int final;
-		uint32_t j;
 		if (p == NULL || !p->commit_queued)
 			continue;
 		q[i] = NULL;
@@ -372,8 +424,7 @@ persist_flush(struct core *c)
 				dispatch_persisted(c, p, final);
 			continue;
 		}
-		for (j = 0; j < p->n; j++)
-			p->chains[j].dirty = false;
+		persist_saved(p, final);
 		if (p->persist_pending) {
 			p->persist_pending = false;
 			p->persist_final = false;

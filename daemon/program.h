@@ -68,6 +68,8 @@ struct chain {
 	struct probe_point *probes;
 	size_t nprobes, probes_cap;
 	bool dirty;               /* changed since last persisted */
+	size_t text_saved;        /* bytes of text in the store's text chunks (persist.c) */
+	uint32_t text_chunks;     /* ... in this many chunks */
 };
 
 struct program {

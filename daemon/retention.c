@@ -125,9 +125,14 @@ retention_txn(struct store_txn *txn, void *arg)
 	rc = store_scan(txn, STORE_DB_HISTORY, "", NULL, retention_history, pr);
 	if (rc < 0)
 		return rc;
-	for (i = 0; i < nprog; i++)
+	for (i = 0; i < nprog; i++) {
 		if ((rc = store_del(txn, STORE_DB_PROGRAMS, pr->keys[0][i])) != 0)
 			return rc;
+		/* The chains' text chunks (schema 3). */
+		snprintf(prefix, sizeof prefix, "%s/", pr->keys[0][i]);
+		if ((rc = store_del_prefix(txn, STORE_DB_TEXT, prefix, NULL)) != 0)
+			return rc;
+	}
 	for (i = 0; i < pr->n[1]; i++)
 		if ((rc = store_del(txn, STORE_DB_REQUESTS, pr->keys[1][i])) != 0)
 			return rc;

@@ -24,7 +24,7 @@
 #define STORE_MIB (1024u * 1024u)
 #define STORE_DEFAULT_MAP_SIZE ((size_t)64 * STORE_MIB)
 #define STORE_DEFAULT_MAX_MAP_SIZE ((size_t)64 * 1024 * STORE_MIB)
-#define STORE_MAX_DBS 8                 /* named DBs plus room to add a few */
+#define STORE_MAX_DBS 16                /* named DBs plus room to add a few */
 #define STORE_RESIZE_TRIES 8            /* MDB_MAP_RESIZED retries per txn begin */
 #define STORE_META_KEY "meta"
 #define STORE_KEY_BUF 512               /* LMDB's default max key size (511) + NUL */
@@ -64,6 +64,7 @@ static const struct {
 	[STORE_DB_POLICIES] = { "policies", &certa__v1__policy_record__descriptor },
 	[STORE_DB_HISTORY] = { "history", &certa__v1__history_record__descriptor },
 	[STORE_DB_IDEMPOTENCY] = { "idempotency", &certa__v1__idempotency_record__descriptor },
+	[STORE_DB_TEXT] = { "text", &certa__v1__text_chunk__descriptor },
 };
 
 struct store {
@@ -518,6 +519,39 @@ store_del(struct store_txn *txn, enum store_db db, const char *key)
 	return 0;
 }
 
+int
+store_del_prefix(struct store_txn *txn, enum store_db db, const char *prefix, size_t *deleted)
+{
+	size_t plen = prefix != NULL ? strlen(prefix) : 0, n = 0;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	rc = store_txn_check(txn, db, prefix, 1);
+	if (rc < 0)
+		return rc;
+	rc = mdb_cursor_open(txn->txn, txn->st->dbi[db], &cur);
+	if (rc != 0)
+		return store_txn_fail(txn, rc, "cursor", db, prefix);
+	for (;;) {
+		/* Seek again after each delete (the simplest cursor state to trust). */
+		k = (MDB_val){ .mv_size = plen, .mv_data = (void *)prefix };
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc != 0 || k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		rc = mdb_cursor_del(cur, 0);
+		if (rc != 0)
+			break;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_txn_fail(txn, rc, "del prefix", db, prefix);
+	if (deleted != NULL)
+		*deleted = n;
+	return 0;
+}
+
 /* store_scan, and with `skipped` not NULL a scan that counts damaged records there (each one
  * logged by store_decode) and goes on with the next. */
 static int
@@ -835,6 +869,18 @@ store_open_txn(struct store_txn *txn, void *arg)
 	if (rc < 0)
 		return rc == CERTA_EDATALOSS ? CERTA_ECORRUPT : rc;
 	have = (Certa__V1__MetaRecord *)msg;
+	if (have->schema_version == 2 && st->schema_version == 3) {
+		/* 2 -> 3 adds the text DB; schema 2 chain records (inline text) read as before and
+		 * move their text to chunks on their next write.  Only the version changes. */
+		have->schema_version = 3;
+		rc = store_put(txn, STORE_DB_META, STORE_META_KEY, &have->base);
+		if (rc != 0) {
+			protobuf_c_message_free_unpacked(msg, NULL);
+			return rc;
+		}
+		log_notice(LOG_STORE, "%s: schema_version 2 -> 3 (chain text appended in chunks); "
+			"older builds refuse this state from now on", st->path);
+	}
 	if (have->schema_version != st->schema_version) {
 		log_err(LOG_STORE, "schema version mismatch in %s: environment has "
 			"schema_version=%u, this build expects %u; refusing to open",

@@ -47,7 +47,8 @@
 
 /* The schema version this build writes into and expects from the meta record.  Bump it when a
  * change to records.proto or the key layout is not readable by the previous build. */
-#define STORE_SCHEMA_VERSION 2u    /* 2: framed, checksummed values and a state id */
+#define STORE_SCHEMA_VERSION 3u    /* 2: framed, checksummed values and a state id; 3: chain
+                                    * text appended in chunks (text DB) */
 
 /* Named DBs and the one message type stored in each. */
 enum store_db {
@@ -59,6 +60,7 @@ enum store_db {
 	STORE_DB_HISTORY,   /* "history": "<finished_unix_ms:016x>/<id>" -> certa.v1.HistoryRecord */
 	STORE_DB_IDEMPOTENCY, /* "idempotency": "<tenant>/<tenant uid:016x>/<key>" (uid 0:
 	                       * "<tenant>/<key>") -> certa.v1.IdempotencyRecord */
+	STORE_DB_TEXT,      /* "text": "<program id>/<index>/<chunk:08x>" -> certa.v1.TextChunk */
 	STORE_DB_COUNT
 };
 
@@ -203,6 +205,10 @@ int store_get_raw(struct store_txn *txn, enum store_db db, const char *key,
 
 /* Deletes `key` from `db`.  Errors: CERTA_ENOTFOUND (no such key), -EINVAL, -EACCES. */
 int store_del(struct store_txn *txn, enum store_db db, const char *key);
+/* Deletes every key of db that starts with prefix (not empty); *deleted (may be NULL) gets
+ * their number.  Returns 0, -EINVAL, -EACCES (read-only) or a store error. */
+int store_del_prefix(struct store_txn *txn, enum store_db db, const char *prefix,
+    size_t *deleted);
 
 /*
  * Called by store_scan for each record: `key` is NUL-terminated (keylen excludes the NUL), `msg`
