@@ -21,6 +21,9 @@
 #include "lib/rpc_server.h"
 #include "lib/strmap.h"
 
+/* Steps one dispatch pass sends at most (bounded loop turns). */
+#define DISPATCH_PASS_MAX 512
+
 /* Monotonic microseconds (the decision and pass timers). */
 static int64_t
 dispatch_mono_us(void)
@@ -459,7 +462,7 @@ dispatch_run(struct core *c)
 	int64_t now = core_now_ms(), t0;
 	struct dispatch_ready r;
 	struct fair_iter *it = NULL;
-	size_t i;
+	size_t i, sent = 0;
 
 	if (c->draining || c->norder == 0)
 		return;
@@ -473,7 +476,8 @@ dispatch_run(struct core *c)
 	if (dispatch_collect(c, now, &r) != 0 || r.n == 0 ||
 	    fair_iter_start(c->fair, r.items, r.n, now, c->opt.starvation_ms, &it) != 0)
 		goto out;
-	/* Items in fair order, only as many as workers take. */
+	/* Items in fair order, only as many as workers take, at most DISPATCH_PASS_MAX steps
+	 * per pass: the rest goes in the next turn, after replies, RPCs and probes. */
 	while (pool_has_slots(c->pool) && fair_iter_next(it, &i) == 1) {
 		struct program *p = r.ready[i];
 		struct pool_worker *w = pool_pick(c->pool, p->worker, p->n, p->model);
@@ -484,6 +488,10 @@ dispatch_run(struct core *c)
 		d.step_tokens = (uint32_t)(r.items[i].cost / p->n);
 		if (dispatch_send_step(c, p, w, d.step_tokens) != 0)
 			p->not_before_ms = now + c->opt.retry_backoff_ms;
+		else if (++sent >= DISPATCH_PASS_MAX) {
+			core_kick(c);
+			break;
+		}
 	}
 out:
 	fair_iter_free(it);

@@ -32,6 +32,7 @@ struct cqbridge {
 	/* loop thread only */
 	struct cqbridge_item *work;
 	size_t nwork, workcap;
+	size_t pos;                    /* next item of work to dispatch */
 	void (*done)(void *arg);
 	void *done_arg;
 	int shut;
@@ -82,18 +83,23 @@ cqbridge_thread(void *arg)
 	return NULL;
 }
 
-/* Loop thread: swap the list out under the lock and dispatch without it. */
+/* Loop thread: swap the list out under the lock and dispatch without it, at most
+ * CQBRIDGE_BATCH completions per loop turn: the rest waits for the next turn (the event is
+ * made active again), so timers, HTTP probes and work deferred to the end of a turn (certad's
+ * group commit and dispatch pass) run between batches. */
 static void
 cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct cqbridge *br = arg;
 	struct cqbridge_item *tmp;
 	uint64_t cnt;
-	size_t i, tmpcap;
+	size_t i, tmpcap, end;
 
 	(void)what;
 	while (read(fd, &cnt, sizeof cnt) < 0 && errno == EINTR)
 		;
+	if (br->pos < br->nwork)
+		goto dispatch;   /* the rest of the last list first */
 	pthread_mutex_lock(&br->lock);
 	tmp = br->work;
 	tmpcap = br->workcap;
@@ -103,10 +109,14 @@ cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 	br->items = tmp;
 	br->cap = tmpcap;
 	br->nitems = 0;
+	br->pos = 0;
 	pthread_mutex_unlock(&br->lock);
 
-	for (i = 0; i < br->nwork; i++) {
+dispatch:
+	end = br->nwork - br->pos > CQBRIDGE_BATCH ? br->pos + CQBRIDGE_BATCH : br->nwork;
+	for (i = br->pos; i < end; i++) {
 		struct cqbridge_item *it = &br->work[i];
+		br->pos = i + 1;
 		if (it->tag == NULL) {
 			br->shut = 1;
 			log_debug(LOG_RPC, "cqbridge: queue shut down");
@@ -117,7 +127,20 @@ cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 		br->dispatched++;
 		it->tag->fn(it->tag, it->ok);
 	}
+	if (br->pos < br->nwork) {
+		if (!br->shut)
+			event_active(br->ev, EV_READ, 0);
+		return;
+	}
 	br->nwork = 0;
+	br->pos = 0;
+	/* Completions queued meanwhile did not write the eventfd (the list was not empty when
+	 * this turn took it only if we cut it short): look again next turn. */
+	pthread_mutex_lock(&br->lock);
+	end = br->nitems;
+	pthread_mutex_unlock(&br->lock);
+	if (end > 0 && !br->shut)
+		event_active(br->ev, EV_READ, 0);
 }
 
 int

@@ -19,6 +19,9 @@
 struct event_base;
 struct cqbridge;
 
+/* Completions dispatched per loop turn at most; more wait for the next turn. */
+#define CQBRIDGE_BATCH 256
+
 struct cqbridge_tag {
 	/* Called on the loop thread; ok is grpc_event.success. */
 	void (*fn)(struct cqbridge_tag *tag, int ok);
