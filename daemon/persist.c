@@ -111,6 +111,15 @@ persist_txn(struct store_txn *txn, void *arg)
 		if (rc != 0)
 			goto out;
 	}
+	if (cp->first) {
+		/* The per-tenant index List reads. */
+		Certa__V1__TenantProgramRecord tp = CERTA__V1__TENANT_PROGRAM_RECORD__INIT;
+		tp.created_unix_ms = p->created_ms;
+		store_tenant_index_key(p->tenant, p->tenant_uid, p->id, key, sizeof key);
+		rc = store_put(txn, STORE_DB_TENANT_PROGRAMS, key, &tp.base);
+		if (rc != 0)
+			goto out;
+	}
 	cpb = calloc(p->n, sizeof *cpb);
 	rr = calloc(p->n, sizeof *rr);
 	if (cpb == NULL || rr == NULL) {

@@ -40,6 +40,7 @@
 #define CERTA_STORE_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -61,6 +62,8 @@ enum store_db {
 	STORE_DB_IDEMPOTENCY, /* "idempotency": "<tenant>/<tenant uid:016x>/<key>" (uid 0:
 	                       * "<tenant>/<key>") -> certa.v1.IdempotencyRecord */
 	STORE_DB_TEXT,      /* "text": "<program id>/<index>/<chunk:08x>" -> certa.v1.TextChunk */
+	STORE_DB_TENANT_PROGRAMS, /* "tenant_programs": store_tenant_index_key() ->
+	                           * certa.v1.TenantProgramRecord (the index List reads) */
 	STORE_DB_COUNT
 };
 
@@ -205,6 +208,17 @@ int store_get_raw(struct store_txn *txn, enum store_db db, const char *key,
 
 /* Deletes `key` from `db`.  Errors: CERTA_ENOTFOUND (no such key), -EINVAL, -EACCES. */
 int store_del(struct store_txn *txn, enum store_db db, const char *key);
+/* Calls fn with each key of db that starts with prefix (not empty) and sorts before `before`
+ * (NULL or "": no bound), in descending order, values unread, until fn returns non-zero: a
+ * negative value is returned, a positive one just stops.  Returns 0, -EINVAL or a store
+ * error. */
+typedef int (*store_key_fn)(const char *key, size_t keylen, void *arg);
+int store_keys_rev(struct store_txn *txn, enum store_db db, const char *prefix,
+    const char *before, store_key_fn fn, void *arg);
+/* The tenant_programs key of a program: "<tenant>/<uid, 16 hex>/<id>" (truncated to len). */
+void store_tenant_index_key(const char *tenant, uint64_t uid, const char *id, char *buf,
+    size_t len);
+
 /* Deletes every key of db that starts with prefix (not empty); *deleted (may be NULL) gets
  * their number.  Returns 0, -EINVAL, -EACCES (read-only) or a store error. */
 int store_del_prefix(struct store_txn *txn, enum store_db db, const char *prefix,

@@ -507,6 +507,58 @@ test_failed_commit_waits_and_recovers(void **state)
 	expect_order(f, want);
 }
 
+/* List reads the per-tenant index: newest first, pages chained by their token, only the
+ * caller's programs, the state filter applied, across a restart. */
+static void
+test_list_pages_from_index(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__ListReply lr;
+	const char *token;
+	char tok[64] = "";
+	int label, seen = 0, k;
+
+	tenant(f, "other", 1);
+	for (label = 0; label < 5; label++) {
+		struct timespec ts = { 0, 2000000 };
+		submit(f, label, "anon", 0, 0);
+		nanosleep(&ts, NULL);   /* ids are time-ordered to the millisecond */
+	}
+	submit(f, 5, "other", 0, 0);
+	assert_int_equal(queries_cancel(f->c, "anon", f->ids[1], &k), 0);
+	core_free(f->c);
+	f->c = NULL;
+	fx_open(f);
+	label = 4;
+	for (;;) {
+		size_t i;
+		assert_int_equal(queries_list(f->c, "anon", 0, 2, tok, &lr), 0);
+		for (i = 0; i < lr.n_programs; i++, label--) {
+			assert_true(label >= 0);
+			assert_string_equal(lr.programs[i]->id, f->ids[label]);
+			seen++;
+		}
+		token = lr.next_page_token;
+		if (token == NULL || token[0] == '\0') {
+			queries_list_free(&lr);
+			break;
+		}
+		assert_int_equal(lr.n_programs, 2);
+		snprintf(tok, sizeof tok, "%s", token);
+		queries_list_free(&lr);
+	}
+	assert_int_equal(seen, 5);
+	assert_int_equal(queries_list(f->c, "anon", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED,
+	    0, "", &lr), 0);
+	assert_int_equal(lr.n_programs, 1);
+	assert_string_equal(lr.programs[0]->id, f->ids[1]);
+	queries_list_free(&lr);
+	assert_int_equal(queries_list(f->c, "other", 0, 0, "", &lr), 0);
+	assert_int_equal(lr.n_programs, 1);
+	assert_string_equal(lr.programs[0]->id, f->ids[5]);
+	queries_list_free(&lr);
+}
+
 /* --- chain text appended in chunks (schema 3) --- */
 
 struct chunk_scan {
@@ -692,6 +744,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_failed_commit_waits_and_recovers, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_list_pages_from_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_text_in_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_text_moves_to_chunks, setup, teardown),
 	};

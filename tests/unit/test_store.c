@@ -957,6 +957,21 @@ test_verify_reports_every_corrupt_record(void **state)
 	assert_int_equal(store_verify(st, NULL, NULL, NULL), 2);
 }
 
+static int
+put_program_fn(struct store_txn *txn, void *arg)
+{
+	Certa__V1__ProgramRecord rec = CERTA__V1__PROGRAM_RECORD__INIT;
+	Certa__V1__Program pm = CERTA__V1__PROGRAM__INIT;
+
+	(void)arg;
+	pm.id = (char *)"p-1";
+	pm.tenant = (char *)"acme";
+	pm.created_unix_ms = 1234;
+	rec.program = &pm;
+	rec.tenant_uid = 0xab;
+	return store_put(txn, STORE_DB_PROGRAMS, "p-1", &rec.base);
+}
+
 /* A schema 2 store is moved to 3 on open (only the version changes: its records read as
  * before); a build of schema 2 then refuses it. */
 static void
@@ -969,11 +984,18 @@ test_schema_2_migrates_to_3(void **state)
 
 	assert_int_equal(STORE_SCHEMA_VERSION, 3);
 	assert_int_equal(store_open(f->env, &o2, &f->st), 0);
+	assert_int_equal(store_update(f->st, put_program_fn, NULL), 0);
 	store_close(f->st);
 	f->st = NULL;
 	assert_int_equal(store_open(f->env, NULL, &f->st), 0);
 	assert_int_equal(store_view(f->st, get_fn, &g), 0);
 	assert_int_equal(((Certa__V1__MetaRecord *)g.msg)->schema_version, 3);
+	protobuf_c_message_free_unpacked(g.msg, NULL);
+	/* The per-tenant index was built from the programs already there. */
+	g.db = STORE_DB_TENANT_PROGRAMS;
+	g.key = "acme/00000000000000ab/p-1";
+	assert_int_equal(store_view(f->st, get_fn, &g), 0);
+	assert_int_equal(((Certa__V1__TenantProgramRecord *)g.msg)->created_unix_ms, 1234);
 	protobuf_c_message_free_unpacked(g.msg, NULL);
 	store_close(f->st);
 	f->st = NULL;
