@@ -171,7 +171,10 @@ scrape(int mport)
 	return buf;
 }
 
-/* utime + stime of pid in seconds, and its peak RSS in kB. */
+/* utime + stime of pid in seconds, its peak RSS and its anonymous RSS now in kB (LMDB's
+ * map counts in RSS as file pages; RssAnon is the heap). */
+static long proc_anon_kb;
+
 static double
 proc_cpu(pid_t pid, long *hwm_kb)
 {
@@ -183,6 +186,8 @@ proc_cpu(pid_t pid, long *hwm_kb)
 	if (hwm_kb != NULL && harness_read_file(path, &s) == 0) {
 		p = strstr(s, "VmHWM:");
 		*hwm_kb = p != NULL ? strtol(p + 6, NULL, 10) : 0;
+		p = strstr(s, "RssAnon:");
+		proc_anon_kb = p != NULL ? strtol(p + 8, NULL, 10) : 0;
 		free(s);
 		s = NULL;
 	}
@@ -531,8 +536,9 @@ run_one(struct run *r, int kill9)
 	    (r->nids + 1) / tsub, r->errors);
 	printf("  live peak %.0f; %.0f steps in %.2f s: %.0f steps/s through certad\n",
 	    live_peak, steps, (t1 - t0) / 1e6, steps / ((t1 - t0) / 1e6));
-	printf("  certad CPU %.2f s: %.1f us per step; peak RSS %.1f MB\n", cpu1,
-	    steps > 0 ? cpu1 * 1e6 / steps : 0, hwm / 1024.0);
+	printf("  certad CPU %.2f s: %.1f us per step; peak RSS %.1f MB (anonymous at the end "
+	    "%.1f MB)\n", cpu1, steps > 0 ? cpu1 * 1e6 / steps : 0, hwm / 1024.0,
+	    proc_anon_kb / 1024.0);
 	if (m1 != NULL) {
 		printf("  decision (step result -> decided) p50 <= %.0f us  p99 <= %.0f us\n",
 		    metric_hist_q(m1, "certa_decision_seconds", 0.5) * 1e6,
