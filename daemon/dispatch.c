@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <event2/event.h>
 
 #include "daemon/events.h"
 #include "daemon/persist.h"
@@ -489,7 +490,10 @@ dispatch_run(struct core *c)
 		if (dispatch_send_step(c, p, w, d.step_tokens) != 0)
 			p->not_before_ms = now + c->opt.retry_backoff_ms;
 		else if (++sent >= DISPATCH_PASS_MAX) {
-			core_kick(c);
+			/* The rest on the next loop turn, after a poll (a zero-delay timer; an
+			 * active event would run in this same turn). */
+			static const struct timeval zero = { 0, 0 };
+			event_add(c->kick, &zero);
 			break;
 		}
 	}

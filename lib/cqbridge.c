@@ -21,6 +21,7 @@ struct cqbridge_item {
 struct cqbridge {
 	grpc_completion_queue *cq;
 	struct event *ev;
+	struct event *more;            /* zero-delay timer: the next batch, after a poll */
 	int efd;
 	pthread_t thread;
 	int thread_started;
@@ -83,10 +84,21 @@ cqbridge_thread(void *arg)
 	return NULL;
 }
 
+/* The next batch on the next loop turn, after the loop polled its descriptors (an event made
+ * active from a callback would run in this same turn). */
+static void
+cqbridge_again(struct cqbridge *br)
+{
+	static const struct timeval zero = { 0, 0 };
+
+	if (!br->shut && br->more != NULL && !evtimer_pending(br->more, NULL))
+		evtimer_add(br->more, &zero);
+}
+
 /* Loop thread: swap the list out under the lock and dispatch without it, at most
- * CQBRIDGE_BATCH completions per loop turn: the rest waits for the next turn (the event is
- * made active again), so timers, HTTP probes and work deferred to the end of a turn (certad's
- * group commit and dispatch pass) run between batches. */
+ * CQBRIDGE_BATCH completions per loop turn: the rest waits for the next turn (a zero-delay
+ * timer, so the loop polls its descriptors first), and timers, HTTP probes and work deferred
+ * to the end of a turn (certad's group commit and dispatch pass) run between batches. */
 static void
 cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 {
@@ -128,8 +140,7 @@ dispatch:
 		it->tag->fn(it->tag, it->ok);
 	}
 	if (br->pos < br->nwork) {
-		if (!br->shut)
-			event_active(br->ev, EV_READ, 0);
+		cqbridge_again(br);
 		return;
 	}
 	br->nwork = 0;
@@ -139,8 +150,17 @@ dispatch:
 	pthread_mutex_lock(&br->lock);
 	end = br->nitems;
 	pthread_mutex_unlock(&br->lock);
-	if (end > 0 && !br->shut)
-		event_active(br->ev, EV_READ, 0);
+	if (end > 0)
+		cqbridge_again(br);
+}
+
+static void
+cqbridge_on_more(evutil_socket_t fd, short what, void *arg)
+{
+	struct cqbridge *br = arg;
+
+	(void)fd;
+	cqbridge_drain(br->efd, what, br);
 }
 
 int
@@ -159,7 +179,8 @@ cqbridge_new(struct event_base *base, struct cqbridge **out)
 		goto fail_br;
 	}
 	br->ev = event_new(base, br->efd, EV_READ | EV_PERSIST, cqbridge_drain, br);
-	if (br->ev == NULL || event_add(br->ev, NULL) != 0) {
+	br->more = evtimer_new(base, cqbridge_on_more, br);
+	if (br->ev == NULL || br->more == NULL || event_add(br->ev, NULL) != 0) {
 		rc = -ENOMEM;
 		goto fail_ev;
 	}
@@ -184,6 +205,8 @@ fail_cq:
 		;
 	grpc_completion_queue_destroy(br->cq);
 fail_ev:
+	if (br->more != NULL)
+		event_free(br->more);
 	if (br->ev != NULL)
 		event_free(br->ev);
 	close(br->efd);
@@ -218,6 +241,7 @@ cqbridge_free(struct cqbridge *br)
 		pthread_join(br->thread, NULL);
 	}
 	grpc_completion_queue_destroy(br->cq);
+	event_free(br->more);
 	event_free(br->ev);
 	close(br->efd);
 	pthread_mutex_destroy(&br->lock);
