@@ -3,6 +3,7 @@
 #include "daemon/core_impl.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,10 @@
 #include "lib/rpc_server.h"
 #include "lib/strmap.h"
 
-/* Steps one dispatch pass sends at most (bounded loop turns). */
+/* Steps one dispatch pass sends at most, and stale decisions it makes at most (after a
+ * restart every decision is stale): bounded loop turns. */
 #define DISPATCH_PASS_MAX 512
+#define DISPATCH_DECIDE_MAX 256
 
 /* Monotonic microseconds (the decision and pass timers). */
 static int64_t
@@ -387,11 +390,12 @@ dispatch_ready_free(struct dispatch_ready *r)
  * end some), to be ordered by fair share (VTC across tenants; priority, deadline, remaining
  * work inside a tenant; starvation bound).  Returns 0 or -ENOMEM. */
 static int
-dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
+dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t max_decide,
+    int *more)
 {
 	struct fair_item *items;
 	struct program **ready;
-	size_t i, n = 0;
+	size_t i, n = 0, decided = 0;
 
 	memset(r, 0, sizeof *r);
 	if (c->norder == 0)
@@ -414,7 +418,10 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 		    (p->deadline_ms == 0 || now < p->deadline_ms)) {
 			/* Nothing changed since the last decision: reuse it. */
 			d.step_tokens = p->next_step_tokens;
-		} else if (dispatch_decide(c, p, &d, 0)) {
+		} else if (decided >= max_decide) {
+			*more = 1;   /* decided in a later pass */
+			continue;
+		} else if (decided++, dispatch_decide(c, p, &d, 0)) {
 			/* Deadlines and budgets can end a program without a step. */
 			if (i >= c->norder || c->order[i] != p)
 				i--;  /* dispatch_finalize removed it from order */
@@ -464,6 +471,7 @@ dispatch_run(struct core *c)
 	struct dispatch_ready r;
 	struct fair_iter *it = NULL;
 	size_t i, sent = 0;
+	int more = 0;
 
 	if (c->draining || c->norder == 0)
 		return;
@@ -474,7 +482,7 @@ dispatch_run(struct core *c)
 		dispatch_expire(c, now);
 		goto out;
 	}
-	if (dispatch_collect(c, now, &r) != 0 || r.n == 0 ||
+	if (dispatch_collect(c, now, &r, DISPATCH_DECIDE_MAX, &more) != 0 || r.n == 0 ||
 	    fair_iter_start(c->fair, r.items, r.n, now, c->opt.starvation_ms, &it) != 0)
 		goto out;
 	/* Items in fair order, only as many as workers take, at most DISPATCH_PASS_MAX steps
@@ -490,14 +498,17 @@ dispatch_run(struct core *c)
 		if (dispatch_send_step(c, p, w, d.step_tokens) != 0)
 			p->not_before_ms = now + c->opt.retry_backoff_ms;
 		else if (++sent >= DISPATCH_PASS_MAX) {
-			/* The rest on the next loop turn, after a poll (a zero-delay timer; an
-			 * active event would run in this same turn). */
-			static const struct timeval zero = { 0, 0 };
-			event_add(c->kick, &zero);
+			more = 1;
 			break;
 		}
 	}
 out:
+	if (more) {
+		/* The rest on the next loop turn, after a poll (a zero-delay timer; an active
+		 * event would run in this same turn). */
+		static const struct timeval zero = { 0, 0 };
+		event_add(c->kick, &zero);
+	}
 	fair_iter_free(it);
 	dispatch_ready_free(&r);
 	telemetry_pass(c->tel, (dispatch_mono_us() - t0) / 1e6);
@@ -509,9 +520,9 @@ dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
 	struct dispatch_ready r;
 	int64_t now = core_now_ms();
 	size_t i;
-	int rc;
+	int rc, more = 0;
 
-	rc = dispatch_collect(c, now, &r);
+	rc = dispatch_collect(c, now, &r, SIZE_MAX, &more);
 	if (rc == 0 && r.n > 0)
 		rc = fair_order(c->fair, r.items, r.n, now, c->opt.starvation_ms, r.order);
 	if (rc == 0) {
