@@ -25,7 +25,7 @@
 
 /* Steps one dispatch pass sends at most, and stale decisions it makes at most (after a
  * restart every decision is stale): bounded loop turns. */
-#define DISPATCH_PASS_MAX 512
+#define DISPATCH_PASS_MAX 256
 #define DISPATCH_DECIDE_MAX 256
 
 /* Monotonic microseconds (the decision and pass timers). */

@@ -20,7 +20,7 @@ struct event_base;
 struct cqbridge;
 
 /* Completions dispatched per loop turn at most; more wait for the next turn. */
-#define CQBRIDGE_BATCH 256
+#define CQBRIDGE_BATCH 128
 
 struct cqbridge_tag {
 	/* Called on the loop thread; ok is grpc_event.success. */
