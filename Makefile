@@ -329,6 +329,12 @@ demo: deps
 bench: all
 	@BUILD=$(BUILD) bash bench/run.sh
 
+# The control plane at scale (docs/daemon.md "Scale"); minutes, not part of make check.
+BENCH_SCALE_ARGS ?= --programs 100,1000,5000,10000 --kill9
+.PHONY: bench-scale
+bench-scale: $(BINS) $(BUILD)/bin/bench-scale
+	@BUILD=$(BUILD) $(BUILD)/bin/bench-scale $(BENCH_SCALE_ARGS)
+
 # Installation layout (all overridable; DESTDIR is prepended to every path):
 #   $(PREFIX)/bin/certactl, certa-eval, $(PREFIX)/sbin/certad, $(PREFIX)/sbin/certa-worker    0755
 #   $(UNITDIR)/certad.service, certa-worker@.service    ExecStart and /etc/certa paths

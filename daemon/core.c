@@ -82,6 +82,7 @@ core_forget(struct core *c, struct program *p)
 	size_t i;
 
 	strmap_del(c->live, p->id);
+	persist_unqueue(c, p);
 	for (i = 0; i < c->norder; i++) {
 		if (c->order[i] == p) {
 			memmove(&c->order[i], &c->order[i + 1], (c->norder - i - 1) * sizeof *c->order);
@@ -368,6 +369,7 @@ core_drain(struct core *c, void (*done)(void *), void *arg)
 		}
 	}
 	if (pool_inflight(c->pool) == 0) {
+		persist_flush(c);
 		done(arg);
 		return;
 	}

@@ -51,6 +51,12 @@ struct core {
 	int degraded;                   /* last value given to degraded_fn */
 	void (*degraded_fn)(void *arg, int degraded);
 	void *degraded_arg;
+	/* Group commit (persist.c): step results and endings of one loop turn, one transaction. */
+	struct program **commit_q;      /* programs with commit_queued (NULL: dropped) */
+	size_t ncommit, commit_cap;
+	struct event *commit;           /* runs the group commit after the turn's results */
+	struct program **flush_q;       /* the queue being handed out after its commit */
+	size_t nflush;
 };
 
 /* Wall-clock milliseconds. */

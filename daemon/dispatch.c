@@ -3,10 +3,12 @@
 #include "daemon/core_impl.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <event2/event.h>
 
 #include "daemon/events.h"
 #include "daemon/persist.h"
@@ -22,6 +24,21 @@
 #include "lib/rpc.h"
 #include "lib/rpc_server.h"
 #include "lib/strmap.h"
+
+/* Steps one dispatch pass sends at most, and stale decisions it makes at most (after a
+ * restart every decision is stale): bounded loop turns. */
+#define DISPATCH_PASS_MAX 256
+#define DISPATCH_DECIDE_MAX 256
+
+/* Monotonic microseconds (the decision and pass timers). */
+static int64_t
+dispatch_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* --- stepping --- */
 
@@ -87,9 +104,13 @@ dispatch_chain_features(const struct sched_policy *pol, struct program *p,
 	}
 }
 
-/* Runs the scheduler on a program and acts on its decision.  Returns 1 if it stopped. */
+static void dispatch_end(struct core *c, struct program *p, enum program_state to,
+    enum sched_reason reason, const char *answer, int status, const char *msg, int later);
+
+/* Runs the scheduler on a program and acts on its decision (an ending goes to the group
+ * commit when later is set).  Returns 1 if it stopped. */
 static int
-dispatch_decide(struct core *c, struct program *p, struct sched_decision *d)
+dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int later)
 {
 	struct sched_chain *chains = calloc(p->n, sizeof *chains);
 	const struct sched_policy *pol = dispatch_policy(c, p);
@@ -130,7 +151,7 @@ dispatch_decide(struct core *c, struct program *p, struct sched_decision *d)
 		return 0;
 	}
 	p->low_confidence = d->low_confidence;
-	dispatch_finalize(c, p, PROGRAM_FINISHED, d->reason, p->answer, 0, NULL);
+	dispatch_end(c, p, PROGRAM_FINISHED, d->reason, p->answer, 0, NULL, later);
 	return 1;
 }
 
@@ -237,9 +258,11 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 	struct timespec now;
 	int rc;
 
+	int64_t t0;
+
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	telemetry_step(c->tel, pool_worker_addr(w),
-	    ((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - s->sent_us) / 1e6, (int)status);
+	t0 = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+	telemetry_step(c->tel, pool_worker_addr(w), (t0 - s->sent_us) / 1e6, (int)status);
 	if (p == NULL)
 		goto out;
 	p->inflight = false;
@@ -286,12 +309,13 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 			telemetry_tokens(c->tel, p->tenant, served - probe, probe);
 		}
 	}
-	if (dispatch_decide(c, p, &d))
+	rc = dispatch_decide(c, p, &d, 1);
+	telemetry_decision(c->tel, (dispatch_mono_us() - t0) / 1e6);
+	if (rc)
 		goto out;
-	/* Commit the step before telling anyone about it; a failed commit holds the program
-	 * (no step, no event) until the retry writes it. */
-	if (persist_or_wait(c, p, 0) == 0)
-		events_progress(p);
+	/* Commit the step (with the others of this loop turn) before telling anyone about it;
+	 * a failed commit holds the program (no step, no event) until the retry writes it. */
+	persist_later(c, p, 0);
 out:
 	if (reply != NULL)
 		protobuf_c_message_free_unpacked(&reply->base, NULL);
@@ -299,6 +323,7 @@ out:
 	if (c->draining && pool_inflight(c->pool) == 0 && c->drain_done != NULL) {
 		void (*done)(void *) = c->drain_done;
 		c->drain_done = NULL;
+		persist_flush(c);
 		done(c->drain_arg);
 		return;
 	}
@@ -391,6 +416,8 @@ struct dispatch_ready {
 	struct program **ready;
 	size_t *order;            /* indexes into items/ready, best first */
 	size_t n;
+	size_t nfair;             /* items[0..nfair) are tenant work in fair order; the rest
+	                           * are shadows (daemon/shadow.h), offered after them */
 };
 
 static void
@@ -402,15 +429,15 @@ dispatch_ready_free(struct dispatch_ready *r)
 }
 
 /* Collects ready programs (running the scheduler on those whose decision is stale, which may
- * end some) and orders them by fair share (VTC across tenants; priority, deadline, remaining
+ * end some), to be ordered by fair share (VTC across tenants; priority, deadline, remaining
  * work inside a tenant; starvation bound).  Returns 0 or -ENOMEM. */
 static int
-dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
+dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t max_decide,
+    int *more)
 {
 	struct fair_item *items;
 	struct program **ready, **shadows;
-	size_t i, n = 0, ns = 0;
-	int rc;
+	size_t i, n = 0, ns = 0, decided = 0;
 
 	memset(r, 0, sizeof *r);
 	if (c->norder == 0)
@@ -428,15 +455,18 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 		struct sched_decision d;
 		uint64_t used;
 
-		if (p->inflight || p->persist_pending || program_is_terminal(p) ||
-		    p->not_before_ms > now)
+		if (p->inflight || p->persist_pending || p->commit_queued ||
+		    program_is_terminal(p) || p->not_before_ms > now)
 			continue;
 		if (p->decided && p->decided_steps == p->steps &&
 		    p->decided_gen == policies_generation(c->policies) &&
 		    (p->deadline_ms == 0 || now < p->deadline_ms)) {
 			/* Nothing changed since the last decision: reuse it. */
 			d.step_tokens = p->next_step_tokens;
-		} else if (dispatch_decide(c, p, &d)) {
+		} else if (decided >= max_decide) {
+			*more = 1;   /* decided in a later pass */
+			continue;
+		} else if (decided++, dispatch_decide(c, p, &d, 0)) {
 			/* Deadlines and budgets can end a program without a step. */
 			if (i >= c->norder || c->order[i] != p)
 				i--;  /* dispatch_finalize removed it from order */
@@ -460,8 +490,8 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 		items[n].seq = p->seq;
 		ready[n++] = p;
 	}
-	rc = n > 0 ? fair_order(c->fair, items, n, now, c->opt.starvation_ms, r->order) : 0;
-	for (i = 0; rc == 0 && i < ns; i++) {
+	r->nfair = n;
+	for (i = 0; i < ns; i++) {
 		struct program *p = shadows[i];
 		items[n].tenant = p->tenant;
 		items[n].priority = p->priority;
@@ -474,7 +504,26 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 	}
 	r->n = n;
 	free(shadows);
-	return rc;
+	return 0;
+}
+
+/* Ends the programs whose deadline passed without collecting or ordering anything: the pass
+ * when no worker has a free step slot. */
+static void
+dispatch_expire(struct core *c, int64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < c->norder; i++) {
+		struct program *p = c->order[i];
+		struct sched_decision d;
+
+		if (p->inflight || p->persist_pending || p->commit_queued ||
+		    program_is_terminal(p) || p->deadline_ms == 0 || now < p->deadline_ms)
+			continue;
+		if (dispatch_decide(c, p, &d, 0) && (i >= c->norder || c->order[i] != p))
+			i--;  /* dispatch_finalize removed it from order */
+	}
 }
 
 /* One dispatch pass: ready programs in fair order, started while workers have free step
@@ -482,37 +531,73 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r)
 void
 dispatch_run(struct core *c)
 {
-	int64_t now = core_now_ms();
+	int64_t now = core_now_ms(), t0;
 	struct dispatch_ready r;
-	size_t i;
+	struct fair_iter *it = NULL;
+	size_t i, sent = 0, shadow;
+	int more = 0;
 
 	if (c->draining || c->norder == 0)
 		return;
-	if (dispatch_collect(c, now, &r) != 0)
+	t0 = dispatch_mono_us();
+	memset(&r, 0, sizeof r);
+	if (!pool_has_slots(c->pool)) {
+		/* Nothing can start: no ordering, only deadlines. */
+		dispatch_expire(c, now);
 		goto out;
-	for (i = 0; i < r.n && pool_has_slots(c->pool); i++) {
-		struct program *p = r.ready[r.order[i]];
+	}
+	if (dispatch_collect(c, now, &r, DISPATCH_DECIDE_MAX, &more) != 0 || r.n == 0 ||
+	    (r.nfair > 0 &&
+	    fair_iter_start(c->fair, r.items, r.nfair, now, c->opt.starvation_ms, &it) != 0))
+		goto out;
+	/* Items in fair order, then shadows, only as many as workers take, at most
+	 * DISPATCH_PASS_MAX steps per pass: the rest goes in the next turn, after replies, RPCs
+	 * and probes. */
+	shadow = r.nfair;
+	while (pool_has_slots(c->pool)) {
+		struct program *p;
+		if (it == NULL || fair_iter_next(it, &i) != 1) {
+			if (shadow >= r.n)
+				break;
+			i = shadow++;
+		}
+		p = r.ready[i];
 		struct pool_worker *w = pool_pick(c->pool, p->worker, p->n, p->model);
 		struct sched_decision d;
 
 		if (w == NULL)
 			continue;
-		d.step_tokens = (uint32_t)(r.items[r.order[i]].cost / p->n);
+		d.step_tokens = (uint32_t)(r.items[i].cost / p->n);
 		if (dispatch_send_step(c, p, w, d.step_tokens) != 0)
 			p->not_before_ms = now + c->opt.retry_backoff_ms;
+		else if (++sent >= DISPATCH_PASS_MAX) {
+			more = 1;
+			break;
+		}
 	}
 out:
+	if (more) {
+		/* The rest on the next loop turn, after a poll (a zero-delay timer; an active
+		 * event would run in this same turn). */
+		static const struct timeval zero = { 0, 0 };
+		event_add(c->kick, &zero);
+	}
+	fair_iter_free(it);
 	dispatch_ready_free(&r);
+	telemetry_pass(c->tel, (dispatch_mono_us() - t0) / 1e6);
 }
 
 int
 dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
 {
 	struct dispatch_ready r;
+	int64_t now = core_now_ms();
 	size_t i;
-	int rc;
+	int rc, more = 0;
 
-	rc = dispatch_collect(c, core_now_ms(), &r);
+	rc = dispatch_collect(c, now, &r, SIZE_MAX, &more);
+	if (rc == 0 && r.nfair > 0)
+		rc = fair_order(c->fair, r.items, r.nfair, now, c->opt.starvation_ms, r.order);
 	if (rc == 0) {
 		for (i = 0; i < r.n && i < max; i++)
 			ids[i] = r.ready[r.order[i]]->id;
@@ -522,10 +607,11 @@ dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
 	return rc;
 }
 
-/* Ends a program: terminal state, result, history, events, worker release. */
-void
-dispatch_finalize(struct core *c, struct program *p, enum program_state to,
-    enum sched_reason reason, const char *answer, int status, const char *msg)
+/* Ends a program: terminal state, result, history, events, worker release; the write now,
+ * or with the loop turn's group commit (later). */
+static void
+dispatch_end(struct core *c, struct program *p, enum program_state to,
+    enum sched_reason reason, const char *answer, int status, const char *msg, int later)
 {
 	core_set_state(c, p, to);
 	p->reason = reason;
@@ -552,8 +638,17 @@ dispatch_finalize(struct core *c, struct program *p, enum program_state to,
 		p->low_confidence = true;
 	/* A failed commit holds the ending (no finished event, the program stays live) until
 	 * the retry writes it. */
-	if (persist_or_wait(c, p, 1) == 0)
+	if (later)
+		persist_later(c, p, 1);
+	else if (persist_or_wait(c, p, 1) == 0)
 		dispatch_persisted(c, p, 1);
+}
+
+void
+dispatch_finalize(struct core *c, struct program *p, enum program_state to,
+    enum sched_reason reason, const char *answer, int status, const char *msg)
+{
+	dispatch_end(c, p, to, reason, answer, status, msg, 0);
 }
 
 void

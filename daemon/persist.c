@@ -5,10 +5,13 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <event2/event.h>
 
 #include "daemon/dispatch.h"
 #include "daemon/program.h"
+#include "daemon/telemetry.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -26,6 +29,54 @@ struct persist_ctx {
 	int history;      /* also write the history record */
 	int first;        /* the accepting write: also record the idempotency key */
 };
+
+/* Appends the text a chain gained since its last commit as its next chunk in the text DB
+ * (schema 3), and makes its record say so: text "" and the chunk count and length.  Writes
+ * nothing for text that is already there, so the transaction can run again. */
+static int
+persist_chunk(struct store_txn *txn, const struct program *p, uint32_t index,
+    const struct chain *ch, Certa__V1__RequestRecord *rr)
+{
+	Certa__V1__TextChunk tc = CERTA__V1__TEXT_CHUNK__INIT;
+	size_t saved = ch->text_saved <= ch->text_len ? ch->text_saved : 0;
+	uint32_t chunks = ch->text_saved <= ch->text_len ? ch->text_chunks : 0;
+	char key[256];
+	int rc = 0;
+
+	if (ch->text != NULL && ch->text_len > saved) {
+		tc.text = strndup(ch->text + saved, ch->text_len - saved);
+		if (tc.text == NULL)
+			return -ENOMEM;
+		snprintf(key, sizeof key, "%s/%04u/%08x", p->id, index, chunks);
+		rc = store_put(txn, STORE_DB_TEXT, key, &tc.base);
+		free(tc.text);
+		chunks++;
+	}
+	rr->text = (char *)"";
+	rr->text_chunks = chunks;
+	rr->text_bytes = ch->text_len;
+	return rc;
+}
+
+/* After a commit: the chains written hold their text in the store. */
+static void
+persist_saved(struct program *p, int all_chains)
+{
+	uint32_t i;
+
+	for (i = 0; i < p->n; i++) {
+		struct chain *ch = &p->chains[i];
+		if (!all_chains && !ch->dirty)
+			continue;
+		if (ch->text_saved > ch->text_len)
+			ch->text_saved = ch->text_chunks = 0;   /* cannot happen: rewritten whole */
+		if (ch->text_len > ch->text_saved) {
+			ch->text_chunks++;
+			ch->text_saved = ch->text_len;
+		}
+		ch->dirty = false;
+	}
+}
 
 /* Writes the program record, changed chains and (at the end) history, in one transaction. */
 static int
@@ -65,6 +116,15 @@ persist_txn(struct store_txn *txn, void *arg)
 		if (rc != 0)
 			goto out;
 	}
+	if (cp->first) {
+		/* The per-tenant index List reads. */
+		Certa__V1__TenantProgramRecord tp = CERTA__V1__TENANT_PROGRAM_RECORD__INIT;
+		tp.created_unix_ms = p->created_ms;
+		store_tenant_index_key(p->tenant, p->tenant_uid, p->id, key, sizeof key);
+		rc = store_put(txn, STORE_DB_TENANT_PROGRAMS, key, &tp.base);
+		if (rc != 0)
+			goto out;
+	}
 	cpb = calloc(p->n, sizeof *cpb);
 	rr = calloc(p->n, sizeof *rr);
 	if (cpb == NULL || rr == NULL) {
@@ -80,7 +140,13 @@ persist_txn(struct store_txn *txn, void *arg)
 		if (!cp->all_chains && !ch->dirty)
 			continue;
 		program_chain_key(p, i, key, sizeof key);
-		rc = store_put(txn, STORE_DB_REQUESTS, key, &cpb[i].msg.base);
+		rc = persist_chunk(txn, p, i, ch, &cpb[i].msg);
+		if (rc == 0)
+			rc = store_put(txn, STORE_DB_REQUESTS, key, &cpb[i].msg.base);
+		/* The history record keeps the whole text. */
+		cpb[i].msg.text = ch->text != NULL ? ch->text : (char *)"";
+		cpb[i].msg.text_chunks = 0;
+		cpb[i].msg.text_bytes = 0;
 		if (rc != 0)
 			goto out;
 	}
@@ -154,7 +220,6 @@ int
 persist_write(struct core *c, struct program *p, int all_chains, int history, int first)
 {
 	struct persist_ctx cp = { p, all_chains, history, first };
-	uint32_t i;
 	int rc;
 
 	p->updated_ms = core_now_ms();
@@ -165,8 +230,8 @@ persist_write(struct core *c, struct program *p, int all_chains, int history, in
 		persist_failed(c, p, rc);
 		return rc;
 	}
-	for (i = 0; i < p->n; i++)
-		p->chains[i].dirty = false;
+	telemetry_commit(c->tel, 1);
+	persist_saved(p, all_chains);
 	if (c->persist_waiting == 0) {
 		/* A failure with nobody waiting (a refused Submit) ends here. */
 		c->persist_failing_since_ms = 0;
@@ -200,7 +265,11 @@ persist_arm(struct core *c)
 int
 persist_or_wait(struct core *c, struct program *p, int final)
 {
-	int rc = persist_program(c, p, final, final);
+	int rc;
+
+	/* This write carries whatever the group commit would have: it is no longer queued. */
+	persist_unqueue(c, p);
+	rc = persist_program(c, p, final, final);
 
 	if (rc == 0) {
 		if (p->persist_pending) {
@@ -267,18 +336,161 @@ persist_on_retry(evutil_socket_t fd, short what, void *arg)
 	core_kick(c);
 }
 
+/* --- group commit --- */
+
+/* Writes every queued program in one transaction. */
+static int
+persist_group_txn(struct store_txn *txn, void *arg)
+{
+	struct core *c = arg;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < c->ncommit; i++) {
+		struct program *p = c->commit_q[i];
+		struct persist_ctx cp;
+		if (p == NULL)
+			continue;
+		cp.p = p;
+		cp.all_chains = p->commit_final;
+		cp.history = p->commit_final;
+		cp.first = 0;
+		rc = persist_txn(txn, &cp);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+void
+persist_later(struct core *c, struct program *p, int final)
+{
+	if (p->commit_queued) {
+		p->commit_final = p->commit_final || final;
+		return;
+	}
+	if (ARRAY_GROW(c->commit_q, c->commit_cap, c->ncommit + 1) != 0) {
+		/* No room to queue it: write it alone now. */
+		if (persist_or_wait(c, p, final) == 0)
+			dispatch_persisted(c, p, final);
+		return;
+	}
+	c->commit_q[c->ncommit++] = p;
+	p->commit_queued = true;
+	p->commit_final = final != 0;
+	if (c->ncommit == 1)
+		event_active(c->commit, 0, 0);
+}
+
+void
+persist_unqueue(struct core *c, struct program *p)
+{
+	size_t i;
+
+	if (!p->commit_queued)
+		return;
+	for (i = 0; i < c->ncommit; i++)
+		if (c->commit_q[i] == p)
+			c->commit_q[i] = NULL;
+	for (i = 0; i < c->nflush; i++)
+		if (c->flush_q[i] == p)
+			c->flush_q[i] = NULL;
+	p->commit_queued = false;
+	p->commit_final = false;
+}
+
+void
+persist_flush(struct core *c)
+{
+	struct program **q;
+	size_t n, i, live = 0;
+	int64_t now = core_now_ms();
+	int rc;
+
+	if (c->ncommit == 0)
+		return;
+	for (i = 0; i < c->ncommit; i++)
+		if (c->commit_q[i] != NULL) {
+			c->commit_q[i]->updated_ms = now;
+			live++;
+		}
+	rc = live > 0 ? store_update(c->st, persist_group_txn, c) : 0;
+	/* Take the queue: the events below may queue programs again (a new turn). */
+	q = c->flush_q = c->commit_q;
+	n = c->nflush = c->ncommit;
+	c->commit_q = NULL;
+	c->ncommit = c->commit_cap = 0;
+	if (rc == 0 && live > 0)
+		telemetry_commit(c->tel, live);
+	for (i = 0; i < n; i++) {
+		struct program *p = q[i];
+		int final;
+		if (p == NULL || !p->commit_queued)
+			continue;
+		q[i] = NULL;
+		final = p->commit_final;
+		p->commit_queued = false;
+		p->commit_final = false;
+		if (rc != 0) {
+			/* The group failed: each program on its own, with the usual waiting and
+			 * retries for those that fail again. */
+			if (persist_or_wait(c, p, final) == 0)
+				dispatch_persisted(c, p, final);
+			continue;
+		}
+		persist_saved(p, final);
+		if (p->persist_pending) {
+			p->persist_pending = false;
+			p->persist_final = false;
+			c->persist_waiting--;
+			persist_health(c);
+		}
+		dispatch_persisted(c, p, final);
+	}
+	c->flush_q = NULL;
+	c->nflush = 0;
+	free(q);
+	if (rc == 0 && c->persist_waiting == 0) {
+		c->persist_failing_since_ms = 0;
+		c->persist_logged_ms = 0;
+		c->persist_unlogged = 0;
+	}
+	core_kick(c);
+}
+
+static void
+persist_on_commit(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	persist_flush(arg);
+}
+
 int
 persist_init(struct core *c)
 {
 	c->persist_retry = evtimer_new(c->base, persist_on_retry, c);
+	c->commit = event_new(c->base, -1, 0, persist_on_commit, c);
 	c->persist_backoff_ms = PERSIST_BACKOFF_MIN_MS;
-	return c->persist_retry != NULL ? 0 : -ENOMEM;
+	return c->persist_retry != NULL && c->commit != NULL ? 0 : -ENOMEM;
 }
 
 void
 persist_fini(struct core *c)
 {
+	size_t i;
+
 	if (c->persist_retry != NULL)
 		event_free(c->persist_retry);
 	c->persist_retry = NULL;
+	if (c->commit != NULL)
+		event_free(c->commit);
+	c->commit = NULL;
+	/* Unwritten results are dropped: the store holds the last committed step. */
+	for (i = 0; i < c->ncommit; i++)
+		if (c->commit_q[i] != NULL)
+			c->commit_q[i]->commit_queued = false;
+	free(c->commit_q);
+	c->commit_q = NULL;
+	c->ncommit = c->commit_cap = 0;
 }

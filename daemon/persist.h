@@ -30,7 +30,20 @@ int persist_program(struct core *c, struct program *p, int all_chains, int histo
  * history record).  Returns 0 when committed (a program that was waiting stops waiting), or
  * the store error: p->persist_pending is then set, p waits and is retried by the timer. */
 int persist_or_wait(struct core *c, struct program *p, int final);
-/* The retry timer (core_new; -ENOMEM) and its release (core_free). */
+/*
+ * Group commit.  persist_later queues p's step (final 0) or ending (final 1) for the commit
+ * that runs once the loop turn's step results are handled: every queued program in one
+ * transaction (one fsync), then each one's progress or finished event (dispatch_persisted).
+ * A queued program is not dispatched, and its events wait for the commit.  When the group's
+ * transaction fails each program is written alone (persist_or_wait: waiting and retries as
+ * above).  persist_flush runs the commit now (drain, shutdown); persist_unqueue drops p from
+ * the queue (its own write or core_forget takes over).
+ */
+void persist_later(struct core *c, struct program *p, int final);
+void persist_flush(struct core *c);
+void persist_unqueue(struct core *c, struct program *p);
+/* The retry timer and the group commit event (core_new; -ENOMEM) and their release
+ * (core_free; queued results not written are dropped: the store holds the last commit). */
 int persist_init(struct core *c);
 void persist_fini(struct core *c);
 

@@ -72,6 +72,8 @@ struct chain {
 	 * since the program was loaded; the program's are reported instead). */
 	struct sched_features features;
 	bool has_features;
+	size_t text_saved;        /* bytes of text in the store's text chunks (persist.c) */
+	uint32_t text_chunks;     /* ... in this many chunks */
 };
 
 struct program {
@@ -98,6 +100,8 @@ struct program {
 	bool inflight;
 	bool persist_pending;     /* its last write failed: no step, no event until retried */
 	bool persist_final;       /* ... and that write was its ending (history, finished) */
+	bool commit_queued;       /* its step or ending waits for this loop turn's group commit */
+	bool commit_final;        /* ... and it is its ending */
 	char *worker;             /* address of the worker holding the chains (sticky) */
 	uint32_t attempts;        /* consecutive failed steps */
 	int64_t not_before_ms;    /* backoff after a failure */

@@ -3,6 +3,7 @@
 #include "daemon/core_impl.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,7 +90,7 @@ queries_watch(struct core *c, const char *tenant, const char *id, struct rpc_cal
 
 	/* An ending whose write is still retried is not in the store yet: its watchers get
 	 * the finished event once it is. */
-	if (p != NULL && (!program_is_terminal(p) || p->persist_pending)) {
+	if (p != NULL && (!program_is_terminal(p) || p->persist_pending || p->commit_queued)) {
 		if (!queries_owned(c, tenant, p->tenant, p->tenant_uid))
 			return CERTA_ENOTFOUND;
 		return program_watch(p, watcher);
@@ -128,8 +129,9 @@ queries_cancel(struct core *c, const char *tenant, const char *id, int *state)
 		*state = PROGRAM_CANCELLED;
 		return 0;
 	}
-	if (p != NULL && strcmp(p->tenant, tenant) == 0 && p->persist_pending) {
-		*state = p->state;   /* ended, its write still retried */
+	if (p != NULL && strcmp(p->tenant, tenant) == 0 &&
+	    (p->persist_pending || p->commit_queued)) {
+		*state = p->state;   /* ended, its write still retried or queued */
 		return 0;
 	}
 	rc = queries_get(c, tenant, id, &pm);
@@ -141,41 +143,67 @@ queries_cancel(struct core *c, const char *tenant, const char *id, int *state)
 }
 
 struct queries_list_ctx {
+	struct core *c;
+	struct store_txn *txn;
 	const char *tenant;
 	uint64_t uid;
+	const char *page_token;   /* ids strictly older than this one ("" or NULL: from the top) */
+	size_t plen;              /* length of the index prefix "<tenant>/<uid>/" */
 	int state;
-	const char *before;       /* page token: ids strictly older */
-	char **ids;
-	size_t n, cap;
+	uint32_t page_size;
+	Certa__V1__ListReply *reply;
 };
 
+/* One index key, newest first: its program, when it is the caller's and in the state asked
+ * for; one more than a page means there is a next page. */
 static int
-queries_list_scan(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+queries_list_key(const char *key, size_t keylen, void *arg)
 {
 	struct queries_list_ctx *l = arg;
-	const Certa__V1__ProgramRecord *rec = (const Certa__V1__ProgramRecord *)msg;
+	Certa__V1__ListReply *reply = l->reply;
+	Certa__V1__ProgramRecord *rec;
+	ProtobufCMessage *msg = NULL;
+	int rc;
 
 	(void)keylen;
-	if (rec->program == NULL || rec->tenant_uid != l->uid ||
-	    strcmp(rec->program->tenant, l->tenant) != 0)
+	rc = store_get(l->txn, STORE_DB_PROGRAMS, key + l->plen, NULL, &msg);
+	if (rc == CERTA_ENOTFOUND || rc == CERTA_EDATALOSS)
+		return 0;   /* pruned meanwhile, or damaged (logged and counted): skipped */
+	if (rc < 0)
+		return rc;
+	rec = (Certa__V1__ProgramRecord *)msg;
+	if (rec->program == NULL ||
+	    !queries_owned(l->c, l->tenant, rec->program->tenant, rec->tenant_uid) ||
+	    (l->state != 0 && (int)rec->program->state != l->state)) {
+		certa__v1__program_record__free_unpacked(rec, NULL);
 		return 0;
-	if (l->state != 0 && (int)rec->program->state != l->state)
-		return 0;
-	if (l->before != NULL && l->before[0] != '\0' && strcmp(key, l->before) >= 0)
-		return 0;
-	if (ARRAY_GROW(l->ids, l->cap, l->n + 1) != 0)
-		return -ENOMEM;
-	l->ids[l->n] = strdup(key);
-	if (l->ids[l->n] == NULL)
-		return -ENOMEM;
-	l->n++;
+	}
+	if (reply->n_programs == l->page_size) {
+		/* A next page exists: it starts below the last program of this one. */
+		certa__v1__program_record__free_unpacked(rec, NULL);
+		reply->next_page_token = strdup(reply->programs[reply->n_programs - 1]->id);
+		return reply->next_page_token != NULL ? 1 : -ENOMEM;
+	}
+	/* Detach the Program from its record. */
+	reply->programs[reply->n_programs++] = rec->program;
+	rec->program = NULL;
+	certa__v1__program_record__free_unpacked(rec, NULL);
 	return 0;
 }
 
 static int
 queries_list_txn(struct store_txn *txn, void *arg)
 {
-	return store_scan(txn, STORE_DB_PROGRAMS, "", NULL, queries_list_scan, arg);
+	struct queries_list_ctx *l = arg;
+	char prefix[300], before[600];
+
+	l->txn = txn;
+	store_tenant_index_key(l->tenant, l->uid, "", prefix, sizeof prefix);
+	l->plen = strlen(prefix);
+	before[0] = '\0';
+	if (l->page_token != NULL && l->page_token[0] != '\0')
+		snprintf(before, sizeof before, "%s%s", prefix, l->page_token);
+	return store_keys_rev(txn, STORE_DB_TENANT_PROGRAMS, prefix, before, queries_list_key, l);
 }
 
 int
@@ -183,44 +211,34 @@ queries_list(struct core *c, const char *tenant, int state, uint32_t page_size,
     const char *page_token, Certa__V1__ListReply *reply)
 {
 	struct queries_list_ctx l;
-	size_t i, take;
 	int rc;
 
 	memset(&l, 0, sizeof l);
 	certa__v1__list_reply__init(reply);
 	if (tenants_uid(c->tenants, tenant, &l.uid) != 0)
 		return 0;   /* no such tenant: nothing is its */
+	l.c = c;
 	l.tenant = tenant;
 	l.state = state;
-	l.before = page_token;
+	l.page_token = page_token;
 	if (page_size == 0)
 		page_size = 50;
 	if (page_size > 1000)
 		page_size = 1000;
+	l.page_size = page_size;
+	l.reply = reply;
+	reply->programs = calloc(page_size, sizeof *reply->programs);
+	if (reply->programs == NULL)
+		return -ENOMEM;
+	/* The index of the tenant's programs (store_tenant_index_key), newest first, from
+	 * below the page token: O(page), not O(programs in the store). */
 	rc = store_view(c->st, queries_list_txn, &l);
-	if (rc < 0)
-		goto out;
-	rc = 0;
-	/* Keys are time-ordered ids: newest first is the scan order reversed. */
-	take = l.n < page_size ? l.n : page_size;
-	reply->programs = calloc(take ? take : 1, sizeof *reply->programs);
-	if (reply->programs == NULL) {
-		rc = -ENOMEM;
-		goto out;
+	if (rc < 0) {
+		queries_list_free(reply);
+		certa__v1__list_reply__init(reply);
+		return rc;
 	}
-	for (i = 0; i < take; i++) {
-		Certa__V1__Program *pm;
-		if (queries_get(c, tenant, l.ids[l.n - 1 - i], &pm) != 0)
-			continue;
-		reply->programs[reply->n_programs++] = pm;
-	}
-	if (l.n > take)
-		reply->next_page_token = strdup(l.ids[l.n - take]);
-out:
-	for (i = 0; i < l.n; i++)
-		free(l.ids[i]);
-	free(l.ids);
-	return rc;
+	return 0;
 }
 
 void

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "daemon/program.h"
 #include "daemon/tenants.h"
@@ -76,12 +77,65 @@ struct recovery_scan {
 	struct recovery_load *load;
 };
 
+/* A chain's text read back from its chunks (schema 3). */
+struct recovery_text {
+	char *buf;
+	size_t len, cap;
+	uint32_t chunks;
+};
+
+static int
+recovery_load_chunk(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+{
+	struct recovery_text *t = arg;
+	const Certa__V1__TextChunk *tc = (const Certa__V1__TextChunk *)msg;
+	size_t add = tc->text != NULL ? strlen(tc->text) : 0;
+
+	(void)key;
+	(void)keylen;
+	if (ARRAY_GROW(t->buf, t->cap, t->len + add + 1) != 0)
+		return -ENOMEM;
+	memcpy(t->buf + t->len, tc->text != NULL ? tc->text : "", add);
+	t->len += add;
+	t->buf[t->len] = '\0';
+	t->chunks++;
+	return 0;
+}
+
 static int
 recovery_scan_txn(struct store_txn *txn, void *arg)
 {
 	struct recovery_scan *s = arg;
+	char prefix[300];
+	size_t i;
+	int rc;
 
-	return store_scan(txn, STORE_DB_REQUESTS, s->prefix, NULL, recovery_load_req, s->load);
+	rc = store_scan(txn, STORE_DB_REQUESTS, s->prefix, NULL, recovery_load_req, s->load);
+	if (rc < 0)
+		return rc;
+	/* Chains whose text is in chunks get it back whole; a missing or extra chunk, or a
+	 * length that does not add up, is damage. */
+	for (i = 0; i < s->load->n; i++) {
+		Certa__V1__RequestRecord *rr = s->load->reqs[i];
+		struct recovery_text t = { NULL, 0, 0, 0 };
+		if (rr->text_chunks == 0)
+			continue;
+		snprintf(prefix, sizeof prefix, "%s%04u/", s->prefix, rr->index);
+		rc = store_scan(txn, STORE_DB_TEXT, prefix, NULL, recovery_load_chunk, &t);
+		if (rc >= 0 && (t.chunks != rr->text_chunks || t.len != rr->text_bytes))
+			rc = CERTA_EDATALOSS;
+		if (rc < 0) {
+			free(t.buf);
+			return rc;
+		}
+		/* An empty string from unpack is protobuf-c's shared default: not ours to free. */
+		if (rr->text != NULL && rr->text != (char *)protobuf_c_empty_string)
+			free(rr->text);
+		rr->text = t.buf != NULL ? t.buf : strdup("");
+		if (rr->text == NULL)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 /* Crash recovery: every QUEUED/RUNNING program comes back and continues. */
@@ -111,6 +165,15 @@ recovery_run(struct core *c)
 			    certa_strerror(rc));
 		} else {
 			p = program_from_records(r.recs[i], load.reqs, load.n);
+			/* What the store holds of each chain's text (persist.c appends the rest). */
+			for (j = 0; p != NULL && j < load.n; j++) {
+				const Certa__V1__RequestRecord *rr = load.reqs[j];
+				if (rr->index < p->n && rr->text_chunks > 0 &&
+				    rr->text_bytes == p->chains[rr->index].text_len) {
+					p->chains[rr->index].text_saved = (size_t)rr->text_bytes;
+					p->chains[rr->index].text_chunks = rr->text_chunks;
+				}
+			}
 			if (p == NULL) {
 				log_err(LOG_STORE, "recovery of %s: inconsistent record, skipped",
 				    r.recs[i]->program->id);

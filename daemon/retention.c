@@ -18,8 +18,8 @@
 struct retention_prune {
 	int64_t cutoff_ms;
 	size_t limit;
-	char **keys[3];           /* program ids; request keys; idempotency keys */
-	size_t n[3], cap[3];
+	char **keys[4];           /* program ids; request keys; idempotency keys; index keys */
+	size_t n[4], cap[4];
 	char **hist;              /* history keys older than the cutoff */
 	size_t nhist, caphist;
 	char cutoff_hist[32];
@@ -42,7 +42,7 @@ retention_reset(struct retention_prune *pr)
 {
 	size_t i, j;
 
-	for (j = 0; j < 3; j++) {
+	for (j = 0; j < 4; j++) {
 		for (i = 0; i < pr->n[j]; i++)
 			free(pr->keys[j][i]);
 		pr->n[j] = 0;
@@ -68,6 +68,10 @@ retention_programs(const char *key, size_t keylen, const ProtobufCMessage *msg, 
 	    pm->result->finished_unix_ms >= pr->cutoff_ms)
 		return 0;
 	rc = retention_add(&pr->keys[0], &pr->n[0], &pr->cap[0], key);
+	if (rc == 0) {
+		store_tenant_index_key(pm->tenant, rec->tenant_uid, key, ik, sizeof ik);
+		rc = retention_add(&pr->keys[3], &pr->n[3], &pr->cap[3], ik);
+	}
 	if (rc == 0 && pm->spec != NULL && pm->spec->idempotency_key[0] != '\0') {
 		persist_idem_key(pm->tenant, rec->tenant_uid, pm->spec->idempotency_key, ik,
 		    sizeof ik);
@@ -125,9 +129,14 @@ retention_txn(struct store_txn *txn, void *arg)
 	rc = store_scan(txn, STORE_DB_HISTORY, "", NULL, retention_history, pr);
 	if (rc < 0)
 		return rc;
-	for (i = 0; i < nprog; i++)
+	for (i = 0; i < nprog; i++) {
 		if ((rc = store_del(txn, STORE_DB_PROGRAMS, pr->keys[0][i])) != 0)
 			return rc;
+		/* The chains' text chunks (schema 3). */
+		snprintf(prefix, sizeof prefix, "%s/", pr->keys[0][i]);
+		if ((rc = store_del_prefix(txn, STORE_DB_TEXT, prefix, NULL)) != 0)
+			return rc;
+	}
 	for (i = 0; i < pr->n[1]; i++)
 		if ((rc = store_del(txn, STORE_DB_REQUESTS, pr->keys[1][i])) != 0)
 			return rc;
@@ -139,6 +148,11 @@ retention_txn(struct store_txn *txn, void *arg)
 	for (i = 0; i < pr->nhist; i++)
 		if ((rc = store_del(txn, STORE_DB_HISTORY, pr->hist[i])) != 0)
 			return rc;
+	for (i = 0; i < pr->n[3]; i++) {
+		rc = store_del(txn, STORE_DB_TENANT_PROGRAMS, pr->keys[3][i]);
+		if (rc != 0 && rc != CERTA_ENOTFOUND)
+			return rc;
+	}
 	return 0;
 }
 
@@ -168,7 +182,7 @@ retention_on_timer(evutil_socket_t fd, short what, void *arg)
 	if (rc >= 0)
 		c->pruned_total += pr.n[0];
 	retention_reset(&pr);
-	for (j = 0; j < 3; j++)
+	for (j = 0; j < 4; j++)
 		free(pr.keys[j]);
 	free(pr.hist);
 }

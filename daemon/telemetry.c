@@ -43,6 +43,9 @@ enum {
 	T_RISK_RUNNING,
 	T_RISK_DROPPED,
 	T_RISK_TOKENS,
+	T_DECISION_SECONDS,
+	T_PASS_SECONDS,
+	T_COMMIT_STEPS,
 	T_COUNT
 };
 
@@ -56,6 +59,9 @@ static const double b_certaindex[] = { .1, .2, .3, .4, .5, .6, .7, .8, .9, .95, 
 static const double b_seconds[] = { .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
     2.5, 5, 10 };
 static const double b_steps[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500 };
+static const double b_micro[] = { 1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3,
+    2e-3, 5e-3, .01, .02, .05, .1, .2, .5, 1 };
+static const double b_batch[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
 
 static const struct metrics_desc telemetry_table[T_COUNT] = {
 	[T_SUBMITTED] = { "certa_programs_submitted_total", METRICS_COUNTER,
@@ -125,6 +131,14 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	[T_RISK_TOKENS] = { "certa_riskctl_shadow_tokens_total", METRICS_COUNTER,
 	    "tokens shadows used (decode + probe), charged to the system account", l_model_algo,
 	    NULL, 0 },
+	[T_DECISION_SECONDS] = { "certa_decision_seconds", METRICS_HISTOGRAM,
+	    "loop time to apply one step result and decide the program's next step (no commit)",
+	    NULL, b_micro, 19 },
+	[T_PASS_SECONDS] = { "certa_dispatch_pass_seconds", METRICS_HISTOGRAM,
+	    "loop time of one dispatch pass (collect ready programs, fair order, send steps)",
+	    NULL, b_micro, 19 },
+	[T_COMMIT_STEPS] = { "certa_store_commit_steps", METRICS_HISTOGRAM,
+	    "program writes (steps, endings) in one group commit", NULL, b_batch, 11 },
 };
 
 struct telemetry {
@@ -288,4 +302,25 @@ telemetry_step(struct telemetry *t, const char *worker, double seconds, int stat
 	else
 		metrics_inc(t->m, T_STEP_ERRORS,
 		    METRICS_LABELS(worker, rpc_status_name((grpc_status_code)status)));
+}
+
+void
+telemetry_decision(struct telemetry *t, double seconds)
+{
+	if (t != NULL)
+		metrics_observe(t->m, T_DECISION_SECONDS, NULL, seconds);
+}
+
+void
+telemetry_pass(struct telemetry *t, double seconds)
+{
+	if (t != NULL)
+		metrics_observe(t->m, T_PASS_SECONDS, NULL, seconds);
+}
+
+void
+telemetry_commit(struct telemetry *t, size_t programs)
+{
+	if (t != NULL)
+		metrics_observe(t->m, T_COMMIT_STEPS, NULL, (double)programs);
 }

@@ -6,6 +6,7 @@
 #ifndef CERTA_DAEMON_TELEMETRY_H
 #define CERTA_DAEMON_TELEMETRY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct core;
@@ -24,5 +25,10 @@ void telemetry_tokens(struct telemetry *t, const char *tenant, uint64_t decode,
     uint64_t probe);
 void telemetry_saved(struct telemetry *t, const char *tenant, uint64_t tokens);
 void telemetry_step(struct telemetry *t, const char *worker, double seconds, int status);
+/* Loop time of one step result's handling up to its decision (no commit), of one dispatch
+ * pass, and the program writes of one group commit. */
+void telemetry_decision(struct telemetry *t, double seconds);
+void telemetry_pass(struct telemetry *t, double seconds);
+void telemetry_commit(struct telemetry *t, size_t programs);
 
 #endif

@@ -21,6 +21,7 @@ struct cqbridge_item {
 struct cqbridge {
 	grpc_completion_queue *cq;
 	struct event *ev;
+	struct event *more;            /* zero-delay timer: the next batch, after a poll */
 	int efd;
 	pthread_t thread;
 	int thread_started;
@@ -30,8 +31,11 @@ struct cqbridge {
 	size_t nitems, cap;
 
 	/* loop thread only */
-	struct cqbridge_item *work;
+	struct cqbridge_item *work;    /* queued (not urgent) completions */
 	size_t nwork, workcap;
+	size_t pos;                    /* next item of work to dispatch */
+	struct cqbridge_item *spare;   /* swapped with items on each drain */
+	size_t sparecap;
 	void (*done)(void *arg);
 	void *done_arg;
 	int shut;
@@ -82,42 +86,103 @@ cqbridge_thread(void *arg)
 	return NULL;
 }
 
-/* Loop thread: swap the list out under the lock and dispatch without it. */
+/* The next batch on the next loop turn, after the loop polled its descriptors (an event made
+ * active from a callback would run in this same turn). */
+static void
+cqbridge_again(struct cqbridge *br)
+{
+	static const struct timeval zero = { 0, 0 };
+
+	if (!br->shut && br->more != NULL && !evtimer_pending(br->more, NULL))
+		evtimer_add(br->more, &zero);
+}
+
+/* Runs one completion (the shutdown sentinel: the done callback). */
+static void
+cqbridge_run(struct cqbridge *br, struct cqbridge_item *it)
+{
+	if (it->tag == NULL) {
+		br->shut = 1;
+		log_debug(LOG_RPC, "cqbridge: queue shut down");
+		if (br->done != NULL)
+			br->done(br->done_arg);
+		return;
+	}
+	br->dispatched++;
+	it->tag->fn(it->tag, it->ok);
+}
+
+/* Loop thread: swap the list out under the lock and dispatch without it.  Urgent completions
+ * (cqbridge_tag.urgent: the server side of calls) run at once; the others queue and run at
+ * most CQBRIDGE_BATCH per loop turn: the rest waits for the next turn (a zero-delay timer, so
+ * the loop polls its descriptors first), and timers, HTTP probes and work deferred to the end
+ * of a turn (certad's group commit and dispatch pass) run between batches.  Completions of
+ * one call keep their order (a call's tags are all of one class). */
 static void
 cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct cqbridge *br = arg;
-	struct cqbridge_item *tmp;
+	struct cqbridge_item *in;
 	uint64_t cnt;
-	size_t i, tmpcap;
+	size_t i, n, end, incap;
 
 	(void)what;
 	while (read(fd, &cnt, sizeof cnt) < 0 && errno == EINTR)
 		;
+	/* Take what arrived: swap with the spare list. */
 	pthread_mutex_lock(&br->lock);
-	tmp = br->work;
-	tmpcap = br->workcap;
-	br->work = br->items;
-	br->workcap = br->cap;
-	br->nwork = br->nitems;
-	br->items = tmp;
-	br->cap = tmpcap;
+	in = br->items;
+	incap = br->cap;
+	n = br->nitems;
+	br->items = br->spare;
+	br->cap = br->sparecap;
 	br->nitems = 0;
 	pthread_mutex_unlock(&br->lock);
-
-	for (i = 0; i < br->nwork; i++) {
-		struct cqbridge_item *it = &br->work[i];
-		if (it->tag == NULL) {
-			br->shut = 1;
-			log_debug(LOG_RPC, "cqbridge: queue shut down");
-			if (br->done != NULL)
-				br->done(br->done_arg);
+	/* Urgent ones now; the others (and the shutdown sentinel, last) behind the queue. */
+	if (br->pos > 0 && br->pos == br->nwork)
+		br->nwork = br->pos = 0;
+	for (i = 0; i < n; i++) {
+		if (in[i].tag != NULL && in[i].tag->urgent) {
+			cqbridge_run(br, &in[i]);
 			continue;
 		}
-		br->dispatched++;
-		it->tag->fn(it->tag, it->ok);
+		if (br->pos > 0 && br->nwork == br->workcap) {
+			memmove(br->work, br->work + br->pos, (br->nwork - br->pos) * sizeof *br->work);
+			br->nwork -= br->pos;
+			br->pos = 0;
+		}
+		if (ARRAY_GROW(br->work, br->workcap, br->nwork + 1) != 0) {
+			/* Cannot drop a completion: run it now instead. */
+			cqbridge_run(br, &in[i]);
+			continue;
+		}
+		br->work[br->nwork++] = in[i];
 	}
-	br->nwork = 0;
+	br->spare = in;
+	br->sparecap = incap;
+	end = br->nwork - br->pos > CQBRIDGE_BATCH ? br->pos + CQBRIDGE_BATCH : br->nwork;
+	while (br->pos < end) {
+		struct cqbridge_item it = br->work[br->pos++];
+		cqbridge_run(br, &it);
+	}
+	if (br->pos == br->nwork)
+		br->nwork = br->pos = 0;
+	/* More queued here, or arrived meanwhile without writing the eventfd (it is written
+	 * only when the list was empty): look again next turn. */
+	pthread_mutex_lock(&br->lock);
+	n = br->nitems;
+	pthread_mutex_unlock(&br->lock);
+	if (br->nwork > 0 || n > 0)
+		cqbridge_again(br);
+}
+
+static void
+cqbridge_on_more(evutil_socket_t fd, short what, void *arg)
+{
+	struct cqbridge *br = arg;
+
+	(void)fd;
+	cqbridge_drain(br->efd, what, br);
 }
 
 int
@@ -136,7 +201,8 @@ cqbridge_new(struct event_base *base, struct cqbridge **out)
 		goto fail_br;
 	}
 	br->ev = event_new(base, br->efd, EV_READ | EV_PERSIST, cqbridge_drain, br);
-	if (br->ev == NULL || event_add(br->ev, NULL) != 0) {
+	br->more = evtimer_new(base, cqbridge_on_more, br);
+	if (br->ev == NULL || br->more == NULL || event_add(br->ev, NULL) != 0) {
 		rc = -ENOMEM;
 		goto fail_ev;
 	}
@@ -161,6 +227,8 @@ fail_cq:
 		;
 	grpc_completion_queue_destroy(br->cq);
 fail_ev:
+	if (br->more != NULL)
+		event_free(br->more);
 	if (br->ev != NULL)
 		event_free(br->ev);
 	close(br->efd);
@@ -195,10 +263,12 @@ cqbridge_free(struct cqbridge *br)
 		pthread_join(br->thread, NULL);
 	}
 	grpc_completion_queue_destroy(br->cq);
+	event_free(br->more);
 	event_free(br->ev);
 	close(br->efd);
 	pthread_mutex_destroy(&br->lock);
 	free(br->items);
+	free(br->spare);
 	free(br->work);
 	free(br);
 }

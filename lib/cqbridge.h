@@ -19,9 +19,16 @@
 struct event_base;
 struct cqbridge;
 
+/* Completions dispatched per loop turn at most; more wait for the next turn. */
+#define CQBRIDGE_BATCH 128
+
 struct cqbridge_tag {
 	/* Called on the loop thread; ok is grpc_event.success. */
 	void (*fn)(struct cqbridge_tag *tag, int ok);
+	/* Runs as soon as the loop sees it, ahead of queued ordinary completions (the server
+	 * side of calls: requests and probes are not kept waiting behind a backlog of client
+	 * replies).  All tags of one call must be of one class. */
+	int urgent;
 };
 
 /* Creates the completion queue, its thread and the eventfd event on base.  grpc_init() must

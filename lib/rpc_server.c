@@ -846,6 +846,7 @@ rpc_server_new_call(struct rpc_server *srv, struct rpc_accept *a)
 	c->tag_close.fn = rpc_call_on_close;
 	c->tag_recv.fn = rpc_call_on_recv;
 	c->tag_send.fn = rpc_call_on_send;
+	c->tag_close.urgent = c->tag_recv.urgent = c->tag_send.urgent = 1;
 	p = grpc_slice_to_c_string(a->details.method);
 	c->path = strdup(p);
 	gpr_free(p);
@@ -1039,6 +1040,7 @@ rpc_server_start(struct rpc_server *srv)
 			return -ENOMEM;
 		a->srv = srv;
 		a->tag.fn = rpc_server_on_accept;
+		a->tag.urgent = 1;
 		if (rpc_server_post_accept(srv, a) != 0) {
 			free(a);
 			return CERTA_ERPC;

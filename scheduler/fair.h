@@ -66,4 +66,27 @@ void fair_remove(struct fair *f, const char *tenant);
 int fair_order(struct fair *f, const struct fair_item *items, size_t n, int64_t now_ms,
     int64_t starvation_bound_ms, size_t *order);
 
+/*
+ * The same order, one item at a time, for a pass that stops early (no free step slots):
+ * building costs O(n) (heaps per tenant, a heap of tenants), each fair_iter_next
+ * O(log n).  Inside a tenant items come in the order above (input order among equal
+ * items); across tenants the least simulated counter wins and, at equal counters, the
+ * tenant whose next item is the older (seq).  fair_iter_start updates the tenants'
+ * backlogged state and lifted counters as fair_order does; items must stay valid until
+ * fair_iter_free.  fair_iter_next stores the next item's index and returns 1, or returns 0
+ * when all were given.  fair_iter_start returns 0 or -ENOMEM.
+ */
+struct fair_iter;
+int fair_iter_start(struct fair *f, const struct fair_item *items, size_t n, int64_t now_ms,
+    int64_t starvation_bound_ms, struct fair_iter **out);
+int fair_iter_next(struct fair_iter *it, size_t *idx);
+void fair_iter_free(struct fair_iter *it);
+
+/* The former O(n^2) selection (kept as the reference the tests compare with).  It agrees
+ * with fair_order except when tenants tie on their counters: it then can pick a tenant's
+ * item out of the tenant's own order (it compares each item's seq across tenants, so the
+ * result depends on the input order). */
+int fair_order_ref(struct fair *f, const struct fair_item *items, size_t n, int64_t now_ms,
+    int64_t starvation_bound_ms, size_t *order);
+
 #endif

@@ -24,7 +24,7 @@
 #define STORE_MIB (1024u * 1024u)
 #define STORE_DEFAULT_MAP_SIZE ((size_t)64 * STORE_MIB)
 #define STORE_DEFAULT_MAX_MAP_SIZE ((size_t)64 * 1024 * STORE_MIB)
-#define STORE_MAX_DBS 12                 /* named DBs plus room to add a few */
+#define STORE_MAX_DBS 16                /* named DBs plus room to add a few */
 #define STORE_RESIZE_TRIES 8            /* MDB_MAP_RESIZED retries per txn begin */
 #define STORE_META_KEY "meta"
 #define STORE_KEY_BUF 512               /* LMDB's default max key size (511) + NUL */
@@ -65,6 +65,9 @@ static const struct {
 	[STORE_DB_HISTORY] = { "history", &certa__v1__history_record__descriptor },
 	[STORE_DB_IDEMPOTENCY] = { "idempotency", &certa__v1__idempotency_record__descriptor },
 	[STORE_DB_RISKCTL] = { "riskctl", &certa__v1__riskctl_record__descriptor },
+	[STORE_DB_TEXT] = { "text", &certa__v1__text_chunk__descriptor },
+	[STORE_DB_TENANT_PROGRAMS] = { "tenant_programs",
+		&certa__v1__tenant_program_record__descriptor },
 };
 
 struct store {
@@ -519,6 +522,91 @@ store_del(struct store_txn *txn, enum store_db db, const char *key)
 	return 0;
 }
 
+void
+store_tenant_index_key(const char *tenant, uint64_t uid, const char *id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%016llx/%s", tenant, (unsigned long long)uid, id);
+}
+
+int
+store_keys_rev(struct store_txn *txn, enum store_db db, const char *prefix, const char *before,
+    store_key_fn fn, void *arg)
+{
+	char keybuf[STORE_KEY_BUF], upper[STORE_KEY_BUF];
+	size_t plen;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, ret = 0;
+
+	if (fn == NULL || (rc = store_txn_check(txn, db, prefix, 0)) < 0)
+		return fn == NULL ? -EINVAL : rc;
+	plen = strlen(prefix);
+	if (plen >= sizeof upper || (before != NULL && strlen(before) >= sizeof upper))
+		return -EINVAL;
+	rc = mdb_cursor_open(txn->txn, txn->st->dbi[db], &cur);
+	if (rc != 0)
+		return store_txn_fail(txn, rc, "cursor", db, prefix);
+	/* Start at the last key below the bound: `before`, or the prefix's successor. */
+	if (before != NULL && before[0] != '\0') {
+		k = (MDB_val){ .mv_size = strlen(before), .mv_data = (void *)before };
+	} else {
+		memcpy(upper, prefix, plen);
+		upper[plen - 1]++;
+		k = (MDB_val){ .mv_size = plen, .mv_data = upper };
+	}
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV) :
+	    rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST) : rc;
+	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		if (k.mv_size >= sizeof keybuf)
+			continue;
+		memcpy(keybuf, k.mv_data, k.mv_size);
+		keybuf[k.mv_size] = '\0';
+		ret = fn(keybuf, k.mv_size, arg);
+		if (ret != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_txn_fail(txn, rc, "scan back", db, prefix);
+	return ret < 0 ? ret : 0;
+}
+
+int
+store_del_prefix(struct store_txn *txn, enum store_db db, const char *prefix, size_t *deleted)
+{
+	size_t plen = prefix != NULL ? strlen(prefix) : 0, n = 0;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	rc = store_txn_check(txn, db, prefix, 1);
+	if (rc < 0)
+		return rc;
+	rc = mdb_cursor_open(txn->txn, txn->st->dbi[db], &cur);
+	if (rc != 0)
+		return store_txn_fail(txn, rc, "cursor", db, prefix);
+	for (;;) {
+		/* Seek again after each delete (the simplest cursor state to trust). */
+		k = (MDB_val){ .mv_size = plen, .mv_data = (void *)prefix };
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc != 0 || k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		rc = mdb_cursor_del(cur, 0);
+		if (rc != 0)
+			break;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_txn_fail(txn, rc, "del prefix", db, prefix);
+	if (deleted != NULL)
+		*deleted = n;
+	return 0;
+}
+
 /* store_scan, and with `skipped` not NULL a scan that counts damaged records there (each one
  * logged by store_decode) and goes on with the next. */
 static int
@@ -791,6 +879,22 @@ store_legacy_meta(const struct store *st, const void *data, size_t len)
 	return CERTA_ESCHEMA;
 }
 
+/* Schema 2 -> 3: one program into the per-tenant index. */
+static int
+store_index_program(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+{
+	const Certa__V1__ProgramRecord *rec = (const Certa__V1__ProgramRecord *)msg;
+	Certa__V1__TenantProgramRecord ir = CERTA__V1__TENANT_PROGRAM_RECORD__INIT;
+	char ik[STORE_KEY_BUF];
+
+	(void)keylen;
+	if (rec->program == NULL || rec->program->tenant == NULL)
+		return 0;
+	ir.created_unix_ms = rec->program->created_unix_ms;
+	store_tenant_index_key(rec->program->tenant, rec->tenant_uid, key, ik, sizeof ik);
+	return store_put(arg, STORE_DB_TENANT_PROGRAMS, ik, &ir.base);
+}
+
 /* Opens (creating) the named DBs and checks or writes the meta record, which carries the
  * schema version and the state id.  Re-runnable: the dbi handles are simply reassigned. */
 static int
@@ -836,6 +940,21 @@ store_open_txn(struct store_txn *txn, void *arg)
 	if (rc < 0)
 		return rc == CERTA_EDATALOSS ? CERTA_ECORRUPT : rc;
 	have = (Certa__V1__MetaRecord *)msg;
+	if (have->schema_version == 2 && st->schema_version == 3) {
+		/* 2 -> 3 adds the text DB; schema 2 chain records (inline text) read as before and
+		 * move their text to chunks on their next write.  Only the version changes. */
+		have->schema_version = 3;
+		rc = store_scan(txn, STORE_DB_PROGRAMS, "", NULL, store_index_program, txn);
+		if (rc == 0)
+			rc = store_put(txn, STORE_DB_META, STORE_META_KEY, &have->base);
+		if (rc != 0) {
+			protobuf_c_message_free_unpacked(msg, NULL);
+			return rc;
+		}
+		log_notice(LOG_STORE, "%s: schema_version 2 -> 3 (chain text appended in chunks, "
+			"per-tenant index of programs built); older builds refuse this state from "
+			"now on", st->path);
+	}
 	if (have->schema_version != st->schema_version) {
 		log_err(LOG_STORE, "schema version mismatch in %s: environment has "
 			"schema_version=%u, this build expects %u; refusing to open",

@@ -40,6 +40,7 @@
 #define CERTA_STORE_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -47,7 +48,8 @@
 
 /* The schema version this build writes into and expects from the meta record.  Bump it when a
  * change to records.proto or the key layout is not readable by the previous build. */
-#define STORE_SCHEMA_VERSION 2u    /* 2: framed, checksummed values and a state id */
+#define STORE_SCHEMA_VERSION 3u    /* 2: framed, checksummed values and a state id; 3: chain
+                                    * text appended in chunks (text DB) */
 
 /* Named DBs and the one message type stored in each. */
 enum store_db {
@@ -60,6 +62,9 @@ enum store_db {
 	STORE_DB_IDEMPOTENCY, /* "idempotency": "<tenant>/<tenant uid:016x>/<key>" (uid 0:
 	                       * "<tenant>/<key>") -> certa.v1.IdempotencyRecord */
 	STORE_DB_RISKCTL,   /* "riskctl": "<cot|sc>/<model>" -> certa.v1.RiskctlRecord */
+	STORE_DB_TEXT,      /* "text": "<program id>/<index>/<chunk:08x>" -> certa.v1.TextChunk */
+	STORE_DB_TENANT_PROGRAMS, /* "tenant_programs": store_tenant_index_key() ->
+	                           * certa.v1.TenantProgramRecord (the index List reads) */
 	STORE_DB_COUNT
 };
 
@@ -204,6 +209,21 @@ int store_get_raw(struct store_txn *txn, enum store_db db, const char *key,
 
 /* Deletes `key` from `db`.  Errors: CERTA_ENOTFOUND (no such key), -EINVAL, -EACCES. */
 int store_del(struct store_txn *txn, enum store_db db, const char *key);
+/* Calls fn with each key of db that starts with prefix (not empty) and sorts before `before`
+ * (NULL or "": no bound), in descending order, values unread, until fn returns non-zero: a
+ * negative value is returned, a positive one just stops.  Returns 0, -EINVAL or a store
+ * error. */
+typedef int (*store_key_fn)(const char *key, size_t keylen, void *arg);
+int store_keys_rev(struct store_txn *txn, enum store_db db, const char *prefix,
+    const char *before, store_key_fn fn, void *arg);
+/* The tenant_programs key of a program: "<tenant>/<uid, 16 hex>/<id>" (truncated to len). */
+void store_tenant_index_key(const char *tenant, uint64_t uid, const char *id, char *buf,
+    size_t len);
+
+/* Deletes every key of db that starts with prefix (not empty); *deleted (may be NULL) gets
+ * their number.  Returns 0, -EINVAL, -EACCES (read-only) or a store error. */
+int store_del_prefix(struct store_txn *txn, enum store_db db, const char *prefix,
+    size_t *deleted);
 
 /*
  * Called by store_scan for each record: `key` is NUL-terminated (keylen excludes the NUL), `msg`

@@ -15,13 +15,17 @@
 #include <grpc/grpc.h>
 
 #include "daemon/core.h"
+#include "daemon/core_impl.h"
 #include "daemon/dispatch.h"
+#include "daemon/persist.h"
+#include "daemon/program.h"
 #include "daemon/queries.h"
 #include "daemon/submit.h"
 #include "daemon/tenants.h"
 #include "lib/cqbridge.h"
 #include "lib/error.h"
 #include "lib/log.h"
+#include "lib/strmap.h"
 #include "store/store.h"
 #include "tests/support/tmpstore.h"
 
@@ -582,6 +586,226 @@ test_failed_commit_waits_and_recovers(void **state)
 	expect_order(f, want);
 }
 
+/* List reads the per-tenant index: newest first, pages chained by their token, only the
+ * caller's programs, the state filter applied, across a restart. */
+static void
+test_list_pages_from_index(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__ListReply lr;
+	const char *token;
+	char tok[64] = "";
+	int label, seen = 0, k;
+
+	tenant(f, "other", 1);
+	for (label = 0; label < 5; label++) {
+		struct timespec ts = { 0, 2000000 };
+		submit(f, label, "anon", 0, 0);
+		nanosleep(&ts, NULL);   /* ids are time-ordered to the millisecond */
+	}
+	submit(f, 5, "other", 0, 0);
+	assert_int_equal(queries_cancel(f->c, "anon", f->ids[1], &k), 0);
+	core_free(f->c);
+	f->c = NULL;
+	fx_open(f);
+	label = 4;
+	for (;;) {
+		size_t i;
+		assert_int_equal(queries_list(f->c, "anon", 0, 2, tok, &lr), 0);
+		for (i = 0; i < lr.n_programs; i++, label--) {
+			assert_true(label >= 0);
+			assert_string_equal(lr.programs[i]->id, f->ids[label]);
+			seen++;
+		}
+		token = lr.next_page_token;
+		if (token == NULL || token[0] == '\0') {
+			queries_list_free(&lr);
+			break;
+		}
+		assert_int_equal(lr.n_programs, 2);
+		snprintf(tok, sizeof tok, "%s", token);
+		queries_list_free(&lr);
+	}
+	assert_int_equal(seen, 5);
+	assert_int_equal(queries_list(f->c, "anon", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED,
+	    0, "", &lr), 0);
+	assert_int_equal(lr.n_programs, 1);
+	assert_string_equal(lr.programs[0]->id, f->ids[1]);
+	queries_list_free(&lr);
+	assert_int_equal(queries_list(f->c, "other", 0, 0, "", &lr), 0);
+	assert_int_equal(lr.n_programs, 1);
+	assert_string_equal(lr.programs[0]->id, f->ids[5]);
+	queries_list_free(&lr);
+}
+
+/* --- chain text appended in chunks (schema 3) --- */
+
+struct chunk_scan {
+	char prefix[128];
+	size_t n;
+	char text[4096];
+	Certa__V1__RequestRecord *rec;
+	char key[128];
+};
+
+static int
+chunk_count_fn(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+{
+	struct chunk_scan *s = arg;
+	const Certa__V1__TextChunk *tc = (const Certa__V1__TextChunk *)msg;
+
+	(void)key;
+	(void)keylen;
+	s->n++;
+	strncat(s->text, tc->text, sizeof s->text - strlen(s->text) - 1);
+	return 0;
+}
+
+static int
+chunk_scan_txn(struct store_txn *txn, void *arg)
+{
+	struct chunk_scan *s = arg;
+	ProtobufCMessage *m = NULL;
+	int rc;
+
+	s->n = 0;
+	s->text[0] = '\0';
+	rc = store_scan(txn, STORE_DB_TEXT, s->prefix, NULL, chunk_count_fn, s);
+	if (rc < 0)
+		return rc;
+	rc = store_get(txn, STORE_DB_REQUESTS, s->key, NULL, &m);
+	s->rec = (Certa__V1__RequestRecord *)m;
+	return rc;
+}
+
+/* What the store holds of chain 0 of program label 0. */
+static void
+chunks_of(struct fx *f, struct chunk_scan *s)
+{
+	snprintf(s->prefix, sizeof s->prefix, "%s/0000/", f->ids[0]);
+	snprintf(s->key, sizeof s->key, "%s/0000", f->ids[0]);
+	assert_int_equal(store_view(core_store(f->c), chunk_scan_txn, s), 0);
+	assert_non_null(s->rec);
+}
+
+static void
+step_text(struct fx *f, struct program *p, const char *piece, int group)
+{
+	struct chain *ch = &p->chains[0];
+
+	assert_int_equal(program_chain_append(ch, piece, ch->tokens + 3, "", 0, NULL, false, NULL,
+	    false), 0);
+	if (group) {
+		persist_later(f->c, p, 0);
+		persist_flush(f->c);
+	} else {
+		assert_int_equal(persist_or_wait(f->c, p, 0), 0);
+	}
+	assert_false(ch->dirty);
+}
+
+static int
+del_chunk_txn(struct store_txn *txn, void *arg)
+{
+	return store_del(txn, STORE_DB_TEXT, arg);
+}
+
+/* Each step appends one chunk (its new text only); the record holds no text; the text comes
+ * back whole after a restart and the next step appends to it; a chunk lost is damage (the
+ * program is skipped, not resumed with a hole in its text). */
+static void
+test_chain_text_in_chunks(void **state)
+{
+	struct fx *f = *state;
+	struct chunk_scan s;
+	struct program *p;
+	char key[160];
+
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	step_text(f, p, "<think>one ", 0);
+	step_text(f, p, "two ", 0);
+	step_text(f, p, "three ", 1);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	assert_int_equal(s.n, 3);
+	assert_string_equal(s.text, "<think>one two three ");
+	assert_string_equal(s.rec->text, "");
+	assert_int_equal(s.rec->text_chunks, 3);
+	assert_int_equal(s.rec->text_bytes, strlen("<think>one two three "));
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+
+	core_free(f->c);
+	f->c = NULL;
+	fx_open(f);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	assert_string_equal(p->chains[0].text, "<think>one two three ");
+	step_text(f, p, "four", 1);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	assert_int_equal(s.n, 4);
+	assert_string_equal(s.text, "<think>one two three four");
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+
+	/* A lost chunk: the program is not resumed. */
+	snprintf(key, sizeof key, "%s/0000/%08x", f->ids[0], 1u);
+	assert_int_equal(store_update(core_store(f->c), del_chunk_txn, key), 0);
+	core_free(f->c);
+	f->c = NULL;
+	fx_open(f);
+	assert_null(strmap_get(f->c->live, f->ids[0]));
+}
+
+static int
+put_inline_txn(struct store_txn *txn, void *arg)
+{
+	struct chunk_scan *s = arg;
+	int rc = store_del_prefix(txn, STORE_DB_TEXT, s->prefix, NULL);
+
+	if (rc != 0)
+		return rc;
+	s->rec->text = (char *)"<think>older build ";
+	s->rec->text_chunks = 0;
+	s->rec->text_bytes = 0;
+	return store_put(txn, STORE_DB_REQUESTS, s->key, &s->rec->base);
+}
+
+/* A chain record of schema 2 (text inline, no chunks) reads as before, and its next write
+ * moves the whole text into chunk 0. */
+static void
+test_inline_text_moves_to_chunks(void **state)
+{
+	struct fx *f = *state;
+	struct chunk_scan s;
+	struct program *p;
+	char *inline_text;
+
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	step_text(f, p, "x", 0);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	inline_text = s.rec->text;
+	assert_int_equal(store_update(core_store(f->c), put_inline_txn, &s), 0);
+	s.rec->text = inline_text;
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+	core_free(f->c);
+	f->c = NULL;
+	fx_open(f);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	assert_string_equal(p->chains[0].text, "<think>older build ");
+	step_text(f, p, "then newer", 0);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.text, "<think>older build then newer");
+	assert_int_equal(s.rec->text_chunks, 1);
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+}
+
 int
 main(void)
 {
@@ -601,6 +825,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_seed_stored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_commit_waits_and_recovers, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_list_pages_from_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_text_in_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inline_text_moves_to_chunks, setup, teardown),
 	};
 	int rc;
 

@@ -167,6 +167,193 @@ test_recent_share(void **state)
 	fair_free(f);
 }
 
+/* --- the heap order against the former selection sort and the documented rule --- */
+
+static const char *const rnd_tenants[] = { "t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7" };
+
+/* Random ready items: priorities, deadlines, remaining work and ages with many ties; seq a
+ * permutation.  Tenant names are fresh copies (the order must compare names, not
+ * pointers). */
+static void
+rnd_items(unsigned *seed, struct fair_item *it, char (*names)[8], size_t n, size_t ntenants,
+    int64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(names[i], 8, "%s", rnd_tenants[(size_t)rand_r(seed) % ntenants]);
+		it[i].tenant = names[i];
+		it[i].priority = rand_r(seed) % 3;
+		it[i].deadline_ms = rand_r(seed) % 3 == 0 ? now + rand_r(seed) % 4 : 0;
+		it[i].ready_since_ms = now - rand_r(seed) % 20000;
+		it[i].est_remaining = (uint64_t)(rand_r(seed) % 4) * 100;
+		it[i].cost = rand_r(seed) % 5 == 0 ? 0 : (uint64_t)(1 + rand_r(seed) % 1000);
+		it[i].seq = i;
+	}
+	for (i = n; i > 1; i--) {
+		size_t j = (size_t)rand_r(seed) % i;
+		uint64_t t = it[i - 1].seq;
+		it[i - 1].seq = it[j].seq;
+		it[j].seq = t;
+	}
+}
+
+/* Tenants whose counters never tie (distinct weights, large random charges): the heap order
+ * is exactly the former O(n^2) one, starvation bound or not. */
+static void
+test_order_matches_former_selection(void **state)
+{
+	static const uint32_t weights[] = { 1, 2, 3, 5, 7, 11, 13, 17 };
+	struct fair_item it[300];
+	char names[300][8];
+	size_t a[300], b[300];
+	unsigned seed = 12345;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 400; round++) {
+		struct fair *f1 = fair_new(), *f2 = fair_new();
+		size_t nt = 1 + (size_t)rand_r(&seed) % 8, n = (size_t)rand_r(&seed) % 300, t;
+		int64_t now = 100000, bound = (int64_t[]){ 0, 5000, 15000 }[rand_r(&seed) % 3];
+		assert_non_null(f1);
+		assert_non_null(f2);
+		for (t = 0; t < nt; t++) {
+			uint64_t tok = 1 + (uint64_t)rand_r(&seed) * 7919u;
+			assert_int_equal(fair_set_weight(f1, rnd_tenants[t], weights[t]), 0);
+			assert_int_equal(fair_set_weight(f2, rnd_tenants[t], weights[t]), 0);
+			fair_charge(f1, rnd_tenants[t], tok);
+			fair_charge(f2, rnd_tenants[t], tok);
+		}
+		rnd_items(&seed, it, names, n, nt, now);
+		assert_int_equal(fair_order(f1, it, n, now, bound, a), 0);
+		assert_int_equal(fair_order_ref(f2, it, n, now, bound, b), 0);
+		assert_memory_equal(a, b, n * sizeof *a);
+		fair_free(f1);
+		fair_free(f2);
+	}
+}
+
+/* Inside a tenant (the documented rule, input order among equals). */
+static int
+rule_item_before(const struct fair_item *x, size_t ix, const struct fair_item *y, size_t iy)
+{
+	if (x->priority != y->priority)
+		return x->priority > y->priority;
+	if ((x->deadline_ms != 0) != (y->deadline_ms != 0))
+		return x->deadline_ms != 0;
+	if (x->deadline_ms != y->deadline_ms)
+		return x->deadline_ms < y->deadline_ms;
+	if (x->est_remaining != y->est_remaining)
+		return x->est_remaining < y->est_remaining;
+	if (x->ready_since_ms != y->ready_since_ms)
+		return x->ready_since_ms < y->ready_since_ms;
+	if (x->seq != y->seq)
+		return x->seq < y->seq;
+	return ix < iy;
+}
+
+/* Many rounds with weights 1 and 2 and round costs, so counters tie all the time (and idle
+ * tenants are lifted onto the least counter): every order is the documented rule, computed
+ * here by brute force from the counters fair_order left (lifted, before its simulation). */
+static void
+test_order_rule_with_ties(void **state)
+{
+	struct fair *f = fair_new();
+	struct fair_item it[120];
+	char names[120][8];
+	size_t order[120];
+	unsigned seed = 777;
+	int round;
+
+	(void)state;
+	assert_non_null(f);
+	assert_int_equal(fair_set_weight(f, "t1", 2), 0);
+	for (round = 0; round < 300; round++) {
+		size_t nt = 1 + (size_t)rand_r(&seed) % 5, n = (size_t)rand_r(&seed) % 120, i, k;
+		int64_t now = 100000, bound = round % 4 == 0 ? 15000 : 0;
+		double vc[8];
+		int taken[120] = { 0 };
+		rnd_items(&seed, it, names, n, nt, now);
+		for (i = 0; i < n; i++)
+			it[i].cost = (uint64_t)(rand_r(&seed) % 3) * 64;
+		assert_int_equal(fair_order(f, it, n, now, bound, order), 0);
+		for (i = 0; i < 8; i++)
+			vc[i] = fair_counter(f, rnd_tenants[i]);
+		for (k = 0; k < n; k++) {
+			size_t best = n;
+			int starved_left = 0;
+			for (i = 0; i < n; i++)
+				if (!taken[i] && bound > 0 && now - it[i].ready_since_ms >= bound)
+					starved_left = 1;
+			if (starved_left) {
+				for (i = 0; i < n; i++)
+					if (!taken[i] && now - it[i].ready_since_ms >= bound &&
+					    (best == n || it[i].ready_since_ms < it[best].ready_since_ms))
+						best = i;
+			} else {
+				size_t tbest[8];
+				int t;
+				for (t = 0; t < 8; t++)
+					tbest[t] = n;
+				for (i = 0; i < n; i++) {
+					t = names[i][1] - '0';
+					if (!taken[i] && (tbest[t] == n ||
+					    rule_item_before(&it[i], i, &it[tbest[t]], tbest[t])))
+						tbest[t] = i;
+				}
+				for (t = 0; t < 8; t++) {
+					int tb;
+					if (tbest[t] == n)
+						continue;
+					if (best == n) {
+						best = tbest[t];
+						continue;
+					}
+					tb = names[best][1] - '0';
+					if (vc[t] < vc[tb] || (vc[t] == vc[tb] &&
+					    it[tbest[t]].seq < it[best].seq))
+						best = tbest[t];
+				}
+			}
+			assert_int_equal(order[k], best);
+			taken[best] = 1;
+			{
+				int tb = names[best][1] - '0';
+				double w = tb == 1 ? 2 : 1;
+				vc[tb] += starved_left ? (double)it[best].cost / w :
+				    (double)(it[best].cost ? it[best].cost : 1) / w;
+			}
+		}
+		/* what the dispatcher then serves */
+		for (i = 0; i < n && i < 4; i++)
+			fair_charge(f, it[order[i]].tenant, it[order[i]].cost);
+	}
+	fair_free(f);
+}
+
+/* The iterator stops anywhere: its first k items are fair_order's first k. */
+static void
+test_iter_prefix(void **state)
+{
+	struct fair *f1 = fair_new(), *f2 = fair_new();
+	struct fair_item it[200];
+	char names[200][8];
+	size_t order[200], k = 0, idx;
+	struct fair_iter *fi;
+	unsigned seed = 99;
+
+	(void)state;
+	rnd_items(&seed, it, names, 200, 4, 100000);
+	assert_int_equal(fair_order(f1, it, 200, 100000, 15000, order), 0);
+	assert_int_equal(fair_iter_start(f2, it, 200, 100000, 15000, &fi), 0);
+	while (k < 37 && fair_iter_next(fi, &idx) == 1)
+		assert_int_equal(idx, order[k++]);
+	assert_int_equal(k, 37);
+	fair_iter_free(fi);
+	fair_free(f1);
+	fair_free(f2);
+}
+
 int
 main(void)
 {
@@ -177,6 +364,9 @@ main(void)
 		cmocka_unit_test(test_starvation_bound),
 		cmocka_unit_test(test_bad_weight),
 		cmocka_unit_test(test_recent_share),
+		cmocka_unit_test(test_order_matches_former_selection),
+		cmocka_unit_test(test_order_rule_with_ties),
+		cmocka_unit_test(test_iter_prefix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -957,6 +957,117 @@ test_verify_reports_every_corrupt_record(void **state)
 	assert_int_equal(store_verify(st, NULL, NULL, NULL), 2);
 }
 
+static int
+put_program_fn(struct store_txn *txn, void *arg)
+{
+	Certa__V1__ProgramRecord rec = CERTA__V1__PROGRAM_RECORD__INIT;
+	Certa__V1__Program pm = CERTA__V1__PROGRAM__INIT;
+
+	(void)arg;
+	pm.id = (char *)"p-1";
+	pm.tenant = (char *)"acme";
+	pm.created_unix_ms = 1234;
+	rec.program = &pm;
+	rec.tenant_uid = 0xab;
+	return store_put(txn, STORE_DB_PROGRAMS, "p-1", &rec.base);
+}
+
+/* A schema 2 store is moved to 3 on open (only the version changes: its records read as
+ * before); a build of schema 2 then refuses it. */
+static void
+test_schema_2_migrates_to_3(void **state)
+{
+	struct fx *f = *state;
+	struct store_options o2 = { .schema_version = 2, .nosync = 1 };
+	struct store *sentinel = (struct store *)f, *st = sentinel;
+	struct get_args g = { .db = STORE_DB_META, .key = "meta" };
+
+	assert_int_equal(STORE_SCHEMA_VERSION, 3);
+	assert_int_equal(store_open(f->env, &o2, &f->st), 0);
+	assert_int_equal(store_update(f->st, put_program_fn, NULL), 0);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(store_open(f->env, NULL, &f->st), 0);
+	assert_int_equal(store_view(f->st, get_fn, &g), 0);
+	assert_int_equal(((Certa__V1__MetaRecord *)g.msg)->schema_version, 3);
+	protobuf_c_message_free_unpacked(g.msg, NULL);
+	/* The per-tenant index was built from the programs already there. */
+	g.db = STORE_DB_TENANT_PROGRAMS;
+	g.key = "acme/00000000000000ab/p-1";
+	assert_int_equal(store_view(f->st, get_fn, &g), 0);
+	assert_int_equal(((Certa__V1__TenantProgramRecord *)g.msg)->created_unix_ms, 1234);
+	protobuf_c_message_free_unpacked(g.msg, NULL);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(store_open(f->env, &o2, &st), CERTA_ESCHEMA);
+	assert_ptr_equal(st, sentinel);
+}
+
+struct prefix_args {
+	const char *prefix;
+	size_t deleted;
+};
+
+static int
+put_chunks_fn(struct store_txn *txn, void *arg)
+{
+	static const char *const keys[] = { "p-1/0000/00000000", "p-1/0000/00000001",
+	    "p-1/0001/00000000", "p-10/0000/00000000", "p-0/0000/00000000" };
+	Certa__V1__TextChunk tc = CERTA__V1__TEXT_CHUNK__INIT;
+	size_t i;
+	int rc;
+
+	(void)arg;
+	tc.text = (char *)"piece";
+	for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if ((rc = store_put(txn, STORE_DB_TEXT, keys[i], &tc.base)) != 0)
+			return rc;
+	return 0;
+}
+
+static int
+del_prefix_fn(struct store_txn *txn, void *arg)
+{
+	struct prefix_args *a = arg;
+
+	return store_del_prefix(txn, STORE_DB_TEXT, a->prefix, &a->deleted);
+}
+
+static int
+count_fn(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
+{
+	(void)key;
+	(void)keylen;
+	(void)msg;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static int
+count_text_fn(struct store_txn *txn, void *arg)
+{
+	return store_scan(txn, STORE_DB_TEXT, "", NULL, count_fn, arg);
+}
+
+/* store_del_prefix deletes exactly the keys under the prefix ("p-1/" is not "p-10/"). */
+static void
+test_del_prefix(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = open_default(f);
+	struct prefix_args a = { "p-1/", 0 };
+	size_t left = 0;
+
+	assert_int_equal(store_update(st, put_chunks_fn, NULL), 0);
+	assert_int_equal(store_update(st, del_prefix_fn, &a), 0);
+	assert_int_equal(a.deleted, 3);
+	assert_int_equal(store_view(st, count_text_fn, &left), 0);
+	assert_int_equal(left, 2);
+	a.deleted = 7;
+	assert_int_equal(store_update(st, del_prefix_fn, &a), 0);
+	assert_int_equal(a.deleted, 0);
+}
+
 /* A schema 1 store (unframed values) is refused with ESCHEMA, not reported as corrupt. */
 static void
 test_old_schema_store_refused(void **state)
@@ -1314,6 +1425,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_value_get, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_value_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_mismatch_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_2_migrates_to_3, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_del_prefix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_meta_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_unfinished_queued_running, setup,
 			teardown),
