@@ -336,6 +336,56 @@ test_step_contract(void **state)
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+/* An upstream whose context fills (vLLM's 400 "maximum context length"): a step with room
+ * left is sent again cut to the room and finishes the chain; with no room the chain ends
+ * with no new tokens; neither fails the Step. */
+static void
+test_context_full(void **state)
+{
+	struct env *e = *state;
+	const struct traces_program *pg;
+	const struct trace *t;
+	Certa__V1__StepReply *r = NULL;
+	char det[512], *want;
+
+	HARNESS_NEED_TRACES(e);
+	pg = e->pg[1];
+	t = pg->samples[0];
+	assert_true(t->tokens_used > 300);
+	control(e, 0, "{\"mode\": \"context\", \"max_len\": 250}");
+	if (step(e->wch, pg, "cf/0", 0, 0, NULL, 200, &r, det, sizeof det) != GRPC_STATUS_OK)
+		fail_msg("first step: %s", det);
+	assert_false(r->results[0]->finished);
+	assert_int_equal(r->results[0]->total_tokens, 200);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	/* 200 + 100 > 250: cut to 50, and the chain is finished (its context is full). */
+	if (step(e->wch, pg, "cf/0", 0, 200, NULL, 100, &r, det, sizeof det) != GRPC_STATUS_OK)
+		fail_msg("step at the context's end: %s", det);
+	want = slice(t, 200, 250);
+	assert_string_equal(r->results[0]->text, want);
+	free(want);
+	assert_int_equal(r->results[0]->new_tokens, 50);
+	assert_int_equal(r->results[0]->total_tokens, 250);
+	assert_true(r->results[0]->finished);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	/* A chain that arrives with its context already full ends with no new tokens. */
+	want = slice(t, 0, 250);
+	if (step(e->wch, pg, "cf2/0", 0, 250, want, 64, &r, det, sizeof det) != GRPC_STATUS_OK)
+		fail_msg("step with a full context: %s", det);
+	free(want);
+	assert_int_equal(r->results[0]->new_tokens, 0);
+	assert_int_equal(r->results[0]->total_tokens, 250);
+	assert_true(r->results[0]->finished);
+	assert_string_equal(r->results[0]->text, "");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	/* Any other 400 still fails the Step with the upstream's words. */
+	control(e, 0, "{\"mode\": \"http400\", \"what\": \"prompt has a bad byte\"}");
+	assert_int_equal(step(e->wch, pg, "cf3/0", 0, 0, NULL, 64, &r, det, sizeof det),
+	    GRPC_STATUS_INVALID_ARGUMENT);
+	assert_non_null(strstr(det, "bad byte"));
+	control(e, 0, "{\"mode\": \"ok\"}");
+}
+
 /* Each failure mode of the upstream, and what the Step call says. */
 static void
 test_failures(void **state)
@@ -640,6 +690,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_step_contract, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_context_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_and_replicas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_programs_equal_replay, setup, teardown),

@@ -214,6 +214,43 @@ test_error_message(void **state)
 	}
 }
 
+/* Context-length refusals of vLLM (two wordings) and SGLang, and messages that are not. */
+static void
+test_context_room(void **state)
+{
+	static const struct {
+		const char *msg;
+		int is;
+		uint32_t room;
+	} cases[] = {
+		{ "This model's maximum context length is 4096 tokens. However, you requested 4200 "
+		  "tokens (4100 in the messages, 100 in the completion). Please reduce the length of "
+		  "the messages or completion.", 1, 0 },
+		{ "This model's maximum context length is 4096 tokens. However, you requested 4200 "
+		  "tokens (4000 in the messages, 200 in the completion).", 1, 96 },
+		{ "This model's maximum context length is 32768 tokens. However, your request has "
+		  "32000 input tokens. Please reduce the length of the input messages.", 1, 768 },
+		{ "Requested token count exceeds the model's maximum context length of 8192 tokens. "
+		  "You requested a total of 8300 tokens: 8000 tokens from the input messages and 300 "
+		  "tokens for the completion. Please reduce the number of tokens in the input "
+		  "messages or the completion to fit within the limit.", 1, 192 },
+		{ "Maximum context length exceeded", 1, 0 },
+		{ "max_tokens must be at least 1, got 0.", 0, 0 },
+		{ "The model `x` does not exist.", 0, 0 },
+		{ "", 0, 0 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		uint32_t room = 12345;
+		int is = oai_context_room(cases[i].msg, &room);
+		if (is != cases[i].is || room != cases[i].room)
+			fail_msg("case %zu: %d room %u, want %d room %u", i, is, room, cases[i].is,
+			    cases[i].room);
+	}
+}
+
 static void
 test_request_body(void **state)
 {
@@ -294,6 +331,7 @@ main(void)
 		cmocka_unit_test(test_parse_minimal),
 		cmocka_unit_test(test_parse_malformed),
 		cmocka_unit_test(test_error_message),
+		cmocka_unit_test(test_context_room),
 		cmocka_unit_test(test_request_body),
 		cmocka_unit_test(test_probe_cut),
 	};

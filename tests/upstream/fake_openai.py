@@ -33,6 +33,8 @@ next A fail as M says:
   malformed  a 200 whose body is wrong: what = json (cut JSON), usage (no usage),
              text (text is a number), logprobs (token_logprobs too short)
   reset      close the connection without an answer (RST)
+  context    a context of max_len tokens (the text so far counts, the prompt does not): a
+             step whose text + max_tokens exceed it is refused with vLLM's 400 message
 GET /stats answers {"requests": N, "failed": F}.  Refused connections: point the worker at a
 port nothing listens on, or stop this server.
 
@@ -167,7 +169,7 @@ def logprob_of(pos):
     return -0.05 * ((pos * 7919) % 10)
 
 
-def complete(st, req):
+def complete(st, req, max_len=None):
     for f in ("model", "prompt", "max_tokens"):
         if f not in req:
             raise ApiError(400, "missing field '%s'" % f)
@@ -212,6 +214,11 @@ def complete(st, req):
         pieces += ["\\]" if i == 0 else " " for i in range(k - len(pieces))]
         finish = "length" if k == max_tokens else "stop"
     else:
+        if max_len is not None and pos0 + max_tokens > max_len:
+            raise ApiError(400, "This model's maximum context length is %d tokens. However, "
+                           "you requested %d tokens (%d in the messages, %d in the "
+                           "completion). Please reduce the length of the messages or "
+                           "completion." % (max_len, pos0 + max_tokens, pos0, max_tokens))
         pos1 = min(pos0 + max_tokens, t.tokens)
         pieces = [t.text[t.offset(p):t.offset(p + 1)].decode("utf-8")
                   for p in range(pos0, pos1)]
@@ -340,7 +347,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(m.get("delay_ms", 1000)) / 1000.0)
         try:
             req = json.loads(body)
-            out = complete(st, req)
+            out = complete(st, req, int(m["max_len"]) if mode == "context" else None)
         except ApiError as e:
             self.error_json(e.status, e.msg, e.typ)
             return

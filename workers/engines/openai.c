@@ -98,6 +98,7 @@ struct openai_xfer {
 	uint32_t tries429;
 	int64_t start_at_ms;     /* waiting to (re)start; 0: in flight or done */
 	bool waiting;
+	uint32_t max_tokens_cap;  /* the step's max_tokens cut to the context's room; 0: none */
 	struct oai_completion step, probe;
 };
 
@@ -388,7 +389,8 @@ openai_xfer_body(struct openai *o, struct openai_xfer *x)
 	r.logprobs = o->logprobs;
 	if (x->phase == OPENAI_STEP) {
 		r.prompt = x->prefix;
-		r.max_tokens = x->it->max_new_tokens;
+		r.max_tokens = x->max_tokens_cap != 0 && x->max_tokens_cap < x->it->max_new_tokens ?
+		    x->max_tokens_cap : x->it->max_new_tokens;
 		r.temperature = x->it->temperature;
 		r.top_p = x->it->top_p;
 	} else {
@@ -816,6 +818,48 @@ openai_xfer_failed(struct openai *o, struct openai_xfer *x, int rep, int rc, con
 	    what);
 }
 
+/*
+ * A step refused because prompt + text + max_tokens exceed the model's context (vLLM and
+ * SGLang answer 400): with room left, the step is sent again with max_tokens cut to the room
+ * (its "length" finish then reads as the context being full); with none, the chain ends here
+ * with no new tokens, as the llm engine ends a chain whose context is full.  Returns 1 when
+ * it took the transfer over, 0 when msg is another error.
+ */
+static int
+openai_context_full(struct openai *o, struct openai_xfer *x, const char *msg)
+{
+	uint32_t room;
+	int rc;
+
+	if (!oai_context_room(msg, &room))
+		return 0;
+	log_info(LOG_ENGINE, "request %s: context full (%s): %s", x->it->request_id, msg,
+	    room > 0 ? "shorter step" : "chain ends");
+	if (room > 0 && room < x->it->max_new_tokens) {
+		x->max_tokens_cap = room;
+		x->tried = 0;
+		x->tries429 = 0;
+		rc = openai_xfer_body(o, x);
+		if (rc == 0)
+			rc = openai_xfer_start(o, x);
+		if (rc != 0)
+			openai_job_fail(o, x->job, rc, "cannot resend the step: %s",
+			    certa_strerror(rc));
+		return 1;
+	}
+	oai_completion_clear(&x->step);
+	x->step.text = strdup("");
+	x->step.finish_reason = strdup("length");
+	if (x->step.text == NULL || x->step.finish_reason == NULL) {
+		openai_job_fail(o, x->job, -ENOMEM, "out of memory");
+		return 1;
+	}
+	x->step.completion_tokens = 0;
+	x->phase = OPENAI_DONE;
+	x->job->pending--;
+	return 1;
+}
+
 /* A transfer finished: classify, retry, parse, next phase. */
 static void
 openai_on_done(struct openai *o, struct openai_xfer *x, CURLcode cc)
@@ -862,6 +906,9 @@ openai_on_done(struct openai *o, struct openai_xfer *x, CURLcode cc)
 			openai_xfer_failed(o, x, rep, CERTA_EUNAVAIL, what);
 		} else if (status == 404) {
 			openai_xfer_failed(o, x, rep, CERTA_ENOTFOUND, what);
+		} else if (status == 400 && x->phase == OPENAI_STEP && x->max_tokens_cap == 0 &&
+		    openai_context_full(o, x, msg)) {
+			return;
 		} else if (status >= 400) {
 			openai_xfer_failed(o, x, rep, CERTA_EINVAL, what);
 		} else {

@@ -367,6 +367,49 @@ oai_mean_entropy(const struct oai_completion *c)
 	return n > 0 ? sum / (double)n : -1;
 }
 
+/* The number that ends right before text[at] (spaces skipped), or -1. */
+static long long
+oai_number_before(const char *text, size_t at)
+{
+	size_t e = at, b;
+
+	while (e > 0 && text[e - 1] == ' ')
+		e--;
+	b = e;
+	while (b > 0 && text[b - 1] >= '0' && text[b - 1] <= '9')
+		b--;
+	if (b == e || e - b > 12)
+		return -1;
+	return strtoll(text + b, NULL, 10);
+}
+
+int
+oai_context_room(const char *msg, uint32_t *room)
+{
+	static const char *const input_marks[] = {
+		" in the messages", " tokens from the input", " input tokens",
+	};
+	const char *p = strcasestr(msg, "maximum context length");
+	long long max_ctx = -1, input = -1;
+	size_t i;
+
+	*room = 0;
+	if (p == NULL)
+		return 0;
+	for (p += strlen("maximum context length"); *p != '\0' && (*p < '0' || *p > '9'); p++)
+		;
+	if (*p != '\0' && strspn(p, "0123456789") <= 12)
+		max_ctx = strtoll(p, NULL, 10);
+	for (i = 0; i < sizeof input_marks / sizeof input_marks[0] && input < 0; i++) {
+		const char *m = strstr(msg, input_marks[i]);
+		if (m != NULL)
+			input = oai_number_before(msg, (size_t)(m - msg));
+	}
+	if (max_ctx > 0 && input >= 0 && input < max_ctx)
+		*room = max_ctx - input > UINT32_MAX ? UINT32_MAX : (uint32_t)(max_ctx - input);
+	return 1;
+}
+
 char *
 oai_boxed(const char *text)
 {

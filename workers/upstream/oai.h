@@ -75,6 +75,16 @@ void oai_token_probs(const struct oai_completion *c, size_t n, double *mean, dou
 /* Mean entropy over the tokens that have one; -1 when none has. */
 double oai_mean_entropy(const struct oai_completion *c);
 
+/*
+ * Whether an upstream's 400 message says the request exceeds the model's context (vLLM:
+ * "This model's maximum context length is N tokens. However, you requested M tokens (P in
+ * the messages, K in the completion)" or "... your request has P input tokens"; SGLang:
+ * "... maximum context length of N tokens. ... P tokens from the input messages ...").
+ * Returns 1 and *room = N - P (0 when the input alone fills it, or when the numbers cannot
+ * be read), or 0 for any other message.
+ */
+int oai_context_room(const char *msg, uint32_t *room);
+
 /* The last \boxed{...} of text (nested braces counted), in a new string ("" when none);
  * NULL when out of memory. */
 char *oai_boxed(const char *text);
