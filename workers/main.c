@@ -123,6 +123,18 @@ static const struct config_option wmain_options[] = {
 	  .min = 0,
 	  .max = 60000,
 	  .help = "hold each step this long before running it (simulated decode time)" },
+	{ .name = "gpu_profile",
+	  .type = CONFIG_STRING,
+	  .help = "replay engine: GPU timing model (profiles/*.gpu, workers/gpuprof.h): steps "
+	          "take the time a continuous-batching engine would, given what else runs; empty: "
+	          "steps return at once" },
+	{ .name = "time_scale",
+	  .type = CONFIG_DOUBLE,
+	  .def = "0",
+	  .min = 0,
+	  .max = 1000,
+	  .help = "replay engine with gpu_profile: wall seconds per modelled GPU second (0: the "
+	          "profile's time_scale)" },
 	{ .name = "log_level",
 	  .type = CONFIG_ENUM,
 	  .def = "info",
@@ -178,6 +190,7 @@ wmain_usage(FILE *f)
 	    "                    [--model-file PATH.gguf] [--threads N] [--kv-memory SIZE]\n"
 	    "                    [--alias NAME] [--max-batch-tokens N] [--device cpu|cuda[:N]]\n"
 	    "                    [--print-config] [--print-config-man] [--version]\n"
+	    "                    [--gpu-profile FILE] [--time-scale X]\n"
 	    "engines: %s\n"
 	    "--model: replay, the default model of the traces; llm, the GGUF file (the served\n"
 	    "name is its general.name or --alias); --model-file is the llm's explicit form\n",
@@ -223,6 +236,7 @@ static const struct cmdline_flag wmain_flags[] = {
 	{ "tls-client-ca", "tls.client_ca" }, { "model-file", "llm.model_file" },
 	{ "threads", "llm.threads" }, { "kv-memory", "llm.kv_memory" }, { "alias", "llm.alias" },
 	{ "max-batch-tokens", "llm.max_batch_tokens" }, { "device", "llm.device" },
+	{ "gpu-profile", "gpu_profile" }, { "time-scale", "time_scale" },
 };
 
 static const struct cmdline_program wmain_cmdline = {
@@ -438,6 +452,8 @@ main(int argc, char **argv)
 	eo.chat_format = config_get_str(cfg, "llm.chat_format");
 	eo.max_batch_tokens = (uint32_t)config_get_int(cfg, "llm.max_batch_tokens");
 	eo.device = config_get_str(cfg, "llm.device");
+	eo.gpu_profile = config_get_str(cfg, "gpu_profile");
+	eo.time_scale = config_get_double(cfg, "time_scale");
 	rc = engine_open(config_get_str(cfg, "engine"), &eo, &engine);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot start engine %s: %s", config_get_str(cfg, "engine"),
