@@ -42,6 +42,7 @@ static const struct policy_key policy_keys[] = {
 	PK("starvation_ms", POLICY_I64, starvation_ms, "ranking starvation bound"),
 	PK("cot.threshold", POLICY_DOUBLE, cot_threshold, "cot stop-certain threshold"),
 	PK("sc.threshold", POLICY_DOUBLE, sc_threshold, "sc stop-certain threshold"),
+	PK("dynasor_k", POLICY_U32, dynasor_k, "Dynasor-CoT baseline: k agreeing probes stop (0 off)"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
 #define POLICY_NALL (POLICY_NKEYS + SCHED_COT_NFEAT + SCHED_SC_NFEAT)

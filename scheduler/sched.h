@@ -78,6 +78,13 @@ struct sched_policy {
 	double extend_min;
 	/* sched_rank: a program waiting this long (ms) goes ahead of shorter work. */
 	int64_t starvation_ms;
+	/* The Dynasor-CoT rule as a baseline (0: off): a chain is consistent when its last
+	 * dynasor_k probe answers are equivalent, non-empty and free of hesitation words
+	 * (certainty_probe_hesitant); a program stops certain when every unfinished chain is.
+	 * (Dynasor stops each sc chain on its own; here an sc program's chains stop together.)
+	 * Set thresholds > 1, unpromising 0, settle_closed 0 and probe_stride 0 for the pure
+	 * rule at step_tokens spacing. */
+	uint32_t dynasor_k;
 };
 
 /* One probe of a chain: its answer after `position` decode tokens. */
