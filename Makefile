@@ -102,6 +102,7 @@ else
 DEMO_TRACES = $(CERTA_TRACES)
 endif
 
+.PHONY: bench-serve
 .PHONY: all deps check check-tokenizer check-layers check-unit check-integration check-asan \
 	check-valgrind demo clean install uninstall bench fuzz fuzz-deps fuzz-bins check-fuzz \
 	check-crashloop check-cuda
@@ -284,6 +285,13 @@ demo: deps
 
 bench: all
 	@BUILD=$(BUILD) bash bench/run.sh
+
+# Program rate at a latency SLO, certa vs the baselines (docs/bench-serve.md; not in check).
+# BENCH_SERVE_ARGS= for the full sweep (default: --quick, a few minutes on 2 cores).
+BENCH_SERVE_ARGS ?= --quick
+bench-serve: $(BUILD)/bin/bench-serve $(BUILD)/bin/certad $(BUILD)/bin/certa-worker
+	$(BUILD)/bin/bench-serve $(BENCH_SERVE_ARGS) --out $(BUILD)/bench-serve.tsv
+	python3 scripts/plot-bench-serve.py $(BUILD)/bench-serve.tsv docs/bench-serve.png
 
 # Installation layout (all overridable; DESTDIR is prepended to every path):
 #   $(PREFIX)/bin/certactl, certa-eval, $(PREFIX)/sbin/certad, $(PREFIX)/sbin/certa-worker    0755

@@ -7,7 +7,7 @@ set -eu
 
 PKGS="build-essential pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
 protobuf-compiler libgrpc-dev liblmdb-dev lmdb-utils libcmocka-dev libsystemd-dev zlib1g-dev
-libinih-dev libssl-dev libpcre2-dev python3 python3-numpy procps systemd openssl"
+libinih-dev libssl-dev libpcre2-dev python3 python3-numpy procps systemd openssl python3-matplotlib"
 
 # Optional: promtool (package prometheus) lets the metrics test check the exposition format
 # with the real parser; the test uses its own strict parser when it is missing.
