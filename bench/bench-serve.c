@@ -253,6 +253,49 @@ run_rate(const struct opts *o, int port, int fifo, const struct traces *tr,
 	free(r.progs);
 }
 
+/*
+ * Per policy: the highest rate of the sweep with >= 90% within the SLO (every rate up to it
+ * too), P50/P90 at the fixed rate, accuracy and tokens next to run-to-end's (same programs).
+ */
+static void
+summary(const struct opts *o, struct point pts[][16], const int *ran)
+{
+	const struct point *ref = NULL;
+	double ref_rate = 0;
+	size_t k;
+	int ri;
+
+	for (k = 0; k < NPOLICIES; k++)
+		if (ran[k] && strcmp(bench_policies[k].name, "run-to-end") == 0)
+			ref = pts[k];
+	printf("\nsummary (SLO %.0f GPU s; P50/P90 at %g programs/s; accuracy and tokens over "
+	    "the same programs; the sweep's rates only)\n", o->slo, o->fixed_rate);
+	printf("%-13s %11s %8s %8s %7s %9s %9s %8s\n", "policy", "rate@90%SLO", "p50 s",
+	    "p90 s", "acc", "acc-r2e", "tok/prog", "tok/r2e");
+	if (ref != NULL)
+		for (ri = 0; ri < o->nrates && ref[ri].attain >= 0.9; ri++)
+			ref_rate = ref[ri].rate;
+	for (k = 0; k < NPOLICIES; k++) {
+		const struct point *p = pts[k], *f = NULL;
+		double best = 0;
+
+		if (!ran[k])
+			continue;
+		for (ri = 0; ri < o->nrates && p[ri].attain >= 0.9; ri++)
+			best = p[ri].rate;
+		for (ri = 0; ri < o->nrates; ri++)
+			if (p[ri].rate == o->fixed_rate)
+				f = &p[ri];
+		printf("%-13s %11.2f %8.1f %8.1f %7.3f %+9.3f %9.0f %8.2f", bench_policies[k].name,
+		    best, f ? f->p50 : NAN, f ? f->p90 : NAN, p[0].acc,
+		    ref ? p[0].acc - ref[0].acc : NAN, p[0].tokens,
+		    ref && ref[0].tokens > 0 ? p[0].tokens / ref[0].tokens : NAN);
+		if (ref_rate > 0 && best > 0)
+			printf("  rate x%.2f vs run-to-end", best / ref_rate);
+		printf("\n");
+	}
+}
+
 static int
 policy_on(const struct opts *o, const char *name)
 {
@@ -288,10 +331,10 @@ parse(int argc, char **argv, struct opts *o)
 	int i;
 
 	memset(o, 0, sizeof *o);
-	o->workers = 2;
-	o->scale = 0.1;
-	o->slo = 300;
-	o->programs = 60;
+	o->workers = 1;
+	o->scale = 0.05;
+	o->slo = 200;
+	o->programs = 160;
 	o->profile = "profiles/llama3-8b-h100.gpu";
 	o->capacity = 64;
 	o->out = "build/bench-serve.tsv";
@@ -320,11 +363,9 @@ parse(int argc, char **argv, struct opts *o)
 		else usage();
 	}
 	if (rates == NULL)
-		rates = o->quick ? "0.1,0.25,0.5" : "0.1,0.2,0.3,0.4,0.5,0.7,1.0";
-	if (o->quick && o->programs == 60)
-		o->programs = 20;
-	if (o->quick && o->scale == 0.1)
-		o->scale = 0.05;
+		rates = o->quick ? "0.3,0.5,0.8" : "0.2,0.3,0.4,0.5,0.6,0.8";
+	if (o->quick && o->programs == 160)
+		o->programs = 40;
 	for (const char *s = rates; s && *s && o->nrates < 16; ) {
 		o->rates[o->nrates++] = atof(s);
 		s = strchr(s, ',');
@@ -376,6 +417,9 @@ main(int argc, char **argv)
 	    o.programs, o.scale, npool, traces_model_name(tr, 0));
 	printf("%-13s %6s %7s %8s %8s %6s %8s %s\n", "policy", "rate/s", "in-SLO", "p50 s",
 	    "p90 s", "acc", "tok/prog", "failed");
+	static struct point pts[NPOLICIES][16];
+	static int ran[NPOLICIES];
+
 	for (size_t k = 0; k < NPOLICIES; k++) {
 		const struct bpolicy *bp = &bench_policies[k];
 		struct harness_proc *w[16], *d;
@@ -413,6 +457,8 @@ main(int argc, char **argv)
 			struct point pt;
 
 			run_rate(&o, port, bp->fifo, tr, pool, npool, o.rates[ri], &pt);
+			pts[k][ri] = pt;
+			ran[k] = 1;
 			printf("%-13s %6.3f %6.0f%% %8.1f %8.1f %6.3f %8.0f %d\n", bp->name, pt.rate,
 			    100 * pt.attain, pt.p50, pt.p90, pt.acc, pt.tokens, pt.failed);
 			fprintf(out, "%s\t%g\t%.4f\t%.2f\t%.2f\t%.4f\t%.0f\t%d\n", bp->name, pt.rate,
@@ -432,6 +478,7 @@ main(int argc, char **argv)
 			}
 		}
 	}
+	summary(&o, pts, ran);
 	rc = 0;
 out:
 	fclose(out);

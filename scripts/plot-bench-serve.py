@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Plots bench-serve's results: SLO attainment vs arrival rate, one line per policy.
 
-    python3 scripts/plot-bench-serve.py [build/bench-serve.tsv] [docs/bench-serve.png]
+    python3 scripts/plot-bench-serve.py [RESULTS.tsv ...] [OUT.png]
+
+Defaults: build/bench-serve.tsv and docs/bench-serve.png; several .tsv files (sweeps of other
+rates) are merged.
 
 Needs Debian's python3-matplotlib (scripts/deps.sh)."""
 import sys
+import textwrap
 
 import matplotlib
 
@@ -13,19 +17,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def main():
-    src = sys.argv[1] if len(sys.argv) > 1 else "build/bench-serve.tsv"
-    dst = sys.argv[2] if len(sys.argv) > 2 else "docs/bench-serve.png"
+    srcs = [a for a in sys.argv[1:] if not a.endswith(".png")] or ["build/bench-serve.tsv"]
+    dst = ([a for a in sys.argv[1:] if a.endswith(".png")] or ["docs/bench-serve.png"])[0]
     title = "bench-serve"
     lines = {}
-    with open(src, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("#"):
-                title = line[1:].strip()
-                continue
-            cols = line.rstrip("\n").split("\t")
-            if cols[0] == "policy" or len(cols) < 3:
-                continue
-            lines.setdefault(cols[0], []).append((float(cols[1]), 100 * float(cols[2])))
+    for src in srcs:
+        with open(src, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("#"):
+                    title = line[1:].strip()
+                    continue
+                cols = line.rstrip("\n").split("\t")
+                if cols[0] == "policy" or len(cols) < 3:
+                    continue
+                lines.setdefault(cols[0], []).append((float(cols[1]), 100 * float(cols[2])))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, pts in lines.items():
         pts.sort()
@@ -34,7 +39,7 @@ def main():
     ax.set_xlabel("arrival rate (programs per GPU-second, all workers)")
     ax.set_ylabel("programs within SLO (%)")
     ax.set_ylim(0, 102)
-    ax.set_title(title, fontsize=7)
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=7)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
