@@ -126,8 +126,13 @@ prog_thread(void *arg)
 	spec.n = p->sc ? 3 : 1;
 	spec.token_budget = 16384u * spec.n;
 	p->t_submit = now_ms();
-	if (r->fifo)   /* EDF over equal far deadlines = arrival order; never reached */
-		spec.deadline_unix_ms = (int64_t)time(NULL) * 1000 + 24 * 3600 * 1000LL;
+	if (r->fifo) { /* EDF over equally far deadlines = arrival order; never reached */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		spec.deadline_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+		    24 * 3600 * 1000LL;
+	}
 	if (certa_client_channel(r->port, &ch) != 0 ||
 	    certa_client_submit(ch, &spec, NULL, 3600000, &s) != 0) {
 		fprintf(stderr, "bench-serve: cannot submit\n");
