@@ -368,7 +368,7 @@ parse(int argc, char **argv, struct opts *o)
 		else usage();
 	}
 	if (rates == NULL)
-		rates = o->quick ? "0.3,0.5,0.8" : "0.2,0.3,0.4,0.5,0.6,0.8";
+		rates = o->quick ? "0.5,1,1.5" : "0.2,0.4,0.6,0.8,1,1.5,2";
 	if (o->quick && o->programs == 160)
 		o->programs = 40;
 	for (const char *s = rates; s && *s && o->nrates < 16; ) {
