@@ -115,6 +115,7 @@ else
 DEMO_TRACES = $(CERTA_TRACES)
 endif
 
+.PHONY: bench-serve
 .PHONY: all deps check check-tokenizer check-layers check-unit check-integration check-asan \
 	check-valgrind demo clean install uninstall bench fuzz fuzz-deps fuzz-bins check-fuzz \
 	check-crashloop check-cuda python
@@ -334,6 +335,18 @@ BENCH_SCALE_ARGS ?= --programs 100,1000,5000,10000 --kill9
 .PHONY: bench-scale
 bench-scale: $(BINS) $(BUILD)/bin/bench-scale
 	@BUILD=$(BUILD) $(BUILD)/bin/bench-scale $(BENCH_SCALE_ARGS)
+
+# Program rate at a latency SLO, certa vs the baselines (docs/bench-serve.md; not in check).
+# BENCH_SERVE_ARGS= for the full sweep (default: --quick, a few minutes on 2 cores).  certad's
+# state goes to tmpfs: its per-step fsync would count time_scale^-1 times over in GPU time.
+BENCH_SERVE_ARGS ?= --quick
+bench-serve: $(BUILD)/bin/bench-serve $(BUILD)/bin/certad $(BUILD)/bin/certa-worker
+	TMPDIR=$(if $(wildcard /dev/shm),/dev/shm,$${TMPDIR:-/tmp}) \
+	    $(BUILD)/bin/bench-serve $(BENCH_SERVE_ARGS) --out $(BUILD)/bench-serve.tsv
+	@PY=$(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3); \
+	if $$PY -c 'import matplotlib' 2>/dev/null; then \
+		$$PY scripts/plot-bench-serve.py $(BUILD)/bench-serve.tsv $(BUILD)/bench-serve.png; \
+	else echo "bench-serve: no plot (apt-get install python3-matplotlib)"; fi
 
 # Installation layout (all overridable; DESTDIR is prepended to every path):
 #   $(PREFIX)/bin/certactl, certa-eval, $(PREFIX)/sbin/certad, $(PREFIX)/sbin/certa-worker    0755

@@ -5,6 +5,7 @@ B=${BUILD:-build}
 for b in "$B"/bin/bench-*; do
 	[ -x "$b" ] || continue
 	[ "$(basename "$b")" = bench-scale ] && continue   # make bench-scale: minutes
+	[ "$(basename "$b")" = bench-serve ] && continue   # make bench-serve (minutes)
 	echo "== $(basename "$b")"
 	"$b" 2>/dev/null
 done

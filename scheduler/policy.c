@@ -52,6 +52,7 @@ static const struct policy_key policy_keys[] = {
 	PK("riskctl.min_samples", POLICY_U32, riskctl_min_samples, "shadows before a saving move"),
 	PK("riskctl.window", POLICY_U32, riskctl_window, "shadows before an unproven backs off"),
 	PK("riskctl.frozen", POLICY_U32, riskctl_frozen, "1: count, never move"),
+	PK("dynasor_k", POLICY_U32, dynasor_k, "Dynasor-CoT baseline: k agreeing probes stop (0 off)"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
 #define POLICY_NALL (POLICY_NKEYS + SCHED_COT_NFEAT + SCHED_SC_NFEAT)

@@ -271,6 +271,34 @@ sched_state_reason(enum sched_pstate s)
 	}
 }
 
+/* The Dynasor-CoT baseline (sched_policy.dynasor_k): whether every unfinished chain's last
+ * k probe answers agree, valid and without hesitation. */
+static bool
+sched_dynasor(const struct sched_policy *p, const struct sched_view *v)
+{
+	size_t i, j, open = 0;
+
+	for (i = 0; i < v->nchains; i++) {
+		const struct sched_chain *c = &v->chains[i];
+		const char *last;
+
+		if (c->finished)
+			continue;
+		open++;
+		if (c->nprobes < p->dynasor_k)
+			return false;
+		last = c->probes[c->nprobes - 1].answer;
+		for (j = c->nprobes - p->dynasor_k; j < c->nprobes; j++) {
+			const char *a = c->probes[j].answer;
+
+			if (a == NULL || a[0] == '\0' || certainty_probe_hesitant(a) ||
+			    (strcmp(a, last) != 0 && !answer_equivalent(a, last)))
+				return false;
+		}
+	}
+	return open > 0;
+}
+
 void
 sched_decide(const struct sched_policy *p, const struct sched_view *v,
     struct sched_decision *out)
@@ -330,6 +358,10 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 	}
 	if (v->threshold_shift != 0)
 		threshold = riskctl_threshold(threshold, v->threshold_shift);
+	if (p->dynasor_k > 0 && sched_dynasor(p, v)) {
+		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
+		return;
+	}
 	if (cp.any_valid && cp.answer[0] != '\0' && (cp.decided_final || cp.certaindex >= threshold)) {
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
 		return;

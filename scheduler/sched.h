@@ -91,6 +91,13 @@ struct sched_policy {
 	uint32_t riskctl_min_samples; /* shadows at a setting before a move toward savings */
 	uint32_t riskctl_window;      /* shadows at a setting before an unproven one backs off */
 	uint32_t riskctl_frozen;      /* 1: count shadows, never move */
+	/* The Dynasor-CoT rule as a baseline (0: off): a chain is consistent when its last
+	 * dynasor_k probe answers are equivalent, non-empty and free of hesitation words
+	 * (certainty_probe_hesitant); a program stops certain when every unfinished chain is.
+	 * (Dynasor stops each sc chain on its own; here an sc program's chains stop together.)
+	 * Set thresholds > 1, unpromising 0, settle_closed 0 and probe_stride 0 for the pure
+	 * rule at step_tokens spacing. */
+	uint32_t dynasor_k;
 };
 
 /* One probe of a chain: its answer after `position` decode tokens. */

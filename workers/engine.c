@@ -206,7 +206,8 @@ engine_attach(struct engine *e, struct event_base *base)
 	struct engine_thread *th;
 	int rc;
 
-	if (!e->ops->threaded || e->th != NULL)
+	if ((!e->ops->threaded &&
+	    (e->ops->wants_thread == NULL || !e->ops->wants_thread(e->state))) || e->th != NULL)
 		return 0;
 	th = calloc(1, sizeof *th);
 	if (th == NULL)

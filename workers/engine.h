@@ -16,7 +16,8 @@
  * queues a step there and its completion callback runs back on the loop thread (an eventfd
  * wakes the loop), so the loop never waits on compute.  Release and Info stay synchronous on
  * the loop thread; such an engine makes them safe against its running step (docs/threads.md).
- * A synchronous engine (replay) completes engine_step_async() inline.
+ * A synchronous engine (replay) completes engine_step_async() inline; replay with a GPU timing
+ * model (--gpu-profile) runs on an engine thread too, its steps taking the modelled time.
  */
 #ifndef CERTA_WORKERS_ENGINE_H
 #define CERTA_WORKERS_ENGINE_H
@@ -52,6 +53,10 @@ struct engine_options {
 	uint32_t retries;        /* retries of a 429 answer */
 	uint64_t timeout_ms;     /* per request (0 = 300 s) */
 	uint64_t connect_timeout_ms; /* (0 = 5 s) */
+	/* replay engine: GPU timing model (workers/gpuprof.h); NULL or "" = none (steps return
+	 * at once).  time_scale > 0 overrides the profile's. */
+	const char *gpu_profile;
+	double time_scale;
 };
 
 struct engine_feed;
@@ -138,6 +143,9 @@ struct engine_ops {
 	/* true: step computes (run it on the engine thread, see engine_attach); release and
 	 * info may then be called on the loop thread while a step runs on the engine thread. */
 	bool threaded;
+	/* Optional: whether this engine object wants the engine thread although the engine is
+	 * not `threaded` (replay with a GPU timing model).  NULL: no. */
+	bool (*wants_thread)(void *state);
 };
 
 /* Completion of engine_step_async(), on the loop thread: rc and err as engine_step(), out[]

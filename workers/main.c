@@ -175,6 +175,18 @@ static const struct config_option wmain_options[] = {
 	  .min = 0,
 	  .max = 60000,
 	  .help = "hold each step this long before running it (simulated decode time)" },
+	{ .name = "gpu_profile",
+	  .type = CONFIG_STRING,
+	  .help = "replay engine: GPU timing model (profiles/*.gpu, workers/gpuprof.h): steps "
+	          "take the time a continuous-batching engine would, given what else runs; empty: "
+	          "steps return at once" },
+	{ .name = "time_scale",
+	  .type = CONFIG_DOUBLE,
+	  .def = "0",
+	  .min = 0,
+	  .max = 1000,
+	  .help = "replay engine with gpu_profile: wall seconds per modelled GPU second (0: the "
+	          "profile's time_scale)" },
 	{ .name = "log_level",
 	  .type = CONFIG_ENUM,
 	  .def = "info",
@@ -232,6 +244,7 @@ wmain_usage(FILE *f)
 	    "                    [--alias NAME] [--max-batch-tokens N] [--device cpu|cuda[:N]]\n"
 	    "                    [--upstream URL ...] [--upstream-key-file FILE]\n"
 	    "                    [--print-config] [--print-config-man] [--version]\n"
+	    "                    [--gpu-profile FILE] [--time-scale X]\n"
 	    "engines: %s\n"
 	    "--model: replay, the default model of the traces; llm, the GGUF file (the served\n"
 	    "name is its general.name or --alias); --model-file is the llm's explicit form;\n"
@@ -282,6 +295,7 @@ static const struct cmdline_flag wmain_flags[] = {
 	{ "threads", "llm.threads" }, { "kv-memory", "llm.kv_memory" }, { "alias", "llm.alias" },
 	{ "max-batch-tokens", "llm.max_batch_tokens" }, { "device", "llm.device" },
 	{ "upstream", "upstream" }, { "upstream-key-file", "upstream_key_file" },
+	{ "gpu-profile", "gpu_profile" }, { "time-scale", "time_scale" },
 };
 
 static const struct cmdline_program wmain_cmdline = {
@@ -509,6 +523,8 @@ main(int argc, char **argv)
 	eo.retries = (uint32_t)config_get_int(cfg, "openai.retries");
 	eo.timeout_ms = (uint64_t)config_get_int(cfg, "openai.timeout");
 	eo.connect_timeout_ms = (uint64_t)config_get_int(cfg, "openai.connect_timeout");
+	eo.gpu_profile = config_get_str(cfg, "gpu_profile");
+	eo.time_scale = config_get_double(cfg, "time_scale");
 	rc = engine_open(config_get_str(cfg, "engine"), &eo, &engine);
 	if (rc != 0) {
 		log_err(LOG_MAIN, "cannot start engine %s: %s", config_get_str(cfg, "engine"),

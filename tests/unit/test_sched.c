@@ -1,7 +1,7 @@
 /*
  * test_sched.c — sched_decide(): natural end, budget, deadline, stop-certain, sc gang stops,
- * unpromising, budget extension, probe spacing, the state machine through decisions, and
- * sched_rank().
+ * unpromising, budget extension, probe spacing, the state machine through decisions,
+ * sched_rank(), and the Dynasor-CoT baseline (dynasor_k).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -424,6 +424,54 @@ test_policy_validate(void **state)
 	assert_non_null(strstr(msg, "sc.threshold"));
 }
 
+/* dynasor_k: the Dynasor-CoT rule stops when the last k probes agree (every unfinished chain
+ * of an sc program), not before, and never on a hesitant probe answer. */
+static void
+test_dynasor(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c[2];
+	struct fake_chain f[2];
+	struct sched_view v;
+	struct sched_decision d;
+
+	(void)state;
+	test_policy(&p);
+	p.cot_threshold = p.sc_threshold = 2;   /* the certaindex never stops */
+	p.settle_closed = 0;
+	p.dynasor_k = 3;
+	/* answer from 640: probes 640, 704 agree (2 < 3): continue */
+	fake(&c[0], &f[0], "42", 640, 704);
+	view1(&v, c, 1, SCHED_ALGO_COT);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	/* 640, 704, 768: three agree: stop certain with that answer */
+	fake(&c[0], &f[0], "42", 640, 768);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+	assert_string_equal(d.answer, "42");
+	/* off: the same chain continues */
+	p.dynasor_k = 0;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	p.dynasor_k = 3;
+	/* a hesitant answer does not count */
+	fake(&c[0], &f[0], "wait", 64, 768);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	/* sc: one chain consistent, the other not yet: continue; both: stop */
+	fake(&c[0], &f[0], "42", 64, 768);
+	fake(&c[1], &f[1], "7", 704, 768);
+	view1(&v, c, 2, SCHED_ALGO_SC);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	fake(&c[1], &f[1], "7", 640, 768);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+}
+
 int
 main(void)
 {
@@ -438,6 +486,7 @@ main(void)
 		cmocka_unit_test(test_state_through_decisions),
 		cmocka_unit_test(test_rank),
 		cmocka_unit_test(test_policy_validate),
+		cmocka_unit_test(test_dynasor),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,17 +9,27 @@
  * Steps are idempotent: the position a step starts from is the daemon's resume_tokens (what it
  * has durably recorded), so a step retried after a daemon crash or moved to another worker
  * yields the same text.  Per-request state (the trace binding) lives until Release.
+ *
+ * With a GPU timing model (engine_options.gpu_profile, workers/gpuprof.h) the engine runs on
+ * an engine thread (wants_thread) and serves its steps as a continuous-batching engine would:
+ * a step's results are computed at once, then every sequence held (of all steps in flight)
+ * advances one token per modelled iteration, each iteration taking the profile's time (times
+ * time_scale in wall time), and a step completes when its sequences have decoded their tokens
+ * and their probe.  Release and Info then run on the loop thread: `mu` guards the requests.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
 #include "lib/traces.h"
 #include "workers/engine.h"
+#include "workers/gpuprof.h"
 
 struct replay_req {
 	const struct trace *trace;
@@ -33,6 +43,16 @@ struct replay {
 	char *model;               /* default model */
 	const char **models;
 	size_t nmodels;
+	bool timed;                /* a GPU timing model is set: prof */
+	struct gpuprof prof;
+	pthread_mutex_t mu;        /* reqs, when timed (engine thread vs loop thread) */
+};
+
+/* A step in flight under the timing model: its work and one sequence per item. */
+struct replay_job {
+	struct engine_work *w;
+	struct gpuprof_seq *seqs;
+	struct replay_job *next;
 };
 
 /* Loads the traces directory; refuses to start without traces. */
@@ -87,12 +107,32 @@ replay_open(const struct engine_options *opt, void **state)
 		goto fail_models;
 	}
 	r->capacity = opt->capacity ? opt->capacity : 256;
+	if (opt->gpu_profile != NULL && opt->gpu_profile[0] != '\0') {
+		char msg[300];
+
+		rc = gpuprof_load(opt->gpu_profile, &r->prof, msg, sizeof msg);
+		if (rc != 0) {
+			log_err(LOG_ENGINE, "GPU profile: %s", msg);
+			rc = CERTA_ECONFIG;
+			goto fail_model;
+		}
+		if (opt->time_scale > 0)
+			r->prof.time_scale = opt->time_scale;
+		r->timed = true;
+		log_info(LOG_ENGINE, "replay engine: GPU timing model %s (t0 %.1f us, a %.3f us/token, "
+		    "b %.4f us/context token, prefill %.3f us/token), time scale %g",
+		    r->prof.name, r->prof.t0_us, r->prof.a_us, r->prof.b_us, r->prof.prefill_us,
+		    r->prof.time_scale);
+	}
+	pthread_mutex_init(&r->mu, NULL);
 	log_info(LOG_ENGINE, "replay engine: traces=%zu programs=%zu models=%zu model=%s "
 	    "capacity=%u", traces_count(r->tr), traces_program_count(r->tr), r->nmodels,
 	    r->model, r->capacity);
 	*state = r;
 	return 0;
 
+fail_model:
+	free(r->model);
 fail_models:
 	free(r->models);
 fail_map:
@@ -109,6 +149,7 @@ replay_close(void *state)
 {
 	struct replay *r = state;
 
+	pthread_mutex_destroy(&r->mu);
 	strmap_free(r->reqs, free);
 	traces_free(r->tr);
 	free(r->models);
@@ -178,9 +219,9 @@ replay_advance(const struct trace *t, uint64_t pos0, uint32_t n, struct engine_r
 	return 0;
 }
 
-/* Validates the whole batch, then applies it. */
+/* Validates the whole batch, then applies it (r->mu held when timed). */
 static int
-replay_step(void *state, const struct engine_item *items, size_t n, struct engine_result *out,
+replay_step_locked(void *state, const struct engine_item *items, size_t n, struct engine_result *out,
     char *err, size_t errlen)
 {
 	struct replay *r = state;
@@ -242,11 +283,160 @@ out:
 }
 
 static int
+replay_step(void *state, const struct engine_item *items, size_t n, struct engine_result *out,
+    char *err, size_t errlen)
+{
+	struct replay *r = state;
+	int rc;
+
+	pthread_mutex_lock(&r->mu);
+	rc = replay_step_locked(state, items, n, out, err, errlen);
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+/* Prompt tokens for the timing model: traces keep no prompt token counts; ~4 bytes a token. */
+static uint64_t
+replay_prompt_tokens(const char *prompt)
+{
+	return strlen(prompt) / 4 + 1;
+}
+
+/*
+ * Timing model: applies w's step now (its results), and returns the job of its sequences in
+ * *out; NULL with w completed when the step failed.  A request the engine does not hold yet
+ * prefills its prompt and resumed reasoning; a held one has them cached.
+ */
+static int
+replay_admit(struct replay *r, struct engine_work *w, struct replay_job **out)
+{
+	struct replay_job *j;
+	size_t i;
+
+	j = calloc(1, sizeof *j);
+	if (j == NULL || (j->seqs = calloc(w->n ? w->n : 1, sizeof *j->seqs)) == NULL) {
+		free(j);
+		return -ENOMEM;
+	}
+	j->w = w;
+	pthread_mutex_lock(&r->mu);
+	for (i = 0; i < w->n; i++) {
+		const struct engine_item *it = &w->items[i];
+		uint64_t ctx = (it->prompt != NULL ? replay_prompt_tokens(it->prompt) : 0) +
+		    it->resume_tokens;
+
+		if (it->request_id != NULL && strmap_get(r->reqs, it->request_id) != NULL)
+			j->seqs[i].context = ctx;
+		else
+			j->seqs[i].prefill = ctx;
+	}
+	w->rc = replay_step_locked(r, w->items, w->n, w->out, w->err, w->errlen);
+	pthread_mutex_unlock(&r->mu);
+	if (w->rc != 0) {
+		free(j->seqs);
+		free(j);
+		*out = NULL;
+		return 0;
+	}
+	for (i = 0; i < w->n; i++) {
+		uint64_t probe = w->out[i].probe_tokens;
+
+		if (w->items[i].probe_max_tokens > 0 && probe > w->items[i].probe_max_tokens)
+			probe = w->items[i].probe_max_tokens;
+		j->seqs[i].decode = w->out[i].new_tokens;
+		j->seqs[i].probe_prefill = probe > 0 ? r->prof.probe_suffix_tokens : 0;
+		j->seqs[i].probe_decode = probe;
+	}
+	*out = j;
+	return 0;
+}
+
+/* Adds us microseconds to a monotonic time. */
+static void
+replay_ts_add(struct timespec *t, double us)
+{
+	long long ns = (long long)(us * 1000.0);
+
+	t->tv_sec += ns / 1000000000LL;
+	t->tv_nsec += ns % 1000000000LL;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
+	}
+}
+
+/*
+ * The iteration loop of the timing model (engine thread): takes queued steps between
+ * iterations, runs one modelled iteration over every held sequence, sleeps until its end (on
+ * an absolute clock, so sleeping late does not add up), completes the steps that are done.
+ */
+static void
+replay_step_many(void *state, struct engine_feed *feed)
+{
+	struct replay *r = state;
+	struct replay_job *jobs = NULL, *j, **pp;
+	struct engine_work *w;
+	struct timespec due;
+
+	clock_gettime(CLOCK_MONOTONIC, &due);
+	for (;;) {
+		uint64_t dec = 0, pre = 0, ctx = 0;
+		double us;
+
+		while ((w = engine_feed_take(feed)) != NULL) {
+			if (replay_admit(r, w, &j) != 0) {
+				snprintf(w->err, w->errlen, "out of memory modelling the step");
+				w->rc = -ENOMEM;
+				j = NULL;
+			}
+			if (j == NULL) {
+				engine_feed_done(feed, w);
+				continue;
+			}
+			j->next = jobs;
+			jobs = j;
+		}
+		if (jobs == NULL)
+			return;
+		for (j = jobs; j != NULL; j = j->next)
+			for (size_t i = 0; i < j->w->n; i++)
+				gpuprof_seq_advance(&j->seqs[i], &dec, &pre, &ctx);
+		us = gpuprof_iter_us(&r->prof, dec, pre, ctx);
+		replay_ts_add(&due, us * r->prof.time_scale);
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL) == EINTR)
+			;
+		for (pp = &jobs; (j = *pp) != NULL;) {
+			size_t i;
+
+			for (i = 0; i < j->w->n && !gpuprof_seq_busy(&j->seqs[i]); i++)
+				;
+			if (i < j->w->n) {
+				pp = &j->next;
+				continue;
+			}
+			*pp = j->next;
+			engine_feed_done(feed, j->w);
+			free(j->seqs);
+			free(j);
+		}
+	}
+}
+
+static bool
+replay_wants_thread(void *state)
+{
+	return ((struct replay *)state)->timed;
+}
+
+static int
 replay_release(void *state, const char *request_id)
 {
 	struct replay *r = state;
-	struct replay_req *q = strmap_del(r->reqs, request_id);
+	struct replay_req *q;
 
+	pthread_mutex_lock(&r->mu);
+	q = strmap_del(r->reqs, request_id);
+	pthread_mutex_unlock(&r->mu);
 	if (q == NULL)
 		return CERTA_ENOTFOUND;
 	free(q);
@@ -258,6 +448,7 @@ replay_info(void *state, struct engine_info *out)
 {
 	struct replay *r = state;
 
+	pthread_mutex_lock(&r->mu);
 	out->engine = "replay";
 	out->model = r->model;
 	out->capacity = r->capacity;
@@ -265,6 +456,7 @@ replay_info(void *state, struct engine_info *out)
 	out->models = r->models;
 	out->nmodels = r->nmodels;
 	out->problems = (uint32_t)traces_program_count(r->tr);
+	pthread_mutex_unlock(&r->mu);
 }
 
 const struct engine_ops replay_engine_ops = {
@@ -274,4 +466,6 @@ const struct engine_ops replay_engine_ops = {
 	.step = replay_step,
 	.release = replay_release,
 	.info = replay_info,
+	.step_many = replay_step_many,
+	.wants_thread = replay_wants_thread,
 };
