@@ -9,6 +9,7 @@
 #include "daemon/events.h"
 #include "daemon/persist.h"
 #include "daemon/queries.h"
+#include "daemon/route.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
 #include "daemon/telemetry.h"
@@ -241,6 +242,7 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	enum sched_algo algo;
 	uint32_t n;
 	uint64_t budget;
+	struct route_start route;
 	char id[64];
 	uint64_t uid;
 	int rc;
@@ -263,6 +265,11 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 		if (rc != CERTA_ENOTFOUND)
 			return rc;  /* 0: a retry of an accepted program, answered */
 	}
+	/* Expert routing (daemon/route.h; off: nothing changes). */
+	rc = route_program(c, tenant, spec, policies_effective(c->policies, tenant,
+	    tenants_policy(c->tenants, tenant)), &algo, &n, &budget, &route, err, errlen);
+	if (rc != 0)
+		return rc;
 	rc = tenants_admit(c->tenants, tenant, n, budget, strlen(spec->problem), core_now_ms(), err,
 	    errlen);
 	if (rc != 0)
@@ -286,6 +293,10 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	}
 	p->created_ms = core_now_ms();
 	p->ready_since_ms = p->created_ms;
+	if (route_attach(p, &route) != 0) {
+		program_free(p);
+		return -ENOMEM;
+	}
 	p->seq = c->next_seq++;
 	/* Accepted == durable (with its idempotency key, in the same transaction). */
 	rc = persist_write(c, p, 1, 0, 1);
