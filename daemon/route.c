@@ -35,12 +35,15 @@ struct route {
 static int
 route_config_pool(struct router_policy *p, const char *line, char *err, size_t errlen)
 {
-	char name[ROUTER_NAME_MAX + 1], model[ROUTER_MODEL_MAX], extra[2], text[512];
+	char name[ROUTER_NAME_MAX + 1], model[ROUTER_MODEL_MAX], costw[64], extra[2], text[512];
 	double cost = 1;
+	char *end = NULL;
 	int k;
 
-	k = sscanf(line, "%32s %127s %lf %1s", name, model, &cost, extra);
-	if (k < 2 || k > 3) {
+	k = sscanf(line, "%32s %127s %63s %1s", name, model, costw, extra);
+	if (k == 3)
+		cost = strtod(costw, &end);
+	if (k < 2 || k > 3 || (k == 3 && (end == costw || *end != '\0'))) {
 		snprintf(err, errlen, "route.pool '%.80s': want NAME MODEL [COST]", line);
 		return CERTA_ECONFIG;
 	}
