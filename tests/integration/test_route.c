@@ -254,6 +254,63 @@ test_route_tenant_rules_and_hints(void **state)
 	certa_client_events_free(&ev);
 }
 
+/* Submits the picked problem and reads its stream to the end; returns the stored program. */
+static Certa__V1__Program *
+run_routed(struct itest *it)
+{
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct certa_client_events ev;
+	Certa__V1__Program *p;
+
+	spec.problem = (char *)it->tr->problem;
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	p = get(it, ev.id);
+	certa_client_events_free(&ev);
+	return p;
+}
+
+/* The history index: a finished program that escalated makes the next program of the same
+ * problem start on the hard rung; after a restart the index is rebuilt from LMDB. */
+static void
+test_route_history_hard_start(void **state)
+{
+	struct itest *it = *state;
+	static const char policy[] = ROUTE_POLICY_HEAD
+	    "rung.0 = r1-7b cot 1 0 0\n"
+	    "rung.1 = r1-7b sc 3 0 0\n"
+	    "knn.min_weight = 0.1\n"
+	    "hard.threshold = 0.5\n"
+	    "hard.rung = 1\n";
+	Certa__V1__Program *p;
+
+	HARNESS_NEED_TRACES(it);
+	if (it->tr->nsamples < 3)
+		skip();
+	start(it, "0", policy, NULL);
+	p = run_routed(it);
+	assert_int_equal(p->n_routing, 2);   /* no history: rung 0, then the fork */
+	assert_non_null(strstr(p->routing[0]->reason, "no similar history"));
+	assert_string_equal(p->routing[1]->action, "fork");
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+
+	p = run_routed(it);
+	assert_int_equal(p->n_routing, 1);
+	check_route_event(p->routing[0], "route", 1, "r1-7b", R1,
+	    CERTA__V1__ALGORITHM__ALGORITHM_SC, 3);
+	assert_non_null(strstr(p->routing[0]->reason, "neighbours were hard (1 neighbours"));
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+
+	itest_stop(it);
+	start(it, "0", policy, NULL);
+	p = run_routed(it);
+	assert_int_equal(p->routing[0]->rung, 1);
+	assert_non_null(strstr(p->routing[0]->reason, "neighbours were hard (2 neighbours"));
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
 /* Routing off (no [route] options): no routing decisions, the program as submitted. */
 static void
 test_route_off_by_default(void **state)
@@ -284,6 +341,8 @@ main(void)
 		    itest_teardown),
 		cmocka_unit_test_setup_teardown(test_route_switch_pool, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_route_tenant_rules_and_hints, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_route_history_hard_start, setup,
 		    itest_teardown),
 		cmocka_unit_test_setup_teardown(test_route_off_by_default, setup, itest_teardown),
 	};
