@@ -58,6 +58,29 @@ start(struct itest *it, const char *delay, const char *policy, const char *tenan
 	itest_start(it, delay, ITEST_ANONYMOUS | ITEST_SETTLE, sets);
 }
 
+/* `certactl get --explain ID` against certad (anonymous tenant); returns its stdout. */
+static char *
+explain(struct itest *it, const char *id)
+{
+	char opath[600], epath[600], server[64], *bin = harness_bin("certactl"), *out = NULL;
+	char *argv[] = { bin, (char *)"--server", server, (char *)"get", (char *)"--explain",
+	    (char *)id, NULL };
+	struct harness_proc *p = NULL;
+	int st = -1;
+
+	assert_non_null(bin);
+	snprintf(server, sizeof server, "127.0.0.1:%d", it->dport);
+	snprintf(opath, sizeof opath, "%s/explain.out", it->dir);
+	snprintf(epath, sizeof epath, "%s/explain.err", it->dir);
+	assert_int_equal(harness_spawn_io(&p, opath, epath, argv), 0);
+	assert_int_equal(harness_wait_exit(p, 20000, &st), 0);
+	harness_proc_free(p);
+	assert_int_equal(st, 0);
+	assert_int_equal(harness_read_file(opath, &out), 0);
+	free(bin);
+	return out;
+}
+
 static Certa__V1__Program *
 get(struct itest *it, const char *id)
 {
@@ -207,6 +230,15 @@ test_route_switch_pool(void **state)
 	assert_int_equal(p->result->tokens_used, sum + p->routing[1]->tokens);
 	assert_true(p->routing[1]->tokens > 0);
 	protobuf_c_message_free_unpacked(&p->base, NULL);
+	{
+		/* certactl get --explain prints each decision and its reason. */
+		char *out = explain(it, ev.id);
+		if (strstr(out, "routing:\n") == NULL || strstr(out, "route  rung 0 r1-7b") == NULL ||
+		    strstr(out, "switch rung 1 qwen3-8b (" QWEN ") sc n=3") == NULL ||
+		    strstr(out, "switch rung 0 -> 1") == NULL)
+			fail_msg("certactl get --explain printed:\n%s", out);
+		free(out);
+	}
 	certa_client_events_free(&ev);
 }
 
