@@ -133,15 +133,18 @@ submit_idem_txn(struct store_txn *txn, void *arg)
 }
 
 /* What a retry must repeat of the program its key created: the problem, the effective
- * algorithm, n (when the retry gives one), the budget (when it gives one) and the model.
- * Returns the first field that differs, or NULL. */
+ * algorithm, n (when the retry gives one), the budget (when it gives one) and the model; of a
+ * program expert routing placed (daemon/route.h) only the problem, since the router chose
+ * (and may have escalated) the rest.  Returns the first field that differs, or NULL. */
 static const char *
 submit_idem_mismatch(const char *problem, int algo, uint32_t n, uint64_t budget,
-    const char *model, const struct submit_spec *spec, enum sched_algo want_algo,
+    const char *model, bool routed, const struct submit_spec *spec, enum sched_algo want_algo,
     uint32_t want_n, uint64_t want_budget)
 {
 	if (strcmp(problem, spec->problem) != 0)
 		return "problem";
+	if (routed)
+		return NULL;
 	if (algo != (int)want_algo)
 		return "algorithm";
 	if (spec->n != 0 && n != want_n)
@@ -167,7 +170,7 @@ submit_idem_compare(struct core *c, const char *tenant, const char *id,
 
 	if (p != NULL) {
 		field = submit_idem_mismatch(p->problem, (int)p->algo, p->n, p->budget, p->model,
-		    spec, algo, n, budget);
+		    p->routed, spec, algo, n, budget);
 	} else {
 		rc = queries_get(c, tenant, id, &pm);
 		if (rc != 0)
@@ -176,8 +179,8 @@ submit_idem_compare(struct core *c, const char *tenant, const char *id,
 			field = NULL;
 		else
 			field = submit_idem_mismatch(pm->spec->problem, (int)pm->spec->algorithm,
-			    pm->spec->n, pm->spec->token_budget, pm->spec->model, spec, algo, n,
-			    budget);
+			    pm->spec->n, pm->spec->token_budget, pm->spec->model,
+			    pm->n_routing > 0, spec, algo, n, budget);
 	}
 	if (field != NULL)
 		snprintf(err, errlen, "program.idempotency_key was used for program %s with another "

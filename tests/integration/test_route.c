@@ -271,6 +271,25 @@ test_route_tenant_rules_and_hints(void **state)
 	protobuf_c_message_free_unpacked(&p->base, NULL);
 	certa_client_events_free(&ev);
 
+	/* A retry with the program's idempotency key gets the routed program (its model was
+	 * the router's, not the spec's). */
+	{
+		char first[64];
+		spec.idempotency_key = (char *)"route-k1";
+		memset(&ev, 0, sizeof ev);
+		assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
+		assert_int_equal(ev.status, GRPC_STATUS_OK);
+		snprintf(first, sizeof first, "%s", ev.id);
+		certa_client_events_free(&ev);
+		memset(&ev, 0, sizeof ev);
+		assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
+		if (ev.status != GRPC_STATUS_OK)
+			fail_msg("retry: status %d: %s", (int)ev.status, ev.details);
+		assert_string_equal(ev.id, first);
+		certa_client_events_free(&ev);
+		spec.idempotency_key = (char *)"";
+	}
+
 	if (traces_find(it->tr->set, QWEN, it->tr->problem, &samples, &n) != 0 || n < 1)
 		return;
 	spec.model = (char *)QWEN;
