@@ -79,13 +79,22 @@ const struct cmd_entry cmd_program_watch_entry = {
 	.exec = cmd_program_watch,
 };
 
+static const struct cmd_option cmd_program_get_options[] = {
+	{ "explain", NULL, "also every expert routing decision (route, fork, switch, drop) "
+	    "with its reason" },
+	{ NULL, NULL, NULL },
+};
+
 const struct cmd_entry cmd_program_get_entry = {
 	.name = "get",
 	.usage = "ID",
 	.summary = "show a program: state, spec, progress, result",
 	.help = "Shows program ID: its state, what was asked, the progress of each chain and,\n"
-	    "once it has ended, the result.",
-	.options = NULL,
+	    "once it has ended, the result.  With --explain, every routing decision of the\n"
+	    "server's expert routing: where the program started and why, and each escalation\n"
+	    "(fork to more chains, switch to another pool) with its reason (--json: the\n"
+	    "\"routing\" array).",
+	.options = cmd_program_get_options,
 	.min_args = 1,
 	.max_args = 1,
 	.exec = cmd_program_get,
@@ -474,7 +483,9 @@ cmd_program_get(struct cmd_ctx *ctx, const struct cmd_args *args)
 		return rc;
 	rc = CLI_EXIT_ERROR;
 	if (output_new(ctx->json, &out) == 0) {
-		if (output_program(out, (const Certa__V1__Program *)reply) == 0)
+		if ((cmd_args_get(args, "explain") != NULL ?
+		    output_program_explain(out, (const Certa__V1__Program *)reply) :
+		    output_program(out, (const Certa__V1__Program *)reply)) == 0)
 			rc = CLI_EXIT_OK;
 		output_free(out);
 	}

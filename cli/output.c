@@ -365,6 +365,41 @@ output_program_text(const Certa__V1__Program *p)
 		output_label("finished:", OUTPUT_LABEL_COLS);
 		printf("%s\n", output_time(tbuf, sizeof tbuf, p->result->finished_unix_ms));
 	}
+	if (p->n_routing > 0) {
+		const Certa__V1__RoutingEvent *e = p->routing[p->n_routing - 1];
+		output_label("routing:", OUTPUT_LABEL_COLS);
+		printf("%zu decision%s, last: %s to rung %" PRIu32 " (", p->n_routing,
+		    p->n_routing == 1 ? "" : "s", e->action, e->rung);
+		output_text(stdout, e->pool, 0);
+		printf(")  (certactl get --explain %s)\n", p->id);
+	}
+}
+
+/* `certactl get --explain`: every routing decision with its reason. */
+static void
+output_routing_text(const Certa__V1__Program *p)
+{
+	char tbuf[32];
+	size_t i;
+
+	if (p->n_routing == 0) {
+		printf("routing: none (routing is off, or the program named a model outside the "
+		    "routing pools)\n");
+		return;
+	}
+	printf("routing:\n");
+	for (i = 0; i < p->n_routing; i++) {
+		const Certa__V1__RoutingEvent *e = p->routing[i];
+		printf("  %s  %-6s rung %" PRIu32 " ", output_time(tbuf, sizeof tbuf, e->unix_ms),
+		    e->action, e->rung);
+		output_text(stdout, e->pool, 0);
+		fputs(" (", stdout);
+		output_text(stdout, e->model, 0);
+		printf(") %s n=%" PRIu32 " at %" PRIu64 " tokens\n    ",
+		    output_or_dash(names_algorithm(e->algorithm)), e->n, e->tokens);
+		output_text(stdout, e->reason, 0);
+		fputc('\n', stdout);
+	}
 }
 
 /* --- JSON ------------------------------------------------------------------------------- */
@@ -552,6 +587,26 @@ output_json_program(struct jsonw *w, const Certa__V1__Program *p)
 		jsonw_object_end(w);
 	}
 	output_json_requests(w, p->n_requests, p->requests);
+	if (p->n_routing > 0) {
+		size_t i;
+		jsonw_key(w, "routing");
+		jsonw_array_begin(w);
+		for (i = 0; i < p->n_routing; i++) {
+			const Certa__V1__RoutingEvent *e = p->routing[i];
+			jsonw_object_begin(w);
+			jsonw_kint(w, "unix_ms", e->unix_ms);
+			jsonw_kstring(w, "action", e->action);
+			jsonw_kuint(w, "rung", e->rung);
+			jsonw_kstring(w, "pool", e->pool);
+			jsonw_kstring(w, "model", e->model);
+			jsonw_kstring(w, "algorithm", names_algorithm(e->algorithm));
+			jsonw_kuint(w, "n", e->n);
+			jsonw_kuint(w, "tokens", e->tokens);
+			jsonw_kstring(w, "reason", e->reason);
+			jsonw_object_end(w);
+		}
+		jsonw_array_end(w);
+	}
 	jsonw_key(w, "result");
 	if (p->result == NULL) {
 		jsonw_null(w);
@@ -596,6 +651,18 @@ output_program(struct output *o, const Certa__V1__Program *p)
 {
 	if (!o->json) {
 		output_program_text(p);
+		return 0;
+	}
+	output_json_program(o->w, p);
+	return output_json_line(o);
+}
+
+int
+output_program_explain(struct output *o, const Certa__V1__Program *p)
+{
+	if (!o->json) {
+		output_program_text(p);
+		output_routing_text(p);
 		return 0;
 	}
 	output_json_program(o->w, p);

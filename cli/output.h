@@ -42,6 +42,9 @@ int output_event(struct output *o, const Certa__V1__ProgramEvent *ev);
 int output_accepted_id(struct output *o, const Certa__V1__ProgramEvent *ev);
 /* get: the whole program. */
 int output_program(struct output *o, const Certa__V1__Program *p);
+/* The same, followed in text by every routing decision with its reason (`get --explain`);
+ * JSON is output_program's (its "routing" array). */
+int output_program_explain(struct output *o, const Certa__V1__Program *p);
 /* cancel: the state after the call. */
 int output_cancel(struct output *o, const char *program_id, Certa__V1__ProgramState state);
 /* list: a table (text) or one program object per line (JSON). */

@@ -13,6 +13,7 @@
 #include "daemon/persist.h"
 #include "daemon/recovery.h"
 #include "daemon/retention.h"
+#include "daemon/route.h"
 #include "daemon/shadow.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
@@ -232,6 +233,11 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 	rc = shadow_new(c, &c->shadow);
 	if (rc != 0)
 		goto fail_tenants;
+	rc = route_new(opt->route, &c->route);
+	if (rc == 0)
+		rc = route_load_history(c->route, c->st);
+	if (rc != 0)
+		goto fail_tenants;
 	c->fair = fair_new();
 	c->live = strmap_new();
 	if (c->live == NULL || c->fair == NULL) {
@@ -280,6 +286,7 @@ fail_tenants:
 	free(c->order);
 	fair_free(c->fair);
 	shadow_free(c->shadow);
+	route_free(c->route);
 	policies_free(c->policies);
 	tenants_free(c->tenants);
 fail_store:
@@ -308,6 +315,7 @@ core_free(struct core *c)
 	pool_free(c->pool);
 	fair_free(c->fair);
 	shadow_free(c->shadow);
+	route_free(c->route);
 	policies_free(c->policies);
 	tenants_free(c->tenants);
 	store_close(c->st);

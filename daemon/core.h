@@ -28,6 +28,7 @@ struct core;
 struct fair;
 struct policies;
 struct store;
+struct route_config;
 
 struct core_options {
 	const char *state_dir;      /* LMDB environment directory */
@@ -44,6 +45,8 @@ struct core_options {
 	const char *anonymous_tenant; /* callers without a key act as this tenant ("" = refuse) */
 	int64_t retention_ms;       /* finished programs older than this are removed (0: keep) */
 	int retention_interval_ms;  /* how often pruning runs */
+	const struct route_config *route; /* expert routing (daemon/route.h); NULL or not
+	                             * enabled: off */
 };
 
 /* Opens the store and recovers unfinished programs.  Returns 0 or a store error

@@ -24,6 +24,7 @@ struct core {
 	struct fair *fair;
 	struct telemetry *tel;      /* may be NULL */
 	struct shadow *shadow;      /* shadow runs and risk controllers (shadow.c) */
+	struct route *route;        /* expert routing (route.c); NULL: off */
 	void (*first_probe)(void *arg);
 	void *first_probe_arg;
 	struct event *probe_timeout;

@@ -14,6 +14,7 @@
 #include "daemon/persist.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
+#include "daemon/route.h"
 #include "daemon/shadow.h"
 #include "daemon/telemetry.h"
 #include "daemon/tenants.h"
@@ -112,11 +113,14 @@ static void dispatch_end(struct core *c, struct program *p, enum program_state t
 static int
 dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int later)
 {
-	struct sched_chain *chains = calloc(p->n, sizeof *chains);
-	const struct sched_policy *pol = dispatch_policy(c, p);
+	struct sched_chain *chains;
+	const struct sched_policy *pol;
 	struct sched_policy shp;
 	struct sched_view v;
 
+again:
+	chains = calloc(p->n, sizeof *chains);
+	pol = dispatch_policy(c, p);
 	if (chains == NULL)
 		return 0;
 	program_view(p, chains, core_now_ms(), &v);
@@ -141,6 +145,11 @@ dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int
 		for (i = 0; i < p->n; i++)
 			if (p->chains[i].nprobes > 0)
 				p->chains[i].probes[p->chains[i].nprobes - 1].certaindex = d->certaindex;
+	}
+	if (route_decide(c, p, &v, d) > 0) {
+		/* Expert routing forked, switched or dropped chains: decide on the new ones. */
+		free(chains);
+		goto again;
 	}
 	free(chains);
 	if (!d->stop) {
@@ -671,6 +680,7 @@ dispatch_persisted(struct core *c, struct program *p, int final)
 		return;
 	}
 	c->finished_total++;
+	route_finished(c, p);
 	telemetry_finished(c->tel, p->tenant, sched_reason_name(reason), p->certaindex, p->steps);
 	log_info(LOG_SCHED, "program %s %s reason=%s answer=\"%s\" tokens=%llu steps=%llu",
 	    p->id, program_state_name(to), sched_reason_name(reason), p->answer,

@@ -31,6 +31,7 @@
 #include "lib/sdnotify.h"
 #include "daemon/pool.h"
 #include "daemon/reasoning.h"
+#include "daemon/route.h"
 #include "lib/cmdline.h"
 #include "lib/config.h"
 #include "lib/cred.h"
@@ -243,6 +244,20 @@ static const struct config_option dmain_options[] = {
 	  .min = 1,
 	  .max = 10000,
 	  .help = "period of the dispatch pass that retries waiting programs" },
+	{ .name = "route.pool",
+	  .type = CONFIG_LIST,
+	  .help = "expert routing pool: NAME MODEL [COST] (relative cost per token, default 1); "
+	          "adds a pool or overrides the routing policy's pool NAME; any pool line turns "
+	          "routing on (docs/routing.md)" },
+	{ .name = "route.policy",
+	  .type = CONFIG_STRING,
+	  .help = "routing policy file (policy/route.policy syntax); set, routing is on; empty: "
+	          "the built-in routing policy when route.pool lines are given, else routing "
+	          "is off and programs run as submitted" },
+	{ .name = "route.tenant",
+	  .type = CONFIG_LIST,
+	  .help = "a tenant's routing rules: TENANT [pools=P1,P2] [no-hints] [no-escalation] "
+	          "(pools it may use, client hints ignored, no escalation); restart to apply" },
 };
 #define DMAIN_NOPTIONS (sizeof dmain_options / sizeof dmain_options[0])
 
@@ -392,6 +407,30 @@ dmain_policy(const struct config *cfg, struct sched_policy *p, char *err, size_t
 	if (rc != 0)
 		return rc;
 	rc = policy_parse(text, len, file, p, err, errlen);
+	free(text);
+	return rc;
+}
+
+/* The expert routing configuration ([route]; daemon/route.h). */
+static int
+dmain_route(const struct config *cfg, struct route_config *out, char *err, size_t errlen)
+{
+	const char *file = config_get_str(cfg, "route.policy");
+	const char *const *pools, *const *tenants;
+	size_t npools, ntenants;
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	npools = config_get_list(cfg, "route.pool", &pools);
+	ntenants = config_get_list(cfg, "route.tenant", &tenants);
+	if (file != NULL && file[0] != '\0') {
+		rc = fileio_read(file, ROUTER_TEXT_MAX, &text, &len, err, errlen);
+		if (rc != 0)
+			return rc;
+	}
+	rc = route_config_build(text, len, file, pools, npools, tenants, ntenants, out, err,
+	    errlen);
 	free(text);
 	return rc;
 }
@@ -836,6 +875,7 @@ main(int argc, char **argv)
 	char err[512];
 	const char *port_file;
 	struct dmain_wcred wcred;
+	struct route_config rcfg;
 	struct reflection *refl = NULL;   /* gRPC server reflection; outlives the server */
 	int rc, port = 0, init_state, verify_state;
 
@@ -848,11 +888,18 @@ main(int argc, char **argv)
 	init_state = cmdline_switch(m.cl, "init-state");
 	verify_state = cmdline_switch(m.cl, "verify-state");
 	memset(&co, 0, sizeof co);
+	memset(&rcfg, 0, sizeof rcfg);
 	if (dmain_policy(m.cfg, &co.policy, err, sizeof err) != 0) {
 		fprintf(stderr, "certad: policy: %s\n", err);
 		m.exit_code = 2;
 		goto out_cfg;
 	}
+	if (dmain_route(m.cfg, &rcfg, err, sizeof err) != 0) {
+		fprintf(stderr, "certad: route: %s\n", err);
+		m.exit_code = 2;
+		goto out_cfg;
+	}
+	co.route = &rcfg;
 	if (dmain_wcred_load(m.cfg, &wcred, err, sizeof err) != 0) {
 		fprintf(stderr, "certad: %s\n", err);
 		m.exit_code = 2;
@@ -995,6 +1042,7 @@ out_proc:
 	auth_free(m.auth);
 	reflection_free(refl);
 out_cfg:
+	route_config_free(&rcfg);
 	dmain_wcred_clear(&wcred);
 	config_free(m.cfg);
 	cmdline_free(m.cl);

@@ -99,6 +99,7 @@ persist_txn(struct store_txn *txn, void *arg)
 	rec.step_count = p->steps;
 	rec.budget = p->budget;
 	rec.tenant_uid = p->tenant_uid;
+	program_record_route(p, &rec);
 	if (p->shadow_of != NULL) {
 		rec.shadow_of = p->shadow_of;
 		rec.shadow_answer = p->shadow_answer != NULL ? p->shadow_answer : (char *)"";

@@ -50,6 +50,21 @@ program_new(const char *id, const char *tenant, const char *problem, enum sched_
 	return p;
 }
 
+/* Frees what a chain owns (the chain itself is the program's array element). */
+static void
+program_chain_clear(struct chain *c)
+{
+	size_t j;
+
+	free(c->text);
+	free(c->answer);
+	free(c->final_answer);
+	for (j = 0; j < c->nprobes; j++)
+		free(c->probes[j].answer);
+	free(c->probes);
+	memset(c, 0, sizeof *c);
+}
+
 void
 program_free(struct program *p)
 {
@@ -58,15 +73,9 @@ program_free(struct program *p)
 
 	if (p == NULL)
 		return;
-	for (i = 0; p->chains != NULL && i < p->n; i++) {
-		struct chain *c = &p->chains[i];
-		free(c->text);
-		free(c->answer);
-		free(c->final_answer);
-		for (j = 0; j < c->nprobes; j++)
-			free(c->probes[j].answer);
-		free(c->probes);
-	}
+	for (i = 0; p->chains != NULL && i < p->n; i++)
+		program_chain_clear(&p->chains[i]);
+	free(p->routing);
 	for (j = 0; j < p->nwatchers; j++)
 		rpc_call_unref(p->watchers[j]);
 	free(p->watchers);
@@ -186,7 +195,7 @@ program_tokens(const struct program *p)
 
 	for (i = 0; i < p->n; i++)
 		t += p->chains[i].tokens;
-	return t;
+	return t + p->spent_tokens;
 }
 
 double
@@ -213,7 +222,88 @@ program_probe_tokens(const struct program *p)
 
 	for (i = 0; i < p->n; i++)
 		t += p->chains[i].probe_tokens;
-	return t;
+	return t + p->spent_probe_tokens;
+}
+
+int
+program_route_note(struct program *p, const struct program_route_event *ev)
+{
+	if (ARRAY_GROW(p->routing, p->routing_cap, p->nrouting + 1) != 0)
+		return -ENOMEM;
+	p->routing[p->nrouting++] = *ev;
+	return 0;
+}
+
+int
+program_resize_chains(struct program *p, uint32_t n, bool keep)
+{
+	struct chain *nc;
+	uint32_t i, from = keep ? p->n : 0;
+
+	if (n == 0 || (keep && n < p->n))
+		return CERTA_EINVAL;
+	nc = calloc(n, sizeof *nc);
+	if (nc == NULL)
+		return -ENOMEM;
+	for (i = 0; i < p->n; i++) {
+		if (keep) {
+			nc[i] = p->chains[i];
+			continue;
+		}
+		p->spent_tokens += p->chains[i].tokens;
+		p->spent_probe_tokens += p->chains[i].probe_tokens;
+		program_chain_clear(&p->chains[i]);
+	}
+	for (i = from; i < n; i++) {
+		nc[i].index = i;
+		nc[i].dirty = true;
+	}
+	free(p->chains);
+	p->chains = nc;
+	p->n = n;
+	return 0;
+}
+
+int
+program_keep_chains(struct program *p, uint64_t keep)
+{
+	uint32_t i, k = 0;
+
+	for (i = 0; i < p->n && i < 64; i++)
+		if (keep >> i & 1u)
+			k++;
+	if (k == 0)
+		return CERTA_EINVAL;
+	k = 0;
+	for (i = 0; i < p->n; i++) {
+		if (i >= 64 || (keep >> i & 1u) == 0) {
+			p->spent_tokens += p->chains[i].tokens;
+			p->spent_probe_tokens += p->chains[i].probe_tokens;
+			program_chain_clear(&p->chains[i]);
+			continue;
+		}
+		if (k != i) {
+			p->chains[k] = p->chains[i];
+			memset(&p->chains[i], 0, sizeof p->chains[i]);
+		}
+		p->chains[k].index = k;
+		p->chains[k].dirty = true;
+		k++;
+	}
+	p->n = k;
+	return 0;
+}
+
+void
+program_record_route(const struct program *p, Certa__V1__ProgramRecord *rec)
+{
+	rec->routed = p->routed;
+	rec->route_state = (uint32_t)p->rstate.state;
+	rec->route_rung = p->rstate.rung;
+	rec->route_escalations = p->rstate.escalations;
+	rec->route_base = p->rstate.base;
+	rec->spent_tokens = p->spent_tokens;
+	rec->spent_probe_tokens = p->spent_probe_tokens;
 }
 
 /* The probe histories of the last view (loop thread only; valid until the next call). */
@@ -388,6 +478,32 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 	}
 	pb->msg.n_requests = p->n;
 	pb->msg.requests = pb->req_ptrs;
+	if (p->nrouting > 0) {
+		size_t k;
+		pb->route = calloc(p->nrouting, sizeof *pb->route);
+		pb->route_ptrs = calloc(p->nrouting, sizeof *pb->route_ptrs);
+		if (pb->route == NULL || pb->route_ptrs == NULL) {
+			program_pb_free(pb);
+			return -ENOMEM;
+		}
+		for (k = 0; k < p->nrouting; k++) {
+			const struct program_route_event *e = &p->routing[k];
+			Certa__V1__RoutingEvent *m = &pb->route[k];
+			certa__v1__routing_event__init(m);
+			m->unix_ms = e->unix_ms;
+			m->action = (char *)e->action;
+			m->rung = e->rung;
+			m->pool = (char *)e->pool;
+			m->model = (char *)e->model;
+			m->algorithm = (Certa__V1__Algorithm)e->algo;
+			m->n = e->n;
+			m->tokens = e->tokens;
+			m->reason = (char *)e->reason;
+			pb->route_ptrs[k] = m;
+		}
+		pb->msg.n_routing = p->nrouting;
+		pb->msg.routing = pb->route_ptrs;
+	}
 	if (program_is_terminal(p)) {
 		pb->result.answer = p->answer != NULL ? p->answer : (char *)"";
 		pb->result.reason = (Certa__V1__FinishReason)p->reason;
@@ -410,6 +526,10 @@ program_pb_free(struct program_pb *pb)
 	free(pb->feats);
 	free(pb->stats);
 	pb->stats = NULL;
+	free(pb->route);
+	free(pb->route_ptrs);
+	pb->route = NULL;
+	pb->route_ptrs = NULL;
 	pb->reqs = NULL;
 	pb->req_ptrs = NULL;
 	pb->feats = NULL;
@@ -576,9 +696,35 @@ program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestReco
 		p->low_confidence = pm->result->low_confidence;
 		p->finished_ms = pm->result->finished_unix_ms;
 	}
+	p->routed = rec->routed;
+	p->rstate.state = rec->route_state < ROUTER_ES_COUNT ?
+	    (enum router_estate)rec->route_state : ROUTER_ES_DONE;
+	p->rstate.rung = rec->route_rung;
+	p->rstate.escalations = rec->route_escalations;
+	p->rstate.base = rec->route_base;
+	p->spent_tokens = rec->spent_tokens;
+	p->spent_probe_tokens = rec->spent_probe_tokens;
+	for (i = 0; i < pm->n_routing; i++) {
+		const Certa__V1__RoutingEvent *m = pm->routing[i];
+		struct program_route_event e;
+		memset(&e, 0, sizeof e);
+		e.unix_ms = m->unix_ms;
+		snprintf(e.action, sizeof e.action, "%s", m->action);
+		e.rung = m->rung;
+		snprintf(e.pool, sizeof e.pool, "%s", m->pool);
+		snprintf(e.model, sizeof e.model, "%s", m->model);
+		e.algo = (enum sched_algo)m->algorithm;
+		e.n = m->n;
+		e.tokens = m->tokens;
+		snprintf(e.reason, sizeof e.reason, "%s", m->reason);
+		if (program_route_note(p, &e) != 0)
+			goto fail;
+	}
 	for (i = 0; i < nreqs; i++) {
 		if (reqs[i] == NULL)
 			continue;
+		if (reqs[i]->index >= p->n && p->routed)
+			continue;   /* left behind by a routing switch or drop */
 		if (reqs[i]->index >= p->n)
 			goto fail;
 		/* Two records for one chain: restoring the second on top of the first would append

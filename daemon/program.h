@@ -25,9 +25,23 @@
 
 #include "certa/v1/reasoning.pb-c.h"
 #include "certa/v1/records.pb-c.h"
+#include "scheduler/router.h"
 #include "scheduler/sched.h"
 
 struct rpc_call;
+
+/* One routing decision (daemon/route.h), kept in the program's history (Program.routing). */
+struct program_route_event {
+	int64_t unix_ms;
+	char action[8];           /* route, fork, switch, drop */
+	uint32_t rung;
+	char pool[ROUTER_NAME_MAX];
+	char model[ROUTER_MODEL_MAX];
+	enum sched_algo algo;
+	uint32_t n;
+	uint64_t tokens;          /* decode tokens used when it was taken */
+	char reason[ROUTER_REASON_MAX];
+};
 
 enum program_state {
 	PROGRAM_QUEUED = CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED,
@@ -132,6 +146,15 @@ struct program {
 	char *shadow_answer;
 	uint64_t shadow_base_tokens;
 
+	/* Expert routing (daemon/route.h; stored): routed by the router, its escalation state,
+	 * the tokens of chains a switch or drop left behind (counted in program_tokens), and
+	 * every routing decision with its reason. */
+	bool routed;
+	struct router_state rstate;
+	uint64_t spent_tokens, spent_probe_tokens;
+	struct program_route_event *routing;
+	size_t nrouting, routing_cap;
+
 	/* streaming */
 	struct rpc_call **watchers;
 	size_t nwatchers, watchers_cap;
@@ -155,12 +178,25 @@ int program_chain_append(struct chain *c, const char *text, uint64_t total_token
 /* Mean experts per token over the chains' latest steps (those that report it); < 0 when
  * none does. */
 double program_experts_per_token(const struct program *p);
-/* Total decode / probe tokens across chains. */
+/* Total decode / probe tokens across chains, with those of chains a routing switch or drop
+ * left behind. */
 uint64_t program_tokens(const struct program *p);
 uint64_t program_probe_tokens(const struct program *p);
 /* A scheduler view of the program; chains storage is provided by the caller (n entries). */
 void program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms,
     struct sched_view *out);
+
+/* Expert routing (daemon/route.c).  program_route_note appends a decision to the program's
+ * routing history (0 or -ENOMEM).  program_resize_chains gives the program n chains: keep
+ * true keeps the current ones (n not below the current count; a fork), false frees them and
+ * starts n empty ones (a switch: their tokens move to spent_*).  program_keep_chains keeps
+ * the chains whose bit is set in keep, in order (a drop).  New and moved chains are marked
+ * dirty.  0, CERTA_EINVAL or -ENOMEM (the program is unchanged then). */
+int program_route_note(struct program *p, const struct program_route_event *ev);
+int program_resize_chains(struct program *p, uint32_t n, bool keep);
+int program_keep_chains(struct program *p, uint64_t keep);
+/* Fills rec's routing fields from p (for the program's write). */
+void program_record_route(const struct program *p, Certa__V1__ProgramRecord *rec);
 
 /* Replaces a string field (strdup); returns 0 or -ENOMEM. */
 int program_set_str(char **field, const char *value);
@@ -181,6 +217,8 @@ struct program_pb {
 	Certa__V1__RequestProgress **req_ptrs;
 	Certa__V1__CertaintyFeatures *feats;
 	Certa__V1__StepStats *stats;
+	Certa__V1__RoutingEvent *route;
+	Certa__V1__RoutingEvent **route_ptrs;
 };
 /* Fills pb from p (strings borrowed from p).  Returns 0 or -ENOMEM. */
 int program_pb_fill(const struct program *p, struct program_pb *pb);
@@ -202,7 +240,9 @@ int program_copy_chains(struct program *dst, const struct program *src);
 
 /* Rebuilds a program from its records (recovery).  reqs[i] may be NULL (chain never stepped).
  * Returns NULL on ENOMEM or an inconsistent record (no program or spec, n == 0, a request
- * record whose index is not a chain of the program, two request records for one chain). */
+ * record whose index is not a chain of the program, two request records for one chain).  A
+ * routed program skips request records past its chains: a routing switch or drop leaves
+ * them behind. */
 struct program *program_from_records(const Certa__V1__ProgramRecord *rec,
     Certa__V1__RequestRecord *const *reqs, size_t nreqs);
 

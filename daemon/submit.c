@@ -9,6 +9,7 @@
 #include "daemon/events.h"
 #include "daemon/persist.h"
 #include "daemon/queries.h"
+#include "daemon/route.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
 #include "daemon/telemetry.h"
@@ -132,15 +133,18 @@ submit_idem_txn(struct store_txn *txn, void *arg)
 }
 
 /* What a retry must repeat of the program its key created: the problem, the effective
- * algorithm, n (when the retry gives one), the budget (when it gives one) and the model.
- * Returns the first field that differs, or NULL. */
+ * algorithm, n (when the retry gives one), the budget (when it gives one) and the model; of a
+ * program expert routing placed (daemon/route.h) only the problem, since the router chose
+ * (and may have escalated) the rest.  Returns the first field that differs, or NULL. */
 static const char *
 submit_idem_mismatch(const char *problem, int algo, uint32_t n, uint64_t budget,
-    const char *model, const struct submit_spec *spec, enum sched_algo want_algo,
+    const char *model, bool routed, const struct submit_spec *spec, enum sched_algo want_algo,
     uint32_t want_n, uint64_t want_budget)
 {
 	if (strcmp(problem, spec->problem) != 0)
 		return "problem";
+	if (routed)
+		return NULL;
 	if (algo != (int)want_algo)
 		return "algorithm";
 	if (spec->n != 0 && n != want_n)
@@ -166,7 +170,7 @@ submit_idem_compare(struct core *c, const char *tenant, const char *id,
 
 	if (p != NULL) {
 		field = submit_idem_mismatch(p->problem, (int)p->algo, p->n, p->budget, p->model,
-		    spec, algo, n, budget);
+		    p->routed, spec, algo, n, budget);
 	} else {
 		rc = queries_get(c, tenant, id, &pm);
 		if (rc != 0)
@@ -175,8 +179,8 @@ submit_idem_compare(struct core *c, const char *tenant, const char *id,
 			field = NULL;
 		else
 			field = submit_idem_mismatch(pm->spec->problem, (int)pm->spec->algorithm,
-			    pm->spec->n, pm->spec->token_budget, pm->spec->model, spec, algo, n,
-			    budget);
+			    pm->spec->n, pm->spec->token_budget, pm->spec->model,
+			    pm->n_routing > 0, spec, algo, n, budget);
 	}
 	if (field != NULL)
 		snprintf(err, errlen, "program.idempotency_key was used for program %s with another "
@@ -241,6 +245,7 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	enum sched_algo algo;
 	uint32_t n;
 	uint64_t budget;
+	struct route_start route;
 	char id[64];
 	uint64_t uid;
 	int rc;
@@ -263,6 +268,11 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 		if (rc != CERTA_ENOTFOUND)
 			return rc;  /* 0: a retry of an accepted program, answered */
 	}
+	/* Expert routing (daemon/route.h; off: nothing changes). */
+	rc = route_program(c, tenant, spec, policies_effective(c->policies, tenant,
+	    tenants_policy(c->tenants, tenant)), &algo, &n, &budget, &route, err, errlen);
+	if (rc != 0)
+		return rc;
 	rc = tenants_admit(c->tenants, tenant, n, budget, strlen(spec->problem), core_now_ms(), err,
 	    errlen);
 	if (rc != 0)
@@ -287,6 +297,10 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	}
 	p->created_ms = core_now_ms();
 	p->ready_since_ms = p->created_ms;
+	if (route_attach(p, &route) != 0) {
+		program_free(p);
+		return -ENOMEM;
+	}
 	p->seq = c->next_seq++;
 	/* Accepted == durable (with its idempotency key, in the same transaction). */
 	rc = persist_write(c, p, 1, 0, 1);

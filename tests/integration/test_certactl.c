@@ -442,7 +442,7 @@ test_help_usage_unavailable(void **state)
 	free(err);
 	ctl(e, 2, &out, &err, "get", NULL);
 	contains(err, "missing argument");
-	contains(err, "usage: certactl get ID");
+	contains(err, "usage: certactl get [options] ID");
 	free(out);
 	free(err);
 	ctl(e, 2, NULL, &err, "submit", "x", "--sc", "two", NULL);

@@ -1,7 +1,10 @@
 /*
  * test_parity.c — online == offline: programs submitted through certad with the default
  * (calibrated) policy stop exactly where the offline evaluator (eval/evalsim, the engine of
- * certa-eval) says they stop: same reason, same answer, same decode and probe tokens.
+ * certa-eval) says they stop: same reason, same answer, same decode and probe tokens.  With
+ * expert routing on (the built-in routing policy), certad's routing decisions on replayed
+ * programs equal the evaluator's (eval/routesim, `certa-eval route`): same start rung, same
+ * escalations to the same rung, same reason, answer and tokens (decode + probe, all pools).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +19,7 @@
 
 #include "certa/v1/reasoning.pb-c.h"
 #include "eval/evalsim.h"
+#include "eval/routesim.h"
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
 #include "scheduler/answer.h"
@@ -26,6 +30,8 @@
 
 #define NCOT 20
 #define NSC 4
+#define NROUTE_ESC 3    /* routed programs that escalate (switch to the other pool) */
+#define NROUTE_PLAIN 2  /* ... and that do not */
 
 struct env {
 	struct itest it;             /* first */
@@ -44,6 +50,28 @@ setup(void **state)
 	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
 	/* No policy file: the built-in calibrated default, as certa-eval uses. */
 	itest_start(&e->it, NULL, ITEST_ANONYMOUS | ITEST_ADMIN | ITEST_SETTLE, NULL);
+	*state = e;
+	return 0;
+}
+
+/* Routing on with the built-in routing policy; the scheduling policy is the built-in one with
+ * a budget large enough never to bind, as the evaluator's (unlimited) reference. */
+static int
+setup_route(void **state)
+{
+	struct env *e;
+	char path[512], pset[600];
+	const char *sets[] = { "route.pool=qwen3-8b qwen-qwen3-8b 1", pset, NULL };
+
+	*state = NULL;
+	e = itest_new(sizeof *e, 400, ITEST_TRACES_NEED);
+	if (e == NULL)
+		return 0;
+	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
+	snprintf(path, sizeof path, "%s/unbounded.policy", e->it.dir);
+	assert_int_equal(harness_write_file(path, "default_budget = 1048576\n"), 0);
+	snprintf(pset, sizeof pset, "policy.file=%s", path);
+	itest_start(&e->it, NULL, ITEST_ANONYMOUS | ITEST_ADMIN | ITEST_SETTLE, sets);
 	*state = e;
 	return 0;
 }
@@ -121,6 +149,82 @@ check_parity(struct env *e, int sc, size_t want)
 	    sc ? "sc" : "cot", done, early);
 }
 
+/* One routed program through certad against routesim's run of the same problem. */
+static void
+check_route_one(struct env *e, struct routesim *rs, size_t i, const struct routesim_outcome *off)
+{
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
+	struct certa_client_events ev;
+	ProtobufCMessage *got = NULL;
+	const Certa__V1__Program *p;
+	const Certa__V1__ProgramResult *r;
+	size_t k, escalations = 0;
+
+	spec.problem = (char *)routesim_problem(rs, i);
+	memset(&ev, 0, sizeof ev);
+	itest_run(e->it.ch, &spec, NULL, &ev);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	g.program_id = ev.id;
+	assert_int_equal(itest_call(e->it.ch, "/certa.v1.Reasoning/Get", &g.base,
+	    &certa__v1__program__descriptor, NULL, &got, NULL, 0), GRPC_STATUS_OK);
+	p = (const Certa__V1__Program *)got;
+	r = p->result;
+	assert_non_null(r);
+	assert_true(p->n_routing >= 1);
+	for (k = 1; k < p->n_routing; k++)
+		escalations += strcmp(p->routing[k]->action, "fork") == 0 ||
+		    strcmp(p->routing[k]->action, "switch") == 0;
+	if (p->routing[0]->rung != off->start_rung ||
+	    p->routing[p->n_routing - 1]->rung != off->end_rung ||
+	    escalations != off->escalations || (int)r->reason != (int)off->reason ||
+	    r->tokens_used + r->probe_tokens != off->tokens ||
+	    !answer_equivalent(r->answer, off->answer))
+		fail_msg("problem %zu: online rung %u -> %u escalations=%zu reason=%d tokens=%llu "
+		    "answer=%s; offline rung %u -> %u escalations=%u reason=%d tokens=%llu "
+		    "answer=%s", i, p->routing[0]->rung, p->routing[p->n_routing - 1]->rung,
+		    escalations, (int)r->reason,
+		    (unsigned long long)(r->tokens_used + r->probe_tokens), r->answer,
+		    off->start_rung, off->end_rung, off->escalations, (int)off->reason,
+		    (unsigned long long)off->tokens, off->answer);
+	protobuf_c_message_free_unpacked(got, NULL);
+	certa_client_events_free(&ev);
+}
+
+/* Online == offline for routing: problems the evaluator escalates and problems it does not. */
+static void
+test_route_parity(void **state)
+{
+	struct env *e = *state;
+	struct sched_policy pol;
+	struct router_policy rp;
+	struct routesim *rs;
+	size_t i, esc = 0, plain = 0;
+
+	HARNESS_NEED_TRACES(e);
+	sched_policy_default(&pol);
+	router_policy_default(&rp);
+	assert_int_equal(routesim_new(e->set, &pol, &rp, &rs), 0);
+	for (i = 0; i < routesim_count(rs) && (esc < NROUTE_ESC || plain < NROUTE_PLAIN); i++) {
+		struct routesim_outcome off;
+
+		assert_int_equal(routesim_run(rs, &rp, i, &off), 0);
+		if (off.escalations > 0 ? esc >= NROUTE_ESC : plain >= NROUTE_PLAIN)
+			continue;
+		check_route_one(e, rs, i, &off);
+		if (off.escalations > 0)
+			esc++;
+		else
+			plain++;
+	}
+	assert_int_equal(esc, NROUTE_ESC);
+	assert_int_equal(plain, NROUTE_PLAIN);
+	print_message("route: %zu programs escalated, %zu not, all routing decisions identical\n",
+	    esc, plain);
+	routesim_free(rs);
+}
+
 static void
 test_cot_parity(void **state)
 {
@@ -141,6 +245,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_cot_parity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sc_parity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_route_parity, setup_route, teardown),
 	};
 	int rc;
 
