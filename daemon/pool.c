@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "lib/array.h"
+#include "lib/cqbridge.h"
 #include "lib/cred.h"
 #include "lib/error.h"
 #include "lib/log.h"
@@ -657,6 +658,9 @@ pool_on_step(void *arg, grpc_status_code status, const char *details, ProtobufCM
 	struct pool_worker *w = b->w;
 
 	w->inflight -= b->n < w->inflight ? (uint32_t)b->n : w->inflight;
+	/* A reply carries many programs' steps: the loop turn counts each (bounded turns). */
+	if (b->nparts > 1)
+		cqbridge_charge(w->pl->br, b->nparts - 1);
 	if (!w->removed && (status == GRPC_STATUS_UNAVAILABLE ||
 	    status == GRPC_STATUS_DEADLINE_EXCEEDED || pool_is_auth_error(status)))
 		pool_call_failed(w, "step", status, details);
