@@ -179,6 +179,15 @@ pool_is_auth_error(grpc_status_code status)
 	return status == GRPC_STATUS_UNAUTHENTICATED || status == GRPC_STATUS_PERMISSION_DENIED;
 }
 
+/* Whether a Step status says the worker cannot serve (it goes DOWN): lost, timed out, or
+ * refusing certad's credentials. */
+static int
+pool_is_down_status(grpc_status_code status)
+{
+	return status == GRPC_STATUS_UNAVAILABLE || status == GRPC_STATUS_DEADLINE_EXCEEDED ||
+	    pool_is_auth_error(status);
+}
+
 /* Marks w DOWN after a failed call; a refused credential is a configuration error and is
  * said so, once per transition. */
 static void
@@ -640,9 +649,15 @@ pool_batch_done(struct pool_batch *b, grpc_status_code status, const char *detai
 		for (k = pt->off; k < pt->off + pt->n && bad == NULL; k++)
 			if (reply->results[k]->error_code != 0)
 				bad = reply->results[k];
-		if (bad != NULL)
+		if (bad != NULL) {
+			/* The worker cannot serve (an upstream engine's UNAVAILABLE, ...): DOWN
+			 * as when a call fails so, before the program moves on. */
+			if (!w->removed && pool_is_down_status((grpc_status_code)bad->error_code))
+				pool_call_failed(w, "step", (grpc_status_code)bad->error_code,
+				    bad->error_message);
 			pt->cb(pt->arg, w, (grpc_status_code)bad->error_code, bad->error_message,
 			    NULL, 0);
+		}
 		else
 			pt->cb(pt->arg, w, GRPC_STATUS_OK, NULL, reply->results + pt->off, pt->n);
 	}
@@ -661,8 +676,7 @@ pool_on_step(void *arg, grpc_status_code status, const char *details, ProtobufCM
 	/* A reply carries many programs' steps: the loop turn counts each (bounded turns). */
 	if (b->nparts > 1)
 		cqbridge_charge(w->pl->br, b->nparts - 1);
-	if (!w->removed && (status == GRPC_STATUS_UNAVAILABLE ||
-	    status == GRPC_STATUS_DEADLINE_EXCEEDED || pool_is_auth_error(status)))
+	if (!w->removed && pool_is_down_status(status))
 		pool_call_failed(w, "step", status, details);
 	pool_batch_done(b, status, details, (Certa__V1__StepReply *)reply);
 	pool_call_done(w);

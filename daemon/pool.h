@@ -114,7 +114,9 @@ void pool_hold(struct pool_worker *w, int delta);
  * if this returns 0 (-ENOMEM otherwise), with that program's own outcome: a failed call
  * (UNAVAILABLE, DEADLINE_EXCEEDED, UNAUTHENTICATED or PERMISSION_DENIED mark the worker DOWN
  * first) fails every program in it; an error the worker put on a program's items only that
- * program; a call that cannot start fails each with INTERNAL on a later loop turn.
+ * program (one of those statuses there marks the worker DOWN too, as it would have failed
+ * the program's own call: the others of the call keep their completed step and move on at
+ * their next); a call that cannot start fails each with INTERNAL on a later loop turn.
  */
 int pool_step_add(struct pool *pl, struct pool_worker *w, Certa__V1__StepItem *const *items,
     size_t n, pool_step_fn cb, void *arg);

@@ -38,6 +38,8 @@ struct fake {
 	pthread_mutex_t mu;
 	grpc_status_code fail_first;  /* the first Step call fails with this status (OK: none) */
 	const char *refuse;           /* items of this prompt get NOT_FOUND on their results */
+	const char *unavail;          /* ... UNAVAILABLE, in the first call that has them */
+	unsigned resumed;             /* items that came with their text (moved chains) */
 	unsigned calls;
 	unsigned items;
 	unsigned max_programs;        /* most programs one call carried */
@@ -96,9 +98,12 @@ h_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		fk->max_programs = progs;
 	if (!req->program_errors)
 		fk->program_errors = 0;
-	for (i = 0; i < req->n_items; i++)
+	for (i = 0; i < req->n_items; i++) {
 		if (fk->refuse != NULL && strcmp(req->items[i]->prompt, fk->refuse) == 0)
 			refused = 1;
+		if (req->items[i]->resume_text[0] != '\0')
+			fk->resumed++;
+	}
 	if (refused && progs > fk->refused_with)
 		fk->refused_with = progs;
 	if (first && fk->fail_first != GRPC_STATUS_OK) {
@@ -125,6 +130,11 @@ h_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 			res[i].error_message = (char *)"fake worker: unknown prompt";
 			continue;
 		}
+		if (fk->unavail != NULL && strcmp(it->prompt, fk->unavail) == 0) {
+			res[i].error_code = GRPC_STATUS_UNAVAILABLE;
+			res[i].error_message = (char *)"fake worker: upstream unreachable";
+			continue;
+		}
 		res[i].text = (char *)" step";
 		res[i].new_tokens = it->max_new_tokens;
 		res[i].total_tokens = total;
@@ -140,6 +150,9 @@ h_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	reply.n_results = req->n_items;
 	reply.results = ptrs;
 	rpc_call_reply(call, &reply.base);
+	pthread_mutex_lock(&fk->mu);
+	fk->unavail = NULL;   /* once */
+	pthread_mutex_unlock(&fk->mu);
 }
 
 static void
@@ -381,6 +394,27 @@ test_item_error_affects_only_its_program(void **state)
 		    i == 3 ? "unknown prompt" : NULL);
 }
 
+/* UNAVAILABLE on one program's items says the worker cannot serve (an upstream engine's
+ * lost upstream): the worker goes DOWN as when a call fails so; that program retries and
+ * finishes; the others of the call keep their step. */
+static void
+test_item_unavailable_marks_worker_down(void **state)
+{
+	struct fx *f = *state;
+	int i;
+
+	f->fake.unavail = "unreachable";
+	submit_all(f, 5, "unreachable");
+	run_to_end(f);
+	for (i = 0; i < NPROG; i++)
+		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED, NULL);
+	pthread_mutex_lock(&f->fake.mu);
+	/* The worker went DOWN: programs of the call already handled (not in flight any more)
+	 * moved with their text, as parked programs do (without the DOWN, nothing would). */
+	assert_true(f->fake.resumed >= 1 && f->fake.resumed <= NPROG - 1);
+	pthread_mutex_unlock(&f->fake.mu);
+}
+
 int
 main(void)
 {
@@ -391,6 +425,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_refused_call_fails_every_program, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_item_error_affects_only_its_program, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_item_unavailable_marks_worker_down, setup,
 		    teardown),
 	};
 	int rc;
