@@ -711,6 +711,11 @@ pool_batch_send(struct pool_worker *w)
 	if (b == NULL)
 		return;
 	w->building = NULL;
+	if (b->nparts == 0) {
+		/* Only an allocation that failed in pool_step_add: nothing to send. */
+		pool_batch_free(b);
+		return;
+	}
 	req.n_items = b->n;
 	req.items = b->items;
 	req.program_errors = 1;
