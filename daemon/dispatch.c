@@ -164,12 +164,19 @@ again:
 	return 1;
 }
 
+/* One program's step from its send to its completion; it owns the items it sent (the pool
+ * sends them with the other programs' of the pass, at the pass's end). */
 struct dispatch_step {
 	struct core *c;
 	char *id;
 	int64_t sent_us;
 	uint32_t *chain_idx;  /* chains in this batch */
 	size_t n;
+	Certa__V1__StepItem *items;
+	Certa__V1__StepItem **ptrs;
+	char (*ids)[192];
+	Certa__V1__SamplingParams sp;
+	Certa__V1__ProbeSpec probe;
 };
 
 static void
@@ -177,6 +184,9 @@ dispatch_step_free(struct dispatch_step *s)
 {
 	free(s->id);
 	free(s->chain_idx);
+	free(s->items);
+	free(s->ptrs);
+	free(s->ids);
 	free(s);
 }
 
@@ -225,22 +235,23 @@ dispatch_step_failed(struct core *c, struct program *p, struct pool_worker *w,
 /* Applies one step's results to the program's chains; returns 0 or CERTA_EINVAL when the
  * reply does not match the batch. */
 static int
-dispatch_apply(struct program *p, const struct dispatch_step *s, const Certa__V1__StepReply *r)
+dispatch_apply(struct program *p, const struct dispatch_step *s,
+    Certa__V1__StepResult *const *results, size_t nres)
 {
 	size_t i;
 	char want[256];
 
-	if (r->n_results != s->n)
+	if (nres != s->n)
 		return CERTA_EINVAL;
 	for (i = 0; i < s->n; i++) {
-		const Certa__V1__StepResult *res = r->results[i];
+		const Certa__V1__StepResult *res = results[i];
 		struct chain *ch = &p->chains[s->chain_idx[i]];
 		snprintf(want, sizeof want, "%s/%u", p->id, s->chain_idx[i]);
 		if (strcmp(res->request_id, want) != 0 || res->total_tokens < ch->tokens)
 			return CERTA_EINVAL;
 	}
 	for (i = 0; i < s->n; i++) {
-		const Certa__V1__StepResult *res = r->results[i];
+		const Certa__V1__StepResult *res = results[i];
 		struct chain *ch = &p->chains[s->chain_idx[i]];
 		struct program_step_stats st = {
 			/* probe.confidence is the same mean and older workers send it too. */
@@ -258,7 +269,7 @@ dispatch_apply(struct program *p, const struct dispatch_step *s, const Certa__V1
 
 static void
 dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, const char *details,
-    Certa__V1__StepReply *reply)
+    Certa__V1__StepResult *const *results, size_t nres)
 {
 	struct dispatch_step *s = arg;
 	struct core *c = s->c;
@@ -287,7 +298,7 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 		dispatch_step_failed(c, p, w, status, details ? details : "");
 		goto out;
 	}
-	rc = dispatch_apply(p, s, reply);
+	rc = dispatch_apply(p, s, results, nres);
 	if (rc != 0) {
 		dispatch_step_failed(c, p, w, GRPC_STATUS_INTERNAL, "worker reply does not match the batch");
 		goto out;
@@ -300,9 +311,9 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 		/* Tokens served (decode + probe) count against quotas and fair share. */
 		uint64_t served = 0;
 		size_t i;
-		for (i = 0; i < reply->n_results; i++)
-			served += reply->results[i]->new_tokens +
-			    (reply->results[i]->probe ? reply->results[i]->probe->tokens : 0);
+		for (i = 0; i < nres; i++)
+			served += results[i]->new_tokens +
+			    (results[i]->probe ? results[i]->probe->tokens : 0);
 		/* A shadow's tokens go to the system account (its tenant), not to any tenant's
 		 * quota or fair share. */
 		if (p->shadow_of == NULL) {
@@ -312,9 +323,8 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 		}
 		{
 			uint64_t probe = 0;
-			for (i = 0; i < reply->n_results; i++)
-				probe += reply->results[i]->probe ?
-				    reply->results[i]->probe->tokens : 0;
+			for (i = 0; i < nres; i++)
+				probe += results[i]->probe ? results[i]->probe->tokens : 0;
 			telemetry_tokens(c->tel, p->tenant, served - probe, probe);
 		}
 	}
@@ -326,8 +336,6 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 	 * a failed commit holds the program (no step, no event) until the retry writes it. */
 	persist_later(c, p, 0);
 out:
-	if (reply != NULL)
-		protobuf_c_message_free_unpacked(&reply->base, NULL);
 	dispatch_step_free(s);
 	if (c->draining && pool_inflight(c->pool) == 0 && c->drain_done != NULL) {
 		void (*done)(void *) = c->drain_done;
@@ -339,66 +347,60 @@ out:
 	core_kick(c);
 }
 
-/* Builds and sends one gang step (all unfinished chains of a program) to worker w. */
+/* Builds one gang step (all unfinished chains of a program) for worker w and adds it to the
+ * worker's Step call of this pass (sent with the other programs' at the pass's end). */
 static int
 dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uint32_t tokens)
 {
-	Certa__V1__StepRequest req = CERTA__V1__STEP_REQUEST__INIT;
-	Certa__V1__StepItem *items;
-	Certa__V1__StepItem **ptrs;
-	Certa__V1__SamplingParams sp = CERTA__V1__SAMPLING_PARAMS__INIT;
-	Certa__V1__ProbeSpec probe = CERTA__V1__PROBE_SPEC__INIT;
 	struct dispatch_step *s;
-	char (*ids)[192];
 	int moved = p->worker == NULL || strcmp(p->worker, pool_worker_addr(w)) != 0;
 	uint32_t i;
 	size_t n = 0;
 	int rc = -ENOMEM;
 
-	items = calloc(p->n, sizeof *items);
-	ptrs = calloc(p->n, sizeof *ptrs);
-	ids = calloc(p->n, sizeof *ids);
 	s = calloc(1, sizeof *s);
-	if (items == NULL || ptrs == NULL || ids == NULL || s == NULL)
-		goto out;
+	if (s == NULL)
+		return -ENOMEM;
 	s->c = c;
-	{
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		s->sent_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-	}
+	s->sent_us = dispatch_mono_us();
 	s->id = strdup(p->id);
 	s->chain_idx = calloc(p->n, sizeof *s->chain_idx);
-	if (s->id == NULL || s->chain_idx == NULL)
+	s->items = calloc(p->n, sizeof *s->items);
+	s->ptrs = calloc(p->n, sizeof *s->ptrs);
+	s->ids = calloc(p->n, sizeof *s->ids);
+	if (s->id == NULL || s->chain_idx == NULL || s->items == NULL || s->ptrs == NULL ||
+	    s->ids == NULL)
 		goto out;
-	sp.temperature = p->temperature;
-	sp.top_p = p->top_p;
+	certa__v1__sampling_params__init(&s->sp);
+	certa__v1__probe_spec__init(&s->probe);
+	s->sp.temperature = p->temperature;
+	s->sp.top_p = p->top_p;
 	for (i = 0; i < p->n; i++) {
 		struct chain *ch = &p->chains[i];
+		Certa__V1__StepItem *it = &s->items[n];
 		if (ch->finished)
 			continue;
-		certa__v1__step_item__init(&items[n]);
-		snprintf(ids[n], sizeof ids[n], "%s/%u", p->id, i);
-		items[n].request_id = ids[n];
-		items[n].prompt = p->problem;
+		certa__v1__step_item__init(it);
+		snprintf(s->ids[n], sizeof s->ids[n], "%s/%u", p->id, i);
+		it->request_id = s->ids[n];
+		it->prompt = p->problem;
 		/* The text so far travels only when the chain lands on a new worker. */
-		items[n].resume_text = moved && ch->text != NULL ? ch->text : (char *)"";
-		items[n].resume_tokens = ch->tokens;
-		items[n].sample_index = i;
-		items[n].max_new_tokens = tokens;
-		items[n].seed = p->seed + i;
-		items[n].model = p->model;
-		items[n].sampling = &sp;
-		items[n].moe_top_p = p->moe_top_p;
-		items[n].probe = &probe;
-		ptrs[n] = &items[n];
+		it->resume_text = moved && ch->text != NULL ? ch->text : (char *)"";
+		it->resume_tokens = ch->tokens;
+		it->sample_index = i;
+		it->max_new_tokens = tokens;
+		it->seed = p->seed + i;
+		it->model = p->model;
+		it->sampling = &s->sp;
+		it->moe_top_p = p->moe_top_p;
+		it->probe = &s->probe;
+		s->ptrs[n] = it;
 		s->chain_idx[n] = i;
 		n++;
 	}
 	s->n = n;
-	req.n_items = n;
-	req.items = ptrs;
-	rc = pool_step(c->pool, w, &req, dispatch_on_step, s);
+	/* The program's strings stay as they are until the pass ends and the call is packed. */
+	rc = pool_step_add(c->pool, w, s->ptrs, n, dispatch_on_step, s);
 	if (rc != 0)
 		goto out;
 	s = NULL;
@@ -413,9 +415,6 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 out:
 	if (s != NULL)
 		dispatch_step_free(s);
-	free(items);
-	free(ptrs);
-	free(ids);
 	return rc;
 }
 
@@ -585,6 +584,8 @@ dispatch_run(struct core *c)
 		}
 	}
 out:
+	/* One Step call per worker carries every program placed on it in this pass. */
+	pool_step_flush(c->pool);
 	if (more) {
 		/* The rest on the next loop turn, after a poll (a zero-delay timer; an active
 		 * event would run in this same turn). */

@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "lib/array.h"
+#include "lib/cqbridge.h"
 #include "lib/cred.h"
 #include "lib/error.h"
 #include "lib/log.h"
@@ -34,6 +35,7 @@ struct pool_worker {
 	uint32_t inflight;        /* chains in flight (step slots used) */
 	int removed;              /* removed while calls were in flight */
 	int calls;                /* async calls in flight */
+	struct pool_batch *building;  /* the Step call of this dispatch pass, not sent yet */
 };
 
 struct pool {
@@ -45,19 +47,33 @@ struct pool {
 	struct pool_worker **w;
 	size_t n, cap;
 	struct event *timer;
-	size_t inflight;
+	size_t inflight;                  /* programs' steps added, not completed */
+	uint64_t step_calls;
 	grpc_channel_credentials *creds;  /* TLS to workers; NULL = plaintext */
 	char *bearer;                     /* "Bearer TOKEN" or NULL */
 	struct rpc_metadata md[1];        /* sent on every Worker call */
 	size_t nmd;
 };
 
-struct pool_step_ctx {
-	struct pool_worker *w;
-	uint32_t chains;
+/* One program's step in a batch: its items are items[off .. off + n). */
+struct pool_part {
+	size_t off, n;
 	pool_step_fn cb;
 	void *arg;
 };
+
+/* One Step call: built during a dispatch pass, then in flight until its reply. */
+struct pool_batch {
+	struct pool_worker *w;
+	Certa__V1__StepItem **items;  /* borrowed from the callers until sent */
+	size_t n, cap;
+	size_t bytes;                 /* estimated packed size */
+	struct pool_part *parts;
+	size_t nparts, partcap;
+	int err;                      /* the call could not start: failed on a later turn */
+};
+
+static void pool_batch_free(struct pool_batch *b);
 
 /* w->models (",a,b,") into model_names, each name once, for ListWorkers. */
 static void
@@ -161,6 +177,15 @@ static int
 pool_is_auth_error(grpc_status_code status)
 {
 	return status == GRPC_STATUS_UNAUTHENTICATED || status == GRPC_STATUS_PERMISSION_DENIED;
+}
+
+/* Whether a Step status says the worker cannot serve (it goes DOWN): lost, timed out, or
+ * refusing certad's credentials. */
+static int
+pool_is_down_status(grpc_status_code status)
+{
+	return status == GRPC_STATUS_UNAVAILABLE || status == GRPC_STATUS_DEADLINE_EXCEEDED ||
+	    pool_is_auth_error(status);
 }
 
 /* Marks w DOWN after a failed call; a refused credential is a configuration error and is
@@ -310,6 +335,11 @@ pool_free(struct pool *pl)
 	for (i = 0; i < pl->n; i++) {
 		/* Outstanding Info calls complete (cancelled) when the channel goes. */
 		pl->w[i]->removed = 1;
+		if (pl->w[i]->building != NULL) {
+			/* Never sent (pool_step_flush ends every pass): nobody waits on it. */
+			pool_batch_free(pl->w[i]->building);
+			pl->w[i]->building = NULL;
+		}
 		rpc_channel_free(pl->w[i]->ch);
 		pl->w[i]->ch = NULL;
 		if (pl->w[i]->calls == 0) {
@@ -587,45 +617,184 @@ pool_hold(struct pool_worker *w, int delta)
 }
 
 static void
+pool_batch_free(struct pool_batch *b)
+{
+	free(b->items);
+	free(b->parts);
+	free(b);
+}
+
+/* Runs every part's callback with its own outcome, then frees the batch.  status is the
+ * call's; with OK each part gets its results, or the error the worker put on its items. */
+static void
+pool_batch_done(struct pool_batch *b, grpc_status_code status, const char *details,
+    Certa__V1__StepReply *reply)
+{
+	struct pool_worker *w = b->w;
+	size_t i, k;
+
+	if (status == GRPC_STATUS_OK && (reply == NULL || reply->n_results != b->n)) {
+		status = GRPC_STATUS_INTERNAL;
+		details = "worker reply does not match the batch";
+	}
+	for (i = 0; i < b->nparts; i++) {
+		const struct pool_part *pt = &b->parts[i];
+		const Certa__V1__StepResult *bad = NULL;
+
+		w->pl->inflight--;
+		if (status != GRPC_STATUS_OK) {
+			pt->cb(pt->arg, w, status, details, NULL, 0);
+			continue;
+		}
+		for (k = pt->off; k < pt->off + pt->n && bad == NULL; k++)
+			if (reply->results[k]->error_code != 0)
+				bad = reply->results[k];
+		if (bad != NULL) {
+			/* The worker cannot serve (an upstream engine's UNAVAILABLE, ...): DOWN
+			 * as when a call fails so, before the program moves on. */
+			if (!w->removed && pool_is_down_status((grpc_status_code)bad->error_code))
+				pool_call_failed(w, "step", (grpc_status_code)bad->error_code,
+				    bad->error_message);
+			pt->cb(pt->arg, w, (grpc_status_code)bad->error_code, bad->error_message,
+			    NULL, 0);
+		}
+		else
+			pt->cb(pt->arg, w, GRPC_STATUS_OK, NULL, reply->results + pt->off, pt->n);
+	}
+	if (reply != NULL)
+		protobuf_c_message_free_unpacked(&reply->base, NULL);
+	pool_batch_free(b);
+}
+
+static void
 pool_on_step(void *arg, grpc_status_code status, const char *details, ProtobufCMessage *reply)
 {
-	struct pool_step_ctx *sc = arg;
-	struct pool_worker *w = sc->w;
+	struct pool_batch *b = arg;
+	struct pool_worker *w = b->w;
 
-	w->pl->inflight--;
-	w->inflight -= sc->chains < w->inflight ? sc->chains : w->inflight;
-	if (!w->removed && (status == GRPC_STATUS_UNAVAILABLE ||
-	    status == GRPC_STATUS_DEADLINE_EXCEEDED || pool_is_auth_error(status)))
+	w->inflight -= b->n < w->inflight ? (uint32_t)b->n : w->inflight;
+	/* A reply carries many programs' steps: the loop turn counts each (bounded turns). */
+	if (b->nparts > 1)
+		cqbridge_charge(w->pl->br, b->nparts - 1);
+	if (!w->removed && pool_is_down_status(status))
 		pool_call_failed(w, "step", status, details);
-	sc->cb(sc->arg, w, status, details, (Certa__V1__StepReply *)reply);
-	free(sc);
+	pool_batch_done(b, status, details, (Certa__V1__StepReply *)reply);
 	pool_call_done(w);
 }
 
-int
-pool_step(struct pool *pl, struct pool_worker *w, const Certa__V1__StepRequest *req,
-    pool_step_fn cb, void *arg)
+/* A batch whose call could not start, on the loop turn after: each program fails INTERNAL
+ * (and retries after its backoff). */
+static void
+pool_on_unsent(evutil_socket_t fd, short what, void *arg)
 {
-	struct pool_step_ctx *sc = calloc(1, sizeof *sc);
+	struct pool_batch *b = arg;
+	struct pool_worker *w = b->w;
+	char msg[160];
+
+	(void)fd;
+	(void)what;
+	w->inflight -= b->n < w->inflight ? (uint32_t)b->n : w->inflight;
+	snprintf(msg, sizeof msg, "cannot start the Step call: %s", certa_strerror(b->err));
+	pool_batch_done(b, GRPC_STATUS_INTERNAL, msg, NULL);
+	pool_call_done(w);
+}
+
+/* Sends w's batch being built (if any). */
+static void
+pool_batch_send(struct pool_worker *w)
+{
+	struct pool *pl = w->pl;
+	struct pool_batch *b = w->building;
+	Certa__V1__StepRequest req = CERTA__V1__STEP_REQUEST__INIT;
 	int rc;
 
-	if (sc == NULL)
-		return -ENOMEM;
-	sc->w = w;
-	sc->chains = (uint32_t)req->n_items;
-	sc->cb = cb;
-	sc->arg = arg;
-	rc = rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Step", &req->base,
-	    &certa__v1__step_reply__descriptor, pl->opt.step_timeout_ms, pl->md, pl->nmd,
-	    pool_on_step, sc);
-	if (rc != 0) {
-		free(sc);
-		return rc;
+	if (b == NULL)
+		return;
+	w->building = NULL;
+	if (b->nparts == 0) {
+		/* Only an allocation that failed in pool_step_add: nothing to send. */
+		pool_batch_free(b);
+		return;
 	}
+	req.n_items = b->n;
+	req.items = b->items;
+	req.program_errors = 1;
 	w->calls++;
-	w->inflight += sc->chains;
+	rc = rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Step", &req.base,
+	    &certa__v1__step_reply__descriptor, pl->opt.step_timeout_ms, pl->md, pl->nmd,
+	    pool_on_step, b);
+	/* The request is packed: the callers' items are not needed any more. */
+	free(b->items);
+	b->items = NULL;
+	if (rc == 0) {
+		pl->step_calls++;
+		return;
+	}
+	b->err = rc;
+	if (event_base_once(pl->base, -1, EV_TIMEOUT, pool_on_unsent, b, NULL) != 0) {
+		/* Not even that: fail them now (rare; the callers tolerate it). */
+		pool_on_unsent(-1, 0, b);
+	}
+}
+
+/* Estimated packed size of one item (its strings and some framing). */
+static size_t
+pool_item_bytes(const Certa__V1__StepItem *it)
+{
+	return 64 + strlen(it->request_id) + strlen(it->prompt) + strlen(it->resume_text) +
+	    strlen(it->model);
+}
+
+int
+pool_step_add(struct pool *pl, struct pool_worker *w, Certa__V1__StepItem *const *items,
+    size_t n, pool_step_fn cb, void *arg)
+{
+	struct pool_batch *b;
+	size_t i, bytes = 0;
+
+	for (i = 0; i < n; i++)
+		bytes += pool_item_bytes(items[i]);
+	b = w->building;
+	if (b != NULL && (b->n + n > POOL_BATCH_ITEMS || b->bytes + bytes > POOL_BATCH_BYTES))
+		pool_batch_send(w);
+	if (w->building == NULL) {
+		w->building = calloc(1, sizeof *w->building);
+		if (w->building == NULL)
+			return -ENOMEM;
+		w->building->w = w;
+	}
+	b = w->building;
+	if (ARRAY_GROW(b->items, b->cap, b->n + n) != 0 ||
+	    ARRAY_GROW(b->parts, b->partcap, b->nparts + 1) != 0)
+		return -ENOMEM;
+	b->parts[b->nparts].off = b->n;
+	b->parts[b->nparts].n = n;
+	b->parts[b->nparts].cb = cb;
+	b->parts[b->nparts].arg = arg;
+	b->nparts++;
+	for (i = 0; i < n; i++)
+		b->items[b->n++] = items[i];
+	b->bytes += bytes;
+	w->inflight += (uint32_t)n;
 	pl->inflight++;
+	if (b->n >= POOL_BATCH_ITEMS)
+		pool_batch_send(w);
 	return 0;
+}
+
+void
+pool_step_flush(struct pool *pl)
+{
+	size_t i;
+
+	for (i = 0; i < pl->n; i++)
+		pool_batch_send(pl->w[i]);
+}
+
+uint64_t
+pool_step_calls(const struct pool *pl)
+{
+	return pl->step_calls;
 }
 
 static void

@@ -49,8 +49,17 @@ typedef void (*pool_change_fn)(void *arg, struct pool_worker *w, enum pool_wstat
     enum pool_wstate to);
 /* Step completion; reply owned by the callee (free with protobuf_c_message_free_unpacked),
  * NULL unless status is OK.  w is valid during the call (it may be DOWN by then). */
+/* One program's step completion: status and details are its own (the call's, or the error
+ * the worker put on its items), results[0..n) its items' results in the order they were
+ * added (owned by the pool, valid during the call; n = 0 unless status is OK).  w is valid
+ * during the call (it may be DOWN by then). */
 typedef void (*pool_step_fn)(void *arg, struct pool_worker *w, grpc_status_code status,
-    const char *details, Certa__V1__StepReply *reply);
+    const char *details, Certa__V1__StepResult *const *results, size_t n);
+
+/* Items one Step call carries at most, and its estimated size at most (a quarter of
+ * RPC_MAX_MESSAGE); a program larger than that goes alone. */
+#define POOL_BATCH_ITEMS 256
+#define POOL_BATCH_BYTES (4u * 1024 * 1024)
 
 /* Returns 0, -ENOMEM, or CERTA_ECONFIG when the TLS credentials cannot be built (only one
  * of tls_cert and tls_key, or PEM text gRPC refuses). */
@@ -96,11 +105,25 @@ int pool_has_slots(const struct pool *pl);
 /* Chains placed on a worker (held until released or moved); delta may be negative. */
 void pool_hold(struct pool_worker *w, int delta);
 
-/* Sends one Step batch; cb runs exactly once if this returns 0.  A failure with UNAVAILABLE,
- * DEADLINE_EXCEEDED, UNAUTHENTICATED or PERMISSION_DENIED marks the worker DOWN before cb
- * runs. */
-int pool_step(struct pool *pl, struct pool_worker *w, const Certa__V1__StepRequest *req,
-    pool_step_fn cb, void *arg);
+/*
+ * Adds one program's step (its items: consecutive, request ids "<program>/<chain>") to the
+ * Step call being built for w in this dispatch pass, and takes its step slots now.  The call
+ * goes out when it holds POOL_BATCH_ITEMS items or POOL_BATCH_BYTES, or at pool_step_flush;
+ * the items and the strings they point to must stay valid until then.  Every program's
+ * items travel in one call (StepRequest.program_errors): cb runs exactly once per added step
+ * if this returns 0 (-ENOMEM otherwise), with that program's own outcome: a failed call
+ * (UNAVAILABLE, DEADLINE_EXCEEDED, UNAUTHENTICATED or PERMISSION_DENIED mark the worker DOWN
+ * first) fails every program in it; an error the worker put on a program's items only that
+ * program (one of those statuses there marks the worker DOWN too, as it would have failed
+ * the program's own call: the others of the call keep their completed step and move on at
+ * their next); a call that cannot start fails each with INTERNAL on a later loop turn.
+ */
+int pool_step_add(struct pool *pl, struct pool_worker *w, Certa__V1__StepItem *const *items,
+    size_t n, pool_step_fn cb, void *arg);
+/* Sends the Step calls being built (the end of a dispatch pass). */
+void pool_step_flush(struct pool *pl);
+/* Step calls sent to workers so far (each carrying one or more programs' steps). */
+uint64_t pool_step_calls(const struct pool *pl);
 /* Chains in flight on a worker. */
 uint32_t pool_worker_inflight(const struct pool_worker *w);
 /* Fire-and-forget Release of request ids (best effort; errors are logged). */
@@ -121,7 +144,7 @@ const char *pool_worker_model(const struct pool_worker *w);
 size_t pool_worker_models(const struct pool_worker *w, char *const **names);
 const char *pool_worker_error(const struct pool_worker *w);
 int64_t pool_worker_last_seen(const struct pool_worker *w);
-/* Steps in flight to all workers. */
+/* Programs' steps in flight to all workers (added, not completed yet). */
 size_t pool_inflight(const struct pool *pl);
 
 #endif

@@ -34,6 +34,7 @@ struct cqbridge {
 	struct cqbridge_item *work;    /* queued (not urgent) completions */
 	size_t nwork, workcap;
 	size_t pos;                    /* next item of work to dispatch */
+	size_t spent;                  /* units of CQBRIDGE_BATCH used in this turn */
 	struct cqbridge_item *spare;   /* swapped with items on each drain */
 	size_t sparecap;
 	void (*done)(void *arg);
@@ -124,7 +125,7 @@ cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 	struct cqbridge *br = arg;
 	struct cqbridge_item *in;
 	uint64_t cnt;
-	size_t i, n, end, incap;
+	size_t i, n, incap;
 
 	(void)what;
 	while (read(fd, &cnt, sizeof cnt) < 0 && errno == EINTR)
@@ -160,9 +161,10 @@ cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 	}
 	br->spare = in;
 	br->sparecap = incap;
-	end = br->nwork - br->pos > CQBRIDGE_BATCH ? br->pos + CQBRIDGE_BATCH : br->nwork;
-	while (br->pos < end) {
+	br->spent = 0;
+	while (br->pos < br->nwork && br->spent < CQBRIDGE_BATCH) {
 		struct cqbridge_item it = br->work[br->pos++];
+		br->spent++;
 		cqbridge_run(br, &it);
 	}
 	if (br->pos == br->nwork)
@@ -271,6 +273,12 @@ cqbridge_free(struct cqbridge *br)
 	free(br->spare);
 	free(br->work);
 	free(br);
+}
+
+void
+cqbridge_charge(struct cqbridge *br, size_t units)
+{
+	br->spent += units;
 }
 
 unsigned long long

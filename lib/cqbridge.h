@@ -19,7 +19,8 @@
 struct event_base;
 struct cqbridge;
 
-/* Completions dispatched per loop turn at most; more wait for the next turn. */
+/* Completions dispatched per loop turn at most (counted in units: one per completion, plus
+ * what cqbridge_charge adds); more wait for the next turn. */
 #define CQBRIDGE_BATCH 128
 
 struct cqbridge_tag {
@@ -45,6 +46,11 @@ void cqbridge_shutdown(struct cqbridge *br, void (*done)(void *arg), void *arg);
 /* Joins the thread and destroys the queue.  Call after done() ran (or after the loop exited
  * following a shutdown). */
 void cqbridge_free(struct cqbridge *br);
+
+/* Loop thread, from a completion's callback: the completion did the work of `units` more
+ * (e.g. one Step reply carrying many programs' steps), counted against this turn's
+ * CQBRIDGE_BATCH so the turn stays bounded. */
+void cqbridge_charge(struct cqbridge *br, size_t units);
 
 /* Number of completions dispatched so far (for tests and metrics). */
 unsigned long long cqbridge_dispatched(const struct cqbridge *br);

@@ -12,6 +12,7 @@
 #include "lib/error.h"
 #include "lib/health.h"
 #include "lib/log.h"
+#include "lib/rpc.h"
 #include "lib/version.h"
 #include "lib/rpc_server.h"
 #include "lib/sampling.h"
@@ -37,12 +38,26 @@ struct worker {
  * simulated decode time (step_delay) and then for the engine (engine_step_async), and is
  * freed once the reply is sent.
  */
+struct worker_step;
+
+/* One program's items of a batch (StepRequest.program_errors), stepped all or nothing as one
+ * engine step; without program_errors the whole batch is one group. */
+struct worker_group {
+	struct worker_step *d;
+	size_t off, n;            /* items[off .. off + n) */
+	int rc;
+	char err[512];
+};
+
 struct worker_step {
 	struct worker *w;
 	struct rpc_call *call;
 	Certa__V1__StepRequest *req;
 	struct engine_item *items;
 	struct engine_result *res;
+	struct worker_group *groups;
+	size_t ngroups;
+	size_t pending;           /* groups the engine has not completed yet */
 	char err[512];
 };
 int
@@ -137,24 +152,34 @@ worker_step_free(struct worker_step *d)
 	certa__v1__step_request__free_unpacked(d->req, NULL);
 	free(d->items);
 	free(d->res);
+	free(d->groups);
 	free(d);
 }
 
-/* The engine finished the batch (on the loop thread): reply, all or nothing. */
+/* Every group of the batch is done (on the loop thread): the reply.  Without program_errors
+ * the batch is all or nothing (one group: its error fails the call); with it a refused
+ * program's results carry its error and the others their step. */
 static void
-worker_step_done(void *arg, int rc, const char *err)
+worker_step_reply(struct worker_step *d)
 {
-	struct worker_step *d = arg;
 	struct worker *w = d->w;
 	Certa__V1__StepReply reply = CERTA__V1__STEP_REPLY__INIT;
 	Certa__V1__StepResult *pres = NULL, **pptr = NULL;
 	Certa__V1__ProbeResult *probes = NULL;
-	size_t i, n = d->req->n_items;
+	size_t i, g, n = d->req->n_items;
+	int refused = 0;
 
-	if (rc != 0) {
-		log_info(LOG_WORKER, "step refused: %s", err);
-		rpc_call_fail(d->call, rc, "%s", err[0] ? err : certa_strerror(rc));
+	for (g = 0; g < d->ngroups; g++) {
+		if (d->groups[g].rc == 0)
+			continue;
+		refused = 1;
+		log_info(LOG_WORKER, "step refused: %s", d->groups[g].err);
+	}
+	if (refused)
 		worker_check_fault(w);
+	if (!d->req->program_errors && d->groups[0].rc != 0) {
+		rpc_call_fail(d->call, d->groups[0].rc, "%s", d->groups[0].err[0] ?
+		    d->groups[0].err : certa_strerror(d->groups[0].rc));
 		goto out;
 	}
 	pres = calloc(n, sizeof *pres);
@@ -164,26 +189,35 @@ worker_step_done(void *arg, int rc, const char *err)
 		rpc_call_fail(d->call, -ENOMEM, "out of memory");
 		goto out_res;
 	}
-	for (i = 0; i < n; i++) {
-		struct engine_result *r = &d->res[i];
-		certa__v1__step_result__init(&pres[i]);
-		certa__v1__probe_result__init(&probes[i]);
-		pres[i].request_id = (char *)d->items[i].request_id;
-		pres[i].text = r->text;
-		pres[i].new_tokens = r->new_tokens;
-		pres[i].total_tokens = r->total_tokens;
-		pres[i].finished = r->finished;
-		pres[i].final_answer = r->final_answer ? r->final_answer : (char *)"";
-		pres[i].thinking_done = r->thinking_done;
-		probes[i].answer = r->probe_answer;
-		probes[i].tokens = r->probe_tokens;
-		probes[i].confidence = r->probe_confidence;
-		pres[i].probe_mean_prob = r->probe_confidence;
-		pres[i].probe_min_prob = r->probe_min_prob;
-		pres[i].chain_mean_entropy = r->chain_entropy;
-		pres[i].experts_per_token = r->experts_per_token;
-		pres[i].probe = &probes[i];
-		pptr[i] = &pres[i];
+	for (g = 0; g < d->ngroups; g++) {
+		const struct worker_group *gr = &d->groups[g];
+		for (i = gr->off; i < gr->off + gr->n; i++) {
+			struct engine_result *r = &d->res[i];
+			certa__v1__step_result__init(&pres[i]);
+			pres[i].request_id = (char *)d->items[i].request_id;
+			pptr[i] = &pres[i];
+			if (gr->rc != 0) {
+				pres[i].error_code = (int32_t)rpc_status_from_error(gr->rc);
+				pres[i].error_message = (char *)(gr->err[0] ? gr->err :
+				    certa_strerror(gr->rc));
+				continue;
+			}
+			certa__v1__probe_result__init(&probes[i]);
+			pres[i].text = r->text;
+			pres[i].new_tokens = r->new_tokens;
+			pres[i].total_tokens = r->total_tokens;
+			pres[i].finished = r->finished;
+			pres[i].final_answer = r->final_answer ? r->final_answer : (char *)"";
+			pres[i].thinking_done = r->thinking_done;
+			probes[i].answer = r->probe_answer;
+			probes[i].tokens = r->probe_tokens;
+			probes[i].confidence = r->probe_confidence;
+			pres[i].probe_mean_prob = r->probe_confidence;
+			pres[i].probe_min_prob = r->probe_min_prob;
+			pres[i].chain_mean_entropy = r->chain_entropy;
+			pres[i].experts_per_token = r->experts_per_token;
+			pres[i].probe = &probes[i];
+		}
 	}
 	reply.n_results = n;
 	reply.results = pptr;
@@ -191,13 +225,66 @@ worker_step_done(void *arg, int rc, const char *err)
 	w->steps++;
 	w->items += n;
 out_res:
-	for (i = 0; i < n; i++)
-		engine_result_clear(&d->res[i]);
+	for (g = 0; g < d->ngroups; g++)
+		if (d->groups[g].rc == 0)
+			for (i = d->groups[g].off; i < d->groups[g].off + d->groups[g].n; i++)
+				engine_result_clear(&d->res[i]);
 out:
 	free(pres);
 	free(pptr);
 	free(probes);
 	worker_step_free(d);
+}
+
+/* The engine finished one group (on the loop thread); the reply goes once all are done. */
+static void
+worker_group_done(void *arg, int rc, const char *err)
+{
+	struct worker_group *gr = arg;
+	struct worker_step *d = gr->d;
+
+	gr->rc = rc;
+	if (rc != 0 && err != gr->err)
+		snprintf(gr->err, sizeof gr->err, "%s", err ? err : "");
+	if (--d->pending == 0)
+		worker_step_reply(d);
+}
+
+/* The length of a request id's program part (up to its last '/'; all of it without one). */
+static size_t
+worker_program_len(const char *id)
+{
+	const char *slash = strrchr(id, '/');
+
+	return slash != NULL ? (size_t)(slash - id) : strlen(id);
+}
+
+/* Splits the batch into groups: one per run of consecutive items of the same program with
+ * program_errors, else one.  Returns 0 or -ENOMEM. */
+static int
+worker_group_items(struct worker_step *d)
+{
+	const Certa__V1__StepRequest *req = d->req;
+	size_t i, n = req->n_items;
+
+	d->groups = calloc(req->program_errors ? n : 1, sizeof *d->groups);
+	if (d->groups == NULL)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		struct worker_group *last = d->ngroups ? &d->groups[d->ngroups - 1] : NULL;
+		if (last != NULL && (!req->program_errors || (worker_program_len(
+		    req->items[i]->request_id) == worker_program_len(req->items[last->off]->request_id) &&
+		    strncmp(req->items[i]->request_id, req->items[last->off]->request_id,
+		    worker_program_len(req->items[i]->request_id)) == 0))) {
+			last->n++;
+			continue;
+		}
+		d->groups[d->ngroups].d = d;
+		d->groups[d->ngroups].off = i;
+		d->groups[d->ngroups].n = 1;
+		d->ngroups++;
+	}
+	return 0;
 }
 
 /* Checks the batch and hands it to the engine (which answers through worker_step_done). */
@@ -241,8 +328,22 @@ worker_start_step(struct worker_step *d)
 	}
 	for (i = 0; i < n; i++)
 		worker_item_from_pb(req->items[i], &d->items[i]);
-	engine_step_async(d->w->engine, d->items, n, d->res, d->err, sizeof d->err,
-	    worker_step_done, d);
+	if (worker_group_items(d) != 0) {
+		rpc_call_fail(d->call, -ENOMEM, "out of memory");
+		worker_step_free(d);
+		return;
+	}
+	/* Each group is an engine step of its own (step_many engines run them together); a
+	 * synchronous engine completes them inline, so pending holds one more until all are
+	 * queued. */
+	d->pending = d->ngroups + 1;
+	for (i = 0; i < d->ngroups; i++) {
+		struct worker_group *gr = &d->groups[i];
+		engine_step_async(d->w->engine, d->items + gr->off, gr->n, d->res + gr->off,
+		    gr->err, sizeof gr->err, worker_group_done, gr);
+	}
+	if (--d->pending == 0)
+		worker_step_reply(d);
 }
 
 /* The simulated decode time has passed: run the step now. */

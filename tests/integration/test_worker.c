@@ -44,6 +44,7 @@
 static struct harness_trace *g_tr;
 static const char *g_traces_dir;
 static int g_pick_err;
+static int g_program_errors;    /* fx_step sets StepRequest.program_errors */
 
 struct fx {
 	char *dir;
@@ -196,12 +197,13 @@ fx_step(struct fx *f, const struct item_spec *spec, size_t n, Certa__V1__StepRep
     char **details)
 {
 	Certa__V1__StepRequest req = CERTA__V1__STEP_REQUEST__INIT;
-	Certa__V1__StepItem items[8], *ptrs[8];
+	static Certa__V1__StepItem items[256];
+	Certa__V1__StepItem *ptrs[256];
 	ProtobufCMessage *r = NULL;
 	grpc_status_code st;
 	size_t i;
 
-	assert_true(n <= 8);
+	assert_true(n <= 256);
 	for (i = 0; i < n; i++) {
 		certa__v1__step_item__init(&items[i]);
 		items[i].request_id = (char *)(spec[i].id ? spec[i].id : "");
@@ -215,6 +217,7 @@ fx_step(struct fx *f, const struct item_spec *spec, size_t n, Certa__V1__StepRep
 	}
 	req.n_items = n;
 	req.items = n > 0 ? ptrs : NULL;
+	req.program_errors = g_program_errors;
 	st = fx_call(f, M_STEP, &req.base, &certa__v1__step_reply__descriptor, &r, details);
 	if (st == GRPC_STATUS_OK) {
 		assert_int_equal(((Certa__V1__StepReply *)r)->n_results, n);
@@ -575,6 +578,72 @@ test_bad_item_changes_nothing(void **state)
 }
 
 /* --capacity 2: a batch that does not fit is refused whole; Release makes room. */
+/* program_errors (certad's batches of several programs): a program the engine refuses gets
+ * its error on its own results, the other programs of the call are stepped; and a batch of
+ * 256 programs (certad's largest) goes through in one call. */
+static void
+test_program_errors(void **state)
+{
+	struct fx *f = *state;
+	struct item_spec batch[4] = {
+		{ "ok/0", NULL, 0, STEP, 0, NULL },
+		{ "ok/1", NULL, 1, STEP, 0, NULL },
+		{ "bad/0", "certa integration test: a problem that was never recorded", 0, STEP, 0,
+		  NULL },
+		{ "ok2/0", NULL, 0, STEP, 0, NULL },
+	};
+	static struct item_spec many[256];
+	static char ids[256][16];
+	Certa__V1__StepReply *r = NULL;
+	size_t i;
+
+	fx_start(f, NULL);
+	g_program_errors = 1;
+	batch[0].prompt = batch[1].prompt = batch[3].prompt = g_tr->problem;
+	assert_int_equal(fx_step(f, batch, 4, &r, NULL), GRPC_STATUS_OK);
+	for (i = 0; i < 4; i++) {
+		const Certa__V1__StepResult *res = r->results[i];
+		assert_string_equal(res->request_id, batch[i].id);
+		if (i == 2) {
+			assert_int_equal(res->error_code, GRPC_STATUS_NOT_FOUND);
+			assert_non_null(strstr(res->error_message, g_traces_dir));
+			assert_int_equal(res->total_tokens, 0);
+			continue;
+		}
+		assert_int_equal(res->error_code, 0);
+		assert_int_equal(res->total_tokens, STEP);
+		assert_true(res->text[0] != '\0');
+	}
+	free_reply(r);
+	assert_int_equal(fx_active(f), 3);
+
+	/* Without it the same batch is all or nothing, as before. */
+	g_program_errors = 0;
+	batch[0].resume = batch[1].resume = batch[3].resume = STEP;
+	assert_int_equal(fx_step(f, batch, 4, &r, NULL), GRPC_STATUS_NOT_FOUND);
+	assert_int_equal(fx_active(f), 3);
+
+	/* 256 programs in one call (the replay engine's default capacity: 3 held + 253 new). */
+	g_program_errors = 1;
+	for (i = 0; i < 256; i++) {
+		if (i < 3) {
+			many[i] = batch[i == 2 ? 3 : i];
+			continue;
+		}
+		snprintf(ids[i], sizeof ids[i], "m%zu/0", i);
+		many[i] = (struct item_spec){ ids[i], g_tr->problem, 0, STEP, 0, NULL };
+	}
+	assert_int_equal(fx_step(f, many, 256, &r, NULL), GRPC_STATUS_OK);
+	for (i = 0; i < 256; i++) {
+		assert_int_equal(r->results[i]->error_code, 0);
+		assert_int_equal(r->results[i]->total_tokens, i < 3 ? 2 * STEP : STEP);
+	}
+	free_reply(r);
+	assert_int_equal(fx_active(f), 256);
+	g_program_errors = 0;
+	f->passed = 1;
+}
+
 static void
 test_capacity(void **state)
 {
@@ -827,6 +896,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_empty_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_item_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_capacity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_program_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_step_idempotent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_exits_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_with_step_held, setup, teardown),

@@ -1,0 +1,438 @@
+/* test_batchstep.c — one Step call per worker per dispatch pass (daemon/pool.c pool_step_add,
+ * daemon/dispatch.c): a real core (LMDB in a temporary directory) drives a fake worker, a
+ * real gRPC server on its own loop thread (tests/support/loopsrv) that answers Info and Step
+ * and counts the Step calls and the programs each carries.  The programs queued before the
+ * worker is up go out together in one call; a failed call fails over (or fails) every
+ * program in it; an error the worker puts on one program's items affects only that one. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <event2/event.h>
+#include <grpc/grpc.h>
+
+#include "certa/v1/worker.pb-c.h"
+#include "daemon/core.h"
+#include "daemon/core_impl.h"
+#include "daemon/dispatch.h"
+#include "daemon/pool.h"
+#include "daemon/queries.h"
+#include "daemon/submit.h"
+#include "lib/cqbridge.h"
+#include "lib/error.h"
+#include "lib/rpc_server.h"
+#include "tests/support/loopsrv.h"
+#include "tests/support/tmpstore.h"
+
+#define NPROG 8
+#define STEP_TOKENS_END 128     /* a chain ends naturally at this many tokens */
+
+/* The fake worker's knobs (set before the worker is added) and what it saw; shared between
+ * the test thread and the server's loop thread. */
+struct fake {
+	pthread_mutex_t mu;
+	grpc_status_code fail_first;  /* the first Step call fails with this status (OK: none) */
+	const char *refuse;           /* items of this prompt get NOT_FOUND on their results */
+	const char *unavail;          /* ... UNAVAILABLE, in the first call that has them */
+	unsigned resumed;             /* items that came with their text (moved chains) */
+	unsigned calls;
+	unsigned items;
+	unsigned max_programs;        /* most programs one call carried */
+	unsigned failed_programs;     /* programs in the call that failed */
+	unsigned refused_with;        /* programs in the call that carried the refused items */
+	int program_errors;           /* every call asked for per-program errors */
+};
+
+struct fx {
+	struct tmpstore *tmp;
+	struct event_base *base;
+	struct cqbridge *br;
+	struct core_options opt;
+	struct core *c;
+	struct loopsrv *ls;
+	struct fake fake;
+	char ids[NPROG][64];
+	char err[512];
+};
+
+/* Programs in a batch: runs of consecutive items with the same "<program>/" prefix. */
+static unsigned
+count_programs(const Certa__V1__StepRequest *req)
+{
+	unsigned n = 0;
+	size_t i;
+
+	for (i = 0; i < req->n_items; i++) {
+		const char *a = req->items[i]->request_id, *b;
+		if (i > 0) {
+			b = req->items[i - 1]->request_id;
+			if (strrchr(a, '/') - a == strrchr(b, '/') - b &&
+			    strncmp(a, b, (size_t)(strrchr(a, '/') - a)) == 0)
+				continue;
+		}
+		n++;
+	}
+	return n;
+}
+
+static void
+h_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	struct fake *fk = ctx;
+	const Certa__V1__StepRequest *req = (const Certa__V1__StepRequest *)msg;
+	Certa__V1__StepReply reply = CERTA__V1__STEP_REPLY__INIT;
+	Certa__V1__StepResult res[64], *ptrs[64];
+	Certa__V1__ProbeResult probe[64];
+	unsigned progs = count_programs(req), first, refused = 0;
+	size_t i;
+
+	pthread_mutex_lock(&fk->mu);
+	first = fk->calls++ == 0;
+	fk->items += (unsigned)req->n_items;
+	if (progs > fk->max_programs)
+		fk->max_programs = progs;
+	if (!req->program_errors)
+		fk->program_errors = 0;
+	for (i = 0; i < req->n_items; i++) {
+		if (fk->refuse != NULL && strcmp(req->items[i]->prompt, fk->refuse) == 0)
+			refused = 1;
+		if (req->items[i]->resume_text[0] != '\0')
+			fk->resumed++;
+	}
+	if (refused && progs > fk->refused_with)
+		fk->refused_with = progs;
+	if (first && fk->fail_first != GRPC_STATUS_OK) {
+		fk->failed_programs = progs;
+		pthread_mutex_unlock(&fk->mu);
+		rpc_call_finish(call, fk->fail_first, "fake worker: the whole call fails");
+		return;
+	}
+	pthread_mutex_unlock(&fk->mu);
+	if (req->n_items > 64) {
+		rpc_call_finish(call, GRPC_STATUS_INTERNAL, "fake worker: batch too large");
+		return;
+	}
+	for (i = 0; i < req->n_items; i++) {
+		const Certa__V1__StepItem *it = req->items[i];
+		uint64_t total = it->resume_tokens + it->max_new_tokens;
+
+		certa__v1__step_result__init(&res[i]);
+		certa__v1__probe_result__init(&probe[i]);
+		ptrs[i] = &res[i];
+		res[i].request_id = it->request_id;
+		if (fk->refuse != NULL && strcmp(it->prompt, fk->refuse) == 0) {
+			res[i].error_code = GRPC_STATUS_NOT_FOUND;
+			res[i].error_message = (char *)"fake worker: unknown prompt";
+			continue;
+		}
+		if (fk->unavail != NULL && strcmp(it->prompt, fk->unavail) == 0) {
+			res[i].error_code = GRPC_STATUS_UNAVAILABLE;
+			res[i].error_message = (char *)"fake worker: upstream unreachable";
+			continue;
+		}
+		res[i].text = (char *)" step";
+		res[i].new_tokens = it->max_new_tokens;
+		res[i].total_tokens = total;
+		res[i].finished = total >= STEP_TOKENS_END;
+		res[i].final_answer = (char *)(res[i].finished ? "42" : "");
+		probe[i].answer = (char *)"42";
+		probe[i].tokens = 4;
+		probe[i].confidence = -1;
+		res[i].probe = &probe[i];
+		res[i].probe_mean_prob = res[i].probe_min_prob = -1;
+		res[i].chain_mean_entropy = res[i].experts_per_token = -1;
+	}
+	reply.n_results = req->n_items;
+	reply.results = ptrs;
+	rpc_call_reply(call, &reply.base);
+	pthread_mutex_lock(&fk->mu);
+	fk->unavail = NULL;   /* once */
+	pthread_mutex_unlock(&fk->mu);
+}
+
+static void
+h_info(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	Certa__V1__InfoReply reply = CERTA__V1__INFO_REPLY__INIT;
+
+	(void)msg;
+	(void)ctx;
+	reply.engine = (char *)"fake";
+	reply.model = (char *)"fake-model";
+	reply.capacity = 1000;
+	reply.version = (char *)"test";
+	reply.instance = (char *)"fake-instance";
+	reply.fault = (char *)"";
+	rpc_call_reply(call, &reply.base);
+}
+
+static void
+h_release(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
+{
+	Certa__V1__ReleaseReply reply = CERTA__V1__RELEASE_REPLY__INIT;
+
+	(void)msg;
+	(void)ctx;
+	rpc_call_reply(call, &reply.base);
+}
+
+static const struct rpc_method fake_methods[] = {
+	{ "/certa.v1.Worker/Release", RPC_UNARY, &certa__v1__release_request__descriptor,
+	  h_release, 0 },
+	{ "/certa.v1.Worker/Step", RPC_UNARY, &certa__v1__step_request__descriptor, h_step, 0 },
+	{ "/certa.v1.Worker/Info", RPC_UNARY, &certa__v1__info_request__descriptor, h_info, 0 },
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	struct loopsrv_options lo = { 0 };
+
+	assert_non_null(f);
+	pthread_mutex_init(&f->fake.mu, NULL);
+	f->fake.program_errors = 1;
+	lo.methods = fake_methods;
+	lo.nmethods = sizeof fake_methods / sizeof fake_methods[0];
+	lo.ctx = &f->fake;
+	assert_int_equal(loopsrv_start(&lo, &f->ls), 0);
+	assert_int_equal(tmpstore_new("batchstep", &f->tmp), 0);
+	tmpstore_close(f->tmp);   /* the core opens the environment itself */
+	f->base = event_base_new();
+	assert_non_null(f->base);
+	assert_int_equal(cqbridge_new(f->base, &f->br), 0);
+	f->opt.state_dir = tmpstore_dir(f->tmp);
+	sched_policy_default(&f->opt.policy);
+	f->opt.pool.health_interval_ms = 100;
+	f->opt.pool.info_timeout_ms = 1000;
+	f->opt.pool.step_timeout_ms = 5000;
+	f->opt.max_prompt_bytes = 4096;
+	f->opt.max_attempts = 3;
+	f->opt.retry_backoff_ms = 10;
+	f->opt.tick_ms = 50;
+	f->opt.starvation_ms = 3600000;
+	f->opt.anonymous_tenant = "anon";
+	assert_int_equal(core_new(f->base, f->br, &f->opt, &f->c), 0);
+	*state = f;
+	return 0;
+}
+
+static void
+set_flag(void *arg)
+{
+	*(int *)arg = 1;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	int done = 0, i;
+
+	core_free(f->c);
+	cqbridge_shutdown(f->br, set_flag, &done);
+	for (i = 0; i < 500 && !done; i++) {
+		struct timeval tv = { 0, 10000 };
+		event_base_loopexit(f->base, &tv);
+		event_base_dispatch(f->base);
+	}
+	assert_true(done);
+	cqbridge_free(f->br);
+	event_base_free(f->base);
+	tmpstore_free(f->tmp);
+	loopsrv_stop(f->ls);
+	pthread_mutex_destroy(&f->fake.mu);
+	free(f);
+	return 0;
+}
+
+/* Submits NPROG cot programs (problem "problem <i>", or `odd` for the one at index odd_at)
+ * while no worker is up: they all queue.  ids[i] is program i's id. */
+static void
+submit_all(struct fx *f, int odd_at, const char *odd)
+{
+	const char *ids[NPROG];
+	char problem[32];
+	size_t n, k;
+	int i;
+
+	for (i = 0; i < NPROG; i++) {
+		struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "" };
+
+		snprintf(problem, sizeof problem, "problem %d", i);
+		spec.problem = i == odd_at ? odd : problem;
+		assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err),
+		    0);
+	}
+	assert_int_equal(dispatch_order(f->c, ids, NPROG, &n), 0);
+	assert_int_equal(n, NPROG);
+	for (k = 0; k < n; k++) {
+		Certa__V1__Program *pm = NULL;
+		assert_int_equal(queries_get(f->c, "anon", ids[k], &pm), 0);
+		if (strcmp(pm->spec->problem, odd ? odd : "") == 0)
+			i = odd_at;
+		else
+			assert_int_equal(sscanf(pm->spec->problem, "problem %d", &i), 1);
+		snprintf(f->ids[i], sizeof f->ids[i], "%s", ids[k]);
+		certa__v1__program__free_unpacked(pm, NULL);
+	}
+}
+
+/* Adds the fake worker and runs the loop until every program ended (10 s at most). */
+static void
+run_to_end(struct fx *f)
+{
+	size_t queued, running;
+	uint64_t finished = 0;
+	int i;
+
+	assert_int_equal(pool_add(core_pool(f->c), loopsrv_target(f->ls)), 0);
+	for (i = 0; i < 200 && finished < NPROG; i++) {
+		struct timeval tv = { 0, 50000 };
+		event_base_loopexit(f->base, &tv);
+		event_base_dispatch(f->base);
+		core_counts(f->c, &queued, &running, &finished);
+	}
+	assert_int_equal(finished, NPROG);
+}
+
+/* The state, reason and error message of program i. */
+static void
+expect_program(struct fx *f, int i, Certa__V1__ProgramState st, const char *msg_part)
+{
+	Certa__V1__Program *pm = NULL;
+
+	assert_int_equal(queries_get(f->c, "anon", f->ids[i], &pm), 0);
+	if (pm->state != st)
+		fail_msg("program %d (%s): state %d, want %d (%s)", i, f->ids[i], pm->state, st,
+		    pm->result ? pm->result->error_message : "");
+	if (msg_part != NULL) {
+		assert_non_null(pm->result);
+		if (strstr(pm->result->error_message, msg_part) == NULL)
+			fail_msg("program %d: error '%s' lacks '%s'", i, pm->result->error_message,
+			    msg_part);
+	}
+	certa__v1__program__free_unpacked(pm, NULL);
+}
+
+/* Programs ready in the same pass share one Step call: fewer calls than steps, one call
+ * carried all of them, and every call asked for per-program errors. */
+static void
+test_programs_share_one_call(void **state)
+{
+	struct fx *f = *state;
+	int i;
+
+	submit_all(f, -1, NULL);
+	run_to_end(f);
+	for (i = 0; i < NPROG; i++)
+		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED, NULL);
+	pthread_mutex_lock(&f->fake.mu);
+	assert_int_equal(f->fake.max_programs, NPROG);
+	assert_true(f->fake.program_errors);
+	assert_true(f->fake.calls < f->c->steps_total);
+	assert_int_equal(f->fake.items, f->c->steps_total);   /* cot: one item per step */
+	pthread_mutex_unlock(&f->fake.mu);
+	assert_int_equal(pool_step_calls(core_pool(f->c)), f->fake.calls);
+	assert_int_equal(pool_inflight(core_pool(f->c)), 0);
+}
+
+/* A call that fails with UNAVAILABLE (the worker lost) fails over every program in it: the
+ * worker goes DOWN, each program is queued again and, once the worker is back, finishes. */
+static void
+test_lost_call_fails_over_every_program(void **state)
+{
+	struct fx *f = *state;
+	int i;
+
+	f->fake.fail_first = GRPC_STATUS_UNAVAILABLE;
+	submit_all(f, -1, NULL);
+	run_to_end(f);
+	assert_int_equal(f->fake.failed_programs, NPROG);
+	for (i = 0; i < NPROG; i++)
+		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED, NULL);
+	assert_int_equal(pool_worker_held(pool_at(core_pool(f->c), 0)), 0);
+}
+
+/* A call the worker refuses as a whole (INVALID_ARGUMENT) fails every program in it, each
+ * with the worker's message. */
+static void
+test_refused_call_fails_every_program(void **state)
+{
+	struct fx *f = *state;
+	int i;
+
+	f->fake.fail_first = GRPC_STATUS_INVALID_ARGUMENT;
+	submit_all(f, -1, NULL);
+	run_to_end(f);
+	assert_int_equal(f->fake.failed_programs, NPROG);
+	for (i = 0; i < NPROG; i++)
+		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED,
+		    "the whole call fails");
+}
+
+/* An error on one program's items fails that program only; the others of the same call
+ * step on and finish. */
+static void
+test_item_error_affects_only_its_program(void **state)
+{
+	struct fx *f = *state;
+	int i;
+
+	f->fake.refuse = "refuse me";
+	submit_all(f, 3, "refuse me");
+	run_to_end(f);
+	assert_int_equal(f->fake.refused_with, NPROG);
+	for (i = 0; i < NPROG; i++)
+		expect_program(f, i, i == 3 ? CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED :
+		    CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED,
+		    i == 3 ? "unknown prompt" : NULL);
+}
+
+/* UNAVAILABLE on one program's items says the worker cannot serve (an upstream engine's
+ * lost upstream): the worker goes DOWN as when a call fails so; that program retries and
+ * finishes; the others of the call keep their step. */
+static void
+test_item_unavailable_marks_worker_down(void **state)
+{
+	struct fx *f = *state;
+	int i;
+
+	f->fake.unavail = "unreachable";
+	submit_all(f, 5, "unreachable");
+	run_to_end(f);
+	for (i = 0; i < NPROG; i++)
+		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED, NULL);
+	pthread_mutex_lock(&f->fake.mu);
+	/* The worker went DOWN: programs of the call already handled (not in flight any more)
+	 * moved with their text, as parked programs do (without the DOWN, nothing would). */
+	assert_true(f->fake.resumed >= 1 && f->fake.resumed <= NPROG - 1);
+	pthread_mutex_unlock(&f->fake.mu);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_programs_share_one_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_call_fails_over_every_program, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_refused_call_fails_every_program, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_item_error_affects_only_its_program, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_item_unavailable_marks_worker_down, setup,
+		    teardown),
+	};
+	int rc;
+
+	grpc_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	grpc_shutdown();
+	return rc;
+}
