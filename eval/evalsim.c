@@ -732,6 +732,15 @@ void
 evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, uint64_t u,
     double *loss, double *saved)
 {
+	const double taus[3] = { tau, tau, tau };
+
+	evalsim_score_model_cls(s, model, EVALSIM_NDIFF, taus, u, loss, saved);
+}
+
+void
+evalsim_score_model_cls(const struct evalsim_set *s, const char *model, size_t rule,
+    const double tau[3], uint64_t u, double *loss, double *saved)
+{
 	double full_cost = 0, cost = 0;
 	long diff = 0;
 	size_t i, cnt = 0;
@@ -741,7 +750,7 @@ evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, 
 		size_t k;
 		if (model != NULL && strcmp(s->model[i], model) != 0)
 			continue;
-		k = evalsim_stop_index(t->pts, t->npts, tau, u);
+		k = evalsim_stop_index_cls(t->pts, t->npts, rule, tau, u);
 		diff += (long)s->full_correct[i] - (long)t->pts[k].correct;
 		cost += (double)t->pts[k].cost;
 		full_cost += (double)s->full_tokens[i];
@@ -1059,8 +1068,9 @@ evalsim_firsts_score(const struct evalsim_set *s, const struct evalsim_firsts *f
 }
 
 double
-evalsim_pick_classes(const struct evalsim_set *s, double max_loss, size_t *rule_out,
-    double *easy_out, double *hard_out, uint64_t *u_out, double *loss_out)
+evalsim_pick_classes(const struct evalsim_set *s, double max_loss, int only_rule,
+    bool ordered, size_t *rule_out, double *easy_out, double *hard_out, uint64_t *u_out,
+    double *loss_out)
 {
 	static bool feas[EVALSIM_NTAUS][EVALSIM_NTAUS];
 	struct evalsim_firsts f;
@@ -1072,7 +1082,9 @@ evalsim_pick_classes(const struct evalsim_set *s, double max_loss, size_t *rule_
 	*rule_out = 0;
 	*easy_out = *hard_out = 1.5;
 	*loss_out = 0;
-	for (r = 0; r < EVALSIM_NDIFF; r++)
+	for (r = 0; r < EVALSIM_NDIFF; r++) {
+		if (only_rule > 0 && (size_t)only_rule != r + 1)
+			continue;
 		for (ui = 0; ui < EVALSIM_NUS; ui++)
 			for (i = 0; i < EVALSIM_NTAUS; i++)
 				for (j = 0; j < EVALSIM_NTAUS; j++) {
@@ -1085,7 +1097,8 @@ evalsim_pick_classes(const struct evalsim_set *s, double max_loss, size_t *rule_
 					evalsim_firsts_score(s, &f, r, i, j, ui, &loss, &saved,
 					    NULL, NULL);
 					feas[i][j] = loss <= max_loss + 1e-12;
-					if (feas[i][j] && saved > best_saved) {
+					if (feas[i][j] && saved > best_saved &&
+					    (!ordered || j <= i)) {
 						best_saved = saved;
 						*rule_out = r;
 						*easy_out = evalsim_taus[i];
@@ -1094,6 +1107,7 @@ evalsim_pick_classes(const struct evalsim_set *s, double max_loss, size_t *rule_
 						*loss_out = loss;
 					}
 				}
+	}
 	evalsim_firsts_free(&f);
 	return best_saved;
 }
@@ -1245,7 +1259,8 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 			size_t r;
 			uint64_t cu = u;
 			double te, th, closs;
-			double cs = evalsim_pick_classes(&s, target, &r, &te, &th, &cu, &closs);
+			double cs = evalsim_pick_classes(&s, target, cal->difficulty_rule,
+			    cal->difficulty_ordered, &r, &te, &th, &cu, &closs);
 			if (cs > saved + 1e-12) {
 				rule = r;
 				ctau[DIFFICULTY_EASY] = te;

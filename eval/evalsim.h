@@ -251,6 +251,10 @@ void evalsim_set_reweight(struct evalsim_set *s, enum sched_algo algo, const dou
  * programs of `model` (NULL: all) of a recorded set. */
 void evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, uint64_t u,
     double *loss, double *saved);
+/* The same with class thresholds tau[] under difficulty rule `rule` (evalsim_stop_index_cls;
+ * rule >= EVALSIM_NDIFF: tau[0] for every point). */
+void evalsim_score_model_cls(const struct evalsim_set *s, const char *model, size_t rule,
+    const double tau[3], uint64_t u, double *loss, double *saved);
 
 /* Candidate thresholds of the calibration sweep, high to low (1.5: never stop-certain). */
 extern const double evalsim_taus[];
@@ -270,12 +274,15 @@ double evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool
  * The cheapest difficulty rule and pair of class thresholds (cot.threshold_easy,
  * cot.threshold_hard, both from evalsim_taus) with the unpromising bound (swept as in
  * evalsim_pick_threshold) whose worst per-model loss bound stays <= max_loss at that pair and
- * at every pair with both thresholds at least as high.  Writes the rule index, the two
+ * at every pair with both thresholds at least as high.  only_rule 0: every rule, r + 1: only
+ * evalsim_diff_rules[r]; ordered: only pairs with the hard threshold at least the easy one
+ * (hard chains never stop sooner).  Writes the rule index, the two
  * thresholds, the bound and the worst loss; returns the saving.  cot sets only.  Returns a
  * negative value when memory runs out.
  */
-double evalsim_pick_classes(const struct evalsim_set *s, double max_loss, size_t *rule_out,
-    double *easy_out, double *hard_out, uint64_t *u_out, double *loss_out);
+double evalsim_pick_classes(const struct evalsim_set *s, double max_loss, int only_rule,
+    bool ordered, size_t *rule_out, double *easy_out, double *hard_out, uint64_t *u_out,
+    double *loss_out);
 
 /*
  * The savings-vs-loss frontier of a recorded cot set at unpromising bound u: for each loss
@@ -314,6 +321,8 @@ struct evalsim_calib {
 	 * always when false) the result has difficulty.tokens 0 and both class thresholds equal
 	 * to cot.threshold. */
 	bool difficulty;
+	int difficulty_rule;      /* 0: sweep every rule; r + 1: evalsim_diff_rules[r] only */
+	bool difficulty_ordered;  /* only cot.threshold_hard >= cot.threshold_easy */
 	bool cot_classes;         /* result: the classes were kept */
 	/* results: on the data the threshold was chosen on (out-of-fold when folds >= 2):
 	 * worst-model plain loss, worst-model bound, overall saving */

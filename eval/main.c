@@ -2,12 +2,14 @@
  * certa-eval — offline evaluation and calibration of the certainty policy on recorded traces.
  *
  *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
- *   certa-eval lomo --traces DIR [--algo cot|sc] [--json]   (leave-one-out; do_lomo)
+ *   certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--difficulty]   (leave-one-out;
+ *              do_lomo; --difficulty: every fold without and with difficulty classes)
  *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo] [--passes 1]
  *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] ...  (eval/online.h)
  *   certa-eval route --traces DIR [--route-policy FILE] ...  (expert routing; eval/routecmd.h)
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
- *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] --out FILE
+ *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] [--difficulty]
+ *              --out FILE  (--difficulty: also try cot thresholds per difficulty class)
  *
  * Evaluation replays every (model, dataset, problem) program through the same sched_decide()
  * the daemon calls (eval/evalsim.h describes the semantics), next to the baselines: Dynasor-CoT
@@ -34,6 +36,8 @@
 #include "lib/traces.h"
 #include "scheduler/policy.h"
 #include "scheduler/answer.h"
+#include "scheduler/difficulty.h"
+#include "scheduler/riskctl.h"
 #include "scheduler/sched.h"
 #include "store/store.h"
 
@@ -312,6 +316,64 @@ print_json_eval(FILE *f, const struct eval *e)
 
 /* The savings-vs-loss curve: the stop threshold swept over recorded trajectories (exactly the
  * decisions sched_decide would take with each threshold). */
+/* Logit shifts of the class-threshold curve (the risk controller's form, riskctl.h). */
+static const double curve_shifts[] = { -3, -2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 4 };
+#define NSHIFTS (sizeof curve_shifts / sizeof curve_shifts[0])
+
+/* cot with difficulty classes on (a rule of evalsim_diff_rules): the curve of both class
+ * thresholds shifted together in logit space, as sched_decide() applies a risk-controller
+ * shift (shift 0: the policy). */
+static void
+curve_classes(const struct evalsim_set *s, const struct sched_policy *p, enum sched_algo algo,
+    bool json, FILE *f)
+{
+	size_t rule, m, k;
+
+	if (algo != SCHED_ALGO_COT || p->difficulty_tokens == 0)
+		return;
+	for (rule = 0; rule < EVALSIM_NDIFF; rule++)
+		if (evalsim_diff_rules[rule].tokens == p->difficulty_tokens &&
+		    evalsim_diff_rules[rule].changes == p->difficulty_changes)
+			break;
+	if (rule == EVALSIM_NDIFF)
+		return;   /* a rule the recording does not carry */
+	if (!json)
+		printf("\n-- savings vs loss: cot class thresholds (easy %.4g, hard %.4g; window "
+		    "%llu, changes %u) shifted together in logit space --\n%-42s %6s %6s %6s %8s "
+		    "%7s\n", p->cot_threshold_easy, p->cot_threshold_hard,
+		    (unsigned long long)p->difficulty_tokens, p->difficulty_changes, "model",
+		    "shift", "easy", "hard", "loss_pt", "saved%");
+	else
+		fprintf(f, ",\"class_curve\":[");
+	for (m = 0; m <= s->nmodels; m++) {
+		const char *model = m < s->nmodels ? s->models[m] : NULL;
+		for (k = 0; k < NSHIFTS; k++) {
+			double tau[3], loss, saved;
+			tau[0] = p->cot_threshold;
+			tau[DIFFICULTY_EASY] = riskctl_threshold(p->cot_threshold_easy,
+			    curve_shifts[k]);
+			tau[DIFFICULTY_HARD] = riskctl_threshold(p->cot_threshold_hard,
+			    curve_shifts[k]);
+			evalsim_score_model_cls(s, model, rule, tau, p->unpromising_tokens, &loss,
+			    &saved);
+			if (!json) {
+				printf("%-42.42s %6.2g %6.4f %6.4f %8.2f %7.1f\n",
+				    model != NULL ? model : "ALL", curve_shifts[k],
+				    tau[DIFFICULTY_EASY], tau[DIFFICULTY_HARD], 100 * loss,
+				    100 * saved);
+			} else {
+				fprintf(f, "%s{\"model\":", m || k ? "," : "");
+				json_str(f, model != NULL ? model : "all");
+				fprintf(f, ",\"shift\":%g,\"easy\":%.4f,\"hard\":%.4f,"
+				    "\"loss_pt\":%.3f,\"saved\":%.4f}", curve_shifts[k],
+				    tau[DIFFICULTY_EASY], tau[DIFFICULTY_HARD], 100 * loss, saved);
+			}
+		}
+	}
+	if (json)
+		fprintf(f, "]");
+}
+
 static int
 curve(const struct traces *tr, const struct sched_policy *p, enum sched_algo algo,
     enum evalsim_split split, bool json, FILE *f)
@@ -351,6 +413,7 @@ curve(const struct traces *tr, const struct sched_policy *p, enum sched_algo alg
 	}
 	if (json)
 		fprintf(f, "]");
+	curve_classes(&s, p, algo, json, f);
 	evalsim_set_free(&s);
 	return 0;
 }
@@ -510,6 +573,8 @@ struct lomo_opts {
 	unsigned algos;
 	bool json;
 	bool difficulty;                 /* run every fold without and with difficulty classes */
+	int diff_rule;                   /* evalsim_calib.difficulty_rule */
+	bool diff_ordered;               /* evalsim_calib.difficulty_ordered */
 };
 
 /* Loss budgets (pt) of the held-out savings-vs-loss frontier printed with --difficulty. */
@@ -626,6 +691,8 @@ lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct l
 	cal.folds = o->folds;
 	cal.z = o->z;
 	cal.difficulty = difficulty;
+	cal.difficulty_rule = o->diff_rule;
+	cal.difficulty_ordered = o->diff_ordered;
 	cal.cot_label = EVALSIM_LABEL_SAFE;
 	cal.sc_label = EVALSIM_LABEL_SAME;
 	rc = evalsim_calibrate(tr, &cal, &p);
@@ -845,13 +912,17 @@ usage(FILE *f)
 	    "[--split all|train|test] [--json] [--no-curve] [--dump-points CSV]\n"
 	    "       certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all] "
 	    "[--margin 1] [--harm-only] [--lambda 1] [--folds 5] [--z 1] [--policy START] "
-	    "--out FILE\n"
+	    "[--difficulty] --out FILE\n"
 	    "           (--policy: starting values, e.g. settle_closed = 0; weights, thresholds,\n"
-	    "           bounds and spacing are fitted)\n"
+	    "           bounds and spacing are fitted; --difficulty: cot thresholds per\n"
+	    "           difficulty class too, kept when they save more)\n"
 	    "       certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--max-loss 0.01] "
-	    "[--lambda 1] [--folds 5] [--z 1]\n"
+	    "[--lambda 1] [--folds 5] [--z 1] [--difficulty]\n"
+	    "           [--difficulty-rule R (1-9: one rule of evalsim_diff_rules)]\n"
+	    "           [--difficulty-ordered (hard threshold >= easy)]\n"
 	    "           (leave-one-model-out and leave-one-seed-out next to train->test, with\n"
-	    "           the Dynasor baselines; docs/certainty.md)\n"
+	    "           the Dynasor baselines; --difficulty: each fold also with difficulty\n"
+	    "           classes, and the held-out frontiers; docs/certainty.md)\n"
 	    "       certa-eval online --traces DIR [--algo cot|sc] [--policy START] "
 	    "[--start default|lomo] [--passes 1] [--runs 5] [--lag 10] [--shadow-frac 0.2] "
 	    "[--target T] [--sc-target T] [--confidence C] [--step S] [--min-samples N] [--window N] "
@@ -886,11 +957,11 @@ static const char *const split_names[] = { "all", "train", "test" };
 static int
 do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_only,
     enum evalsim_split split, double lambda, unsigned folds, double z, bool difficulty,
-    const char *policy, const char *out)
+    int diff_rule, bool diff_ordered, const char *policy, const char *out)
 {
 	struct sched_policy p;
 	struct evalsim_calib cal;
-	char comment[1024], err[512];
+	char comment[1024], err[512], dopt[64] = "";
 	int rc;
 
 	sched_policy_default(&p);
@@ -910,8 +981,16 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	cal.folds = folds;
 	cal.z = z;
 	cal.difficulty = difficulty;
+	cal.difficulty_rule = diff_rule;
+	cal.difficulty_ordered = diff_ordered;
 	cal.cot_label = EVALSIM_LABEL_SAFE;
 	cal.sc_label = EVALSIM_LABEL_SAME;
+	if (diff_rule > 0 || diff_ordered) {
+		int k = diff_rule > 0 ? snprintf(dopt, sizeof dopt, "--difficulty-rule %d ",
+		    diff_rule) : 0;
+		if (diff_ordered)
+			snprintf(dopt + k, sizeof dopt - (size_t)k, "--difficulty-ordered ");
+	}
 	rc = evalsim_calibrate(tr, &cal, &p);
 	if (rc != 0) {
 		fprintf(stderr, "certa-eval: calibration failed: %s\n", strerror(-rc));
@@ -919,7 +998,7 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	}
 	snprintf(comment, sizeof comment,
 	    "certa scheduling policy, written by `certa-eval calibrate --max-loss %g --margin %g "
-	    "%s%s--split %s --lambda %g --folds %u --z %g`\n"
+	    "%s%s%s--split %s --lambda %g --folds %u --z %g`\n"
 	    "fitted on %zu cot / %zu sc programs (%zu trace files, %zu traces)\n"
 	    "threshold chosen on %s: cot worst-model loss %.2f pt (bound %.2f), saved %.1f%%; "
 	    "sc worst-model loss %.2f pt (bound %.2f), saved %.1f%%\n"
@@ -928,7 +1007,8 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	    "format: scheduler/policy.h; features: scheduler/certainty.h; method: "
 	    "docs/certainty.md",
 	    max_loss, cal.margin, harm_only ? "--harm-only " : "",
-	    difficulty ? "--difficulty " : "", split_names[split], cal.lambda,
+	    difficulty && diff_rule == 0 && !diff_ordered ? "--difficulty " : "", dopt,
+	    split_names[split], cal.lambda,
 	    cal.folds, cal.z, cal.cot_programs, cal.sc_programs,
 	    traces_file_count(tr), traces_count(tr),
 	    cal.folds >= 2 ? "out-of-fold certaindexes" : "the fitting data",
@@ -974,7 +1054,8 @@ main(int argc, char **argv)
 	double on_frac = 0.2, on_target = -1, on_sc_target = -1, on_conf = -1, on_step = -1;
 	long on_min = -1, on_win = -1;
 	const char *state = NULL;
-	bool harm_only = false, difficulty = false;
+	bool harm_only = false, difficulty = false, diff_ordered = false;
+	int diff_rule = 0;
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
 	long folds = 5;
 	int i, a0 = 0, a1 = 2, rc;
@@ -1033,6 +1114,10 @@ main(int argc, char **argv)
 			difficulty = true;
 			continue;
 		}
+		if (strcmp(o, "--difficulty-ordered") == 0) {
+			difficulty = diff_ordered = true;
+			continue;
+		}
 		if (strcmp(o, "--no-curve") == 0) {
 			do_curve = false;
 			continue;
@@ -1079,6 +1164,14 @@ main(int argc, char **argv)
 			folds = strtol(v, NULL, 10);
 		} else if (strcmp(o, "--z") == 0) {
 			z = strtod(v, NULL);
+		} else if (strcmp(o, "--difficulty-rule") == 0) {
+			diff_rule = atoi(v);
+			difficulty = true;
+			if (diff_rule < 1 || diff_rule > EVALSIM_NDIFF) {
+				fprintf(stderr, "certa-eval: --difficulty-rule must be in [1, %d]\n",
+				    EVALSIM_NDIFF);
+				return 2;
+			}
 		} else if (strcmp(o, "--start") == 0 && (strcmp(v, "default") == 0 ||
 		    strcmp(v, "lomo") == 0)) {
 			oo.start_lomo = strcmp(v, "lomo") == 0;
@@ -1144,7 +1237,8 @@ main(int argc, char **argv)
 		struct lomo_opts lo = {
 			.max_loss = max_loss, .lambda = lambda, .z = z, .folds = (unsigned)folds,
 			.algos = (a0 == 0 ? 1u : 0u) | (a1 == 2 ? 2u : 0u), .json = json,
-			.difficulty = difficulty,
+			.difficulty = difficulty, .diff_rule = diff_rule,
+			.diff_ordered = diff_ordered,
 		};
 		rc = do_lomo(tr, &lo);
 		traces_free(tr);
@@ -1189,7 +1283,7 @@ main(int argc, char **argv)
 	if (calibrate) {
 		rc = do_calibrate(tr, max_loss, margin, harm_only,
 		    split_given ? split : EVALSIM_TRAIN, lambda, (unsigned)folds, z, difficulty,
-		    policy, out);
+		    diff_rule, diff_ordered, policy, out);
 		traces_free(tr);
 		return rc;
 	}
