@@ -860,8 +860,14 @@ lomo_print_frontier(const struct lomo_opts *o, const struct lomo_fold *fl,
 			continue;
 		}
 		printf("%-19s %-28.28s", lomo_kind_names[fl[i].kind], fl[i].held_out);
-		for (b = 0; b < LOMO_NBUDGETS; b++)
-			printf(" %5.1f/%5.1f", 100 * x->front1[b], 100 * x->front2[b]);
+		for (b = 0; b < LOMO_NBUDGETS; b++) {   /* "-": nothing fits the budget */
+			char one[16] = "-", two[16] = "-";
+			if (x->front1[b] >= 0)
+				snprintf(one, sizeof one, "%.1f", 100 * x->front1[b]);
+			if (x->front2[b] >= 0)
+				snprintf(two, sizeof two, "%.1f", 100 * x->front2[b]);
+			printf(" %5s/%5s", one, two);
+		}
 		printf("\n");
 	}
 	if (o->json)
