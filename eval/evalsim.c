@@ -10,9 +10,35 @@
 #include "lib/hash.h"
 #include "scheduler/answer.h"
 #include "scheduler/certainty.h"
+#include "scheduler/difficulty.h"
 #include "scheduler/policy.h"
 
 #define EVALSIM_MAX_N 64
+
+const struct evalsim_diff_rule evalsim_diff_rules[EVALSIM_NDIFF] = {
+	{ 512, 1 }, { 512, 2 }, { 512, 3 },
+	{ 1024, 1 }, { 1024, 2 }, { 1024, 3 },
+	{ 2048, 1 }, { 2048, 2 }, { 2048, 3 },
+};
+
+/* The class of a cot chain under every difficulty rule (one scan per distinct window). */
+static void
+evalsim_classes(const struct sched_policy *p0, const struct sched_chain *c, const char *problem,
+    unsigned char cls[EVALSIM_NDIFF])
+{
+	struct sched_policy q = *p0;
+	struct difficulty_early e;
+	size_t r;
+
+	memset(&e, 0, sizeof e);
+	for (r = 0; r < EVALSIM_NDIFF; r++) {
+		if (r == 0 || evalsim_diff_rules[r].tokens != e.window)
+			difficulty_early_eval(c, problem, evalsim_diff_rules[r].tokens, &e);
+		q.difficulty_tokens = evalsim_diff_rules[r].tokens;
+		q.difficulty_changes = evalsim_diff_rules[r].changes;
+		cls[r] = (unsigned char)difficulty_classify(&q, &e);
+	}
+}
 
 static uint64_t
 evalsim_problem_hash(const char *problem)
@@ -264,6 +290,7 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 				memcpy(pt.x, cc[0].x, sizeof cc[0].x);
 				pt.valid = cc[0].valid;
 				pt.settled = cc[0].settled;
+				evalsim_classes(p, &ch[0], prog->problem, pt.cls);
 			} else {
 				memcpy(pt.x, cp.x, sizeof cp.x);
 			}
@@ -467,6 +494,23 @@ evalsim_stop_index(const struct evalsim_point *pts, size_t n, double tau, uint64
 	return n > 0 ? n - 1 : 0;
 }
 
+size_t
+evalsim_stop_index_cls(const struct evalsim_point *pts, size_t n, size_t rule,
+    const double tau[3], uint64_t u)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct evalsim_point *pt = &pts[i];
+		double t = rule < EVALSIM_NDIFF ? tau[pt->cls[rule] < 3 ? pt->cls[rule] : 0] :
+		    tau[0];
+		if (pt->end || (t <= 1.0 && pt->decided) || (pt->c >= 0 && pt->c >= t) ||
+		    (u > 0 && pt->most >= u))
+			return i;
+	}
+	return n > 0 ? n - 1 : 0;
+}
+
 /* Solves a (k x k, row-major, symmetric positive definite) x = b by Gaussian elimination with
  * partial pivoting; b receives x.  Returns false when singular. */
 static bool
@@ -618,6 +662,7 @@ evalsim_record_filtered(const struct traces *tr, const struct sched_policy *p0,
 	p.sc_threshold = 2;
 	p.unpromising_tokens = 0;
 	p.sc_unpromising_tokens = 0;
+	p.difficulty_tokens = 0;   /* no class threshold either */
 	s->traj = calloc(np ? np : 1, sizeof *s->traj);
 	s->model = calloc(np ? np : 1, sizeof *s->model);
 	s->full_correct = calloc(np ? np : 1, sizeof *s->full_correct);
@@ -687,6 +732,15 @@ void
 evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, uint64_t u,
     double *loss, double *saved)
 {
+	const double taus[3] = { tau, tau, tau };
+
+	evalsim_score_model_cls(s, model, EVALSIM_NDIFF, taus, u, loss, saved);
+}
+
+void
+evalsim_score_model_cls(const struct evalsim_set *s, const char *model, size_t rule,
+    const double tau[3], uint64_t u, double *loss, double *saved)
+{
 	double full_cost = 0, cost = 0;
 	long diff = 0;
 	size_t i, cnt = 0;
@@ -696,7 +750,7 @@ evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, 
 		size_t k;
 		if (model != NULL && strcmp(s->model[i], model) != 0)
 			continue;
-		k = evalsim_stop_index(t->pts, t->npts, tau, u);
+		k = evalsim_stop_index_cls(t->pts, t->npts, rule, tau, u);
 		diff += (long)s->full_correct[i] - (long)t->pts[k].correct;
 		cost += (double)t->pts[k].cost;
 		full_cost += (double)s->full_tokens[i];
@@ -706,11 +760,12 @@ evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, 
 	*saved = full_cost > 0 ? 1.0 - cost / full_cost : 0;
 }
 
-/* Worst per-model loss (or its bound, see struct evalsim_set) and total saving of (tau, u)
- * on a recorded set; *plain_out (may be NULL) receives the worst plain net loss. */
+/* Worst per-model loss (or its bound, see struct evalsim_set) and total saving of class
+ * thresholds tau[] under difficulty rule `rule` (evalsim_stop_index_cls) and u on a recorded
+ * set; *plain_out (may be NULL) receives the worst plain net loss. */
 static void
-evalsim_score_ex(const struct evalsim_set *s, double tau, uint64_t u, double *worst_loss,
-    double *saved, double *plain_out)
+evalsim_score_cls(const struct evalsim_set *s, size_t rule, const double tau[3], uint64_t u,
+    double *worst_loss, double *saved, double *plain_out)
 {
 	double full_cost = 0, cost = 0, worst = -1e9, worst_plain = -1e9;
 	size_t m, i;
@@ -724,7 +779,7 @@ evalsim_score_ex(const struct evalsim_set *s, double tau, uint64_t u, double *wo
 			size_t k;
 			if (strcmp(s->model[i], s->models[m]) != 0)
 				continue;
-			k = evalsim_stop_index(t->pts, t->npts, tau, u);
+			k = evalsim_stop_index_cls(t->pts, t->npts, rule, tau, u);
 			harm += s->full_correct[i] && !t->pts[k].correct;
 			fix += !s->full_correct[i] && t->pts[k].correct;
 			cost += (double)t->pts[k].cost;
@@ -746,6 +801,16 @@ evalsim_score_ex(const struct evalsim_set *s, double tau, uint64_t u, double *wo
 	*saved = full_cost > 0 ? 1.0 - cost / full_cost : 0;
 	if (plain_out != NULL)
 		*plain_out = worst_plain > -1e9 ? worst_plain : 0;
+}
+
+/* The same for one threshold tau (no classes). */
+static void
+evalsim_score_ex(const struct evalsim_set *s, double tau, uint64_t u, double *worst_loss,
+    double *saved, double *plain_out)
+{
+	const double taus[3] = { tau, tau, tau };
+
+	evalsim_score_cls(s, EVALSIM_NDIFF, taus, u, worst_loss, saved, plain_out);
 }
 
 static void
@@ -851,6 +916,236 @@ evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool sweep_
 	return best_saved;
 }
 
+/*
+ * Where each threshold of each class, each unpromising bound and the natural end first stop
+ * each program of a recorded cot set: evalsim_stop_index_cls is the minimum of these, so a
+ * sweep over thresholds pairs costs one lookup per program instead of a scan.
+ */
+struct evalsim_firsts {
+	size_t nprog;
+	uint32_t *cls;     /* [prog][rule][easy, hard][tau] */
+	uint32_t *plain;   /* [prog][tau]: every point (no classes) */
+	uint32_t *u;       /* [prog][bound] */
+	uint32_t *end;     /* [prog] */
+	unsigned *model;   /* [prog]: index into s->models */
+};
+
+#define EVALSIM_FCLS(f, i, r, c, t) \
+	((f)->cls[(((i) * EVALSIM_NDIFF + (r)) * 2 + (c)) * EVALSIM_NTAUS + (t)])
+
+static void
+evalsim_firsts_free(struct evalsim_firsts *f)
+{
+	free(f->cls);
+	free(f->plain);
+	free(f->u);
+	free(f->end);
+	free(f->model);
+	memset(f, 0, sizeof *f);
+}
+
+static int
+evalsim_firsts_build(const struct evalsim_set *s, struct evalsim_firsts *f)
+{
+	size_t i, k, r, t, ui, np = s->nprog ? s->nprog : 1;
+
+	memset(f, 0, sizeof *f);
+	f->nprog = s->nprog;
+	f->cls = malloc(np * EVALSIM_NDIFF * 2 * EVALSIM_NTAUS * sizeof *f->cls);
+	f->plain = malloc(np * EVALSIM_NTAUS * sizeof *f->plain);
+	f->u = malloc(np * EVALSIM_NUS * sizeof *f->u);
+	f->end = malloc(np * sizeof *f->end);
+	f->model = calloc(np, sizeof *f->model);
+	if (f->cls == NULL || f->plain == NULL || f->u == NULL || f->end == NULL ||
+	    f->model == NULL) {
+		evalsim_firsts_free(f);
+		return -ENOMEM;
+	}
+	for (i = 0; i < s->nprog; i++) {
+		const struct evalsim_traj *tj = &s->traj[i];
+		uint32_t last = tj->npts > 0 ? (uint32_t)(tj->npts - 1) : 0;
+
+		for (k = 0; k < s->nmodels && strcmp(s->models[k], s->model[i]) != 0; k++)
+			;
+		f->model[i] = (unsigned)k;
+		f->end[i] = last;
+		for (t = 0; t < EVALSIM_NTAUS; t++) {
+			f->plain[i * EVALSIM_NTAUS + t] = last;
+			for (r = 0; r < EVALSIM_NDIFF; r++)
+				EVALSIM_FCLS(f, i, r, 0, t) = EVALSIM_FCLS(f, i, r, 1, t) = last;
+		}
+		for (ui = 0; ui < EVALSIM_NUS; ui++)
+			f->u[i * EVALSIM_NUS + ui] = last;
+		/* backwards: the earliest point wins */
+		for (k = tj->npts; k-- > 0;) {
+			const struct evalsim_point *pt = &tj->pts[k];
+			if (pt->end)
+				f->end[i] = (uint32_t)k;
+			for (ui = 0; ui < EVALSIM_NUS; ui++)
+				if (evalsim_us[ui] > 0 && pt->most >= evalsim_us[ui])
+					f->u[i * EVALSIM_NUS + ui] = (uint32_t)k;
+			for (t = 0; t < EVALSIM_NTAUS; t++) {
+				double tau = evalsim_taus[t];
+				if (!((tau <= 1.0 && pt->decided) || (pt->c >= 0 && pt->c >= tau)))
+					continue;
+				f->plain[i * EVALSIM_NTAUS + t] = (uint32_t)k;
+				for (r = 0; r < EVALSIM_NDIFF; r++)
+					EVALSIM_FCLS(f, i, r, pt->cls[r] == DIFFICULTY_HARD, t) =
+					    (uint32_t)k;
+			}
+		}
+	}
+	return 0;
+}
+
+/* The stop point of program i: rule >= EVALSIM_NDIFF: plain threshold te. */
+static inline uint32_t
+evalsim_firsts_stop(const struct evalsim_firsts *f, size_t i, size_t rule, size_t te,
+    size_t th, size_t ui)
+{
+	uint32_t k = f->end[i], x;
+
+	if (rule < EVALSIM_NDIFF) {
+		x = EVALSIM_FCLS(f, i, rule, 0, te);
+		k = x < k ? x : k;
+		x = EVALSIM_FCLS(f, i, rule, 1, th);
+		k = x < k ? x : k;
+	} else {
+		x = f->plain[i * EVALSIM_NTAUS + te];
+		k = x < k ? x : k;
+	}
+	x = f->u[i * EVALSIM_NUS + ui];
+	return x < k ? x : k;
+}
+
+/* As evalsim_score_ex for a (rule, te, th, ui) of the fast form; *total_out (may be NULL):
+ * the plain net loss over all programs. */
+static void
+evalsim_firsts_score(const struct evalsim_set *s, const struct evalsim_firsts *f, size_t rule,
+    size_t te, size_t th, size_t ui, double *worst_loss, double *saved, double *plain_out,
+    double *total_out)
+{
+	long harm[16] = { 0 }, fix[16] = { 0 };
+	size_t cnt[16] = { 0 }, i, m;
+	double cost = 0, full_cost = 0, worst = -1e9, worst_plain = -1e9;
+	long net_all = 0;
+
+	for (i = 0; i < f->nprog; i++) {
+		const struct evalsim_traj *tj = &s->traj[i];
+		const struct evalsim_point *pt = &tj->pts[evalsim_firsts_stop(f, i, rule, te, th,
+		    ui)];
+		unsigned mi = f->model[i];
+		long h = s->full_correct[i] && !pt->correct, x = !s->full_correct[i] && pt->correct;
+
+		cost += (double)pt->cost;
+		full_cost += (double)s->full_tokens[i];
+		net_all += h - x;
+		if (mi >= 16)
+			continue;
+		harm[mi] += h;
+		fix[mi] += x;
+		cnt[mi]++;
+	}
+	for (m = 0; m < s->nmodels && m < 16; m++) {
+		double net, l;
+		if (cnt[m] == 0)
+			continue;
+		net = s->harm_only ? (double)harm[m] : (double)(harm[m] - fix[m]);
+		if (net / (double)cnt[m] > worst_plain)
+			worst_plain = net / (double)cnt[m];
+		if (s->z > 0)
+			net += s->z * sqrt((double)(s->harm_only ? harm[m] : harm[m] + fix[m]));
+		l = net / (double)cnt[m];
+		if (l > worst)
+			worst = l;
+	}
+	*worst_loss = worst > -1e9 ? worst : 0;
+	*saved = full_cost > 0 ? 1.0 - cost / full_cost : 0;
+	if (plain_out != NULL)
+		*plain_out = worst_plain > -1e9 ? worst_plain : 0;
+	if (total_out != NULL)
+		*total_out = f->nprog > 0 ? (double)net_all / (double)f->nprog : 0;
+}
+
+double
+evalsim_pick_classes(const struct evalsim_set *s, double max_loss, int only_rule,
+    bool ordered, size_t *rule_out, double *easy_out, double *hard_out, uint64_t *u_out,
+    double *loss_out)
+{
+	static bool feas[EVALSIM_NTAUS][EVALSIM_NTAUS];
+	struct evalsim_firsts f;
+	double best_saved = -1e9;
+	size_t r, ui, i, j;
+
+	if (evalsim_firsts_build(s, &f) != 0)
+		return -1e9;
+	*rule_out = 0;
+	*easy_out = *hard_out = 1.5;
+	*loss_out = 0;
+	for (r = 0; r < EVALSIM_NDIFF; r++) {
+		if (only_rule > 0 && (size_t)only_rule != r + 1)
+			continue;
+		for (ui = 0; ui < EVALSIM_NUS; ui++)
+			for (i = 0; i < EVALSIM_NTAUS; i++)
+				for (j = 0; j < EVALSIM_NTAUS; j++) {
+					double loss, saved;
+					/* feasible only if every pair at least as high is */
+					feas[i][j] = (i == 0 || feas[i - 1][j]) &&
+					    (j == 0 || feas[i][j - 1]);
+					if (!feas[i][j])
+						continue;
+					evalsim_firsts_score(s, &f, r, i, j, ui, &loss, &saved,
+					    NULL, NULL);
+					feas[i][j] = loss <= max_loss + 1e-12;
+					if (feas[i][j] && saved > best_saved &&
+					    (!ordered || j <= i)) {
+						best_saved = saved;
+						*rule_out = r;
+						*easy_out = evalsim_taus[i];
+						*hard_out = evalsim_taus[j];
+						*u_out = evalsim_us[ui];
+						*loss_out = loss;
+					}
+				}
+	}
+	evalsim_firsts_free(&f);
+	return best_saved;
+}
+
+int
+evalsim_frontier(const struct evalsim_set *s, size_t rule, uint64_t u,
+    const double *budgets, size_t nb, double *saved1, double *saved2)
+{
+	struct evalsim_firsts f;
+	size_t ui, i, j, b;
+	int rc;
+
+	for (ui = 0; ui < EVALSIM_NUS && evalsim_us[ui] != u; ui++)
+		;
+	if (ui == EVALSIM_NUS || rule >= EVALSIM_NDIFF)
+		return -EINVAL;
+	rc = evalsim_firsts_build(s, &f);
+	if (rc != 0)
+		return rc;
+	for (b = 0; b < nb; b++)
+		saved1[b] = saved2[b] = -1;
+	for (i = 0; i < EVALSIM_NTAUS; i++)
+		for (j = 0; j < EVALSIM_NTAUS; j++) {
+			double wl, saved, total;
+			evalsim_firsts_score(s, &f, rule, i, j, ui, &wl, &saved, NULL, &total);
+			for (b = 0; b < nb; b++) {
+				if (total > budgets[b] + 1e-12)
+					continue;
+				if (saved > saved2[b])
+					saved2[b] = saved;
+				if (i == j && saved > saved1[b])
+					saved1[b] = saved;
+			}
+		}
+	evalsim_firsts_free(&f);
+	return 0;
+}
+
 /* Probe spacing candidates: (probe_stride, max_step_tokens). */
 static const struct {
 	double stride;
@@ -917,10 +1212,10 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	struct evalsim_set s;
 	double best_saved = -1e9, tau, loss, saved, plain, target;
 	double wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT], best_wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT];
-	double w[SCHED_COT_NFEAT], ws[SCHED_COT_NFEAT];
+	double w[SCHED_COT_NFEAT], ws[SCHED_COT_NFEAT], ctau[3];
 	uint64_t u;
 	unsigned folds, f;
-	size_t si, i;
+	size_t si, i, rule;
 	int rc;
 
 	if (cal->lambda <= 0)
@@ -937,6 +1232,7 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	target = cal->max_loss * cal->margin;
 	if (cal->sc_n == 0)
 		cal->sc_n = 3;
+	cal->cot_classes = false;
 	memset(best_wf, 0, sizeof best_wf);
 	/* cot: for each probe spacing, record once (the chain features and steps do not depend
 	 * on the weights), fit per fold, sweep the out-of-fold trajectories. */
@@ -957,14 +1253,38 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 		s.harm_only = cal->harm_only;
 		s.z = cal->z;
 		saved = evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
+		rule = EVALSIM_NDIFF;
+		ctau[0] = ctau[1] = ctau[2] = tau;
+		if (cal->difficulty) {
+			size_t r;
+			uint64_t cu = u;
+			double te, th, closs;
+			double cs = evalsim_pick_classes(&s, target, cal->difficulty_rule,
+			    cal->difficulty_ordered, &r, &te, &th, &cu, &closs);
+			if (cs > saved + 1e-12) {
+				rule = r;
+				ctau[DIFFICULTY_EASY] = te;
+				ctau[DIFFICULTY_HARD] = th;
+				u = cu;
+				saved = cs;
+			}
+		}
 		if (saved > best_saved) {
-			evalsim_score_ex(&s, tau, u, &loss, &saved, &plain);
+			evalsim_score_cls(&s, rule, ctau, u, &loss, &saved, &plain);
 			best_saved = saved;
 			best = q;
 			for (i = 0; i < CERTAINTY_COT_NFEAT; i++)
 				best.cot_w[i] = w[i];
 			best.cot_threshold = tau;
 			best.unpromising_tokens = u;
+			/* classes off (equal thresholds) unless they were chosen */
+			best.difficulty_tokens = rule < EVALSIM_NDIFF ?
+			    evalsim_diff_rules[rule].tokens : 0;
+			if (rule < EVALSIM_NDIFF)
+				best.difficulty_changes = evalsim_diff_rules[rule].changes;
+			best.cot_threshold_easy = ctau[DIFFICULTY_EASY];
+			best.cot_threshold_hard = ctau[DIFFICULTY_HARD];
+			cal->cot_classes = rule < EVALSIM_NDIFF;
 			cal->cot_bound = loss;
 			cal->cot_loss = plain;
 			cal->cot_saved = saved;
@@ -974,7 +1294,7 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 			evalsim_set_reweight(&s, SCHED_ALGO_COT, w, folds);
 			s.z = 0;
 			s.harm_only = false;
-			evalsim_score_ex(&s, tau, u, &loss, &saved, &plain);
+			evalsim_score_cls(&s, rule, ctau, u, &loss, &saved, &plain);
 			cal->cot_in_loss = plain;
 			cal->cot_in_saved = saved;
 		}

@@ -92,6 +92,18 @@ struct evalsim_full {
 	uint64_t tokens;
 };
 
+/*
+ * Difficulty rules the calibration tries (scheduler/difficulty.h): the early window
+ * (difficulty.tokens) and the answer changes in it that make a chain hard
+ * (difficulty.changes).  Every recorded cot point carries its chain's class under each.
+ */
+#define EVALSIM_NDIFF 9
+struct evalsim_diff_rule {
+	uint64_t tokens;
+	uint32_t changes;
+};
+extern const struct evalsim_diff_rule evalsim_diff_rules[EVALSIM_NDIFF];
+
 /* One decision point of a trajectory (recorded with thresholds disabled). */
 struct evalsim_point {
 	uint64_t cost;            /* decode + probe tokens so far */
@@ -104,6 +116,8 @@ struct evalsim_point {
 	bool valid;               /* cot: the chain's answer is valid */
 	bool settled;             /* cot: the chain is settled (certaindex 1, certainty.h) */
 	double x[SCHED_COT_NFEAT];/* cot: chain features; sc: program features */
+	/* cot: the chain's enum difficulty_class under evalsim_diff_rules[r] */
+	unsigned char cls[EVALSIM_NDIFF];
 };
 
 /* What the model rows are labelled with. */
@@ -158,6 +172,16 @@ void evalsim_chain_rule(const struct traces_program *prog, size_t n, int kind, u
  * what sched_decide() decides with those values (the step sizes do not depend on them).
  */
 size_t evalsim_stop_index(const struct evalsim_point *pts, size_t n, double tau, uint64_t u);
+
+/*
+ * As evalsim_stop_index with a threshold per difficulty class: a point of class c (under
+ * evalsim_diff_rules[rule]) stops-certain when its certaindex reaches tau[c]
+ * (tau[DIFFICULTY_NONE] unused when rule < EVALSIM_NDIFF).  rule >= EVALSIM_NDIFF: no
+ * classes, tau[0] for every point.  Exactly what sched_decide() decides with
+ * difficulty.tokens / difficulty.changes of the rule and cot.threshold_easy / _hard.
+ */
+size_t evalsim_stop_index_cls(const struct evalsim_point *pts, size_t n, size_t rule,
+    const double tau[3], uint64_t u);
 
 /* L2-regularized logistic regression by Newton's method: rows x (nrows x nfeat, column 0 the
  * bias), labels y; lambda applies to every weight but the bias.  Writes w.  Returns 0 or
@@ -227,6 +251,10 @@ void evalsim_set_reweight(struct evalsim_set *s, enum sched_algo algo, const dou
  * programs of `model` (NULL: all) of a recorded set. */
 void evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, uint64_t u,
     double *loss, double *saved);
+/* The same with class thresholds tau[] under difficulty rule `rule` (evalsim_stop_index_cls;
+ * rule >= EVALSIM_NDIFF: tau[0] for every point). */
+void evalsim_score_model_cls(const struct evalsim_set *s, const char *model, size_t rule,
+    const double tau[3], uint64_t u, double *loss, double *saved);
 
 /* Candidate thresholds of the calibration sweep, high to low (1.5: never stop-certain). */
 extern const double evalsim_taus[];
@@ -241,6 +269,30 @@ extern const size_t evalsim_ntaus;
  */
 double evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool sweep_u,
     double *tau_out, uint64_t *u_out, double *loss_out);
+
+/*
+ * The cheapest difficulty rule and pair of class thresholds (cot.threshold_easy,
+ * cot.threshold_hard, both from evalsim_taus) with the unpromising bound (swept as in
+ * evalsim_pick_threshold) whose worst per-model loss bound stays <= max_loss at that pair and
+ * at every pair with both thresholds at least as high.  only_rule 0: every rule, r + 1: only
+ * evalsim_diff_rules[r]; ordered: only pairs with the hard threshold at least the easy one
+ * (hard chains never stop sooner).  Writes the rule index, the two
+ * thresholds, the bound and the worst loss; returns the saving.  cot sets only.  Returns a
+ * negative value when memory runs out.
+ */
+double evalsim_pick_classes(const struct evalsim_set *s, double max_loss, int only_rule,
+    bool ordered, size_t *rule_out, double *easy_out, double *hard_out, uint64_t *u_out,
+    double *loss_out);
+
+/*
+ * The savings-vs-loss frontier of a recorded cot set at unpromising bound u: for each loss
+ * budget budgets[b] (fraction; plain net loss over all the set's programs) the largest
+ * saving of one threshold (saved1[b]) and of a threshold per class of `rule` (saved2[b]); -1
+ * where none fits.  In-sample on the set: what each rule could do at best.  Returns 0 or
+ * -ENOMEM.
+ */
+int evalsim_frontier(const struct evalsim_set *s, size_t rule, uint64_t u,
+    const double *budgets, size_t nb, double *saved1, double *saved2);
 
 /* Calibration parameters and report. */
 struct evalsim_calib {
@@ -264,6 +316,14 @@ struct evalsim_calib {
 	bool harm_only;           /* bound the harm only (see struct evalsim_set) */
 	enum evalsim_label cot_label;
 	enum evalsim_label sc_label;
+	/* Also try cot thresholds per difficulty class (evalsim_pick_classes) and keep them when
+	 * they save more on the out-of-fold trajectories at the same bound.  Otherwise (and
+	 * always when false) the result has difficulty.tokens 0 and both class thresholds equal
+	 * to cot.threshold. */
+	bool difficulty;
+	int difficulty_rule;      /* 0: sweep every rule; r + 1: evalsim_diff_rules[r] only */
+	bool difficulty_ordered;  /* only cot.threshold_hard >= cot.threshold_easy */
+	bool cot_classes;         /* result: the classes were kept */
 	/* results: on the data the threshold was chosen on (out-of-fold when folds >= 2):
 	 * worst-model plain loss, worst-model bound, overall saving */
 	double cot_loss, cot_saved, sc_loss, sc_saved;

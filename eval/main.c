@@ -2,12 +2,14 @@
  * certa-eval — offline evaluation and calibration of the certainty policy on recorded traces.
  *
  *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
- *   certa-eval lomo --traces DIR [--algo cot|sc] [--json]   (leave-one-out; do_lomo)
+ *   certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--difficulty]   (leave-one-out;
+ *              do_lomo; --difficulty: every fold without and with difficulty classes)
  *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo] [--passes 1]
  *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] ...  (eval/online.h)
  *   certa-eval route --traces DIR [--route-policy FILE] ...  (expert routing; eval/routecmd.h)
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
- *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] --out FILE
+ *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] [--difficulty]
+ *              --out FILE  (--difficulty: also try cot thresholds per difficulty class)
  *
  * Evaluation replays every (model, dataset, problem) program through the same sched_decide()
  * the daemon calls (eval/evalsim.h describes the semantics), next to the baselines: Dynasor-CoT
@@ -34,6 +36,8 @@
 #include "lib/traces.h"
 #include "scheduler/policy.h"
 #include "scheduler/answer.h"
+#include "scheduler/difficulty.h"
+#include "scheduler/riskctl.h"
 #include "scheduler/sched.h"
 #include "store/store.h"
 
@@ -312,6 +316,64 @@ print_json_eval(FILE *f, const struct eval *e)
 
 /* The savings-vs-loss curve: the stop threshold swept over recorded trajectories (exactly the
  * decisions sched_decide would take with each threshold). */
+/* Logit shifts of the class-threshold curve (the risk controller's form, riskctl.h). */
+static const double curve_shifts[] = { -3, -2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 4 };
+#define NSHIFTS (sizeof curve_shifts / sizeof curve_shifts[0])
+
+/* cot with difficulty classes on (a rule of evalsim_diff_rules): the curve of both class
+ * thresholds shifted together in logit space, as sched_decide() applies a risk-controller
+ * shift (shift 0: the policy). */
+static void
+curve_classes(const struct evalsim_set *s, const struct sched_policy *p, enum sched_algo algo,
+    bool json, FILE *f)
+{
+	size_t rule, m, k;
+
+	if (algo != SCHED_ALGO_COT || p->difficulty_tokens == 0)
+		return;
+	for (rule = 0; rule < EVALSIM_NDIFF; rule++)
+		if (evalsim_diff_rules[rule].tokens == p->difficulty_tokens &&
+		    evalsim_diff_rules[rule].changes == p->difficulty_changes)
+			break;
+	if (rule == EVALSIM_NDIFF)
+		return;   /* a rule the recording does not carry */
+	if (!json)
+		printf("\n-- savings vs loss: cot class thresholds (easy %.4g, hard %.4g; window "
+		    "%llu, changes %u) shifted together in logit space --\n%-42s %6s %6s %6s %8s "
+		    "%7s\n", p->cot_threshold_easy, p->cot_threshold_hard,
+		    (unsigned long long)p->difficulty_tokens, p->difficulty_changes, "model",
+		    "shift", "easy", "hard", "loss_pt", "saved%");
+	else
+		fprintf(f, ",\"class_curve\":[");
+	for (m = 0; m <= s->nmodels; m++) {
+		const char *model = m < s->nmodels ? s->models[m] : NULL;
+		for (k = 0; k < NSHIFTS; k++) {
+			double tau[3], loss, saved;
+			tau[0] = p->cot_threshold;
+			tau[DIFFICULTY_EASY] = riskctl_threshold(p->cot_threshold_easy,
+			    curve_shifts[k]);
+			tau[DIFFICULTY_HARD] = riskctl_threshold(p->cot_threshold_hard,
+			    curve_shifts[k]);
+			evalsim_score_model_cls(s, model, rule, tau, p->unpromising_tokens, &loss,
+			    &saved);
+			if (!json) {
+				printf("%-42.42s %6.2g %6.4f %6.4f %8.2f %7.1f\n",
+				    model != NULL ? model : "ALL", curve_shifts[k],
+				    tau[DIFFICULTY_EASY], tau[DIFFICULTY_HARD], 100 * loss,
+				    100 * saved);
+			} else {
+				fprintf(f, "%s{\"model\":", m || k ? "," : "");
+				json_str(f, model != NULL ? model : "all");
+				fprintf(f, ",\"shift\":%g,\"easy\":%.4f,\"hard\":%.4f,"
+				    "\"loss_pt\":%.3f,\"saved\":%.4f}", curve_shifts[k],
+				    tau[DIFFICULTY_EASY], tau[DIFFICULTY_HARD], 100 * loss, saved);
+			}
+		}
+	}
+	if (json)
+		fprintf(f, "]");
+}
+
 static int
 curve(const struct traces *tr, const struct sched_policy *p, enum sched_algo algo,
     enum evalsim_split split, bool json, FILE *f)
@@ -351,6 +413,7 @@ curve(const struct traces *tr, const struct sched_policy *p, enum sched_algo alg
 	}
 	if (json)
 		fprintf(f, "]");
+	curve_classes(&s, p, algo, json, f);
 	evalsim_set_free(&s);
 	return 0;
 }
@@ -492,6 +555,14 @@ struct lomo_fold {
 struct lomo_result {
 	size_t programs;
 	double loss, saved, tau;         /* policy: pt, %, threshold */
+	/* cot, difficulty classes kept by the calibration: the rule and class thresholds */
+	bool classes;
+	uint64_t diff_tokens;
+	uint32_t diff_changes;
+	double tau_easy, tau_hard;
+	/* cot with --difficulty: the held-out frontier (lomo_budgets), one threshold / one per
+	 * class of the fold's rule (in-sample on the held-out part; -1: none fits) */
+	double front1[8], front2[8];
 	unsigned k;                      /* best Dynasor k within max loss; 0: none */
 	double k_loss, k_saved;          /* its figures (none: those of the largest k) */
 };
@@ -501,7 +572,14 @@ struct lomo_opts {
 	unsigned folds;
 	unsigned algos;
 	bool json;
+	bool difficulty;                 /* run every fold without and with difficulty classes */
+	int diff_rule;                   /* evalsim_calib.difficulty_rule */
+	bool diff_ordered;               /* evalsim_calib.difficulty_ordered */
 };
+
+/* Loss budgets (pt) of the held-out savings-vs-loss frontier printed with --difficulty. */
+static const double lomo_budgets[] = { 0, 0.5, 1, 1.5, 2, 3, 5 };
+#define LOMO_NBUDGETS (sizeof lomo_budgets / sizeof lomo_budgets[0])
 
 /* The folds of a lomo run over tr's models and seeds; returns how many. */
 static size_t
@@ -565,9 +643,36 @@ lomo_folds(const struct traces *tr, unsigned algos, struct lomo_fold *fl, size_t
 }
 
 /* Calibrates on one fold and measures each of its algorithms on the held-out part. */
+/* The held-out frontier of policy p (cot) with and without the classes of its rule (the
+ * rule of p, or 1024 tokens / 2 changes when p has classes off). */
+static int
+lomo_frontier(const struct traces *tr, const struct sched_policy *p, const struct lomo_fold *fl,
+    struct lomo_result *x)
+{
+	struct evalsim_set s;
+	double b[LOMO_NBUDGETS];
+	size_t rule = 4, r, i;
+	int rc;
+
+	for (r = 0; r < EVALSIM_NDIFF; r++)
+		if (evalsim_diff_rules[r].tokens == p->difficulty_tokens &&
+		    evalsim_diff_rules[r].changes == p->difficulty_changes)
+			rule = r;
+	for (i = 0; i < LOMO_NBUDGETS; i++)
+		b[i] = lomo_budgets[i] / 100;
+	rc = evalsim_record_filtered(tr, p, SCHED_ALGO_COT, 1, fl->eval_split, EVALSIM_LABEL_SAFE,
+	    1, &fl->eval, &s);
+	if (rc != 0)
+		return rc;
+	rc = evalsim_frontier(&s, rule, p->unpromising_tokens, b, LOMO_NBUDGETS, x->front1,
+	    x->front2);
+	evalsim_set_free(&s);
+	return rc;
+}
+
 static int
 lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct lomo_fold *fl,
-    struct lomo_result res[2])
+    bool difficulty, struct lomo_result res[2])
 {
 	static struct eval e;
 	struct sched_policy p;
@@ -585,6 +690,9 @@ lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct l
 	cal.margin = 1;
 	cal.folds = o->folds;
 	cal.z = o->z;
+	cal.difficulty = difficulty;
+	cal.difficulty_rule = o->diff_rule;
+	cal.difficulty_ordered = o->diff_ordered;
 	cal.cot_label = EVALSIM_LABEL_SAFE;
 	cal.sc_label = EVALSIM_LABEL_SAME;
 	rc = evalsim_calibrate(tr, &cal, &p);
@@ -604,6 +712,15 @@ lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct l
 		t = group_get(&e, NULL, NULL);
 		x->programs = t->programs;
 		x->tau = a == 0 ? p.cot_threshold : p.sc_threshold;
+		if (a == 0 && p.difficulty_tokens > 0) {
+			x->classes = true;
+			x->diff_tokens = p.difficulty_tokens;
+			x->diff_changes = p.difficulty_changes;
+			x->tau_easy = p.cot_threshold_easy;
+			x->tau_hard = p.cot_threshold_hard;
+		}
+		if (a == 0 && difficulty && (rc = lomo_frontier(tr, &p, fl, x)) != 0)
+			return rc;
 		for (r = 0; r < 1 + NK; r++) {
 			double loss = pct((double)t->full_ok - (double)t->ok[r], (double)t->programs);
 			double saved = 100.0 - pct(t->tokens[r], t->full_tokens);
@@ -623,16 +740,18 @@ lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct l
 /* Prints one algorithm's folds and the mean/worst per kind (text or JSON). */
 static void
 lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *fl,
-    const struct lomo_result *res, size_t nf, size_t a, bool first)
+    const struct lomo_result *res, size_t nf, size_t a, bool first, bool difficulty)
 {
 	size_t i, kd, shown = 0;
 
 	if (o->json) {
-		printf("%s{\"algo\":\"%s\",\"folds\":[", first ? "" : ",", algo);
+		printf("%s{\"algo\":\"%s\",\"difficulty\":%s,\"folds\":[", first ? "" : ",",
+		    algo, difficulty ? "true" : "false");
 	} else {
-		printf("\n== certa-eval lomo: algo %s; policy calibrated without the held-out part "
+		printf("\n== certa-eval lomo: algo %s%s; policy calibrated without the held-out part "
 		    "(--max-loss %g --folds %u --z %g); Dynasor k: best within %.2f pt on the "
-		    "same data ==\n", algo, o->max_loss, o->folds, o->z, 100 * o->max_loss);
+		    "same data ==\n", algo, difficulty ? ", with difficulty classes" : "",
+		    o->max_loss, o->folds, o->z, 100 * o->max_loss);
 		printf("%-19s %-40s %5s %7s %7s %6s %10s %7s %7s\n", "kind", "held out", "progs",
 		    "loss_pt", "saved%", "tau", "dynasor_k", "k_loss", "k_sav%");
 	}
@@ -645,15 +764,26 @@ lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *
 			    lomo_kind_names[fl[i].kind]);
 			json_str(stdout, fl[i].held_out);
 			printf(",\"programs\":%zu,\"loss_pt\":%.3f,\"saved\":%.4f,\"threshold\":%.4g,"
-			    "\"dynasor_k\":%u,\"dynasor_loss_pt\":%.3f,\"dynasor_saved\":%.4f}",
+			    "\"dynasor_k\":%u,\"dynasor_loss_pt\":%.3f,\"dynasor_saved\":%.4f",
 			    x->programs, x->loss, x->saved / 100, x->tau, x->k, x->k_loss,
 			    x->k_saved / 100);
+			if (x->classes)
+				printf(",\"difficulty_tokens\":%llu,\"difficulty_changes\":%u,"
+				    "\"threshold_easy\":%.4g,\"threshold_hard\":%.4g",
+				    (unsigned long long)x->diff_tokens, x->diff_changes, x->tau_easy,
+				    x->tau_hard);
+			printf("}");
 		} else {
 			char k[16];
 			snprintf(k, sizeof k, x->k ? "k=%u" : "none(k=30)", x->k);
-			printf("%-19s %-40.40s %5zu %7.2f %7.1f %6.4g %10s %7.2f %7.1f\n",
+			printf("%-19s %-40.40s %5zu %7.2f %7.1f %6.4g %10s %7.2f %7.1f",
 			    lomo_kind_names[fl[i].kind], fl[i].held_out, x->programs, x->loss,
 			    x->saved, x->tau, k, x->k_loss, x->k_saved);
+			if (x->classes)
+				printf("  classes %llu/%u: easy %.4g hard %.4g",
+				    (unsigned long long)x->diff_tokens, x->diff_changes, x->tau_easy,
+				    x->tau_hard);
+			printf("\n");
 		}
 	}
 	shown = 0;
@@ -695,31 +825,86 @@ lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *
 		printf("]}");
 }
 
+/* With --difficulty: per cot fold, the held-out frontier without and with classes. */
+static void
+lomo_print_frontier(const struct lomo_opts *o, const struct lomo_fold *fl,
+    const struct lomo_result *res, size_t nf, bool first)
+{
+	size_t i, b, shown = 0;
+
+	if (o->json)
+		printf("%s{\"frontier_budgets_pt\":[", first ? "" : ",");
+	else
+		printf("\n== held-out savings-vs-loss frontier (cot; in-sample on the held-out part, "
+		    "the fold's calibrated weights and unpromising bound): saved %% at loss <= "
+		    "budget, one threshold / thresholds per class of the fold's rule ==\n%-19s "
+		    "%-28s", "kind", "held out");
+	for (b = 0; b < LOMO_NBUDGETS; b++)
+		printf(o->json ? "%s%g" : "%s%9g pt", o->json && b ? "," : " ", lomo_budgets[b]);
+	printf(o->json ? "],\"folds\":[" : "\n");
+	for (i = 0; i < nf; i++) {
+		const struct lomo_result *x = &res[i * 2];
+		if (!(fl[i].algos & 1))
+			continue;
+		if (o->json) {
+			printf("%s{\"kind\":\"%s\",\"held_out\":", shown++ ? "," : "",
+			    lomo_kind_names[fl[i].kind]);
+			json_str(stdout, fl[i].held_out);
+			printf(",\"one\":[");
+			for (b = 0; b < LOMO_NBUDGETS; b++)
+				printf("%s%.4f", b ? "," : "", x->front1[b]);
+			printf("],\"classes\":[");
+			for (b = 0; b < LOMO_NBUDGETS; b++)
+				printf("%s%.4f", b ? "," : "", x->front2[b]);
+			printf("]}");
+			continue;
+		}
+		printf("%-19s %-28.28s", lomo_kind_names[fl[i].kind], fl[i].held_out);
+		for (b = 0; b < LOMO_NBUDGETS; b++) {   /* "-": nothing fits the budget */
+			char one[16] = "-", two[16] = "-";
+			if (x->front1[b] >= 0)
+				snprintf(one, sizeof one, "%.1f", 100 * x->front1[b]);
+			if (x->front2[b] >= 0)
+				snprintf(two, sizeof two, "%.1f", 100 * x->front2[b]);
+			printf(" %5s/%5s", one, two);
+		}
+		printf("\n");
+	}
+	if (o->json)
+		printf("]}");
+}
+
 static int
 do_lomo(const struct traces *tr, const struct lomo_opts *o)
 {
 	static struct lomo_fold fl[LOMO_MAX_FOLDS];
-	static struct lomo_result res[LOMO_MAX_FOLDS * 2];
-	size_t nf = lomo_folds(tr, o->algos, fl, LOMO_MAX_FOLDS), i, a;
+	static struct lomo_result res[2][LOMO_MAX_FOLDS * 2];
+	size_t nf = lomo_folds(tr, o->algos, fl, LOMO_MAX_FOLDS), i, a, d;
+	size_t npass = o->difficulty ? 2 : 1;
 	bool first = true;
 	int rc;
 
-	for (i = 0; i < nf; i++) {
-		rc = lomo_run_fold(tr, o, &fl[i], &res[i * 2]);
-		if (rc != 0) {
-			fprintf(stderr, "certa-eval: lomo: fold %s (%s) failed: %s\n",
-			    fl[i].held_out, lomo_kind_names[fl[i].kind], strerror(-rc));
-			return 1;
+	for (d = 0; d < npass; d++)
+		for (i = 0; i < nf; i++) {
+			rc = lomo_run_fold(tr, o, &fl[i], d == 1, &res[d][i * 2]);
+			if (rc != 0) {
+				fprintf(stderr, "certa-eval: lomo: fold %s (%s) failed: %s\n",
+				    fl[i].held_out, lomo_kind_names[fl[i].kind], strerror(-rc));
+				return 1;
+			}
 		}
-	}
 	if (o->json)
 		printf("{\"traces\":%zu,\"max_loss_pt\":%.3f,\"results\":[", traces_count(tr),
 		    100 * o->max_loss);
-	for (a = 0; a < 2; a++)
-		if (o->algos & (1u << a)) {
-			lomo_print(o, a == 0 ? "cot" : "sc n=3", fl, res, nf, a, first);
-			first = false;
-		}
+	for (d = 0; d < npass; d++)
+		for (a = 0; a < 2; a++)
+			if (o->algos & (1u << a)) {
+				lomo_print(o, a == 0 ? "cot" : "sc n=3", fl, res[d], nf, a, first,
+				    d == 1);
+				first = false;
+			}
+	if (o->difficulty && (o->algos & 1))
+		lomo_print_frontier(o, fl, res[1], nf, first);
 	if (o->json)
 		printf("]}\n");
 	return 0;
@@ -733,13 +918,17 @@ usage(FILE *f)
 	    "[--split all|train|test] [--json] [--no-curve] [--dump-points CSV]\n"
 	    "       certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all] "
 	    "[--margin 1] [--harm-only] [--lambda 1] [--folds 5] [--z 1] [--policy START] "
-	    "--out FILE\n"
+	    "[--difficulty] --out FILE\n"
 	    "           (--policy: starting values, e.g. settle_closed = 0; weights, thresholds,\n"
-	    "           bounds and spacing are fitted)\n"
+	    "           bounds and spacing are fitted; --difficulty: cot thresholds per\n"
+	    "           difficulty class too, kept when they save more)\n"
 	    "       certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--max-loss 0.01] "
-	    "[--lambda 1] [--folds 5] [--z 1]\n"
+	    "[--lambda 1] [--folds 5] [--z 1] [--difficulty]\n"
+	    "           [--difficulty-rule R (1-9: one rule of evalsim_diff_rules)]\n"
+	    "           [--difficulty-ordered (hard threshold >= easy)]\n"
 	    "           (leave-one-model-out and leave-one-seed-out next to train->test, with\n"
-	    "           the Dynasor baselines; docs/certainty.md)\n"
+	    "           the Dynasor baselines; --difficulty: each fold also with difficulty\n"
+	    "           classes, and the held-out frontiers; docs/certainty.md)\n"
 	    "       certa-eval online --traces DIR [--algo cot|sc] [--policy START] "
 	    "[--start default|lomo] [--passes 1] [--runs 5] [--lag 10] [--shadow-frac 0.2] "
 	    "[--target T] [--sc-target T] [--confidence C] [--step S] [--min-samples N] [--window N] "
@@ -773,12 +962,12 @@ static const char *const split_names[] = { "all", "train", "test" };
 
 static int
 do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_only,
-    enum evalsim_split split, double lambda, unsigned folds, double z, const char *policy,
-    const char *out)
+    enum evalsim_split split, double lambda, unsigned folds, double z, bool difficulty,
+    int diff_rule, bool diff_ordered, const char *policy, const char *out)
 {
 	struct sched_policy p;
 	struct evalsim_calib cal;
-	char comment[1024], err[512];
+	char comment[1024], err[512], dopt[64] = "";
 	int rc;
 
 	sched_policy_default(&p);
@@ -797,8 +986,17 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	cal.harm_only = harm_only;
 	cal.folds = folds;
 	cal.z = z;
+	cal.difficulty = difficulty;
+	cal.difficulty_rule = diff_rule;
+	cal.difficulty_ordered = diff_ordered;
 	cal.cot_label = EVALSIM_LABEL_SAFE;
 	cal.sc_label = EVALSIM_LABEL_SAME;
+	if (diff_rule > 0 || diff_ordered) {
+		int k = diff_rule > 0 ? snprintf(dopt, sizeof dopt, "--difficulty-rule %d ",
+		    diff_rule) : 0;
+		if (diff_ordered)
+			snprintf(dopt + k, sizeof dopt - (size_t)k, "--difficulty-ordered ");
+	}
 	rc = evalsim_calibrate(tr, &cal, &p);
 	if (rc != 0) {
 		fprintf(stderr, "certa-eval: calibration failed: %s\n", strerror(-rc));
@@ -806,7 +1004,7 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	}
 	snprintf(comment, sizeof comment,
 	    "certa scheduling policy, written by `certa-eval calibrate --max-loss %g --margin %g "
-	    "%s--split %s --lambda %g --folds %u --z %g`\n"
+	    "%s%s%s--split %s --lambda %g --folds %u --z %g`\n"
 	    "fitted on %zu cot / %zu sc programs (%zu trace files, %zu traces)\n"
 	    "threshold chosen on %s: cot worst-model loss %.2f pt (bound %.2f), saved %.1f%%; "
 	    "sc worst-model loss %.2f pt (bound %.2f), saved %.1f%%\n"
@@ -814,7 +1012,9 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	    "saved %.1f%%\n"
 	    "format: scheduler/policy.h; features: scheduler/certainty.h; method: "
 	    "docs/certainty.md",
-	    max_loss, cal.margin, harm_only ? "--harm-only " : "", split_names[split], cal.lambda,
+	    max_loss, cal.margin, harm_only ? "--harm-only " : "",
+	    difficulty && diff_rule == 0 && !diff_ordered ? "--difficulty " : "", dopt,
+	    split_names[split], cal.lambda,
 	    cal.folds, cal.z, cal.cot_programs, cal.sc_programs,
 	    traces_file_count(tr), traces_count(tr),
 	    cal.folds >= 2 ? "out-of-fold certaindexes" : "the fitting data",
@@ -839,6 +1039,12 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	    (unsigned long long)p.unpromising_tokens, cal.sc_programs, 100 * cal.sc_loss,
 	    100 * cal.sc_bound, 100 * cal.sc_saved, 100 * cal.sc_in_loss, 100 * cal.sc_in_saved,
 	    p.sc_threshold, (unsigned long long)p.sc_unpromising_tokens, out);
+	if (difficulty)
+		printf("difficulty classes: %s (difficulty.tokens %llu, difficulty.changes %u, "
+		    "cot.threshold_easy %.4g, cot.threshold_hard %.4g)\n",
+		    cal.cot_classes ? "kept" : "not kept (no saving over one threshold)",
+		    (unsigned long long)p.difficulty_tokens, p.difficulty_changes,
+		    p.cot_threshold_easy, p.cot_threshold_hard);
 	return 0;
 }
 
@@ -854,7 +1060,8 @@ main(int argc, char **argv)
 	double on_frac = 0.2, on_target = -1, on_sc_target = -1, on_conf = -1, on_step = -1;
 	long on_min = -1, on_win = -1;
 	const char *state = NULL;
-	bool harm_only = false;
+	bool harm_only = false, difficulty = false, diff_ordered = false;
+	int diff_rule = 0;
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
 	long folds = 5;
 	int i, a0 = 0, a1 = 2, rc;
@@ -909,6 +1116,14 @@ main(int argc, char **argv)
 			harm_only = true;
 			continue;
 		}
+		if (strcmp(o, "--difficulty") == 0) {
+			difficulty = true;
+			continue;
+		}
+		if (strcmp(o, "--difficulty-ordered") == 0) {
+			difficulty = diff_ordered = true;
+			continue;
+		}
 		if (strcmp(o, "--no-curve") == 0) {
 			do_curve = false;
 			continue;
@@ -955,6 +1170,14 @@ main(int argc, char **argv)
 			folds = strtol(v, NULL, 10);
 		} else if (strcmp(o, "--z") == 0) {
 			z = strtod(v, NULL);
+		} else if (strcmp(o, "--difficulty-rule") == 0) {
+			diff_rule = atoi(v);
+			difficulty = true;
+			if (diff_rule < 1 || diff_rule > EVALSIM_NDIFF) {
+				fprintf(stderr, "certa-eval: --difficulty-rule must be in [1, %d]\n",
+				    EVALSIM_NDIFF);
+				return 2;
+			}
 		} else if (strcmp(o, "--start") == 0 && (strcmp(v, "default") == 0 ||
 		    strcmp(v, "lomo") == 0)) {
 			oo.start_lomo = strcmp(v, "lomo") == 0;
@@ -1020,6 +1243,8 @@ main(int argc, char **argv)
 		struct lomo_opts lo = {
 			.max_loss = max_loss, .lambda = lambda, .z = z, .folds = (unsigned)folds,
 			.algos = (a0 == 0 ? 1u : 0u) | (a1 == 2 ? 2u : 0u), .json = json,
+			.difficulty = difficulty, .diff_rule = diff_rule,
+			.diff_ordered = diff_ordered,
 		};
 		rc = do_lomo(tr, &lo);
 		traces_free(tr);
@@ -1063,7 +1288,8 @@ main(int argc, char **argv)
 	}
 	if (calibrate) {
 		rc = do_calibrate(tr, max_loss, margin, harm_only,
-		    split_given ? split : EVALSIM_TRAIN, lambda, (unsigned)folds, z, policy, out);
+		    split_given ? split : EVALSIM_TRAIN, lambda, (unsigned)folds, z, difficulty,
+		    diff_rule, diff_ordered, policy, out);
 		traces_free(tr);
 		return rc;
 	}

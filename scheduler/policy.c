@@ -53,6 +53,10 @@ static const struct policy_key policy_keys[] = {
 	PK("riskctl.window", POLICY_U32, riskctl_window, "shadows before an unproven backs off"),
 	PK("riskctl.frozen", POLICY_U32, riskctl_frozen, "1: count, never move"),
 	PK("dynasor_k", POLICY_U32, dynasor_k, "Dynasor-CoT baseline: k agreeing probes stop (0 off)"),
+	PK("difficulty.tokens", POLICY_U64, difficulty_tokens, "early window for the class (0 off)"),
+	PK("difficulty.changes", POLICY_U32, difficulty_changes, "answer changes in it: hard"),
+	PK("cot.threshold_easy", POLICY_DOUBLE, cot_threshold_easy, "cot threshold, easy class"),
+	PK("cot.threshold_hard", POLICY_DOUBLE, cot_threshold_hard, "cot threshold, hard class"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
 #define POLICY_NALL (POLICY_NKEYS + SCHED_COT_NFEAT + SCHED_SC_NFEAT)
@@ -347,6 +351,8 @@ policy_round(struct sched_policy *p)
 	p->riskctl_step = policy_round6(p->riskctl_step);
 	p->riskctl_min_shift = policy_round6(p->riskctl_min_shift);
 	p->riskctl_max_shift = policy_round6(p->riskctl_max_shift);
+	p->cot_threshold_easy = policy_round6(p->cot_threshold_easy);
+	p->cot_threshold_hard = policy_round6(p->cot_threshold_hard);
 	for (i = 0; i < SCHED_COT_NFEAT; i++)
 		p->cot_w[i] = policy_round6(p->cot_w[i]);
 	for (i = 0; i < SCHED_SC_NFEAT; i++)

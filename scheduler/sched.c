@@ -8,6 +8,7 @@
 #include "lib/error.h"
 #include "scheduler/answer.h"
 #include "scheduler/certainty.h"
+#include "scheduler/difficulty.h"
 #include "scheduler/riskctl.h"
 
 /* Calibrated on the dev traces (certa-eval calibrate); keep equal to policy/default.policy
@@ -19,6 +20,11 @@
 #define SCHED_DEFAULT_SC_THRESHOLD 0.92
 #define SCHED_DEFAULT_UNPROMISING 12288
 #define SCHED_DEFAULT_SC_UNPROMISING 24576
+/* Difficulty classes: off, equal thresholds (scheduler/difficulty.h). */
+#define SCHED_DEFAULT_DIFFICULTY_TOKENS 0
+#define SCHED_DEFAULT_DIFFICULTY_CHANGES 2
+#define SCHED_DEFAULT_COT_THRESHOLD_EASY SCHED_DEFAULT_COT_THRESHOLD
+#define SCHED_DEFAULT_COT_THRESHOLD_HARD SCHED_DEFAULT_COT_THRESHOLD
 static const double sched_default_cot_w[SCHED_COT_NFEAT] = {
 	-1.23786, 0.276381, 1.11567, 0.803347, 0.3401,
 	0.767073, 1.01122, 0.0508586, 0.171141, 0,
@@ -62,9 +68,13 @@ sched_policy_default(struct sched_policy *p)
 	p->riskctl_min_samples = 20;
 	p->riskctl_window = 100;
 	p->riskctl_frozen = 0;
+	p->difficulty_tokens = SCHED_DEFAULT_DIFFICULTY_TOKENS;
+	p->difficulty_changes = SCHED_DEFAULT_DIFFICULTY_CHANGES;
+	p->cot_threshold_easy = SCHED_DEFAULT_COT_THRESHOLD_EASY;
+	p->cot_threshold_hard = SCHED_DEFAULT_COT_THRESHOLD_HARD;
 }
 
-/* The riskctl.* keys (scheduler/riskctl.h). */
+/* The riskctl.* keys (scheduler/riskctl.h) and the difficulty keys (scheduler/difficulty.h). */
 static int
 sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t msglen)
 {
@@ -92,6 +102,16 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 		v = p->riskctl_window;
 	else if (p->riskctl_frozen > 1)
 		bad = "riskctl.frozen", range = "[0, 1]", v = p->riskctl_frozen;
+	else if (p->difficulty_tokens > (1u << 20))
+		bad = "difficulty.tokens", range = "[0, 1048576]", v = (double)p->difficulty_tokens;
+	else if (p->difficulty_changes > 64)
+		bad = "difficulty.changes", range = "[0, 64]", v = p->difficulty_changes;
+	else if (!(p->cot_threshold_easy >= 0 && p->cot_threshold_easy <= 2))
+		bad = "cot.threshold_easy", range = "[0, 2] (above 1 disables)",
+		v = p->cot_threshold_easy;
+	else if (!(p->cot_threshold_hard >= 0 && p->cot_threshold_hard <= 2))
+		bad = "cot.threshold_hard", range = "[0, 2] (above 1 disables)",
+		v = p->cot_threshold_hard;
 	if (bad == NULL)
 		return 0;
 	snprintf(msg, msglen, "%s: %g is out of range %s", bad, v, range);
@@ -355,9 +375,15 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 	} else {
 		threshold = p->cot_threshold;
 		unpromising = p->unpromising_tokens;
+		if (p->difficulty_tokens > 0 && v->nchains > 0) {
+			enum difficulty_class cls = difficulty_of_chain(p, &v->chains[0], v->problem);
+			out->difficulty = (uint32_t)cls;
+			threshold = difficulty_threshold(p, cls);
+		}
 	}
 	if (v->threshold_shift != 0)
 		threshold = riskctl_threshold(threshold, v->threshold_shift);
+	out->threshold = threshold;
 	if (p->dynasor_k > 0 && sched_dynasor(p, v)) {
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
 		return;

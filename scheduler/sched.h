@@ -98,6 +98,16 @@ struct sched_policy {
 	 * Set thresholds > 1, unpromising 0, settle_closed 0 and probe_stride 0 for the pure
 	 * rule at step_tokens spacing. */
 	uint32_t dynasor_k;
+
+	/* Difficulty classes (scheduler/difficulty.h; keys difficulty.*, cot.threshold_*): a cot
+	 * chain's class comes from its probes in the first difficulty_tokens tokens (0: off,
+	 * cot_threshold applies); hard chains stop-certain at cot_threshold_hard, the others at
+	 * cot_threshold_easy. */
+	uint64_t difficulty_tokens;   /* the early window (0: off) */
+	uint32_t difficulty_changes;  /* valid answer changes in the window that make it hard
+	                               * (0: changes never do) */
+	double cot_threshold_easy;
+	double cot_threshold_hard;
 };
 
 /* One probe of a chain: its answer after `position` decode tokens. */
@@ -200,6 +210,8 @@ struct sched_decision {
 	enum sched_pstate state;  /* the policy state after this decision */
 	bool extended;            /* continuing on a budget extension */
 	struct sched_features features; /* what produced the certaindex */
+	uint32_t difficulty;      /* cot: enum difficulty_class of the chain (0: off / sc) */
+	double threshold;         /* the stop-certain threshold applied (after any shift) */
 };
 
 /* The built-in defaults (step 64 tokens, budget 16384, sc n 3) and the certainty model
