@@ -67,6 +67,10 @@ struct shadow_info {
 	uint64_t shadows, changes, saves, backs, tokens, dropped;
 	uint32_t win_n, win_changes;
 	uint64_t running;         /* shadows in progress */
+	uint64_t samples;         /* trajectories in the counterfactual counts */
+	uint64_t excluded;        /* ... left out: no grid shift moves them */
+	uint32_t point_stopped;   /* at the current shift's grid point: stopped certain */
+	uint32_t point_changed;   /* ... and changed */
 	bool frozen;
 };
 size_t shadow_count(struct core *c);

@@ -279,15 +279,25 @@ riskctl_grid_sync(const struct riskctl_params *pr, struct riskctl_state *s)
 	memset(s->gchg, 0, sizeof s->gchg);
 }
 
+uint32_t
+riskctl_grid_index(const struct riskctl_params *pr, double shift)
+{
+	uint32_t g = riskctl_grid_size(pr);
+	double k;
+
+	if (g == 0)
+		return 0;
+	k = floor((shift - pr->min_shift) / pr->step + 0.5);
+	if (!(k > 0))
+		return 0;
+	return k >= g ? g - 1 : (uint32_t)k;
+}
+
 /* The grid point nearest the shift. */
 static uint32_t
 riskctl_grid_at(const struct riskctl_params *pr, const struct riskctl_state *s)
 {
-	double k = floor((s->shift - pr->min_shift) / pr->step + 0.5);
-
-	if (!(k > 0))
-		return 0;
-	return k >= s->gn ? s->gn - 1 : (uint32_t)k;
+	return riskctl_grid_index(pr, s->shift);
 }
 
 static bool

@@ -142,6 +142,9 @@ uint32_t riskctl_grid_size(const struct riskctl_params *pr);
 /* The shift of grid point k. */
 double riskctl_grid_shift(const struct riskctl_params *pr, uint32_t k);
 
+/* The grid point nearest a shift (0 below the grid, the last above it). */
+uint32_t riskctl_grid_index(const struct riskctl_params *pr, double shift);
+
 /* Where grid point k stops on pts[0..n): stop[k] is the index (n when no point of the n stops
  * it: only for a prefix whose end is not the natural end, last_is_end false), certain[k]
  * whether it is a certain stop.  tau0: the unshifted stop-certain threshold. */

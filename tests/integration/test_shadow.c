@@ -24,7 +24,9 @@
 #include "tests/support/itest.h"
 
 /* Stop at the first valid answer (so chains are left to shadow), shadow every such stop, and
- * move after one shadow: whatever it shows, the controller steps (save or back). */
+ * move after one shadow.  The grid is three shifts, -4, 0, +4 (thresholds 0.74, 0.05, 0.001):
+ * the stop at the first valid answer is one -4 would not make, so the shadow is needed, and
+ * its trajectory moves the controller one grid step either way (save or back). */
 static const char shadow_policy[] =
     "cot.threshold = 0.05\n"
     "riskctl.shadow_frac = 1\n"
@@ -32,7 +34,9 @@ static const char shadow_policy[] =
     "riskctl.confidence = 0.5\n"
     "riskctl.min_samples = 1\n"
     "riskctl.window = 1\n"
-    "riskctl.step = 0.5\n";
+    "riskctl.min_shift = -4\n"
+    "riskctl.max_shift = 4\n"
+    "riskctl.step = 4\n";
 
 static int
 setup(void **state)
@@ -157,11 +161,14 @@ test_shadow_unseen_and_charged_to_system(void **state)
 	assert_true(r->riskctl[0]->tokens > 0);
 	assert_true(t2 + r->riskctl[0]->tokens >= it->tr->tokens_used);
 	assert_true(t2 < it->tr->tokens_used);
-	/* One outcome, one move of one step (target 0.9 at confidence 0.5, window 1). */
+	/* One outcome, one move of one grid step (target 0.9 at confidence 0.5, window 1). */
 	assert_int_equal(r->riskctl[0]->saves + r->riskctl[0]->backs, 1);
-	assert_true(fabs(fabs(r->riskctl[0]->shift) - 0.5) < 1e-9);
+	assert_true(fabs(fabs(r->riskctl[0]->shift) - 4) < 1e-9);
 	assert_int_equal(r->riskctl[0]->dropped, 0);
 	assert_string_equal(r->riskctl[0]->algo, "cot");
+	/* Its trajectory was counted (a shadow: movable within the grid). */
+	assert_int_equal(r->riskctl[0]->samples, 1);
+	assert_int_equal(r->riskctl[0]->excluded, 0);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 
 	/* The client's program is finished with its answer; the shadow is not the tenant's. */
@@ -215,7 +222,7 @@ test_shadow_survives_restart_and_freeze(void **state)
 	start(it, "0");
 	r = wait_riskctl(it, 1, 0);
 	shift = r->riskctl[0]->shift;
-	assert_true(fabs(fabs(shift) - 0.5) < 1e-9);
+	assert_true(fabs(fabs(shift) - 4) < 1e-9);
 	assert_int_equal(r->riskctl[0]->dropped, 0);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	/* It came back as a shadow (not a program of its own, which would have finished
@@ -230,6 +237,8 @@ test_shadow_survives_restart_and_freeze(void **state)
 	r = wait_riskctl(it, 1, 0);
 	assert_true(r->riskctl[0]->shift == shift);
 	assert_false(r->riskctl[0]->frozen);
+	/* The counterfactual counts came back from the riskctl DB. */
+	assert_int_equal(r->riskctl[0]->samples, 1);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 
 	/* Freeze (the global default policy, as `certactl policy set riskctl.frozen=1`). */
@@ -245,6 +254,7 @@ test_shadow_survives_restart_and_freeze(void **state)
 	assert_true(r->riskctl[0]->frozen);
 	assert_true(r->riskctl[0]->shift == shift);
 	assert_int_equal(r->riskctl[0]->saves + r->riskctl[0]->backs, 1);
+	assert_int_equal(r->riskctl[0]->samples, 2);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
