@@ -93,6 +93,7 @@ shadow_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, voi
 		x->st.gn = r->grid_n;
 		x->st.gmin = r->grid_min;
 		x->st.gstep = r->grid_step;
+		x->st.gtot = r->grid_total;
 		memcpy(x->st.gobs, r->grid_stopped, r->grid_n * sizeof *r->grid_stopped);
 		memcpy(x->st.gchg, r->grid_changed, r->grid_n * sizeof *r->grid_changed);
 	}
@@ -167,6 +168,7 @@ shadow_save_txn(struct store_txn *txn, void *arg)
 	r.grid_n = x->st.gn;
 	r.grid_min = x->st.gmin;
 	r.grid_step = x->st.gstep;
+	r.grid_total = x->st.gtot;
 	r.n_grid_stopped = x->st.gn;
 	r.grid_stopped = (uint32_t *)x->st.gobs;
 	r.n_grid_changed = x->st.gn;

@@ -275,6 +275,7 @@ riskctl_grid_sync(const struct riskctl_params *pr, struct riskctl_state *s)
 	s->gn = g;
 	s->gmin = pr->min_shift;
 	s->gstep = pr->step;
+	s->gtot = 0;
 	memset(s->gobs, 0, sizeof s->gobs);
 	memset(s->gchg, 0, sizeof s->gchg);
 }
@@ -303,17 +304,17 @@ riskctl_grid_at(const struct riskctl_params *pr, const struct riskctl_state *s)
 static bool
 riskctl_grid_bad(const struct riskctl_params *pr, const struct riskctl_state *s, uint32_t k)
 {
-	if (riskctl_cp_lower(s->gchg[k], s->gobs[k], pr->confidence) > pr->target)
+	if (riskctl_cp_lower(s->gchg[k], s->gtot, pr->confidence) > pr->target)
 		return true;
-	return s->gobs[k] >= pr->window &&
-	    riskctl_cp_upper(s->gchg[k], s->gobs[k], pr->confidence) > pr->target;
+	return s->gtot >= pr->window &&
+	    riskctl_cp_upper(s->gchg[k], s->gtot, pr->confidence) > pr->target;
 }
 
 static bool
 riskctl_grid_proven(const struct riskctl_params *pr, const struct riskctl_state *s, uint32_t k)
 {
-	return s->gobs[k] >= pr->min_samples &&
-	    riskctl_cp_upper(s->gchg[k], s->gobs[k], pr->confidence) <= pr->target;
+	return s->gtot >= pr->min_samples &&
+	    riskctl_cp_upper(s->gchg[k], s->gtot, pr->confidence) <= pr->target;
 }
 
 /* Moves to grid point k (new window). */
@@ -376,6 +377,8 @@ riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s, dou
 	}
 	if (n == 0 || s->gn == 0)
 		return RISKCTL_HOLD;
+	if (s->gtot < UINT32_MAX)
+		s->gtot++;
 	if (!riskctl_cf_movable(pr, tau0, pts, n, true)) {
 		s->excluded++;
 		return riskctl_pick_shift(pr, s);
@@ -383,7 +386,7 @@ riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s, dou
 	s->samples++;
 	riskctl_cf_stops(pr, tau0, pts, n, true, stop, certain);
 	for (k = 0; k < s->gn; k++) {
-		if (!certain[k] || s->gobs[k] == UINT32_MAX)
+		if (!certain[k] || s->gobs[k] == UINT32_MAX || s->gtot == UINT32_MAX)
 			continue;
 		s->gobs[k]++;
 		if (!pts[stop[k]].same)

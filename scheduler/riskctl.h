@@ -66,10 +66,11 @@ struct riskctl_state {
 	uint64_t saves, backs; /* moves made */
 	uint64_t tokens;       /* shadow tokens (decode + probe), for reports */
 	/* Counterfactual counts (riskctl_observe_cf): grid point k is the shift gmin + k * gstep
-	 * (k < gn); gobs[k] trajectories stopped certain there, gchg[k] of them with an answer
-	 * that differs from the natural end's.  Cumulative over all settings; reset when the
-	 * grid (riskctl.min_shift, riskctl.max_shift, riskctl.step) changes. */
-	uint32_t gn;
+	 * (k < gn); gtot trajectories counted on this grid (excluded ones included), gobs[k] of
+	 * the movable ones stopped certain there, gchg[k] of those with an answer that differs
+	 * from the natural end's.  Cumulative over all settings; reset when the grid
+	 * (riskctl.min_shift, riskctl.max_shift, riskctl.step) changes. */
+	uint32_t gn, gtot;
 	double gmin, gstep;
 	uint32_t gobs[RISKCTL_GRID_MAX], gchg[RISKCTL_GRID_MAX];
 	uint64_t samples;      /* trajectories counted (shadows and free natural ends) */
@@ -110,7 +111,15 @@ enum riskctl_move riskctl_observe(const struct riskctl_params *pr, struct riskct
     bool changed, uint64_t tokens);
 
 /*
- * Counterfactual observations.  One completed trajectory (a shadow: the program's own steps
+ * Counterfactual observations.  The controlled risk of grid shift k is its answer-change rate
+ * *per program*: the share of programs that shift stops certain with an answer that differs
+ * from the natural end's, among those whose stop some shift can move (gchg[k] / gtot).  Per
+ * program, not per stop, because it bounds what matters: the accuracy lost against running to
+ * the end is at most this rate plus the (shift-independent) changes of the excluded stops.
+ * A rate among the stops themselves does not transfer (docs/certainty.md: 41% of R1's
+ * movable stops change at 0.80 pt loss, 29% of a LOMO-calibrated policy's at 10 pt).
+ *
+ * One completed trajectory (a shadow: the program's own steps
  * followed by the shadow's continuation to the natural end; or a program that ran to its end)
  * shows where every shift would have stopped and whether that stop's answer differs from the
  * natural end's, so it updates the counts of every grid shift at once.
@@ -121,8 +130,9 @@ enum riskctl_move riskctl_observe(const struct riskctl_params *pr, struct riskct
  * decides: the unpromising bound, a budget; not a certain stop).  Grid point k counts the
  * trajectory when its stop is certain (gobs[k]++, gchg[k] += !same there).
  *
- * Excluded (counted in `excluded` only): trajectories whose stop is the same point, certain or
- * not, under every grid shift — they carry no information on which shift to use.  These are
+ * Excluded from the change counts (counted in `excluded` and in gtot as a program with no
+ * controllable change): trajectories whose stop is the same point, certain or not, under every
+ * grid shift — no shift can move them.  These are
  * exactly: (a) programs that reach the end or an `other` stop before any point with c >= the
  * loosest grid threshold (run to the end, unpromising, budget at every shift), and (b) certain
  * stops at a point every grid threshold accepts (certaindex 1: a settled cot chain, an sc vote
@@ -163,8 +173,8 @@ bool riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
  * differs from the answer given; else a free natural end) into every grid point's counts and
  * applies the pick rule:
  *
- *   - proven:  gobs[k] >= min_samples and UCB(gchg[k], gobs[k]) <= target;
- *   - bad:     LCB(gchg[k], gobs[k]) > target (clearly over), or gobs[k] >= window and UCB >
+ *   - proven:  gtot >= min_samples and UCB(gchg[k], gtot) <= target;
+ *   - bad:     LCB(gchg[k], gtot) > target (clearly over), or gtot >= window and UCB >
  *              target (not shown safe within a window);
  *   - best:    the most aggressive proven point with no bad point at or below it;
  *   - best above the current point -> move there (RISKCTL_SAVE, may be several steps);

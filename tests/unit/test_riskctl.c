@@ -359,6 +359,7 @@ test_cf_grid_update(void **state)
 	}
 	assert_int_equal(s.samples, 1);
 	assert_int_equal(s.excluded, 0);
+	assert_int_equal(s.gtot, 1);
 	assert_int_equal(s.shadows, 1);
 	assert_int_equal(s.changes, 1);
 	assert_int_equal(s.tokens, 40);
@@ -386,6 +387,8 @@ test_cf_grid_update(void **state)
 		riskctl_observe_cf(&pr, &s, 0.5, none, 3, false, false, 0);
 		assert_int_equal(s.excluded, 2);
 		assert_int_equal(s.samples, 2);
+		/* Excluded from the change counts, not from the programs (the rate's n). */
+		assert_int_equal(s.gtot, 4);
 		assert_int_equal(s.gobs[4], 2);
 		assert_int_equal(s.gobs[0], 0);
 	}
@@ -405,67 +408,66 @@ test_cf_grid_update(void **state)
 	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, false, false, 0);
 	assert_int_equal(s.gn, 9);
 	assert_int_equal(s.gobs[8], 1);
+	assert_int_equal(s.gtot, 1);
 }
 
 static void
-set_counts(struct riskctl_state *s, const uint32_t *obs, const uint32_t *chg)
+set_counts(struct riskctl_state *s, uint32_t n, const uint32_t *chg)
 {
-	memcpy(s->gobs, obs, 5 * sizeof *obs);
+	s->gtot = n;
 	memcpy(s->gchg, chg, 5 * sizeof *chg);
 }
 
-/* The pick rule on known counts (target 0.05, confidence 0.9). */
+/* The pick rule on known counts (target 0.05, confidence 0.9): changes per counted program. */
 static void
 test_cf_pick_rule(void **state)
 {
 	struct riskctl_params pr;
 	struct riskctl_state s = { 0 };
-	const uint32_t all100[5] = { 100, 100, 100, 100, 100 };
 
 	(void)state;
 	grid_params(&pr);
 	s.gn = 5, s.gmin = -2, s.gstep = 1;
 	/* UCB(0, 100) = 0.023, UCB(1, 100) = 0.038 proven; 12 of 100: LCB 0.077, bad.  From 0
 	 * to +1 in one move. */
-	set_counts(&s, all100, (const uint32_t[5]){ 0, 0, 0, 1, 12 });
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 0, 1, 12 });
 	assert_true(riskctl_cp_upper(1, 100, 0.9) < 0.05);
 	assert_true(riskctl_cp_lower(12, 100, 0.9) > 0.05);
 	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_SAVE);
 	assert_true(s.shift == 1);
 	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
 	/* The current point turns bad: back to the best proven one below. */
-	set_counts(&s, all100, (const uint32_t[5]){ 0, 0, 0, 12, 12 });
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 0, 12, 12 });
 	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_BACK);
 	assert_true(s.shift == 0);
 	assert_int_equal(s.saves, 1);
 	assert_int_equal(s.backs, 1);
 	/* Between the bounds: 3 of 50 is neither proven (UCB 0.13) nor bad (LCB 0.022, n <
-	 * window): hold, whatever is below. */
-	set_counts(&s, (const uint32_t[5]){ 100, 100, 50, 10, 10 },
-	    (const uint32_t[5]){ 0, 0, 3, 0, 0 });
+	 * window), nor are 4 of 50 above it: hold, whatever is below. */
+	set_counts(&s, 50, (const uint32_t[5]){ 0, 0, 3, 4, 4 });
+	assert_true(riskctl_cp_lower(4, 50, 0.9) < 0.05);
 	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
 	/* A full window unproven: back, to the best proven point below. */
-	set_counts(&s, (const uint32_t[5]){ 100, 100, 100, 10, 10 },
-	    (const uint32_t[5]){ 0, 0, 6, 0, 0 });
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 6, 6, 6 });
 	assert_true(riskctl_cp_lower(6, 100, 0.9) < 0.05);
 	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_BACK);
 	assert_true(s.shift == -1);
 	/* A bad point blocks every point above it, however clean. */
 	s.shift = -2;
-	set_counts(&s, all100, (const uint32_t[5]){ 0, 12, 0, 0, 0 });
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 12, 0, 0, 0 });
 	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
 	assert_true(s.shift == -2);
 	/* min_samples: 0 of 19 is not enough even when its UCB (0.114) is under the target. */
 	pr.target = 0.15;
-	set_counts(&s, (const uint32_t[5]){ 19, 19, 19, 19, 19 }, (const uint32_t[5]){ 0 });
+	set_counts(&s, 19, (const uint32_t[5]){ 0 });
 	assert_true(riskctl_cp_upper(0, 19, 0.9) < 0.15);
 	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
-	s.gobs[4] = 20;
+	s.gtot = 20;
 	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_SAVE);
 	assert_true(s.shift == 2);
 	/* Frozen: holds on any evidence. */
 	pr.frozen = true;
-	set_counts(&s, all100, (const uint32_t[5]){ 90, 90, 90, 90, 90 });
+	set_counts(&s, 100, (const uint32_t[5]){ 90, 90, 90, 90, 90 });
 	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
 	assert_true(s.shift == 2);
 	pr.frozen = false;
@@ -474,9 +476,9 @@ test_cf_pick_rule(void **state)
 }
 
 /* A stream with a known counterfactual change rate: one point with c ~ U(0, 1), changed when
- * c < 0.3, then the natural end.  Among the stops of threshold tau the rate is
- * (0.3 - tau) / (1 - tau): 0 down to shift 0, 4.2% at +1, 20.5% at +2.  Target 10%: it must
- * reach +1 and never rest at +2. */
+ * c < 0.3, then the natural end.  Per program, threshold tau changes the answer with
+ * probability max(0, 0.3 - tau): 0 down to shift 0, 3.1% at +1, 18.1% at +2.  Target 10%: it
+ * must reach +1 and never rest at +2. */
 static void
 test_cf_known_rate_stream(void **state)
 {
