@@ -42,7 +42,7 @@ static const struct policy_key policy_keys[] = {
 	PK("starvation_ms", POLICY_I64, starvation_ms, "ranking starvation bound"),
 	PK("cot.threshold", POLICY_DOUBLE, cot_threshold, "cot stop-certain threshold"),
 	PK("sc.threshold", POLICY_DOUBLE, sc_threshold, "sc stop-certain threshold"),
-	PK("riskctl.target", POLICY_DOUBLE, riskctl_target, "answer-change rate allowed"),
+	PK("riskctl.target", POLICY_DOUBLE, riskctl_target, "answer changes per program allowed"),
 	PK("riskctl.sc_target", POLICY_DOUBLE, riskctl_sc_target, "same for sc programs"),
 	PK("riskctl.shadow_frac", POLICY_DOUBLE, riskctl_shadow_frac, "early stops shadowed (0 off)"),
 	PK("riskctl.confidence", POLICY_DOUBLE, riskctl_confidence, "of the rate bounds"),
