@@ -1,8 +1,9 @@
 /*
  * test_shadow.c — online risk control with the real certad and replay worker: an early-stopped
  * program runs on as a shadow that never reaches the client and is charged to the system
- * account; the shadow's outcome moves the controller; a shadow in flight survives a kill -9 of
- * certad; the controller's state survives restarts; riskctl.frozen stops it moving.
+ * account; the shadow's trajectory moves the controller; a shadow in flight survives a kill -9
+ * of certad; the controller's state survives restarts; riskctl.frozen stops it moving; a
+ * sampled program that ran to its end is counted without a shadow.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -258,6 +259,50 @@ test_shadow_survives_restart_and_freeze(void **state)
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+/* A sampled program that runs to its natural end is a free sample: its trajectory is counted
+ * at once, and no shadow runs. */
+static void
+test_natural_end_is_a_free_sample(void **state)
+{
+	struct itest *it = *state;
+	struct certa_client_events ev;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	Certa__V1__SetPolicyRequest sp = CERTA__V1__SET_POLICY_REQUEST__INIT;
+	Certa__V1__Policy pol = CERTA__V1__POLICY__INIT;
+	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
+	Certa__V1__StatsReply *r;
+	static char body[1 << 16];
+	char sid[128];
+
+	HARNESS_NEED_TRACES(it);
+	start(it, "0");
+	/* The tenant's own policy never stops certain; the controller's grid is the base's. */
+	pol.text = (char *)"cot.threshold = 2\nunpromising_tokens = 0\n";
+	sp.tenant = (char *)"default";
+	sp.policy = &pol;
+	assert_int_equal(itest_call(it->adm, "/certa.v1.Admin/SetPolicy", &sp.base,
+	    &certa__v1__policy__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_OK);
+	memset(&ev, 0, sizeof ev);
+	spec.problem = (char *)it->tr->problem;
+	spec.algorithm = CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_int_equal(ev.finished->result->reason,
+	    CERTA__V1__FINISH_REASON__FINISH_REASON_NATURAL_END);
+	r = wait_riskctl(it, 0, 0);
+	assert_int_equal(r->riskctl[0]->samples + r->riskctl[0]->excluded, 1);
+	assert_int_equal(r->riskctl[0]->tokens, 0);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	snprintf(sid, sizeof sid, "%s.shadow", ev.id);
+	g.program_id = sid;
+	assert_int_equal(itest_call(it->ch, "/certa.v1.Reasoning/Get", &g.base,
+	    &certa__v1__program__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_NOT_FOUND);
+	assert_int_equal(harness_http_get(it->mport, "/metrics", body, sizeof body), 200);
+	assert_true(metric(body, "certa_tokens_generated_total{tenant=\"_system\"}") < 0);
+	certa_client_events_free(&ev);
+}
+
 int
 main(void)
 {
@@ -265,6 +310,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_shadow_unseen_and_charged_to_system, setup,
 		    itest_teardown),
 		cmocka_unit_test_setup_teardown(test_shadow_survives_restart_and_freeze, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_natural_end_is_a_free_sample, setup,
 		    itest_teardown),
 	};
 	int rc;
