@@ -354,7 +354,8 @@ shadow_spawn(struct core *c, struct program *p)
 	if (n > 0 && !riskctl_cf_movable(&pr, shadow_tau0(base, p->algo), pts, n, false)) {
 		/* Every grid shift stops it here alike: a shadow would tell nothing. */
 		free(pts);
-		x->st.excluded++;
+		(void)riskctl_clamp(&pr, &x->st);
+		(void)riskctl_observe_excluded(&pr, &x->st);
 		shadow_save(c, x);
 		return;
 	}

@@ -191,9 +191,13 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 			riskctl_observe_cf(&pr, &st, tau0, pts, t->npts, false, false, 0);
 		} else if (!o->windowed && riskctl_pick(key, pr.shadow_frac) &&
 		    (online_points(t, tau0, u, pts),
-		    riskctl_cf_movable(&pr, tau0, pts, idx + 1, false))) {
+		    !riskctl_cf_movable(&pr, tau0, pts, idx + 1, false))) {
+			/* Counterfactual: an early stop every grid shift makes alike needs no
+			 * shadow; it counts as a program with no controllable change. */
+			riskctl_observe_excluded(&pr, &st);
+		} else if (!o->windowed && riskctl_pick(key, pr.shadow_frac)) {
 			/* Counterfactual: any early stop some grid shift would have moved (certain
-			 * or not) runs on; one that every shift stops alike needs no shadow. */
+			 * or not) runs on. */
 			uint64_t extra = t->pts[last].cost - t->pts[idx].cost;
 			g->shadowed = true;
 			g->changed = !t->pts[idx].same;

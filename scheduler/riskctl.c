@@ -356,6 +356,18 @@ riskctl_pick_shift(const struct riskctl_params *pr, struct riskctl_state *s)
 }
 
 enum riskctl_move
+riskctl_observe_excluded(const struct riskctl_params *pr, struct riskctl_state *s)
+{
+	riskctl_grid_sync(pr, s);
+	if (s->gn == 0)
+		return RISKCTL_HOLD;
+	if (s->gtot < UINT32_MAX)
+		s->gtot++;
+	s->excluded++;
+	return riskctl_pick_shift(pr, s);
+}
+
+enum riskctl_move
 riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s, double tau0,
     const struct riskctl_point *pts, size_t n, bool shadow, bool changed, uint64_t tokens)
 {

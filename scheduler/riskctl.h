@@ -188,6 +188,12 @@ enum riskctl_move riskctl_observe_cf(const struct riskctl_params *pr, struct ris
     double tau0, const struct riskctl_point *pts, size_t n, bool shadow, bool changed,
     uint64_t tokens);
 
+/* Counts a sampled program that stopped early where every grid shift stops it alike
+ * (riskctl_cf_movable false on its own steps; no shadow needed): excluded, one more program in
+ * gtot; then the pick rule.  Returns the move made. */
+enum riskctl_move riskctl_observe_excluded(const struct riskctl_params *pr,
+    struct riskctl_state *s);
+
 /* The pick rule alone on the current counts (what riskctl_observe_cf applies after
  * counting); frozen holds. */
 enum riskctl_move riskctl_pick_shift(const struct riskctl_params *pr, struct riskctl_state *s);

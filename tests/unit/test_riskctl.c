@@ -389,6 +389,12 @@ test_cf_grid_update(void **state)
 		assert_int_equal(s.samples, 2);
 		/* Excluded from the change counts, not from the programs (the rate's n). */
 		assert_int_equal(s.gtot, 4);
+		/* An early stop every shift makes alike (no shadow): the same, without a
+		 * trajectory. */
+		assert_int_equal(riskctl_observe_excluded(&pr, &s), RISKCTL_HOLD);
+		assert_int_equal(s.gtot, 5);
+		assert_int_equal(s.excluded, 3);
+		assert_int_equal(s.gobs[4], 2);
 		assert_int_equal(s.gobs[4], 2);
 		assert_int_equal(s.gobs[0], 0);
 	}
