@@ -44,13 +44,13 @@ static const struct policy_key policy_keys[] = {
 	PK("sc.threshold", POLICY_DOUBLE, sc_threshold, "sc stop-certain threshold"),
 	PK("riskctl.target", POLICY_DOUBLE, riskctl_target, "answer changes per program allowed"),
 	PK("riskctl.sc_target", POLICY_DOUBLE, riskctl_sc_target, "same for sc programs"),
-	PK("riskctl.shadow_frac", POLICY_DOUBLE, riskctl_shadow_frac, "early stops shadowed (0 off)"),
+	PK("riskctl.shadow_frac", POLICY_DOUBLE, riskctl_shadow_frac, "programs sampled (0 off)"),
 	PK("riskctl.confidence", POLICY_DOUBLE, riskctl_confidence, "of the rate bounds"),
 	PK("riskctl.step", POLICY_DOUBLE, riskctl_step, "logit shift per move"),
 	PK("riskctl.min_shift", POLICY_DOUBLE, riskctl_min_shift, "lowest shift (<= 0)"),
 	PK("riskctl.max_shift", POLICY_DOUBLE, riskctl_max_shift, "highest shift (>= 0)"),
-	PK("riskctl.min_samples", POLICY_U32, riskctl_min_samples, "shadows before a saving move"),
-	PK("riskctl.window", POLICY_U32, riskctl_window, "shadows before an unproven backs off"),
+	PK("riskctl.min_samples", POLICY_U32, riskctl_min_samples, "counted programs before a saving move"),
+	PK("riskctl.window", POLICY_U32, riskctl_window, "counted programs before an unproven backs off"),
 	PK("riskctl.frozen", POLICY_U32, riskctl_frozen, "1: count, never move"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
