@@ -89,10 +89,12 @@ cmd_stats_riskctl(FILE *f, const Certa__V1__StatsReply *r, const char *prefix)
 		fprintf(f, "%sriskctl %s %s: shift %+.2f (threshold %.4g)%s, window %u/%u changed, "
 		    "ucb %.4f, target %g; shadows %" PRIu64 " (changed %" PRIu64 ", running %"
 		    PRIu64 ", dropped %" PRIu64 "), tokens %" PRIu64 ", moves save %" PRIu64
-		    "/back %" PRIu64 "\n", prefix, k->model[0] != '\0' ? k->model : "(default)",
+		    "/back %" PRIu64 "; counterfactual: %u/%u changed at this shift, %" PRIu64
+		    " counted, %" PRIu64 " excluded\n", prefix, k->model[0] != '\0' ? k->model : "(default)",
 		    k->algo, k->shift, k->threshold, k->frozen ? " frozen" : "",
 		    k->window_changes, k->window_shadows, k->ucb, k->target, k->shadows, k->changes,
-		    k->running, k->dropped, k->tokens, k->saves, k->backs);
+		    k->running, k->dropped, k->tokens, k->saves, k->backs, k->point_changed,
+		    k->point_stopped, k->samples, k->excluded);
 	}
 }
 
@@ -144,6 +146,10 @@ cmd_stats_json(struct jsonw *w, const Certa__V1__StatsReply *r)
 		jsonw_kuint(w, "dropped", k->dropped);
 		jsonw_kuint(w, "running", k->running);
 		jsonw_kbool(w, "frozen", k->frozen);
+		jsonw_kuint(w, "samples", k->samples);
+		jsonw_kuint(w, "excluded", k->excluded);
+		jsonw_kuint(w, "point_stopped", k->point_stopped);
+		jsonw_kuint(w, "point_changed", k->point_changed);
 		jsonw_object_end(w);
 	}
 	jsonw_array_end(w);

@@ -557,6 +557,10 @@ admin_get_stats(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 				rk[j].dropped = si.dropped;
 				rk[j].running = si.running;
 				rk[j].frozen = si.frozen;
+				rk[j].samples = si.samples;
+				rk[j].excluded = si.excluded;
+				rk[j].point_stopped = si.point_stopped;
+				rk[j].point_changed = si.point_changed;
 				rp[j] = &rk[j];
 			}
 			reply.n_riskctl = nr;

@@ -87,6 +87,18 @@ shadow_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, voi
 	x->st.backs = r->backs;
 	x->st.tokens = r->tokens;
 	x->dropped = r->dropped;
+	/* Counterfactual counts; a record from before them has none (the grid starts empty). */
+	if (r->grid_n > 0 && r->grid_n <= RISKCTL_GRID_MAX && r->n_grid_stopped == r->grid_n &&
+	    r->n_grid_changed == r->grid_n) {
+		x->st.gn = r->grid_n;
+		x->st.gmin = r->grid_min;
+		x->st.gstep = r->grid_step;
+		x->st.gtot = r->grid_total;
+		memcpy(x->st.gobs, r->grid_stopped, r->grid_n * sizeof *r->grid_stopped);
+		memcpy(x->st.gchg, r->grid_changed, r->grid_n * sizeof *r->grid_changed);
+	}
+	x->st.samples = r->samples;
+	x->st.excluded = r->excluded;
 	return 0;
 }
 
@@ -153,6 +165,16 @@ shadow_save_txn(struct store_txn *txn, void *arg)
 	r.backs = x->st.backs;
 	r.tokens = x->st.tokens;
 	r.dropped = x->dropped;
+	r.grid_n = x->st.gn;
+	r.grid_min = x->st.gmin;
+	r.grid_step = x->st.gstep;
+	r.grid_total = x->st.gtot;
+	r.n_grid_stopped = x->st.gn;
+	r.grid_stopped = (uint32_t *)x->st.gobs;
+	r.n_grid_changed = x->st.gn;
+	r.grid_changed = (uint32_t *)x->st.gchg;
+	r.samples = x->st.samples;
+	r.excluded = x->st.excluded;
 	r.updated_unix_ms = core_now_ms();
 	return store_put(txn, STORE_DB_RISKCTL, key, &r.base);
 }
@@ -205,30 +227,139 @@ shadow_policy(const struct sched_policy *base, struct sched_policy *out)
 	out->sc_unpromising_tokens = 0;
 }
 
+/* The answer of chain ch at step k (its probe answer then; the final answer from its last
+ * step on, once finished). */
+static const char *
+shadow_chain_answer(const struct chain *ch, size_t k)
+{
+	if (ch->finished && k + 1 >= ch->nprobes)
+		return ch->final_answer != NULL ? ch->final_answer : "";
+	if (k < ch->nprobes)
+		return ch->probes[k].answer != NULL ? ch->probes[k].answer : "";
+	return "";
+}
+
+/* The program's answer at step k: the chain's (cot), or the plurality of the chains' non-empty
+ * answers merged with answer_equivalent, the first chain's first on a tie (sc). */
+static const char *
+shadow_step_answer(const struct program *p, size_t k)
+{
+	const char *best = "";
+	uint32_t i, j, bestn = 0;
+
+	for (i = 0; i < p->n; i++) {
+		const char *a = shadow_chain_answer(&p->chains[i], k);
+		uint32_t cnt = 0;
+		if (a[0] == '\0')
+			continue;
+		for (j = 0; j < p->n; j++)
+			cnt += answer_equivalent(a, shadow_chain_answer(&p->chains[j], k));
+		if (cnt > bestn)
+			best = a, bestn = cnt;
+	}
+	return best;
+}
+
+/*
+ * p's decision points as the controller's counterfactual trajectory (riskctl.h): one point per
+ * step, c = the program certaindex recorded after it (probe_point.certaindex: settled chains and
+ * decided votes are 1), other = a chain at or past the unpromising bound, same = the step's
+ * answer is equivalent to `end` (the natural end's answer; NULL: the last step's).  Returns the
+ * number of points (0: no step, or ENOMEM; *out then NULL).  The caller frees *out.
+ */
+static size_t
+shadow_traj(const struct program *p, const struct sched_policy *base, const char *end,
+    struct riskctl_point **out)
+{
+	uint64_t u = p->algo == SCHED_ALGO_SC ? base->sc_unpromising_tokens :
+	    base->unpromising_tokens;
+	struct riskctl_point *pts;
+	size_t n = 0, k;
+	uint32_t i;
+
+	*out = NULL;
+	for (i = 0; i < p->n; i++)
+		if (p->chains[i].nprobes > n)
+			n = p->chains[i].nprobes;
+	if (n == 0 || (pts = calloc(n, sizeof *pts)) == NULL)
+		return 0;
+	if (end == NULL)
+		end = shadow_step_answer(p, n - 1);
+	for (k = 0; k < n; k++) {
+		uint64_t most = 0;
+		pts[k].c = -1;
+		for (i = 0; i < p->n; i++) {
+			const struct chain *ch = &p->chains[i];
+			uint64_t pos = k < ch->nprobes ? ch->probes[k].position : ch->tokens;
+			if (k < ch->nprobes && pts[k].c < 0)
+				pts[k].c = ch->probes[k].certaindex;
+			if (pos > most)
+				most = pos;
+		}
+		pts[k].other = u > 0 && most >= u;
+		pts[k].same = answer_equivalent(shadow_step_answer(p, k), end);
+	}
+	*out = pts;
+	return n;
+}
+
+/* The base policy's unshifted stop-certain threshold for algo. */
+static double
+shadow_tau0(const struct sched_policy *base, enum sched_algo algo)
+{
+	return algo == SCHED_ALGO_SC ? base->sc_threshold : base->cot_threshold;
+}
+
 void
 shadow_spawn(struct core *c, struct program *p)
 {
+	const struct sched_policy *base = shadow_base(c);
 	struct riskctl_params pr;
+	struct riskctl_point *pts = NULL;
 	struct program *s;
 	struct shadow_ctl *x;
 	char id[256];
+	size_t n;
 	uint32_t i;
 	bool open = false;
 	int rc;
 
 	if (c->shadow == NULL || p->shadow_of != NULL || p->state != PROGRAM_FINISHED ||
-	    p->reason != SCHED_REASON_CERTAIN || c->draining)
+	    c->draining)
 		return;
 	for (i = 0; i < p->n; i++)
 		open = open || !p->chains[i].finished;
-	if (!open)
+	/* Shadowed: early stops the shift decides or could have (certain, unpromising); a
+	 * natural end is a free sample below. */
+	if (open && p->reason != SCHED_REASON_CERTAIN && p->reason != SCHED_REASON_UNPROMISING)
 		return;
-	riskctl_params_from_policy(shadow_base(c), p->algo, &pr);
+	riskctl_params_from_policy(base, p->algo, &pr);
 	if (!riskctl_pick(p->id, pr.shadow_frac))
 		return;
 	x = shadow_ctl(c->shadow, p->model, p->algo, true);
 	if (x == NULL)
 		return;
+	n = shadow_traj(p, base, open ? NULL : p->answer, &pts);
+	if (!open) {
+		/* Ran to its end: the whole trajectory is known, no shadow needed. */
+		if (n > 0) {
+			(void)riskctl_clamp(&pr, &x->st);
+			(void)riskctl_observe_cf(&pr, &x->st, shadow_tau0(base, p->algo), pts, n,
+			    false, false, 0);
+			shadow_save(c, x);
+		}
+		free(pts);
+		return;
+	}
+	if (n > 0 && !riskctl_cf_movable(&pr, shadow_tau0(base, p->algo), pts, n, false)) {
+		/* Every grid shift stops it here alike: a shadow would tell nothing. */
+		free(pts);
+		(void)riskctl_clamp(&pr, &x->st);
+		(void)riskctl_observe_excluded(&pr, &x->st);
+		shadow_save(c, x);
+		return;
+	}
+	free(pts);
 	snprintf(id, sizeof id, "%s.shadow", p->id);
 	s = program_new(id, SHADOW_TENANT, p->problem, p->algo, p->n, p->budget);
 	if (s == NULL)
@@ -276,8 +407,10 @@ shadow_done(struct core *c, struct program *p)
 {
 	struct riskctl_params pr;
 	struct shadow_ctl *x;
+	struct riskctl_point *pts;
 	enum riskctl_move mv;
 	uint64_t used = program_tokens(p) + program_probe_tokens(p), tokens;
+	size_t n;
 	bool changed;
 
 	if (c->shadow == NULL || p->shadow_of == NULL)
@@ -297,7 +430,16 @@ shadow_done(struct core *c, struct program *p)
 	changed = !answer_equivalent(p->answer != NULL ? p->answer : "",
 	    p->shadow_answer != NULL ? p->shadow_answer : "");
 	tokens = used > p->shadow_base_tokens ? used - p->shadow_base_tokens : 0;
-	mv = riskctl_observe(&pr, &x->st, changed, tokens);
+	/* The shadow's chains hold the program's own steps and the continuation: where every
+	 * grid shift would have stopped.  Without a trajectory, the outcome counts at the
+	 * current setting only. */
+	n = shadow_traj(p, shadow_base(c), p->answer != NULL ? p->answer : "", &pts);
+	if (n > 0)
+		mv = riskctl_observe_cf(&pr, &x->st, shadow_tau0(shadow_base(c), p->algo), pts, n,
+		    true, changed, tokens);
+	else
+		mv = riskctl_observe(&pr, &x->st, changed, tokens);
+	free(pts);
 	log_info(LOG_SCHED, "shadow %s of %s ended: answer \"%s\" vs stopped \"%s\" (%s), %llu "
 	    "tokens; riskctl %s/%s: %u/%u changed in window, ucb %.4f, target %g, %s -> shift "
 	    "%+.2f", p->id, p->shadow_of, p->answer != NULL ? p->answer : "", p->shadow_answer,
@@ -339,6 +481,14 @@ shadow_get(struct core *c, size_t i, struct shadow_info *out)
 	out->win_n = x->st.win_n;
 	out->win_changes = x->st.win_changes;
 	out->frozen = pr.frozen;
+	out->samples = x->st.samples;
+	out->excluded = x->st.excluded;
+	if (x->st.gn == riskctl_grid_size(&pr) && x->st.gmin == pr.min_shift &&
+	    x->st.gstep == pr.step && x->st.gn > 0) {
+		uint32_t g = riskctl_grid_index(&pr, out->shift);
+		out->point_stopped = x->st.gobs[g];
+		out->point_changed = x->st.gchg[g];
+	}
 	for (k = 0; k < c->norder; k++) {
 		const struct program *p = c->order[k];
 		if (p->shadow_of != NULL && !program_is_terminal(p) && p->algo == x->algo &&

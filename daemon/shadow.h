@@ -2,17 +2,23 @@
  * shadow.h — shadow runs and the per-(model, algorithm) risk controllers (scheduler/riskctl.h)
  * inside certad.
  *
- * When a program stops certain (the stops the controller's threshold shift moves) and
- * riskctl_pick(program id, riskctl.shadow_frac) says so, the program is finished for its client
- * as always (result, finished event, history), and a *shadow* continues its chains: a new
+ * Programs are sampled by riskctl_pick(program id, riskctl.shadow_frac).  A sampled program
+ * that ran to its natural end feeds the controller's counterfactual counts at once
+ * (riskctl_observe_cf: its probe trajectory shows where every grid shift would have stopped).
+ * One that stopped early (certain or unpromising) with chains open, where some grid shift would
+ * have stopped elsewhere (riskctl_cf_movable on its own steps; otherwise it is only counted as
+ * excluded), is finished for its client as always (result, finished event, history), and a
+ * *shadow* continues its chains: a new
  * program "<id>.shadow" of the system account SHADOW_TENANT (not a tenant: no quota, no fair
  * share, no tenant accounting; its tokens show under tenant="_system" in the token metrics and
  * in the controller's `tokens`), holding a copy of the chains, the stopped answer and the
  * tokens at the stop.  Shadows run after every tenant's ready work (dispatch orders them last)
  * under the same policy with certainty and unpromising stops disabled, so they end at the
- * natural end (or the budget).  Then the final answer is compared with the stopped one
- * (answer_equivalent) and the outcome feeds the controller of (model, algorithm), whose state
- * is written to the riskctl DB at once.  A shadow that fails or is cancelled is counted as
+ * natural end (or the budget).  Then its chains hold the whole trajectory (the program's steps
+ * and the continuation, each step's certaindex in its probe points; the answer per step is the
+ * chain's, or for sc the plurality of the chains' answers then), which feeds the controller of
+ * (model, algorithm) (riskctl_observe_cf; riskctl_observe at the current setting when no
+ * trajectory is readable), whose state is written to the riskctl DB at once.  A shadow that fails or is cancelled is counted as
  * dropped.  Shadows are stored like programs (ProgramRecord.shadow_of), so a shadow in flight
  * survives a restart and carries on from its last committed step.
  *
@@ -48,9 +54,9 @@ double shadow_shift(struct core *c, const struct program *p);
 /* The policy a shadow runs under: base with certainty and unpromising stops disabled. */
 void shadow_policy(const struct sched_policy *base, struct sched_policy *out);
 
-/* p (not a shadow) has just finished for its client (its ending is committed): starts its
- * shadow when it stopped certain with unfinished chains and the pick says so.  Errors are
- * logged and counted as dropped; the client is never affected. */
+/* p (not a shadow) has just finished for its client (its ending is committed): when the pick
+ * says so, counts it (natural end), or starts its shadow (early stop some grid shift moves).
+ * Errors are logged and counted as dropped; the client is never affected. */
 void shadow_spawn(struct core *c, struct program *p);
 
 /* A shadow's ending is committed: compares, feeds the controller, writes its state. */
@@ -67,6 +73,10 @@ struct shadow_info {
 	uint64_t shadows, changes, saves, backs, tokens, dropped;
 	uint32_t win_n, win_changes;
 	uint64_t running;         /* shadows in progress */
+	uint64_t samples;         /* trajectories in the counterfactual counts */
+	uint64_t excluded;        /* ... left out: no grid shift moves them */
+	uint32_t point_stopped;   /* at the current shift's grid point: stopped certain */
+	uint32_t point_changed;   /* ... and changed */
 	bool frozen;
 };
 size_t shadow_count(struct core *c);

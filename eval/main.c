@@ -4,7 +4,8 @@
  *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
  *   certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--difficulty]   (leave-one-out;
  *              do_lomo; --difficulty: every fold without and with difficulty classes)
- *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo] [--passes 1]
+ *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo]
+ *              [--controller cf|window] [--passes 1]
  *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] ...  (eval/online.h)
  *   certa-eval route --traces DIR [--route-policy FILE] ...  (expert routing; eval/routecmd.h)
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
@@ -930,7 +931,7 @@ usage(FILE *f)
 	    "           the Dynasor baselines; --difficulty: each fold also with difficulty\n"
 	    "           classes, and the held-out frontiers; docs/certainty.md)\n"
 	    "       certa-eval online --traces DIR [--algo cot|sc] [--policy START] "
-	    "[--start default|lomo] [--passes 1] [--runs 5] [--lag 10] [--shadow-frac 0.2] "
+	    "[--start default|lomo] [--controller cf|window] [--passes 1] [--runs 5] [--lag 10] [--shadow-frac 0.2] "
 	    "[--target T] [--sc-target T] [--confidence C] [--step S] [--min-samples N] [--window N] "
 	    "[--verbose]\n"
 	    "           (the shadow-driven risk controller over each model's programs in\n"
@@ -1181,6 +1182,9 @@ main(int argc, char **argv)
 		} else if (strcmp(o, "--start") == 0 && (strcmp(v, "default") == 0 ||
 		    strcmp(v, "lomo") == 0)) {
 			oo.start_lomo = strcmp(v, "lomo") == 0;
+		} else if (strcmp(o, "--controller") == 0 && (strcmp(v, "cf") == 0 ||
+		    strcmp(v, "window") == 0)) {
+			oo.windowed = strcmp(v, "window") == 0;
 		} else if (strcmp(o, "--passes") == 0) {
 			oo.passes = (unsigned)strtoul(v, NULL, 10);
 		} else if (strcmp(o, "--runs") == 0) {

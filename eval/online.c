@@ -24,9 +24,26 @@ struct online_prog {
 /* A shadow whose outcome is still on its way. */
 struct online_pending {
 	size_t at;                /* stream index at which it lands */
+	size_t j;                 /* its program (trajectory) */
 	bool changed;
 	uint64_t tokens;
 };
+
+/* A recorded trajectory as the controller's counterfactual points (riskctl.h): c with the sc
+ * vote decided by finished chains as certaindex 1 (it stops at every threshold <= 1), other =
+ * the unpromising bound, same = the answer equals the full run's. */
+static void
+online_points(const struct evalsim_traj *t, double tau0, uint64_t u, struct riskctl_point *out)
+{
+	size_t i;
+
+	for (i = 0; i < t->npts; i++) {
+		const struct evalsim_point *pt = &t->pts[i];
+		out[i].c = tau0 <= 1.0 && pt->decided ? 1 : pt->c;
+		out[i].other = u > 0 && pt->most >= u;
+		out[i].same = pt->same;
+	}
+}
 
 /* What one run of a stream gives. */
 struct online_result {
@@ -38,6 +55,7 @@ struct online_result {
 	                           * of best (-1: never) */
 	double final_shift;
 	uint64_t shadows, changes, saves, backs;
+	uint64_t samples, excluded;  /* counterfactual: trajectories counted / excluded */
 	double shadow_share;      /* shadow tokens / full-run tokens */
 };
 
@@ -109,17 +127,23 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	struct riskctl_params pr;
 	struct riskctl_state st;
 	struct online_pending *pend;
-	size_t *order, npend = 0, k, i, w = o->window;
+	struct riskctl_point *pts;
+	size_t *order, npend = 0, k, i, w = o->window, maxpts = 1;
 	uint64_t seed = 0x9e3779b97f4a7c15ull * (run + 1);
 	double cost = 0, full = 0, shadow = 0;
 	long diff = 0;
 	char key[256];
 
+	for (i = 0; i < set->nprog; i++)
+		if (set->traj[i].npts > maxpts)
+			maxpts = set->traj[i].npts;
 	order = calloc(set->nprog, sizeof *order);
 	pend = calloc(total, sizeof *pend);
-	if (order == NULL || pend == NULL) {
+	pts = calloc(maxpts, sizeof *pts);
+	if (order == NULL || pend == NULL || pts == NULL) {
 		free(order);
 		free(pend);
+		free(pts);
 		return -ENOMEM;
 	}
 	riskctl_params_from_policy(p, algo, &pr);
@@ -134,8 +158,16 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 		if (k % set->nprog == 0)
 			online_shuffle(order, set->nprog, &seed);
 		/* Shadows that ended by now reach the controller, in the order they started. */
-		for (i = 0; i < npend && pend[i].at <= k; i++)
-			riskctl_observe(&pr, &st, pend[i].changed, pend[i].tokens);
+		for (i = 0; i < npend && pend[i].at <= k; i++) {
+			const struct evalsim_traj *pt = &set->traj[pend[i].j];
+			if (o->windowed) {
+				riskctl_observe(&pr, &st, pend[i].changed, pend[i].tokens);
+				continue;
+			}
+			online_points(pt, tau0, u, pts);
+			riskctl_observe_cf(&pr, &st, tau0, pts, pt->npts, true, pend[i].changed,
+			    pend[i].tokens);
+		}
 		if (i > 0) {
 			memmove(pend, pend + i, (npend - i) * sizeof *pend);
 			npend -= i;
@@ -153,13 +185,36 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 		g->full = (double)set->full_tokens[j];
 		g->diff = (int)set->full_correct[j] - (int)t->pts[idx].correct;
 		snprintf(key, sizeof key, "%s/%zu/%zu/%u", model, j, pass, run);
-		if (online_certain(&t->pts[idx], last - idx, tau) &&
+		if (!o->windowed && idx == last && riskctl_pick(key, pr.shadow_frac)) {
+			/* Counterfactual: a picked program that ran to its end is a free sample. */
+			online_points(t, tau0, u, pts);
+			riskctl_observe_cf(&pr, &st, tau0, pts, t->npts, false, false, 0);
+		} else if (!o->windowed && riskctl_pick(key, pr.shadow_frac) &&
+		    (online_points(t, tau0, u, pts),
+		    !riskctl_cf_movable(&pr, tau0, pts, idx + 1, false))) {
+			/* Counterfactual: an early stop every grid shift makes alike needs no
+			 * shadow; it counts as a program with no controllable change. */
+			riskctl_observe_excluded(&pr, &st);
+		} else if (!o->windowed && riskctl_pick(key, pr.shadow_frac)) {
+			/* Counterfactual: any early stop some grid shift would have moved (certain
+			 * or not) runs on. */
+			uint64_t extra = t->pts[last].cost - t->pts[idx].cost;
+			g->shadowed = true;
+			g->changed = !t->pts[idx].same;
+			g->shadow = (double)extra;
+			pend[npend].at = k + o->lag;
+			pend[npend].j = j;
+			pend[npend].changed = g->changed;
+			pend[npend].tokens = extra;
+			npend++;
+		} else if (o->windowed && online_certain(&t->pts[idx], last - idx, tau) &&
 		    riskctl_pick(key, pr.shadow_frac)) {
 			uint64_t extra = t->pts[last].cost - t->pts[idx].cost;
 			g->shadowed = true;
 			g->changed = !t->pts[idx].same;
 			g->shadow = (double)extra;
 			pend[npend].at = k + o->lag;
+			pend[npend].j = j;
 			pend[npend].changed = g->changed;
 			pend[npend].tokens = extra;
 			npend++;
@@ -177,6 +232,8 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	r->changes = st.changes;
 	r->saves = st.saves;
 	r->backs = st.backs;
+	r->samples = st.samples;
+	r->excluded = st.excluded;
 	r->converged = -1;
 	r->held = -1;
 	r->reach = -1;
@@ -215,6 +272,7 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	}
 	free(order);
 	free(pend);
+	free(pts);
 	return 0;
 }
 
@@ -291,15 +349,36 @@ online_print_windows(const struct online_opts *o, const struct online_prog *prog
  * over 100 consecutive programs in the recorded order (noise: a fixed threshold too). */
 static void
 online_print_levels(const struct evalsim_set *set, const struct sched_policy *p, double tau0,
-    uint64_t u)
+    uint64_t u, enum sched_algo algo)
 {
+	struct riskctl_params pr;
+	struct riskctl_point *pts;
+	bool *movable;
+	size_t i, maxpts = 1;
 	double sh;
 
-	printf("| shift | threshold | stopped certain | answer changed among them | loss pt | saved "
-	    "|\n|---|---|---|---|---|---|\n");
+	riskctl_params_from_policy(p, algo, &pr);
+	for (i = 0; i < set->nprog; i++)
+		if (set->traj[i].npts > maxpts)
+			maxpts = set->traj[i].npts;
+	pts = calloc(maxpts, sizeof *pts);
+	movable = calloc(set->nprog ? set->nprog : 1, sizeof *movable);
+	if (pts == NULL || movable == NULL) {
+		free(pts);
+		free(movable);
+		return;
+	}
+	for (i = 0; i < set->nprog; i++) {
+		online_points(&set->traj[i], tau0, u, pts);
+		movable[i] = set->traj[i].npts > 0 &&
+		    riskctl_cf_movable(&pr, tau0, pts, set->traj[i].npts, true);
+	}
+	printf("| shift | threshold | stopped certain | answer changed among them | ... among the "
+	    "movable (counterfactual counts) | ... per program | loss pt | saved |\n"
+	    "|---|---|---|---|---|---|---|---|\n");
 	for (sh = p->riskctl_min_shift; sh <= p->riskctl_max_shift + 1e-9; sh += p->riskctl_step) {
 		double tau = riskctl_threshold(tau0, sh), cost = 0, full = 0;
-		size_t i, stopped = 0, changed = 0;
+		size_t stopped = 0, changed = 0, mstop = 0, mchg = 0;
 		long diff = 0;
 		for (i = 0; i < set->nprog; i++) {
 			const struct evalsim_traj *t = &set->traj[i];
@@ -310,16 +389,24 @@ online_print_levels(const struct evalsim_set *set, const struct sched_policy *p,
 			if (online_certain(&t->pts[idx], t->npts - 1 - idx, tau)) {
 				stopped++;
 				changed += !t->pts[idx].same;
+				if (movable[i]) {
+					mstop++;
+					mchg += !t->pts[idx].same;
+				}
 			}
 			diff += (long)set->full_correct[i] - (long)t->pts[idx].correct;
 			cost += (double)t->pts[idx].cost;
 			full += (double)set->full_tokens[i];
 		}
-		printf("| %+.2f | %.4g | %.1f%% | %.1f%% | %.2f | %.1f%% |\n", sh, tau,
-		    100.0 * (double)stopped / (double)set->nprog,
+		printf("| %+.2f | %.4g | %.1f%% | %.1f%% | %.1f%% of %zu | %.2f%% | %.2f | %.1f%% |\n",
+		    sh, tau, 100.0 * (double)stopped / (double)set->nprog,
 		    stopped ? 100.0 * (double)changed / (double)stopped : 0,
+		    mstop ? 100.0 * (double)mchg / (double)mstop : 0, mstop,
+		    100.0 * (double)mchg / (double)set->nprog,
 		    100.0 * (double)diff / (double)set->nprog, full > 0 ? 100 * (1 - cost / full) : 0);
 	}
+	free(pts);
+	free(movable);
 }
 
 /* One held-out model and algorithm. */
@@ -385,17 +472,17 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 		rc = -ENOMEM;
 		goto out;
 	}
-	printf("\n== %s, %s: %zu programs x %u pass(es), start threshold %.4g (%s), shadow_frac "
-	    "%g, target %g, confidence %g, step %g, min_samples %u, window %u, lag %u\n",
+	printf("\n== %s, %s: %zu programs x %u pass(es), start threshold %.4g (%s), controller %s, "
+	    "shadow_frac %g, target %g, confidence %g, step %g, min_samples %u, window %u, lag %u\n",
 	    model, algo == SCHED_ALGO_SC ? "sc n=3" : "cot", set.nprog, o->passes, tau0,
 	    o->start_lomo ? "calibrated without this model" : "start policy",
-	    p.riskctl_shadow_frac, algo == SCHED_ALGO_SC ? p.riskctl_sc_target : p.riskctl_target,
+	    o->windowed ? "window" : "cf", p.riskctl_shadow_frac, algo == SCHED_ALGO_SC ? p.riskctl_sc_target : p.riskctl_target,
 	    p.riskctl_confidence, p.riskctl_step,
 	    p.riskctl_min_samples, p.riskctl_window, o->lag);
 	printf("static start threshold: loss %.2f pt, saved %.1f%%; this model's own best "
 	    "threshold (in-sample, loss <= %.2g pt): %.4g, loss %.2f pt, saved %.1f%%\n",
 	    100 * l0, 100 * s0, 100 * o->max_loss, best_tau, 100 * best_loss, 100 * best);
-	online_print_levels(&set, &p, tau0, u);
+	online_print_levels(&set, &p, tau0, u, algo);
 	for (run = 0; run < o->runs; run++) {
 		rc = online_stream(o, &set, model, algo, &p, tau0, u, run, best, progs, total, &res[run]);
 		if (rc != 0)
@@ -407,8 +494,9 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 	}
 	printf("| run | saved | loss pt | worst %u-window loss pt | trailing window >= 80%% of best "
 	    "first at program | setting >= 80%% of best first at program | ... and from program on "
-	    "| final shift | shadows | changed | moves save/back | shadow tokens |\n"
-	    "|---|---|---|---|---|---|---|---|---|---|---|---|\n", o->window);
+	    "| final shift | shadows | changed | moves save/back | shadow tokens | counted / "
+	    "excluded |\n"
+	    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", o->window);
 	{
 		double ms = 0, ml = 0, ww = -1;
 		unsigned conv = 0;
@@ -428,11 +516,12 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 			else
 				snprintf(hv, sizeof hv, "never");
 			printf("| %u | %.1f%% | %.2f | %.2f | %s | %s | %s | %+.2f | %llu | %llu | "
-			    "%llu/%llu | %.1f%% |\n", run, 100 * r->saved, 100 * r->loss,
+			    "%llu/%llu | %.1f%% | %llu / %llu |\n", run, 100 * r->saved, 100 * r->loss,
 			    100 * r->worst_window_loss, cv, rv, hv, r->final_shift,
 			    (unsigned long long)r->shadows, (unsigned long long)r->changes,
 			    (unsigned long long)r->saves, (unsigned long long)r->backs,
-			    100 * r->shadow_share);
+			    100 * r->shadow_share, (unsigned long long)r->samples,
+			    (unsigned long long)r->excluded);
 			ms += r->saved;
 			ml += r->loss;
 			if (r->worst_window_loss > ww)

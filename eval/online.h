@@ -17,6 +17,14 @@
  * program after which the trailing 100 programs save >= 80% of it.  `runs` stream orders are
  * simulated and summarized.
  *
+ * The description above is the windowed controller (windowed: certain stops shadowed, one
+ * outcome at the current setting, riskctl_observe).  The default is the counterfactual one, as
+ * in certad: a program picked by riskctl_pick that ran to its end feeds riskctl_observe_cf at
+ * once, free; one picked that stopped early (certain or unpromising) runs on as a shadow only
+ * when some grid shift would have stopped it elsewhere (riskctl_cf_movable on its own steps),
+ * and its whole trajectory feeds riskctl_observe_cf `lag` programs later.  The static table
+ * per shift shows both rates (per movable stop, per program).
+ *
  * Single-threaded; prints to stdout.
  */
 #ifndef CERTA_EVAL_ONLINE_H
@@ -37,6 +45,9 @@ struct online_opts {
 	unsigned window;          /* programs per reported window (100) */
 	double max_loss;          /* for the model's own best threshold (0.01) */
 	bool verbose;             /* the per-window table of every run, not just the first */
+	bool windowed;            /* the previous controller: certain stops shadowed, one outcome
+	                           * at the current setting (riskctl_observe); default: the
+	                           * counterfactual counts (riskctl_observe_cf) */
 };
 
 /* Runs the simulation for every model of tr and prints it.  Returns 0, or a negative errno

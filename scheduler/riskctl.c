@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "scheduler/sched.h"
 
@@ -202,6 +203,208 @@ riskctl_observe(const struct riskctl_params *pr, struct riskctl_state *s, bool c
 		}
 	}
 	return RISKCTL_HOLD;
+}
+
+uint32_t
+riskctl_grid_size(const struct riskctl_params *pr)
+{
+	double span = pr->max_shift - pr->min_shift;
+	double g;
+
+	if (!(pr->step > 0) || !(span >= 0) || !isfinite(span))
+		return 0;
+	g = floor(span / pr->step + 1e-9) + 1;
+	return g > RISKCTL_GRID_MAX ? RISKCTL_GRID_MAX : (uint32_t)g;
+}
+
+double
+riskctl_grid_shift(const struct riskctl_params *pr, uint32_t k)
+{
+	return pr->min_shift + (double)k * pr->step;
+}
+
+void
+riskctl_cf_stops(const struct riskctl_params *pr, double tau0, const struct riskctl_point *pts,
+    size_t n, bool last_is_end, size_t *stop, bool *certain)
+{
+	uint32_t g = riskctl_grid_size(pr), k;
+	size_t i;
+
+	for (k = 0; k < g; k++) {
+		double tau = riskctl_threshold(tau0, riskctl_grid_shift(pr, k));
+		stop[k] = n;
+		certain[k] = false;
+		for (i = 0; i < n; i++) {
+			/* The order of sched_decide(): natural end, certain, then the others. */
+			if (last_is_end && i + 1 == n)
+				break;
+			if (pts[i].c >= 0 && pts[i].c >= tau) {
+				certain[k] = true;
+				break;
+			}
+			if (pts[i].other)
+				break;
+		}
+		stop[k] = i;
+	}
+}
+
+bool
+riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
+    const struct riskctl_point *pts, size_t n, bool last_is_end)
+{
+	size_t stop[RISKCTL_GRID_MAX];
+	bool certain[RISKCTL_GRID_MAX];
+	uint32_t g = riskctl_grid_size(pr), k;
+
+	riskctl_cf_stops(pr, tau0, pts, n, last_is_end, stop, certain);
+	for (k = 1; k < g; k++)
+		if (stop[k] != stop[0] || certain[k] != certain[0])
+			return true;
+	return false;
+}
+
+/* Resets the counts when the grid of the parameters is not the one they were made on. */
+static void
+riskctl_grid_sync(const struct riskctl_params *pr, struct riskctl_state *s)
+{
+	uint32_t g = riskctl_grid_size(pr);
+
+	if (s->gn == g && s->gmin == pr->min_shift && s->gstep == pr->step)
+		return;
+	s->gn = g;
+	s->gmin = pr->min_shift;
+	s->gstep = pr->step;
+	s->gtot = 0;
+	memset(s->gobs, 0, sizeof s->gobs);
+	memset(s->gchg, 0, sizeof s->gchg);
+}
+
+uint32_t
+riskctl_grid_index(const struct riskctl_params *pr, double shift)
+{
+	uint32_t g = riskctl_grid_size(pr);
+	double k;
+
+	if (g == 0)
+		return 0;
+	k = floor((shift - pr->min_shift) / pr->step + 0.5);
+	if (!(k > 0))
+		return 0;
+	return k >= g ? g - 1 : (uint32_t)k;
+}
+
+/* The grid point nearest the shift. */
+static uint32_t
+riskctl_grid_at(const struct riskctl_params *pr, const struct riskctl_state *s)
+{
+	return riskctl_grid_index(pr, s->shift);
+}
+
+static bool
+riskctl_grid_bad(const struct riskctl_params *pr, const struct riskctl_state *s, uint32_t k)
+{
+	if (riskctl_cp_lower(s->gchg[k], s->gtot, pr->confidence) > pr->target)
+		return true;
+	return s->gtot >= pr->window &&
+	    riskctl_cp_upper(s->gchg[k], s->gtot, pr->confidence) > pr->target;
+}
+
+static bool
+riskctl_grid_proven(const struct riskctl_params *pr, const struct riskctl_state *s, uint32_t k)
+{
+	return s->gtot >= pr->min_samples &&
+	    riskctl_cp_upper(s->gchg[k], s->gtot, pr->confidence) <= pr->target;
+}
+
+/* Moves to grid point k (new window). */
+static void
+riskctl_grid_go(const struct riskctl_params *pr, struct riskctl_state *s, uint32_t k)
+{
+	s->shift = riskctl_grid_shift(pr, k);
+	s->win_n = 0;
+	s->win_changes = 0;
+}
+
+enum riskctl_move
+riskctl_pick_shift(const struct riskctl_params *pr, struct riskctl_state *s)
+{
+	uint32_t k, cur;
+	long best = -1;
+
+	riskctl_grid_sync(pr, s);
+	if (pr->frozen || s->gn == 0)
+		return RISKCTL_HOLD;
+	cur = riskctl_grid_at(pr, s);
+	for (k = 0; k < s->gn; k++) {
+		if (riskctl_grid_bad(pr, s, k))
+			break;
+		if (riskctl_grid_proven(pr, s, k))
+			best = (long)k;
+	}
+	if (best > (long)cur) {
+		riskctl_grid_go(pr, s, (uint32_t)best);
+		s->saves++;
+		return RISKCTL_SAVE;
+	}
+	if (riskctl_grid_bad(pr, s, cur) && cur > 0) {
+		riskctl_grid_go(pr, s, best >= 0 && best < (long)cur ? (uint32_t)best : cur - 1);
+		s->backs++;
+		return RISKCTL_BACK;
+	}
+	return RISKCTL_HOLD;
+}
+
+enum riskctl_move
+riskctl_observe_excluded(const struct riskctl_params *pr, struct riskctl_state *s)
+{
+	riskctl_grid_sync(pr, s);
+	if (s->gn == 0)
+		return RISKCTL_HOLD;
+	if (s->gtot < UINT32_MAX)
+		s->gtot++;
+	s->excluded++;
+	return riskctl_pick_shift(pr, s);
+}
+
+enum riskctl_move
+riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s, double tau0,
+    const struct riskctl_point *pts, size_t n, bool shadow, bool changed, uint64_t tokens)
+{
+	size_t stop[RISKCTL_GRID_MAX];
+	bool certain[RISKCTL_GRID_MAX];
+	uint32_t k;
+
+	riskctl_grid_sync(pr, s);
+	if (shadow) {
+		s->shadows++;
+		s->tokens += tokens;
+		if (changed)
+			s->changes++;
+		if (s->win_n < UINT32_MAX) {
+			s->win_n++;
+			if (changed)
+				s->win_changes++;
+		}
+	}
+	if (n == 0 || s->gn == 0)
+		return RISKCTL_HOLD;
+	if (s->gtot < UINT32_MAX)
+		s->gtot++;
+	if (!riskctl_cf_movable(pr, tau0, pts, n, true)) {
+		s->excluded++;
+		return riskctl_pick_shift(pr, s);
+	}
+	s->samples++;
+	riskctl_cf_stops(pr, tau0, pts, n, true, stop, certain);
+	for (k = 0; k < s->gn; k++) {
+		if (!certain[k] || s->gobs[k] == UINT32_MAX || s->gtot == UINT32_MAX)
+			continue;
+		s->gobs[k]++;
+		if (!pts[stop[k]].same)
+			s->gchg[k]++;
+	}
+	return riskctl_pick_shift(pr, s);
 }
 
 bool

@@ -27,9 +27,14 @@
 #define CERTA_SCHEDULER_RISKCTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct sched_policy;
+
+/* Most grid points of the counterfactual counts (shifts min_shift, min_shift + step, ...,
+ * up to max_shift). */
+#define RISKCTL_GRID_MAX 32
 
 /* Controller parameters (the policy's riskctl.* keys, scheduler/policy.h). */
 struct riskctl_params {
@@ -60,6 +65,16 @@ struct riskctl_state {
 	uint32_t win_changes;  /* ... whose answer changed */
 	uint64_t saves, backs; /* moves made */
 	uint64_t tokens;       /* shadow tokens (decode + probe), for reports */
+	/* Counterfactual counts (riskctl_observe_cf): grid point k is the shift gmin + k * gstep
+	 * (k < gn); gtot trajectories counted on this grid (excluded ones included), gobs[k] of
+	 * the movable ones stopped certain there, gchg[k] of those with an answer that differs
+	 * from the natural end's.  Cumulative over all settings; reset when the grid
+	 * (riskctl.min_shift, riskctl.max_shift, riskctl.step) changes. */
+	uint32_t gn, gtot;
+	double gmin, gstep;
+	uint32_t gobs[RISKCTL_GRID_MAX], gchg[RISKCTL_GRID_MAX];
+	uint64_t samples;      /* trajectories counted (shadows and free natural ends) */
+	uint64_t excluded;     /* trajectories no grid shift can move (not counted) */
 };
 
 /* The parameters of a policy's riskctl.* keys for programs of algorithm algo (enum
@@ -94,6 +109,94 @@ double riskctl_ucb(const struct riskctl_params *pr, const struct riskctl_state *
  * what it cost) and applies the rule above.  Returns the move made. */
 enum riskctl_move riskctl_observe(const struct riskctl_params *pr, struct riskctl_state *s,
     bool changed, uint64_t tokens);
+
+/*
+ * Counterfactual observations.  The controlled risk of grid shift k is its answer-change rate
+ * *per program*: the share of programs that shift stops certain with an answer that differs
+ * from the natural end's, among those whose stop some shift can move (gchg[k] / gtot).  Per
+ * program, not per stop, because it bounds what matters: the accuracy lost against running to
+ * the end is at most this rate plus the (shift-independent) changes of the excluded stops.
+ * A rate among the stops themselves does not transfer (docs/certainty.md: 41% of R1's
+ * movable stops change at 0.80 pt loss, 29% of a LOMO-calibrated policy's at 10 pt).
+ *
+ * One completed trajectory (a shadow: the program's own steps
+ * followed by the shadow's continuation to the natural end; or a program that ran to its end)
+ * shows where every shift would have stopped and whether that stop's answer differs from the
+ * natural end's, so it updates the counts of every grid shift at once.
+ *
+ * A trajectory is the decision points after each step, in order; the last one is the natural
+ * end.  Under threshold tau the program stops at the first point i that is the last, or has
+ * c >= tau (a certain stop when i is not the last), or has `other` set (a stop no threshold
+ * decides: the unpromising bound, a budget; not a certain stop).  Grid point k counts the
+ * trajectory when its stop is certain (gobs[k]++, gchg[k] += !same there).
+ *
+ * Excluded from the change counts (counted in `excluded` and in gtot as a program with no
+ * controllable change): trajectories whose stop is the same point, certain or not, under every
+ * grid shift — no shift can move them.  These are
+ * exactly: (a) programs that reach the end or an `other` stop before any point with c >= the
+ * loosest grid threshold (run to the end, unpromising, budget at every shift), and (b) certain
+ * stops at a point every grid threshold accepts (certaindex 1: a settled cot chain, an sc vote
+ * the finished/settled chains decide; or c >= the strictest grid threshold) reached before any
+ * point with c >= the loosest grid threshold.
+ */
+struct riskctl_point {
+	double c;              /* certaindex after the step; < 0 never stops certain here */
+	bool other;            /* a stop no threshold decides ends the program here */
+	bool same;             /* the decision's answer here equals the natural end's */
+};
+
+/* Grid size of the parameters: floor((max_shift - min_shift) / step) + 1, at most
+ * RISKCTL_GRID_MAX; 0 when the parameters give no grid. */
+uint32_t riskctl_grid_size(const struct riskctl_params *pr);
+
+/* The shift of grid point k. */
+double riskctl_grid_shift(const struct riskctl_params *pr, uint32_t k);
+
+/* The grid point nearest a shift (0 below the grid, the last above it). */
+uint32_t riskctl_grid_index(const struct riskctl_params *pr, double shift);
+
+/* Where grid point k stops on pts[0..n): stop[k] is the index (n when no point of the n stops
+ * it: only for a prefix whose end is not the natural end, last_is_end false), certain[k]
+ * whether it is a certain stop.  tau0: the unshifted stop-certain threshold. */
+void riskctl_cf_stops(const struct riskctl_params *pr, double tau0,
+    const struct riskctl_point *pts, size_t n, bool last_is_end, size_t *stop, bool *certain);
+
+/* Whether some grid shift stops pts[0..n) differently from another (false: excluded, above).
+ * With last_is_end false (a stopped program's own steps, its stop the last point) it says
+ * whether a shadow can tell anything: false when every grid shift stops at the same point of
+ * the prefix, so the program needs no shadow. */
+bool riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
+    const struct riskctl_point *pts, size_t n, bool last_is_end);
+
+/*
+ * Feeds one completed trajectory (shadow: a shadow's, tokens its cost, changed whether its end
+ * differs from the answer given; else a free natural end) into every grid point's counts and
+ * applies the pick rule:
+ *
+ *   - proven:  gtot >= min_samples and UCB(gchg[k], gtot) <= target;
+ *   - bad:     LCB(gchg[k], gtot) > target (clearly over), or gtot >= window and UCB >
+ *              target (not shown safe within a window);
+ *   - best:    the most aggressive proven point with no bad point at or below it;
+ *   - best above the current point -> move there (RISKCTL_SAVE, may be several steps);
+ *     the current point bad -> move to best when below, else one step back (RISKCTL_BACK);
+ *     otherwise hold (hysteresis between the bounds).  Frozen: count, never move.
+ *
+ * The current point is the grid point nearest the shift.  A move restarts the window
+ * (win_n, win_changes, which riskctl_observe keeps).  Returns the move made.
+ */
+enum riskctl_move riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s,
+    double tau0, const struct riskctl_point *pts, size_t n, bool shadow, bool changed,
+    uint64_t tokens);
+
+/* Counts a sampled program that stopped early where every grid shift stops it alike
+ * (riskctl_cf_movable false on its own steps; no shadow needed): excluded, one more program in
+ * gtot; then the pick rule.  Returns the move made. */
+enum riskctl_move riskctl_observe_excluded(const struct riskctl_params *pr,
+    struct riskctl_state *s);
+
+/* The pick rule alone on the current counts (what riskctl_observe_cf applies after
+ * counting); frozen holds. */
+enum riskctl_move riskctl_pick_shift(const struct riskctl_params *pr, struct riskctl_state *s);
 
 /* Clamps s->shift into the parameters' bounds (after a policy change); true if it moved
  * (the window then restarts). */

@@ -58,8 +58,8 @@ sched_policy_default(struct sched_policy *p)
 	p->extend_frac = 0.25;
 	p->extend_min = 0.5;
 	p->starvation_ms = 30000;
-	p->riskctl_target = 0.08;
-	p->riskctl_sc_target = 0.04;
+	p->riskctl_target = 0.07;
+	p->riskctl_sc_target = 0.07;
 	p->riskctl_shadow_frac = 0;
 	p->riskctl_confidence = 0.9;
 	p->riskctl_step = 0.5;

@@ -81,9 +81,9 @@ struct sched_policy {
 
 	/* Online risk control from shadow runs (scheduler/riskctl.h; keys riskctl.*).  The
 	 * daemon reads them from the base policy (one controller per model and algorithm). */
-	double riskctl_target;        /* answer-change rate allowed among cot certain stops */
-	double riskctl_sc_target;     /* ... among sc certain stops */
-	double riskctl_shadow_frac;   /* share of early stops run on as shadows (0: off) */
+	double riskctl_target;        /* cot answer changes per program allowed (riskctl.h) */
+	double riskctl_sc_target;     /* ... sc */
+	double riskctl_shadow_frac;   /* share of programs sampled for the controller (0: off) */
 	double riskctl_confidence;    /* of the Clopper-Pearson bounds */
 	double riskctl_step;          /* logit shift per move */
 	double riskctl_min_shift;     /* bounds of the shift (<= 0, >= 0) */

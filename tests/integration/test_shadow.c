@@ -1,8 +1,9 @@
 /*
  * test_shadow.c — online risk control with the real certad and replay worker: an early-stopped
  * program runs on as a shadow that never reaches the client and is charged to the system
- * account; the shadow's outcome moves the controller; a shadow in flight survives a kill -9 of
- * certad; the controller's state survives restarts; riskctl.frozen stops it moving.
+ * account; the shadow's trajectory moves the controller; a shadow in flight survives a kill -9
+ * of certad; the controller's state survives restarts; riskctl.frozen stops it moving; a
+ * sampled program that ran to its end is counted without a shadow.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,7 +25,9 @@
 #include "tests/support/itest.h"
 
 /* Stop at the first valid answer (so chains are left to shadow), shadow every such stop, and
- * move after one shadow: whatever it shows, the controller steps (save or back). */
+ * move after one shadow.  The grid is three shifts, -4, 0, +4 (thresholds 0.74, 0.05, 0.001):
+ * the stop at the first valid answer is one -4 would not make, so the shadow is needed, and
+ * its trajectory moves the controller one grid step either way (save or back). */
 static const char shadow_policy[] =
     "cot.threshold = 0.05\n"
     "riskctl.shadow_frac = 1\n"
@@ -32,7 +35,9 @@ static const char shadow_policy[] =
     "riskctl.confidence = 0.5\n"
     "riskctl.min_samples = 1\n"
     "riskctl.window = 1\n"
-    "riskctl.step = 0.5\n";
+    "riskctl.min_shift = -4\n"
+    "riskctl.max_shift = 4\n"
+    "riskctl.step = 4\n";
 
 static int
 setup(void **state)
@@ -157,11 +162,14 @@ test_shadow_unseen_and_charged_to_system(void **state)
 	assert_true(r->riskctl[0]->tokens > 0);
 	assert_true(t2 + r->riskctl[0]->tokens >= it->tr->tokens_used);
 	assert_true(t2 < it->tr->tokens_used);
-	/* One outcome, one move of one step (target 0.9 at confidence 0.5, window 1). */
+	/* One outcome, one move of one grid step (target 0.9 at confidence 0.5, window 1). */
 	assert_int_equal(r->riskctl[0]->saves + r->riskctl[0]->backs, 1);
-	assert_true(fabs(fabs(r->riskctl[0]->shift) - 0.5) < 1e-9);
+	assert_true(fabs(fabs(r->riskctl[0]->shift) - 4) < 1e-9);
 	assert_int_equal(r->riskctl[0]->dropped, 0);
 	assert_string_equal(r->riskctl[0]->algo, "cot");
+	/* Its trajectory was counted (a shadow: movable within the grid). */
+	assert_int_equal(r->riskctl[0]->samples, 1);
+	assert_int_equal(r->riskctl[0]->excluded, 0);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 
 	/* The client's program is finished with its answer; the shadow is not the tenant's. */
@@ -215,7 +223,7 @@ test_shadow_survives_restart_and_freeze(void **state)
 	start(it, "0");
 	r = wait_riskctl(it, 1, 0);
 	shift = r->riskctl[0]->shift;
-	assert_true(fabs(fabs(shift) - 0.5) < 1e-9);
+	assert_true(fabs(fabs(shift) - 4) < 1e-9);
 	assert_int_equal(r->riskctl[0]->dropped, 0);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	/* It came back as a shadow (not a program of its own, which would have finished
@@ -230,6 +238,8 @@ test_shadow_survives_restart_and_freeze(void **state)
 	r = wait_riskctl(it, 1, 0);
 	assert_true(r->riskctl[0]->shift == shift);
 	assert_false(r->riskctl[0]->frozen);
+	/* The counterfactual counts came back from the riskctl DB. */
+	assert_int_equal(r->riskctl[0]->samples, 1);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 
 	/* Freeze (the global default policy, as `certactl policy set riskctl.frozen=1`). */
@@ -245,7 +255,52 @@ test_shadow_survives_restart_and_freeze(void **state)
 	assert_true(r->riskctl[0]->frozen);
 	assert_true(r->riskctl[0]->shift == shift);
 	assert_int_equal(r->riskctl[0]->saves + r->riskctl[0]->backs, 1);
+	assert_int_equal(r->riskctl[0]->samples, 2);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* A sampled program that runs to its natural end is a free sample: its trajectory is counted
+ * at once, and no shadow runs. */
+static void
+test_natural_end_is_a_free_sample(void **state)
+{
+	struct itest *it = *state;
+	struct certa_client_events ev;
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	Certa__V1__SetPolicyRequest sp = CERTA__V1__SET_POLICY_REQUEST__INIT;
+	Certa__V1__Policy pol = CERTA__V1__POLICY__INIT;
+	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
+	Certa__V1__StatsReply *r;
+	static char body[1 << 16];
+	char sid[128];
+
+	HARNESS_NEED_TRACES(it);
+	start(it, "0");
+	/* The tenant's own policy never stops certain; the controller's grid is the base's. */
+	pol.text = (char *)"cot.threshold = 2\nunpromising_tokens = 0\n";
+	sp.tenant = (char *)"default";
+	sp.policy = &pol;
+	assert_int_equal(itest_call(it->adm, "/certa.v1.Admin/SetPolicy", &sp.base,
+	    &certa__v1__policy__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_OK);
+	memset(&ev, 0, sizeof ev);
+	spec.problem = (char *)it->tr->problem;
+	spec.algorithm = CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_int_equal(ev.finished->result->reason,
+	    CERTA__V1__FINISH_REASON__FINISH_REASON_NATURAL_END);
+	r = wait_riskctl(it, 0, 0);
+	assert_int_equal(r->riskctl[0]->samples + r->riskctl[0]->excluded, 1);
+	assert_int_equal(r->riskctl[0]->tokens, 0);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	snprintf(sid, sizeof sid, "%s.shadow", ev.id);
+	g.program_id = sid;
+	assert_int_equal(itest_call(it->ch, "/certa.v1.Reasoning/Get", &g.base,
+	    &certa__v1__program__descriptor, NULL, NULL, NULL, 0), GRPC_STATUS_NOT_FOUND);
+	assert_int_equal(harness_http_get(it->mport, "/metrics", body, sizeof body), 200);
+	assert_true(metric(body, "certa_tokens_generated_total{tenant=\"_system\"}") < 0);
+	certa_client_events_free(&ev);
 }
 
 int
@@ -255,6 +310,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_shadow_unseen_and_charged_to_system, setup,
 		    itest_teardown),
 		cmocka_unit_test_setup_teardown(test_shadow_survives_restart_and_freeze, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_natural_end_is_a_free_sample, setup,
 		    itest_teardown),
 	};
 	int rc;

@@ -311,6 +311,213 @@ test_decide_uses_shift(void **state)
 	assert_false(d.stop);
 }
 
+/* Grid -2..2 step 1 around tau0 = 0.5: thresholds 0.881, 0.731, 0.5, 0.269, 0.119. */
+static void
+grid_params(struct riskctl_params *pr)
+{
+	params(pr);
+	pr->min_shift = -2;
+	pr->max_shift = 2;
+	pr->step = 1;
+}
+
+/* A hand-made trajectory: which shift stops where, certain or not, changed or not. */
+static void
+test_cf_grid_update(void **state)
+{
+	const struct riskctl_point tr[] = {
+		{ .c = 0.2, .same = false },                 /* +2 stops here: changed */
+		{ .c = 0.6, .same = false },                 /* +1 and 0: changed */
+		{ .c = 0.75, .same = true },                 /* -1: same */
+		{ .c = 0.85, .other = true, .same = true },  /* -2: unpromising, not certain */
+		{ .c = 1, .same = true },                    /* natural end */
+	};
+	const size_t want_stop[5] = { 3, 2, 1, 1, 0 };
+	const bool want_certain[5] = { false, true, true, true, true };
+	const uint32_t want_obs[5] = { 0, 1, 1, 1, 1 }, want_chg[5] = { 0, 0, 1, 1, 1 };
+	struct riskctl_params pr;
+	struct riskctl_state s = { 0 };
+	size_t stop[RISKCTL_GRID_MAX];
+	bool certain[RISKCTL_GRID_MAX];
+	uint32_t k;
+
+	(void)state;
+	grid_params(&pr);
+	assert_int_equal(riskctl_grid_size(&pr), 5);
+	assert_true(riskctl_grid_shift(&pr, 4) == 2);
+	riskctl_cf_stops(&pr, 0.5, tr, 5, true, stop, certain);
+	for (k = 0; k < 5; k++) {
+		assert_int_equal(stop[k], want_stop[k]);
+		assert_int_equal(certain[k], want_certain[k]);
+	}
+	assert_true(riskctl_cf_movable(&pr, 0.5, tr, 5, true));
+	pr.frozen = true;   /* counting only */
+	assert_int_equal(riskctl_observe_cf(&pr, &s, 0.5, tr, 5, true, true, 40), RISKCTL_HOLD);
+	for (k = 0; k < 5; k++) {
+		assert_int_equal(s.gobs[k], want_obs[k]);
+		assert_int_equal(s.gchg[k], want_chg[k]);
+	}
+	assert_int_equal(s.samples, 1);
+	assert_int_equal(s.excluded, 0);
+	assert_int_equal(s.gtot, 1);
+	assert_int_equal(s.shadows, 1);
+	assert_int_equal(s.changes, 1);
+	assert_int_equal(s.tokens, 40);
+	/* A free natural end (not a shadow) counts in the grid, not as a shadow. */
+	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, false, false, 0);
+	assert_int_equal(s.gobs[4], 2);
+	assert_int_equal(s.shadows, 1);
+
+	/* Excluded: a settled point (certaindex 1) first, every shift stops there... */
+	{
+		const struct riskctl_point settled[] = {
+			{ .c = 0.1, .same = false }, { .c = 1, .same = true }, { .c = 1, .same = true },
+		};
+		const struct riskctl_point none[] = {
+			{ .c = 0.05, .same = false }, { .c = 0.1, .other = true, .same = false },
+			{ .c = 1, .same = true },
+		};
+		riskctl_cf_stops(&pr, 0.5, settled, 3, true, stop, certain);
+		for (k = 0; k < 5; k++)
+			assert_true(stop[k] == 1 && certain[k]);
+		assert_false(riskctl_cf_movable(&pr, 0.5, settled, 3, true));
+		riskctl_observe_cf(&pr, &s, 0.5, settled, 3, true, false, 1);
+		/* ... and an unpromising stop before any point the loosest threshold accepts. */
+		assert_false(riskctl_cf_movable(&pr, 0.5, none, 3, true));
+		riskctl_observe_cf(&pr, &s, 0.5, none, 3, false, false, 0);
+		assert_int_equal(s.excluded, 2);
+		assert_int_equal(s.samples, 2);
+		/* Excluded from the change counts, not from the programs (the rate's n). */
+		assert_int_equal(s.gtot, 4);
+		/* An early stop every shift makes alike (no shadow): the same, without a
+		 * trajectory. */
+		assert_int_equal(riskctl_observe_excluded(&pr, &s), RISKCTL_HOLD);
+		assert_int_equal(s.gtot, 5);
+		assert_int_equal(s.excluded, 3);
+		assert_int_equal(s.gobs[4], 2);
+		assert_int_equal(s.gobs[4], 2);
+		assert_int_equal(s.gobs[0], 0);
+	}
+	/* A stopped program's own steps: its stop at a certaindex-1 point that every shift
+	 * reaches first needs no shadow; one at 0.6 does (-1, -2 would run on). */
+	{
+		const struct riskctl_point own1[] = { { .c = 0.1 }, { .c = 1 } };
+		assert_false(riskctl_cf_movable(&pr, 0.5, own1, 2, false));
+		riskctl_cf_stops(&pr, 0.5, tr, 2, false, stop, certain);
+		assert_int_equal(stop[0], 2);   /* not within the prefix */
+		assert_int_equal(stop[1], 2);
+		assert_int_equal(stop[2], 1);
+		assert_true(riskctl_cf_movable(&pr, 0.5, tr, 2, false));
+	}
+	/* Another grid: counts restart. */
+	pr.step = 0.5;
+	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, false, false, 0);
+	assert_int_equal(s.gn, 9);
+	assert_int_equal(s.gobs[8], 1);
+	assert_int_equal(s.gtot, 1);
+}
+
+static void
+set_counts(struct riskctl_state *s, uint32_t n, const uint32_t *chg)
+{
+	s->gtot = n;
+	memcpy(s->gchg, chg, 5 * sizeof *chg);
+}
+
+/* The pick rule on known counts (target 0.05, confidence 0.9): changes per counted program. */
+static void
+test_cf_pick_rule(void **state)
+{
+	struct riskctl_params pr;
+	struct riskctl_state s = { 0 };
+
+	(void)state;
+	grid_params(&pr);
+	s.gn = 5, s.gmin = -2, s.gstep = 1;
+	/* UCB(0, 100) = 0.023, UCB(1, 100) = 0.038 proven; 12 of 100: LCB 0.077, bad.  From 0
+	 * to +1 in one move. */
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 0, 1, 12 });
+	assert_true(riskctl_cp_upper(1, 100, 0.9) < 0.05);
+	assert_true(riskctl_cp_lower(12, 100, 0.9) > 0.05);
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_SAVE);
+	assert_true(s.shift == 1);
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
+	/* The current point turns bad: back to the best proven one below. */
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 0, 12, 12 });
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_BACK);
+	assert_true(s.shift == 0);
+	assert_int_equal(s.saves, 1);
+	assert_int_equal(s.backs, 1);
+	/* Between the bounds: 3 of 50 is neither proven (UCB 0.13) nor bad (LCB 0.022, n <
+	 * window), nor are 4 of 50 above it: hold, whatever is below. */
+	set_counts(&s, 50, (const uint32_t[5]){ 0, 0, 3, 4, 4 });
+	assert_true(riskctl_cp_lower(4, 50, 0.9) < 0.05);
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
+	/* A full window unproven: back, to the best proven point below. */
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 6, 6, 6 });
+	assert_true(riskctl_cp_lower(6, 100, 0.9) < 0.05);
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_BACK);
+	assert_true(s.shift == -1);
+	/* A bad point blocks every point above it, however clean. */
+	s.shift = -2;
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 12, 0, 0, 0 });
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
+	assert_true(s.shift == -2);
+	/* min_samples: 0 of 19 is not enough even when its UCB (0.114) is under the target. */
+	pr.target = 0.15;
+	set_counts(&s, 19, (const uint32_t[5]){ 0 });
+	assert_true(riskctl_cp_upper(0, 19, 0.9) < 0.15);
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
+	s.gtot = 20;
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_SAVE);
+	assert_true(s.shift == 2);
+	/* Frozen: holds on any evidence. */
+	pr.frozen = true;
+	set_counts(&s, 100, (const uint32_t[5]){ 90, 90, 90, 90, 90 });
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
+	assert_true(s.shift == 2);
+	pr.frozen = false;
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_BACK);
+	assert_true(s.shift == 1);
+}
+
+/* A stream with a known counterfactual change rate: one point with c ~ U(0, 1), changed when
+ * c < 0.3, then the natural end.  Per program, threshold tau changes the answer with
+ * probability max(0, 0.3 - tau): 0 down to shift 0, 3.1% at +1, 18.1% at +2.  Target 10%: it
+ * must reach +1 and never rest at +2. */
+static void
+test_cf_known_rate_stream(void **state)
+{
+	struct riskctl_params pr;
+	struct riskctl_state s = { 0 };
+	uint64_t seed = 13;
+	int i, at2 = 0, first = -1;
+
+	(void)state;
+	grid_params(&pr);
+	pr.target = 0.10;
+	for (i = 0; i < 1000; i++) {
+		struct riskctl_point tr[2];
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		tr[0].c = (double)(seed >> 11) / 9007199254740992.0;
+		tr[0].other = false;
+		tr[0].same = !(tr[0].c < 0.3);
+		tr[1].c = 1, tr[1].other = false, tr[1].same = true;
+		riskctl_observe_cf(&pr, &s, 0.5, tr, 2, true, !tr[0].same, 1);
+		if (s.shift == 1 && first < 0)
+			first = i;
+		if (i >= 200 && s.shift == 2)
+			at2++;
+	}
+	assert_true(s.shift == 1);
+	assert_true(first >= 0 && first < 200);
+	assert_int_equal(at2, 0);
+	/* Every movable trajectory informs +2, whatever the setting: c in [0.119, 0.881), ~76%
+	 * (c >= 0.881 stops at every shift, c < 0.119 at none: excluded). */
+	assert_true(s.gobs[4] > 700 && s.gobs[4] < 820);
+	assert_true(s.excluded > 180 && s.excluded < 300);
+}
+
 int
 main(void)
 {
@@ -327,6 +534,9 @@ main(void)
 		cmocka_unit_test(test_pick),
 		cmocka_unit_test(test_policy_keys),
 		cmocka_unit_test(test_decide_uses_shift),
+		cmocka_unit_test(test_cf_grid_update),
+		cmocka_unit_test(test_cf_pick_rule),
+		cmocka_unit_test(test_cf_known_rate_stream),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
