@@ -218,11 +218,39 @@ evalsim_reference(const struct traces_program *prog, size_t n, struct evalsim_fu
 }
 
 /* Replay state of one chain. */
-struct evalsim_chain {
-	const struct trace *t;
-	struct sched_probe *probes;
-	size_t nprobes, cap;
-};
+int
+evalsim_chain_advance(struct evalsim_chain *st, struct sched_chain *ch, uint32_t step_tokens,
+    uint64_t *probe_tokens)
+{
+	const struct trace *t = st->t;
+	const struct trace_probe *pr;
+	uint64_t pos;
+
+	pos = ch->tokens + (step_tokens ? step_tokens : 1);
+	if (pos > t->tokens_used)
+		pos = t->tokens_used;
+	pr = traces_probe_at(t, pos);
+	if (ARRAY_GROW(st->probes, st->cap, st->nprobes + 1) != 0)
+		return -ENOMEM;
+	ch->probes = st->probes;
+	st->probes[st->nprobes].position = pos;
+	st->probes[st->nprobes].answer = pr != NULL ? pr->answer : "";
+	st->probes[st->nprobes].confidence = -1;
+	st->probes[st->nprobes].min_prob = -1;
+	st->probes[st->nprobes].entropy = -1;
+	st->nprobes++;
+	ch->nprobes = st->nprobes;
+	*probe_tokens += pr != NULL ? pr->out_tokens : 0;
+	ch->tokens = pos;
+	ch->answer = pr != NULL ? pr->answer : "";
+	ch->text_len = traces_text_offset(t, pos);
+	ch->thinking_done = t->think_end > 0 && pos >= t->think_end;
+	if (pos >= t->tokens_used) {
+		ch->finished = true;
+		ch->final_answer = t->final_answer;
+	}
+	return 0;
+}
 
 int
 evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
@@ -323,37 +351,11 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 		if (d.stop)
 			break;
 		for (i = 0; i < n; i++) {
-			const struct trace *t = st[i].t;
-			const struct trace_probe *pr;
-			uint64_t pos;
-
 			if (ch[i].finished)
 				continue;
-			pos = ch[i].tokens + (d.step_tokens ? d.step_tokens : 1);
-			if (pos > t->tokens_used)
-				pos = t->tokens_used;
-			pr = traces_probe_at(t, pos);
-			if (ARRAY_GROW(st[i].probes, st[i].cap, st[i].nprobes + 1) != 0) {
-				rc = -ENOMEM;
+			rc = evalsim_chain_advance(&st[i], &ch[i], d.step_tokens, &probe_tokens);
+			if (rc != 0)
 				goto fail_chains;
-			}
-			ch[i].probes = st[i].probes;
-			st[i].probes[st[i].nprobes].position = pos;
-			st[i].probes[st[i].nprobes].answer = pr != NULL ? pr->answer : "";
-			st[i].probes[st[i].nprobes].confidence = -1;
-			st[i].probes[st[i].nprobes].min_prob = -1;
-			st[i].probes[st[i].nprobes].entropy = -1;
-			st[i].nprobes++;
-			ch[i].nprobes = st[i].nprobes;
-			probe_tokens += pr != NULL ? pr->out_tokens : 0;
-			ch[i].tokens = pos;
-			ch[i].answer = pr != NULL ? pr->answer : "";
-			ch[i].text_len = traces_text_offset(t, pos);
-			ch[i].thinking_done = t->think_end > 0 && pos >= t->think_end;
-			if (pos >= t->tokens_used) {
-				ch[i].finished = true;
-				ch[i].final_answer = t->final_answer;
-			}
 		}
 	}
 	memset(out, 0, sizeof *out);

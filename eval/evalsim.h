@@ -144,6 +144,20 @@ void evalsim_traj_free(struct evalsim_traj *t);
 /* Reference answer and cost of a program with n chains (n = 1 for cot). */
 void evalsim_reference(const struct traces_program *prog, size_t n, struct evalsim_full *out);
 
+/* One replayed chain: its trace and the probe points recorded so far (the sched_chain's
+ * probes point into them).  Shared by evalsim_run and eval/routesim.c. */
+struct evalsim_chain {
+	const struct trace *t;
+	struct sched_probe *probes;
+	size_t nprobes, cap;
+};
+
+/* Advances an unfinished chain by one step of step_tokens (0: 1) on its trace, as a worker
+ * would: position, the probe answer there (its tokens added to *probe_tokens), text length,
+ * thinking end, finished with the final answer at the trace's end.  0 or -ENOMEM. */
+int evalsim_chain_advance(struct evalsim_chain *st, struct sched_chain *ch, uint32_t step_tokens,
+    uint64_t *probe_tokens);
+
 /*
  * Runs the program (first n samples; n = 1 for cot) under policy p with sched_decide().  When
  * traj is not NULL, appends every decision point and the model rows of this program (cot rows

@@ -34,13 +34,6 @@ struct routesim {
 	struct knn *knn;
 };
 
-/* One chain of a routed program. */
-struct routesim_chain {
-	const struct trace *t;
-	struct sched_probe *probes;
-	size_t nprobes, cap;
-};
-
 void
 routesim_free(struct routesim *s)
 {
@@ -158,7 +151,7 @@ fail_map:
 
 /* Starts chain c on sample `sample` of prog from token 0. */
 static int
-routesim_chain_start(struct routesim_chain *st, struct sched_chain *ch,
+routesim_chain_start(struct evalsim_chain *st, struct sched_chain *ch,
     const struct traces_program *prog, size_t sample)
 {
 	memset(ch, 0, sizeof *ch);
@@ -176,7 +169,7 @@ routesim_run(struct routesim *s, const struct router_policy *rp, size_t pi,
     struct routesim_outcome *out)
 {
 	struct routesim_problem *pr = &s->pr[pi];
-	struct routesim_chain st[ROUTESIM_MAX_CHAINS];
+	struct evalsim_chain st[ROUTESIM_MAX_CHAINS];
 	struct sched_chain ch[ROUTESIM_MAX_CHAINS];
 	struct router_outcome nb[ROUTESIM_MAX_HITS * ROUTER_MAX_POOLS];
 	struct sched_state ss = { SCHED_PS_NEW };
@@ -264,7 +257,7 @@ routesim_run(struct routesim *s, const struct router_policy *rp, size_t pi,
 					continue;
 				}
 				if (k != i) {
-					struct routesim_chain tmp = st[k];
+					struct evalsim_chain tmp = st[k];
 					st[k] = st[i];
 					st[i] = tmp;
 					ch[k] = ch[i];
@@ -279,37 +272,11 @@ routesim_run(struct routesim *s, const struct router_policy *rp, size_t pi,
 			continue;
 		}
 		for (i = 0; i < nch; i++) {
-			const struct trace *t = st[i].t;
-			const struct trace_probe *tp;
-			uint64_t pos;
-
 			if (ch[i].finished)
 				continue;
-			pos = ch[i].tokens + (d.step_tokens ? d.step_tokens : 1);
-			if (pos > t->tokens_used)
-				pos = t->tokens_used;
-			tp = traces_probe_at(t, pos);
-			if (ARRAY_GROW(st[i].probes, st[i].cap, st[i].nprobes + 1) != 0) {
-				rc = -ENOMEM;
+			rc = evalsim_chain_advance(&st[i], &ch[i], d.step_tokens, &probes[pool]);
+			if (rc != 0)
 				goto fail_chains;
-			}
-			ch[i].probes = st[i].probes;
-			st[i].probes[st[i].nprobes].position = pos;
-			st[i].probes[st[i].nprobes].answer = tp != NULL ? tp->answer : "";
-			st[i].probes[st[i].nprobes].confidence = -1;
-			st[i].probes[st[i].nprobes].min_prob = -1;
-			st[i].probes[st[i].nprobes].entropy = -1;
-			st[i].nprobes++;
-			ch[i].nprobes = st[i].nprobes;
-			probes[pool] += tp != NULL ? tp->out_tokens : 0;
-			ch[i].tokens = pos;
-			ch[i].answer = tp != NULL ? tp->answer : "";
-			ch[i].text_len = traces_text_offset(t, pos);
-			ch[i].thinking_done = t->think_end > 0 && pos >= t->think_end;
-			if (pos >= t->tokens_used) {
-				ch[i].finished = true;
-				ch[i].final_answer = t->final_answer;
-			}
 		}
 	}
 	spent[pool] += sched_tokens_used(&v);
