@@ -80,8 +80,8 @@ const struct cmd_entry cmd_program_watch_entry = {
 };
 
 static const struct cmd_option cmd_program_get_options[] = {
-	{ "explain", NULL, "also every expert routing decision (route, fork, switch, drop) "
-	    "with its reason" },
+	{ "explain", NULL, "also every expert routing decision (route, fork, switch, drop, "
+	    "raise) with its reason" },
 	{ NULL, NULL, NULL },
 };
 

@@ -304,6 +304,7 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 		goto out;
 	}
 	p->attempts = 0;
+	p->resend_text = false;
 	p->steps++;
 	c->steps_total++;
 	p->ready_since_ms = core_now_ms();
@@ -384,8 +385,10 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 		snprintf(s->ids[n], sizeof s->ids[n], "%s/%u", p->id, i);
 		it->request_id = s->ids[n];
 		it->prompt = p->problem;
-		/* The text so far travels only when the chain lands on a new worker. */
-		it->resume_text = moved && ch->text != NULL ? ch->text : (char *)"";
+		/* The text so far travels only when the chain lands on a new worker, or once after
+		 * its MoE top-p rose (route.h: the worker rebuilds the sequence with the new p). */
+		it->resume_text = (moved || p->resend_text) && ch->text != NULL ? ch->text :
+		    (char *)"";
 		it->resume_tokens = ch->tokens;
 		it->sample_index = i;
 		it->max_new_tokens = tokens;

@@ -246,7 +246,8 @@ static const struct config_option dmain_options[] = {
 	  .help = "period of the dispatch pass that retries waiting programs" },
 	{ .name = "route.pool",
 	  .type = CONFIG_LIST,
-	  .help = "expert routing pool: NAME MODEL [COST] (relative cost per token, default 1); "
+	  .help = "expert routing pool: NAME MODEL [COST] [moe] (relative cost per token, default 1; "
+	          "moe: a mixture-of-experts model, its top-p may rise); "
 	          "adds a pool or overrides the routing policy's pool NAME; any pool line turns "
 	          "routing on (docs/routing.md)" },
 	{ .name = "route.policy",

@@ -702,6 +702,7 @@ program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestReco
 	p->rstate.rung = rec->route_rung;
 	p->rstate.escalations = rec->route_escalations;
 	p->rstate.base = rec->route_base;
+	p->rstate.top_p = p->moe_top_p;
 	p->spent_tokens = rec->spent_tokens;
 	p->spent_probe_tokens = rec->spent_probe_tokens;
 	for (i = 0; i < pm->n_routing; i++) {

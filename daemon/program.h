@@ -33,7 +33,7 @@ struct rpc_call;
 /* One routing decision (daemon/route.h), kept in the program's history (Program.routing). */
 struct program_route_event {
 	int64_t unix_ms;
-	char action[8];           /* route, fork, switch, drop */
+	char action[8];           /* route, fork, switch, drop, raise */
 	uint32_t rung;
 	char pool[ROUTER_NAME_MAX];
 	char model[ROUTER_MODEL_MAX];
@@ -151,6 +151,9 @@ struct program {
 	 * every routing decision with its reason. */
 	bool routed;
 	struct router_state rstate;
+	bool resend_text;         /* memory: its MoE top-p rose, so the chains' text travels with
+	                           * the next step (the worker rebuilds the sequences with the new
+	                           * p); cleared by that step's success */
 	uint64_t spent_tokens, spent_probe_tokens;
 	struct program_route_event *routing;
 	size_t nrouting, routing_cap;

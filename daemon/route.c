@@ -31,20 +31,31 @@ struct route {
 
 /* --- configuration --- */
 
-/* Applies one `NAME MODEL [COST]` pool line on top of p. */
+/* Applies one `NAME MODEL [COST] [moe]` pool line on top of p. */
 static int
 route_config_pool(struct router_policy *p, const char *line, char *err, size_t errlen)
 {
-	char name[ROUTER_NAME_MAX + 1], model[ROUTER_MODEL_MAX], costw[64], extra[2], text[512];
+	char name[ROUTER_NAME_MAX + 1], model[ROUTER_MODEL_MAX], costw[64], flag[8], extra[2];
+	char text[512];
 	double cost = 1;
 	char *end = NULL;
+	bool moe = false;
 	int k;
 
-	k = sscanf(line, "%32s %127s %63s %1s", name, model, costw, extra);
-	if (k == 3)
+	k = sscanf(line, "%32s %127s %63s %7s %1s", name, model, costw, flag, extra);
+	if (k >= 3 && strcmp(costw, "moe") == 0 && k == 3) {
+		moe = true;        /* NAME MODEL moe */
+	} else if (k >= 3) {
 		cost = strtod(costw, &end);
-	if (k < 2 || k > 3 || (k == 3 && (end == costw || *end != '\0'))) {
-		snprintf(err, errlen, "route.pool '%.80s': want NAME MODEL [COST]", line);
+		if (end == costw || *end != '\0')
+			k = 0;
+		if (k == 4 && strcmp(flag, "moe") == 0)
+			moe = true;
+		else if (k == 4)
+			k = 0;
+	}
+	if (k < 2 || k > 4) {
+		snprintf(err, errlen, "route.pool '%.80s': want NAME MODEL [COST] [moe]", line);
 		return CERTA_ECONFIG;
 	}
 	if (strlen(name) >= ROUTER_NAME_MAX) {
@@ -52,9 +63,10 @@ route_config_pool(struct router_policy *p, const char *line, char *err, size_t e
 		    ROUTER_NAME_MAX - 1);
 		return CERTA_ECONFIG;
 	}
-	/* The policy text's own `pool.NAME = MODEL COST` line does the rest (override by name,
-	 * bounds). */
-	snprintf(text, sizeof text, "pool.%s = %s %.17g\n", name, model, cost);
+	/* The policy text's own `pool.NAME = MODEL COST [moe]` line does the rest (override by
+	 * name, bounds). */
+	snprintf(text, sizeof text, "pool.%s = %s %.17g%s\n", name, model, cost,
+	    moe ? " moe" : "");
 	return router_policy_parse(text, strlen(text), "route.pool", p, err, errlen);
 }
 
@@ -471,6 +483,19 @@ route_decide(struct core *c, struct program *p, const struct sched_view *v,
 	router_escalate(rp, &t, &p->rstate, v, d, &act);
 	if (act.act == ROUTER_ACT_NONE || act.act == ROUTER_ACT_STOP)
 		return 0;
+	if (act.act == ROUTER_ACT_RAISE_TOP_P) {
+		/* Same chains and worker; the next step carries the new p and the chains' text
+		 * (the worker's sequences were computed with the old p: it rebuilds them). */
+		p->moe_top_p = (float)act.moe_top_p;
+		p->resend_text = true;
+		route_event(r, p, router_act_name(act.act), act.reason, &ev);
+		if (program_route_note(p, &ev) != 0)
+			log_warn(LOG_SCHED, "program %s: routing event not recorded: out of memory",
+			    p->id);
+		log_info(LOG_SCHED, "program %s routing %s: %s", p->id, router_act_name(act.act),
+		    act.reason);
+		return 0;
+	}
 	pol = policies_effective(c->policies, p->tenant, tenants_policy(c->tenants, p->tenant));
 	switch (act.act) {
 	case ROUTER_ACT_FORK:
@@ -504,6 +529,9 @@ route_decide(struct core *c, struct program *p, const struct sched_view *v,
 	if (act.act != ROUTER_ACT_DROP) {
 		p->algo = act.algo;
 		p->budget = route_budget(pol, act.budget, p->n);
+		/* A fork keeps chain 0 on its worker: computed with another p, its text travels. */
+		if (act.act == ROUTER_ACT_FORK && p->moe_top_p != (float)act.moe_top_p)
+			p->resend_text = true;
 		p->moe_top_p = (float)act.moe_top_p;
 	}
 	p->pstate.state = SCHED_PS_NEW;

@@ -3,7 +3,7 @@
  * algorithm, chains, budget, MoE top-p) and how it escalates while it runs, with the pure
  * router of scheduler/router.h and the nearest problems of scheduler/knn.h.
  *
- * Configuration (certad.conf, [route]): `pool = NAME MODEL [COST]` lines add a pool or
+ * Configuration (certad.conf, [route]): `pool = NAME MODEL [COST] [moe]` lines add a pool or
  * override the routing policy's pool of that name; `policy = FILE` a routing policy file
  * (policy/route.policy's syntax; empty: the built-in router_policy_default()); `tenant = NAME
  * [pools=P1,P2] [no-hints] [no-escalation]` lines the tenant's rules.  Routing is on when
@@ -22,9 +22,12 @@
  *    the program: FORK (cot -> sc in a pool: chain 0 keeps its tokens and votes, chains are
  *    added on the same worker), SWITCH (all chains restart from the prompt on the next
  *    rung's pool: released on their worker and placed again, as failover does; their tokens
- *    stay spent), DROP (the dissenting chains stop).  Every decision is appended to the
- *    program's routing history (Program.routing) with its reason and written with the
- *    program, so it survives a restart; `certactl get --explain ID` prints it.
+ *    stay spent), DROP (the dissenting chains stop), RAISE_TOP_P (a MoE pool's program
+ *    struggling: its moe_top_p rises, chains and worker kept; the next step carries the
+ *    chains' text once so the worker rebuilds the sequences with the new p).  Every
+ *    decision is appended to the program's routing history (Program.routing) with its
+ *    reason and written with the program, so it survives a restart; `certactl get
+ *    --explain ID` prints it.
  *
  * Loop thread only.  Errors: 0 or a negative code (lib/error.h); messages in err.
  */
@@ -60,8 +63,8 @@ struct route_config {
 
 /*
  * Builds cfg from the [route] options: policy_text (NULL: the built-in policy; name is its
- * file name for messages), the pool lines pools[0..npools) ("NAME MODEL [COST]", cost 1 when
- * absent) and the tenant lines tenants[0..ntenants) ("NAME [pools=P1,P2] [no-hints]
+ * file name for messages), the pool lines pools[0..npools) ("NAME MODEL [COST] [moe]", cost
+ * 1 when absent) and the tenant lines tenants[0..ntenants) ("NAME [pools=P1,P2] [no-hints]
  * [no-escalation]").  enabled when a policy text or a pool line is given.  Returns 0, or
  * CERTA_ECONFIG with "route.pool: ..." / "route.tenant: ..." / "FILE:LINE: ..." in err;
  * -ENOMEM.  cfg is written only on success.

@@ -40,6 +40,10 @@ router_policy_default(struct router_policy *p)
 	p->escalate_certaindex = 0.5;
 	p->drop_agreement = 1.5;
 	p->drop_certaindex = 0.99;
+	p->moe_tokens = 0;
+	p->moe_first = 0.8;
+	p->moe_step = 0.1;
+	p->moe_max_top_p = 1;
 }
 
 static int
@@ -94,6 +98,9 @@ router_policy_validate(const struct router_policy *p, char *msg, size_t msglen)
 	    p->drop_agreement < 0 || p->drop_agreement > 2 || p->drop_certaindex < 0 ||
 	    p->drop_certaindex > 1)
 		return router_msg(msg, msglen, "escalate/drop: out of range");
+	if (!(p->moe_first > 0 && p->moe_first <= 1) || !(p->moe_step > 0 && p->moe_step <= 1) ||
+	    !(p->moe_max_top_p > 0 && p->moe_max_top_p <= 1))
+		return router_msg(msg, msglen, "moe.first/step/max_top_p: out of (0, 1]");
 	return 0;
 }
 
@@ -156,14 +163,15 @@ router_apply(struct router_policy *p, const char *key, char *val, uint32_t *rung
 	double x;
 
 	if (strncmp(key, "pool.", 5) == 0) {
-		char model[ROUTER_MODEL_MAX];
+		char model[ROUTER_MODEL_MAX], flag[8] = "", extra[2];
 		const char *name = key + 5;
-		int i;
+		int i, k;
 
 		if (*name == '\0' || strlen(name) >= ROUTER_NAME_MAX)
 			return "bad pool name";
-		if (sscanf(val, "%127s %lf", model, &x) != 2)
-			return "pool wants: MODEL COST";
+		k = sscanf(val, "%127s %lf %7s %1s", model, &x, flag, extra);
+		if (k < 2 || k > 3 || (k == 3 && strcmp(flag, "moe") != 0))
+			return "pool wants: MODEL COST [moe]";
 		i = router_pool_find(p, name);
 		if (i < 0) {
 			if (p->npools == ROUTER_MAX_POOLS)
@@ -173,6 +181,7 @@ router_apply(struct router_policy *p, const char *key, char *val, uint32_t *rung
 		snprintf(p->pools[i].name, sizeof p->pools[i].name, "%s", name);
 		snprintf(p->pools[i].model, sizeof p->pools[i].model, "%s", model);
 		p->pools[i].cost = x;
+		p->pools[i].moe = k == 3;
 		return NULL;
 	}
 	if (strncmp(key, "rung.", 5) == 0) {
@@ -222,6 +231,10 @@ router_apply(struct router_policy *p, const char *key, char *val, uint32_t *rung
 	D("escalate.certaindex", escalate_certaindex)
 	D("drop.agreement", drop_agreement)
 	D("drop.certaindex", drop_certaindex)
+	U("moe.tokens", moe_tokens)
+	D("moe.first", moe_first)
+	D("moe.step", moe_step)
+	D("moe.max_top_p", moe_max_top_p)
 #undef U
 #undef D
 	return "unknown key";
@@ -297,7 +310,8 @@ router_policy_format(const struct router_policy *p, char *buf, size_t buflen)
 	if (buf == NULL || buflen == 0)
 		buflen = 0;
 	for (i = 0; i < p->npools; i++)
-		OUT("pool.%s = %s %.6g\n", p->pools[i].name, p->pools[i].model, p->pools[i].cost);
+		OUT("pool.%s = %s %.6g%s\n", p->pools[i].name, p->pools[i].model, p->pools[i].cost,
+		    p->pools[i].moe ? " moe" : "");
 	for (i = 0; i < p->nrungs; i++)
 		OUT("rung.%zu = %s %s %u %.6g %llu\n", i, p->pools[p->rungs[i].pool].name,
 		    p->rungs[i].algo == SCHED_ALGO_SC ? "sc" : "cot", p->rungs[i].n,
@@ -311,6 +325,8 @@ router_policy_format(const struct router_policy *p, char *buf, size_t buflen)
 	    p->escalate_certaindex);
 	OUT("drop.agreement = %.6g\ndrop.certaindex = %.6g\n", p->drop_agreement,
 	    p->drop_certaindex);
+	OUT("moe.tokens = %llu\nmoe.first = %.6g\nmoe.step = %.6g\nmoe.max_top_p = %.6g\n",
+	    (unsigned long long)p->moe_tokens, p->moe_first, p->moe_step, p->moe_max_top_p);
 #undef OUT
 	return n;
 }
@@ -426,6 +442,7 @@ router_start(struct router_state *s, const struct router_route *r)
 	memset(s, 0, sizeof *s);
 	router_set_state(s, ROUTER_ES_RUNNING);
 	s->rung = r->rung;
+	s->top_p = r->moe_top_p;
 }
 
 /* Legal transitions: rows from, columns to. */
@@ -469,7 +486,8 @@ router_state_name(enum router_estate s)
 const char *
 router_act_name(enum router_act a)
 {
-	static const char *const names[] = { "none", "stop", "fork", "switch", "drop" };
+	static const char *const names[] = { "none", "stop", "fork", "switch", "drop",
+		"raise" };
 
 	return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
 }
@@ -495,7 +513,23 @@ router_escalate_to(const struct router_policy *p, struct router_state *s, uint32
 	s->rung = to;
 	s->escalations++;
 	s->base = out->act == ROUTER_ACT_FORK ? most : 0;
+	s->top_p = r->moe_top_p;
 	router_set_state(s, ROUTER_ES_RUNNING);
+}
+
+/* The top-p a struggling program on a MoE pool rises to from `from`, or -1 (not MoE, at the
+ * cap already). */
+static double
+router_raised_top_p(const struct router_policy *p, uint32_t pool, double from)
+{
+	double to;
+
+	if (!p->pools[pool].moe || p->moe_tokens == 0)
+		return -1;
+	to = from > 0 ? from + p->moe_step : p->moe_first;
+	if (to > p->moe_max_top_p)
+		to = p->moe_max_top_p;
+	return to > from + 1e-9 ? to : -1;
 }
 
 void
@@ -535,6 +569,26 @@ router_escalate(const struct router_policy *p, const struct router_tenant *t,
 		snprintf(out->reason, sizeof out->reason, "stop %s on rung %u",
 		    sched_reason_name(d->reason), s->rung);
 		return;
+	}
+	if (s->state == ROUTER_ES_RUNNING && !(t != NULL && t->no_escalation) &&
+	    most >= s->base && most - s->base >= p->moe_tokens &&
+	    d->certaindex < p->escalate_certaindex) {
+		double to = router_raised_top_p(p, p->rungs[s->rung].pool, s->top_p);
+		if (to > 0) {
+			out->act = ROUTER_ACT_RAISE_TOP_P;
+			out->rung = s->rung;
+			out->pool = p->rungs[s->rung].pool;
+			out->algo = v->algo;
+			out->n = (uint32_t)v->nchains;
+			out->moe_top_p = to;
+			snprintf(out->reason, sizeof out->reason, "raise top-p %.3g -> %.3g on rung %u "
+			    "(%s, moe): certaindex %.3f < %.3f past %llu tokens at this top-p",
+			    s->top_p, to, s->rung, p->pools[out->pool].name, d->certaindex,
+			    p->escalate_certaindex, (unsigned long long)p->moe_tokens);
+			s->top_p = to;
+			s->base = most;
+			return;
+		}
 	}
 	if (next >= 0 && p->escalate_tokens > 0 && most >= s->base &&
 	    most - s->base >= p->escalate_tokens && d->certaindex < p->escalate_certaindex) {

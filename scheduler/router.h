@@ -27,8 +27,11 @@
  * anything else is a SWITCH: the program continues on the next rung's pool from the prompt
  * (re-prefill, as failover does), the earlier tokens are spent.  An sc program whose chains
  * agree early (agreement >= drop_agreement and certaindex >= drop_certaindex) DROPs the
- * dissenting chains once (state DROPPED, no more escalation).  Every action carries a reason
- * string for the program's history.
+ * dissenting chains once (state DROPPED, no more escalation).  A program on a MoE pool
+ * (pool flag moe) whose longest chain passed moe_tokens since the rung began or its top-p
+ * last rose, with the certaindex below escalate_certaindex, RAISEs its MoE top-p (0, the
+ * trained top-k, goes to moe_first, then + moe_step, at most moe_max_top_p), keeping its
+ * chains; before escalating.  Every action carries a reason string for the program's history.
  *
  * Threads: any; objects are plain data.  Errors: 0 or a negative code (lib/error.h).
  */
@@ -53,6 +56,7 @@ struct router_pool {
 	char name[ROUTER_NAME_MAX];
 	char model[ROUTER_MODEL_MAX];
 	double cost;              /* relative cost per token (> 0) */
+	bool moe;                 /* the model is a mixture of experts: its top-p may rise */
 };
 
 struct router_rung {
@@ -85,6 +89,11 @@ struct router_policy {
 	/* de-escalation (sc) */
 	double drop_agreement;    /* > 1: never */
 	double drop_certaindex;
+	/* MoE top-p rising on struggle (pools with moe only) */
+	uint64_t moe_tokens;      /* tokens at one top-p before it rises; 0: never */
+	double moe_first;         /* the top-p a trained top-k (0) program rises to, (0, 1] */
+	double moe_step;          /* each later rise, (0, 1] */
+	double moe_max_top_p;     /* no rise past this, (0, 1] */
 };
 
 /* What a tenant allows (zero value: everything). */
@@ -141,7 +150,10 @@ struct router_state {
 	uint32_t rung;
 	uint32_t escalations;
 	uint64_t base;            /* tokens of the longest chain when the rung began (a forked
-	                           * chain 0 keeps its tokens): escalate_tokens counts from here */
+	                           * chain 0 keeps its tokens) or the top-p last rose:
+	                           * escalate_tokens and moe_tokens count from here */
+	double top_p;             /* the program's MoE top-p now (the caller restores it with the
+	                           * state: certad from the program's moe_top_p) */
 };
 
 enum router_act {
@@ -150,6 +162,7 @@ enum router_act {
 	ROUTER_ACT_FORK,          /* add chains: now sc with n chains, chain 0 kept */
 	ROUTER_ACT_SWITCH,        /* restart on another pool / algorithm from the prompt */
 	ROUTER_ACT_DROP,          /* stop the chains whose bit is clear in keep */
+	ROUTER_ACT_RAISE_TOP_P,   /* same chains, same rung: MoE top-p now moe_top_p */
 };
 
 struct router_action {
@@ -158,7 +171,7 @@ struct router_action {
 	uint32_t pool;
 	enum sched_algo algo;
 	uint32_t n;
-	double moe_top_p;
+	double moe_top_p;         /* FORK, SWITCH: the rung's; RAISE_TOP_P: the raised one */
 	uint64_t budget;          /* FORK, SWITCH: the rung's budget (0: policy default) */
 	uint64_t keep;            /* DROP: bit i set = chain i continues */
 	char reason[ROUTER_REASON_MAX];
@@ -169,11 +182,12 @@ void router_policy_default(struct router_policy *p);
 /* Checks p; on error writes "what: why" to msg and returns CERTA_EINVAL. */
 int router_policy_validate(const struct router_policy *p, char *msg, size_t msglen);
 /*
- * Applies `key = value` text on top of *p (keys: pool.NAME = MODEL COST, rung.I = POOL
+ * Applies `key = value` text on top of *p (keys: pool.NAME = MODEL COST [moe], rung.I = POOL
  * cot|sc N [TOP_P [BUDGET]] (rungs 0.. in order, replacing the ladder when rung.0 appears), knn.k,
  * knn.min_sim, knn.min_weight, hard.tokens, hard.threshold, hard.rung,
  * escalate.unpromising, escalate.tokens, escalate.certaindex, drop.agreement,
- * drop.certaindex; `#` comments).  Validates the result; on success writes *p and returns 0;
+ * drop.certaindex, moe.tokens, moe.first, moe.step, moe.max_top_p; `#` comments).
+ * Validates the result; on success writes *p and returns 0;
  * else writes "name:line: message" into err and returns CERTA_ECONFIG.
  */
 int router_policy_parse(const char *text, size_t len, const char *name, struct router_policy *p,

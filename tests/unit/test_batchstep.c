@@ -22,6 +22,7 @@
 #include "daemon/dispatch.h"
 #include "daemon/pool.h"
 #include "daemon/queries.h"
+#include "daemon/route.h"
 #include "daemon/submit.h"
 #include "lib/cqbridge.h"
 #include "lib/error.h"
@@ -46,7 +47,15 @@ struct fake {
 	unsigned failed_programs;     /* programs in the call that failed */
 	unsigned refused_with;        /* programs in the call that carried the refused items */
 	int program_errors;           /* every call asked for per-program errors */
+	/* Items of the prompt MOE_PROBLEM, in order: their moe_top_p and whether their text came
+	 * with them (test_moe_raise_resends_text). */
+	float moe_p[64];
+	int moe_text[64];
+	unsigned moe_n;
 };
+
+#define MOE_PROBLEM "a struggling moe problem"
+
 
 struct fx {
 	struct tmpstore *tmp;
@@ -103,6 +112,10 @@ h_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 			refused = 1;
 		if (req->items[i]->resume_text[0] != '\0')
 			fk->resumed++;
+		if (strcmp(req->items[i]->prompt, MOE_PROBLEM) == 0 && fk->moe_n < 64) {
+			fk->moe_p[fk->moe_n] = req->items[i]->moe_top_p;
+			fk->moe_text[fk->moe_n++] = req->items[i]->resume_text[0] != '\0';
+		}
 	}
 	if (refused && progs > fk->refused_with)
 		fk->refused_with = progs;
@@ -189,7 +202,7 @@ static const struct rpc_method fake_methods[] = {
 };
 
 static int
-setup(void **state)
+setup_with(void **state, const struct route_config *route, uint32_t step_tokens)
 {
 	struct fx *f = calloc(1, sizeof *f);
 	struct loopsrv_options lo = { 0 };
@@ -217,9 +230,37 @@ setup(void **state)
 	f->opt.tick_ms = 50;
 	f->opt.starvation_ms = 3600000;
 	f->opt.anonymous_tenant = "anon";
+	f->opt.route = route;
+	if (step_tokens != 0)
+		f->opt.policy.step_tokens = step_tokens;
 	assert_int_equal(core_new(f->base, f->br, &f->opt, &f->c), 0);
 	*state = f;
 	return 0;
+}
+
+static int
+setup(void **state)
+{
+	return setup_with(state, NULL, 0);
+}
+
+/* Routing on: one rung on the fake worker's model, a MoE pool whose programs raise their
+ * top-p once (0 -> 0.8, the cap) after their first step, whatever the certaindex. */
+static int
+setup_moe(void **state)
+{
+	static const char policy[] =
+	    "pool.fake = fake-model 1 moe\n"
+	    "rung.0 = fake cot 1\n"
+	    "escalate.unpromising = 0\nescalate.certaindex = 1\n"
+	    "moe.tokens = 1\nmoe.first = 0.8\nmoe.max_top_p = 0.8\n";
+	static struct route_config cfg;
+	char err[256];
+
+	route_config_free(&cfg);
+	assert_int_equal(route_config_build(policy, strlen(policy), "moe.policy", NULL, 0, NULL,
+	    0, &cfg, err, sizeof err), 0);
+	return setup_with(state, &cfg, 16);
 }
 
 static void
@@ -415,11 +456,64 @@ test_item_unavailable_marks_worker_down(void **state)
 	pthread_mutex_unlock(&f->fake.mu);
 }
 
+/* A MoE program's top-p rises while it struggles: the step after the raise carries the new p
+ * and, once, the chain's text (the worker rebuilds the sequence computed with the old p); the
+ * routing history records the raise with its reason. */
+static void
+test_moe_raise_resends_text(void **state)
+{
+	struct fx *f = *state;
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "" };
+	const char *ids[1];
+	Certa__V1__Program *pm = NULL;
+	size_t n, queued, running;
+	uint64_t finished = 0;
+	unsigned i;
+
+	spec.problem = MOE_PROBLEM;
+	assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(dispatch_order(f->c, ids, 1, &n), 0);
+	assert_int_equal(n, 1);
+	snprintf(f->ids[0], sizeof f->ids[0], "%s", ids[0]);
+	assert_int_equal(pool_add(core_pool(f->c), loopsrv_target(f->ls)), 0);
+	for (i = 0; i < 200 && finished < 1; i++) {
+		struct timeval tv = { 0, 50000 };
+		event_base_loopexit(f->base, &tv);
+		event_base_dispatch(f->base);
+		core_counts(f->c, &queued, &running, &finished);
+	}
+	assert_int_equal(finished, 1);
+	pthread_mutex_lock(&f->fake.mu);
+	if (f->fake.moe_n < 3)
+		fail_msg("only %u steps of the program", f->fake.moe_n);
+	/* Step 1: trained top-k, nothing to resume; step 2: p = 0.8 with the text; then p = 0.8
+	 * without it. */
+	assert_true(f->fake.moe_p[0] == 0 && !f->fake.moe_text[0]);
+	assert_true(f->fake.moe_p[1] > 0.79f && f->fake.moe_p[1] < 0.81f);
+	assert_true(f->fake.moe_text[1]);
+	for (i = 2; i < f->fake.moe_n; i++) {
+		assert_true(f->fake.moe_p[i] > 0.79f && f->fake.moe_p[i] < 0.81f);
+		assert_false(f->fake.moe_text[i]);
+	}
+	pthread_mutex_unlock(&f->fake.mu);
+	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
+	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
+	assert_true(pm->spec->moe_top_p > 0.79f && pm->spec->moe_top_p < 0.81f);
+	assert_int_equal(pm->n_routing, 2);
+	assert_string_equal(pm->routing[0]->action, "route");
+	assert_string_equal(pm->routing[1]->action, "raise");
+	assert_int_equal(pm->routing[1]->rung, 0);
+	assert_string_equal(pm->routing[1]->pool, "fake");
+	assert_non_null(strstr(pm->routing[1]->reason, "raise top-p 0 -> 0.8 on rung 0 (fake, moe)"));
+	certa__v1__program__free_unpacked(pm, NULL);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_programs_share_one_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_moe_raise_resends_text, setup_moe, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_call_fails_over_every_program, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_refused_call_fails_every_program, setup,

@@ -37,6 +37,8 @@ test_pool_lines_override_and_add(void **state)
 		"qwen3-8b my-qwen 2.5",          /* override the built-in pool of that name */
 		"big some-32b-model 4",          /* a new pool */
 		"small some-1b-model",           /* cost 1 when absent */
+		"mix some-moe-model 2 moe",      /* a mixture of experts: its top-p may rise */
+		"mix2 other-moe-model moe",      /* ... cost 1 */
 	};
 	struct route_config cfg;
 	struct router_policy def;
@@ -45,10 +47,10 @@ test_pool_lines_override_and_add(void **state)
 
 	(void)state;
 	router_policy_default(&def);
-	assert_int_equal(route_config_build(NULL, 0, NULL, pools, 3, NULL, 0, &cfg, err,
+	assert_int_equal(route_config_build(NULL, 0, NULL, pools, 5, NULL, 0, &cfg, err,
 	    sizeof err), 0);
 	assert_true(cfg.enabled);
-	assert_int_equal(cfg.policy.npools, def.npools + 2);
+	assert_int_equal(cfg.policy.npools, def.npools + 4);
 	q = router_pool_find(&cfg.policy, "qwen3-8b");
 	b = router_pool_find(&cfg.policy, "big");
 	s = router_pool_find(&cfg.policy, "small");
@@ -58,6 +60,11 @@ test_pool_lines_override_and_add(void **state)
 	assert_string_equal(cfg.policy.pools[b].model, "some-32b-model");
 	assert_true(cfg.policy.pools[b].cost == 4);
 	assert_true(cfg.policy.pools[s].cost == 1);
+	assert_false(cfg.policy.pools[s].moe || cfg.policy.pools[q].moe);
+	b = router_pool_find(&cfg.policy, "mix");
+	assert_true(cfg.policy.pools[b].moe && cfg.policy.pools[b].cost == 2);
+	b = router_pool_find(&cfg.policy, "mix2");
+	assert_true(cfg.policy.pools[b].moe && cfg.policy.pools[b].cost == 1);
 	/* The ladder is the built-in one, on the overridden pool. */
 	assert_int_equal(cfg.policy.nrungs, def.nrungs);
 	assert_int_equal(cfg.policy.rungs[0].pool, def.rungs[0].pool);
@@ -146,6 +153,8 @@ test_errors(void **state)
 	static const char *const bad_pool2[] = { "p m 1 extra" };
 	static const char *const bad_pool3[] = { "p m -1" };
 	static const char *const bad_pool4[] = { "p m x" };
+	static const char *const bad_pool5[] = { "p m 1 dense" };
+	static const char *const bad_pool6[] = { "p m 1 moe x" };
 	static const char *const ok_pool[] = { "p m 1" };
 	static const char *const bad_t1[] = { "alice pools=nope" };
 	static const char *const bad_t2[] = { "alice sometimes" };
@@ -157,6 +166,8 @@ test_errors(void **state)
 	expect_error(NULL, bad_pool2, 1, NULL, 0, "want NAME MODEL [COST]");
 	expect_error(NULL, bad_pool3, 1, NULL, 0, "cost");
 	expect_error(NULL, bad_pool4, 1, NULL, 0, "want NAME MODEL [COST]");
+	expect_error(NULL, bad_pool5, 1, NULL, 0, "want NAME MODEL [COST] [moe]");
+	expect_error(NULL, bad_pool6, 1, NULL, 0, "want NAME MODEL [COST] [moe]");
 	expect_error(NULL, ok_pool, 1, bad_t1, 1, "no pool 'nope'");
 	expect_error(NULL, ok_pool, 1, bad_t2, 1, "unknown word 'sometimes'");
 	expect_error(NULL, ok_pool, 1, bad_t3, 2, "listed twice");

@@ -344,6 +344,114 @@ test_escalate_drop(void **state)
 	assert_int_equal(s.state, ROUTER_ES_DONE);
 }
 
+/* A struggling program on a MoE pool raises its top-p (0 -> moe.first, then + moe.step, up to
+ * moe.max_top_p), keeping rung and chains, before it escalates; a dense pool never raises. */
+static void
+test_escalate_raise_top_p(void **state)
+{
+	static const char *const one[] = { "3" };
+	static const char text[] =
+	    "pool.a = model-a 1 moe\n"
+	    "moe.tokens = 1000\nmoe.first = 0.7\nmoe.step = 0.2\nmoe.max_top_p = 0.95\n";
+	struct router_policy p, q;
+	struct router_route r;
+	struct router_state s;
+	struct router_action a;
+	struct router_tenant t;
+	struct sched_view v;
+	struct sched_chain ch[1];
+	struct sched_decision d;
+	char buf[2048], err[256];
+	size_t n;
+
+	(void)state;
+	policy(&p);
+	/* Dense pool a: the token escalation at 8000, never a raise. */
+	assert_false(p.pools[2].moe);
+	memset(&r, 0, sizeof r);
+	router_start(&s, &r);
+	view(&v, ch, 1, SCHED_ALGO_COT, 1500, one);
+	decision(&d, false, SCHED_REASON_NONE, 0.1, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);
+	p.moe_tokens = 1000;
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);
+	/* Pool a marked moe. */
+	assert_int_equal(router_policy_parse(text, strlen(text), "t", &p, err, sizeof err), 0);
+	assert_true(p.pools[2].moe);
+	n = router_policy_format(&p, buf, sizeof buf);
+	assert_non_null(strstr(buf, "pool.a = model-a 1 moe\n"));
+	router_policy_default(&q);
+	assert_int_equal(router_policy_parse(buf, n, NULL, &q, err, sizeof err), 0);
+	assert_memory_equal(&p, &q, sizeof p);
+	router_start(&s, &r);
+	/* Below moe.tokens, or certain enough: nothing. */
+	view(&v, ch, 1, SCHED_ALGO_COT, 900, one);
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);
+	view(&v, ch, 1, SCHED_ALGO_COT, 1500, one);
+	decision(&d, false, SCHED_REASON_NONE, 0.5, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);
+	/* A tenant without escalation does not raise either. */
+	memset(&t, 0, sizeof t);
+	t.no_escalation = true;
+	decision(&d, false, SCHED_REASON_NONE, 0.1, 1, "3");
+	router_escalate(&p, &t, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);
+	/* Struggling: trained top-k (0) -> 0.7, same rung, chains kept, base moves. */
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_RAISE_TOP_P);
+	assert_true(a.moe_top_p > 0.69 && a.moe_top_p < 0.71);
+	assert_int_equal(a.rung, 0);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(s.rung, 0);
+	assert_int_equal(s.escalations, 0);
+	assert_int_equal(s.base, 1500);
+	assert_int_equal(s.state, ROUTER_ES_RUNNING);
+	assert_non_null(strstr(a.reason, "raise top-p 0 -> 0.7 on rung 0 (a, moe)"));
+	assert_string_equal(router_act_name(a.act), "raise");
+	/* moe.tokens counts from the raise. */
+	view(&v, ch, 1, SCHED_ALGO_COT, 2400, one);
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);
+	view(&v, ch, 1, SCHED_ALGO_COT, 2500, one);
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_RAISE_TOP_P);
+	assert_true(a.moe_top_p > 0.899 && a.moe_top_p < 0.901);
+	/* Capped at moe.max_top_p: 0.9 -> 0.95, then no more. */
+	view(&v, ch, 1, SCHED_ALGO_COT, 3500, one);
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_RAISE_TOP_P);
+	assert_true(a.moe_top_p > 0.949 && a.moe_top_p < 0.951);
+	view(&v, ch, 1, SCHED_ALGO_COT, 9000, one);
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_NONE);        /* 5500 past the last raise < 8000 */
+	/* At the cap the token escalation goes on: 8000 past the last raise, FORK to a sc3. */
+	view(&v, ch, 1, SCHED_ALGO_COT, 11500, one);
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_FORK);
+	assert_true(s.top_p == 0);                        /* rung 1's top-p */
+	/* A stop is never turned into a raise. */
+	router_start(&s, &r);
+	decision(&d, true, SCHED_REASON_CERTAIN, 0.1, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_STOP);
+	/* A hinted top-p is where it rises from. */
+	r.moe_top_p = 0.5;
+	router_start(&s, &r);
+	decision(&d, false, SCHED_REASON_NONE, 0.1, 1, "3");
+	router_escalate(&p, NULL, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_RAISE_TOP_P);
+	assert_true(a.moe_top_p > 0.69 && a.moe_top_p < 0.71);
+	/* Bad values are refused. */
+	assert_int_equal(router_policy_parse("moe.step = 0\n", 13, "f", &q, err, sizeof err),
+	    CERTA_ECONFIG);
+	assert_int_equal(router_policy_parse("pool.a = m 1 dense\n", 19, "f", &q, err,
+	    sizeof err), CERTA_ECONFIG);
+}
+
 static void
 test_state_table(void **state)
 {
@@ -428,6 +536,7 @@ main(void)
 		cmocka_unit_test(test_escalate_transitions),
 		cmocka_unit_test(test_escalate_last_rung_and_tenant),
 		cmocka_unit_test(test_escalate_drop),
+		cmocka_unit_test(test_escalate_raise_top_p),
 		cmocka_unit_test(test_state_table),
 		cmocka_unit_test(test_policy_text),
 		cmocka_unit_test(test_shipped_file_matches_builtin),
