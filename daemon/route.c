@@ -193,6 +193,18 @@ route_config_tenant(const struct route_config *cfg, const char *tenant)
 	return none;
 }
 
+/* The router's view of a tenant: its rule from the config plus its per-program quotas, so a
+ * routed start or an escalation never asks for more chains or budget than the tenant may
+ * use. */
+static struct router_tenant
+route_tenant(struct core *c, const char *tenant)
+{
+	struct router_tenant t = route_config_tenant(&c->route->cfg, tenant);
+
+	tenants_program_limits(c->tenants, tenant, &t.max_n, &t.max_budget);
+	return t;
+}
+
 /* --- the router in the core --- */
 
 int
@@ -380,7 +392,7 @@ route_program(struct core *c, const char *tenant, const struct submit_spec *spec
 	h.n = spec->n;
 	h.budget = spec->token_budget;
 	h.moe_top_p = spec->moe_top_p;
-	t = route_config_tenant(&r->cfg, tenant);
+	t = route_tenant(c, tenant);
 	if (rp->k > 0 && knn_count(r->knn) > 0) {
 		rc = knn_query(r->knn, spec->problem, rp->k, 0, 0, hits, &nhits);
 		if (rc != 0)
@@ -403,6 +415,8 @@ route_program(struct core *c, const char *tenant, const struct submit_spec *spec
 	*budget = out->r.budget ? out->r.budget : pol->default_budget * out->r.n;
 	if (*budget > pol->max_budget)
 		*budget = pol->max_budget;
+	if (out->r.budget == 0 && t.max_budget != 0 && *budget > t.max_budget)
+		*budget = t.max_budget;
 	return 0;
 }
 
@@ -452,13 +466,19 @@ route_attach(struct program *p, const struct route_start *rs)
 
 /* --- escalation --- */
 
-/* The budget of a rung: its own, else the scheduling policy's default for n chains. */
+/* The budget of a rung: its own (already within the tenant's quota), else the scheduling
+ * policy's default for n chains, capped by the policy and the tenant's quota. */
 static uint64_t
-route_budget(const struct sched_policy *pol, uint64_t rung_budget, uint32_t n)
+route_budget(const struct sched_policy *pol, const struct router_tenant *t,
+    uint64_t rung_budget, uint32_t n)
 {
 	uint64_t b = rung_budget ? rung_budget : pol->default_budget * n;
 
-	return b > pol->max_budget ? pol->max_budget : b;
+	if (b > pol->max_budget)
+		b = pol->max_budget;
+	if (rung_budget == 0 && t->max_budget != 0 && b > t->max_budget)
+		b = t->max_budget;
+	return b;
 }
 
 int
@@ -479,7 +499,7 @@ route_decide(struct core *c, struct program *p, const struct sched_view *v,
 	    p->rstate.state == ROUTER_ES_DONE || p->rstate.state == ROUTER_ES_NEW)
 		return 0;
 	rp = &r->cfg.policy;
-	t = route_config_tenant(&r->cfg, p->tenant);
+	t = route_tenant(c, p->tenant);
 	router_escalate(rp, &t, &p->rstate, v, d, &act);
 	if (act.act == ROUTER_ACT_NONE || act.act == ROUTER_ACT_STOP)
 		return 0;
@@ -528,7 +548,7 @@ route_decide(struct core *c, struct program *p, const struct sched_view *v,
 	}
 	if (act.act != ROUTER_ACT_DROP) {
 		p->algo = act.algo;
-		p->budget = route_budget(pol, act.budget, p->n);
+		p->budget = route_budget(pol, &t, act.budget, p->n);
 		/* A fork keeps chain 0 on its worker: computed with another p, its text travels. */
 		if (act.act == ROUTER_ACT_FORK && p->moe_top_p != (float)act.moe_top_p)
 			p->resend_text = true;

@@ -791,6 +791,16 @@ tenants_window_wait_ms(const struct tenant *t, uint64_t lim, int64_t now_ms)
 	return used >= lim ? TENANTS_SLOTS * 1000 : 0;
 }
 
+void
+tenants_program_limits(const struct tenants *ts, const char *name, uint32_t *max_n,
+    uint64_t *max_budget)
+{
+	const struct tenant *t = tenants_find(ts, name);
+
+	*max_n = t != NULL ? TQ(t, ts, max_sc_n) : 0;
+	*max_budget = t != NULL ? TQ(t, ts, max_budget_per_program) : 0;
+}
+
 int
 tenants_admit(struct tenants *ts, const char *name, uint32_t n, uint64_t budget,
     size_t prompt_bytes, int64_t now_ms, char *err, size_t errlen)

@@ -109,6 +109,11 @@ int64_t tenants_throttle(struct tenants *ts, const char *name, int64_t now_ms);
  * period in progress included. */
 uint64_t tenants_throttled_ms(const struct tenants *ts, const char *name, int64_t now_ms);
 const struct tenant_stats *tenants_stats(const struct tenants *ts, const char *name);
+/* The tenant's effective per-program limits (its quota, else the server default; 0: no
+ * limit) on chains (max_sc_n) and budget (max_budget_per_program), for the router: a routed
+ * start or an escalation stays within them.  An unknown tenant: both 0. */
+void tenants_program_limits(const struct tenants *ts, const char *name, uint32_t *max_n,
+    uint64_t *max_budget);
 /* Live (queued + running) programs of a tenant. */
 uint64_t tenants_live(const struct tenants *ts, const char *name);
 

@@ -344,16 +344,26 @@ router_pool_allowed(const struct router_tenant *t, uint32_t pool)
 	return t == NULL || t->pool_mask == 0 || (t->pool_mask >> pool & 1u) != 0;
 }
 
-/* The first allowed rung at or after `from`, or -1. */
+/* The first allowed rung at or after `from`, or -1: its pool is allowed and its chains fit
+ * the tenant's chain quota. */
 static int
 router_next_rung(const struct router_policy *p, const struct router_tenant *t, uint32_t from)
 {
 	uint32_t i;
 
 	for (i = from; i < p->nrungs; i++)
-		if (router_pool_allowed(t, p->rungs[i].pool))
+		if (router_pool_allowed(t, p->rungs[i].pool) &&
+		    (t == NULL || t->max_n == 0 || p->rungs[i].n <= t->max_n))
 			return (int)i;
 	return -1;
+}
+
+/* A rung's budget within the tenant's budget quota (0 stays 0: the caller's default, which
+ * the caller caps). */
+static uint64_t
+router_capped_budget(const struct router_tenant *t, uint64_t budget)
+{
+	return t != NULL && t->max_budget != 0 && budget > t->max_budget ? t->max_budget : budget;
 }
 
 int
@@ -400,7 +410,7 @@ router_route(const struct router_policy *p, const struct router_tenant *t,
 	r.algo = p->rungs[rung].algo;
 	r.n = p->rungs[rung].n;
 	r.moe_top_p = p->rungs[rung].moe_top_p;
-	r.budget = p->rungs[rung].budget;
+	r.budget = router_capped_budget(t, p->rungs[rung].budget);
 	snprintf(r.reason, sizeof r.reason, "rung %d (%s %s n=%u): %s (%zu neighbours, "
 	    "weight %.2f, hard share %.2f)", rung, p->pools[r.pool].name,
 	    r.algo == SCHED_ALGO_SC ? "sc" : "cot", r.n, why, used, r.weight, r.difficulty);
@@ -494,7 +504,8 @@ router_act_name(enum router_act a)
 
 /* Fills out for an escalation from s->rung to rung `to`. */
 static void
-router_escalate_to(const struct router_policy *p, struct router_state *s, uint32_t to,
+router_escalate_to(const struct router_policy *p, const struct router_tenant *t,
+    struct router_state *s, uint32_t to,
     uint64_t most, const char *why, struct router_action *out)
 {
 	const struct router_rung *from = &p->rungs[s->rung], *r = &p->rungs[to];
@@ -506,7 +517,7 @@ router_escalate_to(const struct router_policy *p, struct router_state *s, uint32
 	out->algo = r->algo;
 	out->n = r->n;
 	out->moe_top_p = r->moe_top_p;
-	out->budget = r->budget;
+	out->budget = router_capped_budget(t, r->budget);
 	snprintf(out->reason, sizeof out->reason, "%s rung %u -> %u (%s %s n=%u): %s",
 	    out->act == ROUTER_ACT_FORK ? "fork" : "switch", s->rung, to, p->pools[r->pool].name,
 	    r->algo == SCHED_ALGO_SC ? "sc" : "cot", r->n, why);
@@ -561,7 +572,7 @@ router_escalate(const struct router_policy *p, const struct router_tenant *t,
 		    (d->reason == SCHED_REASON_UNPROMISING || d->reason == SCHED_REASON_BUDGET)) {
 			snprintf(why, sizeof why, "%s at %llu tokens, certaindex %.3f",
 			    sched_reason_name(d->reason), (unsigned long long)most, d->certaindex);
-			router_escalate_to(p, s, (uint32_t)next, most, why, out);
+			router_escalate_to(p, t, s, (uint32_t)next, most, why, out);
 			return;
 		}
 		router_set_state(s, ROUTER_ES_DONE);
@@ -594,7 +605,7 @@ router_escalate(const struct router_policy *p, const struct router_tenant *t,
 	    most - s->base >= p->escalate_tokens && d->certaindex < p->escalate_certaindex) {
 		snprintf(why, sizeof why, "certaindex %.3f < %.3f past %llu tokens on the rung",
 		    d->certaindex, p->escalate_certaindex, (unsigned long long)p->escalate_tokens);
-		router_escalate_to(p, s, (uint32_t)next, most, why, out);
+		router_escalate_to(p, t, s, (uint32_t)next, most, why, out);
 		return;
 	}
 	if (s->state == ROUTER_ES_RUNNING && v->algo == SCHED_ALGO_SC && v->nchains > 1 &&

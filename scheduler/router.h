@@ -101,6 +101,10 @@ struct router_tenant {
 	uint32_t pool_mask;       /* bit i: pool i allowed; 0: all pools */
 	bool no_hints;            /* client hints are ignored */
 	bool no_escalation;
+	uint32_t max_n;           /* the tenant's chain quota: rungs with more chains are
+	                           * skipped; 0: no limit */
+	uint64_t max_budget;      /* the tenant's budget quota: routed budgets are capped to it;
+	                           * 0: no limit */
 };
 
 /* Client hints (zero value: none). */

@@ -3,7 +3,8 @@
  * models of the traces: a program routed to R1-7B cot escalates to sc3 by forking (chain 0
  * keeps its tokens), the routing decisions and their reasons are in its record and survive a
  * kill -9 in the middle of the program; a switch to the other pool restarts the chains on its
- * model; a tenant's no-escalation rule and a client's model hint are honoured.
+ * model; a tenant's no-escalation rule, its chain quota and a client's model hint are
+ * honoured.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -242,6 +243,49 @@ test_route_switch_pool(void **state)
 	certa_client_events_free(&ev);
 }
 
+/* The tenant's chain quota bounds the router: with quota.max_sc_n = 1 the sc rung is skipped
+ * and the program escalates by switching to the next cot rung instead of forking. */
+static void
+test_route_tenant_quota(void **state)
+{
+	struct itest *it = *state;
+	static const char policy[] = ROUTE_POLICY_HEAD
+	    "rung.0 = r1-7b cot 1 0 0\n"
+	    "rung.1 = r1-7b sc 3 0 0\n"
+	    "rung.2 = qwen3-8b cot 1 0 0\n";
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	const struct trace *const *samples;
+	struct certa_client_events ev;
+	Certa__V1__Program *p;
+	char path[512], set[600];
+	const char *sets[] = { set, "quota.max_sc_n=1", NULL };
+	size_t n = 0;
+
+	HARNESS_NEED_TRACES(it);
+	if (traces_find(it->tr->set, QWEN, it->tr->problem, &samples, &n) != 0 || n < 1)
+		skip();
+	snprintf(path, sizeof path, "%s/route.policy", it->dir);
+	assert_int_equal(harness_write_file(path, "%s", policy), 0);
+	snprintf(set, sizeof set, "route.policy=%s", path);
+	itest_start(it, "0", ITEST_ANONYMOUS | ITEST_SETTLE, sets);
+	spec.problem = (char *)it->tr->problem;
+	memset(&ev, 0, sizeof ev);
+	assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
+	if (ev.status != GRPC_STATUS_OK)
+		fail_msg("status %d: %s", (int)ev.status, ev.details);
+	assert_non_null(ev.finished);
+	p = get(it, ev.id);
+	assert_int_equal(p->n_routing, 2);
+	check_route_event(p->routing[0], "route", 0, "r1-7b", R1,
+	    CERTA__V1__ALGORITHM__ALGORITHM_COT, 1);
+	check_route_event(p->routing[1], "switch", 2, "qwen3-8b", QWEN,
+	    CERTA__V1__ALGORITHM__ALGORITHM_COT, 1);
+	assert_non_null(strstr(p->routing[1]->reason, "switch rung 0 -> 2"));
+	assert_int_equal(p->n_requests, 1);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	certa_client_events_free(&ev);
+}
+
 /* The tenant's no-escalation rule holds the program on its rung; a client's model hint
  * picks the pool. */
 static void
@@ -393,6 +437,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_route_switch_pool, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_route_tenant_rules_and_hints, setup,
 		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_route_tenant_quota, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_route_history_hard_start, setup,
 		    itest_teardown),
 		cmocka_unit_test_setup_teardown(test_route_off_by_default, setup, itest_teardown),

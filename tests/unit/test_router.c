@@ -2,7 +2,7 @@
  * test_router.c — router_route() on hand-made neighbour outcomes (empty history, easy and hard
  * neighbours, similarity floor, hints, forbidden pools), the escalation state machine
  * (fork, switch, length trigger, last rung, drop, done, tenant without escalation, illegal
- * transitions) and the routing policy text form.
+ * transitions, tenant quotas on chains and budget) and the routing policy text form.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -311,6 +311,67 @@ test_escalate_last_rung_and_tenant(void **state)
 	assert_int_equal(a.rung, 2);
 }
 
+/* A tenant's per-program quotas bound the router: rungs with more chains than max_n are
+ * skipped (at the start and on escalation), routed budgets are capped to max_budget. */
+static void
+test_tenant_quota_bounds_routing(void **state)
+{
+	static const char *const one[] = { "3" };
+	struct router_policy p;
+	struct router_route r;
+	struct router_state s;
+	struct router_action a;
+	struct router_tenant t;
+	struct router_outcome nb[2];
+	struct sched_view v;
+	struct sched_chain ch[1];
+	struct sched_decision d;
+
+	(void)state;
+	policy(&p);
+	/* Hard neighbours start on rung 2 (b sc3); with one chain allowed: rung 3 (c cot). */
+	nb[0] = hard(0.9);
+	nb[1] = hard(0.8);
+	memset(&t, 0, sizeof t);
+	assert_int_equal(router_route(&p, &t, NULL, nb, 2, &r), 0);
+	assert_int_equal(r.rung, 2);
+	assert_int_equal(r.budget, 30000);
+	t.max_budget = 20000;
+	assert_int_equal(router_route(&p, &t, NULL, nb, 2, &r), 0);
+	assert_int_equal(r.budget, 20000);          /* capped to the quota */
+	t.max_n = 1;
+	assert_int_equal(router_route(&p, &t, NULL, nb, 2, &r), 0);
+	assert_int_equal(r.rung, 3);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.budget, 0);              /* rung 3's own: the caller's default */
+	/* Escalation from rung 0: the sc rungs 1 and 2 are skipped, rung 3 is a switch. */
+	memset(&r, 0, sizeof r);
+	router_start(&s, &r);
+	view(&v, ch, 1, SCHED_ALGO_COT, 6000, one);
+	decision(&d, true, SCHED_REASON_UNPROMISING, 0.2, 1, "3");
+	router_escalate(&p, &t, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_SWITCH);
+	assert_int_equal(a.rung, 3);
+	assert_int_equal(a.n, 1);
+	/* With three chains allowed and a budget quota: fork to rung 1, then switch to rung 2
+	 * with its 30000 capped to 20000. */
+	t.max_n = 3;
+	router_start(&s, &r);
+	router_escalate(&p, &t, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_FORK);
+	assert_int_equal(a.rung, 1);
+	router_escalate(&p, &t, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_SWITCH);
+	assert_int_equal(a.rung, 2);
+	assert_int_equal(a.budget, 20000);
+	/* No rung fits two chains at most except the cot ones: from rung 3 nothing is left. */
+	t.max_n = 2;
+	r.rung = 3;
+	router_start(&s, &r);
+	router_escalate(&p, &t, &s, &v, &d, &a);
+	assert_int_equal(a.act, ROUTER_ACT_STOP);
+}
+
 static void
 test_escalate_drop(void **state)
 {
@@ -535,6 +596,7 @@ main(void)
 		cmocka_unit_test(test_route_hints_and_tenants),
 		cmocka_unit_test(test_escalate_transitions),
 		cmocka_unit_test(test_escalate_last_rung_and_tenant),
+		cmocka_unit_test(test_tenant_quota_bounds_routing),
 		cmocka_unit_test(test_escalate_drop),
 		cmocka_unit_test(test_escalate_raise_top_p),
 		cmocka_unit_test(test_state_table),
