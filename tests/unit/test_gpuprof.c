@@ -234,13 +234,15 @@ test_engine_concurrent(void **state)
 		    strcmp(traces_at(tr, i)->model, traces_model_name(tr, 0)) == 0)
 			t = traces_at(tr, i);
 	assert_non_null(t);
-	/* Context dominated: each iteration 50 us + 20 us per context token (x 0.05 wall), so
-	 * two sequences at once make every iteration about twice as long. */
+	/* Context dominated: each iteration 50 us + 100 us per context token (x 0.05 wall), so
+	 * two sequences at once make every iteration about twice as long.  The modelled time
+	 * (~100+ ms wall per step) dwarfs the engine's own overhead, which under sanitizers and
+	 * a loaded machine is several ms and would blur the ratio. */
 	fd = mkstemp(prof);
 	assert_true(fd >= 0);
 	f = fdopen(fd, "w");
 	assert_non_null(f);
-	fprintf(f, "t0_us = 50\na_us = 0\nb_us = 20\nprefill_us = 0\nprobe_suffix_tokens = 0\n"
+	fprintf(f, "t0_us = 50\na_us = 0\nb_us = 100\nprefill_us = 0\nprobe_suffix_tokens = 0\n"
 	    "time_scale = 0.05\n");
 	fclose(f);
 	o.traces_dir = dir;
@@ -253,7 +255,7 @@ test_engine_concurrent(void **state)
 	one = engine_run(e, base, t->problem, 1, 100, "a");
 	two = engine_run(e, base, t->problem, 2, 100, "b");
 	print_message("one step %.1f ms, two concurrent steps %.1f ms\n", one, two);
-	assert_true(one >= 100 * 0.05 * 20 * (double)(strlen(t->problem) / 4) / 1000.0);
+	assert_true(one >= 100 * 0.05 * 100 * (double)(strlen(t->problem) / 4) / 1000.0);
 	assert_true(two > 1.6 * one);
 	engine_close(e);
 	event_base_free(base);
