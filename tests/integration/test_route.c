@@ -44,12 +44,15 @@ setup(void **state)
 	return 0;
 }
 
-/* Starts certad with the routing policy `policy` and, when not NULL, one route.tenant line. */
+/* Starts certad with the routing policy `policy`, when not NULL one route.tenant line, and
+ * when not NULL one more setting `extra` (KEY=VALUE). */
 static void
-start(struct itest *it, const char *delay, const char *policy, const char *tenant)
+start(struct itest *it, const char *delay, const char *policy, const char *tenant,
+    const char *extra)
 {
 	char path[512], set[600], tset[300];
-	const char *sets[] = { set, tenant != NULL ? tset : NULL, NULL };
+	const char *sets[] = { set, tenant != NULL ? tset : extra, tenant != NULL ? extra : NULL,
+	    NULL };
 
 	snprintf(path, sizeof path, "%s/route.policy", it->dir);
 	assert_int_equal(harness_write_file(path, "%s", policy), 0);
@@ -147,7 +150,7 @@ test_route_fork_survives_restart(void **state)
 	if (it->tr->nsamples < 3)
 		skip();
 	/* Slow steps: the program is still running when certad dies. */
-	start(it, "200", policy, NULL);
+	start(it, "200", policy, NULL, NULL);
 	spec.problem = (char *)it->tr->problem;
 	assert_int_equal(certa_client_submit(it->ch, &spec, NULL, ITEST_RPC_MS, &s), 0);
 	memset(&ev, 0, sizeof ev);
@@ -174,7 +177,7 @@ test_route_fork_survives_restart(void **state)
 	protobuf_c_message_free_unpacked(&p->base, NULL);
 	itest_stop(it);   /* SIGKILL */
 
-	start(it, "0", policy, NULL);
+	start(it, "0", policy, NULL, NULL);
 	p = wait_program(it, ev.id, 2, 1);
 	assert_int_equal(p->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
 	/* Recovered on rung 1: no second escalation, the same two decisions. */
@@ -210,7 +213,7 @@ test_route_switch_pool(void **state)
 	HARNESS_NEED_TRACES(it);
 	if (traces_find(it->tr->set, QWEN, it->tr->problem, &samples, &n) != 0 || n < 3)
 		skip();
-	start(it, "0", policy, NULL);
+	start(it, "0", policy, NULL, NULL);
 	spec.problem = (char *)it->tr->problem;
 	memset(&ev, 0, sizeof ev);
 	assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
@@ -243,49 +246,6 @@ test_route_switch_pool(void **state)
 	certa_client_events_free(&ev);
 }
 
-/* The tenant's chain quota bounds the router: with quota.max_sc_n = 1 the sc rung is skipped
- * and the program escalates by switching to the next cot rung instead of forking. */
-static void
-test_route_tenant_quota(void **state)
-{
-	struct itest *it = *state;
-	static const char policy[] = ROUTE_POLICY_HEAD
-	    "rung.0 = r1-7b cot 1 0 0\n"
-	    "rung.1 = r1-7b sc 3 0 0\n"
-	    "rung.2 = qwen3-8b cot 1 0 0\n";
-	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
-	const struct trace *const *samples;
-	struct certa_client_events ev;
-	Certa__V1__Program *p;
-	char path[512], set[600];
-	const char *sets[] = { set, "quota.max_sc_n=1", NULL };
-	size_t n = 0;
-
-	HARNESS_NEED_TRACES(it);
-	if (traces_find(it->tr->set, QWEN, it->tr->problem, &samples, &n) != 0 || n < 1)
-		skip();
-	snprintf(path, sizeof path, "%s/route.policy", it->dir);
-	assert_int_equal(harness_write_file(path, "%s", policy), 0);
-	snprintf(set, sizeof set, "route.policy=%s", path);
-	itest_start(it, "0", ITEST_ANONYMOUS | ITEST_SETTLE, sets);
-	spec.problem = (char *)it->tr->problem;
-	memset(&ev, 0, sizeof ev);
-	assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
-	if (ev.status != GRPC_STATUS_OK)
-		fail_msg("status %d: %s", (int)ev.status, ev.details);
-	assert_non_null(ev.finished);
-	p = get(it, ev.id);
-	assert_int_equal(p->n_routing, 2);
-	check_route_event(p->routing[0], "route", 0, "r1-7b", R1,
-	    CERTA__V1__ALGORITHM__ALGORITHM_COT, 1);
-	check_route_event(p->routing[1], "switch", 2, "qwen3-8b", QWEN,
-	    CERTA__V1__ALGORITHM__ALGORITHM_COT, 1);
-	assert_non_null(strstr(p->routing[1]->reason, "switch rung 0 -> 2"));
-	assert_int_equal(p->n_requests, 1);
-	protobuf_c_message_free_unpacked(&p->base, NULL);
-	certa_client_events_free(&ev);
-}
-
 /* The tenant's no-escalation rule holds the program on its rung; a client's model hint
  * picks the pool. */
 static void
@@ -302,7 +262,7 @@ test_route_tenant_rules_and_hints(void **state)
 	size_t n = 0;
 
 	HARNESS_NEED_TRACES(it);
-	start(it, "0", policy, "default no-escalation");
+	start(it, "0", policy, "default no-escalation", NULL);
 	spec.problem = (char *)it->tr->problem;
 	memset(&ev, 0, sizeof ev);
 	assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
@@ -367,6 +327,35 @@ run_routed(struct itest *it)
 	return p;
 }
 
+/* The tenant's chain quota bounds the router: with quota.max_sc_n = 1 the sc rung is skipped
+ * and the program escalates by switching to the next cot rung instead of forking. */
+static void
+test_route_tenant_quota(void **state)
+{
+	struct itest *it = *state;
+	static const char policy[] = ROUTE_POLICY_HEAD
+	    "rung.0 = r1-7b cot 1 0 0\n"
+	    "rung.1 = r1-7b sc 3 0 0\n"
+	    "rung.2 = qwen3-8b cot 1 0 0\n";
+	const struct trace *const *samples;
+	Certa__V1__Program *p;
+	size_t n = 0;
+
+	HARNESS_NEED_TRACES(it);
+	if (traces_find(it->tr->set, QWEN, it->tr->problem, &samples, &n) != 0 || n < 1)
+		skip();
+	start(it, "0", policy, NULL, "quota.max_sc_n=1");
+	p = run_routed(it);
+	assert_int_equal(p->n_routing, 2);
+	check_route_event(p->routing[0], "route", 0, "r1-7b", R1,
+	    CERTA__V1__ALGORITHM__ALGORITHM_COT, 1);
+	check_route_event(p->routing[1], "switch", 2, "qwen3-8b", QWEN,
+	    CERTA__V1__ALGORITHM__ALGORITHM_COT, 1);
+	assert_non_null(strstr(p->routing[1]->reason, "switch rung 0 -> 2"));
+	assert_int_equal(p->n_requests, 1);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
 /* The history index: a finished program that escalated makes the next program of the same
  * problem start on the hard rung; after a restart the index is rebuilt from LMDB. */
 static void
@@ -384,7 +373,7 @@ test_route_history_hard_start(void **state)
 	HARNESS_NEED_TRACES(it);
 	if (it->tr->nsamples < 3)
 		skip();
-	start(it, "0", policy, NULL);
+	start(it, "0", policy, NULL, NULL);
 	p = run_routed(it);
 	assert_int_equal(p->n_routing, 2);   /* no history: rung 0, then the fork */
 	assert_non_null(strstr(p->routing[0]->reason, "no similar history"));
@@ -399,7 +388,7 @@ test_route_history_hard_start(void **state)
 	protobuf_c_message_free_unpacked(&p->base, NULL);
 
 	itest_stop(it);
-	start(it, "0", policy, NULL);
+	start(it, "0", policy, NULL, NULL);
 	p = run_routed(it);
 	assert_int_equal(p->routing[0]->rung, 1);
 	assert_non_null(strstr(p->routing[0]->reason, "neighbours were hard (2 neighbours"));
