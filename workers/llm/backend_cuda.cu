@@ -136,10 +136,19 @@ struct backend_cuda {
 
 #define CU_RING_BYTES ((size_t)8 << 20)
 
+/*
+ * The backend of an op, with its device made current on the calling thread.  The worker
+ * creates the backend on its main thread and the engine thread runs the ops; a thread's
+ * current device starts as device 0, so without this every launch, cuBLAS call and copy of
+ * cuda:N (N > 0) on the engine thread would go to device 0.  Cheap (a thread-local check).
+ */
 static struct backend_cuda *
 cu_of(struct backend *be)
 {
-	return (struct backend_cuda *)be;
+	struct backend_cuda *c = (struct backend_cuda *)be;
+
+	(void)cudaSetDevice(c->device);
+	return c;
 }
 
 /* Keeps the first failure; returns whether the backend is still healthy. */
@@ -955,6 +964,7 @@ cu_kv_copy(void *ctx, void *dst, const void *src, size_t bytes)
 {
 	struct backend_cuda *c = (struct backend_cuda *)ctx;
 
+	(void)cudaSetDevice(c->device);      /* a fork may be reserved on another thread */
 	if (c->err == 0)
 		cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0),
 		    "KV copy on write");
