@@ -251,15 +251,23 @@ cu_blocks(size_t n)
 	return (unsigned)((n + CU_THREADS - 1) / CU_THREADS);
 }
 
-static bool
-cu_is_device(const void *p)
+/*
+ * Where p is: 1 device memory, 0 host memory, -1 the runtime cannot tell (a broken context:
+ * the failure is kept).  "Cannot tell" must not read as host: the host-side ops would hand a
+ * device address to the CPU twin, which would crash the worker instead of failing the step.
+ */
+static int
+cu_where(struct backend_cuda *c, const void *p)
 {
 	cudaPointerAttributes a;
+	cudaError_t e = cudaPointerGetAttributes(&a, p);
 
-	if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
-		cudaGetLastError();  /* clear: a plain host pointer is not an error */
-		return false;
+	if (e == cudaErrorInvalidValue) {
+		cudaGetLastError();  /* clear: older runtimes say this of a plain host pointer */
+		return 0;
 	}
+	if (!cu_ok(c, e, "pointer attributes"))
+		return -1;
 	return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
 }
 
@@ -271,9 +279,12 @@ static const float *
 cu_vec(struct backend_cuda *c, const float *p, size_t n)
 {
 	void *d = NULL;
+	int where;
 
-	if (p == NULL || cu_is_device(p))
+	if (p == NULL || (where = cu_where(c, p)) == 1)
 		return p;
+	if (where < 0)
+		return NULL;
 	auto it = c->weights->find(p);
 	if (it != c->weights->end()) {
 		if (it->second.src == GGUF_T_F32 && it->second.rows == 1 && it->second.cols >= n)
@@ -719,6 +730,7 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
 	float *ks, *vs, *sc;
 	size_t rowb = (size_t)kv->row * sizeof(float);
 	bool consecutive = true;
+	int where;
 
 	if (c->err || n_tok == 0)
 		return;
@@ -732,7 +744,9 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
 	if (!(sc = (float *)cu_scratch(c, &c->scores,
 	    (size_t)n_tok * a->n_head * n_pos * sizeof(float))))
 		return;
-	if (cu_is_device(kv_k(kv, a->layer, 0))) {
+	if ((where = cu_where(c, kv_k(kv, a->layer, 0))) < 0)
+		return;
+	if (where) {
 		blk = kv_block_size(kv);
 		nb = (n_pos + blk - 1) / blk;
 		if (c->tab_cap < 2 * (size_t)nb) {
@@ -798,8 +812,8 @@ cu_kv_store(struct backend *be, struct kv *kv, uint32_t layer, const float *k,
 			    kv_k(kv, layer, pos[t]) != dk + (size_t)(t - t0) * kv->row ||
 			    kv_v(kv, layer, pos[t]) != dv + (size_t)(t - t0) * kv->row)
 				break;
-		if (dev < 0)
-			dev = cu_is_device(dk);
+		if (dev < 0 && (dev = cu_where(c, dk)) < 0)
+			return c->err;
 		if (dev ? (!cu_ok(c, cudaMemcpyAsync(dk, k + (size_t)t0 * kv->row, (t - t0) * rowb,
 		    cudaMemcpyDeviceToDevice, 0), "KV store") ||
 		    !cu_ok(c, cudaMemcpyAsync(dv, v + (size_t)t0 * kv->row, (t - t0) * rowb,
@@ -856,14 +870,18 @@ cu_add_bias(struct backend *be, float *x, const float *b, uint32_t n_rows, uint3
 
 /* ---- host-side ops (the CPU twin) -------------------------------------------------------- */
 
-/* x itself when it is host memory, else a host copy of its n floats (NULL after a failure). */
+/* x itself when it is host memory, else a host copy of its n floats (NULL after a failure:
+ * the ops do nothing then, as every other op). */
 static float *
 cu_on_host(struct backend_cuda *c, const float *x, size_t n, bool *copied)
 {
 	float *h;
+	int where;
 
-	*copied = cu_is_device(x);
-	if (!*copied)
+	*copied = false;
+	if (c->err || (where = cu_where(c, x)) < 0)
+		return NULL;
+	if (!(*copied = where == 1))
 		return (float *)x;
 	if (!(h = (float *)cu_host_scratch(c, n * sizeof(float))) ||
 	    !cu_ok(c, cudaMemcpy(h, x, n * sizeof(float), cudaMemcpyDeviceToHost), "read to host"))
