@@ -569,10 +569,11 @@ cu_alloc(struct backend *be, size_t n)
 	void *p = NULL;
 	size_t bytes = (n ? n : 1) * sizeof(float);
 
-	if (!cu_ok(c, cudaMalloc(&p, bytes), "alloc"))
-		return NULL;
-	if (!cu_ok(c, cudaMemset(p, 0, bytes), "alloc")) {
-		cudaFree(p);
+	/* cu_ok is false after an earlier failure even when these succeed: free p then. */
+	if (!cu_ok(c, cudaMalloc(&p, bytes), "alloc") ||
+	    !cu_ok(c, cudaMemset(p, 0, bytes), "alloc")) {
+		if (p)
+			cudaFree(p);
 		return NULL;
 	}
 	return (float *)p;
