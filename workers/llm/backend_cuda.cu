@@ -132,6 +132,7 @@ struct backend_cuda {
 	struct kv_mem kvmem;     /* KV blocks in device memory (ops->kv_mem) */
 	int err;                 /* 0, or -EIO after the first failure */
 	char msg[256];
+	const char *last;        /* the op launched last (names an asynchronous fault) */
 };
 
 #define CU_RING_BYTES ((size_t)8 << 20)
@@ -177,6 +178,7 @@ cu_ok(struct backend_cuda *c, cudaError_t e, const char *what)
 static bool
 cu_launched(struct backend_cuda *c, const char *what)
 {
+	c->last = what;
 	return cu_ok(c, cudaGetLastError(), what);
 }
 
@@ -632,6 +634,7 @@ cu_matmul(struct backend *be, const struct model_weight *w, const float *x, uint
 	st = cu_blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, (int)n_tok,
 	    (int)w->cols, &one, cw->dev, t, (int)w->cols, xb, t, (int)w->cols, &zero, y,
 	    CUDA_R_32F, (int)w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+	c->last = "matmul (cublasGemmEx)";
 	if (st != CUBLAS_STATUS_SUCCESS)
 		cu_fail(c, "cublasGemmEx %s [%u x %u] x %u tokens: %s", w->name ? w->name : "",
 		    w->rows, w->cols, n_tok, cu_blas.status_string(st));
@@ -1001,9 +1004,14 @@ static int
 cu_error(struct backend *be, char *msg, size_t len)
 {
 	struct backend_cuda *c = cu_of(be);
+	char what[96];
 	int rc;
 
-	cu_ok(c, cudaDeviceSynchronize(), "a kernel");
+	/* A fault inside a kernel shows here, not at its launch: name the op queued last (the
+	 * faulty kernel is that one or an earlier one since the last wait; with
+	 * CUDA_LAUNCH_BLOCKING=1 the faulty launch itself reports, by name). */
+	snprintf(what, sizeof what, "a kernel (last queued: %s)", c->last ? c->last : "none");
+	cu_ok(c, cudaDeviceSynchronize(), what);
 	rc = c->err;
 	if (rc && msg && len)
 		snprintf(msg, len, "cuda:%d: %s", c->device, c->msg);
