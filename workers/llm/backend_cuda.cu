@@ -1145,11 +1145,19 @@ backend_cuda_info(int device, struct backend_cuda_info *out, char *err, size_t e
 	cudaError_t e;
 
 	memset(out, 0, sizeof(*out));
+	/* Before the device count: a driver too old for the runtime is the usual reason for none. */
+	if (cudaDriverGetVersion(&out->driver_version) != cudaSuccess)
+		out->driver_version = 0;
+	if (cudaRuntimeGetVersion(&out->runtime_version) != cudaSuccess)
+		out->runtime_version = 0;
 	e = cudaGetDeviceCount(&count);
 	if (e != cudaSuccess || device < 0 || device >= count) {
-		snprintf(err, errlen, "no CUDA device %d (found %d)%s%s", device,
-		    e == cudaSuccess ? count : 0, e == cudaSuccess ? "" : ": ",
-		    e == cudaSuccess ? "" : cudaGetErrorString(e));
+		snprintf(err, errlen, "no CUDA device %d (found %d)%s%s; driver CUDA %d.%d, runtime "
+		    "%d.%d", device, e == cudaSuccess ? count : 0, e == cudaSuccess ? "" : ": ",
+		    e == cudaSuccess ? "" : cudaGetErrorString(e), out->driver_version / 1000,
+		    out->driver_version % 1000 / 10, out->runtime_version / 1000,
+		    out->runtime_version % 1000 / 10);
+		cudaGetLastError();
 		return -ENODEV;
 	}
 	if ((e = cudaGetDeviceProperties(&p, device)) != cudaSuccess ||
