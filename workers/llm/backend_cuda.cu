@@ -53,8 +53,9 @@
 extern "C" {
 #include "workers/llm/backend.h"
 }
+#include "workers/llm/backend_cuda_kern.h"  /* the kernels' per-thread arithmetic */
 
-#define CU_THREADS 256
+#define CU_THREADS CUK_THREADS
 #define CU_STR2(x) #x
 #define CU_STR(x) CU_STR2(x)
 #define CU_BLAS_SONAME "libcublas.so." CU_STR(CUBLAS_VER_MAJOR)
@@ -250,7 +251,7 @@ cu_upload(struct backend_cuda *c, struct cu_buf *b, const void *src, size_t n)
 static unsigned
 cu_blocks(size_t n)
 {
-	return (unsigned)((n + CU_THREADS - 1) / CU_THREADS);
+	return cuk_blocks(n);
 }
 
 /*
@@ -388,12 +389,10 @@ k_to_bf16(__nv_bfloat16 *out, const float *x, size_t n)
 __global__ void
 k_get_rows(float *out, const void *w, int type, const uint32_t *ids, uint32_t n, uint32_t cols)
 {
-	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-	size_t t = i / cols, col = i % cols, src;
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, src;
 
-	if (t >= n)
+	if (!cuk_get_rows_src(i, ids, n, cols, &src))
 		return;
-	src = (size_t)ids[t] * cols + col;
 	if (type == GGUF_T_F32)
 		out[i] = ((const float *)w)[src];
 	else if (type == GGUF_T_F16)
@@ -407,131 +406,71 @@ __global__ void
 k_rmsnorm(float *out, const float *x, const float *w, uint32_t dim, float eps)
 {
 	__shared__ double part[CU_THREADS];
-	const float *xr = x + (size_t)blockIdx.x * dim;
-	float *o = out + (size_t)blockIdx.x * dim;
-	double ss = 0;
-	float scale;
-	uint32_t i, s;
+	uint32_t s;
 
-	for (i = threadIdx.x; i < dim; i += blockDim.x)
-		ss += (double)xr[i] * xr[i];
-	part[threadIdx.x] = ss;
+	part[threadIdx.x] = cuk_rmsnorm_part(blockIdx.x, threadIdx.x, blockDim.x, x, dim);
 	__syncthreads();
 	for (s = blockDim.x / 2; s > 0; s >>= 1) {
 		if (threadIdx.x < s)
 			part[threadIdx.x] += part[threadIdx.x + s];
 		__syncthreads();
 	}
-	scale = (float)(1.0 / sqrt(part[0] / dim + eps));
-	for (i = threadIdx.x; i < dim; i += blockDim.x)
-		o[i] = xr[i] * scale * w[i];
+	cuk_rmsnorm_apply(blockIdx.x, threadIdx.x, blockDim.x, out, x, w, dim, eps, part[0]);
 }
 
-/* One thread per (token, pair, head); theta in double as the CPU backend. */
+/* One thread per (token, pair, head). */
 __global__ void
 k_rope(float *x, uint32_t n_tok, uint32_t n_heads, uint32_t head_dim, const uint32_t *pos,
     int mode, uint32_t n_rot, float base, float freq_scale, const float *freqs)
 {
-	size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-	uint32_t half = n_rot / 2, h, i, t, a, b;
-	double theta;
-	float c, s, x0, x1, *v;
-
-	if (idx >= (size_t)n_tok * half * n_heads)
-		return;
-	h = (uint32_t)(idx % n_heads);
-	i = (uint32_t)(idx / n_heads % half);
-	t = (uint32_t)(idx / n_heads / half);
-	theta = (double)pos[t] * freq_scale * pow((double)base, -2.0 * i / n_rot);
-	if (freqs)
-		theta /= freqs[i];
-	c = (float)cos(theta);
-	s = (float)sin(theta);
-	v = x + ((size_t)t * n_heads + h) * head_dim;
-	a = mode == MODEL_ROPE_NORM ? 2 * i : i;
-	b = mode == MODEL_ROPE_NORM ? 2 * i + 1 : i + half;
-	x0 = v[a];
-	x1 = v[b];
-	v[a] = x0 * c - x1 * s;
-	v[b] = x0 * s + x1 * c;
+	cuk_rope((size_t)blockIdx.x * blockDim.x + threadIdx.x, x, n_tok, n_heads, head_dim, pos,
+	    mode, n_rot, base, freq_scale, freqs);
 }
 
 /*
- * Attention: one block per (token, head), over the sequence's K/V where they are: block b of
- * positions [b * blk, (b + 1) * blk) has its K rows from tab[2b] and its V rows from tab[2b + 1]
- * (this layer's row of position b * blk; rows `row` floats apart).  Query token t is at
- * position pos[t], or pos0 + t when pos is NULL, and attends to 0..that position (causal).
- * Scores go to scratch [n_tok * n_head][n_pos].
+ * Attention: one block per (token, head) over the sequence's K/V where they are, through the
+ * block table (struct cuk_attn): scores and their maximum, exp and their sum, weighted V, with
+ * a block reduction between the phases.  A barrier after each reduction's read of red[0]
+ * keeps the next phase from overwriting it early; the barriers of the sum reduction also make
+ * every thread's scores visible to the V phase.
  */
 __global__ void
-k_attention(float *out, const float *q, const uint32_t *pos, uint32_t pos0,
-    const float *const *tab, uint32_t blk, uint32_t row, float *scores, uint32_t n_head,
-    uint32_t n_head_kv, uint32_t hd, uint32_t n_pos, float scale)
+k_attention(struct cuk_attn a)
 {
 	__shared__ float red[CU_THREADS];
-	uint32_t item = blockIdx.x, t = item / n_head, h = item % n_head;
-	uint32_t hk = h / (n_head / n_head_kv), np = (pos ? pos[t] : pos0 + t) + 1, p, d, s;
-	const float *qh = q + (size_t)item * hd;
-	float *sc = scores + (size_t)item * n_pos, m = -INFINITY, l = 0;
+	uint32_t tid = threadIdx.x, s;
+	float m, l;
 
-	for (p = threadIdx.x; p < np; p += blockDim.x) {
-		const float *kr = tab[2 * (p / blk)] + (size_t)(p % blk) * row + (size_t)hk * hd;
-		float dot = 0;
-		for (d = 0; d < hd; d++)
-			dot += qh[d] * kr[d];
-		sc[p] = dot * scale;
-		m = fmaxf(m, sc[p]);
-	}
-	red[threadIdx.x] = m;
+	red[tid] = cuk_attn_scores(&a, blockIdx.x, tid, blockDim.x);
 	__syncthreads();
 	for (s = blockDim.x / 2; s > 0; s >>= 1) {
-		if (threadIdx.x < s)
-			red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
+		if (tid < s)
+			red[tid] = fmaxf(red[tid], red[tid + s]);
 		__syncthreads();
 	}
 	m = red[0];
 	__syncthreads();
-	for (p = threadIdx.x; p < np; p += blockDim.x) {
-		sc[p] = expf(sc[p] - m);
-		l += sc[p];
-	}
-	red[threadIdx.x] = l;
+	red[tid] = cuk_attn_exp(&a, blockIdx.x, tid, blockDim.x, m);
 	__syncthreads();
 	for (s = blockDim.x / 2; s > 0; s >>= 1) {
-		if (threadIdx.x < s)
-			red[threadIdx.x] += red[threadIdx.x + s];
+		if (tid < s)
+			red[tid] += red[tid + s];
 		__syncthreads();
 	}
 	l = red[0];
-	for (d = threadIdx.x; d < hd; d += blockDim.x) {
-		float acc = 0;
-		uint32_t b, p1;
-		for (p = 0, b = 0; p < np; b++) {
-			const float *vr = tab[2 * b + 1] + (size_t)hk * hd + d;
-			for (p1 = p + blk < np ? p + blk : np; p < p1; p++, vr += row)
-				acc += sc[p] * *vr;
-		}
-		out[(size_t)item * hd + d] = acc / l;
-	}
+	cuk_attn_out(&a, blockIdx.x, tid, blockDim.x, l);
 }
 
 __global__ void
 k_swiglu(float *out, const float *gate, const float *up, size_t n)
 {
-	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-
-	if (i < n)
-		out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+	cuk_swiglu((size_t)blockIdx.x * blockDim.x + threadIdx.x, out, gate, up, n);
 }
 
 __global__ void
 k_axpy(float *x, const float *y, float a, size_t n, size_t ny)
 {
-	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-
-	/* ny == n: x += a y; ny < n: y repeats (a bias per row, a == 1). */
-	if (i < n)
-		x[i] += a == 1.0f ? y[i % ny] : a * y[i % ny];
+	cuk_axpy((size_t)blockIdx.x * blockDim.x + threadIdx.x, x, y, a, n, ny);
 }
 
 __device__ static uint64_t
@@ -728,21 +667,18 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
     const uint32_t *pos, struct kv *kv, const struct backend_attn *a)
 {
 	struct backend_cuda *c = cu_of(be);
-	uint32_t n_pos = 0, t, blk, nb, b;
+	uint32_t n_pos, blk, nb;
 	const uint32_t *dp = NULL;
 	const float *const *dtab;
 	float *ks, *vs, *sc;
 	size_t rowb = (size_t)kv->row * sizeof(float);
-	bool consecutive = true;
+	bool consecutive;
+	struct cuk_attn ka;
 	int where;
 
 	if (c->err || n_tok == 0)
 		return;
-	for (t = 0; t < n_tok; t++) {
-		if (pos[t] + 1 > n_pos)
-			n_pos = pos[t] + 1;
-		consecutive &= pos[t] == pos[0] + t;
-	}
+	consecutive = cuk_attn_plan(pos, n_tok, &n_pos);
 	if (!consecutive && !(dp = cu_positions(c, pos, n_tok)))
 		return;
 	if (!(sc = (float *)cu_scratch(c, &c->scores,
@@ -752,7 +688,7 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
 		return;
 	if (where) {
 		blk = kv_block_size(kv);
-		nb = (n_pos + blk - 1) / blk;
+		nb = cuk_attn_nblocks(n_pos, blk);
 		if (c->tab_cap < 2 * (size_t)nb) {
 			const float **nt = (const float **)realloc(c->tab_h, 2 * (size_t)nb *
 			    sizeof(*nt));
@@ -763,10 +699,7 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
 			c->tab_h = nt;
 			c->tab_cap = 2 * (size_t)nb;
 		}
-		for (b = 0; b < nb; b++) {
-			c->tab_h[2 * b] = kv_k(kv, a->layer, b * blk);
-			c->tab_h[2 * b + 1] = kv_v(kv, a->layer, b * blk);
-		}
+		cuk_attn_table(kv, a->layer, n_pos, blk, c->tab_h);
 	} else {
 		if (!(ks = (float *)cu_scratch(c, &c->kst, n_pos * rowb)) ||
 		    !(vs = (float *)cu_scratch(c, &c->vst, n_pos * rowb)) ||
@@ -790,8 +723,20 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
 	if (!(dtab = (const float *const *)cu_upload(c, &c->tab, c->tab_h,
 	    2 * (size_t)nb * sizeof(*c->tab_h))))
 		return;
-	k_attention<<<n_tok * a->n_head, CU_THREADS>>>(out, q, dp, pos[0], dtab, blk, kv->row,
-	    sc, a->n_head, a->n_head_kv, a->head_dim, n_pos, a->scale);
+	ka.out = out;
+	ka.q = q;
+	ka.pos = dp;
+	ka.pos0 = pos[0];
+	ka.tab = dtab;
+	ka.blk = blk;
+	ka.row = kv->row;
+	ka.scores = sc;
+	ka.n_head = a->n_head;
+	ka.n_head_kv = a->n_head_kv;
+	ka.hd = a->head_dim;
+	ka.n_pos = n_pos;
+	ka.scale = a->scale;
+	k_attention<<<n_tok * a->n_head, CU_THREADS>>>(ka);
 	cu_launched(c, "attention");
 }
 
