@@ -20,11 +20,20 @@
  * algorithm for another n_tok: batched logits are close to, not bit-identical with,
  * single-sequence ones (unlike the CPU backend).
  *
- * KV: the sequence's struct kv stays where kv.c keeps it (host memory, paged, fork
- * copy-on-write unchanged).  kv_store copies the new rows to their pages; attention stages
- * the positions it needs (runs of contiguous positions, one copy each) into device scratch.
- * That is correct but bound by PCIe; a device block pool (kv.c with a block-copy hook) is the
- * next step.
+ * KV: a pool made on ops->kv_mem keeps its blocks in device memory (kv.c only computes
+ * addresses; copy on write is a device-to-device copy queued with the ops); kv_store copies
+ * the new rows to their pages and attention reads them in place through a block table.  A KV
+ * in host memory (a flat KV, a host pool) still works: attention first stages the positions
+ * it needs into device scratch (one copy per run of contiguous rows), bound by PCIe.
+ *
+ * Kernels: their per-thread arithmetic is in backend_cuda_kern.h, which
+ * tests/unit/test_cuda_kern.c runs on the CPU (every thread of each launch, no GPU needed);
+ * here are only the launches, the shared-memory reductions and the barriers.
+ *
+ * Streams and threads: every kernel, copy and cuBLAS call goes to the legacy default stream
+ * (no --default-stream per-thread; the cuBLAS handle keeps stream 0), so they run in the order
+ * queued.  The backend is created on one thread and used on another (the engine thread):
+ * cu_of(), through which every op goes, makes the backend's device current on the caller.
  *
  * Host-side ops: moe_gate, softmax, argmax and sample run on a one-thread CPU backend (the
  * CPU twin), after copying device inputs to the host, so their semantics are the CPU ones
@@ -32,7 +41,9 @@
  *
  * Errors: ops cannot return one, so the first CUDA/cuBLAS failure is kept (the ops after it do
  * nothing) and ops->error reports it (-EIO and a message) and clears it; forward_batch and
- * forward_run check it, so that step fails with INTERNAL.
+ * forward_run check it, so that step fails with INTERNAL.  A fault inside a kernel surfaces
+ * at ops->error's synchronize and names the op queued last.  After a sticky error the runtime
+ * cannot tell device from host pointers: that counts as a failure (cu_where), never as host.
  */
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
