@@ -318,9 +318,12 @@ bench_run(const struct bench_opts *o)
 	}
 	peak = o->peak_gbs > 0 ? o->peak_gbs : info.peak_gbs;
 	printf("device cuda:%d: %s, sm_%d%d, %d SMs, %.1f GiB (%.1f free), peak DRAM %.0f GB/s "
-	    "(%s)\n", o->device, info.name, info.cc_major, info.cc_minor, info.sm_count,
-	    info.mem_total / 1073741824.0, info.mem_free / 1073741824.0, peak,
-	    o->peak_gbs > 0 ? "--peak-gbs" : "reported by the device");
+	    "(%s), driver CUDA %d.%d, runtime %d.%d\n", o->device, info.name, info.cc_major,
+	    info.cc_minor, info.sm_count, info.mem_total / 1073741824.0,
+	    info.mem_free / 1073741824.0, peak,
+	    o->peak_gbs > 0 ? "--peak-gbs" : "reported by the device",
+	    info.driver_version / 1000, info.driver_version % 1000 / 10,
+	    info.runtime_version / 1000, info.runtime_version % 1000 / 10);
 	printf("SUMMARY gpu %s, peak %.0f GB/s (%s)\n", info.name, peak,
 	    o->peak_gbs > 0 ? "--peak-gbs" : "device: 2 x memory clock x bus width");
 

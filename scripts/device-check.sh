@@ -9,6 +9,16 @@
 #                  (2 and 3 are what `make check-cuda` runs; here each has its own timeout)
 #   4. bench       an 8B-shaped (Llama-3-8B) random BF16 model: prefill, decode at batch 1, 16,
 #                  64, 256, HBM bandwidth at batch 1 against the GPU's peak, probe cost
+#   5. memcheck    the ops test under compute-sanitizer (out-of-bounds and misaligned device
+#                  accesses that happen not to change a result), when the toolkit has it and
+#                  time is left (T_SAN); a timeout there fails nothing.  When ops or parity
+#                  failed it runs before the bench: the diagnosis matters more than speed
+#
+# Diagnosis in one run: nvidia-smi's full report and the driver/runtime versions come first;
+# the tests print every op's relative error ("ok ..." / "FAIL ..."); a test part that fails is
+# run once more with CUDA_LAUNCH_BLOCKING=1 (each launch waits, so a kernel that faults names
+# itself instead of surfacing at the next check: "last queued: ..."), and the summary quotes
+# the first FAIL line of each test.
 #
 # Run from anywhere (it works in the repository root): scripts/device-check.sh.  It prints a
 # summary (PASS / FAIL / SKIP / TIMEOUT per part, with the figures) and writes the whole log to
@@ -21,7 +31,8 @@
 # DEVICE_CHECK_FORCE=1 (run every part even without a GPU: the binaries then say SKIP
 # themselves; for checking this script), BENCH_ARGS (extra bench-cuda arguments, e.g.
 # "--peak-gbs 4800"), CUDA_DEVICE (default 0).  Timeouts in seconds: T_DEPS, T_BUILD, T_OPS,
-# T_PARITY, T_BENCH; the whole run also stops at T_TOTAL (570) whatever is left.
+# T_PARITY, T_BENCH, T_RERUN (the blocking rerun of a failed test), T_SAN; the whole run also
+# stops at T_TOTAL (570) whatever is left.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -33,6 +44,8 @@ T_BUILD=${T_BUILD:-300}
 T_OPS=${T_OPS:-90}
 T_PARITY=${T_PARITY:-120}
 T_BENCH=${T_BENCH:-300}
+T_RERUN=${T_RERUN:-60}
+T_SAN=${T_SAN:-120}
 T_TOTAL=${T_TOTAL:-570}
 START=$(date +%s)
 
@@ -52,15 +65,22 @@ SUMMARY=()
 FAILED=0
 
 say() { printf 'device-check: %s\n' "$*"; }
-result() {                  # result PART STATUS DETAIL
-	SUMMARY+=("$(printf '%-7s %-7s %s' "$1" "$2" "$3")")
-	case $2 in PASS|SKIP) ;; *) FAILED=1 ;; esac
+result() {                  # result PART STATUS DETAIL (INFO: reported, fails nothing)
+	SUMMARY+=("$(printf '%-8s %-7s %s' "$1" "$2" "$3")")
+	case $2 in PASS|SKIP|INFO) ;; *) FAILED=1 ;; esac
+}
+# The first FAIL line of a test's output, under its result.
+first_fail() {
+	local l
+	l=$(grep -m 1 -E '^FAIL' "$1")
+	[ -n "$l" ] && SUMMARY+=("         first: ${l:0:160}")
+	return 0
 }
 # The lines a part's binary marks "SUMMARY ..." go under its result.
 summary_lines() {
 	local l
 	while IFS= read -r l; do
-		SUMMARY+=("        ${l#SUMMARY }")
+		SUMMARY+=("         ${l#SUMMARY }")
 	done < <(grep -E '^SUMMARY ' "$1")
 }
 left() { echo $((T_TOTAL - ($(date +%s) - START))); }
@@ -111,6 +131,9 @@ if [ -z "$gpu" ] && ls /dev/nvidia[0-9]* > /dev/null 2>&1; then
 fi
 if [ -n "$gpu" ]; then
 	say "GPU: $gpu"
+	timeout 30 nvidia-smi 2>&1
+	timeout 10 nvidia-smi --query-gpu=pstate,clocks.sm,clocks.mem,clocks.max.sm,power.limit,ecc.errors.uncorrected.volatile.total,mig.mode.current,compute_mode \
+		--format=csv 2>&1
 else
 	say "no GPU (nvidia-smi finds none, no /dev/nvidia0)"
 fi
@@ -126,6 +149,7 @@ if [ -z "$gpu" ] && [ -z "${DEVICE_CHECK_FORCE:-}" ]; then
 	finish
 fi
 [ -x "$CUDA_HOME/bin/nvcc" ] && say "nvcc: $("$CUDA_HOME/bin/nvcc" --version | tail -n 2 | head -n 1)"
+say "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-(unset)}, device $DEV"
 
 # ---- 0. packages (optional) -----------------------------------------------------------------
 if [ -n "${DEVICE_CHECK_DEPS:-}" ] || ! command -v pkg-config > /dev/null 2>&1 ||
@@ -169,18 +193,70 @@ test_status() {             # test_status RC OUTFILE
 	fi
 }
 
+# A failed test part once more with CUDA_LAUNCH_BLOCKING=1, so that a faulting kernel names
+# itself (rerun NAME OUTFILE CMD...); its first FAIL line goes under the part's result.
+rerun_blocking() {
+	local name=$1 out=$2
+	shift 2
+	run_part "$name-blocking" "$(budget "$T_RERUN")" "$out" env CUDA_LAUNCH_BLOCKING=1 "$@"
+	result "$name-blk" INFO "CUDA_LAUNCH_BLOCKING=1 rerun: status $?, $(grep -c '^FAIL' "$out") FAIL lines"
+	first_fail "$out"
+}
+
 # ---- 2. ops (make check-cuda, first half) -----------------------------------------------------
 run_part ops "$(budget "$T_OPS")" "$BUILD/ops.out" "$OPS_BIN" "$DEV"
 rc=$?
-result ops "$(test_status "$rc" "$BUILD/ops.out")" \
+st=$(test_status "$rc" "$BUILD/ops.out")
+result ops "$st" \
 	"$(grep -E '^check-cuda:' "$BUILD/ops.out" | tail -n 1) [$(grep -c '^FAIL' "$BUILD/ops.out") FAIL lines]"
+first_fail "$BUILD/ops.out"
+case $st in FAIL|TIMEOUT) rerun_blocking ops "$BUILD/ops-blocking.out" "$OPS_BIN" "$DEV" ;; esac
 
 # ---- 3. parity (make check-cuda, second half) -------------------------------------------------
 run_part parity "$(budget "$T_PARITY")" "$BUILD/parity.out" "$PARITY_BIN" "$DEV"
 rc=$?
-result parity "$(test_status "$rc" "$BUILD/parity.out")" \
-	"$(grep -E '^check-cuda-forward:' "$BUILD/parity.out" | tail -n 1)"
+st=$(test_status "$rc" "$BUILD/parity.out")
+result parity "$st" "$(grep -E '^check-cuda-forward:' "$BUILD/parity.out" | tail -n 1)"
+first_fail "$BUILD/parity.out"
 summary_lines "$BUILD/parity.out"
+case $st in
+FAIL|TIMEOUT) rerun_blocking parity "$BUILD/parity-blocking.out" "$PARITY_BIN" "$DEV" ;;
+esac
+
+# ---- 5. memcheck (when there is a sanitizer and time; before the bench when a test failed) ----
+memcheck() {
+	local SAN="$CUDA_HOME/bin/compute-sanitizer" rc sum l
+	if [ ! -x "$SAN" ]; then
+		result memcheck SKIP "no $SAN"
+	elif [ "$(left)" -lt 30 ]; then
+		result memcheck SKIP "no time left ($(left) s)"
+	else
+		run_part memcheck "$(budget "$T_SAN")" "$BUILD/memcheck.out" "$SAN" --tool memcheck \
+			--error-exitcode 99 --print-limit 20 "$OPS_BIN" "$DEV"
+		rc=$?
+		sum=$(grep -m 1 -E 'ERROR SUMMARY' "$BUILD/memcheck.out")
+		if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+			if grep -q -E '^========= (Invalid|Misaligned|Program hit)' "$BUILD/memcheck.out"; then
+				result memcheck FAIL "timed out, after finding errors (see the log)"
+			else
+				result memcheck INFO "timed out (T_SAN); no error found before"
+			fi
+		elif [ "$rc" -eq 0 ]; then
+			result memcheck PASS "${sum:-compute-sanitizer memcheck}"
+		else
+			result memcheck FAIL "status $rc: ${sum:-see the log}"
+			# The error and the line naming its kernel.
+			l=$(grep -m 1 -A 1 -E '^========= (Invalid|Misaligned|Program hit)' \
+				"$BUILD/memcheck.out" | sed 's/^=* *//' | paste -sd '|' -)
+			[ -n "$l" ] && SUMMARY+=("         first: ${l:0:160}")
+		fi
+	fi
+}
+memcheck_done=""
+if [ "$FAILED" -ne 0 ]; then
+	memcheck
+	memcheck_done=1
+fi
 
 # ---- 4. bench ---------------------------------------------------------------------------------
 # shellcheck disable=SC2086
@@ -190,5 +266,7 @@ rc=$?
 st=$(test_status "$rc" "$BUILD/bench.out")
 result bench "$st" "bench-cuda (status $rc)"
 summary_lines "$BUILD/bench.out"
+[ -n "$memcheck_done" ] || memcheck
+
 
 finish

@@ -102,10 +102,12 @@ compare(const char *what, const float *ref, const float *d, size_t n, double tol
 		}
 	}
 	checks++;
-	if (maxdiff / maxref > tol) {
+	if (!(maxdiff / maxref <= tol)) {
 		printf("FAIL %s: max |diff| %.3g at %zu (ref %g, got %g), relative %.3g > %.3g\n",
 		    what, maxdiff, worst, ref[worst], got[worst], maxdiff / maxref, tol);
 		failures++;
+	} else {                 /* every op's error, for the one run a GPU is lent for */
+		printf("ok   %s: relative %.3g (tolerance %.3g)\n", what, maxdiff / maxref, tol);
 	}
 	free(got);
 }
@@ -510,10 +512,19 @@ test_selection(void)
 int
 main(int argc, char **argv)
 {
+	struct backend_cuda_info info;
 	char err[256] = "";
 	int device = argc > 1 ? atoi(argv[1]) : 0, rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);    /* lines reach a pipe before a timeout kills us */
+	if (backend_cuda_info(device, &info, err, sizeof err) == 0)
+		printf("device cuda:%d: %s, sm_%d%d, %d SMs, %.1f GiB (%.1f free), driver CUDA "
+		    "%d.%d, runtime %d.%d\n", device, info.name, info.cc_major, info.cc_minor,
+		    info.sm_count, info.mem_total / 1073741824.0, info.mem_free / 1073741824.0,
+		    info.driver_version / 1000, info.driver_version % 1000 / 10,
+		    info.runtime_version / 1000, info.runtime_version % 1000 / 10);
+	else
+		printf("device cuda:%d: %s\n", device, err);
 	rc = backend_cuda_create(device, &gpu, err, sizeof err);
 	if (rc == -ENODEV) {
 		printf("check-cuda: SKIP: no CUDA device (%s)\n", err);

@@ -652,6 +652,72 @@ test_kquants(void **state)
 	gguf_close(g);
 }
 
+/* A device backend whose kv_store fails (as the CUDA backend's does after a failed copy):
+ * the CPU backend with kv_store and error replaced in a copy of its table. */
+static int kvfail_pending;
+
+static int
+kvfail_store(struct backend *be, struct kv *kv, uint32_t layer, const float *k,
+    const float *v, uint32_t n_tok, const uint32_t *pos)
+{
+	kvfail_pending = 1;
+	return -EIO;
+}
+
+static int
+kvfail_error(struct backend *be, char *msg, size_t len)
+{
+	if (!kvfail_pending)
+		return 0;
+	kvfail_pending = 0;
+	snprintf(msg, len, "injected KV copy failure");
+	return -EIO;
+}
+
+/* The forward reports the device's own message when kv_store fails, and clears it. */
+static void
+test_kv_store_device_error(void **state)
+{
+	static struct backend_ops ops;
+	const struct backend_ops *cpu_ops;
+	uint32_t toks[4] = { 1, 2, 3, 4 };
+	float *logits = calloc(300, sizeof(float));
+	struct forward_seq seq = { 0 };
+	char err[256];
+	struct rig r;
+	struct kv *kv;
+
+	NEED_MODELS();
+	assert_non_null(logits);
+	assert_int_equal(rig_open(&r, "qwen3-f32.gguf", 1, 8, err, sizeof(err)), 0);
+	assert_int_equal(forward_kv_create(r.m, 16, &kv), 0);
+	cpu_ops = r.be->ops;
+	ops = *cpu_ops;
+	ops.kv_store = kvfail_store;
+	ops.error = kvfail_error;
+	r.be->ops = &ops;
+	err[0] = '\0';
+	assert_int_equal(forward_run(r.fw, kv, toks, 4, NULL, logits, NULL, err, sizeof(err)),
+	    -EIO);
+	if (!strstr(err, "device error: injected KV copy failure"))
+		fail_msg("forward_run: \"%s\"", err);
+	assert_int_equal(kv->len, 0);
+	assert_int_equal(kvfail_pending, 0);
+	seq.kv = kv;
+	seq.tokens = toks;
+	seq.n = 4;
+	seq.logits = logits;
+	err[0] = '\0';
+	assert_int_equal(forward_batch(r.fw, &seq, 1, NULL, err, sizeof(err)), -EIO);
+	if (!strstr(err, "device error: injected KV copy failure"))
+		fail_msg("forward_batch: \"%s\"", err);
+	assert_int_equal(kvfail_pending, 0);
+	r.be->ops = cpu_ops;
+	kv_destroy(kv);
+	rig_close(&r);
+	free(logits);
+}
+
 /* Sampling: greedy is argmax; a fixed u gives a fixed token; top-p small keeps the best. */
 static void
 test_sampling(void **state)
@@ -709,6 +775,7 @@ main(void)
 		cmocka_unit_test(test_kquants),
 		cmocka_unit_test(test_sampling),
 		cmocka_unit_test(test_moe_gate),
+		cmocka_unit_test(test_kv_store_device_error),
 	};
 
 	return cmocka_run_group_tests(tests, gen_setup, gen_teardown);

@@ -155,15 +155,18 @@ int backend_cpu_create_faulty(uint32_t n_threads, uint32_t fail_at, struct backe
 int backend_cuda_create(int device, struct backend **out, char *err, size_t errlen);
 
 /*
- * CUDA device facts for benchmarks (backend_cuda.cu): name, memory, SMs, compute capability
- * and the peak DRAM bandwidth the device reports (2 x memory clock x bus width; 0 when the
- * driver does not say).  Returns 0, or -ENODEV with a message in err.
+ * CUDA device facts for benchmarks and test logs (backend_cuda.cu): name, memory, SMs, compute
+ * capability, the peak DRAM bandwidth the device reports (2 x memory clock x bus width; 0 when
+ * the driver does not say) and the driver's and runtime's CUDA versions (1000 x major + 10 x
+ * minor, as cudaDriverGetVersion gives them; 0 when unknown).  Returns 0, or -ENODEV with a
+ * message in err.
  */
 struct backend_cuda_info {
 	char name[256];
 	size_t mem_total, mem_free;
 	int sm_count, cc_major, cc_minor;
 	double peak_gbs;         /* GB/s (1e9 bytes) */
+	int driver_version, runtime_version;
 };
 int backend_cuda_info(int device, struct backend_cuda_info *out, char *err, size_t errlen);
 

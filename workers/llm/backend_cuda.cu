@@ -20,11 +20,20 @@
  * algorithm for another n_tok: batched logits are close to, not bit-identical with,
  * single-sequence ones (unlike the CPU backend).
  *
- * KV: the sequence's struct kv stays where kv.c keeps it (host memory, paged, fork
- * copy-on-write unchanged).  kv_store copies the new rows to their pages; attention stages
- * the positions it needs (runs of contiguous positions, one copy each) into device scratch.
- * That is correct but bound by PCIe; a device block pool (kv.c with a block-copy hook) is the
- * next step.
+ * KV: a pool made on ops->kv_mem keeps its blocks in device memory (kv.c only computes
+ * addresses; copy on write is a device-to-device copy queued with the ops); kv_store copies
+ * the new rows to their pages and attention reads them in place through a block table.  A KV
+ * in host memory (a flat KV, a host pool) still works: attention first stages the positions
+ * it needs into device scratch (one copy per run of contiguous rows), bound by PCIe.
+ *
+ * Kernels: their per-thread arithmetic is in backend_cuda_kern.h, which
+ * tests/unit/test_cuda_kern.c runs on the CPU (every thread of each launch, no GPU needed);
+ * here are only the launches, the shared-memory reductions and the barriers.
+ *
+ * Streams and threads: every kernel, copy and cuBLAS call goes to the legacy default stream
+ * (no --default-stream per-thread; the cuBLAS handle keeps stream 0), so they run in the order
+ * queued.  The backend is created on one thread and used on another (the engine thread):
+ * cu_of(), through which every op goes, makes the backend's device current on the caller.
  *
  * Host-side ops: moe_gate, softmax, argmax and sample run on a one-thread CPU backend (the
  * CPU twin), after copying device inputs to the host, so their semantics are the CPU ones
@@ -32,7 +41,9 @@
  *
  * Errors: ops cannot return one, so the first CUDA/cuBLAS failure is kept (the ops after it do
  * nothing) and ops->error reports it (-EIO and a message) and clears it; forward_batch and
- * forward_run check it, so that step fails with INTERNAL.
+ * forward_run check it, so that step fails with INTERNAL.  A fault inside a kernel surfaces
+ * at ops->error's synchronize and names the op queued last.  After a sticky error the runtime
+ * cannot tell device from host pointers: that counts as a failure (cu_where), never as host.
  */
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -53,8 +64,9 @@
 extern "C" {
 #include "workers/llm/backend.h"
 }
+#include "workers/llm/backend_cuda_kern.h"  /* the kernels' per-thread arithmetic */
 
-#define CU_THREADS 256
+#define CU_THREADS CUK_THREADS
 #define CU_STR2(x) #x
 #define CU_STR(x) CU_STR2(x)
 #define CU_BLAS_SONAME "libcublas.so." CU_STR(CUBLAS_VER_MAJOR)
@@ -132,14 +144,24 @@ struct backend_cuda {
 	struct kv_mem kvmem;     /* KV blocks in device memory (ops->kv_mem) */
 	int err;                 /* 0, or -EIO after the first failure */
 	char msg[256];
+	const char *last;        /* the op launched last (names an asynchronous fault) */
 };
 
 #define CU_RING_BYTES ((size_t)8 << 20)
 
+/*
+ * The backend of an op, with its device made current on the calling thread.  The worker
+ * creates the backend on its main thread and the engine thread runs the ops; a thread's
+ * current device starts as device 0, so without this every launch, cuBLAS call and copy of
+ * cuda:N (N > 0) on the engine thread would go to device 0.  Cheap (a thread-local check).
+ */
 static struct backend_cuda *
 cu_of(struct backend *be)
 {
-	return (struct backend_cuda *)be;
+	struct backend_cuda *c = (struct backend_cuda *)be;
+
+	(void)cudaSetDevice(c->device);
+	return c;
 }
 
 /* Keeps the first failure; returns whether the backend is still healthy. */
@@ -168,6 +190,7 @@ cu_ok(struct backend_cuda *c, cudaError_t e, const char *what)
 static bool
 cu_launched(struct backend_cuda *c, const char *what)
 {
+	c->last = what;
 	return cu_ok(c, cudaGetLastError(), what);
 }
 
@@ -239,18 +262,26 @@ cu_upload(struct backend_cuda *c, struct cu_buf *b, const void *src, size_t n)
 static unsigned
 cu_blocks(size_t n)
 {
-	return (unsigned)((n + CU_THREADS - 1) / CU_THREADS);
+	return cuk_blocks(n);
 }
 
-static bool
-cu_is_device(const void *p)
+/*
+ * Where p is: 1 device memory, 0 host memory, -1 the runtime cannot tell (a broken context:
+ * the failure is kept).  "Cannot tell" must not read as host: the host-side ops would hand a
+ * device address to the CPU twin, which would crash the worker instead of failing the step.
+ */
+static int
+cu_where(struct backend_cuda *c, const void *p)
 {
 	cudaPointerAttributes a;
+	cudaError_t e = cudaPointerGetAttributes(&a, p);
 
-	if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
-		cudaGetLastError();  /* clear: a plain host pointer is not an error */
-		return false;
+	if (e == cudaErrorInvalidValue) {
+		cudaGetLastError();  /* clear: older runtimes say this of a plain host pointer */
+		return 0;
 	}
+	if (!cu_ok(c, e, "pointer attributes"))
+		return -1;
 	return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
 }
 
@@ -262,9 +293,12 @@ static const float *
 cu_vec(struct backend_cuda *c, const float *p, size_t n)
 {
 	void *d = NULL;
+	int where;
 
-	if (p == NULL || cu_is_device(p))
+	if (p == NULL || (where = cu_where(c, p)) == 1)
 		return p;
+	if (where < 0)
+		return NULL;
 	auto it = c->weights->find(p);
 	if (it != c->weights->end()) {
 		if (it->second.src == GGUF_T_F32 && it->second.rows == 1 && it->second.cols >= n)
@@ -366,12 +400,10 @@ k_to_bf16(__nv_bfloat16 *out, const float *x, size_t n)
 __global__ void
 k_get_rows(float *out, const void *w, int type, const uint32_t *ids, uint32_t n, uint32_t cols)
 {
-	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-	size_t t = i / cols, col = i % cols, src;
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, src;
 
-	if (t >= n)
+	if (!cuk_get_rows_src(i, ids, n, cols, &src))
 		return;
-	src = (size_t)ids[t] * cols + col;
 	if (type == GGUF_T_F32)
 		out[i] = ((const float *)w)[src];
 	else if (type == GGUF_T_F16)
@@ -385,131 +417,71 @@ __global__ void
 k_rmsnorm(float *out, const float *x, const float *w, uint32_t dim, float eps)
 {
 	__shared__ double part[CU_THREADS];
-	const float *xr = x + (size_t)blockIdx.x * dim;
-	float *o = out + (size_t)blockIdx.x * dim;
-	double ss = 0;
-	float scale;
-	uint32_t i, s;
+	uint32_t s;
 
-	for (i = threadIdx.x; i < dim; i += blockDim.x)
-		ss += (double)xr[i] * xr[i];
-	part[threadIdx.x] = ss;
+	part[threadIdx.x] = cuk_rmsnorm_part(blockIdx.x, threadIdx.x, blockDim.x, x, dim);
 	__syncthreads();
 	for (s = blockDim.x / 2; s > 0; s >>= 1) {
 		if (threadIdx.x < s)
 			part[threadIdx.x] += part[threadIdx.x + s];
 		__syncthreads();
 	}
-	scale = (float)(1.0 / sqrt(part[0] / dim + eps));
-	for (i = threadIdx.x; i < dim; i += blockDim.x)
-		o[i] = xr[i] * scale * w[i];
+	cuk_rmsnorm_apply(blockIdx.x, threadIdx.x, blockDim.x, out, x, w, dim, eps, part[0]);
 }
 
-/* One thread per (token, pair, head); theta in double as the CPU backend. */
+/* One thread per (token, pair, head). */
 __global__ void
 k_rope(float *x, uint32_t n_tok, uint32_t n_heads, uint32_t head_dim, const uint32_t *pos,
     int mode, uint32_t n_rot, float base, float freq_scale, const float *freqs)
 {
-	size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-	uint32_t half = n_rot / 2, h, i, t, a, b;
-	double theta;
-	float c, s, x0, x1, *v;
-
-	if (idx >= (size_t)n_tok * half * n_heads)
-		return;
-	h = (uint32_t)(idx % n_heads);
-	i = (uint32_t)(idx / n_heads % half);
-	t = (uint32_t)(idx / n_heads / half);
-	theta = (double)pos[t] * freq_scale * pow((double)base, -2.0 * i / n_rot);
-	if (freqs)
-		theta /= freqs[i];
-	c = (float)cos(theta);
-	s = (float)sin(theta);
-	v = x + ((size_t)t * n_heads + h) * head_dim;
-	a = mode == MODEL_ROPE_NORM ? 2 * i : i;
-	b = mode == MODEL_ROPE_NORM ? 2 * i + 1 : i + half;
-	x0 = v[a];
-	x1 = v[b];
-	v[a] = x0 * c - x1 * s;
-	v[b] = x0 * s + x1 * c;
+	cuk_rope((size_t)blockIdx.x * blockDim.x + threadIdx.x, x, n_tok, n_heads, head_dim, pos,
+	    mode, n_rot, base, freq_scale, freqs);
 }
 
 /*
- * Attention: one block per (token, head), over the sequence's K/V where they are: block b of
- * positions [b * blk, (b + 1) * blk) has its K rows from tab[2b] and its V rows from tab[2b + 1]
- * (this layer's row of position b * blk; rows `row` floats apart).  Query token t is at
- * position pos[t], or pos0 + t when pos is NULL, and attends to 0..that position (causal).
- * Scores go to scratch [n_tok * n_head][n_pos].
+ * Attention: one block per (token, head) over the sequence's K/V where they are, through the
+ * block table (struct cuk_attn): scores and their maximum, exp and their sum, weighted V, with
+ * a block reduction between the phases.  A barrier after each reduction's read of red[0]
+ * keeps the next phase from overwriting it early; the barriers of the sum reduction also make
+ * every thread's scores visible to the V phase.
  */
 __global__ void
-k_attention(float *out, const float *q, const uint32_t *pos, uint32_t pos0,
-    const float *const *tab, uint32_t blk, uint32_t row, float *scores, uint32_t n_head,
-    uint32_t n_head_kv, uint32_t hd, uint32_t n_pos, float scale)
+k_attention(struct cuk_attn a)
 {
 	__shared__ float red[CU_THREADS];
-	uint32_t item = blockIdx.x, t = item / n_head, h = item % n_head;
-	uint32_t hk = h / (n_head / n_head_kv), np = (pos ? pos[t] : pos0 + t) + 1, p, d, s;
-	const float *qh = q + (size_t)item * hd;
-	float *sc = scores + (size_t)item * n_pos, m = -INFINITY, l = 0;
+	uint32_t tid = threadIdx.x, s;
+	float m, l;
 
-	for (p = threadIdx.x; p < np; p += blockDim.x) {
-		const float *kr = tab[2 * (p / blk)] + (size_t)(p % blk) * row + (size_t)hk * hd;
-		float dot = 0;
-		for (d = 0; d < hd; d++)
-			dot += qh[d] * kr[d];
-		sc[p] = dot * scale;
-		m = fmaxf(m, sc[p]);
-	}
-	red[threadIdx.x] = m;
+	red[tid] = cuk_attn_scores(&a, blockIdx.x, tid, blockDim.x);
 	__syncthreads();
 	for (s = blockDim.x / 2; s > 0; s >>= 1) {
-		if (threadIdx.x < s)
-			red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
+		if (tid < s)
+			red[tid] = fmaxf(red[tid], red[tid + s]);
 		__syncthreads();
 	}
 	m = red[0];
 	__syncthreads();
-	for (p = threadIdx.x; p < np; p += blockDim.x) {
-		sc[p] = expf(sc[p] - m);
-		l += sc[p];
-	}
-	red[threadIdx.x] = l;
+	red[tid] = cuk_attn_exp(&a, blockIdx.x, tid, blockDim.x, m);
 	__syncthreads();
 	for (s = blockDim.x / 2; s > 0; s >>= 1) {
-		if (threadIdx.x < s)
-			red[threadIdx.x] += red[threadIdx.x + s];
+		if (tid < s)
+			red[tid] += red[tid + s];
 		__syncthreads();
 	}
 	l = red[0];
-	for (d = threadIdx.x; d < hd; d += blockDim.x) {
-		float acc = 0;
-		uint32_t b, p1;
-		for (p = 0, b = 0; p < np; b++) {
-			const float *vr = tab[2 * b + 1] + (size_t)hk * hd + d;
-			for (p1 = p + blk < np ? p + blk : np; p < p1; p++, vr += row)
-				acc += sc[p] * *vr;
-		}
-		out[(size_t)item * hd + d] = acc / l;
-	}
+	cuk_attn_out(&a, blockIdx.x, tid, blockDim.x, l);
 }
 
 __global__ void
 k_swiglu(float *out, const float *gate, const float *up, size_t n)
 {
-	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-
-	if (i < n)
-		out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+	cuk_swiglu((size_t)blockIdx.x * blockDim.x + threadIdx.x, out, gate, up, n);
 }
 
 __global__ void
 k_axpy(float *x, const float *y, float a, size_t n, size_t ny)
 {
-	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-
-	/* ny == n: x += a y; ny < n: y repeats (a bias per row, a == 1). */
-	if (i < n)
-		x[i] += a == 1.0f ? y[i % ny] : a * y[i % ny];
+	cuk_axpy((size_t)blockIdx.x * blockDim.x + threadIdx.x, x, y, a, n, ny);
 }
 
 __device__ static uint64_t
@@ -549,10 +521,11 @@ cu_alloc(struct backend *be, size_t n)
 	void *p = NULL;
 	size_t bytes = (n ? n : 1) * sizeof(float);
 
-	if (!cu_ok(c, cudaMalloc(&p, bytes), "alloc"))
-		return NULL;
-	if (!cu_ok(c, cudaMemset(p, 0, bytes), "alloc")) {
-		cudaFree(p);
+	/* cu_ok is false after an earlier failure even when these succeed: free p then. */
+	if (!cu_ok(c, cudaMalloc(&p, bytes), "alloc") ||
+	    !cu_ok(c, cudaMemset(p, 0, bytes), "alloc")) {
+		if (p)
+			cudaFree(p);
 		return NULL;
 	}
 	return (float *)p;
@@ -611,6 +584,7 @@ cu_matmul(struct backend *be, const struct model_weight *w, const float *x, uint
 	st = cu_blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, (int)n_tok,
 	    (int)w->cols, &one, cw->dev, t, (int)w->cols, xb, t, (int)w->cols, &zero, y,
 	    CUDA_R_32F, (int)w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+	c->last = "matmul (cublasGemmEx)";
 	if (st != CUBLAS_STATUS_SUCCESS)
 		cu_fail(c, "cublasGemmEx %s [%u x %u] x %u tokens: %s", w->name ? w->name : "",
 		    w->rows, w->cols, n_tok, cu_blas.status_string(st));
@@ -704,28 +678,28 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
     const uint32_t *pos, struct kv *kv, const struct backend_attn *a)
 {
 	struct backend_cuda *c = cu_of(be);
-	uint32_t n_pos = 0, t, blk, nb, b;
+	uint32_t n_pos, blk, nb;
 	const uint32_t *dp = NULL;
 	const float *const *dtab;
 	float *ks, *vs, *sc;
 	size_t rowb = (size_t)kv->row * sizeof(float);
-	bool consecutive = true;
+	bool consecutive;
+	struct cuk_attn ka;
+	int where;
 
 	if (c->err || n_tok == 0)
 		return;
-	for (t = 0; t < n_tok; t++) {
-		if (pos[t] + 1 > n_pos)
-			n_pos = pos[t] + 1;
-		consecutive &= pos[t] == pos[0] + t;
-	}
+	consecutive = cuk_attn_plan(pos, n_tok, &n_pos);
 	if (!consecutive && !(dp = cu_positions(c, pos, n_tok)))
 		return;
 	if (!(sc = (float *)cu_scratch(c, &c->scores,
 	    (size_t)n_tok * a->n_head * n_pos * sizeof(float))))
 		return;
-	if (cu_is_device(kv_k(kv, a->layer, 0))) {
+	if ((where = cu_where(c, kv_k(kv, a->layer, 0))) < 0)
+		return;
+	if (where) {
 		blk = kv_block_size(kv);
-		nb = (n_pos + blk - 1) / blk;
+		nb = cuk_attn_nblocks(n_pos, blk);
 		if (c->tab_cap < 2 * (size_t)nb) {
 			const float **nt = (const float **)realloc(c->tab_h, 2 * (size_t)nb *
 			    sizeof(*nt));
@@ -736,10 +710,7 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
 			c->tab_h = nt;
 			c->tab_cap = 2 * (size_t)nb;
 		}
-		for (b = 0; b < nb; b++) {
-			c->tab_h[2 * b] = kv_k(kv, a->layer, b * blk);
-			c->tab_h[2 * b + 1] = kv_v(kv, a->layer, b * blk);
-		}
+		cuk_attn_table(kv, a->layer, n_pos, blk, c->tab_h);
 	} else {
 		if (!(ks = (float *)cu_scratch(c, &c->kst, n_pos * rowb)) ||
 		    !(vs = (float *)cu_scratch(c, &c->vst, n_pos * rowb)) ||
@@ -763,8 +734,20 @@ cu_attention(struct backend *be, float *out, const float *q, uint32_t n_tok,
 	if (!(dtab = (const float *const *)cu_upload(c, &c->tab, c->tab_h,
 	    2 * (size_t)nb * sizeof(*c->tab_h))))
 		return;
-	k_attention<<<n_tok * a->n_head, CU_THREADS>>>(out, q, dp, pos[0], dtab, blk, kv->row,
-	    sc, a->n_head, a->n_head_kv, a->head_dim, n_pos, a->scale);
+	ka.out = out;
+	ka.q = q;
+	ka.pos = dp;
+	ka.pos0 = pos[0];
+	ka.tab = dtab;
+	ka.blk = blk;
+	ka.row = kv->row;
+	ka.scores = sc;
+	ka.n_head = a->n_head;
+	ka.n_head_kv = a->n_head_kv;
+	ka.hd = a->head_dim;
+	ka.n_pos = n_pos;
+	ka.scale = a->scale;
+	k_attention<<<n_tok * a->n_head, CU_THREADS>>>(ka);
 	cu_launched(c, "attention");
 }
 
@@ -789,8 +772,8 @@ cu_kv_store(struct backend *be, struct kv *kv, uint32_t layer, const float *k,
 			    kv_k(kv, layer, pos[t]) != dk + (size_t)(t - t0) * kv->row ||
 			    kv_v(kv, layer, pos[t]) != dv + (size_t)(t - t0) * kv->row)
 				break;
-		if (dev < 0)
-			dev = cu_is_device(dk);
+		if (dev < 0 && (dev = cu_where(c, dk)) < 0)
+			return c->err;
 		if (dev ? (!cu_ok(c, cudaMemcpyAsync(dk, k + (size_t)t0 * kv->row, (t - t0) * rowb,
 		    cudaMemcpyDeviceToDevice, 0), "KV store") ||
 		    !cu_ok(c, cudaMemcpyAsync(dv, v + (size_t)t0 * kv->row, (t - t0) * rowb,
@@ -847,14 +830,18 @@ cu_add_bias(struct backend *be, float *x, const float *b, uint32_t n_rows, uint3
 
 /* ---- host-side ops (the CPU twin) -------------------------------------------------------- */
 
-/* x itself when it is host memory, else a host copy of its n floats (NULL after a failure). */
+/* x itself when it is host memory, else a host copy of its n floats (NULL after a failure:
+ * the ops do nothing then, as every other op). */
 static float *
 cu_on_host(struct backend_cuda *c, const float *x, size_t n, bool *copied)
 {
 	float *h;
+	int where;
 
-	*copied = cu_is_device(x);
-	if (!*copied)
+	*copied = false;
+	if (c->err || (where = cu_where(c, x)) < 0)
+		return NULL;
+	if (!(*copied = where == 1))
 		return (float *)x;
 	if (!(h = (float *)cu_host_scratch(c, n * sizeof(float))) ||
 	    !cu_ok(c, cudaMemcpy(h, x, n * sizeof(float), cudaMemcpyDeviceToHost), "read to host"))
@@ -955,6 +942,7 @@ cu_kv_copy(void *ctx, void *dst, const void *src, size_t bytes)
 {
 	struct backend_cuda *c = (struct backend_cuda *)ctx;
 
+	(void)cudaSetDevice(c->device);      /* a fork may be reserved on another thread */
 	if (c->err == 0)
 		cu_ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, 0),
 		    "KV copy on write");
@@ -972,9 +960,14 @@ static int
 cu_error(struct backend *be, char *msg, size_t len)
 {
 	struct backend_cuda *c = cu_of(be);
+	char what[96];
 	int rc;
 
-	cu_ok(c, cudaDeviceSynchronize(), "a kernel");
+	/* A fault inside a kernel shows here, not at its launch: name the op queued last (the
+	 * faulty kernel is that one or an earlier one since the last wait; with
+	 * CUDA_LAUNCH_BLOCKING=1 the faulty launch itself reports, by name). */
+	snprintf(what, sizeof what, "a kernel (last queued: %s)", c->last ? c->last : "none");
+	cu_ok(c, cudaDeviceSynchronize(), what);
 	rc = c->err;
 	if (rc && msg && len)
 		snprintf(msg, len, "cuda:%d: %s", c->device, c->msg);
@@ -1108,11 +1101,19 @@ backend_cuda_info(int device, struct backend_cuda_info *out, char *err, size_t e
 	cudaError_t e;
 
 	memset(out, 0, sizeof(*out));
+	/* Before the device count: a driver too old for the runtime is the usual reason for none. */
+	if (cudaDriverGetVersion(&out->driver_version) != cudaSuccess)
+		out->driver_version = 0;
+	if (cudaRuntimeGetVersion(&out->runtime_version) != cudaSuccess)
+		out->runtime_version = 0;
 	e = cudaGetDeviceCount(&count);
 	if (e != cudaSuccess || device < 0 || device >= count) {
-		snprintf(err, errlen, "no CUDA device %d (found %d)%s%s", device,
-		    e == cudaSuccess ? count : 0, e == cudaSuccess ? "" : ": ",
-		    e == cudaSuccess ? "" : cudaGetErrorString(e));
+		snprintf(err, errlen, "no CUDA device %d (found %d)%s%s; driver CUDA %d.%d, runtime "
+		    "%d.%d", device, e == cudaSuccess ? count : 0, e == cudaSuccess ? "" : ": ",
+		    e == cudaSuccess ? "" : cudaGetErrorString(e), out->driver_version / 1000,
+		    out->driver_version % 1000 / 10, out->runtime_version / 1000,
+		    out->runtime_version % 1000 / 10);
+		cudaGetLastError();
 		return -ENODEV;
 	}
 	if ((e = cudaGetDeviceProperties(&p, device)) != cudaSuccess ||

@@ -351,7 +351,7 @@ forward_batch(struct forward *f, struct forward_seq *seqs, uint32_t n_seq,
 	struct forward_seg *seg;
 	struct forward_stats st = { 0 };
 	uint32_t i, j, t, n = 0, nl, t0, nt;
-	int rc;
+	int rc, drc;
 
 	if (n_seq == 0)
 		return forward_fail(err, errlen, CERTA_EINVAL, "no sequences to run");
@@ -393,6 +393,11 @@ forward_batch(struct forward *f, struct forward_seq *seqs, uint32_t n_seq,
 	}
 	st.moe_layers = hp->n_expert ? hp->n_layer : 0;
 	if ((rc = forward_core(f, seg, n_seq, n, &st)) < 0) {
+		/* A device failure (kv_store's -EIO) says what failed, and is cleared. */
+		if ((drc = forward_device_error(be, err, errlen)) < 0) {
+			rc = drc;
+			goto out;
+		}
 		forward_fail(err, errlen, rc, "batched forward: %s",
 		    rc == CERTA_ECAPACITY ? "KV cache full" : "KV error");
 		goto out;
@@ -438,7 +443,7 @@ forward_run(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t n
 	struct backend_moe_sel sel;
 	struct forward_stats st = { 0 };
 	uint32_t done, len0 = kv->len, c;
-	int rc;
+	int rc, drc;
 
 	if (!opts)
 		opts = &defaults;
@@ -457,6 +462,8 @@ forward_run(struct forward *f, struct kv *kv, const uint32_t *tokens, uint32_t n
 		    done + c == n ? logits : NULL, &st);
 		if (rc < 0) {
 			kv->len = len0;
+			if ((drc = forward_device_error(f->be, err, errlen)) < 0)
+				return drc;
 			return forward_fail(err, errlen, rc, "forward at position %u: %s",
 			    kv->len + done, rc == CERTA_ECAPACITY ? "KV cache full" : "KV error");
 		}
