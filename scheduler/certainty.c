@@ -344,6 +344,13 @@ struct certainty_scan {
 	char *raw, *canon;        /* trimmed answer; canonical form when it differs (else NULL) */
 	size_t raw_len, canon_len;
 	struct certainty_needle nraw, ncanon;
+	bool box_cached;          /* box_agree: the last box compared with this answer */
+	size_t box_start;
+	int box_len, box_agree;
+	/* certainty_valid of the latest answer seen (problem: the chain's, by address) */
+	char *vanswer;
+	const char *vproblem;
+	bool vvalid;
 };
 
 struct certainty_scan *
@@ -372,6 +379,7 @@ certainty_scan_free(struct certainty_scan *s)
 	if (s == NULL)
 		return;
 	certainty_scan_forget_answer(s);
+	free(s->vanswer);
 	free(s->hits);
 	free(s);
 }
@@ -382,11 +390,21 @@ certainty_scan_reset(struct certainty_scan *s)
 	size_t *hits = s->hits, cap = s->hits_cap;
 
 	certainty_scan_forget_answer(s);
+	free(s->vanswer);
 	memset(s, 0, sizeof *s);
 	s->hits = hits;
 	s->hits_cap = cap;
 	s->hes_window = SIZE_MAX;   /* no window yet */
 }
+
+/* The bytes a hesitation marker starts with (tolower in the C locale: certad and certa-eval
+ * never call setlocale). */
+static const bool certainty_hes_lead[256] = {
+	['w'] = true, ['h'] = true, ['b'] = true, ['a'] = true, ['d'] = true, ['l'] = true,
+	['v'] = true, ['m'] = true, ['r'] = true, ['n'] = true,
+	['W'] = true, ['H'] = true, ['B'] = true, ['A'] = true, ['D'] = true, ['L'] = true,
+	['V'] = true, ['M'] = true, ['R'] = true, ['N'] = true,
+};
 
 /* Whether a hesitation marker starts at text[i] (all its bytes within len). */
 static bool
@@ -403,7 +421,10 @@ certainty_hesitation_at(const char *text, size_t len, size_t i)
 	for (k = 0; k < sizeof certainty_hesitation_words / sizeof certainty_hesitation_words[0];
 	    k++) {
 		const char *w = certainty_hesitation_words[k];
-		size_t wl = strlen(w);
+		size_t wl;
+		if ((unsigned char)w[0] != ch)
+			continue;   /* the words are lower case: strncasecmp's first byte */
+		wl = strlen(w);
 		if (i + wl <= len && strncasecmp(text + i, w, wl) == 0)
 			return true;
 	}
@@ -428,7 +449,8 @@ certainty_scan_hesitation(struct certainty_scan *s, const char *text, size_t len
 	/* positions i with i + MAXWL <= len are decided: a hit, or no word fits there */
 	final_end = len >= CERTAINTY_HES_MAXWL ? len - CERTAINTY_HES_MAXWL + 1 : 0;
 	for (i = s->hes_next; i < final_end; i++) {
-		if (!certainty_hesitation_at(text, len, i))
+		if (!certainty_hes_lead[(unsigned char)text[i]] ||
+		    !certainty_hesitation_at(text, len, i))
 			continue;
 		if (s->nhits == s->hits_cap && s->head > 0) {
 			memmove(s->hits, s->hits + s->head, (s->nhits - s->head) * sizeof *s->hits);
@@ -544,6 +566,7 @@ certainty_scan_answer(struct certainty_scan *s, const char *answer)
 	if (s->answer != NULL && strcmp(s->answer, answer) == 0)
 		return 0;
 	certainty_scan_forget_answer(s);
+	s->box_cached = false;
 	memset(&s->nraw, 0, sizeof s->nraw);
 	memset(&s->ncanon, 0, sizeof s->ncanon);
 	s->nraw.last = s->ncanon.last = SIZE_MAX;
@@ -671,6 +694,22 @@ certainty_scan_last_boxed(struct certainty_scan *s, const char *text, size_t len
 	return (int)(n > INT32_MAX ? INT32_MAX : n);
 }
 
+/* certainty_valid(ans, problem), remembered for the latest answer of the chain. */
+static bool
+certainty_scan_valid(struct certainty_scan *s, const char *ans, const char *problem)
+{
+	char *copy;
+
+	if (s->vanswer != NULL && s->vproblem == problem && strcmp(s->vanswer, ans) == 0)
+		return s->vvalid;
+	copy = strdup(ans);
+	free(s->vanswer);
+	s->vanswer = copy;   /* NULL without memory: computed again next time */
+	s->vproblem = problem;
+	s->vvalid = certainty_valid(ans, problem);
+	return s->vvalid;
+}
+
 /* The text features of chain c (mentions of the valid answer ans, hesitation markers,
  * \boxed, the last complete box against ans) from its scan; -1 without memory. */
 static int
@@ -678,7 +717,7 @@ certainty_scan_text(struct certainty_scan *s, const struct sched_policy *p,
     const struct sched_chain *c, const char *ans, struct certainty_chain *out)
 {
 	const char *text = c->text;
-	size_t len = c->text_len, g, last, bstart = 0;
+	size_t len = c->text_len, g, last, bstart = SIZE_MAX;
 	int m, bl;
 
 	if (text == NULL)
@@ -711,8 +750,16 @@ certainty_scan_text(struct certainty_scan *s, const struct sched_policy *p,
 			memcpy(box, text + bstart, (size_t)bl);
 			box[bl] = '\0';
 		}
-		if (bl > 0 && (size_t)bl < sizeof box)
-			out->box = certainty_same(box, ans) ? 1 : -1;
+		if (bl > 0 && (size_t)bl < sizeof box) {
+			/* the same box against the same answer: the same verdict */
+			if (!s->box_cached || s->box_start != bstart || s->box_len != bl) {
+				s->box_agree = certainty_same(box, ans) ? 1 : -1;
+				s->box_cached = bstart != SIZE_MAX;
+				s->box_start = bstart;
+				s->box_len = bl;
+			}
+			out->box = s->box_agree;
+		}
 	}
 	s->len = len;
 	s->glen = len < CERTAINTY_SCAN_GUARD ? len : CERTAINTY_SCAN_GUARD;
@@ -747,7 +794,8 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	}
 	out->answer = ans;
 	out->best = ans;
-	out->valid = certainty_valid(ans, problem);
+	out->valid = c->scan != NULL ? certainty_scan_valid(c->scan, ans, problem) :
+	    certainty_valid(ans, problem);
 	out->ever_valid = out->valid;
 	if (c->nprobes > 0) {
 		const struct sched_probe *last = &c->probes[c->nprobes - 1];
