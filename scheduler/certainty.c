@@ -303,6 +303,7 @@ certainty_text_full(const struct sched_policy *p, const struct sched_chain *c, c
 #define CERTAINTY_SCAN_GUARD 16   /* scanned bytes compared to detect a changed text */
 #define CERTAINTY_SCAN_OPEN 8     /* unclosed \boxed{ after the last closed one, at most */
 #define CERTAINTY_HES_MAXWL 13    /* the longest hesitation word ("alternatively") */
+#define CERTAINTY_SCAN_ANSWERS 4  /* answers whose mentions are kept (probes go back and forth) */
 
 /* certainty_count of one needle, advanced over appended text: hits before `p` are final. */
 struct certainty_needle {
@@ -317,6 +318,18 @@ struct certainty_open_box {
 	size_t start;             /* offset of the content (after "\boxed{") */
 	size_t i;                 /* balance scanned up to here */
 	size_t depth;
+};
+
+/* One answer's mentions: raw (trimmed) and canonical needles, and the last box's verdict. */
+struct certainty_answer_scan {
+	char *answer;             /* as given (NULL: entry unused) */
+	char *raw, *canon;        /* trimmed answer; canonical form when it differs (else NULL) */
+	size_t raw_len, canon_len;
+	struct certainty_needle nraw, ncanon;
+	bool box_cached;          /* box_agree: the last box compared with this answer */
+	size_t box_start;
+	int box_len, box_agree;
+	uint64_t used;            /* least recently used goes first */
 };
 
 struct certainty_scan {
@@ -339,14 +352,9 @@ struct certainty_scan {
 	struct certainty_open_box open[CERTAINTY_SCAN_OPEN];
 	size_t nopen;
 	bool overflow;
-	/* the answer whose mentions are counted: raw (trimmed) and canonical needles */
-	char *answer;             /* as given (NULL: none yet) */
-	char *raw, *canon;        /* trimmed answer; canonical form when it differs (else NULL) */
-	size_t raw_len, canon_len;
-	struct certainty_needle nraw, ncanon;
-	bool box_cached;          /* box_agree: the last box compared with this answer */
-	size_t box_start;
-	int box_len, box_agree;
+	/* the latest answers whose mentions are counted (each catches up when it comes back) */
+	struct certainty_answer_scan answers[CERTAINTY_SCAN_ANSWERS];
+	uint64_t tick;
 	/* certainty_valid of the latest answer seen (problem: the chain's, by address) */
 	char *vanswer;
 	const char *vproblem;
@@ -364,13 +372,21 @@ certainty_scan_new(void)
 }
 
 static void
+certainty_answer_forget(struct certainty_answer_scan *a)
+{
+	free(a->answer);
+	free(a->raw);
+	free(a->canon);
+	memset(a, 0, sizeof *a);
+}
+
+static void
 certainty_scan_forget_answer(struct certainty_scan *s)
 {
-	free(s->answer);
-	free(s->raw);
-	free(s->canon);
-	s->answer = s->raw = s->canon = NULL;
-	s->raw_len = s->canon_len = 0;
+	size_t k;
+
+	for (k = 0; k < CERTAINTY_SCAN_ANSWERS; k++)
+		certainty_answer_forget(&s->answers[k]);
 }
 
 void
@@ -511,14 +527,6 @@ certainty_needle_advance(struct certainty_needle *st, const char *needle, size_t
 	*last = st->last;
 	if (nl == 0 || nl > len)
 		return 0;
-	/* the last raw occurrence: raw matches never change once the bytes are there */
-	p = st->raw_from;
-	while (p + nl <= len && (hit = memmem(text + p, len - p, needle, nl)) != NULL) {
-		st->last = (size_t)(hit - text);
-		p = st->last + 1;
-	}
-	st->raw_from = len - nl + 1;
-	*last = st->last;
 	/* the counting loop: commit hits whose validity no later byte can change */
 	while (st->n < 64 && st->p + nl <= len) {
 		hit = memmem(text + st->p, len - st->p, needle, nl);
@@ -551,24 +559,41 @@ certainty_needle_advance(struct certainty_needle *st, const char *needle, size_t
 			p = h + 1;
 		}
 	}
+	if (n == 0)
+		return 0;   /* the last occurrence is not asked for: found later from raw_from */
+	/* the last raw occurrence: raw matches never change once the bytes are there */
+	p = st->raw_from;
+	while (p + nl <= len && (hit = memmem(text + p, len - p, needle, nl)) != NULL) {
+		st->last = (size_t)(hit - text);
+		p = st->last + 1;
+	}
+	st->raw_from = len - nl + 1;
+	*last = st->last;
 	return n;
 }
 
-/* Sets the answer whose mentions are counted; 0 or -ENOMEM. */
-static int
-certainty_scan_answer(struct certainty_scan *s, const char *answer)
+/* The entry of the answer whose mentions are counted (a new one replaces the least recently
+ * used); NULL without memory. */
+static struct certainty_answer_scan *
+certainty_scan_answer(struct certainty_scan *sc, const char *answer)
 {
+	struct certainty_answer_scan *s = &sc->answers[0];
 	char canon[512];
 	const char *a = answer;
-	size_t al;
+	size_t al, k;
 	int cl;
 
-	if (s->answer != NULL && strcmp(s->answer, answer) == 0)
-		return 0;
-	certainty_scan_forget_answer(s);
-	s->box_cached = false;
-	memset(&s->nraw, 0, sizeof s->nraw);
-	memset(&s->ncanon, 0, sizeof s->ncanon);
+	for (k = 0; k < CERTAINTY_SCAN_ANSWERS; k++) {
+		struct certainty_answer_scan *e = &sc->answers[k];
+		if (e->answer != NULL && strcmp(e->answer, answer) == 0) {
+			e->used = ++sc->tick;
+			return e;
+		}
+		if (e->used < s->used)
+			s = e;
+	}
+	certainty_answer_forget(s);
+	s->used = ++sc->tick;
 	s->nraw.last = s->ncanon.last = SIZE_MAX;
 	while (*a == ' ')
 		a++;
@@ -581,30 +606,33 @@ certainty_scan_answer(struct certainty_scan *s, const char *answer)
 		goto fail_strings;
 	s->raw_len = al;
 	if (al == 0)
-		return 0;
+		return s;
 	cl = answer_canonical(a, al, canon, sizeof canon);
 	if (cl <= 0 || ((size_t)cl == al && memcmp(canon, a, al) == 0))
-		return 0;
+		return s;
 	s->canon = strndup(canon, (size_t)cl);
 	if (s->canon == NULL)
 		goto fail_strings;
 	s->canon_len = (size_t)cl;
-	return 0;
+	return s;
 fail_strings:
-	certainty_scan_forget_answer(s);
-	return -ENOMEM;
+	certainty_answer_forget(s);
+	return NULL;
 }
 
-/* certainty_mentions(answer, text, len, last) from the scan; -1 without memory. */
+/* certainty_mentions(answer, text, len, last) from the scan (*entry: the answer's); -1
+ * without memory. */
 static int
-certainty_scan_mentions(struct certainty_scan *s, const char *answer, const char *text,
-    size_t len, size_t *last)
+certainty_scan_mentions(struct certainty_scan *sc, const char *answer, const char *text,
+    size_t len, size_t *last, struct certainty_answer_scan **entry)
 {
+	struct certainty_answer_scan *s;
 	size_t lr, lc;
 	unsigned n;
 
 	*last = len;
-	if (certainty_scan_answer(s, answer) != 0)
+	s = *entry = certainty_scan_answer(sc, answer);
+	if (s == NULL)
 		return -1;
 	if (text == NULL || s->raw_len == 0)
 		return 0;
@@ -716,6 +744,7 @@ static int
 certainty_scan_text(struct certainty_scan *s, const struct sched_policy *p,
     const struct sched_chain *c, const char *ans, struct certainty_chain *out)
 {
+	struct certainty_answer_scan *e = NULL;
 	const char *text = c->text;
 	size_t len = c->text_len, g, last, bstart = SIZE_MAX;
 	int m, bl;
@@ -726,7 +755,7 @@ certainty_scan_text(struct certainty_scan *s, const struct sched_policy *p,
 	if (len < s->len || (g > 0 && memcmp(text + s->len - g, s->guard, g) != 0))
 		certainty_scan_reset(s);
 	if (out->valid) {
-		m = certainty_scan_mentions(s, ans, text, len, &last);
+		m = certainty_scan_mentions(s, ans, text, len, &last, &e);
 		if (m < 0)
 			return -1;
 		out->mentions = (unsigned)m;
@@ -752,13 +781,13 @@ certainty_scan_text(struct certainty_scan *s, const struct sched_policy *p,
 		}
 		if (bl > 0 && (size_t)bl < sizeof box) {
 			/* the same box against the same answer: the same verdict */
-			if (!s->box_cached || s->box_start != bstart || s->box_len != bl) {
-				s->box_agree = certainty_same(box, ans) ? 1 : -1;
-				s->box_cached = bstart != SIZE_MAX;
-				s->box_start = bstart;
-				s->box_len = bl;
+			if (!e->box_cached || e->box_start != bstart || e->box_len != bl) {
+				e->box_agree = certainty_same(box, ans) ? 1 : -1;
+				e->box_cached = bstart != SIZE_MAX;
+				e->box_start = bstart;
+				e->box_len = bl;
 			}
-			out->box = s->box_agree;
+			out->box = e->box_agree;
 		}
 	}
 	s->len = len;
