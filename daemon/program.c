@@ -10,6 +10,7 @@
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
+#include "scheduler/certainty.h"
 
 int
 program_set_str(char **field, const char *value)
@@ -57,6 +58,7 @@ program_chain_clear(struct chain *c)
 	size_t j;
 
 	free(c->text);
+	certainty_scan_free(c->scan);
 	free(c->answer);
 	free(c->final_answer);
 	for (j = 0; j < c->nprobes; j++)
@@ -156,6 +158,8 @@ program_chain_append(struct chain *c, const char *text, uint64_t total_tokens,
 
 	if (ARRAY_GROW(c->text, c->text_cap, c->text_len + add + 1) != 0)
 		return -ENOMEM;
+	if (c->scan == NULL)
+		c->scan = certainty_scan_new();   /* NULL without memory: the decisions rescan */
 	memcpy(c->text + c->text_len, text != NULL ? text : "", add);
 	c->text_len += add;
 	c->text[c->text_len] = '\0';
@@ -332,6 +336,7 @@ program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms
 		chains[i].thinking_done = c->thinking_done;
 		chains[i].text = c->text;
 		chains[i].text_len = c->text != NULL ? c->text_len : 0;
+		chains[i].scan = c->scan;
 		chains[i].probes = NULL;
 		chains[i].nprobes = 0;
 		if (total <= program_view_probes_cap && c->nprobes > 0) {

@@ -88,6 +88,9 @@ struct chain {
 	bool has_features;
 	size_t text_saved;        /* bytes of text in the store's text chunks (persist.c) */
 	uint32_t text_chunks;     /* ... in this many chunks */
+	/* Incremental scan of text for the certainty features (scheduler/certainty.h; from the
+	 * first append, rebuilt from the text after a restart; NULL: rescans) */
+	struct certainty_scan *scan;
 };
 
 struct program {

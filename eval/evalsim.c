@@ -284,6 +284,8 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 		ch[i].final_answer = "";
 		ch[i].text = st[i].t->text;
 		ch[i].probes = st[i].probes;
+		/* the text only grows: scan it incrementally (NULL without memory: rescans) */
+		ch[i].scan = certainty_scan_new();
 	}
 	memset(&v, 0, sizeof v);
 	v.algo = algo;
@@ -369,8 +371,10 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 		if (ch[i].tokens > out->stop_tokens)
 			out->stop_tokens = ch[i].tokens;
 fail_chains:
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		free(st[i].probes);
+		certainty_scan_free(ch[i].scan);
+	}
 	return rc;
 }
 

@@ -2,8 +2,10 @@
 #include "scheduler/certainty.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -274,6 +276,526 @@ certainty_valid(const char *a, const char *problem)
 	return a[0] != '\0' && !answer_is_placeholder(a, problem);
 }
 
+/* The text features of chain c (as certainty_scan_text), from the whole text. */
+static void
+certainty_text_full(const struct sched_policy *p, const struct sched_chain *c, const char *ans,
+    struct certainty_chain *out)
+{
+	if (out->valid) {
+		size_t last;
+		out->mentions = certainty_mentions(ans, c->text, c->text_len, &last);
+		out->grounded = out->mentions > 0;
+		out->since_mention = out->grounded ? c->text_len - last : c->text_len;
+	}
+	out->hesitation_count = certainty_hesitation_count(c->text, c->text_len,
+	    p->hesitation_window);
+	out->boxed = c->text != NULL && memmem(c->text, c->text_len, "\\boxed", 6) != NULL;
+	if (out->boxed && out->valid) {
+		char box[256];
+		int bl = certainty_last_boxed(c->text, c->text_len, box, sizeof box);
+		if (bl > 0 && (size_t)bl < sizeof box)
+			out->box = certainty_same(box, ans) ? 1 : -1;
+	}
+}
+
+/* Incremental scan (struct certainty_scan). */
+
+#define CERTAINTY_SCAN_GUARD 16   /* scanned bytes compared to detect a changed text */
+#define CERTAINTY_SCAN_OPEN 8     /* unclosed \boxed{ after the last closed one, at most */
+#define CERTAINTY_HES_MAXWL 13    /* the longest hesitation word ("alternatively") */
+#define CERTAINTY_SCAN_ANSWERS 4  /* answers whose mentions are kept (probes go back and forth) */
+
+/* certainty_count of one needle, advanced over appended text: hits before `p` are final. */
+struct certainty_needle {
+	size_t p;                 /* where certainty_count's loop continues */
+	unsigned n;               /* valid occurrences before p (up to 64) */
+	size_t raw_from;          /* raw (overlapping) occurrences starting before it are seen */
+	size_t last;              /* the last raw occurrence (SIZE_MAX: none) */
+};
+
+/* A \boxed{ whose braces are not balanced yet. */
+struct certainty_open_box {
+	size_t start;             /* offset of the content (after "\boxed{") */
+	size_t i;                 /* balance scanned up to here */
+	size_t depth;
+};
+
+/* One answer's mentions: raw (trimmed) and canonical needles, and the last box's verdict. */
+struct certainty_answer_scan {
+	char *answer;             /* as given (NULL: entry unused) */
+	char *raw, *canon;        /* trimmed answer; canonical form when it differs (else NULL) */
+	size_t raw_len, canon_len;
+	struct certainty_needle nraw, ncanon;
+	bool box_cached;          /* box_agree: the last box compared with this answer */
+	size_t box_start;
+	int box_len, box_agree;
+	uint64_t used;            /* least recently used goes first */
+};
+
+struct certainty_scan {
+	size_t len;               /* bytes scanned */
+	char guard[CERTAINTY_SCAN_GUARD];   /* text[len - glen .. len) */
+	size_t glen;
+	/* hesitation markers: positions below hes_next are decided; hits[head..nhits) are the
+	 * decided hits not yet out of every later window */
+	size_t hes_window;
+	size_t hes_next;
+	size_t *hits, head, nhits, hits_cap;
+	/* "\boxed" anywhere */
+	bool boxed;
+	size_t boxed_from;
+	/* the last complete \boxed{...}: the closed one that starts last, and the unclosed ones
+	 * after it (overflow: too many, fall back to certainty_last_boxed) */
+	size_t box_from;
+	bool closed;
+	size_t closed_start, closed_end;
+	struct certainty_open_box open[CERTAINTY_SCAN_OPEN];
+	size_t nopen;
+	bool overflow;
+	/* the latest answers whose mentions are counted (each catches up when it comes back) */
+	struct certainty_answer_scan answers[CERTAINTY_SCAN_ANSWERS];
+	uint64_t tick;
+	/* certainty_valid of the latest answer seen (problem: the chain's, by address) */
+	char *vanswer;
+	const char *vproblem;
+	bool vvalid;
+};
+
+struct certainty_scan *
+certainty_scan_new(void)
+{
+	struct certainty_scan *s = calloc(1, sizeof *s);
+
+	if (s != NULL)
+		certainty_scan_reset(s);
+	return s;
+}
+
+static void
+certainty_answer_forget(struct certainty_answer_scan *a)
+{
+	free(a->answer);
+	free(a->raw);
+	free(a->canon);
+	memset(a, 0, sizeof *a);
+}
+
+static void
+certainty_scan_forget_answer(struct certainty_scan *s)
+{
+	size_t k;
+
+	for (k = 0; k < CERTAINTY_SCAN_ANSWERS; k++)
+		certainty_answer_forget(&s->answers[k]);
+}
+
+void
+certainty_scan_free(struct certainty_scan *s)
+{
+	if (s == NULL)
+		return;
+	certainty_scan_forget_answer(s);
+	free(s->vanswer);
+	free(s->hits);
+	free(s);
+}
+
+void
+certainty_scan_reset(struct certainty_scan *s)
+{
+	size_t *hits = s->hits, cap = s->hits_cap;
+
+	certainty_scan_forget_answer(s);
+	free(s->vanswer);
+	memset(s, 0, sizeof *s);
+	s->hits = hits;
+	s->hits_cap = cap;
+	s->hes_window = SIZE_MAX;   /* no window yet */
+}
+
+/* The bytes a hesitation marker starts with (tolower in the C locale: certad and certa-eval
+ * never call setlocale). */
+static const bool certainty_hes_lead[256] = {
+	['w'] = true, ['h'] = true, ['b'] = true, ['a'] = true, ['d'] = true, ['l'] = true,
+	['v'] = true, ['m'] = true, ['r'] = true, ['n'] = true,
+	['W'] = true, ['H'] = true, ['B'] = true, ['A'] = true, ['D'] = true, ['L'] = true,
+	['V'] = true, ['M'] = true, ['R'] = true, ['N'] = true,
+};
+
+/* Whether a hesitation marker starts at text[i] (all its bytes within len). */
+static bool
+certainty_hesitation_at(const char *text, size_t len, size_t i)
+{
+	unsigned char ch = (unsigned char)tolower((unsigned char)text[i]);
+	size_t k;
+
+	if (ch != 'w' && ch != 'h' && ch != 'b' && ch != 'a' && ch != 'd' && ch != 'l' &&
+	    ch != 'v' && ch != 'm' && ch != 'r' && ch != 'n')
+		return false;
+	if (!certainty_word_start(text, i))
+		return false;
+	for (k = 0; k < sizeof certainty_hesitation_words / sizeof certainty_hesitation_words[0];
+	    k++) {
+		const char *w = certainty_hesitation_words[k];
+		size_t wl;
+		if ((unsigned char)w[0] != ch)
+			continue;   /* the words are lower case: strncasecmp's first byte */
+		wl = strlen(w);
+		if (i + wl <= len && strncasecmp(text + i, w, wl) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* certainty_hesitation_count(text, len, window), from the decided positions. */
+static unsigned
+certainty_scan_hesitation(struct certainty_scan *s, const char *text, size_t len,
+    size_t window)
+{
+	size_t ws = len > window ? len - window : 0, final_end, i;
+	unsigned n = 0;
+
+	if (window != s->hes_window) {
+		s->hes_window = window;
+		s->hes_next = 0;
+		s->head = s->nhits = 0;
+	}
+	if (s->hes_next < ws)
+		s->hes_next = ws;   /* earlier positions are out of every later window */
+	/* positions i with i + MAXWL <= len are decided: a hit, or no word fits there */
+	final_end = len >= CERTAINTY_HES_MAXWL ? len - CERTAINTY_HES_MAXWL + 1 : 0;
+	for (i = s->hes_next; i < final_end; i++) {
+		if (!certainty_hes_lead[(unsigned char)text[i]] ||
+		    !certainty_hesitation_at(text, len, i))
+			continue;
+		if (s->nhits == s->hits_cap && s->head > 0) {
+			memmove(s->hits, s->hits + s->head, (s->nhits - s->head) * sizeof *s->hits);
+			s->nhits -= s->head;
+			s->head = 0;
+		}
+		if (s->nhits == s->hits_cap) {
+			size_t cap = s->hits_cap ? 2 * s->hits_cap : 16;
+			size_t *h = realloc(s->hits, cap * sizeof *h);
+			if (h == NULL) {
+				/* keep nothing decided: count this window from the text */
+				s->hes_window = SIZE_MAX;
+				return certainty_hesitation_count(text, len, window);
+			}
+			s->hits = h;
+			s->hits_cap = cap;
+		}
+		s->hits[s->nhits++] = i;
+	}
+	if (final_end > s->hes_next)
+		s->hes_next = final_end;
+	while (s->head < s->nhits && s->hits[s->head] < ws)
+		s->head++;
+	n = (unsigned)(s->nhits - s->head);
+	/* the undecided tail: counted now, looked at again next time */
+	for (i = s->hes_next; i < len; i++)
+		if (certainty_hesitation_at(text, len, i))
+			n++;
+	return n;
+}
+
+/* Whether certainty_count's boundary test passes for a hit at h (of nl bytes) in text[0..len). */
+static bool
+certainty_count_valid(const char *text, size_t len, const char *needle, size_t nl, size_t h)
+{
+	bool digit_first = isdigit((unsigned char)needle[0]);
+	bool digit_last = isdigit((unsigned char)needle[nl - 1]);
+	const char *hit = text + h, *end = text + len;
+
+	return (!digit_first || h == 0 ||
+	    (!isdigit((unsigned char)hit[-1]) && hit[-1] != '.')) &&
+	    (!digit_last || hit + nl == end ||
+	    (!isdigit((unsigned char)hit[nl]) &&
+	    !(hit[nl] == '.' && hit + nl + 1 < end && isdigit((unsigned char)hit[nl + 1]))));
+}
+
+/* certainty_count(needle, nl, text, len, 64) and the last raw occurrence (*last, SIZE_MAX if
+ * none), advancing st over text appended since the last call. */
+static unsigned
+certainty_needle_advance(struct certainty_needle *st, const char *needle, size_t nl,
+    const char *text, size_t len, size_t *last)
+{
+	bool digit_last = isdigit((unsigned char)needle[nl - 1]);
+	size_t p, h;
+	unsigned n;
+	const char *hit;
+
+	*last = st->last;
+	if (nl == 0 || nl > len)
+		return 0;
+	/* the counting loop: commit hits whose validity no later byte can change */
+	while (st->n < 64 && st->p + nl <= len) {
+		hit = memmem(text + st->p, len - st->p, needle, nl);
+		if (hit == NULL) {
+			st->p = len - nl + 1;
+			break;
+		}
+		h = (size_t)(hit - text);
+		if (digit_last && h + nl + 2 > len)
+			break;   /* the bytes after it are not all there yet */
+		if (certainty_count_valid(text, len, needle, nl, h)) {
+			st->n++;
+			st->p = h + nl;
+		} else {
+			st->p = h + 1;
+		}
+	}
+	/* the provisional rest, as of now */
+	n = st->n;
+	p = st->p;
+	while (n < 64 && p + nl <= len) {
+		hit = memmem(text + p, len - p, needle, nl);
+		if (hit == NULL)
+			break;
+		h = (size_t)(hit - text);
+		if (certainty_count_valid(text, len, needle, nl, h)) {
+			n++;
+			p = h + nl;
+		} else {
+			p = h + 1;
+		}
+	}
+	if (n == 0)
+		return 0;   /* the last occurrence is not asked for: found later from raw_from */
+	/* the last raw occurrence: raw matches never change once the bytes are there */
+	p = st->raw_from;
+	while (p + nl <= len && (hit = memmem(text + p, len - p, needle, nl)) != NULL) {
+		st->last = (size_t)(hit - text);
+		p = st->last + 1;
+	}
+	st->raw_from = len - nl + 1;
+	*last = st->last;
+	return n;
+}
+
+/* The entry of the answer whose mentions are counted (a new one replaces the least recently
+ * used); NULL without memory. */
+static struct certainty_answer_scan *
+certainty_scan_answer(struct certainty_scan *sc, const char *answer)
+{
+	struct certainty_answer_scan *s = &sc->answers[0];
+	char canon[512];
+	const char *a = answer;
+	size_t al, k;
+	int cl;
+
+	for (k = 0; k < CERTAINTY_SCAN_ANSWERS; k++) {
+		struct certainty_answer_scan *e = &sc->answers[k];
+		if (e->answer != NULL && strcmp(e->answer, answer) == 0) {
+			e->used = ++sc->tick;
+			return e;
+		}
+		if (e->used < s->used)
+			s = e;
+	}
+	certainty_answer_forget(s);
+	s->used = ++sc->tick;
+	s->nraw.last = s->ncanon.last = SIZE_MAX;
+	while (*a == ' ')
+		a++;
+	al = strlen(a);
+	while (al > 0 && a[al - 1] == ' ')
+		al--;
+	s->answer = strdup(answer);
+	s->raw = strndup(a, al);
+	if (s->answer == NULL || s->raw == NULL)
+		goto fail_strings;
+	s->raw_len = al;
+	if (al == 0)
+		return s;
+	cl = answer_canonical(a, al, canon, sizeof canon);
+	if (cl <= 0 || ((size_t)cl == al && memcmp(canon, a, al) == 0))
+		return s;
+	s->canon = strndup(canon, (size_t)cl);
+	if (s->canon == NULL)
+		goto fail_strings;
+	s->canon_len = (size_t)cl;
+	return s;
+fail_strings:
+	certainty_answer_forget(s);
+	return NULL;
+}
+
+/* certainty_mentions(answer, text, len, last) from the scan (*entry: the answer's); -1
+ * without memory. */
+static int
+certainty_scan_mentions(struct certainty_scan *sc, const char *answer, const char *text,
+    size_t len, size_t *last, struct certainty_answer_scan **entry)
+{
+	struct certainty_answer_scan *s;
+	size_t lr, lc;
+	unsigned n;
+
+	*last = len;
+	s = *entry = certainty_scan_answer(sc, answer);
+	if (s == NULL)
+		return -1;
+	if (text == NULL || s->raw_len == 0)
+		return 0;
+	n = certainty_needle_advance(&s->nraw, s->raw, s->raw_len, text, len, &lr);
+	if (n == 0 && s->canon != NULL) {
+		/* advanced only while the raw form is not found: it catches up when needed */
+		unsigned nc = certainty_needle_advance(&s->ncanon, s->canon, s->canon_len, text,
+		    len, &lc);
+		if (nc > 0) {
+			*last = lc;
+			return (int)nc;
+		}
+	}
+	if (n > 0)
+		*last = lr;
+	return (int)n;
+}
+
+/* Balances the unclosed box b over text[b->i .. len); true when it closed (at b->i). */
+static bool
+certainty_box_balance(struct certainty_open_box *b, const char *text, size_t len)
+{
+	size_t i;
+
+	for (i = b->i; i < len; i++) {
+		if (text[i] == '{')
+			b->depth++;
+		else if (text[i] == '}' && --b->depth == 0)
+			break;
+	}
+	b->i = i;
+	return i < len;
+}
+
+/* certainty_last_boxed(text, len, ...) from the scan: the content's length (its offset in
+ * *start), -1 when there is none, -2 when the scan gave up (too many unclosed boxes: the
+ * caller asks certainty_last_boxed). */
+static int
+certainty_scan_last_boxed(struct certainty_scan *s, const char *text, size_t len, size_t *start)
+{
+	const char *hit;
+	size_t k, j, n;
+
+	if (s->overflow)
+		return -2;
+	/* the unclosed ones over the new bytes: one closing becomes the last closed when it
+	 * starts later (they are in start order) */
+	for (k = 0; k < s->nopen; k++)
+		if (certainty_box_balance(&s->open[k], text, len) &&
+		    (!s->closed || s->open[k].start > s->closed_start)) {
+			s->closed = true;
+			s->closed_start = s->open[k].start;
+			s->closed_end = s->open[k].i;
+		}
+	for (k = 0, j = 0; k < s->nopen; k++)
+		if (s->open[k].depth > 0 && (!s->closed || s->open[k].start > s->closed_start))
+			s->open[j++] = s->open[k];
+	s->nopen = j;
+	/* new "\boxed{" occurrences, each later than all before */
+	while (s->box_from + 7 <= len &&
+	    (hit = memmem(text + s->box_from, len - s->box_from, "\\boxed{", 7)) != NULL) {
+		struct certainty_open_box b;
+		size_t h = (size_t)(hit - text);
+		b.start = h + 7;
+		b.i = h + 7;
+		b.depth = 1;
+		s->box_from = h + 1;
+		if (certainty_box_balance(&b, text, len)) {
+			s->closed = true;
+			s->closed_start = b.start;
+			s->closed_end = b.i;
+			s->nopen = 0;
+			continue;
+		}
+		if (s->nopen == CERTAINTY_SCAN_OPEN) {
+			s->overflow = true;
+			return -2;
+		}
+		s->open[s->nopen++] = b;
+	}
+	if (len >= 7 && s->box_from < len - 6)
+		s->box_from = len - 6;
+	if (!s->closed)
+		return -1;
+	*start = s->closed_start;
+	n = s->closed_end - s->closed_start;
+	return (int)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+/* certainty_valid(ans, problem), remembered for the latest answer of the chain. */
+static bool
+certainty_scan_valid(struct certainty_scan *s, const char *ans, const char *problem)
+{
+	char *copy;
+
+	if (s->vanswer != NULL && s->vproblem == problem && strcmp(s->vanswer, ans) == 0)
+		return s->vvalid;
+	copy = strdup(ans);
+	free(s->vanswer);
+	s->vanswer = copy;   /* NULL without memory: computed again next time */
+	s->vproblem = problem;
+	s->vvalid = certainty_valid(ans, problem);
+	return s->vvalid;
+}
+
+/* The text features of chain c (mentions of the valid answer ans, hesitation markers,
+ * \boxed, the last complete box against ans) from its scan; -1 without memory. */
+static int
+certainty_scan_text(struct certainty_scan *s, const struct sched_policy *p,
+    const struct sched_chain *c, const char *ans, struct certainty_chain *out)
+{
+	struct certainty_answer_scan *e = NULL;
+	const char *text = c->text;
+	size_t len = c->text_len, g, last, bstart = SIZE_MAX;
+	int m, bl;
+
+	if (text == NULL)
+		return -1;   /* nothing to scan: the full path is free */
+	g = s->glen;
+	if (len < s->len || (g > 0 && memcmp(text + s->len - g, s->guard, g) != 0))
+		certainty_scan_reset(s);
+	if (out->valid) {
+		m = certainty_scan_mentions(s, ans, text, len, &last, &e);
+		if (m < 0)
+			return -1;
+		out->mentions = (unsigned)m;
+		out->grounded = out->mentions > 0;
+		out->since_mention = out->grounded ? len - last : len;
+	}
+	out->hesitation_count = certainty_scan_hesitation(s, text, len, p->hesitation_window);
+	if (!s->boxed) {
+		s->boxed = s->boxed_from + 6 <= len &&
+		    memmem(text + s->boxed_from, len - s->boxed_from, "\\boxed", 6) != NULL;
+		if (!s->boxed && len >= 6)
+			s->boxed_from = len - 5;
+	}
+	out->boxed = s->boxed;
+	bl = certainty_scan_last_boxed(s, text, len, &bstart);
+	if (out->boxed && out->valid) {
+		char box[256];
+		if (bl == -2)
+			bl = certainty_last_boxed(text, len, box, sizeof box);
+		else if (bl > 0 && (size_t)bl < sizeof box) {
+			memcpy(box, text + bstart, (size_t)bl);
+			box[bl] = '\0';
+		}
+		if (bl > 0 && (size_t)bl < sizeof box) {
+			/* the same box against the same answer: the same verdict */
+			if (!e->box_cached || e->box_start != bstart || e->box_len != bl) {
+				e->box_agree = certainty_same(box, ans) ? 1 : -1;
+				e->box_cached = bstart != SIZE_MAX;
+				e->box_start = bstart;
+				e->box_len = bl;
+			}
+			out->box = e->box_agree;
+		}
+	}
+	s->len = len;
+	s->glen = len < CERTAINTY_SCAN_GUARD ? len : CERTAINTY_SCAN_GUARD;
+	memcpy(s->guard, text + len - s->glen, s->glen);
+	return 0;
+}
+
 void
 certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
     const char *problem, struct certainty_chain *out)
@@ -301,7 +823,8 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	}
 	out->answer = ans;
 	out->best = ans;
-	out->valid = certainty_valid(ans, problem);
+	out->valid = c->scan != NULL ? certainty_scan_valid(c->scan, ans, problem) :
+	    certainty_valid(ans, problem);
 	out->ever_valid = out->valid;
 	if (c->nprobes > 0) {
 		const struct sched_probe *last = &c->probes[c->nprobes - 1];
@@ -336,22 +859,9 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 		}
 	}
 	out->stable_tokens = c->tokens > first ? c->tokens - first : 0;
-	if (out->valid) {
-		size_t last;
-		out->mentions = certainty_mentions(ans, c->text, c->text_len, &last);
-		out->grounded = out->mentions > 0;
-		out->since_mention = out->grounded ? c->text_len - last : c->text_len;
-	}
-	out->hesitation_count = certainty_hesitation_count(c->text, c->text_len,
-	    p->hesitation_window);
+	if (c->scan == NULL || certainty_scan_text(c->scan, p, c, ans, out) != 0)
+		certainty_text_full(p, c, ans, out);
 	out->probe_hesitant = certainty_probe_hesitant(ans);
-	out->boxed = c->text != NULL && memmem(c->text, c->text_len, "\\boxed", 6) != NULL;
-	if (out->boxed && out->valid) {
-		char box[256];
-		int bl = certainty_last_boxed(c->text, c->text_len, box, sizeof box);
-		if (bl > 0 && (size_t)bl < sizeof box)
-			out->box = certainty_same(box, ans) ? 1 : -1;
-	}
 	out->position = (double)c->tokens / expected;
 
 	x[0] = 1;

@@ -2,7 +2,9 @@
  * certainty.h — the certaindex: how sure a request (chain) and a program are of their answer.
  *
  * Everything is recomputed from the view (probe history, reasoning text so far, finished
- * flags), so a decision needs no state from earlier steps and survives a daemon restart.
+ * flags), so a decision needs no state from earlier steps and survives a daemon restart; a
+ * chain may carry an incremental scan of its text (struct certainty_scan, below), a cache
+ * that gives the same results as the full rescan.
  *
  * Chain features (vector index: meaning):
  *   0 bias         1
@@ -48,8 +50,8 @@
  * already decide the vote whatever the others answer (decided; settled chains vote as
  * finished, and count in `finished`).  decided_final: finished chains alone decide.  cot programs use the chain certaindex.
  *
- * Pure functions; no I/O, no global state; any thread.  Strings in results point into the
- * view.
+ * Pure functions; no I/O, no global state; any thread (a chain's scan, when it has one, by
+ * one thread at a time).  Strings in results point into the view.
  */
 #ifndef CERTA_SCHEDULER_CERTAINTY_H
 #define CERTA_SCHEDULER_CERTAINTY_H
@@ -132,6 +134,27 @@ double certainty_entropy(const size_t *counts, size_t k, size_t n);
  * NUL-terminated into out (truncated to outlen - 1); returns its length, or -1 when there is
  * none. */
 int certainty_last_boxed(const char *text, size_t len, char *out, size_t outlen);
+
+/*
+ * Incremental scan of one chain's text (struct sched_chain.scan): what certainty_chain_eval
+ * derives from the text (hesitation markers in the window, \boxed, the last complete
+ * \boxed{...}, the answer's mentions and the last one), advanced over only the bytes appended
+ * since the previous evaluation.  Results are identical to the full rescan: matches whose
+ * outcome depends on bytes not yet there (a word or a number at the end of the text) stay
+ * provisional and are looked at again.  The current answer's mentions are rescanned from the
+ * start when the answer changes.  A text shorter than what was scanned, or whose bytes before
+ * that point changed (a guard compares the last 16 scanned bytes), is rescanned from the
+ * start; certainty_scan_reset does so explicitly.  Owned by the caller (one per chain); not
+ * thread-safe (one evaluation at a time).
+ */
+struct certainty_scan;
+
+/* A fresh scan (nothing scanned), or NULL without memory. */
+struct certainty_scan *certainty_scan_new(void);
+/* Frees s (NULL is a no-op). */
+void certainty_scan_free(struct certainty_scan *s);
+/* Forgets what was scanned: the next evaluation rescans the whole text. */
+void certainty_scan_reset(struct certainty_scan *s);
 
 /* Feature names ("stable", ...) as used in policy files (cot.w.NAME, sc.w.NAME). */
 const char *certainty_cot_feature_name(size_t i);

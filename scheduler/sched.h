@@ -121,6 +121,8 @@ struct sched_probe {
 	                           * that ended at this probe; < 0 unknown */
 };
 
+struct certainty_scan;
+
 /* One chain (request) as the scheduler sees it. */
 struct sched_chain {
 	uint64_t tokens;          /* decode tokens so far */
@@ -134,6 +136,9 @@ struct sched_chain {
 	/* Reasoning text so far (may be NULL/0: grounding and hesitation then read false). */
 	const char *text;
 	size_t text_len;
+	/* Incremental scan of text (scheduler/certainty.h; may be NULL: every evaluation rescans
+	 * the whole text).  The text must only grow between evaluations with the same scan. */
+	struct certainty_scan *scan;
 };
 
 /*

@@ -281,9 +281,9 @@ test_program_sc(void **state)
 	(void)state;
 	stable_only_policy(&p);
 	memset(ch, 0, sizeof ch);
-	ch[0] = (struct sched_chain){ 128, false, "5", "", false, p0, 2, NULL, 0 };
-	ch[1] = (struct sched_chain){ 128, false, "\\frac{10}{2}", "", false, p1, 2, NULL, 0 };
-	ch[2] = (struct sched_chain){ 128, false, "7", "", false, p2, 2, NULL, 0 };
+	ch[0] = (struct sched_chain){ 128, false, "5", "", false, p0, 2, NULL, 0, NULL };
+	ch[1] = (struct sched_chain){ 128, false, "\\frac{10}{2}", "", false, p1, 2, NULL, 0, NULL };
+	ch[2] = (struct sched_chain){ 128, false, "7", "", false, p2, 2, NULL, 0, NULL };
 	memset(&v, 0, sizeof v);
 	v.algo = SCHED_ALGO_SC;
 	v.problem = "Compute.";

@@ -1,0 +1,255 @@
+/*
+ * test_certainty_scan.c — the incremental text scan (struct certainty_scan) gives exactly the
+ * full rescan's chain features: random texts appended in random pieces (splits inside
+ * hesitation words, inside "\boxed{", inside numbers), answers that change, a window that
+ * slides, texts replaced under the scan, and more unclosed boxes than the scan tracks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scheduler/certainty.h"
+#include "scheduler/sched.h"
+
+/* Pieces random texts are made of: hesitation words in several cases, near misses, boxes,
+ * braces, numbers and their neighbours, the answers below. */
+static const char *const scan_pieces[] = {
+	"wait", "Wait", "WAIT", "await", "hmm", "but ", "butter", "but", "alternatively",
+	"double-check", "double check", "let me check", "let me", "verify", "mistake",
+	"re-examine", "recheck", "not sure", "hold on", "hold", " ", " ", " ", ", ", ". ", "\n",
+	"\\boxed{", "\\boxed{12}", "\\boxed{\\frac{1}{2}}", "\\boxed", "{", "}", "}", "12", "123",
+	"12.5", "1.5", "11.5", ".", "0", "5", "x", "x = ", "1/2", "\\frac{1}{2}", "\\dfrac12",
+	"0.5", "so the answer is ", "abc", "-", "the", "W", "a", "it",
+};
+
+static const char *const scan_answers[] = {
+	"12", "12.5", "1.5", "5", "\\frac{1}{2}", "0.5", " 12 ", "x", "wait", "abc", "123",
+};
+
+static unsigned long scan_rng = 88172645463325252UL;
+
+static unsigned long
+scan_rand(void)
+{
+	scan_rng ^= scan_rng << 13;
+	scan_rng ^= scan_rng >> 7;
+	scan_rng ^= scan_rng << 17;
+	return scan_rng;
+}
+
+/* Compares every text-derived result (and the rest) of the two evaluations. */
+static void
+scan_same(const struct certainty_chain *a, const struct certainty_chain *b, size_t len)
+{
+	size_t i;
+
+	if (a->mentions != b->mentions || a->grounded != b->grounded ||
+	    a->since_mention != b->since_mention || a->hesitation_count != b->hesitation_count ||
+	    a->boxed != b->boxed || a->box != b->box || a->valid != b->valid ||
+	    a->probe_hesitant != b->probe_hesitant || a->settled != b->settled)
+		fail_msg("at %zu bytes: mentions %u/%u since %zu/%zu hesitation %u/%u boxed %d/%d "
+		    "box %d/%d", len, a->mentions, b->mentions, a->since_mention, b->since_mention,
+		    a->hesitation_count, b->hesitation_count, a->boxed, b->boxed, a->box, b->box);
+	for (i = 0; i < CERTAINTY_COT_NFEAT; i++)
+		assert_memory_equal(&a->x[i], &b->x[i], sizeof a->x[i]);
+	assert_memory_equal(&a->certaindex, &b->certaindex, sizeof a->certaindex);
+}
+
+/* Evaluates chain c with and without scan s and compares. */
+static void
+scan_check(const struct sched_policy *p, struct sched_chain *c, struct certainty_scan *s)
+{
+	struct certainty_chain full, inc;
+
+	c->scan = NULL;
+	certainty_chain_eval(p, c, "Find x.", &full);
+	c->scan = s;
+	certainty_chain_eval(p, c, "Find x.", &inc);
+	c->scan = NULL;
+	scan_same(&full, &inc, c->text_len);
+}
+
+static void
+scan_policy(struct sched_policy *p, uint32_t window)
+{
+	sched_policy_default(p);
+	p->hesitation_window = window;
+	p->settle_closed = true;
+}
+
+/* A random text of about n bytes into buf (NUL-terminated); returns its length. */
+static size_t
+scan_text(char *buf, size_t cap, size_t n)
+{
+	size_t len = 0;
+
+	while (len < n) {
+		const char *piece = scan_pieces[scan_rand() % (sizeof scan_pieces /
+		    sizeof scan_pieces[0])];
+		size_t pl = strlen(piece);
+		if (len + pl + 1 > cap)
+			break;
+		memcpy(buf + len, piece, pl);
+		len += pl;
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+static void
+test_random_appends(void **state)
+{
+	static char text[8192];
+	static const uint32_t windows[] = { 600, 40, 13, 0, 1 };
+	struct sched_policy p;
+	struct sched_chain c;
+	struct certainty_scan *s;
+	size_t round, len, at;
+	unsigned checks = 0;
+
+	(void)state;
+	s = certainty_scan_new();
+	assert_non_null(s);
+	for (round = 0; round < 400; round++) {
+		scan_policy(&p, windows[round % (sizeof windows / sizeof windows[0])]);
+		len = scan_text(text, sizeof text, 200 + scan_rand() % 4000);
+		memset(&c, 0, sizeof c);
+		c.final_answer = "";
+		c.answer = scan_answers[scan_rand() % (sizeof scan_answers / sizeof scan_answers[0])];
+		c.text = text;
+		c.thinking_done = round % 3 == 0;
+		certainty_scan_reset(s);
+		/* random appends: 1 byte to ~300 bytes, so splits land inside words and boxes */
+		for (at = 0; at < len;) {
+			size_t add = scan_rand() % 4 == 0 ? 1 + scan_rand() % 3 : 1 + scan_rand() % 300;
+			at = at + add > len ? len : at + add;
+			c.text_len = at;
+			c.tokens = at / 4 + 1;
+			if (scan_rand() % 8 == 0)
+				c.answer = scan_answers[scan_rand() % (sizeof scan_answers /
+				    sizeof scan_answers[0])];
+			scan_check(&p, &c, s);
+			/* a second evaluation of the same text (the daemon evaluates twice a step) */
+			if (scan_rand() % 4 == 0)
+				scan_check(&p, &c, s);
+			checks++;
+		}
+	}
+	certainty_scan_free(s);
+	assert_true(checks > 1000);
+}
+
+/* Every split point inside the needles the scan must not miss across appends. */
+static void
+test_split_needles(void **state)
+{
+	static const char *const texts[] = {
+		"So x = 12. Wait, let me verify: \\boxed{12} and alternatively 123",
+		"hmm... \\boxed{\\frac{1}{2}} double-check \\boxed{12",
+		"the value 12.5 not 12 nor 12.55 but 112 and 12.",
+		"recheck\\boxed{5}} \\boxed{{5}} not sure hold on re-examine",
+	};
+	static const char *const answers[] = { "12", "\\frac{1}{2}", "12.5", "5", "0.5" };
+	struct sched_policy p;
+	struct sched_chain c;
+	size_t t, a, cut;
+
+	(void)state;
+	scan_policy(&p, 30);
+	for (t = 0; t < sizeof texts / sizeof texts[0]; t++)
+		for (a = 0; a < sizeof answers / sizeof answers[0]; a++)
+			for (cut = 0; cut <= strlen(texts[t]); cut++) {
+				struct certainty_scan *s = certainty_scan_new();
+				assert_non_null(s);
+				memset(&c, 0, sizeof c);
+				c.final_answer = "";
+				c.answer = answers[a];
+				c.text = texts[t];
+				c.tokens = 100;
+				c.text_len = cut;
+				scan_check(&p, &c, s);
+				c.text_len = strlen(texts[t]);
+				scan_check(&p, &c, s);
+				certainty_scan_free(s);
+			}
+}
+
+/* A text replaced under the scan (shorter, or changed before the scanned point) is rescanned. */
+static void
+test_replaced_text(void **state)
+{
+	char a[] = "wait wait \\boxed{12} 12 hmm";
+	char b[] = "all good here, \\boxed{7} and 7 and nothing else to say";
+	struct sched_policy p;
+	struct sched_chain c;
+	struct certainty_scan *s = certainty_scan_new();
+
+	(void)state;
+	assert_non_null(s);
+	scan_policy(&p, 600);
+	memset(&c, 0, sizeof c);
+	c.final_answer = "";
+	c.answer = "12";
+	c.tokens = 10;
+	c.text = a;
+	c.text_len = strlen(a);
+	scan_check(&p, &c, s);
+	c.text = b;   /* longer, different */
+	c.text_len = strlen(b);
+	scan_check(&p, &c, s);
+	c.text = a;   /* shorter */
+	c.text_len = strlen(a);
+	scan_check(&p, &c, s);
+	certainty_scan_free(s);
+}
+
+/* More unclosed \boxed{ than the scan tracks: it falls back to the full search. */
+static void
+test_many_open_boxes(void **state)
+{
+	char text[2048];
+	struct sched_policy p;
+	struct sched_chain c;
+	struct certainty_scan *s = certainty_scan_new();
+	size_t len = 0, i;
+
+	(void)state;
+	assert_non_null(s);
+	scan_policy(&p, 600);
+	len += (size_t)snprintf(text + len, sizeof text - len, "\\boxed{5} ");
+	for (i = 0; i < 20; i++)
+		len += (size_t)snprintf(text + len, sizeof text - len, "\\boxed{%zu ", i);
+	for (i = 0; i < 20; i++)
+		len += (size_t)snprintf(text + len, sizeof text - len, "}");
+	memset(&c, 0, sizeof c);
+	c.final_answer = "";
+	c.answer = "5";
+	c.tokens = 10;
+	c.text = text;
+	for (i = 1; i <= len; i += 3) {
+		c.text_len = i;
+		scan_check(&p, &c, s);
+	}
+	c.text_len = len;
+	scan_check(&p, &c, s);
+	certainty_scan_free(s);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_random_appends),
+		cmocka_unit_test(test_split_needles),
+		cmocka_unit_test(test_replaced_text),
+		cmocka_unit_test(test_many_open_boxes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
