@@ -13,12 +13,12 @@
 
 /* Calibrated on the dev traces (certa-eval calibrate); keep equal to policy/default.policy
  * (tests/unit/test_policy.c checks). */
-#define SCHED_DEFAULT_PROBE_STRIDE 0.2
+#define SCHED_DEFAULT_PROBE_STRIDE 0.3
 #define SCHED_DEFAULT_MAX_STEP 512
 #define SCHED_DEFAULT_EXPECTED 4096
-#define SCHED_DEFAULT_COT_THRESHOLD 0.985
+#define SCHED_DEFAULT_COT_THRESHOLD 0.993
 #define SCHED_DEFAULT_SC_THRESHOLD 0.92
-#define SCHED_DEFAULT_UNPROMISING 16384
+#define SCHED_DEFAULT_UNPROMISING 12288
 #define SCHED_DEFAULT_SC_UNPROMISING 24576
 /* Difficulty classes: off, equal thresholds (scheduler/difficulty.h). */
 #define SCHED_DEFAULT_DIFFICULTY_TOKENS 0
@@ -26,13 +26,13 @@
 #define SCHED_DEFAULT_COT_THRESHOLD_EASY SCHED_DEFAULT_COT_THRESHOLD
 #define SCHED_DEFAULT_COT_THRESHOLD_HARD SCHED_DEFAULT_COT_THRESHOLD
 static const double sched_default_cot_w[SCHED_COT_NFEAT] = {
-	-1.32483, 0.279417, 1.29702, 0.684703, 0.321475,
-	1.04443, 0.962297, 0.0757538, -0.157874, 0,
-	-0.231173, 0.518331, 2.66386, -2.9627, 0, 0,
+	-1.23786, 0.276381, 1.11567, 0.803347, 0.3401,
+	0.767073, 1.01122, 0.0508586, 0.171141, 0,
+	-0.272031, 0.52275, 2.55287, -2.92007, 0, 0,
 };
 static const double sched_default_sc_w[SCHED_SC_NFEAT] = {
-	-4.23324, 3.21435, -0.181214, 3.45547, -0.247236,
-	2.33982, -1.03418,
+	-4.26022, 3.2039, -0.164424, 3.20314, 0.0327099,
+	2.35395, -1.21645,
 };
 
 double
@@ -71,7 +71,7 @@ sched_policy_default(struct sched_policy *p)
 	p->unpromising_tokens = SCHED_DEFAULT_UNPROMISING;
 	p->sc_unpromising_tokens = SCHED_DEFAULT_SC_UNPROMISING;
 	p->settle_closed = 1;
-	p->unpromising_relative = 1;   /* model_tokens 0 (unknown): absolute */
+	p->unpromising_relative = 0;   /* off until certad knows model_tokens (certainty.md) */
 	p->extend_frac = 0.25;
 	p->extend_min = 0.5;
 	p->starvation_ms = 30000;

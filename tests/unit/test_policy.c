@@ -26,6 +26,27 @@
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
 
+/* Parses policy/NAME (from the repository root or tests' working directory) over *p. */
+static int
+load_repo_policy(const char *name, struct sched_policy *p, char *err, size_t errlen)
+{
+	char path[128], *text;
+	size_t len;
+	int rc;
+
+	snprintf(path, sizeof path, "policy/%s", name);
+	rc = fileio_read(path, POLICY_TEXT_MAX, &text, &len, err, errlen);
+	if (rc == -ENOENT) {
+		snprintf(path, sizeof path, "../policy/%s", name);
+		rc = fileio_read(path, POLICY_TEXT_MAX, &text, &len, err, errlen);
+	}
+	if (rc != 0)
+		return rc;
+	rc = policy_parse(text, len, name, p, err, errlen);
+	free(text);
+	return rc;
+}
+
 static void
 test_default_file_matches_builtin(void **state)
 {
@@ -541,7 +562,7 @@ test_unpromising_relative_replay(void **state)
 	assert_int_equal(evalsim_model_expected(tr, "b"), 8192);
 	assert_int_equal(evalsim_model_expected(tr, "none"), 0);
 	sched_policy_default(&p);
-	assert_int_equal(p.unpromising_relative, 1);   /* shipped on, model unknown */
+	assert_int_equal(p.unpromising_relative, 0);   /* shipped off, model unknown */
 	assert_int_equal(p.model_tokens, 0);
 	p.probe_stride = 0;
 	p.unpromising_relative = 0;
@@ -715,10 +736,18 @@ test_default_policy_real_traces(void **state)
 		print_message("%s: no traces: skipping the real-traces check\n", dir);
 		skip();
 	}
-	sched_policy_default(&p);
-	for (a = 0; a < 2; a++) {
-		enum sched_algo algo = a == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
-		size_t n = a == 0 ? 1 : 3;
+	/* pass 0: the shipped default; pass 1: policy/relative.policy (model-relative
+	 * unpromising bounds, model_tokens from each model's chain lengths) */
+	for (a = 0; a < 4; a++) {
+		enum sched_algo algo = a % 2 == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
+		size_t n = a % 2 == 0 ? 1 : 3;
+		char err[256];
+		sched_policy_default(&p);
+		if (a >= 2) {
+			if (load_repo_policy("relative.policy", &p, err, sizeof err) != 0)
+				fail_msg("policy/relative.policy: %s", err);
+			assert_int_equal(p.unpromising_relative, 1);
+		}
 		for (m = 0; m < traces_model_count(tr); m++) {
 			const char *model = traces_model_name(tr, m);
 			size_t progs = 0, full_ok = 0, ok = 0;
@@ -742,8 +771,9 @@ test_default_policy_real_traces(void **state)
 			}
 			if (progs == 0)
 				continue;
-			print_message("%s %s test split: %zu programs, accuracy %.2f -> %.2f "
-			    "(loss %.2f pt), tokens saved %.1f%%\n", a == 0 ? "cot" : "sc", model,
+			print_message("%s%s %s test split: %zu programs, accuracy %.2f -> %.2f "
+			    "(loss %.2f pt), tokens saved %.1f%%\n", a >= 2 ? "relative " : "",
+			    a % 2 == 0 ? "cot" : "sc", model,
 			    progs, 100.0 * (double)full_ok / (double)progs,
 			    100.0 * (double)ok / (double)progs,
 			    100.0 * ((double)full_ok - (double)ok) / (double)progs,
