@@ -296,7 +296,7 @@ shadow_traj(const struct program *p, const struct sched_policy *base, const char
 			if (pos > most)
 				most = pos;
 		}
-		pts[k].other = u > 0 && most >= u;
+		pts[k].other = u > 0 && sched_unpromising_tokens(base, most) >= u;
 		pts[k].same = answer_equivalent(shadow_step_answer(p, k), end);
 	}
 	*out = pts;

@@ -137,6 +137,45 @@ evalsim_filter_views(const struct evalsim_filter *f, const struct traces_program
 	return k;
 }
 
+static int
+evalsim_u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+uint64_t
+evalsim_model_expected(const struct traces *tr, const char *model)
+{
+	size_t n = traces_count(tr), i, k = 0;
+	uint64_t *len, med;
+
+	len = malloc((n ? n : 1) * sizeof *len);
+	if (len == NULL)
+		return 0;
+	for (i = 0; i < n; i++) {
+		const struct trace *t = traces_at(tr, i);
+		if (strcmp(t->model, model) == 0)
+			len[k++] = t->tokens_used;
+	}
+	qsort(len, k, sizeof *len, evalsim_u64_cmp);
+	med = k == 0 ? 0 : k % 2 ? len[k / 2] : (len[k / 2 - 1] + len[k / 2] + 1) / 2;
+	free(len);
+	return med;
+}
+
+void
+evalsim_model_policy(const struct traces *tr, const struct sched_policy *p, const char *model,
+    struct sched_policy *out)
+{
+	uint64_t e;
+
+	*out = *p;
+	if (p->unpromising_relative && (e = evalsim_model_expected(tr, model)) > 0)
+		out->model_tokens = e;
+}
+
 void
 evalsim_traj_free(struct evalsim_traj *t)
 {
@@ -308,7 +347,8 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			certainty_program_eval(p, &v, &cp, cc);
 			memset(&pt, 0, sizeof pt);
 			pt.cost = decode + probe_tokens;
-			pt.most = most;
+			/* in the bound's units (unpromising_relative), as sched_decide() compares */
+			pt.most = sched_unpromising_tokens(p, most);
 			pt.end = d.stop && d.reason == SCHED_REASON_NATURAL_END;
 			pt.decided = cp.decided;
 			pt.c = cp.any_valid && cp.answer[0] != '\0' ? cp.certaindex : -1;
@@ -696,7 +736,13 @@ evalsim_record_filtered(const struct traces *tr, const struct sched_policy *p0,
 			break;
 		prog = &views[v];
 		t->label = label;
-		rc = evalsim_run(&p, prog, algo, n, &o, t);
+		if (p.unpromising_relative) {
+			struct sched_policy pm;
+			evalsim_model_policy(tr, &p, prog->model, &pm);
+			rc = evalsim_run(&pm, prog, algo, n, &o, t);
+		} else {
+			rc = evalsim_run(&p, prog, algo, n, &o, t);
+		}
 		if (rc != 0)
 			goto fail;
 		evalsim_reference(prog, n, &full);

@@ -74,6 +74,18 @@ unsigned evalsim_group_of(const char *problem, unsigned groups);
 size_t evalsim_filter_views(const struct evalsim_filter *f, const struct traces_program *prog,
     enum evalsim_split split, size_t n, struct traces_program *views, size_t max);
 
+/*
+ * The typical chain length of `model` in a trace set: the median tokens_used over all its
+ * recorded chains (every dataset and seed; no answer or label is read), 0 when it has none.
+ * What unpromising_relative (sched.h) takes as model_tokens; a daemon can know the same
+ * number from the lengths of the model's finished chains.
+ */
+uint64_t evalsim_model_expected(const struct traces *tr, const char *model);
+/* *out = *p, with model_tokens = evalsim_model_expected(tr, model) when
+ * p->unpromising_relative (and the model has chains). */
+void evalsim_model_policy(const struct traces *tr, const struct sched_policy *p,
+    const char *model, struct sched_policy *out);
+
 /* Outcome of one program under one rule. */
 struct evalsim_outcome {
 	const char *answer;
@@ -107,7 +119,7 @@ extern const struct evalsim_diff_rule evalsim_diff_rules[EVALSIM_NDIFF];
 /* One decision point of a trajectory (recorded with thresholds disabled). */
 struct evalsim_point {
 	uint64_t cost;            /* decode + probe tokens so far */
-	uint64_t most;            /* most tokens of a chain */
+	uint64_t most;            /* most tokens of a chain (sched_unpromising_tokens) */
 	double c;                 /* program certaindex; < 0 when not eligible to stop-certain */
 	bool decided;             /* sc: finished chains decide the vote (stops at any threshold) */
 	bool end;                 /* natural end (always stops) */

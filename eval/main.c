@@ -211,7 +211,13 @@ evaluate(const struct traces *tr, const struct sched_policy *p, enum sched_algo 
 			break;
 		prog = &views[v];
 		evalsim_reference(prog, n, &full);
-		rc = evalsim_run(p, prog, algo, n, &o[RULE_POLICY], NULL);
+		if (p->unpromising_relative) {
+			struct sched_policy pm;
+			evalsim_model_policy(tr, p, prog->model, &pm);
+			rc = evalsim_run(&pm, prog, algo, n, &o[RULE_POLICY], NULL);
+		} else {
+			rc = evalsim_run(p, prog, algo, n, &o[RULE_POLICY], NULL);
+		}
 		if (rc != 0)
 			return rc;
 		for (r = 0; r < NK; r++)
@@ -576,6 +582,10 @@ struct lomo_opts {
 	bool difficulty;                 /* run every fold without and with difficulty classes */
 	int diff_rule;                   /* evalsim_calib.difficulty_rule */
 	bool diff_ordered;               /* evalsim_calib.difficulty_ordered */
+	/* --policy: the starting values of every fold's calibration (NULL: the built-in
+	 * default), e.g. unpromising_relative = 1 */
+	const struct sched_policy *start;
+	unsigned kinds;                  /* --kind: bit per enum lomo_kind run (0: all) */
 };
 
 /* Loss budgets (pt) of the held-out savings-vs-loss frontier printed with --difficulty. */
@@ -681,7 +691,10 @@ lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct l
 	int a, rc;
 	size_t r;
 
-	sched_policy_default(&p);
+	if (o->start != NULL)
+		p = *o->start;
+	else
+		sched_policy_default(&p);
 	memset(&cal, 0, sizeof cal);
 	cal.max_loss = o->max_loss;
 	cal.split = fl->calib_split;
@@ -885,6 +898,13 @@ do_lomo(const struct traces *tr, const struct lomo_opts *o)
 	bool first = true;
 	int rc;
 
+	if (o->kinds != 0) {   /* --kind: only those folds */
+		size_t k = 0;
+		for (i = 0; i < nf; i++)
+			if (o->kinds & (1u << fl[i].kind))
+				fl[k++] = fl[i];
+		nf = k;
+	}
 	for (d = 0; d < npass; d++)
 		for (i = 0; i < nf; i++) {
 			rc = lomo_run_fold(tr, o, &fl[i], d == 1, &res[d][i * 2]);
@@ -925,6 +945,7 @@ usage(FILE *f)
 	    "           difficulty class too, kept when they save more)\n"
 	    "       certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--max-loss 0.01] "
 	    "[--lambda 1] [--folds 5] [--z 1] [--difficulty]\n"
+	    "           [--policy START (every fold's starting values)] [--kind in|model|seed]\n"
 	    "           [--difficulty-rule R (1-9: one rule of evalsim_diff_rules)]\n"
 	    "           [--difficulty-ordered (hard threshold >= easy)]\n"
 	    "           (leave-one-model-out and leave-one-seed-out next to train->test, with\n"
@@ -1066,6 +1087,7 @@ main(int argc, char **argv)
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
 	long folds = 5;
 	int i, a0 = 0, a1 = 2, rc;
+	unsigned lomo_only = 0;
 	struct sched_policy p;
 	struct traces *tr;
 	char err[512];
@@ -1146,6 +1168,17 @@ main(int argc, char **argv)
 			out = v;
 		} else if (strcmp(o, "--dump-points") == 0) {
 			dump = v;
+		} else if (strcmp(o, "--kind") == 0) {
+			if (strcmp(v, "in") == 0)
+				lomo_only = 1u << LOMO_IN;
+			else if (strcmp(v, "model") == 0)
+				lomo_only = 1u << LOMO_MODEL;
+			else if (strcmp(v, "seed") == 0)
+				lomo_only = (1u << LOMO_SEED) | (1u << LOMO_PROBLEMS);
+			else {
+				fprintf(stderr, "certa-eval: --kind must be in, model or seed\n");
+				return 2;
+			}
 		} else if (strcmp(o, "--algo") == 0) {
 			if (strcmp(v, "cot") == 0)
 				a0 = 0, a1 = 1;
@@ -1244,12 +1277,22 @@ main(int argc, char **argv)
 		return rc;
 	}
 	if (lomo) {
+		struct sched_policy lstart;
 		struct lomo_opts lo = {
 			.max_loss = max_loss, .lambda = lambda, .z = z, .folds = (unsigned)folds,
 			.algos = (a0 == 0 ? 1u : 0u) | (a1 == 2 ? 2u : 0u), .json = json,
 			.difficulty = difficulty, .diff_rule = diff_rule,
-			.diff_ordered = diff_ordered,
+			.diff_ordered = diff_ordered, .kinds = lomo_only,
 		};
+		if (policy != NULL) {
+			sched_policy_default(&lstart);
+			if (eval_policy_load(policy, &lstart, err, sizeof err) != 0) {
+				fprintf(stderr, "certa-eval: %s\n", err);
+				traces_free(tr);
+				return 1;
+			}
+			lo.start = &lstart;
+		}
 		rc = do_lomo(tr, &lo);
 		traces_free(tr);
 		return rc;

@@ -57,6 +57,8 @@ static const struct policy_key policy_keys[] = {
 	PK("difficulty.changes", POLICY_U32, difficulty_changes, "answer changes in it: hard"),
 	PK("cot.threshold_easy", POLICY_DOUBLE, cot_threshold_easy, "cot threshold, easy class"),
 	PK("cot.threshold_hard", POLICY_DOUBLE, cot_threshold_hard, "cot threshold, hard class"),
+	PK("unpromising_relative", POLICY_U32, unpromising_relative, "unpromising bounds in model_tokens/4096 units (0/1)"),
+	PK("model_tokens", POLICY_U64, model_tokens, "the model's median chain length (0 unknown)"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
 #define POLICY_NALL (POLICY_NKEYS + SCHED_COT_NFEAT + SCHED_SC_NFEAT)

@@ -35,6 +35,22 @@ static const double sched_default_sc_w[SCHED_SC_NFEAT] = {
 	2.35395, -1.21645,
 };
 
+double
+sched_token_unit(const struct sched_policy *p)
+{
+	if (!p->unpromising_relative || p->model_tokens == 0)
+		return 1.0;
+	return (double)p->model_tokens / 4096.0;
+}
+
+uint64_t
+sched_unpromising_tokens(const struct sched_policy *p, uint64_t tokens)
+{
+	double unit = sched_token_unit(p);
+
+	return unit == 1.0 ? tokens : (uint64_t)((double)tokens / unit);
+}
+
 void
 sched_policy_default(struct sched_policy *p)
 {
@@ -55,6 +71,7 @@ sched_policy_default(struct sched_policy *p)
 	p->unpromising_tokens = SCHED_DEFAULT_UNPROMISING;
 	p->sc_unpromising_tokens = SCHED_DEFAULT_SC_UNPROMISING;
 	p->settle_closed = 1;
+	p->unpromising_relative = 0;   /* off until certad knows model_tokens (certainty.md) */
 	p->extend_frac = 0.25;
 	p->extend_min = 0.5;
 	p->starvation_ms = 30000;
@@ -121,6 +138,11 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 int
 sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen)
 {
+	if (p->unpromising_relative > 1) {
+		snprintf(msg, msglen, "unpromising_relative: %u is out of range [0, 1]",
+		    p->unpromising_relative);
+		return CERTA_EINVAL;
+	}
 	if (p->settle_closed > 1) {
 		snprintf(msg, msglen, "settle_closed: %u is out of range [0, 1]", p->settle_closed);
 		return CERTA_EINVAL;
@@ -392,7 +414,8 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
 		return;
 	}
-	if (unpromising > 0 && most >= unpromising) {
+	/* in model-relative units with unpromising_relative (sched_unpromising_tokens) */
+	if (unpromising > 0 && sched_unpromising_tokens(p, most) >= unpromising) {
 		sched_stop(v, out, SCHED_REASON_UNPROMISING, SCHED_PS_STOP_UNPROMISING, true);
 		return;
 	}

@@ -108,6 +108,16 @@ struct sched_policy {
 	                               * (0: changes never do) */
 	double cot_threshold_easy;
 	double cot_threshold_hard;
+
+	/* Model-relative unpromising bounds (keys unpromising_relative, model_tokens): with
+	 * unpromising_relative 1 and model_tokens > 0 (the serving model's typical chain length,
+	 * its median decode tokens per chain: known without any correctness label),
+	 * unpromising_tokens and sc.unpromising_tokens count tokens in units of
+	 * model_tokens / 4096, so a model that reasons twice as long gets twice the bound.
+	 * unpromising_relative 0 or model_tokens 0: absolute tokens (as before).  certa-eval
+	 * sets model_tokens per model from the traces (evalsim_model_policy). */
+	uint32_t unpromising_relative;
+	uint64_t model_tokens;
 };
 
 /* One probe of a chain: its answer after `position` decode tokens. */
@@ -222,6 +232,13 @@ struct sched_decision {
 /* The built-in defaults (step 64 tokens, budget 16384, sc n 3) and the certainty model
  * calibrated on the dev traces (identical to policy/default.policy). */
 void sched_policy_default(struct sched_policy *p);
+/* The unit of the unpromising bounds: model_tokens / 4096 with unpromising_relative on and
+ * model_tokens > 0, else 1. */
+double sched_token_unit(const struct sched_policy *p);
+/* Tokens as the unpromising bounds count them: floor(tokens / sched_token_unit(p)) (tokens
+ * itself when the unit is 1).  sched_decide() stops unpromising when this of the longest
+ * chain reaches the bound; certa-eval records the same number (evalsim_point.most). */
+uint64_t sched_unpromising_tokens(const struct sched_policy *p, uint64_t tokens);
 
 /* Checks policy values; on error writes "field: reason (allowed range)" into msg and returns
  * CERTA_EINVAL. */

@@ -290,11 +290,14 @@ test_sweep_matches_replay(void **state)
 			const struct traces_program *prog = traces_program_at(tr, i);
 			const struct evalsim_traj *t;
 			struct evalsim_outcome o;
+			struct sched_policy qm;
 			size_t k;
 			if (!evalsim_in_split(prog->problem, EVALSIM_TEST) || prog->nsamples < 1)
 				continue;
 			t = &s.traj[si++];
-			assert_int_equal(evalsim_run(&q, prog, SCHED_ALGO_COT, 1, &o, NULL), 0);
+			/* model_tokens per model, as evalsim_record replays it */
+			evalsim_model_policy(tr, &q, prog->model, &qm);
+			assert_int_equal(evalsim_run(&qm, prog, SCHED_ALGO_COT, 1, &o, NULL), 0);
 			k = evalsim_stop_index_cls(t->pts, t->npts, r, tau, q.unpromising_tokens);
 			assert_int_equal(o.decode_tokens + o.probe_tokens, t->pts[k].cost);
 			assert_int_equal(o.correct, t->pts[k].correct);

@@ -26,6 +26,27 @@
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
 
+/* Parses policy/NAME (from the repository root or tests' working directory) over *p. */
+static int
+load_repo_policy(const char *name, struct sched_policy *p, char *err, size_t errlen)
+{
+	char path[128], *text;
+	size_t len;
+	int rc;
+
+	snprintf(path, sizeof path, "policy/%s", name);
+	rc = fileio_read(path, POLICY_TEXT_MAX, &text, &len, err, errlen);
+	if (rc == -ENOENT) {
+		snprintf(path, sizeof path, "../policy/%s", name);
+		rc = fileio_read(path, POLICY_TEXT_MAX, &text, &len, err, errlen);
+	}
+	if (rc != 0)
+		return rc;
+	rc = policy_parse(text, len, name, p, err, errlen);
+	free(text);
+	return rc;
+}
+
 static void
 test_default_file_matches_builtin(void **state)
 {
@@ -110,6 +131,7 @@ test_parse_errors(void **state)
 		{ "cot.threshold = 3\n", "cot.threshold" },
 		{ "probe_stride = nan\n", "finite number" },
 		{ "settle_closed = 2\n", "settle_closed: 2 is out of range" },
+		{ "unpromising_relative = 2\n", "unpromising_relative: 2 is out of range" },
 	};
 	struct sched_policy p, before;
 	char err[256];
@@ -485,6 +507,104 @@ filter_dir_remove(const char *dir)
 	rmdir(dir);
 }
 
+/* Two models of different chain lengths (a: 1024, 2048, 3072 -> median 2048; b: 4096, 8192,
+ * 8192, 12288 -> median 8192), one problem per chain, a wrong answer "7" throughout. */
+static char *
+relative_dir(void)
+{
+	static const uint64_t len[2][4] = { { 1024, 2048, 3072, 0 }, { 4096, 8192, 8192, 12288 } };
+	static char dir[64];
+	char path[128];
+	size_t m, i, k;
+
+	snprintf(dir, sizeof dir, "/tmp/certa-test-rel-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return NULL;
+	for (m = 0; m < 2; m++) {
+		FILE *f;
+		snprintf(path, sizeof path, "%s/%c__d__seed_42.jsonl", dir, (int)('a' + m));
+		if ((f = fopen(path, "w")) == NULL)
+			return NULL;
+		for (i = 0; i < 4 && len[m][i] > 0; i++) {
+			fprintf(f, "{\"model\":\"%c\",\"dataset\":\"d\",\"seed\":42,"
+			    "\"problem_id\":\"p%zu\",\"problem\":\"Problem %zu\",\"target\":\"1\","
+			    "\"tokens_used\":%llu,\"finished\":true,\"final_answer\":\"7\","
+			    "\"final_correct\":false,\"text\":\"thinking\",\"probes\":[",
+			    (int)('a' + m), i, i, (unsigned long long)len[m][i]);
+			for (k = 64; k <= len[m][i]; k += 64)
+				fprintf(f, "%s[%zu,\"7\",1]", k > 64 ? "," : "", k);
+			fprintf(f, "]}\n");
+		}
+		fclose(f);
+	}
+	return dir;
+}
+
+/* The model's typical length is the median of its chains' lengths (no label read); with
+ * unpromising_relative the recorded trajectories count tokens as sched_decide() does, so
+ * evalsim_stop_index with a bound stops where a replay with that bound stops. */
+static void
+test_unpromising_relative_replay(void **state)
+{
+	static const uint64_t bounds[] = { 1024, 2048, 3000, 4096 };
+	struct sched_policy p, pm, q;
+	struct evalsim_set s;
+	struct traces *tr;
+	char *dir, path[128];
+	size_t i, b;
+
+	(void)state;
+	log_set_level(LOG_LVL_ERR);
+	dir = relative_dir();
+	assert_non_null(dir);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	assert_int_equal(evalsim_model_expected(tr, "a"), 2048);
+	assert_int_equal(evalsim_model_expected(tr, "b"), 8192);
+	assert_int_equal(evalsim_model_expected(tr, "none"), 0);
+	sched_policy_default(&p);
+	assert_int_equal(p.unpromising_relative, 0);   /* shipped off, model unknown */
+	assert_int_equal(p.model_tokens, 0);
+	p.probe_stride = 0;
+	p.unpromising_relative = 0;
+	evalsim_model_policy(tr, &p, "b", &pm);   /* off: unchanged */
+	assert_int_equal(pm.model_tokens, 0);
+	p.unpromising_relative = 1;
+	evalsim_model_policy(tr, &p, "b", &pm);
+	assert_int_equal(pm.model_tokens, 8192);
+	evalsim_model_policy(tr, &p, "a", &pm);
+	assert_int_equal(pm.model_tokens, 2048);
+	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
+	assert_int_equal(s.nprog, 7);
+	for (i = 0; i < s.nprog; i++) {
+		const struct traces_program *prog = traces_program_at(tr, i);
+		const struct evalsim_traj *t = &s.traj[i];
+		for (b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+			struct evalsim_outcome o;
+			size_t k = evalsim_stop_index(t->pts, t->npts, 2, bounds[b]);
+			evalsim_model_policy(tr, &p, prog->model, &q);
+			q.cot_threshold = 2;
+			q.unpromising_tokens = bounds[b];
+			assert_int_equal(evalsim_run(&q, prog, SCHED_ALGO_COT, 1, &o, NULL), 0);
+			assert_int_equal(o.decode_tokens + o.probe_tokens, t->pts[k].cost);
+			assert_int_equal(o.reason == SCHED_REASON_UNPROMISING, !t->pts[k].end);
+			/* relative: model b (unit 2) stops at twice the bound, a (unit 0.5) at half
+			 * (the first 64-token step at or past it) */
+			if (!t->pts[k].end) {
+				uint64_t at = strcmp(prog->model, "a") == 0 ? bounds[b] / 2 :
+				    bounds[b] * 2;
+				assert_int_equal(o.stop_tokens, (at + 63) / 64 * 64);
+			}
+		}
+	}
+	evalsim_set_free(&s);
+	traces_free(tr);
+	snprintf(path, sizeof path, "%s/a__d__seed_42.jsonl", dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/b__d__seed_42.jsonl", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 /* The filters of leave-one-out evaluation select what they say: a model or all others, the
  * chains of the listed seeds (cot), a problem group or all others; record and calibrate see
  * exactly those programs. */
@@ -602,7 +722,7 @@ static void
 test_default_policy_real_traces(void **state)
 {
 	const char *dir = getenv("CERTA_TRACES");
-	struct sched_policy p;
+	struct sched_policy p, pm;
 	struct traces *tr;
 	size_t m, i, a;
 
@@ -616,10 +736,18 @@ test_default_policy_real_traces(void **state)
 		print_message("%s: no traces: skipping the real-traces check\n", dir);
 		skip();
 	}
-	sched_policy_default(&p);
-	for (a = 0; a < 2; a++) {
-		enum sched_algo algo = a == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
-		size_t n = a == 0 ? 1 : 3;
+	/* pass 0: the shipped default; pass 1: policy/relative.policy (model-relative
+	 * unpromising bounds, model_tokens from each model's chain lengths) */
+	for (a = 0; a < 4; a++) {
+		enum sched_algo algo = a % 2 == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
+		size_t n = a % 2 == 0 ? 1 : 3;
+		char err[256];
+		sched_policy_default(&p);
+		if (a >= 2) {
+			if (load_repo_policy("relative.policy", &p, err, sizeof err) != 0)
+				fail_msg("policy/relative.policy: %s", err);
+			assert_int_equal(p.unpromising_relative, 1);
+		}
 		for (m = 0; m < traces_model_count(tr); m++) {
 			const char *model = traces_model_name(tr, m);
 			size_t progs = 0, full_ok = 0, ok = 0;
@@ -632,7 +760,9 @@ test_default_policy_real_traces(void **state)
 				    !evalsim_in_split(prog->problem, EVALSIM_TEST))
 					continue;
 				evalsim_reference(prog, n, &full);
-				assert_int_equal(evalsim_run(&p, prog, algo, n, &o, NULL), 0);
+				/* the model's median chain length as model_tokens, as certa-eval */
+				evalsim_model_policy(tr, &p, prog->model, &pm);
+				assert_int_equal(evalsim_run(&pm, prog, algo, n, &o, NULL), 0);
 				progs++;
 				full_ok += full.correct;
 				ok += o.correct;
@@ -641,8 +771,9 @@ test_default_policy_real_traces(void **state)
 			}
 			if (progs == 0)
 				continue;
-			print_message("%s %s test split: %zu programs, accuracy %.2f -> %.2f "
-			    "(loss %.2f pt), tokens saved %.1f%%\n", a == 0 ? "cot" : "sc", model,
+			print_message("%s%s %s test split: %zu programs, accuracy %.2f -> %.2f "
+			    "(loss %.2f pt), tokens saved %.1f%%\n", a >= 2 ? "relative " : "",
+			    a % 2 == 0 ? "cot" : "sc", model,
 			    progs, 100.0 * (double)full_ok / (double)progs,
 			    100.0 * (double)ok / (double)progs,
 			    100.0 * ((double)full_ok - (double)ok) / (double)progs,
@@ -668,6 +799,7 @@ main(void)
 		cmocka_unit_test(test_calibrate_synthetic),
 		cmocka_unit_test(test_calibrate_folds),
 		cmocka_unit_test(test_filter_selects),
+		cmocka_unit_test(test_unpromising_relative_replay),
 		cmocka_unit_test(test_default_policy_real_traces),
 	};
 

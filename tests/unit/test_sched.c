@@ -252,6 +252,62 @@ test_settled_cot(void **state)
 	assert_false(d.stop);
 }
 
+/* unpromising_relative: the bound counts tokens in model_tokens / 4096 units. */
+static void
+test_unpromising_relative(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c;
+	struct fake_chain f;
+	struct sched_view v;
+	struct sched_decision d;
+
+	(void)state;
+	test_policy(&p);
+	p.cot_threshold = 0.99;
+	p.unpromising_tokens = 2048;
+	view1(&v, &c, 1, SCHED_ALGO_COT);
+	/* a model twice as long (8192): 2048 tokens are 1024 units, the bound is 4096 tokens */
+	p.unpromising_relative = 1;
+	p.model_tokens = 8192;
+	assert_true(sched_token_unit(&p) == 2.0);
+	assert_int_equal(sched_unpromising_tokens(&p, 4095), 2047);
+	assert_int_equal(sched_unpromising_tokens(&p, 4096), 2048);
+	fake(&c, &f, "17", 1984, 2048);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	fake(&c, &f, "17", 1984, 4032);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	fake(&c, &f, "17", 1984, 4096);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_UNPROMISING);
+	/* a shorter model (2048): the bound is 1024 tokens */
+	p.model_tokens = 2048;
+	fake(&c, &f, "17", 1984, 1024);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_UNPROMISING);
+	fake(&c, &f, "17", 1984, 960);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	/* model unknown (0), or the switch off: absolute tokens, as before */
+	p.model_tokens = 0;
+	assert_true(sched_token_unit(&p) == 1.0);
+	fake(&c, &f, "17", 1984, 2048);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	p.model_tokens = 8192;
+	p.unpromising_relative = 0;
+	assert_int_equal(sched_unpromising_tokens(&p, 4095), 4095);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	fake(&c, &f, "17", 1984, 1984);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+}
+
 static void
 test_unpromising_and_extension(void **state)
 {
@@ -482,6 +538,7 @@ main(void)
 		cmocka_unit_test(test_sc_gang),
 		cmocka_unit_test(test_settled_cot),
 		cmocka_unit_test(test_unpromising_and_extension),
+		cmocka_unit_test(test_unpromising_relative),
 		cmocka_unit_test(test_probe_stride),
 		cmocka_unit_test(test_state_through_decisions),
 		cmocka_unit_test(test_rank),
