@@ -360,6 +360,21 @@ route_finished(struct core *c, const struct program *p)
 
 /* --- submit --- */
 
+/* The budget of a rung: its own (already within the tenant's quota), else the scheduling
+ * policy's default for n chains, capped by the policy and the tenant's quota. */
+static uint64_t
+route_budget(const struct sched_policy *pol, const struct router_tenant *t,
+    uint64_t rung_budget, uint32_t n)
+{
+	uint64_t b = rung_budget ? rung_budget : pol->default_budget * n;
+
+	if (b > pol->max_budget)
+		b = pol->max_budget;
+	if (rung_budget == 0 && t->max_budget != 0 && b > t->max_budget)
+		b = t->max_budget;
+	return b;
+}
+
 int
 route_program(struct core *c, const char *tenant, const struct submit_spec *spec,
     const struct sched_policy *pol, enum sched_algo *algo, uint32_t *n, uint64_t *budget,
@@ -412,11 +427,7 @@ route_program(struct core *c, const char *tenant, const struct submit_spec *spec
 	snprintf(out->model, sizeof out->model, "%s", rp->pools[out->r.pool].model);
 	*algo = out->r.algo;
 	*n = out->r.n;
-	*budget = out->r.budget ? out->r.budget : pol->default_budget * out->r.n;
-	if (*budget > pol->max_budget)
-		*budget = pol->max_budget;
-	if (out->r.budget == 0 && t.max_budget != 0 && *budget > t.max_budget)
-		*budget = t.max_budget;
+	*budget = route_budget(pol, &t, out->r.budget, out->r.n);
 	return 0;
 }
 
@@ -465,21 +476,6 @@ route_attach(struct program *p, const struct route_start *rs)
 }
 
 /* --- escalation --- */
-
-/* The budget of a rung: its own (already within the tenant's quota), else the scheduling
- * policy's default for n chains, capped by the policy and the tenant's quota. */
-static uint64_t
-route_budget(const struct sched_policy *pol, const struct router_tenant *t,
-    uint64_t rung_budget, uint32_t n)
-{
-	uint64_t b = rung_budget ? rung_budget : pol->default_budget * n;
-
-	if (b > pol->max_budget)
-		b = pol->max_budget;
-	if (rung_budget == 0 && t->max_budget != 0 && b > t->max_budget)
-		b = t->max_budget;
-	return b;
-}
 
 int
 route_decide(struct core *c, struct program *p, const struct sched_view *v,

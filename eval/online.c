@@ -195,20 +195,10 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 			/* Counterfactual: an early stop every grid shift makes alike needs no
 			 * shadow; it counts as a program with no controllable change. */
 			riskctl_observe_excluded(&pr, &st);
-		} else if (!o->windowed && riskctl_pick(key, pr.shadow_frac)) {
-			/* Counterfactual: any early stop some grid shift would have moved (certain
-			 * or not) runs on. */
-			uint64_t extra = t->pts[last].cost - t->pts[idx].cost;
-			g->shadowed = true;
-			g->changed = !t->pts[idx].same;
-			g->shadow = (double)extra;
-			pend[npend].at = k + o->lag;
-			pend[npend].j = j;
-			pend[npend].changed = g->changed;
-			pend[npend].tokens = extra;
-			npend++;
-		} else if (o->windowed && online_certain(&t->pts[idx], last - idx, tau) &&
+		} else if ((!o->windowed || online_certain(&t->pts[idx], last - idx, tau)) &&
 		    riskctl_pick(key, pr.shadow_frac)) {
+			/* Counterfactual: any early stop some grid shift would have moved (certain
+			 * or not) runs on; windowed: a picked certain stop does. */
 			uint64_t extra = t->pts[last].cost - t->pts[idx].cost;
 			g->shadowed = true;
 			g->changed = !t->pts[idx].same;
