@@ -208,6 +208,31 @@ test_matmul(void)
 			gpu->ops->release(gpu, dout);
 		}
 	}
+	/* Activations above F16's 65504 (F16 and Q8_0 weights: inputs scaled by a power of two,
+	 * cuk_f16_scale): finite and as close as small ones; 1 token (one block) and 1,100 (past
+	 * CUK_F16_ONE_BLOCK elements: the grid path). */
+	for (i = 1; i < 4; i += 2) {
+		uint32_t cols = types[i] == GGUF_T_Q8_0 ? 96 : 65, rows = 67;
+		static const uint32_t big[] = { 1, 1100 };
+		for (j = 0; j < 2; j++) {
+			uint32_t n = big[j];
+			size_t k, nx = (size_t)n * cols;
+			float *x = rand_vec(nx), *y = calloc((size_t)n * rows, 4);
+			float *dx, *dy = gpu->ops->alloc(gpu, (size_t)n * rows);
+			for (k = 0; k < nx; k++)
+				x[k] *= k % 7 == 3 ? 4e5f : 300.0f;
+			dx = to_gpu(x, nx);
+			cpu->ops->matmul(cpu, &ws[i], x, n, y);
+			gpu->ops->matmul(gpu, &ws[i], dx, n, dy);
+			snprintf(what, sizeof what, "matmul %s, activations to 4e5, %u tokens", names[i],
+			    n);
+			compare(what, y, dy, (size_t)n * rows, 2e-2);
+			free(x);
+			free(y);
+			gpu->ops->release(gpu, dx);
+			gpu->ops->release(gpu, dy);
+		}
+	}
 	/* The uploaded copies again, after other uploads. */
 	{
 		uint32_t n = 3;

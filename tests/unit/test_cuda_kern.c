@@ -140,6 +140,92 @@ test_launch_sizes(void **state)
 	assert_int_equal(cuk_attn_nblocks(300, 300), 1);
 }
 
+/* ---- matmul inputs to F16 ------------------------------------------------------------------ */
+
+/* The largest magnitude as k_to_f16_block (one block) or k_absmax (a grid) finds it. */
+static float
+absmax_launch(const float *x, size_t n, bool grid)
+{
+	size_t nb = grid ? cuk_blocks(n) : 1, stride, t;
+	float m = 0.0f;
+
+	if (nb > 1024)
+		nb = 1024;
+	stride = nb * CUK_THREADS;
+	for (t = 0; t < stride; t++)     /* the block trees and atomicMax are a plain max */
+		m = fmaxf(m, cuk_absmax_part(t, stride, x, n));
+	return m;
+}
+
+static void
+test_f16_scale(void **state)
+{
+	static const size_t sizes[] = { 1, 255, 257, 4096, CUK_F16_ONE_BLOCK + 3 };
+	size_t s, i, n;
+	uint64_t r = 7;
+
+	(void)state;
+	assert_true(cuk_f16_scale(0.0f) == 1.0f);
+	assert_true(cuk_f16_scale(CUK_F16_MAX) == 1.0f);
+	assert_true(cuk_f16_scale(65505.0f) == 2.0f);
+	assert_true(cuk_f16_scale(2.0f * CUK_F16_MAX) == 2.0f);
+	assert_true(cuk_f16_scale(2.0f * CUK_F16_MAX + 1.0f) == 4.0f);
+	assert_true(cuk_f16_scale(1e6f) == 16.0f);
+	assert_true(cuk_f16_scale(INFINITY) == 1.0f);
+	assert_true(cuk_f16_scale(NAN) == 1.0f);
+	/* Over many magnitudes: a power of two, the scaled maximum fits, and it is the smallest. */
+	for (i = 0; i < 20000; i++) {
+		float a, sc;
+		int e;
+		r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+		a = ldexpf((float)(r >> 40) / 16777216.0f + 0.5f, (int)(r >> 20 & 127) - 20);
+		sc = cuk_f16_scale(a);
+		assert_true(frexpf(sc, &e) == 0.5f);
+		assert_true(a / sc <= CUK_F16_MAX);
+		assert_true(sc == 1.0f || a / (sc / 2.0f) > CUK_F16_MAX);
+	}
+	/* The launches' maximum over every element, one spike anywhere (the last, past a block). */
+	for (s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		n = sizes[s];
+		float *x = malloc(n * sizeof(float));
+		assert_non_null(x);
+		for (i = 0; i < n; i++)
+			x[i] = (float)((int)(i % 17) - 8);
+		x[n - 1] = -3e5f;
+		assert_true(absmax_launch(x, n, false) == 3e5f);
+		assert_true(absmax_launch(x, n, true) == 3e5f);
+		if (n > 2) {
+			x[n / 2] = NAN;      /* ignored by the max; propagates in the product */
+			assert_true(absmax_launch(x, n, true) == 3e5f);
+		}
+		free(x);
+	}
+#ifdef __FLT16_MAX__
+	/* A dot product through 16-bit inputs as the GEMM gets them: scaled, it is finite and
+	 * close to FP32; unscaled (the old conversion), the 3e5 activation was infinite. */
+	{
+		float x[64], w[64], ref = 0.0f, got = 0.0f, old = 0.0f, sc;
+		for (i = 0; i < 64; i++) {
+			x[i] = (float)((int)i - 31) * 1000.0f;
+			w[i] = (float)(_Float16)((float)((int)(i * 7 % 13) - 6) / 8.0f);
+			ref += w[i] * x[i];
+		}
+		x[5] = 3e5f;
+		ref += w[5] * (3e5f - (float)(5 - 31) * 1000.0f);
+		sc = cuk_f16_scale(absmax_launch(x, 64, false));
+		assert_true(sc == 8.0f);
+		for (i = 0; i < 64; i++) {
+			got += w[i] * (float)(_Float16)(x[i] * (1.0f / sc));
+			old += w[i] * (float)(_Float16)x[i];
+		}
+		got *= sc;
+		assert_true(isfinite(got));
+		assert_true(fabsf(got - ref) <= 1e-3f * fabsf(ref) + 1.0f);
+		assert_true(!isfinite(old) || w[5] == 0.0f);
+	}
+#endif
+}
+
 /* ---- elementwise ------------------------------------------------------------------------- */
 
 static void
@@ -541,6 +627,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_launch_sizes),
+		cmocka_unit_test(test_f16_scale),
 		cmocka_unit_test(test_elementwise),
 		cmocka_unit_test(test_get_rows),
 		cmocka_unit_test(test_rope),

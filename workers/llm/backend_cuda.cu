@@ -15,7 +15,10 @@
  *
  * Matmul: cublasGemmEx (cuBLAS loaded with dlopen: cu_blas below) with the weight's type for
  * both inputs (activations converted to it in a scratch buffer when it is F16/BF16) and FP32
- * accumulation and output.  F32 weights run in FP32 (no TF32).  Results therefore differ from
+ * accumulation and output.  F16 inputs are scaled by a power of two when their largest
+ * magnitude exceeds 65504 (cuk_f16_scale; cuBLAS's alpha, read from device memory, undoes it),
+ * so a large activation does not become infinite.  F32 weights run in FP32 (no TF32).
+ * Results therefore differ from
  * the CPU backend by the rounding of the activations to 16 bits, and cuBLAS may pick another
  * algorithm for another n_tok: batched logits are close to, not bit-identical with,
  * single-sequence ones (unlike the CPU backend).
@@ -81,6 +84,7 @@ static struct {
 	decltype(&cublasCreate_v2) create;
 	decltype(&cublasDestroy_v2) destroy;
 	decltype(&cublasSetMathMode) set_math_mode;
+	decltype(&cublasSetPointerMode_v2) set_pointer_mode;
 	cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
 	    int, const void *, const void *, cudaDataType, int, const void *, cudaDataType, int,
 	    const void *, void *, cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
@@ -103,10 +107,13 @@ cu_blas_open(char *err, size_t errlen)
 	cu_blas.create = (decltype(cu_blas.create))dlsym(lib, "cublasCreate_v2");
 	cu_blas.destroy = (decltype(cu_blas.destroy))dlsym(lib, "cublasDestroy_v2");
 	cu_blas.set_math_mode = (decltype(cu_blas.set_math_mode))dlsym(lib, "cublasSetMathMode");
+	cu_blas.set_pointer_mode = (decltype(cu_blas.set_pointer_mode))dlsym(lib,
+	    "cublasSetPointerMode_v2");
 	cu_blas.gemm_ex = (decltype(cu_blas.gemm_ex))dlsym(lib, "cublasGemmEx");
 	cu_blas.status_string = (decltype(cu_blas.status_string))dlsym(lib,
 	    "cublasGetStatusString");
-	if (!cu_blas.create || !cu_blas.destroy || !cu_blas.set_math_mode || !cu_blas.gemm_ex ||
+	if (!cu_blas.create || !cu_blas.destroy || !cu_blas.set_math_mode ||
+	    !cu_blas.set_pointer_mode || !cu_blas.gemm_ex ||
 	    !cu_blas.status_string) {
 		snprintf(err, errlen, "%s lacks a function this backend uses", CU_BLAS_SONAME);
 		dlclose(lib);
@@ -135,6 +142,7 @@ struct backend_cuda {
 	struct backend *cpu;     /* the CPU twin for the host-side ops */
 	std::unordered_map<const void *, cu_weight> *weights;
 	struct cu_buf xconv, ids, pos, kst, vst, scores, host, tab;
+	float *scal;             /* device: the GEMMs' alpha and beta (CU_SCAL_*) */
 	/* Small host-to-device uploads (positions, ids, block tables) go through a ring of pinned
 	 * memory and cudaMemcpyAsync, so a decode step does not wait for the device per op. */
 	uint8_t *ring_h, *ring_d;
@@ -148,6 +156,10 @@ struct backend_cuda {
 };
 
 #define CU_RING_BYTES ((size_t)8 << 20)
+
+/* backend_cuda.scal: cuBLAS reads alpha and beta from device memory, so that the scale of an
+ * F16 input (k_to_f16_*) becomes alpha without a round trip to the host. */
+enum { CU_SCAL_ONE, CU_SCAL_ZERO, CU_SCAL_F16, CU_SCAL_ABSMAX, CU_SCAL_N };
 
 /*
  * The backend of an op, with its device made current on the calling thread.  The worker
@@ -379,13 +391,66 @@ cu_mat(struct backend_cuda *c, const struct model_weight *w)
 
 /* ---- kernels ----------------------------------------------------------------------------- */
 
+/*
+ * Matmul input to F16 with the scale of cuk_f16_scale (so no activation above 65504 becomes
+ * infinite), for up to CUK_F16_ONE_BLOCK elements: one block finds the largest magnitude
+ * (a max tree over the block), then converts x / s; alpha (device memory, the GEMM's alpha
+ * in CUBLAS_POINTER_MODE_DEVICE) = s.
+ */
 __global__ void
-k_to_f16(__half *out, const float *x, size_t n)
+k_to_f16_block(__half *out, float *alpha, const float *x, size_t n)
+{
+	__shared__ float red[CU_THREADS];
+	uint32_t tid = threadIdx.x, st;
+	float sc, inv;
+	size_t i;
+
+	red[tid] = cuk_absmax_part(tid, blockDim.x, x, n);
+	__syncthreads();
+	for (st = blockDim.x / 2; st > 0; st >>= 1) {
+		if (tid < st)
+			red[tid] = fmaxf(red[tid], red[tid + st]);
+		__syncthreads();
+	}
+	sc = cuk_f16_scale(red[0]);
+	inv = 1.0f / sc;
+	for (i = tid; i < n; i += blockDim.x)
+		out[i] = __float2half_rn(x[i] * inv);
+	if (tid == 0)
+		*alpha = sc;
+}
+
+/* The largest magnitude of x over a grid: a max tree per block, then atomicMax on the bits
+ * (non-negative floats order as unsigned integers) into *word, zeroed before the launch. */
+__global__ void
+k_absmax(unsigned *word, const float *x, size_t n)
+{
+	__shared__ float red[CU_THREADS];
+	uint32_t tid = threadIdx.x, st;
+
+	red[tid] = cuk_absmax_part((size_t)blockIdx.x * blockDim.x + tid,
+	    (size_t)gridDim.x * blockDim.x, x, n);
+	__syncthreads();
+	for (st = blockDim.x / 2; st > 0; st >>= 1) {
+		if (tid < st)
+			red[tid] = fmaxf(red[tid], red[tid + st]);
+		__syncthreads();
+	}
+	if (tid == 0)
+		atomicMax(word, __float_as_uint(red[0]));
+}
+
+/* After k_absmax: x / s to F16, one thread per element; alpha = s. */
+__global__ void
+k_to_f16_grid(__half *out, float *alpha, const unsigned *word, const float *x, size_t n)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+	float sc = cuk_f16_scale(__uint_as_float(*word));
 
 	if (i < n)
-		out[i] = __float2half_rn(x[i]);
+		out[i] = __float2half_rn(x[i] * (1.0f / sc));
+	if (i == 0)
+		*alpha = sc;
 }
 
 __global__ void
@@ -557,7 +622,7 @@ cu_matmul(struct backend *be, const struct model_weight *w, const float *x, uint
 {
 	struct backend_cuda *c = cu_of(be);
 	const cu_weight *cw;
-	const float one = 1.0f, zero = 0.0f;
+	const float *alpha = &c->scal[CU_SCAL_ONE];
 	size_t n = (size_t)n_tok * w->cols;
 	cudaDataType_t t = CUDA_R_32F;
 	const void *xb = x;
@@ -569,8 +634,19 @@ cu_matmul(struct backend *be, const struct model_weight *w, const float *x, uint
 		void *s = cu_scratch(c, &c->xconv, n * 2);
 		if (!s)
 			return;
-		if (cw->type == GGUF_T_F16) {
-			k_to_f16<<<cu_blocks(n), CU_THREADS>>>((__half *)s, x, n);
+		if (cw->type == GGUF_T_F16 && n <= CUK_F16_ONE_BLOCK) {
+			k_to_f16_block<<<1, CU_THREADS>>>((__half *)s, &c->scal[CU_SCAL_F16], x, n);
+			alpha = &c->scal[CU_SCAL_F16];
+			t = CUDA_R_16F;
+		} else if (cw->type == GGUF_T_F16) {
+			unsigned *word = (unsigned *)&c->scal[CU_SCAL_ABSMAX];
+			unsigned nb = cu_blocks(n);
+			if (!cu_ok(c, cudaMemsetAsync(word, 0, sizeof(*word), 0), "matmul scale"))
+				return;
+			k_absmax<<<nb < 1024 ? nb : 1024, CU_THREADS>>>(word, x, n);
+			k_to_f16_grid<<<nb, CU_THREADS>>>((__half *)s, &c->scal[CU_SCAL_F16], word,
+			    x, n);
+			alpha = &c->scal[CU_SCAL_F16];
 			t = CUDA_R_16F;
 		} else {
 			k_to_bf16<<<cu_blocks(n), CU_THREADS>>>((__nv_bfloat16 *)s, x, n);
@@ -580,10 +656,12 @@ cu_matmul(struct backend *be, const struct model_weight *w, const float *x, uint
 			return;
 		xb = s;
 	}
-	/* Row-major W [rows][cols] is column-major [cols x rows]: y = W^T(cm) . x(cm). */
+	/* Row-major W [rows][cols] is column-major [cols x rows]: y = W^T(cm) . x(cm).  alpha and
+	 * beta are device pointers (CUBLAS_POINTER_MODE_DEVICE, set at creation). */
 	st = cu_blas.gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, (int)n_tok,
-	    (int)w->cols, &one, cw->dev, t, (int)w->cols, xb, t, (int)w->cols, &zero, y,
-	    CUDA_R_32F, (int)w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+	    (int)w->cols, alpha, cw->dev, t, (int)w->cols, xb, t, (int)w->cols,
+	    &c->scal[CU_SCAL_ZERO], y, CUDA_R_32F, (int)w->rows, CUBLAS_COMPUTE_32F,
+	    CUBLAS_GEMM_DEFAULT);
 	c->last = "matmul (cublasGemmEx)";
 	if (st != CUBLAS_STATUS_SUCCESS)
 		cu_fail(c, "cublasGemmEx %s [%u x %u] x %u tokens: %s", w->name ? w->name : "",
@@ -987,6 +1065,7 @@ cu_destroy(struct backend *be)
 		delete c->weights;
 	}
 	cudaFree(c->xconv.p);
+	cudaFree(c->scal);
 	cudaFree(c->ids.p);
 	cudaFree(c->pos.p);
 	cudaFree(c->kst.p);
@@ -1086,6 +1165,23 @@ backend_cuda_create(int device, struct backend **out, char *err, size_t errlen)
 	}
 	/* FP32 weights stay FP32 (no TF32), so they compare with the CPU backend closely. */
 	cu_blas.set_math_mode(c->blas, CUBLAS_DEFAULT_MATH);
+	{
+		const float init[CU_SCAL_N] = { 1.0f, 0.0f, 1.0f, 0.0f };
+		if ((e = cudaMalloc((void **)&c->scal, sizeof(init))) != cudaSuccess ||
+		    (e = cudaMemcpy(c->scal, init, sizeof(init), cudaMemcpyHostToDevice)) !=
+		    cudaSuccess) {
+			snprintf(err, errlen, "CUDA device %d: %s", device, cudaGetErrorString(e));
+			rc = e == cudaErrorMemoryAllocation ? -ENOMEM : -EIO;
+			goto fail;
+		}
+	}
+	if ((st = cu_blas.set_pointer_mode(c->blas, CUBLAS_POINTER_MODE_DEVICE)) !=
+	    CUBLAS_STATUS_SUCCESS) {
+		snprintf(err, errlen, "CUDA device %d: cublasSetPointerMode: %s", device,
+		    cu_blas.status_string(st));
+		rc = -EIO;
+		goto fail;
+	}
 	*out = &c->base;
 	return 0;
 fail:

@@ -97,6 +97,52 @@ cuk_rope(size_t idx, float *x, uint32_t n_tok, uint32_t n_heads, uint32_t head_d
 	v[b] = x0 * s + x1 * c;
 }
 
+/* ---- matmul inputs to F16 with a power-of-two scale ---------------------------------------- */
+
+/* The largest finite F16. */
+#define CUK_F16_MAX 65504.0f
+
+/* Matmul inputs up to this many elements are converted by one block (largest magnitude, scale
+ * and conversion in one launch: a decode step's inputs); larger ones by a grid (two kernels). */
+#define CUK_F16_ONE_BLOCK ((size_t)1 << 16)
+
+/*
+ * The scale for rounding activations whose largest magnitude is absmax to F16: 1 when they
+ * fit, else the smallest power of two s with absmax / s <= 65504.  x / s is then exact (a
+ * power of two; only values below F16's subnormals lose bits, as they would anyway relative to
+ * absmax) and cuBLAS multiplies the product back by alpha = s.  Without it a value above 65504
+ * became infinite in the GEMM.  absmax infinite or NaN: 1 (it propagates, as on the CPU).
+ */
+CUK_FN float
+cuk_f16_scale(float absmax)
+{
+	float s;
+	int e;
+
+	if (!(absmax > CUK_F16_MAX) || isinf(absmax))
+		return 1.0f;
+	(void)frexpf(absmax / CUK_F16_MAX, &e);   /* absmax / 65504 <= 2^e, up to its rounding */
+	s = ldexpf(1.0f, e);
+	/* Exact checks (dividing by a power of two is exact): the smallest that fits. */
+	if (absmax / s > CUK_F16_MAX)
+		s *= 2.0f;
+	else if (s > 1.0f && absmax / (s * 0.5f) <= CUK_F16_MAX)
+		s *= 0.5f;
+	return s;
+}
+
+/* The largest magnitude among x[tid], x[tid + stride], ... below n (NaN ignored: fmaxf). */
+CUK_FN float
+cuk_absmax_part(size_t tid, size_t stride, const float *x, size_t n)
+{
+	float m = 0.0f;
+	size_t i;
+
+	for (i = tid; i < n; i += stride)
+		m = fmaxf(m, fabsf(x[i]));
+	return m;
+}
+
 /* ---- rmsnorm: one block per row ----------------------------------------------------------- */
 
 /* Thread tid's part of the row's sum of squares (double, as the CPU backend). */
