@@ -32,6 +32,7 @@ struct shadow_len {
 	char *model;
 	struct chainlen cl;
 	uint32_t unsaved;      /* programs counted since the last write */
+	uint64_t prior;        /* config policy.model_tokens (0: none) */
 };
 
 /* Counted programs between writes of a model's lengths (and at a clean exit): a crash loses
@@ -155,9 +156,45 @@ shadow_load_txn(struct store_txn *txn, void *arg)
 }
 
 int
+shadow_prior_parse(const char *line, char *model, size_t size, uint64_t *tokens, char *err,
+    size_t errlen)
+{
+	const char *sp = line + strcspn(line, " \t"), *num = sp + strspn(sp, " \t");
+	size_t mlen = (size_t)(sp - line);
+	char *end;
+	unsigned long long v;
+
+	if (mlen == 0 || *num == '\0' || num[strcspn(num, " \t")] != '\0') {
+		snprintf(err, errlen, "'%.80s': want MODEL TOKENS", line);
+		return CERTA_ECONFIG;
+	}
+	if (mlen >= 256) {
+		snprintf(err, errlen, "'%.80s': model name longer than 255 bytes", line);
+		return CERTA_ECONFIG;
+	}
+	errno = 0;
+	v = strtoull(num, &end, 10);
+	if (errno != 0 || *end != '\0' || *num == '-' || v < 1 || v > UINT32_MAX) {
+		snprintf(err, errlen, "'%.80s': TOKENS must be a whole number in [1, %u]", line,
+		    (unsigned)UINT32_MAX);
+		return CERTA_ECONFIG;
+	}
+	if (model != NULL) {
+		if (mlen >= size)
+			return CERTA_ECONFIG;
+		memcpy(model, line, mlen);
+		model[mlen] = '\0';
+	}
+	if (tokens != NULL)
+		*tokens = v;
+	return 0;
+}
+
+int
 shadow_new(struct core *c, struct shadow **out)
 {
 	struct shadow *s = calloc(1, sizeof *s);
+	size_t i;
 	int rc;
 
 	if (s == NULL)
@@ -166,6 +203,21 @@ shadow_new(struct core *c, struct shadow **out)
 	if (rc != 0) {
 		shadow_free(s);
 		return rc;
+	}
+	for (i = 0; i < c->opt.nmodel_tokens; i++) {
+		char model[256], err[160] = "out of memory";
+		struct shadow_len *l;
+		uint64_t v;
+		rc = shadow_prior_parse(c->opt.model_tokens[i], model, sizeof model, &v, err,
+		    sizeof err);
+		if (rc == 0 && (l = shadow_len(s, model, true)) == NULL)
+			rc = -ENOMEM;
+		if (rc != 0) {
+			log_err(LOG_SCHED, "policy.model_tokens: %s", err);
+			shadow_free(s);
+			return rc;
+		}
+		l->prior = v;
 	}
 	if (s->n > 0)
 		log_info(LOG_SCHED, "riskctl: %zu controller(s) loaded", s->n);
@@ -321,7 +373,9 @@ shadow_model_tokens(struct core *c, const char *model, const struct sched_policy
 
 	if (c->shadow == NULL || (l = shadow_len(c->shadow, model, false)) == NULL)
 		return pol->model_tokens;
-	return chainlen_tokens(&l->cl, pol->model_tokens_min_samples, pol->model_tokens);
+	/* The prior: the policy's model_tokens, else the configured one of the model. */
+	return chainlen_tokens(&l->cl, pol->model_tokens_min_samples,
+	    pol->model_tokens > 0 ? pol->model_tokens : l->prior);
 }
 
 const struct sched_policy *

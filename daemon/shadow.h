@@ -35,8 +35,10 @@
  * lengths are stored in the riskctl DB under "tokens/<model>" every SHADOW_LEN_SAVE_EVERY
  * counted programs, when the learned value takes over, and at a clean exit (shadow_flush),
  * and loaded by shadow_new.  Decisions use the learned median once the policy's
- * model_tokens.min_samples chains are kept, and the policy's model_tokens (the prior; 0:
- * absolute bounds) until then (shadow_decision_policy).
+ * model_tokens.min_samples chains are kept, and until then a prior: the policy's model_tokens,
+ * else the model's config line policy.model_tokens = MODEL TOKENS (core_options), else none
+ * (0: the bounds count absolute tokens) (shadow_decision_policy).  min_samples 0 pins the
+ * prior.
  *
  * Part of the core (daemon/core_impl.h); loop thread only.
  */
@@ -59,6 +61,12 @@ struct shadow;
 /* Loads the controllers from the store.  Returns 0, a store error or -ENOMEM. */
 int shadow_new(struct core *c, struct shadow **out);
 void shadow_free(struct shadow *s);
+
+/* Parses a policy.model_tokens line "MODEL TOKENS" (TOKENS in [1, 2^32-1], the model's prior
+ * model_tokens) into model (size bytes; may be NULL) and *tokens (may be NULL).  Returns 0 or
+ * CERTA_ECONFIG with a message in err. */
+int shadow_prior_parse(const char *line, char *model, size_t size, uint64_t *tokens, char *err,
+    size_t errlen);
 
 /* Writes the model lengths counted since their last write (at a clean exit). */
 void shadow_flush(struct core *c);
