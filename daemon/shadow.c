@@ -180,8 +180,10 @@ shadow_prior_parse(const char *line, char *model, size_t size, uint64_t *tokens,
 		return CERTA_ECONFIG;
 	}
 	if (model != NULL) {
-		if (mlen >= size)
+		if (mlen >= size) {
+			snprintf(err, errlen, "'%.80s': model name too long", line);
 			return CERTA_ECONFIG;
+		}
 		memcpy(model, line, mlen);
 		model[mlen] = '\0';
 	}
