@@ -31,9 +31,12 @@ const struct cmd_entry cmd_stats_entry = {
 	    "\"finished\":N,\"cancelled\":N,\"failed\":N,\"tokens_used\":N,\"tokens_saved\":N,\n"
 	    "\"share_received\":0.25,\"share_weight\":0.25}],\"workers_up\":N,\"steps_total\":N,\n"
 	    "\"riskctl\":[{\"model\":...,\"algo\":\"cot\",\"shift\":0.5,\"threshold\":...,\"ucb\":...,\n"
-	    "\"target\":...,\"shadows\":N,\"changes\":N,...,\"frozen\":false}]}.\n"
+	    "\"target\":...,\"shadows\":N,\"changes\":N,...,\"frozen\":false}],\n"
+	    "\"model_tokens\":[{\"model\":...,\"tokens\":N,\"source\":\"learned\",...}]}.\n"
 	    "Then one line per risk controller (online risk control from shadow runs,\n"
-	    "docs/certainty.md): its threshold shift, the change rate's bound, its shadows.",
+	    "docs/certainty.md): its threshold shift, the change rate's bound, its shadows;\n"
+	    "and one line per model: the model_tokens its unpromising bounds use (learned:\n"
+	    "the median of its last finished chains; prior: the policy's; absolute: none).",
 	.options = cmd_stats_options,
 	.min_args = 0,
 	.max_args = 0,
@@ -96,6 +99,13 @@ cmd_stats_riskctl(FILE *f, const Certa__V1__StatsReply *r, const char *prefix)
 		    k->running, k->dropped, k->tokens, k->saves, k->backs, k->point_changed,
 		    k->point_stopped, k->samples, k->excluded);
 	}
+	for (i = 0; i < r->n_model_tokens; i++) {
+		const Certa__V1__ModelTokens *k = r->model_tokens[i];
+		fprintf(f, "%smodel_tokens %s: %" PRIu64 " (%s); median %" PRIu64 " of %u kept chains "
+		    "(used from %u), %" PRIu64 " counted\n", prefix,
+		    k->model[0] != '\0' ? k->model : "(default)", k->tokens, k->source, k->median,
+		    k->samples, k->min_samples, k->seen);
+	}
 }
 
 void
@@ -150,6 +160,21 @@ cmd_stats_json(struct jsonw *w, const Certa__V1__StatsReply *r)
 		jsonw_kuint(w, "excluded", k->excluded);
 		jsonw_kuint(w, "point_stopped", k->point_stopped);
 		jsonw_kuint(w, "point_changed", k->point_changed);
+		jsonw_object_end(w);
+	}
+	jsonw_array_end(w);
+	jsonw_key(w, "model_tokens");
+	jsonw_array_begin(w);
+	for (i = 0; i < r->n_model_tokens; i++) {
+		const Certa__V1__ModelTokens *k = r->model_tokens[i];
+		jsonw_object_begin(w);
+		jsonw_kstring(w, "model", k->model);
+		jsonw_kuint(w, "tokens", k->tokens);
+		jsonw_kstring(w, "source", k->source);
+		jsonw_kuint(w, "median", k->median);
+		jsonw_kuint(w, "samples", k->samples);
+		jsonw_kuint(w, "min_samples", k->min_samples);
+		jsonw_kuint(w, "seen", k->seen);
 		jsonw_object_end(w);
 	}
 	jsonw_array_end(w);

@@ -566,9 +566,32 @@ admin_get_stats(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 			reply.n_riskctl = nr;
 			reply.riskctl = rp;
 		}
+		/* Model lengths (daemon/shadow.h). */
+		size_t nm = shadow_model_count(c);
+		Certa__V1__ModelTokens *mk = calloc(nm ? nm : 1, sizeof *mk);
+		Certa__V1__ModelTokens **mp = calloc(nm ? nm : 1, sizeof *mp);
+		if (mk != NULL && mp != NULL) {
+			for (j = 0; j < nm; j++) {
+				struct shadow_model_info mi;
+				shadow_model_get(c, j, &mi);
+				certa__v1__model_tokens__init(&mk[j]);
+				mk[j].model = (char *)mi.model;
+				mk[j].tokens = mi.tokens;
+				mk[j].source = (char *)mi.source;
+				mk[j].median = mi.median;
+				mk[j].samples = mi.samples;
+				mk[j].min_samples = mi.min_samples;
+				mk[j].seen = mi.seen;
+				mp[j] = &mk[j];
+			}
+			reply.n_model_tokens = nm;
+			reply.model_tokens = mp;
+		}
 		rpc_call_reply(call, &reply.base);
 		free(rk);
 		free(rp);
+		free(mk);
+		free(mp);
 	}
 	free(st);
 	free(sp);

@@ -314,6 +314,7 @@ core_free(struct core *c)
 	free(c->order);
 	pool_free(c->pool);
 	fair_free(c->fair);
+	shadow_flush(c);   /* the store is still open */
 	shadow_free(c->shadow);
 	route_free(c->route);
 	policies_free(c->policies);

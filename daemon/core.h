@@ -47,6 +47,10 @@ struct core_options {
 	int retention_interval_ms;  /* how often pruning runs */
 	const struct route_config *route; /* expert routing (daemon/route.h); NULL or not
 	                             * enabled: off */
+	/* Per-model priors of model_tokens ("MODEL TOKENS" lines, config policy.model_tokens;
+	 * daemon/shadow.h), checked by shadow_prior_parse. */
+	const char *const *model_tokens;
+	size_t nmodel_tokens;
 };
 
 /* Opens the store and recovers unfinished programs.  Returns 0 or a store error

@@ -125,11 +125,10 @@ again:
 		return 0;
 	program_view(p, chains, core_now_ms(), &v);
 	v.state = &p->pstate;
-	if (p->shadow_of != NULL) {
-		/* A shadow runs to its natural end (daemon/shadow.h). */
-		shadow_policy(pol, &shp);
-		pol = &shp;
-	} else {
+	/* A shadow runs to its natural end; a program's unpromising bounds count in its model's
+	 * learned chain length (daemon/shadow.h). */
+	pol = shadow_decision_policy(c, p, pol, &shp);
+	if (p->shadow_of == NULL) {
 		/* The risk controller's shift of (model, algorithm). */
 		v.threshold_shift = shadow_shift(c, p);
 	}

@@ -32,6 +32,7 @@
 #include "daemon/pool.h"
 #include "daemon/reasoning.h"
 #include "daemon/route.h"
+#include "daemon/shadow.h"
 #include "lib/cmdline.h"
 #include "lib/config.h"
 #include "lib/cred.h"
@@ -259,6 +260,12 @@ static const struct config_option dmain_options[] = {
 	  .type = CONFIG_LIST,
 	  .help = "a tenant's routing rules: TENANT [pools=P1,P2] [no-hints] [no-escalation] "
 	          "(pools it may use, client hints ignored, no escalation); restart to apply" },
+	{ .name = "policy.model_tokens",
+	  .type = CONFIG_LIST,
+	  .help = "a model's typical chain length: MODEL TOKENS (its median decode tokens per "
+	          "chain), the prior of its model-relative unpromising bounds until certad has "
+	          "learned it from model_tokens.min_samples finished chains, when the policy "
+	          "gives no model_tokens (docs/certainty.md); restart to apply" },
 };
 #define DMAIN_NOPTIONS (sizeof dmain_options / sizeof dmain_options[0])
 
@@ -901,6 +908,17 @@ main(int argc, char **argv)
 		goto out_cfg;
 	}
 	co.route = &rcfg;
+	co.nmodel_tokens = config_get_list(m.cfg, "policy.model_tokens", &co.model_tokens);
+	{
+		size_t k;
+		for (k = 0; k < co.nmodel_tokens; k++)
+			if (shadow_prior_parse(co.model_tokens[k], NULL, 0, NULL, err,
+			    sizeof err) != 0) {
+				fprintf(stderr, "certad: policy.model_tokens: %s\n", err);
+				m.exit_code = 2;
+				goto out_cfg;
+			}
+	}
 	if (dmain_wcred_load(m.cfg, &wcred, err, sizeof err) != 0) {
 		fprintf(stderr, "certad: %s\n", err);
 		m.exit_code = 2;

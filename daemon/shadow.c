@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "lib/strmap.h"
 #include "scheduler/answer.h"
+#include "scheduler/chainlen.h"
 #include "scheduler/riskctl.h"
 #include "store/store.h"
 
@@ -26,9 +27,26 @@ struct shadow_ctl {
 	uint64_t dropped;
 };
 
+/* One model's chain lengths (scheduler/chainlen.h). */
+struct shadow_len {
+	char *model;
+	struct chainlen cl;
+	uint32_t unsaved;      /* programs counted since the last write */
+	uint64_t prior;        /* config policy.model_tokens (0: none) */
+};
+
+/* Counted programs between writes of a model's lengths (and at a clean exit): a crash loses
+ * fewer than this many, which the median does not notice. */
+#define SHADOW_LEN_SAVE_EVERY 16
+
+/* The key prefix of the lengths' records in the riskctl DB (controllers: "cot/", "sc/"). */
+#define SHADOW_LEN_PREFIX "tokens/"
+
 struct shadow {
 	struct shadow_ctl *ctl;
 	size_t n, cap;
+	struct shadow_len *len;
+	size_t nlen, lencap;
 };
 
 /* The base policy: the controllers' parameters and the thresholds they shift. */
@@ -65,15 +83,43 @@ shadow_ctl(struct shadow *s, const char *model, enum sched_algo algo, bool creat
 	return &s->ctl[s->n++];
 }
 
-/* store_scan callback: one RiskctlRecord. */
+/* The lengths of model; created when create (NULL on ENOMEM or not found). */
+static struct shadow_len *
+shadow_len(struct shadow *s, const char *model, bool create)
+{
+	size_t i;
+
+	if (model == NULL)
+		model = "";
+	for (i = 0; i < s->nlen; i++)
+		if (strcmp(s->len[i].model, model) == 0)
+			return &s->len[i];
+	if (!create || ARRAY_GROW(s->len, s->lencap, s->nlen + 1) != 0)
+		return NULL;
+	memset(&s->len[s->nlen], 0, sizeof s->len[s->nlen]);
+	s->len[s->nlen].model = strdup(model);
+	if (s->len[s->nlen].model == NULL)
+		return NULL;
+	return &s->len[s->nlen++];
+}
+
+/* store_scan callback: one RiskctlRecord (a controller, or a model's lengths). */
 static int
 shadow_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
 {
 	const Certa__V1__RiskctlRecord *r = (const Certa__V1__RiskctlRecord *)msg;
+	const size_t plen = sizeof SHADOW_LEN_PREFIX - 1;
 	struct shadow_ctl *x;
 
-	(void)key;
-	(void)keylen;
+	if (keylen >= plen && memcmp(key, SHADOW_LEN_PREFIX, plen) == 0) {
+		struct shadow_len *l = shadow_len(arg, r->model, true);
+		if (l == NULL)
+			return -ENOMEM;
+		chainlen_restore(&l->cl, r->chain_tokens,
+		    r->n_chain_tokens > UINT32_MAX ? UINT32_MAX : (uint32_t)r->n_chain_tokens,
+		    r->chain_seen);
+		return 0;
+	}
 	x = shadow_ctl(arg, r->model, r->algo == SCHED_ALGO_SC ? SCHED_ALGO_SC : SCHED_ALGO_COT,
 	    true);
 	if (x == NULL)
@@ -110,9 +156,47 @@ shadow_load_txn(struct store_txn *txn, void *arg)
 }
 
 int
+shadow_prior_parse(const char *line, char *model, size_t size, uint64_t *tokens, char *err,
+    size_t errlen)
+{
+	const char *sp = line + strcspn(line, " \t"), *num = sp + strspn(sp, " \t");
+	size_t mlen = (size_t)(sp - line);
+	char *end;
+	unsigned long long v;
+
+	if (mlen == 0 || *num == '\0' || num[strcspn(num, " \t")] != '\0') {
+		snprintf(err, errlen, "'%.80s': want MODEL TOKENS", line);
+		return CERTA_ECONFIG;
+	}
+	if (mlen >= 256) {
+		snprintf(err, errlen, "'%.80s': model name longer than 255 bytes", line);
+		return CERTA_ECONFIG;
+	}
+	errno = 0;
+	v = strtoull(num, &end, 10);
+	if (errno != 0 || *end != '\0' || *num == '-' || v < 1 || v > UINT32_MAX) {
+		snprintf(err, errlen, "'%.80s': TOKENS must be a whole number in [1, %u]", line,
+		    (unsigned)UINT32_MAX);
+		return CERTA_ECONFIG;
+	}
+	if (model != NULL) {
+		if (mlen >= size) {
+			snprintf(err, errlen, "'%.80s': model name too long", line);
+			return CERTA_ECONFIG;
+		}
+		memcpy(model, line, mlen);
+		model[mlen] = '\0';
+	}
+	if (tokens != NULL)
+		*tokens = v;
+	return 0;
+}
+
+int
 shadow_new(struct core *c, struct shadow **out)
 {
 	struct shadow *s = calloc(1, sizeof *s);
+	size_t i;
 	int rc;
 
 	if (s == NULL)
@@ -122,8 +206,25 @@ shadow_new(struct core *c, struct shadow **out)
 		shadow_free(s);
 		return rc;
 	}
+	for (i = 0; i < c->opt.nmodel_tokens; i++) {
+		char model[256], err[160] = "out of memory";
+		struct shadow_len *l;
+		uint64_t v;
+		rc = shadow_prior_parse(c->opt.model_tokens[i], model, sizeof model, &v, err,
+		    sizeof err);
+		if (rc == 0 && (l = shadow_len(s, model, true)) == NULL)
+			rc = -ENOMEM;
+		if (rc != 0) {
+			log_err(LOG_SCHED, "policy.model_tokens: %s", err);
+			shadow_free(s);
+			return rc;
+		}
+		l->prior = v;
+	}
 	if (s->n > 0)
 		log_info(LOG_SCHED, "riskctl: %zu controller(s) loaded", s->n);
+	if (s->nlen > 0)
+		log_info(LOG_SCHED, "model_tokens: chain lengths of %zu model(s) loaded", s->nlen);
 	*out = s;
 	return 0;
 }
@@ -138,6 +239,9 @@ shadow_free(struct shadow *s)
 	for (i = 0; i < s->n; i++)
 		free(s->ctl[i].model);
 	free(s->ctl);
+	for (i = 0; i < s->nlen; i++)
+		free(s->len[i].model);
+	free(s->len);
 	free(s);
 }
 
@@ -189,6 +293,119 @@ shadow_save(struct core *c, const struct shadow_ctl *x)
 	if (rc != 0)
 		log_warn(LOG_SCHED, "riskctl %s/%s: cannot store the controller: %s",
 		    shadow_algo_name(x->algo), x->model, certa_strerror(rc));
+}
+
+static int
+shadow_len_save_txn(struct store_txn *txn, void *arg)
+{
+	const struct shadow_len *l = arg;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	uint32_t ent[CHAINLEN_CAP];
+	char key[512];
+
+	snprintf(key, sizeof key, SHADOW_LEN_PREFIX "%s", l->model);
+	chainlen_entries(&l->cl, ent);
+	r.model = l->model;
+	r.n_chain_tokens = l->cl.n;
+	r.chain_tokens = ent;
+	r.chain_seen = l->cl.seen;
+	r.updated_unix_ms = core_now_ms();
+	return store_put(txn, STORE_DB_RISKCTL, key, &r.base);
+}
+
+/* Writes a model's lengths; a failure is logged (memory keeps them; the next write carries
+ * them). */
+static void
+shadow_len_save(struct core *c, struct shadow_len *l)
+{
+	int rc = store_update(c->st, shadow_len_save_txn, l);
+
+	if (rc != 0) {
+		log_warn(LOG_SCHED, "model_tokens %s: cannot store the chain lengths: %s", l->model,
+		    certa_strerror(rc));
+		return;
+	}
+	l->unsaved = 0;
+}
+
+void
+shadow_flush(struct core *c)
+{
+	size_t i;
+
+	if (c->shadow == NULL)
+		return;
+	for (i = 0; i < c->shadow->nlen; i++)
+		if (c->shadow->len[i].unsaved > 0)
+			shadow_len_save(c, &c->shadow->len[i]);
+}
+
+/* p has ended for good (a program for its client, or a shadow): counts its chains' lengths
+ * when its ending leaves them meaningful (chainlen_counts). */
+static void
+shadow_learn(struct core *c, const struct program *p)
+{
+	const struct sched_policy *base = shadow_base(c);
+	struct shadow_len *l;
+	uint32_t i;
+	bool before;
+
+	if (c->shadow == NULL || p->state != PROGRAM_FINISHED || !chainlen_counts(p->reason))
+		return;
+	l = shadow_len(c->shadow, p->model, true);
+	if (l == NULL)
+		return;
+	before = chainlen_learned(&l->cl, base->model_tokens_min_samples);
+	for (i = 0; i < p->n; i++)
+		chainlen_add(&l->cl, p->chains[i].tokens);
+	l->unsaved++;
+	if (!before && chainlen_learned(&l->cl, base->model_tokens_min_samples))
+		log_info(LOG_SCHED, "model_tokens %s: learned %llu (median of %u chains)",
+		    l->model, (unsigned long long)chainlen_median(&l->cl), l->cl.n);
+	/* Written every few programs, and when the learned value takes over. */
+	if (l->unsaved >= SHADOW_LEN_SAVE_EVERY ||
+	    (!before && chainlen_learned(&l->cl, base->model_tokens_min_samples)))
+		shadow_len_save(c, l);
+}
+
+uint64_t
+shadow_model_tokens(struct core *c, const char *model, const struct sched_policy *pol)
+{
+	const struct shadow_len *l;
+
+	if (c->shadow == NULL || (l = shadow_len(c->shadow, model, false)) == NULL)
+		return pol->model_tokens;
+	/* The prior: the policy's model_tokens, else the configured one of the model. */
+	return chainlen_tokens(&l->cl, pol->model_tokens_min_samples,
+	    pol->model_tokens > 0 ? pol->model_tokens : l->prior);
+}
+
+const struct sched_policy *
+shadow_model_policy(struct core *c, const char *model, const struct sched_policy *pol,
+    struct sched_policy *buf)
+{
+	uint64_t mt;
+
+	if (!pol->unpromising_relative)
+		return pol;
+	mt = shadow_model_tokens(c, model, pol);
+	if (mt == pol->model_tokens)
+		return pol;
+	*buf = *pol;
+	buf->model_tokens = mt;
+	return buf;
+}
+
+const struct sched_policy *
+shadow_decision_policy(struct core *c, const struct program *p, const struct sched_policy *pol,
+    struct sched_policy *buf)
+{
+	if (p->shadow_of != NULL) {
+		/* A shadow runs to its natural end. */
+		shadow_policy(pol, buf);
+		return buf;
+	}
+	return shadow_model_policy(c, p->model, pol, buf);
 }
 
 /* The shift as applied: clamped into the current bounds. */
@@ -310,9 +527,12 @@ shadow_tau0(const struct sched_policy *base, enum sched_algo algo)
 	return algo == SCHED_ALGO_SC ? base->sc_threshold : base->cot_threshold;
 }
 
-void
-shadow_spawn(struct core *c, struct program *p)
+/* The shadow part of shadow_spawn.  Returns true when a shadow started (its end counts the
+ * chains' lengths, not p's). */
+static bool
+shadow_start(struct core *c, struct program *p)
 {
+	struct sched_policy mbuf;
 	const struct sched_policy *base = shadow_base(c);
 	struct riskctl_params pr;
 	struct riskctl_point *pts = NULL;
@@ -326,20 +546,22 @@ shadow_spawn(struct core *c, struct program *p)
 
 	if (c->shadow == NULL || p->shadow_of != NULL || p->state != PROGRAM_FINISHED ||
 	    c->draining)
-		return;
+		return false;
 	for (i = 0; i < p->n; i++)
 		open = open || !p->chains[i].finished;
 	/* Shadowed: early stops the shift decides or could have (certain, unpromising); a
 	 * natural end is a free sample below. */
 	if (open && p->reason != SCHED_REASON_CERTAIN && p->reason != SCHED_REASON_UNPROMISING)
-		return;
+		return false;
 	riskctl_params_from_policy(base, p->algo, &pr);
 	if (!riskctl_pick(p->id, pr.shadow_frac))
-		return;
+		return false;
 	x = shadow_ctl(c->shadow, p->model, p->algo, true);
 	if (x == NULL)
-		return;
-	n = shadow_traj(p, base, open ? NULL : p->answer, &pts);
+		return false;
+	/* The trajectory counts the unpromising bound in the model's units, as decided. */
+	n = shadow_traj(p, shadow_model_policy(c, p->model, base, &mbuf),
+	    open ? NULL : p->answer, &pts);
 	if (!open) {
 		/* Ran to its end: the whole trajectory is known, no shadow needed. */
 		if (n > 0) {
@@ -349,7 +571,7 @@ shadow_spawn(struct core *c, struct program *p)
 			shadow_save(c, x);
 		}
 		free(pts);
-		return;
+		return false;
 	}
 	if (n > 0 && !riskctl_cf_movable(&pr, shadow_tau0(base, p->algo), pts, n, false)) {
 		/* Every grid shift stops it here alike: a shadow would tell nothing. */
@@ -357,7 +579,7 @@ shadow_spawn(struct core *c, struct program *p)
 		(void)riskctl_clamp(&pr, &x->st);
 		(void)riskctl_observe_excluded(&pr, &x->st);
 		shadow_save(c, x);
-		return;
+		return false;
 	}
 	free(pts);
 	snprintf(id, sizeof id, "%s.shadow", p->id);
@@ -394,17 +616,29 @@ shadow_spawn(struct core *c, struct program *p)
 	log_info(LOG_SCHED, "program %s: shadow %s started (%s/%s, answer \"%s\")", p->id, s->id,
 	    shadow_algo_name(p->algo), p->model, p->answer != NULL ? p->answer : "");
 	core_kick(c);
-	return;
+	return true;
 fail_s:
 	program_free(s);
 fail:
 	x->dropped++;
 	shadow_save(c, x);
+	return false;
 }
+
+void
+shadow_spawn(struct core *c, struct program *p)
+{
+	if (p->shadow_of != NULL)
+		return;
+	if (!shadow_start(c, p))
+		shadow_learn(c, p);
+}
+
 
 void
 shadow_done(struct core *c, struct program *p)
 {
+	struct sched_policy mbuf;
 	struct riskctl_params pr;
 	struct shadow_ctl *x;
 	struct riskctl_point *pts;
@@ -415,6 +649,8 @@ shadow_done(struct core *c, struct program *p)
 
 	if (c->shadow == NULL || p->shadow_of == NULL)
 		return;
+	/* Ran to its natural end (or the budget): the model's lengths count it. */
+	shadow_learn(c, p);
 	x = shadow_ctl(c->shadow, p->model, p->algo, true);
 	if (x == NULL)
 		return;
@@ -433,7 +669,8 @@ shadow_done(struct core *c, struct program *p)
 	/* The shadow's chains hold the program's own steps and the continuation: where every
 	 * grid shift would have stopped.  Without a trajectory, the outcome counts at the
 	 * current setting only. */
-	n = shadow_traj(p, shadow_base(c), p->answer != NULL ? p->answer : "", &pts);
+	n = shadow_traj(p, shadow_model_policy(c, p->model, shadow_base(c), &mbuf),
+	    p->answer != NULL ? p->answer : "", &pts);
 	if (n > 0)
 		mv = riskctl_observe_cf(&pr, &x->st, shadow_tau0(shadow_base(c), p->algo), pts, n,
 		    true, changed, tokens);
@@ -495,4 +732,27 @@ shadow_get(struct core *c, size_t i, struct shadow_info *out)
 		    strcmp(p->model != NULL ? p->model : "", x->model) == 0)
 			out->running++;
 	}
+}
+
+size_t
+shadow_model_count(struct core *c)
+{
+	return c->shadow != NULL ? c->shadow->nlen : 0;
+}
+
+void
+shadow_model_get(struct core *c, size_t i, struct shadow_model_info *out)
+{
+	const struct sched_policy *base = shadow_base(c);
+	const struct shadow_len *l = &c->shadow->len[i];
+
+	memset(out, 0, sizeof *out);
+	out->model = l->model;
+	out->tokens = shadow_model_tokens(c, l->model, base);
+	out->source = !base->unpromising_relative || out->tokens == 0 ? "absolute" :
+	    chainlen_learned(&l->cl, base->model_tokens_min_samples) ? "learned" : "prior";
+	out->median = chainlen_median(&l->cl);
+	out->samples = l->cl.n;
+	out->min_samples = base->model_tokens_min_samples;
+	out->seen = l->cl.seen;
 }

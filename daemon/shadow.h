@@ -26,6 +26,20 @@
  * riskctl.KEY=VALUE`); riskctl.frozen = 1 keeps every shift, riskctl.shadow_frac = 0 starts no
  * new shadow, and the shift is clamped into [riskctl.min_shift, riskctl.max_shift] when used.
  *
+ * Model lengths.  The same table keeps, per model, its typical chain length for the
+ * model-relative unpromising bounds (sched_policy.model_tokens): the median decode tokens of
+ * the model's last CHAINLEN_CAP counted chains (scheduler/chainlen.h says which count: chains
+ * of programs that ended naturally or at the unpromising or budget bound, shadows included;
+ * not those a certainty stop cut).  A program counts when it has ended for good: for its
+ * client (unless a shadow continues it: the shadow counts when it ends) or as a shadow.  The
+ * lengths are stored in the riskctl DB under "tokens/<model>" every SHADOW_LEN_SAVE_EVERY
+ * counted programs, when the learned value takes over, and at a clean exit (shadow_flush),
+ * and loaded by shadow_new.  Decisions use the learned median once the policy's
+ * model_tokens.min_samples chains are kept, and until then a prior: the policy's model_tokens,
+ * else the model's config line policy.model_tokens = MODEL TOKENS (core_options), else none
+ * (0: the bounds count absolute tokens) (shadow_decision_policy).  min_samples 0 pins the
+ * prior.
+ *
  * Part of the core (daemon/core_impl.h); loop thread only.
  */
 #ifndef CERTA_DAEMON_SHADOW_H
@@ -47,6 +61,29 @@ struct shadow;
 /* Loads the controllers from the store.  Returns 0, a store error or -ENOMEM. */
 int shadow_new(struct core *c, struct shadow **out);
 void shadow_free(struct shadow *s);
+
+/* Parses a policy.model_tokens line "MODEL TOKENS" (TOKENS in [1, 2^32-1], the model's prior
+ * model_tokens) into model (size bytes; may be NULL) and *tokens (may be NULL).  Returns 0 or
+ * CERTA_ECONFIG with a message in err. */
+int shadow_prior_parse(const char *line, char *model, size_t size, uint64_t *tokens, char *err,
+    size_t errlen);
+
+/* Writes the model lengths counted since their last write (at a clean exit). */
+void shadow_flush(struct core *c);
+
+/* The model_tokens a decision of a program on model under pol uses: the learned median once
+ * pol's model_tokens.min_samples chains are kept, else pol->model_tokens. */
+uint64_t shadow_model_tokens(struct core *c, const char *model, const struct sched_policy *pol);
+
+/* pol with model's model_tokens (shadow_model_tokens) when its unpromising bounds are
+ * relative: pol itself when nothing changes, else a copy in *buf. */
+const struct sched_policy *shadow_model_policy(struct core *c, const char *model,
+    const struct sched_policy *pol, struct sched_policy *buf);
+
+/* The policy p's next decision runs under, from its tenant's pol: a shadow's
+ * (shadow_policy), else shadow_model_policy of p's model.  pol or *buf. */
+const struct sched_policy *shadow_decision_policy(struct core *c, const struct program *p,
+    const struct sched_policy *pol, struct sched_policy *buf);
 
 /* The threshold shift for a (non-shadow) program's next decision. */
 double shadow_shift(struct core *c, const struct program *p);
@@ -81,5 +118,19 @@ struct shadow_info {
 };
 size_t shadow_count(struct core *c);
 void shadow_get(struct core *c, size_t i, struct shadow_info *out);
+
+/* One model's lengths under the base policy, for stats and metrics (the string owned by the
+ * table; valid until the next shadow_* call). */
+struct shadow_model_info {
+	const char *model;
+	uint64_t tokens;          /* model_tokens in use (0: absolute bounds) */
+	const char *source;       /* "learned", "prior" or "absolute" */
+	uint64_t median;          /* of the kept chains (0: none) */
+	uint32_t samples;         /* chains kept */
+	uint32_t min_samples;
+	uint64_t seen;            /* chains counted, all time */
+};
+size_t shadow_model_count(struct core *c);
+void shadow_model_get(struct core *c, size_t i, struct shadow_model_info *out);
 
 #endif

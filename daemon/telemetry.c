@@ -46,6 +46,8 @@ enum {
 	T_DECISION_SECONDS,
 	T_PASS_SECONDS,
 	T_COMMIT_STEPS,
+	T_MODEL_TOKENS,
+	T_MODEL_CHAINS,
 	T_COUNT
 };
 
@@ -54,6 +56,8 @@ static const char *const l_tenant_reason[] = { "tenant", "reason", NULL };
 static const char *const l_tenant_state[] = { "tenant", "state", NULL };
 static const char *const l_worker[] = { "worker", NULL };
 static const char *const l_model_algo[] = { "model", "algo", NULL };
+static const char *const l_model_source[] = { "model", "source", NULL };
+static const char *const l_model[] = { "model", NULL };
 static const char *const l_worker_code[] = { "worker", "code", NULL };
 static const double b_certaindex[] = { .1, .2, .3, .4, .5, .6, .7, .8, .9, .95, 1 };
 static const double b_seconds[] = { .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
@@ -139,6 +143,12 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	    NULL, b_micro, 19 },
 	[T_COMMIT_STEPS] = { "certa_store_commit_steps", METRICS_HISTOGRAM,
 	    "program writes (steps, endings) in one group commit", NULL, b_batch, 11 },
+	[T_MODEL_TOKENS] = { "certa_model_tokens", METRICS_GAUGE,
+	    "model_tokens the model's decisions use (its median chain length; source learned, "
+	    "prior or absolute: 0, the unpromising bounds count absolute tokens)", l_model_source,
+	    NULL, 0 },
+	[T_MODEL_CHAINS] = { "certa_model_tokens_chains", METRICS_GAUGE,
+	    "chains kept for the model's learned median (daemon/shadow.h)", l_model, NULL, 0 },
 };
 
 struct telemetry {
@@ -214,6 +224,19 @@ telemetry_collect(struct metrics *m, void *arg)
 			    (double)x.dropped);
 			metrics_counter_add(m, T_RISK_TOKENS, METRICS_LABELS(x.model, a),
 			    (double)x.tokens);
+		}
+	}
+	{
+		/* Model lengths (daemon/shadow.h). */
+		metrics_reset(m, T_MODEL_TOKENS);
+		metrics_reset(m, T_MODEL_CHAINS);
+		for (i = 0; i < shadow_model_count(t->core); i++) {
+			struct shadow_model_info x;
+			shadow_model_get(t->core, i, &x);
+			metrics_gauge_set(m, T_MODEL_TOKENS, METRICS_LABELS(x.model, x.source),
+			    (double)x.tokens);
+			metrics_gauge_set(m, T_MODEL_CHAINS, METRICS_LABELS(x.model),
+			    (double)x.samples);
 		}
 	}
 	if (store_stat(core_store(t->core), &si) == 0) {

@@ -27,7 +27,7 @@ struct routesim_problem {
 };
 
 struct routesim {
-	struct sched_policy sp;
+	struct sched_policy sp[ROUTER_MAX_POOLS];   /* per pool: its model's model_tokens */
 	size_t npools;
 	struct routesim_problem *pr;
 	size_t n;
@@ -77,8 +77,13 @@ routesim_new(const struct traces *tr, const struct sched_policy *sp,
 	idx = strmap_new();
 	if (s == NULL || idx == NULL)
 		goto fail_map;
-	s->sp = *sp;
 	s->npools = rp->npools;
+	if (s->npools > ROUTER_MAX_POOLS) {
+		rc = -EINVAL;
+		goto fail_map;
+	}
+	for (p = 0; p < s->npools; p++)
+		evalsim_model_policy(tr, sp, rp->pools[p].model, &s->sp[p]);
 	for (i = 0; i < traces_program_count(tr); i++) {
 		const struct traces_program *prog = traces_program_at(tr, i);
 		int pool = router_pool_of_model(rp, prog->model);
@@ -123,7 +128,7 @@ routesim_new(const struct traces *tr, const struct sched_policy *sp,
 			struct evalsim_outcome o;
 			struct router_outcome *h = &s->pr[i].hist[p];
 
-			rc = evalsim_run(sp, s->pr[i].prog[p], SCHED_ALGO_COT, 1, &o, NULL);
+			rc = evalsim_run(&s->sp[p], s->pr[i].prog[p], SCHED_ALGO_COT, 1, &o, NULL);
 			if (rc != 0)
 				goto fail_map;
 			memset(h, 0, sizeof *h);
@@ -220,7 +225,7 @@ routesim_run(struct routesim *s, const struct router_policy *rp, size_t pi,
 	v.nchains = nch;
 	v.state = &ss;
 	for (;;) {
-		sched_decide(&s->sp, &v, &d);
+		sched_decide(&s->sp[pool], &v, &d);
 		router_escalate(rp, NULL, &rs, &v, &d, &act);
 		if (act.act == ROUTER_ACT_STOP)
 			break;

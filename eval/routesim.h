@@ -10,6 +10,9 @@
  * samples from token 0; DROP stops the dissenting chains (spent).  Every step's probe costs its
  * recorded out_tokens.  A rung's budget is the view's budget (decode tokens of the chains in
  * the view; none: unlimited, as evalsim's reference).  Cost = sum over pools of (decode + probe tokens) * pool cost.
+ * Pool p's steps are decided under the scheduling policy with its model's model_tokens
+ * (evalsim_model_policy: with relative unpromising bounds, the model's median chain length in
+ * the traces, as certa-eval measures every policy and certad learns it).
  *
  * History (what the router's neighbours report): for every problem and pool, the outcome of
  * that pool's cot run under the scheduling policy (tokens, longest chain, finish reason) —

@@ -59,6 +59,7 @@ static const struct policy_key policy_keys[] = {
 	PK("cot.threshold_hard", POLICY_DOUBLE, cot_threshold_hard, "cot threshold, hard class"),
 	PK("unpromising_relative", POLICY_U32, unpromising_relative, "unpromising bounds in model_tokens/4096 units (0/1)"),
 	PK("model_tokens", POLICY_U64, model_tokens, "the model's median chain length (0 unknown)"),
+	PK("model_tokens.min_samples", POLICY_U32, model_tokens_min_samples, "chains before certad uses the learned median (0 never)"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
 #define POLICY_NALL (POLICY_NKEYS + SCHED_COT_NFEAT + SCHED_SC_NFEAT)

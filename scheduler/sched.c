@@ -8,17 +8,18 @@
 #include "lib/error.h"
 #include "scheduler/answer.h"
 #include "scheduler/certainty.h"
+#include "scheduler/chainlen.h"
 #include "scheduler/difficulty.h"
 #include "scheduler/riskctl.h"
 
 /* Calibrated on the dev traces (certa-eval calibrate); keep equal to policy/default.policy
  * (tests/unit/test_policy.c checks). */
-#define SCHED_DEFAULT_PROBE_STRIDE 0.3
+#define SCHED_DEFAULT_PROBE_STRIDE 0.2
 #define SCHED_DEFAULT_MAX_STEP 512
 #define SCHED_DEFAULT_EXPECTED 4096
-#define SCHED_DEFAULT_COT_THRESHOLD 0.993
+#define SCHED_DEFAULT_COT_THRESHOLD 0.985
 #define SCHED_DEFAULT_SC_THRESHOLD 0.92
-#define SCHED_DEFAULT_UNPROMISING 12288
+#define SCHED_DEFAULT_UNPROMISING 16384
 #define SCHED_DEFAULT_SC_UNPROMISING 24576
 /* Difficulty classes: off, equal thresholds (scheduler/difficulty.h). */
 #define SCHED_DEFAULT_DIFFICULTY_TOKENS 0
@@ -26,13 +27,13 @@
 #define SCHED_DEFAULT_COT_THRESHOLD_EASY SCHED_DEFAULT_COT_THRESHOLD
 #define SCHED_DEFAULT_COT_THRESHOLD_HARD SCHED_DEFAULT_COT_THRESHOLD
 static const double sched_default_cot_w[SCHED_COT_NFEAT] = {
-	-1.23786, 0.276381, 1.11567, 0.803347, 0.3401,
-	0.767073, 1.01122, 0.0508586, 0.171141, 0,
-	-0.272031, 0.52275, 2.55287, -2.92007, 0, 0,
+	-1.32483, 0.279417, 1.29702, 0.684703, 0.321475,
+	1.04443, 0.962297, 0.0757538, -0.157874, 0,
+	-0.231173, 0.518331, 2.66386, -2.9627, 0, 0,
 };
 static const double sched_default_sc_w[SCHED_SC_NFEAT] = {
-	-4.26022, 3.2039, -0.164424, 3.20314, 0.0327099,
-	2.35395, -1.21645,
+	-4.23324, 3.21435, -0.181214, 3.45547, -0.247236,
+	2.33982, -1.03418,
 };
 
 double
@@ -71,7 +72,7 @@ sched_policy_default(struct sched_policy *p)
 	p->unpromising_tokens = SCHED_DEFAULT_UNPROMISING;
 	p->sc_unpromising_tokens = SCHED_DEFAULT_SC_UNPROMISING;
 	p->settle_closed = 1;
-	p->unpromising_relative = 0;   /* off until certad knows model_tokens (certainty.md) */
+	p->unpromising_relative = 1;   /* model_tokens: certa-eval per model, certad learns it */
 	p->extend_frac = 0.25;
 	p->extend_min = 0.5;
 	p->starvation_ms = 30000;
@@ -89,6 +90,7 @@ sched_policy_default(struct sched_policy *p)
 	p->difficulty_changes = SCHED_DEFAULT_DIFFICULTY_CHANGES;
 	p->cot_threshold_easy = SCHED_DEFAULT_COT_THRESHOLD_EASY;
 	p->cot_threshold_hard = SCHED_DEFAULT_COT_THRESHOLD_HARD;
+	p->model_tokens_min_samples = 20;
 }
 
 /* The riskctl.* keys (scheduler/riskctl.h) and the difficulty keys (scheduler/difficulty.h). */
@@ -138,6 +140,11 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 int
 sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen)
 {
+	if (p->model_tokens_min_samples > CHAINLEN_CAP) {
+		snprintf(msg, msglen, "model_tokens.min_samples: %u is out of range [0, %u]",
+		    p->model_tokens_min_samples, (unsigned)CHAINLEN_CAP);
+		return CERTA_EINVAL;
+	}
 	if (p->unpromising_relative > 1) {
 		snprintf(msg, msglen, "unpromising_relative: %u is out of range [0, 1]",
 		    p->unpromising_relative);

@@ -115,9 +115,13 @@ struct sched_policy {
 	 * unpromising_tokens and sc.unpromising_tokens count tokens in units of
 	 * model_tokens / 4096, so a model that reasons twice as long gets twice the bound.
 	 * unpromising_relative 0 or model_tokens 0: absolute tokens (as before).  certa-eval
-	 * sets model_tokens per model from the traces (evalsim_model_policy). */
+	 * sets model_tokens per model from the traces (evalsim_model_policy); certad learns it
+	 * per model (scheduler/chainlen.h, daemon/shadow.h): the median of the model's last
+	 * counted chains once model_tokens_min_samples are kept (0: never learn), until then
+	 * model_tokens as the prior. */
 	uint32_t unpromising_relative;
 	uint64_t model_tokens;
+	uint32_t model_tokens_min_samples;
 };
 
 /* One probe of a chain: its answer after `position` decode tokens. */

@@ -5,6 +5,11 @@
  * expert routing on (the built-in routing policy), certad's routing decisions on replayed
  * programs equal the evaluator's (eval/routesim, `certa-eval route`): same start rung, same
  * escalations to the same rung, same reason, answer and tokens (decode + probe, all pools).
+ * The shipped policy's unpromising bounds count in each model's median chain length: certa-eval
+ * takes it from the traces (evalsim_model_policy), and certad is given the same numbers as its
+ * per-model priors (policy.model_tokens) with model_tokens.min_samples = 0, so that it does not
+ * replace them by what it learns from the few programs here (test_shadow and test_dispatch
+ * test the learning).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,6 +43,41 @@ struct env {
 	struct traces *set;          /* all recorded programs */
 };
 
+#define MAXMODELS 4
+
+/* The routing check's unpromising bound (in model_tokens / 4096 units, as shipped): tighter
+ * than the shipped 16384, under which only 2 of the 456 problems escalate (an unpromising
+ * stop is what switches to the next rung); with this one enough do to compare NROUTE_ESC
+ * escalations.  Online and offline run the same policy either way. */
+#define ROUTE_UNPROMISING "12288"
+
+/* Starts certad with the policy text (plus the pinned per-model priors) and extra sets. */
+static void
+start_pinned(struct env *e, const char *policy, const char *extra)
+{
+	char path[512], pset[600], mt[MAXMODELS][320];
+	const char *sets[MAXMODELS + 3];
+	size_t m, k = 0;
+
+	snprintf(path, sizeof path, "%s/parity.policy", e->it.dir);
+	assert_int_equal(harness_write_file(path, "%smodel_tokens.min_samples = 0\n", policy), 0);
+	snprintf(pset, sizeof pset, "policy.file=%s", path);
+	sets[k++] = pset;
+	assert_true(traces_model_count(e->set) <= MAXMODELS);
+	for (m = 0; m < traces_model_count(e->set); m++) {
+		const char *model = traces_model_name(e->set, m);
+		uint64_t med = evalsim_model_expected(e->set, model);
+		assert_true(med > 0);
+		snprintf(mt[m], sizeof mt[m], "policy.model_tokens=%s %llu", model,
+		    (unsigned long long)med);
+		sets[k++] = mt[m];
+	}
+	if (extra != NULL)
+		sets[k++] = extra;
+	sets[k] = NULL;
+	itest_start(&e->it, NULL, ITEST_ANONYMOUS | ITEST_ADMIN | ITEST_SETTLE, sets);
+}
+
 static int
 setup(void **state)
 {
@@ -48,8 +88,8 @@ setup(void **state)
 	if (e == NULL)
 		return 0;
 	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
-	/* No policy file: the built-in calibrated default, as certa-eval uses. */
-	itest_start(&e->it, NULL, ITEST_ANONYMOUS | ITEST_ADMIN | ITEST_SETTLE, NULL);
+	/* The built-in calibrated default, as certa-eval uses, with the models' lengths. */
+	start_pinned(e, "", NULL);
 	*state = e;
 	return 0;
 }
@@ -60,18 +100,14 @@ static int
 setup_route(void **state)
 {
 	struct env *e;
-	char path[512], pset[600];
-	const char *sets[] = { "route.pool=qwen3-8b qwen-qwen3-8b 1", pset, NULL };
 
 	*state = NULL;
 	e = itest_new(sizeof *e, 400, ITEST_TRACES_NEED);
 	if (e == NULL)
 		return 0;
 	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
-	snprintf(path, sizeof path, "%s/unbounded.policy", e->it.dir);
-	assert_int_equal(harness_write_file(path, "default_budget = 1048576\n"), 0);
-	snprintf(pset, sizeof pset, "policy.file=%s", path);
-	itest_start(&e->it, NULL, ITEST_ANONYMOUS | ITEST_ADMIN | ITEST_SETTLE, sets);
+	start_pinned(e, "default_budget = 1048576\nunpromising_tokens = " ROUTE_UNPROMISING "\n",
+	    "route.pool=qwen3-8b qwen-qwen3-8b 1");
 	*state = e;
 	return 0;
 }
@@ -112,11 +148,14 @@ run(struct env *e, const struct traces_program *pg, int sc)
 static void
 check_parity(struct env *e, int sc, size_t want)
 {
-	struct sched_policy pol;
+	struct sched_policy def, pol;
 	size_t i, done = 0, early = 0;
 	const char *model = traces_model_name(e->set, 0);
 
-	sched_policy_default(&pol);
+	sched_policy_default(&def);
+	assert_int_equal(def.unpromising_relative, 1);
+	evalsim_model_policy(e->set, &def, model, &pol);
+	assert_true(pol.model_tokens > 0);
 	for (i = 0; i < traces_program_count(e->set) && done < want; i++) {
 		const struct traces_program *pg = traces_program_at(e->set, i);
 		struct evalsim_outcome off;
@@ -204,6 +243,7 @@ test_route_parity(void **state)
 
 	HARNESS_NEED_TRACES(e);
 	sched_policy_default(&pol);
+	pol.unpromising_tokens = (uint64_t)atoi(ROUTE_UNPROMISING);
 	router_policy_default(&rp);
 	assert_int_equal(routesim_new(e->set, &pol, &rp, &rs), 0);
 	for (i = 0; i < routesim_count(rs) && (esc < NROUTE_ESC || plain < NROUTE_PLAIN); i++) {

@@ -3,7 +3,9 @@
  * program runs on as a shadow that never reaches the client and is charged to the system
  * account; the shadow's trajectory moves the controller; a shadow in flight survives a kill -9
  * of certad; the controller's state survives restarts; riskctl.frozen stops it moving; a
- * sampled program that ran to its end is counted without a shadow.
+ * sampled program that ran to its end is counted without a shadow.  The model's learned chain
+ * length (model_tokens) takes over after model_tokens.min_samples chains and survives a kill -9
+ * and a clean restart.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +306,117 @@ test_natural_end_is_a_free_sample(void **state)
 	certa_client_events_free(&ev);
 }
 
+/* The model's entry in stats (model "": the worker serves the default), or NULL. */
+static const Certa__V1__ModelTokens *
+model_tokens(const Certa__V1__StatsReply *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_model_tokens; i++)
+		if (strcmp(r->model_tokens[i]->model, "") == 0)
+			return r->model_tokens[i];
+	return NULL;
+}
+
+/* Runs the picked problem as cot under the learning policy: never certain, so it ends
+ * naturally, at the unpromising bound or at the budget, all of which count. */
+static void
+run_counted(struct itest *it)
+{
+	Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+	struct certa_client_events ev;
+
+	spec.problem = (char *)it->tr->problem;
+	spec.algorithm = CERTA__V1__ALGORITHM__ALGORITHM_COT;
+	assert_int_equal(itest_run(it->ch, &spec, NULL, &ev), 0);
+	assert_int_equal(ev.status, GRPC_STATUS_OK);
+	assert_non_null(ev.finished);
+	assert_int_not_equal(ev.finished->result->reason,
+	    CERTA__V1__FINISH_REASON__FINISH_REASON_CERTAIN);
+	certa_client_events_free(&ev);
+}
+
+static void
+start_learning(struct itest *it)
+{
+	char path[512], set[600];
+	const char *sets[] = { set, NULL };
+
+	snprintf(path, sizeof path, "%s/learn.policy", it->dir);
+	assert_int_equal(harness_write_file(path, "cot.threshold = 2\n"
+	    "model_tokens.min_samples = 3\n"), 0);
+	snprintf(set, sizeof set, "policy.file=%s", path);
+	itest_start(it, "0", ITEST_ADMIN | ITEST_ANONYMOUS | ITEST_METRICS, sets);
+}
+
+/* The model's chain length: absolute bounds (no prior) for the first two programs, learned
+ * from the third (the median of the replayed chain's lengths), shown in stats and /metrics;
+ * the learned lengths survive a kill -9 (written when the median took over) and a clean stop
+ * (written at exit), counting on from where they were. */
+static void
+test_model_tokens_learned_survive_restart(void **state)
+{
+	struct itest *it = *state;
+	const Certa__V1__ModelTokens *mt;
+	Certa__V1__StatsReply *r;
+	static char body[1 << 16];
+	char series[128];
+	uint64_t learned;
+	int st, k;
+
+	HARNESS_NEED_TRACES(it);
+	start_learning(it);
+	for (k = 0; k < 2; k++)
+		run_counted(it);
+	r = stats(it);
+	assert_non_null(mt = model_tokens(r));
+	assert_int_equal(mt->samples, 2);
+	assert_int_equal(mt->min_samples, 3);
+	assert_string_equal(mt->source, "absolute");
+	assert_int_equal(mt->tokens, 0);
+	assert_true(mt->median > 0);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	run_counted(it);
+	r = stats(it);
+	assert_non_null(mt = model_tokens(r));
+	assert_int_equal(mt->samples, 3);
+	assert_string_equal(mt->source, "learned");
+	assert_true(mt->tokens > 0);
+	assert_int_equal(mt->tokens, mt->median);
+	learned = mt->tokens;
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	assert_int_equal(harness_http_get(it->mport, "/metrics", body, sizeof body), 200);
+	assert_true(metric(body, "certa_model_tokens{model=\"\",source=\"learned\"}") ==
+	    (double)learned);
+	assert_true(metric(body, "certa_model_tokens_chains{model=\"\"}") == 3);
+
+	/* kill -9: written when the learned value took over. */
+	itest_stop(it);
+	start_learning(it);
+	r = stats(it);
+	assert_non_null(mt = model_tokens(r));
+	assert_int_equal(mt->samples, 3);
+	assert_string_equal(mt->source, "learned");
+	assert_int_equal(mt->tokens, learned);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	/* One more, then a clean stop: written at exit. */
+	run_counted(it);
+	assert_int_equal(harness_signal(it->d, SIGTERM), 0);
+	assert_int_equal(harness_wait_exit(it->d, 20000, &st), 0);
+	itest_stop(it);
+	start_learning(it);
+	r = stats(it);
+	assert_non_null(mt = model_tokens(r));
+	assert_int_equal(mt->samples, 4);
+	assert_int_equal(mt->seen, 4);
+	assert_string_equal(mt->source, "learned");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	snprintf(series, sizeof series, "certa_model_tokens_chains{model=\"\"}");
+	assert_int_equal(harness_http_get(it->mport, "/metrics", body, sizeof body), 200);
+	assert_true(metric(body, series) == 4);
+}
+
 int
 main(void)
 {
@@ -312,6 +426,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_shadow_survives_restart_and_freeze, setup,
 		    itest_teardown),
 		cmocka_unit_test_setup_teardown(test_natural_end_is_a_free_sample, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_model_tokens_learned_survive_restart, setup,
 		    itest_teardown),
 	};
 	int rc;

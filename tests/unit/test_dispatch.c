@@ -18,8 +18,10 @@
 #include "daemon/core_impl.h"
 #include "daemon/dispatch.h"
 #include "daemon/persist.h"
+#include "daemon/policies.h"
 #include "daemon/program.h"
 #include "daemon/queries.h"
+#include "daemon/shadow.h"
 #include "daemon/submit.h"
 #include "daemon/tenants.h"
 #include "lib/cqbridge.h"
@@ -405,6 +407,109 @@ test_shadow_dispatched_last(void **state)
 	expect_order(f, want);
 	/* Not the tenant's: its stats count only its own two programs. */
 	assert_int_equal(tenants_stats(core_tenants(f->c), "anon")->queued, 2);
+}
+
+/* The decision of p's next step under the policy dispatch gives it (shadow_decision_policy
+ * of the tenant's policy, as dispatch_decide): p's one chain at `tokens`, unfinished. */
+static void
+decide_at(struct fx *f, struct program *p, uint64_t tokens, struct sched_decision *d,
+    uint64_t *model_tokens)
+{
+	const struct sched_policy *base = policies_effective(core_policies(f->c), NULL, NULL);
+	const struct sched_policy *pol;
+	struct sched_policy buf;
+	struct sched_chain ch[1];
+	struct sched_view v;
+
+	assert_int_equal(p->n, 1);
+	p->budget = 1u << 20;   /* the unpromising bound decides, not the budget */
+	p->chains[0].tokens = tokens;
+	p->chains[0].finished = false;
+	program_view(p, ch, core_now_ms(), &v);
+	pol = shadow_decision_policy(f->c, p, base, &buf);
+	*model_tokens = pol->model_tokens;
+	sched_decide(pol, &v, d);
+}
+
+/* A program of the model ends for its client with one chain of `tokens`. */
+static void
+end_program(struct fx *f, struct program *q, uint64_t tokens, enum sched_reason reason)
+{
+	q->chains[0].tokens = tokens;
+	q->chains[0].finished = reason == SCHED_REASON_NATURAL_END;
+	q->state = PROGRAM_FINISHED;
+	q->reason = reason;
+	shadow_spawn(f->c, q);
+}
+
+/* The sched/daemon seam: a decision's unpromising bound counts in the model's learned chain
+ * length once model_tokens.min_samples chains are counted (the shipped policy: relative
+ * bounds, no prior, 20 chains), absolute tokens before; certainty stops do not count; the
+ * learned value survives a restart. */
+static void
+test_decision_uses_learned_model_tokens(void **state)
+{
+	struct fx *f = *state;
+	struct shadow_model_info mi;
+	struct sched_decision d;
+	struct program *p, *q;
+	uint64_t mt;
+	int k;
+
+	assert_int_equal(f->opt.policy.unpromising_relative, 1);
+	assert_int_equal(f->opt.policy.model_tokens_min_samples, 20);
+	assert_int_equal(f->opt.policy.unpromising_tokens, 16384);
+	submit(f, 0, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
+	submit(f, 1, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	q = strmap_get(f->c->live, f->ids[1]);
+	assert_non_null(p);
+	assert_non_null(q);
+	/* Nothing learned: 20000 tokens are past the absolute bound (16384). */
+	decide_at(f, p, 20000, &d, &mt);
+	assert_int_equal(mt, 0);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_UNPROMISING);
+	/* Certainty stops are not counted; 19 natural ends are not yet enough. */
+	for (k = 0; k < 5; k++)
+		end_program(f, q, 100, SCHED_REASON_CERTAIN);
+	for (k = 0; k < 19; k++)
+		end_program(f, q, 8000 + (uint64_t)k, SCHED_REASON_NATURAL_END);
+	assert_int_equal(shadow_model_count(f->c), 1);
+	shadow_model_get(f->c, 0, &mi);
+	assert_int_equal(mi.samples, 19);
+	assert_string_equal(mi.source, "absolute");
+	decide_at(f, p, 20000, &d, &mt);
+	assert_int_equal(mt, 0);
+	assert_true(d.stop);
+	/* The 20th: the median of 8000..8019 (8010) is the unit's base, 20000 tokens are 10227
+	 * units: below the bound, the program goes on. */
+	end_program(f, q, 8019, SCHED_REASON_NATURAL_END);
+	shadow_model_get(f->c, 0, &mi);
+	assert_string_equal(mi.source, "learned");
+	assert_int_equal(mi.tokens, 8010);
+	decide_at(f, p, 20000, &d, &mt);
+	assert_int_equal(mt, 8010);
+	assert_false(d.stop);
+	decide_at(f, p, 32100, &d, &mt);   /* 16410 units */
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_UNPROMISING);
+	/* A restart keeps it (written when it took over, and at the clean exit). */
+	end_program(f, q, 8500, SCHED_REASON_UNPROMISING);
+	q->state = PROGRAM_QUEUED;
+	core_free(f->c);
+	f->c = NULL;
+	fx_open(f);
+	assert_int_equal(shadow_model_count(f->c), 1);
+	shadow_model_get(f->c, 0, &mi);
+	assert_int_equal(mi.samples, 21);
+	assert_int_equal(mi.seen, 21);
+	assert_int_equal(mi.tokens, 8010);   /* 8000..8019 and 8500 */
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	decide_at(f, p, 20000, &d, &mt);
+	assert_int_equal(mt, 8010);
+	assert_false(d.stop);
 }
 
 /* A tenant with a tokens_per_minute quota. */
@@ -818,6 +923,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_order_survives_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shadow_dispatched_last, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decision_uses_learned_model_tokens, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_reused_name_sees_nothing_of_old_tenant, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_throttled_tenant_held_back_at_dispatch, setup,

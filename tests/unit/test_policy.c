@@ -562,7 +562,9 @@ test_unpromising_relative_replay(void **state)
 	assert_int_equal(evalsim_model_expected(tr, "b"), 8192);
 	assert_int_equal(evalsim_model_expected(tr, "none"), 0);
 	sched_policy_default(&p);
-	assert_int_equal(p.unpromising_relative, 0);   /* shipped off, model unknown */
+	/* shipped on; the model's length comes per model (certa-eval: the traces; certad:
+	 * learned, daemon/shadow.h), never from the policy file */
+	assert_int_equal(p.unpromising_relative, 1);
 	assert_int_equal(p.model_tokens, 0);
 	p.probe_stride = 0;
 	p.unpromising_relative = 0;
@@ -736,18 +738,20 @@ test_default_policy_real_traces(void **state)
 		print_message("%s: no traces: skipping the real-traces check\n", dir);
 		skip();
 	}
-	/* pass 0: the shipped default; pass 1: policy/relative.policy (model-relative
-	 * unpromising bounds, model_tokens from each model's chain lengths) */
+	/* passes 0-1: the shipped default (model-relative unpromising bounds, model_tokens from
+	 * each model's chain lengths, as certa-eval); passes 2-3: the same before certad has
+	 * learned the model's length (model_tokens unknown: the bounds count absolute tokens),
+	 * which must stay within the loss floor too */
 	for (a = 0; a < 4; a++) {
 		enum sched_algo algo = a % 2 == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
 		size_t n = a % 2 == 0 ? 1 : 3;
 		char err[256];
 		sched_policy_default(&p);
-		if (a >= 2) {
-			if (load_repo_policy("relative.policy", &p, err, sizeof err) != 0)
-				fail_msg("policy/relative.policy: %s", err);
-			assert_int_equal(p.unpromising_relative, 1);
-		}
+		if (load_repo_policy("default.policy", &p, err, sizeof err) != 0)
+			fail_msg("policy/default.policy: %s", err);
+		assert_int_equal(p.unpromising_relative, 1);
+		if (a >= 2)
+			p.unpromising_relative = 0;
 		for (m = 0; m < traces_model_count(tr); m++) {
 			const char *model = traces_model_name(tr, m);
 			size_t progs = 0, full_ok = 0, ok = 0;
@@ -772,7 +776,7 @@ test_default_policy_real_traces(void **state)
 			if (progs == 0)
 				continue;
 			print_message("%s%s %s test split: %zu programs, accuracy %.2f -> %.2f "
-			    "(loss %.2f pt), tokens saved %.1f%%\n", a >= 2 ? "relative " : "",
+			    "(loss %.2f pt), tokens saved %.1f%%\n", a >= 2 ? "absolute " : "",
 			    a % 2 == 0 ? "cot" : "sc", model,
 			    progs, 100.0 * (double)full_ok / (double)progs,
 			    100.0 * (double)ok / (double)progs,

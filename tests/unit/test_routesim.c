@@ -51,13 +51,14 @@ static void
 test_fixed_choice_equals_evalsim(void **state)
 {
 	struct traces *tr = load();
-	struct sched_policy sp;
+	struct sched_policy sp, mp;
 	struct router_policy rp;
 	struct routesim *s;
 	size_t i, a, p;
 
 	(void)state;
 	sched_policy_default(&sp);
+	assert_int_equal(sp.unpromising_relative, 1);
 	router_policy_default(&rp);
 	assert_int_equal(routesim_new(tr, &sp, &rp, &s), 0);
 	assert_true(routesim_count(s) >= 20);
@@ -67,6 +68,9 @@ test_fixed_choice_equals_evalsim(void **state)
 			struct router_policy one;
 
 			one_rung(&one, (uint32_t)p, algo);
+			/* The pool's model's chain length, as certa-eval runs that model. */
+			evalsim_model_policy(tr, &sp, rp.pools[p].model, &mp);
+			assert_true(mp.model_tokens > 0);
 			for (i = 0; i < routesim_count(s); i++) {
 				struct routesim_outcome o;
 				struct evalsim_outcome e;
@@ -82,7 +86,7 @@ test_fixed_choice_equals_evalsim(void **state)
 				prog.target = smp[0]->target;
 				prog.samples = smp;
 				prog.nsamples = ns;
-				assert_int_equal(evalsim_run(&sp, &prog, algo, a == 0 ? 1 : 3, &e, NULL),
+				assert_int_equal(evalsim_run(&mp, &prog, algo, a == 0 ? 1 : 3, &e, NULL),
 				    0);
 				assert_int_equal(routesim_run(s, &one, i, &o), 0);
 				assert_int_equal(o.tokens, e.decode_tokens + e.probe_tokens);
