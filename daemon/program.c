@@ -262,6 +262,8 @@ program_resize_chains(struct program *p, uint32_t n, bool keep)
 		nc[i].index = i;
 		nc[i].dirty = true;
 	}
+	if (!keep)
+		p->chains_reset = true;   /* the old chains' chunks are not the new ones' */
 	free(p->chains);
 	p->chains = nc;
 	p->n = n;
@@ -294,6 +296,9 @@ program_keep_chains(struct program *p, uint64_t keep)
 		p->chains[k].dirty = true;
 		k++;
 	}
+	/* Chains dropped or renumbered: their chunks are keyed by the old indexes. */
+	if (k != p->n)
+		p->chains_reset = true;
 	p->n = k;
 	return 0;
 }
