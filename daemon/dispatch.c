@@ -82,28 +82,33 @@ dispatch_policy(const struct core *c, const struct program *p)
 	return policies_effective(c->policies, p->tenant, tenants_policy(c->tenants, p->tenant));
 }
 
-/* Each chain's own certainty features (progress, finished, Get report them per chain). */
+/* Each chain's own certainty features (progress, finished, Get report them per chain): the
+ * decision's evaluations of the first `evaluated` chains, the others evaluated here. */
 static void
 dispatch_chain_features(const struct sched_policy *pol, struct program *p,
-    const struct sched_view *v)
+    const struct sched_view *v, struct certainty_chain *cc, size_t evaluated)
 {
-	struct certainty_chain cc;
 	uint32_t i;
 
 	for (i = 0; i < p->n; i++) {
 		struct sched_features *f = &p->chains[i].features;
-		certainty_chain_eval(pol, &v->chains[i], p->problem, &cc);
-		f->certaindex = cc.certaindex;
-		f->stable_tokens = cc.stable_tokens;
-		f->grounded = cc.grounded;
-		f->hesitation = cc.hesitation_count > 0 || cc.probe_hesitant;
-		f->valid_answer = cc.valid;
-		f->position = cc.position;
-		f->probe_confidence = cc.confidence;
+		if (i >= evaluated)
+			certainty_chain_eval(pol, &v->chains[i], p->problem, &cc[i]);
+		f->certaindex = cc[i].certaindex;
+		f->stable_tokens = cc[i].stable_tokens;
+		f->grounded = cc[i].grounded;
+		f->hesitation = cc[i].hesitation_count > 0 || cc[i].probe_hesitant;
+		f->valid_answer = cc[i].valid;
+		f->position = cc[i].position;
+		f->probe_confidence = cc[i].confidence;
 		f->thinking_done = p->chains[i].thinking_done;
 		p->chains[i].has_features = true;
 	}
 }
+
+/* dispatch_decide's block: the evaluations follow the view's chains, aligned. */
+_Static_assert(sizeof(struct sched_chain) % _Alignof(struct certainty_chain) == 0,
+    "struct certainty_chain after an array of struct sched_chain is misaligned");
 
 static void dispatch_end(struct core *c, struct program *p, enum program_state to,
     enum sched_reason reason, const char *answer, int status, const char *msg, int later);
@@ -114,15 +119,19 @@ static int
 dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int later)
 {
 	struct sched_chain *chains;
+	struct certainty_chain *cc;
 	const struct sched_policy *pol;
 	struct sched_policy shp;
 	struct sched_view v;
+	size_t evaluated;
 
 again:
-	chains = calloc(p->n, sizeof *chains);
+	/* The view's chains and their evaluations in one block. */
+	chains = calloc(p->n, sizeof *chains + sizeof *cc);
 	pol = dispatch_policy(c, p);
 	if (chains == NULL)
 		return 0;
+	cc = (struct certainty_chain *)(void *)(chains + p->n);
 	program_view(p, chains, core_now_ms(), &v);
 	v.state = &p->pstate;
 	if (p->shadow_of != NULL) {
@@ -134,8 +143,8 @@ again:
 		v.threshold_shift = shadow_shift(c, p);
 	}
 	/* The tenant's policy as of now: a policy change applies from the next step. */
-	sched_decide(pol, &v, d);
-	dispatch_chain_features(pol, p, &v);
+	evaluated = sched_decide_chains(pol, &v, d, cc);
+	dispatch_chain_features(pol, p, &v, cc, evaluated);
 	program_set_str(&p->answer, d->answer);
 	p->certaindex = d->certaindex;
 	p->features = d->features;
