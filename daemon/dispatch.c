@@ -191,13 +191,40 @@ struct dispatch_step {
 static void
 dispatch_step_free(struct dispatch_step *s)
 {
-	free(s->id);
-	free(s->chain_idx);
-	free(s->items);
-	free(s->ptrs);
-	free(s->ids);
-	free(s);
+	free(s);   /* one block with its arrays and id (dispatch_step_new) */
 }
+
+/* A step for p's chains in one allocation: the struct, then its items, their pointers, their
+ * request ids, the chain indexes and the program id (each part's alignment holds: the struct
+ * and the items are multiples of 8 bytes, the ids of 8 * 24). */
+static struct dispatch_step *
+dispatch_step_new(const struct program *p)
+{
+	size_t n = p->n, idlen = strlen(p->id) + 1;
+	struct dispatch_step *s;
+	char *at;
+
+	s = calloc(1, sizeof *s + n * (sizeof *s->items + sizeof *s->ptrs + sizeof *s->ids +
+	    sizeof *s->chain_idx) + idlen);
+	if (s == NULL)
+		return NULL;
+	at = (char *)(s + 1);
+	s->items = (Certa__V1__StepItem *)(void *)at;
+	at += n * sizeof *s->items;
+	s->ptrs = (Certa__V1__StepItem **)(void *)at;
+	at += n * sizeof *s->ptrs;
+	s->ids = (char (*)[192])(void *)at;
+	at += n * sizeof *s->ids;
+	s->chain_idx = (uint32_t *)(void *)at;
+	at += n * sizeof *s->chain_idx;
+	s->id = at;
+	memcpy(s->id, p->id, idlen);
+	return s;
+}
+
+_Static_assert(sizeof(struct dispatch_step) % _Alignof(Certa__V1__StepItem) == 0 &&
+    sizeof(Certa__V1__StepItem) % _Alignof(Certa__V1__StepItem *) == 0 &&
+    sizeof(char[192]) % _Alignof(uint32_t) == 0, "dispatch_step_new's layout is misaligned");
 
 /* A step failed: decide whether the program fails or retries elsewhere. */
 static void
@@ -368,19 +395,11 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 	size_t n = 0;
 	int rc = -ENOMEM;
 
-	s = calloc(1, sizeof *s);
+	s = dispatch_step_new(p);
 	if (s == NULL)
 		return -ENOMEM;
 	s->c = c;
 	s->sent_us = dispatch_mono_us();
-	s->id = strdup(p->id);
-	s->chain_idx = calloc(p->n, sizeof *s->chain_idx);
-	s->items = calloc(p->n, sizeof *s->items);
-	s->ptrs = calloc(p->n, sizeof *s->ptrs);
-	s->ids = calloc(p->n, sizeof *s->ids);
-	if (s->id == NULL || s->chain_idx == NULL || s->items == NULL || s->ptrs == NULL ||
-	    s->ids == NULL)
-		goto out;
 	certa__v1__sampling_params__init(&s->sp);
 	certa__v1__probe_spec__init(&s->probe);
 	s->sp.temperature = p->temperature;
