@@ -82,28 +82,33 @@ dispatch_policy(const struct core *c, const struct program *p)
 	return policies_effective(c->policies, p->tenant, tenants_policy(c->tenants, p->tenant));
 }
 
-/* Each chain's own certainty features (progress, finished, Get report them per chain). */
+/* Each chain's own certainty features (progress, finished, Get report them per chain): the
+ * decision's evaluations of the first `evaluated` chains, the others evaluated here. */
 static void
 dispatch_chain_features(const struct sched_policy *pol, struct program *p,
-    const struct sched_view *v)
+    const struct sched_view *v, struct certainty_chain *cc, size_t evaluated)
 {
-	struct certainty_chain cc;
 	uint32_t i;
 
 	for (i = 0; i < p->n; i++) {
 		struct sched_features *f = &p->chains[i].features;
-		certainty_chain_eval(pol, &v->chains[i], p->problem, &cc);
-		f->certaindex = cc.certaindex;
-		f->stable_tokens = cc.stable_tokens;
-		f->grounded = cc.grounded;
-		f->hesitation = cc.hesitation_count > 0 || cc.probe_hesitant;
-		f->valid_answer = cc.valid;
-		f->position = cc.position;
-		f->probe_confidence = cc.confidence;
+		if (i >= evaluated)
+			certainty_chain_eval(pol, &v->chains[i], p->problem, &cc[i]);
+		f->certaindex = cc[i].certaindex;
+		f->stable_tokens = cc[i].stable_tokens;
+		f->grounded = cc[i].grounded;
+		f->hesitation = cc[i].hesitation_count > 0 || cc[i].probe_hesitant;
+		f->valid_answer = cc[i].valid;
+		f->position = cc[i].position;
+		f->probe_confidence = cc[i].confidence;
 		f->thinking_done = p->chains[i].thinking_done;
 		p->chains[i].has_features = true;
 	}
 }
+
+/* dispatch_decide's block: the evaluations follow the view's chains, aligned. */
+_Static_assert(sizeof(struct sched_chain) % _Alignof(struct certainty_chain) == 0,
+    "struct certainty_chain after an array of struct sched_chain is misaligned");
 
 static void dispatch_end(struct core *c, struct program *p, enum program_state to,
     enum sched_reason reason, const char *answer, int status, const char *msg, int later);
@@ -114,15 +119,19 @@ static int
 dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int later)
 {
 	struct sched_chain *chains;
+	struct certainty_chain *cc;
 	const struct sched_policy *pol;
 	struct sched_policy shp;
 	struct sched_view v;
+	size_t evaluated;
 
 again:
-	chains = calloc(p->n, sizeof *chains);
+	/* The view's chains and their evaluations in one block. */
+	chains = calloc(p->n, sizeof *chains + sizeof *cc);
 	pol = dispatch_policy(c, p);
 	if (chains == NULL)
 		return 0;
+	cc = (struct certainty_chain *)(void *)(chains + p->n);
 	program_view(p, chains, core_now_ms(), &v);
 	v.state = &p->pstate;
 	/* A shadow runs to its natural end; a program's unpromising bounds count in its model's
@@ -133,8 +142,8 @@ again:
 		v.threshold_shift = shadow_shift(c, p);
 	}
 	/* The tenant's policy as of now: a policy change applies from the next step. */
-	sched_decide(pol, &v, d);
-	dispatch_chain_features(pol, p, &v);
+	evaluated = sched_decide_chains(pol, &v, d, cc);
+	dispatch_chain_features(pol, p, &v, cc, evaluated);
 	program_set_str(&p->answer, d->answer);
 	p->certaindex = d->certaindex;
 	p->features = d->features;
@@ -181,13 +190,40 @@ struct dispatch_step {
 static void
 dispatch_step_free(struct dispatch_step *s)
 {
-	free(s->id);
-	free(s->chain_idx);
-	free(s->items);
-	free(s->ptrs);
-	free(s->ids);
-	free(s);
+	free(s);   /* one block with its arrays and id (dispatch_step_new) */
 }
+
+/* A step for p's chains in one allocation: the struct, then its items, their pointers, their
+ * request ids, the chain indexes and the program id (each part's alignment holds: the struct
+ * and the items are multiples of 8 bytes, the ids of 8 * 24). */
+static struct dispatch_step *
+dispatch_step_new(const struct program *p)
+{
+	size_t n = p->n, idlen = strlen(p->id) + 1;
+	struct dispatch_step *s;
+	char *at;
+
+	s = calloc(1, sizeof *s + n * (sizeof *s->items + sizeof *s->ptrs + sizeof *s->ids +
+	    sizeof *s->chain_idx) + idlen);
+	if (s == NULL)
+		return NULL;
+	at = (char *)(s + 1);
+	s->items = (Certa__V1__StepItem *)(void *)at;
+	at += n * sizeof *s->items;
+	s->ptrs = (Certa__V1__StepItem **)(void *)at;
+	at += n * sizeof *s->ptrs;
+	s->ids = (char (*)[192])(void *)at;
+	at += n * sizeof *s->ids;
+	s->chain_idx = (uint32_t *)(void *)at;
+	at += n * sizeof *s->chain_idx;
+	s->id = at;
+	memcpy(s->id, p->id, idlen);
+	return s;
+}
+
+_Static_assert(sizeof(struct dispatch_step) % _Alignof(Certa__V1__StepItem) == 0 &&
+    sizeof(Certa__V1__StepItem) % _Alignof(Certa__V1__StepItem *) == 0 &&
+    sizeof(char[192]) % _Alignof(uint32_t) == 0, "dispatch_step_new's layout is misaligned");
 
 /* A step failed: decide whether the program fails or retries elsewhere. */
 static void
@@ -358,19 +394,11 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 	size_t n = 0;
 	int rc = -ENOMEM;
 
-	s = calloc(1, sizeof *s);
+	s = dispatch_step_new(p);
 	if (s == NULL)
 		return -ENOMEM;
 	s->c = c;
 	s->sent_us = dispatch_mono_us();
-	s->id = strdup(p->id);
-	s->chain_idx = calloc(p->n, sizeof *s->chain_idx);
-	s->items = calloc(p->n, sizeof *s->items);
-	s->ptrs = calloc(p->n, sizeof *s->ptrs);
-	s->ids = calloc(p->n, sizeof *s->ids);
-	if (s->id == NULL || s->chain_idx == NULL || s->items == NULL || s->ptrs == NULL ||
-	    s->ids == NULL)
-		goto out;
 	certa__v1__sampling_params__init(&s->sp);
 	certa__v1__probe_spec__init(&s->probe);
 	s->sp.temperature = p->temperature;

@@ -30,52 +30,119 @@ struct persist_ctx {
 	int first;        /* the accepting write: also record the idempotency key */
 };
 
-/* Appends the text a chain gained since its last commit as its next chunk in the text DB
- * (schema 3), and makes its record say so: text "" and the chunk count and length.  Writes
- * nothing for text that is already there, so the transaction can run again. */
+/* A chain's probe points that go into chunks: all but the latest, whose certaindex the next
+ * decision may still set (it stays in the chain's record, rewritten with it). */
+static size_t
+persist_sealed(const struct chain *ch)
+{
+	return ch->nprobes > 0 ? ch->nprobes - 1 : 0;
+}
+
+/* What the store holds of a chain's chunks: its text bytes, chunk count and probe points
+ * there (all zero when the program's chains are rewritten whole, reset). */
+struct persist_base {
+	size_t text;
+	uint32_t chunks;
+	size_t probes;
+};
+
+static struct persist_base
+persist_base(const struct chain *ch, int reset)
+{
+	struct persist_base b = { 0, 0, 0 };
+
+	if (!reset) {
+		b.text = ch->text_saved;
+		b.chunks = ch->text_chunks;
+		b.probes = ch->probes_saved;
+	}
+	return b;
+}
+
+/* Whether a chain's next write appends a chunk: new text, or probe points sealed since. */
+static int
+persist_chunk_due(const struct chain *ch, const struct persist_base *b)
+{
+	return ch->text_len > b->text || persist_sealed(ch) > b->probes;
+}
+
+/* Whether the store's chunks of some chain are not a prefix of what the chain holds (cannot
+ * happen short of a replaced chain that chains_reset missed): then everything is rewritten. */
+static int
+persist_inconsistent(const struct program *p)
+{
+	uint32_t i;
+
+	for (i = 0; i < p->n; i++)
+		if (p->chains[i].text_saved > p->chains[i].text_len ||
+		    p->chains[i].probes_saved > p->chains[i].nprobes)
+			return 1;
+	return 0;
+}
+
+/* Appends what a chain gained since its last commit as its next chunk in the text DB (schema
+ * 4: the new text and the newly sealed probe points), and makes its record say so: text ""
+ * and the chunk count, length and probe points in chunks; the record keeps only the probe
+ * points after those.  cpb holds the chain's record with all its probe points.  Writes
+ * nothing already there, so the transaction can run again. */
 static int
 persist_chunk(struct store_txn *txn, const struct program *p, uint32_t index,
-    const struct chain *ch, Certa__V1__RequestRecord *rr)
+    const struct chain *ch, int reset, struct chain_pb *cpb)
 {
 	Certa__V1__TextChunk tc = CERTA__V1__TEXT_CHUNK__INIT;
-	size_t saved = ch->text_saved <= ch->text_len ? ch->text_saved : 0;
-	uint32_t chunks = ch->text_saved <= ch->text_len ? ch->text_chunks : 0;
+	Certa__V1__RequestRecord *rr = &cpb->msg;
+	struct persist_base b = persist_base(ch, reset);
+	size_t sealed = persist_sealed(ch), in_chunks = b.probes;
 	char key[256];
 	int rc = 0;
 
-	if (ch->text != NULL && ch->text_len > saved) {
-		tc.text = strndup(ch->text + saved, ch->text_len - saved);
-		if (tc.text == NULL)
-			return -ENOMEM;
-		snprintf(key, sizeof key, "%s/%04u/%08x", p->id, index, chunks);
+	if (persist_chunk_due(ch, &b)) {
+		/* The new text is the tail of the chain's NUL-terminated text: no copy. */
+		tc.text = ch->text != NULL ? ch->text + b.text : (char *)"";
+		if (sealed > b.probes) {
+			tc.n_probes = sealed - b.probes;
+			tc.probes = cpb->probe_ptrs + b.probes;
+			in_chunks = sealed;
+		}
+		snprintf(key, sizeof key, "%s/%04u/%08x", p->id, index, b.chunks);
 		rc = store_put(txn, STORE_DB_TEXT, key, &tc.base);
-		free(tc.text);
-		chunks++;
+		b.chunks++;
 	}
 	rr->text = (char *)"";
-	rr->text_chunks = chunks;
+	rr->text_chunks = b.chunks;
 	rr->text_bytes = ch->text_len;
+	rr->chunk_probes = (uint32_t)in_chunks;
+	rr->n_probes = ch->nprobes - in_chunks;
+	rr->probes = rr->n_probes > 0 ? cpb->probe_ptrs + in_chunks : NULL;
 	return rc;
 }
 
-/* After a commit: the chains written hold their text in the store. */
+/* After a commit: the chains written hold their text and sealed probe points in the store. */
 static void
 persist_saved(struct program *p, int all_chains)
 {
+	int reset = p->chains_reset;
 	uint32_t i;
 
 	for (i = 0; i < p->n; i++) {
 		struct chain *ch = &p->chains[i];
-		if (!all_chains && !ch->dirty)
+		struct persist_base b;
+		if (!all_chains && !reset && !ch->dirty)
 			continue;
-		if (ch->text_saved > ch->text_len)
-			ch->text_saved = ch->text_chunks = 0;   /* cannot happen: rewritten whole */
-		if (ch->text_len > ch->text_saved) {
-			ch->text_chunks++;
+		b = persist_base(ch, reset);
+		if (persist_chunk_due(ch, &b)) {
+			ch->text_chunks = b.chunks + 1;
 			ch->text_saved = ch->text_len;
+			ch->probes_saved = persist_sealed(ch) > b.probes ? persist_sealed(ch) :
+			    b.probes;
+		} else {
+			ch->text_chunks = b.chunks;
+			ch->text_saved = b.text;
+			ch->probes_saved = b.probes;
 		}
 		ch->dirty = false;
 	}
+	p->chains_reset = false;
 }
 
 /* Writes the program record, changed chains and (at the end) history, in one transaction. */
@@ -90,7 +157,7 @@ persist_txn(struct store_txn *txn, void *arg)
 	Certa__V1__RequestRecord **rr = NULL;
 	char key[256];
 	uint32_t i;
-	int rc;
+	int rc, reset = 0;
 
 	rc = program_pb_fill(p, &pb);
 	if (rc != 0)
@@ -126,6 +193,17 @@ persist_txn(struct store_txn *txn, void *arg)
 		if (rc != 0)
 			goto out;
 	}
+	if (p->chains_reset || persist_inconsistent(p)) {
+		/* Chains replaced or renumbered: drop every chain record and chunk of the program
+		 * and write them all again from chunk 0. */
+		reset = 1;
+		snprintf(key, sizeof key, "%s/", p->id);
+		rc = store_del_prefix(txn, STORE_DB_TEXT, key, NULL);
+		if (rc == 0)
+			rc = store_del_prefix(txn, STORE_DB_REQUESTS, key, NULL);
+		if (rc != 0)
+			goto out;
+	}
 	cpb = calloc(p->n, sizeof *cpb);
 	rr = calloc(p->n, sizeof *rr);
 	if (cpb == NULL || rr == NULL) {
@@ -134,20 +212,25 @@ persist_txn(struct store_txn *txn, void *arg)
 	}
 	for (i = 0; i < p->n; i++) {
 		struct chain *ch = &p->chains[i];
+		if (!cp->all_chains && !reset && !ch->dirty && !cp->history)
+			continue;   /* neither written nor part of the history record */
 		rc = program_chain_pb_fill(p, ch, &cpb[i]);
 		if (rc != 0)
 			goto out;
 		rr[i] = &cpb[i].msg;
-		if (!cp->all_chains && !ch->dirty)
+		if (!cp->all_chains && !reset && !ch->dirty)
 			continue;
 		program_chain_key(p, i, key, sizeof key);
-		rc = persist_chunk(txn, p, i, ch, &cpb[i].msg);
+		rc = persist_chunk(txn, p, i, ch, reset, &cpb[i]);
 		if (rc == 0)
 			rc = store_put(txn, STORE_DB_REQUESTS, key, &cpb[i].msg.base);
-		/* The history record keeps the whole text. */
+		/* The history record keeps the whole text and every probe point. */
 		cpb[i].msg.text = ch->text != NULL ? ch->text : (char *)"";
 		cpb[i].msg.text_chunks = 0;
 		cpb[i].msg.text_bytes = 0;
+		cpb[i].msg.chunk_probes = 0;
+		cpb[i].msg.n_probes = ch->nprobes;
+		cpb[i].msg.probes = ch->nprobes > 0 ? cpb[i].probe_ptrs : NULL;
 		if (rc != 0)
 			goto out;
 	}

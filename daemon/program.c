@@ -262,6 +262,8 @@ program_resize_chains(struct program *p, uint32_t n, bool keep)
 		nc[i].index = i;
 		nc[i].dirty = true;
 	}
+	if (!keep)
+		p->chains_reset = true;   /* the old chains' chunks are not the new ones' */
 	free(p->chains);
 	p->chains = nc;
 	p->n = n;
@@ -294,6 +296,9 @@ program_keep_chains(struct program *p, uint64_t keep)
 		p->chains[k].dirty = true;
 		k++;
 	}
+	/* Chains dropped or renumbered: their chunks are keyed by the old indexes. */
+	if (k != p->n)
+		p->chains_reset = true;
 	p->n = k;
 	return 0;
 }
@@ -393,6 +398,11 @@ program_chain_key(const struct program *p, uint32_t i, char *buf, size_t len)
 	snprintf(buf, len, "%s/%04u", p->id, i);
 }
 
+/* program_pb_fill's and program_chain_pb_fill's blocks: each array keeps the next aligned. */
+_Static_assert(sizeof(Certa__V1__RequestProgress) % 8 == 0 &&
+    sizeof(Certa__V1__CertaintyFeatures) % 8 == 0 && sizeof(Certa__V1__StepStats) % 8 == 0 &&
+    sizeof(Certa__V1__ProbePoint) % 8 == 0, "a message struct is not a multiple of 8 bytes");
+
 int
 program_pb_fill(const struct program *p, struct program_pb *pb)
 {
@@ -403,13 +413,22 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 	certa__v1__program_spec__init(&pb->spec);
 	certa__v1__sampling_params__init(&pb->sampling);
 	certa__v1__program_result__init(&pb->result);
-	pb->reqs = calloc(p->n ? p->n : 1, sizeof *pb->reqs);
-	pb->req_ptrs = calloc(p->n ? p->n : 1, sizeof *pb->req_ptrs);
-	pb->feats = calloc(p->n ? p->n : 1, sizeof *pb->feats);
-	pb->stats = calloc(p->n ? p->n : 1, sizeof *pb->stats);
-	if (pb->reqs == NULL || pb->req_ptrs == NULL || pb->feats == NULL || pb->stats == NULL) {
-		program_pb_free(pb);
-		return -ENOMEM;
+	{
+		/* The four per-chain arrays in one block (each part's size keeps the next one's
+		 * alignment: every message struct starts with pointers); program_pb_free frees
+		 * it through reqs. */
+		size_t n = p->n ? p->n : 1;
+		char *at = calloc(n, sizeof *pb->reqs + sizeof *pb->req_ptrs +
+		    sizeof *pb->feats + sizeof *pb->stats);
+		if (at == NULL)
+			return -ENOMEM;
+		pb->reqs = (Certa__V1__RequestProgress *)(void *)at;
+		at += n * sizeof *pb->reqs;
+		pb->feats = (Certa__V1__CertaintyFeatures *)(void *)at;
+		at += n * sizeof *pb->feats;
+		pb->stats = (Certa__V1__StepStats *)(void *)at;
+		at += n * sizeof *pb->stats;
+		pb->req_ptrs = (Certa__V1__RequestProgress **)(void *)at;
 	}
 	pb->spec.problem = p->problem;
 	pb->spec.algorithm = (Certa__V1__Algorithm)p->algo;
@@ -526,10 +545,7 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 void
 program_pb_free(struct program_pb *pb)
 {
-	free(pb->reqs);
-	free(pb->req_ptrs);
-	free(pb->feats);
-	free(pb->stats);
+	free(pb->reqs);   /* with req_ptrs, feats and stats (program_pb_fill) */
 	pb->stats = NULL;
 	free(pb->route);
 	free(pb->route_ptrs);
@@ -558,12 +574,11 @@ program_chain_pb_fill(const struct program *p, const struct chain *c, struct cha
 	pb->msg.probe_tokens = c->probe_tokens;
 	pb->msg.thinking_done = c->thinking_done;
 	if (c->nprobes > 0) {
-		pb->probes = calloc(c->nprobes, sizeof *pb->probes);
-		pb->probe_ptrs = calloc(c->nprobes, sizeof *pb->probe_ptrs);
-		if (pb->probes == NULL || pb->probe_ptrs == NULL) {
-			program_chain_pb_free(pb);
+		/* Both arrays in one block, freed through probes. */
+		pb->probes = calloc(c->nprobes, sizeof *pb->probes + sizeof *pb->probe_ptrs);
+		if (pb->probes == NULL)
 			return -ENOMEM;
-		}
+		pb->probe_ptrs = (Certa__V1__ProbePoint **)(void *)(pb->probes + c->nprobes);
 		for (i = 0; i < c->nprobes; i++) {
 			certa__v1__probe_point__init(&pb->probes[i]);
 			pb->probes[i].position = c->probes[i].position;
@@ -585,8 +600,7 @@ program_chain_pb_fill(const struct program *p, const struct chain *c, struct cha
 void
 program_chain_pb_free(struct chain_pb *pb)
 {
-	free(pb->probes);
-	free(pb->probe_ptrs);
+	free(pb->probes);   /* with probe_ptrs */
 	pb->probes = NULL;
 	pb->probe_ptrs = NULL;
 }

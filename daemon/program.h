@@ -88,6 +88,7 @@ struct chain {
 	bool has_features;
 	size_t text_saved;        /* bytes of text in the store's text chunks (persist.c) */
 	uint32_t text_chunks;     /* ... in this many chunks */
+	size_t probes_saved;      /* probe points in those chunks (the first ones; persist.c) */
 	/* Incremental scan of text for the certainty features (scheduler/certainty.h; from the
 	 * first append, rebuilt from the text after a restart; NULL: rescans) */
 	struct certainty_scan *scan;
@@ -119,6 +120,8 @@ struct program {
 	bool persist_final;       /* ... and that write was its ending (history, finished) */
 	bool commit_queued;       /* its step or ending waits for this loop turn's group commit */
 	bool commit_final;        /* ... and it is its ending */
+	bool chains_reset;        /* chains replaced or renumbered (routing) since the last write:
+	                           * the next one rewrites every chain's record and chunks */
 	char *worker;             /* address of the worker holding the chains (sticky) */
 	uint32_t attempts;        /* consecutive failed steps */
 	int64_t not_before_ms;    /* backoff after a failure */

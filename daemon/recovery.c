@@ -77,19 +77,70 @@ struct recovery_scan {
 	struct recovery_load *load;
 };
 
-/* A chain's text read back from its chunks (schema 3). */
+/* A chain's text and sealed probe points read back from its chunks (schemas 3 and 4). */
 struct recovery_text {
 	char *buf;
 	size_t len, cap;
 	uint32_t chunks;
+	Certa__V1__ProbePoint **probes;   /* unpacked copies, owned until moved to the record */
+	size_t nprobes, probes_cap;
 };
+
+/* A copy of a chunk's probe point that the chain record's free_unpacked can free. */
+static Certa__V1__ProbePoint *
+recovery_probe_copy(const Certa__V1__ProbePoint *pp)
+{
+	size_t len = protobuf_c_message_get_packed_size(&pp->base);
+	Certa__V1__ProbePoint *out;
+	uint8_t *buf = malloc(len ? len : 1);
+
+	if (buf == NULL)
+		return NULL;
+	protobuf_c_message_pack(&pp->base, buf);
+	out = certa__v1__probe_point__unpack(NULL, len, buf);
+	free(buf);
+	return out;
+}
+
+static void
+recovery_text_free(struct recovery_text *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nprobes; i++)
+		certa__v1__probe_point__free_unpacked(t->probes[i], NULL);
+	free(t->probes);
+	free(t->buf);
+}
+
+/* Puts the chunks' probe points before the record's own (its latest ones). */
+static int
+recovery_join_probes(Certa__V1__RequestRecord *rr, struct recovery_text *t)
+{
+	Certa__V1__ProbePoint **all;
+	size_t n = t->nprobes + rr->n_probes;
+
+	if (t->nprobes == 0)
+		return 0;
+	all = malloc(n * sizeof *all);
+	if (all == NULL)
+		return -ENOMEM;
+	memcpy(all, t->probes, t->nprobes * sizeof *all);
+	if (rr->n_probes > 0)
+		memcpy(all + t->nprobes, rr->probes, rr->n_probes * sizeof *all);
+	free(rr->probes);
+	rr->probes = all;
+	rr->n_probes = n;
+	t->nprobes = 0;   /* the record owns them now */
+	return 0;
+}
 
 static int
 recovery_load_chunk(const char *key, size_t keylen, const ProtobufCMessage *msg, void *arg)
 {
 	struct recovery_text *t = arg;
 	const Certa__V1__TextChunk *tc = (const Certa__V1__TextChunk *)msg;
-	size_t add = tc->text != NULL ? strlen(tc->text) : 0;
+	size_t add = tc->text != NULL ? strlen(tc->text) : 0, i;
 
 	(void)key;
 	(void)keylen;
@@ -99,6 +150,14 @@ recovery_load_chunk(const char *key, size_t keylen, const ProtobufCMessage *msg,
 	t->len += add;
 	t->buf[t->len] = '\0';
 	t->chunks++;
+	for (i = 0; i < tc->n_probes; i++) {
+		if (ARRAY_GROW(t->probes, t->probes_cap, t->nprobes + 1) != 0)
+			return -ENOMEM;
+		t->probes[t->nprobes] = recovery_probe_copy(tc->probes[i]);
+		if (t->probes[t->nprobes] == NULL)
+			return -ENOMEM;
+		t->nprobes++;
+	}
 	return 0;
 }
 
@@ -113,25 +172,34 @@ recovery_scan_txn(struct store_txn *txn, void *arg)
 	rc = store_scan(txn, STORE_DB_REQUESTS, s->prefix, NULL, recovery_load_req, s->load);
 	if (rc < 0)
 		return rc;
-	/* Chains whose text is in chunks get it back whole; a missing or extra chunk, or a
-	 * length that does not add up, is damage. */
+	/* Chains whose text is in chunks get it back whole, and their probe points in order
+	 * (the chunks' before the record's); a missing or extra chunk, or a length or probe
+	 * count that does not add up, is damage. */
 	for (i = 0; i < s->load->n; i++) {
 		Certa__V1__RequestRecord *rr = s->load->reqs[i];
-		struct recovery_text t = { NULL, 0, 0, 0 };
-		if (rr->text_chunks == 0)
+		struct recovery_text t = { NULL, 0, 0, 0, NULL, 0, 0 };
+		if (rr->text_chunks == 0) {
+			if (rr->chunk_probes != 0)
+				return CERTA_EDATALOSS;
 			continue;
+		}
 		snprintf(prefix, sizeof prefix, "%s%04u/", s->prefix, rr->index);
 		rc = store_scan(txn, STORE_DB_TEXT, prefix, NULL, recovery_load_chunk, &t);
-		if (rc >= 0 && (t.chunks != rr->text_chunks || t.len != rr->text_bytes))
+		if (rc >= 0 && (t.chunks != rr->text_chunks || t.len != rr->text_bytes ||
+		    t.nprobes != rr->chunk_probes))
 			rc = CERTA_EDATALOSS;
+		if (rc >= 0)
+			rc = recovery_join_probes(rr, &t);
 		if (rc < 0) {
-			free(t.buf);
+			recovery_text_free(&t);
 			return rc;
 		}
 		/* An empty string from unpack is protobuf-c's shared default: not ours to free. */
 		if (rr->text != NULL && rr->text != (char *)protobuf_c_empty_string)
 			free(rr->text);
 		rr->text = t.buf != NULL ? t.buf : strdup("");
+		t.buf = NULL;
+		recovery_text_free(&t);
 		if (rr->text == NULL)
 			return -ENOMEM;
 	}
@@ -172,6 +240,7 @@ recovery_run(struct core *c)
 				    rr->text_bytes == p->chains[rr->index].text_len) {
 					p->chains[rr->index].text_saved = (size_t)rr->text_bytes;
 					p->chains[rr->index].text_chunks = rr->text_chunks;
+					p->chains[rr->index].probes_saved = rr->chunk_probes;
 				}
 			}
 			if (p == NULL) {

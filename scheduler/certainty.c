@@ -11,7 +11,7 @@
 
 #include "scheduler/answer.h"
 
-#define CERTAINTY_MAX_SC 64
+#define CERTAINTY_MAX_SC CERTAINTY_PROGRAM_MAX_CHAINS
 
 static const char *const certainty_cot_names[CERTAINTY_COT_NFEAT] = {
 	"bias", "stable", "stable_frac", "grounded", "hesitation", "think_done", "position",

@@ -110,6 +110,9 @@ struct certainty_program {
 void certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
     const char *problem, struct certainty_chain *out);
 
+/* The chains certainty_program_eval evaluates, at most (the first ones). */
+#define CERTAINTY_PROGRAM_MAX_CHAINS 64
+
 /* Program certaindex, answer and features.  chains_out (may be NULL) receives v->nchains
  * per-chain results; sc programs with more than 64 chains are evaluated on the first 64. */
 void certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,

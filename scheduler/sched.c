@@ -352,9 +352,16 @@ void
 sched_decide(const struct sched_policy *p, const struct sched_view *v,
     struct sched_decision *out)
 {
+	(void)sched_decide_chains(p, v, out, NULL);
+}
+
+size_t
+sched_decide_chains(const struct sched_policy *p, const struct sched_view *v,
+    struct sched_decision *out, struct certainty_chain *chains_out)
+{
 	uint64_t used = sched_tokens_used(v), left, budget = v->budget, most = 0, unpromising;
 	struct certainty_program cp;
-	size_t i, active = 0;
+	size_t i, active = 0, evaluated;
 	double agreement = 0, threshold;
 	size_t winner = 0;
 	bool have;
@@ -366,7 +373,9 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 		if (v->chains[i].tokens > most)
 			most = v->chains[i].tokens;
 	}
-	certainty_program_eval(p, v, &cp, NULL);
+	certainty_program_eval(p, v, &cp, chains_out);
+	evaluated = v->nchains < CERTAINTY_PROGRAM_MAX_CHAINS ? v->nchains :
+	    CERTAINTY_PROGRAM_MAX_CHAINS;
 	out->features = cp.features;
 	out->certaindex = cp.certaindex;
 	out->answer_chain = cp.answer_chain;
@@ -380,7 +389,7 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 		out->state = v->state->state;
 		out->low_confidence = out->reason != SCHED_REASON_CERTAIN &&
 		    out->reason != SCHED_REASON_NATURAL_END;
-		return;
+		return evaluated;
 	}
 	if (active == 0) {
 		/* Natural end: the plain majority vote over final answers. */
@@ -392,11 +401,11 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 		out->features.certaindex = out->certaindex;
 		out->features.agreement = out->agreement;
 		sched_stop(v, out, SCHED_REASON_NATURAL_END, SCHED_PS_STOP_NATURAL, false);
-		return;
+		return evaluated;
 	}
 	if (v->deadline_ms > 0 && v->now_ms >= v->deadline_ms) {
 		sched_stop(v, out, SCHED_REASON_DEADLINE, SCHED_PS_STOP_DEADLINE, true);
-		return;
+		return evaluated;
 	}
 	if (v->algo == SCHED_ALGO_SC && v->nchains > 1) {
 		threshold = p->sc_threshold;
@@ -415,16 +424,16 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 	out->threshold = threshold;
 	if (p->dynasor_k > 0 && sched_dynasor(p, v)) {
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
-		return;
+		return evaluated;
 	}
 	if (cp.any_valid && cp.answer[0] != '\0' && (cp.decided_final || cp.certaindex >= threshold)) {
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
-		return;
+		return evaluated;
 	}
 	/* in model-relative units with unpromising_relative (sched_unpromising_tokens) */
 	if (unpromising > 0 && sched_unpromising_tokens(p, most) >= unpromising) {
 		sched_stop(v, out, SCHED_REASON_UNPROMISING, SCHED_PS_STOP_UNPROMISING, true);
-		return;
+		return evaluated;
 	}
 	if (used >= budget) {
 		uint64_t ext = (uint64_t)((double)budget * (1.0 + p->extend_frac));
@@ -433,7 +442,7 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 			out->extended = true;
 		} else {
 			sched_stop(v, out, SCHED_REASON_BUDGET, SCHED_PS_STOP_BUDGET, true);
-			return;
+			return evaluated;
 		}
 	}
 	sched_enter(v, out, out->extended ? SCHED_PS_EXTENDED :
@@ -443,6 +452,7 @@ sched_decide(const struct sched_policy *p, const struct sched_view *v,
 	out->step_tokens = sched_step_size(p, v);
 	if (left < out->step_tokens)
 		out->step_tokens = left > 0 ? (uint32_t)left : 1;
+	return evaluated;
 }
 
 /* Legal policy-state transitions, [from][to] (from == to is always legal). */

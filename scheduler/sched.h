@@ -263,6 +263,15 @@ bool sched_vote(const struct sched_view *v, size_t *winner, double *agreement);
 void sched_decide(const struct sched_policy *p, const struct sched_view *v,
     struct sched_decision *out);
 
+struct certainty_chain;
+/* sched_decide, also handing back each chain's certainty evaluation (scheduler/certainty.h)
+ * that the decision computed, so a caller need not evaluate the chains again: chains_out has
+ * room for v->nchains; returns how many of them, from the first, were filled (all but the
+ * chains past the 64th of an sc program, which the decision does not evaluate).  The
+ * evaluations point into v's chains (answers): valid while they are. */
+size_t sched_decide_chains(const struct sched_policy *p, const struct sched_view *v,
+    struct sched_decision *out, struct certainty_chain *chains_out);
+
 const char *sched_reason_name(enum sched_reason r);
 
 /* Moves s to `to`; aborts (always-on assertion) when the transition is illegal.  A move to the

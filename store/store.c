@@ -940,7 +940,7 @@ store_open_txn(struct store_txn *txn, void *arg)
 	if (rc < 0)
 		return rc == CERTA_EDATALOSS ? CERTA_ECORRUPT : rc;
 	have = (Certa__V1__MetaRecord *)msg;
-	if (have->schema_version == 2 && st->schema_version == 3) {
+	if (have->schema_version == 2 && st->schema_version >= 3) {
 		/* 2 -> 3 adds the text DB; schema 2 chain records (inline text) read as before and
 		 * move their text to chunks on their next write.  Only the version changes. */
 		have->schema_version = 3;
@@ -954,6 +954,19 @@ store_open_txn(struct store_txn *txn, void *arg)
 		log_notice(LOG_STORE, "%s: schema_version 2 -> 3 (chain text appended in chunks, "
 			"per-tenant index of programs built); older builds refuse this state from "
 			"now on", st->path);
+	}
+	if (have->schema_version == 3 && st->schema_version == 4) {
+		/* 3 -> 4 moves probe points into the text chunks as chains are written; schema 3
+		 * chain records (all probe points inline) read as before.  Only the version
+		 * changes. */
+		have->schema_version = 4;
+		rc = store_put(txn, STORE_DB_META, STORE_META_KEY, &have->base);
+		if (rc != 0) {
+			protobuf_c_message_free_unpacked(msg, NULL);
+			return rc;
+		}
+		log_notice(LOG_STORE, "%s: schema_version 3 -> 4 (chain probe points appended in "
+			"chunks); older builds refuse this state from now on", st->path);
 	}
 	if (have->schema_version != st->schema_version) {
 		log_err(LOG_STORE, "schema version mismatch in %s: environment has "

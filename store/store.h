@@ -48,8 +48,9 @@
 
 /* The schema version this build writes into and expects from the meta record.  Bump it when a
  * change to records.proto or the key layout is not readable by the previous build. */
-#define STORE_SCHEMA_VERSION 3u    /* 2: framed, checksummed values and a state id; 3: chain
-                                    * text appended in chunks (text DB) */
+#define STORE_SCHEMA_VERSION 4u    /* 2: framed, checksummed values and a state id; 3: chain
+                                    * text appended in chunks (text DB); 4: probe points
+                                    * too (TextChunk.probes, RequestRecord.chunk_probes) */
 
 /* Named DBs and the one message type stored in each. */
 enum store_db {

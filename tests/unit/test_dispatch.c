@@ -749,6 +749,8 @@ struct chunk_scan {
 	char prefix[128];
 	size_t n;
 	char text[4096];
+	char answers[256];        /* the chunks' probe answers, each followed by ',' */
+	size_t nprobes;
 	Certa__V1__RequestRecord *rec;
 	char key[128];
 };
@@ -758,11 +760,18 @@ chunk_count_fn(const char *key, size_t keylen, const ProtobufCMessage *msg, void
 {
 	struct chunk_scan *s = arg;
 	const Certa__V1__TextChunk *tc = (const Certa__V1__TextChunk *)msg;
+	size_t i;
 
 	(void)key;
 	(void)keylen;
 	s->n++;
 	strncat(s->text, tc->text, sizeof s->text - strlen(s->text) - 1);
+	for (i = 0; i < tc->n_probes; i++) {
+		strncat(s->answers, tc->probes[i]->answer,
+		    sizeof s->answers - strlen(s->answers) - 1);
+		strncat(s->answers, ",", sizeof s->answers - strlen(s->answers) - 1);
+		s->nprobes++;
+	}
 	return 0;
 }
 
@@ -773,8 +782,8 @@ chunk_scan_txn(struct store_txn *txn, void *arg)
 	ProtobufCMessage *m = NULL;
 	int rc;
 
-	s->n = 0;
-	s->text[0] = '\0';
+	s->n = s->nprobes = 0;
+	s->text[0] = s->answers[0] = '\0';
 	rc = store_scan(txn, STORE_DB_TEXT, s->prefix, NULL, chunk_count_fn, s);
 	if (rc < 0)
 		return rc;
@@ -911,6 +920,242 @@ test_inline_text_moves_to_chunks(void **state)
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
 }
 
+
+/* One step of chain `idx` with a probe answer and statistics; the latest probe's certaindex
+ * is set as a decision does.  group: through the group commit. */
+static void
+step_probe(struct fx *f, struct program *p, uint32_t idx, const char *piece, const char *answer,
+    double cx, int group)
+{
+	struct chain *ch = &p->chains[idx];
+	struct program_step_stats st = { 0.9, 0.5, 1.25, 2 };
+
+	assert_int_equal(program_chain_append(ch, piece, ch->tokens + 3, answer, 1, &st, false,
+	    NULL, false), 0);
+	ch->probes[ch->nprobes - 1].certaindex = cx;
+	if (group) {
+		persist_later(f->c, p, 0);
+		persist_flush(f->c);
+	} else {
+		assert_int_equal(persist_or_wait(f->c, p, 0), 0);
+	}
+	assert_false(ch->dirty);
+}
+
+/* Chain idx's probe answers, each followed by ','. */
+static void
+probe_answers(const struct program *p, uint32_t idx, char *buf, size_t len)
+{
+	size_t i;
+
+	buf[0] = '\0';
+	for (i = 0; i < p->chains[idx].nprobes; i++) {
+		strncat(buf, p->chains[idx].probes[i].answer, len - strlen(buf) - 1);
+		strncat(buf, ",", len - strlen(buf) - 1);
+	}
+}
+
+static void
+reopen(struct fx *f)
+{
+	core_free(f->c);
+	f->c = NULL;
+	fx_open(f);
+}
+
+static int
+put_chunk_txn(struct store_txn *txn, void *arg)
+{
+	const char **kv = arg;
+	Certa__V1__TextChunk tc = CERTA__V1__TEXT_CHUNK__INIT;
+
+	tc.text = (char *)kv[1];
+	return store_put(txn, STORE_DB_TEXT, kv[0], &tc.base);
+}
+
+/* Probe points are appended with the text (schema 4): each chunk holds the probe points sealed
+ * since the one before (all but the latest, which stays in the chain's record because a later
+ * decision may still set its certaindex); a step with no text but a probe appends a chunk too;
+ * after a restart the chain has every probe point, in order, with its values, and goes on
+ * appending; a chunk whose probe points are lost is damage (the program is skipped). */
+static void
+test_chain_probes_in_chunks(void **state)
+{
+	struct fx *f = *state;
+	struct chunk_scan s;
+	struct program *p;
+	char answers[128], key[160];
+	const char *kv[2];
+
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	step_probe(f, p, 0, "<think>one ", "a", 0.1, 0);
+	step_probe(f, p, 0, "two ", "b", 0.2, 0);
+	step_probe(f, p, 0, "", "c", 0.3, 1);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	assert_int_equal(s.n, 3);
+	assert_string_equal(s.text, "<think>one two ");
+	assert_string_equal(s.answers, "a,b,");
+	assert_int_equal(s.rec->chunk_probes, 2);
+	assert_int_equal(s.rec->n_probes, 1);
+	assert_string_equal(s.rec->probes[0]->answer, "c");
+	assert_true(s.rec->probes[0]->certaindex == 0.3);
+	assert_int_equal(s.rec->text_chunks, 3);
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+
+	/* A later decision changes the latest probe's certaindex: it is sealed with it. */
+	p->chains[0].probes[2].certaindex = 0.35;
+	step_probe(f, p, 0, "three ", "d", 0.4, 1);
+	reopen(f);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	assert_string_equal(p->chains[0].text, "<think>one two three ");
+	probe_answers(p, 0, answers, sizeof answers);
+	assert_string_equal(answers, "a,b,c,d,");
+	assert_true(p->chains[0].probes[0].certaindex == 0.1);
+	assert_true(p->chains[0].probes[2].certaindex == 0.35);
+	assert_true(p->chains[0].probes[3].certaindex == 0.4);
+	assert_true(p->chains[0].probes[1].position == 6);
+	assert_true(p->chains[0].probes[1].confidence == 0.9);
+	assert_true(p->chains[0].probes[1].min_prob == 0.5);
+	assert_true(p->chains[0].probes[1].entropy == 1.25);
+	assert_true(p->chains[0].probes[1].experts == 2);
+	assert_int_equal(p->chains[0].probes_saved, 3);
+	assert_int_equal(p->chains[0].text_chunks, 4);
+
+	/* It goes on appending after the restart. */
+	step_probe(f, p, 0, "four", "e", 0.5, 0);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	assert_int_equal(s.n, 5);
+	assert_string_equal(s.answers, "a,b,c,d,");
+	assert_int_equal(s.rec->chunk_probes, 4);
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+	reopen(f);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	probe_answers(p, 0, answers, sizeof answers);
+	assert_string_equal(answers, "a,b,c,d,e,");
+	assert_string_equal(p->chains[0].text, "<think>one two three four");
+
+	/* Chunk 1 rewritten without its probe point: the count does not add up. */
+	snprintf(key, sizeof key, "%s/0000/%08x", f->ids[0], 1u);
+	kv[0] = key;
+	kv[1] = "two ";
+	assert_int_equal(store_update(core_store(f->c), put_chunk_txn, kv), 0);
+	reopen(f);
+	assert_null(strmap_get(f->c->live, f->ids[0]));
+}
+
+static int
+put_schema3_txn(struct store_txn *txn, void *arg)
+{
+	struct program *p = arg;
+	struct chain_pb pb;
+	const char *kv[2];
+	char key[160];
+	int rc;
+
+	rc = store_del_prefix(txn, STORE_DB_TEXT, p->id, NULL);
+	if (rc != 0)
+		return rc;
+	snprintf(key, sizeof key, "%s/0000/%08x", p->id, 0u);
+	kv[0] = key;
+	kv[1] = p->chains[0].text;
+	rc = put_chunk_txn(txn, kv);
+	if (rc != 0)
+		return rc;
+	assert_int_equal(program_chain_pb_fill(p, &p->chains[0], &pb), 0);
+	pb.msg.text = (char *)"";
+	pb.msg.text_chunks = 1;
+	pb.msg.text_bytes = p->chains[0].text_len;
+	program_chain_key(p, 0, key, sizeof key);
+	rc = store_put(txn, STORE_DB_REQUESTS, key, &pb.msg.base);
+	program_chain_pb_free(&pb);
+	return rc;
+}
+
+/* A chain record of schema 3 (text in one chunk, every probe point inline) reads as before;
+ * its next write seals the probe points into the new chunk. */
+static void
+test_inline_probes_move_to_chunks(void **state)
+{
+	struct fx *f = *state;
+	struct chunk_scan s;
+	struct program *p;
+	char answers[128];
+
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	step_probe(f, p, 0, "<think>x ", "a", 0.1, 0);
+	step_probe(f, p, 0, "y ", "b", 0.2, 0);
+	step_probe(f, p, 0, "z ", "c", 0.3, 0);
+	assert_int_equal(store_update(core_store(f->c), put_schema3_txn, p), 0);
+	reopen(f);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	probe_answers(p, 0, answers, sizeof answers);
+	assert_string_equal(answers, "a,b,c,");
+	assert_int_equal(p->chains[0].probes_saved, 0);
+	assert_true(p->chains[0].probes[1].certaindex == 0.2);
+	step_probe(f, p, 0, "w", "d", 0.4, 1);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.text, "<think>x y z w");
+	assert_string_equal(s.answers, "a,b,c,");
+	assert_int_equal(s.rec->chunk_probes, 3);
+	assert_int_equal(s.rec->n_probes, 1);
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+	reopen(f);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	probe_answers(p, 0, answers, sizeof answers);
+	assert_string_equal(answers, "a,b,c,d,");
+}
+
+/* Chains replaced (a routing switch) or dropped and renumbered: the next write drops the
+ * program's old chain records and chunks and writes the chains whole, so a restart brings
+ * back the new chains, not a mix with the old ones' chunks. */
+static void
+test_replaced_chains_rewritten(void **state)
+{
+	struct fx *f = *state;
+	struct program *p;
+	char answers[128];
+
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	step_probe(f, p, 0, "<think>old one ", "a", 0.1, 0);
+	step_probe(f, p, 0, "old two ", "b", 0.2, 0);
+	step_probe(f, p, 0, "old three ", "c", 0.3, 0);
+	assert_int_equal(program_resize_chains(p, 2, false), 0);
+	step_probe(f, p, 0, "<think>new zero ", "x", 0.4, 0);
+	step_probe(f, p, 1, "<think>new one ", "y", 0.5, 1);
+	step_probe(f, p, 1, "more ", "z", 0.6, 0);
+	reopen(f);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	assert_int_equal(p->n, 2);
+	assert_string_equal(p->chains[0].text, "<think>new zero ");
+	assert_string_equal(p->chains[1].text, "<think>new one more ");
+	probe_answers(p, 1, answers, sizeof answers);
+	assert_string_equal(answers, "y,z,");
+
+	/* Chain 0 dropped, chain 1 becomes chain 0. */
+	assert_int_equal(program_keep_chains(p, 0x2), 0);
+	step_probe(f, p, 0, "end", "w", 0.7, 1);
+	reopen(f);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	assert_int_equal(p->n, 1);
+	assert_string_equal(p->chains[0].text, "<think>new one more end");
+	probe_answers(p, 0, answers, sizeof answers);
+	assert_string_equal(answers, "y,z,w,");
+}
+
 int
 main(void)
 {
@@ -935,6 +1180,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_list_pages_from_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_text_in_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_text_moves_to_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_probes_in_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inline_probes_move_to_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replaced_chains_rewritten, setup, teardown),
 	};
 	int rc;
 

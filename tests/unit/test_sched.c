@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+#include "scheduler/certainty.h"
 #include "scheduler/sched.h"
 
 /* Chain certaindex = sigmoid(-3 + log2(1 + stable/64)): 0.5 at stable 448, 0.731 at 960. */
@@ -528,6 +529,70 @@ test_dynasor(void **state)
 	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
 }
 
+
+/* sched_decide_chains decides as sched_decide and hands back the chains' evaluations the
+ * decision made: the same as evaluating each chain again (with incremental scans too), for the
+ * first 64 chains of an sc program (the count it returns). */
+static void
+test_decide_chains(void **state)
+{
+	static struct sched_chain c[70], again[70];
+	static struct fake_chain f[70];
+	static struct certainty_chain cc[70];
+	static const char *const texts[] = {
+		"Hmm, wait. Let me check: 8 + 0 = 8, so \\boxed{8}",
+		"I think it is 6, but maybe not",
+		"</think> The answer is \\boxed{8}.",
+	};
+	struct sched_policy p;
+	struct sched_view v;
+	struct sched_decision d, d2;
+	struct certainty_chain e;
+	size_t i, n, k;
+
+	(void)state;
+	test_policy(&p);
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < 70; i++) {
+			fake(&c[i], &f[i], i % 3 == 1 ? "6" : "8", 64 * (i % 4 + 1), 512);
+			c[i].text = texts[i % 3];
+			c[i].text_len = strlen(c[i].text);
+			c[i].thinking_done = i % 3 == 2;
+			/* k = 1: with incremental scans, as certad runs them */
+			c[i].scan = k == 1 ? certainty_scan_new() : NULL;
+			again[i] = c[i];
+		}
+		view1(&v, c, 70, SCHED_ALGO_SC);
+		n = sched_decide_chains(&p, &v, &d, cc);
+		assert_int_equal(n, 64);
+		/* the decision is sched_decide's (the scans are at the end of the text now) */
+		view1(&v, again, 70, SCHED_ALGO_SC);
+		sched_decide(&p, &v, &d2);
+		assert_int_equal(d.stop, d2.stop);
+		assert_true(d.certaindex == d2.certaindex);
+		assert_string_equal(d.answer, d2.answer);
+		for (i = 0; i < n; i++) {
+			certainty_chain_eval(&p, &again[i], v.problem, &e);
+			assert_true(cc[i].certaindex == e.certaindex);
+			assert_int_equal(cc[i].valid, e.valid);
+			assert_int_equal(cc[i].stable_tokens, e.stable_tokens);
+			assert_int_equal(cc[i].grounded, e.grounded);
+			assert_int_equal(cc[i].hesitation_count, e.hesitation_count);
+			assert_int_equal(cc[i].probe_hesitant, e.probe_hesitant);
+			assert_true(cc[i].position == e.position);
+			assert_true(cc[i].confidence == e.confidence);
+			assert_string_equal(cc[i].answer, e.answer);
+		}
+		/* cot, one chain: one evaluation */
+		view1(&v, c, 1, SCHED_ALGO_COT);
+		assert_int_equal(sched_decide_chains(&p, &v, &d, cc), 1);
+		certainty_chain_eval(&p, &c[0], v.problem, &e);
+		assert_true(cc[0].certaindex == e.certaindex);
+		for (i = 0; i < 70; i++)
+			certainty_scan_free(c[i].scan);
+	}
+}
+
 int
 main(void)
 {
@@ -536,6 +601,7 @@ main(void)
 		cmocka_unit_test(test_budget_and_deadline),
 		cmocka_unit_test(test_stop_certain_cot),
 		cmocka_unit_test(test_sc_gang),
+		cmocka_unit_test(test_decide_chains),
 		cmocka_unit_test(test_settled_cot),
 		cmocka_unit_test(test_unpromising_and_extension),
 		cmocka_unit_test(test_unpromising_relative),

@@ -972,8 +972,8 @@ put_program_fn(struct store_txn *txn, void *arg)
 	return store_put(txn, STORE_DB_PROGRAMS, "p-1", &rec.base);
 }
 
-/* A schema 2 store is moved to 3 on open (only the version changes: its records read as
- * before); a build of schema 2 then refuses it. */
+/* A schema 2 store is moved to 3 and on to 4 on open (only the version changes: its records
+ * read as before); a build of schema 2 then refuses it. */
 static void
 test_schema_2_migrates_to_3(void **state)
 {
@@ -982,14 +982,14 @@ test_schema_2_migrates_to_3(void **state)
 	struct store *sentinel = (struct store *)f, *st = sentinel;
 	struct get_args g = { .db = STORE_DB_META, .key = "meta" };
 
-	assert_int_equal(STORE_SCHEMA_VERSION, 3);
+	assert_int_equal(STORE_SCHEMA_VERSION, 4);
 	assert_int_equal(store_open(f->env, &o2, &f->st), 0);
 	assert_int_equal(store_update(f->st, put_program_fn, NULL), 0);
 	store_close(f->st);
 	f->st = NULL;
 	assert_int_equal(store_open(f->env, NULL, &f->st), 0);
 	assert_int_equal(store_view(f->st, get_fn, &g), 0);
-	assert_int_equal(((Certa__V1__MetaRecord *)g.msg)->schema_version, 3);
+	assert_int_equal(((Certa__V1__MetaRecord *)g.msg)->schema_version, 4);
 	protobuf_c_message_free_unpacked(g.msg, NULL);
 	/* The per-tenant index was built from the programs already there. */
 	g.db = STORE_DB_TENANT_PROGRAMS;
@@ -1000,6 +1000,43 @@ test_schema_2_migrates_to_3(void **state)
 	store_close(f->st);
 	f->st = NULL;
 	assert_int_equal(store_open(f->env, &o2, &st), CERTA_ESCHEMA);
+	assert_ptr_equal(st, sentinel);
+}
+
+/* A schema 3 store is moved to 4 on open (chain records with all their probe points inline
+ * read as before); a build of schema 3 then refuses it, so it never misses the probe points
+ * kept in text chunks.  A store opened as 3 stays 3. */
+static void
+test_schema_3_migrates_to_4(void **state)
+{
+	struct fx *f = *state;
+	struct store_options o3 = { .schema_version = 3, .nosync = 1 };
+	struct store *sentinel = (struct store *)f, *st = sentinel;
+	struct get_args g = { .db = STORE_DB_META, .key = "meta" };
+
+	assert_int_equal(store_open(f->env, &o3, &f->st), 0);
+	assert_int_equal(store_update(f->st, put_program_fn, NULL), 0);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(store_open(f->env, &o3, &f->st), 0);
+	assert_int_equal(store_view(f->st, get_fn, &g), 0);
+	assert_int_equal(((Certa__V1__MetaRecord *)g.msg)->schema_version, 3);
+	protobuf_c_message_free_unpacked(g.msg, NULL);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(store_open(f->env, NULL, &f->st), 0);
+	assert_int_equal(store_view(f->st, get_fn, &g), 0);
+	assert_int_equal(((Certa__V1__MetaRecord *)g.msg)->schema_version, 4);
+	protobuf_c_message_free_unpacked(g.msg, NULL);
+	/* The records are untouched. */
+	g.db = STORE_DB_PROGRAMS;
+	g.key = "p-1";
+	assert_int_equal(store_view(f->st, get_fn, &g), 0);
+	assert_int_equal(((Certa__V1__ProgramRecord *)g.msg)->tenant_uid, 0xab);
+	protobuf_c_message_free_unpacked(g.msg, NULL);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(store_open(f->env, &o3, &st), CERTA_ESCHEMA);
 	assert_ptr_equal(st, sentinel);
 }
 
@@ -1425,6 +1462,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_value_get, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_value_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_mismatch_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_3_migrates_to_4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_2_migrates_to_3, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_del_prefix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_meta_refused, setup, teardown),
