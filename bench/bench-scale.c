@@ -162,6 +162,23 @@ metric_hist_ql(const char *body, const char *name, const char *labels, double q)
 	return les[n - 1];
 }
 
+/* The value of the one sample whose line starts with series ("name{labels}"); -1 if none. */
+static double
+metric_series(const char *body, const char *series)
+{
+	size_t sl = strlen(series);
+	const char *p = body;
+
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, series, sl) == 0 && p[sl] == ' ')
+			return strtod(p + sl + 1, NULL);
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return -1;
+}
+
 static double
 metric_hist_q(const char *body, const char *name, double q)
 {
@@ -599,6 +616,17 @@ run_one(struct run *r, int kill9)
 			snprintf(sel, sizeof sel, "phase=\"%s\"", ph[k]);
 			printf(" %s <= %.1f ms", ph[k],
 			    metric_hist_ql(m1, "certa_loop_phase_seconds", sel, 0.99) * 1e3);
+		}
+		printf("\n  loop phases n / mean / share of the run:");
+		for (k = 0; k < sizeof ph / sizeof ph[0]; k++) {
+			char ser[96];
+			double cnt, sum;
+			snprintf(ser, sizeof ser, "certa_loop_phase_seconds_count{phase=\"%s\"}", ph[k]);
+			cnt = metric_series(m1, ser);
+			snprintf(ser, sizeof ser, "certa_loop_phase_seconds_sum{phase=\"%s\"}", ph[k]);
+			sum = metric_series(m1, ser);
+			printf(" %s %.0f / %.1f ms / %.0f%%", ph[k], cnt, cnt > 0 ? sum / cnt * 1e3 : 0,
+			    sum * 1e6 / (t1 - t0) * 100);
 		}
 		printf("\n");
 	}

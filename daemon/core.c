@@ -105,16 +105,6 @@ core_forget(struct core *c, struct program *p)
 	program_free(p);
 }
 
-/* Between the pieces of a turn: requests that arrived during its step results and group
- * commit (Get, List, health, Submit) run before the dispatch pass, not after it.  Only when
- * every result is committed: what they read is what the store holds. */
-static void
-core_serve_requests(struct core *c)
-{
-	if (c->br != NULL && c->ncommit == 0)
-		cqbridge_run_urgent(c->br);
-}
-
 static void
 core_on_kick(evutil_socket_t fd, short what, void *arg)
 {
@@ -123,7 +113,6 @@ core_on_kick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	core_serve_requests(c);
 	dispatch_run(c);
 	telemetry_loop_phase(c->tel, "dispatch", core_mono_s() - t0);
 }
@@ -238,7 +227,6 @@ core_on_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	core_serve_requests(c);
 	dispatch_run(c);
 	telemetry_loop_phase(c->tel, "tick", core_mono_s() - t0);
 }

@@ -206,23 +206,6 @@ cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 		cqbridge_again(br);
 }
 
-void
-cqbridge_run_urgent(struct cqbridge *br)
-{
-	size_t n;
-
-	pthread_mutex_lock(&br->lock);
-	n = br->nitems;
-	pthread_mutex_unlock(&br->lock);
-	if (n == 0 || br->shut)
-		return;
-	cqbridge_take(br);
-	/* The ordinary ones taken wait for the next turn (the eventfd was written for them
-	 * and may already be read: make sure the next turn comes). */
-	if (br->nwork > br->pos)
-		cqbridge_again(br);
-}
-
 static void
 cqbridge_on_more(evutil_socket_t fd, short what, void *arg)
 {

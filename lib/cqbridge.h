@@ -67,12 +67,6 @@ void cqbridge_set_budget(struct cqbridge *br, unsigned budget_us);
 void cqbridge_on_turn(struct cqbridge *br, void (*fn)(void *arg, double seconds, size_t ran),
     void *arg);
 
-/* Loop thread, between pieces of a turn (no callback of the bridge on the stack): runs the
- * urgent completions that arrived since the turn began (requests, probes), so they wait for
- * the piece of the turn in progress only, not for the whole turn.  Ordinary ones stay queued
- * for the next turn. */
-void cqbridge_run_urgent(struct cqbridge *br);
-
 /* Any thread: queues a completion as if the completion queue had delivered it (tests). */
 void cqbridge_post(struct cqbridge *br, struct cqbridge_tag *tag, int ok);
 

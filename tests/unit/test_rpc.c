@@ -748,16 +748,6 @@ test_bridge_budget(void **state)
 		event_base_loop(base, EVLOOP_ONCE);
 	assert_int_equal(ran, 40);
 	assert_true(turns >= 40 / 7);
-	/* Between pieces of a turn: the urgent one runs, the ordinary one waits for a turn. */
-	urgent_at = -1;
-	t[0].sleep_us = 0;
-	cqbridge_post(br, &t[0].tag, 1);
-	cqbridge_post(br, &urgent.tag, 1);
-	cqbridge_run_urgent(br);
-	assert_int_equal(urgent_at, 40);
-	assert_int_equal(ran, 40);
-	event_base_loop(base, EVLOOP_ONCE);
-	assert_int_equal(ran, 41);
 	/* No time budget: one turn runs them all. */
 	cqbridge_set_budget(br, 0);
 	ran = 0;
