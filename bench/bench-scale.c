@@ -14,7 +14,10 @@
  * per program and the recovery time.  Needs CERTA_TRACES.
  *
  *   CERTA_TRACES=DIR build/bin/bench-scale [--programs 1000,5000,10000] [--workers W]
- *                                          [--kill9]
+ *                                          [--kill9] [--floor]
+ * --floor also starts an idle certad (no workers, no programs) and probes it the same way:
+ * the latency floor of this machine under the same load.  The loop lag and the p99 of each
+ * loop phase (certa_loop_lag_seconds, certa_loop_phase_seconds) come from certad.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -75,6 +78,7 @@ struct run {
 	volatile int paused;        /* certad is being killed / restarted */
 	struct lat get, list, readyz, gap;
 	size_t errors;
+	struct run *floor;          /* --floor: an idle certad probed the same way, or NULL */
 };
 
 /* A free loopback TCP port (bind to 0, read it, close). */
@@ -127,14 +131,15 @@ metric_sum(const char *body, const char *name)
 /* The q-quantile of a Prometheus histogram NAME (no labels) from its buckets: the upper
  * bound of the bucket holding it (an upper estimate); -1 when absent or empty. */
 static double
-metric_hist_q(const char *body, const char *name, double q)
+metric_hist_ql(const char *body, const char *name, const char *labels, double q)
 {
 	char pfx[256];
 	const char *p = body;
 	double total = -1, les[64], cnt[64];
 	size_t n = 0, i;
 
-	snprintf(pfx, sizeof pfx, "%s_bucket{le=\"", name);
+	snprintf(pfx, sizeof pfx, "%s_bucket{%s%sle=\"", name, labels != NULL ? labels : "",
+	    labels != NULL ? "," : "");
 	while (p != NULL && *p != '\0' && n < 64) {
 		if (strncmp(p, pfx, strlen(pfx)) == 0) {
 			const char *v = p + strlen(pfx);
@@ -155,6 +160,29 @@ metric_hist_q(const char *body, const char *name, double q)
 		if (cnt[i] >= q * total)
 			return les[i];
 	return les[n - 1];
+}
+
+/* The value of the one sample whose line starts with series ("name{labels}"); -1 if none. */
+static double
+metric_series(const char *body, const char *series)
+{
+	size_t sl = strlen(series);
+	const char *p = body;
+
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, series, sl) == 0 && p[sl] == ' ')
+			return strtod(p + sl + 1, NULL);
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return -1;
+}
+
+static double
+metric_hist_q(const char *body, const char *name, double q)
+{
+	return metric_hist_ql(body, name, NULL, q);
 }
 
 static char *
@@ -394,7 +422,7 @@ print_lat(const char *what, struct lat *l)
 static int
 run_one(struct run *r, int kill9)
 {
-	pthread_t sub[SUBMITTERS], pr, wa;
+	pthread_t sub[SUBMITTERS], pr, wa, fpr;
 	char *m0 = NULL, *m1 = NULL, mdb[600], body[256];
 	double t0, t1, tsub, cpu0, cpu1 = 0, steps0 = 0, steps = 0, recover_us = -1;
 	double live_peak = 0, cpu_before_kill = 0, steps_before_kill = 0;
@@ -417,6 +445,13 @@ run_one(struct run *r, int kill9)
 		return rc;
 	if (wait_ready(r, 20000) < 0)
 		return CERTA_ETIMEOUT;
+	if (r->floor != NULL) {
+		pthread_mutex_init(&r->floor->lock, NULL);
+		if ((rc = start_certad(r->floor)) != 0)
+			return rc;
+		if (wait_ready(r->floor, 20000) < 0)
+			return CERTA_ETIMEOUT;
+	}
 	/* 1. Submit N - 1 programs and the watched one while no worker is up: all queue. */
 	t0 = harness_clock_us();
 	r->nprog--;
@@ -435,6 +470,8 @@ run_one(struct run *r, int kill9)
 	if (steps0 < 0)
 		steps0 = 0;
 	pthread_create(&pr, NULL, prober, r);
+	if (r->floor != NULL)
+		pthread_create(&fpr, NULL, prober, r->floor);
 	t0 = harness_clock_us();
 	for (i = 0; i < (size_t)r->nworkers; i++) {
 		char port[64], *argv[16];
@@ -532,6 +569,10 @@ run_one(struct run *r, int kill9)
 	    steps_before_kill;
 	r->stop = 1;
 	pthread_join(pr, NULL);
+	if (r->floor != NULL) {
+		r->floor->stop = 1;
+		pthread_join(fpr, NULL);
+	}
 	pthread_join(wa, NULL);
 	snprintf(mdb, sizeof mdb, "%s/state/data.mdb", r->dir);
 	printf("N=%zu workers=%d (state on %s)\n", r->nprog, r->nworkers, r->dir);
@@ -559,6 +600,36 @@ run_one(struct run *r, int kill9)
 	print_lat("List", &r->list);
 	print_lat("/readyz", &r->readyz);
 	print_lat("gap", &r->gap);
+	if (r->floor != NULL) {
+		printf("  floor: an idle certad (no workers, no programs) probed the same way:\n");
+		print_lat("List", &r->floor->list);
+		print_lat("/readyz", &r->floor->readyz);
+	}
+	if (m1 != NULL) {
+		static const char *const ph[] = { "bridge", "commit", "store", "dispatch", "tick" };
+		size_t k;
+		printf("  loop lag (heartbeat) p50 <= %.1f ms  p99 <= %.1f ms; loop phases p99:",
+		    metric_hist_q(m1, "certa_loop_lag_seconds", 0.5) * 1e3,
+		    metric_hist_q(m1, "certa_loop_lag_seconds", 0.99) * 1e3);
+		for (k = 0; k < sizeof ph / sizeof ph[0]; k++) {
+			char sel[64];
+			snprintf(sel, sizeof sel, "phase=\"%s\"", ph[k]);
+			printf(" %s <= %.1f ms", ph[k],
+			    metric_hist_ql(m1, "certa_loop_phase_seconds", sel, 0.99) * 1e3);
+		}
+		printf("\n  loop phases n / mean / share of the run:");
+		for (k = 0; k < sizeof ph / sizeof ph[0]; k++) {
+			char ser[96];
+			double cnt, sum;
+			snprintf(ser, sizeof ser, "certa_loop_phase_seconds_count{phase=\"%s\"}", ph[k]);
+			cnt = metric_series(m1, ser);
+			snprintf(ser, sizeof ser, "certa_loop_phase_seconds_sum{phase=\"%s\"}", ph[k]);
+			sum = metric_series(m1, ser);
+			printf(" %s %.0f / %.1f ms / %.0f%%", ph[k], cnt, cnt > 0 ? sum / cnt * 1e3 : 0,
+			    sum * 1e6 / (t1 - t0) * 100);
+		}
+		printf("\n");
+	}
 	if (stat(mdb, &sb) == 0) {
 		double used = m1 != NULL ? metric_sum(m1, "certa_store_map_used_bytes") : -1;
 		printf("  data.mdb %.1f MB (%.0f bytes per program; map used %.0f bytes per "
@@ -577,6 +648,14 @@ run_one(struct run *r, int kill9)
 	}
 	harness_proc_free(r->d);
 	r->d = NULL;
+	if (r->floor != NULL) {
+		harness_proc_free(r->floor->d);
+		r->floor->d = NULL;
+		free(r->floor->list.v);
+		free(r->floor->readyz.v);
+		memset(&r->floor->list, 0, sizeof r->floor->list);
+		memset(&r->floor->readyz, 0, sizeof r->floor->readyz);
+	}
 	free(r->ids);
 	free(r->get.v);
 	free(r->list.v);
@@ -596,7 +675,10 @@ main(int argc, char **argv)
 	struct traces *tr = NULL;
 	struct run r;
 	char *tmp = NULL, mpset[600];
-	int nworkers = 1, kill9 = 0, a;
+	int nworkers = 1, kill9 = 0, floor = 0, a;
+	struct run fr;
+	char fmpset[600];
+	const char *fsets[8];
 
 	for (a = 1; a < argc; a++) {
 		if (strcmp(argv[a], "--programs") == 0 && a + 1 < argc) {
@@ -612,9 +694,11 @@ main(int argc, char **argv)
 			nworkers = atoi(argv[++a]);
 		} else if (strcmp(argv[a], "--kill9") == 0) {
 			kill9 = 1;
+		} else if (strcmp(argv[a], "--floor") == 0) {
+			floor = 1;
 		} else {
 			fprintf(stderr, "usage: bench-scale [--programs N,N,...] [--workers W] "
-			    "[--kill9]\n");
+			    "[--kill9] [--floor]\n");
 			return 2;
 		}
 	}
@@ -640,6 +724,16 @@ main(int argc, char **argv)
 		snprintf(mpset, sizeof mpset, "metrics.port_file=%s/m.port", r.dir);
 		sets[6] = mpset;
 		r.sets = sets;
+		if (floor) {
+			memset(&fr, 0, sizeof fr);
+			memcpy(fsets, sets, sizeof fsets);
+			snprintf(fr.dir, sizeof fr.dir, "%s/floor%zu", tmp, i);
+			mkdir(fr.dir, 0700);
+			snprintf(fmpset, sizeof fmpset, "metrics.port_file=%s/m.port", fr.dir);
+			fsets[6] = fmpset;
+			fr.sets = fsets;
+			r.floor = &fr;
+		}
 		if (run_one(&r, kill9) != 0) {
 			fprintf(stderr, "bench-scale: run N=%zu failed (logs in %s)\n", r.nprog, r.dir);
 			return 1;

@@ -18,8 +18,10 @@
 #include "daemon/policies.h"
 #include "daemon/program.h"
 #include "daemon/tenants.h"
+#include "daemon/telemetry.h"
 #include "scheduler/fair.h"
 #include "lib/array.h"
+#include "lib/cqbridge.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
@@ -33,6 +35,15 @@ core_now_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+double
+core_mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Time-ordered id: 12 hex digits of milliseconds + 6 random hex digits. */
@@ -97,9 +108,13 @@ core_forget(struct core *c, struct program *p)
 static void
 core_on_kick(evutil_socket_t fd, short what, void *arg)
 {
+	struct core *c = arg;
+	double t0 = core_mono_s();
+
 	(void)fd;
 	(void)what;
-	dispatch_run(arg);
+	dispatch_run(c);
+	telemetry_loop_phase(c->tel, "dispatch", core_mono_s() - t0);
 }
 
 /* --- worker changes --- */
@@ -156,10 +171,22 @@ core_on_workers_probed(struct core *c, void (*fn)(void *arg), void *arg, int tim
 		event_add(c->probe_timeout, &tv);
 }
 
+/* The CQ bridge's turns (completions: step results, requests) as a loop phase. */
+static void
+core_on_bridge_turn(void *arg, double seconds, size_t ran)
+{
+	struct core *c = arg;
+
+	(void)ran;
+	telemetry_loop_phase(c->tel, "bridge", seconds);
+}
+
 void
 core_set_telemetry(struct core *c, struct telemetry *t)
 {
 	c->tel = t;
+	if (c->br != NULL)
+		cqbridge_on_turn(c->br, t != NULL ? core_on_bridge_turn : NULL, c);
 }
 
 static void
@@ -195,9 +222,13 @@ core_on_worker_change(void *arg, struct pool_worker *w, enum pool_wstate from,
 static void
 core_on_tick(evutil_socket_t fd, short what, void *arg)
 {
+	struct core *c = arg;
+	double t0 = core_mono_s();
+
 	(void)fd;
 	(void)what;
-	dispatch_run(arg);
+	dispatch_run(c);
+	telemetry_loop_phase(c->tel, "tick", core_mono_s() - t0);
 }
 
 int

@@ -62,6 +62,8 @@ struct core {
 
 /* Wall-clock milliseconds. */
 int64_t core_now_ms(void);
+/* Monotonic seconds (durations). */
+double core_mono_s(void);
 /* A new time-ordered program id. */
 void core_new_id(char *buf, size_t len);
 /* Every program state change: the state machine plus tenant accounting. */

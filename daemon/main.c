@@ -220,6 +220,14 @@ static const struct config_option dmain_options[] = {
 	{ .name = "metrics.port_file",
 	  .type = CONFIG_STRING,
 	  .help = "write the metrics port here once listening (for tests)" },
+	{ .name = "metrics.stall_timeout",
+	  .type = CONFIG_DURATION,
+	  .def = "2s",
+	  .min = 100,
+	  .max = 3600000,
+	  .help = "/healthz and /readyz answer 503 \"loop stalled\" once the loop thread has not "
+	          "run its heartbeat (every 50 ms) for this long (they are served by their own "
+	          "thread)" },
 	{ .name = "http.listen",
 	  .type = CONFIG_STRING,
 	  .help = "address of the OpenAI-compatible HTTP API (host:port; port 0 = any free "
@@ -683,6 +691,7 @@ dmain_on_signal(int sig, void *arg)
 	if (m->stopping)
 		return;
 	m->stopping = 1;
+	metrics_http_ready_changed(m->mhttp);
 	sdnotify_stopping(m->sn);
 	/* Probes see NOT_SERVING while in-flight steps finish. */
 	health_shutdown(m->health);
@@ -787,6 +796,7 @@ dmain_on_degraded(void *arg, int degraded)
 	struct dmain *m = arg;
 	enum health_status hs = degraded ? HEALTH_NOT_SERVING : HEALTH_SERVING;
 
+	metrics_http_ready_changed(m->mhttp);
 	if (!m->ready || m->stopping)
 		return;
 	health_set(m->health, "", hs);
@@ -803,6 +813,7 @@ dmain_on_ready(void *arg)
 	char st[160];
 
 	m->ready = 1;
+	metrics_http_ready_changed(m->mhttp);
 	core_on_degraded(m->core, dmain_on_degraded, m);
 	health_set(m->health, "", core_degraded(m->core) ? HEALTH_NOT_SERVING : HEALTH_SERVING);
 	health_set(m->health, "certa.v1.Reasoning",
@@ -812,6 +823,15 @@ dmain_on_ready(void *arg)
 	    pool_count_up(core_pool(m->core)), pool_count(core_pool(m->core)));
 	sdnotify_ready(m->sn, st);
 	log_notice(LOG_MAIN, "ready: %s", st);
+}
+
+/* The loop's heartbeat (metrics endpoint): how late it ran. */
+static void
+dmain_on_beat(void *arg, double lag_s)
+{
+	struct dmain *m = arg;
+
+	telemetry_loop_lag(m->tel, lag_s);
 }
 
 /* The metrics endpoint (optional). */
@@ -831,6 +851,8 @@ dmain_metrics(struct dmain *m)
 		    config_get_str(m->cfg, "metrics.address"), port, certa_strerror(rc));
 		return rc;
 	}
+	metrics_http_set_stall(m->mhttp, (int)config_get_int(m->cfg, "metrics.stall_timeout"));
+	metrics_http_on_beat(m->mhttp, dmain_on_beat, m);
 	/* metrics_http_start logged the address. */
 	if (pf != NULL && pf[0] != '\0')
 		(void)proc_write_port_file(pf, bound);

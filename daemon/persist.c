@@ -489,6 +489,7 @@ persist_flush(struct core *c)
 	struct program **q;
 	size_t n, i, live = 0;
 	int64_t now = core_now_ms();
+	double t0;
 	int rc;
 
 	if (c->ncommit == 0)
@@ -498,7 +499,9 @@ persist_flush(struct core *c)
 			c->commit_q[i]->updated_ms = now;
 			live++;
 		}
+	t0 = core_mono_s();
 	rc = live > 0 ? store_update(c->st, persist_group_txn, c) : 0;
+	telemetry_loop_phase(c->tel, "store", core_mono_s() - t0);
 	/* Take the queue: the events below may queue programs again (a new turn). */
 	q = c->flush_q = c->commit_q;
 	n = c->nflush = c->ncommit;
@@ -545,9 +548,13 @@ persist_flush(struct core *c)
 static void
 persist_on_commit(evutil_socket_t fd, short what, void *arg)
 {
+	struct core *c = arg;
+	double t0 = core_mono_s();
+
 	(void)fd;
 	(void)what;
-	persist_flush(arg);
+	persist_flush(c);
+	telemetry_loop_phase(c->tel, "commit", core_mono_s() - t0);
 }
 
 int

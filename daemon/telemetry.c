@@ -48,6 +48,8 @@ enum {
 	T_COMMIT_STEPS,
 	T_MODEL_TOKENS,
 	T_MODEL_CHAINS,
+	T_LOOP_PHASE,
+	T_LOOP_LAG,
 	T_COUNT
 };
 
@@ -55,6 +57,7 @@ static const char *const l_tenant[] = { "tenant", NULL };
 static const char *const l_tenant_reason[] = { "tenant", "reason", NULL };
 static const char *const l_tenant_state[] = { "tenant", "state", NULL };
 static const char *const l_worker[] = { "worker", NULL };
+static const char *const l_phase[] = { "phase", NULL };
 static const char *const l_model_algo[] = { "model", "algo", NULL };
 static const char *const l_model_source[] = { "model", "source", NULL };
 static const char *const l_model[] = { "model", NULL };
@@ -65,6 +68,8 @@ static const double b_seconds[] = { .0005, .001, .0025, .005, .01, .025, .05, .1
 static const double b_steps[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500 };
 static const double b_micro[] = { 1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3,
     2e-3, 5e-3, .01, .02, .05, .1, .2, .5, 1 };
+static const double b_loop[] = { 1e-4, 5e-4, 1e-3, 2e-3, 5e-3, .01, .015, .02, .03, .04, .05,
+    .07, .1, .15, .2, .3, .5, 1, 2 };
 static const double b_batch[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
 
 static const struct metrics_desc telemetry_table[T_COUNT] = {
@@ -149,6 +154,15 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	    NULL, 0 },
 	[T_MODEL_CHAINS] = { "certa_model_tokens_chains", METRICS_GAUGE,
 	    "chains kept for the model's learned median (daemon/shadow.h)", l_model, NULL, 0 },
+	[T_LOOP_PHASE] = { "certa_loop_phase_seconds", METRICS_HISTOGRAM,
+	    "loop thread time of one piece of a loop turn: bridge (completions: step results, "
+	    "requests), commit (the group commit, fdatasync included, and handing out its "
+	    "events), store (the group commit's LMDB transaction alone), dispatch (a pass after "
+	    "an event), tick (the periodic pass)",
+	    l_phase, b_loop, 19 },
+	[T_LOOP_LAG] = { "certa_loop_lag_seconds", METRICS_HISTOGRAM,
+	    "how late the loop ran its heartbeat timer: what an event that just arrived waits "
+	    "for the loop", NULL, b_loop, 19 },
 };
 
 struct telemetry {
@@ -339,6 +353,20 @@ telemetry_pass(struct telemetry *t, double seconds)
 {
 	if (t != NULL)
 		metrics_observe(t->m, T_PASS_SECONDS, NULL, seconds);
+}
+
+void
+telemetry_loop_phase(struct telemetry *t, const char *phase, double seconds)
+{
+	if (t != NULL)
+		metrics_observe(t->m, T_LOOP_PHASE, METRICS_LABELS(phase), seconds);
+}
+
+void
+telemetry_loop_lag(struct telemetry *t, double seconds)
+{
+	if (t != NULL)
+		metrics_observe(t->m, T_LOOP_LAG, NULL, seconds);
 }
 
 void

@@ -30,5 +30,10 @@ void telemetry_step(struct telemetry *t, const char *worker, double seconds, int
 void telemetry_decision(struct telemetry *t, double seconds);
 void telemetry_pass(struct telemetry *t, double seconds);
 void telemetry_commit(struct telemetry *t, size_t programs);
+/* Loop thread time of one piece of a turn (certa_loop_phase_seconds{phase}): "bridge",
+ * "commit", "store", "dispatch", "tick". */
+void telemetry_loop_phase(struct telemetry *t, const char *phase, double seconds);
+/* How late the loop's heartbeat timer ran (certa_loop_lag_seconds). */
+void telemetry_loop_lag(struct telemetry *t, double seconds);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
 
@@ -35,6 +36,9 @@ struct cqbridge {
 	size_t nwork, workcap;
 	size_t pos;                    /* next item of work to dispatch */
 	size_t spent;                  /* units of CQBRIDGE_BATCH used in this turn */
+	unsigned budget_us;            /* time budget of a turn's ordinary completions; 0: none */
+	void (*on_turn)(void *arg, double seconds, size_t ran);
+	void *on_turn_arg;
 	struct cqbridge_item *spare;   /* swapped with items on each drain */
 	size_t sparecap;
 	void (*done)(void *arg);
@@ -98,6 +102,15 @@ cqbridge_again(struct cqbridge *br)
 		evtimer_add(br->more, &zero);
 }
 
+static double
+cqbridge_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
 /* Runs one completion (the shutdown sentinel: the done callback). */
 static void
 cqbridge_run(struct cqbridge *br, struct cqbridge_item *it)
@@ -113,24 +126,15 @@ cqbridge_run(struct cqbridge *br, struct cqbridge_item *it)
 	it->tag->fn(it->tag, it->ok);
 }
 
-/* Loop thread: swap the list out under the lock and dispatch without it.  Urgent completions
- * (cqbridge_tag.urgent: the server side of calls) run at once; the others queue and run at
- * most CQBRIDGE_BATCH per loop turn: the rest waits for the next turn (a zero-delay timer, so
- * the loop polls its descriptors first), and timers, HTTP probes and work deferred to the end
- * of a turn (certad's group commit and dispatch pass) run between batches.  Completions of
- * one call keep their order (a call's tags are all of one class). */
+/* Loop thread: takes what arrived (swapped out under the lock) and runs the urgent
+ * completions at once; the others (and the shutdown sentinel, last) queue behind the work
+ * list.  Completions of one call keep their order (a call's tags are all of one class). */
 static void
-cqbridge_drain(evutil_socket_t fd, short what, void *arg)
+cqbridge_take(struct cqbridge *br)
 {
-	struct cqbridge *br = arg;
 	struct cqbridge_item *in;
-	uint64_t cnt;
 	size_t i, n, incap;
 
-	(void)what;
-	while (read(fd, &cnt, sizeof cnt) < 0 && errno == EINTR)
-		;
-	/* Take what arrived: swap with the spare list. */
 	pthread_mutex_lock(&br->lock);
 	in = br->items;
 	incap = br->cap;
@@ -139,7 +143,6 @@ cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 	br->cap = br->sparecap;
 	br->nitems = 0;
 	pthread_mutex_unlock(&br->lock);
-	/* Urgent ones now; the others (and the shutdown sentinel, last) behind the queue. */
 	if (br->pos > 0 && br->pos == br->nwork)
 		br->nwork = br->pos = 0;
 	for (i = 0; i < n; i++) {
@@ -161,12 +164,37 @@ cqbridge_drain(evutil_socket_t fd, short what, void *arg)
 	}
 	br->spare = in;
 	br->sparecap = incap;
+}
+
+/* Loop thread: urgent completions now; at most CQBRIDGE_BATCH ordinary ones per loop turn,
+ * and no more once budget_us went by since the turn began (a step reply may stand for many
+ * programs' results): the rest waits for the next turn (a zero-delay timer, so the loop polls
+ * its descriptors first), and timers, HTTP requests and work deferred to the end of a turn
+ * (certad's group commit and dispatch pass) run between batches. */
+static void
+cqbridge_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct cqbridge *br = arg;
+	uint64_t cnt;
+	size_t n;
+	unsigned long long before = br->dispatched;
+	double t0 = cqbridge_now_us(), t = t0;
+
+	(void)what;
+	while (read(fd, &cnt, sizeof cnt) < 0 && errno == EINTR)
+		;
+	cqbridge_take(br);
 	br->spent = 0;
-	while (br->pos < br->nwork && br->spent < CQBRIDGE_BATCH) {
+	while (br->pos < br->nwork && br->spent < CQBRIDGE_BATCH &&
+	    (br->budget_us == 0 || br->spent == 0 || t - t0 < (double)br->budget_us)) {
 		struct cqbridge_item it = br->work[br->pos++];
 		br->spent++;
 		cqbridge_run(br, &it);
+		t = cqbridge_now_us();
 	}
+	if (br->on_turn != NULL && br->dispatched != before)
+		br->on_turn(br->on_turn_arg, (cqbridge_now_us() - t0) / 1e6,
+		    (size_t)(br->dispatched - before));
 	if (br->pos == br->nwork)
 		br->nwork = br->pos = 0;
 	/* More queued here, or arrived meanwhile without writing the eventfd (it is written
@@ -197,6 +225,7 @@ cqbridge_new(struct event_base *base, struct cqbridge **out)
 	if (br == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&br->lock, NULL);
+	br->budget_us = CQBRIDGE_BUDGET_US;
 	br->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (br->efd < 0) {
 		rc = -errno;
@@ -279,6 +308,26 @@ void
 cqbridge_charge(struct cqbridge *br, size_t units)
 {
 	br->spent += units;
+}
+
+void
+cqbridge_set_budget(struct cqbridge *br, unsigned budget_us)
+{
+	br->budget_us = budget_us;
+}
+
+void
+cqbridge_on_turn(struct cqbridge *br, void (*fn)(void *arg, double seconds, size_t ran),
+    void *arg)
+{
+	br->on_turn = fn;
+	br->on_turn_arg = arg;
+}
+
+void
+cqbridge_post(struct cqbridge *br, struct cqbridge_tag *tag, int ok)
+{
+	cqbridge_push(br, tag, ok);
 }
 
 unsigned long long

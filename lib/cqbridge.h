@@ -23,6 +23,11 @@ struct cqbridge;
  * what cqbridge_charge adds); more wait for the next turn. */
 #define CQBRIDGE_BATCH 128
 
+/* Default time budget of one loop turn's ordinary completions (microseconds): a turn stops
+ * taking them once this much time went by (at least one runs), whatever is left of
+ * CQBRIDGE_BATCH; see cqbridge_set_budget. */
+#define CQBRIDGE_BUDGET_US 5000
+
 struct cqbridge_tag {
 	/* Called on the loop thread; ok is grpc_event.success. */
 	void (*fn)(struct cqbridge_tag *tag, int ok);
@@ -51,6 +56,19 @@ void cqbridge_free(struct cqbridge *br);
  * (e.g. one Step reply carrying many programs' steps), counted against this turn's
  * CQBRIDGE_BATCH so the turn stays bounded. */
 void cqbridge_charge(struct cqbridge *br, size_t units);
+
+/* Loop thread: sets the time budget of one turn's ordinary completions (microseconds; 0: no
+ * time budget, only CQBRIDGE_BATCH).  Default CQBRIDGE_BUDGET_US. */
+void cqbridge_set_budget(struct cqbridge *br, unsigned budget_us);
+
+/* Loop thread: fn(arg, seconds, ran) after each turn of the bridge that ran completions:
+ * the time that turn took (urgent and ordinary completions, their callbacks included) and
+ * how many ran.  NULL fn: none. */
+void cqbridge_on_turn(struct cqbridge *br, void (*fn)(void *arg, double seconds, size_t ran),
+    void *arg);
+
+/* Any thread: queues a completion as if the completion queue had delivered it (tests). */
+void cqbridge_post(struct cqbridge *br, struct cqbridge_tag *tag, int ok);
 
 /* Number of completions dispatched so far (for tests and metrics). */
 unsigned long long cqbridge_dispatched(const struct cqbridge *br);

@@ -4,18 +4,24 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
@@ -45,11 +51,42 @@ struct metrics {
 	void *collect_arg;
 };
 
+/* A /metrics request handed to the loop thread, and its rendered text coming back. */
+struct metrics_http_job {
+	struct evhttp_request *req;  /* touched by the HTTP thread only */
+	char *text;
+	size_t len;
+	int rc;
+};
+
+/*
+ * The endpoint: evhttp on its own event_base, served by its own thread, so probes never wait
+ * for a loop turn.  The loop thread publishes readiness and a heartbeat (atomics); /metrics
+ * is rendered on the loop thread (the registry is the loop's) and sent back.
+ */
 struct metrics_http {
-	struct evhttp *http;
-	struct metrics *m;
-	metrics_ready_fn ready;
+	struct evhttp *http;           /* on hbase: HTTP thread only (after start) */
+	struct metrics *m;             /* loop thread only */
+	metrics_ready_fn ready;        /* loop thread only */
 	void *ready_arg;
+	void (*on_beat)(void *arg, double lag_s);
+	void *on_beat_arg;
+	struct event_base *base;       /* the loop's */
+	struct event_base *hbase;      /* the HTTP thread's */
+	pthread_t thread;
+	int thread_started;
+	struct event *beat;            /* loop: heartbeat timer */
+	double beat_due;               /* loop: when the heartbeat should run (monotonic s) */
+	atomic_int ready_now;          /* loop -> HTTP: ready(ready_arg) at the last beat */
+	atomic_llong beat_ms;          /* loop -> HTTP: monotonic ms of the last beat */
+	atomic_int stall_ms;
+	atomic_int stopping;
+	/* HTTP -> loop (todo) and loop -> HTTP (done), under lock; eventfds wake each side. */
+	pthread_mutex_t lock;
+	struct metrics_http_job *todo, *done;
+	size_t ntodo, todocap, ndone, donecap;
+	int loop_efd, http_efd;
+	struct event *loop_ev, *http_ev;
 };
 
 static const char *const metrics_type_names[] = { "counter", "gauge", "histogram" };
@@ -594,7 +631,166 @@ metrics_http_reply(struct evhttp_request *req, int code, const char *reason,
 	evbuffer_free(b);
 }
 
-/* Routes one request; runs on the loop thread. */
+static long long
+metrics_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double
+metrics_mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+metrics_efd_write(int fd)
+{
+	uint64_t one = 1;
+
+	while (write(fd, &one, sizeof one) < 0 && errno == EINTR)
+		;
+}
+
+static void
+metrics_efd_read(int fd)
+{
+	uint64_t n;
+
+	while (read(fd, &n, sizeof n) < 0 && errno == EINTR)
+		;
+}
+
+/* Loop thread: publish readiness and the heartbeat. */
+static void
+metrics_http_publish(struct metrics_http *h)
+{
+	atomic_store(&h->ready_now, h->ready == NULL || h->ready(h->ready_arg) ? 1 : 0);
+	atomic_store(&h->beat_ms, metrics_mono_ms());
+}
+
+/* Loop thread: the heartbeat timer (how late it runs is the loop's lag). */
+static void
+metrics_http_beat(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics_http *h = arg;
+	double now = metrics_mono_s(), lag = now - h->beat_due;
+
+	(void)fd;
+	(void)what;
+	h->beat_due = now + METRICS_BEAT_MS / 1000.0;
+	metrics_http_publish(h);
+	if (h->on_beat != NULL)
+		h->on_beat(h->on_beat_arg, lag > 0 ? lag : 0);
+}
+
+/* HTTP thread: is the loop's heartbeat recent? */
+static int
+metrics_http_loop_alive(struct metrics_http *h)
+{
+	return metrics_mono_ms() - atomic_load(&h->beat_ms) <= atomic_load(&h->stall_ms);
+}
+
+/* Queues a job on one side's list; -ENOMEM. */
+static int
+metrics_http_queue(struct metrics_http *h, struct metrics_http_job **list, size_t *n,
+    size_t *cap, const struct metrics_http_job *job, int efd)
+{
+	int wake;
+
+	pthread_mutex_lock(&h->lock);
+	if (ARRAY_GROW(*list, *cap, *n + 1) != 0) {
+		pthread_mutex_unlock(&h->lock);
+		return -ENOMEM;
+	}
+	wake = *n == 0;
+	(*list)[(*n)++] = *job;
+	pthread_mutex_unlock(&h->lock);
+	if (wake)
+		metrics_efd_write(efd);
+	return 0;
+}
+
+/* Takes one side's list (swapped out under the lock). */
+static struct metrics_http_job *
+metrics_http_take(struct metrics_http *h, struct metrics_http_job **list, size_t *n,
+    size_t *cap, size_t *got)
+{
+	struct metrics_http_job *jobs;
+
+	pthread_mutex_lock(&h->lock);
+	jobs = *list;
+	*got = *n;
+	*list = NULL;
+	*n = *cap = 0;
+	pthread_mutex_unlock(&h->lock);
+	return jobs;
+}
+
+/* Loop thread: render the /metrics requests the HTTP thread handed over. */
+static void
+metrics_http_on_todo(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics_http *h = arg;
+	struct metrics_http_job *jobs;
+	size_t n, i;
+
+	(void)what;
+	metrics_efd_read(fd);
+	jobs = metrics_http_take(h, &h->todo, &h->ntodo, &h->todocap, &n);
+	for (i = 0; i < n; i++) {
+		struct metrics_http_job *j = &jobs[i];
+		FILE *f = open_memstream(&j->text, &j->len);
+		j->rc = f != NULL ? metrics_render(h->m, f) : -ENOMEM;
+		if (f != NULL && fclose(f) != 0 && j->rc == 0)
+			j->rc = -EIO;
+		if (metrics_http_queue(h, &h->done, &h->ndone, &h->donecap, j, h->http_efd) != 0) {
+			/* Cannot hand it back: the request stays unanswered until its connection
+			 * times out (evhttp frees it with the endpoint). */
+			free(j->text);
+		}
+	}
+	free(jobs);
+}
+
+/* HTTP thread: send the rendered /metrics; or stop. */
+static void
+metrics_http_on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics_http *h = arg;
+	struct metrics_http_job *jobs;
+	size_t n, i;
+
+	(void)what;
+	metrics_efd_read(fd);
+	if (atomic_load(&h->stopping)) {
+		event_base_loopbreak(h->hbase);
+		return;
+	}
+	jobs = metrics_http_take(h, &h->done, &h->ndone, &h->donecap, &n);
+	for (i = 0; i < n; i++) {
+		struct metrics_http_job *j = &jobs[i];
+		if (j->rc != 0) {
+			log_err(LOG_METRICS, "cannot render metrics: %s", certa_strerror(j->rc));
+			metrics_http_reply(j->req, HTTP_INTERNAL, "Internal Server Error",
+			    "text/plain; charset=utf-8", "cannot render metrics\n", 22);
+		} else {
+			metrics_http_reply(j->req, HTTP_OK, "OK", METRICS_CONTENT_TYPE, j->text,
+			    j->len);
+		}
+		free(j->text);
+	}
+	free(jobs);
+}
+
+/* Routes one request; runs on the HTTP thread.  /healthz and /readyz are answered here from
+ * what the loop published; /metrics goes to the loop thread. */
 static void
 metrics_http_handle(struct evhttp_request *req, void *arg)
 {
@@ -618,30 +814,65 @@ metrics_http_handle(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (strcmp(path, "/healthz") == 0) {
-		metrics_http_reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", "ok\n", 3);
+		if (metrics_http_loop_alive(h))
+			metrics_http_reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8", "ok\n", 3);
+		else
+			metrics_http_reply(req, 503, "Service Unavailable",
+			    "text/plain; charset=utf-8", "loop stalled\n", 13);
 	} else if (strcmp(path, "/readyz") == 0) {
-		if (h->ready == NULL || h->ready(h->ready_arg))
+		if (!metrics_http_loop_alive(h))
+			metrics_http_reply(req, 503, "Service Unavailable",
+			    "text/plain; charset=utf-8", "loop stalled\n", 13);
+		else if (atomic_load(&h->ready_now))
 			metrics_http_reply(req, HTTP_OK, "OK", "text/plain; charset=utf-8",
 			    "ready\n", 6);
 		else
 			metrics_http_reply(req, 503, "Service Unavailable",
 			    "text/plain; charset=utf-8", "not ready\n", 10);
 	} else {
-		char *text = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&text, &len);
-		int rc = f != NULL ? metrics_render(h->m, f) : -ENOMEM;
-		if (f != NULL && fclose(f) != 0 && rc == 0)
-			rc = -EIO;
-		if (rc != 0) {
-			log_err(LOG_METRICS, "cannot render metrics: %s", certa_strerror(rc));
+		struct metrics_http_job j = { req, NULL, 0, 0 };
+		if (metrics_http_queue(h, &h->todo, &h->ntodo, &h->todocap, &j, h->loop_efd) != 0)
 			metrics_http_reply(req, HTTP_INTERNAL, "Internal Server Error",
 			    "text/plain; charset=utf-8", "cannot render metrics\n", 22);
-		} else {
-			metrics_http_reply(req, HTTP_OK, "OK", METRICS_CONTENT_TYPE, text, len);
-		}
-		free(text);
 	}
+}
+
+static void *
+metrics_http_thread(void *arg)
+{
+	struct metrics_http *h = arg;
+
+	event_base_dispatch(h->hbase);
+	return NULL;
+}
+
+/* Frees what metrics_http_start made (the thread joined or never started). */
+static void
+metrics_http_free(struct metrics_http *h)
+{
+	size_t i;
+
+	if (h->beat != NULL)
+		event_free(h->beat);
+	if (h->loop_ev != NULL)
+		event_free(h->loop_ev);
+	if (h->http != NULL)
+		evhttp_free(h->http);
+	if (h->http_ev != NULL)
+		event_free(h->http_ev);
+	if (h->hbase != NULL)
+		event_base_free(h->hbase);
+	/* Requests still queued belonged to the evhttp just freed. */
+	for (i = 0; i < h->ndone; i++)
+		free(h->done[i].text);
+	free(h->done);
+	free(h->todo);
+	if (h->loop_efd >= 0)
+		close(h->loop_efd);
+	if (h->http_efd >= 0)
+		close(h->http_efd);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
 }
 
 int
@@ -649,25 +880,38 @@ metrics_http_start(struct event_base *base, const char *addr, int port,
     struct metrics *m, metrics_ready_fn ready, void *ready_arg, int *bound_port,
     struct metrics_http **out)
 {
+	static const struct timeval beat = { METRICS_BEAT_MS / 1000,
+	    (METRICS_BEAT_MS % 1000) * 1000 };
 	struct metrics_http *h;
 	struct evhttp_bound_socket *sock;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
-	int got = 0;
+	int got = 0, rc;
 
 	if (port < 0 || port > 65535)
 		return CERTA_EUNAVAIL;
 	h = calloc(1, sizeof *h);
 	if (h == NULL)
 		return -ENOMEM;
+	pthread_mutex_init(&h->lock, NULL);
 	h->m = m;
 	h->ready = ready;
 	h->ready_arg = ready_arg;
-	h->http = evhttp_new(base);
-	if (h->http == NULL) {
-		free(h);
-		return -ENOMEM;
-	}
+	h->base = base;
+	atomic_init(&h->stall_ms, METRICS_STALL_MS);
+	h->loop_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	h->http_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	h->hbase = event_base_new();
+	if (h->loop_efd < 0 || h->http_efd < 0 || h->hbase == NULL)
+		goto fail_nomem;
+	h->loop_ev = event_new(base, h->loop_efd, EV_READ | EV_PERSIST, metrics_http_on_todo, h);
+	h->http_ev = event_new(h->hbase, h->http_efd, EV_READ | EV_PERSIST, metrics_http_on_done,
+	    h);
+	h->beat = event_new(base, -1, EV_PERSIST, metrics_http_beat, h);
+	h->http = evhttp_new(h->hbase);
+	if (h->loop_ev == NULL || h->http_ev == NULL || h->beat == NULL || h->http == NULL ||
+	    event_add(h->loop_ev, NULL) != 0 || event_add(h->http_ev, NULL) != 0)
+		goto fail_nomem;
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
 	    EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
 	evhttp_set_timeout(h->http, 30);
@@ -677,9 +921,8 @@ metrics_http_start(struct event_base *base, const char *addr, int port,
 	sock = evhttp_bind_socket_with_handle(h->http, addr, (ev_uint16_t)port);
 	if (sock == NULL) {
 		log_err(LOG_METRICS, "cannot listen on %s port %d for metrics", addr, port);
-		evhttp_free(h->http);
-		free(h);
-		return CERTA_EUNAVAIL;
+		rc = CERTA_EUNAVAIL;
+		goto fail;
 	}
 	if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0) {
 		if (ss.ss_family == AF_INET)
@@ -687,11 +930,47 @@ metrics_http_start(struct event_base *base, const char *addr, int port,
 		else if (ss.ss_family == AF_INET6)
 			got = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
+	metrics_http_publish(h);
+	h->beat_due = metrics_mono_s() + METRICS_BEAT_MS / 1000.0;
+	if (event_add(h->beat, &beat) != 0)
+		goto fail_nomem;
+	rc = pthread_create(&h->thread, NULL, metrics_http_thread, h);
+	if (rc != 0) {
+		rc = -rc;
+		goto fail;
+	}
+	h->thread_started = 1;
 	log_info(LOG_METRICS, "metrics on http://%s:%d/metrics", addr, got);
 	if (bound_port != NULL)
 		*bound_port = got;
 	*out = h;
 	return 0;
+
+fail_nomem:
+	rc = -ENOMEM;
+fail:
+	metrics_http_free(h);
+	return rc;
+}
+
+void
+metrics_http_ready_changed(struct metrics_http *h)
+{
+	if (h != NULL)
+		metrics_http_publish(h);
+}
+
+void
+metrics_http_set_stall(struct metrics_http *h, int stall_ms)
+{
+	atomic_store(&h->stall_ms, stall_ms);
+}
+
+void
+metrics_http_on_beat(struct metrics_http *h, void (*fn)(void *arg, double lag_s), void *arg)
+{
+	h->on_beat = fn;
+	h->on_beat_arg = arg;
 }
 
 void
@@ -699,6 +978,10 @@ metrics_http_stop(struct metrics_http *h)
 {
 	if (h == NULL)
 		return;
-	evhttp_free(h->http);
-	free(h);
+	if (h->thread_started) {
+		atomic_store(&h->stopping, 1);
+		metrics_efd_write(h->http_efd);
+		pthread_join(h->thread, NULL);
+	}
+	metrics_http_free(h);
 }

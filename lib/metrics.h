@@ -119,22 +119,46 @@ int metrics_render(struct metrics *m, FILE *f);
 /* Content-Type of the rendered text. */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* The loop thread's heartbeat (it publishes readiness too), and how old it may get before
+ * /healthz and /readyz say the loop is stalled (metrics_http_set_stall). */
+#define METRICS_BEAT_MS 50
+#define METRICS_STALL_MS 2000
+
 /*
- * Starts an HTTP server (libevent evhttp) on base, bound to addr ("127.0.0.1", "0.0.0.0",
- * "::") and port (0 = any free port; *bound_port, when not NULL, gets the port).  Serves
- *	GET /metrics  200, the rendered registry (METRICS_CONTENT_TYPE)
- *	GET /healthz  200 "ok" — answered by the loop thread, so it shows the loop is running
- *	GET /readyz   200 "ready" when ready(ready_arg) is non-zero (or ready is NULL), else
- *	              503 "not ready"
+ * Starts an HTTP server (libevent evhttp) bound to addr ("127.0.0.1", "0.0.0.0", "::") and
+ * port (0 = any free port; *bound_port, when not NULL, gets the port).  It is served by its
+ * own thread with its own event_base, so probes never wait for a turn of the loop thread
+ * (base): the loop publishes readiness (ready(ready_arg), evaluated on the loop thread) and a
+ * heartbeat every METRICS_BEAT_MS from a timer on base, and at metrics_http_ready_changed.
+ *	GET /metrics  200, the registry rendered on the loop thread (METRICS_CONTENT_TYPE)
+ *	GET /healthz  200 "ok" while the loop's heartbeat is recent (within the stall time,
+ *	              METRICS_STALL_MS by default), else 503 "loop stalled"
+ *	GET /readyz   200 "ready" when the loop's heartbeat is recent and ready(ready_arg) was
+ *	              non-zero (or ready is NULL) when last published, else 503 ("loop stalled",
+ *	              "not ready")
  * HEAD is accepted like GET; other methods get 405, other paths 404.  Query strings are
  * ignored.  m must outlive the endpoint.  *out is written only on success.
- * Returns 0, -ENOMEM, or CERTA_EUNAVAIL when the address cannot be bound (in use, bad address).
+ * Returns 0, -ENOMEM, -errno from pthread_create, or CERTA_EUNAVAIL when the address cannot
+ * be bound (in use, bad address).
  */
 int metrics_http_start(struct event_base *base, const char *addr, int port,
     struct metrics *m, metrics_ready_fn ready, void *ready_arg, int *bound_port,
     struct metrics_http **out);
 
-/* Closes the listener and every open connection.  NULL is a no-op.  Loop thread only. */
+/* Loop thread: readiness may have changed; publish ready(ready_arg) now (otherwise at the next
+ * heartbeat).  NULL is a no-op. */
+void metrics_http_ready_changed(struct metrics_http *h);
+
+/* Any thread: how old the loop's heartbeat may get (ms) before /healthz and /readyz answer
+ * 503 "loop stalled". */
+void metrics_http_set_stall(struct metrics_http *h, int stall_ms);
+
+/* Loop thread: fn(arg, lag) at each heartbeat, with how late the timer ran (seconds). */
+void metrics_http_on_beat(struct metrics_http *h, void (*fn)(void *arg, double lag_s),
+    void *arg);
+
+/* Stops the HTTP thread, closes the listener and every open connection (requests in
+ * progress get no answer).  NULL is a no-op.  Loop thread only. */
 void metrics_http_stop(struct metrics_http *h);
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <cmocka.h>
@@ -722,10 +723,17 @@ on_hcmd(evutil_socket_t fd, short what, void *arg)
 	switch (c) {
 	case 'r':
 		h->ready = 1;
+		metrics_http_ready_changed(h->http);
 		break;
 	case 'u':
 		h->ready = 0;
+		metrics_http_ready_changed(h->http);
 		break;
+	case 'b':
+		/* A long loop turn: ack first, then keep the loop thread busy. */
+		assert_int_equal(write(h->ack_pipe[1], &c, 1), 1);
+		usleep(700000);
+		return;
 	case 'i':
 		metrics_inc(h->m, M_PROGRAMS, METRICS_LABELS("a", "done"));
 		break;
@@ -751,6 +759,15 @@ hloop(void *arg)
 {
 	event_base_dispatch(((struct hfix *)arg)->base);
 	return NULL;
+}
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* One HTTP/1.0 exchange over a raw socket; returns the status, the response in *resp
@@ -842,6 +859,35 @@ test_http_endpoint(void **state)
 	hcmd(&h, 'u');
 	assert_int_equal(http_get(h.port, "GET", "/readyz", &resp), 503);
 	free(resp);
+
+	/* The probes do not wait for the loop: answered while it is busy (700 ms turn); once
+	 * its heartbeat is older than the stall time, both say so. */
+	hcmd(&h, 'r');
+	hcmd(&h, 'b');
+	{
+		double t0 = now_ms();
+		assert_int_equal(http_get(h.port, "GET", "/readyz", &resp), 200);
+		free(resp);
+		assert_int_equal(http_get(h.port, "GET", "/healthz", &resp), 200);
+		free(resp);
+		assert_true(now_ms() - t0 < 300);
+		metrics_http_set_stall(h.http, 100);
+		usleep(250000);
+		assert_int_equal(http_get(h.port, "GET", "/readyz", &resp), 503);
+		assert_string_equal(http_body(resp), "loop stalled\n");
+		free(resp);
+		assert_int_equal(http_get(h.port, "GET", "/healthz", &resp), 503);
+		free(resp);
+		assert_true(now_ms() - t0 < 600);
+	}
+	/* The loop runs again (the command after 'b' is handled once it is back). */
+	metrics_http_set_stall(h.http, METRICS_STALL_MS);
+	hcmd(&h, 'r');
+	assert_int_equal(http_get(h.port, "GET", "/readyz", &resp), 200);
+	free(resp);
+	assert_int_equal(http_get(h.port, "GET", "/healthz", &resp), 200);
+	free(resp);
+	hcmd(&h, 'u');
 
 	hcmd(&h, 'i');
 	hcmd(&h, 'i');

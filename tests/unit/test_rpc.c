@@ -668,6 +668,101 @@ test_listen_conflict(void **state)
 	event_base_free(base);
 }
 
+/* The bridge's time budget: a turn stops taking ordinary completions once it is spent; an
+ * urgent one runs at the next turn, ahead of what is queued. */
+struct slow_tag {
+	struct cqbridge_tag tag;
+	int *ran;
+	int sleep_us;
+};
+
+static void
+on_slow_tag(struct cqbridge_tag *tag, int ok)
+{
+	struct slow_tag *t = (struct slow_tag *)tag;
+
+	(void)ok;
+	(*t->ran)++;
+	if (t->sleep_us > 0)
+		usleep((useconds_t)t->sleep_us);
+}
+
+/* The urgent tag: records how many ordinary ones had run when it ran. */
+static int *urgent_seen;
+static int urgent_at = -1;
+
+static void
+on_urgent_tag(struct cqbridge_tag *tag, int ok)
+{
+	(void)tag;
+	(void)ok;
+	urgent_at = *urgent_seen;
+}
+
+static void
+on_bridge_turn(void *arg, double seconds, size_t ran)
+{
+	size_t *turns = arg;
+
+	(void)seconds;
+	assert_true(ran > 0);
+	(*turns)++;
+}
+
+static void
+test_bridge_budget(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct cqbridge *br;
+	struct slow_tag t[40], urgent;
+	int ran = 0, br_done = 0, before, i;
+	size_t turns = 0;
+
+	(void)state;
+	assert_int_equal(cqbridge_new(base, &br), 0);
+	cqbridge_on_turn(br, on_bridge_turn, &turns);
+	cqbridge_set_budget(br, 10000);
+	for (i = 0; i < 40; i++) {
+		t[i].tag.fn = on_slow_tag;
+		t[i].tag.urgent = 0;
+		t[i].ran = &ran;
+		t[i].sleep_us = 2000;
+		cqbridge_post(br, &t[i].tag, 1);
+	}
+	/* One turn: 10 ms of 2 ms completions, not the 40 (CQBRIDGE_BATCH would allow them). */
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_true(ran >= 1);
+	assert_true(ran <= 7);
+	assert_int_equal(turns, 1);
+	urgent.tag.fn = on_urgent_tag;
+	urgent.tag.urgent = 1;
+	urgent_seen = &ran;
+	cqbridge_post(br, &urgent.tag, 1);
+	before = ran;
+	/* The next turn (the zero-delay timer and the eventfd may both run one). */
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(urgent_at, before);
+	assert_true(ran < 40);
+	assert_true(ran - before <= 14);
+	for (i = 0; i < 100 && ran < 40; i++)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(ran, 40);
+	assert_true(turns >= 40 / 7);
+	/* No time budget: one turn runs them all. */
+	cqbridge_set_budget(br, 0);
+	ran = 0;
+	for (i = 0; i < 40; i++) {
+		t[i].sleep_us = 200;
+		cqbridge_post(br, &t[i].tag, 1);
+	}
+	event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(ran, 40);
+	cqbridge_shutdown(br, set_flag, &br_done);
+	pump_until(base, &br_done);
+	cqbridge_free(br);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -684,6 +779,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_async_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_calls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_conflict, setup, teardown),
+		cmocka_unit_test(test_bridge_budget),
 	};
 	int rc;
 
