@@ -5,6 +5,7 @@
 #include "eval/routecmd.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct routecmd_opts {
 	const char *dir, *policy, *route_policy, *out;
 	unsigned folds;
 	double min_acc;           /* fraction; < 0: the target's accuracy on the same problems */
+	double z;                 /* standard errors of margin when picking (--z) */
 	bool no_sweep;            /* only the given policy */
 	bool target_policy;       /* target: the best fixed choice with the certainty policy
 	                           * (else: the best full-run fixed choice, the issue's floor) */
@@ -48,7 +50,7 @@ routecmd_usage(FILE *f)
 {
 	fprintf(f, "usage: certa-eval route --traces DIR [--policy FILE] [--route-policy FILE]\n"
 	    "           [--cost POOL=W]... [--folds 5] [--target full|policy]\n"
-	    "           [--min-accuracy PCT] [--out FILE] [--no-sweep]\n");
+	    "           [--min-accuracy PCT] [--z Z] [--out FILE] [--no-sweep]\n");
 }
 
 static int
@@ -136,7 +138,7 @@ static size_t
 routecmd_candidates(const struct router_policy *base, struct routecmd_cand *out, size_t max)
 {
 	static const double hard_th[] = { 1.5, 0.25, 0.4, 0.55, 0.7 };
-	static const uint64_t esc_tok[] = { 0, 4096, 8192 };
+	static const uint64_t esc_tok[] = { 0, 4096, 8192, 12288 };
 	static const uint64_t sc_budget[] = { 0, 3 * 8192 };
 	struct router_rung r[2 * ROUTER_MAX_POOLS];
 	size_t nr = 0, n = 0, a, b, c, h, e, len, bi;
@@ -201,30 +203,44 @@ routecmd_candidates(const struct router_policy *base, struct routecmd_cand *out,
 }
 
 /* Index of the cheapest candidate whose accuracy over the problems with fold != skip (all
- * when skip >= folds) reaches min_acc, or (min_acc < 0) the accuracy ref_ok has there (the
- * most accurate fixed choice with the certainty policy); -1 if none. */
+ * when skip >= folds) reaches min_acc (an operator's explicit accuracy: a plain comparison),
+ * or (min_acc < 0) the accuracy ref_ok has there (the target fixed choice) with a margin of
+ * z standard errors of the paired per-problem difference (candidate and reference on the
+ * same problems; the stop policy's calibration uses z = 1 too), so that a candidate is not
+ * picked for beating the reference by two problems on these folds.  z = 0: the plain
+ * comparison.  -1 if none. */
 static long
 routecmd_pick(const struct routecmd_cand *c, size_t nc, const unsigned *fold, size_t n,
-    unsigned skip, const unsigned char *ref_ok, double min_acc)
+    unsigned skip, const unsigned char *ref_ok, double min_acc, double z)
 {
 	long best = -1;
 	double best_cost = 0;
 	size_t k, i;
 
 	for (k = 0; k < nc; k++) {
-		double ok = 0, ref = 0, cost = 0, m = 0;
+		double ok = 0, ref = 0, cost = 0, m = 0, d2 = 0, lb;
 		for (i = 0; i < n; i++) {
 			if (fold[i] == skip)
 				continue;
 			ok += c[k].ok[i];
 			ref += ref_ok[i];
+			d2 += ((double)c[k].ok[i] - ref_ok[i]) * ((double)c[k].ok[i] - ref_ok[i]);
 			cost += c[k].cost[i];
 			m++;
 		}
 		if (m == 0)
 			continue;
-		if (ok / m < (min_acc >= 0 ? min_acc : ref / m) - 1e-12)
-			continue;
+		if (min_acc >= 0) {
+			if (ok / m < min_acc - 1e-12)
+				continue;
+		} else {
+			/* paired with the reference on the same problems: mean difference less z
+			 * standard errors of it must not be below 0 */
+			double md = (ok - ref) / m, var = m > 1 ? (d2 / m - md * md) * m / (m - 1) : 0;
+			lb = md - z * sqrt(var > 0 ? var / m : 0);
+			if (lb < -1e-12)
+				continue;
+		}
 		if (best < 0 || cost / m < best_cost) {
 			best = (long)k;
 			best_cost = cost / m;
@@ -252,6 +268,7 @@ routecmd_parse(int argc, char **argv, struct routecmd_opts *o)
 	memset(o, 0, sizeof *o);
 	o->dir = getenv("CERTA_TRACES");
 	o->folds = 5;
+	o->z = 1.0;
 	o->min_acc = -1;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -276,6 +293,8 @@ routecmd_parse(int argc, char **argv, struct routecmd_opts *o)
 			o->out = v;
 		else if (strcmp(a, "--folds") == 0)
 			o->folds = (unsigned)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--z") == 0)
+			o->z = strtod(v, NULL);
 		else if (strcmp(a, "--min-accuracy") == 0)
 			o->min_acc = strtod(v, NULL) / 100.0;
 		else if (strcmp(a, "--target") == 0 && (strcmp(v, "full") == 0 ||
@@ -289,6 +308,10 @@ routecmd_parse(int argc, char **argv, struct routecmd_opts *o)
 	if (o->dir == NULL || o->dir[0] == '\0') {
 		fprintf(stderr, "certa-eval: no traces directory (--traces DIR or CERTA_TRACES)\n");
 		return 2;
+	}
+	if (!(o->z >= 0 && o->z <= 5)) {
+		fprintf(stderr, "certa-eval: --z must be in [0, 5]\n");
+		return -1;
 	}
 	if (o->folds < 2 || o->folds > 20) {
 		fprintf(stderr, "certa-eval: --folds must be in [2, 20]\n");
@@ -564,7 +587,7 @@ routecmd_main(int argc, char **argv)
 
 	/* Out-of-fold: each fold routed by the candidate picked on the other folds. */
 	for (f = 0; f < o.folds; f++) {
-		pick = routecmd_pick(c, nc, fold, n, (unsigned)f, ref_ok, o.min_acc);
+		pick = routecmd_pick(c, nc, fold, n, (unsigned)f, ref_ok, o.min_acc, o.z);
 		if (pick < 0)
 			pick = 0;
 		printf("  fold %zu: %s\n", f, c[pick].label);
@@ -576,12 +599,12 @@ routecmd_main(int argc, char **argv)
 			}
 	}
 	printf("out-of-fold (%u folds; each fold routed by the cheapest candidate reaching %s on "
-	    "the others): %.1f%% at %.0f cost/prog, %.0f tokens/prog\n", o.folds,
+	    "the others, margin z = %g): %.1f%% at %.0f cost/prog, %.0f tokens/prog\n", o.folds,
 	    o.min_acc >= 0 ? "--min-accuracy" : o.target_policy ?
 	    "the best fixed choice's accuracy with the certainty policy" :
-	    "the best full-run fixed choice's accuracy",
+	    "the best full-run fixed choice's accuracy", o.z,
 	    100 * oof_ok / (double)n, oof_cost / (double)n, oof_tok / (double)n);
-	pick = routecmd_pick(c, nc, fold, n, o.folds, ref_ok, o.min_acc);
+	pick = routecmd_pick(c, nc, fold, n, o.folds, ref_ok, o.min_acc, o.z);
 	if (pick >= 0) {
 		for (i = 0; i < n; i++) {
 			pol_ok += c[pick].ok[i];

@@ -36,7 +36,7 @@ router_policy_default(struct router_policy *p)
 	p->hard_threshold = 1.5;
 	p->hard_rung = 0;
 	p->escalate_unpromising = true;
-	p->escalate_tokens = 0;
+	p->escalate_tokens = 12288;   /* the trigger point the ladder had (docs/routing.md) */
 	p->escalate_certaindex = 0.5;
 	p->drop_agreement = 1.5;
 	p->drop_certaindex = 0.99;
