@@ -13,8 +13,6 @@
 #include "scheduler/difficulty.h"
 #include "scheduler/policy.h"
 
-#define EVALSIM_MAX_N 64
-
 const struct evalsim_diff_rule evalsim_diff_rules[EVALSIM_NDIFF] = {
 	{ 512, 1 }, { 512, 2 }, { 512, 3 },
 	{ 1024, 1 }, { 1024, 2 }, { 1024, 3 },
@@ -333,6 +331,11 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 	v.nchains = n;
 	v.chains = ch;
 	v.state = &state;
+	if (traj != NULL) {
+		traj->nchains = n;
+		for (i = 0; i < n; i++)
+			traj->chain_tokens[i] = st[i].t->tokens_used;
+	}
 	for (;;) {
 		uint64_t decode = sched_tokens_used(&v), most = 0;
 
@@ -349,6 +352,7 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			pt.cost = decode + probe_tokens;
 			/* in the bound's units (unpromising_relative), as sched_decide() compares */
 			pt.most = sched_unpromising_tokens(p, most);
+			pt.most_raw = most;
 			pt.end = d.stop && d.reason == SCHED_REASON_NATURAL_END;
 			pt.decided = cp.decided;
 			pt.c = cp.any_valid && cp.answer[0] != '\0' ? cp.certaindex : -1;

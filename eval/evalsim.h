@@ -120,6 +120,8 @@ extern const struct evalsim_diff_rule evalsim_diff_rules[EVALSIM_NDIFF];
 struct evalsim_point {
 	uint64_t cost;            /* decode + probe tokens so far */
 	uint64_t most;            /* most tokens of a chain (sched_unpromising_tokens) */
+	uint64_t most_raw;        /* ... in tokens (chain i has min(its tokens, most_raw): the
+	                           * chains advance in lockstep) */
 	double c;                 /* program certaindex; < 0 when not eligible to stop-certain */
 	bool decided;             /* sc: finished chains decide the vote (stops at any threshold) */
 	bool end;                 /* natural end (always stops) */
@@ -141,6 +143,9 @@ enum evalsim_label {
 };
 
 /* Per-program trajectory plus model training rows. */
+/* Chains per program at most. */
+#define EVALSIM_MAX_N 64
+
 struct evalsim_traj {
 	enum evalsim_label label;  /* set before evalsim_run (zero: SAFE) */
 	struct evalsim_point *pts;
@@ -149,6 +154,9 @@ struct evalsim_traj {
 	double *x;
 	unsigned char *y;
 	size_t nrows, rows_cap, nfeat;
+	/* the chains' full lengths (tokens_used), for lengths at a stop (most_raw) */
+	uint64_t chain_tokens[EVALSIM_MAX_N];
+	size_t nchains;
 };
 
 void evalsim_traj_free(struct evalsim_traj *t);

@@ -5,7 +5,7 @@
  *   certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--difficulty]   (leave-one-out;
  *              do_lomo; --difficulty: every fold without and with difficulty classes)
  *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo]
- *              [--controller cf|window] [--passes 1]
+ *              [--controller cf|window] [--passes 1] [--model-tokens learned|oracle]
  *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] ...  (eval/online.h)
  *   certa-eval route --traces DIR [--route-policy FILE] ...  (expert routing; eval/routecmd.h)
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
@@ -954,9 +954,10 @@ usage(FILE *f)
 	    "       certa-eval online --traces DIR [--algo cot|sc] [--policy START] "
 	    "[--start default|lomo] [--controller cf|window] [--passes 1] [--runs 5] [--lag 10] [--shadow-frac 0.2] "
 	    "[--target T] [--sc-target T] [--confidence C] [--step S] [--min-samples N] [--window N] "
-	    "[--verbose]\n"
+	    "[--model-tokens learned|oracle] [--verbose]\n"
 	    "           (the shadow-driven risk controller over each model's programs in\n"
-	    "           virtual time, shadow tokens counted; eval/online.h)\n"
+	    "           virtual time, shadow tokens counted, model_tokens learned from the\n"
+	    "           stream as certad or the traces' median; eval/online.h)\n"
 	    "       certa-eval grader --traces DIR   (answer equivalence vs the traces' grader)\n"
 	    "       certa-eval export-history --state STATE_DIR --out FILE.jsonl [--all]\n"
 	    "           (certad's history as traces: recalibrate on your own traffic)\n"
@@ -1218,6 +1219,9 @@ main(int argc, char **argv)
 		} else if (strcmp(o, "--controller") == 0 && (strcmp(v, "cf") == 0 ||
 		    strcmp(v, "window") == 0)) {
 			oo.windowed = strcmp(v, "window") == 0;
+		} else if (strcmp(o, "--model-tokens") == 0 && (strcmp(v, "oracle") == 0 ||
+		    strcmp(v, "learned") == 0)) {
+			oo.oracle_tokens = strcmp(v, "oracle") == 0;
 		} else if (strcmp(o, "--passes") == 0) {
 			oo.passes = (unsigned)strtoul(v, NULL, 10);
 		} else if (strcmp(o, "--runs") == 0) {

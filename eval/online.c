@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "eval/evalsim.h"
+#include "scheduler/chainlen.h"
 #include "scheduler/riskctl.h"
 
 /* One program of a simulated stream. */
@@ -19,6 +20,8 @@ struct online_prog {
 	int diff;                 /* full run right - stopped right (loss in programs) */
 	bool shadowed, changed;
 	double shift;             /* the shift it ran under */
+	uint64_t model_tokens;    /* the model_tokens it ran under (0: absolute bounds) */
+	int reason;               /* enum sched_reason of its stop */
 };
 
 /* A shadow whose outcome is still on its way. */
@@ -28,6 +31,53 @@ struct online_pending {
 	bool changed;
 	uint64_t tokens;
 };
+
+/* The trajectory t as a program decided with model_tokens mt sees it: its points with `most`
+ * in the units of pm (sched_unpromising_tokens of the raw tokens), into buf; or t itself when
+ * learn is false (the set was recorded with the model's median from all its traces). */
+static const struct evalsim_traj *
+online_view(const struct evalsim_traj *t, const struct sched_policy *pm, bool learn,
+    struct evalsim_point *buf, struct evalsim_traj *view)
+{
+	size_t i;
+
+	if (!learn)
+		return t;
+	*view = *t;
+	view->pts = buf;
+	for (i = 0; i < t->npts; i++) {
+		buf[i] = t->pts[i];
+		buf[i].most = sched_unpromising_tokens(pm, t->pts[i].most_raw);
+	}
+	return view;
+}
+
+/* Why a program stopped at pt (left points after it), as sched_decide() orders the checks. */
+static enum sched_reason
+online_reason(const struct evalsim_point *pt, size_t left, double tau, uint64_t u)
+{
+	if (pt->end || left == 0)
+		return SCHED_REASON_NATURAL_END;
+	if ((tau <= 1.0 && pt->decided) || (pt->c >= 0 && pt->c >= tau))
+		return SCHED_REASON_CERTAIN;
+	if (u > 0 && pt->most >= u)
+		return SCHED_REASON_UNPROMISING;
+	return SCHED_REASON_NATURAL_END;
+}
+
+/* What certad's chain-length learning (daemon/shadow.c) counts of a program that ended with
+ * `reason` at `most` raw tokens: its chains at their lengths there, when chainlen_counts()
+ * says the ending counts (a shadow: NATURAL_END at the trajectory's end). */
+static void
+online_learn(struct chainlen *cl, const struct evalsim_traj *t, int reason, uint64_t most)
+{
+	size_t i;
+
+	if (!chainlen_counts(reason))
+		return;
+	for (i = 0; i < t->nchains; i++)
+		chainlen_add(cl, t->chain_tokens[i] < most ? t->chain_tokens[i] : most);
+}
 
 /* A recorded trajectory as the controller's counterfactual points (riskctl.h): c with the sc
  * vote decided by finished chains as certaindex 1 (it stops at every threshold <= 1), other =
@@ -57,6 +107,8 @@ struct online_result {
 	uint64_t shadows, changes, saves, backs;
 	uint64_t samples, excluded;  /* counterfactual: trajectories counted / excluded */
 	double shadow_share;      /* shadow tokens / full-run tokens */
+	long learned_at;          /* first program run under a learned model_tokens (-1) */
+	uint64_t final_mt;        /* the model_tokens of the last program */
 };
 
 static uint64_t
@@ -121,8 +173,13 @@ online_static_saved(struct online_cache *c, const struct evalsim_set *set, doubl
 static int
 online_stream(const struct online_opts *o, const struct evalsim_set *set, const char *model,
     enum sched_algo algo, const struct sched_policy *p, double tau0, uint64_t u, unsigned run, double best,
-    struct online_prog *progs, size_t total, struct online_result *r)
+    uint64_t oracle_mt, struct online_prog *progs, size_t total, struct online_result *r)
 {
+	bool learn = !o->oracle_tokens && p->unpromising_relative;
+	struct sched_policy pm = *p;
+	struct evalsim_point *vbuf;
+	struct evalsim_traj view;
+	struct chainlen *cl;
 	struct online_cache cache = { .n = 0 };
 	struct riskctl_params pr;
 	struct riskctl_state st;
@@ -140,10 +197,14 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	order = calloc(set->nprog, sizeof *order);
 	pend = calloc(total, sizeof *pend);
 	pts = calloc(maxpts, sizeof *pts);
-	if (order == NULL || pend == NULL || pts == NULL) {
+	vbuf = calloc(maxpts, sizeof *vbuf);
+	cl = calloc(1, sizeof *cl);
+	if (order == NULL || pend == NULL || pts == NULL || vbuf == NULL || cl == NULL) {
 		free(order);
 		free(pend);
 		free(pts);
+		free(vbuf);
+		free(cl);
 		return -ENOMEM;
 	}
 	riskctl_params_from_policy(p, algo, &pr);
@@ -160,6 +221,11 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 		/* Shadows that ended by now reach the controller, in the order they started. */
 		for (i = 0; i < npend && pend[i].at <= k; i++) {
 			const struct evalsim_traj *pt = &set->traj[pend[i].j];
+			/* The shadow ran to its natural end: its chains count at full length. */
+			if (learn && pt->npts > 0)
+				online_learn(cl, pt, SCHED_REASON_NATURAL_END,
+				    pt->pts[pt->npts - 1].most_raw);
+			pt = online_view(pt, &pm, learn, vbuf, &view);
 			if (o->windowed) {
 				riskctl_observe(&pr, &st, pend[i].changed, pend[i].tokens);
 				continue;
@@ -173,7 +239,12 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 			npend -= i;
 		}
 		j = order[k % set->nprog];
-		t = &set->traj[j];
+		/* The model_tokens this program is decided with: the median learned so far from the
+		 * finished programs and shadows (absolute bounds before min_samples chains), as
+		 * certad; or (oracle) the median of all the model's traces. */
+		pm.model_tokens = learn ? chainlen_tokens(cl, p->model_tokens_min_samples,
+		    p->model_tokens) : oracle_mt;
+		t = online_view(&set->traj[j], &pm, learn, vbuf, &view);
 		if (t->npts == 0)
 			continue;
 		last = t->npts - 1;
@@ -181,6 +252,7 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 		idx = evalsim_stop_index(t->pts, t->npts, tau, u);
 		memset(g, 0, sizeof *g);
 		g->shift = st.shift;
+		g->model_tokens = pm.model_tokens;
 		g->cost = (double)t->pts[idx].cost;
 		g->full = (double)set->full_tokens[j];
 		g->diff = (int)set->full_correct[j] - (int)t->pts[idx].correct;
@@ -209,6 +281,9 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 			pend[npend].tokens = extra;
 			npend++;
 		}
+		g->reason = online_reason(&t->pts[idx], last - idx, tau, u);
+		if (learn)
+			online_learn(cl, t, g->reason, t->pts[idx].most_raw);
 		cost += g->cost;
 		shadow += g->shadow;
 		full += g->full;
@@ -224,6 +299,21 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	r->backs = st.backs;
 	r->samples = st.samples;
 	r->excluded = st.excluded;
+	r->learned_at = -1;
+	for (k = 0; k < total; k++) {
+		if (learn && r->learned_at < 0 && progs[k].model_tokens != p->model_tokens)
+			r->learned_at = (long)k + 1;
+		r->final_mt = progs[k].model_tokens;
+	}
+	if (o->mt_trace != NULL && o->mt_trace->n == 0 && run == 0) {
+		for (k = 0; k < total && k < o->mt_trace->max; k++) {
+			o->mt_trace->mt[k] = progs[k].model_tokens;
+			if (o->mt_trace->reason != NULL)
+				o->mt_trace->reason[k] = progs[k].reason;
+		}
+		o->mt_trace->n = k;
+		o->mt_trace->oracle = oracle_mt;
+	}
 	r->converged = -1;
 	r->held = -1;
 	r->reach = -1;
@@ -263,6 +353,8 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	free(order);
 	free(pend);
 	free(pts);
+	free(vbuf);
+	free(cl);
 	return 0;
 }
 
@@ -409,6 +501,7 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 	struct evalsim_set set;
 	struct online_prog *progs = NULL;
 	struct online_result *res = NULL;
+	struct sched_policy om;
 	double tau0, best = 0, best_tau = 0, best_loss = 0, l0, s0;
 	uint64_t u;
 	size_t i, total, n = algo == SCHED_ALGO_SC ? 3 : 1;
@@ -473,8 +566,21 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 	    "threshold (in-sample, loss <= %.2g pt): %.4g, loss %.2f pt, saved %.1f%%\n",
 	    100 * l0, 100 * s0, 100 * o->max_loss, best_tau, 100 * best_loss, 100 * best);
 	online_print_levels(&set, &p, tau0, u, algo);
+	evalsim_model_policy(tr, &p, model, &om);
+	if (!p.unpromising_relative)
+		printf("model_tokens: absolute unpromising bounds (unpromising_relative 0)\n");
+	else if (o->oracle_tokens)
+		printf("model_tokens: oracle, %llu (the median of all this model's traces) from the "
+		    "first program\n", (unsigned long long)om.model_tokens);
+	else
+		printf("model_tokens: learned from the stream (median of the last %u counted "
+		    "chains once %u are kept; before: %llu%s; the median of all traces: %llu)\n",
+		    (unsigned)CHAINLEN_CAP, p.model_tokens_min_samples,
+		    (unsigned long long)p.model_tokens, p.model_tokens ? "" : ", absolute bounds",
+		    (unsigned long long)om.model_tokens);
 	for (run = 0; run < o->runs; run++) {
-		rc = online_stream(o, &set, model, algo, &p, tau0, u, run, best, progs, total, &res[run]);
+		rc = online_stream(o, &set, model, algo, &p, tau0, u, run, best, om.model_tokens,
+		    progs, total, &res[run]);
 		if (rc != 0)
 			goto out;
 		if (run == 0 || o->verbose) {
@@ -533,6 +639,12 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 		    "worst window loss %.2f pt, setting held >= 80%% of best in %u of %u runs\n", model,
 		    algo == SCHED_ALGO_SC ? "sc" : "cot", 100 * ms / o->runs, 100 * best,
 		    100 * ml / o->runs, 100 * ww, conv, o->runs);
+		if (p.unpromising_relative && !o->oracle_tokens)
+			printf("model_tokens %s %s: learned from program %ld (run 0), %llu at the end "
+			    "(the median of all traces: %llu)\n", model,
+			    algo == SCHED_ALGO_SC ? "sc" : "cot", res[0].learned_at,
+			    (unsigned long long)res[0].final_mt,
+			    (unsigned long long)om.model_tokens);
 	}
 	rc = 0;
 out:

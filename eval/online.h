@@ -31,9 +31,19 @@
 #define CERTA_EVAL_ONLINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "lib/traces.h"
 #include "scheduler/sched.h"
+
+/* The model_tokens each program of a stream ran under (online_opts.mt_trace). */
+struct online_mt_trace {
+	uint64_t *mt;
+	size_t max, n;
+	uint64_t oracle;
+	int *reason;              /* NULL, or each program's enum sched_reason */
+};
 
 struct online_opts {
 	const struct sched_policy *start;  /* starting policy incl. riskctl.* (the default) */
@@ -48,6 +58,19 @@ struct online_opts {
 	bool windowed;            /* the previous controller: certain stops shadowed, one outcome
 	                           * at the current setting (riskctl_observe); default: the
 	                           * counterfactual counts (riskctl_observe_cf) */
+	/* model_tokens (sched.h, unpromising_relative): false (learned, as certad): each program
+	 * is decided with the model's median chain length learned so far (scheduler/chainlen.h,
+	 * the start policy's model_tokens, normally 0 = absolute bounds, until
+	 * model_tokens.min_samples chains are counted) from the stream's finished programs and
+	 * landed shadows, which chains count as in certad (chainlen_counts: natural ends at full
+	 * length, unpromising cuts at their length, certainty stops not; a shadow at its end);
+	 * true (oracle): the median of all the model's traces from the first program
+	 * (evalsim_model_policy).  The static figures (a shift's saving, the model's own best
+	 * threshold) are the oracle's either way. */
+	bool oracle_tokens;
+	/* When set and its n is 0: receives the model_tokens of each program of the first
+	 * (model, algorithm) simulated, run 0 (up to max), and that model's oracle value (tests). */
+	struct online_mt_trace *mt_trace;
 };
 
 /* Runs the simulation for every model of tr and prints it.  Returns 0, or a negative errno
