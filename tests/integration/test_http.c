@@ -458,6 +458,7 @@ test_https(void **state)
 {
 	struct env *e = *state;
 	char *body = NULL;
+	struct timespec t0, t1;
 
 	if (e == NULL)
 		skip();
@@ -479,8 +480,15 @@ test_https(void **state)
 	assert_non_null(strstr(body, e->it.tr->model));
 	free(body);
 	write_chat(e, "stream.json", e->it.tr->model, ",\"stream\":true");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(curl(e, "POST", "/v1/chat/completions", e->key, "stream.json", "sse", 60,
 	    &body, NULL), 200);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (!(strlen(body) > 14 && strcmp(body + strlen(body) - 14, "data: [DONE]\n\n") == 0))
+		/* seen once under load: say what the stream ended with, and when */
+		print_message("https stream without [DONE] after %.1f s (%zu bytes), its end: %s\n",
+		    (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, strlen(body),
+		    strlen(body) > 400 ? body + strlen(body) - 400 : body);
 	assert_true(strlen(body) > 14 &&
 	    strcmp(body + strlen(body) - 14, "data: [DONE]\n\n") == 0);
 	assert_non_null(strstr(body, "\"reasoning_content\":"));
