@@ -121,7 +121,8 @@ persist_chunk(struct store_txn *txn, const struct program *p, uint32_t index,
 static void
 persist_saved(struct program *p, int all_chains)
 {
-	int reset = p->chains_reset;
+	/* As persist_txn decided: a rewrite from chunk 0 resets every chain's counts. */
+	int reset = p->chains_reset || persist_inconsistent(p);
 	uint32_t i;
 
 	for (i = 0; i < p->n; i++) {

@@ -1156,6 +1156,41 @@ test_replaced_chains_rewritten(void **state)
 	assert_string_equal(answers, "y,z,w,");
 }
 
+/* A chain whose saved counts are not a prefix of what it holds (persist_txn's fallback:
+ * every chain rewritten from chunk 0): the counts kept in memory follow that rewrite, so the
+ * next append goes after the one chunk there and a restart brings the chain back. */
+static void
+test_inconsistent_counts_rewritten(void **state)
+{
+	struct fx *f = *state;
+	struct chunk_scan s;
+	struct program *p;
+	char answers[128];
+
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	step_probe(f, p, 0, "<think>one ", "a", 0.1, 0);
+	step_probe(f, p, 0, "two ", "b", 0.2, 0);
+	assert_int_equal(p->chains[0].text_chunks, 2);
+	p->chains[0].text_saved = p->chains[0].text_len + 100;   /* not a prefix */
+	step_probe(f, p, 0, "three ", "c", 0.3, 0);
+	assert_int_equal(p->chains[0].text_chunks, 1);
+	step_probe(f, p, 0, "four", "d", 0.4, 1);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.rec->text_chunks, 2);
+	assert_string_equal(s.text, "<think>one two three four");
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+	reopen(f);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	assert_string_equal(p->chains[0].text, "<think>one two three four");
+	probe_answers(p, 0, answers, sizeof answers);
+	assert_string_equal(answers, "a,b,c,d,");
+}
+
 int
 main(void)
 {
@@ -1183,6 +1218,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_chain_probes_in_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_probes_move_to_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replaced_chains_rewritten, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inconsistent_counts_rewritten, setup, teardown),
 	};
 	int rc;
 
