@@ -227,7 +227,8 @@ static const struct config_option dmain_options[] = {
 	  .max = 3600000,
 	  .help = "/healthz and /readyz answer 503 \"loop stalled\" once the loop thread has not "
 	          "run its heartbeat (every 50 ms) for this long (they are served by their own "
-	          "thread)" },
+	          "thread; a liveness probe on /healthz should allow for slow disks); reloaded "
+	          "on SIGHUP" },
 	{ .name = "http.listen",
 	  .type = CONFIG_STRING,
 	  .help = "address of the OpenAI-compatible HTTP API (host:port; port 0 = any free "
@@ -643,6 +644,8 @@ dmain_reload(struct dmain *m)
 	m->cfg = cfg;
 	dmain_apply_log_level(cfg);
 	core_set_policy(m->core, &pol);
+	if (m->mhttp != NULL)      /* an atomic the HTTP thread reads */
+		metrics_http_set_stall(m->mhttp, (int)config_get_int(cfg, "metrics.stall_timeout"));
 	dmain_sync_workers(m, cfg);
 	log_notice(LOG_CONFIG, "configuration reloaded");
 }
