@@ -802,13 +802,10 @@ chunks_of(struct fx *f, struct chunk_scan *s)
 	assert_non_null(s->rec);
 }
 
+/* Writes p's step: through the group commit (group) or at once; ch is written after. */
 static void
-step_text(struct fx *f, struct program *p, const char *piece, int group)
+persist_step(struct fx *f, struct program *p, const struct chain *ch, int group)
 {
-	struct chain *ch = &p->chains[0];
-
-	assert_int_equal(program_chain_append(ch, piece, ch->tokens + 3, "", 0, NULL, false, NULL,
-	    false), 0);
 	if (group) {
 		persist_later(f->c, p, 0);
 		persist_flush(f->c);
@@ -816,6 +813,16 @@ step_text(struct fx *f, struct program *p, const char *piece, int group)
 		assert_int_equal(persist_or_wait(f->c, p, 0), 0);
 	}
 	assert_false(ch->dirty);
+}
+
+static void
+step_text(struct fx *f, struct program *p, const char *piece, int group)
+{
+	struct chain *ch = &p->chains[0];
+
+	assert_int_equal(program_chain_append(ch, piece, ch->tokens + 3, "", 0, NULL, false, NULL,
+	    false), 0);
+	persist_step(f, p, ch, group);
 }
 
 static int
@@ -933,13 +940,7 @@ step_probe(struct fx *f, struct program *p, uint32_t idx, const char *piece, con
 	assert_int_equal(program_chain_append(ch, piece, ch->tokens + 3, answer, 1, &st, false,
 	    NULL, false), 0);
 	ch->probes[ch->nprobes - 1].certaindex = cx;
-	if (group) {
-		persist_later(f->c, p, 0);
-		persist_flush(f->c);
-	} else {
-		assert_int_equal(persist_or_wait(f->c, p, 0), 0);
-	}
-	assert_false(ch->dirty);
+	persist_step(f, p, ch, group);
 }
 
 /* Chain idx's probe answers, each followed by ','. */
