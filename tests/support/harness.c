@@ -20,6 +20,7 @@
 
 #include "certa/v1/worker.pb-c.h"
 #include "lib/error.h"
+#include "lib/log.h"
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
 
@@ -776,6 +777,19 @@ harness_traces_dir(void)
 	if (dir == NULL || dir[0] == '\0' || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		return NULL;
 	return dir;
+}
+
+int
+harness_demo_traces(struct traces **out)
+{
+	static const char demo[] = "data/traces-demo";
+	struct stat st;
+
+	*out = NULL;
+	if (stat(demo, &st) != 0)
+		return -ENOENT;
+	log_set_level(LOG_LVL_WARN);
+	return traces_load(demo, out);
 }
 
 /* Whether a program makes a useful test case (see harness.h). */

@@ -24,6 +24,7 @@
 #ifndef CERTA_TESTS_SUPPORT_HARNESS_H
 #define CERTA_TESTS_SUPPORT_HARNESS_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -160,6 +161,22 @@ const char *harness_traces_dir(void);
 		print_message("skipped: set CERTA_TRACES to the recorded traces directory\n"); \
 		skip(); \
 	} \
+} while (0)
+
+/* The repository's demo traces (data/traces-demo; unit tests run from the source tree),
+ * loaded at warning log level into *out: 0, -ENOENT when the directory is not there (tests
+ * then skip), else traces_load()'s error. */
+int harness_demo_traces(struct traces **out);
+
+/* Sets tr to the demo traces (harness_demo_traces), skipping the running test when they are
+ * not there and failing it when they do not load.  Needs <cmocka.h>. */
+#define HARNESS_DEMO_TRACES(tr) do { \
+	int harness_rc_ = harness_demo_traces(&(tr)); \
+	if (harness_rc_ == -ENOENT) { \
+		print_message("data/traces-demo not found (run from the source tree): skipping\n"); \
+		skip(); \
+	} \
+	assert_int_equal(harness_rc_, 0); \
 } while (0)
 
 /*

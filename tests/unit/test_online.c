@@ -14,16 +14,14 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "eval/evalsim.h"
 #include "eval/online.h"
-#include "lib/log.h"
 #include "lib/traces.h"
 #include "scheduler/chainlen.h"
+#include "tests/support/harness.h"
 
-static const char demo[] = "data/traces-demo";
 
 #define MAXP 4096
 
@@ -31,14 +29,8 @@ static struct traces *
 load(void)
 {
 	struct traces *tr = NULL;
-	struct stat st;
 
-	if (stat(demo, &st) != 0) {
-		print_message("%s not found (run from the source tree): skipping\n", demo);
-		skip();
-	}
-	log_set_level(LOG_LVL_WARN);
-	assert_int_equal(traces_load(demo, &tr), 0);
+	HARNESS_DEMO_TRACES(tr);
 	return tr;
 }
 

@@ -11,28 +11,20 @@
 #include <cmocka.h>
 
 #include <string.h>
-#include <sys/stat.h>
 
 #include "eval/evalsim.h"
 #include "eval/routesim.h"
-#include "lib/log.h"
 #include "lib/traces.h"
 #include "scheduler/router.h"
+#include "tests/support/harness.h"
 
-static const char demo[] = "data/traces-demo";
 
 static struct traces *
 load(void)
 {
 	struct traces *tr = NULL;
-	struct stat st;
 
-	if (stat(demo, &st) != 0) {
-		print_message("%s not found (run from the source tree): skipping\n", demo);
-		skip();
-	}
-	log_set_level(LOG_LVL_WARN);
-	assert_int_equal(traces_load(demo, &tr), 0);
+	HARNESS_DEMO_TRACES(tr);
 	return tr;
 }
 
