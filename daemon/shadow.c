@@ -348,7 +348,7 @@ shadow_learn(struct core *c, const struct program *p)
 	const struct sched_policy *base = shadow_base(c);
 	struct shadow_len *l;
 	uint32_t i;
-	bool before;
+	bool before, took_over;
 
 	if (c->shadow == NULL || p->state != PROGRAM_FINISHED || !chainlen_counts(p->reason))
 		return;
@@ -359,12 +359,12 @@ shadow_learn(struct core *c, const struct program *p)
 	for (i = 0; i < p->n; i++)
 		chainlen_add(&l->cl, p->chains[i].tokens);
 	l->unsaved++;
-	if (!before && chainlen_learned(&l->cl, base->model_tokens_min_samples))
+	took_over = !before && chainlen_learned(&l->cl, base->model_tokens_min_samples);
+	if (took_over)
 		log_info(LOG_SCHED, "model_tokens %s: learned %llu (median of %u chains)",
 		    l->model, (unsigned long long)chainlen_median(&l->cl), l->cl.n);
 	/* Written every few programs, and when the learned value takes over. */
-	if (l->unsaved >= SHADOW_LEN_SAVE_EVERY ||
-	    (!before && chainlen_learned(&l->cl, base->model_tokens_min_samples)))
+	if (l->unsaved >= SHADOW_LEN_SAVE_EVERY || took_over)
 		shadow_len_save(c, l);
 }
 
@@ -633,7 +633,6 @@ shadow_spawn(struct core *c, struct program *p)
 	if (!shadow_start(c, p))
 		shadow_learn(c, p);
 }
-
 
 void
 shadow_done(struct core *c, struct program *p)
