@@ -391,6 +391,21 @@ cu_mat(struct backend_cuda *c, const struct model_weight *w)
 
 /* ---- kernels ----------------------------------------------------------------------------- */
 
+/* The largest of red[0 .. blockDim.x) (a power of two) into red[0], by a tree over the block;
+ * every thread of the block calls it after writing its own red[threadIdx.x]. */
+__device__ static void
+cu_block_max(float *red)
+{
+	uint32_t tid = threadIdx.x, st;
+
+	__syncthreads();
+	for (st = blockDim.x / 2; st > 0; st >>= 1) {
+		if (tid < st)
+			red[tid] = fmaxf(red[tid], red[tid + st]);
+		__syncthreads();
+	}
+}
+
 /*
  * Matmul input to F16 with the scale of cuk_f16_scale (so no activation above 65504 becomes
  * infinite), for up to CUK_F16_ONE_BLOCK elements: one block finds the largest magnitude
@@ -401,17 +416,12 @@ __global__ void
 k_to_f16_block(__half *out, float *alpha, const float *x, size_t n)
 {
 	__shared__ float red[CU_THREADS];
-	uint32_t tid = threadIdx.x, st;
+	uint32_t tid = threadIdx.x;
 	float sc, inv;
 	size_t i;
 
 	red[tid] = cuk_absmax_part(tid, blockDim.x, x, n);
-	__syncthreads();
-	for (st = blockDim.x / 2; st > 0; st >>= 1) {
-		if (tid < st)
-			red[tid] = fmaxf(red[tid], red[tid + st]);
-		__syncthreads();
-	}
+	cu_block_max(red);
 	sc = cuk_f16_scale(red[0]);
 	inv = 1.0f / sc;
 	for (i = tid; i < n; i += blockDim.x)
@@ -426,16 +436,11 @@ __global__ void
 k_absmax(unsigned *word, const float *x, size_t n)
 {
 	__shared__ float red[CU_THREADS];
-	uint32_t tid = threadIdx.x, st;
+	uint32_t tid = threadIdx.x;
 
 	red[tid] = cuk_absmax_part((size_t)blockIdx.x * blockDim.x + tid,
 	    (size_t)gridDim.x * blockDim.x, x, n);
-	__syncthreads();
-	for (st = blockDim.x / 2; st > 0; st >>= 1) {
-		if (tid < st)
-			red[tid] = fmaxf(red[tid], red[tid + st]);
-		__syncthreads();
-	}
+	cu_block_max(red);
 	if (tid == 0)
 		atomicMax(word, __float_as_uint(red[0]));
 }
@@ -518,12 +523,7 @@ k_attention(struct cuk_attn a)
 	float m, l;
 
 	red[tid] = cuk_attn_scores(&a, blockIdx.x, tid, blockDim.x);
-	__syncthreads();
-	for (s = blockDim.x / 2; s > 0; s >>= 1) {
-		if (tid < s)
-			red[tid] = fmaxf(red[tid], red[tid + s]);
-		__syncthreads();
-	}
+	cu_block_max(red);
 	m = red[0];
 	__syncthreads();
 	red[tid] = cuk_attn_exp(&a, blockIdx.x, tid, blockDim.x, m);
