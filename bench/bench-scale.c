@@ -606,7 +606,8 @@ run_one(struct run *r, int kill9)
 		print_lat("/readyz", &r->floor->readyz);
 	}
 	if (m1 != NULL) {
-		static const char *const ph[] = { "bridge", "commit", "store", "dispatch", "tick" };
+		static const char *const ph[] = { "bridge", "serialize", "commit", "store", "dispatch",
+		    "tick" };
 		size_t k;
 		printf("  loop lag (heartbeat) p50 <= %.1f ms  p99 <= %.1f ms; loop phases p99:",
 		    metric_hist_q(m1, "certa_loop_lag_seconds", 0.5) * 1e3,

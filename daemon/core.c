@@ -243,6 +243,7 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 	c = calloc(1, sizeof *c);
 	if (c == NULL)
 		return -ENOMEM;
+	c->commit_efd = -1;
 	c->base = base;
 	c->br = br;
 	c->opt = *opt;
@@ -409,7 +410,7 @@ core_drain(struct core *c, void (*done)(void *), void *arg)
 		}
 	}
 	if (pool_inflight(c->pool) == 0) {
-		persist_flush(c);
+		persist_sync(c);
 		done(arg);
 		return;
 	}

@@ -52,12 +52,17 @@ struct core {
 	int degraded;                   /* last value given to degraded_fn */
 	void (*degraded_fn)(void *arg, int degraded);
 	void *degraded_arg;
-	/* Group commit (persist.c): step results and endings of one loop turn, one transaction. */
-	struct program **commit_q;      /* programs with commit_queued (NULL: dropped) */
+	/* Group commit (persist.c): step results and endings of one loop turn, one transaction,
+	 * committed by the writer thread. */
+	struct program **commit_q;      /* queued, not yet built into a set (NULL: dropped) */
 	size_t ncommit, commit_cap;
-	struct event *commit;           /* runs the group commit after the turn's results */
-	struct program **flush_q;       /* the queue being handed out after its commit */
-	size_t nflush;
+	struct event *commit;           /* builds the turn's set and hands it to the writer */
+	struct writer *writer;          /* store/writer.h */
+	struct persist_set *sets_head, *sets_tail;  /* with the writer, oldest first */
+	struct persist_set *sets_spare; /* one set kept for reuse */
+	int commit_efd;                 /* the writer wakes the loop: a set is done */
+	struct event *commit_done;      /* ... read here (persist_on_done) */
+	struct wset *sync_ws;           /* the write set of a direct write (persist_write) */
 };
 
 /* Wall-clock milliseconds. */

@@ -376,7 +376,7 @@ out:
 	if (c->draining && pool_inflight(c->pool) == 0 && c->drain_done != NULL) {
 		void (*done)(void *) = c->drain_done;
 		c->drain_done = NULL;
-		persist_flush(c);
+		persist_sync(c);
 		done(c->drain_arg);
 		return;
 	}

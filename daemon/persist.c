@@ -3,9 +3,12 @@
 #include "daemon/core_impl.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <event2/event.h>
 
 #include "daemon/dispatch.h"
@@ -15,6 +18,8 @@
 #include "lib/error.h"
 #include "lib/log.h"
 #include "store/store.h"
+#include "store/writer.h"
+#include "store/wset.h"
 
 /* Retry delays after a failed commit, and the error log's rate limit. */
 #define PERSIST_BACKOFF_MIN_MS 100
@@ -83,10 +88,9 @@ persist_inconsistent(const struct program *p)
 /* Appends what a chain gained since its last commit as its next chunk in the text DB (schema
  * 4: the new text and the newly sealed probe points), and makes its record say so: text ""
  * and the chunk count, length and probe points in chunks; the record keeps only the probe
- * points after those.  cpb holds the chain's record with all its probe points.  Writes
- * nothing already there, so the transaction can run again. */
+ * points after those.  cpb holds the chain's record with all its probe points. */
 static int
-persist_chunk(struct store_txn *txn, const struct program *p, uint32_t index,
+persist_chunk(struct wset *ws, const struct program *p, uint32_t index,
     const struct chain *ch, int reset, struct chain_pb *cpb)
 {
 	Certa__V1__TextChunk tc = CERTA__V1__TEXT_CHUNK__INIT;
@@ -105,7 +109,7 @@ persist_chunk(struct store_txn *txn, const struct program *p, uint32_t index,
 			in_chunks = sealed;
 		}
 		snprintf(key, sizeof key, "%s/%04u/%08x", p->id, index, b.chunks);
-		rc = store_put(txn, STORE_DB_TEXT, key, &tc.base);
+		rc = wset_put(ws, STORE_DB_TEXT, key, &tc.base);
 		b.chunks++;
 	}
 	rr->text = (char *)"";
@@ -146,11 +150,12 @@ persist_saved(struct program *p, int all_chains)
 	p->chains_reset = false;
 }
 
-/* Writes the program record, changed chains and (at the end) history, in one transaction. */
+/* Records the program record, changed chains and (at the end) history in ws: what one
+ * transaction writes for p (persist_saved follows once it is committed, or once handed to the
+ * writer). */
 static int
-persist_txn(struct store_txn *txn, void *arg)
+persist_build(struct wset *ws, const struct persist_ctx *cp)
 {
-	struct persist_ctx *cp = arg;
 	struct program *p = cp->p;
 	Certa__V1__ProgramRecord rec = CERTA__V1__PROGRAM_RECORD__INIT;
 	struct program_pb pb;
@@ -173,7 +178,7 @@ persist_txn(struct store_txn *txn, void *arg)
 		rec.shadow_answer = p->shadow_answer != NULL ? p->shadow_answer : (char *)"";
 		rec.shadow_base_tokens = p->shadow_base_tokens;
 	}
-	rc = store_put(txn, STORE_DB_PROGRAMS, p->id, &rec.base);
+	rc = wset_put(ws, STORE_DB_PROGRAMS, p->id, &rec.base);
 	if (rc != 0)
 		goto out;
 	if (cp->first && p->idempotency_key[0] != '\0') {
@@ -181,7 +186,7 @@ persist_txn(struct store_txn *txn, void *arg)
 		persist_idem_key(p->tenant, p->tenant_uid, p->idempotency_key, key, sizeof key);
 		ir.program_id = p->id;
 		ir.created_unix_ms = p->created_ms;
-		rc = store_add(txn, STORE_DB_IDEMPOTENCY, key, &ir.base);
+		rc = wset_add(ws, STORE_DB_IDEMPOTENCY, key, &ir.base);
 		if (rc != 0)
 			goto out;
 	}
@@ -190,7 +195,7 @@ persist_txn(struct store_txn *txn, void *arg)
 		Certa__V1__TenantProgramRecord tp = CERTA__V1__TENANT_PROGRAM_RECORD__INIT;
 		tp.created_unix_ms = p->created_ms;
 		store_tenant_index_key(p->tenant, p->tenant_uid, p->id, key, sizeof key);
-		rc = store_put(txn, STORE_DB_TENANT_PROGRAMS, key, &tp.base);
+		rc = wset_put(ws, STORE_DB_TENANT_PROGRAMS, key, &tp.base);
 		if (rc != 0)
 			goto out;
 	}
@@ -199,9 +204,9 @@ persist_txn(struct store_txn *txn, void *arg)
 		 * and write them all again from chunk 0. */
 		reset = 1;
 		snprintf(key, sizeof key, "%s/", p->id);
-		rc = store_del_prefix(txn, STORE_DB_TEXT, key, NULL);
+		rc = wset_del_prefix(ws, STORE_DB_TEXT, key);
 		if (rc == 0)
-			rc = store_del_prefix(txn, STORE_DB_REQUESTS, key, NULL);
+			rc = wset_del_prefix(ws, STORE_DB_REQUESTS, key);
 		if (rc != 0)
 			goto out;
 	}
@@ -222,9 +227,9 @@ persist_txn(struct store_txn *txn, void *arg)
 		if (!cp->all_chains && !reset && !ch->dirty)
 			continue;
 		program_chain_key(p, i, key, sizeof key);
-		rc = persist_chunk(txn, p, i, ch, reset, &cpb[i]);
+		rc = persist_chunk(ws, p, i, ch, reset, &cpb[i]);
 		if (rc == 0)
-			rc = store_put(txn, STORE_DB_REQUESTS, key, &cpb[i].msg.base);
+			rc = wset_put(ws, STORE_DB_REQUESTS, key, &cpb[i].msg.base);
 		/* The history record keeps the whole text and every probe point. */
 		cpb[i].msg.text = ch->text != NULL ? ch->text : (char *)"";
 		cpb[i].msg.text_chunks = 0;
@@ -242,7 +247,7 @@ persist_txn(struct store_txn *txn, void *arg)
 		h.requests = rr;
 		h.tenant_uid = p->tenant_uid;
 		snprintf(key, sizeof key, "%016llx/%s", (unsigned long long)p->finished_ms, p->id);
-		rc = store_put(txn, STORE_DB_HISTORY, key, &h.base);
+		rc = wset_put(ws, STORE_DB_HISTORY, key, &h.base);
 	}
 out:
 	if (cpb != NULL)
@@ -301,14 +306,23 @@ persist_failed(struct core *c, const struct program *p, int rc)
 	c->persist_unlogged = 0;
 }
 
+static void persist_settle(struct core *c, struct program *p);
+
 int
 persist_write(struct core *c, struct program *p, int all_chains, int history, int first)
 {
 	struct persist_ctx cp = { p, all_chains, history, first };
 	int rc;
 
+	/* A write of p still with the writer goes first (and if it failed, this one rewrites
+	 * everything). */
+	persist_settle(c, p);
 	p->updated_ms = core_now_ms();
-	rc = store_update(c->st, persist_txn, &cp);
+	wset_clear(c->sync_ws);
+	rc = persist_build(c->sync_ws, &cp);
+	/* store_update waits for the writer's queue first (store_set_barrier). */
+	if (rc == 0)
+		rc = store_update(c->st, wset_apply, c->sync_ws);
 	if (rc < 0) {
 		if (rc == CERTA_EEXIST)
 			return rc;   /* the idempotency key is taken: not a storage problem */
@@ -423,33 +437,196 @@ persist_on_retry(evutil_socket_t fd, short what, void *arg)
 
 /* --- group commit --- */
 
-/* Writes every queued program in one transaction. */
-static int
-persist_group_txn(struct store_txn *txn, void *arg)
+/*
+ * A turn's group commit is built on the loop (persist_flush: every queued program's records
+ * into one write set) and committed by the writer thread (store/writer.h) while the loop goes
+ * on.  Its programs stay commit_queued (no step, no event, Watch and Cancel see them as
+ * not yet durable) until the loop learns of the commit (persist_on_done, woken through an
+ * eventfd); then each one's event goes out (dispatch_persisted).  The chains' saved counts are
+ * advanced when the set is built; a failed commit makes its programs rewrite everything
+ * (chains_reset) on their own (persist_or_wait, with the usual waiting and retries).
+ */
+struct persist_entry {
+	struct program *p;    /* NULL: dropped (persist_unqueue) */
+	int final;
+};
+
+struct persist_set {
+	struct core *c;
+	struct wset *ws;
+	struct persist_entry *e;
+	size_t n, cap;
+	size_t live;          /* entries when handed to the writer */
+	int rc;               /* the commit's result, once done */
+	double seconds;       /* its transaction's duration */
+	atomic_int done;      /* set by the writer thread after rc and seconds */
+	struct persist_set *next;
+};
+
+/* A set to fill: a spare one or a new one. */
+static struct persist_set *
+persist_set_get(struct core *c)
+{
+	struct persist_set *set = c->sets_spare;
+
+	if (set != NULL) {
+		c->sets_spare = set->next;
+	} else {
+		set = calloc(1, sizeof *set);
+		if (set == NULL)
+			return NULL;
+		if (wset_new(&set->ws) != 0) {
+			free(set);
+			return NULL;
+		}
+		set->c = c;
+	}
+	wset_clear(set->ws);
+	set->n = set->live = 0;
+	set->rc = 0;
+	set->seconds = 0;
+	atomic_store(&set->done, 0);
+	set->next = NULL;
+	return set;
+}
+
+/* Keeps one set for reuse (its buffers sized by the last turns), frees the others. */
+static void
+persist_set_put(struct core *c, struct persist_set *set)
+{
+	if (c->sets_spare == NULL) {
+		set->next = NULL;
+		c->sets_spare = set;
+		return;
+	}
+	wset_free(set->ws);
+	free(set->e);
+	free(set);
+}
+
+/* The writer thread: the set is committed (or failed); wake the loop. */
+static void
+persist_on_written(void *arg, int rc, double seconds)
+{
+	struct persist_set *set = arg;
+	uint64_t one = 1;
+	ssize_t n;
+
+	set->rc = rc;
+	set->seconds = seconds;
+	atomic_store_explicit(&set->done, 1, memory_order_release);
+	n = write(set->c->commit_efd, &one, sizeof one);
+	(void)n;   /* a full counter still wakes the loop */
+}
+
+/* p's write with the writer is done: drop p from its set, and if the set failed make p's
+ * next write rewrite everything.  Waits for the writer if needed (rare: an ending or a
+ * forget while p's step is being written). */
+static void
+persist_settle(struct core *c, struct program *p)
+{
+	struct persist_set *set = p->commit_set;
+	size_t i;
+
+	if (set == NULL)
+		return;
+	if (!atomic_load_explicit(&set->done, memory_order_acquire))
+		writer_wait(c->writer);
+	for (i = 0; i < set->n; i++)
+		if (set->e[i].p == p)
+			set->e[i].p = NULL;
+	if (set->rc != 0)
+		p->chains_reset = true;
+	p->commit_set = NULL;
+	p->commit_again = false;
+	p->commit_again_final = false;
+}
+
+/* The loop: hands out the results of the sets the writer has committed, oldest first. */
+static void
+persist_done(struct core *c)
+{
+	struct persist_set *set;
+	size_t i;
+
+	while ((set = c->sets_head) != NULL &&
+	    atomic_load_explicit(&set->done, memory_order_acquire)) {
+		c->sets_head = set->next;
+		if (c->sets_head == NULL)
+			c->sets_tail = NULL;
+		telemetry_loop_phase(c->tel, "store", set->seconds);
+		if (set->rc == 0)
+			telemetry_commit(c->tel, set->live);
+		for (i = 0; i < set->n; i++) {
+			struct program *p = set->e[i].p;
+			int final = set->e[i].final;
+			if (p == NULL)
+				continue;
+			set->e[i].p = NULL;
+			p->commit_set = NULL;
+			p->commit_queued = false;
+			p->commit_final = false;
+			if (p->commit_again) {
+				/* Queued again while this write was with the writer: the next
+				 * commit carries both, and its event. */
+				final = final || p->commit_again_final;
+				p->commit_again = false;
+				p->commit_again_final = false;
+				if (set->rc != 0)
+					p->chains_reset = true;
+				persist_later(c, p, final);
+				continue;
+			}
+			if (set->rc != 0) {
+				/* The group failed: each program on its own, rewritten whole, with
+				 * the usual waiting and retries for those that fail again. */
+				p->chains_reset = true;
+				if (persist_or_wait(c, p, final) == 0)
+					dispatch_persisted(c, p, final);
+				continue;
+			}
+			if (p->persist_pending) {
+				p->persist_pending = false;
+				p->persist_final = false;
+				c->persist_waiting--;
+				persist_health(c);
+			}
+			dispatch_persisted(c, p, final);
+		}
+		if (set->rc == 0 && c->persist_waiting == 0) {
+			c->persist_failing_since_ms = 0;
+			c->persist_logged_ms = 0;
+			c->persist_unlogged = 0;
+		}
+		persist_set_put(c, set);
+	}
+	core_kick(c);
+}
+
+static void
+persist_on_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct core *c = arg;
-	size_t i;
-	int rc;
+	uint64_t v;
+	double t0 = core_mono_s();
+	ssize_t n;
 
-	for (i = 0; i < c->ncommit; i++) {
-		struct program *p = c->commit_q[i];
-		struct persist_ctx cp;
-		if (p == NULL)
-			continue;
-		cp.p = p;
-		cp.all_chains = p->commit_final;
-		cp.history = p->commit_final;
-		cp.first = 0;
-		rc = persist_txn(txn, &cp);
-		if (rc != 0)
-			return rc;
-	}
-	return 0;
+	(void)what;
+	n = read(fd, &v, sizeof v);
+	(void)n;
+	persist_done(c);
+	telemetry_loop_phase(c->tel, "commit", core_mono_s() - t0);
 }
 
 void
 persist_later(struct core *c, struct program *p, int final)
 {
+	if (p->commit_set != NULL) {
+		/* Its last write is with the writer: this one follows when that is done. */
+		p->commit_again = true;
+		p->commit_again_final = p->commit_again_final || final;
+		return;
+	}
 	if (p->commit_queued) {
 		p->commit_final = p->commit_final || final;
 		return;
@@ -474,76 +651,109 @@ persist_unqueue(struct core *c, struct program *p)
 
 	if (!p->commit_queued)
 		return;
-	for (i = 0; i < c->ncommit; i++)
-		if (c->commit_q[i] == p)
-			c->commit_q[i] = NULL;
-	for (i = 0; i < c->nflush; i++)
-		if (c->flush_q[i] == p)
-			c->flush_q[i] = NULL;
+	if (p->commit_set != NULL) {
+		persist_settle(c, p);
+	} else {
+		for (i = 0; i < c->ncommit; i++)
+			if (c->commit_q[i] == p)
+				c->commit_q[i] = NULL;
+	}
 	p->commit_queued = false;
 	p->commit_final = false;
+}
+
+/* Adds p's write to set; 0, or the error (set unchanged). */
+static int
+persist_set_add(struct persist_set *set, struct program *p, int final)
+{
+	struct persist_ctx cp = { p, final, final, 0 };
+	size_t mark = wset_mark(set->ws);
+	int rc;
+
+	if (ARRAY_GROW(set->e, set->cap, set->n + 1) != 0)
+		return -ENOMEM;
+	rc = persist_build(set->ws, &cp);
+	if (rc != 0) {
+		wset_truncate(set->ws, mark);
+		return rc;
+	}
+	set->e[set->n].p = p;
+	set->e[set->n].final = final;
+	set->n++;
+	return 0;
 }
 
 void
 persist_flush(struct core *c)
 {
+	struct persist_set *set;
 	struct program **q;
-	size_t n, i, live = 0;
+	size_t n, i;
 	int64_t now = core_now_ms();
-	double t0;
-	int rc;
 
 	if (c->ncommit == 0)
 		return;
-	for (i = 0; i < c->ncommit; i++)
-		if (c->commit_q[i] != NULL) {
-			c->commit_q[i]->updated_ms = now;
-			live++;
-		}
-	t0 = core_mono_s();
-	rc = live > 0 ? store_update(c->st, persist_group_txn, c) : 0;
-	telemetry_loop_phase(c->tel, "store", core_mono_s() - t0);
-	/* Take the queue: the events below may queue programs again (a new turn). */
-	q = c->flush_q = c->commit_q;
-	n = c->nflush = c->ncommit;
+	/* Take the queue: the writes done alone below may queue programs again. */
+	q = c->commit_q;
+	n = c->ncommit;
 	c->commit_q = NULL;
 	c->ncommit = c->commit_cap = 0;
-	if (rc == 0 && live > 0)
-		telemetry_commit(c->tel, live);
+	set = persist_set_get(c);
+	for (i = 0; i < n; i++) {
+		struct program *p = q[i];
+		if (p == NULL || set == NULL)
+			continue;
+		p->updated_ms = now;
+		if (persist_set_add(set, p, p->commit_final) != 0)
+			continue;   /* written alone below */
+		q[i] = NULL;
+		persist_saved(p, p->commit_final);
+		p->commit_set = set;
+	}
+	if (set != NULL && set->n > 0) {
+		set->live = set->n;
+		if (writer_submit(c->writer, set->ws, persist_on_written, set) == 0) {
+			if (c->sets_tail != NULL)
+				c->sets_tail->next = set;
+			else
+				c->sets_head = set;
+			c->sets_tail = set;
+		} else {
+			/* Not queued (no memory): commit it here, then hand it out as usual. */
+			double t0 = core_mono_s();
+			int rc = store_update(c->st, wset_apply, set->ws);
+			persist_on_written(set, rc < 0 ? rc : 0, core_mono_s() - t0);
+			if (c->sets_tail != NULL)
+				c->sets_tail->next = set;
+			else
+				c->sets_head = set;
+			c->sets_tail = set;
+		}
+	} else if (set != NULL) {
+		persist_set_put(c, set);
+	}
+	/* What could not join the set (no memory, a record that does not pack): alone, with
+	 * the usual waiting and retries. */
 	for (i = 0; i < n; i++) {
 		struct program *p = q[i];
 		int final;
-		if (p == NULL || !p->commit_queued)
+		if (p == NULL || !p->commit_queued || p->commit_set != NULL)
 			continue;
-		q[i] = NULL;
 		final = p->commit_final;
 		p->commit_queued = false;
 		p->commit_final = false;
-		if (rc != 0) {
-			/* The group failed: each program on its own, with the usual waiting and
-			 * retries for those that fail again. */
-			if (persist_or_wait(c, p, final) == 0)
-				dispatch_persisted(c, p, final);
-			continue;
-		}
-		persist_saved(p, final);
-		if (p->persist_pending) {
-			p->persist_pending = false;
-			p->persist_final = false;
-			c->persist_waiting--;
-			persist_health(c);
-		}
-		dispatch_persisted(c, p, final);
+		if (persist_or_wait(c, p, final) == 0)
+			dispatch_persisted(c, p, final);
 	}
-	c->flush_q = NULL;
-	c->nflush = 0;
 	free(q);
-	if (rc == 0 && c->persist_waiting == 0) {
-		c->persist_failing_since_ms = 0;
-		c->persist_logged_ms = 0;
-		c->persist_unlogged = 0;
-	}
-	core_kick(c);
+}
+
+void
+persist_sync(struct core *c)
+{
+	persist_flush(c);
+	writer_wait(c->writer);
+	persist_done(c);
 }
 
 static void
@@ -555,29 +765,68 @@ persist_on_commit(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	persist_flush(c);
-	telemetry_loop_phase(c->tel, "commit", core_mono_s() - t0);
+	telemetry_loop_phase(c->tel, "serialize", core_mono_s() - t0);
 }
 
 int
 persist_init(struct core *c)
 {
+	c->commit_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->commit_efd < 0)
+		return -errno;
 	c->persist_retry = evtimer_new(c->base, persist_on_retry, c);
 	c->commit = event_new(c->base, -1, 0, persist_on_commit, c);
+	c->commit_done = event_new(c->base, c->commit_efd, EV_READ | EV_PERSIST, persist_on_done,
+	    c);
 	c->persist_backoff_ms = PERSIST_BACKOFF_MIN_MS;
-	return c->persist_retry != NULL && c->commit != NULL ? 0 : -ENOMEM;
+	if (c->persist_retry == NULL || c->commit == NULL || c->commit_done == NULL ||
+	    event_add(c->commit_done, NULL) != 0 || wset_new(&c->sync_ws) != 0)
+		return -ENOMEM;
+	return writer_start(c->st, &c->writer);
 }
 
 void
 persist_fini(struct core *c)
 {
+	struct persist_set *set;
 	size_t i;
 
+	/* What the writer holds is committed; its results are not handed out any more. */
+	writer_stop(c->writer);
+	c->writer = NULL;
+	while ((set = c->sets_head) != NULL) {
+		c->sets_head = set->next;
+		for (i = 0; i < set->n; i++)
+			if (set->e[i].p != NULL) {
+				set->e[i].p->commit_set = NULL;
+				set->e[i].p->commit_queued = false;
+			}
+		set->next = NULL;
+		wset_free(set->ws);
+		free(set->e);
+		free(set);
+	}
+	c->sets_tail = NULL;
+	while ((set = c->sets_spare) != NULL) {
+		c->sets_spare = set->next;
+		wset_free(set->ws);
+		free(set->e);
+		free(set);
+	}
+	wset_free(c->sync_ws);
+	c->sync_ws = NULL;
 	if (c->persist_retry != NULL)
 		event_free(c->persist_retry);
 	c->persist_retry = NULL;
 	if (c->commit != NULL)
 		event_free(c->commit);
 	c->commit = NULL;
+	if (c->commit_done != NULL)
+		event_free(c->commit_done);
+	c->commit_done = NULL;
+	if (c->commit_efd >= 0)
+		close(c->commit_efd);
+	c->commit_efd = -1;
 	/* Unwritten results are dropped: the store holds the last committed step. */
 	for (i = 0; i < c->ncommit; i++)
 		if (c->commit_q[i] != NULL)

@@ -32,18 +32,25 @@ int persist_program(struct core *c, struct program *p, int all_chains, int histo
 int persist_or_wait(struct core *c, struct program *p, int final);
 /*
  * Group commit.  persist_later queues p's step (final 0) or ending (final 1) for the commit
- * that runs once the loop turn's step results are handled: every queued program in one
- * transaction (one fsync), then each one's progress or finished event (dispatch_persisted).
- * A queued program is not dispatched, and its events wait for the commit.  When the group's
- * transaction fails each program is written alone (persist_or_wait: waiting and retries as
- * above).  persist_flush runs the commit now (drain, shutdown); persist_unqueue drops p from
- * the queue (its own write or core_forget takes over).
+ * that runs once the loop turn's step results are handled: every queued program's records
+ * go into one write set (built on the loop), which the writer thread (store/writer.h) commits
+ * in one transaction (one fsync) while the loop goes on; when the loop learns it is durable,
+ * each one's progress or finished event goes out (dispatch_persisted).  A queued program is
+ * not dispatched, and its events wait for the commit.  Sets commit in the order built, and a
+ * direct write (persist_write, and any other store_update) waits for the sets queued before
+ * it.  When a set's transaction fails each of its programs is written alone, whole
+ * (persist_or_wait: waiting and retries as above).  persist_flush builds and queues the set
+ * now; persist_sync also waits for every set and hands their events out (drain, shutdown);
+ * persist_unqueue drops p from the queue or its set (its own write or core_forget takes over;
+ * if p's set is still being written, this waits for it).
  */
 void persist_later(struct core *c, struct program *p, int final);
 void persist_flush(struct core *c);
+void persist_sync(struct core *c);
 void persist_unqueue(struct core *c, struct program *p);
-/* The retry timer and the group commit event (core_new; -ENOMEM) and their release
- * (core_free; queued results not written are dropped: the store holds the last commit). */
+/* The retry timer, the group commit's events and the writer thread (core_new; -ENOMEM,
+ * -EAGAIN) and their release (core_free: what the writer holds is committed; results queued
+ * and not built are dropped: the store holds the last commit). */
 int persist_init(struct core *c);
 void persist_fini(struct core *c);
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -77,11 +78,19 @@ struct store {
 	size_t max_map_size;
 	unsigned schema_version;
 	unsigned map_grows;
-	int in_txn;                 /* a store_txn_fn is running: refuse nesting */
+	/* Transactions may run on two threads (the loop's, and a writer thread's: store/writer.h).
+	 * Every transaction holds map_lock shared; changing the map size (which LMDB allows only
+	 * with no transaction active in the process) holds it exclusive. */
+	pthread_rwlock_t map_lock;
+	void (*barrier)(void *arg);   /* store_update waits on it first (store_set_barrier) */
+	void *barrier_arg;
 	int creating;               /* store_open decided on a new state: write meta + id */
 	char state_id[2 * STORE_ID_BYTES + 1];  /* from state-id; "" when absent */
 	unsigned long corrupt_records;  /* damaged records met by reads since open */
 };
+
+/* A store_txn_fn is running on this thread: refuse nesting. */
+static _Thread_local int store_in_txn;
 
 struct store_txn {
 	struct store *st;
@@ -128,6 +137,14 @@ store_db_name(enum store_db db)
 	if ((unsigned)db >= STORE_DB_COUNT)
 		return "?";
 	return store_db_table[db].name;
+}
+
+const ProtobufCMessageDescriptor *
+store_db_type(enum store_db db)
+{
+	if ((unsigned)db >= STORE_DB_COUNT)
+		return NULL;
+	return store_db_table[db].desc;
 }
 
 const char *
@@ -188,7 +205,27 @@ store_map_size(const struct store *st)
 	return info.me_mapsize;
 }
 
-/* Begins a txn; a map grown by another process is adopted (set_mapsize(0)) and retried. */
+static int store_grow_locked(struct store *st);
+
+/* Adopts a map grown by another process (set_mapsize(0)); holds map_lock exclusive, so no
+ * transaction of this process is active.  Called with map_lock not held. */
+static int
+store_adopt_map(struct store *st)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&st->map_lock);
+	rc = mdb_env_set_mapsize(st->env, 0);
+	pthread_rwlock_unlock(&st->map_lock);
+	if (rc != 0)
+		return rc;
+	log_info(LOG_STORE, "map grown by another process, now map_mib=%zu",
+		store_map_size(st) / STORE_MIB);
+	return 0;
+}
+
+/* Begins a txn with map_lock held shared (released on failure); a map grown by another
+ * process is adopted and retried. */
 static int
 store_txn_begin(struct store *st, unsigned flags, MDB_txn **out)
 {
@@ -196,15 +233,16 @@ store_txn_begin(struct store *st, unsigned flags, MDB_txn **out)
 	int rc, tries;
 
 	for (tries = 0;; tries++) {
+		pthread_rwlock_rdlock(&st->map_lock);
 		rc = mdb_txn_begin(st->env, NULL, flags, &txn);
+		if (rc == 0)
+			break;
+		pthread_rwlock_unlock(&st->map_lock);
 		if (rc != MDB_MAP_RESIZED || tries >= STORE_RESIZE_TRIES)
 			break;
-		/* No txn of ours is active here, so the map may be replaced. */
-		rc = mdb_env_set_mapsize(st->env, 0);
+		rc = store_adopt_map(st);
 		if (rc != 0)
 			break;
-		log_info(LOG_STORE, "map grown by another process, now map_mib=%zu",
-			store_map_size(st) / STORE_MIB);
 	}
 	if (rc != 0) {
 		log_err(LOG_STORE, "begin %s txn in %s: %s", (flags & MDB_RDONLY) ? "read" : "write",
@@ -215,9 +253,21 @@ store_txn_begin(struct store *st, unsigned flags, MDB_txn **out)
 	return 0;
 }
 
-/* Doubles the map after MDB_MAP_FULL; only called with no txn active in this process. */
+/* Doubles the map after MDB_MAP_FULL; called with map_lock not held (taken exclusive here, so
+ * no txn of this process is active). */
 static int
 store_grow(struct store *st)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&st->map_lock);
+	rc = store_grow_locked(st);
+	pthread_rwlock_unlock(&st->map_lock);
+	return rc;
+}
+
+static int
+store_grow_locked(struct store *st)
 {
 	size_t cur = store_map_size(st), next;
 	int rc;
@@ -240,15 +290,22 @@ store_grow(struct store *st)
 	return 0;
 }
 
+void
+store_set_barrier(struct store *st, void (*fn)(void *arg), void *arg)
+{
+	st->barrier = fn;
+	st->barrier_arg = arg;
+}
+
 int
-store_update(struct store *st, store_txn_fn fn, void *arg)
+store_update_now(struct store *st, store_txn_fn fn, void *arg)
 {
 	struct store_txn t;
 	int ret, rc;
 
 	if (st == NULL || fn == NULL)
 		return -EINVAL;
-	if (st->in_txn) {
+	if (store_in_txn) {
 		log_err(LOG_STORE, "store_update inside a transaction");
 		return -EBUSY;
 	}
@@ -257,19 +314,22 @@ store_update(struct store *st, store_txn_fn fn, void *arg)
 		ret = store_txn_begin(st, 0, &t.txn);
 		if (ret < 0)
 			return ret;
-		st->in_txn = 1;
+		store_in_txn = 1;
 		ret = fn(&t, arg);
-		st->in_txn = 0;
+		store_in_txn = 0;
 		if (t.map_full) {
 			mdb_txn_abort(t.txn);
+			pthread_rwlock_unlock(&st->map_lock);
 			goto grow;
 		}
 		if (ret < 0) {
 			mdb_txn_abort(t.txn);
+			pthread_rwlock_unlock(&st->map_lock);
 			return ret;
 		}
 		/* Commit frees the txn whether or not it succeeds. */
 		rc = mdb_txn_commit(t.txn);
+		pthread_rwlock_unlock(&st->map_lock);
 		if (rc == MDB_SUCCESS)
 			return ret;
 		if (rc != MDB_MAP_FULL) {
@@ -284,6 +344,14 @@ grow:
 }
 
 int
+store_update(struct store *st, store_txn_fn fn, void *arg)
+{
+	if (st != NULL && st->barrier != NULL && !store_in_txn)
+		st->barrier(st->barrier_arg);
+	return store_update_now(st, fn, arg);
+}
+
+int
 store_view(struct store *st, store_txn_fn fn, void *arg)
 {
 	struct store_txn t = { .st = st, .rdonly = 1 };
@@ -291,17 +359,18 @@ store_view(struct store *st, store_txn_fn fn, void *arg)
 
 	if (st == NULL || fn == NULL)
 		return -EINVAL;
-	if (st->in_txn) {
+	if (store_in_txn) {
 		log_err(LOG_STORE, "store_view inside a transaction");
 		return -EBUSY;
 	}
 	ret = store_txn_begin(st, MDB_RDONLY, &t.txn);
 	if (ret < 0)
 		return ret;
-	st->in_txn = 1;
+	store_in_txn = 1;
 	ret = fn(&t, arg);
-	st->in_txn = 0;
+	store_in_txn = 0;
 	mdb_txn_abort(t.txn);
+	pthread_rwlock_unlock(&st->map_lock);
 	return ret;
 }
 
@@ -346,13 +415,44 @@ store_unframe(const MDB_val *k, const MDB_val *v, const uint8_t **msg, size_t *l
 	return 0;
 }
 
+/* Reserves room for a framed value of len message bytes under key and writes its frame; the
+ * caller fills *msg (len bytes) and then calls store_frame_seal. */
+static int
+store_put_reserve(struct store_txn *txn, enum store_db db, const char *key, size_t len,
+	unsigned flags, uint8_t **msg)
+{
+	MDB_val k, v;
+	int rc;
+
+	k = (MDB_val){ .mv_size = strlen(key), .mv_data = (void *)key };
+	v = (MDB_val){ .mv_size = STORE_REC_HDR + len, .mv_data = NULL };
+	/* The value is written straight into the page LMDB reserves for it: no copy. */
+	rc = mdb_put(txn->txn, txn->st->dbi[db], &k, &v, flags | MDB_RESERVE);
+	if (rc != 0)
+		return store_txn_fail(txn, rc, "put", db, key);
+	*msg = (uint8_t *)v.mv_data + STORE_REC_HDR;
+	return 0;
+}
+
+/* Writes the frame (format byte, checksum of key and message) in front of msg. */
+static void
+store_frame_seal(const char *key, uint8_t *msg, size_t len)
+{
+	uint8_t *p = msg - STORE_REC_HDR;
+	uint32_t crc = store_rec_crc(key, strlen(key), msg, len);
+
+	p[0] = STORE_REC_FORMAT;
+	p[1] = (uint8_t)crc;
+	p[2] = (uint8_t)(crc >> 8);
+	p[3] = (uint8_t)(crc >> 16);
+	p[4] = (uint8_t)(crc >> 24);
+}
+
 static int
 store_put_flags(struct store_txn *txn, enum store_db db, const char *key,
 	const ProtobufCMessage *msg, unsigned flags)
 {
-	MDB_val k, v;
 	size_t len, packed;
-	uint32_t crc;
 	uint8_t *p;
 	int rc;
 
@@ -367,22 +467,34 @@ store_put_flags(struct store_txn *txn, enum store_db db, const char *key,
 		return -EINVAL;
 	}
 	len = protobuf_c_message_get_packed_size(msg);
-	k = (MDB_val){ .mv_size = strlen(key), .mv_data = (void *)key };
-	v = (MDB_val){ .mv_size = STORE_REC_HDR + len, .mv_data = NULL };
-	/* Pack straight into the page LMDB reserves for the value: no copy. */
-	rc = mdb_put(txn->txn, txn->st->dbi[db], &k, &v, flags | MDB_RESERVE);
+	rc = store_put_reserve(txn, db, key, len, flags, &p);
 	if (rc != 0)
-		return store_txn_fail(txn, rc, "put", db, key);
-	p = v.mv_data;
-	packed = protobuf_c_message_pack(msg, p + STORE_REC_HDR);
+		return rc;
+	packed = protobuf_c_message_pack(msg, p);
 	assert(packed == len);
 	(void)packed;
-	crc = store_rec_crc(k.mv_data, k.mv_size, p + STORE_REC_HDR, len);
-	p[0] = STORE_REC_FORMAT;
-	p[1] = (uint8_t)crc;
-	p[2] = (uint8_t)(crc >> 8);
-	p[3] = (uint8_t)(crc >> 16);
-	p[4] = (uint8_t)(crc >> 24);
+	store_frame_seal(key, p, len);
+	return 0;
+}
+
+int
+store_put_packed(struct store_txn *txn, enum store_db db, const char *key, const void *msg,
+	size_t len, int add)
+{
+	uint8_t *p;
+	int rc;
+
+	rc = store_txn_check(txn, db, key, 1);
+	if (rc < 0)
+		return rc;
+	if (msg == NULL && len > 0)
+		return -EINVAL;
+	rc = store_put_reserve(txn, db, key, len, add ? MDB_NOOVERWRITE : 0, &p);
+	if (rc != 0)
+		return rc;
+	if (len > 0)
+		memcpy(p, msg, len);
+	store_frame_seal(key, p, len);
 	return 0;
 }
 
@@ -1302,6 +1414,10 @@ store_open(const char *dir, const struct store_options *opt, struct store **out)
 	st = calloc(1, sizeof *st);
 	if (st == NULL)
 		return -ENOMEM;
+	if (pthread_rwlock_init(&st->map_lock, NULL) != 0) {
+		free(st);
+		return -ENOMEM;
+	}
 	st->path = strdup(dir);
 	if (st->path == NULL) {
 		rc = -ENOMEM;
@@ -1362,6 +1478,7 @@ fail_env:
 fail_path:
 	free(st->path);
 fail_st:
+	pthread_rwlock_destroy(&st->map_lock);
 	free(st);
 	return rc;
 }
@@ -1377,9 +1494,10 @@ store_close(struct store *st)
 {
 	if (st == NULL)
 		return;
-	if (st->in_txn)
+	if (store_in_txn)
 		log_err(LOG_STORE, "store_close inside a transaction");
 	mdb_env_close(st->env);
+	pthread_rwlock_destroy(&st->map_lock);
 	log_info(LOG_STORE, "closed %s", st->path);
 	free(st->path);
 	free(st);

@@ -25,12 +25,15 @@
  * the start.  A store_txn_fn must therefore be re-runnable: it may only change state through the
  * transaction (and may overwrite, not accumulate, its own out-parameters).
  *
- * Threads: a struct store and everything reached through it belong to one thread — in certad the
- * libevent loop thread.  All store_* calls must come from that thread; no locking is done.
- * Because of that the environment is opened without MDB_NOTLS (not needed: one thread, one read
- * transaction at a time).  Transactions do not nest: calling store_update() or store_view()
- * from inside a store_txn_fn returns -EBUSY.  Several processes may open the same environment
- * (LMDB locks it); a map grown by another process is adopted on the next transaction.
+ * Threads: a struct store belongs to one thread — in certad the libevent loop thread — plus at
+ * most one writer thread (store/writer.h) that only runs store_update_now().  Both may have a
+ * transaction open at once (LMDB: one write transaction at a time, readers beside it); changing
+ * the map size, which LMDB allows only with no transaction open in the process, waits for the
+ * other thread's transaction (a read-write lock).  Opened without MDB_NOTLS (one read
+ * transaction per thread at a time).  Transactions do not nest: calling store_update() or
+ * store_view() from inside a store_txn_fn returns -EBUSY.  Several processes may open the same
+ * environment (LMDB locks it); a map grown by another process is adopted on the next
+ * transaction.
  *
  * Errors: 0 on success or a negative code from lib/error.h.  Every function may return
  * CERTA_ESTORE (an LMDB failure not listed below, logged) and -ENOMEM; the lists below name
@@ -167,6 +170,16 @@ typedef int (*store_txn_fn)(struct store_txn *txn, void *arg);
 int store_update(struct store *st, store_txn_fn fn, void *arg);
 
 /*
+ * A barrier store_update calls before it begins (and store_update_now does not): a writer
+ * thread (store/writer.h) sets it to "wait until every write set queued so far is committed",
+ * so that a direct write never overtakes a write set queued before it.  NULL fn: none.  Set
+ * it while no other thread uses the store.
+ */
+void store_set_barrier(struct store *st, void (*fn)(void *arg), void *arg);
+/* store_update without the barrier: the writer thread's own transactions. */
+int store_update_now(struct store *st, store_txn_fn fn, void *arg);
+
+/*
  * Runs fn(txn, arg) in a read-only snapshot and returns what fn returns.  Writes through txn
  * fail with -EACCES.  Errors besides fn's: -EBUSY (called inside a transaction), -EINVAL.
  */
@@ -185,6 +198,11 @@ int store_put(struct store_txn *txn, enum store_db db, const char *key,
 /* As store_put, but fails with CERTA_EEXIST when `key` already exists (nothing is written). */
 int store_add(struct store_txn *txn, enum store_db db, const char *key,
 	const ProtobufCMessage *msg);
+
+/* As store_put (add 0) or store_add (add 1) for a message already packed (msg, len bytes: the
+ * DB's message type, packed by protobuf_c_message_pack); framed and checksummed here. */
+int store_put_packed(struct store_txn *txn, enum store_db db, const char *key, const void *msg,
+	size_t len, int add);
 
 /*
  * Reads and decodes the value under `key` in `db`.  `desc` is the expected message type; NULL
@@ -264,6 +282,8 @@ const char *store_path(const struct store *st);
 
 /* The name of a DB ("programs", ...) as stored in LMDB's main DB; "?" when out of range. */
 const char *store_db_name(enum store_db db);
+/* A DB's message type (NULL for an unknown DB).  Pure; any thread. */
+const ProtobufCMessageDescriptor *store_db_type(enum store_db db);
 
 /*
  * The one translation from LMDB return codes to certa errors: 0 -> 0, MDB_NOTFOUND ->
