@@ -15,6 +15,9 @@
 #include "lib/log.h"
 #include "lib/rpc_client.h"
 
+/* Request ids per Release call (the turn's releases to a worker go in as few calls). */
+#define POOL_RELEASE_MAX 4096
+
 struct pool_worker {
 	struct pool *pl;
 	char *addr;
@@ -36,6 +39,8 @@ struct pool_worker {
 	int removed;              /* removed while calls were in flight */
 	int calls;                /* async calls in flight */
 	struct pool_batch *building;  /* the Step call of this dispatch pass, not sent yet */
+	char **rel;               /* request ids released this loop turn, not sent yet */
+	size_t nrel, rel_cap;
 };
 
 struct pool {
@@ -47,6 +52,7 @@ struct pool {
 	struct pool_worker **w;
 	size_t n, cap;
 	struct event *timer;
+	struct event *rel_ev;             /* sends the turn's releases (pool_on_release_flush) */
 	size_t inflight;                  /* programs' steps added, not completed */
 	uint64_t step_calls;
 	grpc_channel_credentials *creds;  /* TLS to workers; NULL = plaintext */
@@ -155,10 +161,24 @@ pool_mark_down(struct pool *pl, struct pool_worker *w, const char *why)
 		pool_set_state(w, POOL_DOWN, why);
 }
 
+/* Drops the releases not sent yet. */
+static void
+pool_release_drop(struct pool_worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nrel; i++)
+		free(w->rel[i]);
+	free(w->rel);
+	w->rel = NULL;
+	w->nrel = w->rel_cap = 0;
+}
+
 /* Frees a worker whose last call completed after it was removed. */
 static void
 pool_worker_free(struct pool_worker *w)
 {
+	pool_release_drop(w);
 	rpc_channel_free(w->ch);
 	free(w->addr);
 	free(w);
@@ -276,6 +296,8 @@ pool_on_timer(evutil_socket_t fd, short what, void *arg)
 		pool_probe(pl->w[i]);
 }
 
+static void pool_on_release_flush(evutil_socket_t fd, short what, void *arg);
+
 int
 pool_new(struct event_base *base, struct cqbridge *br, const struct pool_options *opt,
     pool_change_fn on_change, void *arg, struct pool **out)
@@ -291,7 +313,12 @@ pool_new(struct event_base *base, struct cqbridge *br, const struct pool_options
 	pl->on_change = on_change;
 	pl->arg = arg;
 	pl->timer = event_new(base, -1, EV_PERSIST, pool_on_timer, pl);
-	if (pl->timer == NULL) {
+	pl->rel_ev = event_new(base, -1, 0, pool_on_release_flush, pl);
+	if (pl->timer == NULL || pl->rel_ev == NULL) {
+		if (pl->timer != NULL)
+			event_free(pl->timer);
+		if (pl->rel_ev != NULL)
+			event_free(pl->rel_ev);
 		free(pl);
 		return -ENOMEM;
 	}
@@ -332,9 +359,11 @@ pool_free(struct pool *pl)
 	if (pl == NULL)
 		return;
 	event_free(pl->timer);
+	event_free(pl->rel_ev);
 	for (i = 0; i < pl->n; i++) {
 		/* Outstanding Info calls complete (cancelled) when the channel goes. */
 		pl->w[i]->removed = 1;
+		pool_release_drop(pl->w[i]);
 		if (pl->w[i]->building != NULL) {
 			/* Never sent (pool_step_flush ends every pass): nobody waits on it. */
 			pool_batch_free(pl->w[i]->building);
@@ -400,6 +429,7 @@ pool_remove(struct pool *pl, const char *addr)
 			return CERTA_ESTATE;
 		pl->w[i] = pl->w[--pl->n];
 		w->removed = 1;
+		pool_release_drop(w);
 		log_info(LOG_DISPATCH, "worker %s removed", addr);
 		if (w->calls == 0)
 			pool_worker_free(w);
@@ -810,20 +840,56 @@ pool_on_release(void *arg, grpc_status_code status, const char *details, Protobu
 	pool_call_done(w);
 }
 
+/* Sends one worker's pending releases, POOL_RELEASE_MAX ids per call. */
+static void
+pool_release_send(struct pool *pl, struct pool_worker *w)
+{
+	Certa__V1__ReleaseRequest req = CERTA__V1__RELEASE_REQUEST__INIT;
+	size_t off, n;
+
+	for (off = 0; off < w->nrel && w->state != POOL_DOWN; off += n) {
+		n = w->nrel - off < POOL_RELEASE_MAX ? w->nrel - off : POOL_RELEASE_MAX;
+		req.n_request_ids = n;
+		req.request_ids = w->rel + off;
+		if (rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Release", &req.base,
+		    &certa__v1__release_reply__descriptor, pl->opt.info_timeout_ms, pl->md, pl->nmd,
+		    pool_on_release, w) == 0)
+			w->calls++;
+	}
+	pool_release_drop(w);
+}
+
+static void
+pool_on_release_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *pl = arg;
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < pl->n; i++)
+		if (pl->w[i]->nrel > 0)
+			pool_release_send(pl, pl->w[i]);
+}
+
 void
 pool_release(struct pool *pl, const char *addr, char *const *ids, size_t n)
 {
 	struct pool_worker *w = pool_find(pl, addr);
-	Certa__V1__ReleaseRequest req = CERTA__V1__RELEASE_REQUEST__INIT;
+	size_t i;
 
 	if (w == NULL || n == 0 || w->state == POOL_DOWN)
 		return;
-	req.n_request_ids = n;
-	req.request_ids = (char **)ids;
-	if (rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Release", &req.base,
-	    &certa__v1__release_reply__descriptor, pl->opt.info_timeout_ms, pl->md, pl->nmd,
-	    pool_on_release, w) == 0)
-		w->calls++;
+	if (ARRAY_GROW(w->rel, w->rel_cap, w->nrel + n) != 0)
+		return;   /* best effort, like the call itself */
+	for (i = 0; i < n; i++) {
+		char *id = strdup(ids[i]);
+		if (id == NULL)
+			break;
+		w->rel[w->nrel++] = id;
+	}
+	/* Every release of this loop turn to this worker goes in one call. */
+	event_active(pl->rel_ev, 0, 0);
 }
 
 const char *

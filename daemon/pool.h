@@ -126,7 +126,8 @@ void pool_step_flush(struct pool *pl);
 uint64_t pool_step_calls(const struct pool *pl);
 /* Chains in flight on a worker. */
 uint32_t pool_worker_inflight(const struct pool_worker *w);
-/* Fire-and-forget Release of request ids (best effort; errors are logged). */
+/* Fire-and-forget Release of request ids (best effort; errors are logged).  The ids released
+ * to a worker during one loop turn go out together, in one call (per 4096 ids). */
 void pool_release(struct pool *pl, const char *addr, char *const *ids, size_t n);
 /* Marks a worker DOWN with a reason (e.g. a failed step). */
 void pool_mark_down(struct pool *pl, struct pool_worker *w, const char *why);

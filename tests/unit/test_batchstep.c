@@ -52,6 +52,8 @@ struct fake {
 	float moe_p[64];
 	int moe_text[64];
 	unsigned moe_n;
+	unsigned release_calls;       /* Release calls, and the request ids they carried */
+	unsigned released;
 };
 
 #define MOE_PROBLEM "a struggling moe problem"
@@ -188,9 +190,13 @@ static void
 h_release(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	Certa__V1__ReleaseReply reply = CERTA__V1__RELEASE_REPLY__INIT;
+	const Certa__V1__ReleaseRequest *req = (const Certa__V1__ReleaseRequest *)msg;
+	struct fake *fk = ctx;
 
-	(void)msg;
-	(void)ctx;
+	pthread_mutex_lock(&fk->mu);
+	fk->release_calls++;
+	fk->released += (unsigned)req->n_request_ids;
+	pthread_mutex_unlock(&fk->mu);
 	rpc_call_reply(call, &reply.base);
 }
 
@@ -383,6 +389,30 @@ test_programs_share_one_call(void **state)
 	assert_int_equal(pool_inflight(core_pool(f->c)), 0);
 }
 
+/* Programs that end in the same loop turn release their sequences in one Release call: every
+ * chain is released, in fewer calls than programs (they all end at the same step here). */
+static void
+test_releases_share_one_call(void **state)
+{
+	struct fx *f = *state;
+	unsigned released = 0, calls = 0;
+	int i;
+
+	submit_all(f, -1, NULL);
+	run_to_end(f);
+	for (i = 0; i < 100 && released < NPROG; i++) {
+		struct timeval tv = { 0, 20000 };
+		event_base_loopexit(f->base, &tv);
+		event_base_dispatch(f->base);
+		pthread_mutex_lock(&f->fake.mu);
+		released = f->fake.released;
+		calls = f->fake.release_calls;
+		pthread_mutex_unlock(&f->fake.mu);
+	}
+	assert_int_equal(released, NPROG);   /* cot: one chain each */
+	assert_true(calls < NPROG);
+}
+
 /* A call that fails with UNAVAILABLE (the worker lost) fails over every program in it: the
  * worker goes DOWN, each program is queued again and, once the worker is back, finishes. */
 static void
@@ -513,6 +543,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_programs_share_one_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_releases_share_one_call, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moe_raise_resends_text, setup_moe, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_call_fails_over_every_program, setup,
 		    teardown),
