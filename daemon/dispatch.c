@@ -476,6 +476,10 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 	struct fair_item *items;
 	struct program **ready, **shadows;
 	size_t i, n = 0, ns = 0, decided = 0;
+	/* The last tenant looked up: programs of one tenant mostly come in a row. */
+	const char *tenant = NULL;
+	int64_t throttled = 0;
+	int priority = 0;
 
 	memset(r, 0, sizeof *r);
 	if (c->norder == 0)
@@ -516,11 +520,16 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 			shadows[ns++] = p;
 			continue;
 		}
-		if (tenants_throttle(c->tenants, p->tenant, now) > 0)
+		if (tenant == NULL || strcmp(tenant, p->tenant) != 0) {
+			tenant = p->tenant;
+			throttled = tenants_throttle(c->tenants, tenant, now);
+			priority = tenants_priority(c->tenants, tenant);
+		}
+		if (throttled > 0)
 			continue;   /* tokens_per_minute: held back, not failed */
 		used = program_tokens(p);
 		items[n].tenant = p->tenant;
-		items[n].priority = p->priority ? p->priority : tenants_priority(c->tenants, p->tenant);
+		items[n].priority = p->priority ? p->priority : priority;
 		items[n].deadline_ms = p->deadline_ms;
 		items[n].ready_since_ms = p->ready_since_ms;
 		items[n].est_remaining = p->budget > used ? p->budget - used : 0;
