@@ -95,6 +95,10 @@ core_forget(struct core *c, struct program *p)
 
 	strmap_del(c->live, p->id);
 	persist_unqueue(c, p);
+	if (p->accept_pending) {
+		p->accept_pending = false;
+		c->accepts_pending--;
+	}
 	for (i = 0; i < c->norder; i++) {
 		if (c->order[i] == p) {
 			memmove(&c->order[i], &c->order[i + 1], (c->norder - i - 1) * sizeof *c->order);
@@ -335,6 +339,7 @@ core_free(struct core *c)
 		return;
 	event_free(c->kick);
 	event_free(c->tick);
+	shadow_flush(c);   /* queued for the store: persist_fini writes it */
 	persist_fini(c);
 	if (c->probe_timeout != NULL)
 		event_free(c->probe_timeout);
@@ -346,7 +351,6 @@ core_free(struct core *c)
 	free(c->order);
 	pool_free(c->pool);
 	fair_free(c->fair);
-	shadow_flush(c);   /* the store is still open */
 	shadow_free(c->shadow);
 	route_free(c->route);
 	policies_free(c->policies);

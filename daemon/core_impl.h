@@ -63,6 +63,8 @@ struct core {
 	int commit_efd;                 /* the writer wakes the loop: a set is done */
 	struct event *commit_done;      /* ... read here (persist_on_done) */
 	struct wset *sync_ws;           /* the write set of a direct write (persist_write) */
+	struct wset *later_ws;          /* puts for the next set (persist_put_later) */
+	size_t accepts_pending;         /* programs with accept_pending */
 };
 
 /* Wall-clock milliseconds. */

@@ -13,6 +13,7 @@
 
 #include "daemon/dispatch.h"
 #include "daemon/program.h"
+#include "daemon/submit.h"
 #include "daemon/telemetry.h"
 #include "lib/array.h"
 #include "lib/error.h"
@@ -308,6 +309,15 @@ persist_failed(struct core *c, const struct program *p, int rc)
 
 static void persist_settle(struct core *c, struct program *p);
 
+/* p's accepting write committed: the client hears "accepted" (submit_accepted). */
+static void
+persist_accepted(struct core *c, struct program *p)
+{
+	p->accept_pending = false;
+	c->accepts_pending--;
+	submit_accepted(c, p);
+}
+
 int
 persist_write(struct core *c, struct program *p, int all_chains, int history, int first)
 {
@@ -331,6 +341,8 @@ persist_write(struct core *c, struct program *p, int all_chains, int history, in
 	}
 	telemetry_commit(c->tel, 1);
 	persist_saved(p, all_chains);
+	if (first && p->accept_pending)
+		persist_accepted(c, p);
 	if (c->persist_waiting == 0) {
 		/* A failure with nobody waiting (a refused Submit) ends here. */
 		c->persist_failing_since_ms = 0;
@@ -343,6 +355,10 @@ persist_write(struct core *c, struct program *p, int all_chains, int history, in
 int
 persist_program(struct core *c, struct program *p, int all_chains, int history)
 {
+	/* A program whose accepting write never committed (its set failed, or it was taken
+	 * out of it) is accepted by this one. */
+	if (p->accept_pending)
+		return persist_write(c, p, 1, history, 1);
 	return persist_write(c, p, all_chains, history, 0);
 }
 
@@ -449,6 +465,7 @@ persist_on_retry(evutil_socket_t fd, short what, void *arg)
 struct persist_entry {
 	struct program *p;    /* NULL: dropped (persist_unqueue) */
 	int final;
+	int first;            /* its accepting write (persist_accept) */
 };
 
 struct persist_set {
@@ -542,6 +559,28 @@ persist_settle(struct core *c, struct program *p)
 	p->commit_again_final = false;
 }
 
+/* An accepting write's set is done (rc: its result): the client hears "accepted"; when the
+ * set failed the program is written alone, and if that fails too the Submit is refused
+ * (submit_refused: UNAVAILABLE, the program forgotten), as a direct write would have. */
+static void
+persist_accept_done(struct core *c, struct program *p, int rc)
+{
+	if (rc == 0) {
+		persist_accepted(c, p);
+		core_kick(c);
+		return;
+	}
+	p->chains_reset = true;
+	rc = persist_write(c, p, 1, 0, 1);
+	if (rc == 0) {
+		core_kick(c);
+		return;
+	}
+	p->accept_pending = false;
+	c->accepts_pending--;
+	submit_refused(c, p, rc);
+}
+
 /* The loop: hands out the results of the sets the writer has committed, oldest first. */
 static void
 persist_done(struct core *c)
@@ -566,6 +605,11 @@ persist_done(struct core *c)
 			p->commit_set = NULL;
 			p->commit_queued = false;
 			p->commit_final = false;
+			if (set->e[i].first) {
+				/* An accepting write: "accepted", or the Submit refused. */
+				persist_accept_done(c, p, set->rc);
+				continue;
+			}
 			if (p->commit_again) {
 				/* Queued again while this write was with the writer: the next
 				 * commit carries both, and its event. */
@@ -644,6 +688,37 @@ persist_later(struct core *c, struct program *p, int final)
 		event_active(c->commit, 0, 0);
 }
 
+int
+persist_accept(struct core *c, struct program *p)
+{
+	if (ARRAY_GROW(c->commit_q, c->commit_cap, c->ncommit + 1) != 0)
+		return -ENOMEM;
+	p->accept_pending = true;
+	c->accepts_pending++;
+	c->commit_q[c->ncommit++] = p;
+	p->commit_queued = true;
+	p->commit_final = false;
+	if (c->ncommit == 1)
+		event_active(c->commit, 0, 0);
+	return 0;
+}
+
+int
+persist_put_later(struct core *c, enum store_db db, const char *key,
+    const ProtobufCMessage *msg)
+{
+	int rc;
+
+	if (c->commit == NULL)
+		return -ESHUTDOWN;   /* after persist_fini */
+	if (c->later_ws == NULL && wset_new(&c->later_ws) != 0)
+		return -ENOMEM;
+	rc = wset_put(c->later_ws, db, key, msg);
+	if (rc == 0 && c->ncommit == 0 && wset_count(c->later_ws) == 1)
+		event_active(c->commit, 0, 0);
+	return rc;
+}
+
 void
 persist_unqueue(struct core *c, struct program *p)
 {
@@ -666,7 +741,8 @@ persist_unqueue(struct core *c, struct program *p)
 static int
 persist_set_add(struct persist_set *set, struct program *p, int final)
 {
-	struct persist_ctx cp = { p, final, final, 0 };
+	int first = p->accept_pending;
+	struct persist_ctx cp = { p, final || first, final, first };
 	size_t mark = wset_mark(set->ws);
 	int rc;
 
@@ -679,6 +755,7 @@ persist_set_add(struct persist_set *set, struct program *p, int final)
 	}
 	set->e[set->n].p = p;
 	set->e[set->n].final = final;
+	set->e[set->n].first = first;
 	set->n++;
 	return 0;
 }
@@ -691,7 +768,7 @@ persist_flush(struct core *c)
 	size_t n, i;
 	int64_t now = core_now_ms();
 
-	if (c->ncommit == 0)
+	if (c->ncommit == 0 && (c->later_ws == NULL || wset_count(c->later_ws) == 0))
 		return;
 	/* Take the queue: the writes done alone below may queue programs again. */
 	q = c->commit_q;
@@ -699,6 +776,9 @@ persist_flush(struct core *c)
 	c->commit_q = NULL;
 	c->ncommit = c->commit_cap = 0;
 	set = persist_set_get(c);
+	if (set != NULL && c->later_ws != NULL && wset_count(c->later_ws) > 0 &&
+	    wset_append(set->ws, c->later_ws) == 0)
+		wset_clear(c->later_ws);
 	for (i = 0; i < n; i++) {
 		struct program *p = q[i];
 		if (p == NULL || set == NULL)
@@ -707,10 +787,10 @@ persist_flush(struct core *c)
 		if (persist_set_add(set, p, p->commit_final) != 0)
 			continue;   /* written alone below */
 		q[i] = NULL;
-		persist_saved(p, p->commit_final);
+		persist_saved(p, p->commit_final || p->accept_pending);
 		p->commit_set = set;
 	}
-	if (set != NULL && set->n > 0) {
+	if (set != NULL && wset_count(set->ws) > 0) {
 		set->live = set->n;
 		if (writer_submit(c->writer, set->ws, persist_on_written, set) == 0) {
 			if (c->sets_tail != NULL)
@@ -791,6 +871,14 @@ persist_fini(struct core *c)
 	struct persist_set *set;
 	size_t i;
 
+	/* Puts not yet in a set (risk controllers, chain lengths at a clean exit) are written
+	 * now, after what the writer holds (the barrier). */
+	if (c->later_ws != NULL && wset_count(c->later_ws) > 0 && c->st != NULL &&
+	    store_update(c->st, wset_apply, c->later_ws) != 0)
+		log_warn(LOG_STORE, "%zu records written later were lost at exit",
+		    wset_count(c->later_ws));
+	wset_free(c->later_ws);
+	c->later_ws = NULL;
 	/* What the writer holds is committed; its results are not handed out any more. */
 	writer_stop(c->writer);
 	c->writer = NULL;

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/store.h"
+
 struct core;
 struct program;
 
@@ -45,6 +47,15 @@ int persist_or_wait(struct core *c, struct program *p, int final);
  * if p's set is still being written, this waits for it).
  */
 void persist_later(struct core *c, struct program *p, int final);
+/* Queues a new program's accepting write (record, chains, idempotency key, tenant index) for
+ * the group commit: the Submit is answered when it is durable (submit_accepted), or refused if
+ * it cannot be written even alone (submit_refused).  Returns 0 or -ENOMEM (nothing queued). */
+int persist_accept(struct core *c, struct program *p);
+/* Queues a put for the next group commit (no acknowledgement: records whose memory copy is
+ * the truth and is written again later, e.g. risk controllers); written at core_free if no
+ * set took it.  Returns 0, -ENOMEM or -EINVAL (wset_put). */
+int persist_put_later(struct core *c, enum store_db db, const char *key,
+    const ProtobufCMessage *msg);
 void persist_flush(struct core *c);
 void persist_sync(struct core *c);
 void persist_unqueue(struct core *c, struct program *p);

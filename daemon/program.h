@@ -124,6 +124,8 @@ struct program {
 	struct persist_set *commit_set;  /* the set with the writer that holds its write */
 	bool commit_again;        /* queued again while commit_set was being written */
 	bool commit_again_final;  /* ... and that is its ending */
+	bool accept_pending;      /* accepted, its accepting write not yet committed: nobody was
+	                           * told of it (persist_accept) */
 	bool chains_reset;        /* chains replaced or renumbered (routing) since the last write:
 	                           * the next one rewrites every chain's record and chunks */
 	char *worker;             /* address of the worker holding the chains (sticky) */

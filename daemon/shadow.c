@@ -245,15 +245,11 @@ shadow_free(struct shadow *s)
 	free(s);
 }
 
-/* Writes one controller's record. */
-struct shadow_save {
-	const struct shadow_ctl *x;
-};
-
+/* Queues one controller's record for the next group commit (persist_put_later: the loop does
+ * not wait for the disk; memory holds the truth, the next write carries it). */
 static int
-shadow_save_txn(struct store_txn *txn, void *arg)
+shadow_save_put(struct core *c, const struct shadow_ctl *x)
 {
-	const struct shadow_ctl *x = ((struct shadow_save *)arg)->x;
 	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
 	char key[512];
 
@@ -280,15 +276,14 @@ shadow_save_txn(struct store_txn *txn, void *arg)
 	r.samples = x->st.samples;
 	r.excluded = x->st.excluded;
 	r.updated_unix_ms = core_now_ms();
-	return store_put(txn, STORE_DB_RISKCTL, key, &r.base);
+	return persist_put_later(c, STORE_DB_RISKCTL, key, &r.base);
 }
 
 /* Writes x; a failure is logged (memory keeps the state; the next write carries it). */
 static void
 shadow_save(struct core *c, const struct shadow_ctl *x)
 {
-	struct shadow_save sv = { x };
-	int rc = store_update(c->st, shadow_save_txn, &sv);
+	int rc = shadow_save_put(c, x);
 
 	if (rc != 0)
 		log_warn(LOG_SCHED, "riskctl %s/%s: cannot store the controller: %s",
@@ -296,9 +291,8 @@ shadow_save(struct core *c, const struct shadow_ctl *x)
 }
 
 static int
-shadow_len_save_txn(struct store_txn *txn, void *arg)
+shadow_len_save_put(struct core *c, const struct shadow_len *l)
 {
-	const struct shadow_len *l = arg;
 	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
 	uint32_t ent[CHAINLEN_CAP];
 	char key[512];
@@ -310,7 +304,7 @@ shadow_len_save_txn(struct store_txn *txn, void *arg)
 	r.chain_tokens = ent;
 	r.chain_seen = l->cl.seen;
 	r.updated_unix_ms = core_now_ms();
-	return store_put(txn, STORE_DB_RISKCTL, key, &r.base);
+	return persist_put_later(c, STORE_DB_RISKCTL, key, &r.base);
 }
 
 /* Writes a model's lengths; a failure is logged (memory keeps them; the next write carries
@@ -318,7 +312,7 @@ shadow_len_save_txn(struct store_txn *txn, void *arg)
 static void
 shadow_len_save(struct core *c, struct shadow_len *l)
 {
-	int rc = store_update(c->st, shadow_len_save_txn, l);
+	int rc = shadow_len_save_put(c, l);
 
 	if (rc != 0) {
 		log_warn(LOG_SCHED, "model_tokens %s: cannot store the chain lengths: %s", l->model,
@@ -603,15 +597,11 @@ shadow_start(struct core *c, struct program *p)
 	s->created_ms = core_now_ms();
 	s->ready_since_ms = s->created_ms;
 	s->seq = c->next_seq++;
-	rc = persist_write(c, s, 1, 0, 0);
-	if (rc != 0) {
-		log_warn(LOG_SCHED, "program %s: shadow not started: %s", p->id,
-		    certa_strerror(rc));
-		goto fail_s;
-	}
-	if (strmap_put(c->live, s->id, s, NULL) != 0 || core_order_add(c, s) != 0) {
-		strmap_del(c->live, s->id);
-		goto fail_s;   /* stored: it runs after the next restart */
+	if (strmap_put(c->live, s->id, s, NULL) != 0 || core_order_add(c, s) != 0 ||
+	    (rc = persist_accept(c, s)) != 0) {
+		log_warn(LOG_SCHED, "program %s: shadow not started: out of memory", p->id);
+		core_forget(c, s);
+		goto fail;
 	}
 	log_info(LOG_SCHED, "program %s: shadow %s started (%s/%s, answer \"%s\")", p->id, s->id,
 	    shadow_algo_name(p->algo), p->model, p->answer != NULL ? p->answer : "");

@@ -263,6 +263,9 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	if (rc != 0)
 		return rc;
 	if (spec->idempotency_key[0] != '\0') {
+		/* A key may be in an accepting write not committed yet: those first. */
+		if (c->accepts_pending > 0)
+			persist_sync(c);
 		rc = submit_idempotent(c, tenant, uid, spec->idempotency_key, spec, algo, n, budget,
 		    watcher, err, errlen);
 		if (rc != CERTA_ENOTFOUND)
@@ -302,31 +305,56 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 		return -ENOMEM;
 	}
 	p->seq = c->next_seq++;
-	/* Accepted == durable (with its idempotency key, in the same transaction). */
-	rc = persist_write(c, p, 1, 0, 1);
-	if (rc != 0) {
-		snprintf(err, errlen, "cannot store the program: %s", certa_strerror(rc));
-		program_free(p);
-		/* Out of room (disk, map) or I/O: passes, so the client may retry (UNAVAILABLE). */
-		return rc == -ENOSPC || rc == CERTA_EMAPFULL || rc == -EIO ? CERTA_EUNAVAIL :
-		    CERTA_ESTORE;
+	if (strmap_put(c->live, p->id, p, NULL) != 0 || core_order_add(c, p) != 0 ||
+	    (watcher != NULL && program_watch(p, watcher) != 0)) {
+		core_forget(c, p);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
 	}
-	if (strmap_put(c->live, p->id, p, NULL) != 0 || core_order_add(c, p) != 0) {
-		/* Stored but not scheduled: it will run after the next restart. */
-		strmap_del(c->live, p->id);
-		program_free(p);
+	/* Accepted == durable (with its idempotency key, in the same transaction): the write
+	 * goes with this loop turn's group commit, and the accepted event once it is committed
+	 * (submit_accepted). */
+	if (persist_accept(c, p) != 0) {
+		if (watcher != NULL)
+			program_unwatch(p, watcher);
+		core_forget(c, p);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	tenants_program_state(c->tenants, tenant, 0, PROGRAM_QUEUED);
 	telemetry_submitted(c->tel, tenant);
 	fair_set_weight(c->fair, tenant, tenants_weight(c->tenants, tenant));
-	log_info(LOG_SCHED, "program %s accepted tenant=%s algo=%s n=%u budget=%llu", p->id,
-	    tenant, algo == SCHED_ALGO_SC ? "sc" : "cot", n, (unsigned long long)budget);
-	if (watcher != NULL) {
-		events_accepted(p, watcher, 0);
-		program_watch(p, watcher);
-	}
-	core_kick(c);
 	return 0;
+}
+
+void
+submit_accepted(struct core *c, struct program *p)
+{
+	size_t i;
+
+	log_info(LOG_SCHED, "program %s accepted tenant=%s algo=%s n=%u budget=%llu", p->id,
+	    p->tenant, p->algo == SCHED_ALGO_SC ? "sc" : "cot", p->n,
+	    (unsigned long long)p->budget);
+	for (i = 0; i < p->nwatchers; i++)
+		events_accepted(p, p->watchers[i], 0);
+	core_kick(c);
+}
+
+void
+submit_refused(struct core *c, struct program *p, int rc)
+{
+	int status = rc == -ENOSPC || rc == CERTA_EMAPFULL || rc == -EIO ? CERTA_EUNAVAIL :
+	    CERTA_ESTORE;
+	size_t j;
+
+	log_warn(LOG_SCHED, "program %s refused: cannot store it: %s", p->id, certa_strerror(rc));
+	/* Out of room (disk, map) or I/O: passes, so the client may retry (UNAVAILABLE). */
+	while ((j = p->nwatchers) > 0) {
+		rpc_call_fail(p->watchers[j - 1], status, "cannot store the program: %s",
+		    certa_strerror(rc));
+		program_unwatch(p, p->watchers[j - 1]);
+	}
+	if (p->shadow_of == NULL)
+		tenants_program_state(c->tenants, p->tenant, PROGRAM_QUEUED, 0);
+	core_forget(c, p);
 }

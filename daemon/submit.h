@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 struct core;
+struct program;
 struct rpc_call;
 
 /* Algorithms a client may ask for (UNSPECIFIED: sc when n > 1, else cot).  Other values are
@@ -47,10 +48,18 @@ struct submit_spec {
 };
 
 /* Validates, persists and queues a program (spec NULL: "missing program"); `watcher` (a Submit
- * stream, may be NULL) gets the accepted event and all later events.  Errors (message in err): CERTA_EINVAL (bad spec),
- * CERTA_EAUTH (unknown tenant), CERTA_ECAPACITY (quota), CERTA_EUNAVAIL (draining),
- * CERTA_ESTORE, -ENOMEM. */
+ * stream, may be NULL) gets the accepted event and all later events.  Accepted == durable:
+ * the program's accepting write goes with the loop turn's group commit (persist_accept), and
+ * the accepted event goes out once it is committed (submit_accepted); a program that cannot
+ * be written ends the stream with UNAVAILABLE then (submit_refused).  Errors returned at once
+ * (message in err): CERTA_EINVAL (bad spec), CERTA_EAUTH (unknown tenant), CERTA_ECAPACITY
+ * (quota), CERTA_EUNAVAIL (draining), CERTA_ESTORE, -ENOMEM. */
 int submit_program(struct core *c, const char *tenant, const struct submit_spec *spec,
     struct rpc_call *watcher, char *err, size_t errlen);
+/* p's accepting write is durable: its watchers get the accepted event; it may be scheduled. */
+void submit_accepted(struct core *c, struct program *p);
+/* p's accepting write failed (rc) even alone: its watchers' streams end UNAVAILABLE (the
+ * client may retry), the program is forgotten. */
+void submit_refused(struct core *c, struct program *p, int rc);
 
 #endif

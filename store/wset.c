@@ -180,6 +180,25 @@ wset_del_prefix(struct wset *ws, enum store_db db, const char *prefix)
 }
 
 int
+wset_append(struct wset *dst, const struct wset *src)
+{
+	size_t i, base = dst->len;
+
+	if (ARRAY_GROW(dst->ops, dst->ops_cap, dst->nops + src->nops) != 0 ||
+	    wset_reserve(dst, src->len) != 0)
+		return -ENOMEM;
+	memcpy(dst->buf + dst->len, src->buf, src->len);
+	dst->len += src->len;
+	for (i = 0; i < src->nops; i++) {
+		struct wset_op op = src->ops[i];
+		op.key += base;
+		op.val += base;
+		dst->ops[dst->nops++] = op;
+	}
+	return 0;
+}
+
+int
 wset_apply(struct store_txn *txn, void *arg)
 {
 	const struct wset *ws = arg;

@@ -33,6 +33,10 @@ int wset_add(struct wset *ws, enum store_db db, const char *key, const ProtobufC
 /* Records "delete every key of db that starts with prefix" (store_del_prefix). */
 int wset_del_prefix(struct wset *ws, enum store_db db, const char *prefix);
 
+/* Records every operation of src after those of dst (src unchanged).  0 or -ENOMEM (dst
+ * unchanged). */
+int wset_append(struct wset *dst, const struct wset *src);
+
 /* Operations recorded, and the bytes they hold (keys and packed messages). */
 size_t wset_count(const struct wset *ws);
 size_t wset_bytes(const struct wset *ws);

@@ -17,6 +17,8 @@
 #include "daemon/core.h"
 #include "daemon/core_impl.h"
 #include "daemon/dispatch.h"
+#include "daemon/events.h"
+#include "lib/rpc_server.h"
 #include "daemon/persist.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
@@ -127,6 +129,7 @@ submit(struct fx *f, int label, const char *who, int priority, int64_t deadline_
 	spec.priority = priority;
 	spec.deadline_unix_ms = deadline_ms;
 	assert_int_equal(submit_program(f->c, who, &spec, NULL, f->err, sizeof f->err), 0);
+	persist_sync(f->c);   /* accepted once its write commits (the loop would run it) */
 	/* The newest live program is the one just submitted: find it through the order. */
 	{
 		const char *ids[MAXP];
@@ -265,6 +268,7 @@ submit_idem(struct fx *f, const char *who, const char *idem)
 
 	spec.problem = "a problem";
 	assert_int_equal(submit_program(f->c, who, &spec, NULL, f->err, sizeof f->err), 0);
+	persist_sync(f->c);
 }
 
 /* A tenant removed and created again under the same name (another uid) sees nothing of the
@@ -345,6 +349,7 @@ test_seed_stored(void **state)
 	int round;
 
 	assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err), 0);
+	persist_sync(f->c);
 	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
 	assert_int_equal(n, 1);
 	snprintf(id, sizeof id, "%s", ids[0]);
@@ -1259,6 +1264,87 @@ test_group_commit_async(void **state)
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
 }
 
+/* A watcher of a Submit, as certad's HTTP API hands one over (a local call). */
+struct accept_log {
+	int sends, finishes;
+	uint64_t first_seq;
+	grpc_status_code status;
+};
+
+static int
+accept_send(void *arg, const ProtobufCMessage *msg)
+{
+	struct accept_log *l = arg;
+
+	if (l->sends++ == 0)
+		l->first_seq = ((const Certa__V1__ProgramEvent *)msg)->seq;
+	return 0;
+}
+
+static void
+accept_finish(void *arg, grpc_status_code status, const char *message)
+{
+	struct accept_log *l = arg;
+
+	(void)message;
+	l->finishes++;
+	l->status = status;
+}
+
+static const struct rpc_call_sink accept_sink = { accept_send, accept_finish };
+
+/* Accepted == durable, without a write on the Submit's own turn: the program waits in the
+ * group commit (not ordered, nothing sent) and its watcher gets "accepted" once the commit
+ * is handed out.  When its write cannot be made (map at max_map_size) the stream ends
+ * UNAVAILABLE, the program is forgotten and the tenant's queued count goes back. */
+static void
+test_submit_accepted_when_durable(void **state)
+{
+	struct fx *f = *state;
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "" };
+	struct filler fl = { 0, 0, 0 };
+	struct accept_log l = { 0 };
+	struct rpc_call *call;
+	const char *ids[MAXP];
+	size_t n, queued, running;
+	uint64_t finished;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	spec.problem = "accepted when durable";
+	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
+	assert_int_equal(l.sends, 0);
+	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	assert_int_equal(n, 0);
+	run_loop(f, 200);
+	assert_int_equal(l.sends, 1);
+	assert_int_equal(l.first_seq, EVENTS_SEQ_ACCEPTED);
+	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	assert_int_equal(n, 1);
+	rpc_call_local_close(call);
+	rpc_call_unref(call);
+
+	/* No room: refused after the fact. */
+	fill_store(f, &fl);
+	memset(&l, 0, sizeof l);
+	spec.problem = "refused when not durable";
+	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(queued, 2);
+	run_loop(f, 200);
+	assert_int_equal(l.sends, 0);
+	assert_int_equal(l.finishes, 1);
+	assert_int_equal(l.status, GRPC_STATUS_UNAVAILABLE);
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(queued, 1);
+	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	assert_int_equal(n, 1);
+	rpc_call_unref(call);
+}
+
 int
 main(void)
 {
@@ -1288,6 +1374,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_replaced_chains_rewritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inconsistent_counts_rewritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_async, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_submit_accepted_when_durable, setup, teardown),
 	};
 	int rc;
 
