@@ -51,6 +51,8 @@ struct online_opts {
 	unsigned algos;           /* bit 0 cot, bit 1 sc */
 	unsigned passes;          /* stream = passes x the model's programs (>= 1) */
 	unsigned runs;            /* stream orders simulated (>= 1) */
+	unsigned first_run;       /* the first stream order: runs first_run .. first_run + runs - 1
+	                           * (held-out orders for a choice made on 0 .. 4) */
 	unsigned lag;             /* programs between a shadow's start and its outcome */
 	unsigned window;          /* programs per reported window (100) */
 	double max_loss;          /* for the model's own best threshold (0.01) */

@@ -47,6 +47,15 @@ struct riskctl_params {
 	uint32_t min_samples;  /* shadows at one setting before it may move toward savings */
 	uint32_t window;       /* shadows at one setting before an unproven one steps back */
 	bool frozen;           /* count, never move */
+	/* Sampling while the setting is undecided (riskctl_sample_frac): the share of programs
+	 * sampled while the grid point above the current one (or the current one) is neither
+	 * proven nor clearly bad, for at most `window` shadows per setting; <= shadow_frac: off.
+	 * Only with shadow_frac > 0. */
+	double boost;
+	/* Hysteresis on the cumulative counts: the current point is left by the window rule only
+	 * when its UCB at this confidence (<= confidence; min(confidence, hold_confidence) is
+	 * used) is over the target; = confidence: the current point is left as any other is bad. */
+	double hold_confidence;
 };
 
 /* What one observation did. */
@@ -178,8 +187,12 @@ bool riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
  *              target (not shown safe within a window);
  *   - best:    the most aggressive proven point with no bad point at or below it;
  *   - best above the current point -> move there (RISKCTL_SAVE, may be several steps);
- *     the current point bad -> move to best when below, else one step back (RISKCTL_BACK);
- *     otherwise hold (hysteresis between the bounds).  Frozen: count, never move.
+ *     the current point to be left -> move to best when below, else one step back
+ *     (RISKCTL_BACK); otherwise hold (hysteresis between the bounds).  Frozen: count, never
+ *     move.
+ *   - to be left: LCB > target, or gtot >= window and the UCB at hold_confidence > target
+ *     (the bad rule when hold_confidence = confidence; lower: a setting once shown safe is
+ *     held while its rate's estimate stays under the target).
  *
  * The current point is the grid point nearest the shift.  A move restarts the window
  * (win_n, win_changes, which riskctl_observe keeps).  Returns the move made.
@@ -187,6 +200,18 @@ bool riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
 enum riskctl_move riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s,
     double tau0, const struct riskctl_point *pts, size_t n, bool shadow, bool changed,
     uint64_t tokens);
+
+/*
+ * The share of programs to sample now (riskctl_pick's frac): 0 when shadow_frac is 0 (off);
+ * `boost` while the decision at the current setting is open and the setting has cost fewer
+ * than `window` shadows (win_n, restarted by every move); shadow_frac otherwise.  Open: the
+ * grid point above the current one is neither proven (UCB <= target, gtot >= min_samples) nor
+ * clearly over the target (LCB > target), or the current point is neither proven nor to be
+ * left; or the counts are not on the parameters' grid (they restart).  Sampling on the state
+ * keeps the counts unbiased: whether a program is sampled depends on the programs before it,
+ * never on its own trajectory.
+ */
+double riskctl_sample_frac(const struct riskctl_params *pr, const struct riskctl_state *s);
 
 /* Counts a sampled program that stopped early where every grid shift stops it alike
  * (riskctl_cf_movable false on its own steps; no shadow needed): excluded, one more program in
