@@ -394,7 +394,9 @@ riskctl_sample_frac(const struct riskctl_params *pr, const struct riskctl_state 
 
 	if (!(pr->shadow_frac > 0))
 		return 0;
-	if (pr->frozen || !(pr->boost > pr->shadow_frac) || s->win_n >= pr->window)
+	/* Only up to the first move, within one window of shadows. */
+	if (pr->frozen || !(pr->boost > pr->shadow_frac) || s->saves + s->backs > 0 ||
+	    s->win_n >= pr->window)
 		return pr->shadow_frac;
 	if (s->gn != riskctl_grid_size(pr) || s->gmin != pr->min_shift || s->gstep != pr->step)
 		return riskctl_grid_size(pr) > 0 ? pr->boost : pr->shadow_frac;

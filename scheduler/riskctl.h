@@ -47,9 +47,9 @@ struct riskctl_params {
 	uint32_t min_samples;  /* shadows at one setting before it may move toward savings */
 	uint32_t window;       /* shadows at one setting before an unproven one steps back */
 	bool frozen;           /* count, never move */
-	/* Sampling while the setting is undecided (riskctl_sample_frac): the share of programs
-	 * sampled while the grid point above the current one (or the current one) is neither
-	 * proven nor clearly bad, for at most `window` shadows per setting; <= shadow_frac: off.
+	/* Sampling while the start is undecided (riskctl_sample_frac): the share of programs
+	 * sampled until the controller's first move while the grid point above the current one
+	 * is undecided and within reach, for at most `window` shadows; <= shadow_frac: off.
 	 * Only with shadow_frac > 0. */
 	double boost;
 	/* Hysteresis on the cumulative counts: the current point is left by the window rule only
@@ -203,13 +203,16 @@ enum riskctl_move riskctl_observe_cf(const struct riskctl_params *pr, struct ris
 
 /*
  * The share of programs to sample now (riskctl_pick's frac): 0 when shadow_frac is 0 (off);
- * `boost` while the decision at the current setting is open and the setting has cost fewer
- * than `window` shadows (win_n, restarted by every move); shadow_frac otherwise.  Open: the
- * grid point above the current one is neither proven (UCB <= target, gtot >= min_samples) nor
- * clearly over the target (LCB > target), or the current point is neither proven nor to be
- * left; or the counts are not on the parameters' grid (they restart).  Sampling on the state
- * keeps the counts unbiased: whether a program is sampled depends on the programs before it,
- * never on its own trajectory.
+ * `boost` while the first decision is open, shadow_frac otherwise.  Open: no move made yet
+ * (saves + backs = 0), fewer than `window` shadows at the start (win_n), and either fewer than
+ * min_samples programs counted (or counts not on the parameters' grid), or the grid point
+ * above the current one neither proven (UCB <= target) nor clearly over (LCB > target) and
+ * within reach: at its estimated rate x/gtot, `window` more counted programs would prove it
+ * (UCB(x (gtot + window) / gtot, gtot + window) <= target).  A point near the target is not
+ * within reach and is left to the base share.  Sampling on the state keeps the counts
+ * unbiased: whether a program is sampled depends on the programs before it, never on its own
+ * trajectory.  (Boosting after later moves too reached R1 cot's +1.5 sooner, a setting under
+ * the target that loses 1.6 pt; docs/certainty.md.)
  */
 double riskctl_sample_frac(const struct riskctl_params *pr, const struct riskctl_state *s);
 

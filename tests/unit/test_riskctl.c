@@ -564,9 +564,9 @@ cf_sampled_stream(const struct riskctl_params *pr, struct riskctl_state *s, int 
 	return first;
 }
 
-/* riskctl.shadow_boost: while the point above the current one is undecided and within reach,
- * every program is sampled; once +2 (18% per program, target 10%) is clearly over, sampling
- * falls back to shadow_frac.  The boosted controller reaches +1 (3.1%) several times sooner
+/* riskctl.shadow_boost: until the first move, while the point above the current one is
+ * undecided and within reach, every program is sampled; after it (to +1, or +2 at once),
+ * sampling falls back to shadow_frac.  The boosted controller reaches +1 (3.1%) several times sooner
  * than the plain one at the same base share (22 vs 190 programs), and samples about the base
  * share once decided (109 programs in all vs 91). */
 static void
@@ -592,6 +592,7 @@ test_cf_boost_stream(void **state)
 	/* Decided: +2 clearly over, +1 proven; the base share from then on. */
 	assert_true(riskctl_cp_lower(s.gchg[4], s.gtot, pr.confidence) > pr.target);
 	assert_true(riskctl_sample_frac(&pr, &s) == 0.1);
+	assert_true(s.saves >= 1);
 	assert_true(late > 15 && late < 70);
 	assert_true(picked < 150);
 }
@@ -629,10 +630,13 @@ test_cf_sample_frac_rule(void **state)
 	assert_true(riskctl_cp_upper(2, 100, 0.9) > 0.05);
 	assert_true(riskctl_cp_upper(4, 200, 0.9) <= 0.05);
 	assert_true(riskctl_sample_frac(&pr, &s) == 0.8);
-	/* ... but not once the setting has spent a window of shadows. */
+	/* ... but not once the start has spent a window of shadows, nor after a move. */
 	s.win_n = 100;
 	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
 	s.win_n = 0;
+	s.backs = 1;
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
+	s.backs = 0;
 	/* +1 at 6 of 100: not clearly over (LCB 0.033) but out of reach (12 of 200: UCB 0.083). */
 	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 0, 6, 9 });
 	assert_true(riskctl_cp_lower(6, 100, 0.9) < 0.05);
@@ -645,7 +649,8 @@ test_cf_sample_frac_rule(void **state)
 	s.shift = 2;
 	set_counts(&s, 100, (const uint32_t[5]){ 0 });
 	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
-	/* Counts on another grid restart: boost. */
+	/* Counts on another grid restart: boost (before any move). */
+	s.shift = 0;
 	s.gstep = 0.5;
 	assert_true(riskctl_sample_frac(&pr, &s) == 0.8);
 }
