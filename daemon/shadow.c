@@ -530,6 +530,7 @@ shadow_start(struct core *c, struct program *p)
 	const struct sched_policy *base = shadow_base(c);
 	struct riskctl_params pr;
 	struct riskctl_point *pts = NULL;
+	struct riskctl_state fresh = { .shift = 0 };
 	struct program *s;
 	struct shadow_ctl *x;
 	char id[256];
@@ -548,7 +549,13 @@ shadow_start(struct core *c, struct program *p)
 	if (open && p->reason != SCHED_REASON_CERTAIN && p->reason != SCHED_REASON_UNPROMISING)
 		return false;
 	riskctl_params_from_policy(base, p->algo, &pr);
-	if (!riskctl_pick(p->id, pr.shadow_frac))
+	if (!(pr.shadow_frac > 0))
+		return false;
+	/* The share sampled follows the controller (riskctl_sample_frac: boosted while the
+	 * setting is undecided; a controller not made yet is at the start); the choice depends on
+	 * the state, never on p's own steps. */
+	x = shadow_ctl(c->shadow, p->model, p->algo, false);
+	if (!riskctl_pick(p->id, riskctl_sample_frac(&pr, x != NULL ? &x->st : &fresh)))
 		return false;
 	x = shadow_ctl(c->shadow, p->model, p->algo, true);
 	if (x == NULL)
@@ -615,12 +622,28 @@ fail:
 	return false;
 }
 
+/* Whether the shadow of program id counts in the model's chain lengths: only when
+ * riskctl.shadow_frac alone would have picked it (riskctl_pick is nested in its share), so
+ * that the lengths see the same sample whatever riskctl.shadow_boost adds for the risk
+ * counts.  The boosted shadows are the movable early stops, longer than the rest: counting
+ * them all raised the learned median and loosened the unpromising bound (docs/certainty.md). */
+static bool
+shadow_counts_lengths(struct core *c, const char *id, int algo)
+{
+	struct riskctl_params pr;
+
+	riskctl_params_from_policy(shadow_base(c), algo, &pr);
+	return riskctl_pick(id, pr.shadow_frac);
+}
+
 void
 shadow_spawn(struct core *c, struct program *p)
 {
 	if (p->shadow_of != NULL)
 		return;
-	if (!shadow_start(c, p))
+	/* A shadowed program's chains count at the shadow's end instead; one that only the
+	 * boosted share shadowed (shadow_counts_lengths) counts as if it had not been. */
+	if (!shadow_start(c, p) || !shadow_counts_lengths(c, p->id, p->algo))
 		shadow_learn(c, p);
 }
 
@@ -638,8 +661,10 @@ shadow_done(struct core *c, struct program *p)
 
 	if (c->shadow == NULL || p->shadow_of == NULL)
 		return;
-	/* Ran to its natural end (or the budget): the model's lengths count it. */
-	shadow_learn(c, p);
+	/* Ran to its natural end (or the budget): the model's lengths count it, when the base
+	 * share would have shadowed it. */
+	if (shadow_counts_lengths(c, p->shadow_of, p->algo))
+		shadow_learn(c, p);
 	x = shadow_ctl(c->shadow, p->model, p->algo, true);
 	if (x == NULL)
 		return;

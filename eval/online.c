@@ -29,6 +29,7 @@ struct online_pending {
 	size_t at;                /* stream index at which it lands */
 	size_t j;                 /* its program (trajectory) */
 	bool changed;
+	bool lengths;             /* its chains count in the model's lengths */
 	uint64_t tokens;
 };
 
@@ -213,7 +214,7 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	for (k = 0; k < total; k++) {
 		const struct evalsim_traj *t;
 		size_t j, idx, last, pass = k / set->nprog;
-		double tau;
+		double tau, frac;
 		struct online_prog *g = &progs[k];
 
 		if (k % set->nprog == 0)
@@ -221,8 +222,10 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 		/* Shadows that ended by now reach the controller, in the order they started. */
 		for (i = 0; i < npend && pend[i].at <= k; i++) {
 			const struct evalsim_traj *pt = &set->traj[pend[i].j];
-			/* The shadow ran to its natural end: its chains count at full length. */
-			if (learn && pt->npts > 0)
+			/* The shadow ran to its natural end: its chains count at full length, when
+			 * the base share alone would have shadowed it (certad's
+			 * shadow_counts_lengths). */
+			if (learn && pt->npts > 0 && pend[i].lengths)
 				online_learn(cl, pt, SCHED_REASON_NATURAL_END,
 				    pt->pts[pt->npts - 1].most_raw);
 			pt = online_view(pt, &pm, learn, vbuf, &view);
@@ -257,18 +260,20 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 		g->full = (double)set->full_tokens[j];
 		g->diff = (int)set->full_correct[j] - (int)t->pts[idx].correct;
 		snprintf(key, sizeof key, "%s/%zu/%zu/%u", model, j, pass, run);
-		if (!o->windowed && idx == last && riskctl_pick(key, pr.shadow_frac)) {
+		/* The share sampled now (riskctl_sample_frac: boosted while undecided), as certad. */
+		frac = o->windowed ? pr.shadow_frac : riskctl_sample_frac(&pr, &st);
+		if (!o->windowed && idx == last && riskctl_pick(key, frac)) {
 			/* Counterfactual: a picked program that ran to its end is a free sample. */
 			online_points(t, tau0, u, pts);
 			riskctl_observe_cf(&pr, &st, tau0, pts, t->npts, false, false, 0);
-		} else if (!o->windowed && riskctl_pick(key, pr.shadow_frac) &&
+		} else if (!o->windowed && riskctl_pick(key, frac) &&
 		    (online_points(t, tau0, u, pts),
 		    !riskctl_cf_movable(&pr, tau0, pts, idx + 1, false))) {
 			/* Counterfactual: an early stop every grid shift makes alike needs no
 			 * shadow; it counts as a program with no controllable change. */
 			riskctl_observe_excluded(&pr, &st);
 		} else if ((!o->windowed || online_certain(&t->pts[idx], last - idx, tau)) &&
-		    riskctl_pick(key, pr.shadow_frac)) {
+		    riskctl_pick(key, frac)) {
 			/* Counterfactual: any early stop some grid shift would have moved (certain
 			 * or not) runs on; windowed: a picked certain stop does. */
 			uint64_t extra = t->pts[last].cost - t->pts[idx].cost;
@@ -279,10 +284,13 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 			pend[npend].j = j;
 			pend[npend].changed = g->changed;
 			pend[npend].tokens = extra;
+			pend[npend].lengths = riskctl_pick(key, pr.shadow_frac);
 			npend++;
 		}
 		g->reason = online_reason(&t->pts[idx], last - idx, tau, u);
-		if (learn)
+		/* As certad's shadow_spawn: a shadowed program's chains count at the shadow's end
+		 * instead (when the base share picked it), others at their ending. */
+		if (learn && !(g->shadowed && riskctl_pick(key, pr.shadow_frac)))
 			online_learn(cl, t, g->reason, t->pts[idx].most_raw);
 		cost += g->cost;
 		shadow += g->shadow;
@@ -556,11 +564,13 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 		goto out;
 	}
 	printf("\n== %s, %s: %zu programs x %u pass(es), start threshold %.4g (%s), controller %s, "
-	    "shadow_frac %g, target %g, confidence %g, step %g, min_samples %u, window %u, lag %u\n",
+	    "shadow_frac %g (boost %g), target %g, confidence %g (hold %g), step %g, min_samples %u, "
+	    "window %u, lag %u\n",
 	    model, algo == SCHED_ALGO_SC ? "sc n=3" : "cot", set.nprog, o->passes, tau0,
 	    o->start_lomo ? "calibrated without this model" : "start policy",
-	    o->windowed ? "window" : "cf", p.riskctl_shadow_frac, algo == SCHED_ALGO_SC ? p.riskctl_sc_target : p.riskctl_target,
-	    p.riskctl_confidence, p.riskctl_step,
+	    o->windowed ? "window" : "cf", p.riskctl_shadow_frac, p.riskctl_shadow_boost,
+	    algo == SCHED_ALGO_SC ? p.riskctl_sc_target : p.riskctl_target,
+	    p.riskctl_confidence, p.riskctl_hold_confidence, p.riskctl_step,
 	    p.riskctl_min_samples, p.riskctl_window, o->lag);
 	printf("static start threshold: loss %.2f pt, saved %.1f%%; this model's own best "
 	    "threshold (in-sample, loss <= %.2g pt): %.4g, loss %.2f pt, saved %.1f%%\n",
@@ -579,12 +589,12 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 		    (unsigned long long)p.model_tokens, p.model_tokens ? "" : ", absolute bounds",
 		    (unsigned long long)om.model_tokens);
 	for (run = 0; run < o->runs; run++) {
-		rc = online_stream(o, &set, model, algo, &p, tau0, u, run, best, om.model_tokens,
-		    progs, total, &res[run]);
+		rc = online_stream(o, &set, model, algo, &p, tau0, u, o->first_run + run, best,
+		    om.model_tokens, progs, total, &res[run]);
 		if (rc != 0)
 			goto out;
 		if (run == 0 || o->verbose) {
-			printf("run %u (stream order %u):\n", run, run);
+			printf("run %u (stream order %u):\n", o->first_run + run, o->first_run + run);
 			online_print_windows(o, progs, total, tau0);
 		}
 	}
@@ -612,7 +622,8 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 			else
 				snprintf(hv, sizeof hv, "never");
 			printf("| %u | %.1f%% | %.2f | %.2f | %s | %s | %s | %+.2f | %llu | %llu | "
-			    "%llu/%llu | %.1f%% | %llu / %llu |\n", run, 100 * r->saved, 100 * r->loss,
+			    "%llu/%llu | %.1f%% | %llu / %llu |\n", o->first_run + run, 100 * r->saved,
+			    100 * r->loss,
 			    100 * r->worst_window_loss, cv, rv, hv, r->final_shift,
 			    (unsigned long long)r->shadows, (unsigned long long)r->changes,
 			    (unsigned long long)r->saves, (unsigned long long)r->backs,
@@ -626,8 +637,10 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 		{
 			double ws = 0, wb = 0;
 			for (run = 0; run < o->runs; run++) {
-				double a = online_static_worst(o, &set, tau0, u, run, total);
-				double b = online_static_worst(o, &set, best_tau, u, run, total);
+				double a = online_static_worst(o, &set, tau0, u, o->first_run + run,
+				    total);
+				double b = online_static_worst(o, &set, best_tau, u, o->first_run + run,
+				    total);
 				ws = a > ws ? a : ws;
 				wb = b > wb ? b : wb;
 			}

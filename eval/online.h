@@ -23,7 +23,10 @@
  * once, free; one picked that stopped early (certain or unpromising) runs on as a shadow only
  * when some grid shift would have stopped it elsewhere (riskctl_cf_movable on its own steps),
  * and its whole trajectory feeds riskctl_observe_cf `lag` programs later.  The static table
- * per shift shows both rates (per movable stop, per program).
+ * per shift shows both rates (per movable stop, per program).  The share picked is
+ * riskctl_sample_frac of the controller's state (riskctl.shadow_boost until the first move),
+ * as in certad; a shadow's chains count in the learned model_tokens when it lands (only when
+ * the base share alone picked it), not also at the program's stop.
  *
  * Single-threaded; prints to stdout.
  */
@@ -51,6 +54,8 @@ struct online_opts {
 	unsigned algos;           /* bit 0 cot, bit 1 sc */
 	unsigned passes;          /* stream = passes x the model's programs (>= 1) */
 	unsigned runs;            /* stream orders simulated (>= 1) */
+	unsigned first_run;       /* the first stream order: runs first_run .. first_run + runs - 1
+	                           * (held-out orders for a choice made on 0 .. 4) */
 	unsigned lag;             /* programs between a shadow's start and its outcome */
 	unsigned window;          /* programs per reported window (100) */
 	double max_loss;          /* for the model's own best threshold (0.01) */

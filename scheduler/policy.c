@@ -52,6 +52,8 @@ static const struct policy_key policy_keys[] = {
 	PK("riskctl.min_samples", POLICY_U32, riskctl_min_samples, "counted programs before a saving move"),
 	PK("riskctl.window", POLICY_U32, riskctl_window, "counted programs before an unproven backs off"),
 	PK("riskctl.frozen", POLICY_U32, riskctl_frozen, "1: count, never move"),
+	PK("riskctl.shadow_boost", POLICY_DOUBLE, riskctl_shadow_boost, "share sampled while undecided (<= shadow_frac: off)"),
+	PK("riskctl.hold_confidence", POLICY_DOUBLE, riskctl_hold_confidence, "of the bound that leaves a held setting"),
 	PK("dynasor_k", POLICY_U32, dynasor_k, "Dynasor-CoT baseline: k agreeing probes stop (0 off)"),
 	PK("difficulty.tokens", POLICY_U64, difficulty_tokens, "early window for the class (0 off)"),
 	PK("difficulty.changes", POLICY_U32, difficulty_changes, "answer changes in it: hard"),
@@ -354,6 +356,8 @@ policy_round(struct sched_policy *p)
 	p->riskctl_step = policy_round6(p->riskctl_step);
 	p->riskctl_min_shift = policy_round6(p->riskctl_min_shift);
 	p->riskctl_max_shift = policy_round6(p->riskctl_max_shift);
+	p->riskctl_shadow_boost = policy_round6(p->riskctl_shadow_boost);
+	p->riskctl_hold_confidence = policy_round6(p->riskctl_hold_confidence);
 	p->cot_threshold_easy = policy_round6(p->cot_threshold_easy);
 	p->cot_threshold_hard = policy_round6(p->cot_threshold_hard);
 	for (i = 0; i < SCHED_COT_NFEAT; i++)

@@ -19,6 +19,8 @@ riskctl_params_from_policy(const struct sched_policy *p, int algo, struct riskct
 	out->min_samples = p->riskctl_min_samples;
 	out->window = p->riskctl_window;
 	out->frozen = p->riskctl_frozen != 0;
+	out->boost = p->riskctl_shadow_boost;
+	out->hold_confidence = p->riskctl_hold_confidence;
 }
 
 double
@@ -317,6 +319,20 @@ riskctl_grid_proven(const struct riskctl_params *pr, const struct riskctl_state 
 	    riskctl_cp_upper(s->gchg[k], s->gtot, pr->confidence) <= pr->target;
 }
 
+/* Whether the current point k is to be left (pick rule): clearly over, or not under the
+ * target at the hold confidence after a window. */
+static bool
+riskctl_grid_leave(const struct riskctl_params *pr, const struct riskctl_state *s, uint32_t k)
+{
+	double hc = pr->hold_confidence;
+
+	if (!(hc >= 0.5) || hc > pr->confidence)
+		hc = pr->confidence;
+	if (riskctl_cp_lower(s->gchg[k], s->gtot, pr->confidence) > pr->target)
+		return true;
+	return s->gtot >= pr->window && riskctl_cp_upper(s->gchg[k], s->gtot, hc) > pr->target;
+}
+
 /* Moves to grid point k (new window). */
 static void
 riskctl_grid_go(const struct riskctl_params *pr, struct riskctl_state *s, uint32_t k)
@@ -347,12 +363,53 @@ riskctl_pick_shift(const struct riskctl_params *pr, struct riskctl_state *s)
 		s->saves++;
 		return RISKCTL_SAVE;
 	}
-	if (riskctl_grid_bad(pr, s, cur) && cur > 0) {
+	if (riskctl_grid_leave(pr, s, cur) && cur > 0) {
 		riskctl_grid_go(pr, s, best >= 0 && best < (long)cur ? (uint32_t)best : cur - 1);
 		s->backs++;
 		return RISKCTL_BACK;
 	}
 	return RISKCTL_HOLD;
+}
+
+/* Whether grid point k, neither proven nor clearly over, is within reach: at its estimated
+ * rate x/n, `window` more counted programs would prove it (the UCB at gtot + window programs
+ * with the same share changed is <= target).  Fewer than min_samples counted: yes. */
+static bool
+riskctl_grid_reachable(const struct riskctl_params *pr, const struct riskctl_state *s,
+    uint32_t k)
+{
+	uint64_t n = (uint64_t)s->gtot + pr->window;
+	double x;
+
+	if (s->gtot < pr->min_samples)
+		return true;
+	x = floor((double)s->gchg[k] * (double)n / (double)s->gtot + 0.5);
+	return riskctl_cp_upper((uint64_t)x, n, pr->confidence) <= pr->target;
+}
+
+double
+riskctl_sample_frac(const struct riskctl_params *pr, const struct riskctl_state *s)
+{
+	uint32_t cur;
+
+	if (!(pr->shadow_frac > 0))
+		return 0;
+	/* Only up to the first move, within one window of shadows. */
+	if (pr->frozen || !(pr->boost > pr->shadow_frac) || s->saves + s->backs > 0 ||
+	    s->win_n >= pr->window)
+		return pr->shadow_frac;
+	if (s->gn != riskctl_grid_size(pr) || s->gmin != pr->min_shift || s->gstep != pr->step)
+		return riskctl_grid_size(pr) > 0 ? pr->boost : pr->shadow_frac;
+	if (s->gn == 0)
+		return pr->shadow_frac;
+	if (s->gtot < pr->min_samples)
+		return pr->boost;
+	cur = riskctl_grid_at(pr, s);
+	if (cur + 1 < s->gn && !riskctl_grid_proven(pr, s, cur + 1) &&
+	    !(riskctl_cp_lower(s->gchg[cur + 1], s->gtot, pr->confidence) > pr->target) &&
+	    riskctl_grid_reachable(pr, s, cur + 1))
+		return pr->boost;
+	return pr->shadow_frac;
 }
 
 enum riskctl_move

@@ -47,6 +47,15 @@ struct riskctl_params {
 	uint32_t min_samples;  /* shadows at one setting before it may move toward savings */
 	uint32_t window;       /* shadows at one setting before an unproven one steps back */
 	bool frozen;           /* count, never move */
+	/* Sampling while the start is undecided (riskctl_sample_frac): the share of programs
+	 * sampled until the controller's first move while the grid point above the current one
+	 * is undecided and within reach, for at most `window` shadows; <= shadow_frac: off.
+	 * Only with shadow_frac > 0. */
+	double boost;
+	/* Hysteresis on the cumulative counts: the current point is left by the window rule only
+	 * when its UCB at this confidence (<= confidence; min(confidence, hold_confidence) is
+	 * used) is over the target; = confidence: the current point is left as any other is bad. */
+	double hold_confidence;
 };
 
 /* What one observation did. */
@@ -178,8 +187,12 @@ bool riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
  *              target (not shown safe within a window);
  *   - best:    the most aggressive proven point with no bad point at or below it;
  *   - best above the current point -> move there (RISKCTL_SAVE, may be several steps);
- *     the current point bad -> move to best when below, else one step back (RISKCTL_BACK);
- *     otherwise hold (hysteresis between the bounds).  Frozen: count, never move.
+ *     the current point to be left -> move to best when below, else one step back
+ *     (RISKCTL_BACK); otherwise hold (hysteresis between the bounds).  Frozen: count, never
+ *     move.
+ *   - to be left: LCB > target, or gtot >= window and the UCB at hold_confidence > target
+ *     (the bad rule when hold_confidence = confidence; lower: a setting once shown safe is
+ *     held while its rate's estimate stays under the target).
  *
  * The current point is the grid point nearest the shift.  A move restarts the window
  * (win_n, win_changes, which riskctl_observe keeps).  Returns the move made.
@@ -187,6 +200,21 @@ bool riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
 enum riskctl_move riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s,
     double tau0, const struct riskctl_point *pts, size_t n, bool shadow, bool changed,
     uint64_t tokens);
+
+/*
+ * The share of programs to sample now (riskctl_pick's frac): 0 when shadow_frac is 0 (off);
+ * `boost` while the first decision is open, shadow_frac otherwise.  Open: no move made yet
+ * (saves + backs = 0), fewer than `window` shadows at the start (win_n), and either fewer than
+ * min_samples programs counted (or counts not on the parameters' grid), or the grid point
+ * above the current one neither proven (UCB <= target) nor clearly over (LCB > target) and
+ * within reach: at its estimated rate x/gtot, `window` more counted programs would prove it
+ * (UCB(x (gtot + window) / gtot, gtot + window) <= target).  A point near the target is not
+ * within reach and is left to the base share.  Sampling on the state keeps the counts
+ * unbiased: whether a program is sampled depends on the programs before it, never on its own
+ * trajectory.  (Boosting after later moves too reached R1 cot's +1.5 sooner, a setting under
+ * the target that loses 1.6 pt; docs/certainty.md.)
+ */
+double riskctl_sample_frac(const struct riskctl_params *pr, const struct riskctl_state *s);
 
 /* Counts a sampled program that stopped early where every grid shift stops it alike
  * (riskctl_cf_movable false on its own steps; no shadow needed): excluded, one more program in

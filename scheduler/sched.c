@@ -86,6 +86,8 @@ sched_policy_default(struct sched_policy *p)
 	p->riskctl_min_samples = 20;
 	p->riskctl_window = 100;
 	p->riskctl_frozen = 0;
+	p->riskctl_shadow_boost = 0;
+	p->riskctl_hold_confidence = 0.9;
 	p->difficulty_tokens = SCHED_DEFAULT_DIFFICULTY_TOKENS;
 	p->difficulty_changes = SCHED_DEFAULT_DIFFICULTY_CHANGES;
 	p->cot_threshold_easy = SCHED_DEFAULT_COT_THRESHOLD_EASY;
@@ -121,6 +123,11 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 		v = p->riskctl_window;
 	else if (p->riskctl_frozen > 1)
 		bad = "riskctl.frozen", range = "[0, 1]", v = p->riskctl_frozen;
+	else if (!(p->riskctl_shadow_boost >= 0 && p->riskctl_shadow_boost <= 1))
+		bad = "riskctl.shadow_boost", range = "[0, 1]", v = p->riskctl_shadow_boost;
+	else if (!(p->riskctl_hold_confidence >= 0.5 && p->riskctl_hold_confidence <= 0.9999))
+		bad = "riskctl.hold_confidence", range = "[0.5, 0.9999]",
+		v = p->riskctl_hold_confidence;
 	else if (p->difficulty_tokens > (1u << 20))
 		bad = "difficulty.tokens", range = "[0, 1048576]", v = (double)p->difficulty_tokens;
 	else if (p->difficulty_changes > 64)

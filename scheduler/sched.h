@@ -91,6 +91,8 @@ struct sched_policy {
 	uint32_t riskctl_min_samples; /* shadows at a setting before a move toward savings */
 	uint32_t riskctl_window;      /* shadows at a setting before an unproven one backs off */
 	uint32_t riskctl_frozen;      /* 1: count shadows, never move */
+	double riskctl_shadow_boost;  /* share sampled while the setting is undecided (riskctl.h) */
+	double riskctl_hold_confidence; /* of the bound that leaves a held setting (riskctl.h) */
 	/* The Dynasor-CoT rule as a baseline (0: off): a chain is consistent when its last
 	 * dynasor_k probe answers are equivalent, non-empty and free of hesitation words
 	 * (certainty_probe_hesitant); a program stops certain when every unfinished chain is.

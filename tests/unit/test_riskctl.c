@@ -264,6 +264,18 @@ test_policy_keys(void **state)
 	t = "riskctl.frozen = 2\n";
 	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), CERTA_ECONFIG);
 	assert_non_null(strstr(err, "riskctl.frozen"));
+	assert_true(p.riskctl_shadow_boost == 0);
+	assert_true(p.riskctl_hold_confidence == p.riskctl_confidence);
+	t = "riskctl.shadow_boost = 0.6\nriskctl.hold_confidence = 0.5\n";
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), 0);
+	assert_true(p.riskctl_shadow_boost == 0.6);
+	assert_true(p.riskctl_hold_confidence == 0.5);
+	t = "riskctl.shadow_boost = 1.5\n";
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), CERTA_ECONFIG);
+	assert_non_null(strstr(err, "riskctl.shadow_boost"));
+	t = "riskctl.hold_confidence = 0.4\n";
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), CERTA_ECONFIG);
+	assert_non_null(strstr(err, "riskctl.hold_confidence"));
 	t = "riskctl.window = 5\n";   /* below min_samples 20 */
 	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), CERTA_ECONFIG);
 	assert_non_null(strstr(err, "riskctl.window"));
@@ -518,6 +530,167 @@ test_cf_known_rate_stream(void **state)
 	assert_true(s.excluded > 180 && s.excluded < 300);
 }
 
+/* The known-rate stream of test_cf_known_rate_stream, sampled as certad samples it: program i
+ * is picked by riskctl_pick on its id at riskctl_sample_frac of the state before it (boost 0:
+ * the plain shadow_frac).  Returns the first program run at +1 (-1: never); *picked: programs
+ * sampled, *late: ... of those after program 600. */
+static int
+cf_sampled_stream(const struct riskctl_params *pr, struct riskctl_state *s, int *picked,
+    int *late)
+{
+	uint64_t seed = 13;
+	int i, first = -1;
+	char id[32];
+
+	*picked = 0;
+	*late = 0;
+	for (i = 0; i < 1000; i++) {
+		struct riskctl_point tr[2];
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		tr[0].c = (double)(seed >> 11) / 9007199254740992.0;
+		tr[0].other = false;
+		tr[0].same = !(tr[0].c < 0.3);
+		tr[1].c = 1, tr[1].other = false, tr[1].same = true;
+		if (s->shift == 1 && first < 0)
+			first = i;
+		snprintf(id, sizeof id, "p%d", i);
+		if (!riskctl_pick(id, riskctl_sample_frac(pr, s)))
+			continue;
+		(*picked)++;
+		if (i >= 600)
+			(*late)++;
+		riskctl_observe_cf(pr, s, 0.5, tr, 2, true, !tr[0].same, 1);
+	}
+	return first;
+}
+
+/* riskctl.shadow_boost: until the first move, while the point above the current one is
+ * undecided and within reach, every program is sampled; after it (to +1, or +2 at once),
+ * sampling falls back to shadow_frac.  The boosted controller reaches +1 (3.1%) several times sooner
+ * than the plain one at the same base share (22 vs 190 programs), and samples about the base
+ * share once decided (109 programs in all vs 91). */
+static void
+test_cf_boost_stream(void **state)
+{
+	struct riskctl_params pr;
+	struct riskctl_state s = { 0 };
+	int plain, boosted, picked, late;
+
+	(void)state;
+	grid_params(&pr);
+	pr.target = 0.10;
+	pr.shadow_frac = 0.1;
+	pr.boost = 0;
+	plain = cf_sampled_stream(&pr, &s, &picked, &late);
+	assert_true(plain < 0 || plain > 150);
+	assert_true(picked < 120);
+	memset(&s, 0, sizeof s);
+	pr.boost = 1;
+	boosted = cf_sampled_stream(&pr, &s, &picked, &late);
+	assert_true(boosted >= 0 && boosted < 60);
+	assert_true(s.shift == 1);
+	/* Decided: +2 clearly over, +1 proven; the base share from then on. */
+	assert_true(riskctl_cp_lower(s.gchg[4], s.gtot, pr.confidence) > pr.target);
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.1);
+	assert_true(s.saves >= 1);
+	assert_true(late > 15 && late < 70);
+	assert_true(picked < 150);
+}
+
+/* riskctl_sample_frac on known counts (grid -2..2, target 0.05, min_samples 20, window 100). */
+static void
+test_cf_sample_frac_rule(void **state)
+{
+	struct riskctl_params pr;
+	struct riskctl_state s = { 0 };
+
+	(void)state;
+	grid_params(&pr);
+	pr.shadow_frac = 0.2;
+	pr.boost = 0.8;
+	/* Nothing counted yet (no grid): boost. */
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.8);
+	s.gn = 5, s.gmin = -2, s.gstep = 1;
+	/* Off stays off; frozen and boost <= shadow_frac: the base share. */
+	pr.shadow_frac = 0;
+	assert_true(riskctl_sample_frac(&pr, &s) == 0);
+	pr.shadow_frac = 0.2;
+	pr.frozen = true;
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
+	pr.frozen = false;
+	pr.boost = 0.1;
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
+	pr.boost = 0.8;
+	/* Fewer than min_samples counted: boost. */
+	set_counts(&s, 10, (const uint32_t[5]){ 0 });
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.8);
+	/* At 0 (point 2): +1 at 2 of 100 is unproven (UCB 0.052) but within reach (4 of 200:
+	 * UCB 0.039): boost. */
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 0, 2, 9 });
+	assert_true(riskctl_cp_upper(2, 100, 0.9) > 0.05);
+	assert_true(riskctl_cp_upper(4, 200, 0.9) <= 0.05);
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.8);
+	/* ... but not once the start has spent a window of shadows, nor after a move. */
+	s.win_n = 100;
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
+	s.win_n = 0;
+	s.backs = 1;
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
+	s.backs = 0;
+	/* +1 at 6 of 100: not clearly over (LCB 0.033) but out of reach (12 of 200: UCB 0.083). */
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 0, 6, 9 });
+	assert_true(riskctl_cp_lower(6, 100, 0.9) < 0.05);
+	assert_true(riskctl_cp_upper(12, 200, 0.9) > 0.05);
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
+	/* Clearly over: decided. */
+	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 0, 12, 12 });
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
+	/* At the top: nothing above to decide. */
+	s.shift = 2;
+	set_counts(&s, 100, (const uint32_t[5]){ 0 });
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.2);
+	/* Counts on another grid restart: boost (before any move). */
+	s.shift = 0;
+	s.gstep = 0.5;
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.8);
+}
+
+/* riskctl.hold_confidence: the current point (+1), 9 of 200 changed (4.5%, target 0.05), is
+ * no longer proven at 0.9 (UCB 0.064) but its estimate is under the target (UCB at 0.5:
+ * 0.048): held at hold_confidence 0.5, left at 0.9 (the plain rule).  Clearly over (LCB >
+ * target) is left whatever hold_confidence says. */
+static void
+test_cf_hold_confidence(void **state)
+{
+	struct riskctl_params pr;
+	struct riskctl_state s = { 0 };
+
+	(void)state;
+	grid_params(&pr);
+	s.gn = 5, s.gmin = -2, s.gstep = 1;
+	s.shift = 1;
+	set_counts(&s, 200, (const uint32_t[5]){ 0, 0, 0, 9, 30 });
+	assert_true(riskctl_cp_upper(9, 200, 0.9) > 0.05);
+	assert_true(riskctl_cp_upper(9, 200, 0.5) <= 0.05);
+	pr.hold_confidence = 0.5;
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_HOLD);
+	assert_true(s.shift == 1);
+	pr.hold_confidence = 0.9;
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_BACK);
+	assert_true(s.shift == 0);
+	/* Above the confidence: the confidence is used. */
+	s.shift = 1;
+	pr.hold_confidence = 0.99;
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_BACK);
+	/* Clearly over: 16 of 200 (LCB 0.058). */
+	s.shift = 1;
+	pr.hold_confidence = 0.5;
+	set_counts(&s, 200, (const uint32_t[5]){ 0, 0, 0, 16, 30 });
+	assert_true(riskctl_cp_lower(16, 200, 0.9) > 0.05);
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_BACK);
+	assert_true(s.shift == 0);
+}
+
 int
 main(void)
 {
@@ -537,6 +710,9 @@ main(void)
 		cmocka_unit_test(test_cf_grid_update),
 		cmocka_unit_test(test_cf_pick_rule),
 		cmocka_unit_test(test_cf_known_rate_stream),
+		cmocka_unit_test(test_cf_boost_stream),
+		cmocka_unit_test(test_cf_sample_frac_rule),
+		cmocka_unit_test(test_cf_hold_confidence),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
