@@ -704,6 +704,23 @@ persist_accept(struct core *c, struct program *p)
 }
 
 int
+persist_put_now(struct core *c, enum store_db db, const char *key, const ProtobufCMessage *msg)
+{
+	struct wset *ws;
+	int rc;
+
+	rc = wset_new(&ws);
+	if (rc != 0)
+		return rc;
+	rc = wset_put(ws, db, key, msg);
+	/* store_update waits for the writer's queue first (store_set_barrier). */
+	if (rc == 0)
+		rc = store_update(c->st, wset_apply, ws);
+	wset_free(ws);
+	return rc < 0 ? rc : 0;
+}
+
+int
 persist_put_later(struct core *c, enum store_db db, const char *key,
     const ProtobufCMessage *msg)
 {

@@ -291,7 +291,7 @@ shadow_save(struct core *c, const struct shadow_ctl *x)
 }
 
 static int
-shadow_len_save_put(struct core *c, const struct shadow_len *l)
+shadow_len_save_put(struct core *c, const struct shadow_len *l, bool now)
 {
 	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
 	uint32_t ent[CHAINLEN_CAP];
@@ -304,15 +304,16 @@ shadow_len_save_put(struct core *c, const struct shadow_len *l)
 	r.chain_tokens = ent;
 	r.chain_seen = l->cl.seen;
 	r.updated_unix_ms = core_now_ms();
-	return persist_put_later(c, STORE_DB_RISKCTL, key, &r.base);
+	return now ? persist_put_now(c, STORE_DB_RISKCTL, key, &r.base) :
+	    persist_put_later(c, STORE_DB_RISKCTL, key, &r.base);
 }
 
-/* Writes a model's lengths; a failure is logged (memory keeps them; the next write carries
- * them). */
+/* Writes a model's lengths, with the next group commit or (now) at once; a failure is logged
+ * (memory keeps them; the next write carries them). */
 static void
-shadow_len_save(struct core *c, struct shadow_len *l)
+shadow_len_save(struct core *c, struct shadow_len *l, bool now)
 {
-	int rc = shadow_len_save_put(c, l);
+	int rc = shadow_len_save_put(c, l, now);
 
 	if (rc != 0) {
 		log_warn(LOG_SCHED, "model_tokens %s: cannot store the chain lengths: %s", l->model,
@@ -331,7 +332,7 @@ shadow_flush(struct core *c)
 		return;
 	for (i = 0; i < c->shadow->nlen; i++)
 		if (c->shadow->len[i].unsaved > 0)
-			shadow_len_save(c, &c->shadow->len[i]);
+			shadow_len_save(c, &c->shadow->len[i], false);
 }
 
 /* p has ended for good (a program for its client, or a shadow): counts its chains' lengths
@@ -358,8 +359,9 @@ shadow_learn(struct core *c, const struct program *p)
 		log_info(LOG_SCHED, "model_tokens %s: learned %llu (median of %u chains)",
 		    l->model, (unsigned long long)chainlen_median(&l->cl), l->cl.n);
 	/* Written every few programs, and when the learned value takes over. */
+	/* The value taking over is written at once; the rest with the next group commit. */
 	if (l->unsaved >= SHADOW_LEN_SAVE_EVERY || took_over)
-		shadow_len_save(c, l);
+		shadow_len_save(c, l, took_over);
 }
 
 uint64_t
