@@ -241,6 +241,78 @@ test_many_open_boxes(void **state)
 	certainty_scan_free(s);
 }
 
+/* Answers probe histories are made of: equivalent forms, placeholders (empty, a variable, a
+ * number or a choice the problem states), hesitant ones, and some longer than the scan
+ * remembers by content. */
+static const char *const memo_answers[] = {
+	"", "12", " 12 ", "12.0", "0.5", "\\frac{1}{2}", "1/2", "\\dfrac12", "x", "7", "A", "(B)",
+	"wait", "wait, 12", "but no 5", "5", "-7", "\\frac{12345678901234567890}{98765432109876}",
+	"\\frac{12345678901234567890}{98765432109876}.", "0.50000000000000000000000000000000000000",
+	"0.500000000000000000000000000000000000000", "abc", "Hold on",
+};
+
+/* The verdicts the scan remembers (validity, hesitation, equivalence of answers) give the
+ * evaluation without a scan: random probe histories whose answers repeat, change, come back
+ * in equivalent forms and turn invalid, for chains whose problem changes under the scan. */
+static void
+test_remembered_verdicts(void **state)
+{
+	static const char *const problems[] = {
+		"Find x.", "Seven (7) apples and 12 pears: (A) 5 (B) 7. Find x.",
+		"If -7 is a root, find 0.5 of it.",
+	};
+	char probs[3][64];
+	struct sched_probe probes[48];
+	struct sched_policy p;
+	struct sched_chain c;
+	struct certainty_chain full, inc;
+	struct certainty_scan *s = certainty_scan_new();
+	const size_t na = sizeof memo_answers / sizeof memo_answers[0];
+	size_t round, i, k;
+	unsigned checks = 0;
+
+	(void)state;
+	assert_non_null(s);
+	for (k = 0; k < 3; k++)
+		snprintf(probs[k], sizeof probs[k], "%s", problems[k]);
+	scan_policy(&p, 600);
+	for (round = 0; round < 300; round++) {
+		/* the same scan across chains: a new problem (another address) or the same one */
+		const char *problem = probs[round % 3];
+		memset(&c, 0, sizeof c);
+		c.final_answer = "";
+		c.text = "so the answer is 12 or 0.5, wait, 7";
+		c.text_len = strlen(c.text);
+		c.probes = probes;
+		for (i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+			/* mostly the previous answer again, else any */
+			const char *a = i > 0 && scan_rand() % 3 != 0 ? probes[i - 1].answer :
+			    memo_answers[scan_rand() % na];
+			probes[i].position = 64 * (i + 1);
+			probes[i].answer = a;
+			probes[i].confidence = -1;
+			probes[i].min_prob = -1;
+			probes[i].entropy = -1;
+			c.nprobes = i + 1;
+			c.tokens = 64 * (i + 1) + scan_rand() % 64;
+			c.answer = scan_rand() % 8 == 0 ? memo_answers[scan_rand() % na] : a;
+			c.scan = NULL;
+			certainty_chain_eval(&p, &c, problem, &full);
+			c.scan = s;
+			certainty_chain_eval(&p, &c, problem, &inc);
+			c.scan = NULL;
+			scan_same(&full, &inc, c.text_len);
+			assert_int_equal(inc.stable_tokens, full.stable_tokens);
+			assert_int_equal(inc.changes, full.changes);
+			assert_int_equal(inc.ever_valid, full.ever_valid);
+			assert_string_equal(inc.best, full.best);
+			checks++;
+		}
+	}
+	certainty_scan_free(s);
+	assert_true(checks > 10000);
+}
+
 int
 main(void)
 {
@@ -249,6 +321,7 @@ main(void)
 		cmocka_unit_test(test_split_needles),
 		cmocka_unit_test(test_replaced_text),
 		cmocka_unit_test(test_many_open_boxes),
+		cmocka_unit_test(test_remembered_verdicts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
