@@ -439,26 +439,60 @@ static const bool certainty_hes_lead[256] = {
 	['V'] = true, ['M'] = true, ['R'] = true, ['N'] = true,
 };
 
-/* Whether a hesitation marker starts at text[i] (all its bytes within len). */
+/* certainty_hesitation_words with their lengths (the same words, the same order). */
+struct certainty_hes_word {
+	const char *w;
+	size_t len;
+};
+
+#define CERTAINTY_HES_WORD(s) { s, sizeof s - 1 }
+static const struct certainty_hes_word certainty_hes_words[] = {
+	CERTAINTY_HES_WORD("wait"), CERTAINTY_HES_WORD("hmm"), CERTAINTY_HES_WORD("but "),
+	CERTAINTY_HES_WORD("alternatively"), CERTAINTY_HES_WORD("double-check"),
+	CERTAINTY_HES_WORD("double check"), CERTAINTY_HES_WORD("let me check"),
+	CERTAINTY_HES_WORD("verify"), CERTAINTY_HES_WORD("mistake"),
+	CERTAINTY_HES_WORD("re-examine"), CERTAINTY_HES_WORD("recheck"),
+	CERTAINTY_HES_WORD("not sure"), CERTAINTY_HES_WORD("hold on"),
+};
+#undef CERTAINTY_HES_WORD
+_Static_assert(sizeof certainty_hes_words / sizeof certainty_hes_words[0] ==
+    sizeof certainty_hesitation_words / sizeof certainty_hesitation_words[0],
+    "certainty_hes_words must list certainty_hesitation_words");
+
+/* isalpha and tolower in the C locale (ASCII letters only), without the locale lookups. */
+static bool
+certainty_ascii_alpha(unsigned char ch)
+{
+	return (ch | 0x20) >= 'a' && (ch | 0x20) <= 'z';
+}
+
+static unsigned char
+certainty_ascii_lower(unsigned char ch)
+{
+	return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch | 0x20) : ch;
+}
+
+/* Whether a hesitation marker starts at text[i] (all its bytes within len): the test of
+ * certainty_hesitation_count at i (the words are lower case ASCII; strncasecmp in the C
+ * locale folds ASCII letters only). */
 static bool
 certainty_hesitation_at(const char *text, size_t len, size_t i)
 {
-	unsigned char ch = (unsigned char)tolower((unsigned char)text[i]);
-	size_t k;
+	unsigned char ch = (unsigned char)text[i];
+	size_t k, j;
 
-	if (ch != 'w' && ch != 'h' && ch != 'b' && ch != 'a' && ch != 'd' && ch != 'l' &&
-	    ch != 'v' && ch != 'm' && ch != 'r' && ch != 'n')
+	if (!certainty_hes_lead[ch] ||
+	    (i > 0 && certainty_ascii_alpha((unsigned char)text[i - 1])))
 		return false;
-	if (!certainty_word_start(text, i))
-		return false;
-	for (k = 0; k < sizeof certainty_hesitation_words / sizeof certainty_hesitation_words[0];
-	    k++) {
-		const char *w = certainty_hesitation_words[k];
-		size_t wl;
-		if ((unsigned char)w[0] != ch)
-			continue;   /* the words are lower case: strncasecmp's first byte */
-		wl = strlen(w);
-		if (i + wl <= len && strncasecmp(text + i, w, wl) == 0)
+	ch |= 0x20;   /* a letter (certainty_hes_lead): its lower case */
+	for (k = 0; k < sizeof certainty_hes_words / sizeof certainty_hes_words[0]; k++) {
+		const struct certainty_hes_word *w = &certainty_hes_words[k];
+		if ((unsigned char)w->w[0] != ch || i + w->len > len)
+			continue;
+		for (j = 1; j < w->len &&
+		    certainty_ascii_lower((unsigned char)text[i + j]) == (unsigned char)w->w[j]; j++)
+			;
+		if (j == w->len)
 			return true;
 	}
 	return false;

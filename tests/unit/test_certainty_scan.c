@@ -241,6 +241,62 @@ test_many_open_boxes(void **state)
 	certainty_scan_free(s);
 }
 
+/* Hesitation markers in texts of any bytes: the words and their neighbours in random case
+ * mixed with random bytes (high ones included: no letters in the C locale), appended in
+ * random pieces; the scan counts what certainty_hesitation_count counts. */
+static void
+test_hesitation_bytes(void **state)
+{
+	static const char *const words[] = {
+		"wait", "hmm", "but ", "but", "alternatively", "double-check", "double check",
+		"let me check", "verify", "mistake", "re-examine", "recheck", "not sure", "hold on",
+		"hold", "let me", "double", "re-", "not",
+	};
+	static char text[4096];
+	static const uint32_t windows[] = { 600, 40, 13, 1 };
+	struct sched_policy p;
+	struct sched_chain c;
+	struct certainty_chain full, inc;
+	struct certainty_scan *s = certainty_scan_new();
+	size_t round, len, at, i;
+
+	(void)state;
+	assert_non_null(s);
+	for (round = 0; round < 200; round++) {
+		scan_policy(&p, windows[round % 4]);
+		for (len = 0; len < sizeof text - 16;) {
+			if (scan_rand() % 2 == 0) {
+				const char *w = words[scan_rand() % (sizeof words / sizeof words[0])];
+				for (i = 0; w[i] != '\0'; i++)
+					text[len++] = (char)(scan_rand() % 3 == 0 && w[i] >= 'a' &&
+					    w[i] <= 'z' ? w[i] - 'a' + 'A' : w[i]);
+			} else {
+				text[len++] = (char)(1 + scan_rand() % 255);
+			}
+		}
+		memset(&c, 0, sizeof c);
+		c.final_answer = "";
+		c.answer = "";
+		c.text = text;
+		certainty_scan_reset(s);
+		for (at = 0; at < len;) {
+			at += 1 + scan_rand() % 200;
+			if (at > len)
+				at = len;
+			c.text_len = at;
+			c.tokens = at / 4 + 1;
+			c.scan = NULL;
+			certainty_chain_eval(&p, &c, "Find x.", &full);
+			c.scan = s;
+			certainty_chain_eval(&p, &c, "Find x.", &inc);
+			assert_int_equal(inc.hesitation_count, full.hesitation_count);
+			assert_int_equal(full.hesitation_count,
+			    certainty_hesitation_count(text, at, p.hesitation_window));
+		}
+	}
+	certainty_scan_free(s);
+}
+
 /* Answers probe histories are made of: equivalent forms, placeholders (empty, a variable, a
  * number or a choice the problem states), hesitant ones, and some longer than the scan
  * remembers by content. */
@@ -322,6 +378,7 @@ main(void)
 		cmocka_unit_test(test_replaced_text),
 		cmocka_unit_test(test_many_open_boxes),
 		cmocka_unit_test(test_remembered_verdicts),
+		cmocka_unit_test(test_hesitation_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
