@@ -564,6 +564,28 @@ certainty_count_valid(const char *text, size_t len, const char *needle, size_t n
 	    !(hit[nl] == '.' && hit + nl + 1 < end && isdigit((unsigned char)hit[nl + 1]))));
 }
 
+/* The last (raw, overlapping) occurrence of needle (nl > 0 bytes) in text[0..len) that starts
+ * at or after from; SIZE_MAX when none.  Searched backwards from the end: one pass over the
+ * bytes after it, however many occurrences come before. */
+static size_t
+certainty_last_raw(const char *text, size_t len, size_t from, const char *needle, size_t nl)
+{
+	const char *q;
+	size_t end;
+
+	if (len < nl || from > len - nl)
+		return SIZE_MAX;
+	for (end = len - nl + 1; end > from; end = (size_t)(q - text)) {
+		/* candidates start in [from, end) */
+		q = memrchr(text + from, needle[0], end - from);
+		if (q == NULL)
+			return SIZE_MAX;
+		if (memcmp(q + 1, needle + 1, nl - 1) == 0)
+			return (size_t)(q - text);
+	}
+	return SIZE_MAX;
+}
+
 /* certainty_count(needle, nl, text, len, 64) and the last raw occurrence (*last, SIZE_MAX if
  * none), advancing st over text appended since the last call. */
 static unsigned
@@ -613,11 +635,9 @@ certainty_needle_advance(struct certainty_needle *st, const char *needle, size_t
 	if (n == 0)
 		return 0;   /* the last occurrence is not asked for: found later from raw_from */
 	/* the last raw occurrence: raw matches never change once the bytes are there */
-	p = st->raw_from;
-	while (p + nl <= len && (hit = memmem(text + p, len - p, needle, nl)) != NULL) {
-		st->last = (size_t)(hit - text);
-		p = st->last + 1;
-	}
+	h = certainty_last_raw(text, len, st->raw_from, needle, nl);
+	if (h != SIZE_MAX)
+		st->last = h;
 	st->raw_from = len - nl + 1;
 	*last = st->last;
 	return n;
