@@ -456,11 +456,56 @@ struct dispatch_ready {
 	size_t n;
 	size_t nfair;             /* items[0..nfair) are tenant work in fair order; the rest
 	                           * are shadows (daemon/shadow.h), offered after them */
+	bool kept;                /* the arrays are dispatch_kept's (not freed) */
 };
+
+/* A pass's arrays are as long as the live programs are many (at 10k live ~700 kB, zeroed, per
+ * pass, when a pass finds a few hundred ready): the last pass's are kept for the next.  Loop
+ * thread only; a collect while they are lent out (no caller nests one now) allocates its
+ * own. */
+static struct {
+	struct fair_item *items;
+	struct program **ready, **shadows;
+	size_t *order;
+	size_t cap;
+	bool lent;
+} dispatch_kept;
+
+/* Lends the kept arrays for n programs (grown when short); false when lent out already or
+ * without memory. */
+static bool
+dispatch_kept_lend(size_t n)
+{
+	if (dispatch_kept.lent)
+		return false;
+	if (dispatch_kept.cap < n) {
+		size_t cap = n + n / 4 + 64;
+		free(dispatch_kept.items);
+		free(dispatch_kept.ready);
+		free(dispatch_kept.shadows);
+		free(dispatch_kept.order);
+		dispatch_kept.items = malloc(cap * sizeof *dispatch_kept.items);
+		dispatch_kept.ready = malloc(cap * sizeof *dispatch_kept.ready);
+		dispatch_kept.shadows = malloc(cap * sizeof *dispatch_kept.shadows);
+		dispatch_kept.order = malloc(cap * sizeof *dispatch_kept.order);
+		dispatch_kept.cap = cap;
+		if (dispatch_kept.items == NULL || dispatch_kept.ready == NULL ||
+		    dispatch_kept.shadows == NULL || dispatch_kept.order == NULL) {
+			dispatch_kept.cap = 0;
+			return false;
+		}
+	}
+	dispatch_kept.lent = true;
+	return true;
+}
 
 static void
 dispatch_ready_free(struct dispatch_ready *r)
 {
+	if (r->kept) {
+		dispatch_kept.lent = false;
+		return;
+	}
 	free(r->items);
 	free(r->ready);
 	free(r->order);
@@ -484,13 +529,21 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 	memset(r, 0, sizeof *r);
 	if (c->norder == 0)
 		return 0;
-	r->items = items = calloc(c->norder, sizeof *items);
-	r->ready = ready = calloc(c->norder, sizeof *ready);
-	r->order = calloc(c->norder, sizeof *r->order);
-	shadows = calloc(c->norder, sizeof *shadows);
-	if (items == NULL || ready == NULL || r->order == NULL || shadows == NULL) {
-		free(shadows);
-		return -ENOMEM;
+	if (dispatch_kept_lend(c->norder)) {
+		r->kept = true;
+		r->items = items = dispatch_kept.items;
+		r->ready = ready = dispatch_kept.ready;
+		r->order = dispatch_kept.order;
+		shadows = dispatch_kept.shadows;
+	} else {
+		r->items = items = calloc(c->norder, sizeof *items);
+		r->ready = ready = calloc(c->norder, sizeof *ready);
+		r->order = calloc(c->norder, sizeof *r->order);
+		shadows = calloc(c->norder, sizeof *shadows);
+		if (items == NULL || ready == NULL || r->order == NULL || shadows == NULL) {
+			free(shadows);
+			return -ENOMEM;
+		}
 	}
 	for (i = 0; i < c->norder; i++) {
 		struct program *p = c->order[i];
@@ -528,6 +581,7 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 		if (throttled > 0)
 			continue;   /* tokens_per_minute: held back, not failed */
 		used = program_tokens(p);
+		memset(&items[n], 0, sizeof items[n]);
 		items[n].tenant = p->tenant;
 		items[n].priority = p->priority ? p->priority : priority;
 		items[n].deadline_ms = p->deadline_ms;
@@ -538,8 +592,10 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 		ready[n++] = p;
 	}
 	r->nfair = n;
+	memset(r->order, 0, n * sizeof *r->order);
 	for (i = 0; i < ns; i++) {
 		struct program *p = shadows[i];
+		memset(&items[n], 0, sizeof items[n]);
 		items[n].tenant = p->tenant;
 		items[n].priority = p->priority;
 		items[n].ready_since_ms = p->ready_since_ms;
@@ -550,7 +606,8 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 		n++;
 	}
 	r->n = n;
-	free(shadows);
+	if (!r->kept)
+		free(shadows);
 	return 0;
 }
 

@@ -304,6 +304,22 @@ certainty_text_full(const struct sched_policy *p, const struct sched_chain *c, c
 #define CERTAINTY_SCAN_OPEN 8     /* unclosed \boxed{ after the last closed one, at most */
 #define CERTAINTY_HES_MAXWL 13    /* the longest hesitation word ("alternatively") */
 #define CERTAINTY_SCAN_ANSWERS 4  /* answers whose mentions are kept (probes go back and forth) */
+#define CERTAINTY_MEMO_LEN 39     /* answers up to this many bytes are remembered by content */
+#define CERTAINTY_MEMO_VALID 4    /* answers whose validity is remembered */
+#define CERTAINTY_MEMO_SAME 2     /* answer pairs whose equivalence is remembered */
+
+/* certainty_valid(a, problem) and certainty_probe_hesitant(a) of one answer (a[0] == '\0':
+ * unused).  Pure functions of the strings: remembered, never stale. */
+struct certainty_memo_valid {
+	char a[CERTAINTY_MEMO_LEN + 1];
+	bool valid, hesitant;
+};
+
+/* certainty_same(a, b) of two answers that differ byte-wise (a[0] == '\0': unused). */
+struct certainty_memo_same {
+	char a[CERTAINTY_MEMO_LEN + 1], b[CERTAINTY_MEMO_LEN + 1];
+	bool same;
+};
 
 /* certainty_count of one needle, advanced over appended text: hits before `p` are final. */
 struct certainty_needle {
@@ -355,10 +371,13 @@ struct certainty_scan {
 	/* the latest answers whose mentions are counted (each catches up when it comes back) */
 	struct certainty_answer_scan answers[CERTAINTY_SCAN_ANSWERS];
 	uint64_t tick;
-	/* certainty_valid of the latest answer seen (problem: the chain's, by address) */
-	char *vanswer;
+	/* the verdicts on answers a decision asks for again and again (the latest answer, the
+	 * probes it walks back over); vproblem: the problem they are for (the chain's, by
+	 * address) */
 	const char *vproblem;
-	bool vvalid;
+	struct certainty_memo_valid valid[CERTAINTY_MEMO_VALID];
+	struct certainty_memo_same same[CERTAINTY_MEMO_SAME];
+	unsigned valid_next, same_next;
 };
 
 struct certainty_scan *
@@ -395,7 +414,6 @@ certainty_scan_free(struct certainty_scan *s)
 	if (s == NULL)
 		return;
 	certainty_scan_forget_answer(s);
-	free(s->vanswer);
 	free(s->hits);
 	free(s);
 }
@@ -406,7 +424,6 @@ certainty_scan_reset(struct certainty_scan *s)
 	size_t *hits = s->hits, cap = s->hits_cap;
 
 	certainty_scan_forget_answer(s);
-	free(s->vanswer);
 	memset(s, 0, sizeof *s);
 	s->hits = hits;
 	s->hits_cap = cap;
@@ -422,26 +439,60 @@ static const bool certainty_hes_lead[256] = {
 	['V'] = true, ['M'] = true, ['R'] = true, ['N'] = true,
 };
 
-/* Whether a hesitation marker starts at text[i] (all its bytes within len). */
+/* certainty_hesitation_words with their lengths (the same words, the same order). */
+struct certainty_hes_word {
+	const char *w;
+	size_t len;
+};
+
+#define CERTAINTY_HES_WORD(s) { s, sizeof s - 1 }
+static const struct certainty_hes_word certainty_hes_words[] = {
+	CERTAINTY_HES_WORD("wait"), CERTAINTY_HES_WORD("hmm"), CERTAINTY_HES_WORD("but "),
+	CERTAINTY_HES_WORD("alternatively"), CERTAINTY_HES_WORD("double-check"),
+	CERTAINTY_HES_WORD("double check"), CERTAINTY_HES_WORD("let me check"),
+	CERTAINTY_HES_WORD("verify"), CERTAINTY_HES_WORD("mistake"),
+	CERTAINTY_HES_WORD("re-examine"), CERTAINTY_HES_WORD("recheck"),
+	CERTAINTY_HES_WORD("not sure"), CERTAINTY_HES_WORD("hold on"),
+};
+#undef CERTAINTY_HES_WORD
+_Static_assert(sizeof certainty_hes_words / sizeof certainty_hes_words[0] ==
+    sizeof certainty_hesitation_words / sizeof certainty_hesitation_words[0],
+    "certainty_hes_words must list certainty_hesitation_words");
+
+/* isalpha and tolower in the C locale (ASCII letters only), without the locale lookups. */
+static bool
+certainty_ascii_alpha(unsigned char ch)
+{
+	return (ch | 0x20) >= 'a' && (ch | 0x20) <= 'z';
+}
+
+static unsigned char
+certainty_ascii_lower(unsigned char ch)
+{
+	return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch | 0x20) : ch;
+}
+
+/* Whether a hesitation marker starts at text[i] (all its bytes within len): the test of
+ * certainty_hesitation_count at i (the words are lower case ASCII; strncasecmp in the C
+ * locale folds ASCII letters only). */
 static bool
 certainty_hesitation_at(const char *text, size_t len, size_t i)
 {
-	unsigned char ch = (unsigned char)tolower((unsigned char)text[i]);
-	size_t k;
+	unsigned char ch = (unsigned char)text[i];
+	size_t k, j;
 
-	if (ch != 'w' && ch != 'h' && ch != 'b' && ch != 'a' && ch != 'd' && ch != 'l' &&
-	    ch != 'v' && ch != 'm' && ch != 'r' && ch != 'n')
+	if (!certainty_hes_lead[ch] ||
+	    (i > 0 && certainty_ascii_alpha((unsigned char)text[i - 1])))
 		return false;
-	if (!certainty_word_start(text, i))
-		return false;
-	for (k = 0; k < sizeof certainty_hesitation_words / sizeof certainty_hesitation_words[0];
-	    k++) {
-		const char *w = certainty_hesitation_words[k];
-		size_t wl;
-		if ((unsigned char)w[0] != ch)
-			continue;   /* the words are lower case: strncasecmp's first byte */
-		wl = strlen(w);
-		if (i + wl <= len && strncasecmp(text + i, w, wl) == 0)
+	ch |= 0x20;   /* a letter (certainty_hes_lead): its lower case */
+	for (k = 0; k < sizeof certainty_hes_words / sizeof certainty_hes_words[0]; k++) {
+		const struct certainty_hes_word *w = &certainty_hes_words[k];
+		if ((unsigned char)w->w[0] != ch || i + w->len > len)
+			continue;
+		for (j = 1; j < w->len &&
+		    certainty_ascii_lower((unsigned char)text[i + j]) == (unsigned char)w->w[j]; j++)
+			;
+		if (j == w->len)
 			return true;
 	}
 	return false;
@@ -513,6 +564,28 @@ certainty_count_valid(const char *text, size_t len, const char *needle, size_t n
 	    !(hit[nl] == '.' && hit + nl + 1 < end && isdigit((unsigned char)hit[nl + 1]))));
 }
 
+/* The last (raw, overlapping) occurrence of needle (nl > 0 bytes) in text[0..len) that starts
+ * at or after from; SIZE_MAX when none.  Searched backwards from the end: one pass over the
+ * bytes after it, however many occurrences come before. */
+static size_t
+certainty_last_raw(const char *text, size_t len, size_t from, const char *needle, size_t nl)
+{
+	const char *q;
+	size_t end;
+
+	if (len < nl || from > len - nl)
+		return SIZE_MAX;
+	for (end = len - nl + 1; end > from; end = (size_t)(q - text)) {
+		/* candidates start in [from, end) */
+		q = memrchr(text + from, needle[0], end - from);
+		if (q == NULL)
+			return SIZE_MAX;
+		if (memcmp(q + 1, needle + 1, nl - 1) == 0)
+			return (size_t)(q - text);
+	}
+	return SIZE_MAX;
+}
+
 /* certainty_count(needle, nl, text, len, 64) and the last raw occurrence (*last, SIZE_MAX if
  * none), advancing st over text appended since the last call. */
 static unsigned
@@ -562,11 +635,9 @@ certainty_needle_advance(struct certainty_needle *st, const char *needle, size_t
 	if (n == 0)
 		return 0;   /* the last occurrence is not asked for: found later from raw_from */
 	/* the last raw occurrence: raw matches never change once the bytes are there */
-	p = st->raw_from;
-	while (p + nl <= len && (hit = memmem(text + p, len - p, needle, nl)) != NULL) {
-		st->last = (size_t)(hit - text);
-		p = st->last + 1;
-	}
+	h = certainty_last_raw(text, len, st->raw_from, needle, nl);
+	if (h != SIZE_MAX)
+		st->last = h;
 	st->raw_from = len - nl + 1;
 	*last = st->last;
 	return n;
@@ -722,20 +793,72 @@ certainty_scan_last_boxed(struct certainty_scan *s, const char *text, size_t len
 	return (int)(n > INT32_MAX ? INT32_MAX : n);
 }
 
-/* certainty_valid(ans, problem), remembered for the latest answer of the chain. */
-static bool
-certainty_scan_valid(struct certainty_scan *s, const char *ans, const char *problem)
+/* The remembered verdicts on answer a (computed at the first ask); NULL when a is too long
+ * to be remembered. */
+static const struct certainty_memo_valid *
+certainty_scan_memo(struct certainty_scan *s, const char *a, const char *problem)
 {
-	char *copy;
+	struct certainty_memo_valid *e;
+	size_t al = strlen(a), k;
 
-	if (s->vanswer != NULL && s->vproblem == problem && strcmp(s->vanswer, ans) == 0)
-		return s->vvalid;
-	copy = strdup(ans);
-	free(s->vanswer);
-	s->vanswer = copy;   /* NULL without memory: computed again next time */
-	s->vproblem = problem;
-	s->vvalid = certainty_valid(ans, problem);
-	return s->vvalid;
+	if (al == 0 || al > CERTAINTY_MEMO_LEN)
+		return NULL;
+	if (s->vproblem != problem) {
+		memset(s->valid, 0, sizeof s->valid);
+		s->vproblem = problem;
+	}
+	for (k = 0; k < CERTAINTY_MEMO_VALID; k++)
+		if (strcmp(s->valid[k].a, a) == 0)
+			return &s->valid[k];
+	e = &s->valid[s->valid_next++ % CERTAINTY_MEMO_VALID];
+	memcpy(e->a, a, al + 1);
+	e->valid = certainty_valid(a, problem);
+	e->hesitant = certainty_probe_hesitant(a);
+	return e;
+}
+
+/* certainty_valid(a, problem), remembered (s may be NULL). */
+static bool
+certainty_scan_valid(struct certainty_scan *s, const char *a, const char *problem)
+{
+	const struct certainty_memo_valid *e;
+
+	if (a[0] == '\0')
+		return false;
+	e = s != NULL ? certainty_scan_memo(s, a, problem) : NULL;
+	return e != NULL ? e->valid : certainty_valid(a, problem);
+}
+
+/* certainty_probe_hesitant(a), remembered (s may be NULL). */
+static bool
+certainty_scan_hesitant(struct certainty_scan *s, const char *a, const char *problem)
+{
+	const struct certainty_memo_valid *e;
+
+	e = s != NULL && a[0] != '\0' ? certainty_scan_memo(s, a, problem) : NULL;
+	return e != NULL ? e->hesitant : certainty_probe_hesitant(a);
+}
+
+/* certainty_same(a, b), remembered for answers that differ byte-wise (s may be NULL). */
+static bool
+certainty_scan_same(struct certainty_scan *s, const char *a, const char *b)
+{
+	struct certainty_memo_same *e;
+	size_t al, bl, k;
+
+	if (strcmp(a, b) == 0)
+		return true;
+	if (s == NULL || (al = strlen(a)) == 0 || al > CERTAINTY_MEMO_LEN ||
+	    (bl = strlen(b)) == 0 || bl > CERTAINTY_MEMO_LEN)
+		return answer_equivalent(a, b);
+	for (k = 0; k < CERTAINTY_MEMO_SAME; k++)
+		if (strcmp(s->same[k].a, a) == 0 && strcmp(s->same[k].b, b) == 0)
+			return s->same[k].same;
+	e = &s->same[s->same_next++ % CERTAINTY_MEMO_SAME];
+	memcpy(e->a, a, al + 1);
+	memcpy(e->b, b, bl + 1);
+	e->same = answer_equivalent(a, b);
+	return e->same;
 }
 
 /* The text features of chain c (mentions of the valid answer ans, hesitation markers,
@@ -823,8 +946,7 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	}
 	out->answer = ans;
 	out->best = ans;
-	out->valid = c->scan != NULL ? certainty_scan_valid(c->scan, ans, problem) :
-	    certainty_valid(ans, problem);
+	out->valid = certainty_scan_valid(c->scan, ans, problem);
 	out->ever_valid = out->valid;
 	if (c->nprobes > 0) {
 		const struct sched_probe *last = &c->probes[c->nprobes - 1];
@@ -835,7 +957,7 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 		/* Walk back while the probes agree with the current answer. */
 		for (i = c->nprobes; i-- > 0;) {
 			const char *a = c->probes[i].answer != NULL ? c->probes[i].answer : "";
-			if (!certainty_same(a, ans))
+			if (!certainty_scan_same(c->scan, a, ans))
 				break;
 			first = c->probes[i].position;
 		}
@@ -850,7 +972,7 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 		if (!out->valid) {
 			for (i = c->nprobes; i-- > 0;) {
 				const char *a = c->probes[i].answer != NULL ? c->probes[i].answer : "";
-				if (certainty_valid(a, problem)) {
+				if (certainty_scan_valid(c->scan, a, problem)) {
 					out->best = a;
 					out->ever_valid = true;
 					break;
@@ -861,7 +983,7 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	out->stable_tokens = c->tokens > first ? c->tokens - first : 0;
 	if (c->scan == NULL || certainty_scan_text(c->scan, p, c, ans, out) != 0)
 		certainty_text_full(p, c, ans, out);
-	out->probe_hesitant = certainty_probe_hesitant(ans);
+	out->probe_hesitant = certainty_scan_hesitant(c->scan, ans, problem);
 	out->position = (double)c->tokens / expected;
 
 	x[0] = 1;

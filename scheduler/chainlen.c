@@ -1,7 +1,6 @@
 /* chainlen.c — a model's median chain length over its last counted chains. */
 #include "scheduler/chainlen.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include "scheduler/sched.h"
@@ -20,37 +19,52 @@ chainlen_counts(int reason)
 	}
 }
 
+/* The first index of sorted[0..n) whose value is >= v. */
+static uint32_t
+chainlen_lower(const uint32_t *sorted, uint32_t n, uint32_t v)
+{
+	uint32_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (sorted[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 void
 chainlen_add(struct chainlen *c, uint64_t tokens)
 {
+	uint32_t v = tokens > UINT32_MAX ? UINT32_MAX : (uint32_t)tokens, k;
+
 	if (tokens == 0)
 		return;
-	c->len[c->next] = tokens > UINT32_MAX ? UINT32_MAX : (uint32_t)tokens;
+	if (c->n == CHAINLEN_CAP) {
+		/* the overwritten one leaves the sorted copy */
+		k = chainlen_lower(c->sorted, c->n, c->len[c->next]);
+		memmove(c->sorted + k, c->sorted + k + 1, (c->n - k - 1) * sizeof *c->sorted);
+		c->n--;
+	}
+	k = chainlen_lower(c->sorted, c->n, v);
+	memmove(c->sorted + k + 1, c->sorted + k, (c->n - k) * sizeof *c->sorted);
+	c->sorted[k] = v;
+	c->len[c->next] = v;
 	c->next = (c->next + 1) % CHAINLEN_CAP;
-	if (c->n < CHAINLEN_CAP)
-		c->n++;
+	c->n++;
 	c->seen++;
-}
-
-static int
-chainlen_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 uint64_t
 chainlen_median(const struct chainlen *c)
 {
-	uint32_t v[CHAINLEN_CAP];
+	const uint32_t *v = c->sorted;
 	uint32_t n = c->n;
 
 	if (n == 0)
 		return 0;
-	/* A sort of at most CHAINLEN_CAP values, once per counted program: cheap. */
-	memcpy(v, c->len, n * sizeof *v);
-	qsort(v, n, sizeof *v, chainlen_cmp);
 	if (n % 2)
 		return v[n / 2];
 	return ((uint64_t)v[n / 2 - 1] + v[n / 2] + 1) / 2;

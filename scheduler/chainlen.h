@@ -38,6 +38,8 @@ struct chainlen {
 	uint32_t n;                   /* valid entries, <= CHAINLEN_CAP */
 	uint32_t next;                /* where the next one goes */
 	uint64_t seen;                /* chains counted, all time */
+	uint32_t sorted[CHAINLEN_CAP];   /* len[0..n) in ascending order: the median without a
+	                                  * sort per decision (kept by chainlen_add) */
 };
 
 /* Whether the chains of a program that ended with reason (enum sched_reason) count. */
@@ -47,7 +49,8 @@ bool chainlen_counts(int reason);
 void chainlen_add(struct chainlen *c, uint64_t tokens);
 
 /* The median of the kept chains: the middle one, or the rounded mean of the two middle ones
- * (as certa-eval's evalsim_model_expected); 0 when none. */
+ * (as certa-eval's evalsim_model_expected); 0 when none.  O(1): read from the sorted copy
+ * (it is asked once per decision; a chain is counted once per ended program). */
 uint64_t chainlen_median(const struct chainlen *c);
 
 /* The model_tokens to use: the median once at least min_samples chains are kept

@@ -241,6 +241,134 @@ test_many_open_boxes(void **state)
 	certainty_scan_free(s);
 }
 
+/* Hesitation markers in texts of any bytes: the words and their neighbours in random case
+ * mixed with random bytes (high ones included: no letters in the C locale), appended in
+ * random pieces; the scan counts what certainty_hesitation_count counts. */
+static void
+test_hesitation_bytes(void **state)
+{
+	static const char *const words[] = {
+		"wait", "hmm", "but ", "but", "alternatively", "double-check", "double check",
+		"let me check", "verify", "mistake", "re-examine", "recheck", "not sure", "hold on",
+		"hold", "let me", "double", "re-", "not",
+	};
+	static char text[4096];
+	static const uint32_t windows[] = { 600, 40, 13, 1 };
+	struct sched_policy p;
+	struct sched_chain c;
+	struct certainty_chain full, inc;
+	struct certainty_scan *s = certainty_scan_new();
+	size_t round, len, at, i;
+
+	(void)state;
+	assert_non_null(s);
+	for (round = 0; round < 200; round++) {
+		scan_policy(&p, windows[round % 4]);
+		for (len = 0; len < sizeof text - 16;) {
+			if (scan_rand() % 2 == 0) {
+				const char *w = words[scan_rand() % (sizeof words / sizeof words[0])];
+				for (i = 0; w[i] != '\0'; i++)
+					text[len++] = (char)(scan_rand() % 3 == 0 && w[i] >= 'a' &&
+					    w[i] <= 'z' ? w[i] - 'a' + 'A' : w[i]);
+			} else {
+				text[len++] = (char)(1 + scan_rand() % 255);
+			}
+		}
+		memset(&c, 0, sizeof c);
+		c.final_answer = "";
+		c.answer = "";
+		c.text = text;
+		certainty_scan_reset(s);
+		for (at = 0; at < len;) {
+			at += 1 + scan_rand() % 200;
+			if (at > len)
+				at = len;
+			c.text_len = at;
+			c.tokens = at / 4 + 1;
+			c.scan = NULL;
+			certainty_chain_eval(&p, &c, "Find x.", &full);
+			c.scan = s;
+			certainty_chain_eval(&p, &c, "Find x.", &inc);
+			assert_int_equal(inc.hesitation_count, full.hesitation_count);
+			assert_int_equal(full.hesitation_count,
+			    certainty_hesitation_count(text, at, p.hesitation_window));
+		}
+	}
+	certainty_scan_free(s);
+}
+
+/* Answers probe histories are made of: equivalent forms, placeholders (empty, a variable, a
+ * number or a choice the problem states), hesitant ones, and some longer than the scan
+ * remembers by content. */
+static const char *const memo_answers[] = {
+	"", "12", " 12 ", "12.0", "0.5", "\\frac{1}{2}", "1/2", "\\dfrac12", "x", "7", "A", "(B)",
+	"wait", "wait, 12", "but no 5", "5", "-7", "\\frac{12345678901234567890}{98765432109876}",
+	"\\frac{12345678901234567890}{98765432109876}.", "0.50000000000000000000000000000000000000",
+	"0.500000000000000000000000000000000000000", "abc", "Hold on",
+};
+
+/* The verdicts the scan remembers (validity, hesitation, equivalence of answers) give the
+ * evaluation without a scan: random probe histories whose answers repeat, change, come back
+ * in equivalent forms and turn invalid, for chains whose problem changes under the scan. */
+static void
+test_remembered_verdicts(void **state)
+{
+	static const char *const problems[] = {
+		"Find x.", "Seven (7) apples and 12 pears: (A) 5 (B) 7. Find x.",
+		"If -7 is a root, find 0.5 of it.",
+	};
+	char probs[3][64];
+	struct sched_probe probes[48];
+	struct sched_policy p;
+	struct sched_chain c;
+	struct certainty_chain full, inc;
+	struct certainty_scan *s = certainty_scan_new();
+	const size_t na = sizeof memo_answers / sizeof memo_answers[0];
+	size_t round, i, k;
+	unsigned checks = 0;
+
+	(void)state;
+	assert_non_null(s);
+	for (k = 0; k < 3; k++)
+		snprintf(probs[k], sizeof probs[k], "%s", problems[k]);
+	scan_policy(&p, 600);
+	for (round = 0; round < 300; round++) {
+		/* the same scan across chains: a new problem (another address) or the same one */
+		const char *problem = probs[round % 3];
+		memset(&c, 0, sizeof c);
+		c.final_answer = "";
+		c.text = "so the answer is 12 or 0.5, wait, 7";
+		c.text_len = strlen(c.text);
+		c.probes = probes;
+		for (i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+			/* mostly the previous answer again, else any */
+			const char *a = i > 0 && scan_rand() % 3 != 0 ? probes[i - 1].answer :
+			    memo_answers[scan_rand() % na];
+			probes[i].position = 64 * (i + 1);
+			probes[i].answer = a;
+			probes[i].confidence = -1;
+			probes[i].min_prob = -1;
+			probes[i].entropy = -1;
+			c.nprobes = i + 1;
+			c.tokens = 64 * (i + 1) + scan_rand() % 64;
+			c.answer = scan_rand() % 8 == 0 ? memo_answers[scan_rand() % na] : a;
+			c.scan = NULL;
+			certainty_chain_eval(&p, &c, problem, &full);
+			c.scan = s;
+			certainty_chain_eval(&p, &c, problem, &inc);
+			c.scan = NULL;
+			scan_same(&full, &inc, c.text_len);
+			assert_int_equal(inc.stable_tokens, full.stable_tokens);
+			assert_int_equal(inc.changes, full.changes);
+			assert_int_equal(inc.ever_valid, full.ever_valid);
+			assert_string_equal(inc.best, full.best);
+			checks++;
+		}
+	}
+	certainty_scan_free(s);
+	assert_true(checks > 10000);
+}
+
 int
 main(void)
 {
@@ -249,6 +377,8 @@ main(void)
 		cmocka_unit_test(test_split_needles),
 		cmocka_unit_test(test_replaced_text),
 		cmocka_unit_test(test_many_open_boxes),
+		cmocka_unit_test(test_remembered_verdicts),
+		cmocka_unit_test(test_hesitation_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

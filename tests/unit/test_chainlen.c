@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -134,6 +135,45 @@ test_entries_restore(void **state)
 	assert_int_equal(chainlen_median(&b), 5000);
 }
 
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The kept median (a sorted copy updated on each add) equals the median of a sort of the ring
+ * after every add, on random streams with many repeats, across wrap-arounds of the ring and
+ * after a restore; the sorted copy holds exactly the ring's values. */
+static void
+test_median_equals_sort(void **state)
+{
+	static uint32_t v[CHAINLEN_CAP], ent[CHAINLEN_CAP];
+	struct chainlen c, r;
+	uint64_t want;
+	uint32_t i, k, n, range;
+	unsigned seed = 17;
+
+	(void)state;
+	for (range = 3; range <= 30000; range *= 13) {
+		memset(&c, 0, sizeof c);
+		for (i = 0; i < 3 * CHAINLEN_CAP + 7; i++) {
+			chainlen_add(&c, 1 + (uint64_t)(rand_r(&seed) % range));
+			n = c.n;
+			memcpy(v, c.len, n * sizeof *v);
+			qsort(v, n, sizeof *v, cmp_u32);
+			want = n % 2 ? v[n / 2] : ((uint64_t)v[n / 2 - 1] + v[n / 2] + 1) / 2;
+			assert_int_equal(chainlen_median(&c), want);
+			for (k = 0; k < n; k++)
+				assert_int_equal(c.sorted[k], v[k]);
+		}
+		chainlen_entries(&c, ent);
+		chainlen_restore(&r, ent, c.n, c.seen);
+		assert_memory_equal(r.sorted, c.sorted, c.n * sizeof *c.sorted);
+	}
+}
+
 int
 main(void)
 {
@@ -143,6 +183,7 @@ main(void)
 		cmocka_unit_test(test_min_samples_prior),
 		cmocka_unit_test(test_counted_endings),
 		cmocka_unit_test(test_entries_restore),
+		cmocka_unit_test(test_median_equals_sort),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
