@@ -543,6 +543,7 @@ static void
 persist_settle(struct core *c, struct program *p)
 {
 	struct persist_set *set = p->commit_set;
+	int first = 0;
 	size_t i;
 
 	if (set == NULL)
@@ -550,10 +551,14 @@ persist_settle(struct core *c, struct program *p)
 	if (!atomic_load_explicit(&set->done, memory_order_acquire))
 		writer_wait(c->writer);
 	for (i = 0; i < set->n; i++)
-		if (set->e[i].p == p)
+		if (set->e[i].p == p) {
 			set->e[i].p = NULL;
+			first = set->e[i].first;
+		}
 	if (set->rc != 0)
 		p->chains_reset = true;
+	else if (first && p->accept_pending)
+		persist_accepted(c, p);   /* durable: its next write must not add the key again */
 	p->commit_set = NULL;
 	p->commit_again = false;
 	p->commit_again_final = false;

@@ -1345,6 +1345,45 @@ test_submit_accepted_when_durable(void **state)
 	rpc_call_unref(call);
 }
 
+/* A program cancelled while its accepting write is with the writer: the accepted event goes
+ * out (the write committed), then the ending is written without adding the idempotency key
+ * again, and the program ends cancelled, not waiting on a refused write. */
+static void
+test_cancel_while_accept_in_flight(void **state)
+{
+	struct fx *f = *state;
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "k-inflight" };
+	struct accept_log l = { 0 };
+	struct rpc_call *call;
+	Certa__V1__Program *pm = NULL;
+	struct program *p;
+	uint64_t failures;
+	size_t waiting;
+	char id[64];
+	int st = 0;
+
+	spec.problem = "cancelled in flight";
+	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
+	assert_int_equal(f->c->norder, 1);
+	p = f->c->order[0];
+	snprintf(id, sizeof id, "%s", p->id);
+	persist_flush(f->c);
+	assert_non_null(p->commit_set);
+	assert_int_equal(queries_cancel(f->c, "anon", id, &st), 0);
+	assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(failures, 0);
+	assert_int_equal(waiting, 0);
+	assert_true(l.sends >= 1);
+	assert_int_equal(l.first_seq, EVENTS_SEQ_ACCEPTED);
+	assert_int_equal(l.finishes, 1);
+	assert_int_equal(queries_get(f->c, "anon", id, &pm), 0);
+	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	protobuf_c_message_free_unpacked(&pm->base, NULL);
+	rpc_call_unref(call);
+}
+
 int
 main(void)
 {
@@ -1375,6 +1414,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_inconsistent_counts_rewritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_async, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_accepted_when_durable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_while_accept_in_flight, setup, teardown),
 	};
 	int rc;
 
