@@ -84,23 +84,11 @@ wset_truncate(struct wset *ws, size_t mark)
 	ws->len = ws->ops[mark].key;   /* an operation's bytes start with its key */
 }
 
-/* Room for n more bytes in the buffer (doubling). */
+/* Room for n more bytes in the buffer. */
 static int
 wset_reserve(struct wset *ws, size_t n)
 {
-	size_t cap = ws->cap > 0 ? ws->cap : 4096;
-	uint8_t *b;
-
-	if (ws->len + n <= ws->cap)
-		return 0;
-	while (cap < ws->len + n)
-		cap *= 2;
-	b = realloc(ws->buf, cap);
-	if (b == NULL)
-		return -ENOMEM;
-	ws->buf = b;
-	ws->cap = cap;
-	return 0;
+	return ARRAY_GROW(ws->buf, ws->cap, ws->len + n) != 0 ? -ENOMEM : 0;
 }
 
 /* Records an operation and its key; its value (if any) follows the key in the buffer. */

@@ -624,6 +624,18 @@ on_degraded(void *arg, int degraded)
 	calls[degraded ? 1 : 0]++;
 }
 
+/* Deletes what fill_store wrote, in two commits (LMDB reuses the pages a commit freed only
+ * after one more commit). */
+static void
+free_room(struct fx *f, struct filler *fl)
+{
+	fl->from = fl->n / 2;
+	assert_int_equal(store_update(core_store(f->c), filler_del, fl), 0);
+	fl->n = fl->from;
+	fl->from = 0;
+	assert_int_equal(store_update(core_store(f->c), filler_del, fl), 0);
+}
+
 /* Runs the loop for ms milliseconds (retry timers). */
 static void
 run_loop(struct fx *f, int ms)
@@ -676,13 +688,8 @@ test_failed_commit_waits_and_recovers(void **state)
 	core_persist_stats(f->c, &failures, &waiting);
 	assert_true(failures >= 2);
 	assert_int_equal(waiting, 1);
-	/* Room again: the next retry writes it, by itself.  (LMDB reuses the pages a commit
-	 * freed only after one more commit: delete in two.) */
-	fl.from = fl.n / 2;
-	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
-	fl.n = fl.from;
-	fl.from = 0;
-	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	/* Room again: the next retry writes it, by itself. */
+	free_room(f, &fl);
 	run_loop(f, 1200);
 	core_persist_stats(f->c, &failures, &waiting);
 	assert_int_equal(waiting, 0);
@@ -1245,13 +1252,8 @@ test_group_commit_async(void **state)
 	assert_int_equal(waiting, 1);
 	assert_true(p->persist_pending);
 	assert_true(p->chains_reset);
-	/* Room again: the retry rewrites the chain from chunk 0 (LMDB reuses freed pages only
-	 * after one more commit: delete in two). */
-	fl.from = fl.n / 2;
-	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
-	fl.n = fl.from;
-	fl.from = 0;
-	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	/* Room again: the retry rewrites the chain from chunk 0. */
+	free_room(f, &fl);
 	run_loop(f, 1200);
 	core_persist_stats(f->c, &failures, &waiting);
 	assert_int_equal(waiting, 0);

@@ -1,7 +1,6 @@
 /* test_writer.c — unit tests of store/wset and store/writer: write sets applied in order by the
  * writer thread, the barrier for direct writes, failed sets, map growth beside readers. */
 #include <errno.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -18,41 +15,26 @@
 #include "store/store.h"
 #include "store/writer.h"
 #include "store/wset.h"
+#include "tests/support/tmpstore.h"
 
 #define MIB ((size_t)1024 * 1024)
 
 struct fx {
-	char tmp[512];
-	char env[600];
+	struct tmpstore *tmp;   /* the directory; the store is opened here with its options */
 	struct store *st;
 	struct writer *w;
 };
 
 static int
-rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
 	struct fx *f = calloc(1, sizeof *f);
 
-	if (f == NULL)
-		return -1;
-	if (base == NULL || *base == '\0')
-		base = "/tmp";
-	snprintf(f->tmp, sizeof f->tmp, "%s/certa-writer-XXXXXX", base);
-	if (mkdtemp(f->tmp) == NULL) {
+	if (f == NULL || tmpstore_new("writer", &f->tmp) != 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->env, sizeof f->env, "%s/env", f->tmp);
+	tmpstore_close(f->tmp);
 	*state = f;
 	return 0;
 }
@@ -64,7 +46,7 @@ teardown(void **state)
 
 	writer_stop(f->w);
 	store_close(f->st);
-	nftw(f->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tmpstore_free(f->tmp);
 	free(f);
 	return 0;
 }
@@ -75,7 +57,7 @@ open_store(struct fx *f, size_t map_size, size_t max_map_size)
 	struct store_options o = { .map_size = map_size, .max_map_size = max_map_size,
 		.nosync = 1 };
 
-	assert_int_equal(store_open(f->env, &o, &f->st), 0);
+	assert_int_equal(store_open(tmpstore_dir(f->tmp), &o, &f->st), 0);
 	assert_int_equal(writer_start(f->st, &f->w), 0);
 }
 
