@@ -333,6 +333,14 @@ grid_params(struct riskctl_params *pr)
 	pr->step = 1;
 }
 
+/* grid_params and a state on that grid (counts set by the caller). */
+static void
+grid_state(struct riskctl_params *pr, struct riskctl_state *s)
+{
+	grid_params(pr);
+	s->gn = 5, s->gmin = -2, s->gstep = 1;
+}
+
 /* A hand-made trajectory: which shift stops where, certain or not, changed or not. */
 static void
 test_cf_grid_update(void **state)
@@ -444,8 +452,7 @@ test_cf_pick_rule(void **state)
 	struct riskctl_state s = { 0 };
 
 	(void)state;
-	grid_params(&pr);
-	s.gn = 5, s.gmin = -2, s.gstep = 1;
+	grid_state(&pr, &s);
 	/* UCB(0, 100) = 0.023, UCB(1, 100) = 0.038 proven; 12 of 100: LCB 0.077, bad.  From 0
 	 * to +1 in one move. */
 	set_counts(&s, 100, (const uint32_t[5]){ 0, 0, 0, 1, 12 });
@@ -666,8 +673,7 @@ test_cf_hold_confidence(void **state)
 	struct riskctl_state s = { 0 };
 
 	(void)state;
-	grid_params(&pr);
-	s.gn = 5, s.gmin = -2, s.gstep = 1;
+	grid_state(&pr, &s);
 	s.shift = 1;
 	set_counts(&s, 200, (const uint32_t[5]){ 0, 0, 0, 9, 30 });
 	assert_true(riskctl_cp_upper(9, 200, 0.9) > 0.05);
