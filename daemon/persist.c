@@ -356,7 +356,9 @@ int
 persist_program(struct core *c, struct program *p, int all_chains, int history)
 {
 	/* A program whose accepting write never committed (its set failed, or it was taken
-	 * out of it) is accepted by this one. */
+	 * out of it) is accepted by this one; one whose set is still with the writer is settled
+	 * first (committed: accepted there, and this write must not add its key again). */
+	persist_settle(c, p);
 	if (p->accept_pending)
 		return persist_write(c, p, 1, history, 1);
 	return persist_write(c, p, all_chains, history, 0);
@@ -538,11 +540,14 @@ persist_on_written(void *arg, int rc, double seconds)
 
 /* p's write with the writer is done: drop p from its set, and if the set failed make p's
  * next write rewrite everything.  Waits for the writer if needed (rare: an ending or a
- * forget while p's step is being written). */
+ * forget while p's step is being written).  An accepting write that committed has made p
+ * durable with its idempotency key: the client hears "accepted" now (the next write must not
+ * add the key again). */
 static void
 persist_settle(struct core *c, struct program *p)
 {
 	struct persist_set *set = p->commit_set;
+	int first = 0;
 	size_t i;
 
 	if (set == NULL)
@@ -550,13 +555,19 @@ persist_settle(struct core *c, struct program *p)
 	if (!atomic_load_explicit(&set->done, memory_order_acquire))
 		writer_wait(c->writer);
 	for (i = 0; i < set->n; i++)
-		if (set->e[i].p == p)
+		if (set->e[i].p == p) {
 			set->e[i].p = NULL;
+			first = first || set->e[i].first;
+		}
 	if (set->rc != 0)
 		p->chains_reset = true;
 	p->commit_set = NULL;
+	p->commit_queued = false;
+	p->commit_final = false;
 	p->commit_again = false;
 	p->commit_again_final = false;
+	if (set->rc == 0 && first && p->accept_pending)
+		persist_accepted(c, p);
 }
 
 /* An accepting write's set is done (rc: its result): the client hears "accepted"; when the

@@ -1345,6 +1345,48 @@ test_submit_accepted_when_durable(void **state)
 	rpc_call_unref(call);
 }
 
+/* Cancelled while its accepting write (with an idempotency key) is with the writer thread:
+ * that write commits, so the cancel's own write must not add the key again (it would fail
+ * CERTA_EEXIST for ever, the program waiting and degraded); the watcher hears "accepted"
+ * and then "finished", and the key names the cancelled program. */
+static void
+test_cancel_while_accept_in_flight(void **state)
+{
+	struct fx *f = *state;
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "key-1" };
+	struct accept_log l = { 0 };
+	struct rpc_call *call;
+	struct program *p;
+	Certa__V1__Program *pm;
+	uint64_t failures;
+	size_t waiting;
+	char id[64];
+	int st;
+
+	spec.problem = "cancelled at once";
+	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
+	assert_true(f->c->norder > 0);
+	p = f->c->order[f->c->norder - 1];
+	snprintf(id, sizeof id, "%s", p->id);
+	persist_flush(f->c);   /* the set is with the writer; the loop has not heard of it */
+	assert_non_null(p->commit_set);
+	assert_int_equal(queries_cancel(f->c, "anon", id, &st), 0);
+	assert_int_equal(st, PROGRAM_CANCELLED);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(waiting, 0);
+	assert_int_equal(failures, 0);
+	assert_int_equal(f->c->accepts_pending, 0);
+	run_loop(f, 100);
+	assert_int_equal(l.sends, 2);   /* accepted, finished */
+	assert_int_equal(l.first_seq, EVENTS_SEQ_ACCEPTED);
+	assert_int_equal(queries_get(f->c, "anon", id, &pm), 0);
+	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	certa__v1__program__free_unpacked(pm, NULL);
+	rpc_call_local_close(call);
+	rpc_call_unref(call);
+}
+
 int
 main(void)
 {
@@ -1375,6 +1417,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_inconsistent_counts_rewritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_async, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_accepted_when_durable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_while_accept_in_flight, setup, teardown),
 	};
 	int rc;
 
