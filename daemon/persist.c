@@ -723,10 +723,17 @@ persist_put_now(struct core *c, enum store_db db, const char *key, const Protobu
 	rc = wset_new(&ws);
 	if (rc != 0)
 		return rc;
-	rc = wset_put(ws, db, key, msg);
+	/* Puts still waiting for the next set go first, in this transaction: an older value of
+	 * the same key must not land after this one. */
+	if (c->later_ws != NULL && wset_count(c->later_ws) > 0)
+		rc = wset_append(ws, c->later_ws);
+	if (rc == 0)
+		rc = wset_put(ws, db, key, msg);
 	/* store_update waits for the writer's queue first (store_set_barrier). */
 	if (rc == 0)
 		rc = store_update(c->st, wset_apply, ws);
+	if (rc == 0 && c->later_ws != NULL)
+		wset_clear(c->later_ws);
 	wset_free(ws);
 	return rc < 0 ? rc : 0;
 }

@@ -56,8 +56,9 @@ int persist_accept(struct core *c, struct program *p);
  * set took it.  Returns 0, -ENOMEM or -EINVAL (wset_put). */
 int persist_put_later(struct core *c, enum store_db db, const char *key,
     const ProtobufCMessage *msg);
-/* The same put, durable when this returns (after everything queued before it): a direct
- * write, for the rare record that must not wait for the next set. */
+/* The same put, durable when this returns (after everything queued before it, and after the
+ * puts still waiting for the next set, written in the same transaction so that an older value
+ * never lands after this one): a direct write, for the rare record that must not wait. */
 int persist_put_now(struct core *c, enum store_db db, const char *key, const ProtobufCMessage *msg);
 void persist_flush(struct core *c);
 void persist_sync(struct core *c);

@@ -1387,6 +1387,36 @@ test_cancel_while_accept_in_flight(void **state)
 	rpc_call_unref(call);
 }
 
+static int
+riskctl_get_txn(struct store_txn *txn, void *arg)
+{
+	ProtobufCMessage **out = arg;
+
+	return store_get(txn, STORE_DB_RISKCTL, "order/test", NULL, out);
+}
+
+/* A direct put (persist_put_now) is not overtaken by an older put of the same key that waits
+ * for the next group commit (persist_put_later): the store ends with the newer value. */
+static void
+test_put_now_after_put_later(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	Certa__V1__RiskctlRecord *got;
+	ProtobufCMessage *m = NULL;
+
+	r.samples = 1;
+	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	r.samples = 2;
+	assert_int_equal(persist_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_sync(f->c);
+	run_loop(f, 50);
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	got = (Certa__V1__RiskctlRecord *)m;
+	assert_int_equal(got->samples, 2);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
 int
 main(void)
 {
@@ -1418,6 +1448,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_commit_async, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_accepted_when_durable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_while_accept_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_now_after_put_later, setup, teardown),
 	};
 	int rc;
 
