@@ -528,13 +528,16 @@ static void
 persist_on_written(void *arg, int rc, double seconds)
 {
 	struct persist_set *set = arg;
+	/* Read before done is set: from then on the loop may hand the set out and free it
+	 * (persist_done, woken by an earlier set's write, or persist_settle). */
+	int efd = set->c->commit_efd;
 	uint64_t one = 1;
 	ssize_t n;
 
 	set->rc = rc;
 	set->seconds = seconds;
 	atomic_store_explicit(&set->done, 1, memory_order_release);
-	n = write(set->c->commit_efd, &one, sizeof one);
+	n = write(efd, &one, sizeof one);
 	(void)n;   /* a full counter still wakes the loop */
 }
 
