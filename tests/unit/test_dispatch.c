@@ -1417,6 +1417,59 @@ test_put_now_after_put_later(void **state)
 	protobuf_c_message_free_unpacked(m, NULL);
 }
 
+/* Many group commits in flight at once while the loop goes on (the writer thread commits,
+ * the loop hears of it between the next steps): programs stepped again while their last
+ * write is with the writer (commit_again) end with every byte of their text in the store, no
+ * failure, no program left queued.  Under -fsanitize=thread this is the loop/writer race
+ * check of the group commit. */
+static void
+test_group_commits_in_flight(void **state)
+{
+	struct fx *f = *state;
+	struct program *ps[4];
+	struct chunk_scan s;
+	uint64_t failures;
+	size_t waiting;
+	char piece[32];
+	int k, it, queued;
+
+	for (k = 0; k < 4; k++) {
+		submit(f, k, "anon", 0, 0);
+		ps[k] = strmap_get(f->c->live, f->ids[k]);
+		assert_non_null(ps[k]);
+	}
+	for (it = 0; it < 100; it++) {
+		for (k = 0; k < 4; k++) {
+			struct chain *ch = &ps[k]->chains[0];
+			snprintf(piece, sizeof piece, "%s%d ", it == 0 ? "<think>" : "", it);
+			assert_int_equal(program_chain_append(ch, piece, ch->tokens + 2, "", 0,
+			    NULL, false, NULL, false), 0);
+			persist_later(f->c, ps[k], 0);
+		}
+		persist_flush(f->c);
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+	}
+	for (it = 0, queued = 1; it < 50 && queued; it++) {
+		persist_sync(f->c);
+		for (k = 0, queued = 0; k < 4; k++)
+			queued += ps[k]->commit_queued;
+	}
+	assert_int_equal(queued, 0);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(failures, 0);
+	assert_int_equal(waiting, 0);
+	for (k = 0; k < 4; k++) {
+		memset(&s, 0, sizeof s);
+		snprintf(s.prefix, sizeof s.prefix, "%s/0000/", f->ids[k]);
+		snprintf(s.key, sizeof s.key, "%s/0000", f->ids[k]);
+		assert_int_equal(store_view(core_store(f->c), chunk_scan_txn, &s), 0);
+		assert_non_null(s.rec);
+		assert_string_equal(s.text, ps[k]->chains[0].text);
+		assert_int_equal(s.rec->text_bytes, ps[k]->chains[0].text_len);
+		certa__v1__request_record__free_unpacked(s.rec, NULL);
+	}
+}
+
 int
 main(void)
 {
@@ -1449,6 +1502,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_submit_accepted_when_durable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_while_accept_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_now_after_put_later, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commits_in_flight, setup, teardown),
 	};
 	int rc;
 
