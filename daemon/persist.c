@@ -476,6 +476,7 @@ struct persist_set {
 	struct persist_entry *e;
 	size_t n, cap;
 	size_t live;          /* entries when handed to the writer */
+	size_t later;         /* its first operations: puts taken from later_ws */
 	int rc;               /* the commit's result, once done */
 	double seconds;       /* its transaction's duration */
 	atomic_int done;      /* set by the writer thread after rc and seconds */
@@ -501,7 +502,7 @@ persist_set_get(struct core *c)
 		set->c = c;
 	}
 	wset_clear(set->ws);
-	set->n = set->live = 0;
+	set->n = set->live = set->later = 0;
 	set->rc = 0;
 	set->seconds = 0;
 	atomic_store(&set->done, 0);
@@ -595,6 +596,27 @@ persist_accept_done(struct core *c, struct program *p, int rc)
 	submit_refused(c, p, rc);
 }
 
+/* A set failed: the puts it took from later_ws go back in front of those queued since, for
+ * the next set (not at once: a full disk would fail it again every turn). */
+static void
+persist_later_again(struct core *c, struct persist_set *set)
+{
+	struct wset *ws = NULL;
+
+	if (set->later == 0)
+		return;
+	wset_truncate(set->ws, set->later);
+	if (wset_new(&ws) != 0 || wset_append(ws, set->ws) != 0 ||
+	    (c->later_ws != NULL && wset_append(ws, c->later_ws) != 0)) {
+		log_warn(LOG_STORE, "%zu records for a failed group commit are lost (no memory); "
+		    "their next change writes them", set->later);
+		wset_free(ws);
+		return;
+	}
+	wset_free(c->later_ws);
+	c->later_ws = ws;
+}
+
 /* The loop: hands out the results of the sets the writer has committed, oldest first. */
 static void
 persist_done(struct core *c)
@@ -610,6 +632,8 @@ persist_done(struct core *c)
 		telemetry_loop_phase(c->tel, "store", set->seconds);
 		if (set->rc == 0)
 			telemetry_commit(c->tel, set->live);
+		else
+			persist_later_again(c, set);
 		for (i = 0; i < set->n; i++) {
 			struct program *p = set->e[i].p;
 			int final = set->e[i].final;
@@ -815,8 +839,10 @@ persist_flush(struct core *c)
 	c->ncommit = c->commit_cap = 0;
 	set = persist_set_get(c);
 	if (set != NULL && c->later_ws != NULL && wset_count(c->later_ws) > 0 &&
-	    wset_append(set->ws, c->later_ws) == 0)
+	    wset_append(set->ws, c->later_ws) == 0) {
+		set->later = wset_count(set->ws);
 		wset_clear(c->later_ws);
+	}
 	for (i = 0; i < n; i++) {
 		struct program *p = q[i];
 		if (p == NULL || set == NULL)

@@ -1470,6 +1470,43 @@ test_group_commits_in_flight(void **state)
 	}
 }
 
+/* A put queued for the group commit (persist_put_later: risk controllers, chain lengths) whose
+ * set fails (map at max_map_size) is not lost: it waits for the next set, which writes it
+ * once there is room. */
+static void
+test_put_later_survives_failed_set(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	struct filler fl = { 0, 0, 0 };
+	ProtobufCMessage *m = NULL;
+	static uint32_t big[4096];
+	size_t i;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	fill_store(f, &fl);
+	r.samples = 7;
+	r.n_chain_tokens = sizeof big / sizeof big[0];   /* larger than any room left */
+	r.chain_tokens = big;
+	for (i = 0; i < r.n_chain_tokens; i++)
+		big[i] = 100000 + (uint32_t)i;
+	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_sync(f->c);   /* the set fails: no room */
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), CERTA_ENOTFOUND);
+	/* Room again (LMDB reuses freed pages only after one more commit: delete in two). */
+	fl.from = fl.n / 2;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	fl.n = fl.from;
+	fl.from = 0;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	persist_sync(f->c);   /* the next set carries it */
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 7);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
 int
 main(void)
 {
@@ -1503,6 +1540,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_while_accept_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_now_after_put_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commits_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_later_survives_failed_set, setup, teardown),
 	};
 	int rc;
 
