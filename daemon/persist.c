@@ -750,6 +750,21 @@ persist_put_now(struct core *c, enum store_db db, const char *key, const Protobu
 	rc = wset_new(&ws);
 	if (rc != 0)
 		return rc;
+	/* Every set queued so far is done once the writer is idle (store_update would wait for
+	 * it anyway); the puts of those that failed, not yet handed out, go back to later_ws now
+	 * (oldest set first), not after this put. */
+	writer_wait(c->writer);
+	for (;;) {
+		struct persist_set *set, *last = NULL;
+		for (set = c->sets_head; set != NULL; set = set->next)
+			if (atomic_load_explicit(&set->done, memory_order_acquire) &&
+			    set->rc != 0 && set->later > 0)
+				last = set;
+		if (last == NULL)
+			break;
+		persist_later_again(c, last);
+		last->later = 0;
+	}
 	/* Puts still waiting for the next set go first, in this transaction: an older value of
 	 * the same key must not land after this one. */
 	if (c->later_ws != NULL && wset_count(c->later_ws) > 0)

@@ -1507,6 +1507,46 @@ test_put_later_survives_failed_set(void **state)
 	protobuf_c_message_free_unpacked(m, NULL);
 }
 
+/* A failed set's later puts go back for the next set, but never over a newer value of the
+ * same key written directly (persist_put_now) after that set failed and before the loop
+ * heard of it. */
+static void
+test_put_now_after_failed_set(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	struct filler fl = { 0, 0, 0 };
+	ProtobufCMessage *m = NULL;
+	static uint32_t big[4096];
+	size_t i;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	fill_store(f, &fl);
+	r.samples = 1;
+	r.n_chain_tokens = sizeof big / sizeof big[0];   /* larger than any room left */
+	r.chain_tokens = big;
+	for (i = 0; i < r.n_chain_tokens; i++)
+		big[i] = 100000 + (uint32_t)i;
+	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_flush(f->c);   /* with the writer: fails, the loop does not hear of it yet */
+	fl.from = fl.n / 2;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	fl.n = fl.from;
+	fl.from = 0;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	r.samples = 2;
+	r.n_chain_tokens = 0;
+	r.chain_tokens = NULL;
+	assert_int_equal(persist_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_sync(f->c);
+	persist_sync(f->c);
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 2);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
 int
 main(void)
 {
@@ -1541,6 +1581,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_put_now_after_put_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commits_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_later_survives_failed_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_now_after_failed_set, setup, teardown),
 	};
 	int rc;
 
