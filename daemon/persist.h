@@ -52,8 +52,9 @@ void persist_later(struct core *c, struct program *p, int final);
  * it cannot be written even alone (submit_refused).  Returns 0 or -ENOMEM (nothing queued). */
 int persist_accept(struct core *c, struct program *p);
 /* Queues a put for the next group commit (no acknowledgement: records whose memory copy is
- * the truth and is written again later, e.g. risk controllers); written at core_free if no
- * set took it.  Returns 0, -ENOMEM or -EINVAL (wset_put). */
+ * the truth and is written again later, e.g. risk controllers); a set that fails gives its
+ * puts back for the next one; written at core_free if no set took it.  Returns 0, -ENOMEM or
+ * -EINVAL (wset_put). */
 int persist_put_later(struct core *c, enum store_db db, const char *key,
     const ProtobufCMessage *msg);
 /* The same put, durable when this returns (after everything queued before it, and after the
