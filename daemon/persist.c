@@ -617,6 +617,26 @@ persist_later_again(struct core *c, struct persist_set *set)
 	c->later_ws = ws;
 }
 
+/* Waits until the writer is idle (every set queued so far done) and gives the later puts of
+ * the failed ones not yet handed out back to later_ws (oldest set first, in front of those
+ * queued since): a direct put or the exit's write of later_ws goes after them. */
+static void
+persist_later_failed(struct core *c)
+{
+	writer_wait(c->writer);
+	for (;;) {
+		struct persist_set *set, *last = NULL;
+		for (set = c->sets_head; set != NULL; set = set->next)
+			if (atomic_load_explicit(&set->done, memory_order_acquire) &&
+			    set->rc != 0 && set->later > 0)
+				last = set;
+		if (last == NULL)
+			break;
+		persist_later_again(c, last);
+		last->later = 0;
+	}
+}
+
 /* The loop: hands out the results of the sets the writer has committed, oldest first. */
 static void
 persist_done(struct core *c)
@@ -750,21 +770,8 @@ persist_put_now(struct core *c, enum store_db db, const char *key, const Protobu
 	rc = wset_new(&ws);
 	if (rc != 0)
 		return rc;
-	/* Every set queued so far is done once the writer is idle (store_update would wait for
-	 * it anyway); the puts of those that failed, not yet handed out, go back to later_ws now
-	 * (oldest set first), not after this put. */
-	writer_wait(c->writer);
-	for (;;) {
-		struct persist_set *set, *last = NULL;
-		for (set = c->sets_head; set != NULL; set = set->next)
-			if (atomic_load_explicit(&set->done, memory_order_acquire) &&
-			    set->rc != 0 && set->later > 0)
-				last = set;
-		if (last == NULL)
-			break;
-		persist_later_again(c, last);
-		last->later = 0;
-	}
+	/* The puts of failed sets go back to later_ws now, not after this put. */
+	persist_later_failed(c);
 	/* Puts still waiting for the next set go first, in this transaction: an older value of
 	 * the same key must not land after this one. */
 	if (c->later_ws != NULL && wset_count(c->later_ws) > 0)
@@ -950,8 +957,9 @@ persist_fini(struct core *c)
 	struct persist_set *set;
 	size_t i;
 
-	/* Puts not yet in a set (risk controllers, chain lengths at a clean exit) are written
-	 * now, after what the writer holds (the barrier). */
+	/* Puts not yet in a set (risk controllers, chain lengths at a clean exit, those of
+	 * failed sets) are written now, after what the writer holds. */
+	persist_later_failed(c);
 	if (c->later_ws != NULL && wset_count(c->later_ws) > 0 && c->st != NULL &&
 	    store_update(c->st, wset_apply, c->later_ws) != 0)
 		log_warn(LOG_STORE, "%zu records written later were lost at exit",

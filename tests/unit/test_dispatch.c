@@ -1547,6 +1547,41 @@ test_put_now_after_failed_set(void **state)
 	protobuf_c_message_free_unpacked(m, NULL);
 }
 
+/* At exit (core_free) the later puts of a set that failed and was never handed out are
+ * written with the others still queued. */
+static void
+test_failed_set_puts_written_at_exit(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	struct filler fl = { 0, 0, 0 };
+	ProtobufCMessage *m = NULL;
+	static uint32_t big[4096];
+	size_t i;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	fill_store(f, &fl);
+	r.samples = 3;
+	r.n_chain_tokens = sizeof big / sizeof big[0];   /* larger than any room left */
+	r.chain_tokens = big;
+	for (i = 0; i < r.n_chain_tokens; i++)
+		big[i] = 100000 + (uint32_t)i;
+	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_flush(f->c);   /* with the writer: fails, the loop does not hear of it */
+	fl.from = fl.n / 2;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	fl.n = fl.from;
+	fl.from = 0;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	core_free(f->c);
+	fx_open(f);
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 3);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
 int
 main(void)
 {
@@ -1582,6 +1617,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_commits_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_later_survives_failed_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_now_after_failed_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_set_puts_written_at_exit, setup, teardown),
 	};
 	int rc;
 
