@@ -44,7 +44,8 @@ int persist_or_wait(struct core *c, struct program *p, int final);
  * (persist_or_wait: waiting and retries as above).  persist_flush builds and queues the set
  * now; persist_sync also waits for every set and hands their events out (drain, shutdown);
  * persist_unqueue drops p from the queue or its set (its own write or core_forget takes over;
- * if p's set is still being written, this waits for it).
+ * if p's set is still being written, this waits for it, and an accepting write that committed
+ * there sends "accepted" then: the next write does not add the idempotency key again).
  */
 void persist_later(struct core *c, struct program *p, int final);
 /* Queues a new program's accepting write (record, chains, idempotency key, tenant index) for
