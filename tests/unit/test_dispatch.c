@@ -1582,6 +1582,59 @@ test_failed_set_puts_written_at_exit(void **state)
 	protobuf_c_message_free_unpacked(m, NULL);
 }
 
+/* A program stepped again while its set is with the writer (commit_again), and that set
+ * fails: the next set rewrites its chains from chunk 0, so the store holds every byte. */
+static void
+test_commit_again_after_failed_set(void **state)
+{
+	struct fx *f = *state;
+	struct filler fl = { 0, 0, 0 };
+	struct chunk_scan s;
+	struct program *p;
+	struct chain *ch;
+	uint64_t failures;
+	size_t waiting;
+	int i;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	ch = &p->chains[0];
+	assert_int_equal(program_chain_append(ch, "<think>one ", 3, "", 0, NULL, false, NULL,
+	    false), 0);
+	persist_later(f->c, p, 0);
+	persist_sync(f->c);
+	fill_store(f, &fl);
+	assert_int_equal(program_chain_append(ch, "two ", 6, "", 0, NULL, false, NULL, false),
+	    0);
+	persist_later(f->c, p, 0);
+	persist_flush(f->c);   /* fails with the writer; the loop has not heard of it */
+	assert_non_null(p->commit_set);
+	assert_int_equal(program_chain_append(ch, "three ", 9, "", 0, NULL, false, NULL, false),
+	    0);
+	persist_later(f->c, p, 0);
+	assert_true(p->commit_again);
+	fl.from = fl.n / 2;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	fl.n = fl.from;
+	fl.from = 0;
+	assert_int_equal(store_update(core_store(f->c), filler_del, &fl), 0);
+	for (i = 0; i < 10 && p->commit_queued; i++)
+		persist_sync(f->c);
+	assert_false(p->commit_queued);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(waiting, 0);
+	assert_false(p->chains_reset);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	assert_string_equal(s.text, "<think>one two three ");
+	assert_int_equal(s.rec->text_chunks, s.n);
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+}
+
 int
 main(void)
 {
@@ -1618,6 +1671,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_put_later_survives_failed_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_now_after_failed_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_set_puts_written_at_exit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_again_after_failed_set, setup, teardown),
 	};
 	int rc;
 
