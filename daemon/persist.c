@@ -356,7 +356,9 @@ int
 persist_program(struct core *c, struct program *p, int all_chains, int history)
 {
 	/* A program whose accepting write never committed (its set failed, or it was taken
-	 * out of it) is accepted by this one. */
+	 * out of it) is accepted by this one; one whose set is still with the writer is settled
+	 * first (committed: accepted there, and this write must not add its key again). */
+	persist_settle(c, p);
 	if (p->accept_pending)
 		return persist_write(c, p, 1, history, 1);
 	return persist_write(c, p, all_chains, history, 0);
@@ -474,6 +476,7 @@ struct persist_set {
 	struct persist_entry *e;
 	size_t n, cap;
 	size_t live;          /* entries when handed to the writer */
+	size_t later;         /* its first operations: puts taken from later_ws */
 	int rc;               /* the commit's result, once done */
 	double seconds;       /* its transaction's duration */
 	atomic_int done;      /* set by the writer thread after rc and seconds */
@@ -499,7 +502,7 @@ persist_set_get(struct core *c)
 		set->c = c;
 	}
 	wset_clear(set->ws);
-	set->n = set->live = 0;
+	set->n = set->live = set->later = 0;
 	set->rc = 0;
 	set->seconds = 0;
 	atomic_store(&set->done, 0);
@@ -526,19 +529,24 @@ static void
 persist_on_written(void *arg, int rc, double seconds)
 {
 	struct persist_set *set = arg;
+	/* Read before done is set: from then on the loop may hand the set out and free it
+	 * (persist_done, woken by an earlier set's write, or persist_settle). */
+	int efd = set->c->commit_efd;
 	uint64_t one = 1;
 	ssize_t n;
 
 	set->rc = rc;
 	set->seconds = seconds;
 	atomic_store_explicit(&set->done, 1, memory_order_release);
-	n = write(set->c->commit_efd, &one, sizeof one);
+	n = write(efd, &one, sizeof one);
 	(void)n;   /* a full counter still wakes the loop */
 }
 
 /* p's write with the writer is done: drop p from its set, and if the set failed make p's
  * next write rewrite everything.  Waits for the writer if needed (rare: an ending or a
- * forget while p's step is being written). */
+ * forget while p's step is being written).  An accepting write that committed has made p
+ * durable with its idempotency key: the client hears "accepted" now (the next write must not
+ * add the key again). */
 static void
 persist_settle(struct core *c, struct program *p)
 {
@@ -553,15 +561,17 @@ persist_settle(struct core *c, struct program *p)
 	for (i = 0; i < set->n; i++)
 		if (set->e[i].p == p) {
 			set->e[i].p = NULL;
-			first = set->e[i].first;
+			first = first || set->e[i].first;
 		}
 	if (set->rc != 0)
 		p->chains_reset = true;
-	else if (first && p->accept_pending)
-		persist_accepted(c, p);   /* durable: its next write must not add the key again */
 	p->commit_set = NULL;
+	p->commit_queued = false;
+	p->commit_final = false;
 	p->commit_again = false;
 	p->commit_again_final = false;
+	if (set->rc == 0 && first && p->accept_pending)
+		persist_accepted(c, p);
 }
 
 /* An accepting write's set is done (rc: its result): the client hears "accepted"; when the
@@ -586,6 +596,47 @@ persist_accept_done(struct core *c, struct program *p, int rc)
 	submit_refused(c, p, rc);
 }
 
+/* A set failed: the puts it took from later_ws go back in front of those queued since, for
+ * the next set (not at once: a full disk would fail it again every turn). */
+static void
+persist_later_again(struct core *c, struct persist_set *set)
+{
+	struct wset *ws = NULL;
+
+	if (set->later == 0)
+		return;
+	wset_truncate(set->ws, set->later);
+	if (wset_new(&ws) != 0 || wset_append(ws, set->ws) != 0 ||
+	    (c->later_ws != NULL && wset_append(ws, c->later_ws) != 0)) {
+		log_warn(LOG_STORE, "%zu records for a failed group commit are lost (no memory); "
+		    "their next change writes them", set->later);
+		wset_free(ws);
+		return;
+	}
+	wset_free(c->later_ws);
+	c->later_ws = ws;
+}
+
+/* Waits until the writer is idle (every set queued so far done) and gives the later puts of
+ * the failed ones not yet handed out back to later_ws (oldest set first, in front of those
+ * queued since): a direct put or the exit's write of later_ws goes after them. */
+static void
+persist_later_failed(struct core *c)
+{
+	writer_wait(c->writer);
+	for (;;) {
+		struct persist_set *set, *last = NULL;
+		for (set = c->sets_head; set != NULL; set = set->next)
+			if (atomic_load_explicit(&set->done, memory_order_acquire) &&
+			    set->rc != 0 && set->later > 0)
+				last = set;
+		if (last == NULL)
+			break;
+		persist_later_again(c, last);
+		last->later = 0;
+	}
+}
+
 /* The loop: hands out the results of the sets the writer has committed, oldest first. */
 static void
 persist_done(struct core *c)
@@ -601,6 +652,8 @@ persist_done(struct core *c)
 		telemetry_loop_phase(c->tel, "store", set->seconds);
 		if (set->rc == 0)
 			telemetry_commit(c->tel, set->live);
+		else
+			persist_later_again(c, set);
 		for (i = 0; i < set->n; i++) {
 			struct program *p = set->e[i].p;
 			int final = set->e[i].final;
@@ -717,10 +770,19 @@ persist_put_now(struct core *c, enum store_db db, const char *key, const Protobu
 	rc = wset_new(&ws);
 	if (rc != 0)
 		return rc;
-	rc = wset_put(ws, db, key, msg);
+	/* The puts of failed sets go back to later_ws now, not after this put. */
+	persist_later_failed(c);
+	/* Puts still waiting for the next set go first, in this transaction: an older value of
+	 * the same key must not land after this one. */
+	if (c->later_ws != NULL && wset_count(c->later_ws) > 0)
+		rc = wset_append(ws, c->later_ws);
+	if (rc == 0)
+		rc = wset_put(ws, db, key, msg);
 	/* store_update waits for the writer's queue first (store_set_barrier). */
 	if (rc == 0)
 		rc = store_update(c->st, wset_apply, ws);
+	if (rc == 0 && c->later_ws != NULL)
+		wset_clear(c->later_ws);
 	wset_free(ws);
 	return rc < 0 ? rc : 0;
 }
@@ -799,8 +861,10 @@ persist_flush(struct core *c)
 	c->ncommit = c->commit_cap = 0;
 	set = persist_set_get(c);
 	if (set != NULL && c->later_ws != NULL && wset_count(c->later_ws) > 0 &&
-	    wset_append(set->ws, c->later_ws) == 0)
+	    wset_append(set->ws, c->later_ws) == 0) {
+		set->later = wset_count(set->ws);
 		wset_clear(c->later_ws);
+	}
 	for (i = 0; i < n; i++) {
 		struct program *p = q[i];
 		if (p == NULL || set == NULL)
@@ -893,8 +957,9 @@ persist_fini(struct core *c)
 	struct persist_set *set;
 	size_t i;
 
-	/* Puts not yet in a set (risk controllers, chain lengths at a clean exit) are written
-	 * now, after what the writer holds (the barrier). */
+	/* Puts not yet in a set (risk controllers, chain lengths at a clean exit, those of
+	 * failed sets) are written now, after what the writer holds. */
+	persist_later_failed(c);
 	if (c->later_ws != NULL && wset_count(c->later_ws) > 0 && c->st != NULL &&
 	    store_update(c->st, wset_apply, c->later_ws) != 0)
 		log_warn(LOG_STORE, "%zu records written later were lost at exit",

@@ -44,7 +44,8 @@ int persist_or_wait(struct core *c, struct program *p, int final);
  * (persist_or_wait: waiting and retries as above).  persist_flush builds and queues the set
  * now; persist_sync also waits for every set and hands their events out (drain, shutdown);
  * persist_unqueue drops p from the queue or its set (its own write or core_forget takes over;
- * if p's set is still being written, this waits for it).
+ * if p's set is still being written, this waits for it, and an accepting write that committed
+ * there sends "accepted" then: the next write does not add the idempotency key again).
  */
 void persist_later(struct core *c, struct program *p, int final);
 /* Queues a new program's accepting write (record, chains, idempotency key, tenant index) for
@@ -52,12 +53,14 @@ void persist_later(struct core *c, struct program *p, int final);
  * it cannot be written even alone (submit_refused).  Returns 0 or -ENOMEM (nothing queued). */
 int persist_accept(struct core *c, struct program *p);
 /* Queues a put for the next group commit (no acknowledgement: records whose memory copy is
- * the truth and is written again later, e.g. risk controllers); written at core_free if no
- * set took it.  Returns 0, -ENOMEM or -EINVAL (wset_put). */
+ * the truth and is written again later, e.g. risk controllers); a set that fails gives its
+ * puts back for the next one; written at core_free if no set took it.  Returns 0, -ENOMEM or
+ * -EINVAL (wset_put). */
 int persist_put_later(struct core *c, enum store_db db, const char *key,
     const ProtobufCMessage *msg);
-/* The same put, durable when this returns (after everything queued before it): a direct
- * write, for the rare record that must not wait for the next set. */
+/* The same put, durable when this returns (after everything queued before it, and after the
+ * puts still waiting for the next set, written in the same transaction so that an older value
+ * never lands after this one): a direct write, for the rare record that must not wait. */
 int persist_put_now(struct core *c, enum store_db db, const char *key, const ProtobufCMessage *msg);
 void persist_flush(struct core *c);
 void persist_sync(struct core *c);

@@ -729,6 +729,8 @@ pool_on_unsent(evutil_socket_t fd, short what, void *arg)
 	pool_call_done(w);
 }
 
+static void pool_release_send(struct pool *pl, struct pool_worker *w);
+
 /* Sends w's batch being built (if any). */
 static void
 pool_batch_send(struct pool_worker *w)
@@ -740,6 +742,11 @@ pool_batch_send(struct pool_worker *w)
 
 	if (b == NULL)
 		return;
+	/* Releases of this turn go first: a program released and placed again on w in the same
+	 * pass (routing's switch or drop after a policy change) sends its fresh chains under the
+	 * same request ids, which a Release started after the Step would free. */
+	if (w->nrel > 0)
+		pool_release_send(pl, w);
 	w->building = NULL;
 	if (b->nparts == 0) {
 		/* Only an allocation that failed in pool_step_add: nothing to send. */

@@ -1347,43 +1347,278 @@ test_submit_accepted_when_durable(void **state)
 	rpc_call_unref(call);
 }
 
-/* A program cancelled while its accepting write is with the writer: the accepted event goes
- * out (the write committed), then the ending is written without adding the idempotency key
- * again, and the program ends cancelled, not waiting on a refused write. */
+/* Cancelled while its accepting write (with an idempotency key) is with the writer thread:
+ * that write commits, so the cancel's own write must not add the key again (it would fail
+ * CERTA_EEXIST for ever, the program waiting and degraded); the watcher hears "accepted"
+ * and then "finished", and the key names the cancelled program. */
 static void
 test_cancel_while_accept_in_flight(void **state)
 {
 	struct fx *f = *state;
-	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "k-inflight" };
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "key-1" };
 	struct accept_log l = { 0 };
 	struct rpc_call *call;
-	Certa__V1__Program *pm = NULL;
 	struct program *p;
+	Certa__V1__Program *pm;
 	uint64_t failures;
 	size_t waiting;
 	char id[64];
-	int st = 0;
+	int st;
 
-	spec.problem = "cancelled in flight";
+	spec.problem = "cancelled at once";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
 	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
-	assert_int_equal(f->c->norder, 1);
-	p = f->c->order[0];
+	assert_true(f->c->norder > 0);
+	p = f->c->order[f->c->norder - 1];
 	snprintf(id, sizeof id, "%s", p->id);
-	persist_flush(f->c);
+	persist_flush(f->c);   /* the set is with the writer; the loop has not heard of it */
 	assert_non_null(p->commit_set);
 	assert_int_equal(queries_cancel(f->c, "anon", id, &st), 0);
-	assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	assert_int_equal(st, PROGRAM_CANCELLED);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(waiting, 0);
+	assert_int_equal(failures, 0);
+	assert_int_equal(f->c->accepts_pending, 0);
+	run_loop(f, 100);
+	assert_int_equal(l.sends, 2);   /* accepted, finished */
+	assert_int_equal(l.first_seq, EVENTS_SEQ_ACCEPTED);
+	assert_int_equal(queries_get(f->c, "anon", id, &pm), 0);
+	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
+	certa__v1__program__free_unpacked(pm, NULL);
+	rpc_call_local_close(call);
+	rpc_call_unref(call);
+}
+
+static int
+riskctl_get_txn(struct store_txn *txn, void *arg)
+{
+	ProtobufCMessage **out = arg;
+
+	return store_get(txn, STORE_DB_RISKCTL, "order/test", NULL, out);
+}
+
+/* A direct put (persist_put_now) is not overtaken by an older put of the same key that waits
+ * for the next group commit (persist_put_later): the store ends with the newer value. */
+static void
+test_put_now_after_put_later(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	Certa__V1__RiskctlRecord *got;
+	ProtobufCMessage *m = NULL;
+
+	r.samples = 1;
+	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	r.samples = 2;
+	assert_int_equal(persist_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_sync(f->c);
+	run_loop(f, 50);
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	got = (Certa__V1__RiskctlRecord *)m;
+	assert_int_equal(got->samples, 2);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* Many group commits in flight at once while the loop goes on (the writer thread commits,
+ * the loop hears of it between the next steps): programs stepped again while their last
+ * write is with the writer (commit_again) end with every byte of their text in the store, no
+ * failure, no program left queued.  Under -fsanitize=thread this is the loop/writer race
+ * check of the group commit. */
+static void
+test_group_commits_in_flight(void **state)
+{
+	struct fx *f = *state;
+	struct program *ps[4];
+	struct chunk_scan s;
+	uint64_t failures;
+	size_t waiting;
+	char piece[32];
+	int k, it, queued;
+
+	for (k = 0; k < 4; k++) {
+		submit(f, k, "anon", 0, 0);
+		ps[k] = strmap_get(f->c->live, f->ids[k]);
+		assert_non_null(ps[k]);
+	}
+	for (it = 0; it < 100; it++) {
+		for (k = 0; k < 4; k++) {
+			struct chain *ch = &ps[k]->chains[0];
+			snprintf(piece, sizeof piece, "%s%d ", it == 0 ? "<think>" : "", it);
+			assert_int_equal(program_chain_append(ch, piece, ch->tokens + 2, "", 0,
+			    NULL, false, NULL, false), 0);
+			persist_later(f->c, ps[k], 0);
+		}
+		persist_flush(f->c);
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+	}
+	for (it = 0, queued = 1; it < 50 && queued; it++) {
+		persist_sync(f->c);
+		for (k = 0, queued = 0; k < 4; k++)
+			queued += ps[k]->commit_queued;
+	}
+	assert_int_equal(queued, 0);
 	core_persist_stats(f->c, &failures, &waiting);
 	assert_int_equal(failures, 0);
 	assert_int_equal(waiting, 0);
-	assert_true(l.sends >= 1);
-	assert_int_equal(l.first_seq, EVENTS_SEQ_ACCEPTED);
-	assert_int_equal(l.finishes, 1);
-	assert_int_equal(queries_get(f->c, "anon", id, &pm), 0);
-	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
-	protobuf_c_message_free_unpacked(&pm->base, NULL);
-	rpc_call_unref(call);
+	for (k = 0; k < 4; k++) {
+		memset(&s, 0, sizeof s);
+		snprintf(s.prefix, sizeof s.prefix, "%s/0000/", f->ids[k]);
+		snprintf(s.key, sizeof s.key, "%s/0000", f->ids[k]);
+		assert_int_equal(store_view(core_store(f->c), chunk_scan_txn, &s), 0);
+		assert_non_null(s.rec);
+		assert_string_equal(s.text, ps[k]->chains[0].text);
+		assert_int_equal(s.rec->text_bytes, ps[k]->chains[0].text_len);
+		certa__v1__request_record__free_unpacked(s.rec, NULL);
+	}
+}
+
+/* A put queued for the group commit (persist_put_later: risk controllers, chain lengths) whose
+ * set fails (map at max_map_size) is not lost: it waits for the next set, which writes it
+ * once there is room. */
+static void
+test_put_later_survives_failed_set(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	struct filler fl = { 0, 0, 0 };
+	ProtobufCMessage *m = NULL;
+	static uint32_t big[4096];
+	size_t i;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	fill_store(f, &fl);
+	r.samples = 7;
+	r.n_chain_tokens = sizeof big / sizeof big[0];   /* larger than any room left */
+	r.chain_tokens = big;
+	for (i = 0; i < r.n_chain_tokens; i++)
+		big[i] = 100000 + (uint32_t)i;
+	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_sync(f->c);   /* the set fails: no room */
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), CERTA_ENOTFOUND);
+	/* Room again. */
+	free_room(f, &fl);
+	persist_sync(f->c);   /* the next set carries it */
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 7);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* A failed set's later puts go back for the next set, but never over a newer value of the
+ * same key written directly (persist_put_now) after that set failed and before the loop
+ * heard of it. */
+static void
+test_put_now_after_failed_set(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	struct filler fl = { 0, 0, 0 };
+	ProtobufCMessage *m = NULL;
+	static uint32_t big[4096];
+	size_t i;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	fill_store(f, &fl);
+	r.samples = 1;
+	r.n_chain_tokens = sizeof big / sizeof big[0];   /* larger than any room left */
+	r.chain_tokens = big;
+	for (i = 0; i < r.n_chain_tokens; i++)
+		big[i] = 100000 + (uint32_t)i;
+	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_flush(f->c);   /* with the writer: fails, the loop does not hear of it yet */
+	free_room(f, &fl);
+	r.samples = 2;
+	r.n_chain_tokens = 0;
+	r.chain_tokens = NULL;
+	assert_int_equal(persist_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_sync(f->c);
+	persist_sync(f->c);
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 2);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* At exit (core_free) the later puts of a set that failed and was never handed out are
+ * written with the others still queued. */
+static void
+test_failed_set_puts_written_at_exit(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	struct filler fl = { 0, 0, 0 };
+	ProtobufCMessage *m = NULL;
+	static uint32_t big[4096];
+	size_t i;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	fill_store(f, &fl);
+	r.samples = 3;
+	r.n_chain_tokens = sizeof big / sizeof big[0];   /* larger than any room left */
+	r.chain_tokens = big;
+	for (i = 0; i < r.n_chain_tokens; i++)
+		big[i] = 100000 + (uint32_t)i;
+	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	persist_flush(f->c);   /* with the writer: fails, the loop does not hear of it */
+	free_room(f, &fl);
+	core_free(f->c);
+	fx_open(f);
+	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 3);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* A program stepped again while its set is with the writer (commit_again), and that set
+ * fails: the next set rewrites its chains from chunk 0, so the store holds every byte. */
+static void
+test_commit_again_after_failed_set(void **state)
+{
+	struct fx *f = *state;
+	struct filler fl = { 0, 0, 0 };
+	struct chunk_scan s;
+	struct program *p;
+	struct chain *ch;
+	uint64_t failures;
+	size_t waiting;
+	int i;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	ch = &p->chains[0];
+	assert_int_equal(program_chain_append(ch, "<think>one ", 3, "", 0, NULL, false, NULL,
+	    false), 0);
+	persist_later(f->c, p, 0);
+	persist_sync(f->c);
+	fill_store(f, &fl);
+	assert_int_equal(program_chain_append(ch, "two ", 6, "", 0, NULL, false, NULL, false),
+	    0);
+	persist_later(f->c, p, 0);
+	persist_flush(f->c);   /* fails with the writer; the loop has not heard of it */
+	assert_non_null(p->commit_set);
+	assert_int_equal(program_chain_append(ch, "three ", 9, "", 0, NULL, false, NULL, false),
+	    0);
+	persist_later(f->c, p, 0);
+	assert_true(p->commit_again);
+	free_room(f, &fl);
+	for (i = 0; i < 10 && p->commit_queued; i++)
+		persist_sync(f->c);
+	assert_false(p->commit_queued);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(waiting, 0);
+	assert_false(p->chains_reset);
+	memset(&s, 0, sizeof s);
+	chunks_of(f, &s);
+	assert_string_equal(s.text, "<think>one two three ");
+	assert_int_equal(s.rec->text_chunks, s.n);
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
 }
 
 int
@@ -1417,6 +1652,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_commit_async, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_accepted_when_durable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_while_accept_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_now_after_put_later, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commits_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_later_survives_failed_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_now_after_failed_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_set_puts_written_at_exit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_again_after_failed_set, setup, teardown),
 	};
 	int rc;
 
