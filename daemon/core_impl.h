@@ -64,6 +64,9 @@ struct core {
 	struct event *commit_done;      /* ... read here (persist_on_done) */
 	struct wset *sync_ws;           /* the write set of a direct write (persist_write) */
 	struct wset *later_ws;          /* puts for the next set (persist_put_later) */
+	double commit_recent_s;         /* moving average of group commits' durations */
+	double commit_inline_s;         /* below it (writer idle) a set commits on the loop;
+	                                 * PERSIST_INLINE_S, 0: always the writer (tests) */
 	size_t accepts_pending;         /* programs with accept_pending */
 };
 

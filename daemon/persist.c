@@ -22,6 +22,12 @@
 #include "store/writer.h"
 #include "store/wset.h"
 
+/* Group commits are made on the loop while the writer is idle and recent ones took less than
+ * this (a thread hand-off each way costs ~0.1-1 ms); commit_recent_s is their moving average
+ * (weight of the newest). */
+#define PERSIST_INLINE_S 0.001
+#define PERSIST_RECENT_WEIGHT 0.2
+
 /* Retry delays after a failed commit, and the error log's rate limit. */
 #define PERSIST_BACKOFF_MIN_MS 100
 #define PERSIST_BACKOFF_MAX_MS 5000
@@ -650,6 +656,8 @@ persist_done(struct core *c)
 		if (c->sets_head == NULL)
 			c->sets_tail = NULL;
 		telemetry_loop_phase(c->tel, "store", set->seconds);
+		c->commit_recent_s = c->commit_recent_s * (1 - PERSIST_RECENT_WEIGHT) +
+		    set->seconds * PERSIST_RECENT_WEIGHT;
 		if (set->rc == 0)
 			telemetry_commit(c->tel, set->live);
 		else
@@ -851,6 +859,7 @@ persist_flush(struct core *c)
 	struct program **q;
 	size_t n, i;
 	int64_t now = core_now_ms();
+	int inline_set = 0;
 
 	if (c->ncommit == 0 && (c->later_ws == NULL || wset_count(c->later_ws) == 0))
 		return;
@@ -878,23 +887,24 @@ persist_flush(struct core *c)
 	}
 	if (set != NULL && wset_count(set->ws) > 0) {
 		set->live = set->n;
-		if (writer_submit(c->writer, set->ws, persist_on_written, set) == 0) {
-			if (c->sets_tail != NULL)
-				c->sets_tail->next = set;
-			else
-				c->sets_head = set;
-			c->sets_tail = set;
-		} else {
-			/* Not queued (no memory): commit it here, then hand it out as usual. */
+		/* A fast store (tmpfs, a quick disk: recent commits under PERSIST_INLINE_S) and an
+		 * idle writer: commit here and hand out now, as two thread wake-ups (to the writer
+		 * and back) would cost more than the commit.  Otherwise (or with no memory to
+		 * queue it) the writer commits it while the loop goes on. */
+		inline_set = writer_pending(c->writer) == 0 && c->commit_recent_s < c->commit_inline_s;
+		if (inline_set || writer_submit(c->writer, set->ws, persist_on_written, set) != 0) {
 			double t0 = core_mono_s();
 			int rc = store_update(c->st, wset_apply, set->ws);
-			persist_on_written(set, rc < 0 ? rc : 0, core_mono_s() - t0);
-			if (c->sets_tail != NULL)
-				c->sets_tail->next = set;
-			else
-				c->sets_head = set;
-			c->sets_tail = set;
+			set->rc = rc < 0 ? rc : 0;
+			set->seconds = core_mono_s() - t0;
+			atomic_store_explicit(&set->done, 1, memory_order_release);
+			inline_set = 1;
 		}
+		if (c->sets_tail != NULL)
+			c->sets_tail->next = set;
+		else
+			c->sets_head = set;
+		c->sets_tail = set;
 	} else if (set != NULL) {
 		persist_set_put(c, set);
 	}
@@ -912,6 +922,8 @@ persist_flush(struct core *c)
 			dispatch_persisted(c, p, final);
 	}
 	free(q);
+	if (inline_set)
+		persist_done(c);
 }
 
 void
@@ -945,6 +957,7 @@ persist_init(struct core *c)
 	c->commit_done = event_new(c->base, c->commit_efd, EV_READ | EV_PERSIST, persist_on_done,
 	    c);
 	c->persist_backoff_ms = PERSIST_BACKOFF_MIN_MS;
+	c->commit_inline_s = PERSIST_INLINE_S;
 	if (c->persist_retry == NULL || c->commit == NULL || c->commit_done == NULL ||
 	    event_add(c->commit_done, NULL) != 0 || wset_new(&c->sync_ws) != 0)
 		return -ENOMEM;

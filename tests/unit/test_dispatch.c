@@ -1222,6 +1222,7 @@ test_group_commit_async(void **state)
 	core_free(f->c);
 	f->opt.map_size = f->opt.max_map_size = 1u << 20;
 	fx_open(f);
+	f->c->commit_inline_s = 0;   /* every set through the writer thread */
 	submit(f, 0, "anon", 0, 0);
 	p = strmap_get(f->c->live, f->ids[0]);
 	assert_non_null(p);
@@ -1365,6 +1366,7 @@ test_cancel_while_accept_in_flight(void **state)
 	char id[64];
 	int st;
 
+	f->c->commit_inline_s = 0;   /* every set through the writer thread */
 	spec.problem = "cancelled at once";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
 	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
@@ -1435,6 +1437,7 @@ test_group_commits_in_flight(void **state)
 	char piece[32];
 	int k, it, queued;
 
+	f->c->commit_inline_s = 0;   /* every set through the writer thread */
 	for (k = 0; k < 4; k++) {
 		submit(f, k, "anon", 0, 0);
 		ps[k] = strmap_get(f->c->live, f->ids[k]);
@@ -1589,6 +1592,7 @@ test_commit_again_after_failed_set(void **state)
 	core_free(f->c);
 	f->opt.map_size = f->opt.max_map_size = 1u << 20;
 	fx_open(f);
+	f->c->commit_inline_s = 0;   /* every set through the writer thread */
 	submit(f, 0, "anon", 0, 0);
 	p = strmap_get(f->c->live, f->ids[0]);
 	assert_non_null(p);
@@ -1619,6 +1623,35 @@ test_commit_again_after_failed_set(void **state)
 	assert_string_equal(s.text, "<think>one two three ");
 	assert_int_equal(s.rec->text_chunks, s.n);
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
+}
+
+/* With the writer idle and recent commits fast (a fresh core: none yet; tmpfs here), a set is
+ * committed on the loop and handed out at once (no thread hand-off); once commits are slow
+ * (commit_recent_s over commit_inline_s) the writer takes them. */
+static void
+test_fast_store_commits_inline(void **state)
+{
+	struct fx *f = *state;
+	struct program *p;
+
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	assert_int_equal(program_chain_append(&p->chains[0], "inline ", 3, "", 0, NULL, false,
+	    NULL, false), 0);
+	persist_later(f->c, p, 0);
+	persist_flush(f->c);
+	assert_false(p->commit_queued);
+	assert_null(p->commit_set);
+	f->c->commit_recent_s = 1.0;   /* as if the disk took a second per commit */
+	assert_int_equal(program_chain_append(&p->chains[0], "queued ", 6, "", 0, NULL, false,
+	    NULL, false), 0);
+	persist_later(f->c, p, 0);
+	persist_flush(f->c);
+	assert_true(p->commit_queued);
+	assert_non_null(p->commit_set);
+	persist_sync(f->c);
+	assert_false(p->commit_queued);
 }
 
 int
@@ -1658,6 +1691,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_put_now_after_failed_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_set_puts_written_at_exit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_again_after_failed_set, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fast_store_commits_inline, setup, teardown),
 	};
 	int rc;
 
