@@ -1475,6 +1475,28 @@ test_group_commits_in_flight(void **state)
 	}
 }
 
+/* Reopens the core on a full 1 MiB map, every set through the writer thread, and queues a
+ * riskctl put ("order/test", `samples`) larger than any room left: its set will fail. */
+static void
+queue_big_put(struct fx *f, struct filler *fl, uint64_t samples)
+{
+	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
+	static uint32_t big[4096];
+	size_t i;
+
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	f->c->commit_inline_s = 0;
+	fill_store(f, fl);
+	r.samples = samples;
+	r.n_chain_tokens = sizeof big / sizeof big[0];
+	r.chain_tokens = big;
+	for (i = 0; i < r.n_chain_tokens; i++)
+		big[i] = 100000 + (uint32_t)i;
+	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+}
+
 /* A put queued for the group commit (persist_put_later: risk controllers, chain lengths) whose
  * set fails (map at max_map_size) is not lost: it waits for the next set, which writes it
  * once there is room. */
@@ -1482,22 +1504,10 @@ static void
 test_put_later_survives_failed_set(void **state)
 {
 	struct fx *f = *state;
-	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
 	struct filler fl = { 0, 0, 0 };
 	ProtobufCMessage *m = NULL;
-	static uint32_t big[4096];
-	size_t i;
 
-	core_free(f->c);
-	f->opt.map_size = f->opt.max_map_size = 1u << 20;
-	fx_open(f);
-	fill_store(f, &fl);
-	r.samples = 7;
-	r.n_chain_tokens = sizeof big / sizeof big[0];   /* larger than any room left */
-	r.chain_tokens = big;
-	for (i = 0; i < r.n_chain_tokens; i++)
-		big[i] = 100000 + (uint32_t)i;
-	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	queue_big_put(f, &fl, 7);
 	persist_sync(f->c);   /* the set fails: no room */
 	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), CERTA_ENOTFOUND);
 	/* Room again. */
@@ -1518,19 +1528,8 @@ test_put_now_after_failed_set(void **state)
 	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
 	struct filler fl = { 0, 0, 0 };
 	ProtobufCMessage *m = NULL;
-	static uint32_t big[4096];
-	size_t i;
 
-	core_free(f->c);
-	f->opt.map_size = f->opt.max_map_size = 1u << 20;
-	fx_open(f);
-	fill_store(f, &fl);
-	r.samples = 1;
-	r.n_chain_tokens = sizeof big / sizeof big[0];   /* larger than any room left */
-	r.chain_tokens = big;
-	for (i = 0; i < r.n_chain_tokens; i++)
-		big[i] = 100000 + (uint32_t)i;
-	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	queue_big_put(f, &fl, 1);
 	persist_flush(f->c);   /* with the writer: fails, the loop does not hear of it yet */
 	free_room(f, &fl);
 	r.samples = 2;
@@ -1550,22 +1549,10 @@ static void
 test_failed_set_puts_written_at_exit(void **state)
 {
 	struct fx *f = *state;
-	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
 	struct filler fl = { 0, 0, 0 };
 	ProtobufCMessage *m = NULL;
-	static uint32_t big[4096];
-	size_t i;
 
-	core_free(f->c);
-	f->opt.map_size = f->opt.max_map_size = 1u << 20;
-	fx_open(f);
-	fill_store(f, &fl);
-	r.samples = 3;
-	r.n_chain_tokens = sizeof big / sizeof big[0];   /* larger than any room left */
-	r.chain_tokens = big;
-	for (i = 0; i < r.n_chain_tokens; i++)
-		big[i] = 100000 + (uint32_t)i;
-	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	queue_big_put(f, &fl, 3);
 	persist_flush(f->c);   /* with the writer: fails, the loop does not hear of it */
 	free_room(f, &fl);
 	core_free(f->c);
