@@ -624,6 +624,18 @@ on_degraded(void *arg, int degraded)
 	calls[degraded ? 1 : 0]++;
 }
 
+/* Reopens the core on a 1 MiB map (at its max_map_size: fill_store fills it); writer_only:
+ * every group commit through the writer thread, none on the loop. */
+static void
+reopen_small(struct fx *f, int writer_only)
+{
+	core_free(f->c);
+	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	fx_open(f);
+	if (writer_only)
+		f->c->commit_inline_s = 0;
+}
+
 /* Deletes what fill_store wrote, in two commits (LMDB reuses the pages a commit freed only
  * after one more commit). */
 static void
@@ -660,9 +672,7 @@ test_failed_commit_waits_and_recovers(void **state)
 	int calls[2] = { 0, 0 }, st = 0;
 	const int want[] = { 1, -1 };
 
-	core_free(f->c);
-	f->opt.map_size = f->opt.max_map_size = 1u << 20;
-	fx_open(f);
+	reopen_small(f, 0);
 	core_on_degraded(f->c, on_degraded, calls);
 	submit(f, 0, "anon", 0, 0);
 	submit(f, 1, "anon", 0, 0);
@@ -1204,6 +1214,20 @@ test_inconsistent_counts_rewritten(void **state)
 	assert_string_equal(answers, "a,b,c,d,");
 }
 
+/* Submits program label 0 and appends "<think>one " (3 tokens) to its chain, unwritten. */
+static struct program *
+submit_one_piece(struct fx *f)
+{
+	struct program *p;
+
+	submit(f, 0, "anon", 0, 0);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	assert_int_equal(program_chain_append(&p->chains[0], "<think>one ", 3, "", 0, NULL, false,
+	    NULL, false), 0);
+	return p;
+}
+
 /* The group commit goes through the writer thread: after persist_flush the program stays
  * queued (not durable, no step, no event) until the loop hears of the commit; a set that fails
  * (map at max_map_size) leaves the program waiting, and once there is room its retry writes
@@ -1219,16 +1243,9 @@ test_group_commit_async(void **state)
 	uint64_t failures;
 	size_t waiting;
 
-	core_free(f->c);
-	f->opt.map_size = f->opt.max_map_size = 1u << 20;
-	fx_open(f);
-	f->c->commit_inline_s = 0;   /* every set through the writer thread */
-	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
-	assert_non_null(p);
+	reopen_small(f, 1);
+	p = submit_one_piece(f);
 	ch = &p->chains[0];
-	assert_int_equal(program_chain_append(ch, "<think>one ", 3, "", 0, NULL, false, NULL,
-	    false), 0);
 	persist_later(f->c, p, 0);
 	persist_flush(f->c);
 	assert_true(p->commit_queued);
@@ -1312,9 +1329,7 @@ test_submit_accepted_when_durable(void **state)
 	size_t n, queued, running;
 	uint64_t finished;
 
-	core_free(f->c);
-	f->opt.map_size = f->opt.max_map_size = 1u << 20;
-	fx_open(f);
+	reopen_small(f, 0);
 	spec.problem = "accepted when durable";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
 	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
@@ -1484,10 +1499,7 @@ queue_big_put(struct fx *f, struct filler *fl, uint64_t samples)
 	static uint32_t big[4096];
 	size_t i;
 
-	core_free(f->c);
-	f->opt.map_size = f->opt.max_map_size = 1u << 20;
-	fx_open(f);
-	f->c->commit_inline_s = 0;
+	reopen_small(f, 1);
 	fill_store(f, fl);
 	r.samples = samples;
 	r.n_chain_tokens = sizeof big / sizeof big[0];
@@ -1576,16 +1588,9 @@ test_commit_again_after_failed_set(void **state)
 	size_t waiting;
 	int i;
 
-	core_free(f->c);
-	f->opt.map_size = f->opt.max_map_size = 1u << 20;
-	fx_open(f);
-	f->c->commit_inline_s = 0;   /* every set through the writer thread */
-	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
-	assert_non_null(p);
+	reopen_small(f, 1);
+	p = submit_one_piece(f);
 	ch = &p->chains[0];
-	assert_int_equal(program_chain_append(ch, "<think>one ", 3, "", 0, NULL, false, NULL,
-	    false), 0);
 	persist_later(f->c, p, 0);
 	persist_sync(f->c);
 	fill_store(f, &fl);
