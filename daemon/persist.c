@@ -530,6 +530,15 @@ persist_set_put(struct core *c, struct persist_set *set)
 	free(set);
 }
 
+/* Records a set's result; after the done flag the loop may hand it out (and free it). */
+static void
+persist_set_finish(struct persist_set *set, int rc, double seconds)
+{
+	set->rc = rc;
+	set->seconds = seconds;
+	atomic_store_explicit(&set->done, 1, memory_order_release);
+}
+
 /* The writer thread: the set is committed (or failed); wake the loop. */
 static void
 persist_on_written(void *arg, int rc, double seconds)
@@ -541,9 +550,7 @@ persist_on_written(void *arg, int rc, double seconds)
 	uint64_t one = 1;
 	ssize_t n;
 
-	set->rc = rc;
-	set->seconds = seconds;
-	atomic_store_explicit(&set->done, 1, memory_order_release);
+	persist_set_finish(set, rc, seconds);
 	n = write(efd, &one, sizeof one);
 	(void)n;   /* a full counter still wakes the loop */
 }
@@ -895,9 +902,7 @@ persist_flush(struct core *c)
 		if (inline_set || writer_submit(c->writer, set->ws, persist_on_written, set) != 0) {
 			double t0 = core_mono_s();
 			int rc = store_update(c->st, wset_apply, set->ws);
-			set->rc = rc < 0 ? rc : 0;
-			set->seconds = core_mono_s() - t0;
-			atomic_store_explicit(&set->done, 1, memory_order_release);
+			persist_set_finish(set, rc < 0 ? rc : 0, core_mono_s() - t0);
 			inline_set = 1;
 		}
 		if (c->sets_tail != NULL)
