@@ -305,18 +305,13 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 		return -ENOMEM;
 	}
 	p->seq = c->next_seq++;
-	if (strmap_put(c->live, p->id, p, NULL) != 0 || core_order_add(c, p) != 0 ||
-	    (watcher != NULL && program_watch(p, watcher) != 0)) {
-		core_forget(c, p);
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
 	/* Accepted == durable (with its idempotency key, in the same transaction): the write
 	 * goes with this loop turn's group commit, and the accepted event once it is committed
 	 * (submit_accepted). */
-	if (persist_accept(c, p) != 0) {
+	if (strmap_put(c->live, p->id, p, NULL) != 0 || core_order_add(c, p) != 0 ||
+	    (watcher != NULL && program_watch(p, watcher) != 0) || persist_accept(c, p) != 0) {
 		if (watcher != NULL)
-			program_unwatch(p, watcher);
+			program_unwatch(p, watcher);   /* nothing when it was not watching */
 		core_forget(c, p);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
