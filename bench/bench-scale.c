@@ -591,8 +591,9 @@ run_one(struct run *r, int kill9)
 		    metric_hist_q(m1, "certa_dispatch_pass_seconds", 0.5) * 1e6,
 		    metric_hist_q(m1, "certa_dispatch_pass_seconds", 0.99) * 1e6,
 		    metric_sum(m1, "certa_dispatch_pass_seconds_count"));
-		printf("  commits %.0f, steps per commit p50 <= %.0f  p99 <= %.0f\n",
-		    metric_sum(m1, "certa_store_commit_steps_count"),
+		printf("  commits %.0f (LMDB transactions %.0f), steps per commit p50 <= %.0f  "
+		    "p99 <= %.0f\n", metric_sum(m1, "certa_store_commit_steps_count"),
+		    metric_sum(m1, "certa_store_transactions_total"),
 		    metric_hist_q(m1, "certa_store_commit_steps", 0.5),
 		    metric_hist_q(m1, "certa_store_commit_steps", 0.99));
 	}

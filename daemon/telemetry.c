@@ -32,6 +32,7 @@ enum {
 	T_MAP_USED,
 	T_MAP_SIZE,
 	T_CORRUPT,
+	T_TRANSACTIONS,
 	T_COMMIT_FAILURES,
 	T_PERSIST_WAITING,
 	T_THROTTLED,
@@ -111,6 +112,9 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	[T_CORRUPT] = { "certa_store_corrupt_records_total", METRICS_COUNTER,
 	    "damaged records (bad checksum, does not decode, empty) met by reads since start",
 	    NULL, NULL, 0 },
+	[T_TRANSACTIONS] = { "certa_store_transactions_total", METRICS_COUNTER,
+	    "LMDB write transactions committed since start (each one fdatasync; the writer "
+	    "thread commits the write sets queued meanwhile in one)", NULL, NULL, 0 },
 	[T_COMMIT_FAILURES] = { "certa_store_commit_failures_total", METRICS_COUNTER,
 	    "program writes that failed (disk full, map at store.max_map_size, I/O error); the "
 	    "programs wait and are retried", NULL, NULL, 0 },
@@ -259,6 +263,8 @@ telemetry_collect(struct metrics *m, void *arg)
 		metrics_gauge_set(m, T_MAP_SIZE, NULL, (double)si.map_size);
 		metrics_reset(m, T_CORRUPT);
 		metrics_counter_add(m, T_CORRUPT, NULL, (double)si.corrupt_records);
+		metrics_reset(m, T_TRANSACTIONS);
+		metrics_counter_add(m, T_TRANSACTIONS, NULL, (double)si.commits);
 	}
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -87,6 +88,7 @@ struct store {
 	int creating;               /* store_open decided on a new state: write meta + id */
 	char state_id[2 * STORE_ID_BYTES + 1];  /* from state-id; "" when absent */
 	unsigned long corrupt_records;  /* damaged records met by reads since open */
+	atomic_ulong commits;       /* write transactions committed since open (any thread) */
 };
 
 /* A store_txn_fn is running on this thread: refuse nesting. */
@@ -330,8 +332,10 @@ store_update_now(struct store *st, store_txn_fn fn, void *arg)
 		/* Commit frees the txn whether or not it succeeds. */
 		rc = mdb_txn_commit(t.txn);
 		pthread_rwlock_unlock(&st->map_lock);
-		if (rc == MDB_SUCCESS)
+		if (rc == MDB_SUCCESS) {
+			atomic_fetch_add_explicit(&st->commits, 1, memory_order_relaxed);
 			return ret;
+		}
 		if (rc != MDB_MAP_FULL) {
 			log_err(LOG_STORE, "commit in %s: %s", st->path, mdb_strerror(rc));
 			return store_error(rc);
@@ -942,6 +946,7 @@ store_stat_txn(struct store_txn *txn, void *arg)
 		.used_bytes = (ei.me_last_pgno + 1) * (size_t)ms.ms_psize,
 		.map_grows = st->map_grows,
 		.corrupt_records = st->corrupt_records,
+		.commits = atomic_load_explicit(&st->commits, memory_order_relaxed),
 	};
 	for (i = 0; i < STORE_DB_COUNT; i++) {
 		rc = mdb_stat(txn->txn, st->dbi[i], &ms);

@@ -103,6 +103,8 @@ struct store_stat_info {
 	unsigned map_grows;               /* map growths done by this process since open */
 	unsigned long corrupt_records;    /* damaged records met by reads since open (a record
 	                                   * read twice counts twice) */
+	unsigned long commits;            /* write transactions committed by this process since
+	                                   * open (the writer thread merges queued sets into one) */
 	size_t entries[STORE_DB_COUNT];   /* records per named DB */
 };
 

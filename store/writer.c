@@ -11,6 +11,9 @@
 
 #include "lib/log.h"
 
+/* Most queued sets one transaction takes (bounds its size and the first set's wait). */
+#define WRITER_RUN_MAX 64
+
 struct writer_job {
 	struct wset *ws;
 	writer_done_fn done;
@@ -38,35 +41,84 @@ writer_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A run of queued jobs committed together, in queue order. */
+struct writer_run {
+	struct writer_job *job[WRITER_RUN_MAX];
+	size_t n;
+};
+
+/* Applies every set of the run in one transaction, in order. */
+static int
+writer_apply_run(struct store_txn *txn, void *arg)
+{
+	const struct writer_run *run = arg;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < run->n && rc == 0; i++)
+		rc = wset_apply(txn, run->job[i]->ws);
+	return rc;
+}
+
+/* Commits a run (n >= 1) and reports each job.  Several sets share one transaction (one write
+ * of their pages, one fdatasync): the same records in the same order as one transaction each.
+ * If the shared one fails (a set whose add meets an existing key, a store error), nothing of
+ * it was written and each set is committed alone, so a failing set fails alone, as it would
+ * have on its own. */
+static void
+writer_commit_run(struct writer *w, const struct writer_run *run)
+{
+	double t0 = writer_now(), seconds;
+	size_t i;
+	int rc;
+
+	if (run->n > 1) {
+		rc = store_update_now(w->st, writer_apply_run, (void *)run);
+		if (rc >= 0) {
+			seconds = writer_now() - t0;
+			for (i = 0; i < run->n; i++)
+				run->job[i]->done(run->job[i]->arg, 0, seconds);
+			return;
+		}
+	}
+	for (i = 0; i < run->n; i++) {
+		t0 = writer_now();
+		rc = store_update_now(w->st, wset_apply, run->job[i]->ws);
+		run->job[i]->done(run->job[i]->arg, rc < 0 ? rc : 0, writer_now() - t0);
+	}
+}
+
 static void *
 writer_main(void *arg)
 {
 	struct writer *w = arg;
-	struct writer_job *job;
-	double t0;
-	int rc;
+	struct writer_run run;
+	size_t i;
 
 	for (;;) {
 		pthread_mutex_lock(&w->mu);
 		while (w->head == NULL && !w->stop)
 			pthread_cond_wait(&w->work, &w->mu);
-		job = w->head;
-		if (job == NULL) {   /* stop, and nothing left */
+		if (w->head == NULL) {   /* stop, and nothing left */
 			pthread_mutex_unlock(&w->mu);
 			break;
 		}
+		/* Everything queued so far (up to WRITER_RUN_MAX sets) goes in one commit; the jobs
+		 * stay queued (writer_pending counts them) until reported. */
+		run.n = 0;
+		for (struct writer_job *j = w->head; j != NULL && run.n < WRITER_RUN_MAX; j = j->next)
+			run.job[run.n++] = j;
 		pthread_mutex_unlock(&w->mu);
-		t0 = writer_now();
-		rc = store_update_now(w->st, wset_apply, job->ws);
-		job->done(job->arg, rc < 0 ? rc : 0, writer_now() - t0);
+		writer_commit_run(w, &run);
 		pthread_mutex_lock(&w->mu);
-		w->head = job->next;
+		w->head = run.job[run.n - 1]->next;   /* under the lock: writer_submit appends */
 		if (w->head == NULL)
 			w->tail = NULL;
-		w->reported++;
+		w->reported += run.n;
 		pthread_cond_broadcast(&w->idle);
 		pthread_mutex_unlock(&w->mu);
-		free(job);
+		for (i = 0; i < run.n; i++)
+			free(run.job[i]);
 	}
 	return NULL;
 }

@@ -1,12 +1,16 @@
 /*
- * writer.h — the store's writer thread: write sets (store/wset.h) committed one transaction
- * each, in the order they were queued, off the caller's thread.
+ * writer.h — the store's writer thread: write sets (store/wset.h) committed in the order they
+ * were queued, off the caller's thread.
  *
  * The caller (certad's loop) builds a write set, queues it with writer_submit and goes on; the
  * writer commits it (store_update_now: writes, fdatasync, meta page) and reports the result
  * through the set's callback, called on the writer thread: the callback must only hand the
  * result over (a flag and a wake-up of the caller's loop).  The caller keeps the set (does not
- * touch it) until then.  While a writer runs, store_update on any other thread first waits
+ * touch it) until then.  The sets queued while a commit runs go together in the next
+ * transaction (one write of their pages, one fdatasync; at most 64): the same records in the
+ * same order as a transaction each, reported when that transaction is durable.  A set that
+ * fails (an add meeting an existing key, a store error) fails alone: the shared transaction is
+ * then dropped and its sets committed one by one.  While a writer runs, store_update on any other thread first waits
  * until everything queued so far is committed (store_set_barrier), so a direct write never
  * overtakes a queued one; store_view does not wait (it reads the last commit).
  *
@@ -21,7 +25,7 @@
 struct writer;   /* opaque */
 
 /* A commit's result: 0 or the store error (nothing of the set was written), and how long its
- * transaction took.  Called on the writer thread. */
+ * transaction took (shared with the sets committed with it).  Called on the writer thread. */
 typedef void (*writer_done_fn)(void *arg, int rc, double seconds);
 
 /* Starts the thread and installs the barrier on st.  Errors: -ENOMEM, -EAGAIN (no thread). */

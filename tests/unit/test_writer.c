@@ -174,6 +174,92 @@ test_sets_commit_in_order(void **state)
 	assert_int_equal(get_rec(f->st, "shared").steps, 31);
 }
 
+/* Write transactions committed so far by this process. */
+static unsigned long
+commits(struct store *st)
+{
+	struct store_stat_info si;
+
+	assert_int_equal(store_stat(st, &si), 0);
+	return si.commits;
+}
+
+/* Queues a large set (20,000 records), then 32 small ones (each its own key and "shared"),
+ * optionally set `fail` adding set 10's key (it must fail); waits for all and checks the
+ * reports came in order with the expected results and every record of the others is there.
+ * Returns the write transactions committed meanwhile. */
+static unsigned long
+queue_behind_big(struct fx *f, int fail)
+{
+	struct wset *big, *ws[32];
+	struct done_arg da[33];
+	struct done_log log = { .n = 0 };
+	unsigned long before;
+	char id[32];
+	int i;
+
+	assert_int_equal(wset_new(&big), 0);
+	for (i = 0; i < 20000; i++) {
+		snprintf(id, sizeof id, "bulk-%06d", i);
+		assert_int_equal(put_rec(big, id, (uint64_t)i, 200, 0), 0);
+	}
+	for (i = 0; i < 32; i++) {
+		assert_int_equal(wset_new(&ws[i]), 0);
+		snprintf(id, sizeof id, "own-%02d", i);
+		assert_int_equal(put_rec(ws[i], id, (uint64_t)i, 0, 0), 0);
+		assert_int_equal(put_rec(ws[i], "shared", (uint64_t)i, 0, 0), 0);
+	}
+	if (fail >= 0)
+		assert_int_equal(put_rec(ws[fail], "own-10", 99, 0, 1), 0);
+	before = commits(f->st);
+	da[0] = (struct done_arg){ &log, 0 };
+	assert_int_equal(writer_submit(f->w, big, on_done, &da[0]), 0);
+	for (i = 0; i < 32; i++) {
+		da[i + 1] = (struct done_arg){ &log, i + 1 };
+		assert_int_equal(writer_submit(f->w, ws[i], on_done, &da[i + 1]), 0);
+	}
+	writer_wait(f->w);
+	assert_int_equal(log.n, 33);
+	for (i = 0; i < 33; i++) {
+		assert_int_equal(log.order[i], i);
+		assert_int_equal(log.rc[i], fail >= 0 && i == fail + 1 ? CERTA_EEXIST : 0);
+	}
+	for (i = 0; i < 32; i++) {
+		snprintf(id, sizeof id, "own-%02d", i);
+		if (i == fail)
+			assert_int_equal(get_rec(f->st, id).rc, CERTA_ENOTFOUND);
+		else
+			assert_int_equal(get_rec(f->st, id).steps, (uint64_t)i);
+		wset_free(ws[i]);
+	}
+	assert_int_equal(get_rec(f->st, "shared").steps, fail == 31 ? 30 : 31);
+	assert_int_equal(get_rec(f->st, "bulk-019999").steps, 19999);
+	wset_free(big);
+	return commits(f->st) - before;
+}
+
+/* Sets queued while a commit runs share the next transaction: the 32 small sets queued behind
+ * the large one commit in a few transactions, not one each (33 in all without merging). */
+static void
+test_queued_sets_share_a_commit(void **state)
+{
+	struct fx *f = *state;
+
+	open_store(f, 0, 0);
+	assert_true(queue_behind_big(f, -1) <= 4);
+}
+
+/* A set that fails inside a shared transaction fails alone: every other set is written (the
+ * shared transaction is dropped and its sets committed one by one). */
+static void
+test_failed_set_fails_alone_in_a_shared_commit(void **state)
+{
+	struct fx *f = *state;
+
+	open_store(f, 0, 0);
+	assert_true(queue_behind_big(f, 20) >= 2);
+}
+
 /* A direct write after a queued set sees the set committed (the barrier): it reads the key the
  * set wrote last.  The set is large so that without the barrier the direct write would begin
  * while the writer is still applying it. */
@@ -332,6 +418,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sets_commit_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct_write_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_set_writes_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queued_sets_share_a_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_set_fails_alone_in_a_shared_commit, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_growth_beside_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wset_mark_truncate, setup, teardown),
 	};
