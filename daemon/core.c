@@ -95,10 +95,7 @@ core_forget(struct core *c, struct program *p)
 
 	strmap_del(c->live, p->id);
 	persist_unqueue(c, p);
-	if (p->accept_pending) {
-		p->accept_pending = false;
-		c->accepts_pending--;
-	}
+	persist_accept_end(c, p);
 	for (i = 0; i < c->norder; i++) {
 		if (c->order[i] == p) {
 			memmove(&c->order[i], &c->order[i + 1], (c->norder - i - 1) * sizeof *c->order);
@@ -276,7 +273,8 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 		goto fail_tenants;
 	c->fair = fair_new();
 	c->live = strmap_new();
-	if (c->live == NULL || c->fair == NULL) {
+	c->accept_keys = strmap_new();
+	if (c->live == NULL || c->accept_keys == NULL || c->fair == NULL) {
 		rc = -ENOMEM;
 		goto fail_tenants;
 	}
@@ -319,6 +317,7 @@ fail_live:
 		core_forget(c, c->order[0]);
 fail_tenants:
 	strmap_free(c->live, NULL);
+	strmap_free(c->accept_keys, NULL);
 	free(c->order);
 	fair_free(c->fair);
 	shadow_free(c->shadow);
@@ -348,6 +347,7 @@ core_free(struct core *c)
 	while (c->norder > 0)
 		core_forget(c, c->order[0]);
 	strmap_free(c->live, NULL);
+	strmap_free(c->accept_keys, NULL);
 	free(c->order);
 	pool_free(c->pool);
 	fair_free(c->fair);

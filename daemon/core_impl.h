@@ -68,6 +68,8 @@ struct core {
 	double commit_inline_s;         /* below it (writer idle) a set commits on the loop;
 	                                 * PERSIST_INLINE_S, 0: always the writer (tests) */
 	size_t accepts_pending;         /* programs with accept_pending */
+	struct strmap *accept_keys;     /* persist_idem_key -> program, for those of them with
+	                                 * an idempotency key */
 };
 
 /* Wall-clock milliseconds. */

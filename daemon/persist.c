@@ -18,6 +18,7 @@
 #include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
+#include "lib/strmap.h"
 #include "store/store.h"
 #include "store/writer.h"
 #include "store/wset.h"
@@ -319,9 +320,35 @@ static void persist_settle(struct core *c, struct program *p);
 static void
 persist_accepted(struct core *c, struct program *p)
 {
+	persist_accept_end(c, p);
+	submit_accepted(c, p);
+}
+
+void
+persist_accept_end(struct core *c, struct program *p)
+{
+	char key[512];
+
+	if (!p->accept_pending)
+		return;
 	p->accept_pending = false;
 	c->accepts_pending--;
-	submit_accepted(c, p);
+	if (p->idempotency_key[0] != '\0') {
+		persist_idem_key(p->tenant, p->tenant_uid, p->idempotency_key, key, sizeof key);
+		if (strmap_get(c->accept_keys, key) == p)
+			strmap_del(c->accept_keys, key);
+	}
+}
+
+struct program *
+persist_accept_key(struct core *c, const char *tenant, uint64_t uid, const char *key)
+{
+	char k[512];
+
+	if (c->accepts_pending == 0)
+		return NULL;
+	persist_idem_key(tenant, uid, key, k, sizeof k);
+	return strmap_get(c->accept_keys, k);
 }
 
 int
@@ -604,8 +631,7 @@ persist_accept_done(struct core *c, struct program *p, int rc)
 		core_kick(c);
 		return;
 	}
-	p->accept_pending = false;
-	c->accepts_pending--;
+	persist_accept_end(c, p);
 	submit_refused(c, p, rc);
 }
 
@@ -764,8 +790,15 @@ persist_later(struct core *c, struct program *p, int final)
 int
 persist_accept(struct core *c, struct program *p)
 {
+	char key[512];
+
 	if (ARRAY_GROW(c->commit_q, c->commit_cap, c->ncommit + 1) != 0)
 		return -ENOMEM;
+	if (p->idempotency_key[0] != '\0') {
+		persist_idem_key(p->tenant, p->tenant_uid, p->idempotency_key, key, sizeof key);
+		if (strmap_put(c->accept_keys, key, p, NULL) != 0)
+			return -ENOMEM;
+	}
 	p->accept_pending = true;
 	c->accepts_pending++;
 	c->commit_q[c->ncommit++] = p;

@@ -52,6 +52,13 @@ void persist_later(struct core *c, struct program *p, int final);
  * the group commit: the Submit is answered when it is durable (submit_accepted), or refused if
  * it cannot be written even alone (submit_refused).  Returns 0 or -ENOMEM (nothing queued). */
 int persist_accept(struct core *c, struct program *p);
+/* p's accepting write is over (committed, refused, or p forgotten): p leaves the pending
+ * accepts and their idempotency keys.  Nothing when p is not accept-pending. */
+void persist_accept_end(struct core *c, struct program *p);
+/* The live program whose accepting write, carrying this tenant's idempotency key, is not yet
+ * known to be committed (queued, with the writer, or retried after a failure), or NULL. */
+struct program *persist_accept_key(struct core *c, const char *tenant, uint64_t uid,
+    const char *key);
 /* Queues a put for the next group commit (no acknowledgement: records whose memory copy is
  * the truth and is written again later, e.g. risk controllers); a set that fails gives its
  * puts back for the next one; written at core_free if no set took it.  Returns 0, -ENOMEM or

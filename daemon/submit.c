@@ -242,6 +242,7 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
     struct rpc_call *watcher, char *err, size_t errlen)
 {
 	struct program *p;
+	const struct program *q;
 	enum sched_algo algo;
 	uint32_t n;
 	uint64_t budget;
@@ -263,13 +264,23 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	if (rc != 0)
 		return rc;
 	if (spec->idempotency_key[0] != '\0') {
-		/* A key may be in an accepting write not committed yet: those first. */
-		if (c->accepts_pending > 0)
+		/* A key in an accepting write not known to be committed: settle the writes first
+		 * (a repeat within moments of the first Submit; other keyed Submits do not wait). */
+		if (persist_accept_key(c, tenant, uid, spec->idempotency_key) != NULL)
 			persist_sync(c);
 		rc = submit_idempotent(c, tenant, uid, spec->idempotency_key, spec, algo, n, budget,
 		    watcher, err, errlen);
 		if (rc != CERTA_ENOTFOUND)
 			return rc;  /* 0: a retry of an accepted program, answered */
+		q = persist_accept_key(c, tenant, uid, spec->idempotency_key);
+		if (q != NULL) {
+			/* Its write failed and is retried (a cancelled program on a failing
+			 * disk): a second program under the key would be a duplicate. */
+			snprintf(err, errlen, "the program this idempotency key created (%s) is not "
+			    "durable yet: its write is being retried (state storage failing); retry "
+			    "later", q->id);
+			return CERTA_EUNAVAIL;
+		}
 	}
 	/* Expert routing (daemon/route.h; off: nothing changes). */
 	rc = route_program(c, tenant, spec, policies_effective(c->policies, tenant,

@@ -1406,6 +1406,99 @@ test_cancel_while_accept_in_flight(void **state)
 	rpc_call_unref(call);
 }
 
+/* A keyed program cancelled while its accepting write is with the writer, on a full store:
+ * the set fails, the cancel's own write fails, the program waits for its retry, not durable.
+ * A Submit repeating the key meanwhile is refused UNAVAILABLE (not a second program under the
+ * key); once there is room the retry writes the first program with its key, and a repeat is
+ * answered with it. */
+static void
+test_repeat_key_while_cancelled_accept_retried(void **state)
+{
+	struct fx *f = *state;
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "key-1" };
+	struct filler fl = { 0, 0, 0 };
+	struct accept_log l = { 0 }, l2 = { 0 }, l3 = { 0 };
+	struct rpc_call *call, *call2, *call3;
+	struct program *p;
+	size_t live;
+	char id[64];
+	int st, i;
+
+	reopen_small(f, 1);
+	fill_store(f, &fl);
+	spec.problem = "cancelled on a full disk";
+	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
+	p = f->c->order[f->c->norder - 1];
+	snprintf(id, sizeof id, "%s", p->id);
+	persist_flush(f->c);   /* with the writer: fails for lack of room */
+	assert_int_equal(queries_cancel(f->c, "anon", id, &st), 0);
+	assert_int_equal(st, PROGRAM_CANCELLED);
+	assert_true(f->c->accepts_pending > 0);
+	live = strmap_count(f->c->live);
+	/* The repeat: refused, nothing new. */
+	assert_int_equal(rpc_call_local_new(&accept_sink, &l2, "test", &call2), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, call2, f->err, sizeof f->err),
+	    CERTA_EUNAVAIL);
+	assert_non_null(strstr(f->err, id));
+	assert_int_equal(strmap_count(f->c->live), live);
+	/* Room again: the retry writes it (with its key). */
+	free_room(f, &fl);
+	for (i = 0; i < 50 && f->c->accepts_pending > 0; i++)
+		run_loop(f, 100);
+	assert_int_equal(f->c->accepts_pending, 0);
+	assert_int_equal(l.first_seq, EVENTS_SEQ_ACCEPTED);
+	assert_int_equal(rpc_call_local_new(&accept_sink, &l3, "test", &call3), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, call3, f->err, sizeof f->err), 0);
+	assert_true(l3.sends >= 1);   /* accepted (duplicate), then its final event */
+	rpc_call_local_close(call3);
+	rpc_call_unref(call3);
+	rpc_call_local_close(call2);
+	rpc_call_unref(call2);
+	rpc_call_local_close(call);
+	rpc_call_unref(call);
+}
+
+/* A keyed Submit waits for pending accepting writes only when its own key is among them: a
+ * new key leaves the first program's write with the group commit; a repeat of the first key
+ * settles it and is answered with the first program (no second one). */
+static void
+test_keyed_submit_waits_only_for_its_key(void **state)
+{
+	struct fx *f = *state;
+	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "key-a" };
+	struct accept_log la = { 0 }, lb = { 0 }, la2 = { 0 };
+	struct rpc_call *ca, *cb, *ca2;
+	size_t live;
+
+	f->c->commit_inline_s = 0;
+	spec.problem = "first";
+	assert_int_equal(rpc_call_local_new(&accept_sink, &la, "test", &ca), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, ca, f->err, sizeof f->err), 0);
+	assert_int_equal(f->c->accepts_pending, 1);
+	spec.idempotency_key = "key-b";
+	spec.problem = "second";
+	assert_int_equal(rpc_call_local_new(&accept_sink, &lb, "test", &cb), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, cb, f->err, sizeof f->err), 0);
+	assert_int_equal(f->c->accepts_pending, 2);   /* the first was not settled */
+	assert_int_equal(la.sends, 0);
+	live = strmap_count(f->c->live);
+	spec.idempotency_key = "key-a";
+	spec.problem = "first";
+	assert_int_equal(rpc_call_local_new(&accept_sink, &la2, "test", &ca2), 0);
+	assert_int_equal(submit_program(f->c, "anon", &spec, ca2, f->err, sizeof f->err), 0);
+	assert_int_equal(strmap_count(f->c->live), live);
+	assert_int_equal(f->c->accepts_pending, 0);   /* settled, both */
+	assert_int_equal(la.first_seq, EVENTS_SEQ_ACCEPTED);
+	assert_int_equal(la2.first_seq, EVENTS_SEQ_ACCEPTED);
+	rpc_call_local_close(ca2);
+	rpc_call_unref(ca2);
+	rpc_call_local_close(cb);
+	rpc_call_unref(cb);
+	rpc_call_local_close(ca);
+	rpc_call_unref(ca);
+}
+
 static int
 riskctl_get_txn(struct store_txn *txn, void *arg)
 {
@@ -1631,6 +1724,8 @@ test_fast_store_commits_inline(void **state)
 	assert_non_null(p);
 	assert_int_equal(program_chain_append(&p->chains[0], "inline ", 3, "", 0, NULL, false,
 	    NULL, false), 0);
+	/* Recent commits fast (the accepting one above may have been slow on a loaded host). */
+	f->c->commit_recent_s = 0;
 	persist_later(f->c, p, 0);
 	persist_flush(f->c);
 	assert_false(p->commit_queued);
@@ -1677,6 +1772,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_commit_async, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_accepted_when_durable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_while_accept_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_repeat_key_while_cancelled_accept_retried, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_keyed_submit_waits_only_for_its_key, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_put_now_after_put_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commits_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_later_survives_failed_set, setup, teardown),
