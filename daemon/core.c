@@ -480,6 +480,12 @@ core_persist_stats(const struct core *c, uint64_t *commit_failures, size_t *wait
 }
 
 uint64_t
+core_set_failures(const struct core *c)
+{
+	return c->set_failures;
+}
+
+uint64_t
 core_steps(const struct core *c)
 {
 	return c->steps_total;

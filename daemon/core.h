@@ -93,6 +93,8 @@ int core_degraded(const struct core *c);
 void core_on_degraded(struct core *c, void (*fn)(void *arg, int degraded), void *arg);
 /* Failed program writes since start, and programs waiting for a write now (metrics). */
 void core_persist_stats(const struct core *c, uint64_t *commit_failures, size_t *waiting);
+/* Group commits that failed since start (each program of one is then written alone). */
+uint64_t core_set_failures(const struct core *c);
 
 /* Steps completed since start. */
 uint64_t core_steps(const struct core *c);

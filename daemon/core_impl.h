@@ -46,6 +46,9 @@ struct core {
 	int persist_backoff_ms;         /* next retry delay (doubles up to PERSIST_BACKOFF_MAX_MS) */
 	size_t persist_waiting;         /* programs with persist_pending */
 	uint64_t commit_failures;       /* failed program writes since start */
+	uint64_t set_failures;          /* failed group commits since start (their programs are
+	                                 * then written one by one: commit_failures if that fails) */
+	int64_t set_logged_ms;          /* last warning about one (rate limit) */
 	int64_t persist_failing_since_ms;  /* first failure of the current episode; 0: none */
 	int64_t persist_logged_ms;      /* last error line (rate limit) */
 	uint64_t persist_unlogged;      /* failures since that line */

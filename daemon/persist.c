@@ -676,6 +676,23 @@ persist_later_failed(struct core *c)
 	}
 }
 
+/* A group commit failed: counted, and a warning at most once per PERSIST_LOG_MS (its programs'
+ * own writes follow; if they fail too, persist_failed logs them). */
+static void
+persist_set_failed(struct core *c, const struct persist_set *set)
+{
+	int64_t now = core_now_ms();
+
+	c->set_failures++;
+	if (c->set_logged_ms != 0 && now - c->set_logged_ms < PERSIST_LOG_MS)
+		return;
+	c->set_logged_ms = now;
+	log_warn(LOG_STORE, "group commit failed: %s (state %s): its %zu programs are written "
+	    "alone now, its %zu other records with the next one; %llu group commits failed since "
+	    "start", certa_strerror(set->rc), store_path(c->st), set->live, set->later,
+	    (unsigned long long)c->set_failures);
+}
+
 /* The loop: hands out the results of the sets the writer has committed, oldest first. */
 static void
 persist_done(struct core *c)
@@ -691,10 +708,12 @@ persist_done(struct core *c)
 		telemetry_loop_phase(c->tel, "store", set->seconds);
 		c->commit_recent_s = c->commit_recent_s * (1 - PERSIST_RECENT_WEIGHT) +
 		    set->seconds * PERSIST_RECENT_WEIGHT;
-		if (set->rc == 0)
+		if (set->rc == 0) {
 			telemetry_commit(c->tel, set->live);
-		else
+		} else {
+			persist_set_failed(c, set);
 			persist_later_again(c, set);
+		}
 		for (i = 0; i < set->n; i++) {
 			struct program *p = set->e[i].p;
 			int final = set->e[i].final;

@@ -34,6 +34,7 @@ enum {
 	T_CORRUPT,
 	T_TRANSACTIONS,
 	T_COMMIT_FAILURES,
+	T_SET_FAILURES,
 	T_PERSIST_WAITING,
 	T_THROTTLED,
 	T_RISK_SHADOWS,
@@ -118,6 +119,10 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	[T_COMMIT_FAILURES] = { "certa_store_commit_failures_total", METRICS_COUNTER,
 	    "program writes that failed (disk full, map at store.max_map_size, I/O error); the "
 	    "programs wait and are retried", NULL, NULL, 0 },
+	[T_SET_FAILURES] = { "certa_store_group_commit_failures_total", METRICS_COUNTER,
+	    "group commits (one loop turn's writes) that failed; each of their programs is then "
+	    "written alone, counted in certa_store_commit_failures_total if that fails too",
+	    NULL, NULL, 0 },
 	[T_PERSIST_WAITING] = { "certa_programs_waiting_persist", METRICS_GAUGE,
 	    "programs held (no step, no event) until their failed write is retried; > 0 means "
 	    "/readyz and grpc.health report NOT_SERVING", NULL, NULL, 0 },
@@ -204,6 +209,8 @@ telemetry_collect(struct metrics *m, void *arg)
 	core_persist_stats(t->core, &failures, &waiting);
 	metrics_reset(m, T_COMMIT_FAILURES);
 	metrics_counter_add(m, T_COMMIT_FAILURES, NULL, (double)failures);
+	metrics_reset(m, T_SET_FAILURES);
+	metrics_counter_add(m, T_SET_FAILURES, NULL, (double)core_set_failures(t->core));
 	metrics_gauge_set(m, T_PERSIST_WAITING, NULL, (double)waiting);
 	core_counts(t->core, &queued, &running, &fin);
 	metrics_gauge_set(m, T_QUEUE, NULL, (double)queued);

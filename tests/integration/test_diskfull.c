@@ -169,6 +169,8 @@ test_disk_full_programs_wait_and_resume(void **state)
 		fail_msg("no commit failed on a full disk (failures %.0f, waiting %.0f)", failures,
 		    waiting);
 	}
+	/* The steps' group commit failed first, and is counted as such. */
+	assert_true(metric(e, "certa_store_group_commit_failures_total") >= 1);
 	/* Reported: not ready, NOT_SERVING, an error line with the cause. */
 	assert_int_equal(harness_http_get(e->it.mport, "/readyz", body, sizeof body), 503);
 	assert_int_equal(certa_client_health(e->it.dport, ""),

@@ -1262,9 +1262,11 @@ test_group_commit_async(void **state)
 	fill_store(f, &fl);
 	assert_int_equal(program_chain_append(ch, "two ", 6, "", 0, NULL, false, NULL, false),
 	    0);
+	assert_int_equal(core_set_failures(f->c), 0);
 	persist_later(f->c, p, 0);
 	persist_flush(f->c);
 	run_loop(f, 200);
+	assert_int_equal(core_set_failures(f->c), 1);   /* the group commit, counted as such */
 	core_persist_stats(f->c, &failures, &waiting);
 	assert_true(failures >= 1);
 	assert_int_equal(waiting, 1);
