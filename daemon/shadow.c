@@ -145,6 +145,8 @@ shadow_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, voi
 	}
 	x->st.samples = r->samples;
 	x->st.excluded = r->excluded;
+	/* The harm mode of the counts (0 in a record from before it: the change rate). */
+	x->st.gharm = r->grid_harm;
 	return 0;
 }
 
@@ -275,6 +277,7 @@ shadow_save_put(struct core *c, const struct shadow_ctl *x)
 	r.grid_changed = (uint32_t *)x->st.gchg;
 	r.samples = x->st.samples;
 	r.excluded = x->st.excluded;
+	r.grid_harm = x->st.gharm;
 	r.updated_unix_ms = core_now_ms();
 	return persist_put_later(c, STORE_DB_RISKCTL, key, &r.base);
 }
@@ -477,12 +480,16 @@ shadow_step_answer(const struct program *p, size_t k)
  * p's decision points as the controller's counterfactual trajectory (riskctl.h): one point per
  * step, c = the program certaindex recorded after it (probe_point.certaindex: settled chains and
  * decided votes are 1), other = a chain at or past the unpromising bound, same = the step's
- * answer is equivalent to `end` (the natural end's answer; NULL: the last step's).  Returns the
- * number of points (0: no step, or ENOMEM; *out then NULL).  The caller frees *out.
+ * answer is equivalent to `end` (the natural end's answer; NULL: the last step's), valid = the
+ * first chain's probe answer there is valid (not empty, not a placeholder; the harm proxy reads
+ * it for cot).  *e: the end as the harm proxy sees it (riskctl_end): cut when p did not end
+ * naturally or a chain finished without an answer (or did not finish), votes = the chains whose
+ * final answer is equivalent to `end`.  Returns the number of points (0: no step, or ENOMEM;
+ * *out then NULL).  The caller frees *out.
  */
 static size_t
 shadow_traj(const struct program *p, const struct sched_policy *base, const char *end,
-    struct riskctl_point **out)
+    struct riskctl_point **out, struct riskctl_end *e)
 {
 	uint64_t u = p->algo == SCHED_ALGO_SC ? base->sc_unpromising_tokens :
 	    base->unpromising_tokens;
@@ -491,6 +498,7 @@ shadow_traj(const struct program *p, const struct sched_policy *base, const char
 	uint32_t i;
 
 	*out = NULL;
+	memset(e, 0, sizeof *e);
 	for (i = 0; i < p->n; i++)
 		if (p->chains[i].nprobes > n)
 			n = p->chains[i].nprobes;
@@ -511,6 +519,20 @@ shadow_traj(const struct program *p, const struct sched_policy *base, const char
 		}
 		pts[k].other = u > 0 && sched_unpromising_tokens(base, most) >= u;
 		pts[k].same = answer_equivalent(shadow_step_answer(p, k), end);
+		if (k < p->chains[0].nprobes) {
+			const char *a = shadow_chain_answer(&p->chains[0], k);
+			pts[k].valid = a[0] != '\0' && !answer_is_placeholder(a, p->problem);
+		}
+	}
+	e->chains = p->n;
+	e->cut = p->reason != SCHED_REASON_NATURAL_END;
+	for (i = 0; i < p->n; i++) {
+		const struct chain *ch = &p->chains[i];
+		const char *fa = ch->final_answer != NULL ? ch->final_answer : "";
+		if (!ch->finished || fa[0] == '\0')
+			e->cut = true;
+		else if (answer_equivalent(fa, end))
+			e->votes++;
 	}
 	*out = pts;
 	return n;
@@ -532,6 +554,7 @@ shadow_start(struct core *c, struct program *p)
 	const struct sched_policy *base = shadow_base(c);
 	struct riskctl_params pr;
 	struct riskctl_point *pts = NULL;
+	struct riskctl_end e;
 	struct riskctl_state fresh = { .shift = 0 };
 	struct program *s;
 	struct shadow_ctl *x;
@@ -564,13 +587,13 @@ shadow_start(struct core *c, struct program *p)
 		return false;
 	/* The trajectory counts the unpromising bound in the model's units, as decided. */
 	n = shadow_traj(p, shadow_model_policy(c, p->model, base, &mbuf),
-	    open ? NULL : p->answer, &pts);
+	    open ? NULL : p->answer, &pts, &e);
 	if (!open) {
 		/* Ran to its end: the whole trajectory is known, no shadow needed. */
 		if (n > 0) {
 			(void)riskctl_clamp(&pr, &x->st);
 			(void)riskctl_observe_cf(&pr, &x->st, shadow_tau0(base, p->algo), pts, n,
-			    false, false, 0);
+			    &e, false, false, 0);
 			shadow_save(c, x);
 		}
 		free(pts);
@@ -656,6 +679,7 @@ shadow_done(struct core *c, struct program *p)
 	struct riskctl_params pr;
 	struct shadow_ctl *x;
 	struct riskctl_point *pts;
+	struct riskctl_end e;
 	enum riskctl_move mv;
 	uint64_t used = program_tokens(p) + program_probe_tokens(p), tokens;
 	size_t n;
@@ -686,10 +710,10 @@ shadow_done(struct core *c, struct program *p)
 	 * grid shift would have stopped.  Without a trajectory, the outcome counts at the
 	 * current setting only. */
 	n = shadow_traj(p, shadow_model_policy(c, p->model, shadow_base(c), &mbuf),
-	    p->answer != NULL ? p->answer : "", &pts);
+	    p->answer != NULL ? p->answer : "", &pts, &e);
 	if (n > 0)
 		mv = riskctl_observe_cf(&pr, &x->st, shadow_tau0(shadow_base(c), p->algo), pts, n,
-		    true, changed, tokens);
+		    &e, true, changed, tokens);
 	else
 		mv = riskctl_observe(&pr, &x->st, changed, tokens);
 	free(pts);
@@ -737,7 +761,7 @@ shadow_get(struct core *c, size_t i, struct shadow_info *out)
 	out->samples = x->st.samples;
 	out->excluded = x->st.excluded;
 	if (x->st.gn == riskctl_grid_size(&pr) && x->st.gmin == pr.min_shift &&
-	    x->st.gstep == pr.step && x->st.gn > 0) {
+	    x->st.gstep == pr.step && x->st.gharm == riskctl_harm_mode(&pr) && x->st.gn > 0) {
 		uint32_t g = riskctl_grid_index(&pr, out->shift);
 		out->point_stopped = x->st.gobs[g];
 		out->point_changed = x->st.gchg[g];

@@ -333,8 +333,16 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 	v.state = &state;
 	if (traj != NULL) {
 		traj->nchains = n;
-		for (i = 0; i < n; i++)
-			traj->chain_tokens[i] = st[i].t->tokens_used;
+		traj->end_cut = false;
+		traj->end_votes = 0;
+		for (i = 0; i < n; i++) {
+			const struct trace *t = st[i].t;
+			traj->chain_tokens[i] = t->tokens_used;
+			if (!t->finished || t->final_answer[0] == '\0')
+				traj->end_cut = true;
+			else if (answer_equivalent(t->final_answer, full.answer))
+				traj->end_votes++;
+		}
 	}
 	for (;;) {
 		uint64_t decode = sched_tokens_used(&v), most = 0;

@@ -157,6 +157,11 @@ struct evalsim_traj {
 	/* the chains' full lengths (tokens_used), for lengths at a stop (most_raw) */
 	uint64_t chain_tokens[EVALSIM_MAX_N];
 	size_t nchains;
+	/* The natural end as the controller's harm proxy sees it (riskctl_end): some chain did
+	 * not finish by itself (trace finished false) or has no final answer; the chains whose
+	 * final answer equals the full run's answer. */
+	bool end_cut;
+	uint32_t end_votes;
 };
 
 void evalsim_traj_free(struct evalsim_traj *t);

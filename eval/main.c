@@ -955,7 +955,7 @@ usage(FILE *f)
 	    "[--start default|lomo] [--controller cf|window] [--passes 1] [--runs 5] [--lag 10] [--shadow-frac 0.2] "
 	    "[--target T] [--sc-target T] [--confidence C] [--step S] [--min-samples N] [--window N] "
 	    "[--model-tokens learned|oracle] [--verbose] [--first-run 0] [--shadow-boost B] "
-	    "[--hold-confidence C]\n"
+	    "[--hold-confidence C] [--harm 0|1] [--harm-stable M]\n"
 	    "           (the shadow-driven risk controller over each model's programs in\n"
 	    "           virtual time, shadow tokens counted, model_tokens learned from the\n"
 	    "           stream as certad or the traces' median; eval/online.h)\n"
@@ -1083,7 +1083,7 @@ main(int argc, char **argv)
 	struct online_opts oo = { .passes = 1, .runs = 5, .lag = 10, .window = 100 };
 	double on_frac = 0.2, on_target = -1, on_sc_target = -1, on_conf = -1, on_step = -1;
 	long on_min = -1, on_win = -1;
-	double on_boost = -1, on_hold = -1;
+	double on_boost = -1, on_hold = -1, on_harm = -1, on_harm_stable = -1;
 	const char *state = NULL;
 	bool harm_only = false, difficulty = false, diff_ordered = false;
 	int diff_rule = 0;
@@ -1234,6 +1234,10 @@ main(int argc, char **argv)
 			on_boost = strtod(v, NULL);
 		} else if (strcmp(o, "--hold-confidence") == 0) {
 			on_hold = strtod(v, NULL);
+		} else if (strcmp(o, "--harm") == 0) {
+			on_harm = strtod(v, NULL);
+		} else if (strcmp(o, "--harm-stable") == 0) {
+			on_harm_stable = strtod(v, NULL);
 		} else if (strcmp(o, "--lag") == 0) {
 			oo.lag = (unsigned)strtoul(v, NULL, 10);
 		} else if (strcmp(o, "--shadow-frac") == 0) {
@@ -1333,6 +1337,10 @@ main(int argc, char **argv)
 			p.riskctl_shadow_boost = on_boost;
 		if (on_hold >= 0)
 			p.riskctl_hold_confidence = on_hold;
+		if (on_harm >= 0)
+			p.riskctl_harm = (uint32_t)on_harm;
+		if (on_harm_stable >= 0)
+			p.riskctl_harm_stable = (uint32_t)on_harm_stable;
 		if (sched_policy_validate(&p, err, sizeof err) != 0 || oo.passes < 1 ||
 		    oo.runs < 1 || oo.runs > 1000 || oo.first_run > 100000) {
 			fprintf(stderr, "certa-eval: online: %s\n", oo.passes < 1 || oo.runs < 1 ||

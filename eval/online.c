@@ -93,7 +93,17 @@ online_points(const struct evalsim_traj *t, double tau0, uint64_t u, struct risk
 		out[i].c = tau0 <= 1.0 && pt->decided ? 1 : pt->c;
 		out[i].other = u > 0 && pt->most >= u;
 		out[i].same = pt->same;
+		out[i].valid = pt->valid;
 	}
+}
+
+/* A recorded trajectory's natural end as the harm proxy sees it (riskctl_end). */
+static void
+online_end(const struct evalsim_traj *t, struct riskctl_end *e)
+{
+	e->cut = t->end_cut;
+	e->chains = (uint32_t)t->nchains;
+	e->votes = t->end_votes;
 }
 
 /* What one run of a stream gives. */
@@ -186,6 +196,7 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	struct riskctl_state st;
 	struct online_pending *pend;
 	struct riskctl_point *pts;
+	struct riskctl_end end;
 	size_t *order, npend = 0, k, i, w = o->window, maxpts = 1;
 	uint64_t seed = 0x9e3779b97f4a7c15ull * (run + 1);
 	double cost = 0, full = 0, shadow = 0;
@@ -234,8 +245,9 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 				continue;
 			}
 			online_points(pt, tau0, u, pts);
-			riskctl_observe_cf(&pr, &st, tau0, pts, pt->npts, true, pend[i].changed,
-			    pend[i].tokens);
+			online_end(pt, &end);
+			riskctl_observe_cf(&pr, &st, tau0, pts, pt->npts, &end, true,
+			    pend[i].changed, pend[i].tokens);
 		}
 		if (i > 0) {
 			memmove(pend, pend + i, (npend - i) * sizeof *pend);
@@ -265,7 +277,8 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 		if (!o->windowed && idx == last && riskctl_pick(key, frac)) {
 			/* Counterfactual: a picked program that ran to its end is a free sample. */
 			online_points(t, tau0, u, pts);
-			riskctl_observe_cf(&pr, &st, tau0, pts, t->npts, false, false, 0);
+			online_end(t, &end);
+			riskctl_observe_cf(&pr, &st, tau0, pts, t->npts, &end, false, false, 0);
 		} else if (!o->windowed && riskctl_pick(key, frac) &&
 		    (online_points(t, tau0, u, pts),
 		    !riskctl_cf_movable(&pr, tau0, pts, idx + 1, false))) {
@@ -434,6 +447,84 @@ online_print_windows(const struct online_opts *o, const struct online_prog *prog
 	}
 }
 
+/* Harm proxy candidates of the static table (riskctl_end_trusted): per shift, the movable
+ * certain stops that change the answer per program when only a trusted end counts, with
+ * harm_stable m = 0 (cot: the end is not cut), 1, 2, 3; sc: the rule (majority, no chain cut)
+ * and the majority alone; and the loss.  pts: scratch of the longest trajectory. */
+static void
+online_print_harm(const struct evalsim_set *set, const struct riskctl_params *pr0,
+    const struct sched_policy *p, double tau0, uint64_t u, struct riskctl_point *pts,
+    const bool *movable)
+{
+	struct riskctl_params pr = *pr0;
+	unsigned char *tr = calloc(set->nprog ? set->nprog : 1, 1);
+	size_t i, ntr = 0;
+	double sh;
+	int m;
+
+	if (tr == NULL)
+		return;
+	/* Bit m (0..3): trusted with harm_stable m; bit 4: majority of the chains alone. */
+	pr.harm = true;
+	for (i = 0; i < set->nprog; i++) {
+		const struct evalsim_traj *t = &set->traj[i];
+		struct riskctl_end e;
+		if (t->npts == 0)
+			continue;
+		online_points(t, tau0, u, pts);
+		online_end(t, &e);
+		for (m = 0; m < 4; m++) {
+			pr.harm_stable = (uint32_t)m;
+			if (riskctl_end_trusted(&pr, pts, t->npts, &e))
+				tr[i] |= (unsigned char)(1u << m);
+		}
+		if (2 * (uint64_t)e.votes > e.chains)
+			tr[i] |= 1u << 4;
+		ntr += (tr[i] >> 2) & 1u;
+	}
+	printf("harm proxy (changes per program counted only from a trusted end; cot: m = the "
+	    "valid probe answers before the end that must equal it, 0: only not cut; sc: majority "
+	    "and no chain cut, and majority alone), trusted ends: %.1f%% (m=2) of %zu\n"
+	    "| shift | changed per program | harm m=0 | m=1 | m=2 | m=3 | majority alone | loss pt "
+	    "| m=2: end right, stop wrong / the reverse |\n|---|---|---|---|---|---|---|---|---|\n",
+	    set->nprog ? 100.0 * (double)ntr / (double)set->nprog : 0, set->nprog);
+	for (sh = p->riskctl_min_shift; sh <= p->riskctl_max_shift + 1e-9; sh += p->riskctl_step) {
+		double tau = riskctl_threshold(tau0, sh);
+		size_t chg = 0, h[5] = { 0, 0, 0, 0, 0 }, rw = 0, wr = 0;
+		long diff = 0;
+		for (i = 0; i < set->nprog; i++) {
+			const struct evalsim_traj *t = &set->traj[i];
+			size_t idx;
+			if (t->npts == 0)
+				continue;
+			idx = evalsim_stop_index(t->pts, t->npts, tau, u);
+			diff += (long)set->full_correct[i] - (long)t->pts[idx].correct;
+			if (!movable[i] || !online_certain(&t->pts[idx], t->npts - 1 - idx, tau) ||
+			    t->pts[idx].same)
+				continue;
+			chg++;
+			for (m = 0; m < 5; m++)
+				h[m] += (tr[i] >> m) & 1u;
+			/* Of the m = 2 count: the end right and the stop wrong (a loss), and the
+			 * reverse (a gain). */
+			if ((tr[i] >> 2) & 1u) {
+				rw += set->full_correct[i] && !t->pts[idx].correct;
+				wr += !set->full_correct[i] && t->pts[idx].correct;
+			}
+		}
+		printf("| %+.2f | %.2f%% | %.2f%% | %.2f%% | %.2f%% | %.2f%% | %.2f%% | %.2f | %zu / %zu "
+		    "|\n", sh,
+		    100.0 * (double)chg / (double)set->nprog,
+		    100.0 * (double)h[0] / (double)set->nprog,
+		    100.0 * (double)h[1] / (double)set->nprog,
+		    100.0 * (double)h[2] / (double)set->nprog,
+		    100.0 * (double)h[3] / (double)set->nprog,
+		    100.0 * (double)h[4] / (double)set->nprog,
+		    100.0 * (double)diff / (double)set->nprog, rw, wr);
+	}
+	free(tr);
+}
+
 /* What each controller setting would do statically on the whole set: share stopped early,
  * answer-change rate among those (what shadows measure), loss, saving; and the worst loss
  * over 100 consecutive programs in the recorded order (noise: a fixed threshold too). */
@@ -495,6 +586,7 @@ online_print_levels(const struct evalsim_set *set, const struct sched_policy *p,
 		    100.0 * (double)mchg / (double)set->nprog,
 		    100.0 * (double)diff / (double)set->nprog, full > 0 ? 100 * (1 - cost / full) : 0);
 	}
+	online_print_harm(set, &pr, p, tau0, u, pts, movable);
 	free(pts);
 	free(movable);
 }
@@ -565,13 +657,14 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 	}
 	printf("\n== %s, %s: %zu programs x %u pass(es), start threshold %.4g (%s), controller %s, "
 	    "shadow_frac %g (boost %g), target %g, confidence %g (hold %g), step %g, min_samples %u, "
-	    "window %u, lag %u\n",
+	    "window %u, lag %u, harm %u (stable %u)\n",
 	    model, algo == SCHED_ALGO_SC ? "sc n=3" : "cot", set.nprog, o->passes, tau0,
 	    o->start_lomo ? "calibrated without this model" : "start policy",
 	    o->windowed ? "window" : "cf", p.riskctl_shadow_frac, p.riskctl_shadow_boost,
 	    algo == SCHED_ALGO_SC ? p.riskctl_sc_target : p.riskctl_target,
 	    p.riskctl_confidence, p.riskctl_hold_confidence, p.riskctl_step,
-	    p.riskctl_min_samples, p.riskctl_window, o->lag);
+	    p.riskctl_min_samples, p.riskctl_window, o->lag, p.riskctl_harm,
+	    p.riskctl_harm_stable);
 	printf("static start threshold: loss %.2f pt, saved %.1f%%; this model's own best "
 	    "threshold (in-sample, loss <= %.2g pt): %.4g, loss %.2f pt, saved %.1f%%\n",
 	    100 * l0, 100 * s0, 100 * o->max_loss, best_tau, 100 * best_loss, 100 * best);

@@ -54,6 +54,8 @@ static const struct policy_key policy_keys[] = {
 	PK("riskctl.frozen", POLICY_U32, riskctl_frozen, "1: count, never move"),
 	PK("riskctl.shadow_boost", POLICY_DOUBLE, riskctl_shadow_boost, "share sampled while undecided (<= shadow_frac: off)"),
 	PK("riskctl.hold_confidence", POLICY_DOUBLE, riskctl_hold_confidence, "of the bound that leaves a held setting"),
+	PK("riskctl.harm", POLICY_U32, riskctl_harm, "1: count only changes from a trusted end"),
+	PK("riskctl.harm_stable", POLICY_U32, riskctl_harm_stable, "cot: probe answers equal to the end to trust it"),
 	PK("dynasor_k", POLICY_U32, dynasor_k, "Dynasor-CoT baseline: k agreeing probes stop (0 off)"),
 	PK("difficulty.tokens", POLICY_U64, difficulty_tokens, "early window for the class (0 off)"),
 	PK("difficulty.changes", POLICY_U32, difficulty_changes, "answer changes in it: hard"),

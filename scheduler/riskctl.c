@@ -21,6 +21,8 @@ riskctl_params_from_policy(const struct sched_policy *p, int algo, struct riskct
 	out->frozen = p->riskctl_frozen != 0;
 	out->boost = p->riskctl_shadow_boost;
 	out->hold_confidence = p->riskctl_hold_confidence;
+	out->harm = p->riskctl_harm != 0;
+	out->harm_stable = p->riskctl_harm_stable;
 }
 
 double
@@ -266,17 +268,55 @@ riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
 	return false;
 }
 
-/* Resets the counts when the grid of the parameters is not the one they were made on. */
+uint32_t
+riskctl_harm_mode(const struct riskctl_params *pr)
+{
+	return pr->harm ? 1 + pr->harm_stable : 0;
+}
+
+bool
+riskctl_end_trusted(const struct riskctl_params *pr, const struct riskctl_point *pts, size_t n,
+    const struct riskctl_end *end)
+{
+	uint32_t need = pr->harm_stable;
+	size_t i;
+
+	if (!pr->harm || end == NULL)
+		return true;
+	if (end->cut)
+		return false;
+	if (end->chains > 1)
+		return 2 * (uint64_t)end->votes > end->chains;
+	/* cot: the last `need` valid probe answers before the end equal it. */
+	for (i = n > 0 ? n - 1 : 0; i > 0 && need > 0; i--) {
+		if (!pts[i - 1].valid)
+			continue;
+		if (!pts[i - 1].same)
+			return false;
+		need--;
+	}
+	return need == 0;
+}
+
+/* Whether the counts were made on the parameters' grid and harm mode. */
+static bool
+riskctl_grid_current(const struct riskctl_params *pr, const struct riskctl_state *s)
+{
+	return s->gn == riskctl_grid_size(pr) && s->gmin == pr->min_shift &&
+	    s->gstep == pr->step && s->gharm == riskctl_harm_mode(pr);
+}
+
+/* Resets the counts when the grid or harm mode of the parameters is not the one they were
+ * made on. */
 static void
 riskctl_grid_sync(const struct riskctl_params *pr, struct riskctl_state *s)
 {
-	uint32_t g = riskctl_grid_size(pr);
-
-	if (s->gn == g && s->gmin == pr->min_shift && s->gstep == pr->step)
+	if (riskctl_grid_current(pr, s))
 		return;
-	s->gn = g;
+	s->gn = riskctl_grid_size(pr);
 	s->gmin = pr->min_shift;
 	s->gstep = pr->step;
+	s->gharm = riskctl_harm_mode(pr);
 	s->gtot = 0;
 	memset(s->gobs, 0, sizeof s->gobs);
 	memset(s->gchg, 0, sizeof s->gchg);
@@ -398,7 +438,7 @@ riskctl_sample_frac(const struct riskctl_params *pr, const struct riskctl_state 
 	if (pr->frozen || !(pr->boost > pr->shadow_frac) || s->saves + s->backs > 0 ||
 	    s->win_n >= pr->window)
 		return pr->shadow_frac;
-	if (s->gn != riskctl_grid_size(pr) || s->gmin != pr->min_shift || s->gstep != pr->step)
+	if (!riskctl_grid_current(pr, s))
 		return riskctl_grid_size(pr) > 0 ? pr->boost : pr->shadow_frac;
 	if (s->gn == 0)
 		return pr->shadow_frac;
@@ -426,10 +466,12 @@ riskctl_observe_excluded(const struct riskctl_params *pr, struct riskctl_state *
 
 enum riskctl_move
 riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s, double tau0,
-    const struct riskctl_point *pts, size_t n, bool shadow, bool changed, uint64_t tokens)
+    const struct riskctl_point *pts, size_t n, const struct riskctl_end *end, bool shadow,
+    bool changed, uint64_t tokens)
 {
 	size_t stop[RISKCTL_GRID_MAX];
 	bool certain[RISKCTL_GRID_MAX];
+	bool trusted;
 	uint32_t k;
 
 	riskctl_grid_sync(pr, s);
@@ -453,12 +495,13 @@ riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s, dou
 		return riskctl_pick_shift(pr, s);
 	}
 	s->samples++;
+	trusted = riskctl_end_trusted(pr, pts, n, end);
 	riskctl_cf_stops(pr, tau0, pts, n, true, stop, certain);
 	for (k = 0; k < s->gn; k++) {
 		if (!certain[k] || s->gobs[k] == UINT32_MAX || s->gtot == UINT32_MAX)
 			continue;
 		s->gobs[k]++;
-		if (!pts[stop[k]].same)
+		if (!pts[stop[k]].same && trusted)
 			s->gchg[k]++;
 	}
 	return riskctl_pick_shift(pr, s);

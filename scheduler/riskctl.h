@@ -56,6 +56,12 @@ struct riskctl_params {
 	 * when its UCB at this confidence (<= confidence; min(confidence, hold_confidence) is
 	 * used) is over the target; = confidence: the current point is left as any other is bad. */
 	double hold_confidence;
+	/* The harm proxy (riskctl_end_trusted): 0: every answer change counts (the change
+	 * rate); 1: a change counts only when the natural end's answer looks trustworthy. */
+	bool harm;
+	/* cot, with harm: the valid probe answers just before the natural end that must all equal
+	 * it (0: only that the end is not cut). */
+	uint32_t harm_stable;
 };
 
 /* What one observation did. */
@@ -84,6 +90,9 @@ struct riskctl_state {
 	uint32_t gobs[RISKCTL_GRID_MAX], gchg[RISKCTL_GRID_MAX];
 	uint64_t samples;      /* trajectories counted (shadows and free natural ends) */
 	uint64_t excluded;     /* trajectories no grid shift can move (not counted) */
+	/* The harm mode the grid counts were made under (riskctl_harm_mode); the counts restart
+	 * when it changes, as when the grid does. */
+	uint32_t gharm;
 };
 
 /* The parameters of a policy's riskctl.* keys for programs of algorithm algo (enum
@@ -152,7 +161,36 @@ struct riskctl_point {
 	double c;              /* certaindex after the step; < 0 never stops certain here */
 	bool other;            /* a stop no threshold decides ends the program here */
 	bool same;             /* the decision's answer here equals the natural end's */
+	bool valid;            /* cot: the chain's probe answer here is valid (not empty, not a
+	                        * placeholder); read by the harm proxy only */
 };
+
+/*
+ * The harm proxy.  An answer change is accuracy lost only when the natural end's answer is
+ * right; without ground truth, count a change only when that answer looks trustworthy:
+ *
+ *   - no chain was cut (budget, deadline, length: ended without an answer of its own), and
+ *   - cot: the chain's last harm_stable valid probe answers before the end all equal the
+ *     end's answer (it was stable when it finished; fewer valid probes: not trusted);
+ *   - sc: the end's vote is a majority of the chains (2 * votes > chains).
+ *
+ * Changes on problems the model cannot solve (chains run to the budget, late probe answers
+ * that keep changing, split votes) are mostly wrong -> wrong and stop counting.
+ */
+struct riskctl_end {
+	bool cut;              /* some chain did not end by itself */
+	uint32_t chains;       /* chains of the program (1: cot) */
+	uint32_t votes;        /* chains whose final answer equals the end's answer */
+};
+
+/* 0 with harm off, 1 + harm_stable with it on: what the grid counts were made under. */
+uint32_t riskctl_harm_mode(const struct riskctl_params *pr);
+
+/* Whether the natural end of pts[0..n) (the last point) looks trustworthy by the rule above,
+ * with the parameters' harm_stable; always true with harm off or end NULL (no information:
+ * the change counts). */
+bool riskctl_end_trusted(const struct riskctl_params *pr, const struct riskctl_point *pts,
+    size_t n, const struct riskctl_end *end);
 
 /* Grid size of the parameters: floor((max_shift - min_shift) / step) + 1, at most
  * RISKCTL_GRID_MAX; 0 when the parameters give no grid. */
@@ -194,12 +232,15 @@ bool riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
  *     (the bad rule when hold_confidence = confidence; lower: a setting once shown safe is
  *     held while its rate's estimate stays under the target).
  *
+ * With riskctl.harm, gchg[k] counts a changed stop only when riskctl_end_trusted(pts, n,
+ * end) (gobs[k] counts it either way).
+ *
  * The current point is the grid point nearest the shift.  A move restarts the window
  * (win_n, win_changes, which riskctl_observe keeps).  Returns the move made.
  */
 enum riskctl_move riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s,
-    double tau0, const struct riskctl_point *pts, size_t n, bool shadow, bool changed,
-    uint64_t tokens);
+    double tau0, const struct riskctl_point *pts, size_t n, const struct riskctl_end *end,
+    bool shadow, bool changed, uint64_t tokens);
 
 /*
  * The share of programs to sample now (riskctl_pick's frac): 0 when shadow_frac is 0 (off);

@@ -88,6 +88,8 @@ sched_policy_default(struct sched_policy *p)
 	p->riskctl_frozen = 0;
 	p->riskctl_shadow_boost = 0;
 	p->riskctl_hold_confidence = 0.9;
+	p->riskctl_harm = 0;
+	p->riskctl_harm_stable = 2;
 	p->difficulty_tokens = SCHED_DEFAULT_DIFFICULTY_TOKENS;
 	p->difficulty_changes = SCHED_DEFAULT_DIFFICULTY_CHANGES;
 	p->cot_threshold_easy = SCHED_DEFAULT_COT_THRESHOLD_EASY;
@@ -128,6 +130,10 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 	else if (!(p->riskctl_hold_confidence >= 0.5 && p->riskctl_hold_confidence <= 0.9999))
 		bad = "riskctl.hold_confidence", range = "[0.5, 0.9999]",
 		v = p->riskctl_hold_confidence;
+	else if (p->riskctl_harm > 1)
+		bad = "riskctl.harm", range = "[0, 1]", v = p->riskctl_harm;
+	else if (p->riskctl_harm_stable > 64)
+		bad = "riskctl.harm_stable", range = "[0, 64]", v = p->riskctl_harm_stable;
 	else if (p->difficulty_tokens > (1u << 20))
 		bad = "difficulty.tokens", range = "[0, 1048576]", v = (double)p->difficulty_tokens;
 	else if (p->difficulty_changes > 64)

@@ -372,7 +372,7 @@ test_cf_grid_update(void **state)
 	}
 	assert_true(riskctl_cf_movable(&pr, 0.5, tr, 5, true));
 	pr.frozen = true;   /* counting only */
-	assert_int_equal(riskctl_observe_cf(&pr, &s, 0.5, tr, 5, true, true, 40), RISKCTL_HOLD);
+	assert_int_equal(riskctl_observe_cf(&pr, &s, 0.5, tr, 5, NULL, true, true, 40), RISKCTL_HOLD);
 	for (k = 0; k < 5; k++) {
 		assert_int_equal(s.gobs[k], want_obs[k]);
 		assert_int_equal(s.gchg[k], want_chg[k]);
@@ -384,7 +384,7 @@ test_cf_grid_update(void **state)
 	assert_int_equal(s.changes, 1);
 	assert_int_equal(s.tokens, 40);
 	/* A free natural end (not a shadow) counts in the grid, not as a shadow. */
-	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, false, false, 0);
+	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, NULL, false, false, 0);
 	assert_int_equal(s.gobs[4], 2);
 	assert_int_equal(s.shadows, 1);
 
@@ -401,10 +401,10 @@ test_cf_grid_update(void **state)
 		for (k = 0; k < 5; k++)
 			assert_true(stop[k] == 1 && certain[k]);
 		assert_false(riskctl_cf_movable(&pr, 0.5, settled, 3, true));
-		riskctl_observe_cf(&pr, &s, 0.5, settled, 3, true, false, 1);
+		riskctl_observe_cf(&pr, &s, 0.5, settled, 3, NULL, true, false, 1);
 		/* ... and an unpromising stop before any point the loosest threshold accepts. */
 		assert_false(riskctl_cf_movable(&pr, 0.5, none, 3, true));
-		riskctl_observe_cf(&pr, &s, 0.5, none, 3, false, false, 0);
+		riskctl_observe_cf(&pr, &s, 0.5, none, 3, NULL, false, false, 0);
 		assert_int_equal(s.excluded, 2);
 		assert_int_equal(s.samples, 2);
 		/* Excluded from the change counts, not from the programs (the rate's n). */
@@ -431,7 +431,7 @@ test_cf_grid_update(void **state)
 	}
 	/* Another grid: counts restart. */
 	pr.step = 0.5;
-	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, false, false, 0);
+	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, NULL, false, false, 0);
 	assert_int_equal(s.gn, 9);
 	assert_int_equal(s.gobs[8], 1);
 	assert_int_equal(s.gtot, 1);
@@ -522,7 +522,7 @@ test_cf_known_rate_stream(void **state)
 		tr[0].other = false;
 		tr[0].same = !(tr[0].c < 0.3);
 		tr[1].c = 1, tr[1].other = false, tr[1].same = true;
-		riskctl_observe_cf(&pr, &s, 0.5, tr, 2, true, !tr[0].same, 1);
+		riskctl_observe_cf(&pr, &s, 0.5, tr, 2, NULL, true, !tr[0].same, 1);
 		if (s.shift == 1 && first < 0)
 			first = i;
 		if (i >= 200 && s.shift == 2)
@@ -566,7 +566,7 @@ cf_sampled_stream(const struct riskctl_params *pr, struct riskctl_state *s, int 
 		(*picked)++;
 		if (i >= 600)
 			(*late)++;
-		riskctl_observe_cf(pr, s, 0.5, tr, 2, true, !tr[0].same, 1);
+		riskctl_observe_cf(pr, s, 0.5, tr, 2, NULL, true, !tr[0].same, 1);
 	}
 	return first;
 }
@@ -697,6 +697,151 @@ test_cf_hold_confidence(void **state)
 	assert_true(s.shift == 0);
 }
 
+/* The harm proxy's end test on hand-made trajectories (riskctl_end_trusted): cot trusts an end
+ * that is not cut and that the last harm_stable valid probe answers before it equal (invalid
+ * probes skipped); sc a majority vote of uncut chains; harm off or no end information always
+ * trusts (every change counts, the change rate). */
+static void
+test_harm_end_trusted(void **state)
+{
+	/* Valid answers: changed, same, (invalid), same, then the end. */
+	const struct riskctl_point stable[] = {
+		{ .c = 0.2, .same = false, .valid = true }, { .c = 0.5, .same = true, .valid = true },
+		{ .c = 0.6, .same = false, .valid = false }, { .c = 0.7, .same = true, .valid = true },
+		{ .c = 1, .same = true },
+	};
+	/* The last valid probe answer before the end differs from it: late answers changing. */
+	const struct riskctl_point unstable[] = {
+		{ .c = 0.2, .same = true, .valid = true }, { .c = 0.5, .same = true, .valid = true },
+		{ .c = 0.7, .same = false, .valid = true }, { .c = 1, .same = true },
+	};
+	const struct riskctl_end cot = { .cut = false, .chains = 1, .votes = 1 };
+	const struct riskctl_end cut = { .cut = true, .chains = 1, .votes = 1 };
+	const struct riskctl_end sc2 = { .cut = false, .chains = 3, .votes = 2 };
+	const struct riskctl_end sc1 = { .cut = false, .chains = 3, .votes = 1 };
+	const struct riskctl_end sc4 = { .cut = false, .chains = 4, .votes = 2 };
+	struct riskctl_params pr;
+
+	(void)state;
+	grid_params(&pr);
+	/* Off: everything counts. */
+	assert_int_equal(riskctl_harm_mode(&pr), 0);
+	assert_true(riskctl_end_trusted(&pr, unstable, 4, &cut));
+	pr.harm = true;
+	pr.harm_stable = 2;
+	assert_int_equal(riskctl_harm_mode(&pr), 3);
+	assert_true(riskctl_end_trusted(&pr, stable, 5, &cot));
+	assert_false(riskctl_end_trusted(&pr, stable, 5, &cut));
+	assert_false(riskctl_end_trusted(&pr, unstable, 4, &cot));
+	assert_true(riskctl_end_trusted(&pr, unstable, 4, NULL));   /* no information */
+	/* Three valid answers must equal the end: the first valid one of stable does not. */
+	pr.harm_stable = 3;
+	assert_false(riskctl_end_trusted(&pr, stable, 5, &cot));
+	/* Fewer valid probe answers than asked for: not trusted. */
+	assert_false(riskctl_end_trusted(&pr, stable + 3, 2, &cot));
+	/* 0: only that the end is not cut. */
+	pr.harm_stable = 0;
+	assert_true(riskctl_end_trusted(&pr, unstable, 4, &cot));
+	assert_false(riskctl_end_trusted(&pr, unstable, 4, &cut));
+	/* sc: a majority of the chains, whatever the probes. */
+	pr.harm_stable = 2;
+	assert_true(riskctl_end_trusted(&pr, unstable, 4, &sc2));
+	assert_false(riskctl_end_trusted(&pr, stable, 5, &sc1));
+	assert_false(riskctl_end_trusted(&pr, stable, 5, &sc4));
+}
+
+/* With riskctl.harm a change from an untrusted end is stopped (gobs) but not changed (gchg);
+ * from a trusted end it is both; off, the end is ignored.  The counts restart when the harm
+ * mode changes (the key, or harm_stable while on), as for a new grid. */
+static void
+test_harm_counts_and_restart(void **state)
+{
+	/* +2, +1 and 0 stop at point 1 (certaindex 0.6), changed; -1, -2 run to the end. */
+	const struct riskctl_point tr[] = {
+		{ .c = 0.1, .same = true, .valid = true }, { .c = 0.6, .same = false, .valid = true },
+		{ .c = 0.65, .same = true, .valid = true }, { .c = 0.7, .same = true, .valid = true },
+		{ .c = 1, .same = true },
+	};
+	const struct riskctl_end trusted = { .cut = false, .chains = 1, .votes = 1 };
+	const struct riskctl_end cutoff = { .cut = true, .chains = 1, .votes = 1 };
+	struct riskctl_params pr;
+	struct riskctl_state s = { 0 };
+
+	(void)state;
+	grid_params(&pr);
+	pr.frozen = true;
+	/* Off: the cut end's change counts, as before the key. */
+	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, &cutoff, true, true, 1);
+	assert_int_equal(s.gobs[4], 1);
+	assert_int_equal(s.gchg[4], 1);
+	assert_int_equal(s.gharm, 0);
+	/* On: the counts restart (gtot 1 after this trajectory), the cut end's change does not
+	 * count, the trusted one's does. */
+	pr.harm = true;
+	pr.harm_stable = 2;
+	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, &cutoff, true, true, 1);
+	assert_int_equal(s.gharm, 3);
+	assert_int_equal(s.gtot, 1);
+	assert_int_equal(s.gobs[4], 1);
+	assert_int_equal(s.gchg[4], 0);
+	assert_int_equal(s.gobs[2], 1);
+	assert_int_equal(s.gchg[2], 0);
+	assert_int_equal(s.gobs[1], 0);
+	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, &trusted, true, true, 1);
+	assert_int_equal(s.gtot, 2);
+	assert_int_equal(s.gobs[4], 2);
+	assert_int_equal(s.gchg[4], 1);
+	assert_int_equal(s.gchg[2], 1);
+	/* The raw outcome counts are not the grid's: kept. */
+	assert_int_equal(s.shadows, 3);
+	assert_int_equal(s.changes, 3);
+	/* Another harm_stable: counts restart again; so does the key going off. */
+	pr.harm_stable = 3;
+	riskctl_observe_cf(&pr, &s, 0.5, tr, 5, &trusted, false, false, 0);
+	assert_int_equal(s.gharm, 4);
+	assert_int_equal(s.gtot, 1);
+	/* ... and with three, the changed answer at point 1 is among the last three valid ones:
+	 * the same end is no longer trusted. */
+	assert_int_equal(s.gobs[4], 1);
+	assert_int_equal(s.gchg[4], 0);
+	pr.harm = false;
+	assert_int_equal(riskctl_observe_excluded(&pr, &s), RISKCTL_HOLD);
+	assert_int_equal(s.gharm, 0);
+	assert_int_equal(s.gtot, 1);
+	assert_int_equal(s.gobs[4], 0);
+	/* The sampling rule sees counts of another mode as no counts (boost while undecided). */
+	pr.frozen = false;
+	pr.shadow_frac = 0.1;
+	pr.boost = 0.9;
+	pr.harm = true;
+	assert_true(riskctl_sample_frac(&pr, &s) == 0.9);
+}
+
+/* The policy keys riskctl.harm and riskctl.harm_stable. */
+static void
+test_harm_policy_keys(void **state)
+{
+	struct sched_policy p;
+	struct riskctl_params pr;
+	char err[256];
+	const char *t = "riskctl.harm = 1\nriskctl.harm_stable = 3\n";
+
+	(void)state;
+	sched_policy_default(&p);
+	assert_int_equal(p.riskctl_harm, 0);
+	assert_int_equal(p.riskctl_harm_stable, 2);
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), 0);
+	riskctl_params_from_policy(&p, SCHED_ALGO_SC, &pr);
+	assert_true(pr.harm);
+	assert_int_equal(pr.harm_stable, 3);
+	t = "riskctl.harm = 2\n";
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), CERTA_ECONFIG);
+	assert_non_null(strstr(err, "riskctl.harm"));
+	t = "riskctl.harm_stable = 65\n";
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), CERTA_ECONFIG);
+	assert_non_null(strstr(err, "riskctl.harm_stable"));
+}
+
 int
 main(void)
 {
@@ -719,6 +864,9 @@ main(void)
 		cmocka_unit_test(test_cf_boost_stream),
 		cmocka_unit_test(test_cf_sample_frac_rule),
 		cmocka_unit_test(test_cf_hold_confidence),
+		cmocka_unit_test(test_harm_end_trusted),
+		cmocka_unit_test(test_harm_counts_and_restart),
+		cmocka_unit_test(test_harm_policy_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
