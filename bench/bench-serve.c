@@ -15,7 +15,8 @@
  *   run-to-end   no early stop, arrival order (certad's EDF with a far deadline per program
  *                = submission order; what vLLM/SGLang do without a certainty layer)
  *   dynasor-k20, dynasor-k30   the Dynasor-CoT rule (probe every 64 tokens, stop when k
- *                agree), fair/SJF order
+ *                agree), fair/SJF order; dynasor-k40, dynasor-k50 (only when named): the same
+ *                with larger k, to compare at certa's accuracy
  *   certa-nostop certa's ordering without early stopping (separates the two effects)
  *
  *   CERTA_TRACES=DIR build/bin/bench-serve [--quick] [--workers N] [--scale X] [--slo S]
@@ -39,23 +40,32 @@
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
 
-/* The policies compared: name, policy text, whether programs get a far deadline (FIFO). */
+/* The policies compared: name, policy text, whether programs get a far deadline (FIFO), and
+ * whether it runs only when --policies names it. */
 static const struct bpolicy {
 	const char *name;
 	const char *text;
 	int fifo;
+	int named_only;
 } bench_policies[] = {
-	{ "certa", "", 0 },
+	{ "certa", "", 0, 0 },
 	{ "run-to-end", "cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\n"
-	  "sc.unpromising_tokens = 0\nsettle_closed = 0\nextend_frac = 0\n", 1 },
+	  "sc.unpromising_tokens = 0\nsettle_closed = 0\nextend_frac = 0\n", 1, 0 },
 	{ "dynasor-k20", "cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\n"
 	  "sc.unpromising_tokens = 0\nsettle_closed = 0\nextend_frac = 0\nprobe_stride = 0\n"
-	  "step_tokens = 64\ndynasor_k = 20\n", 0 },
+	  "step_tokens = 64\ndynasor_k = 20\n", 0, 0 },
 	{ "dynasor-k30", "cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\n"
 	  "sc.unpromising_tokens = 0\nsettle_closed = 0\nextend_frac = 0\nprobe_stride = 0\n"
-	  "step_tokens = 64\ndynasor_k = 30\n", 0 },
+	  "step_tokens = 64\ndynasor_k = 30\n", 0, 0 },
+	/* Larger k: Dynasor at certa's accuracy (named only). */
+	{ "dynasor-k40", "cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\n"
+	  "sc.unpromising_tokens = 0\nsettle_closed = 0\nextend_frac = 0\nprobe_stride = 0\n"
+	  "step_tokens = 64\ndynasor_k = 40\n", 0, 1 },
+	{ "dynasor-k50", "cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\n"
+	  "sc.unpromising_tokens = 0\nsettle_closed = 0\nextend_frac = 0\nprobe_stride = 0\n"
+	  "step_tokens = 64\ndynasor_k = 50\n", 0, 1 },
 	{ "certa-nostop", "cot.threshold = 2\nsc.threshold = 2\nunpromising_tokens = 0\n"
-	  "sc.unpromising_tokens = 0\nsettle_closed = 0\nextend_frac = 0\n", 0 },
+	  "sc.unpromising_tokens = 0\nsettle_closed = 0\nextend_frac = 0\n", 0, 0 },
 };
 #define NPOLICIES (sizeof bench_policies / sizeof bench_policies[0])
 
@@ -302,13 +312,13 @@ summary(const struct opts *o, struct point pts[][16], const int *ran)
 }
 
 static int
-policy_on(const struct opts *o, const char *name)
+policy_on(const struct opts *o, const struct bpolicy *bp)
 {
-	const char *s = o->policies;
+	const char *s = o->policies, *name = bp->name;
 	size_t n = strlen(name);
 
 	if (s == NULL)
-		return 1;
+		return !bp->named_only;
 	while (*s) {
 		if (strncmp(s, name, n) == 0 && (s[n] == ',' || s[n] == '\0'))
 			return 1;
@@ -435,7 +445,7 @@ main(int argc, char **argv)
 		const char *sets[] = { "metrics.port=0", "auth.anonymous_tenant=bench", polset,
 		    NULL };
 
-		if (!policy_on(&o, bp->name))
+		if (!policy_on(&o, bp))
 			continue;
 		snprintf(scale, sizeof scale, "%g", o.scale);
 		snprintf(cap, sizeof cap, "%d", o.capacity);
