@@ -573,8 +573,10 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 			shadows[ns++] = p;
 			continue;
 		}
-		if (tenant == NULL || strcmp(tenant, p->tenant) != 0) {
-			tenant = p->tenant;
+		if (tenant != p->tenant_key) {
+			/* Interned: equal tenants have equal pointers (no string compare, no load
+			 * of the name per ready program). */
+			tenant = p->tenant_key;
 			throttled = tenants_throttle(c->tenants, tenant, now);
 			priority = tenants_priority(c->tenants, tenant);
 		}
@@ -582,7 +584,7 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 			continue;   /* tokens_per_minute: held back, not failed */
 		used = program_tokens(p);
 		memset(&items[n], 0, sizeof items[n]);
-		items[n].tenant = p->tenant;
+		items[n].tenant = p->tenant_key;   /* fair_iter_tenants compares pointers first */
 		items[n].priority = p->priority ? p->priority : priority;
 		items[n].deadline_ms = p->deadline_ms;
 		items[n].ready_since_ms = p->ready_since_ms;

@@ -8,6 +8,7 @@
 
 #include "lib/array.h"
 #include "lib/error.h"
+#include "lib/intern.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
 #include "scheduler/certainty.h"
@@ -39,6 +40,11 @@ program_new(const char *id, const char *tenant, const char *problem, enum sched_
 	    program_set_str(&p->tenant, tenant) != 0 ||
 	    program_set_str(&p->problem, problem) != 0 || program_set_str(&p->model, "") != 0 ||
 	    program_set_str(&p->idempotency_key, "") != 0 || program_set_str(&p->answer, "") != 0) {
+		program_free(p);
+		return NULL;
+	}
+	p->tenant_key = intern_str(tenant);
+	if (p->tenant_key == NULL) {
 		program_free(p);
 		return NULL;
 	}

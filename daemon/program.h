@@ -97,6 +97,8 @@ struct chain {
 struct program {
 	char *id;
 	char *tenant;
+	const char *tenant_key;   /* tenant interned (lib/intern.h): equal tenants, equal
+	                           * pointers (the dispatch pass groups by it) */
 	uint64_t tenant_uid;      /* the tenant's uid at submission (tenants.h); stored */
 	char *problem;
 	char *model;
