@@ -165,6 +165,7 @@ again:
 		p->decided_steps = p->steps;
 		p->decided_gen = policies_generation(c->policies);
 		p->next_step_tokens = d->step_tokens;
+		p->decided_used = program_tokens(p);
 		return 0;
 	}
 	p->low_confidence = d->low_confidence;
@@ -335,6 +336,9 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 	}
 	rc = dispatch_apply(p, s, results, nres);
 	if (rc != 0) {
+		/* Chains appended before the failure changed the tokens without a step: the
+		 * decision kept for the retry must see them (decided_used). */
+		p->decided_used = program_tokens(p);
 		dispatch_step_failed(c, p, w, GRPC_STATUS_INTERNAL, "worker reply does not match the batch");
 		goto out;
 	}
@@ -582,7 +586,7 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 		}
 		if (throttled > 0)
 			continue;   /* tokens_per_minute: held back, not failed */
-		used = program_tokens(p);
+		used = p->decided_used;   /* == program_tokens(p): set by the decision above */
 		memset(&items[n], 0, sizeof items[n]);
 		items[n].tenant = p->tenant_key;   /* fair_iter_tenants compares pointers first */
 		items[n].priority = p->priority ? p->priority : priority;

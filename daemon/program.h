@@ -145,6 +145,9 @@ struct program {
 	uint64_t decided_steps;
 	uint64_t decided_gen;
 	uint32_t next_step_tokens;
+	uint64_t decided_used;    /* program_tokens at that decision: chains change only by a
+	                           * step or a decision, so a pass reads this instead of
+	                           * walking the chains (dispatch_collect) */
 	struct sched_features features;   /* what produced the last certaindex */
 
 	/* result (terminal states) */
