@@ -113,6 +113,43 @@ _Static_assert(sizeof(struct sched_chain) % _Alignof(struct certainty_chain) == 
 static void dispatch_end(struct core *c, struct program *p, enum program_state to,
     enum sched_reason reason, const char *answer, int status, const char *msg, int later);
 
+/* dispatch_decide's block (a view's chains and their evaluations), kept from one decision to
+ * the next instead of a calloc and free per decision.  Loop thread only; a decision inside
+ * another (none nests now) gets its own block. */
+static struct {
+	void *buf;
+	size_t cap;    /* bytes */
+	bool lent;
+} dispatch_view_kept;
+
+/* A zeroed block of size bytes: the kept one when free (grown when short), else its own. */
+static void *
+dispatch_view_lend(size_t size)
+{
+	if (dispatch_view_kept.lent || size == 0)
+		return calloc(1, size ? size : 1);
+	if (dispatch_view_kept.cap < size) {
+		void *nb = malloc(size);
+		if (nb == NULL)
+			return NULL;
+		free(dispatch_view_kept.buf);
+		dispatch_view_kept.buf = nb;
+		dispatch_view_kept.cap = size;
+	}
+	dispatch_view_kept.lent = true;
+	memset(dispatch_view_kept.buf, 0, size);
+	return dispatch_view_kept.buf;
+}
+
+static void
+dispatch_view_return(void *block)
+{
+	if (block == dispatch_view_kept.buf && dispatch_view_kept.lent)
+		dispatch_view_kept.lent = false;
+	else
+		free(block);
+}
+
 /* Runs the scheduler on a program and acts on its decision (an ending goes to the group
  * commit when later is set).  Returns 1 if it stopped. */
 static int
@@ -127,7 +164,7 @@ dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int
 
 again:
 	/* The view's chains and their evaluations in one block. */
-	chains = calloc(p->n, sizeof *chains + sizeof *cc);
+	chains = dispatch_view_lend(p->n * (sizeof *chains + sizeof *cc));
 	pol = dispatch_policy(c, p);
 	if (chains == NULL)
 		return 0;
@@ -156,10 +193,10 @@ again:
 	}
 	if (route_decide(c, p, &v, d) > 0) {
 		/* Expert routing forked, switched or dropped chains: decide on the new ones. */
-		free(chains);
+		dispatch_view_return(chains);
 		goto again;
 	}
-	free(chains);
+	dispatch_view_return(chains);
 	if (!d->stop) {
 		p->decided = true;
 		p->decided_steps = p->steps;
