@@ -31,6 +31,19 @@
 #define DISPATCH_PASS_MAX 256
 #define DISPATCH_DECIDE_MAX 256
 
+/* How far ahead a walk over every live program (dispatch_collect, dispatch_expire) prefetches
+ * the flags it tests: at 10k live most programs are in flight and skipped, and the walk is a
+ * chain of cache misses, one per program, unless they overlap. */
+#define DISPATCH_PREFETCH 16
+
+/* Prefetches the line of order[i]'s scheduling flags (inflight, state, not_before_ms). */
+static inline void
+dispatch_prefetch(struct program *const *order, size_t i, size_t n)
+{
+	if (i + DISPATCH_PREFETCH < n)
+		__builtin_prefetch(&order[i + DISPATCH_PREFETCH]->inflight, 0, 1);
+}
+
 /* Monotonic microseconds (the decision and pass timers). */
 static int64_t
 dispatch_mono_us(void)
@@ -591,6 +604,7 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 		struct sched_decision d;
 		uint64_t used;
 
+		dispatch_prefetch(c->order, i, c->norder);
 		if (p->inflight || p->persist_pending || p->commit_queued ||
 		    program_is_terminal(p) || p->not_before_ms > now)
 			continue;
@@ -665,6 +679,7 @@ dispatch_expire(struct core *c, int64_t now)
 		struct program *p = c->order[i];
 		struct sched_decision d;
 
+		dispatch_prefetch(c->order, i, c->norder);
 		if (p->inflight || p->persist_pending || p->commit_queued ||
 		    program_is_terminal(p) || p->deadline_ms == 0 || now < p->deadline_ms)
 			continue;
