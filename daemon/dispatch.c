@@ -332,7 +332,7 @@ dispatch_apply(struct program *p, const struct dispatch_step *s,
 	for (i = 0; i < s->n; i++) {
 		const Certa__V1__StepResult *res = results[i];
 		struct chain *ch = &p->chains[s->chain_idx[i]];
-		snprintf(want, sizeof want, "%s/%u", p->id, s->chain_idx[i]);
+		program_fmt_key(want, sizeof want, p->id, s->chain_idx[i], 0);
 		if (strcmp(res->request_id, want) != 0 || res->total_tokens < ch->tokens)
 			return CERTA_EINVAL;
 	}
@@ -463,7 +463,7 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 		if (ch->finished)
 			continue;
 		certa__v1__step_item__init(it);
-		snprintf(s->ids[n], sizeof s->ids[n], "%s/%u", p->id, i);
+		program_fmt_key(s->ids[n], sizeof s->ids[n], p->id, i, 0);
 		it->request_id = s->ids[n];
 		it->prompt = p->problem;
 		/* The text so far travels only when the chain lands on a new worker, or once after

@@ -268,5 +268,9 @@ struct program *program_from_records(const Certa__V1__ProgramRecord *rec,
 
 /* Key of chain i in the requests DB: "<id>/<i>" (zero-padded so keys sort). */
 void program_chain_key(const struct program *p, uint32_t i, char *buf, size_t len);
+/* Writes "<id>/<u>", u in decimal zero-padded to width digits, into buf: what snprintf(buf,
+ * len, "%s/%0*u", id, width, u) writes (truncated alike), without its format parsing (a step
+ * formats several of these: request ids, record keys).  Returns the untruncated length. */
+size_t program_fmt_key(char *buf, size_t len, const char *id, uint32_t u, unsigned width);
 
 #endif
