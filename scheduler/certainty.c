@@ -848,8 +848,11 @@ certainty_scan_same(struct certainty_scan *s, const char *a, const char *b)
 
 	if (strcmp(a, b) == 0)
 		return true;
-	if (s == NULL || (al = strlen(a)) == 0 || al > CERTAINTY_MEMO_LEN ||
-	    (bl = strlen(b)) == 0 || bl > CERTAINTY_MEMO_LEN)
+	/* An empty answer (a probe that gave none: the walk back over a chain's probes reaches
+	 * one every decision) is remembered too: an unused entry ("", "") cannot match, as a
+	 * pair of equal strings returns above. */
+	if (s == NULL || (al = strlen(a)) > CERTAINTY_MEMO_LEN ||
+	    (bl = strlen(b)) > CERTAINTY_MEMO_LEN)
 		return answer_equivalent(a, b);
 	for (k = 0; k < CERTAINTY_MEMO_SAME; k++)
 		if (strcmp(s->same[k].a, a) == 0 && strcmp(s->same[k].b, b) == 0)
