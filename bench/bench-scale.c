@@ -231,6 +231,26 @@ proc_cpu(pid_t pid, long *hwm_kb)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* CPU seconds of pid's main thread (certad's loop thread: the one the loop's work is on). */
+static double
+loop_cpu(pid_t pid)
+{
+	char path[96], *s = NULL, *p;
+	unsigned long ut = 0, st = 0;
+	int i;
+
+	snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)pid);
+	if (harness_read_file(path, &s) != 0)
+		return 0;
+	p = strrchr(s, ')');
+	for (i = 0; p != NULL && i < 12; i++)
+		p = strchr(p + 1, ' ');
+	if (p != NULL)
+		sscanf(p + 1, "%lu %lu", &ut, &st);
+	free(s);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Submitters: Submit, read Accepted, keep the id, drop the stream (the program goes on). */
 static void *
 submitter(void *arg)
@@ -426,6 +446,7 @@ run_one(struct run *r, int kill9)
 	char *m0 = NULL, *m1 = NULL, mdb[600], body[256];
 	double t0, t1, tsub, cpu0, cpu1 = 0, steps0 = 0, steps = 0, recover_us = -1;
 	double live_peak = 0, cpu_before_kill = 0, steps_before_kill = 0;
+	double lcpu0, lcpu1, lcpu_before_kill = 0;   /* the loop thread's share */
 	long hwm = 0;
 	struct stat sb;
 	size_t i;
@@ -465,6 +486,7 @@ run_one(struct run *r, int kill9)
 	usleep(200000);
 	/* 2. Workers up: every program runs. */
 	cpu0 = proc_cpu(harness_pid(r->d), NULL);
+	lcpu0 = loop_cpu(harness_pid(r->d));
 	m0 = scrape(r->mport);
 	steps0 = m0 != NULL ? metric_sum(m0, "certa_step_duration_seconds_count") : 0;
 	if (steps0 < 0)
@@ -533,6 +555,7 @@ run_one(struct run *r, int kill9)
 			 * ready. */
 			double tk;
 			cpu_before_kill = proc_cpu(harness_pid(r->d), NULL) - cpu0;
+			lcpu_before_kill = loop_cpu(harness_pid(r->d)) - lcpu0;
 			steps_before_kill = fin - steps0;
 			r->paused = 1;
 			harness_kill9(r->d);
@@ -549,6 +572,7 @@ run_one(struct run *r, int kill9)
 			printf("  kill -9 with %.0f live: /readyz 200 again %.2f s after the restart "
 			    "(includes the first worker health check)\n", live, recover_us / 1e6);
 			cpu0 = proc_cpu(harness_pid(r->d), NULL);
+			lcpu0 = loop_cpu(harness_pid(r->d));
 			free(m);
 			m = scrape(r->mport);
 			steps0 = m != NULL ? metric_sum(m, "certa_step_duration_seconds_count") : 0;
@@ -564,6 +588,7 @@ run_one(struct run *r, int kill9)
 	}
 	t1 = harness_clock_us();
 	cpu1 = proc_cpu(harness_pid(r->d), &hwm) - cpu0 + cpu_before_kill;
+	lcpu1 = loop_cpu(harness_pid(r->d)) - lcpu0 + lcpu_before_kill;
 	m1 = scrape(r->mport);
 	steps = (m1 != NULL ? metric_sum(m1, "certa_step_duration_seconds_count") : 0) - steps0 +
 	    steps_before_kill;
@@ -583,6 +608,8 @@ run_one(struct run *r, int kill9)
 	printf("  certad CPU %.2f s: %.1f us per step; peak RSS %.1f MB (anonymous at the end "
 	    "%.1f MB)\n", cpu1, steps > 0 ? cpu1 * 1e6 / steps : 0, hwm / 1024.0,
 	    proc_anon_kb / 1024.0);
+	printf("  certad loop thread CPU %.2f s: %.1f us per step\n", lcpu1,
+	    steps > 0 ? lcpu1 * 1e6 / steps : 0);
 	if (m1 != NULL) {
 		printf("  decision (step result -> decided) p50 <= %.0f us  p99 <= %.0f us\n",
 		    metric_hist_q(m1, "certa_decision_seconds", 0.5) * 1e6,

@@ -31,6 +31,19 @@
 #define DISPATCH_PASS_MAX 256
 #define DISPATCH_DECIDE_MAX 256
 
+/* How far ahead a walk over every live program (dispatch_collect, dispatch_expire) prefetches
+ * the flags it tests: at 10k live most programs are in flight and skipped, and the walk is a
+ * chain of cache misses, one per program, unless they overlap. */
+#define DISPATCH_PREFETCH 16
+
+/* Prefetches the line of order[i]'s scheduling flags (inflight, state, not_before_ms). */
+static inline void
+dispatch_prefetch(struct program *const *order, size_t i, size_t n)
+{
+	if (i + DISPATCH_PREFETCH < n)
+		__builtin_prefetch(&order[i + DISPATCH_PREFETCH]->inflight, 0, 1);
+}
+
 /* Monotonic microseconds (the decision and pass timers). */
 static int64_t
 dispatch_mono_us(void)
@@ -113,6 +126,43 @@ _Static_assert(sizeof(struct sched_chain) % _Alignof(struct certainty_chain) == 
 static void dispatch_end(struct core *c, struct program *p, enum program_state to,
     enum sched_reason reason, const char *answer, int status, const char *msg, int later);
 
+/* dispatch_decide's block (a view's chains and their evaluations), kept from one decision to
+ * the next instead of a calloc and free per decision.  Loop thread only; a decision inside
+ * another (none nests now) gets its own block. */
+static struct {
+	void *buf;
+	size_t cap;    /* bytes */
+	bool lent;
+} dispatch_view_kept;
+
+/* A zeroed block of size bytes: the kept one when free (grown when short), else its own. */
+static void *
+dispatch_view_lend(size_t size)
+{
+	if (dispatch_view_kept.lent || size == 0)
+		return calloc(1, size ? size : 1);
+	if (dispatch_view_kept.cap < size) {
+		void *nb = malloc(size);
+		if (nb == NULL)
+			return NULL;
+		free(dispatch_view_kept.buf);
+		dispatch_view_kept.buf = nb;
+		dispatch_view_kept.cap = size;
+	}
+	dispatch_view_kept.lent = true;
+	memset(dispatch_view_kept.buf, 0, size);
+	return dispatch_view_kept.buf;
+}
+
+static void
+dispatch_view_return(void *block)
+{
+	if (block == dispatch_view_kept.buf && dispatch_view_kept.lent)
+		dispatch_view_kept.lent = false;
+	else
+		free(block);
+}
+
 /* Runs the scheduler on a program and acts on its decision (an ending goes to the group
  * commit when later is set).  Returns 1 if it stopped. */
 static int
@@ -127,7 +177,7 @@ dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int
 
 again:
 	/* The view's chains and their evaluations in one block. */
-	chains = calloc(p->n, sizeof *chains + sizeof *cc);
+	chains = dispatch_view_lend(p->n * (sizeof *chains + sizeof *cc));
 	pol = dispatch_policy(c, p);
 	if (chains == NULL)
 		return 0;
@@ -156,15 +206,16 @@ again:
 	}
 	if (route_decide(c, p, &v, d) > 0) {
 		/* Expert routing forked, switched or dropped chains: decide on the new ones. */
-		free(chains);
+		dispatch_view_return(chains);
 		goto again;
 	}
-	free(chains);
+	dispatch_view_return(chains);
 	if (!d->stop) {
 		p->decided = true;
 		p->decided_steps = p->steps;
 		p->decided_gen = policies_generation(c->policies);
 		p->next_step_tokens = d->step_tokens;
+		p->decided_used = program_tokens(p);
 		return 0;
 	}
 	p->low_confidence = d->low_confidence;
@@ -281,7 +332,7 @@ dispatch_apply(struct program *p, const struct dispatch_step *s,
 	for (i = 0; i < s->n; i++) {
 		const Certa__V1__StepResult *res = results[i];
 		struct chain *ch = &p->chains[s->chain_idx[i]];
-		snprintf(want, sizeof want, "%s/%u", p->id, s->chain_idx[i]);
+		program_fmt_key(want, sizeof want, p->id, s->chain_idx[i], 0);
 		if (strcmp(res->request_id, want) != 0 || res->total_tokens < ch->tokens)
 			return CERTA_EINVAL;
 	}
@@ -335,6 +386,9 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 	}
 	rc = dispatch_apply(p, s, results, nres);
 	if (rc != 0) {
+		/* Chains appended before the failure changed the tokens without a step: the
+		 * decision kept for the retry must see them (decided_used). */
+		p->decided_used = program_tokens(p);
 		dispatch_step_failed(c, p, w, GRPC_STATUS_INTERNAL, "worker reply does not match the batch");
 		goto out;
 	}
@@ -409,7 +463,7 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 		if (ch->finished)
 			continue;
 		certa__v1__step_item__init(it);
-		snprintf(s->ids[n], sizeof s->ids[n], "%s/%u", p->id, i);
+		program_fmt_key(s->ids[n], sizeof s->ids[n], p->id, i, 0);
 		it->request_id = s->ids[n];
 		it->prompt = p->problem;
 		/* The text so far travels only when the chain lands on a new worker, or once after
@@ -550,6 +604,7 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 		struct sched_decision d;
 		uint64_t used;
 
+		dispatch_prefetch(c->order, i, c->norder);
 		if (p->inflight || p->persist_pending || p->commit_queued ||
 		    program_is_terminal(p) || p->not_before_ms > now)
 			continue;
@@ -573,16 +628,18 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 			shadows[ns++] = p;
 			continue;
 		}
-		if (tenant == NULL || strcmp(tenant, p->tenant) != 0) {
-			tenant = p->tenant;
+		if (tenant != p->tenant_key) {
+			/* Interned: equal tenants have equal pointers (no string compare, no load
+			 * of the name per ready program). */
+			tenant = p->tenant_key;
 			throttled = tenants_throttle(c->tenants, tenant, now);
 			priority = tenants_priority(c->tenants, tenant);
 		}
 		if (throttled > 0)
 			continue;   /* tokens_per_minute: held back, not failed */
-		used = program_tokens(p);
+		used = p->decided_used;   /* == program_tokens(p): set by the decision above */
 		memset(&items[n], 0, sizeof items[n]);
-		items[n].tenant = p->tenant;
+		items[n].tenant = p->tenant_key;   /* fair_iter_tenants compares pointers first */
 		items[n].priority = p->priority ? p->priority : priority;
 		items[n].deadline_ms = p->deadline_ms;
 		items[n].ready_since_ms = p->ready_since_ms;
@@ -622,6 +679,7 @@ dispatch_expire(struct core *c, int64_t now)
 		struct program *p = c->order[i];
 		struct sched_decision d;
 
+		dispatch_prefetch(c->order, i, c->norder);
 		if (p->inflight || p->persist_pending || p->commit_queued ||
 		    program_is_terminal(p) || p->deadline_ms == 0 || now < p->deadline_ms)
 			continue;

@@ -93,6 +93,26 @@ persist_inconsistent(const struct program *p)
 	return 0;
 }
 
+/* A text chunk's key, "<id>/<index %04u>/<chunk %08x>", without snprintf's format parsing
+ * (one per step). */
+static void
+persist_chunk_key(const struct program *p, uint32_t index, uint32_t chunk, char *buf,
+    size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t at = program_fmt_key(buf, len, p->id, index, 4);
+	int i;
+
+	if (at + 9 >= len) {
+		snprintf(buf, len, "%s/%04u/%08x", p->id, index, chunk);
+		return;
+	}
+	buf[at++] = '/';
+	for (i = 7; i >= 0; i--)
+		buf[at++] = hex[(chunk >> (4 * i)) & 0xf];
+	buf[at] = '\0';
+}
+
 /* Appends what a chain gained since its last commit as its next chunk in the text DB (schema
  * 4: the new text and the newly sealed probe points), and makes its record say so: text ""
  * and the chunk count, length and probe points in chunks; the record keeps only the probe
@@ -116,7 +136,7 @@ persist_chunk(struct wset *ws, const struct program *p, uint32_t index,
 			tc.probes = cpb->probe_ptrs + b.probes;
 			in_chunks = sealed;
 		}
-		snprintf(key, sizeof key, "%s/%04u/%08x", p->id, index, b.chunks);
+		persist_chunk_key(p, index, b.chunks, key, sizeof key);
 		rc = wset_put(ws, STORE_DB_TEXT, key, &tc.base);
 		b.chunks++;
 	}

@@ -13,6 +13,7 @@
 #include "lib/cred.h"
 #include "lib/error.h"
 #include "lib/log.h"
+#include "lib/pbarena.h"
 #include "lib/rpc_client.h"
 
 /* Request ids per Release call (the turn's releases to a worker go in as few calls). */
@@ -41,6 +42,9 @@ struct pool_worker {
 	struct pool_batch *building;  /* the Step call of this dispatch pass, not sent yet */
 	char **rel;               /* request ids released this loop turn, not sent yet */
 	size_t nrel, rel_cap;
+	struct pbarena *arena;    /* its Step replies are unpacked here (lib/pbarena.h) and
+	                           * dropped at once when handled; NULL: protobuf-c's malloc */
+	unsigned arena_depth;     /* Step replies being handled (a reset waits for 0) */
 };
 
 struct pool {
@@ -77,6 +81,7 @@ struct pool_batch {
 	struct pool_part *parts;
 	size_t nparts, partcap;
 	int err;                      /* the call could not start: failed on a later turn */
+	struct pbarena *arena;        /* its reply's allocator: w->arena, or NULL (default) */
 };
 
 static void pool_batch_free(struct pool_batch *b);
@@ -179,6 +184,7 @@ static void
 pool_worker_free(struct pool_worker *w)
 {
 	pool_release_drop(w);
+	pbarena_free(w->arena);
 	rpc_channel_free(w->ch);
 	free(w->addr);
 	free(w);
@@ -372,6 +378,7 @@ pool_free(struct pool *pl)
 		rpc_channel_free(pl->w[i]->ch);
 		pl->w[i]->ch = NULL;
 		if (pl->w[i]->calls == 0) {
+			pbarena_free(pl->w[i]->arena);
 			free(pl->w[i]->addr);
 			free(pl->w[i]);
 		}
@@ -691,7 +698,8 @@ pool_batch_done(struct pool_batch *b, grpc_status_code status, const char *detai
 		else
 			pt->cb(pt->arg, w, GRPC_STATUS_OK, NULL, reply->results + pt->off, pt->n);
 	}
-	if (reply != NULL)
+	/* A reply in the worker's arena goes with the arena's reset (pool_on_step). */
+	if (reply != NULL && b->arena == NULL)
 		protobuf_c_message_free_unpacked(&reply->base, NULL);
 	pool_batch_free(b);
 }
@@ -701,6 +709,7 @@ pool_on_step(void *arg, grpc_status_code status, const char *details, ProtobufCM
 {
 	struct pool_batch *b = arg;
 	struct pool_worker *w = b->w;
+	struct pbarena *arena = b->arena;
 
 	w->inflight -= b->n < w->inflight ? (uint32_t)b->n : w->inflight;
 	/* A reply carries many programs' steps: the loop turn counts each (bounded turns). */
@@ -708,7 +717,12 @@ pool_on_step(void *arg, grpc_status_code status, const char *details, ProtobufCM
 		cqbridge_charge(w->pl->br, b->nparts - 1);
 	if (!w->removed && pool_is_down_status(status))
 		pool_call_failed(w, "step", status, details);
+	/* Another reply of w handled inside this one's callbacks (a nested turn) lives in the
+	 * same arena: the arena is reset when the outermost one is done. */
+	w->arena_depth++;
 	pool_batch_done(b, status, details, (Certa__V1__StepReply *)reply);
+	if (--w->arena_depth == 0 && arena != NULL)
+		pbarena_reset(arena);
 	pool_call_done(w);
 }
 
@@ -757,9 +771,13 @@ pool_batch_send(struct pool_worker *w)
 	req.items = b->items;
 	req.program_errors = 1;
 	w->calls++;
-	rc = rpc_client_unary(w->ch, pl->br, "/certa.v1.Worker/Step", &req.base,
-	    &certa__v1__step_reply__descriptor, pl->opt.step_timeout_ms, pl->md, pl->nmd,
-	    pool_on_step, b);
+	if (w->arena == NULL)
+		w->arena = pbarena_new(0);   /* without memory: protobuf-c's malloc */
+	b->arena = w->arena;
+	rc = rpc_client_unary_alloc(w->ch, pl->br, "/certa.v1.Worker/Step", &req.base,
+	    &certa__v1__step_reply__descriptor,
+	    b->arena != NULL ? pbarena_allocator(b->arena) : NULL, pl->opt.step_timeout_ms,
+	    pl->md, pl->nmd, pool_on_step, b);
 	/* The request is packed: the callers' items are not needed any more. */
 	free(b->items);
 	b->items = NULL;

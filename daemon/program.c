@@ -8,6 +8,7 @@
 
 #include "lib/array.h"
 #include "lib/error.h"
+#include "lib/intern.h"
 #include "lib/log.h"
 #include "lib/rpc_server.h"
 #include "scheduler/certainty.h"
@@ -39,6 +40,11 @@ program_new(const char *id, const char *tenant, const char *problem, enum sched_
 	    program_set_str(&p->tenant, tenant) != 0 ||
 	    program_set_str(&p->problem, problem) != 0 || program_set_str(&p->model, "") != 0 ||
 	    program_set_str(&p->idempotency_key, "") != 0 || program_set_str(&p->answer, "") != 0) {
+		program_free(p);
+		return NULL;
+	}
+	p->tenant_key = intern_str(tenant);
+	if (p->tenant_key == NULL) {
 		program_free(p);
 		return NULL;
 	}
@@ -392,10 +398,35 @@ program_unwatch(struct program *p, struct rpc_call *call)
 	}
 }
 
+size_t
+program_fmt_key(char *buf, size_t len, const char *id, uint32_t u, unsigned width)
+{
+	char digits[10];
+	size_t idlen = strlen(id), nd = 0, pad, at;
+	uint32_t v = u;
+
+	do
+		digits[nd++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	pad = width > nd ? width - nd : 0;
+	if (idlen + 1 + pad + nd >= len) {
+		/* Does not fit: snprintf's truncation (rare; ids and keys are short). */
+		int r = snprintf(buf, len, "%s/%0*u", id, (int)width, (unsigned)u);
+		return r < 0 ? 0 : (size_t)r;
+	}
+	memcpy(buf, id, idlen);
+	buf[idlen] = '/';
+	memset(buf + idlen + 1, '0', pad);
+	for (at = idlen + 1 + pad; nd > 0; at++)
+		buf[at] = digits[--nd];
+	buf[at] = '\0';
+	return at;
+}
+
 void
 program_chain_key(const struct program *p, uint32_t i, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/%04u", p->id, i);
+	program_fmt_key(buf, len, p->id, i, 4);
 }
 
 /* program_pb_fill's and program_chain_pb_fill's blocks: each array keeps the next aligned. */

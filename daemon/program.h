@@ -97,6 +97,8 @@ struct chain {
 struct program {
 	char *id;
 	char *tenant;
+	const char *tenant_key;   /* tenant interned (lib/intern.h): equal tenants, equal
+	                           * pointers (the dispatch pass groups by it) */
 	uint64_t tenant_uid;      /* the tenant's uid at submission (tenants.h); stored */
 	char *problem;
 	char *model;
@@ -143,6 +145,9 @@ struct program {
 	uint64_t decided_steps;
 	uint64_t decided_gen;
 	uint32_t next_step_tokens;
+	uint64_t decided_used;    /* program_tokens at that decision: chains change only by a
+	                           * step or a decision, so a pass reads this instead of
+	                           * walking the chains (dispatch_collect) */
 	struct sched_features features;   /* what produced the last certaindex */
 
 	/* result (terminal states) */
@@ -263,5 +268,9 @@ struct program *program_from_records(const Certa__V1__ProgramRecord *rec,
 
 /* Key of chain i in the requests DB: "<id>/<i>" (zero-padded so keys sort). */
 void program_chain_key(const struct program *p, uint32_t i, char *buf, size_t len);
+/* Writes "<id>/<u>", u in decimal zero-padded to width digits, into buf: what snprintf(buf,
+ * len, "%s/%0*u", id, width, u) writes (truncated alike), without its format parsing (a step
+ * formats several of these: request ids, record keys).  Returns the untruncated length. */
+size_t program_fmt_key(char *buf, size_t len, const char *id, uint32_t u, unsigned width);
 
 #endif

@@ -33,7 +33,7 @@ rpc_pack(const ProtobufCMessage *msg)
 /* Decodes bb; with err, also checks its strings on the same bytes before they are gone. */
 static int
 rpc_unpack_bytes(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
-    ProtobufCMessage **out, char *err, size_t errlen)
+    ProtobufCAllocator *alloc, ProtobufCMessage **out, char *err, size_t errlen)
 {
 	grpc_byte_buffer_reader r;
 	grpc_slice s;
@@ -46,7 +46,7 @@ rpc_unpack_bytes(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
 		return CERTA_EDECODE;
 	s = grpc_byte_buffer_reader_readall(&r);
 	grpc_byte_buffer_reader_destroy(&r);
-	m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	m = protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
 	if (m != NULL && err != NULL)
 		rc = pbcheck_strings(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), err,
 		    errlen);
@@ -54,7 +54,7 @@ rpc_unpack_bytes(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
 	if (m == NULL)
 		return CERTA_EDECODE;
 	if (rc != 0) {
-		protobuf_c_message_free_unpacked(m, NULL);
+		protobuf_c_message_free_unpacked(m, alloc);
 		return rc;
 	}
 	*out = m;
@@ -65,14 +65,21 @@ int
 rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **out)
 {
-	return rpc_unpack_bytes(bb, desc, out, NULL, 0);
+	return rpc_unpack_bytes(bb, desc, NULL, out, NULL, 0);
+}
+
+int
+rpc_unpack_alloc(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+    ProtobufCAllocator *alloc, ProtobufCMessage **out)
+{
+	return rpc_unpack_bytes(bb, desc, alloc, out, NULL, 0);
 }
 
 int
 rpc_unpack_checked(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **out, char *err, size_t errlen)
 {
-	return rpc_unpack_bytes(bb, desc, out, err, errlen);
+	return rpc_unpack_bytes(bb, desc, NULL, out, err, errlen);
 }
 
 grpc_status_code

@@ -32,6 +32,11 @@ grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
  * (or a NULL buffer), -ENOMEM. */
 int rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **out);
+/* As rpc_unpack, with protobuf-c's allocator alloc (NULL: the default); the caller frees
+ * *out with the same allocator (e.g. a lib/pbarena.h arena, reset once the message is
+ * handled). */
+int rpc_unpack_alloc(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+    ProtobufCAllocator *alloc, ProtobufCMessage **out);
 
 /* As rpc_unpack, for requests at the edge: also refuses string fields that are not valid
  * UTF-8 or hold a NUL byte (lib/pbcheck), which protobuf-c would accept or cut short.

@@ -34,6 +34,7 @@ struct rpc_ccall {
 	grpc_slice details;
 	const char *error_string;
 	const ProtobufCMessageDescriptor *reply_desc;
+	ProtobufCAllocator *reply_alloc;   /* unpacks the reply (NULL: protobuf-c's default) */
 };
 
 struct rpc_async {
@@ -219,7 +220,7 @@ rpc_ccall_reply(struct rpc_ccall *cc, char *detail_buf, size_t len)
 	gpr_free(d);
 	if (cc->status != GRPC_STATUS_OK)
 		return NULL;
-	if (rpc_unpack(cc->recv_bb, cc->reply_desc, &reply) != 0) {
+	if (rpc_unpack_alloc(cc->recv_bb, cc->reply_desc, cc->reply_alloc, &reply) != 0) {
 		cc->status = GRPC_STATUS_INTERNAL;
 		snprintf(detail_buf, len, "malformed reply: not a valid %s message",
 		    cc->reply_desc->name);
@@ -251,6 +252,16 @@ rpc_client_unary(struct rpc_channel *ch, struct cqbridge *br, const char *method
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
     const struct rpc_metadata *md, size_t nmd, rpc_unary_cb cb, void *arg)
 {
+	return rpc_client_unary_alloc(ch, br, method, req, reply_desc, NULL, timeout_ms, md, nmd,
+	    cb, arg);
+}
+
+int
+rpc_client_unary_alloc(struct rpc_channel *ch, struct cqbridge *br, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+    ProtobufCAllocator *reply_alloc, int timeout_ms, const struct rpc_metadata *md, size_t nmd,
+    rpc_unary_cb cb, void *arg)
+{
 	struct rpc_async *a;
 	grpc_op ops[6];
 	size_t n;
@@ -266,6 +277,7 @@ rpc_client_unary(struct rpc_channel *ch, struct cqbridge *br, const char *method
 	rc = rpc_ccall_init(&a->cc, req, reply_desc, md, nmd);
 	if (rc != 0)
 		goto fail_cc;
+	a->cc.reply_alloc = reply_alloc;
 	m = grpc_slice_from_copied_string(method);
 	a->cc.call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS,
 	    cqbridge_cq(br), m, NULL, rpc_deadline(timeout_ms), NULL);

@@ -42,6 +42,13 @@ typedef void (*rpc_unary_cb)(void *arg, grpc_status_code status, const char *det
 int rpc_client_unary(struct rpc_channel *ch, struct cqbridge *br, const char *method,
     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
     const struct rpc_metadata *md, size_t nmd, rpc_unary_cb cb, void *arg);
+/* As rpc_client_unary, the reply unpacked with protobuf-c's allocator reply_alloc (NULL:
+ * the default): the callback frees it with the same allocator (e.g. a lib/pbarena.h arena,
+ * reset once the reply is handled). */
+int rpc_client_unary_alloc(struct rpc_channel *ch, struct cqbridge *br, const char *method,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+    ProtobufCAllocator *reply_alloc, int timeout_ms, const struct rpc_metadata *md, size_t nmd,
+    rpc_unary_cb cb, void *arg);
 
 /* Synchronous unary call.  On return *status and *details (malloc'd, may be NULL; free it)
  * describe the outcome; *reply is set (caller frees) only when *status is OK.

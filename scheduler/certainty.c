@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "scheduler/answer.h"
+#include "lib/hash.h"
 
 #define CERTAINTY_MAX_SC CERTAINTY_PROGRAM_MAX_CHAINS
 
@@ -307,6 +308,8 @@ certainty_text_full(const struct sched_policy *p, const struct sched_chain *c, c
 #define CERTAINTY_MEMO_LEN 39     /* answers up to this many bytes are remembered by content */
 #define CERTAINTY_MEMO_VALID 4    /* answers whose validity is remembered */
 #define CERTAINTY_MEMO_SAME 2     /* answer pairs whose equivalence is remembered */
+#define CERTAINTY_SHARED_SAME 512 /* pairs of short answers remembered across chains */
+#define CERTAINTY_SHARED_LEN 15   /* ... answers up to this many bytes */
 
 /* certainty_valid(a, problem) and certainty_probe_hesitant(a) of one answer (a[0] == '\0':
  * unused).  Pure functions of the strings: remembered, never stale. */
@@ -315,7 +318,7 @@ struct certainty_memo_valid {
 	bool valid, hesitant;
 };
 
-/* certainty_same(a, b) of two answers that differ byte-wise (a[0] == '\0': unused). */
+/* certainty_same(a, b) of two answers that differ byte-wise (a and b both empty: unused). */
 struct certainty_memo_same {
 	char a[CERTAINTY_MEMO_LEN + 1], b[CERTAINTY_MEMO_LEN + 1];
 	bool same;
@@ -839,6 +842,37 @@ certainty_scan_hesitant(struct certainty_scan *s, const char *a, const char *pro
 	return e != NULL ? e->hesitant : certainty_probe_hesitant(a);
 }
 
+/* answer_equivalent of pairs of short answers, shared by every chain a thread evaluates: the
+ * same few pairs ("1" against "2") come up in chain after chain, each chain's own memo
+ * (CERTAINTY_MEMO_SAME) seeing them once.  Direct-mapped by a hash of the pair; pure verdicts,
+ * never stale; per thread (certa-eval evaluates on several). */
+struct certainty_shared_same {
+	char a[CERTAINTY_SHARED_LEN + 1], b[CERTAINTY_SHARED_LEN + 1];
+	bool used, same;
+};
+static _Thread_local struct certainty_shared_same certainty_shared_same[CERTAINTY_SHARED_SAME];
+
+/* answer_equivalent(a, b) (al, bl: their lengths), through the shared table when short. */
+static bool
+certainty_shared_equivalent(const char *a, size_t al, const char *b, size_t bl)
+{
+	struct certainty_shared_same *e;
+	uint64_t h;
+
+	if (al > CERTAINTY_SHARED_LEN || bl > CERTAINTY_SHARED_LEN)
+		return answer_equivalent(a, b);
+	h = hash_fnv1a(a, al + 1, HASH_FNV1A_BASIS);   /* the NUL separates a from b */
+	h = hash_fnv1a(b, bl, h);
+	e = &certainty_shared_same[h % CERTAINTY_SHARED_SAME];
+	if (e->used && strcmp(e->a, a) == 0 && strcmp(e->b, b) == 0)
+		return e->same;
+	memcpy(e->a, a, al + 1);
+	memcpy(e->b, b, bl + 1);
+	e->same = answer_equivalent(a, b);
+	e->used = true;
+	return e->same;
+}
+
 /* certainty_same(a, b), remembered for answers that differ byte-wise (s may be NULL). */
 static bool
 certainty_scan_same(struct certainty_scan *s, const char *a, const char *b)
@@ -848,8 +882,11 @@ certainty_scan_same(struct certainty_scan *s, const char *a, const char *b)
 
 	if (strcmp(a, b) == 0)
 		return true;
-	if (s == NULL || (al = strlen(a)) == 0 || al > CERTAINTY_MEMO_LEN ||
-	    (bl = strlen(b)) == 0 || bl > CERTAINTY_MEMO_LEN)
+	/* An empty answer (a probe that gave none: the walk back over a chain's probes reaches
+	 * one every decision) is remembered too: an unused entry ("", "") cannot match, as a
+	 * pair of equal strings returns above. */
+	if (s == NULL || (al = strlen(a)) > CERTAINTY_MEMO_LEN ||
+	    (bl = strlen(b)) > CERTAINTY_MEMO_LEN)
 		return answer_equivalent(a, b);
 	for (k = 0; k < CERTAINTY_MEMO_SAME; k++)
 		if (strcmp(s->same[k].a, a) == 0 && strcmp(s->same[k].b, b) == 0)
@@ -857,7 +894,7 @@ certainty_scan_same(struct certainty_scan *s, const char *a, const char *b)
 	e = &s->same[s->same_next++ % CERTAINTY_MEMO_SAME];
 	memcpy(e->a, a, al + 1);
 	memcpy(e->b, b, bl + 1);
-	e->same = answer_equivalent(a, b);
+	e->same = certainty_shared_equivalent(a, al, b, bl);
 	return e->same;
 }
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <event2/event.h>
 #include <grpc/grpc.h>
@@ -350,6 +351,39 @@ run_to_end(struct fx *f)
 	assert_int_equal(finished, NPROG);
 }
 
+/* A kept decision's token count (what a dispatch pass orders by, instead of walking the
+ * chains) is the program's: checked after every loop turn while programs step and end. */
+static void
+test_kept_decision_tokens(void **state)
+{
+	struct fx *f = *state;
+	size_t queued, running, k, checked = 0;
+	uint64_t finished = 0;
+	int i;
+
+	submit_all(f, -1, NULL);
+	assert_int_equal(pool_add(core_pool(f->c), loopsrv_target(f->ls)), 0);
+	for (i = 0; i < 100000 && finished < NPROG; i++) {
+		/* One loop iteration at a time: every turn's state is looked at. */
+		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		if (i % 16 == 15)
+			usleep(100);
+		for (k = 0; k < f->c->norder; k++) {
+			const struct program *p = f->c->order[k];
+			if (!p->decided || p->decided_steps != p->steps)
+				continue;
+			if (p->decided_used != program_tokens(p))
+				fail_msg("program %s: kept %llu tokens, has %llu", p->id,
+				    (unsigned long long)p->decided_used,
+				    (unsigned long long)program_tokens(p));
+			checked += p->steps > 0;
+		}
+		core_counts(f->c, &queued, &running, &finished);
+	}
+	assert_int_equal(finished, NPROG);
+	assert_true(checked > 0);   /* some were looked at between steps */
+}
+
 /* The state, reason and error message of program i. */
 static void
 expect_program(struct fx *f, int i, Certa__V1__ProgramState st, const char *msg_part)
@@ -546,6 +580,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_programs_share_one_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_decision_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_releases_share_one_call, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moe_raise_resends_text, setup_moe, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_call_fails_over_every_program, setup,

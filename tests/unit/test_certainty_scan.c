@@ -369,6 +369,64 @@ test_remembered_verdicts(void **state)
 	assert_true(checks > 10000);
 }
 
+/* The verdicts on pairs of short answers shared across chains (a fresh scan per chain, so
+ * each chain's own memo starts empty) are the unremembered ones: many chains, answers from a
+ * pool far larger than the shared table (evictions, colliding slots), with equivalent forms
+ * ("3/2", "1.5", "\\frac{3}{2}", " 3/2 ") so both verdicts occur. */
+static void
+test_shared_equivalence(void **state)
+{
+	char pool[400][24];
+	struct sched_probe probes[24];
+	struct sched_policy p;
+	struct sched_chain c;
+	struct certainty_chain full, inc;
+	size_t np = 0, round, i, k;
+	unsigned checks = 0, stable_differs = 0;
+
+	(void)state;
+	for (k = 0; k < 100; k++) {
+		snprintf(pool[np++], sizeof pool[0], "%zu/2", k);
+		snprintf(pool[np++], sizeof pool[0], "%zu.5", k / 2);
+		snprintf(pool[np++], sizeof pool[0], "\\frac{%zu}{2}", k);
+		snprintf(pool[np++], sizeof pool[0], " %zu ", k % 50);
+	}
+	scan_policy(&p, 600);
+	for (round = 0; round < 400; round++) {
+		struct certainty_scan *s = certainty_scan_new();
+		assert_non_null(s);
+		memset(&c, 0, sizeof c);
+		c.final_answer = "";
+		c.text = "so x is 3/2, or 1.5; wait, 7";
+		c.text_len = strlen(c.text);
+		c.probes = probes;
+		for (i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+			const char *a = i > 0 && scan_rand() % 2 != 0 ? probes[i - 1].answer :
+			    pool[scan_rand() % np];
+			probes[i].position = 64 * (i + 1);
+			probes[i].answer = a;
+			probes[i].confidence = -1;
+			probes[i].min_prob = -1;
+			probes[i].entropy = -1;
+			c.nprobes = i + 1;
+			c.tokens = 64 * (i + 1);
+			c.answer = scan_rand() % 3 == 0 ? pool[scan_rand() % np] : a;
+			c.scan = NULL;
+			certainty_chain_eval(&p, &c, "Find x.", &full);
+			c.scan = s;
+			certainty_chain_eval(&p, &c, "Find x.", &inc);
+			c.scan = NULL;
+			assert_int_equal(inc.stable_tokens, full.stable_tokens);
+			assert_string_equal(inc.best, full.best);
+			stable_differs += full.stable_tokens != c.tokens - probes[i].position;
+			checks++;
+		}
+		certainty_scan_free(s);
+	}
+	assert_true(checks >= 9000);
+	assert_true(stable_differs > 0);   /* walks went back over agreeing probes */
+}
+
 int
 main(void)
 {
@@ -378,6 +436,7 @@ main(void)
 		cmocka_unit_test(test_replaced_text),
 		cmocka_unit_test(test_many_open_boxes),
 		cmocka_unit_test(test_remembered_verdicts),
+		cmocka_unit_test(test_shared_equivalence),
 		cmocka_unit_test(test_hesitation_bytes),
 	};
 

@@ -218,11 +218,41 @@ test_states_and_names(void **state)
 	program_free(p);
 }
 
+/* program_fmt_key writes what snprintf("%s/%0*u") writes, truncated alike, and returns its
+ * length, for ids of every length around the buffer's size, values with every digit count and
+ * widths 0-8. */
+static void
+test_fmt_key_equals_snprintf(void **state)
+{
+	static const uint32_t vals[] = { 0, 1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 123456,
+	    4294967295u };
+	char id[64], want[40], got[40];
+	size_t idlen, len, k;
+	unsigned width;
+
+	(void)state;
+	for (idlen = 0; idlen < 40; idlen++) {
+		memset(id, 'a' + (int)(idlen % 26), idlen);
+		id[idlen] = '\0';
+		for (k = 0; k < sizeof vals / sizeof vals[0]; k++)
+			for (width = 0; width <= 8; width++)
+				for (len = 1; len <= sizeof want; len += 3) {
+					int r = snprintf(want, len, "%s/%0*u", id, (int)width,
+					    (unsigned)vals[k]);
+					memset(got, 'x', sizeof got);
+					assert_int_equal(program_fmt_key(got, len, id, vals[k], width),
+					    (size_t)r);
+					assert_string_equal(got, want);
+				}
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_codec_roundtrip),
+		cmocka_unit_test(test_fmt_key_equals_snprintf),
 		cmocka_unit_test(test_codec_finished_result),
 		cmocka_unit_test(test_codec_rejects_foreign_chain),
 		cmocka_unit_test(test_chain_keys_sort_by_index),
