@@ -10,6 +10,7 @@
 #include <event2/event.h>
 
 #include "daemon/dispatch.h"
+#include "daemon/commit.h"
 #include "daemon/persist.h"
 #include "daemon/recovery.h"
 #include "daemon/retention.h"
@@ -94,8 +95,8 @@ core_forget(struct core *c, struct program *p)
 	size_t i;
 
 	strmap_del(c->live, p->id);
-	persist_unqueue(c, p);
-	persist_accept_end(c, p);
+	commit_unqueue(c, p);
+	commit_accept_end(c, p);
 	for (i = 0; i < c->norder; i++) {
 		if (c->order[i] == p) {
 			memmove(&c->order[i], &c->order[i + 1], (c->norder - i - 1) * sizeof *c->order);
@@ -283,7 +284,7 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 		goto fail_live;
 	c->kick = event_new(base, -1, 0, core_on_kick, c);
 	c->tick = event_new(base, -1, EV_PERSIST, core_on_tick, c);
-	if (c->kick == NULL || c->tick == NULL || persist_init(c) != 0) {
+	if (c->kick == NULL || c->tick == NULL || persist_init(c) != 0 || commit_init(c) != 0) {
 		rc = -ENOMEM;
 		goto fail_events;
 	}
@@ -306,6 +307,7 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 	return 0;
 
 fail_events:
+	commit_fini(c);
 	persist_fini(c);
 	if (c->kick != NULL)
 		event_free(c->kick);
@@ -338,7 +340,8 @@ core_free(struct core *c)
 		return;
 	event_free(c->kick);
 	event_free(c->tick);
-	shadow_flush(c);   /* queued for the store: persist_fini writes it */
+	shadow_flush(c);   /* queued for the store: commit_fini writes it */
+	commit_fini(c);
 	persist_fini(c);
 	if (c->probe_timeout != NULL)
 		event_free(c->probe_timeout);
@@ -414,7 +417,7 @@ core_drain(struct core *c, void (*done)(void *), void *arg)
 		}
 	}
 	if (pool_inflight(c->pool) == 0) {
-		persist_sync(c);
+		commit_sync(c);
 		done(arg);
 		return;
 	}

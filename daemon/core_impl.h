@@ -61,15 +61,15 @@ struct core {
 	size_t ncommit, commit_cap;
 	struct event *commit;           /* builds the turn's set and hands it to the writer */
 	struct writer *writer;          /* store/writer.h */
-	struct persist_set *sets_head, *sets_tail;  /* with the writer, oldest first */
-	struct persist_set *sets_spare; /* one set kept for reuse */
+	struct commit_set *sets_head, *sets_tail;  /* with the writer, oldest first */
+	struct commit_set *sets_spare; /* one set kept for reuse */
 	int commit_efd;                 /* the writer wakes the loop: a set is done */
-	struct event *commit_done;      /* ... read here (persist_on_done) */
+	struct event *commit_done;      /* ... read here (commit_on_done) */
 	struct wset *sync_ws;           /* the write set of a direct write (persist_write) */
-	struct wset *later_ws;          /* puts for the next set (persist_put_later) */
+	struct wset *later_ws;          /* puts for the next set (commit_put_later) */
 	double commit_recent_s;         /* moving average of group commits' durations */
 	double commit_inline_s;         /* below it (writer idle) a set commits on the loop;
-	                                 * PERSIST_INLINE_S, 0: always the writer (tests) */
+	                                 * COMMIT_INLINE_S, 0: always the writer (tests) */
 	size_t accepts_pending;         /* programs with accept_pending */
 	struct strmap *accept_keys;     /* persist_idem_key -> program, for those of them with
 	                                 * an idempotency key */

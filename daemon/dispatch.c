@@ -10,6 +10,7 @@
 #include <time.h>
 #include <event2/event.h>
 
+#include "daemon/commit.h"
 #include "daemon/events.h"
 #include "daemon/persist.h"
 #include "daemon/policies.h"
@@ -424,13 +425,13 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 		goto out;
 	/* Commit the step (with the others of this loop turn) before telling anyone about it;
 	 * a failed commit holds the program (no step, no event) until the retry writes it. */
-	persist_later(c, p, 0);
+	commit_later(c, p, 0);
 out:
 	dispatch_step_free(s);
 	if (c->draining && pool_inflight(c->pool) == 0 && c->drain_done != NULL) {
 		void (*done)(void *) = c->drain_done;
 		c->drain_done = NULL;
-		persist_sync(c);
+		commit_sync(c);
 		done(c->drain_arg);
 		return;
 	}
@@ -803,7 +804,7 @@ dispatch_end(struct core *c, struct program *p, enum program_state to,
 	/* A failed commit holds the ending (no finished event, the program stays live) until
 	 * the retry writes it. */
 	if (later)
-		persist_later(c, p, 1);
+		commit_later(c, p, 1);
 	else if (persist_or_wait(c, p, 1) == 0)
 		dispatch_persisted(c, p, 1);
 }

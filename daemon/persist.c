@@ -3,45 +3,27 @@
 #include "daemon/core_impl.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 #include <event2/event.h>
 
+#include "daemon/commit.h"
 #include "daemon/dispatch.h"
+#include "daemon/persist_impl.h"
 #include "daemon/program.h"
 #include "daemon/submit.h"
 #include "daemon/telemetry.h"
 #include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
-#include "lib/strmap.h"
 #include "store/store.h"
-#include "store/writer.h"
 #include "store/wset.h"
 
-/* Group commits are made on the loop while the writer is idle and recent ones took less than
- * this (a thread hand-off each way costs ~0.1-1 ms); commit_recent_s is their moving average
- * (weight of the newest). */
-#define PERSIST_INLINE_S 0.001
-#define PERSIST_RECENT_WEIGHT 0.2
-
-/* Retry delays after a failed commit, and the error log's rate limit. */
+/* Retry delays after a failed commit (the error log's rate limit: persist_impl.h). */
 #define PERSIST_BACKOFF_MIN_MS 100
 #define PERSIST_BACKOFF_MAX_MS 5000
-#define PERSIST_LOG_MS 10000
 
-/* --- persistence --- */
-
-struct persist_ctx {
-	struct program *p;
-	int all_chains;   /* write every chain, not only dirty ones */
-	int history;      /* also write the history record */
-	int first;        /* the accepting write: also record the idempotency key */
-};
 
 /* A chain's probe points that go into chunks: all but the latest, whose certaindex the next
  * decision may still set (it stays in the chain's record, rewritten with it). */
@@ -150,7 +132,7 @@ persist_chunk(struct wset *ws, const struct program *p, uint32_t index,
 }
 
 /* After a commit: the chains written hold their text and sealed probe points in the store. */
-static void
+void
 persist_saved(struct program *p, int all_chains)
 {
 	/* As persist_txn decided: a rewrite from chunk 0 resets every chain's counts. */
@@ -181,7 +163,7 @@ persist_saved(struct program *p, int all_chains)
 /* Records the program record, changed chains and (at the end) history in ws: what one
  * transaction writes for p (persist_saved follows once it is committed, or once handed to the
  * writer). */
-static int
+int
 persist_build(struct wset *ws, const struct persist_ctx *cp)
 {
 	struct program *p = cp->p;
@@ -298,7 +280,7 @@ persist_idem_key(const char *tenant, uint64_t uid, const char *key, char *buf, s
 
 /* Tells the health hook when the daemon becomes degraded (programs wait for a write) or
  * healthy again. */
-static void
+void
 persist_health(struct core *c)
 {
 	int degraded = c->persist_waiting > 0;
@@ -334,41 +316,12 @@ persist_failed(struct core *c, const struct program *p, int rc)
 	c->persist_unlogged = 0;
 }
 
-static void persist_settle(struct core *c, struct program *p);
-
 /* p's accepting write committed: the client hears "accepted" (submit_accepted). */
-static void
+void
 persist_accepted(struct core *c, struct program *p)
 {
-	persist_accept_end(c, p);
+	commit_accept_end(c, p);
 	submit_accepted(c, p);
-}
-
-void
-persist_accept_end(struct core *c, struct program *p)
-{
-	char key[512];
-
-	if (!p->accept_pending)
-		return;
-	p->accept_pending = false;
-	c->accepts_pending--;
-	if (p->idempotency_key[0] != '\0') {
-		persist_idem_key(p->tenant, p->tenant_uid, p->idempotency_key, key, sizeof key);
-		if (strmap_get(c->accept_keys, key) == p)
-			strmap_del(c->accept_keys, key);
-	}
-}
-
-struct program *
-persist_accept_key(struct core *c, const char *tenant, uint64_t uid, const char *key)
-{
-	char k[512];
-
-	if (c->accepts_pending == 0)
-		return NULL;
-	persist_idem_key(tenant, uid, key, k, sizeof k);
-	return strmap_get(c->accept_keys, k);
 }
 
 int
@@ -379,7 +332,7 @@ persist_write(struct core *c, struct program *p, int all_chains, int history, in
 
 	/* A write of p still with the writer goes first (and if it failed, this one rewrites
 	 * everything). */
-	persist_settle(c, p);
+	commit_settle(c, p);
 	p->updated_ms = core_now_ms();
 	wset_clear(c->sync_ws);
 	rc = persist_build(c->sync_ws, &cp);
@@ -411,7 +364,7 @@ persist_program(struct core *c, struct program *p, int all_chains, int history)
 	/* A program whose accepting write never committed (its set failed, or it was taken
 	 * out of it) is accepted by this one; one whose set is still with the writer is settled
 	 * first (committed: accepted there, and this write must not add its key again). */
-	persist_settle(c, p);
+	commit_settle(c, p);
 	if (p->accept_pending)
 		return persist_write(c, p, 1, history, 1);
 	return persist_write(c, p, all_chains, history, 0);
@@ -438,7 +391,7 @@ persist_or_wait(struct core *c, struct program *p, int final)
 	int rc;
 
 	/* This write carries whatever the group commit would have: it is no longer queued. */
-	persist_unqueue(c, p);
+	commit_unqueue(c, p);
 	rc = persist_program(c, p, final, final);
 
 	if (rc == 0) {
@@ -506,597 +459,22 @@ persist_on_retry(evutil_socket_t fd, short what, void *arg)
 	core_kick(c);
 }
 
-/* --- group commit --- */
-
-/*
- * A turn's group commit is built on the loop (persist_flush: every queued program's records
- * into one write set) and committed by the writer thread (store/writer.h) while the loop goes
- * on.  Its programs stay commit_queued (no step, no event, Watch and Cancel see them as
- * not yet durable) until the loop learns of the commit (persist_on_done, woken through an
- * eventfd); then each one's event goes out (dispatch_persisted).  The chains' saved counts are
- * advanced when the set is built; a failed commit makes its programs rewrite everything
- * (chains_reset) on their own (persist_or_wait, with the usual waiting and retries).
- */
-struct persist_entry {
-	struct program *p;    /* NULL: dropped (persist_unqueue) */
-	int final;
-	int first;            /* its accepting write (persist_accept) */
-};
-
-struct persist_set {
-	struct core *c;
-	struct wset *ws;
-	struct persist_entry *e;
-	size_t n, cap;
-	size_t live;          /* entries when handed to the writer */
-	size_t later;         /* its first operations: puts taken from later_ws */
-	int rc;               /* the commit's result, once done */
-	double seconds;       /* its transaction's duration */
-	atomic_int done;      /* set by the writer thread after rc and seconds */
-	struct persist_set *next;
-};
-
-/* A set to fill: a spare one or a new one. */
-static struct persist_set *
-persist_set_get(struct core *c)
-{
-	struct persist_set *set = c->sets_spare;
-
-	if (set != NULL) {
-		c->sets_spare = set->next;
-	} else {
-		set = calloc(1, sizeof *set);
-		if (set == NULL)
-			return NULL;
-		if (wset_new(&set->ws) != 0) {
-			free(set);
-			return NULL;
-		}
-		set->c = c;
-	}
-	wset_clear(set->ws);
-	set->n = set->live = set->later = 0;
-	set->rc = 0;
-	set->seconds = 0;
-	atomic_store(&set->done, 0);
-	set->next = NULL;
-	return set;
-}
-
-/* Keeps one set for reuse (its buffers sized by the last turns), frees the others. */
-static void
-persist_set_put(struct core *c, struct persist_set *set)
-{
-	if (c->sets_spare == NULL) {
-		set->next = NULL;
-		c->sets_spare = set;
-		return;
-	}
-	wset_free(set->ws);
-	free(set->e);
-	free(set);
-}
-
-/* Records a set's result; after the done flag the loop may hand it out (and free it). */
-static void
-persist_set_finish(struct persist_set *set, int rc, double seconds)
-{
-	set->rc = rc;
-	set->seconds = seconds;
-	atomic_store_explicit(&set->done, 1, memory_order_release);
-}
-
-/* The writer thread: the set is committed (or failed); wake the loop. */
-static void
-persist_on_written(void *arg, int rc, double seconds)
-{
-	struct persist_set *set = arg;
-	/* Read before done is set: from then on the loop may hand the set out and free it
-	 * (persist_done, woken by an earlier set's write, or persist_settle). */
-	int efd = set->c->commit_efd;
-	uint64_t one = 1;
-	ssize_t n;
-
-	persist_set_finish(set, rc, seconds);
-	n = write(efd, &one, sizeof one);
-	(void)n;   /* a full counter still wakes the loop */
-}
-
-/* p's write with the writer is done: drop p from its set, and if the set failed make p's
- * next write rewrite everything.  Waits for the writer if needed (rare: an ending or a
- * forget while p's step is being written).  An accepting write that committed has made p
- * durable with its idempotency key: the client hears "accepted" now (the next write must not
- * add the key again). */
-static void
-persist_settle(struct core *c, struct program *p)
-{
-	struct persist_set *set = p->commit_set;
-	int first = 0;
-	size_t i;
-
-	if (set == NULL)
-		return;
-	if (!atomic_load_explicit(&set->done, memory_order_acquire))
-		writer_wait(c->writer);
-	for (i = 0; i < set->n; i++)
-		if (set->e[i].p == p) {
-			set->e[i].p = NULL;
-			first = first || set->e[i].first;
-		}
-	if (set->rc != 0)
-		p->chains_reset = true;
-	p->commit_set = NULL;
-	p->commit_queued = false;
-	p->commit_final = false;
-	p->commit_again = false;
-	p->commit_again_final = false;
-	if (set->rc == 0 && first && p->accept_pending)
-		persist_accepted(c, p);
-}
-
-/* An accepting write's set is done (rc: its result): the client hears "accepted"; when the
- * set failed the program is written alone, and if that fails too the Submit is refused
- * (submit_refused: UNAVAILABLE, the program forgotten), as a direct write would have. */
-static void
-persist_accept_done(struct core *c, struct program *p, int rc)
-{
-	if (rc == 0) {
-		persist_accepted(c, p);
-		core_kick(c);
-		return;
-	}
-	p->chains_reset = true;
-	rc = persist_write(c, p, 1, 0, 1);
-	if (rc == 0) {
-		core_kick(c);
-		return;
-	}
-	persist_accept_end(c, p);
-	submit_refused(c, p, rc);
-}
-
-/* A set failed: the puts it took from later_ws go back in front of those queued since, for
- * the next set (not at once: a full disk would fail it again every turn). */
-static void
-persist_later_again(struct core *c, struct persist_set *set)
-{
-	struct wset *ws = NULL;
-
-	if (set->later == 0)
-		return;
-	wset_truncate(set->ws, set->later);
-	if (wset_new(&ws) != 0 || wset_append(ws, set->ws) != 0 ||
-	    (c->later_ws != NULL && wset_append(ws, c->later_ws) != 0)) {
-		log_warn(LOG_STORE, "%zu records for a failed group commit are lost (no memory); "
-		    "their next change writes them", set->later);
-		wset_free(ws);
-		return;
-	}
-	wset_free(c->later_ws);
-	c->later_ws = ws;
-}
-
-/* Waits until the writer is idle (every set queued so far done) and gives the later puts of
- * the failed ones not yet handed out back to later_ws (oldest set first, in front of those
- * queued since): a direct put or the exit's write of later_ws goes after them. */
-static void
-persist_later_failed(struct core *c)
-{
-	writer_wait(c->writer);
-	for (;;) {
-		struct persist_set *set, *last = NULL;
-		for (set = c->sets_head; set != NULL; set = set->next)
-			if (atomic_load_explicit(&set->done, memory_order_acquire) &&
-			    set->rc != 0 && set->later > 0)
-				last = set;
-		if (last == NULL)
-			break;
-		persist_later_again(c, last);
-		last->later = 0;
-	}
-}
-
-/* A group commit failed: counted, and a warning at most once per PERSIST_LOG_MS (its programs'
- * own writes follow; if they fail too, persist_failed logs them). */
-static void
-persist_set_failed(struct core *c, const struct persist_set *set)
-{
-	int64_t now = core_now_ms();
-
-	c->set_failures++;
-	if (c->set_logged_ms != 0 && now - c->set_logged_ms < PERSIST_LOG_MS)
-		return;
-	c->set_logged_ms = now;
-	log_warn(LOG_STORE, "group commit failed: %s (state %s): its %zu programs are written "
-	    "alone now, its %zu other records with the next one; %llu group commits failed since "
-	    "start", certa_strerror(set->rc), store_path(c->st), set->live, set->later,
-	    (unsigned long long)c->set_failures);
-}
-
-/* The loop: hands out the results of the sets the writer has committed, oldest first. */
-static void
-persist_done(struct core *c)
-{
-	struct persist_set *set;
-	size_t i;
-
-	while ((set = c->sets_head) != NULL &&
-	    atomic_load_explicit(&set->done, memory_order_acquire)) {
-		c->sets_head = set->next;
-		if (c->sets_head == NULL)
-			c->sets_tail = NULL;
-		telemetry_loop_phase(c->tel, "store", set->seconds);
-		c->commit_recent_s = c->commit_recent_s * (1 - PERSIST_RECENT_WEIGHT) +
-		    set->seconds * PERSIST_RECENT_WEIGHT;
-		if (set->rc == 0) {
-			telemetry_commit(c->tel, set->live);
-		} else {
-			persist_set_failed(c, set);
-			persist_later_again(c, set);
-		}
-		for (i = 0; i < set->n; i++) {
-			struct program *p = set->e[i].p;
-			int final = set->e[i].final;
-			if (p == NULL)
-				continue;
-			set->e[i].p = NULL;
-			p->commit_set = NULL;
-			p->commit_queued = false;
-			p->commit_final = false;
-			if (set->e[i].first) {
-				/* An accepting write: "accepted", or the Submit refused. */
-				persist_accept_done(c, p, set->rc);
-				continue;
-			}
-			if (p->commit_again) {
-				/* Queued again while this write was with the writer: the next
-				 * commit carries both, and its event. */
-				final = final || p->commit_again_final;
-				p->commit_again = false;
-				p->commit_again_final = false;
-				if (set->rc != 0)
-					p->chains_reset = true;
-				persist_later(c, p, final);
-				continue;
-			}
-			if (set->rc != 0) {
-				/* The group failed: each program on its own, rewritten whole, with
-				 * the usual waiting and retries for those that fail again. */
-				p->chains_reset = true;
-				if (persist_or_wait(c, p, final) == 0)
-					dispatch_persisted(c, p, final);
-				continue;
-			}
-			if (p->persist_pending) {
-				p->persist_pending = false;
-				p->persist_final = false;
-				c->persist_waiting--;
-				persist_health(c);
-			}
-			dispatch_persisted(c, p, final);
-		}
-		if (set->rc == 0 && c->persist_waiting == 0) {
-			c->persist_failing_since_ms = 0;
-			c->persist_logged_ms = 0;
-			c->persist_unlogged = 0;
-		}
-		persist_set_put(c, set);
-	}
-	core_kick(c);
-}
-
-static void
-persist_on_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct core *c = arg;
-	uint64_t v;
-	double t0 = core_mono_s();
-	ssize_t n;
-
-	(void)what;
-	n = read(fd, &v, sizeof v);
-	(void)n;
-	persist_done(c);
-	telemetry_loop_phase(c->tel, "commit", core_mono_s() - t0);
-}
-
-void
-persist_later(struct core *c, struct program *p, int final)
-{
-	if (p->commit_set != NULL) {
-		/* Its last write is with the writer: this one follows when that is done. */
-		p->commit_again = true;
-		p->commit_again_final = p->commit_again_final || final;
-		return;
-	}
-	if (p->commit_queued) {
-		p->commit_final = p->commit_final || final;
-		return;
-	}
-	if (ARRAY_GROW(c->commit_q, c->commit_cap, c->ncommit + 1) != 0) {
-		/* No room to queue it: write it alone now. */
-		if (persist_or_wait(c, p, final) == 0)
-			dispatch_persisted(c, p, final);
-		return;
-	}
-	c->commit_q[c->ncommit++] = p;
-	p->commit_queued = true;
-	p->commit_final = final != 0;
-	if (c->ncommit == 1)
-		event_active(c->commit, 0, 0);
-}
-
-int
-persist_accept(struct core *c, struct program *p)
-{
-	char key[512];
-
-	if (ARRAY_GROW(c->commit_q, c->commit_cap, c->ncommit + 1) != 0)
-		return -ENOMEM;
-	if (p->idempotency_key[0] != '\0') {
-		persist_idem_key(p->tenant, p->tenant_uid, p->idempotency_key, key, sizeof key);
-		if (strmap_put(c->accept_keys, key, p, NULL) != 0)
-			return -ENOMEM;
-	}
-	p->accept_pending = true;
-	c->accepts_pending++;
-	c->commit_q[c->ncommit++] = p;
-	p->commit_queued = true;
-	p->commit_final = false;
-	if (c->ncommit == 1)
-		event_active(c->commit, 0, 0);
-	return 0;
-}
-
-int
-persist_put_now(struct core *c, enum store_db db, const char *key, const ProtobufCMessage *msg)
-{
-	struct wset *ws;
-	int rc;
-
-	rc = wset_new(&ws);
-	if (rc != 0)
-		return rc;
-	/* The puts of failed sets go back to later_ws now, not after this put. */
-	persist_later_failed(c);
-	/* Puts still waiting for the next set go first, in this transaction: an older value of
-	 * the same key must not land after this one. */
-	if (c->later_ws != NULL && wset_count(c->later_ws) > 0)
-		rc = wset_append(ws, c->later_ws);
-	if (rc == 0)
-		rc = wset_put(ws, db, key, msg);
-	/* store_update waits for the writer's queue first (store_set_barrier). */
-	if (rc == 0)
-		rc = store_update(c->st, wset_apply, ws);
-	if (rc == 0 && c->later_ws != NULL)
-		wset_clear(c->later_ws);
-	wset_free(ws);
-	return rc < 0 ? rc : 0;
-}
-
-int
-persist_put_later(struct core *c, enum store_db db, const char *key,
-    const ProtobufCMessage *msg)
-{
-	int rc;
-
-	if (c->commit == NULL)
-		return -ESHUTDOWN;   /* after persist_fini */
-	if (c->later_ws == NULL && wset_new(&c->later_ws) != 0)
-		return -ENOMEM;
-	rc = wset_put(c->later_ws, db, key, msg);
-	if (rc == 0 && c->ncommit == 0 && wset_count(c->later_ws) == 1)
-		event_active(c->commit, 0, 0);
-	return rc;
-}
-
-void
-persist_unqueue(struct core *c, struct program *p)
-{
-	size_t i;
-
-	if (!p->commit_queued)
-		return;
-	if (p->commit_set != NULL) {
-		persist_settle(c, p);
-	} else {
-		for (i = 0; i < c->ncommit; i++)
-			if (c->commit_q[i] == p)
-				c->commit_q[i] = NULL;
-	}
-	p->commit_queued = false;
-	p->commit_final = false;
-}
-
-/* Adds p's write to set; 0, or the error (set unchanged). */
-static int
-persist_set_add(struct persist_set *set, struct program *p, int final)
-{
-	int first = p->accept_pending;
-	struct persist_ctx cp = { p, final || first, final, first };
-	size_t mark = wset_mark(set->ws);
-	int rc;
-
-	if (ARRAY_GROW(set->e, set->cap, set->n + 1) != 0)
-		return -ENOMEM;
-	rc = persist_build(set->ws, &cp);
-	if (rc != 0) {
-		wset_truncate(set->ws, mark);
-		return rc;
-	}
-	set->e[set->n].p = p;
-	set->e[set->n].final = final;
-	set->e[set->n].first = first;
-	set->n++;
-	return 0;
-}
-
-void
-persist_flush(struct core *c)
-{
-	struct persist_set *set;
-	struct program **q;
-	size_t n, i;
-	int64_t now = core_now_ms();
-	int inline_set = 0;
-
-	if (c->ncommit == 0 && (c->later_ws == NULL || wset_count(c->later_ws) == 0))
-		return;
-	/* Take the queue: the writes done alone below may queue programs again. */
-	q = c->commit_q;
-	n = c->ncommit;
-	c->commit_q = NULL;
-	c->ncommit = c->commit_cap = 0;
-	set = persist_set_get(c);
-	if (set != NULL && c->later_ws != NULL && wset_count(c->later_ws) > 0 &&
-	    wset_append(set->ws, c->later_ws) == 0) {
-		set->later = wset_count(set->ws);
-		wset_clear(c->later_ws);
-	}
-	for (i = 0; i < n; i++) {
-		struct program *p = q[i];
-		if (p == NULL || set == NULL)
-			continue;
-		p->updated_ms = now;
-		if (persist_set_add(set, p, p->commit_final) != 0)
-			continue;   /* written alone below */
-		q[i] = NULL;
-		persist_saved(p, p->commit_final || p->accept_pending);
-		p->commit_set = set;
-	}
-	if (set != NULL && wset_count(set->ws) > 0) {
-		set->live = set->n;
-		/* A fast store (tmpfs, a quick disk: recent commits under PERSIST_INLINE_S) and an
-		 * idle writer: commit here and hand out now, as two thread wake-ups (to the writer
-		 * and back) would cost more than the commit.  Otherwise (or with no memory to
-		 * queue it) the writer commits it while the loop goes on. */
-		inline_set = writer_pending(c->writer) == 0 && c->commit_recent_s < c->commit_inline_s;
-		if (inline_set || writer_submit(c->writer, set->ws, persist_on_written, set) != 0) {
-			double t0 = core_mono_s();
-			int rc = store_update(c->st, wset_apply, set->ws);
-			persist_set_finish(set, rc < 0 ? rc : 0, core_mono_s() - t0);
-			inline_set = 1;
-		}
-		if (c->sets_tail != NULL)
-			c->sets_tail->next = set;
-		else
-			c->sets_head = set;
-		c->sets_tail = set;
-	} else if (set != NULL) {
-		persist_set_put(c, set);
-	}
-	/* What could not join the set (no memory, a record that does not pack): alone, with
-	 * the usual waiting and retries. */
-	for (i = 0; i < n; i++) {
-		struct program *p = q[i];
-		int final;
-		if (p == NULL || !p->commit_queued || p->commit_set != NULL)
-			continue;
-		final = p->commit_final;
-		p->commit_queued = false;
-		p->commit_final = false;
-		if (persist_or_wait(c, p, final) == 0)
-			dispatch_persisted(c, p, final);
-	}
-	free(q);
-	if (inline_set)
-		persist_done(c);
-}
-
-void
-persist_sync(struct core *c)
-{
-	persist_flush(c);
-	writer_wait(c->writer);
-	persist_done(c);
-}
-
-static void
-persist_on_commit(evutil_socket_t fd, short what, void *arg)
-{
-	struct core *c = arg;
-	double t0 = core_mono_s();
-
-	(void)fd;
-	(void)what;
-	persist_flush(c);
-	telemetry_loop_phase(c->tel, "serialize", core_mono_s() - t0);
-}
-
 int
 persist_init(struct core *c)
 {
-	c->commit_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (c->commit_efd < 0)
-		return -errno;
 	c->persist_retry = evtimer_new(c->base, persist_on_retry, c);
-	c->commit = event_new(c->base, -1, 0, persist_on_commit, c);
-	c->commit_done = event_new(c->base, c->commit_efd, EV_READ | EV_PERSIST, persist_on_done,
-	    c);
 	c->persist_backoff_ms = PERSIST_BACKOFF_MIN_MS;
-	c->commit_inline_s = PERSIST_INLINE_S;
-	if (c->persist_retry == NULL || c->commit == NULL || c->commit_done == NULL ||
-	    event_add(c->commit_done, NULL) != 0 || wset_new(&c->sync_ws) != 0)
+	if (c->persist_retry == NULL || wset_new(&c->sync_ws) != 0)
 		return -ENOMEM;
-	return writer_start(c->st, &c->writer);
+	return 0;
 }
 
 void
 persist_fini(struct core *c)
 {
-	struct persist_set *set;
-	size_t i;
-
-	/* Puts not yet in a set (risk controllers, chain lengths at a clean exit, those of
-	 * failed sets) are written now, after what the writer holds. */
-	persist_later_failed(c);
-	if (c->later_ws != NULL && wset_count(c->later_ws) > 0 && c->st != NULL &&
-	    store_update(c->st, wset_apply, c->later_ws) != 0)
-		log_warn(LOG_STORE, "%zu records written later were lost at exit",
-		    wset_count(c->later_ws));
-	wset_free(c->later_ws);
-	c->later_ws = NULL;
-	/* What the writer holds is committed; its results are not handed out any more. */
-	writer_stop(c->writer);
-	c->writer = NULL;
-	while ((set = c->sets_head) != NULL) {
-		c->sets_head = set->next;
-		for (i = 0; i < set->n; i++)
-			if (set->e[i].p != NULL) {
-				set->e[i].p->commit_set = NULL;
-				set->e[i].p->commit_queued = false;
-			}
-		set->next = NULL;
-		wset_free(set->ws);
-		free(set->e);
-		free(set);
-	}
-	c->sets_tail = NULL;
-	while ((set = c->sets_spare) != NULL) {
-		c->sets_spare = set->next;
-		wset_free(set->ws);
-		free(set->e);
-		free(set);
-	}
 	wset_free(c->sync_ws);
 	c->sync_ws = NULL;
 	if (c->persist_retry != NULL)
 		event_free(c->persist_retry);
 	c->persist_retry = NULL;
-	if (c->commit != NULL)
-		event_free(c->commit);
-	c->commit = NULL;
-	if (c->commit_done != NULL)
-		event_free(c->commit_done);
-	c->commit_done = NULL;
-	if (c->commit_efd >= 0)
-		close(c->commit_efd);
-	c->commit_efd = -1;
-	/* Unwritten results are dropped: the store holds the last committed step. */
-	for (i = 0; i < c->ncommit; i++)
-		if (c->commit_q[i] != NULL)
-			c->commit_q[i]->commit_queued = false;
-	free(c->commit_q);
-	c->commit_q = NULL;
-	c->ncommit = c->commit_cap = 0;
 }

@@ -123,11 +123,11 @@ struct program {
 	bool commit_queued;       /* its step or ending waits for the group commit (queued, or
 	                           * with the writer thread: commit_set) */
 	bool commit_final;        /* ... and it is its ending */
-	struct persist_set *commit_set;  /* the set with the writer that holds its write */
+	struct commit_set *commit_set;  /* the set with the writer that holds its write */
 	bool commit_again;        /* queued again while commit_set was being written */
 	bool commit_again_final;  /* ... and that is its ending */
 	bool accept_pending;      /* accepted, its accepting write not yet committed: nobody was
-	                           * told of it (persist_accept) */
+	                           * told of it (commit_accept) */
 	bool chains_reset;        /* chains replaced or renumbered (routing) since the last write:
 	                           * the next one rewrites every chain's record and chunks */
 	char *worker;             /* address of the worker holding the chains (sticky) */

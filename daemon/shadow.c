@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/persist.h"
+#include "daemon/commit.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
 #include "lib/array.h"
@@ -247,7 +247,7 @@ shadow_free(struct shadow *s)
 	free(s);
 }
 
-/* Queues one controller's record for the next group commit (persist_put_later: the loop does
+/* Queues one controller's record for the next group commit (commit_put_later: the loop does
  * not wait for the disk; memory holds the truth, the next write carries it). */
 static int
 shadow_save_put(struct core *c, const struct shadow_ctl *x)
@@ -279,7 +279,7 @@ shadow_save_put(struct core *c, const struct shadow_ctl *x)
 	r.excluded = x->st.excluded;
 	r.grid_harm = x->st.gharm;
 	r.updated_unix_ms = core_now_ms();
-	return persist_put_later(c, STORE_DB_RISKCTL, key, &r.base);
+	return commit_put_later(c, STORE_DB_RISKCTL, key, &r.base);
 }
 
 /* Writes x; a failure is logged (memory keeps the state; the next write carries it). */
@@ -307,8 +307,8 @@ shadow_len_save_put(struct core *c, const struct shadow_len *l, bool now)
 	r.chain_tokens = ent;
 	r.chain_seen = l->cl.seen;
 	r.updated_unix_ms = core_now_ms();
-	return now ? persist_put_now(c, STORE_DB_RISKCTL, key, &r.base) :
-	    persist_put_later(c, STORE_DB_RISKCTL, key, &r.base);
+	return now ? commit_put_now(c, STORE_DB_RISKCTL, key, &r.base) :
+	    commit_put_later(c, STORE_DB_RISKCTL, key, &r.base);
 }
 
 /* Writes a model's lengths, with the next group commit or (now) at once; a failure is logged
@@ -630,7 +630,7 @@ shadow_start(struct core *c, struct program *p)
 	s->ready_since_ms = s->created_ms;
 	s->seq = c->next_seq++;
 	if (strmap_put(c->live, s->id, s, NULL) != 0 || core_order_add(c, s) != 0 ||
-	    (rc = persist_accept(c, s)) != 0) {
+	    (rc = commit_accept(c, s)) != 0) {
 		log_warn(LOG_SCHED, "program %s: shadow not started: out of memory", p->id);
 		core_forget(c, s);
 		goto fail;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "daemon/events.h"
+#include "daemon/commit.h"
 #include "daemon/persist.h"
 #include "daemon/queries.h"
 #include "daemon/route.h"
@@ -266,13 +267,13 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	if (spec->idempotency_key[0] != '\0') {
 		/* A key in an accepting write not known to be committed: settle the writes first
 		 * (a repeat within moments of the first Submit; other keyed Submits do not wait). */
-		if (persist_accept_key(c, tenant, uid, spec->idempotency_key) != NULL)
-			persist_sync(c);
+		if (commit_accept_key(c, tenant, uid, spec->idempotency_key) != NULL)
+			commit_sync(c);
 		rc = submit_idempotent(c, tenant, uid, spec->idempotency_key, spec, algo, n, budget,
 		    watcher, err, errlen);
 		if (rc != CERTA_ENOTFOUND)
 			return rc;  /* 0: a retry of an accepted program, answered */
-		q = persist_accept_key(c, tenant, uid, spec->idempotency_key);
+		q = commit_accept_key(c, tenant, uid, spec->idempotency_key);
 		if (q != NULL) {
 			/* Its write failed and is retried (a cancelled program on a failing
 			 * disk): a second program under the key would be a duplicate. */
@@ -320,7 +321,7 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	 * goes with this loop turn's group commit, and the accepted event once it is committed
 	 * (submit_accepted). */
 	if (strmap_put(c->live, p->id, p, NULL) != 0 || core_order_add(c, p) != 0 ||
-	    (watcher != NULL && program_watch(p, watcher) != 0) || persist_accept(c, p) != 0) {
+	    (watcher != NULL && program_watch(p, watcher) != 0) || commit_accept(c, p) != 0) {
 		if (watcher != NULL)
 			program_unwatch(p, watcher);   /* nothing when it was not watching */
 		core_forget(c, p);

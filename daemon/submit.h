@@ -49,7 +49,7 @@ struct submit_spec {
 
 /* Validates, persists and queues a program (spec NULL: "missing program"); `watcher` (a Submit
  * stream, may be NULL) gets the accepted event and all later events.  Accepted == durable:
- * the program's accepting write goes with the loop turn's group commit (persist_accept), and
+ * the program's accepting write goes with the loop turn's group commit (commit_accept), and
  * the accepted event goes out once it is committed (submit_accepted); a program that cannot
  * be written ends the stream with UNAVAILABLE then (submit_refused).  Errors returned at once
  * (message in err): CERTA_EINVAL (bad spec), CERTA_EAUTH (unknown tenant), CERTA_ECAPACITY

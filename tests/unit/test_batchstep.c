@@ -21,7 +21,7 @@
 #include "daemon/core.h"
 #include "daemon/core_impl.h"
 #include "daemon/dispatch.h"
-#include "daemon/persist.h"
+#include "daemon/commit.h"
 #include "daemon/pool.h"
 #include "daemon/queries.h"
 #include "daemon/route.h"
@@ -318,7 +318,7 @@ submit_all(struct fx *f, int odd_at, const char *odd)
 		assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err),
 		    0);
 	}
-	persist_sync(f->c);   /* accepted once their writes commit (the loop would run it) */
+	commit_sync(f->c);   /* accepted once their writes commit (the loop would run it) */
 	assert_int_equal(dispatch_order(f->c, ids, NPROG, &n), 0);
 	assert_int_equal(n, NPROG);
 	for (k = 0; k < n; k++) {
@@ -538,7 +538,7 @@ test_moe_raise_resends_text(void **state)
 
 	spec.problem = MOE_PROBLEM;
 	assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err), 0);
-	persist_sync(f->c);
+	commit_sync(f->c);
 	assert_int_equal(dispatch_order(f->c, ids, 1, &n), 0);
 	assert_int_equal(n, 1);
 	snprintf(f->ids[0], sizeof f->ids[0], "%s", ids[0]);

@@ -19,6 +19,7 @@
 #include "daemon/dispatch.h"
 #include "daemon/events.h"
 #include "lib/rpc_server.h"
+#include "daemon/commit.h"
 #include "daemon/persist.h"
 #include "daemon/policies.h"
 #include "daemon/program.h"
@@ -129,7 +130,7 @@ submit(struct fx *f, int label, const char *who, int priority, int64_t deadline_
 	spec.priority = priority;
 	spec.deadline_unix_ms = deadline_ms;
 	assert_int_equal(submit_program(f->c, who, &spec, NULL, f->err, sizeof f->err), 0);
-	persist_sync(f->c);   /* accepted once its write commits (the loop would run it) */
+	commit_sync(f->c);   /* accepted once its write commits (the loop would run it) */
 	/* The newest live program is the one just submitted: find it through the order. */
 	{
 		const char *ids[MAXP];
@@ -268,7 +269,7 @@ submit_idem(struct fx *f, const char *who, const char *idem)
 
 	spec.problem = "a problem";
 	assert_int_equal(submit_program(f->c, who, &spec, NULL, f->err, sizeof f->err), 0);
-	persist_sync(f->c);
+	commit_sync(f->c);
 }
 
 /* A tenant removed and created again under the same name (another uid) sees nothing of the
@@ -349,7 +350,7 @@ test_seed_stored(void **state)
 	int round;
 
 	assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err), 0);
-	persist_sync(f->c);
+	commit_sync(f->c);
 	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
 	assert_int_equal(n, 1);
 	snprintf(id, sizeof id, "%s", ids[0]);
@@ -829,8 +830,8 @@ static void
 persist_step(struct fx *f, struct program *p, const struct chain *ch, int group)
 {
 	if (group) {
-		persist_later(f->c, p, 0);
-		persist_sync(f->c);
+		commit_later(f->c, p, 0);
+		commit_sync(f->c);
 	} else {
 		assert_int_equal(persist_or_wait(f->c, p, 0), 0);
 	}
@@ -1228,7 +1229,7 @@ submit_one_piece(struct fx *f)
 	return p;
 }
 
-/* The group commit goes through the writer thread: after persist_flush the program stays
+/* The group commit goes through the writer thread: after commit_flush the program stays
  * queued (not durable, no step, no event) until the loop hears of the commit; a set that fails
  * (map at max_map_size) leaves the program waiting, and once there is room its retry writes
  * it whole, so the store holds every byte of its text. */
@@ -1246,8 +1247,8 @@ test_group_commit_async(void **state)
 	reopen_small(f, 1);
 	p = submit_one_piece(f);
 	ch = &p->chains[0];
-	persist_later(f->c, p, 0);
-	persist_flush(f->c);
+	commit_later(f->c, p, 0);
+	commit_flush(f->c);
 	assert_true(p->commit_queued);
 	assert_non_null(p->commit_set);
 	run_loop(f, 200);
@@ -1263,8 +1264,8 @@ test_group_commit_async(void **state)
 	assert_int_equal(program_chain_append(ch, "two ", 6, "", 0, NULL, false, NULL, false),
 	    0);
 	assert_int_equal(core_set_failures(f->c), 0);
-	persist_later(f->c, p, 0);
-	persist_flush(f->c);
+	commit_later(f->c, p, 0);
+	commit_flush(f->c);
 	run_loop(f, 200);
 	assert_int_equal(core_set_failures(f->c), 1);   /* the group commit, counted as such */
 	core_persist_stats(f->c, &failures, &waiting);
@@ -1390,7 +1391,7 @@ test_cancel_while_accept_in_flight(void **state)
 	assert_true(f->c->norder > 0);
 	p = f->c->order[f->c->norder - 1];
 	snprintf(id, sizeof id, "%s", p->id);
-	persist_flush(f->c);   /* the set is with the writer; the loop has not heard of it */
+	commit_flush(f->c);   /* the set is with the writer; the loop has not heard of it */
 	assert_non_null(p->commit_set);
 	assert_int_equal(queries_cancel(f->c, "anon", id, &st), 0);
 	assert_int_equal(st, PROGRAM_CANCELLED);
@@ -1433,7 +1434,7 @@ test_repeat_key_while_cancelled_accept_retried(void **state)
 	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
 	p = f->c->order[f->c->norder - 1];
 	snprintf(id, sizeof id, "%s", p->id);
-	persist_flush(f->c);   /* with the writer: fails for lack of room */
+	commit_flush(f->c);   /* with the writer: fails for lack of room */
 	assert_int_equal(queries_cancel(f->c, "anon", id, &st), 0);
 	assert_int_equal(st, PROGRAM_CANCELLED);
 	assert_true(f->c->accepts_pending > 0);
@@ -1509,8 +1510,8 @@ riskctl_get_txn(struct store_txn *txn, void *arg)
 	return store_get(txn, STORE_DB_RISKCTL, "order/test", NULL, out);
 }
 
-/* A direct put (persist_put_now) is not overtaken by an older put of the same key that waits
- * for the next group commit (persist_put_later): the store ends with the newer value. */
+/* A direct put (commit_put_now) is not overtaken by an older put of the same key that waits
+ * for the next group commit (commit_put_later): the store ends with the newer value. */
 static void
 test_put_now_after_put_later(void **state)
 {
@@ -1520,10 +1521,10 @@ test_put_now_after_put_later(void **state)
 	ProtobufCMessage *m = NULL;
 
 	r.samples = 1;
-	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	assert_int_equal(commit_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
 	r.samples = 2;
-	assert_int_equal(persist_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
-	persist_sync(f->c);
+	assert_int_equal(commit_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	commit_sync(f->c);
 	run_loop(f, 50);
 	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
 	got = (Certa__V1__RiskctlRecord *)m;
@@ -1559,13 +1560,13 @@ test_group_commits_in_flight(void **state)
 			snprintf(piece, sizeof piece, "%s%d ", it == 0 ? "<think>" : "", it);
 			assert_int_equal(program_chain_append(ch, piece, ch->tokens + 2, "", 0,
 			    NULL, false, NULL, false), 0);
-			persist_later(f->c, ps[k], 0);
+			commit_later(f->c, ps[k], 0);
 		}
-		persist_flush(f->c);
+		commit_flush(f->c);
 		event_base_loop(f->base, EVLOOP_NONBLOCK);
 	}
 	for (it = 0, queued = 1; it < 50 && queued; it++) {
-		persist_sync(f->c);
+		commit_sync(f->c);
 		for (k = 0, queued = 0; k < 4; k++)
 			queued += ps[k]->commit_queued;
 	}
@@ -1601,10 +1602,10 @@ queue_big_put(struct fx *f, struct filler *fl, uint64_t samples)
 	r.chain_tokens = big;
 	for (i = 0; i < r.n_chain_tokens; i++)
 		big[i] = 100000 + (uint32_t)i;
-	assert_int_equal(persist_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	assert_int_equal(commit_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
 }
 
-/* A put queued for the group commit (persist_put_later: risk controllers, chain lengths) whose
+/* A put queued for the group commit (commit_put_later: risk controllers, chain lengths) whose
  * set fails (map at max_map_size) is not lost: it waits for the next set, which writes it
  * once there is room. */
 static void
@@ -1615,18 +1616,18 @@ test_put_later_survives_failed_set(void **state)
 	ProtobufCMessage *m = NULL;
 
 	queue_big_put(f, &fl, 7);
-	persist_sync(f->c);   /* the set fails: no room */
+	commit_sync(f->c);   /* the set fails: no room */
 	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), CERTA_ENOTFOUND);
 	/* Room again. */
 	free_room(f, &fl);
-	persist_sync(f->c);   /* the next set carries it */
+	commit_sync(f->c);   /* the next set carries it */
 	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
 	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 7);
 	protobuf_c_message_free_unpacked(m, NULL);
 }
 
 /* A failed set's later puts go back for the next set, but never over a newer value of the
- * same key written directly (persist_put_now) after that set failed and before the loop
+ * same key written directly (commit_put_now) after that set failed and before the loop
  * heard of it. */
 static void
 test_put_now_after_failed_set(void **state)
@@ -1637,14 +1638,14 @@ test_put_now_after_failed_set(void **state)
 	ProtobufCMessage *m = NULL;
 
 	queue_big_put(f, &fl, 1);
-	persist_flush(f->c);   /* with the writer: fails, the loop does not hear of it yet */
+	commit_flush(f->c);   /* with the writer: fails, the loop does not hear of it yet */
 	free_room(f, &fl);
 	r.samples = 2;
 	r.n_chain_tokens = 0;
 	r.chain_tokens = NULL;
-	assert_int_equal(persist_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
-	persist_sync(f->c);
-	persist_sync(f->c);
+	assert_int_equal(commit_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	commit_sync(f->c);
+	commit_sync(f->c);
 	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
 	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 2);
 	protobuf_c_message_free_unpacked(m, NULL);
@@ -1660,7 +1661,7 @@ test_failed_set_puts_written_at_exit(void **state)
 	ProtobufCMessage *m = NULL;
 
 	queue_big_put(f, &fl, 3);
-	persist_flush(f->c);   /* with the writer: fails, the loop does not hear of it */
+	commit_flush(f->c);   /* with the writer: fails, the loop does not hear of it */
 	free_room(f, &fl);
 	core_free(f->c);
 	fx_open(f);
@@ -1686,21 +1687,21 @@ test_commit_again_after_failed_set(void **state)
 	reopen_small(f, 1);
 	p = submit_one_piece(f);
 	ch = &p->chains[0];
-	persist_later(f->c, p, 0);
-	persist_sync(f->c);
+	commit_later(f->c, p, 0);
+	commit_sync(f->c);
 	fill_store(f, &fl);
 	assert_int_equal(program_chain_append(ch, "two ", 6, "", 0, NULL, false, NULL, false),
 	    0);
-	persist_later(f->c, p, 0);
-	persist_flush(f->c);   /* fails with the writer; the loop has not heard of it */
+	commit_later(f->c, p, 0);
+	commit_flush(f->c);   /* fails with the writer; the loop has not heard of it */
 	assert_non_null(p->commit_set);
 	assert_int_equal(program_chain_append(ch, "three ", 9, "", 0, NULL, false, NULL, false),
 	    0);
-	persist_later(f->c, p, 0);
+	commit_later(f->c, p, 0);
 	assert_true(p->commit_again);
 	free_room(f, &fl);
 	for (i = 0; i < 10 && p->commit_queued; i++)
-		persist_sync(f->c);
+		commit_sync(f->c);
 	assert_false(p->commit_queued);
 	core_persist_stats(f->c, &failures, &waiting);
 	assert_int_equal(waiting, 0);
@@ -1728,18 +1729,18 @@ test_fast_store_commits_inline(void **state)
 	    NULL, false), 0);
 	/* Recent commits fast (the accepting one above may have been slow on a loaded host). */
 	f->c->commit_recent_s = 0;
-	persist_later(f->c, p, 0);
-	persist_flush(f->c);
+	commit_later(f->c, p, 0);
+	commit_flush(f->c);
 	assert_false(p->commit_queued);
 	assert_null(p->commit_set);
 	f->c->commit_recent_s = 1.0;   /* as if the disk took a second per commit */
 	assert_int_equal(program_chain_append(&p->chains[0], "queued ", 6, "", 0, NULL, false,
 	    NULL, false), 0);
-	persist_later(f->c, p, 0);
-	persist_flush(f->c);
+	commit_later(f->c, p, 0);
+	commit_flush(f->c);
 	assert_true(p->commit_queued);
 	assert_non_null(p->commit_set);
-	persist_sync(f->c);
+	commit_sync(f->c);
 	assert_false(p->commit_queued);
 }
 
