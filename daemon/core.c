@@ -85,6 +85,8 @@ core_order_add(struct core *c, struct program *p)
 	if (ARRAY_GROW(c->order, c->order_cap, c->norder + 1) != 0)
 		return -ENOMEM;
 	c->order[c->norder++] = p;
+	if (p->deadline_ms != 0 && (c->expire_next_ms == 0 || p->deadline_ms < c->expire_next_ms))
+		c->expire_next_ms = p->deadline_ms;
 	return 0;
 }
 

@@ -34,6 +34,8 @@ struct core {
 	struct strmap *live;        /* id -> struct program (not yet terminal, or inflight) */
 	struct program **order;     /* live programs in submission order (dispatch order) */
 	size_t norder, order_cap;
+	int64_t expire_next_ms;     /* no live program's deadline is earlier (0: none known;
+	                             * dispatch_expire walks only from then on) */
 	struct event *kick;         /* deferred dispatch */
 	struct event *tick;         /* periodic dispatch (backoff, deadlines) */
 	int draining;

@@ -670,23 +670,39 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 }
 
 /* Ends the programs whose deadline passed without collecting or ordering anything: the pass
- * when no worker has a free step slot. */
+ * when no worker has a free step slot.  Walks the live programs only once the earliest
+ * deadline known (c->expire_next_ms, lowered by core_order_add) has come, and learns the next
+ * one on the way: while the workers are busy a kick (each Submit, each reply) costs nothing
+ * when no deadline is due. */
 static void
 dispatch_expire(struct core *c, int64_t now)
 {
+	int64_t next = 0;
 	size_t i;
 
+	if (c->expire_next_ms == 0 || now < c->expire_next_ms)
+		return;
 	for (i = 0; i < c->norder; i++) {
 		struct program *p = c->order[i];
 		struct sched_decision d;
 
 		dispatch_prefetch(c->order, i, c->norder);
-		if (p->inflight || p->persist_pending || p->commit_queued ||
-		    program_is_terminal(p) || p->deadline_ms == 0 || now < p->deadline_ms)
+		if (program_is_terminal(p) || p->deadline_ms == 0)
 			continue;
-		if (dispatch_decide(c, p, &d, 0) && (i >= c->norder || c->order[i] != p))
-			i--;  /* dispatch_finalize removed it from order */
+		if (p->inflight || p->persist_pending || p->commit_queued || now < p->deadline_ms) {
+			/* Not due, or not decidable now: its deadline bounds the next walk. */
+			if (next == 0 || p->deadline_ms < next)
+				next = p->deadline_ms;
+			continue;
+		}
+		if (dispatch_decide(c, p, &d, 0)) {
+			if (i >= c->norder || c->order[i] != p)
+				i--;  /* dispatch_finalize removed it from order */
+		} else if (next == 0 || p->deadline_ms < next) {
+			next = p->deadline_ms;   /* still live (e.g. its ending waits for a write) */
+		}
 	}
+	c->expire_next_ms = next;
 }
 
 /* One dispatch pass: ready programs in fair order, started while workers have free step

@@ -247,6 +247,38 @@ test_deadline_ends_program_without_step(void **state)
 	protobuf_c_message_free_unpacked(&pm->base, NULL);
 }
 
+/* With no worker slot a pass only ends programs past their deadline (dispatch_expire), and
+ * walks the programs only once the earliest deadline known has come: before it nothing ends
+ * and the bound stays; after it the program ends (reason deadline) and, no deadline being
+ * left, the bound is cleared. */
+static void
+test_expire_waits_for_earliest_deadline(void **state)
+{
+	struct fx *f = *state;
+	struct timespec ts = { 0, 150 * 1000000L };
+	Certa__V1__Program *pm = NULL;
+	size_t queued, running;
+	uint64_t finished;
+	int64_t deadline = now_ms() + 80;
+
+	submit(f, 0, "anon", 0, 0);
+	submit(f, 1, "anon", 0, deadline);
+	assert_int_equal(f->c->expire_next_ms, deadline);
+	dispatch_run(f->c);   /* no workers: no slot */
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(queued, 2);
+	assert_int_equal(f->c->expire_next_ms, deadline);
+	nanosleep(&ts, NULL);
+	dispatch_run(f->c);
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(queued, 1);
+	assert_int_equal(finished, 1);
+	assert_int_equal(f->c->expire_next_ms, 0);
+	assert_int_equal(queries_get(f->c, "anon", f->ids[1], &pm), 0);
+	assert_int_equal(pm->result->reason, SCHED_REASON_DEADLINE);
+	protobuf_c_message_free_unpacked(&pm->base, NULL);
+}
+
 /* The newest program of `who` in *id (List); returns how many it has. */
 static size_t
 list_newest(struct fx *f, const char *who, char *id, size_t idlen)
@@ -1752,6 +1784,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_tenants_share_by_weight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancelled_program_leaves_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expire_waits_for_earliest_deadline, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_ends_program_without_step, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_order_survives_restart, setup, teardown),
