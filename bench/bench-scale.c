@@ -199,27 +199,14 @@ scrape(int mport)
 	return buf;
 }
 
-/* utime + stime of pid in seconds, its peak RSS and its anonymous RSS now in kB (LMDB's
- * map counts in RSS as file pages; RssAnon is the heap). */
-static long proc_anon_kb;
-
+/* utime + stime in seconds from a /proc stat file (a process's or a thread's); 0 if unreadable. */
 static double
-proc_cpu(pid_t pid, long *hwm_kb)
+stat_cpu(const char *path)
 {
-	char path[64], *s = NULL, *p;
+	char *s = NULL, *p;
 	unsigned long ut = 0, st = 0;
 	int i;
 
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	if (hwm_kb != NULL && harness_read_file(path, &s) == 0) {
-		p = strstr(s, "VmHWM:");
-		*hwm_kb = p != NULL ? strtol(p + 6, NULL, 10) : 0;
-		p = strstr(s, "RssAnon:");
-		proc_anon_kb = p != NULL ? strtol(p + 8, NULL, 10) : 0;
-		free(s);
-		s = NULL;
-	}
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
 	if (harness_read_file(path, &s) != 0)
 		return 0;
 	p = strrchr(s, ')');
@@ -231,24 +218,35 @@ proc_cpu(pid_t pid, long *hwm_kb)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* utime + stime of pid in seconds, its peak RSS and its anonymous RSS now in kB (LMDB's
+ * map counts in RSS as file pages; RssAnon is the heap). */
+static long proc_anon_kb;
+
+static double
+proc_cpu(pid_t pid, long *hwm_kb)
+{
+	char path[64], *s = NULL, *p;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	if (hwm_kb != NULL && harness_read_file(path, &s) == 0) {
+		p = strstr(s, "VmHWM:");
+		*hwm_kb = p != NULL ? strtol(p + 6, NULL, 10) : 0;
+		p = strstr(s, "RssAnon:");
+		proc_anon_kb = p != NULL ? strtol(p + 8, NULL, 10) : 0;
+		free(s);
+	}
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	return stat_cpu(path);
+}
+
 /* CPU seconds of pid's main thread (certad's loop thread: the one the loop's work is on). */
 static double
 loop_cpu(pid_t pid)
 {
-	char path[96], *s = NULL, *p;
-	unsigned long ut = 0, st = 0;
-	int i;
+	char path[96];
 
 	snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)pid);
-	if (harness_read_file(path, &s) != 0)
-		return 0;
-	p = strrchr(s, ')');
-	for (i = 0; p != NULL && i < 12; i++)
-		p = strchr(p + 1, ' ');
-	if (p != NULL)
-		sscanf(p + 1, "%lu %lu", &ut, &st);
-	free(s);
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	return stat_cpu(path);
 }
 
 /* Submitters: Submit, read Accepted, keep the id, drop the stream (the program goes on). */

@@ -307,6 +307,26 @@ static const char *const memo_answers[] = {
 	"0.500000000000000000000000000000000000000", "abc", "Hold on",
 };
 
+/* Appends probe i (answer a, at 64 * (i + 1), no token statistics) to c's history and
+ * evaluates c without and then with the scan s (full, inc). */
+static void
+probe_both(struct sched_chain *c, struct sched_probe *probes, size_t i, const char *a,
+    const struct sched_policy *p, const char *problem, struct certainty_scan *s,
+    struct certainty_chain *full, struct certainty_chain *inc)
+{
+	probes[i].position = 64 * (i + 1);
+	probes[i].answer = a;
+	probes[i].confidence = -1;
+	probes[i].min_prob = -1;
+	probes[i].entropy = -1;
+	c->nprobes = i + 1;
+	c->scan = NULL;
+	certainty_chain_eval(p, c, problem, full);
+	c->scan = s;
+	certainty_chain_eval(p, c, problem, inc);
+	c->scan = NULL;
+}
+
 /* The verdicts the scan remembers (validity, hesitation, equivalence of answers) give the
  * evaluation without a scan: random probe histories whose answers repeat, change, come back
  * in equivalent forms and turn invalid, for chains whose problem changes under the scan. */
@@ -344,19 +364,9 @@ test_remembered_verdicts(void **state)
 			/* mostly the previous answer again, else any */
 			const char *a = i > 0 && scan_rand() % 3 != 0 ? probes[i - 1].answer :
 			    memo_answers[scan_rand() % na];
-			probes[i].position = 64 * (i + 1);
-			probes[i].answer = a;
-			probes[i].confidence = -1;
-			probes[i].min_prob = -1;
-			probes[i].entropy = -1;
-			c.nprobes = i + 1;
 			c.tokens = 64 * (i + 1) + scan_rand() % 64;
 			c.answer = scan_rand() % 8 == 0 ? memo_answers[scan_rand() % na] : a;
-			c.scan = NULL;
-			certainty_chain_eval(&p, &c, problem, &full);
-			c.scan = s;
-			certainty_chain_eval(&p, &c, problem, &inc);
-			c.scan = NULL;
+			probe_both(&c, probes, i, a, &p, problem, s, &full, &inc);
 			scan_same(&full, &inc, c.text_len);
 			assert_int_equal(inc.stable_tokens, full.stable_tokens);
 			assert_int_equal(inc.changes, full.changes);
@@ -403,19 +413,9 @@ test_shared_equivalence(void **state)
 		for (i = 0; i < sizeof probes / sizeof probes[0]; i++) {
 			const char *a = i > 0 && scan_rand() % 2 != 0 ? probes[i - 1].answer :
 			    pool[scan_rand() % np];
-			probes[i].position = 64 * (i + 1);
-			probes[i].answer = a;
-			probes[i].confidence = -1;
-			probes[i].min_prob = -1;
-			probes[i].entropy = -1;
-			c.nprobes = i + 1;
 			c.tokens = 64 * (i + 1);
 			c.answer = scan_rand() % 3 == 0 ? pool[scan_rand() % np] : a;
-			c.scan = NULL;
-			certainty_chain_eval(&p, &c, "Find x.", &full);
-			c.scan = s;
-			certainty_chain_eval(&p, &c, "Find x.", &inc);
-			c.scan = NULL;
+			probe_both(&c, probes, i, a, &p, "Find x.", s, &full, &inc);
 			assert_int_equal(inc.stable_tokens, full.stable_tokens);
 			assert_string_equal(inc.best, full.best);
 			stable_differs += full.stable_tokens != c.tokens - probes[i].position;
