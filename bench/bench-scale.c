@@ -612,10 +612,12 @@ run_one(struct run *r, int kill9)
 		printf("  decision (step result -> decided) p50 <= %.0f us  p99 <= %.0f us\n",
 		    metric_hist_q(m1, "certa_decision_seconds", 0.5) * 1e6,
 		    metric_hist_q(m1, "certa_decision_seconds", 0.99) * 1e6);
-		printf("  dispatch pass p50 <= %.0f us  p99 <= %.0f us; passes %.0f\n",
+		printf("  dispatch pass p50 <= %.0f us  p99 <= %.0f us; passes %.0f, %.1f us of pass "
+		    "per step (wall)\n",
 		    metric_hist_q(m1, "certa_dispatch_pass_seconds", 0.5) * 1e6,
 		    metric_hist_q(m1, "certa_dispatch_pass_seconds", 0.99) * 1e6,
-		    metric_sum(m1, "certa_dispatch_pass_seconds_count"));
+		    metric_sum(m1, "certa_dispatch_pass_seconds_count"),
+		    steps > 0 ? metric_sum(m1, "certa_dispatch_pass_seconds_sum") * 1e6 / steps : 0);
 		printf("  commits %.0f (LMDB transactions %.0f), steps per commit p50 <= %.0f  "
 		    "p99 <= %.0f\n", metric_sum(m1, "certa_store_commit_steps_count"),
 		    metric_sum(m1, "certa_store_transactions_total"),
