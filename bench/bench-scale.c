@@ -39,7 +39,7 @@
 #include "tests/support/certa_client.h"
 #include "tests/support/harness.h"
 
-#define MAX_WORKERS 64
+#define MAX_WORKERS 256
 #define MAX_RUNS 8
 #define SUBMITTERS 4
 #define LAT_CAP 200000

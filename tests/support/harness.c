@@ -24,13 +24,13 @@
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
 
-#define HARNESS_MAX_PROCS 64
+#define HARNESS_MAX_PROCS 512
 #define HARNESS_POLL_MS 10
 #define HARNESS_DUMP_MAX (64 * 1024)
 #define HARNESS_WORKER_READY_MS 20000
 #define HARNESS_INFO_DEADLINE_MS 1000
 #define HARNESS_CERTAD_READY_MS 20000
-#define HARNESS_CERTAD_MAX_ARGS 64
+#define HARNESS_CERTAD_MAX_ARGS 512
 
 struct harness_proc {
 	pid_t pid;
