@@ -127,39 +127,48 @@ _Static_assert(sizeof(struct sched_chain) % _Alignof(struct certainty_chain) == 
 static void dispatch_end(struct core *c, struct program *p, enum program_state to,
     enum sched_reason reason, const char *answer, int status, const char *msg, int later);
 
-/* dispatch_decide's block (a view's chains and their evaluations), kept from one decision to
- * the next instead of a calloc and free per decision.  Loop thread only; a decision inside
- * another (none nests now) gets its own block. */
-static struct {
+/* A block kept from one use to the next instead of an allocation and free per use (loop
+ * thread only): lent when free (grown when short), else (a use inside another: none nests
+ * now) a block of its own. */
+struct dispatch_block {
 	void *buf;
 	size_t cap;    /* bytes */
 	bool lent;
-} dispatch_view_kept;
+};
 
-/* A zeroed block of size bytes: the kept one when free (grown when short), else its own. */
+/* dispatch_decide's view (a view's chains and their evaluations), and a pass's arrays (as
+ * long as the live programs are many: at 10k live ~700 kB per pass, when a pass finds a few
+ * hundred ready). */
+static struct dispatch_block dispatch_view_kept, dispatch_pass_kept;
+
+/* A block of size bytes, zeroed if zero; NULL without memory. */
 static void *
-dispatch_view_lend(size_t size)
+dispatch_block_lend(struct dispatch_block *b, size_t size, bool zero)
 {
-	if (dispatch_view_kept.lent || size == 0)
-		return calloc(1, size ? size : 1);
-	if (dispatch_view_kept.cap < size) {
-		void *nb = malloc(size);
+	if (size == 0)
+		size = 1;
+	if (b->lent)
+		return zero ? calloc(1, size) : malloc(size);
+	if (b->cap < size) {
+		size_t cap = size + size / 4 + 64;
+		void *nb = malloc(cap);
 		if (nb == NULL)
 			return NULL;
-		free(dispatch_view_kept.buf);
-		dispatch_view_kept.buf = nb;
-		dispatch_view_kept.cap = size;
+		free(b->buf);
+		b->buf = nb;
+		b->cap = cap;
 	}
-	dispatch_view_kept.lent = true;
-	memset(dispatch_view_kept.buf, 0, size);
-	return dispatch_view_kept.buf;
+	b->lent = true;
+	if (zero)
+		memset(b->buf, 0, size);
+	return b->buf;
 }
 
 static void
-dispatch_view_return(void *block)
+dispatch_block_return(struct dispatch_block *b, void *block)
 {
-	if (block == dispatch_view_kept.buf && dispatch_view_kept.lent)
-		dispatch_view_kept.lent = false;
+	if (block == b->buf && b->lent)
+		b->lent = false;
 	else
 		free(block);
 }
@@ -178,7 +187,7 @@ dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int
 
 again:
 	/* The view's chains and their evaluations in one block. */
-	chains = dispatch_view_lend(p->n * (sizeof *chains + sizeof *cc));
+	chains = dispatch_block_lend(&dispatch_view_kept, p->n * (sizeof *chains + sizeof *cc), true);
 	pol = dispatch_policy(c, p);
 	if (chains == NULL)
 		return 0;
@@ -207,10 +216,10 @@ again:
 	}
 	if (route_decide(c, p, &v, d) > 0) {
 		/* Expert routing forked, switched or dropped chains: decide on the new ones. */
-		dispatch_view_return(chains);
+		dispatch_block_return(&dispatch_view_kept, chains);
 		goto again;
 	}
-	dispatch_view_return(chains);
+	dispatch_block_return(&dispatch_view_kept, chains);
 	if (!d->stop) {
 		p->decided = true;
 		p->decided_steps = p->steps;
@@ -503,6 +512,10 @@ out:
 	return rc;
 }
 
+_Static_assert(sizeof(struct fair_item) % _Alignof(struct program *) == 0 &&
+    sizeof(struct program *) % _Alignof(size_t) == 0,
+    "a pass's arrays share one block (dispatch_collect)");
+
 /* The ready programs of one pass, in the order they are offered to workers. */
 struct dispatch_ready {
 	struct fair_item *items;
@@ -511,59 +524,14 @@ struct dispatch_ready {
 	size_t n;
 	size_t nfair;             /* items[0..nfair) are tenant work in fair order; the rest
 	                           * are shadows (daemon/shadow.h), offered after them */
-	bool kept;                /* the arrays are dispatch_kept's (not freed) */
+	void *block;              /* holds the arrays (dispatch_pass_kept's, or its own) */
 };
-
-/* A pass's arrays are as long as the live programs are many (at 10k live ~700 kB, zeroed, per
- * pass, when a pass finds a few hundred ready): the last pass's are kept for the next.  Loop
- * thread only; a collect while they are lent out (no caller nests one now) allocates its
- * own. */
-static struct {
-	struct fair_item *items;
-	struct program **ready, **shadows;
-	size_t *order;
-	size_t cap;
-	bool lent;
-} dispatch_kept;
-
-/* Lends the kept arrays for n programs (grown when short); false when lent out already or
- * without memory. */
-static bool
-dispatch_kept_lend(size_t n)
-{
-	if (dispatch_kept.lent)
-		return false;
-	if (dispatch_kept.cap < n) {
-		size_t cap = n + n / 4 + 64;
-		free(dispatch_kept.items);
-		free(dispatch_kept.ready);
-		free(dispatch_kept.shadows);
-		free(dispatch_kept.order);
-		dispatch_kept.items = malloc(cap * sizeof *dispatch_kept.items);
-		dispatch_kept.ready = malloc(cap * sizeof *dispatch_kept.ready);
-		dispatch_kept.shadows = malloc(cap * sizeof *dispatch_kept.shadows);
-		dispatch_kept.order = malloc(cap * sizeof *dispatch_kept.order);
-		dispatch_kept.cap = cap;
-		if (dispatch_kept.items == NULL || dispatch_kept.ready == NULL ||
-		    dispatch_kept.shadows == NULL || dispatch_kept.order == NULL) {
-			dispatch_kept.cap = 0;
-			return false;
-		}
-	}
-	dispatch_kept.lent = true;
-	return true;
-}
 
 static void
 dispatch_ready_free(struct dispatch_ready *r)
 {
-	if (r->kept) {
-		dispatch_kept.lent = false;
-		return;
-	}
-	free(r->items);
-	free(r->ready);
-	free(r->order);
+	if (r->block != NULL)
+		dispatch_block_return(&dispatch_pass_kept, r->block);
 }
 
 /* Collects ready programs (running the scheduler on those whose decision is stale, which may
@@ -584,22 +552,16 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 	memset(r, 0, sizeof *r);
 	if (c->norder == 0)
 		return 0;
-	if (dispatch_kept_lend(c->norder)) {
-		r->kept = true;
-		r->items = items = dispatch_kept.items;
-		r->ready = ready = dispatch_kept.ready;
-		r->order = dispatch_kept.order;
-		shadows = dispatch_kept.shadows;
-	} else {
-		r->items = items = calloc(c->norder, sizeof *items);
-		r->ready = ready = calloc(c->norder, sizeof *ready);
-		r->order = calloc(c->norder, sizeof *r->order);
-		shadows = calloc(c->norder, sizeof *shadows);
-		if (items == NULL || ready == NULL || r->order == NULL || shadows == NULL) {
-			free(shadows);
-			return -ENOMEM;
-		}
-	}
+	/* items, ready, shadows and order in one block (each array starts aligned for its type,
+	 * asserted below; nothing is read before it is written). */
+	r->block = dispatch_block_lend(&dispatch_pass_kept, c->norder * (sizeof *items +
+	    sizeof *ready + sizeof *shadows + sizeof *r->order), false);
+	if (r->block == NULL)
+		return -ENOMEM;
+	r->items = items = r->block;
+	r->ready = ready = (struct program **)(items + c->norder);
+	shadows = ready + c->norder;
+	r->order = (size_t *)(shadows + c->norder);
 	for (i = 0; i < c->norder; i++) {
 		struct program *p = c->order[i];
 		struct sched_decision d;
@@ -664,8 +626,6 @@ dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t m
 		n++;
 	}
 	r->n = n;
-	if (!r->kept)
-		free(shadows);
 	return 0;
 }
 
@@ -689,18 +649,16 @@ dispatch_expire(struct core *c, int64_t now)
 		dispatch_prefetch(c->order, i, c->norder);
 		if (program_is_terminal(p) || p->deadline_ms == 0)
 			continue;
-		if (p->inflight || p->persist_pending || p->commit_queued || now < p->deadline_ms) {
-			/* Not due, or not decidable now: its deadline bounds the next walk. */
-			if (next == 0 || p->deadline_ms < next)
-				next = p->deadline_ms;
-			continue;
-		}
-		if (dispatch_decide(c, p, &d, 0)) {
+		if (!p->inflight && !p->persist_pending && !p->commit_queued &&
+		    now >= p->deadline_ms && dispatch_decide(c, p, &d, 0)) {
 			if (i >= c->norder || c->order[i] != p)
 				i--;  /* dispatch_finalize removed it from order */
-		} else if (next == 0 || p->deadline_ms < next) {
-			next = p->deadline_ms;   /* still live (e.g. its ending waits for a write) */
+			continue;
 		}
+		/* Not due, not decidable now, or not ended by the decision: its deadline bounds
+		 * the next walk. */
+		if (next == 0 || p->deadline_ms < next)
+			next = p->deadline_ms;
 	}
 	c->expire_next_ms = next;
 }
