@@ -847,10 +847,11 @@ chunk_scan_txn(struct store_txn *txn, void *arg)
 	return rc;
 }
 
-/* What the store holds of chain 0 of program label 0. */
+/* What the store holds of chain 0 of program label 0 (s is cleared first). */
 static void
 chunks_of(struct fx *f, struct chunk_scan *s)
 {
+	memset(s, 0, sizeof *s);
 	snprintf(s->prefix, sizeof s->prefix, "%s/0000/", f->ids[0]);
 	snprintf(s->key, sizeof s->key, "%s/0000", f->ids[0]);
 	assert_int_equal(store_view(core_store(f->c), chunk_scan_txn, s), 0);
@@ -903,7 +904,6 @@ test_chain_text_in_chunks(void **state)
 	step_text(f, p, "<think>one ", 0);
 	step_text(f, p, "two ", 0);
 	step_text(f, p, "three ", 1);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_int_equal(s.n, 3);
 	assert_string_equal(s.text, "<think>one two three ");
@@ -919,7 +919,6 @@ test_chain_text_in_chunks(void **state)
 	assert_non_null(p);
 	assert_string_equal(p->chains[0].text, "<think>one two three ");
 	step_text(f, p, "four", 1);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_int_equal(s.n, 4);
 	assert_string_equal(s.text, "<think>one two three four");
@@ -961,7 +960,6 @@ test_inline_text_moves_to_chunks(void **state)
 	submit(f, 0, "anon", 0, 0);
 	p = strmap_get(f->c->live, f->ids[0]);
 	step_text(f, p, "x", 0);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	inline_text = s.rec->text;
 	assert_int_equal(store_update(core_store(f->c), put_inline_txn, &s), 0);
@@ -974,7 +972,6 @@ test_inline_text_moves_to_chunks(void **state)
 	assert_non_null(p);
 	assert_string_equal(p->chains[0].text, "<think>older build ");
 	step_text(f, p, "then newer", 0);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_int_equal(s.n, 1);
 	assert_string_equal(s.text, "<think>older build then newer");
@@ -1049,7 +1046,6 @@ test_chain_probes_in_chunks(void **state)
 	step_probe(f, p, 0, "<think>one ", "a", 0.1, 0);
 	step_probe(f, p, 0, "two ", "b", 0.2, 0);
 	step_probe(f, p, 0, "", "c", 0.3, 1);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_int_equal(s.n, 3);
 	assert_string_equal(s.text, "<think>one two ");
@@ -1083,7 +1079,6 @@ test_chain_probes_in_chunks(void **state)
 
 	/* It goes on appending after the restart. */
 	step_probe(f, p, 0, "four", "e", 0.5, 0);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_int_equal(s.n, 5);
 	assert_string_equal(s.answers, "a,b,c,d,");
@@ -1157,7 +1152,6 @@ test_inline_probes_move_to_chunks(void **state)
 	assert_int_equal(p->chains[0].probes_saved, 0);
 	assert_true(p->chains[0].probes[1].certaindex == 0.2);
 	step_probe(f, p, 0, "w", "d", 0.4, 1);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_int_equal(s.n, 2);
 	assert_string_equal(s.text, "<think>x y z w");
@@ -1233,7 +1227,6 @@ test_inconsistent_counts_rewritten(void **state)
 	step_probe(f, p, 0, "three ", "c", 0.3, 0);
 	assert_int_equal(p->chains[0].text_chunks, 1);
 	step_probe(f, p, 0, "four", "d", 0.4, 1);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_int_equal(s.n, 2);
 	assert_int_equal(s.rec->text_chunks, 2);
@@ -1286,7 +1279,6 @@ test_group_commit_async(void **state)
 	run_loop(f, 200);
 	assert_false(p->commit_queued);
 	assert_null(p->commit_set);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_string_equal(s.text, "<think>one ");
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
@@ -1311,7 +1303,6 @@ test_group_commit_async(void **state)
 	core_persist_stats(f->c, &failures, &waiting);
 	assert_int_equal(waiting, 0);
 	assert_false(p->chains_reset);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_string_equal(s.text, "<think>one two ");
 	assert_int_equal(s.rec->text_chunks, s.n);
@@ -1738,7 +1729,6 @@ test_commit_again_after_failed_set(void **state)
 	core_persist_stats(f->c, &failures, &waiting);
 	assert_int_equal(waiting, 0);
 	assert_false(p->chains_reset);
-	memset(&s, 0, sizeof s);
 	chunks_of(f, &s);
 	assert_string_equal(s.text, "<think>one two three ");
 	assert_int_equal(s.rec->text_chunks, s.n);
