@@ -51,11 +51,23 @@ certainty_logistic(const double *w, const double *x, size_t n)
 	return 1.0 / (1.0 + exp(-z));
 }
 
-/* Markers of a model doubting itself (matched case-insensitively at a word start). */
-static const char *const certainty_hesitation_words[] = {
-	"wait", "hmm", "but ", "alternatively", "double-check", "double check", "let me check",
-	"verify", "mistake", "re-examine", "recheck", "not sure", "hold on",
+/* Markers of a model doubting itself (matched case-insensitively at a word start; lower
+ * case ASCII), with their lengths. */
+struct certainty_hes_word {
+	const char *w;
+	size_t len;
 };
+
+#define CERTAINTY_HES_WORD(s) { s, sizeof s - 1 }
+static const struct certainty_hes_word certainty_hes_words[] = {
+	CERTAINTY_HES_WORD("wait"), CERTAINTY_HES_WORD("hmm"), CERTAINTY_HES_WORD("but "),
+	CERTAINTY_HES_WORD("alternatively"), CERTAINTY_HES_WORD("double-check"),
+	CERTAINTY_HES_WORD("double check"), CERTAINTY_HES_WORD("let me check"),
+	CERTAINTY_HES_WORD("verify"), CERTAINTY_HES_WORD("mistake"),
+	CERTAINTY_HES_WORD("re-examine"), CERTAINTY_HES_WORD("recheck"),
+	CERTAINTY_HES_WORD("not sure"), CERTAINTY_HES_WORD("hold on"),
+};
+#undef CERTAINTY_HES_WORD
 
 static bool
 certainty_word_start(const char *text, size_t i)
@@ -78,11 +90,9 @@ certainty_hesitation_count(const char *text, size_t len, size_t window)
 			continue;
 		if (!certainty_word_start(text, i))
 			continue;
-		for (k = 0; k < sizeof certainty_hesitation_words /
-		    sizeof certainty_hesitation_words[0]; k++) {
-			const char *w = certainty_hesitation_words[k];
-			size_t wl = strlen(w);
-			if (i + wl <= len && strncasecmp(text + i, w, wl) == 0) {
+		for (k = 0; k < sizeof certainty_hes_words / sizeof certainty_hes_words[0]; k++) {
+			const struct certainty_hes_word *w = &certainty_hes_words[k];
+			if (i + w->len <= len && strncasecmp(text + i, w->w, w->len) == 0) {
 				n++;
 				break;
 			}
@@ -441,26 +451,6 @@ static const bool certainty_hes_lead[256] = {
 	['W'] = true, ['H'] = true, ['B'] = true, ['A'] = true, ['D'] = true, ['L'] = true,
 	['V'] = true, ['M'] = true, ['R'] = true, ['N'] = true,
 };
-
-/* certainty_hesitation_words with their lengths (the same words, the same order). */
-struct certainty_hes_word {
-	const char *w;
-	size_t len;
-};
-
-#define CERTAINTY_HES_WORD(s) { s, sizeof s - 1 }
-static const struct certainty_hes_word certainty_hes_words[] = {
-	CERTAINTY_HES_WORD("wait"), CERTAINTY_HES_WORD("hmm"), CERTAINTY_HES_WORD("but "),
-	CERTAINTY_HES_WORD("alternatively"), CERTAINTY_HES_WORD("double-check"),
-	CERTAINTY_HES_WORD("double check"), CERTAINTY_HES_WORD("let me check"),
-	CERTAINTY_HES_WORD("verify"), CERTAINTY_HES_WORD("mistake"),
-	CERTAINTY_HES_WORD("re-examine"), CERTAINTY_HES_WORD("recheck"),
-	CERTAINTY_HES_WORD("not sure"), CERTAINTY_HES_WORD("hold on"),
-};
-#undef CERTAINTY_HES_WORD
-_Static_assert(sizeof certainty_hes_words / sizeof certainty_hes_words[0] ==
-    sizeof certainty_hesitation_words / sizeof certainty_hesitation_words[0],
-    "certainty_hes_words must list certainty_hesitation_words");
 
 /* isalpha and tolower in the C locale (ASCII letters only), without the locale lookups. */
 static bool
