@@ -155,6 +155,7 @@ commit_settle(struct core *c, struct program *p)
 	p->commit_again_final = false;
 	if (set->rc == 0 && first && p->accept_pending)
 		persist_accepted(c, p);
+	dispatch_ready(c, p);
 }
 
 /* An accepting write's set is done (rc: its result): the client hears "accepted"; when the
@@ -165,12 +166,14 @@ commit_accept_done(struct core *c, struct program *p, int rc)
 {
 	if (rc == 0) {
 		persist_accepted(c, p);
+		dispatch_ready(c, p);
 		core_kick(c);
 		return;
 	}
 	p->chains_reset = true;
 	rc = persist_write(c, p, 1, 0, 1);
 	if (rc == 0) {
+		dispatch_ready(c, p);
 		core_kick(c);
 		return;
 	}

@@ -70,6 +70,8 @@ core_set_state(struct core *c, struct program *p, enum program_state to)
 	tenants_program_state(c->tenants, p->tenant, (int)from, (int)to);
 	if (to == PROGRAM_QUEUED)
 		p->ready_since_ms = core_now_ms();
+	if (to == PROGRAM_QUEUED || fair_entry_queued(&p->ready) || p->asleep)
+		dispatch_ready(c, p);
 }
 
 /* Asks for a dispatch pass on the next loop iteration (never re-entrant). */
@@ -84,9 +86,11 @@ core_order_add(struct core *c, struct program *p)
 {
 	if (ARRAY_GROW(c->order, c->order_cap, c->norder + 1) != 0)
 		return -ENOMEM;
+	p->order_ix = c->norder;
 	c->order[c->norder++] = p;
 	if (p->deadline_ms != 0 && (c->expire_next_ms == 0 || p->deadline_ms < c->expire_next_ms))
 		c->expire_next_ms = p->deadline_ms;
+	dispatch_ready(c, p);
 	return 0;
 }
 
@@ -94,17 +98,16 @@ core_order_add(struct core *c, struct program *p)
 void
 core_forget(struct core *c, struct program *p)
 {
-	size_t i;
+	size_t i = p->order_ix;
 
 	strmap_del(c->live, p->id);
 	commit_unqueue(c, p);
 	commit_accept_end(c, p);
-	for (i = 0; i < c->norder; i++) {
-		if (c->order[i] == p) {
-			memmove(&c->order[i], &c->order[i + 1], (c->norder - i - 1) * sizeof *c->order);
-			c->norder--;
-			break;
-		}
+	dispatch_unready(c, p);
+	/* The last one fills the hole: no walk, no move of the rest. */
+	if (i < c->norder && c->order[i] == p) {
+		c->order[i] = c->order[--c->norder];
+		c->order[i]->order_ix = i;
 	}
 	program_free(p);
 }
@@ -275,9 +278,11 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 	if (rc != 0)
 		goto fail_tenants;
 	c->fair = fair_new();
+	c->shadow_fair = fair_new();
 	c->live = strmap_new();
 	c->accept_keys = strmap_new();
-	if (c->live == NULL || c->accept_keys == NULL || c->fair == NULL) {
+	if (c->live == NULL || c->accept_keys == NULL || c->fair == NULL ||
+	    c->shadow_fair == NULL) {
 		rc = -ENOMEM;
 		goto fail_tenants;
 	}
@@ -318,12 +323,14 @@ fail_events:
 	pool_free(c->pool);
 fail_live:
 	while (c->norder > 0)
-		core_forget(c, c->order[0]);
+		core_forget(c, c->order[c->norder - 1]);
 fail_tenants:
 	strmap_free(c->live, NULL);
 	strmap_free(c->accept_keys, NULL);
 	free(c->order);
+	free(c->sleeping);
 	fair_free(c->fair);
+	fair_free(c->shadow_fair);
 	shadow_free(c->shadow);
 	route_free(c->route);
 	policies_free(c->policies);
@@ -350,12 +357,14 @@ core_free(struct core *c)
 	if (c->retention != NULL)
 		event_free(c->retention);
 	while (c->norder > 0)
-		core_forget(c, c->order[0]);
+		core_forget(c, c->order[c->norder - 1]);
 	strmap_free(c->live, NULL);
 	strmap_free(c->accept_keys, NULL);
 	free(c->order);
+	free(c->sleeping);
 	pool_free(c->pool);
 	fair_free(c->fair);
+	fair_free(c->shadow_fair);
 	shadow_free(c->shadow);
 	route_free(c->route);
 	policies_free(c->policies);

@@ -21,7 +21,14 @@ struct core {
 	struct pool *pool;
 	struct tenants *tenants;
 	struct policies *policies;
-	struct fair *fair;
+	struct fair *fair;          /* tenants' shares, and the ready queue of tenant work */
+	struct fair *shadow_fair;   /* the ready queue of shadows (offered after tenant work) */
+	struct program **sleeping;  /* backing off after a failed step (dispatch_ready) */
+	size_t nsleeping, sleeping_cap;
+	int64_t sleep_next_ms;      /* the earliest not_before_ms among them (0: none) */
+	int64_t ready_check_ms;     /* when dispatch_ready_check last walked the live programs */
+	uint64_t ready_missed;      /* ready programs it found out of the queue (a missed
+	                             * dispatch_ready: tests expect 0) */
 	struct telemetry *tel;      /* may be NULL */
 	struct shadow *shadow;      /* shadow runs and risk controllers (shadow.c) */
 	struct route *route;        /* expert routing (route.c); NULL: off */
@@ -32,7 +39,8 @@ struct core {
 	uint64_t pruned_total;
 	uint64_t next_seq;
 	struct strmap *live;        /* id -> struct program (not yet terminal, or inflight) */
-	struct program **order;     /* live programs in submission order (dispatch order) */
+	struct program **order;     /* live programs (p->order_ix: its index; removal moves the
+	                             * last one into the hole) */
 	size_t norder, order_cap;
 	int64_t expire_next_ms;     /* no live program's deadline is earlier (0: none known;
 	                             * dispatch_expire walks only from then on) */

@@ -3,6 +3,7 @@
 #include "daemon/core_impl.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "daemon/tenants.h"
 #include "scheduler/certainty.h"
 #include "scheduler/fair.h"
+#include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/rpc.h"
@@ -32,7 +34,10 @@
 #define DISPATCH_PASS_MAX 256
 #define DISPATCH_DECIDE_MAX 256
 
-/* How far ahead a walk over every live program (dispatch_collect, dispatch_expire) prefetches
+/* How often the ready queue's safety net walks the live programs (dispatch_ready_check). */
+#define DISPATCH_READY_CHECK_MS 1000
+
+/* How far ahead a walk over every live program (dispatch_ready_check, dispatch_expire) prefetches
  * the flags it tests: at 10k live most programs are in flight and skipped, and the walk is a
  * chain of cache misses, one per program, unless they overlap. */
 #define DISPATCH_PREFETCH 16
@@ -136,10 +141,8 @@ struct dispatch_block {
 	bool lent;
 };
 
-/* dispatch_decide's view (a view's chains and their evaluations), and a pass's arrays (as
- * long as the live programs are many: at 10k live ~700 kB per pass, when a pass finds a few
- * hundred ready). */
-static struct dispatch_block dispatch_view_kept, dispatch_pass_kept;
+/* dispatch_decide's view (a view's chains and their evaluations). */
+static struct dispatch_block dispatch_view_kept;
 
 /* A block of size bytes, zeroed if zero; NULL without memory. */
 static void *
@@ -326,6 +329,7 @@ dispatch_step_failed(struct core *c, struct program *p, struct pool_worker *w,
 			core_set_state(c, p, PROGRAM_QUEUED);
 	}
 	p->not_before_ms = core_now_ms() + (int64_t)c->opt.retry_backoff_ms * p->attempts;
+	dispatch_ready(c, p);   /* asleep until then */
 }
 
 /* Applies one step's results to the program's chains; returns 0 or CERTA_EINVAL when the
@@ -512,125 +516,278 @@ out:
 	return rc;
 }
 
-_Static_assert(sizeof(struct fair_item) % _Alignof(struct program *) == 0 &&
-    sizeof(struct program *) % _Alignof(size_t) == 0,
-    "a pass's arrays share one block (dispatch_collect)");
+/* --- the ready queue --- */
 
-/* The ready programs of one pass, in the order they are offered to workers. */
-struct dispatch_ready {
-	struct fair_item *items;
-	struct program **ready;
-	size_t *order;            /* indexes into items/ready, best first */
-	size_t n;
-	size_t nfair;             /* items[0..nfair) are tenant work in fair order; the rest
-	                           * are shadows (daemon/shadow.h), offered after them */
-	void *block;              /* holds the arrays (dispatch_pass_kept's, or its own) */
-};
-
-static void
-dispatch_ready_free(struct dispatch_ready *r)
+/* The queue a program waits in: shadows after every tenant's work. */
+static struct fair *
+dispatch_queue(struct core *c, const struct program *p)
 {
-	if (r->block != NULL)
-		dispatch_block_return(&dispatch_pass_kept, r->block);
+	return p->shadow_of != NULL ? c->shadow_fair : c->fair;
 }
 
-/* Collects ready programs (running the scheduler on those whose decision is stale, which may
- * end some), to be ordered by fair share (VTC across tenants; priority, deadline, remaining
- * work inside a tenant; starvation bound).  Returns 0 or -ENOMEM. */
+/* Nothing of it in flight, unwritten or ended: it can step (now, or after its backoff). */
 static int
-dispatch_collect(struct core *c, int64_t now, struct dispatch_ready *r, size_t max_decide,
-    int *more)
+dispatch_can_step(const struct program *p)
 {
-	struct fair_item *items;
-	struct program **ready, **shadows;
-	size_t i, n = 0, ns = 0, decided = 0;
-	/* The last tenant looked up: programs of one tenant mostly come in a row. */
-	const char *tenant = NULL;
-	int64_t throttled = 0;
-	int priority = 0;
+	return !p->inflight && !p->persist_pending && !p->commit_queued && !program_is_terminal(p);
+}
 
-	memset(r, 0, sizeof *r);
-	if (c->norder == 0)
-		return 0;
-	/* items, ready, shadows and order in one block (each array starts aligned for its type,
-	 * asserted below; nothing is read before it is written). */
-	r->block = dispatch_block_lend(&dispatch_pass_kept, c->norder * (sizeof *items +
-	    sizeof *ready + sizeof *shadows + sizeof *r->order), false);
-	if (r->block == NULL)
-		return -ENOMEM;
-	r->items = items = r->block;
-	r->ready = ready = (struct program **)(items + c->norder);
-	shadows = ready + c->norder;
-	r->order = (size_t *)(shadows + c->norder);
+/* Its last decision holds (nothing it depends on changed): no need to decide again. */
+static int
+dispatch_decision_fresh(const struct core *c, const struct program *p, int64_t now)
+{
+	return p->decided && p->decided_steps == p->steps &&
+	    p->decided_gen == policies_generation(c->policies) &&
+	    (p->deadline_ms == 0 || now < p->deadline_ms);
+}
+
+/* A program's key in its queue: priority (its own, else its tenant's), deadline, remaining
+ * work, readiness and submission order; what its next step costs.  A shadow has no deadline
+ * and no priority of its tenant: shadows go oldest first. */
+static void
+dispatch_key(struct core *c, struct program *p, struct fair_item *it)
+{
+	uint64_t used = p->decided ? p->decided_used : program_tokens(p);
+
+	memset(it, 0, sizeof *it);
+	it->tenant = p->tenant_key;
+	it->ready_since_ms = p->ready_since_ms;
+	it->cost = (uint64_t)p->next_step_tokens * p->n;
+	it->seq = p->seq;
+	if (p->shadow_of != NULL) {
+		it->priority = p->priority;
+		return;
+	}
+	it->priority = p->priority ? p->priority : tenants_priority(c->tenants, p->tenant);
+	it->deadline_ms = p->deadline_ms;
+	it->est_remaining = p->budget > used ? p->budget - used : 0;
+}
+
+/* Programs backing off after a failed step sleep outside the queue until not_before_ms. */
+static void
+dispatch_sleep(struct core *c, struct program *p)
+{
+	if (p->asleep)
+		return;
+	if (ARRAY_GROW(c->sleeping, c->sleeping_cap, c->nsleeping + 1) != 0)
+		return;   /* dispatch_ready_check finds it */
+	p->asleep = true;
+	p->sleep_ix = c->nsleeping;
+	c->sleeping[c->nsleeping++] = p;
+	if (c->sleep_next_ms == 0 || p->not_before_ms < c->sleep_next_ms)
+		c->sleep_next_ms = p->not_before_ms;
+}
+
+static void
+dispatch_wake(struct core *c, struct program *p)
+{
+	size_t i = p->sleep_ix;
+
+	if (!p->asleep)
+		return;
+	p->asleep = false;
+	if (i < c->nsleeping && c->sleeping[i] == p) {
+		c->sleeping[i] = c->sleeping[--c->nsleeping];
+		c->sleeping[i]->sleep_ix = i;
+	}
+}
+
+void
+dispatch_unready(struct core *c, struct program *p)
+{
+	fair_dequeue(dispatch_queue(c, p), &p->ready);
+	dispatch_wake(c, p);
+}
+
+void
+dispatch_ready(struct core *c, struct program *p)
+{
+	dispatch_unready(c, p);
+	if (!dispatch_can_step(p))
+		return;
+	if (p->not_before_ms > core_now_ms()) {
+		dispatch_sleep(c, p);
+		return;
+	}
+	dispatch_key(c, p, &p->ready.item);
+	(void)fair_enqueue(dispatch_queue(c, p), &p->ready);   /* -ENOMEM: the check finds it */
+}
+
+/* Wakes the sleepers whose backoff is over (a walk over the sleepers only when one is due). */
+static void
+dispatch_wake_due(struct core *c, int64_t now)
+{
+	int64_t next = 0;
+	size_t i = 0;
+
+	if (c->sleep_next_ms == 0 || now < c->sleep_next_ms)
+		return;
+	while (i < c->nsleeping) {
+		struct program *p = c->sleeping[i];
+		if (p->not_before_ms <= now) {
+			dispatch_ready(c, p);   /* takes it out of sleeping: i now holds another */
+			continue;
+		}
+		if (next == 0 || p->not_before_ms < next)
+			next = p->not_before_ms;
+		i++;
+	}
+	c->sleep_next_ms = next;
+}
+
+/* The queue's safety net and its key refresh, at most once a second: every live program
+ * that can step is queued (or asleep), with its key as of now (a tenant's priority or a
+ * policy may have changed).  One found out of the queue is a missed dispatch_ready: it is
+ * counted (c->ready_missed; the tests expect none) and queued. */
+static void
+dispatch_ready_check(struct core *c, int64_t now)
+{
+	uint64_t missed = 0;
+	size_t i;
+
+	if (c->ready_check_ms != 0 && now >= c->ready_check_ms &&
+	    now - c->ready_check_ms < DISPATCH_READY_CHECK_MS)
+		return;
+	c->ready_check_ms = now;
 	for (i = 0; i < c->norder; i++) {
 		struct program *p = c->order[i];
-		struct sched_decision d;
-		uint64_t used;
+		struct fair_item k;
 
 		dispatch_prefetch(c->order, i, c->norder);
-		if (p->inflight || p->persist_pending || p->commit_queued ||
-		    program_is_terminal(p) || p->not_before_ms > now)
-			continue;
-		if (p->decided && p->decided_steps == p->steps &&
-		    p->decided_gen == policies_generation(c->policies) &&
-		    (p->deadline_ms == 0 || now < p->deadline_ms)) {
-			/* Nothing changed since the last decision: reuse it. */
-			d.step_tokens = p->next_step_tokens;
-		} else if (decided >= max_decide) {
-			*more = 1;   /* decided in a later pass */
-			continue;
-		} else if (decided++, dispatch_decide(c, p, &d, 0)) {
-			/* Deadlines and budgets can end a program without a step. */
-			if (i >= c->norder || c->order[i] != p)
-				i--;  /* dispatch_finalize removed it from order */
+		if (!dispatch_can_step(p)) {
+			dispatch_unready(c, p);
 			continue;
 		}
-		if (p->shadow_of != NULL) {
-			/* Lowest priority: after every tenant's work, below (its step size is
-			 * p->next_step_tokens, set by the decision). */
-			shadows[ns++] = p;
+		if (p->asleep)
+			continue;
+		if (!fair_entry_queued(&p->ready)) {
+			missed++;
+			dispatch_ready(c, p);
 			continue;
 		}
-		if (tenant != p->tenant_key) {
-			/* Interned: equal tenants have equal pointers (no string compare, no load
-			 * of the name per ready program). */
-			tenant = p->tenant_key;
-			throttled = tenants_throttle(c->tenants, tenant, now);
-			priority = tenants_priority(c->tenants, tenant);
-		}
-		if (throttled > 0)
-			continue;   /* tokens_per_minute: held back, not failed */
-		used = p->decided_used;   /* == program_tokens(p): set by the decision above */
-		memset(&items[n], 0, sizeof items[n]);
-		items[n].tenant = p->tenant_key;   /* fair_iter_tenants compares pointers first */
-		items[n].priority = p->priority ? p->priority : priority;
-		items[n].deadline_ms = p->deadline_ms;
-		items[n].ready_since_ms = p->ready_since_ms;
-		items[n].est_remaining = p->budget > used ? p->budget - used : 0;
-		items[n].cost = (uint64_t)d.step_tokens * p->n;
-		items[n].seq = p->seq;
-		ready[n++] = p;
+		dispatch_key(c, p, &k);
+		if (k.priority != p->ready.item.priority || k.deadline_ms != p->ready.item.deadline_ms ||
+		    k.est_remaining != p->ready.item.est_remaining || k.cost != p->ready.item.cost ||
+		    k.ready_since_ms != p->ready.item.ready_since_ms)
+			dispatch_ready(c, p);
 	}
-	r->nfair = n;
-	memset(r->order, 0, n * sizeof *r->order);
-	for (i = 0; i < ns; i++) {
-		struct program *p = shadows[i];
-		memset(&items[n], 0, sizeof items[n]);
-		items[n].tenant = p->tenant;
-		items[n].priority = p->priority;
-		items[n].ready_since_ms = p->ready_since_ms;
-		items[n].cost = (uint64_t)p->next_step_tokens * p->n;
-		items[n].seq = p->seq;
-		ready[n] = p;
-		r->order[n] = n;
-		n++;
+	if (missed > 0) {
+		c->ready_missed += missed;
+		log_warn(LOG_DISPATCH, "%llu programs that could step were not in the ready queue "
+		    "(queued now)", (unsigned long long)missed);
 	}
-	r->n = n;
+}
+
+uint64_t
+dispatch_ready_verify(struct core *c)
+{
+	c->ready_check_ms = 0;
+	dispatch_ready_check(c, core_now_ms());
+	return c->ready_missed;
+}
+
+/* dispatch_held's argument. */
+struct dispatch_held_arg {
+	struct core *c;
+	int64_t now;
+};
+
+/* A tenant at its tokens_per_minute limit is held back (not failed) this pass. */
+static int
+dispatch_held(void *arg, const char *tenant)
+{
+	const struct dispatch_held_arg *h = arg;
+
+	return tenants_throttle(h->c->tenants, tenant, h->now) > 0;
+}
+
+/* The programs a pass took from the queue and gives back at its end (no worker for them,
+ * a decision over the pass's bound, a failed send): kept from pass to pass. */
+static struct program **dispatch_aside;
+static size_t dispatch_naside, dispatch_aside_cap;
+
+static int
+dispatch_aside_add(struct program *p)
+{
+	if (ARRAY_GROW(dispatch_aside, dispatch_aside_cap, dispatch_naside + 1) != 0)
+		return -ENOMEM;
+	dispatch_aside[dispatch_naside++] = p;
 	return 0;
 }
 
-/* Ends the programs whose deadline passed without collecting or ordering anything: the pass
- * when no worker has a free step slot.  Walks the live programs only once the earliest
+/* Ends a pass: closes the queues' passes and gives back what went aside. */
+static void
+dispatch_pass_end(struct core *c)
+{
+	size_t i;
+
+	fair_pass_end(c->fair);
+	fair_pass_end(c->shadow_fair);
+	for (i = 0; i < dispatch_naside; i++)
+		dispatch_ready(c, dispatch_aside[i]);
+	dispatch_naside = 0;
+}
+
+/* The next program of a pass: tenant work in fair order, then shadows (*shadow set from
+ * then on); NULL at the end. */
+static struct program *
+dispatch_next(struct core *c, int64_t now, int *shadow)
+{
+	struct fair_entry *e;
+
+	if (!*shadow) {
+		if ((e = fair_pass_next(c->fair)) != NULL)
+			return (struct program *)((char *)e - offsetof(struct program, ready));
+		fair_pass_end(c->fair);
+		*shadow = 1;
+		if (fair_pass_start(c->shadow_fair, now, 0, NULL, NULL) != 0)
+			return NULL;
+	}
+	if ((e = fair_pass_next(c->shadow_fair)) != NULL)
+		return (struct program *)((char *)e - offsetof(struct program, ready));
+	return NULL;
+}
+
+/* Takes the next program of a pass that may step now, its decision fresh (deciding, at most
+ * *decide_left times, those that are stale: a decision may end one), charged to the pass's
+ * simulated counters; NULL at the end.  Programs it cannot take now go aside (*more set when
+ * one waits for the decision bound); -ENOMEM in *err when the aside list cannot grow. */
+static struct program *
+dispatch_take(struct core *c, int64_t now, int *shadow, size_t *decide_left, int *more,
+    int *err)
+{
+	struct program *p;
+	struct sched_decision d;
+
+	while ((p = dispatch_next(c, now, shadow)) != NULL) {
+		if (!dispatch_can_step(p))
+			continue;   /* queued again when it can */
+		if (p->not_before_ms <= now && !dispatch_decision_fresh(c, p, now)) {
+			if (*decide_left == 0) {
+				*more = 1;    /* decided in a later pass */
+			} else {
+				(*decide_left)--;
+				if (dispatch_decide(c, p, &d, 0))
+					continue;   /* a deadline or budget ended it */
+			}
+		}
+		if (p->not_before_ms > now || !dispatch_decision_fresh(c, p, now)) {
+			if (dispatch_aside_add(p) != 0) {
+				*err = -ENOMEM;
+				dispatch_ready(c, p);
+				return NULL;
+			}
+			continue;
+		}
+		fair_pass_charge(dispatch_queue(c, p), &p->ready,
+		    (uint64_t)p->next_step_tokens * p->n);
+		return p;
+	}
+	return NULL;
+}
+
+/* Ends the programs whose deadline passed wherever they wait (a program's turn may be far
+ * off when many are ready).  Walks the live programs only once the earliest
  * deadline known (c->expire_next_ms, lowered by core_order_add) has come, and learns the next
  * one on the way: while the workers are busy a kick (each Submit, each reply) costs nothing
  * when no deadline is due. */
@@ -669,50 +826,48 @@ void
 dispatch_run(struct core *c)
 {
 	int64_t now = core_now_ms(), t0;
-	struct dispatch_ready r;
-	struct fair_iter *it = NULL;
-	size_t i, sent = 0, shadow;
-	int more = 0;
+	struct dispatch_held_arg h = { c, now };
+	size_t sent = 0, decide_left = DISPATCH_DECIDE_MAX;
+	int more = 0, shadow = 0, err = 0;
 
 	if (c->draining || c->norder == 0)
 		return;
 	t0 = dispatch_mono_us();
-	memset(&r, 0, sizeof r);
-	if (!pool_has_slots(c->pool)) {
-		/* Nothing can start: no ordering, only deadlines. */
-		dispatch_expire(c, now);
+	dispatch_ready_check(c, now);
+	dispatch_wake_due(c, now);
+	/* Deadlines end programs wherever they wait (not only when their turn comes). */
+	dispatch_expire(c, now);
+	if (!pool_has_slots(c->pool) ||
+	    fair_pass_start(c->fair, now, c->opt.starvation_ms, dispatch_held, &h) != 0)
 		goto out;
-	}
-	if (dispatch_collect(c, now, &r, DISPATCH_DECIDE_MAX, &more) != 0 || r.n == 0 ||
-	    (r.nfair > 0 &&
-	    fair_iter_start(c->fair, r.items, r.nfair, now, c->opt.starvation_ms, &it) != 0))
-		goto out;
-	/* Items in fair order, then shadows, only as many as workers take, at most
+	/* Tenant work in fair order, then shadows, only as many as workers take, at most
 	 * DISPATCH_PASS_MAX steps per pass: the rest goes in the next turn, after replies, RPCs
 	 * and probes. */
-	shadow = r.nfair;
 	while (pool_has_slots(c->pool)) {
-		struct program *p;
-		if (it == NULL || fair_iter_next(it, &i) != 1) {
-			if (shadow >= r.n)
-				break;
-			i = shadow++;
-		}
-		p = r.ready[i];
-		struct pool_worker *w = pool_pick(c->pool, p->worker, p->n, p->model);
-		struct sched_decision d;
+		struct program *p = dispatch_take(c, now, &shadow, &decide_left, &more, &err);
+		struct pool_worker *w;
 
-		if (w == NULL)
+		if (p == NULL)
+			break;
+		w = pool_pick(c->pool, p->worker, p->n, p->model);
+		if (w == NULL || dispatch_send_step(c, p, w, p->next_step_tokens) != 0) {
+			if (w != NULL)
+				p->not_before_ms = now + c->opt.retry_backoff_ms;
+			if (dispatch_aside_add(p) != 0) {
+				dispatch_ready(c, p);
+				break;
+			}
 			continue;
-		d.step_tokens = (uint32_t)(r.items[i].cost / p->n);
-		if (dispatch_send_step(c, p, w, d.step_tokens) != 0)
-			p->not_before_ms = now + c->opt.retry_backoff_ms;
-		else if (++sent >= DISPATCH_PASS_MAX) {
+		}
+		if (++sent >= DISPATCH_PASS_MAX) {
 			more = 1;
 			break;
 		}
 	}
+	if (err != 0)
+		more = 1;
 out:
+	dispatch_pass_end(c);
 	/* One Step call per worker carries every program placed on it in this pass. */
 	pool_step_flush(c->pool);
 	if (more) {
@@ -721,28 +876,51 @@ out:
 		static const struct timeval zero = { 0, 0 };
 		event_add(c->kick, &zero);
 	}
-	fair_iter_free(it);
-	dispatch_ready_free(&r);
 	telemetry_pass(c->tel, (dispatch_mono_us() - t0) / 1e6);
 }
 
 int
 dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
 {
-	struct dispatch_ready r;
 	int64_t now = core_now_ms();
-	size_t i;
-	int rc, more = 0;
+	struct dispatch_held_arg h = { c, now };
+	struct program **got = NULL, *p;
+	size_t i, ngot = 0, cap = 0, decide_left = SIZE_MAX;
+	int rc = 0, more = 0, shadow = 0;
 
-	rc = dispatch_collect(c, now, &r, SIZE_MAX, &more);
-	if (rc == 0 && r.nfair > 0)
-		rc = fair_order(c->fair, r.items, r.nfair, now, c->opt.starvation_ms, r.order);
-	if (rc == 0) {
-		for (i = 0; i < r.n && i < max; i++)
-			ids[i] = r.ready[r.order[i]]->id;
-		*n = i;
+	*n = 0;
+	/* Every stale decision first (a pass would make them as it goes; here every queued
+	 * program's key is then as of its decision). */
+	for (i = 0; i < c->norder; i++) {
+		struct sched_decision d;
+		p = c->order[i];
+		if (fair_entry_queued(&p->ready) && !dispatch_decision_fresh(c, p, now)) {
+			if (dispatch_decide(c, p, &d, 0)) {
+				if (i >= c->norder || c->order[i] != p)
+					i--;  /* dispatch_finalize removed it from order */
+				continue;
+			}
+			dispatch_ready(c, p);
+		}
 	}
-	dispatch_ready_free(&r);
+	dispatch_wake_due(c, now);
+	rc = fair_pass_start(c->fair, now, c->opt.starvation_ms, dispatch_held, &h);
+	/* The order a pass would take, without workers: everything taken is given back. */
+	while (rc == 0 && (p = dispatch_take(c, now, &shadow, &decide_left, &more, &rc)) != NULL) {
+		if (ARRAY_GROW(got, cap, ngot + 1) != 0) {
+			rc = -ENOMEM;
+			(void)dispatch_aside_add(p);
+			break;
+		}
+		got[ngot++] = p;
+		if (ngot <= max)
+			ids[ngot - 1] = p->id;
+	}
+	dispatch_pass_end(c);
+	for (i = 0; i < ngot; i++)
+		dispatch_ready(c, got[i]);
+	free(got);
+	*n = ngot < max ? ngot : max;
 	return rc;
 }
 
@@ -798,6 +976,7 @@ dispatch_persisted(struct core *c, struct program *p, int final)
 
 	if (!final) {
 		events_progress(p);
+		dispatch_ready(c, p);   /* its next step */
 		return;
 	}
 	if (p->shadow_of != NULL) {

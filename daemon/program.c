@@ -35,6 +35,7 @@ program_new(const char *id, const char *tenant, const char *problem, enum sched_
 	p = calloc(1, sizeof *p);
 	if (p == NULL)
 		return NULL;
+	fair_entry_init(&p->ready);
 	p->chains = calloc(n ? n : 1, sizeof *p->chains);
 	if (p->chains == NULL || program_set_str(&p->id, id) != 0 ||
 	    program_set_str(&p->tenant, tenant) != 0 ||

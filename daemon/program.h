@@ -25,6 +25,7 @@
 
 #include "certa/v1/reasoning.pb-c.h"
 #include "certa/v1/records.pb-c.h"
+#include "scheduler/fair.h"
 #include "scheduler/router.h"
 #include "scheduler/sched.h"
 
@@ -135,6 +136,10 @@ struct program {
 	int64_t not_before_ms;    /* backoff after a failure */
 	int64_t ready_since_ms;   /* when it last became ready to step (starvation bound) */
 	uint64_t seq;             /* submission order (memory) */
+	struct fair_entry ready;  /* in the ready queue (dispatch_ready) while it can step */
+	size_t order_ix;          /* its index in the core's live order */
+	bool asleep;              /* backing off: in the core's sleepers, not queued */
+	size_t sleep_ix;          /* its index there */
 	uint64_t steps;
 	double certaindex;
 	char *answer;             /* current best answer */

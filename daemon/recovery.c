@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/dispatch.h"
 #include "daemon/program.h"
 #include "daemon/tenants.h"
 #include "lib/array.h"
@@ -253,6 +254,7 @@ recovery_run(struct core *c)
 			} else {
 				p->seq = c->next_seq++;
 				p->ready_since_ms = core_now_ms();
+				dispatch_ready(c, p);   /* queued with its seq and age */
 				(void)tenants_ensure(c->tenants, p->tenant);
 				tenants_program_state(c->tenants, p->tenant, 0, (int)p->state);
 				resumed++;

@@ -1,5 +1,6 @@
 /* fair.c — virtual token counters across tenants, priorities/EDF/SJF inside a tenant. */
 #include "scheduler/fair.h"
+#include "scheduler/fair_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -9,21 +10,6 @@
 
 #include "lib/array.h"
 #include "lib/hash.h"
-
-struct fair_tenant {
-	char *name;
-	uint32_t weight;
-	double counter;
-	uint64_t served;
-	bool backlogged;
-	double recent;            /* decayed tokens served */
-	int64_t recent_ms;        /* time of the last decay */
-};
-
-struct fair {
-	struct fair_tenant *t;
-	size_t n, cap;
-};
 
 struct fair *
 fair_new(void)
@@ -38,14 +24,17 @@ fair_free(struct fair *f)
 
 	if (f == NULL)
 		return;
-	for (i = 0; i < f->n; i++)
+	fairq_fini(f);
+	for (i = 0; i < f->n; i++) {
 		free(f->t[i].name);
+		free(f->t[i].q);
+	}
 	free(f->t);
 	free(f);
 }
 
-static struct fair_tenant *
-fair_find(const struct fair *f, const char *name)
+struct fair_tenant *
+fair_tenant_find(const struct fair *f, const char *name)
 {
 	size_t i;
 
@@ -55,11 +44,10 @@ fair_find(const struct fair *f, const char *name)
 	return NULL;
 }
 
-/* Finds or adds a tenant (weight 1, counter 0). */
-static struct fair_tenant *
-fair_get(struct fair *f, const char *name)
+struct fair_tenant *
+fair_tenant_get(struct fair *f, const char *name)
 {
-	struct fair_tenant *t = fair_find(f, name);
+	struct fair_tenant *t = fair_tenant_find(f, name);
 
 	if (t != NULL)
 		return t;
@@ -71,6 +59,7 @@ fair_get(struct fair *f, const char *name)
 	if (t->name == NULL)
 		return NULL;
 	t->weight = 1;
+	t->tpos = t->apos = SIZE_MAX;
 	f->n++;
 	return t;
 }
@@ -82,7 +71,7 @@ fair_set_weight(struct fair *f, const char *tenant, uint32_t weight)
 
 	if (weight < 1)
 		return -EINVAL;
-	t = fair_get(f, tenant);
+	t = fair_tenant_get(f, tenant);
 	if (t == NULL)
 		return -ENOMEM;
 	/* Keep the virtual time continuous: served/weight under the new weight. */
@@ -93,7 +82,7 @@ fair_set_weight(struct fair *f, const char *tenant, uint32_t weight)
 void
 fair_charge(struct fair *f, const char *tenant, uint64_t tokens)
 {
-	struct fair_tenant *t = fair_get(f, tenant);
+	struct fair_tenant *t = fair_tenant_get(f, tenant);
 
 	if (t == NULL)
 		return;
@@ -104,7 +93,7 @@ fair_charge(struct fair *f, const char *tenant, uint64_t tokens)
 double
 fair_counter(const struct fair *f, const char *tenant)
 {
-	const struct fair_tenant *t = fair_find(f, tenant);
+	const struct fair_tenant *t = fair_tenant_find(f, tenant);
 
 	return t != NULL ? t->counter : 0;
 }
@@ -112,7 +101,7 @@ fair_counter(const struct fair *f, const char *tenant)
 uint64_t
 fair_served(const struct fair *f, const char *tenant)
 {
-	const struct fair_tenant *t = fair_find(f, tenant);
+	const struct fair_tenant *t = fair_tenant_find(f, tenant);
 
 	return t != NULL ? t->served : 0;
 }
@@ -129,7 +118,7 @@ fair_decayed(const struct fair_tenant *t, int64_t now_ms)
 void
 fair_note_served(struct fair *f, const char *tenant, uint64_t tokens, int64_t now_ms)
 {
-	struct fair_tenant *t = fair_get(f, tenant);
+	struct fair_tenant *t = fair_tenant_get(f, tenant);
 
 	if (t == NULL)
 		return;
@@ -156,16 +145,21 @@ fair_recent_share(const struct fair *f, const char *tenant, int64_t now_ms)
 void
 fair_remove(struct fair *f, const char *tenant)
 {
-	struct fair_tenant *t = fair_find(f, tenant);
+	struct fair_tenant *t = fair_tenant_find(f, tenant);
+	size_t j;
 
 	if (t == NULL)
 		return;
+	j = (size_t)(t - f->t);
+	fairq_drop_tenant(f, j);
 	free(t->name);
+	free(t->q);
 	*t = f->t[--f->n];
+	if (j < f->n)
+		fairq_moved_tenant(f, j);
 }
 
-/* Inside a tenant: priority, deadline (EDF), remaining work (SJF), age, submission. */
-static bool
+bool
 fair_item_before(const struct fair_item *a, const struct fair_item *b)
 {
 	if (a->priority != b->priority)
@@ -352,11 +346,11 @@ fair_iter_tenants(struct fair *f, const struct fair_item *items, size_t n, size_
 			if (2 * (f->n + 1) > cap) {
 				/* Table full: rebuild it larger (rare: many new tenants at once). */
 				free(tab);
-				if (fair_get(f, name) == NULL)
+				if (fair_tenant_get(f, name) == NULL)
 					return -ENOMEM;
 				return fair_iter_tenants(f, items, n, tix);
 			}
-			if (fair_get(f, name) == NULL)
+			if (fair_tenant_get(f, name) == NULL)
 				goto out;
 			tab[h] = f->n - 1;
 		}
@@ -534,13 +528,13 @@ fair_order_ref(struct fair *f, const struct fair_item *items, size_t n, int64_t 
 	if (ten == NULL || vc == NULL || taken == NULL)
 		goto out;
 	for (i = 0; i < n; i++) {
-		ten[i] = fair_get(f, items[i].tenant);
+		ten[i] = fair_tenant_get(f, items[i].tenant);
 		if (ten[i] == NULL)
 			goto out;
 	}
 	/* fair_get may have moved the array: resolve pointers again. */
 	for (i = 0; i < n; i++)
-		ten[i] = fair_find(f, items[i].tenant);
+		ten[i] = fair_tenant_find(f, items[i].tenant);
 	/* Lift newly backlogged tenants to the least counter among the continuing ones. */
 	for (j = 0; j < f->n; j++) {
 		bool now_backlogged = false;

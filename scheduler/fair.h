@@ -54,7 +54,7 @@ void fair_note_served(struct fair *f, const char *tenant, uint64_t tokens, int64
 /* The tenant's share of all tokens served recently (decayed with FAIR_WINDOW_HALF_LIFE_MS),
  * in [0,1]; 0 when nothing was served. */
 double fair_recent_share(const struct fair *f, const char *tenant, int64_t now_ms);
-/* Forgets a tenant. */
+/* Forgets a tenant (and drops its queued entries: they are out of the queue after it). */
 void fair_remove(struct fair *f, const char *tenant);
 
 /*
@@ -81,6 +81,55 @@ int fair_iter_start(struct fair *f, const struct fair_item *items, size_t n, int
     int64_t starvation_bound_ms, struct fair_iter **out);
 int fair_iter_next(struct fair_iter *it, size_t *idx);
 void fair_iter_free(struct fair_iter *it);
+
+/*
+ * The ready queue kept across dispatch passes (scheduler/fairq.c): the same order as
+ * fair_iter_start/fair_iter_next, but the per-tenant heaps live on between passes, updated
+ * as work becomes ready (fair_enqueue) and is taken (fair_pass_next), so a pass costs
+ * O(tenants + taken * log n) instead of O(ready).  Entries are embedded in the caller's
+ * objects; item.tenant must stay valid while the entry is queued.  The key (item) is read
+ * when the entry is queued: to change it, dequeue, change, enqueue.
+ *
+ * A pass: fair_pass_start marks the backlogged tenants and lifts the newly backlogged ones
+ * as fair_iter_start does (a tenant that `held` says is held back, e.g. at its rate limit,
+ * takes no part in the pass and counts as not backlogged).  fair_pass_next dequeues and
+ * returns the next entry: starved entries first (waited >= the bound since ready_since_ms),
+ * oldest first, then the tenant with the least simulated counter gives its best entry
+ * (ties: the older seq).  The caller charges what it took with fair_pass_charge (the
+ * simulated counter of the pass; real service is charged with fair_charge).  Entries
+ * queued or dequeued during a pass take part in it.  fair_pass_end closes the pass.
+ */
+struct fair_entry {
+	struct fair_item item;
+	struct fair_entry *older, *newer;  /* the tenant's entries by age */
+	size_t pos;                        /* in the tenant's heap; FAIR_OUT: not queued */
+	size_t tix;                        /* the tenant's index (internal) */
+};
+#define FAIR_OUT SIZE_MAX
+
+/* An entry that is not queued (call once before its first use). */
+void fair_entry_init(struct fair_entry *e);
+static inline int
+fair_entry_queued(const struct fair_entry *e)
+{
+	return e->pos != FAIR_OUT;
+}
+/* Queues an entry with the key in e->item (the tenant is added when new).  0, -EALREADY
+ * (already queued) or -ENOMEM. */
+int fair_enqueue(struct fair *f, struct fair_entry *e);
+/* Takes an entry out of the queue (nothing when it is not queued). */
+void fair_dequeue(struct fair *f, struct fair_entry *e);
+/* Entries queued. */
+size_t fair_queued(const struct fair *f);
+
+/* Starts a pass at now_ms; held(arg, tenant) may be NULL.  0 or -ENOMEM. */
+int fair_pass_start(struct fair *f, int64_t now_ms, int64_t starvation_bound_ms,
+    int (*held)(void *arg, const char *tenant), void *arg);
+/* The next entry of the pass, dequeued; NULL when no tenant taking part has one. */
+struct fair_entry *fair_pass_next(struct fair *f);
+/* Adds cost (at least 1) tokens to the pass's simulated counter of e's tenant. */
+void fair_pass_charge(struct fair *f, const struct fair_entry *e, uint64_t cost);
+void fair_pass_end(struct fair *f);
 
 /* The former O(n^2) selection (kept as the reference the tests compare with).  It agrees
  * with fair_order except when tenants tie on their counters: it then can pick a tenant's

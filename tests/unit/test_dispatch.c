@@ -91,6 +91,8 @@ teardown(void **state)
 	struct fx *f = *state;
 	int done = 0, i;
 
+	if (f->c != NULL)
+		assert_int_equal(dispatch_ready_verify(f->c), 0);
 	core_free(f->c);
 	cqbridge_shutdown(f->br, set_flag, &done);
 	for (i = 0; i < 500 && !done; i++) {

@@ -1,4 +1,5 @@
 /* test_fair.c — VTC fair sharing, lifting, priorities/EDF/SJF inside a tenant, starvation. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -354,6 +355,173 @@ test_iter_prefix(void **state)
 	fair_free(f2);
 }
 
+/* The ready queue kept across passes takes the same order as fair_order over the same
+ * items, pass after pass, while items come (enqueued), go (dequeued) and are served (the
+ * first few of each pass, charged to both).  Costs are non-zero and starved items do not tie
+ * on their age: there the queue's rules (at least 1 token charged; seq breaks an age tie)
+ * and fair_order's (cost as it is; input order) differ. */
+static void
+test_queue_matches_order(void **state)
+{
+	enum { N = 240 };
+	struct fair *f1 = fair_new(), *f2 = fair_new();
+	static struct fair_entry e[N];
+	struct fair_item cur[N];
+	char names[N][8];
+	size_t live[N], nlive = 0, order[N], k, i, round;
+	unsigned seed = 4242;
+	int in[N] = { 0 };
+
+	(void)state;
+	assert_non_null(f1);
+	assert_non_null(f2);
+	assert_int_equal(fair_set_weight(f1, "t1", 2), 0);
+	assert_int_equal(fair_set_weight(f2, "t1", 2), 0);
+	for (i = 0; i < N; i++)
+		fair_entry_init(&e[i]);
+	for (round = 0; round < 60; round++) {
+		int64_t now = 100000 + (int64_t)round * 50, bound = round % 3 == 0 ? 15000 : 0;
+		struct fair_entry *x;
+		/* Some come, some go. */
+		for (i = 0; i < N; i++) {
+			int r = rand_r(&seed) % 10;
+			if (!in[i] && r < 3) {
+				struct fair_item it;
+				rnd_items(&seed, &it, &names[i], 1, 6, now);
+				it.seq = i;
+				it.ready_since_ms = now - 20000 + (int64_t)i * 83 % 20000;
+				it.cost = 1 + (uint64_t)(rand_r(&seed) % 500);
+				e[i].item = it;
+				assert_int_equal(fair_enqueue(f2, &e[i]), 0);
+				assert_int_equal(fair_enqueue(f2, &e[i]), -EALREADY);
+				in[i] = 1;
+			} else if (in[i] && r == 9) {
+				fair_dequeue(f2, &e[i]);
+				assert_false(fair_entry_queued(&e[i]));
+				in[i] = 0;
+			}
+		}
+		nlive = 0;
+		for (i = 0; i < N; i++)
+			if (in[i]) {
+				cur[nlive] = e[i].item;
+				live[nlive++] = i;
+			}
+		assert_int_equal(fair_queued(f2), nlive);
+		if (nlive == 0)
+			continue;
+		assert_int_equal(fair_order(f1, cur, nlive, now, bound, order), 0);
+		assert_int_equal(fair_pass_start(f2, now, bound, NULL, NULL), 0);
+		for (k = 0; k < nlive; k++) {
+			x = fair_pass_next(f2);
+			assert_non_null(x);
+			assert_false(fair_entry_queued(x));
+			assert_ptr_equal(x, &e[live[order[k]]]);
+			fair_pass_charge(f2, x, x->item.cost);
+		}
+		assert_null(fair_pass_next(f2));
+		fair_pass_end(f2);
+		/* The first few were served; the rest wait in the queue again. */
+		for (k = 0; k < nlive; k++) {
+			i = live[order[k]];
+			if (k < 5) {
+				fair_charge(f1, e[i].item.tenant, e[i].item.cost);
+				fair_charge(f2, e[i].item.tenant, e[i].item.cost);
+				in[i] = 0;
+			} else {
+				assert_int_equal(fair_enqueue(f2, &e[i]), 0);
+			}
+		}
+	}
+	fair_free(f1);
+	fair_free(f2);
+}
+
+static int
+held_t2(void *arg, const char *tenant)
+{
+	(void)arg;
+	return strcmp(tenant, "t2") == 0;
+}
+
+/* A held tenant sits a pass out (its entries stay queued); an entry queued during a pass
+ * takes part in it; a removed tenant's entries are out of the queue. */
+static void
+test_queue_held_during_and_removed(void **state)
+{
+	struct fair *f = fair_new();
+	struct fair_entry e[6], *x;
+	const char *ten[6] = { "t1", "t2", "t1", "t2", "t3", "t3" };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 6; i++) {
+		fair_entry_init(&e[i]);
+		e[i].item.tenant = ten[i];
+		e[i].item.seq = i;
+		e[i].item.ready_since_ms = 1000 + (int64_t)i;
+		e[i].item.cost = 10;
+	}
+	for (i = 0; i < 4; i++)
+		assert_int_equal(fair_enqueue(f, &e[i]), 0);
+	assert_int_equal(fair_pass_start(f, 2000, 0, held_t2, NULL), 0);
+	x = fair_pass_next(f);
+	assert_ptr_equal(x, &e[0]);
+	fair_pass_charge(f, x, 10);
+	/* t3 comes during the pass with a counter of 0: it goes before t1's second. */
+	assert_int_equal(fair_enqueue(f, &e[4]), 0);
+	assert_ptr_equal(fair_pass_next(f), &e[4]);
+	assert_ptr_equal(fair_pass_next(f), &e[2]);
+	assert_null(fair_pass_next(f));   /* t2 is held */
+	fair_pass_end(f);
+	assert_int_equal(fair_queued(f), 2);
+	assert_true(fair_entry_queued(&e[1]) && fair_entry_queued(&e[3]));
+	/* t2 is removed while t3 (after it in the table) has an entry: t3's entry follows. */
+	assert_int_equal(fair_enqueue(f, &e[5]), 0);
+	fair_remove(f, "t2");
+	assert_false(fair_entry_queued(&e[1]));
+	assert_false(fair_entry_queued(&e[3]));
+	assert_int_equal(fair_queued(f), 1);
+	assert_int_equal(fair_pass_start(f, 2000, 0, held_t2, NULL), 0);
+	assert_ptr_equal(fair_pass_next(f), &e[5]);
+	assert_null(fair_pass_next(f));
+	fair_pass_end(f);
+	fair_dequeue(f, &e[5]);   /* not queued: nothing */
+	assert_int_equal(fair_queued(f), 0);
+	fair_free(f);
+}
+
+/* Starved entries come first, oldest first across tenants, whatever their counters. */
+static void
+test_queue_starved_first(void **state)
+{
+	struct fair *f = fair_new();
+	struct fair_entry e[4];
+	const char *ten[4] = { "a", "b", "a", "b" };
+	const int64_t since[4] = { 5000, 1000, 9000, 3000 };
+	size_t i;
+
+	(void)state;
+	fair_charge(f, "b", 1000000);   /* b is far ahead in service */
+	for (i = 0; i < 4; i++) {
+		fair_entry_init(&e[i]);
+		e[i].item.tenant = ten[i];
+		e[i].item.seq = i;
+		e[i].item.ready_since_ms = since[i];
+		e[i].item.cost = 10;
+		assert_int_equal(fair_enqueue(f, &e[i]), 0);
+	}
+	/* At 20000 with a bound of 12000: 1000, 3000 and 5000 are starved. */
+	assert_int_equal(fair_pass_start(f, 20000, 12000, NULL, NULL), 0);
+	assert_ptr_equal(fair_pass_next(f), &e[1]);
+	assert_ptr_equal(fair_pass_next(f), &e[3]);
+	assert_ptr_equal(fair_pass_next(f), &e[0]);
+	assert_ptr_equal(fair_pass_next(f), &e[2]);
+	assert_null(fair_pass_next(f));
+	fair_pass_end(f);
+	fair_free(f);
+}
+
 int
 main(void)
 {
@@ -367,6 +535,9 @@ main(void)
 		cmocka_unit_test(test_order_matches_former_selection),
 		cmocka_unit_test(test_order_rule_with_ties),
 		cmocka_unit_test(test_iter_prefix),
+		cmocka_unit_test(test_queue_matches_order),
+		cmocka_unit_test(test_queue_held_during_and_removed),
+		cmocka_unit_test(test_queue_starved_first),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
