@@ -12,6 +12,15 @@
 
 #include "scheduler/fair.h"
 
+/* A heap slot: an entry's key inside its tenant, kept in the slot so that sifting compares
+ * within the heap's own array (the entries live in the caller's objects, far apart). */
+struct fair_slot {
+	int64_t deadline_ms, ready_since_ms;
+	uint64_t est_remaining, seq;
+	int priority;
+	struct fair_entry *e;
+};
+
 struct fair_tenant {
 	char *name;
 	uint32_t weight;
@@ -22,7 +31,7 @@ struct fair_tenant {
 	int64_t recent_ms;        /* time of the last decay */
 	/* Its queued entries (fairq.c): a binary heap in the order inside a tenant, and the
 	 * same entries by age (ready_since_ms, then seq), oldest first. */
-	struct fair_entry **q;
+	struct fair_slot *q;
 	size_t qn, qcap;
 	struct fair_entry *oldest, *newest;
 	/* During a pass: the simulated counter and the positions in the pass's heaps. */

@@ -24,15 +24,22 @@ fair_queued(const struct fair *f)
 
 /* --- inside a tenant: a heap of entries, and a list by age --- */
 
-/* Entry a goes before entry b inside their tenant (seq breaks every tie). */
-static int
-fairq_entry_before(const struct fair_entry *a, const struct fair_entry *b)
+/* Slot a goes before slot b inside their tenant: priority, deadline (EDF), remaining work
+ * (SJF), age, submission (fair_item_before's order; seq breaks every tie). */
+static inline int
+fairq_slot_before(const struct fair_slot *a, const struct fair_slot *b)
 {
-	if (fair_item_before(&a->item, &b->item))
-		return 1;
-	if (fair_item_before(&b->item, &a->item))
-		return 0;
-	return a->item.seq < b->item.seq;
+	if (a->priority != b->priority)
+		return a->priority > b->priority;
+	if ((a->deadline_ms != 0) != (b->deadline_ms != 0))
+		return a->deadline_ms != 0;
+	if (a->deadline_ms != b->deadline_ms)
+		return a->deadline_ms < b->deadline_ms;
+	if (a->est_remaining != b->est_remaining)
+		return a->est_remaining < b->est_remaining;
+	if (a->ready_since_ms != b->ready_since_ms)
+		return a->ready_since_ms < b->ready_since_ms;
+	return a->seq < b->seq;
 }
 
 /* Entry a is older than entry b (the starvation order). */
@@ -44,42 +51,42 @@ fairq_entry_older(const struct fair_entry *a, const struct fair_entry *b)
 	return a->item.seq < b->item.seq;
 }
 
-static void
-fairq_heap_set(struct fair_tenant *t, size_t i, struct fair_entry *e)
+static inline void
+fairq_heap_set(struct fair_tenant *t, size_t i, const struct fair_slot *s)
 {
-	t->q[i] = e;
-	e->pos = i;
+	t->q[i] = *s;
+	s->e->pos = i;
 }
 
 static void
 fairq_heap_up(struct fair_tenant *t, size_t i)
 {
-	struct fair_entry *e = t->q[i];
+	struct fair_slot s = t->q[i];
 
-	while (i > 0 && fairq_entry_before(e, t->q[(i - 1) / 2])) {
-		fairq_heap_set(t, i, t->q[(i - 1) / 2]);
+	while (i > 0 && fairq_slot_before(&s, &t->q[(i - 1) / 2])) {
+		fairq_heap_set(t, i, &t->q[(i - 1) / 2]);
 		i = (i - 1) / 2;
 	}
-	fairq_heap_set(t, i, e);
+	fairq_heap_set(t, i, &s);
 }
 
 static void
 fairq_heap_down(struct fair_tenant *t, size_t i)
 {
-	struct fair_entry *e = t->q[i];
+	struct fair_slot s = t->q[i];
 
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = l;
 		if (l >= t->qn)
 			break;
-		if (r < t->qn && fairq_entry_before(t->q[r], t->q[l]))
+		if (r < t->qn && fairq_slot_before(&t->q[r], &t->q[l]))
 			m = r;
-		if (!fairq_entry_before(t->q[m], e))
+		if (!fairq_slot_before(&t->q[m], &s))
 			break;
-		fairq_heap_set(t, i, t->q[m]);
+		fairq_heap_set(t, i, &t->q[m]);
 		i = m;
 	}
-	fairq_heap_set(t, i, e);
+	fairq_heap_set(t, i, &s);
 }
 
 /* Age list: inserted from the newest end (entries mostly come newest). */
@@ -128,7 +135,7 @@ fairq_vtc_before(const struct fair *f, size_t a, size_t b)
 
 	if (ta->vc != tb->vc)
 		return ta->vc < tb->vc;
-	return ta->q[0]->item.seq < tb->q[0]->item.seq;
+	return ta->q[0].seq < tb->q[0].seq;
 }
 
 /* Tenant a before tenant b in the starvation heap: the older oldest entry. */
@@ -281,7 +288,15 @@ fair_enqueue(struct fair *f, struct fair_entry *e)
 	}
 	if (ARRAY_GROW(t->q, t->qcap, t->qn + 1) != 0)
 		return -ENOMEM;
-	t->q[t->qn++] = e;
+	{
+		struct fair_slot *sl = &t->q[t->qn++];
+		sl->deadline_ms = e->item.deadline_ms;
+		sl->ready_since_ms = e->item.ready_since_ms;
+		sl->est_remaining = e->item.est_remaining;
+		sl->seq = e->item.seq;
+		sl->priority = e->item.priority;
+		sl->e = e;
+	}
 	fairq_heap_up(t, t->qn - 1);
 	fairq_age_insert(t, e);
 	f->queued++;
@@ -301,8 +316,8 @@ fair_dequeue(struct fair *f, struct fair_entry *e)
 	i = e->pos;
 	e->pos = FAIR_OUT;
 	if (--t->qn > i) {
-		struct fair_entry *moved = t->q[t->qn];
-		fairq_heap_set(t, i, moved);
+		struct fair_entry *moved = t->q[t->qn].e;
+		fairq_heap_set(t, i, &t->q[t->qn]);
 		fairq_heap_up(t, i);
 		fairq_heap_down(t, moved->pos);
 	}
@@ -319,8 +334,8 @@ fairq_drop_tenant(struct fair *f, size_t j)
 	size_t i;
 
 	for (i = 0; i < t->qn; i++) {
-		t->q[i]->pos = FAIR_OUT;
-		t->q[i]->older = t->q[i]->newer = NULL;
+		t->q[i].e->pos = FAIR_OUT;
+		t->q[i].e->older = t->q[i].e->newer = NULL;
 	}
 	f->queued -= t->qn;
 	t->qn = 0;
@@ -338,7 +353,7 @@ fairq_moved_tenant(struct fair *f, size_t to)
 	size_t i;
 
 	for (i = 0; i < t->qn; i++)
-		t->q[i]->tix = to;
+		t->q[i].e->tix = to;
 	if (t->tpos != SIZE_MAX)
 		f->th[t->tpos] = to;
 	if (t->apos != SIZE_MAX)
@@ -404,7 +419,7 @@ fair_pass_next(struct fair *f)
 	if (f->nah > 0)
 		e = f->t[f->ah[0]].oldest;           /* starved: the oldest first */
 	else if (f->nth > 0)
-		e = f->t[f->th[0]].q[0];             /* VTC: the least counter's best */
+		e = f->t[f->th[0]].q[0].e;           /* VTC: the least counter's best */
 	else
 		return NULL;
 	fair_dequeue(f, e);
