@@ -151,7 +151,17 @@ fair_remove(struct fair *f, const char *tenant)
 	if (t == NULL)
 		return;
 	j = (size_t)(t - f->t);
-	fairq_drop_tenant(f, j);
+	if (t->qn > 0) {
+		/* Its programs still wait in the queue: keep the slot, forget its share (a tenant
+		 * created again under the name starts afresh; lifted when it is next backlogged). */
+		t->weight = 1;
+		t->counter = 0;
+		t->served = 0;
+		t->recent = 0;
+		t->recent_ms = 0;
+		t->backlogged = false;
+		return;
+	}
 	free(t->name);
 	free(t->q);
 	*t = f->t[--f->n];

@@ -54,7 +54,8 @@ void fair_note_served(struct fair *f, const char *tenant, uint64_t tokens, int64
 /* The tenant's share of all tokens served recently (decayed with FAIR_WINDOW_HALF_LIFE_MS),
  * in [0,1]; 0 when nothing was served. */
 double fair_recent_share(const struct fair *f, const char *tenant, int64_t now_ms);
-/* Forgets a tenant (and drops its queued entries: they are out of the queue after it). */
+/* Forgets a tenant: its weight, counter and share.  While it has queued entries its slot stays
+ * (weight 1, counter 0: lifted when next backlogged) and the entries stay queued. */
 void fair_remove(struct fair *f, const char *tenant);
 
 /*

@@ -58,8 +58,6 @@ struct fair_tenant *fair_tenant_find(const struct fair *f, const char *name);
 struct fair_tenant *fair_tenant_get(struct fair *f, const char *name);
 /* Inside a tenant: priority, deadline (EDF), remaining work (SJF), age, submission. */
 bool fair_item_before(const struct fair_item *a, const struct fair_item *b);
-/* Drops every queued entry of tenant index j (fairq.c; fair_remove calls it). */
-void fairq_drop_tenant(struct fair *f, size_t j);
 /* Tenant index j moved to index to (fair_remove): its entries follow. */
 void fairq_moved_tenant(struct fair *f, size_t to);
 /* Frees the queue's own arrays (fair_free calls it). */

@@ -327,26 +327,6 @@ fair_dequeue(struct fair *f, struct fair_entry *e)
 }
 
 void
-fairq_drop_tenant(struct fair *f, size_t j)
-{
-	struct fair_tenant *t = &f->t[j];
-	struct fairq_theap V = fairq_theap(f, 0), A = fairq_theap(f, 1);
-	size_t i;
-
-	for (i = 0; i < t->qn; i++) {
-		t->q[i].e->pos = FAIR_OUT;
-		t->q[i].e->older = t->q[i].e->newer = NULL;
-	}
-	f->queued -= t->qn;
-	t->qn = 0;
-	t->oldest = t->newest = NULL;
-	if (t->tpos != SIZE_MAX)
-		fairq_theap_remove(f, &V, j);
-	if (t->apos != SIZE_MAX)
-		fairq_theap_remove(f, &A, j);
-}
-
-void
 fairq_moved_tenant(struct fair *f, size_t to)
 {
 	struct fair_tenant *t = &f->t[to];

@@ -445,7 +445,8 @@ held_t2(void *arg, const char *tenant)
 }
 
 /* A held tenant sits a pass out (its entries stay queued); an entry queued during a pass
- * takes part in it; a removed tenant's entries are out of the queue. */
+ * takes part in it; a removed tenant's entries stay queued (its share is forgotten), and a
+ * tenant removed without entries moves another's slot: that one's entries follow. */
 static void
 test_queue_held_during_and_removed(void **state)
 {
@@ -476,17 +477,23 @@ test_queue_held_during_and_removed(void **state)
 	fair_pass_end(f);
 	assert_int_equal(fair_queued(f), 2);
 	assert_true(fair_entry_queued(&e[1]) && fair_entry_queued(&e[3]));
-	/* t2 is removed while t3 (after it in the table) has an entry: t3's entry follows. */
-	assert_int_equal(fair_enqueue(f, &e[5]), 0);
+	/* t2 is removed with entries: they stay, its counter is forgotten. */
+	fair_charge(f, "t2", 500);
 	fair_remove(f, "t2");
-	assert_false(fair_entry_queued(&e[1]));
-	assert_false(fair_entry_queued(&e[3]));
-	assert_int_equal(fair_queued(f), 1);
+	assert_true(fair_entry_queued(&e[1]) && fair_entry_queued(&e[3]));
+	assert_true(fair_counter(f, "t2") == 0);
+	/* t1 (index 0, no entries) is removed: t3, last in the table, moves into its slot and
+	 * its entry follows. */
+	assert_int_equal(fair_enqueue(f, &e[5]), 0);
+	fair_remove(f, "t1");
+	assert_int_equal(fair_queued(f), 3);
 	assert_int_equal(fair_pass_start(f, 2000, 0, held_t2, NULL), 0);
 	assert_ptr_equal(fair_pass_next(f), &e[5]);
 	assert_null(fair_pass_next(f));
 	fair_pass_end(f);
 	fair_dequeue(f, &e[5]);   /* not queued: nothing */
+	fair_dequeue(f, &e[1]);
+	fair_dequeue(f, &e[3]);
 	assert_int_equal(fair_queued(f), 0);
 	fair_free(f);
 }
