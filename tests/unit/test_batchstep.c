@@ -66,6 +66,11 @@ struct fake {
 	unsigned lost;
 	char lost_id[64];
 	unsigned resent;
+	/* After certad's restart (test_recovered_steps_carry_prompt): the programs seen since,
+	 * and how many of their first items came with the prompt. */
+	int restarted;
+	char seen[NPROG][64];
+	unsigned nseen, first_with_prompt;
 };
 
 #define MOE_PROBLEM "a struggling moe problem"
@@ -132,6 +137,16 @@ h_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		if (fk->lost_id[0] != '\0' && strcmp(id, fk->lost_id) == 0 && has_prompt &&
 		    req->items[i]->resume_text[0] != '\0')
 			fk->resent++;
+		if (fk->restarted) {
+			unsigned k;
+			for (k = 0; k < fk->nseen && strcmp(fk->seen[k], id) != 0; k++)
+				;
+			if (k == fk->nseen && k < NPROG) {
+				snprintf(fk->seen[fk->nseen++], sizeof fk->seen[0], "%s", id);
+				fk->first_with_prompt += has_prompt &&
+				    req->items[i]->resume_text[0] != '\0';
+			}
+		}
 		if (fk->refuse != NULL && strcmp(req->items[i]->prompt, fk->refuse) == 0)
 			refused = 1;
 		if (req->items[i]->resume_text[0] != '\0')
@@ -708,6 +723,49 @@ test_state_missing_bounded(void **state)
 	pthread_mutex_unlock(&f->fake.mu);
 }
 
+/* After certad restarts (recovery), it cannot know what the workers hold: the first step of
+ * every recovered program carries its prompt and text, though the worker is the same. */
+static void
+test_recovered_steps_carry_prompt(void **state)
+{
+	struct fx *f = *state;
+	size_t queued, running;
+	uint64_t finished = 0;
+	int i;
+
+	f->fake.prompt_once = 1;
+	submit_all(f, -1, NULL);
+	assert_int_equal(pool_add(core_pool(f->c), loopsrv_target(f->ls)), 0);
+	/* A few steps each, then no new ones (drain) until none is in flight. */
+	for (i = 0; i < 2000 && f->c->steps_total < 2 * NPROG; i++) {
+		struct timeval tv = { 0, 2000 };
+		event_base_loopexit(f->base, &tv);
+		event_base_dispatch(f->base);
+	}
+	assert_int_equal(pool_drain(core_pool(f->c), loopsrv_target(f->ls), 1), 0);
+	for (i = 0; i < 200 && pool_inflight(core_pool(f->c)) > 0; i++) {
+		struct timeval tv = { 0, 10000 };
+		event_base_loopexit(f->base, &tv);
+		event_base_dispatch(f->base);
+	}
+	assert_int_equal(pool_inflight(core_pool(f->c)), 0);
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(finished, 0);
+	assert_true(f->fake.bare > 0);   /* steps went without prompt before */
+	commit_sync(f->c);
+	core_free(f->c);
+	f->c = NULL;
+	pthread_mutex_lock(&f->fake.mu);
+	f->fake.restarted = 1;
+	pthread_mutex_unlock(&f->fake.mu);
+	assert_int_equal(core_new(f->base, f->br, &f->opt, &f->c), 0);
+	run_to_end(f);
+	pthread_mutex_lock(&f->fake.mu);
+	assert_int_equal(f->fake.nseen, NPROG);
+	assert_int_equal(f->fake.first_with_prompt, NPROG);
+	pthread_mutex_unlock(&f->fake.mu);
+}
+
 int
 main(void)
 {
@@ -723,6 +781,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_state_missing_resends_prompt_and_text,
 		    setup_short, teardown),
 		cmocka_unit_test_setup_teardown(test_state_missing_bounded, setup_short, teardown),
+		cmocka_unit_test_setup_teardown(test_recovered_steps_carry_prompt, setup_short,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_lost_call_fails_over_every_program, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_refused_call_fails_every_program, setup,
