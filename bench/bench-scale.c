@@ -8,7 +8,8 @@
  * events are watched (gap between two), and /metrics is scraped each second.  With
  * --kill9 the run kills certad with SIGKILL after a third of the expected steps, restarts it
  * on the same state and measures the time until /readyz answers 200 (recovery).  It prints:
- * accepted/s, steps/s through certad, certad CPU per step, decision time and dispatch pass
+ * accepted/s, steps/s through certad, certad CPU per step, the workers' CPU per step (from
+ * their first step on: their trace load left out), decision time and dispatch pass
  * time (certad's own histograms: certa_decision_seconds, certa_dispatch_pass_seconds),
  * commit batch size, Get/List/readyz p50/p99, progress gap p50/p99, peak RSS, LMDB bytes
  * per program and the recovery time.  Needs CERTA_TRACES.
@@ -249,6 +250,19 @@ loop_cpu(pid_t pid)
 	return stat_cpu(path);
 }
 
+/* CPU seconds of all of a run's workers. */
+static double
+workers_cpu(const struct run *r)
+{
+	double s = 0;
+	int i;
+
+	for (i = 0; i < r->nworkers; i++)
+		if (r->w[i] != NULL)
+			s += proc_cpu(harness_pid(r->w[i]), NULL);
+	return s;
+}
+
 /* Submitters: Submit, read Accepted, keep the id, drop the stream (the program goes on). */
 static void *
 submitter(void *arg)
@@ -445,6 +459,8 @@ run_one(struct run *r, int kill9)
 	double t0, t1, tsub, cpu0, cpu1 = 0, steps0 = 0, steps = 0, recover_us = -1;
 	double live_peak = 0, cpu_before_kill = 0, steps_before_kill = 0;
 	double lcpu0, lcpu1, lcpu_before_kill = 0;   /* the loop thread's share */
+	double wcpu0 = -1, wsteps0 = 0;   /* workers' CPU and steps when steps began to flow */
+	double wcpu1 = 0, wsteps = 0;
 	long hwm = 0;
 	struct stat sb;
 	size_t i;
@@ -548,6 +564,11 @@ run_one(struct run *r, int kill9)
 			fprintf(stderr, "t=%.1f live=%.0f steps=%.0f\n", (harness_clock_us() - t0) / 1e6,
 			    live, metric_sum(m, "certa_step_duration_seconds_count"));
 		fin = metric_sum(m, "certa_step_duration_seconds_count");
+		if (wcpu0 < 0 && fin - steps0 > 0) {
+			/* The workers serve: their trace load is behind them. */
+			wcpu0 = workers_cpu(r);
+			wsteps0 = fin;
+		}
 		if (kill9 && recover_us < 0 && fin - steps0 > 0 && harness_clock_us() - t0 > 3e6) {
 			/* 4. kill -9 3 s into the run, with whatever is live; restart; time to
 			 * ready. */
@@ -585,6 +606,10 @@ run_one(struct run *r, int kill9)
 			break;
 	}
 	t1 = harness_clock_us();
+	wcpu1 = workers_cpu(r) - wcpu0;
+	wsteps = metric_sum(m1 = scrape(r->mport), "certa_step_duration_seconds_count") - wsteps0;
+	free(m1);
+	m1 = NULL;
 	cpu1 = proc_cpu(harness_pid(r->d), &hwm) - cpu0 + cpu_before_kill;
 	lcpu1 = loop_cpu(harness_pid(r->d)) - lcpu0 + lcpu_before_kill;
 	m1 = scrape(r->mport);
@@ -608,6 +633,9 @@ run_one(struct run *r, int kill9)
 	    proc_anon_kb / 1024.0);
 	printf("  certad loop thread CPU %.2f s: %.1f us per step\n", lcpu1,
 	    steps > 0 ? lcpu1 * 1e6 / steps : 0);
+	if (wcpu0 >= 0 && wsteps > 0 && !kill9)   /* a restart resets the step count */
+		printf("  workers CPU %.2f s from their first step on: %.1f us per step\n", wcpu1,
+		    wcpu1 * 1e6 / wsteps);
 	if (m1 != NULL) {
 		printf("  decision (step result -> decided) p50 <= %.0f us  p99 <= %.0f us\n",
 		    metric_hist_q(m1, "certa_decision_seconds", 0.5) * 1e6,

@@ -249,6 +249,7 @@ struct dispatch_step {
 	char (*ids)[192];
 	Certa__V1__SamplingParams sp;
 	Certa__V1__ProbeSpec probe;
+	size_t bare;          /* items sent without prompt (continuing the worker's state) */
 };
 
 static void
@@ -332,6 +333,31 @@ dispatch_step_failed(struct core *c, struct program *p, struct pool_worker *w,
 	dispatch_ready(c, p);   /* asleep until then */
 }
 
+/*
+ * The worker holds no state for chains sent without their prompt (worker.proto "Held state":
+ * it restarted before certad's health check saw it, or lost them): nothing ran and nothing is
+ * charged, so the program is stepped again at once with prompt and text (resend_text), not
+ * counted as a failure.  Bounded: a step that carried every prompt cannot miss state, so a
+ * worker that says so anyway breaks the contract and the step fails as on a worker failure
+ * (max_attempts, backoff), the program placed again from its text.
+ */
+static void
+dispatch_state_missing(struct core *c, struct program *p, struct pool_worker *w,
+    const struct dispatch_step *s, const char *details)
+{
+	if (s->bare == 0) {
+		dispatch_unplace(c, p, 1);
+		if (p->state == PROGRAM_RUNNING)
+			core_set_state(c, p, PROGRAM_QUEUED);
+		dispatch_step_failed(c, p, w, GRPC_STATUS_INTERNAL, "worker reports state missing "
+		    "for chains sent with their prompt and text");
+		return;
+	}
+	log_info(LOG_DISPATCH, "program %s: worker %s holds no state for its chains (%s): "
+	    "resending prompt and text", p->id, pool_worker_addr(w), details);
+	p->resend_text = true;
+}
+
 /* Applies one step's results to the program's chains; returns 0 or CERTA_EINVAL when the
  * reply does not match the batch. */
 static int
@@ -392,6 +418,10 @@ dispatch_on_step(void *arg, struct pool_worker *w, grpc_status_code status, cons
 		dispatch_unplace(c, p, 1);
 		if (!p->persist_pending)
 			core_forget(c, p);
+		goto out;
+	}
+	if (status == GRPC_STATUS_FAILED_PRECONDITION && nres > 0 && results[0]->state_missing) {
+		dispatch_state_missing(c, p, w, s, details ? details : "");
 		goto out;
 	}
 	if (status != GRPC_STATUS_OK) {
@@ -458,6 +488,12 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 {
 	struct dispatch_step *s;
 	int moved = p->worker == NULL || strcmp(p->worker, pool_worker_addr(w)) != 0;
+	/* Prompt and text travel when the chains are placed here (moved; a recovered program
+	 * has no worker: certad cannot know what workers hold), when the worker must rebuild
+	 * them (resend_text), and on a chain's first step; a worker without prompt_once gets
+	 * the prompt on every step (worker.proto "Held state"). */
+	bool full = moved || p->resend_text;
+	bool once = pool_worker_prompt_once(w);
 	uint32_t i;
 	size_t n = 0;
 	int rc = -ENOMEM;
@@ -479,11 +515,16 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 		certa__v1__step_item__init(it);
 		program_fmt_key(s->ids[n], sizeof s->ids[n], p->id, i, 0);
 		it->request_id = s->ids[n];
-		it->prompt = p->problem;
+		if (!once || full || ch->tokens == 0) {
+			it->prompt = p->problem;
+		} else {
+			it->prompt = (char *)"";
+			s->bare++;
+		}
 		/* The text so far travels only when the chain lands on a new worker, or once after
-		 * its MoE top-p rose (route.h: the worker rebuilds the sequence with the new p). */
-		it->resume_text = (moved || p->resend_text) && ch->text != NULL ? ch->text :
-		    (char *)"";
+		 * its MoE top-p rose (route.h: the worker rebuilds the sequence with the new p) or
+		 * the worker said it holds no state for it. */
+		it->resume_text = full && ch->text != NULL ? ch->text : (char *)"";
 		it->resume_tokens = ch->tokens;
 		it->sample_index = i;
 		it->max_new_tokens = tokens;

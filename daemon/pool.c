@@ -35,6 +35,7 @@ struct pool_worker {
 	char model_buf[1024];
 	char error[320];
 	char instance[40];        /* the worker process we talk to (from Info) */
+	bool prompt_once;         /* it keeps prompts with its state (Info; worker.proto) */
 	int64_t last_seen_ms;
 	uint32_t inflight;        /* chains in flight (step slots used) */
 	int removed;              /* removed while calls were in flight */
@@ -248,6 +249,7 @@ pool_on_info(void *arg, grpc_status_code status, const char *details, ProtobufCM
 				pool_mark_down(w->pl, w, "worker restarted (new instance)");
 			}
 			snprintf(w->instance, sizeof w->instance, "%s", r->instance);
+			w->prompt_once = r->prompt_once;
 			w->capacity = r->capacity;
 			snprintf(w->engine, sizeof w->engine, "%s", r->engine);
 			snprintf(w->model, sizeof w->model, "%s", r->model);
@@ -693,7 +695,7 @@ pool_batch_done(struct pool_batch *b, grpc_status_code status, const char *detai
 				pool_call_failed(w, "step", (grpc_status_code)bad->error_code,
 				    bad->error_message);
 			pt->cb(pt->arg, w, (grpc_status_code)bad->error_code, bad->error_message,
-			    NULL, 0);
+			    reply->results + pt->off, pt->n);
 		}
 		else
 			pt->cb(pt->arg, w, GRPC_STATUS_OK, NULL, reply->results + pt->off, pt->n);
@@ -969,4 +971,10 @@ size_t
 pool_inflight(const struct pool *pl)
 {
 	return pl->inflight;
+}
+
+bool
+pool_worker_prompt_once(const struct pool_worker *w)
+{
+	return w->prompt_once;
 }

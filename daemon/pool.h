@@ -11,6 +11,7 @@
 #ifndef CERTA_DAEMON_POOL_H
 #define CERTA_DAEMON_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <grpc/status.h>
@@ -51,8 +52,9 @@ typedef void (*pool_change_fn)(void *arg, struct pool_worker *w, enum pool_wstat
  * NULL unless status is OK.  w is valid during the call (it may be DOWN by then). */
 /* One program's step completion: status and details are its own (the call's, or the error
  * the worker put on its items), results[0..n) its items' results in the order they were
- * added (owned by the pool, valid during the call; n = 0 unless status is OK).  w is valid
- * during the call (it may be DOWN by then). */
+ * added (owned by the pool, valid during the call): with OK their step, with an error the
+ * worker put on the items those items (error_code, error_message, state_missing); n = 0 when
+ * the call itself failed.  w is valid during the call (it may be DOWN by then). */
 typedef void (*pool_step_fn)(void *arg, struct pool_worker *w, grpc_status_code status,
     const char *details, Certa__V1__StepResult *const *results, size_t n);
 
@@ -138,6 +140,10 @@ const char *pool_wstate_name(enum pool_wstate s);
 uint32_t pool_worker_capacity(const struct pool_worker *w);
 uint32_t pool_worker_held(const struct pool_worker *w);
 const char *pool_worker_engine(const struct pool_worker *w);
+/* Whether the worker's last Info said it keeps each request's prompt with its state
+ * (InfoReply.prompt_once): its steps then carry prompt and text only on placement
+ * (worker.proto "Held state").  false until its first Info. */
+bool pool_worker_prompt_once(const struct pool_worker *w);
 const char *pool_worker_model(const struct pool_worker *w);
 /* Every model the worker serves (primary first, each once; from its last Info), at most
  * POOL_MAX_MODELS; *names stays valid until its next Info.  Returns the count. */

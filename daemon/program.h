@@ -173,9 +173,10 @@ struct program {
 	 * every routing decision with its reason. */
 	bool routed;
 	struct router_state rstate;
-	bool resend_text;         /* memory: its MoE top-p rose, so the chains' text travels with
-	                           * the next step (the worker rebuilds the sequences with the new
-	                           * p); cleared by that step's success */
+	bool resend_text;         /* memory: its MoE top-p rose (the worker rebuilds the sequences
+	                           * with the new p), or the worker said it holds no state for
+	                           * them, so the chains' prompt and text travel with the next
+	                           * step; cleared by that step's success */
 	uint64_t spent_tokens, spent_probe_tokens;
 	struct program_route_event *routing;
 	size_t nrouting, routing_cap;

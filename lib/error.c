@@ -23,6 +23,7 @@ static const char *const certa_error_table[CERTA_ELAST - CERTA_EBASE] = {
 	[CERTA_ESTATE - CERTA_EBASE] = "invalid state",
 	[CERTA_ETRACE - CERTA_EBASE] = "malformed trace",
 	[CERTA_EDATALOSS - CERTA_EBASE] = "stored data is damaged or lost",
+	[CERTA_ENOSTATE - CERTA_EBASE] = "no state held for the request",
 };
 
 const char *

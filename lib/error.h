@@ -30,6 +30,8 @@ enum certa_error {
 	CERTA_ESTATE,                   /* illegal state transition / wrong state */
 	CERTA_ETRACE,                   /* malformed trace file */
 	CERTA_EDATALOSS,                /* stored data damaged or lost (checksum, truncation) */
+	CERTA_ENOSTATE,                 /* a worker holds no state for a request that came
+	                                 * without its prompt (worker.proto: state_missing) */
 	CERTA_ELAST
 };
 

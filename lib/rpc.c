@@ -119,6 +119,7 @@ rpc_status_from_error(int err)
 	case -EACCES:
 		return GRPC_STATUS_PERMISSION_DENIED;
 	case CERTA_ESTATE:
+	case CERTA_ENOSTATE:
 		return GRPC_STATUS_FAILED_PRECONDITION;
 	case CERTA_ECORRUPT:
 	case CERTA_EDATALOSS:

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "lib/error.h"
+#include "lib/hash.h"
 #include "lib/log.h"
 
 extern const struct engine_ops replay_engine_ops;
@@ -382,37 +383,74 @@ engine_names(void)
 	return "replay, llm, openai";
 }
 
+/* Duplicate request ids of a batch: an open-addressed table of item indexes (at least twice
+ * as many slots as items), so a batch of hundreds costs O(n) expected, not O(n^2) compares. */
+#define ENGINE_DUP_EMPTY UINT32_MAX
+#define ENGINE_DUP_STACK 512
+
 int
 engine_check_items(const struct engine_item *items, size_t n, char *err, size_t errlen)
 {
-	size_t i, j;
+	uint32_t stack[ENGINE_DUP_STACK], *slot = stack;
+	size_t i, nslots = 16, mask;
+	int rc = 0;
 
 	if (n == 0) {
 		snprintf(err, errlen, "empty batch");
 		return CERTA_EINVAL;
 	}
+	if (n >= ENGINE_DUP_EMPTY / 4) {
+		snprintf(err, errlen, "batch of %zu items is too large", n);
+		return CERTA_EINVAL;
+	}
+	while (nslots < 2 * n)
+		nslots <<= 1;
+	if (nslots > ENGINE_DUP_STACK) {
+		slot = malloc(nslots * sizeof *slot);
+		if (slot == NULL) {
+			snprintf(err, errlen, "out of memory checking the batch");
+			return -ENOMEM;
+		}
+	}
+	memset(slot, 0xff, nslots * sizeof *slot);
+	mask = nslots - 1;
 	for (i = 0; i < n; i++) {
 		const struct engine_item *it = &items[i];
+		size_t h;
+
 		if (it->request_id == NULL || it->request_id[0] == '\0') {
 			snprintf(err, errlen, "item %zu: missing request_id", i);
-			return CERTA_EINVAL;
-		}
-		if (it->prompt == NULL || it->prompt[0] == '\0') {
-			snprintf(err, errlen, "request %s: empty prompt", it->request_id);
-			return CERTA_EINVAL;
+			rc = CERTA_EINVAL;
+			break;
 		}
 		if (it->max_new_tokens == 0) {
 			snprintf(err, errlen, "request %s: max_new_tokens must be > 0",
 			    it->request_id);
-			return CERTA_EINVAL;
+			rc = CERTA_EINVAL;
+			break;
 		}
-		for (j = 0; j < i; j++) {
-			if (strcmp(items[j].request_id, it->request_id) == 0) {
-				snprintf(err, errlen, "request %s appears twice in one batch",
-				    it->request_id);
-				return CERTA_EINVAL;
-			}
+		h = (size_t)hash_fnv1a(it->request_id, strlen(it->request_id), HASH_FNV1A_BASIS) &
+		    mask;
+		while (slot[h] != ENGINE_DUP_EMPTY &&
+		    strcmp(items[slot[h]].request_id, it->request_id) != 0)
+			h = (h + 1) & mask;
+		if (slot[h] != ENGINE_DUP_EMPTY) {
+			snprintf(err, errlen, "request %s appears twice in one batch",
+			    it->request_id);
+			rc = CERTA_EINVAL;
+			break;
 		}
+		slot[h] = (uint32_t)i;
 	}
-	return 0;
+	if (slot != stack)
+		free(slot);
+	return rc;
+}
+
+int
+engine_no_state(const struct engine_item *it, const char *why, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "state missing: request %s came without its prompt but this worker "
+	    "%s: resend it with prompt and resume_text", it->request_id, why);
+	return CERTA_ENOSTATE;
 }

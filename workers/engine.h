@@ -73,7 +73,8 @@ struct engine_work {
 
 struct engine_item {
 	const char *request_id;  /* "<program id>/<index>" */
-	const char *prompt;
+	const char *prompt;      /* "" (or NULL): continue the state held for request_id; an
+	                          * engine holding none refuses with engine_no_state() */
 	const char *resume_text; /* reasoning so far when the request moves to this worker */
 	uint64_t resume_tokens;
 	uint32_t sample_index;
@@ -159,7 +160,10 @@ void engine_close(struct engine *e);
 
 /* Steps n items; out[0..n) is written only on success.  Errors: CERTA_ENOTFOUND (unknown
  * prompt), CERTA_EINVAL (bad item, e.g. more samples than recorded), CERTA_ECAPACITY (the batch
- * would exceed capacity); err gets a message a person can act on. */
+ * would exceed capacity), CERTA_ENOSTATE (an item without prompt whose request the engine
+ * holds no usable state for: never seen, released, or the worker restarted; certad resends
+ * prompt and resume_text, worker.proto StepResult.state_missing); err gets a message a person
+ * can act on. */
 int engine_step(struct engine *e, const struct engine_item *items, size_t n,
     struct engine_result *out, char *err, size_t errlen);
 
@@ -207,10 +211,24 @@ void engine_info(struct engine *e, struct engine_info *out);
 void engine_result_clear(struct engine_result *r);
 /*
  * The checks every engine makes of a batch before anything else: not empty, each item has a
- * request_id, a prompt and max_new_tokens > 0, no request_id twice.  Returns 0 or CERTA_EINVAL
- * with a message naming the item.  Engines call it first in their step.
+ * request_id and max_new_tokens > 0, no request_id twice (hashed: O(n) expected).  The prompt
+ * may be empty: the engine then continues the state it holds (engine_no_state otherwise).
+ * Returns 0, CERTA_EINVAL with a message naming the item, or -ENOMEM.  Engines call it first
+ * in their step.
  */
 int engine_check_items(const struct engine_item *items, size_t n, char *err, size_t errlen);
+
+/* An item came without prompt and the engine holds no usable state for it (why: "holds no
+ * state for it", ...): writes the message certad and people read (it starts "state missing")
+ * and returns CERTA_ENOSTATE, which the worker sends as StepResult.state_missing. */
+int engine_no_state(const struct engine_item *it, const char *why, char *err, size_t errlen);
+
+/* Whether an item carries its prompt (else it continues the held state). */
+static inline bool
+engine_item_has_prompt(const struct engine_item *it)
+{
+	return it->prompt != NULL && it->prompt[0] != '\0';
+}
 
 /* Comma-separated names of the engines built in (for --help). */
 const char *engine_names(void);

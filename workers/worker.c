@@ -200,6 +200,8 @@ worker_step_reply(struct worker_step *d)
 				pres[i].error_code = (int32_t)rpc_status_from_error(gr->rc);
 				pres[i].error_message = (char *)(gr->err[0] ? gr->err :
 				    certa_strerror(gr->rc));
+				/* certad resends the program with prompt and text. */
+				pres[i].state_missing = gr->rc == CERTA_ENOSTATE;
 				continue;
 			}
 			certa__v1__probe_result__init(&probes[i]);
@@ -442,6 +444,8 @@ worker_on_info(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	reply.problems = info.problems;
 	reply.fault = (char *)(info.fault ? info.fault : "");
 	reply.instance = w->instance;
+	/* Every engine keeps the prompt with its state (engine_no_state when it holds none). */
+	reply.prompt_once = true;
 	rpc_call_reply(call, &reply.base);
 }
 

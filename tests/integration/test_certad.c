@@ -22,6 +22,7 @@
 #include "certa/v1/reasoning.pb-c.h"
 #include "certa/v1/worker.pb-c.h"
 #include "lib/error.h"
+#include "lib/rpc.h"
 #include "lib/rpc_client.h"
 #include "lib/traces.h"
 #include "scheduler/answer.h"
@@ -689,6 +690,117 @@ test_worker_restart_same_address(void **state)
 	assert_true(seen);
 }
 
+/* Whether certad's log says `what` (polled for up to 5 s: the log is written as it goes). */
+static int
+certad_log_has(struct env *e, const char *what)
+{
+	char *log = NULL;
+	int i, seen = 0;
+
+	for (i = 0; i < 50 && !seen; i++) {
+		free(log);
+		log = NULL;
+		seen = harness_read_file(harness_log_path(e->d), &log) == 0 &&
+		    strstr(log, what) != NULL;
+		if (!seen)
+			usleep(100000);
+	}
+	free(log);
+	return seen;
+}
+
+/* Runs certactl against certad's admin socket; returns its exit status. */
+static int
+ctl_worker(struct env *e, const char *verb, int port, const char *flag)
+{
+	char *bin = harness_bin("certactl");
+	int rc;
+
+	assert_non_null(bin);
+	rc = harness_sh("'%s' --server 'unix:%s/admin.sock' worker %s 127.0.0.1:%d %s >/dev/null",
+	    bin, e->dir, verb, port, flag);
+	free(bin);
+	return rc;
+}
+
+/*
+ * A worker killed (-9) and restarted on the same address between two steps, unseen by certad's
+ * health check (an operator's restart: drain, kill, start, undrain; the health check is slowed
+ * so that it does not probe the dead process): certad still believes the worker holds the
+ * chains, so the next steps go without prompt (worker.proto "Held state") and find nothing
+ * there; certad resends prompt and text, and every program finishes with the answer and tokens
+ * of a run without the restart.  (Before, the prompt went with every step but the text did
+ * not: the llm engine rebuilt such chains from the prompt alone.)  The drain makes sure no
+ * step is in flight when the worker dies (a failed step takes the other path,
+ * test_worker_restart_same_address).
+ */
+#define RESTART_PROGRAMS 4
+static void
+test_worker_restart_between_steps(void **state)
+{
+	struct env *e = *state;
+	const char *slow_health[] = { "--set", "workers.health_interval=30s", NULL };
+	const char *wextra[] = { "--listen", NULL, "--step-delay", "30", NULL };
+	struct certa_client_events ev[RESTART_PROGRAMS], ref;
+	struct rpc_stream *s[RESTART_PROGRAMS];
+	char listen[64];
+	int port, i;
+
+	HARNESS_NEED_TRACES(e);
+	start_workers(e, 1, "30");
+	start_certad_extra(e, 1, slow_health);
+	for (i = 0; i < RESTART_PROGRAMS; i++) {
+		memset(&ev[i], 0, sizeof ev[i]);
+		s[i] = submit(e, e->tr->problem, i % 2 ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
+		    CERTA__V1__ALGORITHM__ALGORITHM_COT, i % 2 ? 3 : 0);
+	}
+	for (i = 0; i < RESTART_PROGRAMS; i++) {
+		s[i] = read_events(s[i], &ev[i], 2);
+		assert_non_null(s[i]);
+	}
+	port = e->wport[0];
+	assert_int_equal(ctl_worker(e, "drain", port, ""), 0);
+	usleep(500000);            /* the steps in flight (30 ms each) come back */
+	assert_int_equal(harness_kill9(e->w[0]), 0);
+	harness_proc_free(e->w[0]);
+	e->w[0] = NULL;
+	snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+	wextra[1] = listen;
+	assert_int_equal(harness_start_worker(e->dir, harness_traces_dir(), wextra, &e->w[0],
+	    &e->wport[0]), 0);
+	assert_int_equal(e->wport[0], port);
+	assert_int_equal(ctl_worker(e, "drain", port, "--undo"), 0);
+	for (i = 0; i < RESTART_PROGRAMS; i++) {
+		read_events(s[i], &ev[i], 0);
+		if (ev[i].status != GRPC_STATUS_OK || ev[i].finished == NULL)
+			fail_msg("program %d: %s: %s", i, rpc_status_name(ev[i].status),
+			    ev[i].details);
+	}
+	/* The path this test is about was taken: the new process held nothing. */
+	if (!certad_log_has(e, "holds no state for its chains")) {
+		harness_dump_log(e->d);
+		fail_msg("certad did not resend a program's prompt and text after the restart");
+	}
+	/* The same programs without a restart: the same answers and tokens. */
+	for (i = 0; i < RESTART_PROGRAMS; i++) {
+		memset(&ref, 0, sizeof ref);
+		read_events(submit(e, e->tr->problem, i % 2 ? CERTA__V1__ALGORITHM__ALGORITHM_SC :
+		    CERTA__V1__ALGORITHM__ALGORITHM_COT, i % 2 ? 3 : 0), &ref, 0);
+		assert_int_equal(ref.status, GRPC_STATUS_OK);
+		assert_non_null(ref.finished);
+		assert_string_equal(ev[i].finished->result->answer, ref.finished->result->answer);
+		assert_int_equal(ev[i].finished->result->tokens_used,
+		    ref.finished->result->tokens_used);
+		if (i % 2 == 0) {
+			assert_true(answer_equivalent(ev[i].finished->result->answer,
+			    e->tr->final_answer));
+			assert_int_equal(ev[i].finished->result->tokens_used, e->tr->tokens_used);
+		}
+		certa_client_events_free(&ref);
+		certa_client_events_free(&ev[i]);
+	}
+}
+
 /* Programs go to a worker that serves their model; an unknown model or a per-program policy
  * is refused with a clear message. */
 static void
@@ -900,6 +1012,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_model_routing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_worker_restart_same_address, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_worker_restart_between_steps, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_worker_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_and_list, setup, teardown),

@@ -401,6 +401,61 @@ test_worker_steps(void **state)
 	f->passed = 1;
 }
 
+/* Held state (worker.proto): an item without prompt continues the sequence the worker holds,
+ * with the text a step with the prompt gives; without a sequence (never seen, released) or
+ * one it cannot continue from there, the step is refused FAILED_PRECONDITION "state
+ * missing", never rebuilt from the prompt alone. */
+static void
+test_held_state(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__InfoReply *inf;
+	Certa__V1__StepReply *r1 = NULL, *r2 = NULL, *r3 = NULL;
+	Certa__V1__StepResult *a, *c, *d;
+	char *details = NULL;
+
+	need_model(f);
+	start_worker(f);
+	inf = info(f);
+	assert_true(inf->prompt_once);
+	protobuf_c_message_free_unpacked(&inf->base, NULL);
+	assert_int_equal(step(f, "h/0", "", 0, 32, &r1, &details),
+	    GRPC_STATUS_FAILED_PRECONDITION);
+	assert_non_null(details);
+	assert_non_null(strstr(details, "state missing: request h/0"));
+	free(details);
+	details = NULL;
+	assert_int_equal(active(f), 0);
+	a = step_ok(f, "h/0", 0, 32, &r1);
+	if (a->finished) {
+		print_message("the chain finished in one step: nothing to continue\n");
+		protobuf_c_message_free_unpacked(&r1->base, NULL);
+		f->passed = 1;
+		return;
+	}
+	assert_int_equal(step(f, "h/0", "", a->total_tokens, 16, &r2, &details),
+	    GRPC_STATUS_OK);
+	c = r2->results[0];
+	d = step_ok(f, "h/0", a->total_tokens, 16, &r3);
+	assert_string_equal(c->text, d->text);
+	assert_int_equal(c->total_tokens, d->total_tokens);
+	protobuf_c_message_free_unpacked(&r2->base, NULL);
+	protobuf_c_message_free_unpacked(&r3->base, NULL);
+	/* Past what it holds: the text would be needed. */
+	assert_int_equal(step(f, "h/0", "", a->total_tokens + 500, 16, &r2, &details),
+	    GRPC_STATUS_FAILED_PRECONDITION);
+	assert_non_null(strstr(details, "state missing"));
+	free(details);
+	details = NULL;
+	release(f, "h/0", 1);
+	assert_int_equal(step(f, "h/0", "", a->total_tokens, 16, &r2, &details),
+	    GRPC_STATUS_FAILED_PRECONDITION);
+	free(details);
+	assert_int_equal(active(f), 0);
+	protobuf_c_message_free_unpacked(&r1->base, NULL);
+	f->passed = 1;
+}
+
 /*
  * Continuous batching: six Step calls at once (six threads, one channel each) — three sc
  * chains of one prompt (they share its prefill), three other prompts of different lengths,
@@ -969,6 +1024,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_worker_steps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_programs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moe_routing, setup, teardown),

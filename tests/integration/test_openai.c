@@ -204,6 +204,9 @@ teardown(void **state)
 	return 0;
 }
 
+/* step() sends items without prompt (continue the worker's state: worker.proto). */
+static int g_no_prompt;
+
 /* One Step of one item of program pg's sample s on channel ch. */
 static grpc_status_code
 step(struct rpc_channel *ch, const struct traces_program *pg, const char *id, uint32_t s,
@@ -217,7 +220,7 @@ step(struct rpc_channel *ch, const struct traces_program *pg, const char *id, ui
 	grpc_status_code st;
 
 	item.request_id = (char *)id;
-	item.prompt = (char *)pg->problem;
+	item.prompt = (char *)(g_no_prompt ? "" : pg->problem);
 	item.sample_index = s;
 	item.seed = s;
 	item.max_new_tokens = n;
@@ -289,8 +292,19 @@ test_step_contract(void **state)
 	    GRPC_STATUS_OK);
 	assert_string_equal(r2->results[0]->text, r->results[0]->text);
 	assert_string_equal(r2->results[0]->probe->answer, r->results[0]->probe->answer);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
 	protobuf_c_message_free_unpacked(&r2->base, NULL);
+	/* Without prompt (worker.proto "Held state"): the held chain continues the same, with
+	 * its own problem text; a chain not held is refused "state missing", not started. */
+	g_no_prompt = 1;
+	assert_int_equal(step(e->wch, pg, "c/1", 1, total, NULL, 300, &r2, det, sizeof det),
+	    GRPC_STATUS_OK);
+	assert_string_equal(r2->results[0]->text, r->results[0]->text);
+	protobuf_c_message_free_unpacked(&r2->base, NULL);
+	assert_int_equal(step(e->wch, pg, "n/1", 1, 0, NULL, 100, &r2, det, sizeof det),
+	    GRPC_STATUS_FAILED_PRECONDITION);
+	assert_non_null(strstr(det, "state missing: request n/1"));
+	g_no_prompt = 0;
+	protobuf_c_message_free_unpacked(&r->base, NULL);
 	/* A chain moved here from another worker continues from the text it brings. */
 	moved = slice(t, 0, 500);
 	assert_int_equal(step(e->wch, pg, "m/1", 1, 500, moved, 100, &r, det, sizeof det),
@@ -324,6 +338,11 @@ test_step_contract(void **state)
 		 * must come with its text. */
 		assert_int_equal(step(e->wch, pg, "c/1", 1, 500, NULL, 64, &r, det, sizeof det),
 		    GRPC_STATUS_UNAVAILABLE);
+		g_no_prompt = 1;
+		assert_int_equal(step(e->wch, pg, "c/1", 1, 500, NULL, 64, &r, det, sizeof det),
+		    GRPC_STATUS_FAILED_PRECONDITION);
+		assert_non_null(strstr(det, "holds no text for the chain at resume_tokens"));
+		g_no_prompt = 0;
 		total = pos;
 	}
 	/* To the end: finished with the recorded final answer. */

@@ -535,8 +535,9 @@ static const struct bad_item_case {
 } bad_item_cases[] = {
 	{ "missing request_id", { "", NULL, 0, STEP, 0, NULL }, 0,
 	  GRPC_STATUS_INVALID_ARGUMENT, "missing request_id" },
-	{ "empty prompt", { "b/1", NULL, 0, STEP, 0, NULL }, 1,
-	  GRPC_STATUS_INVALID_ARGUMENT, "empty prompt" },
+	/* Without prompt: continue held state; none is held for b/1 (worker.proto). */
+	{ "no prompt, no state", { "b/1", NULL, 0, STEP, 0, NULL }, 1,
+	  GRPC_STATUS_FAILED_PRECONDITION, "state missing: request b/1" },
 	{ "zero max_new_tokens", { "b/1", NULL, 0, 0, 0, NULL }, 0,
 	  GRPC_STATUS_INVALID_ARGUMENT, "max_new_tokens" },
 	{ "duplicate id", { "ok/0", NULL, 1, STEP, 0, NULL }, 0,
@@ -641,6 +642,52 @@ test_program_errors(void **state)
 	free_reply(r);
 	assert_int_equal(fx_active(f), 256);
 	g_program_errors = 0;
+	f->passed = 1;
+}
+
+/* Held state over the wire (worker.proto "Held state"): Info says prompt_once; with
+ * program_errors a program sent without prompt that the worker holds no state for gets
+ * state_missing (FAILED_PRECONDITION) on its own results while the others are stepped, and
+ * once stepped with its prompt it continues without, as a step with the prompt would. */
+static void
+test_state_missing(void **state)
+{
+	struct fx *f = *state;
+	struct item_spec batch[2] = {
+		{ "held/0", NULL, 0, STEP, 0, NULL },
+		{ "new/0", "", 0, STEP, 0, NULL },
+	};
+	Certa__V1__StepReply *r = NULL, *ref;
+	Certa__V1__InfoReply *info;
+
+	fx_start(f, NULL);
+	info = fx_info(f);
+	assert_true(info->prompt_once);
+	protobuf_c_message_free_unpacked(&info->base, NULL);
+	batch[0].prompt = g_tr->problem;
+	g_program_errors = 1;
+	assert_int_equal(fx_step(f, batch, 2, &r, NULL), GRPC_STATUS_OK);
+	assert_int_equal(r->results[0]->error_code, 0);
+	assert_false(r->results[0]->state_missing);
+	assert_int_equal(r->results[1]->error_code, GRPC_STATUS_FAILED_PRECONDITION);
+	assert_true(r->results[1]->state_missing);
+	assert_non_null(strstr(r->results[1]->error_message, "state missing: request new/0"));
+	free_reply(r);
+	assert_int_equal(fx_active(f), 1);
+	/* held/0 continues without its prompt; new/0 with it is stepped from the start. */
+	batch[0].prompt = "";
+	batch[0].resume = STEP;
+	batch[1].prompt = g_tr->problem;
+	assert_int_equal(fx_step(f, batch, 2, &r, NULL), GRPC_STATUS_OK);
+	g_program_errors = 0;
+	ref = fx_step1(f, "ref/0", 0, STEP, STEP);
+	assert_int_equal(r->results[0]->error_code, 0);
+	assert_int_equal(r->results[0]->total_tokens, 2 * STEP);
+	assert_string_equal(r->results[0]->text, ref->results[0]->text);
+	assert_int_equal(r->results[1]->error_code, 0);
+	assert_int_equal(r->results[1]->total_tokens, STEP);
+	free_reply(r);
+	free_reply(ref);
 	f->passed = 1;
 }
 
@@ -897,6 +944,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_item_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_program_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_step_idempotent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_exits_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigterm_with_step_held, setup, teardown),

@@ -56,6 +56,21 @@ struct fake {
 	unsigned moe_n;
 	unsigned release_calls;       /* Release calls, and the request ids they carried */
 	unsigned released;
+	/* Held state (worker.proto): Info says prompt_once; items that came with their prompt
+	 * and without; missing 1: the first item without prompt gets state_missing (its program
+	 * is lost_id), 2: every item does (a broken worker); items of lost_id that came back
+	 * with prompt and text afterwards. */
+	int prompt_once;
+	unsigned with_prompt, bare;
+	int missing;
+	unsigned lost;
+	char lost_id[64];
+	unsigned resent;
+	/* After certad's restart (test_recovered_steps_carry_prompt): the programs seen since,
+	 * and how many of their first items came with the prompt. */
+	int restarted;
+	char seen[NPROG][64];
+	unsigned nseen, first_with_prompt;
 };
 
 #define MOE_PROBLEM "a struggling moe problem"
@@ -112,6 +127,26 @@ h_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 	if (!req->program_errors)
 		fk->program_errors = 0;
 	for (i = 0; i < req->n_items; i++) {
+		const char *id = req->items[i]->request_id;
+		int has_prompt = req->items[i]->prompt[0] != '\0';
+
+		if (has_prompt)
+			fk->with_prompt++;
+		else
+			fk->bare++;
+		if (fk->lost_id[0] != '\0' && strcmp(id, fk->lost_id) == 0 && has_prompt &&
+		    req->items[i]->resume_text[0] != '\0')
+			fk->resent++;
+		if (fk->restarted) {
+			unsigned k;
+			for (k = 0; k < fk->nseen && strcmp(fk->seen[k], id) != 0; k++)
+				;
+			if (k == fk->nseen && k < NPROG) {
+				snprintf(fk->seen[fk->nseen++], sizeof fk->seen[0], "%s", id);
+				fk->first_with_prompt += has_prompt &&
+				    req->items[i]->resume_text[0] != '\0';
+			}
+		}
 		if (fk->refuse != NULL && strcmp(req->items[i]->prompt, fk->refuse) == 0)
 			refused = 1;
 		if (req->items[i]->resume_text[0] != '\0')
@@ -142,6 +177,19 @@ h_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 		certa__v1__probe_result__init(&probe[i]);
 		ptrs[i] = &res[i];
 		res[i].request_id = it->request_id;
+		pthread_mutex_lock(&fk->mu);
+		if (fk->missing == 2 || (fk->missing == 1 && fk->lost == 0 &&
+		    it->prompt[0] == '\0')) {
+			/* cot: one item per program, so the program is refused whole. */
+			if (fk->lost++ == 0)
+				snprintf(fk->lost_id, sizeof fk->lost_id, "%s", it->request_id);
+			pthread_mutex_unlock(&fk->mu);
+			res[i].error_code = GRPC_STATUS_FAILED_PRECONDITION;
+			res[i].error_message = (char *)"state missing: fake worker lost it";
+			res[i].state_missing = 1;
+			continue;
+		}
+		pthread_mutex_unlock(&fk->mu);
 		if (fk->refuse != NULL && strcmp(it->prompt, fk->refuse) == 0) {
 			res[i].error_code = GRPC_STATUS_NOT_FOUND;
 			res[i].error_message = (char *)"fake worker: unknown prompt";
@@ -176,9 +224,12 @@ static void
 h_info(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 {
 	Certa__V1__InfoReply reply = CERTA__V1__INFO_REPLY__INIT;
+	struct fake *fk = ctx;
 
 	(void)msg;
-	(void)ctx;
+	pthread_mutex_lock(&fk->mu);
+	reply.prompt_once = fk->prompt_once;
+	pthread_mutex_unlock(&fk->mu);
 	reply.engine = (char *)"fake";
 	reply.model = (char *)"fake-model";
 	reply.capacity = 1000;
@@ -250,6 +301,13 @@ static int
 setup(void **state)
 {
 	return setup_with(state, NULL, 0);
+}
+
+/* Steps of 16 tokens: 8 per program. */
+static int
+setup_short(void **state)
+{
+	return setup_with(state, NULL, 16);
 }
 
 /* Routing on: one rung on the fake worker's model, a MoE pool whose programs raise their
@@ -577,6 +635,139 @@ test_moe_raise_resends_text(void **state)
 	certa__v1__program__free_unpacked(pm, NULL);
 }
 
+/* A worker with prompt_once gets each chain's prompt on its first step only (placement);
+ * the others continue its state, without prompt or text. */
+static void
+test_prompt_on_placement_only(void **state)
+{
+	struct fx *f = *state;
+	int i;
+
+	f->fake.prompt_once = 1;
+	submit_all(f, -1, NULL);
+	run_to_end(f);
+	for (i = 0; i < NPROG; i++)
+		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED, NULL);
+	pthread_mutex_lock(&f->fake.mu);
+	assert_int_equal(f->fake.with_prompt, NPROG);
+	assert_int_equal(f->fake.bare, f->c->steps_total - NPROG);
+	assert_true(f->fake.bare >= NPROG);
+	assert_int_equal(f->fake.resumed, 0);
+	pthread_mutex_unlock(&f->fake.mu);
+}
+
+/* A worker without it (older ones) gets the prompt on every step, as before. */
+static void
+test_prompt_every_step_without_prompt_once(void **state)
+{
+	struct fx *f = *state;
+
+	submit_all(f, -1, NULL);
+	run_to_end(f);
+	pthread_mutex_lock(&f->fake.mu);
+	assert_int_equal(f->fake.bare, 0);
+	assert_int_equal(f->fake.with_prompt, f->c->steps_total);
+	pthread_mutex_unlock(&f->fake.mu);
+}
+
+/* state_missing on a step without prompt (the worker restarted unseen): the program is
+ * stepped again with its prompt and text, not failed nor counted as an attempt, and ends
+ * like the others (same tokens). */
+static void
+test_state_missing_resends_prompt_and_text(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__Program *pm = NULL, *ref = NULL;
+	int i, lost = -1;
+
+	f->fake.prompt_once = 1;
+	f->fake.missing = 1;
+	f->c->opt.max_attempts = 1;   /* a counted failure would end the program */
+	submit_all(f, -1, NULL);
+	run_to_end(f);
+	for (i = 0; i < NPROG; i++)
+		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED, NULL);
+	pthread_mutex_lock(&f->fake.mu);
+	assert_int_equal(f->fake.lost, 1);
+	assert_int_equal(f->fake.resent, 1);       /* its next step: prompt and text */
+	assert_int_equal(f->fake.resumed, 1);      /* nobody else's text travelled */
+	for (i = 0; i < NPROG; i++)
+		if (strncmp(f->fake.lost_id, f->ids[i], strlen(f->ids[i])) == 0)
+			lost = i;
+	pthread_mutex_unlock(&f->fake.mu);
+	assert_true(lost >= 0);
+	assert_int_equal(queries_get(f->c, "anon", f->ids[lost], &pm), 0);
+	assert_int_equal(queries_get(f->c, "anon", f->ids[(lost + 1) % NPROG], &ref), 0);
+	assert_int_equal(pm->result->tokens_used, ref->result->tokens_used);
+	certa__v1__program__free_unpacked(pm, NULL);
+	certa__v1__program__free_unpacked(ref, NULL);
+}
+
+/* A broken worker that answers state_missing even to steps that carried the prompt: each
+ * such answer is a failed step, so the programs fail after max_attempts (3) instead of being
+ * resent forever. */
+static void
+test_state_missing_bounded(void **state)
+{
+	struct fx *f = *state;
+	int i;
+
+	f->fake.prompt_once = 1;
+	f->fake.missing = 2;
+	submit_all(f, -1, NULL);
+	run_to_end(f);
+	for (i = 0; i < NPROG; i++)
+		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FAILED,
+		    "worker reports state missing for chains sent with their prompt");
+	pthread_mutex_lock(&f->fake.mu);
+	assert_int_equal(f->fake.lost, 3 * NPROG);
+	assert_int_equal(f->fake.bare, 0);
+	pthread_mutex_unlock(&f->fake.mu);
+}
+
+/* After certad restarts (recovery), it cannot know what the workers hold: the first step of
+ * every recovered program carries its prompt and text, though the worker is the same. */
+static void
+test_recovered_steps_carry_prompt(void **state)
+{
+	struct fx *f = *state;
+	size_t queued, running;
+	uint64_t finished = 0;
+	int i;
+
+	f->fake.prompt_once = 1;
+	submit_all(f, -1, NULL);
+	assert_int_equal(pool_add(core_pool(f->c), loopsrv_target(f->ls)), 0);
+	/* A few steps each, then no new ones (drain) until none is in flight. */
+	for (i = 0; i < 2000 && f->c->steps_total < 2 * NPROG; i++) {
+		struct timeval tv = { 0, 2000 };
+		event_base_loopexit(f->base, &tv);
+		event_base_dispatch(f->base);
+	}
+	assert_int_equal(pool_drain(core_pool(f->c), loopsrv_target(f->ls), 1), 0);
+	for (i = 0; i < 200 && pool_inflight(core_pool(f->c)) > 0; i++) {
+		struct timeval tv = { 0, 10000 };
+		event_base_loopexit(f->base, &tv);
+		event_base_dispatch(f->base);
+	}
+	assert_int_equal(pool_inflight(core_pool(f->c)), 0);
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(finished, 0);
+	assert_true(f->fake.bare > 0);   /* steps went without prompt before */
+	commit_sync(f->c);
+	core_free(f->c);
+	f->c = NULL;
+	pthread_mutex_lock(&f->fake.mu);
+	f->fake.restarted = 1;
+	pthread_mutex_unlock(&f->fake.mu);
+	assert_int_equal(core_new(f->base, f->br, &f->opt, &f->c), 0);
+	run_to_end(f);
+	pthread_mutex_lock(&f->fake.mu);
+	assert_int_equal(f->fake.nseen, NPROG);
+	assert_int_equal(f->fake.first_with_prompt, NPROG);
+	pthread_mutex_unlock(&f->fake.mu);
+}
+
 int
 main(void)
 {
@@ -585,6 +776,15 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_kept_decision_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_releases_share_one_call, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moe_raise_resends_text, setup_moe, teardown),
+		cmocka_unit_test_setup_teardown(test_prompt_on_placement_only, setup_short,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_prompt_every_step_without_prompt_once,
+		    setup_short, teardown),
+		cmocka_unit_test_setup_teardown(test_state_missing_resends_prompt_and_text,
+		    setup_short, teardown),
+		cmocka_unit_test_setup_teardown(test_state_missing_bounded, setup_short, teardown),
+		cmocka_unit_test_setup_teardown(test_recovered_steps_carry_prompt, setup_short,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_lost_call_fails_over_every_program, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_refused_call_fails_every_program, setup,

@@ -10,7 +10,9 @@
  * Steps are idempotent.  A step starts from the daemon's resume_tokens R (generated tokens it
  * recorded): a sequence that holds at least R generated tokens rolls back to R; one that holds
  * fewer (or none: first sight, or the chain moved here from another worker) is rebuilt from
- * the prompt plus resume_text and continues from there.  Sampling draws u from a hash of
+ * the prompt plus resume_text and continues from there.  An item without prompt (certad sends
+ * it only with the text, on placement) continues the held sequence; one it cannot continue is
+ * refused CERTA_ENOSTATE (worker.proto "Held state"), never rebuilt from partial context.  Sampling draws u from a hash of
  * (seed, sample_index, generated position), so the same R gives the same tokens on retry.
  *
  * Text: generated tokens go through the tokenizer's streaming decoder, which never emits half
@@ -464,11 +466,13 @@ out:
 	return rc;
 }
 
-/* Whether an existing sequence can serve the item by rolling back (else it is rebuilt). */
+/* Whether an existing sequence can serve the item by rolling back (else it is rebuilt).  An
+ * item without prompt continues the sequence's own. */
 static bool
 llm_seq_matches(const struct llm_seq *s, const struct engine_item *it)
 {
-	return s->prompt != NULL && strcmp(s->prompt, it->prompt) == 0 &&
+	return s->prompt != NULL &&
+	    (!engine_item_has_prompt(it) || strcmp(s->prompt, it->prompt) == 0) &&
 	    s->sample_index == it->sample_index && s->seed == it->seed &&
 	    s->moe_top_p == it->moe_top_p && it->resume_tokens >= s->base_gen && it->resume_tokens <= llm_seq_gen(s);
 }
@@ -1145,6 +1149,17 @@ llm_prepare(struct llm *l, const struct engine_item *items, size_t n, struct llm
 	pthread_mutex_unlock(&l->mu);
 	if (*conflict)
 		return 0;
+	for (i = 0; i < n; i++) {
+		/* An item without prompt continues its sequence, or there is nothing to continue
+		 * (rebuilding needs the prompt and the text): before capacity, which a worker
+		 * that restarted does not lack. */
+		if (engine_item_has_prompt(&items[i]) ||
+		    (prep[i].seq != NULL && llm_seq_matches(prep[i].seq, &items[i])))
+			continue;
+		return engine_no_state(&items[i], prep[i].seq == NULL ? "holds no sequence for "
+		    "it (never stepped here, released, or the worker restarted)" : "cannot "
+		    "continue its sequence from resume_tokens with these parameters", err, errlen);
+	}
 	if (active + fresh > l->capacity) {
 		snprintf(err, errlen, "worker at capacity: %zu sequences active, %zu new, capacity "
 		    "%u (llm.kv_memory / %zu bytes per sequence)", active, fresh, l->capacity,

@@ -10,8 +10,10 @@
  *
  * State per chain (request id): its text and the step boundaries (tokens, text length) this
  * worker produced, so a step retried from an earlier boundary (resume_tokens) rolls back to
- * it; a chain moved here continues from the resume_text certad sends.  A step changes state
- * only when all its items are done (all or nothing, as every engine).
+ * it; a chain moved here continues from the resume_text certad sends.  The chain keeps its
+ * problem text too: an item without prompt continues it, and one whose chain is not held (or
+ * holds no boundary at resume_tokens) is refused CERTA_ENOSTATE (worker.proto "Held state").
+ * A step changes state only when all its items are done (all or nothing, as every engine).
  *
  * Threads: the engine is threaded with step_many: on the engine thread every admitted step's
  * transfers run on one curl multi handle, steps join between polls (ops->wake interrupts the
@@ -67,6 +69,7 @@ struct openai_ckpt {
 
 /* A chain held between steps. */
 struct openai_chain {
+	char *prompt;            /* the problem text (items without prompt continue it) */
 	char *text;
 	size_t len;
 	struct openai_ckpt *ck;
@@ -85,6 +88,7 @@ struct openai_xfer {
 	const struct engine_item *it;
 	enum openai_phase phase;
 	char *prefix;            /* chat prompt + the chain's text before the step */
+	uint64_t home;           /* hash of the problem text: its replica (openai_pick) */
 	size_t base_len;         /* bytes of chain text in prefix */
 	bool from_resume;        /* that text is the item's resume_text, not ours */
 	CURL *h;
@@ -152,6 +156,7 @@ openai_chain_free(void *p)
 
 	if (c == NULL)
 		return;
+	free(c->prompt);
 	free(c->text);
 	free(c->ck);
 	free(c);
@@ -311,7 +316,7 @@ static int
 openai_pick(struct openai *o, struct openai_xfer *x)
 {
 	int64_t now = openai_now_ms();
-	size_t i, home = (size_t)(hash_fnv1a(x->it->prompt, strlen(x->it->prompt), 0) % o->nrep);
+	size_t i, home = (size_t)(x->home % o->nrep);
 	int best = -1, any = -1;
 
 	for (i = 0; i < o->nrep; i++) {
@@ -476,11 +481,13 @@ openai_job_free(struct openai *o, struct openai_job *j)
 }
 
 /*
- * Checks a step whole and finds each item's starting text; nothing changes.  mu held.
- * Returns 0, an engine error (w->err set), or 1: a chain is busy in a running step (wait).
+ * Checks a step whole and finds each item's problem text (its own, or its chain's when it came
+ * without) and starting text; nothing changes.  mu held.  Returns 0, an engine error (w->err
+ * set), or 1: a chain is busy in a running step (wait).
  */
 static int
-openai_check(struct openai *o, struct engine_work *w, const char **base, size_t *base_len)
+openai_check(struct openai *o, struct engine_work *w, const char **prompt, const char **base,
+    size_t *base_len)
 {
 	size_t i, fresh = 0;
 	bool busy = false;
@@ -507,6 +514,20 @@ openai_check(struct openai *o, struct engine_work *w, const char **base, size_t 
 		if (c != NULL && c->busy)
 			busy = true;
 		base[i] = NULL;
+		prompt[i] = it->prompt;
+		if (!engine_item_has_prompt(it)) {
+			/* Continue the chain held, from a boundary it produced. */
+			for (k = 0; c != NULL && c->prompt != NULL && k < c->nck; k++)
+				if (c->ck[k].tokens == it->resume_tokens)
+					break;
+			if (c == NULL || c->prompt == NULL)
+				return engine_no_state(it, "holds no state for it (never stepped "
+				    "here, released, or the worker restarted)", w->err, w->errlen);
+			if (k == c->nck)
+				return engine_no_state(it, "holds no text for the chain at "
+				    "resume_tokens", w->err, w->errlen);
+			prompt[i] = c->prompt;
+		}
 		for (k = 0; c != NULL && k < c->nck; k++) {
 			if (c->ck[k].tokens == it->resume_tokens) {
 				base[i] = c->text;
@@ -662,6 +683,17 @@ openai_commit(struct openai *o, struct openai_job *j)
 			}
 			c->busy = true;   /* cleared by openai_job_end */
 		}
+		if (engine_item_has_prompt(it) &&
+		    (c->prompt == NULL || strcmp(c->prompt, it->prompt) != 0)) {
+			char *dup = strdup(it->prompt);
+			if (dup == NULL) {
+				/* Forget the chain: a later step must bring its prompt and text. */
+				c->nck = 0;
+				continue;
+			}
+			free(c->prompt);
+			c->prompt = dup;
+		}
 		/* Boundaries before this step's start stay, unless the text came with it. */
 		for (k = 0; !j->x[i].from_resume && k < c->nck; k++)
 			if (c->ck[k].tokens < it->resume_tokens && c->ck[k].len < base_len)
@@ -707,28 +739,30 @@ static int
 openai_admit(struct openai *o, struct engine_work *w, struct openai_src *src)
 {
 	struct openai_job *j;
-	const char **base;
+	const char **base, **prompt;
 	size_t *base_len, i, n = w->n;
 	int rc;
 
 	base = calloc(n ? n : 1, sizeof *base);
+	prompt = calloc(n ? n : 1, sizeof *prompt);
 	base_len = calloc(n ? n : 1, sizeof *base_len);
 	j = calloc(1, sizeof *j);
 	if (j != NULL)
 		j->x = calloc(n ? n : 1, sizeof *j->x);
-	if (base == NULL || base_len == NULL || j == NULL || j->x == NULL) {
+	if (base == NULL || prompt == NULL || base_len == NULL || j == NULL || j->x == NULL) {
 		rc = -ENOMEM;
 		snprintf(w->err, w->errlen, "out of memory admitting the step");
 		goto done;
 	}
 	j->w = w;
 	pthread_mutex_lock(&o->mu);
-	rc = openai_check(o, w, base, base_len);
+	rc = openai_check(o, w, prompt, base, base_len);
 	if (rc == 1) {
 		pthread_mutex_unlock(&o->mu);
 		free(j->x);
 		free(j);
 		free(base);
+		free(prompt);
 		free(base_len);
 		return 1;
 	}
@@ -740,8 +774,9 @@ openai_admit(struct openai *o, struct engine_work *w, struct openai_src *src)
 		x->job = j;
 		x->it = &w->items[i];
 		x->rep = -1;
-		rc = tokenizer_chat_prompt((enum tokenizer_chat)o->chat, x->it->prompt,
-		    strlen(x->it->prompt), &chat, &clen);
+		x->home = hash_fnv1a(prompt[i], strlen(prompt[i]), 0);
+		rc = tokenizer_chat_prompt((enum tokenizer_chat)o->chat, prompt[i],
+		    strlen(prompt[i]), &chat, &clen);
 		if (rc == 0 && asprintf(&x->prefix, "%s%.*s", chat, (int)base_len[i], base[i]) < 0) {
 			x->prefix = NULL;
 			rc = -ENOMEM;
@@ -778,6 +813,7 @@ openai_admit(struct openai *o, struct engine_work *w, struct openai_src *src)
 		}
 	}
 	free(base);
+	free(prompt);
 	free(base_len);
 	return 0;
 done:
@@ -790,6 +826,7 @@ done:
 	free(j);
 	openai_hand_back(src, w);
 	free(base);
+	free(prompt);
 	free(base_len);
 	return 0;
 }

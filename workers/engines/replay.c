@@ -8,7 +8,9 @@
  *
  * Steps are idempotent: the position a step starts from is the daemon's resume_tokens (what it
  * has durably recorded), so a step retried after a daemon crash or moved to another worker
- * yields the same text.  Per-request state (the trace binding) lives until Release.
+ * yields the same text.  Per-request state (the trace binding) lives until Release.  An item
+ * without prompt continues that binding; a request not held then is refused CERTA_ENOSTATE
+ * (worker.proto "Held state"), never bound to some other trace.
  *
  * With a GPU timing model (engine_options.gpu_profile, workers/gpuprof.h) the engine runs on
  * an engine thread (wants_thread) and serves its steps as a continuous-batching engine would:
@@ -34,6 +36,7 @@
 struct replay_req {
 	const struct trace *trace;
 	uint64_t pos;
+	uint64_t prompt_tokens;    /* the timing model's prompt length (replay_prompt_tokens) */
 };
 
 struct replay {
@@ -183,6 +186,13 @@ replay_resolve(struct replay *r, const struct engine_item *it, const struct trac
 	return 0;
 }
 
+/* Prompt tokens for the timing model: traces keep no prompt token counts; ~4 bytes a token. */
+static uint64_t
+replay_prompt_tokens(const char *prompt)
+{
+	return strlen(prompt) / 4 + 1;
+}
+
 /* Builds one step result from a trace and a starting position. */
 static int
 replay_advance(const struct trace *t, uint64_t pos0, uint32_t n, struct engine_result *res)
@@ -237,10 +247,22 @@ replay_step_locked(void *state, const struct engine_item *items, size_t n, struc
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
 		const struct engine_item *it = &items[i];
+		const struct replay_req *q = strmap_get(r->reqs, it->request_id);
+
+		if (!engine_item_has_prompt(it)) {
+			/* Continue the binding held; without one there is nothing to continue. */
+			if (q == NULL) {
+				rc = engine_no_state(it, "holds no state for it (never stepped here, "
+				    "released, or the worker restarted)", err, errlen);
+				goto out;
+			}
+			tr[i] = q->trace;
+			continue;
+		}
 		rc = replay_resolve(r, it, &tr[i], err, errlen);
 		if (rc != 0)
 			goto out;
-		if (strmap_get(r->reqs, it->request_id) == NULL)
+		if (q == NULL)
 			fresh++;
 	}
 	if (strmap_count(r->reqs) + fresh > r->capacity) {
@@ -276,6 +298,8 @@ replay_step_locked(void *state, const struct engine_item *items, size_t n, struc
 		}
 		q->trace = tr[i];
 		q->pos = out[i].total_tokens;
+		if (engine_item_has_prompt(&items[i]))
+			q->prompt_tokens = replay_prompt_tokens(items[i].prompt);
 	}
 out:
 	free(tr);
@@ -293,13 +317,6 @@ replay_step(void *state, const struct engine_item *items, size_t n, struct engin
 	rc = replay_step_locked(state, items, n, out, err, errlen);
 	pthread_mutex_unlock(&r->mu);
 	return rc;
-}
-
-/* Prompt tokens for the timing model: traces keep no prompt token counts; ~4 bytes a token. */
-static uint64_t
-replay_prompt_tokens(const char *prompt)
-{
-	return strlen(prompt) / 4 + 1;
 }
 
 /*
@@ -322,10 +339,12 @@ replay_admit(struct replay *r, struct engine_work *w, struct replay_job **out)
 	pthread_mutex_lock(&r->mu);
 	for (i = 0; i < w->n; i++) {
 		const struct engine_item *it = &w->items[i];
-		uint64_t ctx = (it->prompt != NULL ? replay_prompt_tokens(it->prompt) : 0) +
-		    it->resume_tokens;
+		const struct replay_req *q = it->request_id != NULL ?
+		    strmap_get(r->reqs, it->request_id) : NULL;
+		uint64_t ctx = (engine_item_has_prompt(it) ? replay_prompt_tokens(it->prompt) :
+		    q != NULL ? q->prompt_tokens : 0) + it->resume_tokens;
 
-		if (it->request_id != NULL && strmap_get(r->reqs, it->request_id) != NULL)
+		if (q != NULL)
 			j->seqs[i].context = ctx;
 		else
 			j->seqs[i].prefill = ctx;
