@@ -356,6 +356,7 @@ dispatch_state_missing(struct core *c, struct program *p, struct pool_worker *w,
 	log_info(LOG_DISPATCH, "program %s: worker %s holds no state for its chains (%s): "
 	    "resending prompt and text", p->id, pool_worker_addr(w), details);
 	p->resend_text = true;
+	dispatch_ready(c, p);   /* stepped again at once, with them */
 }
 
 /* Applies one step's results to the program's chains; returns 0 or CERTA_EINVAL when the
