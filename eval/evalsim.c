@@ -363,6 +363,9 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			pt.most_raw = most;
 			pt.end = d.stop && d.reason == SCHED_REASON_NATURAL_END;
 			pt.decided = cp.decided;
+			pt.vote = cp.vote_level;
+			pt.cm = cp.x[0] == 0 ? 0 :
+			    certainty_logistic(p->sc_w, cp.x, CERTAINTY_SC_NFEAT);
 			pt.c = cp.any_valid && cp.answer[0] != '\0' ? cp.certaindex : -1;
 			pt.correct = d.answer[0] != '\0' && answer_equivalent(d.answer, prog->target);
 			pt.same = answer_equivalent(d.answer, full.answer);
@@ -394,7 +397,9 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 						if (rc != 0)
 							goto fail_chains;
 					}
-			} else if (!pt.end && !cp.decided && cp.any_valid && cp.x[0] != 0) {
+			} else if (!pt.end && !(cp.vote_level > 1) && cp.any_valid && cp.x[0] != 0) {
+				/* not decided without certain voters: the rows do not depend on
+				 * sc.vote_threshold */
 				rc = evalsim_add_row(traj, cp.x, CERTAINTY_SC_NFEAT,
 				    traj->label == EVALSIM_LABEL_SAFE ? !full.correct || pt.correct :
 				    pt.same);
@@ -934,9 +939,29 @@ evalsim_set_reweight(struct evalsim_set *s, enum sched_algo algo, const double *
 			if (algo == SCHED_ALGO_COT)
 				pt->c = !pt->valid ? 0 : pt->settled ? 1.0 :
 				    certainty_logistic(w, pt->x, CERTAINTY_COT_NFEAT);
-			else
-				pt->c = pt->decided ? 1.0 : pt->x[0] == 0 ? 0 :
+			else {
+				pt->cm = pt->x[0] == 0 ? 0 :
 				    certainty_logistic(w, pt->x, CERTAINTY_SC_NFEAT);
+				pt->c = pt->decided ? 1.0 : pt->cm;
+			}
+		}
+	}
+}
+
+void
+evalsim_set_vote(struct evalsim_set *s, double tv)
+{
+	size_t i, k;
+
+	for (i = 0; i < s->nprog; i++) {
+		struct evalsim_traj *t = &s->traj[i];
+		for (k = 0; k < t->npts; k++) {
+			struct evalsim_point *pt = &t->pts[k];
+			if (pt->end)
+				continue;
+			pt->decided = pt->vote > 1 || (tv <= 1 && pt->vote >= tv);
+			if (pt->c >= 0)
+				pt->c = pt->decided ? 1.0 : pt->cm;
 		}
 	}
 }
@@ -977,6 +1002,47 @@ evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool sweep_
 			}
 		}
 	}
+	return best_saved;
+}
+
+double
+evalsim_pick_vote(struct evalsim_set *s, double max_loss, double *tv_out, double *tau_out,
+    uint64_t *u_out, double *loss_out)
+{
+	bool (*feas)[EVALSIM_NTAUS][EVALSIM_NTAUS];   /* [u][vote][tau] */
+	double best_saved = -1e9;
+	size_t vi, ui, ti;
+
+	feas = calloc(EVALSIM_NUS, sizeof *feas);
+	if (feas == NULL)
+		return -1e9;
+	*tv_out = *tau_out = 1.5;
+	*loss_out = 0;
+	for (vi = 0; vi < EVALSIM_NTAUS; vi++) {
+		evalsim_set_vote(s, evalsim_taus[vi]);
+		for (ui = 0; ui < EVALSIM_NUS; ui++)
+			for (ti = 0; ti < EVALSIM_NTAUS; ti++) {
+				double loss = 0, saved = 0;
+				/* feasible only if every pair at least as high is */
+				bool ok = (ti == 0 || feas[ui][vi][ti - 1]) &&
+				    (vi == 0 || feas[ui][vi - 1][ti]);
+				if (ok) {
+					evalsim_score(s, evalsim_taus[ti], evalsim_us[ui], &loss,
+					    &saved);
+					ok = loss <= max_loss + 1e-12;
+				}
+				feas[ui][vi][ti] = ok;
+				if (ok && saved > best_saved) {
+					best_saved = saved;
+					*tv_out = evalsim_taus[vi];
+					*tau_out = evalsim_taus[ti];
+					*u_out = evalsim_us[ui];
+					*loss_out = loss;
+				}
+			}
+	}
+	free(feas);
+	evalsim_set_vote(s, *tv_out);
 	return best_saved;
 }
 
@@ -1276,7 +1342,7 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	struct evalsim_set s;
 	double best_saved = -1e9, tau, loss, saved, plain, target;
 	double wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT], best_wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT];
-	double w[SCHED_COT_NFEAT], ws[SCHED_COT_NFEAT], ctau[3];
+	double w[SCHED_COT_NFEAT], ws[SCHED_COT_NFEAT], ctau[3], tv = p->sc_vote_threshold;
 	uint64_t u;
 	unsigned folds, f;
 	size_t si, i, rule;
@@ -1413,7 +1479,10 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 		oof.harm_only = cal->harm_only;
 		oof.z = cal->z;
 		u = 0;
-		evalsim_pick_threshold(&oof, target, true, &tau, &u, &loss);
+		if (cal->sc_vote)
+			evalsim_pick_vote(&oof, target, &tv, &tau, &u, &loss);
+		else
+			evalsim_pick_threshold(&oof, target, true, &tau, &u, &loss);
 		evalsim_score_ex(&oof, tau, u, &loss, &saved, &plain);
 		cal->sc_bound = loss;
 		cal->sc_loss = plain;
@@ -1453,7 +1522,10 @@ sc_fail:
 		s.harm_only = cal->harm_only;
 		s.z = cal->z;
 		u = 0;
-		evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
+		if (cal->sc_vote)
+			evalsim_pick_vote(&s, target, &tv, &tau, &u, &loss);
+		else
+			evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
 		evalsim_score_ex(&s, tau, u, &loss, &saved, &plain);
 		cal->sc_bound = loss;
 		cal->sc_loss = plain;
@@ -1462,6 +1534,7 @@ sc_fail:
 		s.z = 0;
 		s.harm_only = false;
 	}
+	evalsim_set_vote(&s, tv);
 	evalsim_score_ex(&s, tau, u, &loss, &saved, &plain);
 	cal->sc_in_loss = plain;
 	cal->sc_in_saved = saved;
@@ -1470,6 +1543,7 @@ sc_fail:
 		q.sc_w[i] = ws[i];
 	q.sc_threshold = tau;
 	q.sc_unpromising_tokens = u;
+	q.sc_vote_threshold = tv;
 	policy_round(&q);
 	*p = q;
 	return 0;

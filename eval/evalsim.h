@@ -123,7 +123,11 @@ struct evalsim_point {
 	uint64_t most_raw;        /* ... in tokens (chain i has min(its tokens, most_raw): the
 	                           * chains advance in lockstep) */
 	double c;                 /* program certaindex; < 0 when not eligible to stop-certain */
-	bool decided;             /* sc: finished chains decide the vote (stops at any threshold) */
+	bool decided;             /* sc: finished chains decide the vote (stops at any threshold
+	                           * <= 1), with settled ones and those at least
+	                           * sc.vote_threshold certain (evalsim_set_vote) */
+	double vote;              /* sc: certainty_program.vote_level (-1 for cot) */
+	double cm;                /* sc: the sc model's certaindex (c when not decided) */
 	bool end;                 /* natural end (always stops) */
 	bool correct;             /* the decision's answer is right */
 	bool same;                /* ... equals the reference answer */
@@ -286,6 +290,16 @@ int evalsim_fit_set(const struct evalsim_set *s, unsigned skip, size_t nfeat, do
  */
 void evalsim_set_reweight(struct evalsim_set *s, enum sched_algo algo, const double *w,
     unsigned fold);
+
+/*
+ * Applies sc.vote_threshold tv to a recorded sc set, as sched_decide() would have with it:
+ * each point is decided when its vote level (struct evalsim_point) is above 1 or, with
+ * tv <= 1, at least tv, and its certaindex is then 1, else the model's (cm).  The steps,
+ * features, answers and model rows do not depend on tv, so this equals recording again with
+ * it.  sc sets only.
+ */
+void evalsim_set_vote(struct evalsim_set *s, double tv);
+
 /* Accuracy loss (fraction, reference minus rule) and token saving of (tau, u) over the
  * programs of `model` (NULL: all) of a recorded set. */
 void evalsim_score_model(const struct evalsim_set *s, const char *model, double tau, uint64_t u,
@@ -307,6 +321,18 @@ extern const size_t evalsim_ntaus;
  * returns the token saving (fraction).
  */
 double evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool sweep_u,
+    double *tau_out, uint64_t *u_out, double *loss_out);
+
+/*
+ * The same for an sc set with sc.vote_threshold swept too (evalsim_taus; 1.5 = off): the
+ * cheapest (vote threshold, threshold, bound) whose worst per-model loss stays <= max_loss at
+ * that pair and at every pair with both thresholds at least as high (the bound of each pair
+ * sees the vote rule).  Off wins ties, so a set where the rule buys nothing picks what
+ * evalsim_pick_threshold picks.  Leaves the set under the chosen vote threshold
+ * (evalsim_set_vote); writes it to *tv_out.  Returns the saving (fraction), -1e9 without
+ * memory.
+ */
+double evalsim_pick_vote(struct evalsim_set *s, double max_loss, double *tv_out,
     double *tau_out, uint64_t *u_out, double *loss_out);
 
 /*
@@ -363,6 +389,9 @@ struct evalsim_calib {
 	int difficulty_rule;      /* 0: sweep every rule; r + 1: evalsim_diff_rules[r] only */
 	bool difficulty_ordered;  /* only cot.threshold_hard >= cot.threshold_easy */
 	bool cot_classes;         /* result: the classes were kept */
+	/* Also sweep sc.vote_threshold (evalsim_pick_vote) with the sc threshold; otherwise the
+	 * starting policy's value is kept (and the sweep sees it). */
+	bool sc_vote;
 	/* results: on the data the threshold was chosen on (out-of-fold when folds >= 2):
 	 * worst-model plain loss, worst-model bound, overall saving */
 	double cot_loss, cot_saved, sc_loss, sc_saved;

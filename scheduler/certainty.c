@@ -1041,6 +1041,43 @@ struct certainty_bucket {
 	size_t finished;
 };
 
+/*
+ * The highest sc.vote_threshold at which the vote is decided when the unfinished, unsettled
+ * valid chains with chain certaindex >= it vote as finished (-1: at none).  Adding voters
+ * only makes the vote more decided (a voter for the majority raises it, one for another
+ * answer raises that answer by one and lowers the open chains by one), so adding them from
+ * the most certain down, the first that decides the vote gives the level.
+ */
+static double
+certainty_vote_level(const struct sched_view *v, const struct certainty_chain *cc, size_t n,
+    const size_t *bucket_of, size_t best, const struct certainty_bucket *b, size_t nb,
+    size_t open)
+{
+	size_t fin[CERTAINTY_MAX_SC], order[CERTAINTY_MAX_SC], m = 0, i, j, k;
+
+	for (j = 0; j < nb; j++)
+		fin[j] = b[j].finished;
+	for (i = 0; i < n; i++) {
+		if (v->chains[i].finished || cc[i].settled || bucket_of[i] == SIZE_MAX)
+			continue;
+		for (k = m++; k > 0 && cc[order[k - 1]].certaindex < cc[i].certaindex; k--)
+			order[k] = order[k - 1];
+		order[k] = i;
+	}
+	for (k = 0; k < m; k++) {
+		size_t second = 0;
+
+		fin[bucket_of[order[k]]]++;
+		open--;
+		for (j = 0; j < nb; j++)
+			if (j != best && fin[j] > second)
+				second = fin[j];
+		if (fin[best] > second + open)
+			return cc[order[k]].certaindex;
+	}
+	return -1;
+}
+
 void
 certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
     struct certainty_program *out, struct certainty_chain *chains_out)
@@ -1055,6 +1092,7 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 
 	memset(out, 0, sizeof *out);
 	out->answer = "";
+	out->vote_level = -1;
 	f->probe_confidence = -1;
 	if (n > CERTAINTY_MAX_SC)
 		n = CERTAINTY_MAX_SC;
@@ -1131,7 +1169,10 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 	out->answer = cc[b[best].first].answer;
 	out->agreement = (double)b[best].votes / (double)n;
 	out->entropy = certainty_entropy(counts, nb, n);
-	out->decided = b[best].finished > second + unfinished;
+	out->vote_level = b[best].finished > second + unfinished ? CERTAINTY_VOTE_ALWAYS :
+	    certainty_vote_level(v, cc, n, bucket_of, best, b, nb, unfinished);
+	out->decided = out->vote_level > 1 ||
+	    (p->sc_vote_threshold <= 1 && out->vote_level >= p->sc_vote_threshold);
 	/* the same with finished chains only (settled ones count as unfinished) */
 	{
 		size_t fin_best = 0, fin_second = 0, open = 0;

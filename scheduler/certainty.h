@@ -48,7 +48,10 @@
  *   6 dissent_c    highest chain certaindex among valid dissenting chains (0 if none)
  * The sc certaindex is sigmoid(sc_w . x), or 1 when the finished and settled chains alone
  * already decide the vote whatever the others answer (decided; settled chains vote as
- * finished, and count in `finished`).  decided_final: finished chains alone decide.  cot programs use the chain certaindex.
+ * finished, and count in `finished`).  decided_final: finished chains alone decide.  With
+ * sc.vote_threshold <= 1 an unfinished chain whose chain certaindex reaches it votes as
+ * finished for `decided` too (not for the feature `finished`).  cot programs use the chain
+ * certaindex.
  *
  * Pure functions; no I/O, no global state; any thread (a chain's scan, when it has one, by
  * one thread at a time).  Strings in results point into the view.
@@ -98,7 +101,12 @@ struct certainty_program {
 	const char *answer;       /* "" if none */
 	double agreement;
 	double entropy;
-	bool decided;             /* sc: finished and settled chains alone decide the vote */
+	bool decided;             /* sc: finished and settled chains alone decide the vote, or
+	                           * with the chains at least sc.vote_threshold certain
+	                           * (vote_level >= it) */
+	double vote_level;        /* sc: the highest sc.vote_threshold that decides the vote
+	                           * (CERTAINTY_VOTE_ALWAYS: finished and settled chains alone;
+	                           * -1: none, or not sc) */
 	bool decided_final;       /* ... finished chains alone (stops even with thresholds > 1) */
 	bool any_valid;           /* some chain has, or had, a valid answer */
 	double x[CERTAINTY_SC_NFEAT];   /* sc features (zeros for cot) */
@@ -109,6 +117,9 @@ struct certainty_program {
 /* Features and certaindex of chain c of a program about `problem` (may be NULL). */
 void certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
     const char *problem, struct certainty_chain *out);
+
+/* certainty_program.vote_level when the vote is decided without certain voters. */
+#define CERTAINTY_VOTE_ALWAYS 2.0
 
 /* The chains certainty_program_eval evaluates, at most (the first ones). */
 #define CERTAINTY_PROGRAM_MAX_CHAINS 64

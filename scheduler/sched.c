@@ -21,6 +21,8 @@
 #define SCHED_DEFAULT_SC_THRESHOLD 0.92
 #define SCHED_DEFAULT_UNPROMISING 16384
 #define SCHED_DEFAULT_SC_UNPROMISING 24576
+/* sc.vote_threshold: off (measured, docs/certainty.md "Tried and rejected"). */
+#define SCHED_DEFAULT_SC_VOTE_THRESHOLD 1.5
 /* Difficulty classes: off, equal thresholds (scheduler/difficulty.h). */
 #define SCHED_DEFAULT_DIFFICULTY_TOKENS 0
 #define SCHED_DEFAULT_DIFFICULTY_CHANGES 2
@@ -72,6 +74,7 @@ sched_policy_default(struct sched_policy *p)
 	p->unpromising_tokens = SCHED_DEFAULT_UNPROMISING;
 	p->sc_unpromising_tokens = SCHED_DEFAULT_SC_UNPROMISING;
 	p->settle_closed = 1;
+	p->sc_vote_threshold = SCHED_DEFAULT_SC_VOTE_THRESHOLD;
 	p->unpromising_relative = 1;   /* model_tokens: certa-eval per model, certad learns it */
 	p->extend_frac = 0.25;
 	p->extend_min = 0.5;
@@ -144,6 +147,9 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 	else if (!(p->cot_threshold_hard >= 0 && p->cot_threshold_hard <= 2))
 		bad = "cot.threshold_hard", range = "[0, 2] (above 1 disables)",
 		v = p->cot_threshold_hard;
+	else if (!(p->sc_vote_threshold >= 0 && p->sc_vote_threshold <= 2))
+		bad = "sc.vote_threshold", range = "[0, 2] (above 1 disables)",
+		v = p->sc_vote_threshold;
 	if (bad == NULL)
 		return 0;
 	snprintf(msg, msglen, "%s: %g is out of range %s", bad, v, range);

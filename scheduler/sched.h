@@ -72,6 +72,14 @@ struct sched_policy {
 	 * its valid probe answer is settled: certaindex 1 (stops at any threshold <= 1), and in sc
 	 * it votes as if finished (only while sc.threshold <= 1).  0: off. */
 	uint32_t settle_closed;
+	/* sc vote rule (key sc.vote_threshold): an unfinished, unsettled chain whose own chain
+	 * certaindex (the cot model's score, certainty.h) reaches this votes as if finished,
+	 * so the chains that are finished, settled or this certain can decide the vote
+	 * (certaindex 1; a stop only while sc.threshold <= 1, as for settled chains).  It moves
+	 * only the decision, not the sc features (`finished` counts finished and settled
+	 * chains).  > 1: off (the default; the threshold shift of the risk controller does not
+	 * apply to it). */
+	double sc_vote_threshold;
 	/* Budget extension: when the budget is spent and certaindex >= extend_min, continue up
 	 * to budget * (1 + extend_frac) (0: never extend). */
 	double extend_frac;

@@ -9,7 +9,8 @@
  * takes it from the traces (evalsim_model_policy), and certad is given the same numbers as its
  * per-model priors (policy.model_tokens) with model_tokens.min_samples = 0, so that it does not
  * replace them by what it learns from the few programs here (test_shadow and test_dispatch
- * test the learning).
+ * test the learning).  With sc.vote_threshold on (certad reads it from its policy file),
+ * the sc programs whose offline decision it changes stop online where certa-eval says.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,6 +52,10 @@ struct env {
  * escalations.  Online and offline run the same policy either way. */
 #define ROUTE_UNPROMISING "12288"
 
+/* The sc vote rule's check: a vote threshold low enough to change decisions (off by
+ * default), given to certad in its policy file. */
+#define VOTE_THRESHOLD "0.9"
+
 /* Starts certad with the policy text (plus the pinned per-model priors) and extra sets. */
 static void
 start_pinned(struct env *e, const char *policy, const char *extra)
@@ -90,6 +95,22 @@ setup(void **state)
 	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
 	/* The built-in calibrated default, as certa-eval uses, with the models' lengths. */
 	start_pinned(e, "", NULL);
+	*state = e;
+	return 0;
+}
+
+/* The built-in default with sc.vote_threshold on. */
+static int
+setup_vote(void **state)
+{
+	struct env *e;
+
+	*state = NULL;
+	e = itest_new(sizeof *e, 240, ITEST_TRACES_NEED);
+	if (e == NULL)
+		return 0;
+	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
+	start_pinned(e, "sc.vote_threshold = " VOTE_THRESHOLD "\n", NULL);
 	*state = e;
 	return 0;
 }
@@ -145,28 +166,40 @@ run(struct env *e, const struct traces_program *pg, int sc)
 	return fin;
 }
 
+/* Online == offline for `want` programs of the first model under certad's policy (the
+ * default, with sc.vote_threshold = vote when vote <= 1); with vote on, only programs whose
+ * offline decision the vote rule changes. */
 static void
-check_parity(struct env *e, int sc, size_t want)
+check_parity(struct env *e, int sc, size_t want, double vote)
 {
-	struct sched_policy def, pol;
+	struct sched_policy def, pol, poff;
 	size_t i, done = 0, early = 0;
 	const char *model = traces_model_name(e->set, 0);
+	enum sched_algo algo = sc ? SCHED_ALGO_SC : SCHED_ALGO_COT;
 
 	sched_policy_default(&def);
 	assert_int_equal(def.unpromising_relative, 1);
-	evalsim_model_policy(e->set, &def, model, &pol);
+	assert_true(def.sc_vote_threshold > 1);
+	evalsim_model_policy(e->set, &def, model, &poff);
+	pol = poff;
+	if (vote <= 1)
+		pol.sc_vote_threshold = vote;
 	assert_true(pol.model_tokens > 0);
 	for (i = 0; i < traces_program_count(e->set) && done < want; i++) {
 		const struct traces_program *pg = traces_program_at(e->set, i);
-		struct evalsim_outcome off;
+		struct evalsim_outcome off, base;
 		Certa__V1__ProgramEvent *fin;
 		const Certa__V1__ProgramResult *r;
 
 		if (strcmp(pg->model, model) != 0 || strcmp(pg->dataset, "math500") != 0 ||
 		    pg->nsamples < 3)
 			continue;
-		assert_int_equal(evalsim_run(&pol, pg, sc ? SCHED_ALGO_SC : SCHED_ALGO_COT,
-		    sc ? 3 : 1, &off, NULL), 0);
+		assert_int_equal(evalsim_run(&pol, pg, algo, sc ? 3 : 1, &off, NULL), 0);
+		if (vote <= 1) {
+			assert_int_equal(evalsim_run(&poff, pg, algo, sc ? 3 : 1, &base, NULL), 0);
+			if (base.decode_tokens == off.decode_tokens)
+				continue;
+		}
 		fin = run(e, pg, sc);
 		r = fin->finished->result;
 		if ((int)r->reason != (int)off.reason || r->tokens_used != off.decode_tokens ||
@@ -269,14 +302,21 @@ static void
 test_cot_parity(void **state)
 {
 	HARNESS_NEED_TRACES(*state);
-	check_parity(*state, 0, NCOT);
+	check_parity(*state, 0, NCOT, 2);
 }
 
 static void
 test_sc_parity(void **state)
 {
 	HARNESS_NEED_TRACES(*state);
-	check_parity(*state, 1, NSC);
+	check_parity(*state, 1, NSC, 2);
+}
+
+static void
+test_sc_vote_parity(void **state)
+{
+	HARNESS_NEED_TRACES(*state);
+	check_parity(*state, 1, NSC, atof(VOTE_THRESHOLD));
 }
 
 int
@@ -285,6 +325,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_cot_parity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sc_parity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sc_vote_parity, setup_vote, teardown),
 		cmocka_unit_test_setup_teardown(test_route_parity, setup_route, teardown),
 	};
 	int rc;

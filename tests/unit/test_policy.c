@@ -108,6 +108,38 @@ test_parse_sections_comments(void **state)
 	assert_true(p.sc_threshold == 0.5);
 	assert_true(p.sc_w[1] == 2);
 	assert_int_equal(p.unpromising_tokens, 9000);
+	/* a file without sc.vote_threshold keeps it off, as before the key existed */
+	assert_true(p.sc_vote_threshold > 1);
+}
+
+/* sc.vote_threshold: in a section, at the top level, and formatted back. */
+static void
+test_parse_sc_vote(void **state)
+{
+	const char *text = "[sc]\nvote_threshold = 0.95\n";
+	struct sched_policy p, q;
+	char err[256] = "", buf[8192];
+
+	(void)state;
+	sched_policy_default(&p);
+	assert_true(p.sc_vote_threshold == 1.5);
+	if (policy_parse(text, strlen(text), "t.policy", &p, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_true(p.sc_vote_threshold == 0.95);
+	text = "sc.vote_threshold = 0\n";
+	if (policy_parse(text, strlen(text), "t.policy", &p, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_true(p.sc_vote_threshold == 0);
+	p.sc_vote_threshold = 0.875;
+	assert_true(policy_format(&p, buf, sizeof buf) < sizeof buf);
+	assert_non_null(strstr(buf, "\nsc.vote_threshold = 0.875\n"));
+	sched_policy_default(&q);
+	if (policy_parse(buf, strlen(buf), "t.policy", &q, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_true(q.sc_vote_threshold == 0.875);
+	assert_true(policy_equal(&p, &q));
+	q.sc_vote_threshold = 1.5;
+	assert_false(policy_equal(&p, &q));
 }
 
 struct bad_case {
@@ -132,6 +164,8 @@ test_parse_errors(void **state)
 		{ "probe_stride = nan\n", "finite number" },
 		{ "settle_closed = 2\n", "settle_closed: 2 is out of range" },
 		{ "unpromising_relative = 2\n", "unpromising_relative: 2 is out of range" },
+		{ "sc.vote_threshold = 2.5\n", "sc.vote_threshold: 2.5 is out of range" },
+		{ "sc.vote_threshold = -0.1\n", "sc.vote_threshold" },
 	};
 	struct sched_policy p, before;
 	char err[256];
@@ -540,6 +574,138 @@ relative_dir(void)
 	return dir;
 }
 
+/* sc vote traces: 10 problems x 3 seeds, 32 probes each, every final answer right (100 + i).
+ * Problems 0 and 5: seeds 42 and 43 hold a wrong "99" for their first 16 probes (a false
+ * consensus of two chains, chain certaindex sigmoid(-3 + log2(16)) = 0.731 at its most). */
+static char *
+vote_dir(void)
+{
+	static char dir[64];
+	char path[128];
+	size_t sd, i;
+
+	snprintf(dir, sizeof dir, "/tmp/certa-test-vote-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return NULL;
+	for (sd = 0; sd < 3; sd++) {
+		FILE *f;
+		snprintf(path, sizeof path, "%s/m__d__seed_%lld.jsonl", dir,
+		    (long long)filter_seeds[sd]);
+		if ((f = fopen(path, "w")) == NULL)
+			return NULL;
+		for (i = 0; i < 10; i++) {
+			size_t k;
+			fprintf(f, "{\"model\":\"m\",\"dataset\":\"d\",\"seed\":%lld,"
+			    "\"problem_id\":\"p%zu\",\"problem\":\"Vote problem %c\","
+			    "\"target\":\"%zu\",\"tokens_used\":2048,\"finished\":true,"
+			    "\"final_answer\":\"%zu\",\"final_correct\":true,"
+			    "\"text\":\"thinking\",\"probes\":[", (long long)filter_seeds[sd], i,
+			    (int)('a' + i), 100 + i, 100 + i);
+			for (k = 0; k < 32; k++)
+				fprintf(f, "%s[%zu,\"%zu\",1]", k ? "," : "", 64 * (k + 1),
+				    k < 16 && i % 5 == 0 && sd < 2 ? (size_t)99 : 100 + i);
+			fprintf(f, "]}\n");
+		}
+		fclose(f);
+	}
+	return dir;
+}
+
+static void
+vote_dir_remove(const char *dir)
+{
+	char path[128];
+	size_t sd;
+
+	for (sd = 0; sd < 3; sd++) {
+		snprintf(path, sizeof path, "%s/m__d__seed_%lld.jsonl", dir,
+		    (long long)filter_seeds[sd]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+/* sc.vote_threshold in the sweep: a set recorded with the rule off and then given a vote
+ * threshold (evalsim_set_vote) equals the set recorded with it, and stops where a replay
+ * through sched_decide() with it stops; evalsim_pick_vote finds the lowest vote threshold
+ * the false consensus does not pass. */
+static void
+test_sc_vote_replay(void **state)
+{
+	static const double tvs[] = { 1.5, 0.85, 0.8, 0.74, 0.731, 0.6 };
+	struct sched_policy p, q;
+	struct evalsim_set s, r;
+	struct traces *tr;
+	double tv, tau, loss, saved, saved_off = 0;
+	uint64_t u = 0;
+	size_t i, k, j;
+	char *dir;
+
+	(void)state;
+	log_set_level(LOG_LVL_ERR);
+	dir = vote_dir();
+	assert_non_null(dir);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	assert_int_equal(traces_program_count(tr), 10);
+	sched_policy_default(&p);
+	memset(p.cot_w, 0, sizeof p.cot_w);
+	p.cot_w[0] = -3;
+	p.cot_w[1] = 1;
+	memset(p.sc_w, 0, sizeof p.sc_w);
+	p.sc_w[0] = -5;           /* the sc model alone never reaches 0.5 */
+	p.probe_stride = 0;
+	p.unpromising_relative = 0;
+	p.sc_unpromising_tokens = 0;
+	p.sc_threshold = 0.5;
+	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_SC, 3, EVALSIM_ALL, &s), 0);
+	assert_int_equal(s.nprog, 10);
+	for (j = 0; j < sizeof tvs / sizeof tvs[0]; j++) {
+		double lsum = 0;
+		q = p;
+		q.sc_vote_threshold = tvs[j];
+		evalsim_set_vote(&s, tvs[j]);
+		assert_int_equal(evalsim_record(tr, &q, SCHED_ALGO_SC, 3, EVALSIM_ALL, &r), 0);
+		for (i = 0; i < s.nprog; i++) {
+			const struct evalsim_traj *t = &s.traj[i];
+			struct evalsim_outcome o;
+			assert_int_equal(t->npts, r.traj[i].npts);
+			for (k = 0; k < t->npts; k++) {
+				assert_true(t->pts[k].c == r.traj[i].pts[k].c);
+				assert_int_equal(t->pts[k].decided, r.traj[i].pts[k].decided);
+			}
+			k = evalsim_stop_index(t->pts, t->npts, q.sc_threshold, 0);
+			assert_int_equal(evalsim_run(&q, traces_program_at(tr, i), SCHED_ALGO_SC, 3,
+			    &o, NULL), 0);
+			assert_int_equal(o.decode_tokens + o.probe_tokens, t->pts[k].cost);
+			assert_int_equal(o.correct, t->pts[k].correct);
+			assert_int_equal(o.reason == SCHED_REASON_CERTAIN, !t->pts[k].end);
+			lsum += !o.correct;
+		}
+		evalsim_set_free(&r);
+		evalsim_score_model(&s, NULL, q.sc_threshold, 0, &loss, &saved);
+		if (j == 0) {
+			saved_off = saved;
+			assert_true(saved < 1e-9);   /* off: every program runs to its end */
+		}
+		/* 0.74 and up: no wrong stop; 0.731 and below: problems 0 and 5 stop on "99" */
+		assert_true(tvs[j] > 0.735 ? lsum == 0 : lsum == 2);
+		if (j > 0 && tvs[j] > 0.735)
+			assert_true(saved > saved_off + 0.05);
+	}
+	s.z = 0;
+	saved = evalsim_pick_vote(&s, 0.01, &tv, &tau, &u, &loss);
+	assert_true(tv == 0.74);
+	assert_true(tau <= 1);
+	assert_true(loss <= 0.01);
+	assert_true(saved > 0.05);
+	/* the set is left under the chosen threshold */
+	evalsim_score_model(&s, NULL, tau, u, &loss, &saved);
+	assert_true(loss == 0);
+	evalsim_set_free(&s);
+	traces_free(tr);
+	vote_dir_remove(dir);
+}
+
 /* The model's typical length is the median of its chains' lengths (no label read); with
  * unpromising_relative the recorded trajectories count tokens as sched_decide() does, so
  * evalsim_stop_index with a bound stops where a replay with that bound stops. */
@@ -796,6 +962,7 @@ main(void)
 		cmocka_unit_test(test_default_file_matches_builtin),
 		cmocka_unit_test(test_parse_sections_comments),
 		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_parse_sc_vote),
 		cmocka_unit_test(test_format_roundtrip),
 		cmocka_unit_test(test_state_machine),
 		cmocka_unit_test(test_state_machine_aborts),
@@ -804,6 +971,7 @@ main(void)
 		cmocka_unit_test(test_calibrate_folds),
 		cmocka_unit_test(test_filter_selects),
 		cmocka_unit_test(test_unpromising_relative_replay),
+		cmocka_unit_test(test_sc_vote_replay),
 		cmocka_unit_test(test_default_policy_real_traces),
 	};
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <string.h>
 
 #include "scheduler/certainty.h"
@@ -220,6 +221,79 @@ test_sc_gang(void **state)
 	c[1].final_answer = "8";
 	sched_decide(&p, &v, &d);
 	assert_true(d.stop);
+}
+
+/* sc.vote_threshold: off by default (the decision is unchanged); on, unfinished chains whose
+ * own chain certaindex reaches it vote as finished, so two certain agreeing chains decide the
+ * vote (certaindex 1), still only while sc.threshold <= 1. */
+static void
+test_sc_vote_threshold(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c[3];
+	struct fake_chain f[3];
+	struct certainty_program cp;
+	struct sched_view v;
+	struct sched_decision d;
+
+	(void)state;
+	test_policy(&p);
+	assert_true(p.sc_vote_threshold > 1);   /* shipped off */
+	p.sc_threshold = 0.99;
+	/* "8" stable 1984 tokens: chain certaindex sigmoid(-3 + log2(32)) = 0.881 each */
+	fake(&c[0], &f[0], "8", 64, 2048);
+	fake(&c[1], &f[1], "8", 64, 2048);
+	fake(&c[2], &f[2], "6", 1536, 2048);
+	view1(&v, c, 3, SCHED_ALGO_SC);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_true(d.certaindex < 0.99);
+	certainty_program_eval(&p, &v, &cp, NULL);
+	assert_false(cp.decided);
+	assert_true(fabs(cp.vote_level - 1 / (1 + exp(-2.0))) < 1e-9);
+	/* above the chains' certaindex: still nothing decided */
+	p.sc_vote_threshold = 0.9;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	/* at or below it: the two certain "8" chains decide the vote */
+	p.sc_vote_threshold = 0.88;
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+	assert_string_equal(d.answer, "8");
+	assert_true(d.certaindex == 1);
+	/* the sc features do not see the rule (finished share of the majority stays 0) */
+	certainty_program_eval(&p, &v, &cp, NULL);
+	assert_true(cp.decided);
+	assert_true(cp.x[5] == 0);
+	/* thresholds > 1 turn certainty stops off, the vote rule with them */
+	p.sc_threshold = 1.5;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	p.sc_threshold = 0.99;
+	/* one certain chain of three cannot decide a vote with two others open; the level is
+	 * where the second "8" joins (stable 512: sigmoid(-3 + log2(9)) = 0.542) */
+	fake(&c[1], &f[1], "8", 1536, 2048);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	certainty_program_eval(&p, &v, &cp, NULL);
+	assert_true(fabs(cp.vote_level - 1 / (1 + exp(3 - log2(9.0)))) < 1e-9);
+	/* ... but it can with a finished chain that agrees: level = its certaindex */
+	c[1].finished = true;
+	c[1].final_answer = "8";
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	p.sc_vote_threshold = 1.5;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	/* a certain dissenter keeps the vote open: 8 (finished + certain) vs 6 (certain) */
+	p.sc_vote_threshold = 0.5;
+	fake(&c[2], &f[2], "6", 64, 2048);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);   /* 2 voters for "8" > 1 for "6" + 0 open */
+	fake(&c[0], &f[0], "5", 64, 2048);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);  /* 8, 6, 5: no majority to decide */
 }
 
 /* cot: a settled chain stops at any threshold <= 1 and never with thresholds > 1. */
@@ -610,6 +684,7 @@ main(void)
 		cmocka_unit_test(test_rank),
 		cmocka_unit_test(test_policy_validate),
 		cmocka_unit_test(test_dynasor),
+		cmocka_unit_test(test_sc_vote_threshold),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
