@@ -169,22 +169,6 @@ fair_remove(struct fair *f, const char *tenant)
 		fairq_moved_tenant(f, j);
 }
 
-bool
-fair_item_before(const struct fair_item *a, const struct fair_item *b)
-{
-	if (a->priority != b->priority)
-		return a->priority > b->priority;
-	if ((a->deadline_ms != 0) != (b->deadline_ms != 0))
-		return a->deadline_ms != 0;
-	if (a->deadline_ms != b->deadline_ms)
-		return a->deadline_ms < b->deadline_ms;
-	if (a->est_remaining != b->est_remaining)
-		return a->est_remaining < b->est_remaining;
-	if (a->ready_since_ms != b->ready_since_ms)
-		return a->ready_since_ms < b->ready_since_ms;
-	return a->seq < b->seq;
-}
-
 /* --- the dispatch order: per-tenant heaps of items, a heap of tenants --- */
 
 struct fair_iter {

@@ -12,12 +12,10 @@
 
 #include "scheduler/fair.h"
 
-/* A heap slot: an entry's key inside its tenant, kept in the slot so that sifting compares
- * within the heap's own array (the entries live in the caller's objects, far apart). */
+/* A heap slot: a copy of an entry's key, so that sifting compares within the heap's own
+ * array (the entries live in the caller's objects, far apart).  One cache line. */
 struct fair_slot {
-	int64_t deadline_ms, ready_since_ms;
-	uint64_t est_remaining, seq;
-	int priority;
+	struct fair_item key;
 	struct fair_entry *e;
 };
 
@@ -57,7 +55,21 @@ struct fair_tenant *fair_tenant_find(const struct fair *f, const char *name);
 /* Finds or adds a tenant (weight 1, counter 0); NULL without memory.  May move f->t. */
 struct fair_tenant *fair_tenant_get(struct fair *f, const char *name);
 /* Inside a tenant: priority, deadline (EDF), remaining work (SJF), age, submission. */
-bool fair_item_before(const struct fair_item *a, const struct fair_item *b);
+static inline bool
+fair_item_before(const struct fair_item *a, const struct fair_item *b)
+{
+	if (a->priority != b->priority)
+		return a->priority > b->priority;
+	if ((a->deadline_ms != 0) != (b->deadline_ms != 0))
+		return a->deadline_ms != 0;
+	if (a->deadline_ms != b->deadline_ms)
+		return a->deadline_ms < b->deadline_ms;
+	if (a->est_remaining != b->est_remaining)
+		return a->est_remaining < b->est_remaining;
+	if (a->ready_since_ms != b->ready_since_ms)
+		return a->ready_since_ms < b->ready_since_ms;
+	return a->seq < b->seq;
+}
 /* Tenant index j moved to index to (fair_remove): its entries follow. */
 void fairq_moved_tenant(struct fair *f, size_t to);
 /* Frees the queue's own arrays (fair_free calls it). */

@@ -24,22 +24,11 @@ fair_queued(const struct fair *f)
 
 /* --- inside a tenant: a heap of entries, and a list by age --- */
 
-/* Slot a goes before slot b inside their tenant: priority, deadline (EDF), remaining work
- * (SJF), age, submission (fair_item_before's order; seq breaks every tie). */
+/* Slot a goes before slot b inside their tenant (fair_item_before; seq breaks every tie). */
 static inline int
 fairq_slot_before(const struct fair_slot *a, const struct fair_slot *b)
 {
-	if (a->priority != b->priority)
-		return a->priority > b->priority;
-	if ((a->deadline_ms != 0) != (b->deadline_ms != 0))
-		return a->deadline_ms != 0;
-	if (a->deadline_ms != b->deadline_ms)
-		return a->deadline_ms < b->deadline_ms;
-	if (a->est_remaining != b->est_remaining)
-		return a->est_remaining < b->est_remaining;
-	if (a->ready_since_ms != b->ready_since_ms)
-		return a->ready_since_ms < b->ready_since_ms;
-	return a->seq < b->seq;
+	return fair_item_before(&a->key, &b->key);
 }
 
 /* Entry a is older than entry b (the starvation order). */
@@ -135,7 +124,7 @@ fairq_vtc_before(const struct fair *f, size_t a, size_t b)
 
 	if (ta->vc != tb->vc)
 		return ta->vc < tb->vc;
-	return ta->q[0].seq < tb->q[0].seq;
+	return ta->q[0].key.seq < tb->q[0].key.seq;
 }
 
 /* Tenant a before tenant b in the starvation heap: the older oldest entry. */
@@ -288,15 +277,8 @@ fair_enqueue(struct fair *f, struct fair_entry *e)
 	}
 	if (ARRAY_GROW(t->q, t->qcap, t->qn + 1) != 0)
 		return -ENOMEM;
-	{
-		struct fair_slot *sl = &t->q[t->qn++];
-		sl->deadline_ms = e->item.deadline_ms;
-		sl->ready_since_ms = e->item.ready_since_ms;
-		sl->est_remaining = e->item.est_remaining;
-		sl->seq = e->item.seq;
-		sl->priority = e->item.priority;
-		sl->e = e;
-	}
+	t->q[t->qn].key = e->item;
+	t->q[t->qn++].e = e;
 	fairq_heap_up(t, t->qn - 1);
 	fairq_age_insert(t, e);
 	f->queued++;
