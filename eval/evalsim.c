@@ -557,9 +557,11 @@ evalsim_stop_index(const struct evalsim_point *pts, size_t n, double tau, uint64
 	return n > 0 ? n - 1 : 0;
 }
 
-size_t
-evalsim_stop_index_cls(const struct evalsim_point *pts, size_t n, size_t rule,
-    const double tau[3], uint64_t u)
+/* evalsim_stop_index_cls with cot.threshold_slope `slope` (sched_cot_threshold_at after the
+ * class threshold, as sched_decide() applies it). */
+static size_t
+evalsim_stop_at(const struct evalsim_point *pts, size_t n, size_t rule, const double tau[3],
+    double slope, uint64_t u)
 {
 	size_t i;
 
@@ -567,11 +569,28 @@ evalsim_stop_index_cls(const struct evalsim_point *pts, size_t n, size_t rule,
 		const struct evalsim_point *pt = &pts[i];
 		double t = rule < EVALSIM_NDIFF ? tau[pt->cls[rule] < 3 ? pt->cls[rule] : 0] :
 		    tau[0];
+		t = sched_cot_threshold_at(t, slope, pt->most);
 		if (pt->end || (t <= 1.0 && pt->decided) || (pt->c >= 0 && pt->c >= t) ||
 		    (u > 0 && pt->most >= u))
 			return i;
 	}
 	return n > 0 ? n - 1 : 0;
+}
+
+size_t
+evalsim_stop_index_cls(const struct evalsim_point *pts, size_t n, size_t rule,
+    const double tau[3], uint64_t u)
+{
+	return evalsim_stop_at(pts, n, rule, tau, 0, u);
+}
+
+size_t
+evalsim_stop_index_slope(const struct evalsim_point *pts, size_t n, double tau, double slope,
+    uint64_t u)
+{
+	const double taus[3] = { tau, tau, tau };
+
+	return evalsim_stop_at(pts, n, EVALSIM_NDIFF, taus, slope, u);
 }
 
 /* Solves a (k x k, row-major, symmetric positive definite) x = b by Gaussian elimination with
@@ -819,7 +838,7 @@ evalsim_score_model_cls(const struct evalsim_set *s, const char *model, size_t r
 		size_t k;
 		if (model != NULL && strcmp(s->model[i], model) != 0)
 			continue;
-		k = evalsim_stop_index_cls(t->pts, t->npts, rule, tau, u);
+		k = evalsim_stop_at(t->pts, t->npts, rule, tau, s->slope, u);
 		diff += (long)s->full_correct[i] - (long)t->pts[k].correct;
 		cost += (double)t->pts[k].cost;
 		full_cost += (double)s->full_tokens[i];
@@ -848,7 +867,7 @@ evalsim_score_cls(const struct evalsim_set *s, size_t rule, const double tau[3],
 			size_t k;
 			if (strcmp(s->model[i], s->models[m]) != 0)
 				continue;
-			k = evalsim_stop_index_cls(t->pts, t->npts, rule, tau, u);
+			k = evalsim_stop_at(t->pts, t->npts, rule, tau, s->slope, u);
 			harm += s->full_correct[i] && !t->pts[k].correct;
 			fix += !s->full_correct[i] && t->pts[k].correct;
 			cost += (double)t->pts[k].cost;
@@ -1043,6 +1062,37 @@ evalsim_pick_vote(struct evalsim_set *s, double max_loss, double *tv_out, double
 	}
 	free(feas);
 	evalsim_set_vote(s, *tv_out);
+	return best_saved;
+}
+
+const double evalsim_slopes[] = { 0, -0.01, 0.01, -0.02, 0.02, -0.05, 0.05, -0.1, 0.1 };
+const size_t evalsim_nslopes = sizeof evalsim_slopes / sizeof evalsim_slopes[0];
+
+double
+evalsim_pick_slope(struct evalsim_set *s, double max_loss, double *slope_out, double *tau_out,
+    uint64_t *u_out, double *loss_out)
+{
+	double best_saved = -1e9;
+	size_t i;
+
+	*slope_out = 0;
+	*tau_out = 1.5;
+	*loss_out = 0;
+	for (i = 0; i < evalsim_nslopes; i++) {
+		double tau, loss, saved;
+		uint64_t u = 0;
+
+		s->slope = evalsim_slopes[i];
+		saved = evalsim_pick_threshold(s, max_loss, true, &tau, &u, &loss);
+		if (saved > best_saved + 1e-12) {
+			best_saved = saved;
+			*slope_out = evalsim_slopes[i];
+			*tau_out = tau;
+			*u_out = u;
+			*loss_out = loss;
+		}
+	}
+	s->slope = *slope_out;
 	return best_saved;
 }
 
@@ -1343,6 +1393,7 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	double best_saved = -1e9, tau, loss, saved, plain, target;
 	double wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT], best_wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT];
 	double w[SCHED_COT_NFEAT], ws[SCHED_COT_NFEAT], ctau[3], tv = p->sc_vote_threshold;
+	double slope = 0;
 	uint64_t u;
 	unsigned folds, f;
 	size_t si, i, rule;
@@ -1382,10 +1433,14 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 		}
 		s.harm_only = cal->harm_only;
 		s.z = cal->z;
-		saved = evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
+		s.slope = p->cot_threshold_slope;
+		if (cal->cot_slope)
+			saved = evalsim_pick_slope(&s, target, &slope, &tau, &u, &loss);
+		else
+			saved = evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
 		rule = EVALSIM_NDIFF;
 		ctau[0] = ctau[1] = ctau[2] = tau;
-		if (cal->difficulty) {
+		if (cal->difficulty && s.slope == 0) {
 			size_t r;
 			uint64_t cu = u;
 			double te, th, closs;
@@ -1406,6 +1461,7 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 			for (i = 0; i < CERTAINTY_COT_NFEAT; i++)
 				best.cot_w[i] = w[i];
 			best.cot_threshold = tau;
+			best.cot_threshold_slope = s.slope;
 			best.unpromising_tokens = u;
 			/* classes off (equal thresholds) unless they were chosen */
 			best.difficulty_tokens = rule < EVALSIM_NDIFF ?

@@ -226,6 +226,14 @@ size_t evalsim_stop_index(const struct evalsim_point *pts, size_t n, double tau,
 size_t evalsim_stop_index_cls(const struct evalsim_point *pts, size_t n, size_t rule,
     const double tau[3], uint64_t u);
 
+/*
+ * As evalsim_stop_index with cot.threshold_slope `slope`: a point stops-certain when its
+ * certaindex reaches sched_cot_threshold_at(tau, slope, most).  Exactly what sched_decide()
+ * decides with those values on a cot trajectory.
+ */
+size_t evalsim_stop_index_slope(const struct evalsim_point *pts, size_t n, double tau,
+    double slope, uint64_t u);
+
 /* L2-regularized logistic regression by Newton's method: rows x (nrows x nfeat, column 0 the
  * bias), labels y; lambda applies to every weight but the bias.  Writes w.  Returns 0 or
  * -ENOMEM. */
@@ -256,6 +264,9 @@ struct evalsim_set {
 	unsigned folds;
 	unsigned *fold;
 	unsigned *row_fold;
+	/* cot sets: the cot.threshold_slope the scores and picks apply (evalsim_stop_index_slope;
+	 * 0: none; the difficulty-class sweeps assume 0).  sc sets: 0. */
+	double slope;
 };
 
 /* Runs every program of the split (with at least n samples) with thresholds and the
@@ -335,6 +346,20 @@ double evalsim_pick_threshold(const struct evalsim_set *s, double max_loss, bool
 double evalsim_pick_vote(struct evalsim_set *s, double max_loss, double *tv_out,
     double *tau_out, uint64_t *u_out, double *loss_out);
 
+/* cot.threshold_slope candidates of evalsim_pick_slope (0 first). */
+extern const double evalsim_slopes[];
+extern const size_t evalsim_nslopes;
+
+/*
+ * The same for a cot set with cot.threshold_slope swept too (evalsim_slopes): for each slope,
+ * the cheapest (threshold, bound) as evalsim_pick_threshold picks it under that slope; the
+ * slope saving most wins, 0 on ties (so a set where the slope buys nothing picks what
+ * evalsim_pick_threshold picks).  Leaves s->slope at the chosen slope and writes it to
+ * *slope_out.  Returns the saving (fraction).
+ */
+double evalsim_pick_slope(struct evalsim_set *s, double max_loss, double *slope_out,
+    double *tau_out, uint64_t *u_out, double *loss_out);
+
 /*
  * The cheapest difficulty rule and pair of class thresholds (cot.threshold_easy,
  * cot.threshold_hard, both from evalsim_taus) with the unpromising bound (swept as in
@@ -392,6 +417,10 @@ struct evalsim_calib {
 	/* Also sweep sc.vote_threshold (evalsim_pick_vote) with the sc threshold; otherwise the
 	 * starting policy's value is kept (and the sweep sees it). */
 	bool sc_vote;
+	/* Also sweep cot.threshold_slope (evalsim_pick_slope) with the cot threshold; otherwise
+	 * the starting policy's value is kept (and the sweep sees it).  Difficulty classes are
+	 * tried only where the slope is 0. */
+	bool cot_slope;
 	/* results: on the data the threshold was chosen on (out-of-fold when folds >= 2):
 	 * worst-model plain loss, worst-model bound, overall saving */
 	double cot_loss, cot_saved, sc_loss, sc_saved;

@@ -3,16 +3,18 @@
  *
  *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
  *   certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--difficulty] [--sc-vote]
- *              (leave-one-out; do_lomo; --difficulty: every fold without and with difficulty
- *              classes; --sc-vote: every fold's calibration sweeps sc.vote_threshold)
+ *              [--cot-slope]  (leave-one-out; do_lomo; --difficulty: every fold without
+ *              and with difficulty classes; --sc-vote: every fold's calibration sweeps
+ *              sc.vote_threshold; --cot-slope: ... cot.threshold_slope)
  *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo]
  *              [--controller cf|window] [--passes 1] [--model-tokens learned|oracle]
  *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] ...  (eval/online.h)
  *   certa-eval route --traces DIR [--route-policy FILE] ...  (expert routing; eval/routecmd.h)
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
  *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] [--difficulty]
- *              [--sc-vote] --out FILE  (--difficulty: also try cot thresholds per
- *              difficulty class; --sc-vote: sweep sc.vote_threshold with sc.threshold)
+ *              [--sc-vote] [--cot-slope] --out FILE  (--difficulty: also try cot
+ *              thresholds per difficulty class; --sc-vote: sweep sc.vote_threshold with
+ *              sc.threshold; --cot-slope: sweep cot.threshold_slope with cot.threshold)
  *
  * Evaluation replays every (model, dataset, problem) program through the same sched_decide()
  * the daemon calls (eval/evalsim.h describes the semantics), next to the baselines: Dynasor-CoT
@@ -565,6 +567,7 @@ struct lomo_result {
 	size_t programs;
 	double loss, saved, tau;         /* policy: pt, %, threshold */
 	double vote;                     /* sc: sc.vote_threshold (> 1: off) */
+	double slope;                    /* cot: cot.threshold_slope (0: off) */
 	/* cot, difficulty classes kept by the calibration: the rule and class thresholds */
 	bool classes;
 	uint64_t diff_tokens;
@@ -586,6 +589,7 @@ struct lomo_opts {
 	int diff_rule;                   /* evalsim_calib.difficulty_rule */
 	bool diff_ordered;               /* evalsim_calib.difficulty_ordered */
 	bool sc_vote;                    /* evalsim_calib.sc_vote */
+	bool cot_slope;                  /* evalsim_calib.cot_slope */
 	/* --policy: the starting values of every fold's calibration (NULL: the built-in
 	 * default), e.g. unpromising_relative = 1 */
 	const struct sched_policy *start;
@@ -712,6 +716,7 @@ lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct l
 	cal.difficulty_rule = o->diff_rule;
 	cal.difficulty_ordered = o->diff_ordered;
 	cal.sc_vote = o->sc_vote;
+	cal.cot_slope = o->cot_slope;
 	cal.cot_label = EVALSIM_LABEL_SAFE;
 	cal.sc_label = EVALSIM_LABEL_SAME;
 	rc = evalsim_calibrate(tr, &cal, &p);
@@ -732,6 +737,7 @@ lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct l
 		x->programs = t->programs;
 		x->tau = a == 0 ? p.cot_threshold : p.sc_threshold;
 		x->vote = a == 0 ? 2 : p.sc_vote_threshold;
+		x->slope = a == 0 ? p.cot_threshold_slope : 0;
 		if (a == 0 && p.difficulty_tokens > 0) {
 			x->classes = true;
 			x->diff_tokens = p.difficulty_tokens;
@@ -789,6 +795,8 @@ lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *
 			    x->k_saved / 100);
 			if (x->vote <= 1)
 				printf(",\"vote_threshold\":%.4g", x->vote);
+			if (x->slope != 0)
+				printf(",\"threshold_slope\":%.4g", x->slope);
 			if (x->classes)
 				printf(",\"difficulty_tokens\":%llu,\"difficulty_changes\":%u,"
 				    "\"threshold_easy\":%.4g,\"threshold_hard\":%.4g",
@@ -807,6 +815,8 @@ lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *
 				    x->tau_hard);
 			if (x->vote <= 1)
 				printf("  sc.vote_threshold %.4g", x->vote);
+			if (x->slope != 0)
+				printf("  cot.threshold_slope %.4g", x->slope);
 			printf("\n");
 		}
 	}
@@ -949,13 +959,14 @@ usage(FILE *f)
 	    "[--split all|train|test] [--json] [--no-curve] [--dump-points CSV]\n"
 	    "       certa-eval calibrate --traces DIR [--max-loss 0.01] [--split train|test|all] "
 	    "[--margin 1] [--harm-only] [--lambda 1] [--folds 5] [--z 1] [--policy START] "
-	    "[--difficulty] [--sc-vote] --out FILE\n"
+	    "[--difficulty] [--sc-vote] [--cot-slope] --out FILE\n"
 	    "           (--policy: starting values, e.g. settle_closed = 0; weights, thresholds,\n"
 	    "           bounds and spacing are fitted; --difficulty: cot thresholds per\n"
 	    "           difficulty class too, kept when they save more; --sc-vote:\n"
-	    "           sc.vote_threshold swept with sc.threshold)\n"
+	    "           sc.vote_threshold swept with sc.threshold; --cot-slope:\n"
+	    "           cot.threshold_slope swept with cot.threshold)\n"
 	    "       certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--max-loss 0.01] "
-	    "[--lambda 1] [--folds 5] [--z 1] [--difficulty] [--sc-vote]\n"
+	    "[--lambda 1] [--folds 5] [--z 1] [--difficulty] [--sc-vote] [--cot-slope]\n"
 	    "           [--policy START (every fold's starting values)] [--kind in|model|seed]\n"
 	    "           [--difficulty-rule R (1-9: one rule of evalsim_diff_rules)]\n"
 	    "           [--difficulty-ordered (hard threshold >= easy)]\n"
@@ -998,7 +1009,8 @@ static const char *const split_names[] = { "all", "train", "test" };
 static int
 do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_only,
     enum evalsim_split split, double lambda, unsigned folds, double z, bool difficulty,
-    int diff_rule, bool diff_ordered, bool sc_vote, const char *policy, const char *out)
+    int diff_rule, bool diff_ordered, bool sc_vote, bool cot_slope, const char *policy,
+    const char *out)
 {
 	struct sched_policy p;
 	struct evalsim_calib cal;
@@ -1025,6 +1037,7 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	cal.difficulty_rule = diff_rule;
 	cal.difficulty_ordered = diff_ordered;
 	cal.sc_vote = sc_vote;
+	cal.cot_slope = cot_slope;
 	cal.cot_label = EVALSIM_LABEL_SAFE;
 	cal.sc_label = EVALSIM_LABEL_SAME;
 	if (diff_rule > 0 || diff_ordered) {
@@ -1040,7 +1053,7 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	}
 	snprintf(comment, sizeof comment,
 	    "certa scheduling policy, written by `certa-eval calibrate --max-loss %g --margin %g "
-	    "%s%s%s%s--split %s --lambda %g --folds %u --z %g`\n"
+	    "%s%s%s%s%s--split %s --lambda %g --folds %u --z %g`\n"
 	    "fitted on %zu cot / %zu sc programs (%zu trace files, %zu traces)\n"
 	    "threshold chosen on %s: cot worst-model loss %.2f pt (bound %.2f), saved %.1f%%; "
 	    "sc worst-model loss %.2f pt (bound %.2f), saved %.1f%%\n"
@@ -1050,7 +1063,8 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	    "docs/certainty.md",
 	    max_loss, cal.margin, harm_only ? "--harm-only " : "",
 	    difficulty && diff_rule == 0 && !diff_ordered ? "--difficulty " : "", dopt,
-	    sc_vote ? "--sc-vote " : "", split_names[split], cal.lambda,
+	    sc_vote ? "--sc-vote " : "", cot_slope ? "--cot-slope " : "", split_names[split],
+	    cal.lambda,
 	    cal.folds, cal.z, cal.cot_programs, cal.sc_programs,
 	    traces_file_count(tr), traces_count(tr),
 	    cal.folds >= 2 ? "out-of-fold certaindexes" : "the fitting data",
@@ -1078,6 +1092,9 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	if (sc_vote)
 		printf("sc.vote_threshold %.4g%s\n", p.sc_vote_threshold,
 		    p.sc_vote_threshold > 1 ? " (off: no saving over settled chains alone)" : "");
+	if (cot_slope)
+		printf("cot.threshold_slope %.4g%s\n", p.cot_threshold_slope,
+		    p.cot_threshold_slope == 0 ? " (off: no saving over a flat threshold)" : "");
 	if (difficulty)
 		printf("difficulty classes: %s (difficulty.tokens %llu, difficulty.changes %u, "
 		    "cot.threshold_easy %.4g, cot.threshold_hard %.4g)\n",
@@ -1101,6 +1118,7 @@ main(int argc, char **argv)
 	double on_boost = -1, on_hold = -1, on_harm = -1, on_harm_stable = -1;
 	const char *state = NULL;
 	bool harm_only = false, difficulty = false, diff_ordered = false, sc_vote = false;
+	bool cot_slope = false;
 	int diff_rule = 0;
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
 	long folds = 5;
@@ -1167,6 +1185,10 @@ main(int argc, char **argv)
 		}
 		if (strcmp(o, "--sc-vote") == 0) {
 			sc_vote = true;
+			continue;
+		}
+		if (strcmp(o, "--cot-slope") == 0) {
+			cot_slope = true;
 			continue;
 		}
 		if (strcmp(o, "--no-curve") == 0) {
@@ -1317,7 +1339,8 @@ main(int argc, char **argv)
 			.max_loss = max_loss, .lambda = lambda, .z = z, .folds = (unsigned)folds,
 			.algos = (a0 == 0 ? 1u : 0u) | (a1 == 2 ? 2u : 0u), .json = json,
 			.difficulty = difficulty, .diff_rule = diff_rule,
-			.diff_ordered = diff_ordered, .sc_vote = sc_vote, .kinds = lomo_only,
+			.diff_ordered = diff_ordered, .sc_vote = sc_vote,
+			.cot_slope = cot_slope, .kinds = lomo_only,
 		};
 		if (policy != NULL) {
 			sched_policy_default(&lstart);
@@ -1380,7 +1403,7 @@ main(int argc, char **argv)
 	if (calibrate) {
 		rc = do_calibrate(tr, max_loss, margin, harm_only,
 		    split_given ? split : EVALSIM_TRAIN, lambda, (unsigned)folds, z, difficulty,
-		    diff_rule, diff_ordered, sc_vote, policy, out);
+		    diff_rule, diff_ordered, sc_vote, cot_slope, policy, out);
 		traces_free(tr);
 		return rc;
 	}

@@ -65,6 +65,7 @@ static const struct policy_key policy_keys[] = {
 	PK("model_tokens", POLICY_U64, model_tokens, "the model's median chain length (0 unknown)"),
 	PK("model_tokens.min_samples", POLICY_U32, model_tokens_min_samples, "chains before certad uses the learned median (0 never)"),
 	PK("sc.vote_threshold", POLICY_DOUBLE, sc_vote_threshold, "sc: an unfinished chain this certain votes as finished (> 1 off)"),
+	PK("cot.threshold_slope", POLICY_DOUBLE, cot_threshold_slope, "cot threshold change per model_tokens of chain position (0 off)"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
 #define POLICY_NALL (POLICY_NKEYS + SCHED_COT_NFEAT + SCHED_SC_NFEAT)
@@ -353,6 +354,7 @@ policy_round(struct sched_policy *p)
 	p->cot_threshold = policy_round6(p->cot_threshold);
 	p->sc_threshold = policy_round6(p->sc_threshold);
 	p->sc_vote_threshold = policy_round6(p->sc_vote_threshold);
+	p->cot_threshold_slope = policy_round6(p->cot_threshold_slope);
 	p->riskctl_target = policy_round6(p->riskctl_target);
 	p->riskctl_sc_target = policy_round6(p->riskctl_sc_target);
 	p->riskctl_shadow_frac = policy_round6(p->riskctl_shadow_frac);

@@ -12,11 +12,12 @@
  * Keys (names in the table in policy.c): step_tokens, default_budget, default_sc_n, max_sc_n,
  * max_budget, probe_stride, max_step_tokens, expected_tokens, hesitation_window,
  * unpromising_tokens, sc.unpromising_tokens, extend_frac, extend_min, starvation_ms,
- * settle_closed, cot.threshold, sc.threshold, sc.vote_threshold, dynasor_k (the Dynasor-CoT
- * baseline), unpromising_relative, model_tokens (model-relative unpromising bounds),
- * cot.w.<feature>, sc.w.<feature>.  A dotted key is also accepted at the top level.  Values are
- * decimal numbers; integers must be whole and non-negative.  Keys missing from the text keep
- * the value they had in *p (start from sched_policy_default()).  A key may appear once.
+ * settle_closed, cot.threshold, cot.threshold_slope, sc.threshold, sc.vote_threshold,
+ * dynasor_k (the Dynasor-CoT baseline), unpromising_relative, model_tokens (model-relative
+ * unpromising bounds), cot.w.<feature>, sc.w.<feature>.  A dotted key is also accepted at
+ * the top level.  Values are decimal numbers; integers must be whole and non-negative.  Keys
+ * missing from the text keep the value they had in *p (start from sched_policy_default()).
+ * A key may appear once.
  *
  * Pure (no I/O): callers read files with lib/fileio.h and parse the buffer.  Any thread.
  */

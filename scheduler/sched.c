@@ -54,6 +54,20 @@ sched_unpromising_tokens(const struct sched_policy *p, uint64_t tokens)
 	return unit == 1.0 ? tokens : (uint64_t)((double)tokens / unit);
 }
 
+double
+sched_cot_threshold_at(double threshold, double slope, uint64_t most)
+{
+	double pos, t;
+
+	if (slope == 0 || threshold > 1)
+		return threshold;
+	pos = (double)most / 4096.0;
+	if (pos > 4)
+		pos = 4;
+	t = threshold + slope * (pos - 1.0);
+	return t < 0 ? 0 : t > 1 ? 1 : t;
+}
+
 void
 sched_policy_default(struct sched_policy *p)
 {
@@ -150,6 +164,8 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 	else if (!(p->sc_vote_threshold >= 0 && p->sc_vote_threshold <= 2))
 		bad = "sc.vote_threshold", range = "[0, 2] (above 1 disables)",
 		v = p->sc_vote_threshold;
+	else if (!(p->cot_threshold_slope >= -1 && p->cot_threshold_slope <= 1))
+		bad = "cot.threshold_slope", range = "[-1, 1]", v = p->cot_threshold_slope;
 	if (bad == NULL)
 		return 0;
 	snprintf(msg, msglen, "%s: %g is out of range %s", bad, v, range);
@@ -437,6 +453,8 @@ sched_decide_chains(const struct sched_policy *p, const struct sched_view *v,
 			out->difficulty = (uint32_t)cls;
 			threshold = difficulty_threshold(p, cls);
 		}
+		threshold = sched_cot_threshold_at(threshold, p->cot_threshold_slope,
+		    sched_unpromising_tokens(p, most));
 	}
 	if (v->threshold_shift != 0)
 		threshold = riskctl_threshold(threshold, v->threshold_shift);

@@ -80,6 +80,13 @@ struct sched_policy {
 	 * chains).  > 1: off (the default; the threshold shift of the risk controller does not
 	 * apply to it). */
 	double sc_vote_threshold;
+	/* Position-dependent cot threshold (key cot.threshold_slope): a cot chain stops-certain
+	 * at threshold + slope * (pos - 1), clamped to [0, 1], where pos is the longest chain's
+	 * tokens in model_tokens units (sched_unpromising_tokens(p, tokens) / 4096: tokens /
+	 * model_tokens with unpromising_relative on, else tokens / 4096), capped at 4.  Applies
+	 * after the difficulty class and before the risk controller's shift, only while the
+	 * threshold is <= 1; sc programs are not affected.  0: off (the default). */
+	double cot_threshold_slope;
 	/* Budget extension: when the budget is spent and certaindex >= extend_min, continue up
 	 * to budget * (1 + extend_frac) (0: never extend). */
 	double extend_frac;
@@ -255,6 +262,11 @@ double sched_token_unit(const struct sched_policy *p);
  * itself when the unit is 1).  sched_decide() stops unpromising when this of the longest
  * chain reaches the bound; certa-eval records the same number (evalsim_point.most). */
 uint64_t sched_unpromising_tokens(const struct sched_policy *p, uint64_t tokens);
+/* The cot threshold at a chain position (cot.threshold_slope, struct sched_policy):
+ * threshold + slope * (min(most / 4096, 4) - 1) clamped to [0, 1], with `most` in the units
+ * of sched_unpromising_tokens() (certa-eval records the same number, evalsim_point.most).
+ * threshold itself when the slope is 0 or the threshold is > 1 (disabled). */
+double sched_cot_threshold_at(double threshold, double slope, uint64_t most);
 
 /* Checks policy values; on error writes "field: reason (allowed range)" into msg and returns
  * CERTA_EINVAL. */

@@ -10,7 +10,9 @@
  * per-model priors (policy.model_tokens) with model_tokens.min_samples = 0, so that it does not
  * replace them by what it learns from the few programs here (test_shadow and test_dispatch
  * test the learning).  With sc.vote_threshold on (certad reads it from its policy file),
- * the sc programs whose offline decision it changes stop online where certa-eval says.
+ * the sc programs whose offline decision it changes stop online where certa-eval says; the
+ * same for cot.threshold_slope and the cot programs (the slope counts the chain's position in
+ * the same per-model units as the bounds).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -55,6 +57,9 @@ struct env {
 /* The sc vote rule's check: a vote threshold low enough to change decisions (off by
  * default), given to certad in its policy file. */
 #define VOTE_THRESHOLD "0.9"
+
+/* The cot threshold slope's check: a slope that changes decisions (off by default). */
+#define THRESHOLD_SLOPE "-0.05"
 
 /* Starts certad with the policy text (plus the pinned per-model priors) and extra sets. */
 static void
@@ -115,6 +120,22 @@ setup_vote(void **state)
 	return 0;
 }
 
+/* The built-in default with cot.threshold_slope on. */
+static int
+setup_slope(void **state)
+{
+	struct env *e;
+
+	*state = NULL;
+	e = itest_new(sizeof *e, 240, ITEST_TRACES_NEED);
+	if (e == NULL)
+		return 0;
+	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
+	start_pinned(e, "cot.threshold_slope = " THRESHOLD_SLOPE "\n", NULL);
+	*state = e;
+	return 0;
+}
+
 /* Routing on with the built-in routing policy; the scheduling policy is the built-in one with
  * a budget large enough never to bind, as the evaluator's (unlimited) reference. */
 static int
@@ -167,10 +188,10 @@ run(struct env *e, const struct traces_program *pg, int sc)
 }
 
 /* Online == offline for `want` programs of the first model under certad's policy (the
- * default, with sc.vote_threshold = vote when vote <= 1); with vote on, only programs whose
- * offline decision the vote rule changes. */
+ * default, with sc.vote_threshold = vote when vote <= 1 and cot.threshold_slope = slope);
+ * with either on, only programs whose offline decision the rule changes. */
 static void
-check_parity(struct env *e, int sc, size_t want, double vote)
+check_parity(struct env *e, int sc, size_t want, double vote, double slope)
 {
 	struct sched_policy def, pol, poff;
 	size_t i, done = 0, early = 0;
@@ -180,10 +201,12 @@ check_parity(struct env *e, int sc, size_t want, double vote)
 	sched_policy_default(&def);
 	assert_int_equal(def.unpromising_relative, 1);
 	assert_true(def.sc_vote_threshold > 1);
+	assert_true(def.cot_threshold_slope == 0);
 	evalsim_model_policy(e->set, &def, model, &poff);
 	pol = poff;
 	if (vote <= 1)
 		pol.sc_vote_threshold = vote;
+	pol.cot_threshold_slope = slope;
 	assert_true(pol.model_tokens > 0);
 	for (i = 0; i < traces_program_count(e->set) && done < want; i++) {
 		const struct traces_program *pg = traces_program_at(e->set, i);
@@ -195,7 +218,7 @@ check_parity(struct env *e, int sc, size_t want, double vote)
 		    pg->nsamples < 3)
 			continue;
 		assert_int_equal(evalsim_run(&pol, pg, algo, sc ? 3 : 1, &off, NULL), 0);
-		if (vote <= 1) {
+		if (vote <= 1 || slope != 0) {
 			assert_int_equal(evalsim_run(&poff, pg, algo, sc ? 3 : 1, &base, NULL), 0);
 			if (base.decode_tokens == off.decode_tokens)
 				continue;
@@ -302,21 +325,28 @@ static void
 test_cot_parity(void **state)
 {
 	HARNESS_NEED_TRACES(*state);
-	check_parity(*state, 0, NCOT, 2);
+	check_parity(*state, 0, NCOT, 2, 0);
 }
 
 static void
 test_sc_parity(void **state)
 {
 	HARNESS_NEED_TRACES(*state);
-	check_parity(*state, 1, NSC, 2);
+	check_parity(*state, 1, NSC, 2, 0);
 }
 
 static void
 test_sc_vote_parity(void **state)
 {
 	HARNESS_NEED_TRACES(*state);
-	check_parity(*state, 1, NSC, atof(VOTE_THRESHOLD));
+	check_parity(*state, 1, NSC, atof(VOTE_THRESHOLD), 0);
+}
+
+static void
+test_cot_slope_parity(void **state)
+{
+	HARNESS_NEED_TRACES(*state);
+	check_parity(*state, 0, NCOT, 2, atof(THRESHOLD_SLOPE));
 }
 
 int
@@ -326,6 +356,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cot_parity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sc_parity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sc_vote_parity, setup_vote, teardown),
+		cmocka_unit_test_setup_teardown(test_cot_slope_parity, setup_slope, teardown),
 		cmocka_unit_test_setup_teardown(test_route_parity, setup_route, teardown),
 	};
 	int rc;

@@ -110,6 +110,38 @@ test_parse_sections_comments(void **state)
 	assert_int_equal(p.unpromising_tokens, 9000);
 	/* a file without sc.vote_threshold keeps it off, as before the key existed */
 	assert_true(p.sc_vote_threshold > 1);
+	/* nor cot.threshold_slope: off, the flat threshold as before */
+	assert_true(p.cot_threshold_slope == 0);
+}
+
+/* cot.threshold_slope: in a section, at the top level, formatted back, out of range. */
+static void
+test_parse_cot_slope(void **state)
+{
+	const char *text = "[cot]\nthreshold_slope = -0.05\n";
+	struct sched_policy p, q;
+	char err[256] = "", buf[8192];
+
+	(void)state;
+	sched_policy_default(&p);
+	assert_true(p.cot_threshold_slope == 0);
+	if (policy_parse(text, strlen(text), "t.policy", &p, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_true(p.cot_threshold_slope == -0.05);
+	text = "cot.threshold_slope = 0.02\n";
+	if (policy_parse(text, strlen(text), "t.policy", &p, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_true(p.cot_threshold_slope == 0.02);
+	p.cot_threshold_slope = 0.125;
+	assert_true(policy_format(&p, buf, sizeof buf) < sizeof buf);
+	assert_non_null(strstr(buf, "\ncot.threshold_slope = 0.125\n"));
+	sched_policy_default(&q);
+	if (policy_parse(buf, strlen(buf), "t.policy", &q, err, sizeof err) != 0)
+		fail_msg("%s", err);
+	assert_true(q.cot_threshold_slope == 0.125);
+	assert_true(policy_equal(&p, &q));
+	q.cot_threshold_slope = 0;
+	assert_false(policy_equal(&p, &q));
 }
 
 /* sc.vote_threshold: in a section, at the top level, and formatted back. */
@@ -166,6 +198,8 @@ test_parse_errors(void **state)
 		{ "unpromising_relative = 2\n", "unpromising_relative: 2 is out of range" },
 		{ "sc.vote_threshold = 2.5\n", "sc.vote_threshold: 2.5 is out of range" },
 		{ "sc.vote_threshold = -0.1\n", "sc.vote_threshold" },
+		{ "cot.threshold_slope = 1.5\n", "cot.threshold_slope: 1.5 is out of range" },
+		{ "cot.threshold_slope = -2\n", "cot.threshold_slope" },
 	};
 	struct sched_policy p, before;
 	char err[256];
@@ -773,6 +807,79 @@ test_unpromising_relative_replay(void **state)
 	rmdir(dir);
 }
 
+/* cot.threshold_slope in the sweep: on trajectories recorded without it (two models of
+ * different lengths), evalsim_stop_index_slope stops where a replay through sched_decide()
+ * with the slope stops, in the model's own units; the slope moves some stops; the scores see
+ * the set's slope; evalsim_pick_slope keeps 0 on ties and saves at least what it saves. */
+static void
+test_cot_slope_replay(void **state)
+{
+	static const double taus[] = { 0.6, 0.7, 0.8, 0.9 };
+	static const double slopes[] = { -0.1, -0.05, 0, 0.05, 0.1 };
+	struct sched_policy p, q;
+	struct evalsim_set s;
+	struct traces *tr;
+	char *dir, path[128];
+	double tau, loss, saved, saved0, sl, l0, l1, s0, s1;
+	uint64_t u = 0;
+	size_t i, a, b, moved = 0;
+
+	(void)state;
+	log_set_level(LOG_LVL_ERR);
+	dir = relative_dir();
+	assert_non_null(dir);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	sched_policy_default(&p);
+	memset(p.cot_w, 0, sizeof p.cot_w);
+	p.cot_w[0] = -3;
+	p.cot_w[1] = 1;
+	p.probe_stride = 0;
+	p.unpromising_tokens = 0;
+	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
+	assert_int_equal(s.nprog, 7);
+	for (i = 0; i < s.nprog; i++) {
+		const struct traces_program *prog = traces_program_at(tr, i);
+		const struct evalsim_traj *t = &s.traj[i];
+		for (a = 0; a < sizeof taus / sizeof taus[0]; a++)
+			for (b = 0; b < sizeof slopes / sizeof slopes[0]; b++) {
+				struct evalsim_outcome o;
+				size_t k = evalsim_stop_index_slope(t->pts, t->npts, taus[a],
+				    slopes[b], 0);
+				evalsim_model_policy(tr, &p, prog->model, &q);
+				q.cot_threshold = taus[a];
+				q.cot_threshold_slope = slopes[b];
+				assert_int_equal(evalsim_run(&q, prog, SCHED_ALGO_COT, 1, &o, NULL), 0);
+				assert_int_equal(o.decode_tokens + o.probe_tokens, t->pts[k].cost);
+				assert_int_equal(o.reason == SCHED_REASON_CERTAIN, !t->pts[k].end);
+				if (slopes[b] == 0)
+					assert_int_equal(k, evalsim_stop_index(t->pts, t->npts, taus[a],
+					    0));
+				else if (k != evalsim_stop_index(t->pts, t->npts, taus[a], 0))
+					moved++;
+			}
+	}
+	assert_true(moved > 0);
+	/* the scores apply the set's slope */
+	evalsim_score_model(&s, NULL, 0.9, 0, &l0, &s0);
+	s.slope = 0.1;
+	evalsim_score_model(&s, NULL, 0.9, 0, &l1, &s1);
+	assert_true(s1 != s0);
+	s.slope = 0;
+	s.z = 0;
+	saved0 = evalsim_pick_threshold(&s, 0.01, true, &tau, &u, &loss);
+	saved = evalsim_pick_slope(&s, 0.01, &sl, &tau, &u, &loss);
+	assert_true(saved >= saved0);
+	assert_true(s.slope == sl);
+	assert_true(sl == 0 ? saved == saved0 : saved > saved0);
+	evalsim_set_free(&s);
+	traces_free(tr);
+	snprintf(path, sizeof path, "%s/a__d__seed_42.jsonl", dir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/b__d__seed_42.jsonl", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 /* The filters of leave-one-out evaluation select what they say: a model or all others, the
  * chains of the listed seeds (cot), a problem group or all others; record and calibrate see
  * exactly those programs. */
@@ -963,6 +1070,7 @@ main(void)
 		cmocka_unit_test(test_parse_sections_comments),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_parse_sc_vote),
+		cmocka_unit_test(test_parse_cot_slope),
 		cmocka_unit_test(test_format_roundtrip),
 		cmocka_unit_test(test_state_machine),
 		cmocka_unit_test(test_state_machine_aborts),
@@ -972,6 +1080,7 @@ main(void)
 		cmocka_unit_test(test_filter_selects),
 		cmocka_unit_test(test_unpromising_relative_replay),
 		cmocka_unit_test(test_sc_vote_replay),
+		cmocka_unit_test(test_cot_slope_replay),
 		cmocka_unit_test(test_default_policy_real_traces),
 	};
 

@@ -383,6 +383,89 @@ test_unpromising_relative(void **state)
 	assert_false(d.stop);
 }
 
+/* cot.threshold_slope: off by default (the threshold is the same at every position); on, the
+ * cot threshold moves by slope per model_tokens of chain position around the model's median
+ * length, clamped to [0, 1], position capped at 4; disabled thresholds and sc stay as they are. */
+static void
+test_cot_threshold_slope(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c[3];
+	struct fake_chain f[3];
+	struct sched_view v;
+	struct sched_decision d;
+	char msg[128];
+
+	(void)state;
+	test_policy(&p);
+	assert_true(p.cot_threshold_slope == 0);   /* shipped off */
+	p.unpromising_relative = 1;
+	p.model_tokens = 1024;                      /* position = tokens / 1024 */
+	view1(&v, c, 1, SCHED_ALGO_COT);
+	/* late (1536 tokens, position 1.5): "17" stable 1472 tokens, sigmoid(-3 + log2(24)) */
+	fake(&c[0], &f[0], "17", 64, 1536);
+	p.cot_threshold = 0.84;
+	sched_decide(&p, &v, &d);
+	assert_true(d.certaindex > 0.82 && d.certaindex < 0.84);
+	assert_false(d.stop);
+	assert_true(d.threshold == 0.84);
+	/* a negative slope lowers the threshold past the median: the late chain stops */
+	p.cot_threshold_slope = -0.04;
+	sched_decide(&p, &v, &d);
+	assert_true(fabs(d.threshold - 0.82) < 1e-12);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+	/* ... and raises it before the median: an early stop needs more evidence (512 tokens,
+	 * position 0.5, certaindex sigmoid(0) = 0.5) */
+	fake(&c[0], &f[0], "17", 64, 512);
+	p.cot_threshold = 0.49;
+	p.cot_threshold_slope = 0;
+	sched_decide(&p, &v, &d);
+	assert_true(fabs(d.certaindex - 0.5) < 1e-9);
+	assert_true(d.stop);
+	p.cot_threshold_slope = -0.04;
+	sched_decide(&p, &v, &d);
+	assert_true(fabs(d.threshold - 0.51) < 1e-12);
+	assert_false(d.stop);
+	/* a positive slope does the opposite */
+	p.cot_threshold = 0.52;
+	p.cot_threshold_slope = 0.1;
+	sched_decide(&p, &v, &d);
+	assert_true(fabs(d.threshold - 0.47) < 1e-12);
+	assert_true(d.stop);
+	/* the position is model-relative: the same chain of a model twice as long is at 0.25 */
+	p.model_tokens = 2048;
+	sched_decide(&p, &v, &d);
+	assert_true(fabs(d.threshold - 0.445) < 1e-12);
+	/* clamped to [0, 1], the position capped at 4 */
+	assert_true(sched_cot_threshold_at(0.9, 0.1, 4096 * 10) == 1.0);
+	assert_true(fabs(sched_cot_threshold_at(0.9, -0.1, 4096 * 10) - 0.6) < 1e-12);
+	assert_true(sched_cot_threshold_at(0.1, -0.1, 4096 * 4) == 0.0);
+	assert_true(sched_cot_threshold_at(0.9, 0.1, 4096) == 0.9);
+	/* a disabled threshold stays disabled; slope 0 is the threshold itself */
+	assert_true(sched_cot_threshold_at(1.5, -0.5, 4096 * 4) == 1.5);
+	assert_true(sched_cot_threshold_at(0.93, 0, 12345) == 0.93);
+	p.cot_threshold = 1.5;
+	p.cot_threshold_slope = -0.5;
+	sched_decide(&p, &v, &d);
+	assert_true(d.threshold == 1.5);
+	assert_false(d.stop);
+	/* sc programs keep sc.threshold */
+	p.sc_threshold = 0.95;
+	fake(&c[0], &f[0], "8", 64, 512);
+	fake(&c[1], &f[1], "8", 64, 512);
+	fake(&c[2], &f[2], "6", 64, 512);
+	view1(&v, c, 3, SCHED_ALGO_SC);
+	sched_decide(&p, &v, &d);
+	assert_true(d.threshold == 0.95);
+	/* out of range: [-1, 1] */
+	p.cot_threshold_slope = 1.5;
+	assert_int_not_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
+	assert_non_null(strstr(msg, "cot.threshold_slope"));
+	p.cot_threshold_slope = -1;
+	assert_int_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
+}
+
 static void
 test_unpromising_and_extension(void **state)
 {
@@ -685,6 +768,7 @@ main(void)
 		cmocka_unit_test(test_policy_validate),
 		cmocka_unit_test(test_dynasor),
 		cmocka_unit_test(test_sc_vote_threshold),
+		cmocka_unit_test(test_cot_threshold_slope),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
