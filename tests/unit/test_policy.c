@@ -114,64 +114,57 @@ test_parse_sections_comments(void **state)
 	assert_true(p.cot_threshold_slope == 0);
 }
 
-/* cot.threshold_slope: in a section, at the top level, formatted back, out of range. */
+/* A double key of the policy file: its default, a value in its section, one at the top level
+ * (section.key = value), one formatted back and parsed again (equal, and unequal once
+ * changed).  off: the member's offset in struct sched_policy. */
 static void
-test_parse_cot_slope(void **state)
+check_double_key(const char *section_text, double v1, const char *top_text, double v2,
+    const char *formatted, double v3, size_t off, double dflt)
 {
-	const char *text = "[cot]\nthreshold_slope = -0.05\n";
 	struct sched_policy p, q;
 	char err[256] = "", buf[8192];
+	double *pv = (double *)(void *)((char *)&p + off), *qv;
 
-	(void)state;
+	qv = (double *)(void *)((char *)&q + off);
 	sched_policy_default(&p);
-	assert_true(p.cot_threshold_slope == 0);
-	if (policy_parse(text, strlen(text), "t.policy", &p, err, sizeof err) != 0)
+	assert_true(*pv == dflt);
+	if (policy_parse(section_text, strlen(section_text), "t.policy", &p, err, sizeof err) != 0)
 		fail_msg("%s", err);
-	assert_true(p.cot_threshold_slope == -0.05);
-	text = "cot.threshold_slope = 0.02\n";
-	if (policy_parse(text, strlen(text), "t.policy", &p, err, sizeof err) != 0)
+	assert_true(*pv == v1);
+	if (policy_parse(top_text, strlen(top_text), "t.policy", &p, err, sizeof err) != 0)
 		fail_msg("%s", err);
-	assert_true(p.cot_threshold_slope == 0.02);
-	p.cot_threshold_slope = 0.125;
+	assert_true(*pv == v2);
+	*pv = v3;
 	assert_true(policy_format(&p, buf, sizeof buf) < sizeof buf);
-	assert_non_null(strstr(buf, "\ncot.threshold_slope = 0.125\n"));
+	assert_non_null(strstr(buf, formatted));
 	sched_policy_default(&q);
 	if (policy_parse(buf, strlen(buf), "t.policy", &q, err, sizeof err) != 0)
 		fail_msg("%s", err);
-	assert_true(q.cot_threshold_slope == 0.125);
+	assert_true(*qv == v3);
 	assert_true(policy_equal(&p, &q));
-	q.cot_threshold_slope = 0;
+	*qv = dflt;
 	assert_false(policy_equal(&p, &q));
+}
+
+/* cot.threshold_slope: in a section, at the top level, formatted back (out of range: the
+ * bad cases below). */
+static void
+test_parse_cot_slope(void **state)
+{
+	(void)state;
+	check_double_key("[cot]\nthreshold_slope = -0.05\n", -0.05, "cot.threshold_slope = 0.02\n",
+	    0.02, "\ncot.threshold_slope = 0.125\n", 0.125,
+	    offsetof(struct sched_policy, cot_threshold_slope), 0);
 }
 
 /* sc.vote_threshold: in a section, at the top level, and formatted back. */
 static void
 test_parse_sc_vote(void **state)
 {
-	const char *text = "[sc]\nvote_threshold = 0.95\n";
-	struct sched_policy p, q;
-	char err[256] = "", buf[8192];
-
 	(void)state;
-	sched_policy_default(&p);
-	assert_true(p.sc_vote_threshold == 1.5);
-	if (policy_parse(text, strlen(text), "t.policy", &p, err, sizeof err) != 0)
-		fail_msg("%s", err);
-	assert_true(p.sc_vote_threshold == 0.95);
-	text = "sc.vote_threshold = 0\n";
-	if (policy_parse(text, strlen(text), "t.policy", &p, err, sizeof err) != 0)
-		fail_msg("%s", err);
-	assert_true(p.sc_vote_threshold == 0);
-	p.sc_vote_threshold = 0.875;
-	assert_true(policy_format(&p, buf, sizeof buf) < sizeof buf);
-	assert_non_null(strstr(buf, "\nsc.vote_threshold = 0.875\n"));
-	sched_policy_default(&q);
-	if (policy_parse(buf, strlen(buf), "t.policy", &q, err, sizeof err) != 0)
-		fail_msg("%s", err);
-	assert_true(q.sc_vote_threshold == 0.875);
-	assert_true(policy_equal(&p, &q));
-	q.sc_vote_threshold = 1.5;
-	assert_false(policy_equal(&p, &q));
+	check_double_key("[sc]\nvote_threshold = 0.95\n", 0.95, "sc.vote_threshold = 0\n", 0,
+	    "\nsc.vote_threshold = 0.875\n", 0.875,
+	    offsetof(struct sched_policy, sc_vote_threshold), 1.5);
 }
 
 struct bad_case {
