@@ -186,6 +186,8 @@ test_parse_errors(void **state)
 		{ "[cot\n", "t:1: expected '[section]'" },
 		{ "step_tokens = 0\n", "step_tokens: 0 is out of range" },
 		{ "cot.threshold = 3\n", "cot.threshold" },
+		{ "cot.threshold_slope = 1.5\n", "cot.threshold_slope" },
+		{ "sc.vote_threshold = -0.5\n", "sc.vote_threshold" },
 		{ "probe_stride = nan\n", "finite number" },
 		{ "settle_closed = 2\n", "settle_closed: 2 is out of range" },
 		{ "unpromising_relative = 2\n", "unpromising_relative: 2 is out of range" },
