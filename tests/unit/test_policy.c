@@ -23,6 +23,7 @@
 #include "lib/log.h"
 #include "lib/fileio.h"
 #include "lib/traces.h"
+#include "tests/support/harness.h"
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
 
@@ -353,16 +354,6 @@ synthetic_dir(void)
 }
 
 static void
-remove_dir(const char *dir)
-{
-	char path[128];
-
-	snprintf(path, sizeof path, "%s/m__d__seed_42.jsonl", dir);
-	unlink(path);
-	rmdir(dir);
-}
-
-static void
 test_calibrate_synthetic(void **state)
 {
 	struct sched_policy p;
@@ -433,7 +424,7 @@ test_calibrate_synthetic(void **state)
 		assert_true(o.correct);
 	}
 	traces_free(tr);
-	remove_dir(dir);
+	assert_int_equal(harness_rmrf(dir), 0);
 }
 
 /* Cross-validation pieces: folds by problem hash, reweighting a recorded set equals
@@ -510,7 +501,7 @@ test_calibrate_folds(void **state)
 	assert_int_equal(sched_policy_validate(&p, (char[128]){ 0 }, 128), 0);
 	(void)saved;
 	traces_free(tr);
-	remove_dir(dir);
+	assert_int_equal(harness_rmrf(dir), 0);
 }
 
 /* The shipped default on the held-out split of the real traces: <= 1 point per model. */
@@ -553,21 +544,6 @@ filter_dir(void)
 			fclose(f);
 		}
 	return dir;
-}
-
-static void
-filter_dir_remove(const char *dir)
-{
-	char path[128];
-	size_t m, sd;
-
-	for (m = 0; m < 2; m++)
-		for (sd = 0; sd < 3; sd++) {
-			snprintf(path, sizeof path, "%s/m%zu__d__seed_%lld.jsonl", dir, m,
-			    (long long)filter_seeds[sd]);
-			unlink(path);
-		}
-	rmdir(dir);
 }
 
 /* Two models of different chain lengths (a: 1024, 2048, 3072 -> median 2048; b: 4096, 8192,
@@ -638,20 +614,6 @@ vote_dir(void)
 		fclose(f);
 	}
 	return dir;
-}
-
-static void
-vote_dir_remove(const char *dir)
-{
-	char path[128];
-	size_t sd;
-
-	for (sd = 0; sd < 3; sd++) {
-		snprintf(path, sizeof path, "%s/m__d__seed_%lld.jsonl", dir,
-		    (long long)filter_seeds[sd]);
-		unlink(path);
-	}
-	rmdir(dir);
 }
 
 /* sc.vote_threshold in the sweep: a set recorded with the rule off and then given a vote
@@ -732,7 +694,7 @@ test_sc_vote_replay(void **state)
 	assert_true(loss == 0);
 	evalsim_set_free(&s);
 	traces_free(tr);
-	vote_dir_remove(dir);
+	assert_int_equal(harness_rmrf(dir), 0);
 }
 
 /* The model's typical length is the median of its chains' lengths (no label read); with
@@ -745,7 +707,7 @@ test_unpromising_relative_replay(void **state)
 	struct sched_policy p, pm, q;
 	struct evalsim_set s;
 	struct traces *tr;
-	char *dir, path[128];
+	char *dir;
 	size_t i, b;
 
 	(void)state;
@@ -795,11 +757,7 @@ test_unpromising_relative_replay(void **state)
 	}
 	evalsim_set_free(&s);
 	traces_free(tr);
-	snprintf(path, sizeof path, "%s/a__d__seed_42.jsonl", dir);
-	unlink(path);
-	snprintf(path, sizeof path, "%s/b__d__seed_42.jsonl", dir);
-	unlink(path);
-	rmdir(dir);
+	assert_int_equal(harness_rmrf(dir), 0);
 }
 
 /* cot.threshold_slope in the sweep: on trajectories recorded without it (two models of
@@ -814,7 +772,7 @@ test_cot_slope_replay(void **state)
 	struct sched_policy p, q;
 	struct evalsim_set s;
 	struct traces *tr;
-	char *dir, path[128];
+	char *dir;
 	double tau, loss, saved, saved0, sl, l0, l1, s0, s1;
 	uint64_t u = 0;
 	size_t i, a, b, moved = 0;
@@ -868,11 +826,7 @@ test_cot_slope_replay(void **state)
 	assert_true(sl == 0 ? saved == saved0 : saved > saved0);
 	evalsim_set_free(&s);
 	traces_free(tr);
-	snprintf(path, sizeof path, "%s/a__d__seed_42.jsonl", dir);
-	unlink(path);
-	snprintf(path, sizeof path, "%s/b__d__seed_42.jsonl", dir);
-	unlink(path);
-	rmdir(dir);
+	assert_int_equal(harness_rmrf(dir), 0);
 }
 
 /* The filters of leave-one-out evaluation select what they say: a model or all others, the
@@ -985,7 +939,7 @@ test_filter_selects(void **state)
 	assert_int_equal(cal.cot_programs, FILTER_NPROB - per_group[0] / 2);
 	assert_int_equal(cal.sc_programs, FILTER_NPROB - per_group[0] / 2);
 	traces_free(tr);
-	filter_dir_remove(dir);
+	assert_int_equal(harness_rmrf(dir), 0);
 }
 
 static void
