@@ -144,14 +144,14 @@ struct dispatch_block {
 /* dispatch_decide's view (a view's chains and their evaluations). */
 static struct dispatch_block dispatch_view_kept;
 
-/* A block of size bytes, zeroed if zero; NULL without memory. */
+/* A zeroed block of size bytes; NULL without memory. */
 static void *
-dispatch_block_lend(struct dispatch_block *b, size_t size, bool zero)
+dispatch_block_lend(struct dispatch_block *b, size_t size)
 {
 	if (size == 0)
 		size = 1;
 	if (b->lent)
-		return zero ? calloc(1, size) : malloc(size);
+		return calloc(1, size);
 	if (b->cap < size) {
 		size_t cap = size + size / 4 + 64;
 		void *nb = malloc(cap);
@@ -162,8 +162,7 @@ dispatch_block_lend(struct dispatch_block *b, size_t size, bool zero)
 		b->cap = cap;
 	}
 	b->lent = true;
-	if (zero)
-		memset(b->buf, 0, size);
+	memset(b->buf, 0, size);
 	return b->buf;
 }
 
@@ -190,7 +189,7 @@ dispatch_decide(struct core *c, struct program *p, struct sched_decision *d, int
 
 again:
 	/* The view's chains and their evaluations in one block. */
-	chains = dispatch_block_lend(&dispatch_view_kept, p->n * (sizeof *chains + sizeof *cc), true);
+	chains = dispatch_block_lend(&dispatch_view_kept, p->n * (sizeof *chains + sizeof *cc));
 	pol = dispatch_policy(c, p);
 	if (chains == NULL)
 		return 0;
@@ -751,11 +750,15 @@ dispatch_held(void *arg, const char *tenant)
 static struct program **dispatch_aside;
 static size_t dispatch_naside, dispatch_aside_cap;
 
+/* Puts p aside until the pass ends; without memory it is queued back at once (it may come
+ * again in this pass: the caller ends the pass) and -ENOMEM returned. */
 static int
-dispatch_aside_add(struct program *p)
+dispatch_aside_add(struct core *c, struct program *p)
 {
-	if (ARRAY_GROW(dispatch_aside, dispatch_aside_cap, dispatch_naside + 1) != 0)
+	if (ARRAY_GROW(dispatch_aside, dispatch_aside_cap, dispatch_naside + 1) != 0) {
+		dispatch_ready(c, p);
 		return -ENOMEM;
+	}
 	dispatch_aside[dispatch_naside++] = p;
 	return 0;
 }
@@ -817,11 +820,8 @@ dispatch_take(struct core *c, int64_t now, int *shadow, size_t *decide_left, int
 			}
 		}
 		if (p->not_before_ms > now || !dispatch_decision_fresh(c, p, now)) {
-			if (dispatch_aside_add(p) != 0) {
-				*err = -ENOMEM;
-				dispatch_ready(c, p);
+			if ((*err = dispatch_aside_add(c, p)) != 0)
 				return NULL;
-			}
 			continue;
 		}
 		fair_pass_charge(dispatch_queue(c, p), &p->ready,
@@ -898,10 +898,8 @@ dispatch_run(struct core *c)
 		if (w == NULL || dispatch_send_step(c, p, w, p->next_step_tokens) != 0) {
 			if (w != NULL)
 				p->not_before_ms = now + c->opt.retry_backoff_ms;
-			if (dispatch_aside_add(p) != 0) {
-				dispatch_ready(c, p);
+			if (dispatch_aside_add(c, p) != 0)
 				break;
-			}
 			continue;
 		}
 		if (++sent >= DISPATCH_PASS_MAX) {
@@ -929,8 +927,8 @@ dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
 {
 	int64_t now = core_now_ms();
 	struct dispatch_held_arg h = { c, now };
-	struct program **got = NULL, *p;
-	size_t i, ngot = 0, cap = 0, decide_left = SIZE_MAX;
+	struct program *p;
+	size_t i, decide_left = SIZE_MAX;
 	int rc = 0, more = 0, shadow = 0;
 
 	*n = 0;
@@ -950,22 +948,14 @@ dispatch_order(struct core *c, const char **ids, size_t max, size_t *n)
 	}
 	dispatch_wake_due(c, now);
 	rc = fair_pass_start(c->fair, now, c->opt.starvation_ms, dispatch_held, &h);
-	/* The order a pass would take, without workers: everything taken is given back. */
+	/* The order a pass would take, without workers: everything taken goes aside, and the
+	 * pass's end gives it back. */
 	while (rc == 0 && (p = dispatch_take(c, now, &shadow, &decide_left, &more, &rc)) != NULL) {
-		if (ARRAY_GROW(got, cap, ngot + 1) != 0) {
-			rc = -ENOMEM;
-			(void)dispatch_aside_add(p);
-			break;
-		}
-		got[ngot++] = p;
-		if (ngot <= max)
-			ids[ngot - 1] = p->id;
+		if (*n < max)
+			ids[(*n)++] = p->id;
+		rc = dispatch_aside_add(c, p);
 	}
 	dispatch_pass_end(c);
-	for (i = 0; i < ngot; i++)
-		dispatch_ready(c, got[i]);
-	free(got);
-	*n = ngot < max ? ngot : max;
 	return rc;
 }
 
