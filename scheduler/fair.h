@@ -29,7 +29,7 @@ struct fair_item {
 	int64_t deadline_ms;      /* 0: none */
 	int64_t ready_since_ms;   /* when it became ready (for the starvation bound) */
 	uint64_t est_remaining;   /* estimated tokens still to run (SJF inside a tenant) */
-	uint64_t cost;            /* tokens this step will consume (charged when ordering) */
+	uint64_t cost;            /* tokens this step will consume (what a pass charges for it) */
 	uint64_t seq;             /* tie breaker: submission order */
 };
 
@@ -59,44 +59,20 @@ double fair_recent_share(const struct fair *f, const char *tenant, int64_t now_m
 void fair_remove(struct fair *f, const char *tenant);
 
 /*
- * Orders n ready items for dispatch: writes a permutation of 0..n-1 into order.  Tenants that
- * have items are the backlogged set (counters of newly backlogged tenants are lifted first).
- * Ordering simulates VTC over the round: after choosing an item its cost is added (temporarily)
- * to its tenant's counter.  Returns 0 or -ENOMEM.
- */
-int fair_order(struct fair *f, const struct fair_item *items, size_t n, int64_t now_ms,
-    int64_t starvation_bound_ms, size_t *order);
-
-/*
- * The same order, one item at a time, for a pass that stops early (no free step slots):
- * building costs O(n) (heaps per tenant, a heap of tenants), each fair_iter_next
- * O(log n).  Inside a tenant items come in the order above (input order among equal
- * items); across tenants the least simulated counter wins and, at equal counters, the
- * tenant whose next item is the older (seq).  fair_iter_start updates the tenants'
- * backlogged state and lifted counters as fair_order does; items must stay valid until
- * fair_iter_free.  fair_iter_next stores the next item's index and returns 1, or returns 0
- * when all were given.  fair_iter_start returns 0 or -ENOMEM.
- */
-struct fair_iter;
-int fair_iter_start(struct fair *f, const struct fair_item *items, size_t n, int64_t now_ms,
-    int64_t starvation_bound_ms, struct fair_iter **out);
-int fair_iter_next(struct fair_iter *it, size_t *idx);
-void fair_iter_free(struct fair_iter *it);
-
-/*
- * The ready queue kept across dispatch passes (scheduler/fairq.c): the same order as
- * fair_iter_start/fair_iter_next, but the per-tenant heaps live on between passes, updated
- * as work becomes ready (fair_enqueue) and is taken (fair_pass_next), so a pass costs
- * O(tenants + taken * log n) instead of O(ready).  Entries are embedded in the caller's
- * objects; item.tenant must stay valid while the entry is queued.  The key (item) is read
- * when the entry is queued: to change it, dequeue, change, enqueue.
+ * The ready queue kept across dispatch passes (scheduler/fairq.c): per tenant a heap of its
+ * queued entries in the order inside a tenant and a list of them by age, updated as work
+ * becomes ready (fair_enqueue) and is taken (fair_pass_next), so a pass costs
+ * O(tenants + taken * log n), not O(ready).  Entries are embedded in the caller's objects;
+ * item.tenant must stay valid while the entry is queued.  The key (item) is read when the
+ * entry is queued: to change it, dequeue, change, enqueue.
  *
- * A pass: fair_pass_start marks the backlogged tenants and lifts the newly backlogged ones
- * as fair_iter_start does (a tenant that `held` says is held back, e.g. at its rate limit,
- * takes no part in the pass and counts as not backlogged).  fair_pass_next dequeues and
- * returns the next entry: starved entries first (waited >= the bound since ready_since_ms),
- * oldest first, then the tenant with the least simulated counter gives its best entry
- * (ties: the older seq).  The caller charges what it took with fair_pass_charge (the
+ * A pass simulates VTC over what it hands out.  fair_pass_start marks the backlogged tenants
+ * (those with entries; a tenant that `held` says is held back, e.g. at its rate limit, takes
+ * no part in the pass and counts as not backlogged) and lifts the counter of each newly
+ * backlogged tenant to the least counter of those already backlogged.  fair_pass_next
+ * dequeues and returns the next entry: starved entries first (waited >= the bound since
+ * ready_since_ms), oldest first (ties: seq), then the tenant with the least simulated counter
+ * gives its best entry (ties: the older seq).  The caller charges what it took with fair_pass_charge (the
  * simulated counter of the pass; real service is charged with fair_charge).  Entries
  * queued or dequeued during a pass take part in it.  fair_pass_end closes the pass.
  */
@@ -131,12 +107,5 @@ struct fair_entry *fair_pass_next(struct fair *f);
 /* Adds cost (at least 1) tokens to the pass's simulated counter of e's tenant. */
 void fair_pass_charge(struct fair *f, const struct fair_entry *e, uint64_t cost);
 void fair_pass_end(struct fair *f);
-
-/* The former O(n^2) selection (kept as the reference the tests compare with).  It agrees
- * with fair_order except when tenants tie on their counters: it then can pick a tenant's
- * item out of the tenant's own order (it compares each item's seq across tenants, so the
- * result depends on the input order). */
-int fair_order_ref(struct fair *f, const struct fair_item *items, size_t n, int64_t now_ms,
-    int64_t starvation_bound_ms, size_t *order);
 
 #endif
