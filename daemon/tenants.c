@@ -16,6 +16,7 @@
 #include "lib/error.h"
 #include "lib/hex.h"
 #include "lib/log.h"
+#include "lib/strmap.h"
 #include "store/store.h"
 
 #define TENANT_NAME_MAX 64
@@ -61,6 +62,12 @@ struct tenants {
 	struct tenant_quota defaults;
 	struct tenant **t;
 	size_t n, cap;
+	struct strmap *byname;     /* name -> struct tenant */
+	struct strmap *bykey;      /* key id -> the struct tenant holding it */
+	/* The key index is incomplete: two tenants' keys share an id (records written before
+	 * new ids were checked against every tenant's) or an insertion failed for memory.
+	 * Authentication then falls back to a scan of every tenant's keys. */
+	bool scan_keys;
 };
 
 static int64_t
@@ -75,14 +82,41 @@ tenants_now_ms(void)
 static struct tenant *
 tenants_find(const struct tenants *ts, const char *name)
 {
-	size_t i;
-
 	if (name == NULL)
 		return NULL;
-	for (i = 0; i < ts->n; i++)
-		if (strcmp(ts->t[i]->name, name) == 0)
-			return ts->t[i];
-	return NULL;
+	return strmap_get(ts->byname, name);
+}
+
+/* Puts t's key ids in the key index.  An id another tenant holds stays that tenant's and
+ * sends authentication to the scan (as does a failed insertion). */
+static void
+tenants_index_keys(struct tenants *ts, struct tenant *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nkeys; i++) {
+		struct tenant *o = strmap_get(ts->bykey, t->keys[i].id);
+		if (o == t)
+			continue;
+		if (o != NULL) {
+			log_warn(LOG_ADMIN, "tenants %s and %s have keys with the same id %s: rotate "
+			    "one of them", o->name, t->name, t->keys[i].id);
+			ts->scan_keys = true;
+		} else if (strmap_put(ts->bykey, t->keys[i].id, t, NULL) != 0) {
+			ts->scan_keys = true;
+		}
+	}
+}
+
+/* Takes t's key ids out of the key index. */
+static void
+tenants_unindex_keys(struct tenants *ts, const struct tenant *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nkeys; i++)
+		if (strmap_get(ts->bykey, t->keys[i].id) == t)
+			strmap_del(ts->bykey, t->keys[i].id);
 }
 
 /* Names: 1..64 of [a-z0-9_-], starting with a letter or digit. */
@@ -110,16 +144,25 @@ tenants_hash(const char *key, uint8_t out[32])
 
 /* A new key "certa_<8 hex id>_<48 hex secret>"; the key itself is never stored. */
 static int
-tenants_new_key(struct tenant *t, char *key, size_t keylen, char *key_id, size_t idlen)
+tenants_new_key(const struct tenants *ts, struct tenant *t, char *key, size_t keylen,
+    char *key_id, size_t idlen)
 {
 	uint8_t rnd[28];
 	char id[9], secret[49];
 	struct tenant_key *k;
 	size_t i;
 
-	if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
-		return -EIO;
-	hex_encode(rnd, 4, id);
+	/* The id names the key for authentication and revocation: unique across tenants (32
+	 * random bits meet again within ~65k keys). */
+	for (;;) {
+		if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd)
+			return -EIO;
+		hex_encode(rnd, 4, id);
+		for (i = 0; i < t->nkeys && strcmp(t->keys[i].id, id) != 0; i++)
+			;
+		if (i == t->nkeys && strmap_get(ts->bykey, id) == NULL)
+			break;
+	}
 	hex_encode(rnd + 4, 24, secret);
 	if (t->nkeys == TENANT_KEYS_MAX) {
 		/* Make room by forgetting the oldest revoked key. */
@@ -216,9 +259,11 @@ tenants_save(struct tenants *ts, struct tenant *t)
 static int
 tenants_add(struct tenants *ts, struct tenant *t)
 {
-	if (ARRAY_GROW(ts->t, ts->cap, ts->n + 1) != 0)
+	if (ARRAY_GROW(ts->t, ts->cap, ts->n + 1) != 0 ||
+	    strmap_put(ts->byname, t->name, t, NULL) != 0)
 		return -ENOMEM;
 	ts->t[ts->n++] = t;
+	tenants_index_keys(ts, t);
 	return 0;
 }
 
@@ -283,6 +328,12 @@ tenants_open(struct store *st, const struct tenant_quota *defaults, struct tenan
 
 	if (ts == NULL)
 		return -ENOMEM;
+	ts->byname = strmap_new();
+	ts->bykey = strmap_new();
+	if (ts->byname == NULL || ts->bykey == NULL) {
+		tenants_free(ts);
+		return -ENOMEM;
+	}
 	ts->st = st;
 	ts->defaults = *defaults;
 	rc = store_view(st, tenants_load_txn, ts);
@@ -305,6 +356,8 @@ tenants_free(struct tenants *ts)
 	for (i = 0; i < ts->n; i++)
 		free(ts->t[i]);
 	free(ts->t);
+	strmap_free(ts->byname, NULL);
+	strmap_free(ts->bykey, NULL);
 	free(ts);
 }
 
@@ -417,7 +470,7 @@ tenants_create(struct tenants *ts, const Certa__V1__Tenant *src, char *key, size
 	rc = tenants_new_uid(ts, &t->uid);
 	if (rc != 0)
 		goto fail;
-	rc = tenants_new_key(t, key, keylen, NULL, 0);
+	rc = tenants_new_key(ts, t, key, keylen, NULL, 0);
 	if (rc != 0)
 		goto fail;
 	rc = tenants_save(ts, t);
@@ -543,6 +596,8 @@ tenants_delete(struct tenants *ts, const char *name,
 		snprintf(err, errlen, "cannot delete tenant: %s", certa_strerror(rc));
 		return rc;
 	}
+	tenants_unindex_keys(ts, t);
+	strmap_del(ts->byname, t->name);
 	for (i = 0; i < ts->n; i++) {
 		if (ts->t[i] == t) {
 			ts->t[i] = ts->t[--ts->n];
@@ -573,14 +628,17 @@ tenants_rotate_key(struct tenants *ts, const char *name, bool revoke_others, cha
 			}
 		}
 	}
-	rc = tenants_new_key(&copy, key, keylen, key_id, idlen);
+	rc = tenants_new_key(ts, &copy, key, keylen, key_id, idlen);
 	if (rc == 0)
 		rc = tenants_save(ts, &copy);
 	if (rc != 0) {
 		explicit_bzero(key, keylen);
 		return rc;
 	}
+	/* The new key in, and a revoked one it made room by dropping out of the index. */
+	tenants_unindex_keys(ts, t);
 	*t = copy;
+	tenants_index_keys(ts, t);
 	log_notice(LOG_ADMIN, "tenant %s: new key %s%s", name, key_id,
 	    revoke_others ? " (others revoked)" : "");
 	return 0;
@@ -613,12 +671,28 @@ tenants_revoke_key(struct tenants *ts, const char *name, const char *key_id)
 	return CERTA_ENOTFOUND;
 }
 
+/* t holds a key of that id and hash that is not revoked. */
+static bool
+tenants_key_match(const struct tenant *t, const char *id, const uint8_t h[32])
+{
+	size_t j;
+
+	for (j = 0; j < t->nkeys; j++) {
+		const struct tenant_key *k = &t->keys[j];
+		if (strcmp(k->id, id) == 0 && !k->revoked && CRYPTO_memcmp(k->hash, h, 32) == 0)
+			return true;
+	}
+	return false;
+}
+
 int
 tenants_authenticate(struct tenants *ts, const char *authorization, const char **tenant)
 {
 	const char *key, *id, *us;
+	char idbuf[17];
+	struct tenant *t;
 	uint8_t h[32];
-	size_t i, j, idlen;
+	size_t i, idlen;
 
 	if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
 		return CERTA_EAUTH;
@@ -631,20 +705,23 @@ tenants_authenticate(struct tenants *ts, const char *authorization, const char *
 	us = strchr(id, '_');
 	if (us == NULL || (idlen = (size_t)(us - id)) == 0 || idlen > 16)
 		return CERTA_EAUTH;
+	memcpy(idbuf, id, idlen);
+	idbuf[idlen] = '\0';
 	tenants_hash(key, h);
+	t = strmap_get(ts->bykey, idbuf);
+	if (t != NULL && tenants_key_match(t, idbuf, h))
+		goto found;
+	if (!ts->scan_keys)
+		return CERTA_EAUTH;
 	for (i = 0; i < ts->n; i++) {
-		struct tenant *t = ts->t[i];
-		for (j = 0; j < t->nkeys; j++) {
-			struct tenant_key *k = &t->keys[j];
-			if (strlen(k->id) != idlen || memcmp(k->id, id, idlen) != 0)
-				continue;
-			if (k->revoked || CRYPTO_memcmp(k->hash, h, 32) != 0)
-				return CERTA_EAUTH;
-			*tenant = t->name;
-			return 0;
-		}
+		t = ts->t[i];
+		if (tenants_key_match(t, idbuf, h))
+			goto found;
 	}
 	return CERTA_EAUTH;
+found:
+	*tenant = t->name;
+	return 0;
 }
 
 bool

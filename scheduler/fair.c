@@ -9,11 +9,21 @@
 #include <string.h>
 
 #include "lib/array.h"
+#include "lib/strmap.h"
 
 struct fair *
 fair_new(void)
 {
-	return calloc(1, sizeof(struct fair));
+	struct fair *f = calloc(1, sizeof(struct fair));
+
+	if (f == NULL)
+		return NULL;
+	f->ix = strmap_new();
+	if (f->ix == NULL) {
+		free(f);
+		return NULL;
+	}
+	return f;
 }
 
 void
@@ -29,18 +39,16 @@ fair_free(struct fair *f)
 		free(f->t[i].q);
 	}
 	free(f->t);
+	strmap_free(f->ix, NULL);
 	free(f);
 }
 
 struct fair_tenant *
 fair_tenant_find(const struct fair *f, const char *name)
 {
-	size_t i;
+	uintptr_t v = (uintptr_t)strmap_get(f->ix, name);
 
-	for (i = 0; i < f->n; i++)
-		if (strcmp(f->t[i].name, name) == 0)
-			return &f->t[i];
-	return NULL;
+	return v != 0 ? &f->t[v - 1] : NULL;
 }
 
 struct fair_tenant *
@@ -57,6 +65,10 @@ fair_tenant_get(struct fair *f, const char *name)
 	t->name = strdup(name);
 	if (t->name == NULL)
 		return NULL;
+	if (strmap_put(f->ix, name, (void *)(uintptr_t)(f->n + 1), NULL) != 0) {
+		free(t->name);
+		return NULL;
+	}
 	t->weight = 1;
 	t->tpos = t->apos = SIZE_MAX;
 	f->n++;
@@ -161,9 +173,13 @@ fair_remove(struct fair *f, const char *tenant)
 		t->backlogged = false;
 		return;
 	}
+	strmap_del(f->ix, t->name);
 	free(t->name);
 	free(t->q);
 	*t = f->t[--f->n];
-	if (j < f->n)
+	if (j < f->n) {
+		/* Replacing a key's value needs no memory: cannot fail. */
+		(void)strmap_put(f->ix, t->name, (void *)(uintptr_t)(j + 1), NULL);
 		fairq_moved_tenant(f, j);
+	}
 }

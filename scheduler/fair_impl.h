@@ -41,6 +41,7 @@ struct fair_tenant {
 struct fair {
 	struct fair_tenant *t;
 	size_t n, cap;
+	struct strmap *ix;        /* name -> index in t, plus one (lib/strmap.h) */
 	size_t queued;            /* entries in all tenants' queues */
 	/* The pass (fairq.c): tenants with entries as a heap by (vc, best entry's seq), and
 	 * tenants whose oldest entry is starved as a heap by that entry's age. */

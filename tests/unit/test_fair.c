@@ -179,6 +179,58 @@ test_bad_weight(void **state)
 	fair_free(f);
 }
 
+/* Many tenants, some removed (the last one in the table takes the hole): every name still
+ * finds its own counter and weight, a removed name starts afresh. */
+static void
+test_many_tenants(void **state)
+{
+	enum { T = 1000 };
+	struct fair *f = fair_new();
+	char name[16];
+	size_t i;
+
+	(void)state;
+	assert_non_null(f);
+	for (i = 0; i < T; i++) {
+		snprintf(name, sizeof name, "tenant-%zu", i);
+		assert_int_equal(fair_set_weight(f, name, (uint32_t)(1 + i % 7)), 0);
+		fair_charge(f, name, 1000 * (i + 1));
+	}
+	for (i = 0; i < T; i += 3) {
+		snprintf(name, sizeof name, "tenant-%zu", i);
+		fair_remove(f, name);
+	}
+	/* New tenants take the freed places; the old ones are charged again after the moves:
+	 * each charge lands on its own tenant. */
+	for (i = 0; i < T; i += 3) {
+		snprintf(name, sizeof name, "new-%zu", i);
+		fair_charge(f, name, 5);
+	}
+	for (i = 1; i < T; i += 3) {
+		snprintf(name, sizeof name, "tenant-%zu", i);
+		fair_charge(f, name, 7);
+	}
+	for (i = 0; i < T; i++) {
+		uint64_t want = 1000 * (i + 1) + (i % 3 == 1 ? 7 : 0);
+		snprintf(name, sizeof name, "tenant-%zu", i);
+		if (i % 3 == 0) {
+			assert_true(fair_counter(f, name) == 0);
+			assert_int_equal(fair_served(f, name), 0);
+		} else {
+			assert_true(fair_counter(f, name) == (double)want / (double)(1 + i % 7));
+			assert_int_equal(fair_served(f, name), want);
+		}
+	}
+	for (i = 0; i < T; i += 3) {
+		snprintf(name, sizeof name, "new-%zu", i);
+		assert_int_equal(fair_served(f, name), 5);
+	}
+	/* A removed name comes back with weight 1. */
+	fair_charge(f, "tenant-0", 10);
+	assert_true(fair_counter(f, "tenant-0") == 10);
+	fair_free(f);
+}
+
 /* The recent share forgets old traffic: after a few half-lives only new tokens count. */
 static void
 test_recent_share(void **state)
@@ -584,6 +636,7 @@ main(void)
 		cmocka_unit_test(test_starvation_bound),
 		cmocka_unit_test(test_bad_weight),
 		cmocka_unit_test(test_recent_share),
+		cmocka_unit_test(test_many_tenants),
 		cmocka_unit_test(test_order_rule_with_ties),
 		cmocka_unit_test(test_order_rule_weighted),
 		cmocka_unit_test(test_queue_matches_rule),

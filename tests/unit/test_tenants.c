@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "daemon/policies.h"
 #include "daemon/program.h"
@@ -286,6 +287,117 @@ test_legacy_tenant_keeps_uid_zero(void **state)
 	assert_int_equal(tenants_weight(f->ts, "old"), 7);
 }
 
+/* Bearer header for key. */
+static void
+bearer(char *out, size_t len, const char *key)
+{
+	snprintf(out, len, "Bearer %s", key);
+}
+
+/* Many tenants, keys rotated (the others revoked) and tenants deleted: every live key finds
+ * its own tenant, revoked keys and deleted tenants' keys do not, before and after a reopen. */
+static void
+test_keys_across_many_tenants(void **state)
+{
+	enum { N = 300 };
+	struct fx *f = *state;
+	static char keys[N][TENANTS_KEY_MAX + 16], old[N][TENANTS_KEY_MAX + 16];
+	char name[32], id[32], key[TENANTS_KEY_MAX];
+	const char *who;
+	size_t i;
+	int pass;
+
+	for (i = 0; i < N; i++) {
+		snprintf(name, sizeof name, "tenant-%zu", i);
+		create(f, name, NULL);
+		bearer(keys[i], sizeof keys[i], f->key);
+		old[i][0] = '\0';
+	}
+	for (i = 0; i < N; i += 3) {
+		snprintf(name, sizeof name, "tenant-%zu", i);
+		memcpy(old[i], keys[i], sizeof old[i]);
+		assert_int_equal(tenants_rotate_key(f->ts, name, true, key, sizeof key, id,
+		    sizeof id), 0);
+		bearer(keys[i], sizeof keys[i], key);
+	}
+	for (i = 1; i < N; i += 7) {
+		snprintf(name, sizeof name, "tenant-%zu", i);
+		assert_int_equal(tenants_delete(f->ts, name, NULL, NULL, f->err, sizeof f->err), 0);
+	}
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < N; i++) {
+			snprintf(name, sizeof name, "tenant-%zu", i);
+			who = NULL;
+			if (i % 7 == 1) {
+				assert_false(tenants_exists(f->ts, name));
+				assert_int_equal(tenants_authenticate(f->ts, keys[i], &who), CERTA_EAUTH);
+				continue;
+			}
+			assert_int_equal(tenants_authenticate(f->ts, keys[i], &who), 0);
+			assert_string_equal(who, name);
+			assert_int_equal(tenants_weight(f->ts, name), 1);
+			if (old[i][0] != '\0')
+				assert_int_equal(tenants_authenticate(f->ts, old[i], &who), CERTA_EAUTH);
+		}
+		reopen(f);
+	}
+}
+
+/* A stored tenant with one key (id, the key's SHA-256). */
+struct keyed_tenant {
+	const char *name, *id, *key;
+};
+
+static int
+put_keyed_tenant(struct store_txn *txn, void *arg)
+{
+	const struct keyed_tenant *kt = arg;
+	Certa__V1__TenantRecord rec = CERTA__V1__TENANT_RECORD__INIT;
+	Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+	Certa__V1__KeyHash kh = CERTA__V1__KEY_HASH__INIT, *khs[1] = { &kh };
+	uint8_t h[32];
+	unsigned int len = 32;
+
+	EVP_Digest(kt->key, strlen(kt->key), h, &len, EVP_sha256(), NULL);
+	t.name = (char *)kt->name;
+	t.weight = 1;
+	kh.key_id = (char *)kt->id;
+	kh.sha256.data = h;
+	kh.sha256.len = 32;
+	rec.tenant = &t;
+	rec.uid = 1 + strlen(kt->name);
+	rec.keys = khs;
+	rec.n_keys = 1;
+	return store_put(txn, STORE_DB_TENANTS, kt->name, &rec.base);
+}
+
+/* Two stored tenants whose keys share an id (ids were once checked only within a tenant):
+ * each key still authenticates as its own tenant, and a wrong secret as neither. */
+static void
+test_shared_key_id_authenticates_each(void **state)
+{
+	struct fx *f = *state;
+	struct keyed_tenant a = { "alpha", "0badc0de", "certa_0badc0de_aaaa" },
+	    b = { "beta", "0badc0de", "certa_0badc0de_bbbb" };
+	const char *who = NULL;
+
+	assert_int_equal(store_update(tmpstore_store(f->tmp), put_keyed_tenant, &a), 0);
+	assert_int_equal(store_update(tmpstore_store(f->tmp), put_keyed_tenant, &b), 0);
+	reopen(f);
+	assert_int_equal(tenants_authenticate(f->ts, "Bearer certa_0badc0de_aaaa", &who), 0);
+	assert_string_equal(who, "alpha");
+	assert_int_equal(tenants_authenticate(f->ts, "Bearer certa_0badc0de_bbbb", &who), 0);
+	assert_string_equal(who, "beta");
+	assert_int_equal(tenants_authenticate(f->ts, "Bearer certa_0badc0de_cccc", &who),
+	    CERTA_EAUTH);
+	/* Deleting one leaves the other's key working. */
+	assert_int_equal(tenants_delete(f->ts, "alpha", NULL, NULL, f->err, sizeof f->err), 0);
+	assert_int_equal(tenants_authenticate(f->ts, "Bearer certa_0badc0de_bbbb", &who), 0);
+	assert_string_equal(who, "beta");
+	assert_int_equal(tenants_authenticate(f->ts, "Bearer certa_0badc0de_aaaa", &who),
+	    CERTA_EAUTH);
+}
+
 static int
 fail_hook(struct store_txn *txn, void *arg)
 {
@@ -375,6 +487,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_delete_hook_failure_keeps_tenant, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_delete_takes_policies_along, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keys_across_many_tenants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_key_id_authenticates_each, setup,
+		    teardown),
 	};
 
 	log_init("test_tenants", LOG_FORMAT_PLAIN, LOG_LVL_WARN);
