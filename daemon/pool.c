@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "lib/pbarena.h"
 #include "lib/rpc_client.h"
+#include "lib/strmap.h"
 
 /* Request ids per Release call (the turn's releases to a worker go in as few calls). */
 #define POOL_RELEASE_MAX 4096
@@ -56,6 +57,7 @@ struct pool {
 	void *arg;
 	struct pool_worker **w;
 	size_t n, cap;
+	struct strmap *byaddr;            /* address -> struct pool_worker (the n in w) */
 	struct event *timer;
 	struct event *rel_ev;             /* sends the turn's releases (pool_on_release_flush) */
 	size_t inflight;                  /* programs' steps added, not completed */
@@ -322,11 +324,13 @@ pool_new(struct event_base *base, struct cqbridge *br, const struct pool_options
 	pl->arg = arg;
 	pl->timer = event_new(base, -1, EV_PERSIST, pool_on_timer, pl);
 	pl->rel_ev = event_new(base, -1, 0, pool_on_release_flush, pl);
-	if (pl->timer == NULL || pl->rel_ev == NULL) {
+	pl->byaddr = strmap_new();
+	if (pl->timer == NULL || pl->rel_ev == NULL || pl->byaddr == NULL) {
 		if (pl->timer != NULL)
 			event_free(pl->timer);
 		if (pl->rel_ev != NULL)
 			event_free(pl->rel_ev);
+		strmap_free(pl->byaddr, NULL);
 		free(pl);
 		return -ENOMEM;
 	}
@@ -386,6 +390,7 @@ pool_free(struct pool *pl)
 		}
 	}
 	free(pl->w);
+	strmap_free(pl->byaddr, NULL);
 	if (pl->creds != NULL)
 		grpc_channel_credentials_release(pl->creds);
 	cred_free_secret(pl->bearer);
@@ -414,6 +419,10 @@ pool_add(struct pool *pl, const char *addr)
 	}
 	rc = pl->creds != NULL ? rpc_channel_new_creds(addr, pl->creds, &w->ch) :
 	    rpc_channel_new(addr, &w->ch);
+	if (rc == 0 && strmap_put(pl->byaddr, addr, w, NULL) != 0) {
+		rpc_channel_free(w->ch);
+		rc = -ENOMEM;
+	}
 	if (rc != 0) {
 		free(w->addr);
 		free(w);
@@ -437,6 +446,7 @@ pool_remove(struct pool *pl, const char *addr)
 		if (w->held > 0)
 			return CERTA_ESTATE;
 		pl->w[i] = pl->w[--pl->n];
+		strmap_del(pl->byaddr, w->addr);
 		w->removed = 1;
 		pool_release_drop(w);
 		log_info(LOG_DISPATCH, "worker %s removed", addr);
@@ -466,14 +476,9 @@ pool_drain(struct pool *pl, const char *addr, int drain)
 struct pool_worker *
 pool_find(struct pool *pl, const char *addr)
 {
-	size_t i;
-
 	if (addr == NULL)
 		return NULL;
-	for (i = 0; i < pl->n; i++)
-		if (strcmp(pl->w[i]->addr, addr) == 0)
-			return pl->w[i];
-	return NULL;
+	return strmap_get(pl->byaddr, addr);
 }
 
 size_t

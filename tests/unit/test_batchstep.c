@@ -411,6 +411,43 @@ run_to_end(struct fx *f)
 	assert_int_equal(finished, NPROG);
 }
 
+/* The pool finds its workers by address while they are added, removed (the last one takes
+ * the hole) and added again; programs then run on the worker added last. */
+static void
+test_pool_find_by_address(void **state)
+{
+	struct fx *f = *state;
+	struct pool *pl = core_pool(f->c);
+	char addr[32];
+	int i;
+
+	for (i = 0; i < 6; i++) {
+		snprintf(addr, sizeof addr, "127.0.0.1:%d", 1 + i);
+		assert_int_equal(pool_add(pl, addr), 0);
+	}
+	assert_int_equal(pool_add(pl, "127.0.0.1:3"), CERTA_EEXIST);
+	assert_int_equal(pool_remove(pl, "127.0.0.1:2"), 0);
+	assert_int_equal(pool_remove(pl, "127.0.0.1:2"), CERTA_ENOTFOUND);
+	assert_null(pool_find(pl, "127.0.0.1:2"));
+	for (i = 0; i < 6; i++) {
+		snprintf(addr, sizeof addr, "127.0.0.1:%d", 1 + i);
+		if (i == 1)
+			continue;
+		assert_non_null(pool_find(pl, addr));
+		assert_string_equal(pool_worker_addr(pool_find(pl, addr)), addr);
+	}
+	assert_int_equal(pool_count(pl), 5);
+	assert_int_equal(pool_add(pl, "127.0.0.1:2"), 0);
+	assert_string_equal(pool_worker_addr(pool_find(pl, "127.0.0.1:2")), "127.0.0.1:2");
+	for (i = 0; i < 6; i++) {
+		snprintf(addr, sizeof addr, "127.0.0.1:%d", 1 + i);
+		assert_int_equal(pool_remove(pl, addr), 0);
+	}
+	assert_int_equal(pool_count(pl), 0);
+	submit_all(f, -1, NULL);
+	run_to_end(f);
+}
+
 /* A kept decision's token count (what a dispatch pass orders by, instead of walking the
  * chains) is the program's: checked after every loop turn while programs step and end. */
 static void
@@ -774,6 +811,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_programs_share_one_call, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kept_decision_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_find_by_address, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_releases_share_one_call, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moe_raise_resends_text, setup_moe, teardown),
 		cmocka_unit_test_setup_teardown(test_prompt_on_placement_only, setup_short,
