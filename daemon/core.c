@@ -9,6 +9,7 @@
 #include <time.h>
 #include <event2/event.h>
 
+#include "daemon/deadlines.h"
 #include "daemon/dispatch.h"
 #include "daemon/commit.h"
 #include "daemon/persist.h"
@@ -88,9 +89,7 @@ core_order_add(struct core *c, struct program *p)
 		return -ENOMEM;
 	p->order_ix = c->norder;
 	c->order[c->norder++] = p;
-	if (p->deadline_ms != 0 && (c->expire_next_ms == 0 || p->deadline_ms < c->expire_next_ms))
-		c->expire_next_ms = p->deadline_ms;
-	dispatch_ready(c, p);
+	dispatch_ready(c, p);   /* and in the deadline heap */
 	return 0;
 }
 
@@ -104,6 +103,7 @@ core_forget(struct core *c, struct program *p)
 	commit_unqueue(c, p);
 	commit_accept_end(c, p);
 	dispatch_unready(c, p);
+	deadlines_del(c, p);
 	/* The last one fills the hole: no walk, no move of the rest. */
 	if (i < c->norder && c->order[i] == p) {
 		c->order[i] = c->order[--c->norder];
@@ -329,6 +329,7 @@ fail_tenants:
 	strmap_free(c->accept_keys, NULL);
 	free(c->order);
 	free(c->sleeping);
+	deadlines_fini(c);
 	fair_free(c->fair);
 	fair_free(c->shadow_fair);
 	shadow_free(c->shadow);
@@ -362,6 +363,7 @@ core_free(struct core *c)
 	strmap_free(c->accept_keys, NULL);
 	free(c->order);
 	free(c->sleeping);
+	deadlines_fini(c);
 	pool_free(c->pool);
 	fair_free(c->fair);
 	fair_free(c->shadow_fair);

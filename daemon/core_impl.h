@@ -42,8 +42,9 @@ struct core {
 	struct program **order;     /* live programs (p->order_ix: its index; removal moves the
 	                             * last one into the hole) */
 	size_t norder, order_cap;
-	int64_t expire_next_ms;     /* no live program's deadline is earlier (0: none known;
-	                             * dispatch_expire walks only from then on) */
+	struct program **dl;        /* live programs with a deadline, a min-heap by it
+	                             * (daemon/deadlines.h) */
+	size_t ndl, dl_cap;
 	struct event *kick;         /* deferred dispatch */
 	struct event *tick;         /* periodic dispatch (backoff, deadlines) */
 	int draining;

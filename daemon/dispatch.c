@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "daemon/commit.h"
+#include "daemon/deadlines.h"
 #include "daemon/events.h"
 #include "daemon/persist.h"
 #include "daemon/policies.h"
@@ -646,6 +647,7 @@ dispatch_unready(struct core *c, struct program *p)
 void
 dispatch_ready(struct core *c, struct program *p)
 {
+	(void)deadlines_add(c, p);   /* -ENOMEM: the check puts it in */
 	dispatch_unready(c, p);
 	if (!dispatch_can_step(p))
 		return;
@@ -698,6 +700,7 @@ dispatch_ready_check(struct core *c, int64_t now)
 		struct fair_item k;
 
 		dispatch_prefetch(c->order, i, c->norder);
+		(void)deadlines_add(c, p);
 		if (!dispatch_can_step(p)) {
 			dispatch_unready(c, p);
 			continue;
@@ -832,37 +835,23 @@ dispatch_take(struct core *c, int64_t now, int *shadow, size_t *decide_left, int
 }
 
 /* Ends the programs whose deadline passed wherever they wait (a program's turn may be far
- * off when many are ready).  Walks the live programs only once the earliest
- * deadline known (c->expire_next_ms, lowered by core_order_add) has come, and learns the next
- * one on the way: while the workers are busy a kick (each Submit, each reply) costs nothing
- * when no deadline is due. */
+ * off when many are ready): they come first in the deadline heap (daemon/deadlines.h), so a
+ * pass with none due looks at one program.  One that cannot be decided now (a step in flight,
+ * a write not yet committed) leaves the heap until dispatch_ready puts it back, due, when it
+ * can. */
 static void
 dispatch_expire(struct core *c, int64_t now)
 {
-	int64_t next = 0;
-	size_t i;
+	struct program *p;
+	struct sched_decision d;
 
-	if (c->expire_next_ms == 0 || now < c->expire_next_ms)
-		return;
-	for (i = 0; i < c->norder; i++) {
-		struct program *p = c->order[i];
-		struct sched_decision d;
-
-		dispatch_prefetch(c->order, i, c->norder);
-		if (program_is_terminal(p) || p->deadline_ms == 0)
+	while ((p = deadlines_first(c)) != NULL && now >= p->deadline_ms) {
+		deadlines_del(c, p);
+		if (program_is_terminal(p) || p->inflight || p->persist_pending || p->commit_queued)
 			continue;
-		if (!p->inflight && !p->persist_pending && !p->commit_queued &&
-		    now >= p->deadline_ms && dispatch_decide(c, p, &d, 0)) {
-			if (i >= c->norder || c->order[i] != p)
-				i--;  /* dispatch_finalize removed it from order */
-			continue;
-		}
-		/* Not due, not decidable now, or not ended by the decision: its deadline bounds
-		 * the next walk. */
-		if (next == 0 || p->deadline_ms < next)
-			next = p->deadline_ms;
+		/* Past its deadline the decision ends it (SCHED_REASON_DEADLINE). */
+		(void)dispatch_decide(c, p, &d, 0);
 	}
-	c->expire_next_ms = next;
 }
 
 /* One dispatch pass: ready programs in fair order, started while workers have free step

@@ -140,6 +140,7 @@ struct program {
 	size_t order_ix;          /* its index in the core's live order */
 	bool asleep;              /* backing off: in the core's sleepers, not queued */
 	size_t sleep_ix;          /* its index there */
+	size_t dl_pos;            /* its index in the core's deadline heap + 1 (0: not there) */
 	uint64_t steps;
 	double certaindex;
 	char *answer;             /* current best answer */

@@ -16,6 +16,7 @@
 
 #include "daemon/core.h"
 #include "daemon/core_impl.h"
+#include "daemon/deadlines.h"
 #include "daemon/dispatch.h"
 #include "daemon/events.h"
 #include "lib/rpc_server.h"
@@ -249,10 +250,10 @@ test_deadline_ends_program_without_step(void **state)
 	protobuf_c_message_free_unpacked(&pm->base, NULL);
 }
 
-/* With no worker slot a pass only ends programs past their deadline (dispatch_expire), and
- * walks the programs only once the earliest deadline known has come: before it nothing ends
- * and the bound stays; after it the program ends (reason deadline) and, no deadline being
- * left, the bound is cleared. */
+/* With no worker slot a pass only ends programs past their deadline (dispatch_expire), which
+ * it finds first in the deadline heap: before the deadline nothing ends and the program heads
+ * the heap; after it the program ends (reason deadline) and the heap is empty.  Programs
+ * without a deadline are not in it. */
 static void
 test_expire_waits_for_earliest_deadline(void **state)
 {
@@ -265,18 +266,116 @@ test_expire_waits_for_earliest_deadline(void **state)
 
 	submit(f, 0, "anon", 0, 0);
 	submit(f, 1, "anon", 0, deadline);
-	assert_int_equal(f->c->expire_next_ms, deadline);
+	assert_non_null(deadlines_first(f->c));
+	assert_int_equal(deadlines_first(f->c)->deadline_ms, deadline);
+	assert_int_equal(f->c->ndl, 1);
 	dispatch_run(f->c);   /* no workers: no slot */
 	core_counts(f->c, &queued, &running, &finished);
 	assert_int_equal(queued, 2);
-	assert_int_equal(f->c->expire_next_ms, deadline);
+	assert_int_equal(deadlines_first(f->c)->deadline_ms, deadline);
 	nanosleep(&ts, NULL);
 	dispatch_run(f->c);
 	core_counts(f->c, &queued, &running, &finished);
 	assert_int_equal(queued, 1);
 	assert_int_equal(finished, 1);
-	assert_int_equal(f->c->expire_next_ms, 0);
+	assert_null(deadlines_first(f->c));
 	assert_int_equal(queries_get(f->c, "anon", f->ids[1], &pm), 0);
+	assert_int_equal(pm->result->reason, SCHED_REASON_DEADLINE);
+	protobuf_c_message_free_unpacked(&pm->base, NULL);
+}
+
+/* Many deadlines in random order: passes end exactly the programs whose deadline has passed,
+ * earliest first, and the heap always holds the earliest of the rest. */
+static void
+test_deadline_heap_order(void **state)
+{
+	enum { N = 60 };
+	struct fx *f = *state;
+	int64_t base = now_ms() + 100000, dl[N], min;
+	unsigned seed = 31;
+	size_t i, ended = 0, queued, running;
+	uint64_t finished;
+
+	static char ids[N][64];
+
+	for (i = 0; i < N; i++) {
+		struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = "" };
+		dl[i] = base + (int64_t)(rand_r(&seed) % 1000) * 10;
+		spec.problem = "problem 0";
+		spec.deadline_unix_ms = dl[i];
+		assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err),
+		    0);
+		commit_sync(f->c);
+		/* The newest live program is the last in the live order. */
+		snprintf(ids[i], sizeof ids[i], "%s", f->c->order[f->c->norder - 1]->id);
+	}
+	assert_int_equal(f->c->ndl, N);
+	min = dl[0];
+	for (i = 1; i < N; i++)
+		if (dl[i] < min)
+			min = dl[i];
+	assert_int_equal(deadlines_first(f->c)->deadline_ms, min);
+	/* Move the deadlines of the first 20 into the past, as if their time had come: dispatch
+	 * reads the key in place, so each is taken out and put back. */
+	for (i = 0; i < 20; i++) {
+		struct program *p = strmap_get(f->c->live, ids[i]);
+		assert_non_null(p);
+		deadlines_del(f->c, p);
+		p->deadline_ms = now_ms() - 1 - (int64_t)i;
+		assert_int_equal(deadlines_add(f->c, p), 0);
+	}
+	assert_int_equal(f->c->ndl, N);
+	dispatch_run(f->c);   /* no workers: only the expired end */
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(finished, 20);
+	assert_int_equal(queued, N - 20);
+	assert_int_equal(f->c->ndl, N - 20);
+	for (i = 20; i < N; i++)
+		ended += strmap_get(f->c->live, ids[i]) == NULL;
+	assert_int_equal(ended, 0);
+	min = dl[20];
+	for (i = 21; i < N; i++)
+		if (dl[i] < min)
+			min = dl[i];
+	assert_int_equal(deadlines_first(f->c)->deadline_ms, min);
+}
+
+/* A program past its deadline that cannot be decided now (its step in flight) leaves the
+ * deadline heap, so passes do not look at it again; when it can step again dispatch_ready
+ * puts it back and the next pass ends it (reason deadline). */
+static void
+test_deadline_passed_in_flight(void **state)
+{
+	struct fx *f = *state;
+	Certa__V1__Program *pm = NULL;
+	struct program *p;
+	size_t queued, running;
+	uint64_t finished;
+
+	submit(f, 0, "anon", 0, now_ms() + 100000);
+	p = strmap_get(f->c->live, f->ids[0]);
+	assert_non_null(p);
+	assert_int_equal(p->dl_pos, 1);
+	/* Its step went out; then its deadline passed. */
+	dispatch_unready(f->c, p);
+	p->inflight = true;
+	deadlines_del(f->c, p);
+	p->deadline_ms = now_ms() - 5;
+	assert_int_equal(deadlines_add(f->c, p), 0);
+	dispatch_run(f->c);
+	assert_int_equal(p->dl_pos, 0);
+	assert_null(deadlines_first(f->c));
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(finished, 0);
+	/* The step landed. */
+	p->inflight = false;
+	dispatch_ready(f->c, p);
+	assert_ptr_equal(deadlines_first(f->c), p);
+	dispatch_run(f->c);
+	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(finished, 1);
+	assert_null(deadlines_first(f->c));
+	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
 	assert_int_equal(pm->result->reason, SCHED_REASON_DEADLINE);
 	protobuf_c_message_free_unpacked(&pm->base, NULL);
 }
@@ -1776,6 +1875,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_tenants_share_by_weight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancelled_program_leaves_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_heap_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_passed_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expire_waits_for_earliest_deadline, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_ends_program_without_step, setup,
