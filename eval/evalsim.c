@@ -985,6 +985,99 @@ evalsim_set_vote(struct evalsim_set *s, double tv)
 	}
 }
 
+/* qsort order of doubles, ascending. */
+static int
+evalsim_double_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Unlabelled by construction: reads features, scores and settled/decided flags only. */
+int
+evalsim_score_dist(const struct evalsim_set *s, const struct sched_policy *p,
+    enum sched_algo algo, const char *model, bool per_program, double **out, size_t *n)
+{
+	double *v = NULL;
+	size_t cap = 0, k = 0, i, j;
+
+	for (i = 0; i < s->nprog; i++) {
+		const struct evalsim_traj *t = &s->traj[i];
+		double most = -1;
+		if (model != NULL && strcmp(s->model[i], model) != 0)
+			continue;
+		for (j = 0; j < t->npts; j++) {
+			const struct evalsim_point *pt = &t->pts[j];
+			double x;
+			if (pt->end || pt->c < 0)
+				continue;
+			if (algo == SCHED_ALGO_COT) {
+				if (!pt->valid || pt->settled)
+					continue;
+				x = certainty_logistic(p->cot_w, pt->x, CERTAINTY_COT_NFEAT);
+			} else {
+				if (pt->decided)
+					continue;
+				x = pt->cm;
+			}
+			if (per_program) {
+				if (x > most)
+					most = x;
+				continue;
+			}
+			if (ARRAY_GROW(v, cap, k + 1) != 0)
+				goto fail_mem;
+			v[k++] = x;
+		}
+		if (per_program && most >= 0) {
+			if (ARRAY_GROW(v, cap, k + 1) != 0)
+				goto fail_mem;
+			v[k++] = most;
+		}
+	}
+	if (k == 0) {
+		free(v);
+		return -EINVAL;
+	}
+	qsort(v, k, sizeof *v, evalsim_double_cmp);
+	*out = v;
+	*n = k;
+	return 0;
+fail_mem:
+	free(v);
+	return -ENOMEM;
+}
+
+/* Binary search: the sets hold ~10^4 points and the caller asks a few levels. */
+double
+evalsim_dist_cdf(const double *v, size_t n, double t)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {   /* first index with v >= t */
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid] < t)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return n == 0 ? 0 : (double)lo / (double)n;
+}
+
+/* Rounded index, so that a share read off one model maps to the nearest rank in another. */
+double
+evalsim_dist_level(const double *v, size_t n, double q)
+{
+	double k = floor(q * (double)n + 0.5);
+
+	if (k < 0)
+		k = 0;
+	if (k >= (double)n)
+		return nextafter(v[n - 1], INFINITY);
+	return v[(size_t)k];
+}
+
 /* Candidate thresholds, high to low. */
 const double evalsim_taus[] = {
 	1.5, 0.999, 0.998, 0.997, 0.996, 0.995, 0.993, 0.99, 0.985, 0.98, 0.975, 0.97, 0.96,

@@ -320,6 +320,27 @@ void evalsim_score_model(const struct evalsim_set *s, const char *model, double 
 void evalsim_score_model_cls(const struct evalsim_set *s, const char *model, size_t rule,
     const double tau[3], uint64_t u, double *loss, double *saved);
 
+/*
+ * A model's own distribution of its certainty score, an unlabelled statistic (no answer and
+ * no correctness is read): over the programs of `model` (NULL: all) in a set recorded with
+ * policy p.  cot (algo COT): the chain model's score sigmoid(cot_w . x) at every decision
+ * point of a valid, unsettled, unfinished chain; sc: the sc model's score (the point's cm) at
+ * every point whose vote is not decided.  per_program: each program's highest such score
+ * instead (one value per program that has one).  Writes the values sorted ascending into
+ * *out (malloc'd, caller frees) and their count into *n, both only on success.  Returns 0,
+ * -EINVAL (no such point) or -ENOMEM.  The statistic of the score-quantile experiment
+ * (`certa-eval lomo --score-quantiles`; docs/certainty.md, "A threshold relative to the
+ * model's own scores").
+ */
+int evalsim_score_dist(const struct evalsim_set *s, const struct sched_policy *p,
+    enum sched_algo algo, const char *model, bool per_program, double **out, size_t *n);
+/* The share of the sorted values v[0..n) below t (0 when n is 0). */
+double evalsim_dist_cdf(const double *v, size_t n, double t);
+/* The level with share q of the sorted values v[0..n) (n > 0) below it: v[round(q n)], or
+ * just above the largest value when that index is past the end.  evalsim_dist_cdf of it is q
+ * up to ties and rounding to 1/n. */
+double evalsim_dist_level(const double *v, size_t n, double q);
+
 /* Candidate thresholds of the calibration sweep, high to low (1.5: never stop-certain). */
 extern const double evalsim_taus[];
 extern const size_t evalsim_ntaus;

@@ -3,9 +3,11 @@
  *
  *   certa-eval --traces DIR [--policy FILE] [--algo cot|sc] [--split all|train|test] [--json]
  *   certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--difficulty] [--sc-vote]
- *              [--cot-slope]  (leave-one-out; do_lomo; --difficulty: every fold without
- *              and with difficulty classes; --sc-vote: every fold's calibration sweeps
- *              sc.vote_threshold; --cot-slope: ... cot.threshold_slope)
+ *              [--cot-slope] [--score-quantiles]  (leave-one-out; do_lomo; --difficulty:
+ *              every fold without and with difficulty classes; --sc-vote: every fold's
+ *              calibration sweeps sc.vote_threshold; --cot-slope: ... cot.threshold_slope;
+ *              --score-quantiles: each leave-one-model-out fold also prints where its
+ *              threshold lies in each model's own score distribution, lomo_quantiles)
  *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo]
  *              [--controller cf|window] [--passes 1] [--model-tokens learned|oracle]
  *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] ...  (eval/online.h)
@@ -590,6 +592,7 @@ struct lomo_opts {
 	bool diff_ordered;               /* evalsim_calib.difficulty_ordered */
 	bool sc_vote;                    /* evalsim_calib.sc_vote */
 	bool cot_slope;                  /* evalsim_calib.cot_slope */
+	bool score_quantiles;            /* print lomo_quantiles for leave-one-model-out folds */
 	/* --policy: the starting values of every fold's calibration (NULL: the built-in
 	 * default), e.g. unpromising_relative = 1 */
 	const struct sched_policy *start;
@@ -689,6 +692,98 @@ lomo_frontier(const struct traces *tr, const struct sched_policy *p, const struc
 	return rc;
 }
 
+/*
+ * The score-quantile check of a leave-one-model-out fold (issue 13; docs/certainty.md, "A
+ * threshold relative to the model's own scores"): would the fold's threshold, read as a
+ * quantile of the fitting model's own score distribution (evalsim_score_dist, unlabelled) and
+ * mapped to the same quantile of the held-out model's distribution, transfer better than the
+ * raw level?  For each algorithm and statistic (every decision point; each program's highest
+ * score) prints the threshold's share in both distributions, the mapped level and the
+ * held-out loss and saving at the raw and the mapped level; then, in hindsight on the
+ * held-out labels (no policy could know them), the threshold the calibration's bound would
+ * pick there and the cheapest one within max_loss, with their held-out shares.  The held-out
+ * distribution is read from its own traces (transductive, unlabelled, as model_tokens).
+ * Text on stdout (stderr with --json).
+ */
+static int
+lomo_quantiles(const struct traces *tr, const struct lomo_opts *o, const struct lomo_fold *fl,
+    const struct sched_policy *p)
+{
+	static const char *const stat_names[2] = { "points", "per-program max" };
+	FILE *f = o->json ? stderr : stdout;   /* keep --json output valid */
+	int a, rc = 0;
+
+	for (a = 0; a < 2; a++) {
+		enum sched_algo algo = a == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
+		size_t n = a == 0 ? 1 : 3, nv[2][2], st, ti;
+		enum evalsim_label label = a == 0 ? EVALSIM_LABEL_SAFE : EVALSIM_LABEL_SAME;
+		double *v[2][2] = { { NULL, NULL }, { NULL, NULL } };
+		double tau = a == 0 ? p->cot_threshold : p->sc_threshold, loss, saved, tb, lb;
+		double best = -1, best_tau = 1.5, best_loss = 0;
+		uint64_t u = a == 0 ? p->unpromising_tokens : p->sc_unpromising_tokens, ub = u;
+		struct evalsim_set fit, held;
+
+		if (!(fl->algos & (1u << a)))
+			continue;
+		rc = evalsim_record_filtered(tr, p, algo, n, fl->calib_split, label, 1, &fl->calib,
+		    &fit);
+		if (rc != 0)
+			return rc;
+		rc = evalsim_record_filtered(tr, p, algo, n, fl->eval_split, label, 1, &fl->eval,
+		    &held);
+		if (rc != 0)
+			goto fail_fit;
+		for (st = 0; st < 2 && rc == 0; st++) {
+			rc = evalsim_score_dist(&fit, p, algo, NULL, st == 1, &v[0][st], &nv[0][st]);
+			if (rc == 0)
+				rc = evalsim_score_dist(&held, p, algo, NULL, st == 1, &v[1][st],
+				    &nv[1][st]);
+		}
+		if (rc != 0)
+			goto fail_dist;
+		fprintf(f, "score quantiles, %s held out, %s: threshold %g, bound %llu\n",
+		    fl->held_out, a == 0 ? "cot" : "sc n=3", tau, (unsigned long long)u);
+		evalsim_score_model(&held, NULL, tau, u, &loss, &saved);
+		fprintf(f, "  raw level %g on the held-out model: loss %.2f pt, saved %.1f%%\n", tau,
+		    100 * loss, 100 * saved);
+		for (st = 0; st < 2; st++) {
+			double qf = evalsim_dist_cdf(v[0][st], nv[0][st], tau);
+			double qh = evalsim_dist_cdf(v[1][st], nv[1][st], tau);
+			double lvl = evalsim_dist_level(v[1][st], nv[1][st], qf);
+			evalsim_score_model(&held, NULL, lvl, u, &loss, &saved);
+			fprintf(f, "  %-15s (%zu / %zu values): share below %g: fitting model %.4f, "
+			    "held-out %.4f; mapped level %.4f: loss %.2f pt, saved %.1f%%\n",
+			    stat_names[st], nv[0][st], nv[1][st], tau, qf, qh, lvl, 100 * loss,
+			    100 * saved);
+		}
+		held.z = o->z;
+		evalsim_pick_threshold(&held, o->max_loss, false, &tb, &ub, &lb);
+		held.z = 0;
+		for (ti = 0; ti < evalsim_ntaus; ti++) {
+			evalsim_score_model(&held, NULL, evalsim_taus[ti], u, &loss, &saved);
+			if (loss <= o->max_loss + 1e-12 && saved > best)
+				best = saved, best_tau = evalsim_taus[ti], best_loss = loss;
+		}
+		evalsim_score_model(&held, NULL, tb, u, &loss, &saved);
+		fprintf(f, "  hindsight on the held-out labels: bound (z %g) picks %g (held-out shares "
+		    "%.4f / %.4f): loss %.2f pt, saved %.1f%%; cheapest within %.2f pt: %g "
+		    "(%.4f / %.4f): loss %.2f pt, saved %.1f%%\n", o->z, tb,
+		    evalsim_dist_cdf(v[1][0], nv[1][0], tb), evalsim_dist_cdf(v[1][1], nv[1][1], tb),
+		    100 * loss, 100 * saved, 100 * o->max_loss, best_tau,
+		    evalsim_dist_cdf(v[1][0], nv[1][0], best_tau),
+		    evalsim_dist_cdf(v[1][1], nv[1][1], best_tau), 100 * best_loss, 100 * best);
+fail_dist:
+		for (st = 0; st < 2; st++)
+			free(v[0][st]), free(v[1][st]);
+		evalsim_set_free(&held);
+fail_fit:
+		evalsim_set_free(&fit);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int
 lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct lomo_fold *fl,
     bool difficulty, struct lomo_result res[2])
@@ -721,6 +816,9 @@ lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct l
 	cal.sc_label = EVALSIM_LABEL_SAME;
 	rc = evalsim_calibrate(tr, &cal, &p);
 	if (rc != 0)
+		return rc;
+	if (o->score_quantiles && fl->kind == LOMO_MODEL && !difficulty &&
+	    (rc = lomo_quantiles(tr, o, fl, &p)) != 0)
 		return rc;
 	for (a = 0; a < 2; a++) {
 		enum sched_algo algo = a == 0 ? SCHED_ALGO_COT : SCHED_ALGO_SC;
@@ -967,6 +1065,8 @@ usage(FILE *f)
 	    "           cot.threshold_slope swept with cot.threshold)\n"
 	    "       certa-eval lomo --traces DIR [--algo cot|sc] [--json] [--max-loss 0.01] "
 	    "[--lambda 1] [--folds 5] [--z 1] [--difficulty] [--sc-vote] [--cot-slope]\n"
+	    "           [--score-quantiles (leave-one-model-out folds: the threshold in each\n"
+	    "           model's own score distribution; docs/certainty.md)]\n"
 	    "           [--policy START (every fold's starting values)] [--kind in|model|seed]\n"
 	    "           [--difficulty-rule R (1-9: one rule of evalsim_diff_rules)]\n"
 	    "           [--difficulty-ordered (hard threshold >= easy)]\n"
@@ -1118,7 +1218,7 @@ main(int argc, char **argv)
 	double on_boost = -1, on_hold = -1, on_harm = -1, on_harm_stable = -1;
 	const char *state = NULL;
 	bool harm_only = false, difficulty = false, diff_ordered = false, sc_vote = false;
-	bool cot_slope = false;
+	bool cot_slope = false, score_quantiles = false;
 	int diff_rule = 0;
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
 	long folds = 5;
@@ -1189,6 +1289,10 @@ main(int argc, char **argv)
 		}
 		if (strcmp(o, "--cot-slope") == 0) {
 			cot_slope = true;
+			continue;
+		}
+		if (strcmp(o, "--score-quantiles") == 0) {
+			score_quantiles = true;
 			continue;
 		}
 		if (strcmp(o, "--no-curve") == 0) {
@@ -1341,6 +1445,7 @@ main(int argc, char **argv)
 			.difficulty = difficulty, .diff_rule = diff_rule,
 			.diff_ordered = diff_ordered, .sc_vote = sc_vote,
 			.cot_slope = cot_slope, .kinds = lomo_only,
+			.score_quantiles = score_quantiles,
 		};
 		if (policy != NULL) {
 			sched_policy_default(&lstart);

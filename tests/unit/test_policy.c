@@ -24,6 +24,7 @@
 #include "lib/fileio.h"
 #include "lib/traces.h"
 #include "tests/support/harness.h"
+#include "scheduler/certainty.h"
 #include "scheduler/policy.h"
 #include "scheduler/sched.h"
 
@@ -942,6 +943,142 @@ test_filter_selects(void **state)
 	assert_int_equal(harness_rmrf(dir), 0);
 }
 
+/* The sorted values v[0..n) equal the expected values e[0..n) (any order). */
+static void
+assert_same_values(const double *v, double *e, size_t n)
+{
+	size_t i, j;
+
+	for (i = 1; i < n; i++)
+		assert_true(v[i - 1] <= v[i]);
+	for (i = 1; i < n; i++)   /* insertion sort: a handful of values */
+		for (j = i; j > 0 && e[j - 1] > e[j]; j--) {
+			double t = e[j];
+			e[j] = e[j - 1];
+			e[j - 1] = t;
+		}
+	for (i = 0; i < n; i++)
+		assert_true(fabs(v[i] - e[i]) < 1e-12);
+}
+
+/* A model's own score distribution (the score-quantile check of `lomo --score-quantiles`):
+ * cot, the chain score at the points of valid, unsettled, unfinished chains of that model
+ * only, or each program's highest; sc, the sc model's score where the vote is not decided;
+ * no label is read (flipping every label changes nothing); the share below a level and the
+ * level of a share. */
+static void
+test_score_dist(void **state)
+{
+	static const double h[] = { 0.1, 0.2, 0.2, 0.5 };
+	struct sched_policy p;
+	struct evalsim_set s;
+	struct traces *tr;
+	double *v, *v2, e[512], em[8], lvl;
+	size_t n, n2, ne, nm, i, k, m;
+	char *dir;
+
+	(void)state;
+	assert_true(evalsim_dist_cdf(h, 4, 0.2) == 0.25);
+	assert_true(evalsim_dist_cdf(h, 4, 0.21) == 0.75);
+	assert_true(evalsim_dist_cdf(h, 4, 0) == 0);
+	assert_true(evalsim_dist_cdf(h, 4, 1) == 1);
+	assert_true(evalsim_dist_cdf(h, 0, 1) == 0);
+	assert_true(evalsim_dist_level(h, 4, 0) == 0.1);
+	assert_true(evalsim_dist_level(h, 4, 0.25) == 0.2);
+	assert_true(evalsim_dist_level(h, 4, 0.7) == 0.5);   /* rank 2.8 rounds to 3 */
+	lvl = evalsim_dist_level(h, 4, 1);
+	assert_true(lvl > 0.5 && evalsim_dist_cdf(h, 4, lvl) == 1);
+
+	log_set_level(LOG_LVL_ERR);
+	dir = relative_dir();
+	assert_non_null(dir);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	sched_policy_default(&p);
+	p.probe_stride = 0;
+	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
+	for (m = 0; m < 2; m++) {
+		const char *model = m == 0 ? "a" : "b";
+		ne = nm = 0;
+		for (i = 0; i < s.nprog; i++) {
+			const struct evalsim_traj *t = &s.traj[i];
+			double most = -1;
+			if (strcmp(s.model[i], model) != 0)
+				continue;
+			for (k = 0; k < t->npts; k++) {
+				const struct evalsim_point *pt = &t->pts[k];
+				double x;
+				if (pt->end || pt->c < 0 || !pt->valid || pt->settled)
+					continue;
+				x = certainty_logistic(p.cot_w, pt->x, CERTAINTY_COT_NFEAT);
+				assert_true(ne < sizeof e / sizeof e[0]);
+				e[ne++] = x;
+				most = x > most ? x : most;
+			}
+			if (most >= 0)
+				em[nm++] = most;
+		}
+		/* 1024/64 .. 12288/64 steps per chain: every unfinished step is a point */
+		assert_true(ne > (m == 0 ? 90u : 490u));
+		assert_int_equal(nm, m == 0 ? 3 : 4);
+		assert_int_equal(evalsim_score_dist(&s, &p, SCHED_ALGO_COT, model, false, &v, &n),
+		    0);
+		assert_int_equal(n, ne);
+		assert_same_values(v, e, n);
+		free(v);
+		assert_int_equal(evalsim_score_dist(&s, &p, SCHED_ALGO_COT, model, true, &v, &n),
+		    0);
+		assert_int_equal(n, nm);
+		assert_same_values(v, em, n);
+		free(v);
+	}
+	assert_int_equal(evalsim_score_dist(&s, &p, SCHED_ALGO_COT, "none", false, &v, &n),
+	    -EINVAL);
+	/* unlabelled: the same values with every label flipped; a settled point drops out */
+	assert_int_equal(evalsim_score_dist(&s, &p, SCHED_ALGO_COT, NULL, false, &v, &n), 0);
+	for (i = 0; i < s.nprog; i++) {
+		s.full_correct[i] = !s.full_correct[i];
+		for (k = 0; k < s.traj[i].npts; k++) {
+			s.traj[i].pts[k].correct = !s.traj[i].pts[k].correct;
+			s.traj[i].pts[k].same = !s.traj[i].pts[k].same;
+		}
+	}
+	assert_int_equal(evalsim_score_dist(&s, &p, SCHED_ALGO_COT, NULL, false, &v2, &n2), 0);
+	assert_int_equal(n2, n);
+	assert_memory_equal(v, v2, n * sizeof *v);
+	free(v2);
+	s.traj[0].pts[1].settled = true;
+	assert_int_equal(evalsim_score_dist(&s, &p, SCHED_ALGO_COT, NULL, false, &v2, &n2), 0);
+	assert_int_equal(n2, n - 1);
+	free(v2);
+	free(v);
+	evalsim_set_free(&s);
+	traces_free(tr);
+	assert_int_equal(harness_rmrf(dir), 0);
+
+	/* sc: the sc model's score (cm) where the vote is not decided */
+	dir = vote_dir();
+	assert_non_null(dir);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_SC, 3, EVALSIM_ALL, &s), 0);
+	ne = 0;
+	for (i = 0; i < s.nprog; i++)
+		for (k = 0; k < s.traj[i].npts; k++) {
+			const struct evalsim_point *pt = &s.traj[i].pts[k];
+			if (pt->end || pt->c < 0 || pt->decided)
+				continue;
+			assert_true(ne < sizeof e / sizeof e[0]);
+			e[ne++] = pt->cm;
+		}
+	assert_true(ne > 0);
+	assert_int_equal(evalsim_score_dist(&s, &p, SCHED_ALGO_SC, NULL, false, &v, &n), 0);
+	assert_int_equal(n, ne);
+	assert_same_values(v, e, n);
+	free(v);
+	evalsim_set_free(&s);
+	traces_free(tr);
+	assert_int_equal(harness_rmrf(dir), 0);
+}
+
 static void
 test_default_policy_real_traces(void **state)
 {
@@ -1030,6 +1167,7 @@ main(void)
 		cmocka_unit_test(test_unpromising_relative_replay),
 		cmocka_unit_test(test_sc_vote_replay),
 		cmocka_unit_test(test_cot_slope_replay),
+		cmocka_unit_test(test_score_dist),
 		cmocka_unit_test(test_default_policy_real_traces),
 	};
 
