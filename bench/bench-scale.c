@@ -15,7 +15,15 @@
  * per program and the recovery time.  Needs CERTA_TRACES.
  *
  *   CERTA_TRACES=DIR build/bin/bench-scale [--programs 1000,5000,10000] [--workers W]
- *                                          [--kill9] [--floor]
+ *                                          [--kill9] [--floor] [--tenants T]
+ *                                          [--deadline-ms D]
+ * --tenants T creates T tenants (Admin/CreateTenant over the admin socket) and submits the
+ * programs round-robin with their keys (default: one anonymous tenant).  --deadline-ms D
+ * gives every program (the watched one aside) a deadline D ms after the workers start
+ * (default: none): the start is fixed before the first Submit (2 ms per program from then,
+ * at least 3 s) and the bench waits for it, so the same D ends the same share of programs
+ * whatever the submission rate; they end for it wherever they are, queued or with a step
+ * in flight.
  * --floor also starts an idle certad (no workers, no programs) and probes it the same way:
  * the latency floor of this machine under the same load.  The loop lag and the p99 of each
  * loop phase (certa_loop_lag_seconds, certa_loop_phase_seconds) come from certad.
@@ -33,6 +41,7 @@
 #include <unistd.h>
 #include <grpc/grpc.h>
 
+#include "certa/v1/admin.pb-c.h"
 #include "certa/v1/reasoning.pb-c.h"
 #include "lib/error.h"
 #include "lib/rpc_client.h"
@@ -80,7 +89,56 @@ struct run {
 	struct lat get, list, readyz, gap;
 	size_t errors;
 	struct run *floor;          /* --floor: an idle certad probed the same way, or NULL */
+	size_t ntenants;            /* --tenants: programs go round-robin over their keys */
+	char (*keys)[160];
+	int64_t deadline_ms;        /* --deadline-ms: after the workers start; 0 none */
+	int64_t workers_at_ms;      /* when the workers start (unix ms), with deadline_ms */
 };
+
+/* Creates r->ntenants tenants over the admin socket and keeps their keys. */
+static int
+create_tenants(struct run *r)
+{
+	char target[600], name[32];
+	struct rpc_channel *ch;
+	size_t i;
+	int rc = 0;
+
+	snprintf(target, sizeof target, "unix:%s/admin.sock", r->dir);
+	if (rpc_channel_new(target, &ch) != 0)
+		return -1;
+	r->keys = calloc(r->ntenants, sizeof *r->keys);
+	for (i = 0; r->keys != NULL && i < r->ntenants && rc == 0; i++) {
+		Certa__V1__CreateTenantRequest req = CERTA__V1__CREATE_TENANT_REQUEST__INIT;
+		Certa__V1__Tenant t = CERTA__V1__TENANT__INIT;
+		Certa__V1__CreateTenantReply *rep = NULL;
+		grpc_status_code st;
+		snprintf(name, sizeof name, "tenant-%zu", i);
+		t.name = name;
+		t.weight = 1 + (uint32_t)(i % 4);
+		req.tenant = &t;
+		rc = rpc_sync_unary(ch, "/certa.v1.Admin/CreateTenant", &req.base,
+		    &certa__v1__create_tenant_reply__descriptor, 10000, NULL, 0,
+		    (ProtobufCMessage **)&rep, &st, NULL);
+		if (rc == 0 && st != GRPC_STATUS_OK)
+			rc = -1;
+		if (rc == 0) {
+			snprintf(r->keys[i], sizeof r->keys[i], "%s", rep->api_key);
+			protobuf_c_message_free_unpacked(&rep->base, NULL);
+		}
+	}
+	rpc_channel_free(ch);
+	return r->keys != NULL ? rc : -1;
+}
+
+static int64_t
+unix_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* A free loopback TCP port (bind to 0, read it, close). */
 static int
@@ -99,6 +157,27 @@ free_port(void)
 	if (fd >= 0)
 		close(fd);
 	return port;
+}
+
+/* Sum of the samples of name whose labels include label (e.g. reason="deadline"). */
+static double
+metric_sum_label(const char *body, const char *name, const char *label)
+{
+	size_t nl = strlen(name);
+	const char *p = body;
+	double sum = 0;
+
+	while (p != NULL && *p != '\0') {
+		const char *eol = strchr(p, '\n'), *cb;
+		if (strncmp(p, name, nl) == 0 && p[nl] == '{' && (cb = strchr(p, '}')) != NULL &&
+		    (eol == NULL || cb < eol)) {
+			const char *l = strstr(p, label);
+			if (l != NULL && l < cb)
+				sum += strtod(cb + 1, NULL);
+		}
+		p = eol != NULL ? eol + 1 : NULL;
+	}
+	return sum;
 }
 
 /* Sum of every sample of a metric family line that starts with name (any labels). */
@@ -287,7 +366,10 @@ submitter(void *arg)
 		pg = traces_program_at(r->tr, k % traces_program_count(r->tr));
 		spec.problem = (char *)pg->problem;
 		spec.model = (char *)pg->model;
-		if (certa_client_submit(ch, &spec, NULL, 60000, &s) != 0) {
+		if (r->deadline_ms > 0)
+			spec.deadline_unix_ms = r->workers_at_ms + r->deadline_ms;
+		if (certa_client_submit(ch, &spec, r->ntenants > 0 ? r->keys[k % r->ntenants] : NULL,
+		    60000, &s) != 0) {
 			r->errors++;
 			continue;
 		}
@@ -480,6 +562,15 @@ run_one(struct run *r, int kill9)
 		return rc;
 	if (wait_ready(r, 20000) < 0)
 		return CERTA_ETIMEOUT;
+	if (r->ntenants > 0) {
+		double tt = harness_clock_us();
+		if (create_tenants(r) != 0) {
+			fprintf(stderr, "bench-scale: cannot create %zu tenants\n", r->ntenants);
+			return -1;
+		}
+		printf("  %zu tenants created in %.1f s\n", r->ntenants,
+		    (harness_clock_us() - tt) / 1e6);
+	}
 	if (r->floor != NULL) {
 		pthread_mutex_init(&r->floor->lock, NULL);
 		if ((rc = start_certad(r->floor)) != 0)
@@ -489,6 +580,7 @@ run_one(struct run *r, int kill9)
 	}
 	/* 1. Submit N - 1 programs and the watched one while no worker is up: all queue. */
 	t0 = harness_clock_us();
+	r->workers_at_ms = unix_ms() + 3000 + 2 * (int64_t)r->nprog;
 	r->nprog--;
 	for (i = 0; i < SUBMITTERS; i++)
 		pthread_create(&sub[i], NULL, submitter, r);
@@ -498,6 +590,14 @@ run_one(struct run *r, int kill9)
 	tsub = (harness_clock_us() - t0) / 1e6;
 	pthread_create(&wa, NULL, watcher, r);
 	usleep(200000);
+	if (r->deadline_ms > 0) {
+		int64_t wait = r->workers_at_ms - unix_ms();
+		if (wait > 0)
+			usleep((useconds_t)wait * 1000);
+		else
+			printf("  (the workers start %lld ms later than the deadlines assume)\n",
+			    (long long)-wait);
+	}
 	/* 2. Workers up: every program runs. */
 	cpu0 = proc_cpu(harness_pid(r->d), NULL);
 	lcpu0 = loop_cpu(harness_pid(r->d));
@@ -623,11 +723,16 @@ run_one(struct run *r, int kill9)
 	}
 	pthread_join(wa, NULL);
 	snprintf(mdb, sizeof mdb, "%s/state/data.mdb", r->dir);
-	printf("N=%zu workers=%d (state on %s)\n", r->nprog, r->nworkers, r->dir);
+	printf("N=%zu workers=%d tenants=%zu deadline=%lld ms (state on %s)\n", r->nprog,
+	    r->nworkers, r->ntenants > 0 ? r->ntenants : 1, (long long)r->deadline_ms, r->dir);
 	printf("  accepted %zu in %.2f s: %.0f programs/s  (errors %zu)\n", r->nids + 1, tsub,
 	    (r->nids + 1) / tsub, r->errors);
 	printf("  live peak %.0f; %.0f steps in %.2f s: %.0f steps/s through certad\n",
 	    live_peak, steps, (t1 - t0) / 1e6, steps / ((t1 - t0) / 1e6));
+	if (r->deadline_ms > 0 && m1 != NULL)
+		printf("  ended for their deadline: %.0f of %zu programs\n",
+		    metric_sum_label(m1, "certa_programs_finished_total", "reason=\"deadline\""),
+		    r->nprog);
 	printf("  certad CPU %.2f s: %.1f us per step; peak RSS %.1f MB (anonymous at the end "
 	    "%.1f MB)\n", cpu1, steps > 0 ? cpu1 * 1e6 / steps : 0, hwm / 1024.0,
 	    proc_anon_kb / 1024.0);
@@ -714,6 +819,8 @@ run_one(struct run *r, int kill9)
 		memset(&r->floor->readyz, 0, sizeof r->floor->readyz);
 	}
 	free(r->ids);
+	free(r->keys);
+	r->keys = NULL;
 	free(r->get.v);
 	free(r->list.v);
 	free(r->readyz.v);
@@ -726,13 +833,16 @@ main(int argc, char **argv)
 {
 	const char *sets[] = { "metrics.port=0", "admin.socket=", "auth.anonymous_tenant=bench",
 	    "quota.max_concurrent_programs=1000000", "workers.health_interval=200ms",
-	    "workers.max_inflight=100000", NULL, NULL };
+	    "workers.max_inflight=100000", NULL, NULL, NULL };
 	const char *dir = harness_traces_dir();
 	size_t progs[MAX_RUNS] = { 1000 }, nruns = 1, i;
 	struct traces *tr = NULL;
 	struct run r;
 	char *tmp = NULL, mpset[600];
 	int nworkers = 1, kill9 = 0, floor = 0, a;
+	size_t ntenants = 0;
+	int64_t deadline_ms = 0;
+	char asock[600];
 	struct run fr;
 	char fmpset[600];
 	const char *fsets[8];
@@ -753,9 +863,13 @@ main(int argc, char **argv)
 			kill9 = 1;
 		} else if (strcmp(argv[a], "--floor") == 0) {
 			floor = 1;
+		} else if (strcmp(argv[a], "--tenants") == 0 && a + 1 < argc) {
+			ntenants = strtoul(argv[++a], NULL, 10);
+		} else if (strcmp(argv[a], "--deadline-ms") == 0 && a + 1 < argc) {
+			deadline_ms = strtoll(argv[++a], NULL, 10);
 		} else {
 			fprintf(stderr, "usage: bench-scale [--programs N,N,...] [--workers W] "
-			    "[--kill9] [--floor]\n");
+			    "[--kill9] [--floor] [--tenants T] [--deadline-ms D]\n");
 			return 2;
 		}
 	}
@@ -780,10 +894,17 @@ main(int argc, char **argv)
 		mkdir(r.dir, 0700);
 		snprintf(mpset, sizeof mpset, "metrics.port_file=%s/m.port", r.dir);
 		sets[6] = mpset;
+		r.ntenants = ntenants;
+		r.deadline_ms = deadline_ms;
+		if (ntenants > 0) {
+			snprintf(asock, sizeof asock, "admin.socket=%s/admin.sock", r.dir);
+			sets[1] = asock;
+		}
 		r.sets = sets;
 		if (floor) {
 			memset(&fr, 0, sizeof fr);
 			memcpy(fsets, sets, sizeof fsets);
+			fsets[1] = "admin.socket=";
 			snprintf(fr.dir, sizeof fr.dir, "%s/floor%zu", tmp, i);
 			mkdir(fr.dir, 0700);
 			snprintf(fmpset, sizeof fmpset, "metrics.port_file=%s/m.port", fr.dir);
