@@ -268,11 +268,12 @@ metric_hist_q(const char *body, const char *name, double q)
 static char *
 scrape(int mport)
 {
-	char *buf = malloc(1 << 20);
+	/* 16 MiB: with thousands of tenants the per-tenant series pass 1 MiB. */
+	char *buf = malloc(1 << 24);
 
 	if (buf == NULL)
 		return NULL;
-	if (harness_http_get(mport, "/metrics", buf, 1 << 20) != 200) {
+	if (harness_http_get(mport, "/metrics", buf, 1 << 24) != 200) {
 		free(buf);
 		return NULL;
 	}
