@@ -83,6 +83,7 @@ struct run {
 	/* ids accepted so far (submitters append under lock) */
 	pthread_mutex_t lock;
 	char (*ids)[64];
+	size_t *id_tenant;          /* with --tenants: the tenant of each id */
 	size_t nids, next_prog;
 	volatile int stop;          /* probers stop */
 	volatile int paused;        /* certad is being killed / restarted */
@@ -377,6 +378,8 @@ submitter(void *arg)
 		if (rpc_sync_stream_next(s, 60000, (ProtobufCMessage **)&ev) == 1 &&
 		    ev->event_case == CERTA__V1__PROGRAM_EVENT__EVENT_ACCEPTED) {
 			pthread_mutex_lock(&r->lock);
+			if (r->ntenants > 0)
+				r->id_tenant[r->nids] = k % r->ntenants;
 			snprintf(r->ids[r->nids++], 64, "%s", ev->accepted->program_id);
 			pthread_mutex_unlock(&r->lock);
 		} else {
@@ -407,6 +410,7 @@ prober(void *arg)
 		ProtobufCMessage *rep = NULL;
 		grpc_status_code st;
 		char id[64];
+		const char *key;
 		double t0;
 
 		if (r->paused) {
@@ -426,14 +430,21 @@ prober(void *arg)
 		t0 = harness_clock_us();
 		if (harness_http_get(r->mport, "/readyz", body, sizeof body) > 0)
 			lat_add(&r->readyz, harness_clock_us() - t0);   /* any answer (200 or 503) */
+		/* A program, asked for (and its tenant's list) with its tenant's key. */
 		pthread_mutex_lock(&r->lock);
-		snprintf(id, sizeof id, "%s", r->nids > 0 ? r->ids[rand_r(&seed) % r->nids] : "");
+		key = NULL;
+		id[0] = '\0';
+		if (r->nids > 0) {
+			size_t j = (size_t)rand_r(&seed) % r->nids;
+			snprintf(id, sizeof id, "%s", r->ids[j]);
+			key = r->ntenants > 0 ? r->keys[r->id_tenant[j]] : NULL;
+		}
 		pthread_mutex_unlock(&r->lock);
 		if (id[0] != '\0') {
 			g.program_id = id;
 			t0 = harness_clock_us();
 			if (certa_client_unary(ch, "/certa.v1.Reasoning/Get", &g.base,
-			    &certa__v1__program__descriptor, 10000, NULL, &rep, &st, NULL) == 0 &&
+			    &certa__v1__program__descriptor, 10000, key, &rep, &st, NULL) == 0 &&
 			    st == GRPC_STATUS_OK)
 				lat_add(&r->get, harness_clock_us() - t0);
 			if (rep != NULL)
@@ -443,7 +454,7 @@ prober(void *arg)
 		l.page_size = 50;
 		t0 = harness_clock_us();
 		if (certa_client_unary(ch, "/certa.v1.Reasoning/List", &l.base,
-		    &certa__v1__list_reply__descriptor, 10000, NULL, &rep, &st, NULL) == 0 &&
+		    &certa__v1__list_reply__descriptor, 10000, key, &rep, &st, NULL) == 0 &&
 		    st == GRPC_STATUS_OK)
 			lat_add(&r->list, harness_clock_us() - t0);
 		if (rep != NULL)
@@ -551,6 +562,7 @@ run_one(struct run *r, int kill9)
 
 	pthread_mutex_init(&r->lock, NULL);
 	r->ids = calloc(r->nprog + 1, sizeof *r->ids);
+	r->id_tenant = calloc(r->nprog + 1, sizeof *r->id_tenant);
 	r->nids = r->next_prog = 0;
 	r->stop = r->paused = 0;
 	memset(&r->get, 0, sizeof r->get);
@@ -820,6 +832,7 @@ run_one(struct run *r, int kill9)
 		memset(&r->floor->readyz, 0, sizeof r->floor->readyz);
 	}
 	free(r->ids);
+	free(r->id_tenant);
 	free(r->keys);
 	r->keys = NULL;
 	free(r->get.v);
