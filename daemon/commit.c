@@ -30,6 +30,8 @@
  * (weight of the newest). */
 #define COMMIT_INLINE_S 0.001
 #define COMMIT_RECENT_WEIGHT 0.2
+/* Sets kept for reuse when done: about as many as the writer holds at once under load. */
+#define COMMIT_SPARE_SETS 8
 
 /*
  * A turn's group commit is built on the loop (commit_flush: every queued program's records
@@ -67,6 +69,7 @@ commit_set_get(struct core *c)
 
 	if (set != NULL) {
 		c->sets_spare = set->next;
+		c->nsets_spare--;
 	} else {
 		set = calloc(1, sizeof *set);
 		if (set == NULL)
@@ -86,13 +89,16 @@ commit_set_get(struct core *c)
 	return set;
 }
 
-/* Keeps one set for reuse (its buffers sized by the last turns), frees the others. */
+/* Keeps up to COMMIT_SPARE_SETS sets for reuse (their buffers sized by the last turns: a set
+ * made anew grows its write set's buffer again by reallocs, to megabytes at large turns),
+ * frees the others. */
 static void
 commit_set_put(struct core *c, struct commit_set *set)
 {
-	if (c->sets_spare == NULL) {
-		set->next = NULL;
+	if (c->nsets_spare < COMMIT_SPARE_SETS) {
+		set->next = c->sets_spare;
 		c->sets_spare = set;
+		c->nsets_spare++;
 		return;
 	}
 	wset_free(set->ws);
@@ -466,7 +472,7 @@ static int
 commit_set_add(struct commit_set *set, struct program *p, int final)
 {
 	int first = p->accept_pending;
-	struct persist_ctx cp = { p, final || first, final, first };
+	struct persist_ctx cp = { p, final || first, final, first, set->c->persist_scratch };
 	size_t mark = wset_mark(set->ws);
 	int rc;
 
@@ -628,6 +634,7 @@ commit_fini(struct core *c)
 		free(set->e);
 		free(set);
 	}
+	c->nsets_spare = 0;
 	if (c->commit != NULL)
 		event_free(c->commit);
 	c->commit = NULL;

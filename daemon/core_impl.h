@@ -73,10 +73,13 @@ struct core {
 	struct event *commit;           /* builds the turn's set and hands it to the writer */
 	struct writer *writer;          /* store/writer.h */
 	struct commit_set *sets_head, *sets_tail;  /* with the writer, oldest first */
-	struct commit_set *sets_spare; /* one set kept for reuse */
+	struct commit_set *sets_spare; /* sets kept for reuse (commit.c: COMMIT_SPARE_SETS) */
+	size_t nsets_spare;
 	int commit_efd;                 /* the writer wakes the loop: a set is done */
 	struct event *commit_done;      /* ... read here (commit_on_done) */
 	struct wset *sync_ws;           /* the write set of a direct write (persist_write) */
+	struct pbarena *persist_scratch;  /* persist_build's messages (lib/pbarena.h): one block
+	                                 * reused by every write instead of a calloc per array */
 	struct wset *later_ws;          /* puts for the next set (commit_put_later) */
 	double commit_recent_s;         /* moving average of group commits' durations */
 	double commit_inline_s;         /* below it (writer idle) a set commits on the loop;

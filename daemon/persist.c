@@ -17,6 +17,7 @@
 #include "lib/array.h"
 #include "lib/error.h"
 #include "lib/log.h"
+#include "lib/pbarena.h"
 #include "store/store.h"
 #include "store/wset.h"
 
@@ -160,6 +161,15 @@ persist_saved(struct program *p, int all_chains)
 	p->chains_reset = false;
 }
 
+/* n zeroed bytes from arena a, or from the heap without one; NULL on ENOMEM. */
+static void *
+persist_zalloc(struct pbarena *a, size_t n)
+{
+	if (n == 0)
+		n = 1;
+	return a != NULL ? pbarena_zalloc(a, n) : calloc(1, n);
+}
+
 /* Records the program record, changed chains and (at the end) history in ws: what one
  * transaction writes for p (persist_saved follows once it is committed, or once handed to the
  * writer). */
@@ -175,9 +185,9 @@ persist_build(struct wset *ws, const struct persist_ctx *cp)
 	uint32_t i;
 	int rc, reset = 0;
 
-	rc = program_pb_fill(p, &pb);
+	rc = program_pb_fill_in(p, &pb, cp->scratch);
 	if (rc != 0)
-		return rc;
+		goto out;
 	rec.program = &pb.msg;
 	rec.step_count = p->steps;
 	rec.budget = p->budget;
@@ -220,8 +230,8 @@ persist_build(struct wset *ws, const struct persist_ctx *cp)
 		if (rc != 0)
 			goto out;
 	}
-	cpb = calloc(p->n, sizeof *cpb);
-	rr = calloc(p->n, sizeof *rr);
+	cpb = persist_zalloc(cp->scratch, p->n * sizeof *cpb);
+	rr = persist_zalloc(cp->scratch, p->n * sizeof *rr);
 	if (cpb == NULL || rr == NULL) {
 		rc = -ENOMEM;
 		goto out;
@@ -230,7 +240,10 @@ persist_build(struct wset *ws, const struct persist_ctx *cp)
 		struct chain *ch = &p->chains[i];
 		if (!cp->all_chains && !reset && !ch->dirty && !cp->history)
 			continue;   /* neither written nor part of the history record */
-		rc = program_chain_pb_fill(p, ch, &cpb[i]);
+		/* The probe points a step's write packs: those since the chain's last chunk (the
+		 * history record: all of them). */
+		rc = program_chain_pb_fill_in(p, ch, &cpb[i], cp->scratch, cp->history ? 0 :
+		    persist_base(ch, reset).probes);
 		if (rc != 0)
 			goto out;
 		rr[i] = &cpb[i].msg;
@@ -263,8 +276,12 @@ out:
 	if (cpb != NULL)
 		for (i = 0; i < p->n; i++)
 			program_chain_pb_free(&cpb[i]);
-	free(cpb);
-	free(rr);
+	if (cp->scratch != NULL) {
+		pbarena_reset(cp->scratch);   /* everything above is packed into ws */
+	} else {
+		free(cpb);
+		free(rr);
+	}
 	program_pb_free(&pb);
 	return rc;
 }
@@ -327,7 +344,7 @@ persist_accepted(struct core *c, struct program *p)
 int
 persist_write(struct core *c, struct program *p, int all_chains, int history, int first)
 {
-	struct persist_ctx cp = { p, all_chains, history, first };
+	struct persist_ctx cp = { p, all_chains, history, first, c->persist_scratch };
 	int rc;
 
 	/* A write of p still with the writer goes first (and if it failed, this one rewrites
@@ -464,7 +481,8 @@ persist_init(struct core *c)
 {
 	c->persist_retry = evtimer_new(c->base, persist_on_retry, c);
 	c->persist_backoff_ms = PERSIST_BACKOFF_MIN_MS;
-	if (c->persist_retry == NULL || wset_new(&c->sync_ws) != 0)
+	c->persist_scratch = pbarena_new(0);
+	if (c->persist_retry == NULL || wset_new(&c->sync_ws) != 0 || c->persist_scratch == NULL)
 		return -ENOMEM;
 	return 0;
 }
@@ -474,6 +492,8 @@ persist_fini(struct core *c)
 {
 	wset_free(c->sync_ws);
 	c->sync_ws = NULL;
+	pbarena_free(c->persist_scratch);
+	c->persist_scratch = NULL;
 	if (c->persist_retry != NULL)
 		event_free(c->persist_retry);
 	c->persist_retry = NULL;

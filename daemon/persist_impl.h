@@ -9,6 +9,7 @@
 #include "store/wset.h"
 
 struct core;
+struct pbarena;
 struct program;
 
 /* The error log's rate limit for failed writes and failed group commits. */
@@ -20,6 +21,8 @@ struct persist_ctx {
 	int all_chains;   /* write every chain, not only dirty ones */
 	int history;      /* also write the history record */
 	int first;        /* the accepting write: also record the idempotency key */
+	struct pbarena *scratch;   /* the messages' arrays while they are packed (reset before
+	                            * persist_build returns); NULL: the heap */
 };
 
 /* Records the program record, changed chains (their new text as chunks) and, with history,

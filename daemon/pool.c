@@ -19,6 +19,8 @@
 
 /* Request ids per Release call (the turn's releases to a worker go in as few calls). */
 #define POOL_RELEASE_MAX 4096
+/* The largest array of pending releases a worker keeps across turns. */
+#define POOL_RELEASE_KEEP POOL_RELEASE_MAX
 
 struct pool_worker {
 	struct pool *pl;
@@ -169,17 +171,31 @@ pool_mark_down(struct pool *pl, struct pool_worker *w, const char *why)
 		pool_set_state(w, POOL_DOWN, why);
 }
 
-/* Drops the releases not sent yet. */
+/* Frees the ids of the releases held (sent or dropped); keeps their array for the next
+ * turn's (it was grown again by reallocs every turn) unless it is large. */
 static void
-pool_release_drop(struct pool_worker *w)
+pool_release_clear(struct pool_worker *w)
 {
 	size_t i;
 
 	for (i = 0; i < w->nrel; i++)
 		free(w->rel[i]);
+	w->nrel = 0;
+	if (w->rel_cap > POOL_RELEASE_KEEP) {
+		free(w->rel);
+		w->rel = NULL;
+		w->rel_cap = 0;
+	}
+}
+
+/* Drops the releases not sent yet, and their array. */
+static void
+pool_release_drop(struct pool_worker *w)
+{
+	pool_release_clear(w);
 	free(w->rel);
 	w->rel = NULL;
-	w->nrel = w->rel_cap = 0;
+	w->rel_cap = 0;
 }
 
 /* Frees a worker whose last call completed after it was removed. */
@@ -888,7 +904,7 @@ pool_release_send(struct pool *pl, struct pool_worker *w)
 		    pool_on_release, w) == 0)
 			w->calls++;
 	}
-	pool_release_drop(w);
+	pool_release_clear(w);
 }
 
 static void

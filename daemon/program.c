@@ -10,14 +10,20 @@
 #include "lib/error.h"
 #include "lib/intern.h"
 #include "lib/log.h"
+#include "lib/pbarena.h"
 #include "lib/rpc_server.h"
 #include "scheduler/certainty.h"
 
 int
 program_set_str(char **field, const char *value)
 {
-	char *s = strdup(value != NULL ? value : "");
+	char *s;
 
+	if (value == NULL)
+		value = "";
+	if (*field != NULL && strcmp(*field, value) == 0)
+		return 0;   /* most steps keep their answer: no strdup and free */
+	s = strdup(value);
 	if (s == NULL)
 		return -ENOMEM;
 	free(*field);
@@ -435,12 +441,28 @@ _Static_assert(sizeof(Certa__V1__RequestProgress) % 8 == 0 &&
     sizeof(Certa__V1__CertaintyFeatures) % 8 == 0 && sizeof(Certa__V1__StepStats) % 8 == 0 &&
     sizeof(Certa__V1__ProbePoint) % 8 == 0, "a message struct is not a multiple of 8 bytes");
 
+/* n zeroed bytes from arena a, or from the heap without one; NULL on ENOMEM. */
+static void *
+program_zalloc(struct pbarena *a, size_t n)
+{
+	if (n == 0)
+		n = 1;
+	return a != NULL ? pbarena_zalloc(a, n) : calloc(1, n);
+}
+
 int
 program_pb_fill(const struct program *p, struct program_pb *pb)
+{
+	return program_pb_fill_in(p, pb, NULL);
+}
+
+int
+program_pb_fill_in(const struct program *p, struct program_pb *pb, struct pbarena *a)
 {
 	uint32_t i;
 
 	memset(pb, 0, sizeof *pb);
+	pb->arena = a;
 	certa__v1__program__init(&pb->msg);
 	certa__v1__program_spec__init(&pb->spec);
 	certa__v1__sampling_params__init(&pb->sampling);
@@ -450,8 +472,8 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 		 * alignment: every message struct starts with pointers); program_pb_free frees
 		 * it through reqs. */
 		size_t n = p->n ? p->n : 1;
-		char *at = calloc(n, sizeof *pb->reqs + sizeof *pb->req_ptrs +
-		    sizeof *pb->feats + sizeof *pb->stats);
+		char *at = program_zalloc(a, n * (sizeof *pb->reqs + sizeof *pb->req_ptrs +
+		    sizeof *pb->feats + sizeof *pb->stats));
 		if (at == NULL)
 			return -ENOMEM;
 		pb->reqs = (Certa__V1__RequestProgress *)(void *)at;
@@ -536,8 +558,8 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 	pb->msg.requests = pb->req_ptrs;
 	if (p->nrouting > 0) {
 		size_t k;
-		pb->route = calloc(p->nrouting, sizeof *pb->route);
-		pb->route_ptrs = calloc(p->nrouting, sizeof *pb->route_ptrs);
+		pb->route = program_zalloc(a, p->nrouting * sizeof *pb->route);
+		pb->route_ptrs = program_zalloc(a, p->nrouting * sizeof *pb->route_ptrs);
 		if (pb->route == NULL || pb->route_ptrs == NULL) {
 			program_pb_free(pb);
 			return -ENOMEM;
@@ -577,10 +599,12 @@ program_pb_fill(const struct program *p, struct program_pb *pb)
 void
 program_pb_free(struct program_pb *pb)
 {
-	free(pb->reqs);   /* with req_ptrs, feats and stats (program_pb_fill) */
+	if (pb->arena == NULL) {
+		free(pb->reqs);   /* with req_ptrs, feats and stats (program_pb_fill) */
+		free(pb->route);
+		free(pb->route_ptrs);
+	}
 	pb->stats = NULL;
-	free(pb->route);
-	free(pb->route_ptrs);
 	pb->route = NULL;
 	pb->route_ptrs = NULL;
 	pb->reqs = NULL;
@@ -591,9 +615,19 @@ program_pb_free(struct program_pb *pb)
 int
 program_chain_pb_fill(const struct program *p, const struct chain *c, struct chain_pb *pb)
 {
+	return program_chain_pb_fill_in(p, c, pb, NULL, 0);
+}
+
+int
+program_chain_pb_fill_in(const struct program *p, const struct chain *c, struct chain_pb *pb,
+    struct pbarena *a, size_t from)
+{
 	size_t i;
 
 	memset(pb, 0, sizeof *pb);
+	pb->arena = a;
+	if (from > c->nprobes)
+		from = c->nprobes;
 	certa__v1__request_record__init(&pb->msg);
 	pb->msg.program_id = p->id;
 	pb->msg.index = c->index;
@@ -605,26 +639,30 @@ program_chain_pb_fill(const struct program *p, const struct chain *c, struct cha
 	pb->msg.worker = p->worker != NULL ? p->worker : (char *)"";
 	pb->msg.probe_tokens = c->probe_tokens;
 	pb->msg.thinking_done = c->thinking_done;
-	if (c->nprobes > 0) {
-		/* Both arrays in one block, freed through probes. */
-		pb->probes = calloc(c->nprobes, sizeof *pb->probes + sizeof *pb->probe_ptrs);
+	if (c->nprobes > from) {
+		/* Both arrays in one block, freed through probes: the messages of the points
+		 * from `from` on, then a pointer for every point (NULL before from). */
+		size_t m = c->nprobes - from;
+		pb->probes = program_zalloc(a, m * sizeof *pb->probes +
+		    c->nprobes * sizeof *pb->probe_ptrs);
 		if (pb->probes == NULL)
 			return -ENOMEM;
-		pb->probe_ptrs = (Certa__V1__ProbePoint **)(void *)(pb->probes + c->nprobes);
-		for (i = 0; i < c->nprobes; i++) {
-			certa__v1__probe_point__init(&pb->probes[i]);
-			pb->probes[i].position = c->probes[i].position;
-			pb->probes[i].answer = c->probes[i].answer;
-			pb->probes[i].certaindex = c->probes[i].certaindex;
-			pb->probes[i].confidence = c->probes[i].confidence;
-			pb->probes[i].min_prob = c->probes[i].min_prob;
-			pb->probes[i].chain_entropy = c->probes[i].entropy;
-			pb->probes[i].experts_per_token = c->probes[i].experts;
-			pb->probes[i].stats = true;
-			pb->probe_ptrs[i] = &pb->probes[i];
+		pb->probe_ptrs = (Certa__V1__ProbePoint **)(void *)(pb->probes + m);
+		for (i = from; i < c->nprobes; i++) {
+			Certa__V1__ProbePoint *pp = &pb->probes[i - from];
+			certa__v1__probe_point__init(pp);
+			pp->position = c->probes[i].position;
+			pp->answer = c->probes[i].answer;
+			pp->certaindex = c->probes[i].certaindex;
+			pp->confidence = c->probes[i].confidence;
+			pp->min_prob = c->probes[i].min_prob;
+			pp->chain_entropy = c->probes[i].entropy;
+			pp->experts_per_token = c->probes[i].experts;
+			pp->stats = true;
+			pb->probe_ptrs[i] = pp;
 		}
-		pb->msg.n_probes = c->nprobes;
-		pb->msg.probes = pb->probe_ptrs;
+		pb->msg.n_probes = c->nprobes - from;
+		pb->msg.probes = pb->probe_ptrs + from;
 	}
 	return 0;
 }
@@ -632,7 +670,8 @@ program_chain_pb_fill(const struct program *p, const struct chain *c, struct cha
 void
 program_chain_pb_free(struct chain_pb *pb)
 {
-	free(pb->probes);   /* with probe_ptrs */
+	if (pb->arena == NULL)
+		free(pb->probes);   /* with probe_ptrs */
 	pb->probes = NULL;
 	pb->probe_ptrs = NULL;
 }

@@ -29,6 +29,7 @@
 #include "scheduler/router.h"
 #include "scheduler/sched.h"
 
+struct pbarena;
 struct rpc_call;
 
 /* One routing decision (daemon/route.h), kept in the program's history (Program.routing). */
@@ -225,7 +226,8 @@ int program_keep_chains(struct program *p, uint64_t keep);
 /* Fills rec's routing fields from p (for the program's write). */
 void program_record_route(const struct program *p, Certa__V1__ProgramRecord *rec);
 
-/* Replaces a string field (strdup); returns 0 or -ENOMEM. */
+/* Replaces a string field (strdup; nothing when it already holds value); returns 0 or
+ * -ENOMEM. */
 int program_set_str(char **field, const char *value);
 
 /* Watchers: client streams receiving this program's events (each holds an rpc_call ref). */
@@ -234,7 +236,7 @@ void program_unwatch(struct program *p, struct rpc_call *call);
 
 /* --- codec (protobuf at the edge) --- */
 
-/* Heap storage behind one Program message; free with program_pb_free. */
+/* Storage behind one Program message (the heap's or an arena's); free with program_pb_free. */
 struct program_pb {
 	Certa__V1__Program msg;
 	Certa__V1__ProgramSpec spec;
@@ -246,18 +248,29 @@ struct program_pb {
 	Certa__V1__StepStats *stats;
 	Certa__V1__RoutingEvent *route;
 	Certa__V1__RoutingEvent **route_ptrs;
+	struct pbarena *arena;   /* where the arrays are (NULL: the heap) */
 };
 /* Fills pb from p (strings borrowed from p).  Returns 0 or -ENOMEM. */
 int program_pb_fill(const struct program *p, struct program_pb *pb);
+/* The same with pb's arrays in arena a (lib/pbarena.h; NULL: the heap): they go with a's next
+ * reset, program_pb_free frees nothing of them.  For writes built once per step. */
+int program_pb_fill_in(const struct program *p, struct program_pb *pb, struct pbarena *a);
 void program_pb_free(struct program_pb *pb);
 
 /* Storage behind one RequestRecord. */
 struct chain_pb {
 	Certa__V1__RequestRecord msg;
-	Certa__V1__ProbePoint *probes;
-	Certa__V1__ProbePoint **probe_ptrs;
+	Certa__V1__ProbePoint *probes;        /* the points filled (from _fill_in's from on) */
+	Certa__V1__ProbePoint **probe_ptrs;   /* indexed by probe point (see _fill_in's from) */
+	struct pbarena *arena;                /* where they are (NULL: the heap) */
 };
 int program_chain_pb_fill(const struct program *p, const struct chain *c, struct chain_pb *pb);
+/* The same in arena a (NULL: the heap), with the probe points from the from-th on: the
+ * record's probes are those (msg.n_probes = nprobes - from), probe_ptrs[i] is probe point i
+ * for i >= from and NULL before.  A step's write needs only the points since its last chunk;
+ * the history record needs from 0. */
+int program_chain_pb_fill_in(const struct program *p, const struct chain *c, struct chain_pb *pb,
+    struct pbarena *a, size_t from);
 void program_chain_pb_free(struct chain_pb *pb);
 
 /* Copies src's chains (text, tokens, probe history, answers, finished flags) into dst's empty

@@ -315,10 +315,16 @@ metrics_family_at(const struct metrics *m, size_t id, int want_type)
 	return f;
 }
 
-/* Encodes label values as "LEN:value" pairs: unambiguous whatever the values contain.
- * Returns a malloc'd key, or NULL with *err = -EINVAL (NULL value) or -ENOMEM. */
+/* Room for the keys of short label values without a malloc (a lookup per step and
+ * counter: the tenant's token counters). */
+#define METRICS_KEY_STACK 256
+
+/* Encodes label values as "LEN:value" pairs: unambiguous whatever the values contain.  The
+ * key goes in buf (cap bytes) when it fits, else in a malloc'd block.  Returns the key, or
+ * NULL with *err = -EINVAL (NULL value) or -ENOMEM. */
 static char *
-metrics_key(const struct metrics_family *f, const char *const *values, int *err)
+metrics_key(const struct metrics_family *f, const char *const *values, char *buf, size_t cap,
+    int *err)
 {
 	size_t i, len = 1;
 	char *key, *p;
@@ -332,13 +338,25 @@ metrics_key(const struct metrics_family *f, const char *const *values, int *err)
 		len += strlen(values[i]) + 24;
 	}
 	*err = -ENOMEM;
-	key = malloc(len);
+	key = len <= cap ? buf : malloc(len);
 	if (key == NULL)
 		return NULL;
 	p = key;
+	for (i = 0; i < f->nlabels; i++) {
+		size_t vl = strlen(values[i]), v = vl;
+		char digits[24];
+		int nd = 0;
+		do {
+			digits[nd++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v > 0);
+		while (nd > 0)
+			*p++ = digits[--nd];
+		*p++ = ':';
+		memcpy(p, values[i], vl);
+		p += vl;
+	}
 	*p = '\0';
-	for (i = 0; i < f->nlabels; i++)
-		p += sprintf(p, "%zu:%s", strlen(values[i]), values[i]);
 	return key;
 }
 
@@ -347,11 +365,11 @@ static struct metrics_series *
 metrics_lookup(struct metrics_family *f, const char *const *values, int create, int *err)
 {
 	struct metrics_series *s;
-	char *key;
+	char buf[METRICS_KEY_STACK], *key;
 
 	if (f->nlabels == 0)
 		return f->head;
-	key = metrics_key(f, values, err);
+	key = metrics_key(f, values, buf, sizeof buf, err);
 	if (key == NULL)
 		return NULL;
 	s = strmap_get(f->index, key);
@@ -359,13 +377,15 @@ metrics_lookup(struct metrics_family *f, const char *const *values, int create, 
 		s = metrics_series_new(f, key, values);
 		if (s == NULL || strmap_put(f->index, key, s, NULL) != 0) {
 			metrics_series_free(s, f->nlabels);
-			free(key);
+			if (key != buf)
+				free(key);
 			*err = -ENOMEM;
 			return NULL;
 		}
 		metrics_family_link(f, s);
 	}
-	free(key);
+	if (key != buf)
+		free(key);
 	if (s == NULL)
 		*err = CERTA_ENOTFOUND;
 	return s;

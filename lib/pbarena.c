@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Allocations are aligned for any field protobuf-c stores (max_align_t). */
 #define PBARENA_ALIGN _Alignof(max_align_t)
@@ -68,6 +69,16 @@ pbarena_nofree(void *data, void *ptr)
 {
 	(void)data;
 	(void)ptr;
+}
+
+void *
+pbarena_zalloc(struct pbarena *a, size_t n)
+{
+	void *p = pbarena_alloc(a, n);
+
+	if (p != NULL)
+		memset(p, 0, n);
+	return p;
 }
 
 struct pbarena *

@@ -27,6 +27,10 @@ void pbarena_free(struct pbarena *a);
  * nothing. */
 ProtobufCAllocator *pbarena_allocator(struct pbarena *a);
 
+/* n zeroed bytes (aligned as an allocation of the allocator above), for a message's arrays
+ * built by hand; NULL on ENOMEM. */
+void *pbarena_zalloc(struct pbarena *a, size_t n);
+
 /* Drops everything allocated since the last reset: every message unpacked into the arena is
  * gone. */
 void pbarena_reset(struct pbarena *a);

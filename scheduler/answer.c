@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1364,21 +1365,58 @@ static int externalize(const char *s, size_t n, char *out, size_t outlen)
 	return (int)n;
 }
 
+/* The work areas of one thread: answer_canonical and answer_hash use w, answer_equivalent
+ * all of it (none of them calls another).  Made on the thread's first call and kept until it
+ * exits: a malloc of this size (~100 kB) per call was a large-bin request, which made glibc
+ * consolidate its fast bins every time (certad calls these on every decision). */
+struct eqwork {
+	struct work w;
+	char a[WORK_CAP], b[WORK_CAP];
+};
+
+static pthread_key_t answer_key;
+static pthread_once_t answer_key_once = PTHREAD_ONCE_INIT;
+static int answer_key_ok;
+
+static void answer_key_make(void)
+{
+	answer_key_ok = pthread_key_create(&answer_key, free) == 0;
+}
+
+/* This thread's work areas; NULL without memory. */
+static struct eqwork *answer_eqwork(void)
+{
+	struct eqwork *ew;
+
+	if (pthread_once(&answer_key_once, answer_key_make) != 0 || !answer_key_ok)
+		return NULL;
+	ew = pthread_getspecific(answer_key);
+	if (ew)
+		return ew;
+	ew = malloc(sizeof(*ew));
+	if (!ew)
+		return NULL;
+	if (pthread_setspecific(answer_key, ew) != 0) {
+		free(ew);
+		return NULL;
+	}
+	return ew;
+}
+
 int answer_canonical(const char *in, size_t len, char *out, size_t outlen)
 {
 	if ((!in && len > 0) || !out)
 		return -EINVAL;
 	if (len > ANSWER_MAX_LEN)
 		return -E2BIG;
-	struct work *w = malloc(sizeof(*w));
-	if (!w)
+	struct eqwork *ew = answer_eqwork();
+	if (!ew)
 		return -ENOMEM;
 	const char *res;
 	size_t rlen;
-	int rc = canon_internal(in ? in : "", len, w, &res, &rlen);
+	int rc = canon_internal(in ? in : "", len, &ew->w, &res, &rlen);
 	if (rc == 0)
 		rc = externalize(res, rlen, out, outlen);
-	free(w);
 	return rc;
 }
 
@@ -1520,11 +1558,6 @@ static size_t squeeze(char *s, size_t n)
 	return k;
 }
 
-struct eqwork {
-	struct work w;
-	char a[WORK_CAP], b[WORK_CAP];
-};
-
 bool answer_equivalent(const char *a, const char *b)
 {
 	if (!a)
@@ -1536,7 +1569,7 @@ bool answer_equivalent(const char *a, const char *b)
 		return true;
 	if (al > ANSWER_MAX_LEN || bl > ANSWER_MAX_LEN)
 		return false;
-	struct eqwork *ew = malloc(sizeof(*ew));
+	struct eqwork *ew = answer_eqwork();
 	if (!ew)
 		return false;
 	const char *r;
@@ -1554,7 +1587,6 @@ bool answer_equivalent(const char *a, const char *b)
 	bn = squeeze(ew->b, bn);
 	eq = eq_span(ew->a, an, ew->b, bn, 0);
 out:
-	free(ew);
 	return eq;
 }
 
@@ -1660,11 +1692,11 @@ uint64_t answer_hash(const char *ans)
 	if (!ans)
 		ans = "";
 	size_t al = strlen(ans);
-	struct work *w = al <= ANSWER_MAX_LEN ? malloc(sizeof(*w)) : NULL;
+	struct eqwork *ew = al <= ANSWER_MAX_LEN ? answer_eqwork() : NULL;
+	struct work *w = ew != NULL ? &ew->w : NULL;
 	const char *r;
 	size_t rl;
 	if (!w || canon_internal(ans, al, w, &r, &rl) != 0) {
-		free(w);
 		return hash_fnv1a(ans, al, hash_fnv1a("raw:", 4, basis));
 	}
 	char *s = (char *)r;  /* points into w's buffers */
@@ -1678,6 +1710,5 @@ uint64_t answer_hash(const char *ans)
 	} else {
 		h = hash_fnv1a(s, rl, hash_fnv1a("tex:", 4, basis));
 	}
-	free(w);
 	return h;
 }

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -591,6 +592,45 @@ static void test_deep_nesting(void **state)
 	}
 }
 
+/* Each thread works in its own work areas: threads canonicalizing, comparing and hashing at
+ * once get what one thread alone gets (with one area shared by all, they overwrite each
+ * other's intermediate forms). */
+static void *threads_worker(void *arg)
+{
+	size_t *bad = arg;
+	char out[256];
+	for (int round = 0; round < 300; round++) {
+		for (size_t i = 0; i < sizeof(canon_cases) / sizeof(canon_cases[0]); i++) {
+			const char *in = canon_cases[i].in;
+			int n = answer_canonical(in, strlen(in), out, sizeof(out));
+			if (n < 0 || strcmp(out, canon_cases[i].out) != 0)
+				(*bad)++;
+		}
+		for (size_t i = 0; i < sizeof(real_equal) / sizeof(real_equal[0]); i++)
+			if (!answer_equivalent(real_equal[i].a, real_equal[i].b))
+				(*bad)++;
+		for (size_t i = 0; i < sizeof(real_unequal) / sizeof(real_unequal[0]); i++)
+			if (answer_equivalent(real_unequal[i].a, real_unequal[i].b))
+				(*bad)++;
+	}
+	return NULL;
+}
+
+static void test_threads_own_work(void **state)
+{
+	(void)state;
+	enum { NT = 4 };
+	pthread_t t[NT];
+	size_t bad[NT] = { 0 };
+	for (int i = 0; i < NT; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, threads_worker, &bad[i]), 0);
+	for (int i = 0; i < NT; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		if (bad[i] != 0)
+			fail_msg("thread %d: %zu results differ from one thread's", i, bad[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -607,6 +647,7 @@ int main(void)
 		cmocka_unit_test(test_fuzz),
 		cmocka_unit_test(test_trailing_escaped_dots),
 		cmocka_unit_test(test_deep_nesting),
+		cmocka_unit_test(test_threads_own_work),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1117,6 +1117,93 @@ reopen(struct fx *f)
 	fx_open(f);
 }
 
+/* Two programs written by turns, in one group commit and alone: the write's scratch space
+ * (persist_build's arena, reused by every write, and the commit sets kept for reuse) never
+ * carries one program's chains, text or probe points into the other's records.  A long
+ * program A (many probe points, long answers) is written just before a short program B each
+ * time; after a restart each has exactly its own text and probe points. */
+static void
+test_scratch_reuse_between_programs(void **state)
+{
+	struct fx *f = *state;
+	struct program_step_stats st = { 0.9, 0.5, 1.25, 2 };
+	struct program *a, *b;
+	struct chunk_scan s;
+	char want_a[512] = "", want_b[128] = "", got[512], text_a[512] = "", text_b[128] = "";
+	int k;
+
+	submit(f, 0, "anon", 0, 0);
+	submit(f, 1, "anon", 0, 0);
+	a = strmap_get(f->c->live, f->ids[0]);
+	b = strmap_get(f->c->live, f->ids[1]);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (k = 0; k < 12; k++) {
+		char piece[64], ans[64];
+		snprintf(piece, sizeof piece, "a-step-%02d-with-a-longer-text ", k);
+		snprintf(ans, sizeof ans, "\\frac{%d}{%d}-from-program-a", k, k + 1);
+		assert_int_equal(program_chain_append(&a->chains[0], piece, a->chains[0].tokens + 9,
+		    ans, 1, &st, false, NULL, false), 0);
+		strncat(text_a, piece, sizeof text_a - strlen(text_a) - 1);
+		strncat(want_a, ans, sizeof want_a - strlen(want_a) - 1);
+		strncat(want_a, ",", sizeof want_a - strlen(want_a) - 1);
+		if (k % 3 == 0) {
+			/* B steps every third turn: its write follows A's in the same scratch. */
+			snprintf(piece, sizeof piece, "b%d ", k);
+			snprintf(ans, sizeof ans, "%d", k);
+			assert_int_equal(program_chain_append(&b->chains[0], piece,
+			    b->chains[0].tokens + 2, ans, 1, &st, false, NULL, false), 0);
+			strncat(text_b, piece, sizeof text_b - strlen(text_b) - 1);
+			strncat(want_b, ans, sizeof want_b - strlen(want_b) - 1);
+			strncat(want_b, ",", sizeof want_b - strlen(want_b) - 1);
+		}
+		if (k % 2 == 0) {
+			/* One set: A first, then B. */
+			commit_later(f->c, a, 0);
+			commit_later(f->c, b, 0);
+			commit_sync(f->c);
+		} else {
+			/* Alone, in that order. */
+			assert_int_equal(persist_or_wait(f->c, a, 0), 0);
+			assert_int_equal(persist_or_wait(f->c, b, 0), 0);
+		}
+		assert_false(a->chains[0].dirty);
+		assert_false(b->chains[0].dirty);
+	}
+	/* B's stored chain: its own chunks and latest probe point only. */
+	memset(&s, 0, sizeof s);
+	snprintf(s.prefix, sizeof s.prefix, "%s/0000/", f->ids[1]);
+	snprintf(s.key, sizeof s.key, "%s/0000", f->ids[1]);
+	assert_int_equal(store_view(core_store(f->c), chunk_scan_txn, &s), 0);
+	assert_non_null(s.rec);
+	assert_string_equal(s.text, text_b);
+	assert_int_equal(s.rec->n_probes, 1);
+	assert_string_equal(s.rec->probes[0]->answer, "9");
+	assert_string_equal(s.rec->program_id, f->ids[1]);
+	certa__v1__request_record__free_unpacked(s.rec, NULL);
+
+	reopen(f);
+	a = strmap_get(f->c->live, f->ids[0]);
+	b = strmap_get(f->c->live, f->ids[1]);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_string_equal(a->chains[0].text, text_a);
+	assert_string_equal(b->chains[0].text, text_b);
+	probe_answers(a, 0, got, sizeof got);
+	assert_string_equal(got, want_a);
+	probe_answers(b, 0, got, sizeof got);
+	assert_string_equal(got, want_b);
+	assert_int_equal(a->chains[0].nprobes, 12);
+	assert_int_equal(b->chains[0].nprobes, 4);
+	assert_true(b->chains[0].probes[3].position == 8);
+	assert_true(a->chains[0].probes[11].position == 108);
+	/* Their other chains (if any) were never stepped. */
+	for (k = 1; k < (int)b->n; k++)
+		assert_int_equal(b->chains[k].nprobes, 0);
+	for (k = 1; k < (int)a->n; k++)
+		assert_int_equal(a->chains[k].nprobes, 0);
+}
+
 static int
 put_chunk_txn(struct store_txn *txn, void *arg)
 {
@@ -1896,6 +1983,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_chain_text_in_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_text_moves_to_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chain_probes_in_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scratch_reuse_between_programs, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_inline_probes_move_to_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replaced_chains_rewritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inconsistent_counts_rewritten, setup, teardown),

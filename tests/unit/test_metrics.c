@@ -414,6 +414,46 @@ test_render_parses(void **state)
 	metrics_free(m);
 }
 
+/* Series are told apart by all their label values, whatever the values hold (separators,
+ * lengths of one or more digits, keys past the lookup's stack buffer): each combination below
+ * is its own series with its own count. */
+static void
+test_series_keys_distinct(void **state)
+{
+	struct metrics *m;
+	char *text, *at, longa[400], longb[400], want[1024];
+	size_t lines = 0;
+	int i;
+
+	(void)state;
+	memset(longa, 'x', sizeof longa - 1);
+	longa[sizeof longa - 1] = '\0';
+	memcpy(longb, longa, sizeof longa);
+	longb[sizeof longb - 2] = 'y';   /* differs in its last byte only */
+	assert_int_equal(metrics_new(table, M_NFAM, &m), 0);
+	assert_int_equal(metrics_inc(m, M_PROGRAMS, METRICS_LABELS("a:b", "c")), 0);
+	assert_int_equal(metrics_inc(m, M_PROGRAMS, METRICS_LABELS("a", "b:c")), 0);
+	assert_int_equal(metrics_inc(m, M_PROGRAMS, METRICS_LABELS("ab", "")), 0);
+	assert_int_equal(metrics_inc(m, M_PROGRAMS, METRICS_LABELS("a", "b")), 0);
+	assert_int_equal(metrics_inc(m, M_PROGRAMS, METRICS_LABELS("0123456789", "1:x")), 0);
+	assert_int_equal(metrics_inc(m, M_PROGRAMS, METRICS_LABELS("0123456789:1", "x")), 0);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(metrics_inc(m, M_PROGRAMS, METRICS_LABELS(longa, "s")), 0);
+	assert_int_equal(metrics_inc(m, M_PROGRAMS, METRICS_LABELS(longb, "s")), 0);
+	text = render(m);
+	for (at = text; (at = strstr(at, "\ncerta_programs_total{")) != NULL; at++)
+		lines++;
+	assert_int_equal(lines, 8);
+	snprintf(want, sizeof want, "certa_programs_total{tenant=\"%s\",state=\"s\"} 3\n", longa);
+	assert_non_null(strstr(text, want));
+	snprintf(want, sizeof want, "certa_programs_total{tenant=\"%s\",state=\"s\"} 1\n", longb);
+	assert_non_null(strstr(text, want));
+	assert_non_null(strstr(text, "certa_programs_total{tenant=\"a:b\",state=\"c\"} 1\n"));
+	assert_non_null(strstr(text, "certa_programs_total{tenant=\"a\",state=\"b:c\"} 1\n"));
+	free(text);
+	metrics_free(m);
+}
+
 /* Histogram bounds printed as le="1e+01": the le label is matched as a string, so bounds and
  * values are plain decimals. */
 static void
@@ -935,6 +975,7 @@ main(void)
 		cmocka_unit_test(test_render_parses),
 		cmocka_unit_test(test_counters_move),
 		cmocka_unit_test(test_le_plain_decimals),
+		cmocka_unit_test(test_series_keys_distinct),
 		cmocka_unit_test(test_label_escaping),
 		cmocka_unit_test(test_histogram_buckets),
 		cmocka_unit_test(test_collector),

@@ -11,6 +11,7 @@
 
 #include "daemon/program.h"
 #include "lib/log.h"
+#include "lib/pbarena.h"
 
 /* A program as the core would hold it after two steps. */
 static struct program *
@@ -141,6 +142,115 @@ test_codec_roundtrip(void **state)
 	program_free(p);
 }
 
+/* The packed bytes of m (freed by the caller). */
+static uint8_t *
+packed(const ProtobufCMessage *m, size_t *len)
+{
+	uint8_t *buf;
+
+	*len = protobuf_c_message_get_packed_size(m);
+	buf = malloc(*len ? *len : 1);
+	assert_non_null(buf);
+	protobuf_c_message_pack(m, buf);
+	return buf;
+}
+
+/* Filled in an arena reused across programs (as persist_build does every step), a program's
+ * records pack to the same bytes as filled on the heap: nothing of the program filled there
+ * before shows through; a chain filled from its probe point `from` on carries those points
+ * only, at their own indexes. */
+static void
+test_fill_in_arena_matches_heap(void **state)
+{
+	struct program *big = sample(), *p = sample();
+	struct program_step_stats st = { 0.5, 0.25, 2.0, 1 };
+	struct pbarena *a = pbarena_new(256);   /* small: the fills span chunks */
+	struct program_pb hb, ab;
+	struct chain_pb hc, ac;
+	uint8_t *hbuf, *abuf;
+	size_t hlen, alen, round;
+	uint32_t i;
+	int k;
+
+	(void)state;
+	assert_non_null(a);
+	/* big: long answers on every chain, routing events; p differs in ids and answers. */
+	for (k = 0; k < 20; k++)
+		for (i = 0; i < big->n; i++)
+			assert_int_equal(program_chain_append(&big->chains[i], "more text of big ",
+			    1000 + k, "a much longer answer from the big program", 3, &st, false,
+			    NULL, false), 0);
+	assert_int_equal(program_set_str(&p->id, "p-0000000000bb000002"), 0);
+	assert_int_equal(program_chain_append(&p->chains[1], "x", 7, "7", 1, NULL, false, NULL,
+	    false), 0);
+	for (round = 0; round < 3; round++) {
+		/* Fill big in the arena, then p in the same arena after a reset. */
+		assert_int_equal(program_pb_fill_in(big, &ab, a), 0);
+		for (i = 0; i < big->n; i++)
+			assert_int_equal(program_chain_pb_fill_in(big, &big->chains[i], &ac, a, 0), 0);
+		pbarena_reset(a);
+		assert_int_equal(program_pb_fill_in(p, &ab, a), 0);
+		assert_int_equal(program_pb_fill(p, &hb), 0);
+		hbuf = packed(&hb.msg.base, &hlen);
+		abuf = packed(&ab.msg.base, &alen);
+		assert_int_equal(alen, hlen);
+		assert_memory_equal(abuf, hbuf, hlen);
+		free(hbuf);
+		free(abuf);
+		program_pb_free(&ab);
+		program_pb_free(&hb);
+		for (i = 0; i < p->n; i++) {
+			assert_int_equal(program_chain_pb_fill_in(p, &p->chains[i], &ac, a, 0), 0);
+			assert_int_equal(program_chain_pb_fill(p, &p->chains[i], &hc), 0);
+			hbuf = packed(&hc.msg.base, &hlen);
+			abuf = packed(&ac.msg.base, &alen);
+			assert_int_equal(alen, hlen);
+			assert_memory_equal(abuf, hbuf, hlen);
+			free(hbuf);
+			free(abuf);
+			program_chain_pb_free(&ac);
+			program_chain_pb_free(&hc);
+		}
+		pbarena_reset(a);
+	}
+	/* From probe point 15 of big's chain 0 (20 + 2 of sample's): 7 points, at 15..21. */
+	assert_int_equal(program_chain_pb_fill_in(big, &big->chains[0], &ac, a, 15), 0);
+	assert_int_equal(ac.msg.n_probes, big->chains[0].nprobes - 15);
+	assert_null(ac.probe_ptrs[14]);
+	for (i = 15; i < big->chains[0].nprobes; i++) {
+		assert_ptr_equal(ac.msg.probes[i - 15], ac.probe_ptrs[i]);
+		assert_int_equal(ac.probe_ptrs[i]->position, big->chains[0].probes[i].position);
+	}
+	/* From past the end: no probe points. */
+	assert_int_equal(program_chain_pb_fill_in(big, &big->chains[0], &ac, a, 1000), 0);
+	assert_int_equal(ac.msg.n_probes, 0);
+	pbarena_free(a);
+	program_free(big);
+	program_free(p);
+}
+
+/* program_set_str keeps the string it holds when the value is the same (no new copy), and
+ * replaces it otherwise; NULL reads as "". */
+static void
+test_set_str_same_value_kept(void **state)
+{
+	char *field = NULL, *held;
+
+	(void)state;
+	assert_int_equal(program_set_str(&field, "42"), 0);
+	held = field;
+	assert_int_equal(program_set_str(&field, "42"), 0);
+	assert_ptr_equal(field, held);
+	assert_int_equal(program_set_str(&field, "43"), 0);
+	assert_string_equal(field, "43");
+	assert_int_equal(program_set_str(&field, NULL), 0);
+	assert_string_equal(field, "");
+	held = field;
+	assert_int_equal(program_set_str(&field, ""), 0);
+	assert_ptr_equal(field, held);
+	free(field);
+}
+
 static void
 test_codec_finished_result(void **state)
 {
@@ -252,6 +362,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_codec_roundtrip),
+		cmocka_unit_test(test_fill_in_arena_matches_heap),
+		cmocka_unit_test(test_set_str_same_value_kept),
 		cmocka_unit_test(test_fmt_key_equals_snprintf),
 		cmocka_unit_test(test_codec_finished_result),
 		cmocka_unit_test(test_codec_rejects_foreign_chain),
