@@ -19,11 +19,12 @@
  *                                          [--deadline-ms D]
  * --tenants T creates T tenants (Admin/CreateTenant over the admin socket) and submits the
  * programs round-robin with their keys (default: one anonymous tenant).  --deadline-ms D
- * gives every program (the watched one aside) a deadline D ms after the workers start
- * (default: none): the start is fixed before the first Submit (2 ms per program from then,
- * at least 3 s) and the bench waits for it, so the same D ends the same share of programs
- * whatever the submission rate; they end for it wherever they are, queued or with a step
- * in flight.
+ * gives every program (the watched one aside) a deadline between the workers' start and D
+ * ms after it, spread evenly in submission order (the k-th of N at (k + 1) D / N), as the
+ * deadlines of programs that arrived over time pass one after another (default: none).  The
+ * start is fixed before the first Submit (2 ms per program from then, at least 3 s) and the
+ * bench waits for it, so the same D ends about the same share of programs whatever the
+ * submission rate; they end for it wherever they are, queued or with a step in flight.
  * --floor also starts an idle certad (no workers, no programs) and probes it the same way:
  * the latency floor of this machine under the same load.  The loop lag and the p99 of each
  * loop phase (certa_loop_lag_seconds, certa_loop_phase_seconds) come from certad.
@@ -92,7 +93,8 @@ struct run {
 	struct run *floor;          /* --floor: an idle certad probed the same way, or NULL */
 	size_t ntenants;            /* --tenants: programs go round-robin over their keys */
 	char (*keys)[160];
-	int64_t deadline_ms;        /* --deadline-ms: after the workers start; 0 none */
+	int64_t deadline_ms;        /* --deadline-ms: the last deadline after the workers' start;
+	                             * 0 none */
 	int64_t workers_at_ms;      /* when the workers start (unix ms), with deadline_ms */
 };
 
@@ -369,7 +371,8 @@ submitter(void *arg)
 		spec.problem = (char *)pg->problem;
 		spec.model = (char *)pg->model;
 		if (r->deadline_ms > 0)
-			spec.deadline_unix_ms = r->workers_at_ms + r->deadline_ms;
+			spec.deadline_unix_ms = r->workers_at_ms +
+			    (int64_t)((double)r->deadline_ms * (double)(k + 1) / (double)r->nprog);
 		if (certa_client_submit(ch, &spec, r->ntenants > 0 ? r->keys[k % r->ntenants] : NULL,
 		    60000, &s) != 0) {
 			r->errors++;
