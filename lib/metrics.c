@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -545,15 +546,18 @@ metrics_fmt(char *buf, size_t len, double v)
 static void
 metrics_escape(FILE *f, const char *s, int quote)
 {
-	for (; *s != '\0'; s++) {
-		if (*s == '\\')
-			fputs("\\\\", f);
-		else if (*s == '\n')
-			fputs("\\n", f);
-		else if (quote && *s == '"')
-			fputs("\\\"", f);
-		else
-			fputc(*s, f);
+	const char *special = quote ? "\\\n\"" : "\\\n";
+
+	for (;;) {
+		/* The run up to the next character to escape, in one write. */
+		size_t n = strcspn(s, special);
+		if (n > 0)
+			fwrite(s, 1, n, f);
+		s += n;
+		if (*s == '\0')
+			return;
+		fputs(*s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : "\\\"", f);
+		s++;
 	}
 }
 
@@ -568,12 +572,18 @@ metrics_write_labels(FILE *out, const struct metrics_family *f, const struct met
 		return;
 	fputc('{', out);
 	for (i = 0; i < f->nlabels; i++) {
-		fprintf(out, "%s%s=\"", i ? "," : "", f->d->labels[i]);
+		if (i > 0)
+			fputc(',', out);
+		fputs(f->d->labels[i], out);
+		fputs("=\"", out);
 		metrics_escape(out, s->values[i], 1);
 		fputc('"', out);
 	}
-	if (le != NULL)
-		fprintf(out, "%sle=\"%s\"", f->nlabels ? "," : "", le);
+	if (le != NULL) {
+		fputs(f->nlabels ? ",le=\"" : "le=\"", out);
+		fputs(le, out);
+		fputc('"', out);
+	}
 	fputc('}', out);
 }
 
@@ -767,6 +777,8 @@ metrics_http_on_todo(evutil_socket_t fd, short what, void *arg)
 	for (i = 0; i < n; i++) {
 		struct metrics_http_job *j = &jobs[i];
 		FILE *f = open_memstream(&j->text, &j->len);
+		if (f != NULL)
+			__fsetlocking(f, FSETLOCKING_BYCALLER);   /* this thread's alone */
 		j->rc = f != NULL ? metrics_render(h->m, f) : -ENOMEM;
 		if (f != NULL && fclose(f) != 0 && j->rc == 0)
 			j->rc = -EIO;
