@@ -36,6 +36,7 @@ struct fair_tenant {
 	double vc;
 	size_t tpos, apos;        /* SIZE_MAX: not in that heap */
 	bool held;
+	bool held_known;          /* held was asked this pass (only of tenants with entries) */
 };
 
 struct fair {
@@ -47,6 +48,8 @@ struct fair {
 	 * tenants whose oldest entry is starved as a heap by that entry's age. */
 	bool in_pass;
 	int64_t pass_now_ms, pass_bound_ms;
+	int (*held_fn)(void *arg, const char *tenant);   /* the pass's */
+	void *held_arg;
 	size_t *th, nth, thcap;
 	size_t *ah, nah, ahcap;
 };

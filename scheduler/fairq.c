@@ -233,6 +233,11 @@ fairq_pass_place(struct fair *f, size_t j)
 
 	if (!f->in_pass)
 		return;
+	if (!t->held_known && t->qn > 0) {
+		/* Its first entry of the pass came during the pass: ask now. */
+		t->held = f->held_fn != NULL && f->held_fn(f->held_arg, t->name);
+		t->held_known = true;
+	}
 	if (t->held || t->qn == 0) {
 		if (t->tpos != SIZE_MAX)
 			fairq_theap_remove(f, &V, j);
@@ -347,11 +352,16 @@ fair_pass_start(struct fair *f, int64_t now_ms, int64_t starvation_bound_ms,
 		return -ENOMEM;
 	f->pass_now_ms = now_ms;
 	f->pass_bound_ms = starvation_bound_ms;
+	f->held_fn = held;
+	f->held_arg = arg;
 	/* Backlogged: has entries and is not held back.  Lift the newly backlogged tenants to
-	 * the least counter among the continuing ones (no banked idle time). */
+	 * the least counter among the continuing ones (no banked idle time).  Only tenants with
+	 * entries are asked whether they are held (one that gets its first during the pass is
+	 * asked then: fairq_pass_place). */
 	for (j = 0; j < f->n; j++) {
 		struct fair_tenant *t = &f->t[j];
-		t->held = held != NULL && held(arg, t->name);
+		t->held_known = t->qn > 0;
+		t->held = t->held_known && held != NULL && held(arg, t->name);
 		if (t->qn > 0 && !t->held && t->backlogged && (!have_min || t->counter < minc)) {
 			minc = t->counter;
 			have_min = 1;
@@ -408,8 +418,13 @@ fair_pass_end(struct fair *f)
 {
 	size_t j;
 
-	for (j = 0; j < f->n; j++)
-		f->t[j].tpos = f->t[j].apos = SIZE_MAX;
+	/* Only the tenants in the pass's heaps have a position there. */
+	for (j = 0; j < f->nth; j++)
+		f->t[f->th[j]].tpos = SIZE_MAX;
+	for (j = 0; j < f->nah; j++)
+		f->t[f->ah[j]].apos = SIZE_MAX;
 	f->nth = f->nah = 0;
 	f->in_pass = false;
+	f->held_fn = NULL;
+	f->held_arg = NULL;
 }

@@ -595,6 +595,56 @@ test_queue_held_during_and_removed(void **state)
 	fair_free(f);
 }
 
+static int held_asked;
+
+static int
+held_t2_counted(void *arg, const char *tenant)
+{
+	(void)arg;
+	held_asked++;
+	return strcmp(tenant, "t2") == 0;
+}
+
+/* A pass asks whether a tenant is held only of tenants with entries (many idle tenants cost
+ * no calls); a tenant whose first entry comes during the pass is asked then, and sits the
+ * pass out when held. */
+static void
+test_queue_held_asked_of_tenants_with_work(void **state)
+{
+	struct fair *f = fair_new();
+	struct fair_entry e[3];
+	const char *ten[3] = { "t1", "t2", "t3" };
+	char name[16];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 500; i++) {
+		snprintf(name, sizeof name, "idle-%zu", i);
+		fair_charge(f, name, 1);
+	}
+	for (i = 0; i < 3; i++) {
+		fair_entry_init(&e[i]);
+		e[i].item.tenant = ten[i];
+		e[i].item.seq = i;
+		e[i].item.ready_since_ms = 1000;
+		e[i].item.cost = 10;
+	}
+	assert_int_equal(fair_enqueue(f, &e[0]), 0);
+	held_asked = 0;
+	assert_int_equal(fair_pass_start(f, 2000, 0, held_t2_counted, NULL), 0);
+	assert_int_equal(held_asked, 1);           /* t1 only */
+	assert_int_equal(fair_enqueue(f, &e[1]), 0);   /* t2: held */
+	assert_int_equal(fair_enqueue(f, &e[2]), 0);   /* t3 */
+	assert_int_equal(held_asked, 3);
+	assert_ptr_equal(fair_pass_next(f), &e[0]);
+	assert_ptr_equal(fair_pass_next(f), &e[2]);
+	assert_null(fair_pass_next(f));
+	fair_pass_end(f);
+	assert_true(fair_entry_queued(&e[1]));
+	fair_dequeue(f, &e[1]);
+	fair_free(f);
+}
+
 /* Starved entries come first, oldest first across tenants, whatever their counters. */
 static void
 test_queue_starved_first(void **state)
@@ -641,6 +691,7 @@ main(void)
 		cmocka_unit_test(test_order_rule_weighted),
 		cmocka_unit_test(test_queue_matches_rule),
 		cmocka_unit_test(test_queue_held_during_and_removed),
+		cmocka_unit_test(test_queue_held_asked_of_tenants_with_work),
 		cmocka_unit_test(test_queue_starved_first),
 	};
 
