@@ -155,6 +155,19 @@ packed(const ProtobufCMessage *m, size_t *len)
 	return buf;
 }
 
+/* a and b pack to the same bytes. */
+static void
+assert_same_packing(const ProtobufCMessage *a, const ProtobufCMessage *b)
+{
+	size_t alen, blen;
+	uint8_t *abuf = packed(a, &alen), *bbuf = packed(b, &blen);
+
+	assert_int_equal(alen, blen);
+	assert_memory_equal(abuf, bbuf, blen);
+	free(abuf);
+	free(bbuf);
+}
+
 /* Filled in an arena reused across programs (as persist_build does every step), a program's
  * records pack to the same bytes as filled on the heap: nothing of the program filled there
  * before shows through; a chain filled from its probe point `from` on carries those points
@@ -167,8 +180,7 @@ test_fill_in_arena_matches_heap(void **state)
 	struct pbarena *a = pbarena_new(256);   /* small: the fills span chunks */
 	struct program_pb hb, ab;
 	struct chain_pb hc, ac;
-	uint8_t *hbuf, *abuf;
-	size_t hlen, alen, round;
+	size_t round;
 	uint32_t i;
 	int k;
 
@@ -191,23 +203,13 @@ test_fill_in_arena_matches_heap(void **state)
 		pbarena_reset(a);
 		assert_int_equal(program_pb_fill_in(p, &ab, a), 0);
 		assert_int_equal(program_pb_fill(p, &hb), 0);
-		hbuf = packed(&hb.msg.base, &hlen);
-		abuf = packed(&ab.msg.base, &alen);
-		assert_int_equal(alen, hlen);
-		assert_memory_equal(abuf, hbuf, hlen);
-		free(hbuf);
-		free(abuf);
+		assert_same_packing(&ab.msg.base, &hb.msg.base);
 		program_pb_free(&ab);
 		program_pb_free(&hb);
 		for (i = 0; i < p->n; i++) {
 			assert_int_equal(program_chain_pb_fill_in(p, &p->chains[i], &ac, a, 0), 0);
 			assert_int_equal(program_chain_pb_fill(p, &p->chains[i], &hc), 0);
-			hbuf = packed(&hc.msg.base, &hlen);
-			abuf = packed(&ac.msg.base, &alen);
-			assert_int_equal(alen, hlen);
-			assert_memory_equal(abuf, hbuf, hlen);
-			free(hbuf);
-			free(abuf);
+			assert_same_packing(&ac.msg.base, &hc.msg.base);
 			program_chain_pb_free(&ac);
 			program_chain_pb_free(&hc);
 		}
