@@ -217,6 +217,12 @@ static const struct config_option dmain_options[] = {
 	  .min = -1,
 	  .max = 65535,
 	  .help = "port of the metrics endpoint (0 = any free port, -1 = disabled)" },
+	{ .name = "metrics.per_tenant",
+	  .type = CONFIG_BOOL,
+	  .def = "true",
+	  .help = "one series per tenant in the tenant-labelled families (false: one for all "
+	          "tenants, tenant=\"_all\"; the system account \"_system\" stays apart): for "
+	          "thousands of tenants; restart to apply" },
 	{ .name = "metrics.port_file",
 	  .type = CONFIG_STRING,
 	  .help = "write the metrics port here once listening (for tests)" },
@@ -1018,6 +1024,7 @@ main(int argc, char **argv)
 		m.exit_code = 1;
 		goto out_proc;
 	}
+	telemetry_set_per_tenant(m.tel, config_get_bool(m.cfg, "metrics.per_tenant"));
 	core_set_telemetry(m.core, m.tel);
 	dmain_sync_workers(&m, m.cfg);
 	{

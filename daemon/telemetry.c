@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "daemon/core.h"
@@ -178,7 +179,24 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 struct telemetry {
 	struct core *core;
 	struct metrics *m;
+	int per_tenant;
 };
+
+/* The tenant label of a tenant's series. */
+static const char *
+telemetry_tenant(const struct telemetry *t, const char *tenant)
+{
+	if (t->per_tenant || tenant == NULL || strcmp(tenant, SHADOW_TENANT) == 0)
+		return tenant;
+	return TELEMETRY_ALL_TENANTS;
+}
+
+void
+telemetry_set_per_tenant(struct telemetry *t, int per_tenant)
+{
+	if (t != NULL)
+		t->per_tenant = per_tenant;
+}
 
 /* Gauges recomputed at scrape time. */
 static void
@@ -198,12 +216,12 @@ telemetry_collect(struct metrics *m, void *arg)
 	metrics_reset(m, T_PROGRAMS);
 	metrics_reset(m, T_THROTTLED);
 	for (i = 0; i < tenants_count(ts); i++) {
-		const char *name = tenants_name_at(ts, i);
+		const char *name = tenants_name_at(ts, i), *tl = telemetry_tenant(t, name);
 		const struct tenant_stats *s = tenants_stats(ts, name);
-		metrics_gauge_set(m, T_PROGRAMS, METRICS_LABELS(name, "queued"), (double)s->queued);
-		metrics_gauge_set(m, T_PROGRAMS, METRICS_LABELS(name, "running"),
-		    (double)s->running);
-		metrics_counter_add(m, T_THROTTLED, METRICS_LABELS(name),
+		/* Added (after the reset): all tenants sum into one series when not per tenant. */
+		metrics_gauge_add(m, T_PROGRAMS, METRICS_LABELS(tl, "queued"), (double)s->queued);
+		metrics_gauge_add(m, T_PROGRAMS, METRICS_LABELS(tl, "running"), (double)s->running);
+		metrics_counter_add(m, T_THROTTLED, METRICS_LABELS(tl),
 		    (double)tenants_throttled_ms(ts, name, now_ms) / 1000.0);
 	}
 	core_persist_stats(t->core, &failures, &waiting);
@@ -284,6 +302,7 @@ telemetry_new(struct core *c, struct telemetry **out)
 	if (t == NULL)
 		return -ENOMEM;
 	t->core = c;
+	t->per_tenant = 1;
 	rc = metrics_new(telemetry_table, T_COUNT, &t->m);
 	if (rc != 0) {
 		free(t);
@@ -313,7 +332,7 @@ void
 telemetry_submitted(struct telemetry *t, const char *tenant)
 {
 	if (t != NULL)
-		metrics_inc(t->m, T_SUBMITTED, METRICS_LABELS(tenant));
+		metrics_inc(t->m, T_SUBMITTED, METRICS_LABELS(telemetry_tenant(t, tenant)));
 }
 
 void
@@ -322,7 +341,7 @@ telemetry_finished(struct telemetry *t, const char *tenant, const char *reason,
 {
 	if (t == NULL)
 		return;
-	metrics_inc(t->m, T_FINISHED, METRICS_LABELS(tenant, reason));
+	metrics_inc(t->m, T_FINISHED, METRICS_LABELS(telemetry_tenant(t, tenant), reason));
 	metrics_observe(t->m, T_CERTAINDEX, NULL, certaindex);
 	metrics_observe(t->m, T_STEPS_PER_PROGRAM, NULL, (double)steps);
 }
@@ -332,6 +351,7 @@ telemetry_tokens(struct telemetry *t, const char *tenant, uint64_t decode, uint6
 {
 	if (t == NULL)
 		return;
+	tenant = telemetry_tenant(t, tenant);
 	metrics_counter_add(t->m, T_TOKENS, METRICS_LABELS(tenant), (double)decode);
 	metrics_counter_add(t->m, T_PROBE_TOKENS, METRICS_LABELS(tenant), (double)probe);
 }
@@ -340,7 +360,8 @@ void
 telemetry_saved(struct telemetry *t, const char *tenant, uint64_t tokens)
 {
 	if (t != NULL && tokens > 0)
-		metrics_counter_add(t->m, T_SAVED, METRICS_LABELS(tenant), (double)tokens);
+		metrics_counter_add(t->m, T_SAVED, METRICS_LABELS(telemetry_tenant(t, tenant)),
+		    (double)tokens);
 }
 
 void

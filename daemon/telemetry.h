@@ -15,6 +15,11 @@ struct telemetry;
 
 int telemetry_new(struct core *c, struct telemetry **out);
 void telemetry_free(struct telemetry *t);
+/* Whether the tenant-labelled families carry one series per tenant (the default) or one for
+ * all tenants together, tenant="_all" (the system account, "_system", stays apart): config
+ * metrics.per_tenant, for fleets with thousands of tenants.  Set before the first hook. */
+#define TELEMETRY_ALL_TENANTS "_all"
+void telemetry_set_per_tenant(struct telemetry *t, int per_tenant);
 struct metrics *telemetry_metrics(struct telemetry *t);
 
 /* Hooks (t may be NULL: no-ops). */

@@ -287,6 +287,39 @@ served(int mport, const char *tenant)
 	return (d > 0 ? d : 0) + (p > 0 ? p : 0);
 }
 
+/* metrics.per_tenant = false: the tenant-labelled families carry one series for all
+ * tenants (tenant="_all", the sum of theirs) and none per tenant. */
+static void
+test_metrics_all_tenants(void **state)
+{
+	struct itest *e = *state;
+	char k1[128], k2[128], msg[512], mpf[700], mset[720];
+	const char *sets[] = { mset, "metrics.per_tenant=false", NULL };
+	int mport;
+
+	HARNESS_NEED_TRACES(e);
+	snprintf(mpf, sizeof mpf, "%s/m.port", e->dir);
+	snprintf(mset, sizeof mset, "metrics.port_file=%s", mpf);
+	itest_start(e, "0", START_FLAGS, sets);
+	assert_int_equal(harness_wait_port_file(mpf, 20000, &mport), 0);
+	create_tenant(e, "alpha", 1, NULL, k1, sizeof k1);
+	create_tenant(e, "beta", 1, NULL, k2, sizeof k2);
+	assert_int_equal(run_program(e, k1, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_OK);
+	assert_int_equal(run_program(e, k2, e->tr->problem, 1, 0, NULL, 0, msg, sizeof msg),
+	    GRPC_STATUS_OK);
+	assert_true(harness_metric(mport,
+	    "certa_programs_submitted_total{tenant=\"_all\"}") == 2);
+	assert_true(served(mport, "_all") > 0);
+	assert_true(harness_metric(mport, "certa_programs{tenant=\"_all\",state=\"queued\"}")
+	    == 0);
+	assert_true(harness_metric(mport, "certa_programs_submitted_total{tenant=\"alpha\"}") <
+	    0);
+	assert_true(harness_metric(mport, "certa_programs_submitted_total{tenant=\"beta\"}") <
+	    0);
+	assert_true(served(mport, "alpha") == 0 && served(mport, "beta") == 0);
+}
+
 #define FLOOD_PROGRAMS 8
 #define FLOOD_TPM 3000
 #ifndef FLOOD_WINDOW_S
@@ -648,6 +681,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_policy_applies_next_step, setup,
 		    itest_teardown),
 		cmocka_unit_test_setup_teardown(test_admin_credentials, setup, itest_teardown),
+		cmocka_unit_test_setup_teardown(test_metrics_all_tenants, setup, itest_teardown),
 		cmocka_unit_test_setup_teardown(test_reused_tenant_name, setup, itest_teardown),
 	};
 	int rc;
