@@ -847,7 +847,7 @@ dispatch_expire(struct core *c, int64_t now)
 
 	while ((p = deadlines_first(c)) != NULL && now >= p->deadline_ms) {
 		deadlines_del(c, p);
-		if (program_is_terminal(p) || p->inflight || p->persist_pending || p->commit_queued)
+		if (!dispatch_can_step(p))
 			continue;
 		/* Past its deadline the decision ends it (SCHED_REASON_DEADLINE). */
 		(void)dispatch_decide(c, p, &d, 0);

@@ -161,15 +161,6 @@ persist_saved(struct program *p, int all_chains)
 	p->chains_reset = false;
 }
 
-/* n zeroed bytes from arena a, or from the heap without one; NULL on ENOMEM. */
-static void *
-persist_zalloc(struct pbarena *a, size_t n)
-{
-	if (n == 0)
-		n = 1;
-	return a != NULL ? pbarena_zalloc(a, n) : calloc(1, n);
-}
-
 /* Records the program record, changed chains and (at the end) history in ws: what one
  * transaction writes for p (persist_saved follows once it is committed, or once handed to the
  * writer). */
@@ -230,8 +221,8 @@ persist_build(struct wset *ws, const struct persist_ctx *cp)
 		if (rc != 0)
 			goto out;
 	}
-	cpb = persist_zalloc(cp->scratch, p->n * sizeof *cpb);
-	rr = persist_zalloc(cp->scratch, p->n * sizeof *rr);
+	cpb = program_zalloc(cp->scratch, p->n * sizeof *cpb);
+	rr = program_zalloc(cp->scratch, p->n * sizeof *rr);
 	if (cpb == NULL || rr == NULL) {
 		rc = -ENOMEM;
 		goto out;

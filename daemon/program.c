@@ -441,8 +441,7 @@ _Static_assert(sizeof(Certa__V1__RequestProgress) % 8 == 0 &&
     sizeof(Certa__V1__CertaintyFeatures) % 8 == 0 && sizeof(Certa__V1__StepStats) % 8 == 0 &&
     sizeof(Certa__V1__ProbePoint) % 8 == 0, "a message struct is not a multiple of 8 bytes");
 
-/* n zeroed bytes from arena a, or from the heap without one; NULL on ENOMEM. */
-static void *
+void *
 program_zalloc(struct pbarena *a, size_t n)
 {
 	if (n == 0)

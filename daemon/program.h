@@ -256,6 +256,9 @@ int program_pb_fill(const struct program *p, struct program_pb *pb);
  * reset, program_pb_free frees nothing of them.  For writes built once per step. */
 int program_pb_fill_in(const struct program *p, struct program_pb *pb, struct pbarena *a);
 void program_pb_free(struct program_pb *pb);
+/* n zeroed bytes from arena a, or from the heap (calloc) without one; NULL on ENOMEM.  What
+ * the fills above and a write's own arrays (persist_build) are allocated with. */
+void *program_zalloc(struct pbarena *a, size_t n);
 
 /* Storage behind one RequestRecord. */
 struct chain_pb {
