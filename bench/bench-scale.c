@@ -30,13 +30,11 @@
  * loop phase (certa_loop_lag_seconds, certa_loop_phase_seconds) come from certad.
  */
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,49 +141,10 @@ unix_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A free loopback TCP port (bind to 0, read it, close). */
-static int
-free_port(void)
-{
-	struct sockaddr_in a;
-	socklen_t al = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-/* Sum of the samples of name whose labels include label (e.g. reason="deadline"). */
+/* Sum of every sample of the family name (any labels; with label, only the samples whose
+ * labels include it, e.g. reason="deadline"); -1 when there is none. */
 static double
-metric_sum_label(const char *body, const char *name, const char *label)
-{
-	size_t nl = strlen(name);
-	const char *p = body;
-	double sum = 0;
-
-	while (p != NULL && *p != '\0') {
-		const char *eol = strchr(p, '\n'), *cb;
-		if (strncmp(p, name, nl) == 0 && p[nl] == '{' && (cb = strchr(p, '}')) != NULL &&
-		    (eol == NULL || cb < eol)) {
-			const char *l = strstr(p, label);
-			if (l != NULL && l < cb)
-				sum += strtod(cb + 1, NULL);
-		}
-		p = eol != NULL ? eol + 1 : NULL;
-	}
-	return sum;
-}
-
-/* Sum of every sample of a metric family line that starts with name (any labels). */
-static double
-metric_sum(const char *body, const char *name)
+metric_sum_where(const char *body, const char *name, const char *label)
 {
 	size_t nl = strlen(name);
 	const char *p = body;
@@ -194,10 +153,15 @@ metric_sum(const char *body, const char *name)
 
 	while (p != NULL && *p != '\0') {
 		if (strncmp(p, name, nl) == 0 && (p[nl] == ' ' || p[nl] == '{')) {
-			const char *sp = strchr(p, ' ');
+			const char *sp = strchr(p, ' '), *cb = NULL;
 			if (p[nl] == '{') {
-				const char *cb = strchr(p, '}');
+				cb = strchr(p, '}');
 				sp = cb != NULL ? strchr(cb, ' ') : NULL;
+			}
+			if (label != NULL) {
+				const char *l = cb != NULL ? strstr(p, label) : NULL;
+				if (l == NULL || l > cb)
+					sp = NULL;
 			}
 			if (sp != NULL) {
 				sum += strtod(sp + 1, NULL);
@@ -209,6 +173,13 @@ metric_sum(const char *body, const char *name)
 			p++;
 	}
 	return found ? sum : -1;
+}
+
+/* Sum of every sample of a metric family line that starts with name (any labels). */
+static double
+metric_sum(const char *body, const char *name)
+{
+	return metric_sum_where(body, name, NULL);
 }
 
 /* The q-quantile of a Prometheus histogram NAME (no labels) from its buckets: the upper
@@ -573,7 +544,7 @@ run_one(struct run *r, int kill9)
 	memset(&r->readyz, 0, sizeof r->readyz);
 	memset(&r->gap, 0, sizeof r->gap);
 	for (i = 0; i < (size_t)r->nworkers; i++)
-		r->wport[i] = free_port();
+		r->wport[i] = harness_free_port();
 	if ((rc = start_certad(r)) != 0)
 		return rc;
 	if (wait_ready(r, 20000) < 0)
@@ -745,10 +716,12 @@ run_one(struct run *r, int kill9)
 	    (r->nids + 1) / tsub, r->errors);
 	printf("  live peak %.0f; %.0f steps in %.2f s: %.0f steps/s through certad\n",
 	    live_peak, steps, (t1 - t0) / 1e6, steps / ((t1 - t0) / 1e6));
-	if (r->deadline_ms > 0 && m1 != NULL)
-		printf("  ended for their deadline: %.0f of %zu programs\n",
-		    metric_sum_label(m1, "certa_programs_finished_total", "reason=\"deadline\""),
+	if (r->deadline_ms > 0 && m1 != NULL) {
+		double dl = metric_sum_where(m1, "certa_programs_finished_total",
+		    "reason=\"deadline\"");
+		printf("  ended for their deadline: %.0f of %zu programs\n", dl > 0 ? dl : 0,
 		    r->nprog);
+	}
 	printf("  certad CPU %.2f s: %.1f us per step; peak RSS %.1f MB (anonymous at the end "
 	    "%.1f MB)\n", cpu1, steps > 0 ? cpu1 * 1e6 / steps : 0, hwm / 1024.0,
 	    proc_anon_kb / 1024.0);
