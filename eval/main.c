@@ -10,7 +10,8 @@
  *              threshold lies in each model's own score distribution, lomo_quantiles)
  *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo]
  *              [--controller cf|window] [--passes 1] [--model-tokens learned|oracle]
- *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] ...  (eval/online.h)
+ *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] [--long-window 500]
+ *              [--reach-by 300] ...  (eval/online.h)
  *   certa-eval route --traces DIR [--route-policy FILE] ...  (expert routing; eval/routecmd.h)
  *   certa-eval calibrate --traces DIR [--max-loss 0.01] [--margin 1] [--harm-only]
  *              [--split train|test|all] [--lambda 1] [--folds 5] [--z 1] [--difficulty]
@@ -1077,10 +1078,12 @@ usage(FILE *f)
 	    "[--start default|lomo] [--controller cf|window] [--passes 1] [--runs 5] [--lag 10] [--shadow-frac 0.2] "
 	    "[--target T] [--sc-target T] [--confidence C] [--step S] [--min-samples N] [--window N] "
 	    "[--model-tokens learned|oracle] [--verbose] [--first-run 0] [--shadow-boost B] "
-	    "[--hold-confidence C] [--harm 0|1] [--harm-stable M]\n"
+	    "[--hold-confidence C] [--harm 0|1] [--harm-stable M] [--long-window 500] "
+	    "[--reach-by 300]\n"
 	    "           (the shadow-driven risk controller over each model's programs in\n"
 	    "           virtual time, shadow tokens counted, model_tokens learned from the\n"
-	    "           stream as certad or the traces' median; eval/online.h)\n"
+	    "           stream as certad or the traces' median; the window criteria against\n"
+	    "           the fixed best threshold; eval/online.h)\n"
 	    "       certa-eval grader --traces DIR   (answer equivalence vs the traces' grader)\n"
 	    "       certa-eval export-history --state STATE_DIR --out FILE.jsonl [--all]\n"
 	    "           (certad's history as traces: recalibrate on your own traffic)\n"
@@ -1212,7 +1215,8 @@ main(int argc, char **argv)
 	enum evalsim_split split = EVALSIM_ALL;
 	bool calibrate = false, json = false, split_given = false, do_curve = true, grader = false;
 	bool export = false, export_all = false, lomo = false, online = false;
-	struct online_opts oo = { .passes = 1, .runs = 5, .lag = 10, .window = 100 };
+	struct online_opts oo = { .passes = 1, .runs = 5, .lag = 10, .window = 100,
+	    .long_window = 500, .reach_by = 300 };
 	double on_frac = 0.2, on_target = -1, on_sc_target = -1, on_conf = -1, on_step = -1;
 	long on_min = -1, on_win = -1;
 	double on_boost = -1, on_hold = -1, on_harm = -1, on_harm_stable = -1;
@@ -1375,6 +1379,10 @@ main(int argc, char **argv)
 			oo.runs = (unsigned)strtoul(v, NULL, 10);
 		} else if (strcmp(o, "--first-run") == 0) {
 			oo.first_run = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(o, "--long-window") == 0) {
+			oo.long_window = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(o, "--reach-by") == 0) {
+			oo.reach_by = (unsigned)strtoul(v, NULL, 10);
 		} else if (strcmp(o, "--shadow-boost") == 0) {
 			on_boost = strtod(v, NULL);
 		} else if (strcmp(o, "--hold-confidence") == 0) {

@@ -110,6 +110,9 @@ online_end(const struct evalsim_traj *t, struct riskctl_end *e)
 struct online_result {
 	double saved, loss;       /* whole stream, shadows included */
 	double worst_window_loss; /* largest over any `window` consecutive programs */
+	double worst_long;        /* ... over any `long_window` (NAN: not asked) */
+	double start_window;      /* the fixed start threshold's worst `window` on this order */
+	double best_window, best_long;  /* the fixed best threshold's worst window, long window */
 	long converged;           /* programs until the trailing window reaches 80% of best; -1 */
 	long reach;               /* first program run under a setting >= 80% of best (-1) */
 	long held;                /* programs from which on the shift's static saving stays >= 80%
@@ -260,12 +263,12 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 		pm.model_tokens = learn ? chainlen_tokens(cl, p->model_tokens_min_samples,
 		    p->model_tokens) : oracle_mt;
 		t = online_view(&set->traj[j], &pm, learn, vbuf, &view);
+		memset(g, 0, sizeof *g);  /* progs is reused across runs: no stale program */
 		if (t->npts == 0)
 			continue;
 		last = t->npts - 1;
 		tau = riskctl_threshold(tau0, st.shift);
 		idx = evalsim_stop_index(t->pts, t->npts, tau, u);
-		memset(g, 0, sizeof *g);
 		g->shift = st.shift;
 		g->model_tokens = pm.model_tokens;
 		g->cost = (double)t->pts[idx].cost;
@@ -349,24 +352,19 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 			break;
 		r->held = (long)k - 1;
 	}
-	/* Sliding windows of w programs: the worst loss, and the first that saves 80% of best. */
+	/* Sliding windows of w programs: the first that saves 80% of best (the window losses:
+	 * online_worst_window, by the caller). */
 	{
 		double wc = 0, wf = 0;
-		long wd = 0;
-		r->worst_window_loss = -1;
 		for (k = 0; k < total; k++) {
 			wc += progs[k].cost + progs[k].shadow;
 			wf += progs[k].full;
-			wd += progs[k].diff;
 			if (k >= w) {
 				wc -= progs[k - w].cost + progs[k - w].shadow;
 				wf -= progs[k - w].full;
-				wd -= progs[k - w].diff;
 			}
 			if (k + 1 < w)
 				continue;
-			if ((double)wd / (double)w > r->worst_window_loss)
-				r->worst_window_loss = (double)wd / (double)w;
 			if (r->converged < 0 && wf > 0 && best > 0 && 1 - wc / wf >= 0.8 * best)
 				r->converged = (long)k + 1;
 		}
@@ -379,23 +377,41 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 	return 0;
 }
 
-/* The worst loss over `window` consecutive programs of run `run`'s stream order under a fixed
- * threshold (no controller, no shadows): the noise floor a window figure is read against. */
-static double
-online_static_worst(const struct online_opts *o, const struct evalsim_set *set, double tau,
-    uint64_t u, unsigned run, size_t total)
+double
+online_worst_window(const int *diff, size_t n, size_t w)
+{
+	long sum = 0, worst = 0;
+	size_t k;
+
+	if (diff == NULL || n == 0 || w == 0)
+		return NAN;
+	if (n < w) {
+		for (k = 0; k < n; k++)
+			sum += diff[k];
+		return (double)sum / (double)n;
+	}
+	for (k = 0; k < n; k++) {
+		sum += diff[k];
+		if (k >= w)
+			sum -= diff[k - w];
+		if (k + 1 == w || (k + 1 > w && sum > worst))
+			worst = sum;
+	}
+	return (double)worst / (double)w;
+}
+
+/* The loss of each program (online_prog.diff) of run `run`'s stream order under a fixed
+ * threshold (no controller, no shadows), into d[0..total): the noise floor a window figure is
+ * read against.  0, or -ENOMEM. */
+static int
+online_static_diffs(const struct evalsim_set *set, double tau, uint64_t u, unsigned run,
+    size_t total, int *d)
 {
 	uint64_t seed = 0x9e3779b97f4a7c15ull * (run + 1);
-	size_t *order = calloc(set->nprog, sizeof *order), k;
-	int *d = calloc(total ? total : 1, sizeof *d);
-	long wd = 0;
-	double worst = 0;
+	size_t *order = calloc(set->nprog ? set->nprog : 1, sizeof *order), k;
 
-	if (order == NULL || d == NULL) {
-		free(order);
-		free(d);
-		return NAN;
-	}
+	if (order == NULL)
+		return -ENOMEM;
 	for (k = 0; k < total; k++) {
 		const struct evalsim_traj *t;
 		size_t j, idx;
@@ -403,19 +419,41 @@ online_static_worst(const struct online_opts *o, const struct evalsim_set *set, 
 			online_shuffle(order, set->nprog, &seed);
 		j = order[k % set->nprog];
 		t = &set->traj[j];
+		d[k] = 0;
 		if (t->npts > 0) {
 			idx = evalsim_stop_index(t->pts, t->npts, tau, u);
 			d[k] = (int)set->full_correct[j] - (int)t->pts[idx].correct;
 		}
-		wd += d[k];
-		if (k >= o->window)
-			wd -= d[k - o->window];
-		if (k + 1 >= o->window && (double)wd / (double)o->window > worst)
-			worst = (double)wd / (double)o->window;
 	}
 	free(order);
-	free(d);
-	return worst;
+	return 0;
+}
+
+/* The window figures of run `run` (its loop stream in progs) into r: the loop's worst window
+ * and long window, the fixed start and best thresholds' on the same order.  d: scratch of
+ * total.  0, or -ENOMEM. */
+static int
+online_windows(const struct online_opts *o, const struct evalsim_set *set, double tau0,
+    double best_tau, uint64_t u, unsigned run, const struct online_prog *progs, size_t total,
+    int *d, struct online_result *r)
+{
+	size_t k;
+	int rc;
+
+	for (k = 0; k < total; k++)
+		d[k] = progs[k].diff;
+	r->worst_window_loss = online_worst_window(d, total, o->window);
+	r->worst_long = online_worst_window(d, total, o->long_window);
+	rc = online_static_diffs(set, tau0, u, run, total, d);
+	if (rc != 0)
+		return rc;
+	r->start_window = online_worst_window(d, total, o->window);
+	rc = online_static_diffs(set, best_tau, u, run, total, d);
+	if (rc != 0)
+		return rc;
+	r->best_window = online_worst_window(d, total, o->window);
+	r->best_long = online_worst_window(d, total, o->long_window);
+	return 0;
 }
 
 /* The per-window table of one run. */
@@ -591,6 +629,75 @@ online_print_levels(const struct evalsim_set *set, const struct sched_policy *p,
 	free(movable);
 }
 
+/* Whether a run meets the window criteria (docs/certainty.md, "Window criteria for the
+ * online target"): (a) its worst window at most 1 pt (one flip in 100) over the fixed best
+ * threshold's on the same order; (b) its worst long window <= 1 pt.  Integer flips over
+ * w programs: the 1e-9 absorbs the division. */
+static bool
+online_crit_a(const struct online_result *r)
+{
+	return r->worst_window_loss <= r->best_window + 0.01 + 1e-9;
+}
+
+static bool
+online_crit_b(const struct online_result *r)
+{
+	return r->worst_long <= 0.01 + 1e-9;
+}
+
+/* The window criteria of every run and their summary line ("criteria MODEL ALGO: ..."). */
+static void
+online_print_criteria(const struct online_opts *o, const char *model, enum sched_algo algo,
+    const struct online_result *res, size_t total)
+{
+	unsigned run, reach = 0, kept = 0, na = 0, nb = 0, ra = 0, rb = 0, ka = 0, kb = 0;
+	double ms = 0, ml = 0;
+	bool lw = o->long_window > 0, rby = o->reach_by > 0;
+
+	printf("window criteria: (a) the loop's worst %u-window loss at most 1 pt over the fixed "
+	    "best threshold's on the same order; (b) the loop's worst %u-window loss <= 1 pt\n"
+	    "| run | saved (shadows incl.) | loss pt | loop worst %u | fixed best worst %u | "
+	    "fixed start worst %u | (a) | loop worst %u | fixed best worst %u | (b) | "
+	    ">= 80%% of best by %u | ... kept from <= %u |\n"
+	    "|---|---|---|---|---|---|---|---|---|---|---|---|\n", o->window, o->long_window,
+	    o->window, o->window, o->window, o->long_window, o->long_window, o->reach_by,
+	    o->reach_by);
+	if (lw && total < o->long_window)
+		printf("(a stream of %zu programs, shorter than %u: the long window is the whole "
+		    "stream, its loss the run's)\n", total, o->long_window);
+	for (run = 0; run < o->runs; run++) {
+		const struct online_result *r = &res[run];
+		bool a = online_crit_a(r), b = lw && online_crit_b(r);
+		bool re = rby && r->reach >= 0 && r->reach <= (long)o->reach_by;
+		bool ke = rby && r->held >= 0 && r->held <= (long)o->reach_by;
+		char ll[32] = "-", bl[32] = "-";
+		if (lw) {
+			snprintf(ll, sizeof ll, "%.2f", 100 * r->worst_long);
+			snprintf(bl, sizeof bl, "%.2f", 100 * r->best_long);
+		}
+		printf("| %u | %.1f%% | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %s | %s | %s |\n",
+		    o->first_run + run, 100 * r->saved, 100 * r->loss, 100 * r->worst_window_loss,
+		    100 * r->best_window, 100 * r->start_window, a ? "yes" : "no", ll, bl,
+		    lw ? (b ? "yes" : "no") : "-", rby ? (re ? "yes" : "no") : "-",
+		    rby ? (ke ? "yes" : "no") : "-");
+		ms += r->saved;
+		ml += r->loss;
+		reach += re;
+		kept += ke;
+		na += a;
+		nb += b;
+		ra += re && a;
+		rb += re && b;
+		ka += ke && a;
+		kb += ke && b;
+	}
+	printf("criteria %s %s: mean saved %.1f%% (shadows incl.), mean loss %.2f pt; of %u runs: "
+	    "80%% of best by %u %u (kept %u); (a) %u, (b) %u; by %u and (a) %u (kept %u), "
+	    "and (b) %u (kept %u)\n", model, algo == SCHED_ALGO_SC ? "sc" : "cot",
+	    100 * ms / o->runs, 100 * ml / o->runs, o->runs, o->reach_by, reach, kept, na, nb,
+	    o->reach_by, ra, ka, rb, kb);
+}
+
 /* One held-out model and algorithm. */
 static int
 online_model(const struct traces *tr, const struct online_opts *o, const char *model,
@@ -601,6 +708,7 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 	struct evalsim_set set;
 	struct online_prog *progs = NULL;
 	struct online_result *res = NULL;
+	int *d = NULL;
 	struct sched_policy om;
 	double tau0, best = 0, best_tau = 0, best_loss = 0, l0, s0;
 	uint64_t u;
@@ -651,7 +759,8 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 	total = (size_t)o->passes * set.nprog;
 	progs = calloc(total ? total : 1, sizeof *progs);
 	res = calloc(o->runs, sizeof *res);
-	if (progs == NULL || res == NULL) {
+	d = calloc(total ? total : 1, sizeof *d);
+	if (progs == NULL || res == NULL || d == NULL) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -684,6 +793,9 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 	for (run = 0; run < o->runs; run++) {
 		rc = online_stream(o, &set, model, algo, &p, tau0, u, o->first_run + run, best,
 		    om.model_tokens, progs, total, &res[run]);
+		if (rc == 0)
+			rc = online_windows(o, &set, tau0, best_tau, u, o->first_run + run, progs,
+			    total, d, &res[run]);
 		if (rc != 0)
 			goto out;
 		if (run == 0 || o->verbose) {
@@ -728,14 +840,10 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 				ww = r->worst_window_loss;
 		}
 		{
-			double ws = 0, wb = 0;
-			for (run = 0; run < o->runs; run++) {
-				double a = online_static_worst(o, &set, tau0, u, o->first_run + run,
-				    total);
-				double b = online_static_worst(o, &set, best_tau, u, o->first_run + run,
-				    total);
-				ws = a > ws ? a : ws;
-				wb = b > wb ? b : wb;
+			double ws = res[0].start_window, wb = res[0].best_window;
+			for (run = 1; run < o->runs; run++) {
+				ws = res[run].start_window > ws ? res[run].start_window : ws;
+				wb = res[run].best_window > wb ? res[run].best_window : wb;
 			}
 			printf("fixed thresholds on the same stream orders: worst %u-window loss "
 			    "%.2f pt at the start threshold, %.2f pt at the best one\n", o->window,
@@ -752,10 +860,12 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 			    (unsigned long long)res[0].final_mt,
 			    (unsigned long long)om.model_tokens);
 	}
+	online_print_criteria(o, model, algo, res, total);
 	rc = 0;
 out:
 	free(progs);
 	free(res);
+	free(d);
 	evalsim_set_free(&set);
 	return rc;
 }

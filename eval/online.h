@@ -58,6 +58,13 @@ struct online_opts {
 	                           * (held-out orders for a choice made on 0 .. 4) */
 	unsigned lag;             /* programs between a shadow's start and its outcome */
 	unsigned window;          /* programs per reported window (100) */
+	/* The window criteria (docs/certainty.md, "Window criteria for the online target"):
+	 * the loop's worst `window` loss against the fixed best threshold's on the same stream
+	 * (criterion a: at most 1 pt worse), and its worst loss over `long_window` programs
+	 * (criterion b: <= 1 pt); each run also says whether a setting >= 80% of the best was
+	 * first used (and kept from) by program `reach_by`.  0: that part not reported. */
+	unsigned long_window;     /* 500 */
+	unsigned reach_by;        /* 300 */
 	double max_loss;          /* for the model's own best threshold (0.01) */
 	bool verbose;             /* the per-window table of every run, not just the first */
 	bool windowed;            /* the previous controller: certain stops shadowed, one outcome
@@ -77,6 +84,14 @@ struct online_opts {
 	 * (model, algorithm) simulated, run 0 (up to max), and that model's oracle value (tests). */
 	struct online_mt_trace *mt_trace;
 };
+
+/* The largest loss over any w consecutive programs of a stream of n: diff[k] is program k's
+ * full run right minus its stopped run right (+1 a loss, -1 a gain, 0 neither), a window's
+ * loss its sum / w; the largest over the n - w + 1 windows, negative when every window gains.
+ * A stream shorter than w is one window of its n programs (sum / n).  NAN when n or w is 0 or
+ * diff is NULL.  Every window figure of the simulation (the loop's, the fixed thresholds')
+ * is this function. */
+double online_worst_window(const int *diff, size_t n, size_t w);
 
 /* Runs the simulation for every model of tr and prints it.  Returns 0, or a negative errno
  * (-EINVAL: fewer than two models or no program; -ENOMEM). */

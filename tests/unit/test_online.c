@@ -4,6 +4,8 @@
  * unpromising bounds until model_tokens.min_samples chains are counted, later ones with the
  * learned median, which never goes back to 0; a prior is used until then; min_samples 0
  * never learns; oracle mode runs every program with the median of all the model's traces.
+ * online_worst_window, every window figure of the report (the loop's, the fixed thresholds',
+ * the criteria's), on synthetic streams with known flips.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -155,12 +158,54 @@ test_oracle_from_the_first_program(void **state)
 	traces_free(tr);
 }
 
+/* Synthetic streams: +1 a loss (full run right, stop wrong), -1 a gain, 0 neither. */
+static void
+test_worst_window(void **state)
+{
+	/* windows of 4: 2, 1, -1, -3, -2, -1, 1 (of 3: max 2/3; of 5: max 1/5) */
+	static const int mixed[10] = { 0, 1, 1, 0, -1, -1, -1, 1, 0, 1 };
+	/* gains first: windows of 4: -3, -2, -1, 1, 1 (signs swapped: max 3/4) */
+	static const int gains[8] = { -1, -1, -1, 0, 0, 1, 0, 0 };
+	static const int allgain[6] = { -1, -1, -1, -1, -1, -1 };
+	static const int shortst[4] = { 1, 0, -1, 1 };
+	static int d[1000];
+	size_t k;
+
+	(void)state;
+	assert_true(fabs(online_worst_window(mixed, 10, 4) - 0.5) < 1e-12);
+	assert_true(fabs(online_worst_window(mixed, 10, 3) - 2.0 / 3) < 1e-12);
+	assert_true(fabs(online_worst_window(mixed, 10, 5) - 0.2) < 1e-12);
+	assert_true(fabs(online_worst_window(gains, 8, 4) - 0.25) < 1e-12);
+	/* every window gains: negative, not clamped at 0 */
+	assert_true(fabs(online_worst_window(allgain, 6, 2) + 1.0) < 1e-12);
+	/* shorter than a window: the whole stream, sum / n */
+	assert_true(fabs(online_worst_window(shortst, 4, 10) - 0.25) < 1e-12);
+	assert_true(fabs(online_worst_window(shortst, 4, 4) - 0.25) < 1e-12);
+	assert_true(isnan(online_worst_window(shortst, 0, 4)));
+	assert_true(isnan(online_worst_window(shortst, 4, 0)));
+	assert_true(isnan(online_worst_window(NULL, 4, 4)));
+
+	/* The report's lengths, 100 and 500, on 1000 programs: 5 losses in programs 0-4, then
+	 * one every 50th from 500 on (10), one gain at 250.  Worst 100-window: 5 flips (5 pt);
+	 * worst 500-window: programs 500-999, 10 flips (2 pt); the first 500 net 4 (0.8 pt). */
+	memset(d, 0, sizeof d);
+	for (k = 0; k < 5; k++)
+		d[k] = 1;
+	d[250] = -1;
+	for (k = 500; k < 1000; k += 50)
+		d[k] = 1;
+	assert_true(fabs(online_worst_window(d, 1000, 100) - 0.05) < 1e-12);
+	assert_true(fabs(online_worst_window(d, 1000, 500) - 0.02) < 1e-12);
+	assert_true(fabs(online_worst_window(d, 500, 500) - 0.008) < 1e-12);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_learned_after_min_samples),
 		cmocka_unit_test(test_oracle_from_the_first_program),
+		cmocka_unit_test(test_worst_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
