@@ -59,13 +59,18 @@ struct certainty_hes_word {
 };
 
 #define CERTAINTY_HES_WORD(s) { s, sizeof s - 1 }
+/* Grouped by first letter (certainty_hes_first indexes the groups). */
 static const struct certainty_hes_word certainty_hes_words[] = {
-	CERTAINTY_HES_WORD("wait"), CERTAINTY_HES_WORD("hmm"), CERTAINTY_HES_WORD("but "),
-	CERTAINTY_HES_WORD("alternatively"), CERTAINTY_HES_WORD("double-check"),
-	CERTAINTY_HES_WORD("double check"), CERTAINTY_HES_WORD("let me check"),
-	CERTAINTY_HES_WORD("verify"), CERTAINTY_HES_WORD("mistake"),
-	CERTAINTY_HES_WORD("re-examine"), CERTAINTY_HES_WORD("recheck"),
-	CERTAINTY_HES_WORD("not sure"), CERTAINTY_HES_WORD("hold on"),
+	CERTAINTY_HES_WORD("alternatively"),                                        /* 0 a */
+	CERTAINTY_HES_WORD("but "),                                                 /* 1 b */
+	CERTAINTY_HES_WORD("double-check"), CERTAINTY_HES_WORD("double check"),     /* 2 d */
+	CERTAINTY_HES_WORD("hmm"), CERTAINTY_HES_WORD("hold on"),                   /* 4 h */
+	CERTAINTY_HES_WORD("let me check"),                                         /* 6 l */
+	CERTAINTY_HES_WORD("mistake"),                                              /* 7 m */
+	CERTAINTY_HES_WORD("not sure"),                                             /* 8 n */
+	CERTAINTY_HES_WORD("re-examine"), CERTAINTY_HES_WORD("recheck"),            /* 9 r */
+	CERTAINTY_HES_WORD("verify"),                                               /* 11 v */
+	CERTAINTY_HES_WORD("wait"),                                                 /* 12 w */
 };
 #undef CERTAINTY_HES_WORD
 
@@ -444,12 +449,37 @@ certainty_scan_reset(struct certainty_scan *s)
 }
 
 /* The bytes a hesitation marker starts with (tolower in the C locale: certad and certa-eval
- * never call setlocale). */
-static const bool certainty_hes_lead[256] = {
-	['w'] = true, ['h'] = true, ['b'] = true, ['a'] = true, ['d'] = true, ['l'] = true,
-	['v'] = true, ['m'] = true, ['r'] = true, ['n'] = true,
-	['W'] = true, ['H'] = true, ['B'] = true, ['A'] = true, ['D'] = true, ['L'] = true,
-	['V'] = true, ['M'] = true, ['R'] = true, ['N'] = true,
+ * never call setlocale): 1 + the index of the first word of their group in
+ * certainty_hes_words, 0 for any other byte. */
+static const unsigned char certainty_hes_first[256] = {
+	['a'] = 1, ['b'] = 2, ['d'] = 3, ['h'] = 5, ['l'] = 7, ['m'] = 8, ['n'] = 9,
+	['r'] = 10, ['v'] = 12, ['w'] = 13,
+	['A'] = 1, ['B'] = 2, ['D'] = 3, ['H'] = 5, ['L'] = 7, ['M'] = 8, ['N'] = 9,
+	['R'] = 10, ['V'] = 12, ['W'] = 13,
+};
+
+/* Byte classes of the scan: an ASCII letter, a byte a marker starts with. */
+#define CERTAINTY_CL_ALPHA 1
+#define CERTAINTY_CL_LEAD 2
+static const unsigned char certainty_hes_class[256] = {
+#define CERTAINTY_CL_L(c) [c] = CERTAINTY_CL_ALPHA
+#define CERTAINTY_CL_M(c) [c] = CERTAINTY_CL_ALPHA | CERTAINTY_CL_LEAD
+	CERTAINTY_CL_M('a'), CERTAINTY_CL_M('b'), CERTAINTY_CL_L('c'), CERTAINTY_CL_M('d'),
+	CERTAINTY_CL_L('e'), CERTAINTY_CL_L('f'), CERTAINTY_CL_L('g'), CERTAINTY_CL_M('h'),
+	CERTAINTY_CL_L('i'), CERTAINTY_CL_L('j'), CERTAINTY_CL_L('k'), CERTAINTY_CL_M('l'),
+	CERTAINTY_CL_M('m'), CERTAINTY_CL_M('n'), CERTAINTY_CL_L('o'), CERTAINTY_CL_L('p'),
+	CERTAINTY_CL_L('q'), CERTAINTY_CL_M('r'), CERTAINTY_CL_L('s'), CERTAINTY_CL_L('t'),
+	CERTAINTY_CL_L('u'), CERTAINTY_CL_M('v'), CERTAINTY_CL_M('w'), CERTAINTY_CL_L('x'),
+	CERTAINTY_CL_L('y'), CERTAINTY_CL_L('z'),
+	CERTAINTY_CL_M('A'), CERTAINTY_CL_M('B'), CERTAINTY_CL_L('C'), CERTAINTY_CL_M('D'),
+	CERTAINTY_CL_L('E'), CERTAINTY_CL_L('F'), CERTAINTY_CL_L('G'), CERTAINTY_CL_M('H'),
+	CERTAINTY_CL_L('I'), CERTAINTY_CL_L('J'), CERTAINTY_CL_L('K'), CERTAINTY_CL_M('L'),
+	CERTAINTY_CL_M('M'), CERTAINTY_CL_M('N'), CERTAINTY_CL_L('O'), CERTAINTY_CL_L('P'),
+	CERTAINTY_CL_L('Q'), CERTAINTY_CL_M('R'), CERTAINTY_CL_L('S'), CERTAINTY_CL_L('T'),
+	CERTAINTY_CL_L('U'), CERTAINTY_CL_M('V'), CERTAINTY_CL_M('W'), CERTAINTY_CL_L('X'),
+	CERTAINTY_CL_L('Y'), CERTAINTY_CL_L('Z'),
+#undef CERTAINTY_CL_L
+#undef CERTAINTY_CL_M
 };
 
 /* isalpha and tolower in the C locale (ASCII letters only), without the locale lookups. */
@@ -474,13 +504,16 @@ certainty_hesitation_at(const char *text, size_t len, size_t i)
 	unsigned char ch = (unsigned char)text[i];
 	size_t k, j;
 
-	if (!certainty_hes_lead[ch] ||
+	if (certainty_hes_first[ch] == 0 ||
 	    (i > 0 && certainty_ascii_alpha((unsigned char)text[i - 1])))
 		return false;
-	ch |= 0x20;   /* a letter (certainty_hes_lead): its lower case */
-	for (k = 0; k < sizeof certainty_hes_words / sizeof certainty_hes_words[0]; k++) {
+	ch |= 0x20;   /* a letter (certainty_hes_first): its lower case */
+	/* only the words of its group */
+	for (k = certainty_hes_first[(unsigned char)text[i]] - 1u;
+	    k < sizeof certainty_hes_words / sizeof certainty_hes_words[0] &&
+	    (unsigned char)certainty_hes_words[k].w[0] == ch; k++) {
 		const struct certainty_hes_word *w = &certainty_hes_words[k];
-		if ((unsigned char)w->w[0] != ch || i + w->len > len)
+		if (i + w->len > len)
 			continue;
 		for (j = 1; j < w->len &&
 		    certainty_ascii_lower((unsigned char)text[i + j]) == (unsigned char)w->w[j]; j++)
@@ -497,6 +530,7 @@ certainty_scan_hesitation(struct certainty_scan *s, const char *text, size_t len
     size_t window)
 {
 	size_t ws = len > window ? len - window : 0, final_end, i;
+	unsigned char prev;
 	unsigned n = 0;
 
 	if (window != s->hes_window) {
@@ -508,9 +542,14 @@ certainty_scan_hesitation(struct certainty_scan *s, const char *text, size_t len
 		s->hes_next = ws;   /* earlier positions are out of every later window */
 	/* positions i with i + MAXWL <= len are decided: a hit, or no word fits there */
 	final_end = len >= CERTAINTY_HES_MAXWL ? len - CERTAINTY_HES_MAXWL + 1 : 0;
+	/* a candidate: a lead byte not after a letter (one class load per byte, a branch only
+	 * at candidates) */
+	prev = s->hes_next > 0 ? certainty_hes_class[(unsigned char)text[s->hes_next - 1]] : 0;
 	for (i = s->hes_next; i < final_end; i++) {
-		if (!certainty_hes_lead[(unsigned char)text[i]] ||
-		    !certainty_hesitation_at(text, len, i))
+		unsigned char cl = certainty_hes_class[(unsigned char)text[i]];
+		unsigned cand = cl & ~(unsigned)(prev << 1) & CERTAINTY_CL_LEAD;
+		prev = cl;
+		if (!cand || !certainty_hesitation_at(text, len, i))
 			continue;
 		if (s->nhits == s->hits_cap && s->head > 0) {
 			memmove(s->hits, s->hits + s->head, (s->nhits - s->head) * sizeof *s->hits);
