@@ -182,15 +182,15 @@ metric_sum(const char *body, const char *name)
 	return metric_sum_where(body, name, NULL);
 }
 
-/* The q-quantile of a Prometheus histogram NAME (no labels) from its buckets: the upper
- * bound of the bucket holding it (an upper estimate); -1 when absent or empty. */
-static double
-metric_hist_ql(const char *body, const char *name, const char *labels, double q)
+/* The cumulative buckets of histogram NAME (with labels, or none: NULL) into les / cnt (at
+ * most 64); their number, 0 when absent. */
+static size_t
+metric_hist_buckets(const char *body, const char *name, const char *labels, double *les,
+    double *cnt)
 {
 	char pfx[256];
 	const char *p = body;
-	double total = -1, les[64], cnt[64];
-	size_t n = 0, i;
+	size_t n = 0;
 
 	snprintf(pfx, sizeof pfx, "%s_bucket{%s%sle=\"", name, labels != NULL ? labels : "",
 	    labels != NULL ? "," : "");
@@ -205,15 +205,39 @@ metric_hist_ql(const char *body, const char *name, const char *labels, double q)
 		if (p != NULL)
 			p++;
 	}
-	if (n == 0)
-		return -1;
-	total = cnt[n - 1];
-	if (total <= 0)
+	return n;
+}
+
+/* The q-quantile of a Prometheus histogram NAME (no labels) from its buckets: the upper
+ * bound of the bucket holding it (an upper estimate); -1 when absent or empty. */
+static double
+metric_hist_ql(const char *body, const char *name, const char *labels, double q)
+{
+	double les[64], cnt[64];
+	size_t n = metric_hist_buckets(body, name, labels, les, cnt), i;
+
+	if (n == 0 || cnt[n - 1] <= 0)
 		return -1;
 	for (i = 0; i < n; i++)
-		if (cnt[i] >= q * total)
+		if (cnt[i] >= q * cnt[n - 1])
 			return les[i];
 	return les[n - 1];
+}
+
+/* The share of histogram NAME's observations over le (a bucket bound); -1 when absent, empty
+ * or le is not a bound. */
+static double
+metric_hist_over(const char *body, const char *name, double le)
+{
+	double les[64], cnt[64];
+	size_t n = metric_hist_buckets(body, name, NULL, les, cnt), i;
+
+	if (n == 0 || cnt[n - 1] <= 0)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (les[i] >= le * (1 - 1e-9) && les[i] <= le * (1 + 1e-9))
+			return 1 - cnt[i] / cnt[n - 1];
+	return -1;
 }
 
 /* The value of the one sample whose line starts with series ("name{labels}"); -1 if none. */
@@ -731,9 +755,13 @@ run_one(struct run *r, int kill9)
 		printf("  workers CPU %.2f s from their first step on: %.1f us per step\n", wcpu1,
 		    wcpu1 * 1e6 / wsteps);
 	if (m1 != NULL) {
-		printf("  decision (step result -> decided) p50 <= %.0f us  p99 <= %.0f us\n",
+		printf("  decision (step result -> decided) p50 <= %.0f us  p99 <= %.0f us  mean %.1f "
+		    "us  over 50 us %.2f%%\n",
 		    metric_hist_q(m1, "certa_decision_seconds", 0.5) * 1e6,
-		    metric_hist_q(m1, "certa_decision_seconds", 0.99) * 1e6);
+		    metric_hist_q(m1, "certa_decision_seconds", 0.99) * 1e6,
+		    metric_sum(m1, "certa_decision_seconds_sum") * 1e6 /
+		    metric_sum(m1, "certa_decision_seconds_count"),
+		    100 * metric_hist_over(m1, "certa_decision_seconds", 50e-6));
 		printf("  dispatch pass p50 <= %.0f us  p99 <= %.0f us; passes %.0f, %.1f us of pass "
 		    "per step (wall)\n",
 		    metric_hist_q(m1, "certa_dispatch_pass_seconds", 0.5) * 1e6,

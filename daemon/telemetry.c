@@ -69,8 +69,8 @@ static const double b_certaindex[] = { .1, .2, .3, .4, .5, .6, .7, .8, .9, .95, 
 static const double b_seconds[] = { .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
     2.5, 5, 10 };
 static const double b_steps[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500 };
-/* 30, 40 and 70 us resolve the decision's p99 against a 50 us goal (issue 17). */
-static const double b_micro[] = { 1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 3e-5, 4e-5, 5e-5, 7e-5, 1e-4,
+/* 30, 40, 60 and 70 us resolve the decision's p99 against a 50 us goal (issue 17). */
+static const double b_micro[] = { 1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 3e-5, 4e-5, 5e-5, 6e-5, 7e-5, 1e-4,
     2e-4, 5e-4, 1e-3, 2e-3, 5e-3, .01, .02, .05, .1, .2, .5, 1 };
 static const double b_loop[] = { 1e-4, 5e-4, 1e-3, 2e-3, 5e-3, .01, .015, .02, .03, .04, .05,
     .07, .1, .15, .2, .3, .5, 1, 2 };
