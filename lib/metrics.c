@@ -35,6 +35,7 @@ struct metrics_series {
 	double sum;                /* HISTOGRAM */
 	uint64_t count;
 	uint64_t *bucket;          /* HISTOGRAM: per-bucket (not cumulative) counts, +Inf last */
+	uint64_t epoch;            /* the family's epoch when last current (refresh) */
 	struct metrics_series *prev, *next;
 };
 
@@ -43,6 +44,11 @@ struct metrics_family {
 	size_t nlabels;
 	struct strmap *index;      /* key -> series; labelled families only */
 	struct metrics_series *head, *tail;
+	/* A refresh in progress (metrics_refresh_begin): series whose epoch is not the family's
+	 * are stale.  Current ones are moved to the tail as they are updated, so the stale ones
+	 * are always the head of the list. */
+	int refreshing;
+	uint64_t epoch;
 };
 
 struct metrics {
@@ -219,6 +225,7 @@ fail:
 static void
 metrics_family_link(struct metrics_family *f, struct metrics_series *s)
 {
+	s->next = NULL;
 	s->prev = f->tail;
 	if (f->tail != NULL)
 		f->tail->next = s;
@@ -316,6 +323,28 @@ metrics_family_at(const struct metrics *m, size_t id, int want_type)
 	return f;
 }
 
+static void
+metrics_series_zero(const struct metrics_family *f, struct metrics_series *s)
+{
+	s->value = 0;
+	s->sum = 0;
+	s->count = 0;
+	if (s->bucket != NULL)
+		memset(s->bucket, 0, (f->d->nbuckets + 1) * sizeof *s->bucket);
+}
+
+/* A stale series updated in a refresh: current again, from 0, last in the family's order. */
+static void
+metrics_series_revive(struct metrics_family *f, struct metrics_series *s)
+{
+	metrics_series_zero(f, s);
+	s->epoch = f->epoch;
+	if (f->tail != s) {
+		metrics_family_unlink(f, s);
+		metrics_family_link(f, s);
+	}
+}
+
 /* Room for the keys of short label values without a malloc (a lookup per step and
  * counter: the tenant's token counters). */
 #define METRICS_KEY_STACK 256
@@ -374,6 +403,14 @@ metrics_lookup(struct metrics_family *f, const char *const *values, int create, 
 	if (key == NULL)
 		return NULL;
 	s = strmap_get(f->index, key);
+	if (s != NULL && f->refreshing && s->epoch != f->epoch) {
+		/* Stale in a refresh: absent to readers; an update revives it as metrics_reset
+		 * and a re-creation would (from 0, at the end of the order). */
+		if (create)
+			metrics_series_revive(f, s);
+		else
+			s = NULL;
+	}
 	if (s == NULL && create) {
 		s = metrics_series_new(f, key, values);
 		if (s == NULL || strmap_put(f->index, key, s, NULL) != 0) {
@@ -383,6 +420,7 @@ metrics_lookup(struct metrics_family *f, const char *const *values, int create, 
 			*err = -ENOMEM;
 			return NULL;
 		}
+		s->epoch = f->epoch;
 		metrics_family_link(f, s);
 	}
 	if (key != buf)
@@ -467,15 +505,6 @@ metrics_get(const struct metrics *m, size_t id, const char *const *values, doubl
 	return 0;
 }
 
-static void
-metrics_series_zero(const struct metrics_family *f, struct metrics_series *s)
-{
-	s->value = 0;
-	s->sum = 0;
-	s->count = 0;
-	if (s->bucket != NULL)
-		memset(s->bucket, 0, (f->d->nbuckets + 1) * sizeof *s->bucket);
-}
 
 int
 metrics_remove(struct metrics *m, size_t id, const char *const *values)
@@ -512,6 +541,40 @@ metrics_reset(struct metrics *m, size_t id)
 		metrics_series_free(s, f->nlabels);
 	}
 	f->head = f->tail = NULL;
+}
+
+void
+metrics_refresh_begin(struct metrics *m, size_t id)
+{
+	struct metrics_family *f = metrics_family_at(m, id, -1);
+
+	if (f->refreshing)
+		metrics_die("%s: refresh begun twice", f->d->name);
+	if (f->nlabels == 0) {
+		metrics_series_zero(f, f->head);
+		return;
+	}
+	f->epoch++;
+	f->refreshing = 1;
+}
+
+void
+metrics_refresh_end(struct metrics *m, size_t id)
+{
+	struct metrics_family *f = metrics_family_at(m, id, -1);
+	struct metrics_series *s;
+
+	if (f->nlabels == 0)
+		return;
+	if (!f->refreshing)
+		metrics_die("%s: refresh ended without a begin", f->d->name);
+	/* The stale series are the head of the list (updates moved the current ones behind). */
+	while ((s = f->head) != NULL && s->epoch != f->epoch) {
+		strmap_del(f->index, s->key);
+		metrics_family_unlink(f, s);
+		metrics_series_free(s, f->nlabels);
+	}
+	f->refreshing = 0;
 }
 
 /* Shortest decimal that reads back as v; "+Inf", "-Inf", "NaN" as the format spells them.
@@ -599,6 +662,8 @@ metrics_write_family(FILE *out, const struct metrics_family *f)
 	metrics_escape(out, d->help, 0);
 	fprintf(out, "\n# TYPE %s %s\n", d->name, metrics_type_names[d->type]);
 	for (s = f->head; s != NULL; s = s->next) {
+		if (f->refreshing && s->epoch != f->epoch)
+			continue;   /* stale in an unfinished refresh */
 		if (d->type != METRICS_HISTOGRAM) {
 			fputs(d->name, out);
 			metrics_write_labels(out, f, s, NULL);

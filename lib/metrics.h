@@ -112,6 +112,23 @@ int metrics_remove(struct metrics *m, size_t id, const char *const *values);
  * callback: reset, then set the current combinations); resets an unlabelled one to 0. */
 void metrics_reset(struct metrics *m, size_t id);
 
+/*
+ * Refreshes a family in place: what metrics_reset followed by the collect callback's updates
+ * gives — the same series, values and order, so the same rendered text — without freeing and
+ * re-creating the series that stay (a gauge per tenant at thousands of tenants).
+ * metrics_refresh_begin makes every series of the family stale.  Until metrics_refresh_end,
+ * the first update of a stale series (metrics_gauge_set/add, metrics_counter_add,
+ * metrics_observe) starts it again from 0 and moves it last in the family's order, as a
+ * series created then would be; a series not seen before is created as usual.  Stale series
+ * are absent to metrics_get and metrics_remove (CERTA_ENOTFOUND) and to metrics_render.
+ * metrics_refresh_end removes the series still stale (a departed tenant, a worker gone).
+ * On a family without labels, begin resets its series to 0 and end does nothing.
+ * Calls pair up per labelled family: a second begin without an end, or an end without a begin,
+ * aborts (a programming error).  Updates that fail with -ENOMEM leave a series stale.
+ */
+void metrics_refresh_begin(struct metrics *m, size_t id);
+void metrics_refresh_end(struct metrics *m, size_t id);
+
 /* Runs the collect callback, then writes the whole registry in the text format 0.0.4.
  * Returns 0 or -EIO when writing to f failed. */
 int metrics_render(struct metrics *m, FILE *f);
