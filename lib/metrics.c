@@ -9,7 +9,6 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -56,6 +55,7 @@ struct metrics {
 	size_t n;
 	metrics_collect_fn collect;
 	void *collect_arg;
+	size_t render_hint;        /* length of the last rendered text */
 };
 
 /* A /metrics request handed to the loop thread, and its rendered text coming back. */
@@ -604,10 +604,71 @@ metrics_fmt(char *buf, size_t len, double v)
 	return buf;
 }
 
+/* The rendered text: one buffer grown geometrically; err set once an allocation failed. */
+struct metrics_buf {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+
+static void
+metrics_buf_grow(struct metrics_buf *b, size_t n)
+{
+	size_t cap = b->cap > 0 ? b->cap : 4096;
+	char *p;
+
+	while (cap - b->len < n + 1)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (p == NULL) {
+		b->err = -ENOMEM;
+		return;
+	}
+	b->p = p;
+	b->cap = cap;
+}
+
+static inline void
+metrics_put(struct metrics_buf *b, const char *s, size_t n)
+{
+	if (b->cap - b->len < n + 1) {
+		metrics_buf_grow(b, n);
+		if (b->err != 0)
+			return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static inline void
+metrics_puts(struct metrics_buf *b, const char *s)
+{
+	metrics_put(b, s, strlen(s));
+}
+
+static inline void
+metrics_putc(struct metrics_buf *b, char c)
+{
+	metrics_put(b, &c, 1);
+}
+
+static void
+metrics_put_u64(struct metrics_buf *b, uint64_t v)
+{
+	char d[24];
+	int n = (int)sizeof d;
+
+	do {
+		d[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	metrics_put(b, d + n, sizeof d - (size_t)n);
+}
+
 /* Writes s with the escapes the format asks for: label values escape \ " and newline; help
  * text escapes \ and newline only. */
 static void
-metrics_escape(FILE *f, const char *s, int quote)
+metrics_escape(struct metrics_buf *b, const char *s, int quote)
 {
 	const char *special = quote ? "\\\n\"" : "\\\n";
 
@@ -615,88 +676,142 @@ metrics_escape(FILE *f, const char *s, int quote)
 		/* The run up to the next character to escape, in one write. */
 		size_t n = strcspn(s, special);
 		if (n > 0)
-			fwrite(s, 1, n, f);
+			metrics_put(b, s, n);
 		s += n;
 		if (*s == '\0')
 			return;
-		fputs(*s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : "\\\"", f);
+		metrics_put(b, *s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : "\\\"", 2);
 		s++;
 	}
 }
 
 /* name{l1="v1",...[,le="x"]} — braces only when there is a label. */
 static void
-metrics_write_labels(FILE *out, const struct metrics_family *f, const struct metrics_series *s,
-    const char *le)
+metrics_write_labels(struct metrics_buf *out, const struct metrics_family *f,
+    const struct metrics_series *s, const char *le)
 {
 	size_t i;
 
 	if (f->nlabels == 0 && le == NULL)
 		return;
-	fputc('{', out);
+	metrics_putc(out, '{');
 	for (i = 0; i < f->nlabels; i++) {
 		if (i > 0)
-			fputc(',', out);
-		fputs(f->d->labels[i], out);
-		fputs("=\"", out);
+			metrics_putc(out, ',');
+		metrics_puts(out, f->d->labels[i]);
+		metrics_put(out, "=\"", 2);
 		metrics_escape(out, s->values[i], 1);
-		fputc('"', out);
+		metrics_putc(out, '"');
 	}
 	if (le != NULL) {
-		fputs(f->nlabels ? ",le=\"" : "le=\"", out);
-		fputs(le, out);
-		fputc('"', out);
+		metrics_puts(out, f->nlabels ? ",le=\"" : "le=\"");
+		metrics_puts(out, le);
+		metrics_putc(out, '"');
 	}
-	fputc('}', out);
+	metrics_putc(out, '}');
+}
+
+/* " VALUE\n" */
+static void
+metrics_write_value(struct metrics_buf *out, double v)
+{
+	char num[40];
+
+	metrics_putc(out, ' ');
+	metrics_puts(out, metrics_fmt(num, sizeof num, v));
+	metrics_putc(out, '\n');
 }
 
 static void
-metrics_write_family(FILE *out, const struct metrics_family *f)
+metrics_write_count(struct metrics_buf *out, uint64_t v)
+{
+	metrics_putc(out, ' ');
+	metrics_put_u64(out, v);
+	metrics_putc(out, '\n');
+}
+
+static void
+metrics_write_family(struct metrics_buf *out, const struct metrics_family *f)
 {
 	const struct metrics_desc *d = f->d;
 	const struct metrics_series *s;
-	char num[40], le[40];
-	size_t i;
+	size_t i, nl = strlen(d->name);
+	char le[40];
 
-	fprintf(out, "# HELP %s ", d->name);
+	metrics_puts(out, "# HELP ");
+	metrics_put(out, d->name, nl);
+	metrics_putc(out, ' ');
 	metrics_escape(out, d->help, 0);
-	fprintf(out, "\n# TYPE %s %s\n", d->name, metrics_type_names[d->type]);
+	metrics_puts(out, "\n# TYPE ");
+	metrics_put(out, d->name, nl);
+	metrics_putc(out, ' ');
+	metrics_puts(out, metrics_type_names[d->type]);
+	metrics_putc(out, '\n');
 	for (s = f->head; s != NULL; s = s->next) {
 		if (f->refreshing && s->epoch != f->epoch)
 			continue;   /* stale in an unfinished refresh */
 		if (d->type != METRICS_HISTOGRAM) {
-			fputs(d->name, out);
+			metrics_put(out, d->name, nl);
 			metrics_write_labels(out, f, s, NULL);
-			fprintf(out, " %s\n", metrics_fmt(num, sizeof num, s->value));
+			metrics_write_value(out, s->value);
 			continue;
 		}
 		uint64_t cum = 0;
 		for (i = 0; i <= d->nbuckets; i++) {
 			cum += s->bucket[i];
-			fprintf(out, "%s_bucket", d->name);
+			metrics_put(out, d->name, nl);
+			metrics_put(out, "_bucket", 7);
 			metrics_write_labels(out, f, s, i < d->nbuckets ?
 			    metrics_fmt(le, sizeof le, d->buckets[i]) : "+Inf");
-			fprintf(out, " %llu\n", (unsigned long long)cum);
+			metrics_write_count(out, cum);
 		}
-		fprintf(out, "%s_sum", d->name);
+		metrics_put(out, d->name, nl);
+		metrics_put(out, "_sum", 4);
 		metrics_write_labels(out, f, s, NULL);
-		fprintf(out, " %s\n", metrics_fmt(num, sizeof num, s->sum));
-		fprintf(out, "%s_count", d->name);
+		metrics_write_value(out, s->sum);
+		metrics_put(out, d->name, nl);
+		metrics_put(out, "_count", 6);
 		metrics_write_labels(out, f, s, NULL);
-		fprintf(out, " %llu\n", (unsigned long long)s->count);
+		metrics_write_count(out, s->count);
 	}
+}
+
+int
+metrics_render_text(struct metrics *m, char **text, size_t *len)
+{
+	struct metrics_buf b = { NULL, 0, 0, 0 };
+	size_t i;
+
+	if (m->collect != NULL)
+		m->collect(m, m->collect_arg);
+	/* Sized for the last scrape's text: one allocation, no copies as it grows. */
+	metrics_buf_grow(&b, m->render_hint + m->render_hint / 8);
+	for (i = 0; i < m->n && b.err == 0; i++)
+		metrics_write_family(&b, &m->fam[i]);
+	if (b.err != 0) {
+		free(b.p);
+		return b.err;
+	}
+	b.p[b.len] = '\0';
+	m->render_hint = b.len;
+	*text = b.p;
+	*len = b.len;
+	return 0;
 }
 
 int
 metrics_render(struct metrics *m, FILE *f)
 {
-	size_t i;
+	char *text;
+	size_t len;
+	int rc = metrics_render_text(m, &text, &len);
 
-	if (m->collect != NULL)
-		m->collect(m, m->collect_arg);
-	for (i = 0; i < m->n; i++)
-		metrics_write_family(f, &m->fam[i]);
-	return ferror(f) ? -EIO : 0;
+	if (rc != 0)
+		return rc;
+	if (len > 0 && fwrite(text, 1, len, f) != len)
+		rc = -EIO;
+	free(text);
+	return rc == 0 && ferror(f) ? -EIO : rc;
 }
 
 /* ---- HTTP ---- */
@@ -841,12 +956,7 @@ metrics_http_on_todo(evutil_socket_t fd, short what, void *arg)
 	jobs = metrics_http_take(h, &h->todo, &h->ntodo, &h->todocap, &n);
 	for (i = 0; i < n; i++) {
 		struct metrics_http_job *j = &jobs[i];
-		FILE *f = open_memstream(&j->text, &j->len);
-		if (f != NULL)
-			__fsetlocking(f, FSETLOCKING_BYCALLER);   /* this thread's alone */
-		j->rc = f != NULL ? metrics_render(h->m, f) : -ENOMEM;
-		if (f != NULL && fclose(f) != 0 && j->rc == 0)
-			j->rc = -EIO;
+		j->rc = metrics_render_text(h->m, &j->text, &j->len);
 		if (metrics_http_queue(h, &h->done, &h->ndone, &h->donecap, j, h->http_efd) != 0) {
 			/* Cannot hand it back: the request stays unanswered until its connection
 			 * times out (evhttp frees it with the endpoint). */

@@ -129,8 +129,13 @@ void metrics_reset(struct metrics *m, size_t id);
 void metrics_refresh_begin(struct metrics *m, size_t id);
 void metrics_refresh_end(struct metrics *m, size_t id);
 
-/* Runs the collect callback, then writes the whole registry in the text format 0.0.4.
- * Returns 0 or -EIO when writing to f failed. */
+/* Runs the collect callback, then renders the whole registry in the text format 0.0.4 into
+ * one malloc'd buffer (sized from the previous render's length, so a scrape allocates once):
+ * *text (NUL-terminated, the caller frees it) and *len (without the NUL) are written only on
+ * success.  This is what GET /metrics sends.  Returns 0 or -ENOMEM. */
+int metrics_render_text(struct metrics *m, char **text, size_t *len);
+
+/* metrics_render_text, written to f.  Returns 0, -ENOMEM, or -EIO when writing to f failed. */
 int metrics_render(struct metrics *m, FILE *f);
 
 /* Content-Type of the rendered text. */
