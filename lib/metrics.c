@@ -48,6 +48,7 @@ struct metrics_family {
 	 * are always the head of the list. */
 	int refreshing;
 	uint64_t epoch;
+	char **le;                 /* HISTOGRAM: the buckets' le label values, formatted once */
 };
 
 struct metrics {
@@ -97,6 +98,8 @@ struct metrics_http {
 };
 
 static const char *const metrics_type_names[] = { "counter", "gauge", "histogram" };
+
+static const char *metrics_fmt(char *buf, size_t len, double v);
 
 /* Table and usage errors are programming errors: always abort, with the reason. */
 static void __attribute__((noreturn, format(printf, 1, 2)))
@@ -266,6 +269,17 @@ metrics_new(const struct metrics_desc *table, size_t n, struct metrics **out)
 		f->d = &table[i];
 		while (f->d->labels != NULL && f->d->labels[f->nlabels] != NULL)
 			f->nlabels++;
+		if (f->d->type == METRICS_HISTOGRAM) {
+			size_t b;
+			if ((f->le = calloc(f->d->nbuckets, sizeof *f->le)) == NULL)
+				goto fail;
+			for (b = 0; b < f->d->nbuckets; b++) {
+				char num[40];
+				f->le[b] = strdup(metrics_fmt(num, sizeof num, f->d->buckets[b]));
+				if (f->le[b] == NULL)
+					goto fail;
+			}
+		}
 		if (f->nlabels > 0) {
 			if ((f->index = strmap_new()) == NULL)
 				goto fail;
@@ -286,7 +300,7 @@ fail:
 void
 metrics_free(struct metrics *m)
 {
-	size_t i;
+	size_t i, j;
 
 	if (m == NULL)
 		return;
@@ -298,6 +312,9 @@ metrics_free(struct metrics *m)
 			metrics_series_free(s, f->nlabels);
 		}
 		strmap_free(f->index, NULL);
+		for (j = 0; f->le != NULL && j < f->d->nbuckets; j++)
+			free(f->le[j]);
+		free(f->le);
 	}
 	free(m->fam);
 	free(m);
@@ -589,6 +606,20 @@ metrics_fmt(char *buf, size_t len, double v)
 		return "NaN";
 	if (isinf(v))
 		return v > 0 ? "+Inf" : "-Inf";
+	if (fabs(v) < 1e15 && v == trunc(v) && !(v == 0 && signbit(v))) {
+		/* Whole numbers (counts, tokens, bytes): the digits "%.0f" prints, without printf's
+		 * float conversion or the round trip through strtod. */
+		uint64_t u = (uint64_t)fabs(v);
+		char *p = buf + len - 1;
+		*p = '\0';
+		do {
+			*--p = (char)('0' + u % 10);
+			u /= 10;
+		} while (u > 0);
+		if (v < 0)
+			*--p = '-';
+		return p;
+	}
 	if (v == 0 || (fabs(v) >= 1e-9 && fabs(v) < 1e15)) {
 		for (prec = 0; prec <= 24; prec++) {
 			snprintf(buf, len, "%.*f", prec, v);
@@ -736,7 +767,6 @@ metrics_write_family(struct metrics_buf *out, const struct metrics_family *f)
 	const struct metrics_desc *d = f->d;
 	const struct metrics_series *s;
 	size_t i, nl = strlen(d->name);
-	char le[40];
 
 	metrics_puts(out, "# HELP ");
 	metrics_put(out, d->name, nl);
@@ -761,8 +791,7 @@ metrics_write_family(struct metrics_buf *out, const struct metrics_family *f)
 			cum += s->bucket[i];
 			metrics_put(out, d->name, nl);
 			metrics_put(out, "_bucket", 7);
-			metrics_write_labels(out, f, s, i < d->nbuckets ?
-			    metrics_fmt(le, sizeof le, d->buckets[i]) : "+Inf");
+			metrics_write_labels(out, f, s, i < d->nbuckets ? f->le[i] : "+Inf");
 			metrics_write_count(out, cum);
 		}
 		metrics_put(out, d->name, nl);

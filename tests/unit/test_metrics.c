@@ -454,6 +454,39 @@ test_series_keys_distinct(void **state)
 	metrics_free(m);
 }
 
+/* Values render as the shortest plain decimal that reads back (whole numbers without a
+ * fraction, -0 kept), an exponent only outside [1e-9, 1e15). */
+static void
+test_value_text(void **state)
+{
+	static const struct {
+		double v;
+		const char *text;
+	} cases[] = {
+		{ 0, "0" }, { -0.0, "-0" }, { 1, "1" }, { -1, "-1" }, { 7, "7" }, { 10, "10" },
+		{ -42, "-42" }, { 1e12 + 1, "1000000000001" }, { 999999999999999, "999999999999999" },
+		{ -999999999999999, "-999999999999999" }, { 1e15, "1e+15" }, { 9007199254740993.0,
+		"9007199254740992" }, { 1e300, "1e+300" }, { 0.5, "0.5" }, { -3.5, "-3.5" },
+		{ 0.1, "0.1" }, { 2.675, "2.675" }, { 123456.25, "123456.25" }, { 1e-9, "0.000000001" },
+		{ 1e-10, "1e-10" }, { 4503599627370495.5, "4503599627370495.5" }, { 0.001, "0.001" },
+	};
+	struct metrics *m;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(metrics_new(table, M_NFAM, &m), 0);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *text, want[128];
+		assert_int_equal(metrics_gauge_set(m, M_QUEUE, NULL, cases[i].v), 0);
+		text = render(m);
+		snprintf(want, sizeof want, "\ncerta_queue_depth %s\n", cases[i].text);
+		if (strstr(text, want) == NULL)
+			fail_msg("%.17g: want %s", cases[i].v, cases[i].text);
+		free(text);
+	}
+	metrics_free(m);
+}
+
 /* Histogram bounds printed as le="1e+01": the le label is matched as a string, so bounds and
  * values are plain decimals. */
 static void
@@ -1115,6 +1148,7 @@ main(void)
 		cmocka_unit_test(test_render_parses),
 		cmocka_unit_test(test_counters_move),
 		cmocka_unit_test(test_le_plain_decimals),
+		cmocka_unit_test(test_value_text),
 		cmocka_unit_test(test_series_keys_distinct),
 		cmocka_unit_test(test_label_escaping),
 		cmocka_unit_test(test_histogram_buckets),
