@@ -9,7 +9,9 @@
  * of the render alone (collector off), the bytes rendered and the allocations made (malloc,
  * calloc, realloc calls; not counted in sanitizer builds).
  *
- *   build/bin/bench-metrics [--tenants T[,T...]] [--scrapes K]
+ *   build/bin/bench-metrics [--tenants T[,T...]] [--scrapes K] [--dump FILE]
+ *
+ * --dump writes the text of the last count's scrape to FILE.
  *
  * Defaults: --tenants 100,2000,10000 --scrapes 20.
  */
@@ -86,6 +88,8 @@ struct scrape {
 	long allocs;
 };
 
+static const char *bench_dump;
+
 /* One scrape as the endpoint renders it. */
 static int
 bench_scrape(struct metrics *m, struct scrape *out)
@@ -96,6 +100,13 @@ bench_scrape(struct metrics *m, struct scrape *out)
 	double t0 = harness_clock_us();
 	int rc = metrics_render_text(m, &text, &len);
 
+	if (rc == 0 && bench_dump != NULL) {
+		FILE *f = fopen(bench_dump, "w");
+		if (f == NULL || fwrite(text, 1, len, f) != len)
+			rc = -EIO;
+		if (f != NULL && fclose(f) != 0)
+			rc = -EIO;
+	}
 	free(text);
 	out->us = harness_clock_us() - t0;
 	out->bytes = len;
@@ -233,10 +244,13 @@ main(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--tenants") == 0 && i + 1 < argc) {
 			list = argv[++i];
+		} else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc) {
+			bench_dump = argv[++i];
 		} else if (strcmp(argv[i], "--scrapes") == 0 && i + 1 < argc) {
 			k = atoi(argv[++i]);
 		} else {
-			fprintf(stderr, "usage: bench-metrics [--tenants T[,T...]] [--scrapes K]\n");
+			fprintf(stderr, "usage: bench-metrics [--tenants T[,T...]] [--scrapes K] "
+			    "[--dump FILE]\n");
 			return 2;
 		}
 	}
