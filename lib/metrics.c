@@ -407,6 +407,21 @@ metrics_key(const struct metrics_family *f, const char *const *values, char *buf
 	return key;
 }
 
+/* Whether s is the series of values (none NULL). */
+static int
+metrics_series_is(const struct metrics_family *f, const struct metrics_series *s,
+    const char *const *values)
+{
+	size_t i;
+
+	if (values == NULL)
+		return 0;
+	for (i = 0; i < f->nlabels; i++)
+		if (values[i] == NULL || strcmp(values[i], s->values[i]) != 0)
+			return 0;
+	return 1;
+}
+
 /* Finds (create: or makes) the series for values.  Returns NULL with *err set. */
 static struct metrics_series *
 metrics_lookup(struct metrics_family *f, const char *const *values, int create, int *err)
@@ -416,6 +431,13 @@ metrics_lookup(struct metrics_family *f, const char *const *values, int create, 
 
 	if (f->nlabels == 0)
 		return f->head;
+	/* A refresh mostly updates the series in the order of the last one, and the stale
+	 * series are the head of the list in that order: try the head before the index. */
+	if (f->refreshing && create && (s = f->head) != NULL && s->epoch != f->epoch &&
+	    metrics_series_is(f, s, values)) {
+		metrics_series_revive(f, s);
+		return s;
+	}
 	key = metrics_key(f, values, buf, sizeof buf, err);
 	if (key == NULL)
 		return NULL;
