@@ -25,7 +25,8 @@
  * escaped when rendered.  Values are in base units (seconds, bytes) as Prometheus expects.
  *
  * Rendering follows the text exposition format 0.0.4: per family "# HELP" (help escaped),
- * "# TYPE", then its series in creation order; histograms as cumulative name_bucket{le="..."}
+ * "# TYPE", then its series in creation order (a series refreshed in place counts as created
+ * when its refresh first updated it); histograms as cumulative name_bucket{le="..."}
  * lines ending with le="+Inf", then name_sum and name_count.
  *
  * The table is checked by metrics_new, and a malformed one aborts the program (a programming
