@@ -213,17 +213,22 @@ telemetry_collect(struct metrics *m, void *arg)
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-	metrics_reset(m, T_PROGRAMS);
-	metrics_reset(m, T_THROTTLED);
+	/* Refreshed in place (lib/metrics.h): at thousands of tenants, re-creating every
+	 * tenant's series at each scrape was most of its cost. */
+	metrics_refresh_begin(m, T_PROGRAMS);
+	metrics_refresh_begin(m, T_THROTTLED);
 	for (i = 0; i < tenants_count(ts); i++) {
 		const char *name = tenants_name_at(ts, i), *tl = telemetry_tenant(t, name);
 		const struct tenant_stats *s = tenants_stats(ts, name);
-		/* Added (after the reset): all tenants sum into one series when not per tenant. */
+		/* Added (from 0 at each refresh): all tenants sum into one series when not per
+		 * tenant. */
 		metrics_gauge_add(m, T_PROGRAMS, METRICS_LABELS(tl, "queued"), (double)s->queued);
 		metrics_gauge_add(m, T_PROGRAMS, METRICS_LABELS(tl, "running"), (double)s->running);
 		metrics_counter_add(m, T_THROTTLED, METRICS_LABELS(tl),
 		    (double)tenants_throttled_ms(ts, name, now_ms) / 1000.0);
 	}
+	metrics_refresh_end(m, T_PROGRAMS);
+	metrics_refresh_end(m, T_THROTTLED);
 	core_persist_stats(t->core, &failures, &waiting);
 	metrics_reset(m, T_COMMIT_FAILURES);
 	metrics_counter_add(m, T_COMMIT_FAILURES, NULL, (double)failures);
@@ -232,9 +237,9 @@ telemetry_collect(struct metrics *m, void *arg)
 	metrics_gauge_set(m, T_PERSIST_WAITING, NULL, (double)waiting);
 	core_counts(t->core, &queued, &running, &fin);
 	metrics_gauge_set(m, T_QUEUE, NULL, (double)queued);
-	metrics_reset(m, T_WORKER_UP);
-	metrics_reset(m, T_WORKER_LOAD);
-	metrics_reset(m, T_WORKER_INFLIGHT);
+	metrics_refresh_begin(m, T_WORKER_UP);
+	metrics_refresh_begin(m, T_WORKER_LOAD);
+	metrics_refresh_begin(m, T_WORKER_INFLIGHT);
 	for (i = 0; i < pool_count(pl); i++) {
 		struct pool_worker *w = pool_at(pl, i);
 		const char *a = pool_worker_addr(w);
@@ -243,12 +248,15 @@ telemetry_collect(struct metrics *m, void *arg)
 		metrics_gauge_set(m, T_WORKER_LOAD, METRICS_LABELS(a), pool_worker_held(w));
 		metrics_gauge_set(m, T_WORKER_INFLIGHT, METRICS_LABELS(a), pool_worker_inflight(w));
 	}
+	metrics_refresh_end(m, T_WORKER_UP);
+	metrics_refresh_end(m, T_WORKER_LOAD);
+	metrics_refresh_end(m, T_WORKER_INFLIGHT);
 	{
 		static const size_t fam[] = { T_RISK_SHADOWS, T_RISK_CHANGES, T_RISK_UCB,
 		    T_RISK_SHIFT, T_RISK_THRESHOLD, T_RISK_RUNNING, T_RISK_DROPPED, T_RISK_TOKENS };
 		size_t f;
 		for (f = 0; f < sizeof fam / sizeof fam[0]; f++)
-			metrics_reset(m, fam[f]);
+			metrics_refresh_begin(m, fam[f]);
 		for (i = 0; i < shadow_count(t->core); i++) {
 			struct shadow_info x;
 			const char *a;
@@ -269,11 +277,13 @@ telemetry_collect(struct metrics *m, void *arg)
 			metrics_counter_add(m, T_RISK_TOKENS, METRICS_LABELS(x.model, a),
 			    (double)x.tokens);
 		}
+		for (f = 0; f < sizeof fam / sizeof fam[0]; f++)
+			metrics_refresh_end(m, fam[f]);
 	}
 	{
 		/* Model lengths (daemon/shadow.h). */
-		metrics_reset(m, T_MODEL_TOKENS);
-		metrics_reset(m, T_MODEL_CHAINS);
+		metrics_refresh_begin(m, T_MODEL_TOKENS);
+		metrics_refresh_begin(m, T_MODEL_CHAINS);
 		for (i = 0; i < shadow_model_count(t->core); i++) {
 			struct shadow_model_info x;
 			shadow_model_get(t->core, i, &x);
@@ -282,6 +292,8 @@ telemetry_collect(struct metrics *m, void *arg)
 			metrics_gauge_set(m, T_MODEL_CHAINS, METRICS_LABELS(x.model),
 			    (double)x.samples);
 		}
+		metrics_refresh_end(m, T_MODEL_TOKENS);
+		metrics_refresh_end(m, T_MODEL_CHAINS);
 	}
 	if (store_stat(core_store(t->core), &si) == 0) {
 		metrics_gauge_set(m, T_MAP_USED, NULL, (double)si.used_bytes);

@@ -9,7 +9,6 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,6 +34,7 @@ struct metrics_series {
 	double sum;                /* HISTOGRAM */
 	uint64_t count;
 	uint64_t *bucket;          /* HISTOGRAM: per-bucket (not cumulative) counts, +Inf last */
+	uint64_t epoch;            /* the family's epoch when last current (refresh) */
 	struct metrics_series *prev, *next;
 };
 
@@ -43,6 +43,12 @@ struct metrics_family {
 	size_t nlabels;
 	struct strmap *index;      /* key -> series; labelled families only */
 	struct metrics_series *head, *tail;
+	/* A refresh in progress (metrics_refresh_begin): series whose epoch is not the family's
+	 * are stale.  Current ones are moved to the tail as they are updated, so the stale ones
+	 * are always the head of the list. */
+	int refreshing;
+	uint64_t epoch;
+	char **le;                 /* HISTOGRAM: the buckets' le label values, formatted once */
 };
 
 struct metrics {
@@ -50,6 +56,7 @@ struct metrics {
 	size_t n;
 	metrics_collect_fn collect;
 	void *collect_arg;
+	size_t render_hint;        /* length of the last rendered text */
 };
 
 /* A /metrics request handed to the loop thread, and its rendered text coming back. */
@@ -91,6 +98,8 @@ struct metrics_http {
 };
 
 static const char *const metrics_type_names[] = { "counter", "gauge", "histogram" };
+
+static const char *metrics_fmt(char *buf, size_t len, double v);
 
 /* Table and usage errors are programming errors: always abort, with the reason. */
 static void __attribute__((noreturn, format(printf, 1, 2)))
@@ -219,6 +228,7 @@ fail:
 static void
 metrics_family_link(struct metrics_family *f, struct metrics_series *s)
 {
+	s->next = NULL;
 	s->prev = f->tail;
 	if (f->tail != NULL)
 		f->tail->next = s;
@@ -259,6 +269,17 @@ metrics_new(const struct metrics_desc *table, size_t n, struct metrics **out)
 		f->d = &table[i];
 		while (f->d->labels != NULL && f->d->labels[f->nlabels] != NULL)
 			f->nlabels++;
+		if (f->d->type == METRICS_HISTOGRAM) {
+			size_t b;
+			if ((f->le = calloc(f->d->nbuckets, sizeof *f->le)) == NULL)
+				goto fail;
+			for (b = 0; b < f->d->nbuckets; b++) {
+				char num[40];
+				f->le[b] = strdup(metrics_fmt(num, sizeof num, f->d->buckets[b]));
+				if (f->le[b] == NULL)
+					goto fail;
+			}
+		}
 		if (f->nlabels > 0) {
 			if ((f->index = strmap_new()) == NULL)
 				goto fail;
@@ -279,7 +300,7 @@ fail:
 void
 metrics_free(struct metrics *m)
 {
-	size_t i;
+	size_t i, j;
 
 	if (m == NULL)
 		return;
@@ -291,6 +312,9 @@ metrics_free(struct metrics *m)
 			metrics_series_free(s, f->nlabels);
 		}
 		strmap_free(f->index, NULL);
+		for (j = 0; f->le != NULL && j < f->d->nbuckets; j++)
+			free(f->le[j]);
+		free(f->le);
 	}
 	free(m->fam);
 	free(m);
@@ -314,6 +338,28 @@ metrics_family_at(const struct metrics *m, size_t id, int want_type)
 	if (want_type >= 0 && f->d->type != (enum metrics_type)want_type)
 		metrics_die("%s is a %s", f->d->name, metrics_type_names[f->d->type]);
 	return f;
+}
+
+static void
+metrics_series_zero(const struct metrics_family *f, struct metrics_series *s)
+{
+	s->value = 0;
+	s->sum = 0;
+	s->count = 0;
+	if (s->bucket != NULL)
+		memset(s->bucket, 0, (f->d->nbuckets + 1) * sizeof *s->bucket);
+}
+
+/* A stale series updated in a refresh: current again, from 0, last in the family's order. */
+static void
+metrics_series_revive(struct metrics_family *f, struct metrics_series *s)
+{
+	metrics_series_zero(f, s);
+	s->epoch = f->epoch;
+	if (f->tail != s) {
+		metrics_family_unlink(f, s);
+		metrics_family_link(f, s);
+	}
 }
 
 /* Room for the keys of short label values without a malloc (a lookup per step and
@@ -361,6 +407,21 @@ metrics_key(const struct metrics_family *f, const char *const *values, char *buf
 	return key;
 }
 
+/* Whether s is the series of values (none NULL). */
+static int
+metrics_series_is(const struct metrics_family *f, const struct metrics_series *s,
+    const char *const *values)
+{
+	size_t i;
+
+	if (values == NULL)
+		return 0;
+	for (i = 0; i < f->nlabels; i++)
+		if (values[i] == NULL || strcmp(values[i], s->values[i]) != 0)
+			return 0;
+	return 1;
+}
+
 /* Finds (create: or makes) the series for values.  Returns NULL with *err set. */
 static struct metrics_series *
 metrics_lookup(struct metrics_family *f, const char *const *values, int create, int *err)
@@ -370,10 +431,25 @@ metrics_lookup(struct metrics_family *f, const char *const *values, int create, 
 
 	if (f->nlabels == 0)
 		return f->head;
+	/* A refresh mostly updates the series in the order of the last one, and the stale
+	 * series are the head of the list in that order: try the head before the index. */
+	if (f->refreshing && create && (s = f->head) != NULL && s->epoch != f->epoch &&
+	    metrics_series_is(f, s, values)) {
+		metrics_series_revive(f, s);
+		return s;
+	}
 	key = metrics_key(f, values, buf, sizeof buf, err);
 	if (key == NULL)
 		return NULL;
 	s = strmap_get(f->index, key);
+	if (s != NULL && f->refreshing && s->epoch != f->epoch) {
+		/* Stale in a refresh: absent to readers; an update revives it as metrics_reset
+		 * and a re-creation would (from 0, at the end of the order). */
+		if (create)
+			metrics_series_revive(f, s);
+		else
+			s = NULL;
+	}
 	if (s == NULL && create) {
 		s = metrics_series_new(f, key, values);
 		if (s == NULL || strmap_put(f->index, key, s, NULL) != 0) {
@@ -383,6 +459,7 @@ metrics_lookup(struct metrics_family *f, const char *const *values, int create, 
 			*err = -ENOMEM;
 			return NULL;
 		}
+		s->epoch = f->epoch;
 		metrics_family_link(f, s);
 	}
 	if (key != buf)
@@ -467,15 +544,6 @@ metrics_get(const struct metrics *m, size_t id, const char *const *values, doubl
 	return 0;
 }
 
-static void
-metrics_series_zero(const struct metrics_family *f, struct metrics_series *s)
-{
-	s->value = 0;
-	s->sum = 0;
-	s->count = 0;
-	if (s->bucket != NULL)
-		memset(s->bucket, 0, (f->d->nbuckets + 1) * sizeof *s->bucket);
-}
 
 int
 metrics_remove(struct metrics *m, size_t id, const char *const *values)
@@ -514,6 +582,40 @@ metrics_reset(struct metrics *m, size_t id)
 	f->head = f->tail = NULL;
 }
 
+void
+metrics_refresh_begin(struct metrics *m, size_t id)
+{
+	struct metrics_family *f = metrics_family_at(m, id, -1);
+
+	if (f->refreshing)
+		metrics_die("%s: refresh begun twice", f->d->name);
+	if (f->nlabels == 0) {
+		metrics_series_zero(f, f->head);
+		return;
+	}
+	f->epoch++;
+	f->refreshing = 1;
+}
+
+void
+metrics_refresh_end(struct metrics *m, size_t id)
+{
+	struct metrics_family *f = metrics_family_at(m, id, -1);
+	struct metrics_series *s;
+
+	if (f->nlabels == 0)
+		return;
+	if (!f->refreshing)
+		metrics_die("%s: refresh ended without a begin", f->d->name);
+	/* The stale series are the head of the list (updates moved the current ones behind). */
+	while ((s = f->head) != NULL && s->epoch != f->epoch) {
+		strmap_del(f->index, s->key);
+		metrics_family_unlink(f, s);
+		metrics_series_free(s, f->nlabels);
+	}
+	f->refreshing = 0;
+}
+
 /* Shortest decimal that reads back as v; "+Inf", "-Inf", "NaN" as the format spells them.
  * Plain decimals ("10", "0.0001", not "1e+01"): a histogram's le label is matched as a string
  * by dashboards and recording rules.  Only magnitudes outside [1e-9, 1e15) use an exponent. */
@@ -526,6 +628,20 @@ metrics_fmt(char *buf, size_t len, double v)
 		return "NaN";
 	if (isinf(v))
 		return v > 0 ? "+Inf" : "-Inf";
+	if (fabs(v) < 1e15 && v == trunc(v) && !(v == 0 && signbit(v))) {
+		/* Whole numbers (counts, tokens, bytes): the digits "%.0f" prints, without printf's
+		 * float conversion or the round trip through strtod. */
+		uint64_t u = (uint64_t)fabs(v);
+		char *p = buf + len - 1;
+		*p = '\0';
+		do {
+			*--p = (char)('0' + u % 10);
+			u /= 10;
+		} while (u > 0);
+		if (v < 0)
+			*--p = '-';
+		return p;
+	}
 	if (v == 0 || (fabs(v) >= 1e-9 && fabs(v) < 1e15)) {
 		for (prec = 0; prec <= 24; prec++) {
 			snprintf(buf, len, "%.*f", prec, v);
@@ -541,10 +657,71 @@ metrics_fmt(char *buf, size_t len, double v)
 	return buf;
 }
 
+/* The rendered text: one buffer grown geometrically; err set once an allocation failed. */
+struct metrics_buf {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+
+static void
+metrics_buf_grow(struct metrics_buf *b, size_t n)
+{
+	size_t cap = b->cap > 0 ? b->cap : 4096;
+	char *p;
+
+	while (cap - b->len < n + 1)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (p == NULL) {
+		b->err = -ENOMEM;
+		return;
+	}
+	b->p = p;
+	b->cap = cap;
+}
+
+static inline void
+metrics_put(struct metrics_buf *b, const char *s, size_t n)
+{
+	if (b->cap - b->len < n + 1) {
+		metrics_buf_grow(b, n);
+		if (b->err != 0)
+			return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static inline void
+metrics_puts(struct metrics_buf *b, const char *s)
+{
+	metrics_put(b, s, strlen(s));
+}
+
+static inline void
+metrics_putc(struct metrics_buf *b, char c)
+{
+	metrics_put(b, &c, 1);
+}
+
+static void
+metrics_put_u64(struct metrics_buf *b, uint64_t v)
+{
+	char d[24];
+	int n = (int)sizeof d;
+
+	do {
+		d[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	metrics_put(b, d + n, sizeof d - (size_t)n);
+}
+
 /* Writes s with the escapes the format asks for: label values escape \ " and newline; help
  * text escapes \ and newline only. */
 static void
-metrics_escape(FILE *f, const char *s, int quote)
+metrics_escape(struct metrics_buf *b, const char *s, int quote)
 {
 	const char *special = quote ? "\\\n\"" : "\\\n";
 
@@ -552,86 +729,140 @@ metrics_escape(FILE *f, const char *s, int quote)
 		/* The run up to the next character to escape, in one write. */
 		size_t n = strcspn(s, special);
 		if (n > 0)
-			fwrite(s, 1, n, f);
+			metrics_put(b, s, n);
 		s += n;
 		if (*s == '\0')
 			return;
-		fputs(*s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : "\\\"", f);
+		metrics_put(b, *s == '\\' ? "\\\\" : *s == '\n' ? "\\n" : "\\\"", 2);
 		s++;
 	}
 }
 
 /* name{l1="v1",...[,le="x"]} — braces only when there is a label. */
 static void
-metrics_write_labels(FILE *out, const struct metrics_family *f, const struct metrics_series *s,
-    const char *le)
+metrics_write_labels(struct metrics_buf *out, const struct metrics_family *f,
+    const struct metrics_series *s, const char *le)
 {
 	size_t i;
 
 	if (f->nlabels == 0 && le == NULL)
 		return;
-	fputc('{', out);
+	metrics_putc(out, '{');
 	for (i = 0; i < f->nlabels; i++) {
 		if (i > 0)
-			fputc(',', out);
-		fputs(f->d->labels[i], out);
-		fputs("=\"", out);
+			metrics_putc(out, ',');
+		metrics_puts(out, f->d->labels[i]);
+		metrics_put(out, "=\"", 2);
 		metrics_escape(out, s->values[i], 1);
-		fputc('"', out);
+		metrics_putc(out, '"');
 	}
 	if (le != NULL) {
-		fputs(f->nlabels ? ",le=\"" : "le=\"", out);
-		fputs(le, out);
-		fputc('"', out);
+		metrics_puts(out, f->nlabels ? ",le=\"" : "le=\"");
+		metrics_puts(out, le);
+		metrics_putc(out, '"');
 	}
-	fputc('}', out);
+	metrics_putc(out, '}');
+}
+
+/* " VALUE\n" */
+static void
+metrics_write_value(struct metrics_buf *out, double v)
+{
+	char num[40];
+
+	metrics_putc(out, ' ');
+	metrics_puts(out, metrics_fmt(num, sizeof num, v));
+	metrics_putc(out, '\n');
 }
 
 static void
-metrics_write_family(FILE *out, const struct metrics_family *f)
+metrics_write_count(struct metrics_buf *out, uint64_t v)
+{
+	metrics_putc(out, ' ');
+	metrics_put_u64(out, v);
+	metrics_putc(out, '\n');
+}
+
+static void
+metrics_write_family(struct metrics_buf *out, const struct metrics_family *f)
 {
 	const struct metrics_desc *d = f->d;
 	const struct metrics_series *s;
-	char num[40], le[40];
-	size_t i;
+	size_t i, nl = strlen(d->name);
 
-	fprintf(out, "# HELP %s ", d->name);
+	metrics_puts(out, "# HELP ");
+	metrics_put(out, d->name, nl);
+	metrics_putc(out, ' ');
 	metrics_escape(out, d->help, 0);
-	fprintf(out, "\n# TYPE %s %s\n", d->name, metrics_type_names[d->type]);
+	metrics_puts(out, "\n# TYPE ");
+	metrics_put(out, d->name, nl);
+	metrics_putc(out, ' ');
+	metrics_puts(out, metrics_type_names[d->type]);
+	metrics_putc(out, '\n');
 	for (s = f->head; s != NULL; s = s->next) {
+		if (f->refreshing && s->epoch != f->epoch)
+			continue;   /* stale in an unfinished refresh */
 		if (d->type != METRICS_HISTOGRAM) {
-			fputs(d->name, out);
+			metrics_put(out, d->name, nl);
 			metrics_write_labels(out, f, s, NULL);
-			fprintf(out, " %s\n", metrics_fmt(num, sizeof num, s->value));
+			metrics_write_value(out, s->value);
 			continue;
 		}
 		uint64_t cum = 0;
 		for (i = 0; i <= d->nbuckets; i++) {
 			cum += s->bucket[i];
-			fprintf(out, "%s_bucket", d->name);
-			metrics_write_labels(out, f, s, i < d->nbuckets ?
-			    metrics_fmt(le, sizeof le, d->buckets[i]) : "+Inf");
-			fprintf(out, " %llu\n", (unsigned long long)cum);
+			metrics_put(out, d->name, nl);
+			metrics_put(out, "_bucket", 7);
+			metrics_write_labels(out, f, s, i < d->nbuckets ? f->le[i] : "+Inf");
+			metrics_write_count(out, cum);
 		}
-		fprintf(out, "%s_sum", d->name);
+		metrics_put(out, d->name, nl);
+		metrics_put(out, "_sum", 4);
 		metrics_write_labels(out, f, s, NULL);
-		fprintf(out, " %s\n", metrics_fmt(num, sizeof num, s->sum));
-		fprintf(out, "%s_count", d->name);
+		metrics_write_value(out, s->sum);
+		metrics_put(out, d->name, nl);
+		metrics_put(out, "_count", 6);
 		metrics_write_labels(out, f, s, NULL);
-		fprintf(out, " %llu\n", (unsigned long long)s->count);
+		metrics_write_count(out, s->count);
 	}
+}
+
+int
+metrics_render_text(struct metrics *m, char **text, size_t *len)
+{
+	struct metrics_buf b = { NULL, 0, 0, 0 };
+	size_t i;
+
+	if (m->collect != NULL)
+		m->collect(m, m->collect_arg);
+	/* Sized for the last scrape's text: one allocation, no copies as it grows. */
+	metrics_buf_grow(&b, m->render_hint + m->render_hint / 8);
+	for (i = 0; i < m->n && b.err == 0; i++)
+		metrics_write_family(&b, &m->fam[i]);
+	if (b.err != 0) {
+		free(b.p);
+		return b.err;
+	}
+	b.p[b.len] = '\0';
+	m->render_hint = b.len;
+	*text = b.p;
+	*len = b.len;
+	return 0;
 }
 
 int
 metrics_render(struct metrics *m, FILE *f)
 {
-	size_t i;
+	char *text;
+	size_t len;
+	int rc = metrics_render_text(m, &text, &len);
 
-	if (m->collect != NULL)
-		m->collect(m, m->collect_arg);
-	for (i = 0; i < m->n; i++)
-		metrics_write_family(f, &m->fam[i]);
-	return ferror(f) ? -EIO : 0;
+	if (rc != 0)
+		return rc;
+	if (len > 0 && fwrite(text, 1, len, f) != len)
+		rc = -EIO;
+	free(text);
+	return rc == 0 && ferror(f) ? -EIO : rc;
 }
 
 /* ---- HTTP ---- */
@@ -776,12 +1007,7 @@ metrics_http_on_todo(evutil_socket_t fd, short what, void *arg)
 	jobs = metrics_http_take(h, &h->todo, &h->ntodo, &h->todocap, &n);
 	for (i = 0; i < n; i++) {
 		struct metrics_http_job *j = &jobs[i];
-		FILE *f = open_memstream(&j->text, &j->len);
-		if (f != NULL)
-			__fsetlocking(f, FSETLOCKING_BYCALLER);   /* this thread's alone */
-		j->rc = f != NULL ? metrics_render(h->m, f) : -ENOMEM;
-		if (f != NULL && fclose(f) != 0 && j->rc == 0)
-			j->rc = -EIO;
+		j->rc = metrics_render_text(h->m, &j->text, &j->len);
 		if (metrics_http_queue(h, &h->done, &h->ndone, &h->donecap, j, h->http_efd) != 0) {
 			/* Cannot hand it back: the request stays unanswered until its connection
 			 * times out (evhttp frees it with the endpoint). */

@@ -25,7 +25,8 @@
  * escaped when rendered.  Values are in base units (seconds, bytes) as Prometheus expects.
  *
  * Rendering follows the text exposition format 0.0.4: per family "# HELP" (help escaped),
- * "# TYPE", then its series in creation order; histograms as cumulative name_bucket{le="..."}
+ * "# TYPE", then its series in creation order (a series refreshed in place counts as created
+ * when its refresh first updated it); histograms as cumulative name_bucket{le="..."}
  * lines ending with le="+Inf", then name_sum and name_count.
  *
  * The table is checked by metrics_new, and a malformed one aborts the program (a programming
@@ -112,8 +113,30 @@ int metrics_remove(struct metrics *m, size_t id, const char *const *values);
  * callback: reset, then set the current combinations); resets an unlabelled one to 0. */
 void metrics_reset(struct metrics *m, size_t id);
 
-/* Runs the collect callback, then writes the whole registry in the text format 0.0.4.
- * Returns 0 or -EIO when writing to f failed. */
+/*
+ * Refreshes a family in place: what metrics_reset followed by the collect callback's updates
+ * gives — the same series, values and order, so the same rendered text — without freeing and
+ * re-creating the series that stay (a gauge per tenant at thousands of tenants).
+ * metrics_refresh_begin makes every series of the family stale.  Until metrics_refresh_end,
+ * the first update of a stale series (metrics_gauge_set/add, metrics_counter_add,
+ * metrics_observe) starts it again from 0 and moves it last in the family's order, as a
+ * series created then would be; a series not seen before is created as usual.  Stale series
+ * are absent to metrics_get and metrics_remove (CERTA_ENOTFOUND) and to metrics_render.
+ * metrics_refresh_end removes the series still stale (a departed tenant, a worker gone).
+ * On a family without labels, begin resets its series to 0 and end does nothing.
+ * Calls pair up per labelled family: a second begin without an end, or an end without a begin,
+ * aborts (a programming error).  Updates that fail with -ENOMEM leave a series stale.
+ */
+void metrics_refresh_begin(struct metrics *m, size_t id);
+void metrics_refresh_end(struct metrics *m, size_t id);
+
+/* Runs the collect callback, then renders the whole registry in the text format 0.0.4 into
+ * one malloc'd buffer (sized from the previous render's length, so a scrape allocates once):
+ * *text (NUL-terminated, the caller frees it) and *len (without the NUL) are written only on
+ * success.  This is what GET /metrics sends.  Returns 0 or -ENOMEM. */
+int metrics_render_text(struct metrics *m, char **text, size_t *len);
+
+/* metrics_render_text, written to f.  Returns 0, -ENOMEM, or -EIO when writing to f failed. */
 int metrics_render(struct metrics *m, FILE *f);
 
 /* Content-Type of the rendered text. */

@@ -454,6 +454,39 @@ test_series_keys_distinct(void **state)
 	metrics_free(m);
 }
 
+/* Values render as the shortest plain decimal that reads back (whole numbers without a
+ * fraction, -0 kept), an exponent only outside [1e-9, 1e15). */
+static void
+test_value_text(void **state)
+{
+	static const struct {
+		double v;
+		const char *text;
+	} cases[] = {
+		{ 0, "0" }, { -0.0, "-0" }, { 1, "1" }, { -1, "-1" }, { 7, "7" }, { 10, "10" },
+		{ -42, "-42" }, { 1e12 + 1, "1000000000001" }, { 999999999999999, "999999999999999" },
+		{ -999999999999999, "-999999999999999" }, { 1e15, "1e+15" }, { 9007199254740993.0,
+		"9007199254740992" }, { 1e300, "1e+300" }, { 0.5, "0.5" }, { -3.5, "-3.5" },
+		{ 0.1, "0.1" }, { 2.675, "2.675" }, { 123456.25, "123456.25" }, { 1e-9, "0.000000001" },
+		{ 1e-10, "1e-10" }, { 4503599627370495.5, "4503599627370495.5" }, { 0.001, "0.001" },
+	};
+	struct metrics *m;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(metrics_new(table, M_NFAM, &m), 0);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *text, want[128];
+		assert_int_equal(metrics_gauge_set(m, M_QUEUE, NULL, cases[i].v), 0);
+		text = render(m);
+		snprintf(want, sizeof want, "\ncerta_queue_depth %s\n", cases[i].text);
+		if (strstr(text, want) == NULL)
+			fail_msg("%.17g: want %s", cases[i].v, cases[i].text);
+		free(text);
+	}
+	metrics_free(m);
+}
+
 /* Histogram bounds printed as le="1e+01": the le label is matched as a string, so bounds and
  * values are plain decimals. */
 static void
@@ -641,6 +674,146 @@ test_collector(void **state)
 	assert_true(sample_value(p, "certa_worker_up", "worker=\"w1\"", "") == 0);
 	free(p);
 	metrics_free(m);
+}
+
+/* One collector pass, with metrics_reset (how refreshes were written) or in place. */
+static void
+refresh_pass(struct metrics *m, int in_place, const char *const *tenants, size_t n)
+{
+	size_t i;
+
+	if (in_place) {
+		metrics_refresh_begin(m, M_PROGRAMS);
+		metrics_refresh_begin(m, M_WORKERS_UP);
+		metrics_refresh_begin(m, M_STEP_SECONDS);
+		metrics_refresh_begin(m, M_QUEUE);
+	} else {
+		metrics_reset(m, M_PROGRAMS);
+		metrics_reset(m, M_WORKERS_UP);
+		metrics_reset(m, M_STEP_SECONDS);
+		metrics_reset(m, M_QUEUE);
+	}
+	for (i = 0; i < n; i++) {
+		assert_int_equal(metrics_counter_add(m, M_PROGRAMS,
+		    METRICS_LABELS(tenants[i], "queued"), (double)(i + n)), 0);
+		assert_int_equal(metrics_counter_add(m, M_PROGRAMS,
+		    METRICS_LABELS(tenants[i], "queued"), 0.5), 0);
+		assert_int_equal(metrics_gauge_add(m, M_WORKERS_UP, METRICS_LABELS("all"), 1), 0);
+		assert_int_equal(metrics_gauge_set(m, M_WORKERS_UP, METRICS_LABELS(tenants[i]),
+		    (double)i), 0);
+		assert_int_equal(metrics_observe(m, M_STEP_SECONDS, METRICS_LABELS(tenants[i]),
+		    0.01 * (double)(i + 1)), 0);
+	}
+	assert_int_equal(metrics_gauge_add(m, M_QUEUE, NULL, (double)n), 0);
+	if (in_place) {
+		metrics_refresh_end(m, M_PROGRAMS);
+		metrics_refresh_end(m, M_WORKERS_UP);
+		metrics_refresh_end(m, M_STEP_SECONDS);
+		metrics_refresh_end(m, M_QUEUE);
+	}
+}
+
+/* A family refreshed in place renders exactly what metrics_reset and the same updates did:
+ * departed series gone, the others from 0 in the order of this pass (a tenant list that
+ * was reordered by a swap-remove), whatever series came and went between passes. */
+static void
+test_refresh_in_place(void **state)
+{
+	static const char *const p1[] = { "a", "b", "c", "d" };
+	static const char *const p2[] = { "a", "d", "c" };          /* b left; d moved */
+	static const char *const p3[] = { "e", "c", "a", "d", "b" }; /* e, b (again) came */
+	static const char *const *const passes[] = { p1, p2, p2, p3, p1 };
+	static const size_t np[] = { 4, 3, 3, 5, 4 };
+	struct metrics *ref, *m;
+	size_t i;
+	double v;
+
+	(void)state;
+	assert_int_equal(metrics_new(table, M_NFAM, &ref), 0);
+	assert_int_equal(metrics_new(table, M_NFAM, &m), 0);
+	for (i = 0; i < sizeof np / sizeof np[0]; i++) {
+		char *want, *got;
+		refresh_pass(ref, 0, passes[i], np[i]);
+		refresh_pass(m, 1, passes[i], np[i]);
+		want = render(ref);
+		got = render(m);
+		assert_string_equal(got, want);
+		if (i == 1) {
+			assert_null(strstr(got, "tenant=\"b\""));
+			assert_null(strstr(got, "worker=\"b\""));
+			assert_non_null(strstr(got,
+			    "certa_programs_total{tenant=\"a\",state=\"queued\"} 3.5\n"
+			    "certa_programs_total{tenant=\"d\",state=\"queued\"} 4.5\n"
+			    "certa_programs_total{tenant=\"c\",state=\"queued\"} 5.5\n"));
+			assert_non_null(strstr(got, "certa_worker_up{worker=\"all\"} 3\n"));
+			assert_non_null(strstr(got, "certa_queue_depth 3\n"));
+		}
+		free(want);
+		free(got);
+	}
+	/* In a refresh, a stale series is absent to readers and the render until updated. */
+	metrics_refresh_begin(m, M_PROGRAMS);
+	assert_int_equal(metrics_get(m, M_PROGRAMS, METRICS_LABELS("a", "queued"), &v),
+	    CERTA_ENOTFOUND);
+	assert_int_equal(metrics_remove(m, M_PROGRAMS, METRICS_LABELS("a", "queued")),
+	    CERTA_ENOTFOUND);
+	{
+		char *text = render(m);
+		assert_null(strstr(text, "certa_programs_total{"));
+		free(text);
+	}
+	assert_int_equal(metrics_inc(m, M_PROGRAMS, METRICS_LABELS("b", "queued")), 0);
+	assert_int_equal(metrics_get(m, M_PROGRAMS, METRICS_LABELS("b", "queued"), &v), 0);
+	assert_true(v == 1);
+	metrics_refresh_end(m, M_PROGRAMS);
+	assert_int_equal(metrics_get(m, M_PROGRAMS, METRICS_LABELS("a", "queued"), &v),
+	    CERTA_ENOTFOUND);
+	assert_int_equal(metrics_get(m, M_PROGRAMS, METRICS_LABELS("b", "queued"), &v), 0);
+	/* An empty pass removes every series. */
+	refresh_pass(m, 1, NULL, 0);
+	{
+		char *text = render(m);
+		assert_null(strstr(text, "certa_programs_total{"));
+		assert_null(strstr(text, "certa_worker_up{"));
+		free(text);
+	}
+	metrics_free(ref);
+	metrics_free(m);
+}
+
+/* Unpaired refresh calls on a labelled family are programming errors: they abort. */
+static void
+test_refresh_unpaired_aborts(void **state)
+{
+	int c;
+
+	(void)state;
+	for (c = 0; c < 2; c++) {
+		int st;
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct metrics *m;
+			freopen("/dev/null", "w", stderr);
+			signal(SIGABRT, SIG_DFL);
+			if (metrics_new(table, M_NFAM, &m) != 0)
+				_exit(1);
+			/* Unlabelled families take begin and end in any order. */
+			metrics_refresh_end(m, M_QUEUE);
+			metrics_refresh_begin(m, M_QUEUE);
+			metrics_refresh_begin(m, M_QUEUE);
+			if (c == 0) {
+				metrics_refresh_begin(m, M_PROGRAMS);
+				metrics_refresh_begin(m, M_PROGRAMS);
+			} else {
+				metrics_refresh_end(m, M_PROGRAMS);
+			}
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFSIGNALED(st));
+		assert_int_equal(WTERMSIG(st), SIGABRT);
+	}
 }
 
 /* A malformed table is a programming error: metrics_new aborts. */
@@ -975,10 +1148,13 @@ main(void)
 		cmocka_unit_test(test_render_parses),
 		cmocka_unit_test(test_counters_move),
 		cmocka_unit_test(test_le_plain_decimals),
+		cmocka_unit_test(test_value_text),
 		cmocka_unit_test(test_series_keys_distinct),
 		cmocka_unit_test(test_label_escaping),
 		cmocka_unit_test(test_histogram_buckets),
 		cmocka_unit_test(test_collector),
+		cmocka_unit_test(test_refresh_in_place),
+		cmocka_unit_test(test_refresh_unpaired_aborts),
 		cmocka_unit_test(test_bad_tables_abort),
 		cmocka_unit_test(test_promtool),
 		cmocka_unit_test(test_http_endpoint),
