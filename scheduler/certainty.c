@@ -322,7 +322,8 @@ certainty_text_full(const struct sched_policy *p, const struct sched_chain *c, c
 #define CERTAINTY_SCAN_ANSWERS 4  /* answers whose mentions are kept (probes go back and forth) */
 #define CERTAINTY_MEMO_LEN 39     /* answers up to this many bytes are remembered by content */
 #define CERTAINTY_MEMO_VALID 4    /* answers whose validity is remembered */
-#define CERTAINTY_MEMO_SAME 2     /* answer pairs whose equivalence is remembered */
+#define CERTAINTY_MEMO_SAME 4     /* answer pairs whose equivalence is remembered (the walk
+                                   * back over the probes, the sc vote against the others) */
 #define CERTAINTY_SHARED_SAME 512 /* pairs of short answers remembered across chains */
 #define CERTAINTY_SHARED_LEN 15   /* ... answers up to this many bytes */
 
@@ -1171,8 +1172,10 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 			out->any_valid = true;
 		if (!cc[i].valid)
 			continue;
+		/* remembered in chain i's scan: the same pairs meet again at the next step */
 		for (j = 0; j < nb; j++)
-			if (certainty_same(cc[b[j].first].answer, cc[i].answer))
+			if (certainty_scan_same(v->chains[i].scan, cc[b[j].first].answer,
+			    cc[i].answer))
 				break;
 		if (j == nb) {
 			b[nb].first = i;
