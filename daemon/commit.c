@@ -106,6 +106,22 @@ commit_set_put(struct core *c, struct commit_set *set)
 	free(set);
 }
 
+void
+commit_spares_drop(struct core *c)
+{
+	struct commit_set *set;
+
+	if (c->sets_spare == NULL)
+		return;
+	while ((set = c->sets_spare->next) != NULL) {
+		c->sets_spare->next = set->next;
+		wset_free(set->ws);
+		free(set->e);
+		free(set);
+		c->nsets_spare--;
+	}
+}
+
 /* Records a set's result; after the done flag the loop may hand it out (and free it). */
 static void
 commit_set_finish(struct commit_set *set, int rc, double seconds)

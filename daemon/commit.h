@@ -50,6 +50,9 @@ int commit_put_later(struct core *c, enum store_db db, const char *key,
  * puts still waiting for the next set, written in the same transaction so that an older value
  * never lands after this one): a direct write, for the rare record that must not wait. */
 int commit_put_now(struct core *c, enum store_db db, const char *key, const ProtobufCMessage *msg);
+/* Frees the spare sets kept for reuse but the most recently used one (core_trim: the load
+ * fell; their write-set buffers, up to a few MB each, were sized by the peak's turns). */
+void commit_spares_drop(struct core *c);
 void commit_flush(struct core *c);
 void commit_sync(struct core *c);
 void commit_unqueue(struct core *c, struct program *p);

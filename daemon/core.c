@@ -2,6 +2,7 @@
 #include "daemon/core_impl.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,10 @@ core_kick(struct core *c)
 	event_active(c->kick, 0, 0);
 }
 
+/* core_trim gives memory back once the live programs fell by at least this many (to half their
+ * peak, or to none): some 20 kB of heap each, so ~20 MB at least. */
+#define CORE_TRIM_MIN_ENDED 1000
+
 int
 core_order_add(struct core *c, struct program *p)
 {
@@ -89,6 +94,10 @@ core_order_add(struct core *c, struct program *p)
 		return -ENOMEM;
 	p->order_ix = c->norder;
 	c->order[c->norder++] = p;
+	if (c->norder > c->trim_peak)
+		c->trim_peak = c->norder;
+	if (c->norder > c->heap_peak)
+		c->heap_peak = c->norder;
 	dispatch_ready(c, p);   /* and in the deadline heap */
 	return 0;
 }
@@ -224,6 +233,40 @@ core_on_worker_change(void *arg, struct pool_worker *w, enum pool_wstate from,
 	core_kick(c);
 }
 
+/*
+ * What a peak load left behind (docs/daemon.md "Memory after a peak").  The spare commit sets
+ * hold write-set buffers sized by the peak's turns; they go once the live programs fell to
+ * half.  glibc keeps what is freed in its arenas, resident, for the next allocations: after
+ * 10,000 programs ended certad held ~220 MB of free heap (the loop's programs, the Submit
+ * burst on gRPC's threads).  Handing it back (malloc_trim) walks every arena's free chunks
+ * with a madvise each: 260-410 ms on the loop thread at 1,000-5,000 live programs here, so it
+ * runs only once nothing is live.
+ */
+int
+core_trim(struct core *c)
+{
+	int did = 0;
+	double t0 = core_mono_s();
+
+	if (c->trim_peak > c->norder && c->trim_peak - c->norder >= c->trim_min &&
+	    c->norder <= c->trim_peak / 2) {
+		commit_spares_drop(c);
+		c->trim_peak = c->norder;
+		did |= CORE_TRIM_SETS;
+	}
+	if (c->norder == 0 && c->heap_peak >= c->trim_min && c->heap_peak > 0) {
+#ifdef __GLIBC__
+		malloc_trim(0);
+#endif
+		c->heap_peak = 0;
+		did |= CORE_TRIM_HEAP;
+	}
+	if (did != 0)
+		log_debug(LOG_MAIN, "memory given back (%s): %zu live programs in %.1f ms",
+		    did & CORE_TRIM_HEAP ? "heap" : "sets", c->norder, (core_mono_s() - t0) * 1e3);
+	return did;
+}
+
 /* --- public API --- */
 
 static void
@@ -235,6 +278,7 @@ core_on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	dispatch_run(c);
+	core_trim(c);
 	telemetry_loop_phase(c->tel, "tick", core_mono_s() - t0);
 }
 
@@ -289,6 +333,7 @@ core_new(struct event_base *base, struct cqbridge *br, const struct core_options
 	rc = pool_new(base, br, &opt->pool, core_on_worker_change, c, &c->pool);
 	if (rc != 0)
 		goto fail_live;
+	c->trim_min = CORE_TRIM_MIN_ENDED;
 	c->kick = event_new(base, -1, 0, core_on_kick, c);
 	c->tick = event_new(base, -1, EV_PERSIST, core_on_tick, c);
 	if (c->kick == NULL || c->tick == NULL || persist_init(c) != 0 || commit_init(c) != 0) {

@@ -1797,6 +1797,71 @@ test_group_commits_in_flight(void **state)
 	}
 }
 
+/* The memory a peak left goes back once the load fell by half: four sets with the writer at
+ * once leave four spares; with three of four programs live nothing goes, with two of four
+ * (and trim_min ended) the spares but one go, and the one kept still commits. */
+static void
+test_spares_dropped_when_load_falls(void **state)
+{
+	struct fx *f = *state;
+	struct program *ps[4];
+	uint64_t failures;
+	size_t waiting;
+	int k, st = 0;
+
+	f->c->commit_inline_s = 0;   /* every set through the writer thread */
+	f->c->trim_min = 2;
+	for (k = 0; k < 4; k++) {
+		submit(f, k, "anon", 0, 0);
+		ps[k] = strmap_get(f->c->live, f->ids[k]);
+		assert_non_null(ps[k]);
+	}
+	/* One program per set: none is handed out (no loop turn) before the four are built. */
+	for (k = 0; k < 4; k++) {
+		assert_int_equal(program_chain_append(&ps[k]->chains[0], "<think>one ", 3, "", 0,
+		    NULL, false, NULL, false), 0);
+		commit_later(f->c, ps[k], 0);
+		commit_flush(f->c);
+		assert_non_null(ps[k]->commit_set);
+	}
+	commit_sync(f->c);
+	assert_int_equal(f->c->nsets_spare, 4);
+	assert_int_equal(core_trim(f->c), 0);   /* nothing ended */
+
+	assert_int_equal(queries_cancel(f->c, "anon", f->ids[0], &st), 0);
+	commit_sync(f->c);
+	assert_int_equal(f->c->norder, 3);
+	assert_int_equal(core_trim(f->c), 0);   /* 3 of 4: not half */
+	assert_int_equal(f->c->nsets_spare, 4);
+
+	assert_int_equal(queries_cancel(f->c, "anon", f->ids[1], &st), 0);
+	commit_sync(f->c);
+	assert_int_equal(f->c->norder, 2);
+	assert_int_equal(core_trim(f->c), CORE_TRIM_SETS);
+	assert_int_equal(f->c->nsets_spare, 1);
+	assert_non_null(f->c->sets_spare);
+	assert_int_equal(core_trim(f->c), 0);   /* the peak is now 2 */
+
+	/* The set kept is reused: the next write commits. */
+	assert_int_equal(program_chain_append(&ps[2]->chains[0], "two ", 6, "", 0, NULL, false,
+	    NULL, false), 0);
+	commit_later(f->c, ps[2], 0);
+	commit_sync(f->c);
+	assert_false(ps[2]->commit_queued);
+	assert_int_equal(f->c->nsets_spare, 1);
+	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(failures, 0);
+	assert_int_equal(waiting, 0);
+
+	/* None live: the heap is trimmed, once. */
+	assert_int_equal(queries_cancel(f->c, "anon", f->ids[2], &st), 0);
+	assert_int_equal(queries_cancel(f->c, "anon", f->ids[3], &st), 0);
+	commit_sync(f->c);
+	assert_int_equal(f->c->norder, 0);
+	assert_int_equal(core_trim(f->c), CORE_TRIM_SETS | CORE_TRIM_HEAP);
+	assert_int_equal(core_trim(f->c), 0);
+}
+
 /* Reopens the core on a full 1 MiB map, every set through the writer thread, and queues a
  * riskctl put ("order/test", `samples`) larger than any room left: its set will fail. */
 static void
@@ -1997,6 +2062,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_put_now_after_put_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commits_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spares_dropped_when_load_falls, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_put_later_survives_failed_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_now_after_failed_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_set_puts_written_at_exit, setup, teardown),
