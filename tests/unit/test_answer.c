@@ -616,6 +616,56 @@ static void *threads_worker(void *arg)
 	return NULL;
 }
 
+/* Plain integers (up to 8 digits, no leading zero) skip the canonicalization passes; the same
+ * number after a space takes them.  Both must give the same canonical form, the same
+ * placeholder verdict and the same equivalence, near neighbours and the 8-digit edge
+ * included (10 digits: 9999999999 and 9999999998 are within the numeric tolerance). */
+static void test_plain_int_paths(void **state)
+{
+	static const char *const problems[] = {
+		"Find the sum of 12 and 30.", "What is 1,000 - 7?", "Compute $2^{10}$ and 0.5.",
+		"No numbers here.", "Let x = -5 and y = 080.",
+	};
+	static const unsigned long edge[] = { 12, 30, 80, 1000, 1024, 99999999, 99999998,
+	    10000000, 10000001, 999999999, 999999998, 123456789, 9999999999UL, 9999999998UL };
+	char ints[64][16], spaced[18], a[64], b[64];
+	unsigned long rng = 12345, v;
+	size_t n = 0, i, j, k;
+
+	(void)state;
+	for (v = 0; v < 12; v++)
+		snprintf(ints[n++], sizeof ints[0], "%lu", v);
+	for (k = 0; k < sizeof edge / sizeof edge[0]; k++)
+		snprintf(ints[n++], sizeof ints[0], "%lu", edge[k]);
+	while (n < 64) {
+		rng = rng * 6364136223846793005UL + 1442695040888963407UL;
+		snprintf(ints[n++], sizeof ints[0], "%lu", (rng >> 33) % 100000000UL);
+	}
+	for (i = 0; i < n; i++) {
+		int la, lb;
+		spaced[0] = ' ';
+		memcpy(spaced + 1, ints[i], strlen(ints[i]) + 1);   /* at most 15 + NUL */
+		la = answer_canonical(ints[i], strlen(ints[i]), a, sizeof a);
+		lb = answer_canonical(spaced, strlen(spaced), b, sizeof b);
+		assert_int_equal(la, lb);
+		assert_string_equal(a, b);
+		assert_int_equal(answer_canonical(ints[i], strlen(ints[i]), a, strlen(ints[i])),
+		    -ENOSPC);
+		for (k = 0; k < sizeof problems / sizeof problems[0]; k++)
+			assert_int_equal(answer_is_placeholder(ints[i], problems[k]),
+			    answer_is_placeholder(spaced, problems[k]));
+		assert_int_equal(answer_is_placeholder(ints[i], NULL),
+		    answer_is_placeholder(spaced, NULL));
+		for (j = 0; j < n; j++)
+			assert_int_equal(answer_equivalent(ints[i], ints[j]),
+			    answer_equivalent(spaced, ints[j]));
+	}
+	/* the problem's own numbers are placeholders on the fast path too */
+	assert_true(answer_is_placeholder("12", problems[0]));
+	assert_false(answer_is_placeholder("42", problems[0]));
+	assert_false(answer_equivalent("99999999", "99999998"));
+}
+
 static void test_threads_own_work(void **state)
 {
 	(void)state;
@@ -648,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_trailing_escaped_dots),
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_threads_own_work),
+		cmocka_unit_test(test_plain_int_paths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
