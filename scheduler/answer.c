@@ -1581,6 +1581,33 @@ static size_t squeeze(char *s, size_t n)
 	return k;
 }
 
+int answer_form(const char *a, size_t len, char *out, size_t outlen)
+{
+	if ((!a && len > 0) || !out)
+		return -EINVAL;
+	if (len > ANSWER_MAX_LEN)
+		return -E2BIG;
+	struct eqwork *ew = answer_eqwork();
+	if (!ew)
+		return -ENOMEM;
+	const char *r;
+	size_t n;
+	int rc = canon_internal(a ? a : "", len, &ew->w, &r, &n);
+	if (rc != 0)
+		return rc;
+	memcpy(ew->a, r, n + 1);
+	n = squeeze(ew->a, n);
+	if (n + 1 > outlen)
+		return -ENOSPC;
+	memcpy(out, ew->a, n + 1);
+	return (int)n;
+}
+
+bool answer_forms_equivalent(const char *fa, size_t fal, const char *fb, size_t fbl)
+{
+	return eq_span(fa, fal, fb, fbl, 0);
+}
+
 bool answer_equivalent(const char *a, const char *b)
 {
 	if (!a)

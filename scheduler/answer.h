@@ -62,6 +62,17 @@ int answer_canonical(const char *in, size_t len, char *out, size_t outlen);
 bool answer_equivalent(const char *a, const char *b);
 
 /*
+ * The form answer_equivalent compares (canonical, internal, without separators) of a[0..len)
+ * into out, NUL-terminated, for a caller that compares the same answer many times
+ * (answer_forms_equivalent).  Returns its length or -EINVAL, -E2BIG, -ENOSPC, -ENOMEM as
+ * answer_canonical; when it fails, answer_equivalent of the answer is byte equality.
+ */
+int answer_form(const char *a, size_t len, char *out, size_t outlen);
+
+/* answer_equivalent(a, b) from answer_form(a) and answer_form(b) (fa[0..fal), fb[0..fbl)). */
+bool answer_forms_equivalent(const char *fa, size_t fal, const char *fb, size_t fbl);
+
+/*
  * True if ans carries no information about the answer and should not count as a vote for it
  * (typical of early probes).  The rule, applied to the canonical form:
  *   - empty, or no letter or digit at all ("?", "\\", "}", "(,)"), unless it is \infty or

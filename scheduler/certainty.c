@@ -324,6 +324,8 @@ certainty_text_full(const struct sched_policy *p, const struct sched_chain *c, c
 #define CERTAINTY_MEMO_VALID 4    /* answers whose validity is remembered */
 #define CERTAINTY_MEMO_SAME 4     /* answer pairs whose equivalence is remembered (the walk
                                    * back over the probes, the sc vote against the others) */
+#define CERTAINTY_FORMS 4         /* answers whose comparison form is kept (answer_form) */
+#define CERTAINTY_FORM_LEN 63     /* ... forms up to this many bytes */
 #define CERTAINTY_SHARED_SAME 512 /* pairs of short answers remembered across chains */
 #define CERTAINTY_SHARED_LEN 15   /* ... answers up to this many bytes */
 
@@ -338,6 +340,15 @@ struct certainty_memo_valid {
 struct certainty_memo_same {
 	char a[CERTAINTY_MEMO_LEN + 1], b[CERTAINTY_MEMO_LEN + 1];
 	bool same;
+};
+
+/* The comparison form (answer_form) of one answer (a[0] == '\0' with used == 0: unused):
+ * a pair that misses the memo compares forms, each canonicalized once per chain. */
+struct certainty_form {
+	char a[CERTAINTY_MEMO_LEN + 1];
+	char f[CERTAINTY_FORM_LEN + 1];
+	int flen;                 /* -1: none (answer_form failed, or longer than f) */
+	uint64_t used;            /* least recently used goes first */
 };
 
 /* certainty_count of one needle, advanced over appended text: hits before `p` are final. */
@@ -397,6 +408,8 @@ struct certainty_scan {
 	struct certainty_memo_valid valid[CERTAINTY_MEMO_VALID];
 	struct certainty_memo_same same[CERTAINTY_MEMO_SAME];
 	unsigned valid_next, same_next;
+	struct certainty_form forms[CERTAINTY_FORMS];
+	uint64_t form_tick;
 };
 
 struct certainty_scan *
@@ -959,10 +972,36 @@ certainty_shared_equivalent(const char *a, size_t al, const char *b, size_t bl)
 	return e->same;
 }
 
+/* The kept comparison form of answer a (al <= CERTAINTY_MEMO_LEN bytes), computed when new;
+ * NULL when it has none. */
+static const struct certainty_form *
+certainty_scan_form(struct certainty_scan *s, const char *a, size_t al)
+{
+	struct certainty_form *e = &s->forms[0];
+	size_t k;
+
+	for (k = 0; k < CERTAINTY_FORMS; k++) {
+		struct certainty_form *x = &s->forms[k];
+		if (x->used != 0 && strcmp(x->a, a) == 0) {
+			x->used = ++s->form_tick;
+			return x->flen >= 0 ? x : NULL;
+		}
+		if (x->used < e->used)
+			e = x;
+	}
+	memcpy(e->a, a, al + 1);
+	e->flen = answer_form(a, al, e->f, sizeof e->f);
+	if (e->flen < 0)
+		e->flen = -1;
+	e->used = ++s->form_tick;
+	return e->flen >= 0 ? e : NULL;
+}
+
 /* certainty_same(a, b), remembered for answers that differ byte-wise (s may be NULL). */
 static bool
 certainty_scan_same(struct certainty_scan *s, const char *a, const char *b)
 {
+	const struct certainty_form *fa, *fb;
 	struct certainty_memo_same *e;
 	size_t al, bl, k;
 
@@ -980,7 +1019,12 @@ certainty_scan_same(struct certainty_scan *s, const char *a, const char *b)
 	e = &s->same[s->same_next++ % CERTAINTY_MEMO_SAME];
 	memcpy(e->a, a, al + 1);
 	memcpy(e->b, b, bl + 1);
-	e->same = certainty_shared_equivalent(a, al, b, bl);
+	/* both forms kept: compared without canonicalizing again (b's lookup cannot evict a's:
+	 * a's entry is the most recently used) */
+	fa = certainty_scan_form(s, a, al);
+	fb = fa != NULL ? certainty_scan_form(s, b, bl) : NULL;
+	e->same = fb != NULL ? answer_forms_equivalent(fa->f, (size_t)fa->flen, fb->f,
+	    (size_t)fb->flen) : certainty_shared_equivalent(a, al, b, bl);
 	return e->same;
 }
 

@@ -666,6 +666,51 @@ static void test_plain_int_paths(void **state)
 	assert_false(answer_equivalent("99999999", "99999998"));
 }
 
+/* answer_forms_equivalent over answer_form()s gives answer_equivalent's verdict, on every
+ * pair the other tests use (real, hand-made, the traces' own), both ways round. */
+static bool forms_equivalent(const char *a, const char *b, bool *have)
+{
+	char fa[512], fb[512];
+	int la = answer_form(a, strlen(a), fa, sizeof fa);
+	int lb = answer_form(b, strlen(b), fb, sizeof fb);
+
+	*have = la >= 0 && lb >= 0;
+	return *have && answer_forms_equivalent(fa, (size_t)la, fb, (size_t)lb);
+}
+
+static void check_forms(const char *a, const char *b, size_t *n)
+{
+	bool have, ab = forms_equivalent(a, b, &have), ba;
+
+	if (!have)
+		return;
+	ba = forms_equivalent(b, a, &have);
+	if (ab != answer_equivalent(a, b) || ba != answer_equivalent(b, a))
+		fail_msg("forms(\"%s\", \"%s\") = %d/%d, equivalent %d", a, b, ab, ba,
+		    answer_equivalent(a, b));
+	(*n)++;
+}
+
+static void test_forms(void **state)
+{
+	const struct pair *sets[] = { real_equal, real_unequal, hand_equal, hand_unequal };
+	const size_t lens[] = { sizeof real_equal / sizeof real_equal[0],
+	    sizeof real_unequal / sizeof real_unequal[0], sizeof hand_equal / sizeof hand_equal[0],
+	    sizeof hand_unequal / sizeof hand_unequal[0] };
+	size_t n = 0, i, k;
+	char small[2];
+
+	(void)state;
+	for (k = 0; k < 4; k++)
+		for (i = 0; i < lens[k]; i++)
+			check_forms(sets[k][i].a, sets[k][i].b, &n);
+	for (i = 0; i < sizeof trace_pairs / sizeof trace_pairs[0]; i++)
+		check_forms(trace_pairs[i].answer, trace_pairs[i].target, &n);
+	assert_true(n >= 400);
+	assert_int_equal(answer_form("\\frac12", 8, small, sizeof small), -ENOSPC);
+	assert_int_equal(answer_form(NULL, 1, small, sizeof small), -EINVAL);
+}
+
 static void test_threads_own_work(void **state)
 {
 	(void)state;
@@ -699,6 +744,7 @@ int main(void)
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_threads_own_work),
 		cmocka_unit_test(test_plain_int_paths),
+		cmocka_unit_test(test_forms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
