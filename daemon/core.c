@@ -2,7 +2,6 @@
 #include "daemon/core_impl.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,8 +95,6 @@ core_order_add(struct core *c, struct program *p)
 	c->order[c->norder++] = p;
 	if (c->norder > c->trim_peak)
 		c->trim_peak = c->norder;
-	if (c->norder > c->heap_peak)
-		c->heap_peak = c->norder;
 	dispatch_ready(c, p);   /* and in the deadline heap */
 	return 0;
 }
@@ -236,35 +233,23 @@ core_on_worker_change(void *arg, struct pool_worker *w, enum pool_wstate from,
 /*
  * What a peak load left behind (docs/daemon.md "Memory after a peak").  The spare commit sets
  * hold write-set buffers sized by the peak's turns; they go once the live programs fell to
- * half.  glibc keeps what is freed in its arenas, resident, for the next allocations: after
- * 10,000 programs ended certad held ~220 MB of free heap (the loop's programs, the Submit
- * burst on gRPC's threads).  Handing it back (malloc_trim) walks every arena's free chunks
- * with a madvise each: 260-410 ms on the loop thread at 1,000-5,000 live programs here, so it
- * runs only once nothing is live.
+ * half.  The free heap glibc keeps in its arenas after a burst (~220 MB after 10,000
+ * programs) is not handed back: malloc_trim took 260-410 ms on the loop thread here, holding
+ * the arena the loop allocates from, and more with a larger heap; the next burst reuses it.
  */
 int
 core_trim(struct core *c)
 {
-	int did = 0;
 	double t0 = core_mono_s();
 
-	if (c->trim_peak > c->norder && c->trim_peak - c->norder >= c->trim_min &&
-	    c->norder <= c->trim_peak / 2) {
-		commit_spares_drop(c);
-		c->trim_peak = c->norder;
-		did |= CORE_TRIM_SETS;
-	}
-	if (c->norder == 0 && c->heap_peak >= c->trim_min && c->heap_peak > 0) {
-#ifdef __GLIBC__
-		malloc_trim(0);
-#endif
-		c->heap_peak = 0;
-		did |= CORE_TRIM_HEAP;
-	}
-	if (did != 0)
-		log_debug(LOG_MAIN, "memory given back (%s): %zu live programs in %.1f ms",
-		    did & CORE_TRIM_HEAP ? "heap" : "sets", c->norder, (core_mono_s() - t0) * 1e3);
-	return did;
+	if (c->trim_peak <= c->norder || c->trim_peak - c->norder < c->trim_min ||
+	    c->norder > c->trim_peak / 2)
+		return 0;
+	commit_spares_drop(c);
+	c->trim_peak = c->norder;
+	log_debug(LOG_MAIN, "spare commit sets given back: %zu live programs, %.1f ms",
+	    c->norder, (core_mono_s() - t0) * 1e3);
+	return CORE_TRIM_SETS;
 }
 
 /* --- public API --- */

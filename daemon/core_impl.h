@@ -43,7 +43,6 @@ struct core {
 	                             * last one into the hole) */
 	size_t norder, order_cap;
 	size_t trim_peak;           /* most live programs since the spare sets were dropped */
-	size_t heap_peak;           /* ... since the heap was trimmed */
 	size_t trim_min;            /* how many fewer it takes (core_trim; CORE_TRIM_MIN_ENDED,
 	                             * tests set less) */
 	struct program **dl;        /* live programs with a deadline, a min-heap by it
@@ -107,13 +106,10 @@ void core_kick(struct core *c);
 int core_order_add(struct core *c, struct program *p);
 /* Drops a program from the live set and frees it. */
 void core_forget(struct core *c, struct program *p);
-/* Gives back the memory a peak load left (every tick).  Once the live programs fell to half
+/* Gives back the memory a peak load left (every tick): once the live programs fell to half
  * their peak since the last time, and by at least trim_min, the spare commit sets but one go
- * (commit_spares_drop): CORE_TRIM_SETS.  Once none is live, after a peak of at least
- * trim_min, every malloc arena's free pages go back to the system (malloc_trim):
- * CORE_TRIM_HEAP.  Returns what it did (0: nothing). */
+ * (commit_spares_drop): CORE_TRIM_SETS.  Returns what it did (0: nothing). */
 #define CORE_TRIM_SETS 1
-#define CORE_TRIM_HEAP 2
 int core_trim(struct core *c);
 
 #endif
