@@ -544,7 +544,6 @@ metrics_get(const struct metrics *m, size_t id, const char *const *values, doubl
 	return 0;
 }
 
-
 int
 metrics_remove(struct metrics *m, size_t id, const char *const *values)
 {
