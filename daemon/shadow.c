@@ -147,6 +147,12 @@ shadow_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, voi
 	x->st.excluded = r->excluded;
 	/* The harm mode of the counts (0 in a record from before it: the change rate). */
 	x->st.gharm = r->grid_harm;
+	/* The gain mode and its counts (0 and none in a record from before them: gain off). */
+	x->st.ggainm = r->grid_gain_mode;
+	if (x->st.gn > 0 && r->n_grid_gain == x->st.gn)
+		memcpy(x->st.ggain, r->grid_gain, x->st.gn * sizeof *r->grid_gain);
+	else if (x->st.ggainm != 0)
+		x->st.gn = 0;
 	return 0;
 }
 
@@ -278,6 +284,9 @@ shadow_save_put(struct core *c, const struct shadow_ctl *x)
 	r.samples = x->st.samples;
 	r.excluded = x->st.excluded;
 	r.grid_harm = x->st.gharm;
+	r.n_grid_gain = x->st.gn;
+	r.grid_gain = (uint32_t *)x->st.ggain;
+	r.grid_gain_mode = x->st.ggainm;
 	r.updated_unix_ms = core_now_ms();
 	return commit_put_later(c, STORE_DB_RISKCTL, key, &r.base);
 }
@@ -482,7 +491,8 @@ shadow_step_answer(const struct program *p, size_t k)
  * decided votes are 1), other = a chain at or past the unpromising bound, same = the step's
  * answer is equivalent to `end` (the natural end's answer; NULL: the last step's), valid = the
  * first chain's probe answer there is valid (not empty, not a placeholder; the harm proxy reads
- * it for cot).  *e: the end as the harm proxy sees it (riskctl_end): cut when p did not end
+ * it for cot), cont = the step's answer is not empty and equivalent to the previous step's,
+ * tokens = the chains' decode tokens there (both for the gain proxy).  *e: the end as the harm proxy sees it (riskctl_end): cut when p did not end
  * naturally or a chain finished without an answer (or did not finish), votes = the chains whose
  * final answer is equivalent to `end`.  Returns the number of points (0: no step, or ENOMEM;
  * *out then NULL).  The caller frees *out.
@@ -494,6 +504,7 @@ shadow_traj(const struct program *p, const struct sched_policy *base, const char
 	uint64_t u = p->algo == SCHED_ALGO_SC ? base->sc_unpromising_tokens :
 	    base->unpromising_tokens;
 	struct riskctl_point *pts;
+	const char *prev = "";
 	size_t n = 0, k;
 	uint32_t i;
 
@@ -508,6 +519,7 @@ shadow_traj(const struct program *p, const struct sched_policy *base, const char
 		end = shadow_step_answer(p, n - 1);
 	for (k = 0; k < n; k++) {
 		uint64_t most = 0;
+		const char *sa = shadow_step_answer(p, k);
 		pts[k].c = -1;
 		for (i = 0; i < p->n; i++) {
 			const struct chain *ch = &p->chains[i];
@@ -516,9 +528,12 @@ shadow_traj(const struct program *p, const struct sched_policy *base, const char
 				pts[k].c = ch->probes[k].certaindex;
 			if (pos > most)
 				most = pos;
+			pts[k].tokens += pos;
 		}
 		pts[k].other = u > 0 && sched_unpromising_tokens(base, most) >= u;
-		pts[k].same = answer_equivalent(shadow_step_answer(p, k), end);
+		pts[k].same = answer_equivalent(sa, end);
+		pts[k].cont = k > 0 && sa[0] != '\0' && answer_equivalent(sa, prev);
+		prev = sa;
 		if (k < p->chains[0].nprobes) {
 			const char *a = shadow_chain_answer(&p->chains[0], k);
 			pts[k].valid = a[0] != '\0' && !answer_is_placeholder(a, p->problem);
@@ -761,10 +776,11 @@ shadow_get(struct core *c, size_t i, struct shadow_info *out)
 	out->samples = x->st.samples;
 	out->excluded = x->st.excluded;
 	if (x->st.gn == riskctl_grid_size(&pr) && x->st.gmin == pr.min_shift &&
-	    x->st.gstep == pr.step && x->st.gharm == riskctl_harm_mode(&pr) && x->st.gn > 0) {
+	    x->st.gstep == pr.step && x->st.gharm == riskctl_harm_mode(&pr) &&
+	    x->st.ggainm == riskctl_gain_mode(&pr) && x->st.gn > 0) {
 		uint32_t g = riskctl_grid_index(&pr, out->shift);
 		out->point_stopped = x->st.gobs[g];
-		out->point_changed = x->st.gchg[g];
+		out->point_changed = riskctl_grid_changes(&x->st, g);
 	}
 	for (k = 0; k < c->norder; k++) {
 		const struct program *p = c->order[k];

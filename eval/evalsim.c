@@ -303,6 +303,7 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 	uint64_t probe_tokens = 0;
 	size_t i;
 	int rc = 0;
+	const char *prev_answer = "";
 
 	if (n < 1 || n > EVALSIM_MAX_N || n > prog->nsamples || (algo == SCHED_ALGO_COT && n != 1))
 		return -EINVAL;
@@ -379,6 +380,12 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			} else {
 				memcpy(pt.x, cp.x, sizeof cp.x);
 			}
+			/* the gain proxy's runs: d.answer points into the traces (or ""), which
+			 * outlive the loop */
+			pt.decode = decode;
+			pt.cont = d.answer[0] != '\0' && prev_answer[0] != '\0' &&
+			    answer_equivalent(d.answer, prev_answer);
+			prev_answer = d.answer;
 			rc = evalsim_add_point(traj, &pt);
 			if (rc != 0)
 				goto fail_chains;

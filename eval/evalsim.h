@@ -133,6 +133,9 @@ struct evalsim_point {
 	bool same;                /* ... equals the reference answer */
 	bool valid;               /* cot: the chain's answer is valid */
 	bool settled;             /* cot: the chain is settled (certaindex 1, certainty.h) */
+	bool cont;                /* the decision's answer is not empty and equals the previous
+	                           * point's (riskctl_point.cont) */
+	uint64_t decode;          /* decode tokens so far, all chains (riskctl_point.tokens) */
 	double x[SCHED_COT_NFEAT];/* cot: chain features; sc: program features */
 	/* cot: the chain's enum difficulty_class under evalsim_diff_rules[r] */
 	unsigned char cls[EVALSIM_NDIFF];

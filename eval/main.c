@@ -1078,7 +1078,7 @@ usage(FILE *f)
 	    "[--start default|lomo] [--controller cf|window] [--passes 1] [--runs 5] [--lag 10] [--shadow-frac 0.2] "
 	    "[--target T] [--sc-target T] [--confidence C] [--step S] [--min-samples N] [--window N] "
 	    "[--model-tokens learned|oracle] [--verbose] [--first-run 0] [--shadow-boost B] "
-	    "[--hold-confidence C] [--harm 0|1] [--harm-stable M] [--long-window 500] "
+	    "[--hold-confidence C] [--harm 0|1] [--harm-stable M] [--gain 0|1] [--gain-tokens T] [--long-window 500] "
 	    "[--reach-by 300]\n"
 	    "           (the shadow-driven risk controller over each model's programs in\n"
 	    "           virtual time, shadow tokens counted, model_tokens learned from the\n"
@@ -1220,6 +1220,7 @@ main(int argc, char **argv)
 	double on_frac = 0.2, on_target = -1, on_sc_target = -1, on_conf = -1, on_step = -1;
 	long on_min = -1, on_win = -1;
 	double on_boost = -1, on_hold = -1, on_harm = -1, on_harm_stable = -1;
+	double on_gain = -1, on_gain_tokens = -1;
 	const char *state = NULL;
 	bool harm_only = false, difficulty = false, diff_ordered = false, sc_vote = false;
 	bool cot_slope = false, score_quantiles = false;
@@ -1391,6 +1392,10 @@ main(int argc, char **argv)
 			on_harm = strtod(v, NULL);
 		} else if (strcmp(o, "--harm-stable") == 0) {
 			on_harm_stable = strtod(v, NULL);
+		} else if (strcmp(o, "--gain") == 0) {
+			on_gain = strtod(v, NULL);
+		} else if (strcmp(o, "--gain-tokens") == 0) {
+			on_gain_tokens = strtod(v, NULL);
 		} else if (strcmp(o, "--lag") == 0) {
 			oo.lag = (unsigned)strtoul(v, NULL, 10);
 		} else if (strcmp(o, "--shadow-frac") == 0) {
@@ -1496,6 +1501,10 @@ main(int argc, char **argv)
 			p.riskctl_harm = (uint32_t)on_harm;
 		if (on_harm_stable >= 0)
 			p.riskctl_harm_stable = (uint32_t)on_harm_stable;
+		if (on_gain >= 0)
+			p.riskctl_gain = (uint32_t)on_gain;
+		if (on_gain_tokens >= 0)
+			p.riskctl_gain_tokens = (uint32_t)on_gain_tokens;
 		if (sched_policy_validate(&p, err, sizeof err) != 0 || oo.passes < 1 ||
 		    oo.runs < 1 || oo.runs > 1000 || oo.first_run > 100000) {
 			fprintf(stderr, "certa-eval: online: %s\n", oo.passes < 1 || oo.runs < 1 ||

@@ -94,6 +94,8 @@ online_points(const struct evalsim_traj *t, double tau0, uint64_t u, struct risk
 		out[i].other = u > 0 && pt->most >= u;
 		out[i].same = pt->same;
 		out[i].valid = pt->valid;
+		out[i].cont = pt->cont;
+		out[i].tokens = pt->decode;
 	}
 }
 
@@ -563,6 +565,75 @@ online_print_harm(const struct evalsim_set *set, const struct riskctl_params *pr
 	free(tr);
 }
 
+/* The gain proxy of the static table (riskctl_gain_called, gain_tokens of the policy), against
+ * the ground truth: per shift, the movable certain stops that change the answer, those the
+ * proxy calls gains and what they really are (a gain: stop right, end wrong; a loss: the
+ * reverse; neither: both wrong), precision and recall, the count the controller bounds with
+ * riskctl.gain (changes not called gains less called gains, at least 0) and the true net
+ * (losses less gains) per program, and the loss.  A last row sums the shifts >= 0 (a change
+ * counted once per shift).  pts: scratch of the longest trajectory. */
+static void
+online_print_gain(const struct evalsim_set *set, const struct riskctl_params *pr0,
+    const struct sched_policy *p, double tau0, uint64_t u, struct riskctl_point *pts,
+    const bool *movable)
+{
+	struct riskctl_params pr = *pr0;
+	size_t all[6] = { 0, 0, 0, 0, 0, 0 }, i;
+	double sh, np = set->nprog ? (double)set->nprog : 1;
+
+	pr.gain = true;
+	pr.gain_tokens = p->riskctl_gain_tokens;
+	printf("gain proxy (riskctl.gain, gain_tokens %u: a change whose stop answer was held >= "
+	    "that many decode tokens and whose end answer appears only at the end; against the "
+	    "ground truth)\n| shift | changed | called gains | ... really gains / losses / "
+	    "neither | precision | recall (gains called / all gains) | controlled: changes - "
+	    "2 called, per program | true net (losses - gains) per program | loss pt |\n"
+	    "|---|---|---|---|---|---|---|---|---|\n", pr.gain_tokens);
+	for (sh = p->riskctl_min_shift; sh <= p->riskctl_max_shift + 1e-9; sh += p->riskctl_step) {
+		double tau = riskctl_threshold(tau0, sh);
+		/* changed, called, called gains, called losses, gains, losses */
+		size_t c[6] = { 0, 0, 0, 0, 0, 0 };
+		long diff = 0, ctl;
+		int j;
+		for (i = 0; i < set->nprog; i++) {
+			const struct evalsim_traj *t = &set->traj[i];
+			bool gain, loss;
+			size_t idx;
+			if (t->npts == 0)
+				continue;
+			idx = evalsim_stop_index(t->pts, t->npts, tau, u);
+			diff += (long)set->full_correct[i] - (long)t->pts[idx].correct;
+			if (!movable[i] || !online_certain(&t->pts[idx], t->npts - 1 - idx, tau) ||
+			    t->pts[idx].same)
+				continue;
+			gain = t->pts[idx].correct && !set->full_correct[i];
+			loss = !t->pts[idx].correct && set->full_correct[i];
+			c[0]++;
+			c[4] += gain;
+			c[5] += loss;
+			online_points(t, tau0, u, pts);
+			if (riskctl_gain_called(&pr, pts, t->npts, idx)) {
+				c[1]++;
+				c[2] += gain;
+				c[3] += loss;
+			}
+		}
+		if (sh >= -1e-9)
+			for (j = 0; j < 6; j++)
+				all[j] += c[j];
+		ctl = (long)c[0] - 2 * (long)c[1];
+		printf("| %+.2f | %zu | %zu | %zu / %zu / %zu | %.2f | %zu / %zu | %.2f%% | %.2f%% | "
+		    "%.2f |\n", sh, c[0], c[1], c[2], c[3], c[1] - c[2] - c[3],
+		    c[1] ? (double)c[2] / (double)c[1] : 0, c[2], c[4],
+		    100.0 * (double)(ctl > 0 ? ctl : 0) / np,
+		    100.0 * ((double)c[5] - (double)c[4]) / np, 100.0 * (double)diff / np);
+	}
+	printf("| >= 0, summed | %zu | %zu | %zu / %zu / %zu | %.2f | %zu / %zu (%.2f) | | | |\n",
+	    all[0], all[1], all[2], all[3], all[1] - all[2] - all[3],
+	    all[1] ? (double)all[2] / (double)all[1] : 0, all[2], all[4],
+	    all[4] ? (double)all[2] / (double)all[4] : 0);
+}
+
 /* What each controller setting would do statically on the whole set: share stopped early,
  * answer-change rate among those (what shadows measure), loss, saving; and the worst loss
  * over 100 consecutive programs in the recorded order (noise: a fixed threshold too). */
@@ -625,6 +696,7 @@ online_print_levels(const struct evalsim_set *set, const struct sched_policy *p,
 		    100.0 * (double)diff / (double)set->nprog, full > 0 ? 100 * (1 - cost / full) : 0);
 	}
 	online_print_harm(set, &pr, p, tau0, u, pts, movable);
+	online_print_gain(set, &pr, p, tau0, u, pts, movable);
 	free(pts);
 	free(movable);
 }
@@ -766,14 +838,14 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 	}
 	printf("\n== %s, %s: %zu programs x %u pass(es), start threshold %.4g (%s), controller %s, "
 	    "shadow_frac %g (boost %g), target %g, confidence %g (hold %g), step %g, min_samples %u, "
-	    "window %u, lag %u, harm %u (stable %u)\n",
+	    "window %u, lag %u, harm %u (stable %u), gain %u (tokens %u)\n",
 	    model, algo == SCHED_ALGO_SC ? "sc n=3" : "cot", set.nprog, o->passes, tau0,
 	    o->start_lomo ? "calibrated without this model" : "start policy",
 	    o->windowed ? "window" : "cf", p.riskctl_shadow_frac, p.riskctl_shadow_boost,
 	    algo == SCHED_ALGO_SC ? p.riskctl_sc_target : p.riskctl_target,
 	    p.riskctl_confidence, p.riskctl_hold_confidence, p.riskctl_step,
 	    p.riskctl_min_samples, p.riskctl_window, o->lag, p.riskctl_harm,
-	    p.riskctl_harm_stable);
+	    p.riskctl_harm_stable, p.riskctl_gain, p.riskctl_gain_tokens);
 	printf("static start threshold: loss %.2f pt, saved %.1f%%; this model's own best "
 	    "threshold (in-sample, loss <= %.2g pt): %.4g, loss %.2f pt, saved %.1f%%\n",
 	    100 * l0, 100 * s0, 100 * o->max_loss, best_tau, 100 * best_loss, 100 * best);

@@ -56,6 +56,8 @@ static const struct policy_key policy_keys[] = {
 	PK("riskctl.hold_confidence", POLICY_DOUBLE, riskctl_hold_confidence, "of the bound that leaves a held setting"),
 	PK("riskctl.harm", POLICY_U32, riskctl_harm, "1: count only changes from a trusted end"),
 	PK("riskctl.harm_stable", POLICY_U32, riskctl_harm_stable, "cot: probe answers equal to the end to trust it"),
+	PK("riskctl.gain", POLICY_U32, riskctl_gain, "1: a change called a gain offsets one change"),
+	PK("riskctl.gain_tokens", POLICY_U32, riskctl_gain_tokens, "decode tokens a gain's stop answer was held"),
 	PK("dynasor_k", POLICY_U32, dynasor_k, "Dynasor-CoT baseline: k agreeing probes stop (0 off)"),
 	PK("difficulty.tokens", POLICY_U64, difficulty_tokens, "early window for the class (0 off)"),
 	PK("difficulty.changes", POLICY_U32, difficulty_changes, "answer changes in it: hard"),

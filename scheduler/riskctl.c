@@ -23,6 +23,9 @@ riskctl_params_from_policy(const struct sched_policy *p, int algo, struct riskct
 	out->hold_confidence = p->riskctl_hold_confidence;
 	out->harm = p->riskctl_harm != 0;
 	out->harm_stable = p->riskctl_harm_stable;
+	/* The gain rule was fitted on cot; on sc its precision is poor (docs/certainty.md). */
+	out->gain = p->riskctl_gain != 0 && algo == SCHED_ALGO_COT;
+	out->gain_tokens = p->riskctl_gain_tokens;
 }
 
 double
@@ -298,16 +301,48 @@ riskctl_end_trusted(const struct riskctl_params *pr, const struct riskctl_point 
 	return need == 0;
 }
 
-/* Whether the counts were made on the parameters' grid and harm mode. */
+uint32_t
+riskctl_gain_mode(const struct riskctl_params *pr)
+{
+	return pr->gain ? (pr->gain_tokens > 0 ? pr->gain_tokens : 1) : 0;
+}
+
+bool
+riskctl_gain_called(const struct riskctl_params *pr, const struct riskctl_point *pts, size_t n,
+    size_t s)
+{
+	size_t i = s, j = s;
+	uint64_t from, to;
+
+	if (!pr->gain || s + 1 >= n || pts[n - 1].cont)
+		return false;
+	/* The run of s's answer: back to its first point, on to its last (before the end). */
+	while (i > 0 && pts[i].cont)
+		i--;
+	while (j + 2 < n && pts[j + 1].cont)
+		j++;
+	from = i > 0 ? pts[i - 1].tokens : 0;
+	to = pts[j].tokens;
+	return to > from && to - from >= pr->gain_tokens;
+}
+
+uint32_t
+riskctl_grid_changes(const struct riskctl_state *s, uint32_t k)
+{
+	return s->gchg[k] > s->ggain[k] ? s->gchg[k] - s->ggain[k] : 0;
+}
+
+/* Whether the counts were made on the parameters' grid, harm and gain modes. */
 static bool
 riskctl_grid_current(const struct riskctl_params *pr, const struct riskctl_state *s)
 {
 	return s->gn == riskctl_grid_size(pr) && s->gmin == pr->min_shift &&
-	    s->gstep == pr->step && s->gharm == riskctl_harm_mode(pr);
+	    s->gstep == pr->step && s->gharm == riskctl_harm_mode(pr) &&
+	    s->ggainm == riskctl_gain_mode(pr);
 }
 
-/* Resets the counts when the grid or harm mode of the parameters is not the one they were
- * made on. */
+/* Resets the counts when the grid, harm or gain mode of the parameters is not the one they
+ * were made on. */
 static void
 riskctl_grid_sync(const struct riskctl_params *pr, struct riskctl_state *s)
 {
@@ -317,9 +352,11 @@ riskctl_grid_sync(const struct riskctl_params *pr, struct riskctl_state *s)
 	s->gmin = pr->min_shift;
 	s->gstep = pr->step;
 	s->gharm = riskctl_harm_mode(pr);
+	s->ggainm = riskctl_gain_mode(pr);
 	s->gtot = 0;
 	memset(s->gobs, 0, sizeof s->gobs);
 	memset(s->gchg, 0, sizeof s->gchg);
+	memset(s->ggain, 0, sizeof s->ggain);
 }
 
 uint32_t
@@ -346,17 +383,17 @@ riskctl_grid_at(const struct riskctl_params *pr, const struct riskctl_state *s)
 static bool
 riskctl_grid_bad(const struct riskctl_params *pr, const struct riskctl_state *s, uint32_t k)
 {
-	if (riskctl_cp_lower(s->gchg[k], s->gtot, pr->confidence) > pr->target)
+	if (riskctl_cp_lower(riskctl_grid_changes(s, k), s->gtot, pr->confidence) > pr->target)
 		return true;
 	return s->gtot >= pr->window &&
-	    riskctl_cp_upper(s->gchg[k], s->gtot, pr->confidence) > pr->target;
+	    riskctl_cp_upper(riskctl_grid_changes(s, k), s->gtot, pr->confidence) > pr->target;
 }
 
 static bool
 riskctl_grid_proven(const struct riskctl_params *pr, const struct riskctl_state *s, uint32_t k)
 {
 	return s->gtot >= pr->min_samples &&
-	    riskctl_cp_upper(s->gchg[k], s->gtot, pr->confidence) <= pr->target;
+	    riskctl_cp_upper(riskctl_grid_changes(s, k), s->gtot, pr->confidence) <= pr->target;
 }
 
 /* Whether the current point k is to be left (pick rule): clearly over, or not under the
@@ -368,9 +405,9 @@ riskctl_grid_leave(const struct riskctl_params *pr, const struct riskctl_state *
 
 	if (!(hc >= 0.5) || hc > pr->confidence)
 		hc = pr->confidence;
-	if (riskctl_cp_lower(s->gchg[k], s->gtot, pr->confidence) > pr->target)
+	if (riskctl_cp_lower(riskctl_grid_changes(s, k), s->gtot, pr->confidence) > pr->target)
 		return true;
-	return s->gtot >= pr->window && riskctl_cp_upper(s->gchg[k], s->gtot, hc) > pr->target;
+	return s->gtot >= pr->window && riskctl_cp_upper(riskctl_grid_changes(s, k), s->gtot, hc) > pr->target;
 }
 
 /* Moves to grid point k (new window). */
@@ -423,7 +460,7 @@ riskctl_grid_reachable(const struct riskctl_params *pr, const struct riskctl_sta
 
 	if (s->gtot < pr->min_samples)
 		return true;
-	x = floor((double)s->gchg[k] * (double)n / (double)s->gtot + 0.5);
+	x = floor((double)riskctl_grid_changes(s, k) * (double)n / (double)s->gtot + 0.5);
 	return riskctl_cp_upper((uint64_t)x, n, pr->confidence) <= pr->target;
 }
 
@@ -446,7 +483,7 @@ riskctl_sample_frac(const struct riskctl_params *pr, const struct riskctl_state 
 		return pr->boost;
 	cur = riskctl_grid_at(pr, s);
 	if (cur + 1 < s->gn && !riskctl_grid_proven(pr, s, cur + 1) &&
-	    !(riskctl_cp_lower(s->gchg[cur + 1], s->gtot, pr->confidence) > pr->target) &&
+	    !(riskctl_cp_lower(riskctl_grid_changes(s, cur + 1), s->gtot, pr->confidence) > pr->target) &&
 	    riskctl_grid_reachable(pr, s, cur + 1))
 		return pr->boost;
 	return pr->shadow_frac;
@@ -501,7 +538,11 @@ riskctl_observe_cf(const struct riskctl_params *pr, struct riskctl_state *s, dou
 		if (!certain[k] || s->gobs[k] == UINT32_MAX || s->gtot == UINT32_MAX)
 			continue;
 		s->gobs[k]++;
-		if (!pts[stop[k]].same && trusted)
+		if (pts[stop[k]].same || !trusted)
+			continue;
+		if (riskctl_gain_called(pr, pts, n, stop[k]))
+			s->ggain[k]++;
+		else
 			s->gchg[k]++;
 	}
 	return riskctl_pick_shift(pr, s);

@@ -62,6 +62,12 @@ struct riskctl_params {
 	/* cot, with harm: the valid probe answers just before the natural end that must all equal
 	 * it (0: only that the end is not cut). */
 	uint32_t harm_stable;
+	/* The gain proxy (riskctl_gain_called; cot only: riskctl_params_from_policy leaves it
+	 * off for sc): 0: off; 1: a changed stop the proxy calls a gain offsets one other change (the controlled count is changes not called gains minus
+	 * called gains, at least 0). */
+	bool gain;
+	/* Decode tokens the stop's answer must have been held (its run of equal answers). */
+	uint32_t gain_tokens;
 };
 
 /* What one observation did. */
@@ -93,6 +99,10 @@ struct riskctl_state {
 	/* The harm mode the grid counts were made under (riskctl_harm_mode); the counts restart
 	 * when it changes, as when the grid does. */
 	uint32_t gharm;
+	/* With the gain proxy: ggain[k] of the changed stops at point k called gains (not in
+	 * gchg[k]); ggainm the gain mode the counts were made under (riskctl_gain_mode). */
+	uint32_t ggain[RISKCTL_GRID_MAX];
+	uint32_t ggainm;
 };
 
 /* The parameters of a policy's riskctl.* keys for programs of algorithm algo (enum
@@ -163,6 +173,9 @@ struct riskctl_point {
 	bool same;             /* the decision's answer here equals the natural end's */
 	bool valid;            /* cot: the chain's probe answer here is valid (not empty, not a
 	                        * placeholder); read by the harm proxy only */
+	bool cont;             /* the decision's answer here is not empty and equals the previous
+	                        * point's (it continues a run); read by the gain proxy only */
+	uint64_t tokens;       /* decode tokens of the program here (all chains); gain proxy */
 };
 
 /*
@@ -192,6 +205,30 @@ uint32_t riskctl_harm_mode(const struct riskctl_params *pr);
 bool riskctl_end_trusted(const struct riskctl_params *pr, const struct riskctl_point *pts,
     size_t n, const struct riskctl_end *end);
 
+/*
+ * The gain proxy.  A changed stop is an accuracy *gain* when the stop's answer is right and the
+ * natural end's wrong; many are (docs/certainty.md: 22 of Qwen3 cot's 104 changes at shift +1).
+ * Without ground truth, call the changed stop at point s of pts[0..n) a gain when
+ *
+ *   - the stop's answer was held long: the run of consecutive points with that answer
+ *     (cont) that contains s spans >= gain_tokens decode tokens (from the point before the
+ *     run to its last point), so the chain kept it before and after the stop, and
+ *   - the end's answer appears only at the end: the last point does not continue a run
+ *     (the point before the end had another answer, or none).
+ *
+ * A chain that settles on an answer for thousands of tokens and then ends on one it never
+ * held is more often wrong at the end than a chain whose end answer was its stable one.
+ * Fitted on Qwen3 cot, checked on R1 (docs/certainty.md, "A gain proxy for the controller").
+ */
+bool riskctl_gain_called(const struct riskctl_params *pr, const struct riskctl_point *pts,
+    size_t n, size_t s);
+
+/* 0 with the gain proxy off, gain_tokens with it on: what the grid counts were made under. */
+uint32_t riskctl_gain_mode(const struct riskctl_params *pr);
+
+/* The controlled count of grid point k: gchg[k], less ggain[k] (at least 0). */
+uint32_t riskctl_grid_changes(const struct riskctl_state *s, uint32_t k);
+
 /* Grid size of the parameters: floor((max_shift - min_shift) / step) + 1, at most
  * RISKCTL_GRID_MAX; 0 when the parameters give no grid. */
 uint32_t riskctl_grid_size(const struct riskctl_params *pr);
@@ -220,8 +257,8 @@ bool riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
  * differs from the answer given; else a free natural end) into every grid point's counts and
  * applies the pick rule:
  *
- *   - proven:  gtot >= min_samples and UCB(gchg[k], gtot) <= target;
- *   - bad:     LCB(gchg[k], gtot) > target (clearly over), or gtot >= window and UCB >
+ *   - proven:  gtot >= min_samples and UCB(x_k, gtot) <= target (x_k = gchg[k]);
+ *   - bad:     LCB(x_k, gtot) > target (clearly over), or gtot >= window and UCB >
  *              target (not shown safe within a window);
  *   - best:    the most aggressive proven point with no bad point at or below it;
  *   - best above the current point -> move there (RISKCTL_SAVE, may be several steps);
@@ -233,7 +270,9 @@ bool riskctl_cf_movable(const struct riskctl_params *pr, double tau0,
  *     held while its rate's estimate stays under the target).
  *
  * With riskctl.harm, gchg[k] counts a changed stop only when riskctl_end_trusted(pts, n,
- * end) (gobs[k] counts it either way).
+ * end) (gobs[k] counts it either way).  With riskctl.gain, a changed stop that
+ * riskctl_gain_called calls a gain goes to ggain[k] instead of gchg[k], and the rule's x_k is
+ * riskctl_grid_changes (gchg - ggain, at least 0).
  *
  * The current point is the grid point nearest the shift.  A move restarts the window
  * (win_n, win_changes, which riskctl_observe keeps).  Returns the move made.

@@ -107,6 +107,8 @@ sched_policy_default(struct sched_policy *p)
 	p->riskctl_hold_confidence = 0.9;
 	p->riskctl_harm = 0;
 	p->riskctl_harm_stable = 2;
+	p->riskctl_gain = 0;
+	p->riskctl_gain_tokens = 4000;
 	p->difficulty_tokens = SCHED_DEFAULT_DIFFICULTY_TOKENS;
 	p->difficulty_changes = SCHED_DEFAULT_DIFFICULTY_CHANGES;
 	p->cot_threshold_easy = SCHED_DEFAULT_COT_THRESHOLD_EASY;
@@ -151,6 +153,10 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 		bad = "riskctl.harm", range = "[0, 1]", v = p->riskctl_harm;
 	else if (p->riskctl_harm_stable > 64)
 		bad = "riskctl.harm_stable", range = "[0, 64]", v = p->riskctl_harm_stable;
+	else if (p->riskctl_gain > 1)
+		bad = "riskctl.gain", range = "[0, 1]", v = p->riskctl_gain;
+	else if (p->riskctl_gain_tokens < 1 || p->riskctl_gain_tokens > (1u << 20))
+		bad = "riskctl.gain_tokens", range = "[1, 1048576]", v = p->riskctl_gain_tokens;
 	else if (p->difficulty_tokens > (1u << 20))
 		bad = "difficulty.tokens", range = "[0, 1048576]", v = (double)p->difficulty_tokens;
 	else if (p->difficulty_changes > 64)

@@ -110,6 +110,8 @@ struct sched_policy {
 	double riskctl_hold_confidence; /* of the bound that leaves a held setting (riskctl.h) */
 	uint32_t riskctl_harm;        /* 1: count only changes from a trusted end (riskctl.h) */
 	uint32_t riskctl_harm_stable; /* cot: valid probe answers that must equal the end */
+	uint32_t riskctl_gain;        /* 1: a change the gain proxy calls a gain offsets one */
+	uint32_t riskctl_gain_tokens; /* decode tokens the stop's answer must have been held */
 	/* The Dynasor-CoT rule as a baseline (0: off): a chain is consistent when its last
 	 * dynasor_k probe answers are equivalent, non-empty and free of hesitation words
 	 * (certainty_probe_hesitant); a program stops certain when every unfinished chain is.

@@ -49,16 +49,23 @@ setup(void **state)
 	return 0;
 }
 
+/* Starts certad with shadow_policy and the extra policy lines. */
 static void
-start(struct itest *it, const char *delay)
+start_with(struct itest *it, const char *delay, const char *extra)
 {
 	char path[512], set[600];
 	const char *sets[] = { set, NULL };
 
 	snprintf(path, sizeof path, "%s/shadow.policy", it->dir);
-	assert_int_equal(harness_write_file(path, "%s", shadow_policy), 0);
+	assert_int_equal(harness_write_file(path, "%s%s", shadow_policy, extra), 0);
 	snprintf(set, sizeof set, "policy.file=%s", path);
 	itest_start(it, delay, ITEST_ADMIN | ITEST_ANONYMOUS | ITEST_METRICS, sets);
+}
+
+static void
+start(struct itest *it, const char *delay)
+{
+	start_with(it, delay, "");
 }
 
 static Certa__V1__StatsReply *
@@ -417,6 +424,51 @@ test_model_tokens_learned_survive_restart(void **state)
 	assert_true(metric(body, series) == 4);
 }
 
+/* With the gain proxy on (riskctl.gain), a shadow's trajectory is counted under the gain mode
+ * and the counts come back from the riskctl DB after a kill -9 and a clean restart: the grid
+ * point's counts and the shift are the same (a record that lost the gain mode or the gain
+ * counts would restart the grid: no counts at the point). */
+static void
+test_gain_counts_survive_restart(void **state)
+{
+	static const char gain[] = "riskctl.gain = 1\nriskctl.gain_tokens = 1\n";
+	struct itest *it = *state;
+	struct certa_client_events ev;
+	Certa__V1__StatsReply *r;
+	uint32_t stopped, changed;
+	double shift;
+
+	HARNESS_NEED_TRACES(it);
+	start_with(it, "0", gain);
+	memset(&ev, 0, sizeof ev);
+	run_program(it, &ev);
+	certa_client_events_free(&ev);
+	r = wait_riskctl(it, 1, 0);
+	assert_int_equal(r->riskctl[0]->samples, 1);
+	shift = r->riskctl[0]->shift;
+	stopped = r->riskctl[0]->point_stopped;
+	changed = r->riskctl[0]->point_changed;
+	/* The stop at the first valid answer is a certain stop at every shift but -4. */
+	assert_true(fabs(fabs(shift) - 4) < 1e-9);
+	if (shift > 0)
+		assert_int_equal(stopped, 1);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	itest_stop(it);   /* SIGKILL */
+	start_with(it, "0", gain);
+	r = wait_riskctl(it, 1, 0);
+	assert_true(r->riskctl[0]->shift == shift);
+	assert_int_equal(r->riskctl[0]->samples, 1);
+	assert_int_equal(r->riskctl[0]->point_stopped, stopped);
+	assert_int_equal(r->riskctl[0]->point_changed, changed);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	/* The key off: the same record's counts are another mode's (no counts at the point). */
+	itest_stop(it);
+	start_with(it, "0", "");
+	r = wait_riskctl(it, 1, 0);
+	assert_int_equal(r->riskctl[0]->point_stopped, 0);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
 int
 main(void)
 {
@@ -428,6 +480,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_natural_end_is_a_free_sample, setup,
 		    itest_teardown),
 		cmocka_unit_test_setup_teardown(test_model_tokens_learned_survive_restart, setup,
+		    itest_teardown),
+		cmocka_unit_test_setup_teardown(test_gain_counts_survive_restart, setup,
 		    itest_teardown),
 	};
 	int rc;

@@ -842,6 +842,182 @@ test_harm_policy_keys(void **state)
 	assert_non_null(strstr(err, "riskctl.harm_stable"));
 }
 
+/* A trajectory whose certain stop (point 2, certaindex 0.6: shifts 0, +1, +2 stop there; -1
+ * and -2 run to the end) gave answer A, which the chain held from point 1 to point 5 (5,000
+ * decode tokens, from the point before the run to its last point), then left for B and ended
+ * on C, an answer it held only at the end: what the gain proxy calls a likely gain. */
+static const struct riskctl_point gain_traj[] = {
+	{ .c = 0.1, .valid = true, .tokens = 1000 },
+	{ .c = 0.2, .valid = true, .tokens = 2000 },
+	{ .c = 0.6, .valid = true, .cont = true, .tokens = 3000 },
+	{ .c = 0.3, .valid = true, .cont = true, .tokens = 4000 },
+	{ .c = 0.3, .valid = true, .cont = true, .tokens = 5000 },
+	{ .c = 0.4, .valid = true, .cont = true, .tokens = 6000 },
+	{ .c = 0.5, .valid = true, .tokens = 7000 },
+	{ .c = 1, .same = true, .tokens = 8000 },
+};
+
+/* The reverse: the stop's answer held at points 1-2 only (2,000 tokens), the end's answer from
+ * point 3 to the end (the chain moved to it early and kept it): a likely loss. */
+static const struct riskctl_point loss_traj[] = {
+	{ .c = 0.1, .valid = true, .tokens = 1000 },
+	{ .c = 0.2, .valid = true, .tokens = 2000 },
+	{ .c = 0.6, .valid = true, .cont = true, .tokens = 3000 },
+	{ .c = 0.3, .same = true, .valid = true, .tokens = 4000 },
+	{ .c = 0.3, .same = true, .valid = true, .cont = true, .tokens = 5000 },
+	{ .c = 0.4, .same = true, .valid = true, .cont = true, .tokens = 6000 },
+	{ .c = 0.5, .same = true, .valid = true, .cont = true, .tokens = 7000 },
+	{ .c = 1, .same = true, .cont = true, .tokens = 8000 },
+};
+
+/* riskctl_gain_called on hand-made trajectories: a long-held stop answer left for an end
+ * answer that appears only at the end is a gain; the reverse (short stop run, end answer held)
+ * is not, nor is either half alone; off: never. */
+static void
+test_gain_called(void **state)
+{
+	struct riskctl_point pts[8];
+	struct riskctl_params pr;
+
+	(void)state;
+	grid_params(&pr);
+	pr.gain_tokens = 4000;
+	assert_int_equal(riskctl_gain_mode(&pr), 0);
+	assert_false(riskctl_gain_called(&pr, gain_traj, 8, 2));
+	pr.gain = true;
+	assert_int_equal(riskctl_gain_mode(&pr), 4000);
+	/* The run 1..5 spans 6000 - 1000 tokens, whichever of its points is the stop. */
+	assert_true(riskctl_gain_called(&pr, gain_traj, 8, 2));
+	assert_true(riskctl_gain_called(&pr, gain_traj, 8, 1));
+	assert_true(riskctl_gain_called(&pr, gain_traj, 8, 5));
+	pr.gain_tokens = 5000;
+	assert_true(riskctl_gain_called(&pr, gain_traj, 8, 2));
+	pr.gain_tokens = 5001;
+	assert_false(riskctl_gain_called(&pr, gain_traj, 8, 2));
+	/* Inverted roles: not a gain. */
+	pr.gain_tokens = 2000;
+	assert_false(riskctl_gain_called(&pr, loss_traj, 8, 2));
+	/* The stop's run long enough but the end's answer held before the end: not a gain. */
+	memcpy(pts, gain_traj, sizeof pts);
+	pts[7].cont = true;
+	assert_false(riskctl_gain_called(&pr, pts, 8, 2));
+	/* The end's answer only at the end but the stop's run short: not a gain. */
+	memcpy(pts, gain_traj, sizeof pts);
+	pts[3].cont = false;
+	pr.gain_tokens = 2001;
+	assert_false(riskctl_gain_called(&pr, pts, 8, 2));
+	pr.gain_tokens = 2000;
+	assert_true(riskctl_gain_called(&pr, pts, 8, 2));
+	/* The end itself is never a changed stop. */
+	assert_false(riskctl_gain_called(&pr, gain_traj, 8, 7));
+}
+
+/* With riskctl.gain a changed stop called a gain goes to ggain, another to gchg, and the rule
+ * bounds gchg - ggain (at least 0): a point whose changes are offset by as many gains is proven
+ * where the change rate alone is over the target.  The counts restart when the gain mode
+ * changes (the key, or gain_tokens while on). */
+static void
+test_gain_counts_and_restart(void **state)
+{
+	struct riskctl_params pr;
+	struct riskctl_state s = { 0 };
+	int i;
+
+	(void)state;
+	grid_params(&pr);
+	pr.frozen = true;
+	pr.gain_tokens = 4000;
+	/* Off: both changes count. */
+	riskctl_observe_cf(&pr, &s, 0.5, gain_traj, 8, NULL, true, true, 1);
+	riskctl_observe_cf(&pr, &s, 0.5, loss_traj, 8, NULL, true, true, 1);
+	assert_int_equal(s.gchg[4], 2);
+	assert_int_equal(s.ggain[4], 0);
+	assert_int_equal(riskctl_grid_changes(&s, 4), 2);
+	/* On: restart; the gain offsets the loss. */
+	pr.gain = true;
+	riskctl_observe_cf(&pr, &s, 0.5, gain_traj, 8, NULL, true, true, 1);
+	assert_int_equal(s.ggainm, 4000);
+	assert_int_equal(s.gtot, 1);
+	assert_int_equal(s.gobs[4], 1);
+	assert_int_equal(s.gchg[4], 0);
+	assert_int_equal(s.ggain[4], 1);
+	assert_int_equal(s.ggain[2], 1);
+	assert_int_equal(s.ggain[1], 0);    /* -1 runs to the end: no change */
+	assert_int_equal(riskctl_grid_changes(&s, 4), 0);
+	riskctl_observe_cf(&pr, &s, 0.5, loss_traj, 8, NULL, true, true, 1);
+	assert_int_equal(s.gchg[4], 1);
+	assert_int_equal(riskctl_grid_changes(&s, 4), 0);
+	riskctl_observe_cf(&pr, &s, 0.5, loss_traj, 8, NULL, true, true, 1);
+	assert_int_equal(riskctl_grid_changes(&s, 4), 1);
+	/* The pick rule bounds the net count: 30 programs, 6 changes and 6 gains at +2 is
+	 * proven at target 0.1 (UCB(0, 30) = 0.074); the change count alone is not. */
+	pr.frozen = false;
+	pr.target = 0.1;
+	pr.min_samples = 20;
+	pr.window = 100;
+	s.shift = 0;
+	s.gtot = 30;
+	for (i = 0; i < 5; i++)
+		s.gobs[i] = s.gchg[i] = s.ggain[i] = 0;
+	s.gobs[3] = s.gobs[4] = 12;
+	s.gchg[3] = s.gchg[4] = 6;
+	s.ggain[3] = s.ggain[4] = 6;
+	assert_true(riskctl_cp_upper(6, 30, 0.9) > 0.1);
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_SAVE);
+	assert_true(s.shift == 2);
+	/* Without the gains the same changes are clearly over (LCB(6, 30) > 0.1): back. */
+	s.ggain[3] = s.ggain[4] = 0;
+	assert_true(riskctl_cp_lower(6, 30, 0.9) > 0.1);
+	assert_int_equal(riskctl_pick_shift(&pr, &s), RISKCTL_BACK);
+	/* Another gain_tokens: counts restart. */
+	pr.frozen = true;
+	pr.gain_tokens = 6000;
+	riskctl_observe_cf(&pr, &s, 0.5, gain_traj, 8, NULL, true, true, 1);
+	assert_int_equal(s.ggainm, 6000);
+	assert_int_equal(s.gtot, 1);
+	assert_int_equal(s.ggain[4], 0);    /* 5000 tokens < 6000: a change */
+	assert_int_equal(s.gchg[4], 1);
+	/* The key off: restart, mode 0. */
+	pr.gain = false;
+	assert_int_equal(riskctl_observe_excluded(&pr, &s), RISKCTL_HOLD);
+	assert_int_equal(s.ggainm, 0);
+	assert_int_equal(s.gtot, 1);
+	assert_int_equal(s.gchg[4], 0);
+}
+
+/* The policy keys riskctl.gain and riskctl.gain_tokens. */
+static void
+test_gain_policy_keys(void **state)
+{
+	struct sched_policy p;
+	struct riskctl_params pr;
+	char err[256];
+	const char *t = "riskctl.gain = 1\nriskctl.gain_tokens = 2500\n";
+
+	(void)state;
+	sched_policy_default(&p);
+	assert_int_equal(p.riskctl_gain, 0);
+	assert_int_equal(p.riskctl_gain_tokens, 4000);
+	riskctl_params_from_policy(&p, SCHED_ALGO_COT, &pr);
+	assert_false(pr.gain);
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), 0);
+	riskctl_params_from_policy(&p, SCHED_ALGO_COT, &pr);
+	assert_true(pr.gain);
+	assert_int_equal(pr.gain_tokens, 2500);
+	/* cot only: sc keeps the change rate. */
+	riskctl_params_from_policy(&p, SCHED_ALGO_SC, &pr);
+	assert_false(pr.gain);
+	t = "riskctl.gain = 2\n";
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), CERTA_ECONFIG);
+	assert_non_null(strstr(err, "riskctl.gain"));
+	t = "riskctl.gain_tokens = 0\n";
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), CERTA_ECONFIG);
+	assert_non_null(strstr(err, "riskctl.gain_tokens"));
+	t = "riskctl.gain_tokens = 1048577\n";
+	assert_int_equal(policy_parse(t, strlen(t), NULL, &p, err, sizeof err), CERTA_ECONFIG);
+	assert_non_null(strstr(err, "riskctl.gain_tokens"));
+}
+
 int
 main(void)
 {
@@ -867,6 +1043,9 @@ main(void)
 		cmocka_unit_test(test_harm_end_trusted),
 		cmocka_unit_test(test_harm_counts_and_restart),
 		cmocka_unit_test(test_harm_policy_keys),
+		cmocka_unit_test(test_gain_called),
+		cmocka_unit_test(test_gain_counts_and_restart),
+		cmocka_unit_test(test_gain_policy_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
