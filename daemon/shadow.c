@@ -782,10 +782,12 @@ shadow_get(struct core *c, size_t i, struct shadow_info *out)
 		out->point_stopped = x->st.gobs[g];
 		out->point_changed = riskctl_grid_changes(&x->st, g);
 	}
+	/* Running: stored (a shadow whose accepting write is still queued would not come back
+	 * after a crash). */
 	for (k = 0; k < c->norder; k++) {
 		const struct program *p = c->order[k];
-		if (p->shadow_of != NULL && !program_is_terminal(p) && p->algo == x->algo &&
-		    strcmp(p->model != NULL ? p->model : "", x->model) == 0)
+		if (p->shadow_of != NULL && !program_is_terminal(p) && !p->accept_pending &&
+		    p->algo == x->algo && strcmp(p->model != NULL ? p->model : "", x->model) == 0)
 			out->running++;
 	}
 }
