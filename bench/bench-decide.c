@@ -8,10 +8,17 @@
  * gives the decision's own cost: programs are replayed step by step as workers would run them
  * (evalsim_chain_advance), `--live L` of them at a time in rotation, as certad interleaves its
  * live programs (each decision meets its program's chains and scans cold, as in certad), cot
- * programs and sc programs of three chains alternating, under the shipped policy.  Each
- * decision is timed in the thread's CPU time (CLOCK_THREAD_CPUTIME_ID: what other processes
- * on the host do between two samples does not count; interrupts handled meanwhile do); prints p50 / p90 / p99 / p99.9 / max and the mean,
- * for cot, sc and all, and the share of decisions over 50 us.
+ * programs and sc programs of three chains alternating, under the shipped policy; each
+ * chain's text is appended to a buffer of its own at every step, as certad keeps it.  Each
+ * decision is timed in the thread's CPU time (CLOCK_THREAD_CPUTIME_ID: other processes on the
+ * host do not count; interrupts handled meanwhile and time the hypervisor takes from the
+ * virtual CPU do); prints p50 / p90 / p99 / p99.9 / max and the mean, for cot, sc and all,
+ * and the share of decisions over 50 us.
+ *
+ * The baseline of the same run: after every decision, a fixed piece of arithmetic (about 8 us,
+ * calibrated at the start) is timed the same way.  Its distribution is the host's: work that
+ * never varies still shows a tail on a busy or virtualised host, and a decision's tail is
+ * certad's own only as far as it exceeds the baseline's.
  *
  *   CERTA_TRACES=DIR build/bin/bench-decide [--programs N] [--live L] [--traces DIR]
  */

@@ -492,9 +492,10 @@ shadow_step_answer(const struct program *p, size_t k)
  * answer is equivalent to `end` (the natural end's answer; NULL: the last step's), valid = the
  * first chain's probe answer there is valid (not empty, not a placeholder; the harm proxy reads
  * it for cot), cont = the step's answer is not empty and equivalent to the previous step's,
- * tokens = the chains' decode tokens there (both for the gain proxy).  *e: the end as the harm proxy sees it (riskctl_end): cut when p did not end
- * naturally or a chain finished without an answer (or did not finish), votes = the chains whose
- * final answer is equivalent to `end`.  Returns the number of points (0: no step, or ENOMEM;
+ * tokens = the chains' decode tokens there (both for the gain proxy).  *e: the end as the
+ * harm proxy sees it (riskctl_end): cut when p did not end naturally or a chain finished
+ * without an answer (or did not finish), votes = the chains whose final answer is equivalent
+ * to `end`.  Returns the number of points (0: no step, or ENOMEM;
  * *out then NULL).  The caller frees *out.
  */
 static size_t

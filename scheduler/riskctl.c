@@ -407,7 +407,8 @@ riskctl_grid_leave(const struct riskctl_params *pr, const struct riskctl_state *
 		hc = pr->confidence;
 	if (riskctl_cp_lower(riskctl_grid_changes(s, k), s->gtot, pr->confidence) > pr->target)
 		return true;
-	return s->gtot >= pr->window && riskctl_cp_upper(riskctl_grid_changes(s, k), s->gtot, hc) > pr->target;
+	return s->gtot >= pr->window &&
+	    riskctl_cp_upper(riskctl_grid_changes(s, k), s->gtot, hc) > pr->target;
 }
 
 /* Moves to grid point k (new window). */

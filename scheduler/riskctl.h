@@ -63,8 +63,9 @@ struct riskctl_params {
 	 * it (0: only that the end is not cut). */
 	uint32_t harm_stable;
 	/* The gain proxy (riskctl_gain_called; cot only: riskctl_params_from_policy leaves it
-	 * off for sc): 0: off; 1: a changed stop the proxy calls a gain offsets one other change (the controlled count is changes not called gains minus
-	 * called gains, at least 0). */
+	 * off for sc): off, or on: a changed stop the proxy calls a gain offsets one other
+	 * change (the controlled count is the changes not called gains minus the called gains,
+	 * at least 0). */
 	bool gain;
 	/* Decode tokens the stop's answer must have been held (its run of equal answers). */
 	uint32_t gain_tokens;
