@@ -487,6 +487,24 @@ online_print_windows(const struct online_opts *o, const struct online_prog *prog
 	}
 }
 
+/* Program i of the static tables stopped under threshold tau (u: the unpromising bound):
+ * its loss against the full run is added to *diff; true, with its stop point in *idx, when
+ * the stop is a certain one the controller could have moved (movable) that changed the
+ * answer. */
+static bool
+online_changed_stop(const struct evalsim_set *set, const bool *movable, size_t i, double tau,
+    uint64_t u, size_t *idx, long *diff)
+{
+	const struct evalsim_traj *t = &set->traj[i];
+
+	if (t->npts == 0)
+		return false;
+	*idx = evalsim_stop_index(t->pts, t->npts, tau, u);
+	*diff += (long)set->full_correct[i] - (long)t->pts[*idx].correct;
+	return movable[i] && online_certain(&t->pts[*idx], t->npts - 1 - *idx, tau) &&
+	    !t->pts[*idx].same;
+}
+
 /* Harm proxy candidates of the static table (riskctl_end_trusted): per shift, the movable
  * certain stops that change the answer per program when only a trusted end counts, with
  * harm_stable m = 0 (cot: the end is not cut), 1, 2, 3; sc: the rule (majority, no chain cut)
@@ -535,12 +553,7 @@ online_print_harm(const struct evalsim_set *set, const struct riskctl_params *pr
 		for (i = 0; i < set->nprog; i++) {
 			const struct evalsim_traj *t = &set->traj[i];
 			size_t idx;
-			if (t->npts == 0)
-				continue;
-			idx = evalsim_stop_index(t->pts, t->npts, tau, u);
-			diff += (long)set->full_correct[i] - (long)t->pts[idx].correct;
-			if (!movable[i] || !online_certain(&t->pts[idx], t->npts - 1 - idx, tau) ||
-			    t->pts[idx].same)
+			if (!online_changed_stop(set, movable, i, tau, u, &idx, &diff))
 				continue;
 			chg++;
 			for (m = 0; m < 5; m++)
@@ -599,12 +612,7 @@ online_print_gain(const struct evalsim_set *set, const struct riskctl_params *pr
 			const struct evalsim_traj *t = &set->traj[i];
 			bool gain, loss;
 			size_t idx;
-			if (t->npts == 0)
-				continue;
-			idx = evalsim_stop_index(t->pts, t->npts, tau, u);
-			diff += (long)set->full_correct[i] - (long)t->pts[idx].correct;
-			if (!movable[i] || !online_certain(&t->pts[idx], t->npts - 1 - idx, tau) ||
-			    t->pts[idx].same)
+			if (!online_changed_stop(set, movable, i, tau, u, &idx, &diff))
 				continue;
 			gain = t->pts[idx].correct && !set->full_correct[i];
 			loss = !t->pts[idx].correct && set->full_correct[i];
