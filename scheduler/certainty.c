@@ -7,6 +7,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <strings.h>
 
 #include "scheduler/answer.h"
@@ -59,7 +62,9 @@ struct certainty_hes_word {
 };
 
 #define CERTAINTY_HES_WORD(s) { s, sizeof s - 1 }
-/* Grouped by first letter (certainty_hes_first indexes the groups). */
+/* Grouped by first letter (certainty_hes_first indexes the groups; a new word's first two
+ * letters go in certainty_hes_candidates16 too, and the word in test_certainty_scan's
+ * pieces). */
 static const struct certainty_hes_word certainty_hes_words[] = {
 	CERTAINTY_HES_WORD("alternatively"),                                        /* 0 a */
 	CERTAINTY_HES_WORD("but "),                                                 /* 1 b */
@@ -538,6 +543,63 @@ certainty_hesitation_at(const char *text, size_t len, size_t i)
 	return false;
 }
 
+/* Records a hesitation marker at i among the decided hits; -1 without memory. */
+static int
+certainty_scan_hit(struct certainty_scan *s, size_t i)
+{
+	if (s->nhits == s->hits_cap && s->head > 0) {
+		memmove(s->hits, s->hits + s->head, (s->nhits - s->head) * sizeof *s->hits);
+		s->nhits -= s->head;
+		s->head = 0;
+	}
+	if (s->nhits == s->hits_cap) {
+		size_t cap = s->hits_cap ? 2 * s->hits_cap : 16;
+		size_t *h = realloc(s->hits, cap * sizeof *h);
+		if (h == NULL)
+			return -1;
+		s->hits = h;
+		s->hits_cap = cap;
+	}
+	s->hits[s->nhits++] = i;
+	return 0;
+}
+
+#ifdef __SSE2__
+/*
+ * The candidates of text[i .. i + 16) (i >= 1, text[i + 16] readable), 16 bytes at once: a bit
+ * per byte where a marker's first two letters (either case) start, not after an ASCII letter
+ * -- the byte loop's test, narrowed by the second letter (certainty_hesitation_at decides).
+ */
+static unsigned
+certainty_hes_candidates16(const char *text, size_t i)
+{
+	const __m128i low = _mm_set1_epi8(0x20);
+	__m128i v = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(text + i)), low);
+	__m128i p = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(text + i - 1)),
+	    low);
+	__m128i q = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(text + i + 1)),
+	    low);
+	__m128i palpha, pair;
+
+#define CERTAINTY_PAIR(a, b) _mm_and_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(a)), \
+	    _mm_cmpeq_epi8(q, _mm_set1_epi8(b)))
+	/* the first two letters of certainty_hes_words ("double-check" and "double check": d o;
+	 * "hmm", "hold on": h m, h o; "re-examine", "recheck": r e) */
+	pair = _mm_or_si128(_mm_or_si128(_mm_or_si128(CERTAINTY_PAIR('a', 'l'),
+	    CERTAINTY_PAIR('b', 'u')), _mm_or_si128(CERTAINTY_PAIR('d', 'o'),
+	    CERTAINTY_PAIR('h', 'm'))), _mm_or_si128(_mm_or_si128(CERTAINTY_PAIR('h', 'o'),
+	    CERTAINTY_PAIR('l', 'e')), _mm_or_si128(CERTAINTY_PAIR('m', 'i'),
+	    CERTAINTY_PAIR('n', 'o'))));
+	pair = _mm_or_si128(pair, _mm_or_si128(_mm_or_si128(CERTAINTY_PAIR('r', 'e'),
+	    CERTAINTY_PAIR('v', 'e')), CERTAINTY_PAIR('w', 'a')));
+#undef CERTAINTY_PAIR
+	/* bytes over 0x7f compare negative: not letters */
+	palpha = _mm_and_si128(_mm_cmpgt_epi8(p, _mm_set1_epi8('a' - 1)),
+	    _mm_cmplt_epi8(p, _mm_set1_epi8('z' + 1)));
+	return (unsigned)_mm_movemask_epi8(_mm_andnot_si128(palpha, pair));
+}
+#endif
+
 /* certainty_hesitation_count(text, len, window), from the decided positions. */
 static unsigned
 certainty_scan_hesitation(struct certainty_scan *s, const char *text, size_t len,
@@ -556,32 +618,33 @@ certainty_scan_hesitation(struct certainty_scan *s, const char *text, size_t len
 		s->hes_next = ws;   /* earlier positions are out of every later window */
 	/* positions i with i + MAXWL <= len are decided: a hit, or no word fits there */
 	final_end = len >= CERTAINTY_HES_MAXWL ? len - CERTAINTY_HES_MAXWL + 1 : 0;
+	i = s->hes_next;
+#ifdef __SSE2__
+	/* 16 bytes at a time (the byte before each block is read too: from i >= 1) */
+	if (i == 0 && final_end > 0) {
+		if (certainty_hesitation_at(text, len, 0) && certainty_scan_hit(s, 0) != 0)
+			goto fail_hits;
+		i = 1;
+	}
+	for (; i + 16 <= final_end; i += 16) {
+		unsigned m = certainty_hes_candidates16(text, i);
+		while (m != 0) {
+			size_t j = i + (size_t)__builtin_ctz(m);
+			m &= m - 1;
+			if (certainty_hesitation_at(text, len, j) && certainty_scan_hit(s, j) != 0)
+				goto fail_hits;
+		}
+	}
+#endif
 	/* a candidate: a lead byte not after a letter (one class load per byte, a branch only
 	 * at candidates) */
-	prev = s->hes_next > 0 ? certainty_hes_class[(unsigned char)text[s->hes_next - 1]] : 0;
-	for (i = s->hes_next; i < final_end; i++) {
+	prev = i > 0 ? certainty_hes_class[(unsigned char)text[i - 1]] : 0;
+	for (; i < final_end; i++) {
 		unsigned char cl = certainty_hes_class[(unsigned char)text[i]];
 		unsigned cand = cl & ~(unsigned)(prev << 1) & CERTAINTY_CL_LEAD;
 		prev = cl;
-		if (!cand || !certainty_hesitation_at(text, len, i))
-			continue;
-		if (s->nhits == s->hits_cap && s->head > 0) {
-			memmove(s->hits, s->hits + s->head, (s->nhits - s->head) * sizeof *s->hits);
-			s->nhits -= s->head;
-			s->head = 0;
-		}
-		if (s->nhits == s->hits_cap) {
-			size_t cap = s->hits_cap ? 2 * s->hits_cap : 16;
-			size_t *h = realloc(s->hits, cap * sizeof *h);
-			if (h == NULL) {
-				/* keep nothing decided: count this window from the text */
-				s->hes_window = SIZE_MAX;
-				return certainty_hesitation_count(text, len, window);
-			}
-			s->hits = h;
-			s->hits_cap = cap;
-		}
-		s->hits[s->nhits++] = i;
+		if (cand && certainty_hesitation_at(text, len, i) && certainty_scan_hit(s, i) != 0)
+			goto fail_hits;
 	}
 	if (final_end > s->hes_next)
 		s->hes_next = final_end;
@@ -593,6 +656,10 @@ certainty_scan_hesitation(struct certainty_scan *s, const char *text, size_t len
 		if (certainty_hesitation_at(text, len, i))
 			n++;
 	return n;
+fail_hits:
+	/* keep nothing decided: count this window from the text */
+	s->hes_window = SIZE_MAX;
+	return certainty_hesitation_count(text, len, window);
 }
 
 /* How common byte c is in reasoning text, 0 (rare: backslash, braces, ^, _, brackets, bytes
