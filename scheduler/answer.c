@@ -1581,6 +1581,20 @@ static size_t squeeze(char *s, size_t n)
 	return k;
 }
 
+/* The form answer_equivalent compares: the canonical internal form of s[0..n) without
+ * separators, into dst (WORK_CAP bytes; not ew->w's buffers), its length in *len.  The
+ * evaluator and splitter read two forms alike as long as both are squeezed. */
+static int form_into(const char *s, size_t n, struct eqwork *ew, char *dst, size_t *len)
+{
+	const char *r;
+	int rc = canon_internal(s, n, &ew->w, &r, len);
+	if (rc != 0)
+		return rc;
+	memcpy(dst, r, *len + 1);
+	*len = squeeze(dst, *len);
+	return 0;
+}
+
 int answer_form(const char *a, size_t len, char *out, size_t outlen)
 {
 	if ((!a && len > 0) || !out)
@@ -1590,13 +1604,10 @@ int answer_form(const char *a, size_t len, char *out, size_t outlen)
 	struct eqwork *ew = answer_eqwork();
 	if (!ew)
 		return -ENOMEM;
-	const char *r;
 	size_t n;
-	int rc = canon_internal(a ? a : "", len, &ew->w, &r, &n);
+	int rc = form_into(a ? a : "", len, ew, ew->a, &n);
 	if (rc != 0)
 		return rc;
-	memcpy(ew->a, r, n + 1);
-	n = squeeze(ew->a, n);
 	if (n + 1 > outlen)
 		return -ENOSPC;
 	memcpy(out, ew->a, n + 1);
@@ -1622,24 +1633,10 @@ bool answer_equivalent(const char *a, const char *b)
 	if (plain_int(a, al) && plain_int(b, bl))
 		return false;   /* two different plain integers */
 	struct eqwork *ew = answer_eqwork();
-	if (!ew)
-		return false;
-	const char *r;
 	size_t an, bn;
-	bool eq = false;
-	if (canon_internal(a, al, &ew->w, &r, &an) != 0)
-		goto out;
-	memcpy(ew->a, r, an + 1);
-	if (canon_internal(b, bl, &ew->w, &r, &bn) != 0)
-		goto out;
-	memcpy(ew->b, r, bn + 1);
-	/* Compare without separators: the evaluator and splitter read both forms the same way
-	 * as long as both sides are squeezed. */
-	an = squeeze(ew->a, an);
-	bn = squeeze(ew->b, bn);
-	eq = eq_span(ew->a, an, ew->b, bn, 0);
-out:
-	return eq;
+	if (!ew || form_into(a, al, ew, ew->a, &an) != 0 || form_into(b, bl, ew, ew->b, &bn) != 0)
+		return false;
+	return eq_span(ew->a, an, ew->b, bn, 0);
 }
 
 /* ---- placeholders and hashing ---------------------------------------------------------- */
