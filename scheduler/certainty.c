@@ -13,7 +13,6 @@
 #include <strings.h>
 
 #include "scheduler/answer.h"
-#include "lib/hash.h"
 
 #define CERTAINTY_MAX_SC CERTAINTY_PROGRAM_MAX_CHAINS
 
@@ -331,8 +330,6 @@ certainty_text_full(const struct sched_policy *p, const struct sched_chain *c, c
                                    * back over the probes, the sc vote against the others) */
 #define CERTAINTY_FORMS 4         /* answers whose comparison form is kept (answer_form) */
 #define CERTAINTY_FORM_LEN 63     /* ... forms up to this many bytes */
-#define CERTAINTY_SHARED_SAME 512 /* pairs of short answers remembered across chains */
-#define CERTAINTY_SHARED_LEN 15   /* ... answers up to this many bytes */
 
 /* certainty_valid(a, problem) and certainty_probe_hesitant(a) of one answer (a[0] == '\0':
  * unused).  Pure functions of the strings: remembered, never stale. */
@@ -1008,37 +1005,6 @@ certainty_scan_hesitant(struct certainty_scan *s, const char *a, const char *pro
 	return e != NULL ? e->hesitant : certainty_probe_hesitant(a);
 }
 
-/* answer_equivalent of pairs of short answers, shared by every chain a thread evaluates: the
- * same few pairs ("1" against "2") come up in chain after chain, each chain's own memo
- * (CERTAINTY_MEMO_SAME) seeing them once.  Direct-mapped by a hash of the pair; pure verdicts,
- * never stale; per thread (certa-eval evaluates on several). */
-struct certainty_shared_same {
-	char a[CERTAINTY_SHARED_LEN + 1], b[CERTAINTY_SHARED_LEN + 1];
-	bool used, same;
-};
-static _Thread_local struct certainty_shared_same certainty_shared_same[CERTAINTY_SHARED_SAME];
-
-/* answer_equivalent(a, b) (al, bl: their lengths), through the shared table when short. */
-static bool
-certainty_shared_equivalent(const char *a, size_t al, const char *b, size_t bl)
-{
-	struct certainty_shared_same *e;
-	uint64_t h;
-
-	if (al > CERTAINTY_SHARED_LEN || bl > CERTAINTY_SHARED_LEN)
-		return answer_equivalent(a, b);
-	h = hash_fnv1a(a, al + 1, HASH_FNV1A_BASIS);   /* the NUL separates a from b */
-	h = hash_fnv1a(b, bl, h);
-	e = &certainty_shared_same[h % CERTAINTY_SHARED_SAME];
-	if (e->used && strcmp(e->a, a) == 0 && strcmp(e->b, b) == 0)
-		return e->same;
-	memcpy(e->a, a, al + 1);
-	memcpy(e->b, b, bl + 1);
-	e->same = answer_equivalent(a, b);
-	e->used = true;
-	return e->same;
-}
-
 /* The kept comparison form of answer a (al <= CERTAINTY_MEMO_LEN bytes), computed when new;
  * NULL when it has none. */
 static const struct certainty_form *
@@ -1091,7 +1057,7 @@ certainty_scan_same(struct certainty_scan *s, const char *a, const char *b)
 	fa = certainty_scan_form(s, a, al);
 	fb = fa != NULL ? certainty_scan_form(s, b, bl) : NULL;
 	e->same = fb != NULL ? answer_forms_equivalent(fa->f, (size_t)fa->flen, fb->f,
-	    (size_t)fb->flen) : certainty_shared_equivalent(a, al, b, bl);
+	    (size_t)fb->flen) : answer_equivalent(a, b);
 	return e->same;
 }
 

@@ -379,10 +379,11 @@ test_remembered_verdicts(void **state)
 	assert_true(checks > 10000);
 }
 
-/* The verdicts on pairs of short answers shared across chains (a fresh scan per chain, so
- * each chain's own memo starts empty) are the unremembered ones: many chains, answers from a
- * pool far larger than the shared table (evictions, colliding slots), with equivalent forms
- * ("3/2", "1.5", "\\frac{3}{2}", " 3/2 ") so both verdicts occur. */
+/* The verdicts on pairs of answers a chain compares through its memo and its kept comparison
+ * forms (a fresh scan per chain, so each chain's memo and forms start empty) are the
+ * unremembered ones: many chains, answers from a pool far larger than the memo and the forms
+ * (evictions), with equivalent forms ("3/2", "1.5", "\\frac{3}{2}", " 3/2 ") so both verdicts
+ * occur. */
 static void
 test_shared_equivalence(void **state)
 {
