@@ -474,30 +474,6 @@ static const unsigned char certainty_hes_first[256] = {
 	['R'] = 10, ['V'] = 12, ['W'] = 13,
 };
 
-/* Byte classes of the scan: an ASCII letter, a byte a marker starts with. */
-#define CERTAINTY_CL_ALPHA 1
-#define CERTAINTY_CL_LEAD 2
-static const unsigned char certainty_hes_class[256] = {
-#define CERTAINTY_CL_L(c) [c] = CERTAINTY_CL_ALPHA
-#define CERTAINTY_CL_M(c) [c] = CERTAINTY_CL_ALPHA | CERTAINTY_CL_LEAD
-	CERTAINTY_CL_M('a'), CERTAINTY_CL_M('b'), CERTAINTY_CL_L('c'), CERTAINTY_CL_M('d'),
-	CERTAINTY_CL_L('e'), CERTAINTY_CL_L('f'), CERTAINTY_CL_L('g'), CERTAINTY_CL_M('h'),
-	CERTAINTY_CL_L('i'), CERTAINTY_CL_L('j'), CERTAINTY_CL_L('k'), CERTAINTY_CL_M('l'),
-	CERTAINTY_CL_M('m'), CERTAINTY_CL_M('n'), CERTAINTY_CL_L('o'), CERTAINTY_CL_L('p'),
-	CERTAINTY_CL_L('q'), CERTAINTY_CL_M('r'), CERTAINTY_CL_L('s'), CERTAINTY_CL_L('t'),
-	CERTAINTY_CL_L('u'), CERTAINTY_CL_M('v'), CERTAINTY_CL_M('w'), CERTAINTY_CL_L('x'),
-	CERTAINTY_CL_L('y'), CERTAINTY_CL_L('z'),
-	CERTAINTY_CL_M('A'), CERTAINTY_CL_M('B'), CERTAINTY_CL_L('C'), CERTAINTY_CL_M('D'),
-	CERTAINTY_CL_L('E'), CERTAINTY_CL_L('F'), CERTAINTY_CL_L('G'), CERTAINTY_CL_M('H'),
-	CERTAINTY_CL_L('I'), CERTAINTY_CL_L('J'), CERTAINTY_CL_L('K'), CERTAINTY_CL_M('L'),
-	CERTAINTY_CL_M('M'), CERTAINTY_CL_M('N'), CERTAINTY_CL_L('O'), CERTAINTY_CL_L('P'),
-	CERTAINTY_CL_L('Q'), CERTAINTY_CL_M('R'), CERTAINTY_CL_L('S'), CERTAINTY_CL_L('T'),
-	CERTAINTY_CL_L('U'), CERTAINTY_CL_M('V'), CERTAINTY_CL_M('W'), CERTAINTY_CL_L('X'),
-	CERTAINTY_CL_L('Y'), CERTAINTY_CL_L('Z'),
-#undef CERTAINTY_CL_L
-#undef CERTAINTY_CL_M
-};
-
 /* isalpha and tolower in the C locale (ASCII letters only), without the locale lookups. */
 static bool
 certainty_ascii_alpha(unsigned char ch)
@@ -603,7 +579,6 @@ certainty_scan_hesitation(struct certainty_scan *s, const char *text, size_t len
     size_t window)
 {
 	size_t ws = len > window ? len - window : 0, final_end, i;
-	unsigned char prev;
 	unsigned n = 0;
 
 	if (window != s->hes_window) {
@@ -633,16 +608,10 @@ certainty_scan_hesitation(struct certainty_scan *s, const char *text, size_t len
 		}
 	}
 #endif
-	/* a candidate: a lead byte not after a letter (one class load per byte, a branch only
-	 * at candidates) */
-	prev = i > 0 ? certainty_hes_class[(unsigned char)text[i - 1]] : 0;
-	for (; i < final_end; i++) {
-		unsigned char cl = certainty_hes_class[(unsigned char)text[i]];
-		unsigned cand = cl & ~(unsigned)(prev << 1) & CERTAINTY_CL_LEAD;
-		prev = cl;
-		if (cand && certainty_hesitation_at(text, len, i) && certainty_scan_hit(s, i) != 0)
+	/* the rest byte by byte (without SSE2: all of it) */
+	for (; i < final_end; i++)
+		if (certainty_hesitation_at(text, len, i) && certainty_scan_hit(s, i) != 0)
 			goto fail_hits;
-	}
 	if (final_end > s->hes_next)
 		s->hes_next = final_end;
 	while (s->head < s->nhits && s->hits[s->head] < ws)
