@@ -82,8 +82,8 @@ core_kick(struct core *c)
 	event_active(c->kick, 0, 0);
 }
 
-/* core_trim gives memory back once the live programs fell by at least this many (to half their
- * peak, or to none): some 20 kB of heap each, so ~20 MB at least. */
+/* core_trim drops the spare commit sets once the live programs fell to half their peak and by
+ * at least this many: a small load's swings keep them. */
 #define CORE_TRIM_MIN_ENDED 1000
 
 int
