@@ -380,10 +380,17 @@ riskctl_grid_at(const struct riskctl_params *pr, const struct riskctl_state *s)
 	return riskctl_grid_index(pr, s->shift);
 }
 
+/* Grid point k is clearly over the target: its lower bound is. */
+static bool
+riskctl_grid_over(const struct riskctl_params *pr, const struct riskctl_state *s, uint32_t k)
+{
+	return riskctl_cp_lower(riskctl_grid_changes(s, k), s->gtot, pr->confidence) > pr->target;
+}
+
 static bool
 riskctl_grid_bad(const struct riskctl_params *pr, const struct riskctl_state *s, uint32_t k)
 {
-	if (riskctl_cp_lower(riskctl_grid_changes(s, k), s->gtot, pr->confidence) > pr->target)
+	if (riskctl_grid_over(pr, s, k))
 		return true;
 	return s->gtot >= pr->window &&
 	    riskctl_cp_upper(riskctl_grid_changes(s, k), s->gtot, pr->confidence) > pr->target;
@@ -405,7 +412,7 @@ riskctl_grid_leave(const struct riskctl_params *pr, const struct riskctl_state *
 
 	if (!(hc >= 0.5) || hc > pr->confidence)
 		hc = pr->confidence;
-	if (riskctl_cp_lower(riskctl_grid_changes(s, k), s->gtot, pr->confidence) > pr->target)
+	if (riskctl_grid_over(pr, s, k))
 		return true;
 	return s->gtot >= pr->window &&
 	    riskctl_cp_upper(riskctl_grid_changes(s, k), s->gtot, hc) > pr->target;
@@ -484,7 +491,7 @@ riskctl_sample_frac(const struct riskctl_params *pr, const struct riskctl_state 
 		return pr->boost;
 	cur = riskctl_grid_at(pr, s);
 	if (cur + 1 < s->gn && !riskctl_grid_proven(pr, s, cur + 1) &&
-	    !(riskctl_cp_lower(riskctl_grid_changes(s, cur + 1), s->gtot, pr->confidence) > pr->target) &&
+	    !riskctl_grid_over(pr, s, cur + 1) &&
 	    riskctl_grid_reachable(pr, s, cur + 1))
 		return pr->boost;
 	return pr->shadow_frac;
