@@ -61,14 +61,8 @@ struct times {
 static int
 times_add(struct times *t, uint64_t ns)
 {
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 1 << 16;
-		uint64_t *p = realloc(t->ns, cap * sizeof *p);
-		if (p == NULL)
-			return -ENOMEM;
-		t->ns = p;
-		t->cap = cap;
-	}
+	if (ARRAY_GROW(t->ns, t->cap, t->n + 1) != 0)
+		return -ENOMEM;
 	t->ns[t->n++] = ns;
 	return 0;
 }

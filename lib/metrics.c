@@ -666,18 +666,8 @@ struct metrics_buf {
 static void
 metrics_buf_grow(struct metrics_buf *b, size_t n)
 {
-	size_t cap = b->cap > 0 ? b->cap : 4096;
-	char *p;
-
-	while (cap - b->len < n + 1)
-		cap *= 2;
-	p = realloc(b->p, cap);
-	if (p == NULL) {
+	if (ARRAY_GROW(b->p, b->cap, b->len + n + 1) != 0)
 		b->err = -ENOMEM;
-		return;
-	}
-	b->p = p;
-	b->cap = cap;
 }
 
 static inline void

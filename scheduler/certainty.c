@@ -12,6 +12,7 @@
 #endif
 #include <strings.h>
 
+#include "lib/array.h"
 #include "scheduler/answer.h"
 
 #define CERTAINTY_MAX_SC CERTAINTY_PROGRAM_MAX_CHAINS
@@ -525,14 +526,8 @@ certainty_scan_hit(struct certainty_scan *s, size_t i)
 		s->nhits -= s->head;
 		s->head = 0;
 	}
-	if (s->nhits == s->hits_cap) {
-		size_t cap = s->hits_cap ? 2 * s->hits_cap : 16;
-		size_t *h = realloc(s->hits, cap * sizeof *h);
-		if (h == NULL)
-			return -1;
-		s->hits = h;
-		s->hits_cap = cap;
-	}
+	if (ARRAY_GROW(s->hits, s->hits_cap, s->nhits + 1) != 0)
+		return -1;
 	s->hits[s->nhits++] = i;
 	return 0;
 }
