@@ -289,6 +289,13 @@ evalsim_chain_advance(struct evalsim_chain *st, struct sched_chain *ch, uint32_t
 	return 0;
 }
 
+/* Chains a trajectory started with (all n without one). */
+static size_t
+traj_started(const struct evalsim_traj *t, size_t n)
+{
+	return t != NULL && t->started > 0 ? t->started : n;
+}
+
 int
 evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
     enum sched_algo algo, size_t n, struct evalsim_outcome *out, struct evalsim_traj *traj)
@@ -329,11 +336,14 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 	v.algo = algo;
 	v.budget = UINT64_MAX / 4;
 	v.problem = prog->problem;
-	v.nchains = n;
+	v.nchains = algo == SCHED_ALGO_SC ? sched_sc_started(p, n) : n;
+	v.pending = n - v.nchains;
+	v.staged = v.pending > 0;
 	v.chains = ch;
 	v.state = &state;
 	if (traj != NULL) {
 		traj->nchains = n;
+		traj->started = v.nchains;
 		traj->end_cut = false;
 		traj->end_votes = 0;
 		for (i = 0; i < n; i++) {
@@ -346,12 +356,25 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 		}
 	}
 	for (;;) {
-		uint64_t decode = sched_tokens_used(&v), most = 0;
+		uint64_t decode = sched_tokens_used(&v), most = 0, open = 0, late = 0;
+		bool any_open = false;
 
 		sched_decide(p, &v, &d);
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
 			if (ch[i].tokens > most)
 				most = ch[i].tokens;
+			if (i < v.nchains && !ch[i].finished) {
+				any_open = true;
+				if (ch[i].tokens > open)
+					open = ch[i].tokens;
+			}
+			if (i >= traj_started(traj, n) && ch[i].tokens > late)
+				late = ch[i].tokens;
+		}
+		/* sched_decide's bound reads the longest unfinished chain (the longest chain while
+		 * the chains advance together) */
+		if (!any_open && v.pending == 0)
+			open = most;
 		if (traj != NULL) {
 			struct certainty_program cp;
 			struct evalsim_point pt;
@@ -360,14 +383,18 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			memset(&pt, 0, sizeof pt);
 			pt.cost = decode + probe_tokens;
 			/* in the bound's units (unpromising_relative), as sched_decide() compares */
-			pt.most = sched_unpromising_tokens(p, most);
+			pt.most = sched_unpromising_tokens(p, open);
 			pt.most_raw = most;
+			pt.late = late;
+			pt.open_raw = open;
 			pt.end = d.stop && d.reason == SCHED_REASON_NATURAL_END;
 			pt.decided = cp.decided;
 			pt.vote = cp.vote_level;
 			pt.cm = cp.x[0] == 0 ? 0 :
 			    certainty_logistic(p->sc_w, cp.x, CERTAINTY_SC_NFEAT);
-			pt.c = cp.any_valid && cp.answer[0] != '\0' ? cp.certaindex : -1;
+			/* staged sc: only a decided vote stops (pt.decided) */
+			pt.c = cp.any_valid && cp.answer[0] != '\0' && !v.staged ?
+			    cp.certaindex : -1;
 			pt.correct = d.answer[0] != '\0' && answer_equivalent(d.answer, prog->target);
 			pt.same = answer_equivalent(d.answer, full.answer);
 			if (pt.end)
@@ -404,7 +431,8 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 						if (rc != 0)
 							goto fail_chains;
 					}
-			} else if (!pt.end && !(cp.vote_level > 1) && cp.any_valid && cp.x[0] != 0) {
+			} else if (!pt.end && !(cp.vote_level > 1) && cp.any_valid && cp.x[0] != 0 &&
+			    !v.staged) {
 				/* not decided without certain voters: the rows do not depend on
 				 * sc.vote_threshold */
 				rc = evalsim_add_row(traj, cp.x, CERTAINTY_SC_NFEAT,
@@ -416,7 +444,12 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 		}
 		if (d.stop)
 			break;
-		for (i = 0; i < n; i++) {
+		if (d.launch) {
+			/* staged sc: the pending chains start from the prompt */
+			v.nchains = n;
+			v.pending = 0;
+		}
+		for (i = 0; i < v.nchains; i++) {
 			if (ch[i].finished)
 				continue;
 			rc = evalsim_chain_advance(&st[i], &ch[i], d.step_tokens, &probe_tokens);
@@ -1488,7 +1521,7 @@ int
 evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
     struct sched_policy *p)
 {
-	struct sched_policy q, best = *p;
+	struct sched_policy q, qsc, best = *p;
 	struct evalsim_set s;
 	double best_saved = -1e9, tau, loss, saved, plain, target;
 	double wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT], best_wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT];
@@ -1590,11 +1623,17 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	 * trajectories are recorded with that fold's chain weights; then the same sweep. */
 	q = best;
 	policy_round(&q);
+	/* The sc model, threshold and bound are fitted on programs whose chains step together
+	 * (a staged program's trajectory stops certain only on a decided vote, whatever the
+	 * threshold; its bound is the one unstaged programs use: measured, docs/certainty.md
+	 * "Staged sc"). */
+	qsc = q;
+	qsc.sc_staged = 0;
 	if (folds >= 2) {
 		struct evalsim_set oof;
 		memset(&oof, 0, sizeof oof);
 		for (f = 0; f < folds; f++) {
-			struct sched_policy qf = q;
+			struct sched_policy qf = qsc;
 			memcpy(qf.cot_w, best_wf[f], sizeof qf.cot_w);
 			rc = evalsim_record_filtered(tr, &qf, SCHED_ALGO_SC, cal->sc_n,
 			    cal->split, cal->sc_label, folds, cal->filter, &s);
@@ -1652,7 +1691,7 @@ sc_fail:
 		}
 	}
 	/* The final sc weights: all the data, with the final chain weights. */
-	rc = evalsim_record_filtered(tr, &q, SCHED_ALGO_SC, cal->sc_n, cal->split, cal->sc_label,
+	rc = evalsim_record_filtered(tr, &qsc, SCHED_ALGO_SC, cal->sc_n, cal->split, cal->sc_label,
 	    1, cal->filter, &s);
 	if (rc == -EINVAL) {
 		*p = best;

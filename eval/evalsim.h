@@ -136,6 +136,9 @@ struct evalsim_point {
 	bool cont;                /* the decision's answer is not empty and equals the previous
 	                           * point's (riskctl_point.cont) */
 	uint64_t decode;          /* decode tokens so far, all chains (riskctl_point.tokens) */
+	uint64_t late;            /* staged sc: tokens of the chains launched late (0 before) */
+	uint64_t open_raw;        /* the tokens behind `most`: the longest unfinished chain's
+	                           * (most_raw while the chains advance together) */
 	double x[SCHED_COT_NFEAT];/* cot: chain features; sc: program features */
 	/* cot: the chain's enum difficulty_class under evalsim_diff_rules[r] */
 	unsigned char cls[EVALSIM_NDIFF];
@@ -164,6 +167,9 @@ struct evalsim_traj {
 	/* the chains' full lengths (tokens_used), for lengths at a stop (most_raw) */
 	uint64_t chain_tokens[EVALSIM_MAX_N];
 	size_t nchains;
+	/* chains started first (staged sc: nchains / 2 + 1; the others from their launch on,
+	 * evalsim_point.late); 0 or nchains: all at once */
+	size_t started;
 	/* The natural end as the controller's harm proxy sees it (riskctl_end): some chain did
 	 * not finish by itself (trace finished false) or has no final answer; the chains whose
 	 * final answer equals the full run's answer. */

@@ -48,7 +48,7 @@ online_view(const struct evalsim_traj *t, const struct sched_policy *pm, bool le
 	view->pts = buf;
 	for (i = 0; i < t->npts; i++) {
 		buf[i] = t->pts[i];
-		buf[i].most = sched_unpromising_tokens(pm, t->pts[i].most_raw);
+		buf[i].most = sched_unpromising_tokens(pm, t->pts[i].open_raw);
 	}
 	return view;
 }
@@ -67,17 +67,23 @@ online_reason(const struct evalsim_point *pt, size_t left, double tau, uint64_t 
 }
 
 /* What certad's chain-length learning (daemon/shadow.c) counts of a program that ended with
- * `reason` at `most` raw tokens: its chains at their lengths there, when chainlen_counts()
- * says the ending counts (a shadow: NATURAL_END at the trajectory's end). */
+ * `reason` at point pt: its chains at their lengths there (the chains started first at
+ * most_raw, those of a staged launch at `late`; chains never launched do not exist), when
+ * chainlen_counts() says the ending counts (a shadow: NATURAL_END at the trajectory's end). */
 static void
-online_learn(struct chainlen *cl, const struct evalsim_traj *t, int reason, uint64_t most)
+online_learn(struct chainlen *cl, const struct evalsim_traj *t, int reason,
+    const struct evalsim_point *pt)
 {
-	size_t i;
+	size_t i, started = t->started > 0 ? t->started : t->nchains;
 
 	if (!chainlen_counts(reason))
 		return;
-	for (i = 0; i < t->nchains; i++)
-		chainlen_add(cl, t->chain_tokens[i] < most ? t->chain_tokens[i] : most);
+	for (i = 0; i < t->nchains; i++) {
+		uint64_t at = i < started ? pt->most_raw : pt->late;
+		if (i >= started && at == 0)
+			continue;
+		chainlen_add(cl, t->chain_tokens[i] < at ? t->chain_tokens[i] : at);
+	}
 }
 
 /* A recorded trajectory as the controller's counterfactual points (riskctl.h): c with the sc
@@ -243,7 +249,7 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 			 * shadow_counts_lengths). */
 			if (learn && pt->npts > 0 && pend[i].lengths)
 				online_learn(cl, pt, SCHED_REASON_NATURAL_END,
-				    pt->pts[pt->npts - 1].most_raw);
+				    &pt->pts[pt->npts - 1]);
 			pt = online_view(pt, &pm, learn, vbuf, &view);
 			if (o->windowed) {
 				riskctl_observe(&pr, &st, pend[i].changed, pend[i].tokens);
@@ -309,7 +315,7 @@ online_stream(const struct online_opts *o, const struct evalsim_set *set, const 
 		/* As certad's shadow_spawn: a shadowed program's chains count at the shadow's end
 		 * instead (when the base share picked it), others at their ending. */
 		if (learn && !(g->shadowed && riskctl_pick(key, pr.shadow_frac)))
-			online_learn(cl, t, g->reason, t->pts[idx].most_raw);
+			online_learn(cl, t, g->reason, &t->pts[idx]);
 		cost += g->cost;
 		shadow += g->shadow;
 		full += g->full;

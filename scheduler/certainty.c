@@ -1216,6 +1216,31 @@ certainty_vote_level(const struct sched_view *v, const struct certainty_chain *c
 	return -1;
 }
 
+/*
+ * Whether the started chains can still decide the vote of all of them (staged sc) without the
+ * `pending` ones: some answer can still get more finished or settled votes than any other
+ * answer has plus the pending chains, if every `open` started chain (unfinished, unsettled)
+ * ended with it; an answer nobody has yet counts too.
+ */
+static bool
+certainty_started_decide(const struct certainty_bucket *b, size_t nb, size_t open,
+    size_t pending)
+{
+	size_t j, k, most = 0;
+
+	for (j = 0; j < nb; j++) {
+		size_t other = 0;
+		for (k = 0; k < nb; k++)
+			if (k != j && b[k].finished > other)
+				other = b[k].finished;
+		if (b[j].finished + open > other + pending)
+			return true;
+		if (b[j].finished > most)
+			most = b[j].finished;
+	}
+	return open > most + pending;
+}
+
 void
 certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
     struct certainty_program *out, struct certainty_chain *chains_out)
@@ -1223,7 +1248,8 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 	struct certainty_chain local[CERTAINTY_MAX_SC], *cc;
 	struct certainty_bucket b[CERTAINTY_MAX_SC];
 	size_t bucket_of[CERTAINTY_MAX_SC];
-	size_t n = v->nchains, nb = 0, i, j, best = 0, unfinished = 0, second = 0;
+	size_t n = v->nchains, nb = 0, i, j, best = 0, unfinished = 0, second = 0, total;
+	size_t pending = v->algo == SCHED_ALGO_SC ? v->pending : 0;
 	size_t counts[CERTAINTY_MAX_SC];
 	double sum_c = 0, min_c = 1, dissent = 0;
 	struct sched_features *f = &out->features;
@@ -1240,7 +1266,7 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 	for (i = 0; i < n; i++)
 		certainty_chain_eval(p, &v->chains[i], v->problem, &cc[i]);
 
-	if (v->algo != SCHED_ALGO_SC || n == 1) {
+	if (v->algo != SCHED_ALGO_SC || (n == 1 && pending == 0)) {
 		const struct certainty_chain *c = &cc[0];
 		out->answer_chain = 0;
 		out->answer = c->best;
@@ -1261,7 +1287,12 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 		return;
 	}
 
-	/* sc: vote over finished answers and valid probe answers. */
+	/* sc: vote over finished answers and valid probe answers; pending chains are unfinished
+	 * and have none. */
+	if (pending > CERTAINTY_MAX_SC - n)
+		pending = CERTAINTY_MAX_SC - n;
+	total = n + pending;
+	unfinished = pending;
 	for (i = 0; i < n; i++) {
 		bucket_of[i] = SIZE_MAX;
 		if (!v->chains[i].finished && !cc[i].settled)
@@ -1286,6 +1317,8 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 			b[j].finished++;
 		bucket_of[i] = j;
 	}
+	if (pending > 0)
+		out->stalled = !certainty_started_decide(b, nb, unfinished - pending, pending);
 	if (nb == 0) {
 		/* Nobody has a valid answer: fall back to the best remembered one. */
 		for (i = 0; i < n; i++)
@@ -1307,15 +1340,15 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 			second = b[j].finished;
 	out->answer_chain = b[best].first;
 	out->answer = cc[b[best].first].answer;
-	out->agreement = (double)b[best].votes / (double)n;
-	out->entropy = certainty_entropy(counts, nb, n);
+	out->agreement = (double)b[best].votes / (double)total;
+	out->entropy = certainty_entropy(counts, nb, total);
 	out->vote_level = b[best].finished > second + unfinished ? CERTAINTY_VOTE_ALWAYS :
 	    certainty_vote_level(v, cc, n, bucket_of, best, b, nb, unfinished);
 	out->decided = out->vote_level > 1 ||
 	    (p->sc_vote_threshold <= 1 && out->vote_level >= p->sc_vote_threshold);
 	/* the same with finished chains only (settled ones count as unfinished) */
 	{
-		size_t fin_best = 0, fin_second = 0, open = 0;
+		size_t fin_best = 0, fin_second = 0, open = pending;
 		for (i = 0; i < n; i++) {
 			if (!v->chains[i].finished)
 				open++;

@@ -109,6 +109,9 @@ struct certainty_program {
 	                           * -1: none, or not sc) */
 	bool decided_final;       /* ... finished chains alone (stops even with thresholds > 1) */
 	bool any_valid;           /* some chain has, or had, a valid answer */
+	/* sc with pending chains (sched_view.pending): the started chains can no longer decide
+	 * the vote on their own, however the unfinished ones end (sched_decision.launch) */
+	bool stalled;
 	double x[CERTAINTY_SC_NFEAT];   /* sc features (zeros for cot) */
 	double certaindex;
 	struct sched_features features;

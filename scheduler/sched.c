@@ -191,6 +191,10 @@ sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen)
 		    p->unpromising_relative);
 		return CERTA_EINVAL;
 	}
+	if (p->sc_staged > 1) {
+		snprintf(msg, msglen, "sc.staged: %u is out of range [0, 1]", p->sc_staged);
+		return CERTA_EINVAL;
+	}
 	if (p->settle_closed > 1) {
 		snprintf(msg, msglen, "settle_closed: %u is out of range [0, 1]", p->settle_closed);
 		return CERTA_EINVAL;
@@ -250,6 +254,12 @@ sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen)
 		return CERTA_EINVAL;
 	}
 	return sched_policy_validate_riskctl(p, msg, msglen);
+}
+
+size_t
+sched_sc_started(const struct sched_policy *p, size_t n)
+{
+	return p->sc_staged && n >= 3 ? n / 2 + 1 : n;
 }
 
 uint64_t
@@ -408,12 +418,15 @@ sched_decide_chains(const struct sched_policy *p, const struct sched_view *v,
 	bool have;
 
 	memset(out, 0, sizeof *out);
-	for (i = 0; i < v->nchains; i++) {
-		if (!v->chains[i].finished)
+	/* The unpromising bound reads the longest unfinished chain (the chains advance together,
+	 * so that is the longest chain, except after a staged launch: the late chains count from
+	 * their own start). */
+	for (i = 0; i < v->nchains; i++)
+		if (!v->chains[i].finished) {
 			active++;
-		if (v->chains[i].tokens > most)
-			most = v->chains[i].tokens;
-	}
+			if (v->chains[i].tokens > most)
+				most = v->chains[i].tokens;
+		}
 	certainty_program_eval(p, v, &cp, chains_out);
 	evaluated = v->nchains < CERTAINTY_PROGRAM_MAX_CHAINS ? v->nchains :
 	    CERTAINTY_PROGRAM_MAX_CHAINS;
@@ -432,7 +445,7 @@ sched_decide_chains(const struct sched_policy *p, const struct sched_view *v,
 		    out->reason != SCHED_REASON_NATURAL_END;
 		return evaluated;
 	}
-	if (active == 0) {
+	if (active == 0 && (v->pending == 0 || v->algo != SCHED_ALGO_SC)) {
 		/* Natural end: the plain majority vote over final answers. */
 		have = sched_vote(v, &winner, &agreement);
 		out->answer_chain = winner;
@@ -448,7 +461,7 @@ sched_decide_chains(const struct sched_policy *p, const struct sched_view *v,
 		sched_stop(v, out, SCHED_REASON_DEADLINE, SCHED_PS_STOP_DEADLINE, true);
 		return evaluated;
 	}
-	if (v->algo == SCHED_ALGO_SC && v->nchains > 1) {
+	if (v->algo == SCHED_ALGO_SC && v->nchains + v->pending > 1) {
 		threshold = p->sc_threshold;
 		unpromising = p->sc_unpromising_tokens;
 	} else {
@@ -469,7 +482,9 @@ sched_decide_chains(const struct sched_policy *p, const struct sched_view *v,
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
 		return evaluated;
 	}
-	if (cp.any_valid && cp.answer[0] != '\0' && (cp.decided_final || cp.certaindex >= threshold)) {
+	/* A staged sc program stops certain only on a decided vote (sched_view.staged). */
+	if (cp.any_valid && cp.answer[0] != '\0' && (cp.decided_final ||
+	    (cp.certaindex >= threshold && (!(v->staged || v->pending > 0) || cp.decided)))) {
 		sched_stop(v, out, SCHED_REASON_CERTAIN, SCHED_PS_STOP_CERTAIN, false);
 		return evaluated;
 	}
@@ -490,6 +505,12 @@ sched_decide_chains(const struct sched_policy *p, const struct sched_view *v,
 	}
 	sched_enter(v, out, out->extended ? SCHED_PS_EXTENDED :
 	    cp.any_valid ? SCHED_PS_EXPLORING : SCHED_PS_WARMUP);
+	/* Staged sc: the started chains cannot decide the vote alone any more (after the
+	 * certain and unpromising rules: a hopeless program is not given more chains). */
+	if (v->algo == SCHED_ALGO_SC && v->pending > 0 && (cp.stalled || active == 0)) {
+		out->launch = true;
+		active += v->pending;
+	}
 	/* Spread what is left of the budget over the unfinished chains, one step at a time. */
 	left = (budget - used) / active;
 	out->step_tokens = sched_step_size(p, v);

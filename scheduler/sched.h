@@ -87,6 +87,15 @@ struct sched_policy {
 	 * after the difficulty class and before the risk controller's shift, only while the
 	 * threshold is <= 1; sc programs are not affected.  0: off (the default). */
 	double cot_threshold_slope;
+	/* Staged sc (key sc.staged): an sc program of n >= 3 chains starts with the smallest
+	 * majority, n / 2 + 1 chains; the others (sched_view.pending) are launched only when
+	 * the started chains can no longer decide the vote on their own (two of them finished
+	 * or settled with different answers, or without one: sched_decision.launch).  When the
+	 * started chains agree, the vote of all n is decided whatever the others would answer,
+	 * so their tokens are saved at no change of the answer; the price is latency for the
+	 * programs that need them (they start late).  The daemon stages programs without a
+	 * deadline only.  0: off (all n at once). */
+	uint32_t sc_staged;
 	/* Budget extension: when the budget is spent and certaindex >= extend_min, continue up
 	 * to budget * (1 + extend_frac) (0: never extend). */
 	double extend_frac;
@@ -236,6 +245,13 @@ struct sched_view {
 	/* The risk controller's logit shift of the stop-certain threshold (riskctl_threshold;
 	 * 0: the policy's threshold as is). */
 	double threshold_shift;
+	/* Staged sc (sched_policy.sc_staged): the program started with fewer chains than it
+	 * may have.  It stops certain only on a decided vote (finished or settled chains: the
+	 * sc model is fitted on chains that step together), before and after its launch. */
+	bool staged;
+	/* sc: chains not launched yet (staged); they count as unfinished chains without an
+	 * answer, so the vote is over nchains + pending. */
+	size_t pending;
 };
 
 struct sched_decision {
@@ -252,6 +268,10 @@ struct sched_decision {
 	struct sched_features features; /* what produced the certaindex */
 	uint32_t difficulty;      /* cot: enum difficulty_class of the chain (0: off / sc) */
 	double threshold;         /* the stop-certain threshold applied (after any shift) */
+	/* When continuing with pending chains: launch them (from the prompt, zero tokens) before
+	 * the step; step_tokens applies to them too.  Set once the started chains can no longer
+	 * decide the vote on their own (certainty_program.stalled). */
+	bool launch;
 };
 
 /* The built-in defaults (step 64 tokens, budget 16384, sc n 3) and the certainty model
@@ -273,6 +293,10 @@ double sched_cot_threshold_at(double threshold, double slope, uint64_t most);
 /* Checks policy values; on error writes "field: reason (allowed range)" into msg and returns
  * CERTA_EINVAL. */
 int sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen);
+
+/* Chains an sc program of n chains starts with: n / 2 + 1 when sc_staged is on and n >= 3,
+ * else n. */
+size_t sched_sc_started(const struct sched_policy *p, size_t n);
 
 /* Total decode tokens of a view. */
 uint64_t sched_tokens_used(const struct sched_view *v);

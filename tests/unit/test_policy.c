@@ -617,6 +617,102 @@ vote_dir(void)
 	return dir;
 }
 
+/* Staged sc traces: 6 problems x 3 seeds, probes every 64 tokens answering the chain's final
+ * answer.  Even problems: all three chains answer 100 + i (2048 tokens each).  Odd problems:
+ * seed 42 answers 7 (wrong), 43 and 44 answer 100 + i; seed 44 ends at 1024 tokens. */
+static char *
+staged_dir(void)
+{
+	static char dir[64];
+	char path[128];
+	size_t sd, i;
+
+	snprintf(dir, sizeof dir, "/tmp/certa-test-staged-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return NULL;
+	for (sd = 0; sd < 3; sd++) {
+		FILE *f;
+		snprintf(path, sizeof path, "%s/m__d__seed_%lld.jsonl", dir,
+		    (long long)filter_seeds[sd]);
+		if ((f = fopen(path, "w")) == NULL)
+			return NULL;
+		for (i = 0; i < 6; i++) {
+			size_t k, len = sd == 2 ? 1024 : 2048, ans = i % 2 && sd == 0 ? 7 : 100 + i;
+			fprintf(f, "{\"model\":\"m\",\"dataset\":\"d\",\"seed\":%lld,"
+			    "\"problem_id\":\"p%zu\",\"problem\":\"Staged problem %c\","
+			    "\"target\":\"%zu\",\"tokens_used\":%zu,\"finished\":true,"
+			    "\"final_answer\":\"%zu\",\"final_correct\":%s,"
+			    "\"text\":\"thinking\",\"probes\":[", (long long)filter_seeds[sd], i,
+			    (int)('a' + i), 100 + i, len, ans, ans == 7 ? "false" : "true");
+			for (k = 0; k < len / 64; k++)
+				fprintf(f, "%s[%zu,\"%zu\",1]", k ? "," : "", 64 * (k + 1), ans);
+			fprintf(f, "]}\n");
+		}
+		fclose(f);
+	}
+	return dir;
+}
+
+/* sc.staged in the replay: with two chains agreeing the third never runs (its tokens saved,
+ * the answer the vote of all three gives); with two disagreeing it is launched once both have
+ * ended and decides.  The sc model, which stops the unstaged programs at once, never stops a
+ * staged one; the recorded trajectory stops where the replay does. */
+static void
+test_sc_staged_replay(void **state)
+{
+	struct sched_policy p, q;
+	struct evalsim_set s;
+	struct traces *tr;
+	size_t i, k;
+	char *dir;
+
+	(void)state;
+	log_set_level(LOG_LVL_ERR);
+	dir = staged_dir();
+	assert_non_null(dir);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	assert_int_equal(traces_program_count(tr), 6);
+	sched_policy_default(&p);
+	memset(p.sc_w, 0, sizeof p.sc_w);
+	p.sc_w[0] = 5;            /* the sc model alone: 0.993 from the first probe */
+	p.sc_threshold = 0.9;
+	p.probe_stride = 0;
+	p.unpromising_relative = 0;
+	p.sc_unpromising_tokens = 0;
+	q = p;
+	q.sc_staged = 1;
+	assert_int_equal(evalsim_record(tr, &q, SCHED_ALGO_SC, 3, EVALSIM_ALL, &s), 0);
+	assert_int_equal(s.nprog, 6);
+	for (i = 0; i < 6; i++) {
+		const struct traces_program *prog = traces_program_at(tr, i);
+		const struct evalsim_traj *t = &s.traj[i];
+		struct evalsim_outcome o, u;
+		struct evalsim_full full;
+		bool odd = prog->problem[strlen(prog->problem) - 1] % 2 == 0;   /* 'b', 'd', 'f' */
+
+		evalsim_reference(prog, 3, &full);
+		assert_int_equal(evalsim_run(&p, prog, SCHED_ALGO_SC, 3, &u, NULL), 0);
+		assert_int_equal(u.reason, SCHED_REASON_CERTAIN);
+		assert_true(u.decode_tokens < 3 * 1024);   /* unstaged: the model stopped it */
+		assert_int_equal(evalsim_run(&q, prog, SCHED_ALGO_SC, 3, &o, NULL), 0);
+		assert_string_equal(o.answer, full.answer);
+		assert_true(o.correct);
+		assert_int_equal(o.reason, odd ? SCHED_REASON_NATURAL_END : SCHED_REASON_CERTAIN);
+		/* agreeing: two chains to their ends; disagreeing: the third too */
+		assert_int_equal(o.decode_tokens, odd ? 2 * 2048 + 1024 : 2 * 2048);
+		assert_int_equal(t->started, 2);
+		k = evalsim_stop_index(t->pts, t->npts, q.sc_threshold, 0);
+		assert_int_equal(o.decode_tokens + o.probe_tokens, t->pts[k].cost);
+		/* points before the stop are not eligible to stop certain */
+		assert_true(t->pts[0].c < 0);
+		/* the third chain's tokens after its launch (odd), none before or without one */
+		assert_int_equal(t->pts[t->npts - 1].late, odd ? 1024 : 0);
+	}
+	evalsim_set_free(&s);
+	traces_free(tr);
+	assert_int_equal(harness_rmrf(dir), 0);
+}
+
 /* sc.vote_threshold in the sweep: a set recorded with the rule off and then given a vote
  * threshold (evalsim_set_vote) equals the set recorded with it, and stops where a replay
  * through sched_decide() with it stops; evalsim_pick_vote finds the lowest vote threshold
@@ -1166,6 +1262,7 @@ main(void)
 		cmocka_unit_test(test_filter_selects),
 		cmocka_unit_test(test_unpromising_relative_replay),
 		cmocka_unit_test(test_sc_vote_replay),
+		cmocka_unit_test(test_sc_staged_replay),
 		cmocka_unit_test(test_cot_slope_replay),
 		cmocka_unit_test(test_score_dist),
 		cmocka_unit_test(test_default_policy_real_traces),

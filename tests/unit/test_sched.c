@@ -223,6 +223,109 @@ test_sc_gang(void **state)
 	assert_true(d.stop);
 }
 
+/* Staged sc: n = 3 starts with 2 chains (sched_sc_started); the pending one counts as an
+ * unfinished chain without an answer.  Two started chains that finish (or settle) agreeing
+ * decide the vote of all three; ones that end disagreeing, or without an answer, launch the
+ * pending chain; the sc model never stops a staged program short of a decided vote. */
+static void
+test_sc_staged(void **state)
+{
+	struct sched_policy p;
+	struct sched_chain c[3];
+	struct fake_chain f[3];
+	struct sched_view v;
+	struct sched_decision d;
+	struct certainty_program cp;
+
+	(void)state;
+	test_policy(&p);
+	assert_int_equal(sched_sc_started(&p, 3), 3);   /* shipped policy: see below */
+	p.sc_staged = 1;
+	assert_int_equal(sched_sc_started(&p, 2), 2);
+	assert_int_equal(sched_sc_started(&p, 3), 2);
+	assert_int_equal(sched_sc_started(&p, 4), 3);
+	assert_int_equal(sched_sc_started(&p, 5), 3);
+	p.sc_threshold = 0.5;     /* the sc model alone would stop at once */
+	fake(&c[0], &f[0], "8", 64, 2048);
+	fake(&c[1], &f[1], "8", 64, 2048);
+	fake(&c[2], &f[2], "", 64, 0);
+	view1(&v, c, 2, SCHED_ALGO_SC);
+	v.pending = 1;
+	v.staged = true;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_false(d.launch);
+	assert_string_equal(d.answer, "8");
+	/* the vote counts the pending chain: 2 of 3 agree */
+	assert_true(fabs(d.agreement - 2.0 / 3.0) < 1e-12);
+	/* unstaged, the same two chains would have stopped on the sc model */
+	v.staged = false;
+	v.pending = 0;
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	v.staged = true;
+	v.pending = 1;
+	/* one finished with "8", the other still open: it may still agree, no launch */
+	c[0].finished = true;
+	c[0].final_answer = "8";
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_false(d.launch);
+	/* the other settles agreeing: decided whatever the pending chain would say */
+	c[1].thinking_done = true;
+	c[1].text = "so \\boxed{8}";
+	c[1].text_len = strlen(c[1].text);
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+	assert_string_equal(d.answer, "8");
+	assert_true(d.certaindex == 1);
+	/* ... it settles on another answer instead: launch, and step all three */
+	fake(&c[1], &f[1], "6", 64, 2048);
+	c[1].thinking_done = true;
+	c[1].text = "so \\boxed{6}";
+	c[1].text_len = strlen(c[1].text);
+	certainty_program_eval(&p, &v, &cp, NULL);
+	assert_true(cp.stalled);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_true(d.launch);
+	assert_true(d.step_tokens > 0);
+	/* launched: the third chain decides; its early agreement alone does not stop */
+	v.nchains = 3;
+	v.pending = 0;
+	fake(&c[2], &f[2], "8", 64, 256);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_false(d.launch);
+	c[2].finished = true;
+	c[2].final_answer = "8";
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_string_equal(d.answer, "8");
+	/* both started chains finish without an answer: never a natural end with chains
+	 * pending; they launch */
+	fake(&c[0], &f[0], "", 64, 1024);
+	fake(&c[1], &f[1], "", 64, 1024);
+	c[0].finished = c[1].finished = true;
+	view1(&v, c, 2, SCHED_ALGO_SC);
+	v.pending = 1;
+	v.staged = true;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	assert_true(d.launch);
+	assert_true(d.step_tokens > 0);
+	/* the unpromising bound still cuts a hopeless staged program before any launch */
+	fake(&c[0], &f[0], "8", 64, 4096);
+	fake(&c[1], &f[1], "6", 64, 4096);
+	p.sc_unpromising_tokens = 4096;
+	p.unpromising_relative = 0;
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_UNPROMISING);
+	assert_false(d.launch);
+}
+
 /* sc.vote_threshold: off by default (the decision is unchanged); on, unfinished chains whose
  * own chain certaindex reaches it vote as finished, so two certain agreeing chains decide the
  * vote (certaindex 1), still only while sc.threshold <= 1. */
@@ -636,6 +739,10 @@ test_policy_validate(void **state)
 	p.sc_threshold = -1;
 	assert_int_not_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
 	assert_non_null(strstr(msg, "sc.threshold"));
+	sched_policy_default(&p);
+	p.sc_staged = 2;
+	assert_int_not_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
+	assert_non_null(strstr(msg, "sc.staged"));
 }
 
 /* dynasor_k: the Dynasor-CoT rule stops when the last k probes agree (every unfinished chain
@@ -768,6 +875,7 @@ main(void)
 		cmocka_unit_test(test_policy_validate),
 		cmocka_unit_test(test_dynasor),
 		cmocka_unit_test(test_sc_vote_threshold),
+		cmocka_unit_test(test_sc_staged),
 		cmocka_unit_test(test_cot_threshold_slope),
 	};
 
