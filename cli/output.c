@@ -211,6 +211,8 @@ output_request_text(FILE *f, const Certa__V1__RequestProgress *r)
 	fprintf(f, " (%" PRIu64 " tok", r->tokens);
 	if (r->finished)
 		fprintf(f, reason != NULL ? ", done: %s" : ", done", reason);
+	else if (r->pending)
+		fputs(", pending", f);   /* staged sc: not launched */
 	fputc(')', f);
 }
 
@@ -478,6 +480,7 @@ output_json_requests(struct jsonw *w, size_t n, Certa__V1__RequestProgress *cons
 		jsonw_kuint(w, "tokens", r->tokens);
 		jsonw_kstring(w, "answer", r->answer);
 		jsonw_kbool(w, "finished", r->finished);
+		jsonw_kbool(w, "pending", r->pending);
 		jsonw_kstring(w, "reason", names_reason(r->reason));
 		jsonw_kstring(w, "worker", r->worker);
 		jsonw_key(w, "certainty");

@@ -110,7 +110,8 @@ dispatch_chain_features(const struct sched_policy *pol, struct program *p,
 {
 	uint32_t i;
 
-	for (i = 0; i < p->n; i++) {
+	/* the view's chains: staged sc's pending ones have none of their own */
+	for (i = 0; i < v->nchains; i++) {
 		struct sched_features *f = &p->chains[i].features;
 		if (i >= evaluated)
 			certainty_chain_eval(pol, &v->chains[i], p->problem, &cc[i]);
@@ -216,6 +217,14 @@ again:
 		for (i = 0; i < p->n; i++)
 			if (p->chains[i].nprobes > 0)
 				p->chains[i].probes[p->chains[i].nprobes - 1].certaindex = d->certaindex;
+	}
+	if (d->launch && !d->stop && p->launched > 0 && p->launched < p->n) {
+		/* Staged sc: the started chains can no longer decide the vote; the pending ones
+		 * join from the prompt with this decision's step (their slots are held on the
+		 * worker since placement).  Stored with the step's commit. */
+		log_info(LOG_SCHED, "program %s: staged sc launches chains %u-%u (the first %u "
+		    "cannot decide the vote)", p->id, p->launched, p->n - 1, p->launched);
+		p->launched = p->n;
 	}
 	if (route_decide(c, p, &v, d) > 0) {
 		/* Expert routing forked, switched or dropped chains: decide on the new ones. */
@@ -511,7 +520,7 @@ dispatch_send_step(struct core *c, struct program *p, struct pool_worker *w, uin
 	certa__v1__probe_spec__init(&s->probe);
 	s->sp.temperature = p->temperature;
 	s->sp.top_p = p->top_p;
-	for (i = 0; i < p->n; i++) {
+	for (i = 0; i < program_launched(p); i++) {
 		struct chain *ch = &p->chains[i];
 		Certa__V1__StepItem *it = &s->items[n];
 		if (ch->finished)
@@ -597,7 +606,7 @@ dispatch_key(struct core *c, struct program *p, struct fair_item *it)
 	memset(it, 0, sizeof *it);
 	it->tenant = p->tenant_key;
 	it->ready_since_ms = p->ready_since_ms;
-	it->cost = (uint64_t)p->next_step_tokens * p->n;
+	it->cost = (uint64_t)p->next_step_tokens * program_launched(p);
 	it->seq = p->seq;
 	if (p->shadow_of != NULL) {
 		it->priority = p->priority;
@@ -828,7 +837,7 @@ dispatch_take(struct core *c, int64_t now, int *shadow, size_t *decide_left, int
 			continue;
 		}
 		fair_pass_charge(dispatch_queue(c, p), &p->ready,
-		    (uint64_t)p->next_step_tokens * p->n);
+		    (uint64_t)p->next_step_tokens * program_launched(p));
 		return p;
 	}
 	return NULL;
@@ -1015,6 +1024,8 @@ dispatch_persisted(struct core *c, struct program *p, int final)
 	c->finished_total++;
 	route_finished(c, p);
 	telemetry_finished(c->tel, p->tenant, sched_reason_name(reason), p->certaindex, p->steps);
+	if (p->launched > 0)
+		telemetry_staged(c->tel, p->launched >= p->n);
 	log_info(LOG_SCHED, "program %s %s reason=%s answer=\"%s\" tokens=%llu steps=%llu",
 	    p->id, program_state_name(to), sched_reason_name(reason), p->answer,
 	    (unsigned long long)program_tokens(p), (unsigned long long)p->steps);

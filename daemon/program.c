@@ -326,6 +326,7 @@ program_record_route(const struct program *p, Certa__V1__ProgramRecord *rec)
 	rec->route_base = p->rstate.base;
 	rec->spent_tokens = p->spent_tokens;
 	rec->spent_probe_tokens = p->spent_probe_tokens;
+	rec->staged_launched = p->launched;
 }
 
 /* The probe histories of the last view (loop thread only; valid until the next call). */
@@ -377,8 +378,17 @@ program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms
 	out->now_ms = now_ms;
 	out->deadline_ms = p->deadline_ms;
 	out->problem = p->problem;
-	out->nchains = p->n;
+	out->nchains = program_launched(p);
 	out->chains = chains;
+	/* staged sc: the scheduler sees the launched chains and counts the others as pending */
+	out->staged = p->launched > 0;
+	out->pending = p->n - out->nchains;
+}
+
+uint32_t
+program_launched(const struct program *p)
+{
+	return p->launched > 0 && p->launched < p->n ? p->launched : p->n;
 }
 
 int
@@ -551,6 +561,7 @@ program_pb_fill_in(const struct program *p, struct program_pb *pb, struct pbaren
 			pb->stats[i].experts_per_token = pp->experts;
 		}
 		r->last_step = &pb->stats[i];
+		r->pending = i >= program_launched(p);
 		pb->req_ptrs[i] = r;
 	}
 	pb->msg.n_requests = p->n;
@@ -823,6 +834,14 @@ program_from_records(const Certa__V1__ProgramRecord *rec, Certa__V1__RequestReco
 			goto fail;
 		if (program_chain_restore(&p->chains[reqs[i]->index], reqs[i]) != 0)
 			goto fail;
+	}
+	/* Staged sc: a chain past the launched ones that has tokens was launched (a record
+	 * from before the program record caught up cannot hide it). */
+	if (rec->staged_launched > 0 && p->algo == SCHED_ALGO_SC && !p->routed) {
+		p->launched = rec->staged_launched < p->n ? rec->staged_launched : p->n;
+		for (i = p->launched; i < p->n; i++)
+			if (p->chains[i].tokens > 0)
+				p->launched = (uint32_t)i + 1;
 	}
 	return p;
 fail:

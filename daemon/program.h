@@ -107,6 +107,9 @@ struct program {
 	char *idempotency_key;
 	enum sched_algo algo;
 	uint32_t n;
+	/* Staged sc (sched_policy.sc_staged; stored): chains launched so far, the first ones;
+	 * the others are pending (not stepped, held on the worker).  0: not staged. */
+	uint32_t launched;
 	uint64_t budget;
 	int priority;
 	int64_t deadline_ms;
@@ -210,9 +213,12 @@ double program_experts_per_token(const struct program *p);
  * left behind. */
 uint64_t program_tokens(const struct program *p);
 uint64_t program_probe_tokens(const struct program *p);
-/* A scheduler view of the program; chains storage is provided by the caller (n entries). */
+/* A scheduler view of the program; chains storage is provided by the caller (n entries).
+ * Staged sc: the view holds the launched chains and counts the others as pending. */
 void program_view(const struct program *p, struct sched_chain *chains, int64_t now_ms,
     struct sched_view *out);
+/* The chains launched: the first ones, all n unless staged sc holds some back. */
+uint32_t program_launched(const struct program *p);
 
 /* Expert routing (daemon/route.c).  program_route_note appends a decision to the program's
  * routing history (0 or -ENOMEM).  program_resize_chains gives the program n chains: keep

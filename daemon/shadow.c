@@ -363,7 +363,7 @@ shadow_learn(struct core *c, const struct program *p)
 	if (l == NULL)
 		return;
 	before = chainlen_learned(&l->cl, base->model_tokens_min_samples);
-	for (i = 0; i < p->n; i++)
+	for (i = 0; i < program_launched(p); i++)   /* staged sc: chains never launched */
 		chainlen_add(&l->cl, p->chains[i].tokens);
 	l->unsaved++;
 	took_over = !before && chainlen_learned(&l->cl, base->model_tokens_min_samples);
@@ -580,8 +580,10 @@ shadow_start(struct core *c, struct program *p)
 	bool open = false;
 	int rc;
 
+	/* A staged sc program stops certain only on a decided vote: no threshold shift moves
+	 * it, and it is not counted (the controller's sc counts are the unstaged programs'). */
 	if (c->shadow == NULL || p->shadow_of != NULL || p->state != PROGRAM_FINISHED ||
-	    c->draining)
+	    c->draining || p->launched > 0)
 		return false;
 	for (i = 0; i < p->n; i++)
 		open = open || !p->chains[i].finished;

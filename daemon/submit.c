@@ -312,6 +312,15 @@ submit_program(struct core *c, const char *tenant, const struct submit_spec *spe
 	}
 	p->created_ms = core_now_ms();
 	p->ready_since_ms = p->created_ms;
+	/* Staged sc (sc.staged): the smallest majority first, the others when they disagree.
+	 * Not with a deadline (the late chains would start late) nor when the router places
+	 * the program (its rungs choose n). */
+	if (algo == SCHED_ALGO_SC && !route.routed && p->deadline_ms == 0) {
+		size_t first = sched_sc_started(policies_effective(c->policies, tenant,
+		    tenants_policy(c->tenants, tenant)), n);
+		if (first < n)
+			p->launched = (uint32_t)first;
+	}
 	if (route_attach(p, &route) != 0) {
 		program_free(p);
 		return -ENOMEM;
@@ -339,9 +348,9 @@ submit_accepted(struct core *c, struct program *p)
 {
 	size_t i;
 
-	log_info(LOG_SCHED, "program %s accepted tenant=%s algo=%s n=%u budget=%llu", p->id,
+	log_info(LOG_SCHED, "program %s accepted tenant=%s algo=%s n=%u%s budget=%llu", p->id,
 	    p->tenant, p->algo == SCHED_ALGO_SC ? "sc" : "cot", p->n,
-	    (unsigned long long)p->budget);
+	    p->launched > 0 ? " (staged)" : "", (unsigned long long)p->budget);
 	for (i = 0; i < p->nwatchers; i++)
 		events_accepted(p, p->watchers[i], 0);
 	core_kick(c);

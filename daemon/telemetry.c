@@ -22,6 +22,7 @@ enum {
 	T_TOKENS,
 	T_PROBE_TOKENS,
 	T_SAVED,
+	T_STAGED,
 	T_CERTAINDEX,
 	T_STEPS_PER_PROGRAM,
 	T_STEP_SECONDS,
@@ -64,6 +65,7 @@ static const char *const l_phase[] = { "phase", NULL };
 static const char *const l_model_algo[] = { "model", "algo", NULL };
 static const char *const l_model_source[] = { "model", "source", NULL };
 static const char *const l_model[] = { "model", NULL };
+static const char *const l_outcome[] = { "outcome", NULL };
 static const char *const l_worker_code[] = { "worker", "code", NULL };
 static const double b_certaindex[] = { .1, .2, .3, .4, .5, .6, .7, .8, .9, .95, 1 };
 static const double b_seconds[] = { .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
@@ -91,6 +93,10 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	    "estimated tokens not spent because a program stopped early (certain or "
 	    "unpromising): unfinished chains up to the policy's expected length",
 	    l_tenant, NULL, 0 },
+	[T_STAGED] = { "certa_sc_staged_programs_total", METRICS_COUNTER,
+	    "staged sc programs that ended (sc.staged): outcome saved (the started chains "
+	    "decided the vote, or the program stopped, before the others were needed) or "
+	    "launched (the others ran too)", l_outcome, NULL, 0 },
 	[T_CERTAINDEX] = { "certa_certaindex", METRICS_HISTOGRAM,
 	    "certaindex of programs when they ended", NULL, b_certaindex, 11 },
 	[T_STEPS_PER_PROGRAM] = { "certa_program_steps", METRICS_HISTOGRAM,
@@ -356,6 +362,13 @@ telemetry_finished(struct telemetry *t, const char *tenant, const char *reason,
 	metrics_inc(t->m, T_FINISHED, METRICS_LABELS(telemetry_tenant(t, tenant), reason));
 	metrics_observe(t->m, T_CERTAINDEX, NULL, certaindex);
 	metrics_observe(t->m, T_STEPS_PER_PROGRAM, NULL, (double)steps);
+}
+
+void
+telemetry_staged(struct telemetry *t, bool launched)
+{
+	if (t != NULL)
+		metrics_inc(t->m, T_STAGED, METRICS_LABELS(launched ? "launched" : "saved"));
 }
 
 void

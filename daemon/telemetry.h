@@ -6,6 +6,7 @@
 #ifndef CERTA_DAEMON_TELEMETRY_H
 #define CERTA_DAEMON_TELEMETRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,8 @@ struct metrics *telemetry_metrics(struct telemetry *t);
 void telemetry_submitted(struct telemetry *t, const char *tenant);
 void telemetry_finished(struct telemetry *t, const char *tenant, const char *reason,
     double certaindex, uint64_t steps);
+/* A staged sc program ended: launched, its pending chains ran too, else they were saved. */
+void telemetry_staged(struct telemetry *t, bool launched);
 void telemetry_tokens(struct telemetry *t, const char *tenant, uint64_t decode,
     uint64_t probe);
 void telemetry_saved(struct telemetry *t, const char *tenant, uint64_t tokens);

@@ -249,6 +249,8 @@ evalsim_reference(const struct traces_program *prog, size_t n, struct evalsim_fu
 	for (i = 0; i < n; i++) {
 		ans[i] = prog->samples[i]->final_answer;
 		out->tokens += prog->samples[i]->tokens_used;
+		if (prog->samples[i]->tokens_used > out->path)
+			out->path = prog->samples[i]->tokens_used;
 	}
 	out->answer = n == 1 ? ans[0] : evalsim_vote(ans, n);
 	out->correct = out->answer[0] != '\0' && answer_equivalent(out->answer, prog->target);
@@ -307,9 +309,10 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 	struct sched_decision d;
 	struct evalsim_full full;
 	struct sched_view v;
-	uint64_t probe_tokens = 0;
+	uint64_t probe_tokens = 0, path = 0;
 	size_t i;
 	int rc = 0;
+	bool launched = false;
 	const char *prev_answer = "";
 
 	if (n < 1 || n > EVALSIM_MAX_N || n > prog->nsamples || (algo == SCHED_ALGO_COT && n != 1))
@@ -448,13 +451,22 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 			/* staged sc: the pending chains start from the prompt */
 			v.nchains = n;
 			v.pending = 0;
+			launched = true;
 		}
-		for (i = 0; i < v.nchains; i++) {
-			if (ch[i].finished)
-				continue;
-			rc = evalsim_chain_advance(&st[i], &ch[i], d.step_tokens, &probe_tokens);
-			if (rc != 0)
-				goto fail_chains;
+		{
+			uint64_t adv = 0;
+			for (i = 0; i < v.nchains; i++) {
+				uint64_t before = ch[i].tokens;
+				if (ch[i].finished)
+					continue;
+				rc = evalsim_chain_advance(&st[i], &ch[i], d.step_tokens,
+				    &probe_tokens);
+				if (rc != 0)
+					goto fail_chains;
+				if (ch[i].tokens - before > adv)
+					adv = ch[i].tokens - before;
+			}
+			path += adv;
 		}
 	}
 	memset(out, 0, sizeof *out);
@@ -464,6 +476,8 @@ evalsim_run(const struct sched_policy *p, const struct traces_program *prog,
 	out->probe_tokens = probe_tokens;
 	out->reason = d.reason;
 	out->low_confidence = d.low_confidence;
+	out->path_tokens = path;
+	out->launched = launched;
 	for (i = 0; i < n; i++)
 		if (ch[i].tokens > out->stop_tokens)
 			out->stop_tokens = ch[i].tokens;

@@ -95,6 +95,10 @@ struct evalsim_outcome {
 	enum sched_reason reason;
 	bool low_confidence;
 	uint64_t stop_tokens;     /* most tokens of a chain at the stop */
+	/* Latency proxy: decode tokens along the critical path, per step the most any chain
+	 * advanced (chains decode in parallel); the full run's is its longest chain. */
+	uint64_t path_tokens;
+	bool launched;            /* staged sc: the pending chains were launched */
 };
 
 /* The reference run. */
@@ -102,6 +106,7 @@ struct evalsim_full {
 	const char *answer;
 	bool correct;
 	uint64_t tokens;
+	uint64_t path;            /* the longest chain (latency proxy, evalsim_outcome) */
 };
 
 /*

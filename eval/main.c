@@ -105,6 +105,10 @@ static const double curve_taus[] = {
 struct tally {
 	size_t programs, full_ok, ok[NRULES], false_stop[NRULES], early[NRULES], lowconf;
 	double full_tokens, tokens[NRULES], probe_tokens[NRULES];
+	/* the policy's latency proxy (evalsim_outcome.path_tokens) against the full run's;
+	 * programs slower than the full run; staged sc programs that launched */
+	double full_path, path;
+	size_t slower, launched;
 };
 
 struct group {
@@ -157,6 +161,10 @@ tally_add(struct tally *t, const struct evalsim_full *full, const struct evalsim
 		t->early[r] += o[r].reason != SCHED_REASON_NATURAL_END;
 	}
 	t->lowconf += o[RULE_POLICY].low_confidence;
+	t->full_path += (double)full->path;
+	t->path += (double)o[RULE_POLICY].path_tokens;
+	t->slower += o[RULE_POLICY].path_tokens > full->path;
+	t->launched += o[RULE_POLICY].launched;
 }
 
 static const char *
@@ -292,6 +300,19 @@ print_table(struct eval *e, const char *algo, const char *split, const char *pna
 			    100.0 - pct(t->tokens[r], t->full_tokens),
 			    pct(t->probe_tokens[r], t->full_tokens),
 			    pct((double)t->false_stop[r], (double)t->full_ok));
+	}
+	printf("\n-- the policy's latency proxy: decode tokens on the critical path (chains decode in "
+	    "parallel; a staged sc program's late chains after its first ones), %% of the full "
+	    "run's longest chain --\n");
+	printf("%-42s %8s %8s %9s\n", "model", "path%", "slower%", "launched%");
+	for (i = 0; i < e->ng; i++) {
+		const struct group *g = &e->g[i];
+		const struct tally *t = &g->t;
+		if (g->dataset != NULL)
+			continue;
+		printf("%-42.42s %8.1f %8.2f %9.2f\n", g->model != NULL ? g->model : "ALL",
+		    pct(t->path, t->full_path), pct((double)t->slower, (double)t->programs),
+		    pct((double)t->launched, (double)t->programs));
 	}
 }
 

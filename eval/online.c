@@ -823,6 +823,9 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 		if (rc != 0)
 			return rc;
 	}
+	/* The controller governs unstaged sc programs: certad neither shadows nor counts staged
+	 * ones (they stop certain only on a decided vote, which no shift moves). */
+	p.sc_staged = 0;
 	memset(&f, 0, sizeof f);
 	f.model = model;
 	if (algo == SCHED_ALGO_COT)

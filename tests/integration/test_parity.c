@@ -12,7 +12,8 @@
  * test the learning).  With sc.vote_threshold on (certad reads it from its policy file),
  * the sc programs whose offline decision it changes stop online where certa-eval says; the
  * same for cot.threshold_slope and the cot programs (the slope counts the chain's position in
- * the same per-model units as the bounds).
+ * the same per-model units as the bounds).  With sc.staged on, staged sc programs that never
+ * launch their third chain and ones that do stop online where certa-eval says.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,6 +39,7 @@
 
 #define NCOT 20
 #define NSC 4
+#define NSC_STAGED 2    /* staged sc programs of each kind (launched or not) */
 #define NROUTE_ESC 3    /* routed programs that escalate (switch to the other pool) */
 #define NROUTE_PLAIN 2  /* ... and that do not */
 
@@ -61,9 +63,10 @@ struct env {
 /* The cot threshold slope's check: a slope that changes decisions (off by default). */
 #define THRESHOLD_SLOPE "-0.05"
 
-/* Starts certad with the policy text (plus the pinned per-model priors) and extra sets. */
+/* Starts certad with the policy text (plus the pinned per-model priors) and extra sets, its
+ * worker with `delay` ms per step (NULL: none). */
 static void
-start_pinned(struct env *e, const char *policy, const char *extra)
+start_pinned_delay(struct env *e, const char *policy, const char *extra, const char *delay)
 {
 	char path[512], pset[600], mt[MAXMODELS][320];
 	const char *sets[MAXMODELS + 3];
@@ -85,7 +88,13 @@ start_pinned(struct env *e, const char *policy, const char *extra)
 	if (extra != NULL)
 		sets[k++] = extra;
 	sets[k] = NULL;
-	itest_start(&e->it, NULL, ITEST_ANONYMOUS | ITEST_ADMIN | ITEST_SETTLE, sets);
+	itest_start(&e->it, delay, ITEST_ANONYMOUS | ITEST_ADMIN | ITEST_SETTLE, sets);
+}
+
+static void
+start_pinned(struct env *e, const char *policy, const char *extra)
+{
+	start_pinned_delay(e, policy, extra, NULL);
 }
 
 static int
@@ -132,6 +141,22 @@ setup_slope(void **state)
 		return 0;
 	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
 	start_pinned(e, "cot.threshold_slope = " THRESHOLD_SLOPE "\n", NULL);
+	*state = e;
+	return 0;
+}
+
+/* The built-in default with staged sc on. */
+static int
+setup_staged(void **state)
+{
+	struct env *e;
+
+	*state = NULL;
+	e = itest_new(sizeof *e, 240, ITEST_TRACES_NEED);
+	if (e == NULL)
+		return 0;
+	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
+	start_pinned(e, "sc.staged = 1\n", NULL);
 	*state = e;
 	return 0;
 }
@@ -244,6 +269,191 @@ check_parity(struct env *e, int sc, size_t want, double vote, double slope)
 	    sc ? "sc" : "cot", done, early);
 }
 
+/* Staged sc online == offline: `want` programs whose started chains decide the vote alone
+ * and `want` that launch the third chain stop where certa-eval says (reason, answer, decode
+ * and probe tokens); the Finished event shows the chain never launched as pending with no
+ * tokens, and no chain pending after a launch. */
+static void
+check_staged(struct env *e, size_t want)
+{
+	struct sched_policy def, pol;
+	size_t i, saved = 0, launched = 0;
+	const char *model = traces_model_name(e->set, 0);
+
+	sched_policy_default(&def);
+	evalsim_model_policy(e->set, &def, model, &pol);
+	pol.sc_staged = 1;
+	for (i = 0; i < traces_program_count(e->set) && (saved < want || launched < want); i++) {
+		const struct traces_program *pg = traces_program_at(e->set, i);
+		struct evalsim_outcome off;
+		Certa__V1__ProgramEvent *fin;
+		const Certa__V1__ProgramResult *r;
+		const Certa__V1__Finished *f;
+		size_t k, pending = 0;
+
+		if (strcmp(pg->model, model) != 0 || strcmp(pg->dataset, "math500") != 0 ||
+		    pg->nsamples < 3)
+			continue;
+		assert_int_equal(evalsim_run(&pol, pg, SCHED_ALGO_SC, 3, &off, NULL), 0);
+		if (off.launched ? launched >= want : saved >= want)
+			continue;
+		fin = run(e, pg, 1);
+		f = fin->finished;
+		r = f->result;
+		if ((int)r->reason != (int)off.reason || r->tokens_used != off.decode_tokens ||
+		    r->probe_tokens != off.probe_tokens || !answer_equivalent(r->answer, off.answer))
+			fail_msg("program %s (staged sc, %s): online reason=%d tokens=%llu probe=%llu "
+			    "answer=%s; offline reason=%d tokens=%llu probe=%llu answer=%s",
+			    pg->problem_id, off.launched ? "launched" : "not launched",
+			    (int)r->reason, (unsigned long long)r->tokens_used,
+			    (unsigned long long)r->probe_tokens, r->answer, (int)off.reason,
+			    (unsigned long long)off.decode_tokens,
+			    (unsigned long long)off.probe_tokens, off.answer);
+		assert_int_equal(f->n_requests, 3);
+		for (k = 0; k < f->n_requests; k++)
+			if (f->requests[k]->pending) {
+				pending++;
+				assert_int_equal(f->requests[k]->index, 2);
+				assert_int_equal(f->requests[k]->tokens, 0);
+			}
+		assert_int_equal(pending, off.launched ? 0 : 1);
+		protobuf_c_message_free_unpacked(&fin->base, NULL);
+		if (off.launched)
+			launched++;
+		else
+			saved++;
+	}
+	assert_int_equal(saved, want);
+	assert_int_equal(launched, want);
+	print_message("staged sc: %zu programs decided by two chains, %zu launched the third, all "
+	    "decisions identical\n", saved, launched);
+}
+
+/* Get of program id (the call must end OK; free the reply). */
+static Certa__V1__Program *
+get_program(struct env *e, const char *id)
+{
+	Certa__V1__GetRequest g = CERTA__V1__GET_REQUEST__INIT;
+	ProtobufCMessage *got = NULL;
+
+	g.program_id = (char *)id;
+	assert_int_equal(itest_call(e->it.ch, "/certa.v1.Reasoning/Get", &g.base,
+	    &certa__v1__program__descriptor, NULL, &got, NULL, 0), GRPC_STATUS_OK);
+	return (Certa__V1__Program *)got;
+}
+
+/*
+ * Staged sc across a SIGKILL: two programs in their first stage (two chains stepping, the
+ * third pending) when certad dies, one that will need its third chain and one that will not.
+ * After the restart each resumes staged and ends exactly as certa-eval says: had the staged
+ * state been lost, the restarted program would step all three chains from there.
+ */
+static void
+test_sc_staged_restart(void **state)
+{
+	struct env *e = *state;
+	struct sched_policy def, pol;
+	const struct traces_program *pick[2] = { NULL, NULL };
+	struct evalsim_outcome off[2];
+	struct rpc_stream *s[2];
+	char ids[2][64];
+	const char *model;
+	size_t i, k;
+
+	HARNESS_NEED_TRACES(e);
+	model = traces_model_name(e->set, 0);
+	sched_policy_default(&def);
+	evalsim_model_policy(e->set, &def, model, &pol);
+	pol.sc_staged = 1;
+	/* k = 0: launches; 1: does not; both run a while before their first chains end */
+	for (i = 0; i < traces_program_count(e->set) && (pick[0] == NULL || pick[1] == NULL);
+	    i++) {
+		const struct traces_program *pg = traces_program_at(e->set, i);
+		struct evalsim_outcome o;
+		if (strcmp(pg->model, model) != 0 || strcmp(pg->dataset, "math500") != 0 ||
+		    pg->nsamples < 3 || pg->samples[0]->tokens_used < 3000 ||
+		    pg->samples[1]->tokens_used < 3000)
+			continue;
+		assert_int_equal(evalsim_run(&pol, pg, SCHED_ALGO_SC, 3, &o, NULL), 0);
+		k = o.launched ? 0 : 1;
+		if (pick[k] == NULL) {
+			pick[k] = pg;
+			off[k] = o;
+		}
+	}
+	assert_non_null(pick[0]);
+	assert_non_null(pick[1]);
+	/* Slow steps, so that the kill finds both in their first stage. */
+	itest_stop(&e->it);
+	start_pinned_delay(e, "sc.staged = 1\n", NULL, "40");
+	for (k = 0; k < 2; k++) {
+		Certa__V1__ProgramSpec spec = CERTA__V1__PROGRAM_SPEC__INIT;
+		struct certa_client_events ev;
+		spec.problem = (char *)pick[k]->problem;
+		spec.model = (char *)pick[k]->model;
+		spec.algorithm = CERTA__V1__ALGORITHM__ALGORITHM_SC;
+		spec.n = 3;
+		assert_int_equal(certa_client_submit(e->it.ch, &spec, NULL, 60000, &s[k]), 0);
+		memset(&ev, 0, sizeof ev);
+		assert_int_equal(certa_client_events_read(s[k], 10000, 1, &ev), 1);
+		assert_int_equal(ev.accepted, 1);
+		snprintf(ids[k], sizeof ids[k], "%s", ev.id);
+		certa_client_events_free(&ev);
+	}
+	/* Until both have stepped a few times, their third chain still pending. */
+	for (i = 0; i < 200; i++) {
+		size_t ready = 0;
+		for (k = 0; k < 2; k++) {
+			Certa__V1__Program *p = get_program(e, ids[k]);
+			assert_int_equal(p->n_requests, 3);
+			assert_true(p->requests[2]->pending);
+			assert_int_equal(p->requests[2]->tokens, 0);
+			ready += p->requests[0]->tokens >= 1024;
+			protobuf_c_message_free_unpacked(&p->base, NULL);
+		}
+		if (ready == 2)
+			break;
+		usleep(20000);
+	}
+	assert_true(i < 200);
+	for (k = 0; k < 2; k++)
+		rpc_sync_stream_cancel(s[k]);
+	itest_stop(&e->it);   /* SIGKILL, certad and its worker */
+	start_pinned(e, "sc.staged = 1\n", NULL);
+	for (k = 0; k < 2; k++) {
+		Certa__V1__WatchRequest wr = CERTA__V1__WATCH_REQUEST__INIT;
+		struct certa_client_events ev;
+		struct rpc_stream *w;
+		const Certa__V1__ProgramResult *r;
+		size_t pending = 0, j;
+
+		wr.program_id = ids[k];
+		assert_int_equal(rpc_sync_stream_open(e->it.ch, "/certa.v1.Reasoning/Watch",
+		    &wr.base, &certa__v1__program_event__descriptor, 120000, NULL, 0, &w), 0);
+		memset(&ev, 0, sizeof ev);
+		(void)certa_client_events_read(w, 60000, 0, &ev);
+		assert_int_equal(ev.status, GRPC_STATUS_OK);
+		assert_non_null(ev.finished);
+		r = ev.finished->result;
+		if ((int)r->reason != (int)off[k].reason || r->tokens_used != off[k].decode_tokens ||
+		    r->probe_tokens != off[k].probe_tokens ||
+		    !answer_equivalent(r->answer, off[k].answer))
+			fail_msg("program %s (staged sc, %s, restarted): online reason=%d tokens=%llu "
+			    "probe=%llu answer=%s; offline reason=%d tokens=%llu probe=%llu answer=%s",
+			    pick[k]->problem_id, k == 0 ? "launches" : "does not launch",
+			    (int)r->reason, (unsigned long long)r->tokens_used,
+			    (unsigned long long)r->probe_tokens, r->answer, (int)off[k].reason,
+			    (unsigned long long)off[k].decode_tokens,
+			    (unsigned long long)off[k].probe_tokens, off[k].answer);
+		for (j = 0; j < ev.finished->n_requests; j++)
+			pending += ev.finished->requests[j]->pending;
+		assert_int_equal(pending, k == 0 ? 0 : 1);
+		certa_client_events_free(&ev);
+	}
+	print_message("staged sc: a program that launches and one that does not, both killed in "
+	    "their first stage, end as certa-eval says after the restart\n");
+}
+
 /* One routed program through certad against routesim's run of the same problem. */
 static void
 check_route_one(struct env *e, struct routesim *rs, size_t i, const struct routesim_outcome *off)
@@ -343,6 +553,13 @@ test_sc_vote_parity(void **state)
 }
 
 static void
+test_sc_staged_parity(void **state)
+{
+	HARNESS_NEED_TRACES(*state);
+	check_staged(*state, NSC_STAGED);
+}
+
+static void
 test_cot_slope_parity(void **state)
 {
 	HARNESS_NEED_TRACES(*state);
@@ -356,6 +573,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cot_parity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sc_parity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sc_vote_parity, setup_vote, teardown),
+		cmocka_unit_test_setup_teardown(test_sc_staged_parity, setup_staged, teardown),
+		cmocka_unit_test_setup_teardown(test_sc_staged_restart, setup_staged, teardown),
 		cmocka_unit_test_setup_teardown(test_cot_slope_parity, setup_slope, teardown),
 		cmocka_unit_test_setup_teardown(test_route_parity, setup_route, teardown),
 	};

@@ -700,6 +700,10 @@ test_sc_staged_replay(void **state)
 		assert_int_equal(o.reason, odd ? SCHED_REASON_NATURAL_END : SCHED_REASON_CERTAIN);
 		/* agreeing: two chains to their ends; disagreeing: the third too */
 		assert_int_equal(o.decode_tokens, odd ? 2 * 2048 + 1024 : 2 * 2048);
+		assert_int_equal(o.launched, odd);
+		/* latency: the third chain starts after the first two ended */
+		assert_int_equal(o.path_tokens, odd ? 2048 + 1024 : 2048);
+		assert_false(u.launched);
 		assert_int_equal(t->started, 2);
 		k = evalsim_stop_index(t->pts, t->npts, q.sc_threshold, 0);
 		assert_int_equal(o.decode_tokens + o.probe_tokens, t->pts[k].cost);
