@@ -18,7 +18,7 @@
  *                agree), fair/SJF order; dynasor-k40, dynasor-k50 (only when named): the same
  *                with larger k, to compare at certa's accuracy
  *   certa-nostop certa's ordering without early stopping (separates the two effects)
- *   certa-staged certa with staged sc (sc.staged = 1; only when named)
+ *   certa-staged, certa-staged2   certa with staged sc (sc.staged = 1, 2; only when named)
  *
  *   CERTA_TRACES=DIR build/bin/bench-serve [--quick] [--workers N] [--scale X] [--slo S]
  *       [--programs M] [--rates R1,R2,...] [--fixed-rate R] [--policies a,b,...]
@@ -69,6 +69,7 @@ static const struct bpolicy {
 	  "sc.unpromising_tokens = 0\nsettle_closed = 0\nextend_frac = 0\n", 0, 0 },
 	/* Staged sc on (sc.staged; named only): tokens against latency. */
 	{ "certa-staged", "sc.staged = 1\n", 0, 1 },
+	{ "certa-staged2", "sc.staged = 2\n", 0, 1 },
 };
 #define NPOLICIES (sizeof bench_policies / sizeof bench_policies[0])
 

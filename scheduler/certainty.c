@@ -1344,8 +1344,13 @@ certainty_program_eval(const struct sched_policy *p, const struct sched_view *v,
 	out->entropy = certainty_entropy(counts, nb, total);
 	out->vote_level = b[best].finished > second + unfinished ? CERTAINTY_VOTE_ALWAYS :
 	    certainty_vote_level(v, cc, n, bucket_of, best, b, nb, unfinished);
-	out->decided = out->vote_level > 1 ||
-	    (p->sc_vote_threshold <= 1 && out->vote_level >= p->sc_vote_threshold);
+	{
+		/* Staged sc with sc.staged = 2: chains certain at cot.threshold vote too. */
+		double tv = p->sc_vote_threshold;
+		if ((v->staged || v->pending > 0) && p->sc_staged == 2 && p->cot_threshold < tv)
+			tv = p->cot_threshold;
+		out->decided = out->vote_level > 1 || (tv <= 1 && out->vote_level >= tv);
+	}
 	/* the same with finished chains only (settled ones count as unfinished) */
 	{
 		size_t fin_best = 0, fin_second = 0, open = pending;

@@ -67,7 +67,7 @@ static const struct policy_key policy_keys[] = {
 	PK("model_tokens", POLICY_U64, model_tokens, "the model's median chain length (0 unknown)"),
 	PK("model_tokens.min_samples", POLICY_U32, model_tokens_min_samples, "chains before certad uses the learned median (0 never)"),
 	PK("sc.vote_threshold", POLICY_DOUBLE, sc_vote_threshold, "sc: an unfinished chain this certain votes as finished (> 1 off)"),
-	PK("sc.staged", POLICY_U32, sc_staged, "sc: start n/2+1 chains, the rest only when they disagree (0/1)"),
+	PK("sc.staged", POLICY_U32, sc_staged, "sc: start n/2+1 chains, the rest only when they disagree (0 off, 1, 2: with cot-certain voters)"),
 	PK("cot.threshold_slope", POLICY_DOUBLE, cot_threshold_slope, "cot threshold change per model_tokens of chain position (0 off)"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])

@@ -191,8 +191,8 @@ sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen)
 		    p->unpromising_relative);
 		return CERTA_EINVAL;
 	}
-	if (p->sc_staged > 1) {
-		snprintf(msg, msglen, "sc.staged: %u is out of range [0, 1]", p->sc_staged);
+	if (p->sc_staged > 2) {
+		snprintf(msg, msglen, "sc.staged: %u is out of range [0, 2]", p->sc_staged);
 		return CERTA_EINVAL;
 	}
 	if (p->settle_closed > 1) {

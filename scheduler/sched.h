@@ -94,7 +94,10 @@ struct sched_policy {
 	 * started chains agree, the vote of all n is decided whatever the others would answer,
 	 * so their tokens are saved at no change of the answer; the price is latency for the
 	 * programs that need them (they start late).  The daemon stages programs without a
-	 * deadline only.  0: off (all n at once). */
+	 * deadline only.  0: off (all n at once); 1: staged, the vote decided by finished and
+	 * settled chains (the full vote's answer); 2: staged, and an unfinished chain whose chain
+	 * certaindex reaches cot_threshold votes as finished too (in staged programs only; with
+	 * sc_vote_threshold, the lower of the two). */
 	uint32_t sc_staged;
 	/* Budget extension: when the budget is spent and certaindex >= extend_min, continue up
 	 * to budget * (1 + extend_frac) (0: never extend). */

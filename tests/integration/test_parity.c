@@ -12,8 +12,9 @@
  * test the learning).  With sc.vote_threshold on (certad reads it from its policy file),
  * the sc programs whose offline decision it changes stop online where certa-eval says; the
  * same for cot.threshold_slope and the cot programs (the slope counts the chain's position in
- * the same per-model units as the bounds).  With sc.staged on, staged sc programs that never
- * launch their third chain and ones that do stop online where certa-eval says.
+ * the same per-model units as the bounds).  With sc.staged on (modes 1 and 2), staged sc
+ * programs that never launch their third chain and ones that do stop online where certa-eval
+ * says, also across a SIGKILL.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -145,20 +146,34 @@ setup_slope(void **state)
 	return 0;
 }
 
-/* The built-in default with staged sc on. */
+/* The built-in default with staged sc on (sc.staged = mode). */
 static int
-setup_staged(void **state)
+setup_staged_mode(void **state, const char *mode)
 {
 	struct env *e;
+	char text[64];
 
 	*state = NULL;
 	e = itest_new(sizeof *e, 240, ITEST_TRACES_NEED);
 	if (e == NULL)
 		return 0;
 	assert_int_equal(traces_load(harness_traces_dir(), &e->set), 0);
-	start_pinned(e, "sc.staged = 1\n", NULL);
+	snprintf(text, sizeof text, "sc.staged = %s\n", mode);
+	start_pinned(e, text, NULL);
 	*state = e;
 	return 0;
+}
+
+static int
+setup_staged(void **state)
+{
+	return setup_staged_mode(state, "1");
+}
+
+static int
+setup_staged2(void **state)
+{
+	return setup_staged_mode(state, "2");
 }
 
 /* Routing on with the built-in routing policy; the scheduling policy is the built-in one with
@@ -274,7 +289,7 @@ check_parity(struct env *e, int sc, size_t want, double vote, double slope)
  * and probe tokens); the Finished event shows the chain never launched as pending with no
  * tokens, and no chain pending after a launch. */
 static void
-check_staged(struct env *e, size_t want)
+check_staged(struct env *e, size_t want, uint32_t mode)
 {
 	struct sched_policy def, pol;
 	size_t i, saved = 0, launched = 0;
@@ -282,7 +297,7 @@ check_staged(struct env *e, size_t want)
 
 	sched_policy_default(&def);
 	evalsim_model_policy(e->set, &def, model, &pol);
-	pol.sc_staged = 1;
+	pol.sc_staged = mode;
 	for (i = 0; i < traces_program_count(e->set) && (saved < want || launched < want); i++) {
 		const struct traces_program *pg = traces_program_at(e->set, i);
 		struct evalsim_outcome off;
@@ -325,8 +340,8 @@ check_staged(struct env *e, size_t want)
 	}
 	assert_int_equal(saved, want);
 	assert_int_equal(launched, want);
-	print_message("staged sc: %zu programs decided by two chains, %zu launched the third, all "
-	    "decisions identical\n", saved, launched);
+	print_message("staged sc (mode %u): %zu programs decided by two chains, %zu launched the "
+	    "third, all decisions identical\n", mode, saved, launched);
 }
 
 /* Get of program id (the call must end OK; free the reply). */
@@ -556,7 +571,14 @@ static void
 test_sc_staged_parity(void **state)
 {
 	HARNESS_NEED_TRACES(*state);
-	check_staged(*state, NSC_STAGED);
+	check_staged(*state, NSC_STAGED, 1);
+}
+
+static void
+test_sc_staged2_parity(void **state)
+{
+	HARNESS_NEED_TRACES(*state);
+	check_staged(*state, NSC_STAGED, 2);
 }
 
 static void
@@ -574,6 +596,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sc_parity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sc_vote_parity, setup_vote, teardown),
 		cmocka_unit_test_setup_teardown(test_sc_staged_parity, setup_staged, teardown),
+		cmocka_unit_test_setup_teardown(test_sc_staged2_parity, setup_staged2, teardown),
 		cmocka_unit_test_setup_teardown(test_sc_staged_restart, setup_staged, teardown),
 		cmocka_unit_test_setup_teardown(test_cot_slope_parity, setup_slope, teardown),
 		cmocka_unit_test_setup_teardown(test_route_parity, setup_route, teardown),

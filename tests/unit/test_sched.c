@@ -315,6 +315,35 @@ test_sc_staged(void **state)
 	assert_false(d.stop);
 	assert_true(d.launch);
 	assert_true(d.step_tokens > 0);
+	/* sc.staged = 2: started chains certain at cot.threshold vote as finished (staged
+	 * programs only).  Chain certaindex sigmoid(-3 + log2(1 + 960/64)) = 0.731 >= 0.7. */
+	p.cot_threshold = 0.7;
+	p.sc_threshold = 0.99;    /* the sc model cannot stop here */
+	fake(&c[0], &f[0], "8", 64, 1024);
+	fake(&c[1], &f[1], "8", 64, 1024);
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);     /* mode 1: certain is not settled */
+	p.sc_staged = 2;
+	sched_decide(&p, &v, &d);
+	assert_true(d.stop);
+	assert_int_equal(d.reason, SCHED_REASON_CERTAIN);
+	assert_string_equal(d.answer, "8");
+	assert_true(d.certaindex == 1);
+	p.cot_threshold = 0.75;   /* above the chains' certaindex: no vote */
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	p.cot_threshold = 0.7;
+	/* an unstaged program of three is not affected */
+	fake(&c[2], &f[2], "6", 64, 1024);
+	v.nchains = 3;
+	v.pending = 0;
+	v.staged = false;
+	sched_decide(&p, &v, &d);
+	assert_false(d.stop);
+	view1(&v, c, 2, SCHED_ALGO_SC);
+	v.pending = 1;
+	v.staged = true;
+	p.sc_staged = 1;
 	/* the unpromising bound still cuts a hopeless staged program before any launch */
 	fake(&c[0], &f[0], "8", 64, 4096);
 	fake(&c[1], &f[1], "6", 64, 4096);
@@ -740,7 +769,7 @@ test_policy_validate(void **state)
 	assert_int_not_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
 	assert_non_null(strstr(msg, "sc.threshold"));
 	sched_policy_default(&p);
-	p.sc_staged = 2;
+	p.sc_staged = 3;
 	assert_int_not_equal(sched_policy_validate(&p, msg, sizeof msg), 0);
 	assert_non_null(strstr(msg, "sc.staged"));
 }
