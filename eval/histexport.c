@@ -81,6 +81,9 @@ histexport_one(const char *key, size_t keylen, const ProtobufCMessage *msg, void
 		return 0;
 	}
 	for (i = 0; i < h->n_requests; i++) {
+		/* a chain that never ran (a staged sc program's pending one) is no sample */
+		if (h->requests[i]->tokens == 0 && h->requests[i]->n_probes == 0)
+			continue;
 		rc = histexport_chain(x, pm, h->requests[i], pm->result->answer);
 		if (rc != 0)
 			return rc;

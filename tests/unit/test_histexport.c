@@ -28,6 +28,7 @@ struct hist_rec {
 	const char *answer;
 	size_t n;
 	const char *finals[3];
+	size_t pending;           /* the last ones never ran (a staged sc program's) */
 };
 
 static int
@@ -70,6 +71,12 @@ put_hist(struct store_txn *txn, void *arg)
 		rr[i].final_answer = (char *)h->finals[i];
 		rr[i].n_probes = 2;
 		rr[i].probes = ppp[i];
+		if (i >= h->n - h->pending) {
+			rr[i].text = (char *)"";
+			rr[i].tokens = 0;
+			rr[i].answer = rr[i].final_answer = (char *)"";
+			rr[i].n_probes = 0;
+		}
 		rp[i] = &rr[i];
 	}
 	rec.program = &pm;
@@ -86,9 +93,12 @@ setup(void **state)
 	struct store_options so;
 	const char *tmp = getenv("TMPDIR");
 	struct hist_rec a = { "p-a", CERTA__V1__FINISH_REASON__FINISH_REASON_NATURAL_END, "42", 3,
-	    { "42", "42", "41" } };
+	    { "42", "42", "41" }, 0 };
 	struct hist_rec b = { "p-b", CERTA__V1__FINISH_REASON__FINISH_REASON_CERTAIN, "42", 1,
-	    { "42" } };
+	    { "42" }, 0 };
+	/* staged sc: two chains agreed, the third was never launched */
+	struct hist_rec c = { "p-c", CERTA__V1__FINISH_REASON__FINISH_REASON_CERTAIN, "42", 3,
+	    { "42", "42", "" }, 1 };
 
 	snprintf(f->dir, sizeof f->dir, "%s/certa-hist-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	assert_non_null(mkdtemp(f->dir));
@@ -101,6 +111,7 @@ setup(void **state)
 	}
 	assert_int_equal(store_update(f->st, put_hist, &a), 0);
 	assert_int_equal(store_update(f->st, put_hist, &b), 0);
+	assert_int_equal(store_update(f->st, put_hist, &c), 0);
 	*state = f;
 	return 0;
 }
@@ -148,7 +159,7 @@ test_export_natural_end(void **state)
 
 	assert_int_equal(hs.programs, 1);
 	assert_int_equal(hs.chains, 3);
-	assert_int_equal(hs.skipped, 1);
+	assert_int_equal(hs.skipped, 2);
 	assert_int_equal(traces_count(tr), 3);
 	assert_int_equal(traces_find(tr, "model-x", "What is 6*7?", &s, &n), 0);
 	assert_int_equal(n, 3);
@@ -166,7 +177,8 @@ test_export_natural_end(void **state)
 	traces_free(tr);
 }
 
-/* --all also exports programs that stopped early (their chains are unfinished). */
+/* --all also exports programs that stopped early (their chains are unfinished); a chain that
+ * never ran (staged sc) is no sample. */
 static void
 test_export_all(void **state)
 {
@@ -175,16 +187,18 @@ test_export_all(void **state)
 	struct traces *tr = export_and_load(f, true, &hs);
 	size_t i, unfinished = 0;
 
-	assert_int_equal(hs.programs, 2);
-	assert_int_equal(hs.chains, 4);
+	assert_int_equal(hs.programs, 3);
+	assert_int_equal(hs.chains, 6);
 	assert_int_equal(hs.skipped, 0);
-	for (i = 0; i < traces_count(tr); i++)
+	for (i = 0; i < traces_count(tr); i++) {
 		unfinished += !traces_at(tr, i)->finished;
-	assert_int_equal(unfinished, 1);
-	/* The same problem in two programs: one group with all four chains as samples. */
-	assert_int_equal(traces_count(tr), 4);
+		assert_true(traces_at(tr, i)->tokens_used > 0);
+	}
+	assert_int_equal(unfinished, 3);
+	/* The same problem in three programs: one group with all six chains as samples. */
+	assert_int_equal(traces_count(tr), 6);
 	assert_int_equal(traces_program_count(tr), 1);
-	assert_int_equal(traces_program_at(tr, 0)->nsamples, 4);
+	assert_int_equal(traces_program_at(tr, 0)->nsamples, 6);
 	traces_free(tr);
 }
 
