@@ -184,6 +184,7 @@ persist_build(struct wset *ws, const struct persist_ctx *cp)
 	rec.budget = p->budget;
 	rec.tenant_uid = p->tenant_uid;
 	program_record_route(p, &rec);
+	rec.staged_launched = p->launched;
 	if (p->shadow_of != NULL) {
 		rec.shadow_of = p->shadow_of;
 		rec.shadow_answer = p->shadow_answer != NULL ? p->shadow_answer : (char *)"";

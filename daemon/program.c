@@ -326,7 +326,6 @@ program_record_route(const struct program *p, Certa__V1__ProgramRecord *rec)
 	rec->route_base = p->rstate.base;
 	rec->spent_tokens = p->spent_tokens;
 	rec->spent_probe_tokens = p->spent_probe_tokens;
-	rec->staged_launched = p->launched;
 }
 
 /* The probe histories of the last view (loop thread only; valid until the next call). */
