@@ -285,21 +285,6 @@ check_parity(struct env *e, int sc, size_t want, double vote, double slope)
 	    sc ? "sc" : "cot", done, early);
 }
 
-/* The value of a series in a /metrics text (-1: none). */
-static double
-metric(const char *body, const char *series)
-{
-	const char *p = body;
-	size_t n = strlen(series);
-
-	while ((p = strstr(p, series)) != NULL) {
-		if ((p == body || p[-1] == '\n') && p[n] == ' ')
-			return strtod(p + n + 1, NULL);
-		p += n;
-	}
-	return -1;
-}
-
 /* Staged sc online == offline: `want` programs whose started chains decide the vote alone
  * and `want` that launch the third chain stop where certa-eval says (reason, answer, decode
  * and probe tokens); the Finished event shows the chain never launched as pending with no
@@ -356,14 +341,10 @@ check_staged(struct env *e, size_t want, uint32_t mode)
 	}
 	assert_int_equal(saved, want);
 	assert_int_equal(launched, want);
-	{
-		static char body[1 << 17];
-		assert_int_equal(harness_http_get(e->it.mport, "/metrics", body, sizeof body), 200);
-		assert_true(metric(body, "certa_sc_staged_programs_total{outcome=\"saved\"}") ==
-		    (double)want);
-		assert_true(metric(body, "certa_sc_staged_programs_total{outcome=\"launched\"}") ==
-		    (double)want);
-	}
+	assert_true(harness_metric(e->it.mport,
+	    "certa_sc_staged_programs_total{outcome=\"saved\"}") == (double)want);
+	assert_true(harness_metric(e->it.mport,
+	    "certa_sc_staged_programs_total{outcome=\"launched\"}") == (double)want);
 	print_message("staged sc (mode %u): %zu programs decided by two chains, %zu launched the "
 	    "third, all decisions identical\n", mode, saved, launched);
 }

@@ -580,17 +580,22 @@ relative_dir(void)
 	return dir;
 }
 
-/* sc vote traces: 10 problems x 3 seeds, 32 probes each, every final answer right (100 + i).
- * Problems 0 and 5: seeds 42 and 43 hold a wrong "99" for their first 16 probes (a false
- * consensus of two chains, chain certaindex sigmoid(-3 + log2(16)) = 0.731 at its most). */
+/* A synthetic sc trace of seed index sd (of filter_seeds) for problem i: its length (a
+ * multiple of 64), its final answer (right when it is 100 + i, the target) and the answer of
+ * probe k (at 64 * (k + 1) tokens). */
+typedef void (*sc_trace_fn)(size_t sd, size_t i, size_t *len, size_t *final,
+    size_t (*probe)[64]);
+
+/* Writes nprob problems ("TAG problem a", ...) x 3 seeds of fn's traces into a new directory
+ * under /tmp; returns it (static storage) or NULL. */
 static char *
-vote_dir(void)
+sc_trace_dir(const char *tag, size_t nprob, sc_trace_fn fn)
 {
 	static char dir[64];
 	char path[128];
 	size_t sd, i;
 
-	snprintf(dir, sizeof dir, "/tmp/certa-test-vote-XXXXXX");
+	snprintf(dir, sizeof dir, "/tmp/certa-test-%s-XXXXXX", tag);
 	if (mkdtemp(dir) == NULL)
 		return NULL;
 	for (sd = 0; sd < 3; sd++) {
@@ -599,17 +604,18 @@ vote_dir(void)
 		    (long long)filter_seeds[sd]);
 		if ((f = fopen(path, "w")) == NULL)
 			return NULL;
-		for (i = 0; i < 10; i++) {
-			size_t k;
+		for (i = 0; i < nprob; i++) {
+			size_t k, len, final, probe[64];
+			fn(sd, i, &len, &final, &probe);
 			fprintf(f, "{\"model\":\"m\",\"dataset\":\"d\",\"seed\":%lld,"
-			    "\"problem_id\":\"p%zu\",\"problem\":\"Vote problem %c\","
-			    "\"target\":\"%zu\",\"tokens_used\":2048,\"finished\":true,"
-			    "\"final_answer\":\"%zu\",\"final_correct\":true,"
+			    "\"problem_id\":\"p%zu\",\"problem\":\"%s problem %c\","
+			    "\"target\":\"%zu\",\"tokens_used\":%zu,\"finished\":true,"
+			    "\"final_answer\":\"%zu\",\"final_correct\":%s,"
 			    "\"text\":\"thinking\",\"probes\":[", (long long)filter_seeds[sd], i,
-			    (int)('a' + i), 100 + i, 100 + i);
-			for (k = 0; k < 32; k++)
-				fprintf(f, "%s[%zu,\"%zu\",1]", k ? "," : "", 64 * (k + 1),
-				    k < 16 && i % 5 == 0 && sd < 2 ? (size_t)99 : 100 + i);
+			    tag, (int)('a' + i), 100 + i, len, final,
+			    final == 100 + i ? "true" : "false");
+			for (k = 0; k < len / 64 && k < 64; k++)
+				fprintf(f, "%s[%zu,\"%zu\",1]", k ? "," : "", 64 * (k + 1), probe[k]);
 			fprintf(f, "]}\n");
 		}
 		fclose(f);
@@ -617,40 +623,44 @@ vote_dir(void)
 	return dir;
 }
 
+/* sc vote traces: 10 problems x 3 seeds, 32 probes each, every final answer right (100 + i).
+ * Problems 0 and 5: seeds 42 and 43 hold a wrong "99" for their first 16 probes (a false
+ * consensus of two chains, chain certaindex sigmoid(-3 + log2(16)) = 0.731 at its most). */
+static void
+vote_trace(size_t sd, size_t i, size_t *len, size_t *final, size_t (*probe)[64])
+{
+	size_t k;
+
+	*len = 2048;
+	*final = 100 + i;
+	for (k = 0; k < 32; k++)
+		(*probe)[k] = k < 16 && i % 5 == 0 && sd < 2 ? 99 : 100 + i;
+}
+
+static char *
+vote_dir(void)
+{
+	return sc_trace_dir("Vote", 10, vote_trace);
+}
+
 /* Staged sc traces: 6 problems x 3 seeds, probes every 64 tokens answering the chain's final
  * answer.  Even problems: all three chains answer 100 + i (2048 tokens each).  Odd problems:
  * seed 42 answers 7 (wrong), 43 and 44 answer 100 + i; seed 44 ends at 1024 tokens. */
+static void
+staged_trace(size_t sd, size_t i, size_t *len, size_t *final, size_t (*probe)[64])
+{
+	size_t k;
+
+	*len = sd == 2 ? 1024 : 2048;
+	*final = i % 2 && sd == 0 ? 7 : 100 + i;
+	for (k = 0; k < *len / 64; k++)
+		(*probe)[k] = *final;
+}
+
 static char *
 staged_dir(void)
 {
-	static char dir[64];
-	char path[128];
-	size_t sd, i;
-
-	snprintf(dir, sizeof dir, "/tmp/certa-test-staged-XXXXXX");
-	if (mkdtemp(dir) == NULL)
-		return NULL;
-	for (sd = 0; sd < 3; sd++) {
-		FILE *f;
-		snprintf(path, sizeof path, "%s/m__d__seed_%lld.jsonl", dir,
-		    (long long)filter_seeds[sd]);
-		if ((f = fopen(path, "w")) == NULL)
-			return NULL;
-		for (i = 0; i < 6; i++) {
-			size_t k, len = sd == 2 ? 1024 : 2048, ans = i % 2 && sd == 0 ? 7 : 100 + i;
-			fprintf(f, "{\"model\":\"m\",\"dataset\":\"d\",\"seed\":%lld,"
-			    "\"problem_id\":\"p%zu\",\"problem\":\"Staged problem %c\","
-			    "\"target\":\"%zu\",\"tokens_used\":%zu,\"finished\":true,"
-			    "\"final_answer\":\"%zu\",\"final_correct\":%s,"
-			    "\"text\":\"thinking\",\"probes\":[", (long long)filter_seeds[sd], i,
-			    (int)('a' + i), 100 + i, len, ans, ans == 7 ? "false" : "true");
-			for (k = 0; k < len / 64; k++)
-				fprintf(f, "%s[%zu,\"%zu\",1]", k ? "," : "", 64 * (k + 1), ans);
-			fprintf(f, "]}\n");
-		}
-		fclose(f);
-	}
-	return dir;
+	return sc_trace_dir("Staged", 6, staged_trace);
 }
 
 /* sc.staged in the replay: with two chains agreeing the third never runs (its tokens saved,
