@@ -7,7 +7,8 @@
  *              every fold without and with difficulty classes; --sc-vote: every fold's
  *              calibration sweeps sc.vote_threshold; --cot-slope: ... cot.threshold_slope;
  *              --score-quantiles: each leave-one-model-out fold also prints where its
- *              threshold lies in each model's own score distribution, lomo_quantiles)
+ *              threshold lies in each model's own score distribution, lomo_quantiles;
+ *              --staged: sc folds also with each sc.staged mode, the same calibration)
  *   certa-eval online --traces DIR [--algo cot|sc] [--start default|lomo]
  *              [--controller cf|window] [--passes 1] [--model-tokens learned|oracle]
  *              [--runs 5] [--lag 10] [--shadow-frac F] [--target T] [--long-window 500]
@@ -602,6 +603,11 @@ struct lomo_result {
 	double front1[8], front2[8];
 	unsigned k;                      /* best Dynasor k within max loss; 0: none */
 	double k_loss, k_saved;          /* its figures (none: those of the largest k) */
+	/* sc with --staged: the fold's calibrated policy with sc.staged = 0, 1 and 2: loss pt,
+	 * saved %, critical path % of the full run's longest chain, % of programs that
+	 * launched (docs/certainty.md "Staged sc") */
+	bool staged;
+	double st_loss[3], st_saved[3], st_path[3], st_launched[3];
 };
 
 struct lomo_opts {
@@ -615,6 +621,7 @@ struct lomo_opts {
 	bool sc_vote;                    /* evalsim_calib.sc_vote */
 	bool cot_slope;                  /* evalsim_calib.cot_slope */
 	bool score_quantiles;            /* print lomo_quantiles for leave-one-model-out folds */
+	bool staged;                     /* sc folds also with sc.staged = 0, 1, 2 */
 	/* --policy: the starting values of every fold's calibration (NULL: the built-in
 	 * default), e.g. unpromising_relative = 1 */
 	const struct sched_policy *start;
@@ -867,6 +874,29 @@ lomo_run_fold(const struct traces *tr, const struct lomo_opts *o, const struct l
 		}
 		if (a == 0 && difficulty && (rc = lomo_frontier(tr, &p, fl, x)) != 0)
 			return rc;
+		if (a == 1 && o->staged) {
+			/* the same calibrated policy with each staging mode (evaluate refills e) */
+			struct sched_policy q = p;
+			uint32_t m;
+			x->staged = true;
+			for (m = 0; m < 3; m++) {
+				const struct tally *u;
+				q.sc_staged = m;
+				rc = evaluate(tr, &q, algo, fl->eval_split, &fl->eval, &e);
+				if (rc != 0)
+					return rc;
+				u = group_get(&e, NULL, NULL);
+				x->st_loss[m] = pct((double)u->full_ok - (double)u->ok[RULE_POLICY],
+				    (double)u->programs);
+				x->st_saved[m] = 100.0 - pct(u->tokens[RULE_POLICY], u->full_tokens);
+				x->st_path[m] = pct(u->path, u->full_path);
+				x->st_launched[m] = pct((double)u->launched, (double)u->programs);
+			}
+			rc = evaluate(tr, &p, algo, fl->eval_split, &fl->eval, &e);
+			if (rc != 0)
+				return rc;
+			t = group_get(&e, NULL, NULL);
+		}
 		for (r = 0; r < 1 + NK; r++) {
 			double loss = pct((double)t->full_ok - (double)t->ok[r], (double)t->programs);
 			double saved = 100.0 - pct(t->tokens[r], t->full_tokens);
@@ -917,6 +947,16 @@ lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *
 				printf(",\"vote_threshold\":%.4g", x->vote);
 			if (x->slope != 0)
 				printf(",\"threshold_slope\":%.4g", x->slope);
+			if (x->staged) {
+				uint32_t m;
+				printf(",\"staged\":[");
+				for (m = 0; m < 3; m++)
+					printf("%s{\"mode\":%u,\"loss_pt\":%.3f,\"saved\":%.4f,"
+					    "\"path\":%.4f,\"launched\":%.4f}", m ? "," : "", m,
+					    x->st_loss[m], x->st_saved[m] / 100, x->st_path[m] / 100,
+					    x->st_launched[m] / 100);
+				printf("]");
+			}
 			if (x->classes)
 				printf(",\"difficulty_tokens\":%llu,\"difficulty_changes\":%u,"
 				    "\"threshold_easy\":%.4g,\"threshold_hard\":%.4g",
@@ -937,6 +977,13 @@ lomo_print(const struct lomo_opts *o, const char *algo, const struct lomo_fold *
 				printf("  sc.vote_threshold %.4g", x->vote);
 			if (x->slope != 0)
 				printf("  cot.threshold_slope %.4g", x->slope);
+			if (x->staged) {
+				uint32_t m;
+				for (m = 0; m < 3; m++)
+					printf("  staged %u: %.2f pt %.1f%% path %.1f%% launched %.1f%%", m,
+					    x->st_loss[m], x->st_saved[m], x->st_path[m],
+					    x->st_launched[m]);
+			}
 			printf("\n");
 		}
 	}
@@ -1092,6 +1139,8 @@ usage(FILE *f)
 	    "           [--policy START (every fold's starting values)] [--kind in|model|seed]\n"
 	    "           [--difficulty-rule R (1-9: one rule of evalsim_diff_rules)]\n"
 	    "           [--difficulty-ordered (hard threshold >= easy)]\n"
+	    "           [--staged (sc folds also with sc.staged = 0, 1, 2: loss, saved,\n"
+	    "           critical path, launched; docs/certainty.md \"Staged sc\")]\n"
 	    "           (leave-one-model-out and leave-one-seed-out next to train->test, with\n"
 	    "           the Dynasor baselines; --difficulty: each fold also with difficulty\n"
 	    "           classes, and the held-out frontiers; docs/certainty.md)\n"
@@ -1244,7 +1293,7 @@ main(int argc, char **argv)
 	double on_gain = -1, on_gain_tokens = -1;
 	const char *state = NULL;
 	bool harm_only = false, difficulty = false, diff_ordered = false, sc_vote = false;
-	bool cot_slope = false, score_quantiles = false;
+	bool cot_slope = false, score_quantiles = false, staged = false;
 	int diff_rule = 0;
 	double max_loss = 0.01, lambda = 1.0, margin = 1.0, z = 1.0;
 	long folds = 5;
@@ -1319,6 +1368,10 @@ main(int argc, char **argv)
 		}
 		if (strcmp(o, "--score-quantiles") == 0) {
 			score_quantiles = true;
+			continue;
+		}
+		if (strcmp(o, "--staged") == 0) {
+			staged = true;
 			continue;
 		}
 		if (strcmp(o, "--no-curve") == 0) {
@@ -1479,7 +1532,7 @@ main(int argc, char **argv)
 			.difficulty = difficulty, .diff_rule = diff_rule,
 			.diff_ordered = diff_ordered, .sc_vote = sc_vote,
 			.cot_slope = cot_slope, .kinds = lomo_only,
-			.score_quantiles = score_quantiles,
+			.score_quantiles = score_quantiles, .staged = staged,
 		};
 		if (policy != NULL) {
 			sched_policy_default(&lstart);
