@@ -794,6 +794,10 @@ evalsim_record_filtered(const struct traces *tr, const struct sched_policy *p0,
 	int rc;
 
 	memset(s, 0, sizeof *s);
+	/* sc.staged = 2's voters read cot.threshold, which the recording turns off: every
+	 * program of a staged recording is staged, so the vote threshold carries it. */
+	if (algo == SCHED_ALGO_SC && p0->sc_staged == 2 && p0->cot_threshold < p.sc_vote_threshold)
+		p.sc_vote_threshold = p0->cot_threshold;
 	p.cot_threshold = 2;
 	p.sc_threshold = 2;
 	p.unpromising_tokens = 0;

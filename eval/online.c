@@ -464,6 +464,53 @@ online_windows(const struct online_opts *o, const struct evalsim_set *set, doubl
 	return 0;
 }
 
+/* Staged sc against the window criteria (sc only; docs/certainty.md "Staged sc"): the start
+ * policy with sc.staged = 1 and 2 as fixed policies (no controller: no threshold shift moves a
+ * staged program, certad shadows none), replayed on the runs' stream orders: their saving,
+ * loss and worst window losses, next to the model's best threshold.  d: scratch of total.
+ * 0, or an error of the replay. */
+static int
+online_print_staged(const struct traces *tr, const struct online_opts *o,
+    const struct sched_policy *p, const struct evalsim_filter *f, double tau0, uint64_t u,
+    double best, size_t total, int *d)
+{
+	uint32_t m;
+	int rc;
+
+	for (m = 1; m <= 2; m++) {
+		struct sched_policy q = *p;
+		struct evalsim_set ss;
+		double l, sv, ww = -1, wl = -1;
+		unsigned run;
+
+		q.sc_staged = m;
+		rc = evalsim_record_filtered(tr, &q, SCHED_ALGO_SC, 3, EVALSIM_ALL,
+		    EVALSIM_LABEL_SAME, 1, f, &ss);
+		if (rc != 0)
+			return rc;
+		evalsim_score_model(&ss, NULL, tau0, u, &l, &sv);
+		for (run = 0; run < o->runs; run++) {
+			double x;
+			rc = online_static_diffs(&ss, tau0, u, o->first_run + run, total, d);
+			if (rc != 0) {
+				evalsim_set_free(&ss);
+				return rc;
+			}
+			x = online_worst_window(d, total, o->window);
+			ww = x > ww ? x : ww;
+			x = online_worst_window(d, total, o->long_window);
+			wl = x > wl ? x : wl;
+		}
+		printf("staged sc (sc.staged = %u, no controller, no shadows; the same stream "
+		    "orders): saved %.1f%% (%.0f%% of the best threshold's) from the first program, "
+		    "loss %.2f pt; worst %u-window loss %.2f pt, worst %u-window %.2f pt\n", m,
+		    100 * sv, best > 0 ? 100 * sv / best : 0, 100 * l, o->window, 100 * ww,
+		    o->long_window, 100 * wl);
+		evalsim_set_free(&ss);
+	}
+	return 0;
+}
+
 /* The per-window table of one run. */
 static void
 online_print_windows(const struct online_opts *o, const struct online_prog *progs,
@@ -950,7 +997,7 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 			    (unsigned long long)om.model_tokens);
 	}
 	online_print_criteria(o, model, algo, res, total);
-	rc = 0;
+	rc = algo == SCHED_ALGO_SC ? online_print_staged(tr, o, &p, &f, tau0, u, best, total, d) : 0;
 out:
 	free(progs);
 	free(res);

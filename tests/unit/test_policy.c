@@ -723,6 +723,25 @@ test_sc_staged_replay(void **state)
 		assert_int_equal(t->pts[t->npts - 1].late, odd ? 1024 : 0);
 	}
 	evalsim_set_free(&s);
+	/* sc.staged = 2: chains certain at cot.threshold vote; the recording (which turns
+	 * cot.threshold off) stops where the replay does, and earlier than mode 1 */
+	q.sc_staged = 2;
+	q.cot_threshold = 0.5;
+	assert_int_equal(evalsim_record(tr, &q, SCHED_ALGO_SC, 3, EVALSIM_ALL, &s), 0);
+	for (i = 0; i < 6; i++) {
+		const struct traces_program *prog = traces_program_at(tr, i);
+		const struct evalsim_traj *t = &s.traj[i];
+		struct evalsim_outcome o2, o1;
+		struct sched_policy q1 = q;
+
+		q1.sc_staged = 1;
+		assert_int_equal(evalsim_run(&q, prog, SCHED_ALGO_SC, 3, &o2, NULL), 0);
+		assert_int_equal(evalsim_run(&q1, prog, SCHED_ALGO_SC, 3, &o1, NULL), 0);
+		k = evalsim_stop_index(t->pts, t->npts, q.sc_threshold, 0);
+		assert_int_equal(o2.decode_tokens + o2.probe_tokens, t->pts[k].cost);
+		assert_true(o2.decode_tokens < o1.decode_tokens);
+	}
+	evalsim_set_free(&s);
 	traces_free(tr);
 	assert_int_equal(harness_rmrf(dir), 0);
 }
