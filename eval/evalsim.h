@@ -124,8 +124,9 @@ extern const struct evalsim_diff_rule evalsim_diff_rules[EVALSIM_NDIFF];
 /* One decision point of a trajectory (recorded with thresholds disabled). */
 struct evalsim_point {
 	uint64_t cost;            /* decode + probe tokens so far */
-	uint64_t most;            /* most tokens of a chain (sched_unpromising_tokens) */
-	uint64_t most_raw;        /* ... in tokens (chain i has min(its tokens, most_raw): the
+	uint64_t most;            /* what the unpromising bound reads: the longest unfinished
+	                           * chain's tokens (open_raw) in sched_unpromising_tokens units */
+	uint64_t most_raw;        /* most tokens of a chain (chain i has min(its tokens, most_raw): the
 	                           * chains advance in lockstep) */
 	double c;                 /* program certaindex; < 0 when not eligible to stop-certain */
 	bool decided;             /* sc: finished chains decide the vote (stops at any threshold
