@@ -354,7 +354,7 @@ output_program_text(const Certa__V1__Program *p)
 				fputs(" worker=", stdout);
 				output_text(stdout, r->worker, 0);
 			}
-			if (r->certainty != NULL)
+			if (r->certainty != NULL && !r->pending)   /* a pending chain has none */
 				printf(" certaindex=%.2f", r->certainty->certaindex);
 			fputc('\n', stdout);
 		}
