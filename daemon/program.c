@@ -534,8 +534,10 @@ program_pb_fill_in(const struct program *p, struct program_pb *pb, struct pbaren
 		/* The chain's own features; the program's when none was computed since load.
 		 * agreement and entropy are the program's (they are about all chains). */
 		{
-			const struct sched_features *f = c->has_features ? &c->features :
-			    &p->features;
+			/* a staged sc chain not launched has none: zeros */
+			static const struct sched_features none;
+			const struct sched_features *f = i >= program_launched(p) ? &none :
+			    c->has_features ? &c->features : &p->features;
 			pb->feats[i].certaindex = f->certaindex;
 			pb->feats[i].stable_tokens = f->stable_tokens;
 			pb->feats[i].grounded = f->grounded;

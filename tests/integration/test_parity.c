@@ -331,6 +331,9 @@ check_staged(struct env *e, size_t want, uint32_t mode)
 				pending++;
 				assert_int_equal(f->requests[k]->index, 2);
 				assert_int_equal(f->requests[k]->tokens, 0);
+				/* no certainty of its own, not the program's */
+				assert_non_null(f->requests[k]->certainty);
+				assert_true(f->requests[k]->certainty->certaindex == 0);
 			}
 		assert_int_equal(pending, off.launched ? 0 : 1);
 		protobuf_c_message_free_unpacked(&fin->base, NULL);
