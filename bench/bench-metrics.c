@@ -21,19 +21,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <event2/event.h>
 #include <grpc/grpc.h>
 
 #include "daemon/core.h"
 #include "daemon/program.h"
 #include "daemon/telemetry.h"
 #include "daemon/tenants.h"
-#include "lib/cqbridge.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "tests/support/harness.h"
-#include "tests/support/tmpstore.h"
+#include "tests/support/tcore.h"
 
 /* Allocation counting: the executable's malloc family forwards to glibc's and counts. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -145,48 +143,25 @@ bench_series(struct metrics *m, int k, double *med, double *best, size_t *bytes,
 	return rc;
 }
 
-static void
-bench_set_flag(void *arg)
-{
-	*(int *)arg = 1;
-}
-
 /* A core with t tenants and their series; prints one line. */
 static int
 bench_one(size_t ntenants, int k)
 {
-	struct tmpstore *tmp = NULL;
-	struct event_base *base = NULL;
-	struct cqbridge *br = NULL;
-	struct core_options opt;
-	struct core *c = NULL;
+	struct tcore tc;
+	struct core *c;
 	struct telemetry *t = NULL;
 	struct scrape warm;
 	double med, best, rmed, rbest;
 	size_t i, bytes, rbytes;
 	long allocs, rallocs;
-	int rc, done = 0;
+	int rc;
 
-	memset(&opt, 0, sizeof opt);
-	if ((rc = tmpstore_new("bench-metrics", &tmp)) != 0)
-		return rc;
-	tmpstore_close(tmp);
-	base = event_base_new();
-	if (base == NULL || (rc = cqbridge_new(base, &br)) != 0)
+	if ((rc = tcore_init(&tc, "bench-metrics")) != 0)
 		goto done;
-	opt.state_dir = tmpstore_dir(tmp);
-	opt.map_size = (size_t)1 << 30;
-	sched_policy_default(&opt.policy);
-	opt.pool.health_interval_ms = 1000;
-	opt.pool.info_timeout_ms = 1000;
-	opt.pool.step_timeout_ms = 1000;
-	opt.max_prompt_bytes = 4096;
-	opt.max_attempts = 3;
-	opt.retry_backoff_ms = 100;
-	opt.tick_ms = 1000;
-	opt.starvation_ms = 3600000;
-	if ((rc = core_new(base, br, &opt, &c)) != 0 || (rc = telemetry_new(c, &t)) != 0)
+	tc.opt.map_size = (size_t)1 << 30;
+	if ((rc = tcore_open(&tc)) != 0 || (rc = telemetry_new(tc.c, &t)) != 0)
 		goto done;
+	c = tc.c;
 	for (i = 0; i < ntenants; i++) {
 		struct tenants *ts = core_tenants(c);
 		char name[32];
@@ -217,19 +192,7 @@ bench_one(size_t ntenants, int k)
 	fflush(stdout);
 done:
 	telemetry_free(t);
-	core_free(c);
-	if (br != NULL) {
-		cqbridge_shutdown(br, bench_set_flag, &done);
-		for (i = 0; i < 500 && !done; i++) {
-			struct timeval tv = { 0, 10000 };
-			event_base_loopexit(base, &tv);
-			event_base_dispatch(base);
-		}
-		cqbridge_free(br);
-	}
-	if (base != NULL)
-		event_base_free(base);
-	tmpstore_free(tmp);
+	(void)tcore_fini(&tc);
 	return rc;
 }
 

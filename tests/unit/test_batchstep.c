@@ -26,11 +26,10 @@
 #include "daemon/queries.h"
 #include "daemon/route.h"
 #include "daemon/submit.h"
-#include "lib/cqbridge.h"
 #include "lib/error.h"
 #include "lib/rpc_server.h"
 #include "tests/support/loopsrv.h"
-#include "tests/support/tmpstore.h"
+#include "tests/support/tcore.h"
 
 #define NPROG 8
 #define STEP_TOKENS_END 128     /* a chain ends naturally at this many tokens */
@@ -77,11 +76,7 @@ struct fake {
 
 
 struct fx {
-	struct tmpstore *tmp;
-	struct event_base *base;
-	struct cqbridge *br;
-	struct core_options opt;
-	struct core *c;
+	struct tcore tc;          /* a core on a temporary state directory */
 	struct loopsrv *ls;
 	struct fake fake;
 	char ids[NPROG][64];
@@ -273,26 +268,16 @@ setup_with(void **state, const struct route_config *route, uint32_t step_tokens)
 	lo.nmethods = sizeof fake_methods / sizeof fake_methods[0];
 	lo.ctx = &f->fake;
 	assert_int_equal(loopsrv_start(&lo, &f->ls), 0);
-	assert_int_equal(tmpstore_new("batchstep", &f->tmp), 0);
-	tmpstore_close(f->tmp);   /* the core opens the environment itself */
-	f->base = event_base_new();
-	assert_non_null(f->base);
-	assert_int_equal(cqbridge_new(f->base, &f->br), 0);
-	f->opt.state_dir = tmpstore_dir(f->tmp);
-	sched_policy_default(&f->opt.policy);
-	f->opt.pool.health_interval_ms = 100;
-	f->opt.pool.info_timeout_ms = 1000;
-	f->opt.pool.step_timeout_ms = 5000;
-	f->opt.max_prompt_bytes = 4096;
-	f->opt.max_attempts = 3;
-	f->opt.retry_backoff_ms = 10;
-	f->opt.tick_ms = 50;
-	f->opt.starvation_ms = 3600000;
-	f->opt.anonymous_tenant = "anon";
-	f->opt.route = route;
+	assert_int_equal(tcore_init(&f->tc, "batchstep"), 0);
+	f->tc.opt.pool.health_interval_ms = 100;
+	f->tc.opt.pool.step_timeout_ms = 5000;
+	f->tc.opt.retry_backoff_ms = 10;
+	f->tc.opt.tick_ms = 50;
+	f->tc.opt.anonymous_tenant = "anon";
+	f->tc.opt.route = route;
 	if (step_tokens != 0)
-		f->opt.policy.step_tokens = step_tokens;
-	assert_int_equal(core_new(f->base, f->br, &f->opt, &f->c), 0);
+		f->tc.opt.policy.step_tokens = step_tokens;
+	assert_int_equal(tcore_open(&f->tc), 0);
 	*state = f;
 	return 0;
 }
@@ -329,31 +314,14 @@ setup_moe(void **state)
 	return setup_with(state, &cfg, 16);
 }
 
-static void
-set_flag(void *arg)
-{
-	*(int *)arg = 1;
-}
-
 static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	int done = 0, i;
 
-	if (f->c != NULL)
-		assert_int_equal(dispatch_ready_verify(f->c), 0);
-	core_free(f->c);
-	cqbridge_shutdown(f->br, set_flag, &done);
-	for (i = 0; i < 500 && !done; i++) {
-		struct timeval tv = { 0, 10000 };
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
-	}
-	assert_true(done);
-	cqbridge_free(f->br);
-	event_base_free(f->base);
-	tmpstore_free(f->tmp);
+	if (f->tc.c != NULL)
+		assert_int_equal(dispatch_ready_verify(f->tc.c), 0);
+	assert_int_equal(tcore_fini(&f->tc), 0);
 	loopsrv_stop(f->ls);
 	pthread_mutex_destroy(&f->fake.mu);
 	free(f);
@@ -375,15 +343,15 @@ submit_all(struct fx *f, int odd_at, const char *odd)
 
 		snprintf(problem, sizeof problem, "problem %d", i);
 		spec.problem = i == odd_at ? odd : problem;
-		assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err),
+		assert_int_equal(submit_program(f->tc.c, "anon", &spec, NULL, f->err, sizeof f->err),
 		    0);
 	}
-	commit_sync(f->c);   /* accepted once their writes commit (the loop would run it) */
-	assert_int_equal(dispatch_order(f->c, ids, NPROG, &n), 0);
+	commit_sync(f->tc.c);   /* accepted once their writes commit (the loop would run it) */
+	assert_int_equal(dispatch_order(f->tc.c, ids, NPROG, &n), 0);
 	assert_int_equal(n, NPROG);
 	for (k = 0; k < n; k++) {
 		Certa__V1__Program *pm = NULL;
-		assert_int_equal(queries_get(f->c, "anon", ids[k], &pm), 0);
+		assert_int_equal(queries_get(f->tc.c, "anon", ids[k], &pm), 0);
 		if (strcmp(pm->spec->problem, odd ? odd : "") == 0)
 			i = odd_at;
 		else
@@ -401,12 +369,12 @@ run_to_end(struct fx *f)
 	uint64_t finished = 0;
 	int i;
 
-	assert_int_equal(pool_add(core_pool(f->c), loopsrv_target(f->ls)), 0);
+	assert_int_equal(pool_add(core_pool(f->tc.c), loopsrv_target(f->ls)), 0);
 	for (i = 0; i < 200 && finished < NPROG; i++) {
 		struct timeval tv = { 0, 50000 };
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
-		core_counts(f->c, &queued, &running, &finished);
+		event_base_loopexit(f->tc.base, &tv);
+		event_base_dispatch(f->tc.base);
+		core_counts(f->tc.c, &queued, &running, &finished);
 	}
 	assert_int_equal(finished, NPROG);
 }
@@ -417,7 +385,7 @@ static void
 test_pool_find_by_address(void **state)
 {
 	struct fx *f = *state;
-	struct pool *pl = core_pool(f->c);
+	struct pool *pl = core_pool(f->tc.c);
 	char addr[32];
 	int i;
 
@@ -459,14 +427,14 @@ test_kept_decision_tokens(void **state)
 	int i;
 
 	submit_all(f, -1, NULL);
-	assert_int_equal(pool_add(core_pool(f->c), loopsrv_target(f->ls)), 0);
+	assert_int_equal(pool_add(core_pool(f->tc.c), loopsrv_target(f->ls)), 0);
 	for (i = 0; i < 100000 && finished < NPROG; i++) {
 		/* One loop iteration at a time: every turn's state is looked at. */
-		event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		event_base_loop(f->tc.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 		if (i % 16 == 15)
 			usleep(100);
-		for (k = 0; k < f->c->norder; k++) {
-			const struct program *p = f->c->order[k];
+		for (k = 0; k < f->tc.c->norder; k++) {
+			const struct program *p = f->tc.c->order[k];
 			if (!p->decided || p->decided_steps != p->steps)
 				continue;
 			if (p->decided_used != program_tokens(p))
@@ -475,7 +443,7 @@ test_kept_decision_tokens(void **state)
 				    (unsigned long long)program_tokens(p));
 			checked += p->steps > 0;
 		}
-		core_counts(f->c, &queued, &running, &finished);
+		core_counts(f->tc.c, &queued, &running, &finished);
 	}
 	assert_int_equal(finished, NPROG);
 	assert_true(checked > 0);   /* some were looked at between steps */
@@ -487,7 +455,7 @@ expect_program(struct fx *f, int i, Certa__V1__ProgramState st, const char *msg_
 {
 	Certa__V1__Program *pm = NULL;
 
-	assert_int_equal(queries_get(f->c, "anon", f->ids[i], &pm), 0);
+	assert_int_equal(queries_get(f->tc.c, "anon", f->ids[i], &pm), 0);
 	if (pm->state != st)
 		fail_msg("program %d (%s): state %d, want %d (%s)", i, f->ids[i], pm->state, st,
 		    pm->result ? pm->result->error_message : "");
@@ -515,11 +483,11 @@ test_programs_share_one_call(void **state)
 	pthread_mutex_lock(&f->fake.mu);
 	assert_int_equal(f->fake.max_programs, NPROG);
 	assert_true(f->fake.program_errors);
-	assert_true(f->fake.calls < f->c->steps_total);
-	assert_int_equal(f->fake.items, f->c->steps_total);   /* cot: one item per step */
+	assert_true(f->fake.calls < f->tc.c->steps_total);
+	assert_int_equal(f->fake.items, f->tc.c->steps_total);   /* cot: one item per step */
 	pthread_mutex_unlock(&f->fake.mu);
-	assert_int_equal(pool_step_calls(core_pool(f->c)), f->fake.calls);
-	assert_int_equal(pool_inflight(core_pool(f->c)), 0);
+	assert_int_equal(pool_step_calls(core_pool(f->tc.c)), f->fake.calls);
+	assert_int_equal(pool_inflight(core_pool(f->tc.c)), 0);
 }
 
 /* Programs that end in the same loop turn release their sequences in one Release call: every
@@ -535,8 +503,8 @@ test_releases_share_one_call(void **state)
 	run_to_end(f);
 	for (i = 0; i < 100 && released < NPROG; i++) {
 		struct timeval tv = { 0, 20000 };
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
+		event_base_loopexit(f->tc.base, &tv);
+		event_base_dispatch(f->tc.base);
 		pthread_mutex_lock(&f->fake.mu);
 		released = f->fake.released;
 		calls = f->fake.release_calls;
@@ -560,7 +528,7 @@ test_lost_call_fails_over_every_program(void **state)
 	assert_int_equal(f->fake.failed_programs, NPROG);
 	for (i = 0; i < NPROG; i++)
 		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED, NULL);
-	assert_int_equal(pool_worker_held(pool_at(core_pool(f->c), 0)), 0);
+	assert_int_equal(pool_worker_held(pool_at(core_pool(f->tc.c), 0)), 0);
 }
 
 /* A call the worker refuses as a whole (INVALID_ARGUMENT) fails every program in it, each
@@ -634,17 +602,17 @@ test_moe_raise_resends_text(void **state)
 	unsigned i;
 
 	spec.problem = MOE_PROBLEM;
-	assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err), 0);
-	commit_sync(f->c);
-	assert_int_equal(dispatch_order(f->c, ids, 1, &n), 0);
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, NULL, f->err, sizeof f->err), 0);
+	commit_sync(f->tc.c);
+	assert_int_equal(dispatch_order(f->tc.c, ids, 1, &n), 0);
 	assert_int_equal(n, 1);
 	snprintf(f->ids[0], sizeof f->ids[0], "%s", ids[0]);
-	assert_int_equal(pool_add(core_pool(f->c), loopsrv_target(f->ls)), 0);
+	assert_int_equal(pool_add(core_pool(f->tc.c), loopsrv_target(f->ls)), 0);
 	for (i = 0; i < 200 && finished < 1; i++) {
 		struct timeval tv = { 0, 50000 };
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
-		core_counts(f->c, &queued, &running, &finished);
+		event_base_loopexit(f->tc.base, &tv);
+		event_base_dispatch(f->tc.base);
+		core_counts(f->tc.c, &queued, &running, &finished);
 	}
 	assert_int_equal(finished, 1);
 	pthread_mutex_lock(&f->fake.mu);
@@ -660,7 +628,7 @@ test_moe_raise_resends_text(void **state)
 		assert_false(f->fake.moe_text[i]);
 	}
 	pthread_mutex_unlock(&f->fake.mu);
-	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
+	assert_int_equal(queries_get(f->tc.c, "anon", f->ids[0], &pm), 0);
 	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
 	assert_true(pm->spec->moe_top_p > 0.79f && pm->spec->moe_top_p < 0.81f);
 	assert_int_equal(pm->n_routing, 2);
@@ -687,7 +655,7 @@ test_prompt_on_placement_only(void **state)
 		expect_program(f, i, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED, NULL);
 	pthread_mutex_lock(&f->fake.mu);
 	assert_int_equal(f->fake.with_prompt, NPROG);
-	assert_int_equal(f->fake.bare, f->c->steps_total - NPROG);
+	assert_int_equal(f->fake.bare, f->tc.c->steps_total - NPROG);
 	assert_true(f->fake.bare >= NPROG);
 	assert_int_equal(f->fake.resumed, 0);
 	pthread_mutex_unlock(&f->fake.mu);
@@ -703,7 +671,7 @@ test_prompt_every_step_without_prompt_once(void **state)
 	run_to_end(f);
 	pthread_mutex_lock(&f->fake.mu);
 	assert_int_equal(f->fake.bare, 0);
-	assert_int_equal(f->fake.with_prompt, f->c->steps_total);
+	assert_int_equal(f->fake.with_prompt, f->tc.c->steps_total);
 	pthread_mutex_unlock(&f->fake.mu);
 }
 
@@ -719,7 +687,7 @@ test_state_missing_resends_prompt_and_text(void **state)
 
 	f->fake.prompt_once = 1;
 	f->fake.missing = 1;
-	f->c->opt.max_attempts = 1;   /* a counted failure would end the program */
+	f->tc.c->opt.max_attempts = 1;   /* a counted failure would end the program */
 	submit_all(f, -1, NULL);
 	run_to_end(f);
 	for (i = 0; i < NPROG; i++)
@@ -733,8 +701,8 @@ test_state_missing_resends_prompt_and_text(void **state)
 			lost = i;
 	pthread_mutex_unlock(&f->fake.mu);
 	assert_true(lost >= 0);
-	assert_int_equal(queries_get(f->c, "anon", f->ids[lost], &pm), 0);
-	assert_int_equal(queries_get(f->c, "anon", f->ids[(lost + 1) % NPROG], &ref), 0);
+	assert_int_equal(queries_get(f->tc.c, "anon", f->ids[lost], &pm), 0);
+	assert_int_equal(queries_get(f->tc.c, "anon", f->ids[(lost + 1) % NPROG], &ref), 0);
 	assert_int_equal(pm->result->tokens_used, ref->result->tokens_used);
 	certa__v1__program__free_unpacked(pm, NULL);
 	certa__v1__program__free_unpacked(ref, NULL);
@@ -774,30 +742,30 @@ test_recovered_steps_carry_prompt(void **state)
 
 	f->fake.prompt_once = 1;
 	submit_all(f, -1, NULL);
-	assert_int_equal(pool_add(core_pool(f->c), loopsrv_target(f->ls)), 0);
+	assert_int_equal(pool_add(core_pool(f->tc.c), loopsrv_target(f->ls)), 0);
 	/* A few steps each, then no new ones (drain) until none is in flight. */
-	for (i = 0; i < 2000 && f->c->steps_total < 2 * NPROG; i++) {
+	for (i = 0; i < 2000 && f->tc.c->steps_total < 2 * NPROG; i++) {
 		struct timeval tv = { 0, 2000 };
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
+		event_base_loopexit(f->tc.base, &tv);
+		event_base_dispatch(f->tc.base);
 	}
-	assert_int_equal(pool_drain(core_pool(f->c), loopsrv_target(f->ls), 1), 0);
-	for (i = 0; i < 200 && pool_inflight(core_pool(f->c)) > 0; i++) {
+	assert_int_equal(pool_drain(core_pool(f->tc.c), loopsrv_target(f->ls), 1), 0);
+	for (i = 0; i < 200 && pool_inflight(core_pool(f->tc.c)) > 0; i++) {
 		struct timeval tv = { 0, 10000 };
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
+		event_base_loopexit(f->tc.base, &tv);
+		event_base_dispatch(f->tc.base);
 	}
-	assert_int_equal(pool_inflight(core_pool(f->c)), 0);
-	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(pool_inflight(core_pool(f->tc.c)), 0);
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(finished, 0);
 	assert_true(f->fake.bare > 0);   /* steps went without prompt before */
-	commit_sync(f->c);
-	core_free(f->c);
-	f->c = NULL;
+	commit_sync(f->tc.c);
+	core_free(f->tc.c);
+	f->tc.c = NULL;
 	pthread_mutex_lock(&f->fake.mu);
 	f->fake.restarted = 1;
 	pthread_mutex_unlock(&f->fake.mu);
-	assert_int_equal(core_new(f->base, f->br, &f->opt, &f->c), 0);
+	assert_int_equal(tcore_open(&f->tc), 0);
 	run_to_end(f);
 	pthread_mutex_lock(&f->fake.mu);
 	assert_int_equal(f->fake.nseen, NPROG);

@@ -28,21 +28,16 @@
 #include "daemon/shadow.h"
 #include "daemon/submit.h"
 #include "daemon/tenants.h"
-#include "lib/cqbridge.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/strmap.h"
 #include "store/store.h"
-#include "tests/support/tmpstore.h"
+#include "tests/support/tcore.h"
 
 #define MAXP 16
 
 struct fx {
-	struct tmpstore *tmp;
-	struct event_base *base;
-	struct cqbridge *br;
-	struct core_options opt;
-	struct core *c;
+	struct tcore tc;          /* a core on a temporary state directory */
 	char ids[MAXP][64];       /* submitted programs by label index */
 	char err[512];
 };
@@ -50,7 +45,7 @@ struct fx {
 static void
 fx_open(struct fx *f)
 {
-	assert_int_equal(core_new(f->base, f->br, &f->opt, &f->c), 0);
+	assert_int_equal(tcore_open(&f->tc), 0);
 }
 
 static int
@@ -59,52 +54,21 @@ setup(void **state)
 	struct fx *f = calloc(1, sizeof *f);
 
 	assert_non_null(f);
-	assert_int_equal(tmpstore_new("dispatch", &f->tmp), 0);
-	tmpstore_close(f->tmp);   /* the core opens the environment itself */
-	f->base = event_base_new();
-	assert_non_null(f->base);
-	assert_int_equal(cqbridge_new(f->base, &f->br), 0);
-	f->opt.state_dir = tmpstore_dir(f->tmp);
-	sched_policy_default(&f->opt.policy);
-	f->opt.pool.health_interval_ms = 1000;
-	f->opt.pool.info_timeout_ms = 1000;
-	f->opt.pool.step_timeout_ms = 1000;
-	f->opt.max_prompt_bytes = 4096;
-	f->opt.max_attempts = 3;
-	f->opt.retry_backoff_ms = 100;
-	f->opt.tick_ms = 1000;
-	f->opt.starvation_ms = 3600000;
-	f->opt.anonymous_tenant = "anon";
+	assert_int_equal(tcore_init(&f->tc, "dispatch"), 0);
+	f->tc.opt.anonymous_tenant = "anon";
 	fx_open(f);
 	*state = f;
 	return 0;
-}
-
-static void
-set_flag(void *arg)
-{
-	*(int *)arg = 1;
 }
 
 static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	int done = 0, i;
 
-	if (f->c != NULL)
-		assert_int_equal(dispatch_ready_verify(f->c), 0);
-	core_free(f->c);
-	cqbridge_shutdown(f->br, set_flag, &done);
-	for (i = 0; i < 500 && !done; i++) {
-		struct timeval tv = { 0, 10000 };
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
-	}
-	assert_true(done);
-	cqbridge_free(f->br);
-	event_base_free(f->base);
-	tmpstore_free(f->tmp);
+	if (f->tc.c != NULL)
+		assert_int_equal(dispatch_ready_verify(f->tc.c), 0);
+	assert_int_equal(tcore_fini(&f->tc), 0);
 	free(f);
 	return 0;
 }
@@ -117,7 +81,7 @@ tenant(struct fx *f, const char *name, uint32_t weight)
 
 	t.name = (char *)name;
 	t.weight = weight;
-	assert_int_equal(tenants_create(core_tenants(f->c), &t, key, sizeof key, f->err,
+	assert_int_equal(tenants_create(core_tenants(f->tc.c), &t, key, sizeof key, f->err,
 	    sizeof f->err), 0);
 }
 
@@ -132,13 +96,13 @@ submit(struct fx *f, int label, const char *who, int priority, int64_t deadline_
 	spec.problem = problem;
 	spec.priority = priority;
 	spec.deadline_unix_ms = deadline_ms;
-	assert_int_equal(submit_program(f->c, who, &spec, NULL, f->err, sizeof f->err), 0);
-	commit_sync(f->c);   /* accepted once its write commits (the loop would run it) */
+	assert_int_equal(submit_program(f->tc.c, who, &spec, NULL, f->err, sizeof f->err), 0);
+	commit_sync(f->tc.c);   /* accepted once its write commits (the loop would run it) */
 	/* The newest live program is the one just submitted: find it through the order. */
 	{
 		const char *ids[MAXP];
 		size_t n, i, j;
-		assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+		assert_int_equal(dispatch_order(f->tc.c, ids, MAXP, &n), 0);
 		for (i = 0; i < n; i++) {
 			for (j = 0; j < MAXP; j++)
 				if (j != (size_t)label && strcmp(f->ids[j], ids[i]) == 0)
@@ -157,7 +121,7 @@ expect_order(struct fx *f, const int *labels)
 	const char *ids[MAXP];
 	size_t n, i;
 
-	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	assert_int_equal(dispatch_order(f->tc.c, ids, MAXP, &n), 0);
 	for (i = 0; labels[i] >= 0; i++) {
 		assert_true(i < n);
 		if (strcmp(ids[i], f->ids[labels[i]]) != 0)
@@ -218,11 +182,11 @@ test_cancelled_program_leaves_order(void **state)
 	submit(f, 0, "anon", 0, 0);
 	submit(f, 1, "anon", 0, 0);
 	submit(f, 2, "anon", 0, 0);
-	assert_int_equal(queries_cancel(f->c, "anon", f->ids[1], &st), 0);
+	assert_int_equal(queries_cancel(f->tc.c, "anon", f->ids[1], &st), 0);
 	assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
 	expect_order(f, want);
 	/* Another tenant cannot cancel (or see) it. */
-	assert_int_equal(queries_cancel(f->c, "other", f->ids[0], &st), CERTA_ENOTFOUND);
+	assert_int_equal(queries_cancel(f->tc.c, "other", f->ids[0], &st), CERTA_ENOTFOUND);
 }
 
 /* A program whose deadline passed ends in the pass, without a step. */
@@ -240,10 +204,10 @@ test_deadline_ends_program_without_step(void **state)
 	submit(f, 1, "anon", 0, 0);
 	nanosleep(&ts, NULL);
 	expect_order(f, want);
-	core_counts(f->c, &queued, &running, &finished);
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(queued, 1);
 	assert_int_equal(finished, 1);
-	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
+	assert_int_equal(queries_get(f->tc.c, "anon", f->ids[0], &pm), 0);
 	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_FINISHED);
 	assert_non_null(pm->result);
 	assert_int_equal(pm->result->reason, SCHED_REASON_DEADLINE);
@@ -266,20 +230,20 @@ test_expire_waits_for_earliest_deadline(void **state)
 
 	submit(f, 0, "anon", 0, 0);
 	submit(f, 1, "anon", 0, deadline);
-	assert_non_null(deadlines_first(f->c));
-	assert_int_equal(deadlines_first(f->c)->deadline_ms, deadline);
-	assert_int_equal(f->c->ndl, 1);
-	dispatch_run(f->c);   /* no workers: no slot */
-	core_counts(f->c, &queued, &running, &finished);
+	assert_non_null(deadlines_first(f->tc.c));
+	assert_int_equal(deadlines_first(f->tc.c)->deadline_ms, deadline);
+	assert_int_equal(f->tc.c->ndl, 1);
+	dispatch_run(f->tc.c);   /* no workers: no slot */
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(queued, 2);
-	assert_int_equal(deadlines_first(f->c)->deadline_ms, deadline);
+	assert_int_equal(deadlines_first(f->tc.c)->deadline_ms, deadline);
 	nanosleep(&ts, NULL);
-	dispatch_run(f->c);
-	core_counts(f->c, &queued, &running, &finished);
+	dispatch_run(f->tc.c);
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(queued, 1);
 	assert_int_equal(finished, 1);
-	assert_null(deadlines_first(f->c));
-	assert_int_equal(queries_get(f->c, "anon", f->ids[1], &pm), 0);
+	assert_null(deadlines_first(f->tc.c));
+	assert_int_equal(queries_get(f->tc.c, "anon", f->ids[1], &pm), 0);
 	assert_int_equal(pm->result->reason, SCHED_REASON_DEADLINE);
 	protobuf_c_message_free_unpacked(&pm->base, NULL);
 }
@@ -303,41 +267,41 @@ test_deadline_heap_order(void **state)
 		dl[i] = base + (int64_t)(rand_r(&seed) % 1000) * 10;
 		spec.problem = "problem 0";
 		spec.deadline_unix_ms = dl[i];
-		assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err),
+		assert_int_equal(submit_program(f->tc.c, "anon", &spec, NULL, f->err, sizeof f->err),
 		    0);
-		commit_sync(f->c);
+		commit_sync(f->tc.c);
 		/* The newest live program is the last in the live order. */
-		snprintf(ids[i], sizeof ids[i], "%s", f->c->order[f->c->norder - 1]->id);
+		snprintf(ids[i], sizeof ids[i], "%s", f->tc.c->order[f->tc.c->norder - 1]->id);
 	}
-	assert_int_equal(f->c->ndl, N);
+	assert_int_equal(f->tc.c->ndl, N);
 	min = dl[0];
 	for (i = 1; i < N; i++)
 		if (dl[i] < min)
 			min = dl[i];
-	assert_int_equal(deadlines_first(f->c)->deadline_ms, min);
+	assert_int_equal(deadlines_first(f->tc.c)->deadline_ms, min);
 	/* Move the deadlines of the first 20 into the past, as if their time had come: dispatch
 	 * reads the key in place, so each is taken out and put back. */
 	for (i = 0; i < 20; i++) {
-		struct program *p = strmap_get(f->c->live, ids[i]);
+		struct program *p = strmap_get(f->tc.c->live, ids[i]);
 		assert_non_null(p);
-		deadlines_del(f->c, p);
+		deadlines_del(f->tc.c, p);
 		p->deadline_ms = now_ms() - 1 - (int64_t)i;
-		assert_int_equal(deadlines_add(f->c, p), 0);
+		assert_int_equal(deadlines_add(f->tc.c, p), 0);
 	}
-	assert_int_equal(f->c->ndl, N);
-	dispatch_run(f->c);   /* no workers: only the expired end */
-	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(f->tc.c->ndl, N);
+	dispatch_run(f->tc.c);   /* no workers: only the expired end */
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(finished, 20);
 	assert_int_equal(queued, N - 20);
-	assert_int_equal(f->c->ndl, N - 20);
+	assert_int_equal(f->tc.c->ndl, N - 20);
 	for (i = 20; i < N; i++)
-		ended += strmap_get(f->c->live, ids[i]) == NULL;
+		ended += strmap_get(f->tc.c->live, ids[i]) == NULL;
 	assert_int_equal(ended, 0);
 	min = dl[20];
 	for (i = 21; i < N; i++)
 		if (dl[i] < min)
 			min = dl[i];
-	assert_int_equal(deadlines_first(f->c)->deadline_ms, min);
+	assert_int_equal(deadlines_first(f->tc.c)->deadline_ms, min);
 }
 
 /* A program past its deadline that cannot be decided now (its step in flight) leaves the
@@ -353,29 +317,29 @@ test_deadline_passed_in_flight(void **state)
 	uint64_t finished;
 
 	submit(f, 0, "anon", 0, now_ms() + 100000);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	assert_int_equal(p->dl_pos, 1);
 	/* Its step went out; then its deadline passed. */
-	dispatch_unready(f->c, p);
+	dispatch_unready(f->tc.c, p);
 	p->inflight = true;
-	deadlines_del(f->c, p);
+	deadlines_del(f->tc.c, p);
 	p->deadline_ms = now_ms() - 5;
-	assert_int_equal(deadlines_add(f->c, p), 0);
-	dispatch_run(f->c);
+	assert_int_equal(deadlines_add(f->tc.c, p), 0);
+	dispatch_run(f->tc.c);
 	assert_int_equal(p->dl_pos, 0);
-	assert_null(deadlines_first(f->c));
-	core_counts(f->c, &queued, &running, &finished);
+	assert_null(deadlines_first(f->tc.c));
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(finished, 0);
 	/* The step landed. */
 	p->inflight = false;
-	dispatch_ready(f->c, p);
-	assert_ptr_equal(deadlines_first(f->c), p);
-	dispatch_run(f->c);
-	core_counts(f->c, &queued, &running, &finished);
+	dispatch_ready(f->tc.c, p);
+	assert_ptr_equal(deadlines_first(f->tc.c), p);
+	dispatch_run(f->tc.c);
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(finished, 1);
-	assert_null(deadlines_first(f->c));
-	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
+	assert_null(deadlines_first(f->tc.c));
+	assert_int_equal(queries_get(f->tc.c, "anon", f->ids[0], &pm), 0);
 	assert_int_equal(pm->result->reason, SCHED_REASON_DEADLINE);
 	protobuf_c_message_free_unpacked(&pm->base, NULL);
 }
@@ -387,7 +351,7 @@ list_newest(struct fx *f, const char *who, char *id, size_t idlen)
 	Certa__V1__ListReply lr;
 	size_t n;
 
-	assert_int_equal(queries_list(f->c, who, 0, 0, "", &lr), 0);
+	assert_int_equal(queries_list(f->tc.c, who, 0, 0, "", &lr), 0);
 	n = lr.n_programs;
 	if (n > 0 && id != NULL)
 		snprintf(id, idlen, "%s", lr.programs[0]->id);
@@ -401,8 +365,8 @@ submit_idem(struct fx *f, const char *who, const char *idem)
 	struct submit_spec spec = { .model = "", .policy = "", .idempotency_key = idem };
 
 	spec.problem = "a problem";
-	assert_int_equal(submit_program(f->c, who, &spec, NULL, f->err, sizeof f->err), 0);
-	commit_sync(f->c);
+	assert_int_equal(submit_program(f->tc.c, who, &spec, NULL, f->err, sizeof f->err), 0);
+	commit_sync(f->tc.c);
 }
 
 /* A tenant removed and created again under the same name (another uid) sees nothing of the
@@ -420,10 +384,10 @@ test_reused_name_sees_nothing_of_old_tenant(void **state)
 	submit_idem(f, "bravo", "k1");
 	assert_int_equal(list_newest(f, "bravo", old_id, sizeof old_id), 1);
 	/* Work in progress keeps the tenant. */
-	assert_int_equal(tenants_delete(core_tenants(f->c), "bravo", NULL, NULL, f->err,
+	assert_int_equal(tenants_delete(core_tenants(f->tc.c), "bravo", NULL, NULL, f->err,
 	    sizeof f->err), CERTA_ESTATE);
-	assert_int_equal(queries_cancel(f->c, "bravo", old_id, &st), 0);
-	assert_int_equal(tenants_delete(core_tenants(f->c), "bravo", NULL, NULL, f->err,
+	assert_int_equal(queries_cancel(f->tc.c, "bravo", old_id, &st), 0);
+	assert_int_equal(tenants_delete(core_tenants(f->tc.c), "bravo", NULL, NULL, f->err,
 	    sizeof f->err), 0);
 	tenant(f, "bravo", 1);
 
@@ -432,13 +396,13 @@ test_reused_name_sees_nothing_of_old_tenant(void **state)
 	assert_int_equal(list_newest(f, "bravo", new_id, sizeof new_id), 1);
 	assert_string_not_equal(new_id, old_id);
 	for (round = 0; round < 2; round++) {
-		assert_int_equal(queries_get(f->c, "bravo", old_id, &pm), CERTA_ENOTFOUND);
-		assert_int_equal(queries_cancel(f->c, "bravo", old_id, &st), CERTA_ENOTFOUND);
+		assert_int_equal(queries_get(f->tc.c, "bravo", old_id, &pm), CERTA_ENOTFOUND);
+		assert_int_equal(queries_cancel(f->tc.c, "bravo", old_id, &st), CERTA_ENOTFOUND);
 		assert_int_equal(list_newest(f, "bravo", new_id, sizeof new_id), 1);
-		assert_int_equal(queries_get(f->c, "bravo", new_id, &pm), 0);
+		assert_int_equal(queries_get(f->tc.c, "bravo", new_id, &pm), 0);
 		protobuf_c_message_free_unpacked(&pm->base, NULL);
-		core_free(f->c);
-		f->c = NULL;
+		core_free(f->tc.c);
+		f->tc.c = NULL;
 		fx_open(f);
 	}
 	/* A retry with the key now is the new tenant's program. */
@@ -459,10 +423,10 @@ test_order_survives_restart(void **state)
 	submit(f, 1, "anon", CERTA__V1__PRIORITY__PRIORITY_HIGH, 0);
 	submit(f, 2, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
 	expect_order(f, want);
-	core_free(f->c);
-	f->c = NULL;
+	core_free(f->tc.c);
+	f->tc.c = NULL;
 	fx_open(f);
-	core_counts(f->c, &queued, &running, &finished);
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(queued, 3);
 	assert_int_equal(running, 0);
 	expect_order(f, want);
@@ -482,19 +446,19 @@ test_seed_stored(void **state)
 	size_t n;
 	int round;
 
-	assert_int_equal(submit_program(f->c, "anon", &spec, NULL, f->err, sizeof f->err), 0);
-	commit_sync(f->c);
-	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, NULL, f->err, sizeof f->err), 0);
+	commit_sync(f->tc.c);
+	assert_int_equal(dispatch_order(f->tc.c, ids, MAXP, &n), 0);
 	assert_int_equal(n, 1);
 	snprintf(id, sizeof id, "%s", ids[0]);
 	for (round = 0; round < 2; round++) {
-		assert_int_equal(queries_get(f->c, "anon", id, &pm), 0);
+		assert_int_equal(queries_get(f->tc.c, "anon", id, &pm), 0);
 		assert_non_null(pm->spec);
 		assert_true(pm->spec->seed == 0xfeedfacecafeULL);
 		certa__v1__program__free_unpacked(pm, NULL);
 		pm = NULL;
-		core_free(f->c);
-		f->c = NULL;
+		core_free(f->tc.c);
+		f->tc.c = NULL;
 		fx_open(f);
 	}
 }
@@ -535,9 +499,9 @@ test_shadow_dispatched_last(void **state)
 	struct store_options so = { 0 };
 
 	submit(f, 0, "anon", CERTA__V1__PRIORITY__PRIORITY_LOW, 0);
-	core_free(f->c);
-	f->c = NULL;
-	assert_int_equal(store_open(f->opt.state_dir, &so, &st), 0);
+	core_free(f->tc.c);
+	f->tc.c = NULL;
+	assert_int_equal(store_open(f->tc.opt.state_dir, &so, &st), 0);
 	assert_int_equal(store_update(st, make_shadow_txn, f->ids[0]), 0);
 	store_close(st);
 	fx_open(f);
@@ -545,7 +509,7 @@ test_shadow_dispatched_last(void **state)
 	submit(f, 2, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
 	expect_order(f, want);
 	/* Not the tenant's: its stats count only its own two programs. */
-	assert_int_equal(tenants_stats(core_tenants(f->c), "anon")->queued, 2);
+	assert_int_equal(tenants_stats(core_tenants(f->tc.c), "anon")->queued, 2);
 }
 
 /* The decision of p's next step under the policy dispatch gives it (shadow_decision_policy
@@ -554,7 +518,7 @@ static void
 decide_at(struct fx *f, struct program *p, uint64_t tokens, struct sched_decision *d,
     uint64_t *model_tokens)
 {
-	const struct sched_policy *base = policies_effective(core_policies(f->c), NULL, NULL);
+	const struct sched_policy *base = policies_effective(core_policies(f->tc.c), NULL, NULL);
 	const struct sched_policy *pol;
 	struct sched_policy buf;
 	struct sched_chain ch[1];
@@ -565,7 +529,7 @@ decide_at(struct fx *f, struct program *p, uint64_t tokens, struct sched_decisio
 	p->chains[0].tokens = tokens;
 	p->chains[0].finished = false;
 	program_view(p, ch, core_now_ms(), &v);
-	pol = shadow_decision_policy(f->c, p, base, &buf);
+	pol = shadow_decision_policy(f->tc.c, p, base, &buf);
 	*model_tokens = pol->model_tokens;
 	sched_decide(pol, &v, d);
 }
@@ -578,7 +542,7 @@ end_program(struct fx *f, struct program *q, uint64_t tokens, enum sched_reason 
 	q->chains[0].finished = reason == SCHED_REASON_NATURAL_END;
 	q->state = PROGRAM_FINISHED;
 	q->reason = reason;
-	shadow_spawn(f->c, q);
+	shadow_spawn(f->tc.c, q);
 }
 
 /* The sched/daemon seam: a decision's unpromising bound counts in the model's learned chain
@@ -595,13 +559,13 @@ test_decision_uses_learned_model_tokens(void **state)
 	uint64_t mt;
 	int k;
 
-	assert_int_equal(f->opt.policy.unpromising_relative, 1);
-	assert_int_equal(f->opt.policy.model_tokens_min_samples, 20);
-	assert_int_equal(f->opt.policy.unpromising_tokens, 16384);
+	assert_int_equal(f->tc.opt.policy.unpromising_relative, 1);
+	assert_int_equal(f->tc.opt.policy.model_tokens_min_samples, 20);
+	assert_int_equal(f->tc.opt.policy.unpromising_tokens, 16384);
 	submit(f, 0, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
 	submit(f, 1, "anon", CERTA__V1__PRIORITY__PRIORITY_NORMAL, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
-	q = strmap_get(f->c->live, f->ids[1]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
+	q = strmap_get(f->tc.c->live, f->ids[1]);
 	assert_non_null(p);
 	assert_non_null(q);
 	/* Nothing learned: 20000 tokens are past the absolute bound (16384). */
@@ -614,8 +578,8 @@ test_decision_uses_learned_model_tokens(void **state)
 		end_program(f, q, 100, SCHED_REASON_CERTAIN);
 	for (k = 0; k < 19; k++)
 		end_program(f, q, 8000 + (uint64_t)k, SCHED_REASON_NATURAL_END);
-	assert_int_equal(shadow_model_count(f->c), 1);
-	shadow_model_get(f->c, 0, &mi);
+	assert_int_equal(shadow_model_count(f->tc.c), 1);
+	shadow_model_get(f->tc.c, 0, &mi);
 	assert_int_equal(mi.samples, 19);
 	assert_string_equal(mi.source, "absolute");
 	decide_at(f, p, 20000, &d, &mt);
@@ -624,7 +588,7 @@ test_decision_uses_learned_model_tokens(void **state)
 	/* The 20th: the median of 8000..8019 (8010) is the unit's base, 20000 tokens are 10227
 	 * units: below the bound, the program goes on. */
 	end_program(f, q, 8019, SCHED_REASON_NATURAL_END);
-	shadow_model_get(f->c, 0, &mi);
+	shadow_model_get(f->tc.c, 0, &mi);
 	assert_string_equal(mi.source, "learned");
 	assert_int_equal(mi.tokens, 8010);
 	decide_at(f, p, 20000, &d, &mt);
@@ -636,15 +600,15 @@ test_decision_uses_learned_model_tokens(void **state)
 	/* A restart keeps it (written when it took over, and at the clean exit). */
 	end_program(f, q, 8500, SCHED_REASON_UNPROMISING);
 	q->state = PROGRAM_QUEUED;
-	core_free(f->c);
-	f->c = NULL;
+	core_free(f->tc.c);
+	f->tc.c = NULL;
 	fx_open(f);
-	assert_int_equal(shadow_model_count(f->c), 1);
-	shadow_model_get(f->c, 0, &mi);
+	assert_int_equal(shadow_model_count(f->tc.c), 1);
+	shadow_model_get(f->tc.c, 0, &mi);
 	assert_int_equal(mi.samples, 21);
 	assert_int_equal(mi.seen, 21);
 	assert_int_equal(mi.tokens, 8010);   /* 8000..8019 and 8500 */
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	decide_at(f, p, 20000, &d, &mt);
 	assert_int_equal(mt, 8010);
@@ -663,7 +627,7 @@ tenant_tpm(struct fx *f, const char *name, uint64_t tpm)
 	t.weight = 1;
 	q.tokens_per_minute = tpm;
 	t.quota = &q;
-	assert_int_equal(tenants_create(core_tenants(f->c), &t, key, sizeof key, f->err,
+	assert_int_equal(tenants_create(core_tenants(f->tc.c), &t, key, sizeof key, f->err,
 	    sizeof f->err), 0);
 }
 
@@ -685,18 +649,18 @@ test_throttled_tenant_held_back_at_dispatch(void **state)
 	submit(f, 3, "other", 0, 0);
 	expect_order(f, both);
 	/* Steps of meter's programs completed: 499 tokens, still under the limit. */
-	tenants_charge(core_tenants(f->c), "meter", 499, now_ms());
+	tenants_charge(core_tenants(f->tc.c), "meter", 499, now_ms());
 	expect_order(f, both);
-	tenants_charge(core_tenants(f->c), "meter", 1, now_ms());
+	tenants_charge(core_tenants(f->tc.c), "meter", 1, now_ms());
 	expect_order(f, other_only);
-	core_counts(f->c, &queued, &running, &finished);
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(queued, 4);
 	assert_int_equal(finished, 0);
-	assert_true(tenants_throttle(core_tenants(f->c), "meter", now_ms()) > 50000);
-	assert_int_equal(tenants_throttle(core_tenants(f->c), "other", now_ms()), 0);
+	assert_true(tenants_throttle(core_tenants(f->tc.c), "meter", now_ms()) > 50000);
+	assert_int_equal(tenants_throttle(core_tenants(f->tc.c), "other", now_ms()), 0);
 	/* The time held back is counted (certa_tenant_throttled_seconds_total). */
-	assert_true(tenants_throttled_ms(core_tenants(f->c), "meter", now_ms() + 1000) >= 1000);
-	assert_int_equal(tenants_throttled_ms(core_tenants(f->c), "other", now_ms() + 1000), 0);
+	assert_true(tenants_throttled_ms(core_tenants(f->tc.c), "meter", now_ms() + 1000) >= 1000);
+	assert_int_equal(tenants_throttled_ms(core_tenants(f->tc.c), "other", now_ms() + 1000), 0);
 }
 
 struct filler {
@@ -744,7 +708,7 @@ fill_store(struct fx *f, struct filler *fl)
 
 	for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
 		fl->len = sizes[i];
-		while ((rc = store_update(core_store(f->c), filler_put, fl)) == 0)
+		while ((rc = store_update(core_store(f->tc.c), filler_put, fl)) == 0)
 			fl->n++;
 		assert_int_equal(rc, CERTA_EMAPFULL);
 	}
@@ -763,11 +727,11 @@ on_degraded(void *arg, int degraded)
 static void
 reopen_small(struct fx *f, int writer_only)
 {
-	core_free(f->c);
-	f->opt.map_size = f->opt.max_map_size = 1u << 20;
+	core_free(f->tc.c);
+	f->tc.opt.map_size = f->tc.opt.max_map_size = 1u << 20;
 	fx_open(f);
 	if (writer_only)
-		f->c->commit_inline_s = 0;
+		f->tc.c->commit_inline_s = 0;
 }
 
 /* Deletes what fill_store wrote, in two commits (LMDB reuses the pages a commit freed only
@@ -776,10 +740,10 @@ static void
 free_room(struct fx *f, struct filler *fl)
 {
 	fl->from = fl->n / 2;
-	assert_int_equal(store_update(core_store(f->c), filler_del, fl), 0);
+	assert_int_equal(store_update(core_store(f->tc.c), filler_del, fl), 0);
 	fl->n = fl->from;
 	fl->from = 0;
-	assert_int_equal(store_update(core_store(f->c), filler_del, fl), 0);
+	assert_int_equal(store_update(core_store(f->tc.c), filler_del, fl), 0);
 }
 
 /* Runs the loop for ms milliseconds (retry timers). */
@@ -788,8 +752,8 @@ run_loop(struct fx *f, int ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
-	event_base_loopexit(f->base, &tv);
-	event_base_dispatch(f->base);
+	event_base_loopexit(f->tc.base, &tv);
+	event_base_dispatch(f->tc.base);
 }
 
 /* A program's write fails (here: the map is at store.max_map_size): the program waits, not
@@ -807,39 +771,39 @@ test_failed_commit_waits_and_recovers(void **state)
 	const int want[] = { 1, -1 };
 
 	reopen_small(f, 0);
-	core_on_degraded(f->c, on_degraded, calls);
+	core_on_degraded(f->tc.c, on_degraded, calls);
 	submit(f, 0, "anon", 0, 0);
 	submit(f, 1, "anon", 0, 0);
 	fill_store(f, &fl);
 	/* The cancel's write fails: the program ends in memory, waits for its write. */
-	assert_int_equal(queries_cancel(f->c, "anon", f->ids[0], &st), 0);
+	assert_int_equal(queries_cancel(f->tc.c, "anon", f->ids[0], &st), 0);
 	assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
-	core_persist_stats(f->c, &failures, &waiting);
+	core_persist_stats(f->tc.c, &failures, &waiting);
 	assert_true(failures >= 1);
 	assert_int_equal(waiting, 1);
-	assert_true(core_degraded(f->c));
+	assert_true(core_degraded(f->tc.c));
 	assert_int_equal(calls[1], 1);
 	/* Not in the store yet: still queued there. */
-	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
+	assert_int_equal(queries_get(f->tc.c, "anon", f->ids[0], &pm), 0);
 	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_QUEUED);
 	protobuf_c_message_free_unpacked(&pm->base, NULL);
 	/* Still known as cancelled, and never offered to a worker. */
-	assert_int_equal(queries_cancel(f->c, "anon", f->ids[0], &st), 0);
+	assert_int_equal(queries_cancel(f->tc.c, "anon", f->ids[0], &st), 0);
 	assert_int_equal(st, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
 	expect_order(f, want);
 	/* Retries keep failing while the map is full. */
 	run_loop(f, 400);
-	core_persist_stats(f->c, &failures, &waiting);
+	core_persist_stats(f->tc.c, &failures, &waiting);
 	assert_true(failures >= 2);
 	assert_int_equal(waiting, 1);
 	/* Room again: the next retry writes it, by itself. */
 	free_room(f, &fl);
 	run_loop(f, 1200);
-	core_persist_stats(f->c, &failures, &waiting);
+	core_persist_stats(f->tc.c, &failures, &waiting);
 	assert_int_equal(waiting, 0);
-	assert_false(core_degraded(f->c));
+	assert_false(core_degraded(f->tc.c));
 	assert_int_equal(calls[0], 1);
-	assert_int_equal(queries_get(f->c, "anon", f->ids[0], &pm), 0);
+	assert_int_equal(queries_get(f->tc.c, "anon", f->ids[0], &pm), 0);
 	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
 	assert_non_null(pm->result);
 	assert_int_equal(pm->result->reason, SCHED_REASON_CANCELLED);
@@ -865,14 +829,14 @@ test_list_pages_from_index(void **state)
 		nanosleep(&ts, NULL);   /* ids are time-ordered to the millisecond */
 	}
 	submit(f, 5, "other", 0, 0);
-	assert_int_equal(queries_cancel(f->c, "anon", f->ids[1], &k), 0);
-	core_free(f->c);
-	f->c = NULL;
+	assert_int_equal(queries_cancel(f->tc.c, "anon", f->ids[1], &k), 0);
+	core_free(f->tc.c);
+	f->tc.c = NULL;
 	fx_open(f);
 	label = 4;
 	for (;;) {
 		size_t i;
-		assert_int_equal(queries_list(f->c, "anon", 0, 2, tok, &lr), 0);
+		assert_int_equal(queries_list(f->tc.c, "anon", 0, 2, tok, &lr), 0);
 		for (i = 0; i < lr.n_programs; i++, label--) {
 			assert_true(label >= 0);
 			assert_string_equal(lr.programs[i]->id, f->ids[label]);
@@ -888,12 +852,12 @@ test_list_pages_from_index(void **state)
 		queries_list_free(&lr);
 	}
 	assert_int_equal(seen, 5);
-	assert_int_equal(queries_list(f->c, "anon", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED,
+	assert_int_equal(queries_list(f->tc.c, "anon", CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED,
 	    0, "", &lr), 0);
 	assert_int_equal(lr.n_programs, 1);
 	assert_string_equal(lr.programs[0]->id, f->ids[1]);
 	queries_list_free(&lr);
-	assert_int_equal(queries_list(f->c, "other", 0, 0, "", &lr), 0);
+	assert_int_equal(queries_list(f->tc.c, "other", 0, 0, "", &lr), 0);
 	assert_int_equal(lr.n_programs, 1);
 	assert_string_equal(lr.programs[0]->id, f->ids[5]);
 	queries_list_free(&lr);
@@ -955,7 +919,7 @@ chunks_of(struct fx *f, struct chunk_scan *s)
 	memset(s, 0, sizeof *s);
 	snprintf(s->prefix, sizeof s->prefix, "%s/0000/", f->ids[0]);
 	snprintf(s->key, sizeof s->key, "%s/0000", f->ids[0]);
-	assert_int_equal(store_view(core_store(f->c), chunk_scan_txn, s), 0);
+	assert_int_equal(store_view(core_store(f->tc.c), chunk_scan_txn, s), 0);
 	assert_non_null(s->rec);
 }
 
@@ -964,10 +928,10 @@ static void
 persist_step(struct fx *f, struct program *p, const struct chain *ch, int group)
 {
 	if (group) {
-		commit_later(f->c, p, 0);
-		commit_sync(f->c);
+		commit_later(f->tc.c, p, 0);
+		commit_sync(f->tc.c);
 	} else {
-		assert_int_equal(persist_or_wait(f->c, p, 0), 0);
+		assert_int_equal(persist_or_wait(f->tc.c, p, 0), 0);
 	}
 	assert_false(ch->dirty);
 }
@@ -1000,7 +964,7 @@ test_chain_text_in_chunks(void **state)
 	char key[160];
 
 	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	step_text(f, p, "<think>one ", 0);
 	step_text(f, p, "two ", 0);
@@ -1013,10 +977,10 @@ test_chain_text_in_chunks(void **state)
 	assert_int_equal(s.rec->text_bytes, strlen("<think>one two three "));
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
 
-	core_free(f->c);
-	f->c = NULL;
+	core_free(f->tc.c);
+	f->tc.c = NULL;
 	fx_open(f);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	assert_string_equal(p->chains[0].text, "<think>one two three ");
 	step_text(f, p, "four", 1);
@@ -1027,11 +991,11 @@ test_chain_text_in_chunks(void **state)
 
 	/* A lost chunk: the program is not resumed. */
 	snprintf(key, sizeof key, "%s/0000/%08x", f->ids[0], 1u);
-	assert_int_equal(store_update(core_store(f->c), del_chunk_txn, key), 0);
-	core_free(f->c);
-	f->c = NULL;
+	assert_int_equal(store_update(core_store(f->tc.c), del_chunk_txn, key), 0);
+	core_free(f->tc.c);
+	f->tc.c = NULL;
 	fx_open(f);
-	assert_null(strmap_get(f->c->live, f->ids[0]));
+	assert_null(strmap_get(f->tc.c->live, f->ids[0]));
 }
 
 static int
@@ -1059,17 +1023,17 @@ test_inline_text_moves_to_chunks(void **state)
 	char *inline_text;
 
 	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	step_text(f, p, "x", 0);
 	chunks_of(f, &s);
 	inline_text = s.rec->text;
-	assert_int_equal(store_update(core_store(f->c), put_inline_txn, &s), 0);
+	assert_int_equal(store_update(core_store(f->tc.c), put_inline_txn, &s), 0);
 	s.rec->text = inline_text;
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
-	core_free(f->c);
-	f->c = NULL;
+	core_free(f->tc.c);
+	f->tc.c = NULL;
 	fx_open(f);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	assert_string_equal(p->chains[0].text, "<think>older build ");
 	step_text(f, p, "then newer", 0);
@@ -1112,8 +1076,8 @@ probe_answers(const struct program *p, uint32_t idx, char *buf, size_t len)
 static void
 reopen(struct fx *f)
 {
-	core_free(f->c);
-	f->c = NULL;
+	core_free(f->tc.c);
+	f->tc.c = NULL;
 	fx_open(f);
 }
 
@@ -1134,8 +1098,8 @@ test_scratch_reuse_between_programs(void **state)
 
 	submit(f, 0, "anon", 0, 0);
 	submit(f, 1, "anon", 0, 0);
-	a = strmap_get(f->c->live, f->ids[0]);
-	b = strmap_get(f->c->live, f->ids[1]);
+	a = strmap_get(f->tc.c->live, f->ids[0]);
+	b = strmap_get(f->tc.c->live, f->ids[1]);
 	assert_non_null(a);
 	assert_non_null(b);
 	for (k = 0; k < 12; k++) {
@@ -1159,13 +1123,13 @@ test_scratch_reuse_between_programs(void **state)
 		}
 		if (k % 2 == 0) {
 			/* One set: A first, then B. */
-			commit_later(f->c, a, 0);
-			commit_later(f->c, b, 0);
-			commit_sync(f->c);
+			commit_later(f->tc.c, a, 0);
+			commit_later(f->tc.c, b, 0);
+			commit_sync(f->tc.c);
 		} else {
 			/* Alone, in that order. */
-			assert_int_equal(persist_or_wait(f->c, a, 0), 0);
-			assert_int_equal(persist_or_wait(f->c, b, 0), 0);
+			assert_int_equal(persist_or_wait(f->tc.c, a, 0), 0);
+			assert_int_equal(persist_or_wait(f->tc.c, b, 0), 0);
 		}
 		assert_false(a->chains[0].dirty);
 		assert_false(b->chains[0].dirty);
@@ -1174,7 +1138,7 @@ test_scratch_reuse_between_programs(void **state)
 	memset(&s, 0, sizeof s);
 	snprintf(s.prefix, sizeof s.prefix, "%s/0000/", f->ids[1]);
 	snprintf(s.key, sizeof s.key, "%s/0000", f->ids[1]);
-	assert_int_equal(store_view(core_store(f->c), chunk_scan_txn, &s), 0);
+	assert_int_equal(store_view(core_store(f->tc.c), chunk_scan_txn, &s), 0);
 	assert_non_null(s.rec);
 	assert_string_equal(s.text, text_b);
 	assert_int_equal(s.rec->n_probes, 1);
@@ -1183,8 +1147,8 @@ test_scratch_reuse_between_programs(void **state)
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
 
 	reopen(f);
-	a = strmap_get(f->c->live, f->ids[0]);
-	b = strmap_get(f->c->live, f->ids[1]);
+	a = strmap_get(f->tc.c->live, f->ids[0]);
+	b = strmap_get(f->tc.c->live, f->ids[1]);
 	assert_non_null(a);
 	assert_non_null(b);
 	assert_string_equal(a->chains[0].text, text_a);
@@ -1229,7 +1193,7 @@ test_chain_probes_in_chunks(void **state)
 	const char *kv[2];
 
 	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	step_probe(f, p, 0, "<think>one ", "a", 0.1, 0);
 	step_probe(f, p, 0, "two ", "b", 0.2, 0);
@@ -1249,7 +1213,7 @@ test_chain_probes_in_chunks(void **state)
 	p->chains[0].probes[2].certaindex = 0.35;
 	step_probe(f, p, 0, "three ", "d", 0.4, 1);
 	reopen(f);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	assert_string_equal(p->chains[0].text, "<think>one two three ");
 	probe_answers(p, 0, answers, sizeof answers);
@@ -1273,7 +1237,7 @@ test_chain_probes_in_chunks(void **state)
 	assert_int_equal(s.rec->chunk_probes, 4);
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
 	reopen(f);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	probe_answers(p, 0, answers, sizeof answers);
 	assert_string_equal(answers, "a,b,c,d,e,");
@@ -1283,9 +1247,9 @@ test_chain_probes_in_chunks(void **state)
 	snprintf(key, sizeof key, "%s/0000/%08x", f->ids[0], 1u);
 	kv[0] = key;
 	kv[1] = "two ";
-	assert_int_equal(store_update(core_store(f->c), put_chunk_txn, kv), 0);
+	assert_int_equal(store_update(core_store(f->tc.c), put_chunk_txn, kv), 0);
 	reopen(f);
-	assert_null(strmap_get(f->c->live, f->ids[0]));
+	assert_null(strmap_get(f->tc.c->live, f->ids[0]));
 }
 
 static int
@@ -1327,13 +1291,13 @@ test_inline_probes_move_to_chunks(void **state)
 	char answers[128];
 
 	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	step_probe(f, p, 0, "<think>x ", "a", 0.1, 0);
 	step_probe(f, p, 0, "y ", "b", 0.2, 0);
 	step_probe(f, p, 0, "z ", "c", 0.3, 0);
-	assert_int_equal(store_update(core_store(f->c), put_schema3_txn, p), 0);
+	assert_int_equal(store_update(core_store(f->tc.c), put_schema3_txn, p), 0);
 	reopen(f);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	probe_answers(p, 0, answers, sizeof answers);
 	assert_string_equal(answers, "a,b,c,");
@@ -1348,7 +1312,7 @@ test_inline_probes_move_to_chunks(void **state)
 	assert_int_equal(s.rec->n_probes, 1);
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
 	reopen(f);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	probe_answers(p, 0, answers, sizeof answers);
 	assert_string_equal(answers, "a,b,c,d,");
@@ -1365,7 +1329,7 @@ test_replaced_chains_rewritten(void **state)
 	char answers[128];
 
 	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	step_probe(f, p, 0, "<think>old one ", "a", 0.1, 0);
 	step_probe(f, p, 0, "old two ", "b", 0.2, 0);
 	step_probe(f, p, 0, "old three ", "c", 0.3, 0);
@@ -1374,7 +1338,7 @@ test_replaced_chains_rewritten(void **state)
 	step_probe(f, p, 1, "<think>new one ", "y", 0.5, 1);
 	step_probe(f, p, 1, "more ", "z", 0.6, 0);
 	reopen(f);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	assert_int_equal(p->n, 2);
 	assert_string_equal(p->chains[0].text, "<think>new zero ");
@@ -1386,7 +1350,7 @@ test_replaced_chains_rewritten(void **state)
 	assert_int_equal(program_keep_chains(p, 0x2), 0);
 	step_probe(f, p, 0, "end", "w", 0.7, 1);
 	reopen(f);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	assert_int_equal(p->n, 1);
 	assert_string_equal(p->chains[0].text, "<think>new one more end");
@@ -1406,7 +1370,7 @@ test_inconsistent_counts_rewritten(void **state)
 	char answers[128];
 
 	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	step_probe(f, p, 0, "<think>one ", "a", 0.1, 0);
 	step_probe(f, p, 0, "two ", "b", 0.2, 0);
@@ -1421,7 +1385,7 @@ test_inconsistent_counts_rewritten(void **state)
 	assert_string_equal(s.text, "<think>one two three four");
 	certa__v1__request_record__free_unpacked(s.rec, NULL);
 	reopen(f);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	assert_string_equal(p->chains[0].text, "<think>one two three four");
 	probe_answers(p, 0, answers, sizeof answers);
@@ -1435,7 +1399,7 @@ submit_one_piece(struct fx *f)
 	struct program *p;
 
 	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	assert_int_equal(program_chain_append(&p->chains[0], "<think>one ", 3, "", 0, NULL, false,
 	    NULL, false), 0);
@@ -1460,8 +1424,8 @@ test_group_commit_async(void **state)
 	reopen_small(f, 1);
 	p = submit_one_piece(f);
 	ch = &p->chains[0];
-	commit_later(f->c, p, 0);
-	commit_flush(f->c);
+	commit_later(f->tc.c, p, 0);
+	commit_flush(f->tc.c);
 	assert_true(p->commit_queued);
 	assert_non_null(p->commit_set);
 	run_loop(f, 200);
@@ -1475,12 +1439,12 @@ test_group_commit_async(void **state)
 	fill_store(f, &fl);
 	assert_int_equal(program_chain_append(ch, "two ", 6, "", 0, NULL, false, NULL, false),
 	    0);
-	assert_int_equal(core_set_failures(f->c), 0);
-	commit_later(f->c, p, 0);
-	commit_flush(f->c);
+	assert_int_equal(core_set_failures(f->tc.c), 0);
+	commit_later(f->tc.c, p, 0);
+	commit_flush(f->tc.c);
 	run_loop(f, 200);
-	assert_int_equal(core_set_failures(f->c), 1);   /* the group commit, counted as such */
-	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(core_set_failures(f->tc.c), 1);   /* the group commit, counted as such */
+	core_persist_stats(f->tc.c, &failures, &waiting);
 	assert_true(failures >= 1);
 	assert_int_equal(waiting, 1);
 	assert_true(p->persist_pending);
@@ -1488,7 +1452,7 @@ test_group_commit_async(void **state)
 	/* Room again: the retry rewrites the chain from chunk 0. */
 	free_room(f, &fl);
 	run_loop(f, 1200);
-	core_persist_stats(f->c, &failures, &waiting);
+	core_persist_stats(f->tc.c, &failures, &waiting);
 	assert_int_equal(waiting, 0);
 	assert_false(p->chains_reset);
 	chunks_of(f, &s);
@@ -1546,14 +1510,14 @@ test_submit_accepted_when_durable(void **state)
 	reopen_small(f, 0);
 	spec.problem = "accepted when durable";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
-	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, call, f->err, sizeof f->err), 0);
 	assert_int_equal(l.sends, 0);
-	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	assert_int_equal(dispatch_order(f->tc.c, ids, MAXP, &n), 0);
 	assert_int_equal(n, 0);
 	run_loop(f, 200);
 	assert_int_equal(l.sends, 1);
 	assert_int_equal(l.first_seq, EVENTS_SEQ_ACCEPTED);
-	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	assert_int_equal(dispatch_order(f->tc.c, ids, MAXP, &n), 0);
 	assert_int_equal(n, 1);
 	rpc_call_local_close(call);
 	rpc_call_unref(call);
@@ -1563,16 +1527,16 @@ test_submit_accepted_when_durable(void **state)
 	memset(&l, 0, sizeof l);
 	spec.problem = "refused when not durable";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
-	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
-	core_counts(f->c, &queued, &running, &finished);
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, call, f->err, sizeof f->err), 0);
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(queued, 2);
 	run_loop(f, 200);
 	assert_int_equal(l.sends, 0);
 	assert_int_equal(l.finishes, 1);
 	assert_int_equal(l.status, GRPC_STATUS_UNAVAILABLE);
-	core_counts(f->c, &queued, &running, &finished);
+	core_counts(f->tc.c, &queued, &running, &finished);
 	assert_int_equal(queued, 1);
-	assert_int_equal(dispatch_order(f->c, ids, MAXP, &n), 0);
+	assert_int_equal(dispatch_order(f->tc.c, ids, MAXP, &n), 0);
 	assert_int_equal(n, 1);
 	rpc_call_unref(call);
 }
@@ -1595,25 +1559,25 @@ test_cancel_while_accept_in_flight(void **state)
 	char id[64];
 	int st;
 
-	f->c->commit_inline_s = 0;   /* every set through the writer thread */
+	f->tc.c->commit_inline_s = 0;   /* every set through the writer thread */
 	spec.problem = "cancelled at once";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
-	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
-	assert_true(f->c->norder > 0);
-	p = f->c->order[f->c->norder - 1];
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, call, f->err, sizeof f->err), 0);
+	assert_true(f->tc.c->norder > 0);
+	p = f->tc.c->order[f->tc.c->norder - 1];
 	snprintf(id, sizeof id, "%s", p->id);
-	commit_flush(f->c);   /* the set is with the writer; the loop has not heard of it */
+	commit_flush(f->tc.c);   /* the set is with the writer; the loop has not heard of it */
 	assert_non_null(p->commit_set);
-	assert_int_equal(queries_cancel(f->c, "anon", id, &st), 0);
+	assert_int_equal(queries_cancel(f->tc.c, "anon", id, &st), 0);
 	assert_int_equal(st, PROGRAM_CANCELLED);
-	core_persist_stats(f->c, &failures, &waiting);
+	core_persist_stats(f->tc.c, &failures, &waiting);
 	assert_int_equal(waiting, 0);
 	assert_int_equal(failures, 0);
-	assert_int_equal(f->c->accepts_pending, 0);
+	assert_int_equal(f->tc.c->accepts_pending, 0);
 	run_loop(f, 100);
 	assert_int_equal(l.sends, 2);   /* accepted, finished */
 	assert_int_equal(l.first_seq, EVENTS_SEQ_ACCEPTED);
-	assert_int_equal(queries_get(f->c, "anon", id, &pm), 0);
+	assert_int_equal(queries_get(f->tc.c, "anon", id, &pm), 0);
 	assert_int_equal(pm->state, CERTA__V1__PROGRAM_STATE__PROGRAM_STATE_CANCELLED);
 	certa__v1__program__free_unpacked(pm, NULL);
 	rpc_call_local_close(call);
@@ -1642,28 +1606,28 @@ test_repeat_key_while_cancelled_accept_retried(void **state)
 	fill_store(f, &fl);
 	spec.problem = "cancelled on a full disk";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &l, "test", &call), 0);
-	assert_int_equal(submit_program(f->c, "anon", &spec, call, f->err, sizeof f->err), 0);
-	p = f->c->order[f->c->norder - 1];
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, call, f->err, sizeof f->err), 0);
+	p = f->tc.c->order[f->tc.c->norder - 1];
 	snprintf(id, sizeof id, "%s", p->id);
-	commit_flush(f->c);   /* with the writer: fails for lack of room */
-	assert_int_equal(queries_cancel(f->c, "anon", id, &st), 0);
+	commit_flush(f->tc.c);   /* with the writer: fails for lack of room */
+	assert_int_equal(queries_cancel(f->tc.c, "anon", id, &st), 0);
 	assert_int_equal(st, PROGRAM_CANCELLED);
-	assert_true(f->c->accepts_pending > 0);
-	live = strmap_count(f->c->live);
+	assert_true(f->tc.c->accepts_pending > 0);
+	live = strmap_count(f->tc.c->live);
 	/* The repeat: refused, nothing new. */
 	assert_int_equal(rpc_call_local_new(&accept_sink, &l2, "test", &call2), 0);
-	assert_int_equal(submit_program(f->c, "anon", &spec, call2, f->err, sizeof f->err),
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, call2, f->err, sizeof f->err),
 	    CERTA_EUNAVAIL);
 	assert_non_null(strstr(f->err, id));
-	assert_int_equal(strmap_count(f->c->live), live);
+	assert_int_equal(strmap_count(f->tc.c->live), live);
 	/* Room again: the retry writes it (with its key). */
 	free_room(f, &fl);
-	for (i = 0; i < 50 && f->c->accepts_pending > 0; i++)
+	for (i = 0; i < 50 && f->tc.c->accepts_pending > 0; i++)
 		run_loop(f, 100);
-	assert_int_equal(f->c->accepts_pending, 0);
+	assert_int_equal(f->tc.c->accepts_pending, 0);
 	assert_int_equal(l.first_seq, EVENTS_SEQ_ACCEPTED);
 	assert_int_equal(rpc_call_local_new(&accept_sink, &l3, "test", &call3), 0);
-	assert_int_equal(submit_program(f->c, "anon", &spec, call3, f->err, sizeof f->err), 0);
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, call3, f->err, sizeof f->err), 0);
 	assert_true(l3.sends >= 1);   /* accepted (duplicate), then its final event */
 	rpc_call_local_close(call3);
 	rpc_call_unref(call3);
@@ -1685,24 +1649,24 @@ test_keyed_submit_waits_only_for_its_key(void **state)
 	struct rpc_call *ca, *cb, *ca2;
 	size_t live;
 
-	f->c->commit_inline_s = 0;
+	f->tc.c->commit_inline_s = 0;
 	spec.problem = "first";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &la, "test", &ca), 0);
-	assert_int_equal(submit_program(f->c, "anon", &spec, ca, f->err, sizeof f->err), 0);
-	assert_int_equal(f->c->accepts_pending, 1);
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, ca, f->err, sizeof f->err), 0);
+	assert_int_equal(f->tc.c->accepts_pending, 1);
 	spec.idempotency_key = "key-b";
 	spec.problem = "second";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &lb, "test", &cb), 0);
-	assert_int_equal(submit_program(f->c, "anon", &spec, cb, f->err, sizeof f->err), 0);
-	assert_int_equal(f->c->accepts_pending, 2);   /* the first was not settled */
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, cb, f->err, sizeof f->err), 0);
+	assert_int_equal(f->tc.c->accepts_pending, 2);   /* the first was not settled */
 	assert_int_equal(la.sends, 0);
-	live = strmap_count(f->c->live);
+	live = strmap_count(f->tc.c->live);
 	spec.idempotency_key = "key-a";
 	spec.problem = "first";
 	assert_int_equal(rpc_call_local_new(&accept_sink, &la2, "test", &ca2), 0);
-	assert_int_equal(submit_program(f->c, "anon", &spec, ca2, f->err, sizeof f->err), 0);
-	assert_int_equal(strmap_count(f->c->live), live);
-	assert_int_equal(f->c->accepts_pending, 0);   /* settled, both */
+	assert_int_equal(submit_program(f->tc.c, "anon", &spec, ca2, f->err, sizeof f->err), 0);
+	assert_int_equal(strmap_count(f->tc.c->live), live);
+	assert_int_equal(f->tc.c->accepts_pending, 0);   /* settled, both */
 	assert_int_equal(la.first_seq, EVENTS_SEQ_ACCEPTED);
 	assert_int_equal(la2.first_seq, EVENTS_SEQ_ACCEPTED);
 	rpc_call_local_close(ca2);
@@ -1732,12 +1696,12 @@ test_put_now_after_put_later(void **state)
 	ProtobufCMessage *m = NULL;
 
 	r.samples = 1;
-	assert_int_equal(commit_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	assert_int_equal(commit_put_later(f->tc.c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
 	r.samples = 2;
-	assert_int_equal(commit_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
-	commit_sync(f->c);
+	assert_int_equal(commit_put_now(f->tc.c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	commit_sync(f->tc.c);
 	run_loop(f, 50);
-	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	assert_int_equal(store_view(core_store(f->tc.c), riskctl_get_txn, &m), 0);
 	got = (Certa__V1__RiskctlRecord *)m;
 	assert_int_equal(got->samples, 2);
 	protobuf_c_message_free_unpacked(m, NULL);
@@ -1759,10 +1723,10 @@ test_group_commits_in_flight(void **state)
 	char piece[32];
 	int k, it, queued;
 
-	f->c->commit_inline_s = 0;   /* every set through the writer thread */
+	f->tc.c->commit_inline_s = 0;   /* every set through the writer thread */
 	for (k = 0; k < 4; k++) {
 		submit(f, k, "anon", 0, 0);
-		ps[k] = strmap_get(f->c->live, f->ids[k]);
+		ps[k] = strmap_get(f->tc.c->live, f->ids[k]);
 		assert_non_null(ps[k]);
 	}
 	for (it = 0; it < 100; it++) {
@@ -1771,25 +1735,25 @@ test_group_commits_in_flight(void **state)
 			snprintf(piece, sizeof piece, "%s%d ", it == 0 ? "<think>" : "", it);
 			assert_int_equal(program_chain_append(ch, piece, ch->tokens + 2, "", 0,
 			    NULL, false, NULL, false), 0);
-			commit_later(f->c, ps[k], 0);
+			commit_later(f->tc.c, ps[k], 0);
 		}
-		commit_flush(f->c);
-		event_base_loop(f->base, EVLOOP_NONBLOCK);
+		commit_flush(f->tc.c);
+		event_base_loop(f->tc.base, EVLOOP_NONBLOCK);
 	}
 	for (it = 0, queued = 1; it < 50 && queued; it++) {
-		commit_sync(f->c);
+		commit_sync(f->tc.c);
 		for (k = 0, queued = 0; k < 4; k++)
 			queued += ps[k]->commit_queued;
 	}
 	assert_int_equal(queued, 0);
-	core_persist_stats(f->c, &failures, &waiting);
+	core_persist_stats(f->tc.c, &failures, &waiting);
 	assert_int_equal(failures, 0);
 	assert_int_equal(waiting, 0);
 	for (k = 0; k < 4; k++) {
 		memset(&s, 0, sizeof s);
 		snprintf(s.prefix, sizeof s.prefix, "%s/0000/", f->ids[k]);
 		snprintf(s.key, sizeof s.key, "%s/0000", f->ids[k]);
-		assert_int_equal(store_view(core_store(f->c), chunk_scan_txn, &s), 0);
+		assert_int_equal(store_view(core_store(f->tc.c), chunk_scan_txn, &s), 0);
 		assert_non_null(s.rec);
 		assert_string_equal(s.text, ps[k]->chains[0].text);
 		assert_int_equal(s.rec->text_bytes, ps[k]->chains[0].text_len);
@@ -1809,58 +1773,58 @@ test_spares_dropped_when_load_falls(void **state)
 	size_t waiting;
 	int k, st = 0;
 
-	f->c->commit_inline_s = 0;   /* every set through the writer thread */
-	f->c->trim_min = 2;
+	f->tc.c->commit_inline_s = 0;   /* every set through the writer thread */
+	f->tc.c->trim_min = 2;
 	for (k = 0; k < 4; k++) {
 		submit(f, k, "anon", 0, 0);
-		ps[k] = strmap_get(f->c->live, f->ids[k]);
+		ps[k] = strmap_get(f->tc.c->live, f->ids[k]);
 		assert_non_null(ps[k]);
 	}
 	/* One program per set: none is handed out (no loop turn) before the four are built. */
 	for (k = 0; k < 4; k++) {
 		assert_int_equal(program_chain_append(&ps[k]->chains[0], "<think>one ", 3, "", 0,
 		    NULL, false, NULL, false), 0);
-		commit_later(f->c, ps[k], 0);
-		commit_flush(f->c);
+		commit_later(f->tc.c, ps[k], 0);
+		commit_flush(f->tc.c);
 		assert_non_null(ps[k]->commit_set);
 	}
-	commit_sync(f->c);
-	assert_int_equal(f->c->nsets_spare, 4);
-	assert_int_equal(core_trim(f->c), 0);   /* nothing ended */
+	commit_sync(f->tc.c);
+	assert_int_equal(f->tc.c->nsets_spare, 4);
+	assert_int_equal(core_trim(f->tc.c), 0);   /* nothing ended */
 
-	assert_int_equal(queries_cancel(f->c, "anon", f->ids[0], &st), 0);
-	commit_sync(f->c);
-	assert_int_equal(f->c->norder, 3);
-	assert_int_equal(core_trim(f->c), 0);   /* 3 of 4: not half */
-	assert_int_equal(f->c->nsets_spare, 4);
+	assert_int_equal(queries_cancel(f->tc.c, "anon", f->ids[0], &st), 0);
+	commit_sync(f->tc.c);
+	assert_int_equal(f->tc.c->norder, 3);
+	assert_int_equal(core_trim(f->tc.c), 0);   /* 3 of 4: not half */
+	assert_int_equal(f->tc.c->nsets_spare, 4);
 
-	assert_int_equal(queries_cancel(f->c, "anon", f->ids[1], &st), 0);
-	commit_sync(f->c);
-	assert_int_equal(f->c->norder, 2);
-	assert_int_equal(core_trim(f->c), CORE_TRIM_SETS);
-	assert_int_equal(f->c->nsets_spare, 1);
-	assert_non_null(f->c->sets_spare);
-	assert_int_equal(core_trim(f->c), 0);   /* the peak is now 2 */
+	assert_int_equal(queries_cancel(f->tc.c, "anon", f->ids[1], &st), 0);
+	commit_sync(f->tc.c);
+	assert_int_equal(f->tc.c->norder, 2);
+	assert_int_equal(core_trim(f->tc.c), CORE_TRIM_SETS);
+	assert_int_equal(f->tc.c->nsets_spare, 1);
+	assert_non_null(f->tc.c->sets_spare);
+	assert_int_equal(core_trim(f->tc.c), 0);   /* the peak is now 2 */
 
 	/* The set kept is reused: the next write commits. */
 	assert_int_equal(program_chain_append(&ps[2]->chains[0], "two ", 6, "", 0, NULL, false,
 	    NULL, false), 0);
-	commit_later(f->c, ps[2], 0);
-	commit_sync(f->c);
+	commit_later(f->tc.c, ps[2], 0);
+	commit_sync(f->tc.c);
 	assert_false(ps[2]->commit_queued);
-	assert_int_equal(f->c->nsets_spare, 1);
-	core_persist_stats(f->c, &failures, &waiting);
+	assert_int_equal(f->tc.c->nsets_spare, 1);
+	core_persist_stats(f->tc.c, &failures, &waiting);
 	assert_int_equal(failures, 0);
 	assert_int_equal(waiting, 0);
 
 	/* None live: half of the new peak (2) gone, the one spare left stays. */
-	assert_int_equal(queries_cancel(f->c, "anon", f->ids[2], &st), 0);
-	assert_int_equal(queries_cancel(f->c, "anon", f->ids[3], &st), 0);
-	commit_sync(f->c);
-	assert_int_equal(f->c->norder, 0);
-	assert_int_equal(core_trim(f->c), CORE_TRIM_SETS);
-	assert_int_equal(f->c->nsets_spare, 1);
-	assert_int_equal(core_trim(f->c), 0);
+	assert_int_equal(queries_cancel(f->tc.c, "anon", f->ids[2], &st), 0);
+	assert_int_equal(queries_cancel(f->tc.c, "anon", f->ids[3], &st), 0);
+	commit_sync(f->tc.c);
+	assert_int_equal(f->tc.c->norder, 0);
+	assert_int_equal(core_trim(f->tc.c), CORE_TRIM_SETS);
+	assert_int_equal(f->tc.c->nsets_spare, 1);
+	assert_int_equal(core_trim(f->tc.c), 0);
 }
 
 /* Reopens the core on a full 1 MiB map, every set through the writer thread, and queues a
@@ -1879,7 +1843,7 @@ queue_big_put(struct fx *f, struct filler *fl, uint64_t samples)
 	r.chain_tokens = big;
 	for (i = 0; i < r.n_chain_tokens; i++)
 		big[i] = 100000 + (uint32_t)i;
-	assert_int_equal(commit_put_later(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	assert_int_equal(commit_put_later(f->tc.c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
 }
 
 /* A put queued for the group commit (commit_put_later: risk controllers, chain lengths) whose
@@ -1893,12 +1857,12 @@ test_put_later_survives_failed_set(void **state)
 	ProtobufCMessage *m = NULL;
 
 	queue_big_put(f, &fl, 7);
-	commit_sync(f->c);   /* the set fails: no room */
-	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), CERTA_ENOTFOUND);
+	commit_sync(f->tc.c);   /* the set fails: no room */
+	assert_int_equal(store_view(core_store(f->tc.c), riskctl_get_txn, &m), CERTA_ENOTFOUND);
 	/* Room again. */
 	free_room(f, &fl);
-	commit_sync(f->c);   /* the next set carries it */
-	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	commit_sync(f->tc.c);   /* the next set carries it */
+	assert_int_equal(store_view(core_store(f->tc.c), riskctl_get_txn, &m), 0);
 	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 7);
 	protobuf_c_message_free_unpacked(m, NULL);
 }
@@ -1915,15 +1879,15 @@ test_put_now_after_failed_set(void **state)
 	ProtobufCMessage *m = NULL;
 
 	queue_big_put(f, &fl, 1);
-	commit_flush(f->c);   /* with the writer: fails, the loop does not hear of it yet */
+	commit_flush(f->tc.c);   /* with the writer: fails, the loop does not hear of it yet */
 	free_room(f, &fl);
 	r.samples = 2;
 	r.n_chain_tokens = 0;
 	r.chain_tokens = NULL;
-	assert_int_equal(commit_put_now(f->c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
-	commit_sync(f->c);
-	commit_sync(f->c);
-	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	assert_int_equal(commit_put_now(f->tc.c, STORE_DB_RISKCTL, "order/test", &r.base), 0);
+	commit_sync(f->tc.c);
+	commit_sync(f->tc.c);
+	assert_int_equal(store_view(core_store(f->tc.c), riskctl_get_txn, &m), 0);
 	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 2);
 	protobuf_c_message_free_unpacked(m, NULL);
 }
@@ -1938,11 +1902,11 @@ test_failed_set_puts_written_at_exit(void **state)
 	ProtobufCMessage *m = NULL;
 
 	queue_big_put(f, &fl, 3);
-	commit_flush(f->c);   /* with the writer: fails, the loop does not hear of it */
+	commit_flush(f->tc.c);   /* with the writer: fails, the loop does not hear of it */
 	free_room(f, &fl);
-	core_free(f->c);
+	core_free(f->tc.c);
 	fx_open(f);
-	assert_int_equal(store_view(core_store(f->c), riskctl_get_txn, &m), 0);
+	assert_int_equal(store_view(core_store(f->tc.c), riskctl_get_txn, &m), 0);
 	assert_int_equal(((Certa__V1__RiskctlRecord *)m)->samples, 3);
 	protobuf_c_message_free_unpacked(m, NULL);
 }
@@ -1964,23 +1928,23 @@ test_commit_again_after_failed_set(void **state)
 	reopen_small(f, 1);
 	p = submit_one_piece(f);
 	ch = &p->chains[0];
-	commit_later(f->c, p, 0);
-	commit_sync(f->c);
+	commit_later(f->tc.c, p, 0);
+	commit_sync(f->tc.c);
 	fill_store(f, &fl);
 	assert_int_equal(program_chain_append(ch, "two ", 6, "", 0, NULL, false, NULL, false),
 	    0);
-	commit_later(f->c, p, 0);
-	commit_flush(f->c);   /* fails with the writer; the loop has not heard of it */
+	commit_later(f->tc.c, p, 0);
+	commit_flush(f->tc.c);   /* fails with the writer; the loop has not heard of it */
 	assert_non_null(p->commit_set);
 	assert_int_equal(program_chain_append(ch, "three ", 9, "", 0, NULL, false, NULL, false),
 	    0);
-	commit_later(f->c, p, 0);
+	commit_later(f->tc.c, p, 0);
 	assert_true(p->commit_again);
 	free_room(f, &fl);
 	for (i = 0; i < 10 && p->commit_queued; i++)
-		commit_sync(f->c);
+		commit_sync(f->tc.c);
 	assert_false(p->commit_queued);
-	core_persist_stats(f->c, &failures, &waiting);
+	core_persist_stats(f->tc.c, &failures, &waiting);
 	assert_int_equal(waiting, 0);
 	assert_false(p->chains_reset);
 	chunks_of(f, &s);
@@ -1999,24 +1963,24 @@ test_fast_store_commits_inline(void **state)
 	struct program *p;
 
 	submit(f, 0, "anon", 0, 0);
-	p = strmap_get(f->c->live, f->ids[0]);
+	p = strmap_get(f->tc.c->live, f->ids[0]);
 	assert_non_null(p);
 	assert_int_equal(program_chain_append(&p->chains[0], "inline ", 3, "", 0, NULL, false,
 	    NULL, false), 0);
 	/* Recent commits fast (the accepting one above may have been slow on a loaded host). */
-	f->c->commit_recent_s = 0;
-	commit_later(f->c, p, 0);
-	commit_flush(f->c);
+	f->tc.c->commit_recent_s = 0;
+	commit_later(f->tc.c, p, 0);
+	commit_flush(f->tc.c);
 	assert_false(p->commit_queued);
 	assert_null(p->commit_set);
-	f->c->commit_recent_s = 1.0;   /* as if the disk took a second per commit */
+	f->tc.c->commit_recent_s = 1.0;   /* as if the disk took a second per commit */
 	assert_int_equal(program_chain_append(&p->chains[0], "queued ", 6, "", 0, NULL, false,
 	    NULL, false), 0);
-	commit_later(f->c, p, 0);
-	commit_flush(f->c);
+	commit_later(f->tc.c, p, 0);
+	commit_flush(f->tc.c);
 	assert_true(p->commit_queued);
 	assert_non_null(p->commit_set);
-	commit_sync(f->c);
+	commit_sync(f->tc.c);
 	assert_false(p->commit_queued);
 }
 

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
-#include <event2/event.h>
 #include <grpc/grpc.h>
 
 #include "daemon/core.h"
@@ -17,17 +16,12 @@
 #include "daemon/program.h"
 #include "daemon/telemetry.h"
 #include "daemon/tenants.h"
-#include "lib/cqbridge.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
-#include "tests/support/tmpstore.h"
+#include "tests/support/tcore.h"
 
 struct fx {
-	struct tmpstore *tmp;
-	struct event_base *base;
-	struct cqbridge *br;
-	struct core_options opt;
-	struct core *c;
+	struct tcore tc;          /* a core on a temporary state directory */
 	struct telemetry *t;
 };
 
@@ -37,51 +31,21 @@ setup(void **state)
 	struct fx *f = calloc(1, sizeof *f);
 
 	assert_non_null(f);
-	assert_int_equal(tmpstore_new("telemetry", &f->tmp), 0);
-	tmpstore_close(f->tmp);   /* the core opens the environment itself */
-	f->base = event_base_new();
-	assert_non_null(f->base);
-	assert_int_equal(cqbridge_new(f->base, &f->br), 0);
-	f->opt.state_dir = tmpstore_dir(f->tmp);
-	sched_policy_default(&f->opt.policy);
-	f->opt.pool.health_interval_ms = 60000;
-	f->opt.pool.info_timeout_ms = 1000;
-	f->opt.pool.step_timeout_ms = 1000;
-	f->opt.max_prompt_bytes = 4096;
-	f->opt.max_attempts = 3;
-	f->opt.retry_backoff_ms = 100;
-	f->opt.tick_ms = 1000;
-	f->opt.starvation_ms = 3600000;
-	assert_int_equal(core_new(f->base, f->br, &f->opt, &f->c), 0);
-	assert_int_equal(telemetry_new(f->c, &f->t), 0);
+	assert_int_equal(tcore_init(&f->tc, "telemetry"), 0);
+	f->tc.opt.pool.health_interval_ms = 60000;
+	assert_int_equal(tcore_open(&f->tc), 0);
+	assert_int_equal(telemetry_new(f->tc.c, &f->t), 0);
 	*state = f;
 	return 0;
-}
-
-static void
-set_flag(void *arg)
-{
-	*(int *)arg = 1;
 }
 
 static int
 teardown(void **state)
 {
 	struct fx *f = *state;
-	int done = 0, i;
 
 	telemetry_free(f->t);
-	core_free(f->c);
-	cqbridge_shutdown(f->br, set_flag, &done);
-	for (i = 0; i < 500 && !done; i++) {
-		struct timeval tv = { 0, 10000 };
-		event_base_loopexit(f->base, &tv);
-		event_base_dispatch(f->base);
-	}
-	assert_true(done);
-	cqbridge_free(f->br);
-	event_base_free(f->base);
-	tmpstore_free(f->tmp);
+	assert_int_equal(tcore_fini(&f->tc), 0);
 	free(f);
 	return 0;
 }
@@ -135,7 +99,7 @@ static const char *const tenant_counters[] = { "certa_programs_submitted_total",
 static void
 add_tenant(struct fx *f, const char *name, int queued, int running)
 {
-	struct tenants *ts = core_tenants(f->c);
+	struct tenants *ts = core_tenants(f->tc.c);
 	int i;
 
 	assert_int_equal(tenants_ensure(ts, name), 0);
@@ -160,8 +124,8 @@ test_render_expected_text(void **state)
 	add_tenant(f, "gamma", 0, 4);
 	telemetry_finished(f->t, "beta", "certain", 0.9, 3);
 	telemetry_tokens(f->t, "gamma", 120, 8);
-	assert_int_equal(pool_add(core_pool(f->c), "127.0.0.1:1"), 0);
-	assert_int_equal(pool_add(core_pool(f->c), "127.0.0.1:2"), 0);
+	assert_int_equal(pool_add(core_pool(f->tc.c), "127.0.0.1:1"), 0);
+	assert_int_equal(pool_add(core_pool(f->tc.c), "127.0.0.1:2"), 0);
 	text = render(f->t);
 	got = pick(text, collected);
 	assert_string_equal(got,
@@ -210,15 +174,15 @@ test_departed_series_removed(void **state)
 	add_tenant(f, "b", 0, 0);
 	add_tenant(f, "c", 0, 2);
 	add_tenant(f, "d", 3, 0);
-	assert_int_equal(pool_add(core_pool(f->c), "127.0.0.1:1"), 0);
-	assert_int_equal(pool_add(core_pool(f->c), "127.0.0.1:2"), 0);
+	assert_int_equal(pool_add(core_pool(f->tc.c), "127.0.0.1:1"), 0);
+	assert_int_equal(pool_add(core_pool(f->tc.c), "127.0.0.1:2"), 0);
 	before = render(f->t);
 	assert_non_null(strstr(before, "certa_programs{tenant=\"b\",state=\"queued\"} 0\n"));
 	assert_non_null(strstr(before, "certa_tenant_throttled_seconds_total{tenant=\"b\"} 0\n"));
 
-	assert_int_equal(tenants_delete(core_tenants(f->c), "b", NULL, NULL, err, sizeof err), 0);
-	assert_int_equal(pool_remove(core_pool(f->c), "127.0.0.1:1"), 0);
-	tenants_program_state(core_tenants(f->c), "d", PROGRAM_QUEUED, PROGRAM_RUNNING);
+	assert_int_equal(tenants_delete(core_tenants(f->tc.c), "b", NULL, NULL, err, sizeof err), 0);
+	assert_int_equal(pool_remove(core_pool(f->tc.c), "127.0.0.1:1"), 0);
+	tenants_program_state(core_tenants(f->tc.c), "d", PROGRAM_QUEUED, PROGRAM_RUNNING);
 	after = render(f->t);
 	got = pick(after, collected);
 	assert_null(strstr(got, "tenant=\"b\""));
@@ -237,7 +201,7 @@ test_departed_series_removed(void **state)
 	    "certa_tenant_throttled_seconds_total{tenant=\"d\"} 0\n"
 	    "certa_tenant_throttled_seconds_total{tenant=\"c\"} 0\n");
 	/* What a registry that never saw b or the first worker renders. */
-	assert_int_equal(telemetry_new(f->c, &fresh), 0);
+	assert_int_equal(telemetry_new(f->tc.c, &fresh), 0);
 	want = render(fresh);
 	{
 		char *w = pick(want, collected);
