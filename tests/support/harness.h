@@ -201,6 +201,11 @@ int harness_write_file(const char *path, const char *fmt, ...)
  * -1 when it did not exit normally.  The command is cut at 4095 bytes. */
 int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Runs fn(arg) in a forked child with stderr on /dev/null and SIGABRT at its default action
+ * (a test framework may catch it): 1 when the child died of SIGABRT (an always-on assertion,
+ * abort()), 0 when it ended otherwise, -errno when it could not be run. */
+int harness_aborts(void (*fn)(void *arg), void *arg);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read, closed); another
  * process may take it before the caller does.  Returns the port, or -errno. */
 int harness_free_port(void);

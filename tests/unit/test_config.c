@@ -7,16 +7,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/config.h"
 #include "lib/error.h"
+#include "tests/support/harness.h"
 
 static const char *const policies[] = { "fifo", "fair", "certainty", NULL };
 static const char *const formats[] = { "plain", "journal", NULL };
@@ -819,50 +818,32 @@ test_load_file(void **state)
 	config_free(cfg);
 }
 
-/* Runs fn in a child and reports whether it died of SIGABRT. */
-static int
-aborts(void (*fn)(void))
-{
-	pid_t pid;
-	int status, devnull;
-
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		devnull = open("/dev/null", O_WRONLY);
-		if (devnull >= 0)
-			dup2(devnull, STDERR_FILENO);
-		fn();
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
-}
-
 static void
-get_unknown_name(void)
+get_unknown_name(void *arg)
 {
 	struct config *cfg = NULL;
 
+	(void)arg;
 	if (config_new(opts, NOPTS, &cfg) == 0)
 		(void)config_get_int(cfg, "no.such.option");
 }
 
 static void
-get_wrong_type(void)
+get_wrong_type(void *arg)
 {
 	struct config *cfg = NULL;
 
+	(void)arg;
 	if (config_new(opts, NOPTS, &cfg) == 0)
 		(void)config_get_int(cfg, "name");
 }
 
 static void
-get_known_name(void)
+get_known_name(void *arg)
 {
 	struct config *cfg = NULL;
 
+	(void)arg;
 	if (config_new(opts, NOPTS, &cfg) == 0) {
 		(void)config_get_int(cfg, "threads");
 		config_free(cfg);
@@ -870,7 +851,7 @@ get_known_name(void)
 }
 
 static void
-table_duplicate(void)
+table_duplicate(void *arg)
 {
 	static const struct config_option t[] = {
 		{ .name = "a", .type = CONFIG_INT, .def = "1", .help = "a" },
@@ -878,11 +859,12 @@ table_duplicate(void)
 	};
 	struct config *cfg = NULL;
 
+	(void)arg;
 	(void)config_new(t, 2, &cfg);
 }
 
 static void
-table_bad_default(void)
+table_bad_default(void *arg)
 {
 	static const struct config_option t[] = {
 		{ .name = "a", .type = CONFIG_INT, .def = "7", .min = 1, .max = 5,
@@ -890,29 +872,31 @@ table_bad_default(void)
 	};
 	struct config *cfg = NULL;
 
+	(void)arg;
 	(void)config_new(t, 1, &cfg);
 }
 
 static void
-table_enum_without_choices(void)
+table_enum_without_choices(void *arg)
 {
 	static const struct config_option t[] = {
 		{ .name = "a", .type = CONFIG_ENUM, .help = "no choices" },
 	};
 	struct config *cfg = NULL;
 
+	(void)arg;
 	(void)config_new(t, 1, &cfg);
 }
 
 static void
 test_programming_errors_abort(void **state)
 {
-	assert_false(aborts(get_known_name));
-	assert_true(aborts(get_unknown_name));
-	assert_true(aborts(get_wrong_type));
-	assert_true(aborts(table_duplicate));
-	assert_true(aborts(table_bad_default));
-	assert_true(aborts(table_enum_without_choices));
+	assert_int_equal(harness_aborts(get_known_name, NULL), 0);
+	assert_int_equal(harness_aborts(get_unknown_name, NULL), 1);
+	assert_int_equal(harness_aborts(get_wrong_type, NULL), 1);
+	assert_int_equal(harness_aborts(table_duplicate, NULL), 1);
+	assert_int_equal(harness_aborts(table_bad_default, NULL), 1);
+	assert_int_equal(harness_aborts(table_enum_without_choices, NULL), 1);
 }
 
 /* Deterministic generator so a failure reproduces. */

@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -23,6 +21,7 @@
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "tests/support/harness.h"
 
 enum {
 	M_PROGRAMS,
@@ -781,42 +780,52 @@ test_refresh_in_place(void **state)
 	metrics_free(m);
 }
 
-/* Unpaired refresh calls on a labelled family are programming errors: they abort. */
+/* Unpaired refresh calls on a labelled family are programming errors: they abort.  arg: 0,
+ * begin twice; 1, an end without a begin. */
+static void
+refresh_unpaired(void *arg)
+{
+	struct metrics *m;
+
+	if (metrics_new(table, M_NFAM, &m) != 0)
+		_exit(1);
+	/* Unlabelled families take begin and end in any order. */
+	metrics_refresh_end(m, M_QUEUE);
+	metrics_refresh_begin(m, M_QUEUE);
+	metrics_refresh_begin(m, M_QUEUE);
+	if (*(const int *)arg == 0) {
+		metrics_refresh_begin(m, M_PROGRAMS);
+		metrics_refresh_begin(m, M_PROGRAMS);
+	} else {
+		metrics_refresh_end(m, M_PROGRAMS);
+	}
+}
+
 static void
 test_refresh_unpaired_aborts(void **state)
 {
 	int c;
 
 	(void)state;
-	for (c = 0; c < 2; c++) {
-		int st;
-		pid_t pid = fork();
-		assert_true(pid >= 0);
-		if (pid == 0) {
-			struct metrics *m;
-			freopen("/dev/null", "w", stderr);
-			signal(SIGABRT, SIG_DFL);
-			if (metrics_new(table, M_NFAM, &m) != 0)
-				_exit(1);
-			/* Unlabelled families take begin and end in any order. */
-			metrics_refresh_end(m, M_QUEUE);
-			metrics_refresh_begin(m, M_QUEUE);
-			metrics_refresh_begin(m, M_QUEUE);
-			if (c == 0) {
-				metrics_refresh_begin(m, M_PROGRAMS);
-				metrics_refresh_begin(m, M_PROGRAMS);
-			} else {
-				metrics_refresh_end(m, M_PROGRAMS);
-			}
-			_exit(0);
-		}
-		assert_int_equal(waitpid(pid, &st, 0), pid);
-		assert_true(WIFSIGNALED(st));
-		assert_int_equal(WTERMSIG(st), SIGABRT);
-	}
+	for (c = 0; c < 2; c++)
+		assert_int_equal(harness_aborts(refresh_unpaired, &c), 1);
 }
 
 /* A malformed table is a programming error: metrics_new aborts. */
+struct table_case {
+	const struct metrics_desc *t;
+	size_t n;
+};
+
+static void
+table_new(void *arg)
+{
+	const struct table_case *tc = arg;
+	struct metrics *m;
+
+	(void)metrics_new(tc->t, tc->n, &m);
+}
+
 static void
 test_bad_tables_abort(void **state)
 {
@@ -838,29 +847,13 @@ test_bad_tables_abort(void **state)
 		{ "g", METRICS_GAUGE, "x", NULL, NULL, 0 },
 		{ "g", METRICS_GAUGE, "y", NULL, NULL, 0 },
 	};
-	static const struct {
-		const struct metrics_desc *t;
-		size_t n;
-	} cases[] = { { no_total, 1 }, { le_label, 1 }, { bad_buckets, 1 }, { bad_name, 1 },
-	    { dup, 2 } };
+	static const struct table_case cases[] = { { no_total, 1 }, { le_label, 1 },
+	    { bad_buckets, 1 }, { bad_name, 1 }, { dup, 2 } };
 	size_t i;
 
 	(void)state;
-	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		int st;
-		pid_t pid = fork();
-		assert_true(pid >= 0);
-		if (pid == 0) {
-			struct metrics *m;
-			freopen("/dev/null", "w", stderr);
-			signal(SIGABRT, SIG_DFL);
-			(void)metrics_new(cases[i].t, cases[i].n, &m);
-			_exit(0);
-		}
-		assert_int_equal(waitpid(pid, &st, 0), pid);
-		assert_true(WIFSIGNALED(st));
-		assert_int_equal(WTERMSIG(st), SIGABRT);
-	}
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		assert_int_equal(harness_aborts(table_new, (void *)&cases[i]), 1);
 }
 
 /* promtool (Debian package prometheus), when installed, must accept the output. */
