@@ -274,9 +274,10 @@ evalsim_chain_advance(struct evalsim_chain *st, struct sched_chain *ch, uint32_t
 	ch->probes = st->probes;
 	st->probes[st->nprobes].position = pos;
 	st->probes[st->nprobes].answer = pr != NULL ? pr->answer : "";
-	st->probes[st->nprobes].confidence = -1;
-	st->probes[st->nprobes].min_prob = -1;
-	st->probes[st->nprobes].entropy = -1;
+	/* token statistics where the trace carries them (history of llm workers), else unknown */
+	st->probes[st->nprobes].confidence = pr != NULL ? pr->mean_prob : -1;
+	st->probes[st->nprobes].min_prob = pr != NULL ? pr->min_prob : -1;
+	st->probes[st->nprobes].entropy = pr != NULL ? pr->chain_entropy : -1;
 	st->nprobes++;
 	ch->nprobes = st->nprobes;
 	*probe_tokens += pr != NULL ? pr->out_tokens : 0;

@@ -17,6 +17,37 @@ struct histexport_ctx {
 	int err;
 };
 
+/* A probe statistic, or null when unknown (< 0). */
+static void
+histexport_stat(struct jsonw *w, double v)
+{
+	if (v >= 0)
+		jsonw_double(w, v);
+	else
+		jsonw_null(w);
+}
+
+/* One probe point: [position, answer, out_tokens] and, when the engine gave token statistics,
+ * [..., mean_prob, min_prob, chain_entropy] (null where one is unknown).  Records from before
+ * the statistics existed (stats false) carry only the mean probability, as restore reads them. */
+static void
+histexport_probe(struct jsonw *w, const Certa__V1__ProbePoint *pp, uint64_t out_tokens)
+{
+	double mean = pp->confidence, min = pp->stats ? pp->min_prob : -1,
+	    ent = pp->stats ? pp->chain_entropy : -1;
+
+	jsonw_array_begin(w);
+	jsonw_uint(w, pp->position);
+	jsonw_string(w, pp->answer);
+	jsonw_uint(w, out_tokens);
+	if (mean >= 0 || min >= 0 || ent >= 0) {
+		histexport_stat(w, mean);
+		histexport_stat(w, mean >= 0 ? min : -1);
+		histexport_stat(w, ent);
+	}
+	jsonw_array_end(w);
+}
+
 /* One chain as one traces line. */
 static int
 histexport_chain(struct histexport_ctx *x, const Certa__V1__Program *pm,
@@ -44,13 +75,11 @@ histexport_chain(struct histexport_ctx *x, const Certa__V1__Program *pm,
 	jsonw_kbool(x->w, "final_correct", target[0] != '\0' && answer_equivalent(final, target));
 	jsonw_key(x->w, "probes");
 	jsonw_array_begin(x->w);
-	for (i = 0; i < r->n_probes; i++) {
-		jsonw_array_begin(x->w);
-		jsonw_uint(x->w, r->probes[i]->position);
-		jsonw_string(x->w, r->probes[i]->answer);
-		jsonw_uint(x->w, 0);
-		jsonw_array_end(x->w);
-	}
+	/* The record keeps the chain's probe tokens as a sum: each probe gets its share (the
+	 * first ones the remainder), so a replay charges what the chain paid for probing. */
+	for (i = 0; i < r->n_probes; i++)
+		histexport_probe(x->w, r->probes[i], r->probe_tokens / r->n_probes +
+		    (i < r->probe_tokens % r->n_probes ? 1 : 0));
 	jsonw_array_end(x->w);
 	jsonw_kstring(x->w, "text", r->text);
 	jsonw_object_end(x->w);

@@ -6,7 +6,11 @@
  * (data/traces README): model (the program's model, "unknown" when none was asked for),
  * dataset "history", seed = 100 * (program ordinal) + chain index (unique, so the same
  * problem asked by several programs gives more samples), problem_id = program id, problem, target, tokens_used,
- * finished, final_answer, final_correct, probes [[position, answer, 0], ...] and text.
+ * finished, final_answer, final_correct, probes and text.  A probe is [position, answer,
+ * out_tokens], out_tokens being the chain's probe tokens shared evenly over its probes (the
+ * record keeps only the sum), followed by [mean_prob, min_prob, chain_entropy] when the engine
+ * gave token statistics (llm workers; null where one is unknown), so calibration can fit the
+ * token-probability features (docs/certainty.md).
  *
  * Labels: certad does not know the right answer.  target is the program's own answer (for a
  * program that ran to its natural end, the majority of its chains' final answers); replace it

@@ -391,6 +391,36 @@ probe_fields(const struct json_value *p, const struct json_value **pos,
 	}
 }
 
+/* The optional token statistics of a probe, in trace_probe order (mean_prob, min_prob,
+ * chain_entropy): array elements 3-5 or object keys. */
+static const char *const probe_stat_keys[3] = { "mean_prob", "min_prob", "chain_entropy" };
+
+static const struct json_value *
+probe_stat(const struct json_value *p, size_t k)
+{
+	return json_type(p) == JSON_ARRAY ? json_array_at(p, 3 + k) :
+	    json_object_get(p, probe_stat_keys[k]);
+}
+
+/* A statistic: absent or null -> -1 (unknown); otherwise a number in [0, 1] (probabilities)
+ * or >= 0 (entropy).  False when present and out of range or not a number. */
+static bool
+probe_stat_value(const struct json_value *v, size_t k, double *out)
+{
+	double d;
+
+	*out = -1;
+	if (json_type(v) == JSON_NONE || json_type(v) == JSON_NULL)
+		return true;
+	if (json_type(v) != JSON_NUMBER)
+		return false;
+	d = json_number(v);
+	if (!(d >= 0) || (k < 2 && d > 1) || d > 1e6)
+		return false;
+	*out = d;
+	return true;
+}
+
 static int
 probe_cmp(const void *a, const void *b)
 {
@@ -440,6 +470,15 @@ get_probes(struct decoder *dc, struct trace *t)
 			bad(dc, "probe %zu: bad answer", i);
 			return dc->err;
 		}
+		for (size_t k = 0; k < 3; k++) {
+			double v;
+
+			if (!probe_stat_value(probe_stat(p, k), k, &v)) {
+				bad(dc, "probe %zu: bad %s (a probability in [0, 1], an entropy "
+				    ">= 0, or null)", i, probe_stat_keys[k]);
+				return dc->err;
+			}
+		}
 	}
 	probes = pool_alloc(&dc->tr->pool, (n ? n : 1) * sizeof(*probes), _Alignof(struct trace_probe));
 	if (probes == NULL)
@@ -458,6 +497,9 @@ get_probes(struct decoder *dc, struct trace *t)
 		if (json_type(out) == JSON_NUMBER)
 			number_int(out, &x);
 		probes[i].out_tokens = (uint32_t)x;
+		probe_stat_value(probe_stat(json_array_at(arr, i), 0), 0, &probes[i].mean_prob);
+		probe_stat_value(probe_stat(json_array_at(arr, i), 1), 1, &probes[i].min_prob);
+		probe_stat_value(probe_stat(json_array_at(arr, i), 2), 2, &probes[i].chain_entropy);
 		if (json_type(ans) == JSON_STRING) {
 			s = json_string(ans, &len);
 		} else if (json_type(ans) == JSON_NUMBER) {

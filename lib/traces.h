@@ -41,6 +41,14 @@ struct trace_probe {
 	uint64_t position;   /* decode tokens into the run (64, 128, ... in the recorded data) */
 	const char *answer;  /* LaTeX fragment, may be "" */
 	uint32_t out_tokens; /* tokens the probe decoded */
+	/* Token statistics of the engine that recorded the run (certad's history of llm workers;
+	 * optional 4th-6th array elements or keys "mean_prob", "min_prob", "chain_entropy"), -1
+	 * where absent or null (the recorded dev traces): the probe answer's mean and least token
+	 * probability in [0,1], and the mean entropy in nats (>= 0) of the distributions the
+	 * chain's own tokens were drawn from in the step that ended here. */
+	double mean_prob;
+	double min_prob;
+	double chain_entropy;
 };
 
 /* One recorded run.  Plain read-only data; fields follow the trace format. */

@@ -422,6 +422,121 @@ test_calibrate_synthetic(void **state)
 	assert_int_equal(harness_rmrf(dir), 0);
 }
 
+/* As write_trace, with the token statistics of an llm worker's history on every probe: mean
+ * probability pfirst / pthen (and as least probability), chain entropy 1. */
+static void
+write_trace_probs(FILE *f, const char *problem, const char *final, const char *first,
+    size_t nfirst, double pfirst, const char *then, double pthen, size_t n)
+{
+	size_t i;
+
+	fprintf(f, "{\"model\":\"m\",\"dataset\":\"d\",\"seed\":42,\"problem_id\":\"%s\","
+	    "\"problem\":\"%s\",\"target\":\"%s\",\"tokens_used\":%zu,\"finished\":true,"
+	    "\"final_answer\":\"%s\",\"final_correct\":true,\"text\":\"thinking\",\"probes\":[",
+	    problem, problem, final, 64 * n, final);
+	for (i = 0; i < n; i++) {
+		double pr = i < nfirst ? pfirst : pthen;
+		fprintf(f, "%s[%zu,\"%s\",1,%g,%g,1]", i ? "," : "", 64 * (i + 1),
+		    i < nfirst ? first : then, pr, pr);
+	}
+	fprintf(f, "]}\n");
+}
+
+/* Token statistics in the traces (history exported from llm workers) reach the features in
+ * replay, and calibration fits their weights: on traces whose false consensus is told apart
+ * by a low probe probability, the threshold sweep saves more with the confidence weight than
+ * without, the calibrated policy has a confidence weight > 0, and the same traces without the
+ * statistics calibrate to weight 0 (the policy as before). */
+static void
+test_token_stats_replay(void **state)
+{
+	struct sched_policy p;
+	struct evalsim_set s;
+	struct evalsim_calib cal;
+	struct traces *tr;
+	double tau, loss, saved_with, saved_without;
+	uint64_t u = 0;
+	char dir[64], path[128];
+	size_t i, k;
+	FILE *f;
+
+	(void)state;
+	log_set_level(LOG_LVL_ERR);
+	snprintf(dir, sizeof dir, "/tmp/certa-test-policy-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/m__d__seed_42.jsonl", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	/* A: "7" from the start, sure.  B: a false "3" for 16 probes, unsure, then "9", sure. */
+	write_trace_probs(f, "Problem A", "7", "7", 64, 0.95, "7", 0.95, 64);
+	write_trace_probs(f, "Problem B", "9", "3", 16, 0.3, "9", 0.95, 64);
+	fclose(f);
+	assert_int_equal(traces_load(dir, &tr), 0);
+
+	sched_policy_default(&p);
+	memset(p.cot_w, 0, sizeof p.cot_w);
+	p.cot_w[0] = -3;
+	p.cot_w[1] = 1;
+	p.probe_stride = 0;
+	/* Without the confidence weight: test_calibrate_synthetic's pick (B's "3" bounds it). */
+	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
+	saved_without = evalsim_pick_threshold(&s, 0.01, false, &tau, &u, &loss);
+	assert_true(tau == 0.74);
+	/* the rows carry the statistics: x = probability - 0.5 (both), entropy 1 */
+	for (k = 0; k < s.traj[1].nrows; k++) {
+		const double *x = s.traj[1].x + k * s.traj[1].nfeat;
+		assert_true(fabs(x[9] - (-0.2)) < 1e-12 || fabs(x[9] - 0.45) < 1e-12);
+		assert_true(x[14] == x[9]);
+		assert_true(x[15] == 1);
+	}
+	evalsim_set_free(&s);
+	p.cot_w[9] = 8;
+	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
+	saved_with = evalsim_pick_threshold(&s, 0.01, false, &tau, &u, &loss);
+	assert_true(loss == 0);
+	assert_true(saved_with > saved_without + 0.05);
+	/* the sweep still predicts sched_decide exactly */
+	p.cot_threshold = tau;
+	for (i = 0; i < 2; i++) {
+		struct evalsim_outcome o;
+		const struct evalsim_traj *t = &s.traj[i];
+		assert_int_equal(evalsim_run(&p, traces_program_at(tr, i), SCHED_ALGO_COT, 1, &o,
+		    NULL), 0);
+		k = evalsim_stop_index(t->pts, t->npts, tau, 0);
+		assert_int_equal(o.decode_tokens + o.probe_tokens, t->pts[k].cost);
+		assert_true(o.correct);
+	}
+	evalsim_set_free(&s);
+
+	memset(&cal, 0, sizeof cal);
+	cal.max_loss = 0.01;
+	cal.split = EVALSIM_ALL;
+	cal.folds = 1;
+	cal.cot_label = EVALSIM_LABEL_SAFE;
+	cal.sc_label = EVALSIM_LABEL_SAME;
+	sched_policy_default(&p);
+	assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
+	assert_true(p.cot_w[9] > 0);
+	assert_true(cal.cot_loss <= 0.01);
+	traces_free(tr);
+	assert_int_equal(harness_rmrf(dir), 0);
+
+	/* The same runs without statistics: weight 0, as the shipped policy. */
+	assert_non_null(mkdtemp(strcpy(dir, "/tmp/certa-test-policy-XXXXXX")));
+	snprintf(path, sizeof path, "%s/m__d__seed_42.jsonl", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	write_trace(f, "Problem A", "7", "7", "7", 64, "7", 64);
+	write_trace(f, "Problem B", "9", "9", "3", 16, "9", 64);
+	fclose(f);
+	assert_int_equal(traces_load(dir, &tr), 0);
+	sched_policy_default(&p);
+	assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
+	assert_true(p.cot_w[9] == 0 && p.cot_w[14] == 0 && p.cot_w[15] == 0);
+	traces_free(tr);
+	assert_int_equal(harness_rmrf(dir), 0);
+}
+
 /* Cross-validation pieces: folds by problem hash, reweighting a recorded set equals
  * recording it again with the weights, and the z bound makes the pick stricter. */
 static void
@@ -1285,6 +1400,7 @@ main(void)
 		cmocka_unit_test(test_state_machine_aborts),
 		cmocka_unit_test(test_fit_logistic),
 		cmocka_unit_test(test_calibrate_synthetic),
+		cmocka_unit_test(test_token_stats_replay),
 		cmocka_unit_test(test_calibrate_folds),
 		cmocka_unit_test(test_filter_selects),
 		cmocka_unit_test(test_unpromising_relative_replay),

@@ -499,6 +499,53 @@ test_load_buffer(void **state)
 	free(b);
 }
 
+/* Probe token statistics (history of llm workers): array elements 3-5 or keys, null or
+ * absent = unknown (-1); a probability outside [0, 1] or a negative entropy skips the line. */
+static void
+test_probe_stats(void **state)
+{
+	char *a = line("m1", "ds1", 42, "1", "p", "36", 200,
+	    "[[64, \"3\", 5, 0.25, 0.125, 1.5], [128, \"36\", 4, null, null, 0.5], "
+	    "[192, \"36\", 4]]", "t");
+	char *b = line("m1", "ds1", 43, "1", "p", "36", 200,
+	    "[{\"position\": 64, \"answer\": \"36\", \"out_tokens\": 3, \"mean_prob\": 0.75, "
+	    "\"chain_entropy\": 0}]", "t");
+	char *bad1 = line("m1", "ds1", 44, "1", "p", "36", 200, "[[64, \"3\", 5, 1.5]]", "t");
+	char *bad2 = line("m1", "ds1", 45, "1", "p", "36", 200, "[[64, \"3\", 5, 0.5, 0.5, -1]]",
+	    "t");
+	char *bad3 = line("m1", "ds1", 46, "1", "p", "36", 200, "[[64, \"3\", 5, \"0.5\"]]", "t");
+	char *buf = NULL;
+	struct traces *tr;
+	const struct trace *t;
+
+	(void)state;
+	log_set_level(LOG_LVL_ERR);
+	assert_true(asprintf(&buf, "%s%s%s%s%s", a, b, bad1, bad2, bad3) > 0);
+	assert_int_equal(traces_load_buffer("mem.jsonl", buf, strlen(buf), &tr), 0);
+	log_set_level(LOG_LVL_INFO);
+	assert_int_equal(traces_count(tr), 2);
+	assert_int_equal(traces_skipped(tr), 3);
+	t = traces_at(tr, 0);
+	assert_int_equal(t->nprobes, 3);
+	assert_true(t->probes[0].mean_prob == 0.25 && t->probes[0].min_prob == 0.125 &&
+	    t->probes[0].chain_entropy == 1.5);
+	assert_int_equal(t->probes[0].out_tokens, 5);
+	assert_true(t->probes[1].mean_prob == -1 && t->probes[1].min_prob == -1 &&
+	    t->probes[1].chain_entropy == 0.5);
+	assert_true(t->probes[2].mean_prob == -1 && t->probes[2].min_prob == -1 &&
+	    t->probes[2].chain_entropy == -1);
+	t = traces_at(tr, 1);
+	assert_true(t->probes[0].mean_prob == 0.75 && t->probes[0].min_prob == -1 &&
+	    t->probes[0].chain_entropy == 0);
+	traces_free(tr);
+	free(buf);
+	free(a);
+	free(b);
+	free(bad1);
+	free(bad2);
+	free(bad3);
+}
+
 static void
 test_load_errors(void **state)
 {
@@ -718,6 +765,7 @@ main(void)
 	};
 	const struct CMUnitTest standalone[] = {
 		cmocka_unit_test(test_load_buffer),
+		cmocka_unit_test(test_probe_stats),
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_real_traces),
 	};
