@@ -932,6 +932,29 @@ test_crash_resume(void **state)
 	    "    j = json.loads(l); c[j[\"problem_id\"]] = (j[\"text\"], j[\"tokens_used\"])\n"
 	    "a, b = c[sys.argv[2]], c[sys.argv[3]]\n"
 	    "sys.exit(0 if a == b and len(a[0]) > 0 else 1)' %s %s %s", out, ida, idb), 0);
+	/* Every probe of the llm worker's chains carries its token statistics (mean and least
+	 * probability, chain entropy) and a share of the probe tokens, so calibration can fit
+	 * the token-probability weights; the evaluator replays the file. */
+	assert_int_equal(harness_sh("python3 -c 'import json, sys\n"
+	    "n = 0\n"
+	    "for l in open(sys.argv[1]):\n"
+	    "    pp = json.loads(l)[\"probes\"]\n"
+	    "    for i, p in enumerate(pp):\n"
+	    "        pos, ans, tok, mean, least, ent = p\n"
+	    "        assert ent >= 0 and tok > 0, p\n"
+	    "        if mean is None:\n"
+	    "            assert least is None and i == len(pp) - 1, p  # the end: no probe ran\n"
+	    "            continue\n"
+	    "        assert 0 < mean <= 1 and 0 <= least <= mean, p\n"
+	    "        n += 1\n"
+	    "sys.exit(0 if n > 0 else 1)' %s", out), 0);
+	{
+		char *eval = harness_bin("certa-eval");
+		assert_non_null(eval);
+		assert_int_equal(harness_sh("%s --traces %s --no-curve >/dev/null 2>&1", eval,
+		    f->dir), 0);
+		free(eval);
+	}
 	f->passed = 1;
 }
 
