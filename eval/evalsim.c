@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1536,6 +1537,137 @@ evalsim_fit_folds(struct evalsim_set *s, enum sched_algo algo, double lambda,
 	return 0;
 }
 
+/* One cot fit and pick (evalsim_calibrate, per spacing). */
+struct evalsim_cot_pick {
+	double saved, tau, slope, ctau[3];
+	uint64_t u;
+	size_t rule;
+};
+
+/* Chi-squared with 3 degrees of freedom at p = 0.001: the likelihood-ratio statistic the
+ * token statistics (3 features) must exceed to be kept. */
+#define EVALSIM_STATS_CHI2 16.27
+
+/* Fits the cot weights on s (per fold and all data, leaving s scored out-of-fold) and picks
+ * the threshold, bound, and (cal) slope or difficulty classes; s->slope is the starting
+ * slope on entry and the picked one on return. */
+static int
+evalsim_cot_fit_pick(struct evalsim_set *s, const struct evalsim_calib *cal, double target,
+    double wf[][SCHED_COT_NFEAT], double *w, struct evalsim_cot_pick *pk)
+{
+	double loss;
+	int rc;
+
+	memset(pk, 0, sizeof *pk);
+	rc = evalsim_fit_folds(s, SCHED_ALGO_COT, cal->lambda, wf, w);
+	if (rc != 0)
+		return rc;
+	if (cal->cot_slope)
+		pk->saved = evalsim_pick_slope(s, target, &pk->slope, &pk->tau, &pk->u, &loss);
+	else
+		pk->saved = evalsim_pick_threshold(s, target, true, &pk->tau, &pk->u, &loss);
+	pk->slope = s->slope;
+	pk->rule = EVALSIM_NDIFF;
+	pk->ctau[0] = pk->ctau[1] = pk->ctau[2] = pk->tau;
+	if (cal->difficulty && s->slope == 0) {
+		size_t r;
+		uint64_t cu = pk->u;
+		double te, th, closs;
+		double cs = evalsim_pick_classes(s, target, cal->difficulty_rule,
+		    cal->difficulty_ordered, &r, &te, &th, &cu, &closs);
+		if (cs > pk->saved + 1e-12) {
+			pk->rule = r;
+			pk->ctau[DIFFICULTY_EASY] = te;
+			pk->ctau[DIFFICULTY_HARD] = th;
+			pk->u = cu;
+			pk->saved = cs;
+		}
+	}
+	return 0;
+}
+
+/* Log-likelihood of s's chain rows under the weights that scored them: fold f's rows under
+ * wf[f] when the set has folds (out-of-fold), all under w otherwise. */
+static double
+evalsim_rows_loglik(const struct evalsim_set *s, double wf[][SCHED_COT_NFEAT], const double *w)
+{
+	const struct evalsim_traj *t = &s->rows;
+	double ll = 0;
+	size_t r;
+
+	for (r = 0; r < t->nrows; r++) {
+		const double *wr = s->folds >= 2 && s->row_fold != NULL ? wf[s->row_fold[r]] : w;
+		double pr = certainty_logistic(wr, t->x + r * t->nfeat, t->nfeat);
+		if (pr < 1e-12)
+			pr = 1e-12;
+		if (pr > 1 - 1e-12)
+			pr = 1 - 1e-12;
+		ll += t->y[r] ? log(pr) : log(1 - pr);
+	}
+	return ll;
+}
+
+/* evalsim.h; the saving alone is no test: on traces whose statistics are noise the threshold
+ * sweep still finds a point more saving by chance (1.2 pt on one model of the dev traces)
+ * while the likelihood gets worse (docs/certainty.md "Token-probability features"). */
+bool
+evalsim_stats_gain(size_t nrows, size_t nprog, double ll1, double ll0, double saved1,
+    double saved0)
+{
+	double deff = nprog > 0 ? (double)nrows / (double)nprog : 1;
+
+	if (deff < 1)
+		deff = 1;
+	return 2 * (ll1 - ll0) / deff > EVALSIM_STATS_CHI2 && saved1 > saved0;
+}
+
+/* The token-statistics features of the chain rows (9 confidence, 14 min_prob, 15
+ * chain_entropy). */
+static const size_t evalsim_stat_feats[3] = { 9, 14, 15 };
+
+/* When some chain row of s (the rows the fit reads) has a token-statistics feature, moves
+ * those columns to a new array in *stash (3 doubles per row), zeroes them in s and returns 1
+ * (a fit then gives them weight 0, so the trajectories' features need no change); 0 when none
+ * has one (nothing changed, *stash NULL); -ENOMEM. */
+static int
+evalsim_set_stats(struct evalsim_set *s, double **stash)
+{
+	struct evalsim_traj *t = &s->rows;
+	size_t r, k;
+	bool any = false;
+
+	*stash = NULL;
+	if (t->nfeat != CERTAINTY_COT_NFEAT)
+		return 0;
+	for (r = 0; r < t->nrows && !any; r++)
+		for (k = 0; k < 3; k++)
+			any |= t->x[r * t->nfeat + evalsim_stat_feats[k]] != 0;
+	if (!any)
+		return 0;
+	*stash = malloc(t->nrows * 3 * sizeof **stash);
+	if (*stash == NULL)
+		return -ENOMEM;
+	for (r = 0; r < t->nrows; r++)
+		for (k = 0; k < 3; k++) {
+			double *v = &t->x[r * t->nfeat + evalsim_stat_feats[k]];
+			(*stash)[r * 3 + k] = *v;
+			*v = 0;
+		}
+	return 1;
+}
+
+/* Puts back the columns evalsim_set_stats() moved to stash. */
+static void
+evalsim_set_stats_restore(struct evalsim_set *s, const double *stash)
+{
+	struct evalsim_traj *t = &s->rows;
+	size_t r, k;
+
+	for (r = 0; r < t->nrows; r++)
+		for (k = 0; k < 3; k++)
+			t->x[r * t->nfeat + evalsim_stat_feats[k]] = stash[r * 3 + k];
+}
+
 int
 evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
     struct sched_policy *p)
@@ -1545,7 +1677,10 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	double best_saved = -1e9, tau, loss, saved, plain, target;
 	double wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT], best_wf[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT];
 	double w[SCHED_COT_NFEAT], ws[SCHED_COT_NFEAT], ctau[3], tv = p->sc_vote_threshold;
-	double slope = 0;
+	double *stash = NULL;
+	struct evalsim_cot_pick pk;
+	double ll1;
+	bool stats_kept;
 	uint64_t u;
 	unsigned folds, f;
 	size_t si, i, rule;
@@ -1566,6 +1701,8 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 	if (cal->sc_n == 0)
 		cal->sc_n = 3;
 	cal->cot_classes = false;
+	cal->cot_stats = false;
+	cal->cot_stats_seen = false;
 	memset(best_wf, 0, sizeof best_wf);
 	/* cot: for each probe spacing, record once (the chain features and steps do not depend
 	 * on the weights), fit per fold, sweep the out-of-fold trajectories. */
@@ -1578,34 +1715,48 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 		if (rc != 0)
 			return rc;
 		memset(wf, 0, sizeof wf);
-		rc = evalsim_fit_folds(&s, SCHED_ALGO_COT, cal->lambda, wf, w);
+		s.harm_only = cal->harm_only;
+		s.z = cal->z;
+		s.slope = p->cot_threshold_slope;
+		rc = evalsim_cot_fit_pick(&s, cal, target, wf, w, &pk);
+		ll1 = rc == 0 ? evalsim_rows_loglik(&s, wf, w) : 0;
+		if (rc == 0)
+			rc = evalsim_set_stats(&s, &stash);
+		/* Token statistics (history of llm workers) are kept only where they make the
+		 * out-of-fold pick save more than without them: a feature that carries nothing
+		 * still jitters the certaindex, and stopping at its first crossing turns that
+		 * jitter into early stops (docs/certainty.md "Token-probability features"). */
+		if (rc > 0) {
+			double wf0[EVALSIM_MAX_FOLDS][SCHED_COT_NFEAT], w0[SCHED_COT_NFEAT];
+			struct evalsim_cot_pick pk0;
+
+			cal->cot_stats_seen = true;
+			memset(wf0, 0, sizeof wf0);
+			s.slope = p->cot_threshold_slope;
+			rc = evalsim_cot_fit_pick(&s, cal, target, wf0, w0, &pk0);
+			if (rc == 0 && !evalsim_stats_gain(s.rows.nrows, s.nprog, ll1, evalsim_rows_loglik(&s, wf0, w0),
+			    pk.saved, pk0.saved)) {
+				memcpy(wf, wf0, sizeof wf);
+				memcpy(w, w0, sizeof w);
+				pk = pk0;
+			} else if (rc == 0) {
+				evalsim_set_stats_restore(&s, stash);
+				rc = evalsim_fit_folds(&s, SCHED_ALGO_COT, cal->lambda, wf, w);
+				s.slope = pk.slope;
+			}
+			free(stash);
+			stash = NULL;
+		}
 		if (rc != 0) {
 			evalsim_set_free(&s);
 			return rc;
 		}
-		s.harm_only = cal->harm_only;
-		s.z = cal->z;
-		s.slope = p->cot_threshold_slope;
-		if (cal->cot_slope)
-			saved = evalsim_pick_slope(&s, target, &slope, &tau, &u, &loss);
-		else
-			saved = evalsim_pick_threshold(&s, target, true, &tau, &u, &loss);
-		rule = EVALSIM_NDIFF;
-		ctau[0] = ctau[1] = ctau[2] = tau;
-		if (cal->difficulty && s.slope == 0) {
-			size_t r;
-			uint64_t cu = u;
-			double te, th, closs;
-			double cs = evalsim_pick_classes(&s, target, cal->difficulty_rule,
-			    cal->difficulty_ordered, &r, &te, &th, &cu, &closs);
-			if (cs > saved + 1e-12) {
-				rule = r;
-				ctau[DIFFICULTY_EASY] = te;
-				ctau[DIFFICULTY_HARD] = th;
-				u = cu;
-				saved = cs;
-			}
-		}
+		stats_kept = w[9] != 0 || w[14] != 0 || w[15] != 0;
+		saved = pk.saved;
+		tau = pk.tau;
+		u = pk.u;
+		rule = pk.rule;
+		memcpy(ctau, pk.ctau, sizeof ctau);
 		if (saved > best_saved) {
 			evalsim_score_cls(&s, rule, ctau, u, &loss, &saved, &plain);
 			best_saved = saved;
@@ -1623,6 +1774,7 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 			best.cot_threshold_easy = ctau[DIFFICULTY_EASY];
 			best.cot_threshold_hard = ctau[DIFFICULTY_HARD];
 			cal->cot_classes = rule < EVALSIM_NDIFF;
+			cal->cot_stats = stats_kept;
 			cal->cot_bound = loss;
 			cal->cot_loss = plain;
 			cal->cot_saved = saved;

@@ -450,6 +450,13 @@ struct evalsim_calib {
 	int difficulty_rule;      /* 0: sweep every rule; r + 1: evalsim_diff_rules[r] only */
 	bool difficulty_ordered;  /* only cot.threshold_hard >= cot.threshold_easy */
 	bool cot_classes;         /* result: the classes were kept */
+	/* result: the chosen spacing's chain rows had token statistics (traces exported from
+	 * llm workers), the chain model with them predicted the rows significantly better out
+	 * of fold (a likelihood-ratio test, p < 0.001 after the design effect of a chain's
+	 * rows) and its pick saved more, so the token-probability weights are fitted; otherwise
+	 * they are 0 and the pick is the one without them. */
+	bool cot_stats;
+	bool cot_stats_seen;      /* result: some chain row had token statistics */
 	/* Also sweep sc.vote_threshold (evalsim_pick_vote) with the sc threshold; otherwise the
 	 * starting policy's value is kept (and the sweep sees it). */
 	bool sc_vote;
@@ -465,6 +472,17 @@ struct evalsim_calib {
 	double cot_in_loss, cot_in_saved, sc_in_loss, sc_in_saved;
 	size_t cot_programs, sc_programs;
 };
+
+/*
+ * Whether token statistics (chain features 9, 14, 15) earn their place in a calibration: the
+ * chain model with them predicts its nrows rows (from nprog programs) better out of fold,
+ * ll1 against ll0 without them (each row scored by weights fitted without its fold), by a
+ * likelihood-ratio statistic 2 (ll1 - ll0) / (nrows / nprog) above 16.27 (chi-squared, 3
+ * degrees of freedom, p = 0.001; the division is the full design effect, since one chain's
+ * rows are not independent), and the threshold pick with them saves more (saved1 > saved0).
+ */
+bool evalsim_stats_gain(size_t nrows, size_t nprog, double ll1, double ll0, double saved1,
+    double saved0);
 
 /*
  * Fits a policy on the traces (split): cot weights by logistic regression on chain rows; the

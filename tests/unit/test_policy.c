@@ -423,19 +423,26 @@ test_calibrate_synthetic(void **state)
 }
 
 /* As write_trace, with the token statistics of an llm worker's history on every probe: mean
- * probability pfirst / pthen (and as least probability), chain entropy 1. */
+ * probability pfirst / pthen (and as least probability), chain entropy 1; a negative
+ * probability: noise, uniform in [0.05, 0.95] from a generator seeded by the problem. */
 static void
 write_trace_probs(FILE *f, const char *problem, const char *final, const char *first,
     size_t nfirst, double pfirst, const char *then, double pthen, size_t n)
 {
+	uint64_t g = 1469598103934665603ULL;
 	size_t i;
 
+	for (i = 0; problem[i] != '\0'; i++)
+		g = (g ^ (unsigned char)problem[i]) * 1099511628211ULL;
 	fprintf(f, "{\"model\":\"m\",\"dataset\":\"d\",\"seed\":42,\"problem_id\":\"%s\","
 	    "\"problem\":\"%s\",\"target\":\"%s\",\"tokens_used\":%zu,\"finished\":true,"
 	    "\"final_answer\":\"%s\",\"final_correct\":true,\"text\":\"thinking\",\"probes\":[",
 	    problem, problem, final, 64 * n, final);
 	for (i = 0; i < n; i++) {
 		double pr = i < nfirst ? pfirst : pthen;
+		g = g * 6364136223846793005ULL + 1442695040888963407ULL;
+		if (pr < 0)
+			pr = 0.05 + 0.9 * (double)(g >> 11) / 9007199254740992.0;
 		fprintf(f, "%s[%zu,\"%s\",1,%g,%g,1]", i ? "," : "", 64 * (i + 1),
 		    i < nfirst ? first : then, pr, pr);
 	}
@@ -508,33 +515,72 @@ test_token_stats_replay(void **state)
 	}
 	evalsim_set_free(&s);
 
+	traces_free(tr);
+	assert_int_equal(harness_rmrf(dir), 0);
+
+	/* The whole calibration on 24 programs of each kind, three ways: statistics that tell
+	 * B's false "3" (fitted: weight > 0), the same probability on every probe (a fit gives
+	 * it weight, the likelihood gains nothing: not kept), none (weight 0, not seen). */
 	memset(&cal, 0, sizeof cal);
 	cal.max_loss = 0.01;
 	cal.split = EVALSIM_ALL;
 	cal.folds = 1;
 	cal.cot_label = EVALSIM_LABEL_SAFE;
 	cal.sc_label = EVALSIM_LABEL_SAME;
-	sched_policy_default(&p);
-	assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
-	assert_true(p.cot_w[9] > 0);
-	assert_true(cal.cot_loss <= 0.01);
-	traces_free(tr);
-	assert_int_equal(harness_rmrf(dir), 0);
+	for (k = 0; k < 3; k++) {
+		assert_non_null(mkdtemp(strcpy(dir, "/tmp/certa-test-policy-XXXXXX")));
+		snprintf(path, sizeof path, "%s/m__d__seed_42.jsonl", dir);
+		f = fopen(path, "w");
+		assert_non_null(f);
+		for (i = 0; i < 24; i++) {
+			char pa[32], pb[32];
+			snprintf(pa, sizeof pa, "Problem A%zu", i);
+			snprintf(pb, sizeof pb, "Problem B%zu", i);
+			if (k == 0) {
+				write_trace_probs(f, pa, "7", "7", 64, 0.95, "7", 0.95, 64);
+				write_trace_probs(f, pb, "9", "3", 16, 0.3, "9", 0.95, 64);
+			} else if (k == 1) {
+				write_trace_probs(f, pa, "7", "7", 64, -1, "7", -1, 64);
+				write_trace_probs(f, pb, "9", "3", 16, -1, "9", -1, 64);
+			} else {
+				write_trace(f, pa, "7", "7", "7", 64, "7", 64);
+				write_trace(f, pb, "9", "9", "3", 16, "9", 64);
+			}
+		}
+		fclose(f);
+		assert_int_equal(traces_load(dir, &tr), 0);
+		sched_policy_default(&p);
+		assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
+		assert_true(cal.cot_loss <= 0.01);
+		assert_int_equal(cal.cot_stats_seen, k < 2);
+		assert_int_equal(cal.cot_stats, k == 0);
+		if (k == 0)
+			assert_true(p.cot_w[9] > 0);
+		else
+			assert_true(p.cot_w[9] == 0 && p.cot_w[14] == 0 && p.cot_w[15] == 0);
+		traces_free(tr);
+		assert_int_equal(harness_rmrf(dir), 0);
+	}
+}
 
-	/* The same runs without statistics: weight 0, as the shipped policy. */
-	assert_non_null(mkdtemp(strcpy(dir, "/tmp/certa-test-policy-XXXXXX")));
-	snprintf(path, sizeof path, "%s/m__d__seed_42.jsonl", dir);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	write_trace(f, "Problem A", "7", "7", "7", 64, "7", 64);
-	write_trace(f, "Problem B", "9", "9", "3", 16, "9", 64);
-	fclose(f);
-	assert_int_equal(traces_load(dir, &tr), 0);
-	sched_policy_default(&p);
-	assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
-	assert_true(p.cot_w[9] == 0 && p.cot_w[14] == 0 && p.cot_w[15] == 0);
-	traces_free(tr);
-	assert_int_equal(harness_rmrf(dir), 0);
+/* The keep rule for token statistics, on the figures of two calibrations of one dev-trace
+ * model (bench/confidence-sensitivity): noise statistics that save more by chance while the
+ * likelihood falls are dropped; informative ones are kept; the design effect and the saving
+ * both matter. */
+static void
+test_stats_gain(void **state)
+{
+	(void)state;
+	/* d = 0 (noise): 6507 rows, 456 programs, ll -3161.62 vs -3160.10, saved 20.3 vs 19.1% */
+	assert_false(evalsim_stats_gain(6507, 456, -3161.62, -3160.10, 0.2028, 0.1906));
+	/* d = 2: ll -6084.27 vs -7292.62 on 14401 rows of 912 programs, saved 21.0 vs 16.3% */
+	assert_true(evalsim_stats_gain(14401, 912, -6084.27, -7292.62, 0.2096, 0.1628));
+	/* ... but not when the pick saves no more */
+	assert_false(evalsim_stats_gain(14401, 912, -6084.27, -7292.62, 0.1628, 0.1628));
+	/* 2 * 100 = 200 over 16.27 alone, not over 16.27 x 15.8 rows per program */
+	assert_true(evalsim_stats_gain(912, 912, -1000, -1100, 0.2, 0.1));
+	assert_false(evalsim_stats_gain(14401, 912, -1000, -1100, 0.2, 0.1));
+	assert_false(evalsim_stats_gain(0, 0, -1, -1, 0.2, 0.1));
 }
 
 /* Cross-validation pieces: folds by problem hash, reweighting a recorded set equals
@@ -1401,6 +1447,7 @@ main(void)
 		cmocka_unit_test(test_fit_logistic),
 		cmocka_unit_test(test_calibrate_synthetic),
 		cmocka_unit_test(test_token_stats_replay),
+		cmocka_unit_test(test_stats_gain),
 		cmocka_unit_test(test_calibrate_folds),
 		cmocka_unit_test(test_filter_selects),
 		cmocka_unit_test(test_unpromising_relative_replay),
