@@ -169,10 +169,14 @@ evalsim_model_policy(const struct traces *tr, const struct sched_policy *p, cons
     struct sched_policy *out)
 {
 	uint64_t e;
+	double c;
 
 	*out = *p;
 	if (p->unpromising_relative && (e = evalsim_model_expected(tr, model)) > 0)
 		out->model_tokens = e;
+	/* token probabilities relative to the model's own level, where the traces carry them */
+	if ((c = traces_model_prob(tr, model)) > 0 && c < 1)
+		out->model_confidence = c;
 }
 
 void
@@ -832,12 +836,11 @@ evalsim_record_filtered(const struct traces *tr, const struct sched_policy *p0,
 			break;
 		prog = &views[v];
 		t->label = label;
-		if (p.unpromising_relative) {
+		{
+			/* the model's own chain length and probability level (evalsim.h) */
 			struct sched_policy pm;
 			evalsim_model_policy(tr, &p, prog->model, &pm);
 			rc = evalsim_run(&pm, prog, algo, n, &o, t);
-		} else {
-			rc = evalsim_run(&p, prog, algo, n, &o, t);
 		}
 		if (rc != 0)
 			goto fail;

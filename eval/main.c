@@ -227,12 +227,10 @@ evaluate(const struct traces *tr, const struct sched_policy *p, enum sched_algo 
 			break;
 		prog = &views[v];
 		evalsim_reference(prog, n, &full);
-		if (p->unpromising_relative) {
+		{
 			struct sched_policy pm;
 			evalsim_model_policy(tr, p, prog->model, &pm);
 			rc = evalsim_run(&pm, prog, algo, n, &o[RULE_POLICY], NULL);
-		} else {
-			rc = evalsim_run(p, prog, algo, n, &o[RULE_POLICY], NULL);
 		}
 		if (rc != 0)
 			return rc;

@@ -64,6 +64,7 @@ struct traces {
 	size_t file_warnings;
 	const char **models, **datasets;
 	size_t nmodels, ndatasets;
+	double *model_prob;   /* per model (models order): median known probe mean_prob, -1 */
 	const struct trace **set_samples;
 	struct tr_set *sets;
 	size_t nsets;
@@ -1072,6 +1073,54 @@ out:
 }
 
 static int
+double_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Each model's median known probe mean_prob (-1 when none of its probes has one). */
+static int
+build_model_prob(struct traces *tr)
+{
+	double *v = NULL;
+	size_t cap = 0;
+
+	tr->model_prob = malloc((tr->nmodels ? tr->nmodels : 1) * sizeof(*tr->model_prob));
+	if (tr->model_prob == NULL)
+		return -ENOMEM;
+	for (size_t m = 0; m < tr->nmodels; m++) {
+		size_t k = 0;
+
+		for (size_t i = 0; i < tr->n; i++) {
+			const struct trace *t = &tr->recs[i];
+			if (strcmp(t->model, tr->models[m]) != 0)
+				continue;
+			for (size_t j = 0; j < t->nprobes; j++) {
+				if (t->probes[j].mean_prob < 0)
+					continue;
+				if (k == cap) {
+					double *nv = realloc(v, (cap ? 2 * cap : 1024) * sizeof(*v));
+					if (nv == NULL) {
+						free(v);
+						return -ENOMEM;
+					}
+					v = nv;
+					cap = cap ? 2 * cap : 1024;
+				}
+				v[k++] = t->probes[j].mean_prob;
+			}
+		}
+		if (k > 1)
+			qsort(v, k, sizeof(*v), double_cmp);
+		tr->model_prob[m] = k == 0 ? -1 : k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+	}
+	free(v);
+	return 0;
+}
+
+static int
 build_index(struct traces *tr)
 {
 	const struct trace **v;
@@ -1086,7 +1135,8 @@ build_index(struct traces *tr)
 	if ((rc = distinct(v, tr->n, offsetof(struct trace, model), &tr->models, &tr->nmodels)) < 0 ||
 	    (rc = distinct(v, tr->n, offsetof(struct trace, dataset), &tr->datasets,
 		    &tr->ndatasets)) < 0 ||
-	    (rc = build_programs(tr, v)) < 0 || (rc = build_find_index(tr, v)) < 0)
+	    (rc = build_programs(tr, v)) < 0 || (rc = build_find_index(tr, v)) < 0 ||
+	    (rc = build_model_prob(tr)) < 0)
 		goto out;
 out:
 	free(v);
@@ -1102,7 +1152,7 @@ index_memory(const struct traces *tr)
 	for (size_t i = 0; i < tr->nproblems; i++)
 		maps += 2 * (tr->problems[i].text_len + 1 + 16 + 48);
 	return sizeof(*tr) + strlen(tr->dir) + 1 + tr->pool.memory + tr->cap * sizeof(*tr->recs) +
-	       (tr->nmodels + tr->ndatasets) * sizeof(char *) +
+	       (tr->nmodels + tr->ndatasets) * sizeof(char *) + tr->nmodels * sizeof(double) +
 	       2 * tr->n * sizeof(struct trace *) + tr->nsets * sizeof(*tr->sets) +
 	       tr->nproblems * sizeof(*tr->problems) + tr->nprograms * sizeof(*tr->programs) + maps;
 }
@@ -1248,6 +1298,7 @@ traces_free(struct traces *tr)
 	free(tr->sets);
 	free(tr->set_samples);
 	free(tr->models);
+	free(tr->model_prob);
 	free(tr->datasets);
 	free(tr->recs);
 	pool_free(&tr->pool);
@@ -1303,6 +1354,15 @@ const char *
 traces_model_name(const struct traces *tr, size_t i)
 {
 	return i < tr->nmodels ? tr->models[i] : NULL;
+}
+
+double
+traces_model_prob(const struct traces *tr, const char *model)
+{
+	for (size_t i = 0; model != NULL && i < tr->nmodels; i++)
+		if (strcmp(tr->models[i], model) == 0)
+			return tr->model_prob[i];
+	return -1;
 }
 
 size_t

@@ -1093,6 +1093,7 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	const char *prev = NULL;
 	size_t i;
 	double expected = p->expected_tokens > 0 ? (double)p->expected_tokens : 4096.0;
+	double level = p->model_confidence > 0 ? p->model_confidence : 0.5;
 	double *x = out->x;
 
 	memset(out, 0, sizeof *out);
@@ -1160,12 +1161,12 @@ certainty_chain_eval(const struct sched_policy *p, const struct sched_chain *c,
 	x[6] = out->position > 4 ? 4 : out->position;
 	x[7] = log2(1.0 + out->changes);
 	x[8] = out->boxed;
-	x[9] = out->confidence >= 0 ? out->confidence - 0.5 : 0;
+	x[9] = out->confidence >= 0 ? out->confidence - level : 0;
 	x[10] = log2(1.0 + out->mentions);
 	x[11] = out->grounded && out->since_mention <= 2 * (size_t)p->hesitation_window;
 	x[12] = out->box > 0;
 	x[13] = out->box < 0;
-	x[14] = out->min_prob >= 0 ? out->min_prob - 0.5 : 0;
+	x[14] = out->min_prob >= 0 ? out->min_prob - level : 0;
 	x[15] = out->entropy >= 0 ? (out->entropy > 4 ? 4 : out->entropy) : 0;
 	out->settled = p->settle_closed && c->thinking_done && out->box > 0;
 	out->certaindex = !out->valid ? 0 : out->settled ? 1 :

@@ -172,6 +172,8 @@ sched_policy_validate_riskctl(const struct sched_policy *p, char *msg, size_t ms
 		v = p->sc_vote_threshold;
 	else if (!(p->cot_threshold_slope >= -1 && p->cot_threshold_slope <= 1))
 		bad = "cot.threshold_slope", range = "[-1, 1]", v = p->cot_threshold_slope;
+	else if (!(p->model_confidence >= 0 && p->model_confidence < 1))
+		bad = "model_confidence", range = "[0, 1) (0: 0.5)", v = p->model_confidence;
 	if (bad == NULL)
 		return 0;
 	snprintf(msg, msglen, "%s: %g is out of range %s", bad, v, range);

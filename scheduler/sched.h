@@ -155,6 +155,14 @@ struct sched_policy {
 	uint32_t unpromising_relative;
 	uint64_t model_tokens;
 	uint32_t model_tokens_min_samples;
+	/* Model-relative token probabilities (key model_confidence): the serving model's median
+	 * probe mean token probability, the level features 9 and 14 (confidence, min_prob) are
+	 * measured from (x = probability - model_confidence) instead of 0.5, so that weights
+	 * fitted on one model carry to a model whose probabilities sit higher or lower.  0:
+	 * 0.5 (the default).  certa-eval sets it per model from the traces that carry token
+	 * statistics (evalsim_model_policy, traces_model_prob); in certad it is the policy's
+	 * value (set it per tenant from `certa-eval calibrate` on the model's history). */
+	double model_confidence;
 };
 
 /* One probe of a chain: its answer after `position` decode tokens. */

@@ -218,6 +218,12 @@ test_token_prob_features(void **state)
 	pr[1].entropy = 9;
 	certainty_chain_eval(&p, &c, "What is y?", &out);
 	assert_true(out.x[15] == 4);
+	/* The model's own probability level (model_confidence) is where 0 sits. */
+	q = p;
+	q.model_confidence = 0.8;
+	certainty_chain_eval(&q, &c, "What is y?", &base);
+	assert_true(fabs(base.x[9] - 0.1) < 1e-12);
+	assert_true(fabs(base.x[14] - (0.7 - 0.8)) < 1e-12);
 	q = p;
 	q.cot_w[15] = -1;
 	q.cot_w[14] = 0;

@@ -489,12 +489,20 @@ test_token_stats_replay(void **state)
 	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
 	saved_without = evalsim_pick_threshold(&s, 0.01, false, &tau, &u, &loss);
 	assert_true(tau == 0.74);
-	/* the rows carry the statistics: x = probability - 0.5 (both), entropy 1 */
-	for (k = 0; k < s.traj[1].nrows; k++) {
-		const double *x = s.traj[1].x + k * s.traj[1].nfeat;
-		assert_true(fabs(x[9] - (-0.2)) < 1e-12 || fabs(x[9] - 0.45) < 1e-12);
-		assert_true(x[14] == x[9]);
-		assert_true(x[15] == 1);
+	/* the rows carry the statistics: x = probability - the model's median probability
+	 * (0.95; both), entropy 1 */
+	assert_true(traces_model_prob(tr, "m") == 0.95);
+	assert_true(traces_model_prob(tr, "other") == -1);
+	{
+		size_t low = 0, level = 0;
+		for (k = 0; k < s.rows.nrows; k++) {
+			const double *x = s.rows.x + k * s.rows.nfeat;
+			low += fabs(x[9] - (0.3 - 0.95)) < 1e-12;
+			level += x[9] == 0;
+			assert_true(x[14] == x[9]);
+			assert_true(x[15] == 1);
+		}
+		assert_true(low > 0 && level > 0 && low + level == s.rows.nrows);
 	}
 	evalsim_set_free(&s);
 	p.cot_w[9] = 8;
@@ -502,12 +510,15 @@ test_token_stats_replay(void **state)
 	saved_with = evalsim_pick_threshold(&s, 0.01, false, &tau, &u, &loss);
 	assert_true(loss == 0);
 	assert_true(saved_with > saved_without + 0.05);
-	/* the sweep still predicts sched_decide exactly */
+	/* the sweep still predicts sched_decide exactly (at the model's probability level) */
 	p.cot_threshold = tau;
 	for (i = 0; i < 2; i++) {
 		struct evalsim_outcome o;
 		const struct evalsim_traj *t = &s.traj[i];
-		assert_int_equal(evalsim_run(&p, traces_program_at(tr, i), SCHED_ALGO_COT, 1, &o,
+		struct sched_policy pm;
+		evalsim_model_policy(tr, &p, "m", &pm);
+		assert_true(pm.model_confidence == 0.95);
+		assert_int_equal(evalsim_run(&pm, traces_program_at(tr, i), SCHED_ALGO_COT, 1, &o,
 		    NULL), 0);
 		k = evalsim_stop_index(t->pts, t->npts, tau, 0);
 		assert_int_equal(o.decode_tokens + o.probe_tokens, t->pts[k].cost);

@@ -537,6 +537,10 @@ test_probe_stats(void **state)
 	t = traces_at(tr, 1);
 	assert_true(t->probes[0].mean_prob == 0.75 && t->probes[0].min_prob == -1 &&
 	    t->probes[0].chain_entropy == 0);
+	/* the model's median of the known mean probabilities (0.25, 0.75) */
+	assert_true(traces_model_prob(tr, "m1") == 0.5);
+	assert_true(traces_model_prob(tr, "m2") == -1);
+	assert_true(traces_model_prob(tr, NULL) == -1);
 	traces_free(tr);
 	free(buf);
 	free(a);
