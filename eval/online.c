@@ -915,6 +915,9 @@ online_model(const struct traces *tr, const struct online_opts *o, const char *m
 	    100 * l0, 100 * s0, 100 * o->max_loss, best_tau, 100 * best_loss, 100 * best);
 	online_print_levels(&set, &p, tau0, u, algo);
 	evalsim_model_policy(tr, &p, model, &om);
+	/* token probabilities at the model's level, as certa-eval's replay (no effect on traces
+	 * without token statistics) */
+	p.model_confidence = om.model_confidence;
 	if (!p.unpromising_relative)
 		printf("model_tokens: absolute unpromising bounds (unpromising_relative 0)\n");
 	else if (o->oracle_tokens)
