@@ -311,6 +311,18 @@ test_fit_logistic(void **state)
 }
 
 /* Writes one synthetic trace line: probes every 64 tokens from `answers` (count n). */
+/* The default policy with a chain model of stability alone, sigmoid(-3 + log2(1 +
+ * stable/64)), probing every step (probe_stride 0). */
+static void
+stable_policy(struct sched_policy *p)
+{
+	sched_policy_default(p);
+	memset(p->cot_w, 0, sizeof p->cot_w);
+	p->cot_w[0] = -3;
+	p->cot_w[1] = 1;
+	p->probe_stride = 0;
+}
+
 static void
 write_trace(FILE *f, const char *problem, const char *target, const char *final,
     const char *first, size_t nfirst, const char *then, size_t n)
@@ -370,11 +382,7 @@ test_calibrate_synthetic(void **state)
 	/* Certaindex = sigmoid(-3 + log2(1 + stable/64)).  B's false "3" reaches stable 960 at
 	 * 1024: sigmoid(1) = 0.731; any threshold at or under it stops B wrong (loss 50%).  The
 	 * cheapest safe candidate is therefore the next one above, 0.74. */
-	sched_policy_default(&p);
-	memset(p.cot_w, 0, sizeof p.cot_w);
-	p.cot_w[0] = -3;
-	p.cot_w[1] = 1;
-	p.probe_stride = 0;
+	stable_policy(&p);
 	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
 	assert_int_equal(s.nprog, 2);
 	saved = evalsim_pick_threshold(&s, 0.01, false, &tau, &u, &loss);
@@ -480,11 +488,7 @@ test_token_stats_replay(void **state)
 	fclose(f);
 	assert_int_equal(traces_load(dir, &tr), 0);
 
-	sched_policy_default(&p);
-	memset(p.cot_w, 0, sizeof p.cot_w);
-	p.cot_w[0] = -3;
-	p.cot_w[1] = 1;
-	p.probe_stride = 0;
+	stable_policy(&p);
 	/* Without the confidence weight: test_calibrate_synthetic's pick (B's "3" bounds it). */
 	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
 	saved_without = evalsim_pick_threshold(&s, 0.01, false, &tau, &u, &loss);
@@ -1078,11 +1082,7 @@ test_cot_slope_replay(void **state)
 	dir = relative_dir();
 	assert_non_null(dir);
 	assert_int_equal(traces_load(dir, &tr), 0);
-	sched_policy_default(&p);
-	memset(p.cot_w, 0, sizeof p.cot_w);
-	p.cot_w[0] = -3;
-	p.cot_w[1] = 1;
-	p.probe_stride = 0;
+	stable_policy(&p);
 	p.unpromising_tokens = 0;
 	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
 	assert_int_equal(s.nprog, 7);
