@@ -439,8 +439,8 @@ test_sc_staged_restart(void **state)
 		usleep(20000);
 	}
 	assert_true(i < 200);
-	for (k = 0; k < 2; k++)
-		rpc_sync_stream_cancel(s[k]);
+	for (k = 0; k < 2; k++)   /* cancelled, collected and freed before the kill */
+		(void)rpc_sync_stream_close(s[k], NULL);
 	itest_stop(&e->it);   /* SIGKILL, certad and its worker */
 	start_pinned(e, "sc.staged = 1\n", NULL);
 	for (k = 0; k < 2; k++) {
