@@ -1506,6 +1506,22 @@ evalsim_round_w(double *w, size_t n, bool sc)
 	memcpy(w, sc ? q.sc_w : q.cot_w, n * sizeof *w);
 }
 
+/* Scores s's trajectories with the weights evalsim_fit_folds() fitted: each fold's with its
+ * own (out-of-fold) when the set has folds, all with wall otherwise. */
+static void
+evalsim_reweight_folds(struct evalsim_set *s, enum sched_algo algo,
+    double wf[][SCHED_COT_NFEAT], const double *wall)
+{
+	unsigned f;
+
+	if (s->folds < 2) {
+		evalsim_set_reweight(s, algo, wall, s->folds);
+		return;
+	}
+	for (f = 0; f < s->folds; f++)
+		evalsim_set_reweight(s, algo, wf[f], f);
+}
+
 /*
  * Fits per-fold weights (fold f: rows outside f) and the all-data weights of one model from
  * a recorded set, and leaves the set's certaindexes out-of-fold (each fold scored by its own
@@ -1523,19 +1539,15 @@ evalsim_fit_folds(struct evalsim_set *s, enum sched_algo algo, double lambda,
 	if (rc != 0)
 		return rc;
 	evalsim_round_w(wall, nfeat, algo != SCHED_ALGO_COT);
-	if (s->folds < 2) {
-		evalsim_set_reweight(s, algo, wall, s->folds);
-		return 0;
-	}
-	for (f = 0; f < s->folds; f++) {
+	for (f = 0; s->folds >= 2 && f < s->folds; f++) {
 		rc = evalsim_fit_set(s, f, nfeat, lambda, wf[f]);
 		if (rc == -EINVAL)  /* every row in this fold: fall back to all data */
 			memcpy(wf[f], wall, nfeat * sizeof *wall), rc = 0;
 		if (rc != 0)
 			return rc;
 		evalsim_round_w(wf[f], nfeat, algo != SCHED_ALGO_COT);
-		evalsim_set_reweight(s, algo, wf[f], f);
 	}
+	evalsim_reweight_folds(s, algo, wf, wall);
 	return 0;
 }
 
@@ -1742,8 +1754,9 @@ evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
 				memcpy(w, w0, sizeof w);
 				pk = pk0;
 			} else if (rc == 0) {
+				/* back to the fit with them: its weights are still in wf, w */
 				evalsim_set_stats_restore(&s, stash);
-				rc = evalsim_fit_folds(&s, SCHED_ALGO_COT, cal->lambda, wf, w);
+				evalsim_reweight_folds(&s, SCHED_ALGO_COT, wf, w);
 				s.slope = pk.slope;
 			}
 			free(stash);

@@ -70,6 +70,15 @@ view1(struct sched_view *v, struct sched_chain *c, size_t n, enum sched_algo alg
 	v->chains = c;
 }
 
+/* A staged sc program of three chains in its first stage: c[0..2) started, one pending. */
+static void
+view_staged(struct sched_view *v, struct sched_chain *c)
+{
+	view1(v, c, 2, SCHED_ALGO_SC);
+	v->pending = 1;
+	v->staged = true;
+}
+
 static void
 test_natural_end(void **state)
 {
@@ -249,9 +258,7 @@ test_sc_staged(void **state)
 	fake(&c[0], &f[0], "8", 64, 2048);
 	fake(&c[1], &f[1], "8", 64, 2048);
 	fake(&c[2], &f[2], "", 64, 0);
-	view1(&v, c, 2, SCHED_ALGO_SC);
-	v.pending = 1;
-	v.staged = true;
+	view_staged(&v, c);
 	sched_decide(&p, &v, &d);
 	assert_false(d.stop);
 	assert_false(d.launch);
@@ -308,9 +315,7 @@ test_sc_staged(void **state)
 	fake(&c[0], &f[0], "", 64, 1024);
 	fake(&c[1], &f[1], "", 64, 1024);
 	c[0].finished = c[1].finished = true;
-	view1(&v, c, 2, SCHED_ALGO_SC);
-	v.pending = 1;
-	v.staged = true;
+	view_staged(&v, c);
 	sched_decide(&p, &v, &d);
 	assert_false(d.stop);
 	assert_true(d.launch);
@@ -340,9 +345,7 @@ test_sc_staged(void **state)
 	v.staged = false;
 	sched_decide(&p, &v, &d);
 	assert_false(d.stop);
-	view1(&v, c, 2, SCHED_ALGO_SC);
-	v.pending = 1;
-	v.staged = true;
+	view_staged(&v, c);
 	p.sc_staged = 1;
 	/* the unpromising bound still cuts a hopeless staged program before any launch */
 	fake(&c[0], &f[0], "8", 64, 4096);
