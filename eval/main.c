@@ -1269,8 +1269,8 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 	if (cal.cot_stats_seen)
 		printf("token statistics: %s (cot.w.confidence %.4g, cot.w.min_prob %.4g, "
 		    "cot.w.chain_entropy %.4g)\n", cal.cot_stats ? "fitted" :
-		    "not kept (no saving over the fit without them)", p.cot_w[9], p.cot_w[14],
-		    p.cot_w[15]);
+		    "not kept (no significant out-of-fold gain over the fit without them)",
+		    p.cot_w[9], p.cot_w[14], p.cot_w[15]);
 	if (difficulty)
 		printf("difficulty classes: %s (difficulty.tokens %llu, difficulty.changes %u, "
 		    "cot.threshold_easy %.4g, cot.threshold_hard %.4g)\n",

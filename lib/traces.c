@@ -1100,14 +1100,9 @@ build_model_prob(struct traces *tr)
 			for (size_t j = 0; j < t->nprobes; j++) {
 				if (t->probes[j].mean_prob < 0)
 					continue;
-				if (k == cap) {
-					double *nv = realloc(v, (cap ? 2 * cap : 1024) * sizeof(*v));
-					if (nv == NULL) {
-						free(v);
-						return -ENOMEM;
-					}
-					v = nv;
-					cap = cap ? 2 * cap : 1024;
+				if (ARRAY_GROW(v, cap, k + 1) != 0) {
+					free(v);
+					return -ENOMEM;
 				}
 				v[k++] = t->probes[j].mean_prob;
 			}
