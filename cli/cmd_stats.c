@@ -32,11 +32,14 @@ const struct cmd_entry cmd_stats_entry = {
 	    "\"share_received\":0.25,\"share_weight\":0.25}],\"workers_up\":N,\"steps_total\":N,\n"
 	    "\"riskctl\":[{\"model\":...,\"algo\":\"cot\",\"shift\":0.5,\"threshold\":...,\"ucb\":...,\n"
 	    "\"target\":...,\"shadows\":N,\"changes\":N,...,\"frozen\":false}],\n"
-	    "\"model_tokens\":[{\"model\":...,\"tokens\":N,\"source\":\"learned\",...}]}.\n"
+	    "\"model_tokens\":[{\"model\":...,\"tokens\":N,\"source\":\"learned\",...,\n"
+	    "\"confidence\":0.83,\"confidence_source\":\"learned\",...}]}.\n"
 	    "Then one line per risk controller (online risk control from shadow runs,\n"
 	    "docs/certainty.md): its threshold shift, the change rate's bound, its shadows;\n"
-	    "and one line per model: the model_tokens its unpromising bounds use (learned:\n"
-	    "the median of its last finished chains; prior: the policy's; absolute: none).",
+	    "and two lines per model: the model_tokens its unpromising bounds use (learned:\n"
+	    "the median of its last finished chains; prior: the policy's; absolute: none),\n"
+	    "and the model_confidence its probability features are measured from (learned:\n"
+	    "the median probe probability of its last finished chains; prior: the policy's).",
 	.options = cmd_stats_options,
 	.min_args = 0,
 	.max_args = 0,
@@ -105,6 +108,12 @@ cmd_stats_riskctl(FILE *f, const Certa__V1__StatsReply *r, const char *prefix)
 		    "(used from %u), %" PRIu64 " counted\n", prefix,
 		    k->model[0] != '\0' ? k->model : "(default)", k->tokens, k->source, k->median,
 		    k->samples, k->min_samples, k->seen);
+		fprintf(f, "%smodel_confidence %s: %.4f (%s); median %.4f of %u kept chains "
+		    "(used from %u), %" PRIu64 " counted\n", prefix,
+		    k->model[0] != '\0' ? k->model : "(default)",
+		    k->confidence, k->confidence_source,
+		    k->confidence_median, k->confidence_samples, k->confidence_min_samples,
+		    k->confidence_seen);
 	}
 }
 
@@ -175,6 +184,12 @@ cmd_stats_json(struct jsonw *w, const Certa__V1__StatsReply *r)
 		jsonw_kuint(w, "samples", k->samples);
 		jsonw_kuint(w, "min_samples", k->min_samples);
 		jsonw_kuint(w, "seen", k->seen);
+		jsonw_kdouble(w, "confidence", k->confidence);
+		jsonw_kstring(w, "confidence_source", k->confidence_source);
+		jsonw_kdouble(w, "confidence_median", k->confidence_median);
+		jsonw_kuint(w, "confidence_samples", k->confidence_samples);
+		jsonw_kuint(w, "confidence_min_samples", k->confidence_min_samples);
+		jsonw_kuint(w, "confidence_seen", k->confidence_seen);
 		jsonw_object_end(w);
 	}
 	jsonw_array_end(w);

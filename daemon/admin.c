@@ -582,6 +582,12 @@ admin_get_stats(struct rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 				mk[j].samples = mi.samples;
 				mk[j].min_samples = mi.min_samples;
 				mk[j].seen = mi.seen;
+				mk[j].confidence = mi.confidence;
+				mk[j].confidence_source = (char *)mi.confidence_source;
+				mk[j].confidence_median = mi.confidence_median;
+				mk[j].confidence_samples = mi.confidence_samples;
+				mk[j].confidence_min_samples = mi.confidence_min_samples;
+				mk[j].confidence_seen = mi.confidence_seen;
 				mp[j] = &mk[j];
 			}
 			reply.n_model_tokens = nm;

@@ -16,6 +16,7 @@
 #include "lib/strmap.h"
 #include "scheduler/answer.h"
 #include "scheduler/chainlen.h"
+#include "scheduler/problevel.h"
 #include "scheduler/riskctl.h"
 #include "store/store.h"
 
@@ -27,10 +28,12 @@ struct shadow_ctl {
 	uint64_t dropped;
 };
 
-/* One model's chain lengths (scheduler/chainlen.h). */
+/* One model's chain lengths (scheduler/chainlen.h) and probe-probability level
+ * (scheduler/problevel.h). */
 struct shadow_len {
 	char *model;
 	struct chainlen cl;
+	struct problevel pl;
 	uint32_t unsaved;      /* programs counted since the last write */
 	uint64_t prior;        /* config policy.model_tokens (0: none) */
 };
@@ -118,6 +121,9 @@ shadow_load_one(const char *key, size_t keylen, const ProtobufCMessage *msg, voi
 		chainlen_restore(&l->cl, r->chain_tokens,
 		    r->n_chain_tokens > UINT32_MAX ? UINT32_MAX : (uint32_t)r->n_chain_tokens,
 		    r->chain_seen);
+		problevel_restore(&l->pl, r->chain_prob,
+		    r->n_chain_prob > UINT32_MAX ? UINT32_MAX : (uint32_t)r->n_chain_prob,
+		    r->prob_seen);
 		return 0;
 	}
 	x = shadow_ctl(arg, r->model, r->algo == SCHED_ALGO_SC ? SCHED_ALGO_SC : SCHED_ALGO_COT,
@@ -306,15 +312,19 @@ static int
 shadow_len_save_put(struct core *c, const struct shadow_len *l, bool now)
 {
 	Certa__V1__RiskctlRecord r = CERTA__V1__RISKCTL_RECORD__INIT;
-	uint32_t ent[CHAINLEN_CAP];
+	uint32_t ent[CHAINLEN_CAP], prob[PROBLEVEL_CAP];
 	char key[512];
 
 	snprintf(key, sizeof key, SHADOW_LEN_PREFIX "%s", l->model);
 	chainlen_entries(&l->cl, ent);
+	problevel_entries(&l->pl, prob);
 	r.model = l->model;
-	r.n_chain_tokens = l->cl.n;
+	r.n_chain_tokens = l->cl.ring.n;
 	r.chain_tokens = ent;
-	r.chain_seen = l->cl.seen;
+	r.chain_seen = l->cl.ring.seen;
+	r.n_chain_prob = l->pl.ring.n;
+	r.chain_prob = prob;
+	r.prob_seen = l->pl.ring.seen;
 	r.updated_unix_ms = core_now_ms();
 	return now ? commit_put_now(c, STORE_DB_RISKCTL, key, &r.base) :
 	    commit_put_later(c, STORE_DB_RISKCTL, key, &r.base);
@@ -347,33 +357,78 @@ shadow_flush(struct core *c)
 			shadow_len_save(c, &c->shadow->len[i], false);
 }
 
+/* Whether a launched chain of p has a known probe probability (problevel_add_chain counts it). */
+static bool
+shadow_has_level(const struct program *p)
+{
+	uint32_t i;
+	size_t j;
+
+	for (i = 0; i < program_launched(p); i++)
+		for (j = 0; j < p->chains[i].nprobes; j++)
+			if (p->chains[i].probes[j].confidence > 0 &&
+			    p->chains[i].probes[j].confidence <= 1)
+				return true;
+	return false;
+}
+
+/* Counts p's chains in the model's probability level (scheduler/problevel.h: every chain with
+ * a known probe probability).  Returns whether the learned level took over now. */
+static bool
+shadow_learn_level(const struct program *p, struct shadow_len *l, uint32_t min_samples)
+{
+	bool before = problevel_learned(&l->pl, min_samples), counted = false;
+	double *v = NULL;
+	size_t cap = 0;
+	uint32_t i;
+
+	for (i = 0; i < program_launched(p); i++) {
+		const struct chain *ch = &p->chains[i];
+		size_t j;
+		if (ch->nprobes == 0 || ARRAY_GROW(v, cap, ch->nprobes) != 0)
+			continue;
+		for (j = 0; j < ch->nprobes; j++)
+			v[j] = ch->probes[j].confidence;
+		counted |= problevel_add_chain(&l->pl, v, ch->nprobes);
+	}
+	free(v);
+	return counted && !before && problevel_learned(&l->pl, min_samples);
+}
+
 /* p has ended for good (a program for its client, or a shadow): counts its chains' lengths
- * when its ending leaves them meaningful (chainlen_counts). */
+ * when its ending leaves them meaningful (chainlen_counts), and their probe probabilities
+ * whatever the ending (problevel.h). */
 static void
 shadow_learn(struct core *c, const struct program *p)
 {
 	const struct sched_policy *base = shadow_base(c);
 	struct shadow_len *l;
 	uint32_t i;
-	bool before, took_over;
+	bool lengths, before, took_over = false, level_over;
 
-	if (c->shadow == NULL || p->state != PROGRAM_FINISHED || !chainlen_counts(p->reason))
+	if (c->shadow == NULL || p->state != PROGRAM_FINISHED)
 		return;
-	l = shadow_len(c->shadow, p->model, true);
-	if (l == NULL)
+	lengths = chainlen_counts(p->reason);
+	if ((!lengths && !shadow_has_level(p)) || (l = shadow_len(c->shadow, p->model, true)) == NULL)
 		return;
-	before = chainlen_learned(&l->cl, base->model_tokens_min_samples);
-	for (i = 0; i < program_launched(p); i++)   /* staged sc: chains never launched */
-		chainlen_add(&l->cl, p->chains[i].tokens);
+	level_over = shadow_learn_level(p, l, base->model_confidence_min_samples);
+	if (level_over)
+		log_info(LOG_SCHED, "model_confidence %s: learned %.4f (median of %u chains)",
+		    l->model, problevel_median(&l->pl), l->pl.ring.n);
+	if (lengths) {
+		before = chainlen_learned(&l->cl, base->model_tokens_min_samples);
+		for (i = 0; i < program_launched(p); i++)   /* staged sc: chains never launched */
+			chainlen_add(&l->cl, p->chains[i].tokens);
+		took_over = !before && chainlen_learned(&l->cl, base->model_tokens_min_samples);
+		if (took_over)
+			log_info(LOG_SCHED, "model_tokens %s: learned %llu (median of %u chains)",
+			    l->model, (unsigned long long)chainlen_median(&l->cl), l->cl.ring.n);
+	}
 	l->unsaved++;
-	took_over = !before && chainlen_learned(&l->cl, base->model_tokens_min_samples);
-	if (took_over)
-		log_info(LOG_SCHED, "model_tokens %s: learned %llu (median of %u chains)",
-		    l->model, (unsigned long long)chainlen_median(&l->cl), l->cl.n);
-	/* Written every few programs, and when the learned value takes over. */
-	/* The value taking over is written at once; the rest with the next group commit. */
-	if (l->unsaved >= SHADOW_LEN_SAVE_EVERY || took_over)
-		shadow_len_save(c, l, took_over);
+	/* Written every few programs, and when a learned value takes over: that one at once,
+	 * the rest with the next group commit. */
+	if (l->unsaved >= SHADOW_LEN_SAVE_EVERY || took_over || level_over)
+		shadow_len_save(c, l, took_over || level_over);
 }
 
 uint64_t
@@ -388,19 +443,29 @@ shadow_model_tokens(struct core *c, const char *model, const struct sched_policy
 	    pol->model_tokens > 0 ? pol->model_tokens : l->prior);
 }
 
+double
+shadow_model_confidence(struct core *c, const char *model, const struct sched_policy *pol)
+{
+	const struct shadow_len *l;
+
+	if (c->shadow == NULL || (l = shadow_len(c->shadow, model, false)) == NULL)
+		return pol->model_confidence;
+	return problevel_value(&l->pl, pol->model_confidence_min_samples, pol->model_confidence);
+}
+
 const struct sched_policy *
 shadow_model_policy(struct core *c, const char *model, const struct sched_policy *pol,
     struct sched_policy *buf)
 {
-	uint64_t mt;
+	uint64_t mt = pol->unpromising_relative ? shadow_model_tokens(c, model, pol) :
+	    pol->model_tokens;
+	double mc = shadow_model_confidence(c, model, pol);
 
-	if (!pol->unpromising_relative)
-		return pol;
-	mt = shadow_model_tokens(c, model, pol);
-	if (mt == pol->model_tokens)
+	if (mt == pol->model_tokens && mc == pol->model_confidence)
 		return pol;
 	*buf = *pol;
 	buf->model_tokens = mt;
+	buf->model_confidence = mc;
 	return buf;
 }
 
@@ -813,7 +878,16 @@ shadow_model_get(struct core *c, size_t i, struct shadow_model_info *out)
 	out->source = !base->unpromising_relative || out->tokens == 0 ? "absolute" :
 	    chainlen_learned(&l->cl, base->model_tokens_min_samples) ? "learned" : "prior";
 	out->median = chainlen_median(&l->cl);
-	out->samples = l->cl.n;
+	out->samples = l->cl.ring.n;
 	out->min_samples = base->model_tokens_min_samples;
-	out->seen = l->cl.seen;
+	out->seen = l->cl.ring.seen;
+	out->confidence = shadow_model_confidence(c, l->model, base);
+	if (out->confidence == 0)
+		out->confidence = 0.5;   /* what 0 means (sched.h) */
+	out->confidence_source = problevel_learned(&l->pl, base->model_confidence_min_samples) ?
+	    "learned" : "prior";
+	out->confidence_median = problevel_median(&l->pl);
+	out->confidence_samples = l->pl.ring.n;
+	out->confidence_min_samples = base->model_confidence_min_samples;
+	out->confidence_seen = l->pl.ring.seen;
 }

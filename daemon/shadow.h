@@ -40,6 +40,15 @@
  * (0: the bounds count absolute tokens) (shadow_decision_policy).  min_samples 0 pins the
  * prior.
  *
+ * Model probability levels.  The same record keeps the model's probe-probability level, the
+ * sched_policy.model_confidence its decisions use: the median over its last PROBLEVEL_CAP
+ * counted chains of each chain's median probe mean token probability
+ * (scheduler/problevel.h: every chain with a known probe probability of a program that
+ * finished, whatever the ending, each trajectory once at its longest, as the lengths).  It
+ * is used once the policy's model_confidence.min_samples chains are kept, until then the
+ * policy's model_confidence (0: 0.5); it is written with the lengths, and at once when it
+ * takes over.
+ *
  * Part of the core (daemon/core_impl.h); loop thread only.
  */
 #ifndef CERTA_DAEMON_SHADOW_H
@@ -75,8 +84,13 @@ void shadow_flush(struct core *c);
  * pol's model_tokens.min_samples chains are kept, else pol->model_tokens. */
 uint64_t shadow_model_tokens(struct core *c, const char *model, const struct sched_policy *pol);
 
-/* pol with model's model_tokens (shadow_model_tokens) when its unpromising bounds are
- * relative: pol itself when nothing changes, else a copy in *buf. */
+/* The model_confidence a decision of a program on model under pol uses: the learned level
+ * once pol's model_confidence.min_samples chains are kept, else pol->model_confidence. */
+double shadow_model_confidence(struct core *c, const char *model, const struct sched_policy *pol);
+
+/* pol with model's model_tokens (shadow_model_tokens, when its unpromising bounds are
+ * relative) and model_confidence (shadow_model_confidence): pol itself when nothing changes,
+ * else a copy in *buf. */
 const struct sched_policy *shadow_model_policy(struct core *c, const char *model,
     const struct sched_policy *pol, struct sched_policy *buf);
 
@@ -129,6 +143,13 @@ struct shadow_model_info {
 	uint32_t samples;         /* chains kept */
 	uint32_t min_samples;
 	uint64_t seen;            /* chains counted, all time */
+	/* Its probe-probability level (scheduler/problevel.h). */
+	double confidence;        /* model_confidence in use (a policy's 0 shown as 0.5) */
+	const char *confidence_source;   /* "learned" or "prior" (the policy's) */
+	double confidence_median; /* of the kept chains (0: none) */
+	uint32_t confidence_samples;
+	uint32_t confidence_min_samples;
+	uint64_t confidence_seen;
 };
 size_t shadow_model_count(struct core *c);
 void shadow_model_get(struct core *c, size_t i, struct shadow_model_info *out);

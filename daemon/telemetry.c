@@ -52,6 +52,8 @@ enum {
 	T_COMMIT_STEPS,
 	T_MODEL_TOKENS,
 	T_MODEL_CHAINS,
+	T_MODEL_CONFIDENCE,
+	T_MODEL_CONFIDENCE_CHAINS,
 	T_LOOP_PHASE,
 	T_LOOP_LAG,
 	T_COUNT
@@ -171,6 +173,13 @@ static const struct metrics_desc telemetry_table[T_COUNT] = {
 	    NULL, 0 },
 	[T_MODEL_CHAINS] = { "certa_model_tokens_chains", METRICS_GAUGE,
 	    "chains kept for the model's learned median (daemon/shadow.h)", l_model, NULL, 0 },
+	[T_MODEL_CONFIDENCE] = { "certa_model_confidence", METRICS_GAUGE,
+	    "model_confidence the model's decisions use (its probe-probability level, where the "
+	    "probability features read 0; source learned or prior, the policy's)",
+	    l_model_source, NULL, 0 },
+	[T_MODEL_CONFIDENCE_CHAINS] = { "certa_model_confidence_chains", METRICS_GAUGE,
+	    "chains kept for the model's learned probability level (scheduler/problevel.h)",
+	    l_model, NULL, 0 },
 	[T_LOOP_PHASE] = { "certa_loop_phase_seconds", METRICS_HISTOGRAM,
 	    "loop thread time of one piece of a loop turn: bridge (completions: step results, "
 	    "requests), commit (the group commit, fdatasync included, and handing out its "
@@ -290,6 +299,8 @@ telemetry_collect(struct metrics *m, void *arg)
 		/* Model lengths (daemon/shadow.h). */
 		metrics_refresh_begin(m, T_MODEL_TOKENS);
 		metrics_refresh_begin(m, T_MODEL_CHAINS);
+		metrics_refresh_begin(m, T_MODEL_CONFIDENCE);
+		metrics_refresh_begin(m, T_MODEL_CONFIDENCE_CHAINS);
 		for (i = 0; i < shadow_model_count(t->core); i++) {
 			struct shadow_model_info x;
 			shadow_model_get(t->core, i, &x);
@@ -297,9 +308,15 @@ telemetry_collect(struct metrics *m, void *arg)
 			    (double)x.tokens);
 			metrics_gauge_set(m, T_MODEL_CHAINS, METRICS_LABELS(x.model),
 			    (double)x.samples);
+			metrics_gauge_set(m, T_MODEL_CONFIDENCE,
+			    METRICS_LABELS(x.model, x.confidence_source), x.confidence);
+			metrics_gauge_set(m, T_MODEL_CONFIDENCE_CHAINS, METRICS_LABELS(x.model),
+			    (double)x.confidence_samples);
 		}
 		metrics_refresh_end(m, T_MODEL_TOKENS);
 		metrics_refresh_end(m, T_MODEL_CHAINS);
+		metrics_refresh_end(m, T_MODEL_CONFIDENCE);
+		metrics_refresh_end(m, T_MODEL_CONFIDENCE_CHAINS);
 	}
 	if (store_stat(core_store(t->core), &si) == 0) {
 		metrics_gauge_set(m, T_MAP_USED, NULL, (double)si.used_bytes);

@@ -19,61 +19,24 @@ chainlen_counts(int reason)
 	}
 }
 
-/* The first index of sorted[0..n) whose value is >= v. */
-static uint32_t
-chainlen_lower(const uint32_t *sorted, uint32_t n, uint32_t v)
-{
-	uint32_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (sorted[mid] < v)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 void
 chainlen_add(struct chainlen *c, uint64_t tokens)
 {
-	uint32_t v = tokens > UINT32_MAX ? UINT32_MAX : (uint32_t)tokens, k;
-
 	if (tokens == 0)
 		return;
-	if (c->n == CHAINLEN_CAP) {
-		/* the overwritten one leaves the sorted copy */
-		k = chainlen_lower(c->sorted, c->n, c->len[c->next]);
-		memmove(c->sorted + k, c->sorted + k + 1, (c->n - k - 1) * sizeof *c->sorted);
-		c->n--;
-	}
-	k = chainlen_lower(c->sorted, c->n, v);
-	memmove(c->sorted + k + 1, c->sorted + k, (c->n - k) * sizeof *c->sorted);
-	c->sorted[k] = v;
-	c->len[c->next] = v;
-	c->next = (c->next + 1) % CHAINLEN_CAP;
-	c->n++;
-	c->seen++;
+	median_ring_add(&c->ring, tokens > UINT32_MAX ? UINT32_MAX : (uint32_t)tokens);
 }
 
 uint64_t
 chainlen_median(const struct chainlen *c)
 {
-	const uint32_t *v = c->sorted;
-	uint32_t n = c->n;
-
-	if (n == 0)
-		return 0;
-	if (n % 2)
-		return v[n / 2];
-	return ((uint64_t)v[n / 2 - 1] + v[n / 2] + 1) / 2;
+	return median_ring_value(&c->ring);
 }
 
 bool
 chainlen_learned(const struct chainlen *c, uint32_t min_samples)
 {
-	return min_samples > 0 && c->n >= min_samples;
+	return min_samples > 0 && c->ring.n >= min_samples;
 }
 
 uint64_t
@@ -87,18 +50,16 @@ chainlen_restore(struct chainlen *c, const uint32_t *len, uint32_t n, uint64_t s
 {
 	uint32_t i;
 
+	/* through chainlen_add: a stored 0 (never written) is not a chain */
 	memset(c, 0, sizeof *c);
 	for (i = n > CHAINLEN_CAP ? n - CHAINLEN_CAP : 0; i < n; i++)
 		chainlen_add(c, len[i]);
-	if (seen > c->seen)
-		c->seen = seen;
+	if (seen > c->ring.seen)
+		c->ring.seen = seen;
 }
 
 void
 chainlen_entries(const struct chainlen *c, uint32_t *out)
 {
-	uint32_t start = c->n < CHAINLEN_CAP ? 0 : c->next, i;
-
-	for (i = 0; i < c->n; i++)
-		out[i] = c->len[(start + i) % CHAINLEN_CAP];
+	median_ring_entries(&c->ring, out);
 }

@@ -29,17 +29,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Chains kept per model (the last ones counted). */
-#define CHAINLEN_CAP 512
+#include "lib/median.h"
 
-/* A model's ring (zero = empty). */
+/* Chains kept per model (the last ones counted). */
+#define CHAINLEN_CAP MEDIAN_RING_CAP
+
+/* A model's ring (zero = empty): decode tokens per chain (lib/median.h; ring.n chains kept,
+ * ring.seen counted all time). */
 struct chainlen {
-	uint32_t len[CHAINLEN_CAP];   /* decode tokens per chain, oldest overwritten */
-	uint32_t n;                   /* valid entries, <= CHAINLEN_CAP */
-	uint32_t next;                /* where the next one goes */
-	uint64_t seen;                /* chains counted, all time */
-	uint32_t sorted[CHAINLEN_CAP];   /* len[0..n) in ascending order: the median without a
-	                                  * sort per decision (kept by chainlen_add) */
+	struct median_ring ring;
 };
 
 /* Whether the chains of a program that ended with reason (enum sched_reason) count. */

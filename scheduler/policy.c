@@ -70,6 +70,7 @@ static const struct policy_key policy_keys[] = {
 	PK("sc.staged", POLICY_U32, sc_staged, "sc: start n/2+1 chains, the rest only when they disagree (0 off, 1, 2: with cot-certain voters)"),
 	PK("cot.threshold_slope", POLICY_DOUBLE, cot_threshold_slope, "cot threshold change per model_tokens of chain position (0 off)"),
 	PK("model_confidence", POLICY_DOUBLE, model_confidence, "the model's median probe token probability, the level of features confidence and min_prob (0: 0.5)"),
+	PK("model_confidence.min_samples", POLICY_U32, model_confidence_min_samples, "chains before certad uses the learned probability level (0 never)"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])
 #define POLICY_NALL (POLICY_NKEYS + SCHED_COT_NFEAT + SCHED_SC_NFEAT)

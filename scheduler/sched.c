@@ -9,6 +9,7 @@
 #include "scheduler/answer.h"
 #include "scheduler/certainty.h"
 #include "scheduler/chainlen.h"
+#include "scheduler/problevel.h"
 #include "scheduler/difficulty.h"
 #include "scheduler/riskctl.h"
 
@@ -114,6 +115,7 @@ sched_policy_default(struct sched_policy *p)
 	p->cot_threshold_easy = SCHED_DEFAULT_COT_THRESHOLD_EASY;
 	p->cot_threshold_hard = SCHED_DEFAULT_COT_THRESHOLD_HARD;
 	p->model_tokens_min_samples = 20;
+	p->model_confidence_min_samples = 20;
 }
 
 /* The riskctl.* keys (scheduler/riskctl.h) and the difficulty keys (scheduler/difficulty.h). */
@@ -186,6 +188,11 @@ sched_policy_validate(const struct sched_policy *p, char *msg, size_t msglen)
 	if (p->model_tokens_min_samples > CHAINLEN_CAP) {
 		snprintf(msg, msglen, "model_tokens.min_samples: %u is out of range [0, %u]",
 		    p->model_tokens_min_samples, (unsigned)CHAINLEN_CAP);
+		return CERTA_EINVAL;
+	}
+	if (p->model_confidence_min_samples > PROBLEVEL_CAP) {
+		snprintf(msg, msglen, "model_confidence.min_samples: %u is out of range [0, %u]",
+		    p->model_confidence_min_samples, (unsigned)PROBLEVEL_CAP);
 		return CERTA_EINVAL;
 	}
 	if (p->unpromising_relative > 1) {

@@ -160,9 +160,12 @@ struct sched_policy {
 	 * measured from (x = probability - model_confidence) instead of 0.5, so that weights
 	 * fitted on one model carry to a model whose probabilities sit higher or lower.  0:
 	 * 0.5 (the default).  certa-eval sets it per model from the traces that carry token
-	 * statistics (evalsim_model_policy, traces_model_prob); in certad it is the policy's
-	 * value (set it per tenant from `certa-eval calibrate` on the model's history). */
+	 * statistics (evalsim_model_policy, traces_model_prob); certad learns it per model
+	 * (scheduler/problevel.h, daemon/shadow.h): the median of the model's last counted
+	 * chains' probe probabilities once model_confidence_min_samples are kept (0: never
+	 * learn), until then model_confidence as the prior. */
 	double model_confidence;
+	uint32_t model_confidence_min_samples;
 };
 
 /* One probe of a chain: its answer after `position` decode tokens. */

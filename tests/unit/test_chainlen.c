@@ -26,13 +26,13 @@ test_median_known_stream(void **state)
 	assert_int_equal(chainlen_median(&c), 0);
 	for (i = 0; i < sizeof stream / sizeof stream[0]; i++)
 		chainlen_add(&c, stream[i]);
-	assert_int_equal(c.n, 5);
+	assert_int_equal(c.ring.n, 5);
 	assert_int_equal(chainlen_median(&c), 5000);
 	chainlen_add(&c, 6001);        /* 1000 3000 5000 6001 7000 9000 */
 	assert_int_equal(chainlen_median(&c), 5501);
 	chainlen_add(&c, 0);           /* ignored: no chain */
-	assert_int_equal(c.n, 6);
-	assert_int_equal(c.seen, 6);
+	assert_int_equal(c.ring.n, 6);
+	assert_int_equal(c.ring.seen, 6);
 	chainlen_add(&c, (uint64_t)1 << 40);   /* clamped, still the longest */
 	assert_int_equal(chainlen_median(&c), 6001);
 }
@@ -52,8 +52,8 @@ test_ring_keeps_last(void **state)
 	assert_int_equal(chainlen_median(&c), 2003);
 	for (i = 0; i < CHAINLEN_CAP / 2 + 1; i++)
 		chainlen_add(&c, 8000);
-	assert_int_equal(c.n, CHAINLEN_CAP);
-	assert_int_equal(c.seen, CHAINLEN_CAP + CHAINLEN_CAP / 2 + 1);
+	assert_int_equal(c.ring.n, CHAINLEN_CAP);
+	assert_int_equal(c.ring.seen, CHAINLEN_CAP + CHAINLEN_CAP / 2 + 1);
 	assert_int_equal(chainlen_median(&c), 8000);   /* the majority is new */
 	for (i = 0; i < CHAINLEN_CAP; i++)
 		chainlen_add(&c, 4000);
@@ -114,9 +114,9 @@ test_entries_restore(void **state)
 		chainlen_add(&a, 1000 + (i * 37) % 5000);
 	chainlen_entries(&a, ent);
 	assert_int_equal(ent[0], 1000 + (3 * 37) % 5000);   /* the oldest kept */
-	chainlen_restore(&b, ent, a.n, a.seen);
-	assert_int_equal(b.n, a.n);
-	assert_int_equal(b.seen, a.seen);
+	chainlen_restore(&b, ent, a.ring.n, a.ring.seen);
+	assert_int_equal(b.ring.n, a.ring.n);
+	assert_int_equal(b.ring.seen, a.ring.seen);
 	assert_int_equal(chainlen_median(&b), chainlen_median(&a));
 	for (i = 0; i < 100; i++) {
 		chainlen_add(&a, 9000);
@@ -125,13 +125,13 @@ test_entries_restore(void **state)
 	assert_int_equal(chainlen_median(&b), chainlen_median(&a));
 	chainlen_entries(&b, more);
 	chainlen_entries(&a, ent);
-	assert_memory_equal(ent, more, a.n * sizeof *ent);
+	assert_memory_equal(ent, more, a.ring.n * sizeof *ent);
 	/* more entries than the ring holds: the last ones are kept */
 	for (i = 0; i < CHAINLEN_CAP + 3; i++)
 		more[i] = i < 3 ? 1 : 5000;
 	chainlen_restore(&b, more, CHAINLEN_CAP + 3, 0);
-	assert_int_equal(b.n, CHAINLEN_CAP);
-	assert_int_equal(b.seen, CHAINLEN_CAP);
+	assert_int_equal(b.ring.n, CHAINLEN_CAP);
+	assert_int_equal(b.ring.seen, CHAINLEN_CAP);
 	assert_int_equal(chainlen_median(&b), 5000);
 }
 
@@ -160,17 +160,17 @@ test_median_equals_sort(void **state)
 		memset(&c, 0, sizeof c);
 		for (i = 0; i < 3 * CHAINLEN_CAP + 7; i++) {
 			chainlen_add(&c, 1 + (uint64_t)(rand_r(&seed) % range));
-			n = c.n;
-			memcpy(v, c.len, n * sizeof *v);
+			n = c.ring.n;
+			memcpy(v, c.ring.val, n * sizeof *v);
 			qsort(v, n, sizeof *v, cmp_u32);
 			want = n % 2 ? v[n / 2] : ((uint64_t)v[n / 2 - 1] + v[n / 2] + 1) / 2;
 			assert_int_equal(chainlen_median(&c), want);
 			for (k = 0; k < n; k++)
-				assert_int_equal(c.sorted[k], v[k]);
+				assert_int_equal(c.ring.sorted[k], v[k]);
 		}
 		chainlen_entries(&c, ent);
-		chainlen_restore(&r, ent, c.n, c.seen);
-		assert_memory_equal(r.sorted, c.sorted, c.n * sizeof *c.sorted);
+		chainlen_restore(&r, ent, c.ring.n, c.ring.seen);
+		assert_memory_equal(r.ring.sorted, c.ring.sorted, c.ring.n * sizeof *c.ring.sorted);
 	}
 }
 

@@ -4,7 +4,9 @@
  * A request (prompt, sample index i) maps to the i-th recorded sample (seeds ascending) of that
  * problem.  Each step advances the request's token position by max_new_tokens (clamped to the
  * recorded length) and returns the slice of recorded text, the recorded probe answer in effect
- * at the new position, and `finished` with the recorded final answer at the recorded end.
+ * at the new position (with its token statistics when the trace carries them: a history
+ * exported from llm workers), and `finished` with the recorded final answer at the recorded
+ * end.
  *
  * Steps are idempotent: the position a step starts from is the daemon's resume_tokens (what it
  * has durably recorded), so a step retried after a daemon crash or moved to another worker
@@ -215,9 +217,12 @@ replay_advance(const struct trace *t, uint64_t pos0, uint32_t n, struct engine_r
 	p = traces_probe_at(t, pos1);
 	res->probe_answer = strdup(p != NULL ? p->answer : "");
 	res->probe_tokens = p != NULL ? p->out_tokens : 0;
-	/* Traces record no token probabilities or routing: unknown. */
-	res->probe_confidence = res->probe_min_prob = -1.0;
-	res->chain_entropy = res->experts_per_token = -1.0;
+	/* The token statistics the trace carries (a history exported from llm workers; -1 in
+	 * the recorded dev traces: unknown); traces record no routing. */
+	res->probe_confidence = p != NULL ? p->mean_prob : -1.0;
+	res->probe_min_prob = p != NULL && p->mean_prob >= 0 ? p->min_prob : -1.0;
+	res->chain_entropy = p != NULL ? p->chain_entropy : -1.0;
+	res->experts_per_token = -1.0;
 	res->thinking_done = t->think_end > 0 && pos1 >= t->think_end;
 	if (res->finished)
 		res->final_answer = strdup(t->final_answer);
