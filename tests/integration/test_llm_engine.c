@@ -16,6 +16,10 @@
  * token), top-p with a small p (1) and p = 1 (all 4), and every StepResult statistic is in
  * range (probabilities in [0,1], entropy in [0, log n_vocab]).
  *
+ * certad learns the model's probe-probability level (model_confidence) from the llm worker's
+ * probabilities: the value it shows and keeps across a kill -9 equals the level computed from
+ * the exported history.
+ *
  * Skips when NumPy is missing (the model generator needs it).
  */
 #include <errno.h>
@@ -35,6 +39,7 @@
 #include <cmocka.h>
 #include <grpc/grpc.h>
 
+#include "certa/v1/admin.pb-c.h"
 #include "certa/v1/reasoning.pb-c.h"
 #include "certa/v1/worker.pb-c.h"
 #include "lib/error.h"
@@ -958,6 +963,128 @@ test_crash_resume(void **state)
 	f->passed = 1;
 }
 
+/* Starts certad on the llm worker under a policy that learns the probability level from 3
+ * chains (never certain, no shadows: every program ends at the budget or naturally and
+ * counts at once); opens the admin channel into *adm and reads the metrics port. */
+static void
+start_learning(struct fx *f, struct rpc_channel **adm, int *mport)
+{
+	char sock[600], pol[600], mset[600], path[512], target[600];
+	const char *const sets[] = { "workers.health_interval=100ms", "metrics.port=0",
+	    "auth.anonymous_tenant=default", sock, pol, mset, NULL };
+
+	snprintf(path, sizeof path, "%s/learn.policy", f->dir);
+	assert_int_equal(harness_write_file(path, "cot.threshold = 2\nriskctl.shadow_frac = 0\n"
+	    "model_confidence.min_samples = 3\n"), 0);
+	snprintf(pol, sizeof pol, "policy.file=%s", path);
+	snprintf(sock, sizeof sock, "admin.socket=%s/admin.sock", f->dir);
+	snprintf(mset, sizeof mset, "metrics.port_file=%s/metrics.port", f->dir);
+	unlink(mset + strlen("metrics.port_file="));
+	assert_int_equal(harness_start_certad(f->dir, &f->wport, 1, sets, NULL, &f->d, &f->dport),
+	    0);
+	assert_int_equal(harness_wait_port_file(mset + strlen("metrics.port_file="), 20000,
+	    mport), 0);
+	if (f->dch != NULL)
+		rpc_channel_free(f->dch);
+	assert_int_equal(certa_client_channel(f->dport, &f->dch), 0);
+	snprintf(target, sizeof target, "unix:%s/admin.sock", f->dir);
+	if (*adm != NULL)
+		rpc_channel_free(*adm);
+	assert_int_equal(rpc_channel_new(target, adm), 0);
+}
+
+/* The one model's row of certactl stats (GetStats), into *out (caller frees *reply). */
+static const Certa__V1__ModelTokens *
+model_row(struct rpc_channel *adm, Certa__V1__StatsReply **reply)
+{
+	Certa__V1__StatsRequest req = CERTA__V1__STATS_REQUEST__INIT;
+	ProtobufCMessage *r = NULL;
+
+	assert_int_equal(call(adm, "/certa.v1.Admin/GetStats", &req.base,
+	    &certa__v1__stats_reply__descriptor, &r, NULL), GRPC_STATUS_OK);
+	*reply = (Certa__V1__StatsReply *)r;
+	assert_int_equal((*reply)->n_model_tokens, 1);
+	return (*reply)->model_tokens[0];
+}
+
+/* certad learns the llm model's probe-probability level (model_confidence): the policy's
+ * (0: 0.5) for a cot program's one chain, then, from an sc n=3 program's three more, the
+ * median over the chains of each chain's median probe probability, shown in stats and /metrics; it survives a kill -9 (written when
+ * it took over) and equals the level computed independently from the exported history. */
+static void
+test_confidence_learned(void **state)
+{
+	struct fx *f = *state;
+	struct rpc_channel *adm = NULL;
+	const Certa__V1__ModelTokens *m;
+	Certa__V1__StatsReply *r;
+	static char body[1 << 16];
+	char series[300], out[700];
+	double learned;
+	int mport = 0, status = 0;
+
+	need_model(f);
+	start_worker(f);
+	start_learning(f, &adm, &mport);
+	run_program(f, CERTA__V1__ALGORITHM__ALGORITHM_COT, 1);
+	m = model_row(adm, &r);
+	assert_int_equal(m->confidence_samples, 1);
+	assert_int_equal(m->confidence_min_samples, 3);
+	assert_string_equal(m->confidence_source, "prior");
+	assert_true(m->confidence == 0.5);
+	assert_true(m->confidence_median > 0 && m->confidence_median <= 1);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	run_program(f, CERTA__V1__ALGORITHM__ALGORITHM_SC, 3);   /* three chains of their own */
+	m = model_row(adm, &r);
+	assert_int_equal(m->confidence_samples, 4);
+	assert_int_equal(m->confidence_seen, 4);
+	assert_string_equal(m->confidence_source, "learned");
+	assert_true(m->confidence == m->confidence_median);
+	learned = m->confidence;
+	print_message("learned model_confidence %.6f for model '%s'\n", learned, m->model);
+	assert_int_equal(harness_http_get(mport, "/metrics", body, sizeof body), 200);
+	snprintf(series, sizeof series, "certa_model_confidence{model=\"%s\",source=\"learned\"} ",
+	    m->model);
+	assert_non_null(strstr(body, series));
+	assert_true(fabs(strtod(strstr(body, series) + strlen(series), NULL) - learned) < 1e-6);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	/* kill -9: written when the learned level took over. */
+	assert_int_equal(harness_kill9(f->d), 0);
+	harness_proc_free(f->d);
+	f->d = NULL;
+	start_learning(f, &adm, &mport);
+	m = model_row(adm, &r);
+	assert_int_equal(m->confidence_samples, 4);
+	assert_string_equal(m->confidence_source, "learned");
+	assert_true(m->confidence == learned);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	rpc_channel_free(adm);
+
+	/* The same level from the history: per chain the median of its known probe means, then
+	 * the median over the chains. */
+	assert_int_equal(harness_signal(f->d, SIGTERM), 0);
+	assert_int_equal(harness_wait_exit(f->d, 10000, &status), 0);
+	snprintf(out, sizeof out, "%s/history.jsonl", f->dir);
+	{
+		char *eval = harness_bin("certa-eval");
+		assert_non_null(eval);
+		assert_int_equal(harness_sh("%s export-history --state %s/state --out %s --all "
+		    ">/dev/null", eval, f->dir, out), 0);
+		free(eval);
+	}
+	assert_int_equal(harness_sh("python3 -c 'import json, statistics, sys\n"
+	    "m = []\n"
+	    "for l in open(sys.argv[1]):\n"
+	    "    v = [p[3] for p in json.loads(l)[\"probes\"] if p[3] is not None and 0 < p[3] <= 1]\n"
+	    "    if v: m.append(statistics.median(v))\n"
+	    "lv = statistics.median(m)\n"
+	    "print(\"history: %%d chains, level %%.6f\" %% (len(m), lv))\n"
+	    "sys.exit(0 if len(m) == 4 and abs(lv - float(sys.argv[2])) < 2e-6 else 1)' %s %.9f",
+	    out, learned), 0);
+	f->passed = 1;
+}
+
 /* Two llm workers; the one holding a program is killed: the program finishes on the other. */
 static void
 test_failover(void **state)
@@ -1052,6 +1179,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_programs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moe_routing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_confidence_learned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_releases, setup, teardown),
 	};
