@@ -19,6 +19,7 @@
 #include "lib/error.h"
 #include "lib/json.h"
 #include "lib/log.h"
+#include "lib/median.h"
 #include "lib/strmap.h"
 
 #define POOL_CHUNK ((size_t)4 << 20)
@@ -1072,47 +1073,48 @@ out:
 	return rc;
 }
 
-static int
-double_cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Each model's median known probe mean_prob (-1 when none of its probes has one). */
+/* Each model's probe-probability level (traces_model_prob; -1 when none of its probes has
+ * one). */
 static int
 build_model_prob(struct traces *tr)
 {
-	double *v = NULL;
-	size_t cap = 0;
+	double *v = NULL, *w = NULL;
+	size_t vcap = 0, wcap = 0;
+	int rc = 0;
 
 	tr->model_prob = malloc((tr->nmodels ? tr->nmodels : 1) * sizeof(*tr->model_prob));
 	if (tr->model_prob == NULL)
 		return -ENOMEM;
 	for (size_t m = 0; m < tr->nmodels; m++) {
-		size_t k = 0;
+		size_t nw = 0;
 
 		for (size_t i = 0; i < tr->n; i++) {
 			const struct trace *t = &tr->recs[i];
+			size_t k = 0;
 			if (strcmp(t->model, tr->models[m]) != 0)
 				continue;
 			for (size_t j = 0; j < t->nprobes; j++) {
 				if (t->probes[j].mean_prob < 0)
 					continue;
-				if (ARRAY_GROW(v, cap, k + 1) != 0) {
-					free(v);
-					return -ENOMEM;
-				}
+				if (ARRAY_GROW(v, vcap, k + 1) != 0)
+					goto nomem;
 				v[k++] = t->probes[j].mean_prob;
 			}
+			if (k == 0)
+				continue;
+			if (ARRAY_GROW(w, wcap, nw + 1) != 0)
+				goto nomem;
+			w[nw++] = median_doubles(v, k);   /* the run's own level */
 		}
-		if (k > 1)
-			qsort(v, k, sizeof(*v), double_cmp);
-		tr->model_prob[m] = k == 0 ? -1 : k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+		tr->model_prob[m] = median_doubles(w, nw);   /* -1: none */
 	}
+	goto out;
+nomem:
+	rc = -ENOMEM;
+out:
 	free(v);
-	return 0;
+	free(w);
+	return rc;
 }
 
 static int

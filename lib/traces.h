@@ -126,8 +126,10 @@ const struct trace *traces_at(const struct traces *tr, size_t i);
 size_t traces_model_count(const struct traces *tr);
 const char *traces_model_name(const struct traces *tr, size_t i);
 size_t traces_dataset_count(const struct traces *tr);
-/* The median of the probe mean probabilities (trace_probe.mean_prob) the model's traces carry,
- * the even case the mean of the middle two; -1 when none carries one or the model is unknown. */
+/* The model's probe-probability level: the median over its traces of each trace's median
+ * known probe mean probability (trace_probe.mean_prob), the even cases the mean of the middle
+ * two; -1 when none carries one or the model is unknown.  A run counts once whatever its
+ * length, as certad learns the level per chain (scheduler/problevel.h). */
 double traces_model_prob(const struct traces *tr, const char *model);
 const char *traces_dataset_name(const struct traces *tr, size_t i);
 

@@ -506,7 +506,7 @@ test_probe_stats(void **state)
 {
 	char *a = line("m1", "ds1", 42, "1", "p", "36", 200,
 	    "[[64, \"3\", 5, 0.25, 0.125, 1.5], [128, \"36\", 4, null, null, 0.5], "
-	    "[192, \"36\", 4]]", "t");
+	    "[160, \"36\", 4, 0.375], [192, \"36\", 4]]", "t");
 	char *b = line("m1", "ds1", 43, "1", "p", "36", 200,
 	    "[{\"position\": 64, \"answer\": \"36\", \"out_tokens\": 3, \"mean_prob\": 0.75, "
 	    "\"chain_entropy\": 0}]", "t");
@@ -526,19 +526,22 @@ test_probe_stats(void **state)
 	assert_int_equal(traces_count(tr), 2);
 	assert_int_equal(traces_skipped(tr), 3);
 	t = traces_at(tr, 0);
-	assert_int_equal(t->nprobes, 3);
+	assert_int_equal(t->nprobes, 4);
 	assert_true(t->probes[0].mean_prob == 0.25 && t->probes[0].min_prob == 0.125 &&
 	    t->probes[0].chain_entropy == 1.5);
 	assert_int_equal(t->probes[0].out_tokens, 5);
 	assert_true(t->probes[1].mean_prob == -1 && t->probes[1].min_prob == -1 &&
 	    t->probes[1].chain_entropy == 0.5);
-	assert_true(t->probes[2].mean_prob == -1 && t->probes[2].min_prob == -1 &&
+	assert_true(t->probes[2].mean_prob == 0.375 && t->probes[2].min_prob == -1 &&
 	    t->probes[2].chain_entropy == -1);
+	assert_true(t->probes[3].mean_prob == -1 && t->probes[3].min_prob == -1 &&
+	    t->probes[3].chain_entropy == -1);
 	t = traces_at(tr, 1);
 	assert_true(t->probes[0].mean_prob == 0.75 && t->probes[0].min_prob == -1 &&
 	    t->probes[0].chain_entropy == 0);
-	/* the model's median of the known mean probabilities (0.25, 0.75) */
-	assert_true(traces_model_prob(tr, "m1") == 0.5);
+	/* the model's level: the median over its runs (0.3125 = median of 0.25 and 0.375;
+	 * 0.75) of each run's median known mean probability (over the probes: 0.375) */
+	assert_true(traces_model_prob(tr, "m1") == 0.53125);
 	assert_true(traces_model_prob(tr, "m2") == -1);
 	assert_true(traces_model_prob(tr, NULL) == -1);
 	traces_free(tr);
