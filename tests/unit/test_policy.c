@@ -195,6 +195,9 @@ test_parse_errors(void **state)
 		{ "sc.vote_threshold = -0.1\n", "sc.vote_threshold" },
 		{ "cot.threshold_slope = 1.5\n", "cot.threshold_slope: 1.5 is out of range" },
 		{ "cot.threshold_slope = -2\n", "cot.threshold_slope" },
+		{ "model_tokens.min_samples = 513\n", "model_tokens.min_samples: 513 is out of range" },
+		{ "model_confidence.min_samples = 513\n",
+		  "model_confidence.min_samples: 513 is out of range [0, 512]" },
 	};
 	struct sched_policy p, before;
 	char err[256];
