@@ -862,6 +862,23 @@ wait_terminal(struct fx *f, const char *id)
 	return NULL;
 }
 
+/* Stops certad (SIGTERM) and exports its whole history with certa-eval into out
+ * (DIR/history.jsonl). */
+static void
+stop_export(struct fx *f, char *out, size_t len)
+{
+	char *eval = harness_bin("certa-eval");
+	int status = 0;
+
+	assert_int_equal(harness_signal(f->d, SIGTERM), 0);
+	assert_int_equal(harness_wait_exit(f->d, 10000, &status), 0);
+	snprintf(out, len, "%s/history.jsonl", f->dir);
+	assert_non_null(eval);
+	assert_int_equal(harness_sh("%s export-history --state %s/state --out %s --all >/dev/null",
+	    eval, f->dir, out), 0);
+	free(eval);
+}
+
 /* kill -9 certad mid-program, restart it on the same state: the program finishes with the same
  * tokens, answer, step statistics and chain text as the same program run without a crash. */
 static void
@@ -873,7 +890,6 @@ test_crash_resume(void **state)
 	Certa__V1__Program *a, *b;
 	char ida[64], idb[64], out[700];
 	const Certa__V1__RequestProgress *ra, *rb;
-	int status = 0;
 
 	need_model(f);
 	start_worker(f);
@@ -921,16 +937,7 @@ test_crash_resume(void **state)
 	protobuf_c_message_free_unpacked(&b->base, NULL);
 
 	/* The chains' text, from the history (certad stopped: certa-eval reads the state). */
-	assert_int_equal(harness_signal(f->d, SIGTERM), 0);
-	assert_int_equal(harness_wait_exit(f->d, 10000, &status), 0);
-	snprintf(out, sizeof out, "%s/history.jsonl", f->dir);
-	{
-		char *eval = harness_bin("certa-eval");
-		assert_non_null(eval);
-		assert_int_equal(harness_sh("%s export-history --state %s/state --out %s --all "
-		    ">/dev/null", eval, f->dir, out), 0);
-		free(eval);
-	}
+	stop_export(f, out, sizeof out);
 	assert_int_equal(harness_sh("python3 -c 'import json, sys\n"
 	    "c = {}\n"
 	    "for l in open(sys.argv[1]):\n"
@@ -1021,7 +1028,7 @@ test_confidence_learned(void **state)
 	static char body[1 << 16];
 	char series[300], out[700];
 	double learned;
-	int mport = 0, status = 0;
+	int mport = 0;
 
 	need_model(f);
 	start_worker(f);
@@ -1063,16 +1070,7 @@ test_confidence_learned(void **state)
 
 	/* The same level from the history: per chain the median of its known probe means, then
 	 * the median over the chains. */
-	assert_int_equal(harness_signal(f->d, SIGTERM), 0);
-	assert_int_equal(harness_wait_exit(f->d, 10000, &status), 0);
-	snprintf(out, sizeof out, "%s/history.jsonl", f->dir);
-	{
-		char *eval = harness_bin("certa-eval");
-		assert_non_null(eval);
-		assert_int_equal(harness_sh("%s export-history --state %s/state --out %s --all "
-		    ">/dev/null", eval, f->dir, out), 0);
-		free(eval);
-	}
+	stop_export(f, out, sizeof out);
 	assert_int_equal(harness_sh("python3 -c 'import json, statistics, sys\n"
 	    "m = []\n"
 	    "for l in open(sys.argv[1]):\n"
