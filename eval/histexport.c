@@ -48,6 +48,26 @@ histexport_probe(struct jsonw *w, const Certa__V1__ProbePoint *pp, uint64_t out_
 	jsonw_array_end(w);
 }
 
+/* Whether a probe ran at point pp, as far as the record tells: the engine gave statistics
+ * and a mean probability. */
+static bool
+histexport_ran(const Certa__V1__ProbePoint *pp)
+{
+	return pp->stats && pp->confidence >= 0;
+}
+
+/* The points of r that share its probe tokens: those where a probe ran when the engine gave
+ * statistics at some point (at least one), else all of them. */
+static size_t
+histexport_probes_ran(const Certa__V1__RequestRecord *r)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->n_probes; i++)
+		n += histexport_ran(r->probes[i]);
+	return n > 0 ? n : r->n_probes;
+}
+
 /* One chain as one traces line. */
 static int
 histexport_chain(struct histexport_ctx *x, const Certa__V1__Program *pm,
@@ -55,7 +75,7 @@ histexport_chain(struct histexport_ctx *x, const Certa__V1__Program *pm,
 {
 	const char *final = r->finished ? r->final_answer : r->answer;
 	const char *data;
-	size_t i, len;
+	size_t i, k, len, ran;
 
 	jsonw_reset(x->w);
 	jsonw_object_begin(x->w);
@@ -76,10 +96,18 @@ histexport_chain(struct histexport_ctx *x, const Certa__V1__Program *pm,
 	jsonw_key(x->w, "probes");
 	jsonw_array_begin(x->w);
 	/* The record keeps the chain's probe tokens as a sum: each probe gets its share (the
-	 * first ones the remainder), so a replay charges what the chain paid for probing. */
-	for (i = 0; i < r->n_probes; i++)
-		histexport_probe(x->w, r->probes[i], r->probe_tokens / r->n_probes +
-		    (i < r->probe_tokens % r->n_probes ? 1 : 0));
+	 * first ones the remainder), so a replay charges what the chain paid for probing.  Where
+	 * the engine gave statistics, a point without a mean probability ran no probe (a
+	 * finished chain's last step) and gets none. */
+	ran = histexport_probes_ran(r);
+	for (i = 0, k = 0; i < r->n_probes; i++) {
+		uint64_t share = 0;
+		if (ran == r->n_probes || histexport_ran(r->probes[i])) {
+			share = r->probe_tokens / ran + (k < r->probe_tokens % ran ? 1 : 0);
+			k++;
+		}
+		histexport_probe(x->w, r->probes[i], share);
+	}
 	jsonw_array_end(x->w);
 	jsonw_kstring(x->w, "text", r->text);
 	jsonw_object_end(x->w);

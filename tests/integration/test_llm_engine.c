@@ -945,19 +945,20 @@ test_crash_resume(void **state)
 	    "a, b = c[sys.argv[2]], c[sys.argv[3]]\n"
 	    "sys.exit(0 if a == b and len(a[0]) > 0 else 1)' %s %s %s", out, ida, idb), 0);
 	/* Every probe of the llm worker's chains carries its token statistics (mean and least
-	 * probability, chain entropy) and a share of the probe tokens, so calibration can fit
-	 * the token-probability weights; the evaluator replays the file. */
+	 * probability, chain entropy) and a share of the probe tokens (a finished chain's last
+	 * point, where no probe ran, none), so calibration can fit the token-probability
+	 * weights and price the probes; the evaluator replays the file. */
 	assert_int_equal(harness_sh("python3 -c 'import json, sys\n"
 	    "n = 0\n"
 	    "for l in open(sys.argv[1]):\n"
 	    "    pp = json.loads(l)[\"probes\"]\n"
 	    "    for i, p in enumerate(pp):\n"
 	    "        pos, ans, tok, mean, least, ent = p\n"
-	    "        assert ent >= 0 and tok > 0, p\n"
-	    "        if mean is None:\n"
-	    "            assert least is None and i == len(pp) - 1, p  # the end: no probe ran\n"
+	    "        assert ent >= 0, p\n"
+	    "        if mean is None:  # the end: no probe ran, none of the probe tokens\n"
+	    "            assert least is None and i == len(pp) - 1 and tok == 0, p\n"
 	    "            continue\n"
-	    "        assert 0 < mean <= 1 and 0 <= least <= mean, p\n"
+	    "        assert 0 < mean <= 1 and 0 <= least <= mean and tok > 0, p\n"
 	    "        n += 1\n"
 	    "sys.exit(0 if n > 0 else 1)' %s", out), 0);
 	{

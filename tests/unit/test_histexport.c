@@ -60,16 +60,19 @@ put_hist(struct store_txn *txn, void *arg)
 		pp[i][0].answer = (char *)"40";
 		pp[i][1].position = 128;
 		pp[i][1].answer = (char *)h->finals[i];
-		/* token statistics: the first probe all known (an llm worker's), the second
-		 * without a mean probability (a replay worker's: the others are not read) */
+		/* token statistics (an llm worker's): the first probe all known, the second
+		 * without a mean probability (the finished chain's last step: no probe ran; the
+		 * others are not read); chain 1 has none at all (a replay worker's) */
 		pp[i][0].confidence = 0.875;
 		pp[i][0].min_prob = 0.5;
 		pp[i][0].chain_entropy = 1.25 + (double)i;
-		pp[i][0].stats = true;
+		pp[i][0].stats = i != 1;
 		pp[i][1].confidence = -1;
 		pp[i][1].min_prob = 0.25;
 		pp[i][1].chain_entropy = -1;
-		pp[i][1].stats = true;
+		pp[i][1].stats = i != 1;
+		if (i == 1)
+			pp[i][0].confidence = -1;
 		ppp[i][0] = &pp[i][0];
 		ppp[i][1] = &pp[i][1];
 		rr[i].program_id = (char *)h->id;
@@ -185,10 +188,13 @@ test_export_natural_end(void **state)
 	assert_int_equal(s[0]->probes[1].position, 128);
 	assert_string_equal(s[0]->probes[0].answer, "40");
 	assert_true(s[0]->think_end > 0);
-	/* the probe tokens shared over the probes (the record has the sum), the statistics kept */
-	assert_int_equal(s[0]->probes[0].out_tokens, 6);
-	assert_int_equal(s[0]->probes[1].out_tokens, 5);
-	assert_int_equal(s[1]->probes[0].out_tokens + s[1]->probes[1].out_tokens, 12);
+	/* the probe tokens shared over the probes that ran (the record has the sum): with
+	 * statistics those with a mean probability, without them all; the statistics kept */
+	assert_int_equal(s[0]->probes[0].out_tokens, 11);
+	assert_int_equal(s[0]->probes[1].out_tokens, 0);
+	assert_int_equal(s[1]->probes[0].out_tokens, 6);
+	assert_int_equal(s[1]->probes[1].out_tokens, 6);
+	assert_true(s[1]->probes[0].mean_prob == -1 && s[1]->probes[0].chain_entropy == -1);
 	assert_true(s[0]->probes[0].mean_prob == 0.875 && s[0]->probes[0].min_prob == 0.5);
 	assert_true(s[2]->probes[0].chain_entropy == 3.25);
 	assert_true(s[0]->probes[1].mean_prob == -1 && s[0]->probes[1].min_prob == -1 &&
