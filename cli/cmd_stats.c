@@ -39,7 +39,8 @@ const struct cmd_entry cmd_stats_entry = {
 	    "and two lines per model: the model_tokens its unpromising bounds use (learned:\n"
 	    "the median of its last finished chains; prior: the policy's; absolute: none),\n"
 	    "and the model_confidence its probability features are measured from (learned:\n"
-	    "the median probe probability of its last finished chains; prior: the policy's).",
+	    "the median first probe probability of its last finished chains; prior: the\n"
+	    "policy's).",
 	.options = cmd_stats_options,
 	.min_args = 0,
 	.max_args = 0,
@@ -108,6 +109,8 @@ cmd_stats_riskctl(FILE *f, const Certa__V1__StatsReply *r, const char *prefix)
 		    "(used from %u), %" PRIu64 " counted\n", prefix,
 		    k->model[0] != '\0' ? k->model : "(default)", k->tokens, k->source, k->median,
 		    k->samples, k->min_samples, k->seen);
+		if (k->confidence_source[0] == '\0')
+			continue;   /* a certad from before the learned level */
 		fprintf(f, "%smodel_confidence %s: %.4f (%s); median %.4f of %u kept chains "
 		    "(used from %u), %" PRIu64 " counted\n", prefix,
 		    k->model[0] != '\0' ? k->model : "(default)",

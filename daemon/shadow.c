@@ -357,47 +357,46 @@ shadow_flush(struct core *c)
 			shadow_len_save(c, &c->shadow->len[i], false);
 }
 
-/* Whether a launched chain of p has a known probe probability (problevel_add_chain counts it). */
+/* The first known probe probability of chain ch (problevel_known), or -1. */
+static double
+shadow_first_prob(const struct chain *ch)
+{
+	size_t j;
+
+	for (j = 0; j < ch->nprobes; j++)
+		if (problevel_known(ch->probes[j].confidence))
+			return ch->probes[j].confidence;
+	return -1;
+}
+
+/* Whether a launched chain of p has a known probe probability. */
 static bool
 shadow_has_level(const struct program *p)
 {
 	uint32_t i;
-	size_t j;
 
 	for (i = 0; i < program_launched(p); i++)
-		for (j = 0; j < p->chains[i].nprobes; j++)
-			if (p->chains[i].probes[j].confidence > 0 &&
-			    p->chains[i].probes[j].confidence <= 1)
-				return true;
+		if (shadow_first_prob(&p->chains[i]) > 0)
+			return true;
 	return false;
 }
 
-/* Counts p's chains in the model's probability level (scheduler/problevel.h: every chain with
- * a known probe probability).  Returns whether the learned level took over now. */
+/* Counts p's chains in the model's probability level (scheduler/problevel.h: each chain's
+ * first known probe probability).  Returns whether the learned level took over now. */
 static bool
 shadow_learn_level(const struct program *p, struct shadow_len *l, uint32_t min_samples)
 {
 	bool before = problevel_learned(&l->pl, min_samples), counted = false;
-	double *v = NULL;
-	size_t cap = 0;
 	uint32_t i;
 
-	for (i = 0; i < program_launched(p); i++) {
-		const struct chain *ch = &p->chains[i];
-		size_t j;
-		if (ch->nprobes == 0 || ARRAY_GROW(v, cap, ch->nprobes) != 0)
-			continue;
-		for (j = 0; j < ch->nprobes; j++)
-			v[j] = ch->probes[j].confidence;
-		counted |= problevel_add_chain(&l->pl, v, ch->nprobes);
-	}
-	free(v);
+	for (i = 0; i < program_launched(p); i++)
+		counted |= problevel_add(&l->pl, shadow_first_prob(&p->chains[i]));
 	return counted && !before && problevel_learned(&l->pl, min_samples);
 }
 
 /* p has ended for good (a program for its client, or a shadow): counts its chains' lengths
- * when its ending leaves them meaningful (chainlen_counts), and their probe probabilities
- * whatever the ending (problevel.h). */
+ * when its ending leaves them meaningful (chainlen_counts), and their first probe
+ * probabilities whatever the ending (problevel.h). */
 static void
 shadow_learn(struct core *c, const struct program *p)
 {
@@ -409,7 +408,9 @@ shadow_learn(struct core *c, const struct program *p)
 	if (c->shadow == NULL || p->state != PROGRAM_FINISHED)
 		return;
 	lengths = chainlen_counts(p->reason);
-	if ((!lengths && !shadow_has_level(p)) || (l = shadow_len(c->shadow, p->model, true)) == NULL)
+	if (!lengths && !shadow_has_level(p))
+		return;
+	if ((l = shadow_len(c->shadow, p->model, true)) == NULL)
 		return;
 	level_over = shadow_learn_level(p, l, base->model_confidence_min_samples);
 	if (level_over)

@@ -42,10 +42,9 @@
  *
  * Model probability levels.  The same record keeps the model's probe-probability level, the
  * sched_policy.model_confidence its decisions use: the median over its last PROBLEVEL_CAP
- * counted chains of each chain's median probe mean token probability
- * (scheduler/problevel.h: every chain with a known probe probability of a program that
- * finished, whatever the ending, each trajectory once at its longest, as the lengths).  It
- * is used once the policy's model_confidence.min_samples chains are kept, until then the
+ * counted chains of each chain's first known probe mean token probability
+ * (scheduler/problevel.h: every chain with one, of a program that finished, whatever the
+ * ending, each once; no stop moves the first probe).  It is used once the policy's model_confidence.min_samples chains are kept, until then the
  * policy's model_confidence (0: 0.5); it is written with the lengths, and at once when it
  * takes over.
  *

@@ -83,7 +83,7 @@ size_t evalsim_filter_views(const struct evalsim_filter *f, const struct traces_
 uint64_t evalsim_model_expected(const struct traces *tr, const char *model);
 /* *out = *p, with model_tokens = evalsim_model_expected(tr, model) when
  * p->unpromising_relative (and the model has chains), and model_confidence = the model's
- * median probe probability (traces_model_prob) when its traces carry token statistics. */
+ * probe-probability level (traces_model_prob) when its traces carry token statistics. */
 void evalsim_model_policy(const struct traces *tr, const struct sched_policy *p,
     const char *model, struct sched_policy *out);
 

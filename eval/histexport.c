@@ -49,7 +49,9 @@ histexport_probe(struct jsonw *w, const Certa__V1__ProbePoint *pp, uint64_t out_
 }
 
 /* Whether a probe ran at point pp, as far as the record tells: the engine gave statistics
- * and a mean probability. */
+ * and a mean probability (>= 0: any known one; an engine that ran a probe but gave no
+ * probability at some points of a chain that has them elsewhere would lose those points'
+ * share, which no engine here does). */
 static bool
 histexport_ran(const Certa__V1__ProbePoint *pp)
 {

@@ -20,6 +20,7 @@ median_lower(const uint32_t *sorted, uint32_t n, uint32_t v)
 	return lo;
 }
 
+/* Insert into the sorted copy (after dropping the overwritten value): O(n) moves, no sort. */
 void
 median_ring_add(struct median_ring *r, uint32_t v)
 {
@@ -40,6 +41,7 @@ median_ring_add(struct median_ring *r, uint32_t v)
 	r->seen++;
 }
 
+/* Read from the sorted copy: O(1) per decision. */
 uint64_t
 median_ring_value(const struct median_ring *r)
 {
@@ -53,6 +55,7 @@ median_ring_value(const struct median_ring *r)
 	return ((uint64_t)v[n / 2 - 1] + v[n / 2] + 1) / 2;
 }
 
+/* Ring order, the oldest first: what a restore replays to get the same ring. */
 void
 median_ring_entries(const struct median_ring *r, uint32_t *out)
 {
@@ -70,6 +73,7 @@ median_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* qsort: used once per model on load, not per decision. */
 double
 median_doubles(double *v, size_t n)
 {

@@ -1078,9 +1078,8 @@ out:
 static int
 build_model_prob(struct traces *tr)
 {
-	double *v = NULL, *w = NULL;
-	size_t vcap = 0, wcap = 0;
-	int rc = 0;
+	double *w = NULL;
+	size_t wcap = 0;
 
 	tr->model_prob = malloc((tr->nmodels ? tr->nmodels : 1) * sizeof(*tr->model_prob));
 	if (tr->model_prob == NULL)
@@ -1090,31 +1089,23 @@ build_model_prob(struct traces *tr)
 
 		for (size_t i = 0; i < tr->n; i++) {
 			const struct trace *t = &tr->recs[i];
-			size_t k = 0;
+			size_t j;
 			if (strcmp(t->model, tr->models[m]) != 0)
 				continue;
-			for (size_t j = 0; j < t->nprobes; j++) {
-				if (t->probes[j].mean_prob < 0)
-					continue;
-				if (ARRAY_GROW(v, vcap, k + 1) != 0)
-					goto nomem;
-				v[k++] = t->probes[j].mean_prob;
-			}
-			if (k == 0)
+			for (j = 0; j < t->nprobes && !(t->probes[j].mean_prob > 0); j++)
+				;
+			if (j == t->nprobes)
 				continue;
-			if (ARRAY_GROW(w, wcap, nw + 1) != 0)
-				goto nomem;
-			w[nw++] = median_doubles(v, k);   /* the run's own level */
+			if (ARRAY_GROW(w, wcap, nw + 1) != 0) {
+				free(w);
+				return -ENOMEM;
+			}
+			w[nw++] = t->probes[j].mean_prob;   /* the run's first known one */
 		}
 		tr->model_prob[m] = median_doubles(w, nw);   /* -1: none */
 	}
-	goto out;
-nomem:
-	rc = -ENOMEM;
-out:
-	free(v);
 	free(w);
-	return rc;
+	return 0;
 }
 
 static int

@@ -126,10 +126,10 @@ const struct trace *traces_at(const struct traces *tr, size_t i);
 size_t traces_model_count(const struct traces *tr);
 const char *traces_model_name(const struct traces *tr, size_t i);
 size_t traces_dataset_count(const struct traces *tr);
-/* The model's probe-probability level: the median over its traces of each trace's median
- * known probe mean probability (trace_probe.mean_prob), the even cases the mean of the middle
- * two; -1 when none carries one or the model is unknown.  A run counts once whatever its
- * length, as certad learns the level per chain (scheduler/problevel.h). */
+/* The model's probe-probability level: the median over its traces of each trace's first
+ * known probe mean probability (trace_probe.mean_prob > 0), the even case the mean of the
+ * middle two; -1 when none carries one or the model is unknown.  The first probe, as certad
+ * learns the level (scheduler/problevel.h: no stop moves it). */
 double traces_model_prob(const struct traces *tr, const char *model);
 const char *traces_dataset_name(const struct traces *tr, size_t i);
 

@@ -69,7 +69,7 @@ static const struct policy_key policy_keys[] = {
 	PK("sc.vote_threshold", POLICY_DOUBLE, sc_vote_threshold, "sc: an unfinished chain this certain votes as finished (> 1 off)"),
 	PK("sc.staged", POLICY_U32, sc_staged, "sc: start n/2+1 chains, the rest only when they disagree (0 off, 1, 2: with cot-certain voters)"),
 	PK("cot.threshold_slope", POLICY_DOUBLE, cot_threshold_slope, "cot threshold change per model_tokens of chain position (0 off)"),
-	PK("model_confidence", POLICY_DOUBLE, model_confidence, "the model's median probe token probability, the level of features confidence and min_prob (0: 0.5)"),
+	PK("model_confidence", POLICY_DOUBLE, model_confidence, "the model's probe-probability level, where features confidence and min_prob read 0 (0: 0.5; certad's prior until it learns the level)"),
 	PK("model_confidence.min_samples", POLICY_U32, model_confidence_min_samples, "chains before certad uses the learned probability level (0 never)"),
 };
 #define POLICY_NKEYS (sizeof policy_keys / sizeof policy_keys[0])

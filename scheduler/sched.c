@@ -9,8 +9,8 @@
 #include "scheduler/answer.h"
 #include "scheduler/certainty.h"
 #include "scheduler/chainlen.h"
-#include "scheduler/problevel.h"
 #include "scheduler/difficulty.h"
+#include "scheduler/problevel.h"
 #include "scheduler/riskctl.h"
 
 /* Calibrated on the dev traces (certa-eval calibrate); keep equal to policy/default.policy

@@ -18,7 +18,7 @@
  *
  * certad learns the model's probe-probability level (model_confidence) from the llm worker's
  * probabilities: the value it shows and keeps across a kill -9 equals the level computed from
- * the exported history.
+ * the exported history (the median of the chains' first probe probabilities).
  *
  * Skips when NumPy is missing (the model generator needs it).
  */
@@ -1001,7 +1001,7 @@ start_learning(struct fx *f, struct rpc_channel **adm, int *mport)
 	assert_int_equal(rpc_channel_new(target, adm), 0);
 }
 
-/* The one model's row of certactl stats (GetStats), into *out (caller frees *reply). */
+/* The one model's row of certactl stats (GetStats); the reply into *reply (caller frees). */
 static const Certa__V1__ModelTokens *
 model_row(struct rpc_channel *adm, Certa__V1__StatsReply **reply)
 {
@@ -1017,8 +1017,9 @@ model_row(struct rpc_channel *adm, Certa__V1__StatsReply **reply)
 
 /* certad learns the llm model's probe-probability level (model_confidence): the policy's
  * (0: 0.5) for a cot program's one chain, then, from an sc n=3 program's three more, the
- * median over the chains of each chain's median probe probability, shown in stats and /metrics; it survives a kill -9 (written when
- * it took over) and equals the level computed independently from the exported history. */
+ * median over the chains of each chain's first probe probability, shown in stats and
+ * /metrics; it survives a kill -9 (written when it took over) and equals the level computed
+ * independently from the exported history. */
 static void
 test_confidence_learned(void **state)
 {
@@ -1069,14 +1070,14 @@ test_confidence_learned(void **state)
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	rpc_channel_free(adm);
 
-	/* The same level from the history: per chain the median of its known probe means, then
-	 * the median over the chains. */
+	/* The same level from the history: per chain its first known probe mean, the median
+	 * over the chains. */
 	stop_export(f, out, sizeof out);
 	assert_int_equal(harness_sh("python3 -c 'import json, statistics, sys\n"
 	    "m = []\n"
 	    "for l in open(sys.argv[1]):\n"
 	    "    v = [p[3] for p in json.loads(l)[\"probes\"] if p[3] is not None and 0 < p[3] <= 1]\n"
-	    "    if v: m.append(statistics.median(v))\n"
+	    "    if v: m.append(v[0])\n"
 	    "lv = statistics.median(m)\n"
 	    "print(\"history: %%d chains, level %%.6f\" %% (len(m), lv))\n"
 	    "sys.exit(0 if len(m) == 4 and abs(lv - float(sys.argv[2])) < 2e-6 else 1)' %s %.9f",

@@ -2,7 +2,8 @@
  * test_engine.c — the engine layer's batch checks (workers/engine.c engine_check_items) and
  * the held-state contract (worker.proto "Held state") on the real replay engine over the demo
  * traces: an item without prompt continues the state the engine holds, and one whose request
- * it holds no state for is refused CERTA_ENOSTATE without changing anything.
+ * it holds no state for is refused CERTA_ENOSTATE without changing anything; and the token
+ * statistics a trace carries reach the step results.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -298,6 +299,55 @@ test_no_prompt_mixed_batch(void **state)
 	assert_int_equal(fx_active(f), 2);
 }
 
+/* The replay engine serves the token statistics a trace carries (a history exported from llm
+ * workers): the probe in effect's mean and least probability and the chain entropy; -1 where
+ * the trace has none (null, or absent), the least probability only with a mean. */
+static void
+test_replay_token_stats(void **state)
+{
+	static const struct { double mean, min, ent; } want[] = {
+		{ 0.25, 0.125, 1.5 }, { -1, -1, 0.5 }, { -1, -1, -1 },
+	};
+	struct engine_options o = { 0 };
+	struct engine_item it = { 0 };
+	struct engine_result r;
+	struct engine *e = NULL;
+	char dir[64], path[128], err[512];
+	size_t i;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(mkdtemp(strcpy(dir, "/tmp/certa-test-engine-XXXXXX")));
+	snprintf(path, sizeof path, "%s/m__d__seed_42.jsonl", dir);
+	assert_non_null(fp = fopen(path, "w"));
+	fprintf(fp, "{\"model\":\"m\",\"dataset\":\"d\",\"seed\":42,\"problem_id\":\"p1\","
+	    "\"problem\":\"What is 6 squared?\",\"target\":\"36\",\"tokens_used\":192,"
+	    "\"finished\":true,\"final_answer\":\"36\",\"final_correct\":true,"
+	    "\"text\":\"six times six is thirty-six, so the answer is 36\",\"probes\":"
+	    "[[64,\"3\",5,0.25,0.125,1.5],[128,\"36\",4,null,null,0.5],[192,\"36\",4]]}\n");
+	assert_int_equal(fclose(fp), 0);
+	o.traces_dir = dir;
+	assert_int_equal(engine_open("replay", &o, &e), 0);
+	it.request_id = "p/0";
+	it.prompt = "What is 6 squared?";
+	it.resume_text = "";
+	it.max_new_tokens = 64;
+	it.model = "";
+	for (i = 0; i < 3; i++) {
+		it.resume_tokens = 64 * i;
+		memset(&r, 0, sizeof r);
+		assert_int_equal(engine_step(e, &it, 1, &r, err, sizeof err), 0);
+		assert_int_equal(r.total_tokens, 64 * (i + 1));
+		assert_true(r.probe_confidence == want[i].mean);
+		assert_true(r.probe_min_prob == want[i].min);
+		assert_true(r.chain_entropy == want[i].ent);
+		assert_true(r.experts_per_token == -1);
+		engine_result_clear(&r);
+	}
+	engine_close(e);
+	assert_int_equal(harness_rmrf(dir), 0);
+}
+
 int
 main(void)
 {
@@ -305,6 +355,7 @@ main(void)
 		cmocka_unit_test(test_check_items_basic),
 		cmocka_unit_test(test_check_items_duplicates),
 		cmocka_unit_test(test_check_items_large_batch_is_fast),
+		cmocka_unit_test(test_replay_token_stats),
 		cmocka_unit_test_setup_teardown(test_no_prompt_no_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_prompt_with_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_prompt_mixed_batch, setup, teardown),

@@ -496,16 +496,16 @@ test_token_stats_replay(void **state)
 	assert_int_equal(evalsim_record(tr, &p, SCHED_ALGO_COT, 1, EVALSIM_ALL, &s), 0);
 	saved_without = evalsim_pick_threshold(&s, 0.01, false, &tau, &u, &loss);
 	assert_true(tau == 0.74);
-	/* the rows carry the statistics: x = probability - the model's median probability
-	 * (0.95; both), entropy 1 */
-	assert_true(traces_model_prob(tr, "m") == 0.95);
+	/* the rows carry the statistics: x = probability - the model's level (the median of
+	 * the runs' first probe probabilities: 0.95 and 0.3), entropy 1 */
+	assert_true(traces_model_prob(tr, "m") == 0.625);
 	assert_true(traces_model_prob(tr, "other") == -1);
 	{
 		size_t low = 0, level = 0;
 		for (k = 0; k < s.rows.nrows; k++) {
 			const double *x = s.rows.x + k * s.rows.nfeat;
-			low += fabs(x[9] - (0.3 - 0.95)) < 1e-12;
-			level += x[9] == 0;
+			low += fabs(x[9] - (0.3 - 0.625)) < 1e-12;
+			level += fabs(x[9] - (0.95 - 0.625)) < 1e-12;
 			assert_true(x[14] == x[9]);
 			assert_true(x[15] == 1);
 		}
@@ -524,7 +524,7 @@ test_token_stats_replay(void **state)
 		const struct evalsim_traj *t = &s.traj[i];
 		struct sched_policy pm;
 		evalsim_model_policy(tr, &p, "m", &pm);
-		assert_true(pm.model_confidence == 0.95);
+		assert_true(pm.model_confidence == 0.625);
 		assert_int_equal(evalsim_run(&pm, traces_program_at(tr, i), SCHED_ALGO_COT, 1, &o,
 		    NULL), 0);
 		k = evalsim_stop_index(t->pts, t->npts, tau, 0);
