@@ -8,6 +8,7 @@
 
 #include "lib/array.h"
 #include "lib/hash.h"
+#include "lib/median.h"
 #include "scheduler/answer.h"
 #include "scheduler/certainty.h"
 #include "scheduler/difficulty.h"
@@ -161,6 +162,20 @@ evalsim_model_expected(const struct traces *tr, const char *model)
 	med = k == 0 ? 0 : k % 2 ? len[k / 2] : (len[k / 2 - 1] + len[k / 2] + 1) / 2;
 	free(len);
 	return med;
+}
+
+double
+evalsim_traces_level(const struct traces *tr)
+{
+	double v[64];
+	size_t i, n = 0;
+
+	for (i = 0; i < traces_model_count(tr) && n < sizeof v / sizeof v[0]; i++) {
+		double c = traces_model_prob(tr, traces_model_name(tr, i));
+		if (c > 0 && c < 1)
+			v[n++] = c;
+	}
+	return n > 0 ? median_doubles(v, n) : -1;
 }
 
 void
@@ -1682,8 +1697,9 @@ evalsim_set_stats_restore(struct evalsim_set *s, const double *stash)
 			t->x[r * t->nfeat + evalsim_stat_feats[k]] = stash[r * 3 + k];
 }
 
-int
-evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
+/* evalsim_calibrate without the level: the fit and its early returns. */
+static int
+evalsim_calibrate_fit(const struct traces *tr, struct evalsim_calib *cal,
     struct sched_policy *p)
 {
 	struct sched_policy q, qsc, best = *p;
@@ -1928,4 +1944,21 @@ sc_fail:
 	policy_round(&q);
 	*p = q;
 	return 0;
+}
+
+int
+evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
+    struct sched_policy *p)
+{
+	double lv;
+	int rc = evalsim_calibrate_fit(tr, cal, p);
+
+	/* The level the rows were measured at (evalsim_model_policy), as certad's prior until it
+	 * learns the serving model's: at 0 (0.5) the probability features of a model whose
+	 * probabilities sit higher would read more confident than the weights ever saw. */
+	if (rc == 0 && p->model_confidence == 0 && (lv = evalsim_traces_level(tr)) > 0) {
+		p->model_confidence = lv;
+		policy_round(p);
+	}
+	return rc;
 }

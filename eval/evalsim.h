@@ -87,6 +87,12 @@ uint64_t evalsim_model_expected(const struct traces *tr, const char *model);
 void evalsim_model_policy(const struct traces *tr, const struct sched_policy *p,
     const char *model, struct sched_policy *out);
 
+/* The probe-probability level of the traces: the median of their models' levels
+ * (traces_model_prob, those in (0, 1); at most the first 64 models); -1 when none carries
+ * token statistics.  calibrate writes it as the policy's model_confidence when the start
+ * policy gives none. */
+double evalsim_traces_level(const struct traces *tr);
+
 /* Outcome of one program under one rule. */
 struct evalsim_outcome {
 	const char *answer;
@@ -494,8 +500,10 @@ bool evalsim_stats_gain(size_t nrows, size_t nprog, double ll1, double ll0, doub
  * on all the data.  Then the sc weights, threshold and bound the same way (per fold with that
  * fold's chain weights).  The probe spacing (probe_stride, max_step_tokens) is chosen among
  * {0.2, 0.3} x {512, 1024} by the same criterion.  *p holds the starting values (step,
- * budgets...) and receives the result (doubles rounded as policy files write them).  Returns 0,
- * -EINVAL (no programs) or -ENOMEM.
+ * budgets...) and receives the result (doubles rounded as policy files write them); when the
+ * start gives no model_confidence and the traces carry token statistics, the result's is
+ * evalsim_traces_level (the level the rows were measured at: certad's prior for the serving
+ * model until it learns that model's).  Returns 0, -EINVAL (no programs) or -ENOMEM.
  */
 int evalsim_calibrate(const struct traces *tr, struct evalsim_calib *cal,
     struct sched_policy *p);

@@ -1271,6 +1271,10 @@ do_calibrate(const struct traces *tr, double max_loss, double margin, bool harm_
 		    "cot.w.chain_entropy %.4g)\n", cal.cot_stats ? "fitted" :
 		    "not kept (no significant out-of-fold gain over the fit without them)",
 		    p.cot_w[9], p.cot_w[14], p.cot_w[15]);
+	if (p.model_confidence > 0)
+		printf("model_confidence %.4g: the probe-probability level the weights were fitted "
+		    "at; certad's prior until it learns the serving model's "
+		    "(model_confidence.min_samples chains)\n", p.model_confidence);
 	if (difficulty)
 		printf("difficulty classes: %s (difficulty.tokens %llu, difficulty.changes %u, "
 		    "cot.threshold_easy %.4g, cot.threshold_hard %.4g)\n",

@@ -576,6 +576,20 @@ test_token_stats_replay(void **state)
 			assert_true(p.cot_w[9] > 0);
 		else
 			assert_true(p.cot_w[9] == 0 && p.cot_w[14] == 0 && p.cot_w[15] == 0);
+		/* the level the rows were measured at becomes the policy's model_confidence
+		 * (certad's prior): A's first probes 0.95, B's 0.3; noise somewhere in
+		 * between; none without statistics, and a start policy's own value stays */
+		if (k == 0)
+			assert_float_equal(p.model_confidence, 0.625, 0);
+		else if (k == 1)
+			assert_true(p.model_confidence > 0.05 && p.model_confidence < 0.95);
+		else {
+			assert_true(p.model_confidence == 0);
+			sched_policy_default(&p);
+			p.model_confidence = 0.7;
+			assert_int_equal(evalsim_calibrate(tr, &cal, &p), 0);
+			assert_true(p.model_confidence == 0.7);
+		}
 		traces_free(tr);
 		assert_int_equal(harness_rmrf(dir), 0);
 	}
