@@ -55,6 +55,13 @@ median_ring_value(const struct median_ring *r)
 	return ((uint64_t)v[n / 2 - 1] + v[n / 2] + 1) / 2;
 }
 
+/* min 0 never: a minimum sample of 0 pins the prior of chainlen and problevel. */
+bool
+median_ring_has(const struct median_ring *r, uint32_t min)
+{
+	return min > 0 && r->n >= min;
+}
+
 /* Ring order, the oldest first: what a restore replays to get the same ring. */
 void
 median_ring_entries(const struct median_ring *r, uint32_t *out)

@@ -12,6 +12,7 @@
 #ifndef CERTA_LIB_MEDIAN_H
 #define CERTA_LIB_MEDIAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,10 @@ void median_ring_add(struct median_ring *r, uint32_t v);
 /* The median of the kept values: the middle one, or the rounded-up mean of the two middle
  * ones; 0 when none. */
 uint64_t median_ring_value(const struct median_ring *r);
+
+/* Whether at least min values are kept, min > 0 (a learned value's minimum sample; 0 never
+ * is). */
+bool median_ring_has(const struct median_ring *r, uint32_t min);
 
 /* The kept entries, the oldest first, into out[0..r->n) (for storing). */
 void median_ring_entries(const struct median_ring *r, uint32_t *out);

@@ -65,7 +65,7 @@ struct traces {
 	size_t file_warnings;
 	const char **models, **datasets;
 	size_t nmodels, ndatasets;
-	double *model_prob;   /* per model (models order): median known probe mean_prob, -1 */
+	double *model_prob;   /* per model (models order): traces_model_prob, -1 none */
 	const struct trace **set_samples;
 	struct tr_set *sets;
 	size_t nsets;

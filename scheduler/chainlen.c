@@ -40,7 +40,7 @@ chainlen_median(const struct chainlen *c)
 bool
 chainlen_learned(const struct chainlen *c, uint32_t min_samples)
 {
-	return min_samples > 0 && c->ring.n >= min_samples;
+	return median_ring_has(&c->ring, min_samples);
 }
 
 /* The prior until learned. */

@@ -35,7 +35,7 @@ problevel_median(const struct problevel *pl)
 bool
 problevel_learned(const struct problevel *pl, uint32_t min_samples)
 {
-	return min_samples > 0 && pl->ring.n >= min_samples;
+	return median_ring_has(&pl->ring, min_samples);
 }
 
 /* The prior until learned, as chainlen_tokens. */
